@@ -1,0 +1,202 @@
+"""The `hubkit` command line (click). Each command is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from hubkit.errors import HubkitError
+
+
+class _Group(click.Group):
+    """Turns hubkit's own errors into one clear line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HubkitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="-v for info logs, -vv for debug.")
+@click.version_option(package_name="hubkit")
+def main(verbose: int) -> None:
+    """Train, evaluate, publish and load Natural Language Autoencoders."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+_load_opts = [
+    click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
+    click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
+    click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
+    click.option("--device", default=None, help="cpu, cuda, cuda:1 …"),
+    click.option("--dtype", default=None, help="float32, bfloat16 or float16."),
+]
+
+
+def load_options(fn):
+    for opt in reversed(_load_opts):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.argument("target")
+@click.option("--base-model", default=None, help="Base model to measure the injection scale against.")
+@click.option("--revision", default=None)
+@click.option("--subfolder", default=None)
+def check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> None:
+    """Lint a base model (registry name or folder) or an NLA checkpoint (folder or repo id)."""
+    from hubkit.check import check as run_check
+
+    report = run_check(target, base_model=base_model, revision=revision, subfolder=subfolder)
+    click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("av")
+@click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--sample/--greedy", default=False, show_default=True)
+@click.option("--temperature", default=1.0, show_default=True)
+@click.option("--seed", default=None, type=int)
+@load_options
+def explain(av, vectors_path, out, batch_size, max_new_tokens, sample, temperature, seed, revision, subfolder,
+            base_model, device, dtype) -> None:
+    """Explain vectors with an AV; one JSON line per vector (text, status, raw)."""
+    from hubkit.vectors_io import read_vectors
+    from hubkit.verbalizer import ActivationVerbalizer
+
+    model = ActivationVerbalizer.from_pretrained(av, revision=revision, subfolder=subfolder, base_model=base_model,
+                                                 device=device, dtype=dtype)
+    results = model.explain_detailed(read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                     do_sample=sample, temperature=temperature, seed=seed, progress=True)
+    lines = [json.dumps({"text": e.text, "status": e.status, "raw": e.raw}, ensure_ascii=False) for e in results]
+    _emit(lines, out)
+
+
+@main.command()
+@click.argument("ar")
+@click.option("--texts", "texts_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A .txt (one explanation per line) or .jsonl (a `text` field) file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--batch-size", default=32, show_default=True)
+@load_options
+def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model, device, dtype) -> None:
+    """Reconstruct vectors from explanation texts with an AR."""
+    from hubkit.reconstructor import ActivationReconstructor
+    from hubkit.vectors_io import write_vectors
+
+    model = ActivationReconstructor.from_pretrained(ar, revision=revision, subfolder=subfolder, base_model=base_model,
+                                                    device=device, dtype=dtype)
+    texts = read_texts(Path(texts_path))
+    v = model.reconstruct(texts, batch_size=batch_size, progress=True)
+    write_vectors(out, v)
+    click.echo(f"wrote {tuple(v.shape)} to {out}")
+
+
+def read_texts(path: Path) -> list[str]:
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        missing = [i for i, r in enumerate(rows) if "text" not in r]
+        if missing:
+            raise click.BadParameter(f"{path}: lines {missing[:5]} have no `text` field")
+        return [r["text"] for r in rows]
+    return path.read_text().splitlines()
+
+
+@main.command("round-trip")
+@click.option("--av", required=True)
+@click.option("--ar", required=True)
+@click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--max-new-tokens", default=64, show_default=True)
+@load_options
+def round_trip(av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device,
+               dtype) -> None:
+    """v → AV → text → AR → v̂, with per-row cosine and normalised MSE."""
+    from hubkit.pair import NLAPair
+    from hubkit.vectors_io import read_vectors
+
+    pair = NLAPair.from_pretrained(av=av, ar=ar, base_model=base_model, revision=revision, subfolder=subfolder,
+                                   device=device, dtype=dtype)
+    res = pair.round_trip(read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
+                          progress=True)
+    lines = [
+        json.dumps({"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)},
+                   ensure_ascii=False)
+        for d, c, m in zip(res.details, res.cos, res.mse)
+    ]
+    _emit(lines, out)
+    click.echo(f"mean cos {res.mean_cos:.4f} over {len(lines)} vectors", err=True)
+
+
+def _emit(lines: list[str], out: str | None) -> None:
+    if out:
+        Path(out).write_text("\n".join(lines) + "\n")
+        click.echo(f"wrote {len(lines)} rows to {out}", err=True)
+    else:
+        click.echo("\n".join(lines))
+
+
+@main.group()
+def models() -> None:
+    """Offline default models installed from PyPI."""
+
+
+@models.command("list")
+def models_list() -> None:
+    from hubkit import models as m
+
+    for row in m.list_models():
+        click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@models.command("prepare")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="Rebuild the cached bf16 copy.")
+def models_prepare(names: tuple[str, ...], force: bool) -> None:
+    """Convert the packaged GGUF into a cached bf16 safetensors folder (once)."""
+    from hubkit import models as m
+
+    for name in names or (m.DEFAULT_MODEL,):
+        click.echo(f"{name}: {m.prepare(name, force=force)}")
+
+
+@main.group()
+def hub() -> None:
+    """The local Hub endpoint."""
+
+
+@hub.command("serve")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos are stored.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True)
+def hub_serve(root: str, host: str, port: int) -> None:
+    """Serve the Hub HTTP API from ROOT until interrupted (Ctrl-C)."""
+    from hubkit.localhub import LocalHub
+
+    server = LocalHub(Path(root), host=host, port=port)
+    server.start()
+    click.echo(f"local Hub at {server.endpoint} (root {root}); set HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,27 @@
+"""Exceptions hubkit raises. Each message says what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class HubkitError(Exception):
+    """Base class of every error hubkit raises on purpose."""
+
+
+class MetaError(HubkitError, ValueError):
+    """An nla_meta.yaml (or a dialect of it) is missing, unknown, mistyped or contradictory."""
+
+
+class InjectionError(HubkitError, ValueError):
+    """Vectors or prompts that cannot be injected (bad values, width, marker count)."""
+
+
+class CheckpointError(HubkitError, ValueError):
+    """A checkpoint folder lacks a file, or a file has the wrong shape or content."""
+
+
+class IncompatiblePairError(HubkitError, ValueError):
+    """An AV and an AR that do not belong together (width, layer or base model differ)."""
+
+
+class DataError(HubkitError, ValueError):
+    """A table or corpus that does not fit what a stage expects."""

@@ -1,0 +1,107 @@
+"""The AR's ``Linear(d, d)`` head: read any published head file, write safetensors only.
+
+* ``value_head.safetensors``: key ``weight`` (``bias`` optional), identity-initialised.
+* ``linear_head.pt``: a torch state_dict, read with ``weights_only=True`` so a pickle that
+  carries code is refused, never executed.
+* ``ar_lora_value_head.safetensors``: the head (and possibly LoRA weights) in one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hubkit import constants as C
+from hubkit.errors import CheckpointError
+
+HEAD_FILES = {
+    "value_head": C.VALUE_HEAD_FILE,
+    "linear_head_pt": C.LINEAR_HEAD_PT_FILE,
+    "ar_lora_value_head": C.AR_LORA_HEAD_FILE,
+}
+
+
+def identity_head(d_model: int, bias: bool = False) -> nn.Linear:
+    head = nn.Linear(d_model, d_model, bias=bias)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(d_model))
+        if bias:
+            head.bias.zero_()
+    return head
+
+
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a head file; `.pt` files are unpickled with ``weights_only=True``."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: AR head file is missing; the meta's `ar.head_format` expects it here")
+    if path.suffix == ".pt":
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError and friends: refuse, never execute
+            raise CheckpointError(
+                f"{path}: refused to load: the pickle holds more than tensors ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}). Only plain state_dicts are read; convert it to safetensors"
+            ) from exc
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: expected a state_dict of tensors, got {type(state).__name__}")
+        return dict(state)
+    return load_file(str(path))
+
+
+def split_head_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(head tensors as ``weight``/``bias``, the remaining LoRA tensors) from one file's state."""
+    head: dict[str, torch.Tensor] = {}
+    rest: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if "lora_" in key:
+            rest[key] = tensor
+            continue
+        name = key.rsplit(".", 1)[-1]
+        if name not in ("weight", "bias"):
+            raise CheckpointError(f"{path}: unexpected tensor {key!r} in the head file")
+        if name in head:
+            raise CheckpointError(f"{path}: more than one head `{name}` ({key!r}); keep one")
+        head[name] = tensor
+    if "weight" not in head:
+        raise CheckpointError(f"{path}: no head `weight` tensor (keys: {sorted(state)[:8]})")
+    return head, rest
+
+
+def load_head(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> tuple[nn.Linear, dict]:
+    """The head as a float32 ``nn.Linear`` plus any LoRA tensors stored in the same file."""
+    path = folder / HEAD_FILES[head_format]
+    head_state, lora_state = split_head_state(read_state(path), path)
+    w = head_state["weight"]
+    if tuple(w.shape) != (d_model, d_model):
+        raise CheckpointError(
+            f"{path}: head weight has shape {tuple(w.shape)}, expected ({d_model}, {d_model}) for d_model={d_model}"
+        )
+    has_bias = "bias" in head_state
+    if bias is not None and bias != has_bias:
+        raise CheckpointError(f"{path}: meta says head_bias={bias} but the file {'has' if has_bias else 'lacks'} a bias")
+    if has_bias and tuple(head_state["bias"].shape) != (d_model,):
+        raise CheckpointError(f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)")
+    head = nn.Linear(d_model, d_model, bias=has_bias)
+    head.load_state_dict({k: v.float() for k, v in head_state.items()})
+    return head.float().eval(), lora_state
+
+
+def save_head(head: nn.Linear, folder: Path) -> Path:
+    """Write the head as ``value_head.safetensors`` (``weight``, and ``bias`` when present)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"weight": head.weight.detach().float().contiguous().cpu()}
+    if head.bias is not None:
+        state["bias"] = head.bias.detach().float().contiguous().cpu()
+    path = folder / C.VALUE_HEAD_FILE
+    save_file(state, str(path))
+    return path
+
+
+def save_legacy_pt(head: nn.Linear, folder: Path) -> Path:
+    """The legacy ``linear_head.pt`` (tensors only) for tools that still read it; written on request."""
+    path = folder / C.LINEAR_HEAD_PT_FILE
+    torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, str(path))
+    return path

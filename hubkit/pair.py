@@ -1,0 +1,115 @@
+"""`NLAPair`: an AV and an AR that belong together, and the round trip ``v → text → v̂``.
+
+When both halves are LoRA adapters over the same base, the base is loaded once and carries both
+adapters (the AR then reads its K+1 blocks by stopping the forward early instead of truncating).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hubkit import heads, hub, injection, loading
+from hubkit.meta import NLAMeta, check_compatible
+from hubkit.reconstructor import ActivationReconstructor
+from hubkit.verbalizer import ActivationVerbalizer, Explanation
+
+log = logging.getLogger(__name__)
+
+
+def normalised(v: Tensor, scale: float) -> Tensor:
+    """Rows L2-normalised and multiplied by `scale` (the ``mse_scale`` space)."""
+    v = v.float()
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12) * scale
+
+
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
+
+
+def normalised_mse(a: Tensor, b: Tensor) -> Tensor:
+    """Per-row MSE of the unit vectors times d: with scale ``sqrt(d)`` and dividing by scale², ``2(1 − cos)``."""
+    ua = a.float() / a.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    ub = b.float() / b.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return ((ua - ub) ** 2).sum(dim=-1)
+
+
+@dataclass
+class RoundTrip:
+    vectors: Tensor
+    explanations: list[str]
+    details: list[Explanation]
+    reconstructions: Tensor
+    cos: Tensor
+    mse: Tensor
+
+    @property
+    def mean_cos(self) -> float:
+        return float(self.cos.mean())
+
+
+class NLAPair:
+    def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor) -> None:
+        check_compatible(av.meta, ar.meta)
+        self.av, self.ar = av, ar
+
+    @property
+    def shared_base(self) -> bool:
+        return self.av.model is self.ar.model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        av: str | Path,
+        ar: str | Path,
+        base_model: str | None = None,
+        revision: str | None = None,
+        subfolder: str | None = None,
+        av_revision: str | None = None,
+        ar_revision: str | None = None,
+        av_subfolder: str | None = None,
+        ar_subfolder: str | None = None,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> NLAPair:
+        """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given."""
+        av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
+        ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
+        av_meta, ar_meta = NLAMeta.load(av_dir), NLAMeta.load(ar_dir)
+        check_compatible(av_meta, ar_meta)
+        both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
+        if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
+            return cls(
+                ActivationVerbalizer.from_pretrained(av_dir, base_model=base_model, device=device, dtype=dtype),
+                ActivationReconstructor.from_pretrained(ar_dir, base_model=base_model, device=device, dtype=dtype),
+            )
+        base = loading.resolve_base(base_model or av_meta.base_model)
+        model = loading.load_causal_lm(base, loading.parse_dtype(dtype), device, av_meta.adapter.quant)
+        model = loading.attach_adapter(model, av_dir, "av")
+        model = loading.attach_adapter(model, ar_dir, "ar")
+        model.eval()
+        tok = loading.load_tokenizer(av_dir, base)
+        ar_tok = loading.load_tokenizer(ar_dir, base)
+        head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)
+        return cls(
+            ActivationVerbalizer(model, tok, av_meta, adapter_name="av"),
+            ActivationReconstructor(model, ar_tok, ar_meta, head.to(loading.model_device(model)), adapter_name="ar"),
+        )
+
+    def round_trip(self, vectors: Tensor, batch_size: int = 16, **generate_kwargs) -> RoundTrip:
+        v = injection.check_vectors(vectors, self.av.meta.d_model)
+        details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
+        texts = [d.text for d in details]
+        v_hat = self.ar.reconstruct(texts, batch_size=batch_size)
+        return RoundTrip(
+            vectors=v,
+            explanations=texts,
+            details=details,
+            reconstructions=v_hat,
+            cos=cosine(v, v_hat),
+            mse=normalised_mse(v, v_hat),
+        )

@@ -1,0 +1,126 @@
+"""Strict dict → dataclass parsing: unknown keys, missing fields and wrong types name the field.
+
+hubkit's own files (nla_meta.yaml, recipes, release specs) are typed dataclasses; this module turns
+their YAML into instances and back, and never returns ``None`` for a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+T = TypeVar("T")
+
+
+class SchemaError(ValueError):
+    """A field of a structured file is missing, unknown or of the wrong type."""
+
+    def __init__(self, where: str, field: str, problem: str) -> None:
+        self.where, self.field, self.problem = where, field, problem
+        super().__init__(f"{where}: field `{field}` {problem}")
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, field)
+            except SchemaError as exc:
+                errors.append(exc.problem)
+        raise SchemaError(where, field, f"must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise SchemaError(where, field, f"must be one of {list(get_args(tp))}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise SchemaError(where, field, f"must be a list, got {type(value).__name__} {value!r}")
+        (item_tp, *_) = get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, where, f"{field}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SchemaError(where, field, f"must be a mapping, got {type(value).__name__}")
+        _, val_tp = get_args(tp) or (str, Any)
+        return {str(k): _coerce(v, val_tp, where, f"{field}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise SchemaError(where, field, f"must be a mapping, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, where, prefix=f"{field}.")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(where, field, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(where, field, f"must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(where, field, f"must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise SchemaError(where, field, f"must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and missing required fields."""
+    if not isinstance(data, dict):
+        raise SchemaError(where, prefix.rstrip(".") or "<root>", f"must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SchemaError(
+            where, prefix + unknown[0], f"is not a known field; known fields here: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], where, prefix + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SchemaError(where, prefix + name, "is required but missing")
+    try:
+        return cls(**kwargs)
+    except SchemaError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(where, prefix.rstrip(".") or "<root>", str(exc)) from exc
+
+
+def to_dict(obj: Any, drop_none: bool = True) -> Any:
+    """Dataclass → plain dict (for YAML/JSON), dropping ``None`` values when asked."""
+    if dataclasses.is_dataclass(obj):
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = to_dict(getattr(obj, f.name), drop_none)
+            if v is None and drop_none:
+                continue
+            out[f.name] = v
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v, drop_none) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v, drop_none) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,147 @@
+"""Tiny random models with a real in-memory byte-level BPE tokenizer.
+
+They train and generate in milliseconds, so unit tests and `hubkit demo --quick`
+exercise the same code paths as real models: Llama, Qwen2, Gemma-3 text (scaled
+embeddings) and Gemma-4 (text tower under ``model.language_model``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+ARCHS = ("llama", "qwen2", "gemma3", "gemma4")
+
+BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
+MARKER = "¶"  # kept as one token in the tiny vocabulary
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+_TRAIN_TEXT = [
+    "The cat sat on the mat and looked at the door.",
+    "Summary of the following text: <text>a short explanation</text> <summary>",
+    "<explanation>The token is a noun about animals; the sentence is about a city.</explanation>",
+    "Explain the activation ¶ in a few words.",
+    "Numbers like 1 2 3 4 5 6 7 8 9 0 appear in code, prose and lists.",
+    "Paris is the capital of France. Rivers flow to the sea; rain falls in spring.",
+    "def f(x): return x + 1  # python code with symbols {} [] () <> = + - * /",
+    "<|user|> <|assistant|> <|end|> user assistant system",
+]
+
+
+def make_tokenizer(vocab_size: int = 512, chat: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in memory: every string encodes, nothing is downloaded."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [PAD, BOS, EOS, "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", MARKER]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TRAIN_TEXT * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, padding_side="left"
+    )
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _config(arch: str, vocab: int, d: int, layers: int, tok: PreTrainedTokenizerFast):
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=2 * d,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        **ids,
+    )
+    if arch == "llama":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(**common)
+    if arch == "qwen2":
+        from transformers import Qwen2Config
+
+        return Qwen2Config(**common)
+    if arch == "gemma3":
+        from transformers import Gemma3TextConfig
+
+        return Gemma3TextConfig(head_dim=d // 4, sliding_window=64, **common)
+    if arch == "gemma4":
+        from transformers import Gemma4Config, Gemma4TextConfig
+
+        text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
+        cfg = Gemma4Config(text_config=text.to_dict(), **ids)
+        cfg.vision_config = None
+        cfg.audio_config = None
+        return cfg
+    raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
+
+
+@dataclass
+class TinyModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    arch: str
+
+    @property
+    def d_model(self) -> int:
+        from hubkit.arch import hidden_size
+
+        return hidden_size(self.model)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+
+def make_tiny_model(
+    arch: str = "llama", d_model: int = 64, n_layers: int = 4, seed: int = 0, chat: bool = True
+) -> TinyModel:
+    """Build a random model of `arch` in float32 with a real tokenizer; deterministic in `seed`."""
+    from transformers import AutoModelForCausalLM
+
+    tok = make_tokenizer(chat=chat and arch != "gemma3")
+    torch.manual_seed(seed)
+    cfg = _config(arch, len(tok), d_model, n_layers, tok)
+    if arch == "gemma4":
+        from transformers import Gemma4ForConditionalGeneration
+
+        model = Gemma4ForConditionalGeneration(cfg)
+    else:
+        model = AutoModelForCausalLM.from_config(cfg)
+    model = model.to(torch.float32).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return TinyModel(model=model, tokenizer=tok, arch=arch)
+
+
+def tiny_metas(tiny: TinyModel, layer: int = 1, scale: float | str = "sqrt_d_model", chat: bool = True,
+               scheme: str = "embedding_replace", base_model: str = "tiny") -> tuple:
+    """(AV meta, AR meta) in hubkit's schema for a tiny model, marker resolved from its tokenizer."""
+    from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
+
+    d = tiny.d_model
+    av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=chat)
+    inj = Injection(scheme=scheme, scale=scale if scheme == "embedding_replace" else None, marker=MARKER)
+    ar_spec = ARSpec(num_layers=layer + 1)
+    common = dict(base_model=base_model, d_model=d, layer=layer)
+    return (
+        NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
+        NLAMeta(role="ar", ar=ar_spec, **common),
+    )
