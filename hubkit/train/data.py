@@ -1,0 +1,162 @@
+"""Training tables (``av_sft``, ``ar_sft``, ``rl`` parquet) read and checked, and the order rows are used in.
+
+Data order is a pure function of (seed, sample counter): the run consumes an endless stream of
+epochs, each a seeded permutation, so a resumed run, or one split over several processes, draws
+exactly the rows an uninterrupted single-process run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hubkit import constants as C
+from hubkit.errors import DataError
+
+AV_COLUMNS = ("doc_id", "position", "vector", "explanation")
+AR_COLUMNS = ("doc_id", "position", "explanation", "vector")
+RL_COLUMNS = ("doc_id", "position", "prefix", "vector")
+
+
+@dataclass
+class Table:
+    """The rows a stage trains on: vectors ``[N, d]`` float32 and, for SFT, explanation texts."""
+
+    path: Path
+    sha256: str
+    vectors: Tensor
+    texts: list[str] | None
+    doc_ids: list
+    positions: list[int]
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path, columns: tuple[str, ...], d_model: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such parquet file")
+    try:
+        table = pq.read_table(str(path))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected {list(columns)}, found {table.column_names}")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the table has no rows")
+    col = table.column("vector")
+    if not (pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        raise DataError(f"{path}: column `vector` has type {col.type}; expected fixed_size_list<float32>[{d_model}]")
+    if pa.types.is_fixed_size_list(col.type) and col.type.list_size != d_model:
+        raise DataError(
+            f"{path}: column `vector` is {col.type.list_size} wide but the model's d_model is {d_model}; "
+            "these vectors were extracted from another model or layer"
+        )
+    flat = col.combine_chunks()
+    widths = np.asarray(flat.value_lengths()) if not pa.types.is_fixed_size_list(col.type) else None
+    if widths is not None and (widths != d_model).any():
+        bad = np.nonzero(widths != d_model)[0][:10].tolist()
+        raise DataError(f"{path}: column `vector` rows {bad} are not {d_model} wide (widths {widths[bad].tolist()})")
+    if flat.null_count:
+        raise DataError(f"{path}: column `vector` has {flat.null_count} null rows")
+    values = np.asarray(flat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    vectors = torch.from_numpy(values.reshape(table.num_rows, d_model).copy())
+    bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise DataError(f"{path}: column `vector` holds NaN or inf in rows {bad[:10]}")
+    zero = (vectors.norm(dim=1) == 0).nonzero().flatten().tolist()
+    if zero:
+        raise DataError(f"{path}: column `vector` is all-zero in rows {zero[:10]} (no direction to learn)")
+    return table, vectors
+
+
+def _texts(table, path: Path, column: str) -> list[str]:
+    values = table.column(column).to_pylist()
+    bad = [i for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise DataError(
+            f"{path}: column `{column}` is empty or null in rows {bad[:10]}{' …' if len(bad) > 10 else ''} "
+            f"({len(bad)} of {len(values)}); drop or relabel those rows"
+        )
+    return values
+
+
+def inner_text(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:
+    """The explanation without its tags (bare text is returned stripped)."""
+    start = text.find(open_tag)
+    if start < 0:
+        return text.strip()
+    body = text[start + len(open_tag) :]
+    end = body.find(close_tag)
+    return (body if end < 0 else body[:end]).strip()
+
+
+def tagged(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:
+    """``<explanation>text</explanation>``: what the AV learns to write (bare text gets wrapped)."""
+    return f"{open_tag}{inner_text(text, open_tag, close_tag)}{close_tag}"
+
+
+def _check_inner(texts: list[str], path: Path) -> None:
+    bad = [i for i, t in enumerate(texts) if not inner_text(t)]
+    if bad:
+        raise DataError(f"{path}: column `explanation` has empty tags (`<explanation></explanation>`) in rows {bad[:10]}")
+
+
+def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
+    """An ``av_sft``/``ar_sft`` table: vectors and explanations, each row checked."""
+    path = Path(path)
+    table, vectors = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
+    texts = _texts(table, path, "explanation")
+    _check_inner(texts, path)
+    return Table(path, file_sha256(path), vectors, texts, table.column("doc_id").to_pylist(),
+                 table.column("position").to_pylist())
+
+
+def read_rl(path: str | Path, d_model: int) -> Table:
+    """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
+    path = Path(path)
+    table, vectors = _read(path, RL_COLUMNS, d_model)
+    return Table(path, file_sha256(path), vectors, None, table.column("doc_id").to_pylist(),
+                 table.column("position").to_pylist())
+
+
+def permutation(n: int, seed: int, epoch: int) -> list[int]:
+    """The row order of `epoch`: a permutation seeded by (seed, epoch) only."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+    return torch.randperm(n, generator=g).tolist()
+
+
+def step_rows(n: int, seed: int, step: int, per_step: int) -> list[int]:
+    """Row indices of global step `step` (0-based): samples ``[step·B, (step+1)·B)`` of the epoch stream."""
+    out: list[int] = []
+    start = step * per_step
+    cache: dict[int, list[int]] = {}
+    for k in range(start, start + per_step):
+        epoch, pos = divmod(k, n)
+        if epoch not in cache:
+            cache[epoch] = permutation(n, seed, epoch)
+        out.append(cache[epoch][pos])
+    return out
+
+
+def micro_batches(rows: list[int], micro: int, rank: int, world: int) -> list[list[int]]:
+    """This process's micro-batches of a global step's rows: contiguous chunks, dealt round-robin."""
+    chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+    return chunks[rank::world]

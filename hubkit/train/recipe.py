@@ -1,0 +1,275 @@
+"""Training recipes: one typed YAML file per base model and layer, read strictly.
+
+A recipe names the base, the layer and the NLA's definition (injection, prompts), then one section
+per stage (`av`, `ar`, `grpo`). Unknown keys are errors naming the field; every field carries its
+help text in ``metadata["help"]`` (PEFT style), which `hubkit train --help-recipe` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hubkit.errors import HubkitError
+from hubkit.schema import SchemaError, from_dict, to_dict
+
+Stage = Literal["av", "ar", "grpo"]
+RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm"]
+
+
+class RecipeError(HubkitError, ValueError):
+    """A recipe file that is missing, not YAML, or has an unknown, missing or mistyped field."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class AdapterRecipe:
+    """What is trained: a LoRA over the base, a LoRA over a 4-bit NF4 base (QLoRA), or all weights."""
+
+    kind: Literal["lora", "qlora", "full"] = _help("lora, qlora (NF4 4-bit base) or full fine-tuning", default="lora")
+    r: int = _help("LoRA rank", default=16)
+    alpha: float = _help("LoRA alpha (scaling = alpha / r)", default=32.0)
+    dropout: float = _help("LoRA dropout", default=0.0)
+    target_modules: list[str] | str = _help(
+        "modules the LoRA wraps: a list of names, a regex, or `all-linear`", default="all-linear"
+    )
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"`adapter.r` must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`adapter.dropout` must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class OptimRecipe:
+    """Optimiser and learning-rate schedule."""
+
+    lr: float = _help("peak learning rate", default=1e-4)
+    optimizer: Literal["adamw", "adamw_8bit"] = _help(
+        "adamw (torch) or adamw_8bit (bitsandbytes 8-bit states, for small GPUs)", default="adamw"
+    )
+    weight_decay: float = _help("decoupled weight decay", default=0.0)
+    betas: list[float] = _help("Adam betas", default_factory=lambda: [0.9, 0.999])
+    eps: float = _help("Adam epsilon", default=1e-8)
+    schedule: Literal["constant", "linear", "cosine"] = _help("decay after warm-up", default="constant")
+    warmup_steps: int = _help("linear warm-up steps", default=0)
+    max_grad_norm: float | None = _help("clip the global gradient norm (null: no clipping)", default=1.0)
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"`optim.lr` must be > 0, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ValueError(f"`optim.betas` must be two numbers, got {self.betas}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"`optim.warmup_steps` must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class NLARecipe:
+    """What the NLA computes: written into every checkpoint's nla_meta.yaml."""
+
+    injection_scheme: Literal["embedding_replace", "residual_add"] = _help(
+        "embedding_replace (marker embedding := v·s/‖v‖) or residual_add (norm-matched, at `injection_block`)",
+        default="embedding_replace",
+    )
+    injection_scale: RecipeScale | None = _help(
+        "a number, sqrt_d_model, raw, or embedding_norm (the base's median token-embedding norm, measured)",
+        default="embedding_norm",
+    )
+    injection_block: int = _help("decoder block whose output receives residual_add", default=1)
+    marker: str | None = _help("marker character (null: the first one-token candidate)", default=None)
+    av_template: str | None = _help("AV prompt holding {injection_char} (null: hubkit default)", default=None)
+    chat_template: bool | None = _help("wrap the AV prompt in the chat template (null: when the tokenizer has one)",
+                                       default=None)
+    ar_template: str | None = _help("AR prompt holding {explanation} (null: hubkit default)", default=None)
+    ar_num_layers: int | None = _help("AR kept blocks K+1 (null: layer + 1)", default=None)
+    mse_scale: float | Literal["sqrt_d_model"] = _help("norm both vectors are scaled to for MSE",
+                                                       default="sqrt_d_model")
+    ar_add_bos: bool = _help("prepend BOS to the AR prompt", default=True)
+    ar_input_norm: Literal["none", "mse_scale"] = _help("normalise the AR backbone output before the head",
+                                                        default="none")
+
+
+@dataclass
+class StageRecipe:
+    """Fields every stage shares: data, batch, steps, checkpoints, adapter and optimiser."""
+
+    data: str | None = _help("input parquet (null: must be given with --data)", default=None)
+    steps: int = _help("optimiser steps", default=100)
+    micro_batch_size: int = _help("rows per forward (per process)", default=4)
+    grad_accum: int = _help("micro-batches per optimiser step (per process)", default=1)
+    checkpoint_every: int = _help("write step_XXXXXX/ every N steps (and at the last step)", default=50)
+    gradient_checkpointing: bool = _help("recompute activations in backward (less memory, ~30% slower)",
+                                         default=False)
+    max_length: int = _help("longest response (AV) or explanation (AR) in tokens; longer ones are cut",
+                            default=128)
+    log_every: int = _help("print a log line every N steps (every step goes to metrics.jsonl)", default=1)
+    adapter: AdapterRecipe = _help("LoRA / QLoRA / full", default_factory=AdapterRecipe)
+    optim: OptimRecipe = _help("optimiser", default_factory=OptimRecipe)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "micro_batch_size", "grad_accum", "checkpoint_every", "max_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class AVRecipe(StageRecipe):
+    """AV supervised fine-tuning: vector → `<explanation>…</explanation>`, loss on the response only."""
+
+
+@dataclass
+class ARRecipe(StageRecipe):
+    """AR supervised fine-tuning: explanation → vector through K+1 blocks and an identity-initialised head."""
+
+    head_lr: float | None = _help("learning rate of the Linear(d, d) head (null: optim.lr)", default=None)
+    head_bias: bool = _help("give the head a bias", default=False)
+
+
+@dataclass
+class GRPORecipe(StageRecipe):
+    """GRPO: the AV samples a group of explanations per vector; reward = −normalised MSE of the AR."""
+
+    av_init: str | None = _help("AV checkpoint to start from (null: the last step of <output_dir>/av)", default=None)
+    ar_init: str | None = _help("AR checkpoint giving rewards (null: the last step of <output_dir>/ar)", default=None)
+    group_size: int = _help("explanations sampled per vector", default=4)
+    temperature: float = _help("sampling temperature (log-probs use the same)", default=1.0)
+    top_p: float = _help("nucleus sampling", default=1.0)
+    max_new_tokens: int = _help("longest sampled explanation", default=48)
+    clip_eps: float = _help("PPO ratio clip ε", default=0.2)
+    kl_coef: float = _help("β of the per-token KL to the reference", default=0.04)
+    inner_epochs: int = _help("optimiser passes over each sampled batch", default=1)
+    parse_penalty: float = _help("reward of an output without a parsable explanation is −parse_penalty",
+                                 default=4.0)
+    reference: Literal["base", "init"] = _help(
+        "KL reference: base (the adapter disabled) or init (the starting AV adapter, frozen)", default="base"
+    )
+    train_ar: bool = _help("train the AR alongside on the sampled explanations (else frozen)", default=False)
+    ar_lr: float = _help("learning rate of the AR when train_ar", default=1e-5)
+    collapse_patience: int = _help("stop after this many consecutive steps with one output template", default=3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_size < 2:
+            raise ValueError(f"`group_size` must be >= 2 (advantages are relative within a group), got {self.group_size}")
+        if not self.temperature > 0:
+            raise ValueError(f"`temperature` must be > 0, got {self.temperature}")
+        if self.collapse_patience < 1 or self.inner_epochs < 1:
+            raise ValueError("`collapse_patience` and `inner_epochs` must be >= 1")
+
+
+@dataclass
+class Recipe:
+    """One training recipe: a base, a layer, the NLA's definition and the stages."""
+
+    base_model: str = _help("registry name (smollm2-135m), Hub id or local folder")
+    layer: int = _help("extraction layer L: the residual after decoder block L")
+    output_dir: str = _help("run folder; stages write <output_dir>/<stage>/step_XXXXXX", default="runs/nla")
+    seed: int = _help("seed of data order, initialisation and sampling", default=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = _help("dtype of the base weights", default="float32")
+    nla: NLARecipe = _help("the NLA's definition", default_factory=NLARecipe)
+    av: AVRecipe | None = _help("AV SFT stage", default=None)
+    ar: ARRecipe | None = _help("AR SFT stage", default=None)
+    grpo: GRPORecipe | None = _help("GRPO stage", default=None)
+    notes: str | None = _help("free text (not used)", default=None)
+
+    def __post_init__(self) -> None:
+        if self.layer < 0:
+            raise ValueError(f"`layer` must be >= 0, got {self.layer}")
+
+    def stage(self, name: Stage) -> StageRecipe:
+        section = getattr(self, name)
+        if section is None:
+            raise RecipeError(f"the recipe has no `{name}:` section; add one to run `hubkit train {name}`")
+        return section
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def config_sha256(self, stage: Stage) -> str:
+        """Hash of everything that changes what `stage` computes (paths excluded: data is hashed itself)."""
+        data = self.to_dict()
+        data.pop("output_dir", None)
+        data.pop("notes", None)
+        section = dict(data.get(stage) or {})
+        section.pop("data", None)
+        section.pop("log_every", None)
+        if stage == "grpo":
+            section.pop("av_init", None)
+            section.pop("ar_init", None)
+        kept = {k: v for k, v in data.items() if k not in ("av", "ar", "grpo")}
+        kept[stage] = section
+        blob = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        return path
+
+
+def recipe_from_dict(data: Any, where: str = "<recipe>") -> Recipe:
+    """Build a `Recipe` from parsed YAML; any schema problem becomes a `RecipeError` naming the field."""
+    try:
+        return from_dict(Recipe, data, where)
+    except SchemaError as exc:
+        raise RecipeError(str(exc)) from exc
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe YAML; `overrides` are dotted keys (``av.steps``) applied before validation."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if node is None:
+                node = {}
+        node[last] = value
+    return recipe_from_dict(data, str(path))
+
+
+def recipe_help(cls: type = Recipe, prefix: str = "") -> list[str]:
+    """One line per recipe field with its type, default and help (for `hubkit train --help-recipe`)."""
+    import typing
+
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        name = prefix + f.name
+        sub = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or (
+            [tp] if dataclasses.is_dataclass(tp) else []
+        )
+        if f.default is not dataclasses.MISSING:
+            default = f" (default: {f.default!r})"
+        elif f.default_factory is not dataclasses.MISSING and not sub:
+            default = f" (default: {f.default_factory()!r})"
+        elif not sub:
+            default = " (required)"
+        else:
+            default = ""
+        lines.append(f"{name}: {f.metadata.get('help', '')}{default}")
+        if sub:
+            lines += recipe_help(sub[0], prefix=name + ".")
+    return lines

@@ -1,0 +1,240 @@
+"""Trajectory checkpoints: ``step_000050/`` folders written atomically, and exact resume from them.
+
+Each step folder is a loadable checkpoint (adapter or weights, tokenizer, head, ``nla_meta.yaml``)
+plus the trainer state a resume needs: ``trainer_state.json`` (counters, hashes, optimiser and
+scheduler structure) and ``trainer_state.safetensors`` (optimiser tensors). The folder is built
+under a hidden ``.step_000050.partial-*`` name and renamed into place, so a killed run leaves
+either a complete checkpoint or nothing (leftover partial folders are removed on the next start).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from hubkit import constants as C
+from hubkit.checkpoint import write_checkpoint
+from hubkit.errors import CheckpointError
+from hubkit.meta import NLAMeta
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE_JSON = "trainer_state.json"
+TRAINER_STATE_TENSORS = "trainer_state.safetensors"
+STEP_RE = re.compile(r"^step_(\d{6,})$")
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_WEIGHTS_INDEX = "model.safetensors.index.json"
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+@dataclass
+class Part:
+    """One checkpoint inside a step folder (`subdir` "" is the folder itself)."""
+
+    model: nn.Module
+    tokenizer: Any
+    meta: NLAMeta
+    head: nn.Linear | None = None
+    adapter_name: str | None = None
+    subdir: str = ""
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands after `step` optimiser steps; everything resume checks or restores."""
+
+    stage: str
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_seen: int
+    seed: int
+    data_sha256: str
+    config_sha256: str
+    parent: str | None
+    global_batch: int
+    world_size: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- nested state ⇄ (json, tensors) ------------------------------------------------------------------
+def _pack(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    if isinstance(obj, Tensor):
+        name = f"t{len(tensors):06d}"
+        tensors[name] = obj.detach().contiguous().cpu()
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _pack(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_pack(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_pack(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise CheckpointError(f"cannot store a {type(obj).__name__} in the trainer state")
+
+
+def _unpack(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {k: _unpack(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_unpack(v, tensors) for v in obj["__tuple__"])
+    if isinstance(obj, list):
+        return [_unpack(v, tensors) for v in obj]
+    return obj
+
+
+# -- writing -------------------------------------------------------------------------------------------
+def clean_partials(run_dir: Path) -> list[Path]:
+    """Remove half-written ``.step_*`` folders a killed run left behind; returns what was removed."""
+    removed = []
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name.startswith(".step_"):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def write_step(
+    run_dir: Path,
+    state: TrainerState,
+    parts: list[Part],
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any],
+) -> Path:
+    """Write ``run_dir/step_XXXXXX`` atomically: checkpoint part(s) and trainer state, then one rename."""
+    final = run_dir / step_name(state.step)
+    if final.exists():
+        raise CheckpointError(f"{final} already exists; a run writes each step once (was it resumed from an older step?)")
+    staging = run_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        for part in parts:
+            write_checkpoint(staging / part.subdir if part.subdir else staging, part.model, part.tokenizer,
+                             part.meta, head=part.head, adapter_name=part.adapter_name)
+        tensors: dict[str, Tensor] = {}
+        packed = {
+            "optimizers": {k: _pack(o.state_dict(), tensors) for k, o in optimizers.items()},
+            "schedulers": {k: _pack(s.state_dict(), tensors) for k, s in schedulers.items()},
+        }
+        save_file(tensors, str(staging / TRAINER_STATE_TENSORS))
+        body = {"format": "hubkit.trainer_state/1", **asdict(state), **packed}
+        (staging / TRAINER_STATE_JSON).write_text(json.dumps(body, indent=1, allow_nan=True) + "\n")
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+# -- reading -------------------------------------------------------------------------------------------
+def list_steps(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete step folders of a run, oldest first."""
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for p in run_dir.iterdir():
+        m = STEP_RE.match(p.name)
+        if m and p.is_dir() and (p / TRAINER_STATE_JSON).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_step(run_dir: Path) -> Path | None:
+    steps = list_steps(run_dir)
+    return steps[-1][1] if steps else None
+
+
+@dataclass
+class Resumed:
+    folder: Path
+    state: TrainerState
+    optimizers: dict[str, dict]
+    schedulers: dict[str, dict]
+
+
+def read_state(folder: Path) -> Resumed:
+    path = folder / TRAINER_STATE_JSON
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {TRAINER_STATE_JSON}; this folder cannot be resumed from")
+    body = json.loads(path.read_text())
+    tensors = load_file(str(folder / TRAINER_STATE_TENSORS))
+    names = set(TrainerState.__dataclass_fields__)
+    state = TrainerState(**{k: v for k, v in body.items() if k in names})
+    return Resumed(
+        folder=folder,
+        state=state,
+        optimizers={k: _unpack(v, tensors) for k, v in body["optimizers"].items()},
+        schedulers={k: _unpack(v, tensors) for k, v in body["schedulers"].items()},
+    )
+
+
+def check_resumable(resumed: Resumed, stage: str, config_sha256: str, data_sha256: str, global_batch: int) -> None:
+    """Refuse to continue a run with another recipe, other data or another global batch: never mix."""
+    s, where = resumed.state, resumed.folder
+    problems = []
+    if s.stage != stage:
+        problems.append(f"it is a `{s.stage}` run, not `{stage}`")
+    if s.config_sha256 != config_sha256:
+        problems.append(f"the recipe differs (config sha256 {s.config_sha256[:12]}… there, {config_sha256[:12]}… now)")
+    if s.data_sha256 != data_sha256:
+        problems.append(f"the training data differ (sha256 {s.data_sha256[:12]}… there, {data_sha256[:12]}… now)")
+    if s.global_batch != global_batch:
+        problems.append(f"the global batch differs ({s.global_batch} there, {global_batch} now)")
+    if problems:
+        raise CheckpointError(
+            f"refusing to resume from {where}: " + "; ".join(problems)
+            + ". Resume with the same recipe and data, or start a new run in another output folder"
+        )
+
+
+def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
+    """Load a step folder's adapter (into adapter `adapter_name`) or full weights into `model`, exactly."""
+    from peft import PeftModel, set_peft_model_state_dict
+
+    if isinstance(model, PeftModel):
+        path = folder / C.ADAPTER_WEIGHTS_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
+        result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=adapter_name or "default")
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise CheckpointError(f"{path}: tensors that match no adapter module: {unexpected[:5]}")
+        return
+    if (folder / MODEL_WEIGHTS).is_file():
+        state = load_file(str(folder / MODEL_WEIGHTS))
+    elif (folder / MODEL_WEIGHTS_INDEX).is_file():
+        index = json.loads((folder / MODEL_WEIGHTS_INDEX).read_text())
+        state = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            state.update(load_file(str(folder / shard)))
+    else:
+        raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
+    wanted = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(wanted - set(state))
+    if missing:
+        raise CheckpointError(f"{folder}: trained weights missing from the checkpoint: {missing[:5]}")
+    model.load_state_dict(state, strict=False)
+
+
+def restore_head(head: nn.Linear, folder: Path) -> None:
+    tensors = load_file(str(folder / C.VALUE_HEAD_FILE))
+    head.load_state_dict({k: v.to(head.weight.dtype) for k, v in tensors.items()})
