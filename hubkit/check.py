@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hubkit import constants as C
 from hubkit import heads, hub, injection, loading
-from hubkit.errors import HubkitError
+from hubkit.errors import CheckpointError, HubkitError
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,21 @@ class CheckReport:
 def check(target: str, base_model: str | None = None, revision: str | None = None, subfolder: str | None = None) -> CheckReport:
     """Inspect `target` (a registry model name, a model folder, or an NLA checkpoint / repo id)."""
     path = Path(target)
-    if not path.exists():
-        try:
-            from hubkit import models
+    if not path.exists() and revision is None and subfolder is None:
+        from hubkit import models
 
-            if models.is_registered(target):
-                return check_base(str(models.prepare(target)), name=target)
-        except ImportError:  # pragma: no cover
-            pass
+        local = models.resolve_base(target)  # an offline registry model: its prepared folder
+        if local != target:
+            return check_base(local, name=target)
     folder = hub.resolve(target, revision=revision, subfolder=subfolder)
-    if not ((folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists()):
-        return check_base(str(folder), name=target)
-    return check_nla(folder, base_model=base_model, name=target)
+    if (folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists():
+        return check_nla(folder, base_model=base_model, name=target)
+    if not (folder / C.MODEL_CONFIG_FILE).exists():
+        raise CheckpointError(
+            f"{folder}: neither an NLA checkpoint (no {C.META_FILE} or {C.AR_META_JSON}) nor a model folder "
+            f"(no {C.MODEL_CONFIG_FILE}); point `hubkit check` at one of those"
+        )
+    return check_base(str(folder), name=target)
 
 
 def check_base(path: str, name: str) -> CheckReport:

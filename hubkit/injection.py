@@ -151,8 +151,9 @@ def _first_tensor(output) -> Tensor:
 
 @contextlib.contextmanager
 def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[None]:
-    """Apply `p` on every forward whose sequence length is ``p.seq_len`` (the prefill, or a
-    teacher-forced pass); decoding steps with a KV cache (length 1) pass through untouched."""
+    """Apply `p` on every forward over at least ``p.seq_len`` tokens (the prefill, a teacher-forced
+    pass, or each step of a generation without a KV cache, whose prefix is the prompt); decoding
+    steps with a KV cache (length 1) pass through untouched."""
     if spec.scheme == "embedding_replace":
         module: nn.Module = arch.text_model(model).embed_tokens
 
@@ -168,7 +169,7 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
             return add_norm_matched(t, p.positions, p.vectors)
 
     def hook(_mod, _args, output):
-        if _first_tensor(output).shape[1] != p.seq_len:
+        if _first_tensor(output).shape[1] < p.seq_len:
             return output
         return _replace_output(output, fn)
 

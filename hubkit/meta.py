@@ -9,6 +9,7 @@ defaults a reader fills in are logged once, never guessed silently.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -258,9 +259,10 @@ def dialect(name: str, detect: Callable[[dict[str, Any]], bool]) -> Callable[[Re
 def _read(data: Any, where: str, folder: Path | None) -> NLAMeta:
     if not isinstance(data, dict):
         raise MetaError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    data = copy.deepcopy(data)  # readers pop fields, nested ones included: never touch the caller's mapping
     for name, detect, reader in _DETECTORS:
         if detect(data):
-            converted, defaults = reader(dict(data), where, folder)
+            converted, defaults = reader(data, where, folder)
             if name != "hubkit":
                 converted["converted_from"] = name
                 log.info(
@@ -386,7 +388,35 @@ def _adapter_from_folder(folder: Path | None) -> tuple[dict[str, Any], str | Non
     )
 
 
-@dialect("reference-v2", lambda d: d.get("schema_version") == 2 or "prompt_templates" in d)
+def _templates(t: _Taker, where: str) -> tuple[str | None, str | None]:
+    """(AV, AR) templates from `prompt_templates` (`av`/`actor`, `ar`/`critic`), each checked for its placeholder."""
+    templates = t.pop("prompt_templates") or {}
+    if not isinstance(templates, dict):
+        raise MetaError(f"{where}: field `prompt_templates` must be a mapping, got {templates!r}")
+    out: list[str | None] = []
+    for names, placeholder in ((("av", "actor"), MARKER_PLACEHOLDER), (("ar", "critic"), EXPLANATION_PLACEHOLDER)):
+        found = {n: templates.pop(n) for n in names if n in templates}
+        if len(set(map(str, found.values()))) > 1:
+            raise MetaError(f"{where}: fields `prompt_templates.{names[0]}` and `.{names[1]}` differ; keep one")
+        for name, tmpl in found.items():
+            if not isinstance(tmpl, str) or tmpl.count(placeholder) != 1:
+                raise MetaError(
+                    f"{where}: field `prompt_templates.{name}` must be a string holding {placeholder} exactly once, "
+                    f"got {tmpl!r}"
+                )
+        out.append(next(iter(found.values()), None))
+    if templates:
+        raise MetaError(f"{where}: unknown field(s) under `prompt_templates`: {sorted(templates)}")
+    return out[0], out[1]
+
+
+def _is_reference_model(d: dict[str, Any]) -> bool:
+    # Reference dataset sidecars carry `schema_version` and `prompt_templates` too: they are the
+    # residual-add variant's meta and go to that reader.
+    return d.get("kind") != "nla_dataset" and (d.get("schema_version") == 2 or "prompt_templates" in d)
+
+
+@dialect("reference-v2", _is_reference_model)
 def _read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
     t = _Taker(data, where)
     defaults: list[str] = []
@@ -412,14 +442,10 @@ def _read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tu
     if inj_scale is None:
         inj_scale = "raw"
         defaults.append("extraction.injection_scale null → raw (vector injected unscaled)")
-    if mse_scale is None or mse_scale == "raw":
-        defaults.append(f"extraction.mse_scale {mse_scale!r} → sqrt_d_model")
+    if mse_scale is None:
+        defaults.append("extraction.mse_scale null → sqrt_d_model")
         mse_scale = "sqrt_d_model"
-    templates = t.pop("prompt_templates") or {}
-    av_tmpl = templates.pop("av", templates.pop("actor", None))
-    ar_tmpl = templates.pop("ar", templates.pop("critic", None))
-    if templates:
-        raise MetaError(f"{where}: unknown field(s) under `prompt_templates`: {sorted(templates)}")
+    av_tmpl, ar_tmpl = _templates(t, where)
     base = t.pop("base_checkpoint", t.pop("base_model"))
     adapter, adapter_base = _adapter_from_folder(folder)
     base = base or adapter_base
@@ -581,13 +607,17 @@ def _read_consumer_ar(data: dict[str, Any], where: str, folder: Path | None) -> 
     defaults: list[str] = ["ar.template → hubkit default", "ar.add_bos → true", "mse_scale → sqrt_d_model"]
     head_format, head_bias = _folder_head(folder)
     if ar_meta.get("lora_r") is not None:
+        adapter["kind"] = "lora"  # the LoRA tensors live in the head file, not in an adapter_config.json
         adapter["r"] = ar_meta["lora_r"]
     if ar_meta.get("lora_alpha") is not None:
         adapter["alpha"] = ar_meta["lora_alpha"]
     if ar_meta.get("target_modules") is not None:
         adapter["target_modules"] = ar_meta["target_modules"]
+    quants = {None: "none", "none": "none", "4bit": "nf4", "nf4": "nf4", "8bit": "int8", "int8": "int8"}
     quant = ar_meta.get("quant")
-    adapter["quant"] = {None: "none", "none": "none", "4bit": "nf4", "nf4": "nf4", "8bit": "int8"}.get(quant, "none")
+    if quant not in quants:
+        raise MetaError(f"{where}: field `quant` is {quant!r}; expected one of {sorted(k for k in quants if k)} or null")
+    adapter["quant"] = quants[quant]
     return (
         {
             "role": "ar",
@@ -626,11 +656,30 @@ def _read_residual_sidecar(
         raise MetaError(f"{where}: field `extraction.base_model` is required but missing")
     head_format, head_bias = _folder_head(folder)
     role = "ar" if head_format else "av"
-    layer = int(ext["layer_index"])
-    defaults = [
-        "injection.scheme → residual_add at block 1 (the sidecar does not record it)",
-        "injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES",
-        "av.template, ar.template → hubkit defaults",
+    layer = ext["layer_index"]
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise MetaError(f"{where}: field `extraction.layer_index` must be an integer, got {layer!r}")
+    # Reference sidecars also record the marker tokens and both prompt templates: use them.
+    injection: dict[str, Any] = {
+        "scheme": "residual_add",
+        "block": 1,
+        "marker": t.pop("tokens.injection_char"),
+        "marker_token_id": t.pop("tokens.injection_token_id"),
+        "left_neighbor_id": t.pop("tokens.injection_left_neighbor_id"),
+        "right_neighbor_id": t.pop("tokens.injection_right_neighbor_id"),
+    }
+    suffix = t.pop("tokens.critic_suffix_ids")
+    av_tmpl, ar_tmpl = _templates(t, where)
+    defaults = ["injection.scheme → residual_add at block 1 (the sidecar does not record it)"]
+    if injection["marker"] is None and injection["marker_token_id"] is None:
+        defaults.append("injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES")
+    if av_tmpl is None:
+        defaults.append("av.template → hubkit default")
+    if ar_tmpl is None:
+        defaults.append("ar.template → hubkit default")
+    defaults += [
+        "av.chat_template → true",
+        "ar.add_bos → true, ar.input_norm → none",
         f"role → {role} (from the files present)",
         "mse_scale → sqrt_d_model",
     ]
@@ -639,18 +688,20 @@ def _read_residual_sidecar(
         {
             "role": role,
             "base_model": base,
-            "d_model": int(ext["d_model"]),
+            "d_model": ext["d_model"],
             "layer": layer,
             "mse_scale": "sqrt_d_model",
             "adapter": {k: v for k, v in adapter.items() if v is not None},
-            "injection": {"scheme": "residual_add", "block": 1},
-            "av": {"template": DEFAULT_AV_TEMPLATE, "chat_template": True},
+            "injection": {k: v for k, v in injection.items() if v is not None},
+            "av": {"template": av_tmpl or DEFAULT_AV_TEMPLATE, "chat_template": True},
             "ar": {
                 "num_layers": layer + 1,
+                "template": ar_tmpl or DEFAULT_AR_TEMPLATE,
                 "head_format": head_format or "linear_head_pt",
                 "head_bias": True if head_bias is None else head_bias,
                 "add_bos": True,
                 "input_norm": "none",
+                "suffix_ids": suffix,
             },
             "legacy": legacy,
         },

@@ -145,3 +145,40 @@ def tiny_metas(tiny: TinyModel, layer: int = 1, scale: float | str = "sqrt_d_mod
         NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
         NLAMeta(role="ar", ar=ar_spec, **common),
     )
+
+
+def write_adapter_pair(folder: str | Path, base_dir: str | Path, layer: int = 2, seed: int = 1) -> tuple[Path, Path]:
+    """Write an AV and an AR LoRA checkpoint over the saved tiny base at `base_dir` (hubkit layout).
+
+    The LoRA B matrices and the head are random (not zero/identity) so both halves really differ
+    from the base; returns (av_dir, ar_dir).
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hubkit.checkpoint import write_checkpoint
+    from hubkit.heads import identity_head
+
+    folder, base_dir = Path(folder), Path(base_dir)
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    tiny = TinyModel(model=base, tokenizer=tok, arch="saved")
+    d = tiny.d_model
+    av_meta, ar_meta = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
+    for offset, (name, meta) in enumerate((("av", av_meta), ("ar", ar_meta))):
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(str(base_dir)),
+            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        )
+        g = torch.Generator().manual_seed(seed + offset)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        head = None
+        if name == "ar":
+            head = identity_head(d)
+            with torch.no_grad():
+                head.weight.add_(0.1 * torch.randn(d, d, generator=g))
+        write_checkpoint(folder / name, model, tok, meta, head=head)
+    return folder / "av", folder / "ar"

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hubkit import ActivationReconstructor, ActivationVerbalizer, NLAPair
-from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import IncompatiblePairError, InjectionError
 from hubkit.heads import identity_head
-from hubkit.testing import make_tiny_model, tiny_metas
+from hubkit.testing import make_tiny_model, tiny_metas, write_adapter_pair
 from hubkit.verbalizer import parse_explanation
 
 
@@ -45,29 +42,8 @@ def test_parse_explanation_flags_failures():
     assert parse_explanation("   ", "<explanation>", "</explanation>") == ("", "empty")
 
 
-def _adapter_pair(tmp_path, base_dir, d_model):
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
-    tiny = type("T", (), {"d_model": d_model})()
-    av_meta, ar_meta = tiny_metas(tiny, layer=2, base_model=str(base_dir))
-    for name, meta, seed in (("av", av_meta, 1), ("ar", ar_meta, 2)):
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base_dir)),
-                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if "lora_B" in n:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-        head = None
-        if name == "ar":
-            head = identity_head(d_model)
-            with torch.no_grad():
-                head.weight.add_(0.1 * torch.randn(d_model, d_model, generator=g))
-        write_checkpoint(tmp_path / name, model, tok, meta, head=head)
-    return tmp_path / "av", tmp_path / "ar"
-
-
 def test_pair_shares_one_base_and_matches_separate_halves(tmp_path, tiny_base_dir, tiny_llama):
-    av_dir, ar_dir = _adapter_pair(tmp_path, tiny_base_dir, tiny_llama.d_model)
+    av_dir, ar_dir = write_adapter_pair(tmp_path, tiny_base_dir)
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     assert pair.shared_base
     av = ActivationVerbalizer.from_pretrained(av_dir)
@@ -87,7 +63,7 @@ def test_pair_shares_one_base_and_matches_separate_halves(tmp_path, tiny_base_di
 
 
 def test_pair_refuses_mismatched_halves(tmp_path, tiny_base_dir, tiny_llama):
-    av_dir, ar_dir = _adapter_pair(tmp_path, tiny_base_dir, tiny_llama.d_model)
+    av_dir, ar_dir = write_adapter_pair(tmp_path, tiny_base_dir)
     from hubkit import NLAMeta
 
     meta = NLAMeta.load(ar_dir)

@@ -11,6 +11,7 @@ exactly once. `merge` then streams the chunks in order into the final table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -45,6 +46,35 @@ def parts_dir(out: str | Path) -> Path:
 
 def _canonical(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def params_sha256(params: dict[str, Any]) -> str:
+    """Hash of a run's settings; a finished table records it in its sidecar (`run_sha256`)."""
+    return hashlib.sha256(json.dumps(_canonical(params), sort_keys=True).encode()).hexdigest()
+
+
+def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = False) -> bool:
+    """Whether the table at `out` is already finished by a run with these `params` (then nothing is to do).
+
+    A finished table made with other settings is refused unless `overwrite`, which deletes it and any
+    partial run. Leftover chunks of a finished run are removed.
+    """
+    from hubkit.data.sidecar import read_sidecar, sidecar_path
+
+    out = Path(out)
+    side = sidecar_path(out)
+    if overwrite:
+        for path in (out, side):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(parts_dir(out), ignore_errors=True)
+        return False
+    if out.exists() and side.exists():
+        if read_sidecar(side).run_sha256 == params_sha256(params):
+            shutil.rmtree(parts_dir(out), ignore_errors=True)
+            return True
+        raise DataError(f"{out}: already exists, made with different settings; choose another output or pass "
+                        "--overwrite")
+    return False
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

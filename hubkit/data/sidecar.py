@@ -75,7 +75,6 @@ class LabelInfo:
     auditor: str
     prompt_sha256: str
     status_counts: dict[str, int]
-    cache_hits: int = 0
     first_labeled_at: str | None = None
     last_labeled_at: str | None = None
 
@@ -94,6 +93,7 @@ class DatasetSidecar:
     labeling: LabelInfo | None = None
     explanation_format: ExplanationFormat | None = None
     parents: dict[str, str] = field(default_factory=dict)  # input file name → sha256
+    run_sha256: str | None = None  # hash of the settings of the run that wrote the table (resume check)
     git_commit: str | None = None
     hubkit_version: str | None = None
     created: str | None = None

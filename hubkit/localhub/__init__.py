@@ -13,7 +13,8 @@ Processes started later can instead inherit ``hub_env(hub.endpoint)`` in their e
 """
 
 from hubkit.localhub.client import hub_env, use_endpoint
-from hubkit.localhub.server import FAULT_POINTS, Faults, LocalHub, Stats, serve
+from hubkit.localhub.faults import FAULT_POINTS, Faults, Stats
+from hubkit.localhub.server import LocalHub, serve
 from hubkit.localhub.storage import HubStore, LocalHubError
 
 __all__ = [

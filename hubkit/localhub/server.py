@@ -22,7 +22,6 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
+from hubkit.localhub.faults import Faults, Stats
 from hubkit.localhub.storage import (
     LOCAL_ORGS,
     LOCAL_USER,
@@ -74,93 +74,6 @@ _ERRORS: dict[type[LocalHubError], tuple[int, str | None]] = {
 _NO_TOKEN = "Invalid credentials in Authorization header"
 _LFS_JSON = "application/vnd.git-lfs+json"
 _READ_CHUNK = 1024 * 1024
-
-#: Places where :class:`Faults` can make a request fail.
-FAULT_POINTS = ("preupload", "lfs_batch", "lfs_upload", "commit")
-
-
-# --------------------------------------------------------------------------- test hooks
-
-
-@dataclass
-class Fault:
-    """One injected failure: answer ``status`` (or drop the connection) at ``point``, ``times`` times."""
-
-    point: str
-    status: int = 500
-    times: int = 1
-    after_bytes: int | None = None
-    drop: bool = False
-
-
-class Faults:
-    """Test hook that makes the next requests at a point fail, to exercise interrupted pushes.
-
-    A failed request never changes the store: an LFS upload interrupted after ``after_bytes``
-    bytes is discarded, a failed commit is not applied. Keep in mind that ``huggingface_hub``
-    itself retries LFS batch calls and uploads on 408/429/5xx and dropped connections (5 retries,
-    1 s → 8 s backoff): ``times=1`` with ``status=500`` tests that retry, while a status it does
-    not retry (e.g. 507) fails the push at once. Commits are not retried by the client.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[Fault] = []
-        self._lock = threading.Lock()
-
-    def inject(
-        self,
-        point: str,
-        *,
-        status: int = 500,
-        times: int = 1,
-        after_bytes: int | None = None,
-        drop: bool = False,
-    ) -> None:
-        """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`)."""
-        if point not in FAULT_POINTS:
-            raise ValueError(f"unknown fault point {point!r}; use one of {FAULT_POINTS}")
-        if after_bytes is not None and point != "lfs_upload":
-            raise ValueError("after_bytes only applies to the 'lfs_upload' point")
-        with self._lock:
-            self._pending.append(Fault(point, status, times, after_bytes, drop))
-
-    def take(self, point: str) -> Fault | None:
-        """The fault to apply to this request at ``point``, if one is pending (consumes one use)."""
-        with self._lock:
-            for fault in self._pending:
-                if fault.point == point:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._pending.remove(fault)
-                    return fault
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
-    @property
-    def pending(self) -> int:
-        """How many injected failures have not fired yet."""
-        with self._lock:
-            return sum(f.times for f in self._pending)
-
-
-class Stats:
-    """Counters tests read to check what went over the wire (e.g. no bytes on a re-upload)."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.lfs_uploads = 0
-        self.lfs_bytes_received = 0
-        self.commits = 0
-        self._lock = threading.Lock()
-
-    def add(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
 
 # --------------------------------------------------------------------------- HTTP plumbing
 
@@ -338,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.answered = True
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)  # request line only, never headers
 
     # ---- dispatch
@@ -465,10 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _require_token(self) -> None:
         auth = self.headers.get("Authorization", "")
         if self.hub.require_token and not (auth.startswith("Bearer ") and auth[len("Bearer ") :].strip()):
+            # The Hub's own summary for a bad token: the client then reports a 401, not "repo not found".
             message = "hubkit localhub needs a bearer token (any value) to write: pass token= or set HF_TOKEN"
-            raise _Reply(
-                401, message, summary=_NO_TOKEN
-            )  # that summary keeps the client from saying "not found"
+            raise _Reply(401, message, summary=_NO_TOKEN)
 
     def _json_body(self) -> Any:
         data = self.body.read()

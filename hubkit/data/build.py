@@ -1,0 +1,149 @@
+"""Stage 3: the training and evaluation tables, each with its sidecar.
+
+=============  ==========================================  =====================================
+table          columns                                     from
+=============  ==========================================  =====================================
+av_sft         doc_id, position, vector, explanation       labeled av_sft split; explanation is the
+                                                           AV target ``<explanation>…</explanation>``
+ar_sft         doc_id, position, explanation, vector       labeled ar_sft split; explanation is the
+                                                           plain text (what the AR reads)
+rl             doc_id, position, prefix, vector            rl split (no labels needed)
+eval           doc_id, position, prefix, vector            eval split; + plain explanation when the
+               [, explanation]                             eval split was labeled
+=============  ==========================================  =====================================
+
+Rows whose label failed are dropped (counted in the log); any other empty explanation is an error,
+as are inputs from different extractions (base model, layer, width) or splits sharing a document.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hubkit.data.label import STATUS_FAILED, wrap
+from hubkit.data.sidecar import DatasetSidecar, file_sha256, write_sidecar
+from hubkit.data.tables import BUILT_COLUMNS, DOC_ID, EXPLANATION, POSITION, SPLITS, VECTOR, read_table
+from hubkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+LABELED = ("av_sft", "ar_sft")  # tables that need an explanation on every row
+
+
+def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
+    """Drop failed labels; refuse any other missing or empty explanation."""
+    if "label_status" in table.column_names:
+        failed = pc.equal(table.column("label_status"), STATUS_FAILED)
+        n_failed = pc.sum(failed).as_py() or 0
+        if n_failed:
+            log.warning("%s: dropping %d of %d rows whose label failed", where, n_failed, table.num_rows)
+            table = table.filter(pc.invert(failed))
+    texts = table.column(EXPLANATION)
+    empty = pc.or_kleene(pc.is_null(texts), pc.equal(pc.utf8_trim_whitespace(texts.fill_null("")), ""))
+    n_empty = pc.sum(empty).as_py() or 0
+    if n_empty:
+        bad = table.filter(empty).slice(0, 3)
+        where_rows = ", ".join(f"({d}, {p})" for d, p in zip(bad.column(DOC_ID).to_pylist(),
+                                                             bad.column(POSITION).to_pylist()))
+        raise DataError(f"{where}: {n_empty} rows have an empty `{EXPLANATION}` (e.g. doc_id, position = "
+                        f"{where_rows}) and are not marked label_status=failed; relabel them with `hubkit label` "
+                        "or remove them")
+    return table
+
+
+def _check_same_extraction(sidecars: dict[str, DatasetSidecar], paths: dict[str, Path]) -> None:
+    first_name = next(iter(sidecars))
+    ref = sidecars[first_name].extraction
+    for name, side in sidecars.items():
+        ext = side.extraction
+        for field in ("base_model", "layer", "d_model"):
+            if getattr(ext, field) != getattr(ref, field):
+                raise DataError(f"{paths[name]} and {paths[first_name]} come from different extractions: "
+                                f"{field} {getattr(ext, field)!r} vs {getattr(ref, field)!r}")
+
+
+def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None:
+    seen: dict[str, str] = {}
+    for name, table in tables.items():
+        for doc in pc.unique(table.column(DOC_ID)).to_pylist():
+            if doc in seen and seen[doc] != name:
+                raise DataError(f"document {doc!r} is in both {paths[seen[doc]]} and {paths[name]}; "
+                                "split the activations by document with `hubkit split`")
+            seen[doc] = name
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str, Path]:
+    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split/labeled table)."""
+    unknown = sorted(set(inputs) - set(SPLITS))
+    if unknown or not inputs:
+        raise DataError(f"build: tables must be some of {list(SPLITS)}, got {sorted(inputs)}")
+    paths = {name: Path(p) for name, p in inputs.items()}
+    tables: dict[str, pa.Table] = {}
+    sidecars: dict[str, DatasetSidecar] = {}
+    for name, path in paths.items():
+        needed = (DOC_ID, POSITION, VECTOR) + ((EXPLANATION,) if name in LABELED else ())
+        if name in LABELED and path.exists() and EXPLANATION not in pq.ParquetFile(path).schema_arrow.names:
+            raise DataError(f"{path}: the {name} table has no `{EXPLANATION}` column; label it first "
+                            f"(`hubkit label --in {path} --out …`)")
+        tables[name], sidecars[name] = read_table(path, needed)
+    _check_same_extraction(sidecars, paths)
+    _check_disjoint(tables, paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, table in tables.items():
+        labeled = EXPLANATION in table.column_names
+        if labeled:
+            table = _labeled_rows(table, str(paths[name]))
+        if table.num_rows == 0:
+            raise DataError(f"{paths[name]}: no usable rows for the {name} table")
+        columns = list(BUILT_COLUMNS[name]) + ([EXPLANATION] if name == "eval" and labeled else [])
+        table = table.select(columns)
+        fmt = None
+        if labeled:
+            fmt = "plain"
+            if name == "av_sft":
+                wrapped = pa.array([wrap(t) for t in table.column(EXPLANATION).to_pylist()], pa.string())
+                table = table.set_column(columns.index(EXPLANATION), EXPLANATION, wrapped)
+                fmt = "tagged"
+        path = out_dir / f"{name}.parquet"
+        _write(table, path)
+        side = sidecars[name].derive(table=name, rows=table.num_rows, columns=columns, explanation_format=fmt,
+                                     parents={paths[name].name: file_sha256(paths[name])}, run_sha256=None)
+        write_sidecar(path, side)
+        written[name] = path
+        log.info("%s: %d rows", path, table.num_rows)
+    return written
+
+
+def build_from_dirs(splits_dir: str | Path, labeled_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """All four tables: av_sft and ar_sft from `labeled_dir`, rl from `splits_dir`, eval from whichever has it
+    (the labeled one preferred)."""
+    splits_dir, labeled_dir = Path(splits_dir), Path(labeled_dir)
+    inputs: dict[str, Path] = {}
+    for name in LABELED:
+        path = labeled_dir / f"{name}.parquet"
+        if not path.exists():
+            raise DataError(f"{path}: missing; label the {name} split first "
+                            f"(`hubkit label --in {splits_dir / (name + '.parquet')} --out {path}`)")
+        inputs[name] = path
+    for name in ("rl", "eval"):
+        for folder in ((labeled_dir, splits_dir) if name == "eval" else (splits_dir,)):
+            if (folder / f"{name}.parquet").exists():
+                inputs[name] = folder / f"{name}.parquet"
+                break
+        else:
+            raise DataError(f"{splits_dir / (name + '.parquet')}: missing; run `hubkit split` first")
+    return build_tables(out_dir, inputs)

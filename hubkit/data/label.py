@@ -1,0 +1,280 @@
+"""Stage 2: explain what in each text prefix drives the model's next-token prediction (labeler + auditor).
+
+For every row of a split table, a labeler writes 2-3 short features of the prefix that drive the next
+token, the last about the final token; an auditor then checks the draft against the text and returns
+a corrected one. Both answer inside ``<explanation></explanation>``. The labeled table is the input
+table plus `hubkit.data.tables.LABEL_COLUMNS`:
+
+- ``explanation``: the normalised text *without* tags (what an AV's output is after parsing, and the
+  AR's input); `wrap` gives the AV SFT target ``<explanation>…</explanation>``;
+- ``label_status``: ``ok`` (audited), ``unaudited`` (the auditor's answer had no explanation; the
+  draft is kept), ``failed`` (no usable draft; ``explanation`` is empty and stage 3 drops the row);
+- ``labeler``, ``auditor``, ``prompt_sha256``, ``labeled_at`` (ISO time the label was made).
+
+Labels are cached in SQLite keyed by sha256(prompt hash, labeler, auditor, prefix, token): the same
+text is labeled once across runs. Failed labels are not cached, so a later run tries them again.
+Work is chunked like stage 0: a killed run resumes without losing or repeating rows.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import math
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hubkit import constants as C
+from hubkit.data import chunks
+from hubkit.data.labelers import Labeler, Messages
+from hubkit.data.sidecar import LabelInfo, file_sha256, write_sidecar
+from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
+from hubkit.errors import DataError
+from hubkit.verbalizer import parse_explanation
+
+log = logging.getLogger(__name__)
+
+LABELER_PROMPT = """Below is the start of a text, cut right after one token. A language model has read it and is about \
+to predict the next token.
+
+<text>{prefix}</text>
+
+The final token is: "{token}"
+
+Name the 2-3 features of this text that most drive the model's prediction of the next token. Write one short \
+line per feature, the broadest first; the last line must be about the final token itself (what it is and \
+what it makes likely next). Answer with only those lines inside <explanation></explanation> tags."""
+
+AUDITOR_PROMPT = """You are checking an explanation of what drives a language model's next-token prediction.
+
+<text>{prefix}</text>
+
+The final token is: "{token}"
+
+Draft explanation:
+<draft>{draft}</draft>
+
+Check every line of the draft against the text. Correct anything wrong, vague or not supported by the text, \
+and keep 2-3 lines, one feature per line, the last about the final token. Answer with only the corrected \
+lines inside <explanation></explanation> tags."""
+
+PROMPT_SHA256 = hashlib.sha256((LABELER_PROMPT + "\0" + AUDITOR_PROMPT).encode()).hexdigest()
+
+STATUS_OK, STATUS_UNAUDITED, STATUS_FAILED = "ok", "unaudited", "failed"
+USABLE_STATUSES = (STATUS_OK, STATUS_UNAUDITED)
+LABEL_CACHE_FILE = "labels.sqlite"
+
+_TAG = re.compile(r"</?\s*(explanation|draft|text)\s*>", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|\(\d+\))\s*")
+
+
+def labeler_messages(prefix: str, token: str) -> Messages:
+    return [{"role": "user", "content": LABELER_PROMPT.format(prefix=prefix, token=token)}]
+
+
+def auditor_messages(prefix: str, token: str, draft: str) -> Messages:
+    return [{"role": "user", "content": AUDITOR_PROMPT.format(prefix=prefix, token=token, draft=draft)}]
+
+
+def normalise(text: str) -> str:
+    """One feature per line: stray tags, list markers, blank lines and repeated spaces removed."""
+    lines = []
+    for line in _TAG.sub(" ", text).splitlines():
+        line = " ".join(_BULLET.sub("", line).split())
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def parse_label(raw: str) -> str:
+    """The normalised explanation inside the tags of a reply, or ``""`` when there is none.
+
+    A reply cut off before the closing tag counts (the text so far); a reply without an opening tag
+    does not, since it is usually chatter around the answer.
+    """
+    text, status = parse_explanation(raw, C.EXPLANATION_OPEN, C.EXPLANATION_CLOSE)
+    return normalise(text) if status in ("ok", "unclosed") else ""
+
+
+def wrap(explanation: str) -> str:
+    """The AV SFT target for a normalised explanation: ``<explanation>…</explanation>``."""
+    return f"{C.EXPLANATION_OPEN}{explanation}{C.EXPLANATION_CLOSE}"
+
+
+@dataclass(frozen=True)
+class Label:
+    explanation: str
+    status: str
+    labeler: str
+    auditor: str
+    prompt_sha256: str
+    labeled_at: str
+
+
+def cache_key(labeler: str, auditor: str, prefix: str, token: str) -> str:
+    parts = (PROMPT_SHA256, labeler, auditor, prefix, token)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class LabelCache:
+    """Labels by `cache_key`, in one SQLite file (safe to kill at any moment; shared between runs)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        with self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, explanation TEXT NOT NULL, "
+                "status TEXT NOT NULL, labeler TEXT NOT NULL, auditor TEXT NOT NULL, prompt_sha256 TEXT NOT NULL, "
+                "labeled_at TEXT NOT NULL)"
+            )
+
+    @staticmethod
+    def default_path() -> Path:
+        from hubkit.models import cache_dir
+
+        return cache_dir() / LABEL_CACHE_FILE
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Label]:
+        found: dict[str, Label] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), 500):
+                part = unique[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT key, explanation, status, labeler, auditor, prompt_sha256, labeled_at FROM labels "
+                    f"WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
+                found.update({r[0]: Label(*r[1:]) for r in rows})
+        return found
+
+    def put_many(self, labels: dict[str, Label]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(k, v.explanation, v.status, v.labeler, v.auditor, v.prompt_sha256, v.labeled_at)
+                 for k, v in labels.items()])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def label_rows(
+    items: Sequence[tuple[str, str]],
+    labeler: Labeler,
+    auditor: Labeler | None = None,
+    cache: LabelCache | None = None,
+) -> list[Label]:
+    """Labels for (prefix, token) pairs, in order: cached ones reused, the rest labeled then audited."""
+    auditor = auditor or labeler
+    keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
+    done = cache.get_many(keys) if cache is not None else {}
+    todo = {k: item for k, item in zip(keys, items) if k not in done}
+    if todo:
+        todo_keys = list(todo)
+        drafts = [parse_label(r) for r in labeler.chat([labeler_messages(*todo[k]) for k in todo_keys])]
+        audit_keys = [k for k, d in zip(todo_keys, drafts) if d]
+        draft_of = dict(zip(todo_keys, drafts))
+        audits = auditor.chat([auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
+        audited = dict(zip(audit_keys, (parse_label(a) for a in audits)))
+        when = _now()
+        new: dict[str, Label] = {}
+        for k in todo_keys:
+            if audited.get(k):
+                text, status = audited[k], STATUS_OK
+            elif draft_of[k]:
+                text, status = draft_of[k], STATUS_UNAUDITED
+            else:
+                text, status = "", STATUS_FAILED
+            new[k] = Label(text, status, labeler.name, auditor.name, PROMPT_SHA256, when)
+        if cache is not None:
+            cache.put_many({k: v for k, v in new.items() if v.status != STATUS_FAILED})
+        done.update(new)
+    return [done[k] for k in keys]
+
+
+def label_table(
+    source: str | Path,
+    out: str | Path,
+    labeler: Labeler,
+    auditor: Labeler | None = None,
+    *,
+    rows_per_chunk: int = 256,
+    cache: LabelCache | None = None,
+    overwrite: bool = False,
+    keep_parts: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the labeled table for `source` (a split or activations table) at `out`, plus its sidecar."""
+    if rows_per_chunk < 1:
+        raise DataError(f"label: rows_per_chunk must be >= 1, got {rows_per_chunk}")
+    source, out = Path(source), Path(out)
+    auditor = auditor or labeler
+    pf, parent = open_table(source, (PREFIX, TOKEN))
+    table = pf.read()
+    stale = [c for c in LABEL_COLUMNS if c in table.column_names]
+    if stale:
+        log.info("%s: replacing its existing label columns %s", source, stale)
+        table = table.drop_columns(stale)
+    if table.num_rows == 0:
+        raise DataError(f"{source}: the table has no rows to label")
+    parent_sha = file_sha256(source)
+    params = {"stage": "label", "source": parent_sha, "labeler": labeler.name, "auditor": auditor.name,
+              "prompt_sha256": PROMPT_SHA256, "rows_per_chunk": rows_per_chunk}
+    if chunks.prepare_output(out, params, overwrite):
+        log.info("%s: already labeled with these settings", out)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(list(table.schema) + list(label_schema()))
+
+    def make_chunk(i: int) -> pa.Table:
+        part = table.slice(i * rows_per_chunk, rows_per_chunk)
+        items = list(zip(part.column(PREFIX).to_pylist(), part.column(TOKEN).to_pylist()))
+        labels = label_rows(items, labeler, auditor, cache)
+        columns = {
+            "explanation": [lb.explanation for lb in labels],
+            "labeler": [lb.labeler for lb in labels],
+            "auditor": [lb.auditor for lb in labels],
+            "prompt_sha256": [lb.prompt_sha256 for lb in labels],
+            "labeled_at": [lb.labeled_at for lb in labels],
+            "label_status": [lb.status for lb in labels],
+        }
+        for name in LABEL_COLUMNS:
+            part = part.append_column(label_schema().field(name), pa.array(columns[name], pa.string()))
+        return part
+
+    n_chunks = math.ceil(table.num_rows / rows_per_chunk)
+    chunks.run_chunked(out, params, n_chunks, make_chunk, schema, keep_parts=keep_parts, on_chunk=on_chunk)
+    done = pq.read_table(out, columns=["label_status", "labeled_at"])
+    counts = Counter(done.column("label_status").to_pylist())
+    times = done.column("labeled_at")
+    info = LabelInfo(labeler=labeler.name, auditor=auditor.name, prompt_sha256=PROMPT_SHA256,
+                     status_counts=dict(sorted(counts.items())), first_labeled_at=pc.min(times).as_py(),
+                     last_labeled_at=pc.max(times).as_py())
+    write_sidecar(out, parent.derive(table="labeled", rows=done.num_rows, columns=schema.names, labeling=info,
+                                     explanation_format="plain", parents={source.name: parent_sha},
+                                     run_sha256=chunks.params_sha256(params)))
+    if counts.get(STATUS_FAILED):
+        log.warning("%s: %d of %d rows have no usable label (label_status=failed)", out, counts[STATUS_FAILED],
+                    done.num_rows)
+    return out

@@ -1,0 +1,218 @@
+"""Chat backends that write and audit labels: a local transformers model, or any OpenAI-compatible endpoint.
+
+Both take a batch of conversations (lists of ``{"role", "content"}`` messages) and return one reply
+per conversation, in order. `name` identifies the model in every labeled row's provenance.
+
+- `TransformersLabeler`: greedy chat-template generation, left-padded batches; the reply is primed
+  with ``<explanation>`` (written into the assistant turn) so even a small model answers inside tags.
+- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (the published Chat Completions API;
+  vLLM, llama.cpp server, Ollama, ``transformers serve`` and hosted APIs speak it), with a thread pool,
+  a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and connection
+  errors (honouring ``Retry-After``). Other 4xx answers fail at once with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from hubkit import constants as C
+from hubkit.errors import HubkitError
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class LabelerError(HubkitError, RuntimeError):
+    """A labeling backend that cannot answer (bad endpoint, refused request, retries used up)."""
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Anything that answers a batch of chat conversations; `name` goes into each row's provenance."""
+
+    name: str
+
+    def chat(self, conversations: Sequence[Messages]) -> list[str]: ...
+
+
+# ---------------------------------------------------------------------------------------------- local
+
+
+class TransformersLabeler:
+    """A local causal LM answering with its chat template (greedy, batched, reply primed with `prefill`)."""
+
+    def __init__(self, model, tokenizer, name: str, *, max_new_tokens: int = 96, batch_size: int = 8,
+                 prefill: str = C.EXPLANATION_OPEN, stop: str | None = C.EXPLANATION_CLOSE) -> None:
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_new_tokens, self.batch_size, self.prefill, self.stop = max_new_tokens, batch_size, prefill, stop
+        self._warned_no_template = False
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, *, dtype: torch.dtype = torch.float32,
+                        device: str = "cpu", **kwargs) -> TransformersLabeler:
+        """Load a registry model (default: the offline default model) or a local folder with `hubkit.models.load`."""
+        from hubkit import models
+
+        name = name_or_path or models.DEFAULT_MODEL
+        model, tok = models.load(name, dtype=dtype, device=device)
+        return cls(model, tok, f"transformers:{name}", **kwargs)
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text: the chat template with a generation prompt, then the prefill."""
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            if not self._warned_no_template:
+                log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name)
+                self._warned_no_template = True
+            turns = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
+            text = (tok.bos_token or "") + turns + "Assistant: "
+        return text + self.prefill
+
+    @torch.no_grad()
+    def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        tok = self.tokenizer
+        replies: list[str] = []
+        side = tok.padding_side
+        tok.padding_side = "left"
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(self.model.parameters()).device
+        try:
+            for start in range(0, len(conversations), self.batch_size):
+                prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
+                enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
+                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          pad_token_id=pad, **kwargs)
+                new = out[:, enc["input_ids"].shape[1] :]
+                replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
+        finally:
+            tok.padding_side = side
+        return replies
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+class RateLimiter:
+    """At most `per_second` request starts per second, across threads (evenly spaced)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError(f"rate limit must be > 0 requests per second, got {per_second}")
+        self.interval = 0.0 if per_second is None else 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class OpenAIChatLabeler:
+    """A model behind an OpenAI-compatible Chat Completions endpoint (``base_url`` ends in ``/v1``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_tokens: int = 160,
+        temperature: float = 0.0,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        requests_per_second: float | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise LabelerError(f"labeler endpoint {base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.name = f"openai:{model}"
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.max_tokens, self.temperature, self.timeout = max_tokens, temperature, timeout
+        self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        self.concurrency = max(1, concurrency)
+        self.limiter = RateLimiter(requests_per_second)
+        self.attempts = 0  # requests sent, retries included (for logs and tests)
+        self._count_lock = threading.Lock()
+
+    def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        if self.concurrency == 1 or len(conversations) <= 1:
+            return [self.complete(m) for m in conversations]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self.complete, conversations))
+
+    def _request(self, messages: Messages) -> urllib.request.Request:
+        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "stream": False}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+
+    def complete(self, messages: Messages) -> str:
+        """One conversation → the assistant's reply text, retrying transient failures."""
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            self.limiter.wait()
+            with self._count_lock:
+                self.attempts += 1
+            retry_after: float | None = None
+            try:
+                with urllib.request.urlopen(self._request(messages), timeout=self.timeout) as resp:
+                    return self._reply(resp.read())
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:300].decode("utf-8", "replace")
+                if exc.code not in RETRY_STATUS:
+                    raise LabelerError(f"{self.url} refused the request with HTTP {exc.code}: {detail}") from exc
+                last = f"HTTP {exc.code}: {detail}"
+                retry_after = _retry_after(exc.headers.get("Retry-After"))
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            if attempt == self.max_retries:
+                break
+            delay = min(self.max_backoff, self.backoff * 2**attempt) * (1 + 0.25 * random.random())
+            delay = max(delay, min(retry_after or 0.0, self.max_backoff))
+            log.info("%s: %s; retry %d/%d in %.2fs", self.url, last, attempt + 1, self.max_retries, delay)
+            time.sleep(delay)
+        raise LabelerError(f"{self.url}: no answer after {self.max_retries + 1} attempts (last: {last})")
+
+    def _reply(self, payload: bytes) -> str:
+        try:
+            data = json.loads(payload)
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise LabelerError(f"{self.url}: answer is not a chat completion ({payload[:200]!r})") from exc
+        return content or ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: fall back to our own backoff
+        return None

@@ -1,0 +1,97 @@
+"""Test hooks of the local Hub: injected failures and traffic counters.
+
+They let a test check that an interrupted push leaves the remote as it was and that a retry
+completes it, and count what went over the wire (e.g. that a re-upload sends no bytes).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+#: Places where :class:`Faults` can make a request fail.
+FAULT_POINTS = ("preupload", "lfs_batch", "lfs_upload", "commit")
+
+
+@dataclass
+class Fault:
+    """One injected failure: answer ``status`` (or drop the connection) at ``point``, ``times`` times."""
+
+    point: str
+    status: int = 500
+    times: int = 1
+    after_bytes: int | None = None
+    drop: bool = False
+
+
+class Faults:
+    """Test hook that makes the next requests at a point fail, to exercise interrupted pushes.
+
+    A failed request never changes the store: an LFS upload interrupted after ``after_bytes``
+    bytes is discarded, a failed commit is not applied. Keep in mind that ``huggingface_hub``
+    itself retries LFS batch calls and uploads on 408/429/5xx and dropped connections (5 retries,
+    1 s → 8 s backoff): ``times=1`` with ``status=500`` tests that retry, while a status it does
+    not retry (e.g. 507) fails the push at once. Commits are not retried by the client.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        point: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        after_bytes: int | None = None,
+        drop: bool = False,
+    ) -> None:
+        """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`)."""
+        if point not in FAULT_POINTS:
+            raise ValueError(f"unknown fault point {point!r}; use one of {FAULT_POINTS}")
+        if after_bytes is not None and point != "lfs_upload":
+            raise ValueError("after_bytes only applies to the 'lfs_upload' point")
+        with self._lock:
+            self._pending.append(Fault(point, status, times, after_bytes, drop))
+
+    def take(self, point: str) -> Fault | None:
+        """The fault to apply to this request at ``point``, if one is pending (consumes one use)."""
+        with self._lock:
+            for fault in self._pending:
+                if fault.point == point:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._pending.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+    @property
+    def pending(self) -> int:
+        """How many injected failures have not fired yet."""
+        with self._lock:
+            return sum(f.times for f in self._pending)
+
+
+class Stats:
+    """Counters tests read to check what went over the wire (e.g. no bytes on a re-upload).
+
+    ``requests``: all requests; ``lfs_uploads``: LFS PUT attempts, failed ones included;
+    ``lfs_bytes_received``: body bytes of those PUTs; ``commits``: commits applied.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.lfs_uploads = 0
+        self.lfs_bytes_received = 0
+        self.commits = 0
+        self._lock = threading.Lock()
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)

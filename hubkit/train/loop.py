@@ -1,0 +1,253 @@
+"""The parts every training stage shares: processes, run folder, resume, gradient sync, logs, checkpoints.
+
+Data parallelism: under ``accelerate launch`` each process takes its round-robin share of every
+global step's micro-batches, gradients are summed across processes after backward (one flat
+all-reduce), and only the main process writes. Each loss is divided by the *global* normaliser
+(response tokens, rows or sequences of the whole step), so one process with ``grad_accum = k·n``
+and ``n`` processes with ``grad_accum = k`` compute the same update. Gradients are synced by hand
+rather than through DDP because the AR's forward stops early at block K (an exception DDP's
+forward bookkeeping does not survive) and GRPO mixes generation with training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hubkit.errors import CheckpointError
+from hubkit.train import data as D
+from hubkit.train import trajectory as T
+from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
+from hubkit.train.recipe import Recipe, Stage, StageRecipe
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+RECIPE_COPY = "recipe.yaml"
+HANG_MESSAGE = "hubkit-train: hanging after step"
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds to a recipe for one run."""
+
+    out: str | None = None
+    data: str | None = None
+    resume: bool = False
+    allow_ood_injection: bool = False
+    device: str | None = None
+    hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
+    quiet: bool = False
+
+
+class Runner:
+    """One stage's process context: accelerator, run folder, resume state, logging and checkpointing."""
+
+    def __init__(self, recipe: Recipe, stage: Stage, opts: RunOptions) -> None:
+        from accelerate import Accelerator
+
+        self.recipe, self.stage, self.opts = recipe, stage, opts
+        self.cfg: StageRecipe = recipe.stage(stage)
+        self.acc = Accelerator(cpu=opts.device == "cpu")
+        self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
+        self.config_sha256 = recipe.config_sha256(stage)
+        self.resumed = self._prepare_run_dir()
+        torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
+
+    @property
+    def is_main(self) -> bool:
+        return self.acc.is_main_process
+
+    def _prepare_run_dir(self) -> T.Resumed | None:
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for p in T.clean_partials(self.run_dir):
+                log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+        self.acc.wait_for_everyone()
+        last = T.latest_step(self.run_dir)
+        if last is None:
+            if self.opts.resume:
+                log.info("%s: no checkpoint to resume from; starting a new run", self.run_dir)
+            return None
+        if not self.opts.resume:
+            raise CheckpointError(
+                f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
+                "or choose another output folder (--out)"
+            )
+        return T.read_state(last)
+
+    # -- determinism ---------------------------------------------------------------------------
+    def seed_step(self, step: int) -> None:
+        """Seed every generator from (seed, step, rank): a step's randomness never depends on earlier steps."""
+        s = (self.recipe.seed * 1_000_003 + step * 7_919 + self.rank) % (2**31)
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s)
+
+    # -- data parallel -------------------------------------------------------------------------
+    def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
+        """Sum gradients over processes (no-op in a single process)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        params = [p for p in params if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
+            offset += n
+
+    def reduce_sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        return float(self.acc.reduce(t, reduction="sum").item())
+
+    # -- logs and checkpoints ---------------------------------------------------------------------
+    def start_metrics(self, start_step: int) -> None:
+        """Keep metrics.jsonl lines up to `start_step` (a resumed run rewrites what came after)."""
+        if not self.is_main:
+            return
+        path = self.run_dir / METRICS_FILE
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+            path.write_text("".join(line + "\n" for line in kept))
+        self.recipe.save(self.run_dir / RECIPE_COPY)
+
+    def log_step(self, metrics: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        step = metrics["step"]
+        if not self.opts.quiet and (step % self.cfg.log_every == 0 or step == self.cfg.steps):
+            shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+            print(f"[{self.stage}] {shown}", flush=True)
+
+    def checkpoint(self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict) -> Path:
+        folder = self.run_dir / T.step_name(state.step)
+        if self.is_main:
+            T.write_step(self.run_dir, state, parts, optimizers, schedulers)
+            if not self.opts.quiet:
+                print(f"[{self.stage}] wrote {folder}", flush=True)
+        self.acc.wait_for_everyone()
+        return folder
+
+    def maybe_hang(self, step: int) -> None:
+        if self.opts.hang_after_step is not None and step == self.opts.hang_after_step:
+            print(f"{HANG_MESSAGE} {step}", flush=True)
+            sys.stdout.flush()
+            while True:  # the test kills this process with SIGKILL
+                time.sleep(60)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
+class SFTTask(Protocol):
+    """What a supervised stage supplies to `run_sft`."""
+
+    stage_name: str
+    loss_type: str
+    init_parent: str
+    table: D.Table
+
+    def param_groups(self) -> list[dict]: ...
+
+    def trained_modules(self) -> list[nn.Module]: ...
+
+    def restore(self, folder: Path) -> None: ...
+
+    def normaliser(self, rows: list[int]) -> float: ...
+
+    def tokens(self, rows: list[int]) -> int: ...
+
+    def micro_loss(self, rows: list[int]) -> Tensor: ...
+
+    def parts(self, training: dict[str, Any]) -> list[T.Part]: ...
+
+
+def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | None = None) -> Path:
+    """Train `task` for the stage's steps, writing trajectory checkpoints; returns the last step folder."""
+    cfg, recipe = runner.cfg, runner.recipe
+    groups = task.param_groups()
+    params = [p for g in groups for p in g["params"]]
+    optimizer = make_optimizer(groups, cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
+    start, tokens_seen, parent = 0, 0, task.init_parent
+    if runner.resumed is not None:
+        r = runner.resumed
+        T.check_resumable(r, task.stage_name, runner.config_sha256, task.table.sha256, per_step)
+        task.restore(r.folder)
+        optimizer.load_state_dict(r.optimizers["main"])
+        scheduler.load_state_dict(r.schedulers["main"])
+        start, tokens_seen, parent = r.state.step, r.state.tokens_seen, r.folder.name
+        log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, start)
+    runner.start_metrics(start)
+    last = runner.resumed.folder if runner.resumed is not None else None
+    if start >= cfg.steps:
+        log.info("%s: already at step %d of %d; nothing to do", runner.run_dir, start, cfg.steps)
+        return last if last is not None else runner.run_dir
+    n = len(task.table)
+    for step in range(start + 1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        runner.seed_step(step)
+        rows = D.step_rows(n, recipe.seed, step - 1, per_step)
+        norm = task.normaliser(rows)
+        for m in task.trained_modules():
+            m.train()
+        total = 0.0
+        for mb in D.micro_batches(rows, cfg.micro_batch_size, runner.rank, runner.world):
+            with runner.acc.autocast():
+                loss_sum = task.micro_loss(mb)
+            (loss_sum / norm).backward()
+            total += float(loss_sum.detach())
+        runner.sync_grads(params)
+        grad_norm = grad_norm_clip(params, cfg.optim.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = runner.reduce_sum(total) / norm
+        tokens_seen += task.tokens(rows)
+        metrics = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
+                   "seconds": time.perf_counter() - t0}
+        runner.log_step(metrics)
+        if on_step is not None:
+            on_step(metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            training = dict(stage=task.stage_name, step=step, loss=loss, lr=lr, tokens_seen=tokens_seen,
+                            seed=recipe.seed, data_sha256=task.table.sha256, parent=parent,
+                            loss_type=task.loss_type, global_batch_size=per_step,
+                            config_sha256=runner.config_sha256)
+            state = T.TrainerState(stage=task.stage_name, step=step, total_steps=cfg.steps, loss=loss, lr=lr,
+                                   tokens_seen=tokens_seen, seed=recipe.seed, data_sha256=task.table.sha256,
+                                   config_sha256=runner.config_sha256, parent=parent, global_batch=per_step,
+                                   world_size=runner.world)
+            last = runner.checkpoint(state, task.parts(training), {"main": optimizer}, {"main": scheduler})
+            parent = last.name
+        runner.maybe_hang(step)
+    assert last is not None
+    return last

@@ -1,0 +1,104 @@
+"""The AV and AR metas a recipe defines, and the injection-scale check every AV run passes first."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from torch import nn
+
+from hubkit import arch, injection
+from hubkit.errors import InjectionError
+from hubkit.meta import (
+    DEFAULT_AR_TEMPLATE,
+    DEFAULT_AV_TEMPLATE,
+    ARSpec,
+    AVSpec,
+    Injection,
+    NLAMeta,
+    Training,
+)
+from hubkit.train.adapters import meta_adapter, meta_base_name
+from hubkit.train.recipe import AdapterRecipe, Recipe
+from hubkit.verbalizer import render_prompt
+
+log = logging.getLogger(__name__)
+
+
+def _chat(recipe: Recipe, tokenizer) -> bool:
+    if recipe.nla.chat_template is not None:
+        return recipe.nla.chat_template
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def ar_spec(recipe: Recipe, head_bias: bool = False) -> ARSpec:
+    n = recipe.nla
+    return ARSpec(
+        num_layers=n.ar_num_layers if n.ar_num_layers is not None else recipe.layer + 1,
+        template=n.ar_template or DEFAULT_AR_TEMPLATE,
+        head_bias=head_bias,
+        add_bos=n.ar_add_bos,
+        input_norm=n.ar_input_norm,
+    )
+
+
+def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe) -> NLAMeta:
+    """The AV meta: marker picked (or checked) on this tokenizer, scale resolved to a number when measured."""
+    n = recipe.nla
+    chat = _chat(recipe, tokenizer)
+    template = n.av_template or DEFAULT_AV_TEMPLATE
+    marker = n.marker or injection.pick_marker(tokenizer, lambda m: render_prompt(tokenizer, template, m, chat))
+    scale = n.injection_scale
+    if n.injection_scheme == "residual_add":
+        scale = None
+    elif scale == "embedding_norm":
+        scale = float(f"{arch.median_embedding_norm(model):.4g}")
+        log.info("injection scale = median token-embedding norm of the base = %s", scale)
+    elif scale is None:
+        raise InjectionError("`nla.injection_scale` is required for embedding_replace (a number, sqrt_d_model, "
+                             "raw or embedding_norm)")
+    return NLAMeta(
+        role="av",
+        base_model=meta_base_name(recipe.base_model),
+        d_model=arch.hidden_size(model),
+        layer=recipe.layer,
+        injection=Injection(scheme=n.injection_scheme, scale=scale, marker=marker, block=n.injection_block),
+        av=AVSpec(template=template, chat_template=chat),
+        ar=ar_spec(recipe),
+        mse_scale=n.mse_scale,
+        adapter=meta_adapter(adapter),
+    )
+
+
+def ar_meta(recipe: Recipe, model: nn.Module, adapter: AdapterRecipe, head_bias: bool) -> NLAMeta:
+    return NLAMeta(
+        role="ar",
+        base_model=meta_base_name(recipe.base_model),
+        d_model=arch.hidden_size(model),
+        layer=recipe.layer,
+        ar=ar_spec(recipe, head_bias),
+        mse_scale=recipe.nla.mse_scale,
+        adapter=meta_adapter(adapter),
+    )
+
+
+def check_injection_scale(meta: NLAMeta, model: nn.Module, allow_ood: bool) -> NLAMeta:
+    """Refuse a scale beyond 50× the base's token-embedding norm (either way) unless `allow_ood`;
+    when allowed, the meta records ``injection.ood_allowed: true``."""
+    scale = meta.injection_scale_value()
+    report = injection.scale_report(scale, model)
+    if report.ok:
+        log.info("%s", report.message)
+        return meta
+    if not allow_ood:
+        raise InjectionError(
+            f"{report.message}. Pass --allow-ood-injection to train at this scale anyway; the checkpoint's meta "
+            "will then record `injection.ood_allowed: true`"
+        )
+    log.warning("%s (allowed by --allow-ood-injection; recorded in the meta)", report.message)
+    return meta.with_updates(injection=replace(meta.injection, ood_allowed=True))
+
+
+def with_training(meta: NLAMeta, **fields) -> NLAMeta:
+    """`meta` with its `training:` section set (every field named; the rest stay unset)."""
+    return meta.with_updates(training=Training(**fields))

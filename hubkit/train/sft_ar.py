@@ -1,0 +1,111 @@
+"""AR supervised fine-tuning: explanation → vector through the first K+1 blocks and a Linear(d, d) head.
+
+The base is truncated to K+1 blocks before the adapter is added (so a LoRA only wraps kept blocks
+and full weights are saved truncated); the head starts as the identity. The loss is the
+normalised MSE, per row ``‖v̂/‖v̂‖ − v/‖v‖‖²  = 2(1 − cos)``, which equals the MSE of both vectors
+scaled to ``mse_scale`` divided by ``mse_scale²``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hubkit import arch, heads
+from hubkit.errors import DataError
+from hubkit.pair import normalised_mse
+from hubkit.reconstructor import ActivationReconstructor, build_ar_ids
+from hubkit.train import data as D
+from hubkit.train import metas
+from hubkit.train import trajectory as T
+from hubkit.train.adapters import add_adapter, load_base, meta_base_name, trainable
+from hubkit.train.loop import Runner, RunOptions, run_sft
+from hubkit.train.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+ADAPTER_NAME = "ar"
+
+
+def clip_text(tokenizer, text: str, max_length: int) -> str:
+    """`text` cut to at most `max_length` tokens (unchanged when it fits)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_length else tokenizer.decode(ids[:max_length])
+
+
+def freeze_unused_output(model: nn.Module) -> None:
+    """The AR never runs the LM head: freeze it unless it is tied to the input embeddings."""
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is not None and out.weight is not inp.weight:
+        out.weight.requires_grad_(False)
+
+
+class ARTask:
+    """AR SFT on an ``ar_sft`` table (see `run_sft` for the loop)."""
+
+    stage_name = "ar_sft"
+    loss_type = "normalised_mse"
+
+    def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
+        cfg = recipe.stage("ar")
+        self.recipe, self.cfg = recipe, cfg
+        model, tok = load_base(recipe, cfg.adapter, runner.device)
+        if cfg.adapter.kind != "qlora":
+            model = model.to(runner.device)
+        meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias)
+        self.table = D.read_sft(data, meta.d_model, "ar")
+        arch.truncate(model, meta.ar.num_layers)
+        if cfg.adapter.kind == "full":
+            model.requires_grad_(True)
+            freeze_unused_output(model)
+        torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
+        self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
+        if cfg.adapter.kind == "full":
+            freeze_unused_output(self.model)
+        self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
+        self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
+        self.ar = ActivationReconstructor(self.model, tok, meta, self.head)
+        self.meta, self.tokenizer, self.device = meta, tok, runner.device
+        self.texts = [clip_text(tok, D.inner_text(t), cfg.max_length) for t in self.table.texts]
+        self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
+        self.init_parent = meta_base_name(recipe.base_model)
+
+    # -- SFTTask ----------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        head_lr = self.cfg.head_lr if self.cfg.head_lr is not None else self.cfg.optim.lr
+        return [{"params": trainable(self.model)}, {"params": list(self.head.parameters()), "lr": head_lr}]
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.model, self.head]
+
+    def restore(self, folder: Path) -> None:
+        T.restore_weights(self.model, folder, self.adapter_name)
+        T.restore_head(self.head, folder)
+
+    def normaliser(self, rows: list[int]) -> float:
+        return float(len(rows))
+
+    def tokens(self, rows: list[int]) -> int:
+        return sum(self.lengths[i] for i in rows)
+
+    def micro_loss(self, rows: list[int]) -> Tensor:
+        pred = self.ar.forward([self.texts[i] for i in rows])
+        return normalised_mse(pred, self.table.vectors[rows].to(pred.device)).sum()
+
+    def parts(self, training: dict[str, Any]) -> list[T.Part]:
+        meta = metas.with_training(self.meta, **training)
+        return [T.Part(self.model, self.tokenizer, meta, head=self.head, adapter_name=self.adapter_name)]
+
+
+def train_ar(recipe: Recipe, opts: RunOptions | None = None) -> Path:
+    """Run (or resume) the recipe's AR SFT stage; returns the last checkpoint folder."""
+    opts = opts or RunOptions()
+    runner = Runner(recipe, "ar", opts)
+    data = opts.data or recipe.stage("ar").data
+    if data is None:
+        raise DataError("no AR training data: set `ar.data` in the recipe or pass --data")
+    return run_sft(ARTask(recipe, runner, data), runner)

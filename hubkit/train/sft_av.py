@@ -1,0 +1,139 @@
+"""AV supervised fine-tuning: teacher-forced ``prompt(marker ← v) → <explanation>…</explanation><eos>``.
+
+The vector goes in exactly as at inference (`hubkit.injection.plan` + `injected` on the right-padded
+batch), and the cross-entropy counts response tokens only: the prompt is context, not a target.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hubkit import injection
+from hubkit.errors import DataError
+from hubkit.reconstructor import pad_right
+from hubkit.train import data as D
+from hubkit.train import metas
+from hubkit.train import trajectory as T
+from hubkit.train.adapters import add_adapter, load_base, meta_base_name, trainable
+from hubkit.train.loop import Runner, RunOptions, run_sft
+from hubkit.train.recipe import Recipe
+from hubkit.verbalizer import ActivationVerbalizer
+
+log = logging.getLogger(__name__)
+
+ADAPTER_NAME = "av"
+
+
+def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag: str) -> list[int]:
+    """Token ids the AV learns to write for one explanation: tagged text, then EOS unless it was cut."""
+    ids = tokenizer(D.tagged(text, open_tag, close_tag), add_special_tokens=False)["input_ids"]
+    if len(ids) > max_length:
+        return ids[:max_length]
+    return [*ids, tokenizer.eos_token_id]
+
+
+def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(input_ids, attention_mask, labels) for a right-padded batch; labels are −100 outside responses."""
+    ids, mask = pad_right([prompt_ids + r for r in responses], pad_id)
+    labels = ids.clone()
+    labels[:, : len(prompt_ids)] = -100
+    labels[mask == 0] = -100
+    return ids, mask, labels
+
+
+def response_loss_sum(
+    model: nn.Module, verbalizer: ActivationVerbalizer, ids: Tensor, mask: Tensor, labels: Tensor, vectors: Tensor
+) -> Tensor:
+    """Summed cross-entropy over response tokens with `vectors` injected at the marker (differentiable)."""
+    meta = verbalizer.meta
+    p = injection.plan(meta.injection, ids, vectors, meta.d_model)
+    n_prompt = len(verbalizer.prompt_ids)
+    keep = ids.shape[1] - n_prompt + 1  # logits from the last prompt token on: all that predict the response
+    with injection.injected(model, meta.injection, p):
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
+    targets = labels[:, n_prompt:]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+
+
+class AVTask:
+    """AV SFT on an ``av_sft`` table (see `run_sft` for the loop)."""
+
+    stage_name = "av_sft"
+    loss_type = "cross_entropy_response"
+
+    def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
+        cfg = recipe.stage("av")
+        self.recipe, self.cfg = recipe, cfg
+        model, tok = load_base(recipe, cfg.adapter, runner.device)
+        if cfg.adapter.kind != "qlora":
+            model = model.to(runner.device)
+        meta = metas.av_meta(recipe, model, tok, cfg.adapter)
+        meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection)
+        self.table = D.read_sft(data, meta.d_model, "av")
+        torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
+        self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
+        self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
+        self.av = ActivationVerbalizer(self.model, tok, meta)
+        self.meta, self.tokenizer = self.av.meta, tok
+        self.device = runner.device
+        av = self.meta.av
+        self.responses = [response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
+                          for t in self.table.texts]
+        cut = sum(1 for r in self.responses if r[-1] != tok.eos_token_id)
+        if cut:
+            log.warning("%d of %d explanations are longer than max_length=%d tokens and were cut (no EOS learned)",
+                        cut, len(self.responses), cfg.max_length)
+        self._check_markers()
+        self.init_parent = meta_base_name(recipe.base_model)
+
+    def _check_markers(self) -> None:
+        mid = self.meta.injection.marker_token_id
+        bad = [i for i, r in enumerate(self.responses) if mid in r]
+        if bad:
+            raise DataError(
+                f"{self.table.path}: explanations in rows {bad[:10]} contain the marker token "
+                f"{self.meta.injection.marker!r}; pick another `nla.marker` or clean those rows"
+            )
+
+    # -- SFTTask ----------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [{"params": trainable(self.model)}]
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.model]
+
+    def restore(self, folder: Path) -> None:
+        T.restore_weights(self.model, folder, self.adapter_name)
+
+    def normaliser(self, rows: list[int]) -> float:
+        return float(sum(len(self.responses[i]) for i in rows))
+
+    def tokens(self, rows: list[int]) -> int:
+        return sum(len(self.av.prompt_ids) + len(self.responses[i]) for i in rows)
+
+    def micro_loss(self, rows: list[int]) -> Tensor:
+        ids, mask, labels = av_batch(self.av.prompt_ids, [self.responses[i] for i in rows],
+                                     self.tokenizer.pad_token_id)
+        ids, mask, labels = ids.to(self.device), mask.to(self.device), labels.to(self.device)
+        return response_loss_sum(self.model, self.av, ids, mask, labels, self.table.vectors[rows].to(self.device))
+
+    def parts(self, training: dict[str, Any]) -> list[T.Part]:
+        meta = metas.with_training(self.meta, **training)
+        return [T.Part(self.model, self.tokenizer, meta, adapter_name=self.adapter_name)]
+
+
+def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:
+    """Run (or resume) the recipe's AV SFT stage; returns the last checkpoint folder."""
+    opts = opts or RunOptions()
+    runner = Runner(recipe, "av", opts)
+    data = opts.data or recipe.stage("av").data
+    if data is None:
+        raise DataError("no AV training data: set `av.data` in the recipe or pass --data")
+    task = AVTask(recipe, runner, data)
+    return run_sft(task, runner)

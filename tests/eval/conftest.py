@@ -1,0 +1,81 @@
+"""Fixtures for eval tests: a tiny real NLA pair, eval tables on disk, and constructed reconstructors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from hubkit import heads
+from hubkit.pair import NLAPair
+from hubkit.reconstructor import ActivationReconstructor
+from hubkit.testing import make_tiny_model, tiny_metas
+from hubkit.verbalizer import ActivationVerbalizer
+
+D = 32
+
+
+def write_table(path: Path, vectors: np.ndarray, doc_ids=None, explanations=None, width=None) -> Path:
+    """An eval table in the data pipeline's format (fixed-size float32 list column)."""
+    n, d = vectors.shape
+    cols = {
+        "doc_id": [f"doc{i // 2}" for i in range(n)] if doc_ids is None else list(doc_ids),
+        "position": list(range(n)),
+        "prefix": [f"prefix of row {i}" for i in range(n)],
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), width or d),
+    }
+    if explanations is not None:
+        cols["explanation"] = list(explanations)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), str(path))
+    return path
+
+
+class ConstantAR:
+    """Ignores its input: the same vector for every text."""
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = torch.as_tensor(vector, dtype=torch.float32)
+        self.calls: list[list[str]] = []
+
+    def reconstruct(self, texts: list[str]) -> torch.Tensor:
+        self.calls.append(list(texts))
+        return self.vector.repeat(len(texts), 1)
+
+
+class OracleAR:
+    """Reads its input: a lookup from explanation text to vector; any other text maps to a fixed vector."""
+
+    def __init__(self, table: dict[str, np.ndarray], other: np.ndarray) -> None:
+        self.table = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in table.items()}
+        self.other = torch.as_tensor(other, dtype=torch.float32)
+
+    def reconstruct(self, texts: list[str]) -> torch.Tensor:
+        return torch.stack([self.table.get(t, self.other) for t in texts])
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return make_tiny_model("llama", d_model=D, n_layers=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def metas(tiny):
+    return tiny_metas(tiny, layer=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny, metas) -> NLAPair:
+    av_meta, ar_meta = metas
+    av = ActivationVerbalizer(tiny.model, tiny.tokenizer, av_meta)
+    ar = ActivationReconstructor(tiny.model, tiny.tokenizer, ar_meta, heads.identity_head(D))
+    return NLAPair(av, ar)
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(12, D))
