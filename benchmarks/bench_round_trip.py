@@ -40,17 +40,23 @@ def build_pair_checkpoints(model_name: str, out: Path, layer: int) -> tuple[Path
     inj = Injection(scale=round(norm, 3), marker=marker)
     ar_spec = ARSpec(num_layers=layer + 1)
     common = dict(base_model=base, d_model=d, layer=layer)
-    metas = {"av": NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
-             "ar": NLAMeta(role="ar", ar=ar_spec, **common)}
+    metas = {
+        "av": NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
+        "ar": NLAMeta(role="ar", ar=ar_spec, **common),
+    }
     for seed, name in enumerate(("av", "ar")):
         torch.manual_seed(seed)
-        peft_model = get_peft_model(models.load(model_name, dtype=torch.float32)[0],
-                                    LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+        peft_model = get_peft_model(
+            models.load(model_name, dtype=torch.float32)[0],
+            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+        )
         with torch.no_grad():
             for n, p in peft_model.named_parameters():
                 if "lora_B" in n:
                     p.normal_(0, 0.01)
-        write_checkpoint(out / name, peft_model, tok, metas[name], head=identity_head(d) if name == "ar" else None)
+        write_checkpoint(
+            out / name, peft_model, tok, metas[name], head=identity_head(d) if name == "ar" else None
+        )
     return out / "av", out / "ar", base
 
 
@@ -99,7 +105,9 @@ print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 
 
 def peak_rss(mode: str, a: str, b: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _MEM_SCRIPT, mode, a, b], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEM_SCRIPT, mode, a, b], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
@@ -119,8 +127,10 @@ def main() -> None:
     print(f"  batched  {speed['batched_s']:8.1f} s   (mean cos {speed['mean_cos_batched']:.4f})")
     print(f"  per-row  {speed['per_row_s']:8.1f} s   (mean cos {speed['mean_cos_loop']:.4f})")
     print(f"  speedup  {speed['speedup']:8.1f} x   identical texts {speed['identical_texts']}")
-    print(f"peak RSS: base alone {mem_base:.0f} MB, AV+AR pair on one base {mem_pair:.0f} MB, "
-          f"ratio {mem_pair / mem_base:.2f}x")
+    print(
+        f"peak RSS: base alone {mem_base:.0f} MB, AV+AR pair on one base {mem_pair:.0f} MB, "
+        f"ratio {mem_pair / mem_base:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ _EXPORTS = {
     "NLAPair": "hubkit.pair",
 }
 
-__all__ = list(_EXPORTS) + ["__version__"]
+__all__ = ["ActivationReconstructor", "ActivationVerbalizer", "NLAMeta", "NLAPair", "__version__"]
 
 if TYPE_CHECKING:
     from hubkit.meta import NLAMeta

@@ -33,8 +33,10 @@ def text_model(model: nn.Module) -> nn.Module:
     """The decoder stack (module owning ``embed_tokens``, ``layers`` and ``norm``)."""
     for path in _PATHS:
         sub = _get(model, path)
-        if sub is not None and isinstance(getattr(sub, "layers", None), nn.ModuleList) and hasattr(
-            sub, "embed_tokens"
+        if (
+            sub is not None
+            and isinstance(getattr(sub, "layers", None), nn.ModuleList)
+            and hasattr(sub, "embed_tokens")
         ):
             return sub
     raise CheckpointError(

@@ -39,11 +39,17 @@ class CheckReport:
         lines += [f"  {k:<28} {v}" for k, v in self.facts.items()]
         marks = {"ok": "ok  ", "info": "info", "warn": "WARN", "error": "FAIL"}
         lines += [f"  [{marks[f.level]}] {f.message}" for f in self.findings]
-        lines.append("  result: " + ("PASS" if self.ok else "FAIL") + (f" with {len(self.warnings)} warning(s)" if self.warnings else ""))
+        lines.append(
+            "  result: "
+            + ("PASS" if self.ok else "FAIL")
+            + (f" with {len(self.warnings)} warning(s)" if self.warnings else "")
+        )
         return "\n".join(lines)
 
 
-def check(target: str, base_model: str | None = None, revision: str | None = None, subfolder: str | None = None) -> CheckReport:
+def check(
+    target: str, base_model: str | None = None, revision: str | None = None, subfolder: str | None = None
+) -> CheckReport:
     """Inspect `target` (a registry model name, a model folder, or an NLA checkpoint / repo id)."""
     path = Path(target)
     if not path.exists() and revision is None and subfolder is None:
@@ -91,7 +97,9 @@ def check_base(path: str, name: str) -> CheckReport:
     except HubkitError as exc:
         report.findings.append(Finding("warn", str(exc)))
     ratio = injection.scale_report(norm, model)
-    report.findings.append(Finding("info", f"an injection scale near {norm:.3g} matches the embeddings ({ratio.message})"))
+    report.findings.append(
+        Finding("info", f"an injection scale near {norm:.3g} matches the embeddings ({ratio.message})")
+    )
     return report
 
 
@@ -118,17 +126,36 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
         report.findings.append(Finding("warn", f"RETRACTED: {meta.retracted.reason}"))
     if meta.role == "ar":
         assert meta.ar is not None
-        report.facts.update({"AR kept blocks": meta.ar.num_layers, "head": meta.ar.head_format, "input norm": meta.ar.input_norm})
+        report.facts.update(
+            {
+                "AR kept blocks": meta.ar.num_layers,
+                "head": meta.ar.head_format,
+                "input norm": meta.ar.input_norm,
+            }
+        )
         try:
             heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-            report.findings.append(Finding("ok", f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})"))
+            report.findings.append(
+                Finding(
+                    "ok",
+                    f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})",
+                )
+            )
         except HubkitError as exc:
             report.findings.append(Finding("error", str(exc)))
         return report
     assert meta.injection is not None
-    report.facts.update({"injection": meta.injection.scheme, "scale": meta.injection.scale, "chat template": meta.av.chat_template})
+    report.facts.update(
+        {
+            "injection": meta.injection.scheme,
+            "scale": meta.injection.scale,
+            "chat template": meta.av.chat_template,
+        }
+    )
     if meta.injection.scheme == "residual_add":
-        report.findings.append(Finding("ok", f"residual addition at block {meta.injection.block}: norm-matched, no scale"))
+        report.findings.append(
+            Finding("ok", f"residual addition at block {meta.injection.block}: norm-matched, no scale")
+        )
         return report
     try:
         base = loading.resolve_base(base_model or meta.base_model)

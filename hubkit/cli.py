@@ -71,24 +71,52 @@ def check(target: str, base_model: str | None, revision: str | None, subfolder: 
 @click.option("--temperature", default=1.0, show_default=True)
 @click.option("--seed", default=None, type=int)
 @load_options
-def explain(av, vectors_path, out, batch_size, max_new_tokens, sample, temperature, seed, revision, subfolder,
-            base_model, device, dtype) -> None:
+def explain(
+    av,
+    vectors_path,
+    out,
+    batch_size,
+    max_new_tokens,
+    sample,
+    temperature,
+    seed,
+    revision,
+    subfolder,
+    base_model,
+    device,
+    dtype,
+) -> None:
     """Explain vectors with an AV; one JSON line per vector (text, status, raw)."""
     from hubkit.vectors_io import read_vectors
     from hubkit.verbalizer import ActivationVerbalizer
 
-    model = ActivationVerbalizer.from_pretrained(av, revision=revision, subfolder=subfolder, base_model=base_model,
-                                                 device=device, dtype=dtype)
-    results = model.explain_detailed(read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                     do_sample=sample, temperature=temperature, seed=seed, progress=True)
-    lines = [json.dumps({"text": e.text, "status": e.status, "raw": e.raw}, ensure_ascii=False) for e in results]
+    model = ActivationVerbalizer.from_pretrained(
+        av, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
+    )
+    results = model.explain_detailed(
+        read_vectors(vectors_path),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature,
+        seed=seed,
+        progress=True,
+    )
+    lines = [
+        json.dumps({"text": e.text, "status": e.status, "raw": e.raw}, ensure_ascii=False) for e in results
+    ]
     _emit(lines, out)
 
 
 @main.command()
 @click.argument("ar")
-@click.option("--texts", "texts_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="A .txt (one explanation per line) or .jsonl (a `text` field) file.")
+@click.option(
+    "--texts",
+    "texts_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A .txt (one explanation per line) or .jsonl (a `text` field) file.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
 @click.option("--batch-size", default=32, show_default=True)
 @load_options
@@ -97,8 +125,9 @@ def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model
     from hubkit.reconstructor import ActivationReconstructor
     from hubkit.vectors_io import write_vectors
 
-    model = ActivationReconstructor.from_pretrained(ar, revision=revision, subfolder=subfolder, base_model=base_model,
-                                                    device=device, dtype=dtype)
+    model = ActivationReconstructor.from_pretrained(
+        ar, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
+    )
     texts = read_texts(Path(texts_path))
     v = model.reconstruct(texts, batch_size=batch_size, progress=True)
     write_vectors(out, v)
@@ -123,19 +152,30 @@ def read_texts(path: Path) -> list[str]:
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--max-new-tokens", default=64, show_default=True)
 @load_options
-def round_trip(av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device,
-               dtype) -> None:
+def round_trip(
+    av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device, dtype
+) -> None:
     """v → AV → text → AR → v̂, with per-row cosine and normalised MSE."""
     from hubkit.pair import NLAPair
     from hubkit.vectors_io import read_vectors
 
-    pair = NLAPair.from_pretrained(av=av, ar=ar, base_model=base_model, revision=revision, subfolder=subfolder,
-                                   device=device, dtype=dtype)
-    res = pair.round_trip(read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                          progress=True)
+    pair = NLAPair.from_pretrained(
+        av=av,
+        ar=ar,
+        base_model=base_model,
+        revision=revision,
+        subfolder=subfolder,
+        device=device,
+        dtype=dtype,
+    )
+    res = pair.round_trip(
+        read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True
+    )
     lines = [
-        json.dumps({"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)},
-                   ensure_ascii=False)
+        json.dumps(
+            {"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)},
+            ensure_ascii=False,
+        )
         for d, c, m in zip(res.details, res.cos, res.mse)
     ]
     _emit(lines, out)
@@ -189,7 +229,9 @@ def hub_serve(root: str, host: str, port: int) -> None:
 
     server = LocalHub(Path(root), host=host, port=port)
     server.start()
-    click.echo(f"local Hub at {server.endpoint} (root {root}); set HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1")
+    click.echo(
+        f"local Hub at {server.endpoint} (root {root}); set HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1"
+    )
     try:
         server.wait()
     except KeyboardInterrupt:
@@ -197,6 +239,15 @@ def hub_serve(root: str, host: str, port: int) -> None:
     finally:
         server.stop()
 
+
+def _register() -> None:
+    """Commands that live beside the code they drive (one direction of imports: cli imports them)."""
+    from hubkit.release.commands import release_command
+
+    main.add_command(release_command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

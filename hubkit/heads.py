@@ -51,7 +51,9 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def split_head_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def split_head_state(
+    state: dict[str, torch.Tensor], path: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(head tensors as ``weight``/``bias``, the remaining LoRA tensors) from one file's state."""
     head: dict[str, torch.Tensor] = {}
     rest: dict[str, torch.Tensor] = {}
@@ -70,7 +72,9 @@ def split_head_state(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[s
     return head, rest
 
 
-def load_head(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> tuple[nn.Linear, dict]:
+def load_head(
+    folder: Path, head_format: str, d_model: int, bias: bool | None = None
+) -> tuple[nn.Linear, dict]:
     """The head as a float32 ``nn.Linear`` plus any LoRA tensors stored in the same file."""
     path = folder / HEAD_FILES[head_format]
     head_state, lora_state = split_head_state(read_state(path), path)
@@ -81,9 +85,13 @@ def load_head(folder: Path, head_format: str, d_model: int, bias: bool | None = 
         )
     has_bias = "bias" in head_state
     if bias is not None and bias != has_bias:
-        raise CheckpointError(f"{path}: meta says head_bias={bias} but the file {'has' if has_bias else 'lacks'} a bias")
+        raise CheckpointError(
+            f"{path}: meta says head_bias={bias} but the file {'has' if has_bias else 'lacks'} a bias"
+        )
     if has_bias and tuple(head_state["bias"].shape) != (d_model,):
-        raise CheckpointError(f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)")
+        raise CheckpointError(
+            f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)"
+        )
     head = nn.Linear(d_model, d_model, bias=has_bias)
     head.load_state_dict({k: v.float() for k, v in head_state.items()})
     return head.float().eval(), lora_state

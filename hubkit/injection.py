@@ -50,7 +50,9 @@ def check_vectors(vectors: Tensor, d_model: int) -> Tensor:
         raise InjectionError(f"vectors hold NaN or inf in rows {bad[:10]}{' …' if len(bad) > 10 else ''}")
     zero = (v.norm(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
-        raise InjectionError(f"vectors are all-zero in rows {zero[:10]}: a zero vector has no direction to inject")
+        raise InjectionError(
+            f"vectors are all-zero in rows {zero[:10]}: a zero vector has no direction to inject"
+        )
     return v
 
 
@@ -127,7 +129,9 @@ def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> I
     """Validate vectors, locate markers and pre-scale: everything the hook needs, pure."""
     v = check_vectors(vectors, d_model)
     if spec.marker_token_id is None:
-        raise InjectionError("the meta's `injection.marker_token_id` is unresolved; load the NLA with its tokenizer")
+        raise InjectionError(
+            "the meta's `injection.marker_token_id` is unresolved; load the NLA with its tokenizer"
+        )
     pos = find_markers(input_ids, spec.marker_token_id, spec.left_neighbor_id, spec.right_neighbor_id, len(v))
     if spec.scheme == "embedding_replace":
         from hubkit.meta import resolve_scale
@@ -184,26 +188,30 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
 def marker_ids(tokenizer, prompt: str, marker: str) -> tuple[int, int | None, int | None]:
     """Token id of `marker` in the rendered `prompt` and of its left/right neighbours.
 
-    Raises when the marker is not exactly one token there (so it could not carry a vector).
+    The marker is located by character offsets, so a BPE that folds the preceding space into the
+    token (``Ġ@``) is fine; the token must hold the marker and nothing but whitespace besides.
+    Raises when the marker is absent, repeated, or not exactly one token there.
     """
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    alone = tokenizer(marker, add_special_tokens=False)["input_ids"]
-    if len(alone) != 1:
+    count = prompt.count(marker)
+    if count != 1:
         raise InjectionError(
-            f"marker {marker!r} is {len(alone)} tokens for this tokenizer ({alone}); pick a character that is "
-            "one token (hubkit.injection.pick_marker finds one)"
+            f"marker {marker!r} appears {count} times in the rendered prompt; it must appear exactly once"
         )
-    mid = alone[0]
-    where = [i for i, t in enumerate(ids) if t == mid]
-    if len(where) != 1:
+    start = prompt.index(marker)
+    end = start + len(marker)
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    covering = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+    span = prompt[offsets[covering[0]][0] : offsets[covering[-1]][1]] if covering else ""
+    if len(covering) != 1 or span.strip() != marker.strip():
         raise InjectionError(
-            f"marker {marker!r} (id {mid}) appears {len(where)} times as one token in the rendered prompt; "
-            "it must appear exactly once (the tokenizer may merge it with its neighbours: add a space)"
+            f"marker {marker!r} is {len(covering)} tokens ({span!r}) in the rendered prompt for this tokenizer; "
+            "pick a character that is one token there (hubkit.injection.pick_marker finds one)"
         )
-    i = where[0]
+    i = covering[0]
     left = ids[i - 1] if i > 0 else None
     right = ids[i + 1] if i + 1 < len(ids) else None
-    return mid, left, right
+    return ids[i], left, right
 
 
 def pick_marker(tokenizer, render, candidates: tuple[str, ...] = MARKER_CANDIDATES) -> str:
@@ -230,7 +238,9 @@ def scale_report(scale: float | None, model: nn.Module, factor: float = OOD_SCAL
     """Compare the injection norm with the model's median token-embedding norm (after its scaling)."""
     norm = arch.median_embedding_norm(model)
     if scale is None:
-        return ScaleReport(None, norm, None, True, f"raw vectors (no rescale); median embedding norm {norm:.3g}")
+        return ScaleReport(
+            None, norm, None, True, f"raw vectors (no rescale); median embedding norm {norm:.3g}"
+        )
     ratio = scale / norm
     ok = 1 / factor <= ratio <= factor
     msg = f"injection scale {scale:.4g} is {ratio:.3g}× the median token-embedding norm {norm:.4g}"

@@ -33,14 +33,22 @@ def resolve_base(name_or_path: str) -> str:
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(table)}")
     return table[dtype]
 
 
-def load_causal_lm(path: str, dtype: torch.dtype | None = None, device: str | None = None, quant: str = "none"):
+def load_causal_lm(
+    path: str, dtype: torch.dtype | None = None, device: str | None = None, quant: str = "none"
+):
     """`AutoModelForCausalLM` (or the multimodal class for Gemma-4-style configs) from a folder or id."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -82,7 +90,9 @@ def load_tokenizer(*candidates: str | Path | None):
             return AutoTokenizer.from_pretrained(str(c))
         except (OSError, ValueError) as exc:
             errors.append(f"{c}: {exc}")
-    raise CheckpointError("no tokenizer found in " + ", ".join(str(c) for c in candidates if c) + "; " + "; ".join(errors))
+    raise CheckpointError(
+        "no tokenizer found in " + ", ".join(str(c) for c in candidates if c) + "; " + "; ".join(errors)
+    )
 
 
 def is_adapter(folder: Path) -> bool:

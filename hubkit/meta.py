@@ -58,7 +58,9 @@ class Injection:
 
     def __post_init__(self) -> None:
         if self.scheme == "embedding_replace" and self.scale is None:
-            raise ValueError("`injection.scale` is required for embedding_replace (a number, sqrt_d_model or raw)")
+            raise ValueError(
+                "`injection.scale` is required for embedding_replace (a number, sqrt_d_model or raw)"
+            )
         if isinstance(self.scale, float) and not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"`injection.scale` must be a positive finite number, got {self.scale}")
         if self.marker is not None and len(self.marker) == 0:
@@ -286,7 +288,9 @@ def _read(data: Any, where: str, folder: Path | None) -> NLAMeta:
 @dialect("hubkit", lambda d: str(d.get("schema", "")).startswith("hubkit.nla/"))
 def _read_hubkit(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
     if data["schema"] != C.SCHEMA_VERSION:
-        raise MetaError(f"{where}: field `schema` is {data['schema']!r}; this hubkit reads {C.SCHEMA_VERSION!r}")
+        raise MetaError(
+            f"{where}: field `schema` is {data['schema']!r}; this hubkit reads {C.SCHEMA_VERSION!r}"
+        )
     return data, []
 
 
@@ -394,10 +398,15 @@ def _templates(t: _Taker, where: str) -> tuple[str | None, str | None]:
     if not isinstance(templates, dict):
         raise MetaError(f"{where}: field `prompt_templates` must be a mapping, got {templates!r}")
     out: list[str | None] = []
-    for names, placeholder in ((("av", "actor"), MARKER_PLACEHOLDER), (("ar", "critic"), EXPLANATION_PLACEHOLDER)):
+    for names, placeholder in (
+        (("av", "actor"), MARKER_PLACEHOLDER),
+        (("ar", "critic"), EXPLANATION_PLACEHOLDER),
+    ):
         found = {n: templates.pop(n) for n in names if n in templates}
         if len(set(map(str, found.values()))) > 1:
-            raise MetaError(f"{where}: fields `prompt_templates.{names[0]}` and `.{names[1]}` differ; keep one")
+            raise MetaError(
+                f"{where}: fields `prompt_templates.{names[0]}` and `.{names[1]}` differ; keep one"
+            )
         for name, tmpl in found.items():
             if not isinstance(tmpl, str) or tmpl.count(placeholder) != 1:
                 raise MetaError(
@@ -417,7 +426,9 @@ def _is_reference_model(d: dict[str, Any]) -> bool:
 
 
 @dialect("reference-v2", _is_reference_model)
-def _read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
+def _read_reference(
+    data: dict[str, Any], where: str, folder: Path | None
+) -> tuple[dict[str, Any], list[str]]:
     t = _Taker(data, where)
     defaults: list[str] = []
     t.pop("schema_version")
@@ -513,7 +524,9 @@ def _first(value: Any) -> Any:
     return None if value is None else str(value)
 
 
-@dialect("consumer-gpu", lambda d: "av_lora" in d or ("base_model" in d and "extraction" in d and "kind" in d))
+@dialect(
+    "consumer-gpu", lambda d: "av_lora" in d or ("base_model" in d and "extraction" in d and "kind" in d)
+)
 def _read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
     t = _Taker(data, where)
     defaults: list[str] = []
@@ -584,13 +597,17 @@ def _consumer_ar(folder: Path | None, layer: int, defaults: list[str]) -> dict[s
 
 
 @dialect("consumer-gpu-ar", lambda d: d.get("__ar_meta_json__") is True)
-def _read_consumer_ar(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
+def _read_consumer_ar(
+    data: dict[str, Any], where: str, folder: Path | None
+) -> tuple[dict[str, Any], list[str]]:
     assert folder is not None
     ar_meta = json.loads((folder / C.AR_META_JSON).read_text())
     adapter, base = _adapter_from_folder(folder)
     base = ar_meta.get("base_model", base)
     if base is None:
-        raise MetaError(f"{where}: no base model: neither `base_model` here nor an adapter_config.json beside it")
+        raise MetaError(
+            f"{where}: no base model: neither `base_model` here nor an adapter_config.json beside it"
+        )
     d_model = ar_meta.get("d_model")
     if d_model is None:
         head_file = folder / C.AR_LORA_HEAD_FILE
@@ -616,7 +633,9 @@ def _read_consumer_ar(data: dict[str, Any], where: str, folder: Path | None) -> 
     quants = {None: "none", "none": "none", "4bit": "nf4", "nf4": "nf4", "8bit": "int8", "int8": "int8"}
     quant = ar_meta.get("quant")
     if quant not in quants:
-        raise MetaError(f"{where}: field `quant` is {quant!r}; expected one of {sorted(k for k in quants if k)} or null")
+        raise MetaError(
+            f"{where}: field `quant` is {quant!r}; expected one of {sorted(k for k in quants if k)} or null"
+        )
     adapter["quant"] = quants[quant]
     return (
         {
@@ -672,7 +691,9 @@ def _read_residual_sidecar(
     av_tmpl, ar_tmpl = _templates(t, where)
     defaults = ["injection.scheme → residual_add at block 1 (the sidecar does not record it)"]
     if injection["marker"] is None and injection["marker_token_id"] is None:
-        defaults.append("injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES")
+        defaults.append(
+            "injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES"
+        )
     if av_tmpl is None:
         defaults.append("av.template → hubkit default")
     if ar_tmpl is None:
@@ -722,7 +743,9 @@ def check_compatible(av: NLAMeta, ar: NLAMeta) -> None:
         problems.append(f"base_model: AV {av.base_model!r} vs AR {ar.base_model!r}")
     if problems:
         raise IncompatiblePairError(
-            "the AV and AR do not form a pair: " + "; ".join(problems) + ". Load the two halves trained together."
+            "the AV and AR do not form a pair: "
+            + "; ".join(problems)
+            + ". Load the two halves trained together."
         )
 
 

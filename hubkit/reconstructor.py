@@ -31,7 +31,11 @@ def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
     assert ar is not None
     prefix, suffix = ar.template.split(EXPLANATION_PLACEHOLDER)
     ids = tokenizer(prefix + text, add_special_tokens=False)["input_ids"]
-    ids += ar.suffix_ids if ar.suffix_ids is not None else tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    ids += (
+        ar.suffix_ids
+        if ar.suffix_ids is not None
+        else tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    )
     bos = tokenizer.bos_token_id
     if ar.add_bos and bos is not None and (not ids or ids[0] != bos):
         ids = [bos, *ids]
@@ -70,7 +74,9 @@ class ActivationReconstructor:
         if meta.ar.num_layers > depth:
             raise MetaError(f"`ar.num_layers` is {meta.ar.num_layers} but the model has only {depth} blocks")
         if arch.hidden_size(model) != meta.d_model:
-            raise MetaError(f"the meta says d_model={meta.d_model}, the model's width is {arch.hidden_size(model)}")
+            raise MetaError(
+                f"the meta says d_model={meta.d_model}, the model's width is {arch.hidden_size(model)}"
+            )
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
         self.adapter_name = adapter_name
         self.block = meta.ar.num_layers - 1
@@ -148,7 +154,9 @@ def attach_lora_state(model: nn.Module, meta: NLAMeta, state: dict[str, Tensor],
 
     a = meta.adapter
     if a.r is None or a.target_modules is None:
-        raise CheckpointError(f"{folder}: LoRA tensors in the head file but no `lora_r`/`target_modules` in its meta")
+        raise CheckpointError(
+            f"{folder}: LoRA tensors in the head file but no `lora_r`/`target_modules` in its meta"
+        )
     cfg = LoraConfig(r=a.r, lora_alpha=a.alpha or a.r, target_modules=a.target_modules, lora_dropout=0.0)
     peft_model = get_peft_model(model, cfg, adapter_name="ar")
     result = set_peft_model_state_dict(peft_model, state, adapter_name="ar")

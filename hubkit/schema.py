@@ -93,7 +93,9 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass `cls` from `data`, rejecting unknown keys and missing required fields."""
     if not isinstance(data, dict):
-        raise SchemaError(where, prefix.rstrip(".") or "<root>", f"must be a mapping, got {type(data).__name__}")
+        raise SchemaError(
+            where, prefix.rstrip(".") or "<root>", f"must be a mapping, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

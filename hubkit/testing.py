@@ -131,8 +131,14 @@ def make_tiny_model(
     return TinyModel(model=model, tokenizer=tok, arch=arch)
 
 
-def tiny_metas(tiny: TinyModel, layer: int = 1, scale: float | str = "sqrt_d_model", chat: bool = True,
-               scheme: str = "embedding_replace", base_model: str = "tiny") -> tuple:
+def tiny_metas(
+    tiny: TinyModel,
+    layer: int = 1,
+    scale: float | str = "sqrt_d_model",
+    chat: bool = True,
+    scheme: str = "embedding_replace",
+    base_model: str = "tiny",
+) -> tuple:
     """(AV meta, AR meta) in hubkit's schema for a tiny model, marker resolved from its tokenizer."""
     from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
 
@@ -147,7 +153,9 @@ def tiny_metas(tiny: TinyModel, layer: int = 1, scale: float | str = "sqrt_d_mod
     )
 
 
-def write_adapter_pair(folder: str | Path, base_dir: str | Path, layer: int = 2, seed: int = 1) -> tuple[Path, Path]:
+def write_adapter_pair(
+    folder: str | Path, base_dir: str | Path, layer: int = 2, seed: int = 1
+) -> tuple[Path, Path]:
     """Write an AV and an AR LoRA checkpoint over the saved tiny base at `base_dir` (hubkit layout).
 
     The LoRA B matrices and the head are random (not zero/identity) so both halves really differ

@@ -54,8 +54,12 @@ def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
     if not chat:
         return content
     if not getattr(tokenizer, "chat_template", None):
-        raise MetaError("the meta asks for the chat template (`av.chat_template: true`) but the tokenizer has none")
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        raise MetaError(
+            "the meta asks for the chat template (`av.chat_template: true`) but the tokenizer has none"
+        )
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
@@ -63,7 +67,9 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     inj, av = meta.injection, meta.av
     assert inj is not None and av is not None
     if inj.marker is None and inj.marker_token_id is None:
-        marker = injection.pick_marker(tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template))
+        marker = injection.pick_marker(
+            tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template)
+        )
         log.info("the meta records no marker; picked %r, the first single-token candidate", marker)
     elif inj.marker is None:
         marker = marker_from_id(tokenizer, inj.marker_token_id)
@@ -76,19 +82,32 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
             f"`injection.marker_token_id` is {inj.marker_token_id} but marker {marker!r} is token {mid} for this "
             "tokenizer: the checkpoint and tokenizer do not belong together"
         )
-    for name, want, got in (("left_neighbor_id", inj.left_neighbor_id, left), ("right_neighbor_id", inj.right_neighbor_id, right)):
+    for name, want, got in (
+        ("left_neighbor_id", inj.left_neighbor_id, left),
+        ("right_neighbor_id", inj.right_neighbor_id, right),
+    ):
         if want is not None and want != got:
-            raise MetaError(f"`injection.{name}` is {want} but the rendered prompt has {got} next to the marker")
-    new_inj = type(inj)(**{**inj.__dict__, "marker": marker, "marker_token_id": mid,
-                          "left_neighbor_id": inj.left_neighbor_id if inj.left_neighbor_id is not None else left,
-                          "right_neighbor_id": inj.right_neighbor_id if inj.right_neighbor_id is not None else right})
+            raise MetaError(
+                f"`injection.{name}` is {want} but the rendered prompt has {got} next to the marker"
+            )
+    new_inj = type(inj)(
+        **{
+            **inj.__dict__,
+            "marker": marker,
+            "marker_token_id": mid,
+            "left_neighbor_id": inj.left_neighbor_id if inj.left_neighbor_id is not None else left,
+            "right_neighbor_id": inj.right_neighbor_id if inj.right_neighbor_id is not None else right,
+        }
+    )
     return meta.with_updates(injection=new_inj)
 
 
 def marker_from_id(tokenizer, token_id: int) -> str:
     """The text whose tokenization is exactly ``[token_id]`` (for dialects that record only the id)."""
     for candidate in (tokenizer.decode([token_id]), tokenizer.convert_ids_to_tokens(token_id)):
-        if isinstance(candidate, str) and tokenizer(candidate, add_special_tokens=False)["input_ids"] == [token_id]:
+        if isinstance(candidate, str) and tokenizer(candidate, add_special_tokens=False)["input_ids"] == [
+            token_id
+        ]:
             return candidate
     raise MetaError(
         f"`injection.marker_token_id` {token_id} does not round-trip through this tokenizer as one token; "
@@ -108,8 +127,12 @@ class ActivationVerbalizer:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.meta = resolve_marker(meta, tokenizer)
-        self.prompt = render_prompt(tokenizer, self.meta.av.template, self.meta.injection.marker, self.meta.av.chat_template)
-        self.prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=not self.meta.av.chat_template)["input_ids"]
+        self.prompt = render_prompt(
+            tokenizer, self.meta.av.template, self.meta.injection.marker, self.meta.av.chat_template
+        )
+        self.prompt_ids: list[int] = tokenizer(
+            self.prompt, add_special_tokens=not self.meta.av.chat_template
+        )["input_ids"]
 
     @classmethod
     def from_pretrained(
@@ -163,7 +186,9 @@ class ActivationVerbalizer:
         bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
         for start in range(0, len(v), batch_size):
             chunk = v[start : start + batch_size]
-            out.extend(self._generate(chunk, max_new_tokens, do_sample, temperature, top_p, num_return_sequences))
+            out.extend(
+                self._generate(chunk, max_new_tokens, do_sample, temperature, top_p, num_return_sequences)
+            )
             bar.update(len(chunk))
         bar.close()
         return out
@@ -173,8 +198,9 @@ class ActivationVerbalizer:
         return [e.text for e in self.explain_detailed(vectors, **kwargs)]
 
     @torch.no_grad()
-    def _generate(self, v: Tensor, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float,
-                  k: int) -> list[Explanation]:
+    def _generate(
+        self, v: Tensor, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float, k: int
+    ) -> list[Explanation]:
         vv = v.repeat_interleave(k, dim=0)
         ids, mask = self._batch(len(vv))
         device = loading.model_device(self.model)
@@ -189,7 +215,10 @@ class ActivationVerbalizer:
         )
         if do_sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        with loading.active_adapter(self.model, self.adapter_name), injection.injected(self.model, self.meta.injection, p):
+        with (
+            loading.active_adapter(self.model, self.adapter_name),
+            injection.injected(self.model, self.meta.injection, p),
+        ):
             seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         return self.decode(seqs[:, ids.shape[1] :])
 
@@ -204,7 +233,9 @@ class ActivationVerbalizer:
                     n = i
                     break
             raw = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            text, status = parse_explanation(raw, self.meta.av.explanation_open, self.meta.av.explanation_close)
+            text, status = parse_explanation(
+                raw, self.meta.av.explanation_open, self.meta.av.explanation_close
+            )
             out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
         return out
 
@@ -214,4 +245,3 @@ def count_statuses(explanations: list[Explanation]) -> dict[str, int]:
     for e in explanations:
         counts[e.status] += 1
     return counts
-

@@ -52,7 +52,9 @@ def _token_ids(tok, prompt: str, marker: str) -> tuple[int, int, int]:
 
 
 # -- independent reference computations -------------------------------------------------------
-def independent_reconstruct(model, tok, texts, head: dict, num_layers: int, norm_to: float | None) -> torch.Tensor:
+def independent_reconstruct(
+    model, tok, texts, head: dict, num_layers: int, norm_to: float | None
+) -> torch.Tensor:
     """One text at a time, no padding: hook on block K, last token, optional norm, head."""
     layers = model.get_base_model().model.layers if isinstance(model, PeftModel) else model.model.layers
     captured = {}
@@ -149,11 +151,26 @@ def write_consumer(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
         "kind": "nla_model",
         "role": "actor",
         "base_model": str(base_dir),
-        "extraction": {"d_model": d, "layer": LAYER, "injection_scale": "sqrt_d_model", "mse_scale": "sqrt_d_model"},
-        "tokens": {"injection_token_id": mid, "injection_left_neighbor_id": left, "injection_right_neighbor_id": right},
+        "extraction": {
+            "d_model": d,
+            "layer": LAYER,
+            "injection_scale": "sqrt_d_model",
+            "mse_scale": "sqrt_d_model",
+        },
+        "tokens": {
+            "injection_token_id": mid,
+            "injection_left_neighbor_id": left,
+            "injection_right_neighbor_id": right,
+        },
         "prompt_template": AV_TEMPLATE,
         "av_lora": {"r": 4, "alpha": 8, "target_modules_regex": ".*(q_proj|v_proj)"},
-        "training": {"lr": 1e-4, "steps_completed": 300, "loss_at_step_300": 1.2, "micro_batch": 2, "grad_accum": 8},
+        "training": {
+            "lr": 1e-4,
+            "steps_completed": 300,
+            "loss_at_step_300": 1.2,
+            "micro_batch": 2,
+            "grad_accum": 8,
+        },
         "training_data": {"path": "x.parquet", "n_rows": 10, "source": "corpus", "labelers": ["m"]},
         "notes": "free text",
     }
@@ -162,12 +179,23 @@ def write_consumer(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
     head = _head_tensors(d, bias=True, seed=4)
     ar_dir.mkdir()
     lora = {k: v.contiguous() for k, v in get_peft_model_state_dict(ar).items()}
-    save_file({**lora, "value_head.weight": head["weight"], "value_head.bias": head["bias"]},
-              str(ar_dir / "ar_lora_value_head.safetensors"))
-    (ar_dir / "ar_meta.json").write_text(json.dumps({
-        "ar_num_layers": LAYER + 1, "lora_r": 4, "lora_alpha": 8, "quant": None,
-        "target_modules": ["q_proj", "v_proj"], "final_norm_stripped": True, "base_model": str(base_dir),
-    }))
+    save_file(
+        {**lora, "value_head.weight": head["weight"], "value_head.bias": head["bias"]},
+        str(ar_dir / "ar_lora_value_head.safetensors"),
+    )
+    (ar_dir / "ar_meta.json").write_text(
+        json.dumps(
+            {
+                "ar_num_layers": LAYER + 1,
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "quant": None,
+                "target_modules": ["q_proj", "v_proj"],
+                "final_norm_stripped": True,
+                "base_model": str(base_dir),
+            }
+        )
+    )
     tok.save_pretrained(str(ar_dir))
     return av_dir, ar_dir, {"head": head, "lora_model": ar}
 
@@ -175,8 +203,17 @@ def write_consumer(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
 def write_residual(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
     """Residual-add variant: LoRA adapters, the dataset sidecar as meta, AR head in linear_head.pt."""
     d = tiny.d_model
-    sidecar = {"kind": "nla_dataset", "extraction": {"base_model": str(base_dir), "d_model": d, "layer_index": LAYER,
-                                                      "corpus": "fineweb", "positions_per_doc": 4}, "git_commit": "abc"}
+    sidecar = {
+        "kind": "nla_dataset",
+        "extraction": {
+            "base_model": str(base_dir),
+            "d_model": d,
+            "layer_index": LAYER,
+            "corpus": "fineweb",
+            "positions_per_doc": 4,
+        },
+        "git_commit": "abc",
+    }
     av_dir, ar_dir = root / "ra-av", root / "ra-ar"
     _random_lora(AutoModelForCausalLM.from_pretrained(str(base_dir)), seed=5).save_pretrained(str(av_dir))
     ar = _random_lora(AutoModelForCausalLM.from_pretrained(str(base_dir)), seed=6)
@@ -212,20 +249,35 @@ def test_reference_layout(tmp_path, tiny_llama):
 def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
     av_dir, ar_dir, extra = write_consumer(tmp_path, tiny_llama, tiny_base_dir)
     meta = NLAMeta.load(ar_dir)
-    assert meta.ar.head_format == "ar_lora_value_head" and meta.ar.input_norm == "mse_scale" and meta.ar.head_bias
+    assert (
+        meta.ar.head_format == "ar_lora_value_head"
+        and meta.ar.input_norm == "mse_scale"
+        and meta.ar.head_bias
+    )
     ar = ActivationReconstructor.from_pretrained(ar_dir)
     got = ar.reconstruct(TEXTS)
-    want = independent_reconstruct(extra["lora_model"], tiny_llama.tokenizer, TEXTS, extra["head"], LAYER + 1,
-                                   math.sqrt(tiny_llama.d_model))
+    want = independent_reconstruct(
+        extra["lora_model"],
+        tiny_llama.tokenizer,
+        TEXTS,
+        extra["head"],
+        LAYER + 1,
+        math.sqrt(tiny_llama.d_model),
+    )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
     av = ActivationVerbalizer.from_pretrained(av_dir)
-    assert not av.meta.av.chat_template and av.prompt_ids == tiny_llama.tokenizer(
-        AV_TEMPLATE.replace("{injection_char}", MARKER))["input_ids"]
+    assert (
+        not av.meta.av.chat_template
+        and av.prompt_ids
+        == tiny_llama.tokenizer(AV_TEMPLATE.replace("{injection_char}", MARKER))["input_ids"]
+    )
     v = torch.randn(2, tiny_llama.d_model) * 7
     embeds = capture_injection(av, v, av.model.get_base_model().model.layers[0])
     pos = av.prompt_ids.index(av.meta.injection.marker_token_id)
-    torch.testing.assert_close(embeds[:, pos], v / v.norm(dim=-1, keepdim=True) * math.sqrt(tiny_llama.d_model))
+    torch.testing.assert_close(
+        embeds[:, pos], v / v.norm(dim=-1, keepdim=True) * math.sqrt(tiny_llama.d_model)
+    )
 
 
 def test_residual_add_layout(tmp_path, tiny_llama, tiny_base_dir):
@@ -245,13 +297,17 @@ def test_residual_add_layout(tmp_path, tiny_llama, tiny_base_dir):
     injected_out = capture_injection(av, v, layers[2])
     ids = torch.tensor([av.prompt_ids] * 2)
     plain = []
-    handle = layers[1].register_forward_hook(lambda m, a, o: plain.append((o[0] if isinstance(o, tuple) else o).clone()))
+    handle = layers[1].register_forward_hook(
+        lambda m, a, o: plain.append((o[0] if isinstance(o, tuple) else o).clone())
+    )
     with torch.no_grad():
         av.model(input_ids=ids)
     handle.remove()
     pos = av.prompt_ids.index(av.meta.injection.marker_token_id)
     h = plain[0][:, pos]
-    torch.testing.assert_close(injected_out[:, pos], h + h.norm(dim=-1, keepdim=True) * v / v.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(
+        injected_out[:, pos], h + h.norm(dim=-1, keepdim=True) * v / v.norm(dim=-1, keepdim=True)
+    )
     mask = torch.arange(ids.shape[1]) != pos
     torch.testing.assert_close(injected_out[:, mask], plain[0][:, mask])
 
@@ -283,8 +339,10 @@ def test_pickled_code_in_head_is_refused(tmp_path, tiny_llama, tiny_base_dir):
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    torch.save({"weight": torch.eye(tiny_llama.d_model), "bias": torch.zeros(tiny_llama.d_model), "x": Evil()},
-               str(ar_dir / "linear_head.pt"))
+    torch.save(
+        {"weight": torch.eye(tiny_llama.d_model), "bias": torch.zeros(tiny_llama.d_model), "x": Evil()},
+        str(ar_dir / "linear_head.pt"),
+    )
     with pytest.raises(CheckpointError, match="refused"):
         ActivationReconstructor.from_pretrained(ar_dir)
     assert not marker.exists(), "the pickle's code ran"

@@ -62,7 +62,13 @@ CONSUMER = {
     "extraction": {"d_model": 1536, "layer": 20, "injection_scale": 20000, "mse_scale": "sqrt_d_model"},
     "tokens": {"injection_token_id": 5, "injection_left_neighbor_id": 4, "injection_right_neighbor_id": 6},
     "av_lora": {"r": 16, "alpha": 32, "target_modules_regex": ".*(q|v)_proj"},
-    "training": {"lr": 2.0e-4, "steps_completed": 1200, "loss_at_step_1200": 0.81, "micro_batch": 2, "grad_accum": 8},
+    "training": {
+        "lr": 2.0e-4,
+        "steps_completed": 1200,
+        "loss_at_step_1200": 0.81,
+        "micro_batch": 2,
+        "grad_accum": 8,
+    },
     "training_data": {"path": "data/av.parquet", "n_rows": 5000, "source": "fineweb", "labelers": ["m1"]},
     "notes": "trained on a 4 GB GPU; checkpoints 5-8 retracted",
 }
@@ -108,13 +114,21 @@ def test_reference_maps_every_field_exactly(caplog) -> None:
     )
     assert m.av == AVSpec(template=AV_T, chat_template=True)
     assert m.ar == ARSpec(
-        num_layers=21, template=AR_T, head_format="value_head", head_bias=False, add_bos=True,
-        input_norm="none", chat_template=False, suffix_ids=[7, 8, 9],
+        num_layers=21,
+        template=AR_T,
+        head_format="value_head",
+        head_bias=False,
+        add_bos=True,
+        input_norm="none",
+        chat_template=False,
+        suffix_ids=[7, 8, 9],
     )
     assert m.mse_scale == "sqrt_d_model" and m.mse_scale_value() == pytest.approx(math.sqrt(D_REF))
     assert m.injection_scale_value() == 150.0
     assert m.adapter == Adapter(kind="full")
-    assert m.training == Training(stage="rl", lr=1e-5, loss_type="grpo", global_batch_size=256, parent="org/sft-av")
+    assert m.training == Training(
+        stage="rl", lr=1e-5, loss_type="grpo", global_batch_size=256, parent="org/sft-av"
+    )
     assert m.legacy == {"trained_on": "fineweb-100k"}
     # one log line, naming the file, the dialect and the defaults it filled in
     recs = _meta_records(caplog)
@@ -125,7 +139,9 @@ def test_reference_maps_every_field_exactly(caplog) -> None:
         assert default in msg
 
 
-@pytest.mark.parametrize(("role", "expected"), [("actor", "av"), ("critic", "ar"), ("av", "av"), ("ar", "ar")])
+@pytest.mark.parametrize(
+    ("role", "expected"), [("actor", "av"), ("critic", "ar"), ("av", "av"), ("ar", "ar")]
+)
 def test_reference_role_aliases(role: str, expected: str) -> None:
     assert NLAMeta.from_dict({**copy.deepcopy(REFERENCE), "role": role}).role == expected
 
@@ -211,8 +227,12 @@ def test_reference_injection_scale_sentinels(raw, stored, resolved, caplog) -> N
 
 @pytest.mark.parametrize(
     ("raw", "stored", "resolved"),
-    [(64.0, 64.0, 64.0), ("sqrt_d_model", "sqrt_d_model", math.sqrt(D_REF)), ("raw", "raw", 1.0),
-     (None, "sqrt_d_model", math.sqrt(D_REF))],
+    [
+        (64.0, 64.0, 64.0),
+        ("sqrt_d_model", "sqrt_d_model", math.sqrt(D_REF)),
+        ("raw", "raw", 1.0),
+        (None, "sqrt_d_model", math.sqrt(D_REF)),
+    ],
 )
 def test_reference_mse_scale_sentinels(raw, stored, resolved, caplog) -> None:
     caplog.set_level(logging.INFO, logger="hubkit.meta")
@@ -240,8 +260,14 @@ def test_reference_folder_adapter_and_head_are_read(tmp_path: Path) -> None:
     del data["base_checkpoint"]
     folder = _write_yaml(tmp_path / "ar", data)
     (folder / C.ADAPTER_CONFIG_FILE).write_text(
-        json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["v_proj", "q_proj"],
-                    "base_model_name_or_path": "Qwen/Qwen2.5-7B-Instruct"})
+        json.dumps(
+            {
+                "r": 8,
+                "lora_alpha": 16,
+                "target_modules": ["v_proj", "q_proj"],
+                "base_model_name_or_path": "Qwen/Qwen2.5-7B-Instruct",
+            }
+        )
     )
     save_file({"weight": torch.eye(4), "bias": torch.zeros(4)}, str(folder / C.VALUE_HEAD_FILE))
     m = NLAMeta.load(folder)
@@ -266,7 +292,11 @@ def test_consumer_maps_every_field_exactly(tmp_path: Path, caplog) -> None:
     assert m.converted_from == "consumer-gpu"
     assert (m.role, m.base_model, m.d_model, m.layer) == ("av", "google/gemma-4-E2B-it", 1536, 20)
     assert m.injection == Injection(
-        scheme="embedding_replace", scale=20000.0, marker=None, marker_token_id=5, left_neighbor_id=4,
+        scheme="embedding_replace",
+        scale=20000.0,
+        marker=None,
+        marker_token_id=5,
+        left_neighbor_id=4,
         right_neighbor_id=6,
     )
     assert m.av == AVSpec(template=DEFAULT_AV_TEMPLATE, chat_template=False)  # raw template, no chat wrap
@@ -311,15 +341,26 @@ def test_consumer_ar_folder_with_ar_meta_json(tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="hubkit.meta")
     folder = _consumer_ar_folder(
         tmp_path / "ar",
-        {"ar_num_layers": 3, "lora_r": 4, "lora_alpha": 8, "quant": "4bit", "target_modules": ["q_proj"],
-         "final_norm_stripped": True, "base_model": "org/base"},
+        {
+            "ar_num_layers": 3,
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "quant": "4bit",
+            "target_modules": ["q_proj"],
+            "final_norm_stripped": True,
+            "base_model": "org/base",
+        },
     )
     m = NLAMeta.load(folder)
     assert m.converted_from == "consumer-gpu-ar"
     assert (m.role, m.base_model, m.d_model, m.layer) == ("ar", "org/base", 16, 2)
     assert m.ar == ARSpec(
-        num_layers=3, template=DEFAULT_AR_TEMPLATE, head_format="ar_lora_value_head", head_bias=True,
-        add_bos=True, input_norm="mse_scale",
+        num_layers=3,
+        template=DEFAULT_AR_TEMPLATE,
+        head_format="ar_lora_value_head",
+        head_bias=True,
+        add_bos=True,
+        input_norm="mse_scale",
     )
     assert m.adapter == Adapter(kind="lora", r=4, alpha=8.0, target_modules=["q_proj"], quant="nf4")
     assert m.legacy["ar_meta_json"]["final_norm_stripped"] is True
@@ -360,8 +401,12 @@ def test_residual_sidecar_with_linear_head_is_an_ar(tmp_path: Path, caplog) -> N
     assert m.injection.scheme == "residual_add" and m.injection.block == 1 and m.injection.scale is None
     assert m.injection_scale_value() is None
     assert m.ar == ARSpec(
-        num_layers=19, template=DEFAULT_AR_TEMPLATE, head_format="linear_head_pt", head_bias=True,
-        add_bos=True, input_norm="none",
+        num_layers=19,
+        template=DEFAULT_AR_TEMPLATE,
+        head_format="linear_head_pt",
+        head_bias=True,
+        add_bos=True,
+        input_norm="none",
     )
     assert m.legacy == {"dataset_sidecar": {"git_commit": "abc1234", "extraction": SIDECAR["extraction"]}}
     msg = _meta_records(caplog)[0].getMessage()
@@ -386,15 +431,25 @@ def test_reference_dataset_sidecar_is_read_as_residual_add(tmp_path: Path, caplo
         "dataset_id": "ds-1",
         "stage": "av_sft",
         "row_count": 1000,
-        "tokens": {"injection_char": "㊗", "injection_token_id": 11, "injection_left_neighbor_id": 10,
-                   "injection_right_neighbor_id": 12, "critic_suffix_ids": [3]},
+        "tokens": {
+            "injection_char": "㊗",
+            "injection_token_id": 11,
+            "injection_left_neighbor_id": 10,
+            "injection_right_neighbor_id": 12,
+            "critic_suffix_ids": [3],
+        },
         "prompt_templates": {"actor": AV_T, "critic": AR_T},
     }
     m = NLAMeta.load(_write_yaml(tmp_path / "av", sidecar))
     assert m.converted_from == "residual-add-sidecar" and m.role == "av"
     assert m.injection == Injection(
-        scheme="residual_add", scale=None, marker="㊗", marker_token_id=11, left_neighbor_id=10,
-        right_neighbor_id=12, block=1,
+        scheme="residual_add",
+        scale=None,
+        marker="㊗",
+        marker_token_id=11,
+        left_neighbor_id=10,
+        right_neighbor_id=12,
+        block=1,
     )
     assert (m.av.template, m.ar.template, m.ar.suffix_ids) == (AV_T, AR_T, [3])
     assert m.legacy["dataset_sidecar"]["stage"] == "av_sft"
@@ -533,12 +588,18 @@ def test_own_schema_errors_name_the_field(tiny, dotted, value, field_name, needl
         ({"role": "judge"}, "field `role`"),
         ({"kind": "nla_thing"}, "field `kind`"),
         ({"prompt_templates": {"actor": "no marker", "critic": AR_T}}, "field `prompt_templates.actor`"),
-        ({"prompt_templates": {"actor": AV_T, "critic": "no placeholder"}}, "field `prompt_templates.critic`"),
+        (
+            {"prompt_templates": {"actor": AV_T, "critic": "no placeholder"}},
+            "field `prompt_templates.critic`",
+        ),
         ({"prompt_templates": {"actor": AV_T, "judge": "x"}}, "judge"),
         ({"prompt_templates": {"actor": AV_T, "av": "other {injection_char}"}}, "prompt_templates.av"),
         ({"d_model": "3584"}, "field `d_model` must be an integer"),
         ({"d_model": None}, "field `d_model`"),
-        ({"critic": {"extraction_layer_index": "20"}}, "field `critic.extraction_layer_index` must be an integer"),
+        (
+            {"critic": {"extraction_layer_index": "20"}},
+            "field `critic.extraction_layer_index` must be an integer",
+        ),
         ({"critic": {"num_hidden_layers": True}}, "field `critic.num_hidden_layers` must be an integer"),
         ({"base_checkpoint": None}, "field `base_checkpoint`"),
         ({"tokens": {}}, "tokens.injection_char"),
@@ -576,4 +637,6 @@ def test_folder_without_any_meta(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(MetaError) as err:
         NLAMeta.load(tmp_path)
-    assert C.META_FILE in str(err.value) and C.AR_META_JSON in str(err.value) and str(tmp_path) in str(err.value)
+    assert (
+        C.META_FILE in str(err.value) and C.AR_META_JSON in str(err.value) and str(tmp_path) in str(err.value)
+    )

@@ -35,10 +35,19 @@ def test_ar_padded_batch_equals_single_rows(tiny_llama):
 
 
 def test_parse_explanation_flags_failures():
-    assert parse_explanation("<explanation> cats </explanation> tail", "<explanation>", "</explanation>") == ("cats", "ok")
+    assert parse_explanation("<explanation> cats </explanation> tail", "<explanation>", "</explanation>") == (
+        "cats",
+        "ok",
+    )
     assert parse_explanation("no tags here", "<explanation>", "</explanation>") == ("no tags here", "no_tags")
-    assert parse_explanation("<explanation>cut off", "<explanation>", "</explanation>") == ("cut off", "unclosed")
-    assert parse_explanation("<explanation> </explanation>", "<explanation>", "</explanation>") == ("", "empty")
+    assert parse_explanation("<explanation>cut off", "<explanation>", "</explanation>") == (
+        "cut off",
+        "unclosed",
+    )
+    assert parse_explanation("<explanation> </explanation>", "<explanation>", "</explanation>") == (
+        "",
+        "empty",
+    )
     assert parse_explanation("   ", "<explanation>", "</explanation>") == ("", "empty")
 
 

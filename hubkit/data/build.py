@@ -49,11 +49,14 @@ def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
     n_empty = pc.sum(empty).as_py() or 0
     if n_empty:
         bad = table.filter(empty).slice(0, 3)
-        where_rows = ", ".join(f"({d}, {p})" for d, p in zip(bad.column(DOC_ID).to_pylist(),
-                                                             bad.column(POSITION).to_pylist()))
-        raise DataError(f"{where}: {n_empty} rows have an empty `{EXPLANATION}` (e.g. doc_id, position = "
-                        f"{where_rows}) and are not marked label_status=failed; relabel them with `hubkit label` "
-                        "or remove them")
+        where_rows = ", ".join(
+            f"({d}, {p})" for d, p in zip(bad.column(DOC_ID).to_pylist(), bad.column(POSITION).to_pylist())
+        )
+        raise DataError(
+            f"{where}: {n_empty} rows have an empty `{EXPLANATION}` (e.g. doc_id, position = "
+            f"{where_rows}) and are not marked label_status=failed; relabel them with `hubkit label` "
+            "or remove them"
+        )
     return table
 
 
@@ -64,8 +67,10 @@ def _check_same_extraction(sidecars: dict[str, DatasetSidecar], paths: dict[str,
         ext = side.extraction
         for field in ("base_model", "layer", "d_model"):
             if getattr(ext, field) != getattr(ref, field):
-                raise DataError(f"{paths[name]} and {paths[first_name]} come from different extractions: "
-                                f"{field} {getattr(ext, field)!r} vs {getattr(ref, field)!r}")
+                raise DataError(
+                    f"{paths[name]} and {paths[first_name]} come from different extractions: "
+                    f"{field} {getattr(ext, field)!r} vs {getattr(ref, field)!r}"
+                )
 
 
 def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None:
@@ -73,8 +78,10 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
     for name, table in tables.items():
         for doc in pc.unique(table.column(DOC_ID)).to_pylist():
             if doc in seen and seen[doc] != name:
-                raise DataError(f"document {doc!r} is in both {paths[seen[doc]]} and {paths[name]}; "
-                                "split the activations by document with `hubkit split`")
+                raise DataError(
+                    f"document {doc!r} is in both {paths[seen[doc]]} and {paths[name]}; "
+                    "split the activations by document with `hubkit split`"
+                )
             seen[doc] = name
 
 
@@ -95,8 +102,10 @@ def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str
     for name, path in paths.items():
         needed = (DOC_ID, POSITION, VECTOR) + ((EXPLANATION,) if name in LABELED else ())
         if name in LABELED and path.exists() and EXPLANATION not in pq.ParquetFile(path).schema_arrow.names:
-            raise DataError(f"{path}: the {name} table has no `{EXPLANATION}` column; label it first "
-                            f"(`hubkit label --in {path} --out …`)")
+            raise DataError(
+                f"{path}: the {name} table has no `{EXPLANATION}` column; label it first "
+                f"(`hubkit label --in {path} --out …`)"
+            )
         tables[name], sidecars[name] = read_table(path, needed)
     _check_same_extraction(sidecars, paths)
     _check_disjoint(tables, paths)
@@ -120,8 +129,14 @@ def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str
                 fmt = "tagged"
         path = out_dir / f"{name}.parquet"
         _write(table, path)
-        side = sidecars[name].derive(table=name, rows=table.num_rows, columns=columns, explanation_format=fmt,
-                                     parents={paths[name].name: file_sha256(paths[name])}, run_sha256=None)
+        side = sidecars[name].derive(
+            table=name,
+            rows=table.num_rows,
+            columns=columns,
+            explanation_format=fmt,
+            parents={paths[name].name: file_sha256(paths[name])},
+            run_sha256=None,
+        )
         write_sidecar(path, side)
         written[name] = path
         log.info("%s: %d rows", path, table.num_rows)
@@ -136,11 +151,13 @@ def build_from_dirs(splits_dir: str | Path, labeled_dir: str | Path, out_dir: st
     for name in LABELED:
         path = labeled_dir / f"{name}.parquet"
         if not path.exists():
-            raise DataError(f"{path}: missing; label the {name} split first "
-                            f"(`hubkit label --in {splits_dir / (name + '.parquet')} --out {path}`)")
+            raise DataError(
+                f"{path}: missing; label the {name} split first "
+                f"(`hubkit label --in {splits_dir / (name + '.parquet')} --out {path}`)"
+            )
         inputs[name] = path
     for name in ("rl", "eval"):
-        for folder in ((labeled_dir, splits_dir) if name == "eval" else (splits_dir,)):
+        for folder in (labeled_dir, splits_dir) if name == "eval" else (splits_dir,):
             if (folder / f"{name}.parquet").exists():
                 inputs[name] = folder / f"{name}.parquet"
                 break

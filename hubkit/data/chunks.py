@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hubkit.data.sidecar import file_sha256
+from hubkit.data.sidecar import file_sha256, read_sidecar, sidecar_path
 from hubkit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,6 @@ def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = Fa
     A finished table made with other settings is refused unless `overwrite`, which deletes it and any
     partial run. Leftover chunks of a finished run are removed.
     """
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-
     out = Path(out)
     side = sidecar_path(out)
     if overwrite:
@@ -72,8 +70,9 @@ def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = Fa
         if read_sidecar(side).run_sha256 == params_sha256(params):
             shutil.rmtree(parts_dir(out), ignore_errors=True)
             return True
-        raise DataError(f"{out}: already exists, made with different settings; choose another output or pass "
-                        "--overwrite")
+        raise DataError(
+            f"{out}: already exists, made with different settings; choose another output or pass --overwrite"
+        )
     return False
 
 
@@ -113,12 +112,17 @@ class ChunkStore:
         try:
             data = json.loads(self.manifest_path.read_text())
         except ValueError as exc:
-            raise DataError(f"{self.manifest_path}: unreadable manifest ({exc}); delete {self.folder} to start over")
+            raise DataError(
+                f"{self.manifest_path}: unreadable manifest ({exc}); delete {self.folder} to start over"
+            ) from exc
         if data.get("schema") != MANIFEST_SCHEMA:
             raise DataError(f"{self.manifest_path}: unknown manifest schema {data.get('schema')!r}")
         if data.get("params") != self.params or data.get("n_chunks") != self.n_chunks:
-            changed = sorted(k for k in set(self.params) | set(data.get("params", {}))
-                             if self.params.get(k) != data.get("params", {}).get(k))
+            changed = sorted(
+                k
+                for k in set(self.params) | set(data.get("params", {}))
+                if self.params.get(k) != data.get("params", {}).get(k)
+            )
             raise DataError(
                 f"{self.folder}: holds a partial run made with different settings (differs in: "
                 f"{', '.join(changed) or 'n_chunks'}); resume with the same settings, or delete the folder "
@@ -127,12 +131,17 @@ class ChunkStore:
         self.chunks = {int(k): ChunkRecord(**v) for k, v in data.get("chunks", {}).items()}
 
     def _save(self) -> None:
-        _write_json_atomic(self.manifest_path, {
-            "schema": MANIFEST_SCHEMA,
-            "params": self.params,
-            "n_chunks": self.n_chunks,
-            "chunks": {str(k): {"rows": r.rows, "sha256": r.sha256} for k, r in sorted(self.chunks.items())},
-        })
+        _write_json_atomic(
+            self.manifest_path,
+            {
+                "schema": MANIFEST_SCHEMA,
+                "params": self.params,
+                "n_chunks": self.n_chunks,
+                "chunks": {
+                    str(k): {"rows": r.rows, "sha256": r.sha256} for k, r in sorted(self.chunks.items())
+                },
+            },
+        )
 
     def _clean(self) -> None:
         """Drop what an interrupted run left: stray temporaries, chunks not in the manifest, vanished chunks."""
@@ -145,7 +154,9 @@ class ChunkStore:
                 path.unlink()
         lost = [i for i in self.chunks if not (self.folder / chunk_name(i)).is_file()]
         for i in lost:
-            log.warning("%s: recorded as finished but missing; it will be redone", self.folder / chunk_name(i))
+            log.warning(
+                "%s: recorded as finished but missing; it will be redone", self.folder / chunk_name(i)
+            )
             del self.chunks[i]
         if lost:
             self._save()
@@ -211,7 +222,9 @@ def run_chunked(
     store = ChunkStore(parts_dir(out), params, n_chunks)
     todo = store.pending()
     if len(todo) < n_chunks:
-        log.info("%s: resuming, %d of %d chunks already written", store.folder, n_chunks - len(todo), n_chunks)
+        log.info(
+            "%s: resuming, %d of %d chunks already written", store.folder, n_chunks - len(todo), n_chunks
+        )
     for i in todo:
         table = make_chunk(i)
         if not table.schema.equals(schema):

@@ -101,22 +101,30 @@ def load_corpus(
     if limit is not None:
         docs = docs[:limit]
     if not docs:
-        raise DataError(f"corpus {source_s!r} holds no documents with non-empty `{text_field}`; "
-                        "point --corpus at text, jsonl, parquet or a datasets id with some text in it")
+        raise DataError(
+            f"corpus {source_s!r} holds no documents with non-empty `{text_field}`; "
+            "point --corpus at text, jsonl, parquet or a datasets id with some text in it"
+        )
     return Corpus(name, tuple(docs))
 
 
-def _documents(rows: Iterable[dict[str, Any]], text_field: str, id_field: str | None, where: str) -> list[Document]:
+def _documents(
+    rows: Iterable[dict[str, Any]], text_field: str, id_field: str | None, where: str
+) -> list[Document]:
     docs: list[Document] = []
     seen: dict[str, int] = {}
     dupes = empty = 0
     for n, row in enumerate(rows):
         if text_field not in row:
-            raise DataError(f"{where}: row {n} has no `{text_field}` field (has {sorted(row)}); "
-                            "name the text field with --text-field")
+            raise DataError(
+                f"{where}: row {n} has no `{text_field}` field (has {sorted(row)}); "
+                "name the text field with --text-field"
+            )
         text = row[text_field]
         if not isinstance(text, str):
-            raise DataError(f"{where}: row {n} field `{text_field}` is {type(text).__name__}, expected a string")
+            raise DataError(
+                f"{where}: row {n} field `{text_field}` is {type(text).__name__}, expected a string"
+            )
         if not text.strip():
             empty += 1
             continue
@@ -125,8 +133,10 @@ def _documents(rows: Iterable[dict[str, Any]], text_field: str, id_field: str | 
                 raise DataError(f"{where}: row {n} has no `{id_field}` id field")
             doc_id = str(row[id_field])
             if doc_id in seen:
-                raise DataError(f"{where}: document id {doc_id!r} appears twice (rows {seen[doc_id]} and {n}); "
-                                "ids must be unique")
+                raise DataError(
+                    f"{where}: document id {doc_id!r} appears twice (rows {seen[doc_id]} and {n}); "
+                    "ids must be unique"
+                )
         else:
             doc_id = text_id(text)
             if doc_id in seen:
@@ -192,6 +202,8 @@ def _read_datasets(name: str, split: str, config: str | None) -> list[dict[str, 
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as exc:  # datasets raises many kinds; all mean the same thing here
-        raise DataError(f"cannot load corpus {name!r} (split {split!r}) with datasets: {exc}. Offline, only "
-                        "datasets already in the local cache load; or pass a local file or folder") from exc
+        raise DataError(
+            f"cannot load corpus {name!r} (split {split!r}) with datasets: {exc}. Offline, only "
+            "datasets already in the local cache load; or pass a local file or folder"
+        ) from exc
     return list(ds)

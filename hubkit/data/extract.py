@@ -28,8 +28,14 @@ from torch import nn
 from hubkit import arch
 from hubkit.data import chunks
 from hubkit.data.corpus import Corpus, Document
-from hubkit.data.sidecar import CorpusInfo, DatasetSidecar, ExtractionInfo, git_commit, hubkit_version, \
-    write_sidecar
+from hubkit.data.sidecar import (
+    CorpusInfo,
+    DatasetSidecar,
+    ExtractionInfo,
+    git_commit,
+    hubkit_version,
+    write_sidecar,
+)
 from hubkit.data.tables import activation_schema, vector_array
 from hubkit.errors import DataError
 
@@ -59,8 +65,10 @@ class ExtractConfig:
         if self.layer < 0:
             raise DataError(f"extract: `layer` must be >= 0, got {self.layer}")
         if not 0 <= self.min_position < self.max_length:
-            raise DataError(f"extract: `min_position` must be in 0..max_length-1 ({self.max_length - 1}), "
-                            f"got {self.min_position}")
+            raise DataError(
+                f"extract: `min_position` must be in 0..max_length-1 ({self.max_length - 1}), "
+                f"got {self.min_position}"
+            )
 
 
 def default_layer(n_layers: int) -> int:
@@ -71,8 +79,10 @@ def default_layer(n_layers: int) -> int:
 def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:
     n = arch.num_layers(model)
     if not 0 <= layer < n:
-        raise DataError(f"layer {layer} is beyond {name}'s depth: it has {n} decoder blocks, so the layer "
-                        f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})")
+        raise DataError(
+            f"layer {layer} is beyond {name}'s depth: it has {n} decoder blocks, so the layer "
+            f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})"
+        )
 
 
 def tokenize(tokenizer, texts: Sequence[str], add_bos: bool, max_length: int) -> list[list[int]]:
@@ -101,7 +111,9 @@ def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) ->
     return sorted(int(eligible[i]) for i in picks)
 
 
-def pad_right(batch: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), right-padded to the longest sequence."""
     width = max(len(ids) for ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -173,16 +185,23 @@ def extract_documents(
             vec_rows.append(vecs[j])
     matrix = np.stack(vec_rows) if vec_rows else np.zeros((0, d_model), np.float32)
     return pa.Table.from_arrays(
-        [pa.array(doc_col, pa.string()), pa.array(pos_col, pa.int32()), pa.array(tok_col, pa.string()),
-         pa.array(prefix_col, pa.string()), vector_array(matrix)],
+        [
+            pa.array(doc_col, pa.string()),
+            pa.array(pos_col, pa.int32()),
+            pa.array(tok_col, pa.string()),
+            pa.array(prefix_col, pa.string()),
+            vector_array(matrix),
+        ],
         schema=activation_schema(d_model),
     )
 
 
 def _short_message(doc_id: str, n_tokens: int, config: ExtractConfig) -> str:
-    return (f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
-            f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
-            "short documents, or let them be skipped (skip_short)")
+    return (
+        f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
+        f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
+        "short documents, or let them be skipped (skip_short)"
+    )
 
 
 def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
@@ -191,19 +210,28 @@ def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
     short, longest = [], 0
     for start in range(0, len(corpus), 1024):
         docs = corpus.documents[start : start + 1024]
-        for doc, ids in zip(docs, tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)):
+        for doc, ids in zip(
+            docs, tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
+        ):
             longest = max(longest, len(ids))
             if not eligible_positions(ids, special, config.min_position):
                 short.append((doc.doc_id, len(ids)))
     if len(short) == len(corpus):
-        raise DataError(f"corpus {corpus.name!r}: every document is shorter than the minimum position: no "
-                        f"non-special token at position >= min_position={config.min_position} in any of its "
-                        f"{len(corpus)} documents (longest: {longest} tokens with BOS); lower --min-position")
+        raise DataError(
+            f"corpus {corpus.name!r}: every document is shorter than the minimum position: no "
+            f"non-special token at position >= min_position={config.min_position} in any of its "
+            f"{len(corpus)} documents (longest: {longest} tokens with BOS); lower --min-position"
+        )
     if short and not config.skip_short:
         raise DataError(_short_message(*short[0], config) + f" ({len(short)} such documents in all)")
     if short:
-        log.warning("corpus %r: %d of %d documents are shorter than min_position=%d and are skipped",
-                    corpus.name, len(short), len(corpus), config.min_position)
+        log.warning(
+            "corpus %r: %d of %d documents are shorter than min_position=%d and are skipped",
+            corpus.name,
+            len(short),
+            len(corpus),
+            config.min_position,
+        )
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -260,18 +288,33 @@ def extract(
         callback = None if on_batch is None else (lambda done: on_batch(i, done))
         return extract_documents(model, tokenizer, docs, config, on_batch=callback)
 
-    chunks.run_chunked(out, params, n_chunks, make_chunk, activation_schema(d_model), keep_parts=keep_parts,
-                       on_chunk=on_chunk)
+    chunks.run_chunked(
+        out,
+        params,
+        n_chunks,
+        make_chunk,
+        activation_schema(d_model),
+        keep_parts=keep_parts,
+        on_chunk=on_chunk,
+    )
     import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(out).metadata.num_rows
     sidecar = DatasetSidecar(
         table="activations",
         rows=rows,
-        extraction=ExtractionInfo(base_model=base_model, revision=revision, layer=config.layer, d_model=d_model,
-                                  seed=config.seed, positions_per_doc=config.positions_per_doc,
-                                  min_position=config.min_position, max_length=config.max_length,
-                                  add_bos=config.add_bos and tokenizer.bos_token_id is not None, dtype=dtype),
+        extraction=ExtractionInfo(
+            base_model=base_model,
+            revision=revision,
+            layer=config.layer,
+            d_model=d_model,
+            seed=config.seed,
+            positions_per_doc=config.positions_per_doc,
+            min_position=config.min_position,
+            max_length=config.max_length,
+            add_bos=config.add_bos and tokenizer.bos_token_id is not None,
+            dtype=dtype,
+        ),
         corpus=CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus)),
         columns=activation_schema(d_model).names,
         run_sha256=chunks.params_sha256(params),

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from hubkit import constants as C
 from hubkit.data import chunks
-from hubkit.data.labelers import Labeler, Messages
+from hubkit.data.labelers import Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, file_sha256, write_sidecar
 from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
 from hubkit.errors import DataError
@@ -76,6 +76,7 @@ LABEL_CACHE_FILE = "labels.sqlite"
 
 _TAG = re.compile(r"</?\s*(explanation|draft|text)\s*>", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|\(\d+\))\s*")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\ufffd]")  # control characters and decode errors, not newline
 
 
 def labeler_messages(prefix: str, token: str) -> Messages:
@@ -87,9 +88,9 @@ def auditor_messages(prefix: str, token: str, draft: str) -> Messages:
 
 
 def normalise(text: str) -> str:
-    """One feature per line: stray tags, list markers, blank lines and repeated spaces removed."""
+    """One feature per line: stray tags, list markers, control characters, blank lines and extra spaces removed."""
     lines = []
-    for line in _TAG.sub(" ", text).splitlines():
+    for line in _CONTROL.sub(" ", _TAG.sub(" ", text)).splitlines():
         line = " ".join(_BULLET.sub("", line).split())
         if line:
             lines.append(line)
@@ -156,7 +157,9 @@ class LabelCache:
                 part = unique[start : start + 500]
                 rows = self._db.execute(
                     "SELECT key, explanation, status, labeler, auditor, prompt_sha256, labeled_at FROM labels "
-                    f"WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
+                    f"WHERE key IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
                 found.update({r[0]: Label(*r[1:]) for r in rows})
         return found
 
@@ -164,8 +167,11 @@ class LabelCache:
         with self._lock, self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(k, v.explanation, v.status, v.labeler, v.auditor, v.prompt_sha256, v.labeled_at)
-                 for k, v in labels.items()])
+                [
+                    (k, v.explanation, v.status, v.labeler, v.auditor, v.prompt_sha256, v.labeled_at)
+                    for k, v in labels.items()
+                ],
+            )
 
     def __len__(self) -> int:
         with self._lock:
@@ -177,6 +183,13 @@ class LabelCache:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _ask(backend: Labeler, conversations: list[Messages]) -> list[str]:
+    replies = backend.chat(conversations)
+    if len(replies) != len(conversations):
+        raise LabelerError(f"{backend.name}: answered {len(replies)} of {len(conversations)} conversations")
+    return replies
 
 
 def label_rows(
@@ -192,10 +205,12 @@ def label_rows(
     todo = {k: item for k, item in zip(keys, items) if k not in done}
     if todo:
         todo_keys = list(todo)
-        drafts = [parse_label(r) for r in labeler.chat([labeler_messages(*todo[k]) for k in todo_keys])]
+        drafts = [parse_label(r) for r in _ask(labeler, [labeler_messages(*todo[k]) for k in todo_keys])]
         audit_keys = [k for k, d in zip(todo_keys, drafts) if d]
         draft_of = dict(zip(todo_keys, drafts))
-        audits = auditor.chat([auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
+        audits = (
+            _ask(auditor, [auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
+        )
         audited = dict(zip(audit_keys, (parse_label(a) for a in audits)))
         when = _now()
         new: dict[str, Label] = {}
@@ -239,8 +254,14 @@ def label_table(
     if table.num_rows == 0:
         raise DataError(f"{source}: the table has no rows to label")
     parent_sha = file_sha256(source)
-    params = {"stage": "label", "source": parent_sha, "labeler": labeler.name, "auditor": auditor.name,
-              "prompt_sha256": PROMPT_SHA256, "rows_per_chunk": rows_per_chunk}
+    params = {
+        "stage": "label",
+        "source": parent_sha,
+        "labeler": labeler.name,
+        "auditor": auditor.name,
+        "prompt_sha256": PROMPT_SHA256,
+        "rows_per_chunk": rows_per_chunk,
+    }
     if chunks.prepare_output(out, params, overwrite):
         log.info("%s: already labeled with these settings", out)
         return out
@@ -268,13 +289,31 @@ def label_table(
     done = pq.read_table(out, columns=["label_status", "labeled_at"])
     counts = Counter(done.column("label_status").to_pylist())
     times = done.column("labeled_at")
-    info = LabelInfo(labeler=labeler.name, auditor=auditor.name, prompt_sha256=PROMPT_SHA256,
-                     status_counts=dict(sorted(counts.items())), first_labeled_at=pc.min(times).as_py(),
-                     last_labeled_at=pc.max(times).as_py())
-    write_sidecar(out, parent.derive(table="labeled", rows=done.num_rows, columns=schema.names, labeling=info,
-                                     explanation_format="plain", parents={source.name: parent_sha},
-                                     run_sha256=chunks.params_sha256(params)))
+    info = LabelInfo(
+        labeler=labeler.name,
+        auditor=auditor.name,
+        prompt_sha256=PROMPT_SHA256,
+        status_counts=dict(sorted(counts.items())),
+        first_labeled_at=pc.min(times).as_py(),
+        last_labeled_at=pc.max(times).as_py(),
+    )
+    write_sidecar(
+        out,
+        parent.derive(
+            table="labeled",
+            rows=done.num_rows,
+            columns=schema.names,
+            labeling=info,
+            explanation_format="plain",
+            parents={source.name: parent_sha},
+            run_sha256=chunks.params_sha256(params),
+        ),
+    )
     if counts.get(STATUS_FAILED):
-        log.warning("%s: %d of %d rows have no usable label (label_status=failed)", out, counts[STATUS_FAILED],
-                    done.num_rows)
+        log.warning(
+            "%s: %d of %d rows have no usable label (label_status=failed)",
+            out,
+            counts[STATUS_FAILED],
+            done.num_rows,
+        )
     return out

@@ -55,15 +55,35 @@ class Labeler(Protocol):
 class TransformersLabeler:
     """A local causal LM answering with its chat template (greedy, batched, reply primed with `prefill`)."""
 
-    def __init__(self, model, tokenizer, name: str, *, max_new_tokens: int = 96, batch_size: int = 8,
-                 prefill: str = C.EXPLANATION_OPEN, stop: str | None = C.EXPLANATION_CLOSE) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        name: str,
+        *,
+        max_new_tokens: int = 96,
+        batch_size: int = 8,
+        prefill: str = C.EXPLANATION_OPEN,
+        stop: str | None = C.EXPLANATION_CLOSE,
+    ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.max_new_tokens, self.batch_size, self.prefill, self.stop = max_new_tokens, batch_size, prefill, stop
+        self.max_new_tokens, self.batch_size, self.prefill, self.stop = (
+            max_new_tokens,
+            batch_size,
+            prefill,
+            stop,
+        )
         self._warned_no_template = False
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None = None, *, dtype: torch.dtype = torch.float32,
-                        device: str = "cpu", **kwargs) -> TransformersLabeler:
+    def from_pretrained(
+        cls,
+        name_or_path: str | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        **kwargs,
+    ) -> TransformersLabeler:
         """Load a registry model (default: the offline default model) or a local folder with `hubkit.models.load`."""
         from hubkit import models
 
@@ -78,7 +98,9 @@ class TransformersLabeler:
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
             if not self._warned_no_template:
-                log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name)
+                log.warning(
+                    "%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name
+                )
                 self._warned_no_template = True
             turns = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
             text = (tok.bos_token or "") + turns + "Assistant: "
@@ -97,8 +119,9 @@ class TransformersLabeler:
                 prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
-                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          pad_token_id=pad, **kwargs)
+                out = self.model.generate(
+                    **enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad, **kwargs
+                )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
         finally:
@@ -149,7 +172,9 @@ class OpenAIChatLabeler:
         concurrency: int = 4,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise LabelerError(f"labeler endpoint {base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+            raise LabelerError(
+                f"labeler endpoint {base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1"
+            )
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.name = f"openai:{model}"
@@ -168,12 +193,19 @@ class OpenAIChatLabeler:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "stream": False}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stream": False,
+        }
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        return urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        return urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
 
     def complete(self, messages: Messages) -> str:
         """One conversation → the assistant's reply text, retrying transient failures."""
@@ -189,7 +221,9 @@ class OpenAIChatLabeler:
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace")
                 if exc.code not in RETRY_STATUS:
-                    raise LabelerError(f"{self.url} refused the request with HTTP {exc.code}: {detail}") from exc
+                    raise LabelerError(
+                        f"{self.url} refused the request with HTTP {exc.code}: {detail}"
+                    ) from exc
                 last = f"HTTP {exc.code}: {detail}"
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:

@@ -9,6 +9,7 @@ what it could not find, so later stages read both the same way.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -102,8 +103,15 @@ class DatasetSidecar:
 
     def derive(self, **changes: Any) -> DatasetSidecar:
         """A copy for a table made from this one (new time and code version; parents set by the caller)."""
-        base = replace(self, files={}, parents={}, legacy=None, created=now_iso(),
-                       git_commit=git_commit(), hubkit_version=hubkit_version())
+        base = replace(
+            self,
+            files={},
+            parents={},
+            legacy=None,
+            created=now_iso(),
+            git_commit=git_commit(),
+            hubkit_version=hubkit_version(),
+        )
         return replace(base, **changes)
 
 
@@ -125,14 +133,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git."""
     repo = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}-dirty" if dirty else sha or None
@@ -150,7 +169,9 @@ def hubkit_version() -> str | None:
 def write_sidecar(parquet: str | Path, sidecar: DatasetSidecar) -> Path:
     """Write `sidecar` beside `parquet`, recording the parquet's sha256; atomic (tmp then rename)."""
     parquet = Path(parquet)
-    sidecar = replace(sidecar, files={parquet.name: file_sha256(parquet)}, created=sidecar.created or now_iso())
+    sidecar = replace(
+        sidecar, files={parquet.name: file_sha256(parquet)}, created=sidecar.created or now_iso()
+    )
     path = sidecar_path(parquet)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(to_dict(sidecar), indent=2, ensure_ascii=False) + "\n")
@@ -164,8 +185,10 @@ def read_sidecar(parquet_or_sidecar: str | Path) -> DatasetSidecar:
     if path.suffix == ".parquet":
         path = sidecar_path(path)
         if not path.exists():
-            raise DataError(f"{path}: no sidecar beside the table; tables made by hubkit carry one "
-                            f"(re-run the stage that made it, or write `{path.name}` by hand)")
+            raise DataError(
+                f"{path}: no sidecar beside the table; tables made by hubkit carry one "
+                f"(re-run the stage that made it, or write `{path.name}` by hand)"
+            )
     if not path.exists():
         raise DataError(f"{path}: no such sidecar file")
     try:
@@ -178,8 +201,10 @@ def read_sidecar(parquet_or_sidecar: str | Path) -> DatasetSidecar:
         return _from_legacy(data, str(path))
     schema = data.get("schema")
     if schema != C.DATASET_SCHEMA_VERSION:
-        raise DataError(f"{path}: unknown dataset sidecar schema {schema!r}; expected "
-                        f"{C.DATASET_SCHEMA_VERSION!r} or a reference sidecar with `kind: {LEGACY_KIND}`")
+        raise DataError(
+            f"{path}: unknown dataset sidecar schema {schema!r}; expected "
+            f"{C.DATASET_SCHEMA_VERSION!r} or a reference sidecar with `kind: {LEGACY_KIND}`"
+        )
     try:
         return from_dict(DatasetSidecar, data, where=str(path))
     except SchemaError as exc:
@@ -203,8 +228,13 @@ def _from_legacy(data: dict[str, Any], where: str) -> DatasetSidecar:
     absent = [k for k in ("seed", "positions_per_doc", "min_position") if ext.get(k) is None]
     if where not in _warned_legacy:
         _warned_legacy.add(where)
-        log.info("%s: reference `kind: %s` sidecar read as %s; not recorded there: %s", where, LEGACY_KIND,
-                 C.DATASET_SCHEMA_VERSION, ", ".join(absent + ([] if rows is not None else ["rows"])) or "nothing")
+        log.info(
+            "%s: reference `kind: %s` sidecar read as %s; not recorded there: %s",
+            where,
+            LEGACY_KIND,
+            C.DATASET_SCHEMA_VERSION,
+            ", ".join(absent + ([] if rows is not None else ["rows"])) or "nothing",
+        )
     try:
         return DatasetSidecar(
             table="activations",

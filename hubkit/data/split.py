@@ -60,7 +60,9 @@ def _rank(seed: int, doc_id: str) -> bytes:
     return hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
 
 
-def split_doc_ids(doc_ids: Iterable[str], fractions: Mapping[str, float], seed: int = 0) -> dict[str, list[str]]:
+def split_doc_ids(
+    doc_ids: Iterable[str], fractions: Mapping[str, float], seed: int = 0
+) -> dict[str, list[str]]:
     """Assign each distinct doc id to one split; deterministic in (set of ids, fractions, seed)."""
     fractions = check_fractions(fractions)
     ordered = sorted(set(doc_ids), key=lambda d: (_rank(seed, d), d))
@@ -93,7 +95,9 @@ def split_table(
     assignment = split_doc_ids(doc_ids, fractions, seed)
     for name in SPLITS:
         if fractions[name] > 0 and not assignment[name]:
-            log.warning("split %s gets no document (%d documents, fraction %g)", name, len(doc_ids), fractions[name])
+            log.warning(
+                "split %s gets no document (%d documents, fraction %g)", name, len(doc_ids), fractions[name]
+            )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = dict(fractions=fractions, seed=seed, doc_ids=assignment)
@@ -111,7 +115,15 @@ def split_table(
                 if part.num_rows:
                     writer.write_table(part)
         tmp.replace(path)
-        write_sidecar(path, parent.derive(table="split", rows=rows, split=SplitInfo(name=name, **info),
-                                          parents={activations.name: parent_sha}, run_sha256=None))
+        write_sidecar(
+            path,
+            parent.derive(
+                table="split",
+                rows=rows,
+                split=SplitInfo(name=name, **info),
+                parents={activations.name: parent_sha},
+                run_sha256=None,
+            ),
+        )
         paths[name] = path
     return paths

@@ -36,13 +36,15 @@ def vector_type(d_model: int) -> pa.DataType:
 
 
 def activation_schema(d_model: int) -> pa.Schema:
-    return pa.schema([
-        pa.field(DOC_ID, pa.string(), nullable=False),
-        pa.field(POSITION, pa.int32(), nullable=False),
-        pa.field(TOKEN, pa.string(), nullable=False),
-        pa.field(PREFIX, pa.string(), nullable=False),
-        pa.field(VECTOR, vector_type(d_model), nullable=False),
-    ])
+    return pa.schema(
+        [
+            pa.field(DOC_ID, pa.string(), nullable=False),
+            pa.field(POSITION, pa.int32(), nullable=False),
+            pa.field(TOKEN, pa.string(), nullable=False),
+            pa.field(PREFIX, pa.string(), nullable=False),
+            pa.field(VECTOR, vector_type(d_model), nullable=False),
+        ]
+    )
 
 
 def label_schema() -> pa.Schema:
@@ -70,11 +72,15 @@ def check_vector_field(schema: pa.Schema, d_model: int, where: str) -> None:
         raise DataError(f"{where}: no `{VECTOR}` column (has {schema.names})")
     tp = schema.field(VECTOR).type
     if not pa.types.is_fixed_size_list(tp):
-        raise DataError(f"{where}: column `{VECTOR}` is {tp}, expected fixed_size_list<float32>[{d_model}]; "
-                        "write vectors with hubkit.data.tables.vector_array")
+        raise DataError(
+            f"{where}: column `{VECTOR}` is {tp}, expected fixed_size_list<float32>[{d_model}]; "
+            "write vectors with hubkit.data.tables.vector_array"
+        )
     if tp.list_size != d_model:
-        raise DataError(f"{where}: column `{VECTOR}` holds vectors of width {tp.list_size}, but the sidecar says "
-                        f"d_model = {d_model}; the table and its sidecar do not belong together")
+        raise DataError(
+            f"{where}: column `{VECTOR}` holds vectors of width {tp.list_size}, but the sidecar says "
+            f"d_model = {d_model}; the table and its sidecar do not belong together"
+        )
     if not pa.types.is_float32(tp.value_type):
         raise DataError(f"{where}: column `{VECTOR}` holds {tp.value_type}, expected float32")
 
@@ -85,8 +91,9 @@ def check_columns(schema: pa.Schema, required: tuple[str, ...], where: str) -> N
         raise DataError(f"{where}: missing column(s) {missing} (has {schema.names})")
 
 
-def open_table(path: str | Path, required: tuple[str, ...] = ACTIVATION_COLUMNS) -> tuple[pq.ParquetFile,
-                                                                                            DatasetSidecar]:
+def open_table(
+    path: str | Path, required: tuple[str, ...] = ACTIVATION_COLUMNS
+) -> tuple[pq.ParquetFile, DatasetSidecar]:
     """A parquet file and its sidecar, with the columns and the vector width checked against it."""
     path = Path(path)
     if not path.is_file():
@@ -101,12 +108,16 @@ def open_table(path: str | Path, required: tuple[str, ...] = ACTIVATION_COLUMNS)
     if VECTOR in required or VECTOR in schema.names:
         check_vector_field(schema, sidecar.extraction.d_model, str(path))
     if sidecar.rows >= 0 and pf.metadata.num_rows != sidecar.rows:
-        raise DataError(f"{path}: holds {pf.metadata.num_rows} rows but its sidecar says {sidecar.rows}; "
-                        "the file was changed after it was written")
+        raise DataError(
+            f"{path}: holds {pf.metadata.num_rows} rows but its sidecar says {sidecar.rows}; "
+            "the file was changed after it was written"
+        )
     return pf, sidecar
 
 
-def read_table(path: str | Path, required: tuple[str, ...] = ACTIVATION_COLUMNS) -> tuple[pa.Table, DatasetSidecar]:
+def read_table(
+    path: str | Path, required: tuple[str, ...] = ACTIVATION_COLUMNS
+) -> tuple[pa.Table, DatasetSidecar]:
     """`open_table`, read whole."""
     pf, sidecar = open_table(path, required)
     return pf.read(), sidecar

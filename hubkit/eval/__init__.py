@@ -20,7 +20,15 @@ _EXPORTS = {
     "content_sensitivity": "hubkit.eval.ablations",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = [
+    "EvalReport",
+    "EvalTable",
+    "content_sensitivity",
+    "evaluate_pair",
+    "evaluate_trajectory",
+    "read_eval",
+    "verify",
+]
 
 if TYPE_CHECKING:
     from hubkit.eval.ablations import content_sensitivity

@@ -99,7 +99,9 @@ def nonsense_texts(word_counts: list[int], rng: np.random.Generator, min_words: 
     letters = np.array(list(string.ascii_lowercase))
     out = []
     for n_words in word_counts:
-        ws = ["".join(rng.choice(letters, size=int(rng.integers(2, 9)))) for _ in range(max(min_words, n_words))]
+        ws = [
+            "".join(rng.choice(letters, size=int(rng.integers(2, 9)))) for _ in range(max(min_words, n_words))
+        ]
         out.append(" ".join(ws))
     return out
 
@@ -181,7 +183,9 @@ def content_sensitivity(
         else as_matrix(real_reconstructions, "real reconstructions")
     )
     if real.shape != v.shape:
-        raise DataError(f"the AR writes vectors of shape {real.shape[1:]} but the eval vectors have {v.shape[1:]}")
+        raise DataError(
+            f"the AR writes vectors of shape {real.shape[1:]} but the eval vectors have {v.shape[1:]}"
+        )
     perm = derangement(n, rng)
     texts = {
         "empty": [""] * n,

@@ -8,22 +8,58 @@ import click
 
 
 @click.command("eval")
-@click.option("--av", default=None, help="AV checkpoint (folder or Hub repo id); the fixed AV with --trajectory.")
-@click.option("--ar", default=None, help="AR checkpoint (folder or Hub repo id); the fixed AR with --trajectory.")
-@click.option("--table", "table_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Held-out eval table (.parquet: doc_id, position, prefix, vector[, explanation]).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for eval.json, rows.parquet and plots/.")
-@click.option("--trajectory", "run_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Evaluate every checkpoint in this run folder (step_* subfolders, or av/ and ar/).")
-@click.option("--train-table", "train_tables", multiple=True, type=click.Path(exists=True),
-              help="Training table(s) whose doc_ids must not appear in the eval table (repeatable).")
-@click.option("--force-overlap", is_flag=True, help="Evaluate even if eval documents were trained on (recorded).")
-@click.option("--sidecar", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="The eval table's JSON sidecar, if not next to it under a usual name.")
-@click.option("--loss-log", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Loss log for the trend verdict (JSONL with step/loss, or trainer_state.json).")
-@click.option("--rows", default=None, type=int, help="Evaluate a seeded sample of this many rows (default: all).")
+@click.option(
+    "--av", default=None, help="AV checkpoint (folder or Hub repo id); the fixed AV with --trajectory."
+)
+@click.option(
+    "--ar", default=None, help="AR checkpoint (folder or Hub repo id); the fixed AR with --trajectory."
+)
+@click.option(
+    "--table",
+    "table_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Held-out eval table (.parquet: doc_id, position, prefix, vector[, explanation]).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for eval.json, rows.parquet and plots/.",
+)
+@click.option(
+    "--trajectory",
+    "run_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Evaluate every checkpoint in this run folder (step_* subfolders, or av/ and ar/).",
+)
+@click.option(
+    "--train-table",
+    "train_tables",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Training table(s) whose doc_ids must not appear in the eval table (repeatable).",
+)
+@click.option(
+    "--force-overlap", is_flag=True, help="Evaluate even if eval documents were trained on (recorded)."
+)
+@click.option(
+    "--sidecar",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The eval table's JSON sidecar, if not next to it under a usual name.",
+)
+@click.option(
+    "--loss-log",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Loss log for the trend verdict (JSONL with step/loss, or trainer_state.json).",
+)
+@click.option(
+    "--rows", default=None, type=int, help="Evaluate a seeded sample of this many rows (default: all)."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed for row sampling, controls and bootstrap.")
 @click.option("--max-new-tokens", default=64, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, help="AV generation batch.")
@@ -38,40 +74,102 @@ import click
 @click.option("--base-model", default=None, help="Where the base weights come from (local path or name).")
 @click.option("--device", default=None)
 @click.option("--dtype", default=None, help="float32, bfloat16 or float16.")
-def eval_command(av, ar, table_path, out_dir, run_dir, train_tables, force_overlap, sidecar, loss_log, rows, seed,
-                 max_new_tokens, batch_size, ar_batch_size, sample, temperature, top_p, n_boot, no_plots, revision,
-                 subfolder, base_model, device, dtype) -> None:
+def eval_command(
+    av,
+    ar,
+    table_path,
+    out_dir,
+    run_dir,
+    train_tables,
+    force_overlap,
+    sidecar,
+    loss_log,
+    rows,
+    seed,
+    max_new_tokens,
+    batch_size,
+    ar_batch_size,
+    sample,
+    temperature,
+    top_p,
+    n_boot,
+    no_plots,
+    revision,
+    subfolder,
+    base_model,
+    device,
+    dtype,
+) -> None:
     """Evaluate an NLA pair (or a trajectory) on a held-out table; write eval.json, rows.parquet, plots."""
     from hubkit import hub
+    from hubkit.eval.report import checkpoint_record
     from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory, load_pair
     from hubkit.eval.table import EvalTable
 
     table = EvalTable.read(table_path, sidecar=sidecar)
-    common = dict(rows=rows, max_new_tokens=max_new_tokens, batch_size=batch_size, ar_batch_size=ar_batch_size,
-                  do_sample=sample, temperature=temperature, top_p=top_p, n_boot=n_boot)
+    common = dict(
+        rows=rows,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        ar_batch_size=ar_batch_size,
+        do_sample=sample,
+        temperature=temperature,
+        top_p=top_p,
+        n_boot=n_boot,
+    )
     av_dir = hub.resolve(av, revision=revision, subfolder=subfolder) if av else None
     ar_dir = hub.resolve(ar, revision=revision, subfolder=subfolder) if ar else None
     if run_dir is not None:
-        report = evaluate_trajectory(run_dir, table, av=av_dir, ar=ar_dir, out_dir=out_dir, base_model=base_model,
-                                     device=device, dtype=dtype, loss_log=loss_log, train_tables=train_tables,
-                                     force_overlap=force_overlap, seed=seed, plots=not no_plots, **common)
+        report = evaluate_trajectory(
+            run_dir,
+            table,
+            av=av_dir,
+            ar=ar_dir,
+            out_dir=out_dir,
+            base_model=base_model,
+            device=device,
+            dtype=dtype,
+            loss_log=loss_log,
+            train_tables=train_tables,
+            force_overlap=force_overlap,
+            seed=seed,
+            plots=not no_plots,
+            **common,
+        )
         traj = report.figures["trajectory"]
         for p in traj["checkpoints"]:
-            click.echo(f"{p['name']}: cos {p['cos']['mean']:.4f} floor {p['noise_floor_p95']:.4f} "
-                       f"top1 {p['identification']['top1']:.3f} (chance {p['identification']['chance_top1']:.3f})")
+            click.echo(
+                f"{p['name']}: cos {p['cos']['mean']:.4f} floor {p['noise_floor_p95']:.4f} "
+                f"top1 {p['identification']['top1']:.3f} (chance {p['identification']['chance_top1']:.3f})"
+            )
         tr = traj["trend"]
-        click.echo(f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj["trend_note"])
+        click.echo(
+            f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj["trend_note"]
+        )
     else:
         if av_dir is None or ar_dir is None:
             raise click.UsageError("give both --av and --ar (or --trajectory with one of them)")
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
-        ckpts: dict = {"av": av_dir, "ar": ar_dir}
+        where = {"revision": revision, "subfolder": subfolder}
+        ckpts: dict = {
+            "av": {**checkpoint_record(av_dir), "source": av, **where},
+            "ar": {**checkpoint_record(ar_dir), "source": ar, **where},
+        }
         base = base_record(av_dir, ar_dir, base_model)
         if base is not None:
             ckpts["base"] = base
-        report = evaluate_pair(pair, table, out_dir=out_dir, seed=seed, train_tables=train_tables,
-                               force_overlap=force_overlap, checkpoints=ckpts, plots=not no_plots, progress=True,
-                               **common)
+        report = evaluate_pair(
+            pair,
+            table,
+            out_dir=out_dir,
+            seed=seed,
+            train_tables=train_tables,
+            force_overlap=force_overlap,
+            checkpoints=ckpts,
+            plots=not no_plots,
+            progress=True,
+            **common,
+        )
         click.echo(headline(report))
     click.echo(f"wrote {Path(out_dir) / 'eval.json'}")
 
@@ -88,18 +186,26 @@ def headline(report) -> str:
             continue
         fv = rt[key]["fve"]
         ci = f" [{c.ci_low:.4f}, {c.ci_high:.4f}]" if c.ci_low is not None else ""
-        fve_txt = f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})" if fv is not None and fv.value is not None else ""
-        lines.append(f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci} ± {c.std or 0:.4f}, "
-                     f"median {c.median:.4f}{fve_txt}")
+        fve_txt = (
+            f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})" if fv is not None and fv.value is not None else ""
+        )
+        lines.append(
+            f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci} ± {c.std or 0:.4f}, "
+            f"median {c.median:.4f}{fve_txt}"
+        )
     fl = f["noise_floor"]
-    lines.append(f"noise floor p95 {fl.p95:.4f} (mismatched mean {fl.mean:.4f}); {fl.frac_above:.1%} of rows above; "
-                 f"{rt['n_excluded']} unparsed AV outputs {rt['statuses']}")
+    lines.append(
+        f"noise floor p95 {fl.p95:.4f} (mismatched mean {fl.mean:.4f}); {fl.frac_above:.1%} of rows above; "
+        f"{rt['n_excluded']} unparsed AV outputs {rt['statuses']}"
+    )
     cs = f["content_sensitivity"]["av"]
     deltas = ", ".join(f"{c.name} {c.delta.mean:+.4f}" for c in cs.controls)
     lines.append(f"AR content sensitivity: {cs.verdict} (real − control: {deltas})")
     t1, t5 = f["identification"].at(1), f["identification"].at(5)
-    lines.append(f"identification: top-1 {t1.accuracy:.3f} (chance {t1.chance:.3f}), top-5 {t5.accuracy:.3f} "
-                 f"(chance {t5.chance:.3f}); reads vectors: {report.verdicts['reads_vectors']}")
+    lines.append(
+        f"identification: top-1 {t1.accuracy:.3f} (chance {t1.chance:.3f}), top-5 {t5.accuracy:.3f} "
+        f"(chance {t5.chance:.3f}); reads vectors: {report.verdicts['reads_vectors']}"
+    )
     d = f["diversity"]
     lines.append(f"diversity: {d.distinct}/{d.n} distinct explanations, {d.distinct_stems} distinct openings")
     return "\n".join(lines)

@@ -39,7 +39,9 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def diversity(texts: list[str], stem_words: int = 3, ns: tuple[int, ...] = (1, 2, 3), top: int = 5) -> Diversity:
+def diversity(
+    texts: list[str], stem_words: int = 3, ns: tuple[int, ...] = (1, 2, 3), top: int = 5
+) -> Diversity:
     """`Diversity` of a list of explanations (the AV's parsed texts, one per row)."""
     stripped = [t.strip() for t in texts]
     n = len(stripped)

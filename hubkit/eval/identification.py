@@ -79,7 +79,11 @@ def binomial_tail(hits: int, n: int, p: float) -> float:
     if p >= 1:
         return 1.0
     logs = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+        math.lgamma(n + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(n - i + 1)
+        + i * math.log(p)
+        + (n - i) * math.log1p(-p)
         for i in range(hits, n + 1)
     ]
     top = max(logs)
@@ -88,7 +92,12 @@ def binomial_tail(hits: int, n: int, p: float) -> float:
 
 def identification(v, v_hat, ks: tuple[int, ...] = (1, 5)) -> Identification:
     """Top-k identification accuracies against chance k/N, with Wilson intervals and binomial p-values."""
-    r = ranks(v, v_hat)
+    return from_ranks(ranks(v, v_hat), ks)
+
+
+def from_ranks(r: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> Identification:
+    """`identification` from already computed `ranks`."""
+    r = np.asarray(r)
     n = int(r.size)
     if n < max(ks) + 1:
         raise DataError(f"identification at top-{max(ks)} needs more than {max(ks)} rows, got {n}")
@@ -96,8 +105,17 @@ def identification(v, v_hat, ks: tuple[int, ...] = (1, 5)) -> Identification:
     for k in ks:
         hits = int(np.sum(r < k))
         lo, hi = wilson(hits, n)
-        top.append(TopK(k=k, accuracy=hits / n, chance=k / n, hits=hits, ci_low=lo, ci_high=hi,
-                        p_value=binomial_tail(hits, n, k / n)))
+        top.append(
+            TopK(
+                k=k,
+                accuracy=hits / n,
+                chance=k / n,
+                hits=hits,
+                ci_low=lo,
+                ci_high=hi,
+                p_value=binomial_tail(hits, n, k / n),
+            )
+        )
     return Identification(
         n=n,
         top=top,

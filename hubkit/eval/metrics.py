@@ -156,7 +156,9 @@ def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
         step = max(1, 2_000_000 // max(n, u.shape[1]))
         for start in range(0, n_boot, step):
             k = min(step, n_boot - start)
-            counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(np.float64)
+            counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(
+                np.float64
+            )
             mean_u = counts @ u / n  # [k, d]
             b_s = counts @ sq / n - np.sum(mean_u**2, axis=1)
             e_s = counts @ err / n

@@ -39,7 +39,9 @@ def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str
     c, k = cos[order], ok[order]
     ax.scatter(x[k], c[k], s=10, color="tab:blue", label=f"parsed explanation (n={int(k.sum())})")
     if (~k).any():
-        ax.scatter(x[~k], c[~k], s=14, marker="x", color="tab:red", label=f"empty/unparsed (n={int((~k).sum())})")
+        ax.scatter(
+            x[~k], c[~k], s=14, marker="x", color="tab:red", label=f"empty/unparsed (n={int((~k).sum())})"
+        )
     ax.axhline(floor.p95, color="black", ls="--", lw=1, label=f"noise floor p95 = {floor.p95:.3f}")
     ax.axhline(floor.mean, color="gray", ls=":", lw=1, label=f"mismatched mean = {floor.mean:.3f}")
     ax.set_xlabel("rows, sorted by cosine")
@@ -62,8 +64,12 @@ def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
     ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
     dn = [c.name for c in cs.controls]
     dm = np.array([c.delta.mean for c in cs.controls], dtype=float)
-    lo = np.array([c.delta.ci_low if c.delta.ci_low is not None else c.delta.mean for c in cs.controls], dtype=float)
-    hi = np.array([c.delta.ci_high if c.delta.ci_high is not None else c.delta.mean for c in cs.controls], dtype=float)
+    lo = np.array(
+        [c.delta.ci_low if c.delta.ci_low is not None else c.delta.mean for c in cs.controls], dtype=float
+    )
+    hi = np.array(
+        [c.delta.ci_high if c.delta.ci_high is not None else c.delta.mean for c in cs.controls], dtype=float
+    )
     ax2.errorbar(dn, dm, yerr=[dm - lo, hi - dm], fmt="o", capsize=4)
     ax2.axhline(0, color="black", lw=1)
     ax2.set_ylabel("real − control (95% CI)")
@@ -80,7 +86,11 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     labels = [f"top-{t.k}" for t in ident.top]
     x = np.arange(len(labels))
     acc = [t.accuracy for t in ident.top]
-    err = [[t.accuracy - t.ci_low for t in ident.top], [t.ci_high - t.accuracy for t in ident.top]]
+    # clamped: at 0 or N hits the Wilson bound equals the accuracy up to rounding, and matplotlib refuses < 0
+    err = [
+        [max(0.0, t.accuracy - t.ci_low) for t in ident.top],
+        [max(0.0, t.ci_high - t.accuracy) for t in ident.top],
+    ]
     ax1.bar(x - 0.2, acc, 0.4, yerr=err, capsize=4, label="observed")
     ax1.bar(x + 0.2, [t.chance for t in ident.top], 0.4, color="tab:gray", label="chance k/N")
     ax1.set_xticks(x, labels)
@@ -95,8 +105,14 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     return _save(fig, path)
 
 
-def trajectory(steps: list[float], cos: list[dict], floor: list[float], loss: tuple[list, list] | None,
-               trend: Trend | None, path: str | Path) -> Path:
+def trajectory(
+    steps: list[float],
+    cos: list[dict],
+    floor: list[float],
+    loss: tuple[list, list] | None,
+    trend: Trend | None,
+    path: str | Path,
+) -> Path:
     """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line."""
     fig = Figure(figsize=(8, 3.4))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -112,8 +128,12 @@ def trajectory(steps: list[float], cos: list[dict], floor: list[float], loss: tu
         ax2.plot(loss[0], loss[1], ".", label="loss")
         if trend is not None:
             xs = np.array([trend.first_step, trend.last_step])
-            ax2.plot(xs, trend.slope * xs + trend.intercept, "r-",
-                     label=f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}")
+            ax2.plot(
+                xs,
+                trend.slope * xs + trend.intercept,
+                "r-",
+                label=f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}",
+            )
         ax2.set_xlabel("step")
         ax2.set_ylabel("training loss")
         ax2.legend(fontsize=7)

@@ -23,7 +23,7 @@ from hubkit.errors import DataError, MetaError
 from hubkit.eval import plots as P
 from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
 from hubkit.eval.diversity import diversity
-from hubkit.eval.identification import identification, ranks
+from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, fve, nmse_rows, noise_floor, summarize
 from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, checkpoint_record, output_record
 from hubkit.eval.table import EvalTable, Overlap, check_against_meta, check_overlap
@@ -141,8 +141,14 @@ def evaluate_pair(
 
     t0 = time.perf_counter()
     details = pair.av.explain_detailed(
-        v, batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-        top_p=top_p, seed=seed if do_sample else None, progress=progress,
+        v,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed if do_sample else None,
+        progress=progress,
     )
     t_gen = time.perf_counter() - t0
     texts = [d.text for d in details]
@@ -150,15 +156,32 @@ def evaluate_pair(
     v_hat = reconstruct_unique(pair.ar, texts, ar_batch_size)
     t_ar = time.perf_counter() - t0
     if v_hat.shape != vn.shape:
-        raise DataError(f"the AR wrote vectors of shape {v_hat.shape[1:]}, the eval vectors are {vn.shape[1:]}")
+        raise DataError(
+            f"the AR wrote vectors of shape {v_hat.shape[1:]}, the eval vectors are {vn.shape[1:]}"
+        )
 
     t0 = time.perf_counter()
-    cs = content_sensitivity(pair.ar, vn, texts, seed=seed, n_boot=n_boot, real_reconstructions=v_hat,
-                             batch_size=ar_batch_size, source="av")
+    cs = content_sensitivity(
+        pair.ar,
+        vn,
+        texts,
+        seed=seed,
+        n_boot=n_boot,
+        real_reconstructions=v_hat,
+        batch_size=ar_batch_size,
+        source="av",
+    )
     cs_ref = None
     if sel.explanations is not None:
-        cs_ref = content_sensitivity(pair.ar, vn, sel.explanations, seed=seed, n_boot=n_boot,
-                                     batch_size=ar_batch_size, source="reference")
+        cs_ref = content_sensitivity(
+            pair.ar,
+            vn,
+            sel.explanations,
+            seed=seed,
+            n_boot=n_boot,
+            batch_size=ar_batch_size,
+            source="reference",
+        )
     t_controls = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -169,7 +192,7 @@ def evaluate_pair(
         statuses[d.status] = statuses.get(d.status, 0) + 1
     floor = noise_floor(vn, v_hat, seed=seed)
     rank = ranks(vn, v_hat)
-    ident = identification(vn, v_hat)
+    ident = from_ranks(rank)
     div = diversity(texts)
     t_stats = time.perf_counter() - t0
 
@@ -179,8 +202,10 @@ def evaluate_pair(
         "excluded_means": "AV outputs whose status is not `ok`: empty, or no parsable <explanation> tags",
         "all": _round_trip_block(vn, v_hat, cos, nmse, np.ones_like(ok), n_boot, seed),
         "valid_only": _round_trip_block(vn, v_hat, cos, nmse, ok, n_boot, seed),
-        "frac_above_floor": {"all": floor.frac_above, "valid_only": float(np.mean(cos[ok] > floor.p95)) if ok.any()
-                             else None},
+        "frac_above_floor": {
+            "all": floor.frac_above,
+            "valid_only": float(np.mean(cos[ok] > floor.p95)) if ok.any() else None,
+        },
     }
     figures = {
         "round_trip": round_trip,
@@ -214,17 +239,16 @@ def evaluate_pair(
         overlap=asdict(ov),
         figures=figures,
         verdicts=verdicts,
-        timing={},
+        timing={
+            "generate_s": t_gen,
+            "reconstruct_s": t_ar,
+            "controls_s": t_controls,
+            "stats_s": t_stats,
+            "rows": len(sel),
+            "unique_explanations": div.distinct,
+        },
         rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref),
     )
-    report.timing = {
-        "generate_s": t_gen,
-        "reconstruct_s": t_ar,
-        "controls_s": t_controls,
-        "stats_s": t_stats,
-        "rows": len(sel),
-        "unique_explanations": div.distinct,
-    }
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -236,23 +260,21 @@ def evaluate_pair(
 
 
 def _verdicts(cs, ident, floor) -> dict:
+    """Plain-word verdicts: identification decides "reads its vectors"; the AR's controls are reported beside it."""
     above = any(t.p_value < ID_ALPHA for t in ident.top)
     empty = cs.control("empty")
     t1 = ident.at(1)
-    note = (
-        f"identification top-1 {t1.hits}/{ident.n} vs chance {t1.chance:.3g} (p={t1.p_value:.2g}); "
-        f"AR on the empty string reaches {empty.ratio_to_real:.0%} of the real-explanation cosine; "
-        f"{floor.frac_above:.0%} of rows above the noise floor"
-        if empty.ratio_to_real is not None
-        else f"identification top-1 {t1.hits}/{ident.n} vs chance {t1.chance:.3g} (p={t1.p_value:.2g})"
-    )
+    parts = [f"identification top-1 {t1.hits}/{ident.n} vs chance {t1.chance:.3g} (p={t1.p_value:.2g})"]
+    if empty.ratio_to_real is not None and abs(cs.real.mean) >= 0.05:
+        parts.append(f"the AR reaches {empty.ratio_to_real:.0%} of the round-trip cosine on an empty string")
+    parts.append(f"{floor.frac_above:.0%} of rows above the noise floor (p95 {floor.p95:.3f})")
     return {
         "reads_vectors": above,
         "identification": "above_chance" if above else "at_chance",
         "identification_alpha": ID_ALPHA,
         "ar_content": cs.verdict,
         "input_independent_share": empty.ratio_to_real,
-        "note": note,
+        "note": "; ".join(parts),
     }
 
 
@@ -282,7 +304,9 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref):
     return pa.table(cols)
 
 
-def write_outputs(report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, plots: bool) -> dict:
+def write_outputs(
+    report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, plots: bool
+) -> dict:
     """rows.parquet and the PNG plots; returns their paths (relative to `out`) and sha256 for eval.json."""
     import pyarrow.parquet as pq
 
@@ -347,26 +371,40 @@ def read_loss_log(path: str | Path) -> tuple[list[float], list[float]]:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a JSONL loss log or trainer_state.json ({exc})") from exc
-    pts = [(float(r["step"]), float(r["loss"])) for r in records if isinstance(r, dict) and "step" in r
-           and isinstance(r.get("loss"), (int, float))]
+    pts = [
+        (float(r["step"]), float(r["loss"]))
+        for r in records
+        if isinstance(r, dict) and "step" in r and isinstance(r.get("loss"), (int, float))
+    ]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def loss_curve(run_dir: Path, checkpoints: list[Checkpoint], loss_log: str | Path | None) -> tuple[list, list, dict]:
+def loss_curve(
+    run_dir: Path, checkpoints: list[Checkpoint], loss_log: str | Path | None
+) -> tuple[list, list, dict]:
     """The loss curve for the trend verdict: an explicit or well-known log file, else the checkpoint metas."""
-    candidates = [Path(loss_log)] if loss_log is not None else [
-        d / n for d in (run_dir, *{c.path.parent for c in checkpoints}) for n in LOSS_LOG_NAMES
-    ]
+    candidates = (
+        [Path(loss_log)]
+        if loss_log is not None
+        else [d / n for d in (run_dir, *{c.path.parent for c in checkpoints}) for n in LOSS_LOG_NAMES]
+    )
     for cand in candidates:
         if cand.is_file() or loss_log is not None:
             steps, losses = read_loss_log(cand)
             if not steps and loss_log is not None:
                 raise DataError(f"{cand}: no records with both `step` and `loss` in this loss log")
             if steps:
-                return steps, losses, {"source": str(cand), "sha256": sha256_file(cand), "n_points": len(steps)}
+                return (
+                    steps,
+                    losses,
+                    {"source": str(cand), "sha256": sha256_file(cand), "n_points": len(steps)},
+                )
     pts = [(c.step, c.loss) for c in checkpoints if c.step is not None and c.loss is not None]
-    return [p[0] for p in pts], [p[1] for p in pts], {"source": "checkpoint metas (training.step, training.loss)",
-                                                       "n_points": len(pts)}
+    return (
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        {"source": "checkpoint metas (training.step, training.loss)", "n_points": len(pts)},
+    )
 
 
 def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[tuple[Checkpoint, Path, Path]]:
@@ -376,7 +414,9 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
         ars = {c.name: c for c in halves["ar"]}
         common = [c for c in halves["av"] if c.name in ars]
         if not common:
-            raise DataError(f"{run_dir}: av/ and ar/ share no checkpoint names; pass --av or --ar to fix one half")
+            raise DataError(
+                f"{run_dir}: av/ and ar/ share no checkpoint names; pass --av or --ar to fix one half"
+            )
         return [(c, c.path, ars[c.name].path) for c in common]
     cks = find_checkpoints(run_dir)
     if not cks and halves:
@@ -408,8 +448,13 @@ def base_record(av_dir: Path, ar_dir: Path, base_model: str | None) -> dict | No
     return checkpoint_record(base) if Path(base).is_dir() else {"path": base, "files": {}}
 
 
-def load_pair(av_dir: Path, ar_dir: Path, base_model: str | None = None, device: str | None = None,
-              dtype: str | None = None):
+def load_pair(
+    av_dir: Path,
+    ar_dir: Path,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+):
     from hubkit.pair import NLAPair
 
     return NLAPair.from_pretrained(av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype)
@@ -454,8 +499,9 @@ def evaluate_trajectory(
         if base_rec is not None:
             recs["base"] = base_rec
         sub = out / ck.name if out is not None else None
-        rep = evaluate_pair(pair, tbl, out_dir=sub, seed=seed, overlap=ov, checkpoints=recs, plots=plots,
-                            **eval_kwargs)
+        rep = evaluate_pair(
+            pair, tbl, out_dir=sub, seed=seed, overlap=ov, checkpoints=recs, plots=plots, **eval_kwargs
+        )
         last = (pair.av.meta, pair.ar.meta, pair.shared_base)
         del pair
         points.append(_point(ck, recs, rep, out, sub))
@@ -467,18 +513,36 @@ def evaluate_trajectory(
     else:
         note = f"no trend verdict: the loss curve has {len(steps)} point(s), a verdict needs {MIN_POINTS}"
         log.warning("%s: %s", run_dir, note)
-    figures = {"trajectory": {"checkpoints": points, "loss_curve": {**source, "steps": steps, "losses": losses},
-                              "trend": tr, "trend_note": note}}
+    figures = {
+        "trajectory": {
+            "checkpoints": points,
+            "loss_curve": {**source, "steps": steps, "losses": losses},
+            "trend": tr,
+            "trend_note": note,
+        }
+    }
     side = tbl.sidecar_path
     inputs = {
         "trajectory": str(run_dir),
-        "table": {"path": str(tbl.path) if tbl.path else None, "sha256": tbl.sha256, "rows_total": len(tbl),
-                  "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None},
-        "checkpoints": {**{f"fixed_{k}": v for k, v in fixed.items()}, **({"base": base_rec} if base_rec else {})},
+        "table": {
+            "path": str(tbl.path) if tbl.path else None,
+            "sha256": tbl.sha256,
+            "rows_total": len(tbl),
+            "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None,
+        },
+        "checkpoints": {
+            **{f"fixed_{k}": v for k, v in fixed.items()},
+            **({"base": base_rec} if base_rec else {}),
+        },
     }
     report = EvalReport(
-        kind="trajectory", seed=seed, generation=generation, nla=nla_record(*last), inputs=inputs,
-        overlap=asdict(ov), figures=figures,
+        kind="trajectory",
+        seed=seed,
+        generation=generation,
+        nla=nla_record(*last),
+        inputs=inputs,
+        overlap=asdict(ov),
+        figures=figures,
         verdicts={"trend": tr.verdict if tr else None, "reads_vectors_last": points[-1]["reads_vectors"]},
         timing={"total_s": time.perf_counter() - t_start, "checkpoints": len(points)},
     )
@@ -487,8 +551,14 @@ def evaluate_trajectory(
         report.outputs = {"checkpoints": {p["name"]: p["eval_json"] for p in points}}
         if plots:
             xs = [p["step"] if p["step"] is not None else i for i, p in enumerate(points)]
-            path = P.trajectory(xs, [p["cos"] for p in points], [p["noise_floor_p95"] for p in points],
-                                (steps, losses), tr, out / PLOTS_DIR / "trajectory.png")
+            path = P.trajectory(
+                xs,
+                [p["cos"] for p in points],
+                [p["noise_floor_p95"] for p in points],
+                (steps, losses),
+                tr,
+                out / PLOTS_DIR / "trajectory.png",
+            )
             report.outputs["plots"] = {"trajectory": output_record(out, path)}
         report.write(out)
     return report
@@ -512,7 +582,8 @@ def _point(ck: Checkpoint, recs: dict, rep: EvalReport, out: Path | None, sub: P
         "n_excluded": rt["n_excluded"],
         "noise_floor_p95": fig["noise_floor"].p95,
         "frac_above_floor": fig["noise_floor"].frac_above,
-        "identification": {f"top{t.k}": t.accuracy for t in ident.top} | {f"chance_top{t.k}": t.chance for t in ident.top},
+        "identification": {f"top{t.k}": t.accuracy for t in ident.top}
+        | {f"chance_top{t.k}": t.chance for t in ident.top},
         "ar_content": rep.verdicts["ar_content"],
         "reads_vectors": rep.verdicts["reads_vectors"],
         "distinct_frac": fig["diversity"].distinct_frac,

@@ -121,7 +121,11 @@ def _vectors(column, path: Path) -> torch.Tensor:
     import pyarrow as pa
 
     arr = column.combine_chunks()
-    if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+    if not (
+        pa.types.is_fixed_size_list(arr.type)
+        or pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+    ):
         raise DataError(f"{path}: column `vector` must be a list of floats, got {arr.type}")
     n = len(arr)
     if n == 0:
@@ -131,7 +135,9 @@ def _vectors(column, path: Path) -> torch.Tensor:
     else:
         lengths = np.diff(np.asarray(arr.offsets))
         if len(set(lengths.tolist())) != 1:
-            raise DataError(f"{path}: column `vector` has rows of different widths {sorted(set(lengths.tolist()))[:5]}")
+            raise DataError(
+                f"{path}: column `vector` has rows of different widths {sorted(set(lengths.tolist()))[:5]}"
+            )
         width = int(lengths[0])
     flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     v = torch.from_numpy(flat.reshape(n, width).copy())
@@ -140,7 +146,9 @@ def _vectors(column, path: Path) -> torch.Tensor:
         raise DataError(f"{path}: column `vector` holds NaN or inf in rows {bad[:10]}")
     zero = (v.norm(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
-        raise DataError(f"{path}: column `vector` is all-zero in rows {zero[:10]} (a zero vector has no direction)")
+        raise DataError(
+            f"{path}: column `vector` is all-zero in rows {zero[:10]} (a zero vector has no direction)"
+        )
     return v
 
 
@@ -207,7 +215,8 @@ def check_against_meta(table: EvalTable, meta) -> None:
         problems.append(f"base model {ext['base_model']!r} vs the NLA's {meta.base_model!r}")
     if problems:
         raise DataError(
-            f"{table.sidecar_path}: the eval table was extracted differently from this NLA: " + "; ".join(problems)
+            f"{table.sidecar_path}: the eval table was extracted differently from this NLA: "
+            + "; ".join(problems)
             + ". Use an eval table extracted for this NLA"
         )
 
@@ -255,7 +264,9 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
     for p in train_tables:
         ids = train_doc_ids(p)
         p = Path(p)
-        sources.append({"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)})
+        sources.append(
+            {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)}
+        )
         train |= ids
     if table.sidecar is not None:
         for key in TRAIN_ID_KEYS:
@@ -264,7 +275,9 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
                 sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
                 train |= {str(d) for d in listed}
     if not sources:
-        log.warning("no training tables given: the eval table's overlap with training documents is NOT checked")
+        log.warning(
+            "no training tables given: the eval table's overlap with training documents is NOT checked"
+        )
         return Overlap(False, [], 0, 0, 0, [], force)
     eval_docs = set(table.doc_ids)
     both = sorted(eval_docs & train)
@@ -276,6 +289,9 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
             "force_overlap=True / --force-overlap to evaluate anyway (eval.json records it)"
         )
     if both:
-        log.warning("evaluating despite %d overlapping documents (%d rows): forced, recorded in eval.json",
-                    len(both), n_rows)
+        log.warning(
+            "evaluating despite %d overlapping documents (%d rows): forced, recorded in eval.json",
+            len(both),
+            n_rows,
+        )
     return Overlap(True, sources, len(train), len(both), n_rows, both[:10], force)

@@ -529,12 +529,11 @@ class HubStore:
     def _new_commit(
         self, parent: str | None, tree: dict[str, Entry], title: str, message: str, *, author: str
     ) -> Commit:
-        body = {"parent": parent, "title": title, "message": message, "author": author, "date": now_iso()}
-        body["tree"] = {p: e.to_json() for p, e in sorted(tree.items())}
-        body["nonce"] = secrets.token_hex(8)  # two identical commits in the same millisecond stay distinct
-        commit_id = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        return Commit(id=commit_id, parent=parent, tree=tree, title=title, message=message, author=author,
-                      date=body["date"])  # fmt: skip
+        """A commit whose id is the sha1 of its content, like a git commit id."""
+        fields = {"parent": parent, "title": title, "message": message, "author": author, "date": now_iso()}
+        content = {**fields, "tree": {p: e.to_json() for p, e in sorted(tree.items())}}
+        commit_id = hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return Commit(id=commit_id, tree=tree, **fields)
 
     def _write_commit(self, repo: RepoKey, commit: Commit) -> None:
         self._write_json(self._repo_dir(repo) / "commits" / f"{commit.id}.json", commit.to_json())

@@ -19,14 +19,31 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_base(recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None) -> tuple[nn.Module, object]:
-    """(model, tokenizer) of the recipe's base, 4-bit NF4 when the adapter is `qlora`."""
+def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant: str = "none") -> nn.Module:
+    """A causal LM on `device`; a quantized one is placed there while loading (bitsandbytes cannot move it)."""
+    if quant != "none" and device is not None and device.type != "cpu":
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        qc = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+            if quant == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, quantization_config=qc, device_map={"": str(device)}
+        )
+        return model.eval()
+    model = loading.load_causal_lm(path, dtype, None, quant)
+    return model.to(device) if device is not None and quant == "none" else model
+
+
+def load_base(
+    recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None
+) -> tuple[nn.Module, object]:
+    """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`."""
     path = loading.resolve_base(recipe.base_model)
-    quant = "nf4" if adapter.kind == "qlora" else "none"
-    dtype = DTYPES[recipe.dtype]
-    model = loading.load_causal_lm(path, dtype, str(device) if device is not None else None, quant)
-    tok = loading.load_tokenizer(path)
-    return model, tok
+    model = load_model(path, DTYPES[recipe.dtype], device, "nf4" if adapter.kind == "qlora" else "none")
+    return model, loading.load_tokenizer(path)
 
 
 def meta_base_name(base_model: str) -> str:
@@ -39,9 +56,7 @@ def meta_base_name(base_model: str) -> str:
         return base_model
 
 
-def add_adapter(
-    model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool
-) -> nn.Module:
+def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
     """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -58,12 +58,20 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
         raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; expected {list(columns)}, found {table.column_names}")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; expected {list(columns)}, found {table.column_names}"
+        )
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
     col = table.column("vector")
-    if not (pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-        raise DataError(f"{path}: column `vector` has type {col.type}; expected fixed_size_list<float32>[{d_model}]")
+    if not (
+        pa.types.is_fixed_size_list(col.type)
+        or pa.types.is_list(col.type)
+        or pa.types.is_large_list(col.type)
+    ):
+        raise DataError(
+            f"{path}: column `vector` has type {col.type}; expected fixed_size_list<float32>[{d_model}]"
+        )
     if pa.types.is_fixed_size_list(col.type) and col.type.list_size != d_model:
         raise DataError(
             f"{path}: column `vector` is {col.type.list_size} wide but the model's d_model is {d_model}; "
@@ -73,7 +81,9 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
     widths = np.asarray(flat.value_lengths()) if not pa.types.is_fixed_size_list(col.type) else None
     if widths is not None and (widths != d_model).any():
         bad = np.nonzero(widths != d_model)[0][:10].tolist()
-        raise DataError(f"{path}: column `vector` rows {bad} are not {d_model} wide (widths {widths[bad].tolist()})")
+        raise DataError(
+            f"{path}: column `vector` rows {bad} are not {d_model} wide (widths {widths[bad].tolist()})"
+        )
     if flat.null_count:
         raise DataError(f"{path}: column `vector` has {flat.null_count} null rows")
     values = np.asarray(flat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
@@ -116,7 +126,9 @@ def tagged(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXP
 def _check_inner(texts: list[str], path: Path) -> None:
     bad = [i for i, t in enumerate(texts) if not inner_text(t)]
     if bad:
-        raise DataError(f"{path}: column `explanation` has empty tags (`<explanation></explanation>`) in rows {bad[:10]}")
+        raise DataError(
+            f"{path}: column `explanation` has empty tags (`<explanation></explanation>`) in rows {bad[:10]}"
+        )
 
 
 def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
@@ -125,16 +137,28 @@ def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
     table, vectors = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
     texts = _texts(table, path, "explanation")
     _check_inner(texts, path)
-    return Table(path, file_sha256(path), vectors, texts, table.column("doc_id").to_pylist(),
-                 table.column("position").to_pylist())
+    return Table(
+        path,
+        file_sha256(path),
+        vectors,
+        texts,
+        table.column("doc_id").to_pylist(),
+        table.column("position").to_pylist(),
+    )
 
 
 def read_rl(path: str | Path, d_model: int) -> Table:
     """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
     path = Path(path)
     table, vectors = _read(path, RL_COLUMNS, d_model)
-    return Table(path, file_sha256(path), vectors, None, table.column("doc_id").to_pylist(),
-                 table.column("position").to_pylist())
+    return Table(
+        path,
+        file_sha256(path),
+        vectors,
+        None,
+        table.column("doc_id").to_pylist(),
+        table.column("position").to_pylist(),
+    )
 
 
 def permutation(n: int, seed: int, epoch: int) -> list[int]:

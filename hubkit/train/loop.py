@@ -59,7 +59,7 @@ class Runner:
 
         self.recipe, self.stage, self.opts = recipe, stage, opts
         self.cfg: StageRecipe = recipe.stage(stage)
-        self.acc = Accelerator(cpu=opts.device == "cpu")
+        self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
@@ -90,12 +90,21 @@ class Runner:
         return T.read_state(last)
 
     # -- determinism ---------------------------------------------------------------------------
-    def seed_step(self, step: int) -> None:
-        """Seed every generator from (seed, step, rank): a step's randomness never depends on earlier steps."""
-        s = (self.recipe.seed * 1_000_003 + step * 7_919 + self.rank) % (2**31)
+    def seed_micro(self, step: int, micro: int) -> None:
+        """Seed every generator from (seed, step, global micro-batch index) before that micro-batch runs.
+
+        A micro-batch's randomness (dropout, sampling) then depends on neither earlier steps (exact
+        resume) nor which process runs it (n processes = one process with n× the accumulation).
+        """
+        s = (self.recipe.seed * 1_000_003 + step * 7_919 + micro * 104_729) % (2**31)
         torch.manual_seed(s)
         random.seed(s)
         np.random.seed(s)
+
+    def my_micro_batches(self, rows: list[int], micro_batch_size: int) -> list[tuple[int, list[int]]]:
+        """(global index, rows) of this process's micro-batches of a step."""
+        mine = D.micro_batches(rows, micro_batch_size, self.rank, self.world)
+        return [(self.rank + j * self.world, mb) for j, mb in enumerate(mine)]
 
     # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
@@ -129,7 +138,11 @@ class Runner:
             return
         path = self.run_dir / METRICS_FILE
         if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= start_step
+            ]
             path.write_text("".join(line + "\n" for line in kept))
         self.recipe.save(self.run_dir / RECIPE_COPY)
 
@@ -143,7 +156,9 @@ class Runner:
             shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
             print(f"[{self.stage}] {shown}", flush=True)
 
-    def checkpoint(self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict) -> Path:
+    def checkpoint(
+        self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict
+    ) -> Path:
         folder = self.run_dir / T.step_name(state.step)
         if self.is_main:
             T.write_step(self.run_dir, state, parts, optimizers, schedulers)
@@ -158,6 +173,17 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def _has_accelerator() -> bool:
+    """A GPU (or XPU/MPS) is present; without one, accelerate must be told `cpu=True` or it ignores
+    torchrun's process group and every process trains alone."""
+    xpu = getattr(torch, "xpu", None)
+    return bool(
+        torch.cuda.is_available()
+        or (xpu is not None and xpu.is_available())
+        or torch.backends.mps.is_available()
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -213,13 +239,13 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
     n = len(task.table)
     for step in range(start + 1, cfg.steps + 1):
         t0 = time.perf_counter()
-        runner.seed_step(step)
         rows = D.step_rows(n, recipe.seed, step - 1, per_step)
         norm = task.normaliser(rows)
         for m in task.trained_modules():
             m.train()
         total = 0.0
-        for mb in D.micro_batches(rows, cfg.micro_batch_size, runner.rank, runner.world):
+        for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
+            runner.seed_micro(step, index)
             with runner.acc.autocast():
                 loss_sum = task.micro_loss(mb)
             (loss_sum / norm).backward()
@@ -232,20 +258,45 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         optimizer.zero_grad(set_to_none=True)
         loss = runner.reduce_sum(total) / norm
         tokens_seen += task.tokens(rows)
-        metrics = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
-                   "seconds": time.perf_counter() - t0}
+        metrics = {
+            "step": step,
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_seen": tokens_seen,
+            "seconds": time.perf_counter() - t0,
+        }
         runner.log_step(metrics)
         if on_step is not None:
             on_step(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            training = dict(stage=task.stage_name, step=step, loss=loss, lr=lr, tokens_seen=tokens_seen,
-                            seed=recipe.seed, data_sha256=task.table.sha256, parent=parent,
-                            loss_type=task.loss_type, global_batch_size=per_step,
-                            config_sha256=runner.config_sha256)
-            state = T.TrainerState(stage=task.stage_name, step=step, total_steps=cfg.steps, loss=loss, lr=lr,
-                                   tokens_seen=tokens_seen, seed=recipe.seed, data_sha256=task.table.sha256,
-                                   config_sha256=runner.config_sha256, parent=parent, global_batch=per_step,
-                                   world_size=runner.world)
+            training = dict(
+                stage=task.stage_name,
+                step=step,
+                loss=loss,
+                lr=lr,
+                tokens_seen=tokens_seen,
+                seed=recipe.seed,
+                data_sha256=task.table.sha256,
+                parent=parent,
+                loss_type=task.loss_type,
+                global_batch_size=per_step,
+                config_sha256=runner.config_sha256,
+            )
+            state = T.TrainerState(
+                stage=task.stage_name,
+                step=step,
+                total_steps=cfg.steps,
+                loss=loss,
+                lr=lr,
+                tokens_seen=tokens_seen,
+                seed=recipe.seed,
+                data_sha256=task.table.sha256,
+                config_sha256=runner.config_sha256,
+                parent=parent,
+                global_batch=per_step,
+                world_size=runner.world,
+            )
             last = runner.checkpoint(state, task.parts(training), {"main": optimizer}, {"main": scheduler})
             parent = last.name
         runner.maybe_hang(step)

@@ -47,7 +47,16 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
     n = recipe.nla
     chat = _chat(recipe, tokenizer)
     template = n.av_template or DEFAULT_AV_TEMPLATE
-    marker = n.marker or injection.pick_marker(tokenizer, lambda m: render_prompt(tokenizer, template, m, chat))
+    try:
+        marker = n.marker or injection.pick_marker(
+            tokenizer, lambda m: render_prompt(tokenizer, template, m, chat)
+        )
+    except InjectionError as exc:
+        raise InjectionError(
+            f"{exc}. Set `nla.marker` to a character that is one token for this tokenizer, or change "
+            "`nla.av_template` so the marker is not merged with a neighbour (BPE tokenizers glue a leading "
+            "space to it: write e.g. `<vector>{injection_char}</vector>`)"
+        ) from exc
     scale = n.injection_scale
     if n.injection_scheme == "residual_add":
         scale = None
@@ -55,8 +64,10 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
         scale = float(f"{arch.median_embedding_norm(model):.4g}")
         log.info("injection scale = median token-embedding norm of the base = %s", scale)
     elif scale is None:
-        raise InjectionError("`nla.injection_scale` is required for embedding_replace (a number, sqrt_d_model, "
-                             "raw or embedding_norm)")
+        raise InjectionError(
+            "`nla.injection_scale` is required for embedding_replace (a number, sqrt_d_model, "
+            "raw or embedding_norm)"
+        )
     return NLAMeta(
         role="av",
         base_model=meta_base_name(recipe.base_model),

@@ -35,7 +35,9 @@ def _help(text: str, **kw: Any) -> Any:
 class AdapterRecipe:
     """What is trained: a LoRA over the base, a LoRA over a 4-bit NF4 base (QLoRA), or all weights."""
 
-    kind: Literal["lora", "qlora", "full"] = _help("lora, qlora (NF4 4-bit base) or full fine-tuning", default="lora")
+    kind: Literal["lora", "qlora", "full"] = _help(
+        "lora, qlora (NF4 4-bit base) or full fine-tuning", default="lora"
+    )
     r: int = _help("LoRA rank", default=16)
     alpha: float = _help("LoRA alpha (scaling = alpha / r)", default=32.0)
     dropout: float = _help("LoRA dropout", default=0.0)
@@ -89,15 +91,18 @@ class NLARecipe:
     injection_block: int = _help("decoder block whose output receives residual_add", default=1)
     marker: str | None = _help("marker character (null: the first one-token candidate)", default=None)
     av_template: str | None = _help("AV prompt holding {injection_char} (null: hubkit default)", default=None)
-    chat_template: bool | None = _help("wrap the AV prompt in the chat template (null: when the tokenizer has one)",
-                                       default=None)
+    chat_template: bool | None = _help(
+        "wrap the AV prompt in the chat template (null: when the tokenizer has one)", default=None
+    )
     ar_template: str | None = _help("AR prompt holding {explanation} (null: hubkit default)", default=None)
     ar_num_layers: int | None = _help("AR kept blocks K+1 (null: layer + 1)", default=None)
-    mse_scale: float | Literal["sqrt_d_model"] = _help("norm both vectors are scaled to for MSE",
-                                                       default="sqrt_d_model")
+    mse_scale: float | Literal["sqrt_d_model"] = _help(
+        "norm both vectors are scaled to for MSE", default="sqrt_d_model"
+    )
     ar_add_bos: bool = _help("prepend BOS to the AR prompt", default=True)
-    ar_input_norm: Literal["none", "mse_scale"] = _help("normalise the AR backbone output before the head",
-                                                        default="none")
+    ar_input_norm: Literal["none", "mse_scale"] = _help(
+        "normalise the AR backbone output before the head", default="none"
+    )
 
 
 @dataclass
@@ -109,16 +114,25 @@ class StageRecipe:
     micro_batch_size: int = _help("rows per forward (per process)", default=4)
     grad_accum: int = _help("micro-batches per optimiser step (per process)", default=1)
     checkpoint_every: int = _help("write step_XXXXXX/ every N steps (and at the last step)", default=50)
-    gradient_checkpointing: bool = _help("recompute activations in backward (less memory, ~30% slower)",
-                                         default=False)
-    max_length: int = _help("longest response (AV) or explanation (AR) in tokens; longer ones are cut",
-                            default=128)
+    gradient_checkpointing: bool = _help(
+        "recompute activations in backward (less memory, ~30% slower)", default=False
+    )
+    max_length: int = _help(
+        "longest response (AV) or explanation (AR) in tokens; longer ones are cut", default=128
+    )
     log_every: int = _help("print a log line every N steps (every step goes to metrics.jsonl)", default=1)
     adapter: AdapterRecipe = _help("LoRA / QLoRA / full", default_factory=AdapterRecipe)
     optim: OptimRecipe = _help("optimiser", default_factory=OptimRecipe)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "micro_batch_size", "grad_accum", "checkpoint_every", "max_length", "log_every"):
+        for name in (
+            "steps",
+            "micro_batch_size",
+            "grad_accum",
+            "checkpoint_every",
+            "max_length",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
 
@@ -140,8 +154,12 @@ class ARRecipe(StageRecipe):
 class GRPORecipe(StageRecipe):
     """GRPO: the AV samples a group of explanations per vector; reward = −normalised MSE of the AR."""
 
-    av_init: str | None = _help("AV checkpoint to start from (null: the last step of <output_dir>/av)", default=None)
-    ar_init: str | None = _help("AR checkpoint giving rewards (null: the last step of <output_dir>/ar)", default=None)
+    av_init: str | None = _help(
+        "AV checkpoint to start from (null: the last step of <output_dir>/av)", default=None
+    )
+    ar_init: str | None = _help(
+        "AR checkpoint giving rewards (null: the last step of <output_dir>/ar)", default=None
+    )
     group_size: int = _help("explanations sampled per vector", default=4)
     temperature: float = _help("sampling temperature (log-probs use the same)", default=1.0)
     top_p: float = _help("nucleus sampling", default=1.0)
@@ -149,19 +167,24 @@ class GRPORecipe(StageRecipe):
     clip_eps: float = _help("PPO ratio clip ε", default=0.2)
     kl_coef: float = _help("β of the per-token KL to the reference", default=0.04)
     inner_epochs: int = _help("optimiser passes over each sampled batch", default=1)
-    parse_penalty: float = _help("reward of an output without a parsable explanation is −parse_penalty",
-                                 default=4.0)
+    parse_penalty: float = _help(
+        "reward of an output without a parsable explanation is −parse_penalty", default=4.0
+    )
     reference: Literal["base", "init"] = _help(
         "KL reference: base (the adapter disabled) or init (the starting AV adapter, frozen)", default="base"
     )
     train_ar: bool = _help("train the AR alongside on the sampled explanations (else frozen)", default=False)
     ar_lr: float = _help("learning rate of the AR when train_ar", default=1e-5)
-    collapse_patience: int = _help("stop after this many consecutive steps with one output template", default=3)
+    collapse_patience: int = _help(
+        "stop after this many consecutive steps with one output template", default=3
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size < 2:
-            raise ValueError(f"`group_size` must be >= 2 (advantages are relative within a group), got {self.group_size}")
+            raise ValueError(
+                f"`group_size` must be >= 2 (advantages are relative within a group), got {self.group_size}"
+            )
         if not self.temperature > 0:
             raise ValueError(f"`temperature` must be > 0, got {self.temperature}")
         if self.collapse_patience < 1 or self.inner_epochs < 1:
@@ -197,13 +220,15 @@ class Recipe:
         return to_dict(self)
 
     def config_sha256(self, stage: Stage) -> str:
-        """Hash of everything that changes what `stage` computes (paths excluded: data is hashed itself)."""
+        """Hash of everything that changes what `stage` computes: paths (the data are hashed themselves) and
+        log/checkpoint cadence are left out, so a resumed run may move folders or checkpoint more often."""
         data = self.to_dict()
         data.pop("output_dir", None)
         data.pop("notes", None)
         section = dict(data.get(stage) or {})
         section.pop("data", None)
         section.pop("log_every", None)
+        section.pop("checkpoint_every", None)
         if stage == "grpo":
             section.pop("av_init", None)
             section.pop("ar_init", None)

@@ -54,8 +54,6 @@ class ARTask:
         cfg = recipe.stage("ar")
         self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device)
-        if cfg.adapter.kind != "qlora":
-            model = model.to(runner.device)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias)
         self.table = D.read_sft(data, meta.d_model, "ar")
         arch.truncate(model, meta.ar.num_layers)

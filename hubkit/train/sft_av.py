@@ -48,7 +48,12 @@ def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> 
 
 
 def response_loss_sum(
-    model: nn.Module, verbalizer: ActivationVerbalizer, ids: Tensor, mask: Tensor, labels: Tensor, vectors: Tensor
+    model: nn.Module,
+    verbalizer: ActivationVerbalizer,
+    ids: Tensor,
+    mask: Tensor,
+    labels: Tensor,
+    vectors: Tensor,
 ) -> Tensor:
     """Summed cross-entropy over response tokens with `vectors` injected at the marker (differentiable)."""
     meta = verbalizer.meta
@@ -58,7 +63,9 @@ def response_loss_sum(
     with injection.injected(model, meta.injection, p):
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
     targets = labels[:, n_prompt:]
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
+    )
 
 
 class AVTask:
@@ -71,8 +78,6 @@ class AVTask:
         cfg = recipe.stage("av")
         self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device)
-        if cfg.adapter.kind != "qlora":
-            model = model.to(runner.device)
         meta = metas.av_meta(recipe, model, tok, cfg.adapter)
         meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection)
         self.table = D.read_sft(data, meta.d_model, "av")
@@ -83,12 +88,18 @@ class AVTask:
         self.meta, self.tokenizer = self.av.meta, tok
         self.device = runner.device
         av = self.meta.av
-        self.responses = [response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
-                          for t in self.table.texts]
+        self.responses = [
+            response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
+            for t in self.table.texts
+        ]
         cut = sum(1 for r in self.responses if r[-1] != tok.eos_token_id)
         if cut:
-            log.warning("%d of %d explanations are longer than max_length=%d tokens and were cut (no EOS learned)",
-                        cut, len(self.responses), cfg.max_length)
+            log.warning(
+                "%d of %d explanations are longer than max_length=%d tokens and were cut (no EOS learned)",
+                cut,
+                len(self.responses),
+                cfg.max_length,
+            )
         self._check_markers()
         self.init_parent = meta_base_name(recipe.base_model)
 
@@ -118,10 +129,13 @@ class AVTask:
         return sum(len(self.av.prompt_ids) + len(self.responses[i]) for i in rows)
 
     def micro_loss(self, rows: list[int]) -> Tensor:
-        ids, mask, labels = av_batch(self.av.prompt_ids, [self.responses[i] for i in rows],
-                                     self.tokenizer.pad_token_id)
+        ids, mask, labels = av_batch(
+            self.av.prompt_ids, [self.responses[i] for i in rows], self.tokenizer.pad_token_id
+        )
         ids, mask, labels = ids.to(self.device), mask.to(self.device), labels.to(self.device)
-        return response_loss_sum(self.model, self.av, ids, mask, labels, self.table.vectors[rows].to(self.device))
+        return response_loss_sum(
+            self.model, self.av, ids, mask, labels, self.table.vectors[rows].to(self.device)
+        )
 
     def parts(self, training: dict[str, Any]) -> list[T.Part]:
         meta = metas.with_training(self.meta, **training)

@@ -124,12 +124,21 @@ def write_step(
     """Write ``run_dir/step_XXXXXX`` atomically: checkpoint part(s) and trainer state, then one rename."""
     final = run_dir / step_name(state.step)
     if final.exists():
-        raise CheckpointError(f"{final} already exists; a run writes each step once (was it resumed from an older step?)")
+        raise CheckpointError(
+            f"{final} already exists; a run writes each step once (was it resumed from an older step?)"
+        )
     staging = run_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         for part in parts:
-            write_checkpoint(staging / part.subdir if part.subdir else staging, part.model, part.tokenizer,
-                             part.meta, head=part.head, adapter_name=part.adapter_name)
+            write_checkpoint(
+                staging / part.subdir if part.subdir else staging,
+                part.model,
+                part.tokenizer,
+                part.meta,
+                head=part.head,
+                adapter_name=part.adapter_name,
+            )
+        staging.mkdir(exist_ok=True)
         tensors: dict[str, Tensor] = {}
         packed = {
             "optimizers": {k: _pack(o.state_dict(), tensors) for k, o in optimizers.items()},
@@ -187,21 +196,28 @@ def read_state(folder: Path) -> Resumed:
     )
 
 
-def check_resumable(resumed: Resumed, stage: str, config_sha256: str, data_sha256: str, global_batch: int) -> None:
+def check_resumable(
+    resumed: Resumed, stage: str, config_sha256: str, data_sha256: str, global_batch: int
+) -> None:
     """Refuse to continue a run with another recipe, other data or another global batch: never mix."""
     s, where = resumed.state, resumed.folder
     problems = []
     if s.stage != stage:
         problems.append(f"it is a `{s.stage}` run, not `{stage}`")
     if s.config_sha256 != config_sha256:
-        problems.append(f"the recipe differs (config sha256 {s.config_sha256[:12]}… there, {config_sha256[:12]}… now)")
+        problems.append(
+            f"the recipe differs (config sha256 {s.config_sha256[:12]}… there, {config_sha256[:12]}… now)"
+        )
     if s.data_sha256 != data_sha256:
-        problems.append(f"the training data differ (sha256 {s.data_sha256[:12]}… there, {data_sha256[:12]}… now)")
+        problems.append(
+            f"the training data differ (sha256 {s.data_sha256[:12]}… there, {data_sha256[:12]}… now)"
+        )
     if s.global_batch != global_batch:
         problems.append(f"the global batch differs ({s.global_batch} there, {global_batch} now)")
     if problems:
         raise CheckpointError(
-            f"refusing to resume from {where}: " + "; ".join(problems)
+            f"refusing to resume from {where}: "
+            + "; ".join(problems)
             + ". Resume with the same recipe and data, or start a new run in another output folder"
         )
 
@@ -214,7 +230,9 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
         path = folder / C.ADAPTER_WEIGHTS_FILE
         if not path.is_file():
             raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
-        result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=adapter_name or "default")
+        result = set_peft_model_state_dict(
+            model, load_file(str(path)), adapter_name=adapter_name or "default"
+        )
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         if unexpected:
             raise CheckpointError(f"{path}: tensors that match no adapter module: {unexpected[:5]}")

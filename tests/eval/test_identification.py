@@ -12,7 +12,9 @@ def _brute_ranks(v, v_hat):
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
     n = len(v)
-    return [sum(1 for j in range(n) if j != i and cos(v_hat[i], v[j]) >= cos(v_hat[i], v[i])) for i in range(n)]
+    return [
+        sum(1 for j in range(n) if j != i and cos(v_hat[i], v[j]) >= cos(v_hat[i], v[i])) for i in range(n)
+    ]
 
 
 def test_ranks_against_brute_force():

@@ -27,7 +27,10 @@ def test_cosine_and_nmse_match_explicit_loops(data):
     want = [_cos(a.tolist(), b.tolist()) for a, b in zip(v, v_hat)]
     np.testing.assert_allclose(cos, want, rtol=1e-12)
     nmse = M.nmse_rows(torch.tensor(v), torch.tensor(v_hat))  # torch in, float32 precision
-    want_mse = [sum((x / np.linalg.norm(a) - y / np.linalg.norm(b)) ** 2 for x, y in zip(a, b)) for a, b in zip(v, v_hat)]
+    want_mse = [
+        sum((x / np.linalg.norm(a) - y / np.linalg.norm(b)) ** 2 for x, y in zip(a, b))
+        for a, b in zip(v, v_hat)
+    ]
     np.testing.assert_allclose(nmse, want_mse, rtol=1e-5)
     np.testing.assert_allclose(M.nmse_rows(v, v_hat), 2 * (1 - cos), atol=1e-12)
 

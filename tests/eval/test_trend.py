@@ -18,7 +18,11 @@ def test_descending_curve():
     t = trend(x, y)
     slope, intercept, r2 = _fit(x, y)
     assert t.verdict == "descending"
-    assert t.slope == pytest.approx(slope) and t.intercept == pytest.approx(intercept) and t.r2 == pytest.approx(r2)
+    assert (
+        t.slope == pytest.approx(slope)
+        and t.intercept == pytest.approx(intercept)
+        and t.r2 == pytest.approx(r2)
+    )
 
 
 def test_flat_noise_is_flat():
@@ -40,8 +44,12 @@ def test_shallow_slope_is_flat_even_with_perfect_fit():
 def test_steep_but_noisy_is_flat():
     rng = np.random.default_rng(2)
     x = np.arange(60.0)
-    y = 2.0 - 0.003 * x + rng.normal(scale=2.0, size=x.size)
+    noise = rng.normal(scale=2.0, size=x.size)
+    xc = x - x.mean()
+    noise -= noise.mean() + xc * (noise @ xc) / (xc @ xc)  # orthogonal to the line: slope stays exact
+    y = 2.0 - 0.01 * x + noise
     t = trend(x, y)
+    assert t.slope == pytest.approx(-0.01)
     assert t.r2 == pytest.approx(_fit(x, y)[2])
     assert t.r2 < 0.10 and t.verdict == "flat"
 

@@ -1,0 +1,48 @@
+"""Releases: spec (``releases/NAME.yaml``) → honesty checks → bundle (cards, provenance) → push to the Hub.
+
+`load_spec` reads and validates a spec; `build_bundle` checks it against its files and writes one
+folder per repo; `push_bundle` publishes a bundle in one commit per repo, tags it and verifies it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hubkit.release.errors import HonestyError, PushError, ReleaseError
+
+_EXPORTS = {
+    "ReleaseSpec": "hubkit.release.spec",
+    "LoadedSpec": "hubkit.release.spec",
+    "load_spec": "hubkit.release.spec",
+    "Bundle": "hubkit.release.bundle",
+    "build_bundle": "hubkit.release.bundle",
+    "push_bundle": "hubkit.release.push",
+    "plan_text": "hubkit.release.push",
+}
+
+__all__ = [
+    "Bundle",
+    "HonestyError",
+    "LoadedSpec",
+    "PushError",
+    "ReleaseError",
+    "ReleaseSpec",
+    "build_bundle",
+    "load_spec",
+    "plan_text",
+    "push_bundle",
+]
+
+if TYPE_CHECKING:
+    from hubkit.release.bundle import Bundle, build_bundle
+    from hubkit.release.push import plan_text, push_bundle
+    from hubkit.release.spec import LoadedSpec, ReleaseSpec, load_spec
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavier parts (torch via the bundle, huggingface_hub) only when used."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hubkit.release' has no attribute {name!r}")

@@ -1,0 +1,273 @@
+"""Model and dataset cards: YAML header from ``ModelCardData``/``DatasetCardData``, body from jinja2.
+
+Bodies are rendered from ``cards/*.md.j2`` in a jinja2 environment with ``StrictUndefined``: a figure
+the template names but eval.json lacks is an error, never an empty cell. Number filters (``f3``,
+``pct``, ``g2``) refuse ``None`` for the same reason. A user's ``--cards DIR`` is searched first, so
+one template can be overridden and the others kept.
+
+Templates ship inside the package as ``hubkit/release/templates`` (a link to the top-level
+``cards/`` in a source checkout; real files in a built wheel).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubkit.release.errors import ReleaseError
+
+DEFAULT_CARDS = Path(__file__).resolve().parent / "templates"
+MODEL_TEMPLATE = "model.md.j2"
+TRAJECTORY_TEMPLATE = "trajectory.md.j2"
+DATASET_TEMPLATE = "dataset.md.j2"
+LIBRARY_NAME = "hubkit"
+BASE_TAGS = ("nla", "interpretability", "activation-decoding", "hubkit")
+TASK_TYPE = "feature-extraction"
+TASK_NAME = "NLA round trip (vector -> explanation -> vector)"
+HUB_URL = "https://huggingface.co"
+
+
+def templates_dir() -> Path:
+    """The default templates: the package copy, or ``cards/`` of a source checkout."""
+    if DEFAULT_CARDS.is_dir():
+        return DEFAULT_CARDS
+    checkout = Path(__file__).resolve().parents[2] / "cards"
+    if checkout.is_dir():
+        return checkout
+    raise ReleaseError(
+        f"card templates not found (looked in {DEFAULT_CARDS} and {checkout}); reinstall hubkit or pass --cards DIR"
+    )
+
+
+def _number(fmt: str):
+    def f(value: Any) -> str:
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReleaseError(f"a card template formats {value!r} as a number; eval.json lacks this figure")
+        return fmt.format(value)
+
+    return f
+
+
+def _pct(value: Any) -> str:
+    return _number("{:.1%}")(value)
+
+
+def environment(cards_dir: str | Path | None = None):
+    """A strict jinja2 environment over `cards_dir` (searched first) and the default templates."""
+    import jinja2
+
+    paths = [str(templates_dir())]
+    if cards_dir is not None:
+        user = Path(cards_dir)
+        if not user.is_dir():
+            raise ReleaseError(f"--cards {user}: no such folder of card templates")
+        paths.insert(0, str(user))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(
+        f3=_number("{:.3f}"),
+        f4=_number("{:.4f}"),
+        g2=_number("{:.2g}"),
+        g4=_number("{:.4g}"),
+        pct=_pct,
+        short=lambda s: str(s)[:12],
+    )
+    return env
+
+
+def render_body(template: str, context: dict, cards_dir: str | Path | None = None) -> str:
+    """Render one body template; an undefined name or a missing figure names the template."""
+    import jinja2
+
+    env = environment(cards_dir)
+    try:
+        return env.get_template(template).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise ReleaseError(f"card template {exc.name!r} not found in {cards_dir or templates_dir()}") from exc
+    except jinja2.UndefinedError as exc:
+        raise ReleaseError(
+            f"card template {template}: {exc} (the template names a value the release lacks)"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        raise ReleaseError(f"card template {template}: {type(exc).__name__}: {exc}") from exc
+
+
+def _assemble(data, body: str) -> str:
+    return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
+
+
+# -- model-index --------------------------------------------------------------------------------
+def _eval_result(
+    ev: dict, metric_type: str, name: str, value: float, dataset_type: str, config: str | None = None
+):
+    from huggingface_hub import EvalResult
+
+    table = ev["inputs"]["table"]
+    return EvalResult(
+        task_type=TASK_TYPE,
+        task_name=TASK_NAME,
+        dataset_type=dataset_type,
+        dataset_name=f"held-out eval table ({table.get('rows_evaluated', table['rows_total'])} rows)",
+        dataset_split="eval",
+        dataset_revision=table["sha256"],
+        metric_type=metric_type,
+        metric_name=name,
+        metric_value=float(value),
+        metric_config=config,
+    )
+
+
+def pair_eval_results(ev: dict, dataset_type: str) -> list:
+    """The headline figures of a pair eval as ``EvalResult``s (the card header's model-index)."""
+    fig = ev["figures"]
+    rt, ident = fig["round_trip"]["all"], fig["identification"]
+    out = [
+        _eval_result(ev, "cosine", "round-trip cosine (mean)", rt["cos"]["mean"], dataset_type),
+        _eval_result(ev, "fve", "fraction of variance explained", rt["fve"]["value"], dataset_type),
+        _eval_result(ev, "nmse", "normalised MSE (mean)", rt["nmse"]["mean"], dataset_type),
+        _eval_result(
+            ev,
+            "noise_floor_p95",
+            "noise floor (p95 of mismatched cosines)",
+            fig["noise_floor"]["p95"],
+            dataset_type,
+        ),
+        _eval_result(
+            ev,
+            "frac_above_noise_floor",
+            "rows above the noise floor",
+            fig["noise_floor"]["frac_above"],
+            dataset_type,
+        ),
+    ]
+    for t in ident["top"]:
+        out.append(
+            _eval_result(
+                ev,
+                f"identification_top{t['k']}",
+                f"identification top-{t['k']} (chance {t['chance']:.3g})",
+                t["accuracy"],
+                dataset_type,
+            )
+        )
+    out.append(
+        _eval_result(
+            ev,
+            "distinct_explanations",
+            "distinct explanations (fraction)",
+            fig["diversity"]["distinct_frac"],
+            dataset_type,
+        )
+    )
+    return out
+
+
+def trajectory_eval_results(ev: dict, dataset_type: str, retracted: set[str]) -> list:
+    """Per-checkpoint cosine and top-1 identification, one ``metric_config`` per step (retracted ones left out)."""
+    out = []
+    for p in ev["figures"]["trajectory"]["checkpoints"]:
+        if p["name"] in retracted:
+            continue
+        out.append(
+            _eval_result(
+                ev,
+                "cosine",
+                f"round-trip cosine (mean), {p['name']}",
+                p["cos"]["mean"],
+                dataset_type,
+                config=p["name"],
+            )
+        )
+        out.append(
+            _eval_result(
+                ev,
+                "identification_top1",
+                f"identification top-1, {p['name']}",
+                p["identification"]["top1"],
+                dataset_type,
+                config=p["name"],
+            )
+        )
+    return out
+
+
+# -- cards --------------------------------------------------------------------------------------
+def model_card(
+    context: dict,
+    *,
+    template: str,
+    license: str,
+    base_model: str | None,
+    eval_results: list,
+    model_name: str,
+    datasets: list[str],
+    tags: list[str],
+    language: list[str],
+    cards_dir: str | Path | None = None,
+) -> str:
+    """A model card: ``ModelCardData`` header (base model, library, license, tags, datasets, model-index) + body."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        base_model=base_model,
+        library_name=LIBRARY_NAME,
+        license=license,
+        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
+        datasets=datasets or None,
+        language=language or None,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    body = render_body(template, context, cards_dir)
+    return str(ModelCard(_assemble(data, body)))
+
+
+def dataset_card(
+    context: dict,
+    *,
+    license: str,
+    tags: list[str],
+    language: list[str],
+    configs: list[dict],
+    size_category: str,
+    pretty_name: str | None,
+    cards_dir: str | Path | None = None,
+) -> str:
+    """A dataset card: ``DatasetCardData`` header (license, tags, size, parquet configs) + body."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(
+        license=license,
+        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
+        language=language or None,
+        size_categories=[size_category],
+        pretty_name=pretty_name,
+        configs=configs,
+    )
+    body = render_body(DATASET_TEMPLATE, context, cards_dir)
+    return str(DatasetCard(_assemble(data, body)))
+
+
+def size_category(n: int) -> str:
+    """The Hub's size bucket for `n` rows."""
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+    ):
+        if n < limit:
+            return name
+    return "100M<n<1B"
+
+
+def repo_url(repo_id: str, repo_type: str = "model") -> str:
+    return f"{HUB_URL}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"

@@ -1,0 +1,74 @@
+"""`hubkit release NAME`: the click command (registered by `hubkit.cli` with ``main.add_command(release_command)``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_OUT = Path("dist")
+
+
+@click.command("release")
+@click.argument("name")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Bundle folder (default: dist/NAME). Replaced whole on every build.",
+)
+@click.option("--push", is_flag=True, help="Push the bundle: one commit per repo, then the tag, then verify.")
+@click.option("--dry-run", is_flag=True, help="Build, then print repos, files, sizes and tags; send nothing.")
+@click.option(
+    "--cards",
+    "cards_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of card templates searched before the defaults (model.md.j2, trajectory.md.j2, dataset.md.j2).",
+)
+@click.option(
+    "--endpoint", default=None, help="Hub endpoint (default: huggingface_hub's, i.e. HF_ENDPOINT or the Hub)."
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="HF_TOKEN",
+    show_envvar=True,
+    help="Hub token with write access (default: $HF_TOKEN, else the saved login). Never printed or written.",
+)
+@click.option(
+    "--legacy-pt", is_flag=True, help="Also write the AR head as linear_head.pt (tensors only) for old tools."
+)
+@click.option(
+    "--releases-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where NAME.yaml is looked up (default: ./releases).",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the post-push sha256 check of the remote files.")
+def release_command(
+    name, out_dir, push, dry_run, cards_dir, endpoint, token, legacy_pt, releases_dir, no_verify
+) -> None:
+    """Check and bundle release NAME (releases/NAME.yaml); with --push, publish it to the Hub."""
+    from hubkit.errors import HubkitError
+    from hubkit.release.bundle import build_bundle
+    from hubkit.release.push import plan_text, push_bundle, scrub, summary_text
+    from hubkit.release.spec import load_spec
+
+    try:
+        spec = load_spec(name, releases_dir)
+        out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / spec.name
+        bundle = build_bundle(spec, out, cards_dir=cards_dir, legacy_pt=legacy_pt)
+        click.echo(f"bundle: {out} ({', '.join(t.repo_id for t in bundle.targets)})")
+        if dry_run:
+            click.echo(plan_text(bundle))
+            return
+        if not push:
+            click.echo("not pushed: add --push to publish, or --dry-run to list what would be sent")
+            return
+        click.echo(summary_text(push_bundle(bundle, endpoint=endpoint, token=token, verify=not no_verify)))
+    except HubkitError as exc:
+        click.echo(f"error: {scrub(str(exc), token)}", err=True)
+        sys.exit(2)

@@ -1,0 +1,246 @@
+"""Honesty checks: a release is refused when its card would say something its files do not support.
+
+* eval.json must have measured exactly the weights being published (sha256 of every shipped file);
+* every number the card prints must be in eval.json (no empty cells, no retyped figures);
+* the AV and AR metas (and the eval's own record of them) must describe one NLA;
+* an injection scale beyond 50× the base's token-embedding norm must have been recorded as
+  deliberate by the training (``injection.ood_allowed``).
+
+Each refusal names the file at fault and what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from hubkit import constants as C
+from hubkit.meta import NLAMeta, check_compatible
+from hubkit.release.errors import HonestyError
+
+# Figures a pair/half card prints (dotted paths into eval.json). `*` walks every list item.
+REQUIRED_PAIR: tuple[str, ...] = (
+    "nla.base_model",
+    "nla.layer",
+    "nla.d_model",
+    "seed",
+    "generation.max_new_tokens",
+    "inputs.table.sha256",
+    "inputs.table.rows_evaluated",
+    "figures.round_trip.statuses",
+    "figures.round_trip.n_excluded",
+    "figures.round_trip.all.n",
+    "figures.round_trip.all.cos.mean",
+    "figures.round_trip.all.cos.ci_low",
+    "figures.round_trip.all.cos.ci_high",
+    "figures.round_trip.all.cos.std",
+    "figures.round_trip.all.cos.median",
+    "figures.round_trip.all.cos.min",
+    "figures.round_trip.all.cos.max",
+    "figures.round_trip.all.nmse.mean",
+    "figures.round_trip.all.fve.value",
+    "figures.round_trip.all.fve.ci_low",
+    "figures.round_trip.all.fve.ci_high",
+    "figures.round_trip.all.fve.baseline_b",
+    "figures.round_trip.valid_only.n",
+    "figures.noise_floor.mean",
+    "figures.noise_floor.p95",
+    "figures.noise_floor.frac_above",
+    "figures.content_sensitivity.av.verdict",
+    "figures.content_sensitivity.av.real.mean",
+    "figures.content_sensitivity.av.controls.*.name",
+    "figures.content_sensitivity.av.controls.*.cos.mean",
+    "figures.content_sensitivity.av.controls.*.delta.mean",
+    "figures.content_sensitivity.av.controls.*.delta.ci_low",
+    "figures.content_sensitivity.av.controls.*.delta.ci_high",
+    "figures.identification.n",
+    "figures.identification.top.*.k",
+    "figures.identification.top.*.accuracy",
+    "figures.identification.top.*.chance",
+    "figures.identification.top.*.hits",
+    "figures.identification.top.*.p_value",
+    "figures.identification.mean_rank",
+    "figures.identification.chance_mean_rank",
+    "figures.diversity.n",
+    "figures.diversity.distinct",
+    "figures.diversity.distinct_frac",
+    "figures.diversity.distinct_stems_frac",
+    "figures.diversity.n_empty",
+    "figures.diversity.mean_words",
+    "verdicts.reads_vectors",
+    "verdicts.ar_content",
+)
+
+REQUIRED_TRAJECTORY: tuple[str, ...] = (
+    "nla.base_model",
+    "nla.layer",
+    "nla.d_model",
+    "seed",
+    "inputs.table.sha256",
+    "figures.trajectory.loss_curve.steps",
+    "figures.trajectory.loss_curve.losses",
+    "figures.trajectory.checkpoints.*.name",
+    "figures.trajectory.checkpoints.*.av.files",
+    "figures.trajectory.checkpoints.*.ar.files",
+    "figures.trajectory.checkpoints.*.cos.mean",
+    "figures.trajectory.checkpoints.*.cos.ci_low",
+    "figures.trajectory.checkpoints.*.cos.ci_high",
+    "figures.trajectory.checkpoints.*.cos.n",
+    "figures.trajectory.checkpoints.*.n_excluded",
+    "figures.trajectory.checkpoints.*.noise_floor_p95",
+    "figures.trajectory.checkpoints.*.frac_above_floor",
+    "figures.trajectory.checkpoints.*.identification.top1",
+    "figures.trajectory.checkpoints.*.identification.chance_top1",
+    "figures.trajectory.checkpoints.*.ar_content",
+    "figures.trajectory.checkpoints.*.distinct_frac",
+)
+
+_MISSING = object()
+
+
+def _walk(data: Any, parts: list[str], done: str) -> list[tuple[str, Any]]:
+    """Values at a dotted path (``*`` fans out over list items), with the concrete path of each."""
+    if not parts:
+        return [(done, data)]
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        if not isinstance(data, list) or not data:
+            return [(done, _MISSING if not isinstance(data, list) else [])]
+        out: list[tuple[str, Any]] = []
+        for i, item in enumerate(data):
+            out += _walk(item, rest, f"{done}[{i}]")
+        return out
+    if not isinstance(data, dict) or head not in data:
+        return [(f"{done}.{head}".lstrip("."), _MISSING)]
+    return _walk(data[head], rest, f"{done}.{head}".lstrip("."))
+
+
+def check_required(data: dict, required: tuple[str, ...], eval_path: str | Path) -> None:
+    """Refuse when a figure the card prints is absent, null or an empty list in eval.json."""
+    for dotted in required:
+        for where, value in _walk(data, dotted.split("."), ""):
+            if value is _MISSING or value is None or value == []:
+                state = "missing" if value is _MISSING else "null" if value is None else "an empty list"
+                raise HonestyError(
+                    f"{eval_path}: required figure `{where}` is {state}; the card would print an empty or "
+                    "invented number. Re-run `hubkit eval` on enough rows (this hubkit writes every figure), "
+                    "or release without this eval"
+                )
+
+
+def check_hashes(
+    shipped: dict[str, str], recorded: dict[str, str], eval_path: str | Path, source: str | Path, label: str
+) -> None:
+    """Every file shipped from `source` must be one eval.json measured, byte for byte (sha256).
+
+    `shipped` and `recorded` map paths relative to the checkpoint folder to sha256. Files eval.json
+    records but the bundle leaves out (a README, trainer state) do not matter; a shipped file that is
+    unrecorded or differs means the card would cite numbers of other weights.
+    """
+    if not recorded:
+        raise HonestyError(
+            f"{eval_path}: records no file hashes for the {label} checkpoint, so its numbers cannot be tied to "
+            f"{source}. Re-run `hubkit eval` with the checkpoint folders (it hashes them)"
+        )
+    for rel, sha in sorted(shipped.items()):
+        want = recorded.get(rel)
+        if want is None:
+            raise HonestyError(
+                f"{Path(source) / rel}: not among the files {eval_path} measured for the {label} checkpoint; "
+                "the card would cite numbers of other weights. Re-run `hubkit eval` on this checkpoint"
+            )
+        if want != sha:
+            raise HonestyError(
+                f"{Path(source) / rel}: sha256 {sha[:12]}… differs from {want[:12]}… recorded in {eval_path} for the "
+                f"{label} checkpoint; the card would cite numbers of other weights. Re-run `hubkit eval` on "
+                "the checkpoint being released (or release the checkpoint that was evaluated)"
+            )
+
+
+def check_pair_metas(av: NLAMeta, ar: NLAMeta, av_file: str | Path, ar_file: str | Path) -> None:
+    """The two halves must share base model, layer and width."""
+    try:
+        check_compatible(av, ar)
+    except Exception as exc:
+        raise HonestyError(f"{av_file} and {ar_file} disagree: {exc}") from exc
+
+
+def check_meta_against_eval(meta: NLAMeta, nla: dict, meta_file: str | Path, eval_path: str | Path) -> None:
+    """The checkpoint's meta must be the NLA eval.json says it measured (base model, layer, width)."""
+    problems = []
+    if nla.get("d_model") != meta.d_model:
+        problems.append(f"d_model {meta.d_model} vs {nla.get('d_model')}")
+    if nla.get("layer") != meta.layer:
+        problems.append(f"layer {meta.layer} vs {nla.get('layer')}")
+    if _base_key(str(nla.get("base_model"))) != _base_key(meta.base_model):
+        problems.append(f"base_model {meta.base_model!r} vs {nla.get('base_model')!r}")
+    if problems:
+        raise HonestyError(
+            f"{meta_file} disagrees with what {eval_path} measured: "
+            + "; ".join(problems)
+            + ". Release the NLA that was evaluated, or evaluate this one"
+        )
+
+
+def _base_key(name: str) -> str:
+    return name.rstrip("/").split("/")[-1].lower()
+
+
+@functools.lru_cache(maxsize=8)
+def embedding_norm(model_path: str) -> float:
+    """Median token-embedding norm (after the model's own embedding scaling) of the model at `model_path`."""
+    from hubkit import arch, loading
+
+    model = loading.load_causal_lm(loading.resolve_base(model_path))
+    return arch.median_embedding_norm(model)
+
+
+def measure_scale(
+    scale: float | None, model_path: str, where: str | Path, ood_allowed: bool | None = None
+) -> dict | None:
+    """``{scale, embedding_norm, ratio, within_factor, factor, ood_allowed, measured_on}``; ``None`` without a scale."""
+    if scale is None:
+        return None
+    try:
+        norm = embedding_norm(str(model_path))
+    except Exception as exc:
+        raise HonestyError(
+            f"{where}: cannot measure injection scale {scale:.4g} against the token-embedding norm: the model "
+            f"{model_path!r} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Set "
+            "`base_model:` in the release spec to a local folder of the base weights"
+        ) from exc
+    ratio = scale / norm
+    return {
+        "scale": scale,
+        "embedding_norm": norm,
+        "ratio": ratio,
+        "within_factor": 1 / C.OOD_SCALE_FACTOR <= ratio <= C.OOD_SCALE_FACTOR,
+        "factor": C.OOD_SCALE_FACTOR,
+        "ood_allowed": ood_allowed,
+        "measured_on": str(model_path),
+    }
+
+
+def injection_scale(
+    meta: NLAMeta, meta_file: str | Path, checkpoint: str | Path, base_model: str | None = None
+) -> dict | None:
+    """The AV's scale against the embedding norm (`measure_scale`), refused beyond 50× unless deliberate.
+
+    ``None`` when nothing is rescaled (residual addition or raw vectors). The norm is measured on the
+    weights the AV runs on: its own folder for full weights, else the base (`base_model` overrides).
+    """
+    from hubkit import loading
+
+    if meta.role != "av" or meta.injection is None:
+        return None
+    where = str(checkpoint) if not loading.is_adapter(Path(checkpoint)) else (base_model or meta.base_model)
+    info = measure_scale(meta.injection_scale_value(), where, meta_file, bool(meta.injection.ood_allowed))
+    if info is not None and not info["within_factor"] and not meta.injection.ood_allowed:
+        raise HonestyError(
+            f"{meta_file}: injection scale {info['scale']:.4g} is {info['ratio']:.3g}× the median token-embedding "
+            f"norm {info['embedding_norm']:.4g} of {where}, beyond {C.OOD_SCALE_FACTOR:g}× either way, and the "
+            "training did not record it as deliberate (`injection.ood_allowed: true`). Such checkpoints have had "
+            "to be retracted; fix the scale and retrain, or retrain with --allow-ood-injection if it is intended"
+        )
+    return info

@@ -1,0 +1,182 @@
+"""Push a built bundle: one commit per repo, then its tag, then a sha256 check of what the Hub holds.
+
+The bundle's own ``provenance.json`` is the reference: the local files must still match it before
+anything is sent, and the remote files must match it afterwards. The token is passed to
+``huggingface_hub`` and nowhere else; error messages are scrubbed of it in case a server echoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit import hub
+from hubkit.provenance import sha256_files
+from hubkit.release.bundle import Bundle, RepoTarget, provenance_files
+from hubkit.release.errors import PushError, ReleaseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PushedRepo:
+    """The outcome for one repo of a release."""
+
+    target: RepoTarget
+    result: hub.PushResult
+    verified: bool
+
+
+def scrub(text: str, token: str | None) -> str:
+    """`text` with every occurrence of `token` replaced (tokens never reach messages or logs)."""
+    return text.replace(token, "***") if token else text
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def local_files(bundle: Bundle, target: RepoTarget) -> dict[str, str]:
+    """``{path: sha256}`` of a repo folder, refused when it no longer matches its provenance.json."""
+    folder = bundle.folder(target)
+    if not folder.is_dir():
+        raise ReleaseError(f"{folder}: the bundle folder for {target.repo_id} is missing; rebuild the bundle")
+    recorded = provenance_files(folder)
+    actual = sha256_files(folder)
+    prov = actual.pop(C.PROVENANCE_FILE)
+    if actual != recorded:
+        changed = sorted(p for p in set(actual) | set(recorded) if actual.get(p) != recorded.get(p))
+        raise ReleaseError(
+            f"{folder}: files differ from its {C.PROVENANCE_FILE} ({changed[:5]}); the bundle was edited after it was "
+            "built. Rebuild it with `hubkit release NAME`"
+        )
+    return {**actual, C.PROVENANCE_FILE: prov}
+
+
+def plan_text(bundle: Bundle) -> str:
+    """What a push would send: repos, files with sizes, tags. Reads only the bundle folder."""
+    lines = [f"dry run: nothing is sent. Release {bundle.name} ({bundle.kind}), tag {bundle.tag}"]
+    for target in bundle.targets:
+        files = local_files(bundle, target)
+        folder = bundle.folder(target)
+        sizes = {p: (folder / p).stat().st_size for p in files}
+        lines.append(
+            f"{target.repo_type} repo {target.repo_id}  tag {target.tag}  {len(files)} files, "
+            f"{_human(sum(sizes.values()))}{'  (private)' if target.private else ''}"
+        )
+        width = max(len(p) for p in files)
+        lines += [f"    {p:<{width}}  {_human(sizes[p]):>9}" for p in sorted(files)]
+    return "\n".join(lines)
+
+
+def push_bundle(
+    bundle: Bundle | str | Path,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    verify: bool = True,
+) -> list[PushedRepo]:
+    """Push every repo of `bundle` (one commit each, then the tag) and check remote sha256s against provenance.
+
+    Re-running after a failure completes the release: repos already pushed are unchanged (no commit),
+    LFS objects already stored are not sent again.
+    """
+    from huggingface_hub import constants as hf_constants
+
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    if hf_constants.is_offline_mode():
+        raise PushError(
+            "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request; unset it to push "
+            "(or use --dry-run to see what would be sent)"
+        )
+    pushed = []
+    for target in b.targets:
+        files = local_files(b, target)
+        folder = b.folder(target)
+        try:
+            result = hub.push_folder(
+                folder,
+                target.repo_id,
+                repo_type=target.repo_type,
+                tag=target.tag,
+                tag_message=f"hubkit release {b.name} {target.tag}",
+                commit_message=f"hubkit release {b.name} ({target.tag})",
+                endpoint=endpoint,
+                token=token,
+                private=target.private,
+                sha256s=files,
+            )
+            log.info(
+                "%s: %s (%d uploaded, %d deleted, %d unchanged); tag %s %s",
+                target.repo_id,
+                f"commit {result.commit[:12]}" if result.created_commit else "no change, no commit",
+                len(result.uploaded),
+                len(result.deleted),
+                len(result.unchanged),
+                target.tag,
+                "created" if result.tag_created else "already there",
+            )
+            ok = verify and verify_remote(target, result.commit, folder, files, endpoint, token)
+        except PushError:
+            raise
+        except Exception as exc:  # huggingface_hub errors, network errors, a moved tag
+            raise PushError(
+                f"pushing {folder} to {target.repo_id} failed: {type(exc).__name__}: {scrub(str(exc), token)}. The "
+                "branch is left at its previous commit; run the same command again to complete the release"
+            ) from None
+        pushed.append(PushedRepo(target, result, ok))
+    return pushed
+
+
+def verify_remote(
+    target: RepoTarget, commit: str, folder: Path, files: dict[str, str], endpoint, token
+) -> bool:
+    """The repo at `commit` holds exactly the bundle's files, each with the sha256 provenance.json records.
+
+    LFS files are compared by the sha256 the Hub reports. For regular files the Hub reports only the
+    git blob id: it is compared with the blob id of the local file, whose sha256 `local_files` has
+    just checked against provenance.json, so equal ids mean equal sha256 (without downloading them;
+    `hubkit.hub.remote_sha256s` downloads and hashes them when that is wanted).
+    """
+    from huggingface_hub import HfApi
+
+    _, remote = hub.remote_files(
+        HfApi(endpoint=endpoint, token=token), target.repo_id, target.repo_type, commit
+    )
+    bad = []
+    for path in sorted((set(remote) | set(files)) - set(hub.KEEP_REMOTE)):
+        r = remote.get(path)
+        if r is None or path not in files:
+            bad.append(f"{path} ({'missing on the Hub' if r is None else 'not in the bundle'})")
+        elif r.lfs is not None and r.lfs.sha256 != files[path]:
+            bad.append(f"{path} (sha256 {r.lfs.sha256[:12]}… on the Hub)")
+        elif r.lfs is None and r.blob_id != hub.git_blob_sha1(folder / path):
+            bad.append(f"{path} (other content on the Hub)")
+    if bad:
+        raise PushError(
+            f"{target.repo_id}@{commit[:12]}: remote files differ from {folder / C.PROVENANCE_FILE}: "
+            + "; ".join(bad[:5])
+        )
+    return True
+
+
+def summary_text(pushed: list[PushedRepo]) -> str:
+    lines = []
+    for p in pushed:
+        r = p.result
+        what = (
+            f"commit {r.commit[:12]}" if r.created_commit else f"unchanged at {r.commit[:12]} (no new commit)"
+        )
+        lines.append(
+            f"{r.repo_id}: {what}; {len(r.uploaded)} file(s) uploaded, {len(r.deleted)} deleted; tag {r.tag} "
+            f"{'created' if r.tag_created else 'already there'}; remote sha256 "
+            f"{'verified' if p.verified else 'not checked'}"
+        )
+    return "\n".join(lines)

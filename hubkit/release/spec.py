@@ -1,0 +1,250 @@
+"""Release specs: ``releases/NAME.yaml`` as a typed dataclass, validated field by field.
+
+A spec says *what* to publish (checkpoints, a trajectory run folder or dataset files), *where*
+(repo ids and a tag), *which numbers* back it (an eval.json) and the words only its author can write
+(intended use, limitations, citation, corrections). Relative paths are relative to the project root:
+the folder that holds ``releases/`` (or the spec's own folder when it is not in one).
+
+Example (``releases/example-pair.yaml`` holds a complete one)::
+
+    kind: pair
+    tag: v0.1
+    license: apache-2.0
+    repos: {av: my-org/nla-av, ar: my-org/nla-ar}
+    checkpoints: {av: runs/x/av/step_000200, ar: runs/x/ar/step_000200}
+    eval: evals/x/eval.json
+    card: {intended_use: ..., limitations: ..., citation: ...}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hubkit.release.errors import ReleaseError
+from hubkit.schema import SchemaError, from_dict
+
+SPEC_SCHEMA = "hubkit.release/1"
+RELEASES_DIR = "releases"
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+Kind = Literal["av", "ar", "pair", "trajectory", "dataset"]
+KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
+ROLES = ("av", "ar", "trajectory", "dataset")
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class CardText:
+    """What only the author can write; rendered verbatim into the card (Markdown allowed)."""
+
+    intended_use: str
+    limitations: str
+    citation: str
+    title: str | None = None
+    summary: str | None = None
+    out_of_scope: str | None = None
+    base_model: str | None = None  # Hub id for the card header when the metas record a local path
+    tags: list[str] = field(default_factory=list)
+    language: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("intended_use", "limitations", "citation"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"`card.{name}` must not be empty: the card prints it as written")
+
+
+@dataclass
+class Correction:
+    """A published checkpoint marked retracted: ``av``/``ar`` for a pair half, or a step folder name."""
+
+    checkpoint: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError(f"`corrections` entry for {self.checkpoint!r} needs a non-empty `reason`")
+
+
+@dataclass
+class Parent:
+    """A repo this release derives from (base model, the other half, an earlier release), at a revision."""
+
+    repo: str
+    revision: str | None = None
+    relation: str = "base_model"
+
+
+@dataclass
+class ReleaseSpec:
+    """One release: what is published where, which eval backs it, and the author's words."""
+
+    kind: Kind
+    tag: str
+    license: str
+    repos: dict[str, str]
+    card: CardText
+    eval: str | None = None
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    trajectory: str | None = None
+    data_files: list[str] = field(default_factory=list)
+    training_data: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    eval_dataset: str | None = None
+    partner_revision: str | None = None
+    base_model: str | None = None
+    corrections: list[Correction] = field(default_factory=list)
+    parents: list[Parent] = field(default_factory=list)
+    private: bool = False
+    name: str | None = None
+    schema: str = SPEC_SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.schema != SPEC_SCHEMA:
+            raise ValueError(f"`schema` must be {SPEC_SCHEMA!r}, got {self.schema!r}")
+        if not _TAG_RE.match(self.tag):
+            raise ValueError(f"`tag` {self.tag!r} is not a valid tag name (letters, digits, '.', '_', '-')")
+        if not self.license.strip():
+            raise ValueError("`license` must not be empty (a Hub license id such as apache-2.0, mit, gemma)")
+        for role, repo in self.repos.items():
+            if role not in ROLES:
+                raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
+            if not _REPO_RE.match(repo):
+                raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
+        for role in self.checkpoints:
+            if role not in ("av", "ar"):
+                raise ValueError(
+                    f"`checkpoints.{role}` is not a half; use `checkpoints.av` and/or `checkpoints.ar`"
+                )
+        for i, parent in enumerate(self.parents):
+            if not _REPO_RE.match(parent.repo):
+                raise ValueError(f"`parents[{i}].repo` {parent.repo!r} is not a repo id like 'org/name'")
+        for i, ds in enumerate(self.datasets):
+            if not _REPO_RE.match(ds):
+                raise ValueError(f"`datasets[{i}]` {ds!r} is not a Hub dataset id like 'org/name'")
+        self._check_kind()
+
+    def _check_kind(self) -> None:
+        def need(cond: bool, name: str, why: str) -> None:
+            if not cond:
+                raise ValueError(f"`{name}` is required for a `{self.kind}` release ({why})")
+
+        def refuse(cond: bool, name: str) -> None:
+            if cond:
+                raise ValueError(f"`{name}` does not apply to a `{self.kind}` release; remove it")
+
+        if self.kind in ("av", "ar", "pair"):
+            halves = ("av", "ar") if self.kind == "pair" else (self.kind,)
+            for h in halves:
+                need(h in self.checkpoints, f"checkpoints.{h}", "the checkpoint folder to publish")
+                need(h in self.repos, f"repos.{h}", "the repo to publish it to")
+            extra = sorted(set(self.checkpoints) - set(halves))
+            refuse(bool(extra), f"checkpoints.{extra[0]}" if extra else "")
+            need(self.eval is not None, "eval", "the eval.json whose numbers the card cites")
+            refuse(self.kind == "pair" and self.partner_revision is not None, "partner_revision")
+            refuse(self.trajectory is not None, "trajectory")
+            refuse(bool(self.data_files), "data_files")
+        elif self.kind == "trajectory":
+            need(self.trajectory is not None, "trajectory", "the run folder holding step_* checkpoints")
+            need("trajectory" in self.repos, "repos.trajectory", "the repo the step_*/ folders go to")
+            need(self.eval is not None, "eval", "the trajectory eval.json (`hubkit eval --trajectory`)")
+            refuse(bool(self.checkpoints), "checkpoints")
+            refuse(bool(self.data_files), "data_files")
+        else:  # dataset
+            need(bool(self.data_files), "data_files", "the parquet tables to publish")
+            need("dataset" in self.repos, "repos.dataset", "the dataset repo to publish to")
+            refuse(bool(self.checkpoints), "checkpoints")
+            refuse(self.trajectory is not None, "trajectory")
+            refuse(self.eval is not None, "eval")
+            refuse(self.partner_revision is not None, "partner_revision")
+        roles = {"av", "ar"} if self.kind in ("av", "ar", "pair") else {"trajectory", "av", "ar"}
+        if self.kind == "dataset":
+            roles = {"dataset"}
+        stray = sorted(set(self.repos) - roles)
+        refuse(bool(stray), f"repos.{stray[0]}" if stray else "")
+
+    # -- derived --------------------------------------------------------------------------------
+    @property
+    def pushed_roles(self) -> list[str]:
+        """Roles whose repos this release writes to (the other repos are only linked from the card)."""
+        if self.kind == "trajectory":
+            return ["trajectory"]
+        if self.kind == "dataset":
+            return ["dataset"]
+        return [r for r in ("av", "ar") if r in self.checkpoints]
+
+    def correction_for(self, checkpoint: str) -> Correction | None:
+        return next((c for c in self.corrections if c.checkpoint == checkpoint), None)
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec with its file, hash and project root (for resolving relative paths)."""
+
+    spec: ReleaseSpec
+    path: Path
+    root: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.path.stem
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def existing(self, value: str, field_name: str, kind: str = "any") -> Path:
+        """The path a spec field names, refused with the field's name when it is not there."""
+        p = self.resolve(value)
+        ok = p.is_dir() if kind == "dir" else p.is_file() if kind == "file" else p.exists()
+        if not ok:
+            what = {"dir": "folder", "file": "file"}.get(kind, "path")
+            raise ReleaseError(f"{self.path}: field `{field_name}`: no such {what} {p}")
+        return p
+
+
+def find_spec(name: str | Path, releases_dir: str | Path | None = None) -> Path:
+    """The spec file for `name`: a path to a YAML file, or ``NAME`` looked up in ``./releases/``."""
+    p = Path(name)
+    if p.suffix in SPEC_SUFFIXES and p.is_file():
+        return p
+    folder = Path(releases_dir) if releases_dir is not None else Path.cwd() / RELEASES_DIR
+    for suffix in SPEC_SUFFIXES:
+        cand = folder / f"{name}{suffix}"
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in folder.glob("*.y*ml")) if folder.is_dir() else []
+    raise ReleaseError(
+        f"no release spec {name!r}: looked for {folder / (str(name) + '.yaml')}"
+        + (f"; specs there: {known}" if known else f" ({folder} has no specs)")
+    )
+
+
+def load_spec(
+    name: str | Path, releases_dir: str | Path | None = None, root: str | Path | None = None
+) -> LoadedSpec:
+    """Find, parse and validate a release spec; errors name the file and the field."""
+    from hubkit.provenance import sha256_file
+
+    path = find_spec(name, releases_dir)
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ReleaseError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ReleaseError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = from_dict(ReleaseSpec, data, str(path))
+    except SchemaError as exc:
+        raise ReleaseError(str(exc)) from exc
+    if root is None:
+        parent = path.resolve().parent
+        root = parent.parent if parent.name == RELEASES_DIR else parent
+    return LoadedSpec(spec=spec, path=path, root=Path(root), sha256=sha256_file(path))

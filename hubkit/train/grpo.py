@@ -1,0 +1,542 @@
+"""GRPO: the AV is the policy, the AR scores its explanations.
+
+Per step, every vector gets a group of ``group_size`` sampled explanations. Reward = −normalised
+MSE of the AR's reconstruction (``2(1 − cos)``), or ``−parse_penalty`` when the output has no
+parsable ``<explanation>…</explanation>``. Advantages are the rewards standardised within each
+group. The loss is the clipped PPO objective on token log-probs (recomputed with the vector
+injected, at the sampling temperature) plus ``kl_coef`` × the per-token KL (k3 estimator) to the
+reference: the base with the adapter disabled (``reference: base``) or the starting AV adapter,
+frozen (``reference: init``). Each step logs reward, KL, entropy, length and the number of distinct
+outputs per group; when every output of a step is the same template for ``collapse_patience``
+steps in a row the run stops with `PolicyCollapsed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hubkit import heads, injection, loading
+from hubkit.errors import CheckpointError, HubkitError
+from hubkit.meta import NLAMeta, check_compatible
+from hubkit.pair import normalised_mse
+from hubkit.reconstructor import ActivationReconstructor
+from hubkit.train import data as D
+from hubkit.train import metas
+from hubkit.train import trajectory as T
+from hubkit.train.adapters import (
+    DTYPES,
+    grad_norm_clip,
+    load_model,
+    make_optimizer,
+    make_scheduler,
+    trainable,
+)
+from hubkit.train.loop import Runner, RunOptions
+from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
+from hubkit.verbalizer import ActivationVerbalizer, Explanation
+
+log = logging.getLogger(__name__)
+
+POLICY = "av"
+REFERENCE = "ref"
+
+
+class PolicyCollapsed(HubkitError, RuntimeError):
+    """GRPO outputs collapsed to one template: further steps would only reinforce it."""
+
+
+# -- pure pieces (tested on their own) -------------------------------------------------------------
+def template_of(text: str) -> str:
+    """An output's template: lower-cased, digits folded, whitespace collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"\d+", "#", text.lower())).strip()
+
+
+def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-4) -> Tensor:
+    """Rewards standardised within each consecutive group of `group_size` (zero where a group is flat)."""
+    r = rewards.view(-1, group_size).float()
+    mean = r.mean(dim=1, keepdim=True)
+    std = r.std(dim=1, unbiased=False, keepdim=True)
+    return ((r - mean) / (std + eps)).flatten()
+
+
+def rewards_for(
+    details: list[Explanation], reconstructions: Tensor | None, targets: Tensor, parse_penalty: float
+) -> Tensor:
+    """−normalised MSE for parsed outputs (`reconstructions` rows, in order), −penalty for the rest."""
+    out = torch.full((len(details),), -float(parse_penalty))
+    ok = [i for i, d in enumerate(details) if d.ok]
+    if ok:
+        assert reconstructions is not None and len(reconstructions) == len(ok)
+        out[ok] = -normalised_mse(reconstructions.float().cpu(), targets[ok].float().cpu())
+    return out
+
+
+def clipped_objective(
+    logp: Tensor,
+    old_logp: Tensor,
+    ref_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_eps: float,
+    kl_coef: float,
+) -> tuple[Tensor, Tensor]:
+    """Per-sequence GRPO loss ``[N]`` (token mean of −min(ρA, clip(ρ)A) + β·KL) and the token KL ``[N, T]``."""
+    ratio = torch.exp(logp - old_logp)
+    a = advantages[:, None]
+    pg = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    delta = ref_logp - logp
+    kl = torch.exp(delta) - delta - 1
+    per_token = (pg + kl_coef * kl) * mask
+    return per_token.sum(dim=1) / mask.sum(dim=1).clamp_min(1), kl
+
+
+def response_mask(new_tokens: Tensor, details: list[Explanation]) -> Tensor:
+    """1 on each sampled token up to and including its EOS (the tokens the policy chose)."""
+    n, t = new_tokens.shape
+    mask = torch.zeros(n, t)
+    for i, d in enumerate(details):
+        mask[i, : min(d.n_tokens + 1, t)] = 1
+    return mask
+
+
+# -- model setup ----------------------------------------------------------------------------------
+def _quiet_dropout(model: nn.Module) -> None:
+    """Zero every dropout: sampling and the loss must see the same policy (ratio 1 on the first pass)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+
+
+def _init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
+    if given is not None:
+        path = Path(given)
+        if not path.is_dir():
+            raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
+        return path
+    last = T.latest_step(Path(recipe.output_dir) / stage)
+    if last is None:
+        raise CheckpointError(
+            f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
+            f"first (looked in {Path(recipe.output_dir) / stage})"
+        )
+    return last
+
+
+def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device):
+    """(policy model, reference model or ``None``, tokenizer, AV meta) started from the AV at `av_dir`.
+
+    A LoRA AV keeps training its adapter (`av`); the reference is the same base with the adapter
+    disabled, or a frozen copy of the starting adapter (`ref`): no second model in memory. A fully
+    fine-tuned AV trains all weights; its reference is a second, frozen model (the base or the start).
+    """
+    from peft import PeftModel, prepare_model_for_kbit_training
+
+    meta = NLAMeta.load(av_dir)
+    if meta.role != "av":
+        raise CheckpointError(
+            f"{av_dir}: grpo.av_init must be an AV checkpoint, this is an {meta.role.upper()}"
+        )
+    dtype = DTYPES[recipe.dtype]
+    base = loading.resolve_base(recipe.base_model)
+    reference = None
+    if loading.is_adapter(av_dir):
+        quant = meta.adapter.quant
+        model = load_model(base, dtype, device, quant)
+        if quant != "none":
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = PeftModel.from_pretrained(model, str(av_dir), adapter_name=POLICY, is_trainable=True)
+        if cfg.reference == "init":
+            model.load_adapter(str(av_dir), adapter_name=REFERENCE)
+        model.set_adapter(POLICY)
+    else:
+        model = load_model(str(av_dir), dtype, device).requires_grad_(True)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        reference = load_model(str(av_dir) if cfg.reference == "init" else base, dtype, device)
+        reference.requires_grad_(False).eval()
+    tok = loading.load_tokenizer(av_dir, base)
+    _quiet_dropout(model)
+    return model, reference, tok, meta
+
+
+def load_ar(recipe: Recipe, ar_dir: Path, device: torch.device, train: bool) -> ActivationReconstructor:
+    """The AR giving rewards: frozen, or with its adapter (or weights) and head trainable."""
+    if not train:
+        return ActivationReconstructor.from_pretrained(
+            ar_dir, base_model=recipe.base_model, device=str(device), dtype=recipe.dtype
+        )
+    from peft import PeftModel
+
+    from hubkit import arch
+
+    meta = NLAMeta.load(ar_dir)
+    if meta.ar is None or meta.role != "ar":
+        raise CheckpointError(f"{ar_dir}: grpo.ar_init must be an AR checkpoint")
+    head, lora_state = heads.load_head(ar_dir, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
+    if lora_state:
+        raise CheckpointError(
+            f"{ar_dir}: an AR with LoRA tensors inside its head file cannot be trained here; "
+            "set grpo.train_ar: false"
+        )
+    dtype = DTYPES[recipe.dtype]
+    base = loading.resolve_base(recipe.base_model)
+    if loading.is_adapter(ar_dir):
+        model = load_model(base, dtype, device, meta.adapter.quant)
+        model = PeftModel.from_pretrained(model, str(ar_dir), adapter_name="ar", is_trainable=True)
+    else:
+        model = load_model(str(ar_dir), dtype, device).requires_grad_(True)
+    arch.truncate(model, meta.ar.num_layers)
+    _quiet_dropout(model)
+    head = head.to(device).requires_grad_(True)
+    return ActivationReconstructor(model, loading.load_tokenizer(ar_dir, base), meta, head)
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+@dataclass
+class Rollout:
+    vectors: Tensor  # [m, d] one per group
+    seqs: Tensor  # [m·k, P + T] prompt + sampled tokens
+    attention: Tensor  # [m·k, P + T]
+    mask: Tensor  # [m·k, T] sampled tokens the loss counts
+    details: list[Explanation]
+    rewards: Tensor  # [m·k]
+    advantages: Tensor  # [m·k]
+    old_logp: Tensor  # [m·k, T]
+    ref_logp: Tensor  # [m·k, T]
+    entropy: Tensor  # [m·k, T]
+
+
+class GRPOTrainer:
+    def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
+        cfg: GRPORecipe = recipe.stage("grpo")  # type: ignore[assignment]
+        self.recipe, self.cfg, self.runner, self.device = recipe, cfg, runner, runner.device
+        self.av_dir = _init_dir(cfg.av_init, recipe, "av")
+        self.ar_dir = _init_dir(cfg.ar_init, recipe, "ar")
+        self.model, self.reference, tok, meta = load_policy(recipe, cfg, self.av_dir, self.device)
+        self.adapter_name = POLICY if self.reference is None else None
+        meta = metas.check_injection_scale(
+            meta,
+            self.model,
+            runner.opts.allow_ood_injection or bool(meta.injection and meta.injection.ood_allowed),
+        )
+        self.av = ActivationVerbalizer(self.model, tok, meta)
+        self.meta, self.tokenizer = self.av.meta, tok
+        self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar)
+        check_compatible(self.meta, self.ar.meta)
+        self.table = D.read_rl(data, self.meta.d_model)
+        self.prompt_len = len(self.av.prompt_ids)
+
+    # -- log-probs ------------------------------------------------------------------------------
+    def token_logprobs(
+        self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``."""
+        model = model if model is not None else self.model
+        p = injection.plan(self.meta.injection, seqs, vectors, self.meta.d_model)
+        t = seqs.shape[1] - self.prompt_len
+        with injection.injected(model, self.meta.injection, p), self.runner.acc.autocast():
+            logits = model(
+                input_ids=seqs, attention_mask=attention, use_cache=False, logits_to_keep=t + 1
+            ).logits
+        logp_all = F.log_softmax(logits[:, :-1].float() / self.cfg.temperature, dim=-1)
+        logp = logp_all.gather(-1, seqs[:, self.prompt_len :, None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp * mask, entropy * mask
+
+    def reference_logprobs(self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor) -> Tensor:
+        """Token log-probs under the reference policy (see `load_policy`)."""
+        if self.reference is not None:
+            return self.token_logprobs(seqs, attention, vectors, mask, model=self.reference)[0]
+        switch = (
+            loading.active_adapter(self.model, REFERENCE)
+            if self.cfg.reference == "init"
+            else self.model.disable_adapter()
+        )
+        with switch:
+            return self.token_logprobs(seqs, attention, vectors, mask)[0]
+
+    # -- one group batch ------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, vectors: Tensor) -> Rollout:
+        cfg, k = self.cfg, self.cfg.group_size
+        vv = vectors.repeat_interleave(k, dim=0).to(self.device)
+        ids = torch.tensor([self.av.prompt_ids] * len(vv), device=self.device)
+        p = injection.plan(self.meta.injection, ids, vv, self.meta.d_model)
+        self.model.eval()
+        with injection.injected(self.model, self.meta.injection, p):
+            seqs = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=0,
+                max_new_tokens=cfg.max_new_tokens,
+                use_cache=True,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+        new = seqs[:, self.prompt_len :]
+        details = self.av.decode(new)
+        mask = response_mask(new, details).to(self.device)
+        attention = torch.cat([torch.ones_like(ids), mask.long()], dim=1)
+        ok_texts = [d.text for d in details if d.ok]
+        recon = self.ar.reconstruct(ok_texts) if ok_texts else None
+        rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty)
+        old, entropy = self.token_logprobs(seqs, attention, vv, mask)
+        ref = self.reference_logprobs(seqs, attention, vv, mask)
+        return Rollout(
+            vectors.to(self.device),
+            seqs,
+            attention,
+            mask,
+            details,
+            rewards,
+            group_advantages(rewards, k).to(self.device),
+            old,
+            ref,
+            entropy,
+        )
+
+    def policy_loss(self, r: Rollout) -> Tensor:
+        vv = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)
+        logp, _ = self.token_logprobs(r.seqs, r.attention, vv, r.mask)
+        per_seq, _ = clipped_objective(
+            logp, r.old_logp, r.ref_logp, r.advantages, r.mask, self.cfg.clip_eps, self.cfg.kl_coef
+        )
+        return per_seq.sum()
+
+    def ar_loss(self, r: Rollout) -> tuple[Tensor | None, int]:
+        ok = [i for i, d in enumerate(r.details) if d.ok]
+        if not ok:
+            return None, 0
+        targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok]
+        pred = self.ar.forward([r.details[i].text for i in ok])
+        return normalised_mse(pred, targets.to(pred.device)).sum(), len(ok)
+
+    # -- checkpoint parts -----------------------------------------------------------------------
+    def parts(self, training: dict[str, Any]) -> list[T.Part]:
+        av_meta = metas.with_training(self.meta, **training)
+        parts = [T.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
+        if self.cfg.train_ar:
+            from peft import PeftModel
+
+            ar_meta = metas.with_training(self.ar.meta, **{**training, "loss_type": "normalised_mse"})
+            name = "ar" if isinstance(self.ar.model, PeftModel) else None
+            parts.append(
+                T.Part(
+                    self.ar.model,
+                    self.ar.tokenizer,
+                    ar_meta,
+                    head=self.ar.head,
+                    adapter_name=name,
+                    subdir="ar",
+                )
+            )
+        return parts
+
+    def restore(self, folder: Path) -> None:
+        from peft import PeftModel
+
+        T.restore_weights(self.model, folder, self.adapter_name)
+        if self.cfg.train_ar:
+            T.restore_weights(
+                self.ar.model, folder / "ar", "ar" if isinstance(self.ar.model, PeftModel) else None
+            )
+            T.restore_head(self.ar.head, folder / "ar")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def train(self) -> Path:
+        cfg, recipe, runner = self.cfg, self.recipe, self.runner
+        policy_params = trainable(self.model)
+        optimizer = make_optimizer([{"params": policy_params}], cfg.optim)
+        scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+        optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
+        ar_params: list[nn.Parameter] = []
+        if cfg.train_ar:
+            ar_params = [p for p in self.ar.model.parameters() if p.requires_grad] + list(
+                self.ar.head.parameters()
+            )
+            ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.ar_lr))
+            optimizers["ar"] = ar_opt
+            schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.ar_lr), cfg.steps)
+        per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
+        start, tokens_seen, parent, streak = 0, 0, str(self.av_dir), 0
+        last = None
+        if runner.resumed is not None:
+            r = runner.resumed
+            T.check_resumable(r, "grpo", runner.config_sha256, self.table.sha256, per_step)
+            self.restore(r.folder)
+            for name, opt in optimizers.items():
+                opt.load_state_dict(r.optimizers[name])
+                schedulers[name].load_state_dict(r.schedulers[name])
+            start, tokens_seen, parent = r.state.step, r.state.tokens_seen, r.folder.name
+            streak = int(r.state.extra.get("collapse_streak", 0))
+            last = r.folder
+        runner.start_metrics(start)
+        n_seqs = per_step * cfg.group_size
+        for step in range(start + 1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            rows = D.step_rows(len(self.table), recipe.seed, step - 1, per_step)
+            rollouts = []
+            for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
+                runner.seed_micro(step, index)
+                rollouts.append(self.rollout(self.table.vectors[mb]))
+            stats = self._stats(rollouts)
+            streak = streak + 1 if stats["templates"] == 1 else 0
+            if streak >= cfg.collapse_patience:
+                example = rollouts[0].details[0].raw
+                raise PolicyCollapsed(
+                    f"GRPO stopped at step {step}: for {streak} step(s) in a row all {stats['outputs']} sampled "
+                    f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
+                    f"reinforce it. Last good checkpoint: {last or self.av_dir}. Lower optim.lr, raise "
+                    "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+                )
+            lr = scheduler.get_last_lr()[0]
+            self.model.train()
+            for _ in range(cfg.inner_epochs):
+                for ro in rollouts:
+                    with runner.acc.autocast():
+                        loss = self.policy_loss(ro) / n_seqs
+                    loss.backward()
+                runner.sync_grads(policy_params)
+                stats["grad_norm"] = grad_norm_clip(policy_params, cfg.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if cfg.train_ar:
+                stats["ar_loss"] = self._ar_step(rollouts, ar_params, optimizers["ar"], schedulers["ar"])
+            tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
+            metrics = {
+                "step": step,
+                "loss": -stats["reward"],
+                "lr": lr,
+                "tokens_seen": tokens_seen,
+                **stats,
+                "seconds": time.perf_counter() - t0,
+            }
+            runner.log_step(metrics)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                training = dict(
+                    stage="grpo",
+                    step=step,
+                    loss=-stats["reward"],
+                    lr=lr,
+                    tokens_seen=tokens_seen,
+                    seed=recipe.seed,
+                    data_sha256=self.table.sha256,
+                    parent=parent,
+                    loss_type="grpo_clipped_kl",
+                    global_batch_size=per_step,
+                    config_sha256=runner.config_sha256,
+                )
+                state = T.TrainerState(
+                    stage="grpo",
+                    step=step,
+                    total_steps=cfg.steps,
+                    loss=-stats["reward"],
+                    lr=lr,
+                    tokens_seen=tokens_seen,
+                    seed=recipe.seed,
+                    data_sha256=self.table.sha256,
+                    config_sha256=runner.config_sha256,
+                    parent=parent,
+                    global_batch=per_step,
+                    world_size=runner.world,
+                    extra={"collapse_streak": streak},
+                )
+                last = runner.checkpoint(state, self.parts(training), optimizers, schedulers)
+                parent = last.name
+            runner.maybe_hang(step)
+        return last if last is not None else runner.run_dir
+
+    def _ar_step(self, rollouts: list[Rollout], params: list[nn.Parameter], opt, sched) -> float:
+        self.ar.model.train()
+        total, count = 0.0, 0
+        losses = []
+        for ro in rollouts:
+            loss, n = self.ar_loss(ro)
+            if loss is not None:
+                losses.append(loss)
+                count += n
+        global_count = self.runner.reduce_sum(float(count))
+        if global_count == 0:
+            sched.step()
+            return float("nan")
+        for loss in losses:
+            (loss / global_count).backward()
+            total += float(loss.detach())
+        self.runner.sync_grads(params)
+        grad_norm_clip(params, self.cfg.optim.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        self.ar.model.eval()
+        return self.runner.reduce_sum(total) / global_count
+
+    def _stats(self, rollouts: list[Rollout]) -> dict[str, Any]:
+        """Step statistics over every process: reward, KL, entropy, length, parse rate, distinct outputs."""
+        rs = self.runner
+        k = self.cfg.group_size
+        n_tok = sum(float(ro.mask.sum()) for ro in rollouts)
+        kl_tok = 0.0
+        for ro in rollouts:
+            delta = ro.ref_logp - ro.old_logp
+            kl_tok += float(((torch.exp(delta) - delta - 1) * ro.mask).sum())
+        details = [d for ro in rollouts for d in ro.details]
+        distinct = [len({dd.raw for dd in details[i : i + k]}) for i in range(0, len(details), k)]
+        templates = {template_of(d.raw) for d in details}
+        if rs.world > 1:
+            from accelerate.utils import gather_object
+
+            templates = set(gather_object(sorted(templates)))
+        n = rs.reduce_sum(float(len(details)))
+        tokens = rs.reduce_sum(n_tok)
+        return {
+            "reward": rs.reduce_sum(float(sum(float(ro.rewards.sum()) for ro in rollouts))) / n,
+            "kl": rs.reduce_sum(kl_tok) / max(tokens, 1.0),
+            "entropy": rs.reduce_sum(sum(float(ro.entropy.sum()) for ro in rollouts)) / max(tokens, 1.0),
+            "length": rs.reduce_sum(float(sum(d.n_tokens for d in details))) / n,
+            "parsed": rs.reduce_sum(float(sum(d.ok for d in details))) / n,
+            "distinct_per_group": rs.reduce_sum(float(sum(distinct))) / rs.reduce_sum(float(len(distinct))),
+            "templates": len(templates),
+            "outputs": int(n),
+        }
+
+
+def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
+    """Run (or resume) the recipe's GRPO stage; returns the last checkpoint folder."""
+    opts = opts or RunOptions()
+    runner = Runner(recipe, "grpo", opts)
+    data = opts.data or recipe.stage("grpo").data
+    if data is None:
+        from hubkit.errors import DataError
+
+        raise DataError("no RL data: set `grpo.data` in the recipe or pass --data")
+    return GRPOTrainer(recipe, runner, data).train()
+
+
+__all__ = [
+    "GRPOTrainer",
+    "PolicyCollapsed",
+    "clipped_objective",
+    "group_advantages",
+    "rewards_for",
+    "template_of",
+    "train_grpo",
+]

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pyarrow.parquet as pq
+import pytest
+from data_chat_server import reference_reply  # tests/data/data_chat_server.py
+
+from hubkit.data.extract import ExtractConfig, extract
+from hubkit.data.label import (
+    AUDITOR_PROMPT,
+    LABELER_PROMPT,
+    PROMPT_SHA256,
+    LabelCache,
+    auditor_messages,
+    label_rows,
+    label_table,
+    labeler_messages,
+    normalise,
+    parse_label,
+    wrap,
+)
+from hubkit.data.labelers import Labeler, LabelerError, OpenAIChatLabeler, TransformersLabeler
+from hubkit.data.sidecar import file_sha256, read_sidecar
+from hubkit.data.tables import LABEL_COLUMNS
+from hubkit.errors import DataError
+
+
+def test_parse_and_normalise():
+    raw = "Sure!\n<explanation>\n1. A story about rain\n- the token ' over'  ends a verb phrase\n\n</explanation> bye"
+    assert parse_label(raw) == "A story about rain\nthe token ' over' ends a verb phrase"
+    assert parse_label("<explanation>cut off mid") == "cut off mid"  # ran out of tokens: keep what is there
+    assert parse_label("no tags at all") == ""
+    assert parse_label("<explanation>  </explanation>") == ""
+    assert normalise("a <draft>b</draft>\x13 c\ufffd") == "a b c"
+    assert wrap("x\ny") == "<explanation>x\ny</explanation>"
+
+
+def test_prompts_and_hash():
+    assert PROMPT_SHA256 == hashlib.sha256((LABELER_PROMPT + "\0" + AUDITOR_PROMPT).encode()).hexdigest()
+    msg = labeler_messages("The cat sat", " sat")[0]["content"]
+    assert "<text>The cat sat</text>" in msg and 'The final token is: " sat"' in msg
+    audit = auditor_messages("The cat sat", " sat", "draft line")[0]["content"]
+    assert "<draft>draft line</draft>" in audit
+
+
+class Scripted:
+    """A labeler whose replies are given per prompt kind; counts the conversations it is asked."""
+
+    def __init__(self, name: str, draft: str, audit: str) -> None:
+        self.name, self.draft, self.audit, self.asked = name, draft, audit, []
+
+    def chat(self, conversations):
+        self.asked += conversations
+        return [self.audit if "<draft>" in c[-1]["content"] else self.draft for c in conversations]
+
+
+def test_statuses_labeler_then_auditor(tmp_path):
+    items = [("The cat sat", " sat")]
+    ok = label_rows(items, Scripted("a", "<explanation>d</explanation>", "<explanation>e</explanation>"))[0]
+    assert (ok.explanation, ok.status) == ("e", "ok")
+    unaudited = label_rows(items, Scripted("a", "<explanation>d</explanation>", "I agree."))[0]
+    assert (unaudited.explanation, unaudited.status) == ("d", "unaudited")
+    lab = Scripted("a", "nothing useful", "<explanation>e</explanation>")
+    failed = label_rows(items, lab)[0]
+    assert (failed.explanation, failed.status) == ("", "failed")
+    assert len(lab.asked) == 1  # no audit without a draft
+    assert isinstance(lab, Labeler)
+    lab.chat = lambda conversations: []
+    with pytest.raises(LabelerError, match="answered 0 of 1 conversations"):
+        label_rows(items, lab)
+
+
+def test_cache_reuses_labels_by_text_and_models_and_skips_failures(tmp_path, chat_server):
+    cache = LabelCache(tmp_path / "c.sqlite")
+    labeler = OpenAIChatLabeler(chat_server.base_url, "m")
+    items = [("The cat sat", " sat"), ("A dog ran", " ran"), ("The cat sat", " sat")]
+    first = label_rows(items, labeler, cache=cache)
+    assert [lb.explanation for lb in first] == ['about " sat"\nchecked', 'about " ran"\nchecked'] + [
+        'about " sat"\nchecked'
+    ]
+    assert len(chat_server.requests) == 4  # 2 distinct texts × (labeler + auditor)
+    assert len(cache) == 2
+    again = label_rows(items, labeler, cache=LabelCache(tmp_path / "c.sqlite"))
+    assert again == first and len(chat_server.requests) == 4  # reused across cache instances
+    other = OpenAIChatLabeler(chat_server.base_url, "other-model")
+    label_rows(items[:1], other, cache=cache)
+    assert len(chat_server.requests) == 6  # another labeler is another key
+    failing = Scripted("f", "no tags", "")
+    label_rows([("x y z", " z")], failing, cache=cache)
+    label_rows([("x y z", " z")], failing, cache=cache)
+    assert len(failing.asked) == 2  # failures are not cached: tried again
+
+
+def test_label_table_adds_provenance_and_a_sidecar(tmp_path, tiny, small_corpus, chat_server):
+    act = extract(
+        small_corpus.head(3),
+        tiny.model,
+        tiny.tokenizer,
+        tmp_path / "act.parquet",
+        ExtractConfig(layer=1, positions_per_doc=2, min_position=2),
+        base_model="tiny",
+    )
+    labeler = OpenAIChatLabeler(chat_server.base_url, "lab")
+    auditor = OpenAIChatLabeler(chat_server.base_url, "aud")
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    out = label_table(act, tmp_path / "lab.parquet", labeler, auditor, rows_per_chunk=4)
+    table, source = pq.read_table(out), pq.read_table(act)
+    assert table.column_names == source.column_names + list(LABEL_COLUMNS)
+    assert table.select(source.column_names).equals(source)
+    for token, row in zip(source.column("token").to_pylist(), table.select(list(LABEL_COLUMNS)).to_pylist()):
+        assert row["explanation"] == f'about "{token}"\nchecked'
+        assert (row["labeler"], row["auditor"], row["prompt_sha256"], row["label_status"]) == (
+            "openai:lab",
+            "openai:aud",
+            PROMPT_SHA256,
+            "ok",
+        )
+        assert dt.datetime.fromisoformat(row["labeled_at"]) >= before
+    models = {r["body"]["model"] for r in chat_server.requests}
+    assert models == {"lab", "aud"}
+    side = read_sidecar(out)
+    assert side.table == "labeled" and side.rows == 6 and side.explanation_format == "plain"
+    assert side.labeling.status_counts == {"ok": 6} and side.labeling.auditor == "openai:aud"
+    assert side.parents == {"act.parquet": file_sha256(act)}
+    assert side.extraction == read_sidecar(act).extraction
+
+
+def test_transformers_labeler_generates_with_the_chat_template(tiny):
+    labeler = TransformersLabeler(tiny.model, tiny.tokenizer, "tiny", max_new_tokens=5, batch_size=2)
+    convs = [
+        labeler_messages(p, t) for p, t in [("The cat sat", " sat"), ("A much longer text here", " here")]
+    ]
+    prompt = labeler.render(convs[0])
+    assert prompt.startswith(tiny.tokenizer.bos_token + "<|user|>") and prompt.endswith(
+        "<|assistant|>\n<explanation>"
+    )
+    replies = labeler.chat(convs + convs[:1])
+    assert len(replies) == 3 and all(r.startswith("<explanation>") for r in replies)
+    assert replies[0] == replies[2]  # greedy: the same conversation gives the same reply
+    assert tiny.tokenizer.padding_side == "left"  # restored
+    # a label from a real (tiny, random) model goes through the same parsing as any other
+    label = label_rows([("The cat sat", " sat")], labeler)[0]
+    assert label.status in ("ok", "unaudited", "failed") and label.labeler == "tiny"
+    assert label.explanation == normalise(label.explanation)
+
+
+def test_bad_label_inputs(tmp_path, chat_server):
+    with pytest.raises(DataError, match="rows_per_chunk"):
+        label_table(
+            tmp_path / "x.parquet",
+            tmp_path / "y.parquet",
+            OpenAIChatLabeler(chat_server.base_url, "m"),
+            rows_per_chunk=0,
+        )
+    with pytest.raises(DataError, match="no such table"):
+        label_table(
+            tmp_path / "x.parquet", tmp_path / "y.parquet", OpenAIChatLabeler(chat_server.base_url, "m")
+        )
+
+
+def test_reference_reply_is_what_the_server_sends(chat_server):
+    msgs = labeler_messages("a b", " b")
+    assert OpenAIChatLabeler(chat_server.base_url, "m").complete(msgs) == reference_reply(msgs)

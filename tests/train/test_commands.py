@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import yaml
+from click.testing import CliRunner
+
+from hubkit.train.commands import train
+
+from .train_helpers import write_sft
+
+
+def _recipe(tmp_path, **extra) -> str:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"base_model": "smollm2-135m", "layer": 20, **extra}))
+    return str(path)
+
+
+def test_check_reports_unknown_keys_in_one_line(tmp_path):
+    res = CliRunner().invoke(train, ["check", _recipe(tmp_path, av={"stepz": 3})])
+    assert res.exit_code == 2
+    assert "error: " in res.output and "field `av.stepz` is not a known field" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_check_and_fields(tmp_path):
+    res = CliRunner().invoke(train, ["check", _recipe(tmp_path, av={"steps": 7}, ar={})])
+    assert res.exit_code == 0, res.output
+    assert "av: 7 steps" in res.output and "ar: 100 steps" in res.output and "config sha256" in res.output
+    res = CliRunner().invoke(train, ["fields"])
+    assert res.exit_code == 0 and "grpo.parse_penalty:" in res.output
+
+
+def test_missing_section_and_bad_data_are_clear_errors(tmp_path, train_base):
+    import torch
+
+    res = CliRunner().invoke(train, ["grpo", _recipe(tmp_path, av={"steps": 1})])
+    assert res.exit_code == 2 and "has no `grpo:` section" in res.output
+    wide = write_sft(tmp_path / "wide.parquet", torch.randn(2, 48), ["a", "b"])
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {"base_model": str(train_base), "layer": 1, "output_dir": str(tmp_path / "o"), "av": {"steps": 1}}
+        )
+    )
+    res = CliRunner().invoke(train, ["av", str(recipe), "--data", str(wide), "-q"])
+    assert res.exit_code == 2
+    assert "column `vector` is 48 wide but the model's d_model is 32" in res.output
