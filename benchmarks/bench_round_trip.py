@@ -96,19 +96,31 @@ if mode == "base":
     m = load_causal_lm(a, torch.bfloat16)
     with torch.no_grad():
         m(input_ids=torch.ones(4, 64, dtype=torch.long))
+    params = sum(p.numel() * p.element_size() for p in m.parameters())
 else:
     from hubkit import NLAPair
     p = NLAPair.from_pretrained(av=a, ar=b, dtype="bfloat16")
     p.round_trip(torch.randn(4, p.av.meta.d_model), max_new_tokens=8)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    unique = {id(t): t for t in [*p.av.model.parameters(), *p.ar.model.parameters(), *p.ar.head.parameters()]}
+    params = sum(t.numel() * t.element_size() for t in unique.values())
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_rss_mb": rss, "param_mb": params / 2**20}))
 """
 
 
-def peak_rss(mode: str, a: str, b: str) -> float:
+def memory(mode: str, a: str, b: str) -> dict:
+    """Peak RSS and parameter MB of a fresh process that loads and runs `mode` ("base" or "pair")."""
     out = subprocess.run(
         [sys.executable, "-c", _MEM_SCRIPT, mode, a, b], capture_output=True, text=True, check=True
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_speed(args: argparse.Namespace, speed: dict) -> None:
+    print(f"round trip, {args.model}, {args.n} vectors, {args.new_tokens} new tokens, bf16, 2 CPU threads")
+    print(f"  batched  {speed['batched_s']:8.1f} s   (mean cos {speed['mean_cos_batched']:.4f})")
+    print(f"  per-row  {speed['per_row_s']:8.1f} s   (mean cos {speed['mean_cos_loop']:.4f})")
+    print(f"  speedup  {speed['speedup']:8.1f} x   identical texts {speed['identical_texts']}")
 
 
 def main() -> None:
@@ -117,20 +129,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--layer", type=int, default=20)
+    ap.add_argument("--memory-only", action="store_true", help="Skip the timing, measure memory only.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         av_dir, ar_dir, base = build_pair_checkpoints(args.model, Path(tmp), args.layer)
-        speed = timed_round_trips(av_dir, ar_dir, args.n, args.new_tokens)
-        mem_base = peak_rss("base", base, "-")
-        mem_pair = peak_rss("pair", str(av_dir), str(ar_dir))
-    print(f"round trip, {args.model}, {args.n} vectors, {args.new_tokens} new tokens, bf16, 2 CPU threads")
-    print(f"  batched  {speed['batched_s']:8.1f} s   (mean cos {speed['mean_cos_batched']:.4f})")
-    print(f"  per-row  {speed['per_row_s']:8.1f} s   (mean cos {speed['mean_cos_loop']:.4f})")
-    print(f"  speedup  {speed['speedup']:8.1f} x   identical texts {speed['identical_texts']}")
-    print(
-        f"peak RSS: base alone {mem_base:.0f} MB, AV+AR pair on one base {mem_pair:.0f} MB, "
-        f"ratio {mem_pair / mem_base:.2f}x"
-    )
+        speed = None if args.memory_only else timed_round_trips(av_dir, ar_dir, args.n, args.new_tokens)
+        mem_base = memory("base", base, "-")
+        mem_pair = memory("pair", str(av_dir), str(ar_dir))
+    if speed is not None:
+        print_speed(args, speed)
+    for key, label in (("peak_rss_mb", "peak RSS"), ("param_mb", "parameters")):
+        print(
+            f"{label}: base alone {mem_base[key]:.0f} MB, AV+AR pair on one base {mem_pair[key]:.0f} MB, "
+            f"ratio {mem_pair[key] / mem_base[key]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -750,4 +750,12 @@ def check_compatible(av: NLAMeta, ar: NLAMeta) -> None:
 
 
 def _base_key(name: str) -> str:
-    return name.rstrip("/").split("/")[-1].lower() if name else name
+    """One key per base model: registry names and the Hub ids they stand for compare equal."""
+    if not name:
+        return name
+    try:
+        from hubkit import models
+
+        return models.get_spec(name).name
+    except (ImportError, LookupError):
+        return name.rstrip("/").split("/")[-1].lower()

@@ -65,8 +65,10 @@ class TransformersLabeler:
         batch_size: int = 8,
         prefill: str = C.EXPLANATION_OPEN,
         stop: str | None = C.EXPLANATION_CLOSE,
+        no_repeat_ngram_size: int = 4,
     ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
         self.max_new_tokens, self.batch_size, self.prefill, self.stop = (
             max_new_tokens,
             batch_size,
@@ -120,7 +122,12 @@ class TransformersLabeler:
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
                 out = self.model.generate(
-                    **enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad, **kwargs
+                    **enc,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    no_repeat_ngram_size=self.no_repeat_ngram_size,
+                    **kwargs,
                 )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]

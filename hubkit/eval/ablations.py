@@ -68,10 +68,13 @@ class Reconstructor(Protocol):
 
 
 def reconstruct_unique(ar: Reconstructor, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-    """AR outputs for `texts` as float64 ``[N, d]``, running each distinct text once (the AR is deterministic)."""
+    """AR outputs for `texts` as float64 ``[N, d]``, running each distinct text once (the AR is deterministic).
+
+    Distinct texts go to the AR sorted by length, so a batch pads little.
+    """
     if not isinstance(ar, Reconstructor):
         raise TypeError(f"{type(ar).__name__} has no `reconstruct(texts)` method")
-    unique = list(dict.fromkeys(texts))
+    unique = sorted(dict.fromkeys(texts), key=len)
     kwargs = {}
     if batch_size is not None and "batch_size" in inspect.signature(ar.reconstruct).parameters:
         kwargs["batch_size"] = batch_size

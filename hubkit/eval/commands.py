@@ -33,7 +33,7 @@ import click
     "run_dir",
     default=None,
     type=click.Path(exists=True, file_okay=False),
-    help="Evaluate every checkpoint in this run folder (step_* subfolders, or av/ and ar/).",
+    help="Evaluate every checkpoint in this run folder (step_* folders; av/ and ar/; GRPO steps with ar/).",
 )
 @click.option(
     "--train-table",
@@ -55,7 +55,7 @@ import click
     "--loss-log",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
-    help="Loss log for the trend verdict (JSONL with step/loss, or trainer_state.json).",
+    help="Loss log for the trend verdict (default: the run's metrics.jsonl, else checkpoint metas).",
 )
 @click.option(
     "--rows", default=None, type=int, help="Evaluate a seeded sample of this many rows (default: all)."

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 MIN_ROWS = 10
 # Identification above chance at this one-sided binomial p-value counts as "reads its vectors".
 ID_ALPHA = 0.01
-LOSS_LOG_NAMES = ("loss.jsonl", "metrics.jsonl", "train_log.jsonl", "log.jsonl", "trainer_state.json")
+# Loss logs looked for in a run folder (hubkit.train writes metrics.jsonl: one {"step", "loss", …} per line).
+LOSS_LOG_NAMES = ("metrics.jsonl", "loss.jsonl", "train_log.jsonl", "log.jsonl")
 
 
 @dataclass
@@ -429,9 +430,12 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
         raise MetaError(f"{run_dir}: mixes AV and AR checkpoints; put them under av/ and ar/ subfolders")
     role = roles.pop()
     if role == "av":
-        if ar is None:
-            raise DataError(f"{run_dir}: its checkpoints are AVs; give the AR to pair them with (--ar)")
-        return [(c, c.path, Path(ar)) for c in cks]
+        if ar is not None:
+            return [(c, c.path, Path(ar)) for c in cks]
+        # GRPO step folders carry the AR they trained against in an `ar/` subfolder.
+        if all((c.path / "ar" / C.META_FILE).is_file() for c in cks):
+            return [(c, c.path, c.path / "ar") for c in cks]
+        raise DataError(f"{run_dir}: its checkpoints are AVs; give the AR to pair them with (--ar)")
     if av is None:
         raise DataError(f"{run_dir}: its checkpoints are ARs; give the AV to pair them with (--av)")
     return [(c, Path(av), c.path) for c in cks]
@@ -480,7 +484,9 @@ def evaluate_trajectory(
     """Evaluate every checkpoint of a trajectory, and give the trend verdict on its loss curve.
 
     `run_dir` holds checkpoint folders (``step_000050`` …) of one half (the other half is `av` or
-    `ar`), or ``av/`` and ``ar/`` folders whose checkpoints are paired by name. Each checkpoint's
+    `ar`, or, for GRPO steps, each step's own ``ar/`` subfolder), or ``av/`` and ``ar/`` folders
+    whose checkpoints are paired by name. The loss curve is `loss_log`, else the run's
+    ``metrics.jsonl``, else the checkpoints' ``training.step``/``training.loss``. Each checkpoint's
     full eval goes to ``out_dir/<name>/``; the top-level eval.json summarises them.
     """
     t_start = time.perf_counter()

@@ -2,9 +2,10 @@
 
 Format (written by the data pipeline): a parquet file with ``doc_id`` (string), ``position`` (int),
 ``prefix`` (string), ``vector`` (list of float32, width d_model) and optionally ``explanation``.
-A JSON sidecar next to it (``<file>.json``, ``<stem>.sidecar.json``, ``<stem>.meta.json`` or
-``<stem>.json``, recognised by ``kind: nla_dataset`` or a ``hubkit.dataset/…`` schema) may record
-the extraction (base model, width, layer) and the training documents.
+A JSON sidecar next to it (``<file>.parquet.json`` as hubkit.data writes it, or ``<stem>.sidecar.json``,
+``<stem>.meta.json``, ``<stem>.json``; recognised by a ``hubkit.dataset/…`` schema or ``kind: nla_dataset``)
+may record the extraction (base model, width, layer) and the documents of every split
+(``split.doc_ids``), so the overlap with training documents is checked even without training tables.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hubkit.provenance import sha256_file
 log = logging.getLogger(__name__)
 
 REQUIRED = ("doc_id", "position", "prefix", "vector")
-# Sidecar keys that may list the documents the NLA was trained on.
+# Flat sidecar keys that may list the documents the NLA was trained on (besides `split.doc_ids`).
 TRAIN_ID_KEYS = ("train_doc_ids", "training_doc_ids")
 
 
@@ -211,7 +212,7 @@ def check_against_meta(table: EvalTable, meta) -> None:
         problems.append(f"d_model {ext['d_model']} vs the NLA's {meta.d_model}")
     if "layer" in ext and int(ext["layer"]) != meta.layer:
         problems.append(f"layer {ext['layer']} vs the NLA's {meta.layer}")
-    if "base_model" in ext and _base_key(str(ext["base_model"])) != _base_key(meta.base_model):
+    if "base_model" in ext and not same_base(str(ext["base_model"]), meta.base_model):
         problems.append(f"base model {ext['base_model']!r} vs the NLA's {meta.base_model!r}")
     if problems:
         raise DataError(
@@ -221,8 +222,16 @@ def check_against_meta(table: EvalTable, meta) -> None:
         )
 
 
-def _base_key(name: str) -> str:
-    return name.rstrip("/").split("/")[-1].lower()
+def same_base(a: str, b: str) -> bool:
+    """Whether two base-model names mean one model: same last path part, or one offline registry entry."""
+    if a.rstrip("/").split("/")[-1].lower() == b.rstrip("/").split("/")[-1].lower():
+        return True
+    from hubkit import models
+
+    try:
+        return models.get_spec(a).name == models.get_spec(b).name
+    except models.ModelError:
+        return False
 
 
 # -- overlap with training documents -----------------------------------------------------------------
@@ -257,6 +266,21 @@ def train_doc_ids(path: str | Path) -> set[str]:
     return ids
 
 
+def sidecar_train_ids(sidecar: dict) -> dict[str, set[str]]:
+    """Training doc ids a sidecar lists: the other splits' ``split.doc_ids`` (hubkit.data), or a flat list."""
+    out: dict[str, set[str]] = {}
+    split = sidecar.get("split")
+    if isinstance(split, dict) and isinstance(split.get("doc_ids"), dict):
+        own = split.get("name")
+        for name, ids in split["doc_ids"].items():
+            if name != own and isinstance(ids, list):
+                out[f"split.doc_ids.{name}"] = {str(d) for d in ids}
+    for key in TRAIN_ID_KEYS:
+        if isinstance(sidecar.get(key), list):
+            out[key] = {str(d) for d in sidecar[key]}
+    return out
+
+
 def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Overlap:
     """Compare eval `doc_id`s with the training tables' (and any the sidecar lists); refuse overlap unless forced."""
     sources: list[dict] = []
@@ -268,12 +292,9 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
             {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)}
         )
         train |= ids
-    if table.sidecar is not None:
-        for key in TRAIN_ID_KEYS:
-            listed = table.sidecar.get(key)
-            if isinstance(listed, list):
-                sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
-                train |= {str(d) for d in listed}
+    for key, listed in sidecar_train_ids(table.sidecar or {}).items():
+        sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
+        train |= listed
     if not sources:
         log.warning(
             "no training tables given: the eval table's overlap with training documents is NOT checked"

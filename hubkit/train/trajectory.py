@@ -234,8 +234,12 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
             model, load_file(str(path)), adapter_name=adapter_name or "default"
         )
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        if unexpected:
-            raise CheckpointError(f"{path}: tensors that match no adapter module: {unexpected[:5]}")
+        name = adapter_name or "default"
+        missing = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k and f".{name}." in k]
+        if unexpected or missing:
+            raise CheckpointError(
+                f"{path}: the adapter does not match the model (unexpected {unexpected[:3]}, missing {missing[:3]})"
+            )
         return
     if (folder / MODEL_WEIGHTS).is_file():
         state = load_file(str(folder / MODEL_WEIGHTS))

@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from data_chat_server import ChatServer
 
 from hubkit.data.build import build_from_dirs, build_tables
 from hubkit.data.extract import ExtractConfig, extract
@@ -17,6 +16,8 @@ from hubkit.data.sidecar import file_sha256, read_sidecar, write_sidecar
 from hubkit.data.split import split_table
 from hubkit.data.tables import vector_array, vectors_numpy
 from hubkit.errors import DataError
+
+from .chat_server import ChatServer
 
 
 @pytest.fixture(scope="module")

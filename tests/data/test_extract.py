@@ -28,20 +28,28 @@ def test_vectors_equal_hidden_states_of_a_full_forward(tmp_path, small_corpus, a
     tiny = make_tiny_model(arch, d_model=32, n_layers=3)
     layer = 1
     config = ExtractConfig(
-        layer=layer, positions_per_doc=5, min_position=3, max_length=48, batch_size=4, docs_per_chunk=5
+        layer=layer, positions_per_doc=5, min_position=3, max_length=64, batch_size=4, docs_per_chunk=5
     )
-    out = extract(small_corpus, tiny.model, tiny.tokenizer, tmp_path / "a.parquet", config, base_model="tiny")
+    # documents of different lengths, so batches hold right padding
+    corpus = Corpus(
+        "varied",
+        tuple(
+            doc(" ".join(d.text.split()[: 4 + 3 * i])) for i, d in enumerate(small_corpus.head(6).documents)
+        ),
+    )
+    out = extract(corpus, tiny.model, tiny.tokenizer, tmp_path / "a.parquet", config, base_model="tiny")
     table, vectors = _rows(out)
     tok = tiny.tokenizer
     special = set(tok.all_special_ids)
-    by_doc = {d.doc_id: d.text for d in small_corpus.documents}
-    checked = 0
+    by_doc = {d.doc_id: d.text for d in corpus.documents}
+    checked, lengths = 0, set()
     for d_id in dict.fromkeys(table.column("doc_id").to_pylist()):
-        ids = ([tok.bos_token_id] + tok(by_doc[d_id], add_special_tokens=False).input_ids)[:48]
+        ids = ([tok.bos_token_id] + tok(by_doc[d_id], add_special_tokens=False).input_ids)[:64]
         with torch.no_grad():
             hs = tiny.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[
                 layer + 1
             ][0]
+        lengths.add(len(ids))
         rows = [i for i, x in enumerate(table.column("doc_id").to_pylist()) if x == d_id]
         positions = [table.column("position")[i].as_py() for i in rows]
         assert positions == sorted(set(positions)) and len(positions) == 5
@@ -51,7 +59,7 @@ def test_vectors_equal_hidden_states_of_a_full_forward(tmp_path, small_corpus, a
             assert table.column("token")[i].as_py() == tok.decode([ids[p]])
             assert table.column("prefix")[i].as_py() == tok.decode(ids[: p + 1], skip_special_tokens=True)
             checked += 1
-    assert checked == 5 * len(small_corpus)
+    assert checked == 5 * len(corpus) and len(lengths) == len(corpus)
 
 
 def test_positions_depend_only_on_seed_and_doc_id(tmp_path, tiny, small_corpus):

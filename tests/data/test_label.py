@@ -5,7 +5,6 @@ import hashlib
 
 import pyarrow.parquet as pq
 import pytest
-from data_chat_server import reference_reply  # tests/data/data_chat_server.py
 
 from hubkit.data.extract import ExtractConfig, extract
 from hubkit.data.label import (
@@ -25,6 +24,8 @@ from hubkit.data.labelers import Labeler, LabelerError, OpenAIChatLabeler, Trans
 from hubkit.data.sidecar import file_sha256, read_sidecar
 from hubkit.data.tables import LABEL_COLUMNS
 from hubkit.errors import DataError
+
+from .chat_server import reference_reply
 
 
 def test_parse_and_normalise():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from data_chat_server import reference_reply  # tests/data/data_chat_server.py
 
 from hubkit.data.labelers import LabelerError, OpenAIChatLabeler, RateLimiter
+
+from .chat_server import reference_reply
 
 MSG = [{"role": "user", "content": 'The final token is: "cat"'}]
 

@@ -36,16 +36,26 @@ def test_smollm2_early_exit_matches_hidden_states(tmp_path):
     model, tok = models.load("smollm2-135m", dtype=torch.float32)
     corpus = load_corpus("bundled", limit=3)
     layer = 20
-    out = extract(corpus, model, tok, tmp_path / "a.parquet", ExtractConfig(layer=layer, positions_per_doc=4, max_length=64),
-                  base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    out = extract(
+        corpus,
+        model,
+        tok,
+        tmp_path / "a.parquet",
+        ExtractConfig(layer=layer, positions_per_doc=4, max_length=64),
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+    )
     table = pq.read_table(out)
     vectors = vectors_numpy(table.column("vector"), 576)
     docs = {d.doc_id: d.text for d in corpus.documents}
-    for i, (doc_id, pos) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("position").to_pylist())):
+    for i, (doc_id, pos) in enumerate(
+        zip(table.column("doc_id").to_pylist(), table.column("position").to_pylist())
+    ):
         ids = tok(docs[doc_id], add_special_tokens=False).input_ids
         ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + ids
         with torch.no_grad():
-            hs = model(input_ids=torch.tensor([ids[:64]]), output_hidden_states=True).hidden_states[layer + 1][0]
+            hs = model(input_ids=torch.tensor([ids[:64]]), output_hidden_states=True).hidden_states[
+                layer + 1
+            ][0]
         np.testing.assert_allclose(vectors[i], hs[pos].numpy(), rtol=1e-3, atol=1e-3)
     assert table.num_rows == 12
 
@@ -80,8 +90,12 @@ class FaultProxy:
                     if status == 429:
                         self.send_header("Retry-After", "0")
                 else:
-                    req = urllib.request.Request(upstream + self.path, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                    req = urllib.request.Request(
+                        upstream + self.path,
+                        data=body,
+                        method="POST",
+                        headers={"Content-Type": "application/json"},
+                    )
                     try:
                         with urllib.request.urlopen(req, timeout=300) as resp:
                             status, data = resp.status, resp.read()
@@ -110,9 +124,24 @@ def served(tiny_dir):
     pytest.importorskip("openai")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_dir), "--host", "127.0.0.1",
-         "--port", str(port), "--device", "cpu", "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            str(tiny_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -91,9 +91,9 @@ def test_constructed_reconstructors_are_separated(vectors):
 
 def test_each_distinct_text_is_read_once(vectors):
     ar = ConstantAR(np.ones(D))
-    texts = ["a", "b", "a", "", "b", "a"]
+    texts = ["a", "bb", "a", "", "bb", "a"]
     out = reconstruct_unique(ar, texts)
-    assert ar.calls == [["a", "b", ""]]
+    assert ar.calls == [["", "a", "bb"]]  # each distinct text once, shortest first
     assert out.shape == (6, D)
     content_sensitivity(ar, vectors, EXPL, n_boot=50)
     assert [""] in ar.calls  # the empty control costs one AR row, not N

@@ -309,6 +309,23 @@ def test_trajectory_loss_log_and_plan_errors(tmp_path, ckpts):
         loss_curve(ckpts.run, [], tmp_path / "bad.jsonl")
 
 
+def test_grpo_step_folders_pair_with_their_own_ar(tmp_path, tiny, metas):
+    from hubkit.eval.run import _plan
+
+    av_meta, ar_meta = metas
+    for step in (5, 10):
+        folder = tmp_path / "grpo" / f"step_{step:06d}"
+        write_checkpoint(
+            folder, tiny.model, tiny.tokenizer, av_meta.with_updates(training=Training(step=step))
+        )
+        write_checkpoint(folder / "ar", tiny.model, tiny.tokenizer, ar_meta, head=heads.identity_head(D))
+    plan = _plan(tmp_path / "grpo", None, None)
+    assert [(c.step, a.name, r.parent.name) for c, a, r in plan] == [
+        (5, "step_000005", "step_000005"),
+        (10, "step_000010", "step_000010"),
+    ]
+
+
 def test_reconstruct_unique_passes_the_batch_size(tiny_pair):
     texts = [f"t{i % 3}" for i in range(7)]
     got = reconstruct_unique(tiny_pair.ar, texts, batch_size=2)

@@ -84,6 +84,14 @@ def _sidecar(path, **extraction):
     return side
 
 
+def test_base_model_aliases_are_the_same_model():
+    from hubkit.eval.table import same_base
+
+    assert same_base("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert same_base("/cache/models/tiny/", "org/Tiny")
+    assert not same_base("smollm2-135m", "google/gemma-3-270m")
+
+
 def test_sidecar_is_found_and_checked_against_the_meta(tmp_path, vectors, metas):
     path = write_table(tmp_path / "eval.parquet", vectors)
     (tmp_path / "eval.json").write_text(
@@ -123,6 +131,29 @@ def test_overlap_with_doc_ids_listed_in_the_sidecar(tmp_path, vectors):
     )
     with pytest.raises(DataError, match="1 of its 6 documents"):
         check_overlap(EvalTable.read(path))
+
+
+def test_overlap_with_other_splits_in_a_data_pipeline_sidecar(tmp_path, vectors):
+    path = write_table(tmp_path / "eval.parquet", vectors)
+    split = {
+        "name": "eval",
+        "fractions": {},
+        "seed": 0,
+        "doc_ids": {"eval": [f"doc{i}" for i in range(6)], "av_sft": ["a", "doc5"], "rl": ["b"]},
+    }
+    side = {
+        "schema": "hubkit.dataset/1",
+        "table": "eval",
+        "split": split,
+        "extraction": {"base_model": "tiny", "layer": 1, "d_model": D},
+    }
+    path.with_name("eval.parquet.json").write_text(json.dumps(side))
+    t = EvalTable.read(path)
+    with pytest.raises(DataError, match=r"1 of its 6 documents \(2 rows\)"):
+        check_overlap(t)
+    ov = check_overlap(t, force=True)
+    assert sorted(s["key"] for s in ov.sources) == ["split.doc_ids.av_sft", "split.doc_ids.rl"]
+    assert ov.n_train_docs == 3 and ov.examples == ["doc5"]
 
 
 def test_training_table_without_doc_ids_is_refused(tmp_path, vectors):

@@ -1,0 +1,144 @@
+"""`hubkit demo` on the command line, and the summary it prints at the end.
+
+Registered by `hubkit.cli` with ``main.add_command(demo_command)``. The summary says where the cards,
+plots and repos are, quotes the numbers of this run from its eval.json, and says in plain words what
+they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hubkit.demo import DemoResult, run_demo
+
+
+def interpret(fig: dict[str, Any]) -> str:
+    """Plain sentences on what the numbers say, derived from them (never a fixed verdict)."""
+    out = []
+    lo, hi = fig["empty_delta_ci"]
+    if fig["reads_vectors"]:
+        out.append(
+            f"The round trip identifies its own vector above chance (top-1 {fig['top1_hits']}/{fig['n']} vs "
+            f"{fig['top1_chance']:.3f} expected, p={fig['top1_p']:.2g}): the explanations carry some "
+            "information about the vector they came from."
+        )
+    else:
+        out.append(
+            f"The round trip does not identify its own vector better than chance (top-1 {fig['top1_hits']}/"
+            f"{fig['n']}, chance {fig['top1_chance']:.3f}, p={fig['top1_p']:.2g}): at this scale the "
+            "explanations say little that is specific to their vector."
+        )
+    if fig["floor_mean"] is not None and fig["cos_mean"] - fig["floor_mean"] < 0.05:
+        out.append(
+            f"The mean cosine ({fig['cos_mean']:.3f}) is close to what a reconstruction scores against "
+            f"other rows' vectors ({fig['floor_mean']:.3f}): it measures the direction all layer-L vectors "
+            "share, not the text."
+        )
+    else:
+        out.append(
+            f"The mean cosine ({fig['cos_mean']:.3f}) is {fig['cos_mean'] - fig['floor_mean']:+.3f} above the "
+            f"mean against other rows' vectors ({fig['floor_mean']:.3f})."
+        )
+    if lo is not None and lo > 0:
+        out.append(
+            f"The AR reads the text: real explanations beat an empty string by {fig['empty_delta']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}]."
+        )
+    else:
+        out.append(
+            f"The AR barely reads the text: an empty string scores about as well as the real explanation "
+            f"(Δ {fig['empty_delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]), so it mostly writes one average vector."
+        )
+    return " ".join(out)
+
+
+def summary_text(result: DemoResult) -> str:
+    """The closing summary: where things are, what was pushed, the numbers and what they mean."""
+    f, r, s = result.figures, result.reload, result.settings
+    lines = [
+        "",
+        f"hubkit demo finished in {result.total_seconds / 60:.1f} min ({s.model}, {s.rows} labeled rows, "
+        f"{s.steps} SFT steps, {s.grpo_steps} GRPO steps, seed {s.seed})",
+        "",
+        f"  run folder     {result.out_dir}",
+        f"  eval           {result.eval_json}",
+        f"  trajectory     {result.trajectory_eval_json}",
+        "  plots          " + ("\n                 ".join(str(p) for p in result.plots) or "(none)"),
+        "  cards          " + "\n                 ".join(f"{k}: {v}" for k, v in result.cards.items()),
+        f"  local Hub      {result.hub_root} (serve it again: hubkit hub serve --root {result.hub_root})",
+        "  repos          "
+        + "\n                 ".join(f"{v}  @ {result.tag}" for v in result.repos.values()),
+        "",
+        f"  round trip (held-out, n={f['n']}): mean cosine {f['cos_mean']:.3f}, 95% CI "
+        f"[{f['cos_ci'][0]:.3f}, {f['cos_ci'][1]:.3f}]; FVE {_num(f['fve'])}",
+        f"  noise floor: mean cosine against other rows' vectors {f['floor_mean']:.3f} (p95 {f['floor_p95']:.3f}); "
+        f"{f['frac_above_floor']:.0%} of rows above p95",
+        f"  content sensitivity: real explanation − empty string = {f['empty_delta']:+.3f} "
+        f"[{_num(f['empty_delta_ci'][0], '+.3f')}, {_num(f['empty_delta_ci'][1], '+.3f')}] (AR verdict: "
+        f"{f['ar_content']})",
+        f"  identification: top-1 {f['top1']:.3f} ({f['top1_hits']}/{f['n']}) vs chance {f['top1_chance']:.3f}",
+        f"  reloaded from the Hub by repo id @ {result.tag}: mean cosine {r['mean_cos']:.3f} on {len(r['cos'])} rows, "
+        f"{r['same_explanations']}/{len(r['cos'])} explanations identical to the eval's, max |Δcos| "
+        f"{r['max_abs_cos_diff_vs_eval']:.1e}",
+    ]
+    if r.get("explanations"):
+        lines.append(f"  e.g. row {r['rows'][0]}: {r['explanations'][0]!r} (cos {r['cos'][0]:.3f})")
+    lines += ["", "  What it means: " + interpret(f)]
+    for note in result.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _num(x: Any, fmt: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+@click.command("demo")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Run folder (default: $HUBKIT_CACHE/demo, i.e. ~/.cache/hubkit/demo).",
+)
+@click.option(
+    "--model", default=None, help="Offline base model (default: smollm2-135m; `hubkit models list`)."
+)
+@click.option("--rows", type=int, default=None, help="Labeled training rows, AV + AR together (default 48).")
+@click.option("--eval-rows", type=int, default=None, help="Held-out rows evaluated (default 32).")
+@click.option("--steps", type=int, default=None, help="SFT steps for each half (default 40).")
+@click.option("--grpo-steps", type=int, default=None, help="GRPO steps (default: steps / 15, at least 2).")
+@click.option(
+    "--quick", is_flag=True, help="A tiny random model and a few rows: the plumbing in under a minute."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads for torch (default: all, or 1 when other processes already load every core).",
+)
+@click.option(
+    "--keep/--fresh",
+    default=True,
+    show_default=True,
+    help="--keep resumes an earlier run with the same settings; --fresh deletes the run folder first.",
+)
+def demo_command(out_dir, model, rows, eval_rows, steps, grpo_steps, quick, seed, threads, keep) -> None:
+    """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
+    result = run_demo(
+        out_dir,
+        model=model,
+        rows=rows,
+        steps=steps,
+        quick=quick,
+        seed=seed,
+        keep=keep,
+        eval_rows=eval_rows,
+        grpo_steps=grpo_steps,
+        threads=threads,
+        echo=click.echo,
+    )
+    click.echo(summary_text(result))

@@ -1,0 +1,247 @@
+"""`hubkit demo --quick` end to end on a tiny random model, checked against what it pushed to the local Hub.
+
+One run (module fixture, ~20-30 s on a shared 2-core machine) is inspected from the outside: the
+Hub is served again from the run's folder and read with the real huggingface_hub client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from huggingface_hub import HfApi
+
+from hubkit.demo import DemoError, demo_settings, headline_figures, run_demo
+from hubkit.demo_command import demo_command, summary_text
+from hubkit.localhub import LocalHub, use_endpoint
+
+TOKEN = "hf_demo_test"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    lines: list[str] = []
+    result = run_demo(out, quick=True, keep=False, progress=False, echo=lines.append)
+    return result, lines
+
+
+@pytest.fixture
+def hub(demo, tmp_path, monkeypatch):
+    """The demo's Hub storage served again, with a fresh download cache."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    result, _ = demo
+    with LocalHub(result.hub_root) as server, use_endpoint(server.endpoint, token=TOKEN):
+        yield HfApi(endpoint=server.endpoint, token=TOKEN)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_stage_ran_once_and_reported_its_time(demo):
+    result, lines = demo
+    stage_lines = [ln for ln in lines if re.match(r"\[\s*\d+/12\]", ln)]
+    assert len(stage_lines) == 12
+    assert set(result.stage_seconds) == {
+        "base", "extract", "split", "label", "build", "train_ar", "train_av", "grpo", "eval", "release", "push",
+        "reload",
+    }  # fmt: skip
+    assert all(s >= 0 for s in result.stage_seconds.values())
+    state = json.loads((result.out_dir / "demo.json").read_text())
+    assert state["settings"] == demo_settings(quick=True).to_dict()
+
+
+def test_pushed_card_states_the_numbers_of_this_run(demo, hub):
+    result, _ = demo
+    ev = json.loads(result.eval_json.read_text())
+    # the eval's headline must itself agree with its per-row file
+    rows = pq.read_table(result.eval_json.parent / "rows.parquet").to_pydict()
+    cos = ev["figures"]["round_trip"]["all"]["cos"]
+    assert cos["mean"] == pytest.approx(float(np.mean(rows["cos"])), abs=1e-9)
+    card = Path(hub.hf_hub_download(result.repos["av"], "README.md", revision=result.tag)).read_text()
+    assert f"**{cos['mean']:.3f}** [{cos['ci_low']:.3f}, {cos['ci_high']:.3f}]" in card
+    fl = ev["figures"]["noise_floor"]
+    assert f"{fl['p95']:.3f}" in card
+    assert ev["inputs"]["table"]["sha256"][:12] in card
+    # the card's weight hashes are those eval.json recorded for the AV it measured
+    for rel, sha in ev["inputs"]["checkpoints"]["av"]["files"].items():
+        if rel == "adapter_model.safetensors":
+            assert sha in card
+    pushed_eval = json.loads(
+        Path(hub.hf_hub_download(result.repos["av"], "eval.json", revision=result.tag)).read_text()
+    )
+    assert pushed_eval["figures"]["round_trip"]["all"]["cos"] == cos
+    # the summary quotes the same figures
+    fig = headline_figures(ev)
+    text = summary_text(result)
+    assert (
+        f"mean cosine {fig['cos_mean']:.3f}, 95% CI [{fig['cos_ci'][0]:.3f}, {fig['cos_ci'][1]:.3f}]" in text
+    )
+    assert f"top-1 {fig['top1']:.3f}" in text and f"chance {fig['top1_chance']:.3f}" in text
+    assert str(result.cards["av"]) in text
+
+
+def test_pair_from_the_hub_reconstructs_like_the_local_checkpoints(demo, hub):
+    from hubkit import NLAPair
+    from hubkit.eval.table import EvalTable
+
+    result, _ = demo
+    v = EvalTable.read(result.out_dir / "data" / "built" / "eval.parquet").vectors[:6]
+    remote = NLAPair.from_pretrained(av=result.repos["av"], ar=result.repos["ar"], revision=result.tag)
+    local = NLAPair.from_pretrained(av=result.checkpoints["av"], ar=result.checkpoints["ar"])
+    a = local.round_trip(v, max_new_tokens=result.settings.eval_tokens)
+    b = remote.round_trip(v, max_new_tokens=result.settings.eval_tokens)
+    assert a.explanations == b.explanations
+    torch.testing.assert_close(b.reconstructions, a.reconstructions)
+    # the demo's own reload agrees with the eval's rows
+    rows = pq.read_table(result.eval_json.parent / "rows.parquet").to_pydict()
+    k = len(result.reload["cos"])
+    assert result.reload["explanations"] == rows["explanation"][:k]
+    np.testing.assert_allclose(result.reload["cos"], rows["cos"][:k], atol=1e-5)
+
+
+def test_trajectory_repo_holds_every_evaluated_step(demo, hub):
+    result, _ = demo
+    files = hub.list_repo_files(result.repos["trajectory"], revision=result.tag)
+    local_steps = sorted(p.name for p in (result.out_dir / "run" / "av").glob("step_*"))
+    assert len(local_steps) == 2
+    traj = json.loads(result.trajectory_eval_json.read_text())
+    assert [p["name"] for p in traj["figures"]["trajectory"]["checkpoints"]] == local_steps
+    for step in local_steps:
+        assert f"{step}/nla_meta.yaml" in files
+        assert f"{step}/adapter_model.safetensors" in files
+        local = result.out_dir / "run" / "av" / step / "adapter_model.safetensors"
+        remote = hub.hf_hub_download(
+            result.repos["trajectory"], f"{step}/adapter_model.safetensors", revision=result.tag
+        )
+        assert _sha256(Path(remote)) == _sha256(local)
+    assert not any("trainer_state" in f for f in files)
+
+
+def test_dataset_repo_holds_the_built_tables(demo, hub):
+    result, _ = demo
+    files = hub.list_repo_files(result.repos["dataset"], repo_type="dataset", revision=result.tag)
+    built = result.out_dir / "data" / "built"
+    for name in ("av_sft", "ar_sft", "rl", "eval"):
+        assert f"data/{name}.parquet" in files
+        remote = Path(
+            hub.hf_hub_download(
+                result.repos["dataset"], f"data/{name}.parquet", repo_type="dataset", revision=result.tag
+            )
+        )
+        assert _sha256(remote) == _sha256(built / f"{name}.parquet")
+        assert pq.read_metadata(remote).num_rows == pq.read_metadata(built / f"{name}.parquet").num_rows > 0
+    card = Path(
+        hub.hf_hub_download(result.repos["dataset"], "README.md", repo_type="dataset", revision=result.tag)
+    )
+    header = yaml.safe_load(card.read_text().split("---")[1])
+    assert header["license"] == "apache-2.0"
+
+
+def test_keep_reuses_the_run_and_the_cli_prints_its_summary(demo):
+    result, _ = demo
+    res = CliRunner().invoke(demo_command, ["--quick", "--out", str(result.out_dir), "--keep"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("done in an earlier run") == 12
+    assert summary_text(result).strip() in res.output
+
+
+def test_a_folder_with_other_settings_is_refused(demo):
+    result, _ = demo
+    with pytest.raises(DemoError, match="other settings"):
+        run_demo(result.out_dir, quick=True, steps=6, progress=False, echo=lambda m: None)
+
+
+def test_a_folder_that_is_not_a_demo_is_refused(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    for keep in (True, False):
+        with pytest.raises(DemoError, match="not a demo folder"):
+            run_demo(tmp_path, quick=True, keep=keep, progress=False, echo=lambda m: None)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(quick=True, model="smollm2-135m"), "tiny random model"),
+        (dict(quick=True, rows=4), "--rows must be at least"),
+        (dict(quick=True, eval_rows=5), "at least 10 held-out rows"),
+        (dict(quick=True, steps=-1), "`steps` must be >= 1"),
+        (dict(rows=2000), "bundled corpus has"),
+    ],
+)
+def test_bad_sizes_are_refused_before_any_work(tmp_path, kwargs, match):
+    with pytest.raises(DemoError, match=match):
+        run_demo(tmp_path / "x", progress=False, echo=lambda m: None, **kwargs)
+    assert not (tmp_path / "x" / "data").exists()
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_example_release_spec_and_card_template_build_on_the_demo_outputs(demo, tmp_path):
+    """examples/release-spec.yaml points at the default demo folder and sizes; here it is pointed at the
+    quick run (same layout, other step names) and built with the custom card of examples/cards/."""
+    from hubkit.release.bundle import build_bundle
+    from hubkit.release.spec import load_spec
+
+    result, _ = demo
+    text = (EXAMPLES / "release-spec.yaml").read_text()
+    assert "~/.cache/hubkit/demo/run/grpo/step_000002" in text and "run/ar/step_000040" in text
+    text = text.replace("~/.cache/hubkit/demo", str(result.out_dir))
+    text = text.replace(
+        "grpo/step_000002", result.checkpoints["av"].relative_to(result.out_dir / "run").as_posix()
+    )
+    text = text.replace(
+        "ar/step_000040", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
+    )
+    text = text.replace(
+        "card:\n", f"card:\n  base_model: {result.repos['av'].split('/')[0]}/tiny-llama-random\n"
+    )
+    spec = tmp_path / "release-spec.yaml"
+    spec.write_text(text)
+    bundle = build_bundle(load_spec(spec), tmp_path / "bundle", cards_dir=EXAMPLES / "cards")
+    card = (bundle.root / "av" / "README.md").read_text()
+    ev = json.loads(result.eval_json.read_text())
+    cos = ev["figures"]["round_trip"]["all"]["cos"]
+    assert "## Lab notes" in card
+    assert f"| {cos['n']} | {cos['mean']:.3f} [{cos['ci_low']:.3f}, {cos['ci_high']:.3f}] |" in card
+    assert f"{ev['figures']['noise_floor']['mean']:.3f}" in card
+    assert 'av="my-lab/smollm2-135m-L20-nla-av"' in card
+
+
+def test_round_trip_example_reads_the_pushed_pair(demo, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    import huggingface_hub.constants as hc
+
+    result, _ = demo
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    argv = ["round_trip.py", "--hub-root", str(result.hub_root), "--av", result.repos["av"], "--ar"]
+    argv += [
+        result.repos["ar"],
+        "--revision",
+        result.tag,
+        "--last",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "One two three",
+    ]
+    monkeypatch.setattr("sys.argv", argv)
+    runpy.run_path(str(EXAMPLES / "round_trip.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    layer = json.loads(result.eval_json.read_text())["nla"]["layer"]
+    assert f"layer {layer}, d_model" in out
+    assert out.count("cosine(v, v̂) = ") == 2
