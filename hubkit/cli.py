@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from hubkit.cli_options import load_options
 from hubkit.errors import HubkitError
 
 
@@ -30,21 +31,6 @@ def main(verbose: int) -> None:
     """Train, evaluate, publish and load Natural Language Autoencoders."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-_load_opts = [
-    click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
-    click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
-    click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
-    click.option("--device", default=None, help="cpu, cuda, cuda:1 …"),
-    click.option("--dtype", default=None, help="float32, bfloat16 or float16."),
-]
-
-
-def load_options(fn):
-    for opt in reversed(_load_opts):
-        fn = opt(fn)
-    return fn
 
 
 @main.command()

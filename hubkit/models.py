@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -40,6 +39,7 @@ import torch
 
 from hubkit import constants as C
 from hubkit.errors import HubkitError
+from hubkit.provenance import sha256_file
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -181,8 +181,10 @@ def _package_dir(spec: ModelSpec) -> Path | None:
 
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:
-    return ModelError(f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. "
-                      f"Install it with `{spec.install}`.")
+    return ModelError(
+        f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. "
+        f"Install it with `{spec.install}`."
+    )
 
 
 def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
@@ -202,7 +204,7 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
         return path
     target = _root(cache_dir) / "gguf" / spec.gguf_file
     module = importlib.import_module(spec.module)
-    if target.is_file() and _sha256(target) == module.EXPECTED_SHA256:
+    if target.is_file() and sha256_file(target) == module.EXPECTED_SHA256:
         return target  # assembled before, from this version of the package
     try:
         module.verify_chunks()
@@ -219,14 +221,6 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
     """sha256 of the GGUF a fresh conversion would read (raises ModelError when not installed).
 
@@ -237,7 +231,7 @@ def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
         if _package_dir(spec) is None:
             raise _missing(spec, f"the package {spec.package!r} is not installed")
         return str(importlib.import_module(spec.module).EXPECTED_SHA256)
-    return _sha256(find_gguf(spec.name, cache_dir=cache))
+    return sha256_file(find_gguf(spec.name, cache_dir=cache))
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -279,8 +273,10 @@ def _clear_gguf_marker(model: PreTrainedModel) -> None:
     packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower()})
     odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
     if packed or odd:
-        raise ModelError(f"the GGUF-loaded model still holds packed weights ({packed or odd[:3]}); "
-                         "cannot save it as a dense checkpoint")
+        raise ModelError(
+            f"the GGUF-loaded model still holds packed weights ({packed or odd[:3]}); "
+            "cannot save it as a dense checkpoint"
+        )
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model, "quantization_method"):
@@ -297,7 +293,9 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
         tok.pad_token = tok.eos_token
     tok.model_max_length = model.config.max_position_embeddings  # GGUF tokenizers say "unlimited"
     if spec.chat_template and not tok.chat_template:
-        raise ModelError(f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model")
+        raise ModelError(
+            f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model"
+        )
     for cfg in (model.config, model.generation_config):
         cfg.bos_token_id = tok.bos_token_id
         cfg.eos_token_id = tok.eos_token_id
@@ -313,7 +311,10 @@ def embedding_norm_median(model: PreTrainedModel, chunk: int = 32768) -> float:
     emb = model.get_input_embeddings()
     n = emb.weight.shape[0]
     device = emb.weight.device
-    norms = [emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1) for i in range(0, n, chunk)]
+    norms = [
+        emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1)
+        for i in range(0, n, chunk)
+    ]
     return float(torch.cat(norms).median())
 
 
@@ -328,8 +329,9 @@ def _convert(spec: ModelSpec, gguf: Path, out: Path, progress: Progress) -> dict
     model, tok = _load_gguf_file(gguf, torch.bfloat16)
     got = (model.config.hidden_size, model.config.num_hidden_layers)
     if got != (spec.d_model, spec.n_layers):
-        raise ModelError(f"{gguf}: config has (d_model, n_layers) = {got}, registry says "
-                         f"{(spec.d_model, spec.n_layers)}")
+        raise ModelError(
+            f"{gguf}: config has (d_model, n_layers) = {got}, registry says {(spec.d_model, spec.n_layers)}"
+        )
     _fix_special_tokens(spec, model, tok)
     progress(f"{spec.name}: writing bf16 safetensors")
     model.save_pretrained(out)
@@ -430,7 +432,9 @@ def prepare(
         sha = _source_sha256(spec, cache_dir)
     except ModelError:
         if not force and _staleness(spec, target, None) is None:
-            log.warning("%s: package %s is not installed; using %s unverified", spec.name, spec.package, target)
+            log.warning(
+                "%s: package %s is not installed; using %s unverified", spec.name, spec.package, target
+            )
             return target
         raise
     why = "forced" if force else _staleness(spec, target, sha)
@@ -493,13 +497,20 @@ def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> s
     if spec is None:
         return name_or_path
     if name_or_path != spec.name:
-        if not (is_installed(spec.name) or (prepared_dir(spec.name, cache_dir=cache_dir) / MODEL_MARKER_FILE).is_file()):
+        if not (
+            is_installed(spec.name)
+            or (prepared_dir(spec.name, cache_dir=cache_dir) / MODEL_MARKER_FILE).is_file()
+        ):
             return name_or_path
         if spec.name not in _warned_substitution:
             _warned_substitution.add(spec.name)
-            log.warning("using the offline %s model (%s GGUF, dequantized) for %s: its weights, and so its "
-                        "activations, differ slightly from the original checkpoint", spec.name,
-                        spec.quantization, name_or_path)
+            log.warning(
+                "using the offline %s model (%s GGUF, dequantized) for %s: its weights, and so its "
+                "activations, differ slightly from the original checkpoint",
+                spec.name,
+                spec.quantization,
+                name_or_path,
+            )
     return str(prepare(spec.name, cache_dir=cache_dir))
 
 
@@ -520,8 +531,10 @@ def load(
     path = Path(target).expanduser()
     if not path.is_dir() and not _looks_like_repo_id(target):
         valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
-        raise ModelError(f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
-                         f"repo id; offline models: {valid}")
+        raise ModelError(
+            f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
+            f"repo id; offline models: {valid}"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = path if path.is_dir() else target
@@ -545,21 +558,23 @@ def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
         installed = is_installed(spec.name)
         sha = _source_sha256(spec, cache_dir) if installed else None
         why = _staleness(spec, target, sha)
-        rows.append({
-            "name": spec.name,
-            "default": spec.name == DEFAULT_MODEL,
-            "hf_repo": spec.hf_repo,
-            "package": spec.package,
-            "install": spec.install,
-            "installed": installed,
-            "prepared": why is None,
-            "stale": why is not None and target.exists(),
-            "path": str(target),
-            "d_model": spec.d_model,
-            "n_layers": spec.n_layers,
-            "nla_layer": spec.nla_layer,
-            "chat_template": spec.chat_template,
-            "quantization": spec.quantization,
-            "license": spec.license,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "default": spec.name == DEFAULT_MODEL,
+                "hf_repo": spec.hf_repo,
+                "package": spec.package,
+                "install": spec.install,
+                "installed": installed,
+                "prepared": why is None,
+                "stale": why is not None and target.exists(),
+                "path": str(target),
+                "d_model": spec.d_model,
+                "n_layers": spec.n_layers,
+                "nla_layer": spec.nla_layer,
+                "chat_template": spec.chat_template,
+                "quantization": spec.quantization,
+                "license": spec.license,
+            }
+        )
     return rows

@@ -28,6 +28,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The whole run uses one torch thread: tiny models run fastest so, on a shared small CPU most of all.
+
+    Session-scoped so that module and session fixtures that train or generate (set up before any
+    function-scoped fixture) run on one thread too.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     from hubkit.testing import make_tiny_model

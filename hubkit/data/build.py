@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hubkit.data.label import STATUS_FAILED, wrap
-from hubkit.data.sidecar import DatasetSidecar, file_sha256, write_sidecar
+from hubkit.data.sidecar import DatasetSidecar, write_sidecar
 from hubkit.data.tables import BUILT_COLUMNS, DOC_ID, EXPLANATION, POSITION, SPLITS, VECTOR, read_table
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str
             rows=table.num_rows,
             columns=columns,
             explanation_format=fmt,
-            parents={paths[name].name: file_sha256(paths[name])},
+            parents={paths[name].name: sha256_file(paths[name])},
             run_sha256=None,
         )
         write_sidecar(path, side)

@@ -24,8 +24,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hubkit.data.sidecar import file_sha256, read_sidecar, sidecar_path
+from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class ChunkStore:
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)
-        self.chunks[index] = ChunkRecord(rows=table.num_rows, sha256=file_sha256(path))
+        self.chunks[index] = ChunkRecord(rows=table.num_rows, sha256=sha256_file(path))
         self._save()
 
     @property

@@ -37,9 +37,10 @@ import pyarrow.parquet as pq
 from hubkit import constants as C
 from hubkit.data import chunks
 from hubkit.data.labelers import Labeler, LabelerError, Messages
-from hubkit.data.sidecar import LabelInfo, file_sha256, write_sidecar
+from hubkit.data.sidecar import LabelInfo, write_sidecar
 from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 from hubkit.verbalizer import parse_explanation
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def label_table(
         table = table.drop_columns(stale)
     if table.num_rows == 0:
         raise DataError(f"{source}: the table has no rows to label")
-    parent_sha = file_sha256(source)
+    parent_sha = sha256_file(source)
     params = {
         "stage": "label",
         "source": parent_sha,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import hashlib
 import json
 import logging
-import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +20,7 @@ import yaml
 
 from hubkit import constants as C
 from hubkit.errors import DataError
+from hubkit.provenance import git_state, sha256_file
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 log = logging.getLogger(__name__)
@@ -125,36 +124,17 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git.
+
+    The sidecar keeps one string, so this formats `hubkit.provenance.git_state`; cached per process.
+    """
+    state = git_state()
+    commit = state["commit"]
+    if not commit:
         return None
-    return f"{sha}-dirty" if dirty else sha or None
+    return f"{commit}-dirty" if state["dirty"] else str(commit)
 
 
 def hubkit_version() -> str | None:
@@ -170,7 +150,7 @@ def write_sidecar(parquet: str | Path, sidecar: DatasetSidecar) -> Path:
     """Write `sidecar` beside `parquet`, recording the parquet's sha256; atomic (tmp then rename)."""
     parquet = Path(parquet)
     sidecar = replace(
-        sidecar, files={parquet.name: file_sha256(parquet)}, created=sidecar.created or now_iso()
+        sidecar, files={parquet.name: sha256_file(parquet)}, created=sidecar.created or now_iso()
     )
     path = sidecar_path(parquet)
     tmp = path.with_name(path.name + ".tmp")

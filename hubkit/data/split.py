@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hubkit.data.sidecar import SplitInfo, file_sha256, write_sidecar
+from hubkit.data.sidecar import SplitInfo, write_sidecar
 from hubkit.data.tables import ACTIVATION_COLUMNS, DOC_ID, SPLITS, open_table
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def split_table(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = dict(fractions=fractions, seed=seed, doc_ids=assignment)
-    parent_sha = file_sha256(activations)
+    parent_sha = sha256_file(activations)
     paths: dict[str, Path] = {}
     for name in SPLITS:
         path = out_dir / f"{name}.parquet"

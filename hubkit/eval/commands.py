@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from hubkit.cli_options import load_options
+
 
 @click.command("eval")
 @click.option(
@@ -69,11 +71,7 @@ import click
 @click.option("--top-p", default=1.0, show_default=True)
 @click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for intervals.")
 @click.option("--no-plots", is_flag=True)
-@click.option("--revision", default=None, help="Branch, tag or commit (Hub repos).")
-@click.option("--subfolder", default=None, help="Checkpoint subfolder (Hub repos or folders).")
-@click.option("--base-model", default=None, help="Where the base weights come from (local path or name).")
-@click.option("--device", default=None)
-@click.option("--dtype", default=None, help="float32, bfloat16 or float16.")
+@load_options
 def eval_command(
     av,
     ar,

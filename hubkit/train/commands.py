@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from hubkit.cli_options import stack
 from hubkit.errors import HubkitError
 
 
@@ -29,37 +30,34 @@ def train() -> None:
     """Train the halves of an NLA from a recipe (training/*.yaml): av, ar, then grpo."""
 
 
-def _run_options(fn):
-    options = [
-        click.argument("recipe", type=click.Path(exists=True, dir_okay=False)),
-        click.option("--data", default=None, help="Input parquet (overrides the recipe's stage `data`)."),
-        click.option("--out", default=None, help="Run folder (default: <output_dir>/<stage>)."),
-        click.option("--steps", type=int, default=None, help="Override the stage's `steps`."),
-        click.option("--seed", type=int, default=None, help="Override the recipe's `seed`."),
-        click.option(
-            "--resume", is_flag=True, help="Continue from the last step_* checkpoint in the run folder."
-        ),
-        click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
-        click.option(
-            "--allow-ood-injection",
-            is_flag=True,
-            help="Train even when the injection scale is >50× from the base's token-embedding norm "
-            "(recorded in the meta).",
-        ),
-        click.option(
-            "-q", "--quiet", is_flag=True, help="No per-step log lines (metrics.jsonl is still written)."
-        ),
-        click.option(
-            "--debug-hang-after-step",
-            type=int,
-            default=None,
-            hidden=True,
-            help="Test hook: block forever after this step.",
-        ),
-    ]
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
+_run_options = stack(
+    click.argument("recipe", type=click.Path(exists=True, dir_okay=False)),
+    click.option("--data", default=None, help="Input parquet (overrides the recipe's stage `data`)."),
+    click.option("--out", default=None, help="Run folder (default: <output_dir>/<stage>)."),
+    click.option("--steps", type=int, default=None, help="Override the stage's `steps`."),
+    click.option("--seed", type=int, default=None, help="Override the recipe's `seed`."),
+    click.option(
+        "--resume", is_flag=True, help="Continue from the last step_* checkpoint in the run folder."
+    ),
+    click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
+    click.option(
+        "--allow-ood-injection",
+        is_flag=True,
+        help="Train even when the injection scale is >50× from the base's token-embedding norm "
+        "(recorded in the meta).",
+    ),
+    click.option(
+        "-q", "--quiet", is_flag=True, help="No per-step log lines (metrics.jsonl is still written)."
+    ),
+    click.option(
+        "--debug-hang-after-step",
+        type=int,
+        default=None,
+        hidden=True,
+        help="Test hook: block forever after this step.",
+    ),
+)
+"""The recipe and the options every training stage takes (all but recipe, steps, seed go to `_options`)."""
 
 
 def _prepare(
@@ -77,7 +75,8 @@ def _prepare(
     return recipe
 
 
-def _options(data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step):
+def _options(*, data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step):
+    """The `RunOptions` of the command-line flags shared by the stages."""
     from hubkit.train.loop import RunOptions
 
     return RunOptions(
@@ -93,27 +92,21 @@ def _options(data, out, resume, device, allow_ood_injection, quiet, debug_hang_a
 
 @train.command("av")
 @_run_options
-def train_av_cmd(
-    recipe, data, out, steps, seed, resume, device, allow_ood_injection, quiet, debug_hang_after_step
-) -> None:
+def train_av_cmd(recipe, steps, seed, **run) -> None:
     """AV supervised fine-tuning on an av_sft parquet (vector → explanation)."""
     from hubkit.train.sft_av import train_av
 
-    r = _prepare("av", recipe, steps, seed)
-    last = train_av(r, _options(data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step))
+    last = train_av(_prepare("av", recipe, steps, seed), _options(**run))
     click.echo(f"AV checkpoint: {last}")
 
 
 @train.command("ar")
 @_run_options
-def train_ar_cmd(
-    recipe, data, out, steps, seed, resume, device, allow_ood_injection, quiet, debug_hang_after_step
-) -> None:
+def train_ar_cmd(recipe, steps, seed, **run) -> None:
     """AR supervised fine-tuning on an ar_sft parquet (explanation → vector)."""
     from hubkit.train.sft_ar import train_ar
 
-    r = _prepare("ar", recipe, steps, seed)
-    last = train_ar(r, _options(data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step))
+    last = train_ar(_prepare("ar", recipe, steps, seed), _options(**run))
     click.echo(f"AR checkpoint: {last}")
 
 
@@ -121,28 +114,12 @@ def train_ar_cmd(
 @_run_options
 @click.option("--av-init", default=None, help="AV checkpoint to start from (overrides grpo.av_init).")
 @click.option("--ar-init", default=None, help="AR checkpoint giving rewards (overrides grpo.ar_init).")
-def train_grpo_cmd(
-    recipe,
-    data,
-    out,
-    steps,
-    seed,
-    resume,
-    device,
-    allow_ood_injection,
-    quiet,
-    debug_hang_after_step,
-    av_init,
-    ar_init,
-) -> None:
+def train_grpo_cmd(recipe, steps, seed, av_init, ar_init, **run) -> None:
     """GRPO on an rl parquet: the AV samples explanations, the AR's reconstruction error is the reward."""
     from hubkit.train.grpo import train_grpo
 
     extra = {k: v for k, v in (("grpo.av_init", av_init), ("grpo.ar_init", ar_init)) if v is not None}
-    r = _prepare("grpo", recipe, steps, seed, extra)
-    last = train_grpo(
-        r, _options(data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step)
-    )
+    last = train_grpo(_prepare("grpo", recipe, steps, seed, extra), _options(**run))
     click.echo(f"GRPO checkpoint: {last}")
 
 

@@ -7,8 +7,7 @@ exactly the rows an uninterrupted single-process run would.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from hubkit import constants as C
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 AV_COLUMNS = ("doc_id", "position", "vector", "explanation")
 AR_COLUMNS = ("doc_id", "position", "explanation", "vector")
@@ -38,15 +38,8 @@ class Table:
         return self.vectors.shape[0]
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read(path: Path, columns: tuple[str, ...], d_model: int):
+    """(arrow table, `Table` without texts): the file checked column by column, vectors as float32."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -94,7 +87,15 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
     zero = (vectors.norm(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
         raise DataError(f"{path}: column `vector` is all-zero in rows {zero[:10]} (no direction to learn)")
-    return table, vectors
+    rows = Table(
+        path,
+        sha256_file(path),
+        vectors,
+        None,
+        table.column("doc_id").to_pylist(),
+        table.column("position").to_pylist(),
+    )
+    return table, rows
 
 
 def _texts(table, path: Path, column: str) -> list[str]:
@@ -134,31 +135,16 @@ def _check_inner(texts: list[str], path: Path) -> None:
 def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
     """An ``av_sft``/``ar_sft`` table: vectors and explanations, each row checked."""
     path = Path(path)
-    table, vectors = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
+    table, rows = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
     texts = _texts(table, path, "explanation")
     _check_inner(texts, path)
-    return Table(
-        path,
-        file_sha256(path),
-        vectors,
-        texts,
-        table.column("doc_id").to_pylist(),
-        table.column("position").to_pylist(),
-    )
+    return replace(rows, texts=texts)
 
 
 def read_rl(path: str | Path, d_model: int) -> Table:
     """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
     path = Path(path)
-    table, vectors = _read(path, RL_COLUMNS, d_model)
-    return Table(
-        path,
-        file_sha256(path),
-        vectors,
-        None,
-        table.column("doc_id").to_pylist(),
-        table.column("position").to_pylist(),
-    )
+    return _read(path, RL_COLUMNS, d_model)[1]
 
 
 def permutation(n: int, seed: int, epoch: int) -> list[int]:

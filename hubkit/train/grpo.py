@@ -432,35 +432,21 @@ class GRPOTrainer:
             }
             runner.log_step(metrics)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                training = dict(
-                    stage="grpo",
-                    step=step,
-                    loss=-stats["reward"],
-                    lr=lr,
-                    tokens_seen=tokens_seen,
-                    seed=recipe.seed,
-                    data_sha256=self.table.sha256,
-                    parent=parent,
+                last = runner.save_step(
+                    stage_name="grpo",
                     loss_type="grpo_clipped_kl",
-                    global_batch_size=per_step,
-                    config_sha256=runner.config_sha256,
-                )
-                state = T.TrainerState(
-                    stage="grpo",
                     step=step,
-                    total_steps=cfg.steps,
                     loss=-stats["reward"],
                     lr=lr,
                     tokens_seen=tokens_seen,
-                    seed=recipe.seed,
                     data_sha256=self.table.sha256,
-                    config_sha256=runner.config_sha256,
                     parent=parent,
                     global_batch=per_step,
-                    world_size=runner.world,
+                    parts=self.parts,
+                    optimizers=optimizers,
+                    schedulers=schedulers,
                     extra={"collapse_streak": streak},
                 )
-                last = runner.checkpoint(state, self.parts(training), optimizers, schedulers)
                 parent = last.name
             runner.maybe_hang(step)
         return last if last is not None else runner.run_dir
@@ -523,12 +509,7 @@ def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's GRPO stage; returns the last checkpoint folder."""
     opts = opts or RunOptions()
     runner = Runner(recipe, "grpo", opts)
-    data = opts.data or recipe.stage("grpo").data
-    if data is None:
-        from hubkit.errors import DataError
-
-        raise DataError("no RL data: set `grpo.data` in the recipe or pass --data")
-    return GRPOTrainer(recipe, runner, data).train()
+    return GRPOTrainer(recipe, runner, runner.data_path("RL")).train()
 
 
 __all__ = [

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, DataError
 from hubkit.train import data as D
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
@@ -70,6 +70,13 @@ class Runner:
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
+
+    def data_path(self, what: str) -> str:
+        """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""
+        data = self.opts.data or self.cfg.data
+        if data is None:
+            raise DataError(f"no {what} data: set `{self.stage}.data` in the recipe or pass --data")
+        return data
 
     def _prepare_run_dir(self) -> T.Resumed | None:
         if self.is_main:
@@ -166,6 +173,58 @@ class Runner:
                 print(f"[{self.stage}] wrote {folder}", flush=True)
         self.acc.wait_for_everyone()
         return folder
+
+    def save_step(
+        self,
+        *,
+        stage_name: str,
+        loss_type: str,
+        step: int,
+        loss: float,
+        lr: float,
+        tokens_seen: int,
+        data_sha256: str,
+        parent: str | None,
+        global_batch: int,
+        parts: Callable[[dict[str, Any]], list[T.Part]],
+        optimizers: dict,
+        schedulers: dict,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write checkpoint `step`: the metas' ``training`` record and the resume state from the same values.
+
+        `parts` turns that ``training`` record into the halves to save (``task.parts``); returns the folder.
+        """
+        seed, config_sha256 = self.recipe.seed, self.config_sha256
+        training = dict(
+            stage=stage_name,
+            step=step,
+            loss=loss,
+            lr=lr,
+            tokens_seen=tokens_seen,
+            seed=seed,
+            data_sha256=data_sha256,
+            parent=parent,
+            loss_type=loss_type,
+            global_batch_size=global_batch,
+            config_sha256=config_sha256,
+        )
+        state = T.TrainerState(
+            stage=stage_name,
+            step=step,
+            total_steps=self.cfg.steps,
+            loss=loss,
+            lr=lr,
+            tokens_seen=tokens_seen,
+            seed=seed,
+            data_sha256=data_sha256,
+            config_sha256=config_sha256,
+            parent=parent,
+            global_batch=global_batch,
+            world_size=self.world,
+            extra=dict(extra or {}),
+        )
+        return self.checkpoint(state, parts(training), optimizers, schedulers)
 
     def maybe_hang(self, step: int) -> None:
         if self.opts.hang_after_step is not None and step == self.opts.hang_after_step:
@@ -270,34 +329,20 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         if on_step is not None:
             on_step(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            training = dict(
-                stage=task.stage_name,
-                step=step,
-                loss=loss,
-                lr=lr,
-                tokens_seen=tokens_seen,
-                seed=recipe.seed,
-                data_sha256=task.table.sha256,
-                parent=parent,
+            last = runner.save_step(
+                stage_name=task.stage_name,
                 loss_type=task.loss_type,
-                global_batch_size=per_step,
-                config_sha256=runner.config_sha256,
-            )
-            state = T.TrainerState(
-                stage=task.stage_name,
                 step=step,
-                total_steps=cfg.steps,
                 loss=loss,
                 lr=lr,
                 tokens_seen=tokens_seen,
-                seed=recipe.seed,
                 data_sha256=task.table.sha256,
-                config_sha256=runner.config_sha256,
                 parent=parent,
                 global_batch=per_step,
-                world_size=runner.world,
+                parts=task.parts,
+                optimizers={"main": optimizer},
+                schedulers={"main": scheduler},
             )
-            last = runner.checkpoint(state, task.parts(training), {"main": optimizer}, {"main": scheduler})
             parent = last.name
         runner.maybe_hang(step)
     assert last is not None

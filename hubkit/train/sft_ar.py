@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from hubkit import arch, heads
-from hubkit.errors import DataError
 from hubkit.pair import normalised_mse
 from hubkit.reconstructor import ActivationReconstructor, build_ar_ids
 from hubkit.train import data as D
@@ -103,7 +102,4 @@ def train_ar(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AR SFT stage; returns the last checkpoint folder."""
     opts = opts or RunOptions()
     runner = Runner(recipe, "ar", opts)
-    data = opts.data or recipe.stage("ar").data
-    if data is None:
-        raise DataError("no AR training data: set `ar.data` in the recipe or pass --data")
-    return run_sft(ARTask(recipe, runner, data), runner)
+    return run_sft(ARTask(recipe, runner, runner.data_path("AR training")), runner)

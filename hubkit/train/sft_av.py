@@ -146,8 +146,4 @@ def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AV SFT stage; returns the last checkpoint folder."""
     opts = opts or RunOptions()
     runner = Runner(recipe, "av", opts)
-    data = opts.data or recipe.stage("av").data
-    if data is None:
-        raise DataError("no AV training data: set `av.data` in the recipe or pass --data")
-    task = AVTask(recipe, runner, data)
-    return run_sft(task, runner)
+    return run_sft(AVTask(recipe, runner, runner.data_path("AV training")), runner)

@@ -12,10 +12,11 @@ from hubkit.data.build import build_from_dirs, build_tables
 from hubkit.data.extract import ExtractConfig, extract
 from hubkit.data.label import label_table
 from hubkit.data.labelers import OpenAIChatLabeler
-from hubkit.data.sidecar import file_sha256, read_sidecar, write_sidecar
+from hubkit.data.sidecar import read_sidecar, write_sidecar
 from hubkit.data.split import split_table
 from hubkit.data.tables import vector_array, vectors_numpy
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 from .chat_server import ChatServer
 
@@ -67,8 +68,8 @@ def test_built_tables_have_the_agreed_columns_and_rows(stages, tmp_path):
         )
         side = read_sidecar(paths[name])
         assert side.table == name and side.rows == table.num_rows == 6
-        assert side.files == {f"{name}.parquet": file_sha256(paths[name])}
-        assert side.parents == {f"{name}.parquet": file_sha256(stages / source_dir / f"{name}.parquet")}
+        assert side.files == {f"{name}.parquet": sha256_file(paths[name])}
+        assert side.parents == {f"{name}.parquet": sha256_file(stages / source_dir / f"{name}.parquet")}
         assert side.split.name == name and side.extraction.layer == 1
     av = pq.read_table(paths["av_sft"])
     plain = pq.read_table(stages / "labeled" / "av_sft.parquet").column("explanation").to_pylist()

@@ -7,9 +7,10 @@ import torch
 
 from hubkit.data.corpus import Corpus, Document, text_id
 from hubkit.data.extract import ExtractConfig, default_layer, extract, sample_positions
-from hubkit.data.sidecar import file_sha256, read_sidecar
+from hubkit.data.sidecar import read_sidecar
 from hubkit.data.tables import vectors_numpy
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 from hubkit.testing import make_tiny_model
 
 
@@ -133,7 +134,7 @@ def test_sidecar_records_the_run(tmp_path, tiny, small_corpus):
     )
     side = read_sidecar(out)
     assert side.table == "activations" and side.rows == pq.ParquetFile(out).metadata.num_rows == 24
-    assert side.files == {"a.parquet": file_sha256(out)}
+    assert side.files == {"a.parquet": sha256_file(out)}
     ext = side.extraction
     assert (ext.base_model, ext.revision, ext.layer, ext.d_model, ext.seed) == (
         "org/tiny",

@@ -21,9 +21,10 @@ from hubkit.data.label import (
     wrap,
 )
 from hubkit.data.labelers import Labeler, LabelerError, OpenAIChatLabeler, TransformersLabeler
-from hubkit.data.sidecar import file_sha256, read_sidecar
+from hubkit.data.sidecar import read_sidecar
 from hubkit.data.tables import LABEL_COLUMNS
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 from .chat_server import reference_reply
 
@@ -124,7 +125,7 @@ def test_label_table_adds_provenance_and_a_sidecar(tmp_path, tiny, small_corpus,
     side = read_sidecar(out)
     assert side.table == "labeled" and side.rows == 6 and side.explanation_format == "plain"
     assert side.labeling.status_counts == {"ok": 6} and side.labeling.auditor == "openai:aud"
-    assert side.parents == {"act.parquet": file_sha256(act)}
+    assert side.parents == {"act.parquet": sha256_file(act)}
     assert side.extraction == read_sidecar(act).extraction
 
 

@@ -13,12 +13,12 @@ from hubkit.data.sidecar import (
     CorpusInfo,
     DatasetSidecar,
     ExtractionInfo,
-    file_sha256,
     read_sidecar,
     sidecar_path,
     write_sidecar,
 )
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 
 def _sidecar() -> DatasetSidecar:
@@ -36,10 +36,10 @@ def test_round_trip_records_the_parquet_hash(tmp_path):
     written = write_sidecar(path, _sidecar())
     assert written == sidecar_path(path) == tmp_path / ("t.parquet" + SIDECAR_SUFFIX)
     data = json.loads(written.read_text())
-    assert data["schema"] == DATASET_SCHEMA_VERSION and data["files"] == {"t.parquet": file_sha256(path)}
+    assert data["schema"] == DATASET_SCHEMA_VERSION and data["files"] == {"t.parquet": sha256_file(path)}
     back = read_sidecar(path)
     assert back.extraction == _sidecar().extraction and back.corpus == _sidecar().corpus
-    assert back.created and back.files["t.parquet"] == file_sha256(path)
+    assert back.created and back.files["t.parquet"] == sha256_file(path)
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])

@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from hubkit.data.extract import ExtractConfig, extract
-from hubkit.data.sidecar import file_sha256, read_sidecar
+from hubkit.data.sidecar import read_sidecar
 from hubkit.data.split import parse_fractions, split_doc_ids, split_table
 from hubkit.data.tables import SPLITS, vector_array
 from hubkit.errors import DataError
+from hubkit.provenance import sha256_file
 
 FRACTIONS = {"av_sft": 0.4, "ar_sft": 0.3, "rl": 0.2, "eval": 0.1}
 
@@ -78,7 +79,7 @@ def test_split_table_partitions_rows_by_document(tmp_path, tiny, small_corpus):
         assert side.table == "split" and side.rows == table.num_rows
         assert side.split.name == name and side.split.seed == 5 and side.split.doc_ids == expected
         assert side.split.fractions == FRACTIONS
-        assert side.parents == {"act.parquet": file_sha256(act)}
+        assert side.parents == {"act.parquet": sha256_file(act)}
         assert side.extraction == read_sidecar(act).extraction
     assert total == source.num_rows and set(seen) == set(doc_rows)
 

@@ -58,15 +58,6 @@ class OracleAR:
         return torch.stack([self.table.get(t, self.other) for t in texts])
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny():
     return make_tiny_model("llama", d_model=D, n_layers=2, seed=0)

@@ -10,15 +10,6 @@ import torch
 from .train_helpers import D_MODEL, TEXTS, write_sft
 
 
-@pytest.fixture(scope="package", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine extra threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def train_base(tmp_path_factory) -> Path:
     """A tiny Llama (d=32, 2 blocks) saved as an HF folder: the recipes' `base_model`.

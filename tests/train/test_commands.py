@@ -44,3 +44,22 @@ def test_missing_section_and_bad_data_are_clear_errors(tmp_path, train_base):
     res = CliRunner().invoke(train, ["av", str(recipe), "--data", str(wide), "-q"])
     assert res.exit_code == 2
     assert "column `vector` is 48 wide but the model's d_model is 32" in res.output
+
+
+def test_a_stage_without_data_names_the_recipe_field_and_the_flag(tmp_path, train_base):
+    expected = {"av": "no AV training data", "ar": "no AR training data", "grpo": "no RL data"}
+    for stage, what in expected.items():
+        recipe = tmp_path / f"{stage}.yaml"
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "base_model": str(train_base),
+                    "layer": 1,
+                    "output_dir": str(tmp_path / stage),
+                    stage: {"steps": 1},
+                }
+            )
+        )
+        res = CliRunner().invoke(train, [stage, str(recipe), "-q"])
+        assert res.exit_code == 2, (stage, res.output)
+        assert f"error: {what}: set `{stage}.data` in the recipe or pass --data" in res.output

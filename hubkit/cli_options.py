@@ -1,0 +1,35 @@
+"""Click option groups shared by the `hubkit` commands (here, not in `hubkit.cli`, which imports the commands).
+
+`stack` turns a list of click decorators into one, so a block of options written once serves every
+command that takes it; `load_options` is the block for commands that load a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator that applies `decorators` as if written one above the other (first one on top)."""
+
+    def apply(fn: F) -> F:
+        for decorate in reversed(decorators):
+            fn = decorate(fn)
+        return fn
+
+    return apply
+
+
+load_options = stack(
+    click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
+    click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
+    click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
+    click.option("--device", default=None, help="cpu, cuda, cuda:1 …"),
+    click.option("--dtype", default=None, help="float32, bfloat16 or float16."),
+)
+"""``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
