@@ -39,8 +39,9 @@ def bench(name: str, cache: Path, new_tokens: int = 40) -> dict:
         load_s.append(time.perf_counter() - t0)
 
     if spec.chat_template:
-        text = tok.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False,
-                                       add_generation_prompt=True)
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
+        )
         ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
     else:
         ids = tok("Question: " + PROMPT + "\nAnswer:", return_tensors="pt").input_ids
@@ -56,7 +57,7 @@ def bench(name: str, cache: Path, new_tokens: int = 40) -> dict:
         "load_s_median": round(statistics.median(load_s), 3),
         "embed_norm_median": round(models.embedding_norm_median(model), 3),
         "embed_scale": float(getattr(model.get_input_embeddings(), "embed_scale", 1.0)),
-        "generation": tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True),
+        "generation": tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True),
         "gen_tokens_per_s": round(n_new / gen_s, 1),
         "torch_threads": torch.get_num_threads(),
     }

@@ -8,7 +8,7 @@ folder (default ``$HUBKIT_CACHE/demo``)::
 
     OUT/demo.json        settings, stage times, results (what `--keep` resumes from)
     OUT/base/            the tiny random base (`--quick` only)
-    OUT/data/            activations, splits, labeled and built tables (+ sidecars), label cache
+    OUT/data/            activations, splits, labeled and built tables (+ sidecars)
     OUT/run/             recipe.yaml; av/, ar/, grpo/ trajectories (step_* checkpoints)
     OUT/eval/pair/       eval.json, rows.parquet, plots/ of the released pair
     OUT/eval/trajectory/ eval.json and plots/ over the AV SFT checkpoints
@@ -18,7 +18,9 @@ folder (default ``$HUBKIT_CACHE/demo``)::
     OUT/hf-cache/        huggingface_hub's download cache for the reload
 
 With `keep` (the default) a run picks up where an earlier one with the same settings stopped; a
-folder holding a run with other settings is refused (use `fresh`, or another folder).
+folder holding a run with other settings is refused (use `fresh`, or another folder). Labels a real
+model writes go to the shared label cache (``$HUBKIT_CACHE/labels.sqlite``), so a fresh run with the
+same model and documents does not label them again.
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ def demo_settings(
     eval_rows: int | None = None,
     grpo_steps: int | None = None,
 ) -> DemoSettings:
-    """Settings for a run: the quick defaults (tiny random model, seconds) or the full ones (~10-15 min on 2 cores)."""
+    """Settings for a run: the quick defaults (a tiny random model, seconds) or the full ones (SmolLM2-135M:
+    about 7 minutes on an idle 2-core CPU, model conversion and labeling included)."""
 
     def pick(value: int | None, default: int) -> int:
         return default if value is None else value
@@ -239,6 +242,9 @@ def _bar(total: int, desc: str, enabled: bool):
 @contextlib.contextmanager
 def _watch_metrics(run_dir: Path, total: int, desc: str, enabled: bool) -> Iterator[None]:
     """A tqdm bar over a training stage, fed by the lines its runner appends to metrics.jsonl."""
+    if not enabled:
+        yield
+        return
     bar = _bar(total, desc, enabled)
     stop = threading.Event()
     path = run_dir / "metrics.jsonl"
@@ -246,16 +252,14 @@ def _watch_metrics(run_dir: Path, total: int, desc: str, enabled: bool) -> Itera
     def poll() -> None:
         while not stop.wait(0.5):
             try:
-                lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            except OSError:
+                last = json.loads(path.read_text().splitlines()[-1])
+            except (OSError, IndexError, ValueError):  # not there yet, or a line being written
                 continue
-            if lines:
-                last = json.loads(lines[-1])
-                bar.n = min(total, int(last.get("step", len(lines))))
-                loss = last.get("loss")
-                if isinstance(loss, (int, float)):
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                bar.refresh()
+            bar.n = min(total, int(last.get("step", bar.n)))
+            loss = last.get("loss")
+            if isinstance(loss, (int, float)):
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            bar.refresh()
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
@@ -301,15 +305,11 @@ class _Demo:
         self.run = out / "run"
         self.evals = out / "eval"
         self.hub_root = out / "hub"
-        slug = f"{settings.model}-L{{layer}}-nla" if not settings.quick else f"{QUICK_MODEL}-L{{layer}}-nla"
-        self._slug = slug
         self.state: dict[str, Any] = {"schema": STATE_SCHEMA, "settings": settings.to_dict(), "stages": {}}
         self.notes: list[str] = []
-        # filled by the stages
-        self.base: str = ""
-        self.layer: int = -1
-        self.n_layers: int = -1
-        self.card_base: str | None = None
+        # set by the base stage (`_set_base`)
+        self.base, self.layer, self.card_base = "", -1, None
+        self.repos: dict[str, str] = {}
 
     # -- state ---------------------------------------------------------------------------------
     def load_state(self, keep: bool) -> None:
@@ -345,14 +345,11 @@ class _Demo:
         tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True, default=str) + "\n")
         tmp.replace(self.out / STATE_FILE)
 
-    def done(self, stage: str) -> dict | None:
-        return self.state["stages"].get(stage)
-
-    def stage(self, index: int, name: str, fn: Callable[[], dict | None], keep_result: bool = True) -> dict:
+    def stage(self, index: int, name: str, fn: Callable[[], dict | None]) -> dict:
         """Run one stage (or reuse its recorded result), print its line with the time it took."""
         label = f"[{index:2d}/{len(STAGES)}] {name:<9}"
-        prior = self.done(name)
-        if prior is not None and keep_result:
+        prior = self.state["stages"].get(name)
+        if prior is not None:
             self.echo(f"{label} done in an earlier run ({prior['seconds']:.1f} s), kept")
             return prior
         t0 = time.perf_counter()
@@ -397,22 +394,18 @@ class _Demo:
             "layer": spec.nla_layer,
             "n_layers": spec.n_layers,
             "card_base": None,
-            "line": f"{spec.hf_repo} ({spec.quantization} GGUF → bf16) at {path}; layer {spec.nla_layer} of {spec.n_layers}",
+            "line": f"{spec.hf_repo} ({spec.quantization} GGUF → bf16) at {path}; "
+            f"layer {spec.nla_layer} of {spec.n_layers}",
         }
 
     def _set_base(self, rec: dict) -> None:
-        self.base, self.layer, self.n_layers, self.card_base = (
-            rec["base"],
-            rec["layer"],
-            rec["n_layers"],
-            rec["card_base"],
-        )
-        self.slug = self._slug.format(layer=self.layer)
+        self.base, self.layer, self.card_base = rec["base"], rec["layer"], rec["card_base"]
+        slug = f"{DEMO_ORG}/{self.s.model}-L{self.layer}-nla"
         self.repos = {
-            "av": f"{DEMO_ORG}/{self.slug}-av",
-            "ar": f"{DEMO_ORG}/{self.slug}-ar",
-            "trajectory": f"{DEMO_ORG}/{self.slug}-av-trajectory",
-            "dataset": f"{DEMO_ORG}/{self.slug}-data",
+            "av": f"{slug}-av",
+            "ar": f"{slug}-ar",
+            "trajectory": f"{slug}-av-trajectory",
+            "dataset": f"{slug}-data",
         }
 
     def _base_model_and_tokenizer(self, dtype):
@@ -507,7 +500,9 @@ class _Demo:
 
             scrub = MARKER
         labeler = _CountingLabeler(backend, bar, batch, scrub)
-        cache = LabelCache(self.data / "labels.sqlite")
+        # A real model's labels go to the shared cache (a --fresh run, or another tool, reuses them); the
+        # tiny model's stay in the run folder.
+        cache = LabelCache(self.data / "labels.sqlite" if self.s.quick else LabelCache.default_path())
         counts: dict[str, int] = {}
         try:
             for t in tables:
@@ -544,7 +539,7 @@ class _Demo:
     def recipe_dict(self) -> dict[str, Any]:
         """The training recipe the demo runs (written to run/recipe.yaml; `hubkit train` reads the same)."""
         s, built = self.s, self.data / "built"
-        every = max(1, s.steps // (2 if s.quick else 3))  # the AV trajectory: 2 (quick) or 3 checkpoints
+        every = math.ceil(s.steps / (2 if s.quick else 3))  # the AV trajectory: 2 (quick) or 3 checkpoints
         quick = s.quick
         adapter = {
             "kind": "lora",
@@ -604,7 +599,6 @@ class _Demo:
                 "max_new_tokens": s.grpo_tokens,
                 "temperature": 1.0,
                 "checkpoint_every": s.grpo_steps,
-                "collapse_patience": max(3, s.grpo_steps + 1),
                 "adapter": adapter,
                 "optim": {"lr": 1e-5, "schedule": "constant"},
             },
@@ -729,11 +723,13 @@ class _Demo:
             "summary": f"Made by `hubkit demo` ({scale}). A demonstration of the pipeline, not a useful NLA.",
             "intended_use": "Seeing what an NLA release made by hubkit holds: the files, the card, the numbers and "
             "their provenance. Loading it back with `NLAPair.from_pretrained`.",
-            "out_of_scope": "Any real interpretability claim: the training was minutes long on a handful of rows.",
-            "limitations": "Trained for minutes on a few dozen rows of one small bundled corpus, with labels written "
-            "by the same small base model. The numbers below are measured on held-out documents and say "
-            "how weak it is; read the noise floor and the controls before the cosine.",
-            "citation": "@misc{hubkit_demo,\n  title = {hubkit demo release},\n  note = {made by `hubkit demo`}\n}",
+            "out_of_scope": "Any real interpretability claim: the training was minutes long on a handful "
+            "of rows.",
+            "limitations": "Trained for minutes on a few dozen rows of one small bundled corpus, with labels "
+            "written by the same small base model. The numbers below are measured on held-out documents "
+            "and say how weak it is; read the noise floor and the controls before the cosine.",
+            "citation": "@misc{hubkit_demo,\n  title = {hubkit demo release},\n"
+            "  note = {made by `hubkit demo`}\n}",
             "tags": ["hubkit-demo"],
             "language": ["en"],
         }
@@ -973,6 +969,7 @@ def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
     empty = next(c for c in f["content_sensitivity"]["av"]["controls"] if c["name"] == "empty")
     t1 = next(t for t in f["identification"]["top"] if t["k"] == 1)
     return {
+        "layer": ev["nla"]["layer"],
         "n": rt["n"],
         "cos_mean": rt["cos"]["mean"],
         "cos_ci": [rt["cos"]["ci_low"], rt["cos"]["ci_high"]],

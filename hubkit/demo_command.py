@@ -13,44 +13,57 @@ import click
 
 from hubkit.demo import DemoResult, run_demo
 
+# Below these, a figure is described as "close to" its control (wording only; the numbers are printed).
+NEAR_FLOOR = 0.05  # mean cosine minus the mean cosine against other rows' vectors
+MOSTLY_BLIND = 0.8  # share of the real cosine an empty string already reaches
+
 
 def interpret(fig: dict[str, Any]) -> str:
-    """Plain sentences on what the numbers say, derived from them (never a fixed verdict)."""
+    """Plain sentences on what the numbers say, each one derived from them (no verdict is fixed)."""
     out = []
-    lo, hi = fig["empty_delta_ci"]
+    hits = f"top-1 {fig['top1_hits']}/{fig['n']}, chance {fig['top1_chance']:.3f}, p={fig['top1_p']:.2g}"
     if fig["reads_vectors"]:
         out.append(
-            f"The round trip identifies its own vector above chance (top-1 {fig['top1_hits']}/{fig['n']} vs "
-            f"{fig['top1_chance']:.3f} expected, p={fig['top1_p']:.2g}): the explanations carry some "
-            "information about the vector they came from."
+            f"The round trip picks out its own vector more often than chance ({hits}): the explanations "
+            "carry some information specific to the vector they came from."
         )
     else:
         out.append(
-            f"The round trip does not identify its own vector better than chance (top-1 {fig['top1_hits']}/"
-            f"{fig['n']}, chance {fig['top1_chance']:.3f}, p={fig['top1_p']:.2g}): at this scale the "
-            "explanations say little that is specific to their vector."
+            f"The round trip does not pick out its own vector more often than chance ({hits}): at this scale "
+            "the explanations say nothing measurable that is specific to their vector."
         )
-    if fig["floor_mean"] is not None and fig["cos_mean"] - fig["floor_mean"] < 0.05:
+    above = fig["cos_mean"] - fig["floor_mean"]
+    if above < NEAR_FLOOR:
         out.append(
-            f"The mean cosine ({fig['cos_mean']:.3f}) is close to what a reconstruction scores against "
-            f"other rows' vectors ({fig['floor_mean']:.3f}): it measures the direction all layer-L vectors "
+            f"The mean cosine {fig['cos_mean']:.3f} is what a reconstruction also scores against other rows' "
+            f"vectors ({fig['floor_mean']:.3f}): it measures the direction all layer-{fig['layer']} vectors "
             "share, not the text."
         )
     else:
         out.append(
-            f"The mean cosine ({fig['cos_mean']:.3f}) is {fig['cos_mean'] - fig['floor_mean']:+.3f} above the "
-            f"mean against other rows' vectors ({fig['floor_mean']:.3f})."
+            f"The mean cosine {fig['cos_mean']:.3f} is {above:+.3f} above what a reconstruction scores against "
+            f"other rows' vectors ({fig['floor_mean']:.3f})."
         )
-    if lo is not None and lo > 0:
+    if fig["fve"] is not None and fig["fve"] < 0:
         out.append(
-            f"The AR reads the text: real explanations beat an empty string by {fig['empty_delta']:+.3f} "
-            f"[{lo:+.3f}, {hi:+.3f}]."
+            f"FVE is {fig['fve']:.3f}: the reconstructions are further from the vectors than their mean is."
+        )
+    lo, hi = fig["empty_delta_ci"]
+    delta = f"{fig['empty_delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    share = fig["empty_cos"] / fig["cos_mean"] if fig["cos_mean"] else None
+    share_txt = f"an empty string alone reaches {share:.0%} of the real cosine" if share is not None else ""
+    if lo is None or lo <= 0:
+        out.append(
+            f"The AR does not measurably read the text: real explanations beat an empty string by {delta}, so "
+            "it writes much the same vector whatever it reads."
+        )
+    elif share is not None and share >= MOSTLY_BLIND:
+        out.append(
+            f"The AR reacts to the text, but little: real explanations beat an empty string by {delta}, and "
+            f"{share_txt}."
         )
     else:
-        out.append(
-            f"The AR barely reads the text: an empty string scores about as well as the real explanation "
-            f"(Δ {fig['empty_delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]), so it mostly writes one average vector."
-        )
+        out.append(f"The AR reads the text: real explanations beat an empty string by {delta} ({share_txt}).")
     return " ".join(out)
 
 
@@ -73,13 +86,15 @@ def summary_text(result: DemoResult) -> str:
         "",
         f"  round trip (held-out, n={f['n']}): mean cosine {f['cos_mean']:.3f}, 95% CI "
         f"[{f['cos_ci'][0]:.3f}, {f['cos_ci'][1]:.3f}]; FVE {_num(f['fve'])}",
-        f"  noise floor: mean cosine against other rows' vectors {f['floor_mean']:.3f} (p95 {f['floor_p95']:.3f}); "
+        f"  noise floor: mean cosine against other rows' vectors {f['floor_mean']:.3f} "
+        f"(p95 {f['floor_p95']:.3f}); "
         f"{f['frac_above_floor']:.0%} of rows above p95",
         f"  content sensitivity: real explanation − empty string = {f['empty_delta']:+.3f} "
         f"[{_num(f['empty_delta_ci'][0], '+.3f')}, {_num(f['empty_delta_ci'][1], '+.3f')}] (AR verdict: "
         f"{f['ar_content']})",
         f"  identification: top-1 {f['top1']:.3f} ({f['top1_hits']}/{f['n']}) vs chance {f['top1_chance']:.3f}",
-        f"  reloaded from the Hub by repo id @ {result.tag}: mean cosine {r['mean_cos']:.3f} on {len(r['cos'])} rows, "
+        f"  reloaded from the Hub by repo id @ {result.tag}: mean cosine {r['mean_cos']:.3f} "
+        f"on {len(r['cos'])} rows, "
         f"{r['same_explanations']}/{len(r['cos'])} explanations identical to the eval's, max |Δcos| "
         f"{r['max_abs_cos_diff_vs_eval']:.1e}",
     ]

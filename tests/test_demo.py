@@ -206,9 +206,8 @@ def test_example_release_spec_and_card_template_build_on_the_demo_outputs(demo, 
     text = text.replace(
         "ar/step_000040", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
     )
-    text = text.replace(
-        "card:\n", f"card:\n  base_model: {result.repos['av'].split('/')[0]}/tiny-llama-random\n"
-    )
+    # the tiny base is a local folder: the card header needs a Hub id for it (the demo pushed one)
+    text = text.replace("\ncard:\n", "\ncard:\n  base_model: hubkit-demo/tiny-llama-random\n")
     spec = tmp_path / "release-spec.yaml"
     spec.write_text(text)
     bundle = build_bundle(load_spec(spec), tmp_path / "bundle", cards_dir=EXAMPLES / "cards")

@@ -95,11 +95,20 @@ def test_find_gguf_assembles_chunked_packages_once(monkeypatch, tmp_path):
         Path(path).write_bytes(payload["data"])
         return Path(path)
 
-    fake = types.SimpleNamespace(assemble=assemble, verify_chunks=lambda: None,
-                                 EXPECTED_SHA256=hashlib.sha256(payload["data"]).hexdigest())
+    fake = types.SimpleNamespace(
+        assemble=assemble,
+        verify_chunks=lambda: None,
+        EXPECTED_SHA256=hashlib.sha256(payload["data"]).hexdigest(),
+    )
     monkeypatch.setitem(sys.modules, "fake_chunked_gguf", fake)
-    spec = models.ModelSpec(**{**models.get_spec("gemma3-270m").to_dict(), "name": "fake",
-                               "module": "fake_chunked_gguf", "license_files": ()})
+    spec = models.ModelSpec(
+        **{
+            **models.get_spec("gemma3-270m").to_dict(),
+            "name": "fake",
+            "module": "fake_chunked_gguf",
+            "license_files": (),
+        }
+    )
     monkeypatch.setitem(models.REGISTRY, "fake", spec)
     monkeypatch.setattr(models, "_package_dir", lambda s: tmp_path)
 
@@ -271,8 +280,9 @@ def test_tokenizer_round_trips_and_special_tokens(prepared, model_cache, name):
     assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
     assert tok.eos_token is not None and tok.pad_token is not None
     if spec.chat_template:
-        rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                           add_generation_prompt=True)
+        rendered = tok.apply_chat_template(
+            [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+        )
         assert "<|im_start|>user\nhi<|im_end|>" in rendered and rendered.endswith("<|im_start|>assistant\n")
         assert tok.eos_token == "<|im_end|>"
     else:
@@ -303,11 +313,15 @@ def test_cached_model_generates_like_the_gguf(prepared, model_cache, name, devic
 def test_smollm2_answers_a_chat_question(prepared, model_cache):
     prepared("smollm2-135m")
     model, tok = models.load("smollm2-135m", cache_dir=model_cache)
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=16, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 @slow

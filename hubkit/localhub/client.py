@@ -96,7 +96,8 @@ def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
     Not thread-safe: it changes process-wide state.
     """
     endpoint = endpoint.rstrip("/")
-    import huggingface_hub  # noqa: F401 - make sure the constants module exists to patch
+    import huggingface_hub
+    import huggingface_hub.hf_api  # noqa: F401 - the default client is patched below
 
     saved_env = {k: os.environ.get(k) for k in hub_env(endpoint, token)}
     original_api_endpoint = huggingface_hub.hf_api.api.endpoint
