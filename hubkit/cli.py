@@ -197,7 +197,7 @@ def models_prepare(names: tuple[str, ...], force: bool) -> None:
     from hubkit import models as m
 
     for name in names or (m.DEFAULT_MODEL,):
-        click.echo(f"{name}: {m.prepare(name, force=force)}")
+        click.echo(f"{name}: {m.prepare(name, force=force, progress=click.echo)}")
 
 
 @main.group()
