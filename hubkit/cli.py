@@ -9,22 +9,10 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import load_options
-from hubkit.errors import HubkitError
+from hubkit.cli_options import HubkitGroup, load_options
 
 
-class _Group(click.Group):
-    """Turns hubkit's own errors into one clear line and exit code 2, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except HubkitError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group)
+@click.group(cls=HubkitGroup)
 @click.option("-v", "--verbose", count=True, help="-v for info logs, -vv for debug.")
 @click.version_option(package_name="hubkit")
 def main(verbose: int) -> None:

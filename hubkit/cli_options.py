@@ -1,17 +1,31 @@
 """Click option groups shared by the `hubkit` commands (here, not in `hubkit.cli`, which imports the commands).
 
-`stack` turns a list of click decorators into one, so a block of options written once serves every
+`HubkitGroup` reports hubkit errors in one line; `stack` turns a list of click decorators into one, so a block of options written once serves every
 command that takes it; `load_options` is the block for commands that load a checkpoint.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import click
 
+from hubkit.errors import HubkitError
+
 F = TypeVar("F", bound=Callable[..., object])
+
+
+class HubkitGroup(click.Group):
+    """A click group that turns hubkit's own errors into one clear line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HubkitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
 
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

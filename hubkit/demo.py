@@ -557,6 +557,7 @@ class _Demo:
                 "Here is an activation vector: <vector>{injection_char}</vector>\n"
                 "Explain what it encodes inside <explanation></explanation> tags."
             )
+        optim = {"lr": 2e-3 if quick else 5e-4, "schedule": "cosine", "warmup_steps": min(5, s.steps // 4)}
         return {
             "base_model": self.base,
             "layer": self.layer,
@@ -571,11 +572,7 @@ class _Demo:
                 "checkpoint_every": every,
                 "max_length": 16 if quick else 64,
                 "adapter": adapter,
-                "optim": {
-                    "lr": 2e-3 if quick else 5e-4,
-                    "schedule": "cosine",
-                    "warmup_steps": min(5, s.steps // 4),
-                },
+                "optim": optim,
             },
             "ar": {
                 "data": str(built / "ar_sft.parquet"),
@@ -585,11 +582,7 @@ class _Demo:
                 "max_length": 16 if quick else 64,
                 "head_lr": 1e-3,
                 "adapter": adapter,
-                "optim": {
-                    "lr": 2e-3 if quick else 5e-4,
-                    "schedule": "cosine",
-                    "warmup_steps": min(5, s.steps // 4),
-                },
+                "optim": optim,
             },
             "grpo": {
                 "data": str(built / "rl.parquet"),

@@ -5,27 +5,14 @@ Every command runs unchanged under ``accelerate launch`` (data parallel); see tr
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from hubkit.cli_options import stack
-from hubkit.errors import HubkitError
+from hubkit.cli_options import HubkitGroup, stack
 
 
-class _TrainGroup(click.Group):
-    """hubkit's own errors become one clear line and exit code 2 (as in the main CLI)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except HubkitError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-
-@click.group("train", cls=_TrainGroup)
+@click.group("train", cls=HubkitGroup)
 def train() -> None:
     """Train the halves of an NLA from a recipe (training/*.yaml): av, ar, then grpo."""
 
