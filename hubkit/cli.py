@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import HubkitGroup, load_options
+from hubkit.cli_options import HubkitGroup, check_out, load_options
 
 
 @click.group(cls=HubkitGroup)
@@ -39,10 +39,10 @@ def check(target: str, base_model: str | None, revision: str | None, subfolder: 
 @click.argument("av")
 @click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--sample/--greedy", default=False, show_default=True)
-@click.option("--temperature", default=1.0, show_default=True)
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
 @click.option("--seed", default=None, type=int)
 @load_options
 def explain(
@@ -64,11 +64,13 @@ def explain(
     from hubkit.vectors_io import read_vectors
     from hubkit.verbalizer import ActivationVerbalizer
 
+    check_out(out)
+    vectors = read_vectors(vectors_path)
     model = ActivationVerbalizer.from_pretrained(
         av, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
     )
     results = model.explain_detailed(
-        read_vectors(vectors_path),
+        vectors,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         do_sample=sample,
@@ -92,30 +94,48 @@ def explain(
     help="A .txt (one explanation per line) or .jsonl (a `text` field) file.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @load_options
 def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model, device, dtype) -> None:
     """Reconstruct vectors from explanation texts with an AR."""
     from hubkit.reconstructor import ActivationReconstructor
     from hubkit.vectors_io import write_vectors
 
+    check_out(out)
+    texts = read_texts(Path(texts_path))
     model = ActivationReconstructor.from_pretrained(
         ar, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
     )
-    texts = read_texts(Path(texts_path))
     v = model.reconstruct(texts, batch_size=batch_size, progress=True)
     write_vectors(out, v)
     click.echo(f"wrote {tuple(v.shape)} to {out}")
 
 
 def read_texts(path: Path) -> list[str]:
+    """Explanations from a .txt (one per line) or .jsonl (a string `text` field per line) file."""
+    from hubkit.errors import DataError
+
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}); give a .txt or .jsonl file") from err
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        missing = [i for i, r in enumerate(rows) if "text" not in r]
-        if missing:
-            raise click.BadParameter(f"{path}: lines {missing[:5]} have no `text` field")
-        return [r["text"] for r in rows]
-    return path.read_text().splitlines()
+        texts = []
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {number} is not valid JSON ({err.msg})") from err
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise DataError(f"{path}: line {number} has no string `text` field")
+            texts.append(row["text"])
+    else:
+        texts = raw.splitlines()
+    if not texts:
+        raise DataError(f"{path}: holds no texts; write one explanation per line")
+    return texts
 
 
 @main.command("round-trip")
@@ -123,8 +143,8 @@ def read_texts(path: Path) -> list[str]:
 @click.option("--ar", required=True)
 @click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
 @load_options
 def round_trip(
     av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device, dtype
@@ -133,6 +153,8 @@ def round_trip(
     from hubkit.pair import NLAPair
     from hubkit.vectors_io import read_vectors
 
+    check_out(out)
+    vectors = read_vectors(vectors_path)
     pair = NLAPair.from_pretrained(
         av=av,
         ar=ar,
@@ -142,9 +164,7 @@ def round_trip(
         device=device,
         dtype=dtype,
     )
-    res = pair.round_trip(
-        read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True
-    )
+    res = pair.round_trip(vectors, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True)
     lines = [
         json.dumps(
             {"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)},

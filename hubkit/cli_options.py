@@ -6,26 +6,101 @@ command that takes it; `load_options` is the block for commands that load a chec
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import tempfile
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import click
 
-from hubkit.errors import HubkitError
+from hubkit.errors import HubkitError, OutputError
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 class HubkitGroup(click.Group):
-    """A click group that turns hubkit's own errors into one clear line and exit code 2, never a traceback."""
+    """A click group that reports every expected failure as one line and a non-zero exit, never a traceback.
+
+    Hubkit's own errors exit 2; click's usage errors keep their code (2) but lose the usage banner; an
+    operating-system error (a path under a file, a name too long, no permission) names the path.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except HubkitError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            fail(str(exc))
+        except OSError as exc:
+            fail(describe_os_error(exc))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        sys.exit(rv if type(rv) is int else 0)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: <message>` on one line of stderr and exit with `code`."""
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def one_line(message: str) -> str:
+    """`message` with its line breaks folded, so an error is always a single line."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`<reason>: <path>` for an OSError, with what to do for the common causes."""
+    reason = exc.strerror or exc.__class__.__name__
+    path = exc.filename if exc.filename is not None else ""
+    hint = {
+        errno.ENOTDIR: "a parent of this path is a file; choose a path inside a folder",
+        errno.ENAMETOOLONG: "choose a shorter file name",
+        errno.EACCES: "choose a location you can write to",
+        errno.EPERM: "choose a location you can write to",
+        errno.EROFS: "choose a location on a writable file system",
+        errno.ENOSPC: "free some disk space or choose another disk",
+        errno.ENOENT: "check that the path exists",
+        errno.EISDIR: "name a file, not a folder",
+    }.get(exc.errno or -1, "check the path and try again")
+    where = f" {str(path)[:200]!s}" if path else ""
+    return f"{reason}:{where} ({hint})"
+
+
+def check_out(out: str | os.PathLike | None, folder: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work: a folder where a file is meant
+    (or the reverse), a name too long, a parent that is a file, or a place nothing can be created.
+    Nothing is left behind: the probe file is removed."""
+    if out is None:
+        return
+    path = Path(out)
+    if not folder and path.is_dir():
+        raise OutputError(f"--out {path} is a folder; name a file")
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"--out {path} is a file; name a folder")
+    if any(len(part.encode()) > 255 for part in path.parts):
+        raise OutputError(f"--out {str(path)[:80]}…: a file or folder name is too long; choose a shorter one")
+    probe = path if folder and path.is_dir() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"--out {path}: {probe} is a file, not a folder; choose a path inside a folder")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".hubkit-probe-")
+    except OSError as err:
+        raise OutputError(f"--out {path}: cannot create files in {probe} ({err.strerror})") from err
+    os.close(fd)
+    os.unlink(name)
 
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -25,3 +25,7 @@ class IncompatiblePairError(HubkitError, ValueError):
 
 class DataError(HubkitError, ValueError):
     """A table or corpus that does not fit what a stage expects."""
+
+
+class OutputError(HubkitError, ValueError):
+    """An output path that cannot be written (a folder where a file is meant, a parent that is a file, …)."""
