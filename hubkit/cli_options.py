@@ -114,11 +114,41 @@ def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+def _dtype_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--dtype`: one of the names hubkit knows (auto chooses from the hardware); checked before any work."""
+    from hubkit.precision import PrecisionError, normalise_dtype_name
+
+    if value is None:
+        return None
+    try:
+        return normalise_dtype_name(value)
+    except PrecisionError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+
+
+def _device_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--device`: refused before any work when this torch build cannot use it."""
+    from hubkit.precision import PrecisionError, check_device
+
+    try:
+        return check_device(value)
+    except PrecisionError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+
+
+dtype_option = click.option(
+    "--dtype",
+    default=None,
+    callback=_dtype_option,
+    help="auto (bf16 where the hardware has it, else fp32; the default), float32, bfloat16 or float16.",
+)
+device_option = click.option("--device", default=None, callback=_device_option, help="cpu, cuda, cuda:1 …")
+
 load_options = stack(
     click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
     click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
     click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
-    click.option("--device", default=None, help="cpu, cuda, cuda:1 …"),
-    click.option("--dtype", default=None, help="float32, bfloat16 or float16."),
+    device_option,
+    dtype_option,
 )
 """``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
