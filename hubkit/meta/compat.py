@@ -31,11 +31,12 @@ def _architecture(meta: NLAMeta) -> identity.Architecture | None:
 
 
 def _base_problems(av: NLAMeta, ar: NLAMeta) -> list[str]:
-    if identity.same_base(av.base_model, ar.base_model):
+    if av.base_model == ar.base_model:
         return []
     machine = [m.base_model for m in (av, ar) if identity.is_machine_path(m.base_model)]
     if not machine:
-        return [f"base_model: AV {av.base_model!r} vs AR {ar.base_model!r}"]
+        same = identity.same_base(av.base_model, ar.base_model)
+        return [] if same else [f"base_model: AV {av.base_model!r} vs AR {ar.base_model!r}"]
     a_av, a_ar = _architecture(av), _architecture(ar)
     if a_av is None or a_ar is None:
         lacking = "AV" if a_av is None else "AR"

@@ -86,9 +86,12 @@ class AVSpec:
 
 @dataclass
 class ARSpec:
-    """The AR: prompt, kept blocks (K+1), head file format, BOS and input normalisation."""
+    """The AR: prompt, kept blocks (K+1), head file format, BOS and input normalisation.
 
-    num_layers: int
+    ``num_layers`` is ``None`` only in an AV meta that records no layer (the pair fills it).
+    """
+
+    num_layers: int | None = None
     template: str = DEFAULT_AR_TEMPLATE
     head_format: HeadFormat = "value_head"
     head_bias: bool = False
@@ -103,7 +106,7 @@ class ARSpec:
                 f"`ar.template` must hold {EXPLANATION_PLACEHOLDER} exactly once, found "
                 f"{self.template.count(EXPLANATION_PLACEHOLDER)} in {self.template!r}"
             )
-        if self.num_layers < 1:
+        if self.num_layers is not None and self.num_layers < 1:
             raise ValueError(f"`ar.num_layers` must be >= 1, got {self.num_layers}")
 
     @property
