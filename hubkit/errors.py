@@ -25,3 +25,7 @@ class IncompatiblePairError(HubkitError, ValueError):
 
 class DataError(HubkitError, ValueError):
     """A table or corpus that does not fit what a stage expects."""
+
+
+class EngineError(HubkitError, ValueError):
+    """A generation engine that is unknown, not installed, or cannot run this NLA's injection."""

@@ -154,7 +154,7 @@ class ActivationReconstructor:
         meta = NLAMeta.load(folder)
         if meta.ar is None or meta.role != "ar":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
-        dt = loading.parse_dtype(dtype)
+        dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         if loading.is_adapter(folder) or lora_state:
             base = loading.resolve_base(base_model or meta.base_model)

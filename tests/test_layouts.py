@@ -94,7 +94,7 @@ def capture_injection(av: ActivationVerbalizer, vectors: torch.Tensor, module) -
 
     handle = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        av.explain(vectors, max_new_tokens=2)
+        av.explain(vectors, max_new_tokens=2, prefix_cache=False)  # one full-prompt prefill to watch
     finally:
         handle.remove()
     assert len(seen) == 1, "exactly one prefill forward expected"
@@ -229,7 +229,7 @@ def write_residual(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
 # -- tests ------------------------------------------------------------------------------------
 def test_reference_layout(tmp_path, tiny_llama):
     av_dir, ar_dir, head = write_reference(tmp_path, tiny_llama)
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     assert ar.meta.ar.num_layers == LAYER + 1 and ar.meta.ar.head_format == "value_head"
     got = ar.reconstruct(TEXTS, batch_size=3)
     ref_model = AutoModelForCausalLM.from_pretrained(str(av_dir))  # untruncated base: hook on block K
@@ -238,7 +238,7 @@ def test_reference_layout(tmp_path, tiny_llama):
     )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     v = torch.randn(3, tiny_llama.d_model)
     embeds = capture_injection(av, v, av.model.model.layers[0])
     ids = torch.tensor(av.prompt_ids)
@@ -257,7 +257,7 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
         and meta.ar.input_norm == "mse_scale"
         and meta.ar.head_bias
     )
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     got = ar.reconstruct(TEXTS)
     want = independent_reconstruct(
         extra["lora_model"],
@@ -269,7 +269,7 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
     )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     assert (
         not av.meta.av.chat_template
         and av.prompt_ids
@@ -285,7 +285,7 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
 
 def test_residual_add_layout(tmp_path, tiny_llama, tiny_base_dir):
     av_dir, ar_dir, extra = write_residual(tmp_path, tiny_llama, tiny_base_dir)
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     assert ar.meta.ar.head_format == "linear_head_pt"
     assert len(ar.model.get_base_model().model.layers) == LAYER + 1, "truncated to K+1 blocks at load"
     got = ar.reconstruct(TEXTS)
@@ -295,7 +295,7 @@ def test_residual_add_layout(tmp_path, tiny_llama, tiny_base_dir):
     )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     assert av.meta.injection.scheme == "residual_add"
     layers = av.model.get_base_model().model.layers
     v = torch.randn(2, tiny_llama.d_model)
@@ -377,6 +377,6 @@ def test_hubkit_layout_roundtrips_through_writer(tmp_path, tiny_llama, tiny_base
     tok = AutoTokenizer.from_pretrained(str(tiny_base_dir))
     write_checkpoint(tmp_path / "ar", lora, tok, ar_meta, head=head)
     assert set(load_file(str(tmp_path / "ar" / "value_head.safetensors"))) == {"weight"}
-    ar = ActivationReconstructor.from_pretrained(tmp_path / "ar")
+    ar = ActivationReconstructor.from_pretrained(tmp_path / "ar", dtype="float32")
     want = independent_reconstruct(lora, tok, TEXTS, head_t, LAYER + 1, None)
     torch.testing.assert_close(ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
