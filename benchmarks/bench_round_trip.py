@@ -1,9 +1,14 @@
-"""Batched round trip vs the per-row loop of published examples, and the memory of a shared-base pair.
+"""hubkit's round trip with its defaults vs the per-row loop of published examples, side by side.
 
     python benchmarks/bench_round_trip.py [--model smollm2-135m] [--n 32] [--new-tokens 48]
+        [--sweep 8,16,32,64] [--memory] [--device cuda] [--json out.json]
 
-Both sides use the same untrained adapter pair on the real model (LoRA with random B so the
-adapters change the output), the same vectors and greedy decoding, in one run. Peak memory is the
+hubkit's side: `NLAPair.round_trip` with every default (dtype chosen from the hardware, the default
+AV batch size, the shared prompt-prefix KV cache). The per-row side: float32 (the fastest per-row
+precision on CPUs without native bf16), one vector generated and reconstructed at a time, the whole
+prompt recomputed for each, as the published examples do. Both use the same untrained adapter pair
+on the real model (LoRA with random B), the same vectors and greedy decoding. `--sweep` times the
+AV alone at several batch sizes (how the default was chosen) and the prefix cache on/off. Peak memory is the
 peak RSS of a fresh subprocess: (a) the base alone running one forward; (b) the AV+AR pair loaded
 from adapter checkpoints on one shared base running a round trip.
 """
@@ -60,24 +65,32 @@ def build_pair_checkpoints(model_name: str, out: Path, layer: int) -> tuple[Path
     return out / "av", out / "ar", base
 
 
-def timed_round_trips(av_dir: Path, ar_dir: Path, n: int, new_tokens: int) -> dict:
-    from hubkit import NLAPair
+def timed_round_trips(av_dir: Path, ar_dir: Path, n: int, new_tokens: int, device: str | None = None) -> dict:
+    """hubkit with its defaults (dtype auto, default batch, prefix cache) vs the per-row fp32 loop."""
+    from hubkit import NLAPair, precision
 
-    torch.set_num_threads(2)
-    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, dtype="bfloat16")
+    threads = precision.apply_thread_policy()
+    fast = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, device=device)
+    slow = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, device=device, dtype="float32")
     g = torch.Generator().manual_seed(0)
-    v = torch.randn(n, pair.av.meta.d_model, generator=g)
-    pair.round_trip(v[:2], max_new_tokens=4)  # warm-up
+    v = torch.randn(n, fast.av.meta.d_model, generator=g) * 50
+    fast.round_trip(v[:2], max_new_tokens=4)  # warm-up
+    slow.round_trip(v[:1], batch_size=1, max_new_tokens=4)
     t0 = time.perf_counter()
-    batched = pair.round_trip(v, batch_size=n, max_new_tokens=new_tokens)
+    batched = fast.round_trip(v, max_new_tokens=new_tokens)
     t_batched = time.perf_counter() - t0
     t0 = time.perf_counter()
-    texts = [pair.av.explain(v[i : i + 1], max_new_tokens=new_tokens)[0] for i in range(n)]
-    loop = torch.cat([pair.ar.reconstruct([t]) for t in texts])
+    texts = [
+        slow.av.explain(v[i : i + 1], batch_size=1, max_new_tokens=new_tokens, prefix_cache=False)[0]
+        for i in range(n)
+    ]
+    loop = torch.cat([slow.ar.reconstruct([t], batch_size=1) for t in texts])
     t_loop = time.perf_counter() - t0
     same_text = sum(a == b for a, b in zip(texts, batched.explanations))
     cos_loop = torch.nn.functional.cosine_similarity(v, loop, dim=-1)
     return {
+        "dtype_default": str(next(fast.av.model.parameters()).dtype).removeprefix("torch."),
+        "threads": threads,
         "batched_s": t_batched,
         "per_row_s": t_loop,
         "speedup": t_loop / t_batched,
@@ -85,6 +98,31 @@ def timed_round_trips(av_dir: Path, ar_dir: Path, n: int, new_tokens: int) -> di
         "mean_cos_batched": float(batched.cos.mean()),
         "mean_cos_loop": float(cos_loop.mean()),
     }
+
+
+def sweep_batch_sizes(av_dir: Path, n: int, new_tokens: int, sizes: list[int]) -> dict:
+    """AV generation time of `n` vectors per batch size (default dtype), and the prefix cache on/off."""
+    from hubkit import ActivationVerbalizer, precision
+
+    precision.apply_thread_policy()
+    av = ActivationVerbalizer.from_pretrained(av_dir)
+    v = torch.randn(n, av.meta.d_model, generator=torch.Generator().manual_seed(1)) * 50
+    av.explain(v[:2], max_new_tokens=2)
+    out: dict = {"batch_s": {}}
+    for bs in sizes:
+        t0 = time.perf_counter()
+        av.explain(v, batch_size=bs, max_new_tokens=new_tokens)
+        out["batch_s"][bs] = time.perf_counter() - t0
+    best = min(out["batch_s"], key=out["batch_s"].get)
+    out["best_batch"] = best
+    t0 = time.perf_counter()
+    cached = av.explain(v, batch_size=best, max_new_tokens=new_tokens)
+    out["prefix_cache_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plain = av.explain(v, batch_size=best, max_new_tokens=new_tokens, prefix_cache=False)
+    out["no_prefix_cache_s"] = time.perf_counter() - t0
+    out["cache_same_texts"] = f"{sum(a == b for a, b in zip(cached, plain))}/{n}"
+    return out
 
 
 _MEM_SCRIPT = r"""
@@ -117,10 +155,29 @@ def memory(mode: str, a: str, b: str) -> dict:
 
 
 def print_speed(args: argparse.Namespace, speed: dict) -> None:
-    print(f"round trip, {args.model}, {args.n} vectors, {args.new_tokens} new tokens, bf16, 2 CPU threads")
-    print(f"  batched  {speed['batched_s']:8.1f} s   (mean cos {speed['mean_cos_batched']:.4f})")
-    print(f"  per-row  {speed['per_row_s']:8.1f} s   (mean cos {speed['mean_cos_loop']:.4f})")
+    print(
+        f"round trip, {args.model}, {args.n} vectors, {args.new_tokens} new tokens, {speed['threads']} CPU threads"
+    )
+    print(
+        f"  hubkit defaults ({speed['dtype_default']}, batched, prefix cache) {speed['batched_s']:8.1f} s"
+        f"   (mean cos {speed['mean_cos_batched']:.4f})"
+    )
+    print(
+        f"  per-row loop (float32, one row at a time)            {speed['per_row_s']:8.1f} s"
+        f"   (mean cos {speed['mean_cos_loop']:.4f})"
+    )
     print(f"  speedup  {speed['speedup']:8.1f} x   identical texts {speed['identical_texts']}")
+
+
+def print_sweep(sweep: dict, n: int) -> None:
+    cells = ", ".join(f"{bs}: {s:.1f} s" for bs, s in sweep["batch_s"].items())
+    print(
+        f"AV generation of {n} vectors by batch size (default dtype): {cells}; fastest {sweep['best_batch']}"
+    )
+    print(
+        f"  prefix cache on {sweep['prefix_cache_s']:.1f} s vs off {sweep['no_prefix_cache_s']:.1f} s "
+        f"({sweep['no_prefix_cache_s'] / sweep['prefix_cache_s']:.2f}x), same texts {sweep['cache_same_texts']}"
+    )
 
 
 def main() -> None:
@@ -129,20 +186,31 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--layer", type=int, default=20)
-    ap.add_argument("--memory-only", action="store_true", help="Skip the timing, measure memory only.")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--sweep", default="", help="comma-separated AV batch sizes to time, e.g. 8,16,32,64")
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS of base vs pair")
+    ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
+    results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         av_dir, ar_dir, base = build_pair_checkpoints(args.model, Path(tmp), args.layer)
-        speed = None if args.memory_only else timed_round_trips(av_dir, ar_dir, args.n, args.new_tokens)
-        mem_base = memory("base", base, "-")
-        mem_pair = memory("pair", str(av_dir), str(ar_dir))
-    if speed is not None:
-        print_speed(args, speed)
-    for key, label in (("peak_rss_mb", "peak RSS"), ("param_mb", "parameters")):
-        print(
-            f"{label}: base alone {mem_base[key]:.0f} MB, AV+AR pair on one base {mem_pair[key]:.0f} MB, "
-            f"ratio {mem_pair[key] / mem_base[key]:.2f}x"
-        )
+        results["speed"] = timed_round_trips(av_dir, ar_dir, args.n, args.new_tokens, args.device)
+        print_speed(args, results["speed"])
+        if args.sweep:
+            sizes = [int(x) for x in args.sweep.split(",") if x]
+            results["sweep"] = sweep_batch_sizes(av_dir, args.n, args.new_tokens, sizes)
+            print_sweep(results["sweep"], args.n)
+        if args.memory:
+            mem_base = memory("base", base, "-")
+            mem_pair = memory("pair", str(av_dir), str(ar_dir))
+            results["memory"] = {"base": mem_base, "pair": mem_pair}
+            for key, label in (("peak_rss_mb", "peak RSS"), ("param_mb", "parameters")):
+                print(
+                    f"{label}: base alone {mem_base[key]:.0f} MB, AV+AR pair on one base {mem_pair[key]:.0f} MB, "
+                    f"ratio {mem_pair[key] / mem_base[key]:.2f}x"
+                )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

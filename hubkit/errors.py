@@ -29,3 +29,7 @@ class DataError(HubkitError, ValueError):
 
 class OutputError(HubkitError, ValueError):
     """An output path that cannot be written (a folder where a file is meant, a parent that is a file, …)."""
+
+
+class EngineError(HubkitError, ValueError):
+    """A generation engine that is unknown, not installed, or cannot run this NLA's injection."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -48,7 +49,14 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path}: expected a state_dict of tensors, got {type(state).__name__}")
         return dict(state)
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:  # truncated file, bad header
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); the file is truncated or "
+            "corrupt: re-download or re-save it"
+        ) from exc
 
 
 def split_head_state(
@@ -92,6 +100,13 @@ def load_head(
         raise CheckpointError(
             f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)"
         )
+    for name, tensor in head_state.items():
+        bad = int((~torch.isfinite(tensor.float())).sum())
+        if bad:
+            raise CheckpointError(
+                f"{path}: head `{name}` holds {bad} NaN/inf values; the checkpoint is broken (a diverged "
+                "training step or a bad conversion): use an earlier checkpoint"
+            )
     head = nn.Linear(d_model, d_model, bias=has_bias)
     head.load_state_dict({k: v.float() for k, v in head_state.items()})
     return head.float().eval(), lora_state

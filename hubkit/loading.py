@@ -46,6 +46,18 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return table[dtype]
 
 
+def choose_dtype(
+    dtype: str | torch.dtype | None, device: str | None = None, what: str = "model"
+) -> torch.dtype:
+    """The dtype to load in: `dtype` if forced, else chosen from the hardware ("auto"); logged."""
+    from hubkit import precision
+
+    chosen = precision.resolve_dtype(dtype, device)
+    how = "auto" if dtype is None or dtype == "auto" else "forced"
+    log.info("loading %s in %s (%s)", what, precision.resolve_dtype_name(chosen), how)
+    return chosen
+
+
 def load_causal_lm(
     path: str, dtype: torch.dtype | None = None, device: str | None = None, quant: str = "none"
 ):
@@ -75,8 +87,20 @@ def load_causal_lm(
     return model.eval()
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+ADAPTER_WEIGHT_FILES = (C.ADAPTER_WEIGHTS_FILE, "adapter_model.bin")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
 def load_tokenizer(*candidates: str | Path | None):
-    """The first folder among `candidates` that holds a tokenizer (checkpoint first, then base)."""
+    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base).
+
+    A folder that holds tokenizer files which do not load is an error naming it: a broken checkpoint
+    tokenizer is never silently replaced by the base's."""
     from transformers import AutoTokenizer
 
     errors = []
@@ -84,36 +108,87 @@ def load_tokenizer(*candidates: str | Path | None):
         if c is None:
             continue
         p = Path(c)
-        if p.is_dir() and not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-            continue
+        if p.is_dir():
+            present = [f for f in TOKENIZER_FILES if (p / f).exists()]
+            if not present:
+                continue
+            _check_json(p / "tokenizer.json", "the tokenizer")
+            _check_json(p / "tokenizer_config.json", "the tokenizer config")
+            try:
+                return AutoTokenizer.from_pretrained(str(p))
+            except Exception as exc:  # tokenizers raises its own Exception subclass for broken files
+                raise CheckpointError(
+                    f"{p}: its tokenizer ({', '.join(present)}) does not load ({_first_line(exc)}); "
+                    "restore the file or delete it to use the base model's tokenizer"
+                ) from exc
         try:
             return AutoTokenizer.from_pretrained(str(c))
         except (OSError, ValueError) as exc:
-            errors.append(f"{c}: {exc}")
+            errors.append(f"{c}: {_first_line(exc)}")
     raise CheckpointError(
         "no tokenizer found in " + ", ".join(str(c) for c in candidates if c) + "; " + "; ".join(errors)
     )
 
 
+def _check_json(path: Path, what: str) -> dict | None:
+    """Parsed JSON of `path` if it exists; a broken file is a one-line error naming it."""
+    import json
+
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: {what} is not valid JSON ({_first_line(exc)}); re-download or re-save the checkpoint"
+        ) from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
 def is_adapter(folder: Path) -> bool:
-    return (folder / C.ADAPTER_CONFIG_FILE).exists()
+    """Whether `folder` holds a LoRA adapter; a half-written one (config without weights, weights
+    without config, invalid JSON) is a one-line error naming what is missing."""
+    folder = Path(folder)
+    has_config = (folder / C.ADAPTER_CONFIG_FILE).exists()
+    weights = [f for f in ADAPTER_WEIGHT_FILES if (folder / f).exists()]
+    if not has_config and not weights:
+        return False
+    if not has_config:
+        raise CheckpointError(
+            f"{folder}: adapter weights ({weights[0]}) without {C.ADAPTER_CONFIG_FILE}; the adapter cannot be "
+            "rebuilt without its config: restore it"
+        )
+    _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config")
+    if not weights:
+        raise CheckpointError(
+            f"{folder}: {C.ADAPTER_CONFIG_FILE} but no adapter weights ({' or '.join(ADAPTER_WEIGHT_FILES)}); "
+            "the upload is incomplete: restore the weights"
+        )
+    return True
 
 
 def adapter_base(folder: Path) -> str | None:
-    import json
-
-    cfg = json.loads((folder / C.ADAPTER_CONFIG_FILE).read_text())
+    cfg = _check_json(Path(folder) / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
     return cfg.get("base_model_name_or_path")
 
 
 def attach_adapter(model: nn.Module, folder: Path, name: str) -> nn.Module:
     """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once)."""
     from peft import PeftModel
+    from safetensors import SafetensorError
 
-    if isinstance(model, PeftModel):
-        model.load_adapter(str(folder), adapter_name=name)
-        return model
-    return PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=name)
+            return model
+        return PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
+        raise CheckpointError(
+            f"{folder}: the LoRA adapter does not load onto its base ({_first_line(exc)}); check that the "
+            "weights are complete and that base_model is the one it was trained on"
+        ) from exc
 
 
 @contextlib.contextmanager

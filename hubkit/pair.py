@@ -15,27 +15,13 @@ from torch import Tensor
 
 from hubkit import heads, hub, injection, loading
 from hubkit.meta import NLAMeta, check_compatible
+from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
 log = logging.getLogger(__name__)
 
-
-def normalised(v: Tensor, scale: float) -> Tensor:
-    """Rows L2-normalised and multiplied by `scale` (the ``mse_scale`` space)."""
-    v = v.float()
-    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12) * scale
-
-
-def cosine(a: Tensor, b: Tensor) -> Tensor:
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
-
-
-def normalised_mse(a: Tensor, b: Tensor) -> Tensor:
-    """Per-row MSE of the unit vectors times d: with scale ``sqrt(d)`` and dividing by scale², ``2(1 − cos)``."""
-    ua = a.float() / a.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    ub = b.float() / b.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return ((ua - ub) ** 2).sum(dim=-1)
+__all__ = ["NLAPair", "RoundTrip", "cosine", "normalised_mse"]
 
 
 @dataclass
@@ -50,6 +36,11 @@ class RoundTrip:
     @property
     def mean_cos(self) -> float:
         return float(self.cos.mean())
+
+    @property
+    def fve(self) -> float:
+        """FVE of this round trip against its own predict-the-mean baseline (needs >= 2 distinct rows)."""
+        return fve(self.vectors, self.reconstructions)
 
 
 class NLAPair:
@@ -92,7 +83,12 @@ class NLAPair:
                 ),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)
-        model = loading.load_causal_lm(base, loading.parse_dtype(dtype), device, av_meta.adapter.quant)
+        model = loading.load_causal_lm(
+            base,
+            loading.choose_dtype(dtype, device, what="NLA pair (one shared base)"),
+            device,
+            av_meta.adapter.quant,
+        )
         model = loading.attach_adapter(model, av_dir, "av")
         model = loading.attach_adapter(model, ar_dir, "ar")
         model.eval()
@@ -106,11 +102,13 @@ class NLAPair:
             ),
         )
 
-    def round_trip(self, vectors: Tensor, batch_size: int = 16, **generate_kwargs) -> RoundTrip:
+    def round_trip(self, vectors: Tensor, batch_size: int | None = None, **generate_kwargs) -> RoundTrip:
+        """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE; `generate_kwargs` go to
+        `ActivationVerbalizer.explain_detailed` (max_new_tokens, min_new_tokens, engine, …)."""
         v = injection.check_vectors(vectors, self.av.meta.d_model)
         details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
         texts = [d.text for d in details]
-        v_hat = self.ar.reconstruct(texts, batch_size=batch_size)
+        v_hat = self.ar.reconstruct(texts, **({"batch_size": batch_size} if batch_size else {}))
         return RoundTrip(
             vectors=v,
             explanations=texts,

@@ -15,31 +15,81 @@ import torch
 from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, loading
+from hubkit import constants as C
 from hubkit.errors import CheckpointError, MetaError
-from hubkit.meta import EXPLANATION_PLACEHOLDER, NLAMeta
+from hubkit.meta import NLAMeta
 
 log = logging.getLogger(__name__)
 
 
-def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
-    """Token ids of the AR prompt for one explanation.
+BOS_AS_TOKENIZER = "tokenizer"
+"""`ar.add_bos` value meaning "BOS exactly where the tokenizer itself adds one" (the reference rule)."""
 
-    The part after ``{explanation}`` is tokenized on its own (or taken from ``ar.suffix_ids``), so
-    the read-out token is the same whatever the explanation ends with.
+SUFFIX_PROBE = "x"
+"""Explanation rendered once at load to check the prompt's tail against `ar.suffix_ids`."""
+
+
+def render_ar_prompt(template: str, text: str) -> str:
+    """``template.format(explanation=text)``: the AR prompt as one string, as the reference renders it."""
+    try:
+        return template.format(explanation=text)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise MetaError(
+            f"`ar.template` {template!r} cannot be rendered with str.format ({type(exc).__name__}: {exc}); "
+            "write literal braces as {{ and }} and keep {explanation} as the only field"
+        ) from exc
+
+
+def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | None) -> list[int]:
+    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule.
+
+    ``"tokenizer"`` (or ``None``): unchanged, BOS only where the tokenizer adds one (Gemma, Llama yes;
+    Qwen has none; SmolLM2 has a ``bos_token`` but does not add it). ``True``: BOS forced first.
+    ``False``: a leading BOS removed.
+    """
+    if add_bos is None or add_bos == BOS_AS_TOKENIZER:
+        return list(ids)
+    if add_bos is True:
+        if bos_id is not None and (not ids or ids[0] != bos_id):
+            return [bos_id, *ids]
+        return list(ids)
+    if add_bos is False:
+        return list(ids[1:]) if ids and bos_id is not None and ids[0] == bos_id else list(ids)
+    raise MetaError(f"`ar.add_bos` must be true, false or {BOS_AS_TOKENIZER!r}, got {add_bos!r}")
+
+
+def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
+    """Token ids of the AR prompt for one explanation: the one builder training and inference share.
+
+    The whole rendered prompt is tokenized in one call with ``add_special_tokens=True`` (so merges
+    across the explanation/suffix boundary, such as ``.</`` or ``></``, are the ones the model
+    saw), then `ar.add_bos` is applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
+    prompt; `check_suffix_ids` uses it as a consistency check.
     """
     ar = meta.ar
     assert ar is not None
-    prefix, suffix = ar.template.split(EXPLANATION_PLACEHOLDER)
-    ids = tokenizer(prefix + text, add_special_tokens=False)["input_ids"]
-    ids += (
-        ar.suffix_ids
-        if ar.suffix_ids is not None
-        else tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    )
-    bos = tokenizer.bos_token_id
-    if ar.add_bos and bos is not None and (not ids or ids[0] != bos):
-        ids = [bos, *ids]
-    return ids
+    ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=True)["input_ids"]
+    return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
+
+
+def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> None:
+    """Refuse a meta whose ``ar.suffix_ids`` are not the tail of the rendered prompt.
+
+    Reference metas record ``tokens.critic_suffix_ids`` = the suffix's tokens after the first
+    (the first may merge with the explanation's last character); the prompt must end with them.
+    """
+    ar = meta.ar
+    if ar is None or not ar.suffix_ids:
+        return
+    want = list(ar.suffix_ids)
+    got = build_ar_ids(tokenizer, meta, SUFFIX_PROBE)
+    if got[-len(want) :] != want:
+        raise MetaError(
+            f"{where}: field `ar.suffix_ids` (`tokens.critic_suffix_ids` in reference metas) is {want}, but "
+            f"the AR prompt rendered from `ar.template` with this tokenizer ends with {got[-len(want) :]}: "
+            "the template, the tokenizer and the recorded ids do not belong together; fix the template or "
+            "the tokenizer, or drop the field"
+        )
 
 
 def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -62,7 +112,13 @@ class ActivationReconstructor:
     """Reads an explanation and writes the vector it describes."""
 
     def __init__(
-        self, model: nn.Module, tokenizer, meta: NLAMeta, head: nn.Linear, adapter_name: str | None = None
+        self,
+        model: nn.Module,
+        tokenizer,
+        meta: NLAMeta,
+        head: nn.Linear,
+        adapter_name: str | None = None,
+        source: str | Path | None = None,
     ) -> None:
         if meta.ar is None:
             raise MetaError("an ActivationReconstructor needs a meta with an `ar` section")
@@ -77,6 +133,7 @@ class ActivationReconstructor:
             raise MetaError(
                 f"the meta says d_model={meta.d_model}, the model's width is {arch.hidden_size(model)}"
             )
+        check_suffix_ids(tokenizer, meta, str(source) if source is not None else "the AR meta")
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
         self.adapter_name = adapter_name
         self.block = meta.ar.num_layers - 1
@@ -97,7 +154,7 @@ class ActivationReconstructor:
         meta = NLAMeta.load(folder)
         if meta.ar is None or meta.role != "ar":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
-        dt = loading.parse_dtype(dtype)
+        dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         if loading.is_adapter(folder) or lora_state:
             base = loading.resolve_base(base_model or meta.base_model)
@@ -114,7 +171,7 @@ class ActivationReconstructor:
             name = None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(model.eval(), tok, meta, head, adapter_name=name)
+        return cls(model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE)
 
     def hidden(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """Backbone output (float32) at the read-out token of each text, before normalisation and head."""

@@ -1,7 +1,15 @@
-"""`ActivationVerbalizer` (AV): vector → explanation, batched with left padding and a KV cache."""
+"""`ActivationVerbalizer` (AV): vector → explanation.
+
+Every row of a batch reads the same prompt, so no padding is needed and the KV cache of the prompt
+up to the first marker is computed once per batch and shared by every row (nothing before the
+marker depends on the vector, whichever scheme injects it). Generation stops on every EOS id the
+model declares (config, generation config, tokenizer).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +18,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hubkit import hub, injection, loading
-from hubkit.errors import MetaError
+from hubkit import arch, hub, injection, loading
+from hubkit.errors import EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 
 log = logging.getLogger(__name__)
 
 Status = Literal["ok", "no_tags", "unclosed", "empty"]
+
+DEFAULT_BATCH_SIZE = 32
+"""Rows generated together by default (measured: benchmarks/bench_av_batch.py)."""
+
+TRANSFORMERS_ENGINES = (None, "transformers")
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,7 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     else:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
-    mid, left, right = injection.marker_ids(tokenizer, prompt, marker)
+    mid, left, right = injection.marker_ids(tokenizer, prompt, marker, av.template.count(MARKER_PLACEHOLDER))
     if inj.marker_token_id is not None and inj.marker_token_id != mid:
         raise MetaError(
             f"`injection.marker_token_id` is {inj.marker_token_id} but marker {marker!r} is token {mid} for this "
@@ -115,6 +128,42 @@ def marker_from_id(tokenizer, token_id: int) -> str:
     )
 
 
+@functools.cache
+def _generate_cache_kwarg() -> str:
+    """`generate`'s name for a ready KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    from transformers import GenerationMixin
+
+    prepare = getattr(GenerationMixin, "_prepare_cache_for_generation", None)
+    try:
+        newer = prepare is not None and 'model_kwargs.get("cache")' in inspect.getsource(prepare)
+    except (OSError, TypeError):  # pragma: no cover - source unavailable
+        newer = False
+    return "cache" if newer else "past_key_values"
+
+
+def _ints(value) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value if v is not None]
+
+
+def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
+    """Every id generation stops on: the model config's EOS ids, ``generation_config.eos_token_id``
+    (e.g. Gemma-3-IT's ``<end_of_turn>``) and the tokenizer's EOS, in that order, without repeats."""
+    sources = [
+        getattr(model, "config", None),
+        arch.text_config(model),
+        getattr(model, "generation_config", None),
+    ]
+    ids: list[int] = []
+    for src in sources:
+        ids += _ints(getattr(src, "eos_token_id", None))
+    ids += _ints(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))
+
+
 class ActivationVerbalizer:
     """Turns residual-stream vectors into written explanations."""
 
@@ -133,6 +182,8 @@ class ActivationVerbalizer:
         self.prompt_ids: list[int] = tokenizer(
             self.prompt, add_special_tokens=not self.meta.av.chat_template
         )["input_ids"]
+        self.slots = self.meta.av.template.count(MARKER_PLACEHOLDER)
+        self.stop_ids = stop_token_ids(model, tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -144,11 +195,12 @@ class ActivationVerbalizer:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
     ) -> ActivationVerbalizer:
+        """Load an AV; `dtype` None/"auto" picks from the hardware (`hubkit.precision.resolve_dtype`)."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
         meta = NLAMeta.load(folder)
         if meta.role != "av":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AV")
-        dt = loading.parse_dtype(dtype)
+        dt = loading.choose_dtype(dtype, device, what=f"AV {folder}")
         if loading.is_adapter(folder):
             base = loading.resolve_base(base_model or meta.base_model)
             model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
@@ -159,15 +211,66 @@ class ActivationVerbalizer:
             tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
         return cls(model.eval(), tok, meta, adapter_name="av" if loading.is_adapter(folder) else None)
 
-    # -- inference ----------------------------------------------------------------------------
-    def _batch(self, n: int) -> tuple[Tensor, Tensor]:
-        ids = torch.tensor([self.prompt_ids] * n)
-        return ids, torch.ones_like(ids)
+    # -- inputs -------------------------------------------------------------------------------
+    def check(self, vectors: Tensor) -> Tensor:
+        """Vectors as ``[N, d]`` (one marker) or ``[N, k, d]`` (k markers in the prompt), checked."""
+        v = injection.check_vectors(vectors, self.meta.d_model, allow_slots=True)
+        if v.ndim == 3 and v.shape[1] == 1:
+            v = v[:, 0]
+        k = v.shape[1] if v.ndim == 3 else 1
+        if k != self.slots:
+            raise InjectionError(
+                f"vectors of shape {tuple(v.shape)} give {k} vector(s) per row but the AV prompt holds "
+                f"{self.slots} marker(s) (`av.template`); pass [N, {self.slots}, {self.meta.d_model}]"
+            )
+        return v
 
+    def _ids(self, n: int, device: torch.device | None = None) -> Tensor:
+        return torch.tensor([self.prompt_ids] * n, device=device)
+
+    def prefix_length(self) -> int:
+        """Prompt tokens before the first marker: the same for every row, cached once per batch.
+
+        At least two tokens stay uncached, so the first uncached forward is never mistaken for a
+        one-token decoding step by the injection hook."""
+        ids = torch.tensor([self.prompt_ids])
+        inj = self.meta.injection
+        pos = injection.find_markers(
+            ids,
+            inj.marker_token_id,
+            inj.left_neighbor_id,
+            inj.right_neighbor_id,
+            self.slots,
+            per_row=self.slots,
+        )
+        return max(0, min(int(pos.min()), len(self.prompt_ids) - 2))
+
+    @torch.no_grad()
+    def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
+        """Per row, the unpadded ``inputs_embeds`` ``[T, d]`` with the vector(s) injected: exactly what
+        the transformers path feeds the model (embedding_replace only)."""
+        scheme = injection.get_scheme(self.meta.injection.scheme)
+        if not scheme.embeds_only:
+            raise EngineError(
+                f"injection scheme {scheme.name!r} edits a decoder block's output, not the input embeddings: "
+                "it needs the transformers engine (engine=None)"
+            )
+        v = self.check(vectors)
+        ids = self._ids(len(v), loading.model_device(self.model))
+        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
+        embed = arch.text_model(self.model).embed_tokens
+        with (
+            loading.active_adapter(self.model, self.adapter_name),
+            injection.injected(self.model, self.meta.injection, p),
+        ):
+            out = embed(ids)
+        return list(out.unbind(0))
+
+    # -- inference ----------------------------------------------------------------------------
     def explain_detailed(
         self,
         vectors: Tensor,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         max_new_tokens: int = 64,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -175,61 +278,125 @@ class ActivationVerbalizer:
         seed: int | None = None,
         num_return_sequences: int = 1,
         progress: bool = False,
+        min_new_tokens: int = 0,
+        engine: str | None = None,
+        prefix_cache: bool = True,
     ) -> list[Explanation]:
-        """Explanations for `vectors` ``[N, d]``; with sampling, `num_return_sequences` per vector."""
-        v = injection.check_vectors(vectors, self.meta.d_model)
+        """Explanations for `vectors` ``[N, d]`` (or ``[N, k, d]`` for a k-marker prompt); with
+        sampling, `num_return_sequences` per vector. `engine` other than None/"transformers" hands
+        the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
+        for every row (the same tokens, only slower)."""
+        v = self.check(vectors)
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
         from tqdm.auto import tqdm
 
+        step = batch_size or DEFAULT_BATCH_SIZE
+        opts = dict(
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+        )
         bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
-        for start in range(0, len(v), batch_size):
-            chunk = v[start : start + batch_size]
-            out.extend(
-                self._generate(chunk, max_new_tokens, do_sample, temperature, top_p, num_return_sequences)
-            )
-            bar.update(len(chunk))
+        for start in range(0, len(v), step):
+            chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
+            if engine not in TRANSFORMERS_ENGINES:
+                rows = self._generate_engine(chunk, engine, **opts)
+            else:
+                rows = self._generate(chunk, prefix_cache=prefix_cache, **opts)
+            out.extend(self.decode_rows(rows))
+            bar.update(len(v[start : start + step]))
         bar.close()
         return out
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
-        """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for statuses)."""
+        """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
         return [e.text for e in self.explain_detailed(vectors, **kwargs)]
+
+    def _prefix_cache(self, n: int, length: int):
+        """The KV cache of the first `length` prompt tokens, computed once and repeated for `n` rows."""
+        ids = self._ids(1, loading.model_device(self.model))[:, :length]
+        cache = self.model(input_ids=ids, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(n)
+        return cache
 
     @torch.no_grad()
     def _generate(
-        self, v: Tensor, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float, k: int
-    ) -> list[Explanation]:
-        vv = v.repeat_interleave(k, dim=0)
-        ids, mask = self._batch(len(vv))
+        self,
+        v: Tensor,
+        max_new_tokens: int,
+        min_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        prefix_cache: bool = True,
+    ) -> list[list[int]]:
         device = loading.model_device(self.model)
-        ids, mask = ids.to(device), mask.to(device)
-        p = injection.plan(self.meta.injection, ids, vv, self.meta.d_model)
-        gen_kwargs = dict(
+        ids = self._ids(len(v), device)
+        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
+        gen_kwargs: dict = dict(
             max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
             do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.stop_ids,
             use_cache=True,
         )
         if do_sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        with (
-            loading.active_adapter(self.model, self.adapter_name),
-            injection.injected(self.model, self.meta.injection, p),
-        ):
-            seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
-        return self.decode(seqs[:, ids.shape[1] :])
+        with loading.active_adapter(self.model, self.adapter_name):
+            cached = self.prefix_length() if prefix_cache else 0
+            if cached:
+                gen_kwargs[_generate_cache_kwarg()] = self._prefix_cache(len(v), cached)
+                p = injection.shift_plan(p, cached)
+            with injection.injected(self.model, self.meta.injection, p):
+                seqs = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kwargs)
+        return seqs[:, ids.shape[1] :].tolist()
+
+    def _generate_engine(
+        self,
+        v: Tensor,
+        engine: str,
+        max_new_tokens: int,
+        min_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+    ) -> list[list[int]]:
+        try:
+            from hubkit import engines
+        except ImportError as exc:
+            raise EngineError(
+                f"engine={engine!r} needs hubkit.engines, which is not installed here ({exc}); "
+                "use engine=None (transformers)"
+            ) from exc
+        if top_p != 1.0:
+            raise EngineError(f"engine={engine!r} does not take top_p; leave it at 1.0 or use engine=None")
+        return engines.get_engine(engine).generate_from_embeddings(
+            self.prompt_embeddings(v),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            stop_token_ids=list(self.stop_ids),
+        )
 
     def decode(self, new_tokens: Tensor) -> list[Explanation]:
-        """Parse generated token rows (prompt removed) into explanations; padding after EOS is dropped."""
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        """Parse generated token rows (prompt removed) into explanations (see `decode_rows`)."""
+        return self.decode_rows(new_tokens.tolist())
+
+    def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
+        """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
+        stops = set(self.stop_ids)
+        pad = self.tokenizer.pad_token_id
         out = []
-        for row in new_tokens.tolist():
+        for row in rows:
             n = len(row)
             for i, t in enumerate(row):
-                if t == eos or (t == pad and pad != eos):
+                if t in stops or t == pad:
                     n = i
                     break
             raw = self.tokenizer.decode(row[:n], skip_special_tokens=True)
@@ -238,10 +405,3 @@ class ActivationVerbalizer:
             )
             out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
         return out
-
-
-def count_statuses(explanations: list[Explanation]) -> dict[str, int]:
-    counts = {"ok": 0, "no_tags": 0, "unclosed": 0, "empty": 0}
-    for e in explanations:
-        counts[e.status] += 1
-    return counts

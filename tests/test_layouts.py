@@ -22,7 +22,7 @@ from hubkit.testing import MARKER, make_tiny_model
 LAYER = 2
 AV_TEMPLATE = "Explain the activation {injection_char} in a few words."
 AR_TEMPLATE = "Summary of the following text: <text>{explanation}</text> <summary>"
-TEXTS = ["a cat on a mat", "", "Paris is the capital of France and rivers flow", "code {} [] ()"]
+TEXTS = ["a cat on a mat", "", "Paris is the capital of France and rivers flow.", "code {} [] ()", "a <b>"]
 
 
 def _random_lora(model, seed: int):
@@ -53,7 +53,7 @@ def _token_ids(tok, prompt: str, marker: str) -> tuple[int, int, int]:
 
 # -- independent reference computations -------------------------------------------------------
 def independent_reconstruct(
-    model, tok, texts, head: dict, num_layers: int, norm_to: float | None
+    model, tok, texts, head: dict, num_layers: int, norm_to: float | None, add_bos: bool | str = True
 ) -> torch.Tensor:
     """One text at a time, no padding: hook on block K, last token, optional norm, head."""
     layers = model.get_base_model().model.layers if isinstance(model, PeftModel) else model.model.layers
@@ -62,11 +62,12 @@ def independent_reconstruct(
         lambda m, a, o: captured.__setitem__("h", o[0] if isinstance(o, tuple) else o)
     )
     out = []
-    prefix, suffix = AR_TEMPLATE.split("{explanation}")
     try:
         for text in texts:
-            ids = [tok.bos_token_id] + tok(prefix + text, add_special_tokens=False)["input_ids"]
-            ids += tok(suffix, add_special_tokens=False)["input_ids"]
+            # the whole prompt in one call (the reference's tokenization); BOS forced when the meta says so
+            ids = tok(AR_TEMPLATE.format(explanation=text))["input_ids"]
+            if add_bos is True and ids[0] != tok.bos_token_id:
+                ids = [tok.bos_token_id, *ids]
             with torch.no_grad():
                 model(input_ids=torch.tensor([ids]))
             h = captured["h"][0, -1].float()
@@ -93,7 +94,7 @@ def capture_injection(av: ActivationVerbalizer, vectors: torch.Tensor, module) -
 
     handle = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        av.explain(vectors, max_new_tokens=2)
+        av.explain(vectors, max_new_tokens=2, prefix_cache=False)  # one full-prompt prefill to watch
     finally:
         handle.remove()
     assert len(seen) == 1, "exactly one prefill forward expected"
@@ -228,14 +229,16 @@ def write_residual(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
 # -- tests ------------------------------------------------------------------------------------
 def test_reference_layout(tmp_path, tiny_llama):
     av_dir, ar_dir, head = write_reference(tmp_path, tiny_llama)
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     assert ar.meta.ar.num_layers == LAYER + 1 and ar.meta.ar.head_format == "value_head"
     got = ar.reconstruct(TEXTS, batch_size=3)
     ref_model = AutoModelForCausalLM.from_pretrained(str(av_dir))  # untruncated base: hook on block K
-    want = independent_reconstruct(ref_model, tiny_llama.tokenizer, TEXTS, head, LAYER + 1, None)
+    want = independent_reconstruct(
+        ref_model, tiny_llama.tokenizer, TEXTS, head, LAYER + 1, None, add_bos=ar.meta.ar.add_bos
+    )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     v = torch.randn(3, tiny_llama.d_model)
     embeds = capture_injection(av, v, av.model.model.layers[0])
     ids = torch.tensor(av.prompt_ids)
@@ -254,7 +257,7 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
         and meta.ar.input_norm == "mse_scale"
         and meta.ar.head_bias
     )
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     got = ar.reconstruct(TEXTS)
     want = independent_reconstruct(
         extra["lora_model"],
@@ -266,7 +269,7 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
     )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     assert (
         not av.meta.av.chat_template
         and av.prompt_ids
@@ -282,15 +285,17 @@ def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
 
 def test_residual_add_layout(tmp_path, tiny_llama, tiny_base_dir):
     av_dir, ar_dir, extra = write_residual(tmp_path, tiny_llama, tiny_base_dir)
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     assert ar.meta.ar.head_format == "linear_head_pt"
     assert len(ar.model.get_base_model().model.layers) == LAYER + 1, "truncated to K+1 blocks at load"
     got = ar.reconstruct(TEXTS)
     lora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_base_dir)), str(ar_dir))
-    want = independent_reconstruct(lora, tiny_llama.tokenizer, TEXTS, extra["head"], LAYER + 1, None)
+    want = independent_reconstruct(
+        lora, tiny_llama.tokenizer, TEXTS, extra["head"], LAYER + 1, None, add_bos=ar.meta.ar.add_bos
+    )
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
-    av = ActivationVerbalizer.from_pretrained(av_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
     assert av.meta.injection.scheme == "residual_add"
     layers = av.model.get_base_model().model.layers
     v = torch.randn(2, tiny_llama.d_model)
@@ -372,6 +377,6 @@ def test_hubkit_layout_roundtrips_through_writer(tmp_path, tiny_llama, tiny_base
     tok = AutoTokenizer.from_pretrained(str(tiny_base_dir))
     write_checkpoint(tmp_path / "ar", lora, tok, ar_meta, head=head)
     assert set(load_file(str(tmp_path / "ar" / "value_head.safetensors"))) == {"weight"}
-    ar = ActivationReconstructor.from_pretrained(tmp_path / "ar")
+    ar = ActivationReconstructor.from_pretrained(tmp_path / "ar", dtype="float32")
     want = independent_reconstruct(lora, tok, TEXTS, head_t, LAYER + 1, None)
     torch.testing.assert_close(ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)

@@ -53,10 +53,10 @@ def test_parse_explanation_flags_failures():
 
 def test_pair_shares_one_base_and_matches_separate_halves(tmp_path, tiny_base_dir, tiny_llama):
     av_dir, ar_dir = write_adapter_pair(tmp_path, tiny_base_dir)
-    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
+    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, dtype="float32")
     assert pair.shared_base
-    av = ActivationVerbalizer.from_pretrained(av_dir)
-    ar = ActivationReconstructor.from_pretrained(ar_dir)
+    av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     v = torch.randn(4, tiny_llama.d_model)
     res = pair.round_trip(v, max_new_tokens=12)
     assert res.explanations == av.explain(v, max_new_tokens=12)

@@ -1,0 +1,95 @@
+"""Plans and forward hooks: everything a forward needs to inject, computed once and pure."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from torch import Tensor, nn
+
+from hubkit.errors import InjectionError
+from hubkit.injection.markers import find_markers
+from hubkit.injection.registry import get_scheme
+from hubkit.injection.vectors import check_vectors
+from hubkit.meta import Injection
+
+
+@dataclass
+class InjectionPlan:
+    """What to inject where, for one forward over ``seq_len`` tokens.
+
+    `positions` is ``[N]`` (one marker per row) or ``[N, k]``; `vectors` ``[N, d]`` or ``[N, k, d]``,
+    already as the hook writes them (scaled for embedding_replace, raw directions for residual_add).
+    """
+
+    positions: Tensor
+    vectors: Tensor
+    seq_len: int
+
+
+def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> InjectionPlan:
+    """Validate vectors, locate markers and prepare the vectors: everything the hook needs, pure.
+
+    ``[N, d]`` vectors fill one marker per row; ``[N, k, d]`` fill k markers per row, in order.
+    """
+    scheme = get_scheme(spec.scheme)
+    v = check_vectors(vectors, d_model, allow_slots=True)
+    if spec.marker_token_id is None:
+        raise InjectionError(
+            "the meta's `injection.marker_token_id` is unresolved; load the NLA with its tokenizer"
+        )
+    per_row = v.shape[1] if v.ndim == 3 else 1
+    pos = find_markers(
+        input_ids,
+        spec.marker_token_id,
+        spec.left_neighbor_id,
+        spec.right_neighbor_id,
+        v.shape[0] * per_row,
+        per_row=per_row,
+    )
+    return InjectionPlan(
+        positions=pos, vectors=scheme.plan_vectors(spec, v, d_model), seq_len=input_ids.shape[1]
+    )
+
+
+def shift_plan(p: InjectionPlan, offset: int) -> InjectionPlan:
+    """The same plan for a forward that starts `offset` tokens in (the first `offset` are cached)."""
+    if offset < 0 or int(p.positions.min()) < offset:
+        raise InjectionError(
+            f"cannot cache {offset} prompt tokens: a marker sits at {int(p.positions.min())}"
+        )
+    return replace(p, positions=p.positions - offset, seq_len=p.seq_len - offset)
+
+
+def _replace_output(output, fn):
+    if isinstance(output, tuple):
+        return (fn(output[0]), *output[1:])
+    if hasattr(output, "last_hidden_state"):
+        output.last_hidden_state = fn(output.last_hidden_state)
+        return output
+    return fn(output)
+
+
+def _first_tensor(output) -> Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextlib.contextmanager
+def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[None]:
+    """Apply `p` on every forward over at least ``p.seq_len`` tokens (the prefill, a teacher-forced
+    pass, or each step of a generation without a KV cache, whose prefix is the prompt); decoding
+    steps with a KV cache (length 1) pass through untouched."""
+    scheme = get_scheme(spec.scheme)
+    module = scheme.hook_module(model, spec)
+
+    def hook(_mod, _args, output):
+        if _first_tensor(output).shape[1] < p.seq_len:
+            return output
+        return _replace_output(output, lambda t: scheme.apply(t, p.positions, p.vectors))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -1,0 +1,93 @@
+"""Loading: the dtype chosen from the hardware, tokenizers that never fall back silently, and
+adapter folders that are half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from hubkit import ActivationReconstructor, ActivationVerbalizer, NLAPair, loading, precision
+from hubkit import constants as C
+from hubkit.errors import CheckpointError
+from hubkit.testing import write_adapter_pair
+
+
+@pytest.fixture(scope="module")
+def pair_dirs(tmp_path_factory, tiny_base_dir) -> tuple[Path, Path]:
+    return write_adapter_pair(tmp_path_factory.mktemp("pair"), tiny_base_dir)
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_choose_dtype_auto_and_forced() -> None:
+    assert loading.choose_dtype(None) == precision.resolve_dtype("auto")
+    assert loading.choose_dtype("auto", "cpu") == precision.resolve_dtype("auto", "cpu")
+    assert loading.choose_dtype("float32") == torch.float32
+    assert loading.choose_dtype("bf16") == torch.bfloat16
+
+
+def test_from_pretrained_defaults_to_the_hardware_dtype(pair_dirs, caplog) -> None:
+    av_dir, ar_dir = pair_dirs
+    want = precision.resolve_dtype("auto", "cpu")
+    with caplog.at_level("INFO", logger="hubkit.loading"):
+        av = ActivationVerbalizer.from_pretrained(av_dir)
+    assert next(av.model.parameters()).dtype == want
+    assert f"in {precision.resolve_dtype_name(want)} (auto)" in caplog.text
+    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
+    assert next(ar.model.parameters()).dtype == torch.float32
+    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
+    assert next(pair.av.model.parameters()).dtype == want
+
+
+@pytest.mark.parametrize("damage", [b"{ not json", b"", b'{"model": {"type": "BPE", "vocab": 3}}'])
+def test_corrupt_checkpoint_tokenizer_is_not_replaced_by_the_base(pair_dirs, tmp_path, damage) -> None:
+    av_dir = _copy(pair_dirs[0], tmp_path)
+    assert (av_dir / "tokenizer.json").exists()
+    (av_dir / "tokenizer.json").write_bytes(damage)
+    with pytest.raises(CheckpointError) as err:
+        ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
+    assert "tokenizer" in str(err.value) and str(av_dir) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_adapter_without_config(pair_dirs, tmp_path) -> None:
+    av_dir = _copy(pair_dirs[0], tmp_path)
+    (av_dir / C.ADAPTER_CONFIG_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"without {C.ADAPTER_CONFIG_FILE}"):
+        ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
+
+
+def test_adapter_without_weights(pair_dirs, tmp_path) -> None:
+    ar_dir = _copy(pair_dirs[1], tmp_path)
+    (ar_dir / C.ADAPTER_WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match="no adapter weights"):
+        ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
+
+
+def test_adapter_config_with_invalid_json(pair_dirs, tmp_path) -> None:
+    av_dir = _copy(pair_dirs[0], tmp_path)
+    (av_dir / C.ADAPTER_CONFIG_FILE).write_text("{'r': 4,")
+    with pytest.raises(CheckpointError) as err:
+        ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
+    assert C.ADAPTER_CONFIG_FILE in str(err.value) and "not valid JSON" in str(err.value)
+
+
+def test_truncated_adapter_weights(pair_dirs, tmp_path) -> None:
+    av_dir = _copy(pair_dirs[0], tmp_path)
+    w = av_dir / C.ADAPTER_WEIGHTS_FILE
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(CheckpointError) as err:
+        ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
+    assert str(av_dir) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_adapter_base_reads_the_config(pair_dirs, tiny_base_dir) -> None:
+    cfg = json.loads((pair_dirs[0] / C.ADAPTER_CONFIG_FILE).read_text())
+    assert loading.adapter_base(pair_dirs[0]) == cfg["base_model_name_or_path"]
