@@ -93,9 +93,7 @@ def vectors_from_column(
                 f"{where}: {what} has rows of different widths {sorted(set(widths.tolist()))[:5]}"
             )
         width = int(widths[0])
-    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    if flat.size != len(arr) * width:  # null elements inside rows are dropped by flatten
-        raise DataError(f"{where}: {what} has null elements inside rows")
+    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)  # null items → NaN
     return check_vectors(torch.from_numpy(flat.reshape(len(arr), width).copy()), where, d_model, what)
 
 
