@@ -1,22 +1,117 @@
-"""Writing NLA checkpoints in hubkit's layout (atomically: a temp folder renamed into place).
+"""Writing NLA checkpoints in hubkit's layout (atomically: a temp folder renamed into place), and
+checking that a folder still holds what was written.
 
 AV: adapter (``adapter_config.json`` + ``adapter_model.safetensors``) or full weights, tokenizer,
 ``nla_meta.yaml``. AR: the same plus ``value_head.safetensors``.
+
+Every folder hubkit writes carries ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`): the sha256
+and size of each of its files, recorded before the folder is renamed into place. `verify_checkpoint`
+compares a folder against it, so a flipped byte, a truncated file or a missing file is an error that
+names the file instead of weights that load silently wrong. The file is hidden: a release does not
+ship it (the release rewrites the meta and keeps its own provenance hashes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+from hubkit import constants as C
+from hubkit.errors import CheckpointError
+from hubkit.provenance import sha256_file
 
-from hubkit import heads
-from hubkit.meta import NLAMeta
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hubkit.meta import NLAMeta
+
+HASHES_FORMAT = "hubkit.checkpoint_sha256/1"
 
 
+# -- file hashes -----------------------------------------------------------------------------------
+def _listed_files(folder: Path) -> list[Path]:
+    """Every regular file under `folder`, hidden ones (the hash file, temporaries) left out."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out.append(p)
+    return out
+
+
+def write_file_hashes(folder: str | Path) -> Path:
+    """Record the sha256 and size of every file under `folder` in its hash file; returns that file."""
+    folder = Path(folder)
+    files = {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in _listed_files(folder)
+    }
+    path = folder / C.CHECKPOINT_HASHES_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": HASHES_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
+    """``{relative path: {sha256, size}}`` recorded for `folder`, or None when it has no hash file."""
+    path = Path(folder) / C.CHECKPOINT_HASHES_FILE
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text())
+        files = body["files"]
+        if body.get("format") != HASHES_FORMAT or not isinstance(files, dict):
+            raise ValueError(f"format {body.get('format')!r}")
+        return {str(k): {"sha256": str(v["sha256"]), "size": int(v["size"])} for k, v in files.items()}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint hash file ({exc}); the folder cannot be verified. "
+            "Restore it from a copy, or delete the hash file to accept the folder unverified"
+        ) from exc
+
+
+def verify_checkpoint(folder: str | Path, *, required: bool = False) -> bool:
+    """Check every file `folder`'s hash file lists: present, same size, same sha256.
+
+    Returns True when verified, False when the folder has no hash file (a checkpoint hubkit did not
+    write, or an older one) and `required` is False. Raises `CheckpointError` naming the first file
+    that is missing or changed.
+    """
+    folder = Path(folder)
+    files = read_file_hashes(folder)
+    if files is None:
+        if required:
+            raise CheckpointError(
+                f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified"
+            )
+        return False
+    for rel, want in sorted(files.items()):
+        path = folder / rel
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: missing from the checkpoint (recorded in {C.CHECKPOINT_HASHES_FILE}); "
+                "the folder is incomplete: restore the file or use another checkpoint"
+            )
+        size = path.stat().st_size
+        if size != want["size"]:
+            raise CheckpointError(
+                f"{path}: {size} bytes but {want['size']} were written; the file is truncated or replaced: "
+                "restore it or use another checkpoint"
+            )
+        if sha256_file(path) != want["sha256"]:
+            raise CheckpointError(
+                f"{path}: sha256 differs from the one recorded when it was written; the file is corrupt "
+                "or was changed: restore it or use another checkpoint"
+            )
+    return True
+
+
+# -- writing -----------------------------------------------------------------------------------------
 def _save_weights(model: nn.Module, tokenizer, folder: Path, adapter_name: str | None) -> None:
     from peft import PeftModel
 
@@ -43,7 +138,10 @@ def write_checkpoint(
     adapter_name: str | None = None,
     legacy_pt: bool = False,
 ) -> Path:
-    """Write one checkpoint folder atomically; an existing folder of that name is replaced whole."""
+    """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
+    replaced whole."""
+    from hubkit import heads
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -53,7 +151,8 @@ def write_checkpoint(
             heads.save_head(head, tmp)
             if legacy_pt:
                 heads.save_legacy_pt(head, tmp)
-        meta.save(tmp / "nla_meta.yaml")
+        meta.save(tmp / C.META_FILE)
+        write_file_hashes(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             os.replace(folder, old)

@@ -28,3 +28,6 @@ EXPLANATION_CLOSE = "</explanation>"
 OOD_SCALE_FACTOR = 50.0
 
 ENV_CACHE = "HUBKIT_CACHE"
+
+# sha256 and size of every file of a checkpoint folder hubkit wrote (hidden: releases do not ship it)
+CHECKPOINT_HASHES_FILE = ".hubkit_sha256.json"

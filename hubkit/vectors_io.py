@@ -1,48 +1,146 @@
-"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column)."""
+"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column).
+
+Every file is checked the one way `hubkit.vectors.check_vectors` defines (``[N, d]``, finite, no
+all-zero row); a file that cannot be read (corrupt safetensors, a pickled object array, not parquet)
+is one `DataError` naming it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from hubkit.errors import DataError
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def read_vectors(path: str | Path, key: str | None = None, column: str = "vector") -> Tensor:
-    """A float32 ``[N, d]`` tensor from `path`; which tensor/column is used is explicit or unique."""
+SUFFIXES = (".safetensors", ".npy", ".parquet")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _read_safetensors(path: Path, key: str | None) -> Tensor:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = sorted(f.keys())
+            if key is None:
+                if len(keys) != 1 and "vectors" not in keys:
+                    raise DataError(f"{path}: holds {keys}; name one with --key")
+                key = "vectors" if "vectors" in keys else keys[0]
+            if key not in keys:
+                raise DataError(f"{path}: no tensor {key!r} (has {keys})")
+            return f.get_tensor(key)
+    except DataError:
+        raise
+    except Exception as exc:  # safetensors' own error, OSError, ValueError: a damaged file
+        raise DataError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+
+
+def _read_npy(path: Path) -> Tensor:
+    import torch
+
+    try:
+        array = np.load(str(path), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(
+                f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
+            ) from exc
+        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
+    if not isinstance(array, np.ndarray) or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise DataError(
+            f"{path}: holds {getattr(array, 'dtype', type(array).__name__)}, expected a float array"
+        )
+    return torch.from_numpy(np.asarray(array, dtype=np.float32))
+
+
+def read_vectors(
+    path: str | Path, key: str | None = None, column: str = "vector"
+) -> Annotated[Tensor, "n d_model"]:
+    """A checked float32 ``[N, d]`` tensor from `path`; which tensor/column is used is explicit or unique."""
+    import torch
+
+    from hubkit.vectors import check_vectors, read_vector_column
+
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise DataError(f"{path}: no such vectors file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-        if key is None:
-            if len(tensors) != 1 and "vectors" not in tensors:
-                raise DataError(f"{path}: holds {sorted(tensors)}; name one with --key")
-            key = "vectors" if "vectors" in tensors else next(iter(tensors))
-        if key not in tensors:
-            raise DataError(f"{path}: no tensor {key!r} (has {sorted(tensors)})")
-        return tensors[key].float()
-    if path.suffix == ".npy":
-        return torch.from_numpy(np.load(str(path), allow_pickle=False)).float()
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        return read_vector_column(path, column)
+    if path.suffix == ".safetensors":
+        vectors = _read_safetensors(path, key)
+    elif path.suffix == ".npy":
+        vectors = _read_npy(path)
+    else:
+        raise DataError(f"{path}: unknown vectors format {path.suffix!r}; use {', '.join(SUFFIXES)}")
+    if vectors.is_complex() or vectors.dtype == torch.bool:
+        raise DataError(f"{path}: holds {vectors.dtype} values, expected floats")
+    return check_vectors(vectors, str(path), what="vectors")
 
-        table = pq.read_table(str(path), columns=[column]) if column else pq.read_table(str(path))
-        if column not in table.column_names:
-            raise DataError(f"{path}: no column {column!r} (has {table.column_names})")
-        return torch.tensor(np.asarray(table.column(column).to_pylist(), dtype=np.float32))
-    raise DataError(f"{path}: unknown vectors format {path.suffix!r}; use .safetensors, .npy or .parquet")
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's content; a binary or non-UTF-8 file is a one-line `DataError`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    if b"\0" in raw[:65536]:
+        raise DataError(f"{path}: a binary file (it holds NUL bytes), not UTF-8 text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); convert it to UTF-8"
+        ) from exc
 
 
-def write_vectors(path: str | Path, vectors: Tensor) -> Path:
+def read_texts(path: str | Path) -> list[str]:
+    """Explanations for `hubkit reconstruct`: one per line, or a .jsonl of ``{"text": …}`` objects.
+
+    A binary or non-UTF-8 file, or a .jsonl line that is not such an object, is one `DataError`.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such text file")
+    text = read_text_file(path)
+    if path.suffix != ".jsonl":
+        return text.splitlines()
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc})") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise DataError(f"{path}:{n}: expected an object with a string `text` field")
+        out.append(row["text"])
+    return out
+
+
+def write_vectors(path: str | Path, vectors: Annotated[Tensor, "n d_model"]) -> Path:
+    """Write `vectors` as float32 under the key ``vectors`` of a safetensors file."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"vectors": vectors.float().contiguous().cpu()}, str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"vectors": vectors.float().contiguous().cpu()}, str(path))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     return path

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hubkit.data.label import STATUS_FAILED, wrap
+from hubkit.data.outputs import check_path, check_table_output, make_dir, mark
 from hubkit.data.sidecar import DatasetSidecar, write_sidecar
 from hubkit.data.tables import BUILT_COLUMNS, DOC_ID, EXPLANATION, POSITION, SPLITS, VECTOR, read_table
 from hubkit.errors import DataError
@@ -88,15 +89,24 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
 
 def _write(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table.replace_schema_metadata(mark(table.schema).metadata), tmp)
     os.replace(tmp, path)
 
 
-def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str, Path]:
-    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split/labeled table)."""
+def build_tables(
+    out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
+) -> dict[str, Path]:
+    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split/labeled table).
+
+    An existing table there that hubkit did not write is refused (before anything is written) unless
+    `overwrite`; hubkit's own built tables are replaced.
+    """
     unknown = sorted(set(inputs) - set(SPLITS))
     if unknown or not inputs:
         raise DataError(f"build: tables must be some of {list(SPLITS)}, got {sorted(inputs)}")
+    check_path(out_dir)
+    for name in inputs:
+        check_table_output(Path(out_dir) / f"{name}.parquet", overwrite)
     paths = {name: Path(p) for name, p in inputs.items()}
     tables: dict[str, pa.Table] = {}
     sidecars: dict[str, DatasetSidecar] = {}
@@ -110,8 +120,7 @@ def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str
         tables[name], sidecars[name] = read_table(path, needed)
     _check_same_extraction(sidecars, paths)
     _check_disjoint(tables, paths)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dir(out_dir)
     written: dict[str, Path] = {}
     for name, table in tables.items():
         labeled = EXPLANATION in table.column_names
@@ -144,7 +153,9 @@ def build_tables(out_dir: str | Path, inputs: dict[str, str | Path]) -> dict[str
     return written
 
 
-def build_from_dirs(splits_dir: str | Path, labeled_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+def build_from_dirs(
+    splits_dir: str | Path, labeled_dir: str | Path, out_dir: str | Path, overwrite: bool = False
+) -> dict[str, Path]:
     """All four tables: av_sft and ar_sft from `labeled_dir`, rl from `splits_dir`, eval from whichever has it
     (the labeled one preferred)."""
     splits_dir, labeled_dir = Path(splits_dir), Path(labeled_dir)
@@ -164,4 +175,4 @@ def build_from_dirs(splits_dir: str | Path, labeled_dir: str | Path, out_dir: st
                 break
         else:
             raise DataError(f"{splits_dir / (name + '.parquet')}: missing; run `hubkit split` first")
-    return build_tables(out_dir, inputs)
+    return build_tables(out_dir, inputs, overwrite)

@@ -24,7 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.data.outputs import check_table_output, finished_sidecar, mark
+from hubkit.data.sidecar import sidecar_path
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 
@@ -57,18 +58,25 @@ def params_sha256(params: dict[str, Any]) -> str:
 def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = False) -> bool:
     """Whether the table at `out` is already finished by a run with these `params` (then nothing is to do).
 
-    A finished table made with other settings is refused unless `overwrite`, which deletes it and any
-    partial run. Leftover chunks of a finished run are removed.
+    A table hubkit did not write is refused unless `overwrite`, and so is a finished table made with
+    other settings; `overwrite` deletes it and any partial run. A table merged by a run killed before
+    it wrote the sidecar is written again; leftover chunks of a finished run are removed.
     """
-    out = Path(out)
+    out = check_table_output(out, overwrite)
     side = sidecar_path(out)
     if overwrite:
         for path in (out, side):
             path.unlink(missing_ok=True)
         shutil.rmtree(parts_dir(out), ignore_errors=True)
         return False
-    if out.exists() and side.exists():
-        if read_sidecar(side).run_sha256 == params_sha256(params):
+    if out.exists():
+        recorded = finished_sidecar(out)
+        if recorded is None:  # hubkit's own (writer mark), merged but never given its sidecar
+            log.warning("%s: left without its sidecar by an interrupted run; writing it again", out)
+            out.unlink()
+            side.unlink(missing_ok=True)
+            return False
+        if recorded.run_sha256 == params_sha256(params):
             shutil.rmtree(parts_dir(out), ignore_errors=True)
             return True
         raise DataError(
@@ -190,7 +198,7 @@ class ChunkStore:
             raise DataError(f"{self.folder}: chunks {self.pending()[:5]} are not written yet; cannot merge")
         out = Path(out)
         tmp = out.with_name(out.name + ".tmp")
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with pq.ParquetWriter(tmp, mark(schema)) as writer:
             for i in range(self.n_chunks):
                 path = self.folder / chunk_name(i)
                 table = pq.read_table(path)

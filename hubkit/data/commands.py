@@ -126,7 +126,9 @@ def extract_cmd(
     from hubkit import arch
     from hubkit.data.corpus import load_corpus
     from hubkit.data.extract import ExtractConfig, default_layer, extract
+    from hubkit.data.outputs import check_table_output
 
+    check_table_output(out, overwrite)  # before the model loads: a refusal costs nothing
     _set_threads(threads)
     docs = load_corpus(corpus, text_field=text_field, id_field=id_field, split=hf_split, limit=limit_docs)
     model, tok = _load_base(model_name, revision, dtype, device)
@@ -164,12 +166,13 @@ def extract_cmd(
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--fractions", default="av_sft=0.4,ar_sft=0.4,rl=0.1,eval=0.1", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def split_cmd(source, out_dir, fractions, seed) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace split tables there that hubkit did not write.")
+def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
     """Stage 1: split an activations table by document into av_sft / ar_sft / rl / eval."""
     from hubkit.data.sidecar import read_sidecar
     from hubkit.data.split import parse_fractions, split_table
 
-    for name, path in split_table(source, out_dir, parse_fractions(fractions), seed).items():
+    for name, path in split_table(source, out_dir, parse_fractions(fractions), seed, overwrite).items():
         side = read_sidecar(path)
         click.echo(f"{name}: {side.rows} rows, {len(side.split.doc_ids[name])} documents → {path}")
 
@@ -281,12 +284,13 @@ def label_cmd(
 @click.option("--splits", "splits_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--labeled", "labeled_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def build_cmd(splits_dir, labeled_dir, out_dir) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace tables there that hubkit did not write.")
+def build_cmd(splits_dir, labeled_dir, out_dir, overwrite) -> None:
     """Stage 3: the AV SFT, AR SFT, RL and eval tables, with sidecars."""
     from hubkit.data.build import build_from_dirs
     from hubkit.data.sidecar import read_sidecar
 
-    for name, path in build_from_dirs(splits_dir, labeled_dir, out_dir).items():
+    for name, path in build_from_dirs(splits_dir, labeled_dir, out_dir, overwrite).items():
         click.echo(f"{name}: {read_sidecar(path).rows} rows → {path}")
 
 

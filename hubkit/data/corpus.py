@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.errors import DataError
+from hubkit.vectors_io import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _documents(
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_file(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -166,19 +167,26 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".txt":
-        paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n\n")]
+        paragraphs = [p.strip() for p in read_text_file(path).replace("\r\n", "\n").split("\n\n")]
         return [{"text": p} for p in paragraphs if p]
     if path.suffix == ".jsonl":
         return _read_jsonl(path)
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(read_text_file(path))
+        except ValueError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from exc
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of objects")
         return data
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
     raise DataError(f"{path}: unknown corpus format {path.suffix!r}; use one of {TEXT_SUFFIXES}")
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hubkit.data.outputs import check_path, check_table_output, make_dir, mark
 from hubkit.data.sidecar import SplitInfo, write_sidecar
 from hubkit.data.tables import ACTIVATION_COLUMNS, DOC_ID, SPLITS, open_table
 from hubkit.errors import DataError
@@ -85,9 +86,18 @@ def split_table(
     out_dir: str | Path,
     fractions: Mapping[str, float] | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split; returns their paths."""
+    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split; returns their paths.
+
+    An existing table there that hubkit did not write is refused (before anything is written) unless
+    `overwrite`; hubkit's own split tables are replaced.
+    """
     activations = Path(activations)
+    out_dir = Path(out_dir)
+    check_path(out_dir)
+    for name in SPLITS:
+        check_table_output(out_dir / f"{name}.parquet", overwrite)
     fractions = check_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
     pf, parent = open_table(activations, ACTIVATION_COLUMNS)
     if pf.metadata.num_rows == 0:
@@ -99,8 +109,7 @@ def split_table(
             log.warning(
                 "split %s gets no document (%d documents, fraction %g)", name, len(doc_ids), fractions[name]
             )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     info = dict(fractions=fractions, seed=seed, doc_ids=assignment)
     parent_sha = sha256_file(activations)
     paths: dict[str, Path] = {}
@@ -109,7 +118,7 @@ def split_table(
         tmp = path.with_name(path.name + ".tmp")
         keep = pa.array(assignment[name], pa.string())
         rows = 0
-        with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
+        with pq.ParquetWriter(tmp, mark(pf.schema_arrow)) as writer:
             for batch in pf.iter_batches(batch_size=4096):
                 part = pa.Table.from_batches([batch]).filter(pc.is_in(batch.column(DOC_ID), value_set=keep))
                 rows += part.num_rows

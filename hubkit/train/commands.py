@@ -26,6 +26,12 @@ _run_options = stack(
     click.option(
         "--resume", is_flag=True, help="Continue from the last step_* checkpoint in the run folder."
     ),
+    click.option(
+        "--resume-fallback",
+        is_flag=True,
+        help="Resume; when the last checkpoint fails its file hashes, set it aside (corrupt_step_*) and "
+        "continue from the newest intact one.",
+    ),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
     click.option(
         "--allow-ood-injection",
@@ -62,7 +68,9 @@ def _prepare(
     return recipe
 
 
-def _options(*, data, out, resume, device, allow_ood_injection, quiet, debug_hang_after_step):
+def _options(
+    *, data, out, resume, resume_fallback, device, allow_ood_injection, quiet, debug_hang_after_step
+):
     """The `RunOptions` of the command-line flags shared by the stages."""
     from hubkit.train.loop import RunOptions
 
@@ -70,6 +78,7 @@ def _options(*, data, out, resume, device, allow_ood_injection, quiet, debug_han
         out=out,
         data=data,
         resume=resume,
+        resume_fallback=resume_fallback,
         allow_ood_injection=allow_ood_injection,
         device=device,
         hang_after_step=debug_hang_after_step,

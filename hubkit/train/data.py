@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from hubkit import constants as C
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
+from hubkit.vectors import vectors_from_column
 
 AV_COLUMNS = ("doc_id", "position", "vector", "explanation")
 AR_COLUMNS = ("doc_id", "position", "explanation", "vector")
@@ -47,8 +47,8 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
         raise DataError(f"{path}: no such parquet file")
     try:
         table = pq.read_table(str(path))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from exc
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise DataError(
@@ -56,37 +56,7 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
         )
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
-    col = table.column("vector")
-    if not (
-        pa.types.is_fixed_size_list(col.type)
-        or pa.types.is_list(col.type)
-        or pa.types.is_large_list(col.type)
-    ):
-        raise DataError(
-            f"{path}: column `vector` has type {col.type}; expected fixed_size_list<float32>[{d_model}]"
-        )
-    if pa.types.is_fixed_size_list(col.type) and col.type.list_size != d_model:
-        raise DataError(
-            f"{path}: column `vector` is {col.type.list_size} wide but the model's d_model is {d_model}; "
-            "these vectors were extracted from another model or layer"
-        )
-    flat = col.combine_chunks()
-    widths = np.asarray(flat.value_lengths()) if not pa.types.is_fixed_size_list(col.type) else None
-    if widths is not None and (widths != d_model).any():
-        bad = np.nonzero(widths != d_model)[0][:10].tolist()
-        raise DataError(
-            f"{path}: column `vector` rows {bad} are not {d_model} wide (widths {widths[bad].tolist()})"
-        )
-    if flat.null_count:
-        raise DataError(f"{path}: column `vector` has {flat.null_count} null rows")
-    values = np.asarray(flat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    vectors = torch.from_numpy(values.reshape(table.num_rows, d_model).copy())
-    bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
-    if bad:
-        raise DataError(f"{path}: column `vector` holds NaN or inf in rows {bad[:10]}")
-    zero = (vectors.norm(dim=1) == 0).nonzero().flatten().tolist()
-    if zero:
-        raise DataError(f"{path}: column `vector` is all-zero in rows {zero[:10]} (no direction to learn)")
+    vectors = vectors_from_column(table.column("vector"), str(path), d_model)
     rows = Table(
         path,
         sha256_file(path),

@@ -40,7 +40,7 @@ from hubkit.train.adapters import (
     make_scheduler,
     trainable,
 )
-from hubkit.train.loop import Runner, RunOptions
+from hubkit.train.loop import Runner, RunOptions, check_finite_step
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -416,6 +416,7 @@ class GRPOTrainer:
                     loss.backward()
                 runner.sync_grads(policy_params)
                 stats["grad_norm"] = grad_norm_clip(policy_params, cfg.optim.max_grad_norm)
+                check_finite_step("grpo", step, last, reward=stats["reward"], grad_norm=stats["grad_norm"])
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             scheduler.step()

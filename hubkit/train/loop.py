@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hubkit.errors import CheckpointError, DataError
+from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.train import data as D
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
@@ -38,6 +39,23 @@ RECIPE_COPY = "recipe.yaml"
 HANG_MESSAGE = "hubkit-train: hanging after step"
 
 
+class TrainingDiverged(HubkitError, RuntimeError):
+    """The loss or the gradient became NaN or infinite: the step is not applied and the run stops."""
+
+
+def check_finite_step(stage: str, step: int, last: Path | None, **values: float) -> None:
+    """Stop the run (before the optimiser step) when any of `values` is NaN or infinite."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if not bad:
+        return
+    shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
+    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+    raise TrainingDiverged(
+        f"{stage} stopped at step {step}: {shown}; the step was not applied and {kept}. Lower optim.lr, "
+        "set optim.max_grad_norm, or check the training data for extreme values"
+    )
+
+
 @dataclass
 class RunOptions:
     """What the command line adds to a recipe for one run."""
@@ -45,6 +63,7 @@ class RunOptions:
     out: str | None = None
     data: str | None = None
     resume: bool = False
+    resume_fallback: bool = False  # a damaged latest step is set aside and the newest intact one used
     allow_ood_injection: bool = False
     device: str | None = None
     hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
@@ -79,17 +98,25 @@ class Runner:
         return data
 
     def _prepare_run_dir(self) -> T.Resumed | None:
+        resume = self.opts.resume or self.opts.resume_fallback
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"{self.run_dir}: cannot create the run folder ({exc.strerror})"
+                ) from exc
             for p in T.clean_partials(self.run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+            if resume and self.opts.resume_fallback:
+                T.resume_point(self.run_dir, fallback=True)  # sets damaged steps aside
         self.acc.wait_for_everyone()
         last = T.latest_step(self.run_dir)
         if last is None:
-            if self.opts.resume:
+            if resume:
                 log.info("%s: no checkpoint to resume from; starting a new run", self.run_dir)
             return None
-        if not self.opts.resume:
+        if not resume:
             raise CheckpointError(
                 f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
                 "or choose another output folder (--out)"
@@ -145,11 +172,7 @@ class Runner:
             return
         path = self.run_dir / METRICS_FILE
         if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= start_step
-            ]
+            kept = [line for line, step in read_metrics_lines(path) if step <= start_step]
             path.write_text("".join(line + "\n" for line in kept))
         self.recipe.save(self.run_dir / RECIPE_COPY)
 
@@ -234,6 +257,36 @@ class Runner:
                 time.sleep(60)
 
 
+def read_metrics_lines(path: Path) -> list[tuple[str, int]]:
+    """(line, step) of each record in a run's metrics.jsonl.
+
+    A partial last line (a run killed while writing it) is dropped with a warning; any other line
+    that is not a JSON record with a `step` is a `CheckpointError` naming the file and line.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); move it aside to resume") from exc
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, KeyError, TypeError) as exc:
+            if number == len(lines):
+                log.warning(
+                    "%s: dropped a partial last line (%d characters) left by a killed run", path, len(line)
+                )
+                continue
+            raise CheckpointError(
+                f"{path}: line {number} is not a metrics record ({exc}); repair or move the file aside to resume"
+            ) from exc
+        out.append((line, step))
+    return out
+
+
 def _has_accelerator() -> bool:
     """A GPU (or XPU/MPS) is present; without one, accelerate must be told `cpu=True` or it ignores
     torchrun's process group and every process trains alone."""
@@ -311,11 +364,12 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
             total += float(loss_sum.detach())
         runner.sync_grads(params)
         grad_norm = grad_norm_clip(params, cfg.optim.max_grad_norm)
+        loss = runner.reduce_sum(total) / norm
+        check_finite_step(task.stage_name, step, last, loss=loss, grad_norm=grad_norm)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = runner.reduce_sum(total) / norm
         tokens_seen += task.tokens(rows)
         metrics = {
             "step": step,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +28,56 @@ class RecipeError(HubkitError, ValueError):
     """A recipe file that is missing, not YAML, or has an unknown, missing or mistyped field."""
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+def _help(
+    text: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    **kw: Any,
+) -> Any:
+    """A field with its help text and, for numbers, the range `check_values` enforces (always finite)."""
+    bounds = {k: v for k, v in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if v is not None}
+    return field(metadata={"help": text, "bounds": bounds}, **kw)
+
+
+_BOUND_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _out_of_range(value: float, bounds: dict[str, float]) -> str | None:
+    """What `value` breaks (non-finite, or a bound), or None when it is acceptable."""
+    wanted = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
+    kind = "an integer" if isinstance(value, int) else "a finite number"
+    need = f"{kind}{' ' + wanted if wanted else ''}"
+    if not math.isfinite(value):
+        return need
+    ok = {
+        "gt": lambda b: value > b,
+        "ge": lambda b: value >= b,
+        "lt": lambda b: value < b,
+        "le": lambda b: value <= b,
+    }
+    return None if all(ok[k](b) for k, b in bounds.items()) else need
+
+
+def check_values(obj: Any, prefix: str = "") -> None:
+    """Every number of a recipe finite and inside its field's declared range; raises `ValueError` naming
+    the dotted field (``av.optim.lr``)."""
+    for f in dataclasses.fields(obj):
+        value, name = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_values(value, name + ".")
+            continue
+        bounds = f.metadata.get("bounds", {})
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for i, v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            problem = _out_of_range(v, bounds)
+            if problem:
+                where = name if i is None else f"{name}[{i}]"
+                raise ValueError(f"field `{where}` must be {problem}, got {v!r}")
 
 
 @dataclass
@@ -38,42 +87,34 @@ class AdapterRecipe:
     kind: Literal["lora", "qlora", "full"] = _help(
         "lora, qlora (NF4 4-bit base) or full fine-tuning", default="lora"
     )
-    r: int = _help("LoRA rank", default=16)
-    alpha: float = _help("LoRA alpha (scaling = alpha / r)", default=32.0)
-    dropout: float = _help("LoRA dropout", default=0.0)
+    r: int = _help("LoRA rank", default=16, ge=1)
+    alpha: float = _help("LoRA alpha (scaling = alpha / r)", default=32.0, gt=0)
+    dropout: float = _help("LoRA dropout", default=0.0, ge=0, lt=1)
     target_modules: list[str] | str = _help(
         "modules the LoRA wraps: a list of names, a regex, or `all-linear`", default="all-linear"
     )
-
-    def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"`adapter.r` must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`adapter.dropout` must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
 class OptimRecipe:
     """Optimiser and learning-rate schedule."""
 
-    lr: float = _help("peak learning rate", default=1e-4)
+    lr: float = _help("peak learning rate", default=1e-4, gt=0)
     optimizer: Literal["adamw", "adamw_8bit"] = _help(
         "adamw (torch) or adamw_8bit (bitsandbytes 8-bit states, for small GPUs)", default="adamw"
     )
-    weight_decay: float = _help("decoupled weight decay", default=0.0)
-    betas: list[float] = _help("Adam betas", default_factory=lambda: [0.9, 0.999])
-    eps: float = _help("Adam epsilon", default=1e-8)
+    weight_decay: float = _help("decoupled weight decay", default=0.0, ge=0)
+    betas: list[float] = _help("Adam betas", default_factory=lambda: [0.9, 0.999], ge=0, lt=1)
+    eps: float = _help("Adam epsilon", default=1e-8, gt=0)
     schedule: Literal["constant", "linear", "cosine"] = _help("decay after warm-up", default="constant")
-    warmup_steps: int = _help("linear warm-up steps", default=0)
-    max_grad_norm: float | None = _help("clip the global gradient norm (null: no clipping)", default=1.0)
+    warmup_steps: int = _help("linear warm-up steps", default=0, ge=0)
+    max_grad_norm: float | None = _help(
+        "clip the global gradient norm (null: no clipping)", default=1.0, gt=0
+    )
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"`optim.lr` must be > 0, got {self.lr}")
         if len(self.betas) != 2:
             raise ValueError(f"`optim.betas` must be two numbers, got {self.betas}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"`optim.warmup_steps` must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass
@@ -87,17 +128,18 @@ class NLARecipe:
     injection_scale: RecipeScale | None = _help(
         "a number, sqrt_d_model, raw, or embedding_norm (the base's median token-embedding norm, measured)",
         default="embedding_norm",
+        gt=0,
     )
-    injection_block: int = _help("decoder block whose output receives residual_add", default=1)
+    injection_block: int = _help("decoder block whose output receives residual_add", default=1, ge=0)
     marker: str | None = _help("marker character (null: the first one-token candidate)", default=None)
     av_template: str | None = _help("AV prompt holding {injection_char} (null: hubkit default)", default=None)
     chat_template: bool | None = _help(
         "wrap the AV prompt in the chat template (null: when the tokenizer has one)", default=None
     )
     ar_template: str | None = _help("AR prompt holding {explanation} (null: hubkit default)", default=None)
-    ar_num_layers: int | None = _help("AR kept blocks K+1 (null: layer + 1)", default=None)
+    ar_num_layers: int | None = _help("AR kept blocks K+1 (null: layer + 1)", default=None, ge=1)
     mse_scale: float | Literal["sqrt_d_model"] = _help(
-        "norm both vectors are scaled to for MSE", default="sqrt_d_model"
+        "norm both vectors are scaled to for MSE", default="sqrt_d_model", gt=0
     )
     ar_add_bos: bool = _help("prepend BOS to the AR prompt", default=True)
     ar_input_norm: Literal["none", "mse_scale"] = _help(
@@ -110,31 +152,21 @@ class StageRecipe:
     """Fields every stage shares: data, batch, steps, checkpoints, adapter and optimiser."""
 
     data: str | None = _help("input parquet (null: must be given with --data)", default=None)
-    steps: int = _help("optimiser steps", default=100)
-    micro_batch_size: int = _help("rows per forward (per process)", default=4)
-    grad_accum: int = _help("micro-batches per optimiser step (per process)", default=1)
-    checkpoint_every: int = _help("write step_XXXXXX/ every N steps (and at the last step)", default=50)
+    steps: int = _help("optimiser steps", default=100, ge=1)
+    micro_batch_size: int = _help("rows per forward (per process)", default=4, ge=1)
+    grad_accum: int = _help("micro-batches per optimiser step (per process)", default=1, ge=1)
+    checkpoint_every: int = _help("write step_XXXXXX/ every N steps (and at the last step)", default=50, ge=1)
     gradient_checkpointing: bool = _help(
         "recompute activations in backward (less memory, ~30% slower)", default=False
     )
     max_length: int = _help(
-        "longest response (AV) or explanation (AR) in tokens; longer ones are cut", default=128
+        "longest response (AV) or explanation (AR) in tokens; longer ones are cut", default=128, ge=1
     )
-    log_every: int = _help("print a log line every N steps (every step goes to metrics.jsonl)", default=1)
+    log_every: int = _help(
+        "print a log line every N steps (every step goes to metrics.jsonl)", default=1, ge=1
+    )
     adapter: AdapterRecipe = _help("LoRA / QLoRA / full", default_factory=AdapterRecipe)
     optim: OptimRecipe = _help("optimiser", default_factory=OptimRecipe)
-
-    def __post_init__(self) -> None:
-        for name in (
-            "steps",
-            "micro_batch_size",
-            "grad_accum",
-            "checkpoint_every",
-            "max_length",
-            "log_every",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -146,7 +178,9 @@ class AVRecipe(StageRecipe):
 class ARRecipe(StageRecipe):
     """AR supervised fine-tuning: explanation → vector through K+1 blocks and an identity-initialised head."""
 
-    head_lr: float | None = _help("learning rate of the Linear(d, d) head (null: optim.lr)", default=None)
+    head_lr: float | None = _help(
+        "learning rate of the Linear(d, d) head (null: optim.lr)", default=None, gt=0
+    )
     head_bias: bool = _help("give the head a bias", default=False)
 
 
@@ -160,35 +194,24 @@ class GRPORecipe(StageRecipe):
     ar_init: str | None = _help(
         "AR checkpoint giving rewards (null: the last step of <output_dir>/ar)", default=None
     )
-    group_size: int = _help("explanations sampled per vector", default=4)
-    temperature: float = _help("sampling temperature (log-probs use the same)", default=1.0)
-    top_p: float = _help("nucleus sampling", default=1.0)
-    max_new_tokens: int = _help("longest sampled explanation", default=48)
-    clip_eps: float = _help("PPO ratio clip ε", default=0.2)
-    kl_coef: float = _help("β of the per-token KL to the reference", default=0.04)
-    inner_epochs: int = _help("optimiser passes over each sampled batch", default=1)
+    group_size: int = _help("explanations sampled per vector", default=4, ge=2)
+    temperature: float = _help("sampling temperature (log-probs use the same)", default=1.0, gt=0)
+    top_p: float = _help("nucleus sampling", default=1.0, gt=0, le=1)
+    max_new_tokens: int = _help("longest sampled explanation", default=48, ge=1)
+    clip_eps: float = _help("PPO ratio clip ε", default=0.2, gt=0)
+    kl_coef: float = _help("β of the per-token KL to the reference", default=0.04, ge=0)
+    inner_epochs: int = _help("optimiser passes over each sampled batch", default=1, ge=1)
     parse_penalty: float = _help(
-        "reward of an output without a parsable explanation is −parse_penalty", default=4.0
+        "reward of an output without a parsable explanation is −parse_penalty", default=4.0, ge=0
     )
     reference: Literal["base", "init"] = _help(
         "KL reference: base (the adapter disabled) or init (the starting AV adapter, frozen)", default="base"
     )
     train_ar: bool = _help("train the AR alongside on the sampled explanations (else frozen)", default=False)
-    ar_lr: float = _help("learning rate of the AR when train_ar", default=1e-5)
+    ar_lr: float = _help("learning rate of the AR when train_ar", default=1e-5, gt=0)
     collapse_patience: int = _help(
-        "stop after this many consecutive steps with one output template", default=3
+        "stop after this many consecutive steps with one output template", default=3, ge=1
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.group_size < 2:
-            raise ValueError(
-                f"`group_size` must be >= 2 (advantages are relative within a group), got {self.group_size}"
-            )
-        if not self.temperature > 0:
-            raise ValueError(f"`temperature` must be > 0, got {self.temperature}")
-        if self.collapse_patience < 1 or self.inner_epochs < 1:
-            raise ValueError("`collapse_patience` and `inner_epochs` must be >= 1")
 
 
 @dataclass
@@ -196,7 +219,7 @@ class Recipe:
     """One training recipe: a base, a layer, the NLA's definition and the stages."""
 
     base_model: str = _help("registry name (smollm2-135m), Hub id or local folder")
-    layer: int = _help("extraction layer L: the residual after decoder block L")
+    layer: int = _help("extraction layer L: the residual after decoder block L", ge=0)
     output_dir: str = _help("run folder; stages write <output_dir>/<stage>/step_XXXXXX", default="runs/nla")
     seed: int = _help("seed of data order, initialisation and sampling", default=0)
     dtype: Literal["float32", "bfloat16", "float16"] = _help("dtype of the base weights", default="float32")
@@ -205,10 +228,6 @@ class Recipe:
     ar: ARRecipe | None = _help("AR SFT stage", default=None)
     grpo: GRPORecipe | None = _help("GRPO stage", default=None)
     notes: str | None = _help("free text (not used)", default=None)
-
-    def __post_init__(self) -> None:
-        if self.layer < 0:
-            raise ValueError(f"`layer` must be >= 0, got {self.layer}")
 
     def stage(self, name: Stage) -> StageRecipe:
         section = getattr(self, name)
@@ -247,9 +266,13 @@ class Recipe:
 def recipe_from_dict(data: Any, where: str = "<recipe>") -> Recipe:
     """Build a `Recipe` from parsed YAML; any schema problem becomes a `RecipeError` naming the field."""
     try:
-        return from_dict(Recipe, data, where)
+        recipe = from_dict(Recipe, data, where)
+        check_values(recipe)
+        return recipe
     except SchemaError as exc:
         raise RecipeError(str(exc)) from exc
+    except ValueError as exc:
+        raise RecipeError(f"{where}: {exc}") from exc
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from hubkit import constants as C
-from hubkit.checkpoint import write_checkpoint
+from hubkit.checkpoint import verify_checkpoint, write_checkpoint, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.meta import NLAMeta
 
@@ -147,6 +147,7 @@ def write_step(
         save_file(tensors, str(staging / TRAINER_STATE_TENSORS))
         body = {"format": "hubkit.trainer_state/1", **asdict(state), **packed}
         (staging / TRAINER_STATE_JSON).write_text(json.dumps(body, indent=1, allow_nan=True) + "\n")
+        write_file_hashes(staging)  # every file of the step, the parts' and the trainer state's
         os.replace(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -180,20 +181,85 @@ class Resumed:
     schedulers: dict[str, dict]
 
 
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    """A safetensors file, or a one-line `CheckpointError` when it is missing, truncated or corrupt."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; this checkpoint cannot be resumed from")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type, OSError or ValueError
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:200]}); the checkpoint is "
+            "corrupt: use another step (--resume-fallback) or start a new run"
+        ) from exc
+
+
+def _check_finite(tensors: dict[str, Tensor], path: Path) -> None:
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: tensor(s) {bad[:3]} hold NaN or inf; the checkpoint is corrupt: use another step "
+            "(--resume-fallback) or start a new run"
+        )
+
+
 def read_state(folder: Path) -> Resumed:
+    """The resume state of a step folder, after checking its files against the hashes recorded when it
+    was written; every problem is one `CheckpointError` naming the file."""
     path = folder / TRAINER_STATE_JSON
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {TRAINER_STATE_JSON}; this folder cannot be resumed from")
-    body = json.loads(path.read_text())
-    tensors = load_file(str(folder / TRAINER_STATE_TENSORS))
+    if not verify_checkpoint(folder):
+        log.warning("%s: written without file hashes; resuming from it unverified", folder)
+    try:
+        body = json.loads(path.read_text())
+        if not isinstance(body, dict):
+            raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: not valid JSON ({str(exc)[:120]}); the file is truncated or corrupt: use another step "
+            "(--resume-fallback) or start a new run"
+        ) from exc
+    tensors = _load_tensors(folder / TRAINER_STATE_TENSORS)
+    _check_finite(tensors, folder / TRAINER_STATE_TENSORS)
     names = set(TrainerState.__dataclass_fields__)
-    state = TrainerState(**{k: v for k, v in body.items() if k in names})
-    return Resumed(
-        folder=folder,
-        state=state,
-        optimizers={k: _unpack(v, tensors) for k, v in body["optimizers"].items()},
-        schedulers={k: _unpack(v, tensors) for k, v in body["schedulers"].items()},
-    )
+    try:
+        state = TrainerState(**{k: v for k, v in body.items() if k in names})
+        return Resumed(
+            folder=folder,
+            state=state,
+            optimizers={k: _unpack(v, tensors) for k, v in body["optimizers"].items()},
+            schedulers={k: _unpack(v, tensors) for k, v in body["schedulers"].items()},
+        )
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path}: the trainer state lacks or mistypes a field ({exc}); use another step "
+            "(--resume-fallback) or start a new run"
+        ) from exc
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a damaged step folder out of the run's way (kept for inspection, never resumed from)."""
+    target = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")
+    os.replace(folder, target)
+    return target
+
+
+def resume_point(run_dir: Path, fallback: bool) -> Resumed | None:
+    """The state to resume `run_dir` from: its latest step, verified.
+
+    A damaged latest step is an error unless `fallback`, which sets damaged steps aside (renamed
+    ``corrupt_step_…``) and takes the newest intact one; None when no step is left.
+    """
+    for _, folder in reversed(list_steps(run_dir)):
+        try:
+            return read_state(folder)
+        except CheckpointError as exc:
+            if not fallback:
+                raise
+            moved = set_aside(folder)
+            log.warning("skipping a damaged checkpoint (%s); moved it to %s", exc, moved.name)
+    return None
 
 
 def check_resumable(
@@ -230,9 +296,9 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
         path = folder / C.ADAPTER_WEIGHTS_FILE
         if not path.is_file():
             raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
-        result = set_peft_model_state_dict(
-            model, load_file(str(path)), adapter_name=adapter_name or "default"
-        )
+        state = _load_tensors(path)
+        _check_finite(state, path)
+        result = set_peft_model_state_dict(model, state, adapter_name=adapter_name or "default")
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         name = adapter_name or "default"
         missing = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k and f".{name}." in k]
@@ -242,12 +308,12 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
             )
         return
     if (folder / MODEL_WEIGHTS).is_file():
-        state = load_file(str(folder / MODEL_WEIGHTS))
+        state = _load_tensors(folder / MODEL_WEIGHTS)
     elif (folder / MODEL_WEIGHTS_INDEX).is_file():
         index = json.loads((folder / MODEL_WEIGHTS_INDEX).read_text())
         state = {}
         for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(str(folder / shard)))
+            state.update(_load_tensors(folder / shard))
     else:
         raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
     wanted = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -258,5 +324,7 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
 
 
 def restore_head(head: nn.Linear, folder: Path) -> None:
-    tensors = load_file(str(folder / C.VALUE_HEAD_FILE))
+    path = folder / C.VALUE_HEAD_FILE
+    tensors = _load_tensors(path)
+    _check_finite(tensors, path)
     head.load_state_dict({k: v.to(head.weight.dtype) for k, v in tensors.items()})

@@ -101,3 +101,60 @@ def test_shipped_recipes_use_a_layer_about_two_thirds_deep():
     qlora = load_recipe(REPO / "training" / "gemma4-e2b-qlora-4gb.yaml")
     assert qlora.av.adapter.kind == "qlora" and qlora.av.optim.optimizer == "adamw_8bit"
     assert qlora.av.gradient_checkpointing
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        (
+            {"av": {"optim": {"lr": float("inf")}}},
+            r"field `av.optim.lr` must be a finite number > 0, got inf",
+        ),
+        (
+            {"av": {"optim": {"lr": float("nan")}}},
+            r"field `av.optim.lr` must be a finite number > 0, got nan",
+        ),
+        ({"ar": {"optim": {"lr": 0.0}}}, r"field `ar.optim.lr` must be a finite number > 0, got 0.0"),
+        ({"ar": {"optim": {"lr": -1e-4}}}, r"field `ar.optim.lr` must be a finite number > 0"),
+        ({"av": {"steps": 0}}, r"field `av.steps` must be an integer >= 1, got 0"),
+        ({"av": {"micro_batch_size": 0}}, r"field `av.micro_batch_size` must be .* >= 1, got 0"),
+        ({"av": {"grad_accum": -2}}, r"field `av.grad_accum` must be .* >= 1, got -2"),
+        ({"av": {"optim": {"betas": [0.9, 1.5]}}}, r"field `av.optim.betas\[1\]` must be .* >= 0 and < 1"),
+        ({"av": {"optim": {"eps": 0.0}}}, r"field `av.optim.eps` must be a finite number > 0"),
+        ({"av": {"optim": {"max_grad_norm": float("inf")}}}, r"field `av.optim.max_grad_norm` must be"),
+        ({"av": {"optim": {"weight_decay": -0.1}}}, r"field `av.optim.weight_decay` must be .* >= 0"),
+        ({"av": {"adapter": {"dropout": float("nan")}}}, r"field `av.adapter.dropout` must be"),
+        ({"av": {"adapter": {"alpha": float("-inf")}}}, r"field `av.adapter.alpha` must be .* > 0"),
+        ({"ar": {"head_lr": float("inf")}}, r"field `ar.head_lr` must be a finite number > 0"),
+        ({"grpo": {"temperature": float("inf")}}, r"field `grpo.temperature` must be a finite number > 0"),
+        ({"grpo": {"top_p": 1.5}}, r"field `grpo.top_p` must be .* <= 1"),
+        ({"grpo": {"kl_coef": float("nan")}}, r"field `grpo.kl_coef` must be"),
+        ({"grpo": {"ar_lr": float("inf")}}, r"field `grpo.ar_lr` must be"),
+        (
+            {"nla": {"injection_scale": float("inf")}},
+            r"field `nla.injection_scale` must be a finite number > 0",
+        ),
+        ({"nla": {"injection_scale": -3.0}}, r"field `nla.injection_scale` must be a finite number > 0"),
+        ({"nla": {"mse_scale": 0.0}}, r"field `nla.mse_scale` must be a finite number > 0"),
+        ({"layer": -1}, r"field `layer` must be an integer >= 0"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_name_the_field(tmp_path, section, expected):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"base_model": "x", "layer": 3, **section}))
+    with pytest.raises(RecipeError, match=rf"r.yaml: {expected}"):
+        load_recipe(path)
+
+
+def test_yaml_inf_learning_rate_is_refused_by_train_check_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from hubkit.train.commands import train
+
+    path = tmp_path / "r.yaml"
+    path.write_text("base_model: x\nlayer: 3\nav:\n  optim:\n    lr: .inf\n")
+    res = CliRunner().invoke(train, ["check", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.output.strip() == f"error: {path}: field `av.optim.lr` must be a finite number > 0, got inf"
+    res = CliRunner().invoke(train, ["av", str(path), "--steps", "0"])
+    assert res.exit_code == 2 and "field `av.steps` must be an integer >= 1, got 0" in res.output

@@ -1,0 +1,194 @@
+"""Resume refuses damaged checkpoints (file hashes), falls back only when asked, and a run whose loss
+becomes non-finite stops with a clear error, keeping its last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from hubkit import constants as C
+from hubkit.checkpoint import verify_checkpoint
+from hubkit.errors import CheckpointError
+from hubkit.train import trajectory as T
+from hubkit.train.commands import train
+from hubkit.train.loop import METRICS_FILE, RunOptions, TrainingDiverged
+from hubkit.train.sft_ar import train_ar
+
+from .train_helpers import make_recipe
+
+AR = {"steps": 3, "micro_batch_size": 4, "checkpoint_every": 1, "adapter": {"r": 2}, "optim": {"lr": 1e-2}}
+
+
+def _flip(path, offset_from_end: int = 64, n: int = 8) -> None:
+    """Flip `n` bytes of `path` in place (same size), near its end: inside the tensor data."""
+    data = bytearray(path.read_bytes())
+    for i in range(n):
+        data[-offset_from_end + i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def run3(tmp_path, train_base, sft_table):
+    """A finished 3-step AR run with a checkpoint at every step; returns (recipe, run folder)."""
+    recipe = make_recipe(train_base, tmp_path / "out", ar={**AR, "data": str(sft_table[0])})
+    train_ar(recipe, RunOptions(quiet=True))
+    return recipe, tmp_path / "out" / "ar"
+
+
+def test_every_step_records_and_verifies_its_file_hashes(run3):
+    _, run = run3
+    for _, folder in T.list_steps(run):
+        recorded = json.loads((folder / C.CHECKPOINT_HASHES_FILE).read_text())["files"]
+        assert {C.ADAPTER_WEIGHTS_FILE, C.META_FILE, T.TRAINER_STATE_JSON, T.TRAINER_STATE_TENSORS} <= set(
+            recorded
+        )
+        assert verify_checkpoint(folder) is True
+
+
+@pytest.mark.parametrize(
+    "name", [C.ADAPTER_WEIGHTS_FILE, T.TRAINER_STATE_TENSORS, C.VALUE_HEAD_FILE, T.TRAINER_STATE_JSON]
+)
+def test_resume_refuses_a_flipped_byte_naming_the_file(run3, name):
+    recipe, run = run3
+    target = run / "step_000003" / name
+    _flip(target, offset_from_end=16 if name.endswith(".json") else 64)
+    with pytest.raises(CheckpointError, match=rf"{target}: sha256 differs .* use another checkpoint"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_000001", "step_000002", "step_000003"]
+
+
+def test_truncated_and_missing_files_are_named(run3):
+    recipe, run = run3
+    target = run / "step_000003" / C.ADAPTER_WEIGHTS_FILE
+    target.write_bytes(target.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=rf"{target}: 100 bytes but \d+ were written"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    target.unlink()
+    with pytest.raises(CheckpointError, match=rf"{target}: missing from the checkpoint"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+
+
+def test_damage_without_recorded_hashes_is_still_one_clear_error(run3):
+    """A checkpoint from before hashes were recorded: the loaders' own checks name the file."""
+    recipe, run = run3
+    step = run / "step_000003"
+    (step / C.CHECKPOINT_HASHES_FILE).unlink()
+    state = step / T.TRAINER_STATE_JSON
+    good = state.read_text()
+    state.write_text(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match=rf"{state}: not valid JSON .* truncated or corrupt"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    state.write_text(good)
+    tensors = step / T.TRAINER_STATE_TENSORS
+    tensors.write_bytes(tensors.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match=rf"{tensors}: not a readable safetensors file"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+
+
+def test_nan_in_an_unhashed_adapter_is_refused(run3):
+    from safetensors.torch import save_file
+
+    recipe, run = run3
+    step = run / "step_000003"
+    (step / C.CHECKPOINT_HASHES_FILE).unlink()
+    adapter = step / C.ADAPTER_WEIGHTS_FILE
+    tensors = load_file(str(adapter))
+    first = sorted(tensors)[0]
+    tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, str(adapter))
+    with pytest.raises(CheckpointError, match=rf"{adapter}: tensor\(s\) \['{first}'\] hold NaN or inf"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+
+
+def test_fallback_resumes_from_the_newest_intact_step_and_matches_a_straight_run(
+    tmp_path, run3, sft_table, train_base
+):
+    recipe, run = run3
+    _flip(run / "step_000003" / C.ADAPTER_WEIGHTS_FILE)
+    last = train_ar(recipe, RunOptions(quiet=True, resume_fallback=True))
+    assert last.name == "step_000003"
+    names = sorted(p.name for p in run.iterdir() if p.is_dir())
+    assert names[1:] == ["step_000001", "step_000002", "step_000003"]
+    assert len(names) == 4 and names[0].startswith("corrupt_step_000003_")  # kept aside for inspection
+    straight = train_ar(
+        make_recipe(train_base, tmp_path / "straight", ar={**AR, "data": str(sft_table[0])}),
+        RunOptions(quiet=True),
+    )
+    for name in ("step_000002", "step_000003"):
+        a = load_file(str(run / name / C.ADAPTER_WEIGHTS_FILE))
+        b = load_file(str(straight.parent / name / C.ADAPTER_WEIGHTS_FILE))
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    steps = [json.loads(line)["step"] for line in (run / METRICS_FILE).read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_a_partial_last_metrics_line_is_dropped_and_said(run3, caplog):
+    recipe, run = run3
+    metrics = run / METRICS_FILE
+    with open(metrics, "a") as f:
+        f.write('{"step": 4, "lo')
+    with caplog.at_level("WARNING"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    assert "dropped a partial last line" in caplog.text
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_damaged_metrics_line_in_the_middle_is_an_error(run3):
+    recipe, run = run3
+    metrics = run / METRICS_FILE
+    lines = metrics.read_text().splitlines()
+    lines[1] = lines[1][:10]
+    metrics.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CheckpointError, match=rf"{metrics}: line 2 is not a metrics record"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, train_base, sft_table):
+    """lr 1e30 is finite (it passes validation) but blows the weights up after one step."""
+    ar = {**AR, "steps": 4, "optim": {"lr": 1e30, "max_grad_norm": None}, "data": str(sft_table[0])}
+    recipe = make_recipe(train_base, tmp_path / "out", ar=ar)
+    with pytest.raises(
+        TrainingDiverged, match=r"ar_sft stopped at step 2: .*nan.*last good checkpoint is .*step_000001"
+    ):
+        train_ar(recipe, RunOptions(quiet=True))
+    run = tmp_path / "out" / "ar"
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_000001"]
+    assert verify_checkpoint(run / "step_000001")
+    assert all(
+        torch.isfinite(t).all() for t in load_file(str(run / "step_000001" / C.ADAPTER_WEIGHTS_FILE)).values()
+    )
+
+
+def _cli(tmp_path, train_base, sft_table, **ar):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(train_base),
+                "layer": 1,
+                "output_dir": str(tmp_path / "o"),
+                "ar": {**AR, "data": str(sft_table[0]), **ar},
+            }
+        )
+    )
+    return CliRunner().invoke(train, ["ar", str(path), "-q"])
+
+
+def test_cli_divergence_and_damage_exit_non_zero_in_one_line(tmp_path, train_base, sft_table):
+    res = _cli(tmp_path, train_base, sft_table, optim={"lr": 1e30, "max_grad_norm": None})
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.output.strip().splitlines()[-1].startswith("error: ar_sft stopped at step 2")
+    run = tmp_path / "o" / "ar"
+    _flip(run / "step_000001" / C.ADAPTER_WEIGHTS_FILE)
+    path = tmp_path / "r.yaml"
+    res = CliRunner().invoke(train, ["ar", str(path), "-q", "--resume"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "adapter_model.safetensors: sha256 differs" in res.output
+    assert os.listdir(run) and sorted(p.name for p in run.glob("step_*")) == ["step_000001"]
