@@ -104,6 +104,10 @@ class HandlerBase(BaseHTTPRequestHandler):
         try:
             self.body = Body(self, self.hub.limits.max_body)
             self.identity = self._identify()
+            if not (
+                self.command == "PUT" and url.path.startswith("/_localhub/lfs/")
+            ):  # uploads: their URL's size
+                self.body.check_announced()
             self._route([unquote(s) for s in url.path.split("/")[1:]])()
         except (Drop, ConnectionError, TimeoutError):
             self.close_connection = True
