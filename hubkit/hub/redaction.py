@@ -3,7 +3,8 @@
 ``protect(token)`` remembers a secret and installs, once per process, a log-record factory that
 rewrites every record created afterwards (any logger, any handler, ``-vv`` included): known
 secrets, ``Bearer ...`` credentials and ``Authorization`` header values (e.g. an HTTP debug log
-printing response headers a server echoed) become ``***``. ``redact(text)`` applies the same
+printing response headers a server echoed) and the tickets of local-Hub upload URLs become
+``***``. ``redact(text)`` applies the same
 rules to a string, for error messages.
 """
 
@@ -18,8 +19,9 @@ MASK = "***"
 _MIN_SECRET = 4  # shorter strings would mask ordinary words
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s'\",;)\]]+"),
-    re.compile(r"(?i)(authorization'?\"?\s*[:,=]\s*b?['\"]?)(?!bearer\s)[^\s'\",;)\]]+"),
+    re.compile(r"(?i)(authorization'?\"?\s*[:,=]\s*(?:b?['\"])?)(?!bearer\s)(?!b['\"])[^\s'\",;)\]]+"),
     re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
+    re.compile(r"([?&]ticket=)[^&\s'\"]+"),  # the local Hub's one-time LFS upload URLs
 )
 
 _secrets: set[str] = set()
