@@ -42,6 +42,19 @@ def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
     return env
 
 
+def _token_for(endpoint: str, token: str | None) -> str | None:
+    """The token to use against `endpoint`: an in-process LocalHub's own, or `token` made known to it."""
+    from hubkit.localhub.server import running_hub
+
+    hub = running_hub(endpoint)
+    if hub is None or hub.token_file is not None:
+        return token
+    if token is None:
+        return hub.token
+    hub.add_token(token)
+    return token
+
+
 def _module_values(endpoint: str) -> dict[str, dict[str, Any]]:
     """Module globals that hold the endpoint or switch the Hub off, as they should be for ``endpoint``."""
     from huggingface_hub import constants
@@ -93,12 +106,15 @@ def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
     :func:`hub_env` (for modules imported inside the block and for code that reads the
     environment each time), and restores all of it on exit, even after an error. ``token``
     becomes ``HF_TOKEN`` so that ``push_to_hub`` and friends authenticate without arguments.
-    Not thread-safe: it changes process-wide state.
+    For a :class:`~hubkit.localhub.LocalHub` running in this process without a token file,
+    ``token=None`` means the token it created for the local user, and a given token is accepted
+    by it from now on (as the local user). Not thread-safe: it changes process-wide state.
     """
     endpoint = endpoint.rstrip("/")
     import huggingface_hub
     import huggingface_hub.hf_api  # noqa: F401 - the default client is patched below
 
+    token = _token_for(endpoint, token)
     saved_env = {k: os.environ.get(k) for k in hub_env(endpoint, token)}
     original_api_endpoint = huggingface_hub.hf_api.api.endpoint
     os.environ.update(hub_env(endpoint, token))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hubkit import constants as C
 from hubkit import hub
+from hubkit.hub.publishing import hub_api, remote_differences
+from hubkit.hub.redaction import protect, redact
 from hubkit.provenance import sha256_files
 from hubkit.release.bundle import Bundle, RepoTarget, provenance_files
 from hubkit.release.errors import PushError, ReleaseError
@@ -30,8 +32,9 @@ class PushedRepo:
 
 
 def scrub(text: str, token: str | None) -> str:
-    """`text` with every occurrence of `token` replaced (tokens never reach messages or logs)."""
-    return text.replace(token, "***") if token else text
+    """`text` with `token` and anything credential-looking replaced (tokens never reach messages or logs)."""
+    protect(token)
+    return redact(text)
 
 
 def _human(n: int) -> str:
@@ -123,7 +126,8 @@ def push_bundle(
                 target.tag,
                 "created" if result.tag_created else "already there",
             )
-            ok = verify and verify_remote(target, result.commit, folder, files, endpoint, token)
+            if verify:
+                verify_remote(target, result.commit, folder, files, endpoint, token)
         except PushError:
             raise
         except Exception as exc:  # huggingface_hub errors, network errors, a moved tag
@@ -131,7 +135,7 @@ def push_bundle(
                 f"pushing {folder} to {target.repo_id} failed: {type(exc).__name__}: {scrub(str(exc), token)}. The "
                 "branch is left at its previous commit; run the same command again to complete the release"
             ) from None
-        pushed.append(PushedRepo(target, result, ok))
+        pushed.append(PushedRepo(target, result, verified=verify))
     return pushed
 
 
@@ -145,20 +149,9 @@ def verify_remote(
     just checked against provenance.json, so equal ids mean equal sha256 (without downloading them;
     `hubkit.hub.remote_sha256s` downloads and hashes them when that is wanted).
     """
-    from huggingface_hub import HfApi
-
-    _, remote = hub.remote_files(
-        HfApi(endpoint=endpoint, token=token), target.repo_id, target.repo_type, commit
+    bad = remote_differences(
+        hub_api(endpoint, token), target.repo_id, target.repo_type, commit, folder, files
     )
-    bad = []
-    for path in sorted((set(remote) | set(files)) - set(hub.KEEP_REMOTE)):
-        r = remote.get(path)
-        if r is None or path not in files:
-            bad.append(f"{path} ({'missing on the Hub' if r is None else 'not in the bundle'})")
-        elif r.lfs is not None and r.lfs.sha256 != files[path]:
-            bad.append(f"{path} (sha256 {r.lfs.sha256[:12]}… on the Hub)")
-        elif r.lfs is None and r.blob_id != hub.git_blob_sha1(folder / path):
-            bad.append(f"{path} (other content on the Hub)")
     if bad:
         raise PushError(
             f"{target.repo_id}@{commit[:12]}: remote files differ from {folder / C.PROVENANCE_FILE}: "

@@ -300,11 +300,11 @@ def test_datasets_push_and_load(hub: LocalHub, tmp_path: Path) -> None:
 
 def test_data_survives_a_restart(tmp_path: Path) -> None:
     root = tmp_path / "hub"
-    with LocalHub(root) as first, use_endpoint(first.endpoint):
+    with LocalHub(root) as first, use_endpoint(first.endpoint, token=TOKEN):
         api = HfApi(endpoint=first.endpoint, token=TOKEN)
         commit = _push_weights(api)
         api.create_tag(REPO, tag="v1")
-    with LocalHub(root) as second, use_endpoint(second.endpoint):
+    with LocalHub(root) as second, use_endpoint(second.endpoint, token=TOKEN):
         api = HfApi(endpoint=second.endpoint, token=TOKEN)
         assert api.model_info(REPO, revision="v1").sha == commit
         path = hf_hub_download(

@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 
 from hubkit import NLAPair
 from hubkit import constants as C
 from hubkit.hub import remote_sha256s
+from hubkit.localhub import LocalHub, use_endpoint
 from hubkit.release.bundle import build_bundle
 from hubkit.release.commands import release_command
 from hubkit.release.errors import PushError
@@ -29,6 +31,14 @@ from hubkit.release.push import push_bundle, scrub
 from .conftest import TOKEN, trajectory_spec, write_spec
 
 AV, AR, TRAJ = "hubkit-org/tiny-nla-av", "hubkit-org/tiny-nla-ar", "hubkit-org/tiny-nla-av-trajectory"
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """A local Hub that accepts TOKEN (as its local user), with a throwaway download cache."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with LocalHub(tmp_path / "hub") as running, use_endpoint(running.endpoint, token=TOKEN):
+        yield running
 
 
 def _state(api: HfApi, repo: str) -> tuple[list[str], dict[str, str], dict[str, str]]:

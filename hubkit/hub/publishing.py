@@ -1,75 +1,17 @@
-"""Where checkpoint files come from: a local folder, or a Hub repo at a revision and subfolder.
-
-Downloads go through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``
-and the Hub cache behave exactly as they do for transformers.
-"""
+"""Publishing: one commit per repo holding every file of a local folder, then a tag; remote sha256s."""
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubkit.errors import CheckpointError
+from hubkit.hub.redaction import protect
+from hubkit.hub.remote import content_id, difference, remote_files
 from hubkit.provenance import sha256_file, sha256_files
 
-
-def resolve(
-    repo_or_dir: str | Path,
-    revision: str | None = None,
-    subfolder: str | None = None,
-    repo_type: str = "model",
-    endpoint: str | None = None,
-    token: str | bool | None = None,
-) -> Path:
-    """A local folder holding the checkpoint named by `repo_or_dir` (+ `subfolder`) at `revision`."""
-    local = Path(repo_or_dir)
-    if local.is_dir():
-        if revision is not None:
-            raise CheckpointError(
-                f"{local} is a local folder; `revision={revision!r}` only applies to Hub repos"
-            )
-        folder = local / subfolder if subfolder else local
-        if not folder.is_dir():
-            raise CheckpointError(f"{folder}: no such checkpoint folder (subfolder {subfolder!r} of {local})")
-        return folder
-    repo_id = str(repo_or_dir)
-    if repo_id.startswith((".", "/")) or repo_id.count("/") > 1:
-        raise CheckpointError(f"{repo_id}: neither an existing folder nor a Hub repo id like 'org/name'")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    patterns = [f"{subfolder.strip('/')}/**"] if subfolder else None
-    try:
-        root = snapshot_download(
-            repo_id,
-            revision=revision,
-            repo_type=repo_type,
-            allow_patterns=patterns,
-            endpoint=endpoint,
-            token=token,
-        )
-    except RevisionNotFoundError as exc:
-        raise CheckpointError(
-            f"{repo_id}: revision {revision!r} not found (a branch, tag or commit)"
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise CheckpointError(f"{repo_id}: no such repo on the Hub endpoint (or no access)") from exc
-    except LocalEntryNotFoundError as exc:
-        raise CheckpointError(
-            f"{repo_id}@{revision or 'main'} is not in the local Hub cache and HF_HUB_OFFLINE is set; "
-            "download it once online, or pass a local folder"
-        ) from exc
-    folder = Path(root) / subfolder if subfolder else Path(root)
-    if not folder.is_dir():
-        raise CheckpointError(f"{repo_id}@{revision or 'main'}: no subfolder {subfolder!r} in the repo")
-    return folder
-
-
-# ---------------------------------------------------------------------------------------------
-# Publishing: one commit per repo holding every file of a local folder, then a tag; verification.
-# ---------------------------------------------------------------------------------------------
 KEEP_REMOTE = (".gitattributes",)  # the Hub's own file: never deleted by a push
 
 
@@ -89,33 +31,12 @@ class PushResult:
     created_repo: bool = False
 
 
-def git_blob_sha1(path: str | Path) -> str:
-    """The git object id of a file's content (what the Hub reports as ``blob_id`` for regular files)."""
-    data = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def hub_api(endpoint: str | None, token: str | bool | None) -> Any:
+    """An ``HfApi`` for `endpoint`; its token (given or found by huggingface_hub) is kept out of logs."""
+    from huggingface_hub import HfApi, get_token
 
-
-def remote_files(
-    api, repo_id: str, repo_type: str = "model", revision: str | None = None
-) -> tuple[str | None, dict[str, Any]]:
-    """(commit id, ``{path: RepoFile}``) of a repo at `revision`; ``(None, {})`` when the repo does not exist."""
-    from huggingface_hub.errors import RepositoryNotFoundError
-    from huggingface_hub.hf_api import RepoFile
-
-    try:
-        sha = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
-    except RepositoryNotFoundError:
-        return None, {}
-    tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=sha, recursive=True)
-    return sha, {f.path: f for f in tree if isinstance(f, RepoFile)}
-
-
-def _same(local: Path, sha256: str, remote) -> bool:
-    if remote is None:
-        return False
-    if remote.lfs is not None:
-        return remote.lfs.sha256 == sha256
-    return remote.blob_id == git_blob_sha1(local)
+    protect(token, get_token())
+    return HfApi(endpoint=endpoint, token=token)
 
 
 def push_folder(
@@ -141,10 +62,10 @@ def push_folder(
     already uploaded are reused by the next attempt. An existing tag on another commit is never moved.
     `sha256s` (``{relative path: sha256}``) saves re-hashing when the caller already has them.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     folder = Path(folder)
-    api = HfApi(endpoint=endpoint, token=token)
+    api = hub_api(endpoint, token)
     local = sha256s if sha256s is not None else sha256_files(folder)
     head, remote = remote_files(api, repo_id, repo_type, branch)
     created_repo = head is None
@@ -161,7 +82,7 @@ def push_folder(
     )
     ops: list = []
     for rel, sha in sorted(local.items()):
-        if _same(folder / rel, sha, remote.get(rel)):
+        if difference(folder / rel, sha, remote.get(rel)) is None:
             result.unchanged.append(rel)
         else:
             result.uploaded.append(rel)
@@ -184,7 +105,7 @@ def push_folder(
 
 
 def ensure_tag(
-    api, repo_id: str, tag: str, commit: str, repo_type: str = "model", message: str | None = None
+    api: Any, repo_id: str, tag: str, commit: str, repo_type: str = "model", message: str | None = None
 ) -> bool:
     """Tag `commit` as `tag`; ``False`` when the tag already names the same files. Never moves a tag."""
     refs = api.list_repo_refs(repo_id, repo_type=repo_type)
@@ -202,14 +123,27 @@ def ensure_tag(
     )
 
 
-def _content(api, repo_id: str, repo_type: str, revision: str) -> dict[str, str]:
-    """``{path: content id}`` at a revision (LFS sha256 or git blob id), the Hub's own file left out."""
+def _content(api: Any, repo_id: str, repo_type: str, revision: str) -> dict[str, str]:
+    """``{path: content id}`` at a revision, the Hub's own file left out."""
     _, files = remote_files(api, repo_id, repo_type, revision)
-    return {
-        p: (f.lfs.sha256 if f.lfs is not None else f.blob_id)
-        for p, f in files.items()
-        if p not in KEEP_REMOTE
-    }
+    return {p: content_id(f) for p, f in files.items() if p not in KEEP_REMOTE}
+
+
+def remote_differences(
+    api: Any, repo_id: str, repo_type: str, commit: str, folder: Path, files: dict[str, str]
+) -> list[str]:
+    """``path (what differs)`` for every file where the repo at `commit` and `folder` (`files`: sha256s) disagree."""
+    _, remote = remote_files(api, repo_id, repo_type, commit)
+    bad = []
+    for path in sorted((set(remote) | set(files)) - set(KEEP_REMOTE)):
+        why = (
+            "not in the bundle"
+            if path not in files
+            else difference(folder / path, files[path], remote.get(path))
+        )
+        if why is not None:
+            bad.append(f"{path} ({why})")
+    return bad
 
 
 def remote_sha256s(
@@ -224,11 +158,7 @@ def remote_sha256s(
     Regular files are small text (cards, YAML, JSON); the Hub only reports their git blob id, so they
     are fetched into a temporary folder and hashed, making the result comparable with local sha256s.
     """
-    import tempfile
-
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
+    api = hub_api(endpoint, token)
     sha, files = remote_files(api, repo_id, repo_type, revision)
     if sha is None:
         raise CheckpointError(f"{repo_id}: no such {repo_type} repo on {api.endpoint}")
