@@ -9,7 +9,7 @@ Example (``releases/example-pair.yaml`` holds a complete one)::
 
     kind: pair
     tag: v0.1
-    license: apache-2.0
+    license: apache-2.0              # optional: the base family's licence by default
     repos: {av: my-org/nla-av, ar: my-org/nla-ar}
     checkpoints: {av: runs/x/av/step_000200, ar: runs/x/ar/step_000200}
     eval: evals/x/eval.json
@@ -51,6 +51,7 @@ class CardText:
     summary: str | None = None
     out_of_scope: str | None = None
     base_model: str | None = None  # Hub id for the card header when the metas record a local path
+    code_url: str | None = None  # where readers find the training and inference code (default: hubkit's)
     tags: list[str] = field(default_factory=list)
     language: list[str] = field(default_factory=list)
 
@@ -58,6 +59,20 @@ class CardText:
         for name in ("intended_use", "limitations", "citation"):
             if not getattr(self, name).strip():
                 raise ValueError(f"`card.{name}` must not be empty: the card prints it as written")
+
+
+@dataclass
+class CorpusCredit:
+    """Attribution of a corpus the training tables were drawn from (for sidecars that do not record it)."""
+
+    license: str
+    url: str | None = None
+    name: str | None = None  # display name (default: the corpus name the sidecar records)
+    attribution: str | None = None  # free text the corpus's licence asks for
+
+    def __post_init__(self) -> None:
+        if not self.license.strip():
+            raise ValueError("`corpora.*.license` must not be empty (an SPDX or Hub licence id)")
 
 
 @dataclass
@@ -87,14 +102,17 @@ class ReleaseSpec:
 
     kind: Kind
     tag: str
-    license: str
     repos: dict[str, str]
     card: CardText
+    license: str | None = None  # default: the base family's (hubkit/release/families.yaml)
     eval: str | None = None
+    train_eval: str | None = None  # eval.json of the same checkpoints on a training-distribution table
     checkpoints: dict[str, str] = field(default_factory=dict)
     trajectory: str | None = None
     data_files: list[str] = field(default_factory=list)
     training_data: list[str] = field(default_factory=list)
+    corpora: dict[str, CorpusCredit] = field(default_factory=dict)  # corpus name → licence, URL
+    legal_files: dict[str, str] = field(default_factory=dict)  # name in the repo → file (LICENSE, NOTICE…)
     datasets: list[str] = field(default_factory=list)
     eval_dataset: str | None = None
     partner_revision: str | None = None
@@ -110,8 +128,11 @@ class ReleaseSpec:
             raise ValueError(f"`schema` must be {SPEC_SCHEMA!r}, got {self.schema!r}")
         if not _TAG_RE.match(self.tag):
             raise ValueError(f"`tag` {self.tag!r} is not a valid tag name (letters, digits, '.', '_', '-')")
-        if not self.license.strip():
+        if self.license is not None and not self.license.strip():
             raise ValueError("`license` must not be empty (a Hub license id such as apache-2.0, mit, gemma)")
+        for name in self.legal_files:
+            if not name or "/" in name or "\\" in name or name.startswith("."):
+                raise ValueError(f"`legal_files.{name}` must be a plain file name such as LICENSE or NOTICE")
         for role, repo in self.repos.items():
             if role not in ROLES:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
@@ -154,10 +175,14 @@ class ReleaseSpec:
             need(self.trajectory is not None, "trajectory", "the run folder holding step_* checkpoints")
             need("trajectory" in self.repos, "repos.trajectory", "the repo the step_*/ folders go to")
             need(self.eval is not None, "eval", "the trajectory eval.json (`hubkit eval --trajectory`)")
+            refuse(self.train_eval is not None, "train_eval")
             refuse(bool(self.checkpoints), "checkpoints")
             refuse(bool(self.data_files), "data_files")
         else:  # dataset
             need(bool(self.data_files), "data_files", "the parquet tables to publish")
+            need(self.license is not None, "license", "the Hub licence id of the tables")
+            refuse(bool(self.legal_files), "legal_files")
+            refuse(self.train_eval is not None, "train_eval")
             need("dataset" in self.repos, "repos.dataset", "the dataset repo to publish to")
             refuse(bool(self.checkpoints), "checkpoints")
             refuse(self.trajectory is not None, "trajectory")
@@ -199,6 +224,15 @@ class LoadedSpec:
     def resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def base_model(self) -> str | None:
+        """The spec's `base_model`: a folder relative to the project root when one is there, else as written."""
+        value = self.spec.base_model
+        if value is None:
+            return None
+        p = self.resolve(value)
+        return str(p) if p.is_dir() else value
 
     def existing(self, value: str, field_name: str, kind: str = "any") -> Path:
         """The path a spec field names, refused with the field's name when it is not there."""

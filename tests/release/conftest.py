@@ -200,3 +200,88 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     with LocalHub(tmp_path / "hub") as running, use_endpoint(running.endpoint):
         yield running
+
+
+# -- one tiny pair per base family (the families tests) -------------------------------------------
+FAMILY_ARCH = {"llama": "llama", "gemma": "gemma3", "qwen": "qwen2", "smollm": "llama"}
+
+
+def _eval_table(path: Path, n: int, seed: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = np.random.default_rng(seed).standard_normal((n, D_MODEL)).astype(np.float32)
+    pq.write_table(
+        pa.table(
+            {
+                "doc_id": [f"doc{seed}-{i}" for i in range(n)],
+                "position": list(range(n)),
+                "prefix": [f"prefix {i}" for i in range(n)],
+                "vector": pa.array(list(vectors), pa.list_(pa.float32(), D_MODEL)),
+            }
+        ),
+        str(path),
+    )
+    return path
+
+
+def _family_world(root: Path, family: str) -> dict:
+    from transformers import AutoTokenizer
+
+    from hubkit.arch import median_embedding_norm
+    from hubkit.checkpoint import write_checkpoint
+    from hubkit.eval.run import evaluate_pair
+    from hubkit.heads import identity_head
+    from hubkit.pair import NLAPair
+    from hubkit.testing import make_tiny_model, tiny_metas
+
+    arch = FAMILY_ARCH[family]
+    tiny = make_tiny_model(arch, d_model=D_MODEL, n_layers=2, chat=arch != "gemma3")
+    base = tiny.save(root / "base")
+    tok = AutoTokenizer.from_pretrained(str(base))
+    scale = 2.0 * median_embedding_norm(tiny.model)  # well inside the out-of-distribution bound
+    av_meta, ar_meta = tiny_metas(tiny, layer=LAYER, scale=scale, chat=arch != "gemma3", base_model=str(base))
+    av_dir = write_checkpoint(root / "pair" / "av", _lora(base, 1), tok, av_meta)
+    ar_dir = write_checkpoint(root / "pair" / "ar", _lora(base, 2), tok, ar_meta, head=identity_head(D_MODEL))
+    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
+    checkpoints = {"av": av_dir, "ar": ar_dir}
+    kw = dict(EVAL_KW, plots=False)
+    evaluate_pair(pair, _eval_table(root / "eval.parquet", 12, 0), out_dir=root / "eval", checkpoints=checkpoints, **kw)
+    out = {"root": root, "base": base, "av": av_dir, "ar": ar_dir, "eval": root / "eval"}
+    if family == "smollm":  # a second eval of the same pair on another table: the training distribution
+        evaluate_pair(
+            pair, _eval_table(root / "train.parquet", 12, 1), out_dir=root / "eval-train", checkpoints=checkpoints, **kw
+        )
+        out["eval_train"] = root / "eval-train"
+    return out
+
+
+@pytest.fixture(scope="session")
+def family_worlds(tmp_path_factory) -> dict:
+    """``{family: world}``: a tiny pair over a base of that family's architecture, evaluated, built on demand."""
+    worlds: dict = {}
+    root = tmp_path_factory.mktemp("family-worlds")
+
+    def get(family: str) -> dict:
+        if family not in worlds:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                worlds[family] = _family_world(root / family, family)
+            finally:
+                torch.set_num_threads(threads)
+        return worlds[family]
+
+    return get  # type: ignore[return-value]
+
+
+def family_project(tmp_path: Path, world: dict) -> dict:
+    """A project folder with copies of one family world (base included, so legal files can be added)."""
+    proj = tmp_path / "proj"
+    (proj / "releases").mkdir(parents=True)
+    out = {"root": proj}
+    for key in ("base", "av", "ar", "eval", "eval_train"):
+        if key in world:
+            shutil.copytree(world[key], proj / key)
+            out[key] = proj / key
+    return out

@@ -1,0 +1,137 @@
+"""Bundle an NLA pair, or one half of it: one repo folder per half, each with its card and provenance."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit.provenance import git_state
+from hubkit.release import cards, honesty
+from hubkit.release.attribution import training_data
+from hubkit.release.context import card_base_model, model_context
+from hubkit.release.errors import HonestyError
+from hubkit.release.legal import copy_legal, plan_legal
+from hubkit.release.manifest import RepoTarget
+from hubkit.release.outputs import copy_plots, read_eval
+from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
+from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.spec import LoadedSpec
+
+
+def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str, src: Path) -> None:
+    recorded = (ev["inputs"].get("checkpoints") or {}).get(role, {}).get("files", {})
+    honesty.check_hashes(half.shipped_sources(), recorded, eval_path, src, role.upper())
+
+
+def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> tuple[dict | None, Path | None]:
+    """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
+    if ls.spec.train_eval is None:
+        return None, None
+    tev, tpath = read_eval(ls, "train_eval", kind="pair")
+    for role, half in halves.items():
+        _check_half(tev, tpath, half, role, half.source)
+    if tev["inputs"]["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
+        raise HonestyError(
+            f"{tpath}: measured the same table as the held-out eval; `train_eval` must be an eval on a "
+            "table from the training distribution (e.g. `hubkit eval` on the ar_sft or rl table)"
+        )
+    honesty.check_required(tev, ("figures.round_trip.all.fve.value", "figures.round_trip.all.n"), tpath)
+    return tev, tpath
+
+
+def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
+    """Check every half against eval.json, then write one folder per half; returns their targets."""
+    spec = ls.spec
+    ev, eval_path = read_eval(ls, kind="pair")
+    honesty.check_required(ev, honesty.REQUIRED_PAIR, eval_path)
+    check_corrections(ls, spec.pushed_roles)
+    halves: dict[str, PlannedCheckpoint] = {}
+    for role in spec.pushed_roles:
+        src = ls.existing(spec.checkpoints[role], f"checkpoints.{role}", "dir")
+        half = plan_half(src, role, f"checkpoints.{role}", ls.path)
+        _check_half(ev, eval_path, half, role, src)
+        halves[role] = half
+    if len(halves) == 2:
+        honesty.check_pair_metas(
+            halves["av"].meta, halves["ar"].meta, halves["av"].meta_file, halves["ar"].meta_file
+        )
+    for half in halves.values():
+        honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+    train_ev, train_path = _train_eval(ls, halves, ev)
+    if "av" in halves:
+        scale = honesty.injection_scale(
+            halves["av"].meta, halves["av"].meta_file, halves["av"].source, ls.base_model
+        )
+    else:  # an AR alone: the eval's AV scale against the base, for the card (the AV's release refuses OOD)
+        ar = halves["ar"]
+        scale = honesty.measure_scale(
+            ev["nla"]["injection"].get("scale"), ls.base_model or ar.meta.base_model, eval_path
+        )
+    git = git_state()
+    training = training_data(ls)
+    first = next(iter(halves.values()))
+    base_id = card_base_model(ls, first.meta)
+    legal = plan_legal(ls, first.meta, base_id, first.source)
+    targets = []
+    for role, half in halves.items():
+        target = RepoTarget(role, spec.repos[role], "model", role, spec.tag, spec.private)
+        dest = out / target.folder
+        reason = retraction(ls, role)
+        sources = write_half(half, dest, legacy_pt, reason)
+        sources |= copy_legal(legal, dest)
+        shutil.copyfile(eval_path, dest / C.EVAL_FILE)
+        plots = copy_plots(ev, eval_path, dest)
+        context = model_context(
+            ls,
+            role=role,
+            repo_id=target.repo_id,
+            meta=half.meta,
+            base_id=base_id,
+            ev=ev,
+            plots=plots,
+            legal=legal.context(),
+            training=training,
+            git=git,
+            title=f"{target.repo_id.split('/')[-1]}: NLA {role.upper()} for {base_id} (layer {half.meta.layer})",
+            train_ev=train_ev,
+            scale=scale,
+            retracted=reason,
+            files=half.weight_files(),
+        )
+        card = cards.model_card(
+            context,
+            template=cards.MODEL_TEMPLATE,
+            **legal.card_header(),
+            base_model=base_id,
+            eval_results=cards.pair_eval_results(ev, spec.eval_dataset or "hubkit-eval-table"),
+            model_name=target.repo_id,
+            datasets=spec.datasets,
+            tags=spec.card.tags,
+            language=spec.card.language,
+            cards_dir=cards_dir,
+        )
+        (dest / C.CARD_FILE).write_text(card)
+        write_provenance(
+            dest,
+            ls,
+            target,
+            {
+                "sources": sources | half.copied_sources(),
+                "skipped": half.skipped,
+                "checkpoint": {"path": str(half.source), "eval_recorded": True},
+                "eval": eval_summary(ev, eval_path),
+                "train_eval": eval_summary(train_ev, train_path),
+                "training_data": training,
+                "injection": scale,
+                "license": {
+                    "family": legal.family.key,
+                    "license": legal.license,
+                    "files": sorted(legal.files),
+                },
+                "parents": parents(ls, base_id, half.meta, role),
+                "corrections": context["corrections"],
+            },
+        )
+        targets.append(target)
+    return targets

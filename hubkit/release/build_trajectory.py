@@ -1,0 +1,166 @@
+"""Bundle a training trajectory: every evaluated ``step_*`` checkpoint of one run, in one repo folder."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit.meta import NLAMeta
+from hubkit.provenance import git_state
+from hubkit.release import cards, honesty
+from hubkit.release.attribution import training_data
+from hubkit.release.context import card_base_model, model_context
+from hubkit.release.errors import ReleaseError
+from hubkit.release.legal import copy_legal, plan_legal
+from hubkit.release.manifest import RepoTarget
+from hubkit.release.outputs import copy_output, copy_plots, read_eval
+from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
+from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.spec import LoadedSpec
+
+log = logging.getLogger(__name__)
+
+
+def _plan_points(
+    ls: LoadedSpec, run: Path, ev: dict, eval_path: Path
+) -> list[tuple[dict, PlannedCheckpoint]]:
+    """Each checkpoint eval.json lists, planned and checked against the hashes it recorded."""
+    halves: list[tuple[dict, PlannedCheckpoint]] = []
+    role = None
+    for p in ev["figures"]["trajectory"]["checkpoints"]:
+        src = run / p["name"]
+        if not src.is_dir():
+            raise ReleaseError(
+                f"{eval_path}: lists checkpoint {p['name']!r} but {run} has no folder of that name; "
+                "point `trajectory` at the run that was evaluated"
+            )
+        half = plan_half(src, role, "trajectory", ls.path)
+        role = role or half.meta.role
+        honesty.check_hashes(
+            half.shipped_sources(),
+            (p.get(half.meta.role) or {}).get("files", {}),
+            eval_path,
+            src,
+            f"{half.meta.role.upper()} {p['name']}",
+        )
+        honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+        halves.append((p, half))
+    return halves
+
+
+def _check_fixed_partner(ev: dict, halves: list[tuple[dict, PlannedCheckpoint]], role: str) -> None:
+    other_role = "ar" if role == "av" else "av"
+    fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{other_role}")
+    if not (fixed and Path(fixed["path"]).is_dir()):
+        return
+    fixed_meta = NLAMeta.load(fixed["path"])
+    fixed_file = Path(fixed["path"]) / C.META_FILE
+    for _, half in halves:
+        pair = (half.meta, fixed_meta) if role == "av" else (fixed_meta, half.meta)
+        files = (half.meta_file, fixed_file) if role == "av" else (fixed_file, half.meta_file)
+        honesty.check_pair_metas(*pair, *files)
+
+
+def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
+    """Check every evaluated checkpoint, then write them as ``step_*/`` folders of one repo."""
+    spec = ls.spec
+    assert spec.trajectory is not None
+    run = ls.existing(spec.trajectory, "trajectory", "dir")
+    ev, eval_path = read_eval(ls, kind="trajectory")
+    honesty.check_required(ev, honesty.REQUIRED_TRAJECTORY, eval_path)
+    names = [p["name"] for p in ev["figures"]["trajectory"]["checkpoints"]]
+    check_corrections(ls, names)
+    on_disk = sorted(
+        p.name
+        for p in run.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and ((p / C.META_FILE).exists() or (p / C.AR_META_JSON).exists())
+    )
+    unevaluated = sorted(set(on_disk) - set(names))
+    if unevaluated:
+        log.warning(
+            "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
+        )
+    halves = _plan_points(ls, run, ev, eval_path)
+    role = halves[0][1].meta.role
+    _check_fixed_partner(ev, halves, role)
+    scales = (
+        {
+            h.source.name: honesty.injection_scale(h.meta, h.meta_file, h.source, ls.base_model)
+            for _, h in halves
+        }
+        if role == "av"
+        else {}
+    )
+    last = halves[-1][1]
+    base_id = card_base_model(ls, last.meta)
+    legal = plan_legal(ls, last.meta, base_id, last.source)
+    training = training_data(ls)
+    target = RepoTarget("trajectory", spec.repos["trajectory"], "model", "trajectory", spec.tag, spec.private)
+    dest = out / target.folder
+    sources: dict[str, dict] = {}
+    step_evals = (ev.get("outputs") or {}).get("checkpoints") or {}
+    for p, half in halves:
+        name = p["name"]
+        for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name)).items():
+            sources[f"{name}/{rel}"] = rec
+        sources |= half.copied_sources(prefix=f"{name}/")
+        if step_evals.get(name):
+            copy_output(eval_path, step_evals[name], dest / name / C.EVAL_FILE, f"eval.json of {name}")
+    sources |= copy_legal(legal, dest)
+    shutil.copyfile(eval_path, dest / C.EVAL_FILE)
+    plots = copy_plots(ev, eval_path, dest)
+    retracted = {c.checkpoint for c in spec.corrections}
+    example = next(
+        (p["name"] for p, _ in reversed(halves) if p["name"] not in retracted), halves[-1][0]["name"]
+    )
+    context = model_context(
+        ls,
+        role=role,
+        repo_id=target.repo_id,
+        meta=last.meta,
+        base_id=base_id,
+        ev=ev,
+        plots=plots,
+        legal=legal.context(),
+        training=training,
+        git=git_state(),
+        title=f"{target.repo_id.split('/')[-1]}: NLA {role.upper()} trajectory for {base_id} "
+        f"(layer {last.meta.layer})",
+        subfolder=example,
+        scales=scales,
+        retracted=sorted(retracted),
+    )
+    card = cards.model_card(
+        context,
+        template=cards.TRAJECTORY_TEMPLATE,
+        **legal.card_header(),
+        base_model=base_id,
+        eval_results=cards.trajectory_eval_results(ev, spec.eval_dataset or "hubkit-eval-table", retracted),
+        model_name=target.repo_id,
+        datasets=spec.datasets,
+        tags=[*spec.card.tags, "trajectory"],
+        language=spec.card.language,
+        cards_dir=cards_dir,
+    )
+    (dest / C.CARD_FILE).write_text(card)
+    write_provenance(
+        dest,
+        ls,
+        target,
+        {
+            "sources": sources,
+            "checkpoints": names,
+            "not_published": unevaluated,
+            "eval": eval_summary(ev, eval_path),
+            "training_data": training,
+            "injection": scales,
+            "license": {"family": legal.family.key, "license": legal.license, "files": sorted(legal.files)},
+            "parents": parents(ls, base_id, last.meta, role),
+            "corrections": context["corrections"],
+        },
+    )
+    return [target]

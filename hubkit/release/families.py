@@ -1,0 +1,292 @@
+"""Base-model families: the licence, legal files, stanza and banner a release inherits from its base.
+
+The table is packaged data (``families.yaml`` beside this module), read once into typed `Family`
+entries. A family is matched by the base's Hub repo id, then by its ``config.model_type``, else the
+default entry applies. Legal files come from the base's local snapshot folder or from paths the
+release spec names (``legal_files``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hubkit.release.errors import ReleaseError
+from hubkit.schema import SchemaError, from_dict
+
+FAMILIES_FILE = Path(__file__).resolve().parent / "families.yaml"
+FAMILIES_SCHEMA = "hubkit.families/1"
+LICENSES_SUBDIR = "licenses"  # where `hubkit models prepare` puts a registry model's licence files
+
+
+@dataclass(frozen=True)
+class LegalFile:
+    """A file a release ships at the root of each model repo; `accept` lists other names it may have."""
+
+    name: str
+    source: str
+    accept: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.accept)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One base family: how to recognise it and what its derivatives must carry."""
+
+    key: str
+    display: str
+    license: str | None
+    stanza: str
+    banner: str | None = None
+    name_prefix: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
+    license_url: str | None = None
+    use_policy_url: str | None = None
+    repos: tuple[str, ...] = ()
+    model_types: tuple[str, ...] = ()
+    check_types: tuple[str, ...] = ()
+    required: tuple[LegalFile, ...] = ()
+    optional: tuple[LegalFile, ...] = ()
+    default: bool = False
+
+    def matches_repo(self, repo_id: str | None) -> bool:
+        return bool(repo_id) and any(re.search(p, str(repo_id), re.IGNORECASE) for p in self.repos)
+
+    def stanza_text(self, license: str) -> str:
+        """The licence stanza with this family's links (and the release's licence id) filled in."""
+        return self.stanza.format(
+            display=self.display,
+            license=license,
+            license_url=self.license_url,
+            use_policy_url=self.use_policy_url,
+        ).strip()
+
+
+@dataclass
+class _FileRow:
+    name: str
+    accept: list[str] = field(default_factory=list)
+    # `from` in YAML: where the file usually comes from, for the refusal message
+    source: str = ""
+
+
+@dataclass
+class _Row:
+    key: str
+    display: str
+    license: str | None
+    stanza: str
+    banner: str | None = None
+    name_prefix: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
+    license_url: str | None = None
+    use_policy_url: str | None = None
+    repos: list[str] = field(default_factory=list)
+    model_types: list[str] = field(default_factory=list)
+    check_types: list[str] = field(default_factory=list)
+    required: list[_FileRow] = field(default_factory=list)
+    optional: list[_FileRow] = field(default_factory=list)
+    default: bool = False
+
+
+def _files(rows: list[_FileRow]) -> tuple[LegalFile, ...]:
+    return tuple(LegalFile(r.name, r.source, tuple(r.accept)) for r in rows)
+
+
+def _file_rows(raw: Any) -> Any:
+    if isinstance(raw, list):
+        return [{("source" if k == "from" else k): v for k, v in item.items()} for item in raw]
+    return raw
+
+
+@functools.lru_cache(maxsize=4)
+def load_families(path: str | Path = FAMILIES_FILE) -> tuple[Family, ...]:
+    """The family table at `path` (the packaged one by default), validated; exactly one default, last."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or data.get("schema") != FAMILIES_SCHEMA:
+        raise ReleaseError(f"{path}: field `schema` must be {FAMILIES_SCHEMA!r}")
+    out: list[Family] = []
+    for i, raw in enumerate(data.get("families") or []):
+        raw = {
+            **raw,
+            "required": _file_rows(raw.get("required")),
+            "optional": _file_rows(raw.get("optional")),
+        }
+        raw = {k: v for k, v in raw.items() if v is not None or k in ("license",)}
+        try:
+            row = from_dict(_Row, raw, str(path), prefix=f"families[{i}].")
+        except SchemaError as exc:
+            raise ReleaseError(str(exc)) from exc
+        for pattern in row.repos:
+            re.compile(pattern)
+        out.append(
+            Family(
+                key=row.key,
+                display=row.display,
+                license=row.license,
+                stanza=row.stanza,
+                banner=row.banner,
+                name_prefix=row.name_prefix,
+                license_name=row.license_name,
+                license_link=row.license_link,
+                license_url=row.license_url,
+                use_policy_url=row.use_policy_url,
+                repos=tuple(row.repos),
+                model_types=tuple(row.model_types),
+                check_types=tuple(row.check_types or row.model_types),
+                required=_files(row.required),
+                optional=_files(row.optional),
+                default=row.default,
+            )
+        )
+    keys = [f.key for f in out]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    defaults = [f.key for f in out if f.default]
+    if dupes or len(defaults) != 1 or not out[-1].default:
+        raise ReleaseError(
+            f"{path}: family keys must be unique (duplicates: {dupes}) and exactly one entry, the last, "
+            f"must have `default: true` (found {defaults})"
+        )
+    return tuple(out)
+
+
+def match_family(
+    repo_id: str | None, model_type: str | None, table: tuple[Family, ...] | None = None
+) -> Family:
+    """The family of a base: by repo id, then by ``config.model_type``, else the default entry."""
+    table = table or load_families()
+    for fam in table:
+        if fam.matches_repo(repo_id):
+            return fam
+    if model_type:
+        for fam in table:
+            if model_type in fam.model_types:
+                return fam
+    return table[-1]
+
+
+def config_model_type(*folders: Path | None) -> str | None:
+    """``model_type`` from the first ``config.json`` found in `folders` (a Gemma-4-style text tower too)."""
+    for folder in folders:
+        if folder is None:
+            continue
+        cfg = Path(folder) / "config.json"
+        if cfg.is_file():
+            try:
+                data = json.loads(cfg.read_text())
+            except ValueError:
+                continue
+            if isinstance(data.get("model_type"), str):
+                return data["model_type"]
+    return None
+
+
+def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | None:
+    """The base model's local folder: the first existing folder among `candidates` (the spec's
+    `base_model`, the meta's), a prepared offline registry model, or a Hub cache snapshot of `repo_id`.
+    Never downloads."""
+    for c in candidates:
+        if c and Path(c).expanduser().is_dir():
+            return Path(c).expanduser()
+    for name in [*candidates, repo_id]:
+        if not name:
+            continue
+        try:
+            from hubkit import models
+
+            spec = models.get_spec(name)
+        except Exception:  # not an offline registry model
+            continue
+        folder = models.prepared_dir(spec.name)
+        if folder.is_dir():
+            return folder
+    if repo_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(repo_id, "config.json")
+        except Exception:  # not a valid repo id, or no cache
+            hit = None
+        if isinstance(hit, str):
+            return Path(hit).parent
+    return None
+
+
+def _find(folder: Path | None, legal: LegalFile) -> Path | None:
+    if folder is None:
+        return None
+    for sub in (folder, folder / LICENSES_SUBDIR):
+        for name in legal.names:
+            if (sub / name).is_file():
+                return sub / name
+    return None
+
+
+def legal_files(
+    family: Family,
+    snapshot: Path | None,
+    named: dict[str, Path],
+    spec_path: str | Path,
+) -> dict[str, Path]:
+    """``{name in the repo: source file}``: each required file (refused when absent), each optional
+    file found, and every file the spec names. Spec paths win over the snapshot's."""
+    out: dict[str, Path] = {}
+    for legal in family.required:
+        src = named.get(legal.name) or _find(snapshot, legal)
+        if src is None:
+            where = (
+                f"the base model folder {snapshot}" if snapshot else "no local base model folder was found"
+            )
+            raise ReleaseError(
+                f"{spec_path}: a {family.display} derivative must ship `{legal.name}`, not found ({where}); "
+                f"it usually comes from {legal.source}. Name it in the spec as `legal_files: "
+                f"{{{legal.name}: path/to/file}}`"
+            )
+        out[legal.name] = src
+    for legal in family.optional:
+        src = named.get(legal.name) or _find(snapshot, legal)
+        if src is not None:
+            out[legal.name] = src
+    for name, src in named.items():
+        out.setdefault(name, src)
+    return dict(sorted(out.items()))
+
+
+def release_license(family: Family, spec_license: str | None, spec_path: str | Path, base_id: str) -> str:
+    """The licence id for the card header: the family's, which the spec may repeat but not contradict."""
+    if family.license is None:
+        if not spec_license:
+            raise ReleaseError(
+                f"{spec_path}: field `license` is needed: the base {base_id!r} is of no known family, so "
+                "its licence cannot be inferred; set the Hub licence id this release is under"
+            )
+        return spec_license
+    if spec_license and spec_license != family.license:
+        raise ReleaseError(
+            f"{spec_path}: field `license` is {spec_license!r} but the base {base_id!r} is {family.display}, "
+            f"whose derivatives are under {family.license_name or family.license!r}; set `license: "
+            f"{family.license}` or remove the field"
+        )
+    return family.license
+
+
+def check_model_type(family: Family, model_type: str | None, base_id: str, spec_path: str | Path) -> None:
+    """Refuse a base named as one family whose weights are of another architecture."""
+    if model_type and family.check_types and model_type not in family.check_types:
+        raise ReleaseError(
+            f"{spec_path}: the card names base {base_id!r} ({family.display}) but the weights' config.json "
+            f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
+            "to the model these checkpoints were trained from"
+        )

@@ -1,0 +1,62 @@
+"""The eval outputs a release cites: eval.json itself, its plots and per-checkpoint reports, each
+copied only when its sha256 is the one eval.json recorded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit.provenance import sha256_file
+from hubkit.release.errors import HonestyError, ReleaseError
+from hubkit.release.spec import LoadedSpec
+
+PLOTS_DIR = "plots"
+
+
+def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> tuple[dict, Path]:
+    """The eval.json a spec field names (a file or the folder holding it), optionally of one `kind`."""
+    from hubkit.errors import DataError
+    from hubkit.eval.report import read_eval as _read
+
+    value = getattr(ls.spec, field_name)
+    assert value is not None
+    path = ls.existing(value, field_name)
+    path = path / C.EVAL_FILE if path.is_dir() else path
+    try:
+        ev = _read(path)
+    except DataError as exc:
+        raise ReleaseError(f"{ls.path}: field `{field_name}`: {exc}") from exc
+    if kind is not None and ev.get("kind") != kind:
+        how = "`hubkit eval --trajectory RUN`" if kind == "trajectory" else "`hubkit eval --av … --ar …`"
+        raise ReleaseError(
+            f"{ls.path}: field `{field_name}`: {path} is a {ev.get('kind')!r} eval; a `{ls.spec.kind}` "
+            f"release cites a {kind} eval ({how})"
+        )
+    return ev, path
+
+
+def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:
+    """Copy an eval output (plot, per-checkpoint eval.json) after checking the sha256 eval.json recorded."""
+    src = eval_path.parent / record["path"]
+    if not src.is_file():
+        raise HonestyError(f"{src}: {what} listed in {eval_path} is missing; re-run `hubkit eval`")
+    if sha256_file(src) != record["sha256"]:
+        raise HonestyError(
+            f"{src}: {what} differs from the sha256 {eval_path} recorded; it was not made by this "
+            "eval. Re-run `hubkit eval`"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def copy_plots(ev: dict, eval_path: Path, dest: Path) -> list[dict]:
+    """Copy every plot eval.json lists into ``dest/plots``; ``[{name, path}]`` for the card."""
+    plots = (ev.get("outputs") or {}).get("plots") or {}
+    out = []
+    for name, rec in sorted(plots.items()):
+        target = dest / PLOTS_DIR / Path(rec["path"]).name
+        copy_output(eval_path, rec, target, f"plot {name!r}")
+        out.append({"name": name.replace("_", " "), "path": f"{PLOTS_DIR}/{target.name}"})
+    return out

@@ -1,0 +1,184 @@
+"""Planning a checkpoint folder for a bundle: what is copied, converted, skipped or refused; then writing it.
+
+Trainer state stays home, a legacy ``linear_head.pt`` is converted to safetensors (read with
+``weights_only=True``), any other pickle is refused, and ``nla_meta.yaml`` is rewritten in hubkit's
+schema (with a retraction when the spec marks the checkpoint retracted).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit.meta import NLAMeta, Retraction
+from hubkit.provenance import sha256_file
+from hubkit.release.errors import ReleaseError
+from hubkit.release.spec import LoadedSpec
+
+# Files a training run leaves in a checkpoint folder that a release does not publish.
+TRAINER_FILES = frozenset(
+    {
+        "trainer_state.json",
+        "trainer_state.safetensors",
+        "training_args.bin",
+        "optimizer.pt",
+        "scheduler.pt",
+        "scaler.pt",
+        "rng_state.pth",
+    }
+)
+# Files the bundle writes itself (replacing any the checkpoint has).
+GENERATED = frozenset({C.CARD_FILE, C.PROVENANCE_FILE, C.EVAL_FILE, C.META_FILE})
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+@dataclass
+class PlannedCheckpoint:
+    """A checkpoint folder planned for the bundle: what is copied, converted and checked."""
+
+    role: str
+    source: Path
+    meta: NLAMeta
+    meta_file: Path
+    copy: list[str] = field(default_factory=list)
+    legacy_head: str | None = None  # a linear_head.pt converted to safetensors
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def meta_rel(self) -> str:
+        return self.meta_file.relative_to(self.source).as_posix()
+
+    def shipped_sources(self) -> dict[str, str]:
+        """sha256 of every source file whose content reaches the bundle (copied, converted, or the meta rewritten)."""
+        rels = [*self.copy, *([self.legacy_head] if self.legacy_head else [])]
+        if self.meta_file.exists():
+            rels.append(self.meta_rel)
+        return {rel: sha256_file(self.source / rel) for rel in rels}
+
+    def weight_files(self) -> list[dict]:
+        """``[{path, sha256}]`` of the shipped sources other than the meta (the card's file table)."""
+        return [
+            {"path": rel, "sha256": sha}
+            for rel, sha in sorted(self.shipped_sources().items())
+            if rel != self.meta_rel
+        ]
+
+    def copied_sources(self, prefix: str = "") -> dict[str, dict]:
+        """Provenance records of the files copied as they are."""
+        return {
+            f"{prefix}{rel}": {"from": str(self.source / rel), "sha256": sha, "how": "copy"}
+            for rel, sha in self.shipped_sources().items()
+            if rel in self.copy
+        }
+
+
+def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) -> PlannedCheckpoint:
+    """Read a checkpoint folder: its meta, and which of its files the bundle copies or converts."""
+    meta = NLAMeta.load(source)
+    if role is not None and meta.role != role:
+        raise ReleaseError(
+            f"{spec_path}: field `{field_name}`: {source} is an {meta.role.upper()} checkpoint, not an "
+            f"{role.upper()}"
+        )
+    meta_file = source / C.META_FILE if (source / C.META_FILE).exists() else source / C.AR_META_JSON
+    half = PlannedCheckpoint(meta.role, source, meta, meta_file)
+    for p in sorted(source.rglob("*")):
+        rel = p.relative_to(source).as_posix()
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(source).parts):
+            continue
+        name = p.name
+        if name in TRAINER_FILES or (rel in GENERATED and rel != C.META_FILE):
+            half.skipped.append(rel)
+        elif rel == C.META_FILE:
+            continue
+        elif name == C.LINEAR_HEAD_PT_FILE:
+            if (p.parent / C.VALUE_HEAD_FILE).exists():
+                half.skipped.append(rel)  # the safetensors head is the same head; the pickle is not shipped
+            else:
+                half.legacy_head = rel
+        elif name.endswith(PICKLE_SUFFIXES):
+            raise ReleaseError(
+                f"{p}: a pickle file; hubkit publishes safetensors only (a pickle can run code when loaded). "
+                "Convert it to safetensors or move it out of the checkpoint folder"
+            )
+        else:
+            half.copy.append(rel)
+    return half
+
+
+def write_half(
+    half: PlannedCheckpoint, dest: Path, legacy_pt: bool, retraction: str | None
+) -> dict[str, dict]:
+    """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``."""
+    from hubkit import heads
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, dict] = {}
+    for rel in half.copy:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(half.source / rel, dest / rel)
+    meta = half.meta
+    if half.legacy_head is not None:
+        from safetensors.torch import save_file
+
+        state, _ = heads.split_head_state(
+            heads.read_state(half.source / half.legacy_head), half.source / half.legacy_head
+        )
+        out = (dest / half.legacy_head).parent / C.VALUE_HEAD_FILE
+        save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(out))
+        sources[out.relative_to(dest).as_posix()] = {
+            "from": str(half.source / half.legacy_head),
+            "how": "linear_head.pt read with weights_only=True, written as safetensors",
+        }
+        assert meta.ar is not None
+        meta = meta.with_updates(ar=replace(meta.ar, head_format="value_head", head_bias="bias" in state))
+    if legacy_pt and meta.role == "ar":
+        _write_legacy_pt(meta, dest)
+        sources[C.LINEAR_HEAD_PT_FILE] = {
+            "from": f"{C.VALUE_HEAD_FILE} (bundle)",
+            "how": "legacy linear_head.pt (tensors only) written on request (--legacy-pt)",
+        }
+    if retraction is not None:
+        meta = meta.with_updates(retracted=Retraction(reason=retraction))
+    meta.save(dest / C.META_FILE)
+    sources[C.META_FILE] = {
+        "from": str(half.meta_file),
+        "how": f"rewritten in {C.SCHEMA_VERSION}" + (" with the retraction" if retraction else ""),
+    }
+    return sources
+
+
+def _write_legacy_pt(meta: NLAMeta, dest: Path) -> None:
+    """The AR head as ``linear_head.pt``: the legacy format is Linear(d, d, bias=True), so a bias-free
+    head gets a zero bias (the same function)."""
+    import torch
+
+    from hubkit import heads
+
+    assert meta.ar is not None
+    head, _ = heads.load_head(dest, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
+    if head.bias is None:
+        biased = torch.nn.Linear(meta.d_model, meta.d_model, bias=True)
+        with torch.no_grad():
+            biased.weight.copy_(head.weight)
+            biased.bias.zero_()
+        head = biased
+    heads.save_legacy_pt(head, dest)
+
+
+def retraction(ls: LoadedSpec, name: str) -> str | None:
+    """The retraction reason the spec gives checkpoint `name` (``av``/``ar`` or a step folder), if any."""
+    c = ls.spec.correction_for(name)
+    return c.reason if c else None
+
+
+def check_corrections(ls: LoadedSpec, names: list[str]) -> None:
+    """Every correction must name a checkpoint this release publishes."""
+    for i, c in enumerate(ls.spec.corrections):
+        if c.checkpoint not in names:
+            raise ReleaseError(
+                f"{ls.path}: field `corrections[{i}].checkpoint` {c.checkpoint!r} is not a checkpoint "
+                f"of this release; choose one of {names}"
+            )
