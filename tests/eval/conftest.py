@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from torch import nn
 
 from hubkit import heads
 from hubkit.pair import NLAPair
@@ -56,6 +57,31 @@ class OracleAR:
 
     def reconstruct(self, texts: list[str]) -> torch.Tensor:
         return torch.stack([self.table.get(t, self.other) for t in texts])
+
+
+def real_ar(tiny, ar_meta, weight: torch.Tensor, bias: torch.Tensor | None) -> ActivationReconstructor:
+    """A real AR over the tiny model with the given head."""
+    head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        if bias is not None:
+            head.bias.copy_(bias)
+    return ActivationReconstructor(tiny.model, tiny.tokenizer, ar_meta, head)
+
+
+def fitted_ar(tiny, ar_meta, texts: list[str], vectors: np.ndarray) -> ActivationReconstructor:
+    """A real AR whose head is fitted so that AR(texts[i]) = vectors[i]: it can only get there by reading."""
+    d = vectors.shape[1]
+    probe = real_ar(tiny, ar_meta, torch.eye(d), None)
+    h, _ = probe.hidden(texts)
+    sol = torch.linalg.lstsq(h.double(), torch.from_numpy(vectors)).solution  # h @ W^T = v
+    return real_ar(tiny, ar_meta, sol.T.float(), None)
+
+
+def blind_real_ar(tiny, ar_meta, seed: int = 5) -> ActivationReconstructor:
+    """A real AR whose head ignores the backbone: weight 0, bias a fixed vector."""
+    bias = torch.from_numpy(np.random.default_rng(seed).normal(size=D)).float()
+    return real_ar(tiny, ar_meta, torch.zeros(D, D), bias)
 
 
 @pytest.fixture(scope="session")
