@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,45 +20,20 @@ from hubkit.errors import DataError
 from hubkit.eval import plots as P
 from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
 from hubkit.eval.diversity import diversity
+from hubkit.eval.extras import Extras, row_columns
+from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, fve, nmse_rows, noise_floor, summarize
 from hubkit.eval.overlap import Overlap, check_overlap
-from hubkit.eval.records import checkpoint_records, nla_record
+from hubkit.eval.records import checkpoint_records, nla_record, table_record
 from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, output_record
-from hubkit.eval.table import EvalTable, check_against_meta
+from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
 from hubkit.meta import check_compatible
-from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-# Fewest rows the statistics need: bootstrap intervals, a noise floor over other rows and
-# identification at top-5 (chance 5/N must leave room above it).
-MIN_ROWS = 10
 # Identification above chance at this one-sided binomial p-value counts as "reads its vectors".
 ID_ALPHA = 0.01
-
-
-@dataclass
-class Generation:
-    """How the AV generated (recorded verbatim in eval.json)."""
-
-    max_new_tokens: int = 64
-    batch_size: int = 16
-    ar_batch_size: int = 32
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-
-
-def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:
-    """All rows, or a seeded sample of `rows` of them (kept in file order)."""
-    n = len(table)
-    if rows is None or rows == n:
-        return table, {"method": "all", "n": n}
-    if rows < 1 or rows > n:
-        raise DataError(f"{table.path}: asked for {rows} rows but the eval table has {n}")
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
-    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}
 
 
 def _round_trip_block(v, v_hat, cos, nmse, mask, n_boot: int, seed: int) -> dict:
@@ -93,38 +68,30 @@ def evaluate_pair(
     min_rows: int = MIN_ROWS,
     plots: bool = True,
     progress: bool = False,
+    extras: Extras | None = None,
 ) -> EvalReport:
     """Evaluate `pair` (an `NLAPair`, or anything with ``.av.explain_detailed`` and ``.ar.reconstruct``).
 
     `checkpoints` maps names (``av``, ``ar``, ``base``) to the folders whose file hashes eval.json
-    records. Refuses an eval table that overlaps `train_tables` unless `force_overlap`.
+    records. Refuses an eval table that overlaps `train_tables` unless `force_overlap`. `extras` adds
+    the optional sections (paraphrase, claim ablation, cross-pair matrix); an incompatible cross-pair
+    half is refused before anything runs.
     """
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
     check_compatible(pair.av.meta, pair.ar.meta)
     check_against_meta(tbl, pair.av.meta)
+    if extras is not None:
+        extras.check(pair, tbl)
     ov = overlap if overlap is not None else check_overlap(tbl, train_tables, force_overlap)
     sel, selection = select_rows(tbl, rows, seed)
-    if len(sel) < min_rows:
-        raise DataError(
-            f"{tbl.path}: {len(sel)} rows evaluated but the statistics need at least {min_rows} (bootstrap "
-            "intervals, a noise floor over other rows, top-5 identification); use a larger eval table"
-        )
+    require_rows(sel, min_rows)
     gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 
     t0 = time.perf_counter()
-    details = pair.av.explain_detailed(
-        v,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed if do_sample else None,
-        progress=progress,
-    )
+    details = gen.run(pair.av, v, seed, progress)
     t_gen = time.perf_counter() - t0
     texts = [d.text for d in details]
     t0 = time.perf_counter()
@@ -157,6 +124,7 @@ def evaluate_pair(
             batch_size=ar_batch_size,
             source="reference",
         )
+    sections = extras.run(pair, sel, details, v_hat, gen, seed, n_boot, progress) if extras else {}
     t_controls = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -188,21 +156,11 @@ def evaluate_pair(
         "content_sensitivity": {"av": cs, "reference": cs_ref},
         "identification": ident,
         "diversity": div,
+        **sections,
     }
     verdicts = _verdicts(cs, ident, floor)
     inputs = {
-        "table": {
-            "path": str(tbl.path) if tbl.path else None,
-            "sha256": tbl.sha256,
-            "rows_total": len(tbl),
-            "rows_evaluated": len(sel),
-            "selection": selection,
-            "width": tbl.width,
-            "has_reference_explanations": sel.explanations is not None,
-            "sidecar": {"path": str(tbl.sidecar_path), "sha256": sha256_file(tbl.sidecar_path)}
-            if tbl.sidecar_path
-            else None,
-        },
+        "table": table_record(tbl, sel, selection),
         "checkpoints": checkpoint_records(checkpoints),
     }
     report = EvalReport(
@@ -222,7 +180,7 @@ def evaluate_pair(
             "rows": len(sel),
             "unique_explanations": div.distinct,
         },
-        rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref),
+        rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref, sections),
     )
     if out_dir is not None:
         out = Path(out_dir)
@@ -253,7 +211,7 @@ def _verdicts(cs, ident, floor) -> dict:
     }
 
 
-def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref):
+def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
     import pyarrow as pa
 
     cols = {
@@ -276,6 +234,7 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref):
         cols["reference_explanation"] = pa.array(sel.explanations, pa.string())
         for name, values in cs_ref.per_row.items():
             cols[f"reference_cos_{name}"] = pa.array(values)
+    cols.update(row_columns(sections))
     return pa.table(cols)
 
 
@@ -297,5 +256,8 @@ def write_outputs(
         }
         if cs_ref is not None:
             made["ablations_reference"] = P.ablations(cs_ref, pdir / "ablations_reference.png")
+        cross = report.figures.get("cross_pair")
+        if cross is not None:
+            made["cross_pair"] = P.cross_pair(cross, pdir / "cross_pair.png")
         outputs["plots"] = {k: output_record(out, p) for k, p in made.items()}
     return outputs

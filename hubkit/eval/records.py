@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hubkit.eval.report import checkpoint_record
+from hubkit.eval.table import EvalTable
 from hubkit.meta import NLAMeta
+from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +57,18 @@ def load_pair(
     from hubkit.pair import NLAPair
 
     return NLAPair.from_pretrained(av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype)
+
+
+def table_record(table: EvalTable, selected: EvalTable, selection: dict) -> dict:
+    """The eval table as eval.json records it: where, its hash, which rows, its sidecar."""
+    side = table.sidecar_path
+    return {
+        "path": str(table.path) if table.path else None,
+        "sha256": table.sha256,
+        "rows_total": len(table),
+        "rows_evaluated": len(selected),
+        "selection": selection,
+        "width": table.width,
+        "has_reference_explanations": selected.explanations is not None,
+        "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None,
+    }

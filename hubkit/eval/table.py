@@ -24,6 +24,9 @@ from hubkit.provenance import sha256_file
 log = logging.getLogger(__name__)
 
 REQUIRED = ("doc_id", "position", "prefix", "vector")
+# Fewest rows the statistics need: bootstrap intervals, a noise floor over other rows and
+# identification at top-5 (chance 5/N must leave room above it).
+MIN_ROWS = 10
 
 
 @dataclass
@@ -230,3 +233,23 @@ def same_base(a: str, b: str) -> bool:
         return models.get_spec(a).name == models.get_spec(b).name
     except models.ModelError:
         return False
+
+
+def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:
+    """All rows, or a seeded sample of `rows` of them (kept in file order)."""
+    n = len(table)
+    if rows is None or rows == n:
+        return table, {"method": "all", "n": n}
+    if rows < 1 or rows > n:
+        raise DataError(f"{table.path}: asked for {rows} rows but the eval table has {n}")
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
+    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}
+
+
+def require_rows(table: EvalTable, min_rows: int = MIN_ROWS) -> None:
+    """Refuse fewer rows than the statistics need."""
+    if len(table) < min_rows:
+        raise DataError(
+            f"{table.path}: {len(table)} rows evaluated but the statistics need at least {min_rows} (bootstrap "
+            "intervals, a noise floor over other rows, top-5 identification); use a larger eval table"
+        )

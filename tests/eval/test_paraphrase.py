@@ -1,48 +1,15 @@
 """Paraphrase sensitivity through real labeler backends (a loopback Chat Completions server, a local model)."""
 
-import re
-
 import numpy as np
 import pytest
 
-from hubkit.data.labelers import OpenAIChatLabeler, TransformersLabeler
+from hubkit.data.labelers import TransformersLabeler
 from hubkit.errors import DataError
 from hubkit.eval.paraphrase import STATUSES, paraphrase, paraphrase_sensitivity
 
-from .conftest import ConstantAR, D, blind_real_ar, fitted_ar
+from .conftest import EMPTY, IDENTICAL, ConstantAR, D, blind_real_ar, fitted_ar
 
 EXPL = [f"item number {i} is about topic {chr(97 + i)}" for i in range(12)]
-IDENTICAL = {0, 7}  # the server echoes these unchanged (different case and spacing)
-EMPTY = {3}  # the server answers these with empty tags
-_INNER = re.compile(r"<explanation>(.*?)</explanation>", re.S)
-
-
-def rewording_server_reply(messages: list[dict]) -> str:
-    """A deterministic paraphraser: same claim, other words; echoes or empties chosen rows."""
-    text = _INNER.findall(messages[-1]["content"])[-1]  # the instruction names the tags first
-    i = int(re.search(r"item number (\d+)", text).group(1))
-    if i in IDENTICAL:
-        return f"<explanation>  {text.upper()} </explanation>"
-    if i in EMPTY:
-        return "<explanation></explanation>"
-    topic = text.rsplit(" ", 1)[-1]
-    return f"Sure. <explanation>topic {topic} is what entry {i} concerns</explanation>"
-
-
-@pytest.fixture
-def server():
-    from data.chat_server import ChatServer
-
-    s = ChatServer(reply=rewording_server_reply)
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
-
-
-@pytest.fixture
-def labeler(server):
-    return OpenAIChatLabeler(server.base_url, "rewriter", concurrency=2, max_retries=0)
 
 
 def _cos(a, b):
@@ -57,21 +24,23 @@ def _rank(v, v_hat):
     return np.array([(sims[i] >= sims[i, i]).sum() - 1 for i in range(len(v))])
 
 
-def test_identical_and_empty_paraphrases_are_counted_not_dropped(labeler, server):
+def test_identical_and_empty_paraphrases_are_counted_not_dropped(server_labeler, rewording_server):
     texts = EXPL + ["", EXPL[1]]  # an empty source row and a duplicate
-    got = paraphrase(labeler, texts)
+    got = paraphrase(server_labeler, texts)
     assert len(got.texts) == len(got.statuses) == 14
     assert got.counts() == {"ok": 10, "identical": 2, "empty": 1, "source_empty": 1}
     assert [got.statuses[i] for i in sorted(IDENTICAL | EMPTY)] == ["identical", "empty", "identical"]
     assert got.statuses[12] == "source_empty" and got.texts[12] == ""
     assert got.texts[1] == got.texts[13] == "topic b is what entry 1 concerns"
-    assert len(server.requests) == 12  # each distinct non-empty text asked once; the empty one never
+    assert (
+        len(rewording_server.requests) == 12
+    )  # each distinct non-empty text asked once; the empty one never
     assert got.labeler == "openai:rewriter" and set(got.counts()) == set(STATUSES)
 
 
-def test_reading_ar_loses_cosine_under_paraphrase_blind_ar_does_not(tiny, metas, vectors, labeler):
+def test_reading_ar_loses_cosine_under_paraphrase_blind_ar_does_not(tiny, metas, vectors, server_labeler):
     reading = fitted_ar(tiny, metas[1], EXPL, vectors)
-    ps = paraphrase_sensitivity(reading, vectors, EXPL, labeler, seed=0, n_boot=300)
+    ps = paraphrase_sensitivity(reading, vectors, EXPL, server_labeler, seed=0, n_boot=300)
     ok = [i for i in range(12) if i not in IDENTICAL | EMPTY]
     assert ps.n == 12 and ps.n_used == len(ok) == 9
     assert ps.statuses == {"ok": 9, "identical": 2, "empty": 1, "source_empty": 0}
@@ -104,7 +73,7 @@ def test_reading_ar_loses_cosine_under_paraphrase_blind_ar_does_not(tiny, metas,
         (before != after).mean()
     )
 
-    blind = paraphrase_sensitivity(blind_real_ar(tiny, metas[1]), vectors, EXPL, labeler, n_boot=300)
+    blind = paraphrase_sensitivity(blind_real_ar(tiny, metas[1]), vectors, EXPL, server_labeler, n_boot=300)
     assert blind.delta.mean == pytest.approx(0.0, abs=1e-6) and blind.delta.max == pytest.approx(
         0.0, abs=1e-6
     )
@@ -119,10 +88,10 @@ def test_local_model_paraphraser_accounts_for_every_row(tiny):
     assert got.statuses[5] == "source_empty" and got.labeler == "tiny"
 
 
-def test_bad_input_is_refused(vectors, labeler):
+def test_bad_input_is_refused(vectors, server_labeler):
     ar = ConstantAR(np.ones(D))
     with pytest.raises(DataError, match="11 explanations for 12 vectors"):
-        paraphrase_sensitivity(ar, vectors, EXPL[:11], labeler)
+        paraphrase_sensitivity(ar, vectors, EXPL[:11], server_labeler)
     with pytest.raises(DataError, match="needs a labeler backend"):
         paraphrase_sensitivity(ar, vectors, EXPL)
     with pytest.raises(TypeError, match="not a labeler"):
