@@ -226,6 +226,7 @@ def evaluate_cross_pair(
     """
     from hubkit.eval.overlap import check_overlap
     from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+    from hubkit.eval.results_file import save_results
 
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
@@ -267,6 +268,7 @@ def evaluate_cross_pair(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        report.outputs["evaluate"] = output_record(out, save_results(report, out))
         if plots:
             path = P.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png")
             report.outputs["plots"] = {"cross_pair": output_record(out, path)}

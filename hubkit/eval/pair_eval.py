@@ -27,6 +27,7 @@ from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, fve, nmse_rows, noise
 from hubkit.eval.overlap import Overlap, check_overlap
 from hubkit.eval.records import checkpoint_records, nla_record, table_record
 from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, output_record
+from hubkit.eval.results_file import save_results
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
 from hubkit.meta import check_compatible
 
@@ -246,7 +247,10 @@ def write_outputs(
 
     rows_path = out / ROWS_FILE
     pq.write_table(report.rows, str(rows_path))
-    outputs: dict = {"rows": output_record(out, rows_path)}
+    outputs: dict = {
+        "rows": output_record(out, rows_path),
+        "evaluate": output_record(out, save_results(report, out)),
+    }
     if plots:
         pdir = out / PLOTS_DIR
         made = {

@@ -1,5 +1,6 @@
 """Cross-pair matrix: each cell equals the separate pair eval; incompatible halves refused before any work."""
 
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -141,6 +142,41 @@ def test_pair_eval_with_every_section(tmp_path, halves, vectors, server_labeler)
     )
     assert rows.column("paraphrase_status").to_pylist() == rep.figures["paraphrase"].row_statuses
     assert "cross_pair" in data["outputs"]["plots"] and verify(tmp_path / "out") == []
+    # the same headline figures through `evaluate.save`, with its provenance fields
+    res = json.loads((tmp_path / "out" / data["outputs"]["evaluate"]["path"]).read_text())
+    assert {"_timestamp", "_git_commit_hash", "_evaluate_version", "_python_version"} <= set(res)
+    assert (
+        res["cos_mean"] == fig["round_trip"]["all"]["cos"]["mean"]
+        and res["fve"] == fig["round_trip"]["all"]["fve"]["value"]
+    )
+    assert res["paraphrase_cos_delta"] == fig["paraphrase"]["delta"]["mean"]
+    assert res["claim_cos_delta"] == fig["claim_ablation"]["delta"]["mean"] and len(res["cross_pair"]) == 4
+    # the card partial renders every section from eval.json's numbers
+    text = render_extras(data, tmp_path / "cards")
+    ps, ca = fig["paraphrase"], fig["claim_ablation"]
+    assert f"| change in cosine [95% CI] | {ps['delta']['mean']:.4f} [{ps['delta']['ci_low']:.4f}," in text
+    assert f"| every claim | {ca['delta']['n']} | {ca['delta']['mean']:.4f}" in text
+    assert f"| **this AV** | {own['cos']['mean']:.3f} / {own['fve']['value']:.3f} /" in text
+    assert text.count("### ") == 3
+
+
+def render_extras(ev: dict, cards_dir) -> str:
+    """The partial rendered the way a release card includes it (strict: a missing figure is an error)."""
+    from hubkit.release.cards import render_body
+
+    cards_dir.mkdir(exist_ok=True)
+    (cards_dir / "card.md.j2").write_text('{% import "eval_extras.md.j2" as X %}{{ X.sections(ev) }}')
+    return render_body("card.md.j2", {"ev": ev}, cards_dir)
+
+
+def test_extras_partial_is_empty_without_sections_and_strict_with_them(tmp_path):
+    from hubkit.release.errors import ReleaseError
+
+    assert render_extras({"figures": {"round_trip": {}}}, tmp_path).strip() == ""
+    with pytest.raises(ReleaseError, match="no attribute .n_rows_no_claim"):
+        render_extras(
+            {"figures": {"claim_ablation": {"n_claims": 3, "n_rows_ablated": 1, "n_rows": 1}}}, tmp_path
+        )
 
 
 def test_cross_pair_eval_of_checkpoint_folders(tmp_path, tiny, metas, vectors):
