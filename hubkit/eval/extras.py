@@ -54,7 +54,11 @@ class Extras:
         return {av_name: pair.av, **self.cross_avs}, {ar_name: pair.ar, **self.cross_ars}
 
     def check(self, pair, table: EvalTable) -> None:
-        """Refuse an incompatible cross-pair cell before anything is generated."""
+        """Refuse an incompatible cross-pair cell before anything is generated.
+
+        `pair` may be a loaded pair or anything with ``av`` and ``ar`` checkpoint folders (checked
+        from their metas alone, before any weights are loaded).
+        """
         if self.cross:
             check_cross(*self._halves(pair), table)
 

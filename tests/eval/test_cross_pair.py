@@ -202,3 +202,75 @@ def test_cross_pair_eval_of_checkpoint_folders(tmp_path, tiny, metas, vectors):
     c1, c2 = data["figures"]["cross_pair"]["cells"]
     assert c1["cos"] == c2["cos"]  # the same weights give the same cell
     assert verify(tmp_path / "x") == [] and rep.figures["cross_pair"].n == 12
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tiny, metas):
+    root = tmp_path_factory.mktemp("halves")
+    av_meta, ar_meta = metas
+    noisy = heads.identity_head(D)
+    with torch.no_grad():
+        noisy.weight.add_(0.5 * torch.randn(D, D, generator=torch.Generator().manual_seed(1)))
+    return {
+        "av": write_checkpoint(root / "av", tiny.model, tiny.tokenizer, av_meta),
+        "ar1": write_checkpoint(
+            root / "ar1", tiny.model, tiny.tokenizer, ar_meta, head=heads.identity_head(D)
+        ),
+        "ar2": write_checkpoint(root / "ar2", tiny.model, tiny.tokenizer, ar_meta, head=noisy),
+        "layer0": write_checkpoint(
+            root / "layer0",
+            tiny.model,
+            tiny.tokenizer,
+            ar_meta.with_updates(layer=0),
+            head=heads.identity_head(D),
+        ),
+    }
+
+
+def _cli(args):
+    from click.testing import CliRunner
+
+    from hubkit.cli import main
+
+    return CliRunner().invoke(main, ["eval", *map(str, args), "--max-new-tokens", "4", "--n-boot", "100"])
+
+
+def test_cli_pair_eval_with_sections(tmp_path, folders, vectors, rewording_server):
+    table = write_table(tmp_path / "eval.parquet", vectors)
+    out = tmp_path / "out"
+    res = _cli(
+        ["--av", folders["av"], "--ar", folders["ar1"], "--cross-ar", folders["ar2"], "--claim-ablation"]
+        + ["--paraphrase-endpoint", rewording_server.base_url, "--paraphrase-model", "m"]
+        + ["--table", table, "--out", out]
+    )
+    assert res.exit_code == 0, res.output
+    assert "paraphrase (openai:m)" in res.output and "claim ablation:" in res.output
+    assert "cross-pair matrix on 12 rows" in res.output
+    fig = read_eval(out)["figures"]
+    assert fig["cross_pair"]["ars"] == ["ar1", "ar2"] and fig["cross_pair"]["this_pair"] == {
+        "av": "av",
+        "ar": "ar1",
+    }
+    assert fig["paraphrase"]["labeler"] == "openai:m" and fig["claim_ablation"]["n_rows"] == 12
+
+
+def test_cli_cross_pair_eval_and_refusals(tmp_path, folders, vectors):
+    table = write_table(tmp_path / "eval.parquet", vectors)
+    res = _cli(
+        ["--cross-av", folders["av"], "--cross-ar", folders["ar1"], "--cross-ar", folders["ar2"]]
+        + ["--table", table, "--out", tmp_path / "x"]
+    )
+    assert res.exit_code == 0, res.output
+    data = read_eval(tmp_path / "x")
+    assert data["kind"] == "cross_pair" and len(data["figures"]["cross_pair"]["cells"]) == 2
+    bad = _cli(
+        ["--av", folders["av"], "--ar", folders["ar1"], "--cross-ar", folders["layer0"]]
+        + ["--table", table, "--out", tmp_path / "bad"]
+    )
+    assert bad.exit_code != 0 and "(av, layer0): layer: AV 1 vs AR 0" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "bad" / "eval.json").exists()
+    usage = _cli(
+        ["--av", folders["av"], "--ar", folders["ar1"], "--paraphrase-endpoint", "http://127.0.0.1:9/v1"]
+        + ["--table", table, "--out", tmp_path / "u"]
+    )
+    assert usage.exit_code == 2 and "needs --paraphrase-model" in usage.output
