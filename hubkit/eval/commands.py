@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hubkit.cli_options import load_options
+from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, extras_headline, names
 
 
 @click.command("eval")
@@ -71,6 +72,7 @@ from hubkit.cli_options import load_options
 @click.option("--top-p", default=1.0, show_default=True)
 @click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for intervals.")
 @click.option("--no-plots", is_flag=True)
+@extra_options
 @load_options
 def eval_command(
     av,
@@ -92,6 +94,13 @@ def eval_command(
     top_p,
     n_boot,
     no_plots,
+    paraphrase_endpoint,
+    paraphrase_model,
+    paraphrase_local,
+    claim_ablation,
+    max_claims,
+    cross_avs,
+    cross_ars,
     revision,
     subfolder,
     base_model,
@@ -104,6 +113,12 @@ def eval_command(
     from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory, load_pair
     from hubkit.eval.table import EvalTable
 
+    paraphraser = (paraphrase_endpoint, paraphrase_model, paraphrase_local)
+    wants_extras = any(paraphraser) or claim_ablation or cross_avs or cross_ars
+    if run_dir is not None and wants_extras:
+        raise click.UsageError(
+            "paraphrase, claim ablation and cross-pair flags evaluate a pair (--av/--ar), not --trajectory"
+        )
     table = EvalTable.read(table_path, sidecar=sidecar)
     common = dict(
         rows=rows,
@@ -144,9 +159,48 @@ def eval_command(
         click.echo(
             f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj["trend_note"]
         )
+    elif av_dir is None and ar_dir is None and cross_avs and cross_ars:
+        from hubkit.eval.cross_pair import evaluate_cross_pair
+        from hubkit.eval.generation import Generation
+
+        gen = Generation(max_new_tokens, batch_size, ar_batch_size, sample, temperature, top_p)
+        report = evaluate_cross_pair(
+            {n: hub.resolve(x) for n, x in names(cross_avs).items()},
+            {n: hub.resolve(x) for n, x in names(cross_ars).items()},
+            table,
+            out_dir=out_dir,
+            rows=rows,
+            seed=seed,
+            generation=gen,
+            n_boot=n_boot,
+            train_tables=train_tables,
+            force_overlap=force_overlap,
+            base_model=base_model,
+            device=device,
+            dtype=dtype,
+            plots=not no_plots,
+        )
+        click.echo(cross_headline(report.figures["cross_pair"]))
     else:
         if av_dir is None or ar_dir is None:
-            raise click.UsageError("give both --av and --ar (or --trajectory with one of them)")
+            raise click.UsageError(
+                "give both --av and --ar (or --trajectory with one of them, or --cross-av and --cross-ar)"
+            )
+        extras = None
+        if wants_extras:
+            crossed = {"av": cross_avs, "ar": cross_ars}
+            extras = build_extras(
+                paraphraser,
+                claim_ablation,
+                max_claims,
+                crossed,
+                (av, ar),
+                (av_dir, ar_dir),
+                table,
+                base_model,
+                device,
+                dtype,
+            )
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
         where = {"revision": revision, "subfolder": subfolder}
         ckpts: dict = {
@@ -166,6 +220,7 @@ def eval_command(
             checkpoints=ckpts,
             plots=not no_plots,
             progress=True,
+            extras=extras,
             **common,
         )
         click.echo(headline(report))
@@ -206,4 +261,5 @@ def headline(report) -> str:
     )
     d = f["diversity"]
     lines.append(f"diversity: {d.distinct}/{d.n} distinct explanations, {d.distinct_stems} distinct openings")
+    lines += extras_headline(f)
     return "\n".join(lines)

@@ -135,41 +135,87 @@ class FVE:
     mean_nmse: float | None
 
 
+def _fve_parts(v, v_hat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit vectors ``u``, per-row squared error ``‖u − û‖²``, per-row ``‖u‖²``) for FVE and its bootstrap."""
+    a, b = as_pair(v, v_hat)
+    u, uh = unit_rows(a), unit_rows(b)
+    return u, np.sum((u - uh) ** 2, axis=1), np.sum(u**2, axis=1)
+
+
+def _boot_fve(
+    u: np.ndarray, sq: np.ndarray, errs: list[np.ndarray], n_boot: int, seed: int
+) -> list[np.ndarray]:
+    """Per-resample FVE of each error column in `errs`, rows resampled together (``B`` recomputed each time)."""
+    n = u.shape[0]
+    rng = np.random.default_rng(seed)
+    out: list[list[np.ndarray]] = [[] for _ in errs]
+    step = max(1, 2_000_000 // max(n, u.shape[1]))
+    for start in range(0, n_boot, step):
+        k = min(step, n_boot - start)
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(
+            np.float64
+        )
+        mean_u = counts @ u / n  # [k, d]
+        b_s = counts @ sq / n - np.sum(mean_u**2, axis=1)
+        for col, err in zip(out, errs):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                col.append(np.where(b_s > 0, 1.0 - (counts @ err / n) / b_s, np.nan))
+    return [np.concatenate(c) for c in out]
+
+
+def _interval(stats: np.ndarray) -> tuple[float | None, float | None]:
+    s = stats[np.isfinite(stats)]
+    if not s.size:
+        return None, None
+    tail = (1.0 - CONFIDENCE) / 2.0
+    lo, hi = np.quantile(s, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
 def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
     """FVE of the normalised vectors; ``B`` = mean squared distance of the unit vectors from their mean.
 
     The interval resamples rows and recomputes both the MSE and ``B`` on each resample.
     """
-    a, b = as_pair(v, v_hat)
-    n = a.shape[0]
+    u, err, sq = _fve_parts(v, v_hat)
+    n = u.shape[0]
     if n < 2:
         return FVE(n, None, None, None, None, None)
-    u, uh = unit_rows(a), unit_rows(b)
-    err = np.sum((u - uh) ** 2, axis=1)
-    sq = np.sum(u**2, axis=1)
     base = float(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
     value = 1.0 - float(err.mean()) / base if base > 0 else None
     lo = hi = None
     if base > 0:
-        rng = np.random.default_rng(seed)
-        stats = []
-        step = max(1, 2_000_000 // max(n, u.shape[1]))
-        for start in range(0, n_boot, step):
-            k = min(step, n_boot - start)
-            counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(
-                np.float64
-            )
-            mean_u = counts @ u / n  # [k, d]
-            b_s = counts @ sq / n - np.sum(mean_u**2, axis=1)
-            e_s = counts @ err / n
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stats.append(np.where(b_s > 0, 1.0 - e_s / b_s, np.nan))
-        s = np.concatenate(stats)
-        s = s[np.isfinite(s)]
-        if s.size:
-            tail = (1.0 - CONFIDENCE) / 2.0
-            lo, hi = (float(q) for q in np.quantile(s, [tail, 1.0 - tail]))
+        lo, hi = _interval(_boot_fve(u, sq, [err], n_boot, seed)[0])
     return FVE(n=n, value=value, ci_low=lo, ci_high=hi, baseline_b=base, mean_nmse=float(err.mean()))
+
+
+@dataclass
+class FVEChange:
+    """FVE of one set of reconstructions against another on the same vectors, with a paired interval."""
+
+    n: int
+    before: float | None
+    after: float | None
+    delta: float | None  # after − before
+    ci_low: float | None
+    ci_high: float | None
+    baseline_b: float | None
+
+
+def fve_change(v, v_hat_before, v_hat_after, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVEChange:
+    """``FVE(after) − FVE(before)``; each resample of rows recomputes both FVEs and ``B`` together."""
+    u, err_a, sq = _fve_parts(v, v_hat_before)
+    _, err_b, _ = _fve_parts(v, v_hat_after)
+    n = u.shape[0]
+    if n < 2:
+        return FVEChange(n, None, None, None, None, None, None)
+    base = float(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
+    if base <= 0:
+        return FVEChange(n, None, None, None, None, None, base)
+    before, after = 1.0 - float(err_a.mean()) / base, 1.0 - float(err_b.mean()) / base
+    s_a, s_b = _boot_fve(u, sq, [err_a, err_b], n_boot, seed)
+    lo, hi = _interval(s_b - s_a)
+    return FVEChange(n, before, after, after - before, lo, hi, base)
 
 
 # -- noise floor ------------------------------------------------------------------------------------

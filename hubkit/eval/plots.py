@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from hubkit.eval.ablations import ContentSensitivity
 from hubkit.eval.identification import Identification
@@ -139,5 +140,33 @@ def trajectory(
         ax2.legend(fontsize=7)
     else:
         ax2.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax2.transAxes)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def cross_pair(cp, path: str | Path) -> Path:
+    """Heatmaps of mean round-trip cosine and top-1 identification per AV × AR cell (the pair's own cell boxed)."""
+    chance = 1.0 / cp.n
+    panels = (
+        ("mean round-trip cosine", cp.matrix(lambda c: c.cos.mean)),
+        (f"identification top-1 (chance {chance:.3g})", cp.matrix(lambda c: c.identification[0].accuracy)),
+    )
+    w = max(7.0, 2.2 + 1.1 * len(cp.ars) * 2)
+    fig = Figure(figsize=(w, 1.6 + 0.55 * len(cp.avs)))
+    for k, (title, m) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, k + 1)
+        im = ax.imshow(m, cmap="viridis", aspect="auto")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(cp.ars)), [str(a)[-18:] for a in cp.ars], rotation=30, fontsize=7)
+        ax.set_yticks(range(len(cp.avs)), [str(a)[-18:] for a in cp.avs], fontsize=7)
+        ax.set_xlabel("AR")
+        ax.set_ylabel("AV")
+        ax.set_title(title, fontsize=9)
+        if cp.this_pair is not None:
+            i, j = cp.avs.index(cp.this_pair["av"]), cp.ars.index(cp.this_pair["ar"])
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+        fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return _save(fig, path)

@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from hubkit.errors import DataError
 from hubkit.eval.ablations import (
@@ -12,9 +10,8 @@ from hubkit.eval.ablations import (
     reconstruct_unique,
 )
 from hubkit.eval.identification import identification
-from hubkit.reconstructor import ActivationReconstructor
 
-from .conftest import ConstantAR, D, OracleAR
+from .conftest import ConstantAR, D, OracleAR, blind_real_ar, fitted_ar
 
 EXPL = [f"item number {i} is about topic {chr(97 + i)}" for i in range(12)]
 
@@ -23,29 +20,16 @@ def _cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def _real_ar(tiny, ar_meta, weight: torch.Tensor, bias: torch.Tensor | None) -> ActivationReconstructor:
-    head = nn.Linear(D, D, bias=bias is not None)
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        if bias is not None:
-            head.bias.copy_(bias)
-    return ActivationReconstructor(tiny.model, tiny.tokenizer, ar_meta, head)
-
-
 @pytest.fixture
 def blind_ar(tiny, metas):
     """A real AR whose head ignores the backbone: weight 0, bias a fixed vector."""
-    bias = torch.from_numpy(np.random.default_rng(5).normal(size=D)).float()
-    return _real_ar(tiny, metas[1], torch.zeros(D, D), bias)
+    return blind_real_ar(tiny, metas[1])
 
 
 @pytest.fixture
 def reading_ar(tiny, metas, vectors):
     """A real AR whose head is fitted so that AR(EXPL[i]) = vectors[i]: it can only get there by reading."""
-    probe = _real_ar(tiny, metas[1], torch.eye(D), None)
-    h, _ = probe.hidden(EXPL)
-    sol = torch.linalg.lstsq(h.double(), torch.from_numpy(vectors)).solution  # h @ W^T = v
-    return _real_ar(tiny, metas[1], sol.T.float(), None)
+    return fitted_ar(tiny, metas[1], EXPL, vectors)
 
 
 def test_real_ar_that_ignores_its_input_has_zero_deltas(blind_ar, vectors):

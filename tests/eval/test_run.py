@@ -288,7 +288,8 @@ def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpt
 
 
 def test_trajectory_loss_log_and_plan_errors(tmp_path, ckpts):
-    from hubkit.eval.run import _plan, loss_curve
+    from hubkit.eval.loss_curve import loss_curve
+    from hubkit.eval.trajectory import _plan
 
     plan = _plan(ckpts.run, None, ckpts.ar)
     log = tmp_path / "loss.jsonl"
@@ -310,7 +311,7 @@ def test_trajectory_loss_log_and_plan_errors(tmp_path, ckpts):
 
 
 def test_grpo_step_folders_pair_with_their_own_ar(tmp_path, tiny, metas):
-    from hubkit.eval.run import _plan
+    from hubkit.eval.trajectory import _plan
 
     av_meta, ar_meta = metas
     for step in (5, 10):

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hubkit.errors import DataError
-from hubkit.eval.table import EvalTable, check_against_meta, check_overlap, find_sidecar
+from hubkit.eval.overlap import check_overlap
+from hubkit.eval.table import EvalTable, check_against_meta, find_sidecar
 from hubkit.provenance import sha256_file
 
 from .conftest import D, write_table

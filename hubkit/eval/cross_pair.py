@@ -1,0 +1,278 @@
+"""Cross-pair matrix: several AVs × several ARs on one eval table.
+
+Each AV generates once for the table; each AR reads every AV's explanations. A cell holds what a
+pair eval of that AV and AR reports for its round trip (cosine with its interval, FVE, noise floor,
+identification), computed the same way with the same seeds, so a cell equals the separate eval of
+that pair. Uses: the checkpoints of a trajectory against one another, two releases on one base, an
+AV against the AR it was trained with and against others.
+
+Every AV × AR combination is checked for compatibility (width, layer, base model) and every AV
+against the eval table *before* any model is loaded or run: one incompatible cell is a clear error,
+never half a matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import IncompatiblePairError, MetaError
+from hubkit.eval import plots as P
+from hubkit.eval.ablations import reconstruct_unique
+from hubkit.eval.generation import Generation
+from hubkit.eval.identification import TopK, from_ranks, ranks
+from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
+from hubkit.eval.records import nla_record, table_record
+from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.meta import NLAMeta, check_compatible
+
+log = logging.getLogger(__name__)
+
+# A half is a checkpoint folder (loaded when its turn comes, then released) or a loaded half with `.meta`.
+Half = Any
+
+
+@dataclass
+class Cell:
+    av: str
+    ar: str
+    n: int
+    n_excluded: int  # AV outputs that did not parse (included in the figures, as in a pair eval)
+    cos: Summary
+    fve: FVE
+    noise_floor_p95: float
+    frac_above_floor: float
+    identification: list[TopK]
+    mean_rank: float
+
+
+@dataclass
+class CrossPair:
+    avs: list[str]
+    ars: list[str]
+    n: int
+    cells: list[Cell]  # AV-major: cells[i * len(ars) + j] is (avs[i], ars[j])
+    this_pair: dict[str, str] | None = None  # {"av": name, "ar": name} when part of a pair eval
+    explanations: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def cell(self, av: str, ar: str) -> Cell:
+        for c in self.cells:
+            if c.av == av and c.ar == ar:
+                return c
+        raise KeyError(f"no cell ({av!r}, {ar!r}) in this matrix (AVs {self.avs}, ARs {self.ars})")
+
+    def matrix(self, figure: Callable[[Cell], float | None]) -> np.ndarray:
+        """``[len(avs), len(ars)]`` of one figure per cell (``None`` becomes NaN)."""
+        vals = [figure(c) for c in self.cells]
+        return np.array([np.nan if x is None else x for x in vals], dtype=float).reshape(
+            len(self.avs), len(self.ars)
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("explanations")
+        return d
+
+
+def _meta(name: str, half: Half, role: str) -> NLAMeta:
+    meta = half.meta if hasattr(half, "meta") else NLAMeta.load(Path(half))
+    if meta.role != role:
+        raise MetaError(
+            f"cross-pair {role.upper()} {name!r} is an {meta.role.upper()} checkpoint, not an {role.upper()}"
+        )
+    return meta
+
+
+def check_cross(avs: Mapping[str, Half], ars: Mapping[str, Half], table: EvalTable | None = None) -> None:
+    """Refuse, before any work, a matrix with an incompatible AV × AR cell or an AV the table does not fit."""
+    if not avs or not ars:
+        raise IncompatiblePairError(
+            f"a cross-pair matrix needs at least one AV and one AR (got {len(avs)} and {len(ars)})"
+        )
+    av_metas = {n: _meta(n, h, "av") for n, h in avs.items()}
+    ar_metas = {n: _meta(n, h, "ar") for n, h in ars.items()}
+    bad = []
+    for a, am in av_metas.items():
+        for r, rm in ar_metas.items():
+            try:
+                check_compatible(am, rm)
+            except IncompatiblePairError as exc:
+                bad.append(f"({a}, {r}): {str(exc).split(': ', 1)[-1].split('. Load')[0]}")
+    if bad:
+        raise IncompatiblePairError(
+            f"cross-pair matrix: {len(bad)} of {len(av_metas) * len(ar_metas)} AV × AR cells cannot form a pair: "
+            + "; ".join(bad[:4])
+            + ". Cross only halves of one base model, layer and width"
+        )
+    if table is not None:
+        for am in av_metas.values():
+            check_against_meta(table, am)
+
+
+def _load(half: Half, role: str, loader: Callable[[Path, str], Any] | None):
+    if hasattr(half, "meta"):
+        return half
+    if loader is not None:
+        return loader(Path(half), role)
+    if role == "av":
+        from hubkit.verbalizer import ActivationVerbalizer
+
+        return ActivationVerbalizer.from_pretrained(half)
+    from hubkit.reconstructor import ActivationReconstructor
+
+    return ActivationReconstructor.from_pretrained(half)
+
+
+def cell_figures(
+    av: str, ar: str, v: np.ndarray, v_hat: np.ndarray, ok: np.ndarray, n_boot: int, seed: int
+) -> Cell:
+    """One cell, with the seeds a pair eval uses for the same figures."""
+    cos = cosine_rows(v, v_hat)
+    floor = noise_floor(v, v_hat, seed=seed)
+    ident = from_ranks(ranks(v, v_hat))
+    return Cell(
+        av=av,
+        ar=ar,
+        n=int(v.shape[0]),
+        n_excluded=int((~ok).sum()),
+        cos=summarize(cos, n_boot=n_boot, seed=seed),
+        fve=fve(v, v_hat, n_boot=n_boot, seed=seed + 2),
+        noise_floor_p95=floor.p95,
+        frac_above_floor=floor.frac_above,
+        identification=ident.top,
+        mean_rank=ident.mean_rank,
+    )
+
+
+def cross_pair_matrix(
+    avs: Mapping[str, Half],
+    ars: Mapping[str, Half],
+    table: EvalTable,
+    *,
+    generation: Generation | None = None,
+    seed: int = 0,
+    n_boot: int = DEFAULT_BOOT,
+    this_pair: dict[str, str] | None = None,
+    known: Mapping[str, list] | None = None,
+    loader: Callable[[Path, str], Any] | None = None,
+    progress: bool = False,
+) -> CrossPair:
+    """Every AV × AR cell on the rows of `table` (already selected).
+
+    `known` maps AV names to explanations already generated with the same settings (a pair eval's own
+    AV), which are reused. `loader(path, role)` loads a half given as a folder (default: the hubkit
+    loaders); each loaded half is released after its turn, so one model is in memory at a time.
+    """
+    check_cross(avs, ars, table)
+    gen = generation or Generation()
+    v = table.vectors.float()
+    vn = v.numpy().astype(np.float64)
+    details: dict[str, list] = {}
+    for name, half in avs.items():
+        if known and name in known:
+            details[name] = list(known[name])
+            continue
+        av = _load(half, "av", loader)
+        details[name] = gen.run(av, v, seed, progress)
+        del av
+    outputs: dict[tuple[str, str], np.ndarray] = {}
+    for r_name, half in ars.items():
+        ar = _load(half, "ar", loader)
+        for a_name, ds in details.items():
+            outputs[a_name, r_name] = reconstruct_unique(ar, [d.text for d in ds], gen.ar_batch_size)
+        del ar
+    cells = []
+    for a_name, ds in details.items():
+        ok = np.array([d.ok for d in ds], dtype=bool)
+        for r_name in ars:
+            cells.append(cell_figures(a_name, r_name, vn, outputs[a_name, r_name], ok, n_boot, seed))
+    return CrossPair(
+        avs=list(avs),
+        ars=list(ars),
+        n=int(vn.shape[0]),
+        cells=cells,
+        this_pair=this_pair,
+        explanations={a: [d.text for d in ds] for a, ds in details.items()},
+    )
+
+
+def evaluate_cross_pair(
+    avs: Mapping[str, Half],
+    ars: Mapping[str, Half],
+    table: EvalTable | str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    rows: int | None = None,
+    seed: int = 0,
+    generation: Generation | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    train_tables: Sequence[str | Path] = (),
+    force_overlap: bool = False,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    plots: bool = True,
+    min_rows: int = MIN_ROWS,
+):
+    """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
+
+    Halves given as folders are hashed into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``).
+    """
+    from hubkit.eval.overlap import check_overlap
+    from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+    from hubkit.eval.results_file import save_results
+
+    t_start = time.perf_counter()
+    tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
+    check_cross(avs, ars, tbl)
+    folders = {
+        f"{role}:{n}": Path(h)
+        for role, hs in (("av", avs), ("ar", ars))
+        for n, h in hs.items()
+        if not hasattr(h, "meta")
+    }
+    ov = check_overlap(tbl, train_tables, force_overlap)
+    sel, selection = select_rows(tbl, rows, seed)
+    require_rows(sel, min_rows)
+    gen = generation or Generation()
+
+    def loader(path: Path, role: str):
+        from hubkit.reconstructor import ActivationReconstructor
+        from hubkit.verbalizer import ActivationVerbalizer
+
+        cls = ActivationVerbalizer if role == "av" else ActivationReconstructor
+        return cls.from_pretrained(path, base_model=base_model, device=device, dtype=dtype)
+
+    cp = cross_pair_matrix(avs, ars, sel, generation=gen, seed=seed, n_boot=n_boot, loader=loader)
+    first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))
+    report = EvalReport(
+        kind="cross_pair",
+        seed=seed,
+        generation=asdict(gen),
+        nla=nla_record(_meta("", first_av, "av"), _meta("", first_ar, "ar")),
+        inputs={
+            "table": table_record(tbl, sel, selection),
+            "checkpoints": {k: checkpoint_record(p) for k, p in folders.items()},
+        },
+        overlap=asdict(ov),
+        figures={"cross_pair": cp},
+        verdicts={},
+        timing={"rows": len(sel), "cells": len(cp.cells)},
+    )
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        report.outputs["evaluate"] = output_record(out, save_results(report, out))
+        if plots:
+            path = P.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png")
+            report.outputs["plots"] = {"cross_pair": output_record(out, path)}
+    report.timing["total_s"] = time.perf_counter() - t_start
+    if out_dir is not None:
+        report.write(out_dir)
+    return report

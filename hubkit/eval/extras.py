@@ -1,0 +1,133 @@
+"""The optional sections of a pair eval: paraphrase sensitivity, claim ablation, a cross-pair matrix.
+
+`Extras` says which to run; `evaluate_pair` checks it before any work (`check`) and runs it on the
+round trip's own explanations and reconstructions (`run`), so nothing is generated twice. Each
+section lands in eval.json under ``figures.<name>``, only when it was run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hubkit.eval.claims import MAX_CLAIMS, ClaimAblation, claim_ablation
+from hubkit.eval.cross_pair import CrossPair, Half, check_cross, cross_pair_matrix
+from hubkit.eval.generation import Generation
+from hubkit.eval.paraphrase import ParaphraseSensitivity, paraphrase_sensitivity
+from hubkit.eval.table import EvalTable
+
+if TYPE_CHECKING:
+    from hubkit.data.labelers import Labeler
+
+SECTIONS = ("paraphrase", "claim_ablation", "cross_pair")
+
+
+@dataclass
+class Extras:
+    """Which optional sections a pair eval adds (all off by default)."""
+
+    paraphraser: Labeler | None = None
+    claim_ablation: bool = False
+    max_claims: int = MAX_CLAIMS
+    cross_avs: Mapping[str, Half] = field(default_factory=dict)
+    cross_ars: Mapping[str, Half] = field(default_factory=dict)
+    names: tuple[str, str] = ("this AV", "this AR")  # the pair's own row and column in the matrix
+    loader: Callable[[Path, str], Any] | None = None  # loads a cross half given as a folder
+
+    @property
+    def cross(self) -> bool:
+        return bool(self.cross_avs or self.cross_ars)
+
+    def _halves(self, pair) -> tuple[dict, dict]:
+        av_name, ar_name = self.names
+        clash = [n for n, extra in ((av_name, self.cross_avs), (ar_name, self.cross_ars)) if n in extra]
+        if clash:
+            from hubkit.errors import DataError
+
+            raise DataError(
+                f"cross-pair name {clash[0]!r} is the evaluated pair's own; name the other halves differently"
+            )
+        return {av_name: pair.av, **self.cross_avs}, {ar_name: pair.ar, **self.cross_ars}
+
+    def check(self, pair, table: EvalTable) -> None:
+        """Refuse an incompatible cross-pair cell before anything is generated.
+
+        `pair` may be a loaded pair or anything with ``av`` and ``ar`` checkpoint folders (checked
+        from their metas alone, before any weights are loaded).
+        """
+        if self.cross:
+            check_cross(*self._halves(pair), table)
+
+    def run(
+        self,
+        pair,
+        table: EvalTable,
+        details: list,
+        v_hat: np.ndarray,
+        generation: Generation,
+        seed: int,
+        n_boot: int,
+        progress: bool = False,
+    ) -> dict[str, ParaphraseSensitivity | ClaimAblation | CrossPair]:
+        """The sections asked for, computed on the round trip's explanations (`details`) and reconstructions."""
+        vn = table.vectors.double().numpy()
+        texts = [d.text for d in details]
+        out: dict[str, Any] = {}
+        if self.paraphraser is not None:
+            out["paraphrase"] = paraphrase_sensitivity(
+                pair.ar,
+                vn,
+                texts,
+                self.paraphraser,
+                real_reconstructions=v_hat,
+                seed=seed,
+                n_boot=n_boot,
+                batch_size=generation.ar_batch_size,
+            )
+        if self.claim_ablation:
+            out["claim_ablation"] = claim_ablation(
+                pair.ar,
+                vn,
+                texts,
+                real_reconstructions=v_hat,
+                max_claims=self.max_claims,
+                seed=seed,
+                n_boot=n_boot,
+                batch_size=generation.ar_batch_size,
+            )
+        if self.cross:
+            avs, ars = self._halves(pair)
+            out["cross_pair"] = cross_pair_matrix(
+                avs,
+                ars,
+                table,
+                generation=generation,
+                seed=seed,
+                n_boot=n_boot,
+                this_pair={"av": self.names[0], "ar": self.names[1]},
+                known={self.names[0]: details},
+                loader=self.loader,
+                progress=progress,
+            )
+        return out
+
+
+def row_columns(sections: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-row columns of the sections for rows.parquet."""
+    import pyarrow as pa
+
+    cols: dict[str, Any] = {}
+    ps = sections.get("paraphrase")
+    if ps is not None:
+        cols["paraphrase"] = pa.array(ps.texts, pa.string())
+        cols["paraphrase_status"] = pa.array(ps.row_statuses, pa.string())
+        cols["cos_paraphrase"] = pa.array(ps.per_row["cos_paraphrase"], from_pandas=True)
+    ca = sections.get("claim_ablation")
+    if ca is not None:
+        cols["claims"] = pa.array(ca.row_claims, pa.list_(pa.string()))
+        cols["claim_deltas"] = pa.array(ca.per_row, pa.list_(pa.float64()))
+    return cols

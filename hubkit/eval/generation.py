@@ -1,0 +1,34 @@
+"""How the AV generates during an eval (recorded verbatim in eval.json), and running it once per AV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hubkit.verbalizer import Explanation
+
+
+@dataclass
+class Generation:
+    """How the AV generated (recorded verbatim in eval.json)."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    ar_batch_size: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def run(self, av, vectors: torch.Tensor, seed: int, progress: bool = False) -> list[Explanation]:
+        """`av.explain_detailed` with these settings (the seed is used only when sampling)."""
+        return av.explain_detailed(
+            vectors,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=seed if self.do_sample else None,
+            progress=progress,
+        )

@@ -1,0 +1,97 @@
+"""The headline figures of an eval, saved through Hugging Face `evaluate`'s ``save`` with its provenance fields.
+
+``evaluate.save`` adds ``_timestamp``, ``_git_commit_hash``, ``_evaluate_version``, ``_python_version`` and
+``_interpreter_path``. The file is a convenience for tools that read `evaluate` results; eval.json stays
+the source of every number a card prints (it records this file's sha256 among its outputs). The keys
+of the round trip are the ones the `evaluate` module (`hubkit/eval/evaluate_module.py`) returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubkit.eval.metrics import clean
+
+RESULTS_FILE = "evaluate_results.json"
+
+
+def _round_trip(figures: dict) -> dict[str, Any]:
+    rt = figures["round_trip"]["all"]
+    cos, fv, fl, ident = rt["cos"], rt["fve"], figures["noise_floor"], figures["identification"]
+    out = {
+        "n": cos.n,
+        "cos_mean": cos.mean,
+        "cos_ci_low": cos.ci_low,
+        "cos_ci_high": cos.ci_high,
+        "cos_std": cos.std,
+        "cos_median": cos.median,
+        "cos_min": cos.min,
+        "cos_max": cos.max,
+        "nmse_mean": rt["nmse"].mean,
+        "fve": fv.value if fv is not None else None,
+        "fve_baseline_b": fv.baseline_b if fv is not None else None,
+        "noise_floor_p95": fl.p95,
+        "noise_floor_mean": fl.mean,
+        "frac_above_floor": fl.frac_above,
+    }
+    for t in ident.top:
+        out[f"top{t.k}"] = t.accuracy
+        out[f"chance_top{t.k}"] = t.chance
+    return out
+
+
+def headline_results(report) -> dict[str, Any]:
+    """Flat headline figures of a pair or cross-pair report (plus its sections' headlines, when run)."""
+    f = report.figures
+    out: dict[str, Any] = {"kind": report.kind, "seed": report.seed}
+    table = report.inputs.get("table") or {}
+    out["eval_table_sha256"] = table.get("sha256")
+    if "round_trip" in f:
+        out.update(_round_trip(f))
+    ps = f.get("paraphrase")
+    if ps is not None:
+        out.update(
+            paraphrase_labeler=ps.labeler,
+            paraphrase_n_used=ps.n_used,
+            paraphrase_statuses=ps.statuses,
+            paraphrase_cos_delta=ps.delta.mean,
+            paraphrase_cos_delta_ci_low=ps.delta.ci_low,
+            paraphrase_cos_delta_ci_high=ps.delta.ci_high,
+            paraphrase_relative_change=ps.relative_change,
+            paraphrase_fve_delta=ps.fve.delta,
+            paraphrase_fve_delta_ci_low=ps.fve.ci_low,
+            paraphrase_fve_delta_ci_high=ps.fve.ci_high,
+            **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
+            paraphrase_verdict=ps.verdict,
+        )
+    ca = f.get("claim_ablation")
+    if ca is not None:
+        out.update(
+            claim_n_claims=ca.n_claims,
+            claim_cos_delta=ca.delta.mean,
+            claim_cos_delta_ci_low=ca.delta.ci_low,
+            claim_cos_delta_ci_high=ca.delta.ci_high,
+            claim_row_max_delta=ca.row_max_delta.mean,
+            claim_cos_delta_by_index={g.index: g.delta.mean for g in ca.by_index},
+        )
+    cp = f.get("cross_pair")
+    if cp is not None:
+        out["cross_pair"] = [
+            {
+                "av": c.av,
+                "ar": c.ar,
+                "cos_mean": c.cos.mean,
+                "fve": c.fve.value,
+                "top1": c.identification[0].accuracy,
+            }
+            for c in cp.cells
+        ]
+    return clean(out)
+
+
+def save_results(report, out_dir: str | Path) -> Path:
+    """Write `RESULTS_FILE` into `out_dir` with ``evaluate.save`` (its provenance fields added)."""
+    import evaluate
+
+    return Path(evaluate.save(str(Path(out_dir) / RESULTS_FILE), **headline_results(report)))

@@ -1,0 +1,221 @@
+"""Evaluate every checkpoint of a training trajectory and give the trend verdict on its loss curve."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hubkit import constants as C
+from hubkit.errors import DataError, MetaError
+from hubkit.eval import plots as P
+from hubkit.eval.loss_curve import loss_curve
+from hubkit.eval.overlap import check_overlap
+from hubkit.eval.pair_eval import evaluate_pair
+from hubkit.eval.records import base_record, load_pair, nla_record
+from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+from hubkit.eval.table import EvalTable
+from hubkit.eval.trend import MIN_POINTS, trend
+from hubkit.meta import NLAMeta
+from hubkit.provenance import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    path: Path
+    meta: NLAMeta
+    step: int | None
+    loss: float | None
+
+
+def _step_of(name: str, meta: NLAMeta) -> int | None:
+    if meta.training.step is not None:
+        return meta.training.step
+    m = re.search(r"(\d+)$", name)
+    return int(m.group(1)) if m else None
+
+
+def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
+    """Checkpoint subfolders of `folder` (those with an NLA meta), ordered by training step."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such trajectory folder")
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not ((sub / C.META_FILE).is_file() or (sub / C.AR_META_JSON).is_file()):
+            continue
+        meta = NLAMeta.load(sub)
+        found.append(Checkpoint(sub.name, sub, meta, _step_of(sub.name, meta), meta.training.loss))
+    found.sort(key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
+    return found
+
+
+def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[tuple[Checkpoint, Path, Path]]:
+    """(trajectory checkpoint, AV folder, AR folder) for every checkpoint to evaluate."""
+    halves = {r: find_checkpoints(run_dir / r) for r in ("av", "ar") if (run_dir / r).is_dir()}
+    if len(halves) == 2 and av is None and ar is None:
+        ars = {c.name: c for c in halves["ar"]}
+        common = [c for c in halves["av"] if c.name in ars]
+        if not common:
+            raise DataError(
+                f"{run_dir}: av/ and ar/ share no checkpoint names; pass --av or --ar to fix one half"
+            )
+        return [(c, c.path, ars[c.name].path) for c in common]
+    cks = find_checkpoints(run_dir)
+    if not cks and halves:
+        # One half fixed by the caller: the trajectory is the other half's folder.
+        cks = halves.get("av" if ar is not None else "ar") or next(iter(halves.values()))
+    if not cks:
+        raise DataError(f"{run_dir}: no checkpoint subfolders (folders holding {C.META_FILE}) to evaluate")
+    roles = {c.meta.role for c in cks}
+    if len(roles) > 1:
+        raise MetaError(f"{run_dir}: mixes AV and AR checkpoints; put them under av/ and ar/ subfolders")
+    role = roles.pop()
+    if role == "av":
+        if ar is not None:
+            return [(c, c.path, Path(ar)) for c in cks]
+        # GRPO step folders carry the AR they trained against in an `ar/` subfolder.
+        if all((c.path / "ar" / C.META_FILE).is_file() for c in cks):
+            return [(c, c.path, c.path / "ar") for c in cks]
+        raise DataError(f"{run_dir}: its checkpoints are AVs; give the AR to pair them with (--ar)")
+    if av is None:
+        raise DataError(f"{run_dir}: its checkpoints are ARs; give the AV to pair them with (--av)")
+    return [(c, Path(av), c.path) for c in cks]
+
+
+def evaluate_trajectory(
+    run_dir: str | Path,
+    table: EvalTable | str | Path,
+    *,
+    av: str | Path | None = None,
+    ar: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    loss_log: str | Path | None = None,
+    train_tables: Sequence[str | Path] = (),
+    force_overlap: bool = False,
+    seed: int = 0,
+    plots: bool = True,
+    **eval_kwargs,
+) -> EvalReport:
+    """Evaluate every checkpoint of a trajectory, and give the trend verdict on its loss curve.
+
+    `run_dir` holds checkpoint folders (``step_000050`` …) of one half (the other half is `av` or
+    `ar`, or, for GRPO steps, each step's own ``ar/`` subfolder), or ``av/`` and ``ar/`` folders
+    whose checkpoints are paired by name. The loss curve is `loss_log`, else the run's
+    ``metrics.jsonl``, else the checkpoints' ``training.step``/``training.loss``. Each checkpoint's
+    full eval goes to ``out_dir/<name>/``; the top-level eval.json summarises them.
+    """
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    plan = _plan(run_dir, av, ar)
+    tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
+    ov = check_overlap(tbl, train_tables, force_overlap)
+    out = Path(out_dir) if out_dir is not None else None
+    # The fixed half and the base are hashed once, not once per checkpoint.
+    fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
+    base_rec = base_record(plan[0][1], plan[0][2], base_model)
+    points, generation, last = [], None, None
+    for ck, av_dir, ar_dir in plan:
+        pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
+        recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
+        if base_rec is not None:
+            recs["base"] = base_rec
+        sub = out / ck.name if out is not None else None
+        rep = evaluate_pair(
+            pair, tbl, out_dir=sub, seed=seed, overlap=ov, checkpoints=recs, plots=plots, **eval_kwargs
+        )
+        last = (pair.av.meta, pair.ar.meta, pair.shared_base)
+        del pair
+        points.append(_point(ck, recs, rep, out, sub))
+        generation = rep.generation
+    steps, losses, source = loss_curve(run_dir, [p[0] for p in plan], loss_log)
+    tr, note = None, None
+    if len(steps) >= MIN_POINTS:
+        tr = trend(steps, losses)
+    else:
+        note = f"no trend verdict: the loss curve has {len(steps)} point(s), a verdict needs {MIN_POINTS}"
+        log.warning("%s: %s", run_dir, note)
+    figures = {
+        "trajectory": {
+            "checkpoints": points,
+            "loss_curve": {**source, "steps": steps, "losses": losses},
+            "trend": tr,
+            "trend_note": note,
+        }
+    }
+    side = tbl.sidecar_path
+    inputs = {
+        "trajectory": str(run_dir),
+        "table": {
+            "path": str(tbl.path) if tbl.path else None,
+            "sha256": tbl.sha256,
+            "rows_total": len(tbl),
+            "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None,
+        },
+        "checkpoints": {
+            **{f"fixed_{k}": v for k, v in fixed.items()},
+            **({"base": base_rec} if base_rec else {}),
+        },
+    }
+    report = EvalReport(
+        kind="trajectory",
+        seed=seed,
+        generation=generation,
+        nla=nla_record(*last),
+        inputs=inputs,
+        overlap=asdict(ov),
+        figures=figures,
+        verdicts={"trend": tr.verdict if tr else None, "reads_vectors_last": points[-1]["reads_vectors"]},
+        timing={"total_s": time.perf_counter() - t_start, "checkpoints": len(points)},
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        report.outputs = {"checkpoints": {p["name"]: p["eval_json"] for p in points}}
+        if plots:
+            xs = [p["step"] if p["step"] is not None else i for i, p in enumerate(points)]
+            path = P.trajectory(
+                xs,
+                [p["cos"] for p in points],
+                [p["noise_floor_p95"] for p in points],
+                (steps, losses),
+                tr,
+                out / PLOTS_DIR / "trajectory.png",
+            )
+            report.outputs["plots"] = {"trajectory": output_record(out, path)}
+        report.write(out)
+    return report
+
+
+def _point(ck: Checkpoint, recs: dict, rep: EvalReport, out: Path | None, sub: Path | None) -> dict:
+    """One checkpoint's headline figures for the trajectory summary."""
+    fig = rep.figures
+    rt = fig["round_trip"]
+    ident = fig["identification"]
+    return {
+        "name": ck.name,
+        "step": ck.step,
+        "loss": ck.loss,
+        "av": recs["av"],
+        "ar": recs["ar"],
+        "eval_json": output_record(out, sub / C.EVAL_FILE) if sub is not None else None,
+        "cos": asdict(rt["all"]["cos"]),
+        "fve": asdict(rt["all"]["fve"]) if rt["all"]["fve"] is not None else None,
+        "cos_valid_only": asdict(rt["valid_only"]["cos"]),
+        "n_excluded": rt["n_excluded"],
+        "noise_floor_p95": fig["noise_floor"].p95,
+        "frac_above_floor": fig["noise_floor"].frac_above,
+        "identification": {f"top{t.k}": t.accuracy for t in ident.top}
+        | {f"chance_top{t.k}": t.chance for t in ident.top},
+        "ar_content": rep.verdicts["ar_content"],
+        "reads_vectors": rep.verdicts["reads_vectors"],
+        "distinct_frac": fig["diversity"].distinct_frac,
+    }
