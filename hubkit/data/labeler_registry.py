@@ -92,7 +92,9 @@ def make_pair(
     labeler = backend.make(arg, options)
     if not backend.audited:
         if auditor_model or auditor_base_url:
-            raise DataError(f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url")
+            raise DataError(
+                f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
+            )
         return labeler, None
     same = auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url)
     if same:

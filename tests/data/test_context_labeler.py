@@ -107,7 +107,9 @@ def test_the_registry_is_what_the_cli_offers():
     assert make_labeler("context:12").name == "context:12"
     labeler, auditor = make_pair("context:3", LabelerOptions())
     assert labeler.name == "context:3" and auditor is None
-    with pytest.raises(DataError, match=r"unknown backend; choose one of \['context', 'openai', 'transformers'"):
+    with pytest.raises(
+        DataError, match=r"unknown backend; choose one of \['context', 'openai', 'transformers'"
+    ):
         parse_choice("gpt")
     with pytest.raises(DataError, match="takes no ':' argument"):
         parse_choice("openai:m")
@@ -143,4 +145,3 @@ def test_cli_labels_with_context(tmp_path, tiny, small_corpus):
          "--auditor-model", "x"],
     )  # fmt: skip
     assert audited.exit_code == 2 and "writes its labels itself" in audited.output
-
