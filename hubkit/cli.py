@@ -272,7 +272,7 @@ def hub_serve(
 def _register() -> None:
     """Commands that live beside the code they drive (one direction of imports: cli imports them)."""
     from hubkit.data.commands import DATA_COMMANDS
-    from hubkit.demo_command import demo_command
+    from hubkit.demo.command import demo_command
     from hubkit.eval.commands import eval_command
     from hubkit.release.commands import release_command
     from hubkit.train.commands import train

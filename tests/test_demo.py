@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from huggingface_hub import HfApi
 
 from hubkit.demo import DemoError, demo_settings, headline_figures, run_demo
-from hubkit.demo_command import demo_command, summary_text
+from hubkit.demo.command import demo_command, summary_text
 from hubkit.localhub import LocalHub, use_endpoint
 
 TOKEN = "hf_demo_test"
@@ -106,9 +106,9 @@ def test_pair_from_the_hub_reconstructs_like_the_local_checkpoints(demo, hub):
     torch.testing.assert_close(b.reconstructions, a.reconstructions)
     # the demo's own reload agrees with the eval's rows
     rows = pq.read_table(result.eval_json.parent / "rows.parquet").to_pydict()
-    k = len(result.reload["cos"])
-    assert result.reload["explanations"] == rows["explanation"][:k]
-    np.testing.assert_allclose(result.reload["cos"], rows["cos"][:k], atol=1e-5)
+    k = len(result.reload.cos)
+    assert result.reload.explanations == rows["explanation"][:k]
+    np.testing.assert_allclose(result.reload.cos, rows["cos"][:k], atol=1e-5)
 
 
 def test_trajectory_repo_holds_every_evaluated_step(demo, hub):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from hubkit.data.labeler_registry import choice_help
+
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -181,7 +183,12 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
 @click.option("--in", "source", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--backend", type=click.Choice(["transformers", "openai"]), default="transformers", show_default=True
+    "--labeler",
+    "--backend",
+    "backend",
+    default="transformers",
+    show_default=True,
+    help="Labeler backend, NAME or NAME:ARG. " + choice_help(),
 )
 @click.option(
     "--model",
@@ -236,33 +243,29 @@ def label_cmd(
     threads,
     overwrite,
 ) -> None:
-    """Stage 2: explain each row's prefix with a labeler, audited by an auditor (resumable, cached)."""
+    """Stage 2: explain each row's prefix with a labeler (LLM backends: audited by an auditor; resumable, cached)."""
     import os
 
     from hubkit.data.label import LabelCache, label_table
-    from hubkit.data.labelers import OpenAIChatLabeler, TransformersLabeler
-
-    def make(model: str | None, url: str | None):
-        if backend == "transformers":
-            return TransformersLabeler.from_pretrained(
-                model, device=device, max_new_tokens=max_tokens, batch_size=batch_size
-            )
-        if not (model and url):
-            raise click.UsageError("--backend openai needs --model and --base-url")
-        return OpenAIChatLabeler(
-            url,
-            model,
-            api_key=os.environ.get(api_key_env),
-            max_tokens=max_tokens,
-            requests_per_second=rps,
-            concurrency=concurrency,
-            max_retries=max_retries,
-        )
+    from hubkit.data.labeler_registry import LabelerOptions, make_pair
+    from hubkit.errors import DataError
 
     _set_threads(threads)
-    labeler = make(model_name, base_url)
-    same = auditor_model in (None, model_name) and auditor_base_url in (None, base_url)
-    auditor = labeler if same else make(auditor_model or model_name, auditor_base_url or base_url)
+    options = LabelerOptions(
+        model=model_name,
+        base_url=base_url,
+        api_key=os.environ.get(api_key_env),
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        device=device,
+        requests_per_second=rps,
+        concurrency=concurrency,
+        max_retries=max_retries,
+    )
+    try:
+        labeler, auditor = make_pair(backend, options, auditor_model, auditor_base_url)
+    except DataError as exc:  # a choice or option the backend cannot take: a usage error (exit 2)
+        raise click.UsageError(str(exc)) from exc
     cache = None if no_cache else LabelCache(cache_path or LabelCache.default_path())
     path = label_table(
         source,

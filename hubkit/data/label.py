@@ -11,6 +11,10 @@ table plus `hubkit.data.tables.LABEL_COLUMNS`:
   draft is kept), ``failed`` (no usable draft; ``explanation`` is empty and stage 3 drops the row);
 - ``labeler``, ``auditor``, ``prompt_sha256``, ``labeled_at`` (ISO time the label was made).
 
+A `DirectLabeler` (the model-free ``context:<n>`` quote, `hubkit.data.context_labeler`) writes the
+explanation itself: no auditor (``auditor`` is ``none``), ``prompt_sha256`` hashes its rule, nothing is
+cached (it costs less than a lookup).
+
 Labels are cached in SQLite keyed by sha256(prompt hash, labeler, auditor, prefix, token): the same
 text is labeled once across runs. Failed labels are not cached, so a later run tries them again.
 Work is chunked like stage 0: a killed run resumes without losing or repeating rows.
@@ -36,7 +40,7 @@ import pyarrow.parquet as pq
 
 from hubkit import constants as C
 from hubkit.data import chunks
-from hubkit.data.labelers import Labeler, LabelerError, Messages
+from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, write_sidecar
 from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
 from hubkit.errors import DataError
@@ -72,6 +76,7 @@ lines inside <explanation></explanation> tags."""
 PROMPT_SHA256 = hashlib.sha256((LABELER_PROMPT + "\0" + AUDITOR_PROMPT).encode()).hexdigest()
 
 STATUS_OK, STATUS_UNAUDITED, STATUS_FAILED = "ok", "unaudited", "failed"
+NO_AUDITOR = "none"  # the `auditor` of rows a DirectLabeler wrote
 USABLE_STATUSES = (STATUS_OK, STATUS_UNAUDITED)
 LABEL_CACHE_FILE = "labels.sqlite"
 
@@ -193,13 +198,37 @@ def _ask(backend: Labeler, conversations: list[Messages]) -> list[str]:
     return replies
 
 
+def provenance(labeler: Labeler | DirectLabeler, auditor: Labeler | None = None) -> tuple[str, str]:
+    """(auditor name, prompt hash) recorded with the labels `labeler` (audited by `auditor`) writes."""
+    if isinstance(labeler, DirectLabeler):
+        if auditor is not None and auditor is not labeler:
+            raise DataError(f"labeler {labeler.name} writes its labels itself and takes no auditor")
+        return NO_AUDITOR, labeler.prompt_sha256
+    return (auditor or labeler).name, PROMPT_SHA256
+
+
+def direct_labels(items: Sequence[tuple[str, str]], labeler: DirectLabeler) -> list[Label]:
+    """Labels a DirectLabeler writes for (prefix, token) pairs: ``ok``, or ``failed`` when empty."""
+    when = _now()
+    out = []
+    for prefix, token in items:
+        text = normalise(labeler.explain(prefix, token))
+        status = STATUS_OK if text else STATUS_FAILED
+        out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
+    return out
+
+
 def label_rows(
     items: Sequence[tuple[str, str]],
-    labeler: Labeler,
+    labeler: Labeler | DirectLabeler,
     auditor: Labeler | None = None,
     cache: LabelCache | None = None,
 ) -> list[Label]:
-    """Labels for (prefix, token) pairs, in order: cached ones reused, the rest labeled then audited."""
+    """Labels for (prefix, token) pairs, in order: cached ones reused, the rest labeled then audited
+    (a DirectLabeler writes them all itself)."""
+    if isinstance(labeler, DirectLabeler):
+        provenance(labeler, auditor)
+        return direct_labels(items, labeler)
     auditor = auditor or labeler
     keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
     done = cache.get_many(keys) if cache is not None else {}
@@ -232,7 +261,7 @@ def label_rows(
 def label_table(
     source: str | Path,
     out: str | Path,
-    labeler: Labeler,
+    labeler: Labeler | DirectLabeler,
     auditor: Labeler | None = None,
     *,
     rows_per_chunk: int = 256,
@@ -245,7 +274,7 @@ def label_table(
     if rows_per_chunk < 1:
         raise DataError(f"label: rows_per_chunk must be >= 1, got {rows_per_chunk}")
     source, out = Path(source), Path(out)
-    auditor = auditor or labeler
+    auditor_name, prompt_sha = provenance(labeler, auditor)
     pf, parent = open_table(source, (PREFIX, TOKEN))
     table = pf.read()
     stale = [c for c in LABEL_COLUMNS if c in table.column_names]
@@ -259,8 +288,8 @@ def label_table(
         "stage": "label",
         "source": parent_sha,
         "labeler": labeler.name,
-        "auditor": auditor.name,
-        "prompt_sha256": PROMPT_SHA256,
+        "auditor": auditor_name,
+        "prompt_sha256": prompt_sha,
         "rows_per_chunk": rows_per_chunk,
     }
     if chunks.prepare_output(out, params, overwrite):
@@ -292,8 +321,8 @@ def label_table(
     times = done.column("labeled_at")
     info = LabelInfo(
         labeler=labeler.name,
-        auditor=auditor.name,
-        prompt_sha256=PROMPT_SHA256,
+        auditor=auditor_name,
+        prompt_sha256=prompt_sha,
         status_counts=dict(sorted(counts.items())),
         first_labeled_at=pc.min(times).as_py(),
         last_labeled_at=pc.max(times).as_py(),

@@ -23,12 +23,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
 from hubkit.errors import HubkitError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,17 @@ class Labeler(Protocol):
     name: str
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]: ...
+
+
+@runtime_checkable
+class DirectLabeler(Protocol):
+    """A labeler that writes each explanation itself from (prefix, token), with no model and no auditor
+    (e.g. `hubkit.data.context_labeler.ContextLabeler`). `prompt_sha256` hashes its rule, for provenance."""
+
+    name: str
+    prompt_sha256: str
+
+    def explain(self, prefix: str, token: str) -> str: ...
 
 
 # ---------------------------------------------------------------------------------------------- local
@@ -82,15 +94,17 @@ class TransformersLabeler:
         cls,
         name_or_path: str | None = None,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: str = "cpu",
         **kwargs,
     ) -> TransformersLabeler:
         """Load a registry model (default: the offline default model) or a local folder with `hubkit.models.load`."""
+        import torch
+
         from hubkit import models
 
         name = name_or_path or models.DEFAULT_MODEL
-        model, tok = models.load(name, dtype=dtype, device=device)
+        model, tok = models.load(name, dtype=dtype or torch.float32, device=device)
         return cls(model, tok, f"transformers:{name}", **kwargs)
 
     def render(self, messages: Messages) -> str:
@@ -108,8 +122,13 @@ class TransformersLabeler:
             text = (tok.bos_token or "") + turns + "Assistant: "
         return text + self.prefill
 
-    @torch.no_grad()
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        import torch
+
+        with torch.no_grad():
+            return self._generate(conversations)
+
+    def _generate(self, conversations: Sequence[Messages]) -> list[str]:
         tok = self.tokenizer
         replies: list[str] = []
         side = tok.padding_side

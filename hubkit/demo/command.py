@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
-from hubkit.demo import DemoResult, run_demo
+from hubkit.data.labeler_registry import choice_help
+from hubkit.demo.run import DemoResult, run_demo
+from hubkit.demo.settings import FULL
 
 # Below these, a figure is described as "close to" its control (wording only; the numbers are printed).
 NEAR_FLOOR = 0.05  # mean cosine minus the mean cosine against other rows' vectors
@@ -73,7 +75,8 @@ def summary_text(result: DemoResult) -> str:
     lines = [
         "",
         f"hubkit demo finished in {result.total_seconds / 60:.1f} min ({s.model}, {s.rows} labeled rows, "
-        f"{s.steps} SFT steps, {s.grpo_steps} GRPO steps, seed {s.seed})",
+        f"{s.labeler} labels, {s.ar_steps} AR + {s.steps} AV SFT steps, {s.grpo_steps} GRPO steps, "
+        f"seed {s.seed}; load average {_load()})",
         "",
         f"  run folder     {result.out_dir}",
         f"  eval           {result.eval_json}",
@@ -92,14 +95,22 @@ def summary_text(result: DemoResult) -> str:
         f"  content sensitivity: real explanation − empty string = {f['empty_delta']:+.3f} "
         f"[{_num(f['empty_delta_ci'][0], '+.3f')}, {_num(f['empty_delta_ci'][1], '+.3f')}] (AR verdict: "
         f"{f['ar_content']})",
-        f"  identification: top-1 {f['top1']:.3f} ({f['top1_hits']}/{f['n']}) vs chance {f['top1_chance']:.3f}",
-        f"  reloaded from the Hub by repo id @ {result.tag}: mean cosine {r['mean_cos']:.3f} "
-        f"on {len(r['cos'])} rows, "
-        f"{r['same_explanations']}/{len(r['cos'])} explanations identical to the eval's, max |Δcos| "
-        f"{r['max_abs_cos_diff_vs_eval']:.1e}",
+        f"  identification: top-1 {f['top1']:.3f} ({f['top1_hits']}/{f['n']}) vs chance {f['top1_chance']:.3f}"
+        f" ({_times(f['top1'], f['top1_chance'])} chance)",
+        f"  reloaded from the Hub by repo id @ {result.tag}: mean cosine {r.mean_cos:.3f} on {len(r.cos)} rows, "
+        f"{r.same_explanations}/{len(r.cos)} explanations identical to the eval's, max |Δcos| "
+        f"{r.max_abs_cos_diff_vs_eval:.1e}",
     ]
-    if r.get("explanations"):
-        lines.append(f"  e.g. row {r['rows'][0]}: {r['explanations'][0]!r} (cos {r['cos'][0]:.3f})")
+    if result.ar_only is not None:
+        a = result.ar_only
+        lines.append(
+            f"  AR alone on the true labels: top-1 {a['top1']:.3f} ({a['top1_hits']}/{a['n']}, "
+            f"{_times(a['top1'], a['top1_chance'])} chance), mean cosine {a['cos_mean']:.3f} "
+            f"(empty string {a['empty_cos_mean']:.3f})"
+        )
+    if r.explanations:
+        lines.append(f"  e.g. row {r.rows[0]}: {r.explanations[0]!r} (cos {r.cos[0]:.3f})")
+    lines += ["", "  What the explanations are: " + result.explanations_are]
     lines += ["", "  What it means: " + interpret(f)]
     for note in result.notes:
         lines.append(f"  note: {note}")
@@ -108,6 +119,20 @@ def summary_text(result: DemoResult) -> str:
 
 def _num(x: Any, fmt: str = ".3f") -> str:
     return "n/a" if x is None else format(x, fmt)
+
+
+def _times(value: float, chance: float) -> str:
+    return f"{value / chance:.1f}x" if chance else "n/a"
+
+
+def _load() -> str:
+    """The 1-minute load average and the core count: the demo's time depends on what else runs."""
+    import os
+
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "n/a"
 
 
 @click.command("demo")
@@ -121,10 +146,30 @@ def _num(x: Any, fmt: str = ".3f") -> str:
 @click.option(
     "--model", default=None, help="Offline base model (default: smollm2-135m; `hubkit models list`)."
 )
-@click.option("--rows", type=int, default=None, help="Labeled training rows, AV + AR together (default 48).")
-@click.option("--eval-rows", type=int, default=None, help="Held-out rows evaluated (default 32).")
-@click.option("--steps", type=int, default=None, help="SFT steps for each half (default 40).")
-@click.option("--grpo-steps", type=int, default=None, help="GRPO steps (default: steps / 15, at least 2).")
+@click.option(
+    "--rows",
+    type=int,
+    default=None,
+    help=f"Labeled training rows, AV + AR together (default {FULL['rows']}).",
+)
+@click.option(
+    "--eval-rows", type=int, default=None, help=f"Held-out rows evaluated (default {FULL['eval_rows']})."
+)
+@click.option("--steps", type=int, default=None, help=f"AV SFT steps (default {FULL['steps']}).")
+@click.option("--ar-steps", type=int, default=None, help=f"AR SFT steps (default {FULL['ar_steps']}).")
+@click.option("--grpo-steps", type=int, default=None, help=f"GRPO steps (default {FULL['grpo_steps']}).")
+@click.option(
+    "--labeler",
+    default=None,
+    help="Labeler (default: context). context quotes the text before each vector's position (no model; the "
+    "NLA learns to quote context); transformers has the base model write and audit explanations (the LLM path, "
+    "the way to useful explanations). Choices: " + choice_help(),
+)
+@click.option(
+    "--dtype",
+    default=None,
+    help="Training dtype (default: auto, bf16 where the CPU/GPU has native bf16, else float32).",
+)
 @click.option(
     "--quick", is_flag=True, help="A tiny random model and a few rows: the plumbing in under a minute."
 )
@@ -141,7 +186,9 @@ def _num(x: Any, fmt: str = ".3f") -> str:
     show_default=True,
     help="--keep resumes an earlier run with the same settings; --fresh deletes the run folder first.",
 )
-def demo_command(out_dir, model, rows, eval_rows, steps, grpo_steps, quick, seed, threads, keep) -> None:
+def demo_command(
+    out_dir, model, rows, eval_rows, steps, ar_steps, grpo_steps, labeler, dtype, quick, seed, threads, keep
+) -> None:
     """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
     result = run_demo(
         out_dir,
@@ -155,5 +202,8 @@ def demo_command(out_dir, model, rows, eval_rows, steps, grpo_steps, quick, seed
         grpo_steps=grpo_steps,
         threads=threads,
         echo=click.echo,
+        labeler=labeler,
+        dtype=dtype,
+        ar_steps=ar_steps,
     )
     click.echo(summary_text(result))

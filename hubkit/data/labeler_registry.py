@@ -1,0 +1,169 @@
+"""Labeler backends by name: what `hubkit label --labeler NAME[:ARG]` and the demo can use.
+
+A backend is one `LabelerBackend` entry: a name, a line of help, whether its labels are audited, and
+a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and its help are derived from
+`LABELER_BACKENDS`; adding a backend is one `register(...)` call plus its test.
+
+    transformers   a local causal LM writes and audits 2-3 feature lines (the way to useful explanations)
+    openai         the same through an OpenAI-compatible Chat Completions endpoint
+    context[:N]    model-free: quotes the last N words of the prefix, current token marked (default 10)
+
+Importing this module does not import torch (backends import what they need when made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hubkit.data.labelers import DirectLabeler, Labeler
+from hubkit.errors import DataError
+
+AnyLabeler = Labeler | DirectLabeler
+
+
+@dataclass(frozen=True)
+class LabelerOptions:
+    """Settings a backend may read (each ignores what it does not use)."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    max_tokens: int = 128
+    batch_size: int = 8
+    device: str = "cpu"
+    requests_per_second: float | None = None
+    concurrency: int = 4
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class LabelerBackend:
+    name: str
+    help: str
+    audited: bool  # an auditor of the same backend checks each draft (chat backends)
+    make: Callable[[str | None, LabelerOptions], AnyLabeler]  # (text after `name:`, options) → labeler
+    takes_arg: bool = False
+
+
+LABELER_BACKENDS: dict[str, LabelerBackend] = {}
+
+
+def register(backend: LabelerBackend) -> LabelerBackend:
+    """Add a backend; a second one under a name already taken is refused."""
+    if backend.name in LABELER_BACKENDS:
+        raise ValueError(f"labeler backend {backend.name!r} is already registered")
+    if ":" in backend.name:
+        raise ValueError(f"labeler backend name {backend.name!r} must not contain ':'")
+    LABELER_BACKENDS[backend.name] = backend
+    return backend
+
+
+def choice_help() -> str:
+    """One line per backend, for CLI help."""
+    return "; ".join(f"{b.name}{'[:N]' if b.takes_arg else ''}: {b.help}" for b in LABELER_BACKENDS.values())
+
+
+def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
+    """``NAME`` or ``NAME:ARG`` → (backend, arg); an unknown name lists the known ones."""
+    name, sep, arg = choice.partition(":")
+    backend = LABELER_BACKENDS.get(name)
+    if backend is None:
+        raise DataError(f"labeler {choice!r}: unknown backend; choose one of {sorted(LABELER_BACKENDS)}")
+    if sep and not backend.takes_arg:
+        raise DataError(f"labeler {choice!r}: {name} takes no ':' argument; pass --model/--base-url instead")
+    return backend, (arg if sep else None)
+
+
+def make_labeler(choice: str, options: LabelerOptions | None = None) -> AnyLabeler:
+    backend, arg = parse_choice(choice)
+    return backend.make(arg, options or LabelerOptions())
+
+
+def make_pair(
+    choice: str,
+    options: LabelerOptions,
+    auditor_model: str | None = None,
+    auditor_base_url: str | None = None,
+) -> tuple[AnyLabeler, Labeler | None]:
+    """(labeler, auditor) for `choice`: the auditor is the labeler unless another model/endpoint is
+    named; backends that are not audited get none (naming an auditor for them is refused)."""
+    backend, arg = parse_choice(choice)
+    labeler = backend.make(arg, options)
+    if not backend.audited:
+        if auditor_model or auditor_base_url:
+            raise DataError(
+                f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
+            )
+        return labeler, None
+    same = auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url)
+    if same:
+        return labeler, labeler  # type: ignore[return-value]
+    other = LabelerOptions(
+        **{
+            **options.__dict__,
+            "model": auditor_model or options.model,
+            "base_url": auditor_base_url or options.base_url,
+        }
+    )
+    return labeler, backend.make(arg, other)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- backends
+
+
+def _transformers(arg: str | None, o: LabelerOptions) -> AnyLabeler:
+    from hubkit.data.labelers import TransformersLabeler
+
+    return TransformersLabeler.from_pretrained(
+        o.model, device=o.device, max_new_tokens=o.max_tokens, batch_size=o.batch_size
+    )
+
+
+def _openai(arg: str | None, o: LabelerOptions) -> AnyLabeler:
+    from hubkit.data.labelers import OpenAIChatLabeler
+
+    if not (o.model and o.base_url):
+        raise DataError("labeler openai needs --model and --base-url (an OpenAI-compatible endpoint)")
+    return OpenAIChatLabeler(
+        o.base_url,
+        o.model,
+        api_key=o.api_key,
+        max_tokens=o.max_tokens,
+        requests_per_second=o.requests_per_second,
+        concurrency=o.concurrency,
+        max_retries=o.max_retries,
+    )
+
+
+def _context(arg: str | None, o: LabelerOptions) -> AnyLabeler:
+    from hubkit.data.context_labeler import parse_context_arg
+
+    return parse_context_arg(arg)
+
+
+register(
+    LabelerBackend(
+        "transformers",
+        "a local model (--model, default the offline default model) writes and audits feature lines",
+        audited=True,
+        make=_transformers,
+    )
+)
+register(
+    LabelerBackend(
+        "openai",
+        "the same through an OpenAI-compatible endpoint (--model and --base-url)",
+        audited=True,
+        make=_openai,
+    )
+)
+register(
+    LabelerBackend(
+        "context",
+        "no model: quotes the last N words of the text (default 10), current token marked",
+        audited=False,
+        make=_context,
+        takes_arg=True,
+    )
+)

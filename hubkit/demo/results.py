@@ -1,0 +1,197 @@
+"""What each demo stage returns: one typed result per stage, kept in the state file between runs.
+
+A stage function takes the results it depends on and returns its own; `StageResult.line` is the
+line the demo prints after it. `to_dict`/`from_dict` are the state file's (JSON) form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="StageResult")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: ClassVar[str] = ""
+
+    @property
+    def line(self) -> str:  # pragma: no cover - every stage overrides it
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class BaseModel(StageResult):
+    stage: ClassVar[str] = "base"
+    base: str  # registry name, or the folder of the tiny random model
+    layer: int
+    n_layers: int
+    card_base: str | None  # Hub id the cards name as base_model (the tiny model's, pushed by the demo)
+    description: str
+
+    @property
+    def line(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
+class Extracted(StageResult):
+    stage: ClassVar[str] = "extract"
+    path: str
+    rows: int
+    docs: int
+    layer: int
+
+    @property
+    def line(self) -> str:
+        return f"{self.rows} vectors from {self.docs} documents at layer {self.layer}"
+
+
+@dataclass(frozen=True)
+class Splits(StageResult):
+    stage: ClassVar[str] = "split"
+    folder: str
+    rows: dict[str, int]
+
+    @property
+    def line(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.rows.items()) + " rows"
+
+
+@dataclass(frozen=True)
+class Labeled(StageResult):
+    stage: ClassVar[str] = "label"
+    folder: str
+    labeler: str
+    status_counts: dict[str, int]
+
+    @property
+    def line(self) -> str:
+        return f"{sum(self.status_counts.values())} rows labeled by {self.labeler} ({self.status_counts})"
+
+
+@dataclass(frozen=True)
+class Built(StageResult):
+    stage: ClassVar[str] = "build"
+    tables: dict[str, str]
+    rows: dict[str, int]
+
+    def table(self, name: str) -> Path:
+        return Path(self.tables[name])
+
+    @property
+    def line(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.rows.items()) + " rows"
+
+
+@dataclass(frozen=True)
+class Trained(StageResult):
+    stage: ClassVar[str] = "train"
+    checkpoint: str
+    run_dir: str
+    dtype: str
+    first_loss: float | None = None
+    last_loss: float | None = None
+    steps_logged: int = 0
+
+    @property
+    def line(self) -> str:
+        name = Path(self.checkpoint).name
+        if self.first_loss is None or self.last_loss is None:
+            return f"{name} ({self.dtype})"
+        return (
+            f"{name}; loss {self.first_loss:.4g} → {self.last_loss:.4g} over {self.steps_logged} steps "
+            f"({self.dtype})"
+        )
+
+
+@dataclass(frozen=True)
+class Grpo(StageResult):
+    stage: ClassVar[str] = "grpo"
+    checkpoint: str
+    collapsed: bool
+    note: str | None = None
+    reward: float | None = None
+    parsed: float | None = None
+
+    @property
+    def line(self) -> str:
+        if self.note:
+            return self.note
+        extra = (
+            f"; last step: reward {self.reward:.4f}, parsed {self.parsed:.0%}"
+            if self.reward is not None
+            else ""
+        )
+        return f"{Path(self.checkpoint).name}{extra}"
+
+
+@dataclass(frozen=True)
+class Evaluated(StageResult):
+    stage: ClassVar[str] = "eval"
+    pair: str  # eval.json of the released pair
+    trajectory: str  # eval.json over the AV SFT checkpoints
+    ar_only: str | None  # eval.json of the AR alone on the true labels (context labels only)
+    summary: str
+
+    @property
+    def line(self) -> str:
+        return self.summary
+
+
+@dataclass(frozen=True)
+class Released(StageResult):
+    stage: ClassVar[str] = "release"
+    specs: dict[str, str]  # release name → spec YAML the demo wrote
+    bundles: dict[str, str]  # release name → bundle folder
+    dist: str
+
+    @property
+    def line(self) -> str:
+        return f"{len(self.bundles)} bundles in {self.dist}"
+
+
+@dataclass(frozen=True)
+class Pushed(StageResult):
+    stage: ClassVar[str] = "push"
+    commits: dict[str, str]  # repo id → commit
+    tag: str
+    hub_root: str
+
+    @property
+    def line(self) -> str:
+        return f"{len(self.commits)} repos tagged {self.tag} on the local Hub ({self.hub_root})"
+
+
+@dataclass(frozen=True)
+class Reloaded(StageResult):
+    """The pair loaded back by repo id and tag, round-tripping the first eval rows."""
+
+    stage: ClassVar[str] = "reload"
+    repos: str
+    tag: str
+    rows: list[int] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
+    cos: list[float] = field(default_factory=list)
+    mean_cos: float = 0.0
+    same_explanations: int = 0
+    max_abs_cos_diff_vs_eval: float = 0.0
+
+    @property
+    def line(self) -> str:
+        k = len(self.cos)
+        return (
+            f"{self.repos} @ {self.tag}: mean cos {self.mean_cos:.3f} on {k} rows; {self.same_explanations}/{k} "
+            f"explanations and cosines (max |Δ| {self.max_abs_cos_diff_vs_eval:.1e}) as in the eval"
+        )

@@ -1,0 +1,193 @@
+"""`run_demo`: the twelve stages in order, each run once (or kept from an earlier run), and what they made."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubkit.demo import data_stages as D
+from hubkit.demo import evaluation as E
+from hubkit.demo import publish as P
+from hubkit.demo import training as T
+from hubkit.demo.layout import Demo, Layout, repos
+from hubkit.demo.progress import Echo, default_threads, quiet_libraries, torch_threads
+from hubkit.demo.results import (
+    BaseModel,
+    Built,
+    Evaluated,
+    Extracted,
+    Grpo,
+    Labeled,
+    Pushed,
+    R,
+    Released,
+    Reloaded,
+    Splits,
+    Trained,
+)
+from hubkit.demo.settings import STAGES, TAG, DemoError, DemoSettings, default_out, demo_settings
+from hubkit.demo.state import RunState
+from hubkit.errors import HubkitError
+
+
+@dataclass
+class DemoResult:
+    """What a demo run made, where it lies, and the numbers it measured."""
+
+    out_dir: Path
+    settings: DemoSettings
+    repos: dict[str, str]  # role (av, ar, trajectory, dataset) → repo id on the local Hub
+    tag: str
+    hub_root: Path
+    bundles: dict[str, Path]  # release name → bundle folder
+    cards: dict[str, Path]  # repo role → README.md in its bundle
+    eval_json: Path
+    trajectory_eval_json: Path
+    plots: list[Path]
+    checkpoints: dict[str, Path]  # av, ar: the released pair (local folders)
+    figures: dict[str, Any]  # headline numbers (see `headline_figures`)
+    ar_only: dict[str, Any] | None  # the AR alone on the true labels (context labels), see `write_ar_only`
+    reload: Reloaded  # the round trip through the Hub: explanations, cos, agreement with eval
+    stage_seconds: dict[str, float]
+    explanations_are: str  # what the explanations are, in one plain paragraph
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.stage_seconds.values()))
+
+
+class _Stages:
+    """Runs each stage once, in order; a stage recorded in the state file is read back instead."""
+
+    def __init__(self, demo: Demo, state: RunState) -> None:
+        self.demo, self.state, self.index = demo, state, 0
+
+    def __call__(self, name: str, kind: type[R], fn: Callable[[], R]) -> R:
+        self.index += 1
+        label = f"[{self.index:2d}/{len(STAGES)}] {name:<9}"
+        prior = self.state.done(name, kind)
+        if prior is not None:
+            self.demo.echo(f"{label} done in an earlier run ({prior[1]:.1f} s), kept")
+            return prior[0]
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except HubkitError:
+            raise
+        except Exception as exc:
+            raise DemoError(f"demo stage {name!r} failed: {type(exc).__name__}: {exc}") from exc
+        seconds = time.perf_counter() - t0
+        self.state.record(name, result, seconds)
+        self.demo.echo(f"{label} {seconds:6.1f} s  {result.line}".rstrip())
+        return result
+
+
+def run_stages(d: Demo, state: RunState) -> DemoResult:
+    stage = _Stages(d, state)
+    base = stage("base", BaseModel, lambda: D.stage_base(d))
+    extracted = stage("extract", Extracted, lambda: D.stage_extract(d, base))
+    splits = stage("split", Splits, lambda: D.stage_split(d, extracted))
+    labeled = stage("label", Labeled, lambda: D.stage_label(d, base, splits))
+    built = stage("build", Built, lambda: D.stage_build(d, splits, labeled))
+    ar = stage("train_ar", Trained, lambda: T.stage_train_ar(d, base, built))
+    av = stage("train_av", Trained, lambda: T.stage_train_av(d, base, built))
+    grpo = stage("grpo", Grpo, lambda: T.stage_grpo(d, base, built, av))
+    evaluated = stage("eval", Evaluated, lambda: E.stage_eval(d, built, grpo, ar))
+    released = stage("release", Released, lambda: P.stage_release(d, base, built, grpo, ar, evaluated))
+    stage("push", Pushed, lambda: P.stage_push(d, base, released))
+    reloaded = stage("reload", Reloaded, lambda: P.stage_reload(d, base, built, evaluated))
+    return _result(d, state, base, released, grpo, ar, evaluated, reloaded)
+
+
+def _result(
+    d: Demo,
+    state: RunState,
+    base: BaseModel,
+    released: Released,
+    grpo: Grpo,
+    ar: Trained,
+    evaluated: Evaluated,
+    reloaded: Reloaded,
+) -> DemoResult:
+    bundles = {k: Path(v) for k, v in released.bundles.items()}
+    cards = {
+        "av": bundles[P.PAIR] / "av" / "README.md",
+        "ar": bundles[P.PAIR] / "ar" / "README.md",
+        "trajectory": bundles[P.TRAJECTORY] / "trajectory" / "README.md",
+        "dataset": bundles[P.DATASET] / "dataset" / "README.md",
+    }
+    evals = d.layout.evals
+    plots = sorted((evals / "pair" / "plots").glob("*.png")) + sorted(
+        (evals / "trajectory" / "plots").glob("*.png")
+    )
+    ar_only = json.loads(Path(evaluated.ar_only).read_text()) if evaluated.ar_only else None
+    return DemoResult(
+        out_dir=d.layout.out,
+        settings=d.settings,
+        repos=repos(d.settings, base),
+        tag=TAG,
+        hub_root=d.layout.hub_root,
+        bundles=bundles,
+        cards=cards,
+        eval_json=Path(evaluated.pair),
+        trajectory_eval_json=Path(evaluated.trajectory),
+        plots=plots,
+        checkpoints={"av": Path(grpo.checkpoint), "ar": Path(ar.checkpoint)},
+        figures=E.headline_figures(json.loads(Path(evaluated.pair).read_text())),
+        ar_only=ar_only,
+        reload=reloaded,
+        stage_seconds=state.seconds(),
+        explanations_are=P.what_the_explanations_are(d),
+        notes=[grpo.note] if grpo.note else [],
+    )
+
+
+def run_demo(
+    out_dir: str | Path | None = None,
+    model: str | None = None,
+    rows: int | None = None,
+    steps: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    keep: bool = True,
+    eval_rows: int | None = None,
+    grpo_steps: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    echo: Echo | None = None,
+    labeler: str | None = None,
+    dtype: str | None = None,
+    ar_steps: int | None = None,
+) -> DemoResult:
+    """Run the whole journey (see `hubkit.demo`) and return where everything is and what it measured.
+
+    `keep` resumes a run with the same settings in `out_dir`; `keep=False` starts from an empty folder.
+    `labeler` is a labeler-registry choice (default ``context``: model-free quotes of context; ``transformers``
+    for the base model's own LLM labels). `threads` is torch's CPU thread count (default: `default_threads`);
+    it changes speed, not results beyond float rounding, so it is not part of the settings a kept run must match.
+    """
+    settings = demo_settings(model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler, dtype, ar_steps)
+    from hubkit.data.corpus import load_corpus
+
+    settings.check_corpus(len(load_corpus("bundled")))
+    if threads is not None and threads < 1:
+        raise DemoError(f"demo: --threads must be >= 1, got {threads}")
+    out = Path(out_dir).expanduser() if out_dir is not None else default_out()
+    d = Demo(Layout(out), settings, echo or (lambda m: print(m, flush=True)), progress)
+    state = RunState.open(out, settings, keep)
+    n_threads = threads if threads is not None else default_threads(settings.quick)
+    d.echo(
+        f"hubkit demo: {settings.model}, {settings.rows} labeled rows ({settings.labeler} labels), "
+        f"{settings.eval_rows} held-out rows, {settings.ar_steps} AR + {settings.steps} AV SFT steps, "
+        f"{settings.grpo_steps} GRPO steps, dtype {T.train_dtype(d)}, {n_threads} CPU thread(s) → {out}"
+    )
+    with quiet_libraries(), torch_threads(n_threads), warnings.catch_warnings():
+        # transformers deprecation chatter (e.g. `is_gradient_checkpointing`, hit by attribute scans)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+        return run_stages(d, state)

@@ -1,0 +1,203 @@
+"""The sizes and choices of one demo run (`DemoSettings`), and the constants every stage shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubkit.errors import HubkitError
+
+STATE_FILE = "demo.json"
+STATE_SCHEMA = "hubkit.demo/2"
+DEMO_ORG = "hubkit-demo"
+TAG = "v0.1"
+TOKEN = "hf_demo_local"  # the local Hub's write token for the demo's own storage
+QUICK_MODEL = "tiny-llama"
+DEFAULT_LABELER = "context"
+STAGES = (
+    "base",
+    "extract",
+    "split",
+    "label",
+    "build",
+    "train_ar",
+    "train_av",
+    "grpo",
+    "eval",
+    "release",
+    "push",
+    "reload",
+)
+
+
+class DemoError(HubkitError, RuntimeError):
+    """The demo cannot run as asked (a folder from another run, bad sizes, a stage that failed)."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo run. `rows` counts labeled training rows (AV SFT + AR SFT together)."""
+
+    model: str
+    rows: int
+    eval_rows: int
+    rl_rows: int
+    steps: int  # AV SFT steps
+    ar_steps: int
+    grpo_steps: int
+    seed: int
+    quick: bool
+    labeler: str  # a `hubkit.data.labeler_registry` choice: context[:N] (default) or transformers
+    positions_per_doc: int
+    label_tokens: int  # LLM labeler/auditor answer length
+    eval_tokens: int  # AV explanation length at eval and reload
+    grpo_tokens: int
+    group_size: int
+    n_boot: int
+    dtype: str  # training dtype: "auto" resolves from the hardware (`hubkit.precision`)
+    injection: str  # a `hubkit.demo.training.INJECTIONS` name: where the AV injects its vector
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "eval_rows", "rl_rows", "steps", "ar_steps", "grpo_steps", "positions_per_doc"):
+            if getattr(self, name) < 1:
+                raise DemoError(f"demo: `{name}` must be >= 1, got {getattr(self, name)}")
+        if self.rows < 4 * self.positions_per_doc:
+            raise DemoError(
+                f"demo: --rows must be at least {4 * self.positions_per_doc} (two documents per half)"
+            )
+        if self.eval_rows < 10:
+            raise DemoError("demo: the eval needs at least 10 held-out rows (bootstrap, noise floor, top-5)")
+        from hubkit.data.labeler_registry import parse_choice
+
+        try:
+            parse_choice(self.labeler)
+        except HubkitError as exc:
+            raise DemoError(f"demo: --labeler: {exc}") from exc
+
+    def check_corpus(self, n_docs: int) -> None:
+        need = sum(self.docs.values())
+        if need > n_docs:
+            raise DemoError(
+                f"demo: these sizes need {need} documents ({self.positions_per_doc} rows each) but the bundled "
+                f"corpus has {n_docs}; lower --rows or --eval-rows"
+            )
+
+    @property
+    def docs(self) -> dict[str, int]:
+        """Documents per split: `rows` shared by the two SFT halves, `positions_per_doc` rows per document."""
+        per = self.positions_per_doc
+        half = math.ceil(self.rows / 2 / per)
+        return {
+            "av_sft": half,
+            "ar_sft": half,
+            "rl": math.ceil(self.rl_rows / per),
+            "eval": math.ceil(self.eval_rows / per),
+        }
+
+    @property
+    def context_labels(self) -> bool:
+        return self.labeler.partition(":")[0] == "context"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def demo_settings(
+    model: str | None = None,
+    rows: int | None = None,
+    steps: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    eval_rows: int | None = None,
+    grpo_steps: int | None = None,
+    labeler: str | None = None,
+    dtype: str | None = None,
+    ar_steps: int | None = None,
+) -> DemoSettings:
+    """Settings for a run: the quick defaults (a tiny random model, seconds) or the full ones
+    (SmolLM2-135M, context labels; sizes chosen by measurement, see the README)."""
+
+    def pick(value, default):
+        return default if value is None else value
+
+    if quick:
+        if model not in (None, QUICK_MODEL):
+            raise DemoError(f"--quick runs on a tiny random model; drop --model {model!r} or --quick")
+        return DemoSettings(
+            model=QUICK_MODEL,
+            rows=pick(rows, 16),
+            eval_rows=pick(eval_rows, 12),
+            rl_rows=4,
+            steps=pick(steps, 4),
+            ar_steps=pick(ar_steps, pick(steps, 4)),
+            grpo_steps=pick(grpo_steps, 1),
+            seed=seed,
+            quick=True,
+            labeler=pick(labeler, DEFAULT_LABELER),
+            positions_per_doc=2,
+            label_tokens=10,
+            eval_tokens=8,
+            grpo_tokens=6,
+            group_size=2,
+            n_boot=200,
+            dtype=pick(dtype, "auto"),
+            injection=FULL["injection"],
+        )
+    steps = pick(steps, FULL["steps"])
+    return DemoSettings(
+        model=_registry_name(model or _default_model()),
+        rows=pick(rows, FULL["rows"]),
+        eval_rows=pick(eval_rows, FULL["eval_rows"]),
+        rl_rows=FULL["rl_rows"],
+        steps=steps,
+        ar_steps=pick(ar_steps, FULL["ar_steps"]),
+        grpo_steps=pick(grpo_steps, FULL["grpo_steps"]),
+        seed=seed,
+        quick=False,
+        labeler=pick(labeler, DEFAULT_LABELER),
+        positions_per_doc=FULL["positions_per_doc"],
+        label_tokens=40,
+        eval_tokens=FULL["eval_tokens"],
+        grpo_tokens=32,
+        group_size=4,
+        n_boot=1000,
+        dtype=pick(dtype, "auto"),
+        injection=FULL["injection"],
+    )
+
+
+# The full run's sizes, chosen by measurement on SmolLM2-135M (README, "The demo").
+FULL: dict[str, Any] = {
+    "rows": 640,
+    "eval_rows": 64,
+    "rl_rows": 16,
+    "steps": 100,
+    "ar_steps": 150,
+    "grpo_steps": 2,
+    "positions_per_doc": 4,
+    "eval_tokens": 40,
+    "injection": "resid_layer",
+}
+
+
+def _registry_name(model: str) -> str:
+    """The offline registry name for `model` (a name or the Hub id it stands in for); others are refused."""
+    from hubkit import models
+
+    return models.get_spec(model).name
+
+
+def _default_model() -> str:
+    from hubkit import models
+
+    return models.DEFAULT_MODEL
+
+
+def default_out() -> Path:
+    """``$HUBKIT_CACHE/demo`` (default ``~/.cache/hubkit/demo``)."""
+    from hubkit import models
+
+    return models.cache_dir() / "demo"

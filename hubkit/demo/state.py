@@ -1,0 +1,77 @@
+"""The run folder and its state file (``demo.json``): settings, and each finished stage's result and time.
+
+With `keep` a run picks up where an earlier one with the same settings stopped; a folder holding a run
+with other settings is refused, and so is a non-empty folder that is not a demo run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubkit.demo.results import R
+from hubkit.demo.settings import STATE_FILE, STATE_SCHEMA, DemoError, DemoSettings
+
+
+@dataclass
+class RunState:
+    out: Path
+    settings: DemoSettings
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → {"seconds", "result"}
+
+    @property
+    def path(self) -> Path:
+        return self.out / STATE_FILE
+
+    @classmethod
+    def open(cls, out: Path, settings: DemoSettings, keep: bool) -> RunState:
+        """The state of the run in `out`: resumed (`keep`, same settings) or new (the folder emptied)."""
+        path = out / STATE_FILE
+        not_demo = DemoError(
+            f"{out}: exists and is not a demo folder (no {STATE_FILE}); choose another --out"
+        )
+        if not keep and out.exists():
+            if any(out.iterdir()) and not path.is_file():
+                raise not_demo
+            shutil.rmtree(out)
+        state = cls(out, settings)
+        if out.exists() and any(out.iterdir()):
+            if not path.is_file():
+                raise not_demo
+            old = json.loads(path.read_text())
+            then = old.get("settings", {})
+            now = settings.to_dict()
+            if then != now or old.get("schema") != STATE_SCHEMA:
+                diff = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
+                if old.get("schema") != STATE_SCHEMA:
+                    diff["schema"] = (old.get("schema"), STATE_SCHEMA)
+                raise DemoError(
+                    f"{out}: holds a demo run with other settings ({diff}, as (then, now)); pass --fresh "
+                    "to replace it, or --out to run elsewhere"
+                )
+            state.stages = old.get("stages", {})
+        out.mkdir(parents=True, exist_ok=True)
+        state.save()
+        return state
+
+    def save(self) -> None:
+        data = {"schema": STATE_SCHEMA, "settings": self.settings.to_dict(), "stages": self.stages}
+        tmp = self.out / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.replace(self.path)
+
+    def done(self, name: str, kind: type[R]) -> tuple[R, float] | None:
+        rec = self.stages.get(name)
+        if rec is None:
+            return None
+        return kind.from_dict(rec["result"]), float(rec["seconds"])
+
+    def record(self, name: str, result: R, seconds: float) -> None:
+        self.stages[name] = {"seconds": seconds, "result": result.to_dict()}
+        self.save()
+
+    def seconds(self) -> dict[str, float]:
+        return {k: float(v["seconds"]) for k, v in self.stages.items()}

@@ -1,0 +1,166 @@
+"""Demo stages 6-8: the recipe, then AR SFT, AV SFT and GRPO (`hubkit.train`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hubkit.demo.layout import Demo
+from hubkit.demo.progress import watch_metrics
+from hubkit.demo.results import BaseModel, Built, Grpo, Trained
+
+# Where the AV injects its vector (measured side by side: README, "The demo";
+# benchmarks/bench_injection_sites.py). Names as in that benchmark.
+INJECTIONS: dict[str, dict[str, Any]] = {
+    # norm-matched residual addition at the output of the block the vectors were read from
+    "resid_layer": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": "layer"},
+    # the same at the output of block 1
+    "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
+    # the marker's input embedding replaced, at the median token-embedding norm
+    "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
+}
+AV_TEMPLATE = (
+    "Here is an activation vector: <vector>{injection_char}</vector>\n"
+    "Explain what it encodes inside <explanation></explanation> tags."
+)
+
+
+def nla_block(injection: str, layer: int, quick: bool) -> dict[str, Any]:
+    nla = {k: (layer if v == "layer" else v) for k, v in INJECTIONS[injection].items()}
+    nla["mse_scale"] = "sqrt_d_model"
+    if not quick:
+        nla["av_template"] = AV_TEMPLATE
+    return nla
+
+
+def train_dtype(d: Demo) -> str:
+    """The settings' dtype as a concrete name (``auto`` chosen from this machine's hardware)."""
+    from hubkit.precision import resolve_dtype_name
+
+    return resolve_dtype_name(d.settings.dtype, "cpu")
+
+
+def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
+    """The training recipe the demo runs (written to run/recipe.yaml; `hubkit train` reads the same)."""
+    s, quick = d.settings, d.settings.quick
+    every = math.ceil(s.steps / (2 if quick else 3))  # the AV trajectory: 2 (quick) or 3 checkpoints
+    adapter = {
+        "kind": "lora",
+        "r": 4 if quick else 16,
+        "alpha": 8 if quick else 32,
+        "target_modules": "all-linear",
+    }
+
+    def optim(steps: int) -> dict[str, Any]:
+        return {"lr": 2e-3 if quick else 1e-3, "schedule": "cosine", "warmup_steps": min(5, steps // 4)}
+
+    max_length = 16 if quick else 48
+    return {
+        "base_model": base.base,
+        "layer": base.layer,
+        "output_dir": str(d.layout.run),
+        "seed": s.seed,
+        "dtype": train_dtype(d),
+        "nla": nla_block(s.injection, base.layer, quick),
+        "av": {
+            "data": str(built.table("av_sft")),
+            "steps": s.steps,
+            "micro_batch_size": 4 if quick else 8,
+            "checkpoint_every": every,
+            "max_length": max_length,
+            "adapter": adapter,
+            "optim": optim(s.steps),
+        },
+        "ar": {
+            "data": str(built.table("ar_sft")),
+            "steps": s.ar_steps,
+            "micro_batch_size": 8 if quick else 16,
+            "checkpoint_every": s.ar_steps,
+            "max_length": max_length,
+            "head_lr": 1e-3,
+            "adapter": adapter,
+            "optim": optim(s.ar_steps),
+        },
+        "grpo": {
+            "data": str(built.table("rl")),
+            "steps": s.grpo_steps,
+            "micro_batch_size": 2,
+            "group_size": s.group_size,
+            "max_new_tokens": s.grpo_tokens,
+            "temperature": 1.0,
+            "checkpoint_every": s.grpo_steps,
+            "adapter": adapter,
+            "optim": {"lr": 1e-5, "schedule": "constant"},
+        },
+    }
+
+
+def recipe(d: Demo, base: BaseModel, built: Built):
+    from hubkit.train.recipe import recipe_from_dict
+
+    rec = recipe_from_dict(recipe_dict(d, base, built), "hubkit demo recipe")
+    rec.save(d.layout.run / "recipe.yaml")
+    return rec
+
+
+def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
+    from hubkit.train.loop import RunOptions
+
+    rec = recipe(d, base, built)
+    opts = RunOptions(resume=True, quiet=True, device="cpu")
+    with watch_metrics(d.layout.run / stage, total, f"train {stage}", d.progress):
+        return Path(fn(rec, opts))
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _trained(d: Demo, last: Path, run_dir: Path) -> Trained:
+    m = metrics(run_dir)
+    return Trained(
+        checkpoint=str(last),
+        run_dir=str(run_dir),
+        dtype=train_dtype(d),
+        first_loss=m[0].get("loss") if m else None,
+        last_loss=m[-1].get("loss") if m else None,
+        steps_logged=len(m),
+    )
+
+
+def stage_train_ar(d: Demo, base: BaseModel, built: Built) -> Trained:
+    from hubkit.train.sft_ar import train_ar
+
+    last = _train(d, base, built, "ar", train_ar, d.settings.ar_steps)
+    return _trained(d, last, d.layout.run / "ar")
+
+
+def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
+    from hubkit.train.sft_av import train_av
+
+    last = _train(d, base, built, "av", train_av, d.settings.steps)
+    return _trained(d, last, d.layout.run / "av")
+
+
+def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained) -> Grpo:
+    from hubkit.train import trajectory as T
+    from hubkit.train.grpo import PolicyCollapsed, train_grpo
+
+    try:
+        last = _train(d, base, built, "grpo", train_grpo, d.settings.grpo_steps)
+    except PolicyCollapsed as exc:
+        fallback = T.latest_step(d.layout.run / "grpo") or Path(av.checkpoint)
+        note = f"GRPO stopped early ({exc}); the pair uses {fallback}"
+        return Grpo(checkpoint=str(fallback), collapsed=True, note=note)
+    m = metrics(d.layout.run / "grpo")
+    return Grpo(
+        checkpoint=str(last),
+        collapsed=False,
+        reward=m[-1].get("reward") if m else None,
+        parsed=m[-1].get("parsed") if m else None,
+    )
