@@ -7,6 +7,7 @@ top level (so its inference client and critic read it) and hubkit's full record 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from hubkit.meta.sections import (
     resolve_scale,
 )
 from hubkit.schema import to_dict
+
+log = logging.getLogger("hubkit.meta")
 
 HUBKIT_KEY = "hubkit"  # where a saved file keeps hubkit's own record, beside the reference keys
 
@@ -119,7 +122,10 @@ class NLAMeta:
         if tokenizer is not None:
             from hubkit.meta.reference_keys import fill_suffix_ids
 
-            meta = fill_suffix_ids(self, tokenizer)
+            try:
+                meta = fill_suffix_ids(self, tokenizer)
+            except MetaError as exc:  # a one-token suffix: the reference keys go without the ids
+                log.warning("%s: tokens.critic_suffix_ids not written: %s", path, exc)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(meta.to_file_dict(), sort_keys=False, allow_unicode=True))
