@@ -142,12 +142,16 @@ class NLAMeta:
         return read(data, where, folder=None, injection_scale=injection_scale)
 
     @classmethod
-    def load(cls, path: str | Path, injection_scale: Scale | str | None = None) -> NLAMeta:
+    def load(
+        cls, path: str | Path, injection_scale: Scale | str | None = None, check_depth: bool = True
+    ) -> NLAMeta:
         """Read `path` (an ``nla_meta.yaml`` or a checkpoint folder) in any known dialect.
 
         `injection_scale` overrides the file's AV injection scale (a number, ``"sqrt_d_model"`` or
         ``"raw"``; numeric strings are accepted for the CLI). It is required when an AV's file
-        records none: a null scale is ambiguous and is never guessed.
+        records none: a null scale is ambiguous and is never guessed. With `check_depth`, a layer
+        (or AR depth) beyond the blocks of the model it runs on is refused when that depth can be
+        read here (the checkpoint's or a local base's config.json, or the offline registry).
         """
         from hubkit.meta.registry import read
 
@@ -170,6 +174,13 @@ class NLAMeta:
                 "or its nla_meta.yaml"
             )
         meta.folder = folder
+        if check_depth:
+            from hubkit.meta.depth import base_blocks, depth_problem
+
+            found = base_blocks(folder, meta.base_model)
+            problem = depth_problem(meta, *found) if found else None
+            if problem:
+                raise MetaError(f"{meta_file if meta_file.exists() else folder}: {problem}")
         return meta
 
     def with_updates(self, **changes: Any) -> NLAMeta:
