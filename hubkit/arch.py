@@ -71,12 +71,11 @@ def embedding_scale(model: nn.Module) -> float:
     return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
 
 
-@torch.no_grad()
 def median_embedding_norm(model: nn.Module) -> float:
-    """Median L2 norm of token-embedding rows *after* the model's own embedding scaling."""
-    weight = text_model(model).embed_tokens.weight
-    norms = weight.float().norm(dim=-1) * embedding_scale(model)
-    return float(norms.median())
+    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`)."""
+    from hubkit.scale_lint import embedding_norm
+
+    return embedding_norm(model)
 
 
 def truncate(model: nn.Module, n_keep: int) -> nn.Module:

@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubkit import constants as C
-from hubkit import heads, hub, injection, loading
+from hubkit import heads, hub, identity, injection, loading, scale_lint
 from hubkit.errors import CheckpointError, HubkitError
+from hubkit.layers import default_layer
 
 log = logging.getLogger(__name__)
+
+LINT_TEXTS = 8  # bundled-corpus texts the residual norm is measured on
 
 
 @dataclass
@@ -47,10 +50,22 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]} ({len(text)} characters)"
+
+
 def check(
     target: str, base_model: str | None = None, revision: str | None = None, subfolder: str | None = None
 ) -> CheckReport:
     """Inspect `target` (a registry model name, a model folder, or an NLA checkpoint / repo id)."""
+    try:
+        return _check(target, base_model, revision, subfolder)
+    except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
+        where = _short(str(exc.filename)) if exc.filename else _short(target)
+        raise CheckpointError(f"cannot check {_short(target)}: {exc.strerror or exc} ({where})") from exc
+
+
+def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
     path = Path(target)
     if not path.exists() and revision is None and subfolder is None:
         from hubkit import models
@@ -70,13 +85,15 @@ def check(
 
 
 def check_base(path: str, name: str) -> CheckReport:
-    """Facts a researcher needs to train an NLA on this base: width, depth, embedding norm, marker."""
+    """Facts a researcher needs to train an NLA on this base: width, depth, both norms, marker."""
     from hubkit import arch
 
     model = loading.load_causal_lm(path)
     tok = loading.load_tokenizer(path)
     d, n = arch.hidden_size(model), arch.num_layers(model)
-    norm = arch.median_embedding_norm(model)
+    layer = default_layer(n)
+    emb = scale_lint.embedding_norm(model)
+    res = scale_lint.residual_norm(model, tok, layer, scale_lint.bundled_texts(LINT_TEXTS))
     report = CheckReport(target=name, kind="base model")
     report.facts.update(
         {
@@ -84,9 +101,10 @@ def check_base(path: str, name: str) -> CheckReport:
             "architecture": type(model).__name__,
             "d_model": d,
             "layers": n,
-            "suggested layer (~2/3)": round(2 * n / 3),
+            "suggested layer (~2/3)": layer,
             "embedding scale": arch.embedding_scale(model),
-            "median embedding norm": round(norm, 4),
+            "median embedding norm": round(emb, 4),
+            f"median residual norm (L{layer})": round(res, 4),
             "chat template": bool(getattr(tok, "chat_template", None)),
         }
     )
@@ -96,11 +114,29 @@ def check_base(path: str, name: str) -> CheckReport:
         report.findings.append(Finding("ok", f"marker {marker!r} is one token"))
     except HubkitError as exc:
         report.findings.append(Finding("warn", str(exc)))
-    ratio = injection.scale_report(norm, model)
+    f = scale_lint.OOD_SCALE_FACTOR
+    lo, hi = min(emb, res), max(emb, res)
     report.findings.append(
-        Finding("info", f"an injection scale near {norm:.3g} matches the embeddings ({ratio.message})")
+        Finding(
+            "info",
+            f"injection scales from {lo / f:.3g} to {hi * f:.3g} pass the lint at layer {layer} (embedding norm "
+            f"{emb:.4g}, residual norm {res:.4g}; {f:g}× either way)",
+        )
     )
     return report
+
+
+def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
+    """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
+    from hubkit.meta.depth import base_blocks, depth_problem
+
+    found = base_blocks(folder, base)
+    if found is None:
+        return
+    report.facts["model blocks"] = found[0]
+    problem = depth_problem(meta, *found)
+    if problem:
+        report.findings.append(Finding("error", problem))
 
 
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
@@ -108,10 +144,11 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
 
     report = CheckReport(target=name, kind="NLA checkpoint")
     try:
-        meta = NLAMeta.load(folder)
+        meta = NLAMeta.load(folder, check_depth=False)
     except HubkitError as exc:
         report.findings.append(Finding("error", str(exc)))
         return report
+    base = base_model or meta.base_model
     report.kind = f"NLA {meta.role.upper()} checkpoint"
     report.facts.update(
         {
@@ -124,51 +161,73 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
     )
     if meta.retracted:
         report.findings.append(Finding("warn", f"RETRACTED: {meta.retracted.reason}"))
-    if meta.role == "ar":
-        assert meta.ar is not None
-        report.facts.update(
-            {
-                "AR kept blocks": meta.ar.num_layers,
-                "head": meta.ar.head_format,
-                "input norm": meta.ar.input_norm,
-            }
-        )
-        try:
-            heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-            report.findings.append(
-                Finding(
-                    "ok",
-                    f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})",
-                )
+    if identity.missing_local_path(base):
+        level = "error" if loading.is_adapter(folder) else "info"
+        report.findings.append(
+            Finding(
+                level,
+                f"base model {_short(base)!r} is a local folder that does not exist here"
+                + ("; pass --base-model with the base's folder or Hub id" if level == "error" else
+                   " (a path on the machine that trained it; this checkpoint holds its own weights)"),
             )
-        except HubkitError as exc:
-            report.findings.append(Finding("error", str(exc)))
+        )
+    _check_depth(report, meta, folder, base)
+    if meta.role == "ar":
+        _check_ar(report, meta, folder)
         return report
-    assert meta.injection is not None
+    _check_av(report, meta, folder, base)
+    return report
+
+
+def _check_ar(report: CheckReport, meta, folder: Path) -> None:
+    assert meta.ar is not None
     report.facts.update(
-        {
-            "injection": meta.injection.scheme,
-            "scale": meta.injection.scale,
-            "chat template": meta.av.chat_template,
-        }
+        {"AR kept blocks": meta.ar.num_layers, "head": meta.ar.head_format, "input norm": meta.ar.input_norm}
     )
-    if meta.injection.scheme == "residual_add":
+    try:
+        heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
+        report.findings.append(
+            Finding(
+                "ok", f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})"
+            )
+        )
+    except HubkitError as exc:
+        report.findings.append(Finding("error", str(exc)))
+
+
+def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
+    assert meta.injection is not None and meta.av is not None
+    report.facts.update(
+        {"injection": meta.injection.scheme, "scale": meta.injection.scale, "chat template": meta.av.chat_template}
+    )
+    if not meta.injection.needs_scale:
         report.findings.append(
             Finding("ok", f"residual addition at block {meta.injection.block}: norm-matched, no scale")
         )
-        return report
+        return
+    if any(f.level == "error" for f in report.findings):
+        return  # the base or the layer is wrong: the lint would measure the wrong thing
+    own_weights = (folder / C.MODEL_CONFIG_FILE).exists() and not loading.is_adapter(folder)
     try:
-        base = loading.resolve_base(base_model or meta.base_model)
-        model = loading.load_causal_lm(base)
-    except (HubkitError, OSError) as exc:
+        source = str(folder) if own_weights else loading.resolve_base(base)
+        model = loading.load_causal_lm(source)
+        tok = loading.load_tokenizer(folder, source)
+    except (HubkitError, OSError, ValueError) as exc:
         report.findings.append(Finding("warn", f"base model not loadable, scale not checked: {exc}"))
-        return report
-    rep = injection.scale_report(meta.injection_scale_value(), model)
-    report.facts["scale / embedding norm"] = None if rep.ratio is None else round(rep.ratio, 3)
-    if rep.ok:
-        report.findings.append(Finding("ok", rep.message))
+        return
+    res = None
+    if meta.layer is not None:
+        res = scale_lint.residual_norm(model, tok, meta.layer, scale_lint.bundled_texts(LINT_TEXTS))
+    lint = scale_lint.lint_scale(meta.injection_scale_value(), scale_lint.embedding_norm(model), res)
+    report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
+    report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)
+    if lint.ok:
+        report.findings.append(Finding("ok", lint.message))
     elif meta.injection.ood_allowed:
-        report.findings.append(Finding("warn", rep.message + " (recorded as deliberate: ood_allowed)"))
+        report.findings.append(Finding("warn", lint.message + " (recorded as deliberate: ood_allowed)"))
     else:
-        report.findings.append(Finding("error", rep.message))
-    return report
+        report.findings.append(Finding("error", lint.message))
+
+
+def _ratio(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

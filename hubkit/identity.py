@@ -120,3 +120,12 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
     if av.tokenizer and ar.tokenizer and av.tokenizer != ar.tokenizer:
         problems.append("tokenizer: the vocabularies differ")
     return problems
+
+
+def config_depth(folder: Path) -> int | None:
+    """`num_hidden_layers` of the model config in `folder` (its text tower's for multimodal configs)."""
+    try:
+        cfg = json.loads((folder / C.MODEL_CONFIG_FILE).read_text())
+        return int(_text_config(cfg)["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

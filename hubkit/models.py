@@ -226,20 +226,14 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
         cfg.pad_token_id = tok.pad_token_id
 
 
-@torch.no_grad()
-def embedding_norm_median(model: PreTrainedModel, chunk: int = 32768) -> float:
-    """Median L2 norm of every token's input embedding, after the model's own scaling (Gemma: sqrt(d)).
+def embedding_norm_median(model: PreTrainedModel) -> float:
+    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`).
 
-    This is the yardstick an injection scale is compared against.
+    This is one of the two yardsticks an injection scale is compared against.
     """
-    emb = model.get_input_embeddings()
-    n = emb.weight.shape[0]
-    device = emb.weight.device
-    norms = [
-        emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1)
-        for i in range(0, n, chunk)
-    ]
-    return float(torch.cat(norms).median())
+    from hubkit.scale_lint import embedding_norm
+
+    return embedding_norm(model)
 
 
 _PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"

@@ -47,6 +47,30 @@ def median_bracket(base_dir: Path) -> tuple[float, float]:
     return norms[(len(norms) - 1) // 2], norms[len(norms) // 2]
 
 
+@pytest.fixture(scope="module")
+def residual_median(base_dir: Path) -> float:
+    """Median norm of hidden_states[LAYER + 1] over the tokens of the texts the check measures on,
+    computed here with the model's own output_hidden_states, one text at a time (no padding)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hubkit.scale_lint import bundled_texts
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    norms = []
+    with torch.no_grad():
+        for text in bundled_texts(8):
+            ids = tok(text, truncation=True, max_length=128, return_tensors="pt")
+            out = model(**ids, output_hidden_states=True)
+            norms += out.hidden_states[LAYER + 1][0].double().norm(dim=-1).tolist()
+    return float(np.sort(norms)[(len(norms) - 1) // 2])
+
+
+LAYER = 1  # tiny_metas' default layer
+
+
 def _invoke(*args: str):
     return CliRunner().invoke(main, ["check", *args])
 
@@ -92,13 +116,19 @@ def test_av_with_a_sane_scale_passes(tmp_path: Path, tiny, base_dir: Path, media
     assert "result: PASS" in result.output and "OUT OF DISTRIBUTION" not in result.output
 
 
-def test_av_with_a_510x_scale_fails(tmp_path: Path, tiny, base_dir: Path, median_bracket) -> None:
-    """The retracted release: trained at 20000 on a model whose embedding norm is ~39."""
+def test_av_with_a_510x_scale_fails(
+    tmp_path: Path, tiny, base_dir: Path, median_bracket, residual_median: float
+) -> None:
+    """The retracted release: trained at 510× the norms its base has ever seen. The lint fails only
+    beyond 50× the larger of the embedding and residual norms (issue 9: scales follow either one)."""
     lo, _ = median_bracket
-    folder = _av_checkpoint(tmp_path / "av", tiny, base_dir, scale=510.0 * lo)
+    larger = max(lo, residual_median)
+    folder = _av_checkpoint(tmp_path / "av", tiny, base_dir, scale=510.0 * larger)
     report = check(str(folder), base_model=str(base_dir))
     assert not report.ok
-    assert report.facts["scale / embedding norm"] == pytest.approx(510.0, rel=1e-3)
+    ratios = (report.facts["scale / embedding norm"], report.facts["scale / residual norm"])
+    assert max(ratios) == pytest.approx(510.0 * larger / min(lo, residual_median), rel=2e-3)
+    assert min(ratios) == pytest.approx(510.0, rel=2e-3)
     errors = [f for f in report.findings if f.level == "error"]
     assert len(errors) == 1 and "OUT OF DISTRIBUTION" in errors[0].message and "510" in errors[0].message
     result = _invoke(str(folder), "--base-model", str(base_dir))
@@ -107,10 +137,11 @@ def test_av_with_a_510x_scale_fails(tmp_path: Path, tiny, base_dir: Path, median
 
 
 def test_av_with_a_deliberate_ood_scale_warns_but_passes(
-    tmp_path: Path, tiny, base_dir: Path, median_bracket
+    tmp_path: Path, tiny, base_dir: Path, median_bracket, residual_median: float
 ) -> None:
     lo, _ = median_bracket
-    folder = _av_checkpoint(tmp_path / "av", tiny, base_dir, scale=510.0 * lo, ood_allowed=True)
+    scale = 510.0 * max(lo, residual_median)
+    folder = _av_checkpoint(tmp_path / "av", tiny, base_dir, scale=scale, ood_allowed=True)
     assert NLAMeta.load(folder).injection.ood_allowed is True
     report = check(str(folder), base_model=str(base_dir))
     assert report.ok

@@ -7,6 +7,7 @@ top level (so its inference client and critic read it) and hubkit's full record 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from hubkit.meta.sections import (
     resolve_scale,
 )
 from hubkit.schema import to_dict
+
+log = logging.getLogger("hubkit.meta")
 
 HUBKIT_KEY = "hubkit"  # where a saved file keeps hubkit's own record, beside the reference keys
 
@@ -119,7 +122,10 @@ class NLAMeta:
         if tokenizer is not None:
             from hubkit.meta.reference_keys import fill_suffix_ids
 
-            meta = fill_suffix_ids(self, tokenizer)
+            try:
+                meta = fill_suffix_ids(self, tokenizer)
+            except MetaError as exc:  # a one-token suffix: the reference keys go without the ids
+                log.warning("%s: tokens.critic_suffix_ids not written: %s", path, exc)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(meta.to_file_dict(), sort_keys=False, allow_unicode=True))
@@ -136,12 +142,16 @@ class NLAMeta:
         return read(data, where, folder=None, injection_scale=injection_scale)
 
     @classmethod
-    def load(cls, path: str | Path, injection_scale: Scale | str | None = None) -> NLAMeta:
+    def load(
+        cls, path: str | Path, injection_scale: Scale | str | None = None, check_depth: bool = True
+    ) -> NLAMeta:
         """Read `path` (an ``nla_meta.yaml`` or a checkpoint folder) in any known dialect.
 
         `injection_scale` overrides the file's AV injection scale (a number, ``"sqrt_d_model"`` or
         ``"raw"``; numeric strings are accepted for the CLI). It is required when an AV's file
-        records none: a null scale is ambiguous and is never guessed.
+        records none: a null scale is ambiguous and is never guessed. With `check_depth`, a layer
+        (or AR depth) beyond the blocks of the model it runs on is refused when that depth can be
+        read here (the checkpoint's or a local base's config.json, or the offline registry).
         """
         from hubkit.meta.registry import read
 
@@ -164,6 +174,13 @@ class NLAMeta:
                 "or its nla_meta.yaml"
             )
         meta.folder = folder
+        if check_depth:
+            from hubkit.meta.depth import base_blocks, depth_problem
+
+            found = base_blocks(folder, meta.base_model)
+            problem = depth_problem(meta, *found) if found else None
+            if problem:
+                raise MetaError(f"{meta_file if meta_file.exists() else folder}: {problem}")
         return meta
 
     def with_updates(self, **changes: Any) -> NLAMeta:

@@ -21,7 +21,7 @@ from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 Stage = Literal["av", "ar", "grpo"]
-RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm"]
+RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]  # scale_lint.resolve_recipe_scale
 
 
 class RecipeError(HubkitError, ValueError):

@@ -1,0 +1,135 @@
+"""The injection-scale lint: is a scale in the range the AV's base has ever seen?
+
+Two yardsticks, both medians over tokens: the token-embedding norm *after* the model's own
+embedding scaling (Gemma multiplies by sqrt(d)), and the residual-stream norm at the NLA's layer
+(``hidden_states[layer + 1]``) on real text. Published scales follow either one (the reference's
+150 on Qwen2.5-7B layer 20 and 80,000 on Gemma-3-12B layer 32 follow the residual norm; √d releases
+follow the embedding norm), so a scale fails only when it is more than `factor` × above the larger
+norm or below 1/`factor` of the smaller. Cheap to import: torch is imported by the measuring
+functions only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from hubkit.constants import OOD_SCALE_FACTOR
+
+if TYPE_CHECKING:
+    from torch import nn
+
+RECIPE_SCALES = ("embedding_norm", "activation_norm")  # recipe words measured on the base
+
+
+def embedding_norm(model: nn.Module, chunk: int = 32768) -> float:
+    """Median L2 norm of every token's input embedding, as the embedding module outputs it (so after
+    the model's own scaling, e.g. Gemma's sqrt(d)); lower median of the vocabulary's norms."""
+    import torch
+
+    from hubkit import arch
+
+    emb = arch.text_model(model).embed_tokens
+    n, device = emb.weight.shape[0], emb.weight.device
+    with torch.no_grad():
+        norms = [
+            emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1)
+            for i in range(0, n, chunk)
+        ]
+    return float(torch.cat(norms).median())
+
+
+def residual_norm(
+    model: nn.Module, tokenizer: Any, layer: int, texts: list[str], max_tokens: int = 128, batch_size: int = 8
+) -> float:
+    """Median L2 norm of ``hidden_states[layer + 1]`` (the output of block `layer`) over the real
+    (non-pad) tokens of `texts`, each tokenized as the tokenizer does by default and cut at `max_tokens`."""
+    import torch
+
+    from hubkit import arch
+
+    encoded = [tokenizer(t, truncation=True, max_length=max_tokens)["input_ids"] for t in texts]
+    encoded = [list(e) for e in encoded if len(e) > 0]
+    if not encoded:
+        raise ValueError("residual_norm needs at least one non-empty text")
+    device = next(model.parameters()).device
+    norms = []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start : start + batch_size]
+        width = max(len(e) for e in batch)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, e in enumerate(batch):  # right padding: a causal model's real tokens never see it
+            ids[row, : len(e)] = torch.tensor(e)
+            mask[row, : len(e)] = 1
+        hidden = arch.hidden_at_block(model, layer, input_ids=ids.to(device), attention_mask=mask.to(device))
+        norms.append(hidden.float().norm(dim=-1)[mask.to(device).bool()].cpu())
+    return float(torch.cat(norms).median())
+
+
+def bundled_texts(n: int = 8) -> list[str]:
+    """`n` texts spread over the bundled corpus (``hubkit/corpus/bundled.jsonl``), in file order."""
+    lines = resources.files("hubkit").joinpath("corpus/bundled.jsonl").read_text().splitlines()
+    rows = [json.loads(line)["text"] for line in lines if line.strip()]
+    step = max(1, len(rows) // n)
+    return rows[::step][:n]
+
+
+@dataclass(frozen=True)
+class ScaleLint:
+    """Both ratios and the verdict; `message` says it in one line."""
+
+    scale: float | None
+    embedding_norm: float
+    residual_norm: float | None
+    ratio_to_embedding: float | None
+    ratio_to_residual: float | None
+    ok: bool
+    message: str
+    factor: float = OOD_SCALE_FACTOR
+
+
+def lint_scale(
+    scale: float | None, embedding_norm: float, residual_norm: float | None, factor: float = OOD_SCALE_FACTOR
+) -> ScaleLint:
+    """Pass unless `scale` is more than `factor`× the larger norm or below 1/`factor` of the smaller.
+
+    `residual_norm` may be None (no layer known): the embedding norm is then the only yardstick.
+    `scale` None (raw vectors, norm-matched schemes) always passes.
+    """
+    norms = [embedding_norm] + ([residual_norm] if residual_norm is not None else [])
+    if scale is None:
+        msg = f"no injection scale (raw vectors or a norm-matched scheme); median embedding norm {embedding_norm:.4g}"
+        if residual_norm is not None:
+            msg += f", median residual norm {residual_norm:.4g}"
+        return ScaleLint(None, embedding_norm, residual_norm, None, None, True, msg, factor)
+    r_emb = scale / embedding_norm
+    r_res = None if residual_norm is None else scale / residual_norm
+    msg = f"injection scale {scale:.4g} is {r_emb:.3g}× the median token-embedding norm {embedding_norm:.4g}"
+    if r_res is not None:
+        msg += f" and {r_res:.3g}× the median residual norm {residual_norm:.4g}"
+    too_big, too_small = scale > factor * max(norms), scale < min(norms) / factor
+    if too_big or too_small:
+        which = f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
+        msg = (
+            f"OUT OF DISTRIBUTION: {msg}: {which}. The AV would see a vector unlike anything in its base; "
+            "fix `injection.scale` (or record it as deliberate with ood_allowed)"
+        )
+    return ScaleLint(scale, embedding_norm, residual_norm, r_emb, r_res, not (too_big or too_small), msg, factor)
+
+
+def resolve_recipe_scale(
+    value: Any, model: nn.Module, tokenizer: Any = None, layer: int | None = None, texts: list[str] | None = None
+) -> Any:
+    """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm`` / ``activation_norm`` are
+    measured on `model` (4 significant digits; ``activation_norm`` at `layer` on `texts`, default
+    the bundled corpus); numbers and the ``sqrt_d_model``/``raw`` sentinels pass through."""
+    if value == "embedding_norm":
+        return float(f"{embedding_norm(model):.4g}")
+    if value == "activation_norm":
+        if tokenizer is None or layer is None:
+            raise ValueError("injection_scale: activation_norm needs the tokenizer and the layer")
+        return float(f"{residual_norm(model, tokenizer, layer, texts or bundled_texts()):.4g}")
+    return value
