@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=20)
     ap.add_argument("--device", default=None)
     ap.add_argument("--sweep", default="", help="comma-separated AV batch sizes to time, e.g. 8,16,32,64")
+    ap.add_argument("--sweep-n", type=int, default=64, help="vectors generated per batch size in --sweep")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS of base vs pair")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
@@ -198,8 +199,8 @@ def main() -> None:
         print_speed(args, results["speed"])
         if args.sweep:
             sizes = [int(x) for x in args.sweep.split(",") if x]
-            results["sweep"] = sweep_batch_sizes(av_dir, args.n, args.new_tokens, sizes)
-            print_sweep(results["sweep"], args.n)
+            results["sweep"] = sweep_batch_sizes(av_dir, args.sweep_n, args.new_tokens, sizes)
+            print_sweep(results["sweep"], args.sweep_n)
         if args.memory:
             mem_base = memory("base", base, "-")
             mem_pair = memory("pair", str(av_dir), str(ar_dir))

@@ -128,3 +128,32 @@ def save_legacy_pt(head: nn.Linear, folder: Path) -> Path:
     path = folder / C.LINEAR_HEAD_PT_FILE
     torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, str(path))
     return path
+
+
+def with_bias(head: nn.Linear) -> nn.Linear:
+    """`head` as ``Linear(d, d, bias=True)``: a head without bias gets a zero bias (the same function)."""
+    if head.bias is not None:
+        return head
+    d_out, d_in = head.weight.shape
+    biased = nn.Linear(d_in, d_out, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+    return biased.eval()
+
+
+def convert_pt_head(src: Path, dest_folder: Path) -> tuple[Path, bool]:
+    """Read a ``linear_head.pt`` (``weights_only=True``) and write it as ``value_head.safetensors`` in
+    `dest_folder`; returns (the written file, whether the head has a bias)."""
+    state, _ = split_head_state(read_state(src), src)
+    dest_folder.mkdir(parents=True, exist_ok=True)
+    out = dest_folder / C.VALUE_HEAD_FILE
+    save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(out))
+    return out, "bias" in state
+
+
+def write_legacy_pt_from(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> Path:
+    """Write the legacy ``linear_head.pt`` (``Linear(d, d, bias=True)``, tensors only) next to the head
+    stored in `folder`, for tools that still read it."""
+    head, _ = load_head(folder, head_format, d_model, bias)
+    return save_legacy_pt(with_bias(head), folder)

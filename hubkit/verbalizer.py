@@ -319,7 +319,8 @@ class ActivationVerbalizer:
     def _prefix_cache(self, n: int, length: int):
         """The KV cache of the first `length` prompt tokens, computed once and repeated for `n` rows."""
         ids = self._ids(1, loading.model_device(self.model))[:, :length]
-        cache = self.model(input_ids=ids, use_cache=True).past_key_values
+        out = self.model(input_ids=ids, use_cache=True)
+        cache = out["cache"] if "cache" in out else out.past_key_values  # named `cache` in newer transformers
         cache.batch_repeat_interleave(n)
         return cache
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from hubkit import constants as C
 from hubkit.errors import CheckpointError
-from hubkit.heads import identity_head, load_head, save_head
+from hubkit.heads import convert_pt_head, identity_head, load_head, save_head, with_bias, write_legacy_pt_from
 
 D = 8
 
@@ -65,3 +65,26 @@ def test_corrupt_safetensors_head_is_a_one_line_error(tmp_path: Path, damage: st
         load_head(tmp_path, "value_head", D)
     msg = str(err.value)
     assert str(path) in msg and "safetensors" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_convert_pt_head_writes_the_same_head_as_safetensors(tmp_path: Path, bias: bool) -> None:
+    head = _head(bias)
+    torch.save({k: v.detach() for k, v in head.state_dict().items()}, str(tmp_path / C.LINEAR_HEAD_PT_FILE))
+    out, has_bias = convert_pt_head(tmp_path / C.LINEAR_HEAD_PT_FILE, tmp_path / "bundle")
+    assert out.name == C.VALUE_HEAD_FILE and has_bias is bias
+    got, _ = load_head(tmp_path / "bundle", "value_head", D)
+    x = torch.randn(5, D)
+    torch.testing.assert_close(got(x), head(x))
+
+
+def test_legacy_pt_always_has_a_bias_and_the_same_function(tmp_path: Path) -> None:
+    head = _head(bias=False)
+    save_head(head, tmp_path)
+    path = write_legacy_pt_from(tmp_path, "value_head", D)
+    state = torch.load(str(path), weights_only=True)
+    assert set(state) == {"weight", "bias"} and torch.equal(state["bias"], torch.zeros(D))
+    got, _ = load_head(tmp_path, "linear_head_pt", D, bias=True)
+    x = torch.randn(5, D)
+    torch.testing.assert_close(got(x), head(x))
+    assert with_bias(got) is got

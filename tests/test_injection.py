@@ -493,3 +493,122 @@ def test_scale_report_raw_vectors(tinies) -> None:
     assert rep.ok and rep.ratio is None and rep.scale is None
     lo, hi = _median_bracket(tinies["llama"])
     assert lo * (1 - 1e-6) <= rep.embedding_norm <= hi * (1 + 1e-6)
+
+
+# -- k markers per prompt ------------------------------------------------------------------------------
+def test_find_markers_k_per_row_in_order() -> None:
+    rows = [[0, L, M, R, L, M, R], [L, M, R, 9, L, M, R]]
+    got = inj.find_markers(torch.tensor(rows), M, L, R, n_vectors=4, per_row=2)
+    assert got.tolist() == _hand_positions(rows, L, R) == [[2, 5], [1, 5]]
+
+
+def test_find_markers_k_count_mismatch_is_one_line() -> None:
+    rows = [[0, L, M, R, L, M, R], [L, M, R, 9, 9, 9, 9]]
+    with pytest.raises(InjectionError) as err:
+        inj.find_markers(torch.tensor(rows), M, L, R, n_vectors=4, per_row=2)
+    msg = str(err.value)
+    assert "found 3 marker tokens" in msg and "for 4 vectors" in msg and "exactly 2: [1]" in msg
+    assert "\n" not in msg
+
+
+def test_replace_rows_and_add_norm_matched_with_k_slots() -> None:
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 6, D, generator=g)
+    pos = torch.tensor([[1, 4], [0, 5]])
+    vec = torch.randn(2, 2, D, generator=g)
+    rep, add = inj.replace_rows(h, pos, vec), inj.add_norm_matched(h, pos, vec)
+    want_rep, want_add = h.clone(), h.clone()
+    for b in range(2):
+        for j in range(2):
+            p = int(pos[b, j])
+            want_rep[b, p] = vec[b, j]
+            want_add[b, p] = h[b, p] + h[b, p].norm() * vec[b, j] / vec[b, j].norm()
+    torch.testing.assert_close(rep, want_rep, rtol=0, atol=0)
+    torch.testing.assert_close(add, want_add, rtol=1e-6, atol=1e-5)
+
+
+def test_plan_with_k_vectors_per_row(tinies) -> None:
+    tiny = tinies["llama"]
+    spec = _spec(tiny, scale=3.0)
+    prompt = "Explain the activation ¶ in a few words and the activation ¶ in a few words."
+    ids = tiny.tokenizer([prompt] * 2, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    v = torch.randn(2, 2, D)
+    p = inj.plan(spec, ids, v, D)
+    assert p.positions.shape == (2, 2) and p.vectors.shape == (2, 2, D)
+    torch.testing.assert_close(p.vectors.norm(dim=-1), torch.full((2, 2), 3.0))
+    with pytest.raises(InjectionError, match="found 4 marker tokens .* for 2 vectors"):
+        inj.plan(spec, ids, torch.randn(2, D), D)
+    with pytest.raises(InjectionError, match="found 4 marker tokens .* for 6 vectors"):
+        inj.plan(spec, ids, torch.randn(2, 3, D), D)
+
+
+def test_marker_ids_for_k_slots(tinies) -> None:
+    tok = tinies["llama"].tokenizer
+    two = "Say x ¶ y and x ¶ y now."
+    assert inj.marker_ids(tok, two, MARKER, count=2) == inj.marker_ids(tok, "Say x ¶ y now.", MARKER)
+    with pytest.raises(InjectionError, match="different token ids or neighbours"):
+        inj.marker_ids(tok, "Say a¶b and x ¶ y now.", MARKER, count=2)
+
+
+# -- the scheme registry --------------------------------------------------------------------------------
+def test_registered_schemes_and_unknown_names() -> None:
+    assert {"embedding_replace", "residual_add"} <= set(inj.scheme_names())
+    with pytest.raises(InjectionError) as err:
+        inj.get_scheme("steering_vector")
+    assert "embedding_replace" in str(err.value) and "residual_add" in str(err.value)
+
+
+def test_duplicate_scheme_names_are_refused() -> None:
+    class Again(inj.InjectionScheme):
+        name = "embedding_replace"
+
+    with pytest.raises(InjectionError, match="already registered"):
+        inj.register_scheme(Again)
+
+
+@pytest.fixture
+def scaled_add_scheme():
+    """A new scheme is one class: add `v` (unscaled) to the embedding row at the marker."""
+    from hubkit.injection import registry
+
+    class EmbeddingAdd(inj.InjectionScheme):
+        name = "embedding_add_test"
+        embeds_only = True
+
+        def hook_module(self, model, spec):
+            return arch.text_model(model).embed_tokens
+
+        def apply(self, output, positions, vectors):
+            return inj.replace_rows(output, positions, output[torch.arange(len(output)), positions] + vectors)
+
+        def lint(self, spec, model, d_model):
+            return inj.scale_report(None, model)
+
+    inj.register_scheme(EmbeddingAdd)
+    yield "embedding_add_test"
+    registry._SCHEMES.pop("embedding_add_test")
+
+
+def test_a_new_scheme_is_one_class(tinies, scaled_add_scheme) -> None:
+    tiny = tinies["llama"]
+    spec = _spec(tiny)
+    spec.scheme = scaled_add_scheme
+    batch = _batch(tiny)
+    v = torch.randn(2, D)
+    p = inj.plan(spec, batch["input_ids"], v, D)
+    embed = arch.text_model(tiny.model).embed_tokens
+    with torch.no_grad(), inj.injected(tiny.model, spec, p):
+        got = embed(batch["input_ids"])
+    own = _own_embeddings(tiny, batch["input_ids"])
+    for b, pos in enumerate(_hand_marker_positions(tiny, batch["input_ids"])):
+        torch.testing.assert_close(got[b, pos], own[b, pos] + v[b])
+    assert inj.get_scheme(scaled_add_scheme).lint(spec, tiny.model, D).ok
+
+
+@pytest.mark.parametrize(("scheme", "ok"), [("embedding_replace", False), ("residual_add", True)])
+def test_scheme_lint(tinies, scheme: str, ok: bool) -> None:
+    tiny = tinies["llama"]
+    norm = arch.median_embedding_norm(tiny.model)
+    spec = _spec(tiny, scheme=scheme, scale=norm * 100 if scheme == "embedding_replace" else None)
+    rep = inj.get_scheme(scheme).lint(spec, tiny.model, D)
+    assert rep.ok is ok

@@ -23,6 +23,7 @@ from hubkit.reconstructor import (
     apply_bos_rule,
     build_ar_ids,
     check_suffix_ids,
+    reference_suffix_ids,
 )
 
 TEMPLATE = "Summary of the following text: <text>{explanation}</text> <summary>"
@@ -141,7 +142,9 @@ def test_template_with_stray_braces_names_the_field(tok) -> None:
 # -- critic_suffix_ids: a consistency check, never the prompt -------------------------------------
 def _reference_suffix_ids(tok) -> list[int]:
     """What reference metas record: the suffix tokenized alone, first token dropped."""
-    return tok(TEMPLATE.split("{explanation}")[-1], add_special_tokens=False)["input_ids"][1:]
+    want = tok(TEMPLATE.split("{explanation}")[-1], add_special_tokens=False)["input_ids"][1:]
+    assert reference_suffix_ids(tok, TEMPLATE) == want
+    return want
 
 
 @pytest.mark.parametrize("text", TEXTS)
