@@ -153,7 +153,8 @@ def _context(arg: str | None, o: LabelerOptions | None = None) -> AnyLabeler:
 register(
     LabelerBackend(
         "transformers",
-        "a local model (--model, default the offline default model) writes and audits feature lines",
+        "a local model (--model, default the offline default model) writes and audits feature lines "
+        "(the LLM path: the way to useful explanations)",
         audited=True,
         make=_transformers,
     )
@@ -169,7 +170,8 @@ register(
 register(
     LabelerBackend(
         "context",
-        "no model: quotes the last N words of the text (default 10), current token marked",
+        "no model: quotes the last N words of the text (default 10), current token marked; an NLA "
+        "trained on it learns to quote context, not to explain",
         audited=False,
         make=_context,
         takes_arg=True,
