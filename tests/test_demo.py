@@ -179,6 +179,8 @@ def test_a_folder_that_is_not_a_demo_is_refused(tmp_path):
         (dict(quick=True, eval_rows=5), "at least 10 held-out rows"),
         (dict(quick=True, steps=-1), "`steps` must be >= 1"),
         (dict(rows=2000), "bundled corpus has"),
+        (dict(quick=True, labeler="nope"), "unknown backend"),
+        (dict(quick=True, labeler="context:0"), "between 1 and"),
     ],
 )
 def test_bad_sizes_are_refused_before_any_work(tmp_path, kwargs, match):
@@ -244,3 +246,53 @@ def test_round_trip_example_reads_the_pushed_pair(demo, tmp_path, monkeypatch, c
     layer = json.loads(result.eval_json.read_text())["nla"]["layer"]
     assert f"layer {layer}, d_model" in out
     assert out.count("cosine(v, v̂) = ") == 2
+
+
+def test_stages_leave_typed_results_in_the_state_file(demo):
+    from hubkit.data.sidecar import read_sidecar
+    from hubkit.demo.results import Built, Labeled, Trained
+
+    result, _ = demo
+    stages = json.loads((result.out_dir / "demo.json").read_text())["stages"]
+    built = Built.from_dict(stages["build"]["result"])
+    for name, rows in built.rows.items():
+        assert read_sidecar(built.table(name)).rows == rows > 0
+    labeled = Labeled.from_dict(stages["label"]["result"])
+    assert labeled.labeler == "context:10"
+    for name in ("av_sft", "ar_sft", "eval"):
+        table = pq.read_table(result.out_dir / "data" / "labeled" / f"{name}.parquet")
+        assert set(table.column("labeler").to_pylist()) == {"context:10"}
+        assert set(table.column("auditor").to_pylist()) == {"none"}
+        # each label quotes its own prefix: its last word, with the current token in brackets
+        for prefix, text in zip(table.column("prefix").to_pylist(), table.column("explanation").to_pylist()):
+            head = 'The text ends with: "'
+            assert text.startswith(head) and text.endswith('"')
+            assert text[len(head) : -1].replace("[", "").replace("]", "").split()[-1] == prefix.split()[-1]
+    ar = Trained.from_dict(stages["train_ar"]["result"])
+    assert Path(ar.checkpoint) == result.checkpoints["ar"]
+
+
+def test_release_specs_written_from_spec_objects_load_back_the_same(demo):
+    from hubkit.demo.publish import spec_yaml
+    from hubkit.release.spec import load_spec
+
+    result, _ = demo
+    for name in ("demo-pair", "demo-trajectory", "demo-dataset"):
+        path = result.out_dir / "releases" / f"{name}.yaml"
+        loaded = load_spec(path, root=result.out_dir)
+        assert spec_yaml(loaded.spec) == yaml.safe_load(path.read_text())
+    pair = load_spec(result.out_dir / "releases" / "demo-pair.yaml").spec
+    assert pair.checkpoints == {k: str(v) for k, v in result.checkpoints.items()}
+    assert pair.repos == {"av": result.repos["av"], "ar": result.repos["ar"]}
+
+
+def test_summary_and_cards_say_the_explanations_are_quotes_of_context(demo):
+    result, _ = demo
+    text = summary_text(result)
+    assert "quotes of context, not interpretations" in text and "`context:10`" in text
+    assert "--labeler transformers" in text
+    card = result.cards["av"].read_text()
+    assert "quotes of context, not interpretations" in card
+    a = result.ar_only
+    assert a is not None and a["n"] == result.figures["n"]
+    assert f"AR alone on the true labels: top-1 {a['top1']:.3f}" in text

@@ -44,6 +44,7 @@ class LabelerBackend:
     audited: bool  # an auditor of the same backend checks each draft (chat backends)
     make: Callable[[str | None, LabelerOptions], AnyLabeler]  # (text after `name:`, options) → labeler
     takes_arg: bool = False
+    check_arg: Callable[[str | None], object] | None = None  # refuses a bad `arg` without making anything
 
 
 LABELER_BACKENDS: dict[str, LabelerBackend] = {}
@@ -73,6 +74,13 @@ def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
     if sep and not backend.takes_arg:
         raise DataError(f"labeler {choice!r}: {name} takes no ':' argument; pass --model/--base-url instead")
     return backend, (arg if sep else None)
+
+
+def check_choice(choice: str) -> None:
+    """Refuse an unknown backend or a bad argument now, before any work (nothing is loaded)."""
+    backend, arg = parse_choice(choice)
+    if backend.check_arg is not None:
+        backend.check_arg(arg)
 
 
 def make_labeler(choice: str, options: LabelerOptions | None = None) -> AnyLabeler:
@@ -136,7 +144,7 @@ def _openai(arg: str | None, o: LabelerOptions) -> AnyLabeler:
     )
 
 
-def _context(arg: str | None, o: LabelerOptions) -> AnyLabeler:
+def _context(arg: str | None, o: LabelerOptions | None = None) -> AnyLabeler:
     from hubkit.data.context_labeler import parse_context_arg
 
     return parse_context_arg(arg)
@@ -145,7 +153,8 @@ def _context(arg: str | None, o: LabelerOptions) -> AnyLabeler:
 register(
     LabelerBackend(
         "transformers",
-        "a local model (--model, default the offline default model) writes and audits feature lines",
+        "a local model (--model, default the offline default model) writes and audits feature lines "
+        "(the LLM path: the way to useful explanations)",
         audited=True,
         make=_transformers,
     )
@@ -161,9 +170,11 @@ register(
 register(
     LabelerBackend(
         "context",
-        "no model: quotes the last N words of the text (default 10), current token marked",
+        "no model: quotes the last N words of the text (default 10), current token marked; an NLA "
+        "trained on it learns to quote context, not to explain",
         audited=False,
         make=_context,
         takes_arg=True,
+        check_arg=_context,
     )
 )

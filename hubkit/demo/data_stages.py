@@ -68,14 +68,13 @@ def sample_corpus(d: Demo):
 
 
 def stage_extract(d: Demo, base: BaseModel) -> Extracted:
-    import torch
-
     from hubkit.data.extract import ExtractConfig, extract
     from hubkit.data.sidecar import read_sidecar
+    from hubkit.precision import resolve_dtype
     from hubkit.train.adapters import meta_base_name
 
     corpus = sample_corpus(d)
-    model, tok = load_base(base, torch.float32)  # the vectors the NLA is trained to read: full precision
+    model, tok = load_base(base, resolve_dtype(d.settings.dtype, "cpu"))
     config = ExtractConfig(
         layer=base.layer,
         positions_per_doc=d.settings.positions_per_doc,
@@ -153,13 +152,12 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
 
 def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
     """The base model itself as labeler and auditor (`--labeler transformers`), with a progress bar."""
-    import torch
-
     from hubkit.data.label import LabelCache
     from hubkit.data.labelers import TransformersLabeler
+    from hubkit.precision import resolve_dtype
 
     s = d.settings
-    model, tok = load_base(base, torch.float32)  # generation: float32 measured no slower on CPU
+    model, tok = load_base(base, resolve_dtype(s.dtype, "cpu"))
     batch = 16
     backend = TransformersLabeler(
         model, tok, f"transformers:{s.model}", max_new_tokens=s.label_tokens, batch_size=batch

@@ -18,11 +18,14 @@ PAIR, TRAJECTORY, DATASET = "demo-pair", "demo-trajectory", "demo-dataset"
 
 def what_the_explanations_are(d: Demo) -> str:
     """One sentence for cards and the summary: what the labels (and so the AV's outputs) say."""
+    from hubkit.data.labeler_registry import make_labeler
+
     s = d.settings
     if s.context_labels:
+        name = make_labeler(s.labeler).name
         return (
-            f"Its explanations are quotes of context, not interpretations: it was trained on `{s.labeler}` labels "
-            '(`The text ends with: "... <the last words before the vector\'s position>"`, the current token in '
+            f"Its explanations are quotes of context, not interpretations: it was trained on `{name}` labels "
+            '(`The text ends with: "... <the last words up to the vector\'s position>"`, the current token in '
             "brackets), so a good round trip means the vector carries its recent context, nothing more. "
             "Train on an LLM labeler's labels (`hubkit demo --labeler transformers`, `hubkit label`) for "
             "explanations of what the model computes."

@@ -70,10 +70,10 @@ class DemoSettings:
             )
         if self.eval_rows < 10:
             raise DemoError("demo: the eval needs at least 10 held-out rows (bootstrap, noise floor, top-5)")
-        from hubkit.data.labeler_registry import parse_choice
+        from hubkit.data.labeler_registry import check_choice
 
         try:
-            parse_choice(self.labeler)
+            check_choice(self.labeler)
         except HubkitError as exc:
             raise DemoError(f"demo: --labeler: {exc}") from exc
 

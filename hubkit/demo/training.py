@@ -56,7 +56,7 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
     def optim(steps: int) -> dict[str, Any]:
         return {"lr": 2e-3 if quick else 1e-3, "schedule": "cosine", "warmup_steps": min(5, steps // 4)}
 
-    max_length = 16 if quick else 48
+    max_length = 40 if quick else 48
     return {
         "base_model": base.base,
         "layer": base.layer,

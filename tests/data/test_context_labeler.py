@@ -15,6 +15,7 @@ from hubkit.data.labeler_registry import (
     LABELER_BACKENDS,
     LabelerBackend,
     LabelerOptions,
+    check_choice,
     make_labeler,
     make_pair,
     parse_choice,
@@ -115,6 +116,9 @@ def test_the_registry_is_what_the_cli_offers():
         parse_choice("openai:m")
     with pytest.raises(DataError, match="expected a word count"):
         make_labeler("context:ten")
+    with pytest.raises(DataError, match="between 1 and"):
+        check_choice("context:0")
+    check_choice("transformers")  # nothing is loaded to check a choice
     with pytest.raises(ValueError, match="already registered"):
         register(LabelerBackend("context", "again", audited=False, make=lambda a, o: ContextLabeler()))
 
