@@ -111,6 +111,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             language=spec.card.language,
             cards_dir=cards_dir,
         )
+        legal.check_card(card, cards.MODEL_TEMPLATE)
         (dest / C.CARD_FILE).write_text(card)
         write_provenance(
             dest,

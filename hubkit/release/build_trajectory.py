@@ -148,6 +148,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         language=spec.card.language,
         cards_dir=cards_dir,
     )
+    legal.check_card(card, cards.TRAJECTORY_TEMPLATE)
     (dest / C.CARD_FILE).write_text(card)
     write_provenance(
         dest,
