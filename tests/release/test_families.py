@@ -240,3 +240,22 @@ def test_a_trajectory_ships_the_legal_files_at_its_root(project):
     assert card.data.license == "llama3.1"
     top, stanza = _split(card)
     assert "**Built with Llama**" in top and "https://llama.meta.com/llama3_1/use-policy/" in stanza
+
+
+def test_a_family_table_with_a_typo_or_no_default_is_refused(tmp_path):
+    good = (
+        "schema: hubkit.families/1\nfamilies:\n"
+        "  - {key: x, display: X, license: mit, stanza: s, repos: ['^x/'], required: [{name: LICENSE, from: x}]}\n"
+        "  - {key: d, display: D, license: null, stanza: s, default: true}\n"
+    )
+    path = tmp_path / "families.yaml"
+    path.write_text(good)
+    table = load_families(path)
+    assert [f.key for f in table] == ["x", "d"] and table[0].required[0].source == "x"
+    assert match_family("x/model", None, table).key == "x" and match_family("y/model", None, table).key == "d"
+    path.write_text(good.replace("stanza: s, repos", "stanza: s, repo"))
+    with pytest.raises(ReleaseError, match=r"families\[0\]\.repo"):
+        load_families.__wrapped__(path)
+    path.write_text(good.replace(", default: true", ""))
+    with pytest.raises(ReleaseError, match="default: true"):
+        load_families.__wrapped__(path)
