@@ -42,6 +42,19 @@ def _credit(side, ls: LoadedSpec) -> CorpusCredit | None:
     return ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
 
 
+def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
+    """The corpus credit of one table's sidecar, refused (naming the spec field to add) when unknown."""
+    credit = _credit(side, ls)
+    if credit is None:
+        key = corpus_key(side.corpus.name)
+        raise ReleaseError(
+            f"{ls.path}: field `corpora.{key}.license` is needed: {field_name} {table} comes from corpus "
+            f"{side.corpus.name!r}, whose sidecar records no licence; add "
+            f"`corpora: {{{key}: {{license: <id>, url: <where it is published>}}}}`"
+        )
+    return credit
+
+
 def training_data(ls: LoadedSpec) -> list[dict]:
     """``[{name, path, sha256, rows, corpus, license, url, attribution, labelers}]`` per training table.
 
@@ -60,14 +73,7 @@ def training_data(ls: LoadedSpec) -> list[dict]:
                 side = read_sidecar(path)
             except DataError as exc:
                 raise ReleaseError(f"{ls.path}: field `training_data[{i}]`: {exc}") from exc
-            credit = _credit(side, ls)
-            if credit is None:
-                key = corpus_key(side.corpus.name)
-                raise ReleaseError(
-                    f"{ls.path}: field `corpora.{key}.license` is needed: training table {Path(value).name} "
-                    f"comes from corpus {side.corpus.name!r}, whose sidecar records no licence; add "
-                    f"`corpora: {{{key}: {{license: <id>, url: <where it is published>}}}}`"
-                )
+            credit = credit_for(side, ls, "training table", Path(value).name)
             info.update(
                 corpus=credit.name or side.corpus.name,
                 license=credit.license,

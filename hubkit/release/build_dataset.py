@@ -10,6 +10,7 @@ from pathlib import Path
 from hubkit import constants as C
 from hubkit.provenance import git_state, sha256_file
 from hubkit.release import cards
+from hubkit.release.attribution import credit_for
 from hubkit.release.context import common_context
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.manifest import RepoTarget
@@ -19,7 +20,7 @@ from hubkit.release.spec import LoadedSpec
 DATA_DIR = "data"
 
 
-def _table(path: Path, side, info: dict, rel: str) -> dict:
+def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     """What the dataset card says about one table (sidecar blocks with the optional keys filled)."""
     import pyarrow.parquet as pq
 
@@ -33,7 +34,15 @@ def _table(path: Path, side, info: dict, rel: str) -> dict:
         "columns": list(pq.ParquetFile(str(path)).schema_arrow.names),
         "sha256": info["sha256"],
         "extraction": {**{"positions_per_doc": None}, **sd["extraction"]},
-        "corpus": {"sha256": None, "n_docs": None, **sd["corpus"]},
+        "corpus": {
+            "sha256": None,
+            "n_docs": None,
+            **sd["corpus"],
+            "title": credit.name or side.corpus.name,
+            "license": credit.license,
+            "url": credit.url,
+            "attribution": credit.attribution,
+        },
         "split": side.split
         and {"name": side.split.name, "seed": side.split.seed, "fractions": side.split.fractions},
         "labeling": side.labeling
@@ -93,7 +102,8 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
             "how": "copy",
         }
         configs.append({"split": re.sub(r"\W", "_", path.name[: -len(".parquet")]), "path": rel})
-        tables.append(_table(path, side, info, rel))
+        credit = credit_for(side, ls, f"data_files[{i}]", path.name)
+        tables.append(_table(path, side, info, rel, credit))
     total = sum(t["rows"] for t in tables)
     context = {
         **common_context(ls, git_state()),

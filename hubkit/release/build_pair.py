@@ -44,7 +44,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
     ev, eval_path = read_eval(ls, kind="pair")
-    honesty.check_required(ev, honesty.REQUIRED_PAIR, eval_path)
+    honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
     halves: dict[str, PlannedCheckpoint] = {}
     for role in spec.pushed_roles:
@@ -111,6 +111,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             language=spec.card.language,
             cards_dir=cards_dir,
         )
+        legal.check_card(card, cards.MODEL_TEMPLATE)
         (dest / C.CARD_FILE).write_text(card)
         write_provenance(
             dest,

@@ -69,7 +69,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
     ev, eval_path = read_eval(ls, kind="trajectory")
-    honesty.check_required(ev, honesty.REQUIRED_TRAJECTORY, eval_path)
+    honesty.check_card_figures(
+        ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
+    )
     names = [p["name"] for p in ev["figures"]["trajectory"]["checkpoints"]]
     check_corrections(ls, names)
     on_disk = sorted(
@@ -146,6 +148,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         language=spec.card.language,
         cards_dir=cards_dir,
     )
+    legal.check_card(card, cards.TRAJECTORY_TEMPLATE)
     (dest / C.CARD_FILE).write_text(card)
     write_provenance(
         dest,

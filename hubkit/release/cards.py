@@ -2,7 +2,7 @@
 
 Bodies are rendered from ``cards/*.md.j2`` in a jinja2 environment with ``StrictUndefined``: a figure
 the template names but eval.json lacks is an error, never an empty cell. Number filters (``f3``,
-``pct``, ``g2``) refuse ``None`` for the same reason. A user's ``--cards DIR`` is searched first, so
+``pct``, ``g2``, ``n`` for counts, ``t`` for text) refuse ``None`` for the same reason. A user's ``--cards DIR`` is searched first, so
 one template can be overridden and the others kept.
 
 Templates ship inside the package as ``hubkit/release/templates`` (a link to the top-level
@@ -48,6 +48,20 @@ def _number(fmt: str):
     return f
 
 
+def _count(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ReleaseError(f"a card template formats {value!r} as a count; eval.json lacks this figure")
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        raise ReleaseError("a card template prints a text figure that is null; eval.json lacks this figure")
+    return str(value)
+
+
 def _pct(value: Any) -> str:
     return _number("{:.1%}")(value)
 
@@ -76,6 +90,8 @@ def environment(cards_dir: str | Path | None = None):
         g2=_number("{:.2g}"),
         g4=_number("{:.4g}"),
         pct=_pct,
+        n=_count,
+        t=_text,
         short=lambda s: str(s)[:12],
     )
     return env

@@ -100,10 +100,23 @@ def _other(spec: ReleaseSpec, role: str) -> dict | None:
     }
 
 
+def code_url() -> str | None:
+    """hubkit's own home page, from its installed metadata (``[project.urls]``), when it declares one."""
+    import importlib.metadata
+
+    try:
+        meta = importlib.metadata.metadata("hubkit")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    urls = [u.split(",", 1)[-1].strip() for u in meta.get_all("Project-URL") or []]
+    return urls[0] if urls else meta.get("Home-page")
+
+
 def _code(ls: LoadedSpec, git: dict) -> dict:
     from hubkit.data.sidecar import hubkit_version
 
-    return {"url": ls.spec.card.code_url, "version": hubkit_version(), "commit": git.get("commit")}
+    url = ls.spec.card.code_url or code_url()
+    return {"url": url, "version": hubkit_version(), "commit": git.get("commit")}
 
 
 def common_context(ls: LoadedSpec, git: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,39 +72,8 @@ class Family:
         ).strip()
 
 
-@dataclass
-class _FileRow:
-    name: str
-    accept: list[str] = field(default_factory=list)
-    # `from` in YAML: where the file usually comes from, for the refusal message
-    source: str = ""
-
-
-@dataclass
-class _Row:
-    key: str
-    display: str
-    license: str | None
-    stanza: str
-    banner: str | None = None
-    name_prefix: str | None = None
-    license_name: str | None = None
-    license_link: str | None = None
-    license_url: str | None = None
-    use_policy_url: str | None = None
-    repos: list[str] = field(default_factory=list)
-    model_types: list[str] = field(default_factory=list)
-    check_types: list[str] = field(default_factory=list)
-    required: list[_FileRow] = field(default_factory=list)
-    optional: list[_FileRow] = field(default_factory=list)
-    default: bool = False
-
-
-def _files(rows: list[_FileRow]) -> tuple[LegalFile, ...]:
-    return tuple(LegalFile(r.name, r.source, tuple(r.accept)) for r in rows)
-
-
 def _file_rows(raw: Any) -> Any:
+    """YAML's `from` (where a file usually comes from) is the dataclass field `source`."""
     if isinstance(raw, list):
         return [{("source" if k == "from" else k): v for k, v in item.items()} for item in raw]
     return raw
@@ -119,38 +88,15 @@ def load_families(path: str | Path = FAMILIES_FILE) -> tuple[Family, ...]:
         raise ReleaseError(f"{path}: field `schema` must be {FAMILIES_SCHEMA!r}")
     out: list[Family] = []
     for i, raw in enumerate(data.get("families") or []):
-        raw = {
-            **raw,
-            "required": _file_rows(raw.get("required")),
-            "optional": _file_rows(raw.get("optional")),
-        }
-        raw = {k: v for k, v in raw.items() if v is not None or k in ("license",)}
+        raw = {**raw, "required": _file_rows(raw.get("required")), "optional": _file_rows(raw.get("optional"))}
+        raw = {k: v for k, v in raw.items() if v is not None or k == "license"}
         try:
-            row = from_dict(_Row, raw, str(path), prefix=f"families[{i}].")
-        except SchemaError as exc:
-            raise ReleaseError(str(exc)) from exc
-        for pattern in row.repos:
-            re.compile(pattern)
-        out.append(
-            Family(
-                key=row.key,
-                display=row.display,
-                license=row.license,
-                stanza=row.stanza,
-                banner=row.banner,
-                name_prefix=row.name_prefix,
-                license_name=row.license_name,
-                license_link=row.license_link,
-                license_url=row.license_url,
-                use_policy_url=row.use_policy_url,
-                repos=tuple(row.repos),
-                model_types=tuple(row.model_types),
-                check_types=tuple(row.check_types or row.model_types),
-                required=_files(row.required),
-                optional=_files(row.optional),
-                default=row.default,
-            )
-        )
+            fam = from_dict(Family, raw, str(path), prefix=f"families[{i}].")
+            for pattern in fam.repos:
+                re.compile(pattern)
+        except (SchemaError, re.error) as exc:
+            raise ReleaseError(f"{path}: families[{i}]: {exc}") from exc
+        out.append(replace(fam, check_types=tuple(fam.check_types or fam.model_types)))
     keys = [f.key for f in out]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     defaults = [f.key for f in out if f.default]

@@ -19,81 +19,35 @@ from hubkit import constants as C
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.release.errors import HonestyError
 
-# Figures a pair/half card prints (dotted paths into eval.json). `*` walks every list item.
-REQUIRED_PAIR: tuple[str, ...] = (
+# Figures the release code itself reads from eval.json (the model-index, the meta checks, the hash
+# checks). What the card templates read is derived from the templates in use (`hubkit.release.figures`).
+CODE_READS_PAIR: tuple[str, ...] = (
     "nla.base_model",
     "nla.layer",
     "nla.d_model",
-    "seed",
-    "generation.max_new_tokens",
+    "nla.injection.scheme",
     "inputs.table.sha256",
-    "inputs.table.rows_evaluated",
-    "figures.round_trip.statuses",
-    "figures.round_trip.n_excluded",
-    "figures.round_trip.all.n",
+    "inputs.table.rows_total",
     "figures.round_trip.all.cos.mean",
-    "figures.round_trip.all.cos.ci_low",
-    "figures.round_trip.all.cos.ci_high",
-    "figures.round_trip.all.cos.std",
-    "figures.round_trip.all.cos.median",
-    "figures.round_trip.all.cos.min",
-    "figures.round_trip.all.cos.max",
-    "figures.round_trip.all.nmse.mean",
     "figures.round_trip.all.fve.value",
-    "figures.round_trip.all.fve.ci_low",
-    "figures.round_trip.all.fve.ci_high",
-    "figures.round_trip.all.fve.baseline_b",
-    "figures.round_trip.valid_only.n",
-    "figures.noise_floor.mean",
+    "figures.round_trip.all.nmse.mean",
     "figures.noise_floor.p95",
     "figures.noise_floor.frac_above",
-    "figures.content_sensitivity.av.verdict",
-    "figures.content_sensitivity.av.real.mean",
-    "figures.content_sensitivity.av.controls.*.name",
-    "figures.content_sensitivity.av.controls.*.cos.mean",
-    "figures.content_sensitivity.av.controls.*.delta.mean",
-    "figures.content_sensitivity.av.controls.*.delta.ci_low",
-    "figures.content_sensitivity.av.controls.*.delta.ci_high",
-    "figures.identification.n",
     "figures.identification.top.*.k",
     "figures.identification.top.*.accuracy",
     "figures.identification.top.*.chance",
-    "figures.identification.top.*.hits",
-    "figures.identification.top.*.p_value",
-    "figures.identification.mean_rank",
-    "figures.identification.chance_mean_rank",
-    "figures.diversity.n",
-    "figures.diversity.distinct",
     "figures.diversity.distinct_frac",
-    "figures.diversity.distinct_stems_frac",
-    "figures.diversity.n_empty",
-    "figures.diversity.mean_words",
-    "verdicts.reads_vectors",
-    "verdicts.ar_content",
 )
-
-REQUIRED_TRAJECTORY: tuple[str, ...] = (
+CODE_READS_TRAJECTORY: tuple[str, ...] = (
     "nla.base_model",
     "nla.layer",
     "nla.d_model",
-    "seed",
     "inputs.table.sha256",
-    "figures.trajectory.loss_curve.steps",
-    "figures.trajectory.loss_curve.losses",
     "figures.trajectory.checkpoints.*.name",
     "figures.trajectory.checkpoints.*.av.files",
     "figures.trajectory.checkpoints.*.ar.files",
     "figures.trajectory.checkpoints.*.cos.mean",
-    "figures.trajectory.checkpoints.*.cos.ci_low",
-    "figures.trajectory.checkpoints.*.cos.ci_high",
-    "figures.trajectory.checkpoints.*.cos.n",
-    "figures.trajectory.checkpoints.*.n_excluded",
-    "figures.trajectory.checkpoints.*.noise_floor_p95",
-    "figures.trajectory.checkpoints.*.frac_above_floor",
     "figures.trajectory.checkpoints.*.identification.top1",
-    "figures.trajectory.checkpoints.*.identification.chance_top1",
-    "figures.trajectory.checkpoints.*.ar_content",
-    "figures.trajectory.checkpoints.*.distinct_frac",
 )
 
 _MISSING = object()
@@ -116,17 +70,49 @@ def _walk(data: Any, parts: list[str], done: str) -> list[tuple[str, Any]]:
     return _walk(data[head], rest, f"{done}.{head}".lstrip("."))
 
 
-def check_required(data: dict, required: tuple[str, ...], eval_path: str | Path) -> None:
-    """Refuse when a figure the card prints is absent, null or an empty list in eval.json."""
+def check_required(
+    data: dict,
+    required: tuple[str, ...],
+    eval_path: str | Path,
+    template: str | None = None,
+    allow_null: bool = False,
+) -> None:
+    """Refuse when a figure the card prints is absent, null or an empty list in eval.json.
+
+    With `allow_null`, only absence is refused (a figure the template tests for ``none``).
+    """
     for dotted in required:
         for where, value in _walk(data, dotted.split("."), ""):
-            if value is _MISSING or value is None or value == []:
+            bad = value is _MISSING or (not allow_null and (value is None or value == []))
+            if bad:
                 state = "missing" if value is _MISSING else "null" if value is None else "an empty list"
-                raise HonestyError(
-                    f"{eval_path}: required figure `{where}` is {state}; the card would print an empty or "
-                    "invented number. Re-run `hubkit eval` on enough rows (this hubkit writes every figure), "
-                    "or release without this eval"
+                what = (
+                    f"card template {template} reads `{where}`, which"
+                    if template
+                    else f"required figure `{where}`"
                 )
+                raise HonestyError(
+                    f"{eval_path}: {what} is {state}; the card would print an empty or invented number. "
+                    "Re-run `hubkit eval` on enough rows (this hubkit writes every figure), or release "
+                    "without this eval"
+                )
+
+
+def check_card_figures(
+    data: dict,
+    eval_path: str | Path,
+    template: str,
+    code_reads: tuple[str, ...],
+    cards_dir: str | Path | None = None,
+) -> None:
+    """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
+    from hubkit.release import cards
+    from hubkit.release.figures import template_reads
+
+    check_required(data, code_reads, eval_path)
+    reads = template_reads(cards.environment(cards_dir), template)
+    check_required(data, tuple(reads.required), eval_path, template)
+    check_required(data, tuple(reads.present), eval_path, template, allow_null=True)
 
 
 def check_hashes(

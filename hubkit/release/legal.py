@@ -14,6 +14,7 @@ from pathlib import Path
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
 from hubkit.release import families as F
+from hubkit.release.errors import ReleaseError
 from hubkit.release.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ class LegalPlan:
             "stanza": fam.stanza_text(self.license),
             "files": sorted(self.files),
         }
+
+    def check_card(self, card: str, template: str) -> None:
+        """A card must print the family's banner (the Llama licences ask for it to be displayed)."""
+        if self.family.banner and self.family.banner not in card:
+            raise ReleaseError(
+                f"card template {template} does not print {self.family.banner!r}, which the {self.family.display} "
+                "licence asks every derivative to display; add `{{ legal.banner }}` to the template"
+            )
 
     def card_header(self) -> dict:
         """``license`` (and ``license_name``/``license_link`` for an ``other`` licence) for ModelCardData."""

@@ -171,3 +171,17 @@ def test_optional_eval_sections_render_through_the_partial(smol, tmp_path):
         build_bundle(spec, smol["root"] / "out", cards_dir=cards).root / "av" / "README.md"
     ).text
     assert "### Paraphrase" not in body  # a report without the sections does not include the partial
+
+
+def test_the_code_link_comes_from_the_spec(smol):
+    from .conftest import CARD
+
+    body = _build(
+        smol,
+        card={
+            **CARD,
+            "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "code_url": "https://example.org/hubkit",
+        },
+    )
+    assert "Training and inference code: [hubkit](https://example.org/hubkit)" in body

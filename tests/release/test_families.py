@@ -198,3 +198,64 @@ def test_the_packaged_table_is_valid():
         assert fam.license in (None, "other") or "/" not in fam.license
         if fam.license == "other":
             assert fam.license_name and fam.license_link
+
+
+def test_a_custom_card_without_the_banner_is_refused(tmp_path, family_worlds):
+    proj = family_project(tmp_path, family_worlds("llama"))
+    for name in ("LICENSE", "USE_POLICY.md", "NOTICE"):
+        (proj["base"] / name).write_text(f"{name}\n")
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "model.md.j2").write_text("# {{ repo_id }}\n\n{{ legal.stanza }}\n")
+    spec = _spec(proj, "meta-llama/Llama-3.3-70B-Instruct", "Llama-3.3-tiny")
+    with pytest.raises(ReleaseError) as exc:
+        build_bundle(spec, proj["root"] / "out", cards_dir=cards)
+    assert "does not print 'Built with Llama'" in _one_line(exc)
+    (cards / "model.md.j2").write_text("# {{ repo_id }}\n\n{{ legal.banner }}\n")
+    body = ModelCard.load(
+        build_bundle(spec, proj["root"] / "out", cards_dir=cards).root / "av" / "README.md"
+    ).text
+    assert "Built with Llama" in body
+
+
+def test_a_trajectory_ships_the_legal_files_at_its_root(project):
+    from .conftest import trajectory_spec
+
+    legal = project["root"] / "legal"
+    legal.mkdir()
+    for name in ("LICENSE", "USE_POLICY.md", "NOTICE"):
+        (legal / name).write_text(f"{name} of Llama 3.1\n")
+    spec = trajectory_spec(
+        project,
+        repos={"trajectory": "hubkit-org/Llama-3.1-tiny-av-trajectory", "ar": "hubkit-org/Llama-3.1-tiny-ar"},
+        license=None,
+        card={**CARD, "base_model": "meta-llama/Llama-3.1-8B-Instruct"},
+        legal_files={name: f"legal/{name}" for name in ("LICENSE", "USE_POLICY.md", "NOTICE")},
+    )
+    folder = build_bundle(spec, project["root"] / "out").root / "trajectory"
+    for name in ("LICENSE", "USE_POLICY.md", "NOTICE"):
+        assert _sha(folder / name) == _sha(legal / name)
+        assert not (folder / "step_000001" / name).exists()
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "llama3.1"
+    top, stanza = _split(card)
+    assert "**Built with Llama**" in top and "https://llama.meta.com/llama3_1/use-policy/" in stanza
+
+
+def test_a_family_table_with_a_typo_or_no_default_is_refused(tmp_path):
+    good = (
+        "schema: hubkit.families/1\nfamilies:\n"
+        "  - {key: x, display: X, license: mit, stanza: s, repos: ['^x/'], required: [{name: LICENSE, from: x}]}\n"
+        "  - {key: d, display: D, license: null, stanza: s, default: true}\n"
+    )
+    path = tmp_path / "families.yaml"
+    path.write_text(good)
+    table = load_families(path)
+    assert [f.key for f in table] == ["x", "d"] and table[0].required[0].source == "x"
+    assert match_family("x/model", None, table).key == "x" and match_family("y/model", None, table).key == "d"
+    path.write_text(good.replace("stanza: s, repos", "stanza: s, repo"))
+    with pytest.raises(ReleaseError, match=r"families\[0\]\.repo"):
+        load_families.__wrapped__(path)
+    path.write_text(good.replace(", default: true", ""))
+    with pytest.raises(ReleaseError, match="default: true"):
+        load_families.__wrapped__(path)
