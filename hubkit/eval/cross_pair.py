@@ -30,6 +30,7 @@ from hubkit.eval.identification import TopK, from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
 from hubkit.eval.records import nla_record, table_record
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.trained_on import from_halves
 from hubkit.meta import NLAMeta, check_compatible
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,8 @@ def evaluate_cross_pair(
         for n, h in hs.items()
         if not hasattr(h, "meta")
     }
-    ov = check_overlap(tbl, train_tables, force_overlap)
+    trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
+    ov = check_overlap(tbl, train_tables, force_overlap, trained)
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
     gen = generation or Generation()

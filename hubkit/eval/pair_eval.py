@@ -29,6 +29,7 @@ from hubkit.eval.records import checkpoint_records, nla_record, table_record
 from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, output_record
 from hubkit.eval.results_file import save_results
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.trained_on import from_halves, record_folders
 from hubkit.meta import check_compatible
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,12 @@ def evaluate_pair(
     check_against_meta(tbl, pair.av.meta)
     if extras is not None:
         extras.check(pair, tbl)
-    ov = overlap if overlap is not None else check_overlap(tbl, train_tables, force_overlap)
+    if overlap is None:
+        folders = record_folders(checkpoints)  # the folders' metas (and runs) when given, else the loaded metas
+        trained = from_halves({n: folders.get(n) or h for n, h in (("av", pair.av), ("ar", pair.ar))})
+        trained += extras.trained_on() if extras is not None else []
+        overlap = check_overlap(tbl, train_tables, force_overlap, trained)
+    ov = overlap
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
     gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p)

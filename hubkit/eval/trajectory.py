@@ -18,6 +18,7 @@ from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.records import base_record, load_pair, nla_record
 from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
 from hubkit.eval.table import EvalTable
+from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
@@ -118,7 +119,12 @@ def evaluate_trajectory(
     run_dir = Path(run_dir)
     plan = _plan(run_dir, av, ar)
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
-    ov = check_overlap(tbl, train_tables, force_overlap)
+    trained = [
+        r
+        for _, av_dir, ar_dir in plan
+        for r in from_halves({f"AV {av_dir.name}": av_dir, f"AR {ar_dir.name}": ar_dir})
+    ]
+    ov = check_overlap(tbl, train_tables, force_overlap, trained)
     out = Path(out_dir) if out_dir is not None else None
     # The fixed half and the base are hashed once, not once per checkpoint.
     fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
