@@ -158,14 +158,20 @@ def test_pair_eval_with_every_section(tmp_path, halves, vectors, server_labeler)
     assert f"| every claim | {ca['delta']['n']} | {ca['delta']['mean']:.4f}" in text
     assert f"| **this AV** | {own['cos']['mean']:.3f} / {own['fve']['value']:.3f} /" in text
     assert text.count("### ") == 3
+    assert render_extras(data, tmp_path / "cards", include=True).strip() == text.strip()  # included the same
 
 
-def render_extras(ev: dict, cards_dir) -> str:
-    """The partial rendered the way a release card includes it (strict: a missing figure is an error)."""
+def render_extras(ev: dict, cards_dir, include: bool = False) -> str:
+    """The partial rendered the way a release card uses it (strict: a missing figure is an error)."""
     from hubkit.release.cards import render_body
 
     cards_dir.mkdir(exist_ok=True)
-    (cards_dir / "card.md.j2").write_text('{% import "eval_extras.md.j2" as X %}{{ X.sections(ev) }}')
+    body = (
+        '{% include "eval_extras.md.j2" %}'
+        if include
+        else '{% import "eval_extras.md.j2" as X %}{{ X.sections(ev) }}'
+    )
+    (cards_dir / "card.md.j2").write_text(body)
     return render_body("card.md.j2", {"ev": ev}, cards_dir)
 
 
