@@ -228,6 +228,7 @@ def evaluate_cross_pair(
     from hubkit.eval.overlap import check_overlap
     from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
     from hubkit.eval.results_file import save_results
+    from hubkit.eval.sections import CrossPairFigures, NoVerdicts
 
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
@@ -263,8 +264,8 @@ def evaluate_cross_pair(
             "checkpoints": {k: checkpoint_record(p) for k, p in folders.items()},
         },
         overlap=asdict(ov),
-        figures={"cross_pair": cp},
-        verdicts={},
+        figures=CrossPairFigures(cp),
+        verdicts=NoVerdicts(),
         timing={"rows": len(sel), "cells": len(cp.cells)},
     )
     if out_dir is not None:
