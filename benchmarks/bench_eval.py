@@ -218,7 +218,7 @@ def main() -> None:
         )
 
         vectors = torch.tensor(np.stack([r[3] for r in rows]), dtype=torch.float32)
-        cs = rep.figures["content_sensitivity"]["av"]
+        cs = rep.figures.content_sensitivity.av
         controls = {k: v for k, v in cs.texts.items() if k != "other_row"}
         t0 = time.perf_counter()
         texts, cos, figs, loop_timing = per_row_loop(
@@ -240,9 +240,9 @@ def main() -> None:
         )
         print(
             f"mean cos batched {bcos.mean():.4f} vs loop {cos.mean():.4f}; statuses "
-            f"{rep.figures['round_trip']['statuses']}"
+            f"{rep.figures.round_trip.statuses}"
         )
-        print(f"verdicts: {rep.verdicts['note']}")
+        print(f"verdicts: {rep.verdicts.note}")
 
         if not args.skip_cli:
             from click.testing import CliRunner

@@ -124,10 +124,10 @@ def cross_headline(cp) -> str:
     return "\n".join(lines)
 
 
-def extras_headline(figures: dict) -> list[str]:
+def extras_headline(figures) -> list[str]:
     """Headline lines of the optional sections present in a pair report."""
     lines = []
-    ps = figures.get("paraphrase")
+    ps = figures.paraphrase
     if ps is not None:
         d = ps.delta
         ci = f" [{d.ci_low:.4f}, {d.ci_high:.4f}]" if d.ci_low is not None else ""
@@ -136,13 +136,13 @@ def extras_headline(figures: dict) -> list[str]:
             f"paraphrase ({ps.labeler}): cos change {mean}{ci} on {ps.n_used}/{ps.n} rows {ps.statuses}; "
             f"top-1 flips {ps.flips[0].flip_share:.1%}; {ps.verdict}"
         )
-    ca = figures.get("claim_ablation")
+    ca = figures.claim_ablation
     if ca is not None and ca.delta.mean is not None:
         lines.append(
             f"claim ablation: {ca.n_claims} claims, mean cosine carried {ca.delta.mean:+.4f}; "
             + ", ".join(f"pos {g.index}: {g.delta.mean:+.4f}" for g in ca.by_index)
         )
-    cp = figures.get("cross_pair")
+    cp = figures.cross_pair
     if cp is not None:
         lines.append(cross_headline(cp))
     return lines

@@ -149,15 +149,15 @@ def eval_command(
             plots=not no_plots,
             **common,
         )
-        traj = report.figures["trajectory"]
-        for p in traj["checkpoints"]:
+        traj = report.figures.trajectory
+        for p in traj.checkpoints:
             click.echo(
-                f"{p['name']}: cos {p['cos']['mean']:.4f} floor {p['noise_floor_p95']:.4f} "
-                f"top1 {p['identification']['top1']:.3f} (chance {p['identification']['chance_top1']:.3f})"
+                f"{p.name}: cos {p.cos.mean:.4f} floor {p.noise_floor_p95:.4f} "
+                f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f})"
             )
-        tr = traj["trend"]
+        tr = traj.trend
         click.echo(
-            f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj["trend_note"]
+            f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj.trend_note
         )
     elif av_dir is None and ar_dir is None and cross_avs and cross_ars:
         from hubkit.eval.cross_pair import evaluate_cross_pair
@@ -180,7 +180,7 @@ def eval_command(
             dtype=dtype,
             plots=not no_plots,
         )
-        click.echo(cross_headline(report.figures["cross_pair"]))
+        click.echo(cross_headline(report.figures.cross_pair))
     else:
         if av_dir is None or ar_dir is None:
             raise click.UsageError(
@@ -230,14 +230,14 @@ def eval_command(
 def headline(report) -> str:
     """A few lines a human reads first: round trip with and without unparsed outputs, floor, controls, identification."""
     f = report.figures
-    rt = f["round_trip"]
+    rt = f.round_trip
     lines = []
-    for key, label in (("all", "all rows"), ("valid_only", "parsed only")):
-        c = rt[key]["cos"]
+    for block, label in ((rt.all, "all rows"), (rt.valid_only, "parsed only")):
+        c = block.cos
         if c.mean is None:
             lines.append(f"round trip ({label}): n=0")
             continue
-        fv = rt[key]["fve"]
+        fv = block.fve
         ci = f" [{c.ci_low:.4f}, {c.ci_high:.4f}]" if c.ci_low is not None else ""
         fve_txt = (
             f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})" if fv is not None and fv.value is not None else ""
@@ -246,20 +246,20 @@ def headline(report) -> str:
             f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci} ± {c.std or 0:.4f}, "
             f"median {c.median:.4f}{fve_txt}"
         )
-    fl = f["noise_floor"]
+    fl = f.noise_floor
     lines.append(
         f"noise floor p95 {fl.p95:.4f} (mismatched mean {fl.mean:.4f}); {fl.frac_above:.1%} of rows above; "
-        f"{rt['n_excluded']} unparsed AV outputs {rt['statuses']}"
+        f"{rt.n_excluded} unparsed AV outputs {rt.statuses}"
     )
-    cs = f["content_sensitivity"]["av"]
+    cs = f.content_sensitivity.av
     deltas = ", ".join(f"{c.name} {c.delta.mean:+.4f}" for c in cs.controls)
     lines.append(f"AR content sensitivity: {cs.verdict} (real − control: {deltas})")
-    t1, t5 = f["identification"].at(1), f["identification"].at(5)
+    t1, t5 = f.identification.at(1), f.identification.at(5)
     lines.append(
         f"identification: top-1 {t1.accuracy:.3f} (chance {t1.chance:.3f}), top-5 {t5.accuracy:.3f} "
-        f"(chance {t5.chance:.3f}); reads vectors: {report.verdicts['reads_vectors']}"
+        f"(chance {t5.chance:.3f}); reads vectors: {report.verdicts.reads_vectors}"
     )
-    d = f["diversity"]
+    d = f.diversity
     lines.append(f"diversity: {d.distinct}/{d.n} distinct explanations, {d.distinct_stems} distinct openings")
     lines += extras_headline(f)
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from hubkit.eval.identification import TopK, from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
 from hubkit.eval.records import nla_record, table_record
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.trained_on import from_halves
 from hubkit.meta import NLAMeta, check_compatible
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ def evaluate_cross_pair(
     from hubkit.eval.overlap import check_overlap
     from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
     from hubkit.eval.results_file import save_results
+    from hubkit.eval.sections import CrossPairFigures, NoVerdicts
 
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
@@ -237,7 +239,8 @@ def evaluate_cross_pair(
         for n, h in hs.items()
         if not hasattr(h, "meta")
     }
-    ov = check_overlap(tbl, train_tables, force_overlap)
+    trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
+    ov = check_overlap(tbl, train_tables, force_overlap, trained)
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
     gen = generation or Generation()
@@ -261,8 +264,8 @@ def evaluate_cross_pair(
             "checkpoints": {k: checkpoint_record(p) for k, p in folders.items()},
         },
         overlap=asdict(ov),
-        figures={"cross_pair": cp},
-        verdicts={},
+        figures=CrossPairFigures(cp),
+        verdicts=NoVerdicts(),
         timing={"rows": len(sel), "cells": len(cp.cells)},
     )
     if out_dir is not None:

@@ -19,6 +19,7 @@ from hubkit.eval.cross_pair import CrossPair, Half, check_cross, cross_pair_matr
 from hubkit.eval.generation import Generation
 from hubkit.eval.paraphrase import ParaphraseSensitivity, paraphrase_sensitivity
 from hubkit.eval.table import EvalTable
+from hubkit.eval.trained_on import TrainedOn, from_halves
 
 if TYPE_CHECKING:
     from hubkit.data.labelers import Labeler
@@ -61,6 +62,12 @@ class Extras:
         """
         if self.cross:
             check_cross(*self._halves(pair), table)
+
+    def trained_on(self) -> list[TrainedOn]:
+        """What the cross-pair halves (besides the pair's own) name as their training tables."""
+        halves = {f"cross AV {n}": h for n, h in self.cross_avs.items()}
+        halves |= {f"cross AR {n}": h for n, h in self.cross_ars.items()}
+        return from_halves(halves)
 
     def run(
         self,

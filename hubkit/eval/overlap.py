@@ -1,24 +1,36 @@
 """Held-out or not: the eval table's documents against every training document hubkit can find.
 
-Training documents come from the tables given (``--train-table``) and from the eval table's sidecar
-(the other splits' ``split.doc_ids``, or a flat ``train_doc_ids`` list). Overlap is refused unless forced,
-and eval.json records what was compared.
+Training documents come from three places, all consulted every time:
+
+- the tables given (``--train-table``);
+- the eval table's sidecar: every split's ``split.doc_ids`` except the held-out ``eval`` split (so a
+  table whose own split is ``av_sft``, ``ar_sft`` or ``rl`` is a training table), or a flat
+  ``train_doc_ids`` list;
+- the checkpoints (`hubkit.eval.trained_on`): an eval table whose sha256 is a recorded training table's
+  is all training rows; a training table the checkpoints' runs name is read for its documents.
+
+Overlap is refused unless forced, and eval.json records what was compared (``doc_level`` says whether
+documents were compared, not only file hashes).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hubkit.errors import DataError
 from hubkit.eval.table import EvalTable
+from hubkit.eval.trained_on import TrainedOn, merge
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
 # Flat sidecar keys that may list the documents the NLA was trained on (besides `split.doc_ids`).
 TRAIN_ID_KEYS = ("train_doc_ids", "training_doc_ids")
+# The data pipeline's held-out split (hubkit.data.tables.SPLITS); every other split is training data.
+HELD_OUT_SPLIT = "eval"
 
 
 @dataclass
@@ -32,6 +44,7 @@ class Overlap:
     n_overlap_rows: int
     examples: list[str]
     forced: bool
+    doc_level: bool = False  # documents compared (not only the table's sha256 against recorded ones)
 
 
 def train_doc_ids(path: str | Path) -> set[str]:
@@ -53,13 +66,16 @@ def train_doc_ids(path: str | Path) -> set[str]:
 
 
 def sidecar_train_ids(sidecar: dict) -> dict[str, set[str]]:
-    """Training doc ids a sidecar lists: the other splits' ``split.doc_ids`` (hubkit.data), or a flat list."""
+    """Training doc ids a sidecar lists: every split's ``split.doc_ids`` but the held-out one, or a flat list.
+
+    A table whose own split is a training split (``av_sft``, ``ar_sft``, ``rl``) thereby lists its own
+    documents: it is training data, whatever name it is evaluated under.
+    """
     out: dict[str, set[str]] = {}
     split = sidecar.get("split")
     if isinstance(split, dict) and isinstance(split.get("doc_ids"), dict):
-        own = split.get("name")
         for name, ids in split["doc_ids"].items():
-            if name != own and isinstance(ids, list):
+            if name != HELD_OUT_SPLIT and isinstance(ids, list):
                 out[f"split.doc_ids.{name}"] = {str(d) for d in ids}
     for key in TRAIN_ID_KEYS:
         if isinstance(sidecar.get(key), list):
@@ -67,10 +83,30 @@ def sidecar_train_ids(sidecar: dict) -> dict[str, set[str]]:
     return out
 
 
-def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Overlap:
-    """Compare eval `doc_id`s with the training tables' (and any the sidecar lists); refuse overlap unless forced."""
+def check_overlap(
+    table: EvalTable, train_tables=(), force: bool = False, trained: Sequence[TrainedOn] = ()
+) -> Overlap:
+    """Compare eval `doc_id`s with every training document known; refuse overlap unless forced.
+
+    `trained` is what the checkpoints name (`hubkit.eval.trained_on.trained_on`).
+    """
     sources: list[dict] = []
     train: set[str] = set()
+    doc_level = False
+    for rec in merge(trained):
+        src = {"checkpoint": rec.checkpoint, "stage": rec.stage, "data_sha256": rec.data_sha256}
+        if rec.data_sha256 is not None and rec.data_sha256 == table.sha256:
+            ids = set(table.doc_ids)  # the eval table is this checkpoint's training table
+            sources.append({**src, "matched": "eval table sha256", "n_docs": len(ids)})
+            train |= ids
+            doc_level = True
+        elif rec.data_path is not None:
+            ids = train_doc_ids(rec.data_path)
+            sources.append({**src, "path": rec.data_path, "n_docs": len(ids)})
+            train |= ids
+            doc_level = True
+        elif rec.data_sha256 is not None:
+            sources.append({**src, "matched": None, "n_docs": None})  # compared by sha256 only
     for p in train_tables:
         ids = train_doc_ids(p)
         p = Path(p)
@@ -78,21 +114,30 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
             {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)}
         )
         train |= ids
+        doc_level = True
     for key, listed in sidecar_train_ids(table.sidecar or {}).items():
         sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
         train |= listed
+        doc_level = True
     if not sources:
         log.warning(
-            "no training tables given: the eval table's overlap with training documents is NOT checked"
+            "no training tables given or named by the checkpoints: the eval table's overlap with training "
+            "documents is NOT checked"
         )
         return Overlap(False, [], 0, 0, 0, [], force)
+    if not doc_level:
+        log.warning(
+            "the checkpoints name their training tables only by sha256 (not found beside their runs): the eval "
+            "table is not one of them, but its documents were not compared; pass --train-table"
+        )
     eval_docs = set(table.doc_ids)
     both = sorted(eval_docs & train)
     n_rows = sum(1 for d in table.doc_ids if d in train)
     if both and not force:
         raise DataError(
             f"{table.path}: {len(both)} of its {len(eval_docs)} documents ({n_rows} rows) are training documents "
-            f"(e.g. {both[:5]}); held-out numbers need a held-out table. Split by document, or pass "
+            f"(e.g. {both[:5]}; compared with {_names(sources)}); held-out numbers need a held-out table. "
+            "Evaluate on the held-out split (split by document), or pass "
             "force_overlap=True / --force-overlap to evaluate anyway (eval.json records it)"
         )
     if both:
@@ -101,4 +146,18 @@ def check_overlap(table: EvalTable, train_tables=(), force: bool = False) -> Ove
             len(both),
             n_rows,
         )
-    return Overlap(True, sources, len(train), len(both), n_rows, both[:10], force)
+    return Overlap(True, sources, len(train), len(both), n_rows, both[:10], force, doc_level)
+
+
+def _names(sources: list[dict]) -> str:
+    """Short names of what was compared, for the error message."""
+    out = []
+    for s in sources:
+        if "checkpoint" in s:
+            what = "its training table" if s.get("matched") else "training table"
+            out.append(f"checkpoint {s['checkpoint']} ({s.get('stage')}) {what}")
+        elif "sidecar" in s:
+            out.append(f"sidecar {s['key']}")
+        else:
+            out.append(str(s["path"]))
+    return ", ".join(out[:4]) + (" …" if len(out) > 4 else "")

@@ -28,7 +28,17 @@ from hubkit.eval.overlap import Overlap, check_overlap
 from hubkit.eval.records import checkpoint_records, nla_record, table_record
 from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, output_record
 from hubkit.eval.results_file import save_results
+from hubkit.eval.sections import (
+    ContentSensitivities,
+    FloorShare,
+    PairFigures,
+    RoundTrip,
+    RoundTripAll,
+    RoundTripBlock,
+    Verdicts,
+)
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.trained_on import from_halves, record_folders
 from hubkit.meta import check_compatible
 
 log = logging.getLogger(__name__)
@@ -37,15 +47,17 @@ log = logging.getLogger(__name__)
 ID_ALPHA = 0.01
 
 
-def _round_trip_block(v, v_hat, cos, nmse, mask, n_boot: int, seed: int) -> dict:
+def _round_trip_block(
+    v, v_hat, cos, nmse, mask, n_boot: int, seed: int, cls=RoundTripBlock
+) -> RoundTripBlock:
     if mask.sum() == 0:
-        return {"n": 0, "cos": summarize([]), "nmse": summarize([]), "fve": None}
-    return {
-        "n": int(mask.sum()),
-        "cos": summarize(cos[mask], n_boot=n_boot, seed=seed),
-        "nmse": summarize(nmse[mask], n_boot=n_boot, seed=seed + 1),
-        "fve": fve(v[mask], v_hat[mask], n_boot=n_boot, seed=seed + 2),
-    }
+        return cls(n=0, cos=summarize([]), nmse=summarize([]), fve=None)
+    return cls(
+        n=int(mask.sum()),
+        cos=summarize(cos[mask], n_boot=n_boot, seed=seed),
+        nmse=summarize(nmse[mask], n_boot=n_boot, seed=seed + 1),
+        fve=fve(v[mask], v_hat[mask], n_boot=n_boot, seed=seed + 2),
+    )
 
 
 def evaluate_pair(
@@ -84,7 +96,14 @@ def evaluate_pair(
     check_against_meta(tbl, pair.av.meta)
     if extras is not None:
         extras.check(pair, tbl)
-    ov = overlap if overlap is not None else check_overlap(tbl, train_tables, force_overlap)
+    if overlap is None:
+        folders = record_folders(
+            checkpoints
+        )  # the folders' metas (and runs) when given, else the loaded metas
+        trained = from_halves({n: folders.get(n) or h for n, h in (("av", pair.av), ("ar", pair.ar))})
+        trained += extras.trained_on() if extras is not None else []
+        overlap = check_overlap(tbl, train_tables, force_overlap, trained)
+    ov = overlap
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
     gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p)
@@ -140,25 +159,24 @@ def evaluate_pair(
     div = diversity(texts)
     t_stats = time.perf_counter() - t0
 
-    round_trip = {
-        "statuses": statuses,
-        "n_excluded": int((~ok).sum()),
-        "excluded_means": "AV outputs whose status is not `ok`: empty, or no parsable <explanation> tags",
-        "all": _round_trip_block(vn, v_hat, cos, nmse, np.ones_like(ok), n_boot, seed),
-        "valid_only": _round_trip_block(vn, v_hat, cos, nmse, ok, n_boot, seed),
-        "frac_above_floor": {
-            "all": floor.frac_above,
-            "valid_only": float(np.mean(cos[ok] > floor.p95)) if ok.any() else None,
-        },
-    }
-    figures = {
-        "round_trip": round_trip,
-        "noise_floor": floor,
-        "content_sensitivity": {"av": cs, "reference": cs_ref},
-        "identification": ident,
-        "diversity": div,
+    round_trip = RoundTrip(
+        statuses=statuses,
+        n_excluded=int((~ok).sum()),
+        excluded_means="AV outputs whose status is not `ok`: empty, or no parsable <explanation> tags",
+        all=_round_trip_block(vn, v_hat, cos, nmse, np.ones_like(ok), n_boot, seed, RoundTripAll),
+        valid_only=_round_trip_block(vn, v_hat, cos, nmse, ok, n_boot, seed),
+        frac_above_floor=FloorShare(
+            all=floor.frac_above, valid_only=float(np.mean(cos[ok] > floor.p95)) if ok.any() else None
+        ),
+    )
+    figures = PairFigures(
+        round_trip=round_trip,
+        noise_floor=floor,
+        content_sensitivity=ContentSensitivities(av=cs, reference=cs_ref),
+        identification=ident,
+        diversity=div,
         **sections,
-    }
+    )
     verdicts = _verdicts(cs, ident, floor)
     inputs = {
         "table": table_record(tbl, sel, selection),
@@ -193,7 +211,7 @@ def evaluate_pair(
     return report
 
 
-def _verdicts(cs, ident, floor) -> dict:
+def _verdicts(cs, ident, floor) -> Verdicts:
     """Plain-word verdicts: identification decides "reads its vectors"; the AR's controls are reported beside it."""
     above = any(t.p_value < ID_ALPHA for t in ident.top)
     empty = cs.control("empty")
@@ -202,14 +220,14 @@ def _verdicts(cs, ident, floor) -> dict:
     if empty.ratio_to_real is not None and abs(cs.real.mean) >= 0.05:
         parts.append(f"the AR reaches {empty.ratio_to_real:.0%} of the round-trip cosine on an empty string")
     parts.append(f"{floor.frac_above:.0%} of rows above the noise floor (p95 {floor.p95:.3f})")
-    return {
-        "reads_vectors": above,
-        "identification": "above_chance" if above else "at_chance",
-        "identification_alpha": ID_ALPHA,
-        "ar_content": cs.verdict,
-        "input_independent_share": empty.ratio_to_real,
-        "note": "; ".join(parts),
-    }
+    return Verdicts(
+        reads_vectors=above,
+        identification="above_chance" if above else "at_chance",
+        identification_alpha=ID_ALPHA,
+        ar_content=cs.verdict,
+        input_independent_share=empty.ratio_to_real,
+        note="; ".join(parts),
+    )
 
 
 def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
@@ -260,7 +278,7 @@ def write_outputs(
         }
         if cs_ref is not None:
             made["ablations_reference"] = P.ablations(cs_ref, pdir / "ablations_reference.png")
-        cross = report.figures.get("cross_pair")
+        cross = report.figures.cross_pair
         if cross is not None:
             made["cross_pair"] = P.cross_pair(cross, pdir / "cross_pair.png")
         outputs["plots"] = {k: output_record(out, p) for k, p in made.items()}

@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 
 from hubkit.eval.ablations import ContentSensitivity
 from hubkit.eval.identification import Identification
-from hubkit.eval.metrics import NoiseFloor
+from hubkit.eval.metrics import NoiseFloor, Summary
 from hubkit.eval.trend import Trend
 
 DPI = 110
@@ -108,7 +108,7 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
 
 def trajectory(
     steps: list[float],
-    cos: list[dict],
+    cos: list[Summary],
     floor: list[float],
     loss: tuple[list, list] | None,
     trend: Trend | None,
@@ -117,9 +117,9 @@ def trajectory(
     """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line."""
     fig = Figure(figsize=(8, 3.4))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    m = np.array([c["mean"] for c in cos], dtype=float)
-    lo = np.array([c["ci_low"] if c["ci_low"] is not None else c["mean"] for c in cos], dtype=float)
-    hi = np.array([c["ci_high"] if c["ci_high"] is not None else c["mean"] for c in cos], dtype=float)
+    m = np.array([c.mean for c in cos], dtype=float)
+    lo = np.array([c.ci_low if c.ci_low is not None else c.mean for c in cos], dtype=float)
+    hi = np.array([c.ci_high if c.ci_high is not None else c.mean for c in cos], dtype=float)
     ax1.errorbar(steps, m, yerr=[m - lo, hi - m], fmt="o-", capsize=3, label="mean cos (95% CI)")
     ax1.plot(steps, floor, "k--", lw=1, label="noise floor p95")
     ax1.set_xlabel("step")

@@ -20,8 +20,12 @@ Layout of a ``kind: pair`` report (every summary is ``{n, mean, ci_low, ci_high,
     verdicts{reads_vectors, identification, ar_content, input_independent_share, note}
     timing{...}, provenance{git{commit, dirty}, libraries{...}}, outputs{rows, plots{name: {path, sha256}}}
 
+    figures.paraphrase, figures.claim_ablation, figures.cross_pair   (optional: only when run)
+
 A ``kind: trajectory`` report has ``figures.trajectory{checkpoints[...], loss_curve, trend, trend_note}``
-and points at one pair report per checkpoint (``outputs.checkpoints``).
+and points at one pair report per checkpoint (``outputs.checkpoints``); a ``kind: cross_pair`` report
+has ``figures.cross_pair{avs, ars, n, cells[...], this_pair}``. In memory the figures and verdicts are
+the typed dataclasses of `hubkit.eval.sections`, which define this layout (and derive the figure paths).
 """
 
 from __future__ import annotations
@@ -77,14 +81,14 @@ def checkpoint_record(path: str | Path) -> dict:
 class EvalReport:
     """Everything one evaluation measured, ready for eval.json (``rows`` go to parquet, not JSON)."""
 
-    kind: str  # "pair" | "trajectory"
+    kind: str  # "pair" | "trajectory" | "cross_pair"
     seed: int
     generation: dict
     nla: dict
     inputs: dict
     overlap: dict
-    figures: dict  # round_trip, noise_floor, content_sensitivity, identification, diversity / trajectory
-    verdicts: dict
+    figures: Any  # PairFigures | TrajectoryFigures | CrossPairFigures (hubkit.eval.sections)
+    verdicts: Any  # Verdicts | TrajectoryVerdicts | NoVerdicts
     timing: dict
     provenance: dict = field(default_factory=provenance)
     created: str = field(default_factory=now)
@@ -105,9 +109,6 @@ class EvalReport:
         tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         os.replace(tmp, path)
         return path
-
-    def __getitem__(self, key: str) -> Any:
-        return self.figures[key]
 
 
 def output_record(out_dir: Path, path: Path) -> dict:

@@ -16,9 +16,9 @@ from hubkit.eval.metrics import clean
 RESULTS_FILE = "evaluate_results.json"
 
 
-def _round_trip(figures: dict) -> dict[str, Any]:
-    rt = figures["round_trip"]["all"]
-    cos, fv, fl, ident = rt["cos"], rt["fve"], figures["noise_floor"], figures["identification"]
+def _round_trip(figures) -> dict[str, Any]:
+    rt = figures.round_trip.all
+    cos, fv, fl, ident = rt.cos, rt.fve, figures.noise_floor, figures.identification
     out = {
         "n": cos.n,
         "cos_mean": cos.mean,
@@ -28,7 +28,7 @@ def _round_trip(figures: dict) -> dict[str, Any]:
         "cos_median": cos.median,
         "cos_min": cos.min,
         "cos_max": cos.max,
-        "nmse_mean": rt["nmse"].mean,
+        "nmse_mean": rt.nmse.mean,
         "fve": fv.value if fv is not None else None,
         "fve_baseline_b": fv.baseline_b if fv is not None else None,
         "noise_floor_p95": fl.p95,
@@ -47,9 +47,9 @@ def headline_results(report) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": report.kind, "seed": report.seed}
     table = report.inputs.get("table") or {}
     out["eval_table_sha256"] = table.get("sha256")
-    if "round_trip" in f:
+    if hasattr(f, "round_trip"):
         out.update(_round_trip(f))
-    ps = f.get("paraphrase")
+    ps = getattr(f, "paraphrase", None)
     if ps is not None:
         out.update(
             paraphrase_labeler=ps.labeler,
@@ -65,7 +65,7 @@ def headline_results(report) -> dict[str, Any]:
             **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
             paraphrase_verdict=ps.verdict,
         )
-    ca = f.get("claim_ablation")
+    ca = getattr(f, "claim_ablation", None)
     if ca is not None:
         out.update(
             claim_n_claims=ca.n_claims,
@@ -75,7 +75,7 @@ def headline_results(report) -> dict[str, Any]:
             claim_row_max_delta=ca.row_max_delta.mean,
             claim_cos_delta_by_index={g.index: g.delta.mean for g in ca.by_index},
         )
-    cp = f.get("cross_pair")
+    cp = getattr(f, "cross_pair", None)
     if cp is not None:
         out["cross_pair"] = [
             {

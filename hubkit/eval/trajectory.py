@@ -17,7 +17,16 @@ from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.records import base_record, load_pair, nla_record
 from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+from hubkit.eval.sections import (
+    FolderHashes,
+    LossCurve,
+    Trajectory,
+    TrajectoryFigures,
+    TrajectoryPoint,
+    TrajectoryVerdicts,
+)
 from hubkit.eval.table import EvalTable
+from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
@@ -118,7 +127,12 @@ def evaluate_trajectory(
     run_dir = Path(run_dir)
     plan = _plan(run_dir, av, ar)
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
-    ov = check_overlap(tbl, train_tables, force_overlap)
+    trained = [
+        r
+        for _, av_dir, ar_dir in plan
+        for r in from_halves({f"AV {av_dir.name}": av_dir, f"AR {ar_dir.name}": ar_dir})
+    ]
+    ov = check_overlap(tbl, train_tables, force_overlap, trained)
     out = Path(out_dir) if out_dir is not None else None
     # The fixed half and the base are hashed once, not once per checkpoint.
     fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
@@ -144,14 +158,14 @@ def evaluate_trajectory(
     else:
         note = f"no trend verdict: the loss curve has {len(steps)} point(s), a verdict needs {MIN_POINTS}"
         log.warning("%s: %s", run_dir, note)
-    figures = {
-        "trajectory": {
-            "checkpoints": points,
-            "loss_curve": {**source, "steps": steps, "losses": losses},
-            "trend": tr,
-            "trend_note": note,
-        }
-    }
+    figures = TrajectoryFigures(
+        Trajectory(
+            checkpoints=points,
+            loss_curve=LossCurve(steps=steps, losses=losses, **source),
+            trend=tr,
+            trend_note=note,
+        )
+    )
     side = tbl.sidecar_path
     inputs = {
         "trajectory": str(run_dir),
@@ -174,18 +188,20 @@ def evaluate_trajectory(
         inputs=inputs,
         overlap=asdict(ov),
         figures=figures,
-        verdicts={"trend": tr.verdict if tr else None, "reads_vectors_last": points[-1]["reads_vectors"]},
+        verdicts=TrajectoryVerdicts(
+            trend=tr.verdict if tr else None, reads_vectors_last=points[-1].reads_vectors
+        ),
         timing={"total_s": time.perf_counter() - t_start, "checkpoints": len(points)},
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        report.outputs = {"checkpoints": {p["name"]: p["eval_json"] for p in points}}
+        report.outputs = {"checkpoints": {p.name: p.eval_json for p in points}}
         if plots:
-            xs = [p["step"] if p["step"] is not None else i for i, p in enumerate(points)]
+            xs = [p.step if p.step is not None else i for i, p in enumerate(points)]
             path = P.trajectory(
                 xs,
-                [p["cos"] for p in points],
-                [p["noise_floor_p95"] for p in points],
+                [p.cos for p in points],
+                [p.noise_floor_p95 for p in points],
                 (steps, losses),
                 tr,
                 out / PLOTS_DIR / "trajectory.png",
@@ -195,27 +211,28 @@ def evaluate_trajectory(
     return report
 
 
-def _point(ck: Checkpoint, recs: dict, rep: EvalReport, out: Path | None, sub: Path | None) -> dict:
+def _point(
+    ck: Checkpoint, recs: dict, rep: EvalReport, out: Path | None, sub: Path | None
+) -> TrajectoryPoint:
     """One checkpoint's headline figures for the trajectory summary."""
     fig = rep.figures
-    rt = fig["round_trip"]
-    ident = fig["identification"]
-    return {
-        "name": ck.name,
-        "step": ck.step,
-        "loss": ck.loss,
-        "av": recs["av"],
-        "ar": recs["ar"],
-        "eval_json": output_record(out, sub / C.EVAL_FILE) if sub is not None else None,
-        "cos": asdict(rt["all"]["cos"]),
-        "fve": asdict(rt["all"]["fve"]) if rt["all"]["fve"] is not None else None,
-        "cos_valid_only": asdict(rt["valid_only"]["cos"]),
-        "n_excluded": rt["n_excluded"],
-        "noise_floor_p95": fig["noise_floor"].p95,
-        "frac_above_floor": fig["noise_floor"].frac_above,
-        "identification": {f"top{t.k}": t.accuracy for t in ident.top}
+    rt, ident = fig.round_trip, fig.identification
+    return TrajectoryPoint(
+        name=ck.name,
+        step=ck.step,
+        loss=ck.loss,
+        av=FolderHashes(recs["av"]["path"], recs["av"]["files"]),
+        ar=FolderHashes(recs["ar"]["path"], recs["ar"]["files"]),
+        eval_json=output_record(out, sub / C.EVAL_FILE) if sub is not None else None,
+        cos=rt.all.cos,
+        fve=rt.all.fve,
+        cos_valid_only=rt.valid_only.cos,
+        n_excluded=rt.n_excluded,
+        noise_floor_p95=fig.noise_floor.p95,
+        frac_above_floor=fig.noise_floor.frac_above,
+        identification={f"top{t.k}": t.accuracy for t in ident.top}
         | {f"chance_top{t.k}": t.chance for t in ident.top},
-        "ar_content": rep.verdicts["ar_content"],
-        "reads_vectors": rep.verdicts["reads_vectors"],
-        "distinct_frac": fig["diversity"].distinct_frac,
-    }
+        ar_content=rep.verdicts.ar_content,
+        reads_vectors=rep.verdicts.reads_vectors,
+        distinct_frac=fig.diversity.distinct_frac,
+    )

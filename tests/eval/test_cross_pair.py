@@ -83,12 +83,12 @@ def test_every_cell_equals_the_separate_pair_eval(halves, vectors):
         for r, ar in ars.items():
             rep = evaluate_pair(NLAPair(av, ar), table, seed=2, plots=False, **FAST)
             fig, cell = rep.figures, cp.cell(a, r)
-            assert asdict(cell.cos) == asdict(fig["round_trip"]["all"]["cos"])
-            assert asdict(cell.fve) == asdict(fig["round_trip"]["all"]["fve"])
-            assert cell.noise_floor_p95 == fig["noise_floor"].p95
-            assert cell.frac_above_floor == fig["noise_floor"].frac_above
-            assert [asdict(t) for t in cell.identification] == [asdict(t) for t in fig["identification"].top]
-            assert cell.n_excluded == fig["round_trip"]["n_excluded"]
+            assert asdict(cell.cos) == asdict(fig.round_trip.all.cos)
+            assert asdict(cell.fve) == asdict(fig.round_trip.all.fve)
+            assert cell.noise_floor_p95 == fig.noise_floor.p95
+            assert cell.frac_above_floor == fig.noise_floor.frac_above
+            assert [asdict(t) for t in cell.identification] == [asdict(t) for t in fig.identification.top]
+            assert cell.n_excluded == fig.round_trip.n_excluded
     # the two ARs really differ, so the matrix is not one number repeated
     m = cp.matrix(lambda c: c.cos.mean)
     assert m.shape == (2, 2) and abs(m[0, 0] - m[0, 1]) > 1e-3
@@ -140,7 +140,7 @@ def test_pair_eval_with_every_section(tmp_path, halves, vectors, server_labeler)
     assert {"paraphrase", "paraphrase_status", "cos_paraphrase", "claims", "claim_deltas"} <= set(
         rows.column_names
     )
-    assert rows.column("paraphrase_status").to_pylist() == rep.figures["paraphrase"].row_statuses
+    assert rows.column("paraphrase_status").to_pylist() == rep.figures.paraphrase.row_statuses
     assert "cross_pair" in data["outputs"]["plots"] and verify(tmp_path / "out") == []
     # the same headline figures through `evaluate.save`, with its provenance fields
     res = json.loads((tmp_path / "out" / data["outputs"]["evaluate"]["path"]).read_text())
@@ -158,14 +158,20 @@ def test_pair_eval_with_every_section(tmp_path, halves, vectors, server_labeler)
     assert f"| every claim | {ca['delta']['n']} | {ca['delta']['mean']:.4f}" in text
     assert f"| **this AV** | {own['cos']['mean']:.3f} / {own['fve']['value']:.3f} /" in text
     assert text.count("### ") == 3
+    assert render_extras(data, tmp_path / "cards", include=True).strip() == text.strip()  # included the same
 
 
-def render_extras(ev: dict, cards_dir) -> str:
-    """The partial rendered the way a release card includes it (strict: a missing figure is an error)."""
+def render_extras(ev: dict, cards_dir, include: bool = False) -> str:
+    """The partial rendered the way a release card uses it (strict: a missing figure is an error)."""
     from hubkit.release.cards import render_body
 
     cards_dir.mkdir(exist_ok=True)
-    (cards_dir / "card.md.j2").write_text('{% import "eval_extras.md.j2" as X %}{{ X.sections(ev) }}')
+    body = (
+        '{% include "eval_extras.md.j2" %}'
+        if include
+        else '{% import "eval_extras.md.j2" as X %}{{ X.sections(ev) }}'
+    )
+    (cards_dir / "card.md.j2").write_text(body)
     return render_body("card.md.j2", {"ev": ev}, cards_dir)
 
 
@@ -201,7 +207,7 @@ def test_cross_pair_eval_of_checkpoint_folders(tmp_path, tiny, metas, vectors):
     }
     c1, c2 = data["figures"]["cross_pair"]["cells"]
     assert c1["cos"] == c2["cos"]  # the same weights give the same cell
-    assert verify(tmp_path / "x") == [] and rep.figures["cross_pair"].n == 12
+    assert verify(tmp_path / "x") == [] and rep.figures.cross_pair.n == 12
 
 
 @pytest.fixture(scope="module")

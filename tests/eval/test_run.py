@@ -96,22 +96,22 @@ def test_report_numbers_agree_with_independent_computation(tmp_path, tiny_pair, 
         "ablations_reference",
     }
     assert verify(tmp_path / "out") == []
-    assert rep.verdicts == data["verdicts"]
+    assert rep.verdicts.to_dict() == data["verdicts"]
 
 
 def test_reading_and_blind_nlas_are_told_apart(metas, vectors):
     rng = np.random.default_rng(4)
     oracle = OracleAR({f"item {i}": v for i, v in enumerate(vectors)}, other=rng.normal(size=D))
     good = evaluate_pair(double_pair(metas, vectors, oracle), _table(vectors), plots=False, **FAST)
-    assert good.verdicts["reads_vectors"] and good.verdicts["ar_content"] == "reads_input"
-    assert good.figures["identification"].at(1).accuracy == 1.0
-    assert good.figures["noise_floor"].frac_above == 1.0
+    assert good.verdicts.reads_vectors and good.verdicts.ar_content == "reads_input"
+    assert good.figures.identification.at(1).accuracy == 1.0
+    assert good.figures.noise_floor.frac_above == 1.0
     blind = evaluate_pair(
         double_pair(metas, vectors, ConstantAR(rng.normal(size=D))), _table(vectors), plots=False, **FAST
     )
-    assert not blind.verdicts["reads_vectors"] and blind.verdicts["ar_content"] == "ignores_input"
-    assert blind.figures["identification"].at(1).hits == 1
-    assert blind.verdicts["input_independent_share"] == pytest.approx(1.0)
+    assert not blind.verdicts.reads_vectors and blind.verdicts.ar_content == "ignores_input"
+    assert blind.figures.identification.at(1).hits == 1
+    assert blind.verdicts.input_independent_share == pytest.approx(1.0)
 
 
 def _table(vectors, **kw):
@@ -136,11 +136,11 @@ def test_unparsed_outputs_are_counted_and_headlined_both_ways(metas, vectors):
     rep = evaluate_pair(
         double_pair(metas, vectors, oracle, broken={0, 3, 5}), _table(vectors), plots=False, **FAST
     )
-    rt = rep.figures["round_trip"]
-    assert rt["statuses"] == {"ok": 9, "no_tags": 0, "unclosed": 0, "empty": 3} and rt["n_excluded"] == 3
-    assert rt["valid_only"]["cos"].n == 9 and rt["valid_only"]["cos"].mean == pytest.approx(1.0)
+    rt = rep.figures.round_trip
+    assert rt.statuses == {"ok": 9, "no_tags": 0, "unclosed": 0, "empty": 3} and rt.n_excluded == 3
+    assert rt.valid_only.cos.n == 9 and rt.valid_only.cos.mean == pytest.approx(1.0)
     want_all = (9 + cos_rows(vectors[[0, 3, 5]], np.ones((3, D))).sum()) / 12
-    assert rt["all"]["cos"].mean == pytest.approx(want_all)
+    assert rt.all.cos.mean == pytest.approx(want_all)
     assert rep.rows.column("status").to_pylist().count("empty") == 3
 
 
@@ -284,7 +284,7 @@ def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpt
         == data["outputs"]["plots"]["trajectory"]["sha256"]
     )
     assert data["inputs"]["checkpoints"]["fixed_ar"]["path"] == str(ckpts.ar)
-    assert rep.verdicts["trend"] == "descending"
+    assert rep.verdicts.trend == "descending"
 
 
 def test_trajectory_loss_log_and_plan_errors(tmp_path, ckpts):
