@@ -199,3 +199,23 @@ def test_the_server_stops_with_connections_open(tmp_path: Path) -> None:
         for s in socks:
             assert s.recv(10) == b""
             s.close()
+
+
+def test_expect_continue_is_answered_only_when_the_body_is_wanted(site: Site) -> None:
+    path = f"/api/models/{PUBLIC}/commit/main"
+    auth = f"Authorization: Bearer {ALICE}\r\n"
+    with rawhttp.connect(site.endpoint, timeout=5) as sock:  # too large: 413, never "100 Continue"
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: {1 << 30}\r\n\r\n".encode()
+        )
+        assert rawhttp.read_answer(sock).status == 413
+    body = HEADER + b'{"key":"file","value":{"path":"expect.txt","content":"ok"}}\n'
+    with rawhttp.connect(site.endpoint, timeout=5) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        pending = bytearray()
+        assert rawhttp.read_answer(sock, pending).status == 100
+        sock.sendall(body)
+        assert rawhttp.read_answer(sock, pending).status == 200
+    assert "expect.txt" in {f.path for f in site.api(ALICE).list_repo_tree(PUBLIC)}
