@@ -103,7 +103,10 @@ class UploadRoutes(HandlerBase):
         claim = self.hub.uploads.begin(ticket, oid, size)
         ok = False
         try:
-            self.body = Body(self, size, on_bytes=lambda n: self.hub.stats.add(lfs_bytes_received=n))
+            pace = (self.hub.limits.io_timeout, self.hub.limits.min_body_rate)
+            self.body = Body(
+                self, size, on_bytes=lambda n: self.hub.stats.add(lfs_bytes_received=n), pace=pace
+            )
             if self.body.length is not None and self.body.length > size:
                 raise TooLarge(f"upload announces {self.body.length} bytes; its URL was issued for {size}")
             self._receive_lfs(oid, size)

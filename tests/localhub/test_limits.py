@@ -219,3 +219,28 @@ def test_expect_continue_is_answered_only_when_the_body_is_wanted(site: Site) ->
         sock.sendall(body)
         assert rawhttp.read_answer(sock, pending).status == 200
     assert "expect.txt" in {f.path for f in site.api(ALICE).list_repo_tree(PUBLIC)}
+
+
+def test_anonymous_requests_get_a_small_body_limit(site: Site) -> None:
+    body = {"content": "---\nx: " + "y" * (2 * 1024 * 1024) + "\n---\n"}
+    assert rawhttp.request(site.endpoint, "POST", "/api/validate-yaml", body=body).status == 413
+    assert rawhttp.request(site.endpoint, "POST", "/api/validate-yaml", token=ALICE, body=body).status == 200
+
+
+def test_a_trickling_body_is_cut_off(tmp_path: Path) -> None:
+    token_file = write_token_file(tmp_path / "tokens.yaml")
+    limits = Limits(io_timeout=0.5, min_body_rate=1000)
+    with LocalHub(tmp_path / "hub", token_file=token_file, limits=limits) as hub:
+        with rawhttp.connect(hub.endpoint, timeout=10) as sock:
+            sock.sendall(b"POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+            start, closed = time.monotonic(), False
+            while time.monotonic() - start < 8 and not closed:
+                try:
+                    sock.sendall(b"x" * 10)  # 50 bytes/s: far below 1000
+                    time.sleep(0.2)
+                except OSError:
+                    closed = True
+            if not closed:
+                sock.settimeout(2)
+                closed = sock.recv(10) == b""
+        assert closed and time.monotonic() - start < 8
