@@ -203,14 +203,14 @@ def main() -> None:
         wire.install()
         constants.HF_HUB_CACHE = str(root / "hf-cache")
         results = {}
-        with LocalHub(root / "hub-a") as hub, use_endpoint(hub.endpoint):
+        with LocalHub(root / "hub-a") as hub, use_endpoint(hub.endpoint, token=TOKEN):
             results["hubkit"] = measure(
                 hub, wire, lambda: push_bundle(bundle, endpoint=hub.endpoint, token=TOKEN)
             )
             results["hubkit re-push"] = measure(
                 hub, wire, lambda: push_bundle(bundle, endpoint=hub.endpoint, token=TOKEN)
             )
-        with LocalHub(root / "hub-b") as hub, use_endpoint(hub.endpoint):
+        with LocalHub(root / "hub-b") as hub, use_endpoint(hub.endpoint, token=TOKEN):
             api = HfApi(endpoint=hub.endpoint, token=TOKEN)
             results["naive"] = measure(hub, wire, lambda: naive_push(api, folder, "bench/traj-av"))
             results["naive re-push"] = measure(hub, wire, lambda: naive_push(api, folder, "bench/traj-av"))

@@ -102,12 +102,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         self.answered = False
         self.body: Any = _Unread()
         try:
-            self.body = Body(self, self.hub.limits.max_body)
-            self.identity = self._identify()
-            if not (
-                self.command == "PUT" and url.path.startswith("/_localhub/lfs/")
-            ):  # uploads: their URL's size
-                self.body.check_announced()
+            self._open_body(url.path)
             self._route([unquote(s) for s in url.path.split("/")[1:]])()
         except (Drop, ConnectionError, TimeoutError):
             self.close_connection = True
@@ -123,6 +118,20 @@ class HandlerBase(BaseHTTPRequestHandler):
             self._answer_error(Reply(500, "internal error in hubkit localhub (see its log)"))
         if not self.body.done:
             self.close_connection = True  # an unread body would be parsed as the next request
+
+    def _open_body(self, path: str) -> None:
+        """Frame the body, learn who is asking, refuse an announced body over their limit before reading it.
+
+        Requests without a token get the small anonymous limit; an LFS upload is checked later
+        against the size its URL was issued for.
+        """
+        limits = self.hub.limits
+        self.body = Body(self, limits.max_body, pace=(limits.io_timeout, limits.min_body_rate))
+        self.identity = self._identify()
+        if self.identity is None:
+            self.body.limit = min(limits.max_body, limits.max_anonymous_body)
+        if not (self.command == "PUT" and path.startswith("/_localhub/lfs/")):
+            self.body.check_announced()
 
     def _route(self, segs: list[str]) -> Any:  # pragma: no cover - defined by the router
         raise NotImplementedError

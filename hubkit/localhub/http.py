@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -56,6 +57,7 @@ class Body:
         handler: Any,
         limit: int,
         on_bytes: Callable[[int], None] | None = None,
+        pace: tuple[float, float] | None = None,
     ):
         self._handler = handler
         self._rfile = handler.rfile
@@ -70,6 +72,7 @@ class Body:
         if self.length is not None and self.length < 0:
             raise BadRequest("Content-Length must not be negative")
         self.limit = limit
+        self._pace = pace  # (grace seconds, minimum bytes per second)
         self._on_bytes = on_bytes
         self._stream: Iterator[bytes] | None = None
         self.done = not self._chunked and not self.length
@@ -96,11 +99,13 @@ class Body:
             pass
 
     def _count(self, raw: Iterator[bytes]) -> Iterator[bytes]:
-        total = 0
+        total, start = 0, time.monotonic()
         for chunk in raw:
             total += len(chunk)
             if total > self.limit:
                 raise TooLarge(f"request body passed this server's limit of {self.limit} bytes; cut off")
+            if self._pace is not None and time.monotonic() - start > self._pace[0] + total / self._pace[1]:
+                raise TimeoutError("request body arrives too slowly; connection closed")
             if self._on_bytes is not None:
                 self._on_bytes(len(chunk))
             yield chunk

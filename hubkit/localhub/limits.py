@@ -14,16 +14,20 @@ class Limits:
     A connection gets a worker thread only once its request head is complete, so sockets that
     connect and send nothing (or a head slowly) cost a file descriptor, not a thread, and are
     closed after ``header_timeout``; beyond ``max_connections`` the oldest of them is dropped.
+    A body that trickles in is cut off once it falls behind ``io_timeout + bytes / min_body_rate``
+    seconds, so no request holds a worker for long without sending.
     """
 
     max_body: int = 256 * MiB  # JSON and commit bodies (a commit carries regular files, base64)
+    max_anonymous_body: int = MiB  # bodies of requests without a token (validate-yaml, paths-info)
     max_upload: int = 64 * 1024 * MiB  # one LFS object
     max_connections: int = 256  # open sockets, waiting or served
-    workers: int = 16  # requests served at once
+    workers: int = 32  # requests served at once
     max_header_bytes: int = 64 * 1024
     header_timeout: float = 10.0  # from the first byte (or the connect) to a complete request head
     idle_timeout: float = 30.0  # a keep-alive connection waiting for its next request
     io_timeout: float = 60.0  # one read or write of a body while a request is served
+    min_body_rate: float = 64 * 1024  # bytes/s a body must average after the first io_timeout
     upload_ttl: float = 600.0  # how long an LFS upload URL stays valid
 
     def __post_init__(self) -> None:

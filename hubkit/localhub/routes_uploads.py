@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
+from hubkit.localhub.commit_payload import parse_commit, text_field
 from hubkit.localhub.errors import BadRequest, TooLarge, Unauthorized
 from hubkit.localhub.handler import HandlerBase
 from hubkit.localhub.http import Body, Drop, Interrupted, Reply, fail_after, truthy
 from hubkit.localhub.objects import (
     SHA256_RE,
-    AddFile,
-    DeleteFile,
-    DeleteFolder,
-    Operation,
     RepoKey,
-    lfs_entry,
     upload_mode,
 )
 
 _LFS_JSON = "application/vnd.git-lfs+json"
-
-
-def _text(value: dict[str, Any], key: str) -> str:
-    item = value.get(key, "")
-    if not isinstance(item, str):
-        raise BadRequest(f"commit field {key!r} must be a string")
-    return item
 
 
 class UploadRoutes(HandlerBase):
@@ -45,7 +33,7 @@ class UploadRoutes(HandlerBase):
         commit = self.store.resolve(repo, revision)
         files = []
         for item in files_in if isinstance(files_in, list) else []:
-            path = _text(item, "path") if isinstance(item, dict) else ""
+            path = text_field(item, "path") if isinstance(item, dict) else ""
             try:
                 sample = base64.b64decode(item.get("sample") or "")
                 size = int(item.get("size", 0))
@@ -115,7 +103,10 @@ class UploadRoutes(HandlerBase):
         claim = self.hub.uploads.begin(ticket, oid, size)
         ok = False
         try:
-            self.body = Body(self, size, on_bytes=lambda n: self.hub.stats.add(lfs_bytes_received=n))
+            pace = (self.hub.limits.io_timeout, self.hub.limits.min_body_rate)
+            self.body = Body(
+                self, size, on_bytes=lambda n: self.hub.stats.add(lfs_bytes_received=n), pace=pace
+            )
             if self.body.length is not None and self.body.length > size:
                 raise TooLarge(f"upload announces {self.body.length} bytes; its URL was issued for {size}")
             self._receive_lfs(oid, size)
@@ -158,7 +149,7 @@ class UploadRoutes(HandlerBase):
             raise BadRequest("hubkit localhub does not support pull requests (create_pr=True)")
         lines = self.body.read().splitlines()
         self.check_fault("commit")
-        header, operations = self._parse_commit(lines)
+        header, operations = parse_commit(self.store, lines)
         commit = self.store.apply_commit(
             repo,
             revision.removeprefix("refs/heads/"),
@@ -180,64 +171,3 @@ class UploadRoutes(HandlerBase):
                 "pullRequestUrl": None,
             },
         )
-
-    def _parse_commit(self, lines: list[bytes]) -> tuple[dict[str, Any], list[Operation]]:
-        """Header and operations of an NDJSON commit; LFS pointers are checked before anything is stored."""
-        items = []
-        for raw in lines:
-            if raw.strip():
-                try:
-                    items.append(json.loads(raw))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise BadRequest(f"commit payload line is not JSON: {exc}") from exc
-        if not items or not all(isinstance(i, dict) for i in items) or items[0].get("key") != "header":
-            raise BadRequest("commit payload must be JSON objects starting with a 'header' line")
-        header = items[0].get("value") or {}
-        if (
-            not isinstance(header, dict)
-            or not isinstance(header.get("summary"), str)
-            or not header["summary"]
-        ):
-            raise BadRequest("commit message (header.summary) must be a non-empty string")
-        pending = [self._parse_operation(item.get("key"), item.get("value") or {}) for item in items[1:]]
-        ops = [
-            op if not isinstance(op, tuple) else AddFile(op[0], self.store.put_regular(op[1]))
-            for op in pending
-        ]
-        return header, ops
-
-    def _parse_operation(self, key: Any, value: Any) -> Operation | tuple[str, bytes]:
-        """One commit line; regular content comes back as ``(path, bytes)`` to be stored later."""
-        if not isinstance(value, dict):
-            raise BadRequest("each commit operation's 'value' must be a JSON object")
-        path = _text(value, "path")
-        if key == "file":
-            return path, self._file_content(path, value)
-        if key == "lfsFile":
-            oid = _text(value, "oid")
-            stored = self.store.lfs_size(oid)
-            if stored is None:
-                raise BadRequest(
-                    f"LFS object {oid} for {path!r} was never uploaded: upload it through the LFS batch API "
-                    "before committing a pointer to it"
-                )
-            if value.get("size") is not None and value["size"] != stored:
-                raise BadRequest(f"LFS object {oid} for {path!r} has {stored} bytes, not {value['size']}")
-            return AddFile(path, lfs_entry(oid, stored))
-        if key == "deletedFile":
-            return DeleteFile(path)
-        if key == "deletedFolder":
-            return DeleteFolder(path)
-        raise BadRequest(
-            f"unsupported commit operation {key!r} (hubkit localhub knows file, lfsFile, deleted*)"
-        )
-
-    @staticmethod
-    def _file_content(path: str, value: dict[str, Any]) -> bytes:
-        content = _text(value, "content")
-        if value.get("encoding", "utf-8") != "base64":
-            return content.encode()
-        try:
-            return base64.b64decode(content, validate=True)
-        except binascii.Error as exc:
-            raise BadRequest(f"content of {path!r} is not valid base64") from exc

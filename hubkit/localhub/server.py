@@ -203,6 +203,13 @@ def running_hub(endpoint: str) -> LocalHub | None:
         return _RUNNING.get(endpoint.rstrip("/"))
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0, **kwargs: object) -> LocalHub:
+def serve(
+    root: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token_file: str | Path | None = None,
+    limits: Limits | None = None,
+) -> LocalHub:
     """Start a :class:`LocalHub` on ``root`` and return it (running; call ``.stop()`` when done)."""
-    return LocalHub(root, host, port, **kwargs).start()  # type: ignore[arg-type]
+    return LocalHub(root, host, port, token_file=token_file, limits=limits).start()

@@ -199,3 +199,48 @@ def test_the_server_stops_with_connections_open(tmp_path: Path) -> None:
         for s in socks:
             assert s.recv(10) == b""
             s.close()
+
+
+def test_expect_continue_is_answered_only_when_the_body_is_wanted(site: Site) -> None:
+    path = f"/api/models/{PUBLIC}/commit/main"
+    auth = f"Authorization: Bearer {ALICE}\r\n"
+    with rawhttp.connect(site.endpoint, timeout=5) as sock:  # too large: 413, never "100 Continue"
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: {1 << 30}\r\n\r\n".encode()
+        )
+        assert rawhttp.read_answer(sock).status == 413
+    body = HEADER + b'{"key":"file","value":{"path":"expect.txt","content":"ok"}}\n'
+    with rawhttp.connect(site.endpoint, timeout=5) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        pending = bytearray()
+        assert rawhttp.read_answer(sock, pending).status == 100
+        sock.sendall(body)
+        assert rawhttp.read_answer(sock, pending).status == 200
+    assert "expect.txt" in {f.path for f in site.api(ALICE).list_repo_tree(PUBLIC)}
+
+
+def test_anonymous_requests_get_a_small_body_limit(site: Site) -> None:
+    body = {"content": "---\nx: " + "y" * (2 * 1024 * 1024) + "\n---\n"}
+    assert rawhttp.request(site.endpoint, "POST", "/api/validate-yaml", body=body).status == 413
+    assert rawhttp.request(site.endpoint, "POST", "/api/validate-yaml", token=ALICE, body=body).status == 200
+
+
+def test_a_trickling_body_is_cut_off(tmp_path: Path) -> None:
+    token_file = write_token_file(tmp_path / "tokens.yaml")
+    limits = Limits(io_timeout=0.5, min_body_rate=1000)
+    with LocalHub(tmp_path / "hub", token_file=token_file, limits=limits) as hub:
+        with rawhttp.connect(hub.endpoint, timeout=10) as sock:
+            sock.sendall(b"POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+            start, closed = time.monotonic(), False
+            while time.monotonic() - start < 8 and not closed:
+                try:
+                    sock.sendall(b"x" * 10)  # 50 bytes/s: far below 1000
+                    time.sleep(0.2)
+                except OSError:
+                    closed = True
+            if not closed:
+                sock.settimeout(2)
+                closed = sock.recv(10) == b""
+        assert closed and time.monotonic() - start < 8
