@@ -61,7 +61,9 @@ def one_line(message: str) -> str:
 
 def describe_os_error(exc: OSError) -> str:
     """`<reason>: <path>` for an OSError, with what to do for the common causes."""
-    reason = exc.strerror or exc.__class__.__name__
+    if exc.strerror is None:  # raised with a message of its own (e.g. by a library), no errno
+        return str(exc) or exc.__class__.__name__
+    reason = exc.strerror
     path = exc.filename if exc.filename is not None else ""
     hint = {
         errno.ENOTDIR: "a parent of this path is a file; choose a path inside a folder",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
+
+from hubkit.cli_options import fail
 
 DEFAULT_OUT = Path("dist")
 
@@ -70,5 +71,4 @@ def release_command(
             return
         click.echo(summary_text(push_bundle(bundle, endpoint=endpoint, token=token, verify=not no_verify)))
     except HubkitError as exc:
-        click.echo(f"error: {scrub(str(exc), token)}", err=True)
-        sys.exit(2)
+        fail(scrub(str(exc), token))
