@@ -158,3 +158,18 @@ def test_check_on_a_repo_holding_a_5000_character_file_name(tmp_path: Path, monk
         with pytest.raises(CheckpointError, match="File name too long") as err:
             check("lab/long-names")
     assert "\n" not in str(err.value) and len(str(err.value)) < 600
+
+
+def test_check_accepts_a_full_checkpoint_whose_base_is_a_training_machine_path(tmp_path: Path, tiny_llama) -> None:
+    """A reference critic before the release scrub: its weights are all here, so the path is only said."""
+    from hubkit.checkpoint import write_checkpoint
+    from hubkit.heads import identity_head
+    from hubkit.testing import tiny_metas
+
+    _, ar = tiny_metas(tiny_llama, layer=1, base_model=MISSING)
+    head = identity_head(tiny_llama.d_model)
+    folder = write_checkpoint(tmp_path / "ar", tiny_llama.model, tiny_llama.tokenizer, ar, head=head)
+    report = check(str(folder))
+    assert report.ok, report.render()
+    (info,) = [f for f in report.findings if MISSING in f.message]
+    assert info.level == "info" and "holds its own weights" in info.message
