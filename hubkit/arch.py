@@ -1,15 +1,48 @@
 """Find the parts of a causal LM that NLAs touch, whatever the architecture wraps them in.
 
-Llama/Qwen2/Gemma-3 keep the decoder at ``model.model``; Gemma-4 (multimodal) keeps its text
-tower at ``model.model.language_model``; a peft model adds ``base_model.model`` in front.
+`FAMILIES` is the one table of base families, keyed by ``config.model_type``: where the decoder
+stack lives (Llama/Qwen/Gemma-3 text: ``model``; Gemma-3/4 multimodal: ``model.language_model``),
+its block list and final norm, and the embedding scale the family applies. A new family is one
+line here; an unknown one is found by probing the usual places. A peft wrapper's
+``base_model.model`` prefix is looked through.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from hubkit.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where a family keeps what NLAs touch, relative to the ``*ForCausalLM`` (or multimodal) model."""
+
+    decoder: str = "model"  # the module owning embed_tokens, the blocks and the final norm
+    blocks: str = "layers"
+    final_norm: str = "norm"
+    embed_scale: str = "none"  # "sqrt_d_model": the embedding module multiplies by sqrt(hidden_size)
+
+
+_PLAIN, _SCALED = Family(), Family(embed_scale="sqrt_d_model")
+_MULTIMODAL = Family(decoder="model.language_model", embed_scale="sqrt_d_model")
+FAMILIES: dict[str, Family] = {
+    "llama": _PLAIN,
+    "mistral": _PLAIN,
+    "qwen2": _PLAIN,
+    "qwen3": _PLAIN,
+    "olmo2": _PLAIN,
+    "phi3": _PLAIN,
+    "gemma": _SCALED,
+    "gemma2": _SCALED,
+    "gemma3_text": _SCALED,
+    "gemma3": _MULTIMODAL,
+    "gemma4_text": _SCALED,
+    "gemma4": _MULTIMODAL,
+}
 
 _PATHS = (
     "model.language_model",
@@ -19,6 +52,7 @@ _PATHS = (
     "base_model.model.model",
     "",
 )
+_PEFT_PREFIX = "base_model.model."
 
 
 def _get(obj: nn.Module, dotted: str) -> nn.Module | None:
@@ -29,24 +63,41 @@ def _get(obj: nn.Module, dotted: str) -> nn.Module | None:
     return obj
 
 
+def family(model: nn.Module) -> Family | None:
+    """The `FAMILIES` entry for `model`'s ``config.model_type`` (None for a family not in the table)."""
+    cfg = getattr(model, "config", None)
+    return FAMILIES.get(getattr(cfg, "model_type", None))
+
+
+def _is_decoder(sub: nn.Module | None, fam: Family) -> bool:
+    return (
+        sub is not None
+        and isinstance(getattr(sub, fam.blocks, None), nn.ModuleList)
+        and hasattr(sub, "embed_tokens")
+    )
+
+
 def text_model(model: nn.Module) -> nn.Module:
-    """The decoder stack (module owning ``embed_tokens``, ``layers`` and ``norm``)."""
+    """The decoder stack (module owning ``embed_tokens``, the blocks and the final norm)."""
+    fam = family(model)
+    if fam is not None:
+        for path in (fam.decoder, _PEFT_PREFIX + fam.decoder):
+            sub = _get(model, path)
+            if _is_decoder(sub, fam):
+                return sub
     for path in _PATHS:
         sub = _get(model, path)
-        if (
-            sub is not None
-            and isinstance(getattr(sub, "layers", None), nn.ModuleList)
-            and hasattr(sub, "embed_tokens")
-        ):
+        if _is_decoder(sub, Family()):
             return sub
     raise CheckpointError(
         f"cannot find the decoder layers of {type(model).__name__}: expected a module with "
-        "`embed_tokens` and a `layers` ModuleList (Llama/Qwen/Gemma style)"
+        "`embed_tokens` and a `layers` ModuleList (Llama/Qwen/Gemma style); add its model_type to "
+        "hubkit.arch.FAMILIES"
     )
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    return text_model(model).layers
+    return getattr(text_model(model), (family(model) or Family()).blocks)
 
 
 def num_layers(model: nn.Module) -> int:
@@ -83,12 +134,12 @@ def truncate(model: nn.Module, n_keep: int) -> nn.Module:
 
     The residual stream after block ``n_keep - 1`` is then the backbone's ``last_hidden_state``.
     """
-    tm = text_model(model)
-    total = len(tm.layers)
+    tm, fam = text_model(model), family(model) or Family()
+    total = len(getattr(tm, fam.blocks))
     if not 1 <= n_keep <= total:
         raise CheckpointError(f"cannot keep {n_keep} blocks of a model with {total}; need 1..{total}")
-    tm.layers = nn.ModuleList(list(tm.layers)[:n_keep])
-    tm.norm = nn.Identity()
+    setattr(tm, fam.blocks, nn.ModuleList(list(getattr(tm, fam.blocks))[:n_keep]))
+    setattr(tm, fam.final_norm, nn.Identity())
     if hasattr(tm, "embed_tokens_per_layer"):
         # Gemma-4 reshapes its per-layer embeddings by the original depth: keep the config as is.
         return model
@@ -114,16 +165,16 @@ def hidden_at_block(model: nn.Module, block: int, **inputs) -> torch.Tensor:
 
 def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor:
     """`hidden_at_block` that keeps the autograd graph (for training the AR)."""
-    tm = text_model(model)
-    if not 0 <= block < len(tm.layers):
-        raise CheckpointError(f"block {block} is outside the model's {len(tm.layers)} blocks")
+    tm, layers = text_model(model), decoder_layers(model)
+    if not 0 <= block < len(layers):
+        raise CheckpointError(f"block {block} is outside the model's {len(layers)} blocks")
     captured: list[torch.Tensor] = []
 
     def hook(_m, _a, output):
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward
 
-    handle = tm.layers[block].register_forward_hook(hook)
+    handle = layers[block].register_forward_hook(hook)
     try:
         tm(**inputs, use_cache=False)
     except _StopForward:

@@ -61,13 +61,16 @@ def check(
     try:
         return _check(target, base_model, revision, subfolder)
     except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
-        where = _short(str(exc.filename)) if exc.filename else _short(target)
-        raise CheckpointError(f"cannot check {_short(target)}: {exc.strerror or exc} ({where})") from exc
+        where = f" ({_short(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
+        raise CheckpointError(
+            f"cannot check {_short(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
+            "or repo whose file names this machine can hold"
+        ) from exc
 
 
 def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
     path = Path(target)
-    if not path.exists() and revision is None and subfolder is None:
+    if not path.exists() and revision is None and subfolder is None and not identity.is_machine_path(target):
         from hubkit import models
 
         local = models.resolve_base(target)  # an offline registry model: its prepared folder

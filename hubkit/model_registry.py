@@ -56,12 +56,16 @@ def _spec(entry: Any, where: str, index: int) -> ModelSpec:
     if not isinstance(entry, dict):
         raise SchemaError(where, f"models[{index}]", "must be a mapping")
     entry = dict(entry)
-    if entry.get("embed_scale") == "sqrt_d_model":
-        entry["embed_scale"] = math.sqrt(entry["d_model"])
-    for key in ("license_files", "aliases"):
-        if key in entry:
-            entry[key] = tuple(entry[key])
+    sqrt_d = entry.get("embed_scale") == "sqrt_d_model"
+    if sqrt_d:
+        entry["embed_scale"] = None
     spec = from_dict(ModelSpec, entry, where, prefix=f"models[{index}].")
+    spec = dataclasses.replace(
+        spec,
+        embed_scale=math.sqrt(spec.d_model) if sqrt_d else spec.embed_scale,
+        license_files=tuple(spec.license_files),
+        aliases=tuple(spec.aliases),
+    )
     if not 0 <= spec.nla_layer < spec.n_layers:
         raise SchemaError(where, f"models[{index}].nla_layer", f"must be in 0..{spec.n_layers - 1}")
     return spec

@@ -37,6 +37,7 @@ import torch
 from hubkit import constants as C
 from hubkit import model_registry
 from hubkit.errors import HubkitError
+from hubkit.identity import missing_local_path
 from hubkit.model_registry import ModelSpec
 from hubkit.provenance import sha256_file
 
@@ -407,10 +408,17 @@ def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> s
       (ModelError with the pip command when its package is missing);
     - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): its
       prepared folder when the package is installed or the folder exists, else the id unchanged;
+    - a local path that does not exist (a meta naming a folder of another machine): ModelError;
     - anything else: returned unchanged, for the Hub resolver.
     """
     if Path(name_or_path).expanduser().is_dir():
         return name_or_path
+    if missing_local_path(name_or_path):
+        raise ModelError(
+            f"base model {_short(name_or_path)!r} is a local folder that does not exist on this machine; pass "
+            "the base's folder, its Hub id or an offline model (`base_model=` in the API, `--base-model` in the "
+            f"CLI); offline models: {', '.join(f'{s.name} ({s.hf_repo})' for s in REGISTRY.values())}"
+        )
     spec = _find(name_or_path)
     if spec is None:
         return name_or_path
@@ -460,6 +468,10 @@ def load(
     model.eval()
     tok = AutoTokenizer.from_pretrained(source)
     return model, tok
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _looks_like_repo_id(name: str) -> bool:

@@ -36,20 +36,14 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        candidates = [a for a in args if a is not type(None)]
-        if len(candidates) == 1:  # Optional[X]: X's own error names the nested field that is wrong
-            return _coerce(value, candidates[0], where, field)
-        errors = []
         members = [a for a in args if a is not type(None)]
         if len(members) == 1:  # `X | None`: X's own error names the field (e.g. an unknown nested key)
             return _coerce(value, members[0], where, field)
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in members:
             try:
                 return _coerce(value, arg, where, field)
-            except SchemaError as exc:
-                errors.append(exc.problem)
+            except SchemaError:
+                continue
         raise SchemaError(where, field, f"must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value in get_args(tp):
@@ -90,6 +84,17 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
     return value
 
 
+def _check_choices(f: dataclasses.Field, value: Any, where: str, field: str) -> None:
+    """A field whose metadata names ``choices`` (a collection, or a callable returning one, for
+    registries that grow at run time) must hold one of them."""
+    choices = f.metadata.get("choices")
+    if choices is None or value is None:
+        return
+    allowed = choices() if callable(choices) else choices
+    if value not in allowed:
+        raise SchemaError(where, field, f"must be one of {sorted(allowed)}, got {value!r}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass `cls` from `data`, rejecting unknown keys and missing required fields."""
     if not isinstance(data, dict):
@@ -107,6 +112,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], where, prefix + name)
+            _check_choices(f, kwargs[name], where, prefix + name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SchemaError(where, prefix + name, "is required but missing")
     try:

@@ -7,7 +7,7 @@ one of each. Nothing here imports torch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from hubkit import constants as C
@@ -28,8 +28,34 @@ DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>" + EXPLANATION_PLAC
 
 ROLE_ALIASES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
 
+# The two published schemes; others are whatever `hubkit.injection.registry` has registered.
+BUILTIN_SCHEMES = ("embedding_replace", "residual_add")
 # Schemes whose injection is `v · scale / ‖v‖` and so need a scale on an AV.
 SCALED_SCHEMES = ("embedding_replace",)
+
+
+def scheme_names() -> list[str]:
+    """The injection schemes a meta may name: the registry's (imported only when asked, since the
+    two published names need no lookup), or the two built-in ones where no registry is installed."""
+    try:
+        from hubkit.injection.registry import scheme_names as registered
+    except ImportError:
+        return list(BUILTIN_SCHEMES)
+    return registered()
+
+
+class _SchemeChoices:
+    """The `choices` of `injection.scheme`: the built-in names answer without importing the registry."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in BUILTIN_SCHEMES or name in scheme_names()
+
+    def __iter__(self):
+        return iter(scheme_names())
+
+
+def _scheme_choices() -> _SchemeChoices:
+    return _SchemeChoices()
 
 
 def check_scale(value: Scale | None, name: str) -> None:
@@ -46,7 +72,7 @@ class Injection:
     its pair's tokens) or a scheme that is norm-matched (``residual_add``). `NLAMeta` enforces it.
     """
 
-    scheme: Literal["embedding_replace", "residual_add"] = "embedding_replace"
+    scheme: str = field(default="embedding_replace", metadata={"choices": _scheme_choices})
     scale: Scale | None = None
     marker: str | None = None
     marker_token_id: int | None = None
@@ -56,6 +82,8 @@ class Injection:
     ood_allowed: bool = False
 
     def __post_init__(self) -> None:
+        if self.scheme not in _SchemeChoices():
+            raise ValueError(f"`injection.scheme` must be one of {scheme_names()}, got {self.scheme!r}")
         check_scale(self.scale, "injection.scale")
         if self.marker is not None and len(self.marker) == 0:
             raise ValueError("`injection.marker` must not be empty")
