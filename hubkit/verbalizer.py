@@ -367,22 +367,35 @@ class ActivationVerbalizer:
         temperature: float,
         top_p: float,
     ) -> list[list[int]]:
+        """New token ids per row from ``hubkit.engines`` fed `prompt_embeddings` (decoded by the caller)."""
         try:
             from hubkit import engines
         except ImportError as exc:
             raise EngineError(
-                f"engine={engine!r} needs hubkit.engines, which is not installed here ({exc}); "
+                f"engine={engine!r} needs hubkit.engines, which is not available here ({exc}); "
                 "use engine=None (transformers)"
             ) from exc
+        embeds = self.prompt_embeddings(v)
+        try:  # what an engine must load to generate as this AV does (base folder, adapter, dtype)
+            from hubkit.engines.source import source_for
+        except ImportError:
+            source = None
+        else:
+            source = source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        runner = engines.get_engine(engine) if source is None else engines.get_engine(engine, source)
+        extra: dict = {}
         if top_p != 1.0:
-            raise EngineError(f"engine={engine!r} does not take top_p; leave it at 1.0 or use engine=None")
-        return engines.get_engine(engine).generate_from_embeddings(
-            self.prompt_embeddings(v),
+            extra["top_p"] = top_p
+        if source is not None and source.adapter is not None:
+            extra["adapter"] = source.adapter
+        return runner.generate_from_embeddings(
+            embeds,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
             do_sample=do_sample,
             temperature=temperature,
             stop_token_ids=list(self.stop_ids),
+            **extra,
         )
 
     def decode(self, new_tokens: Tensor) -> list[Explanation]:
