@@ -18,13 +18,16 @@ from .train_helpers import D_MODEL, make_recipe, write_sft
 
 NAMES = ["apple", "bread", "cloud", "dream", "eagle", "flame", "grape", "house"]
 AV = {
-    "steps": 40,
+    "steps": 120,
     "micro_batch_size": 16,
-    "checkpoint_every": 40,
+    "checkpoint_every": 120,
     "max_length": 16,
     "adapter": {"r": 8, "alpha": 16},
-    "optim": {"lr": 1e-2, "schedule": "cosine", "warmup_steps": 4},
+    "optim": {"lr": 1e-2},
 }
+# The recipe's injection (embedding replacement at the base's embedding norm) with a short raw prompt:
+# a 2-block model learns the route from the marker to the answer in ~100 LoRA steps (~98% at 100 steps).
+NLA = {"av_template": "<v>{injection_char}</v>", "chat_template": False}
 
 
 def directions() -> torch.Tensor:
@@ -43,14 +46,14 @@ def draws(n: int, seed: int) -> tuple[torch.Tensor, list[int]]:
 
 def accuracy(av_dir, base, vectors: torch.Tensor, labels: list[int]) -> float:
     av = ActivationVerbalizer.from_pretrained(av_dir, base_model=str(base), dtype="float32")
-    texts = av.explain(vectors, max_new_tokens=8, batch_size=64)
+    texts = av.explain(vectors, max_new_tokens=24, batch_size=64)
     return sum(t.strip() == NAMES[k] for t, k in zip(texts, labels)) / len(labels)
 
 
 def _train(tmp_path, base, name: str):
     vectors, labels = draws(256, seed=1)
     data = write_sft(tmp_path / f"{name}.parquet", vectors, [NAMES[k] for k in labels])
-    recipe = make_recipe(base, tmp_path / name, av={**AV, "data": str(data)})
+    recipe = make_recipe(base, tmp_path / name, av={**AV, "data": str(data)}, nla=NLA)
     return train_av(recipe, RunOptions(quiet=True))
 
 
@@ -61,7 +64,8 @@ def held_out():
 
 def test_av_learns_to_name_the_injected_direction(tmp_path, train_base, held_out):
     last = _train(tmp_path, train_base, "on")
-    assert accuracy(last, train_base, *held_out) >= 0.9
+    acc = accuracy(last, train_base, *held_out)
+    assert acc >= 0.9, acc
 
 
 def test_without_injection_in_training_the_av_stays_at_chance(tmp_path, train_base, held_out, monkeypatch):
@@ -70,4 +74,5 @@ def test_without_injection_in_training_the_av_stays_at_chance(tmp_path, train_ba
     monkeypatch.setattr(injection, "injected", lambda *args, **kwargs: contextlib.nullcontext())
     last = _train(tmp_path, train_base, "off")
     monkeypatch.undo()
-    assert accuracy(last, train_base, *held_out) <= 0.25  # chance is 1/8
+    acc = accuracy(last, train_base, *held_out)
+    assert acc <= 0.25, acc  # chance is 1/8
