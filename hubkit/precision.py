@@ -141,3 +141,13 @@ def apply_thread_policy(workers: int = 1) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def apply_thread_policy_unless_set(workers: int = 1) -> int:
+    """`apply_thread_policy(workers)`, unless `OMP_NUM_THREADS` is set: then the user chose (and torch
+    already follows it); returns the threads in use. Forked workers set it to 1 to stay fork-safe."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return apply_thread_policy(workers)

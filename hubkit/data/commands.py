@@ -8,35 +8,35 @@ from __future__ import annotations
 import click
 
 from hubkit.data.labeler_registry import choice_help
-
-_DTYPES = ("float32", "bfloat16", "float16")
-
-
-def _dtype(name: str):
-    import torch
-
-    return getattr(torch, name)
+from hubkit.precision import DTYPE_CHOICES
 
 
-def _set_threads(threads: int | None) -> None:
-    """On a small shared CPU, fewer torch threads can be much faster (less waiting between threads)."""
+def _set_threads(threads: int | None) -> int:
+    """Torch threads: `threads` when given, else hubkit's policy (physical cores available)."""
+    from hubkit.precision import apply_thread_policy_unless_set
+
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+        return threads
+    return apply_thread_policy_unless_set()
 
 
 def _load_base(name: str, revision: str | None, dtype: str, device: str):
-    """(model, tokenizer): an offline registry model or local folder via hubkit.models, else transformers."""
-    from hubkit import models
+    """(model, tokenizer): an offline registry model or local folder via hubkit.models, else transformers.
 
+    `dtype` may be ``auto`` (bfloat16 where the hardware runs it natively, else float32)."""
+    from hubkit import models
+    from hubkit.precision import check_device, resolve_dtype
+
+    check_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
     if revision is None:
-        return models.load(name, dtype=_dtype(dtype), device=device)
+        return models.load(name, dtype=torch_dtype, device=device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = (
-        AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=_dtype(dtype)).to(device).eval()
-    )
+    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype).to(device).eval()
     return model, AutoTokenizer.from_pretrained(name, revision=revision)
 
 
@@ -97,9 +97,17 @@ def _base_name(name: str) -> str:
     show_default=True,
     help="Fail on a document too short for --min-position instead of skipping it.",
 )
-@click.option("--dtype", type=click.Choice(_DTYPES), default="float32", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto: bfloat16 where the hardware runs it natively (GPU, CPU with AVX512-BF16/AMX), else float32.",
+)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option(
+    "--threads", type=int, default=None, help="CPU threads for torch (default: the physical cores available)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing table and any partial run.")
 def extract_cmd(
     out,
@@ -131,9 +139,13 @@ def extract_cmd(
     from hubkit.data.outputs import check_table_output
 
     check_table_output(out, overwrite)  # before the model loads: a refusal costs nothing
-    _set_threads(threads)
+    n_threads = _set_threads(threads)
     docs = load_corpus(corpus, text_field=text_field, id_field=id_field, split=hf_split, limit=limit_docs)
     model, tok = _load_base(model_name, revision, dtype, device)
+    click.echo(
+        f"dtype {str(next(model.parameters()).dtype).removeprefix('torch.')} (--dtype {dtype}), {n_threads} torch threads",
+        err=True,
+    )
     if layer is None:
         layer = default_layer(arch.num_layers(model))
     config = ExtractConfig(
@@ -220,7 +232,9 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
 )
 @click.option("--no-cache", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option(
+    "--threads", type=int, default=None, help="CPU threads for torch (default: the physical cores available)."
+)
 @click.option("--overwrite", is_flag=True)
 def label_cmd(
     source,

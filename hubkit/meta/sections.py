@@ -169,6 +169,7 @@ class Training:
     loss_type: str | None = None
     global_batch_size: int | None = None
     config_sha256: str | None = None
+    dtype: str | None = None  # precision the weights were trained in (resolved, never "auto")
 
 
 @dataclass

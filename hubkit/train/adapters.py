@@ -16,8 +16,6 @@ from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant: str = "none") -> nn.Module:
     """A causal LM on `device`; a quantized one is placed there while loading (bitsandbytes cannot move it)."""
@@ -38,11 +36,16 @@ def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant
 
 
 def load_base(
-    recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None
+    recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None, dtype: str | None = None
 ) -> tuple[nn.Module, object]:
-    """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`."""
+    """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`.
+
+    `dtype` is the resolved precision (default: the recipe's, ``auto`` chosen from the hardware)."""
+    from hubkit.precision import resolve_dtype
+
     path = loading.resolve_base(recipe.base_model)
-    model = load_model(path, DTYPES[recipe.dtype], device, "nf4" if adapter.kind == "qlora" else "none")
+    torch_dtype = resolve_dtype(dtype or recipe.dtype, device)
+    model = load_model(path, torch_dtype, device, "nf4" if adapter.kind == "qlora" else "none")
     return model, loading.load_tokenizer(path)
 
 

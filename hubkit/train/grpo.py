@@ -33,7 +33,6 @@ from hubkit.train import data as D
 from hubkit.train import metas
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import (
-    DTYPES,
     grad_norm_clip,
     load_model,
     make_optimizer,
@@ -131,7 +130,7 @@ def _init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
     return last
 
 
-def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device):
+def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device, dtype_name: str):
     """(policy model, reference model or ``None``, tokenizer, AV meta) started from the AV at `av_dir`.
 
     A LoRA AV keeps training its adapter (`av`); the reference is the same base with the adapter
@@ -145,7 +144,7 @@ def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.dev
         raise CheckpointError(
             f"{av_dir}: grpo.av_init must be an AV checkpoint, this is an {meta.role.upper()}"
         )
-    dtype = DTYPES[recipe.dtype]
+    dtype = getattr(torch, dtype_name)
     base = loading.resolve_base(recipe.base_model)
     reference = None
     if loading.is_adapter(av_dir):
@@ -174,11 +173,13 @@ def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.dev
     return model, reference, tok, meta
 
 
-def load_ar(recipe: Recipe, ar_dir: Path, device: torch.device, train: bool) -> ActivationReconstructor:
+def load_ar(
+    recipe: Recipe, ar_dir: Path, device: torch.device, train: bool, dtype_name: str
+) -> ActivationReconstructor:
     """The AR giving rewards: frozen, or with its adapter (or weights) and head trainable."""
     if not train:
         return ActivationReconstructor.from_pretrained(
-            ar_dir, base_model=recipe.base_model, device=str(device), dtype=recipe.dtype
+            ar_dir, base_model=recipe.base_model, device=str(device), dtype=dtype_name
         )
     from peft import PeftModel
 
@@ -193,7 +194,7 @@ def load_ar(recipe: Recipe, ar_dir: Path, device: torch.device, train: bool) -> 
             f"{ar_dir}: an AR with LoRA tensors inside its head file cannot be trained here; "
             "set grpo.train_ar: false"
         )
-    dtype = DTYPES[recipe.dtype]
+    dtype = getattr(torch, dtype_name)
     base = loading.resolve_base(recipe.base_model)
     if loading.is_adapter(ar_dir):
         model = load_model(base, dtype, device, meta.adapter.quant)
@@ -227,7 +228,9 @@ class GRPOTrainer:
         self.recipe, self.cfg, self.runner, self.device = recipe, cfg, runner, runner.device
         self.av_dir = _init_dir(cfg.av_init, recipe, "av")
         self.ar_dir = _init_dir(cfg.ar_init, recipe, "ar")
-        self.model, self.reference, tok, meta = load_policy(recipe, cfg, self.av_dir, self.device)
+        self.model, self.reference, tok, meta = load_policy(
+            recipe, cfg, self.av_dir, self.device, runner.dtype
+        )
         self.adapter_name = POLICY if self.reference is None else None
         meta = metas.check_injection_scale(
             meta,
@@ -236,7 +239,7 @@ class GRPOTrainer:
         )
         self.av = ActivationVerbalizer(self.model, tok, meta)
         self.meta, self.tokenizer = self.av.meta, tok
-        self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar)
+        self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
         check_compatible(self.meta, self.ar.meta)
         self.table = D.read_rl(data, self.meta.d_model)
         self.prompt_len = len(self.av.prompt_ids)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hubkit.errors import CheckpointError, DataError, HubkitError
+from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
 from hubkit.train import data as D
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
@@ -78,11 +80,19 @@ class Runner:
 
         self.recipe, self.stage, self.opts = recipe, stage, opts
         self.cfg: StageRecipe = recipe.stage(stage)
+        check_device(opts.device)
         self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
-        self.config_sha256 = recipe.config_sha256(stage)
+        self.dtype = resolve_dtype_name(recipe.dtype, self.device)
+        threads = apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", self.world)))
+        log.info("%s: dtype %s (recipe: %s), %d torch threads", stage, self.dtype, recipe.dtype, threads)
+        if not opts.quiet and self.is_main:
+            print(
+                f"[{stage}] dtype {self.dtype} (recipe: {recipe.dtype}), {threads} torch threads", flush=True
+            )
+        self.config_sha256 = recipe.config_sha256(stage, self.dtype)
         self.resumed = self._prepare_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
@@ -231,6 +241,7 @@ class Runner:
             loss_type=loss_type,
             global_batch_size=global_batch,
             config_sha256=config_sha256,
+            dtype=self.dtype,
         )
         state = T.TrainerState(
             stage=stage_name,

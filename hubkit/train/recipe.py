@@ -222,7 +222,11 @@ class Recipe:
     layer: int = _help("extraction layer L: the residual after decoder block L", ge=0)
     output_dir: str = _help("run folder; stages write <output_dir>/<stage>/step_XXXXXX", default="runs/nla")
     seed: int = _help("seed of data order, initialisation and sampling", default=0)
-    dtype: Literal["float32", "bfloat16", "float16"] = _help("dtype of the base weights", default="float32")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _help(
+        "dtype of the base weights; auto: bfloat16 where the hardware runs it natively (GPU, CPU with "
+        "AVX512-BF16/AMX), else float32",
+        default="auto",
+    )
     nla: NLARecipe = _help("the NLA's definition", default_factory=NLARecipe)
     av: AVRecipe | None = _help("AV SFT stage", default=None)
     ar: ARRecipe | None = _help("AR SFT stage", default=None)
@@ -238,10 +242,15 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
-    def config_sha256(self, stage: Stage) -> str:
+    def config_sha256(self, stage: Stage, dtype: str | None = None) -> str:
         """Hash of everything that changes what `stage` computes: paths (the data are hashed themselves) and
-        log/checkpoint cadence are left out, so a resumed run may move folders or checkpoint more often."""
+        log/checkpoint cadence are left out, so a resumed run may move folders or checkpoint more often.
+
+        `dtype` is the precision `dtype: auto` resolved to on this machine: it is hashed in place of
+        ``auto``, so a run is never resumed in another precision than it started in."""
         data = self.to_dict()
+        if dtype is not None:
+            data["dtype"] = dtype
         data.pop("output_dir", None)
         data.pop("notes", None)
         section = dict(data.get(stage) or {})

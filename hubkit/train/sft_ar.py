@@ -52,7 +52,7 @@ class ARTask:
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg = recipe.stage("ar")
         self.recipe, self.cfg = recipe, cfg
-        model, tok = load_base(recipe, cfg.adapter, runner.device)
+        model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias)
         self.table = D.read_sft(data, meta.d_model, "ar")
         arch.truncate(model, meta.ar.num_layers)

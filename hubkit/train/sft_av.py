@@ -77,7 +77,7 @@ class AVTask:
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg = recipe.stage("av")
         self.recipe, self.cfg = recipe, cfg
-        model, tok = load_base(recipe, cfg.adapter, runner.device)
+        model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.av_meta(recipe, model, tok, cfg.adapter)
         meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection)
         self.table = D.read_sft(data, meta.d_model, "av")

@@ -165,3 +165,25 @@ def test_cli_bad_outputs_and_inputs_exit_non_zero_in_one_line(tmp_path, act, tin
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert res.output.startswith("error: ") and expected in res.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("flag, expected", [([], "auto"), (["--dtype", "float32"], "float32")])
+def test_extract_dtype_defaults_to_auto_and_is_recorded(tmp_path, tiny_dir, flag, expected):
+    from hubkit.cli import main
+    from hubkit.precision import resolve_dtype_name
+
+    out = tmp_path / "a.parquet"
+    args = [
+        "extract",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_dir),
+        "--limit-docs",
+        "2",
+        "--min-position",
+        "2",
+    ]
+    res = CliRunner().invoke(main, args + flag)
+    assert res.exit_code == 0, res.output
+    assert read_sidecar(out).extraction.dtype == resolve_dtype_name(expected, "cpu")

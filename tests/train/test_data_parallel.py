@@ -40,6 +40,7 @@ def test_two_processes_equal_one_with_double_accumulation(tmp_path, train_base, 
                 "base_model": str(train_base),
                 "layer": 1,
                 "output_dir": str(tmp_path / "dp"),
+                "dtype": "float32",
                 "ar": {**AR, "grad_accum": 1, "data": data},
             }
         )

@@ -49,6 +49,7 @@ def _recipe_file(path: Path, base: Path, out: Path, data: Path) -> Path:
 def _child(recipe_path: str, fd: int) -> None:
     """The killed run: the real `hubkit train av` command in a forked process, stdout into a pipe."""
     torch.set_num_threads(1)  # no OpenMP pool inherited across fork
+    os.environ["OMP_NUM_THREADS"] = "1"  # and hubkit's thread policy leaves it so
     os.dup2(fd, 1)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     from hubkit.train.commands import train
@@ -88,8 +89,8 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path, train_base, sft_tab
 
     recipe = load_recipe(recipe_path)
     resumed = train_av(recipe, RunOptions(resume=True, quiet=True))
-    straight = train_av(
-        make_recipe(train_base, tmp_path / "straight", seed=3, av={**AV, "data": str(data)}),
+    straight = train_av(  # both runs in `dtype: auto` (bfloat16 on a CPU with native bf16)
+        make_recipe(train_base, tmp_path / "straight", seed=3, dtype="auto", av={**AV, "data": str(data)}),
         RunOptions(quiet=True),
     )
     assert resumed.name == straight.name == "step_000006"

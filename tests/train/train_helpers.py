@@ -59,10 +59,20 @@ TEXTS = [
 
 
 def make_recipe(base: Path, out: Path, **sections: Any):
-    """A recipe over the tiny base; `sections` are the `av`/`ar`/`grpo`/`nla` mappings."""
+    """A recipe over the tiny base; `sections` are the `av`/`ar`/`grpo`/`nla` mappings (or top-level keys).
+
+    float32 unless `dtype` is given: tests that compare against an independent computation need the
+    same precision on every machine (``auto`` is bfloat16 on CPUs with native bf16, float32 elsewhere).
+    """
     from hubkit.train.recipe import recipe_from_dict
 
-    data: dict[str, Any] = {"base_model": str(base), "layer": 1, "output_dir": str(out), "seed": 0}
+    data: dict[str, Any] = {
+        "base_model": str(base),
+        "layer": 1,
+        "output_dir": str(out),
+        "seed": 0,
+        "dtype": "float32",
+    }
     data.update(sections)
     return recipe_from_dict(data)
 
