@@ -11,7 +11,13 @@ residuals of short sentences. Both ways compute the same figures:
 
 Then the CLI end to end (`hubkit eval` on adapter checkpoints written to disk, loading included).
 
-    python benchmarks/bench_eval.py [--rows 64] [--max-new-tokens 24] [--batch-size 16] [--dtype bfloat16]
+With ``--sections``: a 2 AV x 2 AR cross-pair matrix (`cross_pair_matrix`: each AV generates once,
+each AR reads every AV's texts) side by side with the naive way (one generation per cell), the
+same cell figures checked equal; then the cost of paraphrase sensitivity (the base model as a local
+paraphraser) and claim ablation on the same rows.
+
+    python benchmarks/bench_eval.py [--rows 64] [--max-new-tokens 24] [--batch-size 16] [--dtype auto]
+                                    [--sections] [--skip-pair] [--skip-cli]
 """
 
 from __future__ import annotations
@@ -161,6 +167,87 @@ def per_row_loop(pair, vectors: torch.Tensor, controls: dict[str, list[str]], ma
     )
 
 
+def bench_sections(pair, tok, table, args) -> None:
+    """Cross-pair matrix vs one generation per cell (same cells); paraphrase and claim-ablation costs."""
+    from peft import LoraConfig
+
+    from hubkit.data.labelers import TransformersLabeler
+    from hubkit.eval.ablations import reconstruct_unique
+    from hubkit.eval.claims import claim_ablation
+    from hubkit.eval.cross_pair import cell_figures, cross_pair_matrix
+    from hubkit.eval.generation import Generation
+    from hubkit.eval.paraphrase import paraphrase_sensitivity
+    from hubkit.eval.table import EvalTable
+    from hubkit.reconstructor import ActivationReconstructor
+    from hubkit.verbalizer import ActivationVerbalizer
+
+    model = pair.av.model
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    g = torch.Generator().manual_seed(1)
+    for name in ("av2", "ar2"):
+        model.add_adapter(name, cfg)
+        with torch.no_grad():  # non-zero B: the second halves really differ from the first
+            for n, p in model.named_parameters():
+                if f"lora_B.{name}." in n:
+                    p.copy_(0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype))
+    model.eval()
+    avs = {"av": pair.av, "av2": ActivationVerbalizer(model, tok, pair.av.meta, adapter_name="av2")}
+    ars = {
+        "ar": pair.ar,
+        "ar2": ActivationReconstructor(model, tok, pair.ar.meta, pair.ar.head, adapter_name="ar2"),
+    }
+    tbl = EvalTable.read(table)
+    gen = Generation(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    cp = cross_pair_matrix(avs, ars, tbl, generation=gen, seed=args.seed, n_boot=500)
+    matrix_s = time.perf_counter() - t0
+    v = tbl.vectors.float()
+    vn = v.numpy().astype(np.float64)
+    t0 = time.perf_counter()
+    naive = []
+    for a, av in avs.items():
+        for r, ar in ars.items():
+            ds = gen.run(av, v, args.seed)
+            out = reconstruct_unique(ar, [d.text for d in ds], gen.ar_batch_size)
+            ok = np.array([d.ok for d in ds], dtype=bool)
+            naive.append(cell_figures(a, r, vn, out, ok, 500, args.seed))
+    naive_s = time.perf_counter() - t0
+    same = all(c.cos == n.cos and c.identification == n.identification for c, n in zip(cp.cells, naive))
+    print(
+        f"\ncross-pair 2 AV x 2 AR on {len(tbl)} rows: matrix {matrix_s:.1f} s, one generation per cell {naive_s:.1f} s"
+    )
+    print(f"speed-up: {naive_s / matrix_s:.2f}x; cells identical both ways: {same}")
+    for c in cp.cells:
+        print(f"  {c.av} x {c.ar}: cos {c.cos.mean:.4f} top-1 {c.identification[0].accuracy:.3f}")
+
+    texts = cp.explanations["av"]
+    v_hat = reconstruct_unique(pair.ar, texts, gen.ar_batch_size)
+    labeler = TransformersLabeler(
+        model, tok, "transformers:base (adapters off)", max_new_tokens=48, batch_size=args.batch_size
+    )
+    t0 = time.perf_counter()
+    with model.disable_adapter():
+        from hubkit.eval.paraphrase import paraphrase
+
+        paras = paraphrase(labeler, texts)
+    para_gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ps = paraphrase_sensitivity(
+        pair.ar, vn, texts, paraphrases=paras, real_reconstructions=v_hat, seed=args.seed
+    )
+    para_ar_s = time.perf_counter() - t0
+    print(f"\nparaphrase: {para_gen_s:.1f} s paraphrasing (base model), {para_ar_s:.1f} s AR + statistics")
+    print(
+        f"  statuses {ps.statuses}; cos change {ps.delta.mean}; top-1 flips {ps.flips[0].flip_share:.3f}; {ps.verdict}"
+    )
+    t0 = time.perf_counter()
+    ca = claim_ablation(pair.ar, vn, texts, real_reconstructions=v_hat, seed=args.seed)
+    print(
+        f"claim ablation: {time.perf_counter() - t0:.1f} s for {ca.n_claims} claims of {ca.n_rows_ablated} rows; "
+        f"mean cosine carried {ca.delta.mean}"
+    )
+
+
 def save_checkpoints(pair, av_meta, ar_meta, root: Path) -> tuple[Path, Path]:
     from hubkit.checkpoint import write_checkpoint
 
@@ -177,15 +264,20 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-cli", action="store_true", help="Skip the end-to-end CLI run.")
+    ap.add_argument(
+        "--sections", action="store_true", help="Time the cross-pair matrix, paraphrase, claim ablation."
+    )
     args = ap.parse_args()
 
     from hubkit import models
     from hubkit.eval.run import evaluate_pair
+    from hubkit.precision import resolve_dtype
 
-    dtype = getattr(torch, args.dtype)
+    dtype = resolve_dtype(args.dtype, "cpu")
+    args.dtype = str(dtype).removeprefix("torch.")
     spec = models.get_spec(args.model)
     print(
         f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load avg {os.getloadavg()}"
@@ -202,47 +294,56 @@ def main() -> None:
         # warm-up (first-call allocations, kernels), not timed
         pair.av.explain_detailed(torch.tensor(np.stack([r[3] for r in rows[:2]])), max_new_tokens=2)
 
-        t0 = time.perf_counter()
-        rep = evaluate_pair(
-            pair,
-            table,
-            out_dir=tmp / "batched",
-            seed=args.seed,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-        )
-        batched_s = time.perf_counter() - t0
-        timing = {k: round(v, 1) if isinstance(v, float) else v for k, v in rep.timing.items()}
-        print(
-            f"batched evaluate_pair (incl. stats, plots, eval.json): {batched_s:.1f} s  {timing}", flush=True
-        )
+        if not args.skip_pair:
+            t0 = time.perf_counter()
+            rep = evaluate_pair(
+                pair,
+                table,
+                out_dir=tmp / "batched",
+                seed=args.seed,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+            )
+            batched_s = time.perf_counter() - t0
+            timing = {k: round(v, 1) if isinstance(v, float) else v for k, v in rep.timing.items()}
+            print(
+                f"batched evaluate_pair (incl. stats, plots, eval.json): {batched_s:.1f} s  {timing}",
+                flush=True,
+            )
 
-        vectors = torch.tensor(np.stack([r[3] for r in rows]), dtype=torch.float32)
-        cs = rep.figures.content_sensitivity.av
-        controls = {k: v for k, v in cs.texts.items() if k != "other_row"}
-        t0 = time.perf_counter()
-        texts, cos, figs, loop_timing = per_row_loop(
-            pair, vectors, {**controls, "other_row": cs.texts["other_row"]}, args.max_new_tokens, args.seed
-        )
-        loop_s = time.perf_counter() - t0
+            vectors = torch.tensor(np.stack([r[3] for r in rows]), dtype=torch.float32)
+            cs = rep.figures.content_sensitivity.av
+            controls = {k: v for k, v in cs.texts.items() if k != "other_row"}
+            t0 = time.perf_counter()
+            texts, cos, figs, loop_timing = per_row_loop(
+                pair,
+                vectors,
+                {**controls, "other_row": cs.texts["other_row"]},
+                args.max_new_tokens,
+                args.seed,
+            )
+            loop_s = time.perf_counter() - t0
 
-        batched_texts = rep.rows.column("explanation").to_pylist()
-        same = sum(a == b for a, b in zip(texts, batched_texts))
-        bcos = np.asarray(rep.rows.column("cos").to_pylist())
-        agree = np.abs(bcos - cos)[[a == b for a, b in zip(texts, batched_texts)]]
-        print(f"\nrows {len(rows)}, max_new_tokens {args.max_new_tokens}, AV batch {args.batch_size}")
-        print(f"batched evaluate_pair: {batched_s:.1f} s")
-        print(f"per-row loop (generate + AR + 4 controls, one at a time): {loop_s:.1f} s  {loop_timing}")
-        print(f"speed-up: {loop_s / batched_s:.1f}x")
-        print(
-            f"same explanation text in both ways: {same}/{len(rows)}; |cos diff| on those rows: max "
-            f"{agree.max() if agree.size else float('nan'):.2e}"
-        )
-        print(
-            f"mean cos batched {bcos.mean():.4f} vs loop {cos.mean():.4f}; statuses "
-            f"{rep.figures.round_trip.statuses}"
-        )
-        print(f"verdicts: {rep.verdicts.note}")
+            batched_texts = rep.rows.column("explanation").to_pylist()
+            same = sum(a == b for a, b in zip(texts, batched_texts))
+            bcos = np.asarray(rep.rows.column("cos").to_pylist())
+            agree = np.abs(bcos - cos)[[a == b for a, b in zip(texts, batched_texts)]]
+            print(f"\nrows {len(rows)}, max_new_tokens {args.max_new_tokens}, AV batch {args.batch_size}")
+            print(f"batched evaluate_pair: {batched_s:.1f} s")
+            print(f"per-row loop (generate + AR + 4 controls, one at a time): {loop_s:.1f} s  {loop_timing}")
+            print(f"speed-up: {loop_s / batched_s:.1f}x")
+            print(
+                f"same explanation text in both ways: {same}/{len(rows)}; |cos diff| on those rows: max "
+                f"{agree.max() if agree.size else float('nan'):.2e}"
+            )
+            print(
+                f"mean cos batched {bcos.mean():.4f} vs loop {cos.mean():.4f}; statuses "
+                f"{rep.figures.round_trip.statuses}"
+            )
+            print(f"verdicts: {rep.verdicts.note}")
+
+        if args.sections:
+            bench_sections(pair, tok, table, args)
 
         if not args.skip_cli:
             from click.testing import CliRunner

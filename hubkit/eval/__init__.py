@@ -1,9 +1,18 @@
 """Evaluation of NLAs: honest numbers that say whether an NLA reads its vectors at all.
 
-`evaluate_pair` / `evaluate_trajectory` run everything and write ``eval.json`` (schema
-``hubkit.eval/1``), ``rows.parquet`` and plots. The pieces are usable on their own: `metrics`
-(cosine, normalised MSE, bootstrap, FVE, noise floor), `ablations` (content sensitivity of the AR),
-`identification`, `diversity`, `trend`.
+`evaluate_pair` / `evaluate_trajectory` / `evaluate_cross_pair` run everything and write ``eval.json``
+(schema ``hubkit.eval/1``), ``rows.parquet``, plots and an ``evaluate``-saved results file.
+
+Map (imports run downwards; each module one idea):
+
+- entry points: `run` (re-exports) → `pair_eval` (one pair), `trajectory` (every checkpoint of a run),
+  `cross_pair` (AVs × ARs); `extras` (the optional sections of a pair eval); `commands`/`cli_extras` (CLI)
+- what was read: `table` (eval table, row selection), `overlap` + `trained_on` (held-out or not),
+  `records` (metas, hashes, loading a pair), `generation` (how the AV generates), `loss_curve`
+- figures: `metrics` (cosine, normalised MSE, bootstrap, FVE, noise floor), `ablations` (content
+  sensitivity), `paraphrase`, `claims`, `identification`, `diversity`, `trend`
+- output: `sections` (typed eval.json sections, figure paths), `report` (EvalReport, eval.json, verify),
+  `results_file` (`evaluate.save`), `plots`, `evaluate_module` (the metric for ``evaluate.load``)
 """
 
 from __future__ import annotations
@@ -13,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "evaluate_pair": "hubkit.eval.run",
     "evaluate_trajectory": "hubkit.eval.run",
+    "evaluate_cross_pair": "hubkit.eval.cross_pair",
+    "Extras": "hubkit.eval.extras",
+    "paraphrase_sensitivity": "hubkit.eval.paraphrase",
+    "claim_ablation": "hubkit.eval.claims",
     "EvalReport": "hubkit.eval.report",
     "read_eval": "hubkit.eval.report",
     "verify": "hubkit.eval.report",
@@ -23,15 +36,23 @@ _EXPORTS = {
 __all__ = [
     "EvalReport",
     "EvalTable",
+    "Extras",
+    "claim_ablation",
     "content_sensitivity",
+    "evaluate_cross_pair",
     "evaluate_pair",
     "evaluate_trajectory",
+    "paraphrase_sensitivity",
     "read_eval",
     "verify",
 ]
 
 if TYPE_CHECKING:
     from hubkit.eval.ablations import content_sensitivity
+    from hubkit.eval.claims import claim_ablation
+    from hubkit.eval.cross_pair import evaluate_cross_pair
+    from hubkit.eval.extras import Extras
+    from hubkit.eval.paraphrase import paraphrase_sensitivity
     from hubkit.eval.report import EvalReport, read_eval, verify
     from hubkit.eval.run import evaluate_pair, evaluate_trajectory
     from hubkit.eval.table import EvalTable

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, ClaimAblation, claim_ablation
 from hubkit.eval.cross_pair import CrossPair, Half, check_cross, cross_pair_matrix
 from hubkit.eval.generation import Generation
@@ -47,8 +48,6 @@ class Extras:
         av_name, ar_name = self.names
         clash = [n for n, extra in ((av_name, self.cross_avs), (ar_name, self.cross_ars)) if n in extra]
         if clash:
-            from hubkit.errors import DataError
-
             raise DataError(
                 f"cross-pair name {clash[0]!r} is the evaluated pair's own; name the other halves differently"
             )

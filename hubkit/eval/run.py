@@ -6,8 +6,9 @@ checkpoint folders are in `records`.
 
 from __future__ import annotations
 
+from hubkit.eval.cross_pair import evaluate_cross_pair
 from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.records import base_record, load_pair
 from hubkit.eval.trajectory import evaluate_trajectory
 
-__all__ = ["base_record", "evaluate_pair", "evaluate_trajectory", "load_pair"]
+__all__ = ["base_record", "evaluate_cross_pair", "evaluate_pair", "evaluate_trajectory", "load_pair"]
