@@ -14,11 +14,7 @@ from hubkit.localhub.commit_payload import parse_commit, text_field
 from hubkit.localhub.errors import BadRequest, TooLarge, Unauthorized
 from hubkit.localhub.handler import HandlerBase
 from hubkit.localhub.http import Body, Drop, Interrupted, Reply, fail_after, truthy
-from hubkit.localhub.objects import (
-    SHA256_RE,
-    RepoKey,
-    upload_mode,
-)
+from hubkit.localhub.objects import SHA256_RE, AddFile, RepoKey, upload_mode
 
 _LFS_JSON = "application/vnd.git-lfs+json"
 
@@ -61,19 +57,19 @@ class UploadRoutes(HandlerBase):
         objects = body.get("objects", [])
         if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
             raise BadRequest("LFS batch 'objects' must be a list of {oid, size}")
-        answer = [self._lfs_batch_object(o.get("oid"), o.get("size"), identity.user) for o in objects]
+        answer = [self._lfs_batch_object(o.get("oid"), o.get("size"), identity.user, repo) for o in objects]
         self.send_json(200, {"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, ctype=_LFS_JSON)
 
-    def _lfs_batch_object(self, oid: Any, size: Any, user: str) -> dict[str, Any]:
-        """Upload instructions for one object, or none when its bytes are already stored."""
+    def _lfs_batch_object(self, oid: Any, size: Any, user: str, repo: RepoKey) -> dict[str, Any]:
+        """Upload instructions for one object, or none when the caller can already read its bytes here."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             return {"oid": str(oid), "size": size, "error": {"code": 422, "message": "size must be a number"}}
         if not isinstance(oid, str) or not SHA256_RE.fullmatch(oid):
             return {"oid": str(oid), "size": size, "error": {"code": 422, "message": "oid must be a sha256"}}
         stored = self.store.lfs_size(oid)
-        if stored == size:
+        if stored == size and self.lfs_available(oid):
             return {"oid": oid, "size": size}
-        if stored is not None:
+        if stored is not None and stored != size:
             return {
                 "oid": oid,
                 "size": size,
@@ -82,7 +78,7 @@ class UploadRoutes(HandlerBase):
         if size > self.hub.limits.max_upload:
             message = f"object of {size} bytes is over this server's limit of {self.hub.limits.max_upload}"
             return {"oid": oid, "size": size, "error": {"code": 413, "message": message}}
-        ticket = self.hub.uploads.issue(oid, size, user)
+        ticket = self.hub.uploads.issue(oid, size, user, repo)
         upload = {"href": self.own_url(f"_localhub/lfs/{oid}?size={size}&ticket={ticket}"), "header": {}}
         verify = {"href": self.own_url(f"_localhub/lfs/verify?ticket={ticket}")}
         return {
@@ -110,6 +106,7 @@ class UploadRoutes(HandlerBase):
             if self.body.length is not None and self.body.length > size:
                 raise TooLarge(f"upload announces {self.body.length} bytes; its URL was issued for {size}")
             self._receive_lfs(oid, size)
+            self.store.link_lfs(oid, claim.user)
             ok = True
         finally:
             self.hub.uploads.end(claim, ok=ok)
@@ -149,7 +146,7 @@ class UploadRoutes(HandlerBase):
             raise BadRequest("hubkit localhub does not support pull requests (create_pr=True)")
         lines = self.body.read().splitlines()
         self.check_fault("commit")
-        header, operations = parse_commit(self.store, lines)
+        header, operations = parse_commit(self.store, lines, self.lfs_available)
         commit = self.store.apply_commit(
             repo,
             revision.removeprefix("refs/heads/"),
@@ -159,6 +156,9 @@ class UploadRoutes(HandlerBase):
             parent=header.get("parentCommit"),
             author=identity.user,
         )
+        for op in operations:
+            if isinstance(op, AddFile) and op.entry.lfs is not None:
+                self.store.link_lfs(op.entry.lfs, repo)
         self.hub.stats.add(commits=1)
         self.send_json(
             200,

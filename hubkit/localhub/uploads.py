@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from hubkit.localhub.errors import Forbidden
+from hubkit.localhub.objects import RepoKey
 
 DEFAULT_TTL = 600.0
 
@@ -24,6 +25,7 @@ class Ticket:
     oid: str
     size: int
     user: str
+    repo: RepoKey
     expires: float
     busy: bool = False
     spent: bool = False
@@ -37,13 +39,13 @@ class UploadTickets:
         self._tickets: dict[str, Ticket] = {}
         self._lock = threading.Lock()
 
-    def issue(self, oid: str, size: int, user: str) -> str:
-        """A new ticket for uploading `size` bytes with sha256 `oid`."""
+    def issue(self, oid: str, size: int, user: str, repo: RepoKey) -> str:
+        """A new ticket for `user` to upload `size` bytes with sha256 `oid` to `repo`."""
         ticket = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._lock:
             self._tickets = {k: t for k, t in self._tickets.items() if t.expires > now}  # forget old ones
-            self._tickets[ticket] = Ticket(oid, size, user, now + self.ttl)
+            self._tickets[ticket] = Ticket(oid, size, user, repo, now + self.ttl)
         return ticket
 
     def _find(self, ticket: str, oid: str, size: int | None) -> Ticket:
