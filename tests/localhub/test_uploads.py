@@ -140,10 +140,16 @@ def test_knowing_a_private_files_sha256_does_not_give_its_bytes(site: Site, tmp_
     with pytest.raises(BadRequestError, match="never uploaded"):
         bob.create_commit("bob/steal", [pointer], commit_message="pointer only")
     with pytest.raises(EntryNotFoundError):
-        hf_hub_download("bob/steal", "w.safetensors", endpoint=site.endpoint, token=BOB, cache_dir=tmp_path / "c")
-    bob.create_commit("bob/steal", [CommitOperationAdd("w.safetensors", secret)], commit_message="has the bytes")
+        hf_hub_download(
+            "bob/steal", "w.safetensors", endpoint=site.endpoint, token=BOB, cache_dir=tmp_path / "c"
+        )
+    bob.create_commit(
+        "bob/steal", [CommitOperationAdd("w.safetensors", secret)], commit_message="has the bytes"
+    )
     assert bob.get_paths_info("bob/steal", ["w.safetensors"])[0].lfs.sha256 == oid  # uploading them proves it
 
     sent = site.hub.stats.lfs_bytes_received
-    site.api(ALICE).create_commit(PUBLIC, [CommitOperationAdd("copy.safetensors", secret)], commit_message="reuse")
+    site.api(ALICE).create_commit(
+        PUBLIC, [CommitOperationAdd("copy.safetensors", secret)], commit_message="reuse"
+    )
     assert site.hub.stats.lfs_bytes_received == sent  # the owner reuses her stored bytes without sending them
