@@ -164,25 +164,6 @@ class HandlerBase(BaseHTTPRequestHandler):
             raise RepoNotFound(f"{repo.type} repo {repo.id!r} not found")
         return meta
 
-    def lfs_available(self, oid: str) -> bool:
-        """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it.
-
-        Otherwise the caller must upload the bytes (proving it has them) before committing a
-        pointer: a sha256 alone never opens someone else's private file.
-        """
-        if self.store.lfs_size(oid) is None:
-            return False
-        repos, users = self.store.lfs_holders(oid)
-        if self.identity is not None and self.identity.user in users:
-            return True
-        for holder in repos:
-            try:
-                self.readable(holder)
-                return True
-            except LocalHubError:
-                continue
-        return False
-
     def require_write(self, repo: RepoKey, *, exists: bool = True) -> Identity:
         """The caller's identity when it may write to `repo` (its namespace); 401/403/404 otherwise."""
         identity = self.require_identity()

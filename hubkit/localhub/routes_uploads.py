@@ -11,7 +11,7 @@ import binascii
 from typing import Any
 
 from hubkit.localhub.commit_payload import parse_commit, text_field
-from hubkit.localhub.errors import BadRequest, TooLarge, Unauthorized
+from hubkit.localhub.errors import BadRequest, LocalHubError, TooLarge, Unauthorized
 from hubkit.localhub.handler import HandlerBase
 from hubkit.localhub.http import Body, Drop, Interrupted, Reply, fail_after, truthy
 from hubkit.localhub.objects import SHA256_RE, AddFile, RepoKey, upload_mode
@@ -21,6 +21,25 @@ _LFS_JSON = "application/vnd.git-lfs+json"
 
 class UploadRoutes(HandlerBase):
     """Endpoints that bring bytes in and move branches."""
+
+    def lfs_available(self, oid: str) -> bool:
+        """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it.
+
+        Otherwise the caller must upload the bytes (proving it has them) before committing a
+        pointer: a sha256 alone never opens someone else's private file.
+        """
+        if self.store.lfs_size(oid) is None:
+            return False
+        repos, users = self.store.lfs_holders(oid)
+        if self.identity is not None and self.identity.user in users:
+            return True
+        for holder in repos:
+            try:
+                self.readable(holder)
+                return True
+            except LocalHubError:
+                continue
+        return False
 
     def preupload(self, repo: RepoKey, revision: str) -> None:
         self.require_write(repo)
@@ -57,10 +76,10 @@ class UploadRoutes(HandlerBase):
         objects = body.get("objects", [])
         if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
             raise BadRequest("LFS batch 'objects' must be a list of {oid, size}")
-        answer = [self._lfs_batch_object(o.get("oid"), o.get("size"), identity.user, repo) for o in objects]
+        answer = [self._lfs_batch_object(o.get("oid"), o.get("size"), identity.user) for o in objects]
         self.send_json(200, {"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, ctype=_LFS_JSON)
 
-    def _lfs_batch_object(self, oid: Any, size: Any, user: str, repo: RepoKey) -> dict[str, Any]:
+    def _lfs_batch_object(self, oid: Any, size: Any, user: str) -> dict[str, Any]:
         """Upload instructions for one object, or none when the caller can already read its bytes here."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             return {"oid": str(oid), "size": size, "error": {"code": 422, "message": "size must be a number"}}
@@ -78,7 +97,7 @@ class UploadRoutes(HandlerBase):
         if size > self.hub.limits.max_upload:
             message = f"object of {size} bytes is over this server's limit of {self.hub.limits.max_upload}"
             return {"oid": oid, "size": size, "error": {"code": 413, "message": message}}
-        ticket = self.hub.uploads.issue(oid, size, user, repo)
+        ticket = self.hub.uploads.issue(oid, size, user)
         upload = {"href": self.own_url(f"_localhub/lfs/{oid}?size={size}&ticket={ticket}"), "header": {}}
         verify = {"href": self.own_url(f"_localhub/lfs/verify?ticket={ticket}")}
         return {

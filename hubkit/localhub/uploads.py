@@ -1,6 +1,6 @@
 """LFS upload tickets: the only way bytes get into the local Hub's LFS store.
 
-The batch endpoint, called with a write token for the repo, issues one random ticket per object
+The batch endpoint, called with a write token for a repo, issues one random ticket per object
 to upload. The upload URL carries the ticket; the ticket is bound to the object's sha256 and size,
 expires after ``ttl`` seconds, and is spent by the first upload that completes (a failed attempt
 leaves it usable, so the client's own retries work). Verify calls name the same ticket.
@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 from hubkit.localhub.errors import Forbidden
-from hubkit.localhub.objects import RepoKey
 
 DEFAULT_TTL = 600.0
 
@@ -25,7 +24,6 @@ class Ticket:
     oid: str
     size: int
     user: str
-    repo: RepoKey
     expires: float
     busy: bool = False
     spent: bool = False
@@ -39,13 +37,13 @@ class UploadTickets:
         self._tickets: dict[str, Ticket] = {}
         self._lock = threading.Lock()
 
-    def issue(self, oid: str, size: int, user: str, repo: RepoKey) -> str:
-        """A new ticket for `user` to upload `size` bytes with sha256 `oid` to `repo`."""
+    def issue(self, oid: str, size: int, user: str) -> str:
+        """A new ticket for `user` to upload `size` bytes with sha256 `oid`."""
         ticket = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._lock:
             self._tickets = {k: t for k, t in self._tickets.items() if t.expires > now}  # forget old ones
-            self._tickets[ticket] = Ticket(oid, size, user, repo, now + self.ttl)
+            self._tickets[ticket] = Ticket(oid, size, user, now + self.ttl)
         return ticket
 
     def _find(self, ticket: str, oid: str, size: int | None) -> Ticket:
