@@ -1,8 +1,11 @@
 """Content-addressed blobs of the local Hub, and the atomic file writes everything else uses.
 
 Layout under ``root``: ``objects/git/ab/cdef...`` (regular files by git blob sha1),
-``objects/lfs/ab/cdef...`` (LFS files by sha256), ``tmp/`` (partial writes, on the same filesystem
-so that ``os.replace`` is atomic). Blobs are shared by all repos and never deleted.
+``objects/lfs/ab/cdef...`` (LFS files by sha256), ``objects/lfs-links/ab/<sha256>/`` (the repos
+that committed an LFS object and the users who uploaded it), ``tmp/`` (partial writes, on the same
+filesystem so that ``os.replace`` is atomic). Blobs are stored once and never deleted; the links
+let the server hand an object only to callers who can read a repo holding it, so knowing a
+private file's sha256 is not enough to get its bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.localhub.errors import BadRequest, TooLarge
-from hubkit.localhub.objects import SHA256_RE, Entry, git_blob_sha1
+from hubkit.localhub.objects import SHA256_RE, Entry, RepoKey, git_blob_sha1
 
 CHUNK = 1024 * 1024
 
@@ -87,6 +90,34 @@ class BlobStore:
             return None
         path = self._object_path("lfs", sha256)
         return path.stat().st_size if path.exists() else None
+
+    def _links(self, sha256: str) -> Path:
+        return self.root / "objects" / "lfs-links" / sha256[:2] / sha256
+
+    def link_lfs(self, sha256: str, holder: RepoKey | str) -> None:
+        """Record who holds the LFS object `sha256`: a repo that committed it, or a user who uploaded it."""
+        name = (
+            f"{holder.type}~{holder.id.replace('/', '~')}"
+            if isinstance(holder, RepoKey)
+            else f"user~{holder}"
+        )
+        folder = self._links(sha256)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+
+    def lfs_holders(self, sha256: str) -> tuple[list[RepoKey], set[str]]:
+        """The repos (some may be deleted since) and the users recorded as holding the LFS object."""
+        folder = self._links(sha256) if isinstance(sha256, str) and SHA256_RE.fullmatch(sha256) else None
+        repos: list[RepoKey] = []
+        users: set[str] = set()
+        for marker in sorted(folder.iterdir()) if folder is not None and folder.is_dir() else []:
+            kind, _, rest = marker.name.partition("~")
+            ns, _, name = rest.partition("~")
+            if kind == "user":
+                users.add(rest)
+            elif kind in ("model", "dataset", "space") and ns and name:
+                repos.append(RepoKey(kind, f"{ns}/{name}"))
+        return repos, users
 
     def put_lfs(self, sha256: str, size: int, chunks: Iterable[bytes]) -> int:
         """Store an LFS object streamed as ``chunks``; verify size and sha256 before it becomes visible.

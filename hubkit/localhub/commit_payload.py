@@ -1,7 +1,8 @@
 """The NDJSON body of a Hub commit: a header line, then one line per operation.
 
-LFS operations must point at objects already in the store; regular file contents are stored
-(content-addressed, so harmless) while parsing, before the commit is applied.
+LFS operations must point at objects the caller may use (uploaded by it, or held by a repo it
+can read); regular file contents are stored (content-addressed, so harmless) while parsing,
+before the commit is applied.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hubkit.localhub.errors import BadRequest
@@ -24,7 +26,9 @@ def text_field(value: dict[str, Any], key: str) -> str:
     return item
 
 
-def parse_commit(store: HubStore, lines: list[bytes]) -> tuple[dict[str, Any], list[Operation]]:
+def parse_commit(
+    store: HubStore, lines: list[bytes], lfs_available: Callable[[str], bool]
+) -> tuple[dict[str, Any], list[Operation]]:
     """Header and operations of an NDJSON commit; LFS pointers are checked before anything is stored."""
     items = []
     for raw in lines:
@@ -38,12 +42,16 @@ def parse_commit(store: HubStore, lines: list[bytes]) -> tuple[dict[str, Any], l
     header = items[0].get("value") or {}
     if not isinstance(header, dict) or not isinstance(header.get("summary"), str) or not header["summary"]:
         raise BadRequest("commit message (header.summary) must be a non-empty string")
-    pending = [_parse_operation(store, item.get("key"), item.get("value") or {}) for item in items[1:]]
+    pending = [
+        _parse_operation(store, lfs_available, item.get("key"), item.get("value") or {}) for item in items[1:]
+    ]
     ops = [op if not isinstance(op, tuple) else AddFile(op[0], store.put_regular(op[1])) for op in pending]
     return header, ops
 
 
-def _parse_operation(store: HubStore, key: Any, value: Any) -> Operation | tuple[str, bytes]:
+def _parse_operation(
+    store: HubStore, lfs_available: Callable[[str], bool], key: Any, value: Any
+) -> Operation | tuple[str, bytes]:
     """One commit line; regular content comes back as ``(path, bytes)`` to be stored later."""
     if not isinstance(value, dict):
         raise BadRequest("each commit operation's 'value' must be a JSON object")
@@ -53,7 +61,7 @@ def _parse_operation(store: HubStore, key: Any, value: Any) -> Operation | tuple
     if key == "lfsFile":
         oid = text_field(value, "oid")
         stored = store.lfs_size(oid)
-        if stored is None:
+        if stored is None or not lfs_available(oid):  # one answer for both: existence is not revealed
             raise BadRequest(
                 f"LFS object {oid} for {path!r} was never uploaded: upload it through the LFS batch API "
                 "before committing a pointer to it"

@@ -11,20 +11,35 @@ import binascii
 from typing import Any
 
 from hubkit.localhub.commit_payload import parse_commit, text_field
-from hubkit.localhub.errors import BadRequest, TooLarge, Unauthorized
+from hubkit.localhub.errors import BadRequest, LocalHubError, TooLarge, Unauthorized
 from hubkit.localhub.handler import HandlerBase
 from hubkit.localhub.http import Body, Drop, Interrupted, Reply, fail_after, truthy
-from hubkit.localhub.objects import (
-    SHA256_RE,
-    RepoKey,
-    upload_mode,
-)
+from hubkit.localhub.objects import SHA256_RE, AddFile, RepoKey, upload_mode
 
 _LFS_JSON = "application/vnd.git-lfs+json"
 
 
 class UploadRoutes(HandlerBase):
     """Endpoints that bring bytes in and move branches."""
+
+    def lfs_available(self, oid: str) -> bool:
+        """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it.
+
+        Otherwise the caller must upload the bytes (proving it has them) before committing a
+        pointer: a sha256 alone never opens someone else's private file.
+        """
+        if self.store.lfs_size(oid) is None:
+            return False
+        repos, users = self.store.lfs_holders(oid)
+        if self.identity is not None and self.identity.user in users:
+            return True
+        for holder in repos:
+            try:
+                self.readable(holder)
+                return True
+            except LocalHubError:
+                continue
+        return False
 
     def preupload(self, repo: RepoKey, revision: str) -> None:
         self.require_write(repo)
@@ -65,15 +80,15 @@ class UploadRoutes(HandlerBase):
         self.send_json(200, {"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, ctype=_LFS_JSON)
 
     def _lfs_batch_object(self, oid: Any, size: Any, user: str) -> dict[str, Any]:
-        """Upload instructions for one object, or none when its bytes are already stored."""
+        """Upload instructions for one object, or none when the caller can already read its bytes here."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             return {"oid": str(oid), "size": size, "error": {"code": 422, "message": "size must be a number"}}
         if not isinstance(oid, str) or not SHA256_RE.fullmatch(oid):
             return {"oid": str(oid), "size": size, "error": {"code": 422, "message": "oid must be a sha256"}}
         stored = self.store.lfs_size(oid)
-        if stored == size:
+        if stored == size and self.lfs_available(oid):
             return {"oid": oid, "size": size}
-        if stored is not None:
+        if stored is not None and stored != size:
             return {
                 "oid": oid,
                 "size": size,
@@ -110,6 +125,7 @@ class UploadRoutes(HandlerBase):
             if self.body.length is not None and self.body.length > size:
                 raise TooLarge(f"upload announces {self.body.length} bytes; its URL was issued for {size}")
             self._receive_lfs(oid, size)
+            self.store.link_lfs(oid, claim.user)
             ok = True
         finally:
             self.hub.uploads.end(claim, ok=ok)
@@ -149,7 +165,7 @@ class UploadRoutes(HandlerBase):
             raise BadRequest("hubkit localhub does not support pull requests (create_pr=True)")
         lines = self.body.read().splitlines()
         self.check_fault("commit")
-        header, operations = parse_commit(self.store, lines)
+        header, operations = parse_commit(self.store, lines, self.lfs_available)
         commit = self.store.apply_commit(
             repo,
             revision.removeprefix("refs/heads/"),
@@ -159,6 +175,9 @@ class UploadRoutes(HandlerBase):
             parent=header.get("parentCommit"),
             author=identity.user,
         )
+        for op in operations:
+            if isinstance(op, AddFile) and op.entry.lfs is not None:
+                self.store.link_lfs(op.entry.lfs, repo)
         self.hub.stats.add(commits=1)
         self.send_json(
             200,

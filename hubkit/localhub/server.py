@@ -103,6 +103,10 @@ class LocalHub:
         if self.token_file is not None:
             self.tokens = TokenTable(load_token_file(self.token_file))
             self.token = None
+            if self.token_file.stat().st_mode & 0o077:
+                logger.warning(
+                    "hubkit localhub: %s is readable by other users; chmod 600 it", self.token_file
+                )
         else:
             self._local_token_path, self.token = local_token_file(self.root)
             self.tokens = TokenTable(load_token_file(self._local_token_path))

@@ -1,6 +1,6 @@
 """LFS upload tickets: the only way bytes get into the local Hub's LFS store.
 
-The batch endpoint, called with a write token for the repo, issues one random ticket per object
+The batch endpoint, called with a write token for a repo, issues one random ticket per object
 to upload. The upload URL carries the ticket; the ticket is bound to the object's sha256 and size,
 expires after ``ttl`` seconds, and is spent by the first upload that completes (a failed attempt
 leaves it usable, so the client's own retries work). Verify calls name the same ticket.
@@ -38,7 +38,7 @@ class UploadTickets:
         self._lock = threading.Lock()
 
     def issue(self, oid: str, size: int, user: str) -> str:
-        """A new ticket for uploading `size` bytes with sha256 `oid`."""
+        """A new ticket for `user` to upload `size` bytes with sha256 `oid`."""
         ticket = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._lock:

@@ -121,3 +121,35 @@ def test_a_batch_with_a_bad_size_issues_no_url(site: Site, size: object) -> None
     )
     assert answer.status == 200
     assert "actions" not in answer.json()["objects"][0] and "error" in answer.json()["objects"][0]
+
+
+def test_knowing_a_private_files_sha256_does_not_give_its_bytes(site: Site, tmp_path: Path) -> None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import BadRequestError, EntryNotFoundError
+
+    from .conftest import BOB, PRIVATE, SECRET_BYTES
+
+    secret = SECRET_BYTES + PRIVATE.encode()  # alice's private weights; bob learnt the sha256 somewhere
+    oid = hashlib.sha256(secret).hexdigest()
+    bob = site.api(BOB)
+    bob.create_repo("bob/steal")
+    actions = _ticket_url(site, secret, token=BOB, repo="bob/steal")  # no "already stored" for bob
+    assert "upload" in actions
+    pointer = CommitOperationAdd("w.safetensors", secret)
+    pointer._upload_mode, pointer._is_uploaded = "lfs", True  # a client that skips the upload
+    with pytest.raises(BadRequestError, match="never uploaded"):
+        bob.create_commit("bob/steal", [pointer], commit_message="pointer only")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(
+            "bob/steal", "w.safetensors", endpoint=site.endpoint, token=BOB, cache_dir=tmp_path / "c"
+        )
+    bob.create_commit(
+        "bob/steal", [CommitOperationAdd("w.safetensors", secret)], commit_message="has the bytes"
+    )
+    assert bob.get_paths_info("bob/steal", ["w.safetensors"])[0].lfs.sha256 == oid  # uploading them proves it
+
+    sent = site.hub.stats.lfs_bytes_received
+    site.api(ALICE).create_commit(
+        PUBLIC, [CommitOperationAdd("copy.safetensors", secret)], commit_message="reuse"
+    )
+    assert site.hub.stats.lfs_bytes_received == sent  # the owner reuses her stored bytes without sending them
