@@ -61,13 +61,14 @@ class Body:
     ):
         self._handler = handler
         self._rfile = handler.rfile
-        length = handler.headers.get("Content-Length")
+        lengths = handler.headers.get_all("Content-Length") or []
+        if len(set(lengths)) > 1:
+            raise BadRequest("conflicting Content-Length headers")
+        length = lengths[0] if lengths else None
         self._chunked = "chunked" in handler.headers.get("Transfer-Encoding", "").lower()
         try:
             self.length = int(length) if length is not None and not self._chunked else None
         except ValueError:
-            self.length = None
-            self.done = False
             raise BadRequest(f"Content-Length {header_value(length or '', 40)!r} is not a number") from None
         if self.length is not None and self.length < 0:
             raise BadRequest("Content-Length must not be negative")

@@ -244,3 +244,11 @@ def test_a_trickling_body_is_cut_off(tmp_path: Path) -> None:
                 sock.settimeout(2)
                 closed = sock.recv(10) == b""
         assert closed and time.monotonic() - start < 8
+
+
+def test_conflicting_content_lengths_are_refused(site: Site) -> None:
+    head = "POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"
+    with rawhttp.connect(site.endpoint, timeout=5) as sock:
+        sock.sendall(head.encode())
+        answer = rawhttp.read_answer(sock)
+    assert answer.status == 400 and answer.headers["connection"] == "close"
