@@ -270,6 +270,9 @@ def main() -> None:
     ap.add_argument(
         "--sections", action="store_true", help="Time the cross-pair matrix, paraphrase, claim ablation."
     )
+    ap.add_argument(
+        "--skip-pair", action="store_true", help="Skip the batched pair eval vs per-row loop comparison."
+    )
     args = ap.parse_args()
 
     from hubkit import models

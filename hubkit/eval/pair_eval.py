@@ -97,9 +97,8 @@ def evaluate_pair(
     if extras is not None:
         extras.check(pair, tbl)
     if overlap is None:
-        folders = record_folders(
-            checkpoints
-        )  # the folders' metas (and runs) when given, else the loaded metas
+        # what the halves were trained on: from their folders' metas and runs when given, else the loaded metas
+        folders = record_folders(checkpoints)
         trained = from_halves({n: folders.get(n) or h for n, h in (("av", pair.av), ("ar", pair.ar))})
         trained += extras.trained_on() if extras is not None else []
         overlap = check_overlap(tbl, train_tables, force_overlap, trained)
