@@ -66,7 +66,10 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
     else:  # an AR alone: the eval's AV scale against the base, for the card (the AV's release refuses OOD)
         ar = halves["ar"]
         scale = honesty.measure_scale(
-            ev["nla"]["injection"].get("scale"), ls.base_model or ar.meta.base_model, eval_path
+            ev["nla"]["injection"].get("scale"),
+            ls.base_model or ar.meta.base_model,
+            eval_path,
+            layer=ar.meta.layer,
         )
     git = git_state()
     training = training_data(ls)

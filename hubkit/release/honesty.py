@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit import constants as C
+from hubkit.identity import same_base
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.release.errors import HonestyError
 
@@ -159,7 +160,7 @@ def check_meta_against_eval(meta: NLAMeta, nla: dict, meta_file: str | Path, eva
         problems.append(f"d_model {meta.d_model} vs {nla.get('d_model')}")
     if nla.get("layer") != meta.layer:
         problems.append(f"layer {meta.layer} vs {nla.get('layer')}")
-    if _base_key(str(nla.get("base_model"))) != _base_key(meta.base_model):
+    if not same_base(str(nla.get("base_model")), meta.base_model):
         problems.append(f"base_model {meta.base_model!r} vs {nla.get('base_model')!r}")
     if problems:
         raise HonestyError(
@@ -169,40 +170,51 @@ def check_meta_against_eval(meta: NLAMeta, nla: dict, meta_file: str | Path, eva
         )
 
 
-def _base_key(name: str) -> str:
-    return name.rstrip("/").split("/")[-1].lower()
-
-
 @functools.lru_cache(maxsize=8)
-def embedding_norm(model_path: str) -> float:
-    """Median token-embedding norm (after the model's own embedding scaling) of the model at `model_path`."""
-    from hubkit import arch, loading
+def base_norms(model_path: str, layer: int | None) -> tuple[float, float | None]:
+    """(median token-embedding norm after the model's own scaling, median residual norm at `layer` on
+    the bundled corpus) of the model at `model_path`: the two yardsticks of `hubkit.scale_lint`."""
+    from hubkit import loading, scale_lint
 
-    model = loading.load_causal_lm(loading.resolve_base(model_path))
-    return arch.median_embedding_norm(model)
+    path = loading.resolve_base(model_path)
+    model = loading.load_causal_lm(path)
+    residual = None
+    if layer is not None:
+        tokenizer = loading.load_tokenizer(path)
+        residual = scale_lint.residual_norm(model, tokenizer, layer, scale_lint.bundled_texts())
+    return scale_lint.embedding_norm(model), residual
 
 
 def measure_scale(
-    scale: float | None, model_path: str, where: str | Path, ood_allowed: bool | None = None
+    scale: float | None,
+    model_path: str,
+    where: str | Path,
+    ood_allowed: bool | None = None,
+    layer: int | None = None,
 ) -> dict | None:
-    """``{scale, embedding_norm, ratio, within_factor, factor, ood_allowed, measured_on}``; ``None`` without a scale."""
+    """``{scale, embedding_norm, residual_norm, ratio, ratio_to_residual, within_factor, factor, ood_allowed,
+    measured_on}`` judged by `hubkit.scale_lint.lint_scale`; ``None`` without a scale."""
+    from hubkit.scale_lint import lint_scale
+
     if scale is None:
         return None
     try:
-        norm = embedding_norm(str(model_path))
+        norm, residual = base_norms(str(model_path), layer)
     except Exception as exc:
         raise HonestyError(
             f"{where}: cannot measure injection scale {scale:.4g} against the token-embedding norm: the model "
             f"{model_path!r} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Set "
             "`base_model:` in the release spec to a local folder of the base weights"
         ) from exc
-    ratio = scale / norm
+    lint = lint_scale(scale, norm, residual)
     return {
         "scale": scale,
         "embedding_norm": norm,
-        "ratio": ratio,
-        "within_factor": 1 / C.OOD_SCALE_FACTOR <= ratio <= C.OOD_SCALE_FACTOR,
-        "factor": C.OOD_SCALE_FACTOR,
+        "residual_norm": residual,
+        "ratio": lint.ratio_to_embedding,
+        "ratio_to_residual": lint.ratio_to_residual,
+        "within_factor": lint.ok,
+        "factor": lint.factor,
         "ood_allowed": ood_allowed,
         "measured_on": str(model_path),
     }
@@ -221,12 +233,20 @@ def injection_scale(
     if meta.role != "av" or meta.injection is None:
         return None
     where = str(checkpoint) if not loading.is_adapter(Path(checkpoint)) else (base_model or meta.base_model)
-    info = measure_scale(meta.injection_scale_value(), where, meta_file, bool(meta.injection.ood_allowed))
+    info = measure_scale(
+        meta.injection_scale_value(), where, meta_file, bool(meta.injection.ood_allowed), layer=meta.layer
+    )
     if info is not None and not info["within_factor"] and not meta.injection.ood_allowed:
+        residual = (
+            f" and {info['ratio_to_residual']:.3g}× the median residual norm {info['residual_norm']:.4g} at layer "
+            f"{meta.layer}"
+            if info["residual_norm"] is not None
+            else ""
+        )
         raise HonestyError(
             f"{meta_file}: injection scale {info['scale']:.4g} is {info['ratio']:.3g}× the median token-embedding "
-            f"norm {info['embedding_norm']:.4g} of {where}, beyond {C.OOD_SCALE_FACTOR:g}× either way, and the "
-            "training did not record it as deliberate (`injection.ood_allowed: true`). Such checkpoints have had "
+            f"norm {info['embedding_norm']:.4g}{residual} of {where}, beyond {C.OOD_SCALE_FACTOR:g}× either way (above "
+            f"the larger norm or below the smaller), and the training did not record it as deliberate (`injection.ood_allowed: true`). Such checkpoints have had "
             "to be retracted; fix the scale and retrain, or retrain with --allow-ood-injection if it is intended"
         )
     return info

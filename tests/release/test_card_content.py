@@ -154,8 +154,8 @@ def test_optional_eval_sections_render_through_the_partial(smol, tmp_path):
     ev = json.loads(ev_path.read_text())
     ev["figures"]["paraphrase"] = {"delta_cos": {"mean": -0.031}}
     ev_path.write_text(json.dumps(ev))
-    body = _build(smol)  # no partial installed here: the card renders without it
-    assert "paraphrase" not in body.lower()
+    with pytest.raises(ReleaseError, match="labeler"):  # the packaged partial refuses a half-written section
+        _build(smol)
     cards = tmp_path / "cards"
     cards.mkdir()
     (cards / "eval_extras.md.j2").write_text(
