@@ -169,13 +169,16 @@ def demo_settings(
     )
 
 
-# The full run's sizes, chosen by measurement on SmolLM2-135M (README, "The demo").
+# The full run's sizes, chosen by measurement on SmolLM2-135M layer 20 with context labels
+# (benchmarks/bench_injection_sites.py; README, "The demo's choices, measured"): 100 AR steps over ~400
+# rows identify 62/64 held-out rows from their true labels; 40 AV steps with residual addition at the
+# extraction layer give pair identification 21x chance.
 FULL: dict[str, Any] = {
-    "rows": 640,
+    "rows": 800,
     "eval_rows": 64,
     "rl_rows": 16,
-    "steps": 100,
-    "ar_steps": 150,
+    "steps": 40,
+    "ar_steps": 100,
     "grpo_steps": 2,
     "positions_per_doc": 4,
     "eval_tokens": 40,
