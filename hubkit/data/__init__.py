@@ -10,35 +10,42 @@ Every table has a ``<name>.parquet.json`` sidecar (`hubkit.data.sidecar`); colum
 `hubkit.data.tables`. Stages 0 and 2 write in resumable chunks (`hubkit.data.chunks`).
 """
 
-from hubkit.data.build import build_from_dirs, build_tables
-from hubkit.data.corpus import Corpus, Document, load_corpus
-from hubkit.data.extract import ExtractConfig, default_layer
-from hubkit.data.label import LabelCache, label_rows, label_table
-from hubkit.data.labelers import Labeler, LabelerError, OpenAIChatLabeler, TransformersLabeler
-from hubkit.data.sidecar import SIDECAR_SUFFIX, DatasetSidecar, read_sidecar, sidecar_path, write_sidecar
-from hubkit.data.split import DEFAULT_FRACTIONS, split_doc_ids, split_table
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_FRACTIONS",
-    "SIDECAR_SUFFIX",
-    "Corpus",
-    "DatasetSidecar",
-    "Document",
-    "ExtractConfig",
-    "LabelCache",
-    "Labeler",
-    "LabelerError",
-    "OpenAIChatLabeler",
-    "TransformersLabeler",
-    "build_from_dirs",
-    "build_tables",
-    "default_layer",
-    "label_rows",
-    "label_table",
-    "load_corpus",
-    "read_sidecar",
-    "sidecar_path",
-    "split_doc_ids",
-    "split_table",
-    "write_sidecar",
-]
+from typing import Any
+
+_EXPORTS = {
+    "build_from_dirs": "hubkit.data.build",
+    "build_tables": "hubkit.data.build",
+    "Corpus": "hubkit.data.corpus",
+    "Document": "hubkit.data.corpus",
+    "load_corpus": "hubkit.data.corpus",
+    "ExtractConfig": "hubkit.data.extract",
+    "default_layer": "hubkit.data.extract",
+    "LabelCache": "hubkit.data.label",
+    "label_rows": "hubkit.data.label",
+    "label_table": "hubkit.data.label",
+    "Labeler": "hubkit.data.labelers",
+    "LabelerError": "hubkit.data.labelers",
+    "OpenAIChatLabeler": "hubkit.data.labelers",
+    "TransformersLabeler": "hubkit.data.labelers",
+    "SIDECAR_SUFFIX": "hubkit.data.sidecar",
+    "DatasetSidecar": "hubkit.data.sidecar",
+    "read_sidecar": "hubkit.data.sidecar",
+    "sidecar_path": "hubkit.data.sidecar",
+    "write_sidecar": "hubkit.data.sidecar",
+    "DEFAULT_FRACTIONS": "hubkit.data.split",
+    "split_doc_ids": "hubkit.data.split",
+    "split_table": "hubkit.data.split",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a stage's module on first use: `import hubkit.data.sidecar` must not load torch."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hubkit.data' has no attribute {name!r}")

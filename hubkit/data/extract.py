@@ -38,6 +38,7 @@ from hubkit.data.sidecar import (
 )
 from hubkit.data.tables import activation_schema, vector_array
 from hubkit.errors import DataError
+from hubkit.vectors import check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,13 @@ def extract_documents(
             prefix_col.append(tokenizer.decode(ids[: p + 1], skip_special_tokens=True))
             vec_rows.append(vecs[j])
     matrix = np.stack(vec_rows) if vec_rows else np.zeros((0, d_model), np.float32)
+    if len(matrix):  # a NaN (an fp16 overflow, a broken base) must not reach a table silently
+        check_vectors(
+            torch.from_numpy(matrix),
+            f"layer {config.layer} of the model (documents {docs[0].doc_id!r}…)",
+            d_model,
+            "the residual",
+        )
     return pa.Table.from_arrays(
         [
             pa.array(doc_col, pa.string()),

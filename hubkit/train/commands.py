@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from hubkit.cli_options import HubkitGroup, stack
+from hubkit.precision import DTYPE_CHOICES
 
 
 @click.group("train", cls=HubkitGroup)
@@ -34,6 +35,13 @@ _run_options = stack(
     ),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
     click.option(
+        "--dtype",
+        type=click.Choice(DTYPE_CHOICES),
+        default=None,
+        help="Override the recipe's `dtype` (default there: auto, i.e. bfloat16 where the hardware runs it "
+        "natively, else float32).",
+    ),
+    click.option(
         "--allow-ood-injection",
         is_flag=True,
         help="Train even when the injection scale is >50× from the base's token-embedding norm "
@@ -50,15 +58,22 @@ _run_options = stack(
         help="Test hook: block forever after this step.",
     ),
 )
-"""The recipe and the options every training stage takes (all but recipe, steps, seed go to `_options`)."""
+"""The recipe and the options every training stage takes (all but recipe, steps, seed, dtype go to `_options`)."""
 
 
 def _prepare(
-    stage: str, recipe_path: str, steps: int | None, seed: int | None, extra: dict[str, Any] | None = None
+    stage: str,
+    recipe_path: str,
+    steps: int | None,
+    seed: int | None,
+    extra: dict[str, Any] | None = None,
+    dtype: str | None = None,
 ):
     from hubkit.train.recipe import load_recipe
 
     overrides: dict[str, Any] = dict(extra or {})
+    if dtype is not None:
+        overrides["dtype"] = dtype
     if steps is not None:
         overrides[f"{stage}.steps"] = steps
     if seed is not None:
@@ -88,21 +103,21 @@ def _options(
 
 @train.command("av")
 @_run_options
-def train_av_cmd(recipe, steps, seed, **run) -> None:
+def train_av_cmd(recipe, steps, seed, dtype, **run) -> None:
     """AV supervised fine-tuning on an av_sft parquet (vector → explanation)."""
     from hubkit.train.sft_av import train_av
 
-    last = train_av(_prepare("av", recipe, steps, seed), _options(**run))
+    last = train_av(_prepare("av", recipe, steps, seed, dtype=dtype), _options(**run))
     click.echo(f"AV checkpoint: {last}")
 
 
 @train.command("ar")
 @_run_options
-def train_ar_cmd(recipe, steps, seed, **run) -> None:
+def train_ar_cmd(recipe, steps, seed, dtype, **run) -> None:
     """AR supervised fine-tuning on an ar_sft parquet (explanation → vector)."""
     from hubkit.train.sft_ar import train_ar
 
-    last = train_ar(_prepare("ar", recipe, steps, seed), _options(**run))
+    last = train_ar(_prepare("ar", recipe, steps, seed, dtype=dtype), _options(**run))
     click.echo(f"AR checkpoint: {last}")
 
 
@@ -110,12 +125,12 @@ def train_ar_cmd(recipe, steps, seed, **run) -> None:
 @_run_options
 @click.option("--av-init", default=None, help="AV checkpoint to start from (overrides grpo.av_init).")
 @click.option("--ar-init", default=None, help="AR checkpoint giving rewards (overrides grpo.ar_init).")
-def train_grpo_cmd(recipe, steps, seed, av_init, ar_init, **run) -> None:
+def train_grpo_cmd(recipe, steps, seed, dtype, av_init, ar_init, **run) -> None:
     """GRPO on an rl parquet: the AV samples explanations, the AR's reconstruction error is the reward."""
     from hubkit.train.grpo import train_grpo
 
     extra = {k: v for k, v in (("grpo.av_init", av_init), ("grpo.ar_init", ar_init)) if v is not None}
-    last = train_grpo(_prepare("grpo", recipe, steps, seed, extra), _options(**run))
+    last = train_grpo(_prepare("grpo", recipe, steps, seed, extra, dtype), _options(**run))
     click.echo(f"GRPO checkpoint: {last}")
 
 

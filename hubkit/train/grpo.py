@@ -363,97 +363,9 @@ class GRPOTrainer:
             )
             T.restore_head(self.ar.head, folder / "ar")
 
-    # -- the loop -------------------------------------------------------------------------------
     def train(self) -> Path:
-        cfg, recipe, runner = self.cfg, self.recipe, self.runner
-        policy_params = trainable(self.model)
-        optimizer = make_optimizer([{"params": policy_params}], cfg.optim)
-        scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-        optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
-        ar_params: list[nn.Parameter] = []
-        if cfg.train_ar:
-            ar_params = [p for p in self.ar.model.parameters() if p.requires_grad] + list(
-                self.ar.head.parameters()
-            )
-            ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.ar_lr))
-            optimizers["ar"] = ar_opt
-            schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.ar_lr), cfg.steps)
-        per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-        start, tokens_seen, parent, streak = 0, 0, str(self.av_dir), 0
-        last = None
-        if runner.resumed is not None:
-            r = runner.resumed
-            T.check_resumable(r, "grpo", runner.config_sha256, self.table.sha256, per_step)
-            self.restore(r.folder)
-            for name, opt in optimizers.items():
-                opt.load_state_dict(r.optimizers[name])
-                schedulers[name].load_state_dict(r.schedulers[name])
-            start, tokens_seen, parent = r.state.step, r.state.tokens_seen, r.folder.name
-            streak = int(r.state.extra.get("collapse_streak", 0))
-            last = r.folder
-        runner.start_metrics(start)
-        n_seqs = per_step * cfg.group_size
-        for step in range(start + 1, cfg.steps + 1):
-            t0 = time.perf_counter()
-            rows = D.step_rows(len(self.table), recipe.seed, step - 1, per_step)
-            rollouts = []
-            for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-                runner.seed_micro(step, index)
-                rollouts.append(self.rollout(self.table.vectors[mb]))
-            stats = self._stats(rollouts)
-            streak = streak + 1 if stats["templates"] == 1 else 0
-            if streak >= cfg.collapse_patience:
-                example = rollouts[0].details[0].raw
-                raise PolicyCollapsed(
-                    f"GRPO stopped at step {step}: for {streak} step(s) in a row all {stats['outputs']} sampled "
-                    f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
-                    f"reinforce it. Last good checkpoint: {last or self.av_dir}. Lower optim.lr, raise "
-                    "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
-                )
-            lr = scheduler.get_last_lr()[0]
-            self.model.train()
-            for _ in range(cfg.inner_epochs):
-                for ro in rollouts:
-                    with runner.acc.autocast():
-                        loss = self.policy_loss(ro) / n_seqs
-                    loss.backward()
-                runner.sync_grads(policy_params)
-                stats["grad_norm"] = grad_norm_clip(policy_params, cfg.optim.max_grad_norm)
-                check_finite_step("grpo", step, last, reward=stats["reward"], grad_norm=stats["grad_norm"])
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            if cfg.train_ar:
-                stats["ar_loss"] = self._ar_step(rollouts, ar_params, optimizers["ar"], schedulers["ar"])
-            tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
-            metrics = {
-                "step": step,
-                "loss": -stats["reward"],
-                "lr": lr,
-                "tokens_seen": tokens_seen,
-                **stats,
-                "seconds": time.perf_counter() - t0,
-            }
-            runner.log_step(metrics)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                last = runner.save_step(
-                    stage_name="grpo",
-                    loss_type="grpo_clipped_kl",
-                    step=step,
-                    loss=-stats["reward"],
-                    lr=lr,
-                    tokens_seen=tokens_seen,
-                    data_sha256=self.table.sha256,
-                    parent=parent,
-                    global_batch=per_step,
-                    parts=self.parts,
-                    optimizers=optimizers,
-                    schedulers=schedulers,
-                    extra={"collapse_streak": streak},
-                )
-                parent = last.name
-            runner.maybe_hang(step)
-        return last if last is not None else runner.run_dir
+        """Run (or resume) the stage; returns the last checkpoint folder (see `run_grpo`)."""
+        return run_grpo(self)
 
     def _ar_step(self, rollouts: list[Rollout], params: list[nn.Parameter], opt, sched) -> float:
         self.ar.model.train()
@@ -479,34 +391,168 @@ class GRPOTrainer:
         self.ar.model.eval()
         return self.runner.reduce_sum(total) / global_count
 
-    def _stats(self, rollouts: list[Rollout]) -> dict[str, Any]:
-        """Step statistics over every process: reward, KL, entropy, length, parse rate, distinct outputs."""
-        rs = self.runner
-        k = self.cfg.group_size
-        n_tok = sum(float(ro.mask.sum()) for ro in rollouts)
-        kl_tok = 0.0
-        for ro in rollouts:
-            delta = ro.ref_logp - ro.old_logp
-            kl_tok += float(((torch.exp(delta) - delta - 1) * ro.mask).sum())
-        details = [d for ro in rollouts for d in ro.details]
-        distinct = [len({dd.raw for dd in details[i : i + k]}) for i in range(0, len(details), k)]
-        templates = {template_of(d.raw) for d in details}
-        if rs.world > 1:
-            from accelerate.utils import gather_object
 
-            templates = set(gather_object(sorted(templates)))
-        n = rs.reduce_sum(float(len(details)))
-        tokens = rs.reduce_sum(n_tok)
-        return {
-            "reward": rs.reduce_sum(float(sum(float(ro.rewards.sum()) for ro in rollouts))) / n,
-            "kl": rs.reduce_sum(kl_tok) / max(tokens, 1.0),
-            "entropy": rs.reduce_sum(sum(float(ro.entropy.sum()) for ro in rollouts)) / max(tokens, 1.0),
-            "length": rs.reduce_sum(float(sum(d.n_tokens for d in details))) / n,
-            "parsed": rs.reduce_sum(float(sum(d.ok for d in details))) / n,
-            "distinct_per_group": rs.reduce_sum(float(sum(distinct))) / rs.reduce_sum(float(len(distinct))),
-            "templates": len(templates),
-            "outputs": int(n),
+# -- the loop ----------------------------------------------------------------------------------------
+@dataclass
+class Optimisers:
+    """The policy's optimiser and schedule, plus the AR's when it trains alongside."""
+
+    policy_params: list[nn.Parameter]
+    ar_params: list[nn.Parameter]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+
+
+def make_optimisers(t: GRPOTrainer) -> Optimisers:
+    cfg = t.cfg
+    policy_params = trainable(t.model)
+    optimizer = make_optimizer([{"params": policy_params}], cfg.optim)
+    optimizers = {"main": optimizer}
+    schedulers = {"main": make_scheduler(optimizer, cfg.optim, cfg.steps)}
+    ar_params: list[nn.Parameter] = []
+    if cfg.train_ar:
+        ar_params = [p for p in t.ar.model.parameters() if p.requires_grad] + list(t.ar.head.parameters())
+        ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.ar_lr))
+        optimizers["ar"] = ar_opt
+        schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.ar_lr), cfg.steps)
+    return Optimisers(policy_params, ar_params, optimizers, schedulers)
+
+
+@dataclass
+class Progress:
+    """Counters carried from step to step (and restored on resume)."""
+
+    start: int
+    tokens_seen: int
+    parent: str
+    streak: int
+    last: Path | None
+
+
+def resume_progress(t: GRPOTrainer, opt: Optimisers, per_step: int) -> Progress:
+    """Where the run starts: step 0 from the AV init, or the resumed checkpoint with everything restored."""
+    runner = t.runner
+    if runner.resumed is None:
+        return Progress(0, 0, str(t.av_dir), 0, None)
+    r = runner.resumed
+    T.check_resumable(r, "grpo", runner.config_sha256, t.table.sha256, per_step)
+    t.restore(r.folder)
+    for name, o in opt.optimizers.items():
+        o.load_state_dict(r.optimizers[name])
+        opt.schedulers[name].load_state_dict(r.schedulers[name])
+    streak = int(r.state.extra.get("collapse_streak", 0))
+    return Progress(r.state.step, r.state.tokens_seen, r.folder.name, streak, r.folder)
+
+
+def _check_collapse(t: GRPOTrainer, p: Progress, step: int, stats: dict, rollouts: list[Rollout]) -> None:
+    p.streak = p.streak + 1 if stats["templates"] == 1 else 0
+    if p.streak >= t.cfg.collapse_patience:
+        example = rollouts[0].details[0].raw
+        raise PolicyCollapsed(
+            f"GRPO stopped at step {step}: for {p.streak} step(s) in a row all {stats['outputs']} sampled "
+            f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
+            f"reinforce it. Last good checkpoint: {p.last or t.av_dir}. Lower optim.lr, raise "
+            "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+        )
+
+
+def _policy_update(
+    t: GRPOTrainer, opt: Optimisers, p: Progress, step: int, rollouts, stats, n_seqs: int
+) -> None:
+    """`inner_epochs` passes of the clipped objective over the step's rollouts (refused when non-finite)."""
+    cfg, runner, optimizer = t.cfg, t.runner, opt.optimizers["main"]
+    t.model.train()
+    for _ in range(cfg.inner_epochs):
+        for ro in rollouts:
+            with runner.acc.autocast():
+                loss = t.policy_loss(ro) / n_seqs
+            loss.backward()
+        runner.sync_grads(opt.policy_params)
+        stats["grad_norm"] = grad_norm_clip(opt.policy_params, cfg.optim.max_grad_norm)
+        check_finite_step("grpo", step, p.last, reward=stats["reward"], grad_norm=stats["grad_norm"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    opt.schedulers["main"].step()
+
+
+def run_grpo(t: GRPOTrainer) -> Path:
+    """The GRPO loop: sample, score, update (policy, then the AR when it trains), log, checkpoint."""
+    cfg, recipe, runner = t.cfg, t.recipe, t.runner
+    opt = make_optimisers(t)
+    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
+    p = resume_progress(t, opt, per_step)
+    runner.start_metrics(p.start)
+    n_seqs = per_step * cfg.group_size
+    for step in range(p.start + 1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        rows = D.step_rows(len(t.table), recipe.seed, step - 1, per_step)
+        rollouts = []
+        for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
+            runner.seed_micro(step, index)
+            rollouts.append(t.rollout(t.table.vectors[mb]))
+        stats = step_stats(rollouts, runner, cfg.group_size)
+        _check_collapse(t, p, step, stats, rollouts)
+        lr = opt.schedulers["main"].get_last_lr()[0]
+        _policy_update(t, opt, p, step, rollouts, stats, n_seqs)
+        if cfg.train_ar:
+            stats["ar_loss"] = t._ar_step(rollouts, opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"])
+        p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
+        metrics = {
+            "step": step,
+            "loss": -stats["reward"],
+            "lr": lr,
+            "tokens_seen": p.tokens_seen,
+            **stats,
+            "seconds": time.perf_counter() - t0,
         }
+        runner.log_step(metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            p.last = runner.save_step(
+                stage_name="grpo",
+                loss_type="grpo_clipped_kl",
+                step=step,
+                loss=-stats["reward"],
+                lr=lr,
+                tokens_seen=p.tokens_seen,
+                data_sha256=t.table.sha256,
+                parent=p.parent,
+                global_batch=per_step,
+                parts=t.parts,
+                optimizers=opt.optimizers,
+                schedulers=opt.schedulers,
+                extra={"collapse_streak": p.streak},
+            )
+            p.parent = p.last.name
+        runner.maybe_hang(step)
+    return p.last if p.last is not None else runner.run_dir
+
+
+def step_stats(rollouts: list[Rollout], rs: Runner, k: int) -> dict[str, Any]:
+    """Step statistics over every process: reward, KL, entropy, length, parse rate, distinct outputs (groups of `k`)."""
+    n_tok = sum(float(ro.mask.sum()) for ro in rollouts)
+    kl_tok = 0.0
+    for ro in rollouts:
+        delta = ro.ref_logp - ro.old_logp
+        kl_tok += float(((torch.exp(delta) - delta - 1) * ro.mask).sum())
+    details = [d for ro in rollouts for d in ro.details]
+    distinct = [len({dd.raw for dd in details[i : i + k]}) for i in range(0, len(details), k)]
+    templates = {template_of(d.raw) for d in details}
+    if rs.world > 1:
+        from accelerate.utils import gather_object
+
+        templates = set(gather_object(sorted(templates)))
+    n = rs.reduce_sum(float(len(details)))
+    tokens = rs.reduce_sum(n_tok)
+    return {
+        "reward": rs.reduce_sum(float(sum(float(ro.rewards.sum()) for ro in rollouts))) / n,
+        "kl": rs.reduce_sum(kl_tok) / max(tokens, 1.0),
+        "entropy": rs.reduce_sum(sum(float(ro.entropy.sum()) for ro in rollouts)) / max(tokens, 1.0),
+        "length": rs.reduce_sum(float(sum(d.n_tokens for d in details))) / n,
+        "parsed": rs.reduce_sum(float(sum(d.ok for d in details))) / n,
+        "distinct_per_group": rs.reduce_sum(float(sum(distinct))) / rs.reduce_sum(float(len(distinct))),
+        "templates": len(templates),
+        "outputs": int(n),
+    }
 
 
 def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:

@@ -63,3 +63,33 @@ def test_a_stage_without_data_names_the_recipe_field_and_the_flag(tmp_path, trai
         res = CliRunner().invoke(train, [stage, str(recipe), "-q"])
         assert res.exit_code == 2, (stage, res.output)
         assert f"error: {what}: set `{stage}.data` in the recipe or pass --data" in res.output
+
+
+def test_bad_devices_and_run_folders_are_one_line_errors(tmp_path, train_base, sft_table):
+    import torch
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(train_base),
+                "layer": 1,
+                "output_dir": str(tmp_path / "o"),
+                "ar": {"steps": 1, "micro_batch_size": 4, "data": str(sft_table[0])},
+            }
+        )
+    )
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["--out", str(tmp_path / "file" / "run")], "cannot create the run folder"),
+        (["--out", "/proc/hubkit-run"], "cannot create the run folder"),
+        (["--out", str(tmp_path / ("n" * 300))], "cannot create the run folder"),
+    ]
+    if not torch.cuda.is_available():  # a CPU build: cuda is refused before anything loads
+        cases.append((["--device", "cuda"], "this torch build sees no CUDA GPU; use --device cpu"))
+    for extra, expected in cases:
+        res = CliRunner().invoke(train, ["ar", str(recipe), "-q", *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert "Traceback" not in res.output and expected in res.output, (extra, res.output)
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -46,3 +46,29 @@ def test_the_resolved_dtype_is_recorded_and_hashed(tmp_path, train_base, sft_tab
 
 def _native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_dtype_flag_forces_a_precision(tmp_path, train_base, sft_table):
+    from click.testing import CliRunner
+
+    from hubkit.train.commands import train
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(train_base),
+                "layer": 1,
+                "output_dir": str(tmp_path / "o"),
+                "ar": {**AR, "data": str(sft_table[0])},
+            }
+        )
+    )
+    res = CliRunner().invoke(train, ["ar", str(path), "--dtype", "float32"])
+    assert res.exit_code == 0, res.output
+    assert "[ar] dtype float32 (recipe: float32)" in res.output
+    assert NLAMeta.load(tmp_path / "o" / "ar" / "step_000001").training.dtype == "float32"
+    res = CliRunner().invoke(train, ["ar", str(path), "--dtype", "float8"])
+    assert (
+        res.exit_code == 2 and "'float8' is not one of 'auto', 'float32', 'bfloat16', 'float16'" in res.output
+    )
