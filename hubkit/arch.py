@@ -137,7 +137,10 @@ def truncate(model: nn.Module, n_keep: int) -> nn.Module:
     tm, fam = text_model(model), family(model) or Family()
     total = len(getattr(tm, fam.blocks))
     if not 1 <= n_keep <= total:
-        raise CheckpointError(f"cannot keep {n_keep} blocks of a model with {total}; need 1..{total}")
+        raise CheckpointError(
+            f"layer {n_keep - 1} needs the first {n_keep} blocks, but the model has {total} "
+            f"(layers 0..{total - 1}); choose a layer inside the model"
+        )
     setattr(tm, fam.blocks, nn.ModuleList(list(getattr(tm, fam.blocks))[:n_keep]))
     setattr(tm, fam.final_norm, nn.Identity())
     if hasattr(tm, "embed_tokens_per_layer"):

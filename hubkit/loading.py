@@ -186,7 +186,8 @@ def attach_adapter(model: nn.Module, folder: Path, name: str) -> nn.Module:
         return PeftModel.from_pretrained(model, str(folder), adapter_name=name)
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
-            f"{folder}: the LoRA adapter does not load onto its base ({_first_line(exc)}); check that the "
+            f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
+            f"its base ({_first_line(exc)}); check that the "
             "weights are complete and that base_model is the one it was trained on"
         ) from exc
 

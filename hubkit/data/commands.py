@@ -50,9 +50,20 @@ def _base_name(name: str) -> str:
         return name
 
 
+def _parquet_path(value: str, param: click.Parameter) -> str:
+    """A table path must end in .parquet: another suffix is almost always a mistaken argument."""
+    if value is not None and not str(value).endswith(".parquet"):
+        raise click.BadParameter(f"{value}: tables are parquet files; name it *.parquet", param=param)
+    return value
+
+
 @click.command("extract")
 @click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), help="Activations table to write (.parquet)."
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=lambda ctx, param, value: _parquet_path(value, param),
+    help="Activations table to write (.parquet).",
 )
 @click.option(
     "--model",
@@ -71,7 +82,9 @@ def _base_name(name: str) -> str:
 @click.option("--text-field", default="text", show_default=True)
 @click.option("--id-field", default=None, help="Field holding document ids (default: a hash of the text).")
 @click.option("--split", "hf_split", default="train", show_default=True, help="Split of a datasets corpus.")
-@click.option("--limit-docs", type=int, default=None, help="Use only the first N documents.")
+@click.option(
+    "--limit-docs", type=click.IntRange(min=1), default=None, help="Use only the first N documents."
+)
 @click.option(
     "--layer", type=int, default=None, help="Read the output of block L (default: two thirds deep)."
 )
@@ -83,7 +96,7 @@ def _base_name(name: str) -> str:
     "--max-length", type=int, default=128, show_default=True, help="Tokens per document, BOS included."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--docs-per-chunk", type=int, default=64, show_default=True, help="Resume granularity.")
 @click.option(
     "--bos/--no-bos",
@@ -217,11 +230,30 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
 )
 @click.option("--auditor-model", default=None, help="Auditor model (default: the labeler itself).")
 @click.option("--auditor-base-url", default=None, help="Auditor endpoint (default: the labeler's).")
-@click.option("--rows-per-chunk", type=int, default=64, show_default=True, help="Resume granularity.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="transformers: generation batch.")
+@click.option(
+    "--rows-per-chunk", type=click.IntRange(min=1), default=64, show_default=True, help="Resume granularity."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="transformers: generation batch.",
+)
 @click.option("--max-tokens", type=int, default=128, show_default=True)
-@click.option("--rps", type=float, default=None, help="openai: at most this many requests per second.")
-@click.option("--concurrency", type=int, default=4, show_default=True, help="openai: requests in flight.")
+@click.option(
+    "--rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="openai: at most this many requests per second.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="openai: requests in flight.",
+)
 @click.option("--max-retries", type=int, default=5, show_default=True)
 @click.option(
     "--cache",

@@ -61,16 +61,27 @@ from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, 
     help="Loss log for the trend verdict (default: the run's metrics.jsonl, else checkpoint metas).",
 )
 @click.option(
-    "--rows", default=None, type=int, help="Evaluate a seeded sample of this many rows (default: all)."
+    "--rows",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Evaluate a seeded sample of this many rows (default: all).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed for row sampling, controls and bootstrap.")
-@click.option("--max-new-tokens", default=64, show_default=True)
-@click.option("--batch-size", default=16, show_default=True, help="AV generation batch.")
-@click.option("--ar-batch-size", default=32, show_default=True)
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="AV generation batch."
+)
+@click.option("--ar-batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--sample/--greedy", default=False, show_default=True)
-@click.option("--temperature", default=1.0, show_default=True)
-@click.option("--top-p", default=1.0, show_default=True)
-@click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for intervals.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True))
+@click.option(
+    "--n-boot",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bootstrap resamples for intervals.",
+)
 @click.option("--no-plots", is_flag=True)
 @extra_options
 @load_options

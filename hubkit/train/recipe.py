@@ -21,7 +21,9 @@ from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 Stage = Literal["av", "ar", "grpo"]
-RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]  # scale_lint.resolve_recipe_scale
+RecipeScale = (
+    float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]
+)  # scale_lint.resolve_recipe_scale
 
 
 class RecipeError(HubkitError, ValueError):
@@ -290,9 +292,11 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}); a recipe is a YAML file") from exc
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():

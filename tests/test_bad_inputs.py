@@ -1,0 +1,1464 @@
+"""A table of bad inputs run through the real CLI: each must exit non-zero with ONE line saying what was
+wrong (naming the file, field or option), no traceback, and leave every file as it was.
+
+The workspace is built once (a tiny saved base, an AV/AR LoRA pair, vectors, texts, an activations
+table, a recipe); each case damages a copy of what it needs, so the cases are independent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from hubkit.cli import main
+
+D = 64  # the tiny model's width
+
+
+@dataclass
+class Workspace:
+    root: Path
+    base: Path
+    av: Path
+    ar: Path
+    vectors: Path
+    texts: Path
+    acts: Path
+    splits: Path
+    recipe: Path
+    corpus: Path
+    n: int = 0
+
+    def tmp(self, name: str) -> Path:
+        """A fresh folder for one case (inside the workspace, so its files are checked too)."""
+        self.n += 1
+        path = self.root / "cases" / f"{self.n:03d}-{name}"
+        path.mkdir(parents=True)
+        return path
+
+    def copy(self, src: Path, name: str) -> Path:
+        dst = self.tmp(name) / src.name
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+        return dst
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    from safetensors.torch import save_file
+
+    from hubkit.testing import make_tiny_model, write_adapter_pair
+
+    root = tmp_path_factory.mktemp("bad-inputs")
+    os.environ["HUBKIT_CACHE"] = str(root / "cache")
+    tiny = make_tiny_model("llama", d_model=D, n_layers=4)
+    base = tiny.save(root / "base")
+    av, ar = write_adapter_pair(root / "pair", base, layer=2)
+    vectors = root / "vectors.safetensors"
+    save_file({"vectors": torch.randn(3, D)}, str(vectors))
+    texts = root / "texts.txt"
+    texts.write_text("a cat on a mat\nthe sky is blue\n")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n\n".join(" ".join(f"word{i}x{j}" for j in range(40)) for i in range(12)))
+    acts = root / "acts.parquet"
+    splits = root / "splits"
+    runner = CliRunner()
+    for args in (
+        [
+            "extract",
+            "--model",
+            str(base),
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(acts),
+            "--layer",
+            "2",
+            "--positions-per-doc",
+            "2",
+            "--min-position",
+            "2",
+            "--max-length",
+            "32",
+            "--dtype",
+            "float32",
+        ],
+        ["split", "--in", str(acts), "--out", str(splits)],
+    ):
+        result = runner.invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    sft = write_sft(root / "sft.parquet", torch.randn(8, D), [f"text number {i}" for i in range(8)])
+    recipe = root / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(base),
+                "layer": 2,
+                "output_dir": str(root / "runs"),
+                "nla": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
+                "av": {"data": str(sft), "steps": 2, "micro_batch_size": 2},
+                "ar": {"data": str(sft), "steps": 2, "micro_batch_size": 2},
+            }
+        )
+    )
+    return Workspace(root, base, av, ar, vectors, texts, acts, splits, recipe, corpus)
+
+
+# -- helpers that write one kind of damage -------------------------------------------------------
+def write_sft(path: Path, vectors: torch.Tensor, texts: list[str]) -> Path:
+    """An av_sft / ar_sft table as stage 3 writes it (doc_id, position, vector, explanation)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(vectors.float().flatten().numpy(), pa.float32())
+    table = pa.table(
+        {
+            "doc_id": [f"doc{i}" for i in range(len(texts))],
+            "position": list(range(len(texts))),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+            "explanation": texts,
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def edit_yaml(path: Path, edit: Callable[[dict], None]) -> Path:
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def set_dotted(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[last] = value
+
+
+def vec_file(ws: Workspace, name: str, tensors: dict) -> str:
+    from safetensors.torch import save_file
+
+    path = ws.tmp(name) / "v.safetensors"
+    save_file(tensors, str(path))
+    return str(path)
+
+
+def npy_file(ws: Workspace, name: str, array: np.ndarray) -> str:
+    path = ws.tmp(name) / "v.npy"
+    np.save(str(path), array, allow_pickle=True)
+    return str(path)
+
+
+def meta_edit(ws: Workspace, which: str, edit: Callable[[dict], None]) -> str:
+    """A copy of the AV or AR whose meta has `edit` applied to hubkit's own record (which readers prefer)."""
+    folder = ws.copy(getattr(ws, which), which)
+    edit_yaml(folder / "nla_meta.yaml", lambda data: edit(data.get("hubkit", data)))
+    return str(folder)
+
+
+def top_level_edit(ws: Workspace, which: str, edit: Callable[[dict], None]) -> str:
+    folder = ws.copy(getattr(ws, which), which)
+    edit_yaml(folder / "nla_meta.yaml", edit)
+    return str(folder)
+
+
+def damaged(ws: Workspace, which: str, file: str, damage: Callable[[Path], None]) -> str:
+    folder = ws.copy(getattr(ws, which), which)
+    damage(folder / file)
+    return str(folder)
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def truncated_copy(ws: Workspace, src: Path) -> str:
+    path = ws.copy(src, "truncated")
+    truncate(path)
+    return str(path)
+
+
+def flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    header = int.from_bytes(data[:8], "little") + 8
+    for i in range(8):
+        data[header + 17 * i + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def nan_head(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    tensors["weight"][0, 0] = float("nan")
+    save_file(tensors, str(path))
+
+
+def file_as_parent(ws: Workspace, name: str, leaf: str) -> str:
+    blocker = ws.tmp(name) / "a-file"
+    blocker.write_text("x")
+    return str(blocker / leaf)
+
+
+def recipe_with(ws: Workspace, name: str, dotted: str, value) -> str:
+    path = ws.copy(ws.recipe, name)
+    edit_yaml(path, lambda d: set_dotted(d, dotted, value))
+    return str(path)
+
+
+def parquet_without(ws: Workspace, name: str, column: str) -> str:
+    """The activations table without `column`, its sidecar copied beside it (so only the column is wrong)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(ws.acts))
+    path = ws.tmp(name) / "acts.parquet"
+    pq.write_table(table.drop([column]), str(path))
+    for sidecar in ws.acts.parent.glob(ws.acts.name + ".*"):
+        shutil.copy2(sidecar, path.parent / sidecar.name)
+    return str(path)
+
+
+def foreign_file(ws: Workspace, name: str, filename: str) -> str:
+    path = ws.tmp(name) / filename
+    path.write_bytes(b"a user's own file, not written by hubkit")
+    return str(path)
+
+
+def used_port() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock, sock.getsockname()[1]
+
+
+# -- the table: (id, args builder, what the one error line must name) ----------------------------
+Case = tuple[str, Callable[[Workspace], list[str]], str]
+V = "--vectors"
+
+EXPLAIN: list[Case] = [
+    ("vectors-missing", lambda w: ["explain", str(w.av), V, str(w.root / "nope.safetensors")], "nope"),
+    (
+        "vectors-empty",
+        lambda w: ["explain", str(w.av), V, str(write_bytes(w.tmp("e") / "v.safetensors", b""))],
+        "v.safetensors",
+    ),
+    (
+        "vectors-truncated",
+        lambda w: ["explain", str(w.av), V, truncated_copy(w, w.vectors)],
+        "vectors.safetensors",
+    ),
+    (
+        "vectors-random-bytes",
+        lambda w: ["explain", str(w.av), V, str(write_bytes(w.tmp("r") / "v.safetensors", os.urandom(300)))],
+        "v.safetensors",
+    ),
+    (
+        "vectors-npy-object",
+        lambda w: ["explain", str(w.av), V, npy_file(w, "o", np.array([{"a": 1}], dtype=object))],
+        "v.npy",
+    ),
+    (
+        "vectors-npy-width",
+        lambda w: ["explain", str(w.av), V, npy_file(w, "w", np.ones((2, 10), np.float32))],
+        "64|width|d_model",
+    ),
+    (
+        "vectors-nan",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "n", {"vectors": torch.full((2, D), float("nan"))})],
+        "NaN|non-finite|finite",
+    ),
+    (
+        "vectors-inf",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "i", {"vectors": torch.full((2, D), float("inf"))})],
+        "NaN|non-finite|finite|inf",
+    ),
+    (
+        "vectors-zero-row",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "z", {"vectors": torch.zeros(2, D)})],
+        "zero",
+    ),
+    (
+        "vectors-3d",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "3", {"vectors": torch.ones(2, 2, 2, D)})],
+        "shape|dim",
+    ),
+    (
+        "vectors-1-wide",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "1", {"vectors": torch.ones(3, 1)})],
+        "64|width|d_model",
+    ),
+    (
+        "vectors-two-tensors",
+        lambda w: ["explain", str(w.av), V, vec_file(w, "2", {"a": torch.ones(2, D), "b": torch.ones(2, D)})],
+        "holds|name one",
+    ),
+    (
+        "vectors-unknown-suffix",
+        lambda w: ["explain", str(w.av), V, str(write_bytes(w.tmp("s") / "v.bin", b"123"))],
+        "format|suffix|\\.bin",
+    ),
+    (
+        "vectors-parquet-no-column",
+        lambda w: ["explain", str(w.av), V, parquet_without(w, "p", "vector")],
+        "vector",
+    ),
+    (
+        "vectors-parquet-garbage",
+        lambda w: [
+            "explain",
+            str(w.av),
+            V,
+            str(write_bytes(w.tmp("g") / "v.parquet", b"not parquet at all")),
+        ],
+        "v.parquet",
+    ),
+    (
+        "vectors-empty-npy",
+        lambda w: ["explain", str(w.av), V, npy_file(w, "0", np.zeros((0, D), np.float32))],
+        "no vectors|empty|0 rows|no rows",
+    ),
+    ("av-missing", lambda w: ["explain", str(w.root / "no-such-av"), V, str(w.vectors)], "no-such-av"),
+    ("av-empty-folder", lambda w: ["explain", str(w.tmp("ef")), V, str(w.vectors)], "nla_meta"),
+    (
+        "av-meta-invalid-yaml",
+        lambda w: [
+            "explain",
+            damaged(w, "av", "nla_meta.yaml", lambda p: p.write_text("role: [av\n")),
+            V,
+            str(w.vectors),
+        ],
+        "nla_meta.yaml",
+    ),
+    (
+        "av-meta-not-mapping",
+        lambda w: [
+            "explain",
+            damaged(w, "av", "nla_meta.yaml", lambda p: p.write_text("- 1\n- 2\n")),
+            V,
+            str(w.vectors),
+        ],
+        "nla_meta.yaml",
+    ),
+    (
+        "av-meta-unknown-key",
+        lambda w: ["explain", meta_edit(w, "av", lambda d: d.update(colour="red")), V, str(w.vectors)],
+        "colour",
+    ),
+    (
+        "av-meta-reference-key-contradicts-record",
+        lambda w: [
+            "explain",
+            top_level_edit(w, "av", lambda d: d["extraction"].update(injection_scale=999.0)),
+            V,
+            str(w.vectors),
+        ],
+        "injection_scale",
+    ),
+    (
+        "av-meta-bad-d-model",
+        lambda w: ["explain", meta_edit(w, "av", lambda d: d.update(d_model="wide")), V, str(w.vectors)],
+        "d_model",
+    ),
+    (
+        "av-meta-negative-layer",
+        lambda w: ["explain", meta_edit(w, "av", lambda d: d.update(layer=-3)), V, str(w.vectors)],
+        "layer",
+    ),
+    (
+        "av-meta-null-scale",
+        lambda w: [
+            "explain",
+            meta_edit(w, "av", lambda d: d["injection"].update(scale=None)),
+            V,
+            str(w.vectors),
+        ],
+        "scale",
+    ),
+    (
+        "av-meta-negative-scale",
+        lambda w: [
+            "explain",
+            meta_edit(w, "av", lambda d: d["injection"].update(scale=-4.0)),
+            V,
+            str(w.vectors),
+        ],
+        "scale",
+    ),
+    (
+        "av-meta-template-no-marker",
+        lambda w: [
+            "explain",
+            meta_edit(w, "av", lambda d: d["av"].update(template="no marker here")),
+            V,
+            str(w.vectors),
+        ],
+        "template",
+    ),
+    (
+        "av-meta-empty-file",
+        lambda w: [
+            "explain",
+            damaged(w, "av", "nla_meta.yaml", lambda p: p.write_text("")),
+            V,
+            str(w.vectors),
+        ],
+        "nla_meta.yaml",
+    ),
+    (
+        "av-no-adapter-config",
+        lambda w: ["explain", damaged(w, "av", "adapter_config.json", Path.unlink), V, str(w.vectors)],
+        "adapter",
+    ),
+    (
+        "av-no-adapter-weights",
+        lambda w: ["explain", damaged(w, "av", "adapter_model.safetensors", Path.unlink), V, str(w.vectors)],
+        "adapter_model|weights",
+    ),
+    (
+        "av-adapter-config-bad-json",
+        lambda w: [
+            "explain",
+            damaged(w, "av", "adapter_config.json", lambda p: p.write_text("{oops")),
+            V,
+            str(w.vectors),
+        ],
+        "adapter_config",
+    ),
+    (
+        "av-adapter-weights-truncated",
+        lambda w: ["explain", damaged(w, "av", "adapter_model.safetensors", truncate), V, str(w.vectors)],
+        "adapter_model",
+    ),
+    (
+        "av-tokenizer-corrupt",
+        lambda w: [
+            "explain",
+            damaged(w, "av", "tokenizer.json", lambda p: p.write_text("{not json")),
+            V,
+            str(w.vectors),
+        ],
+        "tokenizer",
+    ),
+    (
+        "av-meta-base-missing",
+        lambda w: [
+            "explain",
+            meta_edit(w, "av", lambda d: d.update(base_model=str(w.root / "gone-base"))),
+            V,
+            str(w.vectors),
+        ],
+        "gone-base",
+    ),
+    (
+        "explain-dtype-float8",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--dtype", "float8"],
+        "float8",
+    ),
+    ("explain-device-cuda", lambda w: ["explain", str(w.av), V, str(w.vectors), "--device", "cuda"], "cuda"),
+    (
+        "explain-device-nonsense",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--device", "gpu9"],
+        "gpu9",
+    ),
+    ("explain-batch-zero", lambda w: ["explain", str(w.av), V, str(w.vectors), "--batch-size", "0"], "batch"),
+    (
+        "explain-max-new-zero",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--max-new-tokens", "0"],
+        "max-new-tokens",
+    ),
+    (
+        "explain-max-new-negative",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--max-new-tokens", "-5"],
+        "max-new-tokens",
+    ),
+    (
+        "explain-temperature-negative",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--sample", "--temperature", "-1"],
+        "temperature",
+    ),
+    (
+        "explain-out-parent-file",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--out", file_as_parent(w, "pf", "o.jsonl")],
+        "a-file|directory",
+    ),
+    (
+        "explain-out-proc",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--out", "/proc/hubkit-nope/o.jsonl"],
+        "/proc",
+    ),
+    (
+        "explain-out-too-long",
+        lambda w: [
+            "explain",
+            str(w.av),
+            V,
+            str(w.vectors),
+            "--out",
+            str(w.tmp("tl") / ("x" * 300 + ".jsonl")),
+        ],
+        "long",
+    ),
+    (
+        "explain-subfolder-missing",
+        lambda w: ["explain", str(w.av), V, str(w.vectors), "--subfolder", "step_999999"],
+        "step_999999",
+    ),
+    ("explain-ar-as-av", lambda w: ["explain", str(w.ar), V, str(w.vectors)], "role|AV|av"),
+]
+
+RECONSTRUCT: list[Case] = [
+    (
+        "texts-missing",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(w.root / "none.txt"),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "none.txt",
+    ),
+    (
+        "texts-binary",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(write_bytes(w.tmp("b") / "t.txt", bytes(range(256)) * 4)),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "t.txt",
+    ),
+    (
+        "texts-jsonl-bad-line",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(write_bytes(w.tmp("j") / "t.jsonl", b'{"text": "a"}\n{broken\n')),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "t.jsonl",
+    ),
+    (
+        "texts-jsonl-no-field",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(write_bytes(w.tmp("j") / "t.jsonl", b'{"words": "a"}\n')),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "text",
+    ),
+    (
+        "texts-jsonl-not-string",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(write_bytes(w.tmp("j") / "t.jsonl", b'{"text": 5}\n')),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "text",
+    ),
+    (
+        "texts-empty",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(write_bytes(w.tmp("e") / "t.txt", b"")),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "t.txt",
+    ),
+    (
+        "ar-head-nan",
+        lambda w: [
+            "reconstruct",
+            damaged(w, "ar", "value_head.safetensors", nan_head),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "value_head",
+    ),
+    (
+        "ar-head-truncated",
+        lambda w: [
+            "reconstruct",
+            damaged(w, "ar", "value_head.safetensors", truncate),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "value_head",
+    ),
+    (
+        "ar-head-missing",
+        lambda w: [
+            "reconstruct",
+            damaged(w, "ar", "value_head.safetensors", Path.unlink),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "value_head",
+    ),
+    (
+        "ar-head-wrong-shape",
+        lambda w: [
+            "reconstruct",
+            damaged(
+                w,
+                "ar",
+                "value_head.safetensors",
+                lambda p: __import__("safetensors.torch").torch.save_file(
+                    {"weight": torch.ones(3, 3)}, str(p)
+                ),
+            ),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "value_head",
+    ),
+    (
+        "ar-adapter-flipped-bytes",
+        lambda w: [
+            "reconstruct",
+            damaged(w, "ar", "adapter_model.safetensors", truncate),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "adapter_model",
+    ),
+    (
+        "ar-layer-99",
+        lambda w: [
+            "reconstruct",
+            meta_edit(w, "ar", lambda d: (d.update(layer=99), d["ar"].update(num_layers=100))),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "99|100|layer|blocks",
+    ),
+    (
+        "ar-meta-role-av",
+        lambda w: [
+            "reconstruct",
+            str(w.av),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+        ],
+        "role|AR|ar",
+    ),
+    (
+        "reconstruct-out-parent-file",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(w.texts),
+            "--out",
+            file_as_parent(w, "pf", "v.safetensors"),
+        ],
+        "a-file|directory",
+    ),
+    (
+        "reconstruct-out-is-dir",
+        lambda w: ["reconstruct", str(w.ar), "--texts", str(w.texts), "--out", str(w.tmp("d"))],
+        "directory|out",
+    ),
+    (
+        "reconstruct-batch-zero",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+            "--batch-size",
+            "0",
+        ],
+        "batch",
+    ),
+    (
+        "reconstruct-dtype-float8",
+        lambda w: [
+            "reconstruct",
+            str(w.ar),
+            "--texts",
+            str(w.texts),
+            "--out",
+            str(w.tmp("o") / "v.safetensors"),
+            "--dtype",
+            "float8",
+        ],
+        "float8",
+    ),
+]
+
+ROUND_TRIP: list[Case] = [
+    (
+        "rt-av-is-ar",
+        lambda w: ["round-trip", "--av", str(w.ar), "--ar", str(w.ar), V, str(w.vectors)],
+        "role|AV|av",
+    ),
+    (
+        "rt-ar-is-av",
+        lambda w: ["round-trip", "--av", str(w.av), "--ar", str(w.av), V, str(w.vectors)],
+        "role|AR|ar",
+    ),
+    (
+        "rt-layer-mismatch",
+        lambda w: [
+            "round-trip",
+            "--av",
+            meta_edit(w, "av", lambda d: d.update(layer=1)),
+            "--ar",
+            str(w.ar),
+            V,
+            str(w.vectors),
+        ],
+        "layer",
+    ),
+    (
+        "rt-width-mismatch",
+        lambda w: [
+            "round-trip",
+            "--av",
+            meta_edit(w, "av", lambda d: d.update(d_model=32)),
+            "--ar",
+            str(w.ar),
+            V,
+            str(w.vectors),
+        ],
+        "d_model|width|32",
+    ),
+    (
+        "rt-vectors-nan",
+        lambda w: [
+            "round-trip",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            V,
+            vec_file(w, "n", {"vectors": torch.full((2, D), float("nan"))}),
+        ],
+        "NaN|finite",
+    ),
+    (
+        "rt-max-new-zero",
+        lambda w: [
+            "round-trip",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            V,
+            str(w.vectors),
+            "--max-new-tokens",
+            "0",
+        ],
+        "max-new-tokens",
+    ),
+]
+
+CHECK: list[Case] = [
+    ("check-missing-folder", lambda w: ["check", str(w.root / "absent-ckpt")], "absent-ckpt"),
+    ("check-5000-char-name", lambda w: ["check", "a" * 5000], "long|name|repo"),
+    ("check-bad-repo-id", lambda w: ["check", "org/with spaces/and/too/many/parts"], "repo|folder"),
+]
+
+EXTRACT_BASE = ["--layer", "2", "--max-length", "32", "--min-position", "2", "--dtype", "float32"]
+
+
+def extract(
+    w: Workspace, *extra: str, out: str | None = None, model: str | None = None, corpus: str | None = None
+) -> list[str]:
+    return [
+        "extract",
+        "--model",
+        model or str(w.base),
+        "--corpus",
+        corpus or str(w.corpus),
+        "--out",
+        out or str(w.tmp("x") / "acts.parquet"),
+        *EXTRACT_BASE,
+        *extra,
+    ]
+
+
+EXTRACT: list[Case] = [
+    ("extract-model-missing", lambda w: extract(w, model=str(w.root / "no-model")), "no-model"),
+    ("extract-corpus-missing", lambda w: extract(w, corpus=str(w.root / "no-corpus.txt")), "no-corpus"),
+    (
+        "extract-corpus-binary",
+        lambda w: extract(w, corpus=str(write_bytes(w.tmp("b") / "c.txt", bytes(range(256)) * 8))),
+        "c.txt",
+    ),
+    (
+        "extract-corpus-empty",
+        lambda w: extract(w, corpus=str(write_bytes(w.tmp("e") / "c.txt", b""))),
+        "c.txt|no documents|empty",
+    ),
+    (
+        "extract-corpus-jsonl-bad",
+        lambda w: extract(w, corpus=str(write_bytes(w.tmp("j") / "c.jsonl", b'{"text": "a b"}\n{bad\n'))),
+        "c.jsonl",
+    ),
+    (
+        "extract-corpus-jsonl-no-text",
+        lambda w: extract(w, corpus=str(write_bytes(w.tmp("j") / "c.jsonl", b'{"body": "a b"}\n'))),
+        "text",
+    ),
+    ("extract-layer-99", lambda w: extract(w, "--layer", "99"), "layer"),
+    ("extract-layer-negative", lambda w: extract(w, "--layer", "-1"), "layer"),
+    ("extract-positions-zero", lambda w: extract(w, "--positions-per-doc", "0"), "positions"),
+    ("extract-max-length-zero", lambda w: extract(w, "--max-length", "0"), "max-length"),
+    ("extract-min-position-negative", lambda w: extract(w, "--min-position", "-1"), "min-position"),
+    ("extract-batch-zero", lambda w: extract(w, "--batch-size", "0"), "batch"),
+    ("extract-dtype-float8", lambda w: extract(w, "--dtype", "float8"), "float8"),
+    ("extract-device-cuda", lambda w: extract(w, "--device", "cuda"), "cuda"),
+    (
+        "extract-out-parent-file",
+        lambda w: extract(w, out=file_as_parent(w, "pf", "a.parquet")),
+        "a-file|directory",
+    ),
+    ("extract-out-foreign", lambda w: extract(w, out=foreign_file(w, "f", "mine.parquet")), "overwrite"),
+    ("extract-out-not-parquet", lambda w: extract(w, out=str(w.tmp("s") / "acts.csv")), "parquet"),
+    ("extract-docs-per-chunk-zero", lambda w: extract(w, "--docs-per-chunk", "0"), "docs-per-chunk"),
+    ("extract-limit-docs-zero", lambda w: extract(w, "--limit-docs", "0"), "limit-docs"),
+]
+
+SPLIT: list[Case] = [
+    (
+        "split-in-missing",
+        lambda w: ["split", "--in", str(w.root / "na.parquet"), "--out", str(w.tmp("o"))],
+        "na.parquet",
+    ),
+    (
+        "split-in-garbage",
+        lambda w: [
+            "split",
+            "--in",
+            str(write_bytes(w.tmp("g") / "a.parquet", b"garbage")),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "a.parquet",
+    ),
+    (
+        "split-in-no-doc-id",
+        lambda w: ["split", "--in", parquet_without(w, "d", "doc_id"), "--out", str(w.tmp("o"))],
+        "doc_id",
+    ),
+    (
+        "split-fractions-garbage",
+        lambda w: ["split", "--in", str(w.acts), "--out", str(w.tmp("o")), "--fractions", "abc"],
+        "fraction",
+    ),
+    (
+        "split-fractions-negative",
+        lambda w: [
+            "split",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--fractions",
+            "av_sft=-1,ar_sft=1,rl=0.5,eval=0.5",
+        ],
+        "fraction|-1",
+    ),
+    (
+        "split-fractions-unknown-name",
+        lambda w: ["split", "--in", str(w.acts), "--out", str(w.tmp("o")), "--fractions", "foo=0.5,bar=0.5"],
+        "foo",
+    ),
+    (
+        "split-fractions-not-number",
+        lambda w: [
+            "split",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--fractions",
+            "av_sft=x,ar_sft=0.4,rl=0.1,eval=0.1",
+        ],
+        "x|number|fraction",
+    ),
+    (
+        "split-out-is-file",
+        lambda w: ["split", "--in", str(w.acts), "--out", foreign_file(w, "f", "splits")],
+        "splits|directory",
+    ),
+    (
+        "split-out-foreign",
+        lambda w: [
+            "split",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(Path(foreign_file(w, "f", "av_sft.parquet")).parent),
+        ],
+        "overwrite",
+    ),
+]
+
+LABEL: list[Case] = [
+    (
+        "label-in-missing",
+        lambda w: ["label", "--in", str(w.root / "q.parquet"), "--out", str(w.tmp("o") / "l.parquet")],
+        "q.parquet",
+    ),
+    (
+        "label-in-no-prefix",
+        lambda w: [
+            "label",
+            "--in",
+            parquet_without(w, "p", "prefix"),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--model",
+            str(w.base),
+        ],
+        "prefix",
+    ),
+    (
+        "label-openai-no-url",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--backend",
+            "openai",
+        ],
+        "base-url",
+    ),
+    (
+        "label-openai-bad-url",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--backend",
+            "openai",
+            "--base-url",
+            "not a url",
+            "--model",
+            "m",
+        ],
+        "base-url|URL|url",
+    ),
+    (
+        "label-batch-zero",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--batch-size",
+            "0",
+            "--model",
+            str(w.base),
+        ],
+        "batch",
+    ),
+    (
+        "label-out-foreign",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            foreign_file(w, "f", "l.parquet"),
+            "--model",
+            str(w.base),
+        ],
+        "overwrite",
+    ),
+    (
+        "label-model-missing",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--model",
+            str(w.root / "no-labeler"),
+        ],
+        "no-labeler",
+    ),
+    (
+        "label-rps-negative",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--rps",
+            "-1",
+        ],
+        "rps",
+    ),
+    (
+        "label-concurrency-zero",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--concurrency",
+            "0",
+        ],
+        "concurrency",
+    ),
+    (
+        "label-cache-parent-file",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--model",
+            str(w.base),
+            "--cache",
+            file_as_parent(w, "pf", "c.sqlite"),
+        ],
+        "a-file|directory",
+    ),
+    (
+        "label-rows-per-chunk-zero",
+        lambda w: [
+            "label",
+            "--in",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o") / "l.parquet"),
+            "--model",
+            str(w.base),
+            "--rows-per-chunk",
+            "0",
+        ],
+        "rows-per-chunk",
+    ),
+]
+
+BUILD: list[Case] = [
+    (
+        "build-splits-missing",
+        lambda w: [
+            "build",
+            "--splits",
+            str(w.root / "nosplits"),
+            "--labeled",
+            str(w.tmp("l")),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "nosplits",
+    ),
+    (
+        "build-labeled-empty",
+        lambda w: [
+            "build",
+            "--splits",
+            str(w.splits),
+            "--labeled",
+            str(w.tmp("labeled")),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "labeled|explained",
+    ),
+    (
+        "build-splits-empty",
+        lambda w: [
+            "build",
+            "--splits",
+            str(w.tmp("sp")),
+            "--labeled",
+            str(w.tmp("l")),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "split|sp",
+    ),
+    (
+        "build-out-is-file",
+        lambda w: [
+            "build",
+            "--splits",
+            str(w.splits),
+            "--labeled",
+            str(w.tmp("l")),
+            "--out",
+            foreign_file(w, "f", "built"),
+        ],
+        "built|directory",
+    ),
+]
+
+TRAIN: list[Case] = [
+    ("recipe-missing", lambda w: ["train", "av", str(w.root / "none.yaml")], "none.yaml"),
+    (
+        "recipe-invalid-yaml",
+        lambda w: ["train", "av", str(write_bytes(w.tmp("y") / "r.yaml", b"base_model: [\n"))],
+        "r.yaml",
+    ),
+    (
+        "recipe-not-mapping",
+        lambda w: ["train", "av", str(write_bytes(w.tmp("y") / "r.yaml", b"- a\n- b\n"))],
+        "r.yaml|mapping",
+    ),
+    (
+        "recipe-binary",
+        lambda w: ["train", "av", str(write_bytes(w.tmp("y") / "r.yaml", bytes(range(256))))],
+        "r.yaml",
+    ),
+    ("recipe-unknown-key", lambda w: ["train", "av", recipe_with(w, "u", "flavour", "x")], "flavour"),
+    ("recipe-lr-inf", lambda w: ["train", "av", recipe_with(w, "lr", "av.optim.lr", float("inf"))], "lr"),
+    ("recipe-lr-nan", lambda w: ["train", "av", recipe_with(w, "lr", "av.optim.lr", float("nan"))], "lr"),
+    ("recipe-lr-negative", lambda w: ["train", "av", recipe_with(w, "lr", "av.optim.lr", -0.1)], "lr"),
+    ("recipe-lr-string", lambda w: ["train", "av", recipe_with(w, "lr", "av.optim.lr", "fast")], "lr"),
+    ("recipe-steps-zero", lambda w: ["train", "av", recipe_with(w, "st", "av.steps", 0)], "steps"),
+    (
+        "recipe-micro-batch-zero",
+        lambda w: ["train", "av", recipe_with(w, "mb", "av.micro_batch_size", 0)],
+        "micro_batch_size",
+    ),
+    (
+        "recipe-grad-accum-zero",
+        lambda w: ["train", "ar", recipe_with(w, "ga", "ar.grad_accum", 0)],
+        "grad_accum",
+    ),
+    (
+        "recipe-max-grad-norm-negative",
+        lambda w: ["train", "ar", recipe_with(w, "gn", "ar.optim.max_grad_norm", -1.0)],
+        "max_grad_norm",
+    ),
+    (
+        "recipe-warmup-negative",
+        lambda w: ["train", "ar", recipe_with(w, "wu", "ar.optim.warmup_steps", -5)],
+        "warmup",
+    ),
+    (
+        "recipe-dtype-float8",
+        lambda w: ["train", "av", recipe_with(w, "dt", "dtype", "float8")],
+        "float8|dtype",
+    ),
+    (
+        "recipe-base-missing",
+        lambda w: ["train", "av", recipe_with(w, "bm", "base_model", str(w.root / "gone-base"))],
+        "gone-base",
+    ),
+    (
+        "recipe-data-missing",
+        lambda w: ["train", "av", recipe_with(w, "dm", "av.data", str(w.root / "gone.parquet"))],
+        "gone.parquet",
+    ),
+    ("recipe-layer-99", lambda w: ["train", "ar", recipe_with(w, "l99", "layer", 99)], "layer"),
+    (
+        "recipe-scheme-unknown",
+        lambda w: ["train", "av", recipe_with(w, "sc", "nla.injection_scheme", "teleport")],
+        "teleport",
+    ),
+    (
+        "recipe-lora-r-zero",
+        lambda w: ["train", "av", recipe_with(w, "r0", "av.adapter", {"kind": "lora", "r": 0})],
+        "\\br\\b|adapter",
+    ),
+    ("train-steps-flag-zero", lambda w: ["train", "av", str(w.recipe), "--steps", "0"], "steps"),
+    ("train-device-cuda", lambda w: ["train", "av", str(w.recipe), "--device", "cuda"], "cuda"),
+    (
+        "train-check-lr-inf",
+        lambda w: ["train", "check", recipe_with(w, "lr", "ar.optim.lr", float("inf"))],
+        "lr",
+    ),
+]
+
+EVAL: list[Case] = [
+    (
+        "eval-table-missing",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.root / "t.parquet"),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "t.parquet",
+    ),
+    (
+        "eval-table-no-vector",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            parquet_without(w, "v", "vector"),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "vector",
+    ),
+    (
+        "eval-av-missing",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.root / "gone-av"),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+        ],
+        "gone-av",
+    ),
+    (
+        "eval-n-boot-zero",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--n-boot",
+            "0",
+        ],
+        "n-boot",
+    ),
+    (
+        "eval-rows-zero",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--rows",
+            "0",
+        ],
+        "rows",
+    ),
+    (
+        "eval-out-is-file",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.acts),
+            "--out",
+            foreign_file(w, "f", "evalout"),
+        ],
+        "evalout|directory",
+    ),
+    (
+        "eval-top-p-out-of-range",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            str(w.ar),
+            "--table",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--top-p",
+            "1.5",
+        ],
+        "top-p",
+    ),
+]
+
+OTHER: list[Case] = [
+    (
+        "release-unknown-name",
+        lambda w: ["release", "nope-release", "--releases-dir", str(w.tmp("rel"))],
+        "nope-release",
+    ),
+    (
+        "release-spec-invalid-yaml",
+        lambda w: [
+            "release",
+            "bad",
+            "--releases-dir",
+            str(write_bytes(w.tmp("rel") / "bad.yaml", b"name: [\n").parent),
+        ],
+        "bad.yaml",
+    ),
+    (
+        "release-spec-not-mapping",
+        lambda w: [
+            "release",
+            "bad",
+            "--releases-dir",
+            str(write_bytes(w.tmp("rel") / "bad.yaml", b"- 1\n").parent),
+        ],
+        "bad.yaml",
+    ),
+    ("models-prepare-unknown", lambda w: ["models", "prepare", "no-such-model"], "no-such-model"),
+    (
+        "demo-unknown-model",
+        lambda w: ["demo", "--model", "no-such-model", "--out", str(w.tmp("demo"))],
+        "no-such-model",
+    ),
+    ("demo-rows-zero", lambda w: ["demo", "--rows", "0", "--out", str(w.tmp("demo"))], "rows"),
+    (
+        "demo-out-is-file",
+        lambda w: ["demo", "--quick", "--out", foreign_file(w, "f", "demo-out")],
+        "demo-out|directory",
+    ),
+    ("unknown-command", lambda w: ["frobnicate"], "frobnicate"),
+    ("unknown-option", lambda w: ["explain", "--colour", "red"], "colour"),
+]
+
+TABLE: list[Case] = (
+    EXPLAIN + RECONSTRUCT + ROUND_TRIP + CHECK + EXTRACT + SPLIT + LABEL + BUILD + TRAIN + EVAL + OTHER
+)
+
+
+def test_the_table_is_large_and_its_ids_unique():
+    ids = [case[0] for case in TABLE]
+    assert len(ids) >= 100
+    assert len(set(ids)) == len(ids)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and "cache" not in p.relative_to(root).parts[:1]
+    }
+
+
+PROGRESS = re.compile(r"it/s\]|s/it\]|%\|")
+
+
+@pytest.mark.parametrize("case", TABLE, ids=[case[0] for case in TABLE])
+def test_bad_input_is_one_clear_line_and_writes_nothing(ws, case):
+    _, build, names = case
+    args = build(ws)
+    before = snapshot(ws.root)
+    result = CliRunner().invoke(main, args)
+    after = snapshot(ws.root)
+    text = result.output
+    assert "Traceback" not in text, text
+    assert result.exit_code not in (0, None), f"exit 0 for {args}: {text}"
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in text.splitlines() if line.strip() and not PROGRESS.search(line)]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and errors == lines[-1:], text
+    # an option may be named as --max-length or as its field max_length
+    assert re.search(names.replace("_", "-"), errors[0].replace("_", "-"), flags=re.IGNORECASE), (
+        f"{errors[0]!r} does not name /{names}/"
+    )
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))
+
+
+def test_a_port_in_use_and_a_root_under_a_file_are_one_line(tmp_path):
+    sock, port = used_port()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    try:
+        for args, names in (
+            (["hub", "serve", "--root", str(tmp_path / "r"), "--port", str(port)], str(port)),
+            (["hub", "serve", "--root", str(blocker / "root"), "--port", "0"], "file|directory"),
+        ):
+            result = CliRunner().invoke(main, args)
+            lines = [line for line in result.output.splitlines() if line.strip()]
+            assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+            assert re.search(names, lines[0]), lines[0]
+    finally:
+        sock.close()
+
+
+def test_json_texts_file_reports_the_line(ws):
+    path = ws.tmp("jl") / "t.jsonl"
+    path.write_text(json.dumps({"text": "ok"}) + "\n" + "{oops\n")
+    result = CliRunner().invoke(
+        main, ["reconstruct", str(ws.ar), "--texts", str(path), "--out", str(ws.tmp("o") / "v.safetensors")]
+    )
+    assert result.exit_code != 0 and re.search(r"line 2", result.output), result.output
