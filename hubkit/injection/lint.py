@@ -1,12 +1,14 @@
-"""The injection-scale check: a scale far from the model's own norms must never pass silently."""
+"""The injection-scale check as the training and injection code see it: `hubkit.scale_lint` (two
+norms, one rule) applied to a loaded model. A scale far from the model's own norms never passes
+silently."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from hubkit import arch
 from hubkit.constants import OOD_SCALE_FACTOR
 
 
@@ -14,24 +16,39 @@ from hubkit.constants import OOD_SCALE_FACTOR
 class ScaleReport:
     scale: float | None
     embedding_norm: float
-    ratio: float | None
+    ratio: float | None  # to the embedding norm
     ok: bool
     message: str
+    residual_norm: float | None = None
+    ratio_to_residual: float | None = None
 
 
-def scale_report(scale: float | None, model: nn.Module, factor: float = OOD_SCALE_FACTOR) -> ScaleReport:
-    """Compare the injection norm with the model's median token-embedding norm (after its scaling)."""
-    norm = arch.median_embedding_norm(model)
-    if scale is None:
-        return ScaleReport(
-            None, norm, None, True, f"raw vectors (no rescale); median embedding norm {norm:.3g}"
-        )
-    ratio = scale / norm
-    ok = 1 / factor <= ratio <= factor
-    msg = f"injection scale {scale:.4g} is {ratio:.3g}× the median token-embedding norm {norm:.4g}"
-    if not ok:
-        msg = (
-            f"OUT OF DISTRIBUTION: {msg}, beyond {factor:g}× either way. The AV would see a vector unlike any "
-            "token it was trained on; fix `injection.scale` (or record it as deliberate with ood_allowed)"
-        )
-    return ScaleReport(scale, norm, ratio, ok, msg)
+def scale_report(
+    scale: float | None,
+    model: nn.Module,
+    factor: float = OOD_SCALE_FACTOR,
+    tokenizer: Any = None,
+    layer: int | None = None,
+) -> ScaleReport:
+    """Judge `scale` against the model's median token-embedding norm (after its own scaling) and, given
+    the tokenizer and the NLA's layer, the median residual norm there on the bundled corpus.
+
+    A second norm can only widen the accepted range, so the residual norm (a forward pass) is measured
+    only when the embedding norm alone would refuse the scale."""
+    from hubkit import scale_lint
+
+    embedding = scale_lint.embedding_norm(model)
+    lint = scale_lint.lint_scale(scale, embedding, None, factor)
+    residual = None
+    if not lint.ok and tokenizer is not None and layer is not None:
+        residual = scale_lint.residual_norm(model, tokenizer, layer, scale_lint.bundled_texts())
+        lint = scale_lint.lint_scale(scale, embedding, residual, factor)
+    return ScaleReport(
+        lint.scale,
+        lint.embedding_norm,
+        lint.ratio_to_embedding,
+        lint.ok,
+        lint.message,
+        residual,
+        lint.ratio_to_residual,
+    )

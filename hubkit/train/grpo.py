@@ -236,6 +236,7 @@ class GRPOTrainer:
             meta,
             self.model,
             runner.opts.allow_ood_injection or bool(meta.injection and meta.injection.ood_allowed),
+            tokenizer=tok,
         )
         self.av = ActivationVerbalizer(self.model, tok, meta)
         self.meta, self.tokenizer = self.av.meta, tok

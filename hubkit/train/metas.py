@@ -18,6 +18,7 @@ from hubkit.meta import (
     NLAMeta,
     Training,
 )
+from hubkit.scale_lint import RECIPE_SCALES, resolve_recipe_scale
 from hubkit.train.adapters import meta_adapter, meta_base_name
 from hubkit.train.recipe import AdapterRecipe, Recipe
 from hubkit.verbalizer import render_prompt
@@ -60,13 +61,14 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
     scale = n.injection_scale
     if n.injection_scheme == "residual_add":
         scale = None
-    elif scale == "embedding_norm":
-        scale = float(f"{arch.median_embedding_norm(model):.4g}")
-        log.info("injection scale = median token-embedding norm of the base = %s", scale)
+    elif scale in RECIPE_SCALES:
+        measured = resolve_recipe_scale(scale, model, tokenizer, recipe.layer)
+        log.info("injection scale = %s of the base = %s", scale, measured)
+        scale = measured
     elif scale is None:
         raise InjectionError(
             "`nla.injection_scale` is required for embedding_replace (a number, sqrt_d_model, "
-            "raw or embedding_norm)"
+            "raw, embedding_norm or activation_norm)"
         )
     return NLAMeta(
         role="av",
@@ -93,11 +95,12 @@ def ar_meta(recipe: Recipe, model: nn.Module, adapter: AdapterRecipe, head_bias:
     )
 
 
-def check_injection_scale(meta: NLAMeta, model: nn.Module, allow_ood: bool) -> NLAMeta:
-    """Refuse a scale beyond 50× the base's token-embedding norm (either way) unless `allow_ood`;
-    when allowed, the meta records ``injection.ood_allowed: true``."""
+def check_injection_scale(meta: NLAMeta, model: nn.Module, allow_ood: bool, tokenizer=None) -> NLAMeta:
+    """Refuse a scale more than 50× above the larger of the base's token-embedding and residual norms
+    (at the NLA's layer), or below 1/50 of the smaller, unless `allow_ood`; when allowed, the meta
+    records ``injection.ood_allowed: true``."""
     scale = meta.injection_scale_value()
-    report = injection.scale_report(scale, model)
+    report = injection.scale_report(scale, model, tokenizer=tokenizer, layer=meta.layer)
     if report.ok:
         log.info("%s", report.message)
         return meta

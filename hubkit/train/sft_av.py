@@ -79,7 +79,7 @@ class AVTask:
         self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.av_meta(recipe, model, tok, cfg.adapter)
-        meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection)
+        meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection, tokenizer=tok)
         self.table = D.read_sft(data, meta.d_model, "av")
         torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
