@@ -40,7 +40,7 @@ from hubkit.train.adapters import (
     make_scheduler,
     trainable,
 )
-from hubkit.train.loop import Runner, RunOptions, check_finite_step
+from hubkit.train.loop import Runner, RunOptions, check_finite_step, check_finite_weights
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -511,6 +511,7 @@ def run_grpo(t: GRPOTrainer) -> Path:
         }
         runner.log_step(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            check_finite_weights("grpo", step, p.last, [*opt.policy_params, *opt.ar_params])
             p.last = runner.save_step(
                 stage_name="grpo",
                 loss_type="grpo_clipped_kl",
