@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hubkit import heads, injection, loading
+from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, HubkitError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.pair import normalised_mse
@@ -39,7 +40,7 @@ from hubkit.train.adapters import (
     make_scheduler,
     trainable,
 )
-from hubkit.train.loop import Runner, RunOptions, check_finite_step
+from hubkit.train.loop import Runner, RunOptions, check_finite_step, check_finite_weights
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -116,10 +117,12 @@ def _quiet_dropout(model: nn.Module) -> None:
 
 
 def _init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
+    """The AV or AR checkpoint GRPO starts from, its files checked against the hashes recorded with it."""
     if given is not None:
         path = Path(given)
         if not path.is_dir():
             raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
+        verify_checkpoint(path)
         return path
     last = T.latest_step(Path(recipe.output_dir) / stage)
     if last is None:
@@ -127,6 +130,7 @@ def _init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
             f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
             f"first (looked in {Path(recipe.output_dir) / stage})"
         )
+    verify_checkpoint(last)
     return last
 
 
@@ -508,6 +512,7 @@ def run_grpo(t: GRPOTrainer) -> Path:
         }
         runner.log_step(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            check_finite_weights("grpo", step, p.last, [*opt.policy_params, *opt.ar_params])
             p.last = runner.save_step(
                 stage_name="grpo",
                 loss_type="grpo_clipped_kl",

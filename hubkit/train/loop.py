@@ -45,6 +45,17 @@ class TrainingDiverged(HubkitError, RuntimeError):
     """The loss or the gradient became NaN or infinite: the step is not applied and the run stops."""
 
 
+def check_finite_weights(stage: str, step: int, last: Path | None, params: Iterable[nn.Parameter]) -> None:
+    """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written)."""
+    if all(bool(torch.isfinite(p.detach()).all()) for p in params):
+        return
+    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+    raise TrainingDiverged(
+        f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved and "
+        f"{kept}. Lower optim.lr or set optim.max_grad_norm"
+    )
+
+
 def check_finite_step(stage: str, step: int, last: Path | None, **values: float) -> None:
     """Stop the run (before the optimiser step) when any of `values` is NaN or infinite."""
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -394,6 +405,7 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         if on_step is not None:
             on_step(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            check_finite_weights(task.stage_name, step, last, params)
             last = runner.save_step(
                 stage_name=task.stage_name,
                 loss_type=task.loss_type,

@@ -44,6 +44,7 @@ def _help(
     return field(metadata={"help": text, "bounds": bounds}, **kw)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
 _BOUND_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -54,6 +55,8 @@ def _out_of_range(value: float, bounds: dict[str, float]) -> str | None:
     need = f"{kind}{' ' + wanted if wanted else ''}"
     if not math.isfinite(value):
         return need
+    if abs(value) > FLOAT32_MAX:  # torch turns hyper-parameters into fp32 tensors
+        return f"{need}, within float32 range (|x| <= 3.4e38)"
     ok = {
         "gt": lambda b: value > b,
         "ge": lambda b: value >= b,

@@ -203,3 +203,19 @@ def test_lora_policy_reference_is_the_adapter_disabled_or_frozen(setup, train_ba
         assert reloaded.meta.adapter.kind == "lora"
     assert kls["init"] == pytest.approx(0.0, abs=1e-7)  # the frozen copy of the starting adapter
     assert kls["base"] > 1e-4  # the base without the SFT adapter differs from the policy
+
+
+def test_a_damaged_init_checkpoint_is_refused_naming_the_file(setup, train_base, tmp_path):
+    import shutil
+
+    from hubkit.errors import CheckpointError
+
+    av = shutil.copytree(setup["av"], tmp_path / "av")
+    weights = next(p for p in sorted(av.glob("*.safetensors")))
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    recipe = grpo_recipe(setup, train_base, "damaged", av_init=str(av))
+    with pytest.raises(CheckpointError, match=rf"{weights}: sha256 differs"):
+        G.train_grpo(recipe, RunOptions(quiet=True))
+    assert not list((setup["root"] / "damaged" / "grpo").glob("step_*"))

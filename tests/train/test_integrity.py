@@ -192,3 +192,17 @@ def test_cli_divergence_and_damage_exit_non_zero_in_one_line(tmp_path, train_bas
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "adapter_model.safetensors: sha256 differs" in res.output
     assert os.listdir(run) and sorted(p.name for p in run.glob("step_*")) == ["step_000001"]
+
+
+def test_non_finite_weights_are_never_saved():
+    """The last guard before a checkpoint is written (a finite step can still overflow a weight)."""
+    from hubkit.train.loop import check_finite_weights
+
+    good = torch.nn.Parameter(torch.ones(3))
+    check_finite_weights("ar_sft", 4, None, [good])
+    bad = torch.nn.Parameter(torch.tensor([1.0, float("inf")]))
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"ar_sft stopped at step 4: the trained weights hold NaN or inf, so step 4 was not saved and the last good checkpoint is step_2",
+    ):
+        check_finite_weights("ar_sft", 4, "step_2", [good, bad])

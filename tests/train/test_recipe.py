@@ -114,6 +114,10 @@ def test_shipped_recipes_use_a_layer_about_two_thirds_deep():
             {"av": {"optim": {"lr": float("nan")}}},
             r"field `av.optim.lr` must be a finite number > 0, got nan",
         ),
+        (
+            {"av": {"optim": {"lr": 1e39}}},
+            r"field `av.optim.lr` must be a finite number > 0, within float32 range .*, got 1e\+39",
+        ),
         ({"ar": {"optim": {"lr": 0.0}}}, r"field `ar.optim.lr` must be a finite number > 0, got 0.0"),
         ({"ar": {"optim": {"lr": -1e-4}}}, r"field `ar.optim.lr` must be a finite number > 0"),
         ({"av": {"steps": 0}}, r"field `av.steps` must be an integer >= 1, got 0"),
