@@ -99,43 +99,16 @@ def explain(
 def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model, device, dtype) -> None:
     """Reconstruct vectors from explanation texts with an AR."""
     from hubkit.reconstructor import ActivationReconstructor
-    from hubkit.vectors_io import write_vectors
+    from hubkit.vectors_io import read_texts, write_vectors
 
     check_out(out)
-    texts = read_texts(Path(texts_path))
+    texts = read_texts(texts_path)
     model = ActivationReconstructor.from_pretrained(
         ar, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
     )
     v = model.reconstruct(texts, batch_size=batch_size, progress=True)
     write_vectors(out, v)
     click.echo(f"wrote {tuple(v.shape)} to {out}")
-
-
-def read_texts(path: Path) -> list[str]:
-    """Explanations from a .txt (one per line) or .jsonl (a string `text` field per line) file."""
-    from hubkit.errors import DataError
-
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}); give a .txt or .jsonl file") from err
-    if path.suffix == ".jsonl":
-        texts = []
-        for number, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {number} is not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise DataError(f"{path}: line {number} has no string `text` field")
-            texts.append(row["text"])
-    else:
-        texts = raw.splitlines()
-    if not texts:
-        raise DataError(f"{path}: holds no texts; write one explanation per line")
-    return texts
 
 
 @main.command("round-trip")

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hubkit import constants as C
 from hubkit import model_registry
+from hubkit.cache import cache_dir
 from hubkit.errors import HubkitError
 from hubkit.identity import missing_local_path
 from hubkit.model_registry import ModelSpec
@@ -67,10 +67,6 @@ _warned_substitution: set[str] = set()
 # ---------------------------------------------------------------------------------------------- lookup
 
 
-def cache_dir() -> Path:
-    """Root of hubkit's cache: `$HUBKIT_CACHE`, else `~/.cache/hubkit` (not created here)."""
-    env = os.environ.get(C.ENV_CACHE)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hubkit"
 
 
 def _root(cache: str | Path | None) -> Path:

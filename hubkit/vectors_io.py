@@ -117,6 +117,8 @@ def read_texts(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: no such text file")
     text = read_text_file(path)
+    if not text.strip():
+        raise DataError(f"{path}: holds no texts; write one explanation per line")
     if path.suffix != ".jsonl":
         return text.splitlines()
     out = []

@@ -1461,4 +1461,4 @@ def test_json_texts_file_reports_the_line(ws):
     result = CliRunner().invoke(
         main, ["reconstruct", str(ws.ar), "--texts", str(path), "--out", str(ws.tmp("o") / "v.safetensors")]
     )
-    assert result.exit_code != 0 and re.search(r"line 2", result.output), result.output
+    assert result.exit_code != 0 and re.search(r"(line |:)2\b", result.output), result.output

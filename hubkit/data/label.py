@@ -151,7 +151,7 @@ class LabelCache:
 
     @staticmethod
     def default_path() -> Path:
-        from hubkit.models import cache_dir
+        from hubkit.cache import cache_dir
 
         return cache_dir() / LABEL_CACHE_FILE
 

@@ -20,6 +20,7 @@ import torch
 
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
+from hubkit.vectors import vectors_from_column
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class EvalTable:
             nulls = table.column(c).null_count
             if nulls:
                 raise DataError(f"{path}: column `{c}` has {nulls} null value(s)")
-        vectors = _vectors(table.column("vector"), path)
+        vectors = vectors_from_column(table.column("vector"), str(path))
         expl = None
         if "explanation" in table.column_names:
             col = table.column("explanation").to_pylist()
@@ -117,41 +118,6 @@ class EvalTable:
             sidecar_path=self.sidecar_path,
             indices=self.indices[idx],
         )
-
-
-def _vectors(column, path: Path) -> torch.Tensor:
-    import pyarrow as pa
-
-    arr = column.combine_chunks()
-    if not (
-        pa.types.is_fixed_size_list(arr.type)
-        or pa.types.is_list(arr.type)
-        or pa.types.is_large_list(arr.type)
-    ):
-        raise DataError(f"{path}: column `vector` must be a list of floats, got {arr.type}")
-    n = len(arr)
-    if n == 0:
-        raise DataError(f"{path}: the eval table has no rows")
-    if pa.types.is_fixed_size_list(arr.type):
-        width = arr.type.list_size
-    else:
-        lengths = np.diff(np.asarray(arr.offsets))
-        if len(set(lengths.tolist())) != 1:
-            raise DataError(
-                f"{path}: column `vector` has rows of different widths {sorted(set(lengths.tolist()))[:5]}"
-            )
-        width = int(lengths[0])
-    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    v = torch.from_numpy(flat.reshape(n, width).copy())
-    bad = (~torch.isfinite(v)).any(dim=1).nonzero().flatten().tolist()
-    if bad:
-        raise DataError(f"{path}: column `vector` holds NaN or inf in rows {bad[:10]}")
-    zero = (v.norm(dim=1) == 0).nonzero().flatten().tolist()
-    if zero:
-        raise DataError(
-            f"{path}: column `vector` is all-zero in rows {zero[:10]} (a zero vector has no direction)"
-        )
-    return v
 
 
 def find_sidecar(path: Path) -> Path | None:
