@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hubkit import hub, injection, loading
-from hubkit.errors import MetaError
+from hubkit import arch, hub, injection, loading
+from hubkit.errors import InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,21 @@ class ActivationVerbalizer:
         seed: int | None = None,
         num_return_sequences: int = 1,
         progress: bool = False,
+        engine: str | None = None,
     ) -> list[Explanation]:
-        """Explanations for `vectors` ``[N, d]``; with sampling, `num_return_sequences` per vector."""
+        """Explanations for `vectors` ``[N, d]``; with sampling, `num_return_sequences` per vector.
+
+        `engine` (`hubkit.engines`): None/"transformers" generates here; "vllm", a vllm serve URL or
+        "auto" send `prompt_embeddings` to that engine, all rows at once (it batches itself).
+        """
+        from hubkit import engines
+
         v = injection.check_vectors(vectors, self.meta.d_model)
+        name = engines.resolve(engine, self.meta.injection.scheme)
+        if name != "transformers":
+            return self._generate_on(
+                name, v, max_new_tokens, do_sample, temperature, top_p, seed, num_return_sequences
+            )
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
@@ -221,6 +233,56 @@ class ActivationVerbalizer:
         ):
             seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         return self.decode(seqs[:, ids.shape[1] :])
+
+    @torch.no_grad()
+    def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
+        """Per row, the input embeddings ``[T, d]`` the transformers path feeds the model, the vector
+        already at the marker (embedding replacement; the model's own embedding scaling applied)."""
+        if self.meta.injection.scheme != "embedding_replace":
+            raise InjectionError(
+                f"prompt embeddings express only embedding_replace; this AV injects by {self.meta.injection.scheme}"
+            )
+        v = injection.check_vectors(vectors, self.meta.d_model)
+        ids, _ = self._batch(len(v))
+        ids = ids.to(loading.model_device(self.model))
+        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
+        with loading.active_adapter(self.model, self.adapter_name):
+            emb = arch.text_model(self.model).embed_tokens(ids)
+        return list(injection.replace_rows(emb, p.positions, p.vectors).unbind(0))
+
+    def _generate_on(
+        self,
+        name: str,
+        v: Tensor,
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        k: int,
+    ) -> list[Explanation]:
+        """Generate on engine `name` (vllm or a URL) from `prompt_embeddings`; decode as `_generate` does."""
+        from hubkit import engines
+        from hubkit.engines import source
+
+        adapter = source.adapter_folder(self.model, self.adapter_name)
+        src = None
+        if name == "vllm":
+            src = source.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        ids = engines.get_engine(name, src).generate_from_embeddings(
+            self.prompt_embeddings(v.repeat_interleave(k, dim=0)),
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop_token_ids=[self.tokenizer.eos_token_id],
+            adapter=adapter,
+        )
+        rows = torch.full((len(ids), max((len(r) for r in ids), default=0)), self.tokenizer.eos_token_id)
+        for i, r in enumerate(ids):
+            rows[i, : len(r)] = torch.tensor(r, dtype=rows.dtype)
+        return self.decode(rows)
 
     def decode(self, new_tokens: Tensor) -> list[Explanation]:
         """Parse generated token rows (prompt removed) into explanations; padding after EOS is dropped."""
