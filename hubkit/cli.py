@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import HubkitGroup, load_options
+from hubkit.cli_options import HubkitGroup, engine_option, load_options
 
 
 @click.group(cls=HubkitGroup)
@@ -44,6 +44,7 @@ def check(target: str, base_model: str | None, revision: str | None, subfolder: 
 @click.option("--sample/--greedy", default=False, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True)
 @click.option("--seed", default=None, type=int)
+@engine_option
 @load_options
 def explain(
     av,
@@ -54,6 +55,7 @@ def explain(
     sample,
     temperature,
     seed,
+    engine,
     revision,
     subfolder,
     base_model,
@@ -75,6 +77,7 @@ def explain(
         temperature=temperature,
         seed=seed,
         progress=True,
+        engine=engine,
     )
     lines = [
         json.dumps({"text": e.text, "status": e.status, "raw": e.raw}, ensure_ascii=False) for e in results
@@ -125,9 +128,21 @@ def read_texts(path: Path) -> list[str]:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--max-new-tokens", default=64, show_default=True)
+@engine_option
 @load_options
 def round_trip(
-    av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device, dtype
+    av,
+    ar,
+    vectors_path,
+    out,
+    batch_size,
+    max_new_tokens,
+    engine,
+    revision,
+    subfolder,
+    base_model,
+    device,
+    dtype,
 ) -> None:
     """v → AV → text → AR → v̂, with per-row cosine and normalised MSE."""
     from hubkit.pair import NLAPair
@@ -143,7 +158,11 @@ def round_trip(
         dtype=dtype,
     )
     res = pair.round_trip(
-        read_vectors(vectors_path), batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True
+        read_vectors(vectors_path),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=True,
+        engine=engine,
     )
     lines = [
         json.dumps(

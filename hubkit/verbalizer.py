@@ -187,9 +187,14 @@ class ActivationVerbalizer:
         v = injection.check_vectors(vectors, self.meta.d_model)
         name = engines.resolve(engine, self.meta.injection.scheme)
         if name != "transformers":
-            return self._generate_on(
-                name, v, max_new_tokens, do_sample, temperature, top_p, seed, num_return_sequences
-            )
+            try:
+                return self._generate_on(
+                    name, v, max_new_tokens, do_sample, temperature, top_p, seed, num_return_sequences
+                )
+            except engines.EngineError as err:
+                if engines.normalise(engine) != "auto":
+                    raise
+                log.warning("engine auto: %s; generating with transformers instead", err)
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
