@@ -49,7 +49,9 @@ class EmbedsServer:
                 with server.lock:
                     server.requests.append(body)
                 if body.get("model") != MODEL_NAME:
-                    self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+                    self._send(
+                        404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}}
+                    )
                     return
                 self._send(200, {"choices": server.complete(body)})
 

@@ -61,7 +61,11 @@ def test_generation_from_prompt_embeddings_equals_explain(tiny_llama):
     for e, emb in zip(ref, av.prompt_embeddings(v)):
         with torch.no_grad():
             seq = tiny_llama.model.generate(
-                inputs_embeds=emb[None], max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos
+                inputs_embeds=emb[None],
+                max_new_tokens=12,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=eos,
             )[0].tolist()
         n = seq.index(eos) if eos in seq else len(seq)
         assert tiny_llama.tokenizer.decode(seq[:n], skip_special_tokens=True) == e.raw

@@ -40,7 +40,9 @@ def test_auto_falls_back_with_one_log_line(no_vllm, caplog):
 
 
 def test_explicit_vllm_without_vllm_is_one_line_error(no_vllm):
-    with pytest.raises(EngineError, match=r"not installed: install it with `pip install 'hubkit\[vllm\]'") as err:
+    with pytest.raises(
+        EngineError, match=r"not installed: install it with `pip install 'hubkit\[vllm\]'"
+    ) as err:
         engines.resolve("vllm")
     assert "\n" not in str(err.value)
 

@@ -36,7 +36,9 @@ def test_remote_equals_transformers_in_order(av, tiny_llama, monkeypatch):
 def test_remote_error_answer_is_one_line(tiny_llama, av):
     with EmbedsServer(tiny_llama.model, tiny_llama.tokenizer.eos_token_id) as server:
         engine = RemoteEngine(server.url, model="not-served")
-        with pytest.raises(EngineError, match=r"answered HTTP 404: The model `not-served` does not exist") as err:
+        with pytest.raises(
+            EngineError, match=r"answered HTTP 404: The model `not-served` does not exist"
+        ) as err:
             engine.generate_from_embeddings(av.prompt_embeddings(torch.randn(1, 64)), max_new_tokens=2)
         assert "\n" not in str(err.value)
         with pytest.raises(EngineError, match="start the server with --enable-lora"):
