@@ -82,6 +82,8 @@ def run(args: argparse.Namespace, av_dir: Path, ar_dir: Path) -> list[dict]:
         for name, (rt, t, ld) in res.items():
             rows.append({"n": n, "engine": name, "s": t, "load": ld, "note": f"mean cos {rt.mean_cos:.4f}",
                          "same": f"{sum(a == b for a, b in zip(rt.explanations, ref))}/{n}"})  # fmt: skip
+        report(rows, args)  # the table so far: a long run shows its first sizes early
+        sys.stdout.flush()
     engines.close_engines()
     return rows
 
@@ -122,8 +124,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         av_dir, ar_dir, _ = build_pair_checkpoints("smollm2-135m", Path(tmp), args.layer)
-        rows = run(args, av_dir, ar_dir)
-    report(rows, args)
+        run(args, av_dir, ar_dir)
 
 
 if __name__ == "__main__":

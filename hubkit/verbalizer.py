@@ -17,6 +17,8 @@ from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 log = logging.getLogger(__name__)
 
 Status = Literal["ok", "no_tags", "unclosed", "empty"]
+ENGINE_CHUNK = 1024
+"""Rows handed to an external engine per call (it batches them itself; this bounds the embeddings held)."""
 
 
 @dataclass(frozen=True)
@@ -270,20 +272,24 @@ class ActivationVerbalizer:
         from hubkit import engines
         from hubkit.engines import source
 
-        adapter = source.adapter_folder(self.model, self.adapter_name)
         src = None
         if name == "vllm":
             src = source.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
-        ids = engines.get_engine(name, src).generate_from_embeddings(
-            self.prompt_embeddings(v.repeat_interleave(k, dim=0)),
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            stop_token_ids=[self.tokenizer.eos_token_id],
-            adapter=adapter,
-        )
+        adapter = src.adapter if src is not None else source.adapter_folder(self.model, self.adapter_name)
+        engine = engines.get_engine(name, src)
+        vv = v.repeat_interleave(k, dim=0)
+        ids: list[list[int]] = []
+        for start in range(0, len(vv), ENGINE_CHUNK):
+            ids += engine.generate_from_embeddings(
+                self.prompt_embeddings(vv[start : start + ENGINE_CHUNK]),
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_p=top_p,
+                seed=None if seed is None else seed + start,
+                stop_token_ids=[self.tokenizer.eos_token_id],
+                adapter=adapter,
+            )
         rows = torch.full((len(ids), max((len(r) for r in ids), default=0)), self.tokenizer.eos_token_id)
         for i, r in enumerate(ids):
             rows[i, : len(r)] = torch.tensor(r, dtype=rows.dtype)
