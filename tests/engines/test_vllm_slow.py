@@ -16,9 +16,14 @@ import torch
 from .conftest import smollm2_av
 
 pytestmark = pytest.mark.slow
-pytest.importorskip(
-    "vllm", reason="the vllm extra is not installed (HUBKIT_WITH_VLLM=1 bash scripts/install.sh)"
-)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_vllm():
+    pytest.importorskip(
+        "vllm", reason="the vllm extra is not installed (HUBKIT_WITH_VLLM=1 bash scripts/install.sh)"
+    )
+
 
 N, NEW = 8, 32
 
