@@ -241,9 +241,30 @@ class VLLMEngine:
             for i in range(len(embeds))
         ]
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
-        outs = self.llm.generate(prompts, params, lora_request=self.lora_request(adapter), use_tqdm=False)
+        lora = self.lora_request(adapter)
+        step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
+        outs = []
+        for i in range(0, len(prompts), step):
+            outs += self.llm.generate(
+                prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
+            )
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
+
+    def wave_size(self, prompt_len: int, max_new_tokens: int) -> int:
+        """Prompts per `generate` call such that all their prefills fit one scheduler step and their KV
+        cache fits at once. vLLM 0.32's CPU LoRA path fails (an einsum shape error in
+        ``add_lora_embedding``) when a step mixes prompt-embedding prefills with decodes, which
+        happens whenever the prompts of one call need several steps to prefill."""
+        cfg = self.llm.llm_engine.vllm_config
+        budget = cfg.scheduler_config.max_num_batched_tokens // max(1, prompt_len)
+        blocks = cfg.cache_config.num_gpu_blocks or 0
+        kv = (
+            (blocks * cfg.cache_config.block_size) // max(1, prompt_len + max_new_tokens)
+            if blocks
+            else budget
+        )
+        return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None

