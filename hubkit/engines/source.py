@@ -61,7 +61,23 @@ def adapter_folder(model: nn.Module, adapter_name: str | None) -> str | None:
         except OSError:  # another process wrote the same adapter first
             pass
         shutil.rmtree(tmp, ignore_errors=True)
+        prune(out.parent, keep=KEEP_ADAPTERS)
+    else:
+        out.touch()  # recently used: kept by `prune`
     return str(out)
+
+
+KEEP_ADAPTERS = 8
+"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used entries of `folder` (a re-used one is rewritten)."""
+    entries = sorted(
+        (p for p in folder.iterdir() if ".partial" not in p.name), key=lambda p: p.stat().st_mtime
+    )
+    for old in entries[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def source_for(

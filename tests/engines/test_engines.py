@@ -116,3 +116,20 @@ def test_remote_down_is_one_line_error():
     with pytest.raises(EngineError, match=r"no vllm serve answers at .*start one with `vllm serve") as err:
         engines.get_engine(url)
     assert "\n" not in str(err.value)
+
+
+def test_adapter_cache_keeps_the_most_recent(tmp_path, tiny_base_dir, monkeypatch):
+    from hubkit.engines import source
+    from hubkit.verbalizer import ActivationVerbalizer as AV
+
+    monkeypatch.setenv("HUBKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(source, "KEEP_ADAPTERS", 2)
+    av = AV.from_pretrained(write_adapter_pair(tmp_path, tiny_base_dir)[0])
+    lora_b = next(p for n, p in av.model.named_parameters() if "lora_B" in n)
+    written = []
+    for _ in range(4):  # four training steps: four adapters
+        with torch.no_grad():
+            lora_b.add_(0.5)
+        written.append(source.adapter_folder(av.model, av.adapter_name))
+    kept = sorted(str(p) for p in (tmp_path / "cache" / "engines" / "adapters").iterdir())
+    assert len(set(written)) == 4 and kept == sorted(written[-2:])
