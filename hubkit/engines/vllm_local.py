@@ -30,6 +30,9 @@ UNSUPPORTED_LORA_KEYS = ("modules_to_save",)
 
 
 def _import_vllm():
+    os.environ.setdefault(
+        "VLLM_LOGGING_LEVEL", "WARNING"
+    )  # its INFO start-up lines are many; set it to see them
     try:
         import vllm
     except ImportError as err:
