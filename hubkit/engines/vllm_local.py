@@ -8,10 +8,12 @@ On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,6 +159,9 @@ class VLLMEngine:
         from vllm import LLM
 
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_CACHE_GIB)
+        # The engine core in this process: `generate` queues every request before the first step,
+        # so a wave's prefills share one step (see `wave_size`), and one process fewer starts.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs: dict = dict(
             model=self.source.base,
             enable_prompt_embeds=True,
@@ -179,7 +184,8 @@ class VLLMEngine:
             "starting vLLM on %s (%s, adapter %s)", self.source.base, self.source.dtype, self.source.adapter
         )
         try:
-            return LLM(**kwargs)
+            with caller_state_kept():
+                return LLM(**kwargs)
         except (ValueError, RuntimeError, NotImplementedError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise EngineError(
@@ -279,6 +285,25 @@ class VLLMEngine:
             if callable(shutdown):
                 shutdown()
             del llm
+
+
+@contextlib.contextmanager
+def caller_state_kept() -> Iterator[None]:
+    """Keep the caller's RNG states and torch thread count: vLLM's in-process engine core seeds the
+    global generators and lowers torch's threads for serving when it starts."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.get_num_threads())
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        torch.set_num_threads(states[3])
 
 
 def strip_stop(ids: list[int], stops: set[int]) -> list[int]:
