@@ -111,7 +111,7 @@ def adapter_digest(adapter: str | Path) -> str:
 
 def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
     """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
-    from hubkit.engines.source import engine_cache_dir
+    from hubkit.engines.source import engine_cache_dir, prune
 
     digest = adapter_digest(adapter)
     out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
@@ -128,7 +128,21 @@ def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = Non
     merged.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
     tmp.rename(out)
+    prune(out.parent, keep=2)
     return str(out)
+
+
+def lora_mode(device: str) -> str:
+    """How adapters reach vLLM: ``lora`` (its LoRA support: a new adapter costs no restart, as a
+    policy being trained needs) or ``merge`` (weights merged once per adapter: no LoRA cost per
+    token). ``HUBKIT_VLLM_LORA`` chooses; ``auto`` merges on CPU, where vLLM 0.32's LoRA kernels
+    made a 256-vector round trip slower than transformers, and uses LoRA on GPUs."""
+    mode = os.environ.get("HUBKIT_VLLM_LORA", "auto").strip().lower()
+    if mode not in ("auto", "lora", "merge"):
+        raise EngineError(f"HUBKIT_VLLM_LORA={mode!r}: choose auto, lora or merge")
+    if mode == "auto":
+        return "merge" if device == "cpu" else "lora"
+    return mode
 
 
 class VLLMEngine:
@@ -139,7 +153,7 @@ class VLLMEngine:
     def __init__(self, source: ModelSource) -> None:
         _import_vllm()
         self.merged_adapter: str | None = None
-        if source.adapter and needs_merge(source.adapter):
+        if source.adapter and (needs_merge(source.adapter) or lora_mode(source.device) == "merge"):
             self.merged_adapter = adapter_digest(source.adapter)
             source = ModelSource(
                 base=merged_weights(source.base, source.adapter, source.dtype),
@@ -197,7 +211,9 @@ class VLLMEngine:
             return source.adapter is not None and adapter_digest(source.adapter) == self.merged_adapter
         if source.adapter is None:
             return True
-        return not needs_merge(source.adapter) and adapter_rank(source.adapter) <= self.lora_rank
+        if needs_merge(source.adapter) or lora_mode(source.device) == "merge":
+            return False
+        return adapter_rank(source.adapter) <= self.lora_rank
 
     def lora_request(self, adapter: str | None):
         """The `LoRARequest` for `adapter` (a new id whenever its files change, so vLLM reloads it)."""

@@ -69,7 +69,12 @@ def test_k_samples_per_vector(base_av, close_engines_after):
     assert [e.raw for e in greedy] == [e.raw for e in ref for _ in range(2)]
 
 
-def test_lora_adapter_equals_transformers(close_engines_after):
+@pytest.mark.parametrize("mode", ["merge", "lora"])
+def test_lora_adapter_equals_transformers(mode, monkeypatch, close_engines_after):
+    from hubkit import engines
+
+    engines.close_engines()
+    monkeypatch.setenv("HUBKIT_VLLM_LORA", mode)  # merged weights (the CPU default) or vLLM's LoRA
     av = smollm2_av(adapter_seed=3)
     v = vectors()
     ref = av.explain_detailed(v, batch_size=N, max_new_tokens=NEW)
