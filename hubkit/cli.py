@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import HubkitGroup, check_out, load_options
+from hubkit.cli_options import HubkitGroup, check_out, engine_option, load_options
 
 
 @click.group(cls=HubkitGroup)
@@ -44,6 +44,7 @@ def check(target: str, base_model: str | None, revision: str | None, subfolder: 
 @click.option("--sample/--greedy", default=False, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
 @click.option("--seed", default=None, type=int)
+@engine_option
 @load_options
 def explain(
     av,
@@ -54,6 +55,7 @@ def explain(
     sample,
     temperature,
     seed,
+    engine,
     revision,
     subfolder,
     base_model,
@@ -77,6 +79,7 @@ def explain(
         temperature=temperature,
         seed=seed,
         progress=True,
+        engine=engine,
     )
     lines = [
         json.dumps({"text": e.text, "status": e.status, "raw": e.raw}, ensure_ascii=False) for e in results
@@ -118,9 +121,21 @@ def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
+@engine_option
 @load_options
 def round_trip(
-    av, ar, vectors_path, out, batch_size, max_new_tokens, revision, subfolder, base_model, device, dtype
+    av,
+    ar,
+    vectors_path,
+    out,
+    batch_size,
+    max_new_tokens,
+    engine,
+    revision,
+    subfolder,
+    base_model,
+    device,
+    dtype,
 ) -> None:
     """v → AV → text → AR → v̂, with per-row cosine and normalised MSE."""
     from hubkit.pair import NLAPair
@@ -137,7 +152,13 @@ def round_trip(
         device=device,
         dtype=dtype,
     )
-    res = pair.round_trip(vectors, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True)
+    res = pair.round_trip(
+        vectors,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=True,
+        engine=engine,
+    )
     lines = [
         json.dumps(
             {"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)},

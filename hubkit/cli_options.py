@@ -154,3 +154,13 @@ load_options = stack(
     dtype_option,
 )
 """``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
+
+engine_option = click.option(
+    "--engine",
+    default="auto",
+    show_default=True,
+    envvar="HUBKIT_ENGINE",
+    help="AV generation engine: auto (vLLM when installed, else transformers), transformers, vllm, "
+    "or the URL of a `vllm serve --enable-prompt-embeds` endpoint (http://host:port). Env: HUBKIT_ENGINE.",
+)
+"""``--engine``: where AV generation runs (`hubkit.engines`)."""

@@ -29,7 +29,8 @@ Status = Literal["ok", "no_tags", "unclosed", "empty"]
 DEFAULT_BATCH_SIZE = 32
 """Rows generated together by default (measured: benchmarks/bench_av_batch.py)."""
 
-TRANSFORMERS_ENGINES = (None, "transformers")
+ENGINE_CHUNK = 1024
+"""Rows handed to an external engine per call (it batches them itself; this bounds the embeddings held)."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,6 @@ class ActivationVerbalizer:
             torch.manual_seed(seed)
         from tqdm.auto import tqdm
 
-        step = batch_size or DEFAULT_BATCH_SIZE
         opts = dict(
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
@@ -300,17 +300,30 @@ class ActivationVerbalizer:
             temperature=temperature,
             top_p=top_p,
         )
+        name = self._engine_name(engine)
+        if name != "transformers":
+            try:
+                return self.decode_rows(self._generate_engine(v, name, num_return_sequences, seed, **opts))
+            except EngineError as err:
+                if engine != "auto":
+                    raise
+                log.warning("engine auto: %s; generating with transformers instead", err)
+        step = batch_size or DEFAULT_BATCH_SIZE
         bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
         for start in range(0, len(v), step):
             chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
-            if engine not in TRANSFORMERS_ENGINES:
-                rows = self._generate_engine(chunk, engine, **opts)
-            else:
-                rows = self._generate(chunk, prefix_cache=prefix_cache, **opts)
-            out.extend(self.decode_rows(rows))
+            out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
             bar.update(len(v[start : start + step]))
         bar.close()
         return out
+
+    def _engine_name(self, engine: str | None) -> str:
+        """``transformers``, ``vllm`` or a URL for `engine` (None and "transformers" need no engines package)."""
+        if engine in (None, "transformers"):
+            return "transformers"
+        from hubkit import engines
+
+        return engines.resolve(engine, self.meta.injection.scheme)
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
@@ -361,42 +374,36 @@ class ActivationVerbalizer:
         self,
         v: Tensor,
         engine: str,
+        k: int,
+        seed: int | None,
         max_new_tokens: int,
         min_new_tokens: int,
         do_sample: bool,
         temperature: float,
         top_p: float,
     ) -> list[list[int]]:
-        """New token ids per row from ``hubkit.engines`` fed `prompt_embeddings` (decoded by the caller)."""
-        try:
-            from hubkit import engines
-        except ImportError as exc:
-            raise EngineError(
-                f"engine={engine!r} needs hubkit.engines, which is not available here ({exc}); "
-                "use engine=None (transformers)"
-            ) from exc
-        embeds = self.prompt_embeddings(v)
-        try:  # what an engine must load to generate as this AV does (base folder, adapter, dtype)
-            from hubkit.engines.source import source_for
-        except ImportError:
-            source = None
-        else:
-            source = source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
-        runner = engines.get_engine(engine) if source is None else engines.get_engine(engine, source)
-        extra: dict = {}
-        if top_p != 1.0:
-            extra["top_p"] = top_p
-        if source is not None and source.adapter is not None:
-            extra["adapter"] = source.adapter
-        return runner.generate_from_embeddings(
-            embeds,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            stop_token_ids=list(self.stop_ids),
-            **extra,
-        )
+        """New token ids per row (`k` per vector) from ``hubkit.engines`` fed `prompt_embeddings`, in
+        chunks of `ENGINE_CHUNK` rows; the caller decodes them as it decodes the transformers path."""
+        from hubkit import engines
+        from hubkit.engines.source import source_for
+
+        source = source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        runner = engines.get_engine(engine, source)
+        rows = v.repeat_interleave(k, dim=0)
+        ids: list[list[int]] = []
+        for start in range(0, len(rows), ENGINE_CHUNK):
+            ids += runner.generate_from_embeddings(
+                self.prompt_embeddings(rows[start : start + ENGINE_CHUNK]),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_p=top_p,
+                seed=None if seed is None else seed + start,
+                stop_token_ids=list(self.stop_ids),
+                adapter=source.adapter,
+            )
+        return ids
 
     def decode(self, new_tokens: Tensor) -> list[Explanation]:
         """Parse generated token rows (prompt removed) into explanations (see `decode_rows`)."""

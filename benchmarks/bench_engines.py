@@ -1,0 +1,131 @@
+"""Round trip with each generation engine vs the per-row loop, side by side in one run.
+
+    python benchmarks/bench_engines.py [--n 32 256] [--new-tokens 48] [--per-row-max 32] [--remote URL]
+
+One untrained adapter pair on SmolLM2-135M (LoRA with random B, as in bench_round_trip.py), fp32,
+greedy, the same vectors for every engine:
+
+* ``per-row``: the loop of published examples, one ``explain`` + one ``reconstruct`` per vector.
+  Above ``--per-row-max`` vectors it is timed on the first ``--per-row-max`` and scaled linearly
+  (rows are independent and equally long), and the table says so.
+* ``transformers``: hubkit's batched round trip (`NLAPair.round_trip`, batch ``--batch-size``).
+* ``vllm``: the same round trip with ``engine="vllm"`` (AV generation in vLLM from the prompt
+  embeddings, its LoRA support for the adapter; the AR still runs in transformers). Its start-up
+  (spawning workers, loading weights) is timed apart, on a 2-vector warm-up call.
+* ``remote`` (with ``--remote``): ``engine=URL`` against a running ``vllm serve``.
+
+The load average is printed with every timing: the machine may be shared.
+Needs the `vllm` extra; must run as a script (vLLM spawns its worker: ``__main__`` guard below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def timed(fn):
+    before = load()
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0, f"{before} → {load()}"
+
+
+def per_row(pair, v: torch.Tensor, new_tokens: int) -> list[str]:
+    texts = [pair.av.explain(v[i : i + 1], max_new_tokens=new_tokens)[0] for i in range(len(v))]
+    for t in texts:
+        pair.ar.reconstruct([t])
+    return texts
+
+
+def run(args: argparse.Namespace, av_dir: Path, ar_dir: Path) -> list[dict]:
+    from hubkit import NLAPair, engines
+
+    torch.set_num_threads(args.threads)
+    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, dtype="float32")
+    d = pair.av.meta.d_model
+    pair.round_trip(torch.randn(2, d), max_new_tokens=4)  # transformers warm-up
+    _, startup, startup_load = timed(
+        lambda: pair.round_trip(torch.randn(2, d), max_new_tokens=4, engine="vllm")
+    )
+    rows = [
+        {"n": "-", "engine": "vllm start-up", "s": startup, "load": startup_load, "note": "once per process"}
+    ]
+    kw = dict(max_new_tokens=args.new_tokens)
+    for n in args.n:
+        v = torch.randn(n, d, generator=torch.Generator().manual_seed(n))
+        res = {}
+        res["vllm"] = timed(lambda v=v: pair.round_trip(v, batch_size=args.batch_size, engine="vllm", **kw))
+        if args.remote:
+            res["remote"] = timed(
+                lambda v=v: pair.round_trip(v, batch_size=args.batch_size, engine=args.remote, **kw)
+            )
+        res["transformers"] = timed(lambda v=v: pair.round_trip(v, batch_size=args.batch_size, **kw))
+        m = min(n, args.per_row_max)
+        texts, t_loop, loop_load = timed(lambda v=v, m=m: per_row(pair, v[:m], args.new_tokens))
+        ref = res["transformers"][0].explanations
+        note_loop = "measured" if m == n else f"{m} rows timed, x{n / m:g}"
+        rows.append({"n": n, "engine": "per-row", "s": t_loop * n / m, "load": loop_load, "note": note_loop,
+                     "same": f"{sum(a == b for a, b in zip(texts, ref))}/{m}"})  # fmt: skip
+        for name, (rt, t, ld) in res.items():
+            rows.append({"n": n, "engine": name, "s": t, "load": ld, "note": f"mean cos {rt.mean_cos:.4f}",
+                         "same": f"{sum(a == b for a, b in zip(rt.explanations, ref))}/{n}"})  # fmt: skip
+        report(rows, args)  # the table so far: a long run shows its first sizes early
+        sys.stdout.flush()
+    engines.close_engines()
+    return rows
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    print(
+        f"round trip, SmolLM2-135M fp32, {args.new_tokens} new tokens, greedy, LoRA AV+AR; torch threads "
+        f"{args.threads} (vLLM CPU: its own worker, bound to the cores it chose); load average 1/5/15 min"
+    )
+    print(
+        f"{'N':>4}  {'engine':<14} {'seconds':>9} {'vs per-row':>10} {'vs transf.':>10}  same text  load avg  note"
+    )
+    base: dict = {}
+    for r in rows:
+        if r["engine"] in ("per-row", "transformers"):
+            base[(r["n"], r["engine"])] = r["s"]
+    for r in rows:
+        loop, tf = base.get((r["n"], "per-row")), base.get((r["n"], "transformers"))
+        vs_loop = f"{loop / r['s']:.1f}x" if loop else ""
+        vs_tf = f"{tf / r['s']:.1f}x" if tf else ""
+        print(
+            f"{r['n']:>4}  {r['engine']:<14} {r['s']:9.1f} {vs_loop:>10} {vs_tf:>10}  "
+            f"{r.get('same', ''):>9}  {r['load']}  {r['note']}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, nargs="+", default=[32, 256])
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--per-row-max", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--remote", default=None, help="URL of a running `vllm serve --enable-prompt-embeds`.")
+    ap.add_argument("--layer", type=int, default=20)
+    args = ap.parse_args()
+    from bench_round_trip import build_pair_checkpoints
+
+    with tempfile.TemporaryDirectory() as tmp:
+        av_dir, ar_dir, _ = build_pair_checkpoints("smollm2-135m", Path(tmp), args.layer)
+        run(args, av_dir, ar_dir)
+
+
+if __name__ == "__main__":
+    main()

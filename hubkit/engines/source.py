@@ -1,0 +1,100 @@
+"""What an external engine must load to generate as an in-memory AV does (`ModelSource`).
+
+The base weights come from the folder the AV's base was loaded from; a LoRA adapter is written
+from memory to a cache folder named by the sha256 of its weights, so an adapter being trained
+(GRPO) reaches the engine as a new adapter each time its weights change, with no restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from torch import nn
+
+from hubkit.engines import EngineError, ModelSource
+
+
+def engine_cache_dir() -> Path:
+    root = os.environ.get("HUBKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hubkit")
+    return Path(root) / "engines"
+
+
+def _base_of(model: nn.Module) -> nn.Module:
+    from peft import PeftModel
+
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def base_folder(model: nn.Module, base_model: str | None = None) -> str:
+    """The folder holding `model`'s base weights (HF layout), or an error saying what to pass."""
+    candidates = [base_model, getattr(_base_of(model), "name_or_path", None)]
+    for c in candidates:
+        if c and (Path(c) / "config.json").is_file():
+            return str(c)
+    raise EngineError(
+        "the AV's base model was not loaded from a folder, so an external engine cannot load it; "
+        "save it with save_pretrained and pass base_model=<folder>, or use engine transformers"
+    )
+
+
+def adapter_folder(model: nn.Module, adapter_name: str | None) -> str | None:
+    """The active AV adapter written to a cache folder keyed by its weights' sha256 (None: no adapter)."""
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save
+
+    if adapter_name is None or not isinstance(model, PeftModel):
+        return None
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    blob = save({k: v.detach().cpu().contiguous() for k, v in sorted(state.items())})
+    digest = hashlib.sha256(blob).hexdigest()
+    out = engine_cache_dir() / "adapters" / digest[:24]
+    if not (out / "adapter_model.safetensors").is_file():
+        tmp = out.with_name(out.name + f".partial{os.getpid()}")
+        model.save_pretrained(str(tmp), selected_adapters=[adapter_name])
+        written = tmp / adapter_name if (tmp / adapter_name).is_dir() else tmp
+        try:
+            written.rename(out)
+        except OSError:  # another process wrote the same adapter first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        prune(out.parent, keep=KEEP_ADAPTERS)
+    else:
+        out.touch()  # recently used: kept by `prune`
+    return str(out)
+
+
+KEEP_ADAPTERS = 8
+"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used entries of `folder` (a re-used one is rewritten)."""
+    entries = sorted(
+        (p for p in folder.iterdir() if ".partial" not in p.name), key=lambda p: p.stat().st_mtime
+    )
+    for old in entries[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def source_for(
+    model: nn.Module,
+    adapter_name: str | None,
+    quant: str = "none",
+    base_model: str | None = None,
+    max_model_len: int = 1024,
+) -> ModelSource:
+    """The `ModelSource` that reproduces `model` (with adapter `adapter_name` active) in another engine."""
+    p = next(model.parameters())
+    device = "cuda" if p.device.type == "cuda" else "cpu"
+    return ModelSource(
+        base=base_folder(model, base_model),
+        adapter=adapter_folder(model, adapter_name),
+        dtype=str(p.dtype).removeprefix("torch."),
+        device=device,
+        quant=quant,
+        max_model_len=max_model_len,
+    )

