@@ -385,9 +385,14 @@ class ActivationVerbalizer:
         """New token ids per row (`k` per vector) from ``hubkit.engines`` fed `prompt_embeddings`, in
         chunks of `ENGINE_CHUNK` rows; the caller decodes them as it decodes the transformers path."""
         from hubkit import engines
-        from hubkit.engines.source import source_for
+        from hubkit.engines import source as sources
 
-        source = source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        # a local engine loads the base itself; a remote one only needs the adapter folder (by path)
+        source = None
+        adapter = sources.adapter_folder(self.model, self.adapter_name)
+        if engine == "vllm":
+            source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+            adapter = source.adapter
         runner = engines.get_engine(engine, source)
         rows = v.repeat_interleave(k, dim=0)
         ids: list[list[int]] = []
@@ -401,7 +406,7 @@ class ActivationVerbalizer:
                 top_p=top_p,
                 seed=None if seed is None else seed + start,
                 stop_token_ids=list(self.stop_ids),
-                adapter=source.adapter,
+                adapter=adapter,
             )
         return ids
 

@@ -4,9 +4,6 @@ prompt embeddings handed to other engines."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
 
@@ -160,48 +157,3 @@ def test_prompt_embeddings_refuse_residual_add(tinies) -> None:
     av = _av(tinies["llama"], scheme="residual_add")
     with pytest.raises(EngineError, match="transformers engine"):
         av.prompt_embeddings(torch.randn(2, av.meta.d_model))
-
-
-class _EmbedsEngine:
-    """A real engine over transformers' own `inputs_embeds` generation (the interface of hubkit.engines)."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def generate_from_embeddings(
-        self, embeds, *, max_new_tokens, min_new_tokens, do_sample, temperature, stop_token_ids
-    ):
-        out = []
-        for e in embeds:
-            seq = self.model.generate(
-                inputs_embeds=e[None],
-                attention_mask=torch.ones(1, e.shape[0], dtype=torch.long),
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                do_sample=do_sample,
-                eos_token_id=stop_token_ids,
-                pad_token_id=stop_token_ids[0],
-            )
-            out.append(seq[0].tolist())
-        return out
-
-
-def test_engine_keyword_decodes_like_the_transformers_path(tinies, monkeypatch) -> None:
-    tiny = tinies["llama"]
-    av = _av(tiny)
-    engines = types.ModuleType("hubkit.engines")
-    engines.get_engine = lambda name: _EmbedsEngine(tiny.model) if name == "embeds" else None
-    monkeypatch.setitem(sys.modules, "hubkit.engines", engines)
-    v = torch.randn(3, av.meta.d_model)
-    with torch.no_grad():
-        via_engine = av.explain_detailed(v, max_new_tokens=8, engine="embeds")
-    assert [e.raw for e in via_engine] == [e.raw for e in av.explain_detailed(v, max_new_tokens=8)]
-    assert av.explain(v, max_new_tokens=8, engine="transformers") == [e.text for e in via_engine]
-
-
-def test_engine_without_the_engines_package_is_a_clear_error(tinies, monkeypatch) -> None:
-    av = _av(tinies["llama"])
-    monkeypatch.setitem(sys.modules, "hubkit.engines", None)  # import fails as if absent
-    with pytest.raises(EngineError, match="hubkit.engines") as err:
-        av.explain(torch.randn(2, av.meta.d_model), engine="vllm")
-    assert "\n" not in str(err.value)

@@ -73,9 +73,9 @@ def test_generation_from_prompt_embeddings_equals_explain(tiny_llama):
 
 
 def test_residual_add_has_no_prompt_embeddings(tiny_llama):
-    from hubkit.errors import InjectionError
+    from hubkit.errors import EngineError
 
     meta = tiny_metas(tiny_llama, scheme="residual_add")[0]
     av = ActivationVerbalizer(tiny_llama.model, tiny_llama.tokenizer, meta)
-    with pytest.raises(InjectionError, match="embedding_replace"):
+    with pytest.raises(EngineError, match="residual_add.*transformers engine"):
         av.prompt_embeddings(torch.randn(1, tiny_llama.d_model))

@@ -75,7 +75,7 @@ def test_adapter_written_once_by_sha256(tmp_path, tiny_base_dir, monkeypatch):
 
     monkeypatch.setenv("HUBKIT_CACHE", str(tmp_path / "cache"))
     av_dir, _ = write_adapter_pair(tmp_path, tiny_base_dir)
-    av = AV.from_pretrained(av_dir)
+    av = AV.from_pretrained(av_dir, dtype="float32")
     a = source_for(av.model, av.adapter_name)
     b = source_for(av.model, av.adapter_name)
     assert a == b and a.base == str(tiny_base_dir) and a.dtype == "float32"
