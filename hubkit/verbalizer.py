@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Status = Literal["ok", "no_tags", "unclosed", "empty"]
 
 DEFAULT_BATCH_SIZE = 32
-"""Rows generated together by default (measured: benchmarks/bench_av_batch.py)."""
+"""Rows generated together by default; `benchmarks/bench_round_trip.py --sweep 8,16,32,64` times the choices."""
 
 TRANSFORMERS_ENGINES = (None, "transformers")
 
