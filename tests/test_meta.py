@@ -118,7 +118,7 @@ def test_reference_maps_every_field_exactly(caplog) -> None:
         template=AR_T,
         head_format="value_head",
         head_bias=False,
-        add_bos=True,
+        add_bos="tokenizer",  # BOS only where the tokenizer adds one, as the reference tokenizes
         input_norm="none",
         chat_template=False,
         suffix_ids=[7, 8, 9],
@@ -411,7 +411,7 @@ def test_residual_sidecar_with_linear_head_is_an_ar(tmp_path: Path, caplog) -> N
         template=DEFAULT_AR_TEMPLATE,
         head_format="linear_head_pt",
         head_bias=True,
-        add_bos=True,
+        add_bos="tokenizer",
         input_norm="none",
     )
     assert m.legacy == {"dataset_sidecar": {"git_commit": "abc1234", "extraction": SIDECAR["extraction"]}}
@@ -498,7 +498,9 @@ SECTIONS = {"injection": Injection, "av": AVSpec, "ar": ARSpec, "adapter": Adapt
 
 
 def _assert_hubkit_fields_only(saved: dict) -> None:
-    saved = saved["hubkit"]  # hubkit's record; the reference keys beside it are tested in test_meta_reference_keys
+    saved = saved[
+        "hubkit"
+    ]  # hubkit's record; the reference keys beside it are tested in test_meta_reference_keys
     assert list(saved)[0] == "schema" and saved["schema"] == C.SCHEMA_VERSION
     assert set(saved) <= _field_names(NLAMeta)
     for name, cls in SECTIONS.items():

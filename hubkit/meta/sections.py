@@ -123,7 +123,7 @@ class ARSpec:
     template: str = DEFAULT_AR_TEMPLATE
     head_format: HeadFormat = "value_head"
     head_bias: bool = False
-    add_bos: bool = True
+    add_bos: bool | Literal["tokenizer"] = True  # "tokenizer": BOS only where the tokenizer adds one
     input_norm: Literal["none", "mse_scale"] = "none"
     chat_template: bool = False
     suffix_ids: list[int] | None = None

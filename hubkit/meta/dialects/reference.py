@@ -121,12 +121,12 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
             "template": ar_tmpl or DEFAULT_AR_TEMPLATE,
             "head_format": head_format or "value_head",
             "head_bias": bool(head_bias),
-            "add_bos": True,
+            "add_bos": "tokenizer",
             "input_norm": "none",
             "suffix_ids": t.pop("tokens.critic_suffix_ids"),
         }
     )
-    defaults.append("ar.add_bos → true, ar.input_norm → none")
+    defaults.append("ar.add_bos → tokenizer (BOS only where the tokenizer adds one, as the reference tokenizes), ar.input_norm → none")
     trained_on = t.pop("trained_on")
     legacy = t.leftovers()
     if trained_on is not None:

@@ -56,7 +56,7 @@ def read_residual_sidecar(
         defaults.append("ar.template → hubkit default")
     defaults += [
         "av.chat_template → true",
-        "ar.add_bos → true, ar.input_norm → none",
+        "ar.add_bos → tokenizer (BOS only where the tokenizer adds one, as the reference tokenizes), ar.input_norm → none",
         f"role → {role} (from the files present)",
         "mse_scale → sqrt_d_model",
     ]
@@ -76,7 +76,7 @@ def read_residual_sidecar(
                 "template": ar_tmpl or DEFAULT_AR_TEMPLATE,
                 "head_format": head_format or "linear_head_pt",
                 "head_bias": True if head_bias is None else head_bias,
-                "add_bos": True,
+                "add_bos": "tokenizer",
                 "input_norm": "none",
                 "suffix_ids": suffix,
             },
