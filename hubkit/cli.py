@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import HubkitGroup, check_out, engine_option, load_options
+from hubkit.cli_options import HubkitGroup, av_options, check_out, engine_option, load_options
 
 
 @click.group(cls=HubkitGroup)
@@ -39,12 +39,18 @@ def check(target: str, base_model: str | None, revision: str | None, subfolder: 
 @click.argument("av")
 @click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="AV generation batch (default: measured, 32).",
+)
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--sample/--greedy", default=False, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
 @click.option("--seed", default=None, type=int)
 @engine_option
+@av_options
 @load_options
 def explain(
     av,
@@ -56,6 +62,8 @@ def explain(
     temperature,
     seed,
     engine,
+    injection_scale,
+    min_new_tokens,
     revision,
     subfolder,
     base_model,
@@ -69,12 +77,19 @@ def explain(
     check_out(out)
     vectors = read_vectors(vectors_path)
     model = ActivationVerbalizer.from_pretrained(
-        av, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
+        av,
+        revision=revision,
+        subfolder=subfolder,
+        base_model=base_model,
+        device=device,
+        dtype=dtype,
+        injection_scale=injection_scale,
     )
     results = model.explain_detailed(
         vectors,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
         do_sample=sample,
         temperature=temperature,
         seed=seed,
@@ -119,9 +134,15 @@ def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model
 @click.option("--ar", required=True)
 @click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="AV generation batch (default: measured, 32).",
+)
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
 @engine_option
+@av_options
 @load_options
 def round_trip(
     av,
@@ -131,6 +152,8 @@ def round_trip(
     batch_size,
     max_new_tokens,
     engine,
+    injection_scale,
+    min_new_tokens,
     revision,
     subfolder,
     base_model,
@@ -151,11 +174,13 @@ def round_trip(
         subfolder=subfolder,
         device=device,
         dtype=dtype,
+        injection_scale=injection_scale,
     )
     res = pair.round_trip(
         vectors,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
         progress=True,
         engine=engine,
     )

@@ -146,6 +146,16 @@ dtype_option = click.option(
 )
 device_option = click.option("--device", default=None, callback=_device_option, help="cpu, cuda, cuda:1 …")
 
+av_options = stack(
+    click.option(
+        "--injection-scale",
+        default=None,
+        help="Override the AV meta's injection scale (a number, sqrt_d_model or raw), e.g. where it is null.",
+    ),
+    click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
+)
+"""``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
+
 load_options = stack(
     click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
     click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),

@@ -66,17 +66,19 @@ class NLAPair:
         ar_subfolder: str | None = None,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        injection_scale: float | str | None = None,
     ) -> NLAPair:
-        """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given."""
+        """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given;
+        `injection_scale` overrides the AV meta's (see `ActivationVerbalizer.from_pretrained`)."""
         av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
         ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
-        av_meta, ar_meta = NLAMeta.load(av_dir), NLAMeta.load(ar_dir)
+        av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
         check_compatible(av_meta, ar_meta)
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
             return cls(
                 ActivationVerbalizer.from_pretrained(
-                    av_dir, base_model=base_model, device=device, dtype=dtype
+                    av_dir, base_model=base_model, device=device, dtype=dtype, injection_scale=injection_scale
                 ),
                 ActivationReconstructor.from_pretrained(
                     ar_dir, base_model=base_model, device=device, dtype=dtype

@@ -196,10 +196,12 @@ class ActivationVerbalizer:
         base_model: str | None = None,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        injection_scale: float | str | None = None,
     ) -> ActivationVerbalizer:
-        """Load an AV; `dtype` None/"auto" picks from the hardware (`hubkit.precision.resolve_dtype`)."""
+        """Load an AV; `dtype` None/"auto" picks from the hardware (`hubkit.precision.resolve_dtype`);
+        `injection_scale` (a number, "sqrt_d_model" or "raw") overrides the meta's, e.g. where it is null."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
-        meta = NLAMeta.load(folder)
+        meta = NLAMeta.load(folder, injection_scale=injection_scale)
         if meta.role != "av":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AV")
         dt = loading.choose_dtype(dtype, device, what=f"AV {folder}")
