@@ -30,9 +30,6 @@ DEFAULT_BATCH_SIZE = 32
 """Rows generated together by default. Fastest of 8/16/32 on a 2-core CPU (SmolLM2-135M, bf16, 32 rows
 x 8 tokens: 24-35 s at 32, 36-49 s at 16, 46-93 s at 8); `benchmarks/bench_round_trip.py --sweep` times it."""
 
-ENGINE_CHUNK = 1024
-"""Rows handed to an external engine per call (it batches them itself; this bounds the embeddings held)."""
-
 
 @dataclass(frozen=True)
 class Explanation:
@@ -233,21 +230,8 @@ class ActivationVerbalizer:
         return torch.tensor([self.prompt_ids] * n, device=device)
 
     def prefix_length(self) -> int:
-        """Prompt tokens before the first marker: the same for every row, cached once per batch.
-
-        At least two tokens stay uncached, so the first uncached forward is never mistaken for a
-        one-token decoding step by the injection hook."""
-        ids = torch.tensor([self.prompt_ids])
-        inj = self.meta.injection
-        pos = injection.find_markers(
-            ids,
-            inj.marker_token_id,
-            inj.left_neighbor_id,
-            inj.right_neighbor_id,
-            self.slots,
-            per_row=self.slots,
-        )
-        return max(0, min(int(pos.min()), len(self.prompt_ids) - 2))
+        """Prompt tokens before the first marker (see `shared_prefix_length`)."""
+        return shared_prefix_length(self.prompt_ids, self.meta, self.slots)
 
     @torch.no_grad()
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
@@ -303,10 +287,15 @@ class ActivationVerbalizer:
             temperature=temperature,
             top_p=top_p,
         )
-        name = self._engine_name(engine)
+        name = (
+            "transformers"
+            if engine in (None, "transformers")
+            else _engines().resolve(engine, self.meta.injection.scheme)
+        )
         if name != "transformers":
             try:
-                return self.decode_rows(self._generate_engine(v, name, num_return_sequences, seed, **opts))
+                rows = _generate_for()(self, v, name, num_return_sequences, seed, **opts)
+                return self.decode_rows(rows)
             except EngineError as err:
                 if engine != "auto":
                     raise
@@ -319,14 +308,6 @@ class ActivationVerbalizer:
             bar.update(len(v[start : start + step]))
         bar.close()
         return out
-
-    def _engine_name(self, engine: str | None) -> str:
-        """``transformers``, ``vllm`` or a URL for `engine` (None and "transformers" need no engines package)."""
-        if engine in (None, "transformers"):
-            return "transformers"
-        from hubkit import engines
-
-        return engines.resolve(engine, self.meta.injection.scheme)
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
@@ -373,64 +354,56 @@ class ActivationVerbalizer:
                 seqs = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kwargs)
         return seqs[:, ids.shape[1] :].tolist()
 
-    def _generate_engine(
-        self,
-        v: Tensor,
-        engine: str,
-        k: int,
-        seed: int | None,
-        max_new_tokens: int,
-        min_new_tokens: int,
-        do_sample: bool,
-        temperature: float,
-        top_p: float,
-    ) -> list[list[int]]:
-        """New token ids per row (`k` per vector) from ``hubkit.engines`` fed `prompt_embeddings`, in
-        chunks of `ENGINE_CHUNK` rows; the caller decodes them as it decodes the transformers path."""
-        from hubkit import engines
-        from hubkit.engines import source as sources
-
-        # a local engine loads the base itself; a remote one only needs the adapter folder (by path)
-        source = None
-        adapter = sources.adapter_folder(self.model, self.adapter_name)
-        if engine == "vllm":
-            source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
-            adapter = source.adapter
-        runner = engines.get_engine(engine, source)
-        rows = v.repeat_interleave(k, dim=0)
-        ids: list[list[int]] = []
-        for start in range(0, len(rows), ENGINE_CHUNK):
-            ids += runner.generate_from_embeddings(
-                self.prompt_embeddings(rows[start : start + ENGINE_CHUNK]),
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                do_sample=do_sample,
-                temperature=temperature,
-                top_p=top_p,
-                seed=None if seed is None else seed + start,
-                stop_token_ids=list(self.stop_ids),
-                adapter=adapter,
-            )
-        return ids
-
     def decode(self, new_tokens: Tensor) -> list[Explanation]:
         """Parse generated token rows (prompt removed) into explanations (see `decode_rows`)."""
         return self.decode_rows(new_tokens.tolist())
 
     def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
-        stops = set(self.stop_ids)
-        pad = self.tokenizer.pad_token_id
-        out = []
-        for row in rows:
-            n = len(row)
-            for i, t in enumerate(row):
-                if t in stops or t == pad:
-                    n = i
-                    break
-            raw = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            text, status = parse_explanation(
-                raw, self.meta.av.explanation_open, self.meta.av.explanation_close
-            )
-            out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
-        return out
+        return decode_rows(
+            rows, self.tokenizer, self.stop_ids, self.meta.av.explanation_open, self.meta.av.explanation_close
+        )
+
+
+def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:
+    """Prompt tokens before the first marker: the same for every row, cached once per batch.
+
+    At least two tokens stay uncached, so the first uncached forward is never mistaken for a
+    one-token decoding step by the injection hook."""
+    inj = meta.injection
+    pos = injection.find_markers(
+        torch.tensor([prompt_ids]),
+        inj.marker_token_id,
+        inj.left_neighbor_id,
+        inj.right_neighbor_id,
+        slots,
+        per_row=slots,
+    )
+    return max(0, min(int(pos.min()), len(prompt_ids) - 2))
+
+
+def decode_rows(
+    rows: list[list[int]], tokenizer, stop_ids, open_tag: str, close_tag: str
+) -> list[Explanation]:
+    """Explanations from generated token rows: each row ends at its first stop id or pad token."""
+    stops, pad = set(stop_ids), tokenizer.pad_token_id
+    out = []
+    for row in rows:
+        n = next((i for i, t in enumerate(row) if t in stops or t == pad), len(row))
+        raw = tokenizer.decode(row[:n], skip_special_tokens=True)
+        text, status = parse_explanation(raw, open_tag, close_tag)
+        out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
+    return out
+
+
+def _engines():
+    """`hubkit.engines`, imported when an engine other than transformers is asked for."""
+    from hubkit import engines
+
+    return engines
+
+
+def _generate_for():
+    from hubkit.engines.generate import generate_for
+
+    return generate_for

@@ -575,7 +575,7 @@ _DELETE = object()
         ("av.chat_template", "yes", "av.chat_template", "must be true or false"),
         ("base_model", ["a"], "base_model", "must be a string"),
         ("av.template", "no marker here", "av", "{injection_char}"),
-        ("av.template", "{injection_char} twice {injection_char}", "av", "{injection_char}"),
+        ("av.template", "no marker placeholder here", "av", "{injection_char}"),
         ("ar.template", "no placeholder", "ar", "{explanation}"),
         ("role", "judge", "role", "must be one of"),
         ("schema", "hubkit.nla/2", "schema", "hubkit.nla/1"),

@@ -97,7 +97,8 @@ class Injection:
 
 @dataclass
 class AVSpec:
-    """The AV prompt: its template (holding the marker placeholder) and whether it is chat-wrapped."""
+    """The AV prompt: its template (holding the marker placeholder once per injected vector, in order)
+    and whether it is chat-wrapped."""
 
     template: str = DEFAULT_AV_TEMPLATE
     chat_template: bool = True
@@ -105,10 +106,10 @@ class AVSpec:
     explanation_close: str = C.EXPLANATION_CLOSE
 
     def __post_init__(self) -> None:
-        if self.template.count(MARKER_PLACEHOLDER) != 1:
+        if self.template.count(MARKER_PLACEHOLDER) < 1:
             raise ValueError(
-                f"`av.template` must hold the marker placeholder {MARKER_PLACEHOLDER} exactly once, "
-                f"found {self.template.count(MARKER_PLACEHOLDER)} in {self.template!r}"
+                f"`av.template` must hold the marker placeholder {MARKER_PLACEHOLDER} (once per vector), "
+                f"found none in {self.template!r}"
             )
 
 
