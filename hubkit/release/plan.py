@@ -121,21 +121,18 @@ def write_half(
         shutil.copyfile(half.source / rel, dest / rel)
     meta = half.meta
     if half.legacy_head is not None:
-        from safetensors.torch import save_file
-
-        state, _ = heads.split_head_state(
-            heads.read_state(half.source / half.legacy_head), half.source / half.legacy_head
+        out, has_bias = heads.convert_pt_head(
+            half.source / half.legacy_head, (dest / half.legacy_head).parent
         )
-        out = (dest / half.legacy_head).parent / C.VALUE_HEAD_FILE
-        save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(out))
         sources[out.relative_to(dest).as_posix()] = {
             "from": str(half.source / half.legacy_head),
             "how": "linear_head.pt read with weights_only=True, written as safetensors",
         }
         assert meta.ar is not None
-        meta = meta.with_updates(ar=replace(meta.ar, head_format="value_head", head_bias="bias" in state))
+        meta = meta.with_updates(ar=replace(meta.ar, head_format="value_head", head_bias=has_bias))
     if legacy_pt and meta.role == "ar":
-        _write_legacy_pt(meta, dest)
+        assert meta.ar is not None
+        heads.write_legacy_pt_from(dest, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         sources[C.LINEAR_HEAD_PT_FILE] = {
             "from": f"{C.VALUE_HEAD_FILE} (bundle)",
             "how": "legacy linear_head.pt (tensors only) written on request (--legacy-pt)",
@@ -148,24 +145,6 @@ def write_half(
         "how": f"rewritten in {C.SCHEMA_VERSION}" + (" with the retraction" if retraction else ""),
     }
     return sources
-
-
-def _write_legacy_pt(meta: NLAMeta, dest: Path) -> None:
-    """The AR head as ``linear_head.pt``: the legacy format is Linear(d, d, bias=True), so a bias-free
-    head gets a zero bias (the same function)."""
-    import torch
-
-    from hubkit import heads
-
-    assert meta.ar is not None
-    head, _ = heads.load_head(dest, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-    if head.bias is None:
-        biased = torch.nn.Linear(meta.d_model, meta.d_model, bias=True)
-        with torch.no_grad():
-            biased.weight.copy_(head.weight)
-            biased.bias.zero_()
-        head = biased
-    heads.save_legacy_pt(head, dest)
 
 
 def retraction(ls: LoadedSpec, name: str) -> str | None:
