@@ -3,7 +3,8 @@
 Both vectors are L2-normalised before comparing (the ``mse_scale`` space divided by the scale²), so
 ``normalised_mse = ‖v/‖v‖ − v̂/‖v̂‖‖² = 2(1 − cos)``. FVE is ``1 − mean(normalised_mse) / B``, where
 ``B`` is the mean squared distance of the unit targets from their mean (the predict-the-mean baseline).
-Inputs are ``[N, d]`` tensors of any float dtype; per-row results are float32 ``[N]``.
+Inputs are ``[N, d]`` tensors of any float dtype; per-row results are ``[N]``, float64 for float64
+inputs (the eval statistics) and float32 otherwise.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from torch import Tensor
 EPS = 1e-12
 
 
+def _real(v: Tensor) -> Tensor:
+    return v if v.dtype == torch.float64 else v.float()
+
+
 def unit_rows(v: Tensor) -> Tensor:
-    """Rows divided by their L2 norm (float32; an all-zero row stays zero)."""
-    v = v.float()
+    """Rows divided by their L2 norm (float64 stays float64, anything else becomes float32; an all-zero
+    row stays zero)."""
+    v = _real(v)
     return v / v.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
 def cosine(v: Tensor, v_hat: Tensor) -> Tensor:
     """Per-row cosine similarity ``[N]``."""
-    return torch.nn.functional.cosine_similarity(v.float(), v_hat.float(), dim=-1)
+    return (unit_rows(v) * unit_rows(v_hat)).sum(dim=-1)
 
 
 def normalised_mse(v: Tensor, v_hat: Tensor) -> Tensor:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from hubkit import metrics as core
 from hubkit.errors import DataError
 
 DEFAULT_BOOT = 2000
@@ -36,8 +38,7 @@ def as_matrix(x, name: str = "vectors") -> np.ndarray:
 
 def unit_rows(a: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (an all-zero row stays zero, so its cosine with anything is 0)."""
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.maximum(norms, 1e-12)
+    return core.unit_rows(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))).numpy()
 
 
 def as_pair(v, v_hat) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +52,13 @@ def as_pair(v, v_hat) -> tuple[np.ndarray, np.ndarray]:
 def cosine_rows(v, v_hat) -> np.ndarray:
     """Per-row cosine between each vector and its reconstruction."""
     a, b = as_pair(v, v_hat)
-    return np.sum(unit_rows(a) * unit_rows(b), axis=1)
+    return core.cosine(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def nmse_rows(v, v_hat) -> np.ndarray:
     """Per-row normalised MSE ``‖v/‖v‖ − v̂/‖v̂‖‖²`` (= ``2(1 − cos)``; the per-element MSE at ``mse_scale = sqrt(d)``)."""
     a, b = as_pair(v, v_hat)
-    return np.sum((unit_rows(a) - unit_rows(b)) ** 2, axis=1)
+    return core.normalised_mse(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 # -- bootstrap --------------------------------------------------------------------------------------
