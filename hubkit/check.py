@@ -51,7 +51,9 @@ class CheckReport:
 
 
 def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]} ({len(text)} characters)"
+    return (
+        text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]} ({len(text)} characters)"
+    )
 
 
 def check(
@@ -170,8 +172,11 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
             Finding(
                 level,
                 f"base model {_short(base)!r} is a local folder that does not exist here"
-                + ("; pass --base-model with the base's folder or Hub id" if level == "error" else
-                   " (a path on the machine that trained it; this checkpoint holds its own weights)"),
+                + (
+                    "; pass --base-model with the base's folder or Hub id"
+                    if level == "error"
+                    else " (a path on the machine that trained it; this checkpoint holds its own weights)"
+                ),
             )
         )
     _check_depth(report, meta, folder, base)
@@ -191,7 +196,8 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
         heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         report.findings.append(
             Finding(
-                "ok", f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})"
+                "ok",
+                f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})",
             )
         )
     except HubkitError as exc:
@@ -201,7 +207,11 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
 def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     assert meta.injection is not None and meta.av is not None
     report.facts.update(
-        {"injection": meta.injection.scheme, "scale": meta.injection.scale, "chat template": meta.av.chat_template}
+        {
+            "injection": meta.injection.scheme,
+            "scale": meta.injection.scale,
+            "chat template": meta.av.chat_template,
+        }
     )
     if not meta.injection.needs_scale:
         report.findings.append(

@@ -31,3 +31,18 @@ ENV_CACHE = "HUBKIT_CACHE"
 
 # sha256 and size of every file of a checkpoint folder hubkit wrote (hidden: releases do not ship it)
 CHECKPOINT_HASHES_FILE = ".hubkit_sha256.json"
+
+# Files inside run, eval, release and chunk folders
+PLOTS_DIR = "plots"  # eval outputs and release bundles
+METRICS_FILE = "metrics.jsonl"  # per-step training log in a run folder
+RECIPE_COPY = "recipe.yaml"  # the recipe copy a training run keeps in its folder
+RELEASE_MANIFEST_FILE = "release.json"
+CHUNKS_MANIFEST_FILE = "manifest.json"  # resumable stage outputs
+
+# Schema ids of hubkit's own files
+MODELS_REGISTRY_SCHEMA = "hubkit.models/1"
+FAMILIES_SCHEMA = "hubkit.families/1"
+RELEASE_SPEC_SCHEMA = "hubkit.release/1"
+PROVENANCE_SCHEMA = "hubkit.provenance/1"
+BUNDLE_SCHEMA = "hubkit.bundle/1"
+CHUNKS_SCHEMA = "hubkit.chunks/1"

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
+from hubkit.constants import MODELS_REGISTRY_SCHEMA as REGISTRY_SCHEMA
 from hubkit.schema import SchemaError, from_dict
 
 REGISTRY_FILE = Path(__file__).with_name("models.yaml")
-REGISTRY_SCHEMA = "hubkit.models/1"
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,6 @@ _warned_substitution: set[str] = set()
 # ---------------------------------------------------------------------------------------------- lookup
 
 
-
-
 def _root(cache: str | Path | None) -> Path:
     return Path(cache).expanduser() if cache is not None else cache_dir()
 

@@ -112,16 +112,24 @@ def lint_scale(
         msg += f" and {r_res:.3g}× the median residual norm {residual_norm:.4g}"
     too_big, too_small = scale > factor * max(norms), scale < min(norms) / factor
     if too_big or too_small:
-        which = f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
+        which = (
+            f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
+        )
         msg = (
             f"OUT OF DISTRIBUTION: {msg}: {which}. The AV would see a vector unlike anything in its base; "
             "fix `injection.scale` (or record it as deliberate with ood_allowed)"
         )
-    return ScaleLint(scale, embedding_norm, residual_norm, r_emb, r_res, not (too_big or too_small), msg, factor)
+    return ScaleLint(
+        scale, embedding_norm, residual_norm, r_emb, r_res, not (too_big or too_small), msg, factor
+    )
 
 
 def resolve_recipe_scale(
-    value: Any, model: nn.Module, tokenizer: Any = None, layer: int | None = None, texts: list[str] | None = None
+    value: Any,
+    model: nn.Module,
+    tokenizer: Any = None,
+    layer: int | None = None,
+    texts: list[str] | None = None,
 ) -> Any:
     """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm`` / ``activation_norm`` are
     measured on `model` (4 significant digits; ``activation_norm`` at `layer` on `texts`, default

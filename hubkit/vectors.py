@@ -67,7 +67,9 @@ def vectors_from_column(
     tp = arr.type
     if not (pa.types.is_fixed_size_list(tp) or pa.types.is_list(tp) or pa.types.is_large_list(tp)):
         wanted = f"fixed_size_list<float32>[{d_model}]" if d_model else "a list of floats"
-        raise DataError(f"{where}: {what} has type {tp}; expected {wanted} (vectors must be a list of floats)")
+        raise DataError(
+            f"{where}: {what} has type {tp}; expected {wanted} (vectors must be a list of floats)"
+        )
     if not (pa.types.is_floating(tp.value_type) or pa.types.is_integer(tp.value_type)):
         raise DataError(f"{where}: {what} holds {tp.value_type}, expected floats")
     if len(arr) == 0:

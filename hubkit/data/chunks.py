@@ -24,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hubkit.constants import CHUNKS_MANIFEST_FILE as MANIFEST_FILE
+from hubkit.constants import CHUNKS_SCHEMA as MANIFEST_SCHEMA
 from hubkit.data.outputs import check_table_output, finished_sidecar, mark
 from hubkit.data.sidecar import sidecar_path
 from hubkit.errors import DataError
@@ -31,8 +33,6 @@ from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
-MANIFEST_SCHEMA = "hubkit.chunks/1"
 PARTS_SUFFIX = ".parts"  # activations.parquet → activations.parquet.parts/
 
 

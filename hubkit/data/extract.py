@@ -38,6 +38,7 @@ from hubkit.data.sidecar import (
 )
 from hubkit.data.tables import activation_schema, vector_array
 from hubkit.errors import DataError
+from hubkit.layers import default_layer
 from hubkit.vectors import check_vectors
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,6 @@ class ExtractConfig:
                 f"extract: `min_position` must be in 0..max_length-1 ({self.max_length - 1}), "
                 f"got {self.min_position}"
             )
-
-
-def default_layer(n_layers: int) -> int:
-    """The layer two thirds deep (SmolLM2-135M: 20 of 30, Gemma-3-270M: 12 of 18)."""
-    return (2 * n_layers) // 3
 
 
 def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:

@@ -12,7 +12,7 @@ from hubkit.demo.settings import DEMO_ORG, QUICK_MODEL, DemoError
 
 def stage_base(d: Demo) -> BaseModel:
     from hubkit import models
-    from hubkit.data.extract import default_layer
+    from hubkit.layers import default_layer
 
     s = d.settings
     if s.quick:

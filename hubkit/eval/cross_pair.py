@@ -225,8 +225,9 @@ def evaluate_cross_pair(
 
     Halves given as folders are hashed into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``).
     """
+    from hubkit.constants import PLOTS_DIR
     from hubkit.eval.overlap import check_overlap
-    from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+    from hubkit.eval.report import EvalReport, checkpoint_record, output_record
     from hubkit.eval.results_file import save_results
     from hubkit.eval.sections import CrossPairFigures, NoVerdicts
 

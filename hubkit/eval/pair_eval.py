@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
 from hubkit.eval import plots as P
 from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
@@ -26,7 +27,7 @@ from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, fve, nmse_rows, noise_floor, summarize
 from hubkit.eval.overlap import Overlap, check_overlap
 from hubkit.eval.records import checkpoint_records, nla_record, table_record
-from hubkit.eval.report import PLOTS_DIR, ROWS_FILE, EvalReport, output_record
+from hubkit.eval.report import ROWS_FILE, EvalReport, output_record
 from hubkit.eval.results_file import save_results
 from hubkit.eval.sections import (
     ContentSensitivities,

@@ -44,7 +44,6 @@ from hubkit.provenance import git_state, library_versions, sha256_file, sha256_f
 
 EVAL_SCHEMA = "hubkit.eval/1"
 ROWS_FILE = "rows.parquet"
-PLOTS_DIR = "plots"
 
 
 def plain(x: Any) -> Any:

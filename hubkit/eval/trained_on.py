@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit.constants import RECIPE_COPY as RUN_RECIPE_FILE
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-RUN_RECIPE_FILE = "recipe.yaml"  # the recipe copy hubkit.train writes into each run folder
 STAGE_SECTIONS = {"av_sft": "av", "ar_sft": "ar", "grpo": "grpo"}  # training.stage → recipe section
 MAX_DEPTH = 3  # GRPO → SFT → (nothing further in hubkit's pipeline)
 

@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError, MetaError
 from hubkit.eval import plots as P
 from hubkit.eval.loss_curve import loss_curve
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.records import base_record, load_pair, nla_record
-from hubkit.eval.report import PLOTS_DIR, EvalReport, checkpoint_record, output_record
+from hubkit.eval.report import EvalReport, checkpoint_record, output_record
 from hubkit.eval.sections import (
     FolderHashes,
     LossCurve,

@@ -166,7 +166,10 @@ class NLAMeta:
             meta = read(data, str(meta_file), folder, injection_scale=injection_scale)
         elif (folder / C.AR_META_JSON).exists():
             meta = read(
-                {"__ar_meta_json__": True}, str(folder / C.AR_META_JSON), folder, injection_scale=injection_scale
+                {"__ar_meta_json__": True},
+                str(folder / C.AR_META_JSON),
+                folder,
+                injection_scale=injection_scale,
             )
         else:
             raise MetaError(

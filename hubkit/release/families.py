@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from hubkit.constants import FAMILIES_SCHEMA
 from hubkit.release.errors import ReleaseError
 from hubkit.schema import SchemaError, from_dict
 
 FAMILIES_FILE = Path(__file__).resolve().parent / "families.yaml"
-FAMILIES_SCHEMA = "hubkit.families/1"
 LICENSES_SUBDIR = "licenses"  # where `hubkit models prepare` puts a registry model's licence files
 
 
@@ -88,7 +88,11 @@ def load_families(path: str | Path = FAMILIES_FILE) -> tuple[Family, ...]:
         raise ReleaseError(f"{path}: field `schema` must be {FAMILIES_SCHEMA!r}")
     out: list[Family] = []
     for i, raw in enumerate(data.get("families") or []):
-        raw = {**raw, "required": _file_rows(raw.get("required")), "optional": _file_rows(raw.get("optional"))}
+        raw = {
+            **raw,
+            "required": _file_rows(raw.get("required")),
+            "optional": _file_rows(raw.get("optional")),
+        }
         raw = {k: v for k, v in raw.items() if v is not None or k == "license"}
         try:
             fam = from_dict(Family, raw, str(path), prefix=f"families[{i}].")

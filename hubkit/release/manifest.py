@@ -6,10 +6,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hubkit.constants import BUNDLE_SCHEMA
+from hubkit.constants import RELEASE_MANIFEST_FILE as MANIFEST_FILE
 from hubkit.release.errors import ReleaseError
-
-BUNDLE_SCHEMA = "hubkit.bundle/1"
-MANIFEST_FILE = "release.json"
 
 
 @dataclass

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit.constants import PLOTS_DIR
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.spec import LoadedSpec
-
-PLOTS_DIR = "plots"
 
 
 def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> tuple[dict, Path]:

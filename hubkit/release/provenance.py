@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from hubkit import constants as C
+from hubkit.constants import PROVENANCE_SCHEMA
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.release.errors import ReleaseError
 from hubkit.release.manifest import RepoTarget
 from hubkit.release.spec import LoadedSpec
-
-PROVENANCE_SCHEMA = "hubkit.provenance/1"
 
 
 def table_info(path: Path) -> dict:

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import yaml
 
+from hubkit.constants import RELEASE_SPEC_SCHEMA as SPEC_SCHEMA
 from hubkit.release.errors import ReleaseError
 from hubkit.schema import SchemaError, from_dict
 
-SPEC_SCHEMA = "hubkit.release/1"
 RELEASES_DIR = "releases"
 SPEC_SUFFIXES = (".yaml", ".yml")
 

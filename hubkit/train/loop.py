@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
 from hubkit.train import data as D
@@ -36,8 +37,6 @@ from hubkit.train.recipe import Recipe, Stage, StageRecipe
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-RECIPE_COPY = "recipe.yaml"
 HANG_MESSAGE = "hubkit-train: hanging after step"
 
 

@@ -62,7 +62,9 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     for key in ("extraction.layer_index", "extraction.layer"):
         v = t.pop(key)
         if v is not None and layer is not None and v != layer:
-            raise MetaError(f"{where}: contradictory layer: field `{key}` is {v} but the AR depth says {layer}")
+            raise MetaError(
+                f"{where}: contradictory layer: field `{key}` is {v} but the AR depth says {layer}"
+            )
         layer = v if layer is None else layer
     if layer is None and the_role == "ar":
         raise MetaError(
@@ -126,7 +128,9 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
             "suffix_ids": t.pop("tokens.critic_suffix_ids"),
         }
     )
-    defaults.append("ar.add_bos → tokenizer (BOS only where the tokenizer adds one, as the reference tokenizes), ar.input_norm → none")
+    defaults.append(
+        "ar.add_bos → tokenizer (BOS only where the tokenizer adds one, as the reference tokenizes), ar.input_norm → none"
+    )
     trained_on = t.pop("trained_on")
     legacy = t.leftovers()
     if trained_on is not None:

@@ -84,5 +84,3 @@ def read_residual_sidecar(
         },
         defaults,
     )
-
-
