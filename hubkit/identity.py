@@ -30,6 +30,12 @@ def base_key(name: str) -> str:
     return name.rstrip("/").split("/")[-1].lower()
 
 
+def hub_id(name: str) -> str:
+    """The Hub id an offline registry name (or alias) stands for; any other name as given."""
+    spec = find(name)
+    return spec.hf_repo if spec is not None else name
+
+
 def same_base(a: str, b: str) -> bool:
     return base_key(a) == base_key(b)
 

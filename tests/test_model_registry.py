@@ -77,3 +77,14 @@ def test_identity_does_not_import_the_model_loader() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_hub_id_maps_registry_names_and_keeps_anything_else():
+    from hubkit.identity import hub_id
+    from hubkit.model_registry import specs
+
+    for name, spec in specs().items():
+        assert hub_id(name) == spec.hf_repo
+        assert hub_id(spec.hf_repo) == spec.hf_repo
+    assert hub_id("/data/my-base") == "/data/my-base"
+    assert hub_id("org/unknown-model") == "org/unknown-model"

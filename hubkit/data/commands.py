@@ -42,12 +42,9 @@ def _load_base(name: str, revision: str | None, dtype: str, device: str):
 
 def _base_name(name: str) -> str:
     """What the sidecar calls the base: the Hub id a registry model stands in for, else the name given."""
-    from hubkit import models
+    from hubkit.identity import hub_id
 
-    try:
-        return models.get_spec(name).hf_repo
-    except models.ModelError:
-        return name
+    return hub_id(name)
 
 
 def _parquet_path(value: str, param: click.Parameter) -> str:

@@ -44,13 +44,11 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     """The Hub id for the card header: `card.base_model`, the registry's id, or the meta's if it is one."""
     if ls.spec.card.base_model:
         return ls.spec.card.base_model
-    name = meta.base_model
-    try:
-        from hubkit import models
+    from hubkit.identity import hub_id
 
-        return models.get_spec(name).hf_repo
-    except Exception:  # not an offline registry model
-        pass
+    name = meta.base_model
+    if hub_id(name) != name:  # an offline registry model
+        return hub_id(name)
     if _REPO_ID.match(name) and not Path(name).exists():
         return name
     raise ReleaseError(

@@ -51,12 +51,9 @@ def load_base(
 
 def meta_base_name(base_model: str) -> str:
     """What a checkpoint's meta calls the base: the Hub id a registry name stands for, else as given."""
-    try:
-        from hubkit import models
+    from hubkit.identity import hub_id
 
-        return models.get_spec(base_model).hf_repo
-    except Exception:  # an unknown name or a folder: record what the recipe said
-        return base_model
+    return hub_id(base_model)
 
 
 def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
