@@ -13,8 +13,6 @@ from hubkit.layers import default_layer
 
 log = logging.getLogger(__name__)
 
-LINT_TEXTS = 8  # bundled-corpus texts the residual norm is measured on
-
 
 @dataclass
 class Finding:
@@ -98,7 +96,7 @@ def check_base(path: str, name: str) -> CheckReport:
     d, n = arch.hidden_size(model), arch.num_layers(model)
     layer = default_layer(n)
     emb = scale_lint.embedding_norm(model)
-    res = scale_lint.residual_norm(model, tok, layer, scale_lint.bundled_texts(LINT_TEXTS))
+    res = scale_lint.corpus_residual_norm(model, tok, layer)
     report = CheckReport(target=name, kind="base model")
     report.facts.update(
         {
@@ -230,7 +228,7 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
         return
     res = None
     if meta.layer is not None:
-        res = scale_lint.residual_norm(model, tok, meta.layer, scale_lint.bundled_texts(LINT_TEXTS))
+        res = scale_lint.corpus_residual_norm(model, tok, meta.layer)
     lint = scale_lint.lint_scale(meta.injection_scale_value(), scale_lint.embedding_norm(model), res)
     report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
     report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)

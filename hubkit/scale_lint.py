@@ -77,6 +77,15 @@ def bundled_texts(n: int = 8) -> list[str]:
     return rows[::step][:n]
 
 
+LINT_TEXTS = 8  # bundled-corpus texts the residual norm is measured on
+
+
+def corpus_residual_norm(model: nn.Module, tokenizer: Any, layer: int) -> float:
+    """`residual_norm` at `layer` on `LINT_TEXTS` texts of the bundled corpus: the yardstick every
+    scale check (``hubkit check``, training, release) measures."""
+    return residual_norm(model, tokenizer, layer, bundled_texts(LINT_TEXTS))
+
+
 @dataclass(frozen=True)
 class ScaleLint:
     """Both ratios and the verdict; `message` says it in one line."""
@@ -89,6 +98,11 @@ class ScaleLint:
     ok: bool
     message: str
     factor: float = OOD_SCALE_FACTOR
+
+    @property
+    def ratio(self) -> float | None:
+        """The scale over the embedding norm (the ratio a single-norm report gives)."""
+        return self.ratio_to_embedding
 
 
 def lint_scale(
@@ -139,5 +153,10 @@ def resolve_recipe_scale(
     if value == "activation_norm":
         if tokenizer is None or layer is None:
             raise ValueError("injection_scale: activation_norm needs the tokenizer and the layer")
-        return float(f"{residual_norm(model, tokenizer, layer, texts or bundled_texts()):.4g}")
+        norm = (
+            residual_norm(model, tokenizer, layer, texts)
+            if texts
+            else corpus_residual_norm(model, tokenizer, layer)
+        )
+        return float(f"{norm:.4g}")
     return value

@@ -4,23 +4,12 @@ silently."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from hubkit.constants import OOD_SCALE_FACTOR
-
-
-@dataclass
-class ScaleReport:
-    scale: float | None
-    embedding_norm: float
-    ratio: float | None  # to the embedding norm
-    ok: bool
-    message: str
-    residual_norm: float | None = None
-    ratio_to_residual: float | None = None
+from hubkit.scale_lint import ScaleLint as ScaleReport
 
 
 def scale_report(
@@ -39,16 +28,7 @@ def scale_report(
 
     embedding = scale_lint.embedding_norm(model)
     lint = scale_lint.lint_scale(scale, embedding, None, factor)
-    residual = None
     if not lint.ok and tokenizer is not None and layer is not None:
-        residual = scale_lint.residual_norm(model, tokenizer, layer, scale_lint.bundled_texts())
+        residual = scale_lint.corpus_residual_norm(model, tokenizer, layer)
         lint = scale_lint.lint_scale(scale, embedding, residual, factor)
-    return ScaleReport(
-        lint.scale,
-        lint.embedding_norm,
-        lint.ratio_to_embedding,
-        lint.ok,
-        lint.message,
-        residual,
-        lint.ratio_to_residual,
-    )
+    return lint

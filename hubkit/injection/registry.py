@@ -123,9 +123,9 @@ class ResidualAdd(InjectionScheme):
         return add_norm_matched(output, positions, vectors)
 
     def lint(self, spec: Injection, model: nn.Module, d_model: int) -> ScaleReport:
-        from hubkit import arch
-        from hubkit.injection.lint import ScaleReport
+        from dataclasses import replace
 
-        norm = arch.median_embedding_norm(model)
+        from hubkit.injection.lint import scale_report
+
         msg = f"residual addition at block {spec.block}: norm-matched, no scale"
-        return ScaleReport(None, norm, None, True, msg)
+        return replace(scale_report(None, model), message=msg)

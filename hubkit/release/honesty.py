@@ -181,7 +181,7 @@ def base_norms(model_path: str, layer: int | None) -> tuple[float, float | None]
     residual = None
     if layer is not None:
         tokenizer = loading.load_tokenizer(path)
-        residual = scale_lint.residual_norm(model, tokenizer, layer, scale_lint.bundled_texts())
+        residual = scale_lint.corpus_residual_norm(model, tokenizer, layer)
     return scale_lint.embedding_norm(model), residual
 
 
