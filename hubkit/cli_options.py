@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -79,30 +78,16 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}:{where} ({hint})"
 
 
-def check_out(out: str | os.PathLike | None, folder: bool = False) -> None:
-    """Refuse an output path that cannot be written, before any work: a folder where a file is meant
-    (or the reverse), a name too long, a parent that is a file, or a place nothing can be created.
-    Nothing is left behind: the probe file is removed."""
+def check_out(out: str | os.PathLike | None) -> None:
+    """Refuse an output file path that cannot be written, before any work (`hubkit.data.outputs.check_path`:
+    a parent that is a file, a system folder, a name too long, no file creatable), or that is a folder."""
     if out is None:
         return
-    path = Path(out)
-    if not folder and path.is_dir():
-        raise OutputError(f"--out {path} is a folder; name a file")
-    if folder and path.exists() and not path.is_dir():
-        raise OutputError(f"--out {path} is a file; name a folder")
-    if any(len(part.encode()) > 255 for part in path.parts):
-        raise OutputError(f"--out {str(path)[:80]}…: a file or folder name is too long; choose a shorter one")
-    probe = path if folder and path.is_dir() else path.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputError(f"--out {path}: {probe} is a file, not a folder; choose a path inside a folder")
-    try:
-        fd, name = tempfile.mkstemp(dir=probe, prefix=".hubkit-probe-")
-    except OSError as err:
-        raise OutputError(f"--out {path}: cannot create files in {probe} ({err.strerror})") from err
-    os.close(fd)
-    os.unlink(name)
+    from hubkit.data.outputs import check_path
+
+    if Path(out).is_dir():
+        raise OutputError(f"--out {out} is a folder; name a file")
+    check_path(out)
 
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

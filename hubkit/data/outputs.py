@@ -9,6 +9,7 @@ mark in its schema metadata (`mark`). Anything else at an output path is the use
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,10 +83,14 @@ def check_path(path: str | Path, what: str = "--out") -> Path:
         if longest > limit:
             raise DataError(
                 f"{what}: the name {part[:40]!r}… is {len(part.encode())} bytes; this file system allows "
-                f"{limit} (hubkit adds up to {len(LONGEST_SUFFIX)} for its sidecar); choose a shorter name"
+                f"{limit} (hubkit adds up to {len(LONGEST_SUFFIX)} for its sidecar): too long, choose a shorter name"
             )
-    if not os.access(ancestor, os.W_OK):
-        raise DataError(f"{what} {path}: {ancestor} is not writable")
+    try:  # a real probe: permission bits say little to root, and some file systems refuse files anyway
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".hubkit-probe-")
+    except OSError as exc:
+        raise DataError(f"{what} {path}: {ancestor} is not writable ({exc.strerror})") from exc
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 
