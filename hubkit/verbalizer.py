@@ -287,19 +287,12 @@ class ActivationVerbalizer:
             temperature=temperature,
             top_p=top_p,
         )
-        name = (
-            "transformers"
-            if engine in (None, "transformers")
-            else _engines().resolve(engine, self.meta.injection.scheme)
-        )
-        if name != "transformers":
-            try:
-                rows = _generate_for()(self, v, name, num_return_sequences, seed, **opts)
+        if engine not in (None, "transformers"):
+            from hubkit.engines.generate import generate_on_engine
+
+            rows = generate_on_engine(self, v, engine, num_return_sequences, seed, **opts)
+            if rows is not None:  # None: "auto" chose (or fell back to) transformers
                 return self.decode_rows(rows)
-            except EngineError as err:
-                if engine != "auto":
-                    raise
-                log.warning("engine auto: %s; generating with transformers instead", err)
         step = batch_size or DEFAULT_BATCH_SIZE
         bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
         for start in range(0, len(v), step):
@@ -394,16 +387,3 @@ def decode_rows(
         text, status = parse_explanation(raw, open_tag, close_tag)
         out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
     return out
-
-
-def _engines():
-    """`hubkit.engines`, imported when an engine other than transformers is asked for."""
-    from hubkit import engines
-
-    return engines
-
-
-def _generate_for():
-    from hubkit.engines.generate import generate_for
-
-    return generate_for

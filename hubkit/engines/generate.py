@@ -4,15 +4,39 @@ decodes the transformers path."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+from hubkit.errors import EngineError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
     from hubkit.verbalizer import ActivationVerbalizer
 
+log = logging.getLogger(__name__)
+
 ENGINE_CHUNK = 1024
 """Rows handed to an engine per call (it batches them itself; this bounds the embeddings held)."""
+
+
+def generate_on_engine(
+    av: ActivationVerbalizer, v: Tensor, engine: str, k: int, seed: int | None, **opts
+) -> list[list[int]] | None:
+    """New token ids from `engine` for the AV's call, or None when the transformers path should run:
+    `engine` resolves to it, or is "auto" and the chosen engine failed (said in one log line)."""
+    from hubkit import engines
+
+    name = engines.resolve(engine, av.meta.injection.scheme)
+    if name == "transformers":
+        return None
+    try:
+        return generate_for(av, v, name, k, seed, **opts)
+    except EngineError as err:
+        if engine != "auto":
+            raise
+        log.warning("engine auto: %s; generating with transformers instead", err)
+        return None
 
 
 def generate_for(
