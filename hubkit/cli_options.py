@@ -15,7 +15,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
-from hubkit.errors import HubkitError, OutputError
+from hubkit.errors import EngineError, HubkitError, OutputError
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -150,9 +150,21 @@ load_options = stack(
 )
 """``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
 
+
+def _check_engine(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The engine name checked before anything loads (an unknown one is a usage error naming the choices)."""
+    from hubkit.engines import normalise
+
+    try:
+        return normalise(value) if value is not None else None
+    except EngineError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 engine_option = click.option(
     "--engine",
     default="auto",
+    callback=_check_engine,
     show_default=True,
     envvar="HUBKIT_ENGINE",
     help="AV generation engine: auto (vLLM when installed, else transformers), transformers, vllm, "

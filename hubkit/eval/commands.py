@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import load_options
+from hubkit.cli_options import engine_option, load_options
 from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, extras_headline, names
 
 
@@ -83,6 +83,7 @@ from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, 
     help="Bootstrap resamples for intervals.",
 )
 @click.option("--no-plots", is_flag=True)
+@engine_option
 @extra_options
 @load_options
 def eval_command(
@@ -105,6 +106,7 @@ def eval_command(
     top_p,
     n_boot,
     no_plots,
+    engine,
     paraphrase_endpoint,
     paraphrase_model,
     paraphrase_local,
@@ -140,6 +142,7 @@ def eval_command(
         temperature=temperature,
         top_p=top_p,
         n_boot=n_boot,
+        engine=engine,
     )
     av_dir = hub.resolve(av, revision=revision, subfolder=subfolder) if av else None
     ar_dir = hub.resolve(ar, revision=revision, subfolder=subfolder) if ar else None
@@ -174,7 +177,7 @@ def eval_command(
         from hubkit.eval.cross_pair import evaluate_cross_pair
         from hubkit.eval.generation import Generation
 
-        gen = Generation(max_new_tokens, batch_size, ar_batch_size, sample, temperature, top_p)
+        gen = Generation(max_new_tokens, batch_size, ar_batch_size, sample, temperature, top_p, engine)
         report = evaluate_cross_pair(
             {n: hub.resolve(x) for n, x in names(cross_avs).items()},
             {n: hub.resolve(x) for n, x in names(cross_ars).items()},

@@ -19,6 +19,8 @@ class Generation:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    engine: str = "transformers"
+    """Where the AV generates (`hubkit.engines`): transformers, vllm, auto or a vllm serve URL."""
 
     def run(self, av, vectors: torch.Tensor, seed: int, progress: bool = False) -> list[Explanation]:
         """`av.explain_detailed` with these settings (the seed is used only when sampling)."""
@@ -31,4 +33,5 @@ class Generation:
             top_p=self.top_p,
             seed=seed if self.do_sample else None,
             progress=progress,
+            engine=self.engine,
         )

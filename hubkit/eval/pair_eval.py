@@ -74,6 +74,7 @@ def evaluate_pair(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    engine: str = "transformers",
     train_tables: Sequence[str | Path] = (),
     force_overlap: bool = False,
     overlap: Overlap | None = None,
@@ -106,7 +107,7 @@ def evaluate_pair(
     ov = overlap
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
-    gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p)
+    gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p, engine)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 

@@ -217,6 +217,21 @@ class GRPORecipe(StageRecipe):
     collapse_patience: int = _help(
         "stop after this many consecutive steps with one output template", default=3, ge=1
     )
+    rollout_engine: str = _help(
+        "where rollouts are sampled: transformers (in process), vllm (an offline vLLM engine given the "
+        "policy's current LoRA adapter every step), the URL of a `vllm serve --enable-prompt-embeds "
+        "--enable-lora` endpoint, or auto (vllm when installed and the AV injects by embedding "
+        "replacement, else transformers)",
+        default="transformers",
+    )
+
+    def __post_init__(self) -> None:
+        from hubkit.engines import EngineError, normalise
+
+        try:
+            self.rollout_engine = normalise(self.rollout_engine)
+        except EngineError as err:
+            raise ValueError(f"field `grpo.rollout_engine`: {err}") from None
 
 
 @dataclass

@@ -219,3 +219,88 @@ def test_a_damaged_init_checkpoint_is_refused_naming_the_file(setup, train_base,
     with pytest.raises(CheckpointError, match=rf"{weights}: sha256 differs"):
         G.train_grpo(recipe, RunOptions(quiet=True))
     assert not list((setup["root"] / "damaged" / "grpo").glob("step_*"))
+
+
+# -- rollouts on an engine ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lora_av(setup, train_base):
+    from hubkit.train.sft_av import train_av
+
+    av = {
+        "data": str(setup["root"] / "av.parquet"),
+        "steps": 2,
+        "micro_batch_size": 8,
+        "checkpoint_every": 2,
+        "adapter": {"r": 4, "alpha": 8},
+        "optim": {"lr": 5e-2},
+    }
+    return train_av(make_recipe(train_base, setup["root"] / "lora-engine-sft", av=av), RunOptions(quiet=True))
+
+
+def adapter_tensors(folder) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "adapter_model.safetensors"))
+
+
+def test_rollouts_on_an_engine_sample_each_steps_policy(setup, train_base, lora_av, tmp_path, monkeypatch):
+    """A remote engine (vLLM's completions protocol, generating with peft there) is given the policy's
+    adapter before every step: first the starting adapter, then the one the first update wrote. (The
+    KL to the base keeps the gradient non-zero when every sampled output of the barely trained policy
+    gets the same reward.)"""
+    from engines.embeds_server import EmbedsServer  # tests/engines, on the path as a test package
+
+    from hubkit import engines, loading
+
+    monkeypatch.setenv("HUBKIT_CACHE", str(tmp_path))
+    base = loading.load_causal_lm(str(train_base))
+    with EmbedsServer(base, loading.load_tokenizer(str(train_base)).eos_token_id) as server:
+        recipe = grpo_recipe(
+            setup,
+            train_base,
+            "engine",
+            av_init=str(lora_av),
+            steps=2,
+            rollout_engine=server.url,
+            temperature=0.9,
+            kl_coef=0.1,
+            reference="base",
+        )
+        last = G.train_grpo(recipe, RunOptions(quiet=True))
+        engines.close_engines()
+    assert len(server.loaded) == 2  # one adapter per step, each loaded by path
+    for (_, served), expected in zip(server.loaded, [lora_av, last.parent / "step_000001"]):
+        got, want = adapter_tensors(served), adapter_tensors(expected)
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+    assert not torch.equal(*(next(iter(adapter_tensors(p).values())) for _, p in server.loaded))
+    asked = [r["model"] for r in server.requests]
+    names = [name for name, _ in server.loaded]
+    assert asked == sorted(asked, key=names.index)  # every step-1 rollout before any of step 2
+    assert all(r["temperature"] == 0.9 and "seed" in r for r in server.requests)
+    assert sum(len(r["prompt_embeds"]) for r in server.requests) == 2 * 16
+    lines = (last.parent / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["outputs"] for x in lines] == [16, 16]
+
+
+def test_rollout_engine_is_checked(setup, train_base, tmp_path, monkeypatch):
+    from hubkit.errors import EngineError, HubkitError
+    from hubkit.train.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match=r"field `grpo.rollout_engine`: unknown engine 'sglang'"):
+        grpo_recipe(setup, train_base, "bad", rollout_engine="sglang")
+    monkeypatch.setattr("hubkit.engines.vllm_installed", lambda: False)
+    with pytest.raises(EngineError, match="--engine vllm was asked for but vLLM is not installed"):
+        G.train_grpo(grpo_recipe(setup, train_base, "no-vllm", rollout_engine="vllm"), RunOptions(quiet=True))
+    with pytest.raises(
+        HubkitError, match="this policy trains all weights, so set `rollout_engine: transformers`"
+    ):
+        G.rollout_engine("http://127.0.0.1:9", "embedding_replace", None)
+    assert G.rollout_engine("auto", "embedding_replace", None) == "transformers"
+    assert G.rollout_engine("auto", "embedding_replace", "av") == "transformers"  # vLLM absent
+
+
+def test_engine_rows_padded_as_generate_leaves_them():
+    got = G.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
+    assert got.tolist() == [[5, 6, 2], [7, 8, 9], [2, 0, 0]]
