@@ -1,6 +1,7 @@
 """Round trip with each generation engine vs the per-row loop, side by side in one run.
 
     python benchmarks/bench_engines.py [--n 32 256] [--new-tokens 48] [--per-row-max 32] [--remote URL]
+                                       [--eval]
 
 One untrained adapter pair on SmolLM2-135M (LoRA with random B, as in bench_round_trip.py), fp32,
 greedy, the same vectors for every engine:
@@ -13,6 +14,10 @@ greedy, the same vectors for every engine:
   embeddings, its LoRA support for the adapter; the AR still runs in transformers). Its start-up
   (spawning workers, loading weights) is timed apart, on a 2-vector warm-up call.
 * ``remote`` (with ``--remote``): ``engine=URL`` against a running ``vllm serve``.
+
+With ``--eval``, the same for a whole eval (`hubkit.eval.evaluate_pair` with ``engine=``: generation,
+the AR on every distinct text and the four controls, statistics, eval.json; plots off) against the
+per-row eval loop of ``bench_eval.py`` (one generate and one AR call per row and per control).
 
 The load average is printed with every timing: the machine may be shared.
 Needs the `vllm` extra; must run as a script (vLLM spawns its worker: ``__main__`` guard below).
@@ -84,8 +89,62 @@ def run(args: argparse.Namespace, av_dir: Path, ar_dir: Path) -> list[dict]:
                          "same": f"{sum(a == b for a, b in zip(rt.explanations, ref))}/{n}"})  # fmt: skip
         report(rows, args)  # the table so far: a long run shows its first sizes early
         sys.stdout.flush()
+        if args.eval:
+            rows += eval_rows(args, pair, v)
+            report(rows, args)
+            sys.stdout.flush()
     engines.close_engines()
     return rows
+
+
+def eval_rows(args: argparse.Namespace, pair, v: torch.Tensor) -> list[dict]:
+    """`evaluate_pair` on each engine and the per-row eval loop, on the eval table of vectors `v`."""
+    from bench_eval import per_row_loop
+
+    from hubkit.eval.run import evaluate_pair
+
+    n, out = len(v), []
+    with tempfile.TemporaryDirectory() as tmp:
+        table = eval_table(Path(tmp) / "eval.parquet", v)
+        kw = dict(max_new_tokens=args.new_tokens, batch_size=args.batch_size, n_boot=200, plots=False)
+        reps = {
+            name: timed(
+                lambda name=name: evaluate_pair(pair, table, out_dir=Path(tmp) / name, engine=name, **kw)
+            )
+            for name in ("vllm", "transformers")
+        }
+        ref = reps["transformers"][0]
+        ref_texts = ref.rows.column("explanation").to_pylist()
+        m = min(n, args.per_row_max)
+        controls = {k: t[:m] for k, t in ref.figures.content_sensitivity.av.texts.items()}
+        (texts, *_), t_loop, loop_load = timed(
+            lambda: per_row_loop(pair, v[:m], controls, args.new_tokens, 0)
+        )
+        note = "measured" if m == n else f"{m} rows timed, x{n / m:g}"
+        out.append({"n": n, "engine": "eval per-row", "s": t_loop * n / m, "load": loop_load, "note": note,
+                    "same": f"{sum(a == b for a, b in zip(texts, ref_texts))}/{m}"})  # fmt: skip
+        for name, (rep, t, ld) in reps.items():
+            got = rep.rows.column("explanation").to_pylist()
+            cos = rep.figures.round_trip.all.cos.mean
+            out.append({"n": n, "engine": f"eval {name}", "s": t, "load": ld, "note": f"mean cos {cos:.4f}",
+                        "same": f"{sum(a == b for a, b in zip(got, ref_texts))}/{n}"})  # fmt: skip
+    return out
+
+
+def eval_table(path: Path, v: torch.Tensor) -> Path:
+    """An eval table of vectors `v` (two rows per document) in the data pipeline's format."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = v.float().numpy()
+    cols = {
+        "doc_id": [f"doc{i // 2}" for i in range(len(a))],
+        "position": list(range(len(a))),
+        "prefix": [f"row {i}" for i in range(len(a))],
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), a.shape[1]),
+    }
+    pq.write_table(pa.table(cols), str(path))
+    return path
 
 
 def report(rows: list[dict], args: argparse.Namespace) -> None:
@@ -98,10 +157,11 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     )
     base: dict = {}
     for r in rows:
-        if r["engine"] in ("per-row", "transformers"):
+        if r["engine"] in ("per-row", "transformers", "eval per-row", "eval transformers"):
             base[(r["n"], r["engine"])] = r["s"]
     for r in rows:
-        loop, tf = base.get((r["n"], "per-row")), base.get((r["n"], "transformers"))
+        kind = "eval " if r["engine"].startswith("eval") else ""
+        loop, tf = base.get((r["n"], kind + "per-row")), base.get((r["n"], kind + "transformers"))
         vs_loop = f"{loop / r['s']:.1f}x" if loop else ""
         vs_tf = f"{tf / r['s']:.1f}x" if tf else ""
         print(
@@ -119,6 +179,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--remote", default=None, help="URL of a running `vllm serve --enable-prompt-embeds`.")
     ap.add_argument("--layer", type=int, default=20)
+    ap.add_argument("--eval", action="store_true", help="Also time a whole eval on each engine vs per-row.")
     args = ap.parse_args()
     from bench_round_trip import build_pair_checkpoints
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,22 +176,45 @@ def adapter_base(folder: Path) -> str | None:
     return cfg.get("base_model_name_or_path")
 
 
-def attach_adapter(model: nn.Module, folder: Path, name: str) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once)."""
+def attach_adapter(model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None) -> nn.Module:
+    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once).
+
+    `kept_blocks`: the adapter belongs to an AR that keeps only the first K+1 decoder blocks, so its
+    tensors for later blocks are absent by design and peft's warning about them is not passed on (a
+    warning about any other missing key still is)."""
     from peft import PeftModel
     from safetensors import SafetensorError
 
     try:
-        if isinstance(model, PeftModel):
-            model.load_adapter(str(folder), adapter_name=name)
-            return model
-        return PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if isinstance(model, PeftModel):
+                model.load_adapter(str(folder), adapter_name=name)
+            else:
+                model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+        for w in caught:
+            if not _beyond_kept_blocks(str(w.message), kept_blocks):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return model
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
             f"its base ({_first_line(exc)}); check that the "
             "weights are complete and that base_model is the one it was trained on"
         ) from exc
+
+
+_MISSING_KEYS = "Found missing adapter keys while loading the checkpoint: "
+_BLOCK = re.compile(r"\.layers\.(\d+)\.")
+
+
+def _beyond_kept_blocks(message: str, kept_blocks: int | None) -> bool:
+    """Whether `message` is peft's missing-keys warning naming only blocks at or past `kept_blocks`."""
+    if kept_blocks is None or not message.startswith(_MISSING_KEYS):
+        return False
+    keys = re.findall(r"'([^']+)'", message[len(_MISSING_KEYS) :])
+    blocks = [_BLOCK.search(k) for k in keys]
+    return bool(keys) and all(b is not None and int(b.group(1)) >= kept_blocks for b in blocks)
 
 
 @contextlib.contextmanager

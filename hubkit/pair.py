@@ -92,7 +92,7 @@ class NLAPair:
             av_meta.adapter.quant,
         )
         model = loading.attach_adapter(model, av_dir, "av")
-        model = loading.attach_adapter(model, ar_dir, "ar")
+        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers)
         model.eval()
         tok = loading.load_tokenizer(av_dir, base)
         ar_tok = loading.load_tokenizer(ar_dir, base)

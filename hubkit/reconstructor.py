@@ -167,7 +167,7 @@ class ActivationReconstructor:
             base = loading.resolve_base(base_model or meta.base_model)
             model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
             if loading.is_adapter(folder):
-                model = loading.attach_adapter(model, folder, "ar")
+                model = loading.attach_adapter(model, folder, "ar", kept_blocks=meta.ar.num_layers)
             else:
                 model = attach_lora_state(model, meta, lora_state, folder)
             tok = loading.load_tokenizer(folder, base)

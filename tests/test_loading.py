@@ -91,3 +91,30 @@ def test_truncated_adapter_weights(pair_dirs, tmp_path) -> None:
 def test_adapter_base_reads_the_config(pair_dirs, tiny_base_dir) -> None:
     cfg = json.loads((pair_dirs[0] / C.ADAPTER_CONFIG_FILE).read_text())
     assert loading.adapter_base(pair_dirs[0]) == cfg["base_model_name_or_path"]
+
+
+def test_ar_adapter_warning_only_for_blocks_it_does_not_keep(tmp_path) -> None:
+    """An AR adapter trained on the first K+1 blocks has no tensors for later ones: peft's missing-keys
+    warning about those is expected and dropped; a missing key inside the kept blocks is still warned."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from hubkit import arch
+    from hubkit.testing import make_tiny_model
+
+    kept = make_tiny_model(n_layers=4, seed=1).model
+    arch.truncate(kept, 2)
+    get_peft_model(kept, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(str(tmp_path / "ar"))
+    for kept_blocks, warned in ((2, False), (3, True), (None, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = loading.attach_adapter(
+                make_tiny_model(n_layers=4, seed=1).model, tmp_path / "ar", "ar", kept_blocks
+            )
+        missing = [w for w in caught if "Found missing adapter keys" in str(w.message)]
+        assert bool(missing) == warned, (kept_blocks, [str(w.message)[:120] for w in caught])
+        if warned:
+            assert "layers.2." in str(missing[0].message) and "layers.3." in str(missing[0].message)
+        lora = [n for n, _ in model.named_parameters() if "lora_A.ar" in n]
+        assert len(lora) == 4  # the adapter wraps every block; blocks 2-3 keep their fresh (unused) LoRA

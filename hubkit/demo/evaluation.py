@@ -11,6 +11,8 @@ from hubkit.demo.layout import Demo
 from hubkit.demo.results import Built, Evaluated, Grpo, Trained
 
 AR_ONLY_FILE = "ar_only.json"
+TRAJECTORY_ROWS = 32
+"""Held-out rows each AV checkpoint of the trajectory is evaluated on (its trend, not the headline)."""
 
 
 def _eval_kwargs(d: Demo) -> dict[str, Any]:
@@ -50,7 +52,8 @@ def stage_eval(d: Demo, built: Built, av: Grpo, ar: Trained) -> Evaluated:
     if d.settings.context_labels:
         ar_only = str(write_ar_only(pair.ar, table, evals / "pair" / AR_ONLY_FILE))
     del pair
-    d.echo("    evaluating each AV SFT checkpoint (the trajectory) with the same AR")
+    rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
+    d.echo(f"    evaluating each AV SFT checkpoint (the trajectory) with the same AR on {rows} held-out rows")
     evaluate_trajectory(
         d.layout.run / "av",
         table,
@@ -59,6 +62,7 @@ def stage_eval(d: Demo, built: Built, av: Grpo, ar: Trained) -> Evaluated:
         seed=d.settings.seed,
         train_tables=_train_tables(built),
         progress=d.progress,
+        rows=rows,
         **_eval_kwargs(d),
     )
     pair_json = evals / "pair" / "eval.json"

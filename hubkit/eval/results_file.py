@@ -8,6 +8,10 @@ of the round trip are the ones the `evaluate` module (`hubkit/eval/evaluate_modu
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +95,26 @@ def headline_results(report) -> dict[str, Any]:
 
 
 def save_results(report, out_dir: str | Path) -> Path:
-    """Write `RESULTS_FILE` into `out_dir` with ``evaluate.save`` (its provenance fields added)."""
+    """Write `RESULTS_FILE` into `out_dir` with ``evaluate.save`` (its provenance fields added).
+
+    ``evaluate.save`` asks ``git`` for the commit of the working directory without capturing its
+    stderr, so outside a repository git's "fatal: not a git repository" would reach the terminal; the
+    child's stderr goes to /dev/null instead (the field is then null, as evaluate intends)."""
     import evaluate
 
-    return Path(evaluate.save(str(Path(out_dir) / RESULTS_FILE), **headline_results(report)))
+    with _child_stderr_silenced():
+        return Path(evaluate.save(str(Path(out_dir) / RESULTS_FILE), **headline_results(report)))
+
+
+@contextlib.contextmanager
+def _child_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null for the duration (what child processes inherit)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

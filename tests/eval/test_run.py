@@ -332,3 +332,13 @@ def test_reconstruct_unique_passes_the_batch_size(tiny_pair):
     got = reconstruct_unique(tiny_pair.ar, texts, batch_size=2)
     want = tiny_pair.ar.reconstruct(texts, batch_size=7).double().numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_outside_a_git_repository_nothing_reaches_stderr(tmp_path, metas, vectors, monkeypatch, capfd):
+    """evaluate.save asks git for a commit; outside a repository git's complaint stays off the terminal."""
+    monkeypatch.chdir(tmp_path)
+    table = write_table(tmp_path / "eval.parquet", vectors)
+    pair = double_pair(metas, vectors, ConstantAR(np.ones(D)))
+    evaluate_pair(pair, table, out_dir=tmp_path / "out", plots=False, **FAST)
+    assert "fatal" not in capfd.readouterr().err
+    assert json.loads((tmp_path / "out" / "evaluate_results.json").read_text())["_git_commit_hash"] is None
