@@ -186,8 +186,7 @@ def attach_adapter(model: nn.Module, folder: Path, name: str, kept_blocks: int |
     from safetensors import SafetensorError
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
             if isinstance(model, PeftModel):
                 model.load_adapter(str(folder), adapter_name=name)
             else:

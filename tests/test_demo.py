@@ -200,13 +200,13 @@ def test_example_release_spec_and_card_template_build_on_the_demo_outputs(demo, 
 
     result, _ = demo
     text = (EXAMPLES / "release-spec.yaml").read_text()
-    assert "~/.cache/hubkit/demo/run/grpo/step_000002" in text and "run/ar/step_000070" in text
+    assert "~/.cache/hubkit/demo/run/grpo/step_000002" in text and "run/ar/step_000100" in text
     text = text.replace("~/.cache/hubkit/demo", str(result.out_dir))
     text = text.replace(
         "grpo/step_000002", result.checkpoints["av"].relative_to(result.out_dir / "run").as_posix()
     )
     text = text.replace(
-        "ar/step_000070", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
+        "ar/step_000100", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
     )
     # the tiny base is a local folder: the card header needs a Hub id for it (the demo pushed one)
     text = text.replace("\ncard:\n", "\ncard:\n  base_model: hubkit-demo/tiny-llama-random\n")

@@ -173,14 +173,15 @@ def demo_settings(
 # (benchmarks/bench_injection_sites.py; README, "The demo's choices, measured"): after 40 AV steps,
 # norm-matched residual addition gives pair identification 24x chance at block 1 and 21x at the
 # extraction layer (a tie within noise; block 1 led on all three figures), embedding replacement 1x.
-# A whole default run with 100 AR steps identified 31/64 held-out rows (31x chance; the AR alone on the
-# true labels 64/64) but took 11.7 min; 70 AR steps and a 32-row trajectory eval bring it under 10.
+# Whole default runs on the quiet 2-core machine (bf16, 2 threads): 70 AR + 40 AV steps, 5.3 min, pair
+# identification 24/64; 100 AR + 60 AV steps (these defaults), 6.9 min, 35/64 (35x chance; the AR alone
+# on the true labels 64/64). The trajectory is evaluated on 32 of the held-out rows.
 FULL: dict[str, Any] = {
     "rows": 800,
     "eval_rows": 64,
     "rl_rows": 16,
-    "steps": 40,
-    "ar_steps": 70,
+    "steps": 60,
+    "ar_steps": 100,
     "grpo_steps": 2,
     "positions_per_doc": 4,
     "eval_tokens": 40,

@@ -32,6 +32,7 @@ from hubkit.pair import normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
 from hubkit.train import data as D
 from hubkit.train import metas
+from hubkit.train import rollouts as R
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import (
     grad_norm_clip,
@@ -106,35 +107,6 @@ def response_mask(new_tokens: Tensor, details: list[Explanation]) -> Tensor:
     for i, d in enumerate(details):
         mask[i, : min(d.n_tokens + 1, t)] = 1
     return mask
-
-
-def pad_rows(rows: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int) -> Tensor:
-    """Engine rows (new tokens, the stop token left out) as ``generate`` returns them: a row shorter than
-    `max_new_tokens` stopped, so `eos_id` follows it; then `pad_id` to the longest row."""
-    done = [r + [eos_id] if len(r) < max_new_tokens else r[:max_new_tokens] for r in rows]
-    width = max(len(r) for r in done)
-    return torch.tensor([r + [pad_id] * (width - len(r)) for r in done], dtype=torch.long)
-
-
-def rollout_engine(spec: str, scheme: str, adapter_name: str | None) -> str:
-    """The engine GRPO samples on: `spec` resolved for the AV's injection scheme (`hubkit.engines`).
-
-    An engine is given the policy as a LoRA adapter each step; a full-weights policy samples in process
-    (``auto`` falls back with one log line, an explicit engine is an error)."""
-    from hubkit import engines
-
-    name = engines.resolve(spec, scheme)
-    if name != "transformers" and adapter_name is None:
-        if spec == "auto":
-            log.info("grpo.rollout_engine auto → transformers: a full-weights policy samples in process")
-            return "transformers"
-        raise HubkitError(
-            f"grpo.rollout_engine {spec}: an engine samples with the policy's LoRA adapter, synced each step; "
-            "this policy trains all weights, so set `rollout_engine: transformers`"
-        )
-    if name != "transformers":
-        log.info("grpo rollouts on engine %s (the policy's adapter synced every step)", name)
-    return name
 
 
 # -- model setup ----------------------------------------------------------------------------------
@@ -277,7 +249,7 @@ class GRPOTrainer:
         check_compatible(self.meta, self.ar.meta)
         self.table = D.read_rl(data, self.meta.d_model)
         self.prompt_len = len(self.av.prompt_ids)
-        self.rollout_engine = rollout_engine(
+        self.rollout_engine = R.rollout_engine(
             cfg.rollout_engine, self.meta.injection.scheme, self.adapter_name
         )
 
@@ -317,9 +289,10 @@ class GRPOTrainer:
         vv = vectors.repeat_interleave(k, dim=0).to(self.device)
         ids = torch.tensor([self.av.prompt_ids] * len(vv), device=self.device)
         self.model.eval()
-        new = (
-            self.sample(ids, vv) if self.rollout_engine == "transformers" else self.sample_on_engine(vectors)
-        )
+        if self.rollout_engine == "transformers":
+            new = R.sample_in_process(self.av, ids, vv, cfg)
+        else:
+            new = R.sample_on_engine(self.av, vectors, self.rollout_engine, cfg)
         seqs = torch.cat([ids, new.to(self.device)], dim=1)
         details = self.av.decode(new)
         mask = response_mask(new, details).to(self.device)
@@ -341,48 +314,6 @@ class GRPOTrainer:
             ref,
             entropy,
         )
-
-    def sample(self, ids: Tensor, vv: Tensor) -> Tensor:
-        """New tokens ``[N, T]`` sampled in process (the vector injected by the hook), padded after the stop."""
-        cfg = self.cfg
-        p = injection.plan(self.meta.injection, ids, vv, self.meta.d_model)
-        with injection.injected(self.model, self.meta.injection, p):
-            seqs = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=True,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                top_k=0,
-                max_new_tokens=cfg.max_new_tokens,
-                use_cache=True,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=list(self.av.stop_ids),
-            )
-        return seqs[:, self.prompt_len :]
-
-    def sample_on_engine(self, vectors: Tensor) -> Tensor:
-        """New tokens ``[m·k, T]`` sampled by the rollout engine with the policy's current adapter.
-
-        The adapter is written from memory under the sha256 of its weights, so the engine generates
-        with this step's policy (vLLM loads it as a new LoRA; nothing restarts). A row that stopped
-        early gets the tokenizer's EOS appended, as `generate` leaves it, so its log-prob is trained."""
-        from hubkit.engines.generate import generate_for
-
-        cfg = self.cfg
-        rows = generate_for(
-            self.av,
-            vectors.cpu(),
-            self.rollout_engine,
-            cfg.group_size,
-            int(torch.randint(0, 2**31 - 1, ()).item()),
-            max_new_tokens=cfg.max_new_tokens,
-            min_new_tokens=0,
-            do_sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-        )
-        return pad_rows(rows, cfg.max_new_tokens, self.av.stop_ids[0], self.tokenizer.pad_token_id)
 
     def policy_loss(self, r: Rollout) -> Tensor:
         vv = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)

@@ -8,6 +8,7 @@ import torch
 
 from hubkit.meta import NLAMeta
 from hubkit.train import grpo as G
+from hubkit.train import rollouts as R
 from hubkit.train.loop import RunOptions
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -296,11 +297,11 @@ def test_rollout_engine_is_checked(setup, train_base, tmp_path, monkeypatch):
     with pytest.raises(
         HubkitError, match="this policy trains all weights, so set `rollout_engine: transformers`"
     ):
-        G.rollout_engine("http://127.0.0.1:9", "embedding_replace", None)
-    assert G.rollout_engine("auto", "embedding_replace", None) == "transformers"
-    assert G.rollout_engine("auto", "embedding_replace", "av") == "transformers"  # vLLM absent
+        R.rollout_engine("http://127.0.0.1:9", "embedding_replace", None)
+    assert R.rollout_engine("auto", "embedding_replace", None) == "transformers"
+    assert R.rollout_engine("auto", "embedding_replace", "av") == "transformers"  # vLLM absent
 
 
 def test_engine_rows_padded_as_generate_leaves_them():
-    got = G.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
+    got = R.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
     assert got.tolist() == [[5, 6, 2], [7, 8, 9], [2, 0, 0]]
