@@ -153,7 +153,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"{args.threads} (vLLM CPU: its own worker, bound to the cores it chose); load average 1/5/15 min"
     )
     print(
-        f"{'N':>4}  {'engine':<14} {'seconds':>9} {'vs per-row':>10} {'vs transf.':>10}  same text  load avg  note"
+        f"{'N':>4}  {'engine':<17} {'seconds':>9} {'vs per-row':>10} {'vs transf.':>10}  same text  load avg  note"
     )
     base: dict = {}
     for r in rows:
@@ -165,7 +165,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         vs_loop = f"{loop / r['s']:.1f}x" if loop else ""
         vs_tf = f"{tf / r['s']:.1f}x" if tf else ""
         print(
-            f"{r['n']:>4}  {r['engine']:<14} {r['s']:9.1f} {vs_loop:>10} {vs_tf:>10}  "
+            f"{r['n']:>4}  {r['engine']:<17} {r['s']:9.1f} {vs_loop:>10} {vs_tf:>10}  "
             f"{r.get('same', ''):>9}  {r['load']}  {r['note']}"
         )
 

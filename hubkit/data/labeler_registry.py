@@ -5,6 +5,7 @@ a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and its he
 `LABELER_BACKENDS`; adding a backend is one `register(...)` call plus its test.
 
     transformers   a local causal LM writes and audits 2-3 feature lines (the way to useful explanations)
+    vllm           the same prompts on an offline vLLM engine
     openai         the same through an OpenAI-compatible Chat Completions endpoint
     context[:N]    model-free: quotes the last N words of the prefix, current token marked (default 10)
 
@@ -128,6 +129,15 @@ def _transformers(arg: str | None, o: LabelerOptions) -> AnyLabeler:
     )
 
 
+def _vllm(arg: str | None, o: LabelerOptions) -> AnyLabeler:
+    from hubkit import engines
+    from hubkit.data.vllm_labeler import VLLMLabeler
+
+    if not engines.vllm_installed():
+        raise DataError(f"labeler vllm: vLLM is not installed; {engines.INSTALL_HINT}")
+    return VLLMLabeler.from_pretrained(o.model, max_new_tokens=o.max_tokens)
+
+
 def _openai(arg: str | None, o: LabelerOptions) -> AnyLabeler:
     from hubkit.data.labelers import OpenAIChatLabeler
 
@@ -157,6 +167,15 @@ register(
         "(the LLM path: the way to useful explanations)",
         audited=True,
         make=_transformers,
+    )
+)
+register(
+    LabelerBackend(
+        "vllm",
+        "the same on an offline vLLM engine (the vllm extra; no n-gram blocking, so a small model may "
+        "repeat itself)",
+        audited=True,
+        make=_vllm,
     )
 )
 register(

@@ -109,18 +109,10 @@ class TransformersLabeler:
 
     def render(self, messages: Messages) -> str:
         """The prompt text: the chat template with a generation prompt, then the prefill."""
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            if not self._warned_no_template:
-                log.warning(
-                    "%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name
-                )
-                self._warned_no_template = True
-            turns = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
-            text = (tok.bos_token or "") + turns + "Assistant: "
-        return text + self.prefill
+        if not getattr(self.tokenizer, "chat_template", None) and not self._warned_no_template:
+            log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name)
+            self._warned_no_template = True
+        return render_chat(self.tokenizer, messages, self.prefill)
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
         import torch
@@ -153,6 +145,17 @@ class TransformersLabeler:
         finally:
             tok.padding_side = side
         return replies
+
+
+def render_chat(tok, messages: Messages, prefill: str) -> str:
+    """A local labeler's prompt: `tok`'s chat template with a generation prompt (or plain
+    'User:/Assistant:' turns when it has none), then `prefill` opening the reply."""
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        turns = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
+        text = (tok.bos_token or "") + turns + "Assistant: "
+    return text + prefill
 
 
 # ---------------------------------------------------------------------------------------------- HTTP

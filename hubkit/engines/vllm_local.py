@@ -276,6 +276,23 @@ class VLLMEngine:
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
 
+    def generate_from_ids(
+        self, prompts: list[list[int]], *, max_new_tokens: int, stop_token_ids: list[int] | None = None
+    ) -> list[list[int]]:
+        """Greedy continuations of token-id prompts with the loaded weights (the labeler's path: plain
+        chat prompts, no vector), ending at (and without) the first stop token."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=list(stop_token_ids or []),
+            detokenize=False,
+        )
+        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        stops = set(stop_token_ids or [])
+        return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
+
     def wave_size(self, prompt_len: int, max_new_tokens: int) -> int:
         """Prompts per `generate` call such that all their prefills fit one scheduler step and their KV
         cache fits at once. vLLM 0.32's CPU LoRA path fails (an einsum shape error in

@@ -165,3 +165,56 @@ def test_bad_label_inputs(tmp_path, chat_server):
 def test_reference_reply_is_what_the_server_sends(chat_server):
     msgs = labeler_messages("a b", " b")
     assert OpenAIChatLabeler(chat_server.base_url, "m").complete(msgs) == reference_reply(msgs)
+
+
+class IdsEngine:
+    """An engine double answering `generate_from_ids` with transformers greedy generation, one prompt at a
+    time (no padding), ids ending before the first stop token, as vLLM's are returned."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls = model, []
+
+    def generate_from_ids(self, prompts, *, max_new_tokens, stop_token_ids=None):
+        import torch
+
+        self.calls.append(len(prompts))
+        out = []
+        for ids in prompts:
+            with torch.no_grad():
+                seq = self.model.generate(
+                    input_ids=torch.tensor([ids]),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=stop_token_ids,
+                    pad_token_id=stop_token_ids[0],
+                )[0, len(ids) :].tolist()
+            out.append(seq[: next((i for i, t in enumerate(seq) if t in stop_token_ids), len(seq))])
+        return out
+
+
+def test_vllm_labeler_sends_the_transformers_labelers_prompts(tiny):
+    """The same rendered prompt, greedy, the reply primed and cut after the closing tag: with n-gram
+    blocking off, the transformers labeler's replies (cut the same way) are the vLLM labeler's."""
+    from hubkit.data.vllm_labeler import VLLMLabeler, cut_after
+
+    convs = [
+        labeler_messages(p, t) for p, t in [("The cat sat", " sat"), ("A much longer text here", " here")]
+    ]
+    ref = TransformersLabeler(tiny.model, tiny.tokenizer, "tiny", max_new_tokens=12, no_repeat_ngram_size=0)
+    engine = IdsEngine(tiny.model)
+    lab = VLLMLabeler(engine, tiny.tokenizer, "vllm:tiny", max_new_tokens=12)
+    assert lab.render(convs[0]) == ref.render(convs[0])
+    assert lab.chat(convs) == [cut_after(r, "</explanation>") for r in ref.chat(convs)]
+    assert engine.calls == [2]  # one call: vLLM batches the prompts itself
+    assert cut_after("<explanation>a</explanation> more", "</explanation>") == "<explanation>a</explanation>"
+    assert cut_after("no tag", "</explanation>") == "no tag" and cut_after("x", None) == "x"
+
+
+def test_vllm_labeler_without_vllm_is_one_line(monkeypatch):
+    from hubkit.data.labeler_registry import make_labeler
+
+    monkeypatch.setattr("hubkit.engines.vllm_installed", lambda: False)
+    with pytest.raises(DataError, match=r"labeler vllm: vLLM is not installed; install it with") as err:
+        make_labeler("vllm")
+    assert "\n" not in str(err.value)

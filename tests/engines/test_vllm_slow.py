@@ -130,3 +130,25 @@ def test_remote_vllm_serve_on_loopback(base_av, tmp_path):
         log.close()
     with pytest.raises(engines.EngineError, match="no vllm serve answers"):  # stopped: refused in one line
         RemoteEngine(url)
+
+
+def test_vllm_labeler_equals_the_transformers_labeler(close_engines_after):
+    """`hubkit label --labeler vllm`: the transformers labeler's prompts, greedy on vLLM; with its n-gram
+    blocking off (vLLM has none) and one prompt per batch (no padding), the same replies."""
+    from hubkit.data.label import labeler_messages
+    from hubkit.data.labelers import TransformersLabeler
+    from hubkit.data.vllm_labeler import VLLMLabeler, cut_after
+
+    texts = [
+        ("The cat sat on the", " the"),
+        ("In 1969, astronauts landed on the", " the"),
+        ("def add(a, b):", ":"),
+    ]
+    convs = [labeler_messages(p, t) for p, t in texts]
+    ref = TransformersLabeler.from_pretrained(
+        "smollm2-135m", max_new_tokens=40, batch_size=1, no_repeat_ngram_size=0
+    )
+    lab = VLLMLabeler.from_pretrained("smollm2-135m", max_new_tokens=40)
+    want = [cut_after(r, "</explanation>") for r in ref.chat(convs)]
+    assert lab.chat(convs) == want
+    assert all(r.startswith("<explanation>") for r in want) and lab.name == "vllm:smollm2-135m"
