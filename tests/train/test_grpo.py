@@ -177,7 +177,9 @@ def test_ar_trained_alongside_and_lora_reference(setup, train_base):
     assert m["kl"] > 0 and m["ar_loss"] >= 0  # reference = the untrained base: far from the policy
 
 
-def test_lora_policy_reference_is_the_adapter_disabled_or_frozen(setup, train_base):
+@pytest.fixture(scope="module")
+def lora_av(setup, train_base):
+    """The AV SFT with a small LoRA (two steps): a LoRA policy for GRPO."""
     from hubkit.train.sft_av import train_av
 
     av = {
@@ -188,7 +190,10 @@ def test_lora_policy_reference_is_the_adapter_disabled_or_frozen(setup, train_ba
         "adapter": {"r": 4, "alpha": 8},
         "optim": {"lr": 5e-2},
     }
-    lora_av = train_av(make_recipe(train_base, setup["root"] / "lora-sft", av=av), RunOptions(quiet=True))
+    return train_av(make_recipe(train_base, setup["root"] / "lora-sft", av=av), RunOptions(quiet=True))
+
+
+def test_lora_policy_reference_is_the_adapter_disabled_or_frozen(setup, train_base, lora_av):
     kls = {}
     for reference in ("init", "base"):
         last = G.train_grpo(
@@ -223,21 +228,6 @@ def test_a_damaged_init_checkpoint_is_refused_naming_the_file(setup, train_base,
 
 
 # -- rollouts on an engine ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lora_av(setup, train_base):
-    from hubkit.train.sft_av import train_av
-
-    av = {
-        "data": str(setup["root"] / "av.parquet"),
-        "steps": 2,
-        "micro_batch_size": 8,
-        "checkpoint_every": 2,
-        "adapter": {"r": 4, "alpha": 8},
-        "optim": {"lr": 5e-2},
-    }
-    return train_av(make_recipe(train_base, setup["root"] / "lora-engine-sft", av=av), RunOptions(quiet=True))
-
-
 def adapter_tensors(folder) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
