@@ -172,7 +172,8 @@ def demo_settings(
 # The full run's sizes, chosen by measurement on SmolLM2-135M layer 20 with context labels
 # (benchmarks/bench_injection_sites.py; README, "The demo's choices, measured"): after 40 AV steps,
 # norm-matched residual addition gives pair identification 24x chance at block 1 and 21x at the
-# extraction layer (a tie within noise; block 1 led on all three figures), embedding replacement 1x.
+# extraction layer (a tie within noise; block 1 led on all three figures), embedding replacement 1x at
+# the embedding-norm scale and 24x at the activation-norm scale (measured later, a tie with block 1).
 # Whole default runs on the quiet 2-core machine (bf16, 2 threads): 70 AR + 40 AV steps, 5.3 min, pair
 # identification 24/64; 100 AR + 60 AV steps (these defaults), 6.9 min, 35/64 (35x chance; the AR alone
 # on the true labels 64/64). The trajectory is evaluated on 32 of the held-out rows.
