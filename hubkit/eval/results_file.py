@@ -108,9 +108,14 @@ def save_results(report, out_dir: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _child_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 points at /dev/null for the duration (what child processes inherit)."""
+    """File descriptor 2 points at /dev/null for the duration (what child processes inherit); where
+    there is no descriptor 2 to save, nothing is redirected."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
