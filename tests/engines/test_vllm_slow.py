@@ -89,6 +89,33 @@ def test_lora_adapter_equals_transformers(mode, monkeypatch, close_engines_after
     assert same(ref, got) == []
 
 
+def test_an_updated_adapter_reaches_the_running_engine(monkeypatch, tmp_path, close_engines_after):
+    """What GRPO rollouts rely on: after an update of the adapter's weights (as an optimiser step makes)
+    the same vLLM engine, not restarted, generates with the new weights (vLLM's LoRA, a new adapter id)."""
+    from hubkit import engines
+    from hubkit.train.recipe import GRPORecipe
+    from hubkit.train.rollouts import sample_on_engine
+
+    engines.close_engines()
+    monkeypatch.setenv("HUBKIT_VLLM_LORA", "lora")
+    monkeypatch.setenv("HUBKIT_CACHE", str(tmp_path))
+    av = smollm2_av(adapter_seed=5)
+    v = vectors(4)
+    first = av.explain_detailed(v, max_new_tokens=NEW, engine="vllm")
+    engine = next(iter(engines._ENGINES.values()))
+    with torch.no_grad():  # an "update": every LoRA B scaled, as a step would move them
+        for n, p in av.model.named_parameters():
+            if "lora_B" in n:
+                p.mul_(-3.0)
+    ref = av.explain_detailed(v, batch_size=4, max_new_tokens=NEW)
+    got = av.explain_detailed(v, max_new_tokens=NEW, engine="vllm")
+    assert same(ref, got) == [] and [e.raw for e in got] != [e.raw for e in first]
+    assert next(iter(engines._ENGINES.values())) is engine and len(engine._lora_ids) == 2
+    cfg = GRPORecipe(data="unused", group_size=3, max_new_tokens=8, temperature=1.0)
+    rows = sample_on_engine(av, v, "vllm", cfg)
+    assert rows.shape[0] == 12 and rows.shape[1] <= 8 and len(engine._lora_ids) == 2  # the same adapter
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
