@@ -22,6 +22,15 @@ class Generation:
     engine: str = "transformers"
     """Where the AV generates (`hubkit.engines`): transformers, vllm, auto or a vllm serve URL."""
 
+    def record(self, scheme: str) -> dict:
+        """These settings for eval.json, with ``engine_resolved``: the engine `engine` names for an AV
+        injecting by `scheme` on this machine (``auto`` made concrete)."""
+        from dataclasses import asdict
+
+        from hubkit import engines
+
+        return {**asdict(self), "engine_resolved": engines.resolve(self.engine, scheme)}
+
     def run(self, av, vectors: torch.Tensor, seed: int, progress: bool = False) -> list[Explanation]:
         """`av.explain_detailed` with these settings (the seed is used only when sampling)."""
         return av.explain_detailed(

@@ -186,7 +186,7 @@ def evaluate_pair(
     report = EvalReport(
         kind="pair",
         seed=seed,
-        generation=asdict(gen),
+        generation=gen.record(pair.av.meta.injection.scheme),
         nla=nla_record(pair.av.meta, pair.ar.meta, getattr(pair, "shared_base", None)),
         inputs=inputs,
         overlap=asdict(ov),

@@ -40,6 +40,8 @@ def test_eval_on_a_remote_engine_equals_transformers(tmp_path, tiny_pair, vector
     assert sum(len(r["prompt_embeds"]) for r in server.requests) == len(vectors)
     got, ref = read_eval(tmp_path / "remote"), read_eval(tmp_path / "tf")
     assert got["generation"]["engine"] == server.url and ref["generation"]["engine"] == "transformers"
+    assert got["generation"]["engine_resolved"] == server.url
+    assert ref["generation"]["engine_resolved"] == "transformers"
     assert got["figures"]["round_trip"]["all"]["cos"]["mean"] == pytest.approx(
         ref["figures"]["round_trip"]["all"]["cos"]["mean"], abs=1e-6
     )
@@ -61,3 +63,11 @@ def test_cli_engine_option(tmp_path, tiny, metas, vectors, server):
         eval_command, ["--av", str(av), "--ar", str(ar), "--table", str(table), "--engine", "sglang"]
     )
     assert bad.exit_code == 2 and "unknown engine 'sglang'" in bad.output and "Loading" not in bad.output
+
+
+def test_auto_records_the_engine_it_chose(tmp_path, tiny_pair, vectors, monkeypatch):
+    monkeypatch.setattr("hubkit.engines.vllm_installed", lambda: False)
+    table = write_table(tmp_path / "eval.parquet", vectors)
+    evaluate_pair(tiny_pair, table, out_dir=tmp_path / "o", engine="auto", max_new_tokens=4, n_boot=100)
+    gen = read_eval(tmp_path / "o")["generation"]
+    assert gen["engine"] == "auto" and gen["engine_resolved"] == "transformers"
