@@ -181,6 +181,10 @@ def test_a_folder_that_is_not_a_demo_is_refused(tmp_path):
         (dict(rows=2000), "bundled corpus has"),
         (dict(quick=True, labeler="nope"), "unknown backend"),
         (dict(quick=True, labeler="context:0"), "between 1 and"),
+        (
+            dict(quick=True, injection="embed"),
+            "--injection 'embed': choose one of resid_layer, resid_block1, embed_embnorm, embed_actnorm",
+        ),
     ],
 )
 def test_bad_sizes_are_refused_before_any_work(tmp_path, kwargs, match):
@@ -296,3 +300,34 @@ def test_summary_and_cards_say_the_explanations_are_quotes_of_context(demo):
     a = result.ar_only
     assert a is not None and a["n"] == result.figures["n"]
     assert f"AR alone on the true labels: top-1 {a['top1']:.3f}" in text
+
+
+def test_embedding_replacement_at_the_activation_norm(tmp_path):
+    """The default injection (`embed_actnorm`): the AV replaces the marker's embedding at the median residual norm of
+    the base at the NLA's layer on the bundled corpus (recomputed here with a plain forward per text)."""
+    import torch
+
+    from hubkit import loading
+    from hubkit.meta import NLAMeta
+    from hubkit.scale_lint import LINT_TEXTS, bundled_texts
+
+    result = run_demo(
+        tmp_path / "run", quick=True, injection="embed_actnorm", progress=False, echo=lambda m: None
+    )
+    meta = NLAMeta.load(result.checkpoints["av"])
+    assert meta.injection.scheme == "embedding_replace"
+    model = loading.load_causal_lm(str(result.out_dir / "base"))
+    tok = loading.load_tokenizer(result.out_dir / "base", str(result.out_dir / "base"))
+    norms = []
+    grab = []  # the output of block `layer` (hidden_states[-1] would be after the final norm)
+    block = model.model.layers[meta.layer]
+    handle = block.register_forward_hook(lambda m, i, o: grab.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        for text in bundled_texts(LINT_TEXTS):
+            ids = tok(text, truncation=True, max_length=128, return_tensors="pt")["input_ids"]
+            model(input_ids=ids)
+            norms.append(grab.pop()[0].float().norm(dim=-1))
+    handle.remove()
+    expected = float(torch.cat(norms).median())
+    assert meta.injection.scale == pytest.approx(expected, rel=2e-2)  # measured in the training dtype
+    assert (result.out_dir / "eval" / "pair" / "eval.json").is_file()

@@ -181,13 +181,34 @@ def _load() -> str:
     help="CPU threads for torch (default: all, or 1 when other processes already load every core).",
 )
 @click.option(
+    "--injection",
+    default=None,
+    help=f"Where the AV injects its vector (default {FULL['injection']}): embed_actnorm (the marker's embedding "
+    "replaced at the median residual norm of the NLA's layer; the scheme the vLLM engine serves), embed_embnorm "
+    "(the same at the median embedding norm), resid_block1 (norm-matched residual addition after block 1), "
+    "resid_layer (the same after the extraction layer).",
+)
+@click.option(
     "--keep/--fresh",
     default=True,
     show_default=True,
     help="--keep resumes an earlier run with the same settings; --fresh deletes the run folder first.",
 )
 def demo_command(
-    out_dir, model, rows, eval_rows, steps, ar_steps, grpo_steps, labeler, dtype, quick, seed, threads, keep
+    out_dir,
+    model,
+    rows,
+    eval_rows,
+    steps,
+    ar_steps,
+    grpo_steps,
+    labeler,
+    dtype,
+    quick,
+    seed,
+    threads,
+    injection,
+    keep,
 ) -> None:
     """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
     result = run_demo(
@@ -205,5 +226,6 @@ def demo_command(
         labeler=labeler,
         dtype=dtype,
         ar_steps=ar_steps,
+        injection=injection,
     )
     click.echo(summary_text(result))

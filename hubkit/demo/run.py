@@ -164,6 +164,7 @@ def run_demo(
     labeler: str | None = None,
     dtype: str | None = None,
     ar_steps: int | None = None,
+    injection: str | None = None,
 ) -> DemoResult:
     """Run the whole journey (see `hubkit.demo`) and return where everything is and what it measured.
 
@@ -171,8 +172,12 @@ def run_demo(
     `labeler` is a labeler-registry choice (default ``context``: model-free quotes of context; ``transformers``
     for the base model's own LLM labels). `threads` is torch's CPU thread count (default: `default_threads`);
     it changes speed, not results beyond float rounding, so it is not part of the settings a kept run must match.
+    `injection` names where the AV injects (`hubkit.demo.training.INJECTIONS`; default embedding replacement
+    at the activation norm).
     """
-    settings = demo_settings(model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler, dtype, ar_steps)
+    settings = demo_settings(
+        model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler, dtype, ar_steps, injection
+    )
     from hubkit.data.corpus import load_corpus
 
     settings.check_corpus(len(load_corpus("bundled")))

@@ -20,6 +20,8 @@ INJECTIONS: dict[str, dict[str, Any]] = {
     "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
     # the marker's input embedding replaced, at the median token-embedding norm
     "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
+    # the same at the median residual norm at the extraction layer (measured on the bundled corpus)
+    "embed_actnorm": {"injection_scheme": "embedding_replace", "injection_scale": "activation_norm"},
 }
 AV_TEMPLATE = (
     "Here is an activation vector: <vector>{injection_char}</vector>\n"
