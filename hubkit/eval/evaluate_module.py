@@ -15,6 +15,7 @@ import numpy as np
 
 from hubkit.eval.identification import identification
 from hubkit.eval.metrics import cosine_rows, fve, nmse_rows, noise_floor, summarize
+from hubkit.eval.results_file import round_trip_fields
 
 _DESCRIPTION = """Round-trip fidelity of a Natural Language Autoencoder: cos(v, v̂) per row, summarised with a
 seeded bootstrap interval, next to a noise floor (cosine of reconstructions against other rows' vectors)
@@ -54,23 +55,4 @@ class NLARoundTrip(evaluate.Metric):
         f = fve(v, v_hat, n_boot=n_boot, seed=seed + 2)
         floor = noise_floor(v, v_hat, seed=seed)
         ident = identification(v, v_hat)
-        return {
-            "n": cos.n,
-            "cos_mean": cos.mean,
-            "cos_ci_low": cos.ci_low,
-            "cos_ci_high": cos.ci_high,
-            "cos_std": cos.std,
-            "cos_median": cos.median,
-            "cos_min": cos.min,
-            "cos_max": cos.max,
-            "nmse_mean": float(nmse_rows(v, v_hat).mean()),
-            "fve": f.value,
-            "fve_baseline_b": f.baseline_b,
-            "noise_floor_p95": floor.p95,
-            "noise_floor_mean": floor.mean,
-            "frac_above_floor": floor.frac_above,
-            "top1": ident.at(1).accuracy,
-            "top5": ident.at(5).accuracy,
-            "chance_top1": ident.at(1).chance,
-            "chance_top5": ident.at(5).chance,
-        }
+        return round_trip_fields(cos, float(nmse_rows(v, v_hat).mean()), f, floor, ident)

@@ -22,7 +22,12 @@ RESULTS_FILE = "evaluate_results.json"
 
 def _round_trip(figures) -> dict[str, Any]:
     rt = figures.round_trip.all
-    cos, fv, fl, ident = rt.cos, rt.fve, figures.noise_floor, figures.identification
+    return round_trip_fields(rt.cos, rt.nmse.mean, rt.fve, figures.noise_floor, figures.identification)
+
+
+def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]:
+    """The flat round-trip headline (cosine summary, normalised MSE, FVE, noise floor, top-k against
+    chance) that both this file and the `evaluate` module (`evaluate_module.py`) return."""
     out = {
         "n": cos.n,
         "cos_mean": cos.mean,
@@ -32,12 +37,12 @@ def _round_trip(figures) -> dict[str, Any]:
         "cos_median": cos.median,
         "cos_min": cos.min,
         "cos_max": cos.max,
-        "nmse_mean": rt.nmse.mean,
+        "nmse_mean": nmse_mean,
         "fve": fv.value if fv is not None else None,
         "fve_baseline_b": fv.baseline_b if fv is not None else None,
-        "noise_floor_p95": fl.p95,
-        "noise_floor_mean": fl.mean,
-        "frac_above_floor": fl.frac_above,
+        "noise_floor_p95": floor.p95,
+        "noise_floor_mean": floor.mean,
+        "frac_above_floor": floor.frac_above,
     }
     for t in ident.top:
         out[f"top{t.k}"] = t.accuracy
