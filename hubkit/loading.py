@@ -176,8 +176,11 @@ def adapter_base(folder: Path) -> str | None:
     return cfg.get("base_model_name_or_path")
 
 
-def attach_adapter(model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once).
+def attach_adapter(
+    model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None, is_trainable: bool = False
+) -> nn.Module:
+    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once); trainable
+    when `is_trainable` (GRPO's co-trained AR), else frozen.
 
     `kept_blocks`: the adapter belongs to an AR that keeps only the first K+1 decoder blocks, so its
     tensors for later blocks are absent by design and peft's warning about them is not passed on (a
@@ -188,9 +191,11 @@ def attach_adapter(model: nn.Module, folder: Path, name: str, kept_blocks: int |
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
             if isinstance(model, PeftModel):
-                model.load_adapter(str(folder), adapter_name=name)
+                model.load_adapter(str(folder), adapter_name=name, is_trainable=is_trainable)
             else:
-                model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+                model = PeftModel.from_pretrained(
+                    model, str(folder), adapter_name=name, is_trainable=is_trainable
+                )
         for w in caught:
             if not _beyond_kept_blocks(str(w.message), kept_blocks):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

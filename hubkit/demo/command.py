@@ -101,6 +101,7 @@ def summary_text(result: DemoResult) -> str:
         f"{r.same_explanations}/{len(r.cos)} explanations identical to the eval's, max |Δcos| "
         f"{r.max_abs_cos_diff_vs_eval:.1e}",
     ]
+    lines += rl_lines(result)
     if result.ar_only is not None:
         a = result.ar_only
         lines.append(
@@ -115,6 +116,29 @@ def summary_text(result: DemoResult) -> str:
     for note in result.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def rl_lines(result: DemoResult) -> list[str]:
+    """SFT → RL for each headline figure, on the same held-out rows: the RL pair read by its co-trained AR
+    and, beside it, by the frozen SFT AR (the yardstick that was not trained against the AV)."""
+    sft, rl = result.sft_figures, result.figures
+    if sft is None:
+        return []
+    fixed = rl.get("fixed_ar") or {}
+    n = rl["n"]
+
+    def row(name: str, key: str, fixed_key: str, fmt: str) -> str:
+        frozen = f", frozen SFT AR {format(fixed[fixed_key], fmt)}" if fixed_key in fixed else ""
+        return f"    {name:<13} {_num(sft[key], fmt)} → {_num(rl[key], fmt)} (co-trained AR){frozen}"
+
+    chance = rl["top1_chance"]
+    return [
+        f"  SFT → RL ({result.settings.grpo_steps} GRPO steps; same {n} held-out rows; top-1 chance {chance:.3f}):",
+        row("cosine", "cos_mean", "cos_mean", ".3f"),
+        row("FVE", "fve", "fve", "+.3f"),
+        row("top-1", "top1", "top1", ".3f"),
+        row("real − empty", "empty_delta", "empty_delta", "+.3f"),
+    ]
 
 
 def _num(x: Any, fmt: str = ".3f") -> str:

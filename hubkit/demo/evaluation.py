@@ -24,47 +24,32 @@ def _train_tables(built: Built) -> list[Path]:
     return [built.table("av_sft"), built.table("ar_sft"), built.table("rl")]
 
 
-def stage_eval(d: Demo, built: Built, av: Grpo, ar: Trained) -> Evaluated:
-    from hubkit.eval.report import checkpoint_record
-    from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory
+def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> Evaluated:
+    """The released pair (the RL AV with its co-trained AR, read by the frozen SFT AR too), the SFT pair
+    on the same rows (RL's starting point), and every GRPO checkpoint with both ARs."""
     from hubkit.pair import NLAPair
 
     evals = d.layout.evals
     table = built.table("eval")
-    av_dir, ar_dir = Path(av.checkpoint), Path(ar.checkpoint)
-    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
-    records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
-    base = base_record(av_dir, ar_dir, None)
-    if base is not None:
-        records["base"] = base
-    d.echo("    evaluating the released pair on the held-out documents")
-    report = evaluate_pair(
-        pair,
-        table,
-        out_dir=evals / "pair",
-        seed=d.settings.seed,
-        train_tables=_train_tables(built),
-        checkpoints=records,
-        progress=d.progress,
-        **_eval_kwargs(d),
+    av_dir, ar_dir = Path(grpo.checkpoint), Path(grpo.ar_checkpoint or ar.checkpoint)
+    sft_av, sft_ar = Path(av.checkpoint), Path(ar.checkpoint)
+    fixed = sft_ar if ar_dir != sft_ar else None
+    d.echo(
+        "    evaluating the released pair on the held-out documents"
+        + (" (and the frozen SFT AR)" if fixed else "")
     )
+    report = _eval_pair(d, built, av_dir, ar_dir, evals / "pair", fixed)
+    sft_json = None
+    if av_dir != sft_av or ar_dir != sft_ar:
+        d.echo("    evaluating the SFT pair (RL's starting point) on the same rows")
+        _eval_pair(d, built, sft_av, sft_ar, evals / "sft_pair", None)
+        sft_json = str(evals / "sft_pair" / "eval.json")
     ar_only = None
     if d.settings.context_labels:
+        pair = NLAPair.from_pretrained(av=sft_av, ar=sft_ar)
         ar_only = str(write_ar_only(pair.ar, table, evals / "pair" / AR_ONLY_FILE))
-    del pair
-    rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
-    d.echo(f"    evaluating each AV SFT checkpoint (the trajectory) with the same AR on {rows} held-out rows")
-    evaluate_trajectory(
-        d.layout.run / "av",
-        table,
-        ar=ar_dir,
-        out_dir=evals / "trajectory",
-        seed=d.settings.seed,
-        train_tables=_train_tables(built),
-        progress=d.progress,
-        rows=rows,
-        **_eval_kwargs(d),
-    )
+        del pair
+    trajectory = _eval_trajectory(d, built, sft_ar)
     pair_json = evals / "pair" / "eval.json"
     figs = headline_figures(json.loads(pair_json.read_text()))
     summary = (
@@ -73,11 +58,78 @@ def stage_eval(d: Demo, built: Built, av: Grpo, ar: Trained) -> Evaluated:
         f"({report.verdicts['identification'].replace('_', ' ')})"
     )
     return Evaluated(
-        pair=str(pair_json),
-        trajectory=str(evals / "trajectory" / "eval.json"),
-        ar_only=ar_only,
-        summary=summary,
+        pair=str(pair_json), trajectory=str(trajectory), ar_only=ar_only, summary=summary, sft_pair=sft_json
     )
+
+
+def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fixed_ar: Path | None):
+    from hubkit.eval.extras import Extras
+    from hubkit.eval.report import checkpoint_record
+    from hubkit.eval.run import base_record, evaluate_pair
+    from hubkit.pair import NLAPair
+    from hubkit.reconstructor import ActivationReconstructor
+
+    pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
+    records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
+    base = base_record(av_dir, ar_dir, None)
+    if base is not None:
+        records["base"] = base
+    extras = None
+    if fixed_ar is not None:
+        records["fixed_ar"] = checkpoint_record(fixed_ar)
+        extras = Extras(
+            fixed_ar=ActivationReconstructor.from_pretrained(fixed_ar), fixed_ar_name=yardstick_name(fixed_ar)
+        )
+    return evaluate_pair(
+        pair,
+        built.table("eval"),
+        out_dir=out,
+        seed=d.settings.seed,
+        train_tables=_train_tables(built),
+        checkpoints=records,
+        progress=d.progress,
+        extras=extras,
+        **_eval_kwargs(d),
+    )
+
+
+def yardstick_name(folder: Path) -> str:
+    """How eval.json and the card name the frozen AR: its run-relative name (``ar/step_000100``), no machine path."""
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
+    """Every GRPO checkpoint with its own AR and the frozen SFT AR; the AV SFT run when GRPO wrote none."""
+    from hubkit.eval.run import evaluate_trajectory
+    from hubkit.train import trajectory as T
+
+    grpo_run = d.layout.run / "grpo"
+    rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
+    out = d.layout.evals / "trajectory"
+    if T.latest_step(grpo_run) is not None:
+        d.echo(
+            f"    evaluating each GRPO checkpoint with its own AR and the frozen SFT AR on {rows} held-out rows"
+        )
+        kw: dict[str, Any] = {"fixed_ar": sft_ar}
+        run = grpo_run
+    else:
+        d.echo(
+            f"    evaluating each AV SFT checkpoint (the trajectory) with the SFT AR on {rows} held-out rows"
+        )
+        kw = {"ar": sft_ar}
+        run = d.layout.run / "av"
+    evaluate_trajectory(
+        run,
+        built.table("eval"),
+        out_dir=out,
+        seed=d.settings.seed,
+        train_tables=_train_tables(built),
+        progress=d.progress,
+        rows=rows,
+        **kw,
+        **_eval_kwargs(d),
+    )
+    return out / "eval.json"
 
 
 def write_ar_only(ar, table: Path, out: Path) -> Path:
@@ -119,6 +171,7 @@ def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
     rt = f["round_trip"]["all"]
     empty = next(c for c in f["content_sensitivity"]["av"]["controls"] if c["name"] == "empty")
     t1 = next(t for t in f["identification"]["top"] if t["k"] == 1)
+    fixed = f.get("fixed_ar")
     return {
         "layer": ev["nla"]["layer"],
         "n": rt["n"],
@@ -139,4 +192,19 @@ def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
         "reads_vectors": ev["verdicts"]["reads_vectors"],
         "n_excluded": f["round_trip"]["n_excluded"],
         "distinct": f["diversity"]["distinct"],
+        "fixed_ar": fixed_figures(fixed) if fixed else None,
+    }
+
+
+def fixed_figures(fa: dict[str, Any]) -> dict[str, Any]:
+    """The frozen SFT AR's headline figures in a pair eval.json (`figures.fixed_ar`)."""
+    t1 = next(t for t in fa["identification"]["top"] if t["k"] == 1)
+    empty = next(c for c in fa["content_sensitivity"]["controls"] if c["name"] == "empty")
+    return {
+        "ar": fa["ar"],
+        "cos_mean": fa["round_trip"]["cos"]["mean"],
+        "fve": fa["round_trip"]["fve"]["value"],
+        "top1": t1["accuracy"],
+        "top1_hits": t1["hits"],
+        "empty_delta": empty["delta"]["mean"],
     }

@@ -80,15 +80,33 @@ def release_specs(
 ) -> dict[str, Any]:
     """The three releases (pair, AV trajectory, dataset) as validated `ReleaseSpec` objects."""
     from hubkit.release.spec import ReleaseSpec
+    from hubkit.train import trajectory as T
 
     r = repos(d.settings, base)
     common: dict[str, Any] = {"tag": TAG, "license": license_id(d)}
     sft = [str(built.table("av_sft")), str(built.table("ar_sft"))]
+    grpo_run = d.layout.run / "grpo"
+    if T.latest_step(grpo_run) is not None:
+        # GRPO steps carry the AR trained with them (step_*/ar), so no partner AR is named
+        trajectory: dict[str, Any] = {
+            "repos": {"trajectory": r["trajectory"]},
+            "trajectory": str(grpo_run),
+            "training_data": [str(built.table("rl"))],
+            "card": card_text(d, base, "GRPO trajectory (each step with the AR trained alongside, in ar/)"),
+        }
+    else:
+        trajectory = {
+            "repos": {"trajectory": r["trajectory"], "ar": r["ar"]},
+            "trajectory": str(d.layout.run / "av"),
+            "partner_revision": TAG,
+            "training_data": sft[:1],
+            "card": card_text(d, base, "AV SFT trajectory"),
+        }
     return {
         PAIR: ReleaseSpec(
             kind="pair",
             repos={"av": r["av"], "ar": r["ar"]},
-            checkpoints={"av": av.checkpoint, "ar": ar.checkpoint},
+            checkpoints={"av": av.checkpoint, "ar": av.ar_checkpoint or ar.checkpoint},
             eval=evaluated.pair,
             training_data=sft,
             datasets=[r["dataset"]],
@@ -97,13 +115,9 @@ def release_specs(
         ),
         TRAJECTORY: ReleaseSpec(
             kind="trajectory",
-            repos={"trajectory": r["trajectory"], "ar": r["ar"]},
-            trajectory=str(d.layout.run / "av"),
             eval=evaluated.trajectory,
-            partner_revision=TAG,
-            training_data=sft[:1],
             datasets=[r["dataset"]],
-            card=card_text(d, base, "AV SFT trajectory"),
+            **trajectory,
             **common,
         ),
         DATASET: ReleaseSpec(

@@ -119,11 +119,13 @@ class Trained(StageResult):
 @dataclass(frozen=True)
 class Grpo(StageResult):
     stage: ClassVar[str] = "grpo"
-    checkpoint: str
+    checkpoint: str  # the RL AV
     collapsed: bool
     note: str | None = None
     reward: float | None = None
     parsed: float | None = None
+    ar_checkpoint: str | None = None  # the AR trained alongside it (the SFT AR when it stayed frozen)
+    steps: int | None = None
 
     @property
     def line(self) -> str:
@@ -140,10 +142,11 @@ class Grpo(StageResult):
 @dataclass(frozen=True)
 class Evaluated(StageResult):
     stage: ClassVar[str] = "eval"
-    pair: str  # eval.json of the released pair
-    trajectory: str  # eval.json over the AV SFT checkpoints
+    pair: str  # eval.json of the released pair (the RL AV and its co-trained AR, the frozen SFT AR beside)
+    trajectory: str  # eval.json over the GRPO checkpoints (each with its own AR and the frozen SFT AR)
     ar_only: str | None  # eval.json of the AR alone on the true labels (context labels only)
     summary: str
+    sft_pair: str | None = None  # eval.json of the SFT pair on the same rows (RL's starting point)
 
     @property
     def line(self) -> str:

@@ -51,6 +51,7 @@ class DemoResult:
     plots: list[Path]
     checkpoints: dict[str, Path]  # av, ar: the released pair (local folders)
     figures: dict[str, Any]  # headline numbers (see `headline_figures`)
+    sft_figures: dict[str, Any] | None  # the same for the SFT pair GRPO started from, on the same rows
     ar_only: dict[str, Any] | None  # the AR alone on the true labels (context labels), see `write_ar_only`
     reload: Reloaded  # the round trip through the Hub: explanations, cos, agreement with eval
     stage_seconds: dict[str, float]
@@ -97,8 +98,8 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
     built = stage("build", Built, lambda: D.stage_build(d, splits, labeled))
     ar = stage("train_ar", Trained, lambda: T.stage_train_ar(d, base, built))
     av = stage("train_av", Trained, lambda: T.stage_train_av(d, base, built))
-    grpo = stage("grpo", Grpo, lambda: T.stage_grpo(d, base, built, av))
-    evaluated = stage("eval", Evaluated, lambda: E.stage_eval(d, built, grpo, ar))
+    grpo = stage("grpo", Grpo, lambda: T.stage_grpo(d, base, built, av, ar))
+    evaluated = stage("eval", Evaluated, lambda: E.stage_eval(d, built, grpo, ar, av))
     released = stage("release", Released, lambda: P.stage_release(d, base, built, grpo, ar, evaluated))
     stage("push", Pushed, lambda: P.stage_push(d, base, released))
     reloaded = stage("reload", Reloaded, lambda: P.stage_reload(d, base, built, evaluated))
@@ -138,8 +139,13 @@ def _result(
         eval_json=Path(evaluated.pair),
         trajectory_eval_json=Path(evaluated.trajectory),
         plots=plots,
-        checkpoints={"av": Path(grpo.checkpoint), "ar": Path(ar.checkpoint)},
+        checkpoints={"av": Path(grpo.checkpoint), "ar": Path(grpo.ar_checkpoint or ar.checkpoint)},
         figures=E.headline_figures(json.loads(Path(evaluated.pair).read_text())),
+        sft_figures=(
+            E.headline_figures(json.loads(Path(evaluated.sft_pair).read_text()))
+            if evaluated.sft_pair
+            else None
+        ),
         ar_only=ar_only,
         reload=reloaded,
         stage_seconds=state.seconds(),

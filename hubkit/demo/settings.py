@@ -145,7 +145,7 @@ def demo_settings(
             positions_per_doc=2,
             label_tokens=10,
             eval_tokens=8,
-            grpo_tokens=6,
+            grpo_tokens=10,  # the tags and a one-token explanation fit
             group_size=2,
             n_boot=200,
             dtype=pick(dtype, "auto"),
@@ -166,8 +166,8 @@ def demo_settings(
         positions_per_doc=FULL["positions_per_doc"],
         label_tokens=40,
         eval_tokens=FULL["eval_tokens"],
-        grpo_tokens=32,
-        group_size=4,
+        grpo_tokens=FULL["grpo_tokens"],
+        group_size=FULL["group_size"],
         n_boot=1000,
         dtype=pick(dtype, "auto"),
         injection=pick(injection, FULL["injection"]),
@@ -185,13 +185,15 @@ def demo_settings(
 # labels. The trajectory is evaluated on 32 of the held-out rows.
 FULL: dict[str, Any] = {
     "rows": 800,
-    "eval_rows": 64,
-    "rl_rows": 16,
+    "eval_rows": 128,
+    "rl_rows": 32,
     "steps": 60,
     "ar_steps": 100,
-    "grpo_steps": 2,
+    "grpo_steps": 8,
     "positions_per_doc": 4,
     "eval_tokens": 40,
+    "grpo_tokens": 40,  # the longest context:10 label is 32 tokens with its tags and EOS
+    "group_size": 8,  # both published recipes
     "injection": "embed_actnorm",
 }
 

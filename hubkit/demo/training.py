@@ -85,16 +85,20 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
             "adapter": adapter,
             "optim": optim(s.ar_steps),
         },
+        # the published recipes' shape (the GRPO recipe's defaults: KL 0.01 to the SFT AV, the AR trained
+        # alongside at 5x the AV's rate, failures -2); lr 1e-4 for the LoRA AV (EasyNLA's rate for LoRA);
+        # the cap holds the longest context label, the length penalty starts just below it
         "grpo": {
             "data": str(built.table("rl")),
             "steps": s.grpo_steps,
             "micro_batch_size": 2,
             "group_size": s.group_size,
             "max_new_tokens": s.grpo_tokens,
+            "length_target": max(1, s.grpo_tokens - 4),
             "temperature": 1.0,
-            "checkpoint_every": s.grpo_steps,
+            "checkpoint_every": max(1, math.ceil(s.grpo_steps / 2)),
             "adapter": adapter,
-            "optim": {"lr": 1e-5, "schedule": "constant"},
+            "optim": {"lr": 2e-3 if quick else 1e-4, "schedule": "constant"},
         },
     }
 
@@ -149,20 +153,31 @@ def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
     return _trained(d, last, d.layout.run / "av")
 
 
-def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained) -> Grpo:
+def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained, ar: Trained) -> Grpo:
+    """GRPO from the SFT pair; the AV and its co-trained AR of the last good step (the SFT pair when RL
+    stopped before its first checkpoint)."""
     from hubkit.train import trajectory as T
-    from hubkit.train.grpo import PolicyCollapsed, train_grpo
+    from hubkit.train.grpo import AlarmTripped, PolicyCollapsed, train_grpo
 
     try:
         last = _train(d, base, built, "grpo", train_grpo, d.settings.grpo_steps)
-    except PolicyCollapsed as exc:
-        fallback = T.latest_step(d.layout.run / "grpo") or Path(av.checkpoint)
-        note = f"GRPO stopped early ({exc}); the pair uses {fallback}"
-        return Grpo(checkpoint=str(fallback), collapsed=True, note=note)
+    except (PolicyCollapsed, AlarmTripped) as exc:
+        fallback = T.latest_step(d.layout.run / "grpo")
+        note = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
+        if fallback is None:
+            return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=note)
+        last = fallback
+        stopped = note
+    else:
+        stopped = None
     m = metrics(d.layout.run / "grpo")
+    own_ar = last / "ar"
     return Grpo(
         checkpoint=str(last),
-        collapsed=False,
+        ar_checkpoint=str(own_ar if own_ar.is_dir() else ar.checkpoint),
+        collapsed=stopped is not None,
+        note=stopped,
         reward=m[-1].get("reward") if m else None,
-        parsed=m[-1].get("parsed") if m else None,
+        parsed=m[-1].get("succeeded", m[-1].get("parsed")) if m else None,
+        steps=len(m),
     )

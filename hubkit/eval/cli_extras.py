@@ -111,6 +111,30 @@ def build_extras(
     return extras
 
 
+def with_fixed_ar(extras, pair, fixed_dir, source: str | None, base_model, device, dtype):
+    """`extras` with the frozen AR given by ``--fixed-ar`` loaded; a warning when the pair's AR was
+    trained alongside its AV in RL and no frozen AR is given (its figures flatter the pair)."""
+    from hubkit.eval.yardstick import co_trained
+
+    if fixed_dir is None:
+        if co_trained(pair.ar.meta):
+            click.echo(
+                "warning: this AR was trained alongside the AV in RL, so its figures flatter the pair; give "
+                "--fixed-ar with the SFT AR the run started from to report the fixed-yardstick figures too",
+                err=True,
+            )
+        return extras
+    from hubkit.eval.extras import Extras
+    from hubkit.reconstructor import ActivationReconstructor
+
+    extras = extras if extras is not None else Extras()
+    extras.fixed_ar = ActivationReconstructor.from_pretrained(
+        fixed_dir, base_model=base_model, device=device, dtype=dtype
+    )
+    extras.fixed_ar_name = source or str(fixed_dir)
+    return extras
+
+
 def cross_headline(cp) -> str:
     """One line per AV: cosine / top-1 against each AR."""
     lines = [
@@ -145,4 +169,12 @@ def extras_headline(figures) -> list[str]:
     cp = figures.cross_pair
     if cp is not None:
         lines.append(cross_headline(cp))
+    fa = figures.fixed_ar
+    if fa is not None:
+        rt, t1 = fa.round_trip, fa.identification.at(1)
+        lines.append(
+            f"frozen AR ({fa.ar}) on the same explanations: cos {rt.cos.mean:.4f}, FVE {rt.fve.value:.4f}, "
+            f"top-1 {t1.accuracy:.3f}, real − empty {fa.content_sensitivity.control('empty').delta.mean:+.4f}"
+            + (" (the pair's own AR was trained alongside in RL)" if fa.evaluated_ar_co_trained else "")
+        )
     return lines

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from hubkit.cli_options import engine_option, load_options
-from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, extras_headline, names
+from hubkit.eval.cli_extras import (
+    build_extras,
+    cross_headline,
+    extra_options,
+    extras_headline,
+    names,
+    with_fixed_ar,
+)
 
 
 @click.command("eval")
@@ -83,6 +90,12 @@ from hubkit.eval.cli_extras import build_extras, cross_headline, extra_options, 
     help="Bootstrap resamples for intervals.",
 )
 @click.option("--no-plots", is_flag=True)
+@click.option(
+    "--fixed-ar",
+    default=None,
+    help="A frozen AR (the SFT AR a GRPO run started from) that also reads the AV's explanations: the "
+    "honest yardstick beside an AR trained alongside in RL (recorded as figures.fixed_ar).",
+)
 @engine_option
 @extra_options
 @load_options
@@ -106,6 +119,7 @@ def eval_command(
     top_p,
     n_boot,
     no_plots,
+    fixed_ar,
     engine,
     paraphrase_endpoint,
     paraphrase_model,
@@ -146,6 +160,7 @@ def eval_command(
     )
     av_dir = hub.resolve(av, revision=revision, subfolder=subfolder) if av else None
     ar_dir = hub.resolve(ar, revision=revision, subfolder=subfolder) if ar else None
+    fixed_dir = hub.resolve(fixed_ar) if fixed_ar else None
     if run_dir is not None:
         report = evaluate_trajectory(
             run_dir,
@@ -161,13 +176,20 @@ def eval_command(
             force_overlap=force_overlap,
             seed=seed,
             plots=not no_plots,
+            fixed_ar=fixed_dir,
             **common,
         )
         traj = report.figures.trajectory
         for p in traj.checkpoints:
+            fixed = (
+                f"; frozen AR: cos {p.fixed_ar.cos.mean:.4f} FVE {p.fixed_ar.fve.value:.4f} "
+                f"top1 {p.fixed_ar.top1:.3f}"
+                if p.fixed_ar is not None
+                else ""
+            )
             click.echo(
                 f"{p.name}: cos {p.cos.mean:.4f} floor {p.noise_floor_p95:.4f} "
-                f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f})"
+                f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f}){fixed}"
             )
         tr = traj.trend
         click.echo(
@@ -216,6 +238,7 @@ def eval_command(
                 dtype,
             )
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
+        extras = with_fixed_ar(extras, pair, fixed_dir, fixed_ar, base_model, device, dtype)
         where = {"revision": revision, "subfolder": subfolder}
         ckpts: dict = {
             "av": {**checkpoint_record(av_dir), "source": av, **where},

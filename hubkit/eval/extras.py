@@ -21,11 +21,12 @@ from hubkit.eval.generation import Generation
 from hubkit.eval.paraphrase import ParaphraseSensitivity, paraphrase_sensitivity
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import TrainedOn, from_halves
+from hubkit.eval.yardstick import fixed_ar_section
 
 if TYPE_CHECKING:
     from hubkit.data.labelers import Labeler
 
-SECTIONS = ("paraphrase", "claim_ablation", "cross_pair")
+SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar")
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Extras:
     cross_ars: Mapping[str, Half] = field(default_factory=dict)
     names: tuple[str, str] = ("this AV", "this AR")  # the pair's own row and column in the matrix
     loader: Callable[[Path, str], Any] | None = None  # loads a cross half given as a folder
+    fixed_ar: Any = None  # a loaded frozen AR (the SFT AR) reading the round trip's explanations too
+    fixed_ar_name: str = "frozen SFT AR"  # its folder or repo id, as eval.json records it
 
     @property
     def cross(self) -> bool:
@@ -61,6 +64,10 @@ class Extras:
         """
         if self.cross:
             check_cross(*self._halves(pair), table)
+        if self.fixed_ar is not None:
+            from hubkit.meta import check_compatible
+
+            check_compatible(pair.av.meta, self.fixed_ar.meta)
 
     def trained_on(self) -> list[TrainedOn]:
         """What the cross-pair halves (besides the pair's own) name as their training tables."""
@@ -105,6 +112,17 @@ class Extras:
                 n_boot=n_boot,
                 batch_size=generation.ar_batch_size,
             )
+        if self.fixed_ar is not None:
+            out["fixed_ar"] = fixed_ar_section(
+                self.fixed_ar,
+                self.fixed_ar_name,
+                pair.ar.meta,
+                vn,
+                texts,
+                seed=seed,
+                n_boot=n_boot,
+                batch_size=generation.ar_batch_size,
+            )
         if self.cross:
             avs, ars = self._halves(pair)
             out["cross_pair"] = cross_pair_matrix(
@@ -132,6 +150,9 @@ def row_columns(sections: Mapping[str, Any]) -> dict[str, Any]:
         cols["paraphrase"] = pa.array(ps.texts, pa.string())
         cols["paraphrase_status"] = pa.array(ps.row_statuses, pa.string())
         cols["cos_paraphrase"] = pa.array(ps.per_row["cos_paraphrase"], from_pandas=True)
+    fa = sections.get("fixed_ar")
+    if fa is not None:
+        cols["cos_fixed_ar"] = pa.array(fa.content_sensitivity.per_row["real"])
     ca = sections.get("claim_ablation")
     if ca is not None:
         cols["claims"] = pa.array(ca.row_claims, pa.list_(pa.string()))

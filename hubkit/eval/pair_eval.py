@@ -24,7 +24,7 @@ from hubkit.eval.diversity import diversity
 from hubkit.eval.extras import Extras, row_columns
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
-from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, fve, nmse_rows, noise_floor, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, nmse_rows, noise_floor
 from hubkit.eval.overlap import Overlap, check_overlap
 from hubkit.eval.records import checkpoint_records, nla_record, table_record
 from hubkit.eval.report import ROWS_FILE, EvalReport, output_record
@@ -35,30 +35,17 @@ from hubkit.eval.sections import (
     PairFigures,
     RoundTrip,
     RoundTripAll,
-    RoundTripBlock,
     Verdicts,
 )
 from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
 from hubkit.eval.trained_on import from_halves, record_folders
+from hubkit.eval.yardstick import round_trip_block
 from hubkit.meta import check_compatible
 
 log = logging.getLogger(__name__)
 
 # Identification above chance at this one-sided binomial p-value counts as "reads its vectors".
 ID_ALPHA = 0.01
-
-
-def _round_trip_block(
-    v, v_hat, cos, nmse, mask, n_boot: int, seed: int, cls=RoundTripBlock
-) -> RoundTripBlock:
-    if mask.sum() == 0:
-        return cls(n=0, cos=summarize([]), nmse=summarize([]), fve=None)
-    return cls(
-        n=int(mask.sum()),
-        cos=summarize(cos[mask], n_boot=n_boot, seed=seed),
-        nmse=summarize(nmse[mask], n_boot=n_boot, seed=seed + 1),
-        fve=fve(v[mask], v_hat[mask], n_boot=n_boot, seed=seed + 2),
-    )
 
 
 def evaluate_pair(
@@ -164,8 +151,8 @@ def evaluate_pair(
         statuses=statuses,
         n_excluded=int((~ok).sum()),
         excluded_means="AV outputs whose status is not `ok`: empty, or no parsable <explanation> tags",
-        all=_round_trip_block(vn, v_hat, cos, nmse, np.ones_like(ok), n_boot, seed, RoundTripAll),
-        valid_only=_round_trip_block(vn, v_hat, cos, nmse, ok, n_boot, seed),
+        all=round_trip_block(vn, v_hat, cos, nmse, np.ones_like(ok), n_boot, seed, RoundTripAll),
+        valid_only=round_trip_block(vn, v_hat, cos, nmse, ok, n_boot, seed),
         frac_above_floor=FloorShare(
             all=floor.frac_above, valid_only=float(np.mean(cos[ok] > floor.p95)) if ok.any() else None
         ),

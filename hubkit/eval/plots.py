@@ -113,14 +113,28 @@ def trajectory(
     loss: tuple[list, list] | None,
     trend: Trend | None,
     path: str | Path,
+    fixed_cos: list[Summary | None] | None = None,
 ) -> Path:
-    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line."""
+    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line.
+
+    `fixed_cos`: the same explanations read by a frozen AR (beside an AR trained alongside in RL)."""
     fig = Figure(figsize=(8, 3.4))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    m = np.array([c.mean for c in cos], dtype=float)
-    lo = np.array([c.ci_low if c.ci_low is not None else c.mean for c in cos], dtype=float)
-    hi = np.array([c.ci_high if c.ci_high is not None else c.mean for c in cos], dtype=float)
-    ax1.errorbar(steps, m, yerr=[m - lo, hi - m], fmt="o-", capsize=3, label="mean cos (95% CI)")
+
+    def band(series: list[Summary]) -> tuple[np.ndarray, list[np.ndarray]]:
+        m = np.array([c.mean for c in series], dtype=float)
+        lo = np.array([c.ci_low if c.ci_low is not None else c.mean for c in series], dtype=float)
+        hi = np.array([c.ci_high if c.ci_high is not None else c.mean for c in series], dtype=float)
+        return m, [m - lo, hi - m]
+
+    m, err = band(cos)
+    ax1.errorbar(steps, m, yerr=err, fmt="o-", capsize=3, label="mean cos (95% CI)")
+    kept = [(x, c) for x, c in zip(steps, fixed_cos or []) if c is not None]
+    if kept:
+        fm, ferr = band([c for _, c in kept])
+        ax1.errorbar(
+            [x for x, _ in kept], fm, yerr=ferr, fmt="s--", capsize=3, label="mean cos, frozen SFT AR"
+        )
     ax1.plot(steps, floor, "k--", lw=1, label="noise floor p95")
     ax1.set_xlabel("step")
     ax1.set_ylabel("round-trip cosine")

@@ -27,7 +27,7 @@ from hubkit.eval.metrics import FVE, NoiseFloor, Summary, clean
 from hubkit.eval.paraphrase import ParaphraseSensitivity
 from hubkit.eval.trend import Trend
 
-OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair")
+OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar")
 
 
 def to_plain(obj: Any) -> Any:
@@ -95,6 +95,22 @@ class RoundTrip(_Section):
 
 
 @dataclass
+class FixedAR(_Section):
+    """The round trip's own explanations read by a fixed yardstick: the frozen SFT AR.
+
+    An AR trained alongside the AV in RL learned to reward that AV's texts, so its figures flatter the
+    pair; the frozen AR's figures are comparable across runs and checkpoints."""
+
+    ar: str  # the frozen AR's folder or repo id
+    evaluated_ar_co_trained: (
+        bool  # whether the pair's own AR was trained in RL (then this is the honest figure)
+    )
+    round_trip: RoundTripAll
+    identification: Identification
+    content_sensitivity: ContentSensitivity
+
+
+@dataclass
 class ContentSensitivities(_Section):
     av: ContentSensitivity  # the AV's explanations (the round trip)
     reference: ContentSensitivity | None  # the eval table's own explanations, when it has them
@@ -110,6 +126,7 @@ class PairFigures(_Section):
     paraphrase: ParaphraseSensitivity | None = None
     claim_ablation: ClaimAblation | None = None
     cross_pair: CrossPair | None = None
+    fixed_ar: FixedAR | None = None
 
 
 @dataclass
@@ -139,6 +156,16 @@ class PointIdentification(_Section):
 
 
 @dataclass
+class PointFixedAR(_Section):
+    """A trajectory checkpoint's headline figures under the frozen SFT AR (see `FixedAR`)."""
+
+    cos: Summary
+    fve: FVE
+    top1: float
+    real_minus_empty: float
+
+
+@dataclass
 class TrajectoryPoint(_Section):
     """One checkpoint's headline figures in a trajectory summary."""
 
@@ -158,6 +185,7 @@ class TrajectoryPoint(_Section):
     ar_content: str
     reads_vectors: bool
     distinct_frac: float
+    fixed_ar: PointFixedAR | None = None  # the same explanations read by the frozen SFT AR
 
 
 @dataclass

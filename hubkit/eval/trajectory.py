@@ -13,6 +13,7 @@ from hubkit import constants as C
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError, MetaError
 from hubkit.eval import plots as P
+from hubkit.eval.extras import Extras
 from hubkit.eval.loss_curve import loss_curve
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
@@ -29,6 +30,7 @@ from hubkit.eval.sections import (
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
+from hubkit.eval.yardstick import point_figures
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
 
@@ -114,13 +116,16 @@ def evaluate_trajectory(
     force_overlap: bool = False,
     seed: int = 0,
     plots: bool = True,
+    fixed_ar: str | Path | None = None,
     **eval_kwargs,
 ) -> EvalReport:
     """Evaluate every checkpoint of a trajectory, and give the trend verdict on its loss curve.
 
     `run_dir` holds checkpoint folders (``step_000050`` …) of one half (the other half is `av` or
     `ar`, or, for GRPO steps, each step's own ``ar/`` subfolder), or ``av/`` and ``ar/`` folders
-    whose checkpoints are paired by name. The loss curve is `loss_log`, else the run's
+    whose checkpoints are paired by name. `fixed_ar` (a frozen AR, e.g. the SFT AR a GRPO run started
+    from) also reads every checkpoint's explanations, so an AR trained alongside in RL is never the only
+    yardstick (`hubkit.eval.yardstick`). The loss curve is `loss_log`, else the run's
     ``metrics.jsonl``, else the checkpoints' ``training.step``/``training.loss``. Each checkpoint's
     full eval goes to ``out_dir/<name>/``; the top-level eval.json summarises them.
     """
@@ -139,6 +144,9 @@ def evaluate_trajectory(
     fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
     base_rec = base_record(plan[0][1], plan[0][2], base_model)
     points, generation, last = [], None, None
+    extras = _with_fixed_ar(eval_kwargs.pop("extras", None), fixed_ar, base_model, device, dtype)
+    if extras is not None:
+        fixed["fixed_ar"] = checkpoint_record(fixed_ar)
     for ck, av_dir, ar_dir in plan:
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
         recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
@@ -146,7 +154,15 @@ def evaluate_trajectory(
             recs["base"] = base_rec
         sub = out / ck.name if out is not None else None
         rep = evaluate_pair(
-            pair, tbl, out_dir=sub, seed=seed, overlap=ov, checkpoints=recs, plots=plots, **eval_kwargs
+            pair,
+            tbl,
+            out_dir=sub,
+            seed=seed,
+            overlap=ov,
+            checkpoints=recs,
+            plots=plots,
+            extras=extras,
+            **eval_kwargs,
         )
         last = (pair.av.meta, pair.ar.meta, pair.shared_base)
         del pair
@@ -206,10 +222,25 @@ def evaluate_trajectory(
                 (steps, losses),
                 tr,
                 out / PLOTS_DIR / "trajectory.png",
+                fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
             )
             report.outputs["plots"] = {"trajectory": output_record(out, path)}
         report.write(out)
     return report
+
+
+def _with_fixed_ar(extras: Extras | None, fixed_ar, base_model, device, dtype) -> Extras | None:
+    """`extras` (or new ones) with the frozen AR loaded once for every checkpoint."""
+    if fixed_ar is None:
+        return extras
+    from hubkit.reconstructor import ActivationReconstructor
+
+    extras = extras if extras is not None else Extras()
+    extras.fixed_ar = ActivationReconstructor.from_pretrained(
+        fixed_ar, base_model=base_model, device=device, dtype=dtype
+    )
+    extras.fixed_ar_name = str(fixed_ar)
+    return extras
 
 
 def _point(
@@ -236,4 +267,5 @@ def _point(
         ar_content=rep.verdicts.ar_content,
         reads_vectors=rep.verdicts.reads_vectors,
         distinct_frac=fig.diversity.distinct_frac,
+        fixed_ar=point_figures(fig.fixed_ar),
     )

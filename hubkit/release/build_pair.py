@@ -58,6 +58,13 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
         )
     for half in halves.values():
         honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+    if "ar" in halves:
+        honesty.check_yardstick(
+            {"the pair": halves["ar"].meta},
+            {"the pair": "fixed_ar" in ev["figures"]},
+            eval_path,
+            spec.card.co_trained_ar,
+        )
     train_ev, train_path = _train_eval(ls, halves, ev)
     if "av" in halves:
         scale = honesty.injection_scale(

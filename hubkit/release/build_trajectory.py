@@ -89,6 +89,13 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     halves = _plan_points(ls, run, ev, eval_path)
     role = halves[0][1].meta.role
     _check_fixed_partner(ev, halves, role)
+    own_ars = {p["name"]: h.source / "ar" for p, h in halves if (h.source / "ar" / C.META_FILE).is_file()}
+    honesty.check_yardstick(
+        {name: NLAMeta.load(folder) for name, folder in own_ars.items()},
+        {p["name"]: "fixed_ar" in p for p, _ in halves},
+        eval_path,
+        spec.card.co_trained_ar,
+    )
     scales = (
         {
             h.source.name: honesty.injection_scale(h.meta, h.meta_file, h.source, ls.base_model)

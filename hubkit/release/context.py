@@ -126,6 +126,7 @@ def common_context(ls: LoadedSpec, git: dict) -> dict:
             "limitations": c.limitations.strip(),
             "out_of_scope": (c.out_of_scope or "").strip() or None,
             "citation": c.citation,
+            "co_trained_ar": (c.co_trained_ar or "").strip() or None,
         },
         "summary": c.summary,
         "datasets": ls.spec.datasets,

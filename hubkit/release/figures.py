@@ -7,6 +7,7 @@ user's ``--cards`` ones included), never kept by hand:
 * a figure printed, formatted or compared outside any ``{% if %}`` branch is **required** (present
   and not null; a list it loops over must not be empty);
 * a figure only tested (``x is none``, ``if x``) outside a branch must be **present** (null allowed);
+  ``x is defined`` asks whether an optional section is there and requires nothing;
 * anything read inside a branch (``{% if %}``, ``a if t else b``, the right side of ``and``/``or``)
   is optional: the branch is the template's own guard.
 
@@ -85,7 +86,8 @@ class _Walker:
                 self._children(node.args, scope, cond)
             return
         if isinstance(node, nodes.Test):
-            self.expr(node.node, scope, cond, value=False)
+            # `x is defined` asks whether an optional section is there: it never requires it
+            self.expr(node.node, scope, cond or node.name in ("defined", "undefined"), value=False)
             self._children(node.args, scope, cond)
         elif isinstance(node, nodes.CondExpr):
             self.expr(node.test, scope, cond, value=False)

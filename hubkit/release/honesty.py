@@ -250,3 +250,22 @@ def injection_scale(
             "to be retracted; fix the scale and retrain, or retrain with --allow-ood-injection if it is intended"
         )
     return info
+
+
+def check_yardstick(
+    ar_metas: dict[str, NLAMeta], has_fixed: dict[str, bool], eval_path: str | Path, note: str | None
+) -> None:
+    """Refuse figures whose only yardstick is an AR trained against the AV it scores (GRPO's
+    ``train_ar``), unless the card says so in the author's words (`card.co_trained_ar`).
+
+    `ar_metas` maps a checkpoint name to its AR's meta, `has_fixed` to whether eval.json also holds the
+    frozen SFT AR's figures for it."""
+    from hubkit.eval.yardstick import co_trained
+
+    only = sorted(n for n, m in ar_metas.items() if co_trained(m) and not has_fixed.get(n, False))
+    if only and not (note or "").strip():
+        raise HonestyError(
+            f"{eval_path}: the figures of {', '.join(only)} come only from an AR trained alongside its AV in "
+            "RL, which flatters the pair. Re-run `hubkit eval --fixed-ar <the SFT AR the run started from>` "
+            "so the frozen AR's figures stand beside them, or say so in the card (`card.co_trained_ar`)"
+        )

@@ -54,6 +54,9 @@ class CardText:
     code_url: str | None = None  # where readers find the training and inference code (default: hubkit's)
     tags: list[str] = field(default_factory=list)
     language: list[str] = field(default_factory=list)
+    # Printed beside the figures when the AR was trained alongside the AV in RL and the eval has no
+    # frozen-AR figures: the author's own words that those figures come from an AR trained against the AV.
+    co_trained_ar: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("intended_use", "limitations", "citation"):

@@ -1,20 +1,23 @@
 """GRPO: the AV is the policy, the AR scores its explanations.
 
 Per step, every vector gets a group of ``group_size`` sampled explanations. Reward = −normalised
-MSE of the AR's reconstruction (``2(1 − cos)``), or ``−parse_penalty`` when the output has no
-parsable ``<explanation>…</explanation>``. Advantages are the rewards standardised within each
-group. The loss is the clipped PPO objective on token log-probs (recomputed with the vector
-injected, at the sampling temperature) plus ``kl_coef`` × the per-token KL (k3 estimator) to the
-reference: the base with the adapter disabled (``reference: base``) or the starting AV adapter,
-frozen (``reference: init``). Each step logs reward, KL, entropy, length and the number of distinct
-outputs per group; when every output of a step is the same template for ``collapse_patience``
+MSE of the AR's reconstruction (``2(1 − cos)``) minus a hinged length penalty, or ``−parse_penalty``
+when the output failed: no parsable ``<explanation>…</explanation>``, or truncated at the length
+cap. Advantages are the rewards standardised within each group. The loss is the clipped PPO
+objective on token log-probs (recomputed with the vector injected, at the sampling temperature) plus
+``kl_coef`` × the per-token KL (k3 estimator) to the reference: the starting AV, frozen
+(``reference: init``, as both published recipes run it), or the base with the adapter disabled
+(``reference: base``). With ``train_ar`` the AR takes one MSE step on the parsed rollouts after each
+policy step (its own optimiser, 5 × the AV's rate by default), and a frozen copy of the SFT AR reads
+the same rollouts as a fixed yardstick. Each step logs reward, KL, entropy, length, parse rate, the
+distinct outputs per group and the frozen AR's real − empty cosine; `hubkit.train.alarms` stops a run
+whose figures drift, and when every output of a step is the same template for ``collapse_patience``
 steps in a row the run stops with `PolicyCollapsed`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,22 +27,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hubkit import heads, injection, loading
-from hubkit.checkpoint import verify_checkpoint
-from hubkit.errors import CheckpointError, HubkitError
-from hubkit.meta import NLAMeta, check_compatible
+from hubkit import injection, loading
+from hubkit.errors import HubkitError
+from hubkit.meta import check_compatible
 from hubkit.pair import normalised_mse
-from hubkit.reconstructor import ActivationReconstructor
 from hubkit.train import data as D
 from hubkit.train import metas
 from hubkit.train import rollouts as R
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import (
     grad_norm_clip,
-    load_model,
     make_optimizer,
     make_scheduler,
     trainable,
+)
+from hubkit.train.alarms import AlarmTripped, AlarmWatch
+from hubkit.train.grpo_models import (
+    FROZEN_AR,
+    POLICY,
+    REFERENCE,
+    frozen_ar,
+    init_dir,
+    load_ar,
+    load_policy,
+    preflight,
+)
+from hubkit.train.grpo_objective import (
+    clipped_objective,
+    group_advantages,
+    response_mask,
+    rewards_for,
+    succeeded,
+    template_of,
 )
 from hubkit.train.loop import Runner, RunOptions, check_finite_step, check_finite_weights
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
@@ -47,169 +66,9 @@ from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
 log = logging.getLogger(__name__)
 
-POLICY = "av"
-REFERENCE = "ref"
-
 
 class PolicyCollapsed(HubkitError, RuntimeError):
     """GRPO outputs collapsed to one template: further steps would only reinforce it."""
-
-
-# -- pure pieces (tested on their own) -------------------------------------------------------------
-def template_of(text: str) -> str:
-    """An output's template: lower-cased, digits folded, whitespace collapsed."""
-    return re.sub(r"\s+", " ", re.sub(r"\d+", "#", text.lower())).strip()
-
-
-def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-4) -> Tensor:
-    """Rewards standardised within each consecutive group of `group_size` (zero where a group is flat)."""
-    r = rewards.view(-1, group_size).float()
-    mean = r.mean(dim=1, keepdim=True)
-    std = r.std(dim=1, unbiased=False, keepdim=True)
-    return ((r - mean) / (std + eps)).flatten()
-
-
-def rewards_for(
-    details: list[Explanation], reconstructions: Tensor | None, targets: Tensor, parse_penalty: float
-) -> Tensor:
-    """−normalised MSE for parsed outputs (`reconstructions` rows, in order), −penalty for the rest."""
-    out = torch.full((len(details),), -float(parse_penalty))
-    ok = [i for i, d in enumerate(details) if d.ok]
-    if ok:
-        assert reconstructions is not None and len(reconstructions) == len(ok)
-        out[ok] = -normalised_mse(reconstructions.float().cpu(), targets[ok].float().cpu())
-    return out
-
-
-def clipped_objective(
-    logp: Tensor,
-    old_logp: Tensor,
-    ref_logp: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    clip_eps: float,
-    kl_coef: float,
-) -> tuple[Tensor, Tensor]:
-    """Per-sequence GRPO loss ``[N]`` (token mean of −min(ρA, clip(ρ)A) + β·KL) and the token KL ``[N, T]``."""
-    ratio = torch.exp(logp - old_logp)
-    a = advantages[:, None]
-    pg = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
-    delta = ref_logp - logp
-    kl = torch.exp(delta) - delta - 1
-    per_token = (pg + kl_coef * kl) * mask
-    return per_token.sum(dim=1) / mask.sum(dim=1).clamp_min(1), kl
-
-
-def response_mask(new_tokens: Tensor, details: list[Explanation]) -> Tensor:
-    """1 on each sampled token up to and including its EOS (the tokens the policy chose)."""
-    n, t = new_tokens.shape
-    mask = torch.zeros(n, t)
-    for i, d in enumerate(details):
-        mask[i, : min(d.n_tokens + 1, t)] = 1
-    return mask
-
-
-# -- model setup ----------------------------------------------------------------------------------
-def _quiet_dropout(model: nn.Module) -> None:
-    """Zero every dropout: sampling and the loss must see the same policy (ratio 1 on the first pass)."""
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-
-
-def _init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
-    """The AV or AR checkpoint GRPO starts from, its files checked against the hashes recorded with it."""
-    if given is not None:
-        path = Path(given)
-        if not path.is_dir():
-            raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
-        verify_checkpoint(path)
-        return path
-    last = T.latest_step(Path(recipe.output_dir) / stage)
-    if last is None:
-        raise CheckpointError(
-            f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
-            f"first (looked in {Path(recipe.output_dir) / stage})"
-        )
-    verify_checkpoint(last)
-    return last
-
-
-def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device, dtype_name: str):
-    """(policy model, reference model or ``None``, tokenizer, AV meta) started from the AV at `av_dir`.
-
-    A LoRA AV keeps training its adapter (`av`); the reference is the same base with the adapter
-    disabled, or a frozen copy of the starting adapter (`ref`): no second model in memory. A fully
-    fine-tuned AV trains all weights; its reference is a second, frozen model (the base or the start).
-    """
-    from peft import PeftModel, prepare_model_for_kbit_training
-
-    meta = NLAMeta.load(av_dir)
-    if meta.role != "av":
-        raise CheckpointError(
-            f"{av_dir}: grpo.av_init must be an AV checkpoint, this is an {meta.role.upper()}"
-        )
-    dtype = getattr(torch, dtype_name)
-    base = loading.resolve_base(recipe.base_model)
-    reference = None
-    if loading.is_adapter(av_dir):
-        quant = meta.adapter.quant
-        model = load_model(base, dtype, device, quant)
-        if quant != "none":
-            model = prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=cfg.gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
-        elif cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = PeftModel.from_pretrained(model, str(av_dir), adapter_name=POLICY, is_trainable=True)
-        if cfg.reference == "init":
-            model.load_adapter(str(av_dir), adapter_name=REFERENCE)
-        model.set_adapter(POLICY)
-    else:
-        model = load_model(str(av_dir), dtype, device).requires_grad_(True)
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        reference = load_model(str(av_dir) if cfg.reference == "init" else base, dtype, device)
-        reference.requires_grad_(False).eval()
-    tok = loading.load_tokenizer(av_dir, base)
-    _quiet_dropout(model)
-    return model, reference, tok, meta
-
-
-def load_ar(
-    recipe: Recipe, ar_dir: Path, device: torch.device, train: bool, dtype_name: str
-) -> ActivationReconstructor:
-    """The AR giving rewards: frozen, or with its adapter (or weights) and head trainable."""
-    if not train:
-        return ActivationReconstructor.from_pretrained(
-            ar_dir, base_model=recipe.base_model, device=str(device), dtype=dtype_name
-        )
-    from peft import PeftModel
-
-    from hubkit import arch
-
-    meta = NLAMeta.load(ar_dir)
-    if meta.ar is None or meta.role != "ar":
-        raise CheckpointError(f"{ar_dir}: grpo.ar_init must be an AR checkpoint")
-    head, lora_state = heads.load_head(ar_dir, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-    if lora_state:
-        raise CheckpointError(
-            f"{ar_dir}: an AR with LoRA tensors inside its head file cannot be trained here; "
-            "set grpo.train_ar: false"
-        )
-    dtype = getattr(torch, dtype_name)
-    base = loading.resolve_base(recipe.base_model)
-    if loading.is_adapter(ar_dir):
-        model = load_model(base, dtype, device, meta.adapter.quant)
-        model = PeftModel.from_pretrained(model, str(ar_dir), adapter_name="ar", is_trainable=True)
-    else:
-        model = load_model(str(ar_dir), dtype, device).requires_grad_(True)
-    arch.truncate(model, meta.ar.num_layers)
-    _quiet_dropout(model)
-    head = head.to(device).requires_grad_(True)
-    return ActivationReconstructor(model, loading.load_tokenizer(ar_dir, base), meta, head)
 
 
 # -- the trainer ----------------------------------------------------------------------------------
@@ -222,21 +81,26 @@ class Rollout:
     details: list[Explanation]
     rewards: Tensor  # [m·k]
     advantages: Tensor  # [m·k]
-    old_logp: Tensor  # [m·k, T]
-    ref_logp: Tensor  # [m·k, T]
-    entropy: Tensor  # [m·k, T]
+    old_logp: (
+        Tensor | None
+    )  # [m·k, T]; None until the policy pass fills it (one inner epoch: the same weights)
+    ref_logp: Tensor | None  # [m·k, T]; None with kl_coef 0 (no reference)
+    entropy: Tensor | None  # [m·k, T]; filled with old_logp
+    ok: list[bool]  # parsed and stopped before the cap: scored by the AR, and what the AR trains on
+    frozen: tuple[float, float, int]  # the frozen SFT AR on the ok rollouts: Σ cos, Σ empty cos, n
 
 
 class GRPOTrainer:
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg: GRPORecipe = recipe.stage("grpo")  # type: ignore[assignment]
         self.recipe, self.cfg, self.runner, self.device = recipe, cfg, runner, runner.device
-        self.av_dir = _init_dir(cfg.av_init, recipe, "av")
-        self.ar_dir = _init_dir(cfg.ar_init, recipe, "ar")
+        self.av_dir = init_dir(cfg.av_init, recipe, "av")
+        self.ar_dir = init_dir(cfg.ar_init, recipe, "ar")
+        preflight(recipe, cfg, self.av_dir, self.ar_dir)
         self.model, self.reference, tok, meta = load_policy(
             recipe, cfg, self.av_dir, self.device, runner.dtype
         )
-        self.adapter_name = POLICY if self.reference is None else None
+        self.adapter_name = POLICY if loading.is_adapter(self.av_dir) else None
         meta = metas.check_injection_scale(
             meta,
             self.model,
@@ -247,8 +111,15 @@ class GRPOTrainer:
         self.meta, self.tokenizer = self.av.meta, tok
         self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
         check_compatible(self.meta, self.ar.meta)
+        # the fixed yardstick: the SFT AR itself when it stays frozen, else a frozen copy beside it
+        self.frozen_ar = (
+            frozen_ar(self.ar, self.ar_dir, recipe, self.device, runner.dtype) if cfg.train_ar else self.ar
+        )
+        with torch.no_grad():
+            self.frozen_empty = self.frozen_ar.reconstruct([""]).float().cpu()
         self.table = D.read_rl(data, self.meta.d_model)
         self.prompt_len = len(self.av.prompt_ids)
+        self.timings: dict[str, float] = {}  # seconds of the current step by phase (`clock`)
         self.rollout_engine = R.rollout_engine(
             cfg.rollout_engine, self.meta.injection.scheme, self.adapter_name
         )
@@ -257,7 +128,10 @@ class GRPOTrainer:
     def token_logprobs(
         self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
-        """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``."""
+        """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``.
+
+        The log-probs keep their graph when called with gradients on; the entropy (a statistic) never does.
+        A token's log-prob is its logit minus the log-sum-exp: no ``[N, T, vocab]`` log-softmax is kept."""
         model = model if model is not None else self.model
         p = injection.plan(self.meta.injection, seqs, vectors, self.meta.d_model)
         t = seqs.shape[1] - self.prompt_len
@@ -265,9 +139,12 @@ class GRPOTrainer:
             logits = model(
                 input_ids=seqs, attention_mask=attention, use_cache=False, logits_to_keep=t + 1
             ).logits
-        logp_all = F.log_softmax(logits[:, :-1].float() / self.cfg.temperature, dim=-1)
-        logp = logp_all.gather(-1, seqs[:, self.prompt_len :, None]).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        z = logits[:, :-1].float() / self.cfg.temperature
+        norm = torch.logsumexp(z, dim=-1)
+        logp = z.gather(-1, seqs[:, self.prompt_len :, None]).squeeze(-1) - norm
+        with torch.no_grad():
+            probs = torch.softmax(z.detach(), dim=-1)
+            entropy = norm.detach() - (probs * z.detach()).sum(-1)
         return logp * mask, entropy * mask
 
     def reference_logprobs(self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor) -> Tensor:
@@ -286,6 +163,7 @@ class GRPOTrainer:
     @torch.no_grad()
     def rollout(self, vectors: Tensor) -> Rollout:
         cfg, k = self.cfg, self.cfg.group_size
+        t0 = time.perf_counter()
         vv = vectors.repeat_interleave(k, dim=0).to(self.device)
         ids = torch.tensor([self.av.prompt_ids] * len(vv), device=self.device)
         self.model.eval()
@@ -297,11 +175,19 @@ class GRPOTrainer:
         details = self.av.decode(new)
         mask = response_mask(new, details).to(self.device)
         attention = torch.cat([torch.ones_like(ids), mask.long()], dim=1)
-        ok_texts = [d.text for d in details if d.ok]
+        t0 = self.clock("sample", t0)
+        ok = succeeded(details, cfg.max_new_tokens)
+        ok_texts = [d.text for d, good in zip(details, ok) if good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
-        rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty)
-        old, entropy = self.token_logprobs(seqs, attention, vv, mask)
-        ref = self.reference_logprobs(seqs, attention, vv, mask)
+        rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
+        reading = self.frozen_reading(ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
+        t0 = self.clock("score", t0)
+        old = entropy = None
+        if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
+            old, entropy = self.token_logprobs(seqs, attention, vv, mask)
+        # β = 0: no reference is loaded and the KL term is zero
+        ref = self.reference_logprobs(seqs, attention, vv, mask) if cfg.kl_coef > 0 else None
+        self.clock("logprobs", t0)
         return Rollout(
             vectors.to(self.device),
             seqs,
@@ -313,18 +199,44 @@ class GRPOTrainer:
             old,
             ref,
             entropy,
+            ok,
+            reading,
         )
+
+    def frozen_reading(
+        self, texts: list[str], targets: Tensor, recon: Tensor | None
+    ) -> tuple[float, float, int]:
+        """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
+        if not texts:
+            return 0.0, 0.0, 0
+        if self.frozen_ar is self.ar and recon is not None:
+            v_hat = recon.float().cpu()
+        else:
+            v_hat = self.frozen_ar.reconstruct(texts).float().cpu()
+        t = targets.float()
+        real = F.cosine_similarity(v_hat, t, dim=-1).sum()
+        empty = F.cosine_similarity(self.frozen_empty.expand_as(t), t, dim=-1).sum()
+        return float(real), float(empty), len(texts)
 
     def policy_loss(self, r: Rollout) -> Tensor:
         vv = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)
-        logp, _ = self.token_logprobs(r.seqs, r.attention, vv, r.mask)
+        logp, entropy = self.token_logprobs(r.seqs, r.attention, vv, r.mask)
+        if r.old_logp is None:  # the first pass runs on the weights that sampled: ratio 1
+            r.old_logp, r.entropy = logp.detach(), entropy
+        ref = r.ref_logp if r.ref_logp is not None else r.old_logp
         per_seq, _ = clipped_objective(
-            logp, r.old_logp, r.ref_logp, r.advantages, r.mask, self.cfg.clip_eps, self.cfg.kl_coef
+            logp, r.old_logp, ref, r.advantages, r.mask, self.cfg.clip_eps, self.cfg.kl_coef
         )
         return per_seq.sum()
 
+    def clock(self, phase: str, since: float) -> float:
+        """Add the seconds since `since` to this step's `phase`; returns now."""
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - since
+        return now
+
     def ar_loss(self, r: Rollout) -> tuple[Tensor | None, int]:
-        ok = [i for i, d in enumerate(r.details) if d.ok]
+        ok = [i for i, good in enumerate(r.ok) if good]
         if not ok:
             return None, 0
         targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok]
@@ -366,7 +278,7 @@ class GRPOTrainer:
         """Run (or resume) the stage; returns the last checkpoint folder (see `run_grpo`)."""
         return run_grpo(self)
 
-    def _ar_step(self, rollouts: list[Rollout], params: list[nn.Parameter], opt, sched) -> float:
+    def _ar_step(self, rollouts: list[Rollout], params: list[nn.Parameter], opt, sched) -> float | None:
         self.ar.model.train()
         total, count = 0.0, 0
         losses = []
@@ -378,7 +290,7 @@ class GRPOTrainer:
         global_count = self.runner.reduce_sum(float(count))
         if global_count == 0:
             sched.step()
-            return float("nan")
+            return None
         for loss in losses:
             (loss / global_count).backward()
             total += float(loss.detach())
@@ -411,9 +323,9 @@ def make_optimisers(t: GRPOTrainer) -> Optimisers:
     ar_params: list[nn.Parameter] = []
     if cfg.train_ar:
         ar_params = [p for p in t.ar.model.parameters() if p.requires_grad] + list(t.ar.head.parameters())
-        ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.ar_lr))
+        ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
         optimizers["ar"] = ar_opt
-        schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.ar_lr), cfg.steps)
+        schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
     return Optimisers(policy_params, ar_params, optimizers, schedulers)
 
 
@@ -426,13 +338,15 @@ class Progress:
     parent: str
     streak: int
     last: Path | None
+    alarms: AlarmWatch
 
 
 def resume_progress(t: GRPOTrainer, opt: Optimisers, per_step: int) -> Progress:
     """Where the run starts: step 0 from the AV init, or the resumed checkpoint with everything restored."""
     runner = t.runner
+    watch = AlarmWatch(t.cfg.alarms)
     if runner.resumed is None:
-        return Progress(0, 0, str(t.av_dir), 0, None)
+        return Progress(0, 0, str(t.av_dir), 0, None, watch)
     r = runner.resumed
     T.check_resumable(r, "grpo", runner.config_sha256, t.table.sha256, per_step)
     t.restore(r.folder)
@@ -440,7 +354,14 @@ def resume_progress(t: GRPOTrainer, opt: Optimisers, per_step: int) -> Progress:
         o.load_state_dict(r.optimizers[name])
         opt.schedulers[name].load_state_dict(r.schedulers[name])
     streak = int(r.state.extra.get("collapse_streak", 0))
-    return Progress(r.state.step, r.state.tokens_seen, r.folder.name, streak, r.folder)
+    watch.restore(r.state.extra.get("alarm_history", {}))
+    return Progress(r.state.step, r.state.tokens_seen, r.folder.name, streak, r.folder, watch)
+
+
+def last_good(t: GRPOTrainer, step: int) -> Path:
+    """The newest checkpoint written before the alarm window that tripped (else the starting AV)."""
+    before = [f for s, f in T.list_steps(t.runner.run_dir) if s <= step - t.cfg.alarms.window]
+    return before[-1] if before else t.av_dir
 
 
 def _check_collapse(t: GRPOTrainer, p: Progress, step: int, stats: dict, rollouts: list[Rollout]) -> None:
@@ -484,6 +405,7 @@ def run_grpo(t: GRPOTrainer) -> Path:
     n_seqs = per_step * cfg.group_size
     for step in range(p.start + 1, cfg.steps + 1):
         t0 = time.perf_counter()
+        t.timings = {}
         rows = D.step_rows(len(t.table), recipe.seed, step - 1, per_step)
         rollouts = []
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
@@ -492,9 +414,13 @@ def run_grpo(t: GRPOTrainer) -> Path:
         stats = step_stats(rollouts, runner, cfg.group_size)
         _check_collapse(t, p, step, stats, rollouts)
         lr = opt.schedulers["main"].get_last_lr()[0]
+        t1 = time.perf_counter()
         _policy_update(t, opt, p, step, rollouts, stats, n_seqs)
+        stats |= policy_stats(rollouts, runner)
+        t1 = t.clock("update", t1)
         if cfg.train_ar:
             stats["ar_loss"] = t._ar_step(rollouts, opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"])
+            t.clock("ar", t1)
         p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
         metrics = {
             "step": step,
@@ -503,8 +429,11 @@ def run_grpo(t: GRPOTrainer) -> Path:
             "tokens_seen": p.tokens_seen,
             **stats,
             "seconds": time.perf_counter() - t0,
+            **{f"seconds_{k}": v for k, v in t.timings.items()},  # where the step's time went
         }
         runner.log_step(metrics)
+        p.alarms.add(stats)
+        p.alarms.check(step, str(last_good(t, step)))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             check_finite_weights("grpo", step, p.last, [*opt.policy_params, *opt.ar_params])
             p.last = runner.save_step(
@@ -520,20 +449,29 @@ def run_grpo(t: GRPOTrainer) -> Path:
                 parts=t.parts,
                 optimizers=opt.optimizers,
                 schedulers=opt.schedulers,
-                extra={"collapse_streak": p.streak},
+                extra={"collapse_streak": p.streak, "alarm_history": p.alarms.state()},
             )
             p.parent = p.last.name
         runner.maybe_hang(step)
     return p.last if p.last is not None else runner.run_dir
 
 
-def step_stats(rollouts: list[Rollout], rs: Runner, k: int) -> dict[str, Any]:
-    """Step statistics over every process: reward, KL, entropy, length, parse rate, distinct outputs (groups of `k`)."""
+def policy_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float]:
+    """KL to the reference and entropy per sampled token, over every process (after the policy pass)."""
     n_tok = sum(float(ro.mask.sum()) for ro in rollouts)
-    kl_tok = 0.0
+    kl_tok = ent = 0.0
     for ro in rollouts:
-        delta = ro.ref_logp - ro.old_logp
-        kl_tok += float(((torch.exp(delta) - delta - 1) * ro.mask).sum())
+        assert ro.old_logp is not None and ro.entropy is not None
+        if ro.ref_logp is not None:
+            delta = ro.ref_logp - ro.old_logp
+            kl_tok += float(((torch.exp(delta) - delta - 1) * ro.mask).sum())
+        ent += float(ro.entropy.sum())
+    tokens = max(rs.reduce_sum(n_tok), 1.0)
+    return {"kl": rs.reduce_sum(kl_tok) / tokens, "entropy": rs.reduce_sum(ent) / tokens}
+
+
+def step_stats(rollouts: list[Rollout], rs: Runner, k: int) -> dict[str, Any]:
+    """Step statistics over every process: reward, length, parse rate, distinct outputs (groups of `k`)."""
     details = [d for ro in rollouts for d in ro.details]
     distinct = [len({dd.raw for dd in details[i : i + k]}) for i in range(0, len(details), k)]
     templates = {template_of(d.raw) for d in details}
@@ -542,17 +480,26 @@ def step_stats(rollouts: list[Rollout], rs: Runner, k: int) -> dict[str, Any]:
 
         templates = set(gather_object(sorted(templates)))
     n = rs.reduce_sum(float(len(details)))
-    tokens = rs.reduce_sum(n_tok)
     return {
         "reward": rs.reduce_sum(float(sum(float(ro.rewards.sum()) for ro in rollouts))) / n,
-        "kl": rs.reduce_sum(kl_tok) / max(tokens, 1.0),
-        "entropy": rs.reduce_sum(sum(float(ro.entropy.sum()) for ro in rollouts)) / max(tokens, 1.0),
         "length": rs.reduce_sum(float(sum(d.n_tokens for d in details))) / n,
         "parsed": rs.reduce_sum(float(sum(d.ok for d in details))) / n,
+        "succeeded": rs.reduce_sum(float(sum(sum(ro.ok) for ro in rollouts))) / n,
+        **_frozen_stats(rollouts, rs),
         "distinct_per_group": rs.reduce_sum(float(sum(distinct))) / rs.reduce_sum(float(len(distinct))),
         "templates": len(templates),
         "outputs": int(n),
     }
+
+
+def _frozen_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float | None]:
+    """The frozen SFT AR on the step's succeeded rollouts: mean cosine, and real − empty."""
+    n = rs.reduce_sum(float(sum(ro.frozen[2] for ro in rollouts)))
+    if n == 0:
+        return {"frozen_cos": None, "frozen_real_minus_empty": None}
+    real = rs.reduce_sum(sum(ro.frozen[0] for ro in rollouts)) / n
+    empty = rs.reduce_sum(sum(ro.frozen[1] for ro in rollouts)) / n
+    return {"frozen_cos": real, "frozen_real_minus_empty": real - empty}
 
 
 def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
@@ -563,6 +510,8 @@ def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
 
 
 __all__ = [
+    "FROZEN_AR",
+    "AlarmTripped",
     "GRPOTrainer",
     "PolicyCollapsed",
     "clipped_objective",

@@ -178,6 +178,12 @@ class StageRecipe:
 class AVRecipe(StageRecipe):
     """AV supervised fine-tuning: vector → `<explanation>…</explanation>`, loss on the response only."""
 
+    init: str | None = _help(
+        "AV checkpoint whose weights (adapter or full) the run starts from: continued SFT (null: a fresh "
+        "adapter on the base); its adapter must have the shape `adapter` describes",
+        default=None,
+    )
+
 
 @dataclass
 class ARRecipe(StageRecipe):
@@ -190,6 +196,30 @@ class ARRecipe(StageRecipe):
 
 
 @dataclass
+class GRPOAlarms:
+    """Thresholds of the alarms GRPO checks every step (`hubkit.train.alarms`); 0 or null turns one off.
+
+    Each compares the mean over the last `window` steps with the mean over the first `window` steps."""
+
+    window: int = _help("steps averaged on each side of a comparison", default=5, ge=1)
+    length_drift: float | None = _help(
+        "stop when the mean rollout length grows past this multiple of its starting value", default=1.5, gt=1
+    )
+    min_parsed: float | None = _help(
+        "stop when the share of parsable, untruncated rollouts falls below this", default=0.5, ge=0, le=1
+    )
+    min_distinct: float | None = _help(
+        "stop when the mean number of distinct outputs per group falls below this", default=1.5, ge=1
+    )
+    reading_drop: float | None = _help(
+        "stop when the frozen SFT AR's real − empty cosine on the rollouts falls by more than this from its "
+        "starting value (the explanations stop carrying the vector)",
+        default=0.05,
+        gt=0,
+    )
+
+
+@dataclass
 class GRPORecipe(StageRecipe):
     """GRPO: the AV samples a group of explanations per vector; reward = −normalised MSE of the AR."""
 
@@ -199,21 +229,60 @@ class GRPORecipe(StageRecipe):
     ar_init: str | None = _help(
         "AR checkpoint giving rewards (null: the last step of <output_dir>/ar)", default=None
     )
-    group_size: int = _help("explanations sampled per vector", default=4, ge=2)
+    group_size: int = _help(
+        "explanations sampled per vector (8 in both published recipes: kitft configs/rl.sh, EasyNLA "
+        "nla/train_rl_vllm.py)",
+        default=8,
+        ge=2,
+    )
     temperature: float = _help("sampling temperature (log-probs use the same)", default=1.0, gt=0)
     top_p: float = _help("nucleus sampling", default=1.0, gt=0, le=1)
-    max_new_tokens: int = _help("longest sampled explanation", default=48, ge=1)
+    max_new_tokens: int = _help(
+        "response-length cap: a rollout that reaches it without stopping is truncated and scored as a "
+        "failure (kitft caps responses, having seen length drift 123 → 165 tokens without a cap)",
+        default=48,
+        ge=1,
+    )
+    length_target: int | None = _help(
+        "tokens a rollout may use before the hinged length penalty starts (null: 3/4 of max_new_tokens)",
+        default=None,
+        ge=1,
+    )
+    length_penalty: float = _help(
+        "reward −length_penalty per token beyond length_target (EasyNLA's hinged length penalty; 0 turns "
+        "it off)",
+        default=0.005,
+        ge=0,
+    )
     clip_eps: float = _help("PPO ratio clip ε", default=0.2, gt=0)
-    kl_coef: float = _help("β of the per-token KL to the reference", default=0.04, ge=0)
+    kl_coef: float = _help(
+        "β of the per-token KL (k3) to the reference (0.01 in both published recipes)", default=0.01, ge=0
+    )
     inner_epochs: int = _help("optimiser passes over each sampled batch", default=1, ge=1)
     parse_penalty: float = _help(
-        "reward of an output without a parsable explanation is −parse_penalty", default=4.0, ge=0
+        "a failed rollout (no parsable explanation, or truncated at max_new_tokens) is rewarded "
+        "−parse_penalty (EasyNLA: −2)",
+        default=2.0,
+        ge=0,
     )
     reference: Literal["base", "init"] = _help(
-        "KL reference: base (the adapter disabled) or init (the starting AV adapter, frozen)", default="base"
+        "KL reference: init (the starting SFT AV, frozen: both published recipes, kitft --ref-load the SFT "
+        "checkpoint) or base (the adapter disabled: the untrained model)",
+        default="init",
     )
-    train_ar: bool = _help("train the AR alongside on the sampled explanations (else frozen)", default=False)
-    ar_lr: float = _help("learning rate of the AR when train_ar", default=1e-5, gt=0)
+    train_ar: bool = _help(
+        "train the AR alongside on the sampled explanations, one MSE step per GRPO step (both published "
+        "recipes); its figures are then reported beside the frozen SFT AR's",
+        default=True,
+    )
+    ar_lr: float | None = _help(
+        "learning rate of the AR when train_ar (null: 5 × optim.lr, kitft's critic/actor ratio)",
+        default=None,
+        gt=0,
+    )
+    alarms: GRPOAlarms = _help(
+        "what stops a run that RL is taking somewhere wrong", default_factory=lambda: GRPOAlarms()
+    )
     collapse_patience: int = _help(
         "stop after this many consecutive steps with one output template", default=3, ge=1
     )
@@ -232,6 +301,23 @@ class GRPORecipe(StageRecipe):
             self.rollout_engine = normalise(self.rollout_engine)
         except EngineError as err:
             raise ValueError(f"field `grpo.rollout_engine`: {err}") from None
+        if self.length_target is not None and self.length_target > self.max_new_tokens:
+            raise ValueError(
+                f"field `grpo.length_target`: {self.length_target} is above max_new_tokens "
+                f"({self.max_new_tokens}); the penalty would never apply"
+            )
+
+    @property
+    def hinge(self) -> int:
+        """Tokens a rollout may use before the length penalty starts."""
+        return (
+            self.length_target if self.length_target is not None else max(1, (3 * self.max_new_tokens) // 4)
+        )
+
+    @property
+    def critic_lr(self) -> float:
+        """The AR's learning rate when it trains alongside: `ar_lr`, else 5 × the AV's."""
+        return self.ar_lr if self.ar_lr is not None else 5.0 * self.optim.lr
 
 
 @dataclass

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hubkit import injection
-from hubkit.errors import DataError
+from hubkit.checkpoint import verify_checkpoint
+from hubkit.errors import CheckpointError, DataError
 from hubkit.reconstructor import pad_right
 from hubkit.train import data as D
 from hubkit.train import metas
@@ -102,6 +103,17 @@ class AVTask:
             )
         self._check_markers()
         self.init_parent = meta_base_name(recipe.base_model)
+        if cfg.init is not None:  # continued SFT: the starting weights, checked against their hashes
+            start = Path(cfg.init)
+            verify_checkpoint(start)
+            try:
+                T.restore_weights(self.model, start, self.adapter_name)
+            except RuntimeError as exc:  # tensors of another shape (another rank or base)
+                raise CheckpointError(
+                    f"field `av.init`: {start} does not fit the adapter this recipe builds "
+                    f"({str(exc).splitlines()[0][:160]}); make `av.adapter` match the checkpoint's"
+                ) from None
+            self.init_parent = str(start)
 
     def _check_markers(self) -> None:
         mid = self.meta.injection.marker_token_id

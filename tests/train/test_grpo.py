@@ -62,6 +62,35 @@ def test_rewards_penalise_unparsable_outputs():
     assert G.template_of("The  Cat 12") == G.template_of("the cat 7") != G.template_of("the dog")
 
 
+def test_truncated_rollouts_fail_and_long_ones_pay_the_hinged_length_penalty():
+    d = [
+        Explanation("a", "<explanation>a</explanation>", "ok", 3),
+        Explanation("b", "<explanation>b</explanation> and on", "ok", 10),  # reached the cap: truncated
+        Explanation("c", "<explanation>c</explanation>", "ok", 8),  # 2 tokens past the hinge
+        Explanation("", "<explanation>d", "unclosed", 5),
+    ]
+    ok = G.succeeded(d, max_new_tokens=10)
+    assert ok == [True, False, True, False]
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    recon = torch.tensor([[3.0, 0.0], [1.0, 1.0]])  # rows 0 and 2 (the succeeded ones), in order
+    r = G.rewards_for(d, recon, targets, 2.0, ok, length_penalty=0.25, hinge=6)
+    torch.testing.assert_close(r, torch.tensor([0.0, -2.0, -(2 - 2**0.5) - 0.5, -2.0]))
+
+
+def test_grpo_defaults_follow_the_published_recipes(train_base, tmp_path):
+    from hubkit.train.recipe import RecipeError
+
+    cfg = make_recipe(train_base, tmp_path, grpo={"optim": {"lr": 2e-5}}).grpo
+    assert (cfg.reference, cfg.kl_coef, cfg.train_ar, cfg.group_size) == ("init", 0.01, True, 8)
+    assert cfg.critic_lr == pytest.approx(1e-4) and cfg.parse_penalty == 2.0
+    assert cfg.hinge == 36  # 3/4 of the 48-token cap
+    assert make_recipe(train_base, tmp_path, grpo={"ar_lr": 3e-4}).grpo.critic_lr == 3e-4
+    with pytest.raises(RecipeError, match=r"grpo.length_target.*above max_new_tokens \(48\)"):
+        make_recipe(train_base, tmp_path, grpo={"length_target": 60})
+    with pytest.raises(RecipeError, match=r"group_size"):
+        make_recipe(train_base, tmp_path, grpo={"group_size": 1})
+
+
 # -- on a tiny policy that says "cat" or "dog" ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, train_base):
@@ -295,3 +324,107 @@ def test_rollout_engine_is_checked(setup, train_base, tmp_path, monkeypatch):
 def test_engine_rows_padded_as_generate_leaves_them():
     got = R.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
     assert got.tolist() == [[5, 6, 2], [7, 8, 9], [2, 0, 0]]
+
+
+# -- the fixed yardstick, the alarms and what is refused before loading ---------------------------------
+def metrics_lines(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def trainer_for(recipe):
+    from hubkit.train.loop import Runner
+
+    runner = Runner(recipe, "grpo", RunOptions(quiet=True))
+    return G.GRPOTrainer(recipe, runner, runner.data_path("RL"))
+
+
+def test_the_frozen_ar_reads_the_rollouts_while_the_co_trained_one_learns(setup, train_base):
+    from hubkit.reconstructor import ActivationReconstructor
+
+    frozen_run = trainer_for(grpo_recipe(setup, train_base, "yard-frozen", train_ar=False))
+    frozen_run.train()
+    t = trainer_for(grpo_recipe(setup, train_base, "yard", steps=2, ar_lr=1e-2))
+    last = t.train()
+    sft = ActivationReconstructor.from_pretrained(setup["ar"], dtype="float32")
+    texts = ["cat", "dog", "a bird"]
+    torch.testing.assert_close(t.frozen_ar.reconstruct(texts), sft.reconstruct(texts))  # never trained
+    assert not torch.allclose(t.ar.reconstruct(texts), sft.reconstruct(texts))  # trained alongside
+    m = metrics_lines(last.parent)
+    first = metrics_lines(frozen_run.runner.run_dir)[0]
+    # step 1 samples the same rollouts in both runs and the frozen copy is the SFT AR: same reading
+    assert m[0]["frozen_cos"] == pytest.approx(first["frozen_cos"], abs=1e-5)
+    assert m[0]["frozen_real_minus_empty"] == pytest.approx(first["frozen_real_minus_empty"], abs=1e-5)
+    for line in m:
+        assert 0 <= line["succeeded"] <= line["parsed"] <= 1 and line["ar_loss"] >= 0
+        phases = [line[f"seconds_{k}"] for k in ("sample", "score", "logprobs", "update", "ar")]
+        assert all(x >= 0 for x in phases) and sum(phases) <= line["seconds"]
+    saved = json.loads((last / "trainer_state.json").read_text())["extra"]["alarm_history"]
+    assert saved["length"] == [line["length"] for line in m]
+
+
+def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_base, tmp_path):
+    from hubkit.reconstructor import ActivationReconstructor
+    from hubkit.train.sft_ar import train_ar
+
+    from .train_helpers import TEXTS
+
+    write_sft(
+        setup["root"] / "ar.parquet", torch.randn(8, 32, generator=torch.Generator().manual_seed(1)), TEXTS
+    )
+    ar = {
+        "data": str(setup["root"] / "ar.parquet"),
+        "steps": 2,
+        "micro_batch_size": 8,
+        "checkpoint_every": 2,
+        "adapter": {"r": 4, "alpha": 8},
+        "optim": {"lr": 1e-2},
+    }
+    ar_dir = train_ar(make_recipe(train_base, tmp_path / "lora-ar", ar=ar), RunOptions(quiet=True))
+    t = trainer_for(grpo_recipe(setup, train_base, "lora-ar-grpo", ar_init=str(ar_dir), ar_lr=5e-2))
+    last = t.train()
+    assert t.frozen_ar.model is t.ar.model and t.frozen_ar.adapter_name == G.FROZEN_AR  # one base
+    sft = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
+    torch.testing.assert_close(t.frozen_ar.reconstruct(TEXTS), sft.reconstruct(TEXTS))
+    trained = ActivationReconstructor.from_pretrained(last / "ar", dtype="float32")
+    torch.testing.assert_close(trained.reconstruct(TEXTS), t.ar.reconstruct(TEXTS))
+    assert not torch.allclose(trained.reconstruct(TEXTS), sft.reconstruct(TEXTS))
+    saved = json.loads(
+        (last / "ar" / "adapter_model.safetensors").with_name("adapter_config.json").read_text()
+    )
+    assert saved["r"] == 4
+    from safetensors.torch import load_file
+
+    assert not any(G.FROZEN_AR in k for k in load_file(str(last / "ar" / "adapter_model.safetensors")))
+
+
+def test_an_alarm_stops_the_run_naming_the_last_good_checkpoint(setup, train_base):
+    recipe = grpo_recipe(
+        setup, train_base, "alarm", steps=3, alarms={"window": 1, "min_distinct": 8.5, "min_parsed": None}
+    )
+    with pytest.raises(
+        G.AlarmTripped, match=rf"step 1: diversity: .*< 8.5.*Last good checkpoint: {setup['av']}"
+    ):
+        G.train_grpo(recipe, RunOptions(quiet=True))
+    assert not list((setup["root"] / "alarm" / "grpo").glob("step_*"))
+
+
+def test_refused_before_any_model_loads(setup, train_base, tmp_path, monkeypatch):
+    import shutil
+
+    from hubkit.errors import CheckpointError
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(G, "load_policy", no_loading)
+    with pytest.raises(CheckpointError, match=r"field `grpo.max_new_tokens`: 2 tokens cannot hold"):
+        G.train_grpo(grpo_recipe(setup, train_base, "cap", max_new_tokens=2), RunOptions(quiet=True))
+    other = shutil.copytree(setup["ar"], tmp_path / "ar-other-layer")
+    meta = NLAMeta.load(other)
+    meta.layer = 0
+    meta.save(other / "nla_meta.yaml")
+    from hubkit.checkpoint import write_file_hashes
+
+    write_file_hashes(other)
+    with pytest.raises(CheckpointError, match=r"grpo.av_init .* and grpo.ar_init .*layer: AV 1 vs AR 0"):
+        G.train_grpo(grpo_recipe(setup, train_base, "layers", ar_init=str(other)), RunOptions(quiet=True))

@@ -129,3 +129,25 @@ def test_qlora_with_8bit_adamw(tmp_path, train_base, sft_table):
         torch.testing.assert_close(
             loaded[k.replace("lora_B.weight", "lora_B.av.weight")].detach().cpu(), saved[k]
         )
+
+
+def test_continued_sft_starts_from_the_init_checkpoint(tmp_path, train_base, sft_table):
+    """`av.init`: step 1's loss is the starting AV's own loss on the data (an independent CE), not the base's."""
+    from hubkit.errors import CheckpointError
+
+    data, vectors, texts = sft_table
+    first = train_av(make_recipe(train_base, tmp_path / "a", av={**AV, "data": str(data)}), RunOptions(quiet=True))
+    start_ce, _ = independent_ce(ActivationVerbalizer.from_pretrained(first), vectors, texts)
+    cont = {**AV, "data": str(data), "steps": 1, "checkpoint_every": 1, "init": str(first)}
+    cont["adapter"] = {**AV["adapter"], "dropout": 0.0}  # the independent CE runs without dropout
+    last = train_av(make_recipe(train_base, tmp_path / "b", av=cont), RunOptions(quiet=True))
+    m = json.loads((last.parent / "metrics.jsonl").read_text().splitlines()[0])
+    base = ActivationVerbalizer.from_pretrained(first, base_model=str(train_base))
+    base.model.disable_adapter_layers()
+    base_ce, _ = independent_ce(base, vectors, texts)
+    assert abs(base_ce - start_ce) > 0.1 * start_ce  # a fresh adapter would start far from it
+    assert m["loss"] == pytest.approx(start_ce, rel=5e-4)
+    assert NLAMeta.load(last).training.parent == str(first)
+    wider = {**cont, "adapter": {**AV["adapter"], "r": 16}}
+    with pytest.raises(CheckpointError, match=r"field `av.init`: .* does not fit the adapter"):
+        train_av(make_recipe(train_base, tmp_path / "c", av=wider), RunOptions(quiet=True))
