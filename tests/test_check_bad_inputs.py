@@ -43,7 +43,9 @@ def _copy_with(src: Path, dest: Path, **changes) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubkit.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hubkit.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def _one_line_failure(result: subprocess.CompletedProcess) -> None:
@@ -149,7 +151,9 @@ def test_check_on_a_repo_holding_a_5000_character_file_name(tmp_path: Path, monk
     with LocalHub(tmp_path / "hub") as hub, use_endpoint(hub.endpoint, token=token):
         api = HfApi(endpoint=hub.endpoint, token=token)
         api.create_repo("lab/long-names")
-        api.upload_file(path_or_fileobj=b"schema: hubkit.nla/1\n", path_in_repo=C.META_FILE, repo_id="lab/long-names")
+        api.upload_file(
+            path_or_fileobj=b"schema: hubkit.nla/1\n", path_in_repo=C.META_FILE, repo_id="lab/long-names"
+        )
         try:
             api.upload_file(path_or_fileobj=b"x", path_in_repo=long_name, repo_id="lab/long-names")
         except Exception as exc:  # a server that refuses such names is fine too, if it says so in one line
@@ -160,7 +164,9 @@ def test_check_on_a_repo_holding_a_5000_character_file_name(tmp_path: Path, monk
     assert "\n" not in str(err.value) and len(str(err.value)) < 600
 
 
-def test_check_accepts_a_full_checkpoint_whose_base_is_a_training_machine_path(tmp_path: Path, tiny_llama) -> None:
+def test_check_accepts_a_full_checkpoint_whose_base_is_a_training_machine_path(
+    tmp_path: Path, tiny_llama
+) -> None:
     """A reference critic before the release scrub: its weights are all here, so the path is only said."""
     from hubkit.checkpoint import write_checkpoint
     from hubkit.heads import identity_head

@@ -111,22 +111,44 @@ def test_pair_from_the_hub_reconstructs_like_the_local_checkpoints(demo, hub):
     np.testing.assert_allclose(result.reload.cos, rows["cos"][:k], atol=1e-5)
 
 
-def test_trajectory_repo_holds_every_evaluated_step(demo, hub):
+def test_trajectory_repo_holds_every_evaluated_grpo_step_with_its_ar(demo, hub):
     result, _ = demo
     files = hub.list_repo_files(result.repos["trajectory"], revision=result.tag)
-    local_steps = sorted(p.name for p in (result.out_dir / "run" / "av").glob("step_*"))
-    assert len(local_steps) == 2
+    run = result.out_dir / "run" / "grpo"
+    local_steps = sorted(p.name for p in run.glob("step_*"))
+    assert len(local_steps) == result.settings.grpo_steps == 1
     traj = json.loads(result.trajectory_eval_json.read_text())
-    assert [p["name"] for p in traj["figures"]["trajectory"]["checkpoints"]] == local_steps
-    for step in local_steps:
-        assert f"{step}/nla_meta.yaml" in files
-        assert f"{step}/adapter_model.safetensors" in files
-        local = result.out_dir / "run" / "av" / step / "adapter_model.safetensors"
-        remote = hub.hf_hub_download(
-            result.repos["trajectory"], f"{step}/adapter_model.safetensors", revision=result.tag
-        )
-        assert _sha256(Path(remote)) == _sha256(local)
+    points = traj["figures"]["trajectory"]["checkpoints"]
+    assert [p["name"] for p in points] == local_steps
+    sft_ar = result.out_dir / "run" / "ar" / "step_000004"
+    assert traj["inputs"]["checkpoints"]["frozen_ar"]["path"] == str(sft_ar)
+    for step, point in zip(local_steps, points):
+        assert {"cos", "fve", "top1", "real_minus_empty"} <= set(point["fixed_ar"])
+        for rel in ("adapter_model.safetensors", "ar/adapter_model.safetensors", "ar/value_head.safetensors"):
+            assert f"{step}/{rel}" in files
+            remote = hub.hf_hub_download(result.repos["trajectory"], f"{step}/{rel}", revision=result.tag)
+            assert _sha256(Path(remote)) == _sha256(run / step / rel)
     assert not any("trainer_state" in f for f in files)
+
+
+def test_the_released_pair_is_the_rl_av_with_its_co_trained_ar_read_by_the_frozen_one_too(demo):
+    from hubkit.meta import NLAMeta
+
+    result, _ = demo
+    assert result.checkpoints["ar"] == result.checkpoints["av"] / "ar"
+    assert NLAMeta.load(result.checkpoints["ar"]).training.stage == "grpo"
+    ev = json.loads(result.eval_json.read_text())
+    fixed = ev["figures"]["fixed_ar"]
+    assert fixed["ar"] == "ar/step_000004" and fixed["evaluated_ar_co_trained"] is True
+    assert fixed["round_trip"]["n"] == ev["figures"]["round_trip"]["all"]["n"]
+    sft = json.loads((result.eval_json.parents[1] / "sft_pair" / "eval.json").read_text())
+    assert result.sft_figures["cos_mean"] == sft["figures"]["round_trip"]["all"]["cos"]["mean"]
+    text = summary_text(result)
+    rl = next(line for line in text.splitlines() if line.strip().startswith("cosine "))
+    assert f"{result.sft_figures['cos_mean']:.3f} → {result.figures['cos_mean']:.3f} (co-trained AR)" in rl
+    assert f"frozen SFT AR {fixed['round_trip']['cos']['mean']:.3f}" in rl
+    card = result.cards["av"].read_text()
+    assert "read by the frozen SFT AR `ar/step_000004`" in card and "trained alongside its AV in RL" in card
 
 
 def test_dataset_repo_holds_the_built_tables(demo, hub):
@@ -204,13 +226,13 @@ def test_example_release_spec_and_card_template_build_on_the_demo_outputs(demo, 
 
     result, _ = demo
     text = (EXAMPLES / "release-spec.yaml").read_text()
-    assert "~/.cache/hubkit/demo/run/grpo/step_000002" in text and "run/ar/step_000100" in text
+    assert "~/.cache/hubkit/demo/run/grpo/step_000008\n" in text and "run/grpo/step_000008/ar\n" in text
     text = text.replace("~/.cache/hubkit/demo", str(result.out_dir))
     text = text.replace(
-        "grpo/step_000002", result.checkpoints["av"].relative_to(result.out_dir / "run").as_posix()
+        "grpo/step_000008/ar", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
     )
     text = text.replace(
-        "ar/step_000100", result.checkpoints["ar"].relative_to(result.out_dir / "run").as_posix()
+        "grpo/step_000008", result.checkpoints["av"].relative_to(result.out_dir / "run").as_posix()
     )
     # the tiny base is a local folder: the card header needs a Hub id for it (the demo pushed one)
     text = text.replace("\ncard:\n", "\ncard:\n  base_model: hubkit-demo/tiny-llama-random\n")
@@ -273,7 +295,9 @@ def test_stages_leave_typed_results_in_the_state_file(demo):
             assert text.startswith(head) and text.endswith('"')
             assert text[len(head) : -1].replace("[", "").replace("]", "").split()[-1] == prefix.split()[-1]
     ar = Trained.from_dict(stages["train_ar"]["result"])
-    assert Path(ar.checkpoint) == result.checkpoints["ar"]
+    assert (
+        Path(ar.checkpoint) == result.out_dir / "run" / "ar" / "step_000004"
+    )  # the SFT AR GRPO started from
 
 
 def test_release_specs_written_from_spec_objects_load_back_the_same(demo):

@@ -107,7 +107,9 @@ def test_architecture_mismatch_is_refused(tmp_path: Path, tiny, other: dict, nee
 
 def test_ar_deeper_than_the_avs_base_is_refused(tmp_path: Path, tiny) -> None:
     av = NLAMeta.load(_checkpoint(tmp_path / "av", tiny, _actor_sidecar(32, "org/base-llama")))
-    ar = NLAMeta.load(_checkpoint(tmp_path / "ar", make_tiny_model("llama", 32, 5), _critic_sidecar(32, MACHINE, 3)))
+    ar = NLAMeta.load(
+        _checkpoint(tmp_path / "ar", make_tiny_model("llama", 32, 5), _critic_sidecar(32, MACHINE, 3))
+    )
     with pytest.raises(IncompatiblePairError, match="depth: the AR keeps 4 blocks, the AV's base has 3"):
         check_compatible(av, ar)
 
@@ -155,8 +157,15 @@ def test_same_base_is_one_definition(a: str, b: str, same: bool) -> None:
 
 @pytest.mark.parametrize(
     ("name", "path"),
-    [("/mnt/x/ckpt", True), ("~/models/x", True), ("./x", True), ("gs://bucket/x", True), ("a/b/c", True),
-     ("org/name", False), ("smollm2-135m", False)],
+    [
+        ("/mnt/x/ckpt", True),
+        ("~/models/x", True),
+        ("./x", True),
+        ("gs://bucket/x", True),
+        ("a/b/c", True),
+        ("org/name", False),
+        ("smollm2-135m", False),
+    ],
 )
 def test_machine_paths_are_told_from_hub_ids(name: str, path: bool) -> None:
     assert identity.is_machine_path(name) is path

@@ -31,7 +31,10 @@ ACTOR = {
         "injection_right_neighbor_id": 41,
         "critic_suffix_ids": [5, 6],
     },
-    "prompt_templates": {"actor": "V: {injection_char}. Explain.", "critic": "S <text>{explanation}</text> x"},
+    "prompt_templates": {
+        "actor": "V: {injection_char}. Explain.",
+        "critic": "S <text>{explanation}</text> x",
+    },
     "critic": {"extraction_layer_index": 16},
 }
 
@@ -68,12 +71,21 @@ def test_each_depth_spelling_holds_k_and_the_ar_keeps_k_plus_1(tmp_path: Path, s
 @pytest.mark.parametrize(
     ("spelling", "a", "b"),
     [
-        ({"critic": {"num_hidden_layers": 17, "extraction_layer_index": 16}}, "critic.extraction_layer_index",
-         "critic.num_hidden_layers"),
-        ({"ar": {"num_hidden_layers": 17}, "extraction_layer_index": 16}, "extraction_layer_index",
-         "ar.num_hidden_layers"),
-        ({"critic": {"num_hidden_layers": 15}, "ar": {"num_hidden_layers": 16}}, "critic.num_hidden_layers",
-         "ar.num_hidden_layers"),
+        (
+            {"critic": {"num_hidden_layers": 17, "extraction_layer_index": 16}},
+            "critic.extraction_layer_index",
+            "critic.num_hidden_layers",
+        ),
+        (
+            {"ar": {"num_hidden_layers": 17}, "extraction_layer_index": 16},
+            "extraction_layer_index",
+            "ar.num_hidden_layers",
+        ),
+        (
+            {"critic": {"num_hidden_layers": 15}, "ar": {"num_hidden_layers": 16}},
+            "critic.num_hidden_layers",
+            "ar.num_hidden_layers",
+        ),
     ],
 )
 def test_contradictory_depth_is_one_line_naming_the_file_and_both_fields(
@@ -138,8 +150,12 @@ def test_null_scale_in_hubkits_own_record_names_its_field(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("override", "stored", "resolved"),
-    [(150, 150.0, 150.0), ("80000", 80000.0, 80000.0), ("sqrt_d_model", "sqrt_d_model", math.sqrt(D)),
-     ("raw", "raw", None)],
+    [
+        (150, 150.0, 150.0),
+        ("80000", 80000.0, 80000.0),
+        ("sqrt_d_model", "sqrt_d_model", math.sqrt(D)),
+        ("raw", "raw", None),
+    ],
 )
 def test_the_override_fills_a_null_scale(tmp_path: Path, override, stored, resolved) -> None:
     data = copy.deepcopy(ACTOR)

@@ -16,8 +16,16 @@ from hubkit.errors import MetaError
 from hubkit.meta import NLAMeta, critic_suffix_ids, fill_suffix_ids
 from hubkit.testing import make_tiny_model, tiny_metas
 
-REFERENCE_KEYS = {"kind", "schema_version", "role", "d_model", "extraction", "tokens", "prompt_templates",
-                  "base_checkpoint"}
+REFERENCE_KEYS = {
+    "kind",
+    "schema_version",
+    "role",
+    "d_model",
+    "extraction",
+    "tokens",
+    "prompt_templates",
+    "base_checkpoint",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,9 @@ def _marker_ids(tiny, template: str) -> dict:
     tok = tiny.tokenizer
     marker_id = tok("¶", add_special_tokens=False)["input_ids"][0]
     content = template.format(injection_char="¶")
-    ids = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=True, add_generation_prompt=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=True, add_generation_prompt=True
+    )
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     p = ids.index(marker_id)
     return {"marker_token_id": marker_id, "left_neighbor_id": ids[p - 1], "right_neighbor_id": ids[p + 1]}
@@ -103,7 +113,12 @@ def test_reference_keys_alone_give_hubkit_the_same_numbers(tmp_path: Path, tiny)
     (tmp_path / "ref" / C.META_FILE).write_text(yaml.safe_dump(data, allow_unicode=True))
     ref = NLAMeta.load(tmp_path / "ref")
     assert ref.converted_from == "reference-v2"
-    assert (ref.role, ref.d_model, ref.layer, ref.ar.num_layers) == (av.role, av.d_model, av.layer, av.ar.num_layers)
+    assert (ref.role, ref.d_model, ref.layer, ref.ar.num_layers) == (
+        av.role,
+        av.d_model,
+        av.layer,
+        av.ar.num_layers,
+    )
     assert ref.injection_scale_value() == pytest.approx(av.injection_scale_value())
     assert ref.mse_scale_value() == pytest.approx(av.mse_scale_value())
     assert (ref.av.template, ref.ar.template) == (av.av.template, av.ar.template)
@@ -131,13 +146,16 @@ def test_hubkit_prefers_its_record_and_refuses_a_disagreeing_reference_key(tmp_p
     assert NLAMeta.load(path).av.chat_template is False
     data["extraction"]["injection_scale"] = 99.0
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    with pytest.raises(MetaError, match=r"field `extraction.injection_scale` is 99.0 but the hubkit record says 12.5"):
+    with pytest.raises(
+        MetaError, match=r"field `extraction.injection_scale` is 99.0 but the hubkit record says 12.5"
+    ):
         NLAMeta.load(path)
 
 
 def test_suffix_ids_need_a_suffix_of_two_tokens(tiny) -> None:
-    assert critic_suffix_ids(tiny.tokenizer, "<text>{explanation}</text> <summary>") == (
-        tiny.tokenizer.encode("</text> <summary>", add_special_tokens=False)[1:]
+    assert (
+        critic_suffix_ids(tiny.tokenizer, "<text>{explanation}</text> <summary>")
+        == (tiny.tokenizer.encode("</text> <summary>", add_special_tokens=False)[1:])
     )
     with pytest.raises(MetaError, match="at least 2"):
         critic_suffix_ids(tiny.tokenizer, "{explanation}")

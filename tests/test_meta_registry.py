@@ -51,7 +51,14 @@ def test_injection_scheme_is_a_name_checked_against_the_schemes() -> None:
     assert Injection(scheme="residual_add").scheme == "residual_add"
     with pytest.raises(ValueError, match="`injection.scheme` must be one of"):
         Injection(scheme="prefix", scale=1.0)
-    data = {"schema": "hubkit.nla/1", "role": "ar", "base_model": "b", "d_model": 8, "layer": 1,
-            "ar": {"num_layers": 2}, "injection": {"scheme": "prefix"}}
+    data = {
+        "schema": "hubkit.nla/1",
+        "role": "ar",
+        "base_model": "b",
+        "d_model": 8,
+        "layer": 1,
+        "ar": {"num_layers": 2},
+        "injection": {"scheme": "prefix"},
+    }
     with pytest.raises(MetaError, match=r"^x.yaml: field `injection.scheme` must be one of"):
         NLAMeta.from_dict(copy.deepcopy(data), where="x.yaml")

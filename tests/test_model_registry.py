@@ -52,7 +52,9 @@ def test_entries_parse_with_aliases_and_sentinels(tmp_path: Path) -> None:
     specs, _ = model_registry.load_registry(_write(tmp_path, [ENTRY]))
     spec = specs["toy-1m"]
     assert spec.embed_scale == pytest.approx(8.0) and spec.aliases == ("org/toy-1m-base",)
-    assert model_registry.find("ORG/TOY-1M-BASE", specs) is spec and model_registry.find("nope", specs) is None
+    assert (
+        model_registry.find("ORG/TOY-1M-BASE", specs) is spec and model_registry.find("nope", specs) is None
+    )
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,9 @@ def test_residual_norm_matches_hidden_states_over_real_tokens(tiny, layer: int) 
     want = float(np.sort(norms)[(len(norms) - 1) // 2])
     got = scale_lint.residual_norm(tiny.model, tiny.tokenizer, layer, TEXTS, batch_size=3)
     assert got == pytest.approx(want, rel=1e-5)
-    assert scale_lint.residual_norm(tiny.model, tiny.tokenizer, layer, TEXTS, batch_size=1) == pytest.approx(got)
+    assert scale_lint.residual_norm(tiny.model, tiny.tokenizer, layer, TEXTS, batch_size=1) == pytest.approx(
+        got
+    )
 
 
 def test_recipe_words_resolve_to_measured_scales(tiny) -> None:

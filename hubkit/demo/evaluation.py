@@ -66,6 +66,7 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
     from hubkit.eval.extras import Extras
     from hubkit.eval.report import checkpoint_record
     from hubkit.eval.run import base_record, evaluate_pair
+    from hubkit.eval.yardstick import yardstick_name
     from hubkit.pair import NLAPair
     from hubkit.reconstructor import ActivationReconstructor
 
@@ -76,7 +77,7 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
         records["base"] = base
     extras = None
     if fixed_ar is not None:
-        records["fixed_ar"] = checkpoint_record(fixed_ar)
+        records["frozen_ar"] = checkpoint_record(fixed_ar)
         extras = Extras(
             fixed_ar=ActivationReconstructor.from_pretrained(fixed_ar), fixed_ar_name=yardstick_name(fixed_ar)
         )
@@ -91,11 +92,6 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
         extras=extras,
         **_eval_kwargs(d),
     )
-
-
-def yardstick_name(folder: Path) -> str:
-    """How eval.json and the card name the frozen AR: its run-relative name (``ar/step_000100``), no machine path."""
-    return f"{folder.parent.name}/{folder.name}"
 
 
 def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:

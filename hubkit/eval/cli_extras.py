@@ -114,7 +114,7 @@ def build_extras(
 def with_fixed_ar(extras, pair, fixed_dir, source: str | None, base_model, device, dtype):
     """`extras` with the frozen AR given by ``--fixed-ar`` loaded; a warning when the pair's AR was
     trained alongside its AV in RL and no frozen AR is given (its figures flatter the pair)."""
-    from hubkit.eval.yardstick import co_trained
+    from hubkit.eval.yardstick import co_trained, yardstick_name
 
     if fixed_dir is None:
         if co_trained(pair.ar.meta):
@@ -131,7 +131,7 @@ def with_fixed_ar(extras, pair, fixed_dir, source: str | None, base_model, devic
     extras.fixed_ar = ActivationReconstructor.from_pretrained(
         fixed_dir, base_model=base_model, device=device, dtype=dtype
     )
-    extras.fixed_ar_name = source or str(fixed_dir)
+    extras.fixed_ar_name = yardstick_name(source or fixed_dir)
     return extras
 
 

@@ -30,7 +30,7 @@ from hubkit.eval.sections import (
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
-from hubkit.eval.yardstick import point_figures
+from hubkit.eval.yardstick import point_figures, yardstick_name
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
 
@@ -145,8 +145,7 @@ def evaluate_trajectory(
     base_rec = base_record(plan[0][1], plan[0][2], base_model)
     points, generation, last = [], None, None
     extras = _with_fixed_ar(eval_kwargs.pop("extras", None), fixed_ar, base_model, device, dtype)
-    if extras is not None:
-        fixed["fixed_ar"] = checkpoint_record(fixed_ar)
+    frozen = {"frozen_ar": checkpoint_record(fixed_ar)} if fixed_ar is not None else {}
     for ck, av_dir, ar_dir in plan:
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
         recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
@@ -194,6 +193,7 @@ def evaluate_trajectory(
         },
         "checkpoints": {
             **{f"fixed_{k}": v for k, v in fixed.items()},
+            **frozen,
             **({"base": base_rec} if base_rec else {}),
         },
     }
@@ -239,7 +239,7 @@ def _with_fixed_ar(extras: Extras | None, fixed_ar, base_model, device, dtype) -
     extras.fixed_ar = ActivationReconstructor.from_pretrained(
         fixed_ar, base_model=base_model, device=device, dtype=dtype
     )
-    extras.fixed_ar_name = str(fixed_ar)
+    extras.fixed_ar_name = yardstick_name(fixed_ar)
     return extras
 
 

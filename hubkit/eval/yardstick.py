@@ -31,6 +31,15 @@ def round_trip_block(
     )
 
 
+def yardstick_name(source) -> str:
+    """How eval.json and cards name a frozen AR: a local folder by its last two parts (``ar/step_000100``,
+    no machine path), a Hub repo id as given."""
+    from pathlib import Path
+
+    path = Path(str(source))
+    return f"{path.parent.name}/{path.name}" if path.is_dir() else str(source)
+
+
 def co_trained(meta: NLAMeta) -> bool:
     """Whether an AR was trained in RL against the AV it scored (its last stage was GRPO)."""
     return meta.role == "ar" and meta.training.stage == "grpo"
@@ -82,4 +91,4 @@ def point_figures(section: FixedAR | None) -> PointFixedAR | None:
     )
 
 
-__all__ = ["co_trained", "fixed_ar_section", "point_figures", "round_trip_block"]
+__all__ = ["co_trained", "fixed_ar_section", "point_figures", "round_trip_block", "yardstick_name"]

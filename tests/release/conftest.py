@@ -246,11 +246,17 @@ def _family_world(root: Path, family: str) -> dict:
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     checkpoints = {"av": av_dir, "ar": ar_dir}
     kw = dict(EVAL_KW, plots=False)
-    evaluate_pair(pair, _eval_table(root / "eval.parquet", 12, 0), out_dir=root / "eval", checkpoints=checkpoints, **kw)
+    evaluate_pair(
+        pair, _eval_table(root / "eval.parquet", 12, 0), out_dir=root / "eval", checkpoints=checkpoints, **kw
+    )
     out = {"root": root, "base": base, "av": av_dir, "ar": ar_dir, "eval": root / "eval"}
     if family == "smollm":  # a second eval of the same pair on another table: the training distribution
         evaluate_pair(
-            pair, _eval_table(root / "train.parquet", 12, 1), out_dir=root / "eval-train", checkpoints=checkpoints, **kw
+            pair,
+            _eval_table(root / "train.parquet", 12, 1),
+            out_dir=root / "eval-train",
+            checkpoints=checkpoints,
+            **kw,
         )
         out["eval_train"] = root / "eval-train"
     return out

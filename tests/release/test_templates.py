@@ -187,7 +187,9 @@ def test_the_dataset_template_renders_its_context(contexts):
     ctx = contexts[cards.DATASET_TEMPLATE]
     body = cards.render_body(cards.DATASET_TEMPLATE, ctx)
     assert "| `data/rl.parquet` | rl | 2 | doc_id, position |" in body
-    assert "- corpus: `bundled`, 2 documents; hubkit bundled corpus, licence CC0-1.0 (written for hubkit" in body
+    assert (
+        "- corpus: `bundled`, 2 documents; hubkit bundled corpus, licence CC0-1.0 (written for hubkit" in body
+    )
     for key in ("tables", "total_rows", "license", "text"):
         with pytest.raises(ReleaseError, match=key):
             cards.render_body(cards.DATASET_TEMPLATE, {k: v for k, v in ctx.items() if k != key})

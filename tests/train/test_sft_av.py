@@ -136,7 +136,9 @@ def test_continued_sft_starts_from_the_init_checkpoint(tmp_path, train_base, sft
     from hubkit.errors import CheckpointError
 
     data, vectors, texts = sft_table
-    first = train_av(make_recipe(train_base, tmp_path / "a", av={**AV, "data": str(data)}), RunOptions(quiet=True))
+    first = train_av(
+        make_recipe(train_base, tmp_path / "a", av={**AV, "data": str(data)}), RunOptions(quiet=True)
+    )
     start_ce, _ = independent_ce(ActivationVerbalizer.from_pretrained(first), vectors, texts)
     cont = {**AV, "data": str(data), "steps": 1, "checkpoint_every": 1, "init": str(first)}
     cont["adapter"] = {**AV["adapter"], "dropout": 0.0}  # the independent CE runs without dropout
