@@ -428,3 +428,18 @@ def test_refused_before_any_model_loads(setup, train_base, tmp_path, monkeypatch
     write_file_hashes(other)
     with pytest.raises(CheckpointError, match=r"grpo.av_init .* and grpo.ar_init .*layer: AV 1 vs AR 0"):
         G.train_grpo(grpo_recipe(setup, train_base, "layers", ar_init=str(other)), RunOptions(quiet=True))
+
+
+def test_a_full_weights_av_whose_reference_does_not_fit_is_refused(setup, train_base, monkeypatch):
+    from hubkit.errors import CheckpointError
+    from hubkit.train import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 1000)
+    monkeypatch.setattr(G, "load_policy", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    with pytest.raises(
+        CheckpointError, match=r"second full copy: about .* GB .* has 0.0 GB free.*kl_coef: 0"
+    ):
+        G.train_grpo(grpo_recipe(setup, train_base, "mem", kl_coef=0.1), RunOptions(quiet=True))
+    # no reference is needed with β = 0: the same AV passes the check
+    recipe = grpo_recipe(setup, train_base, "mem0", kl_coef=0.0)
+    G.preflight(recipe, recipe.grpo, setup["av"], setup["ar"])
