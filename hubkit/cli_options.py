@@ -141,14 +141,32 @@ av_options = stack(
 )
 """``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
 
+def _no_verify_option(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`--no-verify-weights`: skip hashing the checkpoint's files on load for this command only."""
+    from hubkit.checkpoint import NO_VERIFY_ENV
+
+    if value and NO_VERIFY_ENV not in os.environ:
+        os.environ[NO_VERIFY_ENV] = "1"
+        ctx.call_on_close(lambda: os.environ.pop(NO_VERIFY_ENV, None))
+
+
 load_options = stack(
+    click.option(
+        "--no-verify-weights",
+        is_flag=True,
+        expose_value=False,
+        callback=_no_verify_option,
+        help="Skip checking the checkpoint's files against their recorded sha256 on load (very large files). "
+        "Env: HUBKIT_NO_VERIFY=1.",
+    ),
     click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
     click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
     click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
     device_option,
     dtype_option,
 )
-"""``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
+"""``--no-verify-weights --revision --subfolder --base-model --device --dtype``: where a checkpoint and its
+base come from, and whether its files are checked."""
 
 
 def _check_engine(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, loading
 from hubkit import constants as C
+from hubkit.checkpoint import verify_on_load
 from hubkit.errors import CheckpointError, MetaError
 from hubkit.meta import NLAMeta
 
@@ -156,11 +157,14 @@ class ActivationReconstructor:
         base_model: str | None = None,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        verify: bool = True,
     ) -> ActivationReconstructor:
+        """Load an AR; `verify` checks its files against the hashes recorded with them."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
         meta = NLAMeta.load(folder)
         if meta.ar is None or meta.role != "ar":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
+        verify_on_load(folder, verify)
         dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         if loading.is_adapter(folder) or lora_state:
@@ -193,9 +197,28 @@ class ActivationReconstructor:
     def forward(self, texts: list[str]) -> Tensor:
         """Head output for `texts`, differentiable (used by training)."""
         h, _ = self.hidden(texts)
+        return self._project(h)
+
+    def _project(self, h: Tensor) -> Tensor:
         if self.meta.ar.input_norm == "mse_scale":
             h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12) * self.meta.mse_scale_value()
         return self.head(h)
+
+    def _check_finite(self, x: Tensor, part: str, first_row: int) -> None:
+        """Stop with one line naming the checkpoint file when `part` produced NaN or inf."""
+        overflow = ~torch.isfinite(x.float().norm(dim=-1))  # finite values whose norm is not: no cosine, no MSE
+        bad = ((~torch.isfinite(x)).any(dim=-1) | overflow).nonzero().flatten().tolist()
+        if not bad:
+            return
+        folder = self.meta.folder or Path("AR")
+        if part == "head":
+            file = folder / heads.HEAD_FILES[self.meta.ar.head_format]
+        else:
+            file = folder / C.ADAPTER_WEIGHTS_FILE if self.adapter_name else folder
+        raise CheckpointError(
+            f"{file}: the AR's {part} gives NaN/inf for {len(bad)} row(s) (first: row {first_row + bad[0]}); its "
+            "weights or scaling are broken (e.g. a huge lora_alpha or head values): use another checkpoint"
+        )
 
     @torch.no_grad()
     def reconstruct(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> Tensor:
@@ -206,7 +229,11 @@ class ActivationReconstructor:
 
         out = []
         for start in tqdm(range(0, len(texts), batch_size), desc="reconstruct", disable=not progress):
-            out.append(self.forward(list(texts[start : start + batch_size])).cpu())
+            h, _ = self.hidden(list(texts[start : start + batch_size]))
+            self._check_finite(h, "backbone", start)
+            v = self._project(h)
+            self._check_finite(v, "head", start)
+            out.append(v.cpu())
         if not out:
             return torch.empty(0, self.meta.d_model)
         return torch.cat(out)

@@ -138,6 +138,14 @@ class ReleaseSpec:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
             if not _REPO_RE.match(repo):
                 raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
+        seen: dict[str, str] = {}
+        for role, repo in self.repos.items():
+            other = seen.setdefault(repo.lower(), role)
+            if other != role:
+                raise ValueError(
+                    f"`repos.{role}` is {repo!r}, the repo `repos.{other}` names too: each half needs its "
+                    "own repo (one would overwrite the other on main); name another repo"
+                )
         for role in self.checkpoints:
             if role not in ("av", "ar"):
                 raise ValueError(
@@ -269,7 +277,9 @@ def load_spec(
 
     path = find_spec(name, releases_dir)
     try:
-        data: Any = yaml.safe_load(path.read_text())
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReleaseError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ReleaseError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):

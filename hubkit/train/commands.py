@@ -33,6 +33,11 @@ _run_options = stack(
         help="Resume; when the last checkpoint fails its file hashes, set it aside (corrupt_step_*) and "
         "continue from the newest intact one.",
     ),
+    click.option(
+        "--resume-unverified",
+        is_flag=True,
+        help="Resume even from a checkpoint written without its file hashes (.hubkit_sha256.json).",
+    ),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
     click.option(
         "--dtype",
@@ -84,7 +89,16 @@ def _prepare(
 
 
 def _options(
-    *, data, out, resume, resume_fallback, device, allow_ood_injection, quiet, debug_hang_after_step
+    *,
+    data,
+    out,
+    resume,
+    resume_fallback,
+    resume_unverified,
+    device,
+    allow_ood_injection,
+    quiet,
+    debug_hang_after_step,
 ):
     """The `RunOptions` of the command-line flags shared by the stages."""
     from hubkit.train.loop import RunOptions
@@ -94,6 +108,7 @@ def _options(
         data=data,
         resume=resume,
         resume_fallback=resume_fallback,
+        resume_unverified=resume_unverified,
         allow_ood_injection=allow_ood_injection,
         device=device,
         hang_after_step=debug_hang_after_step,

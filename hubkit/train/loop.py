@@ -76,6 +76,7 @@ class RunOptions:
     data: str | None = None
     resume: bool = False
     resume_fallback: bool = False  # a damaged latest step is set aside and the newest intact one used
+    resume_unverified: bool = False  # a step folder without its hash file may be resumed from
     allow_ood_injection: bool = False
     device: str | None = None
     hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
@@ -118,7 +119,7 @@ class Runner:
         return data
 
     def _prepare_run_dir(self) -> T.Resumed | None:
-        resume = self.opts.resume or self.opts.resume_fallback
+        resume = self.opts.resume or self.opts.resume_fallback or self.opts.resume_unverified
         if self.is_main:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ class Runner:
             for p in T.clean_partials(self.run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
             if resume and self.opts.resume_fallback:
-                T.resume_point(self.run_dir, fallback=True)  # sets damaged steps aside
+                T.resume_point(self.run_dir, fallback=True, unverified_ok=self.opts.resume_unverified)
         self.acc.wait_for_everyone()
         last = T.latest_step(self.run_dir)
         if last is None:
@@ -141,7 +142,7 @@ class Runner:
                 f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
                 "or choose another output folder (--out)"
             )
-        return T.read_state(last)
+        return T.read_state(last, unverified_ok=self.opts.resume_unverified)
 
     # -- determinism ---------------------------------------------------------------------------
     def seed_micro(self, step: int, micro: int) -> None:

@@ -81,14 +81,16 @@ def test_damage_without_recorded_hashes_is_still_one_clear_error(run3):
     (step / C.CHECKPOINT_HASHES_FILE).unlink()
     state = step / T.TRAINER_STATE_JSON
     good = state.read_text()
+    with pytest.raises(CheckpointError, match=rf"{step}: no {C.CHECKPOINT_HASHES_FILE}.*--resume-unverified"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
     state.write_text(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match=rf"{state}: not valid JSON .* truncated or corrupt"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
     state.write_text(good)
     tensors = step / T.TRAINER_STATE_TENSORS
     tensors.write_bytes(tensors.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=rf"{tensors}: not a readable safetensors file"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
 
 
 def test_nan_in_an_unhashed_adapter_is_refused(run3):
@@ -103,7 +105,7 @@ def test_nan_in_an_unhashed_adapter_is_refused(run3):
     tensors[first] = torch.full_like(tensors[first], float("nan"))
     save_file(tensors, str(adapter))
     with pytest.raises(CheckpointError, match=rf"{adapter}: tensor\(s\) \['{first}'\] hold NaN or inf"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
 
 
 def test_fallback_resumes_from_the_newest_intact_step_and_matches_a_straight_run(
