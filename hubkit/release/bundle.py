@@ -87,8 +87,8 @@ def check_replaceable(out: Path) -> None:
         raise ReleaseError(f"--out {out}: {exc}") from exc
     if recorded is None:
         raise ReleaseError(
-            f"--out {out}: holds files but no {C.CHECKPOINT_HASHES_FILE} record of a bundle hubkit built "
-            f"(e.g. {files[0].relative_to(out)}); nothing was replaced: choose an empty or new --out folder"
+            f"--out {out}: not a release bundle hubkit built (no {C.CHECKPOINT_HASHES_FILE} recording its files, "
+            f"e.g. {files[0].relative_to(out)}); nothing was replaced: choose an empty or new --out folder"
         )
     for path in files:
         rel = path.relative_to(out).as_posix()

@@ -142,10 +142,8 @@ def push_bundle(
 
 def _remote_head(target: RepoTarget, endpoint, token) -> str | None:
     """The commit `target`'s main branch points at now; None when the repo does not exist or cannot be read."""
-    from hubkit.hub.remote import remote_files
-
     try:
-        return remote_files(hub_api(endpoint, token), target.repo_id, target.repo_type, "main")[0]
+        return hub_api(endpoint, token).repo_info(target.repo_id, repo_type=target.repo_type, revision="main").sha
     except Exception:  # the push's own error is the one to report; this is only a description
         return None
 
@@ -160,8 +158,8 @@ def _remote_now(target: RepoTarget, before: str | None, endpoint, token) -> str:
         return f"{target.repo_id} main is still at its previous commit {now[:12]}; {again}"
     was = f"was {before[:12]}" if before else "the repo is new"
     return (
-        f"{target.repo_id} main is now at commit {now[:12]} ({was}): the files were committed but the "
-        f"release did not finish; check that commit, then {again}"
+        f"{target.repo_id} main is now at commit {now[:12]} ({was}): this release's files are committed "
+        "there but the release did not finish; fix the cause above, then run the command again"
     )
 
 
