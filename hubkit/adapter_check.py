@@ -39,7 +39,9 @@ def check_scaling(folder: Path, config: dict[str, Any]) -> None:
     alpha, r = config.get("lora_alpha", 8), config.get("r", 8)
     numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (alpha, r))
     if not numbers or not math.isfinite(alpha) or r <= 0:
-        raise CheckpointError(f"{path}: fields `lora_alpha` {alpha!r} and `r` {r!r} must be finite numbers, r > 0")
+        raise CheckpointError(
+            f"{path}: fields `lora_alpha` {alpha!r} and `r` {r!r} must be finite numbers, r > 0"
+        )
     scaling = alpha / (math.sqrt(r) if config.get("use_rslora") else r)
     if not 0 < abs(scaling) <= MAX_SCALING:
         raise CheckpointError(
