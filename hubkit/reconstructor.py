@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from hubkit import arch, heads, hub, loading
 from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
-from hubkit.errors import CheckpointError, MetaError
+from hubkit.errors import CheckpointError, DataError, MetaError
 from hubkit.meta import NLAMeta
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,20 @@ class ActivationReconstructor:
         head = head.to(loading.model_device(model))
         return cls(model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE)
 
-    def hidden(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        """Backbone output (float32) at the read-out token of each text, before normalisation and head."""
+    def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
+        """Backbone output (float32) at the read-out token of each text, before normalisation and head.
+
+        A prompt longer than the model's context is refused naming its row (`first_row` + index, from 1):
+        cutting it would drop the suffix the AR reads at, and running it would take minutes for nothing."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
+        limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
+        long = [i for i, r in enumerate(rows) if limit and len(r) > limit]
+        if long:
+            shown = ", ".join(f"{first_row + i + 1} ({len(rows[i]):,} tokens)" for i in long[:5])
+            raise DataError(
+                f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
+                "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
+            )
         ids, mask = pad_right(rows, self.pad_id)
         device = loading.model_device(self.model)
         ids, mask = ids.to(device), mask.to(device)
@@ -229,7 +240,7 @@ class ActivationReconstructor:
 
         out = []
         for start in tqdm(range(0, len(texts), batch_size), desc="reconstruct", disable=not progress):
-            h, _ = self.hidden(list(texts[start : start + batch_size]))
+            h, _ = self.hidden(list(texts[start : start + batch_size]), first_row=start)
             self._check_finite(h, "backbone", start)
             v = self._project(h)
             self._check_finite(v, "head", start)

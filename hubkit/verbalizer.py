@@ -280,6 +280,7 @@ class ActivationVerbalizer:
         the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
         for every row (the same tokens, only slower)."""
         v = self.check(vectors)
+        self.check_length(max_new_tokens, min_new_tokens)
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
@@ -306,6 +307,19 @@ class ActivationVerbalizer:
             bar.update(len(v[start : start + step]))
         bar.close()
         return out
+
+    def check_length(self, max_new_tokens: int, min_new_tokens: int = 0) -> None:
+        """Refuse a generation length the model cannot hold (prompt + new tokens beyond its positions)."""
+        limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
+        if min_new_tokens > max_new_tokens:
+            raise InjectionError(
+                f"min_new_tokens {min_new_tokens} is above max_new_tokens {max_new_tokens}; lower --min-new-tokens"
+            )
+        if limit and len(self.prompt_ids) + max_new_tokens > limit:
+            raise InjectionError(
+                f"max_new_tokens {max_new_tokens} + the AV prompt's {len(self.prompt_ids)} tokens exceed the model's "
+                f"context of {limit} positions; lower --max-new-tokens to at most {limit - len(self.prompt_ids)}"
+            )
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
