@@ -5,6 +5,7 @@ Every command runs unchanged under ``accelerate launch`` (data parallel); see tr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -153,9 +154,14 @@ def train_grpo_cmd(recipe, steps, seed, dtype, av_init, ar_init, **run) -> None:
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 def check_cmd(recipe) -> None:
     """Validate a recipe without loading a model: print its stages and config hashes."""
+    from hubkit.train.data import check_columns
     from hubkit.train.recipe import load_recipe
 
     r = load_recipe(recipe)
+    for stage in ("av", "ar", "grpo"):
+        section = getattr(r, stage)
+        if section is not None and section.data is not None and Path(section.data).exists():
+            check_columns(section.data, stage, f"{recipe}: field `{stage}.data`")  # absent: not built yet
     click.echo(f"{recipe}: ok — base {r.base_model}, layer {r.layer}, output {r.output_dir}")
     for stage in ("av", "ar", "grpo"):
         section = getattr(r, stage)
