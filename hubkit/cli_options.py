@@ -131,10 +131,26 @@ dtype_option = click.option(
 )
 device_option = click.option("--device", default=None, callback=_device_option, help="cpu, cuda, cuda:1 …")
 
+def _injection_scale_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--injection-scale`: a positive finite number, sqrt_d_model or raw, refused here rather than in the meta."""
+    import math
+
+    if value is None or value in ("sqrt_d_model", "raw"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise click.BadParameter(f"{value!r} is not a positive finite number, sqrt_d_model or raw", ctx, param)
+    return value
+
+
 av_options = stack(
     click.option(
         "--injection-scale",
         default=None,
+        callback=_injection_scale_option,
         help="Override the AV meta's injection scale (a number, sqrt_d_model or raw), e.g. where it is null.",
     ),
     click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
