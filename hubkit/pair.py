@@ -15,6 +15,7 @@ from torch import Tensor
 
 from hubkit import heads, hub, injection, loading
 from hubkit.checkpoint import verify_on_load
+from hubkit.errors import MetaError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
@@ -75,6 +76,14 @@ class NLAPair:
         av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
         ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
+        if (av_meta.role, ar_meta.role) == ("ar", "av"):
+            raise MetaError(
+                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; pass them the other "
+                "way round"
+            )
+        for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
+            if meta.role != want:
+                raise MetaError(f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}")
         check_compatible(av_meta, ar_meta)
         verify_on_load(av_dir, verify)
         verify_on_load(ar_dir, verify)

@@ -193,7 +193,18 @@ class Runner:
             return
         path = self.run_dir / METRICS_FILE
         if path.exists():
-            kept = [line for line, step in read_metrics_lines(path) if step <= start_step]
+            records = read_metrics_lines(path)
+            kept = [line for line, step in records if step <= start_step]
+            missing = sorted(set(range(1, start_step + 1)) - {step for _, step in records})
+            if missing:
+                log.warning(
+                    "%s: %d of the %d steps before the resume point have no metrics record (first missing: step "
+                    "%d); the file was truncated or edited, and those rows stay missing",
+                    path,
+                    len(missing),
+                    start_step,
+                    missing[0],
+                )
             path.write_text("".join(line + "\n" for line in kept))
         self.recipe.save(self.run_dir / RECIPE_COPY)
 

@@ -142,6 +142,16 @@ def test_a_partial_last_metrics_line_is_dropped_and_said(run3, caplog):
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
 
 
+def test_metrics_rows_lost_before_the_resume_point_are_counted(run3, caplog):
+    recipe, run = run3
+    metrics = run / METRICS_FILE
+    lines = metrics.read_text().splitlines()
+    metrics.write_text(lines[0] + "\n")  # steps 2 and 3 lost, the run resumes after step 3
+    with caplog.at_level("WARNING"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    assert "2 of the 3 steps before the resume point have no metrics record (first missing: step 2)" in caplog.text
+
+
 def test_a_damaged_metrics_line_in_the_middle_is_an_error(run3):
     recipe, run = run3
     metrics = run / METRICS_FILE
