@@ -198,9 +198,8 @@ class ActivationVerbalizer:
         injection_scale: float | str | None = None,
         verify: bool = True,
     ) -> ActivationVerbalizer:
-        """Load an AV; `dtype` None/"auto" picks from the hardware (`hubkit.precision.resolve_dtype`);
-        `injection_scale` (a number, "sqrt_d_model" or "raw") overrides the meta's, e.g. where it is null;
-        `verify` checks the files against the hashes recorded with them (`checkpoint.verify_on_load`)."""
+        """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
+        or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
         meta = NLAMeta.load(folder, injection_scale=injection_scale)
         if meta.role != "av":
@@ -280,7 +279,7 @@ class ActivationVerbalizer:
         the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
         for every row (the same tokens, only slower)."""
         v = self.check(vectors)
-        self.check_length(max_new_tokens, min_new_tokens)
+        check_length(self.model, len(self.prompt_ids), max_new_tokens, min_new_tokens)
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
@@ -307,19 +306,6 @@ class ActivationVerbalizer:
             bar.update(len(v[start : start + step]))
         bar.close()
         return out
-
-    def check_length(self, max_new_tokens: int, min_new_tokens: int = 0) -> None:
-        """Refuse a generation length the model cannot hold (prompt + new tokens beyond its positions)."""
-        limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
-        if min_new_tokens > max_new_tokens:
-            raise InjectionError(
-                f"min_new_tokens {min_new_tokens} is above max_new_tokens {max_new_tokens}; lower --min-new-tokens"
-            )
-        if limit and len(self.prompt_ids) + max_new_tokens > limit:
-            raise InjectionError(
-                f"max_new_tokens {max_new_tokens} + the AV prompt's {len(self.prompt_ids)} tokens exceed the model's "
-                f"context of {limit} positions; lower --max-new-tokens to at most {limit - len(self.prompt_ids)}"
-            )
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
@@ -377,6 +363,20 @@ class ActivationVerbalizer:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
         return decode_rows(
             rows, self.tokenizer, self.stop_ids, self.meta.av.explanation_open, self.meta.av.explanation_close
+        )
+
+
+def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
+    """Refuse a generation length the model cannot hold (prompt + new tokens beyond its positions)."""
+    limit = getattr(arch.text_config(model), "max_position_embeddings", None)
+    if min_new_tokens > max_new_tokens:
+        raise InjectionError(
+            f"min_new_tokens {min_new_tokens} is above max_new_tokens {max_new_tokens}; lower --min-new-tokens"
+        )
+    if limit and prompt_tokens + max_new_tokens > limit:
+        raise InjectionError(
+            f"max_new_tokens {max_new_tokens} + the AV prompt's {prompt_tokens} tokens exceed the model's context of "
+            f"{limit} positions; lower --max-new-tokens to at most {limit - prompt_tokens}"
         )
 
 

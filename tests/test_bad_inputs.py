@@ -1903,3 +1903,138 @@ def test_json_texts_file_reports_the_line(ws):
         main, ["reconstruct", str(ws.ar), "--texts", str(path), "--out", str(ws.tmp("o") / "v.safetensors")]
     )
     assert result.exit_code != 0 and re.search(r"(line |:)2\b", result.output), result.output
+
+
+# -- the property: no command exits 0 having written a non-finite number --------------------------------
+def non_finite_in(path: Path) -> str | None:
+    """Where `path` (json, jsonl, yaml, safetensors or parquet) holds NaN or inf, or None."""
+    import math
+
+    import pyarrow.parquet as pq
+    from safetensors.torch import load_file
+
+    def walk(value, where: str) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return where
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        )
+        return next((w for k, v in items if (w := walk(v, f"{where}.{k}"))), None)
+
+    suffix = path.suffix
+    if suffix == ".json":
+        return walk(json.loads(path.read_text()), path.name)
+    if suffix == ".jsonl":
+        return next(
+            (
+                w
+                for i, line in enumerate(path.read_text().splitlines())
+                if line.strip() and (w := walk(json.loads(line), f"{path.name}:{i + 1}"))
+            ),
+            None,
+        )
+    if suffix in (".yaml", ".yml"):
+        return walk(yaml.safe_load(path.read_text()), path.name)
+    if suffix == ".safetensors":
+        return next(
+            (
+                f"{path.name}:{k}"
+                for k, t in load_file(str(path)).items()
+                if t.is_floating_point() and not torch.isfinite(t).all()
+            ),
+            None,
+        )
+    if suffix == ".parquet":
+        table = pq.read_table(str(path))
+        for name, column in zip(table.column_names, table.columns):
+            values = _floats(column.combine_chunks())
+            if values is not None and not np.isfinite(values).all():
+                return f"{path.name}:{name}"
+    return None
+
+
+def _floats(arr) -> np.ndarray | None:
+    """The float values of an arrow column (lists flattened), or None for other types."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(arr.type):
+        return arr.to_numpy(zero_copy_only=False)
+    if (
+        pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+        or pa.types.is_fixed_size_list(arr.type)
+    ):
+        return _floats(arr.flatten())
+    return None
+
+
+def written_since(root: Path, before: dict) -> list[Path]:
+    return [root / rel for rel, stamp in snapshot(root).items() if before.get(rel) != stamp]
+
+
+def test_the_non_finite_scanner_finds_what_it_looks_for(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import save_file
+
+    (tmp_path / "a.json").write_text('{"x": {"y": [1.0, NaN]}}')
+    (tmp_path / "b.jsonl").write_text('{"cos": 0.5}\n{"cos": Infinity}\n')
+    (tmp_path / "c.yaml").write_text("a: .nan\n")
+    save_file({"v": torch.tensor([1.0, float("inf")])}, str(tmp_path / "d.safetensors"))
+    vec = pa.FixedSizeListArray.from_arrays(pa.array([1.0, float("nan")], pa.float32()), 2)
+    pq.write_table(pa.table({"vector": vec}), str(tmp_path / "e.parquet"))
+    found = {p.name: non_finite_in(p) for p in sorted(tmp_path.iterdir())}
+    assert found == {
+        "a.json": "a.json.x.y.1",
+        "b.jsonl": "b.jsonl:2.cos",
+        "c.yaml": "c.yaml.a",
+        "d.safetensors": "d.safetensors:v",
+        "e.parquet": "e.parquet:vector",
+    }
+    save_file({"v": torch.ones(2)}, str(tmp_path / "d.safetensors"))
+    assert non_finite_in(tmp_path / "d.safetensors") is None
+
+
+def _run_and_scan(ws: Workspace, args: list[str]) -> tuple[int, list[str]]:
+    before = snapshot(ws.root)
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output, result.output
+    bad = [w for p in written_since(ws.root, before) if (w := non_finite_in(p))]
+    return result.exit_code, bad
+
+
+@pytest.mark.parametrize("scale_exp", [-40, -20, 0, 3, 18, 30])
+def test_no_command_exits_0_with_a_non_finite_number_in_what_it_wrote(ws, scale_exp):
+    """Vectors of every magnitude float32 holds (and some whose norm it cannot) through every command
+    that computes numbers: either a clean exit with finite files, or an error line and nothing non-finite."""
+    scale = 10.0**scale_exp
+    vectors = vec_file(
+        ws,
+        f"s{scale_exp}",
+        {"vectors": torch.randn(2, D, generator=torch.Generator().manual_seed(0)) * scale},
+    )
+    outs = ws.tmp(f"out{scale_exp}")
+    commands = [
+        ["explain", str(ws.av), V, vectors, "--max-new-tokens", "3", "--out", str(outs / "e.jsonl")],
+        [
+            "round-trip",
+            "--av",
+            str(ws.av),
+            "--ar",
+            str(ws.ar),
+            V,
+            vectors,
+            "--max-new-tokens",
+            "3",
+            "--out",
+            str(outs / "r.jsonl"),
+        ],
+        ["reconstruct", str(ws.ar), "--texts", str(ws.texts), "--out", str(outs / "v.safetensors")],
+    ]
+    for args in commands:
+        code, bad = _run_and_scan(ws, args)
+        assert not bad, (args, bad)
+        assert code == 0 or abs(scale_exp) >= 30, args  # ordinary magnitudes run; the property is not vacuous
+    # and the eval written once for the release rows: every figure finite
+    ev = pair_eval(ws)
+    assert not [w for p in sorted(ev.rglob("*")) if p.is_file() and (w := non_finite_in(p))]

@@ -107,10 +107,10 @@ def check_card_figures(
     cards_dir: str | Path | None = None,
 ) -> None:
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
+    import jinja2
+
     from hubkit.release import cards
     from hubkit.release.figures import template_reads
-
-    import jinja2
 
     check_required(data, code_reads, eval_path)
     try:

@@ -195,16 +195,7 @@ class Runner:
         if path.exists():
             records = read_metrics_lines(path)
             kept = [line for line, step in records if step <= start_step]
-            missing = sorted(set(range(1, start_step + 1)) - {step for _, step in records})
-            if missing:
-                log.warning(
-                    "%s: %d of the %d steps before the resume point have no metrics record (first missing: step "
-                    "%d); the file was truncated or edited, and those rows stay missing",
-                    path,
-                    len(missing),
-                    start_step,
-                    missing[0],
-                )
+            warn_missing_steps(path, [step for _, step in records], start_step)
             path.write_text("".join(line + "\n" for line in kept))
         self.recipe.save(self.run_dir / RECIPE_COPY)
 
@@ -288,6 +279,20 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
+    """Say how many steps before the resume point have no record (a truncated or edited metrics.jsonl)."""
+    missing = sorted(set(range(1, start_step + 1)) - set(steps))
+    if missing:
+        log.warning(
+            "%s: %d of the %d steps before the resume point have no metrics record (first missing: step %d); "
+            "the file was truncated or edited, and those rows stay missing",
+            path,
+            len(missing),
+            start_step,
+            missing[0],
+        )
 
 
 def read_metrics_lines(path: Path) -> list[tuple[str, int]]:
