@@ -239,12 +239,14 @@ class ActivationReconstructor:
         from tqdm.auto import tqdm
 
         out = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="reconstruct", disable=not progress):
-            h, _ = self.hidden(list(texts[start : start + batch_size]), first_row=start)
-            self._check_finite(h, "backbone", start)
-            v = self._project(h)
-            self._check_finite(v, "head", start)
-            out.append(v.cpu())
+        with tqdm(total=len(texts), desc="reconstruct", disable=not progress) as bar:  # closed on errors too
+            for start in range(0, len(texts), batch_size):
+                h, _ = self.hidden(list(texts[start : start + batch_size]), first_row=start)
+                self._check_finite(h, "backbone", start)
+                v = self._project(h)
+                self._check_finite(v, "head", start)
+                out.append(v.cpu())
+                bar.update(len(v))
         if not out:
             return torch.empty(0, self.meta.d_model)
         return torch.cat(out)

@@ -299,12 +299,11 @@ class ActivationVerbalizer:
             if rows is not None:  # None: "auto" chose (or fell back to) transformers
                 return self.decode_rows(rows)
         step = batch_size or DEFAULT_BATCH_SIZE
-        bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
-        for start in range(0, len(v), step):
-            chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
-            out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
-            bar.update(len(v[start : start + step]))
-        bar.close()
+        with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:  # closed on errors too
+            for start in range(0, len(v), step):
+                chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
+                out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
+                bar.update(len(v[start : start + step]))
         return out
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:

@@ -1656,6 +1656,47 @@ FOUND: list[Case] = [
         ],
         "value_head",
     ),
+    (
+        "av-adapter-huge-finite-weights",
+        lambda w: [
+            "explain",
+            unhashed(
+                w,
+                "av",
+                "adapter_model.safetensors",
+                edit_tensors(
+                    lambda t: {k: torch.full_like(v, 3e38) if "lora_B" in k else v for k, v in t.items()}
+                ),
+            ),
+            V,
+            str(w.vectors),
+        ],
+        "adapter_model.*NaN/inf logits",
+    ),
+    (
+        "eval-head-3e38",
+        lambda w: [
+            "eval",
+            "--av",
+            str(w.av),
+            "--ar",
+            unhashed(
+                w,
+                "ar",
+                "value_head.safetensors",
+                edit_tensors(lambda t: {"weight": torch.full_like(t["weight"], 3e38)}),
+            ),
+            "--table",
+            str(w.acts),
+            "--out",
+            str(w.tmp("o")),
+            "--rows",
+            "10",
+            "--max-new-tokens",
+            "2",
+        ],
+        "value_head.*NaN/inf",
+    ),
     # tracebacks
     (
         "av-meta-utf16",
