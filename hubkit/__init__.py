@@ -34,6 +34,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+
+def _drop_optional_kernel_notice(record: Any) -> bool:
+    """bitsandbytes logs a warning on every import when its optional CPU 4-bit kernel cannot be fetched
+    (there is no network here); its built-in path runs instead, so the line is noise for every command."""
+    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
+def _quiet_known_noise() -> None:
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_drop_optional_kernel_notice)
+
+
+_quiet_known_noise()
+
 _EXPORTS = {
     "NLAMeta": "hubkit.meta",
     "ActivationVerbalizer": "hubkit.verbalizer",

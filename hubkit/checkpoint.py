@@ -14,6 +14,7 @@ ship it (the release rewrites the meta and keeps its own provenance hashes).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from hubkit.meta import NLAMeta
 
 HASHES_FORMAT = "hubkit.checkpoint_sha256/1"
+log = logging.getLogger(__name__)
 
 
 # -- file hashes -----------------------------------------------------------------------------------
@@ -75,12 +77,12 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
         ) from exc
 
 
-def verify_checkpoint(folder: str | Path, *, required: bool = False) -> bool:
+def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
     """Check every file `folder`'s hash file lists: present, same size, same sha256.
 
     Returns True when verified, False when the folder has no hash file (a checkpoint hubkit did not
     write, or an older one) and `required` is False. Raises `CheckpointError` naming the first file
-    that is missing or changed.
+    that is missing or changed. Files named in `skip` (relative paths) are not checked.
     """
     folder = Path(folder)
     files = read_file_hashes(folder)
@@ -92,6 +94,8 @@ def verify_checkpoint(folder: str | Path, *, required: bool = False) -> bool:
         return False
     for rel, want in sorted(files.items()):
         path = folder / rel
+        if rel in skip:
+            continue
         if not path.is_file():
             raise CheckpointError(
                 f"{path}: missing from the checkpoint (recorded in {C.CHECKPOINT_HASHES_FILE}); "
@@ -109,6 +113,84 @@ def verify_checkpoint(folder: str | Path, *, required: bool = False) -> bool:
                 "or was changed: restore it or use another checkpoint"
             )
     return True
+
+
+# -- checking on load ---------------------------------------------------------------------------------
+NO_VERIFY_ENV = "HUBKIT_NO_VERIFY"  # set to 1 to skip hashing very large checkpoints on load
+# Checked on load by their own readers instead: the meta by its schema (a user may point `base_model` at a
+# local copy), the card is prose.
+EDITABLE_FILES = (C.META_FILE, "README.md")
+_warned: set[str] = set()
+
+
+def _provenance_hashes(folder: Path) -> dict[str, str] | None:
+    """``{path: sha256}`` a release folder's provenance.json records (a published checkpoint ships that
+    instead of the hash file; a trajectory step's files are listed in its repo's); None when there is none."""
+    prefix = ""
+    path = folder / C.PROVENANCE_FILE
+    if not path.is_file():
+        prefix, path = f"{folder.name}/", folder.parent / C.PROVENANCE_FILE
+        if not path.is_file():
+            return None
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        return {
+            str(k)[len(prefix) :]: str(v["sha256"]) for k, v in files.items() if str(k).startswith(prefix)
+        } or None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: unreadable ({type(exc).__name__}: {exc}); the folder cannot be verified. Restore it, "
+            f"or set {NO_VERIFY_ENV}=1 to load unverified"
+        ) from exc
+
+
+def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
+    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with
+    it, else against a release's provenance.json. True when verified.
+
+    A folder that has neither is loaded unverified; when its meta carries hubkit's own record (so
+    hubkit wrote it and a hash file was expected) that is said once per folder. `verify` False, or
+    ``HUBKIT_NO_VERIFY=1``, skips the check (for checkpoints too large to hash on every load).
+    """
+    folder = Path(folder)
+    if not verify or os.environ.get(NO_VERIFY_ENV, "") not in ("", "0"):
+        return False
+    if verify_checkpoint(folder, skip=EDITABLE_FILES):
+        return True
+    recorded = _provenance_hashes(folder)
+    if recorded is not None:
+        for rel, want in sorted(recorded.items()):
+            path = folder / rel
+            if rel in EDITABLE_FILES:
+                continue
+            if not path.is_file():
+                raise CheckpointError(
+                    f"{path}: missing from the checkpoint (listed in {C.PROVENANCE_FILE}); re-download it"
+                )
+            if sha256_file(path) != want:
+                raise CheckpointError(
+                    f"{path}: sha256 differs from the one {C.PROVENANCE_FILE} records; the file is corrupt or "
+                    "was changed: re-download it or use another checkpoint"
+                )
+        return True
+    key = str(folder.resolve())
+    if key not in _warned and _hubkit_written(folder):
+        _warned.add(key)
+        log.warning(
+            "%s: no %s, so its weights are loaded unverified (a checkpoint hubkit wrote carries one)",
+            folder,
+            C.CHECKPOINT_HASHES_FILE,
+        )
+    return False
+
+
+def _hubkit_written(folder: Path) -> bool:
+    """Whether the folder's nla_meta.yaml carries hubkit's own record (a top-level ``hubkit:`` key)."""
+    try:
+        text = (folder / C.META_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("hubkit:") for line in text.splitlines())
 
 
 # -- writing -----------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ def explain(
 @load_options
 def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model, device, dtype) -> None:
     """Reconstruct vectors from explanation texts with an AR."""
+    from hubkit.errors import DataError
     from hubkit.reconstructor import ActivationReconstructor
     from hubkit.vectors_io import read_texts, write_vectors
 
@@ -124,7 +125,10 @@ def reconstruct(ar, texts_path, out, batch_size, revision, subfolder, base_model
     model = ActivationReconstructor.from_pretrained(
         ar, revision=revision, subfolder=subfolder, base_model=base_model, device=device, dtype=dtype
     )
-    v = model.reconstruct(texts, batch_size=batch_size, progress=True)
+    try:
+        v = model.reconstruct(texts, batch_size=batch_size, progress=True)
+    except DataError as exc:
+        raise DataError(f"--texts {texts_path}: {exc}") from exc
     write_vectors(out, v)
     click.echo(f"wrote {tuple(v.shape)} to {out}")
 
@@ -235,7 +239,7 @@ def hub() -> None:
 @hub.command("serve")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos are stored.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address (plain HTTP).")
-@click.option("--port", default=8765, show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),

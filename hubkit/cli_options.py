@@ -131,24 +131,58 @@ dtype_option = click.option(
 )
 device_option = click.option("--device", default=None, callback=_device_option, help="cpu, cuda, cuda:1 …")
 
+def _injection_scale_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--injection-scale`: a positive finite number, sqrt_d_model or raw, refused here rather than in the meta."""
+    import math
+
+    if value is None or value in ("sqrt_d_model", "raw"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise click.BadParameter(f"{value!r} is not a positive finite number, sqrt_d_model or raw", ctx, param)
+    return value
+
+
 av_options = stack(
     click.option(
         "--injection-scale",
         default=None,
+        callback=_injection_scale_option,
         help="Override the AV meta's injection scale (a number, sqrt_d_model or raw), e.g. where it is null.",
     ),
     click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
 )
 """``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
 
+def _no_verify_option(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`--no-verify-weights`: skip hashing the checkpoint's files on load for this command only."""
+    from hubkit.checkpoint import NO_VERIFY_ENV
+
+    if value and NO_VERIFY_ENV not in os.environ:
+        os.environ[NO_VERIFY_ENV] = "1"
+        ctx.call_on_close(lambda: os.environ.pop(NO_VERIFY_ENV, None))
+
+
 load_options = stack(
+    click.option(
+        "--no-verify-weights",
+        is_flag=True,
+        expose_value=False,
+        callback=_no_verify_option,
+        help="Skip checking the checkpoint's files against their recorded sha256 on load (very large files). "
+        "Env: HUBKIT_NO_VERIFY=1.",
+    ),
     click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo."),
     click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050)."),
     click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
     device_option,
     dtype_option,
 )
-"""``--revision --subfolder --base-model --device --dtype``: where a checkpoint and its base come from."""
+"""``--no-verify-weights --revision --subfolder --base-model --device --dtype``: where a checkpoint and its
+base come from, and whether its files are checked."""
 
 
 def _check_engine(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -46,3 +46,7 @@ RELEASE_SPEC_SCHEMA = "hubkit.release/1"
 PROVENANCE_SCHEMA = "hubkit.provenance/1"
 BUNDLE_SCHEMA = "hubkit.bundle/1"
 CHUNKS_SCHEMA = "hubkit.chunks/1"
+
+# Written beside the reference keys when they alone would be read into other settings than hubkit's record
+# (listing those fields): a copy of the file without its `hubkit:` record is then refused, never misread.
+RECORD_NEEDED_KEY = "hubkit_record_needed"

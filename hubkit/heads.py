@@ -87,6 +87,12 @@ def load_head(
     path = folder / HEAD_FILES[head_format]
     head_state, lora_state = split_head_state(read_state(path), path)
     w = head_state["weight"]
+    odd = sorted(k for k, t in head_state.items() if not t.is_floating_point())
+    if odd:
+        raise CheckpointError(
+            f"{path}: head `{odd[0]}` is stored as {head_state[odd[0]].dtype}, not a floating-point type; "
+            "the file is a bad conversion: re-save the head as float32"
+        )
     if tuple(w.shape) != (d_model, d_model):
         raise CheckpointError(
             f"{path}: head weight has shape {tuple(w.shape)}, expected ({d_model}, {d_model}) for d_model={d_model}"

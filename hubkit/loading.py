@@ -188,6 +188,10 @@ def attach_adapter(
     from peft import PeftModel
     from safetensors import SafetensorError
 
+    from hubkit import adapter_check
+
+    adapter_check.check_config(folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {})
+    tensors = adapter_check.file_tensors(folder)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
             if isinstance(model, PeftModel):
@@ -196,16 +200,20 @@ def attach_adapter(
                 model = PeftModel.from_pretrained(
                     model, str(folder), adapter_name=name, is_trainable=is_trainable
                 )
+        if tensors is not None:  # before peft's warnings: a renamed adapter is an error, not a warning
+            adapter_check.check_all_loaded(model, name, folder, tensors)
         for w in caught:
             if not _beyond_kept_blocks(str(w.message), kept_blocks):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return model
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
             f"its base ({_first_line(exc)}); check that the "
             "weights are complete and that base_model is the one it was trained on"
         ) from exc
+    return model
 
 
 _MISSING_KEYS = "Found missing adapter keys while loading the checkpoint: "

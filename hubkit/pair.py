@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from hubkit import heads, hub, injection, loading
+from hubkit.checkpoint import verify_on_load
+from hubkit.errors import MetaError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
@@ -67,21 +69,37 @@ class NLAPair:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         injection_scale: float | str | None = None,
+        verify: bool = True,
     ) -> NLAPair:
         """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given;
         `injection_scale` overrides the AV meta's (see `ActivationVerbalizer.from_pretrained`)."""
         av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
         ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
+        if (av_meta.role, ar_meta.role) == ("ar", "av"):
+            raise MetaError(
+                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; pass them the other "
+                "way round"
+            )
+        for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
+            if meta.role != want:
+                raise MetaError(f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}")
         check_compatible(av_meta, ar_meta)
+        verify_on_load(av_dir, verify)
+        verify_on_load(ar_dir, verify)
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
             return cls(
                 ActivationVerbalizer.from_pretrained(
-                    av_dir, base_model=base_model, device=device, dtype=dtype, injection_scale=injection_scale
+                    av_dir,
+                    base_model=base_model,
+                    device=device,
+                    dtype=dtype,
+                    injection_scale=injection_scale,
+                    verify=False,
                 ),
                 ActivationReconstructor.from_pretrained(
-                    ar_dir, base_model=base_model, device=device, dtype=dtype
+                    ar_dir, base_model=base_model, device=device, dtype=dtype, verify=False
                 ),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)

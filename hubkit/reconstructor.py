@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, loading
 from hubkit import constants as C
-from hubkit.errors import CheckpointError, MetaError
+from hubkit.checkpoint import verify_on_load
+from hubkit.errors import CheckpointError, DataError, MetaError
 from hubkit.meta import NLAMeta
 
 log = logging.getLogger(__name__)
@@ -156,11 +157,14 @@ class ActivationReconstructor:
         base_model: str | None = None,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        verify: bool = True,
     ) -> ActivationReconstructor:
+        """Load an AR; `verify` checks its files against the hashes recorded with them."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
         meta = NLAMeta.load(folder)
         if meta.ar is None or meta.role != "ar":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
+        verify_on_load(folder, verify)
         dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         if loading.is_adapter(folder) or lora_state:
@@ -180,9 +184,20 @@ class ActivationReconstructor:
         head = head.to(loading.model_device(model))
         return cls(model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE)
 
-    def hidden(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        """Backbone output (float32) at the read-out token of each text, before normalisation and head."""
+    def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
+        """Backbone output (float32) at the read-out token of each text, before normalisation and head.
+
+        A prompt longer than the model's context is refused naming its row (`first_row` + index, from 1):
+        cutting it would drop the suffix the AR reads at, and running it would take minutes for nothing."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
+        limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
+        long = [i for i, r in enumerate(rows) if limit and len(r) > limit]
+        if long:
+            shown = ", ".join(f"{first_row + i + 1} ({len(rows[i]):,} tokens)" for i in long[:5])
+            raise DataError(
+                f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
+                "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
+            )
         ids, mask = pad_right(rows, self.pad_id)
         device = loading.model_device(self.model)
         ids, mask = ids.to(device), mask.to(device)
@@ -193,9 +208,28 @@ class ActivationReconstructor:
     def forward(self, texts: list[str]) -> Tensor:
         """Head output for `texts`, differentiable (used by training)."""
         h, _ = self.hidden(texts)
+        return self._project(h)
+
+    def _project(self, h: Tensor) -> Tensor:
         if self.meta.ar.input_norm == "mse_scale":
             h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12) * self.meta.mse_scale_value()
         return self.head(h)
+
+    def _check_finite(self, x: Tensor, part: str, first_row: int) -> None:
+        """Stop with one line naming the checkpoint file when `part` produced NaN or inf."""
+        overflow = ~torch.isfinite(x.float().norm(dim=-1))  # finite values whose norm is not: no cosine, no MSE
+        bad = ((~torch.isfinite(x)).any(dim=-1) | overflow).nonzero().flatten().tolist()
+        if not bad:
+            return
+        folder = self.meta.folder or Path("AR")
+        if part == "head":
+            file = folder / heads.HEAD_FILES[self.meta.ar.head_format]
+        else:
+            file = folder / C.ADAPTER_WEIGHTS_FILE if self.adapter_name else folder
+        raise CheckpointError(
+            f"{file}: the AR's {part} gives NaN/inf for {len(bad)} row(s) (first: row {first_row + bad[0]}); its "
+            "weights or scaling are broken (e.g. a huge lora_alpha or head values): use another checkpoint"
+        )
 
     @torch.no_grad()
     def reconstruct(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> Tensor:
@@ -205,8 +239,14 @@ class ActivationReconstructor:
         from tqdm.auto import tqdm
 
         out = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="reconstruct", disable=not progress):
-            out.append(self.forward(list(texts[start : start + batch_size])).cpu())
+        with tqdm(total=len(texts), desc="reconstruct", disable=not progress) as bar:  # closed on errors too
+            for start in range(0, len(texts), batch_size):
+                h, _ = self.hidden(list(texts[start : start + batch_size]), first_row=start)
+                self._check_finite(h, "backbone", start)
+                v = self._project(h)
+                self._check_finite(v, "head", start)
+                out.append(v.cpu())
+                bar.update(len(v))
         if not out:
             return torch.empty(0, self.meta.d_model)
         return torch.cat(out)

@@ -25,6 +25,24 @@ VectorBatch = Annotated[Tensor, "n d_model"]
 _SHOWN = 10  # rows named in an error
 
 
+def unmeasurable_rows(vectors: Tensor) -> list[int]:
+    """Rows of `vectors` ``[N, …, d]`` whose float32 norm overflows to inf or underflows to 0 though a value is
+    not 0: finite numbers with no direction, cosine or MSE float32 can compute."""
+    norms = vectors.float().norm(dim=-1)
+    bad = (~torch.isfinite(norms)) | ((norms == 0) & (vectors != 0).any(dim=-1))
+    while bad.ndim > 1:
+        bad = bad.any(dim=-1)
+    return bad.nonzero().flatten().tolist()
+
+
+def extreme_message(vectors: Tensor, rows: list[int]) -> str:
+    biggest = float(vectors[rows].abs().max())
+    return (
+        f"rows {rows[:_SHOWN]} have a norm float32 cannot hold (largest |value| {biggest:.3g}): no direction, "
+        "cosine or MSE can be computed; rescale them (any scale: the NLA reads directions)"
+    )
+
+
 def check_vectors(
     vectors: Annotated[Tensor, "n d_model"],
     where: str,
@@ -45,6 +63,9 @@ def check_vectors(
     bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
     if bad:
         raise DataError(f"{where}: {what} holds NaN or inf in rows {bad[:_SHOWN]}")
+    extreme = unmeasurable_rows(vectors)
+    if extreme:
+        raise DataError(f"{where}: {what}: {extreme_message(vectors, extreme)}")
     zero = (vectors.norm(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
         raise DataError(

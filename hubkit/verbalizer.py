@@ -19,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from hubkit import arch, hub, injection, loading
-from hubkit.errors import EngineError, InjectionError, MetaError
+from hubkit import constants as C
+from hubkit.checkpoint import verify_on_load
+from hubkit.errors import CheckpointError, EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 
 log = logging.getLogger(__name__)
@@ -194,13 +196,15 @@ class ActivationVerbalizer:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         injection_scale: float | str | None = None,
+        verify: bool = True,
     ) -> ActivationVerbalizer:
-        """Load an AV; `dtype` None/"auto" picks from the hardware (`hubkit.precision.resolve_dtype`);
-        `injection_scale` (a number, "sqrt_d_model" or "raw") overrides the meta's, e.g. where it is null."""
+        """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
+        or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
         folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
         meta = NLAMeta.load(folder, injection_scale=injection_scale)
         if meta.role != "av":
             raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AV")
+        verify_on_load(folder, verify)
         dt = loading.choose_dtype(dtype, device, what=f"AV {folder}")
         if loading.is_adapter(folder):
             base = loading.resolve_base(base_model or meta.base_model)
@@ -275,6 +279,7 @@ class ActivationVerbalizer:
         the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
         for every row (the same tokens, only slower)."""
         v = self.check(vectors)
+        check_length(self.model, len(self.prompt_ids), max_new_tokens, min_new_tokens)
         out: list[Explanation] = []
         if seed is not None:
             torch.manual_seed(seed)
@@ -294,12 +299,11 @@ class ActivationVerbalizer:
             if rows is not None:  # None: "auto" chose (or fell back to) transformers
                 return self.decode_rows(rows)
         step = batch_size or DEFAULT_BATCH_SIZE
-        bar = tqdm(total=len(v), desc="explain", disable=not progress, unit="vec")
-        for start in range(0, len(v), step):
-            chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
-            out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
-            bar.update(len(v[start : start + step]))
-        bar.close()
+        with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:  # closed on errors too
+            for start in range(0, len(v), step):
+                chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
+                out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
+                bar.update(len(v[start : start + step]))
         return out
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
@@ -338,6 +342,9 @@ class ActivationVerbalizer:
         )
         if do_sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        from transformers import LogitsProcessorList
+
+        gen_kwargs["logits_processor"] = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
@@ -356,6 +363,41 @@ class ActivationVerbalizer:
         return decode_rows(
             rows, self.tokenizer, self.stop_ids, self.meta.av.explanation_open, self.meta.av.explanation_close
         )
+
+
+def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
+    """Refuse a generation length the model cannot hold (prompt + new tokens beyond its positions)."""
+    limit = getattr(arch.text_config(model), "max_position_embeddings", None)
+    if min_new_tokens > max_new_tokens:
+        raise InjectionError(
+            f"min_new_tokens {min_new_tokens} is above max_new_tokens {max_new_tokens}; lower --min-new-tokens"
+        )
+    if limit and prompt_tokens + max_new_tokens > limit:
+        raise InjectionError(
+            f"max_new_tokens {max_new_tokens} + the AV prompt's {prompt_tokens} tokens exceed the model's context of "
+            f"{limit} positions; lower --max-new-tokens to at most {limit - prompt_tokens}"
+        )
+
+
+class FiniteLogits:
+    """A logits processor that stops generation at the first NaN/inf score, naming the AV's weights: NaN
+    logits would otherwise decode as token 0 over and over (empty or junk text with exit 0)."""
+
+    def __init__(self, folder: Path | None, adapter_name: str | None) -> None:
+        where = folder or Path("AV")
+        self.file = where / C.ADAPTER_WEIGHTS_FILE if adapter_name else where
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        # -inf is how other processors ban a token (min_new_tokens bans EOS); NaN, +inf or a row of only -inf is not
+        broken = torch.isnan(scores).any(dim=-1) | torch.isposinf(scores).any(dim=-1) | torch.isneginf(scores).all(-1)
+        if broken.any():
+            rows = broken.nonzero().flatten().tolist()
+            raise CheckpointError(
+                f"{self.file}: the AV gives NaN/inf logits for {len(rows)} row(s) of the batch after "
+                f"{input_ids.shape[1]} tokens; its weights or scaling are broken (e.g. a huge lora_alpha): "
+                "use another checkpoint"
+            )
+        return scores
 
 
 def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:

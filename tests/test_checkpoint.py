@@ -51,3 +51,65 @@ def test_folders_without_hashes_are_unverified_not_refused_unless_required(tmp_p
     assert verify_checkpoint(tmp_path) is False
     with pytest.raises(CheckpointError, match="cannot be verified"):
         verify_checkpoint(tmp_path, required=True)
+
+
+def test_load_time_check_uses_the_hash_file_then_provenance_and_warns_once_without_either(tmp_path, caplog):
+    import logging
+
+    from hubkit.checkpoint import NO_VERIFY_ENV, verify_on_load, write_file_hashes
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    (folder / C.META_FILE).write_text("role: av\nhubkit:\n  schema: hubkit.nla/1\n")
+    write_file_hashes(folder)
+    assert verify_on_load(folder) is True
+    (folder / C.META_FILE).write_text("role: av\nhubkit:\n  schema: hubkit.nla/1\n  base_model: /my/copy\n")
+    assert verify_on_load(folder) is True  # the meta is checked by its own schema; a user may edit it
+    (folder / "adapter_model.safetensors").write_bytes(b"weightz")
+    with pytest.raises(CheckpointError, match=r"adapter_model.safetensors: sha256 differs"):
+        verify_on_load(folder)
+    assert verify_on_load(folder, verify=False) is False
+    # a released folder ships provenance.json instead of the hash file
+    (folder / C.CHECKPOINT_HASHES_FILE).unlink()
+    sha = hashlib.sha256(b"weights").hexdigest()
+    (folder / C.PROVENANCE_FILE).write_text(
+        json.dumps({"files": {"adapter_model.safetensors": {"sha256": sha}}})
+    )
+    with pytest.raises(
+        CheckpointError, match=rf"adapter_model.safetensors: sha256 differs from the one {C.PROVENANCE_FILE}"
+    ):
+        verify_on_load(folder)
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    assert verify_on_load(folder) is True
+    # neither: a warning, once per folder
+    (folder / C.PROVENANCE_FILE).unlink()
+    with caplog.at_level(logging.WARNING, logger="hubkit.checkpoint"):
+        assert verify_on_load(folder) is False
+        assert verify_on_load(folder) is False
+    assert sum("loaded unverified" in r.getMessage() for r in caplog.records) == 1
+    (folder / "adapter_model.safetensors").write_bytes(b"other")
+    write_file_hashes(folder)
+    (folder / "adapter_model.safetensors").write_bytes(b"broken")
+    import os
+
+    os.environ[NO_VERIFY_ENV] = "1"
+    try:
+        assert verify_on_load(folder) is False  # skipped for huge checkpoints
+    finally:
+        del os.environ[NO_VERIFY_ENV]
+
+
+def test_a_trajectory_step_is_checked_against_its_repos_provenance(tmp_path):
+    from hubkit.checkpoint import verify_on_load
+
+    step = tmp_path / "repo" / "step_000002"
+    step.mkdir(parents=True)
+    (step / "adapter_model.safetensors").write_bytes(b"step two")
+    good = hashlib.sha256(b"step two").hexdigest()
+    files = {"step_000002/adapter_model.safetensors": {"sha256": good}, "README.md": {"sha256": "0" * 64}}
+    (tmp_path / "repo" / C.PROVENANCE_FILE).write_text(json.dumps({"files": files}))
+    assert verify_on_load(step) is True
+    (step / "adapter_model.safetensors").write_bytes(b"step 2")
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        verify_on_load(step)

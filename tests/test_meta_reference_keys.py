@@ -6,6 +6,7 @@ halves disagree."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,49 @@ def test_suffix_ids_need_a_suffix_of_two_tokens(tiny) -> None:
     _, ar = tiny_metas(tiny)
     filled = fill_suffix_ids(ar, tiny.tokenizer)
     assert filled.ar.suffix_ids and ar.ar.suffix_ids is None  # a copy; the input is unchanged
+
+
+def _layouts(tiny) -> list[tuple[str, NLAMeta]]:
+    """Every combination of settings hubkit writes that changes what a half computes."""
+    from dataclasses import replace
+
+    out = []
+    for scheme in ("embedding_replace", "residual_add"):
+        for chat in (True, False):
+            for scale in (12.5, "sqrt_d_model"):
+                av, _ = tiny_metas(tiny, layer=1, scale=scale, chat=chat, scheme=scheme, base_model="org/base")
+                out.append((f"av-{scheme}-chat{chat}-{scale}", av))
+    _, ar = tiny_metas(tiny, layer=1, base_model="org/base")
+    for add_bos in (True, False, "tokenizer"):
+        for norm in ("none", "mse_scale"):
+            for chat in (False, True):
+                spec = replace(ar.ar, add_bos=add_bos, input_norm=norm, chat_template=chat)
+                out.append((f"ar-bos{add_bos}-{norm}-chat{chat}", ar.with_updates(ar=spec)))
+    out.append(("ar-raw-mse", ar.with_updates(mse_scale=None)))
+    return out
+
+
+def test_the_two_readings_of_every_layout_agree_or_the_reference_reading_is_refused(tmp_path: Path, tiny):
+    """A file read with its hubkit record and the same file read from its reference keys alone (the
+    record lost, as a hand copy or another tool may lose it) give the same settings, or the second is
+    refused naming what the reference keys cannot express; never other vectors without a word."""
+    from hubkit.meta.reference_keys import _comparable
+
+    agreed, refused = [], []
+    for name, meta in _layouts(tiny):
+        path = meta.save(tmp_path / name / C.META_FILE)
+        full = NLAMeta.load(path)
+        data = yaml.safe_load(path.read_text())
+        data.pop("hubkit")
+        path.write_text(yaml.safe_dump(data, allow_unicode=True))
+        needed = data.get(C.RECORD_NEEDED_KEY)
+        if needed:
+            with pytest.raises(MetaError, match=rf"cannot express \({re.escape(str(needed))}\).*`hubkit:` record"):
+                NLAMeta.load(path)
+            refused.append(name)
+            continue
+        assert _comparable(NLAMeta.load(path)) == _comparable(full), name
+        agreed.append(name)
+    assert "av-embedding_replace-chatTrue-12.5" in agreed and "ar-bostokenizer-none-chatFalse" in agreed
+    assert "ar-boxTrue-none-chatFalse".replace("box", "bos") in refused  # hubkit's default AR: BOS always
+    assert all("residual_add" in n for n in refused if n.startswith("av-residual")) and len(refused) > 5

@@ -85,7 +85,7 @@ def _parquet_path(value: str, param: click.Parameter) -> str:
 @click.option(
     "--layer", type=int, default=None, help="Read the output of block L (default: two thirds deep)."
 )
-@click.option("--positions-per-doc", type=int, default=8, show_default=True)
+@click.option("--positions-per-doc", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--min-position", type=int, default=8, show_default=True, help="Skip the first positions (BOS = 0)."
 )
@@ -94,7 +94,9 @@ def _parquet_path(value: str, param: click.Parameter) -> str:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--docs-per-chunk", type=int, default=64, show_default=True, help="Resume granularity.")
+@click.option(
+    "--docs-per-chunk", type=click.IntRange(min=1), default=64, show_default=True, help="Resume granularity."
+)
 @click.option(
     "--bos/--no-bos",
     default=True,
@@ -116,7 +118,10 @@ def _parquet_path(value: str, param: click.Parameter) -> str:
 )
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
-    "--threads", type=int, default=None, help="CPU threads for torch (default: the physical cores available)."
+    "--threads",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="CPU threads for torch (default: the physical cores available).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing table and any partial run.")
 def extract_cmd(
@@ -237,7 +242,7 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
     show_default=True,
     help="transformers: generation batch.",
 )
-@click.option("--max-tokens", type=int, default=128, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1, 100_000), default=128, show_default=True)
 @click.option(
     "--rps",
     type=click.FloatRange(min=0, min_open=True),
@@ -251,7 +256,7 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
     show_default=True,
     help="openai: requests in flight.",
 )
-@click.option("--max-retries", type=int, default=5, show_default=True)
+@click.option("--max-retries", type=click.IntRange(0, 100), default=5, show_default=True)
 @click.option(
     "--cache",
     "cache_path",
@@ -262,7 +267,10 @@ def split_cmd(source, out_dir, fractions, seed, overwrite) -> None:
 @click.option("--no-cache", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
-    "--threads", type=int, default=None, help="CPU threads for torch (default: the physical cores available)."
+    "--threads",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="CPU threads for torch (default: the physical cores available).",
 )
 @click.option("--overwrite", is_flag=True)
 def label_cmd(

@@ -94,6 +94,11 @@ def load_corpus(
             rows, name = _read_file(path), path.name
         elif path.is_dir():
             rows, name = _read_dir(path), path.name
+        elif path.exists():
+            raise DataError(
+                f"{source_s}: not a regular file or folder (a FIFO, socket or device); hubkit reads a corpus from a "
+                "file it can read twice: save the stream to a file first"
+            )
         elif path.suffix in TEXT_SUFFIXES or source_s.startswith((".", "/", "~")):
             raise DataError(f"{source_s}: no such corpus file or folder")
         else:

@@ -140,14 +140,21 @@ class LabelCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        with self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, explanation TEXT NOT NULL, "
-                "status TEXT NOT NULL, labeler TEXT NOT NULL, auditor TEXT NOT NULL, prompt_sha256 TEXT NOT NULL, "
-                "labeled_at TEXT NOT NULL)"
-            )
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            with self._db:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, explanation TEXT NOT NULL, "
+                    "status TEXT NOT NULL, labeler TEXT NOT NULL, auditor TEXT NOT NULL, prompt_sha256 TEXT NOT "
+                    "NULL, labeled_at TEXT NOT NULL)"
+                )
+                self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:  # not a database, a damaged one, or another program's
+            raise DataError(
+                f"--cache {self.path}: not a label cache hubkit can read ({exc}); move it away (labels are asked "
+                "again) or pass --no-cache"
+            ) from exc
 
     @staticmethod
     def default_path() -> Path:
@@ -283,6 +290,16 @@ def label_table(
         table = table.drop_columns(stale)
     if table.num_rows == 0:
         raise DataError(f"{source}: the table has no rows to label")
+    for name in (PREFIX, TOKEN):
+        column = table.column(name)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            raise DataError(f"{source}: column `{name}` is {column.type}, expected text; re-run `hubkit extract`")
+        if column.null_count:
+            first = column.is_null().to_pylist().index(True)
+            raise DataError(
+                f"{source}: column `{name}` has {column.null_count} null value(s) (first at row {first}); every "
+                "row needs its text: drop those rows or re-run `hubkit extract`"
+            )
     parent_sha = sha256_file(source)
     params = {
         "stage": "label",

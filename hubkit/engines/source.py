@@ -88,8 +88,13 @@ def source_for(
     max_model_len: int = 1024,
 ) -> ModelSource:
     """The `ModelSource` that reproduces `model` (with adapter `adapter_name` active) in another engine."""
+    from hubkit import arch
+
     p = next(model.parameters())
     device = "cuda" if p.device.type == "cuda" else "cpu"
+    positions = getattr(arch.text_config(model), "max_position_embeddings", None)
+    if positions:  # vLLM refuses a max_model_len beyond the model's positions
+        max_model_len = min(max_model_len, int(positions))
     return ModelSource(
         base=base_folder(model, base_model),
         adapter=adapter_folder(model, adapter_name),

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +32,14 @@ UNSUPPORTED_LORA_KEYS = ("modules_to_save",)
 """adapter_config keys naming trained full layers vLLM's LoRA cannot load: such adapters are merged."""
 
 
+def _verbose() -> bool:
+    """Whether the user asked for info logs (`hubkit -v`): only then does vLLM's own output reach the terminal."""
+    return logging.getLogger("hubkit").getEffectiveLevel() <= logging.INFO
+
+
 def _import_vllm():
-    os.environ.setdefault(
-        "VLLM_LOGGING_LEVEL", "WARNING"
-    )  # its INFO start-up lines are many; set it to see them
+    # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
     try:
         import vllm
     except ImportError as err:
@@ -197,14 +202,12 @@ class VLLMEngine:
         log.info(
             "starting vLLM on %s (%s, adapter %s)", self.source.base, self.source.dtype, self.source.adapter
         )
-        try:
-            with caller_state_kept():
-                return LLM(**kwargs)
-        except (ValueError, RuntimeError, NotImplementedError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise EngineError(
-                f"vLLM could not start on {self.source.base}: {first[:300]}; use --engine transformers"
-            ) from err
+        with (
+            engine_errors(f"vLLM could not start on {self.source.base}"),
+            caller_state_kept(),
+            quiet_output(),
+        ):
+            return LLM(**kwargs)
 
     def accepts(self, source: ModelSource) -> bool:
         if self.merged_adapter is not None:
@@ -269,10 +272,11 @@ class VLLMEngine:
         lora = self.lora_request(adapter)
         step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
         outs = []
-        for i in range(0, len(prompts), step):
-            outs += self.llm.generate(
-                prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
-            )
+        with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
+            for i in range(0, len(prompts), step):
+                outs += self.llm.generate(
+                    prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
+                )
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
 
@@ -289,7 +293,8 @@ class VLLMEngine:
             stop_token_ids=list(stop_token_ids or []),
             detokenize=False,
         )
-        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
+            outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
 
@@ -318,6 +323,60 @@ class VLLMEngine:
             if callable(shutdown):
                 shutdown()
             del llm
+
+
+def error_summary(err: BaseException) -> str:
+    """One informative line of a vLLM error: for a pydantic validation error, the field and its message
+    rather than its first line ("1 validation error for ModelConfig")."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if re.match(r"\d+ validation errors? for ", lines[0]) and len(lines) > 1:
+        return f"{lines[0]}: " + "; ".join(line for line in lines[1:4] if not line.startswith("For further"))
+    return f"{type(err).__name__}: {lines[0]}"
+
+
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """vLLM's errors (an unsupported model shape, a bad setting) as one `EngineError`, so that
+    ``--engine auto`` falls back to transformers and an explicit ``--engine vllm`` says why in a line."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except (ValueError, RuntimeError, NotImplementedError, TypeError, AssertionError) as err:
+        raise EngineError(f"{what}: {error_summary(err)[:400]}; use --engine transformers") from err
+
+
+@contextlib.contextmanager
+def quiet_output() -> Iterator[None]:
+    """Keep what vLLM and its native libraries print (hints, warm-up tracebacks it recovers from, thread
+    warnings) off the terminal unless `hubkit -v`; on an error the captured text goes to the debug log."""
+    import sys
+    import tempfile
+    import warnings
+
+    if _verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                log.debug("vLLM output before the error:\n%s", sink.read().decode(errors="replace")[-4000:])
 
 
 @contextlib.contextmanager

@@ -86,7 +86,7 @@ from hubkit.eval.cli_extras import (
     "--n-boot",
     default=2000,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100_000),
     help="Bootstrap resamples for intervals.",
 )
 @click.option("--no-plots", is_flag=True)

@@ -61,6 +61,11 @@ def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
     found = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not ((sub / C.META_FILE).is_file() or (sub / C.AR_META_JSON).is_file()):
+            if re.fullmatch(r"step_\d+", sub.name):
+                raise DataError(
+                    f"{sub}: a training step folder without {C.META_FILE}; restore it from a copy, or move the "
+                    "folder out of the run to evaluate the others"
+                )
             continue
         meta = NLAMeta.load(sub)
         found.append(Checkpoint(sub.name, sub, meta, _step_of(sub.name, meta), meta.training.loss))

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from hubkit.errors import InjectionError
+from hubkit.vectors import extreme_message, unmeasurable_rows
 
 
 def check_vectors(vectors: Tensor, d_model: int, allow_slots: bool = False) -> Tensor:
@@ -34,6 +35,9 @@ def check_vectors(vectors: Tensor, d_model: int, allow_slots: bool = False) -> T
     bad = (~torch.isfinite(flat)).any(dim=-1).any(dim=-1).nonzero().flatten().tolist()
     if bad:
         raise InjectionError(f"vectors hold NaN or inf in rows {bad[:10]}{' …' if len(bad) > 10 else ''}")
+    extreme = unmeasurable_rows(flat)
+    if extreme:
+        raise InjectionError(f"vectors in {extreme_message(flat, extreme)}")
     zero = (flat.norm(dim=-1) == 0).any(dim=-1).nonzero().flatten().tolist()
     if zero:
         raise InjectionError(

@@ -160,7 +160,14 @@ class NLAMeta:
         meta_file = path / C.META_FILE if path.is_dir() else path
         if meta_file.exists():
             try:
-                data = yaml.safe_load(meta_file.read_text())
+                data = yaml.safe_load(meta_file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise MetaError(
+                    f"{meta_file}: not UTF-8 text ({exc.reason} at byte {exc.start}); an nla_meta.yaml is "
+                    "UTF-8 YAML: re-save it as UTF-8, or point at the checkpoint's own meta"
+                ) from exc
+            except OSError as exc:
+                raise MetaError(f"{meta_file}: cannot be read ({exc.strerror or exc})") from exc
             except yaml.YAMLError as exc:
                 raise MetaError(f"{meta_file}: not valid YAML ({_one_line(exc)})") from exc
             meta = read(data, str(meta_file), folder, injection_scale=injection_scale)

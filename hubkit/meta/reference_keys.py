@@ -11,10 +11,12 @@ residual addition, a raw AV template) is only in hubkit's record.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from typing import Any
 
+from hubkit import constants as C
 from hubkit.errors import MetaError
 from hubkit.meta.record import NLAMeta
 from hubkit.meta.sections import EXPLANATION_PLACEHOLDER, resolve_scale
@@ -59,7 +61,46 @@ def reference_keys(meta: NLAMeta) -> dict[str, Any]:
     if meta.layer is not None:
         out["critic"] = {"extraction_layer_index": meta.layer}
         out["extraction_layer_index"] = meta.layer
+    gaps = unexpressed(meta, out)
+    if gaps:
+        out[C.RECORD_NEEDED_KEY] = gaps
     return out
+
+
+_COMPARED = {
+    "av": ("role", "base_model", "d_model", "layer", "injection", "av"),
+    "ar": ("role", "base_model", "d_model", "layer", "ar"),
+}
+
+
+def _comparable(meta: NLAMeta) -> dict[str, Any]:
+    """The settings that change what a half computes, scales resolved to numbers."""
+    data = {k: v for k, v in meta.to_dict().items() if k in _COMPARED[meta.role]}
+    leaves = _leaves(data)
+    leaves["mse_scale"] = meta.mse_scale_value()
+    if meta.role == "av":
+        leaves["injection.scale"] = meta.injection_scale_value()
+    return leaves
+
+
+def unexpressed(meta: NLAMeta, keys: dict[str, Any]) -> list[str]:
+    """Fields of `meta` that reading `keys` alone (the reference reader and its defaults) would get wrong.
+
+    Written as ``hubkit_record_needed`` beside the reference keys, so that a copy whose ``hubkit:``
+    record was lost is refused instead of read with defaults that compute other vectors."""
+    from hubkit.meta.dialects.reference import read_reference
+    from hubkit.schema import SchemaError, from_dict
+
+    where = "<reference keys>"
+    try:
+        converted, _ = read_reference(copy.deepcopy(keys), where, None)
+        back = from_dict(NLAMeta, converted, where)
+    except (MetaError, SchemaError, ValueError):
+        return [
+            "injection.scheme" if meta.injection and meta.injection.scheme != "embedding_replace" else "role"
+        ]
+    want, got = _comparable(meta), _comparable(back)
+    return sorted(k for k in want.keys() | got.keys() if not _same(want.get(k), got.get(k)))
 
 
 def critic_suffix_ids(tokenizer: Any, template: str) -> list[int]:

@@ -26,6 +26,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hubkit import constants as C
+from hubkit.checkpoint import read_file_hashes, write_file_hashes
+from hubkit.errors import CheckpointError
+from hubkit.provenance import sha256_file
 from hubkit.release.context import card_base_model, partner_revision
 from hubkit.release.errors import ReleaseError
 from hubkit.release.manifest import BUNDLE_SCHEMA, MANIFEST_FILE, Bundle, RepoTarget
@@ -63,6 +67,46 @@ def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -
     return build_dataset(ls, out, cards_dir)
 
 
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace `out` unless it is missing, empty, or holds only files hubkit wrote there.
+
+    A bundle records the sha256 of each of its files in its hash file (`C.CHECKPOINT_HASHES_FILE`, not
+    pushed); a file it does not list, or one whose bytes changed since, is the user's and is never
+    deleted (the rule `extract` and `build` follow for their tables).
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ReleaseError(f"--out {out}: a file, not a folder; choose another --out folder")
+    files = sorted(p for p in out.rglob("*") if not p.is_dir())
+    if not files:
+        return
+    try:
+        recorded = read_file_hashes(out)
+    except CheckpointError as exc:
+        raise ReleaseError(f"--out {out}: {exc}") from exc
+    if recorded is None:
+        raise ReleaseError(
+            f"--out {out}: not a release bundle hubkit built (no {C.CHECKPOINT_HASHES_FILE} recording its files, "
+            f"e.g. {files[0].relative_to(out)}); nothing was replaced: choose an empty or new --out folder"
+        )
+    for path in files:
+        rel = path.relative_to(out).as_posix()
+        if rel == C.CHECKPOINT_HASHES_FILE:
+            continue
+        want = recorded.get(rel)
+        if want is None or path.is_symlink() or path.stat().st_size != want["size"]:
+            why = "not written by hubkit" if want is None else "changed since hubkit wrote it"
+            raise ReleaseError(
+                f"--out {out}: {rel} is {why}; nothing was replaced: move it away or choose another --out folder"
+            )
+        if sha256_file(path) != want["sha256"]:
+            raise ReleaseError(
+                f"--out {out}: {rel} is changed since hubkit wrote it; nothing was replaced: move it away "
+                "or choose another --out folder"
+            )
+
+
 def build_bundle(
     spec: LoadedSpec | str | Path,
     out: str | Path,
@@ -71,12 +115,12 @@ def build_bundle(
 ) -> Bundle:
     """Check and build the bundle of a release into `out` (replaced whole; written atomically).
 
-    Every honesty check runs before anything is moved into `out`: a refused release leaves `out` as it was.
+    Every honesty check runs before anything is moved into `out`: a refused release leaves `out` as it was,
+    and so does an `out` holding a file hubkit did not write there (`check_replaceable`).
     """
     ls = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
-        raise ReleaseError(f"{out}: exists and is not a release bundle; choose an empty or new --out folder")
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     cdir = Path(cards_dir) if cards_dir is not None else None
@@ -86,6 +130,7 @@ def build_bundle(
             root=tmp, name=ls.name, kind=ls.spec.kind, tag=ls.spec.tag, targets=targets, spec_sha256=ls.sha256
         )
         bundle.save()
+        write_file_hashes(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -11,6 +11,7 @@ Templates ship inside the package as ``hubkit/release/templates`` (a link to the
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def _number(fmt: str):
     def f(value: Any) -> str:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ReleaseError(f"a card template formats {value!r} as a number; eval.json lacks this figure")
+        if not math.isfinite(value):
+            raise ReleaseError(f"a card template formats {value!r}: a card never shows a non-finite number")
         return fmt.format(value)
 
     return f

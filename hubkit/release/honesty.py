@@ -107,11 +107,17 @@ def check_card_figures(
     cards_dir: str | Path | None = None,
 ) -> None:
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
+    import jinja2
+
     from hubkit.release import cards
     from hubkit.release.figures import template_reads
 
     check_required(data, code_reads, eval_path)
-    reads = template_reads(cards.environment(cards_dir), template)
+    try:
+        reads = template_reads(cards.environment(cards_dir), template)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{exc.filename or exc.name or template}, line {exc.lineno}"
+        raise HonestyError(f"card template {where}: {exc.message}; fix the template (jinja2 syntax)") from exc
     check_required(data, tuple(reads.required), eval_path, template)
     check_required(data, tuple(reads.present), eval_path, template, allow_null=True)
 

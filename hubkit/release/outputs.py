@@ -3,8 +3,10 @@ copied only when its sha256 is the one eval.json recorded."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 from hubkit import constants as C
 from hubkit.constants import PLOTS_DIR
@@ -26,6 +28,18 @@ def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
         ev = _read(path)
     except DataError as exc:
         raise ReleaseError(f"{ls.path}: field `{field_name}`: {exc}") from exc
+    bad = non_finite(ev)
+    if bad is not None:
+        raise HonestyError(
+            f"{path}: figure `{bad[0]}` is {bad[1]}; a card never shows a non-finite number. Re-run "
+            "`hubkit eval` (it writes finite figures or stops), or release without this eval"
+        )
+    prov = ev.get("provenance")
+    if not isinstance(prov, dict) or not prov.get("git") or not prov.get("libraries"):
+        raise HonestyError(
+            f"{path}: no `provenance` (git commit, library versions) recorded; the card's numbers could not "
+            "be traced to the code that computed them. Re-run `hubkit eval`"
+        )
     if kind is not None and ev.get("kind") != kind:
         how = "`hubkit eval --trajectory RUN`" if kind == "trajectory" else "`hubkit eval --av … --ar …`"
         raise ReleaseError(
@@ -33,6 +47,19 @@ def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
             f"release cites a {kind} eval ({how})"
         )
     return ev, path
+
+
+def non_finite(data: Any, where: str = "") -> tuple[str, float] | None:
+    """The dotted path and value of the first NaN or infinite number in `data`, or None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "(top level)", data
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        sub = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")
+        found = non_finite(value, sub)
+        if found is not None:
+            return found
+    return None
 
 
 def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:

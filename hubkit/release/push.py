@@ -103,6 +103,7 @@ def push_bundle(
     for target in b.targets:
         files = local_files(b, target)
         folder = b.folder(target)
+        before = _remote_head(target, endpoint, token)
         try:
             result = hub.push_folder(
                 folder,
@@ -132,11 +133,34 @@ def push_bundle(
             raise
         except Exception as exc:  # huggingface_hub errors, network errors, a moved tag
             raise PushError(
-                f"pushing {folder} to {target.repo_id} failed: {type(exc).__name__}: {scrub(str(exc), token)}. The "
-                "branch is left at its previous commit; run the same command again to complete the release"
+                f"pushing {folder} to {target.repo_id} failed: {type(exc).__name__}: {scrub(str(exc), token)}. "
+                f"{_remote_now(target, before, endpoint, token)}"
             ) from None
         pushed.append(PushedRepo(target, result, verified=verify))
     return pushed
+
+
+def _remote_head(target: RepoTarget, endpoint, token) -> str | None:
+    """The commit `target`'s main branch points at now; None when the repo does not exist or cannot be read."""
+    try:
+        return hub_api(endpoint, token).repo_info(target.repo_id, repo_type=target.repo_type, revision="main").sha
+    except Exception:  # the push's own error is the one to report; this is only a description
+        return None
+
+
+def _remote_now(target: RepoTarget, before: str | None, endpoint, token) -> str:
+    """What the remote holds after a failed push, read back from it rather than assumed."""
+    now = _remote_head(target, endpoint, token)
+    again = "run the same command again to complete the release"
+    if now is None:
+        return f"The state of {target.repo_id} could not be read back; check it on the Hub, then {again}"
+    if now == before:
+        return f"{target.repo_id} main is still at its previous commit {now[:12]}; {again}"
+    was = f"was {before[:12]}" if before else "the repo is new"
+    return (
+        f"{target.repo_id} main is now at commit {now[:12]} ({was}): this release's files are committed "
+        "there but the release did not finish; fix the cause above, then run the command again"
+    )
 
 
 def verify_remote(

@@ -27,6 +27,7 @@ import yaml
 
 from hubkit.constants import RELEASE_SPEC_SCHEMA as SPEC_SCHEMA
 from hubkit.release.errors import ReleaseError
+from hubkit.release.licence_ids import licence_problem
 from hubkit.schema import SchemaError, from_dict
 
 RELEASES_DIR = "releases"
@@ -133,6 +134,8 @@ class ReleaseSpec:
             raise ValueError(f"`tag` {self.tag!r} is not a valid tag name (letters, digits, '.', '_', '-')")
         if self.license is not None and not self.license.strip():
             raise ValueError("`license` must not be empty (a Hub license id such as apache-2.0, mit, gemma)")
+        if self.license is not None and licence_problem(self.license):
+            raise ValueError(f"`license` {licence_problem(self.license)}")
         for name in self.legal_files:
             if not name or "/" in name or "\\" in name or name.startswith("."):
                 raise ValueError(f"`legal_files.{name}` must be a plain file name such as LICENSE or NOTICE")
@@ -141,6 +144,14 @@ class ReleaseSpec:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
             if not _REPO_RE.match(repo):
                 raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
+        seen: dict[str, str] = {}
+        for role, repo in sorted(self.repos.items()):
+            other = seen.setdefault(repo.lower(), role)
+            if other != role:
+                raise ValueError(
+                    f"`repos.{role}` is {repo!r}, the repo `repos.{other}` names too: each half needs its "
+                    "own repo (one would overwrite the other on main); name another repo"
+                )
         for role in self.checkpoints:
             if role not in ("av", "ar"):
                 raise ValueError(
@@ -272,7 +283,9 @@ def load_spec(
 
     path = find_spec(name, releases_dir)
     try:
-        data: Any = yaml.safe_load(path.read_text())
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReleaseError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ReleaseError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):

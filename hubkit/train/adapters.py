@@ -80,7 +80,14 @@ def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkp
         target_modules=cfg.target_modules,
         bias="none",
     )
-    return get_peft_model(model, lora, adapter_name=name)
+    try:
+        return get_peft_model(model, lora, adapter_name=name)
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError and its other config refusals
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise HubkitError(
+            f"field `{name}.adapter.target_modules` {cfg.target_modules}: {str(exc).splitlines()[0][:160]} "
+            f"(the base's linear layers: {', '.join(linear[:12])})"
+        ) from exc
 
 
 def meta_adapter(cfg: AdapterRecipe) -> Adapter:

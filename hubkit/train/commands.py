@@ -5,6 +5,7 @@ Every command runs unchanged under ``accelerate launch`` (data parallel); see tr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,6 +33,11 @@ _run_options = stack(
         is_flag=True,
         help="Resume; when the last checkpoint fails its file hashes, set it aside (corrupt_step_*) and "
         "continue from the newest intact one.",
+    ),
+    click.option(
+        "--resume-unverified",
+        is_flag=True,
+        help="Resume even from a checkpoint written without its file hashes (.hubkit_sha256.json).",
     ),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: accelerate's choice)."),
     click.option(
@@ -84,7 +90,16 @@ def _prepare(
 
 
 def _options(
-    *, data, out, resume, resume_fallback, device, allow_ood_injection, quiet, debug_hang_after_step
+    *,
+    data,
+    out,
+    resume,
+    resume_fallback,
+    resume_unverified,
+    device,
+    allow_ood_injection,
+    quiet,
+    debug_hang_after_step,
 ):
     """The `RunOptions` of the command-line flags shared by the stages."""
     from hubkit.train.loop import RunOptions
@@ -94,6 +109,7 @@ def _options(
         data=data,
         resume=resume,
         resume_fallback=resume_fallback,
+        resume_unverified=resume_unverified,
         allow_ood_injection=allow_ood_injection,
         device=device,
         hang_after_step=debug_hang_after_step,
@@ -138,9 +154,14 @@ def train_grpo_cmd(recipe, steps, seed, dtype, av_init, ar_init, **run) -> None:
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 def check_cmd(recipe) -> None:
     """Validate a recipe without loading a model: print its stages and config hashes."""
+    from hubkit.train.data import check_columns
     from hubkit.train.recipe import load_recipe
 
     r = load_recipe(recipe)
+    for stage in ("av", "ar", "grpo"):
+        section = getattr(r, stage)
+        if section is not None and section.data is not None and Path(section.data).exists():
+            check_columns(section.data, stage, f"{recipe}: field `{stage}.data`")  # absent: not built yet
     click.echo(f"{recipe}: ok — base {r.base_model}, layer {r.layer}, output {r.output_dir}")
     for stage in ("av", "ar", "grpo"):
         section = getattr(r, stage)

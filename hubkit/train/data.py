@@ -117,6 +117,29 @@ def read_rl(path: str | Path, d_model: int) -> Table:
     return _read(path, RL_COLUMNS, d_model)[1]
 
 
+STAGE_COLUMNS = {"av": AV_COLUMNS, "ar": AR_COLUMNS, "grpo": RL_COLUMNS}
+STAGE_TABLES = {"av": "the av_sft table", "ar": "the ar_sft table", "grpo": "the rl split (vectors, no explanations)"}
+
+
+def check_columns(path: str | Path, stage: str, where: str) -> None:
+    """Read only the schema of a stage's table: it must be parquet with that stage's columns (and a GRPO
+    table no `explanation`: an SFT table given as RL data is a mix-up, not a superset)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: {path}: no such parquet file")
+    try:
+        names = pq.read_schema(str(path)).names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{where}: {path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from exc
+    missing = [c for c in STAGE_COLUMNS[stage] if c not in names]
+    if missing or (stage == "grpo" and "explanation" in names):
+        what = f"lacks column(s) {missing}" if missing else "has an `explanation` column (an SFT table)"
+        raise DataError(f"{where}: {path} {what}; `{stage}` trains on {STAGE_TABLES[stage]}, columns {names}")
+
+
 def permutation(n: int, seed: int, epoch: int) -> list[int]:
     """The row order of `epoch`: a permutation seeded by (seed, epoch) only."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))

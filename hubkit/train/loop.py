@@ -76,6 +76,7 @@ class RunOptions:
     data: str | None = None
     resume: bool = False
     resume_fallback: bool = False  # a damaged latest step is set aside and the newest intact one used
+    resume_unverified: bool = False  # a step folder without its hash file may be resumed from
     allow_ood_injection: bool = False
     device: str | None = None
     hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
@@ -118,7 +119,7 @@ class Runner:
         return data
 
     def _prepare_run_dir(self) -> T.Resumed | None:
-        resume = self.opts.resume or self.opts.resume_fallback
+        resume = self.opts.resume or self.opts.resume_fallback or self.opts.resume_unverified
         if self.is_main:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ class Runner:
             for p in T.clean_partials(self.run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
             if resume and self.opts.resume_fallback:
-                T.resume_point(self.run_dir, fallback=True)  # sets damaged steps aside
+                T.resume_point(self.run_dir, fallback=True, unverified_ok=self.opts.resume_unverified)
         self.acc.wait_for_everyone()
         last = T.latest_step(self.run_dir)
         if last is None:
@@ -141,7 +142,7 @@ class Runner:
                 f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
                 "or choose another output folder (--out)"
             )
-        return T.read_state(last)
+        return T.read_state(last, unverified_ok=self.opts.resume_unverified)
 
     # -- determinism ---------------------------------------------------------------------------
     def seed_micro(self, step: int, micro: int) -> None:
@@ -192,7 +193,9 @@ class Runner:
             return
         path = self.run_dir / METRICS_FILE
         if path.exists():
-            kept = [line for line, step in read_metrics_lines(path) if step <= start_step]
+            records = read_metrics_lines(path)
+            kept = [line for line, step in records if step <= start_step]
+            warn_missing_steps(path, [step for _, step in records], start_step)
             path.write_text("".join(line + "\n" for line in kept))
         self.recipe.save(self.run_dir / RECIPE_COPY)
 
@@ -276,6 +279,20 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
+    """Say how many steps before the resume point have no record (a truncated or edited metrics.jsonl)."""
+    missing = sorted(set(range(1, start_step + 1)) - set(steps))
+    if missing:
+        log.warning(
+            "%s: %d of the %d steps before the resume point have no metrics record (first missing: step %d); "
+            "the file was truncated or edited, and those rows stay missing",
+            path,
+            len(missing),
+            start_step,
+            missing[0],
+        )
 
 
 def read_metrics_lines(path: Path) -> list[tuple[str, int]]:

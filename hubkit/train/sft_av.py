@@ -93,6 +93,12 @@ class AVTask:
             response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
             for t in self.table.texts
         ]
+        tag = len(tok(av.explanation_open, add_special_tokens=False)["input_ids"])
+        if cfg.max_length <= tag:
+            raise DataError(
+                f"`av.max_length` is {cfg.max_length}: no more than the {av.explanation_open} tag ({tag} tokens), so "
+                "nothing of the explanations would be learned; set it to their length in tokens (default 128)"
+            )
         cut = sum(1 for r in self.responses if r[-1] != tok.eos_token_id)
         if cut:
             log.warning(

@@ -203,13 +203,19 @@ def _check_finite(tensors: dict[str, Tensor], path: Path) -> None:
         )
 
 
-def read_state(folder: Path) -> Resumed:
+def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
     """The resume state of a step folder, after checking its files against the hashes recorded when it
-    was written; every problem is one `CheckpointError` naming the file."""
+    was written; every problem is one `CheckpointError` naming the file. A folder without its hash file
+    is refused unless `unverified_ok` (``--resume-unverified``)."""
     path = folder / TRAINER_STATE_JSON
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {TRAINER_STATE_JSON}; this folder cannot be resumed from")
     if not verify_checkpoint(folder):
+        if not unverified_ok:
+            raise CheckpointError(
+                f"{folder}: no {C.CHECKPOINT_HASHES_FILE}, so its files cannot be checked before resuming; "
+                "pass --resume-unverified to resume from it anyway, or start a new run"
+            )
         log.warning("%s: written without file hashes; resuming from it unverified", folder)
     try:
         body = json.loads(path.read_text())
@@ -245,7 +251,7 @@ def set_aside(folder: Path) -> Path:
     return target
 
 
-def resume_point(run_dir: Path, fallback: bool) -> Resumed | None:
+def resume_point(run_dir: Path, fallback: bool, unverified_ok: bool = False) -> Resumed | None:
     """The state to resume `run_dir` from: its latest step, verified.
 
     A damaged latest step is an error unless `fallback`, which sets damaged steps aside (renamed
@@ -253,7 +259,7 @@ def resume_point(run_dir: Path, fallback: bool) -> Resumed | None:
     """
     for _, folder in reversed(list_steps(run_dir)):
         try:
-            return read_state(folder)
+            return read_state(folder, unverified_ok)
         except CheckpointError as exc:
             if not fallback:
                 raise

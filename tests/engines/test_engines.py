@@ -133,3 +133,87 @@ def test_adapter_cache_keeps_the_most_recent(tmp_path, tiny_base_dir, monkeypatc
         written.append(source.adapter_folder(av.model, av.adapter_name))
     kept = sorted(str(p) for p in (tmp_path / "cache" / "engines" / "adapters").iterdir())
     assert len(set(written)) == 4 and kept == sorted(written[-2:])
+
+
+def test_max_model_len_is_capped_at_the_models_positions(tiny_base_dir):
+    from transformers import AutoModelForCausalLM
+
+    from hubkit.engines.source import source_for
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_base_dir))
+    positions = model.config.max_position_embeddings
+    assert positions < 1024  # the tiny model has 512, as the demo's quick pair did
+    assert source_for(model, None).max_model_len == positions
+    assert source_for(model, None, max_model_len=64).max_model_len == 64
+
+
+def test_a_vllm_failure_is_an_engine_error_and_auto_falls_back(tiny_llama, monkeypatch, caplog):
+    """vLLM's own RuntimeError (its CPU kernels lack head_dim=16) becomes an EngineError, so `auto` falls
+    back to transformers with one log line and an explicit `vllm` is one line naming the cause."""
+    from hubkit.engines import generate
+    from hubkit.engines.vllm_local import engine_errors
+
+    def failing(*args, **kwargs):
+        with engine_errors("vLLM failed to generate on base"):
+            raise RuntimeError("Unsupported CPU attention configuration: head_dim=16\nmore detail")
+
+    monkeypatch.setattr(engines, "resolve", lambda name, scheme=None: "vllm")
+    monkeypatch.setattr(generate, "generate_for", failing)
+    av = ActivationVerbalizer(tiny_llama.model, tiny_llama.tokenizer, tiny_metas(tiny_llama)[0])
+    v = torch.randn(2, tiny_llama.d_model)
+    with caplog.at_level(logging.WARNING, logger="hubkit.engines"):
+        assert av.explain(v, max_new_tokens=4, engine="auto") == av.explain(v, max_new_tokens=4)
+    assert any(
+        "head_dim=16" in r.getMessage() and "transformers instead" in r.getMessage() for r in caplog.records
+    )
+    with pytest.raises(
+        EngineError, match=r"RuntimeError: Unsupported CPU attention configuration: head_dim=16; use"
+    ):
+        av.explain(v, max_new_tokens=4, engine="vllm")
+
+
+def test_a_pydantic_error_is_summarised_by_its_message_not_its_title():
+    from hubkit.engines.vllm_local import error_summary
+
+    text = (
+        "1 validation error for ModelConfig\n  Value error, User-specified max_model_len (1024) is greater than "
+        "the derived max_model_len (max_position_embeddings=512) [type=value_error]\n"
+        "    For further information visit https://errors.pydantic.dev/2/v/value_error"
+    )
+    summary = error_summary(ValueError(text))
+    assert (
+        "max_model_len (1024) is greater than the derived max_model_len" in summary
+        and "For further" not in summary
+    )
+
+
+def test_vllm_output_stays_off_the_terminal_unless_verbose(capfd):
+    import os
+
+    from hubkit.engines.vllm_local import quiet_output
+
+    hubkit_log = logging.getLogger("hubkit")
+    level = hubkit_log.level
+    try:
+        hubkit_log.setLevel(logging.WARNING)
+        with quiet_output():
+            os.write(2, b"native hint\n")
+        hubkit_log.setLevel(logging.INFO)  # hubkit -v
+        with quiet_output():
+            os.write(2, b"shown with -v\n")
+    finally:
+        hubkit_log.setLevel(level)
+    err = capfd.readouterr().err
+    assert "native hint" not in err and "shown with -v" in err
+
+
+def test_the_bitsandbytes_kernel_notice_is_dropped_and_other_warnings_kept(caplog):
+    import hubkit  # noqa: F401  (installs the filter)
+
+    bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING, logger="bitsandbytes.backends.cpu.ops"):
+        bnb.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "no network"
+        )
+        bnb.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]

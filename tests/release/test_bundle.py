@@ -223,6 +223,32 @@ def test_out_folder_that_is_not_a_bundle_is_left_alone(project):
     assert (out / "notes.txt").read_text() == "keep me"
 
 
+def test_a_stray_manifest_does_not_make_a_folder_a_bundle(project):
+    out = project["root"] / "mine"
+    out.mkdir()
+    (out / "release.json").write_text("{}")
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ReleaseError, match="not a release bundle"):
+        build_bundle(write_spec(project), out)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "release.json").read_text() == "{}"
+
+
+def test_a_bundle_is_rebuilt_only_while_it_holds_nothing_but_what_hubkit_wrote(project):
+    spec = write_spec(project)
+    out = project["root"] / "out"
+    build_bundle(spec, out)
+    build_bundle(spec, out)  # an unchanged bundle is replaced
+    (out / "av" / "my-notes.md").write_text("mine")
+    with pytest.raises(ReleaseError, match=r"av/my-notes.md is not written by hubkit; nothing was replaced"):
+        build_bundle(spec, out)
+    (out / "av" / "my-notes.md").unlink()
+    readme = out / "ar" / "README.md"
+    readme.write_text(readme.read_text() + "\nmy edit\n")
+    with pytest.raises(ReleaseError, match=r"ar/README.md is changed since hubkit wrote it"):
+        build_bundle(spec, out)
+    assert readme.read_text().endswith("my edit\n")
+
+
 def test_trajectory_bundle_with_a_retraction(project):
     reason = "trained on a corrupted shard; numbers kept for the record"
     spec = trajectory_spec(project, corrections=[{"checkpoint": "step_000002", "reason": reason}])

@@ -185,3 +185,32 @@ def test_tampered_plot_is_refused_and_the_old_bundle_survives(project):
     with pytest.raises(HonestyError, match=rf"{plot}: plot 'per_row_cosine' differs"):
         build_bundle(write_spec(project), project["root"] / "out")
     assert (good.root / "av" / "README.md").read_bytes() == before
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_figure_is_refused_naming_it_and_the_file(project, value):
+    path, ev = _ev(project)
+    ev["figures"]["round_trip"]["all"]["cos"]["ci_high"] = value
+    path.write_text(json.dumps(ev))  # Python writes NaN/Infinity, as a hand-edited or foreign file may hold
+    with pytest.raises(HonestyError) as info:
+        build_bundle(write_spec(project), project["root"] / "out")
+    msg = str(info.value)
+    assert str(path) in msg and "figure `figures.round_trip.all.cos.ci_high`" in msg and "non-finite" in msg
+    assert not (project["root"] / "out").exists()
+
+
+def test_an_eval_without_provenance_is_refused(project):
+    path, ev = _ev(project)
+    del ev["provenance"]
+    path.write_text(json.dumps(ev))
+    with pytest.raises(HonestyError, match=rf"{path}: no `provenance`"):
+        build_bundle(write_spec(project), project["root"] / "out")
+
+
+def test_a_card_filter_refuses_a_non_finite_number():
+    from hubkit.release import cards
+    from hubkit.release.errors import ReleaseError
+
+    env = cards.environment()
+    with pytest.raises(ReleaseError, match="non-finite"):
+        env.from_string("{{ x | f3 }}").render(x=float("nan"))

@@ -100,8 +100,12 @@ def test_a_tag_is_never_moved_and_stale_files_are_deleted(project, hub):
     api = HfApi(endpoint=hub.endpoint)
     assert "linear_head.pt" in _state(api, AR)[1]
     changed = build_bundle(write_spec(project), project["root"] / "out")  # same tag, other files
-    with pytest.raises(PushError, match="tag 'v0.1' already names commit .* never moved"):
+    before = _state(api, AR)[0]
+    with pytest.raises(PushError, match="tag 'v0.1' already names commit .* never moved") as info:
         push_bundle(changed, endpoint=hub.endpoint, token=TOKEN)
+    now = _state(api, AR)[0]
+    assert now[1:] == before  # the commit went through; the message says so instead of "left as it was"
+    assert f"{AR} main is now at commit {now[0][:12]} (was {before[0][:12]})" in str(info.value)
     v2 = build_bundle(write_spec(project, tag="v0.2"), project["root"] / "out")
     push_bundle(v2, endpoint=hub.endpoint, token=TOKEN)
     commits, tree, tags = _state(api, AR)
@@ -121,6 +125,7 @@ def test_interrupted_upload_leaves_remote_unchanged_and_rerun_completes(project,
     with pytest.raises(PushError) as info:
         push_bundle(v2, endpoint=hub.endpoint, token=TOKEN)
     assert "run the same command again" in str(info.value) and TOKEN not in str(info.value)
+    assert f"{AR} main is still at its previous commit {before_ar[0][0][:12]}" in str(info.value)
     assert hub.faults.pending == 0
     assert _state(api, AR) == before_ar  # no commit, no tag, partial bytes discarded
     assert "v0.2" in _state(api, AV)[2]  # the AV (no LFS change) went through before the failure

@@ -81,14 +81,16 @@ def test_damage_without_recorded_hashes_is_still_one_clear_error(run3):
     (step / C.CHECKPOINT_HASHES_FILE).unlink()
     state = step / T.TRAINER_STATE_JSON
     good = state.read_text()
+    with pytest.raises(CheckpointError, match=rf"{step}: no {C.CHECKPOINT_HASHES_FILE}.*--resume-unverified"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
     state.write_text(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match=rf"{state}: not valid JSON .* truncated or corrupt"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
     state.write_text(good)
     tensors = step / T.TRAINER_STATE_TENSORS
     tensors.write_bytes(tensors.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=rf"{tensors}: not a readable safetensors file"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
 
 
 def test_nan_in_an_unhashed_adapter_is_refused(run3):
@@ -103,7 +105,7 @@ def test_nan_in_an_unhashed_adapter_is_refused(run3):
     tensors[first] = torch.full_like(tensors[first], float("nan"))
     save_file(tensors, str(adapter))
     with pytest.raises(CheckpointError, match=rf"{adapter}: tensor\(s\) \['{first}'\] hold NaN or inf"):
-        train_ar(recipe, RunOptions(quiet=True, resume=True))
+        train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
 
 
 def test_fallback_resumes_from_the_newest_intact_step_and_matches_a_straight_run(
@@ -138,6 +140,16 @@ def test_a_partial_last_metrics_line_is_dropped_and_said(run3, caplog):
         train_ar(recipe, RunOptions(quiet=True, resume=True))
     assert "dropped a partial last line" in caplog.text
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_metrics_rows_lost_before_the_resume_point_are_counted(run3, caplog):
+    recipe, run = run3
+    metrics = run / METRICS_FILE
+    lines = metrics.read_text().splitlines()
+    metrics.write_text(lines[0] + "\n")  # steps 2 and 3 lost, the run resumes after step 3
+    with caplog.at_level("WARNING"):
+        train_ar(recipe, RunOptions(quiet=True, resume=True))
+    assert "2 of the 3 steps before the resume point have no metrics record (first missing: step 2)" in caplog.text
 
 
 def test_a_damaged_metrics_line_in_the_middle_is_an_error(run3):

@@ -145,6 +145,18 @@ def templates(t: Taker, where: str) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
+def read_ar_meta_json(folder: Path) -> dict[str, Any]:
+    """The consumer-GPU AR's ``ar_meta.json``: a JSON object, else one error naming the file."""
+    path = folder / C.AR_META_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MetaError(f"{path}: not valid UTF-8 JSON ({exc}); restore the file from the release") from exc
+    if not isinstance(data, dict):
+        raise MetaError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
+    return data
+
+
 def first(value: Any) -> Any:
     if isinstance(value, list):
         return str(value[0]) if value else None

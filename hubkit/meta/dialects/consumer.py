@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hubkit import constants as C
 from hubkit.errors import MetaError
-from hubkit.meta.dialects._common import Taker, drop_none, folder_head, role, scale
+from hubkit.meta.dialects._common import Taker, drop_none, folder_head, read_ar_meta_json, role, scale
 from hubkit.meta.registry import register
 from hubkit.meta.sections import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
 
@@ -74,7 +73,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
 def _consumer_ar(folder: Path | None, layer: int, defaults: list[str]) -> dict[str, Any]:
     ar_meta: dict[str, Any] = {}
     if folder is not None and (folder / C.AR_META_JSON).exists():
-        ar_meta = json.loads((folder / C.AR_META_JSON).read_text())
+        ar_meta = read_ar_meta_json(folder)
     n = ar_meta.get("ar_num_layers")
     if n is None:
         n = layer + 1

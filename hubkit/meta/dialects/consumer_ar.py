@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hubkit import constants as C
 from hubkit.errors import MetaError
-from hubkit.meta.dialects._common import adapter_from_folder, folder_head
+from hubkit.meta.dialects._common import adapter_from_folder, folder_head, read_ar_meta_json
 from hubkit.meta.registry import register
 from hubkit.meta.sections import DEFAULT_AR_TEMPLATE
 
@@ -31,7 +30,7 @@ def read_consumer_ar(
     data: dict[str, Any], where: str, folder: Path | None
 ) -> tuple[dict[str, Any], list[str]]:
     assert folder is not None
-    ar_meta = json.loads((folder / C.AR_META_JSON).read_text())
+    ar_meta = read_ar_meta_json(folder)
     adapter, base = adapter_from_folder(folder)
     base = ar_meta.get("base_model", base)
     if base is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubkit import constants as C
 from hubkit.errors import MetaError
 from hubkit.meta.dialects._common import (
     DEPTH_FIELDS,
@@ -50,6 +51,13 @@ def _scales(t: Taker, where: str, defaults: list[str]) -> tuple[Any, Any]:
 def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], list[str]]:
     t = Taker(data, where)
     defaults: list[str] = []
+    needed = t.pop(C.RECORD_NEEDED_KEY)
+    if needed:
+        raise MetaError(
+            f"{where}: written by hubkit with settings its reference keys cannot express ({needed}), but its "
+            f"`hubkit:` record is missing, so they cannot be read back: restore the record (or the original "
+            f"file), or delete `{C.RECORD_NEEDED_KEY}` to accept the reference defaults for those fields"
+        )
     t.pop("schema_version")
     kind = t.pop("kind")
     if kind not in (None, "nla_model"):

@@ -1,0 +1,91 @@
+"""Checks that a LoRA adapter file is one hubkit reads and that attaching it changed the model.
+
+An adapter whose tensors are renamed (or of another PEFT type) attaches without complaint and leaves
+the base as it was: the AV then explains with the bare base model. These checks turn that into one
+error naming the file: the adapter type must be LoRA, every tensor must be finite, and every tensor
+in the file must have been loaded into a module.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hubkit import constants as C
+from hubkit.errors import CheckpointError
+
+READ_PEFT_TYPES = ("LORA",)
+MAX_SCALING = 1000.0
+
+
+def check_config(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse an adapter config of a PEFT type hubkit does not read (IA3, prefix tuning, …)."""
+    kind = config.get("peft_type", "LORA")
+    if str(kind).upper() not in READ_PEFT_TYPES:
+        raise CheckpointError(
+            f"{folder / C.ADAPTER_CONFIG_FILE}: field `peft_type` is {kind!r}; hubkit reads "
+            f"{' or '.join(READ_PEFT_TYPES)} adapters only (another type would load but not act as trained)"
+        )
+    check_scaling(folder, config)
+
+
+def check_scaling(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse a LoRA whose scaling (``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA) is not a finite number in
+    ``(0, MAX_SCALING]``: zero makes the adapter do nothing, a huge one overflows the activations."""
+    path = folder / C.ADAPTER_CONFIG_FILE
+    alpha, r = config.get("lora_alpha", 8), config.get("r", 8)
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (alpha, r))
+    if not numbers or not math.isfinite(alpha) or r <= 0:
+        raise CheckpointError(
+            f"{path}: fields `lora_alpha` {alpha!r} and `r` {r!r} must be finite numbers, r > 0"
+        )
+    scaling = alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+    if not 0 < abs(scaling) <= MAX_SCALING:
+        raise CheckpointError(
+            f"{path}: field `lora_alpha` {alpha!r} gives a LoRA scaling of {scaling:.3g} (r={r}); hubkit loads "
+            f"0 < |scaling| <= {MAX_SCALING:g} (trained adapters use about 0.5 to 16): the config is corrupt"
+        )
+
+
+def file_tensors(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of the folder's ``adapter_model.safetensors`` (None for a legacy ``.bin``), each finite."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / C.ADAPTER_WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); re-download or re-save it"
+        ) from exc
+    bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} adapter tensor(s) hold NaN or inf (first: {bad[0]}); the checkpoint is broken "
+            "(a diverged training step or a bad conversion): use an earlier checkpoint"
+        )
+    return tensors
+
+
+def check_all_loaded(model: Any, name: str, folder: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor of the adapter file must now be a parameter of adapter `name` in `model`."""
+    from peft import get_peft_model_state_dict
+
+    path = folder / C.ADAPTER_WEIGHTS_FILE
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors; the adapter would change nothing")
+    loaded = set(get_peft_model_state_dict(model, adapter_name=name))
+    unloaded = sorted(k for k in tensors if k not in loaded)
+    if unloaded:
+        raise CheckpointError(
+            f"{path}: {len(unloaded)} of {len(tensors)} adapter tensor(s) match no module of the base and "
+            f"were not loaded (first: {unloaded[0]}); the keys are renamed or the adapter belongs to another "
+            "model: re-save it with peft, or check `base_model`"
+        )
