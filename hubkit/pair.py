@@ -73,6 +73,11 @@ class NLAPair:
         av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
         ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
+        ar_base = base_model
+        if not ar_meta.base_model:  # a LoRA-AR's ar_meta.json names no base: its AV's is the one
+            ar_meta.base_model = av_meta.base_model
+            ar_base = base_model or av_meta.base_model
+            log.info("%s names no base model: using its AV's, %s", ar_dir, av_meta.base_model)
         check_compatible(av_meta, ar_meta)
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
@@ -80,9 +85,7 @@ class NLAPair:
                 ActivationVerbalizer.from_pretrained(
                     av_dir, base_model=base_model, device=device, dtype=dtype, injection_scale=injection_scale
                 ),
-                ActivationReconstructor.from_pretrained(
-                    ar_dir, base_model=base_model, device=device, dtype=dtype
-                ),
+                ActivationReconstructor.from_pretrained(ar_dir, base_model=ar_base, device=device, dtype=dtype),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)
         model = loading.load_causal_lm(
