@@ -179,6 +179,8 @@ class ActivationReconstructor:
                     f"{folder}: its meta names no base model ({C.AR_META_JSON} records none); pass "
                     "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
                 )
+            if not meta.base_model:
+                meta.base_model = base_model  # the base it runs on is the one it names from now on
             base = loading.resolve_base(base_model or meta.base_model)
             model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
             if loading.is_adapter(folder):
