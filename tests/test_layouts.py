@@ -355,3 +355,50 @@ def test_hubkit_layout_roundtrips_through_writer(tmp_path, tiny_llama, tiny_base
     ar = ActivationReconstructor.from_pretrained(tmp_path / "ar", dtype="float32")
     want = independent_reconstruct(lora, tok, TEXTS, head_t, LAYER + 1, None)
     torch.testing.assert_close(ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
+
+
+def test_docs_minimal_reference_sidecars(tmp_path, tiny_llama, caplog):
+    """Sidecars written as the reference's docs/inference.md shows them (no `role` on the AV, no
+    `base_checkpoint`, AR depth as `ar.num_hidden_layers`) load from full-weight folders, each inference
+    logged, and compute what the full sidecars compute."""
+    import logging
+
+    av_dir, ar_dir, head = write_reference(tmp_path, tiny_llama)
+    full_av, full_ar = (yaml.safe_load((d / "nla_meta.yaml").read_text()) for d in (av_dir, ar_dir))
+    docs_av = {
+        "kind": "nla_model",
+        "d_model": full_av["d_model"],
+        "extraction": {"injection_scale": 12.0},
+        "tokens": full_av["tokens"],
+        "prompt_templates": {"av": AV_TEMPLATE},
+    }
+    docs_ar = {
+        "kind": "nla_model",
+        "role": "ar",
+        "d_model": full_ar["d_model"],
+        "extraction": {"mse_scale": math.sqrt(tiny_llama.d_model)},
+        "ar": {"num_hidden_layers": LAYER},
+        "tokens": {
+            "critic_suffix_ids": tiny_llama.tokenizer("</text> <summary>", add_special_tokens=False)[
+                "input_ids"
+            ][1:]
+        },
+        "prompt_templates": {"ar": AR_TEMPLATE},
+    }
+    (av_dir / "nla_meta.yaml").write_text(yaml.safe_dump(docs_av))
+    (ar_dir / "nla_meta.yaml").write_text(yaml.safe_dump(docs_ar))
+    caplog.set_level(logging.INFO, logger="hubkit.meta")
+    pair = NLAPair.from_pretrained(av_dir, ar_dir, dtype="float32")
+    assert pair.av.meta.role == "av" and pair.av.meta.layer == LAYER and pair.ar.meta.base_model == ""
+    said = [r.getMessage() for r in caplog.records if "defaults applied" in r.getMessage()]
+    assert any("role → av" in m and "base_model → none" in m for m in said), said
+    assert any("base_model → none" in m for m in said if "ref-ar" in m), said
+    ref_model = AutoModelForCausalLM.from_pretrained(str(av_dir))
+    want = independent_reconstruct(
+        ref_model, tiny_llama.tokenizer, TEXTS, head, LAYER + 1, None, add_bos="tokenizer"
+    )
+    torch.testing.assert_close(pair.ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
+    critic_like = yaml.safe_load((ar_dir / "nla_meta.yaml").read_text())
+    critic_like.pop("role")  # no role either: the value head in the folder makes it an AR
+    (ar_dir / "nla_meta.yaml").write_text(yaml.safe_dump(critic_like))
+    assert NLAMeta.load(ar_dir).role == "ar"
