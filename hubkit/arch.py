@@ -136,6 +136,12 @@ def final_norm(model: nn.Module) -> nn.Module | None:
     return None if norm is None or isinstance(norm, nn.Identity) else norm
 
 
+def set_final_norm(model: nn.Module, module: nn.Module) -> None:
+    """Put `module` back as the decoder's final norm (an export keeps the base's norm in its files)."""
+    tm, fam = text_model(model), family(model) or Family()
+    setattr(tm, fam.final_norm, module)
+
+
 def truncate(model: nn.Module, n_keep: int) -> nn.Module:
     """Keep the first `n_keep` decoder blocks and drop the final norm (in place).
 
