@@ -16,6 +16,7 @@ from hubkit.release.manifest import RepoTarget
 from hubkit.release.outputs import copy_plots, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
 from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.public import names_for
 from hubkit.release.spec import LoadedSpec
 
 
@@ -76,14 +77,18 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
     first = next(iter(halves.values()))
     base_id = card_base_model(ls, first.meta)
     legal = plan_legal(ls, first.meta, base_id, first.source)
+    names = names_for(ls, base_id, [h.meta.base_model for h in halves.values()])
+    if scale is not None:
+        scale = names.public_tree(scale)
     targets = []
     for role, half in halves.items():
         target = RepoTarget(role, spec.repos[role], "model", role, spec.tag, spec.private)
         dest = out / target.folder
         reason = retraction(ls, role)
-        sources = write_half(half, dest, legacy_pt, reason)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(eval_path, dest / C.EVAL_FILE)  # before write_half, which rewrites its local paths
+        sources = write_half(half, dest, legacy_pt, reason, names)
         sources |= copy_legal(legal, dest)
-        shutil.copyfile(eval_path, dest / C.EVAL_FILE)
         plots = copy_plots(ev, eval_path, dest)
         context = model_context(
             ls,
@@ -136,6 +141,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
                 "parents": parents(ls, base_id, half.meta, role),
                 "corrections": context["corrections"],
             },
+            names=names,
         )
         targets.append(target)
     return targets
