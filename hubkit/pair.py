@@ -85,7 +85,9 @@ class NLAPair:
                 ActivationVerbalizer.from_pretrained(
                     av_dir, base_model=base_model, device=device, dtype=dtype, injection_scale=injection_scale
                 ),
-                ActivationReconstructor.from_pretrained(ar_dir, base_model=ar_base, device=device, dtype=dtype),
+                ActivationReconstructor.from_pretrained(
+                    ar_dir, base_model=ar_base, device=device, dtype=dtype
+                ),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)
         model = loading.load_causal_lm(
