@@ -96,7 +96,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             repo_id=target.repo_id,
             meta=half.meta,
             base_id=base_id,
-            ev=ev,
+            ev=names.public_tree(ev),  # the card prints eval.json values: no local paths
             plots=plots,
             legal=legal.context(),
             training=training,

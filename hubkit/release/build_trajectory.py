@@ -131,7 +131,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         repo_id=target.repo_id,
         meta=last.meta,
         base_id=base_id,
-        ev=ev,
+        ev=public.public_tree(ev),  # the card prints eval.json values: no local paths
         plots=plots,
         legal=legal.context(),
         training=training,

@@ -45,13 +45,13 @@ class PublicNames:
         if not p.is_absolute():
             return value
         key = _key(p)
+        if key in self.known:  # a folder the release names (its base, a checkpoint)
+            return self.known[key]
         try:
             return Path(key).relative_to(_key(self.root)).as_posix()
         except ValueError:
             pass
         for folder, name in self.known.items():
-            if key == folder:
-                return name
             if key.startswith(folder + "/"):
                 return f"{name}/{Path(key).relative_to(folder).as_posix()}"
         return p.name
@@ -102,6 +102,31 @@ def names_for(ls: Any, base_id: str, base_paths: list[str | None]) -> PublicName
     return names
 
 
+def dataset_names(ls: Any, sidecars: list[Any]) -> PublicNames:
+    """The names a dataset release publishes: each table's base model by its Hub id where one is known."""
+    names = PublicNames(ls.root, ls.spec.card.base_model or "")
+    for side in sidecars:
+        base = side.extraction.base_model
+        public = public_base(base) or ls.spec.card.base_model
+        if public and is_machine_path(base):
+            names.add(base, public)
+    return names
+
+
+def publish_json(path: Path, names: PublicNames) -> dict | None:
+    """Rewrite the JSON file at `path` with public names; its provenance record, or None if unchanged."""
+    body = json.loads(path.read_text())
+    public = names.public_tree(body)
+    if public == body:
+        return None
+    before = sha256_file(path)
+    path.write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n")
+    return {
+        "sha256_before": before,
+        "how": "copied; local paths → Hub ids, repo ids, project-relative paths or file names (hashes unchanged)",
+    }
+
+
 def publish_files(dest: Path, names: PublicNames) -> dict[str, dict]:
     """Rewrite the files under `dest` that record local paths; ``{bundle path: provenance record}``."""
     out: dict[str, dict] = {}
@@ -116,13 +141,7 @@ def publish_files(dest: Path, names: PublicNames) -> dict[str, dict]:
                 "how": f"copied; `{BASE_KEY}` (a local path) → {cfg[BASE_KEY]!r}",
             }
     for path in sorted(dest.rglob(C.EVAL_FILE)):
-        body = json.loads(path.read_text())
-        public = names.public_tree(body)
-        if public != body:
-            before = sha256_file(path)
-            path.write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n")
-            out[path.relative_to(dest).as_posix()] = {
-                "sha256_before": before,
-                "how": "copied; local paths → repo ids, project-relative paths or file names (hashes unchanged)",
-            }
+        rec = publish_json(path, names)
+        if rec is not None:
+            out[path.relative_to(dest).as_posix()] = rec
     return out
