@@ -81,7 +81,7 @@ def public_meta(meta: Any, names: PublicNames) -> Any:
     """`meta` with its base and parent checkpoint named as the release publishes them."""
     from dataclasses import replace
 
-    base = names.base_id if is_machine_path(meta.base_model) else meta.base_model
+    base = names.base_id if not meta.base_model or is_machine_path(meta.base_model) else meta.base_model
     return meta.with_updates(
         base_model=base, training=replace(meta.training, parent=names.parent(meta.training.parent))
     )

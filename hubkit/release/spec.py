@@ -35,6 +35,7 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 Kind = Literal["av", "ar", "pair", "trajectory", "dataset"]
 KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
 ROLES = ("av", "ar", "trajectory", "dataset")
+FORMATS = ("hubkit", "reference")  # how the halves are laid out in their repos
 
 PLACEHOLDER = "<<fill in:"
 """Start of every value `hubkit release init` leaves for the author; `load_spec` refuses any left."""
@@ -138,6 +139,9 @@ class ReleaseSpec:
     parents: list[Parent] = field(default_factory=list)
     private: bool = False
     name: str | None = None
+    format: str = (
+        "hubkit"  # "reference": the halves in the reference layout (`hubkit export --format reference`)
+    )
     schema: str = SPEC_SCHEMA
 
     def __post_init__(self) -> None:
@@ -150,6 +154,12 @@ class ReleaseSpec:
         for name in self.legal_files:
             if not name or "/" in name or "\\" in name or name.startswith("."):
                 raise ValueError(f"`legal_files.{name}` must be a plain file name such as LICENSE or NOTICE")
+        if self.format not in FORMATS:
+            raise ValueError(f"`format` must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.format != "hubkit" and self.kind not in ("av", "ar", "pair"):
+            raise ValueError(
+                f"`format: {self.format}` applies to av, ar and pair releases, not `{self.kind}`"
+            )
         for role, repo in self.repos.items():
             if role not in ROLES:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")

@@ -83,3 +83,27 @@ def test_a_structured_file_names_the_key(tmp_path):
 )
 def test_what_counts_as_a_local_path(text, found):
     assert is_local_path(text) == found
+
+
+def test_reference_format_release(project):
+    """`format: reference`: the halves in the reference layout, checked against the measured checkpoints,
+    the card saying so, still no local path."""
+    import torch
+
+    from hubkit import ActivationReconstructor
+
+    out = project["root"] / "out-ref"
+    build_bundle(write_spec(project, format="reference"), out)
+    assert find_local_paths(out) == []
+    assert (out / "av" / "model.safetensors").is_file() and not (out / "av" / "adapter_config.json").exists()
+    cfg = json.loads((out / "ar" / "config.json").read_text())
+    meta = yaml.safe_load((out / "ar" / "nla_meta.yaml").read_text())
+    assert cfg["num_hidden_layers"] == meta["critic"]["extraction_layer_index"] + 1
+    card = (out / "ar" / "README.md").read_text()
+    assert "reference implementation's layout" in card and "largest relative difference" in card
+    texts = ["a cat", "", "Paris."]
+    want = ActivationReconstructor.from_pretrained(project["ar"], dtype="float32").reconstruct(texts)
+    got = ActivationReconstructor.from_pretrained(out / "ar", dtype="float32").reconstruct(texts)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    prov = json.loads((out / "ar" / "provenance.json").read_text())
+    assert prov["export"]["format"] == "reference" and prov["export"]["max_rel_diff"] <= 1e-4
