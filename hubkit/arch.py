@@ -129,6 +129,19 @@ def median_embedding_norm(model: nn.Module) -> float:
     return embedding_norm(model)
 
 
+def final_norm(model: nn.Module) -> nn.Module | None:
+    """The decoder's final norm module (None when the model has none or it was already dropped)."""
+    tm, fam = text_model(model), family(model) or Family()
+    norm = getattr(tm, fam.final_norm, None)
+    return None if norm is None or isinstance(norm, nn.Identity) else norm
+
+
+def set_final_norm(model: nn.Module, module: nn.Module) -> None:
+    """Put `module` back as the decoder's final norm (an export keeps the base's norm in its files)."""
+    tm, fam = text_model(model), family(model) or Family()
+    setattr(tm, fam.final_norm, module)
+
+
 def truncate(model: nn.Module, n_keep: int) -> nn.Module:
     """Keep the first `n_keep` decoder blocks and drop the final norm (in place).
 

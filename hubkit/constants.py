@@ -16,6 +16,7 @@ AR_LORA_HEAD_FILE = "ar_lora_value_head.safetensors"  # consumer-GPU: LoRA + hea
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 MODEL_CONFIG_FILE = "config.json"
+MODEL_MARKER_FILE = "hubkit_model.json"  # what made a cached offline model folder (its registry entry)
 
 PROVENANCE_FILE = "provenance.json"
 EVAL_FILE = "eval.json"

@@ -49,6 +49,24 @@ def is_machine_path(name: str) -> bool:
     return name.count("/") > 1
 
 
+def public_base(name: str) -> str | None:
+    """The Hub id to publish for base `name`: a registry name's id, a Hub id as is, a hubkit model
+    cache folder's id (its ``hubkit_model.json``); None for any other local path (it names nothing
+    off this machine)."""
+    if not name:
+        return None
+    if not is_machine_path(name):
+        return hub_id(name)
+    marker = Path(name).expanduser() / C.MODEL_MARKER_FILE
+    if marker.is_file():
+        try:
+            repo = json.loads(marker.read_text()).get("spec", {}).get("hf_repo")
+        except (ValueError, OSError):
+            return None
+        return repo if isinstance(repo, str) and repo else None
+    return None
+
+
 def missing_local_path(name: str) -> bool:
     """A path-like name (not a Hub id) that does not exist on this machine."""
     return is_machine_path(name) and "://" not in name and not Path(name).expanduser().exists()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hubkit import constants as C
 from hubkit import model_registry
 from hubkit.cache import cache_dir
 from hubkit.errors import HubkitError
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 # Sidecar written next to a prepared model (candidate for hubkit.constants).
-MODEL_MARKER_FILE = "hubkit_model.json"
+MODEL_MARKER_FILE = C.MODEL_MARKER_FILE
 # Bump when the layout or the conversion changes, so old caches are rebuilt.
 CACHE_FORMAT = "hubkit.models/1"
 

@@ -84,6 +84,11 @@ class NLAPair:
         for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
             if meta.role != want:
                 raise MetaError(f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}")
+        ar_base = base_model
+        if not ar_meta.base_model:  # a LoRA-AR's ar_meta.json names no base: its AV's is the one
+            ar_meta.base_model = av_meta.base_model
+            ar_base = base_model or av_meta.base_model
+            log.info("%s names no base model: using its AV's, %s", ar_dir, av_meta.base_model)
         check_compatible(av_meta, ar_meta)
         verify_on_load(av_dir, verify)
         verify_on_load(ar_dir, verify)
@@ -99,7 +104,7 @@ class NLAPair:
                     verify=False,
                 ),
                 ActivationReconstructor.from_pretrained(
-                    ar_dir, base_model=base_model, device=device, dtype=dtype, verify=False
+                    ar_dir, base_model=ar_base, device=device, dtype=dtype, verify=False
                 ),
             )
         base = loading.resolve_base(base_model or av_meta.base_model)

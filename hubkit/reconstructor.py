@@ -18,7 +18,8 @@ from hubkit import arch, heads, hub, loading
 from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
 from hubkit.errors import CheckpointError, DataError, MetaError
-from hubkit.meta import NLAMeta
+from hubkit.lora_state import attach_lora_state
+from hubkit.meta import NLAMeta, resolve_scale
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,16 @@ def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | Non
 def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
     """Token ids of the AR prompt for one explanation: the one builder training and inference share.
 
-    The whole rendered prompt is tokenized in one call with ``add_special_tokens=True`` (so merges
+    The whole rendered prompt is tokenized in one call with ``add_special_tokens=True`` (``False``
+    where `ar.add_bos` is false; so merges
     across the explanation/suffix boundary, such as ``.</`` or ``></``, are the ones the model
     saw), then `ar.add_bos` is applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
     prompt; `check_suffix_ids` uses it as a consistency check.
     """
     ar = meta.ar
     assert ar is not None
-    ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=True)["input_ids"]
+    specials = ar.add_bos is not False  # False: no special tokens at all, as the LoRA-AR writer tokenizes
+    ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=specials)["input_ids"]
     return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
 
 
@@ -127,6 +130,7 @@ class ActivationReconstructor:
         head: nn.Linear,
         adapter_name: str | None = None,
         source: str | Path | None = None,
+        final_norm: nn.Module | None = None,
     ) -> None:
         if meta.ar is None:
             raise MetaError("an ActivationReconstructor needs a meta with an `ar` section")
@@ -145,6 +149,12 @@ class ActivationReconstructor:
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
         self.adapter_name = adapter_name
         self.block = meta.ar.num_layers - 1
+        self.final_norm = final_norm
+        if meta.ar.final_norm and final_norm is None:
+            raise MetaError(
+                "the meta says `ar.final_norm: true` (the read-out goes through the base's final norm) but no "
+                "final norm module was given; load the AR with ActivationReconstructor.from_pretrained"
+            )
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
 
@@ -168,6 +178,13 @@ class ActivationReconstructor:
         dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
         if loading.is_adapter(folder) or lora_state:
+            if not (base_model or meta.base_model):
+                raise CheckpointError(
+                    f"{folder}: its meta names no base model ({C.AR_META_JSON} records none); pass "
+                    "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
+                )
+            if not meta.base_model:
+                meta.base_model = base_model  # the base it runs on is the one it names from now on
             base = loading.resolve_base(base_model or meta.base_model)
             model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
             if loading.is_adapter(folder):
@@ -180,9 +197,12 @@ class ActivationReconstructor:
             model = loading.load_causal_lm(str(folder), dt, device)
             tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
             name = None
+        norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE)
+        return cls(
+            model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm
+        )
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
         """Backbone output (float32) at the read-out token of each text, before normalisation and head.
@@ -203,6 +223,8 @@ class ActivationReconstructor:
         ids, mask = ids.to(device), mask.to(device)
         with loading.active_adapter(self.model, self.adapter_name):
             h = arch.hidden_at_block_grad(self.model, self.block, input_ids=ids, attention_mask=mask)
+            if self.final_norm is not None:
+                h = self.final_norm(h)
         return last_token(h, mask).float(), mask
 
     def forward(self, texts: list[str]) -> Tensor:
@@ -211,8 +233,9 @@ class ActivationReconstructor:
         return self._project(h)
 
     def _project(self, h: Tensor) -> Tensor:
-        if self.meta.ar.input_norm == "mse_scale":
-            h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12) * self.meta.mse_scale_value()
+        scale = resolve_scale(self.meta.mse_scale, self.meta.d_model)
+        if self.meta.ar.input_norm == "mse_scale" and scale is not None:  # raw-MSE mode: no rescale
+            h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12) * scale
         return self.head(h)
 
     def _check_finite(self, x: Tensor, part: str, first_row: int) -> None:
@@ -250,21 +273,3 @@ class ActivationReconstructor:
         if not out:
             return torch.empty(0, self.meta.d_model)
         return torch.cat(out)
-
-
-def attach_lora_state(model: nn.Module, meta: NLAMeta, state: dict[str, Tensor], folder: Path) -> nn.Module:
-    """Build the LoRA the consumer-GPU AR describes in its meta and load its tensors from the head file."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-
-    a = meta.adapter
-    if a.r is None or a.target_modules is None:
-        raise CheckpointError(
-            f"{folder}: LoRA tensors in the head file but no `lora_r`/`target_modules` in its meta"
-        )
-    cfg = LoraConfig(r=a.r, lora_alpha=a.alpha or a.r, target_modules=a.target_modules, lora_dropout=0.0)
-    peft_model = get_peft_model(model, cfg, adapter_name="ar")
-    result = set_peft_model_state_dict(peft_model, state, adapter_name="ar")
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-    if missing:
-        raise CheckpointError(f"{folder}: LoRA tensors that match no module of the base: {missing[:5]}")
-    return peft_model

@@ -4,18 +4,18 @@ the last token, the head read straight from the file) and the injection is check
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from lora_ar_writer import build_critic, write_lora_ar, writer_predict
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hubkit import ActivationReconstructor, ActivationVerbalizer, NLAMeta
+from hubkit import ActivationReconstructor, ActivationVerbalizer, NLAMeta, NLAPair
 from hubkit.errors import CheckpointError
 from hubkit.testing import MARKER, make_tiny_model
 
@@ -141,7 +141,8 @@ def write_reference(root: Path, tiny) -> tuple[Path, Path, dict]:
 
 
 def write_consumer(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
-    """Consumer-GPU release: AV LoRA + raw template; AR = LoRA + head in one file + ar_meta.json."""
+    """Consumer-GPU release: AV LoRA + raw template (no public writer found: the keys the published
+    files carry); AR = the LoRA-AR layout as its public writer writes it."""
     tok, d = tiny.tokenizer, tiny.d_model
     prompt = AV_TEMPLATE.replace("{injection_char}", MARKER)
     mid, left, right = _token_ids(tok, prompt, MARKER)
@@ -176,29 +177,10 @@ def write_consumer(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
         "notes": "free text",
     }
     (av_dir / "nla_meta.yaml").write_text(yaml.safe_dump(meta))
-    ar = _random_lora(AutoModelForCausalLM.from_pretrained(str(base_dir)), seed=3)
-    head = _head_tensors(d, bias=True, seed=4)
-    ar_dir.mkdir()
-    lora = {k: v.contiguous() for k, v in get_peft_model_state_dict(ar).items()}
-    save_file(
-        {**lora, "value_head.weight": head["weight"], "value_head.bias": head["bias"]},
-        str(ar_dir / "ar_lora_value_head.safetensors"),
-    )
-    (ar_dir / "ar_meta.json").write_text(
-        json.dumps(
-            {
-                "ar_num_layers": LAYER + 1,
-                "lora_r": 4,
-                "lora_alpha": 8,
-                "quant": None,
-                "target_modules": ["q_proj", "v_proj"],
-                "final_norm_stripped": True,
-                "base_model": str(base_dir),
-            }
-        )
-    )
-    tok.save_pretrained(str(ar_dir))
-    return av_dir, ar_dir, {"head": head, "lora_model": ar}
+    # The AR as its public writer (asherps/EasyNLA nla/train_sft.py) writes it: tests/lora_ar_writer.py
+    critic = build_critic(base_dir, LAYER + 1, stripped=True, rslora=True, seed=3)
+    write_lora_ar(ar_dir, critic, tok, LAYER + 1, stripped=True)
+    return av_dir, ar_dir, {"critic": critic}
 
 
 def write_residual(root: Path, tiny, base_dir: Path) -> tuple[Path, Path, dict]:
@@ -252,21 +234,14 @@ def test_reference_layout(tmp_path, tiny_llama):
 def test_consumer_layout(tmp_path, tiny_llama, tiny_base_dir):
     av_dir, ar_dir, extra = write_consumer(tmp_path, tiny_llama, tiny_base_dir)
     meta = NLAMeta.load(ar_dir)
-    assert (
-        meta.ar.head_format == "ar_lora_value_head"
-        and meta.ar.input_norm == "mse_scale"
-        and meta.ar.head_bias
-    )
-    ar = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
+    assert meta.ar.head_format == "ar_lora_value_head" and meta.ar.input_norm == "mse_scale"
+    assert not meta.ar.head_bias and meta.adapter.rslora and meta.ar.add_bos is False
+    ar = ActivationReconstructor.from_pretrained(ar_dir, base_model=str(tiny_base_dir), dtype="float32")
     got = ar.reconstruct(TEXTS)
-    want = independent_reconstruct(
-        extra["lora_model"],
-        tiny_llama.tokenizer,
-        TEXTS,
-        extra["head"],
-        LAYER + 1,
-        math.sqrt(tiny_llama.d_model),
-    )
+    want = writer_predict(extra["critic"], tiny_llama.tokenizer, TEXTS, math.sqrt(tiny_llama.d_model))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    pair = NLAPair.from_pretrained(av_dir, ar_dir, dtype="float32")  # the AR's base: its AV's
+    torch.testing.assert_close(pair.ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
     av = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")
@@ -380,3 +355,50 @@ def test_hubkit_layout_roundtrips_through_writer(tmp_path, tiny_llama, tiny_base
     ar = ActivationReconstructor.from_pretrained(tmp_path / "ar", dtype="float32")
     want = independent_reconstruct(lora, tok, TEXTS, head_t, LAYER + 1, None)
     torch.testing.assert_close(ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
+
+
+def test_docs_minimal_reference_sidecars(tmp_path, tiny_llama, caplog):
+    """Sidecars written as the reference's docs/inference.md shows them (no `role` on the AV, no
+    `base_checkpoint`, AR depth as `ar.num_hidden_layers`) load from full-weight folders, each inference
+    logged, and compute what the full sidecars compute."""
+    import logging
+
+    av_dir, ar_dir, head = write_reference(tmp_path, tiny_llama)
+    full_av, full_ar = (yaml.safe_load((d / "nla_meta.yaml").read_text()) for d in (av_dir, ar_dir))
+    docs_av = {
+        "kind": "nla_model",
+        "d_model": full_av["d_model"],
+        "extraction": {"injection_scale": 12.0},
+        "tokens": full_av["tokens"],
+        "prompt_templates": {"av": AV_TEMPLATE},
+    }
+    docs_ar = {
+        "kind": "nla_model",
+        "role": "ar",
+        "d_model": full_ar["d_model"],
+        "extraction": {"mse_scale": math.sqrt(tiny_llama.d_model)},
+        "ar": {"num_hidden_layers": LAYER},
+        "tokens": {
+            "critic_suffix_ids": tiny_llama.tokenizer("</text> <summary>", add_special_tokens=False)[
+                "input_ids"
+            ][1:]
+        },
+        "prompt_templates": {"ar": AR_TEMPLATE},
+    }
+    (av_dir / "nla_meta.yaml").write_text(yaml.safe_dump(docs_av))
+    (ar_dir / "nla_meta.yaml").write_text(yaml.safe_dump(docs_ar))
+    caplog.set_level(logging.INFO, logger="hubkit.meta")
+    pair = NLAPair.from_pretrained(av_dir, ar_dir, dtype="float32")
+    assert pair.av.meta.role == "av" and pair.av.meta.layer == LAYER and pair.ar.meta.base_model == ""
+    said = [r.getMessage() for r in caplog.records if "defaults applied" in r.getMessage()]
+    assert any("role → av" in m and "base_model → none" in m for m in said), said
+    assert any("base_model → none" in m for m in said if "ref-ar" in m), said
+    ref_model = AutoModelForCausalLM.from_pretrained(str(av_dir))
+    want = independent_reconstruct(
+        ref_model, tiny_llama.tokenizer, TEXTS, head, LAYER + 1, None, add_bos="tokenizer"
+    )
+    torch.testing.assert_close(pair.ar.reconstruct(TEXTS), want, atol=1e-4, rtol=1e-4)
+    critic_like = yaml.safe_load((ar_dir / "nla_meta.yaml").read_text())
+    critic_like.pop("role")  # no role either: the value head in the folder makes it an AR
+    (ar_dir / "nla_meta.yaml").write_text(yaml.safe_dump(critic_like))
+    assert NLAMeta.load(ar_dir).role == "ar"

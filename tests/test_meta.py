@@ -365,10 +365,13 @@ def test_consumer_ar_folder_with_ar_meta_json(tmp_path: Path, caplog) -> None:
         template=DEFAULT_AR_TEMPLATE,
         head_format="ar_lora_value_head",
         head_bias=True,
-        add_bos=True,
+        add_bos=False,
         input_norm="mse_scale",
+        final_norm=False,
     )
-    assert m.adapter == Adapter(kind="lora", r=4, alpha=8.0, target_modules=["q_proj"], quant="nf4")
+    assert m.adapter == Adapter(
+        kind="lora", r=4, alpha=8.0, target_modules=["q_proj"], quant="nf4", rslora=True
+    )
     assert m.legacy["ar_meta_json"]["final_norm_stripped"] is True
     assert m.injection is None and m.av is None
     assert len(_meta_records(caplog)) == 1
@@ -386,7 +389,6 @@ def test_consumer_ar_base_from_adapter_config(tmp_path: Path) -> None:
     [
         ({"ar_num_layers": 3, "quant": "int3", "base_model": "b"}, "field `quant`"),
         ({"lora_r": 4, "base_model": "b"}, "field `ar_num_layers`"),
-        ({"ar_num_layers": 3}, "no base model"),
     ],
 )
 def test_consumer_ar_errors(tmp_path: Path, ar_meta: dict, needle: str) -> None:

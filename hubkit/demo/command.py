@@ -7,6 +7,7 @@ they mean; every sentence is derived from the numbers (`interpret`), none is fix
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -115,6 +116,13 @@ def summary_text(result: DemoResult) -> str:
     lines += ["", "  What it means: " + interpret(f)]
     for note in result.notes:
         lines.append(f"  note: {note}")
+    lines += [  # publishing the AV for real: a spec from the run, then the release (prose written in between)
+        "",
+        "  publish its AV as av-v0.1 (write the spec's `<<fill in: …>>` values between the two):",
+        f"    hubkit release init av-v0.1 --kind av --run {Path(result.out_dir) / 'run'} --eval {result.eval_json} "
+        "--repo YOUR-ORG/NAME",
+        "    hubkit release av-v0.1 --push",
+    ]
     return "\n".join(lines)
 
 

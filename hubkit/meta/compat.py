@@ -22,7 +22,7 @@ _said: set[tuple[str, str]] = set()
 
 def _architecture(meta: NLAMeta) -> identity.Architecture | None:
     """The architecture of the weights `meta` describes: its own folder's, else its base folder's."""
-    for folder in (meta.folder, Path(meta.base_model).expanduser()):
+    for folder in (meta.folder, Path(meta.base_model).expanduser() if meta.base_model else None):
         if folder is not None and folder.is_dir():
             found = identity.read_architecture(folder)
             if found is not None:
@@ -33,7 +33,7 @@ def _architecture(meta: NLAMeta) -> identity.Architecture | None:
 def _base_problems(av: NLAMeta, ar: NLAMeta) -> list[str]:
     if av.base_model == ar.base_model:
         return []
-    machine = [m.base_model for m in (av, ar) if identity.is_machine_path(m.base_model)]
+    machine = [m.base_model for m in (av, ar) if not m.base_model or identity.is_machine_path(m.base_model)]
     if not machine:
         same = identity.same_base(av.base_model, ar.base_model)
         return [] if same else [f"base_model: AV {av.base_model!r} vs AR {ar.base_model!r}"]
@@ -42,18 +42,21 @@ def _base_problems(av: NLAMeta, ar: NLAMeta) -> list[str]:
         lacking = "AV" if a_av is None else "AR"
         return [
             f"base_model: AV {av.base_model!r} vs AR {ar.base_model!r}, and the {lacking} folder has no "
-            f"config.json to compare architectures by ({machine[0]!r} is a path on the machine that trained it)"
+            f"config.json to compare architectures by ({_why(machine[0])})"
         ]
     key = (av.base_model, ar.base_model)
     if key not in _said:
         _said.add(key)
         log.info(
-            "base_model %r is a path on the machine that trained it: the AV and AR are compared by "
-            "architecture (%s) instead of by name",
-            machine[0],
+            "base_model: %s: the AV and AR are compared by architecture (%s) instead of by name",
+            _why(machine[0]),
             a_ar.describe(),
         )
     return identity.architecture_problems(a_av, a_ar, ar.ar.num_layers if ar.ar else None)
+
+
+def _why(name: str) -> str:
+    return "no base recorded" if not name else f"{name!r} is a path on the machine that trained it"
 
 
 def check_compatible(av: NLAMeta, ar: NLAMeta) -> None:

@@ -158,6 +158,7 @@ class NLAMeta:
         path = Path(path)
         folder = path if path.is_dir() else path.parent
         meta_file = path / C.META_FILE if path.is_dir() else path
+        data = None
         if meta_file.exists():
             try:
                 data = yaml.safe_load(meta_file.read_text(encoding="utf-8"))
@@ -170,14 +171,18 @@ class NLAMeta:
                 raise MetaError(f"{meta_file}: cannot be read ({exc.strerror or exc})") from exc
             except yaml.YAMLError as exc:
                 raise MetaError(f"{meta_file}: not valid YAML ({_one_line(exc)})") from exc
-            meta = read(data, str(meta_file), folder, injection_scale=injection_scale)
-        elif (folder / C.AR_META_JSON).exists():
+        lora_ar = (folder / C.AR_META_JSON).exists() and (
+            data is None or (isinstance(data, dict) and data.get("kind") == "nla_dataset")
+        )
+        if lora_ar:  # the LoRA-AR layout; a dataset sidecar beside it is the run's, copied by its writer
             meta = read(
-                {"__ar_meta_json__": True},
+                {"__ar_meta_json__": True, "__sidecar__": data},
                 str(folder / C.AR_META_JSON),
                 folder,
                 injection_scale=injection_scale,
             )
+        elif data is not None:
+            meta = read(data, str(meta_file), folder, injection_scale=injection_scale)
         else:
             raise MetaError(
                 f"{path}: no {C.META_FILE} (nor {C.AR_META_JSON}) found; point at an NLA checkpoint folder "

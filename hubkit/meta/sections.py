@@ -124,10 +124,13 @@ class ARSpec:
     template: str = DEFAULT_AR_TEMPLATE
     head_format: HeadFormat = "value_head"
     head_bias: bool = False
-    add_bos: bool | Literal["tokenizer"] = True  # "tokenizer": BOS only where the tokenizer adds one
+    # True: BOS forced first; "tokenizer": BOS only where the tokenizer adds one; False: the prompt is
+    # tokenized without special tokens (the LoRA-AR writer's `add_special_tokens=False`)
+    add_bos: bool | Literal["tokenizer"] = True
     input_norm: Literal["none", "mse_scale"] = "none"
     chat_template: bool = False
     suffix_ids: list[int] | None = None
+    final_norm: bool = False  # the base's final norm applied to the read-out (a LoRA-AR kept it)
 
     def __post_init__(self) -> None:
         if self.template.count(EXPLANATION_PLACEHOLDER) != 1:
@@ -153,6 +156,7 @@ class Adapter:
     alpha: float | None = None
     target_modules: list[str] | str | None = None
     quant: Literal["none", "nf4", "int8"] = "none"
+    rslora: bool = False  # rank-stabilised LoRA: scaling alpha/sqrt(r) instead of alpha/r
 
 
 @dataclass

@@ -15,6 +15,7 @@ from hubkit.release.context import common_context
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.manifest import RepoTarget
 from hubkit.release.provenance import parents, table_info, write_provenance
+from hubkit.release.public import dataset_names, publish_json
 from hubkit.release.spec import LoadedSpec
 
 DATA_DIR = "data"
@@ -82,7 +83,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
     assert spec.license is not None  # the spec requires it for a dataset
     target = RepoTarget("dataset", spec.repos["dataset"], "dataset", "dataset", spec.tag, spec.private)
     dest = out / target.folder
-    tables, configs, sources = [], [], {}
+    tables, configs, sources, sidecars = [], [], {}, []
     for i, value in enumerate(spec.data_files):
         path = ls.existing(value, f"data_files[{i}]", "file")
         if path.suffix != ".parquet":
@@ -104,6 +105,13 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         configs.append({"split": re.sub(r"\W", "_", path.name[: -len(".parquet")]), "path": rel})
         credit = credit_for(side, ls, f"data_files[{i}]", path.name)
         tables.append(_table(path, side, info, rel, credit))
+        sidecars.append(side)
+    names = dataset_names(ls, sidecars)
+    tables = names.public_tree(tables)  # the card prints the sidecars' values: no local paths
+    for rel in [r for r in sources if r.endswith(".json")]:
+        rec = publish_json(dest / rel, names)
+        if rec is not None:
+            sources[rel] = {"from": sources[rel]["from"], **rec}
     total = sum(t["rows"] for t in tables)
     context = {
         **common_context(ls, git_state()),
@@ -132,5 +140,6 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
             "tables": [{k: t[k] for k in ("path", "table", "rows", "sha256")} for t in tables],
             "parents": parents(ls, None, None, None),
         },
+        names=names,
     )
     return [target]

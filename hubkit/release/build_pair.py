@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from pathlib import Path
 
 from hubkit import constants as C
@@ -16,6 +18,7 @@ from hubkit.release.manifest import RepoTarget
 from hubkit.release.outputs import copy_plots, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
 from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.public import names_for
 from hubkit.release.spec import LoadedSpec
 
 
@@ -40,8 +43,42 @@ def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> tuple[dict | None, Pa
     return tev, tpath
 
 
+def _exports(
+    ls: LoadedSpec, halves: dict[str, PlannedCheckpoint], stack: contextlib.ExitStack
+) -> dict[str, tuple[PlannedCheckpoint, dict]]:
+    """`format: reference`: each half exported (merged, truncated, checked against the measured checkpoint)
+    into a temporary folder, planned like a checkpoint; ``{role: (exported half, what the card says)}``."""
+    if ls.spec.format != "reference":
+        return {}
+    from hubkit.export import export_reference
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hubkit-export-")))
+    out = {}
+    for role, half in halves.items():
+        report = export_reference(half.source, tmp / role, base_model=ls.base_model)
+        exported = plan_half(tmp / role, role, f"checkpoints.{role}", ls.path)
+        out[role] = (
+            exported,
+            {
+                "format": "reference",
+                "dtype": report.dtype,
+                "max_rel_diff": report.max_rel_diff,
+                "tolerance": report.tolerance,
+                "greedy_equal": list(report.greedy_equal) if report.greedy_equal else None,
+            },
+        )
+    return out
+
+
 def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
+    with contextlib.ExitStack() as stack:
+        return _build_pair(ls, out, cards_dir, legacy_pt, stack)
+
+
+def _build_pair(
+    ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool, stack: contextlib.ExitStack
+) -> list[RepoTarget]:
     spec = ls.spec
     ev, eval_path = read_eval(ls, kind="pair")
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
@@ -83,14 +120,20 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
     first = next(iter(halves.values()))
     base_id = card_base_model(ls, first.meta)
     legal = plan_legal(ls, first.meta, base_id, first.source)
+    exports = _exports(ls, halves, stack)
+    names = names_for(ls, base_id, [h.meta.base_model for h in halves.values()])
+    if scale is not None:
+        scale = names.public_tree(scale)
     targets = []
     for role, half in halves.items():
         target = RepoTarget(role, spec.repos[role], "model", role, spec.tag, spec.private)
         dest = out / target.folder
         reason = retraction(ls, role)
-        sources = write_half(half, dest, legacy_pt, reason)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(eval_path, dest / C.EVAL_FILE)  # before write_half, which rewrites its local paths
+        shipped, export = exports.get(role, (half, None))
+        sources = write_half(shipped, dest, legacy_pt, reason, names)
         sources |= copy_legal(legal, dest)
-        shutil.copyfile(eval_path, dest / C.EVAL_FILE)
         plots = copy_plots(ev, eval_path, dest)
         context = model_context(
             ls,
@@ -98,7 +141,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             repo_id=target.repo_id,
             meta=half.meta,
             base_id=base_id,
-            ev=ev,
+            ev=names.public_tree(ev),  # the card prints eval.json values: no local paths
             plots=plots,
             legal=legal.context(),
             training=training,
@@ -108,6 +151,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             scale=scale,
             retracted=reason,
             files=half.weight_files(),
+            export=export,
         )
         card = cards.model_card(
             context,
@@ -128,7 +172,8 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
             ls,
             target,
             {
-                "sources": sources | half.copied_sources(),
+                "sources": sources | shipped.copied_sources(),
+                "export": export,
                 "skipped": half.skipped,
                 "checkpoint": {"path": str(half.source), "eval_recorded": True},
                 "eval": eval_summary(ev, eval_path),
@@ -143,6 +188,7 @@ def build_pair(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: boo
                 "parents": parents(ls, base_id, half.meta, role),
                 "corrections": context["corrections"],
             },
+            names=names,
         )
         targets.append(target)
     return targets

@@ -18,6 +18,7 @@ from hubkit.release.manifest import RepoTarget
 from hubkit.release.outputs import copy_output, copy_plots, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
 from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.public import names_for, publish_files
 from hubkit.release.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
@@ -112,15 +113,20 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     dest = out / target.folder
     sources: dict[str, dict] = {}
     step_evals = (ev.get("outputs") or {}).get("checkpoints") or {}
+    public = names_for(ls, base_id, [h.meta.base_model for _, h in halves])
+    scales = public.public_tree(scales)
     for p, half in halves:
         name = p["name"]
-        for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name)).items():
+        for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name), public).items():
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
             copy_output(eval_path, step_evals[name], dest / name / C.EVAL_FILE, f"eval.json of {name}")
     sources |= copy_legal(legal, dest)
     shutil.copyfile(eval_path, dest / C.EVAL_FILE)
+    sources |= {
+        rel: {"from": str(eval_path.parent / rel), **rec} for rel, rec in publish_files(dest, public).items()
+    }
     plots = copy_plots(ev, eval_path, dest)
     retracted = {c.checkpoint for c in spec.corrections}
     example = next(
@@ -132,7 +138,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         repo_id=target.repo_id,
         meta=last.meta,
         base_id=base_id,
-        ev=ev,
+        ev=public.public_tree(ev),  # the card prints eval.json values: no local paths
         plots=plots,
         legal=legal.context(),
         training=training,
@@ -172,5 +178,6 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             "parents": parents(ls, base_id, last.meta, role),
             "corrections": context["corrections"],
         },
+        names=public,
     )
     return [target]

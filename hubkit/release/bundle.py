@@ -32,6 +32,7 @@ from hubkit.errors import CheckpointError
 from hubkit.provenance import sha256_file
 from hubkit.release.context import card_base_model, partner_revision
 from hubkit.release.errors import ReleaseError
+from hubkit.release.local_paths import find_local_paths
 from hubkit.release.manifest import BUNDLE_SCHEMA, MANIFEST_FILE, Bundle, RepoTarget
 from hubkit.release.plan import plan_half
 from hubkit.release.provenance import PROVENANCE_SCHEMA, provenance_files
@@ -107,6 +108,17 @@ def check_replaceable(out: Path) -> None:
             )
 
 
+def _refuse_local_paths(root: Path) -> None:
+    """No published file may name a folder of this machine (`hubkit.release.local_paths`)."""
+    found = find_local_paths(root)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ReleaseError(
+            f"{found[0].describe()}{more}; a release publishes no path of the machine that built it: remove the "
+            "value from that file in the checkpoint, or write a Hub id, a release name or a hash in its place"
+        )
+
+
 def build_bundle(
     spec: LoadedSpec | str | Path,
     out: str | Path,
@@ -126,6 +138,7 @@ def build_bundle(
     cdir = Path(cards_dir) if cards_dir is not None else None
     try:
         targets = _build(ls, tmp, cdir, legacy_pt)
+        _refuse_local_paths(tmp)
         bundle = Bundle(
             root=tmp, name=ls.name, kind=ls.spec.kind, tag=ls.spec.tag, targets=targets, spec_sha256=ls.sha256
         )

@@ -1,4 +1,5 @@
-"""`hubkit release NAME`: the click command (registered by `hubkit.cli` with ``main.add_command(release_command)``)."""
+"""`hubkit release NAME` and `hubkit release init NAME`: the click commands (registered by `hubkit.cli`
+with ``main.add_command(release_command)``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,22 @@ from hubkit.cli_options import fail
 DEFAULT_OUT = Path("dist")
 
 
-@click.command("release")
+class _ReleaseGroup(click.Group):
+    """`release NAME …` builds a release (the `build` subcommand); `release init NAME …` writes a spec."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["build", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("release", cls=_ReleaseGroup)
+def release_command() -> None:
+    """Publish NLAs: `hubkit release NAME [--dry-run|--push]` bundles releases/NAME.yaml (the `build`
+    subcommand); `hubkit release init NAME --kind … --run RUN` writes that spec from a run."""
+
+
+@release_command.command("build")
 @click.argument("name")
 @click.option(
     "--out",
@@ -49,7 +65,7 @@ DEFAULT_OUT = Path("dist")
     help="Where NAME.yaml is looked up (default: ./releases).",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the post-push sha256 check of the remote files.")
-def release_command(
+def release_build(
     name, out_dir, push, dry_run, cards_dir, endpoint, token, legacy_pt, releases_dir, no_verify
 ) -> None:
     """Check and bundle release NAME (releases/NAME.yaml); with --push, publish it to the Hub."""
@@ -72,3 +88,31 @@ def release_command(
         click.echo(summary_text(push_bundle(bundle, endpoint=endpoint, token=token, verify=not no_verify)))
     except HubkitError as exc:
         fail(scrub(str(exc), token))
+
+
+@release_command.command("init")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["av", "ar", "pair", "trajectory", "dataset"]))
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="The training run folder."
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    default=None,
+    type=click.Path(),
+    help="The eval.json (or its folder) whose numbers the card cites; its checkpoints are the ones released.",
+)
+@click.option("--repo", default=None, help="ORG/NAME of the repo (a pair gets ORG/NAME-av and ORG/NAME-ar).")
+@click.option("--releases-dir", default=None, type=click.Path(file_okay=False), help="Default: ./releases.")
+@click.option("--force", is_flag=True, help="Replace an existing spec of that name.")
+def release_init(name, kind, run_dir, eval_path, repo, releases_dir, force) -> None:
+    """Write releases/NAME.yaml from what RUN and its eval know; the card's prose is left as placeholders."""
+    from hubkit.errors import HubkitError
+    from hubkit.release.init_spec import init_spec
+
+    try:
+        path = init_spec(name, kind, run_dir, eval_path, repo, releases_dir, force)
+    except HubkitError as exc:
+        fail(str(exc))
+    click.echo(f"wrote {path}: write the `<<fill in: …>>` values, then `hubkit release {name} --dry-run`")

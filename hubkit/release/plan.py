@@ -15,6 +15,7 @@ from hubkit import constants as C
 from hubkit.meta import NLAMeta, Retraction
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
+from hubkit.release.public import PublicNames, public_meta, publish_files
 from hubkit.release.spec import LoadedSpec
 
 # Files a training run leaves in a checkpoint folder that a release does not publish.
@@ -45,6 +46,7 @@ class PlannedCheckpoint:
     copy: list[str] = field(default_factory=list)
     legacy_head: str | None = None  # a linear_head.pt converted to safetensors
     skipped: list[str] = field(default_factory=list)
+    rewritten: set[str] = field(default_factory=set)  # copied files whose local paths were replaced
 
     @property
     def meta_rel(self) -> str:
@@ -70,7 +72,7 @@ class PlannedCheckpoint:
         return {
             f"{prefix}{rel}": {"from": str(self.source / rel), "sha256": sha, "how": "copy"}
             for rel, sha in self.shipped_sources().items()
-            if rel in self.copy
+            if rel in self.copy and rel not in self.rewritten
         }
 
 
@@ -109,9 +111,14 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
 
 
 def write_half(
-    half: PlannedCheckpoint, dest: Path, legacy_pt: bool, retraction: str | None
+    half: PlannedCheckpoint,
+    dest: Path,
+    legacy_pt: bool,
+    retraction: str | None,
+    names: PublicNames | None = None,
 ) -> dict[str, dict]:
-    """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``."""
+    """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``.
+    With `names`, the meta and the copied files that record local paths say the public names instead."""
     from hubkit import heads
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -139,6 +146,11 @@ def write_half(
         }
     if retraction is not None:
         meta = meta.with_updates(retracted=Retraction(reason=retraction))
+    if names is not None:
+        meta = public_meta(meta, names)
+        for rel, rec in publish_files(dest, names).items():
+            half.rewritten.add(rel)
+            sources[rel] = {"from": str(half.source / rel), **rec}
     meta.save(dest / C.META_FILE)
     sources[C.META_FILE] = {
         "from": str(half.meta_file),

@@ -14,6 +14,7 @@ from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.release.errors import ReleaseError
 from hubkit.release.manifest import RepoTarget
+from hubkit.release.public import PublicNames
 from hubkit.release.spec import LoadedSpec
 
 
@@ -66,8 +67,13 @@ def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str
     return out
 
 
-def write_provenance(dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict) -> None:
-    """Write ``provenance.json`` last: it hashes every other file of the folder."""
+def write_provenance(
+    dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict, names: PublicNames | None = None
+) -> None:
+    """Write ``provenance.json`` last: it hashes every other file of the folder. With `names`, local
+    paths in `extra` are written as the release publishes them (`hubkit.release.public`)."""
+    if names is not None:
+        extra = names.public_tree(extra)
     files = sha256_files(dest)
     files.pop(C.PROVENANCE_FILE, None)
     body = {

@@ -36,6 +36,24 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 Kind = Literal["av", "ar", "pair", "trajectory", "dataset"]
 KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
 ROLES = ("av", "ar", "trajectory", "dataset")
+FORMATS = ("hubkit", "reference")  # how the halves are laid out in their repos
+
+PLACEHOLDER = "<<fill in:"
+"""Start of every value `hubkit release init` leaves for the author; `load_spec` refuses any left."""
+
+
+def placeholder(what: str) -> str:
+    return f"{PLACEHOLDER} {what}>>"
+
+
+def find_placeholders(node: Any, key: str = "") -> list[tuple[str, str]]:
+    """``[(dotted field, value)]`` of every string in a spec mapping that is still a placeholder."""
+    if isinstance(node, dict):
+        return [hit for k, v in node.items() for hit in find_placeholders(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(node, list):
+        return [hit for i, v in enumerate(node) for hit in find_placeholders(v, f"{key}[{i}]")]
+    return [(key, node)] if isinstance(node, str) and PLACEHOLDER in node else []
+
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -125,6 +143,9 @@ class ReleaseSpec:
     parents: list[Parent] = field(default_factory=list)
     private: bool = False
     name: str | None = None
+    format: str = (
+        "hubkit"  # "reference": the halves in the reference layout (`hubkit export --format reference`)
+    )
     schema: str = SPEC_SCHEMA
 
     def __post_init__(self) -> None:
@@ -139,6 +160,12 @@ class ReleaseSpec:
         for name in self.legal_files:
             if not name or "/" in name or "\\" in name or name.startswith("."):
                 raise ValueError(f"`legal_files.{name}` must be a plain file name such as LICENSE or NOTICE")
+        if self.format not in FORMATS:
+            raise ValueError(f"`format` must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.format != "hubkit" and self.kind not in ("av", "ar", "pair"):
+            raise ValueError(
+                f"`format: {self.format}` applies to av, ar and pair releases, not `{self.kind}`"
+            )
         for role, repo in self.repos.items():
             if role not in ROLES:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
@@ -290,6 +317,13 @@ def load_spec(
         raise ReleaseError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ReleaseError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    left = find_placeholders(data)
+    if left:
+        field_name, value = left[0]
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        raise ReleaseError(
+            f"{path}: field `{field_name}` is still the placeholder {value!r}{more}; write it before releasing"
+        )
     try:
         spec = from_dict(ReleaseSpec, data, str(path))
     except SchemaError as exc:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from torch import nn
 
 from hubkit import arch, injection
-from hubkit.errors import InjectionError
+from hubkit.errors import InjectionError, MetaError
 from hubkit.meta import (
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
@@ -17,6 +17,7 @@ from hubkit.meta import (
     Injection,
     NLAMeta,
     Training,
+    fill_suffix_ids,
 )
 from hubkit.scale_lint import RECIPE_SCALES, resolve_recipe_scale
 from hubkit.train.adapters import meta_adapter, meta_base_name
@@ -43,11 +44,8 @@ def ar_spec(recipe: Recipe, head_bias: bool = False) -> ARSpec:
     )
 
 
-def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe) -> NLAMeta:
-    """The AV meta: marker picked (or checked) on this tokenizer, scale resolved to a number when measured."""
+def _marker(recipe: Recipe, tokenizer, template: str, chat: bool) -> str:
     n = recipe.nla
-    chat = _chat(recipe, tokenizer)
-    template = n.av_template or DEFAULT_AV_TEMPLATE
     try:
         marker = n.marker or injection.pick_marker(
             tokenizer, lambda m: render_prompt(tokenizer, template, m, chat)
@@ -58,6 +56,15 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
             "`nla.av_template` so the marker is not merged with a neighbour (BPE tokenizers glue a leading "
             "space to it: write e.g. `<vector>{injection_char}</vector>`)"
         ) from exc
+    return marker
+
+
+def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe) -> NLAMeta:
+    """The AV meta: marker picked (or checked) on this tokenizer, scale resolved to a number when measured."""
+    n = recipe.nla
+    chat = _chat(recipe, tokenizer)
+    template = n.av_template or DEFAULT_AV_TEMPLATE
+    marker = _marker(recipe, tokenizer, template, chat)
     scale = n.injection_scale
     if n.injection_scheme == "residual_add":
         scale = None
@@ -83,8 +90,12 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
     )
 
 
-def ar_meta(recipe: Recipe, model: nn.Module, adapter: AdapterRecipe, head_bias: bool) -> NLAMeta:
-    return NLAMeta(
+def ar_meta(
+    recipe: Recipe, model: nn.Module, adapter: AdapterRecipe, head_bias: bool, tokenizer=None
+) -> NLAMeta:
+    """The AR meta; with `tokenizer`, it also records its pair's marker tokens and AV template (no scale:
+    the AR injects nothing), the ``tokens`` the reference's config loader reads from every sidecar."""
+    meta = NLAMeta(
         role="ar",
         base_model=meta_base_name(recipe.base_model),
         d_model=arch.hidden_size(model),
@@ -93,6 +104,23 @@ def ar_meta(recipe: Recipe, model: nn.Module, adapter: AdapterRecipe, head_bias:
         mse_scale=recipe.nla.mse_scale,
         adapter=meta_adapter(adapter),
     )
+    if tokenizer is None:
+        return meta
+    from hubkit.verbalizer import resolve_marker
+
+    n = recipe.nla
+    chat = _chat(recipe, tokenizer)
+    template = n.av_template or DEFAULT_AV_TEMPLATE
+    marker = _marker(recipe, tokenizer, template, chat)
+    inj = Injection(scheme=n.injection_scheme, marker=marker, block=n.injection_block)
+    meta = resolve_marker(
+        meta.with_updates(injection=inj, av=AVSpec(template=template, chat_template=chat)), tokenizer
+    )
+    try:
+        return fill_suffix_ids(meta, tokenizer)
+    except MetaError as exc:  # a one-token suffix: the reference keys go without the ids
+        log.warning("tokens.critic_suffix_ids not recorded: %s", exc)
+        return meta
 
 
 def check_injection_scale(meta: NLAMeta, model: nn.Module, allow_ood: bool, tokenizer=None) -> NLAMeta:

@@ -53,7 +53,7 @@ class ARTask:
         cfg = recipe.stage("ar")
         self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
-        meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias)
+        meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
         self.table = D.read_sft(data, meta.d_model, "ar")
         arch.truncate(model, meta.ar.num_layers)
         if cfg.adapter.kind == "full":

@@ -59,8 +59,15 @@ def test_pair_bundle_holds_exactly_the_release_files(project, pair_bundle):
     }
     assert av == common
     assert ar == common | {"value_head.safetensors"}
-    # no pickles unless asked; the eval.json shipped is the one that was measured
-    assert _sha(pair_bundle.root / "av" / "eval.json") == _sha(project["eval_pair"] / "eval.json")
+    # no pickles unless asked; the eval.json shipped is the one that was measured, its local paths
+    # replaced by public names (numbers and file hashes unchanged; provenance records the original's sha256)
+    shipped = json.loads((pair_bundle.root / "av" / "eval.json").read_text())
+    measured = _eval(project)
+    assert shipped["figures"] == measured["figures"]
+    assert shipped["inputs"]["checkpoints"]["av"]["files"] == measured["inputs"]["checkpoints"]["av"]["files"]
+    assert shipped["inputs"]["checkpoints"]["av"]["path"] == "av"  # measured elsewhere: its folder's name
+    prov = json.loads((pair_bundle.root / "av" / C.PROVENANCE_FILE).read_text())
+    assert prov["sources"]["eval.json"]["sha256_before"] == _sha(project["eval_pair"] / "eval.json")
     assert Bundle.load(pair_bundle.root).targets == pair_bundle.targets
     assert (pair_bundle.root / MANIFEST_FILE).is_file()
 

@@ -273,10 +273,16 @@ def test_round_trip_after_release_matches_local_checkpoints(project, hub):
             ).round_trip(v, max_new_tokens=5)
             for name in ("", "step_000001", "step_000002")
         }
+        base = str(project["base"])  # the releases name the base by its Hub id; offline, the local copy
         remote = {
-            "": NLAPair.from_pretrained(av=AV, ar=AR, revision="v0.1"),
+            "": NLAPair.from_pretrained(av=AV, ar=AR, revision="v0.1", base_model=base),
             "step_000002": NLAPair.from_pretrained(
-                av=TRAJ, ar=AR, av_revision="v0.1", ar_revision="v0.1", av_subfolder="step_000002"
+                av=TRAJ,
+                ar=AR,
+                av_revision="v0.1",
+                ar_revision="v0.1",
+                av_subfolder="step_000002",
+                base_model=base,
             ),
         }
         for name, pair in remote.items():

@@ -80,3 +80,29 @@ def test_full_fine_tuned_ar_is_saved_truncated(tmp_path, train_base, sft_table):
     ar = ActivationReconstructor.from_pretrained(last)
     assert ar.head.bias is not None and ar.head.bias.abs().sum() > 0  # trained away from zero
     assert not torch.equal(ar.head.weight, torch.eye(meta.d_model))
+
+
+def test_ar_meta_carries_the_tokens_the_reference_config_reads(tmp_path, train_base, sft_table):
+    """The reference's config loader reads `tokens.injection_*` and the actor template from every model
+    sidecar, the AR's included; checked here as it checks them, against the live tokenizer."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    data, _, _ = sft_table
+    recipe = make_recipe(
+        train_base, tmp_path / "run", ar={**AR, "steps": 1, "checkpoint_every": 1, "data": str(data)}
+    )
+    last = train_ar(recipe, RunOptions(quiet=True))
+    top = yaml.safe_load((last / "nla_meta.yaml").read_text())
+    t, tok = top["tokens"], AutoTokenizer.from_pretrained(train_base)
+    assert tok.encode(t["injection_char"], add_special_tokens=False) == [t["injection_token_id"]]
+    content = top["prompt_templates"]["av"].format(injection_char=t["injection_char"])
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    p = ids.index(t["injection_token_id"])
+    assert (ids[p - 1], ids[p + 1]) == (t["injection_left_neighbor_id"], t["injection_right_neighbor_id"])
+    assert top["extraction"]["injection_scale"] is None and top["role"] == "ar"
+    suffix = top["prompt_templates"]["ar"].split("{explanation}")[1]
+    assert t["critic_suffix_ids"] == tok(suffix, add_special_tokens=False)["input_ids"][1:]

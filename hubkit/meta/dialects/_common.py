@@ -109,6 +109,7 @@ def adapter_from_folder(folder: Path | None) -> tuple[dict[str, Any], str | None
             "r": cfg.get("r"),
             "alpha": cfg.get("lora_alpha"),
             "target_modules": sorted(tm) if isinstance(tm, (list, set)) else tm,
+            "rslora": bool(cfg.get("use_rslora", False)),
         },
         cfg.get("base_model_name_or_path"),
     )

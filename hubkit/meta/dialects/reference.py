@@ -62,7 +62,15 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     kind = t.pop("kind")
     if kind not in (None, "nla_model"):
         raise MetaError(f"{where}: field `kind` is {kind!r}; a model meta has `kind: nla_model`")
-    the_role = role(t.pop("role"), where)
+    head_format, head_bias = folder_head(folder)
+    given_role = t.pop("role")
+    if given_role is None:  # the docs' minimal sidecars: the folder's files say which half it is
+        the_role = "ar" if head_format else "av"
+        defaults.append(
+            f"role → {the_role} (no `role`; {'an AR head' if head_format else 'no AR head'} in the folder)"
+        )
+    else:
+        the_role = role(given_role, where)
     d_model = t.pop("d_model")
     if d_model is None:
         raise MetaError(f"{where}: field `d_model` is required but missing")
@@ -86,9 +94,13 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     base = t.pop("base_checkpoint", t.pop("base_model"))
     adapter, adapter_base = adapter_from_folder(folder)
     base = base or adapter_base
+    if base is None and adapter["kind"] == "full" and folder is not None:
+        base = ""  # the docs' minimal sidecars: full weights in the folder need no base to load
+        defaults.append("base_model → none (no `base_checkpoint`; the folder holds full weights)")
     if base is None:
-        raise MetaError(f"{where}: field `base_checkpoint` is required but missing")
-    head_format, head_bias = folder_head(folder)
+        raise MetaError(
+            f"{where}: field `base_checkpoint` is required for an adapter checkpoint (the base it applies to)"
+        )
     injection = {
         "scheme": "embedding_replace",
         "scale": inj_scale,

@@ -1,0 +1,205 @@
+"""`hubkit release init`: a release spec written from what a training run and its eval already know.
+
+From the run folder (``RUN/av|ar|grpo/step_*`` and the recipe copy each stage keeps) and the eval.json:
+the checkpoints the eval measured (else each stage's last step), the eval, the training tables, the
+base model and layer, the licence of the base's family and the corpora the tables' sidecars name. What
+only the author can write (intended use, limitations, citation, a corpus licence no sidecar records)
+is written as a marked placeholder, and `load_spec` refuses a spec that still holds one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hubkit import constants as C
+from hubkit.release.errors import ReleaseError
+from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
+
+
+def _steps(stage: Path) -> list[Path]:
+    return sorted(p for p in stage.glob("step_*") if p.is_dir() and (p / C.META_FILE).is_file())
+
+
+def _rel(path: str | Path, root: Path) -> str:
+    p = Path(path).expanduser().resolve()
+    try:
+        return p.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _recipe(run: Path) -> dict[str, Any]:
+    for stage in ("av", "ar", "grpo"):
+        copy = run / stage / C.RECIPE_COPY
+        if copy.is_file():
+            data = yaml.safe_load(copy.read_text())
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def _eval_file(path: Path) -> Path:
+    return path / C.EVAL_FILE if path.is_dir() else path
+
+
+def _license(base: str | None, local: str | None) -> str:
+    """The licence of the base's family (by Hub id, then by the base's ``config.model_type``), as the
+    release itself will find it."""
+    from hubkit.release.families import config_model_type, local_snapshot, match_family
+
+    fam = match_family(base, config_model_type(local_snapshot([local], base)))
+    return fam.license or placeholder(
+        f"the Hub licence id (the base {base or local!r} is of no known family)"
+    )
+
+
+def _eval(path: Path | None, kind: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = _eval_file(path)
+    if not path.is_file():
+        raise ReleaseError(f"{path}: no such eval.json (--eval)")
+    ev = json.loads(path.read_text())
+    want = "trajectory" if kind == "trajectory" else "pair"
+    if ev.get("kind") != want:
+        raise ReleaseError(
+            f"{path}: a {ev.get('kind')!r} eval; a `{kind}` release cites a {want} eval (--eval)"
+        )
+    return ev
+
+
+def _checkpoints(run: Path, ev: dict, kind: str, root: Path) -> dict[str, str]:
+    measured = (ev.get("inputs") or {}).get("checkpoints") or {}
+    halves = ("av", "ar") if kind == "pair" else (kind,)
+    out = {}
+    for half in halves:
+        if measured.get(half, {}).get("path"):
+            out[half] = _rel(measured[half]["path"], root)
+            continue
+        stages = ("grpo", "av") if half == "av" else ("ar",)
+        found = next((s[-1] for st in stages if (s := _steps(run / st))), None)
+        if found is None:
+            raise ReleaseError(
+                f"{run}: no {half.upper()} checkpoint (no {'/'.join(stages)}/step_* with {C.META_FILE})"
+            )
+        out[half] = _rel(found, root)
+    return out
+
+
+def _repos(kind: str, repo: str | None, name: str) -> dict[str, str]:
+    stem = repo or placeholder(f"org/{name}: the Hub repo id")
+    if kind == "pair":
+        return {"av": f"{stem}-av" if repo else stem, "ar": f"{stem}-ar" if repo else stem}
+    return {kind: stem}
+
+
+def _base(recipe: dict, ev: dict, run: Path) -> tuple[str | None, str | None, int | None]:
+    """(the base's Hub id, the name the run records, the layer)."""
+    from hubkit.identity import public_base
+
+    base = (ev.get("nla") or {}).get("base_model") or recipe.get("base_model")
+    layer = (ev.get("nla") or {}).get("layer", recipe.get("layer"))
+    if base is None:
+        step = next((s[-1] for st in ("av", "ar", "grpo") if (s := _steps(run / st))), None)
+        if step is not None:
+            from hubkit.meta import NLAMeta
+
+            meta = NLAMeta.load(step, check_depth=False)
+            base, layer = meta.base_model, meta.layer
+    return (public_base(base) if base else None), base, layer
+
+
+def _tables(recipe: dict, root: Path, kind: str) -> list[str]:
+    stages = ("av", "ar", "grpo", "eval") if kind == "dataset" else ("av", "ar")
+    out = []
+    for stage in stages:
+        data = (recipe.get(stage) or {}).get("data") if isinstance(recipe.get(stage), dict) else None
+        if data and Path(data).expanduser().exists() and _rel(data, root) not in out:
+            out.append(_rel(data, root))
+    return out
+
+
+def _corpora(tables: list[str], root: Path) -> dict[str, dict]:
+    from hubkit.data.sidecar import read_sidecar, sidecar_path
+    from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
+
+    out: dict[str, dict] = {}
+    for t in tables:
+        path = Path(t) if Path(t).is_absolute() else root / t
+        if not sidecar_path(path).is_file():
+            continue
+        key = corpus_key(read_sidecar(path).corpus.name)
+        if key not in KNOWN_CORPORA and key not in out:
+            out[key] = {"license": placeholder(f"the licence id of corpus {key!r}"), "url": None}
+    return out
+
+
+def init_spec(
+    name: str,
+    kind: str,
+    run: str | Path,
+    eval_path: str | Path | None = None,
+    repo: str | None = None,
+    releases_dir: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``releases/NAME.yaml`` for `kind` from the run folder `run` (and its eval); returns the file."""
+    if kind not in KINDS:
+        raise ReleaseError(f"--kind {kind!r}: choose one of {list(KINDS)}")
+    folder = Path(releases_dir) if releases_dir is not None else Path.cwd() / RELEASES_DIR
+    root = folder.resolve().parent if folder.name == RELEASES_DIR else folder.resolve()
+    out = folder / f"{name}.yaml"
+    if out.exists() and not force:
+        raise ReleaseError(f"{out}: exists; edit it, or pass --force to write it again from the run")
+    run = Path(run)
+    if not run.is_dir():
+        raise ReleaseError(f"{run}: no such run folder (--run)")
+    ev = _eval(Path(eval_path) if eval_path else None, kind)
+    recipe = _recipe(run)
+    base, local_base, layer = _base(recipe, ev, run)
+    tables = _tables(recipe, root, kind)
+    spec: dict[str, Any] = {"schema": C.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
+    spec["repos"] = _repos(kind, repo, name)
+    if kind in ("av", "ar", "pair"):
+        spec["checkpoints"] = _checkpoints(run, ev, kind, root)
+    if kind == "trajectory":
+        stage = run if _steps(run) else next((run / s for s in ("av", "grpo", "ar") if _steps(run / s)), run)
+        spec["trajectory"] = _rel(stage, root)
+    if kind == "dataset":
+        spec["data_files"] = tables or [placeholder("the parquet tables to publish")]
+        spec["license"] = placeholder("the Hub licence id of the tables")
+    else:
+        spec["eval"] = (
+            _rel(_eval_file(Path(eval_path)), root)
+            if eval_path
+            else placeholder("the eval.json that measured these checkpoints (`hubkit eval`)")
+        )
+        spec["license"] = _license(base, local_base)
+        spec["training_data"] = tables
+    corpora = _corpora(tables, root)
+    if corpora:
+        spec["corpora"] = corpora
+    what = f"{base or 'the base model'}" + (f" layer {layer}" if layer is not None else "")
+    spec["card"] = {
+        "title": f"{name}: NLA {kind} for {what}",
+        "intended_use": placeholder("what this release is for, and who should use it"),
+        "out_of_scope": placeholder("what it must not be used for"),
+        "limitations": placeholder("what its numbers do not show; where it reads badly"),
+        "citation": placeholder("a BibTeX entry for this release"),
+    }
+    if kind != "dataset":
+        spec["card"]["base_model"] = base or placeholder(
+            "the base model's Hub id (the run names a local folder)"
+        )
+    header = (
+        f"# written by `hubkit release init {name} --kind {kind}` from {run}"
+        + (f" and {eval_path}" if eval_path else "")
+        + f".\n# `hubkit release {name}` refuses this file until every `{PLACEHOLDER} …>>` value is written.\n"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100))
+    return out
