@@ -57,7 +57,8 @@ def measure(model: nn.Module, tokenizer, layer: int, n_docs: int = CORPUS_DOCS) 
 
     docs = load_corpus(BUNDLED).documents[:n_docs]
     table = extract_documents(model, tokenizer, docs, ExtractConfig(layer=layer))
-    v = torch.from_numpy(vectors_numpy(table.column("vector"), table.schema.field("vector").type.list_size))
+    d = table.schema.field("vector").type.list_size
+    v = torch.from_numpy(vectors_numpy(table.column("vector"), d).copy())
     return Baseline(
         b=mean_baseline(v),
         source=f"measured on the bundled corpus ({len(v)} vectors from {len(docs)} documents at layer {layer})",
