@@ -114,6 +114,10 @@ def eval_command(
     max_claims,
     cross_avs,
     cross_ars,
+    spliced_loss,
+    judge_endpoint,
+    judge_model,
+    judge_local,
     revision,
     subfolder,
     base_model,
@@ -127,10 +131,12 @@ def eval_command(
     from hubkit.eval.table import EvalTable
 
     paraphraser = (paraphrase_endpoint, paraphrase_model, paraphrase_local)
-    wants_extras = any(paraphraser) or claim_ablation or cross_avs or cross_ars
+    judged = (judge_endpoint, judge_model, judge_local)
+    wants_extras = any(paraphraser) or claim_ablation or cross_avs or cross_ars or spliced_loss or any(judged)
     if run_dir is not None and wants_extras:
         raise click.UsageError(
-            "paraphrase, claim ablation and cross-pair flags evaluate a pair (--av/--ar), not --trajectory"
+            "paraphrase, claim ablation, cross-pair, spliced-loss and judge flags evaluate a pair (--av/--ar), "
+            "not --trajectory"
         )
     table = EvalTable.read(table_path, sidecar=sidecar)
     common = dict(
@@ -214,6 +220,8 @@ def eval_command(
                 base_model,
                 device,
                 dtype,
+                spliced_loss=spliced_loss,
+                judged=judged,
             )
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
         where = {"revision": revision, "subfolder": subfolder}

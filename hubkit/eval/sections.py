@@ -23,11 +23,13 @@ from hubkit.eval.claims import ClaimAblation
 from hubkit.eval.cross_pair import CrossPair
 from hubkit.eval.diversity import Diversity
 from hubkit.eval.identification import Identification
+from hubkit.eval.judge import JudgedClaims
 from hubkit.eval.metrics import FVE, NoiseFloor, Summary, clean
 from hubkit.eval.paraphrase import ParaphraseSensitivity
+from hubkit.eval.spliced import SplicedLoss
 from hubkit.eval.trend import Trend
 
-OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair")
+OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "spliced_loss", "judge")
 
 
 def to_plain(obj: Any) -> Any:
@@ -110,6 +112,8 @@ class PairFigures(_Section):
     paraphrase: ParaphraseSensitivity | None = None
     claim_ablation: ClaimAblation | None = None
     cross_pair: CrossPair | None = None
+    spliced_loss: SplicedLoss | None = None
+    judge: JudgedClaims | None = None
 
 
 @dataclass

@@ -232,3 +232,41 @@ def row_columns(sl: SplicedLoss) -> dict:
     cols = {f"spliced_ce_{c}": pa.array(sl.rows.ce[c]) for c in CONDITIONS}
     cols |= {f"spliced_kl_{c}": pa.array(sl.rows.kl[c]) for c in CONDITIONS[1:]}
     return cols
+
+
+def eval_spliced_loss(
+    pair,
+    prefixes: Sequence[str],
+    vectors: torch.Tensor,
+    reconstructions: torch.Tensor,
+    *,
+    base_model: str | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+) -> SplicedLoss:
+    """Spliced loss of an eval table's rows: each row's ``prefix`` is tokenized as extraction does (BOS first)
+    and the splice is at its last token; the table has no next token, so CE is against the original's own
+    next-token distribution; the mean vector is the mean of the eval vectors."""
+    from hubkit.base_access import base_of
+    from hubkit.data.extract import tokenize
+
+    layer = pair.av.meta.layer
+    with base_of(pair, base_model=base_model) as base:
+        seqs = tokenize(base.tokenizer, list(prefixes), add_bos=True, max_length=1 << 62)
+        empty = [i for i, s in enumerate(seqs) if not s]
+        if empty:
+            raise DataError(
+                f"spliced loss: eval rows {empty[:5]} have an empty prefix and no BOS to splice at"
+            )
+        rows = spliced_rows(
+            base.model,
+            layer,
+            seqs,
+            [len(s) - 1 for s in seqs],
+            vectors.float(),
+            torch.as_tensor(reconstructions).float(),
+            vectors.float().mean(dim=0),
+            batch_size=batch_size,
+        )
+    return summarize_spliced(rows, layer, f"mean of the {len(seqs)} eval vectors", n_boot=n_boot, seed=seed)
