@@ -132,11 +132,12 @@ def eval_command(
 
     paraphraser = (paraphrase_endpoint, paraphrase_model, paraphrase_local)
     judged = (judge_endpoint, judge_model, judge_local)
-    wants_extras = any(paraphraser) or claim_ablation or cross_avs or cross_ars or spliced_loss or any(judged)
-    if run_dir is not None and wants_extras:
+    pair_only = any(paraphraser) or claim_ablation or cross_avs or cross_ars or any(judged)
+    wants_extras = pair_only or spliced_loss
+    if run_dir is not None and pair_only:
         raise click.UsageError(
-            "paraphrase, claim ablation, cross-pair, spliced-loss and judge flags evaluate a pair (--av/--ar), "
-            "not --trajectory"
+            "paraphrase, claim ablation, cross-pair and judge flags evaluate a pair (--av/--ar), not --trajectory "
+            "(--spliced-loss works with both)"
         )
     table = EvalTable.read(table_path, sidecar=sidecar)
     common = dict(
@@ -167,6 +168,7 @@ def eval_command(
             force_overlap=force_overlap,
             seed=seed,
             plots=not no_plots,
+            extras=trajectory_extras(spliced_loss, base_model),
             **common,
         )
         traj = report.figures.trajectory
@@ -174,6 +176,11 @@ def eval_command(
             click.echo(
                 f"{p.name}: cos {p.cos.mean:.4f} floor {p.noise_floor_p95:.4f} "
                 f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f})"
+                + (
+                    f" spliced loss recovered {p.spliced_loss.frac_recovered:.4f}"
+                    if p.spliced_loss is not None and p.spliced_loss.frac_recovered is not None
+                    else ""
+                )
             )
         tr = traj.trend
         click.echo(
@@ -247,6 +254,13 @@ def eval_command(
         )
         click.echo(headline(report))
     click.echo(f"wrote {Path(out_dir) / 'eval.json'}")
+
+
+def trajectory_extras(spliced_loss: bool, base_model: str | None):
+    """The sections every checkpoint of a trajectory eval adds (spliced loss only), or None."""
+    from hubkit.eval.extras import Extras
+
+    return Extras(spliced_loss=True, base_model=base_model) if spliced_loss else None
 
 
 def headline(report) -> str:

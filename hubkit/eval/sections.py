@@ -143,6 +143,16 @@ class PointIdentification(_Section):
 
 
 @dataclass
+class SplicedPoint(_Section):
+    """A checkpoint's spliced-loss headline (when the trajectory eval measured it)."""
+
+    frac_recovered: float | None
+    ci_low: float | None
+    ci_high: float | None
+    kl_reconstruction: float | None
+
+
+@dataclass
 class TrajectoryPoint(_Section):
     """One checkpoint's headline figures in a trajectory summary."""
 
@@ -162,6 +172,7 @@ class TrajectoryPoint(_Section):
     ar_content: str
     reads_vectors: bool
     distinct_frac: float
+    spliced_loss: SplicedPoint | None = None
 
 
 @dataclass
