@@ -182,17 +182,8 @@ def extras_headline(figures) -> list[str]:
     if cp is not None:
         lines.append(cross_headline(cp))
     sl = figures.spliced_loss
-    if sl is not None and sl.frac_recovered is not None:
-        ci = (
-            f" [{sl.frac_recovered_ci_low:.4f}, {sl.frac_recovered_ci_high:.4f}]"
-            if sl.frac_recovered_ci_low is not None
-            else ""
-        )
-        lines.append(
-            f"spliced loss: fraction of loss recovered {sl.frac_recovered:.4f}{ci}; CE orig {sl.ce_original.mean:.4f}, "
-            f"recon {sl.ce_reconstruction.mean:.4f}, mean {sl.ce_mean.mean:.4f}, zero {sl.ce_zero.mean:.4f}; "
-            f"KL recon {sl.kl_reconstruction.mean:.4f}"
-        )
+    if sl is not None:
+        lines.append(f"spliced loss ({sl.n} rows): {sl.headline()}")
     jc = figures.judge
     if jc is not None:
         p, h = jc.claim_precision, jc.hallucination_rate

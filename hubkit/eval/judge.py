@@ -22,7 +22,7 @@ import numpy as np
 
 from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, claims
-from hubkit.eval.metrics import CONFIDENCE, DEFAULT_BOOT
+from hubkit.eval.metrics import DEFAULT_BOOT, bootstrap_ci
 
 if TYPE_CHECKING:
     from hubkit.data.labelers import Labeler
@@ -93,21 +93,21 @@ class JudgedClaims:
 
 
 def _rate(hits: np.ndarray, judged: np.ndarray, n_boot: int, seed: int) -> Rate:
-    """sum(hits) / sum(judged) over rows, with a percentile bootstrap over rows."""
+    """sum(hits) / sum(judged) over rows, with a percentile bootstrap that resamples the rows with claims."""
     total = judged.sum()
     if total == 0:
         return Rate(None, None, None)
-    value = float(hits.sum() / total)
     rows = np.nonzero(judged)[0]
     if len(rows) < 2:
-        return Rate(value, None, None)
-    rng = np.random.default_rng(seed)
+        return Rate(float(hits.sum() / total), None, None)
     h, j = hits[rows], judged[rows]
-    idx = rng.integers(0, len(rows), size=(n_boot, len(rows)))
-    stats = h[idx].sum(axis=1) / j[idx].sum(axis=1)
-    tail = (1.0 - CONFIDENCE) / 2.0
-    lo, hi = np.quantile(stats, [tail, 1.0 - tail])
-    return Rate(value, float(lo), float(hi))
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        i = idx.astype(np.int64)
+        return h[i].sum(axis=1) / j[i].sum(axis=1)
+
+    lo, hi = bootstrap_ci(np.arange(len(rows)), stat=stat, n_boot=n_boot, seed=seed)
+    return Rate(float(hits.sum() / total), lo, hi)
 
 
 def judge_claims(

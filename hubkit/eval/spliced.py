@@ -27,7 +27,7 @@ from torch import nn
 
 from hubkit import arch
 from hubkit.errors import DataError
-from hubkit.eval.metrics import CONFIDENCE, DEFAULT_BOOT, Summary, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Summary, bootstrap_ci, summarize
 
 CONDITIONS = ("original", "reconstruction", "mean", "zero")
 TARGET_NEXT, TARGET_OWN = "next_token", "original_distribution"
@@ -156,23 +156,19 @@ def recovered(ce_orig: np.ndarray, ce_recon: np.ndarray, ce_base: np.ndarray) ->
 def recovered_interval(
     rows: SplicedRows, base: str = "mean", n_boot: int = DEFAULT_BOOT, seed: int = 0
 ) -> tuple[float | None, float | None]:
-    """Percentile bootstrap interval of `recovered` (rows resampled together)."""
-    n = len(rows)
-    if n < 2:
+    """Percentile bootstrap interval of `recovered` (rows resampled together: the bootstrap draws row indices)."""
+    if len(rows) < 2:
         return None, None
-    rng = np.random.default_rng(seed)
     o, r, b = rows.ce["original"], rows.ce["reconstruction"], rows.ce[base]
-    stats = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        v = recovered(o[i], r[i], b[i])
-        if v is not None:
-            stats.append(v)
-    if not stats:
-        return None, None
-    tail = (1.0 - CONFIDENCE) / 2.0
-    lo, hi = np.quantile(stats, [tail, 1.0 - tail])
-    return float(lo), float(hi)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        i = idx.astype(np.int64)
+        den = b[i].mean(axis=1) - o[i].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(den) < 1e-12, np.nan, (b[i].mean(axis=1) - r[i].mean(axis=1)) / den)
+
+    lo, hi = bootstrap_ci(np.arange(len(rows)), stat=stat, n_boot=n_boot, seed=seed)
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else (None, None)
 
 
 @dataclass
@@ -200,6 +196,23 @@ class SplicedLoss:
         d = asdict(self)
         d.pop("rows")
         return d
+
+    def headline(self, digits: int = 4) -> str:
+        """``CE orig …, recon …, mean …, zero …; loss recovered X [lo, hi]`` (one line for a terminal or transcript)."""
+        f = f".{digits}f"
+        ces = ", ".join(
+            f"{name} {getattr(self, f'ce_{c}').mean:{f}}"
+            for name, c in (
+                ("orig", "original"),
+                ("recon", "reconstruction"),
+                ("mean", "mean"),
+                ("zero", "zero"),
+            )
+        )
+        rec = "n/a" if self.frac_recovered is None else f"{self.frac_recovered:{f}}"
+        if self.frac_recovered_ci_low is not None:
+            rec += f" [{self.frac_recovered_ci_low:{f}}, {self.frac_recovered_ci_high:{f}}]"
+        return f"CE {ces}; KL recon {self.kl_reconstruction.mean:{f}}; loss recovered {rec}"
 
 
 def summarize_spliced(

@@ -9,23 +9,19 @@ import click
 from hubkit.cli_options import av_options, engine_option, load_options
 
 
+def _input_file(flag: str, dest: str, help: str):
+    return click.option(flag, dest, default=None, type=click.Path(exists=True, dir_okay=False), help=help)
+
+
 @click.command("inspect")
 @click.option("--av", required=True, help="AV checkpoint (folder or Hub repo id).")
 @click.option("--ar", required=True, help="AR checkpoint (folder or Hub repo id).")
 @click.option("--text", default=None, help="The text to inspect.")
-@click.option(
-    "--file",
-    "file_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="A UTF-8 text file.",
-)
-@click.option(
+@_input_file("--file", "file_path", "A UTF-8 text file.")
+@_input_file(
     "--chat",
     "chat_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help='A JSON list of {"role": ..., "content": ...} messages, put through the base\'s chat template.',
+    'A JSON list of {"role": ..., "content": ...} messages, put through the base\'s chat template.',
 )
 @click.option(
     "--reply",
@@ -71,14 +67,7 @@ def inspect_command(
     baseline_eval,
     batch_size,
     max_new_tokens,
-    engine,
-    injection_scale,
-    min_new_tokens,
-    revision,
-    subfolder,
-    base_model,
-    device,
-    dtype,
+    **opts,
 ) -> None:
     """Read a model with an NLA: the vector, explanation and round trip of every token of a text or chat.
 
@@ -109,16 +98,9 @@ def inspect_command(
         baseline_b, source = B.from_eval_json(baseline_eval), f"recorded in {baseline_eval}"
     elif baseline_b is not None:
         baseline_b, source = B.check_b(baseline_b, "--baseline-b"), "given with --baseline-b"
-    pair = NLAPair.from_pretrained(
-        av=av,
-        ar=ar,
-        base_model=base_model,
-        revision=revision,
-        subfolder=subfolder,
-        device=device,
-        dtype=dtype,
-        injection_scale=injection_scale,
-    )
+    base_model = opts["base_model"]
+    load = {k: opts[k] for k in ("revision", "subfolder", "device", "dtype", "injection_scale")}
+    pair = NLAPair.from_pretrained(av, ar, base_model, **load)
     ins = pair.inspect(
         text,
         chat=chat,
@@ -130,8 +112,8 @@ def inspect_command(
         spliced_loss=spliced_loss,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        min_new_tokens=min_new_tokens,
-        engine=engine,
+        min_new_tokens=opts["min_new_tokens"],
+        engine=opts["engine"],
     )
     ins.info["av"], ins.info["ar"] = av, ar
     ins.save(out)

@@ -131,17 +131,8 @@ def _summary(ins: Inspection, records: list[dict]) -> list[str]:
             f"  fve_nrm>0.8:  {sum(f > 0.8 for f in fves)}/{n} positions",
             f"  fve_nrm<0:    {sum(f < 0 for f in fves)}/{n} positions (worse than predict-mean)",
         ]
-    sp = ins.spliced
-    if sp is not None and sp.frac_recovered is not None:
-        ci = (
-            f" [{sp.frac_recovered_ci_low:.3f}, {sp.frac_recovered_ci_high:.3f}]"
-            if sp.frac_recovered_ci_low is not None
-            else ""
-        )
-        lines.append(
-            f"  spliced loss: CE orig {sp.ce_original.mean:.3f}, recon {sp.ce_reconstruction.mean:.3f}, "
-            f"mean {sp.ce_mean.mean:.3f}, zero {sp.ce_zero.mean:.3f}; loss recovered {sp.frac_recovered:.3f}{ci}"
-        )
+    if ins.spliced is not None:
+        lines.append(f"  spliced loss: {ins.spliced.headline(3)}")
     return [*lines, "", HEAVY]
 
 

@@ -47,13 +47,10 @@ def expected(text: str, claim: str) -> str:
 
 @pytest.fixture
 def judge_server():
-    from data.chat_server import ChatServer
+    from data.chat_server import serving  # tests/data, on the path as a test package
 
-    s = ChatServer(reply=scripted_judge)
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    with serving(scripted_judge) as server:
+        yield server
 
 
 @pytest.fixture
@@ -127,7 +124,7 @@ def test_eval_cli_spliced_loss_and_judge(tmp_path, adapter_pair, judge_server):
     res = CliRunner().invoke(main, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     assert (
-        "spliced loss: fraction of loss recovered" in res.output and "judged claims (openai:j" in res.output
+        "spliced loss (12 rows): CE orig" in res.output and "judged claims (openai:j" in res.output
     )
     fig = read_eval(out)["figures"]
     rows = pq.read_table(out / "rows.parquet").to_pydict()

@@ -6,22 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from hubkit.cli import main
+from .cli_runs import explain_and_round_trip, extract_text, inspect, records
 
 D, LAYER = 64, 2
 TEXT = (
     "The cat sat on the mat and looked at the door. Paris is the capital of France. "
     "Rivers flow to the sea; rain falls in spring."
 )
-F32 = ["--dtype", "float32"]
+F32 = ["--dtype", "float32", "--engine", "transformers"]
 
 
 @pytest.fixture(scope="module")
@@ -35,70 +31,16 @@ def ws(tmp_path_factory):
     return {"root": root, "base": base, "av": av, "ar": ar}
 
 
-def run(args: list[str]) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 @pytest.fixture(scope="module")
 def inspected(ws):
-    out = ws["root"] / "ins"
-    run(
-        [
-            "inspect",
-            "--av",
-            ws["av"],
-            "--ar",
-            ws["ar"],
-            "--text",
-            TEXT,
-            "--out",
-            out,
-            "--max-new-tokens",
-            12,
-            "--spliced-loss",
-            "--engine",
-            "transformers",
-            *F32,
-        ]
-    )
-    return out
-
-
-def _records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "tokens.jsonl").read_text().splitlines()]
+    args = ["--text", TEXT, "--max-new-tokens", 12, "--spliced-loss", *F32]
+    return inspect(ws["av"], ws["ar"], ws["root"] / "ins", *args)
 
 
 def test_vectors_equal_hubkit_extract(ws, inspected):
-    corpus = ws["root"] / "text.txt"
-    corpus.write_text(TEXT)
-    acts = ws["root"] / "acts.parquet"
-    run(
-        [
-            "extract",
-            "--model",
-            ws["base"],
-            "--corpus",
-            corpus,
-            "--out",
-            acts,
-            "--layer",
-            LAYER,
-            "--positions-per-doc",
-            1000,
-            "--min-position",
-            0,
-            "--max-length",
-            512,
-            *F32,
-        ]
-    )
-    table = pq.read_table(acts)
-    positions = table.column("position").to_pylist()
-    extracted = torch.tensor(table.column("vector").to_pylist())
+    positions, extracted = extract_text(ws["base"], TEXT, ws["root"], LAYER)
     vectors = load_file(str(inspected / "vectors.safetensors"))["vectors"]
-    recs = _records(inspected)
+    recs = records(inspected)
     assert [r["index"] for r in recs] == list(range(len(recs)))  # every token, BOS included
     assert len(positions) == len(recs) - 1  # extract skips only the BOS (a special token)
     diff = (vectors[positions] - extracted).abs().max().item()
@@ -108,15 +50,10 @@ def test_vectors_equal_hubkit_extract(ws, inspected):
 
 
 def test_explanations_and_cosines_equal_explain_and_round_trip(ws, inspected):
-    vec = inspected / "vectors.safetensors"
-    explained = ws["root"] / "explained.jsonl"
-    trip = ws["root"] / "trip.jsonl"
-    common = ["--max-new-tokens", 12, "--engine", "transformers", *F32]
-    run(["explain", ws["av"], "--vectors", vec, "--out", explained, *common])
-    run(["round-trip", "--av", ws["av"], "--ar", ws["ar"], "--vectors", vec, "--out", trip, *common])
-    recs = _records(inspected)
-    exp = [json.loads(x) for x in explained.read_text().splitlines()]
-    rt = [json.loads(x) for x in trip.read_text().splitlines()]
+    exp, rt = explain_and_round_trip(
+        ws["av"], ws["ar"], inspected / "vectors.safetensors", ws["root"], "--max-new-tokens", 12, *F32
+    )
+    recs = records(inspected)
     assert [r["explanation"] for r in recs] == [e["text"] for e in exp] == [t["text"] for t in rt]
     assert [r["status"] for r in recs] == [e["status"] for e in exp]
     for r, t in zip(recs, rt):
@@ -128,10 +65,10 @@ def test_fve_uses_the_recorded_baseline_and_says_where_it_came_from(inspected):
     summary = json.loads((inspected / "inspect.json").read_text())
     assert summary["baseline_source"].startswith("measured on the bundled corpus")
     b = summary["baseline_b"]
-    for r in _records(inspected):
+    for r in records(inspected):
         assert r["fve_nrm"] == pytest.approx(1 - r["mse_nrm"] / b)
     sp = summary["spliced_loss"]
-    assert sp["n"] == len(_records(inspected)) and sp["layer"] == LAYER and sp["target"] == "mixed"
+    assert sp["n"] == len(records(inspected)) and sp["layer"] == LAYER and sp["target"] == "mixed"
 
 
 def test_transcript_follows_the_reference_layout(inspected):
@@ -143,19 +80,18 @@ def test_transcript_follows_the_reference_layout(inspected):
     ):
         assert heading in text
     line = re.compile(
-        r"^\[\s*(\d+)\]  (PROMPT|REPLY )  token=(.+?)  \|\|v\|\|=[\d.]+  mse_nrm=-?[\d.]+  cos=-?[\d.]+  fve_nrm=-?[\d.]+",
+        r"^\[\s*(\d+)\]  (PROMPT|REPLY )  token=(.+?)  \|\|v\|\|=[\d.]+  mse_nrm=-?[\d.]+  cos=-?[\d.]+  "
+        r"fve_nrm=-?[\d.]+",
         re.M,
     )
     found = line.findall(text)
-    recs = _records(inspected)
-    assert [int(i) for i, _, _ in found] == [r["index"] for r in recs]
+    assert [int(i) for i, _, _ in found] == [r["index"] for r in records(inspected)]
     assert "─── Summary (" in text and text.rstrip().endswith("═" * 80)
 
 
 def test_page_is_self_contained_with_one_span_per_token(inspected):
     page = (inspected / "index.html").read_text()
-    recs = _records(inspected)
-    assert len(re.findall(r'<span class="tok" id="t\d+" data-i="\d+"', page)) == len(recs)
+    assert len(re.findall(r'<span class="tok" id="t\d+" data-i="\d+"', page)) == len(records(inspected))
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<th" in page and 'id="strip"' in page
@@ -164,32 +100,9 @@ def test_page_is_self_contained_with_one_span_per_token(inspected):
 def test_chat_with_reply_and_positions(ws, tmp_path):
     chat = tmp_path / "chat.json"
     chat.write_text(json.dumps([{"role": "user", "content": "Where is Paris?"}]))
-    out = tmp_path / "o"
-    run(
-        [
-            "inspect",
-            "--av",
-            ws["av"],
-            "--ar",
-            ws["ar"],
-            "--chat",
-            chat,
-            "--reply",
-            4,
-            "--positions",
-            "reply",
-            "--out",
-            out,
-            "--max-new-tokens",
-            6,
-            "--baseline-b",
-            0.8,
-            "--engine",
-            "transformers",
-            *F32,
-        ]
-    )
-    recs = _records(out)
+    args = ["--chat", chat, "--reply", 4, "--positions", "reply", "--max-new-tokens", 6, "--baseline-b", 0.8]
+    out = inspect(ws["av"], ws["ar"], tmp_path / "o", *args, *F32)
+    recs = records(out)
     summary = json.loads((out / "inspect.json").read_text())
     assert 1 <= len(recs) <= 4 and all(r["role"] == "reply" for r in recs)
     assert summary["n_tokens"] == summary["n_prompt"] + len(recs)

@@ -12,10 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from hubkit.cli import main
+from .cli_runs import explain_and_round_trip, extract_text, inspect, records, run
 
 pytestmark = pytest.mark.slow
 
@@ -41,84 +40,28 @@ def smol_pair(tmp_path_factory):
     return {"root": root, "av": av, "ar": ar, "base": base}
 
 
-def run(args) -> str:
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
-    return res.output
-
-
 def test_inspect_equals_extract_explain_and_round_trip(smol_pair):
     root = smol_pair["root"]
-    out = root / "ins"
-    run(
-        [
-            "inspect",
-            "--av",
-            smol_pair["av"],
-            "--ar",
-            smol_pair["ar"],
-            "--text",
-            TEXT,
-            "--out",
-            out,
-            "--max-new-tokens",
-            8,
-            "--spliced-loss",
-            *F32,
-        ]
+    out = inspect(
+        smol_pair["av"],
+        smol_pair["ar"],
+        root / "ins",
+        "--text",
+        TEXT,
+        "--max-new-tokens",
+        8,
+        "--spliced-loss",
+        *F32,
     )
-    recs = [json.loads(x) for x in (out / "tokens.jsonl").read_text().splitlines()]
+    recs = records(out)
     vectors = load_file(str(out / "vectors.safetensors"))["vectors"]
-    corpus = root / "text.txt"
-    corpus.write_text(TEXT)
-    acts = root / "acts.parquet"
-    run(
-        [
-            "extract",
-            "--model",
-            smol_pair["base"],
-            "--corpus",
-            corpus,
-            "--out",
-            acts,
-            "--layer",
-            LAYER,
-            "--positions-per-doc",
-            1000,
-            "--min-position",
-            0,
-            "--max-length",
-            512,
-            "--dtype",
-            "float32",
-        ]
-    )
-    table = pq.read_table(acts)
-    pos = table.column("position").to_pylist()
-    diff = (vectors[pos] - torch.tensor(table.column("vector").to_pylist())).abs().max().item()
+    pos, extracted = extract_text(smol_pair["base"], TEXT, root, LAYER)
+    diff = (vectors[pos] - extracted).abs().max().item()
     assert len(pos) == len(recs) - 1 and diff <= 1e-5, diff
-    explained, trip = root / "explained.jsonl", root / "trip.jsonl"
-    vec = out / "vectors.safetensors"
-    run(["explain", smol_pair["av"], "--vectors", vec, "--out", explained, "--max-new-tokens", 8, *F32])
-    run(
-        [
-            "round-trip",
-            "--av",
-            smol_pair["av"],
-            "--ar",
-            smol_pair["ar"],
-            "--vectors",
-            vec,
-            "--out",
-            trip,
-            "--max-new-tokens",
-            8,
-            *F32,
-        ]
+    exp, rt = explain_and_round_trip(
+        smol_pair["av"], smol_pair["ar"], out / "vectors.safetensors", root, "--max-new-tokens", 8, *F32
     )
-    exp = [json.loads(x)["text"] for x in explained.read_text().splitlines()]
-    rt = [json.loads(x) for x in trip.read_text().splitlines()]
-    assert [r["explanation"] for r in recs] == exp == [t["text"] for t in rt]
+    assert [r["explanation"] for r in recs] == [e["text"] for e in exp] == [t["text"] for t in rt]
     assert np.allclose([r["cos"] for r in recs], [t["cos"] for t in rt], atol=2e-6)
     summary = json.loads((out / "inspect.json").read_text())
     sp = summary["spliced_loss"]
@@ -133,32 +76,11 @@ def test_inspect_equals_extract_explain_and_round_trip(smol_pair):
 def test_chat_with_reply_on_the_chat_template(smol_pair, tmp_path):
     chat = tmp_path / "chat.json"
     chat.write_text(json.dumps([{"role": "user", "content": "What is the capital of France?"}]))
-    out = tmp_path / "o"
-    run(
-        [
-            "inspect",
-            "--av",
-            smol_pair["av"],
-            "--ar",
-            smol_pair["ar"],
-            "--chat",
-            chat,
-            "--reply",
-            12,
-            "--positions",
-            "reply",
-            "--out",
-            out,
-            "--max-new-tokens",
-            4,
-            "--baseline-b",
-            0.7,
-            *F32,
-        ]
-    )
+    args = ["--chat", chat, "--reply", 12, "--positions", "reply", "--max-new-tokens", 4, "--baseline-b", 0.7]
+    out = inspect(smol_pair["av"], smol_pair["ar"], tmp_path / "o", *args, *F32)
     transcript = (out / "transcript.txt").read_text()
     assert "<|im_start|>user" in transcript and "2. BASE MODEL REPLY (temp=0)" in transcript
-    recs = [json.loads(x) for x in (out / "tokens.jsonl").read_text().splitlines()]
+    recs = records(out)
     assert 1 <= len(recs) <= 12 and all(r["role"] == "reply" for r in recs)
 
 
@@ -181,29 +103,9 @@ def test_eval_with_the_local_judge_and_spliced_loss(smol_pair, tmp_path):
     t = pq.read_table(table)
     pq.write_table(t.set_column(t.column_names.index("prefix"), "prefix", [prefixes]), str(table))
     out = tmp_path / "out"
-    run(
-        [
-            "eval",
-            "--av",
-            smol_pair["av"],
-            "--ar",
-            smol_pair["ar"],
-            "--table",
-            table,
-            "--out",
-            out,
-            "--max-new-tokens",
-            16,
-            "--n-boot",
-            200,
-            "--spliced-loss",
-            "--judge-local",
-            "smollm2-135m",
-            "--max-claims",
-            2,
-            *F32,
-        ]
-    )
+    args = ["--table", table, "--out", out, "--max-new-tokens", 16, "--n-boot", 200, "--spliced-loss"]
+    args += ["--judge-local", "smollm2-135m", "--max-claims", 2, *F32]
+    run(["eval", "--av", smol_pair["av"], "--ar", smol_pair["ar"], *args])
     ev = json.loads((out / "eval.json").read_text())
     jc, sl = ev["figures"]["judge"], ev["figures"]["spliced_loss"]
     rows = pq.read_table(out / "rows.parquet").to_pydict()
