@@ -86,10 +86,8 @@ class JudgedClaims:
     row_verdicts: list[list[str]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("row_claims")
-        d.pop("row_verdicts")
-        return d
+        """eval.json's section: every field but the per-row lists (those go to rows.parquet)."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("row_")}
 
 
 def _rate(hits: np.ndarray, judged: np.ndarray, n_boot: int, seed: int) -> Rate:

@@ -101,15 +101,15 @@ def inspect_command(
     base_model = opts["base_model"]
     load = {k: opts[k] for k in ("revision", "subfolder", "device", "dtype", "injection_scale")}
     pair = NLAPair.from_pretrained(av, ar, base_model, **load)
+    baseline = {"baseline_b": baseline_b, "baseline_source": source}
     ins = pair.inspect(
         text,
         chat=chat,
         reply_tokens=reply_tokens,
         positions=positions,
         base_model=base_model,
-        baseline_b=baseline_b,
-        baseline_source=source,
         spliced_loss=spliced_loss,
+        **baseline,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         min_new_tokens=opts["min_new_tokens"],

@@ -123,9 +123,7 @@ def test_eval_cli_spliced_loss_and_judge(tmp_path, adapter_pair, judge_server):
     args += ["--dtype", "float32", "--engine", "transformers"]
     res = CliRunner().invoke(main, [str(a) for a in args])
     assert res.exit_code == 0, res.output
-    assert (
-        "spliced loss (12 rows): CE orig" in res.output and "judged claims (openai:j" in res.output
-    )
+    assert "spliced loss (12 rows): CE orig" in res.output and "judged claims (openai:j" in res.output
     fig = read_eval(out)["figures"]
     rows = pq.read_table(out / "rows.parquet").to_pydict()
     sl = fig["spliced_loss"]
@@ -148,20 +146,6 @@ def test_eval_cli_spliced_loss_and_judge(tmp_path, adapter_pair, judge_server):
 def test_judge_flags_need_each_other(tmp_path, adapter_pair):
     av, ar = adapter_pair
     table = write_table(tmp_path / "eval.parquet", np.random.default_rng(0).normal(size=(12, 64)))
-    res = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--av",
-            str(av),
-            "--ar",
-            str(ar),
-            "--table",
-            str(table),
-            "--out",
-            str(tmp_path / "o"),
-            "--judge-endpoint",
-            "http://127.0.0.1:9/v1",
-        ],
-    )
+    args = ["eval", "--av", av, "--ar", ar, "--table", table, "--out", tmp_path / "o"]
+    res = CliRunner().invoke(main, [str(a) for a in args] + ["--judge-endpoint", "http://127.0.0.1:9/v1"])
     assert res.exit_code == 2 and "--judge-endpoint needs --judge-model" in res.output

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 from hubkit.cli import main
 
+F32 = ["--dtype", "float32", "--engine", "transformers"]  # exact comparisons run in float32, in process
+
 
 def run(args: list) -> str:
     result = CliRunner().invoke(main, [str(a) for a in args])

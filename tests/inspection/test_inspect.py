@@ -10,14 +10,13 @@ import re
 import pytest
 from safetensors.torch import load_file
 
-from .cli_runs import explain_and_round_trip, extract_text, inspect, records
+from .cli_runs import F32, explain_and_round_trip, extract_text, inspect, records
 
 D, LAYER = 64, 2
 TEXT = (
     "The cat sat on the mat and looked at the door. Paris is the capital of France. "
     "Rivers flow to the sea; rain falls in spring."
 )
-F32 = ["--dtype", "float32", "--engine", "transformers"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .cli_runs import explain_and_round_trip, extract_text, inspect, records, run
+from .cli_runs import F32, explain_and_round_trip, extract_text, inspect, records, run
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,6 @@ TEXT = (
     "The quick brown fox jumps over the lazy dog. Water boils at one hundred degrees Celsius. "
     "The referee blew the whistle and the crowd cheered."
 )
-F32 = ["--dtype", "float32", "--engine", "transformers"]
 
 
 @pytest.fixture(scope="module")
