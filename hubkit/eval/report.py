@@ -20,7 +20,8 @@ Layout of a ``kind: pair`` report (every summary is ``{n, mean, ci_low, ci_high,
     verdicts{reads_vectors, identification, ar_content, input_independent_share, note}
     timing{...}, provenance{git{commit, dirty}, libraries{...}}, outputs{rows, plots{name: {path, sha256}}}
 
-    figures.paraphrase, figures.claim_ablation, figures.cross_pair   (optional: only when run)
+    figures.paraphrase, figures.claim_ablation, figures.cross_pair,
+    figures.spliced_loss, figures.judge   (optional: only when run)
 
 A ``kind: trajectory`` report has ``figures.trajectory{checkpoints[...], loss_curve, trend, trend_note}``
 and points at one pair report per checkpoint (``outputs.checkpoints``); a ``kind: cross_pair`` report

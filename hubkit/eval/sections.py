@@ -23,11 +23,13 @@ from hubkit.eval.claims import ClaimAblation
 from hubkit.eval.cross_pair import CrossPair
 from hubkit.eval.diversity import Diversity
 from hubkit.eval.identification import Identification
+from hubkit.eval.judge import JudgedClaims
 from hubkit.eval.metrics import FVE, NoiseFloor, Summary, clean
 from hubkit.eval.paraphrase import ParaphraseSensitivity
+from hubkit.eval.spliced import SplicedLoss
 from hubkit.eval.trend import Trend
 
-OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar")
+OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar", "spliced_loss", "judge")
 
 
 def to_plain(obj: Any) -> Any:
@@ -127,6 +129,8 @@ class PairFigures(_Section):
     claim_ablation: ClaimAblation | None = None
     cross_pair: CrossPair | None = None
     fixed_ar: FixedAR | None = None
+    spliced_loss: SplicedLoss | None = None
+    judge: JudgedClaims | None = None
 
 
 @dataclass
@@ -166,6 +170,16 @@ class PointFixedAR(_Section):
 
 
 @dataclass
+class SplicedPoint(_Section):
+    """A checkpoint's spliced-loss headline (when the trajectory eval measured it)."""
+
+    frac_recovered: float | None
+    ci_low: float | None
+    ci_high: float | None
+    kl_reconstruction: float | None
+
+
+@dataclass
 class TrajectoryPoint(_Section):
     """One checkpoint's headline figures in a trajectory summary."""
 
@@ -186,6 +200,7 @@ class TrajectoryPoint(_Section):
     reads_vectors: bool
     distinct_frac: float
     fixed_ar: PointFixedAR | None = None  # the same explanations read by the frozen SFT AR
+    spliced_loss: SplicedPoint | None = None
 
 
 @dataclass

@@ -22,6 +22,8 @@ from hubkit.eval.report import EvalReport, checkpoint_record, output_record
 from hubkit.eval.sections import (
     FolderHashes,
     LossCurve,
+    PointIdentification,
+    SplicedPoint,
     Trajectory,
     TrajectoryFigures,
     TrajectoryPoint,
@@ -228,6 +230,7 @@ def evaluate_trajectory(
                 tr,
                 out / PLOTS_DIR / "trajectory.png",
                 fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
+                recovered=[p.spliced_loss for p in points] if points[0].spliced_loss is not None else None,
             )
             report.outputs["plots"] = {"trajectory": output_record(out, path)}
         report.write(out)
@@ -267,10 +270,23 @@ def _point(
         n_excluded=rt.n_excluded,
         noise_floor_p95=fig.noise_floor.p95,
         frac_above_floor=fig.noise_floor.frac_above,
-        identification={f"top{t.k}": t.accuracy for t in ident.top}
-        | {f"chance_top{t.k}": t.chance for t in ident.top},
+        identification=PointIdentification(
+            **(
+                {f"top{t.k}": t.accuracy for t in ident.top}
+                | {f"chance_top{t.k}": t.chance for t in ident.top}
+            )
+        ),
         ar_content=rep.verdicts.ar_content,
         reads_vectors=rep.verdicts.reads_vectors,
         distinct_frac=fig.diversity.distinct_frac,
         fixed_ar=point_figures(fig.fixed_ar),
+        spliced_loss=_spliced_point(fig.spliced_loss),
+    )
+
+
+def _spliced_point(sl) -> SplicedPoint | None:
+    if sl is None:
+        return None
+    return SplicedPoint(
+        sl.frac_recovered, sl.frac_recovered_ci_low, sl.frac_recovered_ci_high, sl.kl_reconstruction.mean
     )

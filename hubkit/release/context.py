@@ -36,7 +36,7 @@ METHOD = {
     "}",
 }
 # Optional eval.json sections rendered by the `eval_extras.md.j2` partial when present.
-EVAL_EXTRAS = ("paraphrase", "claim_ablation", "cross_pair")
+EVAL_EXTRAS = ("paraphrase", "claim_ablation", "cross_pair", "spliced_loss", "judge")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -164,7 +164,7 @@ def train_fve(train_ev: dict | None) -> dict | None:
 
 
 def eval_extras(ev: dict) -> list[str]:
-    """The optional eval sections (paraphrase, claim ablation, cross-pair) this report has."""
+    """The optional eval sections (paraphrase, claim ablation, cross-pair, spliced loss, judge) this report has."""
     figures = ev.get("figures") or {}
     return [k for k in EVAL_EXTRAS if ev.get(k) is not None or figures.get(k) is not None]
 

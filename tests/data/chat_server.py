@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _TOKEN = re.compile(r'The final token is: "(.*)"')
@@ -115,3 +116,15 @@ class ChatServer:
 
     def ok_requests(self) -> list[dict]:
         return [r for r in self.requests if r["status"] == 200]
+
+
+@contextlib.contextmanager
+def serving(reply: Callable[[list[dict]], str]) -> Iterator[ChatServer]:
+    """A started `ChatServer` answering with `reply`, shut down on exit."""
+    server = ChatServer(reply=reply)
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

@@ -1,0 +1,51 @@
+"""The NLA's base model, as extraction runs it, reached from a loaded pair.
+
+Reading a text's activations or splicing a vector back into the residual stream needs the *base* the
+NLA was trained on, not the fine-tuned AV. When the AV is a LoRA adapter (alone, or sharing one base
+with the AR) that base is already in memory: peft's ``disable_adapter`` runs it with every adapter
+off. A full-weights AV is not its base, so the base its meta names is loaded (or the one given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hubkit import loading
+
+
+@dataclass
+class Base:
+    """A base model and its tokenizer (what extraction reads)."""
+
+    model: nn.Module
+    tokenizer: Any
+
+
+def load_base(name: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> Base:
+    """The base `name` (folder, registry model or Hub id) with its tokenizer, in `dtype` on `device`."""
+    path = loading.resolve_base(name)
+    model = loading.load_causal_lm(path, loading.choose_dtype(dtype, device, what=f"base {name}"), device)
+    return Base(model, loading.load_tokenizer(path))
+
+
+@contextlib.contextmanager
+def base_of(pair, base: Base | None = None, base_model: str | None = None) -> Iterator[Base]:
+    """The pair's base for the duration: `base` if given, the AV's model with adapters off when it is a
+    LoRA adapter, else the base its meta names (or `base_model`) loaded in the AV's dtype and device."""
+    from peft import PeftModel
+
+    av = pair.av
+    if base is not None:
+        yield base
+    elif isinstance(av.model, PeftModel):
+        with av.model.disable_adapter():
+            yield Base(av.model, av.tokenizer)
+    else:
+        p = next(av.model.parameters())
+        yield load_base(base_model or av.meta.base_model, device=str(p.device), dtype=p.dtype)

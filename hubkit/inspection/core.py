@@ -1,0 +1,174 @@
+"""Read a model with an NLA: every chosen token of a text or chat, its vector, explanation and round trip.
+
+`inspect_pair` runs the NLA's base on the text (extraction's own tokenization and forward, stopping
+after block L), takes the layer-L vector at each chosen position, and puts the vectors through
+`NLAPair.round_trip` (the AV batched, the AR on each text) — so vectors, explanations and cosines are
+exactly what `hubkit extract`, `hubkit explain` and `hubkit round-trip` give for them. Optionally the
+spliced loss of each position (`hubkit.eval.spliced`) is measured against its true next token.
+
+`Inspection` holds the result and writes it: ``tokens.jsonl`` (one line per position), the vectors
+(safetensors), ``transcript.txt`` (the reference's worked-example layout) and ``index.html``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hubkit import arch
+from hubkit.base_access import Base, base_of
+from hubkit.errors import DataError
+from hubkit.eval.spliced import spliced_rows, summarize_spliced
+from hubkit.inspection import baseline as B
+from hubkit.inspection.page import render_page
+from hubkit.inspection.record import InspectionData, finite
+from hubkit.inspection.source import Messages, build_sequence, parse_positions
+from hubkit.inspection.transcript import render_transcript
+from hubkit.vectors import check_vectors
+from hubkit.verbalizer import stop_token_ids
+
+TOKENS_FILE, VECTORS_FILE, TRANSCRIPT_FILE, PAGE_FILE, SUMMARY_FILE = (
+    "tokens.jsonl",
+    "vectors.safetensors",
+    "transcript.txt",
+    "index.html",
+    "inspect.json",
+)
+
+
+class Inspection(InspectionData):
+    """`InspectionData` with its writers: tokens.jsonl, the page, the transcript, a whole output folder."""
+
+    def to_jsonl(self, path: str | Path) -> Path:
+        path = Path(path)
+        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def transcript(self) -> str:
+        return render_transcript(self)
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """The self-contained page; written to `path` when given."""
+        page = render_page(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write tokens.jsonl, vectors.safetensors, transcript.txt, index.html and inspect.json into `out_dir`."""
+        from hubkit.vectors_io import write_vectors
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.to_jsonl(out / TOKENS_FILE)
+        write_vectors(out / VECTORS_FILE, self.vectors)
+        (out / TRANSCRIPT_FILE).write_text(self.transcript(), encoding="utf-8")
+        self.to_html(out / PAGE_FILE)
+        (out / SUMMARY_FILE).write_text(
+            json.dumps(finite(self.summary()), indent=2, ensure_ascii=False) + "\n"
+        )
+        return out
+
+
+@torch.no_grad()
+def read_vectors(base: Base, layer: int, ids: list[int], positions: list[int]) -> Tensor:
+    """Layer-`layer` vectors of the sequence `ids` at `positions` (float32), as extraction reads them."""
+    device = next(base.model.parameters()).device
+    x = torch.tensor([ids], device=device)
+    hidden = arch.hidden_at_block(base.model, layer, input_ids=x, attention_mask=torch.ones_like(x))
+    return check_vectors(
+        hidden[0, positions].float().cpu(), f"layer {layer} of the base", what="the residual"
+    )
+
+
+def inspect_pair(
+    pair,
+    text: str | None = None,
+    *,
+    chat: Messages | None = None,
+    reply_tokens: int = 0,
+    positions: str | list[int] | None = "all",
+    base: Base | None = None,
+    base_model: str | None = None,
+    baseline_b: float | None = None,
+    baseline_source: str | None = None,
+    spliced_loss: bool = False,
+    batch_size: int | None = None,
+    spliced_batch_size: int = 8,
+    **generate_kwargs,
+) -> Inspection:
+    """Inspect `text` (or `chat`) with `pair`; see the module docstring. `baseline_b` is the training
+    distribution's ``B`` when known (else it is measured on the bundled corpus); `generate_kwargs` go to
+    the AV (max_new_tokens, engine, …)."""
+    layer = pair.av.meta.layer
+    if layer is None:
+        raise DataError("the AV meta records no layer (and the AR none either); an NLA needs its layer")
+    if reply_tokens < 0:
+        raise DataError(f"--reply must be >= 0 tokens, got {reply_tokens}")
+    with base_of(pair, base, base_model) as bm:
+        stops = stop_token_ids(bm.model, bm.tokenizer)
+        seq = build_sequence(
+            bm.model, bm.tokenizer, text=text, chat=chat, reply_tokens=reply_tokens, stop_ids=stops
+        )
+        chosen = parse_positions(positions, seq)
+        vectors = read_vectors(bm, layer, seq.ids, chosen)
+        need_mean = spliced_loss or baseline_b is None
+        measured = B.measure(bm.model, bm.tokenizer, layer) if need_mean else None
+    rt = pair.round_trip(vectors, batch_size=batch_size, **generate_kwargs)
+    if baseline_b is not None:
+        bl = B.Baseline(
+            B.check_b(baseline_b, "baseline_b"),
+            baseline_source or "given",
+            measured.mean if measured else None,
+        )
+    else:
+        bl = measured
+    spliced = None
+    if spliced_loss:
+        with base_of(pair, base, base_model) as bm:
+            nxt = [seq.ids[p + 1] if p + 1 < len(seq.ids) else None for p in chosen]
+            rows = spliced_rows(
+                bm.model,
+                layer,
+                [seq.ids] * len(chosen),
+                chosen,
+                vectors,
+                rt.reconstructions.float(),
+                bl.mean,
+                next_tokens=nxt,
+                batch_size=spliced_batch_size,
+            )
+        spliced = summarize_spliced(rows, layer, mean_source=f"mean vector {measured.source}")
+    tok = pair.av.tokenizer
+    return Inspection(
+        sequence=seq,
+        positions=chosen,
+        token_texts=[tok.decode([t]) for t in seq.ids],
+        vectors=vectors,
+        round_trip=rt,
+        baseline=bl,
+        info=_info(pair, layer),
+        spliced=spliced,
+        texts={
+            "prompt": seq.rendered,
+            "reply": tok.decode(seq.ids[seq.n_prompt :]) if seq.n_reply else "",
+        },
+    )
+
+
+def _info(pair, layer: int) -> dict:
+    m = pair.av.meta
+    return {
+        "base_model": m.base_model,
+        "layer": layer,
+        "d_model": m.d_model,
+        "injection_scheme": m.injection.scheme,
+        "injection_scale": m.injection_scale_value(),
+        "mse_scale": pair.ar.meta.mse_scale_value(),
+        "av": str(getattr(pair.av, "source", "") or ""),
+        "ar": str(getattr(pair.ar, "source", "") or ""),
+    }
