@@ -31,6 +31,7 @@ from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
 from hubkit.train import data as D
+from hubkit.train import distributed as DP
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
 from hubkit.train.recipe import Recipe, Stage, StageRecipe
@@ -45,8 +46,17 @@ class TrainingDiverged(HubkitError, RuntimeError):
 
 
 def check_finite_weights(stage: str, step: int, last: Path | None, params: Iterable[nn.Parameter]) -> None:
-    """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written)."""
-    if all(bool(torch.isfinite(p.detach()).all()) for p in params):
+    """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written).
+
+    Sharded weights are checked shard by shard and the verdict agreed by every rank."""
+    from hubkit.train import fsdp
+
+    params = list(params)
+    if any(fsdp.is_dtensor(p) for p in params):
+        finite = fsdp.all_finite(params)
+    else:
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in params)
+    if finite:
         return
     kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
     raise TrainingDiverged(
@@ -94,6 +104,9 @@ class Runner:
         self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.dist = recipe.distributed
+        DP.ensure_process_group(self.dist.strategy, self.device)
+        DP.check_same_devices(self.device, self.world)
         self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
         self.dtype = resolve_dtype_name(recipe.dtype, self.device)
         threads = apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", self.world)))
@@ -103,12 +116,55 @@ class Runner:
                 f"[{stage}] dtype {self.dtype} (recipe: {recipe.dtype}), {threads} torch threads", flush=True
             )
         self.config_sha256 = recipe.config_sha256(stage, self.dtype)
+        self._apply_global_batch()
+        self._check_fits()
         self.resumed = self._prepare_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
+
+    @property
+    def sharded(self) -> bool:
+        return self.dist.strategy == "fsdp"
+
+    def _apply_global_batch(self) -> None:
+        """``distributed.global_batch_size`` sets this run's ``grad_accum`` (after the config hash, so the
+        recipe hashes the same on any number of processes)."""
+        gb = self.dist.global_batch_size
+        if gb is None:
+            return
+        accum = DP.grad_accum_for(gb, self.cfg.micro_batch_size, self.world, f"recipe stage `{self.stage}`")
+        if accum != self.cfg.grad_accum:
+            log.info(
+                "%s: grad_accum %d from global_batch_size %d on %d processes",
+                self.stage,
+                accum,
+                gb,
+                self.world,
+            )
+        self.cfg.grad_accum = accum
+
+    def _check_fits(self) -> None:
+        """The fit estimate, before any weight is loaded (only where a device's memory is known)."""
+        if DP.device_memory_bytes(self.dist, self.device) is None:
+            return
+        from hubkit import loading
+
+        base = loading.resolve_base(self.recipe.base_model)
+        DP.check_fits(self.dist, base, self.dtype, self.cfg.adapter.kind, self.world, self.device)
+
+    def shard(self, model: nn.Module | None) -> nn.Module | None:
+        """Shard `model` in place under ``strategy: fsdp`` (each block, then the root); unchanged otherwise."""
+        if model is None or not self.sharded:
+            return model
+        from hubkit.precision import resolve_dtype
+        from hubkit.train import fsdp
+
+        mp = self.dist.mixed_precision
+        param_dtype = None if mp == "none" else resolve_dtype(mp, self.device)
+        return fsdp.shard(model, param_dtype, self.dist.reshard_after_forward)
 
     def data_path(self, what: str) -> str:
         """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""
@@ -162,12 +218,16 @@ class Runner:
 
     # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
-        """Sum gradients over processes (no-op in a single process)."""
+        """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
         if self.world == 1:
             return
         import torch.distributed as dist
 
-        params = [p for p in params if p.requires_grad]
+        from hubkit.train import fsdp
+
+        params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
+        if not params:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -209,7 +269,20 @@ class Runner:
     def checkpoint(
         self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict
     ) -> Path:
+        """Write step `state.step` (rank 0), gathering sharded weights and optimiser state first."""
         folder = self.run_dir / T.step_name(state.step)
+        if self.sharded:  # every rank takes part in gathering; rank 0 writes
+            from dataclasses import replace
+
+            from hubkit.train import fsdp
+
+            parts = [
+                replace(p, state_dict=fsdp.full_state_dict(p.model, p.adapter_name is not None))
+                if fsdp.is_sharded(p.model)
+                else p
+                for p in parts
+            ]
+            optimizers = {k: fsdp.optimizer_full_state(o) for k, o in optimizers.items()}
         if self.is_main:
             T.write_step(self.run_dir, state, parts, optimizers, schedulers)
             if not self.opts.quiet:

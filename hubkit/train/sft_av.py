@@ -102,6 +102,7 @@ class AVTask:
             )
         self._check_markers()
         self.init_parent = meta_base_name(recipe.base_model)
+        runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
     def _check_markers(self) -> None:
         mid = self.meta.injection.marker_token_id
