@@ -154,9 +154,11 @@ def truncate(model: nn.Module, n_keep: int) -> nn.Module:
 
 
 def _is_sharded(model: nn.Module) -> bool:
+    """FSDP2 shards the causal LM (under a peft wrapper, its base model)."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    inner = getattr(model, "get_base_model", None)
+    return isinstance(inner() if callable(inner) else model, FSDPModule)
 
 
 class _StopForward(Exception):

@@ -24,10 +24,20 @@ from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hubkit import arch
+from hubkit.errors import HubkitError
+
+QUANTIZED_PARAMS = ("Params4bit", "Int8Params")  # bitsandbytes parameter classes FSDP2 cannot shard
+
+
+def fsdp_root(model: nn.Module) -> nn.Module:
+    """The module FSDP shards as its root: the causal LM itself, under a peft wrapper when there is one
+    (``generate`` and ``forward`` both run through it, so its hooks gather the root's weights first)."""
+    inner = getattr(model, "get_base_model", None)
+    return inner() if callable(inner) else model
 
 
 def is_sharded(model: nn.Module | None) -> bool:
-    return isinstance(model, FSDPModule)
+    return model is not None and isinstance(fsdp_root(model), FSDPModule)
 
 
 def is_dtensor(t: object) -> bool:
@@ -47,12 +57,18 @@ def mp_policy(param_dtype: torch.dtype | None) -> MixedPrecisionPolicy:
 def shard(
     model: nn.Module, param_dtype: torch.dtype | None = None, reshard_after_forward: bool = True
 ) -> nn.Module:
-    """Shard `model` in place (each decoder block, then the root) and return it; its class changes, its
-    identity does not, so every object holding it keeps working."""
+    """Shard `model` in place (each decoder block, then the root) and return it; classes change,
+    identities do not, so every object holding the model keeps working."""
+    quantized = sorted({type(p).__name__ for p in model.parameters() if type(p).__name__ in QUANTIZED_PARAMS})
+    if quantized:
+        raise HubkitError(
+            f"distributed.strategy fsdp cannot shard bitsandbytes {', '.join(quantized)} weights (a QLoRA or 8-bit "
+            "base): train a LoRA on the unquantized base under fsdp, or the QLoRA under strategy ddp"
+        )
     policy = mp_policy(param_dtype)
     for block in arch.decoder_layers(model):
         fully_shard(block, mp_policy=policy, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+    fully_shard(fsdp_root(model), mp_policy=policy, reshard_after_forward=reshard_after_forward)
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
@@ -115,15 +131,22 @@ def all_finite(params: Iterable[nn.Parameter]) -> bool:
 
 
 def local_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
-    """Bytes this rank holds of the parameters and of the optimiser state (local shards only)."""
-    params = sum(local(p).numel() * local(p).element_size() for p in model.parameters())
+    """Bytes this rank holds of the parameters, their gradients and the optimiser state (local shards)."""
+
+    def size(t: Tensor) -> int:
+        t = local(t)
+        return t.numel() * t.element_size()
+
+    params = list(model.parameters())
     state = 0
     if optimizer is not None:
         for s in optimizer.state.values():
-            for v in s.values():
-                if isinstance(v, Tensor) and v.dim() > 0:
-                    state += local(v).numel() * local(v).element_size()
-    return {"parameters": params, "optimizer": state}
+            state += sum(size(v) for v in s.values() if isinstance(v, Tensor) and v.dim() > 0)
+    return {
+        "parameters": sum(size(p) for p in params),
+        "gradients": sum(size(p.grad) for p in params if p.grad is not None),
+        "optimizer": state,
+    }
 
 
 # -- full state on rank 0 ----------------------------------------------------------------------------------

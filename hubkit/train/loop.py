@@ -117,6 +117,7 @@ class Runner:
             )
         self.config_sha256 = recipe.config_sha256(stage, self.dtype)
         self._apply_global_batch()
+        self._check_quantized()
         self._check_fits()
         self.resumed = self._prepare_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
@@ -145,6 +146,14 @@ class Runner:
                 self.world,
             )
         self.cfg.grad_accum = accum
+
+    def _check_quantized(self) -> None:
+        if self.sharded and self.cfg.adapter.kind == "qlora":
+            raise DP.DistributedError(
+                f"recipe stage `{self.stage}`: adapter.kind qlora cannot be sharded by distributed.strategy fsdp "
+                "(bitsandbytes 4-bit weights are not FSDP2 parameters); use adapter.kind lora under fsdp, or "
+                "strategy ddp for a QLoRA"
+            )
 
     def _check_fits(self) -> None:
         """The fit estimate, before any weight is loaded (only where a device's memory is known)."""
