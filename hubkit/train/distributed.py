@@ -107,6 +107,10 @@ def ensure_process_group(strategy: str, device: torch.device) -> None:
             "run `torchrun --nproc_per_node N -m hubkit.cli train ...` (N = 1 works) or `accelerate launch`, "
             "or set `distributed.strategy: ddp`"
         )
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

@@ -102,10 +102,11 @@ def gathered(model: nn.Module) -> Iterator[None]:
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
     """Global gradient norm over sharded (summed over ranks) and replicated gradients; clip when `max_norm`."""
     grads = [p.grad for p in params if p.grad is not None]
-    sharded = torch.zeros((), dtype=torch.float64)
-    replicated = torch.zeros((), dtype=torch.float64)
+    device = local(grads[0]).device if grads else torch.device("cpu")  # nccl reduces GPU tensors only
+    sharded = torch.zeros((), dtype=torch.float64, device=device)
+    replicated = torch.zeros((), dtype=torch.float64, device=device)
     for g in grads:
-        sq = local(g).detach().double().pow(2).sum().cpu()
+        sq = local(g).detach().double().pow(2).sum().to(device)
         if isinstance(g, DTensor):
             sharded += sq
         else:
@@ -122,10 +123,12 @@ def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> fl
 
 def all_finite(params: Iterable[nn.Parameter]) -> bool:
     """Every weight finite on every rank (one all-reduce, so all ranks agree)."""
+    params = list(params)
     ok = all(bool(torch.isfinite(local(p).detach()).all()) for p in params)
     if not dist.is_initialized():
         return ok
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    device = local(params[0]).device if params else torch.device("cpu")
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 

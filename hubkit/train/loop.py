@@ -237,16 +237,20 @@ class Runner:
         params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
         if not params:
             return
+        had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+        dist.all_reduce(had, op=dist.ReduceOp.MAX)  # a weight no process used keeps no gradient, as in one
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         flat = torch.cat([p.grad.reshape(-1).float() for p in params])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
-        for p in params:
+        for p, used in zip(params, had.tolist(), strict=True):
             n = p.numel()
             p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
             offset += n
+            if not used:
+                p.grad = None
 
     def reduce_sum(self, value: float) -> float:
         if self.world == 1:
@@ -268,6 +272,8 @@ class Runner:
     def log_step(self, metrics: dict[str, Any]) -> None:
         if not self.is_main:
             return
+        if self.device.type == "cuda":  # the step's high-water mark on this process's GPU
+            metrics = {**metrics, "peak_gpu_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(metrics) + "\n")
         step = metrics["step"]

@@ -112,7 +112,6 @@ def sft_runs(tmp_path_factory, train_base, sft_table):
     return {"root": root, "one": one, "two": two, "base": train_base}
 
 
-@pytest.mark.slow
 @needs_torchrun
 @pytest.mark.parametrize(
     ("stage", "files"),
@@ -133,7 +132,6 @@ def test_two_sharded_processes_train_what_one_process_trains(sft_runs, stage, fi
     assert state["world_size"] == 2 and state["global_batch"] == 4
 
 
-@pytest.mark.slow
 @needs_torchrun
 def test_sharded_checkpoints_load_as_ordinary_ones(sft_runs):
     """A step written by FSDP loads with the public API and explains / reconstructs like the single run's."""
@@ -152,7 +150,6 @@ def test_sharded_checkpoints_load_as_ordinary_ones(sft_runs):
     torch.testing.assert_close(recon[0], recon[1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.slow
 @needs_torchrun
 def test_killed_rank_names_the_last_good_checkpoint_and_resume_is_exact(sft_runs, tmp_path):
     import psutil
@@ -221,7 +218,7 @@ def grpo_setup(tmp_path_factory, train_base):
     )
     target = ActivationReconstructor.from_pretrained(root / "ar0").reconstruct([GOOD])[0]
     write_sft(root / "av.parquet", target.repeat(8, 1), [GOOD, BAD] * 4)
-    write_rl(root / "rl.parquet", torch.stack([target, -target, target * 0.5, target + 0.1]))
+    write_rl(root / "rl.parquet", target.repeat(4, 1))
     av = {"data": str(root / "av.parquet"), "steps": 25, "micro_batch_size": 8, "checkpoint_every": 25}
     av_dir = train_av(
         make_recipe(train_base, root / "sft", av={**av, "adapter": {"kind": "full"}, "optim": {"lr": 1e-2}}),
@@ -230,7 +227,6 @@ def grpo_setup(tmp_path_factory, train_base):
     return {"root": root, "av": av_dir, "ar": root / "ar0"}
 
 
-@pytest.mark.slow
 @needs_torchrun
 def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_base):
     """Full-weights policy and frozen reference sharded, rollouts gathered, AR co-trained: equal to one process."""
@@ -242,7 +238,7 @@ def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_b
         "steps": 3,
         "micro_batch_size": 1,
         "group_size": 4,
-        "max_new_tokens": 6,
+        "max_new_tokens": 12,
         "checkpoint_every": 3,
         "kl_coef": 0.1,
         "reference": "base",
@@ -263,7 +259,7 @@ def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_b
     b = [json.loads(x) for x in (single.parent / "metrics.jsonl").read_text().splitlines()]
     for x, y in zip(a, b, strict=True):
         for key in ("reward", "kl", "parsed", "length", "ar_loss"):
-            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), key
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7, nan_ok=True), key
     assert (
         min(m["parsed"] for m in b) > 0.5 and max(m["kl"] for m in b) > 0
     )  # a real update, not all penalties
@@ -273,7 +269,6 @@ def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_b
 
 
 # -- memory --------------------------------------------------------------------------------------------
-@pytest.mark.slow
 @needs_torchrun
 def test_each_rank_holds_half_of_the_parameters_and_optimiser_state(tmp_path):
     """Bytes of local shards measured on each rank (benchmarks/bench_fsdp_memory.py) against one process."""
