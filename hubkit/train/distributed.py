@@ -143,6 +143,30 @@ def check_same_devices(device: torch.device, world: int) -> None:
         )
 
 
+def check_stage(
+    cfg: DistributedRecipe, stage_cfg: Any, stage: str, world: int, device, dtype: str, base: str
+) -> None:
+    """Before a stage loads anything: set ``grad_accum`` from ``global_batch_size`` (after the config hash,
+    so the recipe hashes the same on any number of processes), refuse QLoRA under fsdp, and refuse a base
+    that cannot fit."""
+    gb = cfg.global_batch_size
+    if gb is not None:
+        accum = grad_accum_for(gb, stage_cfg.micro_batch_size, world, f"recipe stage `{stage}`")
+        if accum != stage_cfg.grad_accum:
+            log.info("%s: grad_accum %d from global_batch_size %d on %d processes", stage, accum, gb, world)
+        stage_cfg.grad_accum = accum
+    if cfg.strategy == "fsdp" and stage_cfg.adapter.kind == "qlora":
+        raise DistributedError(
+            f"recipe stage `{stage}`: adapter.kind qlora cannot be sharded by distributed.strategy fsdp "
+            "(bitsandbytes 4-bit weights are not FSDP2 parameters); use adapter.kind lora under fsdp, or "
+            "strategy ddp for a QLoRA"
+        )
+    if device_memory_bytes(cfg, device) is not None:
+        from hubkit import loading
+
+        check_fits(cfg, loading.resolve_base(base), dtype, stage_cfg.adapter.kind, world, device)
+
+
 # -- the fit estimate -------------------------------------------------------------------------------
 DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 NF4_BYTES = 0.5 + 4 / 64  # 4-bit weights plus one fp32 absmax per 64-value block

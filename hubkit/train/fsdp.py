@@ -76,6 +76,16 @@ def shard(
     return model
 
 
+def shard_as(cfg, model: nn.Module | None, device: torch.device) -> nn.Module | None:
+    """`shard` with a recipe's ``distributed:`` settings (`DistributedRecipe`); None stays None."""
+    if model is None:
+        return None
+    from hubkit.precision import resolve_dtype
+
+    param_dtype = None if cfg.mixed_precision == "none" else resolve_dtype(cfg.mixed_precision, device)
+    return shard(model, param_dtype, cfg.reshard_after_forward)
+
+
 def _fsdp_modules(model: nn.Module) -> list[FSDPModule]:
     return [m for m in model.modules() if isinstance(m, FSDPModule)]
 
@@ -174,6 +184,20 @@ def full_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]
         if full is not None:
             out[name] = full
     return out
+
+
+def gathered_for_checkpoint(parts: list, optimizers: dict) -> tuple[list, dict]:
+    """A step's parts with their sharded models' full weights attached (`Part.state_dict`; a LoRA's
+    adapter only) and its optimisers as full state dicts; every rank calls, rank 0 holds the tensors."""
+    from dataclasses import replace
+
+    parts = [
+        replace(p, state_dict=full_state_dict(p.model, p.adapter_name is not None))
+        if is_sharded(p.model)
+        else p
+        for p in parts
+    ]
+    return parts, {k: optimizer_full_state(o) for k, o in optimizers.items()}
 
 
 def optimizer_full_state(optimizer: torch.optim.Optimizer) -> dict:

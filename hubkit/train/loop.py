@@ -32,6 +32,7 @@ from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
 from hubkit.train import data as D
 from hubkit.train import distributed as DP
+from hubkit.train import fsdp
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
 from hubkit.train.recipe import Recipe, Stage, StageRecipe
@@ -49,8 +50,6 @@ def check_finite_weights(stage: str, step: int, last: Path | None, params: Itera
     """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written).
 
     Sharded weights are checked shard by shard and the verdict agreed by every rank."""
-    from hubkit.train import fsdp
-
     params = list(params)
     if any(fsdp.is_dtensor(p) for p in params):
         finite = fsdp.all_finite(params)
@@ -116,9 +115,7 @@ class Runner:
                 f"[{stage}] dtype {self.dtype} (recipe: {recipe.dtype}), {threads} torch threads", flush=True
             )
         self.config_sha256 = recipe.config_sha256(stage, self.dtype)
-        self._apply_global_batch()
-        self._check_quantized()
-        self._check_fits()
+        DP.check_stage(self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model)
         self.resumed = self._prepare_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
@@ -130,50 +127,9 @@ class Runner:
     def sharded(self) -> bool:
         return self.dist.strategy == "fsdp"
 
-    def _apply_global_batch(self) -> None:
-        """``distributed.global_batch_size`` sets this run's ``grad_accum`` (after the config hash, so the
-        recipe hashes the same on any number of processes)."""
-        gb = self.dist.global_batch_size
-        if gb is None:
-            return
-        accum = DP.grad_accum_for(gb, self.cfg.micro_batch_size, self.world, f"recipe stage `{self.stage}`")
-        if accum != self.cfg.grad_accum:
-            log.info(
-                "%s: grad_accum %d from global_batch_size %d on %d processes",
-                self.stage,
-                accum,
-                gb,
-                self.world,
-            )
-        self.cfg.grad_accum = accum
-
-    def _check_quantized(self) -> None:
-        if self.sharded and self.cfg.adapter.kind == "qlora":
-            raise DP.DistributedError(
-                f"recipe stage `{self.stage}`: adapter.kind qlora cannot be sharded by distributed.strategy fsdp "
-                "(bitsandbytes 4-bit weights are not FSDP2 parameters); use adapter.kind lora under fsdp, or "
-                "strategy ddp for a QLoRA"
-            )
-
-    def _check_fits(self) -> None:
-        """The fit estimate, before any weight is loaded (only where a device's memory is known)."""
-        if DP.device_memory_bytes(self.dist, self.device) is None:
-            return
-        from hubkit import loading
-
-        base = loading.resolve_base(self.recipe.base_model)
-        DP.check_fits(self.dist, base, self.dtype, self.cfg.adapter.kind, self.world, self.device)
-
     def shard(self, model: nn.Module | None) -> nn.Module | None:
         """Shard `model` in place under ``strategy: fsdp`` (each block, then the root); unchanged otherwise."""
-        if model is None or not self.sharded:
-            return model
-        from hubkit.precision import resolve_dtype
-        from hubkit.train import fsdp
-
-        mp = self.dist.mixed_precision
-        param_dtype = None if mp == "none" else resolve_dtype(mp, self.device)
-        return fsdp.shard(model, param_dtype, self.dist.reshard_after_forward)
+        return fsdp.shard_as(self.dist, model, self.device) if self.sharded else model
 
     def data_path(self, what: str) -> str:
         """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""
@@ -228,29 +184,8 @@ class Runner:
     # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
         """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        from hubkit.train import fsdp
-
-        params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
-        if not params:
-            return
-        had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-        dist.all_reduce(had, op=dist.ReduceOp.MAX)  # a weight no process used keeps no gradient, as in one
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for p, used in zip(params, had.tolist(), strict=True):
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
-            offset += n
-            if not used:
-                p.grad = None
+        if self.world > 1:
+            sum_gradients(params)
 
     def reduce_sum(self, value: float) -> float:
         if self.world == 1:
@@ -287,17 +222,7 @@ class Runner:
         """Write step `state.step` (rank 0), gathering sharded weights and optimiser state first."""
         folder = self.run_dir / T.step_name(state.step)
         if self.sharded:  # every rank takes part in gathering; rank 0 writes
-            from dataclasses import replace
-
-            from hubkit.train import fsdp
-
-            parts = [
-                replace(p, state_dict=fsdp.full_state_dict(p.model, p.adapter_name is not None))
-                if fsdp.is_sharded(p.model)
-                else p
-                for p in parts
-            ]
-            optimizers = {k: fsdp.optimizer_full_state(o) for k, o in optimizers.items()}
+            parts, optimizers = fsdp.gathered_for_checkpoint(parts, optimizers)
         if self.is_main:
             T.write_step(self.run_dir, state, parts, optimizers, schedulers)
             if not self.opts.quiet:
@@ -364,6 +289,30 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def sum_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Sum the gradients of `params` over the processes (one flat all-reduce); sharded (FSDP) gradients are
+    left alone, FSDP has reduced them. A weight that no process used keeps no gradient, as in one process."""
+    import torch.distributed as dist
+
+    params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
+    if not params:
+        return
+    had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(had, op=dist.ReduceOp.MAX)  # a weight no process used keeps no gradient, as in one
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, used in zip(params, had.tolist(), strict=True):
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
+        offset += n
+        if not used:
+            p.grad = None
 
 
 def read_metrics_lines(path: Path) -> list[tuple[str, int]]:

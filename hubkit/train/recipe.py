@@ -253,7 +253,8 @@ class Recipe:
     ar: ARRecipe | None = _help("AR SFT stage", default=None)
     grpo: GRPORecipe | None = _help("GRPO stage", default=None)
     distributed: DistributedRecipe = _help(
-        "how processes share the work: ddp or fsdp (hubkit.train.distributed)", default_factory=DistributedRecipe
+        "how processes share the work: ddp or fsdp (hubkit.train.distributed)",
+        default_factory=DistributedRecipe,
     )
     notes: str | None = _help("free text (not used)", default=None)
 
