@@ -32,47 +32,38 @@ class DistributedError(HubkitError, ValueError):
     or a base that does not fit even sharded."""
 
 
+def _help(text: str, default: Any, **bounds: float) -> Any:
+    """A field with its help text and the bounds `hubkit.train.recipe.check_values` enforces."""
+    return field(default=default, metadata={"help": text, "bounds": bounds})
+
+
 @dataclass
 class DistributedRecipe:
     """How the processes of one run share the work (every field has a default: a recipe may omit the section)."""
 
-    strategy: Literal["ddp", "fsdp"] = field(
-        default="ddp",
-        metadata={
-            "help": "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser "
-            "state sharded over the processes (FSDP2), each decoder block a unit",
-            "bounds": {},
-        },
+    strategy: Literal["ddp", "fsdp"] = _help(
+        "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser state "
+        "sharded over the processes (FSDP2), each decoder block a unit",
+        "ddp",
     )
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x "
-            "processes); when set, grad_accum = global_batch_size / (micro_batch_size x processes)",
-            "bounds": {"ge": 1},
-        },
+    global_batch_size: int | None = _help(
+        "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x processes); when "
+        "set, grad_accum = global_batch_size / (micro_batch_size x processes)",
+        None,
+        ge=1,
     )
-    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = field(
-        default="none",
-        metadata={
-            "help": "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's "
-            "dtype, gradients are reduced in float32); auto: hubkit.precision's choice for the device",
-            "bounds": {},
-        },
+    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = _help(
+        "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's dtype, "
+        "gradients are reduced in float32); auto: hubkit.precision's choice for the device",
+        "none",
     )
-    reshard_after_forward: bool = field(
-        default=True,
-        metadata={
-            "help": "fsdp only: free gathered blocks after their forward (less memory, one more gather)"
-        },
+    reshard_after_forward: bool = _help(
+        "fsdp only: free gathered blocks after their forward (less memory, one more gather)", True
     )
-    device_memory_gb: float | None = field(
-        default=None,
-        metadata={
-            "help": "memory of one device for the fit estimate made before loading (null: the GPU's own; "
-            "no estimate on CPU)",
-            "bounds": {"gt": 0},
-        },
+    device_memory_gb: float | None = _help(
+        "memory of one device for the fit estimate made before loading (null: the GPU's own; no estimate on CPU)",
+        None,
+        gt=0,
     )
 
     def is_default(self) -> bool:

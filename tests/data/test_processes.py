@@ -29,12 +29,11 @@ TIME_FIELDS = {"created", "first_labeled_at", "last_labeled_at"}
 def pair(tmp_path_factory):
     """A tiny base (d=32, 2 blocks) and an AV + AR trained on it for one step (ordinary checkpoints)."""
     import torch
+    from train.train_helpers import TEXTS, make_recipe, write_sft  # tests/ is on sys.path (rootdir packages)
 
     from hubkit.testing import make_tiny_model
     from hubkit.train.sft_ar import train_ar
     from hubkit.train.sft_av import train_av
-
-    from ..train.train_helpers import TEXTS, make_recipe, write_sft
 
     root = tmp_path_factory.mktemp("stages")
     base = make_tiny_model("llama", d_model=32, n_layers=2, seed=0).save(root / "base")

@@ -22,34 +22,18 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from hubkit.train.distributed import DistributedRecipe
 from hubkit.train.loop import RunOptions
 
-from .train_helpers import D_MODEL, write_rl, write_sft
+from .test_grpo import grpo_recipe, setup  # noqa: F401 (a fixture used here too)
+from .train_helpers import D_MODEL, torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
-GOOD, BAD = "cat", "dog"
 
 
-def launch(stage: str, recipe: Path, *extra: str, procs: int = 2) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "torchrun",
-            "--nproc_per_node",
-            str(procs),
-            "-m",
-            "hubkit.train.commands",
-            stage,
-            str(recipe),
-            "-q",
-            *extra,
-        ],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def launch(stage: str, recipe: Path, *extra: str) -> subprocess.CompletedProcess:
+    return torchrun(["-m", "hubkit.train.commands", stage, str(recipe), "-q", *extra])
 
 
 def write_recipe(path: Path, base: Path, out: Path, strategy: str, **sections) -> Path:
@@ -68,7 +52,10 @@ def write_recipe(path: Path, base: Path, out: Path, strategy: str, **sections) -
 def in_process(stage: str, recipe: Path):
     from hubkit.train.recipe import load_recipe
 
-    r = load_recipe(recipe)
+    return in_process_recipe(stage, load_recipe(recipe))
+
+
+def in_process_recipe(stage: str, r):
     if stage == "av":
         from hubkit.train.sft_av import train_av
 
@@ -195,63 +182,56 @@ def test_killed_rank_names_the_last_good_checkpoint_and_resume_is_exact(sft_runs
     assert losses(run) == pytest.approx(losses(single), rel=1e-6)
 
 
-# -- GRPO ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def grpo_setup(tmp_path_factory, train_base):
-    """An AR (the base, identity head) and a full AV trained to answer one vector with cat or dog."""
-    from hubkit import arch, loading
-    from hubkit.checkpoint import write_checkpoint
-    from hubkit.heads import identity_head
-    from hubkit.reconstructor import ActivationReconstructor
-    from hubkit.train import metas
-    from hubkit.train.recipe import AdapterRecipe
-    from hubkit.train.sft_av import train_av
-
-    from .train_helpers import make_recipe
-
-    root = tmp_path_factory.mktemp("fsdp-grpo")
-    model = loading.load_causal_lm(str(train_base))
-    ar_meta = metas.ar_meta(make_recipe(train_base, root), model, AdapterRecipe(kind="full"), head_bias=False)
-    arch.truncate(model, ar_meta.ar.num_layers)
-    write_checkpoint(
-        root / "ar0", model, loading.load_tokenizer(str(train_base)), ar_meta, head=identity_head(D_MODEL)
-    )
-    target = ActivationReconstructor.from_pretrained(root / "ar0").reconstruct([GOOD])[0]
-    write_sft(root / "av.parquet", target.repeat(8, 1), [GOOD, BAD] * 4)
-    write_rl(root / "rl.parquet", target.repeat(4, 1))
-    av = {"data": str(root / "av.parquet"), "steps": 25, "micro_batch_size": 8, "checkpoint_every": 25}
-    av_dir = train_av(
-        make_recipe(train_base, root / "sft", av={**av, "adapter": {"kind": "full"}, "optim": {"lr": 1e-2}}),
-        RunOptions(quiet=True),
-    )
-    return {"root": root, "av": av_dir, "ar": root / "ar0"}
-
-
 @needs_torchrun
-def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_base):
-    """Full-weights policy and frozen reference sharded, rollouts gathered, AR co-trained: equal to one process."""
-    root = grpo_setup["root"]
-    grpo = {
-        "data": str(root / "rl.parquet"),
-        "av_init": str(grpo_setup["av"]),
-        "ar_init": str(grpo_setup["ar"]),
-        "steps": 3,
-        "micro_batch_size": 1,
-        "group_size": 4,
-        "max_new_tokens": 12,
-        "checkpoint_every": 3,
-        "kl_coef": 0.1,
-        "reference": "base",
-        "train_ar": True,
-        "ar_lr": 1e-3,
-        "optim": {"lr": 3e-3},
-    }
-    one = write_recipe(root / "one.yaml", train_base, root / "one", "ddp", grpo=grpo)
-    two = write_recipe(root / "two.yaml", train_base, root / "two", "fsdp", grpo=grpo)
-    done = launch("grpo", two)
+def test_one_process_fsdp_with_bf16_compute_keeps_fp32_weights(sft_runs, tmp_path):
+    """The GPU check's configuration on CPU: one process, float32 sharded weights, bf16 gathered for compute.
+
+    bf16 has an 8-bit mantissa (relative step 2^-8 = 0.4 %), so losses agree with the float32 run to
+    a few per cent, and the weights written are float32 and differ from the float32 run's."""
+    data = yaml.safe_load(sft_runs["two"].read_text())
+    data["output_dir"] = str(tmp_path / "mp")
+    data["distributed"] = {"strategy": "fsdp", "global_batch_size": 4, "mixed_precision": "bfloat16"}
+    recipe = tmp_path / "mp.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    done = torchrun(["-m", "hubkit.train.commands", "av", str(recipe), "-q"], procs=1)
     assert done.returncode == 0, done.stderr[-3000:]
-    single = in_process("grpo", one)
-    sharded = root / "two" / "grpo" / "step_000003"
+    single = sft_runs["root"] / "one" / "av"
+    if not (single / "step_000003").is_dir():
+        in_process("av", sft_runs["one"])
+    run = tmp_path / "mp" / "av"
+    assert losses(run) == pytest.approx(losses(single), rel=0.03)
+    assert losses(run) != losses(single)
+    mp, fp = (load_file(str(r / "step_000003" / "adapter_model.safetensors")) for r in (run, single))
+    assert all(t.dtype == torch.float32 for t in mp.values())
+    assert any(not torch.equal(mp[k], fp[k]) for k in mp)
+
+
+# -- GRPO ----------------------------------------------------------------------------------------------
+@needs_torchrun
+def test_grpo_sharded_policy_and_reference_match_one_process(setup, train_base, tmp_path):  # noqa: F811
+    """Full-weights policy and frozen reference sharded, rollouts gathered, AR co-trained: equal to one process.
+
+    `setup` (from test_grpo): a full AV trained to answer its vector with cat or dog, and an AR."""
+    recipe = grpo_recipe(
+        setup,
+        train_base,
+        "fsdp-one",
+        steps=3,
+        checkpoint_every=3,
+        group_size=4,
+        max_new_tokens=12,
+        kl_coef=0.1,
+        reference="base",
+        train_ar=True,
+        ar_lr=1e-3,
+    )
+    recipe.distributed = DistributedRecipe(strategy="ddp", global_batch_size=2)
+    single = in_process_recipe("grpo", recipe)
+    recipe.output_dir = str(tmp_path / "two")
+    recipe.distributed = DistributedRecipe(strategy="fsdp", global_batch_size=2)
+    done = launch("grpo", recipe.save(tmp_path / "two.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sharded = tmp_path / "two" / "grpo" / "step_000003"
     assert_same_step(
         sharded, single, ["model.safetensors", "ar/model.safetensors", "ar/value_head.safetensors"]
     )
@@ -263,7 +243,7 @@ def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_b
     assert (
         min(m["parsed"] for m in b) > 0.5 and max(m["kl"] for m in b) > 0
     )  # a real update, not all penalties
-    init = load_file(str(grpo_setup["av"] / "model.safetensors"))
+    init = load_file(str(setup["av"] / "model.safetensors"))
     after = load_file(str(single / "model.safetensors"))
     assert any(not torch.equal(init[k], after[k]) for k in after)
 
@@ -272,18 +252,10 @@ def test_grpo_sharded_policy_and_reference_match_one_process(grpo_setup, train_b
 @needs_torchrun
 def test_each_rank_holds_half_of_the_parameters_and_optimiser_state(tmp_path):
     """Bytes of local shards measured on each rank (benchmarks/bench_fsdp_memory.py) against one process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     results = {}
     for n in (1, 2):
         out = tmp_path / f"{n}.json"
-        done = subprocess.run(
-            ["torchrun", "--nproc_per_node", str(n), "benchmarks/bench_fsdp_memory.py", "--json", str(out)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = torchrun(["benchmarks/bench_fsdp_memory.py", "--json", str(out)], procs=n, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         results[n] = json.loads(out.read_text())
     whole = results[1]["ranks"][0]
