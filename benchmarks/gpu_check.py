@@ -1,6 +1,8 @@
 """The GPU check: one run, one table. Round trip (hubkit bf16 batched vs the per-row loop) at N = 32 and
-256, AV/AR LoRA and QLoRA (NF4) step time and peak GPU memory on SmolLM2-135M and Gemma-3-270M, and
-`hubkit demo`. Driven by benchmarks/gpu_check.sh (which bounds the wall time).
+256 with the generation's peak GPU memory, AV/AR LoRA and QLoRA (NF4) step time and peak GPU memory
+on SmolLM2-135M and Gemma-3-270M, the FSDP path with one process (AV full, AR LoRA, GRPO; see
+gpu_check_fsdp.py), and `hubkit demo`. Driven by benchmarks/gpu_check.sh (which bounds the wall
+time); a part that would start with less than a minute of that budget left is reported as skipped.
 
     python benchmarks/gpu_check.py [--dry-run] [--device cuda] [--out table.md]
 
@@ -28,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_round_trip import build_pair_checkpoints  # noqa: E402
+from gpu_check_fsdp import fsdp_rows  # noqa: E402
 
 from hubkit import models  # noqa: E402
 
@@ -53,10 +56,13 @@ def round_trip_rows(model: str, layer: int, sizes: list[int], new_tokens: int, d
         for n in sizes:
             v = torch.randn(n, d, generator=torch.Generator().manual_seed(n)) * 50
             _sync(device)
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             res = pair.round_trip(v, batch_size=min(n, 256), max_new_tokens=new_tokens)
             _sync(device)
             t_batch = time.perf_counter() - t0
+            peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
             k = min(n, PER_ROW_CAP)
             t0 = time.perf_counter()
             for i in range(k):
@@ -74,6 +80,7 @@ def round_trip_rows(model: str, layer: int, sizes: list[int], new_tokens: int, d
                     "ratio": (t_row / k) / (t_batch / n),
                     "note": "" if k == n else f"per-row timed on {k} rows, scaled to {n}",
                     "mean_cos": float(res.cos.mean()),
+                    **({"peak_gpu_mb": peak} if peak is not None else {}),
                 }
             )
     return rows
@@ -201,6 +208,12 @@ def main() -> None:
     sizes, new_tokens, steps = ([4], 4, 2) if dry else ([32, 256], 48, 4)
     names = ["smollm2-135m"] if dry else list(MODELS)
     rows: list[dict] = []
+    # gpu_check.sh stops the run at GPU_CHECK_LIMIT_S: keep 20 s to print the table
+    started, budget = time.perf_counter(), float(os.environ.get("GPU_CHECK_LIMIT_S", "470")) - 20
+
+    def time_left() -> float:
+        return budget - (time.perf_counter() - started)
+
     for name in names:
         try:
             models.prepare(name)
@@ -208,16 +221,30 @@ def main() -> None:
             rows.append({"what": f"prepare {name}", "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
             continue
         rt_sizes = sizes if name == "smollm2-135m" else sizes[:1]
-        for label, part, part_args in (
+        parts = [
             ("round trip", round_trip_rows, (name, MODELS[name], rt_sizes, new_tokens, args.device)),
             ("training", train_rows, (name, MODELS[name], steps, args.device, 8 if dry else 16)),
-        ):
+        ]
+        if name == "smollm2-135m":
+            tables = random_tables(name, Path(tempfile.mkdtemp(prefix="gpu-fsdp-")), 16)
+            parts.append(("fsdp", fsdp_rows, (name, MODELS[name], steps, args.device, tables, 150)))
+        for label, part, part_args in parts:
+            if time_left() < 60:
+                rows.append(
+                    {"what": f"{label} {name}", "error": "skipped: under 60 s of the time budget left"}
+                )
+                continue
+            if label == "fsdp":  # three launches share what is left
+                part_args = (*part_args[:-1], max(30, int((time_left() - 10) / 3)))
             try:
                 rows.extend(part(*part_args))
             except Exception as exc:
                 traceback.print_exc()
                 rows.append({"what": f"{label} {name}", "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
-    rows.append(demo_row(quick=dry, timeout=args.demo_timeout))
+    if time_left() > args.demo_timeout + 10:
+        rows.append(demo_row(quick=dry, timeout=args.demo_timeout))
+    else:
+        rows.append({"what": "hubkit demo", "error": "skipped: not enough of the time budget left"})
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     text = table(
         rows, f"gpu_check on {args.device} ({gpu}), torch {torch.__version__}{' DRY RUN' if dry else ''}"

@@ -166,6 +166,14 @@ def truncate(model: nn.Module, n_keep: int) -> nn.Module:
     return model
 
 
+def _is_sharded(model: nn.Module) -> bool:
+    """FSDP2 shards the causal LM (under a peft wrapper, its base model)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = getattr(model, "get_base_model", None)
+    return isinstance(inner() if callable(inner) else model, FSDPModule)
+
+
 class _StopForward(Exception):
     pass
 
@@ -180,10 +188,22 @@ def hidden_at_block(model: nn.Module, block: int, **inputs) -> torch.Tensor:
 
 
 def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor:
-    """`hidden_at_block` that keeps the autograd graph (for training the AR)."""
+    """`hidden_at_block` that keeps the autograd graph (for training the AR).
+
+    A model sharded by FSDP gathers its weights in hooks on its root, so it runs whole: it must be
+    truncated to end at `block` (as the AR is), and its last hidden state is that block's output."""
     tm, layers = text_model(model), decoder_layers(model)
     if not 0 <= block < len(layers):
         raise CheckpointError(f"block {block} is outside the model's {len(layers)} blocks")
+    if _is_sharded(model):
+        if block != len(layers) - 1 or not isinstance(
+            getattr(tm, (family(model) or Family()).final_norm), nn.Identity
+        ):
+            raise CheckpointError(
+                f"a sharded model is read at its last block only: truncate it to {block + 1} blocks first"
+            )
+        out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        return out.hidden_states[-1]
     captured: list[torch.Tensor] = []
 
     def hook(_m, _a, output):

@@ -194,19 +194,23 @@ def _hubkit_written(folder: Path) -> bool:
 
 
 # -- writing -----------------------------------------------------------------------------------------
-def _save_weights(model: nn.Module, tokenizer, folder: Path, adapter_name: str | None) -> None:
+def _save_weights(
+    model: nn.Module, tokenizer, folder: Path, adapter_name: str | None, state_dict: dict | None = None
+) -> None:
+    """`state_dict` (a sharded model's weights gathered by the trainer) replaces the model's own tensors."""
     from peft import PeftModel
 
+    given = {} if state_dict is None else {"state_dict": state_dict}
     if isinstance(model, PeftModel):
         names = [adapter_name] if adapter_name else None
-        model.save_pretrained(str(folder), selected_adapters=names)
+        model.save_pretrained(str(folder), selected_adapters=names, **given)
         if adapter_name and adapter_name != "default" and (folder / adapter_name).is_dir():
             # peft nests non-default adapters in a subfolder; keep the files at the top level.
             for f in (folder / adapter_name).iterdir():
                 f.replace(folder / f.name)
             (folder / adapter_name).rmdir()
     else:
-        model.save_pretrained(str(folder))
+        model.save_pretrained(str(folder), **given)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
 
@@ -219,16 +223,17 @@ def write_checkpoint(
     head: nn.Linear | None = None,
     adapter_name: str | None = None,
     legacy_pt: bool = False,
+    state_dict: dict | None = None,
 ) -> Path:
     """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
-    replaced whole."""
+    replaced whole. `state_dict`: the weights to write in place of the model's own (gathered shards)."""
     from hubkit import heads
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        _save_weights(model, tokenizer, tmp, adapter_name)
+        _save_weights(model, tokenizer, tmp, adapter_name, state_dict)
         if head is not None:
             heads.save_head(head, tmp)
             if legacy_pt:

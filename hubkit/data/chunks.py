@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hubkit import processes
 from hubkit.constants import CHUNKS_MANIFEST_FILE as MANIFEST_FILE
 from hubkit.constants import CHUNKS_SCHEMA as MANIFEST_SCHEMA
 from hubkit.data.outputs import check_table_output, finished_sidecar, mark
@@ -60,8 +61,13 @@ def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = Fa
 
     A table hubkit did not write is refused unless `overwrite`, and so is a finished table made with
     other settings; `overwrite` deletes it and any partial run. A table merged by a run killed before
-    it wrote the sidecar is written again; leftover chunks of a finished run are removed.
+    it wrote the sidecar is written again; leftover chunks of a finished run are removed. Several
+    processes: rank 0 decides (and deletes) alone, and every rank gets its answer.
     """
+    return processes.on_main(lambda: _prepare_output(out, params, overwrite))
+
+
+def _prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool) -> bool:
     out = check_table_output(out, overwrite)
     side = sidecar_path(out)
     if overwrite:
@@ -181,11 +187,11 @@ class ChunkStore:
         """Write chunk `index` (tmp, rename, then record it in the manifest)."""
         if not 0 <= index < self.n_chunks:
             raise IndexError(f"chunk {index} outside 0..{self.n_chunks - 1}")
-        path = self.folder / chunk_name(index)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-        self.chunks[index] = ChunkRecord(rows=table.num_rows, sha256=sha256_file(path))
+        self.record({index: write_chunk_file(self.folder, index, table)})
+
+    def record(self, finished: dict[int, ChunkRecord]) -> None:
+        """Enter chunks already written (by this process or another) in the manifest."""
+        self.chunks.update(finished)
         self._save()
 
     @property
@@ -213,6 +219,54 @@ class ChunkStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def write_chunk_file(folder: Path, index: int, table: pa.Table) -> ChunkRecord:
+    """Chunk `index` written atomically (tmp, then rename); the manifest is the caller's."""
+    path = folder / chunk_name(index)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return ChunkRecord(rows=table.num_rows, sha256=sha256_file(path))
+
+
+def _run_shared(
+    out: Path,
+    params: dict[str, Any],
+    n_chunks: int,
+    make_chunk: Callable[[int], pa.Table],
+    schema: pa.Schema,
+    keep_parts: bool,
+    on_chunk: Callable[[int, int], None] | None,
+) -> Path:
+    """`run_chunked` over the processes of a launcher: rank 0 keeps the manifest and merges; each rank
+    computes every `world`-th pending chunk. A killed run redoes the chunks the manifest lacks."""
+    folder = parts_dir(out)
+    store: list[ChunkStore] = []
+
+    def open_store() -> list[int]:
+        store.append(ChunkStore(folder, params, n_chunks))
+        return store[0].pending()
+
+    todo = processes.on_main(open_store)
+    mine: dict[int, ChunkRecord] = {}
+    for i in processes.my_share(todo):
+        table = make_chunk(i)
+        if not table.schema.equals(schema):
+            table = table.cast(schema)
+        mine[i] = write_chunk_file(folder, i, table)
+        if on_chunk is not None:
+            on_chunk(i, table.num_rows)
+    finished = {i: r for share in processes.gather(mine) for i, r in share.items()}
+
+    def merge() -> Path:
+        store[0].record(finished)
+        path = store[0].merge(out, schema)
+        if not keep_parts:
+            store[0].remove()
+        return path
+
+    return processes.on_main(merge)
+
+
 def run_chunked(
     out: str | Path,
     params: dict[str, Any],
@@ -226,8 +280,11 @@ def run_chunked(
     """Write the table at `out` chunk by chunk, resuming a run that was interrupted.
 
     `make_chunk(i)` computes the rows of unit `i`; it must depend only on `i` and `params`.
-    `on_chunk(i, rows)` is told after each chunk is safely recorded. Returns `out`.
+    `on_chunk(i, rows)` is told after each chunk is safely recorded. Returns `out`. Under a launcher
+    the chunks are shared among the processes and the table is the same (`_run_shared`).
     """
+    if processes.rank_world()[1] > 1:
+        return _run_shared(Path(out), params, n_chunks, make_chunk, schema, keep_parts, on_chunk)
     store = ChunkStore(parts_dir(out), params, n_chunks)
     todo = store.pending()
     if len(todo) < n_chunks:

@@ -12,7 +12,10 @@ from hubkit.precision import DTYPE_CHOICES
 
 
 def _set_threads(threads: int | None) -> int:
-    """Torch threads: `threads` when given, else hubkit's policy (physical cores available)."""
+    """Torch threads: `threads` when given, else hubkit's policy (physical cores available, shared by the
+    processes a launcher started on this node)."""
+    import os
+
     from hubkit.precision import apply_thread_policy_unless_set
 
     if threads:
@@ -20,16 +23,17 @@ def _set_threads(threads: int | None) -> int:
 
         torch.set_num_threads(threads)
         return threads
-    return apply_thread_policy_unless_set()
+    return apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def _load_base(name: str, revision: str | None, dtype: str, device: str):
     """(model, tokenizer): an offline registry model or local folder via hubkit.models, else transformers.
 
     `dtype` may be ``auto`` (bfloat16 where the hardware runs it natively, else float32)."""
-    from hubkit import models
+    from hubkit import models, processes
     from hubkit.precision import check_device, resolve_dtype
 
+    device = processes.local_device(device)
     check_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if revision is None:
@@ -185,9 +189,11 @@ def extract_cmd(
         overwrite=overwrite,
         on_chunk=lambda i, rows: click.echo(f"chunk {i + 1}: {rows} rows", err=True),
     )
+    from hubkit import processes
     from hubkit.data.sidecar import read_sidecar
 
-    click.echo(f"wrote {read_sidecar(path).rows} rows (layer {layer}) to {path}")
+    if processes.is_main():
+        click.echo(f"wrote {read_sidecar(path).rows} rows (layer {layer}) to {path}")
 
 
 @click.command("split")
@@ -297,6 +303,7 @@ def label_cmd(
     """Stage 2: explain each row's prefix with a labeler (LLM backends: audited by an auditor; resumable, cached)."""
     import os
 
+    from hubkit import processes
     from hubkit.data.label import LabelCache, label_table
     from hubkit.data.labeler_registry import LabelerOptions, make_pair
     from hubkit.errors import DataError
@@ -308,7 +315,7 @@ def label_cmd(
         api_key=os.environ.get(api_key_env),
         max_tokens=max_tokens,
         batch_size=batch_size,
-        device=device,
+        device=processes.local_device(device),
         requests_per_second=rps,
         concurrency=concurrency,
         max_retries=max_retries,
@@ -331,7 +338,8 @@ def label_cmd(
     from hubkit.data.sidecar import read_sidecar
 
     counts = read_sidecar(path).labeling.status_counts
-    click.echo(f"labeled {sum(counts.values())} rows ({counts}) → {path}")
+    if processes.is_main():
+        click.echo(f"labeled {sum(counts.values())} rows ({counts}) → {path}")
 
 
 @click.command("build")

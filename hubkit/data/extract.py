@@ -25,7 +25,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from hubkit import arch
+from hubkit import arch, processes
 from hubkit.data import chunks
 from hubkit.data.corpus import Corpus, Document
 from hubkit.data.sidecar import (
@@ -325,6 +325,6 @@ def extract(
         git_commit=git_commit(),
         hubkit_version=hubkit_version(),
     )
-    write_sidecar(out, sidecar)
+    processes.on_main(lambda: write_sidecar(out, sidecar))  # rank 0 writes; every rank returns after
     log.info("%s: %d rows from %d documents at layer %d", out, rows, len(corpus), config.layer)
     return out

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hubkit import constants as C
+from hubkit import processes
 from hubkit.data import chunks
 from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, write_sidecar
@@ -344,18 +345,16 @@ def label_table(
         first_labeled_at=pc.min(times).as_py(),
         last_labeled_at=pc.max(times).as_py(),
     )
-    write_sidecar(
-        out,
-        parent.derive(
-            table="labeled",
-            rows=done.num_rows,
-            columns=schema.names,
-            labeling=info,
-            explanation_format="plain",
-            parents={source.name: parent_sha},
-            run_sha256=chunks.params_sha256(params),
-        ),
+    sidecar = parent.derive(
+        table="labeled",
+        rows=done.num_rows,
+        columns=schema.names,
+        labeling=info,
+        explanation_format="plain",
+        parents={source.name: parent_sha},
+        run_sha256=chunks.params_sha256(params),
     )
+    processes.on_main(lambda: write_sidecar(out, sidecar))  # rank 0 writes; every rank returns after
     if counts.get(STATUS_FAILED):
         log.warning(
             "%s: %d of %d rows have no usable label (label_status=failed)",

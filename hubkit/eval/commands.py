@@ -139,7 +139,9 @@ def eval_command(
     dtype,
 ) -> None:
     """Evaluate an NLA pair (or a trajectory) on a held-out table; write eval.json, rows.parquet, plots."""
-    from hubkit import hub
+    from hubkit import hub, processes
+
+    device = processes.local_device(device)  # under a launcher, `cuda` is each process's own GPU
     from hubkit.eval.report import checkpoint_record
     from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory, load_pair
     from hubkit.eval.table import EvalTable
@@ -277,7 +279,8 @@ def eval_command(
             **common,
         )
         click.echo(headline(report))
-    click.echo(f"wrote {Path(out_dir) / 'eval.json'}")
+    if processes.is_main():
+        click.echo(f"wrote {Path(out_dir) / 'eval.json'}")
 
 
 def trajectory_extras(spliced_loss: bool, base_model: str | None):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hubkit import processes
 from hubkit.errors import IncompatiblePairError, MetaError
 from hubkit.eval import plots as P
 from hubkit.eval.ablations import reconstruct_unique
@@ -269,7 +270,8 @@ def evaluate_cross_pair(
         verdicts=NoVerdicts(),
         timing={"rows": len(sel), "cells": len(cp.cells)},
     )
-    if out_dir is not None:
+    write = out_dir is not None and processes.is_main()  # under a launcher, rank 0 writes
+    if write:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         report.outputs["evaluate"] = output_record(out, save_results(report, out))
@@ -277,6 +279,6 @@ def evaluate_cross_pair(
             path = P.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png")
             report.outputs["plots"] = {"cross_pair": output_record(out, path)}
     report.timing["total_s"] = time.perf_counter() - t_start
-    if out_dir is not None:
+    if write:
         report.write(out_dir)
     return report

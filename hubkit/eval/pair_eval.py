@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hubkit import processes
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
 from hubkit.eval import plots as P
-from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
+from hubkit.eval import shared_rows
+from hubkit.eval.ablations import content_sensitivity
 from hubkit.eval.diversity import diversity
 from hubkit.eval.extras import Extras, row_columns
 from hubkit.eval.generation import Generation
@@ -99,11 +101,11 @@ def evaluate_pair(
     vn = v.numpy().astype(np.float64)
 
     t0 = time.perf_counter()
-    details = gen.run(pair.av, v, seed, progress)
+    details = shared_rows.generate(gen, pair.av, v, seed, progress)  # batches shared among processes
     t_gen = time.perf_counter() - t0
     texts = [d.text for d in details]
     t0 = time.perf_counter()
-    v_hat = reconstruct_unique(pair.ar, texts, ar_batch_size)
+    v_hat = shared_rows.reconstruct(pair.ar, texts, ar_batch_size)
     t_ar = time.perf_counter() - t0
     if v_hat.shape != vn.shape:
         raise DataError(
@@ -189,13 +191,14 @@ def evaluate_pair(
         },
         rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref, sections),
     )
-    if out_dir is not None:
+    if out_dir is not None and processes.is_main():  # one writer; every process holds the same report
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         report.outputs = write_outputs(report, out, cos, ok, floor, rank, ident, cs, cs_ref, plots)
     report.timing["total_s"] = time.perf_counter() - t_start
-    if out_dir is not None:
+    if out_dir is not None and processes.is_main():
         report.write(out_dir)
+    processes.barrier()
     return report
 
 

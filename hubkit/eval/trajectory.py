@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit import processes
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError, MetaError
 from hubkit.eval import plots as P
@@ -217,7 +218,7 @@ def evaluate_trajectory(
         ),
         timing={"total_s": time.perf_counter() - t_start, "checkpoints": len(points)},
     )
-    if out is not None:
+    if out is not None and processes.is_main():  # under a launcher, rank 0 writes
         out.mkdir(parents=True, exist_ok=True)
         report.outputs = {"checkpoints": {p.name: p.eval_json for p in points}}
         if plots:

@@ -111,13 +111,26 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimizer:
-    """AdamW (torch) or 8-bit AdamW (bitsandbytes) over parameter `groups` (each may set its own lr)."""
+    """AdamW (torch) or 8-bit AdamW (bitsandbytes) over parameter `groups` (each may set its own lr).
+
+    Over sharded (FSDP) parameters the optimiser also loads a full, single-process state dict."""
+    from hubkit.train import fsdp
+
     kwargs = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    sharded = any(fsdp.is_dtensor(p) for g in groups for p in g["params"])
     if cfg.optimizer == "adamw_8bit":
+        if sharded:
+            raise HubkitError(
+                "optim.optimizer adamw_8bit cannot step sharded (FSDP) parameters: bitsandbytes has no DTensor "
+                "support; use adamw with distributed.strategy fsdp, or strategy ddp"
+            )
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(groups, **kwargs)
-    return torch.optim.AdamW(groups, **kwargs)
+    optimizer = torch.optim.AdamW(groups, **kwargs)
+    if sharded:
+        fsdp.attach_full_state_loading(optimizer)
+    return optimizer
 
 
 def lr_lambda(cfg: OptimRecipe, total_steps: int):
@@ -141,7 +154,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_ste
 
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
     """Clip the global gradient norm (when `max_norm` is set) and return it before clipping."""
+    from hubkit.train import fsdp
+
     params = [p for p in params if p.grad is not None]
+    if any(fsdp.is_dtensor(p) for p in params):
+        return fsdp.grad_norm_clip(params, max_norm)
     if not params:
         return 0.0
     if max_norm is None:

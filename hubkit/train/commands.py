@@ -89,6 +89,15 @@ def _prepare(
     return recipe
 
 
+def _stopping(stage: str, recipe, out: str | None):
+    """One line naming the last good checkpoint when another process of the run is lost."""
+    from pathlib import Path
+
+    from hubkit.train.distributed import stop_report
+
+    return stop_report(Path(out) if out else Path(recipe.output_dir) / stage, stage)
+
+
 def _options(
     *,
     data,
@@ -123,7 +132,9 @@ def train_av_cmd(recipe, steps, seed, dtype, **run) -> None:
     """AV supervised fine-tuning on an av_sft parquet (vector → explanation)."""
     from hubkit.train.sft_av import train_av
 
-    last = train_av(_prepare("av", recipe, steps, seed, dtype=dtype), _options(**run))
+    r = _prepare("av", recipe, steps, seed, dtype=dtype)
+    with _stopping("av", r, run["out"]):
+        last = train_av(r, _options(**run))
     click.echo(f"AV checkpoint: {last}")
 
 
@@ -133,7 +144,9 @@ def train_ar_cmd(recipe, steps, seed, dtype, **run) -> None:
     """AR supervised fine-tuning on an ar_sft parquet (explanation → vector)."""
     from hubkit.train.sft_ar import train_ar
 
-    last = train_ar(_prepare("ar", recipe, steps, seed, dtype=dtype), _options(**run))
+    r = _prepare("ar", recipe, steps, seed, dtype=dtype)
+    with _stopping("ar", r, run["out"]):
+        last = train_ar(r, _options(**run))
     click.echo(f"AR checkpoint: {last}")
 
 
@@ -146,7 +159,9 @@ def train_grpo_cmd(recipe, steps, seed, dtype, av_init, ar_init, **run) -> None:
     from hubkit.train.grpo import train_grpo
 
     extra = {k: v for k, v in (("grpo.av_init", av_init), ("grpo.ar_init", ar_init)) if v is not None}
-    last = train_grpo(_prepare("grpo", recipe, steps, seed, extra, dtype), _options(**run))
+    r = _prepare("grpo", recipe, steps, seed, extra, dtype)
+    with _stopping("grpo", r, run["out"]):
+        last = train_grpo(r, _options(**run))
     click.echo(f"GRPO checkpoint: {last}")
 
 

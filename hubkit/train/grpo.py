@@ -123,6 +123,8 @@ class GRPOTrainer:
         self.rollout_engine = R.rollout_engine(
             cfg.rollout_engine, self.meta.injection.scheme, self.adapter_name
         )
+        for model in (self.model, self.reference):  # FSDP shards in place; the AR stays whole
+            runner.shard(model)
 
     # -- log-probs ------------------------------------------------------------------------------
     def token_logprobs(

@@ -31,6 +31,8 @@ from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
 from hubkit.train import data as D
+from hubkit.train import distributed as DP
+from hubkit.train import fsdp
 from hubkit.train import trajectory as T
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
 from hubkit.train.recipe import Recipe, Stage, StageRecipe
@@ -45,8 +47,15 @@ class TrainingDiverged(HubkitError, RuntimeError):
 
 
 def check_finite_weights(stage: str, step: int, last: Path | None, params: Iterable[nn.Parameter]) -> None:
-    """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written)."""
-    if all(bool(torch.isfinite(p.detach()).all()) for p in params):
+    """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written).
+
+    Sharded weights are checked shard by shard and the verdict agreed by every rank."""
+    params = list(params)
+    if any(fsdp.is_dtensor(p) for p in params):
+        finite = fsdp.all_finite(params)
+    else:
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in params)
+    if finite:
         return
     kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
     raise TrainingDiverged(
@@ -95,6 +104,9 @@ class Runner:
         self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.dist = recipe.distributed
+        DP.ensure_process_group(self.dist.strategy, self.device)
+        DP.check_same_devices(self.device, self.world)
         self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
         self.dtype = resolve_dtype_name(recipe.dtype, self.device)
         threads = apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", self.world)))
@@ -104,12 +116,21 @@ class Runner:
                 f"[{stage}] dtype {self.dtype} (recipe: {recipe.dtype}), {threads} torch threads", flush=True
             )
         self.config_sha256 = recipe.config_sha256(stage, self.dtype)
+        DP.check_stage(self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model)
         self.resumed = self._prepare_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
+
+    @property
+    def sharded(self) -> bool:
+        return self.dist.strategy == "fsdp"
+
+    def shard(self, model: nn.Module | None) -> nn.Module | None:
+        """Shard `model` in place under ``strategy: fsdp`` (each block, then the root); unchanged otherwise."""
+        return fsdp.shard_as(self.dist, model, self.device) if self.sharded else model
 
     def data_path(self, what: str) -> str:
         """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""
@@ -163,22 +184,9 @@ class Runner:
 
     # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
-        """Sum gradients over processes (no-op in a single process)."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        params = [p for p in params if p.requires_grad]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
-            offset += n
+        """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
+        if self.world > 1:
+            sum_gradients(params)
 
     def reduce_sum(self, value: float) -> float:
         if self.world == 1:
@@ -202,6 +210,8 @@ class Runner:
     def log_step(self, metrics: dict[str, Any]) -> None:
         if not self.is_main:
             return
+        if self.device.type == "cuda":  # the step's high-water mark on this process's GPU
+            metrics = {**metrics, "peak_gpu_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(metrics) + "\n")
         step = metrics["step"]
@@ -212,7 +222,10 @@ class Runner:
     def checkpoint(
         self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict
     ) -> Path:
+        """Write step `state.step` (rank 0), gathering sharded weights and optimiser state first."""
         folder = self.run_dir / T.step_name(state.step)
+        if self.sharded:  # every rank takes part in gathering; rank 0 writes
+            parts, optimizers = fsdp.gathered_for_checkpoint(parts, optimizers)
         if self.is_main:
             T.write_step(self.run_dir, state, parts, optimizers, schedulers)
             if not self.opts.quiet:
@@ -293,6 +306,30 @@ def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
             start_step,
             missing[0],
         )
+
+
+def sum_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Sum the gradients of `params` over the processes (one flat all-reduce); sharded (FSDP) gradients are
+    left alone, FSDP has reduced them. A weight that no process used keeps no gradient, as in one process."""
+    import torch.distributed as dist
+
+    params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
+    if not params:
+        return
+    had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(had, op=dist.ReduceOp.MAX)  # a weight no process used keeps no gradient, as in one
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, used in zip(params, had.tolist(), strict=True):
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
+        offset += n
+        if not used:
+            p.grad = None
 
 
 def read_metrics_lines(path: Path) -> list[tuple[str, int]]:

@@ -19,6 +19,7 @@ import yaml
 
 from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
+from hubkit.train.distributed import DistributedRecipe, hashed_section
 
 Stage = Literal["av", "ar", "grpo"]
 RecipeScale = (
@@ -337,6 +338,10 @@ class Recipe:
     av: AVRecipe | None = _help("AV SFT stage", default=None)
     ar: ARRecipe | None = _help("AR SFT stage", default=None)
     grpo: GRPORecipe | None = _help("GRPO stage", default=None)
+    distributed: DistributedRecipe = _help(
+        "how processes share the work: ddp or fsdp (hubkit.train.distributed)",
+        default_factory=DistributedRecipe,
+    )
     notes: str | None = _help("free text (not used)", default=None)
 
     def stage(self, name: Stage) -> StageRecipe:
@@ -359,6 +364,8 @@ class Recipe:
             data["dtype"] = dtype
         data.pop("output_dir", None)
         data.pop("notes", None)
+        if (distributed := hashed_section(data.pop("distributed", None))) is not None:
+            data["distributed"] = distributed
         section = dict(data.get(stage) or {})
         section.pop("data", None)
         section.pop("log_every", None)

@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 def sample_in_process(av: ActivationVerbalizer, ids: Tensor, vv: Tensor, cfg: GRPORecipe) -> Tensor:
     """New tokens ``[N, T]`` sampled by `av`'s model (the vector injected by the hook), padded after the stop."""
+    from hubkit.train.fsdp import gathered
+
     meta = av.meta
     p = injection.plan(meta.injection, ids, vv, meta.d_model)
-    with injection.injected(av.model, meta.injection, p):
+    # a sharded policy is gathered whole first: ranks stop generating after different numbers of tokens
+    with gathered(av.model), injection.injected(av.model, meta.injection, p):
         seqs = av.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),

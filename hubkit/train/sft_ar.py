@@ -70,6 +70,7 @@ class ARTask:
         self.texts = [clip_text(tok, D.inner_text(t), cfg.max_length) for t in self.table.texts]
         self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
         self.init_parent = meta_base_name(recipe.base_model)
+        runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
     # -- SFTTask ----------------------------------------------------------------------------------
     def param_groups(self) -> list[dict]:

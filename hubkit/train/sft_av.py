@@ -120,6 +120,7 @@ class AVTask:
                     f"({str(exc).splitlines()[0][:160]}); make `av.adapter` match the checkpoint's"
                 ) from None
             self.init_parent = str(start)
+        runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
     def _check_markers(self) -> None:
         mid = self.meta.injection.marker_token_id

@@ -51,6 +51,7 @@ class Part:
     head: nn.Linear | None = None
     adapter_name: str | None = None
     subdir: str = ""
+    state_dict: dict[str, Tensor] | None = None  # full weights gathered from a sharded model (rank 0)
 
 
 @dataclass
@@ -118,10 +119,12 @@ def write_step(
     run_dir: Path,
     state: TrainerState,
     parts: list[Part],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: dict[str, torch.optim.Optimizer | dict],
     schedulers: dict[str, Any],
 ) -> Path:
-    """Write ``run_dir/step_XXXXXX`` atomically: checkpoint part(s) and trainer state, then one rename."""
+    """Write ``run_dir/step_XXXXXX`` atomically: checkpoint part(s) and trainer state, then one rename.
+
+    An optimiser may be given as its state dict already (gathered from shards by every rank)."""
     final = run_dir / step_name(state.step)
     if final.exists():
         raise CheckpointError(
@@ -137,11 +140,14 @@ def write_step(
                 part.meta,
                 head=part.head,
                 adapter_name=part.adapter_name,
+                state_dict=part.state_dict,
             )
         staging.mkdir(exist_ok=True)
         tensors: dict[str, Tensor] = {}
         packed = {
-            "optimizers": {k: _pack(o.state_dict(), tensors) for k, o in optimizers.items()},
+            "optimizers": {
+                k: _pack(o if isinstance(o, dict) else o.state_dict(), tensors) for k, o in optimizers.items()
+            },
             "schedulers": {k: _pack(s.state_dict(), tensors) for k, s in schedulers.items()},
         }
         save_file(tensors, str(staging / TRAINER_STATE_TENSORS))
@@ -298,6 +304,11 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
     """Load a step folder's adapter (into adapter `adapter_name`) or full weights into `model`, exactly."""
     from peft import PeftModel, set_peft_model_state_dict
 
+    from hubkit.train import fsdp
+
+    if fsdp.is_sharded(model):
+        _restore_sharded(model, folder, adapter_name if isinstance(model, PeftModel) else None)
+        return
     if isinstance(model, PeftModel):
         path = folder / C.ADAPTER_WEIGHTS_FILE
         if not path.is_file():
@@ -327,6 +338,38 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
     if missing:
         raise CheckpointError(f"{folder}: trained weights missing from the checkpoint: {missing[:5]}")
     model.load_state_dict(state, strict=False)
+
+
+def _restore_sharded(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
+    """`restore_weights` for a model sharded by FSDP: each rank copies its part of the saved tensors."""
+    from hubkit.train import fsdp
+
+    wanted = [n for n, p in model.named_parameters() if p.requires_grad]
+    if adapter_name is not None:
+        path = folder / C.ADAPTER_WEIGHTS_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
+        saved = _load_tensors(path)
+        _check_finite(saved, path)
+        # peft saves `….lora_A.weight` for the parameter `….lora_A.<adapter>.weight`
+        names = {n: n.replace(f".{adapter_name}.", ".") for n in wanted}
+    else:
+        single, index = folder / MODEL_WEIGHTS, folder / MODEL_WEIGHTS_INDEX
+        if not single.is_file() and not index.is_file():
+            raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
+        files = (
+            [single]
+            if single.is_file()
+            else [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        )
+        saved = {}
+        for f in files:
+            saved.update(_load_tensors(f))
+        names = {n: n for n in wanted}
+    lost = sorted(n for n, key in names.items() if key not in saved)
+    if lost:
+        raise CheckpointError(f"{folder}: trained weights missing from the checkpoint: {lost[:5]}")
+    fsdp.load_full_state(model, {n: saved[key] for n, key in names.items()})
 
 
 def restore_head(head: nn.Linear, folder: Path) -> None:

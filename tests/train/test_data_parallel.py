@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from safetensors.torch import load_file
 from hubkit.train.loop import RunOptions
 from hubkit.train.sft_ar import train_ar
 
-from .train_helpers import make_recipe
+from .train_helpers import make_recipe, torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 AR = {
@@ -45,15 +43,7 @@ def test_two_processes_equal_one_with_double_accumulation(tmp_path, train_base, 
             }
         )
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        ["torchrun", "--nproc_per_node", "2", "-m", "hubkit.train.commands", "ar", str(recipe), "-q"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = torchrun(["-m", "hubkit.train.commands", "ar", str(recipe), "-q"])
     assert done.returncode == 0, done.stderr[-3000:]
     single = train_ar(
         make_recipe(train_base, tmp_path / "sp", ar={**AR, "grad_accum": 2, "data": data}),

@@ -103,3 +103,18 @@ def response_logprobs(av, vector: torch.Tensor, text: str) -> torch.Tensor:
     p = len(av.prompt_ids)
     logp = F.log_softmax(logits[p - 1 : -1], dim=-1)
     return logp.gather(-1, ids[0, p:, None]).squeeze(-1)
+
+
+def torchrun(args: list[str], procs: int = 2, timeout: int = 600):
+    """`torchrun --nproc_per_node procs ARGS` from the repository root, one torch thread per process."""
+    import os
+    import subprocess
+
+    return subprocess.run(
+        ["torchrun", "--nproc_per_node", str(procs), *args],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

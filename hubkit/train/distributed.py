@@ -1,0 +1,294 @@
+"""The recipe's ``distributed:`` section and the checks a multi-process run makes before it loads a model.
+
+``strategy: ddp`` (the default) keeps a whole copy of the model on every process and sums gradients
+by hand (`hubkit.train.loop`); ``strategy: fsdp`` shards parameters, gradients and optimiser state
+with PyTorch FSDP2 (`hubkit.train.fsdp`). Both are launched the same way (``torchrun`` or
+``accelerate launch``, one node or many). ``global_batch_size`` fixes the rows of one optimiser
+step whatever the number of processes, so a recipe trains the same update on 1 or N of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+from hubkit.errors import HubkitError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+class DistributedError(HubkitError, ValueError):
+    """A multi-process setup that cannot train: no process group, an indivisible batch, mixed devices,
+    or a base that does not fit even sharded."""
+
+
+def _help(text: str, default: Any, **bounds: float) -> Any:
+    """A field with its help text and the bounds `hubkit.train.recipe.check_values` enforces."""
+    return field(default=default, metadata={"help": text, "bounds": bounds})
+
+
+@dataclass
+class DistributedRecipe:
+    """How the processes of one run share the work (every field has a default: a recipe may omit the section)."""
+
+    strategy: Literal["ddp", "fsdp"] = _help(
+        "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser state "
+        "sharded over the processes (FSDP2), each decoder block a unit",
+        "ddp",
+    )
+    global_batch_size: int | None = _help(
+        "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x processes); when "
+        "set, grad_accum = global_batch_size / (micro_batch_size x processes)",
+        None,
+        ge=1,
+    )
+    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = _help(
+        "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's dtype, "
+        "gradients are reduced in float32); auto: hubkit.precision's choice for the device",
+        "none",
+    )
+    reshard_after_forward: bool = _help(
+        "fsdp only: free gathered blocks after their forward (less memory, one more gather)", True
+    )
+    device_memory_gb: float | None = _help(
+        "memory of one device for the fit estimate made before loading (null: the GPU's own; no estimate on CPU)",
+        None,
+        gt=0,
+    )
+
+    def is_default(self) -> bool:
+        return all(getattr(self, f.name) == f.default for f in fields(self))
+
+
+def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
+    written before the section existed keep their hashes), and never the per-machine fields."""
+    if not section:
+        return None
+    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
+    defaults = {f.name: f.default for f in fields(DistributedRecipe)}
+    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
+
+
+# -- before anything loads ---------------------------------------------------------------------------
+def launched_by_torchrun() -> bool:
+    """The environment a ``torchrun`` / ``accelerate launch`` worker runs in (one process counts)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def ensure_process_group(strategy: str, device: torch.device) -> None:
+    """fsdp needs a process group: join the launcher's (one process under torchrun too), or refuse."""
+    import torch.distributed as dist
+
+    if strategy != "fsdp" or (dist.is_available() and dist.is_initialized()):
+        return
+    if not launched_by_torchrun():
+        raise DistributedError(
+            "distributed.strategy fsdp needs a process group, and this process was not started by a launcher: "
+            "run `torchrun --nproc_per_node N -m hubkit.cli train ...` (N = 1 works) or `accelerate launch`, "
+            "or set `distributed.strategy: ddp`"
+        )
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def grad_accum_for(global_batch: int, micro_batch: int, world: int, where: str) -> int:
+    """Per-process micro-batches of one step so that ``micro_batch x accum x world == global_batch``."""
+    if global_batch % (micro_batch * world):
+        raise DistributedError(
+            f"{where}: distributed.global_batch_size {global_batch} is not a multiple of micro_batch_size "
+            f"{micro_batch} x {world} processes; choose a global batch divisible by {micro_batch * world} or "
+            "launch another number of processes"
+        )
+    return global_batch // (micro_batch * world)
+
+
+def check_same_devices(device: torch.device, world: int) -> None:
+    """Every process on the same kind of device (a CPU rank beside GPU ranks would stall every collective)."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    kinds: list[Any] = [None] * world
+    dist.all_gather_object(kinds, device.type)
+    if len(set(kinds)) > 1:
+        shown = ", ".join(f"rank {i} {k}" for i, k in enumerate(kinds))
+        raise DistributedError(
+            f"the processes run on different kinds of device ({shown}); give every process the same --device "
+            "(or none) so each one trains on its own GPU, or all on CPU"
+        )
+
+
+def check_stage(
+    cfg: DistributedRecipe, stage_cfg: Any, stage: str, world: int, device, dtype: str, base: str
+) -> None:
+    """Before a stage loads anything: set ``grad_accum`` from ``global_batch_size`` (after the config hash,
+    so the recipe hashes the same on any number of processes), refuse QLoRA under fsdp, and refuse a base
+    that cannot fit."""
+    gb = cfg.global_batch_size
+    if gb is not None:
+        accum = grad_accum_for(gb, stage_cfg.micro_batch_size, world, f"recipe stage `{stage}`")
+        if accum != stage_cfg.grad_accum:
+            log.info("%s: grad_accum %d from global_batch_size %d on %d processes", stage, accum, gb, world)
+        stage_cfg.grad_accum = accum
+    if cfg.strategy == "fsdp" and stage_cfg.adapter.kind == "qlora":
+        raise DistributedError(
+            f"recipe stage `{stage}`: adapter.kind qlora cannot be sharded by distributed.strategy fsdp "
+            "(bitsandbytes 4-bit weights are not FSDP2 parameters); use adapter.kind lora under fsdp, or "
+            "strategy ddp for a QLoRA"
+        )
+    if device_memory_bytes(cfg, device) is not None:
+        from hubkit import loading
+
+        check_fits(cfg, loading.resolve_base(base), dtype, stage_cfg.adapter.kind, world, device)
+
+
+# -- the fit estimate -------------------------------------------------------------------------------
+DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
+NF4_BYTES = 0.5 + 4 / 64  # 4-bit weights plus one fp32 absmax per 64-value block
+ADAMW_STATE_BYTES = 8.0  # exp_avg and exp_avg_sq in float32
+
+
+@dataclass
+class FitEstimate:
+    """Bytes one process holds for a base's weights, gradients and optimiser state (no activations)."""
+
+    parameters: int
+    trained: int
+    bytes_per_process: float
+    world: int
+
+    @property
+    def gib_per_process(self) -> float:
+        return self.bytes_per_process / 2**30
+
+
+def count_parameters(base_path: str) -> int:
+    """Parameters of the base at `base_path`, counted on the meta device (nothing is loaded)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(base_path)
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def estimate(
+    parameters: int, dtype: str, adapter_kind: str, world: int, strategy: str, lora_fraction: float = 0.01
+) -> FitEstimate:
+    """What one process holds: full fine-tuning keeps weights, gradients and two AdamW moments for every
+    parameter; a LoRA keeps the (frozen) weights and trains about `lora_fraction` of that count.
+    ``fsdp`` divides everything by the processes; ``ddp`` keeps it all on each."""
+    w = NF4_BYTES if adapter_kind == "qlora" else DTYPE_BYTES[dtype]
+    trained = parameters if adapter_kind == "full" else int(parameters * lora_fraction)
+    total = parameters * w + trained * (DTYPE_BYTES[dtype] + ADAMW_STATE_BYTES)
+    if adapter_kind != "full":
+        total += trained * DTYPE_BYTES[dtype]  # the adapter's own weights
+    share = world if strategy == "fsdp" else 1
+    return FitEstimate(parameters, trained, total / share, world)
+
+
+def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float | None:
+    if cfg.device_memory_gb is not None:
+        return cfg.device_memory_gb * 1e9
+    if device.type == "cuda":
+        import torch
+
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return None
+
+
+def check_fits(
+    cfg: DistributedRecipe, base_path: str, dtype: str, adapter_kind: str, world: int, device
+) -> None:
+    """Refuse, before loading, a base whose weights and optimiser state alone exceed one device's memory."""
+    memory = device_memory_bytes(cfg, device)
+    if memory is None:
+        return
+    est = estimate(count_parameters(base_path), dtype, adapter_kind, world, cfg.strategy)
+    log.info(
+        "fit estimate: %.2f GiB of weights, gradients and optimiser state per process (%d processes, %s)",
+        est.gib_per_process,
+        world,
+        cfg.strategy,
+    )
+    if est.bytes_per_process > memory:
+        need = int(-(-est.bytes_per_process * world // memory)) if cfg.strategy == "fsdp" else None
+        more = (
+            f"shard over at least {need} processes of this size"
+            if need
+            else "set `distributed.strategy: fsdp` to shard it"
+        )
+        raise DistributedError(
+            f"{base_path}: {est.parameters / 1e9:.2f}B parameters, {adapter_kind} in {dtype}, need about "
+            f"{est.bytes_per_process / 1e9:.1f} GB per process ({world} process(es), {cfg.strategy}) before "
+            f"activations, and one device has {memory / 1e9:.1f} GB; {more}, or train a LoRA/QLoRA"
+        )
+
+
+# -- a process of the run lost --------------------------------------------------------------------------
+class RunStopped(HubkitError, RuntimeError):
+    """Another process of a multi-process run failed (or the launcher stopped this one)."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: the launcher is tearing the run down after another process failed."""
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed")
+    )
+
+
+@contextlib.contextmanager
+def stop_report(run_dir: Path, stage: str) -> Iterator[None]:
+    """Turn the loss of another process (a failed collective, or the launcher's SIGTERM) into one
+    `RunStopped` line naming the last complete checkpoint of `run_dir`, from which ``--resume`` continues."""
+    from hubkit.train import trajectory as T
+
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+    def on_term(signum, _frame):
+        raise _Terminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, on_term) if multi else None
+    try:
+        yield
+    except BaseException as exc:
+        if not (isinstance(exc, _Terminated) or (multi and _is_collective_failure(exc))):
+            raise
+        why = (
+            f"the launcher sent {exc} after another process of the run failed"
+            if isinstance(exc, _Terminated)
+            else f"a collective failed ({' '.join(str(exc).split())[:160]})"
+        )
+        last = T.latest_step(run_dir)
+        kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+        raise RunStopped(
+            f"{stage} stopped: {why}; {kept}; run the same command with --resume to continue from it"
+        ) from None
+    finally:
+        if multi:
+            signal.signal(signal.SIGTERM, previous)
