@@ -15,6 +15,10 @@ step 0. Printed as one table (cos, FVE, top-1, real − empty) and drawn as FVE 
     python benchmarks/bench_grpo.py --demo ~/.cache/hubkit/demo [--steps 40] [--every 10]
         [--eval-rows 128] [--rl-rows 0] [--out bench-grpo] [--json out.json] [--grpo KEY=VALUE ...]
 
+`--scaling` instead times GRPO steps at 1 and 4 vectors × 8 samples (8 and 32 rollouts, 40 tokens) from
+the same SFT pair and prints the seconds per step by phase (sampling, scoring, log-probs, policy update,
+AR step) and the ratio: a step's cost should grow about linearly with its rollouts.
+
 `--rl-rows N` draws the GRPO vectors from N rows of the AV SFT table instead of the demo's RL table
 (the vectors only: RL needs no labels). `--grpo lr=1e-4 group_size=4 …` overrides GRPO recipe keys
 (``lr`` and ``ar_lr`` go to the optimisers). Quote the CPU and the load with the figures.
@@ -139,7 +143,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--grpo", nargs="*", default=[], help="GRPO recipe overrides, KEY=VALUE")
     ap.add_argument("--skip-sft", action="store_true", help="GRPO only (no continued-SFT control)")
+    ap.add_argument("--scaling", action="store_true", help="time 8 vs 32 rollouts per step, by phase")
     args = ap.parse_args()
+    if args.scaling:
+        return scaling(args)
 
     demo, out = args.demo.expanduser(), args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -184,6 +191,37 @@ def main() -> None:
     plot(results, out / "bench_grpo.png")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+PHASES = ("sample", "score", "logprobs", "update", "ar")
+
+
+def scaling(args) -> None:
+    """Seconds per GRPO step by phase at 1 and 4 vectors per step (8 samples each), side by side."""
+    demo, out = args.demo.expanduser(), args.out
+    base = yaml.safe_load((demo / "run" / "recipe.yaml").read_text())
+    sft_av, sft_ar = T.latest_step(demo / "run" / "av"), T.latest_step(demo / "run" / "ar")
+    rows = {}
+    for vectors in (1, 4):
+        args.steps, args.every = 3, 3
+        g = grpo_section(base, demo, args, sft_av, sft_ar, rl_table(demo, args.rl_rows, out))
+        g["micro_batch_size"] = vectors
+        run = out / f"scaling-{vectors}"
+        train_grpo(
+            recipe_from_dict({**base, "output_dir": str(run), "grpo": g}, "bench_grpo"),
+            RunOptions(quiet=True),
+        )
+        lines = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()][
+            1:
+        ]  # warm-up
+        rows[vectors * 8] = {k: statistics.median(m.get(f"seconds_{k}", 0.0) for m in lines) for k in PHASES}
+        rows[vectors * 8]["step"] = statistics.median(m["seconds"] for m in lines)
+    print("| rollouts | step s | " + " | ".join(PHASES) + " |\n|---|---|" + "---|" * len(PHASES))
+    for n, r in rows.items():
+        print(f"| {n} | {r['step']:.1f} | " + " | ".join(f"{r[k]:.1f}" for k in PHASES) + " |")
+    print(f"32 vs 8 rollouts: {rows[32]['step'] / rows[8]['step']:.2f}x the time for 4x the rollouts")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
 
 def table_text(r: dict[str, Any]) -> str:
