@@ -100,8 +100,8 @@ def figures(point) -> dict[str, Any]:
     row = {
         "cos": point.cos.mean,
         "fve": point.fve.value if point.fve else None,
-        "top1": point.identification.top1,
-        "chance": point.identification.chance_top1,
+        "top1": point.identification["top1"],
+        "chance": point.identification["chance_top1"],
     }
     if point.fixed_ar is not None:
         row |= {
