@@ -86,12 +86,18 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
         )
     meta_file = source / C.META_FILE if (source / C.META_FILE).exists() else source / C.AR_META_JSON
     half = PlannedCheckpoint(meta.role, source, meta, meta_file)
+    # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
+    # step, never of an AV or AR release of its own (that half is released from its own folder)
+    nested = [m.parent for m in source.rglob(C.META_FILE) if m.parent != source]
     for p in sorted(source.rglob("*")):
         rel = p.relative_to(source).as_posix()
         if not p.is_file() or any(part.startswith(".") for part in p.relative_to(source).parts):
             continue
+        if field_name != "trajectory" and any(p.is_relative_to(n) for n in nested):
+            half.skipped.append(rel)
+            continue
         name = p.name
-        if name in TRAINER_FILES or (rel in GENERATED and rel != C.META_FILE):
+        if name in TRAINER_FILES or (rel in GENERATED and rel != C.META_FILE) or name == C.CARD_FILE:
             half.skipped.append(rel)
         elif rel == C.META_FILE:
             continue
@@ -151,6 +157,13 @@ def write_half(
         for rel, rec in publish_files(dest, names).items():
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), **rec}
+        for nested in sorted(dest.rglob(C.META_FILE)):  # a GRPO step's own AR (ar/) names its base too
+            if nested.parent == dest:
+                continue
+            rel = nested.relative_to(dest).as_posix()
+            public_meta(NLAMeta.load(nested.parent), names).save(nested)
+            half.rewritten.add(rel)
+            sources[rel] = {"from": str(half.source / rel), "how": "rewritten with public names"}
     meta.save(dest / C.META_FILE)
     sources[C.META_FILE] = {
         "from": str(half.meta_file),
