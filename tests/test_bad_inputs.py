@@ -1525,6 +1525,15 @@ def truncated_split(ws: Workspace) -> str:
     return str(splits)
 
 
+def truncated_labeled(ws: Workspace) -> list[str]:
+    """`build` over the workspace splits and a labeled folder whose av_sft table is cut in half."""
+    labeled = ws.tmp("labeled")
+    for f in [*ws.splits.glob("av_sft.parquet*"), *ws.splits.glob("ar_sft.parquet*")]:
+        shutil.copy2(f, labeled / f.name)
+    truncate(labeled / "av_sft.parquet")
+    return ["build", "--splits", str(ws.splits), "--labeled", str(labeled), "--out", str(ws.tmp("o"))]
+
+
 def ar_meta_json(ws: Workspace, body: str) -> str:
     folder = ws.copy(ws.ar, "ar")
     (folder / "nla_meta.yaml").unlink()
@@ -1611,6 +1620,7 @@ FOUND: list[Case] = [
     ("label-cache-corrupt", lambda w: label_cmd(w, w.acts, "--cache", str(write_bytes(w.tmp("c") / "c.sqlite", b"no database" * 90))), "c.sqlite"),
     ("label-prefix-nulls", lambda w: label_cmd(w, labeled_input(w, "np", null_prefix), "--no-cache"), "prefix.*null"),
     ("build-split-truncated", lambda w: ["build", "--splits", truncated_split(w), "--labeled", str(w.tmp("l")), "--out", str(w.tmp("o"))], "parquet"),
+    ("build-labeled-truncated", truncated_labeled, "av_sft.parquet"),
     ("recipe-target-modules-match-nothing", lambda w: ["train", "av", recipe_with(w, "tm", "av.adapter", {"kind": "lora", "r": 4, "target_modules": ["no_such_proj"]})], "target_modules"),
     ("eval-trajectory-step-without-meta", lambda w: ["eval", "--trajectory", step_without_meta(w), "--ar", str(w.ar), "--table", str(w.acts), "--out", str(w.tmp("o"))], "step_000001"),
     ("release-card-template-syntax", lambda w: user_cards(w, "{% if %}broken"), "model.md.j2"),
