@@ -1534,6 +1534,20 @@ def truncated_labeled(ws: Workspace) -> list[str]:
     return ["build", "--splits", str(ws.splits), "--labeled", str(labeled), "--out", str(ws.tmp("o"))]
 
 
+def unverified_run(ws: Workspace) -> list[str]:
+    """`train av --resume` on a copy of a real 2-step run whose last step lost its hash record."""
+    from hubkit import constants as C
+
+    if "run" not in _RELEASE:
+        run = ws.root / "trained" / "av"
+        result = CliRunner().invoke(main, ["train", "av", str(ws.recipe), "--out", str(run), "-q"])
+        assert result.exit_code == 0, result.output
+        _RELEASE["run"] = run
+    run = ws.copy(_RELEASE["run"], "run")
+    (sorted(run.glob("step_*"))[-1] / C.CHECKPOINT_HASHES_FILE).unlink()
+    return ["train", "av", str(ws.recipe), "--out", str(run), "--resume", "-q"]
+
+
 def ar_meta_json(ws: Workspace, body: str) -> str:
     folder = ws.copy(ws.ar, "ar")
     (folder / "nla_meta.yaml").unlink()
@@ -1612,6 +1626,8 @@ FOUND: list[Case] = [
     ("ar-head-nan-unhashed", lambda w: recon(unhashed(w, "ar", HEAD, nan_head), w.texts, w), "value_head.*NaN"),
     ("rt-head-3e38", lambda w: ["round-trip", "--av", str(w.av), "--ar", unhashed(w, "ar", HEAD, head_filled(3e38)), V, str(w.vectors), "--max-new-tokens", "3"], "value_head"),
     ("eval-head-3e38", lambda w: eval_cmd(w, "--rows", "10", "--max-new-tokens", "2", ar=unhashed(w, "ar", HEAD, head_filled(3e38))), "value_head.*NaN/inf"),
+    ("train-resume-from-an-unverifiable-step", unverified_run, "hubkit_sha256.json.*--resume-unverified"),
+    ("ar-meta-hubkit-record-stripped", lambda w: recon(top_level_edit(w, "ar", lambda d: d.pop("hubkit")), w.texts, w), "hubkit_record_needed|`hubkit:` record"),
     # tracebacks
     ("av-meta-utf16", lambda w: explain_cmd(w, damaged(w, "av", META, lambda p: p.write_text(p.read_text(), encoding="utf-16"))), "nla_meta.yaml.*UTF-8"),
     ("av-meta-latin1", lambda w: explain_cmd(w, damaged(w, "av", META, lambda p: p.write_bytes(p.read_bytes() + b"# caf\xe9\n"))), "nla_meta.yaml.*UTF-8"),
