@@ -187,7 +187,9 @@ def attach_adapter(model: nn.Module, folder: Path, name: str, kept_blocks: int |
 
     from hubkit import adapter_check
 
-    adapter_check.check_config(folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {})
+    adapter_check.check_config(
+        folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
+    )
     keys = adapter_check.file_keys(folder)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply

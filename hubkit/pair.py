@@ -83,7 +83,9 @@ class NLAPair:
             )
         for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
             if meta.role != want:
-                raise MetaError(f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}")
+                raise MetaError(
+                    f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}"
+                )
         check_compatible(av_meta, ar_meta)
         verify_on_load(av_dir, verify)
         verify_on_load(ar_dir, verify)

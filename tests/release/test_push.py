@@ -295,7 +295,9 @@ def test_round_trip_after_release_matches_local_checkpoints(project, hub):
     step = resolve(TRAJ, revision="v0.1", subfolder="step_000002")
     assert verify_on_load(resolve(AV, revision="v0.1")) and verify_on_load(step)
     (step / C.ADAPTER_WEIGHTS_FILE).resolve().write_bytes(b"damaged in the local cache")
-    with pytest.raises(CheckpointError, match=rf"{C.ADAPTER_WEIGHTS_FILE}: sha256 differs .* {C.PROVENANCE_FILE}"):
+    with pytest.raises(
+        CheckpointError, match=rf"{C.ADAPTER_WEIGHTS_FILE}: sha256 differs .* {C.PROVENANCE_FILE}"
+    ):
         NLAPair.from_pretrained(av=TRAJ, ar=AR, revision="v0.1", av_subfolder="step_000002")
 
 
