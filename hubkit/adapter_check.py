@@ -50,42 +50,47 @@ def check_scaling(folder: Path, config: dict[str, Any]) -> None:
         )
 
 
-def file_tensors(folder: Path) -> dict[str, torch.Tensor] | None:
-    """The tensors of the folder's ``adapter_model.safetensors`` (None for a legacy ``.bin``), each finite."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def file_keys(folder: Path) -> list[str] | None:
+    """The tensor names of the folder's ``adapter_model.safetensors`` (None for a legacy ``.bin``), each
+    tensor checked finite as it is read (one at a time: a large adapter is never held twice)."""
+    from safetensors import SafetensorError, safe_open
 
     path = folder / C.ADAPTER_WEIGHTS_FILE
     if not path.is_file():
         return None
+    bad = []
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+            for key in keys:
+                t = f.get_tensor(key)
+                if t.is_floating_point() and not torch.isfinite(t).all():
+                    bad.append(key)
     except (SafetensorError, OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); re-download or re-save it"
         ) from exc
-    bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
     if bad:
         raise CheckpointError(
-            f"{path}: {len(bad)} adapter tensor(s) hold NaN or inf (first: {bad[0]}); the checkpoint is broken "
-            "(a diverged training step or a bad conversion): use an earlier checkpoint"
+            f"{path}: {len(bad)} adapter tensor(s) hold NaN or inf (first: {sorted(bad)[0]}); the checkpoint is "
+            "broken (a diverged training step or a bad conversion): use an earlier checkpoint"
         )
-    return tensors
+    return keys
 
 
-def check_all_loaded(model: Any, name: str, folder: Path, tensors: dict[str, torch.Tensor]) -> None:
+def check_all_loaded(model: Any, name: str, folder: Path, keys: list[str]) -> None:
     """Every tensor of the adapter file must now be a parameter of adapter `name` in `model`."""
     from peft import get_peft_model_state_dict
 
     path = folder / C.ADAPTER_WEIGHTS_FILE
-    if not tensors:
+    if not keys:
         raise CheckpointError(f"{path}: holds no tensors; the adapter would change nothing")
     loaded = set(get_peft_model_state_dict(model, adapter_name=name))
-    unloaded = sorted(k for k in tensors if k not in loaded)
+    unloaded = sorted(k for k in keys if k not in loaded)
     if unloaded:
         raise CheckpointError(
-            f"{path}: {len(unloaded)} of {len(tensors)} adapter tensor(s) match no module of the base and "
+            f"{path}: {len(unloaded)} of {len(keys)} adapter tensor(s) match no module of the base and "
             f"were not loaded (first: {unloaded[0]}); the keys are renamed or the adapter belongs to another "
             "model: re-save it with peft, or check `base_model`"
         )

@@ -77,6 +77,31 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
         ) from exc
 
 
+def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[str, ...] = ()) -> None:
+    """Each recorded file (``{relative path: {sha256[, size]}}``) present with its size and sha256; the first
+    that is not is a `CheckpointError` naming it and `source`, the record it was compared with."""
+    for rel, want in sorted(files.items()):
+        path = folder / rel
+        if rel in skip:
+            continue
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: missing from the checkpoint (recorded in {source}); "
+                "the folder is incomplete: restore the file or use another checkpoint"
+            )
+        size = path.stat().st_size
+        if want.get("size") is not None and size != want["size"]:
+            raise CheckpointError(
+                f"{path}: {size} bytes but {want['size']} were written; the file is truncated or replaced: "
+                "restore it or use another checkpoint"
+            )
+        if sha256_file(path) != want["sha256"]:
+            raise CheckpointError(
+                f"{path}: sha256 differs from the one recorded in {source}; the file is corrupt "
+                "or was changed: restore it or use another checkpoint"
+            )
+
+
 def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
     """Check every file `folder`'s hash file lists: present, same size, same sha256.
 
@@ -92,26 +117,7 @@ def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple
                 f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified"
             )
         return False
-    for rel, want in sorted(files.items()):
-        path = folder / rel
-        if rel in skip:
-            continue
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path}: missing from the checkpoint (recorded in {C.CHECKPOINT_HASHES_FILE}); "
-                "the folder is incomplete: restore the file or use another checkpoint"
-            )
-        size = path.stat().st_size
-        if size != want["size"]:
-            raise CheckpointError(
-                f"{path}: {size} bytes but {want['size']} were written; the file is truncated or replaced: "
-                "restore it or use another checkpoint"
-            )
-        if sha256_file(path) != want["sha256"]:
-            raise CheckpointError(
-                f"{path}: sha256 differs from the one recorded when it was written; the file is corrupt "
-                "or was changed: restore it or use another checkpoint"
-            )
+    check_files(folder, files, C.CHECKPOINT_HASHES_FILE, skip)
     return True
 
 
@@ -159,19 +165,9 @@ def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
         return True
     recorded = _provenance_hashes(folder)
     if recorded is not None:
-        for rel, want in sorted(recorded.items()):
-            path = folder / rel
-            if rel in EDITABLE_FILES:
-                continue
-            if not path.is_file():
-                raise CheckpointError(
-                    f"{path}: missing from the checkpoint (listed in {C.PROVENANCE_FILE}); re-download it"
-                )
-            if sha256_file(path) != want:
-                raise CheckpointError(
-                    f"{path}: sha256 differs from the one {C.PROVENANCE_FILE} records; the file is corrupt or "
-                    "was changed: re-download it or use another checkpoint"
-                )
+        check_files(
+            folder, {k: {"sha256": v} for k, v in recorded.items()}, C.PROVENANCE_FILE, EDITABLE_FILES
+        )
         return True
     key = str(folder.resolve())
     if key not in _warned and _hubkit_written(folder):

@@ -239,7 +239,9 @@ def hub() -> None:
 @hub.command("serve")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos are stored.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address (plain HTTP).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port."
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),

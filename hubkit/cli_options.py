@@ -131,6 +131,7 @@ dtype_option = click.option(
 )
 device_option = click.option("--device", default=None, callback=_device_option, help="cpu, cuda, cuda:1 …")
 
+
 def _injection_scale_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """`--injection-scale`: a positive finite number, sqrt_d_model or raw, refused here rather than in the meta."""
     import math
@@ -142,7 +143,9 @@ def _injection_scale_option(ctx: click.Context, param: click.Parameter, value: s
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and number > 0):
-        raise click.BadParameter(f"{value!r} is not a positive finite number, sqrt_d_model or raw", ctx, param)
+        raise click.BadParameter(
+            f"{value!r} is not a positive finite number, sqrt_d_model or raw", ctx, param
+        )
     return value
 
 
@@ -156,6 +159,7 @@ av_options = stack(
     click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
 )
 """``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
+
 
 def _no_verify_option(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     """`--no-verify-weights`: skip hashing the checkpoint's files on load for this command only."""

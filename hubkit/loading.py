@@ -190,8 +190,10 @@ def attach_adapter(
 
     from hubkit import adapter_check
 
-    adapter_check.check_config(folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {})
-    tensors = adapter_check.file_tensors(folder)
+    adapter_check.check_config(
+        folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
+    )
+    keys = adapter_check.file_keys(folder)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
             if isinstance(model, PeftModel):
@@ -200,8 +202,8 @@ def attach_adapter(
                 model = PeftModel.from_pretrained(
                     model, str(folder), adapter_name=name, is_trainable=is_trainable
                 )
-        if tensors is not None:  # before peft's warnings: a renamed adapter is an error, not a warning
-            adapter_check.check_all_loaded(model, name, folder, tensors)
+        if keys is not None:  # before peft's warnings: a renamed adapter is an error, not a warning
+            adapter_check.check_all_loaded(model, name, folder, keys)
         for w in caught:
             if not _beyond_kept_blocks(str(w.message), kept_blocks):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -87,7 +87,9 @@ class NLAPair:
             )
         for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
             if meta.role != want:
-                raise MetaError(f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}")
+                raise MetaError(
+                    f"{want}={given}: this is an {meta.role.upper()} checkpoint, not an {want.upper()}"
+                )
         ar_base = base_model
         if not ar_meta.base_model:  # a LoRA-AR's ar_meta.json names no base: its AV's is the one
             ar_meta.base_model = av_meta.base_model

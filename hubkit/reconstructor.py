@@ -240,7 +240,8 @@ class ActivationReconstructor:
 
     def _check_finite(self, x: Tensor, part: str, first_row: int) -> None:
         """Stop with one line naming the checkpoint file when `part` produced NaN or inf."""
-        overflow = ~torch.isfinite(x.float().norm(dim=-1))  # finite values whose norm is not: no cosine, no MSE
+        # finite values whose norm is not (e.g. 3e38 everywhere) allow no cosine or MSE either
+        overflow = ~torch.isfinite(x.float().norm(dim=-1))
         bad = ((~torch.isfinite(x)).any(dim=-1) | overflow).nonzero().flatten().tolist()
         if not bad:
             return

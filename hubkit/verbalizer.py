@@ -299,7 +299,8 @@ class ActivationVerbalizer:
             if rows is not None:  # None: "auto" chose (or fell back to) transformers
                 return self.decode_rows(rows)
         step = batch_size or DEFAULT_BATCH_SIZE
-        with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:  # closed on errors too
+        # a context manager: the bar is closed (its line ended) when a batch fails, so the error stands alone
+        with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:
             for start in range(0, len(v), step):
                 chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
                 out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
@@ -344,7 +345,8 @@ class ActivationVerbalizer:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         from transformers import LogitsProcessorList
 
-        gen_kwargs["logits_processor"] = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
+        finite = FiniteLogits(self.meta.folder, self.adapter_name)
+        gen_kwargs["logits_processor"] = LogitsProcessorList([finite])
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
@@ -389,7 +391,11 @@ class FiniteLogits:
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         # -inf is how other processors ban a token (min_new_tokens bans EOS); NaN, +inf or a row of only -inf is not
-        broken = torch.isnan(scores).any(dim=-1) | torch.isposinf(scores).any(dim=-1) | torch.isneginf(scores).all(-1)
+        broken = (
+            torch.isnan(scores).any(dim=-1)
+            | torch.isposinf(scores).any(dim=-1)
+            | torch.isneginf(scores).all(-1)
+        )
         if broken.any():
             rows = broken.nonzero().flatten().tolist()
             raise CheckpointError(

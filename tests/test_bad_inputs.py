@@ -1525,6 +1525,29 @@ def truncated_split(ws: Workspace) -> str:
     return str(splits)
 
 
+def truncated_labeled(ws: Workspace) -> list[str]:
+    """`build` over the workspace splits and a labeled folder whose av_sft table is cut in half."""
+    labeled = ws.tmp("labeled")
+    for f in [*ws.splits.glob("av_sft.parquet*"), *ws.splits.glob("ar_sft.parquet*")]:
+        shutil.copy2(f, labeled / f.name)
+    truncate(labeled / "av_sft.parquet")
+    return ["build", "--splits", str(ws.splits), "--labeled", str(labeled), "--out", str(ws.tmp("o"))]
+
+
+def unverified_run(ws: Workspace) -> list[str]:
+    """`train av --resume` on a copy of a real 2-step run whose last step lost its hash record."""
+    from hubkit import constants as C
+
+    if "run" not in _RELEASE:
+        run = ws.root / "trained" / "av"
+        result = CliRunner().invoke(main, ["train", "av", str(ws.recipe), "--out", str(run), "-q"])
+        assert result.exit_code == 0, result.output
+        _RELEASE["run"] = run
+    run = ws.copy(_RELEASE["run"], "run")
+    (sorted(run.glob("step_*"))[-1] / C.CHECKPOINT_HASHES_FILE).unlink()
+    return ["train", "av", str(ws.recipe), "--out", str(run), "--resume", "-q"]
+
+
 def ar_meta_json(ws: Workspace, body: str) -> str:
     folder = ws.copy(ws.ar, "ar")
     (folder / "nla_meta.yaml").unlink()
@@ -1536,335 +1559,107 @@ def recon(folder: str | Path, texts: str | Path, w: Workspace) -> list[str]:
     return ["reconstruct", str(folder), "--texts", str(texts), "--out", str(w.tmp("o") / "v.safetensors")]
 
 
+def explain_cmd(w: Workspace, folder: str | Path, *extra: str) -> list[str]:
+    return ["explain", str(folder), V, str(w.vectors), *extra]
+
+
+def eval_cmd(
+    w: Workspace, *extra: str, av: str | Path | None = None, ar: str | Path | None = None
+) -> list[str]:
+    return [
+        "eval",
+        "--av",
+        str(av or w.av),
+        "--ar",
+        str(ar or w.ar),
+        "--table",
+        str(w.acts),
+        "--out",
+        str(w.tmp("o")),
+        *extra,
+    ]
+
+
+def label_cmd(w: Workspace, source: str | Path, *extra: str) -> list[str]:
+    return [
+        "label",
+        "--in",
+        str(source),
+        "--out",
+        str(w.tmp("o") / "l.parquet"),
+        "--model",
+        str(w.base),
+        *extra,
+    ]
+
+
+def config_edit(**changes) -> Callable[[Path], None]:
+    return lambda p: edit_json(p, lambda c: c.update(changes))
+
+
+def head_filled(value: float) -> Callable[[Path], None]:
+    return edit_tensors(lambda t: {"weight": torch.full_like(t["weight"], value)})
+
+
+RENAMED = edit_tensors(lambda t: {k.replace("lora_A", "lora_X"): v for k, v in t.items()})
+HUGE_B = edit_tensors(lambda t: {k: torch.full_like(v, 3e38) if "lora_B" in k else v for k, v in t.items()})
+ADAPTER, HEAD, CONFIG, META = (
+    "adapter_model.safetensors",
+    "value_head.safetensors",
+    "adapter_config.json",
+    "nla_meta.yaml",
+)
+
+# One row per line: the table reads as a table.
+# fmt: off
 FOUND: list[Case] = [
-    # weights that would load silently wrong
-    (
-        "av-adapter-one-byte-flipped",
-        lambda w: ["explain", damaged(w, "av", "adapter_model.safetensors", flip), V, str(w.vectors)],
-        "adapter_model.safetensors.*sha256",
-    ),
-    (
-        "av-adapter-keys-renamed",
-        lambda w: [
-            "explain",
-            unhashed(
-                w,
-                "av",
-                "adapter_model.safetensors",
-                edit_tensors(lambda t: {k.replace("lora_A", "lora_X"): v for k, v in t.items()}),
-            ),
-            V,
-            str(w.vectors),
-        ],
-        "adapter_model.*not loaded",
-    ),
-    (
-        "av-adapter-ia3",
-        lambda w: [
-            "explain",
-            unhashed(
-                w, "av", "adapter_config.json", lambda p: edit_json(p, lambda c: c.update(peft_type="IA3"))
-            ),
-            V,
-            str(w.vectors),
-        ],
-        "peft_type",
-    ),
-    (
-        "av-adapter-nan",
-        lambda w: [
-            "explain",
-            unhashed(w, "av", "adapter_model.safetensors", edit_tensors(_first_nan)),
-            V,
-            str(w.vectors),
-        ],
-        "adapter_model.*NaN",
-    ),
-    (
-        "av-lora-alpha-1e30",
-        lambda w: [
-            "explain",
-            unhashed(
-                w, "av", "adapter_config.json", lambda p: edit_json(p, lambda c: c.update(lora_alpha=1e30))
-            ),
-            V,
-            str(w.vectors),
-        ],
-        "lora_alpha",
-    ),
-    (
-        "ar-lora-alpha-1e30",
-        lambda w: recon(
-            unhashed(
-                w, "ar", "adapter_config.json", lambda p: edit_json(p, lambda c: c.update(lora_alpha=1e30))
-            ),
-            w.texts,
-            w,
-        ),
-        "lora_alpha",
-    ),
-    (
-        "ar-head-3e38",
-        lambda w: recon(
-            unhashed(
-                w,
-                "ar",
-                "value_head.safetensors",
-                edit_tensors(lambda t: {"weight": torch.full_like(t["weight"], 3e38)}),
-            ),
-            w.texts,
-            w,
-        ),
-        "value_head.*NaN/inf",
-    ),
-    (
-        "ar-head-int32",
-        lambda w: recon(
-            unhashed(
-                w,
-                "ar",
-                "value_head.safetensors",
-                edit_tensors(lambda t: {"weight": t["weight"].to(torch.int32)}),
-            ),
-            w.texts,
-            w,
-        ),
-        "value_head.*int32",
-    ),
-    (
-        "ar-head-nan-unhashed",
-        lambda w: recon(unhashed(w, "ar", "value_head.safetensors", nan_head), w.texts, w),
-        "value_head.*NaN",
-    ),
-    (
-        "rt-head-3e38",
-        lambda w: [
-            "round-trip",
-            "--av",
-            str(w.av),
-            "--ar",
-            unhashed(
-                w,
-                "ar",
-                "value_head.safetensors",
-                edit_tensors(lambda t: {"weight": torch.full_like(t["weight"], 3e38)}),
-            ),
-            V,
-            str(w.vectors),
-            "--max-new-tokens",
-            "3",
-        ],
-        "value_head",
-    ),
-    (
-        "av-adapter-huge-finite-weights",
-        lambda w: [
-            "explain",
-            unhashed(
-                w,
-                "av",
-                "adapter_model.safetensors",
-                edit_tensors(
-                    lambda t: {k: torch.full_like(v, 3e38) if "lora_B" in k else v for k, v in t.items()}
-                ),
-            ),
-            V,
-            str(w.vectors),
-        ],
-        "adapter_model.*NaN/inf logits",
-    ),
-    (
-        "eval-head-3e38",
-        lambda w: [
-            "eval",
-            "--av",
-            str(w.av),
-            "--ar",
-            unhashed(
-                w,
-                "ar",
-                "value_head.safetensors",
-                edit_tensors(lambda t: {"weight": torch.full_like(t["weight"], 3e38)}),
-            ),
-            "--table",
-            str(w.acts),
-            "--out",
-            str(w.tmp("o")),
-            "--rows",
-            "10",
-            "--max-new-tokens",
-            "2",
-        ],
-        "value_head.*NaN/inf",
-    ),
+    # weights that would load, or compute, silently wrong
+    ("av-adapter-one-byte-flipped", lambda w: explain_cmd(w, damaged(w, "av", ADAPTER, flip)), "adapter_model.safetensors.*sha256"),
+    ("av-adapter-keys-renamed", lambda w: explain_cmd(w, unhashed(w, "av", ADAPTER, RENAMED)), "adapter_model.*not loaded"),
+    ("av-adapter-ia3", lambda w: explain_cmd(w, unhashed(w, "av", CONFIG, config_edit(peft_type="IA3"))), "peft_type"),
+    ("av-adapter-nan", lambda w: explain_cmd(w, unhashed(w, "av", ADAPTER, edit_tensors(_first_nan))), "adapter_model.*NaN"),
+    ("av-lora-alpha-1e30", lambda w: explain_cmd(w, unhashed(w, "av", CONFIG, config_edit(lora_alpha=1e30))), "lora_alpha"),
+    ("av-adapter-huge-finite-weights", lambda w: explain_cmd(w, unhashed(w, "av", ADAPTER, HUGE_B)), "adapter_model.*NaN/inf logits"),
+    ("ar-lora-alpha-1e30", lambda w: recon(unhashed(w, "ar", CONFIG, config_edit(lora_alpha=1e30)), w.texts, w), "lora_alpha"),
+    ("ar-head-3e38", lambda w: recon(unhashed(w, "ar", HEAD, head_filled(3e38)), w.texts, w), "value_head.*NaN/inf"),
+    ("ar-head-int32", lambda w: recon(unhashed(w, "ar", HEAD, edit_tensors(lambda t: {"weight": t["weight"].to(torch.int32)})), w.texts, w), "value_head.*int32"),
+    ("ar-head-nan-unhashed", lambda w: recon(unhashed(w, "ar", HEAD, nan_head), w.texts, w), "value_head.*NaN"),
+    ("rt-head-3e38", lambda w: ["round-trip", "--av", str(w.av), "--ar", unhashed(w, "ar", HEAD, head_filled(3e38)), V, str(w.vectors), "--max-new-tokens", "3"], "value_head"),
+    ("eval-head-3e38", lambda w: eval_cmd(w, "--rows", "10", "--max-new-tokens", "2", ar=unhashed(w, "ar", HEAD, head_filled(3e38))), "value_head.*NaN/inf"),
+    ("train-resume-from-an-unverifiable-step", unverified_run, "hubkit_sha256.json.*--resume-unverified"),
+    ("ar-meta-hubkit-record-stripped", lambda w: recon(top_level_edit(w, "ar", lambda d: d.pop("hubkit")), w.texts, w), "hubkit_record_needed|`hubkit:` record"),
     # tracebacks
-    (
-        "av-meta-utf16",
-        lambda w: [
-            "explain",
-            damaged(w, "av", "nla_meta.yaml", lambda p: p.write_text(p.read_text(), encoding="utf-16")),
-            V,
-            str(w.vectors),
-        ],
-        "nla_meta.yaml.*UTF-8",
-    ),
-    (
-        "av-meta-latin1",
-        lambda w: [
-            "explain",
-            damaged(w, "av", "nla_meta.yaml", lambda p: p.write_bytes(p.read_bytes() + b"# caf\xe9\n")),
-            V,
-            str(w.vectors),
-        ],
-        "nla_meta.yaml.*UTF-8",
-    ),
+    ("av-meta-utf16", lambda w: explain_cmd(w, damaged(w, "av", META, lambda p: p.write_text(p.read_text(), encoding="utf-16"))), "nla_meta.yaml.*UTF-8"),
+    ("av-meta-latin1", lambda w: explain_cmd(w, damaged(w, "av", META, lambda p: p.write_bytes(p.read_bytes() + b"# caf\xe9\n"))), "nla_meta.yaml.*UTF-8"),
     ("ar-meta-json-corrupt", lambda w: recon(ar_meta_json(w, "{oops"), w.texts, w), "ar_meta.json"),
     ("ar-meta-json-list", lambda w: recon(ar_meta_json(w, "[1, 2]"), w.texts, w), "ar_meta.json"),
-    (
-        "label-cache-corrupt",
-        lambda w: [
-            "label",
-            "--in",
-            str(w.acts),
-            "--out",
-            str(w.tmp("o") / "l.parquet"),
-            "--model",
-            str(w.base),
-            "--cache",
-            str(write_bytes(w.tmp("c") / "c.sqlite", b"not a database at all" * 50)),
-        ],
-        "c.sqlite",
-    ),
-    (
-        "label-prefix-nulls",
-        lambda w: [
-            "label",
-            "--in",
-            labeled_input(w, "np", null_prefix),
-            "--out",
-            str(w.tmp("o") / "l.parquet"),
-            "--model",
-            str(w.base),
-            "--no-cache",
-        ],
-        "prefix.*null",
-    ),
-    (
-        "build-split-truncated",
-        lambda w: [
-            "build",
-            "--splits",
-            truncated_split(w),
-            "--labeled",
-            str(w.tmp("l")),
-            "--out",
-            str(w.tmp("o")),
-        ],
-        "parquet",
-    ),
-    (
-        "recipe-target-modules-match-nothing",
-        lambda w: [
-            "train",
-            "av",
-            recipe_with(w, "tm", "av.adapter", {"kind": "lora", "r": 4, "target_modules": ["no_such_proj"]}),
-        ],
-        "target_modules",
-    ),
-    (
-        "eval-trajectory-step-without-meta",
-        lambda w: [
-            "eval",
-            "--trajectory",
-            step_without_meta(w),
-            "--ar",
-            str(w.ar),
-            "--table",
-            str(w.acts),
-            "--out",
-            str(w.tmp("o")),
-        ],
-        "step_000001",
-    ),
+    ("label-cache-corrupt", lambda w: label_cmd(w, w.acts, "--cache", str(write_bytes(w.tmp("c") / "c.sqlite", b"no database" * 90))), "c.sqlite"),
+    ("label-prefix-nulls", lambda w: label_cmd(w, labeled_input(w, "np", null_prefix), "--no-cache"), "prefix.*null"),
+    ("build-split-truncated", lambda w: ["build", "--splits", truncated_split(w), "--labeled", str(w.tmp("l")), "--out", str(w.tmp("o"))], "parquet"),
+    ("build-labeled-truncated", truncated_labeled, "av_sft.parquet"),
+    ("recipe-target-modules-match-nothing", lambda w: ["train", "av", recipe_with(w, "tm", "av.adapter", {"kind": "lora", "r": 4, "target_modules": ["no_such_proj"]})], "target_modules"),
+    ("eval-trajectory-step-without-meta", lambda w: ["eval", "--trajectory", step_without_meta(w), "--ar", str(w.ar), "--table", str(w.acts), "--out", str(w.tmp("o"))], "step_000001"),
     ("release-card-template-syntax", lambda w: user_cards(w, "{% if %}broken"), "model.md.j2"),
-    (
-        "hub-serve-port-70000",
-        lambda w: ["hub", "serve", "--root", str(w.tmp("h") / "r"), "--port", "70000"],
-        "port",
-    ),
-    (
-        "hub-serve-port-negative",
-        lambda w: ["hub", "serve", "--root", str(w.tmp("h") / "r"), "--port", "-1"],
-        "port",
-    ),
+    ("hub-serve-port-70000", lambda w: ["hub", "serve", "--root", str(w.tmp("h") / "r"), "--port", "70000"], "port"),
+    ("hub-serve-port-negative", lambda w: ["hub", "serve", "--root", str(w.tmp("h") / "r"), "--port", "-1"], "port"),
     # hangs
-    (
-        "texts-one-2mb-line",
-        lambda w: recon(w.ar, write_bytes(w.tmp("l") / "t.txt", b"short\n" + b"word " * 400_000 + b"\n"), w),
-        "t.txt.*row",
-    ),
-    (
-        "eval-n-boot-huge",
-        lambda w: [
-            "eval",
-            "--av",
-            str(w.av),
-            "--ar",
-            str(w.ar),
-            "--table",
-            str(w.acts),
-            "--out",
-            str(w.tmp("o")),
-            "--n-boot",
-            "1000000000",
-        ],
-        "n-boot",
-    ),
-    (
-        "explain-max-new-beyond-context",
-        lambda w: ["explain", str(w.av), V, str(w.vectors), "--max-new-tokens", "100000"],
-        "max-new-tokens",
-    ),
+    ("texts-one-2mb-line", lambda w: recon(w.ar, write_bytes(w.tmp("l") / "t.txt", b"short\n" + b"word " * 400_000 + b"\n"), w), "t.txt.*row"),
+    ("eval-n-boot-huge", lambda w: eval_cmd(w, "--n-boot", "1000000000"), "n-boot"),
+    ("explain-max-new-beyond-context", lambda w: explain_cmd(w, w.av, "--max-new-tokens", "100000"), "max-new-tokens"),
     # silent accepts
-    (
-        "recipe-max-length-1",
-        lambda w: ["train", "av", recipe_with(w, "ml", "av.max_length", 1)],
-        "max_length",
-    ),
-    (
-        "train-check-sft-table-as-grpo-data",
-        lambda w: ["train", "check", recipe_with(w, "gd", "grpo", {"data": str(w.root / "sft.parquet")})],
-        "grpo.data",
-    ),
+    ("recipe-max-length-1", lambda w: ["train", "av", recipe_with(w, "ml", "av.max_length", 1)], "max_length"),
+    ("train-check-sft-table-as-grpo-data", lambda w: ["train", "check", recipe_with(w, "gd", "grpo", {"data": str(w.root / "sft.parquet")})], "grpo.data"),
     ("release-unknown-licence", lambda w: release_args(w, "lic", license="apache2"), "license.*apache-2.0"),
-    (
-        "release-eval-without-provenance",
-        lambda w: release_args(w, "prov", eval_edit=lambda e: e.pop("provenance")),
-        "provenance",
-    ),
+    ("release-eval-without-provenance", lambda w: release_args(w, "prov", eval_edit=lambda e: e.pop("provenance")), "provenance"),
     # published wrong
     ("release-out-stray-manifest", stray_bundle, "not a release bundle"),
-    (
-        "release-repos-av-is-ar",
-        lambda w: release_args(w, "same", repos={"av": "org/one", "ar": "org/one"}),
-        "repos.av|repos.ar",
-    ),
-    (
-        "release-eval-nan-figure",
-        lambda w: release_args(
-            w, "nan", eval_edit=lambda e: e["figures"]["round_trip"]["all"]["cos"].update(mean=float("nan"))
-        ),
-        "eval.json.*figures.round_trip.all.cos.mean.*non-finite",
-    ),
+    ("release-repos-av-is-ar", lambda w: release_args(w, "same", repos={"av": "org/one", "ar": "org/one"}), "repos.av|repos.ar"),
+    ("release-eval-nan-figure", lambda w: release_args(w, "nan", eval_edit=lambda e: e["figures"]["round_trip"]["all"]["cos"].update(mean=float("nan"))), "eval.json.*figures.round_trip.all.cos.mean.*non-finite"),
     # smaller
     ("extract-corpus-fifo", lambda w: extract(w, corpus=fifo(w)), "corpus.txt.*(FIFO|not a regular file)"),
-    (
-        "explain-injection-scale-nan",
-        lambda w: ["explain", str(w.av), V, str(w.vectors), "--injection-scale", "nan"],
-        "--injection-scale",
-    ),
+    ("explain-injection-scale-nan", lambda w: explain_cmd(w, w.av, "--injection-scale", "nan"), "--injection-scale"),
 ]
-
+# fmt: on
 
 TABLE: list[Case] = (
     EXPLAIN

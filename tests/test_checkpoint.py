@@ -77,7 +77,8 @@ def test_load_time_check_uses_the_hash_file_then_provenance_and_warns_once_witho
         json.dumps({"files": {"adapter_model.safetensors": {"sha256": sha}}})
     )
     with pytest.raises(
-        CheckpointError, match=rf"adapter_model.safetensors: sha256 differs from the one {C.PROVENANCE_FILE}"
+        CheckpointError,
+        match=rf"adapter_model.safetensors: sha256 differs from the one recorded in {C.PROVENANCE_FILE}",
     ):
         verify_on_load(folder)
     (folder / "adapter_model.safetensors").write_bytes(b"weights")

@@ -121,3 +121,34 @@ def test_ar_adapter_warning_only_for_blocks_it_does_not_keep(tmp_path) -> None:
             assert "layers.2." in str(missing[0].message) and "layers.3." in str(missing[0].message)
         lora = [n for n, _ in model.named_parameters() if "lora_A.ar" in n]
         assert len(lora) == 4  # the adapter wraps every block; blocks 2-3 keep their fresh (unused) LoRA
+
+
+def test_swapped_halves_are_named_as_swapped(pair_dirs) -> None:
+    from hubkit.errors import MetaError
+
+    av_dir, ar_dir = pair_dirs
+    with pytest.raises(
+        MetaError, match=rf"av={ar_dir} is an AR and ar={av_dir} is an AV: the two halves are swapped"
+    ):
+        NLAPair.from_pretrained(av=ar_dir, ar=av_dir, dtype="float32")
+    with pytest.raises(MetaError, match=rf"ar={av_dir}: this is an AV checkpoint, not an AR"):
+        NLAPair.from_pretrained(av=av_dir, ar=av_dir, dtype="float32")
+
+
+def test_every_adapter_tensor_must_land_in_a_module(pair_dirs, tmp_path) -> None:
+    """Loaded adapters change the model; one whose keys match nothing is refused, counting the lost tensors."""
+    from safetensors.torch import load_file, save_file
+
+    av_dir = _copy(pair_dirs[0], tmp_path)
+    (av_dir / C.CHECKPOINT_HASHES_FILE).unlink()
+    weights = av_dir / C.ADAPTER_WEIGHTS_FILE
+    tensors = load_file(str(weights))
+    renamed = {
+        k.replace("layers.0.", "layers.0.mlp_x.") if "layers.0." in k else k: v for k, v in tensors.items()
+    }
+    lost = sum(k != r for k, r in zip(tensors, renamed))
+    save_file(renamed, str(weights))
+    with pytest.raises(
+        CheckpointError, match=rf"{weights}: {lost} of {len(tensors)} adapter tensor\(s\) match no module"
+    ):
+        ActivationVerbalizer.from_pretrained(av_dir, dtype="float32")

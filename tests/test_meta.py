@@ -651,3 +651,20 @@ def test_folder_without_any_meta(tmp_path: Path) -> None:
     assert (
         C.META_FILE in str(err.value) and C.AR_META_JSON in str(err.value) and str(tmp_path) in str(err.value)
     )
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("nla_meta.yaml", "role: av\nd_model: 8\n".encode("utf-16")),
+        ("acts.parquet", b"PAR1\x00\xff\xfe binary"),
+        ("nla_meta.yaml", "role: av  # caf\xe9\n".encode("latin-1")),
+    ],
+)
+def test_a_file_that_is_not_utf8_yaml_is_one_meta_error(tmp_path, name, data):
+    from hubkit.errors import MetaError
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(MetaError, match=rf"{path}: not UTF-8 text"):
+        NLAMeta.load(path)

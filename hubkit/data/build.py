@@ -93,6 +93,17 @@ def _write(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _schema_names(path: Path) -> list[str]:
+    """Column names of a parquet file; an unreadable one (truncated, not parquet) is one error naming it."""
+    try:
+        return pq.read_schema(str(path)).names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:160]}); the file is truncated or "
+            "corrupt: run the stage that wrote it again"
+        ) from exc
+
+
 def build_tables(
     out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
 ) -> dict[str, Path]:
@@ -112,7 +123,7 @@ def build_tables(
     sidecars: dict[str, DatasetSidecar] = {}
     for name, path in paths.items():
         needed = (DOC_ID, POSITION, VECTOR) + ((EXPLANATION,) if name in LABELED else ())
-        if name in LABELED and path.exists() and EXPLANATION not in pq.ParquetFile(path).schema_arrow.names:
+        if name in LABELED and path.exists() and EXPLANATION not in _schema_names(path):
             raise DataError(
                 f"{path}: the {name} table has no `{EXPLANATION}` column; label it first "
                 f"(`hubkit label --in {path} --out …`)"

@@ -294,7 +294,9 @@ def label_table(
     for name in (PREFIX, TOKEN):
         column = table.column(name)
         if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-            raise DataError(f"{source}: column `{name}` is {column.type}, expected text; re-run `hubkit extract`")
+            raise DataError(
+                f"{source}: column `{name}` is {column.type}, expected text; re-run `hubkit extract`"
+            )
         if column.null_count:
             first = column.is_null().to_pylist().index(True)
             raise DataError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hubkit import constants as C
 from hubkit.errors import CheckpointError
 from hubkit.hub.redaction import protect
 
@@ -38,7 +39,8 @@ def resolve(
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     protect(token, get_token())
-    patterns = [f"{subfolder.strip('/')}/**"] if subfolder else None
+    # a subfolder's files are checked on load against the repo's provenance.json (`checkpoint.verify_on_load`)
+    patterns = [f"{subfolder.strip('/')}/**", C.PROVENANCE_FILE] if subfolder else None
     try:
         root = snapshot_download(
             repo_id,

@@ -143,7 +143,11 @@ def push_bundle(
 def _remote_head(target: RepoTarget, endpoint, token) -> str | None:
     """The commit `target`'s main branch points at now; None when the repo does not exist or cannot be read."""
     try:
-        return hub_api(endpoint, token).repo_info(target.repo_id, repo_type=target.repo_type, revision="main").sha
+        return (
+            hub_api(endpoint, token)
+            .repo_info(target.repo_id, repo_type=target.repo_type, revision="main")
+            .sha
+        )
     except Exception:  # the push's own error is the one to report; this is only a description
         return None
 

@@ -312,7 +312,9 @@ def load_spec(
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ReleaseError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+        raise ReleaseError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ReleaseError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):

@@ -118,7 +118,11 @@ def read_rl(path: str | Path, d_model: int) -> Table:
 
 
 STAGE_COLUMNS = {"av": AV_COLUMNS, "ar": AR_COLUMNS, "grpo": RL_COLUMNS}
-STAGE_TABLES = {"av": "the av_sft table", "ar": "the ar_sft table", "grpo": "the rl split (vectors, no explanations)"}
+STAGE_TABLES = {
+    "av": "the av_sft table",
+    "ar": "the ar_sft table",
+    "grpo": "the rl split (vectors, no explanations)",
+}
 
 
 def check_columns(path: str | Path, stage: str, where: str) -> None:
@@ -133,7 +137,9 @@ def check_columns(path: str | Path, stage: str, where: str) -> None:
     try:
         names = pq.read_schema(str(path)).names
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{where}: {path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from exc
+        raise DataError(
+            f"{where}: {path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})"
+        ) from exc
     missing = [c for c in STAGE_COLUMNS[stage] if c not in names]
     if missing or (stage == "grpo" and "explanation" in names):
         what = f"lacks column(s) {missing}" if missing else "has an `explanation` column (an SFT table)"

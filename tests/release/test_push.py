@@ -21,6 +21,7 @@ from huggingface_hub import HfApi, constants
 
 from hubkit import NLAPair
 from hubkit import constants as C
+from hubkit.errors import CheckpointError
 from hubkit.hub import remote_sha256s
 from hubkit.localhub import LocalHub, use_endpoint
 from hubkit.release.bundle import build_bundle
@@ -293,6 +294,17 @@ def test_round_trip_after_release_matches_local_checkpoints(project, hub):
         torch.set_num_threads(threads)
     # different checkpoints really differ, so the comparisons above could fail
     assert local["step_000001"].explanations != local["step_000002"].explanations
+    # what was downloaded is checked on load against the provenance.json of its repo, step folders too
+    from hubkit.checkpoint import verify_on_load
+    from hubkit.hub import resolve
+
+    step = resolve(TRAJ, revision="v0.1", subfolder="step_000002")
+    assert verify_on_load(resolve(AV, revision="v0.1")) and verify_on_load(step)
+    (step / C.ADAPTER_WEIGHTS_FILE).resolve().write_bytes(b"damaged in the local cache")
+    with pytest.raises(
+        CheckpointError, match=rf"{C.ADAPTER_WEIGHTS_FILE}: sha256 differs .* {C.PROVENANCE_FILE}"
+    ):
+        NLAPair.from_pretrained(av=TRAJ, ar=AR, revision="v0.1", av_subfolder="step_000002")
 
 
 def test_verification_names_a_remote_file_that_differs(project, hub):

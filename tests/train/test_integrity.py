@@ -149,7 +149,10 @@ def test_metrics_rows_lost_before_the_resume_point_are_counted(run3, caplog):
     metrics.write_text(lines[0] + "\n")  # steps 2 and 3 lost, the run resumes after step 3
     with caplog.at_level("WARNING"):
         train_ar(recipe, RunOptions(quiet=True, resume=True))
-    assert "2 of the 3 steps before the resume point have no metrics record (first missing: step 2)" in caplog.text
+    assert (
+        "2 of the 3 steps before the resume point have no metrics record (first missing: step 2)"
+        in caplog.text
+    )
 
 
 def test_a_damaged_metrics_line_in_the_middle_is_an_error(run3):
