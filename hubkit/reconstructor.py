@@ -63,10 +63,10 @@ def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | Non
 def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
     """Token ids of the AR prompt for one explanation: the one builder training and inference share.
 
-    The whole rendered prompt is tokenized in one call with ``add_special_tokens=True`` (``False``
-    where `ar.add_bos` is false; so merges
-    across the explanation/suffix boundary, such as ``.</`` or ``></``, are the ones the model
-    saw), then `ar.add_bos` is applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
+    The whole rendered prompt is tokenized in one call (so merges across the explanation/suffix
+    boundary, such as ``.</`` or ``></``, are the ones the model saw) with ``add_special_tokens=True``,
+    or ``False`` where `ar.add_bos` is false (as the LoRA-AR writer tokenizes), then `ar.add_bos` is
+    applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
     prompt; `check_suffix_ids` uses it as a consistency check.
     """
     ar = meta.ar
