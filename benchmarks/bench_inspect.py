@@ -58,9 +58,11 @@ def main() -> None:
         ins = pair.inspect(text, positions=list(range(args.n)), spliced_loss=args.spliced_loss, **gen)
         ins.save(Path(tmp) / "inspect")
         t_inspect = time.perf_counter() - t0
+        print(f"  inspect: {t_inspect:.1f} s for {args.n} tokens", flush=True)
         t0 = time.perf_counter()
         rt = pair.round_trip(ins.vectors, **gen)
         t_rt = time.perf_counter() - t0
+        print(f"  round-trip: {t_rt:.1f} s for the same {args.n} vectors", flush=True)
     same = sum(a == b for a, b in zip(rt.explanations, ins.round_trip.explanations))
     res = {
         "n": args.n,

@@ -34,6 +34,17 @@ def load_base(name: str, device: str | None = None, dtype: str | torch.dtype | N
     return Base(model, loading.load_tokenizer(path))
 
 
+def loaded_base(pair, base: Base | None = None, base_model: str | None = None) -> Base | None:
+    """`base`, or the base loaded once when the AV is full weights (its own model is not the base); None
+    when the AV is a LoRA adapter (`base_of` then switches its adapters off instead)."""
+    from peft import PeftModel
+
+    if base is not None or isinstance(pair.av.model, PeftModel):
+        return base
+    p = next(pair.av.model.parameters())
+    return load_base(base_model or pair.av.meta.base_model, device=str(p.device), dtype=p.dtype)
+
+
 @contextlib.contextmanager
 def base_of(pair, base: Base | None = None, base_model: str | None = None) -> Iterator[Base]:
     """The pair's base for the duration: `base` if given, the AV's model with adapters off when it is a
@@ -41,11 +52,8 @@ def base_of(pair, base: Base | None = None, base_model: str | None = None) -> It
     from peft import PeftModel
 
     av = pair.av
-    if base is not None:
-        yield base
-    elif isinstance(av.model, PeftModel):
+    if base is None and isinstance(av.model, PeftModel):
         with av.model.disable_adapter():
             yield Base(av.model, av.tokenizer)
     else:
-        p = next(av.model.parameters())
-        yield load_base(base_model or av.meta.base_model, device=str(p.device), dtype=p.dtype)
+        yield loaded_base(pair, base, base_model)

@@ -38,7 +38,11 @@ def _input_file(flag: str, dest: str, help: str):
     help="all, prompt, reply, last, or I,J,K (negative from the end).",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--spliced-loss", is_flag=True, help="Also measure the spliced loss at each position.")
+@click.option(
+    "--spliced-loss",
+    is_flag=True,
+    help="Also measure the spliced loss at each position (one forward per position: slow on long texts).",
+)
 @click.option(
     "--baseline-b", default=None, type=float, help="The training distribution's predict-the-mean B."
 )

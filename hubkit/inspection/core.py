@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from hubkit import arch
-from hubkit.base_access import Base, base_of
+from hubkit.base_access import Base, base_of, loaded_base
 from hubkit.errors import DataError
 from hubkit.eval.spliced import spliced_rows, summarize_spliced
 from hubkit.inspection import baseline as B
@@ -109,7 +109,8 @@ def inspect_pair(
         raise DataError("the AV meta records no layer (and the AR none either); an NLA needs its layer")
     if reply_tokens < 0:
         raise DataError(f"--reply must be >= 0 tokens, got {reply_tokens}")
-    with base_of(pair, base, base_model) as bm:
+    base = loaded_base(pair, base, base_model)  # loaded once when the AV is full weights
+    with base_of(pair, base) as bm:
         stops = stop_token_ids(bm.model, bm.tokenizer)
         seq = build_sequence(
             bm.model, bm.tokenizer, text=text, chat=chat, reply_tokens=reply_tokens, stop_ids=stops
@@ -129,7 +130,7 @@ def inspect_pair(
         bl = measured
     spliced = None
     if spliced_loss:
-        with base_of(pair, base, base_model) as bm:
+        with base_of(pair, base) as bm:
             nxt = [seq.ids[p + 1] if p + 1 < len(seq.ids) else None for p in chosen]
             rows = spliced_rows(
                 bm.model,

@@ -8,6 +8,7 @@ import os
 import re
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from .cli_runs import F32, explain_and_round_trip, extract_text, inspect, records
@@ -118,3 +119,25 @@ def test_python_api_matches_positions(ws):
     assert ins.positions == [1, n - 1] and ins.vectors.shape == (2, D)
     assert ins.transcript().count("PROMPT  token=") == 2
     assert "<!DOCTYPE html>" in ins.to_html()
+
+
+def test_a_full_weights_av_reads_its_base_not_itself(ws, tmp_path):
+    """A full fine-tune's AV is not its base: inspect loads the base its meta names for the vectors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hubkit.checkpoint import write_checkpoint
+    from hubkit.heads import identity_head
+    from hubkit.testing import TinyModel, tiny_metas
+
+    model = AutoModelForCausalLM.from_pretrained(str(ws["base"]))
+    tok = AutoTokenizer.from_pretrained(str(ws["base"]))
+    av_meta, ar_meta = tiny_metas(TinyModel(model, tok, "saved"), layer=LAYER, base_model=str(ws["base"]))
+    ar = write_checkpoint(tmp_path / "ar", model, tok, ar_meta, head=identity_head(D))
+    with torch.no_grad():  # the "fine-tuned" AV differs from its base in every block
+        for p in model.model.layers.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    av = write_checkpoint(tmp_path / "av", model, tok, av_meta)
+    out = inspect(av, ar, tmp_path / "o", "--text", TEXT, "--max-new-tokens", 4, "--baseline-b", 1.0, *F32)
+    positions, extracted = extract_text(ws["base"], TEXT, tmp_path, LAYER)
+    vectors = load_file(str(out / "vectors.safetensors"))["vectors"]
+    assert (vectors[positions] - extracted).abs().max().item() <= 1e-5
