@@ -157,6 +157,12 @@ def check_cmd(recipe) -> None:
 
     r = load_recipe(recipe)
     click.echo(f"{recipe}: ok — base {r.base_model}, layer {r.layer}, output {r.output_dir}")
+    if not r.distributed.is_default():
+        d = r.distributed
+        click.echo(
+            f"  distributed: {d.strategy}, global batch {d.global_batch_size or 'micro x accum x processes'}, "
+            f"mixed precision {d.mixed_precision}"
+        )
     for stage in ("av", "ar", "grpo"):
         section = getattr(r, stage)
         if section is None:
