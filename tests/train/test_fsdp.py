@@ -27,7 +27,7 @@ from hubkit.train.distributed import DistributedRecipe
 from hubkit.train.loop import RunOptions
 
 from .test_grpo import grpo_recipe
-from .test_grpo import setup as grpo_setup  # noqa: F401 (pytest finds it as the fixture `setup`)
+from .test_grpo import setup as grpo_setup  # noqa: F401 (test_grpo's fixture, under this name here)
 from .train_helpers import D_MODEL, torchrun
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,36 +210,42 @@ def test_one_process_fsdp_with_bf16_compute_keeps_fp32_weights(sft_runs, tmp_pat
 
 # -- GRPO ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def parsing_lora_av(setup):
+def parsing_lora_av(grpo_setup):  # noqa: F811 (the imported fixture)
     """A LoRA AV (one small step) over test_grpo's fully fine-tuned cat/dog AV as its base: its samples parse."""
     from hubkit.train.sft_av import train_av
 
     from .train_helpers import make_recipe
 
     av = {
-        "data": str(setup["root"] / "av.parquet"),
+        "data": str(grpo_setup["root"] / "av.parquet"),
         "steps": 1,
         "micro_batch_size": 8,
         "checkpoint_every": 1,
         "adapter": {"r": 4},
         "optim": {"lr": 1e-4},
     }
-    return train_av(make_recipe(setup["av"], setup["root"] / "lora-on-av", av=av), RunOptions(quiet=True))
+    return train_av(
+        make_recipe(grpo_setup["av"], grpo_setup["root"] / "lora-on-av", av=av), RunOptions(quiet=True)
+    )
 
 
 @needs_torchrun
 @pytest.mark.parametrize("policy", ["full", "lora"])
 def test_grpo_sharded_policy_and_reference_match_one_process(
-    setup, parsing_lora_av, train_base, tmp_path, policy
+    grpo_setup,  # noqa: F811 (the imported fixture)
+    parsing_lora_av,
+    train_base,
+    tmp_path,
+    policy,
 ):
     """GRPO under FSDP equals one process: a full policy with a second, frozen model as reference (the base),
     or a LoRA policy whose reference is a frozen copy of its starting adapter; rollouts gathered, the AR
-    co-trained. `setup` (from test_grpo): an AV trained to answer its vector with cat or dog."""
-    start = setup["av"] if policy == "full" else parsing_lora_av
+    co-trained. `grpo_setup` (test_grpo's `setup`): an AV trained to answer its vector with cat or dog."""
+    start = grpo_setup["av"] if policy == "full" else parsing_lora_av
     reference = "base" if policy == "full" else "init"
     recipe = grpo_recipe(
-        setup,
-        train_base if policy == "full" else setup["av"],  # the LoRA's base is the full AV
+        grpo_setup,
+        train_base if policy == "full" else grpo_setup["av"],  # the LoRA's base is the full AV
         f"fsdp-one-{policy}",
         av_init=str(start),
         steps=3,
@@ -272,10 +278,10 @@ def test_grpo_sharded_policy_and_reference_match_one_process(
     assert any(not torch.equal(init[k], after[k]) for k in after)
 
 
-def test_grpo_on_an_engine_is_refused_under_fsdp(setup, train_base):
+def test_grpo_on_an_engine_is_refused_under_fsdp(grpo_setup, train_base):  # noqa: F811 (the imported fixture)
     from hubkit.train.distributed import DistributedError, check_stage
 
-    recipe = grpo_recipe(setup, train_base, "engine", rollout_engine="http://127.0.0.1:9/v1")
+    recipe = grpo_recipe(grpo_setup, train_base, "engine", rollout_engine="http://127.0.0.1:9/v1")
     recipe.distributed = DistributedRecipe(strategy="fsdp")
     with pytest.raises(
         DistributedError, match=r"rollout_engine http://127\.0\.0\.1:9/v1 cannot take a sharded"
