@@ -178,6 +178,12 @@ def check_cmd(recipe) -> None:
         if section is not None and section.data is not None and Path(section.data).exists():
             check_columns(section.data, stage, f"{recipe}: field `{stage}.data`")  # absent: not built yet
     click.echo(f"{recipe}: ok — base {r.base_model}, layer {r.layer}, output {r.output_dir}")
+    if not r.distributed.is_default():
+        d = r.distributed
+        click.echo(
+            f"  distributed: {d.strategy}, global batch {d.global_batch_size or 'micro x accum x processes'}, "
+            f"mixed precision {d.mixed_precision}"
+        )
     for stage in ("av", "ar", "grpo"):
         section = getattr(r, stage)
         if section is None:

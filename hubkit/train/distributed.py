@@ -152,6 +152,12 @@ def check_stage(
             "(bitsandbytes 4-bit weights are not FSDP2 parameters); use adapter.kind lora under fsdp, or "
             "strategy ddp for a QLoRA"
         )
+    engine = getattr(stage_cfg, "rollout_engine", "transformers")
+    if cfg.strategy == "fsdp" and engine not in ("transformers", "auto"):
+        raise DistributedError(
+            f"recipe stage `{stage}`: rollout_engine {engine} cannot take a sharded policy's adapter; under "
+            "distributed.strategy fsdp rollouts are sampled in process (rollout_engine: transformers)"
+        )
     if device_memory_bytes(cfg, device) is not None:
         from hubkit import loading
 

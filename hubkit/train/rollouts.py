@@ -49,6 +49,13 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
     this step's policy (vLLM loads it as a new LoRA; nothing restarts). The seed comes from torch's
     generator, so a seeded run asks for the same samples."""
     from hubkit.engines.generate import generate_for
+    from hubkit.train.fsdp import is_sharded
+
+    if is_sharded(av.model):
+        raise HubkitError(
+            f"grpo.rollout_engine {engine}: a policy sharded by distributed.strategy fsdp samples in process; "
+            "set `rollout_engine: transformers`"
+        )
 
     rows = generate_for(
         av,

@@ -127,3 +127,38 @@ def test_processes_on_different_kinds_of_device_are_refused():
     mp.start_processes(_devices_worker, args=(port, ["cpu", "meta"], errors), nprocs=2, start_method="spawn")
     got = dict(errors.get(timeout=60) for _ in range(2))
     assert got[0] == got[1] and "rank 0 cpu, rank 1 meta" in got[0]
+
+
+def test_the_command_line_prints_one_error_line(train_base, tmp_path, sft_table):
+    """`hubkit train av` with strategy fsdp outside a launcher: exit 2 and one `error:` line, no traceback."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    recipe = tmp_path / "fsdp.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base_model": str(train_base),
+                "layer": 1,
+                "output_dir": str(tmp_path / "run"),
+                "distributed": {"strategy": "fsdp"},
+                "av": {**AV, "data": str(sft_table[0])},
+            }
+        )
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hubkit.train.commands", "av", str(recipe), "-q"],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "needs a process group" in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
