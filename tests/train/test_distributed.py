@@ -134,27 +134,13 @@ def test_the_command_line_prints_one_error_line(train_base, tmp_path, sft_table)
     import subprocess
     import sys
 
-    import yaml
-
-    recipe = tmp_path / "fsdp.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "base_model": str(train_base),
-                "layer": 1,
-                "output_dir": str(tmp_path / "run"),
-                "distributed": {"strategy": "fsdp"},
-                "av": {**AV, "data": str(sft_table[0])},
-            }
-        )
-    )
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    }
+    recipe = av_recipe(train_base, tmp_path, sft_table, strategy="fsdp").save(tmp_path / "fsdp.yaml")
+    unset = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     done = subprocess.run(
         [sys.executable, "-m", "hubkit.train.commands", "av", str(recipe), "-q"],
-        env={**env, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
+        env={**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=300,
     )
