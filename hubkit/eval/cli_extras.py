@@ -66,7 +66,6 @@ def paraphraser(
     local: str | None,
     device: str | None,
     flag: str = "paraphrase",
-    **local_kwargs,
 ):
     """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None``."""
     if endpoint and local:
@@ -84,16 +83,22 @@ def paraphraser(
         from hubkit.precision import resolve_dtype
 
         return TransformersLabeler.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu", **local_kwargs
+            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
         )
     return None
 
 
 def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The judge backend the ``--judge-*`` flags name, or ``None`` (a local judge answers inside verdict tags)."""
-    return paraphraser(
-        endpoint, model, local, device, flag="judge", prefill="<verdict>", stop="</verdict>", max_new_tokens=8
-    )
+    """The judge backend the ``--judge-*`` flags name, or ``None``: an endpoint answers in words; a local model
+    picks the most likely verdict (`hubkit.eval.local_judge.LikelihoodJudge`)."""
+    if local and not endpoint and not model:
+        from hubkit.eval.local_judge import LikelihoodJudge
+        from hubkit.precision import resolve_dtype
+
+        return LikelihoodJudge.from_pretrained(
+            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
+        )
+    return paraphraser(endpoint, model, local, device, flag="judge")
 
 
 def build_extras(

@@ -109,7 +109,8 @@ def test_eval_with_the_local_judge_and_spliced_loss(smol_pair, tmp_path):
     jc, sl = ev["figures"]["judge"], ev["figures"]["spliced_loss"]
     rows = pq.read_table(out / "rows.parquet").to_pydict()
     assert sum(jc["verdicts"].values()) == jc["n_claims"] == sum(len(v) for v in rows["judge_verdicts"])
-    assert jc["judge"] == "transformers:smollm2-135m"
+    assert jc["judge"] == "transformers:smollm2-135m (likelihood of each verdict)"
+    assert jc["verdicts"]["unparsed"] == 0  # every claim gets the verdict the model finds most likely
     # the table's vectors were read from these prefixes, so splicing the original is the base's own forward
     assert sl["n"] == len(vecs) and sl["kl_zero"]["mean"] > 0
     print(f"SmolLM2 judge: {jc['verdicts']}; spliced recovered {sl['frac_recovered']}")

@@ -58,3 +58,22 @@ def test_sections_render_with_intervals(smol):
     assert f"| reconstruction | {sl.ce_reconstruction.mean:.4f} [" in body
     assert jc.claim_precision.value == pytest.approx(12 / 18)
     assert "claim precision (supported / judged) | 66.7%" in body
+
+
+def test_trajectory_card_shows_spliced_loss_per_checkpoint(project):
+    from .conftest import trajectory_spec
+
+    ev_path = project["eval_traj"] / "eval.json"
+    ev = json.loads(ev_path.read_text())
+    for i, p in enumerate(ev["figures"]["trajectory"]["checkpoints"]):
+        p["spliced_loss"] = {
+            "frac_recovered": 0.1 * i,
+            "ci_low": 0.1 * i - 0.05,
+            "ci_high": 0.1 * i + 0.05,
+            "kl_reconstruction": 1.5 - 0.1 * i,
+        }
+    ev_path.write_text(json.dumps(ev))
+    bundle = build_bundle(trajectory_spec(project), project["root"] / "out-spliced")
+    body = ModelCard.load(bundle.root / "trajectory" / "README.md").text
+    assert "| `step_000002` | 0.100 [0.050, 0.150] | 1.4000 |" in body
+    assert "| `step_000003` | 0.200 [0.150, 0.250] | 1.3000 |" in body

@@ -1,0 +1,66 @@
+"""A local judge that scores the three verdicts instead of generating free text.
+
+Small local models rarely answer with a bare verdict word (SmolLM2-135M, asked with the judge prompt
+and ``<verdict>`` prefilled, writes a sentence in most replies), so a generated reply is often left
+``unparsed``. This judge renders the same prompt with the model's chat template and ``<verdict>``
+prefilled, and takes the verdict whose tokens (``supported``, ``unsupported`` or ``contradicted``, then
+``</verdict>``) have the highest total log-probability: every claim gets a verdict, deterministically.
+It answers like any `hubkit.data.labelers.Labeler` (``<verdict>WORD</verdict>`` per conversation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from hubkit.data.labelers import Messages, render_chat
+from hubkit.eval.judge import VERDICTS
+
+OPEN, CLOSE = "<verdict>", "</verdict>"
+
+
+class LikelihoodJudge:
+    """Picks the most likely verdict for each conversation (see the module docstring)."""
+
+    def __init__(self, model, tokenizer, name: str, batch_size: int = 8) -> None:
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.name = f"{name} (likelihood of each verdict)"
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str, dtype: torch.dtype | None = None, device: str = "cpu"
+    ) -> LikelihoodJudge:
+        """A registry model or local folder, loaded with `hubkit.models.load`."""
+        from hubkit import models
+
+        model, tok = models.load(name_or_path, dtype=dtype or torch.float32, device=device)
+        return cls(model, tok, f"transformers:{name_or_path}")
+
+    @torch.no_grad()
+    def scores(self, conversation: Messages) -> dict[str, float]:
+        """Total log-probability of each verdict's tokens after the prompt."""
+        tok = self.tokenizer
+        prompt = tok(render_chat(tok, conversation, OPEN), add_special_tokens=False)["input_ids"]
+        rows = [prompt + tok(w + CLOSE, add_special_tokens=False)["input_ids"] for w in VERDICTS]
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        device = next(self.model.parameters()).device
+        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]
+        out = {}
+        for i, (w, r) in enumerate(zip(VERDICTS, rows)):
+            out[w] = float(logp[i, len(prompt) - 1 : len(r) - 1].sum())
+        return out
+
+    def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        replies = []
+        for conv in conversations:
+            s = self.scores(conv)
+            replies.append(f"{OPEN}{max(s, key=s.get)}{CLOSE}")
+        return replies
