@@ -182,7 +182,7 @@ class GRPOTrainer:
         ok_texts = [d.text for d, good in zip(details, ok) if good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
-        reading = self.frozen_reading(ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
+        reading = frozen_reading(self, ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -204,21 +204,6 @@ class GRPOTrainer:
             ok,
             reading,
         )
-
-    def frozen_reading(
-        self, texts: list[str], targets: Tensor, recon: Tensor | None
-    ) -> tuple[float, float, int]:
-        """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
-        if not texts:
-            return 0.0, 0.0, 0
-        if self.frozen_ar is self.ar and recon is not None:
-            v_hat = recon.float().cpu()
-        else:
-            v_hat = self.frozen_ar.reconstruct(texts).float().cpu()
-        t = targets.float()
-        real = F.cosine_similarity(v_hat, t, dim=-1).sum()
-        empty = F.cosine_similarity(self.frozen_empty.expand_as(t), t, dim=-1).sum()
-        return float(real), float(empty), len(texts)
 
     def policy_loss(self, r: Rollout) -> Tensor:
         vv = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)
@@ -280,29 +265,21 @@ class GRPOTrainer:
         """Run (or resume) the stage; returns the last checkpoint folder (see `run_grpo`)."""
         return run_grpo(self)
 
-    def _ar_step(self, rollouts: list[Rollout], params: list[nn.Parameter], opt, sched) -> float | None:
-        self.ar.model.train()
-        total, count = 0.0, 0
-        losses = []
-        for ro in rollouts:
-            loss, n = self.ar_loss(ro)
-            if loss is not None:
-                losses.append(loss)
-                count += n
-        global_count = self.runner.reduce_sum(float(count))
-        if global_count == 0:
-            sched.step()
-            return None
-        for loss in losses:
-            (loss / global_count).backward()
-            total += float(loss.detach())
-        self.runner.sync_grads(params)
-        grad_norm_clip(params, self.cfg.optim.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        self.ar.model.eval()
-        return self.runner.reduce_sum(total) / global_count
+
+def frozen_reading(
+    t: GRPOTrainer, texts: list[str], targets: Tensor, recon: Tensor | None
+) -> tuple[float, float, int]:
+    """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
+    if not texts:
+        return 0.0, 0.0, 0
+    if t.frozen_ar is t.ar and recon is not None:
+        v_hat = recon.float().cpu()
+    else:
+        v_hat = t.frozen_ar.reconstruct(texts).float().cpu()
+    tgt = targets.float()
+    real = F.cosine_similarity(v_hat, tgt, dim=-1).sum()
+    empty = F.cosine_similarity(t.frozen_empty.expand_as(tgt), tgt, dim=-1).sum()
+    return float(real), float(empty), len(texts)
 
 
 # -- the loop ----------------------------------------------------------------------------------------
@@ -329,6 +306,33 @@ def make_optimisers(t: GRPOTrainer) -> Optimisers:
         optimizers["ar"] = ar_opt
         schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
     return Optimisers(policy_params, ar_params, optimizers, schedulers)
+
+
+def ar_step(t: GRPOTrainer, rollouts: list[Rollout], opt: Optimisers) -> float | None:
+    """One MSE step of the AR trained alongside, on the step's succeeded rollouts; its mean loss."""
+    params, optimizer, sched = opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"]
+    t.ar.model.train()
+    total, count = 0.0, 0
+    losses = []
+    for ro in rollouts:
+        loss, n = t.ar_loss(ro)
+        if loss is not None:
+            losses.append(loss)
+            count += n
+    global_count = t.runner.reduce_sum(float(count))
+    if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
+        sched.step()
+        return None
+    for loss in losses:
+        (loss / global_count).backward()
+        total += float(loss.detach())
+    t.runner.sync_grads(params)
+    grad_norm_clip(params, t.cfg.optim.max_grad_norm)
+    optimizer.step()
+    sched.step()
+    optimizer.zero_grad(set_to_none=True)
+    t.ar.model.eval()
+    return t.runner.reduce_sum(total) / global_count
 
 
 @dataclass
@@ -421,7 +425,7 @@ def run_grpo(t: GRPOTrainer) -> Path:
         stats |= policy_stats(rollouts, runner)
         t1 = t.clock("update", t1)
         if cfg.train_ar:
-            stats["ar_loss"] = t._ar_step(rollouts, opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"])
+            stats["ar_loss"] = ar_step(t, rollouts, opt)
             t.clock("ar", t1)
         p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
         metrics = {
