@@ -48,7 +48,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        try:  # YAML reads 1e-4 (no dot) as a string
+            parsed = float(parsed) if isinstance(parsed, str) else parsed
+        except ValueError:
+            pass
+        out[key] = parsed
     return out
 
 
@@ -66,8 +71,8 @@ def grpo_section(base: dict, demo: Path, args, av: Path, ar: Path, rl: Path) -> 
         length_target=36,
         temperature=1.0,
     )
-    for k in ("kl_coef", "reference", "train_ar", "ar_lr", "parse_penalty"):
-        g.pop(k, None)  # the recipe defaults: the published recipes' shape
+    for k in ("kl_coef", "reference", "train_ar", "parse_penalty"):
+        g.pop(k, None)  # the recipe defaults: the published recipes' shape (ar_lr: the demo's, when set)
     g["optim"] = {"lr": 1e-4, "schedule": "constant"}
     over = parse_overrides(args.grpo)
     if "lr" in over:
