@@ -206,19 +206,24 @@ def test_ar_trained_alongside_and_lora_reference(setup, train_base):
     assert m["kl"] > 0 and m["ar_loss"] >= 0  # reference = the untrained base: far from the policy
 
 
+def lora_stage(data: Path, lr: float) -> dict:
+    """Two steps of a rank-4 LoRA on `data`: a small LoRA half (AV or AR) for GRPO."""
+    return {
+        "data": str(data),
+        "steps": 2,
+        "micro_batch_size": 8,
+        "checkpoint_every": 2,
+        "adapter": {"r": 4, "alpha": 8},
+        "optim": {"lr": lr},
+    }
+
+
 @pytest.fixture(scope="module")
 def lora_av(setup, train_base):
     """The AV SFT with a small LoRA (two steps): a LoRA policy for GRPO."""
     from hubkit.train.sft_av import train_av
 
-    av = {
-        "data": str(setup["root"] / "av.parquet"),
-        "steps": 2,
-        "micro_batch_size": 8,
-        "checkpoint_every": 2,
-        "adapter": {"r": 4, "alpha": 8},
-        "optim": {"lr": 5e-2},
-    }
+    av = lora_stage(setup["root"] / "av.parquet", 5e-2)
     return train_av(make_recipe(train_base, setup["root"] / "lora-sft", av=av), RunOptions(quiet=True))
 
 
@@ -371,14 +376,7 @@ def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_ba
     write_sft(
         setup["root"] / "ar.parquet", torch.randn(8, 32, generator=torch.Generator().manual_seed(1)), TEXTS
     )
-    ar = {
-        "data": str(setup["root"] / "ar.parquet"),
-        "steps": 2,
-        "micro_batch_size": 8,
-        "checkpoint_every": 2,
-        "adapter": {"r": 4, "alpha": 8},
-        "optim": {"lr": 1e-2},
-    }
+    ar = lora_stage(setup["root"] / "ar.parquet", 1e-2)
     ar_dir = train_ar(make_recipe(train_base, tmp_path / "lora-ar", ar=ar), RunOptions(quiet=True))
     t = trainer_for(grpo_recipe(setup, train_base, "lora-ar-grpo", ar_init=str(ar_dir), ar_lr=5e-2))
     last = t.train()
