@@ -173,7 +173,9 @@ def _layouts(tiny) -> list[tuple[str, NLAMeta]]:
     for scheme in ("embedding_replace", "residual_add"):
         for chat in (True, False):
             for scale in (12.5, "sqrt_d_model"):
-                av, _ = tiny_metas(tiny, layer=1, scale=scale, chat=chat, scheme=scheme, base_model="org/base")
+                av, _ = tiny_metas(
+                    tiny, layer=1, scale=scale, chat=chat, scheme=scheme, base_model="org/base"
+                )
                 out.append((f"av-{scheme}-chat{chat}-{scale}", av))
     _, ar = tiny_metas(tiny, layer=1, base_model="org/base")
     for add_bos in (True, False, "tokenizer"):
@@ -200,7 +202,9 @@ def test_the_two_readings_of_every_layout_agree_or_the_reference_reading_is_refu
         path.write_text(yaml.safe_dump(data, allow_unicode=True))
         needed = data.get(C.RECORD_NEEDED_KEY)
         if needed:
-            with pytest.raises(MetaError, match=rf"cannot express \({re.escape(str(needed))}\).*`hubkit:` record"):
+            with pytest.raises(
+                MetaError, match=rf"cannot express \({re.escape(str(needed))}\).*`hubkit:` record"
+            ):
                 NLAMeta.load(path)
             refused.append(name)
             continue

@@ -66,9 +66,7 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
     from hubkit.eval.extras import Extras
     from hubkit.eval.report import checkpoint_record
     from hubkit.eval.run import base_record, evaluate_pair
-    from hubkit.eval.yardstick import yardstick_name
     from hubkit.pair import NLAPair
-    from hubkit.reconstructor import ActivationReconstructor
 
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
@@ -78,9 +76,7 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
     extras = None
     if fixed_ar is not None:
         records["frozen_ar"] = checkpoint_record(fixed_ar)
-        extras = Extras(
-            fixed_ar=ActivationReconstructor.from_pretrained(fixed_ar), fixed_ar_name=yardstick_name(fixed_ar)
-        )
+        extras = Extras().load_fixed_ar(fixed_ar)
     return evaluate_pair(
         pair,
         built.table("eval"),

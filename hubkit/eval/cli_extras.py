@@ -155,7 +155,7 @@ def build_extras(
 def with_fixed_ar(extras, pair, fixed_dir, source: str | None, base_model, device, dtype):
     """`extras` with the frozen AR given by ``--fixed-ar`` loaded; a warning when the pair's AR was
     trained alongside its AV in RL and no frozen AR is given (its figures flatter the pair)."""
-    from hubkit.eval.yardstick import co_trained, yardstick_name
+    from hubkit.eval.yardstick import co_trained
 
     if fixed_dir is None:
         if co_trained(pair.ar.meta):
@@ -166,14 +166,8 @@ def with_fixed_ar(extras, pair, fixed_dir, source: str | None, base_model, devic
             )
         return extras
     from hubkit.eval.extras import Extras
-    from hubkit.reconstructor import ActivationReconstructor
 
-    extras = extras if extras is not None else Extras()
-    extras.fixed_ar = ActivationReconstructor.from_pretrained(
-        fixed_dir, base_model=base_model, device=device, dtype=dtype
-    )
-    extras.fixed_ar_name = yardstick_name(source or fixed_dir)
-    return extras
+    return (extras or Extras()).load_fixed_ar(fixed_dir, source, base_model, device, dtype)
 
 
 def cross_headline(cp) -> str:

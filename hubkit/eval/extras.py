@@ -51,6 +51,20 @@ class Extras:
     base_model: str | None = None  # where the base comes from for spliced loss (default: the AV's meta)
     judge: Labeler | None = None
 
+    def load_fixed_ar(
+        self, folder: str | Path, source: str | None = None, base_model=None, device=None, dtype=None
+    ) -> Extras:
+        """Load the frozen AR in `folder` (given as `source`, a repo id or path) as the yardstick that also
+        reads every evaluated pair's explanations; named in eval.json without a machine path."""
+        from hubkit.eval.yardstick import yardstick_name
+        from hubkit.reconstructor import ActivationReconstructor
+
+        self.fixed_ar = ActivationReconstructor.from_pretrained(
+            folder, base_model=base_model, device=device, dtype=dtype
+        )
+        self.fixed_ar_name = yardstick_name(source or folder)
+        return self
+
     @property
     def cross(self) -> bool:
         return bool(self.cross_avs or self.cross_ars)

@@ -33,7 +33,7 @@ from hubkit.eval.sections import (
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
-from hubkit.eval.yardstick import point_figures, yardstick_name
+from hubkit.eval.yardstick import point_figures
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
 
@@ -242,14 +242,7 @@ def _with_fixed_ar(extras: Extras | None, fixed_ar, base_model, device, dtype) -
     """`extras` (or new ones) with the frozen AR loaded once for every checkpoint."""
     if fixed_ar is None:
         return extras
-    from hubkit.reconstructor import ActivationReconstructor
-
-    extras = extras if extras is not None else Extras()
-    extras.fixed_ar = ActivationReconstructor.from_pretrained(
-        fixed_ar, base_model=base_model, device=device, dtype=dtype
-    )
-    extras.fixed_ar_name = yardstick_name(fixed_ar)
-    return extras
+    return (extras or Extras()).load_fixed_ar(fixed_ar, base_model=base_model, device=device, dtype=dtype)
 
 
 def _point(

@@ -96,7 +96,7 @@ class GRPOTrainer:
         self.recipe, self.cfg, self.runner, self.device = recipe, cfg, runner, runner.device
         self.av_dir = init_dir(cfg.av_init, recipe, "av")
         self.ar_dir = init_dir(cfg.ar_init, recipe, "ar")
-        preflight(recipe, cfg, self.av_dir, self.ar_dir)
+        preflight(recipe, cfg, self.av_dir, self.ar_dir, runner.dtype)
         self.model, self.reference, tok, meta = load_policy(
             recipe, cfg, self.av_dir, self.device, runner.dtype
         )

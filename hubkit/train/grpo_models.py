@@ -145,7 +145,7 @@ def frozen_ar(
     return ActivationReconstructor(trained.model, trained.tokenizer, meta, head, adapter_name=FROZEN_AR)
 
 
-def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path) -> None:
+def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype_name: str) -> None:
     """What can be refused before any model loads: halves over other bases or layers, a length cap that
     cannot hold the closing tag, a second full copy of the AV that does not fit in memory."""
     av_meta, ar_meta = NLAMeta.load(av_dir), NLAMeta.load(ar_dir)
@@ -165,4 +165,4 @@ def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path) -> No
     if not loading.is_adapter(av_dir) and cfg.kl_coef > 0:
         from hubkit.train.memory import check_two_copies
 
-        check_two_copies(av_dir, cfg.reference)
+        check_two_copies(av_dir, cfg.reference, dtype_name)

@@ -1,4 +1,4 @@
-"""Memory a training run will need, estimated from the files before anything loads."""
+"""Whether a full-weights GRPO fits, estimated before anything loads (`distributed.estimate` counts the bytes)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from pathlib import Path
 from hubkit.errors import CheckpointError
 
 GB = 1024**3
-
-
-def weight_bytes(folder: Path) -> int:
-    """Bytes of the weight files in `folder` (safetensors; what loading it costs in its stored dtype)."""
-    return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
 
 
 def available_bytes(device: str = "cpu") -> int | None:
@@ -29,20 +24,22 @@ def available_bytes(device: str = "cpu") -> int | None:
     return None
 
 
-def check_two_copies(av_dir: Path, reference: str, device: str = "cpu") -> None:
+def check_two_copies(av_dir: Path, reference: str, dtype: str, device: str = "cpu") -> None:
     """Refuse a full-weights GRPO whose policy, frozen reference and optimiser state cannot fit.
 
-    A fully fine-tuned policy trains all weights (weights + gradients + two fp32 AdamW moments per
-    parameter) and keeps a second, frozen model as its KL reference."""
-    w = weight_bytes(av_dir)
+    A fully fine-tuned policy trains all weights (`distributed.estimate`: weights, gradients and two
+    fp32 AdamW moments per parameter) and keeps a second, frozen copy of its weights as KL reference."""
+    from hubkit.train.distributed import DTYPE_BYTES, count_parameters, estimate
+
     free = available_bytes(device)
-    if w == 0 or free is None:
+    if free is None:
         return
-    params = w / 2  # stored as bf16/fp16 (2 bytes) in hubkit checkpoints; an fp32 file only overestimates
-    need = w + w + params * 2 + params * 8  # policy, reference, gradients, AdamW moments
+    params = count_parameters(str(av_dir))
+    weights = params * DTYPE_BYTES[dtype]
+    need = estimate(params, dtype, "full", 1, "ddp").bytes_per_process + weights  # + the reference
     if need > free:
         raise CheckpointError(
-            f"grpo: the AV in {av_dir} trains all weights ({w / GB:.1f} GB) and its KL reference "
+            f"grpo: the AV in {av_dir} trains all weights ({weights / GB:.1f} GB) and its KL reference "
             f"(`reference: {reference}`) is a second full copy: about {need / GB:.1f} GB with gradients and "
             f"optimiser state, but {device} has {free / GB:.1f} GB free. Train the AV as a LoRA adapter (one "
             "base, the reference is the frozen adapter), set `grpo.kl_coef: 0` (no reference), or use a "

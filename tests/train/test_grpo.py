@@ -440,4 +440,4 @@ def test_a_full_weights_av_whose_reference_does_not_fit_is_refused(setup, train_
         G.train_grpo(grpo_recipe(setup, train_base, "mem", kl_coef=0.1), RunOptions(quiet=True))
     # no reference is needed with β = 0: the same AV passes the check
     recipe = grpo_recipe(setup, train_base, "mem0", kl_coef=0.0)
-    G.preflight(recipe, recipe.grpo, setup["av"], setup["ar"])
+    G.preflight(recipe, recipe.grpo, setup["av"], setup["ar"], "float32")
