@@ -12,10 +12,11 @@ with bearer-token access control::
 Processes started later can instead inherit ``hub_env(hub.endpoint, token)`` in their environment;
 ``huggingface_hub`` reads ``HF_ENDPOINT`` only when it is first imported.
 
-Modules: ``server`` (LocalHub lifecycle), ``connections`` (sockets, workers, timeouts), ``router``
-and ``routes_*`` (the API), ``handler`` (dispatch, access checks, answers), ``http`` (bodies,
-ranges, headers), ``access`` (tokens), ``uploads`` (LFS upload tickets), ``storage``/``blobs``/
-``objects`` (the store), ``locks`` (cross-process locks), ``limits``, ``faults``, ``client``.
+Modules, each importing only those after it: ``client`` (pointing the libraries at an endpoint),
+``server`` (LocalHub lifecycle), ``connections`` (sockets, workers, timeouts), ``routes`` (the
+API), ``handler`` (dispatch, access checks, answers), ``http`` (bodies, ranges, headers),
+``storage`` (blobs, repos, refs, commits), ``access`` (tokens, LFS upload tickets), ``objects``
+(records and naming rules), ``limits``, ``faults``, ``errors``.
 """
 
 from hubkit.localhub.access import Identity, load_token_file

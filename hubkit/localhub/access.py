@@ -1,4 +1,4 @@
-"""Who may do what on the local Hub: bearer tokens, their users and orgs, and namespace ownership.
+"""Who may do what on the local Hub: bearer tokens, their users and orgs, and LFS upload tickets.
 
 A token file is YAML::
 
@@ -11,6 +11,11 @@ the org of that name. Writes need a write token of an owner; private repos are r
 their owners. ``admin: true`` owns every namespace: the token a server creates for the local user
 when it is started without a token file (written 0600 under its root, reused on restart).
 Tokens are compared in constant time and never appear in messages.
+
+LFS bytes enter only through an upload ticket: the batch endpoint, called with a write token,
+issues one random ticket per object, bound to its sha256 and size, valid for ``ttl`` seconds and
+spent by the first upload that completes (a failed attempt leaves it usable, so the client's own
+retries work). Verify calls name the same ticket.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import os
 import secrets
 import stat
 import threading
+import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hubkit.localhub.errors import ServerConfigError
+from hubkit.localhub.errors import Forbidden, ServerConfigError
 
 LOCAL_USER = "hubkit-local"
 LOCAL_ORGS = ("hubkit-org",)
@@ -50,9 +57,6 @@ class Identity:
     def owns(self, namespace: str) -> bool:
         """Whether repos under `namespace` belong to this identity (its user, one of its orgs, or admin)."""
         return self.admin or namespace == self.user or namespace in self.orgs
-
-    def can_write(self, namespace: str) -> bool:
-        return self.write and self.owns(namespace)
 
 
 def _identity(token: str, entry: Any, where: str) -> Identity:
@@ -90,24 +94,18 @@ def load_token_file(path: str | Path) -> dict[str, Identity]:
     return out
 
 
-def local_token_file(root: Path) -> tuple[Path, str]:
+def local_token_file(root: Path) -> Path:
     """The local user's admin write token under `root`: created (mode 0600) on first use, then reused."""
     path = root / LOCAL_TOKEN_FILE
     if not path.exists():
         token = "hf_local_" + secrets.token_urlsafe(24)
         entry = {"user": LOCAL_USER, "write": True, "orgs": list(LOCAL_ORGS), "admin": True}
         text = "# hubkit localhub access tokens (keep private)\n" + yaml.safe_dump({"tokens": {token: entry}})
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
+        with suppress(FileExistsError), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(text)  # O_EXCL: a concurrent first start keeps the file the other one wrote
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         os.chmod(path, 0o600)
-    tokens = load_token_file(path)
-    return path, next(iter(tokens))
+    return path
 
 
 @dataclass
@@ -120,12 +118,7 @@ class TokenTable:
     def lookup(self, token: str) -> Identity | None:
         """The identity of `token`, or None when it is unknown (constant-time comparisons)."""
         with self._lock:
-            items = list(self.tokens.items())
-        found = None
-        for known, identity in items:
-            if hmac.compare_digest(known.encode(), token.encode()):
-                found = identity
-        return found
+            return _find(self.tokens, token)
 
     def add(self, token: str, identity: Identity) -> None:
         with self._lock:
@@ -133,3 +126,66 @@ class TokenTable:
 
     def __repr__(self) -> str:  # never print tokens
         return f"TokenTable({len(self.tokens)} tokens)"
+
+
+def _find(table: dict[str, Any], secret: str) -> Any:
+    """The value of `secret` in `table`, or None; every key is compared, in constant time."""
+    found = None
+    for known, value in table.items():
+        if hmac.compare_digest(known.encode(), secret.encode()):
+            found = value
+    return found
+
+
+@dataclass
+class Ticket:
+    oid: str
+    size: int
+    user: str
+    expires: float
+    busy: bool = False
+    spent: bool = False
+
+
+class UploadTickets:
+    """Tickets issued by the batch endpoint, checked and spent by the upload endpoint."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._tickets: dict[str, Ticket] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, oid: str, size: int, user: str) -> str:
+        """A new ticket for `user` to upload `size` bytes with sha256 `oid`."""
+        ticket, now = secrets.token_urlsafe(24), time.monotonic()
+        with self._lock:
+            self._tickets = {k: t for k, t in self._tickets.items() if t.expires > now}  # forget old ones
+            self._tickets[ticket] = Ticket(oid, size, user, now + self.ttl)
+        return ticket
+
+    def _find(self, ticket: str, oid: str, size: int | None) -> Ticket:
+        found = _find(self._tickets, ticket)
+        if found is None or found.expires <= time.monotonic():
+            raise Forbidden("LFS upload URL is unknown or expired; ask the batch endpoint for a new one")
+        if found.oid != oid or (size is not None and found.size != size):
+            raise Forbidden("LFS upload URL was issued for another object (oid or size differ)")
+        return found
+
+    def begin(self, ticket: str, oid: str, size: int) -> Ticket:
+        """Claim `ticket` for an upload of `oid`/`size`; raises Forbidden when it may not be used."""
+        with self._lock:
+            found = self._find(ticket, oid, size)
+            if found.spent or found.busy:
+                raise Forbidden("LFS upload URL was already used; ask the batch endpoint for a new one")
+            found.busy = True
+            return found
+
+    def end(self, found: Ticket, *, ok: bool) -> None:
+        """Release a claimed ticket: spent after a complete upload, usable again after a failed one."""
+        with self._lock:
+            found.busy, found.spent = False, found.spent or ok
+
+    def check(self, ticket: str, oid: str) -> Ticket:
+        """The ticket a verify call names (still valid, for `oid`)."""
+        with self._lock:
+            return self._find(ticket, oid, None)

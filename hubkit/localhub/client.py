@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from hubkit.localhub.server import running_hub
+
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -44,8 +46,6 @@ def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
 
 def _token_for(endpoint: str, token: str | None) -> str | None:
     """The token to use against `endpoint`: an in-process LocalHub's own, or `token` made known to it."""
-    from hubkit.localhub.server import running_hub
-
     hub = running_hub(endpoint)
     if hub is None or hub.token_file is not None:
         return token

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from hubkit.localhub.limits import Limits
@@ -44,26 +45,18 @@ class SocketReader:
         return bool(data)
 
     def readline(self, limit: int = -1) -> bytes:
-        while True:
-            end = self._buf.find(b"\n")
-            if end >= 0 and (limit < 0 or end < limit):
-                n = end + 1
-                break
-            if 0 <= limit <= len(self._buf):
-                n = limit
-                break
-            if not self._fill():
-                n = len(self._buf)
-                break
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+        while (end := self._buf.find(b"\n")) < 0 or 0 <= limit <= end:
+            if 0 <= limit <= len(self._buf) or not self._fill():
+                return self._take(len(self._buf) if limit < 0 else min(limit, len(self._buf)))
+        return self._take(end + 1)
 
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes (fewer when that is what has arrived); b"" at the end of the stream."""
         if not self._buf:
             return self._sock.recv(n if n >= 0 else _RECV)
-        n = len(self._buf) if n < 0 else n
+        return self._take(len(self._buf) if n < 0 else n)
+
+    def _take(self, n: int) -> bytes:
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
@@ -158,10 +151,8 @@ class ConnectionServer:
             return len(self._waiting) + len(self._active)
 
     def _wake(self) -> None:
-        try:
+        with suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
 
     # ---- the selector thread
 
@@ -197,22 +188,20 @@ class ConnectionServer:
     def _make_room(self) -> None:
         """Drop the oldest waiting connection while the server is at its connection limit."""
         while self.open_connections >= self.limits.max_connections and self._waiting:
-            oldest = min(self._waiting.values(), key=lambda c: c.opened)
-            self._forget(oldest)
-            _close(oldest.sock)
+            self._forget(min(self._waiting.values(), key=lambda c: c.opened), close=True)
 
     def _watch(self, conn: _Conn) -> None:
         with self._lock:
             self._waiting[conn.sock] = conn
         self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
-    def _forget(self, conn: _Conn) -> None:
+    def _forget(self, conn: _Conn, close: bool = False) -> None:
         with self._lock:
             self._waiting.pop(conn.sock, None)
-        try:
+        with suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        if close:
+            _close(conn.sock)
 
     def _receive(self, conn: _Conn) -> None:
         try:
@@ -222,8 +211,7 @@ class ConnectionServer:
         except OSError:
             data = b""
         if not data:
-            self._forget(conn)
-            _close(conn.sock)
+            self._forget(conn, close=True)
             return
         if not conn.buf:  # first byte of a request: the head must now arrive within header_timeout
             conn.deadline = time.monotonic() + self.limits.header_timeout
@@ -232,24 +220,20 @@ class ConnectionServer:
             self._forget(conn)
             self._dispatch(conn)
         elif len(conn.buf) > self.limits.max_header_bytes:
-            self._forget(conn)
             _send_quietly(conn.sock, _TOO_LARGE)
-            _close(conn.sock)
+            self._forget(conn, close=True)
 
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
             late = [c for c in self._waiting.values() if c.deadline <= now]
         for conn in late:
-            self._forget(conn)
-            _close(conn.sock)
+            self._forget(conn, close=True)
 
     def _drain_wake(self) -> None:
-        try:
+        with suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
-        except BlockingIOError:
-            pass
         with self._lock:
             returned, self._returned = self._returned, []
         for conn in returned:
@@ -291,28 +275,20 @@ class ConnectionServer:
             _close(conn.sock)
             return
         conn.sock.setblocking(False)
-        conn.deadline = time.monotonic() + (
-            self.limits.header_timeout if conn.buf else self.limits.idle_timeout
-        )
         conn.opened = time.monotonic()
+        conn.deadline = conn.opened + (self.limits.header_timeout if conn.buf else self.limits.idle_timeout)
         with self._lock:
             self._returned.append(conn)
         self._wake()
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
-    try:
+    with suppress(OSError):
         sock.send(data)
-    except OSError:
-        pass
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with suppress(OSError):
         sock.close()
-    except OSError:
-        pass

@@ -7,7 +7,7 @@ completes it, and count what went over the wire (e.g. that a re-upload sends no 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Places where :class:`Faults` can make a request fail.
 FAULT_POINTS = ("preupload", "lfs_batch", "lfs_upload", "commit")
@@ -39,13 +39,7 @@ class Faults:
         self._lock = threading.Lock()
 
     def inject(
-        self,
-        point: str,
-        *,
-        status: int = 500,
-        times: int = 1,
-        after_bytes: int | None = None,
-        drop: bool = False,
+        self, point: str, *, status: int = 500, times: int = 1, after_bytes: int | None = None, drop: bool = False
     ) -> None:
         """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`)."""
         if point not in FAULT_POINTS:
@@ -58,13 +52,12 @@ class Faults:
     def take(self, point: str) -> Fault | None:
         """The fault to apply to this request at ``point``, if one is pending (consumes one use)."""
         with self._lock:
-            for fault in self._pending:
-                if fault.point == point:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._pending.remove(fault)
-                    return fault
-        return None
+            fault = next((f for f in self._pending if f.point == point), None)
+            if fault is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._pending.remove(fault)
+            return fault
 
     def clear(self) -> None:
         with self._lock:
@@ -77,6 +70,7 @@ class Faults:
             return sum(f.times for f in self._pending)
 
 
+@dataclass
 class Stats:
     """Counters tests read to check what went over the wire (e.g. no bytes on a re-upload).
 
@@ -84,12 +78,11 @@ class Stats:
     ``lfs_bytes_received``: body bytes of those PUTs; ``commits``: commits applied.
     """
 
-    def __init__(self) -> None:
-        self.requests = 0
-        self.lfs_uploads = 0
-        self.lfs_bytes_received = 0
-        self.commits = 0
-        self._lock = threading.Lock()
+    requests: int = 0
+    lfs_uploads: int = 0
+    lfs_bytes_received: int = 0
+    commits: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
         with self._lock:

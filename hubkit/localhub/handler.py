@@ -1,8 +1,7 @@
 """The request handler's base: one request in, one Hub-style answer out, with who is asking.
 
-Route methods live in mixins (:mod:`~hubkit.localhub.routes_repos`, ``routes_files``,
-``routes_uploads``) and are chosen by :mod:`~hubkit.localhub.router`. Every request is answered
-with the Hub's status codes and ``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual
+The routes live in :mod:`~hubkit.localhub.routes`, on a subclass. Every request is answered with
+the Hub's status codes and ``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual
 exceptions. A bearer token the server does not know is refused (401) on every route.
 """
 
@@ -12,29 +11,35 @@ import json
 import logging
 import re
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hubkit.localhub.access import Identity
-from hubkit.localhub.errors import (
-    HTTP_STATUS,
-    BadRequest,
-    Forbidden,
-    LocalHubError,
-    RepoNotFound,
-    Unauthorized,
-)
+from hubkit.localhub.access import Identity, TokenTable, UploadTickets
+from hubkit.localhub.errors import BadRequest, Forbidden, LocalHubError, RepoNotFound, Unauthorized
+from hubkit.localhub.faults import Faults, Stats
 from hubkit.localhub.http import Body, Drop, Reply, header_value
+from hubkit.localhub.limits import Limits
 from hubkit.localhub.objects import RepoKey
 from hubkit.localhub.storage import HubStore
-
-if TYPE_CHECKING:
-    from hubkit.localhub.server import LocalHub
 
 logger = logging.getLogger("hubkit.localhub.server")
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _NO_TOKEN = "Invalid credentials in Authorization header"  # the Hub's summary: clients report a 401
 _QUERY = re.compile(r"\?[^\s\"]*")
+
+
+class HubState(Protocol):
+    """What a request sees of its server (a running :class:`~hubkit.localhub.server.LocalHub`)."""
+
+    store: HubStore
+    tokens: TokenTable
+    uploads: UploadTickets
+    limits: Limits
+    faults: Faults
+    stats: Stats
+
+    @property
+    def endpoint(self) -> str: ...
 
 
 class _Unread:
@@ -51,22 +56,7 @@ class HandlerBase(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "hubkit-localhub/1"
-    hub: LocalHub
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
+    hub: HubState
 
     def end_headers(self) -> None:
         self.answered = True
@@ -108,9 +98,8 @@ class HandlerBase(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         except LocalHubError as exc:
-            status, code = HTTP_STATUS.get(type(exc), (400, None))
             summary = _NO_TOKEN if isinstance(exc, Unauthorized) else None
-            self._answer_error(Reply(status, str(exc), code, summary=summary))
+            self._answer_error(Reply(exc.status, str(exc), exc.code, summary=summary))
         except Reply as exc:
             self._answer_error(exc)
         except Exception:
@@ -118,6 +107,8 @@ class HandlerBase(BaseHTTPRequestHandler):
             self._answer_error(Reply(500, "internal error in hubkit localhub (see its log)"))
         if not self.body.done:
             self.close_connection = True  # an unread body would be parsed as the next request
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
     def _open_body(self, path: str) -> None:
         """Frame the body, learn who is asking, refuse an announced body over their limit before reading it.
@@ -160,7 +151,7 @@ class HandlerBase(BaseHTTPRequestHandler):
     def readable(self, repo: RepoKey) -> dict[str, Any]:
         """The repo's record when the caller may read it; RepoNotFound otherwise (private repos hide)."""
         meta = self.store.repo_meta(repo)
-        if meta.get("private") and not (self.identity is not None and self.identity.owns(_namespace(repo))):
+        if meta.get("private") and not (self.identity is not None and self.identity.owns(repo.namespace)):
             raise RepoNotFound(f"{repo.type} repo {repo.id!r} not found")
         return meta
 
@@ -169,11 +160,10 @@ class HandlerBase(BaseHTTPRequestHandler):
         identity = self.require_identity()
         if exists:
             self.readable(repo)
-        namespace = _namespace(repo)
         if not identity.write:
             raise Forbidden(f"the token of {identity.user!r} is read-only; writes need a write token")
-        if not identity.owns(namespace):
-            raise Forbidden(f"{identity.user!r} may not write to the namespace {namespace!r}")
+        if not identity.owns(repo.namespace):
+            raise Forbidden(f"{identity.user!r} may not write to the namespace {repo.namespace!r}")
         return identity
 
     # ---- answers
@@ -185,15 +175,12 @@ class HandlerBase(BaseHTTPRequestHandler):
     def repo_url(self, repo: RepoKey) -> str:
         return self.own_url(f"{_URL_PREFIX[repo.type]}{repo.id}")
 
-    def json_body(self) -> Any:
+    def json_object(self) -> dict[str, Any]:
         data = self.body.read()
         try:
-            return json.loads(data) if data else {}
+            body = json.loads(data) if data else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-
-    def json_object(self) -> dict[str, Any]:
-        body = self.json_body()
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
         return body
@@ -235,7 +222,3 @@ class HandlerBase(BaseHTTPRequestHandler):
             headers["Connection"] = "close"
             self.close_connection = True
         self.send_json(reply.status, {"error": reply.message}, headers)
-
-
-def _namespace(repo: RepoKey) -> str:
-    return repo.id.split("/", 1)[0]

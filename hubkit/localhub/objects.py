@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from huggingface_hub.utils.sha import git_hash
 
 from hubkit.localhub.errors import BadRequest
 
@@ -48,12 +51,10 @@ class RepoKey:
     @property
     def is_valid(self) -> bool:
         """Whether the id is one the Hub accepts: ``namespace/name``, safe as two path segments."""
-        if not isinstance(self.id, str):
-            return False
-        parts = self.id.split("/")
+        parts = self.id.split("/") if isinstance(self.id, str) else []
         return (
             len(parts) == 2
-            and all(isinstance(p, str) and NAME_RE.fullmatch(p) for p in parts)
+            and all(NAME_RE.fullmatch(p) for p in parts)
             and not any("--" in p or ".." in p or p.endswith(".git") for p in parts)
         )
 
@@ -64,6 +65,10 @@ class RepoKey:
                 f"invalid repo id {self.id!r}: expected 'namespace/name' of letters, digits and '._-' "
                 "(no '--', '..' or '.git' suffix)"
             )
+
+    @property
+    def namespace(self) -> str:
+        return self.id.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,6 @@ class Entry:
         """The git-lfs pointer file that stands for the content in git (None for regular files)."""
         return lfs_pointer(self.lfs, self.size) if self.lfs else None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"oid": self.oid, "size": self.size, "lfs": self.lfs}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Entry:
-        return cls(oid=data["oid"], size=int(data["size"]), lfs=data.get("lfs"))
-
 
 @dataclass(frozen=True)
 class Commit:
@@ -99,30 +97,19 @@ class Commit:
     author: str
     date: str
 
+    @classmethod
+    def new(cls, parent: str | None, tree: dict[str, Entry], title: str, message: str, author: str) -> Commit:
+        """A commit whose id is the sha1 of its content, like a git commit id."""
+        fields = {"parent": parent, "title": title, "message": message, "author": author, "date": now_iso()}
+        content = {**fields, "tree": {p: asdict(e) for p, e in tree.items()}}
+        return cls(id=hashlib.sha1(json_bytes(content)).hexdigest(), tree=tree, **fields)
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "parent": self.parent,
-            "title": self.title,
-            "message": self.message,
-            "author": self.author,
-            "date": self.date,
-            "tree": {p: e.to_json() for p, e in sorted(self.tree.items())},
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Commit:
-        tree = {p: Entry.from_json(e) for p, e in data["tree"].items()}
-        fields = {k: data[k] for k in ("id", "parent", "title", "message", "author", "date")}
-        return cls(tree=tree, **fields)
-
-
-@dataclass
-class Refs:
-    """Branches (name → commit) and tags (name → commit, message) of one repo."""
-
-    branches: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+        return cls(**{**data, "tree": {p: Entry(**e) for p, e in data["tree"].items()}})
 
 
 @dataclass(frozen=True)
@@ -144,9 +131,9 @@ class DeleteFolder:
 Operation = AddFile | DeleteFile | DeleteFolder
 
 
-def git_blob_sha1(data: bytes) -> str:
-    """The id git gives a blob: sha1 of ``blob <size>\\0`` followed by the bytes."""
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+def json_bytes(obj: Any) -> bytes:
+    """The canonical JSON of `obj` (sorted keys), as stored on disk and hashed into commit ids."""
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
@@ -156,7 +143,7 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 def lfs_entry(sha256: str, size: int) -> Entry:
     """Tree entry for LFS content: its git id is the pointer's, as on the Hub."""
-    return Entry(oid=git_blob_sha1(lfs_pointer(sha256, size)), size=size, lfs=sha256)
+    return Entry(oid=git_hash(lfs_pointer(sha256, size)), size=size, lfs=sha256)
 
 
 def upload_mode(path: str, size: int, sample: bytes) -> str:
@@ -171,10 +158,9 @@ def validate_path(path: str) -> str:
     """Reject paths that could escape the repo, that git cannot hold, or with control characters."""
     if not isinstance(path, str):
         raise BadRequest(f"invalid path in repo: {path!r} (not a string)")
-    parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or CONTROL_RE.search(path):
         raise BadRequest(f"invalid path in repo: {path!r}")
-    if any(p in ("", ".", "..", ".git") for p in parts):
+    if any(p in ("", ".", "..", ".git") for p in path.split("/")):
         raise BadRequest(f"invalid path in repo: {path!r} (empty, '.', '..' or '.git' segment)")
     return path
 
@@ -205,12 +191,6 @@ def subtree(tree: dict[str, Entry], path: str) -> Any:
         return tree[path]
     prefix = path.rstrip("/") + "/"
     return {p: e for p, e in tree.items() if p.startswith(prefix)}
-
-
-def check_no_file_folder_clash(tree: dict[str, Entry]) -> None:
-    clash = sorted(folders_of(tree) & tree.keys())
-    if clash:
-        raise BadRequest(f"{clash[0]!r} would be both a file and a folder")
 
 
 def folders_of(tree: dict[str, Entry]) -> set[str]:

@@ -14,8 +14,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
+import socket
 import threading
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from hubkit.hub.redaction import protect
 from hubkit.localhub.access import (
@@ -23,17 +27,16 @@ from hubkit.localhub.access import (
     LOCAL_USER,
     Identity,
     TokenTable,
+    UploadTickets,
     load_token_file,
     local_token_file,
 )
-from hubkit.localhub.connections import ConnectionServer
-from hubkit.localhub.errors import ServerConfigError
+from hubkit.localhub.connections import ConnectionServer, SocketReader, SocketWriter
+from hubkit.localhub.errors import RootInUse, ServerConfigError
 from hubkit.localhub.faults import Faults, Stats
 from hubkit.localhub.limits import Limits
-from hubkit.localhub.locks import ServerLock
-from hubkit.localhub.router import serve_one
+from hubkit.localhub.routes import Handler
 from hubkit.localhub.storage import HubStore
-from hubkit.localhub.uploads import UploadTickets
 
 logger = logging.getLogger(__name__)
 _RUNNING: dict[str, LocalHub] = {}  # endpoint -> server, for use_endpoint in this process
@@ -84,38 +87,27 @@ class LocalHub:
         self.stats = Stats()
         self.tokens = TokenTable()
         self.uploads = UploadTickets(self.limits.upload_ttl)
-        self.token: str | None = None
-        self._local_token_path: Path | None = None
-        self.store: HubStore = self._open_store()
-        self._lock = ServerLock(self.root)
-        self._server: ConnectionServer | None = None
-
-    def _open_store(self) -> HubStore:
+        self.token: str | None = None  # the local user's token, when started without a token file
+        self.local_token_path: Path | None = None  # the token file the server created under its root
         try:
-            return HubStore(self.root)
+            self.store = HubStore(self.root)
         except OSError as exc:
             raise ServerConfigError(
                 f"cannot use {self.root} as the hub root: {exc.strerror or exc} ({exc.filename}); "
                 "choose a directory you can write"
             ) from None
+        # one server per root, across processes; the holder's pid is written into the lock file
+        self._lock = FileLock(self.root / ".server.lock", timeout=0, thread_local=False, on_acquired=_write_pid)
+        self._server: ConnectionServer | None = None
 
     def _load_tokens(self) -> None:
-        if self.token_file is not None:
-            self.tokens = TokenTable(load_token_file(self.token_file))
-            self.token = None
-            if self.token_file.stat().st_mode & 0o077:
-                logger.warning(
-                    "hubkit localhub: %s is readable by other users; chmod 600 it", self.token_file
-                )
-        else:
-            self._local_token_path, self.token = local_token_file(self.root)
-            self.tokens = TokenTable(load_token_file(self._local_token_path))
+        if self.token_file is None:
+            self.local_token_path = local_token_file(self.root)
+        self.tokens = TokenTable(load_token_file(self.token_file or self.local_token_path))
+        self.token = None if self.token_file is not None else next(iter(self.tokens.tokens))
         protect(*self.tokens.tokens)
-
-    @property
-    def local_token_path(self) -> Path | None:
-        """The token file the server created under its root (None when started with ``token_file``)."""
-        return self._local_token_path
+        if self.token_file is not None and self.token_file.stat().st_mode & 0o077:
+            logger.warning("hubkit localhub: %s is readable by other users; chmod 600 it", self.token_file)
 
     def add_token(self, token: str, identity: Identity | None = None) -> None:
         """Accept `token` too (default: as the local user, owner of every namespace), in this process only."""
@@ -134,10 +126,6 @@ class LocalHub:
         return f"http://{self.netloc}"
 
     @property
-    def url(self) -> str:
-        return self.endpoint
-
-    @property
     def running(self) -> bool:
         return self._server is not None
 
@@ -145,7 +133,14 @@ class LocalHub:
         """Lock the root, bind the port (``port=0`` picks a free one) and serve in background threads."""
         if self._server is not None:
             return self
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except Timeout:
+            holder = Path(self._lock.lock_file).read_text().strip() or "unknown"
+            raise RootInUse(
+                f"{self.root} is already served by another hubkit localhub (pid {holder}); "
+                "stop it or serve another --root"
+            ) from None
         try:
             self._load_tokens()
             cleaned = self.store.clean_tmp()
@@ -153,7 +148,7 @@ class LocalHub:
                 logger.info("hubkit localhub: removed %d partial writes left in %s", cleaned, self.store.tmp)
             server = self._bind()
         except BaseException:
-            self._lock.release()
+            self._release_root()
             raise
         self.port = server.address[1]
         self._server = server
@@ -165,7 +160,7 @@ class LocalHub:
 
     def _bind(self) -> ConnectionServer:
         try:
-            return ConnectionServer((self.host, self.port), lambda *a: serve_one(self, *a), self.limits)
+            return ConnectionServer((self.host, self.port), self._serve_one, self.limits)
         except OSError as exc:
             why = (
                 "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
@@ -182,8 +177,22 @@ class LocalHub:
         with _RUNNING_LOCK:
             _RUNNING.pop(f"http://{self.netloc}", None)
         server.stop()
-        self._lock.release()
+        self._release_root()
         logger.info("hubkit localhub on port %d stopped", self.port)
+
+    def _release_root(self) -> None:
+        Path(self._lock.lock_file).write_text("")  # no pid: nobody holds the root
+        self._lock.release()
+
+    def _serve_one(self, sock: socket.socket, reader: SocketReader, address: tuple) -> bool:
+        """Answer one request from `reader` on `sock`; whether the connection may stay open."""
+        handler = Handler.__new__(Handler)  # not __init__: that would serve the whole connection
+        handler.hub, handler.client_address = self, address
+        handler.request = handler.connection = sock
+        handler.rfile, handler.wfile = reader, SocketWriter(sock)
+        handler.close_connection = True
+        handler.handle_one_request()
+        return not handler.close_connection
 
     def wait(self) -> None:
         """Block until :meth:`stop` is called from elsewhere (Ctrl-C raises KeyboardInterrupt), for a CLI."""
@@ -199,6 +208,11 @@ class LocalHub:
     def __repr__(self) -> str:
         state = self.endpoint if self.running else "stopped"
         return f"LocalHub(root={str(self.root)!r}, {state})"
+
+
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
 
 
 def running_hub(endpoint: str) -> LocalHub | None:

@@ -1,14 +1,20 @@
-"""On-disk store behind the local Hub: repos, refs and commits over a :class:`BlobStore`.
+"""On-disk store behind the local Hub: content-addressed blobs, repos, refs and commits.
 
-Layout under ``root`` (besides the blobs)::
+Layout under ``root``::
 
-    repos/<type>s/<ns>/<name>/ repo.json, refs.json, commits/<sha1>.json
+    objects/git/ab/cdef...          regular files by git blob sha1
+    objects/lfs/ab/cdef...          LFS files by sha256
+    objects/lfs-links/ab/<sha256>/  the repos that committed an LFS object and the users who uploaded it
+    repos/<type>s/<ns>/<name>/      repo.json, refs.json, commits/<sha1>.json
+    tmp/                            partial writes, on the same filesystem so that os.replace is atomic
 
-Every file is written to ``tmp/`` and moved into place with ``os.replace``. A commit is visible
-only once ``refs.json`` is replaced, after its commit object is on disk, so a crash or an error at
-any point leaves the repo exactly as it was. Every read-modify-write of refs happens under a
-:class:`~hubkit.localhub.locks.WriteLock` (threads and processes), and a commit that names its
+Every file is written to ``tmp/`` and moved into place with ``os.replace``. A commit is visible only
+once ``refs.json`` is replaced, after its commit object is on disk, so a crash or an error at any
+point leaves the repo exactly as it was. Every read-modify-write of refs holds the store's write
+lock (a thread lock plus a ``filelock`` for other processes), and a commit that names its
 ``parentCommit`` is applied only if the branch head is still that commit (compare-and-swap).
+Blobs are stored once and never deleted; the links let the server hand an object only to callers
+who can read a repo holding it, so knowing a private file's sha256 is not enough to get its bytes.
 """
 
 from __future__ import annotations
@@ -18,92 +24,212 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hubkit.localhub.access import LOCAL_ORGS, LOCAL_USER
-from hubkit.localhub.blobs import BlobStore, iter_chunks
+from filelock import FileLock
+from huggingface_hub.utils.sha import git_hash
+
+from hubkit.localhub.access import LOCAL_USER
 from hubkit.localhub.errors import (
     BadRequest,
     Conflict,
     EntryNotFound,
     Forbidden,
-    LocalHubError,
     PreconditionFailed,
     RepoNotFound,
     RevisionNotFound,
+    TooLarge,
 )
-from hubkit.localhub.locks import WriteLock
 from hubkit.localhub.objects import (
     DEFAULT_BRANCH,
     GITATTRIBUTES,
     REPO_TYPES,
     SHA1_RE,
+    SHA256_RE,
     AddFile,
     Commit,
     DeleteFile,
-    DeleteFolder,
     Entry,
     Operation,
-    Refs,
     RepoKey,
-    check_no_file_folder_clash,
-    folder_oid,
     folders_of,
-    git_blob_sha1,
-    lfs_entry,
+    json_bytes,
     now_iso,
     subtree,
-    upload_mode,
     validate_path,
     validate_ref_name,
 )
 
-__all__ = [  # names other modules and tests import from here
-    "LOCAL_ORGS", "LOCAL_USER", "REPO_TYPES", "AddFile", "Commit", "DeleteFile", "DeleteFolder", "Entry",
-    "HubStore", "LocalHubError", "Operation", "RepoKey", "folder_oid", "folders_of", "git_blob_sha1",
-    "iter_chunks", "lfs_entry", "upload_mode",
-]  # fmt: skip
+CHUNK = 1024 * 1024
+Refs = dict[str, dict[str, Any]]  # {"branches": {name: commit}, "tags": {name: {"commit", "message"}}}
+_NOUN = {"branches": "branch", "tags": "tag"}
 
 
-class HubStore(BlobStore):
+class HubStore:
     """Repos, refs, commits and blobs under one directory; safe to share between threads and processes."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        super().__init__(Path(root))
-        (self.root / "repos").mkdir(parents=True, exist_ok=True)
-        self.lock = WriteLock(self.root)
+        self.root = Path(root)
+        for sub in ("objects/git", "objects/lfs", "tmp", "repos"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._threads = threading.RLock()
+        self._file_lock = FileLock(self.root / ".write.lock")  # re-entrant within a thread
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's write lock (re-entrant), against other threads and other processes."""
+        with self._threads, self._file_lock:
+            yield
+
+    # ---- files and blobs
+
+    def clean_tmp(self) -> int:
+        """Remove what killed writers left in ``tmp/``; call only while holding the root's server lock."""
+        leftovers = list(self.tmp.iterdir())
+        for leftover in leftovers:
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        return len(leftovers)
+
+    def atomic_write(self, path: Path, data: bytes | Iterable[bytes], check: Any = None) -> None:
+        """Write ``data`` to ``path`` through a synced temp file, so readers see old or new, never half.
+
+        ``check(temp file)`` runs before the file moves into place; raising discards it.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in [data] if isinstance(data, bytes) else data:
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            if check is not None:
+                check(tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        self.atomic_write(path, json_bytes(obj))
+
+    @staticmethod
+    def read_json(path: Path) -> Any:
+        return json.loads(path.read_text())
+
+    def _object_path(self, kind: str, digest: str) -> Path:
+        return self.root / "objects" / kind / digest[:2] / digest[2:]
+
+    def blob_path(self, entry: Entry) -> Path:
+        """Where the content of ``entry`` lives on disk."""
+        return self._object_path("lfs", entry.lfs) if entry.lfs else self._object_path("git", entry.oid)
+
+    def put_regular(self, data: bytes) -> Entry:
+        """Store a regular (non-LFS) file's bytes under their git blob id."""
+        entry = Entry(oid=git_hash(data), size=len(data))
+        if not self.blob_path(entry).exists():
+            self.atomic_write(self.blob_path(entry), data)
+        return entry
+
+    def lfs_size(self, sha256: str) -> int | None:
+        """Size of a stored LFS object, or None when it was never uploaded."""
+        if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
+            return None
+        path = self._object_path("lfs", sha256)
+        return path.stat().st_size if path.exists() else None
+
+    def put_lfs(self, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Store an LFS object streamed as ``chunks``; verify size and sha256 before it becomes visible.
+
+        Reading stops as soon as more than ``size`` bytes arrive (TooLarge). A failing ``chunks``
+        iterator (a dropped connection) or a mismatch discards the partial file, so a stored object
+        is always complete and correct.
+        """
+        if not SHA256_RE.fullmatch(sha256):
+            raise BadRequest(f"invalid LFS oid {sha256!r}: expected 64 lowercase hex characters")
+        digest, received = hashlib.sha256(), 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal received
+            for chunk in chunks:
+                received += len(chunk)
+                if received > size:
+                    raise TooLarge(f"LFS upload cut off: more than the {size} bytes its URL was issued for")
+                digest.update(chunk)
+                yield chunk
+
+        def verify(_: str) -> None:
+            if received != size or digest.hexdigest() != sha256:
+                raise BadRequest(
+                    f"LFS upload rejected: received {received} bytes with sha256 {digest.hexdigest()}, "
+                    f"expected {size} bytes with sha256 {sha256}"
+                )
+
+        self.atomic_write(self._object_path("lfs", sha256), counted(), check=verify)
+
+    def _links(self, sha256: str) -> Path:
+        return self.root / "objects" / "lfs-links" / sha256[:2] / sha256
+
+    def link_lfs(self, sha256: str, holder: RepoKey | str) -> None:
+        """Record who holds the LFS object `sha256`: a repo that committed it, or a user who uploaded it."""
+        name = f"{holder.type}~{holder.id.replace('/', '~')}" if isinstance(holder, RepoKey) else f"user~{holder}"
+        self._links(sha256).mkdir(parents=True, exist_ok=True)
+        (self._links(sha256) / name).touch()
+
+    def lfs_holders(self, sha256: str) -> tuple[list[RepoKey], set[str]]:
+        """The repos (some may be deleted since) and the users recorded as holding the LFS object."""
+        folder = self._links(sha256) if isinstance(sha256, str) and SHA256_RE.fullmatch(sha256) else None
+        repos: list[RepoKey] = []
+        users: set[str] = set()
+        for marker in sorted(folder.iterdir()) if folder is not None and folder.is_dir() else []:
+            kind, _, rest = marker.name.partition("~")
+            ns, _, name = rest.partition("~")
+            if kind == "user":
+                users.add(rest)
+            elif kind in REPO_TYPES and ns and name:
+                repos.append(RepoKey(kind, f"{ns}/{name}"))
+        return repos, users
+
+    # ---- repos
 
     def _repo_dir(self, repo: RepoKey) -> Path:
         return self.root / "repos" / f"{repo.type}s" / repo.id
-
-    # ---- repos
 
     def create_repo(
         self, repo: RepoKey, *, private: bool = False, sdk: str | None = None, author: str = "system"
     ) -> dict[str, Any]:
         """Create a repo with the Hub's initial commit (a ``.gitattributes`` with the LFS patterns)."""
         repo.validate_name()
-        with self.lock.held():
+        with self.locked():
             folder = self._repo_dir(repo)
             if (folder / "repo.json").exists():
                 raise Conflict(f"You already created this {repo.type} repo: {repo.id}")
             meta = {"type": repo.type, "id": repo.id, "private": bool(private), "sdk": sdk}
             meta.update(createdAt=now_iso(), _id=secrets.token_hex(12), createdBy=author)
-            entry = self.put_regular(GITATTRIBUTES.encode())
-            first = self._new_commit(None, {".gitattributes": entry}, "initial commit", "", author="system")
+            attributes = {".gitattributes": self.put_regular(GITATTRIBUTES.encode())}
+            first = Commit.new(None, attributes, "initial commit", "", "system")
             self._write_commit(repo, first)
-            self._write_refs(repo, Refs(branches={DEFAULT_BRANCH: first.id}))
+            self._write_refs(repo, {"branches": {DEFAULT_BRANCH: first.id}, "tags": {}})
             self.write_json(folder / "repo.json", meta)  # written last: the repo exists from here on
             return meta
 
     def delete_repo(self, repo: RepoKey) -> None:
         """Remove a repo's refs and history (its blobs stay in the shared object store)."""
-        with self.lock.held():
-            folder = self._repo_dir(repo)
+        with self.locked():
             self.repo_meta(repo)
             trash = self.tmp / f"deleted-{secrets.token_hex(8)}"
-            os.replace(folder, trash)  # atomic: the repo disappears at once
+            os.replace(self._repo_dir(repo), trash)  # atomic: the repo disappears at once
             shutil.rmtree(trash, ignore_errors=True)
 
     def repo_meta(self, repo: RepoKey) -> dict[str, Any]:
@@ -117,64 +243,47 @@ class HubStore(BlobStore):
 
     def refs(self, repo: RepoKey) -> Refs:
         self.repo_meta(repo)
-        data = self.read_json(self._repo_dir(repo) / "refs.json")
-        return Refs(branches=data["branches"], tags=data["tags"])
+        return self.read_json(self._repo_dir(repo) / "refs.json")
 
     def _write_refs(self, repo: RepoKey, refs: Refs) -> None:
-        self.write_json(self._repo_dir(repo) / "refs.json", {"branches": refs.branches, "tags": refs.tags})
+        self.write_json(self._repo_dir(repo) / "refs.json", refs)
 
     def resolve(self, repo: RepoKey, revision: str | None) -> Commit:
         """The commit a branch, tag or full commit id names; raises RepoNotFound/RevisionNotFound."""
         refs = self.refs(repo)
+        branches, tags = refs["branches"], refs["tags"]
         rev = revision or DEFAULT_BRANCH
-        for prefix, names in (("refs/heads/", refs.branches), ("refs/tags/", refs.tags)):
+        for prefix, names in (("refs/heads/", branches), ("refs/tags/", tags)):
             if rev.startswith(prefix) and rev[len(prefix) :] in names:
                 rev = rev[len(prefix) :]
-        if rev in refs.branches:
-            return self.commit(repo, refs.branches[rev])
-        if rev in refs.tags:
-            return self.commit(repo, refs.tags[rev]["commit"])
+        if rev in branches:
+            return self.commit(repo, branches[rev])
+        if rev in tags:
+            return self.commit(repo, tags[rev]["commit"])
         if SHA1_RE.fullmatch(rev) and (self._repo_dir(repo) / "commits" / f"{rev}.json").is_file():
             return self.commit(repo, rev)
         raise RevisionNotFound(f"revision {rev!r} not found in {repo.type} repo {repo.id!r}")
 
-    def create_branch(self, repo: RepoKey, name: str, start: str | None = None) -> str:
-        """Create branch ``name`` at ``start`` (default: head of main); returns its commit id."""
+    def set_ref(self, repo: RepoKey, kind: str, name: str, revision: str | None = None, message: str = "") -> str:
+        """Create branch or tag (`kind`) ``name`` at ``revision`` (default: head of main); returns its commit id."""
         validate_ref_name(name)
-        with self.lock.held():
+        with self.locked():
             refs = self.refs(repo)
-            if name in refs.branches:
-                raise Conflict(f"branch {name!r} already exists in {repo.id!r}")
-            refs.branches[name] = self.resolve(repo, start).id
-            self._write_refs(repo, refs)
-            return refs.branches[name]
-
-    def delete_branch(self, repo: RepoKey, name: str) -> None:
-        with self.lock.held():
-            refs = self.refs(repo)
-            if name == DEFAULT_BRANCH:
-                raise Forbidden(f"cannot delete the default branch {DEFAULT_BRANCH!r}")
-            if refs.branches.pop(name, None) is None:
-                raise RevisionNotFound(f"branch {name!r} not found in {repo.id!r}")
-            self._write_refs(repo, refs)
-
-    def create_tag(self, repo: RepoKey, name: str, revision: str | None, message: str = "") -> str:
-        """Tag the commit ``revision`` names; returns its id."""
-        validate_ref_name(name)
-        with self.lock.held():
-            refs = self.refs(repo)
-            if name in refs.tags:
-                raise Conflict(f"tag {name!r} already exists in {repo.id!r}")
+            if name in refs[kind]:
+                raise Conflict(f"{_NOUN[kind]} {name!r} already exists in {repo.id!r}")
             commit_id = self.resolve(repo, revision).id
-            refs.tags[name] = {"commit": commit_id, "message": message}
+            refs[kind][name] = commit_id if kind == "branches" else {"commit": commit_id, "message": message}
             self._write_refs(repo, refs)
             return commit_id
 
-    def delete_tag(self, repo: RepoKey, name: str) -> None:
-        with self.lock.held():
+    def delete_ref(self, repo: RepoKey, kind: str, name: str) -> None:
+        """Delete branch or tag (`kind`) ``name``; the default branch stays."""
+        with self.locked():
             refs = self.refs(repo)
-            if refs.tags.pop(name, None) is None:
-                raise RevisionNotFound(f"tag {name!r} not found in {repo.id!r}")
+            if kind == "branches" and name == DEFAULT_BRANCH:
+                raise Forbidden(f"cannot delete the default branch {DEFAULT_BRANCH!r}")
+            if refs[kind].pop(name, None) is None:
+                raise RevisionNotFound(f"{_NOUN[kind]} {name!r} not found in {repo.id!r}")
             self._write_refs(repo, refs)
 
     # ---- commits
@@ -218,63 +327,54 @@ class HubStore(BlobStore):
         """
         if parent is not None and not (isinstance(parent, str) and SHA1_RE.fullmatch(parent)):
             raise BadRequest(f"parentCommit {parent!r} is not a full 40-character commit id")
-        with self.lock.held():
+        with self.locked():
             refs = self.refs(repo)
-            if branch not in refs.branches:
+            if branch not in refs["branches"]:
                 raise RevisionNotFound(f"branch {branch!r} not found in {repo.id!r}; commits go to a branch")
-            head = self.commit(repo, refs.branches[branch])
+            head = self.commit(repo, refs["branches"][branch])
             if parent is not None and head.id != parent:
                 raise PreconditionFailed(
                     f"A commit has happened since {parent}: {branch!r} is now at {head.id}. Refresh and retry."
                 )
-            tree = apply_operations(self, dict(head.tree), operations)
-            new = self._new_commit(head.id, tree, title, message, author=author)
+            new = Commit.new(head.id, self._apply(dict(head.tree), operations), title, message, author)
             self._write_commit(repo, new)
-            refs.branches[branch] = new.id
+            refs["branches"][branch] = new.id
             self._write_refs(repo, refs)  # the commit becomes visible here, atomically
             return new
-
-    def _new_commit(
-        self, parent: str | None, tree: dict[str, Entry], title: str, message: str, *, author: str
-    ) -> Commit:
-        """A commit whose id is the sha1 of its content, like a git commit id."""
-        fields = {"parent": parent, "title": title, "message": message, "author": author, "date": now_iso()}
-        content = {**fields, "tree": {p: e.to_json() for p, e in sorted(tree.items())}}
-        commit_id = hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()
-        return Commit(id=commit_id, tree=tree, **fields)
 
     def _write_commit(self, repo: RepoKey, commit: Commit) -> None:
         self.write_json(self._repo_dir(repo) / "commits" / f"{commit.id}.json", commit.to_json())
 
+    def _apply(self, tree: dict[str, Entry], operations: list[Operation]) -> dict[str, Entry]:
+        """``tree`` changed by ``operations``; raises (changing nothing on disk) when one cannot apply."""
+        for op in operations:
+            if isinstance(op, AddFile):
+                validate_path(op.path)
+                self._check_content(op)
+                tree[op.path] = op.entry
+            elif isinstance(op, DeleteFile):
+                if tree.pop(validate_path(op.path), None) is None:
+                    raise EntryNotFound(f"A file with this name doesn't exist: {op.path!r}")
+            else:
+                prefix = validate_path(op.path.rstrip("/")) + "/"
+                doomed = [p for p in tree if p.startswith(prefix)]
+                if not doomed:
+                    raise EntryNotFound(f"A folder with this name doesn't exist: {op.path!r}")
+                for p in doomed:
+                    del tree[p]
+        clash = sorted(folders_of(tree) & tree.keys())
+        if clash:
+            raise BadRequest(f"{clash[0]!r} would be both a file and a folder")
+        return tree
 
-def apply_operations(
-    blobs: BlobStore, tree: dict[str, Entry], operations: list[Operation]
-) -> dict[str, Entry]:
-    """``tree`` changed by ``operations``; raises (changing nothing on disk) when one cannot apply."""
-    for op in operations:
-        validate_path(op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path)
-        if isinstance(op, AddFile):
-            _check_content(blobs, op)
-            tree[op.path] = op.entry
-        elif isinstance(op, DeleteFile):
-            if tree.pop(op.path, None) is None:
-                raise EntryNotFound(f"A file with this name doesn't exist: {op.path!r}")
-        else:
-            prefix = op.path.rstrip("/") + "/"
-            doomed = [p for p in tree if p.startswith(prefix)]
-            if not doomed:
-                raise EntryNotFound(f"A folder with this name doesn't exist: {op.path!r}")
-            for p in doomed:
-                del tree[p]
-    check_no_file_folder_clash(tree)
-    return tree
-
-
-def _check_content(blobs: BlobStore, op: AddFile) -> None:
-    """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
-    entry = op.entry
-    if entry.lfs is not None:
-        size = blobs.lfs_size(entry.lfs)
+    def _check_content(self, op: AddFile) -> None:
+        """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
+        entry = op.entry
+        if entry.lfs is None:
+            if not self.blob_path(entry).is_file():
+                raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
+            return
+        size = self.lfs_size(entry.lfs)
         if size is None:
             raise BadRequest(
                 f"LFS object {entry.lfs} for {op.path!r} was never uploaded: upload it through "
@@ -282,5 +382,13 @@ def _check_content(blobs: BlobStore, op: AddFile) -> None:
             )
         if size != entry.size:
             raise BadRequest(f"LFS object {entry.lfs} for {op.path!r} has {size} bytes, not {entry.size}")
-    elif not blobs.blob_path(entry).is_file():
-        raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
+
+
+def iter_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    """Read ``length`` bytes of ``path`` from ``start`` (to the end when None) in 1 MiB chunks."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = length if length is not None else os.fstat(f.fileno()).st_size - start
+        while remaining > 0 and (chunk := f.read(min(CHUNK, remaining))):
+            remaining -= len(chunk)
+            yield chunk

@@ -35,9 +35,10 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
 from huggingface_hub.utils import get_session
+from huggingface_hub.utils.sha import git_hash
 
 from hubkit.localhub import LocalHub, hub_env, use_endpoint
-from hubkit.localhub.storage import git_blob_sha1, upload_mode
+from hubkit.localhub.objects import upload_mode
 
 TOKEN = "hf_localhub_test_token"
 REPO = "hubkit-org/weights"
@@ -89,7 +90,7 @@ def test_one_commit_lists_tags_branches_and_downloads(api: HfApi, hub: LocalHub,
     assert files["w/model.safetensors"].lfs.sha256 == hashlib.sha256(WEIGHTS).hexdigest()
     assert files["w/model.safetensors"].size == len(WEIGHTS)
     assert files["notes/config.json"].lfs is None
-    assert files["notes/config.json"].blob_id == git_blob_sha1(CONFIG)
+    assert files["notes/config.json"].blob_id == git_hash(CONFIG)
 
     info = api.get_paths_info(REPO, ["notes/config.json", "w", "no/such/file"])
     assert [(type(i).__name__, i.path) for i in info] == [
@@ -141,7 +142,7 @@ def test_file_metadata_headers_and_range_reads(api: HfApi, hub: LocalHub) -> Non
         len(WEIGHTS),
     )
     regular = get_hf_file_metadata(hf_hub_url(REPO, "notes/config.json", endpoint=hub.endpoint))
-    assert (regular.etag, regular.size) == (git_blob_sha1(CONFIG), len(CONFIG))
+    assert (regular.etag, regular.size) == (git_hash(CONFIG), len(CONFIG))
 
     url = hf_hub_url(REPO, "w/model.safetensors", endpoint=hub.endpoint)
     partial = get_session().get(url, headers={"Range": "bytes=1000-1099"})
