@@ -11,14 +11,13 @@ The names below keep ``from hubkit import hub; hub.resolve(...)`` call sites wor
 """
 
 from hubkit.hub.publishing import KEEP_REMOTE, PushResult, ensure_tag, push_folder, remote_sha256s
-from hubkit.hub.remote import git_blob_sha1, remote_files
+from hubkit.hub.remote import remote_files
 from hubkit.hub.resolving import resolve
 
 __all__ = [
     "KEEP_REMOTE",
     "PushResult",
     "ensure_tag",
-    "git_blob_sha1",
     "push_folder",
     "remote_files",
     "remote_sha256s",

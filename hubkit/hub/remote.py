@@ -7,15 +7,8 @@ one, for pushing (skip unchanged files), tagging (same files?) and verifying a r
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
-
-
-def git_blob_sha1(path: str | Path) -> str:
-    """The git object id of a file's content (what the Hub reports as ``blob_id`` for regular files)."""
-    data = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def remote_files(
@@ -40,8 +33,10 @@ def content_id(remote: Any) -> str:
 
 def difference(local: Path, sha256: str, remote: Any | None) -> str | None:
     """None when the remote file holds the bytes of `local` (whose sha256 is `sha256`); else what differs."""
+    from huggingface_hub.utils.sha import git_hash
+
     if remote is None:
         return "missing on the Hub"
     if remote.lfs is not None:
         return None if remote.lfs.sha256 == sha256 else f"sha256 {remote.lfs.sha256[:12]}… on the Hub"
-    return None if remote.blob_id == git_blob_sha1(local) else "other content on the Hub"
+    return None if remote.blob_id == git_hash(local.read_bytes()) else "other content on the Hub"

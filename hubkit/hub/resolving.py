@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.errors import CheckpointError
 from hubkit.hub.redaction import protect
 
@@ -40,7 +40,7 @@ def resolve(
 
     protect(token, get_token())
     # a subfolder's files are checked on load against the repo's provenance.json (`checkpoint.verify_on_load`)
-    patterns = [f"{subfolder.strip('/')}/**", C.PROVENANCE_FILE] if subfolder else None
+    patterns = [f"{subfolder.strip('/')}/**", constants.PROVENANCE_FILE] if subfolder else None
     try:
         root = snapshot_download(
             repo_id,

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from hubkit.localhub.server import running_hub
 
 _DEFAULT_ENDPOINT = "https://huggingface.co"
+_URLS = ("ENDPOINT", "HF_ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HUB_DATASETS_URL")
 
 
 def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
@@ -39,9 +40,7 @@ def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
         "TRANSFORMERS_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
+    return env if token is None else {**env, "HF_TOKEN": token}
 
 
 def _token_for(endpoint: str, token: str | None) -> str | None:
@@ -77,17 +76,6 @@ def _module_values(endpoint: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def _patch(values: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Any]:
-    """Set ``values`` on the modules already imported; return what was there before."""
-    saved: dict[tuple[str, str], Any] = {}
-    for module_name, attrs in values.items():
-        module = sys.modules.get(module_name)
-        for attr, value in attrs.items() if module is not None else ():
-            saved[(module_name, attr)] = getattr(module, attr)
-            setattr(module, attr, value)
-    return saved
-
-
 def _reset_cached_clients(endpoint: str) -> None:
     """Re-point the ``HfApi`` objects the libraries created at import time or lazily."""
     from huggingface_hub import hf_api
@@ -102,23 +90,28 @@ def _reset_cached_clients(endpoint: str) -> None:
 def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
     """Make huggingface_hub, transformers, peft and datasets talk to ``endpoint`` inside the block.
 
-    Patches the module globals listed in :func:`_module_values` and the environment of
-    :func:`hub_env` (for modules imported inside the block and for code that reads the
-    environment each time), and restores all of it on exit, even after an error. ``token``
-    becomes ``HF_TOKEN`` so that ``push_to_hub`` and friends authenticate without arguments.
-    For a :class:`~hubkit.localhub.LocalHub` running in this process without a token file,
-    ``token=None`` means the token it created for the local user, and a given token is accepted
-    by it from now on (as the local user). Not thread-safe: it changes process-wide state.
+    Patches the module globals listed in :func:`_module_values` (on the modules already imported)
+    and the environment of :func:`hub_env` (for modules imported inside the block and for code
+    that reads the environment each time), and restores all of it on exit, even after an error;
+    modules first imported inside the block get the endpoint of the outside environment.
+    ``token`` becomes ``HF_TOKEN`` so that ``push_to_hub`` and friends authenticate without
+    arguments. For a :class:`~hubkit.localhub.LocalHub` running in this process without a token
+    file, ``token=None`` means the token it created for the local user, and a given token is
+    accepted by it from now on (as the local user). Not thread-safe: it changes process-wide state.
     """
-    endpoint = endpoint.rstrip("/")
-    import huggingface_hub
-    import huggingface_hub.hf_api  # noqa: F401 - the default client is patched below
+    from huggingface_hub import hf_api
 
-    token = _token_for(endpoint, token)
-    saved_env = {k: os.environ.get(k) for k in hub_env(endpoint, token)}
-    original_api_endpoint = huggingface_hub.hf_api.api.endpoint
-    os.environ.update(hub_env(endpoint, token))
-    saved = _patch(_module_values(endpoint))
+    endpoint = endpoint.rstrip("/")
+    env = hub_env(endpoint, _token_for(endpoint, token))
+    saved_env = {k: os.environ.get(k) for k in env}
+    original_api_endpoint = hf_api.api.endpoint
+    os.environ.update(env)
+    saved: dict[tuple[str, str], Any] = {}
+    for module_name, attrs in _module_values(endpoint).items():
+        module = sys.modules.get(module_name)
+        for attr, value in attrs.items() if module is not None else ():
+            saved[(module_name, attr)] = getattr(module, attr)
+            setattr(module, attr, value)
     _reset_cached_clients(endpoint)
     try:
         yield endpoint
@@ -128,17 +121,12 @@ def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _restore(saved)
+        outside = _module_values(os.environ.get("HF_ENDPOINT", _DEFAULT_ENDPOINT).rstrip("/"))
+        for module_name, attrs in outside.items():
+            module = sys.modules.get(module_name)
+            for attr in attrs if module is not None else ():
+                if (module_name, attr) in saved:
+                    setattr(module, attr, saved[(module_name, attr)])
+                elif attr in _URLS:
+                    setattr(module, attr, attrs[attr])
         _reset_cached_clients(original_api_endpoint)
-
-
-def _restore(saved: dict[tuple[str, str], Any]) -> None:
-    """Undo :func:`_patch`; modules first imported inside the block get the values of the outside env."""
-    outside = _module_values(os.environ.get("HF_ENDPOINT", _DEFAULT_ENDPOINT).rstrip("/"))
-    for module_name, attrs in outside.items():
-        module = sys.modules.get(module_name)
-        for attr in attrs if module is not None else ():
-            if (module_name, attr) in saved:
-                setattr(module, attr, saved[(module_name, attr)])
-            elif attr in ("ENDPOINT", "HF_ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HUB_DATASETS_URL"):
-                setattr(module, attr, attrs[attr])

@@ -8,8 +8,12 @@ from hubkit.errors import HubkitError
 class LocalHubError(HubkitError):
     """A request (or a start-up) the local Hub refuses, with a one-line reason."""
 
-    status: int = 400
+    status: int = 400  # malformed or inconsistent input (bad name, path, hash, missing LFS object...)
     code: str | None = None
+
+
+class BadRequest(LocalHubError):
+    pass
 
 
 class ServerConfigError(LocalHubError, ValueError):
@@ -20,53 +24,41 @@ class RootInUse(LocalHubError):
     """Another server holds the root."""
 
 
-class RepoNotFound(LocalHubError):
-    """No repo of that type and id (or one the caller may not see)."""
-
+class RepoNotFound(LocalHubError):  # no repo of that type and id (or one the caller may not see)
     status, code = 404, "RepoNotFound"
 
 
-class RevisionNotFound(LocalHubError):
-    """The revision is not a branch, tag or commit of the repo."""
-
+class RevisionNotFound(LocalHubError):  # not a branch, tag or commit of the repo
     status, code = 404, "RevisionNotFound"
 
 
-class EntryNotFound(LocalHubError):
-    """No file or folder at that path in that revision."""
-
+class EntryNotFound(LocalHubError):  # no file or folder at that path in that revision
     status, code = 404, "EntryNotFound"
 
 
-class Conflict(LocalHubError):
-    """The repo, branch or tag already exists."""
-
-    status = 409
-
-
-class BadRequest(LocalHubError):
-    """Malformed or inconsistent input (bad name, path, hash, missing LFS object...)."""
-
-
-class PreconditionFailed(LocalHubError):
-    """The branch moved since the ``parentCommit`` the client based its commit on."""
-
-    status = 412
-
-
-class Forbidden(LocalHubError):
-    """A request the caller's token does not allow, or one the Hub refuses (deleting the default branch)."""
-
-    status = 403
-
-
-class Unauthorized(LocalHubError):
-    """No token where one is needed, or a token the server does not know."""
-
+class Unauthorized(LocalHubError):  # no token where one is needed, or a token the server does not know
     status = 401
 
 
-class TooLarge(LocalHubError):
-    """A request body over the server's limit (answered before the body is read when it is announced)."""
+class Forbidden(LocalHubError):  # not allowed to this token, or refused by the Hub (deleting the default branch)
+    status = 403
 
+
+class Conflict(LocalHubError):  # the repo, branch or tag already exists
+    status = 409
+
+
+class PreconditionFailed(LocalHubError):  # the branch moved since the client's parentCommit
+    status = 412
+
+
+class TooLarge(LocalHubError):  # a body over the limit (refused before it is read when it is announced)
     status = 413
+
+
+class Reply(LocalHubError):
+    """An answer with a status of its own (416 with its Content-Range, 500, an injected fault...)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.headers = status, code, headers or {}

@@ -7,6 +7,7 @@ completes it, and count what went over the wire (e.g. that a re-upload sends no 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 #: Places where :class:`Faults` can make a request fail.
@@ -88,3 +89,19 @@ class Stats:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+
+
+class Interrupted(Exception):
+    """An injected fault stopped reading an upload part-way."""
+
+
+def fail_after(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """Pass ``limit`` bytes through, then raise :class:`Interrupted` (leaving ``chunks`` resumable)."""
+    passed = 0
+    for chunk in chunks:
+        if passed + len(chunk) > limit:
+            if limit > passed:
+                yield chunk[: limit - passed]
+            raise Interrupted(f"injected fault: upload interrupted after {limit} bytes")
+        passed += len(chunk)
+        yield chunk

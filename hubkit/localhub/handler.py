@@ -2,7 +2,8 @@
 
 The routes live in :mod:`~hubkit.localhub.routes`, on a subclass. Every request is answered with
 the Hub's status codes and ``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual
-exceptions. A bearer token the server does not know is refused (401) on every route.
+exceptions. A bearer token the server does not know is refused (401) on every route. Bodies are
+framed here (Content-Length or chunked) under the server's limits.
 """
 
 from __future__ import annotations
@@ -10,22 +11,38 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import yaml
+
 from hubkit.localhub.access import Identity, TokenTable, UploadTickets
-from hubkit.localhub.errors import BadRequest, Forbidden, LocalHubError, RepoNotFound, Unauthorized
+from hubkit.localhub.errors import (
+    BadRequest,
+    Forbidden,
+    LocalHubError,
+    Reply,
+    RepoNotFound,
+    TooLarge,
+    Unauthorized,
+)
 from hubkit.localhub.faults import Faults, Stats
-from hubkit.localhub.http import Body, Drop, Reply, header_value
 from hubkit.localhub.limits import Limits
 from hubkit.localhub.objects import RepoKey
-from hubkit.localhub.storage import HubStore
+from hubkit.localhub.storage import CHUNK, HubStore
 
 logger = logging.getLogger("hubkit.localhub.server")
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _NO_TOKEN = "Invalid credentials in Authorization header"  # the Hub's summary: clients report a 401
 _QUERY = re.compile(r"\?[^\s\"]*")
+_UNSAFE_HEADER = re.compile(r"[^\x20-\x7e]")
+
+
+class Drop(Exception):
+    """Close the connection without answering (an injected network failure)."""
 
 
 class HubState(Protocol):
@@ -40,6 +57,93 @@ class HubState(Protocol):
 
     @property
     def endpoint(self) -> str: ...
+
+
+class Body:
+    """The request body, read at most once, as bytes or as a stream (Content-Length or chunked).
+
+    ``limit`` caps it: an announced length over the limit is refused (:class:`TooLarge`) before a
+    byte is read, a chunked body is cut off when it passes the limit, and one that trickles in
+    slower than ``pace`` (grace seconds, bytes per second) is cut off. ``Expect: 100-continue`` is
+    answered only when the body is actually read, so a refused request never invites its body.
+    """
+
+    def __init__(
+        self,
+        handler: HandlerBase,
+        limit: int,
+        on_bytes: Callable[[int], None] | None = None,
+        pace: tuple[float, float] | None = None,
+    ):
+        self._handler, self._rfile = handler, handler.rfile
+        self.limit, self._pace, self._on_bytes = limit, pace, on_bytes
+        self._stream: Iterator[bytes] | None = None
+        lengths = handler.headers.get_all("Content-Length") or []
+        if len(set(lengths)) > 1:
+            raise BadRequest("conflicting Content-Length headers")
+        self._chunked = "chunked" in handler.headers.get("Transfer-Encoding", "").lower()
+        try:
+            self.length = int(lengths[0]) if lengths and not self._chunked else None
+        except ValueError:
+            raise BadRequest(f"Content-Length {header_value(lengths[0], 40)!r} is not a number") from None
+        if self.length is not None and self.length < 0:
+            raise BadRequest("Content-Length must not be negative")
+        self.done = not self._chunked and not self.length
+
+    def check_announced(self) -> None:
+        """Refuse a body whose announced length is over the limit, before reading it."""
+        if self.length is not None and self.length > self.limit:
+            raise TooLarge(f"request body of {self.length} bytes is over this server's limit of {self.limit}")
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as a stream; resumable, so :meth:`drain` can finish what a consumer left."""
+        if self._stream is None:
+            self.check_announced()
+            self._handler.continue_if_expected()
+            raw = self._read_chunked() if self._chunked else self._read_length(self.length or 0)
+            self._stream = self._count(raw)
+        return self._stream
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def drain(self) -> None:
+        for _ in self.chunks():
+            pass
+
+    def _count(self, raw: Iterator[bytes]) -> Iterator[bytes]:
+        total, start = 0, time.monotonic()
+        for chunk in raw:
+            total += len(chunk)
+            if total > self.limit:
+                raise TooLarge(f"request body passed this server's limit of {self.limit} bytes; cut off")
+            if self._pace is not None and time.monotonic() - start > self._pace[0] + total / self._pace[1]:
+                raise TimeoutError("request body arrives too slowly; connection closed")
+            if self._on_bytes is not None:
+                self._on_bytes(len(chunk))
+            yield chunk
+        self.done = True
+
+    def _read_length(self, remaining: int) -> Iterator[bytes]:
+        while remaining > 0:
+            chunk = self._rfile.read(min(CHUNK, remaining))
+            if not chunk:
+                raise ConnectionError("client closed the connection mid-body")
+            remaining -= len(chunk)
+            yield chunk
+
+    def _read_chunked(self) -> Iterator[bytes]:
+        while True:
+            try:
+                size = int(self._rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                raise BadRequest("malformed chunked request body") from None
+            if size == 0:
+                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return
+            yield from self._read_length(size)
+            self._rfile.readline(8)  # CRLF after each chunk
 
 
 class _Unread:
@@ -74,10 +178,7 @@ class HandlerBase(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line without its query (upload URLs carry one-time tickets); never headers
-        logger.debug("%s - %s", self.address_string(), _QUERY.sub("?…", format % args))
-
-    def address_string(self) -> str:
-        return str(self.client_address[0])
+        logger.debug("%s - %s", self.client_address[0], _QUERY.sub("?…", format % args))
 
     @property
     def store(self) -> HubStore:
@@ -98,9 +199,6 @@ class HandlerBase(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         except LocalHubError as exc:
-            summary = _NO_TOKEN if isinstance(exc, Unauthorized) else None
-            self._answer_error(Reply(exc.status, str(exc), exc.code, summary=summary))
-        except Reply as exc:
             self._answer_error(exc)
         except Exception:
             logger.exception("localhub: internal error on %s %s", self.command, url.path)
@@ -124,7 +222,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         if not (self.command == "PUT" and path.startswith("/_localhub/lfs/")):
             self.body.check_announced()
 
-    def _route(self, segs: list[str]) -> Any:  # pragma: no cover - defined by the router
+    def _route(self, segs: list[str]) -> Callable[[], None]:  # pragma: no cover - defined by the routes
         raise NotImplementedError
 
     # ---- who is asking, and may they
@@ -166,7 +264,7 @@ class HandlerBase(BaseHTTPRequestHandler):
             raise Forbidden(f"{identity.user!r} may not write to the namespace {repo.namespace!r}")
         return identity
 
-    # ---- answers
+    # ---- requests and answers
 
     def own_url(self, path: str) -> str:
         """A URL on this server, built from its own address (never from the request's Host header)."""
@@ -187,38 +285,63 @@ class HandlerBase(BaseHTTPRequestHandler):
 
     def check_fault(self, point: str) -> None:
         fault = self.hub.faults.take(point)
-        if fault is None:
-            return
-        self.body.drain()
-        if fault.drop:
-            raise Drop()
-        raise Reply(fault.status, f"injected fault at {point}")
+        if fault is not None:
+            self.body.drain()
+            raise Drop() if fault.drop else Reply(fault.status, f"injected fault at {point}")
 
-    def send_json(
-        self, status: int, obj: Any, headers: dict[str, str] | None = None, ctype: str = ""
-    ) -> None:
-        self.send(status, json.dumps(obj).encode(), ctype or "application/json", headers)
-
-    def send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None, ctype: str = "") -> None:
+        body = json.dumps(obj).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, header_value(value, 2000))
-        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Type", ctype or "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _answer_error(self, reply: Reply) -> None:
-        """Send ``reply``, unless an answer has begun: then the connection is the only thing to end."""
+    def _answer_error(self, error: LocalHubError) -> None:
+        """Send ``error``, unless an answer has begun: then the connection is the only thing to end."""
         if self.answered:
             self.close_connection = True
             return
-        headers = dict(reply.headers)
-        headers["X-Error-Message"] = header_value(reply.summary)
-        if reply.code:
-            headers["X-Error-Code"] = reply.code
+        headers = dict(getattr(error, "headers", {}))
+        headers["X-Error-Message"] = header_value(_NO_TOKEN if isinstance(error, Unauthorized) else str(error))
+        if error.code:
+            headers["X-Error-Code"] = error.code
         if not self.body.done:
             headers["Connection"] = "close"
             self.close_connection = True
-        self.send_json(reply.status, {"error": reply.message}, headers)
+        self.send_json(error.status, {"error": str(error)}, headers)
+
+
+def header_value(text: str, limit: int = 300) -> str:
+    """`text` safe as an HTTP header value: printable ASCII only (no CR/LF), at most `limit` characters."""
+    return _UNSAFE_HEADER.sub("?", text)[:limit]
+
+
+def truthy(query: dict[str, list[str]], name: str) -> bool:
+    return (query.get(name) or ["false"])[0].lower() in ("1", "true", "yes")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, length)`` for a single ``bytes=`` range; None means "send it all"; raises on 416."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[len("bytes=") :].strip().partition("-")
+    try:
+        start = int(first) if first else max(size - int(last), 0)
+        end = min(int(last), size - 1) if first and last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        message = f"range {header_value(header, 60)} not satisfiable for {size} bytes"
+        raise Reply(416, message, headers={"Content-Range": f"bytes */{size}"})
+    return start, end - start + 1
+
+
+def front_matter(text: str) -> dict[str, Any] | None:
+    """The YAML header of a model/dataset card, or None when it has none; raises yaml.YAMLError."""
+    end = text.find("\n---", 3) if text.startswith("---") else -1
+    data = yaml.safe_load(text[3:end]) if end >= 0 else None
+    return data if isinstance(data, dict) else None

@@ -19,9 +19,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import yaml
 
-from hubkit.localhub.errors import BadRequest, Conflict, LocalHubError, TooLarge, Unauthorized
-from hubkit.localhub.handler import HandlerBase
-from hubkit.localhub.http import Body, Drop, Interrupted, Reply, fail_after, front_matter, parse_range, truthy
+from hubkit.localhub.errors import (
+    BadRequest,
+    Conflict,
+    EntryNotFound,
+    LocalHubError,
+    Reply,
+    TooLarge,
+    Unauthorized,
+)
+from hubkit.localhub.faults import Interrupted, fail_after
+from hubkit.localhub.handler import Body, Drop, HandlerBase, front_matter, parse_range, truthy
 from hubkit.localhub.objects import (
     REPO_TYPES,
     SHA256_RE,
@@ -247,7 +255,7 @@ class Handler(HandlerBase):
         folder = "/".join(path).strip("/")
         folders = folders_of(commit.tree)
         if folder and folder not in folders:
-            raise Reply(404, f"folder {folder!r} not found at {commit.id}", "EntryNotFound")
+            raise EntryNotFound(f"folder {folder!r} not found at {commit.id}")
         prefix, recursive = f"{folder}/" if folder else "", truthy(self.query, "recursive")
 
         def wanted(p: str) -> bool:

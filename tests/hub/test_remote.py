@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from huggingface_hub.utils.sha import git_hash
+
 from hubkit.hub import push_folder, remote_files
 from hubkit.hub.publishing import hub_api, remote_differences
-from hubkit.hub.remote import content_id, difference, git_blob_sha1
+from hubkit.hub.remote import content_id, difference
 from hubkit.localhub import LocalHub, use_endpoint
 
 
@@ -27,7 +29,7 @@ def test_difference_names_what_changed(tmp_path: Path) -> None:
         for name in ("model.safetensors", "config.json"):
             assert difference(folder / name, _sha(folder / name), remote[name]) is None
         assert content_id(remote["model.safetensors"]) == _sha(folder / "model.safetensors")
-        assert content_id(remote["config.json"]) == git_blob_sha1(folder / "config.json")
+        assert content_id(remote["config.json"]) == git_hash((folder / "config.json").read_bytes())
 
         (folder / "model.safetensors").write_bytes(b"\2" * 2048)
         (folder / "config.json").write_text('{"d": 9}')
