@@ -24,7 +24,7 @@ from hubkit.localhub.client import hub_env, use_endpoint
 from hubkit.localhub.errors import LocalHubError
 from hubkit.localhub.faults import FAULT_POINTS, Faults, Stats
 from hubkit.localhub.limits import Limits
-from hubkit.localhub.server import LocalHub, serve
+from hubkit.localhub.server import LocalHub
 from hubkit.localhub.storage import HubStore
 
 __all__ = [
@@ -38,6 +38,5 @@ __all__ = [
     "Stats",
     "hub_env",
     "load_token_file",
-    "serve",
     "use_endpoint",
 ]

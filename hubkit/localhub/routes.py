@@ -329,15 +329,14 @@ class Handler(HandlerBase):
         if self.store.lfs_size(oid) is None:
             return False
         repos, users = self.store.lfs_holders(oid)
-        if self.identity is not None and self.identity.user in users:
+        return (self.identity is not None and self.identity.user in users) or any(map(self._may_read, repos))
+
+    def _may_read(self, repo: RepoKey) -> bool:
+        try:
+            self.readable(repo)
             return True
-        for holder in repos:
-            try:
-                self.readable(holder)
-                return True
-            except LocalHubError:
-                continue
-        return False
+        except LocalHubError:
+            return False
 
     def preupload(self, repo: RepoKey, revision: str) -> None:
         self.require_write(repo)
@@ -353,14 +352,8 @@ class Handler(HandlerBase):
             except (binascii.Error, TypeError, ValueError) as exc:
                 raise BadRequest(f"preupload entry for {path!r} has a bad sample or size") from exc
             remote = commit.tree.get(path)
-            files.append(
-                {
-                    "path": path,
-                    "uploadMode": upload_mode(path, size, sample),
-                    "shouldIgnore": False,
-                    "oid": (remote.lfs or remote.oid) if remote else None,
-                }
-            )
+            oid = (remote.lfs or remote.oid) if remote else None
+            files.append({"path": path, "uploadMode": upload_mode(path, size, sample), "shouldIgnore": False, "oid": oid})
         self.send_json(200, {"files": files, "commitOid": commit.id})
 
     def lfs_batch(self, repo: RepoKey) -> None:

@@ -115,15 +115,11 @@ class LocalHub:
         self.tokens.add(token, identity or Identity(LOCAL_USER, True, LOCAL_ORGS, admin=True))
 
     @property
-    def netloc(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
     def endpoint(self) -> str:
         """``http://127.0.0.1:PORT``: what ``HF_ENDPOINT`` / ``endpoint=`` should be set to."""
         if self._server is None:
             raise RuntimeError("LocalHub is not running: call start() or use it as a context manager")
-        return f"http://{self.netloc}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -162,9 +158,7 @@ class LocalHub:
         try:
             return ConnectionServer((self.host, self.port), self._serve_one, self.limits)
         except OSError as exc:
-            why = (
-                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
-            )
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
             raise ServerConfigError(
                 f"port {self.port} on {self.host} {why}; choose another --port (0 picks a free one)"
             ) from None
@@ -175,7 +169,7 @@ class LocalHub:
         if server is None:
             return
         with _RUNNING_LOCK:
-            _RUNNING.pop(f"http://{self.netloc}", None)
+            _RUNNING.pop(f"http://{self.host}:{self.port}", None)
         server.stop()
         self._release_root()
         logger.info("hubkit localhub on port %d stopped", self.port)
@@ -220,14 +214,3 @@ def running_hub(endpoint: str) -> LocalHub | None:
     with _RUNNING_LOCK:
         return _RUNNING.get(endpoint.rstrip("/"))
 
-
-def serve(
-    root: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    token_file: str | Path | None = None,
-    limits: Limits | None = None,
-) -> LocalHub:
-    """Start a :class:`LocalHub` on ``root`` and return it (running; call ``.stop()`` when done)."""
-    return LocalHub(root, host, port, token_file=token_file, limits=limits).start()
