@@ -101,7 +101,10 @@ def local_token_file(root: Path) -> Path:
         token = "hf_local_" + secrets.token_urlsafe(24)
         entry = {"user": LOCAL_USER, "write": True, "orgs": list(LOCAL_ORGS), "admin": True}
         text = "# hubkit localhub access tokens (keep private)\n" + yaml.safe_dump({"tokens": {token: entry}})
-        with suppress(FileExistsError), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        with (
+            suppress(FileExistsError),
+            os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f,
+        ):
             f.write(text)  # O_EXCL: a concurrent first start keeps the file the other one wrote
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         os.chmod(path, 0o600)

@@ -40,7 +40,7 @@ class Unauthorized(LocalHubError):  # no token where one is needed, or a token t
     status = 401
 
 
-class Forbidden(LocalHubError):  # not allowed to this token, or refused by the Hub (deleting the default branch)
+class Forbidden(LocalHubError):  # not allowed to this token, or refused by the Hub (default branch)
     status = 403
 
 
@@ -59,6 +59,8 @@ class TooLarge(LocalHubError):  # a body over the limit (refused before it is re
 class Reply(LocalHubError):
     """An answer with a status of its own (416 with its Content-Range, 500, an injected fault...)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.code, self.headers = status, code, headers or {}

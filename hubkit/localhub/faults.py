@@ -40,7 +40,13 @@ class Faults:
         self._lock = threading.Lock()
 
     def inject(
-        self, point: str, *, status: int = 500, times: int = 1, after_bytes: int | None = None, drop: bool = False
+        self,
+        point: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        after_bytes: int | None = None,
+        drop: bool = False,
     ) -> None:
         """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`)."""
         if point not in FAULT_POINTS:

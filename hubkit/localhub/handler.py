@@ -289,7 +289,9 @@ class HandlerBase(BaseHTTPRequestHandler):
             self.body.drain()
             raise Drop() if fault.drop else Reply(fault.status, f"injected fault at {point}")
 
-    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None, ctype: str = "") -> None:
+    def send_json(
+        self, status: int, obj: Any, headers: dict[str, str] | None = None, ctype: str = ""
+    ) -> None:
         body = json.dumps(obj).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -306,7 +308,9 @@ class HandlerBase(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         headers = dict(getattr(error, "headers", {}))
-        headers["X-Error-Message"] = header_value(_NO_TOKEN if isinstance(error, Unauthorized) else str(error))
+        headers["X-Error-Message"] = header_value(
+            _NO_TOKEN if isinstance(error, Unauthorized) else str(error)
+        )
         if error.code:
             headers["X-Error-Code"] = error.code
         if not self.body.done:

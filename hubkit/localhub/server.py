@@ -97,7 +97,9 @@ class LocalHub:
                 "choose a directory you can write"
             ) from None
         # one server per root, across processes; the holder's pid is written into the lock file
-        self._lock = FileLock(self.root / ".server.lock", timeout=0, thread_local=False, on_acquired=_write_pid)
+        self._lock = FileLock(
+            self.root / ".server.lock", timeout=0, thread_local=False, on_acquired=_write_pid
+        )
         self._server: ConnectionServer | None = None
 
     def _load_tokens(self) -> None:
@@ -158,7 +160,9 @@ class LocalHub:
         try:
             return ConnectionServer((self.host, self.port), self._serve_one, self.limits)
         except OSError as exc:
-            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            why = (
+                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            )
             raise ServerConfigError(
                 f"port {self.port} on {self.host} {why}; choose another --port (0 picks a free one)"
             ) from None
@@ -213,4 +217,3 @@ def running_hub(endpoint: str) -> LocalHub | None:
     """The LocalHub of this process serving `endpoint`, if any."""
     with _RUNNING_LOCK:
         return _RUNNING.get(endpoint.rstrip("/"))
-

@@ -70,27 +70,13 @@ Refs = dict[str, dict[str, Any]]  # {"branches": {name: commit}, "tags": {name: 
 _NOUN = {"branches": "branch", "tags": "tag"}
 
 
-class HubStore:
-    """Repos, refs, commits and blobs under one directory; safe to share between threads and processes."""
+class BlobStore:
+    """Content-addressed blobs, and the atomic writes everything else uses, under one root."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        for sub in ("objects/git", "objects/lfs", "tmp", "repos"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._threads = threading.RLock()
-        self._file_lock = FileLock(self.root / ".write.lock")  # re-entrant within a thread
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the store's write lock (re-entrant), against other threads and other processes."""
-        with self._threads, self._file_lock:
-            yield
-
-    # ---- files and blobs
+    def __init__(self, root: Path) -> None:
+        self.root, self.tmp = root, root / "tmp"
+        for sub in ("objects/git", "objects/lfs", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
 
     def clean_tmp(self) -> int:
         """Remove what killed writers left in ``tmp/``; call only while holding the root's server lock."""
@@ -183,7 +169,11 @@ class HubStore:
 
     def link_lfs(self, sha256: str, holder: RepoKey | str) -> None:
         """Record who holds the LFS object `sha256`: a repo that committed it, or a user who uploaded it."""
-        name = f"{holder.type}~{holder.id.replace('/', '~')}" if isinstance(holder, RepoKey) else f"user~{holder}"
+        name = (
+            f"{holder.type}~{holder.id.replace('/', '~')}"
+            if isinstance(holder, RepoKey)
+            else f"user~{holder}"
+        )
         self._links(sha256).mkdir(parents=True, exist_ok=True)
         (self._links(sha256) / name).touch()
 
@@ -200,6 +190,38 @@ class HubStore:
             elif kind in REPO_TYPES and ns and name:
                 repos.append(RepoKey(kind, f"{ns}/{name}"))
         return repos, users
+
+    def check_content(self, op: AddFile) -> None:
+        """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
+        entry = op.entry
+        if entry.lfs is None:
+            if not self.blob_path(entry).is_file():
+                raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
+            return
+        size = self.lfs_size(entry.lfs)
+        if size is None:
+            raise BadRequest(
+                f"LFS object {entry.lfs} for {op.path!r} was never uploaded: upload it through "
+                "the LFS batch API before committing a pointer to it"
+            )
+        if size != entry.size:
+            raise BadRequest(f"LFS object {entry.lfs} for {op.path!r} has {size} bytes, not {entry.size}")
+
+
+class HubStore(BlobStore):
+    """Repos, refs, commits and blobs under one directory; safe to share between threads and processes."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__(Path(root))
+        (self.root / "repos").mkdir(exist_ok=True)
+        self._threads = threading.RLock()
+        self._file_lock = FileLock(self.root / ".write.lock")  # re-entrant within a thread
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's write lock (re-entrant), against other threads and other processes."""
+        with self._threads, self._file_lock:
+            yield
 
     # ---- repos
 
@@ -264,7 +286,9 @@ class HubStore:
             return self.commit(repo, rev)
         raise RevisionNotFound(f"revision {rev!r} not found in {repo.type} repo {repo.id!r}")
 
-    def set_ref(self, repo: RepoKey, kind: str, name: str, revision: str | None = None, message: str = "") -> str:
+    def set_ref(
+        self, repo: RepoKey, kind: str, name: str, revision: str | None = None, message: str = ""
+    ) -> str:
         """Create branch or tag (`kind`) ``name`` at ``revision`` (default: head of main); returns its commit id."""
         validate_ref_name(name)
         with self.locked():
@@ -350,7 +374,7 @@ class HubStore:
         for op in operations:
             if isinstance(op, AddFile):
                 validate_path(op.path)
-                self._check_content(op)
+                self.check_content(op)
                 tree[op.path] = op.entry
             elif isinstance(op, DeleteFile):
                 if tree.pop(validate_path(op.path), None) is None:
@@ -366,22 +390,6 @@ class HubStore:
         if clash:
             raise BadRequest(f"{clash[0]!r} would be both a file and a folder")
         return tree
-
-    def _check_content(self, op: AddFile) -> None:
-        """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
-        entry = op.entry
-        if entry.lfs is None:
-            if not self.blob_path(entry).is_file():
-                raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
-            return
-        size = self.lfs_size(entry.lfs)
-        if size is None:
-            raise BadRequest(
-                f"LFS object {entry.lfs} for {op.path!r} was never uploaded: upload it through "
-                "the LFS batch API before committing a pointer to it"
-            )
-        if size != entry.size:
-            raise BadRequest(f"LFS object {entry.lfs} for {op.path!r} has {size} bytes, not {entry.size}")
 
 
 def iter_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
