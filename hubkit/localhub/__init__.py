@@ -14,9 +14,9 @@ Processes started later can instead inherit ``hub_env(hub.endpoint, token)`` in 
 
 Modules, each importing only those after it: ``client`` (pointing the libraries at an endpoint),
 ``server`` (LocalHub lifecycle), ``connections`` (sockets, workers, timeouts), ``routes`` (the
-API), ``handler`` (dispatch, access checks, answers), ``http`` (bodies, ranges, headers),
-``storage`` (blobs, repos, refs, commits), ``access`` (tokens, LFS upload tickets), ``objects``
-(records and naming rules), ``limits``, ``faults``, ``errors``.
+API), ``handler`` (bodies, dispatch, access checks, answers), ``storage`` (blobs, repos, refs,
+commits), ``access`` (tokens, LFS upload tickets), ``objects`` (records and naming rules),
+``faults``, ``limits``, ``errors``.
 """
 
 from hubkit.localhub.access import Identity, load_token_file

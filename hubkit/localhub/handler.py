@@ -264,6 +264,24 @@ class HandlerBase(BaseHTTPRequestHandler):
             raise Forbidden(f"{identity.user!r} may not write to the namespace {repo.namespace!r}")
         return identity
 
+    def lfs_available(self, oid: str) -> bool:
+        """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it.
+
+        Otherwise the caller must upload the bytes (proving it has them) before committing a
+        pointer: a sha256 alone never opens someone else's private file.
+        """
+        if self.store.lfs_size(oid) is None:
+            return False
+        repos, users = self.store.lfs_holders(oid)
+        return (self.identity is not None and self.identity.user in users) or any(map(self._may_read, repos))
+
+    def _may_read(self, repo: RepoKey) -> bool:
+        try:
+            self.readable(repo)
+            return True
+        except LocalHubError:
+            return False
+
     # ---- requests and answers
 
     def own_url(self, path: str) -> str:

@@ -24,7 +24,6 @@ from hubkit.localhub.errors import (
     BadRequest,
     Conflict,
     EntryNotFound,
-    LocalHubError,
     Reply,
     TooLarge,
     Unauthorized,
@@ -49,7 +48,7 @@ from hubkit.localhub.objects import (
 from hubkit.localhub.storage import iter_chunks
 
 _LFS_JSON = "application/vnd.git-lfs+json"
-_REF_KINDS = {"tag": "tags", "branch": "branches"}
+_REF_PREFIX = {"branches": "heads", "tags": "tags"}  # the store's ref kinds, as git names them
 
 
 # ---------------------------------------------------------------- accounts and repos
@@ -121,11 +120,7 @@ def repo_info(req: HandlerBase, repo: RepoKey, revision: str | None = None) -> N
     for path, entry in sorted(commit.tree.items()):
         sibling: dict[str, Any] = {"rfilename": path, "size": entry.size, "blobId": entry.oid}
         if entry.lfs:
-            sibling["lfs"] = {
-                "sha256": entry.lfs,
-                "size": entry.size,
-                "pointerSize": len(entry.pointer or b""),
-            }
+            sibling["lfs"] = _lfs_json(entry, "sha256")
         siblings.append(sibling)
     card = _card_data(req, commit)
     info: dict[str, Any] = {
@@ -156,10 +151,10 @@ def list_refs(req: HandlerBase, repo: RepoKey) -> None:
     refs = req.store.refs(repo)
     found = {
         kind: [
-            {"name": n, "ref": f"refs/{prefix}/{n}", "targetCommit": t if kind == "branches" else t["commit"]}
+            _ref_json(kind, n, t if kind == "branches" else t["commit"])
             for n, t in sorted(refs[kind].items())
         ]
-        for kind, prefix in (("branches", "heads"), ("tags", "tags"))
+        for kind in _REF_PREFIX
     }
     req.send_json(200, {**found, "converts": [], "pullRequests": []})
 
@@ -168,23 +163,25 @@ def create_ref(req: HandlerBase, repo: RepoKey, arg: str, *, kind: str) -> None:
     """``POST .../tag/<revision>`` (the tag in the body) or ``POST .../branch/<name>`` (start in the body)."""
     req.require_write(repo)
     body = req.json_object()
-    if kind == "tag":
+    if kind == "tags":
         name, message = body.get("tag") or "", body.get("message") or ""
-        commit_id = req.store.set_ref(repo, "tags", name, arg, message if isinstance(message, str) else "")
+        commit_id = req.store.set_ref(repo, kind, name, arg, message if isinstance(message, str) else "")
     else:
         if body.get("emptyBranch"):
             raise BadRequest("hubkit localhub does not create empty branches; give a starting revision")
-        start = body.get("startingPoint")
-        name = arg
-        commit_id = req.store.set_ref(repo, "branches", name, start if isinstance(start, str) else None)
-    prefix = "tags" if kind == "tag" else "heads"
-    req.send_json(200, {"name": name, "ref": f"refs/{prefix}/{name}", "targetCommit": commit_id})
+        name, start = arg, body.get("startingPoint")
+        commit_id = req.store.set_ref(repo, kind, name, start if isinstance(start, str) else None)
+    req.send_json(200, _ref_json(kind, name, commit_id))
 
 
 def delete_ref(req: HandlerBase, repo: RepoKey, name: str, *, kind: str) -> None:
     req.require_write(repo)
-    req.store.delete_ref(repo, _REF_KINDS[kind], name)
+    req.store.delete_ref(repo, kind, name)
     req.send_json(200, {})
+
+
+def _ref_json(kind: str, name: str, commit_id: str) -> dict[str, str]:
+    return {"name": name, "ref": f"refs/{_REF_PREFIX[kind]}/{name}", "targetCommit": commit_id}
 
 
 # ---------------------------------------------------------------- reads of a revision
@@ -271,22 +268,6 @@ def resolve_file(req: HandlerBase, repo: RepoKey, revision: str, path: str) -> N
 # ---------------------------------------------------------------- writes: preupload, LFS, commits
 
 
-def lfs_available(req: HandlerBase, oid: str) -> bool:
-    """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it."""
-    if req.store.lfs_size(oid) is None:
-        return False
-    repos, users = req.store.lfs_holders(oid)
-    return (req.identity is not None and req.identity.user in users) or any(_may_read(req, r) for r in repos)
-
-
-def _may_read(req: HandlerBase, repo: RepoKey) -> bool:
-    try:
-        req.readable(repo)
-        return True
-    except LocalHubError:
-        return False
-
-
 def preupload(req: HandlerBase, repo: RepoKey, revision: str) -> None:
     req.require_write(repo)
     files_in = req.json_object().get("files", [])
@@ -329,7 +310,7 @@ def _lfs_batch_object(req: HandlerBase, oid: Any, size: Any, user: str) -> dict[
         error = (422, "size must be a number")
     elif not isinstance(oid, str) or not SHA256_RE.fullmatch(oid):
         error = (422, "oid must be a sha256")
-    elif stored == size and lfs_available(req, oid):
+    elif stored == size and req.lfs_available(oid):
         return {"oid": oid, "size": size}
     elif stored is not None and stored != size:
         error = (422, f"size {size} does not match")
@@ -469,7 +450,7 @@ def _parse_operation(req: HandlerBase, key: Any, value: Any) -> Operation | tupl
     if key == "lfsFile":
         oid = _text(value, "oid")
         stored = req.store.lfs_size(oid)
-        if stored is None or not lfs_available(req, oid):  # one answer for both: existence is not revealed
+        if stored is None or not req.lfs_available(oid):  # one answer for both: existence is not revealed
             raise BadRequest(
                 f"LFS object {oid} for {path!r} was never uploaded: upload it through the LFS batch API "
                 "before committing a pointer to it"
@@ -493,8 +474,13 @@ def _text(value: dict[str, Any], key: str) -> str:
 def _entry_json(path: str, entry: Entry) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
     if entry.lfs:
-        out["lfs"] = {"oid": entry.lfs, "size": entry.size, "pointerSize": len(entry.pointer or b"")}
+        out["lfs"] = _lfs_json(entry, "oid")
     return out
+
+
+def _lfs_json(entry: Entry, key: str) -> dict[str, Any]:
+    """An LFS file's sha256 (under `key`: the repo info says ``sha256``, the tree ``oid``), size and pointer size."""
+    return {key: entry.lfs, "size": entry.size, "pointerSize": len(entry.pointer or b"")}
 
 
 def _commit_json(commit: Commit) -> dict[str, Any]:
@@ -529,10 +515,10 @@ REPO_API: dict[tuple[str, str], Callable[..., None]] = {
     ("POST", "commit"): commit,
     ("GET", "commits"): list_commits,
     ("GET", "refs"): list_refs,
-    ("POST", "tag"): partial(create_ref, kind="tag"),
-    ("DELETE", "tag"): partial(delete_ref, kind="tag"),
-    ("POST", "branch"): partial(create_ref, kind="branch"),
-    ("DELETE", "branch"): partial(delete_ref, kind="branch"),
+    ("POST", "tag"): partial(create_ref, kind="tags"),
+    ("DELETE", "tag"): partial(delete_ref, kind="tags"),
+    ("POST", "branch"): partial(create_ref, kind="branches"),
+    ("DELETE", "branch"): partial(delete_ref, kind="branches"),
     ("GET", "tree"): tree,
     ("POST", "paths-info"): paths_info,
 }

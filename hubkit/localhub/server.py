@@ -96,10 +96,9 @@ class LocalHub:
                 f"cannot use {self.root} as the hub root: {exc.strerror or exc} ({exc.filename}); "
                 "choose a directory you can write"
             ) from None
-        # one server per root, across processes; the holder's pid is written into the lock file
-        self._lock = FileLock(
-            self.root / ".server.lock", timeout=0, thread_local=False, on_acquired=_write_pid
-        )
+        # one server per root, across processes (started and stopped from any thread); the holder's pid beside it
+        self._lock = FileLock(self.root / ".server.lock", timeout=0, thread_local=False)
+        self._pid_file = self.root / ".server.pid"
         self._server: ConnectionServer | None = None
 
     def _load_tokens(self) -> None:
@@ -134,11 +133,12 @@ class LocalHub:
         try:
             self._lock.acquire()
         except Timeout:
-            holder = Path(self._lock.lock_file).read_text().strip() or "unknown"
+            holder = self._pid_file.read_text().strip() if self._pid_file.exists() else ""
             raise RootInUse(
-                f"{self.root} is already served by another hubkit localhub (pid {holder}); "
+                f"{self.root} is already served by another hubkit localhub (pid {holder or 'unknown'}); "
                 "stop it or serve another --root"
             ) from None
+        self._pid_file.write_text(str(os.getpid()))
         try:
             self._load_tokens()
             cleaned = self.store.clean_tmp()
@@ -179,7 +179,7 @@ class LocalHub:
         logger.info("hubkit localhub on port %d stopped", self.port)
 
     def _release_root(self) -> None:
-        Path(self._lock.lock_file).write_text("")  # no pid: nobody holds the root
+        self._pid_file.unlink(missing_ok=True)
         self._lock.release()
 
     def _serve_one(self, sock: socket.socket, reader: SocketReader, address: tuple) -> bool:
@@ -206,11 +206,6 @@ class LocalHub:
     def __repr__(self) -> str:
         state = self.endpoint if self.running else "stopped"
         return f"LocalHub(root={str(self.root)!r}, {state})"
-
-
-def _write_pid(fd: int) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
 
 
 def running_hub(endpoint: str) -> LocalHub | None:
