@@ -26,7 +26,7 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,9 @@ class BlobStore:
                 leftover.unlink(missing_ok=True)
         return len(leftovers)
 
-    def atomic_write(self, path: Path, data: bytes | Iterable[bytes], check: Any = None) -> None:
+    def atomic_write(
+        self, path: Path, data: bytes | Iterable[bytes], check: Callable[[str], None] | None = None
+    ) -> None:
         """Write ``data`` to ``path`` through a synced temp file, so readers see old or new, never half.
 
         ``check(temp file)`` runs before the file moves into place; raising discards it.
