@@ -1,20 +1,16 @@
-"""`hubkit demo` on the command line, and the summary it prints at the end.
+"""The summary `hubkit demo` prints at the end.
 
-Registered by `hubkit.cli` with ``main.add_command(demo_command)``. The summary says where the cards,
-plots and repos are, quotes the numbers of this run from its eval.json, and says in plain words what
-they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
+It says where the cards, plots and repos are, quotes the numbers of this run from its eval.json, and says in
+plain words what they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-import click
-
-from hubkit.data.labeler_registry import choice_help
-from hubkit.demo.run import DemoResult, run_demo
-from hubkit.demo.settings import FULL
+from hubkit.demo.run import DemoResult
 
 # Below these, a figure is described as "close to" its control (wording only; the numbers are printed).
 NEAR_FLOOR = 0.05  # mean cosine minus the mean cosine against other rows' vectors
@@ -159,105 +155,7 @@ def _times(value: float, chance: float) -> str:
 
 def _load() -> str:
     """The 1-minute load average and the core count: the demo's time depends on what else runs."""
-    import os
-
     try:
         return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     except OSError:
         return "n/a"
-
-
-@click.command("demo")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Run folder (default: $HUBKIT_CACHE/demo, i.e. ~/.cache/hubkit/demo).",
-)
-@click.option(
-    "--model", default=None, help="Offline base model (default: smollm2-135m; `hubkit models list`)."
-)
-@click.option(
-    "--rows",
-    type=int,
-    default=None,
-    help=f"Labeled training rows, AV + AR together (default {FULL['rows']}).",
-)
-@click.option(
-    "--eval-rows", type=int, default=None, help=f"Held-out rows evaluated (default {FULL['eval_rows']})."
-)
-@click.option("--steps", type=int, default=None, help=f"AV SFT steps (default {FULL['steps']}).")
-@click.option("--ar-steps", type=int, default=None, help=f"AR SFT steps (default {FULL['ar_steps']}).")
-@click.option("--grpo-steps", type=int, default=None, help=f"GRPO steps (default {FULL['grpo_steps']}).")
-@click.option(
-    "--labeler",
-    default=None,
-    help="Labeler (default: context). context quotes the text before each vector's position (no model; the "
-    "NLA learns to quote context); transformers has the base model write and audit explanations (the LLM path, "
-    "the way to useful explanations). Choices: " + choice_help(),
-)
-@click.option(
-    "--dtype",
-    default=None,
-    help="Training dtype (default: auto, bf16 where the CPU/GPU has native bf16, else float32).",
-)
-@click.option(
-    "--quick", is_flag=True, help="A tiny random model and a few rows: the plumbing in under a minute."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="CPU threads for torch (default: all, or 1 when other processes already load every core).",
-)
-@click.option(
-    "--injection",
-    default=None,
-    help=f"Where the AV injects its vector (default {FULL['injection']}): embed_actnorm (the marker's embedding "
-    "replaced at the median residual norm of the NLA's layer; the scheme the vLLM engine serves), embed_embnorm "
-    "(the same at the median embedding norm), resid_block1 (norm-matched residual addition after block 1), "
-    "resid_layer (the same after the extraction layer).",
-)
-@click.option(
-    "--keep/--fresh",
-    default=True,
-    show_default=True,
-    help="--keep resumes an earlier run with the same settings; --fresh deletes the run folder first.",
-)
-def demo_command(
-    out_dir,
-    model,
-    rows,
-    eval_rows,
-    steps,
-    ar_steps,
-    grpo_steps,
-    labeler,
-    dtype,
-    quick,
-    seed,
-    threads,
-    injection,
-    keep,
-) -> None:
-    """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
-    result = run_demo(
-        out_dir,
-        model=model,
-        rows=rows,
-        steps=steps,
-        quick=quick,
-        seed=seed,
-        keep=keep,
-        eval_rows=eval_rows,
-        grpo_steps=grpo_steps,
-        threads=threads,
-        echo=click.echo,
-        labeler=labeler,
-        dtype=dtype,
-        ar_steps=ar_steps,
-        injection=injection,
-    )
-    click.echo(summary_text(result))
