@@ -1,8 +1,6 @@
 """The `hubkit` command line: one module per command group, each a thin layer over library functions.
 
-`main` (the root group, `hubkit.cli.app`) is loaded on first use, so that a command module outside this
-package (`hubkit.eval.commands`) can import `hubkit.cli.options` before the root group registers it.
-"""
+`main` (`hubkit.cli.app`) loads on first use: `hubkit.eval.commands` imports `hubkit.cli.options` before it."""
 
 from __future__ import annotations
 

@@ -20,17 +20,6 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (
-    *vectors.COMMANDS,
-    *data.COMMANDS,
-    check.check,
-    models.models,
-    hub.hub,
-    train.train,
-    eval_command,
-    release.release,
-    demo.demo,
-    inspect.inspect,
-    export.export,
-):
+for command in (*vectors.COMMANDS, *data.COMMANDS, check.check, models.models, hub.hub, train.train, eval_command,
+                release.release, demo.demo, inspect.inspect, export.export):
     main.add_command(command)

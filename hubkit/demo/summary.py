@@ -110,8 +110,7 @@ def summary_text(result: DemoResult) -> str:
         lines.append(f"  e.g. row {r.rows[0]}: {r.explanations[0]!r} (cos {r.cos[0]:.3f})")
     lines += ["", "  What the explanations are: " + result.explanations_are]
     lines += ["", "  What it means: " + interpret(f)]
-    for note in result.notes:
-        lines.append(f"  note: {note}")
+    lines += [f"  note: {note}" for note in result.notes]
     lines += [  # publishing the AV for real: a spec from the run, then the release (prose written in between)
         "",
         "  publish its AV as av-v0.1 (write the spec's `<<fill in: …>>` values between the two):",
@@ -131,17 +130,16 @@ def rl_lines(result: DemoResult) -> list[str]:
     fixed = rl.get("fixed_ar") or {}
     n = rl["n"]
 
-    def row(name: str, key: str, fixed_key: str, fmt: str) -> str:
-        frozen = f", frozen SFT AR {format(fixed[fixed_key], fmt)}" if fixed_key in fixed else ""
+    def row(name: str, key: str, fmt: str) -> str:
+        frozen = f", frozen SFT AR {format(fixed[key], fmt)}" if key in fixed else ""
         return f"    {name:<13} {_num(sft[key], fmt)} → {_num(rl[key], fmt)} (co-trained AR){frozen}"
 
     chance = rl["top1_chance"]
+    figures = (("cosine", "cos_mean", ".3f"), ("FVE", "fve", "+.3f"), ("top-1", "top1", ".3f"),
+               ("real − empty", "empty_delta", "+.3f"))
     return [
         f"  SFT → RL ({result.settings.grpo_steps} GRPO steps; same {n} held-out rows; top-1 chance {chance:.3f}):",
-        row("cosine", "cos_mean", "cos_mean", ".3f"),
-        row("FVE", "fve", "fve", "+.3f"),
-        row("top-1", "top1", "top1", ".3f"),
-        row("real − empty", "empty_delta", "empty_delta", "+.3f"),
+        *(row(*figure) for figure in figures),
     ]
 
 
