@@ -86,10 +86,11 @@ def describe_os_error(exc: OSError) -> str:
 def check_out(out: str | os.PathLike | None) -> None:
     """Refuse an output file path that cannot be written, before any work (`hubkit.data.outputs.check_path`:
     a parent that is a file, a system folder, a name too long, no file creatable), or that is a folder."""
-    if out is not None and Path(out).is_dir():
+    if out is None:
+        return
+    if Path(out).is_dir():
         raise OutputError(f"--out {out} is a folder; name a file")
-    if out is not None:
-        check_path(out)
+    check_path(out)
 
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -45,7 +45,7 @@ def test_python_dash_m_runs_the_command_line():
     assert done.returncode == 0 and "round-trip" in done.stdout
 
 
-def test_export_formats_are_the_library_s():
+def test_export_offers_the_library_formats():
     from hubkit.export import FORMATS
 
     (fmt,) = [p for p in main.commands["export"].params if p.name == "fmt"]
