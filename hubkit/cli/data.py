@@ -9,8 +9,13 @@ import click
 
 from hubkit import processes
 from hubkit.cli.options import overwrite_option, threads_option
-from hubkit.data.labeler_registry import choice_help
+from hubkit.data.corpus import load_corpus
+from hubkit.data.labeler_registry import LabelerOptions, choice_help, make_pair
+from hubkit.data.outputs import check_table_output
 from hubkit.data.sidecar import read_sidecar
+from hubkit.data.split import parse_fractions, split_table
+from hubkit.errors import DataError
+from hubkit.identity import hub_id
 from hubkit.precision import DTYPE_CHOICES
 
 _IN = click.option("--in", "source", required=True, type=click.Path(exists=True, dir_okay=False))
@@ -65,11 +70,8 @@ def extract(
     """Stage 0: residual vectors at one layer for sampled positions of a corpus (resumable)."""
     from hubkit import arch  # lazy: torch stays out of --help
     from hubkit.data import base_model  # lazy: torch stays out of --help
-    from hubkit.data.corpus import load_corpus  # lazy: torch stays out of --help
     from hubkit.data.extract import ExtractConfig, default_layer  # lazy: torch stays out of --help
     from hubkit.data.extract import extract as run_extract  # lazy: torch stays out of --help
-    from hubkit.data.outputs import check_table_output  # lazy: with extract
-    from hubkit.identity import hub_id  # lazy: with extract
 
     check_table_output(out, overwrite)  # before the model loads: a refusal costs nothing
     n_threads = base_model.set_threads(threads)
@@ -93,8 +95,6 @@ def extract(
 @click.option("--overwrite", is_flag=True, help="Replace split tables there that hubkit did not write.")
 def split(source: str, out_dir: str, fractions: str, seed: int, overwrite: bool) -> None:
     """Stage 1: split an activations table by document into av_sft / ar_sft / rl / eval."""
-    from hubkit.data.split import parse_fractions, split_table  # lazy: pyarrow stays out of --help
-
     for name, path in split_table(source, out_dir, parse_fractions(fractions), seed, overwrite).items():
         side = read_sidecar(path)
         click.echo(f"{name}: {side.rows} rows, {len(side.split.doc_ids[name])} documents → {path}")
@@ -133,8 +133,6 @@ def label(
     """Stage 2: explain each row's prefix with a labeler (LLM backends: audited by an auditor; resumable, cached)."""
     from hubkit.data.base_model import set_threads  # lazy: torch stays out of --help
     from hubkit.data.label import LabelCache, label_table  # lazy: torch stays out of --help
-    from hubkit.data.labeler_registry import LabelerOptions, make_pair  # lazy: with the labelers
-    from hubkit.errors import DataError  # lazy: with the labelers
 
     set_threads(threads)
     settings = LabelerOptions(api_key=os.environ.get(api_key_env), device=processes.local_device(device), **options)
@@ -157,7 +155,7 @@ def label(
 @click.option("--overwrite", is_flag=True, help="Replace tables there that hubkit did not write.")
 def build(splits_dir: str, labeled_dir: str, out_dir: str, overwrite: bool) -> None:
     """Stage 3: the AV SFT, AR SFT, RL and eval tables, with sidecars."""
-    from hubkit.data.build import build_from_dirs  # lazy: pyarrow stays out of --help
+    from hubkit.data.build import build_from_dirs  # lazy: torch stays out of --help
 
     for name, path in build_from_dirs(splits_dir, labeled_dir, out_dir, overwrite).items():
         click.echo(f"{name}: {read_sidecar(path).rows} rows → {path}")

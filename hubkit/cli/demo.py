@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from hubkit.data.labeler_registry import choice_help
+from hubkit.demo.run import run_demo
 from hubkit.demo.settings import FULL
+from hubkit.demo.summary import summary_text
 
 
 @click.command("demo")
@@ -58,7 +60,4 @@ from hubkit.demo.settings import FULL
 )
 def demo(out_dir: str | None, **settings: Any) -> None:
     """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
-    from hubkit.demo.run import run_demo  # lazy: torch stays out of --help
-    from hubkit.demo.summary import summary_text  # lazy: with run_demo
-
     click.echo(summary_text(run_demo(out_dir, echo=click.echo, **settings)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hubkit.cli.options import revision_option, subfolder_option
+from hubkit.precision import DTYPE_CHOICES
 
 
 @click.command("export")
@@ -22,7 +23,7 @@ from hubkit.cli.options import revision_option, subfolder_option
 @click.option(
     "--dtype",
     default=None,
-    type=click.Choice(["float32", "bfloat16", "float16"]),
+    type=click.Choice([name for name in DTYPE_CHOICES if name != "auto"]),
     help="Merge dtype (default: the training dtype the meta records, else float32).",
 )
 @revision_option

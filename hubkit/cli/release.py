@@ -11,7 +11,7 @@ from hubkit.hub.redaction import protect
 from hubkit.release.bundle import build_bundle
 from hubkit.release.init_spec import init_spec
 from hubkit.release.push import plan_text, push_bundle, summary_text
-from hubkit.release.spec import load_spec
+from hubkit.release.spec import KINDS, load_spec
 
 DEFAULT_OUT = Path("dist")
 _RELEASES_DIR = click.Path(file_okay=False)
@@ -81,7 +81,7 @@ def build(
 
 @release.command("init")
 @click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(["av", "ar", "pair", "trajectory", "dataset"]))
+@click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="The training run folder.")
 @click.option(
     "--eval",

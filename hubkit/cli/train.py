@@ -13,6 +13,7 @@ import click
 
 from hubkit.cli.options import HubkitGroup, stack
 from hubkit.precision import DTYPE_CHOICES
+from hubkit.train.distributed import stop_report
 from hubkit.train.recipe import load_recipe, recipe_help
 
 STAGES = ("av", "ar", "grpo")
@@ -70,7 +71,6 @@ def _run(
 ) -> None:
     """Load `recipe` with the command line's overrides and train `stage`; a lost process of the run is
     reported as one line naming the last good checkpoint."""
-    from hubkit.train.distributed import stop_report  # lazy: torch stays out of --help
     from hubkit.train.loop import RunOptions  # lazy: torch stays out of --help
 
     given = {"dtype": dtype, f"{stage}.steps": steps, "seed": seed, **(overrides or {})}
@@ -114,7 +114,7 @@ def train_grpo_cmd(av_init: str | None, ar_init: str | None, **options: Any) -> 
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 def check_cmd(recipe: str) -> None:
     """Validate a recipe without loading a model: print its stages and config hashes."""
-    from hubkit.train.data import check_columns  # lazy: pyarrow stays out of --help
+    from hubkit.train.data import check_columns  # lazy: torch stays out of --help
 
     r = load_recipe(recipe)
     sections = {stage: getattr(r, stage) for stage in STAGES if getattr(r, stage) is not None}

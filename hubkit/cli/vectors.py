@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from hubkit.cli.options import check_out, generation_options, load_options
+from hubkit.errors import DataError
+from hubkit.vectors_io import read_texts, read_vectors, write_vectors
 
 _vectors = click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 _jsonl_out = click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
@@ -31,7 +33,6 @@ def _load(opts: dict[str, Any]) -> dict[str, Any]:
 @load_options
 def explain(av: str, vectors_path: str, out: str | None, injection_scale: str | None, **opts: Any) -> None:
     """Explain vectors with an AV; one JSON line per vector (text, status, raw)."""
-    from hubkit.vectors_io import read_vectors  # lazy: torch stays out of --help
     from hubkit.verbalizer import ActivationVerbalizer  # lazy: torch stays out of --help
 
     check_out(out)
@@ -55,9 +56,7 @@ def explain(av: str, vectors_path: str, out: str | None, injection_scale: str | 
 @load_options
 def reconstruct(ar: str, texts_path: str, out: str, batch_size: int, **load: Any) -> None:
     """Reconstruct vectors from explanation texts with an AR."""
-    from hubkit.errors import DataError  # lazy: with the AR below
     from hubkit.reconstructor import ActivationReconstructor  # lazy: torch stays out of --help
-    from hubkit.vectors_io import read_texts, write_vectors  # lazy: torch stays out of --help
 
     check_out(out)
     texts = read_texts(texts_path)
@@ -82,7 +81,6 @@ def round_trip(
 ) -> None:
     """v → AV → text → AR → v̂, with per-row cosine and normalised MSE."""
     from hubkit.pair import NLAPair  # lazy: torch stays out of --help
-    from hubkit.vectors_io import read_vectors  # lazy: torch stays out of --help
 
     check_out(out)
     vectors = read_vectors(vectors_path)
