@@ -1,4 +1,6 @@
-"""The root `hubkit` group: logging, version, and every command group registered once."""
+"""The root `hubkit` group: logging, version, and every command group registered once.
+
+A new command: a module here that parses options and calls a library function, added to the tuple below."""
 
 from __future__ import annotations
 
