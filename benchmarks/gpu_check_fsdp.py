@@ -29,7 +29,7 @@ def _rl_table(av_table: Path, out: Path) -> Path:
 
 
 def _launch(stage: str, recipe: Path, device: str, timeout: int) -> tuple[int, str]:
-    cmd = ["torchrun", "--nproc_per_node", "1", "-m", "hubkit.train.commands", stage, str(recipe), "-q"]
+    cmd = ["torchrun", "--nproc_per_node", "1", "-m", "hubkit.cli", "train", stage, str(recipe), "-q"]
     cmd += ["--device", device] if device.startswith("cuda") else []
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()

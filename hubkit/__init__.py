@@ -25,7 +25,7 @@ Publishing:
     release/                       spec, plan, provenance, families/legal files, cards, bundles, push
     localhub/                      a Hub-API server with access control, for offline use and tests
 Top (imports anything above):
-    cli, cli_options, check, demo/ the `hubkit` command, the checkpoint lint, the offline demo
+    cli/, check, demo/          the `hubkit` command, the checkpoint lint, the offline demo
 """
 
 from __future__ import annotations

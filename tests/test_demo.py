@@ -19,8 +19,9 @@ import yaml
 from click.testing import CliRunner
 from huggingface_hub import HfApi
 
+from hubkit.cli.demo import demo as demo_command
 from hubkit.demo import DemoError, demo_settings, headline_figures, run_demo
-from hubkit.demo.command import demo_command, summary_text
+from hubkit.demo.summary import summary_text
 from hubkit.localhub import LocalHub, use_endpoint
 
 TOKEN = "hf_demo_test"

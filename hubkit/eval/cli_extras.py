@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import click
 
-from hubkit.cli_options import stack
+from hubkit.cli.options import stack
 
 extra_options = stack(
     click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import engine_option, load_options
+from hubkit.cli.options import engine_option, load_options
 from hubkit.eval.cli_extras import (
     build_extras,
     cross_headline,

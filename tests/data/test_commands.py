@@ -6,7 +6,7 @@ import click
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from hubkit.data.commands import DATA_COMMANDS
+from hubkit.cli.data import COMMANDS as DATA_COMMANDS
 from hubkit.data.sidecar import read_sidecar
 from hubkit.errors import DataError
 

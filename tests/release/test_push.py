@@ -21,11 +21,11 @@ from huggingface_hub import HfApi, constants
 
 from hubkit import NLAPair
 from hubkit import constants as C
+from hubkit.cli.release import release as release_command
 from hubkit.errors import CheckpointError
 from hubkit.hub import remote_sha256s
 from hubkit.localhub import LocalHub, use_endpoint
 from hubkit.release.bundle import build_bundle
-from hubkit.release.commands import release_command
 from hubkit.release.errors import PushError
 from hubkit.release.push import push_bundle, scrub
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import yaml
 from click.testing import CliRunner
 
-from hubkit.train.commands import train
+from hubkit.cli.train import train
 
 from .train_helpers import write_sft
 

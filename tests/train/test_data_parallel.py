@@ -43,7 +43,7 @@ def test_two_processes_equal_one_with_double_accumulation(tmp_path, train_base, 
             }
         )
     )
-    done = torchrun(["-m", "hubkit.train.commands", "ar", str(recipe), "-q"])
+    done = torchrun(["-m", "hubkit.cli", "train", "ar", str(recipe), "-q"])
     assert done.returncode == 0, done.stderr[-3000:]
     single = train_ar(
         make_recipe(train_base, tmp_path / "sp", ar={**AR, "grad_accum": 2, "data": data}),

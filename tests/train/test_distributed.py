@@ -137,7 +137,7 @@ def test_the_command_line_prints_one_error_line(train_base, tmp_path, sft_table)
     recipe = av_recipe(train_base, tmp_path, sft_table, strategy="fsdp").save(tmp_path / "fsdp.yaml")
     unset = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     done = subprocess.run(
-        [sys.executable, "-m", "hubkit.train.commands", "av", str(recipe), "-q"],
+        [sys.executable, "-m", "hubkit.cli", "train", "av", str(recipe), "-q"],
         env={**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -51,7 +51,7 @@ def _native_bf16() -> bool:
 def test_dtype_flag_forces_a_precision(tmp_path, train_base, sft_table):
     from click.testing import CliRunner
 
-    from hubkit.train.commands import train
+    from hubkit.cli.train import train
 
     path = tmp_path / "r.yaml"
     path.write_text(

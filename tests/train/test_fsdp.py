@@ -35,7 +35,7 @@ needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None, reason="to
 
 
 def launch(stage: str, recipe: Path, *extra: str) -> subprocess.CompletedProcess:
-    return torchrun(["-m", "hubkit.train.commands", stage, str(recipe), "-q", *extra])
+    return torchrun(["-m", "hubkit.cli", "train", stage, str(recipe), "-q", *extra])
 
 
 def write_recipe(path: Path, base: Path, out: Path, strategy: str, **sections) -> Path:
@@ -147,7 +147,7 @@ def test_killed_rank_names_the_last_good_checkpoint_and_resume_is_exact(sft_runs
     data = yaml.safe_load(sft_runs["two"].read_text())
     data["output_dir"] = str(tmp_path / "kill")
     recipe.write_text(yaml.safe_dump(data))
-    cmd = ["torchrun", "--nproc_per_node", "2", "-m", "hubkit.train.commands", "av", str(recipe), "-q"]
+    cmd = ["torchrun", "--nproc_per_node", "2", "-m", "hubkit.cli", "train", "av", str(recipe), "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [*cmd, "--debug-hang-after-step", "2"],
@@ -195,7 +195,7 @@ def test_one_process_fsdp_with_bf16_compute_keeps_fp32_weights(sft_runs, tmp_pat
     data["distributed"] = {"strategy": "fsdp", "global_batch_size": 4, "mixed_precision": "bfloat16"}
     recipe = tmp_path / "mp.yaml"
     recipe.write_text(yaml.safe_dump(data))
-    done = torchrun(["-m", "hubkit.train.commands", "av", str(recipe), "-q"], procs=1)
+    done = torchrun(["-m", "hubkit.cli", "train", "av", str(recipe), "-q"], procs=1)
     assert done.returncode == 0, done.stderr[-3000:]
     single = sft_runs["root"] / "one" / "av"
     if not (single / "step_000003").is_dir():

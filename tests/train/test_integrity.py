@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from hubkit import constants as C
 from hubkit.checkpoint import verify_checkpoint
+from hubkit.cli.train import train
 from hubkit.errors import CheckpointError
 from hubkit.train import trajectory as T
-from hubkit.train.commands import train
 from hubkit.train.loop import METRICS_FILE, RunOptions, TrainingDiverged
 from hubkit.train.sft_ar import train_ar
 

@@ -153,7 +153,7 @@ def test_non_finite_and_out_of_range_numbers_name_the_field(tmp_path, section, e
 def test_yaml_inf_learning_rate_is_refused_by_train_check_in_one_line(tmp_path):
     from click.testing import CliRunner
 
-    from hubkit.train.commands import train
+    from hubkit.cli.train import train
 
     path = tmp_path / "r.yaml"
     path.write_text("base_model: x\nlayer: 3\nav:\n  optim:\n    lr: .inf\n")

@@ -52,7 +52,7 @@ def _child(recipe_path: str, fd: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # and hubkit's thread policy leaves it so
     os.dup2(fd, 1)
     sys.stdout = os.fdopen(1, "w", buffering=1)
-    from hubkit.train.commands import train
+    from hubkit.cli.train import train
 
     train.main(["av", recipe_path, "--debug-hang-after-step", "3"], standalone_mode=False)
 

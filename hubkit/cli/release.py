@@ -1,5 +1,4 @@
-"""`hubkit release NAME` and `hubkit release init NAME`: the click commands (registered by `hubkit.cli`
-with ``main.add_command(release_command)``)."""
+"""`hubkit release NAME` (build, and with --push publish) and `hubkit release init NAME` (write a spec)."""
 
 from __future__ import annotations
 
@@ -7,12 +6,18 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli_options import fail
+from hubkit.cli.options import HubkitGroup
+from hubkit.hub.redaction import protect
+from hubkit.release.bundle import build_bundle
+from hubkit.release.init_spec import init_spec
+from hubkit.release.push import plan_text, push_bundle, summary_text
+from hubkit.release.spec import KINDS, load_spec
 
 DEFAULT_OUT = Path("dist")
+_RELEASES_DIR = click.Path(file_okay=False)
 
 
-class _ReleaseGroup(click.Group):
+class _ReleaseGroup(HubkitGroup):
     """`release NAME …` builds a release (the `build` subcommand); `release init NAME …` writes a spec."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -22,12 +27,12 @@ class _ReleaseGroup(click.Group):
 
 
 @click.group("release", cls=_ReleaseGroup)
-def release_command() -> None:
+def release() -> None:
     """Publish NLAs: `hubkit release NAME [--dry-run|--push]` bundles releases/NAME.yaml (the `build`
     subcommand); `hubkit release init NAME --kind … --run RUN` writes that spec from a run."""
 
 
-@release_command.command("build")
+@release.command("build")
 @click.argument("name")
 @click.option(
     "--out",
@@ -45,9 +50,7 @@ def release_command() -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Folder of card templates searched before the defaults (model.md.j2, trajectory.md.j2, dataset.md.j2).",
 )
-@click.option(
-    "--endpoint", default=None, help="Hub endpoint (default: huggingface_hub's, i.e. HF_ENDPOINT or the Hub)."
-)
+@click.option("--endpoint", default=None, help="Hub endpoint (default: huggingface_hub's, i.e. HF_ENDPOINT or the Hub).")
 @click.option(
     "--token",
     default=None,
@@ -55,47 +58,31 @@ def release_command() -> None:
     show_envvar=True,
     help="Hub token with write access (default: $HF_TOKEN, else the saved login). Never printed or written.",
 )
-@click.option(
-    "--legacy-pt", is_flag=True, help="Also write the AR head as linear_head.pt (tensors only) for old tools."
-)
-@click.option(
-    "--releases-dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Where NAME.yaml is looked up (default: ./releases).",
-)
+@click.option("--legacy-pt", is_flag=True, help="Also write the AR head as linear_head.pt (tensors only) for old tools.")
+@click.option("--releases-dir", default=None, type=_RELEASES_DIR, help="Where NAME.yaml is looked up (default: ./releases).")
 @click.option("--no-verify", is_flag=True, help="Skip the post-push sha256 check of the remote files.")
-def release_build(
-    name, out_dir, push, dry_run, cards_dir, endpoint, token, legacy_pt, releases_dir, no_verify
+def build(
+    name: str, out_dir: str | None, push: bool, dry_run: bool, cards_dir: str | None, endpoint: str | None,
+    token: str | None, legacy_pt: bool, releases_dir: str | None, no_verify: bool,
 ) -> None:
     """Check and bundle release NAME (releases/NAME.yaml); with --push, publish it to the Hub."""
-    from hubkit.errors import HubkitError
-    from hubkit.release.bundle import build_bundle
-    from hubkit.release.push import plan_text, push_bundle, scrub, summary_text
-    from hubkit.release.spec import load_spec
-
-    try:
-        spec = load_spec(name, releases_dir)
-        out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / spec.name
-        bundle = build_bundle(spec, out, cards_dir=cards_dir, legacy_pt=legacy_pt)
-        click.echo(f"bundle: {out} ({', '.join(t.repo_id for t in bundle.targets)})")
-        if dry_run:
-            click.echo(plan_text(bundle))
-            return
-        if not push:
-            click.echo("not pushed: add --push to publish, or --dry-run to list what would be sent")
-            return
+    protect(token)  # masked in every error and log line from here on
+    spec = load_spec(name, releases_dir)
+    out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / spec.name
+    bundle = build_bundle(spec, out, cards_dir=cards_dir, legacy_pt=legacy_pt)
+    click.echo(f"bundle: {out} ({', '.join(t.repo_id for t in bundle.targets)})")
+    if dry_run:
+        click.echo(plan_text(bundle))
+    elif not push:
+        click.echo("not pushed: add --push to publish, or --dry-run to list what would be sent")
+    else:
         click.echo(summary_text(push_bundle(bundle, endpoint=endpoint, token=token, verify=not no_verify)))
-    except HubkitError as exc:
-        fail(scrub(str(exc), token))
 
 
-@release_command.command("init")
+@release.command("init")
 @click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(["av", "ar", "pair", "trajectory", "dataset"]))
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="The training run folder."
-)
+@click.option("--kind", required=True, type=click.Choice(KINDS))
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="The training run folder.")
 @click.option(
     "--eval",
     "eval_path",
@@ -104,15 +91,11 @@ def release_build(
     help="The eval.json (or its folder) whose numbers the card cites; its checkpoints are the ones released.",
 )
 @click.option("--repo", default=None, help="ORG/NAME of the repo (a pair gets ORG/NAME-av and ORG/NAME-ar).")
-@click.option("--releases-dir", default=None, type=click.Path(file_okay=False), help="Default: ./releases.")
+@click.option("--releases-dir", default=None, type=_RELEASES_DIR, help="Default: ./releases.")
 @click.option("--force", is_flag=True, help="Replace an existing spec of that name.")
-def release_init(name, kind, run_dir, eval_path, repo, releases_dir, force) -> None:
+def init(
+    name: str, kind: str, run_dir: str, eval_path: str | None, repo: str | None, releases_dir: str | None, force: bool
+) -> None:
     """Write releases/NAME.yaml from what RUN and its eval know; the card's prose is left as placeholders."""
-    from hubkit.errors import HubkitError
-    from hubkit.release.init_spec import init_spec
-
-    try:
-        path = init_spec(name, kind, run_dir, eval_path, repo, releases_dir, force)
-    except HubkitError as exc:
-        fail(str(exc))
+    path = init_spec(name, kind, run_dir, eval_path, repo, releases_dir, force)
     click.echo(f"wrote {path}: write the `<<fill in: …>>` values, then `hubkit release {name} --dry-run`")

@@ -1,20 +1,16 @@
-"""`hubkit demo` on the command line, and the summary it prints at the end.
+"""The summary `hubkit demo` prints at the end.
 
-Registered by `hubkit.cli` with ``main.add_command(demo_command)``. The summary says where the cards,
-plots and repos are, quotes the numbers of this run from its eval.json, and says in plain words what
-they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
+It says where the cards, plots and repos are, quotes the numbers of this run from its eval.json, and says in
+plain words what they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-import click
-
-from hubkit.data.labeler_registry import choice_help
-from hubkit.demo.run import DemoResult, run_demo
-from hubkit.demo.settings import FULL
+from hubkit.demo.run import DemoResult
 
 # Below these, a figure is described as "close to" its control (wording only; the numbers are printed).
 NEAR_FLOOR = 0.05  # mean cosine minus the mean cosine against other rows' vectors
@@ -114,8 +110,7 @@ def summary_text(result: DemoResult) -> str:
         lines.append(f"  e.g. row {r.rows[0]}: {r.explanations[0]!r} (cos {r.cos[0]:.3f})")
     lines += ["", "  What the explanations are: " + result.explanations_are]
     lines += ["", "  What it means: " + interpret(f)]
-    for note in result.notes:
-        lines.append(f"  note: {note}")
+    lines += [f"  note: {note}" for note in result.notes]
     lines += [  # publishing the AV for real: a spec from the run, then the release (prose written in between)
         "",
         "  publish its AV as av-v0.1 (write the spec's `<<fill in: …>>` values between the two):",
@@ -135,17 +130,16 @@ def rl_lines(result: DemoResult) -> list[str]:
     fixed = rl.get("fixed_ar") or {}
     n = rl["n"]
 
-    def row(name: str, key: str, fixed_key: str, fmt: str) -> str:
-        frozen = f", frozen SFT AR {format(fixed[fixed_key], fmt)}" if fixed_key in fixed else ""
+    def row(name: str, key: str, fmt: str) -> str:
+        frozen = f", frozen SFT AR {format(fixed[key], fmt)}" if key in fixed else ""
         return f"    {name:<13} {_num(sft[key], fmt)} → {_num(rl[key], fmt)} (co-trained AR){frozen}"
 
     chance = rl["top1_chance"]
+    figures = (("cosine", "cos_mean", ".3f"), ("FVE", "fve", "+.3f"), ("top-1", "top1", ".3f"),
+               ("real − empty", "empty_delta", "+.3f"))
     return [
         f"  SFT → RL ({result.settings.grpo_steps} GRPO steps; same {n} held-out rows; top-1 chance {chance:.3f}):",
-        row("cosine", "cos_mean", "cos_mean", ".3f"),
-        row("FVE", "fve", "fve", "+.3f"),
-        row("top-1", "top1", "top1", ".3f"),
-        row("real − empty", "empty_delta", "empty_delta", "+.3f"),
+        *(row(*figure) for figure in figures),
     ]
 
 
@@ -159,105 +153,7 @@ def _times(value: float, chance: float) -> str:
 
 def _load() -> str:
     """The 1-minute load average and the core count: the demo's time depends on what else runs."""
-    import os
-
     try:
         return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     except OSError:
         return "n/a"
-
-
-@click.command("demo")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Run folder (default: $HUBKIT_CACHE/demo, i.e. ~/.cache/hubkit/demo).",
-)
-@click.option(
-    "--model", default=None, help="Offline base model (default: smollm2-135m; `hubkit models list`)."
-)
-@click.option(
-    "--rows",
-    type=int,
-    default=None,
-    help=f"Labeled training rows, AV + AR together (default {FULL['rows']}).",
-)
-@click.option(
-    "--eval-rows", type=int, default=None, help=f"Held-out rows evaluated (default {FULL['eval_rows']})."
-)
-@click.option("--steps", type=int, default=None, help=f"AV SFT steps (default {FULL['steps']}).")
-@click.option("--ar-steps", type=int, default=None, help=f"AR SFT steps (default {FULL['ar_steps']}).")
-@click.option("--grpo-steps", type=int, default=None, help=f"GRPO steps (default {FULL['grpo_steps']}).")
-@click.option(
-    "--labeler",
-    default=None,
-    help="Labeler (default: context). context quotes the text before each vector's position (no model; the "
-    "NLA learns to quote context); transformers has the base model write and audit explanations (the LLM path, "
-    "the way to useful explanations). Choices: " + choice_help(),
-)
-@click.option(
-    "--dtype",
-    default=None,
-    help="Training dtype (default: auto, bf16 where the CPU/GPU has native bf16, else float32).",
-)
-@click.option(
-    "--quick", is_flag=True, help="A tiny random model and a few rows: the plumbing in under a minute."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="CPU threads for torch (default: all, or 1 when other processes already load every core).",
-)
-@click.option(
-    "--injection",
-    default=None,
-    help=f"Where the AV injects its vector (default {FULL['injection']}): embed_actnorm (the marker's embedding "
-    "replaced at the median residual norm of the NLA's layer; the scheme the vLLM engine serves), embed_embnorm "
-    "(the same at the median embedding norm), resid_block1 (norm-matched residual addition after block 1), "
-    "resid_layer (the same after the extraction layer).",
-)
-@click.option(
-    "--keep/--fresh",
-    default=True,
-    show_default=True,
-    help="--keep resumes an earlier run with the same settings; --fresh deletes the run folder first.",
-)
-def demo_command(
-    out_dir,
-    model,
-    rows,
-    eval_rows,
-    steps,
-    ar_steps,
-    grpo_steps,
-    labeler,
-    dtype,
-    quick,
-    seed,
-    threads,
-    injection,
-    keep,
-) -> None:
-    """The whole NLA journey offline: data, labels, AR/AV/GRPO training, eval, releases, local Hub, reload."""
-    result = run_demo(
-        out_dir,
-        model=model,
-        rows=rows,
-        steps=steps,
-        quick=quick,
-        seed=seed,
-        keep=keep,
-        eval_rows=eval_rows,
-        grpo_steps=grpo_steps,
-        threads=threads,
-        echo=click.echo,
-        labeler=labeler,
-        dtype=dtype,
-        ar_steps=ar_steps,
-        injection=injection,
-    )
-    click.echo(summary_text(result))
