@@ -122,13 +122,6 @@ def embedding_scale(model: nn.Module) -> float:
     return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
 
 
-def median_embedding_norm(model: nn.Module) -> float:
-    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`)."""
-    from hubkit.scale_lint import embedding_norm
-
-    return embedding_norm(model)
-
-
 def final_norm(model: nn.Module) -> nn.Module | None:
     """The decoder's final norm module (None when the model has none or it was already dropped)."""
     tm, fam = text_model(model), family(model) or Family()

@@ -51,3 +51,5 @@ CHUNKS_SCHEMA = "hubkit.chunks/1"
 # Written beside the reference keys when they alone would be read into other settings than hubkit's record
 # (listing those fields): a copy of the file without its `hubkit:` record is then refused, never misread.
 RECORD_NEEDED_KEY = "hubkit_record_needed"
+# Where a saved nla_meta.yaml keeps hubkit's own record, beside the reference keys.
+HUBKIT_KEY = "hubkit"

@@ -1,20 +1,22 @@
 """Injection schemes: one small class each (plan the vectors, hook the model, lint the scale).
 
-Adding a scheme is one class here (or in user code) decorated with `register_scheme`, plus its
-test. This module imports no torch at import time, so the meta modules can read the names.
+A new scheme is one class (here or in user code) decorated with `register_scheme`, plus its test;
+registering it also lets a meta name it (`hubkit.meta.SCHEMES`, which knows the published two
+without importing this module).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import replace
+from typing import ClassVar
 
+from torch import Tensor, nn
+
+from hubkit import arch, scale_lint
 from hubkit.errors import InjectionError
-
-if TYPE_CHECKING:
-    from torch import Tensor, nn
-
-    from hubkit.injection.lint import ScaleReport
-    from hubkit.meta import Injection
+from hubkit.injection.vectors import add_norm_matched, replace_rows, scale_vectors
+from hubkit.meta import Injection, Scheme, resolve_scale, sections
+from hubkit.registry import Registry
 
 
 class InjectionScheme:
@@ -23,10 +25,12 @@ class InjectionScheme:
     `plan_vectors` turns checked vectors into what the hook writes; `hook_module` names the module
     whose output the hook edits; `apply` edits that output at the marker positions; `lint` checks
     the scheme's settings against the model. `embeds_only` says the whole injection lives in the
-    input embeddings (so an engine fed ``inputs_embeds`` can run it).
+    input embeddings (so an engine fed ``inputs_embeds`` can run it); `scaled`, that the vector is
+    injected as ``v · scale / ‖v‖`` (so an AV records `injection.scale`).
     """
 
     name: ClassVar[str]
+    scaled: ClassVar[bool] = False
     embeds_only: ClassVar[bool] = False
 
     def plan_vectors(self, spec: Injection, vectors: Tensor, d_model: int) -> Tensor:
@@ -38,39 +42,22 @@ class InjectionScheme:
     def apply(self, output: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> ScaleReport:
+    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> scale_lint.ScaleLint:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        return type(self).__name__
 
-_SCHEMES: dict[str, InjectionScheme] = {}
+
+SCHEMES: Registry[InjectionScheme] = Registry("injection scheme", hint="`injection.scheme` in nla_meta.yaml")
 
 
 def register_scheme(cls: type[InjectionScheme]) -> type[InjectionScheme]:
-    """Class decorator: register a scheme under ``cls.name``; a name already taken is refused."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise InjectionError(f"{cls.__name__} has no `name`: set the class attribute to the scheme's name")
-    if name in _SCHEMES:
-        raise InjectionError(
-            f"injection scheme {name!r} is already registered ({type(_SCHEMES[name]).__name__}); pick another name"
-        )
-    _SCHEMES[name] = cls()
+    """Class decorator: register the scheme under ``cls.name`` (a taken name is refused)."""
+    SCHEMES.add(getattr(cls, "name", ""), cls())
+    if cls.name not in sections.SCHEMES:
+        sections.SCHEMES.add(cls.name, Scheme(scaled=cls.scaled))
     return cls
-
-
-def scheme_names() -> list[str]:
-    return sorted(_SCHEMES)
-
-
-def get_scheme(name: str) -> InjectionScheme:
-    """The registered scheme called `name`; an unknown name lists the registered ones."""
-    try:
-        return _SCHEMES[name]
-    except KeyError:
-        raise InjectionError(
-            f"unknown injection scheme {name!r}: registered schemes are {', '.join(scheme_names())} "
-            "(`injection.scheme` in nla_meta.yaml)"
-        ) from None
 
 
 @register_scheme
@@ -78,29 +65,20 @@ class EmbeddingReplace(InjectionScheme):
     """The input-embedding row at the marker becomes ``v · s / ‖v‖`` (after the model's own scaling)."""
 
     name = "embedding_replace"
+    scaled = True
     embeds_only = True
 
     def plan_vectors(self, spec: Injection, vectors: Tensor, d_model: int) -> Tensor:
-        from hubkit.injection.vectors import scale_vectors
-        from hubkit.meta import resolve_scale
-
         return scale_vectors(vectors, resolve_scale(spec.scale, d_model))
 
     def hook_module(self, model: nn.Module, spec: Injection) -> nn.Module:
-        from hubkit import arch
-
         return arch.text_model(model).embed_tokens
 
     def apply(self, output: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
-        from hubkit.injection.vectors import replace_rows
-
         return replace_rows(output, positions, vectors)
 
-    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> ScaleReport:
-        from hubkit.injection.lint import scale_report
-        from hubkit.meta import resolve_scale
-
-        return scale_report(resolve_scale(spec.scale, d_model), model)
+    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> scale_lint.ScaleLint:
+        return scale_lint.scale_report(resolve_scale(spec.scale, d_model), model)
 
 
 @register_scheme
@@ -110,22 +88,14 @@ class ResidualAdd(InjectionScheme):
     name = "residual_add"
 
     def hook_module(self, model: nn.Module, spec: Injection) -> nn.Module:
-        from hubkit import arch
-
         layers = arch.decoder_layers(model)
         if spec.block >= len(layers):
             raise InjectionError(f"injection.block {spec.block} is beyond the model's {len(layers)} blocks")
         return layers[spec.block]
 
     def apply(self, output: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
-        from hubkit.injection.vectors import add_norm_matched
-
         return add_norm_matched(output, positions, vectors)
 
-    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> ScaleReport:
-        from dataclasses import replace
-
-        from hubkit.injection.lint import scale_report
-
+    def lint(self, spec: Injection, model: nn.Module, d_model: int) -> scale_lint.ScaleLint:
         msg = f"residual addition at block {spec.block}: norm-matched, no scale"
-        return replace(scale_report(None, model), message=msg)
+        return replace(scale_lint.scale_report(None, model), message=msg)
