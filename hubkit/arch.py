@@ -171,17 +171,10 @@ class _StopForward(Exception):
     pass
 
 
-@torch.no_grad()
-def hidden_at_block(model: nn.Module, block: int, **inputs) -> torch.Tensor:
-    """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``).
-
-    The forward stops there: later blocks, the final norm and the LM head never run.
-    """
-    return hidden_at_block_grad(model, block, **inputs)
-
-
 def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor:
-    """`hidden_at_block` that keeps the autograd graph (for training the AR).
+    """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``), keeping the
+    autograd graph (for training the AR). The forward stops there: later blocks, the final norm and the LM
+    head never run.
 
     A model sharded by FSDP gathers its weights in hooks on its root, so it runs whole: it must be
     truncated to end at `block` (as the AR is), and its last hidden state is that block's output."""
@@ -189,9 +182,7 @@ def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor
     if not 0 <= block < len(layers):
         raise CheckpointError(f"block {block} is outside the model's {len(layers)} blocks")
     if _is_sharded(model):
-        if block != len(layers) - 1 or not isinstance(
-            getattr(tm, (family(model) or Family()).final_norm), nn.Identity
-        ):
+        if block != len(layers) - 1 or final_norm(model) is not None:
             raise CheckpointError(
                 f"a sharded model is read at its last block only: truncate it to {block + 1} blocks first"
             )
@@ -213,3 +204,6 @@ def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor
     if not captured:
         raise CheckpointError(f"block {block} did not run in {type(model).__name__}'s forward")
     return captured[0]
+
+
+hidden_at_block = torch.no_grad()(hidden_at_block_grad)  # the same read-out without the autograd graph

@@ -118,14 +118,14 @@ def load_head(
     return head.float().eval(), lora_state
 
 
-def save_head(head: nn.Linear, folder: Path) -> Path:
-    """Write the head as ``value_head.safetensors`` (``weight``, and ``bias`` when present)."""
+def save_head(head: nn.Linear | dict[str, torch.Tensor], folder: Path) -> Path:
+    """Write the head (a module or its ``weight``/``bias`` tensors) as ``value_head.safetensors``, float32."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"weight": head.weight.detach().float().contiguous().cpu()}
-    if head.bias is not None:
-        state["bias"] = head.bias.detach().float().contiguous().cpu()
+    state = head if isinstance(head, dict) else {"weight": head.weight, "bias": head.bias}
     path = folder / C.VALUE_HEAD_FILE
-    save_file(state, str(path))
+    save_file(
+        {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}, str(path)
+    )
     return path
 
 
@@ -152,10 +152,7 @@ def convert_pt_head(src: Path, dest_folder: Path) -> tuple[Path, bool]:
     """Read a ``linear_head.pt`` (``weights_only=True``) and write it as ``value_head.safetensors`` in
     `dest_folder`; returns (the written file, whether the head has a bias)."""
     state, _ = split_head_state(read_state(src), src)
-    dest_folder.mkdir(parents=True, exist_ok=True)
-    out = dest_folder / C.VALUE_HEAD_FILE
-    save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(out))
-    return out, "bias" in state
+    return save_head(state, dest_folder), "bias" in state
 
 
 def write_legacy_pt_from(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> Path:

@@ -146,12 +146,7 @@ def resolve_recipe_scale(
     if value == "activation_norm":
         if tokenizer is None or layer is None:
             raise ValueError("injection_scale: activation_norm needs the tokenizer and the layer")
-        norm = (
-            residual_norm(model, tokenizer, layer, texts)
-            if texts
-            else corpus_residual_norm(model, tokenizer, layer)
-        )
-        return float(f"{norm:.4g}")
+        return float(f"{residual_norm(model, tokenizer, layer, texts or bundled_texts(LINT_TEXTS)):.4g}")
     return value
 
 

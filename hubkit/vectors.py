@@ -101,12 +101,7 @@ def vectors_from_column(
     if arr.null_count:
         raise DataError(f"{where}: {what} has {arr.null_count} null rows")
     if pa.types.is_fixed_size_list(tp):
-        width = tp.list_size
-        if d_model is not None and width != d_model:
-            raise DataError(
-                f"{where}: {what} is {width} wide but the model's d_model is {d_model}; "
-                "these vectors were extracted from another model or layer"
-            )
+        width = tp.list_size  # `check_vectors` compares it with d_model
     else:
         widths = np.asarray(arr.value_lengths())
         if d_model is not None and (widths != d_model).any():

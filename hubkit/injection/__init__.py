@@ -12,8 +12,14 @@ A prompt may hold k markers; each row then takes k vectors (``[N, k, d]``), fill
 
 from hubkit.injection.hooks import InjectionPlan, injected, plan, shift_plan
 from hubkit.injection.markers import MARKER_CANDIDATES, find_markers, marker_ids, pick_marker
-from hubkit.injection.schemes import SCHEMES, InjectionScheme, register_scheme
-from hubkit.injection.vectors import add_norm_matched, replace_rows, scale_vectors
+from hubkit.injection.schemes import (
+    SCHEMES,
+    InjectionScheme,
+    add_norm_matched,
+    register_scheme,
+    replace_rows,
+    scale_vectors,
+)
 from hubkit.scale_lint import ScaleLint, scale_report
 
 __all__ = [

@@ -25,14 +25,12 @@ def find_markers(
     another number of matching markers, or the total differs from the number of vectors.
     """
     hit = input_ids == marker_id
-    if left_id is not None:
-        left = hit.new_zeros(hit.shape)
-        left[:, 1:] = input_ids[:, :-1] == left_id
-        hit &= left
+    if left_id is not None:  # a marker without that left neighbour (or at position 0) is not a slot
+        hit[:, 1:] &= input_ids[:, :-1] == left_id
+        hit[:, 0] = False
     if right_id is not None:
-        right = hit.new_zeros(hit.shape)
-        right[:, :-1] = input_ids[:, 1:] == right_id
-        hit &= right
+        hit[:, :-1] &= input_ids[:, 1:] == right_id
+        hit[:, -1] = False
     counts = hit.sum(dim=1)
     total = int(counts.sum())
     n = n_vectors if n_vectors is not None else input_ids.shape[0] * per_row

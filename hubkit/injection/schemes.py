@@ -1,8 +1,10 @@
-"""Injection schemes: one small class each (plan the vectors, hook the model, lint the scale).
+"""Injection schemes: one small class each (plan the vectors, hook the model, lint the scale), over
+pure tensor functions (scaling and the two row edits).
 
 A new scheme is one class (here or in user code) decorated with `register_scheme`, plus its test;
 registering it also lets a meta name it (`hubkit.meta.SCHEMES`, which knows the published two
-without importing this module).
+without importing this module). Positions are ``[N]`` (one marker per row) or ``[N, k]`` (k markers,
+in order); vectors are ``[N, d]`` or ``[N, k, d]`` to match.
 """
 
 from __future__ import annotations
@@ -10,13 +12,54 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from hubkit import arch, scale_lint
 from hubkit.errors import InjectionError
-from hubkit.injection.vectors import add_norm_matched, replace_rows, scale_vectors
 from hubkit.meta import Injection, Scheme, resolve_scale, sections
 from hubkit.registry import Registry
+
+
+def scale_vectors(vectors: Tensor, scale: float | None) -> Tensor:
+    """``v · s / ‖v‖`` per vector, or `vectors` unchanged when `scale` is ``None`` (raw)."""
+    if scale is None:
+        return vectors
+    return vectors * (scale / vectors.norm(dim=-1, keepdim=True))
+
+
+def _slots(positions: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions as ``[N, k]`` and vectors as ``[N, k, d]``."""
+    if positions.ndim == 1:
+        positions = positions[:, None]
+    if vectors.ndim == 2:
+        vectors = vectors[:, None]
+    if positions.shape != vectors.shape[:2]:
+        raise InjectionError(
+            f"{tuple(vectors.shape[:2])} vectors for {tuple(positions.shape)} marker positions"
+        )
+    return positions, vectors
+
+
+def replace_rows(embeds: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
+    """Embeddings with row ``positions[i, j]`` of batch row ``i`` set to ``vectors[i, j]`` (new tensor)."""
+    pos, vec = _slots(positions.to(embeds.device), vectors)
+    out = embeds.clone()
+    rows = torch.arange(embeds.shape[0], device=embeds.device)[:, None].expand_as(pos)
+    out[rows, pos] = vec.to(device=embeds.device, dtype=embeds.dtype)
+    return out
+
+
+def add_norm_matched(hidden: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
+    """``h_p + ‖h_p‖ · v/‖v‖`` at each slot's position (new tensor)."""
+    pos, vec = _slots(positions.to(hidden.device), vectors)
+    out = hidden.clone()
+    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None].expand_as(pos)
+    h = hidden[rows, pos].float()
+    unit = vec.to(hidden.device).float()
+    unit = unit / unit.norm(dim=-1, keepdim=True)
+    out[rows, pos] = (h + h.norm(dim=-1, keepdim=True) * unit).to(hidden.dtype)
+    return out
 
 
 class InjectionScheme:

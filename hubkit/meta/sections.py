@@ -130,11 +130,6 @@ class ARSpec:
         if self.num_layers is not None and self.num_layers < 1:
             raise ValueError(f"`ar.num_layers` must be >= 1, got {self.num_layers}")
 
-    @property
-    def suffix(self) -> str:
-        """The template text after ``{explanation}`` (what `critic_suffix_ids` tokenizes)."""
-        return self.template.split(EXPLANATION_PLACEHOLDER, 1)[1]
-
 
 @dataclass
 class Adapter:
