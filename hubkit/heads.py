@@ -16,13 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hubkit import constants as C
+from hubkit.constants import HEAD_FILES
 from hubkit.errors import CheckpointError
-
-HEAD_FILES = {
-    "value_head": C.VALUE_HEAD_FILE,
-    "linear_head_pt": C.LINEAR_HEAD_PT_FILE,
-    "ar_lora_value_head": C.AR_LORA_HEAD_FILE,
-}
 
 
 def identity_head(d_model: int, bias: bool = False) -> nn.Linear:

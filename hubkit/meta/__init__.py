@@ -11,25 +11,19 @@ input normalisation, ``mse_scale``, prompt templates, base model, adapter).
 - `compat`: `check_compatible`, whether an AV and an AR form a pair.
 """
 
-from hubkit.constants import HUBKIT_KEY
 from hubkit.meta.compat import check_compatible
 from hubkit.meta.record import NLAMeta, fill_suffix_ids
 from hubkit.meta.registry import DIALECTS, Dialect, DialectReader, register
 from hubkit.meta.sections import (
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
-    EXPLANATION_PLACEHOLDER,
     MARKER_PLACEHOLDER,
-    ROLE_ALIASES,
     SCHEMES,
     Adapter,
     ARSpec,
     AVSpec,
-    HeadFormat,
     Injection,
     Retraction,
-    Role,
-    Scale,
     Scheme,
     Training,
     critic_suffix_ids,
@@ -40,22 +34,16 @@ __all__ = [
     "DEFAULT_AR_TEMPLATE",
     "DEFAULT_AV_TEMPLATE",
     "DIALECTS",
-    "EXPLANATION_PLACEHOLDER",
-    "HUBKIT_KEY",
     "MARKER_PLACEHOLDER",
-    "ROLE_ALIASES",
     "SCHEMES",
     "ARSpec",
     "AVSpec",
     "Adapter",
     "Dialect",
     "DialectReader",
-    "HeadFormat",
     "Injection",
     "NLAMeta",
     "Retraction",
-    "Role",
-    "Scale",
     "Scheme",
     "Training",
     "check_compatible",

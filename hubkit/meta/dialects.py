@@ -124,14 +124,11 @@ def _has_bias(path: Path) -> bool:
 
 def folder_head(folder: Path | None) -> tuple[str | None, bool | None]:
     """The AR head file's format in a checkpoint folder, and whether it carries a bias (None, None: no head)."""
-    if folder is None:
-        return None, None
-    if (folder / C.VALUE_HEAD_FILE).exists():
-        return "value_head", _has_bias(folder / C.VALUE_HEAD_FILE)
-    if (folder / C.AR_LORA_HEAD_FILE).exists():
-        return "ar_lora_value_head", _has_bias(folder / C.AR_LORA_HEAD_FILE)
-    if (folder / C.LINEAR_HEAD_PT_FILE).exists():
-        return "linear_head_pt", True
+    for head_format, name in C.HEAD_FILES.items():
+        if folder is not None and (folder / name).exists():
+            return head_format, name.endswith(".pt") or _has_bias(
+                folder / name
+            )  # a legacy .pt always has one
     return None, None
 
 
