@@ -28,36 +28,31 @@ def scale_vectors(vectors: Tensor, scale: float | None) -> Tensor:
     return vectors * (scale / vectors.norm(dim=-1, keepdim=True))
 
 
-def _slots(positions: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
-    """Positions as ``[N, k]`` and vectors as ``[N, k, d]``."""
-    if positions.ndim == 1:
-        positions = positions[:, None]
-    if vectors.ndim == 2:
-        vectors = vectors[:, None]
+def _slots(out: Tensor, positions: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Index pairs (batch rows, positions), both ``[N, k]``, and the vectors ``[N, k, d]`` on `out`'s device."""
+    positions = (positions[:, None] if positions.ndim == 1 else positions).to(out.device)
+    vectors = (vectors[:, None] if vectors.ndim == 2 else vectors).to(out.device)
     if positions.shape != vectors.shape[:2]:
         raise InjectionError(
             f"{tuple(vectors.shape[:2])} vectors for {tuple(positions.shape)} marker positions"
         )
-    return positions, vectors
+    return torch.arange(out.shape[0], device=out.device)[:, None].expand_as(positions), positions, vectors
 
 
 def replace_rows(embeds: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
     """Embeddings with row ``positions[i, j]`` of batch row ``i`` set to ``vectors[i, j]`` (new tensor)."""
-    pos, vec = _slots(positions.to(embeds.device), vectors)
+    rows, pos, vec = _slots(embeds, positions, vectors)
     out = embeds.clone()
-    rows = torch.arange(embeds.shape[0], device=embeds.device)[:, None].expand_as(pos)
-    out[rows, pos] = vec.to(device=embeds.device, dtype=embeds.dtype)
+    out[rows, pos] = vec.to(embeds.dtype)
     return out
 
 
 def add_norm_matched(hidden: Tensor, positions: Tensor, vectors: Tensor) -> Tensor:
     """``h_p + ‖h_p‖ · v/‖v‖`` at each slot's position (new tensor)."""
-    pos, vec = _slots(positions.to(hidden.device), vectors)
+    rows, pos, vec = _slots(hidden, positions, vectors)
     out = hidden.clone()
-    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None].expand_as(pos)
     h = hidden[rows, pos].float()
-    unit = vec.to(hidden.device).float()
-    unit = unit / unit.norm(dim=-1, keepdim=True)
+    unit = vec.float() / vec.float().norm(dim=-1, keepdim=True)
     out[rows, pos] = (h + h.norm(dim=-1, keepdim=True) * unit).to(hidden.dtype)
     return out
 

@@ -146,16 +146,11 @@ class NLAMeta:
                 "mse_scale": resolve_scale(self.mse_scale, self.d_model),
             },
         }
-        inj = self.injection
-        tokens = (
-            {}
-            if inj is None
-            else dialects.drop_none({k: getattr(inj, f) for f, k in dialects.MARKER_KEYS.items()})
-        )
-        if self.ar is not None and self.ar.suffix_ids is not None:
-            tokens["critic_suffix_ids"] = list(self.ar.suffix_ids)
-        if tokens:
-            out["tokens"] = tokens
+        tokens = {key: getattr(self.injection, name, None) for name, key in dialects.MARKER_KEYS.items()}
+        suffix = getattr(self.ar, "suffix_ids", None)
+        tokens["critic_suffix_ids"] = None if suffix is None else list(suffix)
+        if any(v is not None for v in tokens.values()):
+            out["tokens"] = dialects.drop_none(tokens)
         out["prompt_templates"] = {
             k: s.template for k, s in (("av", self.av), ("ar", self.ar)) if s is not None
         }
