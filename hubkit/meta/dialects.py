@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from hubkit import constants as C
 from hubkit.errors import MetaError
 from hubkit.meta.registry import Defaults, Dialect, ordered, register
@@ -116,8 +118,6 @@ def extraction_layer(t: Taker, where: str) -> int | None:
 
 
 def _has_bias(path: Path) -> bool:
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         return any(k.endswith("bias") for k in f.keys())
 
@@ -391,8 +391,6 @@ def _width_from_head(folder: Path, where: str) -> int:
     head_file = folder / C.AR_LORA_HEAD_FILE
     if not head_file.exists():
         raise MetaError(f"{where}: no `d_model` and no {C.AR_LORA_HEAD_FILE} to read the width from")
-    from safetensors import safe_open
-
     with safe_open(str(head_file), "pt") as f:
         key = next(k for k in f.keys() if k.endswith("weight") and "lora_" not in k)
         return int(f.get_slice(key).get_shape()[0])
@@ -443,11 +441,10 @@ def read_consumer_ar(
     if "mse_scale" not in ext:
         defaults.append("mse_scale → sqrt_d_model (the writer's default)")
     head_format, head_bias = folder_head(folder)
-    adapter["kind"] = "lora"  # the LoRA tensors live in the head file, not in an adapter_config.json
-    adapter["r"] = ar_meta.get("lora_r", adapter.get("r"))
-    adapter["alpha"] = ar_meta.get("lora_alpha", adapter.get("alpha"))
-    adapter["target_modules"] = ar_meta.get("target_modules", adapter.get("target_modules"))
-    adapter["rslora"] = bool(ar_meta.get("use_rslora", True))
+    for name, key in (("r", "lora_r"), ("alpha", "lora_alpha"), ("target_modules", "target_modules")):
+        adapter[name] = ar_meta.get(key, adapter.get(name))
+    # the LoRA tensors live in the head file, not in an adapter_config.json
+    adapter.update(kind="lora", rslora=bool(ar_meta.get("use_rslora", True)))
     if "use_rslora" not in ar_meta:
         defaults.append("adapter.rslora → true (the writer always builds rank-stabilised LoRA)")
     quant = ar_meta.get("quant")
