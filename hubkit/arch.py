@@ -10,11 +10,15 @@ line here; an unknown one is found by probing the usual places. A peft wrapper's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from hubkit.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def num_layers(model: nn.Module) -> int:
     return len(decoder_layers(model))
 
 
-def text_config(model: nn.Module):
+def text_config(model: nn.Module) -> PretrainedConfig:
     cfg = model.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
@@ -171,7 +175,7 @@ class _StopForward(Exception):
     pass
 
 
-def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor:
+def hidden_at_block_grad(model: nn.Module, block: int, **inputs: torch.Tensor) -> torch.Tensor:
     """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``), keeping the
     autograd graph (for training the AR). The forward stops there: later blocks, the final norm and the LM
     head never run.

@@ -1,13 +1,7 @@
-"""Putting a vector into the AV: pure functions first, then the forward hooks that apply them.
-
-Schemes are registered in `hubkit.injection.schemes` (one small class each: plan, hook, lint):
-
-* ``embedding_replace``: the input-embedding row at the marker token becomes ``v · s / ‖v‖``,
-  in the space *after* the model's own embedding scaling (a hook on the embedding module's
-  output, so Gemma's ``sqrt(d)`` factor is already applied to the other rows).
-* ``residual_add``: at the output of decoder block ``b``, ``h_p ← h_p + ‖h_p‖ · v / ‖v‖``.
-
-A prompt may hold k markers; each row then takes k vectors (``[N, k, d]``), filled in order.
+"""Putting a vector into the AV: markers, plans and forward hooks over the registered schemes
+(`schemes`: ``embedding_replace`` overwrites the marker's input-embedding row, ``residual_add`` adds a
+norm-matched vector at a decoder block's output). A prompt may hold k markers; each row then takes k
+vectors (``[N, k, d]``), filled in order.
 """
 
 from hubkit.injection.hooks import InjectionPlan, injected, plan, shift_plan

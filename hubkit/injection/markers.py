@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from hubkit.errors import InjectionError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 MARKER_CANDIDATES = ("ㅤ", "¶", "§", "∆", "⊕", "★", "◆", "¤", "‡", "†", "@", "#")
 
@@ -46,7 +50,9 @@ def find_markers(
     return hit.nonzero()[:, 1].reshape(input_ids.shape[0], per_row)
 
 
-def marker_ids(tokenizer, prompt: str, marker: str, count: int = 1) -> tuple[int, int | None, int | None]:
+def marker_ids(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, marker: str, count: int = 1
+) -> tuple[int, int | None, int | None]:
     """Token id of `marker` in the rendered `prompt` and of its left/right neighbours.
 
     The marker is located by character offsets, so a BPE that folds the preceding space into the
@@ -85,7 +91,9 @@ def marker_ids(tokenizer, prompt: str, marker: str, count: int = 1) -> tuple[int
 
 
 def pick_marker(
-    tokenizer, render: Callable[[str], str], candidates: tuple[str, ...] = MARKER_CANDIDATES
+    tokenizer: PreTrainedTokenizerBase,
+    render: Callable[[str], str],
+    candidates: tuple[str, ...] = MARKER_CANDIDATES,
 ) -> str:
     """First candidate character that is one token alone and inside ``render(marker)``."""
     for c in candidates:

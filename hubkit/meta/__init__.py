@@ -1,9 +1,5 @@
 """`NLAMeta`: hubkit's versioned NLA schema, and readers for the published dialects. Pure data: no torch.
 
-Every choice that changes what an NLA computes is a field (injection scheme and scale, marker and
-neighbour ids, chat template on/off, layer, width, AR kept blocks, head format and bias, AR BOS and
-input normalisation, ``mse_scale``, prompt templates, base model, adapter).
-
 - `sections`: the schema's sections (`Injection`, `AVSpec`, `ARSpec`, `Adapter`, `Training`) and the
   injection scheme names a meta may hold (`SCHEMES`; `hubkit.injection` implements them).
 - `registry` + `dialects`: one reader per published dialect, tried in priority order.
