@@ -9,6 +9,7 @@ line here; an unknown one is found by probing the usual places. A peft wrapper's
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -198,13 +199,8 @@ def hidden_at_block_grad(model: nn.Module, block: int, **inputs: torch.Tensor) -
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward
 
-    handle = layers[block].register_forward_hook(hook)
-    try:
+    with layers[block].register_forward_hook(hook), contextlib.suppress(_StopForward):
         tm(**inputs, use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
     if not captured:
         raise CheckpointError(f"block {block} did not run in {type(model).__name__}'s forward")
     return captured[0]

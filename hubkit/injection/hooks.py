@@ -88,8 +88,5 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
             return output
         return _replace_output(output, lambda t: scheme.apply(t, p.positions, p.vectors))
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with module.register_forward_hook(hook):  # the handle removes the hook on exit
         yield
-    finally:
-        handle.remove()
