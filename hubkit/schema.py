@@ -122,18 +122,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
         raise SchemaError(where, prefix.rstrip(".") or "<root>", str(exc)) from exc
 
 
-def to_dict(obj: Any, drop_none: bool = True) -> Any:
-    """Dataclass → plain dict (for YAML/JSON), dropping ``None`` values when asked."""
-    if dataclasses.is_dataclass(obj):
-        out = {}
-        for f in dataclasses.fields(obj):
-            v = to_dict(getattr(obj, f.name), drop_none)
-            if v is None and drop_none:
-                continue
-            out[f.name] = v
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v, drop_none) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v, drop_none) for k, v in obj.items()}
-    return obj
+def to_dict(obj: Any, drop_none: bool = True) -> dict[str, Any]:
+    """Dataclass → plain dict (for YAML/JSON), dropping ``None`` fields when asked."""
+    return dataclasses.asdict(
+        obj, dict_factory=lambda kv: {k: v for k, v in kv if v is not None or not drop_none}
+    )
