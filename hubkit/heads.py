@@ -22,10 +22,9 @@ from hubkit.errors import CheckpointError
 
 def identity_head(d_model: int, bias: bool = False) -> nn.Linear:
     head = nn.Linear(d_model, d_model, bias=bias)
-    with torch.no_grad():
-        head.weight.copy_(torch.eye(d_model))
-        if bias:
-            head.bias.zero_()
+    nn.init.eye_(head.weight)
+    if bias:
+        nn.init.zeros_(head.bias)
     return head
 
 
@@ -135,11 +134,8 @@ def with_bias(head: nn.Linear) -> nn.Linear:
     """`head` as ``Linear(d, d, bias=True)``: a head without bias gets a zero bias (the same function)."""
     if head.bias is not None:
         return head
-    d_out, d_in = head.weight.shape
-    biased = nn.Linear(d_in, d_out, bias=True)
-    with torch.no_grad():
-        biased.weight.copy_(head.weight)
-        biased.bias.zero_()
+    biased = nn.Linear(head.in_features, head.out_features, bias=True)
+    biased.load_state_dict({"weight": head.weight, "bias": torch.zeros(head.out_features)})
     return biased.eval()
 
 
