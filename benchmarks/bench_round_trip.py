@@ -29,7 +29,7 @@ import torch
 def build_pair_checkpoints(model_name: str, out: Path, layer: int) -> tuple[Path, Path, str]:
     from peft import LoraConfig, get_peft_model
 
-    from hubkit import arch, models
+    from hubkit import arch, models, scale_lint
     from hubkit.checkpoint import write_checkpoint
     from hubkit.heads import identity_head
     from hubkit.injection import pick_marker
@@ -41,7 +41,7 @@ def build_pair_checkpoints(model_name: str, out: Path, layer: int) -> tuple[Path
     d = arch.hidden_size(model)
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)
     marker = pick_marker(tok, lambda c: render_prompt(tok, av_spec.template, c, True))
-    norm = arch.median_embedding_norm(model)
+    norm = scale_lint.embedding_norm(model)
     inj = Injection(scale=round(norm, 3), marker=marker)
     ar_spec = ARSpec(num_layers=layer + 1)
     common = dict(base_model=base, d_model=d, layer=layer)

@@ -9,12 +9,17 @@ line here; an unknown one is found by probing the usual places. A peft wrapper's
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from hubkit.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ def num_layers(model: nn.Module) -> int:
     return len(decoder_layers(model))
 
 
-def text_config(model: nn.Module):
+def text_config(model: nn.Module) -> PretrainedConfig:
     cfg = model.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
@@ -120,13 +125,6 @@ def embedding_scale(model: nn.Module) -> float:
     if scale is None:
         return 1.0
     return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
-
-
-def median_embedding_norm(model: nn.Module) -> float:
-    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`)."""
-    from hubkit.scale_lint import embedding_norm
-
-    return embedding_norm(model)
 
 
 def final_norm(model: nn.Module) -> nn.Module | None:
@@ -178,17 +176,10 @@ class _StopForward(Exception):
     pass
 
 
-@torch.no_grad()
-def hidden_at_block(model: nn.Module, block: int, **inputs) -> torch.Tensor:
-    """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``).
-
-    The forward stops there: later blocks, the final norm and the LM head never run.
-    """
-    return hidden_at_block_grad(model, block, **inputs)
-
-
-def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor:
-    """`hidden_at_block` that keeps the autograd graph (for training the AR).
+def hidden_at_block_grad(model: nn.Module, block: int, **inputs: torch.Tensor) -> torch.Tensor:
+    """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``), keeping the
+    autograd graph (for training the AR). The forward stops there: later blocks, the final norm and the LM
+    head never run.
 
     A model sharded by FSDP gathers its weights in hooks on its root, so it runs whole: it must be
     truncated to end at `block` (as the AR is), and its last hidden state is that block's output."""
@@ -196,9 +187,7 @@ def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor
     if not 0 <= block < len(layers):
         raise CheckpointError(f"block {block} is outside the model's {len(layers)} blocks")
     if _is_sharded(model):
-        if block != len(layers) - 1 or not isinstance(
-            getattr(tm, (family(model) or Family()).final_norm), nn.Identity
-        ):
+        if block != len(layers) - 1 or final_norm(model) is not None:
             raise CheckpointError(
                 f"a sharded model is read at its last block only: truncate it to {block + 1} blocks first"
             )
@@ -210,13 +199,11 @@ def hidden_at_block_grad(model: nn.Module, block: int, **inputs) -> torch.Tensor
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward
 
-    handle = layers[block].register_forward_hook(hook)
-    try:
+    with layers[block].register_forward_hook(hook), contextlib.suppress(_StopForward):
         tm(**inputs, use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
     if not captured:
         raise CheckpointError(f"block {block} did not run in {type(model).__name__}'s forward")
     return captured[0]
+
+
+hidden_at_block = torch.no_grad()(hidden_at_block_grad)  # the same read-out without the autograd graph

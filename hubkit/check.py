@@ -131,13 +131,11 @@ def check_base(path: str, name: str) -> CheckReport:
 
 def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
     """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
-    from hubkit.meta.depth import base_blocks, depth_problem
-
-    found = base_blocks(folder, base)
+    found = identity.base_blocks(folder, base)
     if found is None:
         return
     report.facts["model blocks"] = found[0]
-    problem = depth_problem(meta, *found)
+    problem = meta.depth_problem(*found)
     if problem:
         report.findings.append(Finding("error", problem))
 

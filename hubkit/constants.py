@@ -12,6 +12,11 @@ AR_META_JSON = "ar_meta.json"  # consumer-GPU AR sidecar
 VALUE_HEAD_FILE = "value_head.safetensors"  # reference: Linear(d, d, bias=False), key "weight"
 LINEAR_HEAD_PT_FILE = "linear_head.pt"  # residual-add variant: torch state_dict, bias=True
 AR_LORA_HEAD_FILE = "ar_lora_value_head.safetensors"  # consumer-GPU: LoRA + head, normalised input
+HEAD_FILES = {  # `ar.head_format` → its file, in the order a folder is searched for one
+    "value_head": VALUE_HEAD_FILE,
+    "ar_lora_value_head": AR_LORA_HEAD_FILE,
+    "linear_head_pt": LINEAR_HEAD_PT_FILE,
+}
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -51,3 +56,5 @@ CHUNKS_SCHEMA = "hubkit.chunks/1"
 # Written beside the reference keys when they alone would be read into other settings than hubkit's record
 # (listing those fields): a copy of the file without its `hubkit:` record is then refused, never misread.
 RECORD_NEEDED_KEY = "hubkit_record_needed"
+# Where a saved nla_meta.yaml keeps hubkit's own record, beside the reference keys.
+HUBKIT_KEY = "hubkit"

@@ -16,21 +16,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hubkit import constants as C
+from hubkit.constants import HEAD_FILES
 from hubkit.errors import CheckpointError
-
-HEAD_FILES = {
-    "value_head": C.VALUE_HEAD_FILE,
-    "linear_head_pt": C.LINEAR_HEAD_PT_FILE,
-    "ar_lora_value_head": C.AR_LORA_HEAD_FILE,
-}
 
 
 def identity_head(d_model: int, bias: bool = False) -> nn.Linear:
     head = nn.Linear(d_model, d_model, bias=bias)
-    with torch.no_grad():
-        head.weight.copy_(torch.eye(d_model))
-        if bias:
-            head.bias.zero_()
+    nn.init.eye_(head.weight)
+    if bias:
+        nn.init.zeros_(head.bias)
     return head
 
 
@@ -118,14 +112,14 @@ def load_head(
     return head.float().eval(), lora_state
 
 
-def save_head(head: nn.Linear, folder: Path) -> Path:
-    """Write the head as ``value_head.safetensors`` (``weight``, and ``bias`` when present)."""
+def save_head(head: nn.Linear | dict[str, torch.Tensor], folder: Path) -> Path:
+    """Write the head (a module or its ``weight``/``bias`` tensors) as ``value_head.safetensors``, float32."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"weight": head.weight.detach().float().contiguous().cpu()}
-    if head.bias is not None:
-        state["bias"] = head.bias.detach().float().contiguous().cpu()
+    state = head if isinstance(head, dict) else {"weight": head.weight, "bias": head.bias}
     path = folder / C.VALUE_HEAD_FILE
-    save_file(state, str(path))
+    save_file(
+        {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}, str(path)
+    )
     return path
 
 
@@ -140,11 +134,8 @@ def with_bias(head: nn.Linear) -> nn.Linear:
     """`head` as ``Linear(d, d, bias=True)``: a head without bias gets a zero bias (the same function)."""
     if head.bias is not None:
         return head
-    d_out, d_in = head.weight.shape
-    biased = nn.Linear(d_in, d_out, bias=True)
-    with torch.no_grad():
-        biased.weight.copy_(head.weight)
-        biased.bias.zero_()
+    biased = nn.Linear(head.in_features, head.out_features, bias=True)
+    biased.load_state_dict({"weight": head.weight, "bias": torch.zeros(head.out_features)})
     return biased.eval()
 
 
@@ -152,10 +143,7 @@ def convert_pt_head(src: Path, dest_folder: Path) -> tuple[Path, bool]:
     """Read a ``linear_head.pt`` (``weights_only=True``) and write it as ``value_head.safetensors`` in
     `dest_folder`; returns (the written file, whether the head has a bias)."""
     state, _ = split_head_state(read_state(src), src)
-    dest_folder.mkdir(parents=True, exist_ok=True)
-    out = dest_folder / C.VALUE_HEAD_FILE
-    save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(out))
-    return out, "bias" in state
+    return save_head(state, dest_folder), "bias" in state
 
 
 def write_legacy_pt_from(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> Path:

@@ -146,6 +146,21 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
     return problems
 
 
+def base_blocks(folder: Path | None, base: str) -> tuple[int, str] | None:
+    """(number of decoder blocks, what they belong to): the checkpoint's own weights when it holds a
+    full model, else the base (a local folder or an offline registry model); None when unknown here."""
+    if folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists():
+        n = config_depth(folder)
+        if n is not None:
+            return n, f"the checkpoint's model ({folder / C.MODEL_CONFIG_FILE})"
+    if base and Path(base).expanduser().is_dir():
+        n = config_depth(Path(base).expanduser())
+        if n is not None:
+            return n, f"the base model {base}"
+    spec = find(base) if base else None
+    return (spec.n_layers, f"the base model {spec.name}") if spec is not None else None
+
+
 def config_depth(folder: Path) -> int | None:
     """`num_hidden_layers` of the model config in `folder` (its text tower's for multimodal configs)."""
     try:

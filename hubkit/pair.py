@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from hubkit import heads, hub, injection, loading
+from hubkit import heads, hub, loading
 from hubkit.checkpoint import verify_on_load
 from hubkit.errors import MetaError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
+from hubkit.vectors import check_vectors
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class NLAPair:
     def round_trip(self, vectors: Tensor, batch_size: int | None = None, **generate_kwargs) -> RoundTrip:
         """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE; `generate_kwargs` go to
         `ActivationVerbalizer.explain_detailed` (max_new_tokens, min_new_tokens, engine, …)."""
-        v = injection.check_vectors(vectors, self.av.meta.d_model)
+        v = check_vectors(vectors, d_model=self.av.meta.d_model, nla_input=True)
         details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
         texts = [d.text for d in details]
         v_hat = self.ar.reconstruct(texts, **({"batch_size": batch_size} if batch_size else {}))

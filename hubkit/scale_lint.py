@@ -29,7 +29,7 @@ def embedding_norm(model: nn.Module, chunk: int = 32768) -> float:
     the model's own scaling, e.g. Gemma's sqrt(d)); lower median of the vocabulary's norms."""
     import torch
 
-    from hubkit import arch
+    from hubkit import arch  # lazy: arch imports torch, and this module is imported by light commands
 
     emb = arch.text_model(model).embed_tokens
     n, device = emb.weight.shape[0], emb.weight.device
@@ -47,25 +47,23 @@ def residual_norm(
     """Median L2 norm of ``hidden_states[layer + 1]`` (the output of block `layer`) over the real
     (non-pad) tokens of `texts`, each tokenized as the tokenizer does by default and cut at `max_tokens`."""
     import torch
+    from torch.nn.utils.rnn import pad_sequence
 
-    from hubkit import arch
+    from hubkit import arch  # lazy: arch imports torch, and this module is imported by light commands
 
     encoded = [tokenizer(t, truncation=True, max_length=max_tokens)["input_ids"] for t in texts]
-    encoded = [list(e) for e in encoded if len(e) > 0]
+    encoded = [torch.tensor(list(e)) for e in encoded if len(e) > 0]
     if not encoded:
         raise ValueError("residual_norm needs at least one non-empty text")
     device = next(model.parameters()).device
     norms = []
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start : start + batch_size]
-        width = max(len(e) for e in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        for row, e in enumerate(batch):  # right padding: a causal model's real tokens never see it
-            ids[row, : len(e)] = torch.tensor(e)
-            mask[row, : len(e)] = 1
-        hidden = arch.hidden_at_block(model, layer, input_ids=ids.to(device), attention_mask=mask.to(device))
-        norms.append(hidden.float().norm(dim=-1)[mask.to(device).bool()].cpu())
+        # right padding: a causal model's real tokens never see it
+        ids = pad_sequence(batch, batch_first=True).to(device)
+        mask = pad_sequence([torch.ones_like(e) for e in batch], batch_first=True).to(device)
+        hidden = arch.hidden_at_block(model, layer, input_ids=ids, attention_mask=mask)
+        norms.append(hidden.float().norm(dim=-1)[mask.bool()].cpu())
     return float(torch.cat(norms).median())
 
 
@@ -98,11 +96,6 @@ class ScaleLint:
     ok: bool
     message: str
     factor: float = OOD_SCALE_FACTOR
-
-    @property
-    def ratio(self) -> float | None:
-        """The scale over the embedding norm (the ratio a single-norm report gives)."""
-        return self.ratio_to_embedding
 
 
 def lint_scale(
@@ -153,10 +146,23 @@ def resolve_recipe_scale(
     if value == "activation_norm":
         if tokenizer is None or layer is None:
             raise ValueError("injection_scale: activation_norm needs the tokenizer and the layer")
-        norm = (
-            residual_norm(model, tokenizer, layer, texts)
-            if texts
-            else corpus_residual_norm(model, tokenizer, layer)
-        )
-        return float(f"{norm:.4g}")
+        return float(f"{residual_norm(model, tokenizer, layer, texts or bundled_texts(LINT_TEXTS)):.4g}")
     return value
+
+
+def scale_report(
+    scale: float | None,
+    model: nn.Module,
+    factor: float = OOD_SCALE_FACTOR,
+    tokenizer: Any = None,
+    layer: int | None = None,
+) -> ScaleLint:
+    """`lint_scale` on a loaded model: its median token-embedding norm and, given the tokenizer and the
+    NLA's layer, its median residual norm there on the bundled corpus. A second norm can only widen the
+    accepted range, so the residual norm (a forward pass) is measured only when the embedding norm alone
+    would refuse the scale."""
+    embedding = embedding_norm(model)
+    lint = lint_scale(scale, embedding, None, factor)
+    if not lint.ok and tokenizer is not None and layer is not None:
+        lint = lint_scale(scale, embedding, corpus_residual_norm(model, tokenizer, layer), factor)
+    return lint

@@ -28,6 +28,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+_SCALARS: dict[type, tuple[str, tuple[type, ...]]] = {
+    float: ("a number", (int, float)),
+    int: ("an integer", (int,)),
+    bool: ("true or false", (bool,)),
+    str: ("a string", (str,)),
+}
+
+
 def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -65,22 +73,13 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
         if not isinstance(value, dict):
             raise SchemaError(where, field, f"must be a mapping, got {type(value).__name__} {value!r}")
         return from_dict(tp, value, where, prefix=f"{field}.")
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SchemaError(where, field, f"must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SchemaError(where, field, f"must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise SchemaError(where, field, f"must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise SchemaError(where, field, f"must be a string, got {value!r}")
-        return value
+    if tp in _SCALARS:
+        what, accepted = _SCALARS[tp]
+        if not isinstance(value, accepted) or (
+            isinstance(value, bool) and tp is not bool
+        ):  # YAML's true is no 1
+            raise SchemaError(where, field, f"must be {what}, got {value!r}")
+        return float(value) if tp is float else value
     return value
 
 
@@ -123,18 +122,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
         raise SchemaError(where, prefix.rstrip(".") or "<root>", str(exc)) from exc
 
 
-def to_dict(obj: Any, drop_none: bool = True) -> Any:
-    """Dataclass → plain dict (for YAML/JSON), dropping ``None`` values when asked."""
-    if dataclasses.is_dataclass(obj):
-        out = {}
-        for f in dataclasses.fields(obj):
-            v = to_dict(getattr(obj, f.name), drop_none)
-            if v is None and drop_none:
-                continue
-            out[f.name] = v
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v, drop_none) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v, drop_none) for k, v in obj.items()}
-    return obj
+def to_dict(obj: Any, drop_none: bool = True) -> dict[str, Any]:
+    """Dataclass → plain dict (for YAML/JSON), dropping ``None`` fields when asked."""
+    return dataclasses.asdict(
+        obj, dict_factory=lambda kv: {k: v for k, v in kv if v is not None or not drop_none}
+    )

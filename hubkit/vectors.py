@@ -1,76 +1,79 @@
 """What a usable batch of activation vectors is, defined once: ``[N, d_model]`` float32, every row
 finite and non-zero (a zero vector has no direction to inject or reconstruct). `check_vectors`
-enforces it on a tensor; `vectors_from_column` reads a parquet ``vector`` column (fixed-size or
-variable lists) into such a tensor; `read_vector_column` does both for a file. Every problem is one
-`DataError` naming the file, the column and the first offending rows.
+enforces it on a tensor (files, tables and the vectors handed to an NLA alike); `vectors_from_column`
+reads a parquet ``vector`` column (fixed-size or variable lists) into such a tensor;
+`read_vector_column` does both for a file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from hubkit.errors import DataError
+from hubkit.errors import DataError, InjectionError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-VectorBatch = Annotated[Tensor, "n d_model"]
-"""A float32 ``[N, d_model]`` tensor of activation vectors (shape annotation, as in the signatures below)."""
-
 _SHOWN = 10  # rows named in an error
 
 
-def unmeasurable_rows(vectors: Tensor) -> list[int]:
-    """Rows of `vectors` ``[N, …, d]`` whose float32 norm overflows to inf or underflows to 0 though a value is
-    not 0: finite numbers with no direction, cosine or MSE float32 can compute."""
-    norms = vectors.float().norm(dim=-1)
-    bad = (~torch.isfinite(norms)) | ((norms == 0) & (vectors != 0).any(dim=-1))
-    while bad.ndim > 1:
-        bad = bad.any(dim=-1)
-    return bad.nonzero().flatten().tolist()
-
-
-def extreme_message(vectors: Tensor, rows: list[int]) -> str:
-    biggest = float(vectors[rows].abs().max())
-    return (
-        f"rows {rows[:_SHOWN]} have a norm float32 cannot hold (largest |value| {biggest:.3g}): no direction, "
-        "cosine or MSE can be computed; rescale them (any scale: the NLA reads directions)"
-    )
-
-
 def check_vectors(
-    vectors: Annotated[Tensor, "n d_model"],
-    where: str,
+    vectors: Annotated[Tensor, "n d_model"] | Any,
+    where: str = "",
     d_model: int | None = None,
-    what: str = "column `vector`",
+    what: str | None = None,
+    *,
+    nla_input: bool = False,
+    slots: bool = False,
 ) -> Annotated[Tensor, "n d_model"]:
-    """`vectors` as float32 after checking: 2-D, `d_model` wide (when given), finite, no all-zero row."""
-    if vectors.ndim != 2:
-        raise DataError(f"{where}: {what} must be 2-D [N, d_model], got shape {tuple(vectors.shape)}")
-    if d_model is not None and vectors.shape[1] != d_model:
-        raise DataError(
-            f"{where}: {what} is {vectors.shape[1]} wide but the model's d_model is {d_model}; "
-            "these vectors were extracted from another model or layer"
+    """`vectors` as float32 after checking: 2-D (or ``[N, k, d]`` with `slots`: k markers per prompt),
+    `d_model` wide when given, finite, with a norm float32 can hold, no all-zero vector.
+
+    Each problem is one `DataError` naming `where`, `what` and the first offending rows; with
+    `nla_input` (vectors handed to an NLA) it is an `InjectionError`, any array is accepted and one
+    vector ``[d]`` is read as ``[1, d]``.
+    """
+    error = InjectionError if nla_input else DataError
+    what = what or ("the vector batch" if nla_input else "column `vector`")
+    head = f"{where}: {what}" if where else what
+    if nla_input:
+        vectors = torch.as_tensor(vectors)
+        vectors = vectors[None] if vectors.ndim == 1 else vectors
+    if vectors.ndim != 2 and not (slots and vectors.ndim == 3):
+        shapes = "2-D [N, d_model]" + (" or 3-D [N, k, d_model]" if slots else "")
+        raise error(f"{head} must be {shapes}, got shape {tuple(vectors.shape)}")
+    width = vectors.shape[-1]
+    if d_model is not None and width != d_model:
+        raise error(
+            f"{head} is {width} wide but the model's d_model is {d_model}: vectors of width {width} were "
+            "extracted from another model or layer; extract them at the NLA's layer from its base model"
         )
-    if vectors.shape[0] == 0:
-        raise DataError(f"{where}: {what} has no rows")
-    vectors = vectors.float()
-    bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
+    if 0 in vectors.shape[:-1]:
+        raise error(f"{head} has no rows: shape {tuple(vectors.shape)}")
+    vectors = vectors.detach().float()
+    flat = vectors.reshape(vectors.shape[0], -1, width)  # [N, k, d]: a row is bad when one of its vectors is
+    bad = (~torch.isfinite(flat)).any(dim=-1).any(dim=-1).nonzero().flatten().tolist()
     if bad:
-        raise DataError(f"{where}: {what} holds NaN or inf in rows {bad[:_SHOWN]}")
-    extreme = unmeasurable_rows(vectors)
-    if extreme:
-        raise DataError(f"{where}: {what}: {extreme_message(vectors, extreme)}")
-    zero = (vectors.norm(dim=1) == 0).nonzero().flatten().tolist()
-    if zero:
-        raise DataError(
-            f"{where}: {what} is all-zero in rows {zero[:_SHOWN]} (a zero vector has no direction)"
+        raise error(f"{head} holds NaN or inf in rows {bad[:_SHOWN]}")
+    norms = flat.norm(
+        dim=-1
+    )  # finite values whose norm overflows to inf or underflows to 0 have no direction
+    extreme = ((~torch.isfinite(norms)) | ((norms == 0) & (flat != 0).any(dim=-1))).any(dim=-1)
+    rows = extreme.nonzero().flatten().tolist()
+    if rows:
+        raise error(
+            f"{head}: rows {rows[:_SHOWN]} have a norm float32 cannot hold (largest |value| "
+            f"{float(flat[rows].abs().max()):.3g}): no direction, cosine or MSE can be computed; rescale them "
+            "(any scale: the NLA reads directions)"
         )
+    zero = (norms == 0).any(dim=-1).nonzero().flatten().tolist()
+    if zero:
+        raise error(f"{head} is all-zero in rows {zero[:_SHOWN]} (a zero vector has no direction)")
     return vectors
 
 
@@ -98,12 +101,7 @@ def vectors_from_column(
     if arr.null_count:
         raise DataError(f"{where}: {what} has {arr.null_count} null rows")
     if pa.types.is_fixed_size_list(tp):
-        width = tp.list_size
-        if d_model is not None and width != d_model:
-            raise DataError(
-                f"{where}: {what} is {width} wide but the model's d_model is {d_model}; "
-                "these vectors were extracted from another model or layer"
-            )
+        width = tp.list_size  # `check_vectors` compares it with d_model
     else:
         widths = np.asarray(arr.value_lengths())
         if d_model is not None and (widths != d_model).any():

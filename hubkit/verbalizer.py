@@ -23,6 +23,7 @@ from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
 from hubkit.errors import CheckpointError, EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
+from hubkit.vectors import check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class ActivationVerbalizer:
     # -- inputs -------------------------------------------------------------------------------
     def check(self, vectors: Tensor) -> Tensor:
         """Vectors as ``[N, d]`` (one marker) or ``[N, k, d]`` (k markers in the prompt), checked."""
-        v = injection.check_vectors(vectors, self.meta.d_model, allow_slots=True)
+        v = check_vectors(vectors, d_model=self.meta.d_model, nla_input=True, slots=True)
         if v.ndim == 3 and v.shape[1] == 1:
             v = v[:, 0]
         k = v.shape[1] if v.ndim == 3 else 1
@@ -241,7 +242,7 @@ class ActivationVerbalizer:
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
         """Per row, the unpadded ``inputs_embeds`` ``[T, d]`` with the vector(s) injected: exactly what
         the transformers path feeds the model (embedding_replace only)."""
-        scheme = injection.get_scheme(self.meta.injection.scheme)
+        scheme = injection.SCHEMES.get(self.meta.injection.scheme)
         if not scheme.embeds_only:
             raise EngineError(
                 f"injection scheme {scheme.name!r} edits a decoder block's output, not the input embeddings: "

@@ -8,12 +8,16 @@ import math
 import pytest
 import torch
 
-from hubkit import arch
+from hubkit import arch, scale_lint
 from hubkit import injection as inj
 from hubkit.constants import OOD_SCALE_FACTOR
 from hubkit.errors import InjectionError
+from hubkit.injection import schemes
 from hubkit.meta import Injection, resolve_scale
+from hubkit.meta import sections as meta_sections
+from hubkit.registry import Registry, RegistryError
 from hubkit.testing import MARKER, make_tiny_model
+from hubkit.vectors import check_vectors
 
 D = 32
 PROMPTS = [
@@ -26,15 +30,15 @@ ARCHS = ("llama", "gemma3", "gemma4")
 # -- check_vectors ---------------------------------------------------------------------------------
 def test_check_vectors_returns_float32_rows() -> None:
     v = torch.randn(3, D, dtype=torch.float64)
-    out = inj.check_vectors(v, D)
+    out = check_vectors(v, d_model=D, nla_input=True)
     assert out.dtype == torch.float32 and out.shape == (3, D)
     torch.testing.assert_close(out, v.float())
-    assert inj.check_vectors(torch.randn(3, D).bfloat16(), D).dtype == torch.float32
+    assert check_vectors(torch.randn(3, D).bfloat16(), d_model=D, nla_input=True).dtype == torch.float32
 
 
 def test_check_vectors_promotes_one_vector() -> None:
     v = torch.randn(D)
-    out = inj.check_vectors(v, D)
+    out = check_vectors(v, d_model=D, nla_input=True)
     assert out.shape == (1, D)
     assert torch.equal(out[0], v)
 
@@ -43,14 +47,14 @@ def test_check_vectors_promotes_one_vector() -> None:
     ("vectors", "needle"),
     [
         (torch.randn(D + 1), f"width {D + 1}"),
-        (torch.randn(2, D - 1), f"d_model={D}"),
-        (torch.randn(2, 3, D), f"[N, {D}]"),
-        (torch.randn(0, D), "N = 0"),
+        (torch.randn(2, D - 1), f"d_model is {D}"),
+        (torch.randn(2, 3, D), f"must be 2-D [N, d_model], got shape (2, 3, {D})"),
+        (torch.randn(0, D), "has no rows"),
     ],
 )
 def test_check_vectors_refuses_bad_shapes(vectors: torch.Tensor, needle: str) -> None:
     with pytest.raises(InjectionError) as err:
-        inj.check_vectors(vectors, D)
+        check_vectors(vectors, d_model=D, nla_input=True)
     assert needle in str(err.value)
 
 
@@ -62,7 +66,7 @@ def test_check_vectors_refuses_non_finite_rows_and_names_them(bad: float, word: 
     v[1, 3] = bad
     v[4, 0] = bad
     with pytest.raises(InjectionError, match=word) as err:
-        inj.check_vectors(v, D)
+        check_vectors(v, d_model=D, nla_input=True)
     assert "[1, 4]" in str(err.value)
 
 
@@ -70,7 +74,7 @@ def test_check_vectors_refuses_zero_rows_and_names_them() -> None:
     v = torch.randn(4, D)
     v[2] = 0.0
     with pytest.raises(InjectionError, match="all-zero") as err:
-        inj.check_vectors(v, D)
+        check_vectors(v, d_model=D, nla_input=True)
     assert "[2]" in str(err.value)
 
 
@@ -470,8 +474,8 @@ def test_scale_report_ratio_is_against_the_scaled_embedding_median(tinies, arch_
     lo, hi = _median_bracket(tiny)
     rep = inj.scale_report(3.0 * lo, tiny.model)
     assert lo * (1 - 1e-6) <= rep.embedding_norm <= hi * (1 + 1e-6)
-    assert rep.ratio == pytest.approx(3.0 * lo / rep.embedding_norm, rel=1e-12)
-    assert 3.0 * lo / hi * (1 - 1e-6) <= rep.ratio <= 3.0 * (1 + 1e-6)
+    assert rep.ratio_to_embedding == pytest.approx(3.0 * lo / rep.embedding_norm, rel=1e-12)
+    assert 3.0 * lo / hi * (1 - 1e-6) <= rep.ratio_to_embedding <= 3.0 * (1 + 1e-6)
     assert rep.ok and "OUT OF DISTRIBUTION" not in rep.message
 
 
@@ -490,7 +494,7 @@ def test_scale_report_flags_beyond_50x_either_way(tinies, factor: float, ok: boo
 
 def test_scale_report_raw_vectors(tinies) -> None:
     rep = inj.scale_report(None, tinies["llama"].model)
-    assert rep.ok and rep.ratio is None and rep.scale is None
+    assert rep.ok and rep.ratio_to_embedding is None and rep.scale is None
     lo, hi = _median_bracket(tinies["llama"])
     assert lo * (1 - 1e-6) <= rep.embedding_norm <= hi * (1 + 1e-6)
 
@@ -552,9 +556,13 @@ def test_marker_ids_for_k_slots(tinies) -> None:
 
 # -- the scheme registry --------------------------------------------------------------------------------
 def test_registered_schemes_and_unknown_names() -> None:
-    assert {"embedding_replace", "residual_add"} <= set(inj.scheme_names())
-    with pytest.raises(InjectionError) as err:
-        inj.get_scheme("steering_vector")
+    assert (
+        {"embedding_replace", "residual_add"}
+        <= set(inj.SCHEMES.names())
+        <= set(meta_sections.SCHEMES.names())
+    )
+    with pytest.raises(RegistryError) as err:
+        inj.SCHEMES.get("steering_vector")
     assert "embedding_replace" in str(err.value) and "residual_add" in str(err.value)
 
 
@@ -562,14 +570,18 @@ def test_duplicate_scheme_names_are_refused() -> None:
     class Again(inj.InjectionScheme):
         name = "embedding_replace"
 
-    with pytest.raises(InjectionError, match="already registered"):
+    with pytest.raises(RegistryError, match="'embedding_replace' is already registered"):
         inj.register_scheme(Again)
 
 
 @pytest.fixture
-def scaled_add_scheme():
+def scaled_add_scheme(monkeypatch):
     """A new scheme is one class: add `v` (unscaled) to the embedding row at the marker."""
-    from hubkit.injection import registry
+    for module in (schemes, meta_sections):  # the registration ends with the test
+        fresh: Registry = Registry(module.SCHEMES.kind, hint=module.SCHEMES.hint)
+        for name, entry in module.SCHEMES.items():
+            fresh.add(name, entry)
+        monkeypatch.setattr(module, "SCHEMES", fresh)
 
     class EmbeddingAdd(inj.InjectionScheme):
         name = "embedding_add_test"
@@ -585,8 +597,8 @@ def scaled_add_scheme():
             return inj.scale_report(None, model)
 
     inj.register_scheme(EmbeddingAdd)
-    yield "embedding_add_test"
-    registry._SCHEMES.pop("embedding_add_test")
+    assert "embedding_add_test" in meta_sections.SCHEMES  # a meta may name it now
+    return "embedding_add_test"
 
 
 def test_a_new_scheme_is_one_class(tinies, scaled_add_scheme) -> None:
@@ -602,13 +614,13 @@ def test_a_new_scheme_is_one_class(tinies, scaled_add_scheme) -> None:
     own = _own_embeddings(tiny, batch["input_ids"])
     for b, pos in enumerate(_hand_marker_positions(tiny, batch["input_ids"])):
         torch.testing.assert_close(got[b, pos], own[b, pos] + v[b])
-    assert inj.get_scheme(scaled_add_scheme).lint(spec, tiny.model, D).ok
+    assert schemes.SCHEMES.get(scaled_add_scheme).lint(spec, tiny.model, D).ok
 
 
 @pytest.mark.parametrize(("scheme", "ok"), [("embedding_replace", False), ("residual_add", True)])
 def test_scheme_lint(tinies, scheme: str, ok: bool) -> None:
     tiny = tinies["llama"]
-    norm = arch.median_embedding_norm(tiny.model)
+    norm = scale_lint.embedding_norm(tiny.model)
     spec = _spec(tiny, scheme=scheme, scale=norm * 100 if scheme == "embedding_replace" else None)
-    rep = inj.get_scheme(scheme).lint(spec, tiny.model, D)
+    rep = inj.SCHEMES.get(scheme).lint(spec, tiny.model, D)
     assert rep.ok is ok

@@ -191,7 +191,7 @@ def test_the_two_readings_of_every_layout_agree_or_the_reference_reading_is_refu
     """A file read with its hubkit record and the same file read from its reference keys alone (the
     record lost, as a hand copy or another tool may lose it) give the same settings, or the second is
     refused naming what the reference keys cannot express; never other vectors without a word."""
-    from hubkit.meta.reference_keys import _comparable
+    from hubkit.meta.record import _comparable
 
     agreed, refused = [], []
     for name, meta in _layouts(tiny):

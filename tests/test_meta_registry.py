@@ -8,9 +8,9 @@ import copy
 import pytest
 
 from hubkit.errors import MetaError
-from hubkit.meta import DIALECTS, NLAMeta, register
+from hubkit.meta import DIALECTS, SCHEMES, Injection, NLAMeta, register, registry
 from hubkit.meta.registry import ordered
-from hubkit.meta.sections import Injection, scheme_names
+from hubkit.registry import Registry, RegistryError
 
 
 def test_builtin_dialects_in_priority_order() -> None:
@@ -21,20 +21,23 @@ def test_builtin_dialects_in_priority_order() -> None:
 
 
 def test_a_duplicate_dialect_name_is_refused() -> None:
-    before = dict(DIALECTS)
-    with pytest.raises(ValueError, match="'reference-v2' is already registered"):
+    before = DIALECTS.items()
+    with pytest.raises(RegistryError, match="'reference-v2' is already registered"):
         register("reference-v2", priority=999, detect=lambda d: False)(lambda data, where, folder: ({}, []))
-    assert DIALECTS == before
+    assert DIALECTS.items() == before
 
 
 def test_a_taken_priority_is_refused() -> None:
-    with pytest.raises(ValueError, match="priority 20 is taken by 'reference-v2'"):
+    with pytest.raises(RegistryError, match="priority 20 is taken by 'reference-v2'"):
         register("another", priority=20, detect=lambda d: False)(lambda data, where, folder: ({}, []))
     assert "another" not in DIALECTS
 
 
 def test_a_new_dialect_is_one_function(monkeypatch) -> None:
-    monkeypatch.setattr("hubkit.meta.registry.DIALECTS", dict(DIALECTS))
+    fresh: Registry = Registry(DIALECTS.kind)
+    for name, dialect in DIALECTS.items():
+        fresh.add(name, dialect)
+    monkeypatch.setattr(registry, "DIALECTS", fresh)  # the registration ends with the test
 
     @register("toy", priority=5, detect=lambda d: d.get("toy") is True)
     def read_toy(data, where, folder):
@@ -47,7 +50,8 @@ def test_a_new_dialect_is_one_function(monkeypatch) -> None:
 
 
 def test_injection_scheme_is_a_name_checked_against_the_schemes() -> None:
-    assert {"embedding_replace", "residual_add"} <= set(scheme_names())
+    assert SCHEMES.names() == ("embedding_replace", "residual_add")  # data of the meta: no injection import
+    assert SCHEMES.get("embedding_replace").scaled and not SCHEMES.get("residual_add").scaled
     assert Injection(scheme="residual_add").scheme == "residual_add"
     with pytest.raises(ValueError, match="`injection.scheme` must be one of"):
         Injection(scheme="prefix", scale=1.0)

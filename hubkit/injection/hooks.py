@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 from torch import Tensor, nn
 
 from hubkit.errors import InjectionError
+from hubkit.injection import schemes
 from hubkit.injection.markers import find_markers
-from hubkit.injection.registry import get_scheme
-from hubkit.injection.vectors import check_vectors
 from hubkit.meta import Injection
+from hubkit.vectors import check_vectors
 
 
 @dataclass
@@ -33,8 +33,8 @@ def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> I
 
     ``[N, d]`` vectors fill one marker per row; ``[N, k, d]`` fill k markers per row, in order.
     """
-    scheme = get_scheme(spec.scheme)
-    v = check_vectors(vectors, d_model, allow_slots=True)
+    scheme = schemes.SCHEMES.get(spec.scheme)
+    v = check_vectors(vectors, d_model=d_model, nla_input=True, slots=True)
     if spec.marker_token_id is None:
         raise InjectionError(
             "the meta's `injection.marker_token_id` is unresolved; load the NLA with its tokenizer"
@@ -80,7 +80,7 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
     """Apply `p` on every forward over at least ``p.seq_len`` tokens (the prefill, a teacher-forced
     pass, or each step of a generation without a KV cache, whose prefix is the prompt); decoding
     steps with a KV cache (length 1) pass through untouched."""
-    scheme = get_scheme(spec.scheme)
+    scheme = schemes.SCHEMES.get(spec.scheme)
     module = scheme.hook_module(model, spec)
 
     def hook(_mod, _args, output):
@@ -88,8 +88,5 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
             return output
         return _replace_output(output, lambda t: scheme.apply(t, p.positions, p.vectors))
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with module.register_forward_hook(hook):  # the handle removes the hook on exit
         yield
-    finally:
-        handle.remove()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from hubkit.errors import InjectionError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 MARKER_CANDIDATES = ("ㅤ", "¶", "§", "∆", "⊕", "★", "◆", "¤", "‡", "†", "@", "#")
 
@@ -25,14 +29,12 @@ def find_markers(
     another number of matching markers, or the total differs from the number of vectors.
     """
     hit = input_ids == marker_id
-    if left_id is not None:
-        left = hit.new_zeros(hit.shape)
-        left[:, 1:] = input_ids[:, :-1] == left_id
-        hit &= left
+    if left_id is not None:  # a marker without that left neighbour (or at position 0) is not a slot
+        hit[:, 1:] &= input_ids[:, :-1] == left_id
+        hit[:, 0] = False
     if right_id is not None:
-        right = hit.new_zeros(hit.shape)
-        right[:, :-1] = input_ids[:, 1:] == right_id
-        hit &= right
+        hit[:, :-1] &= input_ids[:, 1:] == right_id
+        hit[:, -1] = False
     counts = hit.sum(dim=1)
     total = int(counts.sum())
     n = n_vectors if n_vectors is not None else input_ids.shape[0] * per_row
@@ -48,7 +50,9 @@ def find_markers(
     return hit.nonzero()[:, 1].reshape(input_ids.shape[0], per_row)
 
 
-def marker_ids(tokenizer, prompt: str, marker: str, count: int = 1) -> tuple[int, int | None, int | None]:
+def marker_ids(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, marker: str, count: int = 1
+) -> tuple[int, int | None, int | None]:
     """Token id of `marker` in the rendered `prompt` and of its left/right neighbours.
 
     The marker is located by character offsets, so a BPE that folds the preceding space into the
@@ -87,7 +91,9 @@ def marker_ids(tokenizer, prompt: str, marker: str, count: int = 1) -> tuple[int
 
 
 def pick_marker(
-    tokenizer, render: Callable[[str], str], candidates: tuple[str, ...] = MARKER_CANDIDATES
+    tokenizer: PreTrainedTokenizerBase,
+    render: Callable[[str], str],
+    candidates: tuple[str, ...] = MARKER_CANDIDATES,
 ) -> str:
     """First candidate character that is one token alone and inside ``render(marker)``."""
     for c in candidates:

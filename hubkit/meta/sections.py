@@ -1,16 +1,19 @@
 """The sections of hubkit's NLA schema: how a vector enters the AV, both prompts, the AR, the weights.
 
-Every choice that changes what an NLA computes is a field here; `NLAMeta` (in `record`) holds
-one of each. Nothing here imports torch.
+Every choice that changes what an NLA computes is a field here (injection scheme and scale, marker and
+neighbour ids, chat template on/off, AR kept blocks, head format and bias, AR BOS and input
+normalisation, prompt templates, adapter); `NLAMeta` (in `record`) holds one of each. No torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from hubkit import constants as C
+from hubkit.errors import MetaError
+from hubkit.registry import Registry
 
 Scale = float | Literal["sqrt_d_model", "raw"]
 Role = Literal["av", "ar"]
@@ -28,34 +31,19 @@ DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>" + EXPLANATION_PLAC
 
 ROLE_ALIASES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
 
-# The two published schemes; others are whatever `hubkit.injection.registry` has registered.
-BUILTIN_SCHEMES = ("embedding_replace", "residual_add")
-# Schemes whose injection is `v · scale / ‖v‖` and so need a scale on an AV.
-SCALED_SCHEMES = ("embedding_replace",)
+
+@dataclass(frozen=True)
+class Scheme:
+    """What a meta knows of an injection scheme (the code that applies it is in `hubkit.injection`)."""
+
+    scaled: bool  # the vector is injected as ``v · scale / ‖v‖``, so an AV needs `injection.scale`
 
 
-def scheme_names() -> list[str]:
-    """The injection schemes a meta may name: the registry's (imported only when asked, since the
-    two published names need no lookup), or the two built-in ones where no registry is installed."""
-    try:
-        from hubkit.injection.registry import scheme_names as registered
-    except ImportError:
-        return list(BUILTIN_SCHEMES)
-    return registered()
-
-
-class _SchemeChoices:
-    """The `choices` of `injection.scheme`: the built-in names answer without importing the registry."""
-
-    def __contains__(self, name: object) -> bool:
-        return name in BUILTIN_SCHEMES or name in scheme_names()
-
-    def __iter__(self):
-        return iter(scheme_names())
-
-
-def _scheme_choices() -> _SchemeChoices:
-    return _SchemeChoices()
+# The schemes a meta may name. The two published ones are data here, so reading a meta needs no torch;
+# `hubkit.injection.register_scheme` adds the name of any scheme registered beyond them.
+SCHEMES: Registry[Scheme] = Registry("injection scheme", hint="`injection.scheme` in nla_meta.yaml")
+SCHEMES.add("embedding_replace", Scheme(scaled=True))
+SCHEMES.add("residual_add", Scheme(scaled=False))
 
 
 def check_scale(value: Scale | None, name: str) -> None:
@@ -72,7 +60,7 @@ class Injection:
     its pair's tokens) or a scheme that is norm-matched (``residual_add``). `NLAMeta` enforces it.
     """
 
-    scheme: str = field(default="embedding_replace", metadata={"choices": _scheme_choices})
+    scheme: str = field(default="embedding_replace", metadata={"choices": lambda: SCHEMES.names()})
     scale: Scale | None = None
     marker: str | None = None
     marker_token_id: int | None = None
@@ -82,8 +70,10 @@ class Injection:
     ood_allowed: bool = False
 
     def __post_init__(self) -> None:
-        if self.scheme not in _SchemeChoices():
-            raise ValueError(f"`injection.scheme` must be one of {scheme_names()}, got {self.scheme!r}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(
+                f"`injection.scheme` must be one of {list(SCHEMES.names())}, got {self.scheme!r}"
+            )
         check_scale(self.scale, "injection.scale")
         if self.marker is not None and len(self.marker) == 0:
             raise ValueError("`injection.marker` must not be empty")
@@ -92,7 +82,7 @@ class Injection:
 
     @property
     def needs_scale(self) -> bool:
-        return self.scheme in SCALED_SCHEMES
+        return SCHEMES.get(self.scheme).scaled
 
 
 @dataclass
@@ -141,11 +131,6 @@ class ARSpec:
         if self.num_layers is not None and self.num_layers < 1:
             raise ValueError(f"`ar.num_layers` must be >= 1, got {self.num_layers}")
 
-    @property
-    def suffix(self) -> str:
-        """The template text after ``{explanation}`` (what `critic_suffix_ids` tokenizes)."""
-        return self.template.split(EXPLANATION_PLACEHOLDER, 1)[1]
-
 
 @dataclass
 class Adapter:
@@ -189,3 +174,30 @@ def resolve_scale(scale: Scale | None, d_model: int) -> float | None:
     if scale == "sqrt_d_model":
         return math.sqrt(d_model)
     return float(scale)
+
+
+def parse_scale(value: Any, where: str, name: str) -> Any:
+    """A scale as stored in the schema: a float, ``sqrt_d_model``, ``raw`` or None (numeric strings → float)."""
+    if value is None or value in ("sqrt_d_model", "raw"):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise MetaError(f"{where}: field `{name}` must be a number, 'sqrt_d_model', 'raw' or null; got {value!r}")
+
+
+def critic_suffix_ids(tokenizer: Any, template: str) -> list[int]:
+    """``tokenize(suffix)[1:]``: the AR template's text after ``{explanation}``, tokenized without
+    special tokens, less its first token (which merges with the explanation's last characters)."""
+    suffix = template.split(EXPLANATION_PLACEHOLDER, 1)[1]
+    ids = list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    if len(ids) < 2:
+        raise MetaError(
+            f"the AR template's suffix {suffix!r} is {len(ids)} token(s); `critic_suffix_ids` drops the first, "
+            "so it needs at least 2: lengthen the text after {explanation}"
+        )
+    return ids[1:]

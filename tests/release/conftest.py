@@ -228,18 +228,18 @@ def _eval_table(path: Path, n: int, seed: int) -> Path:
 def _family_world(root: Path, family: str) -> dict:
     from transformers import AutoTokenizer
 
-    from hubkit.arch import median_embedding_norm
     from hubkit.checkpoint import write_checkpoint
     from hubkit.eval.run import evaluate_pair
     from hubkit.heads import identity_head
     from hubkit.pair import NLAPair
+    from hubkit.scale_lint import embedding_norm
     from hubkit.testing import make_tiny_model, tiny_metas
 
     arch = FAMILY_ARCH[family]
     tiny = make_tiny_model(arch, d_model=D_MODEL, n_layers=2, chat=arch != "gemma3")
     base = tiny.save(root / "base")
     tok = AutoTokenizer.from_pretrained(str(base))
-    scale = 2.0 * median_embedding_norm(tiny.model)  # well inside the out-of-distribution bound
+    scale = 2.0 * embedding_norm(tiny.model)  # well inside the out-of-distribution bound
     av_meta, ar_meta = tiny_metas(tiny, layer=LAYER, scale=scale, chat=arch != "gemma3", base_model=str(base))
     av_dir = write_checkpoint(root / "pair" / "av", _lora(base, 1), tok, av_meta)
     ar_dir = write_checkpoint(root / "pair" / "ar", _lora(base, 2), tok, ar_meta, head=identity_head(D_MODEL))
