@@ -298,7 +298,7 @@ def _register() -> None:
     """Commands that live beside the code they drive (one direction of imports: cli imports them)."""
     from hubkit.data.commands import DATA_COMMANDS
     from hubkit.demo.command import demo_command
-    from hubkit.eval.commands import eval_command
+    from hubkit.eval_cli import eval_command
     from hubkit.export.command import export_command
     from hubkit.inspection.command import inspect_command
     from hubkit.release.commands import release_command

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hubkit import constants as C
+from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.ablations import Reconstructor, reconstruct_unique
 from hubkit.eval.identification import ranks
@@ -35,9 +35,6 @@ from hubkit.eval.metrics import (
     summarize,
 )
 from hubkit.verbalizer import parse_explanation
-
-if TYPE_CHECKING:
-    from hubkit.data.labelers import Labeler
 
 PARAPHRASE_PROMPT = """Rewrite the explanation below in different words. Keep every claim and its meaning, \
 change the wording and the sentence structure, and add nothing new. Answer with only the rewritten \
@@ -80,8 +77,6 @@ class Paraphrases:
 
 def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:
     """Ask `labeler` for a paraphrase of each distinct non-empty text (once each) and classify every row."""
-    from hubkit.data.labelers import Labeler, LabelerError
-
     if not isinstance(labeler, Labeler):
         raise TypeError(f"{type(labeler).__name__} is not a labeler (needs `name` and `chat(conversations)`)")
     unique = [t for t in dict.fromkeys(texts) if t.strip()]

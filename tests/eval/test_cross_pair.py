@@ -11,7 +11,8 @@ import torch
 from hubkit import heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import IncompatiblePairError, MetaError
-from hubkit.eval.cross_pair import cross_pair_matrix, evaluate_cross_pair
+from hubkit.eval.cross_pair import cross_pair_matrix
+from hubkit.eval.cross_pair_eval import evaluate_cross_pair
 from hubkit.eval.extras import Extras
 from hubkit.eval.generation import Generation
 from hubkit.eval.report import read_eval, verify
@@ -24,7 +25,7 @@ from hubkit.verbalizer import ActivationVerbalizer
 
 from .conftest import D, write_table
 
-FAST = dict(max_new_tokens=6, n_boot=200)
+FAST = dict(generation=Generation(max_new_tokens=6), n_boot=200)
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,17 @@ def _table(vectors):
 def test_every_cell_equals_the_separate_pair_eval(halves, vectors):
     avs, ars = halves
     table = _table(vectors)
-    cp = cross_pair_matrix(avs, ars, table, generation=Generation(max_new_tokens=6), seed=2, n_boot=200)
+    cp = cross_pair_matrix(avs, ars, table, generation=Generation(max_new_tokens=6, seed=2), n_boot=200)
     assert cp.avs == list(avs) and cp.ars == list(ars) and len(cp.cells) == 4
     for a, av in avs.items():
         for r, ar in ars.items():
-            rep = evaluate_pair(NLAPair(av, ar), table, seed=2, plots=False, **FAST)
+            rep = evaluate_pair(
+                NLAPair(av, ar),
+                table,
+                generation=Generation(max_new_tokens=6, seed=2),
+                n_boot=200,
+                plots=False,
+            )
             fig, cell = rep.figures, cp.cell(a, r)
             assert asdict(cell.cos) == asdict(fig.round_trip.all.cos)
             assert asdict(cell.fve) == asdict(fig.round_trip.all.fve)

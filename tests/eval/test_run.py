@@ -11,6 +11,7 @@ from hubkit import heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError, IncompatiblePairError
 from hubkit.eval.ablations import reconstruct_unique
+from hubkit.eval.generation import Generation
 from hubkit.eval.report import read_eval, verify
 from hubkit.eval.run import evaluate_pair, evaluate_trajectory, load_pair
 from hubkit.meta import Training
@@ -18,7 +19,7 @@ from hubkit.verbalizer import Explanation
 
 from .conftest import ConstantAR, D, OracleAR, write_table
 
-FAST = dict(max_new_tokens=6, n_boot=200)
+FAST = dict(generation=Generation(max_new_tokens=6), n_boot=200)
 
 
 def sha(path: Path) -> str:
@@ -63,7 +64,13 @@ def double_pair(metas, vectors, ar, broken=()):
 
 def test_report_numbers_agree_with_independent_computation(tmp_path, tiny_pair, vectors):
     table = write_table(tmp_path / "eval.parquet", vectors, explanations=[f"label {i}" for i in range(12)])
-    rep = evaluate_pair(tiny_pair, table, out_dir=tmp_path / "out", seed=1, **FAST)
+    rep = evaluate_pair(
+        tiny_pair,
+        table,
+        out_dir=tmp_path / "out",
+        generation=Generation(max_new_tokens=6, seed=1),
+        n_boot=200,
+    )
     data = read_eval(tmp_path / "out")
     rows = pq.read_table(tmp_path / "out" / "rows.parquet").to_pandas()
     v_hat = tiny_pair.ar.reconstruct(list(rows["explanation"])).double().numpy()
@@ -202,7 +209,7 @@ def ckpts(tmp_path_factory, tiny, metas):
 def test_cli_on_real_checkpoints_hashes_every_file(tmp_path, ckpts, vectors):
     from click.testing import CliRunner
 
-    from hubkit.eval.commands import eval_command
+    from hubkit.eval_cli import eval_command
 
     table = write_table(tmp_path / "eval.parquet", vectors)
     out = tmp_path / "out"
@@ -246,7 +253,7 @@ def test_cli_on_real_checkpoints_hashes_every_file(tmp_path, ckpts, vectors):
 def test_cli_usage_errors(tmp_path, ckpts, vectors):
     from click.testing import CliRunner
 
-    from hubkit.eval.commands import eval_command
+    from hubkit.eval_cli import eval_command
 
     table = write_table(tmp_path / "eval.parquet", vectors)
     res = CliRunner().invoke(

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from hubkit.eval.generation import Generation
 from hubkit.eval.report import read_eval
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.sections import (
@@ -35,7 +36,7 @@ def written(tmp_path_factory, tiny_pair):
     out = tmp_path_factory.mktemp("sections")
     vectors = np.random.default_rng(0).normal(size=(12, 32))
     table = write_table(out / "eval.parquet", vectors, explanations=[f"label {i}" for i in range(12)])
-    rep = evaluate_pair(tiny_pair, table, out_dir=out / "o", max_new_tokens=4, n_boot=50, plots=False)
+    rep = evaluate_pair(tiny_pair, table, out_dir=out / "o", generation=Generation(max_new_tokens=4), n_boot=50, plots=False)
     return rep, read_eval(out / "o")
 
 

@@ -26,8 +26,8 @@ def test_untrained_smollm2_pair_writes_a_verifiable_eval(tmp_path):
     from hubkit import heads, models
     from hubkit.arch import hidden_at_block
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.commands import eval_command
     from hubkit.eval.report import read_eval, verify
+    from hubkit.eval_cli import eval_command
     from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
 
     if not models.is_installed("smollm2-135m"):
