@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit.eval.sections import TrajectoryPoint
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
@@ -25,33 +26,28 @@ log = logging.getLogger(__name__)
 
 
 def _plan_points(
-    ls: LoadedSpec, run: Path, ev: dict, eval_path: Path
-) -> list[tuple[dict, PlannedCheckpoint]]:
+    ls: LoadedSpec, run: Path, points: list[TrajectoryPoint], nla: dict, eval_path: Path
+) -> list[tuple[TrajectoryPoint, PlannedCheckpoint]]:
     """Each checkpoint eval.json lists, planned and checked against the hashes it recorded."""
-    halves: list[tuple[dict, PlannedCheckpoint]] = []
+    halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]] = []
     role = None
-    for p in ev["figures"]["trajectory"]["checkpoints"]:
-        src = run / p["name"]
+    for p in points:
+        src = run / p.name
         if not src.is_dir():
             raise ReleaseError(
-                f"{eval_path}: lists checkpoint {p['name']!r} but {run} has no folder of that name; "
+                f"{eval_path}: lists checkpoint {p.name!r} but {run} has no folder of that name; "
                 "point `trajectory` at the run that was evaluated"
             )
         half = plan_half(src, role, "trajectory", ls.path)
         role = role or half.meta.role
-        honesty.check_hashes(
-            half.shipped_sources(),
-            (p.get(half.meta.role) or {}).get("files", {}),
-            eval_path,
-            src,
-            f"{half.meta.role.upper()} {p['name']}",
-        )
-        honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+        label = f"{half.meta.role.upper()} {p.name}"
+        honesty.check_hashes(half.shipped_sources(), getattr(p, half.meta.role).files, eval_path, src, label)
+        honesty.check_meta_against_eval(half.meta, nla, half.meta_file, eval_path)
         halves.append((p, half))
     return halves
 
 
-def _check_fixed_partner(ev: dict, halves: list[tuple[dict, PlannedCheckpoint]], role: str) -> None:
+def _check_fixed_partner(ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]], role: str) -> None:
     other_role = "ar" if role == "av" else "av"
     fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{other_role}")
     if not (fixed and Path(fixed["path"]).is_dir()):
@@ -69,11 +65,10 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    ev, eval_path = read_eval(ls, kind="trajectory")
-    honesty.check_card_figures(
-        ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
-    )
-    names = [p["name"] for p in ev["figures"]["trajectory"]["checkpoints"]]
+    cited = read_eval(ls, kind="trajectory")
+    ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
+    honesty.check_card_figures(ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir)
+    names = [p.name for p in points]
     check_corrections(ls, names)
     on_disk = sorted(
         p.name
@@ -87,13 +82,13 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         log.warning(
             "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
         )
-    halves = _plan_points(ls, run, ev, eval_path)
+    halves = _plan_points(ls, run, points, ev["nla"], eval_path)
     role = halves[0][1].meta.role
     _check_fixed_partner(ev, halves, role)
-    own_ars = {p["name"]: h.source / "ar" for p, h in halves if (h.source / "ar" / C.META_FILE).is_file()}
+    own_ars = {p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / C.META_FILE).is_file()}
     honesty.check_yardstick(
         {name: NLAMeta.load(folder) for name, folder in own_ars.items()},
-        {p["name"]: "fixed_ar" in p for p, _ in halves},
+        {p.name: p.fixed_ar is not None for p, _ in halves},
         eval_path,
         spec.card.co_trained_ar,
     )
@@ -116,7 +111,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     public = names_for(ls, base_id, [h.meta.base_model for _, h in halves])
     scales = public.public_tree(scales)
     for p, half in halves:
-        name = p["name"]
+        name = p.name
         for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name), public).items():
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
@@ -129,9 +124,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     }
     plots = copy_plots(ev, eval_path, dest)
     retracted = {c.checkpoint for c in spec.corrections}
-    example = next(
-        (p["name"] for p, _ in reversed(halves) if p["name"] not in retracted), halves[-1][0]["name"]
-    )
+    example = next((p.name for p, _ in reversed(halves) if p.name not in retracted), halves[-1][0].name)
     context = model_context(
         ls,
         role=role,
@@ -154,7 +147,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         template=cards.TRAJECTORY_TEMPLATE,
         **legal.card_header(),
         base_model=base_id,
-        eval_results=cards.trajectory_eval_results(ev, spec.eval_dataset or "hubkit-eval-table", retracted),
+        eval_results=cards.trajectory_eval_results(
+            cited.report, spec.eval_dataset or "hubkit-eval-table", retracted
+        ),
         model_name=target.repo_id,
         datasets=spec.datasets,
         tags=[*spec.card.tags, "trajectory"],

@@ -13,6 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubkit.data.sidecar import hubkit_version
+from hubkit.eval.report import EvalReport
+from hubkit.identity import hub_id
 from hubkit.meta import NLAMeta
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
@@ -44,8 +47,6 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     """The Hub id for the card header: `card.base_model`, the registry's id, or the meta's if it is one."""
     if ls.spec.card.base_model:
         return ls.spec.card.base_model
-    from hubkit.identity import hub_id
-
     name = meta.base_model
     if hub_id(name) != name:  # an offline registry model
         return hub_id(name)
@@ -111,8 +112,6 @@ def code_url() -> str | None:
 
 
 def _code(ls: LoadedSpec, git: dict) -> dict:
-    from hubkit.data.sidecar import hubkit_version
-
     url = ls.spec.card.code_url or code_url()
     return {"url": url, "version": hubkit_version(), "commit": git.get("commit")}
 
@@ -151,22 +150,19 @@ def _nla(meta: NLAMeta, base_id: str, nla: dict) -> dict:
     }
 
 
-def train_fve(train_ev: dict | None) -> dict | None:
+def train_fve(train_ev: EvalReport | None) -> dict | None:
     """The training-distribution FVE of a second eval of the same checkpoints, or None when not measured."""
     if train_ev is None:
         return None
-    rt = train_ev["figures"]["round_trip"]["all"]
-    return {
-        **{k: rt["fve"][k] for k in ("value", "ci_low", "ci_high")},
-        "n": rt["n"],
-        "table_sha256": train_ev["inputs"]["table"]["sha256"],
-    }
+    rt = train_ev.figures.round_trip.all
+    fve = {"value": rt.fve.value, "ci_low": rt.fve.ci_low, "ci_high": rt.fve.ci_high}
+    return {**fve, "n": rt.n, "table_sha256": train_ev.inputs["table"]["sha256"]}
 
 
 def eval_extras(ev: dict) -> list[str]:
     """The optional eval sections (paraphrase, claim ablation, cross-pair, spliced loss, judge) this report has."""
     figures = ev.get("figures") or {}
-    return [k for k in EVAL_EXTRAS if ev.get(k) is not None or figures.get(k) is not None]
+    return [k for k in EVAL_EXTRAS if figures.get(k) is not None]
 
 
 def model_context(
@@ -183,7 +179,7 @@ def model_context(
     git: dict,
     title: str,
     subfolder: str | None = None,
-    train_ev: dict | None = None,
+    train_ev: EvalReport | None = None,
     **kind_specific: Any,
 ) -> dict:
     """The context of a model card (pair half or trajectory); `kind_specific` adds the template's own keys."""

@@ -9,7 +9,7 @@ from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError
 from hubkit.eval.generation import Generation
 from hubkit.eval.overlap import check_overlap
-from hubkit.eval.report import read_eval
+from hubkit.eval.report import read_eval_json
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import RUN_RECIPE_FILE, trained_on
@@ -109,7 +109,7 @@ def test_eval_on_the_av_training_table_is_refused_without_train_table(tmp_path, 
         ],
     )
     assert res.exit_code == 0, res.output
-    ov = read_eval(tmp_path / "f")["overlap"]
+    ov = read_eval_json(tmp_path / "f")["overlap"]
     assert ov["checked"] and ov["forced"] and ov["n_overlap_docs"] == 6 and ov["n_overlap_rows"] == 12
     assert ov["doc_level"] and any(
         s.get("checkpoint") == "av" and s["stage"] == "av_sft" for s in ov["sources"]
@@ -131,7 +131,7 @@ def test_eval_on_the_av_training_table_is_refused_without_train_table(tmp_path, 
         ],
     )
     assert res.exit_code == 0, res.output
-    ov = read_eval(tmp_path / "h")["overlap"]
+    ov = read_eval_json(tmp_path / "h")["overlap"]
     assert ov["checked"] and ov["n_overlap_docs"] == 0 and ov["doc_level"] and ov["n_train_docs"] == 6
     assert {
         "checkpoint": "av",
