@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit.export import export_reference
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
 from hubkit.release.attribution import training_data
@@ -50,7 +51,6 @@ def _exports(
     into a temporary folder, planned like a checkpoint; ``{role: (exported half, what the card says)}``."""
     if ls.spec.format != "reference":
         return {}
-    from hubkit.export import export_reference
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hubkit-export-")))
     out = {}

@@ -30,6 +30,9 @@ from hubkit import constants as C
 from hubkit.checkpoint import read_file_hashes, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.provenance import sha256_file
+from hubkit.release.build_dataset import build_dataset
+from hubkit.release.build_pair import build_pair
+from hubkit.release.build_trajectory import build_trajectory
 from hubkit.release.context import card_base_model, partner_revision
 from hubkit.release.errors import ReleaseError
 from hubkit.release.local_paths import find_local_paths
@@ -56,14 +59,9 @@ __all__ = [
 
 def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
     if ls.spec.kind in ("av", "ar", "pair"):
-        from hubkit.release.build_pair import build_pair
-
         return build_pair(ls, out, cards_dir, legacy_pt)
     if ls.spec.kind == "trajectory":
-        from hubkit.release.build_trajectory import build_trajectory
-
         return build_trajectory(ls, out, cards_dir, legacy_pt)
-    from hubkit.release.build_dataset import build_dataset
 
     return build_dataset(ls, out, cards_dir)
 

@@ -16,7 +16,12 @@ from typing import Any
 import yaml
 
 from hubkit import constants as C
+from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.identity import public_base
+from hubkit.meta import NLAMeta
+from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 from hubkit.release.errors import ReleaseError
+from hubkit.release.families import config_model_type, local_snapshot, match_family
 from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
 
 
@@ -49,8 +54,6 @@ def _eval_file(path: Path) -> Path:
 def _license(base: str | None, local: str | None) -> str:
     """The licence of the base's family (by Hub id, then by the base's ``config.model_type``), as the
     release itself will find it."""
-    from hubkit.release.families import config_model_type, local_snapshot, match_family
-
     fam = match_family(base, config_model_type(local_snapshot([local], base)))
     return fam.license or placeholder(
         f"the Hub licence id (the base {base or local!r} is of no known family)"
@@ -99,15 +102,11 @@ def _repos(kind: str, repo: str | None, name: str) -> dict[str, str]:
 
 def _base(recipe: dict, ev: dict, run: Path) -> tuple[str | None, str | None, int | None]:
     """(the base's Hub id, the name the run records, the layer)."""
-    from hubkit.identity import public_base
-
     base = (ev.get("nla") or {}).get("base_model") or recipe.get("base_model")
     layer = (ev.get("nla") or {}).get("layer", recipe.get("layer"))
     if base is None:
         step = next((s[-1] for st in ("av", "ar", "grpo") if (s := _steps(run / st))), None)
         if step is not None:
-            from hubkit.meta import NLAMeta
-
             meta = NLAMeta.load(step, check_depth=False)
             base, layer = meta.base_model, meta.layer
     return (public_base(base) if base else None), base, layer
@@ -124,8 +123,6 @@ def _tables(recipe: dict, root: Path, kind: str) -> list[str]:
 
 
 def _corpora(tables: list[str], root: Path) -> dict[str, dict]:
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-    from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 
     out: dict[str, dict] = {}
     for t in tables:

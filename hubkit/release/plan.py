@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hubkit import constants as C
+from hubkit import heads
 from hubkit.meta import NLAMeta, Retraction
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
@@ -125,8 +126,6 @@ def write_half(
 ) -> dict[str, dict]:
     """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``.
     With `names`, the meta and the copied files that record local paths say the public names instead."""
-    from hubkit import heads
-
     dest.mkdir(parents=True, exist_ok=True)
     sources: dict[str, dict] = {}
     for rel in half.copy:

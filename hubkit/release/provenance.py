@@ -12,6 +12,7 @@ from hubkit import constants as C
 from hubkit.constants import PROVENANCE_SCHEMA
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
+from hubkit.release.context import partner_revision
 from hubkit.release.errors import ReleaseError
 from hubkit.release.manifest import RepoTarget
 from hubkit.release.public import PublicNames
@@ -51,8 +52,6 @@ def eval_summary(ev: dict | None, eval_path: Path | None) -> dict | None:
 
 def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str | None) -> list[dict]:
     """The repos this one derives from: its base, the other half of its pair, the spec's `parents`."""
-    from hubkit.release.context import partner_revision
-
     out = []
     if base_id is not None:
         out.append(
