@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.ablations import Reconstructor, reconstruct_unique
@@ -54,7 +54,7 @@ def paraphrase_messages(text: str) -> list[dict[str, str]]:
 
 def parse_paraphrase(reply: str) -> str:
     """The rewritten text: inside the tags when the reply has them (closed or not), else the whole reply."""
-    text, _ = parse_explanation(reply, C.EXPLANATION_OPEN, C.EXPLANATION_CLOSE)
+    text, _ = parse_explanation(reply, constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE)
     return text.strip()
 
 

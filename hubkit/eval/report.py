@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.errors import DataError
 from hubkit.eval.sections import (
     CrossPairFigures,
@@ -106,7 +106,7 @@ class EvalReport:
         """Write ``eval.json`` into `out_dir` (after the rows and plots, whose hashes it records)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / C.EVAL_FILE
+        path = out / constants.EVAL_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         os.replace(tmp, path)
@@ -121,7 +121,7 @@ def read_eval_json(path: str | Path) -> dict:
     """A written eval.json (or the folder holding it) as parsed JSON, with its schema checked."""
     p = Path(path)
     if p.is_dir():
-        p = p / C.EVAL_FILE
+        p = p / constants.EVAL_FILE
     if not p.is_file():
         raise DataError(f"{p}: no eval.json there; run `hubkit eval` first")
     try:
@@ -137,7 +137,7 @@ def read_eval_json(path: str | Path) -> dict:
 def read_eval(path: str | Path) -> EvalReport:
     """A written eval.json (or the folder holding it) as the `EvalReport` that wrote it, its figures and
     verdicts the typed sections of its kind; a missing, unknown or mistyped field names the file and field."""
-    p = Path(path) / C.EVAL_FILE if Path(path).is_dir() else Path(path)
+    p = Path(path) / constants.EVAL_FILE if Path(path).is_dir() else Path(path)
     data = read_eval_json(p)
     if data.get("kind") not in KINDS:
         raise DataError(f"{p}: field `kind` is {data.get('kind')!r}; this hubkit reads {sorted(KINDS)}")

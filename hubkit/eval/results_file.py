@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,10 @@ def _round_trip(figures) -> dict[str, Any]:
 def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]:
     """The flat round-trip headline (cosine summary, normalised MSE, FVE, noise floor, top-k against
     chance) that both this file and the `evaluate` module (`evaluate_module.py`) return."""
-    out = {
-        "n": cos.n,
-        "cos_mean": cos.mean,
-        "cos_ci_low": cos.ci_low,
-        "cos_ci_high": cos.ci_high,
-        "cos_std": cos.std,
-        "cos_median": cos.median,
-        "cos_min": cos.min,
-        "cos_max": cos.max,
-        "nmse_mean": nmse_mean,
-        "fve": fv.value if fv is not None else None,
-        "fve_baseline_b": fv.baseline_b if fv is not None else None,
-        "noise_floor_p95": floor.p95,
-        "noise_floor_mean": floor.mean,
-        "frac_above_floor": floor.frac_above,
-    }
+    out = {"n": cos.n, **{f"cos_{k}": v for k, v in asdict(cos).items() if k != "n"}}
+    out |= {"nmse_mean": nmse_mean, "fve": fv.value if fv is not None else None}
+    out |= {"fve_baseline_b": fv.baseline_b if fv is not None else None, "noise_floor_p95": floor.p95}
+    out |= {"noise_floor_mean": floor.mean, "frac_above_floor": floor.frac_above}
     for t in ident.top:
         out[f"top{t.k}"] = t.accuracy
         out[f"chance_top{t.k}"] = t.chance

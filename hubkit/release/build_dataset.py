@@ -7,7 +7,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.errors import DataError
 from hubkit.provenance import git_state, sha256_file
@@ -128,7 +128,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         pretty_name=spec.card.title,
         cards_dir=cards_dir,
     )
-    (dest / C.CARD_FILE).write_text(card)
+    (dest / constants.CARD_FILE).write_text(card)
     write_provenance(
         dest,
         ls,

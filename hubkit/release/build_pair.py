@@ -7,12 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.export import export_reference
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
 from hubkit.release.attribution import training_data
-from hubkit.release.context import card_base_model, model_context
+from hubkit.release.context import card_base_model, model_context, write_model_card
 from hubkit.release.errors import HonestyError
 from hubkit.release.legal import copy_legal, plan_legal
 from hubkit.release.manifest import RepoTarget
@@ -131,7 +131,7 @@ def _build_pair(
         dest = out / target.folder
         reason = retraction(ls, role)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(eval_path, dest / C.EVAL_FILE)  # before write_half, which rewrites its local paths
+        shutil.copyfile(eval_path, dest / constants.EVAL_FILE)  # before write_half, which rewrites its local paths
         shipped, export = exports.get(role, (half, None))
         sources = write_half(shipped, dest, legacy_pt, reason, names)
         sources |= copy_legal(legal, dest)
@@ -154,20 +154,11 @@ def _build_pair(
             files=half.weight_files(),
             export=export,
         )
-        card = cards.model_card(
-            context,
-            template=cards.MODEL_TEMPLATE,
-            **legal.card_header(),
-            base_model=base_id,
-            eval_results=cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table"),
-            model_name=target.repo_id,
-            datasets=spec.datasets,
-            tags=spec.card.tags,
-            language=spec.card.language,
-            cards_dir=cards_dir,
-        )
-        legal.check_card(card, cards.MODEL_TEMPLATE)
-        (dest / C.CARD_FILE).write_text(card)
+        results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
+        write_model_card(
+            ls, dest, context, legal, template=cards.MODEL_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
+            eval_results=results, tags=spec.card.tags, cards_dir=cards_dir,
+        )  # fmt: skip
         write_provenance(
             dest,
             ls,
@@ -181,11 +172,7 @@ def _build_pair(
                 "train_eval": eval_summary(train.data, train.path) if train else None,
                 "training_data": training,
                 "injection": scale,
-                "license": {
-                    "family": legal.family.key,
-                    "license": legal.license,
-                    "files": sorted(legal.files),
-                },
+                "license": legal.record(),
                 "parents": parents(ls, base_id, half.meta, role),
                 "corrections": context["corrections"],
             },

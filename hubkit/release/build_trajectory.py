@@ -6,13 +6,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.eval.sections import TrajectoryPoint
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
 from hubkit.release.attribution import training_data
-from hubkit.release.context import card_base_model, model_context
+from hubkit.release.context import card_base_model, model_context, write_model_card
 from hubkit.release.errors import ReleaseError
 from hubkit.release.legal import copy_legal, plan_legal
 from hubkit.release.manifest import RepoTarget
@@ -53,7 +53,7 @@ def _check_fixed_partner(ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCh
     if not (fixed and Path(fixed["path"]).is_dir()):
         return
     fixed_meta = NLAMeta.load(fixed["path"])
-    fixed_file = Path(fixed["path"]) / C.META_FILE
+    fixed_file = Path(fixed["path"]) / constants.META_FILE
     for _, half in halves:
         pair = (half.meta, fixed_meta) if role == "av" else (fixed_meta, half.meta)
         files = (half.meta_file, fixed_file) if role == "av" else (fixed_file, half.meta_file)
@@ -75,7 +75,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         for p in run.iterdir()
         if p.is_dir()
         and not p.name.startswith(".")
-        and ((p / C.META_FILE).exists() or (p / C.AR_META_JSON).exists())
+        and ((p / constants.META_FILE).exists() or (p / constants.AR_META_JSON).exists())
     )
     unevaluated = sorted(set(on_disk) - set(names))
     if unevaluated:
@@ -85,7 +85,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     halves = _plan_points(ls, run, points, ev["nla"], eval_path)
     role = halves[0][1].meta.role
     _check_fixed_partner(ev, halves, role)
-    own_ars = {p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / C.META_FILE).is_file()}
+    own_ars = {p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / constants.META_FILE).is_file()}
     honesty.check_yardstick(
         {name: NLAMeta.load(folder) for name, folder in own_ars.items()},
         {p.name: p.fixed_ar is not None for p, _ in halves},
@@ -116,9 +116,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
-            copy_output(eval_path, step_evals[name], dest / name / C.EVAL_FILE, f"eval.json of {name}")
+            copy_output(eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}")
     sources |= copy_legal(legal, dest)
-    shutil.copyfile(eval_path, dest / C.EVAL_FILE)
+    shutil.copyfile(eval_path, dest / constants.EVAL_FILE)
     sources |= {
         rel: {"from": str(eval_path.parent / rel), **rec} for rel, rec in publish_files(dest, public).items()
     }
@@ -142,22 +142,11 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         scales=scales,
         retracted=sorted(retracted),
     )
-    card = cards.model_card(
-        context,
-        template=cards.TRAJECTORY_TEMPLATE,
-        **legal.card_header(),
-        base_model=base_id,
-        eval_results=cards.trajectory_eval_results(
-            cited.report, spec.eval_dataset or "hubkit-eval-table", retracted
-        ),
-        model_name=target.repo_id,
-        datasets=spec.datasets,
-        tags=[*spec.card.tags, "trajectory"],
-        language=spec.card.language,
-        cards_dir=cards_dir,
-    )
-    legal.check_card(card, cards.TRAJECTORY_TEMPLATE)
-    (dest / C.CARD_FILE).write_text(card)
+    results = cards.trajectory_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table", retracted)
+    write_model_card(
+        ls, dest, context, legal, template=cards.TRAJECTORY_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
+        eval_results=results, tags=[*spec.card.tags, "trajectory"], cards_dir=cards_dir,
+    )  # fmt: skip
     write_provenance(
         dest,
         ls,
@@ -169,7 +158,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             "eval": eval_summary(ev, eval_path),
             "training_data": training,
             "injection": scales,
-            "license": {"family": legal.family.key, "license": legal.license, "files": sorted(legal.files)},
+            "license": legal.record(),
             "parents": parents(ls, base_id, last.meta, role),
             "corrections": context["corrections"],
         },

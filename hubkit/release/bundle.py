@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.checkpoint import read_file_hashes, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.provenance import sha256_file
@@ -69,7 +69,7 @@ def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -
 def check_replaceable(out: Path) -> None:
     """Refuse to replace `out` unless it is missing, empty, or holds only files hubkit wrote there.
 
-    A bundle records the sha256 of each of its files in its hash file (`C.CHECKPOINT_HASHES_FILE`, not
+    A bundle records the sha256 of each of its files in its hash file (`constants.CHECKPOINT_HASHES_FILE`, not
     pushed); a file it does not list, or one whose bytes changed since, is the user's and is never
     deleted (the rule `extract` and `build` follow for their tables).
     """
@@ -86,12 +86,12 @@ def check_replaceable(out: Path) -> None:
         raise ReleaseError(f"--out {out}: {exc}") from exc
     if recorded is None:
         raise ReleaseError(
-            f"--out {out}: not a release bundle hubkit built (no {C.CHECKPOINT_HASHES_FILE} recording its files, "
+            f"--out {out}: not a release bundle hubkit built (no {constants.CHECKPOINT_HASHES_FILE} recording its files, "
             f"e.g. {files[0].relative_to(out)}); nothing was replaced: choose an empty or new --out folder"
         )
     for path in files:
         rel = path.relative_to(out).as_posix()
-        if rel == C.CHECKPOINT_HASHES_FILE:
+        if rel == constants.CHECKPOINT_HASHES_FILE:
             continue
         want = recorded.get(rel)
         if want is None or path.is_symlink() or path.stat().st_size != want["size"]:

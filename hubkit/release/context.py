@@ -13,12 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubkit import constants
 from hubkit.data.sidecar import hubkit_version
 from hubkit.eval.report import EvalReport
 from hubkit.identity import hub_id
 from hubkit.meta import NLAMeta
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
+from hubkit.release.legal import LegalPlan
 from hubkit.release.spec import LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}
@@ -204,3 +206,17 @@ def model_context(
         "eval_extras": eval_extras(ev),
         **kind_specific,
     }
+
+
+def write_model_card(
+    ls: LoadedSpec, dest: Path, context: dict, legal: LegalPlan, *, template: str, base_id: str, repo_id: str,
+    eval_results: list, tags: list[str], cards_dir: Path | None,
+) -> None:
+    """Render a model card (``ModelCardData`` header, body from `template`), check it prints what the base's
+    licence asks for, and write it as the repo's README."""
+    card = cards.model_card(
+        context, template=template, **legal.card_header(), base_model=base_id, eval_results=eval_results,
+        model_name=repo_id, datasets=ls.spec.datasets, tags=tags, language=ls.spec.card.language, cards_dir=cards_dir,
+    )  # fmt: skip
+    legal.check_card(card, template)
+    (dest / constants.CARD_FILE).write_text(card)

@@ -15,8 +15,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
-from hubkit import loading, scale_lint
+from hubkit import constants, loading, scale_lint
 from hubkit.eval.yardstick import co_trained
 from hubkit.identity import same_base
 from hubkit.meta import NLAMeta, check_compatible
@@ -248,7 +247,7 @@ def injection_scale(
         )
         raise HonestyError(
             f"{meta_file}: injection scale {info['scale']:.4g} is {info['ratio']:.3g}× the median token-embedding "
-            f"norm {info['embedding_norm']:.4g}{residual} of {where}, beyond {C.OOD_SCALE_FACTOR:g}× either way (above "
+            f"norm {info['embedding_norm']:.4g}{residual} of {where}, beyond {constants.OOD_SCALE_FACTOR:g}× either way (above "
             f"the larger norm or below the smaller), and the training did not record it as deliberate (`injection.ood_allowed: true`). Such checkpoints have had "
             "to be retracted; fix the scale and retrain, or retrain with --allow-ood-injection if it is intended"
         )

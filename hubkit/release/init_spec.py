@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.identity import public_base
 from hubkit.meta import NLAMeta
@@ -26,7 +26,7 @@ from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
 
 
 def _steps(stage: Path) -> list[Path]:
-    return sorted(p for p in stage.glob("step_*") if p.is_dir() and (p / C.META_FILE).is_file())
+    return sorted(p for p in stage.glob("step_*") if p.is_dir() and (p / constants.META_FILE).is_file())
 
 
 def _rel(path: str | Path, root: Path) -> str:
@@ -39,7 +39,7 @@ def _rel(path: str | Path, root: Path) -> str:
 
 def _recipe(run: Path) -> dict[str, Any]:
     for stage in ("av", "ar", "grpo"):
-        copy = run / stage / C.RECIPE_COPY
+        copy = run / stage / constants.RECIPE_COPY
         if copy.is_file():
             data = yaml.safe_load(copy.read_text())
             if isinstance(data, dict):
@@ -48,7 +48,7 @@ def _recipe(run: Path) -> dict[str, Any]:
 
 
 def _eval_file(path: Path) -> Path:
-    return path / C.EVAL_FILE if path.is_dir() else path
+    return path / constants.EVAL_FILE if path.is_dir() else path
 
 
 def _license(base: str | None, local: str | None) -> str:
@@ -87,7 +87,7 @@ def _checkpoints(run: Path, ev: dict, kind: str, root: Path) -> dict[str, str]:
         found = next((s[-1] for st in stages if (s := _steps(run / st))), None)
         if found is None:
             raise ReleaseError(
-                f"{run}: no {half.upper()} checkpoint (no {'/'.join(stages)}/step_* with {C.META_FILE})"
+                f"{run}: no {half.upper()} checkpoint (no {'/'.join(stages)}/step_* with {constants.META_FILE})"
             )
         out[half] = _rel(found, root)
     return out
@@ -159,7 +159,7 @@ def init_spec(
     recipe = _recipe(run)
     base, local_base, layer = _base(recipe, ev, run)
     tables = _tables(recipe, root, kind)
-    spec: dict[str, Any] = {"schema": C.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
+    spec: dict[str, Any] = {"schema": constants.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
     spec["repos"] = _repos(kind, repo, name)
     if kind in ("av", "ar", "pair"):
         spec["checkpoints"] = _checkpoints(run, ev, kind, root)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
 from hubkit.eval.report import EvalReport, read_eval_json
@@ -33,7 +33,7 @@ def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
     value = getattr(ls.spec, field_name)
     assert value is not None
     path = ls.existing(value, field_name)
-    path = path / C.EVAL_FILE if path.is_dir() else path
+    path = path / constants.EVAL_FILE if path.is_dir() else path
     try:
         ev = read_eval_json(path)
     except DataError as exc:
