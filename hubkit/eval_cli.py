@@ -12,8 +12,24 @@ import click
 
 from hubkit.cli_options import engine_option, load_options, stack
 
-GENERATION_FLAGS = ("max_new_tokens", "batch_size", "ar_batch_size", "do_sample", "temperature", "top_p", "engine", "seed")
-PAIR_ONLY = ("paraphrase_endpoint", "paraphrase_model", "paraphrase_local", "claim_ablation", "cross_avs", "cross_ars")
+GENERATION_FLAGS = (
+    "max_new_tokens",
+    "batch_size",
+    "ar_batch_size",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "engine",
+    "seed",
+)
+PAIR_ONLY = (
+    "paraphrase_endpoint",
+    "paraphrase_model",
+    "paraphrase_local",
+    "claim_ablation",
+    "cross_avs",
+    "cross_ars",
+)
 PAIR_ONLY += ("judge_endpoint", "judge_model", "judge_local")
 
 extra_options = stack(
@@ -36,7 +52,9 @@ extra_options = stack(
         multiple=True,
         help="Another AV for the cross-pair matrix (repeatable); alone with --cross-ar: a cross-pair eval.",
     ),
-    click.option("--cross-ar", "cross_ars", multiple=True, help="Another AR for the cross-pair matrix (repeatable)."),
+    click.option(
+        "--cross-ar", "cross_ars", multiple=True, help="Another AR for the cross-pair matrix (repeatable)."
+    ),
     click.option(
         "--spliced-loss",
         is_flag=True,
@@ -50,15 +68,21 @@ extra_options = stack(
         "endpoint (…/v1); needs --judge-model.",
     ),
     click.option("--judge-model", default=None, help="Model name to ask at --judge-endpoint."),
-    click.option("--judge-local", default=None, help="Judge with a local transformers model (registry name or folder)."),
+    click.option(
+        "--judge-local", default=None, help="Judge with a local transformers model (registry name or folder)."
+    ),
 )
 """``--paraphrase-endpoint/--paraphrase-model/--paraphrase-local --claim-ablation --max-claims --cross-av --cross-ar
 --spliced-loss --judge-endpoint/--judge-model/--judge-local``."""
 
 
 @click.command("eval")
-@click.option("--av", default=None, help="AV checkpoint (folder or Hub repo id); the fixed AV with --trajectory.")
-@click.option("--ar", default=None, help="AR checkpoint (folder or Hub repo id); the fixed AR with --trajectory.")
+@click.option(
+    "--av", default=None, help="AV checkpoint (folder or Hub repo id); the fixed AV with --trajectory."
+)
+@click.option(
+    "--ar", default=None, help="AR checkpoint (folder or Hub repo id); the fixed AR with --trajectory."
+)
 @click.option(
     "--table",
     "table_path",
@@ -87,7 +111,9 @@ extra_options = stack(
     type=click.Path(exists=True),
     help="Training table(s) whose doc_ids must not appear in the eval table (repeatable).",
 )
-@click.option("--force-overlap", is_flag=True, help="Evaluate even if eval documents were trained on (recorded).")
+@click.option(
+    "--force-overlap", is_flag=True, help="Evaluate even if eval documents were trained on (recorded)."
+)
 @click.option(
     "--sidecar",
     default=None,
@@ -101,17 +127,26 @@ extra_options = stack(
     help="Loss log for the trend verdict (default: the run's metrics.jsonl, else checkpoint metas).",
 )
 @click.option(
-    "--rows", default=None, type=click.IntRange(min=1), help="Evaluate a seeded sample of this many rows (default: all)."
+    "--rows",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Evaluate a seeded sample of this many rows (default: all).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed for row sampling, controls and bootstrap.")
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="AV generation batch.")
+@click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="AV generation batch."
+)
 @click.option("--ar-batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--sample/--greedy", "do_sample", default=False, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True))
 @click.option(
-    "--n-boot", default=2000, show_default=True, type=click.IntRange(1, 100_000), help="Bootstrap resamples for intervals."
+    "--n-boot",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Bootstrap resamples for intervals.",
 )
 @click.option("--no-plots", is_flag=True)
 @click.option(
@@ -142,7 +177,13 @@ def eval_command(**flags: Any) -> None:
     table = EvalTable.read(o.table_path, sidecar=o.sidecar)
     gen = Generation(**{k: flags[k] for k in GENERATION_FLAGS})
     load = {"base_model": o.base_model, "device": o.device, "dtype": o.dtype}
-    common = {"generation": gen, "out_dir": o.out_dir, "rows": o.rows, "n_boot": o.n_boot, "plots": not o.no_plots}
+    common = {
+        "generation": gen,
+        "out_dir": o.out_dir,
+        "rows": o.rows,
+        "n_boot": o.n_boot,
+        "plots": not o.no_plots,
+    }
     common |= {"train_tables": o.train_tables, "force_overlap": o.force_overlap}
     av_dir = hub.resolve(o.av, revision=o.revision, subfolder=o.subfolder) if o.av else None
     ar_dir = hub.resolve(o.ar, revision=o.revision, subfolder=o.subfolder) if o.ar else None
@@ -161,8 +202,14 @@ def eval_command(**flags: Any) -> None:
         click.echo(report.figures.cross_pair.headline())
     else:
         if av_dir is None or ar_dir is None:
-            raise click.UsageError("give both --av and --ar (or --trajectory with one of them, or --cross-av and --cross-ar)")
-        extras = build_extras(o, (av_dir, ar_dir), table) if o.spliced_loss or any(flags[k] for k in PAIR_ONLY) else None
+            raise click.UsageError(
+                "give both --av and --ar (or --trajectory with one of them, or --cross-av and --cross-ar)"
+            )
+        extras = (
+            build_extras(o, (av_dir, ar_dir), table)
+            if o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
+            else None
+        )
         pair = run.load_pair(av_dir, ar_dir, **load)
         extras = with_fixed_ar(extras, pair, fixed_dir, o.fixed_ar, load)
         where = {"revision": o.revision, "subfolder": o.subfolder}
@@ -185,7 +232,9 @@ def names(sources: Sequence[str]) -> dict[str, str]:
     return {(sh if short.count(sh) == 1 else str(s)): s for sh, s in zip(short, sources)}
 
 
-def labeler(endpoint: str | None, model: str | None, local: str | None, device: str | None, flag: str = "paraphrase"):
+def labeler(
+    endpoint: str | None, model: str | None, local: str | None, device: str | None, flag: str = "paraphrase"
+):
     """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None``."""
     from hubkit.data.labelers import OpenAIChatLabeler, TransformersLabeler  # lazy: as in `eval_command`
     from hubkit.precision import resolve_dtype  # lazy: as above
@@ -199,7 +248,9 @@ def labeler(endpoint: str | None, model: str | None, local: str | None, device: 
     if model:
         raise click.UsageError(f"--{flag}-model needs --{flag}-endpoint")
     if local:
-        return TransformersLabeler.from_pretrained(local, dtype=resolve_dtype("auto", device), device=device or "cpu")
+        return TransformersLabeler.from_pretrained(
+            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
+        )
     return None
 
 
@@ -210,7 +261,9 @@ def judge(endpoint: str | None, model: str | None, local: str | None, device: st
         from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as in `eval_command`
         from hubkit.precision import resolve_dtype  # lazy: as above
 
-        return LikelihoodJudge.from_pretrained(local, dtype=resolve_dtype("auto", device), device=device or "cpu")
+        return LikelihoodJudge.from_pretrained(
+            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
+        )
     return labeler(endpoint, model, local, device, flag="judge")
 
 
@@ -261,4 +314,3 @@ def with_fixed_ar(extras, pair, fixed_dir, source: str | None, load: dict):
             )
         return extras
     return (extras or Extras()).load_fixed_ar(fixed_dir, source, **load)
-

@@ -80,10 +80,14 @@ class CrossPair:
 
     def headline(self) -> str:
         """One line per AV: cosine / top-1 against each AR."""
-        lines = [f"cross-pair matrix on {self.n} rows (cos / top-1; chance {1 / self.n:.3f}); ARs: {', '.join(self.ars)}"]
+        lines = [
+            f"cross-pair matrix on {self.n} rows (cos / top-1; chance {1 / self.n:.3f}); ARs: {', '.join(self.ars)}"
+        ]
         for a in self.avs:
             cells = [self.cell(a, r) for r in self.ars]
-            lines.append(f"  {a}: " + "  ".join(f"{c.cos.mean:.4f}/{c.identification[0].accuracy:.3f}" for c in cells))
+            lines.append(
+                f"  {a}: " + "  ".join(f"{c.cos.mean:.4f}/{c.identification[0].accuracy:.3f}" for c in cells)
+            )
         return "\n".join(lines)
 
 
@@ -122,7 +126,9 @@ def check_cross(avs: Mapping[str, Half], ars: Mapping[str, Half], table: EvalTab
             check_against_meta(table, am)
 
 
-def load_half(path: Path, role: str, base_model: str | None = None, device: str | None = None, dtype: str | None = None):
+def load_half(
+    path: Path, role: str, base_model: str | None = None, device: str | None = None, dtype: str | None = None
+):
     """The AV or AR checkpoint at `path` (the default `loader` of `cross_pair_matrix`)."""
     cls = ActivationVerbalizer if role == "av" else ActivationReconstructor
     return cls.from_pretrained(path, base_model=base_model, device=device, dtype=dtype)

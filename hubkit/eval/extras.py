@@ -91,16 +91,13 @@ class Extras:
         halves |= {f"cross AR {n}": h for n, h in self.cross_ars.items()}
         return from_halves(halves)
 
-    def run(
-        self, pair, table: EvalTable, details: list, v_hat: np.ndarray, gen: Generation, n_boot: int, progress: bool
-    ) -> dict[str, Any]:
-        """The sections asked for, computed on the round trip's explanations (`details`) and reconstructions."""
-        done = Done(pair, table, details, v_hat, gen, n_boot, progress)
-        return {name: s.run(self, done) for name, s in SECTIONS.items() if s.wanted(self)}
+    def run(self, produced: Produced) -> dict[str, Any]:
+        """The sections asked for, computed on what the round trip `produced` (explanations, reconstructions)."""
+        return {name: s.run(self, produced) for name, s in SECTIONS.items() if s.wanted(self)}
 
 
 @dataclass(frozen=True)
-class Done:
+class Produced:
     """What the round trip of a pair eval produced, which every section reads."""
 
     pair: Any
@@ -130,7 +127,7 @@ class Section:
     and its line(s) in the terminal headline (``None``: nothing to say)."""
 
     wanted: Callable[[Extras], bool]
-    run: Callable[[Extras, Done], Any]
+    run: Callable[[Extras, Produced], Any]
     headline: Callable[[Any], str | None]
     columns: Callable[[Any], dict[str, Any]] = lambda section: {}
 
@@ -151,7 +148,7 @@ def _rate(r) -> str:
     return "n/a" if r.value is None else f"{r.value:.3f}{_ci(r, '.3f')}"
 
 
-def _cross(x: Extras, d: Done):
+def _cross(x: Extras, d: Produced):
     avs, ars = x._halves(d.pair)
     names = {"av": x.names[0], "ar": x.names[1]}
     return cross_pair_matrix(
@@ -232,5 +229,9 @@ def row_columns(sections: Mapping[str, Any]) -> dict[str, Any]:
 
 def headlines(figures) -> list[str]:
     """Headline lines of the optional sections present in a pair report's figures."""
-    lines = (s.headline(getattr(figures, name)) for name, s in SECTIONS.items() if getattr(figures, name) is not None)
+    lines = (
+        s.headline(getattr(figures, name))
+        for name, s in SECTIONS.items()
+        if getattr(figures, name) is not None
+    )
     return [line for line in lines if line is not None]

@@ -22,7 +22,7 @@ from hubkit.errors import DataError
 from hubkit.eval import plots, shared_rows
 from hubkit.eval.ablations import content_sensitivity
 from hubkit.eval.diversity import diversity
-from hubkit.eval.extras import Extras, row_columns
+from hubkit.eval.extras import Extras, Produced, row_columns
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, nmse_rows, noise_floor
@@ -110,7 +110,7 @@ def evaluate_pair(
     cs_ref = None
     if sel.explanations is not None:
         cs_ref = content_sensitivity(pair.ar, vn, sel.explanations, source="reference", **stats)
-    sections = extras.run(pair, sel, details, v_hat, gen, n_boot, progress) if extras else {}
+    sections = extras.run(Produced(pair, sel, details, v_hat, gen, n_boot, progress)) if extras else {}
     t_controls = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -83,7 +83,9 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
         # One half fixed by the caller: the trajectory is the other half's folder.
         cks = halves.get("av" if ar is not None else "ar") or next(iter(halves.values()))
     if not cks:
-        raise DataError(f"{run_dir}: no checkpoint subfolders (folders holding {constants.META_FILE}) to evaluate")
+        raise DataError(
+            f"{run_dir}: no checkpoint subfolders (folders holding {constants.META_FILE}) to evaluate"
+        )
     roles = {c.meta.role for c in cks}
     if len(roles) > 1:
         raise MetaError(f"{run_dir}: mixes AV and AR checkpoints; put them under av/ and ar/ subfolders")
@@ -148,7 +150,9 @@ def evaluate_trajectory(
     base_rec = base_record(plan[0][1], plan[0][2], base_model)
     points, last = [], None
     if fixed_ar is not None:  # loaded once for every checkpoint
-        extras = (extras or Extras()).load_fixed_ar(fixed_ar, base_model=base_model, device=device, dtype=dtype)
+        extras = (extras or Extras()).load_fixed_ar(
+            fixed_ar, base_model=base_model, device=device, dtype=dtype
+        )
     frozen = {"frozen_ar": checkpoint_record(fixed_ar)} if fixed_ar is not None else {}
     for ck, av_dir, ar_dir in plan:
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)

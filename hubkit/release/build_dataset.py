@@ -28,7 +28,6 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     """What the dataset card says about one table (sidecar blocks with the optional keys filled)."""
     import pyarrow.parquet as pq
 
-
     sd = to_dict(side)
     return {
         "path": rel,

@@ -131,7 +131,9 @@ def _build_pair(
         dest = out / target.folder
         reason = retraction(ls, role)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(eval_path, dest / constants.EVAL_FILE)  # before write_half, which rewrites its local paths
+        shutil.copyfile(
+            eval_path, dest / constants.EVAL_FILE
+        )  # before write_half, which rewrites its local paths
         shipped, export = exports.get(role, (half, None))
         sources = write_half(shipped, dest, legacy_pt, reason, names)
         sources |= copy_legal(legal, dest)

@@ -47,7 +47,9 @@ def _plan_points(
     return halves
 
 
-def _check_fixed_partner(ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]], role: str) -> None:
+def _check_fixed_partner(
+    ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]], role: str
+) -> None:
     other_role = "ar" if role == "av" else "av"
     fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{other_role}")
     if not (fixed and Path(fixed["path"]).is_dir()):
@@ -67,7 +69,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     run = ls.existing(spec.trajectory, "trajectory", "dir")
     cited = read_eval(ls, kind="trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
-    honesty.check_card_figures(ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir)
+    honesty.check_card_figures(
+        ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
+    )
     names = [p.name for p in points]
     check_corrections(ls, names)
     on_disk = sorted(
@@ -85,7 +89,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     halves = _plan_points(ls, run, points, ev["nla"], eval_path)
     role = halves[0][1].meta.role
     _check_fixed_partner(ev, halves, role)
-    own_ars = {p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / constants.META_FILE).is_file()}
+    own_ars = {
+        p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / constants.META_FILE).is_file()
+    }
     honesty.check_yardstick(
         {name: NLAMeta.load(folder) for name, folder in own_ars.items()},
         {p.name: p.fixed_ar is not None for p, _ in halves},
@@ -116,7 +122,9 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
-            copy_output(eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}")
+            copy_output(
+                eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}"
+            )
     sources |= copy_legal(legal, dest)
     shutil.copyfile(eval_path, dest / constants.EVAL_FILE)
     sources |= {

@@ -146,9 +146,22 @@ def trajectory_eval_results(report: EvalReport, dataset_type: str, retracted: se
     table, out = report.inputs["table"], []
     for p in report.figures.trajectory.checkpoints:
         if p.name not in retracted:
-            out.append(_eval_result(table, "cosine", f"round-trip cosine (mean), {p.name}", p.cos.mean, dataset_type, p.name))
+            out.append(
+                _eval_result(
+                    table, "cosine", f"round-trip cosine (mean), {p.name}", p.cos.mean, dataset_type, p.name
+                )
+            )
             top1 = p.identification.top1
-            out.append(_eval_result(table, "identification_top1", f"identification top-1, {p.name}", top1, dataset_type, p.name))
+            out.append(
+                _eval_result(
+                    table,
+                    "identification_top1",
+                    f"identification top-1, {p.name}",
+                    top1,
+                    dataset_type,
+                    p.name,
+                )
+            )
     return out
 
 

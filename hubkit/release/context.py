@@ -209,8 +209,17 @@ def model_context(
 
 
 def write_model_card(
-    ls: LoadedSpec, dest: Path, context: dict, legal: LegalPlan, *, template: str, base_id: str, repo_id: str,
-    eval_results: list, tags: list[str], cards_dir: Path | None,
+    ls: LoadedSpec,
+    dest: Path,
+    context: dict,
+    legal: LegalPlan,
+    *,
+    template: str,
+    base_id: str,
+    repo_id: str,
+    eval_results: list,
+    tags: list[str],
+    cards_dir: Path | None,
 ) -> None:
     """Render a model card (``ModelCardData`` header, body from `template`), check it prints what the base's
     licence asks for, and write it as the repo's README."""

@@ -113,7 +113,6 @@ def check_card_figures(
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
     import jinja2
 
-
     check_required(data, code_reads, eval_path)
     try:
         reads = template_reads(cards.environment(cards_dir), template)

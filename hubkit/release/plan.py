@@ -31,7 +31,9 @@ TRAINER_FILES = frozenset(
     }
 )
 # Files the bundle writes itself (replacing any the checkpoint has).
-GENERATED = frozenset({constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE, constants.META_FILE})
+GENERATED = frozenset(
+    {constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE, constants.META_FILE}
+)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -84,7 +86,11 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             f"{spec_path}: field `{field_name}`: {source} is an {meta.role.upper()} checkpoint, not an "
             f"{role.upper()}"
         )
-    meta_file = source / constants.META_FILE if (source / constants.META_FILE).exists() else source / constants.AR_META_JSON
+    meta_file = (
+        source / constants.META_FILE
+        if (source / constants.META_FILE).exists()
+        else source / constants.AR_META_JSON
+    )
     half = PlannedCheckpoint(meta.role, source, meta, meta_file)
     # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
     # step, never of an AV or AR release of its own (that half is released from its own folder)
@@ -97,7 +103,11 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             half.skipped.append(rel)
             continue
         name = p.name
-        if name in TRAINER_FILES or (rel in GENERATED and rel != constants.META_FILE) or name == constants.CARD_FILE:
+        if (
+            name in TRAINER_FILES
+            or (rel in GENERATED and rel != constants.META_FILE)
+            or name == constants.CARD_FILE
+        ):
             half.skipped.append(rel)
         elif rel == constants.META_FILE:
             continue
@@ -155,7 +165,9 @@ def write_half(
         for rel, rec in publish_files(dest, names).items():
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), **rec}
-        for nested in sorted(dest.rglob(constants.META_FILE)):  # a GRPO step's own AR (ar/) names its base too
+        for nested in sorted(
+            dest.rglob(constants.META_FILE)
+        ):  # a GRPO step's own AR (ar/) names its base too
             if nested.parent == dest:
                 continue
             rel = nested.relative_to(dest).as_posix()

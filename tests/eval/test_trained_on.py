@@ -146,7 +146,9 @@ def test_documents_shared_with_the_run_table_are_found(tmp_path, tiny, metas, sp
     av_sft, _, leaky = split
     av = _run(tmp_path / "runs" / "av", tiny, metas, "av_sft", av_sft)
     with pytest.raises(DataError, match=r"1 of its 11 documents \(2 rows\) are training documents"):
-        evaluate_pair(tiny_pair, leaky, checkpoints={"av": av}, generation=Generation(max_new_tokens=4), n_boot=50)
+        evaluate_pair(
+            tiny_pair, leaky, checkpoints={"av": av}, generation=Generation(max_new_tokens=4), n_boot=50
+        )
 
 
 def test_grpo_checkpoint_leads_to_the_sft_table_it_started_from(tmp_path, tiny, metas, split):

@@ -157,7 +157,8 @@ def test_optional_eval_sections_render_through_the_partial(smol, tmp_path):
     ev = json.loads(ev_path.read_text())
     ev["figures"]["paraphrase"] = {"delta_cos": {"mean": -0.031}}
     ev_path.write_text(json.dumps(ev))
-    with pytest.raises(ReleaseError, match="figures.paraphrase.delta_cos"):  # a half-written section is refused
+    # a half-written section is refused
+    with pytest.raises(ReleaseError, match="figures.paraphrase.delta_cos"):
         _build(smol)
     cos = summarize([0.5, 0.6, 0.7], n_boot=10)
     ev["figures"]["paraphrase"] = to_plain(
