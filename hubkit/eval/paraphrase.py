@@ -23,13 +23,12 @@ import numpy as np
 from hubkit import constants
 from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
-from hubkit.eval.ablations import Reconstructor, reconstruct_unique
+from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
 from hubkit.eval.identification import ranks
 from hubkit.eval.metrics import (
     DEFAULT_BOOT,
     FVEChange,
     Summary,
-    as_matrix,
     cosine_rows,
     fve_change,
     summarize,
@@ -159,22 +158,14 @@ def paraphrase_sensitivity(
     Identification ranks each reconstruction among all `vectors`, so flips are measured against the
     full eval set.
     """
-    v = as_matrix(vectors)
+    v, texts, orig = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
     n = v.shape[0]
-    texts = list(explanations)
-    if len(texts) != n:
-        raise DataError(f"{len(texts)} explanations for {n} vectors")
     if paraphrases is None:
         if labeler is None:
             raise DataError("paraphrase sensitivity needs a labeler backend or paraphrases already made")
         paraphrases = paraphrase(labeler, texts)
     if len(paraphrases.texts) != n:
         raise DataError(f"{len(paraphrases.texts)} paraphrases for {n} explanations")
-    orig = (
-        reconstruct_unique(ar, texts, batch_size)
-        if real_reconstructions is None
-        else as_matrix(real_reconstructions, "real reconstructions")
-    )
     ok = np.array([s == "ok" for s in paraphrases.statuses], dtype=bool)
     para = orig.copy()
     if ok.any():
