@@ -123,13 +123,15 @@ class Produced:
 
 @dataclass(frozen=True)
 class Section:
-    """An optional section: whether `Extras` asks for it, how it runs, its per-row columns for rows.parquet
-    and its line(s) in the terminal headline (``None``: nothing to say)."""
+    """An optional section: whether `Extras` asks for it, how it runs, its line(s) in the terminal headline
+    (``None``: nothing to say), its per-row columns for rows.parquet and its flat headline figures for the
+    `evaluate` results file (`hubkit.eval.results_file`)."""
 
     wanted: Callable[[Extras], bool]
     run: Callable[[Extras, Produced], Any]
     headline: Callable[[Any], str | None]
     columns: Callable[[Any], dict[str, Any]] = lambda section: {}
+    results: Callable[[Any], dict[str, Any]] = lambda section: {}
 
 
 SECTIONS: Registry[Section] = Registry("eval section")
@@ -172,6 +174,15 @@ SECTIONS.add("paraphrase", Section(
         "paraphrase_status": pa.array(ps.row_statuses, pa.string()),
         "cos_paraphrase": pa.array(ps.per_row["cos_paraphrase"], from_pandas=True),
     },
+    results=lambda ps: {
+        "paraphrase_labeler": ps.labeler, "paraphrase_n_used": ps.n_used, "paraphrase_statuses": ps.statuses,
+        "paraphrase_cos_delta": ps.delta.mean, "paraphrase_cos_delta_ci_low": ps.delta.ci_low,
+        "paraphrase_cos_delta_ci_high": ps.delta.ci_high, "paraphrase_relative_change": ps.relative_change,
+        "paraphrase_fve_delta": ps.fve.delta, "paraphrase_fve_delta_ci_low": ps.fve.ci_low,
+        "paraphrase_fve_delta_ci_high": ps.fve.ci_high,
+        **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
+        "paraphrase_verdict": ps.verdict,
+    },
 ))  # fmt: skip
 SECTIONS.add("claim_ablation", Section(
     wanted=lambda x: x.claim_ablation,
@@ -187,8 +198,19 @@ SECTIONS.add("claim_ablation", Section(
         "claims": pa.array(ca.row_claims, pa.list_(pa.string())),
         "claim_deltas": pa.array(ca.per_row, pa.list_(pa.float64())),
     },
+    results=lambda ca: {
+        "claim_n_claims": ca.n_claims, "claim_cos_delta": ca.delta.mean, "claim_cos_delta_ci_low": ca.delta.ci_low,
+        "claim_cos_delta_ci_high": ca.delta.ci_high, "claim_row_max_delta": ca.row_max_delta.mean,
+        "claim_cos_delta_by_index": {g.index: g.delta.mean for g in ca.by_index},
+    },
 ))  # fmt: skip
-SECTIONS.add("cross_pair", Section(wanted=lambda x: x.cross, run=_cross, headline=lambda cp: cp.headline()))
+SECTIONS.add("cross_pair", Section(
+    wanted=lambda x: x.cross, run=_cross, headline=lambda cp: cp.headline(),
+    results=lambda cp: {"cross_pair": [
+        {"av": c.av, "ar": c.ar, "cos_mean": c.cos.mean, "fve": c.fve.value, "top1": c.identification[0].accuracy}
+        for c in cp.cells
+    ]},
+))  # fmt: skip
 SECTIONS.add("fixed_ar", Section(
     wanted=lambda x: x.fixed_ar is not None,
     run=lambda x, d: fixed_ar_section(

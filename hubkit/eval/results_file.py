@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubkit.eval.extras import SECTIONS
 from hubkit.eval.metrics import clean
 
 RESULTS_FILE = "evaluate_results.json"
@@ -47,44 +48,9 @@ def headline_results(report) -> dict[str, Any]:
     out["eval_table_sha256"] = table.get("sha256")
     if hasattr(f, "round_trip"):
         out.update(_round_trip(f))
-    ps = getattr(f, "paraphrase", None)
-    if ps is not None:
-        out.update(
-            paraphrase_labeler=ps.labeler,
-            paraphrase_n_used=ps.n_used,
-            paraphrase_statuses=ps.statuses,
-            paraphrase_cos_delta=ps.delta.mean,
-            paraphrase_cos_delta_ci_low=ps.delta.ci_low,
-            paraphrase_cos_delta_ci_high=ps.delta.ci_high,
-            paraphrase_relative_change=ps.relative_change,
-            paraphrase_fve_delta=ps.fve.delta,
-            paraphrase_fve_delta_ci_low=ps.fve.ci_low,
-            paraphrase_fve_delta_ci_high=ps.fve.ci_high,
-            **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
-            paraphrase_verdict=ps.verdict,
-        )
-    ca = getattr(f, "claim_ablation", None)
-    if ca is not None:
-        out.update(
-            claim_n_claims=ca.n_claims,
-            claim_cos_delta=ca.delta.mean,
-            claim_cos_delta_ci_low=ca.delta.ci_low,
-            claim_cos_delta_ci_high=ca.delta.ci_high,
-            claim_row_max_delta=ca.row_max_delta.mean,
-            claim_cos_delta_by_index={g.index: g.delta.mean for g in ca.by_index},
-        )
-    cp = getattr(f, "cross_pair", None)
-    if cp is not None:
-        out["cross_pair"] = [
-            {
-                "av": c.av,
-                "ar": c.ar,
-                "cos_mean": c.cos.mean,
-                "fve": c.fve.value,
-                "top1": c.identification[0].accuracy,
-            }
-            for c in cp.cells
-        ]
+    for name, section in SECTIONS.items():
+        if getattr(f, name, None) is not None:
+            out.update(section.results(getattr(f, name)))
     return clean(out)
 
 
