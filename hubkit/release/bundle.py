@@ -33,7 +33,7 @@ from hubkit.provenance import sha256_file
 from hubkit.release.build_dataset import build_dataset
 from hubkit.release.build_pair import build_pair
 from hubkit.release.build_trajectory import build_trajectory
-from hubkit.release.context import card_base_model, partner_revision
+from hubkit.release.context import card_base_model
 from hubkit.release.errors import ReleaseError
 from hubkit.release.local_paths import find_local_paths
 from hubkit.release.manifest import BUNDLE_SCHEMA, MANIFEST_FILE, Bundle, RepoTarget
@@ -51,7 +51,6 @@ __all__ = [
     "RepoTarget",
     "build_bundle",
     "card_base_model",
-    "partner_revision",
     "plan_half",
     "provenance_files",
 ]

@@ -60,11 +60,6 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     )
 
 
-def partner_revision(spec: ReleaseSpec) -> str | None:
-    """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
-    return spec.tag if spec.kind == "pair" else spec.partner_revision
-
-
 def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str:
     """The one-line ``from_pretrained`` arguments for the card's three-line snippet."""
     repos, tag = spec.repos, spec.tag
@@ -76,7 +71,7 @@ def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str
             + (f', {role}_subfolder="{subfolder}"' if subfolder else "")
         )
     args = {role: mine, other: repos[other]}
-    other_rev = partner_revision(spec)
+    other_rev = spec.other_revision()
     parts = [f'av="{args["av"]}"', f'ar="{args["ar"]}"']
     if other_rev != tag:
         parts.append(f'{role}_revision="{tag}"')

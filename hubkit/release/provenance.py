@@ -12,7 +12,6 @@ from hubkit import constants
 from hubkit.constants import PROVENANCE_SCHEMA
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
-from hubkit.release.context import partner_revision
 from hubkit.release.errors import ReleaseError
 from hubkit.release.manifest import RepoTarget
 from hubkit.release.public import PublicNames
@@ -60,7 +59,7 @@ def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str
     if role in ("av", "ar"):
         other = "ar" if role == "av" else "av"
         if other in ls.spec.repos:
-            rev = partner_revision(ls.spec)
+            rev = ls.spec.other_revision()
             out.append({"repo": ls.spec.repos[other], "revision": rev, "relation": f"pair ({other})"})
     out += [asdict(p) for p in ls.spec.parents]
     return out

@@ -246,6 +246,10 @@ class ReleaseSpec:
             return ["dataset"]
         return [r for r in ("av", "ar") if r in self.checkpoints]
 
+    def other_revision(self) -> str | None:
+        """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
+        return self.tag if self.kind == "pair" else self.partner_revision
+
     def correction_for(self, checkpoint: str) -> Correction | None:
         return next((c for c in self.corrections if c.checkpoint == checkpoint), None)
 
