@@ -138,7 +138,11 @@ def read_eval(path: str | Path) -> EvalReport:
     """A written eval.json (or the folder holding it) as the `EvalReport` that wrote it, its figures and
     verdicts the typed sections of its kind; a missing, unknown or mistyped field names the file and field."""
     p = Path(path) / constants.EVAL_FILE if Path(path).is_dir() else Path(path)
-    data = read_eval_json(p)
+    return typed_report(read_eval_json(p), p)
+
+
+def typed_report(data: dict, p: Path) -> EvalReport:
+    """eval.json's parsed `data` (read from `p`) as typed by `read_eval`."""
     if data.get("kind") not in KINDS:
         raise DataError(f"{p}: field `kind` is {data.get('kind')!r}; this hubkit reads {sorted(KINDS)}")
     figures, verdicts = KINDS[data["kind"]]

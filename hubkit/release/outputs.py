@@ -12,8 +12,7 @@ from typing import Any
 from hubkit import constants
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
-from hubkit.eval.report import EvalReport, read_eval_json
-from hubkit.eval.report import read_eval as read_typed
+from hubkit.eval.report import EvalReport, read_eval_json, typed_report
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.spec import LoadedSpec
@@ -39,7 +38,7 @@ def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
     except DataError as exc:
         raise ReleaseError(f"{ls.path}: field `{field_name}`: {exc}") from exc
     try:
-        report = read_typed(path)
+        report = typed_report(ev, path)
     except DataError as exc:  # a figure missing or mistyped: the card would print an empty or invented number
         raise HonestyError(f"{exc}. Or release without this eval") from exc
     bad = non_finite(ev)
