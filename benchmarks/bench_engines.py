@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -101,15 +102,17 @@ def eval_rows(args: argparse.Namespace, pair, v: torch.Tensor) -> list[dict]:
     """`evaluate_pair` on each engine and the per-row eval loop, on the eval table of vectors `v`."""
     from bench_eval import per_row_loop
 
-    from hubkit.eval.run import evaluate_pair
+    from hubkit.eval.run import Generation, evaluate_pair
 
     n, out = len(v), []
     with tempfile.TemporaryDirectory() as tmp:
         table = eval_table(Path(tmp) / "eval.parquet", v)
-        kw = dict(max_new_tokens=args.new_tokens, batch_size=args.batch_size, n_boot=200, plots=False)
+        gen = Generation(max_new_tokens=args.new_tokens, batch_size=args.batch_size)
         reps = {
             name: timed(
-                lambda name=name: evaluate_pair(pair, table, out_dir=Path(tmp) / name, engine=name, **kw)
+                lambda name=name: evaluate_pair(
+                    pair, table, out_dir=Path(tmp) / name, generation=replace(gen, engine=name), n_boot=200, plots=False
+                )
             )
             for name in ("vllm", "transformers")
         }

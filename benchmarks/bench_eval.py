@@ -26,6 +26,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,7 @@ def bench_sections(pair, tok, table, args) -> None:
     tbl = EvalTable.read(table)
     gen = Generation(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     t0 = time.perf_counter()
-    cp = cross_pair_matrix(avs, ars, tbl, generation=gen, seed=args.seed, n_boot=500)
+    cp = cross_pair_matrix(avs, ars, tbl, generation=replace(gen, seed=args.seed), n_boot=500)
     matrix_s = time.perf_counter() - t0
     v = tbl.vectors.float()
     vn = v.numpy().astype(np.float64)
@@ -276,7 +277,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from hubkit import models
-    from hubkit.eval.run import evaluate_pair
+    from hubkit.eval.run import Generation, evaluate_pair
     from hubkit.precision import resolve_dtype
 
     dtype = resolve_dtype(args.dtype, "cpu")
@@ -303,9 +304,7 @@ def main() -> None:
                 pair,
                 table,
                 out_dir=tmp / "batched",
-                seed=args.seed,
-                max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size,
+                generation=Generation(args.max_new_tokens, args.batch_size, seed=args.seed),
             )
             batched_s = time.perf_counter() - t0
             timing = {k: round(v, 1) if isinstance(v, float) else v for k, v in rep.timing.items()}
@@ -351,7 +350,7 @@ def main() -> None:
         if not args.skip_cli:
             from click.testing import CliRunner
 
-            from hubkit.eval.commands import eval_command
+            from hubkit.cli.eval import eval_command
 
             av_dir, ar_dir = save_checkpoints(pair, av_meta, ar_meta, tmp / "ckpt")
             del pair, model

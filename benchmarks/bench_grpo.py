@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from hubkit.eval.generation import Generation
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trajectory import evaluate_trajectory
 from hubkit.train import trajectory as T
@@ -126,9 +127,8 @@ def real_minus_empty(eval_json: Path) -> float:
 
 def evaluate(run: Path, table: EvalTable, args, out: Path, **kw) -> list[dict]:
     rows = args.eval_rows if args.eval_rows < len(table) else None
-    rep = evaluate_trajectory(
-        run, table, out_dir=out, rows=rows, max_new_tokens=40, n_boot=200, plots=False, **kw
-    )
+    gen = Generation(max_new_tokens=40)
+    rep = evaluate_trajectory(run, table, out_dir=out, rows=rows, generation=gen, n_boot=200, plots=False, **kw)
     rows = []
     for p in rep.figures.trajectory.checkpoints:
         row = {"name": p.name, "step": p.step, **figures(p)}

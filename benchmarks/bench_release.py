@@ -63,7 +63,7 @@ def build_world(root: Path, steps: int, d_model: int) -> tuple[Path, Path]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.run import evaluate_trajectory
+    from hubkit.eval.run import Generation, evaluate_trajectory
     from hubkit.heads import identity_head
     from hubkit.meta import Training
     from hubkit.testing import make_tiny_model, tiny_metas
@@ -120,7 +120,8 @@ def build_world(root: Path, steps: int, d_model: int) -> tuple[Path, Path]:
         ),
         str(table),
     )
-    evaluate_trajectory(run, table, ar=ar, out_dir=root / "eval", max_new_tokens=4, n_boot=50, plots=False)
+    gen = Generation(max_new_tokens=4)
+    evaluate_trajectory(run, table, ar=ar, out_dir=root / "eval", generation=gen, n_boot=50, plots=False)
     (root / "releases").mkdir()
     spec = root / "releases" / "traj.yaml"
     spec.write_text(

@@ -19,8 +19,8 @@ from hubkit import arch, models
 from hubkit.data import build_from_dirs, label_table, load_corpus, split_table
 from hubkit.data.extract import ExtractConfig, default_layer, extract
 from hubkit.data.labelers import TransformersLabeler
-from hubkit.eval.commands import headline
-from hubkit.eval.run import evaluate_pair
+from hubkit.eval.headline import headline
+from hubkit.eval.run import Generation, evaluate_pair
 from hubkit.pair import NLAPair
 from hubkit.train import RunOptions, train_ar, train_av
 from hubkit.train.recipe import recipe_from_dict
@@ -90,7 +90,7 @@ def main() -> None:
         out_dir=out / "eval",
         train_tables=[tables["av_sft"], tables["ar_sft"]],
         checkpoints={"av": av_dir, "ar": ar_dir},
-        max_new_tokens=48,
+        generation=Generation(max_new_tokens=48),
     )
     print(headline(report))
     print(f"eval: {out / 'eval' / 'eval.json'}; checkpoints: {av_dir}, {ar_dir}")

@@ -9,8 +9,8 @@ import logging
 import click
 
 from hubkit.cli import check, data, demo, export, hub, inspect, models, release, train, vectors
+from hubkit.cli.eval import eval_command
 from hubkit.cli.options import HubkitGroup
-from hubkit.eval.commands import eval_command
 
 
 @click.group(cls=HubkitGroup)

@@ -8,9 +8,6 @@ import click
 
 from hubkit.cli.options import HubkitGroup
 from hubkit.hub.redaction import protect
-from hubkit.release.bundle import build_bundle
-from hubkit.release.init_spec import init_spec
-from hubkit.release.push import plan_text, push_bundle, summary_text
 from hubkit.release.spec import KINDS, load_spec
 
 DEFAULT_OUT = Path("dist")
@@ -66,6 +63,10 @@ def build(
     token: str | None, legacy_pt: bool, releases_dir: str | None, no_verify: bool,
 ) -> None:
     """Check and bundle release NAME (releases/NAME.yaml); with --push, publish it to the Hub."""
+    # lazy: bundling reads eval.json through eval's dataclasses, which import torch; --help stays light
+    from hubkit.release.bundle import build_bundle
+    from hubkit.release.push import plan_text, push_bundle, summary_text  # lazy: same reason
+
     protect(token)  # masked in every error and log line from here on
     spec = load_spec(name, releases_dir)
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / spec.name
@@ -97,5 +98,7 @@ def init(
     name: str, kind: str, run_dir: str, eval_path: str | None, repo: str | None, releases_dir: str | None, force: bool
 ) -> None:
     """Write releases/NAME.yaml from what RUN and its eval know; the card's prose is left as placeholders."""
+    from hubkit.release.init_spec import init_spec  # lazy: it reads eval.json (torch-backed records)
+
     path = init_spec(name, kind, run_dir, eval_path, repo, releases_dir, force)
     click.echo(f"wrote {path}: write the `<<fill in: …>>` values, then `hubkit release {name} --dry-run`")

@@ -16,8 +16,11 @@ TRAJECTORY_ROWS = 32
 
 
 def _eval_kwargs(d: Demo) -> dict[str, Any]:
+    from hubkit.eval.generation import Generation  # lazy: torch loads only when the demo evaluates
+
     s = d.settings
-    return dict(max_new_tokens=s.eval_tokens, batch_size=16, ar_batch_size=32, n_boot=s.n_boot)
+    gen = Generation(max_new_tokens=s.eval_tokens, batch_size=16, ar_batch_size=32, seed=s.seed)
+    return dict(generation=gen, n_boot=s.n_boot)
 
 
 def _train_tables(built: Built) -> list[Path]:
@@ -81,7 +84,6 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
         pair,
         built.table("eval"),
         out_dir=out,
-        seed=d.settings.seed,
         train_tables=_train_tables(built),
         checkpoints=records,
         progress=d.progress,
@@ -114,7 +116,6 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
         run,
         built.table("eval"),
         out_dir=out,
-        seed=d.settings.seed,
         train_tables=_train_tables(built),
         progress=d.progress,
         rows=rows,

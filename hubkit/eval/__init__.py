@@ -6,9 +6,10 @@
 Map (imports run downwards; each module one idea):
 
 - entry points: `run` (re-exports) → `pair_eval` (one pair), `trajectory` (every checkpoint of a run),
-  `cross_pair` (AVs × ARs); `extras` (the optional sections of a pair eval); `commands`/`cli_extras` (CLI)
+  `cross_pair_eval` (AVs × ARs, the matrix in `cross_pair`), each taking one `generation.Generation`;
+  `extras` (the registry of optional sections of a pair eval); the CLI is `hubkit.cli.eval`
 - what was read: `table` (eval table, row selection), `overlap` + `trained_on` (held-out or not),
-  `records` (metas, hashes, loading a pair), `generation` (how the AV generates), `loss_curve`
+  `records` (metas, checkpoints, hashes, loading a pair), `generation` (how the AV generates), `loss_curve`
 - figures: `metrics` (cosine, normalised MSE, bootstrap, FVE, noise floor), `ablations` (content
   sensitivity), `paraphrase`, `claims`, `identification`, `diversity`, `trend`
 - output: `sections` (typed eval.json sections, figure paths), `report` (EvalReport, eval.json, verify),
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "evaluate_pair": "hubkit.eval.run",
     "evaluate_trajectory": "hubkit.eval.run",
-    "evaluate_cross_pair": "hubkit.eval.cross_pair",
+    "evaluate_cross_pair": "hubkit.eval.cross_pair_eval",
+    "Generation": "hubkit.eval.generation",
     "Extras": "hubkit.eval.extras",
     "paraphrase_sensitivity": "hubkit.eval.paraphrase",
     "claim_ablation": "hubkit.eval.claims",
@@ -37,6 +39,7 @@ __all__ = [
     "EvalReport",
     "EvalTable",
     "Extras",
+    "Generation",
     "claim_ablation",
     "content_sensitivity",
     "evaluate_cross_pair",
@@ -50,8 +53,9 @@ __all__ = [
 if TYPE_CHECKING:
     from hubkit.eval.ablations import content_sensitivity
     from hubkit.eval.claims import claim_ablation
-    from hubkit.eval.cross_pair import evaluate_cross_pair
+    from hubkit.eval.cross_pair_eval import evaluate_cross_pair
     from hubkit.eval.extras import Extras
+    from hubkit.eval.generation import Generation
     from hubkit.eval.paraphrase import paraphrase_sensitivity
     from hubkit.eval.report import EvalReport, read_eval, verify
     from hubkit.eval.run import evaluate_pair, evaluate_trajectory

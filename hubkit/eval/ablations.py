@@ -86,6 +86,20 @@ def reconstruct_unique(ar: Reconstructor, texts: list[str], batch_size: int | No
     return mat[[where[t] for t in texts]]
 
 
+def ar_reads(
+    ar: Reconstructor, vectors, explanations, real_reconstructions=None, batch_size: int | None = None
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(vectors, explanations, the AR's reconstructions of them), one of each per row: where every AR control
+    starts. `real_reconstructions`, when already computed, saves the AR a pass."""
+    v = as_matrix(vectors)
+    texts = list(explanations)
+    if len(texts) != v.shape[0]:
+        raise DataError(f"{len(texts)} explanations for {v.shape[0]} vectors")
+    if real_reconstructions is not None:
+        return v, texts, as_matrix(real_reconstructions, "real reconstructions")
+    return v, texts, reconstruct_unique(ar, texts, batch_size)
+
+
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     """A random permutation with no fixed point (Sattolo's algorithm: one random cycle)."""
     if n < 2:
@@ -173,18 +187,11 @@ def content_sensitivity(
     `real_reconstructions` (the AR's output on `explanations`, when already computed) saves one pass;
     the different-row control reuses them, since the AR is deterministic.
     """
-    v = as_matrix(vectors)
+    v, explanations, real = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
     n = v.shape[0]
-    if len(explanations) != n:
-        raise DataError(f"{len(explanations)} explanations for {n} vectors")
     if n < 2:
         raise DataError(f"content sensitivity needs at least 2 rows, got {n}")
     rng = np.random.default_rng(seed)
-    real = (
-        reconstruct_unique(ar, list(explanations), batch_size)
-        if real_reconstructions is None
-        else as_matrix(real_reconstructions, "real reconstructions")
-    )
     if real.shape != v.shape:
         raise DataError(
             f"the AR writes vectors of shape {real.shape[1:]} but the eval vectors have {v.shape[1:]}"
@@ -196,12 +203,8 @@ def content_sensitivity(
         "nonsense": nonsense_texts([len(t.split()) for t in explanations], rng),
         "other_row": [explanations[i] for i in perm],
     }
-    outputs = {
-        "empty": reconstruct_unique(ar, texts["empty"], batch_size),
-        "natural": reconstruct_unique(ar, texts["natural"], batch_size),
-        "nonsense": reconstruct_unique(ar, texts["nonsense"], batch_size),
-        "other_row": real[perm],
-    }
+    outputs = {k: reconstruct_unique(ar, texts[k], batch_size) for k in ("empty", "natural", "nonsense")}
+    outputs["other_row"] = real[perm]
     cos_real = cosine_rows(v, real)
     per_row = {"real": cos_real}
     controls = []

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from hubkit.errors import DataError
-from hubkit.eval.ablations import Reconstructor, reconstruct_unique
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, as_matrix, cosine_rows, summarize
+from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
+from hubkit.eval.metrics import DEFAULT_BOOT, Summary, cosine_rows, summarize
 
 MAX_CLAIMS = 8
 # Positions at or past this index are pooled into one group ("5+") in the by-index summary.
@@ -115,18 +115,10 @@ def claim_ablation(
     batch_size: int | None = None,
 ) -> ClaimAblation:
     """Drop each claim of each explanation in turn and measure the AR's cosine without it."""
-    v = as_matrix(vectors)
-    n = v.shape[0]
-    texts = list(explanations)
-    if len(texts) != n:
-        raise DataError(f"{len(texts)} explanations for {n} vectors")
     if max_claims < 1:
         raise DataError(f"max_claims must be at least 1, got {max_claims}")
-    full = (
-        reconstruct_unique(ar, texts, batch_size)
-        if real_reconstructions is None
-        else as_matrix(real_reconstructions, "real reconstructions")
-    )
+    v, texts, full = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
+    n = v.shape[0]
     cos_full = cosine_rows(v, full)
     row_claims = [claims(t) for t in texts]
     jobs = [(r, j) for r, cs in enumerate(row_claims) for j in range(min(len(cs), max_claims))]

@@ -14,25 +14,22 @@ never half a matrix.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hubkit import processes
 from hubkit.errors import IncompatiblePairError, MetaError
-from hubkit.eval import plots as P
 from hubkit.eval.ablations import reconstruct_unique
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import TopK, from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
-from hubkit.eval.records import nla_record, table_record
-from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
-from hubkit.eval.trained_on import from_halves
+from hubkit.eval.table import EvalTable, check_against_meta
 from hubkit.meta import NLAMeta, check_compatible
+from hubkit.reconstructor import ActivationReconstructor
+from hubkit.verbalizer import ActivationVerbalizer
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +78,20 @@ class CrossPair:
         d.pop("explanations")
         return d
 
+    def headline(self) -> str:
+        """One line per AV: cosine / top-1 against each AR."""
+        lines = [
+            f"cross-pair matrix on {self.n} rows (cos / top-1; chance {1 / self.n:.3f}); ARs: {', '.join(self.ars)}"
+        ]
+        for a in self.avs:
+            cells = [self.cell(a, r) for r in self.ars]
+            lines.append(
+                f"  {a}: " + "  ".join(f"{c.cos.mean:.4f}/{c.identification[0].accuracy:.3f}" for c in cells)
+            )
+        return "\n".join(lines)
 
-def _meta(name: str, half: Half, role: str) -> NLAMeta:
+
+def meta_of(name: str, half: Half, role: str) -> NLAMeta:
     meta = half.meta if hasattr(half, "meta") else NLAMeta.load(Path(half))
     if meta.role != role:
         raise MetaError(
@@ -97,8 +106,8 @@ def check_cross(avs: Mapping[str, Half], ars: Mapping[str, Half], table: EvalTab
         raise IncompatiblePairError(
             f"a cross-pair matrix needs at least one AV and one AR (got {len(avs)} and {len(ars)})"
         )
-    av_metas = {n: _meta(n, h, "av") for n, h in avs.items()}
-    ar_metas = {n: _meta(n, h, "ar") for n, h in ars.items()}
+    av_metas = {n: meta_of(n, h, "av") for n, h in avs.items()}
+    ar_metas = {n: meta_of(n, h, "ar") for n, h in ars.items()}
     bad = []
     for a, am in av_metas.items():
         for r, rm in ar_metas.items():
@@ -117,18 +126,16 @@ def check_cross(avs: Mapping[str, Half], ars: Mapping[str, Half], table: EvalTab
             check_against_meta(table, am)
 
 
+def load_half(
+    path: Path, role: str, base_model: str | None = None, device: str | None = None, dtype: str | None = None
+):
+    """The AV or AR checkpoint at `path` (the default `loader` of `cross_pair_matrix`)."""
+    cls = ActivationVerbalizer if role == "av" else ActivationReconstructor
+    return cls.from_pretrained(path, base_model=base_model, device=device, dtype=dtype)
+
+
 def _load(half: Half, role: str, loader: Callable[[Path, str], Any] | None):
-    if hasattr(half, "meta"):
-        return half
-    if loader is not None:
-        return loader(Path(half), role)
-    if role == "av":
-        from hubkit.verbalizer import ActivationVerbalizer
-
-        return ActivationVerbalizer.from_pretrained(half)
-    from hubkit.reconstructor import ActivationReconstructor
-
-    return ActivationReconstructor.from_pretrained(half)
+    return half if hasattr(half, "meta") else (loader or load_half)(Path(half), role)
 
 
 def cell_figures(
@@ -158,7 +165,6 @@ def cross_pair_matrix(
     table: EvalTable,
     *,
     generation: Generation | None = None,
-    seed: int = 0,
     n_boot: int = DEFAULT_BOOT,
     this_pair: dict[str, str] | None = None,
     known: Mapping[str, list] | None = None,
@@ -181,7 +187,7 @@ def cross_pair_matrix(
             details[name] = list(known[name])
             continue
         av = _load(half, "av", loader)
-        details[name] = gen.run(av, v, seed, progress)
+        details[name] = gen.run(av, v, progress)
         del av
     outputs: dict[tuple[str, str], np.ndarray] = {}
     for r_name, half in ars.items():
@@ -193,7 +199,7 @@ def cross_pair_matrix(
     for a_name, ds in details.items():
         ok = np.array([d.ok for d in ds], dtype=bool)
         for r_name in ars:
-            cells.append(cell_figures(a_name, r_name, vn, outputs[a_name, r_name], ok, n_boot, seed))
+            cells.append(cell_figures(a_name, r_name, vn, outputs[a_name, r_name], ok, n_boot, gen.seed))
     return CrossPair(
         avs=list(avs),
         ars=list(ars),
@@ -202,83 +208,3 @@ def cross_pair_matrix(
         this_pair=this_pair,
         explanations={a: [d.text for d in ds] for a, ds in details.items()},
     )
-
-
-def evaluate_cross_pair(
-    avs: Mapping[str, Half],
-    ars: Mapping[str, Half],
-    table: EvalTable | str | Path,
-    *,
-    out_dir: str | Path | None = None,
-    rows: int | None = None,
-    seed: int = 0,
-    generation: Generation | None = None,
-    n_boot: int = DEFAULT_BOOT,
-    train_tables: Sequence[str | Path] = (),
-    force_overlap: bool = False,
-    base_model: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    plots: bool = True,
-    min_rows: int = MIN_ROWS,
-):
-    """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
-
-    Halves given as folders are hashed into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``).
-    """
-    from hubkit.constants import PLOTS_DIR
-    from hubkit.eval.overlap import check_overlap
-    from hubkit.eval.report import EvalReport, checkpoint_record, output_record
-    from hubkit.eval.results_file import save_results
-    from hubkit.eval.sections import CrossPairFigures, NoVerdicts
-
-    t_start = time.perf_counter()
-    tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
-    check_cross(avs, ars, tbl)
-    folders = {
-        f"{role}:{n}": Path(h)
-        for role, hs in (("av", avs), ("ar", ars))
-        for n, h in hs.items()
-        if not hasattr(h, "meta")
-    }
-    trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
-    ov = check_overlap(tbl, train_tables, force_overlap, trained)
-    sel, selection = select_rows(tbl, rows, seed)
-    require_rows(sel, min_rows)
-    gen = generation or Generation()
-
-    def loader(path: Path, role: str):
-        from hubkit.reconstructor import ActivationReconstructor
-        from hubkit.verbalizer import ActivationVerbalizer
-
-        cls = ActivationVerbalizer if role == "av" else ActivationReconstructor
-        return cls.from_pretrained(path, base_model=base_model, device=device, dtype=dtype)
-
-    cp = cross_pair_matrix(avs, ars, sel, generation=gen, seed=seed, n_boot=n_boot, loader=loader)
-    first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))
-    report = EvalReport(
-        kind="cross_pair",
-        seed=seed,
-        generation=asdict(gen),
-        nla=nla_record(_meta("", first_av, "av"), _meta("", first_ar, "ar")),
-        inputs={
-            "table": table_record(tbl, sel, selection),
-            "checkpoints": {k: checkpoint_record(p) for k, p in folders.items()},
-        },
-        overlap=asdict(ov),
-        figures=CrossPairFigures(cp),
-        verdicts=NoVerdicts(),
-        timing={"rows": len(sel), "cells": len(cp.cells)},
-    )
-    write = out_dir is not None and processes.is_main()  # under a launcher, rank 0 writes
-    if write:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        report.outputs["evaluate"] = output_record(out, save_results(report, out))
-        if plots:
-            path = P.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png")
-            report.outputs["plots"] = {"cross_pair": output_record(out, path)}
-    report.timing["total_s"] = time.perf_counter() - t_start
-    if write:
-        report.write(out_dir)
-    return report

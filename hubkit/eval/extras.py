@@ -3,7 +3,8 @@ spliced loss and judged claims.
 
 `Extras` says which to run; `evaluate_pair` checks it before any work (`check`) and runs it on the
 round trip's own explanations and reconstructions (`run`), so nothing is generated twice. Each
-section lands in eval.json under ``figures.<name>``, only when it was run.
+section is one entry of `SECTIONS` (when it runs, how, its rows.parquet columns) and lands in eval.json
+under ``figures.<name>``, only when it was run.
 """
 
 from __future__ import annotations
@@ -11,27 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from hubkit.data.labelers import Labeler
 from hubkit.errors import DataError
-from hubkit.eval.claims import MAX_CLAIMS, ClaimAblation, claim_ablation
-from hubkit.eval.cross_pair import CrossPair, Half, check_cross, cross_pair_matrix
+from hubkit.eval import judge, spliced
+from hubkit.eval.claims import MAX_CLAIMS, claim_ablation
+from hubkit.eval.cross_pair import Half, check_cross, cross_pair_matrix
 from hubkit.eval.generation import Generation
-from hubkit.eval.judge import JudgedClaims, judge_claims
-from hubkit.eval.judge import row_columns as judge_columns
-from hubkit.eval.paraphrase import ParaphraseSensitivity, paraphrase_sensitivity
-from hubkit.eval.spliced import SplicedLoss, eval_spliced_loss
-from hubkit.eval.spliced import row_columns as spliced_columns
+from hubkit.eval.paraphrase import paraphrase_sensitivity
+from hubkit.eval.sections import OPTIONAL_SECTIONS
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import TrainedOn, from_halves
-from hubkit.eval.yardstick import fixed_ar_section
-
-if TYPE_CHECKING:
-    from hubkit.data.labelers import Labeler
-
-SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar", "spliced_loss", "judge")
+from hubkit.eval.yardstick import fixed_ar_section, yardstick_name
+from hubkit.meta import check_compatible
+from hubkit.reconstructor import ActivationReconstructor
+from hubkit.registry import Registry
 
 
 @dataclass
@@ -56,9 +55,6 @@ class Extras:
     ) -> Extras:
         """Load the frozen AR in `folder` (given as `source`, a repo id or path) as the yardstick that also
         reads every evaluated pair's explanations; named in eval.json without a machine path."""
-        from hubkit.eval.yardstick import yardstick_name
-        from hubkit.reconstructor import ActivationReconstructor
-
         self.fixed_ar = ActivationReconstructor.from_pretrained(
             folder, base_model=base_model, device=device, dtype=dtype
         )
@@ -87,8 +83,6 @@ class Extras:
         if self.cross:
             check_cross(*self._halves(pair), table)
         if self.fixed_ar is not None:
-            from hubkit.meta import check_compatible
-
             check_compatible(pair.av.meta, self.fixed_ar.meta)
 
     def trained_on(self) -> list[TrainedOn]:
@@ -97,104 +91,169 @@ class Extras:
         halves |= {f"cross AR {n}": h for n, h in self.cross_ars.items()}
         return from_halves(halves)
 
-    def run(
-        self,
-        pair,
-        table: EvalTable,
-        details: list,
-        v_hat: np.ndarray,
-        generation: Generation,
-        seed: int,
-        n_boot: int,
-        progress: bool = False,
-    ) -> dict[str, ParaphraseSensitivity | ClaimAblation | CrossPair | SplicedLoss | JudgedClaims]:
-        """The sections asked for, computed on the round trip's explanations (`details`) and reconstructions."""
-        vn = table.vectors.double().numpy()
-        texts = [d.text for d in details]
-        out: dict[str, Any] = {}
-        if self.paraphraser is not None:
-            out["paraphrase"] = paraphrase_sensitivity(
-                pair.ar,
-                vn,
-                texts,
-                self.paraphraser,
-                real_reconstructions=v_hat,
-                seed=seed,
-                n_boot=n_boot,
-                batch_size=generation.ar_batch_size,
-            )
-        if self.claim_ablation:
-            out["claim_ablation"] = claim_ablation(
-                pair.ar,
-                vn,
-                texts,
-                real_reconstructions=v_hat,
-                max_claims=self.max_claims,
-                seed=seed,
-                n_boot=n_boot,
-                batch_size=generation.ar_batch_size,
-            )
-        if self.fixed_ar is not None:
-            out["fixed_ar"] = fixed_ar_section(
-                self.fixed_ar,
-                self.fixed_ar_name,
-                pair.ar.meta,
-                vn,
-                texts,
-                seed=seed,
-                n_boot=n_boot,
-                batch_size=generation.ar_batch_size,
-            )
-        if self.spliced_loss:
-            out["spliced_loss"] = eval_spliced_loss(
-                pair,
-                table.prefixes,
-                table.vectors,
-                v_hat,
-                base_model=self.base_model,
-                n_boot=n_boot,
-                seed=seed,
-            )
-        if self.judge is not None:
-            out["judge"] = judge_claims(
-                self.judge, table.prefixes, texts, max_claims=self.max_claims, seed=seed, n_boot=n_boot
-            )
-        if self.cross:
-            avs, ars = self._halves(pair)
-            out["cross_pair"] = cross_pair_matrix(
-                avs,
-                ars,
-                table,
-                generation=generation,
-                seed=seed,
-                n_boot=n_boot,
-                this_pair={"av": self.names[0], "ar": self.names[1]},
-                known={self.names[0]: details},
-                loader=self.loader,
-                progress=progress,
-            )
-        return out
+    def run(self, produced: Produced) -> dict[str, Any]:
+        """The sections asked for, computed on what the round trip `produced` (explanations, reconstructions)."""
+        return {name: s.run(self, produced) for name, s in SECTIONS.items() if s.wanted(self)}
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What the round trip of a pair eval produced, which every section reads."""
+
+    pair: Any
+    table: EvalTable
+    details: list
+    v_hat: np.ndarray
+    gen: Generation
+    n_boot: int
+    progress: bool
+
+    @property
+    def vn(self) -> np.ndarray:
+        return self.table.vectors.double().numpy()
+
+    @property
+    def texts(self) -> list[str]:
+        return [d.text for d in self.details]
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"seed": self.gen.seed, "n_boot": self.n_boot}
+
+
+@dataclass(frozen=True)
+class Section:
+    """An optional section: whether `Extras` asks for it, how it runs, its line(s) in the terminal headline
+    (``None``: nothing to say), its per-row columns for rows.parquet and its flat headline figures for the
+    `evaluate` results file (`hubkit.eval.results_file`)."""
+
+    wanted: Callable[[Extras], bool]
+    run: Callable[[Extras, Produced], Any]
+    headline: Callable[[Any], str | None]
+    columns: Callable[[Any], dict[str, Any]] = lambda section: {}
+    results: Callable[[Any], dict[str, Any]] = lambda section: {}
+
+
+SECTIONS: Registry[Section] = Registry("eval section")
+
+
+def _ci(x, fmt: str) -> str:
+    return f" [{x.ci_low:{fmt}}, {x.ci_high:{fmt}}]" if x.ci_low is not None else ""
+
+
+def _signed(summary) -> str:
+    return f"{summary.mean:+.4f}" if summary.mean is not None else "n/a"
+
+
+def _rate(r) -> str:
+    """``0.123 [0.100, 0.150]`` (or ``n/a``) for a judged-claims rate."""
+    return "n/a" if r.value is None else f"{r.value:.3f}{_ci(r, '.3f')}"
+
+
+def _cross(x: Extras, d: Produced):
+    avs, ars = x._halves(d.pair)
+    names = {"av": x.names[0], "ar": x.names[1]}
+    return cross_pair_matrix(
+        avs, ars, d.table, generation=d.gen, n_boot=d.n_boot, this_pair=names,
+        known={x.names[0]: d.details}, loader=x.loader, progress=d.progress,
+    )  # fmt: skip
+
+
+SECTIONS.add("paraphrase", Section(
+    wanted=lambda x: x.paraphraser is not None,
+    run=lambda x, d: paraphrase_sensitivity(
+        d.pair.ar, d.vn, d.texts, x.paraphraser, real_reconstructions=d.v_hat,
+        batch_size=d.gen.ar_batch_size, **d.stats,
+    ),
+    headline=lambda ps: (
+        f"paraphrase ({ps.labeler}): cos change {_signed(ps.delta)}{_ci(ps.delta, '.4f')} on {ps.n_used}/{ps.n} "
+        f"rows {ps.statuses}; top-1 flips {ps.flips[0].flip_share:.1%}; {ps.verdict}"
+    ),
+    columns=lambda ps: {
+        "paraphrase": pa.array(ps.texts, pa.string()),
+        "paraphrase_status": pa.array(ps.row_statuses, pa.string()),
+        "cos_paraphrase": pa.array(ps.per_row["cos_paraphrase"], from_pandas=True),
+    },
+    results=lambda ps: {
+        "paraphrase_labeler": ps.labeler, "paraphrase_n_used": ps.n_used, "paraphrase_statuses": ps.statuses,
+        "paraphrase_cos_delta": ps.delta.mean, "paraphrase_cos_delta_ci_low": ps.delta.ci_low,
+        "paraphrase_cos_delta_ci_high": ps.delta.ci_high, "paraphrase_relative_change": ps.relative_change,
+        "paraphrase_fve_delta": ps.fve.delta, "paraphrase_fve_delta_ci_low": ps.fve.ci_low,
+        "paraphrase_fve_delta_ci_high": ps.fve.ci_high,
+        **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
+        "paraphrase_verdict": ps.verdict,
+    },
+))  # fmt: skip
+SECTIONS.add("claim_ablation", Section(
+    wanted=lambda x: x.claim_ablation,
+    run=lambda x, d: claim_ablation(
+        d.pair.ar, d.vn, d.texts, real_reconstructions=d.v_hat, max_claims=x.max_claims,
+        batch_size=d.gen.ar_batch_size, **d.stats,
+    ),
+    headline=lambda ca: None if ca.delta.mean is None else (
+        f"claim ablation: {ca.n_claims} claims, mean cosine carried {ca.delta.mean:+.4f}; "
+        + ", ".join(f"pos {g.index}: {g.delta.mean:+.4f}" for g in ca.by_index)
+    ),
+    columns=lambda ca: {
+        "claims": pa.array(ca.row_claims, pa.list_(pa.string())),
+        "claim_deltas": pa.array(ca.per_row, pa.list_(pa.float64())),
+    },
+    results=lambda ca: {
+        "claim_n_claims": ca.n_claims, "claim_cos_delta": ca.delta.mean, "claim_cos_delta_ci_low": ca.delta.ci_low,
+        "claim_cos_delta_ci_high": ca.delta.ci_high, "claim_row_max_delta": ca.row_max_delta.mean,
+        "claim_cos_delta_by_index": {g.index: g.delta.mean for g in ca.by_index},
+    },
+))  # fmt: skip
+SECTIONS.add("cross_pair", Section(
+    wanted=lambda x: x.cross, run=_cross, headline=lambda cp: cp.headline(),
+    results=lambda cp: {"cross_pair": [
+        {"av": c.av, "ar": c.ar, "cos_mean": c.cos.mean, "fve": c.fve.value, "top1": c.identification[0].accuracy}
+        for c in cp.cells
+    ]},
+))  # fmt: skip
+SECTIONS.add("fixed_ar", Section(
+    wanted=lambda x: x.fixed_ar is not None,
+    run=lambda x, d: fixed_ar_section(
+        x.fixed_ar, x.fixed_ar_name, d.pair.ar.meta, d.vn, d.texts, batch_size=d.gen.ar_batch_size, **d.stats
+    ),
+    headline=lambda fa: (
+        f"frozen AR ({fa.ar}) on the same explanations: cos {fa.round_trip.cos.mean:.4f}, FVE "
+        f"{fa.round_trip.fve.value:.4f}, top-1 {fa.identification.at(1).accuracy:.3f}, real − empty "
+        f"{fa.content_sensitivity.control('empty').delta.mean:+.4f}"
+        + (" (the pair's own AR was trained alongside in RL)" if fa.evaluated_ar_co_trained else "")
+    ),
+    columns=lambda fa: {"cos_fixed_ar": pa.array(fa.content_sensitivity.per_row["real"])},
+))  # fmt: skip
+SECTIONS.add("spliced_loss", Section(
+    wanted=lambda x: x.spliced_loss,
+    run=lambda x, d: spliced.eval_spliced_loss(
+        d.pair, d.table.prefixes, d.table.vectors, d.v_hat, base_model=x.base_model, **d.stats
+    ),
+    headline=lambda sl: f"spliced loss ({sl.n} rows): {sl.headline()}",
+    columns=spliced.row_columns,
+))  # fmt: skip
+SECTIONS.add("judge", Section(
+    wanted=lambda x: x.judge is not None,
+    run=lambda x, d: judge.judge_claims(x.judge, d.table.prefixes, d.texts, max_claims=x.max_claims, **d.stats),
+    headline=lambda jc: (
+        f"judged claims ({jc.judge}, {jc.n_claims} claims): precision {_rate(jc.claim_precision)}, "
+        f"hallucination {_rate(jc.hallucination_rate)} {jc.verdicts}"
+    ),
+    columns=judge.row_columns,
+))  # fmt: skip
+assert set(SECTIONS) == set(OPTIONAL_SECTIONS), "every optional eval.json section has one entry"
 
 
 def row_columns(sections: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-row columns of the sections for rows.parquet."""
-    import pyarrow as pa
+    """Per-row columns of the sections that were run, for rows.parquet."""
+    return {k: v for name, s in sections.items() for k, v in SECTIONS.get(name).columns(s).items()}
 
-    cols: dict[str, Any] = {}
-    ps = sections.get("paraphrase")
-    if ps is not None:
-        cols["paraphrase"] = pa.array(ps.texts, pa.string())
-        cols["paraphrase_status"] = pa.array(ps.row_statuses, pa.string())
-        cols["cos_paraphrase"] = pa.array(ps.per_row["cos_paraphrase"], from_pandas=True)
-    fa = sections.get("fixed_ar")
-    if fa is not None:
-        cols["cos_fixed_ar"] = pa.array(fa.content_sensitivity.per_row["real"])
-    ca = sections.get("claim_ablation")
-    if ca is not None:
-        cols["claims"] = pa.array(ca.row_claims, pa.list_(pa.string()))
-        cols["claim_deltas"] = pa.array(ca.per_row, pa.list_(pa.float64()))
-    if sections.get("spliced_loss") is not None:
-        cols.update(spliced_columns(sections["spliced_loss"]))
-    if sections.get("judge") is not None:
-        cols.update(judge_columns(sections["judge"]))
-    return cols
+
+def headlines(figures) -> list[str]:
+    """Headline lines of the optional sections present in a pair report's figures."""
+    lines = (
+        s.headline(getattr(figures, name))
+        for name, s in SECTIONS.items()
+        if getattr(figures, name) is not None
+    )
+    return [line for line in lines if line is not None]

@@ -16,16 +16,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, claims
 from hubkit.eval.metrics import DEFAULT_BOOT, bootstrap_ci
-
-if TYPE_CHECKING:
-    from hubkit.data.labelers import Labeler
 
 VERDICTS = ("supported", "unsupported", "contradicted")
 UNPARSED = "unparsed"
@@ -118,8 +115,6 @@ def judge_claims(
     n_boot: int = DEFAULT_BOOT,
 ) -> JudgedClaims:
     """Judge every claim (up to `max_claims` per row) of each explanation against its source text."""
-    from hubkit.data.labelers import LabelerError
-
     if len(sources) != len(explanations):
         raise DataError(f"{len(explanations)} explanations for {len(sources)} source texts")
     if max_claims < 1:

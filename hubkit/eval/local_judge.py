@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from hubkit import models
 from hubkit.data.labelers import Messages, render_chat
 from hubkit.eval.judge import VERDICTS
 
@@ -32,8 +33,6 @@ class LikelihoodJudge:
         cls, name_or_path: str, dtype: torch.dtype | None = None, device: str = "cpu"
     ) -> LikelihoodJudge:
         """A registry model or local folder, loaded with `hubkit.models.load`."""
-        from hubkit import models
-
         model, tok = models.load(name_or_path, dtype=dtype or torch.float32, device=device)
         return cls(model, tok, f"transformers:{name_or_path}")
 

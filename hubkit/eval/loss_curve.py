@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hubkit.errors import DataError
+from hubkit.eval.records import Checkpoint
 from hubkit.provenance import sha256_file
-
-if TYPE_CHECKING:
-    from hubkit.eval.trajectory import Checkpoint
 
 # Loss logs looked for in a run folder (hubkit.train writes metrics.jsonl: one {"step", "loss", …} per line).
 LOSS_LOG_NAMES = ("metrics.jsonl", "loss.jsonl", "train_log.jsonl", "log.jsonl")

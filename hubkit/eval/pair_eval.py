@@ -19,11 +19,10 @@ import numpy as np
 from hubkit import processes
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
-from hubkit.eval import plots as P
-from hubkit.eval import shared_rows
+from hubkit.eval import plots, shared_rows
 from hubkit.eval.ablations import content_sensitivity
 from hubkit.eval.diversity import diversity
-from hubkit.eval.extras import Extras, row_columns
+from hubkit.eval.extras import Extras, Produced, row_columns
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, nmse_rows, noise_floor
@@ -54,16 +53,9 @@ def evaluate_pair(
     pair,
     table: EvalTable | str | Path,
     *,
+    generation: Generation = Generation(),
     out_dir: str | Path | None = None,
     rows: int | None = None,
-    seed: int = 0,
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    ar_batch_size: int = 32,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    engine: str = "transformers",
     train_tables: Sequence[str | Path] = (),
     force_overlap: bool = False,
     overlap: Overlap | None = None,
@@ -74,7 +66,8 @@ def evaluate_pair(
     progress: bool = False,
     extras: Extras | None = None,
 ) -> EvalReport:
-    """Evaluate `pair` (an `NLAPair`, or anything with ``.av.explain_detailed`` and ``.ar.reconstruct``).
+    """Evaluate `pair` (an `NLAPair`, or anything with ``.av.explain_detailed`` and ``.ar.reconstruct``)
+    on `rows` of `table` (all by default), generating as `generation` says.
 
     `checkpoints` maps names (``av``, ``ar``, ``base``) to the folders whose file hashes eval.json
     records. Refuses an eval table that overlaps `train_tables` unless `force_overlap`. `extras` adds
@@ -93,19 +86,18 @@ def evaluate_pair(
         trained = from_halves({n: folders.get(n) or h for n, h in (("av", pair.av), ("ar", pair.ar))})
         trained += extras.trained_on() if extras is not None else []
         overlap = check_overlap(tbl, train_tables, force_overlap, trained)
-    ov = overlap
+    ov, gen, seed = overlap, generation, generation.seed
     sel, selection = select_rows(tbl, rows, seed)
     require_rows(sel, min_rows)
-    gen = Generation(max_new_tokens, batch_size, ar_batch_size, do_sample, temperature, top_p, engine)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 
     t0 = time.perf_counter()
-    details = shared_rows.generate(gen, pair.av, v, seed, progress)  # batches shared among processes
+    details = shared_rows.generate(gen, pair.av, v, progress)  # batches shared among processes
     t_gen = time.perf_counter() - t0
     texts = [d.text for d in details]
     t0 = time.perf_counter()
-    v_hat = shared_rows.reconstruct(pair.ar, texts, ar_batch_size)
+    v_hat = shared_rows.reconstruct(pair.ar, texts, gen.ar_batch_size)
     t_ar = time.perf_counter() - t0
     if v_hat.shape != vn.shape:
         raise DataError(
@@ -113,28 +105,12 @@ def evaluate_pair(
         )
 
     t0 = time.perf_counter()
-    cs = content_sensitivity(
-        pair.ar,
-        vn,
-        texts,
-        seed=seed,
-        n_boot=n_boot,
-        real_reconstructions=v_hat,
-        batch_size=ar_batch_size,
-        source="av",
-    )
+    stats = {"seed": seed, "n_boot": n_boot, "batch_size": gen.ar_batch_size}
+    cs = content_sensitivity(pair.ar, vn, texts, real_reconstructions=v_hat, source="av", **stats)
     cs_ref = None
     if sel.explanations is not None:
-        cs_ref = content_sensitivity(
-            pair.ar,
-            vn,
-            sel.explanations,
-            seed=seed,
-            n_boot=n_boot,
-            batch_size=ar_batch_size,
-            source="reference",
-        )
-    sections = extras.run(pair, sel, details, v_hat, gen, seed, n_boot, progress) if extras else {}
+        cs_ref = content_sensitivity(pair.ar, vn, sel.explanations, source="reference", **stats)
+    sections = extras.run(Produced(pair, sel, details, v_hat, gen, n_boot, progress)) if extras else {}
     t_controls = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -249,7 +225,7 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
 
 
 def write_outputs(
-    report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, plots: bool
+    report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, with_plots: bool
 ) -> dict:
     """rows.parquet and the PNG plots; returns their paths (relative to `out`) and sha256 for eval.json."""
     import pyarrow.parquet as pq
@@ -260,17 +236,17 @@ def write_outputs(
         "rows": output_record(out, rows_path),
         "evaluate": output_record(out, save_results(report, out)),
     }
-    if plots:
+    if with_plots:
         pdir = out / PLOTS_DIR
         made = {
-            "per_row_cosine": P.per_row_cosine(cos, ok, floor, pdir / "per_row_cosine.png"),
-            "ablations": P.ablations(cs, pdir / "ablations.png"),
-            "identification": P.identification(rank, ident, pdir / "identification.png"),
+            "per_row_cosine": plots.per_row_cosine(cos, ok, floor, pdir / "per_row_cosine.png"),
+            "ablations": plots.ablations(cs, pdir / "ablations.png"),
+            "identification": plots.identification(rank, ident, pdir / "identification.png"),
         }
         if cs_ref is not None:
-            made["ablations_reference"] = P.ablations(cs_ref, pdir / "ablations_reference.png")
+            made["ablations_reference"] = plots.ablations(cs_ref, pdir / "ablations_reference.png")
         cross = report.figures.cross_pair
         if cross is not None:
-            made["cross_pair"] = P.cross_pair(cross, pdir / "cross_pair.png")
+            made["cross_pair"] = plots.cross_pair(cross, pdir / "cross_pair.png")
         outputs["plots"] = {k: output_record(out, p) for k, p in made.items()}
     return outputs

@@ -17,27 +17,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hubkit import constants as C
+from hubkit import constants
+from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
-from hubkit.eval.ablations import Reconstructor, reconstruct_unique
+from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
 from hubkit.eval.identification import ranks
 from hubkit.eval.metrics import (
     DEFAULT_BOOT,
     FVEChange,
     Summary,
-    as_matrix,
     cosine_rows,
     fve_change,
     summarize,
 )
 from hubkit.verbalizer import parse_explanation
-
-if TYPE_CHECKING:
-    from hubkit.data.labelers import Labeler
 
 PARAPHRASE_PROMPT = """Rewrite the explanation below in different words. Keep every claim and its meaning, \
 change the wording and the sentence structure, and add nothing new. Answer with only the rewritten \
@@ -57,7 +53,7 @@ def paraphrase_messages(text: str) -> list[dict[str, str]]:
 
 def parse_paraphrase(reply: str) -> str:
     """The rewritten text: inside the tags when the reply has them (closed or not), else the whole reply."""
-    text, _ = parse_explanation(reply, C.EXPLANATION_OPEN, C.EXPLANATION_CLOSE)
+    text, _ = parse_explanation(reply, constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE)
     return text.strip()
 
 
@@ -80,8 +76,6 @@ class Paraphrases:
 
 def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:
     """Ask `labeler` for a paraphrase of each distinct non-empty text (once each) and classify every row."""
-    from hubkit.data.labelers import Labeler, LabelerError
-
     if not isinstance(labeler, Labeler):
         raise TypeError(f"{type(labeler).__name__} is not a labeler (needs `name` and `chat(conversations)`)")
     unique = [t for t in dict.fromkeys(texts) if t.strip()]
@@ -164,22 +158,14 @@ def paraphrase_sensitivity(
     Identification ranks each reconstruction among all `vectors`, so flips are measured against the
     full eval set.
     """
-    v = as_matrix(vectors)
+    v, texts, orig = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
     n = v.shape[0]
-    texts = list(explanations)
-    if len(texts) != n:
-        raise DataError(f"{len(texts)} explanations for {n} vectors")
     if paraphrases is None:
         if labeler is None:
             raise DataError("paraphrase sensitivity needs a labeler backend or paraphrases already made")
         paraphrases = paraphrase(labeler, texts)
     if len(paraphrases.texts) != n:
         raise DataError(f"{len(paraphrases.texts)} paraphrases for {n} explanations")
-    orig = (
-        reconstruct_unique(ar, texts, batch_size)
-        if real_reconstructions is None
-        else as_matrix(real_reconstructions, "real reconstructions")
-    )
     ok = np.array([s == "ok" for s in paraphrases.statuses], dtype=bool)
     para = orig.copy()
     if ok.any():

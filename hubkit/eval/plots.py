@@ -31,6 +31,18 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def _band(means, lows, highs) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(means, [below, above]) error bars; a missing bound (too few rows for an interval) draws none."""
+    m = np.array([np.nan if x is None else x for x in means], dtype=float)
+    lo = np.array([x if b is None else b for x, b in zip(m, lows)], dtype=float)
+    hi = np.array([x if b is None else b for x, b in zip(m, highs)], dtype=float)
+    return m, [np.nan_to_num(m - lo), np.nan_to_num(hi - m)]
+
+
+def _summaries(series: list[Summary]) -> tuple[np.ndarray, list[np.ndarray]]:
+    return _band([c.mean for c in series], [c.ci_low for c in series], [c.ci_high for c in series])
+
+
 def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str | Path) -> Path:
     """Per-row round-trip cosine (sorted), parsed and unparsed AV outputs marked, with the data's noise floor."""
     order = np.argsort(cos)
@@ -63,15 +75,8 @@ def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
     ax1.set_ylabel("mean cos(v, AR(text))")
     ax1.set_title(f"AR input ({cs.source} explanations)")
     ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
-    dn = [c.name for c in cs.controls]
-    dm = np.array([c.delta.mean for c in cs.controls], dtype=float)
-    lo = np.array(
-        [c.delta.ci_low if c.delta.ci_low is not None else c.delta.mean for c in cs.controls], dtype=float
-    )
-    hi = np.array(
-        [c.delta.ci_high if c.delta.ci_high is not None else c.delta.mean for c in cs.controls], dtype=float
-    )
-    ax2.errorbar(dn, dm, yerr=[dm - lo, hi - dm], fmt="o", capsize=4)
+    dm, err = _summaries([c.delta for c in cs.controls])
+    ax2.errorbar([c.name for c in cs.controls], dm, yerr=err, fmt="o", capsize=4)
     ax2.axhline(0, color="black", lw=1)
     ax2.set_ylabel("real − control (95% CI)")
     ax2.set_title(f"verdict: {cs.verdict}")
@@ -124,17 +129,11 @@ def trajectory(
     fig = Figure(figsize=(8, 3.4))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
 
-    def band(series: list[Summary]) -> tuple[np.ndarray, list[np.ndarray]]:
-        m = np.array([c.mean for c in series], dtype=float)
-        lo = np.array([c.ci_low if c.ci_low is not None else c.mean for c in series], dtype=float)
-        hi = np.array([c.ci_high if c.ci_high is not None else c.mean for c in series], dtype=float)
-        return m, [m - lo, hi - m]
-
-    m, err = band(cos)
+    m, err = _summaries(cos)
     ax1.errorbar(steps, m, yerr=err, fmt="o-", capsize=3, label="mean cos (95% CI)")
     kept = [(x, c) for x, c in zip(steps, fixed_cos or []) if c is not None]
     if kept:
-        fm, ferr = band([c for _, c in kept])
+        fm, ferr = _summaries([c for _, c in kept])
         ax1.errorbar(
             [x for x, _ in kept], fm, yerr=ferr, fmt="s--", capsize=3, label="mean cos, frozen SFT AR"
         )
@@ -143,14 +142,12 @@ def trajectory(
     ax1.set_ylabel("round-trip cosine")
     ax1.legend(fontsize=7, loc="upper left")
     if recovered is not None:
-        r = np.array([p.frac_recovered if p.frac_recovered is not None else np.nan for p in recovered], float)
-        rl = np.array([p.ci_low if p.ci_low is not None else np.nan for p in recovered], float)
-        rh = np.array([p.ci_high if p.ci_high is not None else np.nan for p in recovered], float)
+        r, rerr = _band(*zip(*((p.frac_recovered, p.ci_low, p.ci_high) for p in recovered)))
         ax3 = ax1.twinx()
         ax3.errorbar(
             steps,
             r,
-            yerr=[np.nan_to_num(r - rl), np.nan_to_num(rh - r)],
+            yerr=rerr,
             fmt="s:",
             color="tab:green",
             capsize=3,

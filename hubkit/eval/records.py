@@ -1,17 +1,32 @@
-"""What an eval read: the NLA's facts from its metas, hash records of checkpoint folders, loading a pair."""
+"""What an eval read: the NLA's facts from its metas, a trajectory's checkpoints, hash records of checkpoint
+folders, loading a pair."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from hubkit import loading
 from hubkit.eval.report import checkpoint_record
 from hubkit.eval.table import EvalTable
 from hubkit.meta import NLAMeta
+from hubkit.pair import NLAPair
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint folder of a trajectory, with its training step and loss."""
+
+    name: str
+    path: Path
+    meta: NLAMeta
+    step: int | None
+    loss: float | None
 
 
 def nla_record(av: NLAMeta, ar: NLAMeta, shared_base: bool | None = None) -> dict:
@@ -38,8 +53,6 @@ def checkpoint_records(checkpoints: Mapping[str, str | Path | dict] | None) -> d
 
 def base_record(av_dir: Path, ar_dir: Path, base_model: str | None) -> dict | None:
     """Hashes of the base-model folder when either half is an adapter over a local base, else ``None``."""
-    from hubkit import loading
-
     adapters = [d for d in (av_dir, ar_dir) if loading.is_adapter(d)]
     if not adapters:
         return None
@@ -53,9 +66,7 @@ def load_pair(
     base_model: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
-):
-    from hubkit.pair import NLAPair
-
+) -> NLAPair:
     return NLAPair.from_pretrained(av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype)
 
 

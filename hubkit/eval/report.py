@@ -34,30 +34,32 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.errors import DataError
-from hubkit.eval.metrics import clean
+from hubkit.eval.sections import (
+    CrossPairFigures,
+    NoVerdicts,
+    PairFigures,
+    TrajectoryFigures,
+    TrajectoryVerdicts,
+    Verdicts,
+    to_plain,
+)
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
+from hubkit.schema import SchemaError, from_dict
 
 EVAL_SCHEMA = "hubkit.eval/1"
 ROWS_FILE = "rows.parquet"
-
-
-def plain(x: Any) -> Any:
-    """Dataclasses (with an optional ``to_dict``) and numpy values as JSON-ready Python objects."""
-    if hasattr(x, "to_dict") and is_dataclass(x):
-        return clean(x.to_dict())
-    if is_dataclass(x):
-        return clean(asdict(x))
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    return clean(x)
+# The typed figures and verdicts of each kind of report.
+KINDS: dict[str, tuple[type, type]] = {
+    "pair": (PairFigures, Verdicts),
+    "trajectory": (TrajectoryFigures, TrajectoryVerdicts),
+    "cross_pair": (CrossPairFigures, NoVerdicts),
+}
 
 
 def now() -> str:
@@ -87,7 +89,7 @@ class EvalReport:
     nla: dict
     inputs: dict
     overlap: dict
-    figures: Any  # PairFigures | TrajectoryFigures | CrossPairFigures (hubkit.eval.sections)
+    figures: Any  # PairFigures | TrajectoryFigures | CrossPairFigures, as `KINDS` says
     verdicts: Any  # Verdicts | TrajectoryVerdicts | NoVerdicts
     timing: dict
     provenance: dict = field(default_factory=provenance)
@@ -98,13 +100,13 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "rows"}
-        return {"schema": d.pop("schema"), **plain(d)}
+        return {"schema": d.pop("schema"), **to_plain(d)}
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``eval.json`` into `out_dir` (after the rows and plots, whose hashes it records)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / C.EVAL_FILE
+        path = out / constants.EVAL_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         os.replace(tmp, path)
@@ -115,11 +117,11 @@ def output_record(out_dir: Path, path: Path) -> dict:
     return {"path": path.relative_to(out_dir).as_posix(), "sha256": sha256_file(path)}
 
 
-def read_eval(path: str | Path) -> dict:
-    """A written eval.json (or the folder holding it), with its schema checked."""
+def read_eval_json(path: str | Path) -> dict:
+    """A written eval.json (or the folder holding it) as parsed JSON, with its schema checked."""
     p = Path(path)
     if p.is_dir():
-        p = p / C.EVAL_FILE
+        p = p / constants.EVAL_FILE
     if not p.is_file():
         raise DataError(f"{p}: no eval.json there; run `hubkit eval` first")
     try:
@@ -132,11 +134,32 @@ def read_eval(path: str | Path) -> dict:
     return data
 
 
+def read_eval(path: str | Path) -> EvalReport:
+    """A written eval.json (or the folder holding it) as the `EvalReport` that wrote it, its figures and
+    verdicts the typed sections of its kind; a missing, unknown or mistyped field names the file and field."""
+    p = Path(path) / constants.EVAL_FILE if Path(path).is_dir() else Path(path)
+    return typed_report(read_eval_json(p), p)
+
+
+def typed_report(data: dict, p: Path) -> EvalReport:
+    """eval.json's parsed `data` (read from `p`) as typed by `read_eval`."""
+    if data.get("kind") not in KINDS:
+        raise DataError(f"{p}: field `kind` is {data.get('kind')!r}; this hubkit reads {sorted(KINDS)}")
+    figures, verdicts = KINDS[data["kind"]]
+    try:
+        report = from_dict(EvalReport, data, str(p))
+        report.figures = from_dict(figures, report.figures, str(p), "figures.")
+        report.verdicts = from_dict(verdicts, report.verdicts, str(p), "verdicts.")
+    except SchemaError as exc:
+        raise DataError(f"{exc}; re-run `hubkit eval` with this hubkit") from exc
+    return report
+
+
 def verify(path: str | Path) -> list[str]:
     """Recompute every hash an eval.json records (table, sidecar, checkpoint files, outputs); list mismatches."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
-    data = read_eval(p)
+    data = read_eval_json(p)
     problems: list[str] = []
 
     def check(file: Path, want: str | None, what: str) -> None:

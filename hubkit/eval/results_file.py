@@ -12,9 +12,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubkit.eval.extras import SECTIONS
 from hubkit.eval.metrics import clean
 
 RESULTS_FILE = "evaluate_results.json"
@@ -28,22 +30,10 @@ def _round_trip(figures) -> dict[str, Any]:
 def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]:
     """The flat round-trip headline (cosine summary, normalised MSE, FVE, noise floor, top-k against
     chance) that both this file and the `evaluate` module (`evaluate_module.py`) return."""
-    out = {
-        "n": cos.n,
-        "cos_mean": cos.mean,
-        "cos_ci_low": cos.ci_low,
-        "cos_ci_high": cos.ci_high,
-        "cos_std": cos.std,
-        "cos_median": cos.median,
-        "cos_min": cos.min,
-        "cos_max": cos.max,
-        "nmse_mean": nmse_mean,
-        "fve": fv.value if fv is not None else None,
-        "fve_baseline_b": fv.baseline_b if fv is not None else None,
-        "noise_floor_p95": floor.p95,
-        "noise_floor_mean": floor.mean,
-        "frac_above_floor": floor.frac_above,
-    }
+    out = {"n": cos.n, **{f"cos_{k}": v for k, v in asdict(cos).items() if k != "n"}}
+    out |= {"nmse_mean": nmse_mean, "fve": fv.value if fv is not None else None}
+    out |= {"fve_baseline_b": fv.baseline_b if fv is not None else None, "noise_floor_p95": floor.p95}
+    out |= {"noise_floor_mean": floor.mean, "frac_above_floor": floor.frac_above}
     for t in ident.top:
         out[f"top{t.k}"] = t.accuracy
         out[f"chance_top{t.k}"] = t.chance
@@ -58,44 +48,9 @@ def headline_results(report) -> dict[str, Any]:
     out["eval_table_sha256"] = table.get("sha256")
     if hasattr(f, "round_trip"):
         out.update(_round_trip(f))
-    ps = getattr(f, "paraphrase", None)
-    if ps is not None:
-        out.update(
-            paraphrase_labeler=ps.labeler,
-            paraphrase_n_used=ps.n_used,
-            paraphrase_statuses=ps.statuses,
-            paraphrase_cos_delta=ps.delta.mean,
-            paraphrase_cos_delta_ci_low=ps.delta.ci_low,
-            paraphrase_cos_delta_ci_high=ps.delta.ci_high,
-            paraphrase_relative_change=ps.relative_change,
-            paraphrase_fve_delta=ps.fve.delta,
-            paraphrase_fve_delta_ci_low=ps.fve.ci_low,
-            paraphrase_fve_delta_ci_high=ps.fve.ci_high,
-            **{f"paraphrase_flip_share_top{fl.k}": fl.flip_share for fl in ps.flips},
-            paraphrase_verdict=ps.verdict,
-        )
-    ca = getattr(f, "claim_ablation", None)
-    if ca is not None:
-        out.update(
-            claim_n_claims=ca.n_claims,
-            claim_cos_delta=ca.delta.mean,
-            claim_cos_delta_ci_low=ca.delta.ci_low,
-            claim_cos_delta_ci_high=ca.delta.ci_high,
-            claim_row_max_delta=ca.row_max_delta.mean,
-            claim_cos_delta_by_index={g.index: g.delta.mean for g in ca.by_index},
-        )
-    cp = getattr(f, "cross_pair", None)
-    if cp is not None:
-        out["cross_pair"] = [
-            {
-                "av": c.av,
-                "ar": c.ar,
-                "cos_mean": c.cos.mean,
-                "fve": c.fve.value,
-                "top1": c.identification[0].accuracy,
-            }
-            for c in cp.cells
-        ]
+    for name, section in SECTIONS.items():
+        if getattr(f, name, None) is not None:
+            out.update(section.results(getattr(f, name)))
     return clean(out)
 
 

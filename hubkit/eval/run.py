@@ -1,14 +1,24 @@
 """The entry points of `hubkit eval`, in one import: a pair, a trajectory, a cross-pair matrix.
 
-Each lives in its own module (`pair_eval`, `trajectory`, `cross_pair`); loading a pair and hashing
+Each lives in its own module (`pair_eval`, `trajectory`, `cross_pair_eval`); loading a pair and hashing
 checkpoint folders are in `records`.
 """
 
 from __future__ import annotations
 
-from hubkit.eval.cross_pair import evaluate_cross_pair
+from hubkit.eval.cross_pair_eval import evaluate_cross_pair
+from hubkit.eval.generation import Generation
 from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.records import base_record, load_pair
+from hubkit.eval.report import checkpoint_record
 from hubkit.eval.trajectory import evaluate_trajectory
 
-__all__ = ["base_record", "evaluate_cross_pair", "evaluate_pair", "evaluate_trajectory", "load_pair"]
+__all__ = [
+    "Generation",
+    "base_record",
+    "checkpoint_record",
+    "evaluate_cross_pair",
+    "evaluate_pair",
+    "evaluate_trajectory",
+    "load_pair",
+]

@@ -24,17 +24,17 @@ def _batches(n: int, size: int) -> list[list[int]]:
     return [list(range(s, min(n, s + size))) for s in range(0, n, size)]
 
 
-def generate(gen: Generation, av, vectors: torch.Tensor, seed: int, progress: bool) -> list[Explanation]:
-    """`gen.run(av, vectors, seed)`, its batches shared among the processes."""
+def generate(gen: Generation, av, vectors: torch.Tensor, progress: bool) -> list[Explanation]:
+    """`gen.run(av, vectors)`, its batches shared among the processes."""
     _, world = processes.rank_world()
     if world == 1:
-        return gen.run(av, vectors, seed, progress)
+        return gen.run(av, vectors, progress)
     if gen.do_sample or gen.engine != "transformers":
-        return processes.on_main(lambda: gen.run(av, vectors, seed, progress))
+        return processes.on_main(lambda: gen.run(av, vectors, progress))
     mine = [
         i for b in processes.my_share(_batches(len(vectors), gen.batch_size or DEFAULT_BATCH_SIZE)) for i in b
     ]
-    done = gen.run(av, vectors[mine], seed, progress) if mine else []
+    done = gen.run(av, vectors[mine], progress) if mine else []
     out: list[Explanation | None] = [None] * len(vectors)
     for rows, details in processes.gather((mine, done)):
         for i, d in zip(rows, details, strict=True):

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from hubkit import arch
+from hubkit.base_access import base_of
+from hubkit.data.extract import tokenize
 from hubkit.errors import DataError
 from hubkit.eval.metrics import DEFAULT_BOOT, Summary, bootstrap_ci, summarize
 
@@ -261,9 +263,6 @@ def eval_spliced_loss(
     """Spliced loss of an eval table's rows: each row's ``prefix`` is tokenized as extraction does (BOS first)
     and the splice is at its last token; the table has no next token, so CE is against the original's own
     next-token distribution; the mean vector is the mean of the eval vectors."""
-    from hubkit.base_access import base_of
-    from hubkit.data.extract import tokenize
-
     layer = pair.av.meta.layer
     with base_of(pair, base_model=base_model) as base:
         seqs = tokenize(base.tokenizer, list(prefixes), add_bos=True, max_length=1 << 62)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from hubkit.errors import DataError
+from hubkit.identity import same_base
 from hubkit.provenance import sha256_file
 from hubkit.vectors import vectors_from_column
 
@@ -187,18 +188,6 @@ def check_against_meta(table: EvalTable, meta) -> None:
             + "; ".join(problems)
             + ". Use an eval table extracted for this NLA"
         )
-
-
-def same_base(a: str, b: str) -> bool:
-    """Whether two base-model names mean one model: same last path part, or one offline registry entry."""
-    if a.rstrip("/").split("/")[-1].lower() == b.rstrip("/").split("/")[-1].lower():
-        return True
-    from hubkit import models
-
-    try:
-        return models.get_spec(a).name == models.get_spec(b).name
-    except models.ModelError:
-        return False
 
 
 def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:

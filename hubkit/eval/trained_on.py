@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.constants import RECIPE_COPY as RUN_RECIPE_FILE
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
@@ -37,7 +37,7 @@ class TrainedOn:
 
 
 def _has_meta(folder: Path) -> bool:
-    return (folder / C.META_FILE).is_file() or (folder / C.AR_META_JSON).is_file()
+    return (folder / constants.META_FILE).is_file() or (folder / constants.AR_META_JSON).is_file()
 
 
 def _recipe(folder: Path) -> tuple[dict, Path] | None:

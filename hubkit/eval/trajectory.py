@@ -6,19 +6,19 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from hubkit import constants as C
-from hubkit import processes
-from hubkit.constants import PLOTS_DIR
+from hubkit import constants, processes
 from hubkit.errors import DataError, MetaError
-from hubkit.eval import plots as P
+from hubkit.eval import plots
 from hubkit.eval.extras import Extras
+from hubkit.eval.generation import Generation
 from hubkit.eval.loss_curve import loss_curve
+from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
-from hubkit.eval.records import base_record, load_pair, nla_record
+from hubkit.eval.records import Checkpoint, base_record, load_pair, nla_record
 from hubkit.eval.report import EvalReport, checkpoint_record, output_record
 from hubkit.eval.sections import (
     FolderHashes,
@@ -40,15 +40,6 @@ from hubkit.provenance import sha256_file
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Checkpoint:
-    name: str
-    path: Path
-    meta: NLAMeta
-    step: int | None
-    loss: float | None
-
-
 def _step_of(name: str, meta: NLAMeta) -> int | None:
     if meta.training.step is not None:
         return meta.training.step
@@ -63,10 +54,10 @@ def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
         raise DataError(f"{folder}: no such trajectory folder")
     found = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not ((sub / C.META_FILE).is_file() or (sub / C.AR_META_JSON).is_file()):
+        if not ((sub / constants.META_FILE).is_file() or (sub / constants.AR_META_JSON).is_file()):
             if re.fullmatch(r"step_\d+", sub.name):
                 raise DataError(
-                    f"{sub}: a training step folder without {C.META_FILE}; restore it from a copy, or move the "
+                    f"{sub}: a training step folder without {constants.META_FILE}; restore it from a copy, or move the "
                     "folder out of the run to evaluate the others"
                 )
             continue
@@ -92,7 +83,9 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
         # One half fixed by the caller: the trajectory is the other half's folder.
         cks = halves.get("av" if ar is not None else "ar") or next(iter(halves.values()))
     if not cks:
-        raise DataError(f"{run_dir}: no checkpoint subfolders (folders holding {C.META_FILE}) to evaluate")
+        raise DataError(
+            f"{run_dir}: no checkpoint subfolders (folders holding {constants.META_FILE}) to evaluate"
+        )
     roles = {c.meta.role for c in cks}
     if len(roles) > 1:
         raise MetaError(f"{run_dir}: mixes AV and AR checkpoints; put them under av/ and ar/ subfolders")
@@ -101,7 +94,7 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
         if ar is not None:
             return [(c, c.path, Path(ar)) for c in cks]
         # GRPO step folders carry the AR they trained against in an `ar/` subfolder.
-        if all((c.path / "ar" / C.META_FILE).is_file() for c in cks):
+        if all((c.path / "ar" / constants.META_FILE).is_file() for c in cks):
             return [(c, c.path, c.path / "ar") for c in cks]
         raise DataError(f"{run_dir}: its checkpoints are AVs; give the AR to pair them with (--ar)")
     if av is None:
@@ -122,10 +115,13 @@ def evaluate_trajectory(
     loss_log: str | Path | None = None,
     train_tables: Sequence[str | Path] = (),
     force_overlap: bool = False,
-    seed: int = 0,
+    generation: Generation = Generation(),
+    rows: int | None = None,
+    n_boot: int = DEFAULT_BOOT,
     plots: bool = True,
+    progress: bool = False,
     fixed_ar: str | Path | None = None,
-    **eval_kwargs,
+    extras: Extras | None = None,
 ) -> EvalReport:
     """Evaluate every checkpoint of a trajectory, and give the trend verdict on its loss curve.
 
@@ -135,7 +131,8 @@ def evaluate_trajectory(
     from) also reads every checkpoint's explanations, so an AR trained alongside in RL is never the only
     yardstick (`hubkit.eval.yardstick`). The loss curve is `loss_log`, else the run's
     ``metrics.jsonl``, else the checkpoints' ``training.step``/``training.loss``. Each checkpoint's
-    full eval goes to ``out_dir/<name>/``; the top-level eval.json summarises them.
+    full eval (`evaluate_pair` with `generation`, `rows`, `n_boot`, `extras`) goes to ``out_dir/<name>/``;
+    the top-level eval.json summarises them.
     """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -151,8 +148,11 @@ def evaluate_trajectory(
     # The fixed half and the base are hashed once, not once per checkpoint.
     fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
     base_rec = base_record(plan[0][1], plan[0][2], base_model)
-    points, generation, last = [], None, None
-    extras = _with_fixed_ar(eval_kwargs.pop("extras", None), fixed_ar, base_model, device, dtype)
+    points, last = [], None
+    if fixed_ar is not None:  # loaded once for every checkpoint
+        extras = (extras or Extras()).load_fixed_ar(
+            fixed_ar, base_model=base_model, device=device, dtype=dtype
+        )
     frozen = {"frozen_ar": checkpoint_record(fixed_ar)} if fixed_ar is not None else {}
     for ck, av_dir, ar_dir in plan:
         pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
@@ -161,20 +161,12 @@ def evaluate_trajectory(
             recs["base"] = base_rec
         sub = out / ck.name if out is not None else None
         rep = evaluate_pair(
-            pair,
-            tbl,
-            out_dir=sub,
-            seed=seed,
-            overlap=ov,
-            checkpoints=recs,
-            plots=plots,
-            extras=extras,
-            **eval_kwargs,
-        )
+            pair, tbl, generation=generation, out_dir=sub, rows=rows, n_boot=n_boot, overlap=ov,
+            checkpoints=recs, plots=plots, progress=progress, extras=extras,
+        )  # fmt: skip
         last = (pair.av.meta, pair.ar.meta, pair.shared_base)
         del pair
         points.append(_point(ck, recs, rep, out, sub))
-        generation = rep.generation
     steps, losses, source = loss_curve(run_dir, [p[0] for p in plan], loss_log)
     tr, note = None, None
     if len(steps) >= MIN_POINTS:
@@ -207,8 +199,8 @@ def evaluate_trajectory(
     }
     report = EvalReport(
         kind="trajectory",
-        seed=seed,
-        generation=generation,
+        seed=generation.seed,
+        generation=rep.generation,
         nla=nla_record(*last),
         inputs=inputs,
         overlap=asdict(ov),
@@ -222,27 +214,23 @@ def evaluate_trajectory(
         out.mkdir(parents=True, exist_ok=True)
         report.outputs = {"checkpoints": {p.name: p.eval_json for p in points}}
         if plots:
-            xs = [p.step if p.step is not None else i for i, p in enumerate(points)]
-            path = P.trajectory(
-                xs,
-                [p.cos for p in points],
-                [p.noise_floor_p95 for p in points],
-                (steps, losses),
-                tr,
-                out / PLOTS_DIR / "trajectory.png",
-                fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
-                recovered=[p.spliced_loss for p in points] if points[0].spliced_loss is not None else None,
-            )
-            report.outputs["plots"] = {"trajectory": output_record(out, path)}
+            report.outputs["plots"] = _plots(points, steps, losses, tr, out, extras is not None)
         report.write(out)
     return report
 
 
-def _with_fixed_ar(extras: Extras | None, fixed_ar, base_model, device, dtype) -> Extras | None:
-    """`extras` (or new ones) with the frozen AR loaded once for every checkpoint."""
-    if fixed_ar is None:
-        return extras
-    return (extras or Extras()).load_fixed_ar(fixed_ar, base_model=base_model, device=device, dtype=dtype)
+def _plots(points: list[TrajectoryPoint], steps, losses, tr, out: Path, extras: bool) -> dict:
+    path = plots.trajectory(
+        [p.step if p.step is not None else i for i, p in enumerate(points)],
+        [p.cos for p in points],
+        [p.noise_floor_p95 for p in points],
+        (steps, losses),
+        tr,
+        out / constants.PLOTS_DIR / "trajectory.png",
+        fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
+        recovered=[p.spliced_loss for p in points] if points[0].spliced_loss is not None else None,
+    )
+    return {"trajectory": output_record(out, path)}
 
 
 def _point(
@@ -257,7 +245,7 @@ def _point(
         loss=ck.loss,
         av=FolderHashes(recs["av"]["path"], recs["av"]["files"]),
         ar=FolderHashes(recs["ar"]["path"], recs["ar"]["files"]),
-        eval_json=output_record(out, sub / C.EVAL_FILE) if sub is not None else None,
+        eval_json=output_record(out, sub / constants.EVAL_FILE) if sub is not None else None,
         cos=rt.all.cos,
         fve=rt.all.fve,
         cos_valid_only=rt.valid_only.cos,

@@ -4,11 +4,12 @@
 folder per repo; `push_bundle` publishes a bundle in one commit per repo, tags it and verifies it.
 
 Modules (imports run downwards): `spec` (the YAML spec) → `families` (packaged base-family table) →
-`plan` (a checkpoint folder: copy, convert, refuse), `outputs` (eval.json, plots), `provenance`,
-`attribution` (training-data credits), `legal` (licence id and legal files of a release), `figures`
-(the eval.json figures a template reads), `honesty` (refusals), `cards` (rendering), `context` (the
-one card-context builder) → `build_pair`, `build_trajectory`, `build_dataset` (one builder per kind)
-→ `bundle` (`build_bundle`, manifest in `manifest`) → `push` → `commands` (the CLI command).
+`plan` (a checkpoint folder: copy, convert, refuse), `outputs` (eval.json, read typed by
+`hubkit.eval.report.read_eval`, and its plots), `provenance`, `attribution` (training-data credits),
+`legal` (licence id and legal files of a release), `figures` (the eval.json figures a template reads),
+`cards` (rendering the package data in ``templates/``), `honesty` (refusals), `context` (the one
+card-context builder and card writer) → `build_pair`, `build_trajectory`, `build_dataset` (one builder
+per kind) → `bundle` (`build_bundle`, manifest in `manifest`) → `push` → `commands` (the CLI command).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.errors import DataError
 from hubkit.release.errors import ReleaseError
 from hubkit.release.provenance import table_info
 from hubkit.release.spec import CorpusCredit, LoadedSpec
@@ -60,8 +62,6 @@ def training_data(ls: LoadedSpec) -> list[dict]:
 
     Tables without a sidecar are listed with ``corpus: None`` (their origin is not recorded).
     """
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-    from hubkit.errors import DataError
 
     out = []
     for i, value in enumerate(ls.spec.training_data):

@@ -7,7 +7,9 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
+from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.errors import DataError
 from hubkit.provenance import git_state, sha256_file
 from hubkit.release import cards
 from hubkit.release.attribution import credit_for
@@ -17,6 +19,7 @@ from hubkit.release.manifest import RepoTarget
 from hubkit.release.provenance import parents, table_info, write_provenance
 from hubkit.release.public import dataset_names, publish_json
 from hubkit.release.spec import LoadedSpec
+from hubkit.schema import to_dict
 
 DATA_DIR = "data"
 
@@ -24,8 +27,6 @@ DATA_DIR = "data"
 def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     """What the dataset card says about one table (sidecar blocks with the optional keys filled)."""
     import pyarrow.parquet as pq
-
-    from hubkit.schema import to_dict
 
     sd = to_dict(side)
     return {
@@ -54,8 +55,6 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
 
 
 def _checked_sidecar(path: Path, info: dict):
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-    from hubkit.errors import DataError
 
     try:
         side = read_sidecar(path)
@@ -77,8 +76,6 @@ def _checked_sidecar(path: Path, info: dict):
 
 def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[RepoTarget]:
     """Check each table against its sidecar, copy both, and write the dataset card."""
-    from hubkit.data.sidecar import sidecar_path
-
     spec = ls.spec
     assert spec.license is not None  # the spec requires it for a dataset
     target = RepoTarget("dataset", spec.repos["dataset"], "dataset", "dataset", spec.tag, spec.private)
@@ -130,7 +127,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         pretty_name=spec.card.title,
         cards_dir=cards_dir,
     )
-    (dest / C.CARD_FILE).write_text(card)
+    (dest / constants.CARD_FILE).write_text(card)
     write_provenance(
         dest,
         ls,

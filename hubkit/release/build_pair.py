@@ -7,15 +7,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
+from hubkit.export import export_reference
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
 from hubkit.release.attribution import training_data
-from hubkit.release.context import card_base_model, model_context
+from hubkit.release.context import card_base_model, model_context, write_model_card
 from hubkit.release.errors import HonestyError
 from hubkit.release.legal import copy_legal, plan_legal
 from hubkit.release.manifest import RepoTarget
-from hubkit.release.outputs import copy_plots, read_eval
+from hubkit.release.outputs import CitedEval, copy_plots, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
 from hubkit.release.provenance import eval_summary, parents, write_provenance
 from hubkit.release.public import names_for
@@ -27,20 +28,20 @@ def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str, s
     honesty.check_hashes(half.shipped_sources(), recorded, eval_path, src, role.upper())
 
 
-def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> tuple[dict | None, Path | None]:
+def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
-        return None, None
-    tev, tpath = read_eval(ls, "train_eval", kind="pair")
+        return None
+    train = read_eval(ls, "train_eval", kind="pair")
     for role, half in halves.items():
-        _check_half(tev, tpath, half, role, half.source)
-    if tev["inputs"]["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
+        _check_half(train.data, train.path, half, role, half.source)
+    if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
         raise HonestyError(
-            f"{tpath}: measured the same table as the held-out eval; `train_eval` must be an eval on a "
+            f"{train.path}: measured the same table as the held-out eval; `train_eval` must be an eval on a "
             "table from the training distribution (e.g. `hubkit eval` on the ar_sft or rl table)"
         )
-    honesty.check_required(tev, ("figures.round_trip.all.fve.value", "figures.round_trip.all.n"), tpath)
-    return tev, tpath
+    honesty.check_required(train.data, ("figures.round_trip.all.fve.value",), train.path)
+    return train
 
 
 def _exports(
@@ -50,7 +51,6 @@ def _exports(
     into a temporary folder, planned like a checkpoint; ``{role: (exported half, what the card says)}``."""
     if ls.spec.format != "reference":
         return {}
-    from hubkit.export import export_reference
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hubkit-export-")))
     out = {}
@@ -80,7 +80,8 @@ def _build_pair(
     ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool, stack: contextlib.ExitStack
 ) -> list[RepoTarget]:
     spec = ls.spec
-    ev, eval_path = read_eval(ls, kind="pair")
+    cited = read_eval(ls, kind="pair")
+    ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
     halves: dict[str, PlannedCheckpoint] = {}
@@ -98,11 +99,11 @@ def _build_pair(
     if "ar" in halves:
         honesty.check_yardstick(
             {"the pair": halves["ar"].meta},
-            {"the pair": "fixed_ar" in ev["figures"]},
+            {"the pair": cited.report.figures.fixed_ar is not None},
             eval_path,
             spec.card.co_trained_ar,
         )
-    train_ev, train_path = _train_eval(ls, halves, ev)
+    train = _train_eval(ls, halves, ev)
     if "av" in halves:
         scale = honesty.injection_scale(
             halves["av"].meta, halves["av"].meta_file, halves["av"].source, ls.base_model
@@ -130,7 +131,9 @@ def _build_pair(
         dest = out / target.folder
         reason = retraction(ls, role)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(eval_path, dest / C.EVAL_FILE)  # before write_half, which rewrites its local paths
+        shutil.copyfile(
+            eval_path, dest / constants.EVAL_FILE
+        )  # before write_half, which rewrites its local paths
         shipped, export = exports.get(role, (half, None))
         sources = write_half(shipped, dest, legacy_pt, reason, names)
         sources |= copy_legal(legal, dest)
@@ -147,26 +150,17 @@ def _build_pair(
             training=training,
             git=git,
             title=f"{target.repo_id.split('/')[-1]}: NLA {role.upper()} for {base_id} (layer {half.meta.layer})",
-            train_ev=train_ev,
+            train_ev=train.report if train else None,
             scale=scale,
             retracted=reason,
             files=half.weight_files(),
             export=export,
         )
-        card = cards.model_card(
-            context,
-            template=cards.MODEL_TEMPLATE,
-            **legal.card_header(),
-            base_model=base_id,
-            eval_results=cards.pair_eval_results(ev, spec.eval_dataset or "hubkit-eval-table"),
-            model_name=target.repo_id,
-            datasets=spec.datasets,
-            tags=spec.card.tags,
-            language=spec.card.language,
-            cards_dir=cards_dir,
-        )
-        legal.check_card(card, cards.MODEL_TEMPLATE)
-        (dest / C.CARD_FILE).write_text(card)
+        results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
+        write_model_card(
+            ls, dest, context, legal, template=cards.MODEL_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
+            eval_results=results, tags=spec.card.tags, cards_dir=cards_dir,
+        )  # fmt: skip
         write_provenance(
             dest,
             ls,
@@ -177,14 +171,10 @@ def _build_pair(
                 "skipped": half.skipped,
                 "checkpoint": {"path": str(half.source), "eval_recorded": True},
                 "eval": eval_summary(ev, eval_path),
-                "train_eval": eval_summary(train_ev, train_path),
+                "train_eval": eval_summary(train.data, train.path) if train else None,
                 "training_data": training,
                 "injection": scale,
-                "license": {
-                    "family": legal.family.key,
-                    "license": legal.license,
-                    "files": sorted(legal.files),
-                },
+                "license": legal.record(),
                 "parents": parents(ls, base_id, half.meta, role),
                 "corrections": context["corrections"],
             },

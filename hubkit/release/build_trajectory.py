@@ -6,12 +6,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
+from hubkit.eval.sections import TrajectoryPoint
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
 from hubkit.release.attribution import training_data
-from hubkit.release.context import card_base_model, model_context
+from hubkit.release.context import card_base_model, model_context, write_model_card
 from hubkit.release.errors import ReleaseError
 from hubkit.release.legal import copy_legal, plan_legal
 from hubkit.release.manifest import RepoTarget
@@ -25,39 +26,36 @@ log = logging.getLogger(__name__)
 
 
 def _plan_points(
-    ls: LoadedSpec, run: Path, ev: dict, eval_path: Path
-) -> list[tuple[dict, PlannedCheckpoint]]:
+    ls: LoadedSpec, run: Path, points: list[TrajectoryPoint], nla: dict, eval_path: Path
+) -> list[tuple[TrajectoryPoint, PlannedCheckpoint]]:
     """Each checkpoint eval.json lists, planned and checked against the hashes it recorded."""
-    halves: list[tuple[dict, PlannedCheckpoint]] = []
+    halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]] = []
     role = None
-    for p in ev["figures"]["trajectory"]["checkpoints"]:
-        src = run / p["name"]
+    for p in points:
+        src = run / p.name
         if not src.is_dir():
             raise ReleaseError(
-                f"{eval_path}: lists checkpoint {p['name']!r} but {run} has no folder of that name; "
+                f"{eval_path}: lists checkpoint {p.name!r} but {run} has no folder of that name; "
                 "point `trajectory` at the run that was evaluated"
             )
         half = plan_half(src, role, "trajectory", ls.path)
         role = role or half.meta.role
-        honesty.check_hashes(
-            half.shipped_sources(),
-            (p.get(half.meta.role) or {}).get("files", {}),
-            eval_path,
-            src,
-            f"{half.meta.role.upper()} {p['name']}",
-        )
-        honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+        label = f"{half.meta.role.upper()} {p.name}"
+        honesty.check_hashes(half.shipped_sources(), getattr(p, half.meta.role).files, eval_path, src, label)
+        honesty.check_meta_against_eval(half.meta, nla, half.meta_file, eval_path)
         halves.append((p, half))
     return halves
 
 
-def _check_fixed_partner(ev: dict, halves: list[tuple[dict, PlannedCheckpoint]], role: str) -> None:
+def _check_fixed_partner(
+    ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]], role: str
+) -> None:
     other_role = "ar" if role == "av" else "av"
     fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{other_role}")
     if not (fixed and Path(fixed["path"]).is_dir()):
         return
     fixed_meta = NLAMeta.load(fixed["path"])
-    fixed_file = Path(fixed["path"]) / C.META_FILE
+    fixed_file = Path(fixed["path"]) / constants.META_FILE
     for _, half in halves:
         pair = (half.meta, fixed_meta) if role == "av" else (fixed_meta, half.meta)
         files = (half.meta_file, fixed_file) if role == "av" else (fixed_file, half.meta_file)
@@ -69,31 +67,34 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    ev, eval_path = read_eval(ls, kind="trajectory")
+    cited = read_eval(ls, kind="trajectory")
+    ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
     )
-    names = [p["name"] for p in ev["figures"]["trajectory"]["checkpoints"]]
+    names = [p.name for p in points]
     check_corrections(ls, names)
     on_disk = sorted(
         p.name
         for p in run.iterdir()
         if p.is_dir()
         and not p.name.startswith(".")
-        and ((p / C.META_FILE).exists() or (p / C.AR_META_JSON).exists())
+        and ((p / constants.META_FILE).exists() or (p / constants.AR_META_JSON).exists())
     )
     unevaluated = sorted(set(on_disk) - set(names))
     if unevaluated:
         log.warning(
             "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
         )
-    halves = _plan_points(ls, run, ev, eval_path)
+    halves = _plan_points(ls, run, points, ev["nla"], eval_path)
     role = halves[0][1].meta.role
     _check_fixed_partner(ev, halves, role)
-    own_ars = {p["name"]: h.source / "ar" for p, h in halves if (h.source / "ar" / C.META_FILE).is_file()}
+    own_ars = {
+        p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / constants.META_FILE).is_file()
+    }
     honesty.check_yardstick(
         {name: NLAMeta.load(folder) for name, folder in own_ars.items()},
-        {p["name"]: "fixed_ar" in p for p, _ in halves},
+        {p.name: p.fixed_ar is not None for p, _ in halves},
         eval_path,
         spec.card.co_trained_ar,
     )
@@ -116,22 +117,22 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     public = names_for(ls, base_id, [h.meta.base_model for _, h in halves])
     scales = public.public_tree(scales)
     for p, half in halves:
-        name = p["name"]
+        name = p.name
         for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name), public).items():
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
-            copy_output(eval_path, step_evals[name], dest / name / C.EVAL_FILE, f"eval.json of {name}")
+            copy_output(
+                eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}"
+            )
     sources |= copy_legal(legal, dest)
-    shutil.copyfile(eval_path, dest / C.EVAL_FILE)
+    shutil.copyfile(eval_path, dest / constants.EVAL_FILE)
     sources |= {
         rel: {"from": str(eval_path.parent / rel), **rec} for rel, rec in publish_files(dest, public).items()
     }
     plots = copy_plots(ev, eval_path, dest)
     retracted = {c.checkpoint for c in spec.corrections}
-    example = next(
-        (p["name"] for p, _ in reversed(halves) if p["name"] not in retracted), halves[-1][0]["name"]
-    )
+    example = next((p.name for p, _ in reversed(halves) if p.name not in retracted), halves[-1][0].name)
     context = model_context(
         ls,
         role=role,
@@ -149,20 +150,11 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         scales=scales,
         retracted=sorted(retracted),
     )
-    card = cards.model_card(
-        context,
-        template=cards.TRAJECTORY_TEMPLATE,
-        **legal.card_header(),
-        base_model=base_id,
-        eval_results=cards.trajectory_eval_results(ev, spec.eval_dataset or "hubkit-eval-table", retracted),
-        model_name=target.repo_id,
-        datasets=spec.datasets,
-        tags=[*spec.card.tags, "trajectory"],
-        language=spec.card.language,
-        cards_dir=cards_dir,
-    )
-    legal.check_card(card, cards.TRAJECTORY_TEMPLATE)
-    (dest / C.CARD_FILE).write_text(card)
+    results = cards.trajectory_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table", retracted)
+    write_model_card(
+        ls, dest, context, legal, template=cards.TRAJECTORY_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
+        eval_results=results, tags=[*spec.card.tags, "trajectory"], cards_dir=cards_dir,
+    )  # fmt: skip
     write_provenance(
         dest,
         ls,
@@ -174,7 +166,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             "eval": eval_summary(ev, eval_path),
             "training_data": training,
             "injection": scales,
-            "license": {"family": legal.family.key, "license": legal.license, "files": sorted(legal.files)},
+            "license": legal.record(),
             "parents": parents(ls, base_id, last.meta, role),
             "corrections": context["corrections"],
         },

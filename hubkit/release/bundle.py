@@ -26,11 +26,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.checkpoint import read_file_hashes, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.provenance import sha256_file
-from hubkit.release.context import card_base_model, partner_revision
+from hubkit.release.build_dataset import build_dataset
+from hubkit.release.build_pair import build_pair
+from hubkit.release.build_trajectory import build_trajectory
+from hubkit.release.context import card_base_model
 from hubkit.release.errors import ReleaseError
 from hubkit.release.local_paths import find_local_paths
 from hubkit.release.manifest import BUNDLE_SCHEMA, MANIFEST_FILE, Bundle, RepoTarget
@@ -48,7 +51,6 @@ __all__ = [
     "RepoTarget",
     "build_bundle",
     "card_base_model",
-    "partner_revision",
     "plan_half",
     "provenance_files",
 ]
@@ -56,14 +58,9 @@ __all__ = [
 
 def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
     if ls.spec.kind in ("av", "ar", "pair"):
-        from hubkit.release.build_pair import build_pair
-
         return build_pair(ls, out, cards_dir, legacy_pt)
     if ls.spec.kind == "trajectory":
-        from hubkit.release.build_trajectory import build_trajectory
-
         return build_trajectory(ls, out, cards_dir, legacy_pt)
-    from hubkit.release.build_dataset import build_dataset
 
     return build_dataset(ls, out, cards_dir)
 
@@ -71,7 +68,7 @@ def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -
 def check_replaceable(out: Path) -> None:
     """Refuse to replace `out` unless it is missing, empty, or holds only files hubkit wrote there.
 
-    A bundle records the sha256 of each of its files in its hash file (`C.CHECKPOINT_HASHES_FILE`, not
+    A bundle records the sha256 of each of its files in its hash file (`constants.CHECKPOINT_HASHES_FILE`, not
     pushed); a file it does not list, or one whose bytes changed since, is the user's and is never
     deleted (the rule `extract` and `build` follow for their tables).
     """
@@ -88,12 +85,12 @@ def check_replaceable(out: Path) -> None:
         raise ReleaseError(f"--out {out}: {exc}") from exc
     if recorded is None:
         raise ReleaseError(
-            f"--out {out}: not a release bundle hubkit built (no {C.CHECKPOINT_HASHES_FILE} recording its files, "
+            f"--out {out}: not a release bundle hubkit built (no {constants.CHECKPOINT_HASHES_FILE} recording its files, "
             f"e.g. {files[0].relative_to(out)}); nothing was replaced: choose an empty or new --out folder"
         )
     for path in files:
         rel = path.relative_to(out).as_posix()
-        if rel == C.CHECKPOINT_HASHES_FILE:
+        if rel == constants.CHECKPOINT_HASHES_FILE:
             continue
         want = recorded.get(rel)
         if want is None or path.is_symlink() or path.stat().st_size != want["size"]:

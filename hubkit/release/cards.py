@@ -1,12 +1,9 @@
 """Model and dataset cards: YAML header from ``ModelCardData``/``DatasetCardData``, body from jinja2.
 
-Bodies are rendered from ``cards/*.md.j2`` in a jinja2 environment with ``StrictUndefined``: a figure
+Bodies are rendered from ``hubkit/release/templates/*.md.j2`` (package data) in a jinja2 environment with ``StrictUndefined``: a figure
 the template names but eval.json lacks is an error, never an empty cell. Number filters (``f3``,
 ``pct``, ``g2``, ``n`` for counts, ``t`` for text) refuse ``None`` for the same reason. A user's ``--cards DIR`` is searched first, so
 one template can be overridden and the others kept.
-
-Templates ship inside the package as ``hubkit/release/templates`` (a link to the top-level
-``cards/`` in a source checkout; real files in a built wheel).
 """
 
 from __future__ import annotations
@@ -15,6 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jinja2
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+from hubkit.eval.report import EvalReport
 from hubkit.release.errors import ReleaseError
 
 DEFAULT_CARDS = Path(__file__).resolve().parent / "templates"
@@ -26,18 +27,6 @@ BASE_TAGS = ("nla", "interpretability", "activation-decoding", "hubkit")
 TASK_TYPE = "feature-extraction"
 TASK_NAME = "NLA round trip (vector -> explanation -> vector)"
 HUB_URL = "https://huggingface.co"
-
-
-def templates_dir() -> Path:
-    """The default templates: the package copy, or ``cards/`` of a source checkout."""
-    if DEFAULT_CARDS.is_dir():
-        return DEFAULT_CARDS
-    checkout = Path(__file__).resolve().parents[2] / "cards"
-    if checkout.is_dir():
-        return checkout
-    raise ReleaseError(
-        f"card templates not found (looked in {DEFAULT_CARDS} and {checkout}); reinstall hubkit or pass --cards DIR"
-    )
 
 
 def _number(fmt: str):
@@ -71,9 +60,7 @@ def _pct(value: Any) -> str:
 
 def environment(cards_dir: str | Path | None = None):
     """A strict jinja2 environment over `cards_dir` (searched first) and the default templates."""
-    import jinja2
-
-    paths = [str(templates_dir())]
+    paths = [str(DEFAULT_CARDS)]
     if cards_dir is not None:
         user = Path(cards_dir)
         if not user.is_dir():
@@ -102,13 +89,11 @@ def environment(cards_dir: str | Path | None = None):
 
 def render_body(template: str, context: dict, cards_dir: str | Path | None = None) -> str:
     """Render one body template; an undefined name or a missing figure names the template."""
-    import jinja2
-
     env = environment(cards_dir)
     try:
         return env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise ReleaseError(f"card template {exc.name!r} not found in {cards_dir or templates_dir()}") from exc
+        raise ReleaseError(f"card template {exc.name!r} not found in {cards_dir or DEFAULT_CARDS}") from exc
     except jinja2.UndefinedError as exc:
         raise ReleaseError(
             f"card template {template}: {exc} (the template names a value the release lacks)"
@@ -123,11 +108,8 @@ def _assemble(data, body: str) -> str:
 
 # -- model-index --------------------------------------------------------------------------------
 def _eval_result(
-    ev: dict, metric_type: str, name: str, value: float, dataset_type: str, config: str | None = None
+    table: dict, metric_type: str, name: str, value: float, dataset_type: str, config: str | None = None
 ):
-    from huggingface_hub import EvalResult
-
-    table = ev["inputs"]["table"]
     return EvalResult(
         task_type=TASK_TYPE,
         task_name=TASK_NAME,
@@ -142,77 +124,44 @@ def _eval_result(
     )
 
 
-def pair_eval_results(ev: dict, dataset_type: str) -> list:
+def pair_eval_results(report: EvalReport, dataset_type: str) -> list:
     """The headline figures of a pair eval as ``EvalResult``s (the card header's model-index)."""
-    fig = ev["figures"]
-    rt, ident = fig["round_trip"]["all"], fig["identification"]
-    out = [
-        _eval_result(ev, "cosine", "round-trip cosine (mean)", rt["cos"]["mean"], dataset_type),
-        _eval_result(ev, "fve", "fraction of variance explained", rt["fve"]["value"], dataset_type),
-        _eval_result(ev, "nmse", "normalised MSE (mean)", rt["nmse"]["mean"], dataset_type),
-        _eval_result(
-            ev,
-            "noise_floor_p95",
-            "noise floor (p95 of mismatched cosines)",
-            fig["noise_floor"]["p95"],
-            dataset_type,
-        ),
-        _eval_result(
-            ev,
-            "frac_above_noise_floor",
-            "rows above the noise floor",
-            fig["noise_floor"]["frac_above"],
-            dataset_type,
-        ),
-    ]
-    for t in ident["top"]:
-        out.append(
-            _eval_result(
-                ev,
-                f"identification_top{t['k']}",
-                f"identification top-{t['k']} (chance {t['chance']:.3g})",
-                t["accuracy"],
-                dataset_type,
-            )
-        )
-    out.append(
-        _eval_result(
-            ev,
-            "distinct_explanations",
-            "distinct explanations (fraction)",
-            fig["diversity"]["distinct_frac"],
-            dataset_type,
-        )
-    )
-    return out
+    f = report.figures
+    rt = f.round_trip.all
+    figures = [
+        ("cosine", "round-trip cosine (mean)", rt.cos.mean),
+        ("fve", "fraction of variance explained", rt.fve.value),
+        ("nmse", "normalised MSE (mean)", rt.nmse.mean),
+        ("noise_floor_p95", "noise floor (p95 of mismatched cosines)", f.noise_floor.p95),
+        ("frac_above_noise_floor", "rows above the noise floor", f.noise_floor.frac_above),
+        *((f"identification_top{t.k}", f"identification top-{t.k} (chance {t.chance:.3g})", t.accuracy)
+          for t in f.identification.top),
+        ("distinct_explanations", "distinct explanations (fraction)", f.diversity.distinct_frac),
+    ]  # fmt: skip
+    return [_eval_result(report.inputs["table"], *figure, dataset_type) for figure in figures]
 
 
-def trajectory_eval_results(ev: dict, dataset_type: str, retracted: set[str]) -> list:
+def trajectory_eval_results(report: EvalReport, dataset_type: str, retracted: set[str]) -> list:
     """Per-checkpoint cosine and top-1 identification, one ``metric_config`` per step (retracted ones left out)."""
-    out = []
-    for p in ev["figures"]["trajectory"]["checkpoints"]:
-        if p["name"] in retracted:
-            continue
-        out.append(
-            _eval_result(
-                ev,
-                "cosine",
-                f"round-trip cosine (mean), {p['name']}",
-                p["cos"]["mean"],
-                dataset_type,
-                config=p["name"],
+    table, out = report.inputs["table"], []
+    for p in report.figures.trajectory.checkpoints:
+        if p.name not in retracted:
+            out.append(
+                _eval_result(
+                    table, "cosine", f"round-trip cosine (mean), {p.name}", p.cos.mean, dataset_type, p.name
+                )
             )
-        )
-        out.append(
-            _eval_result(
-                ev,
-                "identification_top1",
-                f"identification top-1, {p['name']}",
-                p["identification"]["top1"],
-                dataset_type,
-                config=p["name"],
+            top1 = p.identification.top1
+            out.append(
+                _eval_result(
+                    table,
+                    "identification_top1",
+                    f"identification top-1, {p.name}",
+                    top1,
+                    dataset_type,
+                    p.name,
+                )
             )
-        )
     return out
 
 
@@ -233,8 +182,6 @@ def model_card(
     cards_dir: str | Path | None = None,
 ) -> str:
     """A model card: ``ModelCardData`` header (base model, library, license, tags, datasets, model-index) + body."""
-    from huggingface_hub import ModelCard, ModelCardData
-
     data = ModelCardData(
         base_model=base_model,
         library_name=LIBRARY_NAME,
@@ -263,8 +210,6 @@ def dataset_card(
     cards_dir: str | Path | None = None,
 ) -> str:
     """A dataset card: ``DatasetCardData`` header (license, tags, size, parquet configs) + body."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
     data = DatasetCardData(
         license=license,
         tags=list(dict.fromkeys([*BASE_TAGS, *tags])),

@@ -13,9 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubkit import constants
+from hubkit.data.sidecar import hubkit_version
+from hubkit.eval.report import EvalReport
+from hubkit.identity import hub_id
 from hubkit.meta import NLAMeta
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
+from hubkit.release.legal import LegalPlan
 from hubkit.release.spec import LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}
@@ -44,8 +49,6 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     """The Hub id for the card header: `card.base_model`, the registry's id, or the meta's if it is one."""
     if ls.spec.card.base_model:
         return ls.spec.card.base_model
-    from hubkit.identity import hub_id
-
     name = meta.base_model
     if hub_id(name) != name:  # an offline registry model
         return hub_id(name)
@@ -55,11 +58,6 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
         f"{ls.path}: field `card.base_model` is needed: the checkpoints record base model {name!r}, which is not a "
         "Hub repo id; set `card.base_model` to the id the card header should name"
     )
-
-
-def partner_revision(spec: ReleaseSpec) -> str | None:
-    """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
-    return spec.tag if spec.kind == "pair" else spec.partner_revision
 
 
 def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str:
@@ -73,7 +71,7 @@ def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str
             + (f', {role}_subfolder="{subfolder}"' if subfolder else "")
         )
     args = {role: mine, other: repos[other]}
-    other_rev = partner_revision(spec)
+    other_rev = spec.other_revision()
     parts = [f'av="{args["av"]}"', f'ar="{args["ar"]}"']
     if other_rev != tag:
         parts.append(f'{role}_revision="{tag}"')
@@ -111,8 +109,6 @@ def code_url() -> str | None:
 
 
 def _code(ls: LoadedSpec, git: dict) -> dict:
-    from hubkit.data.sidecar import hubkit_version
-
     url = ls.spec.card.code_url or code_url()
     return {"url": url, "version": hubkit_version(), "commit": git.get("commit")}
 
@@ -151,22 +147,19 @@ def _nla(meta: NLAMeta, base_id: str, nla: dict) -> dict:
     }
 
 
-def train_fve(train_ev: dict | None) -> dict | None:
+def train_fve(train_ev: EvalReport | None) -> dict | None:
     """The training-distribution FVE of a second eval of the same checkpoints, or None when not measured."""
     if train_ev is None:
         return None
-    rt = train_ev["figures"]["round_trip"]["all"]
-    return {
-        **{k: rt["fve"][k] for k in ("value", "ci_low", "ci_high")},
-        "n": rt["n"],
-        "table_sha256": train_ev["inputs"]["table"]["sha256"],
-    }
+    rt = train_ev.figures.round_trip.all
+    fve = {"value": rt.fve.value, "ci_low": rt.fve.ci_low, "ci_high": rt.fve.ci_high}
+    return {**fve, "n": rt.n, "table_sha256": train_ev.inputs["table"]["sha256"]}
 
 
 def eval_extras(ev: dict) -> list[str]:
     """The optional eval sections (paraphrase, claim ablation, cross-pair, spliced loss, judge) this report has."""
     figures = ev.get("figures") or {}
-    return [k for k in EVAL_EXTRAS if ev.get(k) is not None or figures.get(k) is not None]
+    return [k for k in EVAL_EXTRAS if figures.get(k) is not None]
 
 
 def model_context(
@@ -183,7 +176,7 @@ def model_context(
     git: dict,
     title: str,
     subfolder: str | None = None,
-    train_ev: dict | None = None,
+    train_ev: EvalReport | None = None,
     **kind_specific: Any,
 ) -> dict:
     """The context of a model card (pair half or trajectory); `kind_specific` adds the template's own keys."""
@@ -208,3 +201,26 @@ def model_context(
         "eval_extras": eval_extras(ev),
         **kind_specific,
     }
+
+
+def write_model_card(
+    ls: LoadedSpec,
+    dest: Path,
+    context: dict,
+    legal: LegalPlan,
+    *,
+    template: str,
+    base_id: str,
+    repo_id: str,
+    eval_results: list,
+    tags: list[str],
+    cards_dir: Path | None,
+) -> None:
+    """Render a model card (``ModelCardData`` header, body from `template`), check it prints what the base's
+    licence asks for, and write it as the repo's README."""
+    card = cards.model_card(
+        context, template=template, **legal.card_header(), base_model=base_id, eval_results=eval_results,
+        model_name=repo_id, datasets=ls.spec.datasets, tags=tags, language=ls.spec.card.language, cards_dir=cards_dir,
+    )  # fmt: skip
+    legal.check_card(card, template)
+    (dest / constants.CARD_FILE).write_text(card)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from hubkit import models
 from hubkit.constants import FAMILIES_SCHEMA
 from hubkit.release.errors import ReleaseError
 from hubkit.schema import SchemaError, from_dict
@@ -154,8 +155,6 @@ def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | 
         if not name:
             continue
         try:
-            from hubkit import models
-
             spec = models.get_spec(name)
         except Exception:  # not an offline registry model
             continue

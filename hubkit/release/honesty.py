@@ -15,10 +15,14 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants, loading, scale_lint
+from hubkit.eval.yardstick import co_trained
 from hubkit.identity import same_base
 from hubkit.meta import NLAMeta, check_compatible
+from hubkit.release import cards
 from hubkit.release.errors import HonestyError
+from hubkit.release.figures import template_reads
+from hubkit.scale_lint import lint_scale
 
 # Figures the release code itself reads from eval.json (the model-index, the meta checks, the hash
 # checks). What the card templates read is derived from the templates in use (`hubkit.release.figures`).
@@ -109,9 +113,6 @@ def check_card_figures(
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
     import jinja2
 
-    from hubkit.release import cards
-    from hubkit.release.figures import template_reads
-
     check_required(data, code_reads, eval_path)
     try:
         reads = template_reads(cards.environment(cards_dir), template)
@@ -180,8 +181,6 @@ def check_meta_against_eval(meta: NLAMeta, nla: dict, meta_file: str | Path, eva
 def base_norms(model_path: str, layer: int | None) -> tuple[float, float | None]:
     """(median token-embedding norm after the model's own scaling, median residual norm at `layer` on
     the bundled corpus) of the model at `model_path`: the two yardsticks of `hubkit.scale_lint`."""
-    from hubkit import loading, scale_lint
-
     path = loading.resolve_base(model_path)
     model = loading.load_causal_lm(path)
     residual = None
@@ -200,8 +199,6 @@ def measure_scale(
 ) -> dict | None:
     """``{scale, embedding_norm, residual_norm, ratio, ratio_to_residual, within_factor, factor, ood_allowed,
     measured_on}`` judged by `hubkit.scale_lint.lint_scale`; ``None`` without a scale."""
-    from hubkit.scale_lint import lint_scale
-
     if scale is None:
         return None
     try:
@@ -234,8 +231,6 @@ def injection_scale(
     ``None`` when nothing is rescaled (residual addition or raw vectors). The norm is measured on the
     weights the AV runs on: its own folder for full weights, else the base (`base_model` overrides).
     """
-    from hubkit import loading
-
     if meta.role != "av" or meta.injection is None:
         return None
     where = str(checkpoint) if not loading.is_adapter(Path(checkpoint)) else (base_model or meta.base_model)
@@ -251,7 +246,7 @@ def injection_scale(
         )
         raise HonestyError(
             f"{meta_file}: injection scale {info['scale']:.4g} is {info['ratio']:.3g}× the median token-embedding "
-            f"norm {info['embedding_norm']:.4g}{residual} of {where}, beyond {C.OOD_SCALE_FACTOR:g}× either way (above "
+            f"norm {info['embedding_norm']:.4g}{residual} of {where}, beyond {constants.OOD_SCALE_FACTOR:g}× either way (above "
             f"the larger norm or below the smaller), and the training did not record it as deliberate (`injection.ood_allowed: true`). Such checkpoints have had "
             "to be retracted; fix the scale and retrain, or retrain with --allow-ood-injection if it is intended"
         )
@@ -266,8 +261,6 @@ def check_yardstick(
 
     `ar_metas` maps a checkpoint name to its AR's meta, `has_fixed` to whether eval.json also holds the
     frozen SFT AR's figures for it."""
-    from hubkit.eval.yardstick import co_trained
-
     only = sorted(n for n, m in ar_metas.items() if co_trained(m) and not has_fixed.get(n, False))
     if only and not (note or "").strip():
         raise HonestyError(

@@ -15,13 +15,18 @@ from typing import Any
 
 import yaml
 
-from hubkit import constants as C
+from hubkit import constants
+from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.identity import public_base
+from hubkit.meta import NLAMeta
+from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 from hubkit.release.errors import ReleaseError
+from hubkit.release.families import config_model_type, local_snapshot, match_family
 from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
 
 
 def _steps(stage: Path) -> list[Path]:
-    return sorted(p for p in stage.glob("step_*") if p.is_dir() and (p / C.META_FILE).is_file())
+    return sorted(p for p in stage.glob("step_*") if p.is_dir() and (p / constants.META_FILE).is_file())
 
 
 def _rel(path: str | Path, root: Path) -> str:
@@ -34,7 +39,7 @@ def _rel(path: str | Path, root: Path) -> str:
 
 def _recipe(run: Path) -> dict[str, Any]:
     for stage in ("av", "ar", "grpo"):
-        copy = run / stage / C.RECIPE_COPY
+        copy = run / stage / constants.RECIPE_COPY
         if copy.is_file():
             data = yaml.safe_load(copy.read_text())
             if isinstance(data, dict):
@@ -43,14 +48,12 @@ def _recipe(run: Path) -> dict[str, Any]:
 
 
 def _eval_file(path: Path) -> Path:
-    return path / C.EVAL_FILE if path.is_dir() else path
+    return path / constants.EVAL_FILE if path.is_dir() else path
 
 
 def _license(base: str | None, local: str | None) -> str:
     """The licence of the base's family (by Hub id, then by the base's ``config.model_type``), as the
     release itself will find it."""
-    from hubkit.release.families import config_model_type, local_snapshot, match_family
-
     fam = match_family(base, config_model_type(local_snapshot([local], base)))
     return fam.license or placeholder(
         f"the Hub licence id (the base {base or local!r} is of no known family)"
@@ -84,7 +87,7 @@ def _checkpoints(run: Path, ev: dict, kind: str, root: Path) -> dict[str, str]:
         found = next((s[-1] for st in stages if (s := _steps(run / st))), None)
         if found is None:
             raise ReleaseError(
-                f"{run}: no {half.upper()} checkpoint (no {'/'.join(stages)}/step_* with {C.META_FILE})"
+                f"{run}: no {half.upper()} checkpoint (no {'/'.join(stages)}/step_* with {constants.META_FILE})"
             )
         out[half] = _rel(found, root)
     return out
@@ -99,15 +102,11 @@ def _repos(kind: str, repo: str | None, name: str) -> dict[str, str]:
 
 def _base(recipe: dict, ev: dict, run: Path) -> tuple[str | None, str | None, int | None]:
     """(the base's Hub id, the name the run records, the layer)."""
-    from hubkit.identity import public_base
-
     base = (ev.get("nla") or {}).get("base_model") or recipe.get("base_model")
     layer = (ev.get("nla") or {}).get("layer", recipe.get("layer"))
     if base is None:
         step = next((s[-1] for st in ("av", "ar", "grpo") if (s := _steps(run / st))), None)
         if step is not None:
-            from hubkit.meta import NLAMeta
-
             meta = NLAMeta.load(step, check_depth=False)
             base, layer = meta.base_model, meta.layer
     return (public_base(base) if base else None), base, layer
@@ -124,8 +123,6 @@ def _tables(recipe: dict, root: Path, kind: str) -> list[str]:
 
 
 def _corpora(tables: list[str], root: Path) -> dict[str, dict]:
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-    from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 
     out: dict[str, dict] = {}
     for t in tables:
@@ -162,7 +159,7 @@ def init_spec(
     recipe = _recipe(run)
     base, local_base, layer = _base(recipe, ev, run)
     tables = _tables(recipe, root, kind)
-    spec: dict[str, Any] = {"schema": C.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
+    spec: dict[str, Any] = {"schema": constants.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
     spec["repos"] = _repos(kind, repo, name)
     if kind in ("av", "ar", "pair"):
         spec["checkpoints"] = _checkpoints(run, ev, kind, root)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hubkit.meta import NLAMeta
 from hubkit.provenance import sha256_file
-from hubkit.release import families as F
+from hubkit.release import families
 from hubkit.release.errors import ReleaseError
 from hubkit.release.spec import LoadedSpec
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class LegalPlan:
     """What a release inherits from its base: family, licence id, files to ship."""
 
-    family: F.Family
+    family: families.Family
     license: str
     files: dict[str, Path] = field(default_factory=dict)
     model_type: str | None = None
@@ -53,6 +53,10 @@ class LegalPlan:
                 "licence asks every derivative to display; add `{{ legal.banner }}` to the template"
             )
 
+    def record(self) -> dict:
+        """What provenance.json records of the licence."""
+        return {"family": self.family.key, "license": self.license, "files": sorted(self.files)}
+
     def card_header(self) -> dict:
         """``license`` (and ``license_name``/``license_link`` for an ``other`` licence) for ModelCardData."""
         out = {"license": self.license}
@@ -64,13 +68,13 @@ class LegalPlan:
 def plan_legal(ls: LoadedSpec, meta: NLAMeta, base_id: str, checkpoint: Path) -> LegalPlan:
     """Match the base family, settle the licence id and find every legal file (refused when missing)."""
     spec = ls.spec
-    snapshot = F.local_snapshot([ls.base_model, meta.base_model], base_id)
-    model_type = F.config_model_type(checkpoint, snapshot)
-    family = F.match_family(base_id, model_type)
-    F.check_model_type(family, model_type, base_id, ls.path)
-    license = F.release_license(family, spec.license, ls.path, base_id)
+    snapshot = families.local_snapshot([ls.base_model, meta.base_model], base_id)
+    model_type = families.config_model_type(checkpoint, snapshot)
+    family = families.match_family(base_id, model_type)
+    families.check_model_type(family, model_type, base_id, ls.path)
+    license = families.release_license(family, spec.license, ls.path, base_id)
     named = {name: ls.existing(p, f"legal_files.{name}", "file") for name, p in spec.legal_files.items()}
-    files = F.legal_files(family, snapshot, named, ls.path)
+    files = families.legal_files(family, snapshot, named, ls.path)
     if family.name_prefix:
         for role in spec.pushed_roles:
             repo_name = spec.repos[role].split("/")[-1]

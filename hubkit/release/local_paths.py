@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from safetensors import safe_open
 
 _CANDIDATE = re.compile(
     r"(?<![\w:/.<>\-])(/[\w.+-]+(?:/[^\s\"'`<>|,;)\]}]*)+|~/[^\s\"'`<>]+|[A-Za-z]:\\[^\s\"'`<>]+)"
@@ -75,14 +76,11 @@ def _structured(path: Path, text: str) -> Any:
 
 
 def _safetensors_header(path: Path) -> Any:
-    with path.open("rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        if n <= 0 or n > 100 << 20:
-            return None
-        try:
-            return json.loads(f.read(n)).get("__metadata__")
-        except ValueError:
-            return None
+    try:
+        with safe_open(str(path), "np") as f:
+            return f.metadata()
+    except Exception:  # not a readable safetensors file: nothing to scan in its header
+        return None
 
 
 def scan_file(path: Path, rel: str) -> list[LocalPath]:

@@ -5,29 +5,42 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.constants import PLOTS_DIR
+from hubkit.errors import DataError
+from hubkit.eval.report import EvalReport, read_eval_json, typed_report
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.spec import LoadedSpec
 
 
-def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> tuple[dict, Path]:
-    """The eval.json a spec field names (a file or the folder holding it), optionally of one `kind`."""
-    from hubkit.errors import DataError
-    from hubkit.eval.report import read_eval as _read
+@dataclass(frozen=True)
+class CitedEval:
+    """An eval.json a release cites: typed (what release code reads), as JSON (what a card prints), and where."""
 
+    report: EvalReport
+    data: dict
+    path: Path
+
+
+def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> CitedEval:
+    """The eval.json a spec field names (a file or the folder holding it), optionally of one `kind`."""
     value = getattr(ls.spec, field_name)
     assert value is not None
     path = ls.existing(value, field_name)
-    path = path / C.EVAL_FILE if path.is_dir() else path
+    path = path / constants.EVAL_FILE if path.is_dir() else path
     try:
-        ev = _read(path)
+        ev = read_eval_json(path)
     except DataError as exc:
         raise ReleaseError(f"{ls.path}: field `{field_name}`: {exc}") from exc
+    try:
+        report = typed_report(ev, path)
+    except DataError as exc:  # a figure missing or mistyped: the card would print an empty or invented number
+        raise HonestyError(f"{exc}. Or release without this eval") from exc
     bad = non_finite(ev)
     if bad is not None:
         raise HonestyError(
@@ -46,7 +59,7 @@ def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
             f"{ls.path}: field `{field_name}`: {path} is a {ev.get('kind')!r} eval; a `{ls.spec.kind}` "
             f"release cites a {kind} eval ({how})"
         )
-    return ev, path
+    return CitedEval(report, ev, path)
 
 
 def non_finite(data: Any, where: str = "") -> tuple[str, float] | None:

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hubkit import constants as C
+from hubkit import constants, heads
 from hubkit.meta import NLAMeta, Retraction
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
@@ -31,7 +31,9 @@ TRAINER_FILES = frozenset(
     }
 )
 # Files the bundle writes itself (replacing any the checkpoint has).
-GENERATED = frozenset({C.CARD_FILE, C.PROVENANCE_FILE, C.EVAL_FILE, C.META_FILE})
+GENERATED = frozenset(
+    {constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE, constants.META_FILE}
+)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -84,11 +86,15 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             f"{spec_path}: field `{field_name}`: {source} is an {meta.role.upper()} checkpoint, not an "
             f"{role.upper()}"
         )
-    meta_file = source / C.META_FILE if (source / C.META_FILE).exists() else source / C.AR_META_JSON
+    meta_file = (
+        source / constants.META_FILE
+        if (source / constants.META_FILE).exists()
+        else source / constants.AR_META_JSON
+    )
     half = PlannedCheckpoint(meta.role, source, meta, meta_file)
     # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
     # step, never of an AV or AR release of its own (that half is released from its own folder)
-    nested = [m.parent for m in source.rglob(C.META_FILE) if m.parent != source]
+    nested = [m.parent for m in source.rglob(constants.META_FILE) if m.parent != source]
     for p in sorted(source.rglob("*")):
         rel = p.relative_to(source).as_posix()
         if not p.is_file() or any(part.startswith(".") for part in p.relative_to(source).parts):
@@ -97,12 +103,16 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             half.skipped.append(rel)
             continue
         name = p.name
-        if name in TRAINER_FILES or (rel in GENERATED and rel != C.META_FILE) or name == C.CARD_FILE:
+        if (
+            name in TRAINER_FILES
+            or (rel in GENERATED and rel != constants.META_FILE)
+            or name == constants.CARD_FILE
+        ):
             half.skipped.append(rel)
-        elif rel == C.META_FILE:
+        elif rel == constants.META_FILE:
             continue
-        elif name == C.LINEAR_HEAD_PT_FILE:
-            if (p.parent / C.VALUE_HEAD_FILE).exists():
+        elif name == constants.LINEAR_HEAD_PT_FILE:
+            if (p.parent / constants.VALUE_HEAD_FILE).exists():
                 half.skipped.append(rel)  # the safetensors head is the same head; the pickle is not shipped
             else:
                 half.legacy_head = rel
@@ -125,8 +135,6 @@ def write_half(
 ) -> dict[str, dict]:
     """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``.
     With `names`, the meta and the copied files that record local paths say the public names instead."""
-    from hubkit import heads
-
     dest.mkdir(parents=True, exist_ok=True)
     sources: dict[str, dict] = {}
     for rel in half.copy:
@@ -146,8 +154,8 @@ def write_half(
     if legacy_pt and meta.role == "ar":
         assert meta.ar is not None
         heads.write_legacy_pt_from(dest, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-        sources[C.LINEAR_HEAD_PT_FILE] = {
-            "from": f"{C.VALUE_HEAD_FILE} (bundle)",
+        sources[constants.LINEAR_HEAD_PT_FILE] = {
+            "from": f"{constants.VALUE_HEAD_FILE} (bundle)",
             "how": "legacy linear_head.pt (tensors only) written on request (--legacy-pt)",
         }
     if retraction is not None:
@@ -157,17 +165,19 @@ def write_half(
         for rel, rec in publish_files(dest, names).items():
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), **rec}
-        for nested in sorted(dest.rglob(C.META_FILE)):  # a GRPO step's own AR (ar/) names its base too
+        for nested in sorted(
+            dest.rglob(constants.META_FILE)
+        ):  # a GRPO step's own AR (ar/) names its base too
             if nested.parent == dest:
                 continue
             rel = nested.relative_to(dest).as_posix()
             public_meta(NLAMeta.load(nested.parent), names).save(nested)
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), "how": "rewritten with public names"}
-    meta.save(dest / C.META_FILE)
-    sources[C.META_FILE] = {
+    meta.save(dest / constants.META_FILE)
+    sources[constants.META_FILE] = {
         "from": str(half.meta_file),
-        "how": f"rewritten in {C.SCHEMA_VERSION}" + (" with the retraction" if retraction else ""),
+        "how": f"rewritten in {constants.SCHEMA_VERSION}" + (" with the retraction" if retraction else ""),
     }
     return sources
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.constants import PROVENANCE_SCHEMA
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
@@ -34,7 +34,7 @@ def eval_summary(ev: dict | None, eval_path: Path | None) -> dict | None:
         return None
     table = ev.get("inputs", {}).get("table", {})
     return {
-        "file": C.EVAL_FILE,
+        "file": constants.EVAL_FILE,
         "source": str(eval_path),
         "sha256": sha256_file(eval_path),
         "schema": ev.get("schema"),
@@ -51,8 +51,6 @@ def eval_summary(ev: dict | None, eval_path: Path | None) -> dict | None:
 
 def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str | None) -> list[dict]:
     """The repos this one derives from: its base, the other half of its pair, the spec's `parents`."""
-    from hubkit.release.context import partner_revision
-
     out = []
     if base_id is not None:
         out.append(
@@ -61,7 +59,7 @@ def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str
     if role in ("av", "ar"):
         other = "ar" if role == "av" else "av"
         if other in ls.spec.repos:
-            rev = partner_revision(ls.spec)
+            rev = ls.spec.other_revision()
             out.append({"repo": ls.spec.repos[other], "revision": rev, "relation": f"pair ({other})"})
     out += [asdict(p) for p in ls.spec.parents]
     return out
@@ -75,7 +73,7 @@ def write_provenance(
     if names is not None:
         extra = names.public_tree(extra)
     files = sha256_files(dest)
-    files.pop(C.PROVENANCE_FILE, None)
+    files.pop(constants.PROVENANCE_FILE, None)
     body = {
         "schema": PROVENANCE_SCHEMA,
         "release": {
@@ -93,7 +91,7 @@ def write_provenance(
         },
         **_relative(extra, str(ls.root.resolve())),
     }
-    (dest / C.PROVENANCE_FILE).write_text(
+    (dest / constants.PROVENANCE_FILE).write_text(
         json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
 
@@ -111,7 +109,7 @@ def _relative(obj: Any, root: str) -> Any:
 
 def provenance_files(folder: str | Path) -> dict[str, str]:
     """``{path: sha256}`` that a bundle folder's provenance.json records."""
-    path = Path(folder) / C.PROVENANCE_FILE
+    path = Path(folder) / constants.PROVENANCE_FILE
     if not path.is_file():
-        raise ReleaseError(f"{folder}: no {C.PROVENANCE_FILE}; rebuild the bundle")
+        raise ReleaseError(f"{folder}: no {constants.PROVENANCE_FILE}; rebuild the bundle")
     return {rel: rec["sha256"] for rel, rec in json.loads(path.read_text())["files"].items()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants as C
+from hubkit import constants
 from hubkit.identity import is_machine_path, public_base
 from hubkit.provenance import sha256_file
 
@@ -71,7 +71,7 @@ class PublicNames:
         if known != Path(value).name:
             return known
         folder = Path(value).expanduser()
-        for weights in (C.ADAPTER_WEIGHTS_FILE, "model.safetensors", C.VALUE_HEAD_FILE):
+        for weights in (constants.ADAPTER_WEIGHTS_FILE, "model.safetensors", constants.VALUE_HEAD_FILE):
             if (folder / weights).is_file():
                 return f"{folder.name} (sha256 of {weights}: {sha256_file(folder / weights)})"
         return folder.name
@@ -130,7 +130,7 @@ def publish_json(path: Path, names: PublicNames) -> dict | None:
 def publish_files(dest: Path, names: PublicNames) -> dict[str, dict]:
     """Rewrite the files under `dest` that record local paths; ``{bundle path: provenance record}``."""
     out: dict[str, dict] = {}
-    for path in sorted(dest.rglob(C.ADAPTER_CONFIG_FILE)):
+    for path in sorted(dest.rglob(constants.ADAPTER_CONFIG_FILE)):
         cfg = json.loads(path.read_text())
         if isinstance(cfg.get(BASE_KEY), str) and is_machine_path(cfg[BASE_KEY]):
             before = sha256_file(path)
@@ -140,7 +140,7 @@ def publish_files(dest: Path, names: PublicNames) -> dict[str, dict]:
                 "sha256_before": before,
                 "how": f"copied; `{BASE_KEY}` (a local path) → {cfg[BASE_KEY]!r}",
             }
-    for path in sorted(dest.rglob(C.EVAL_FILE)):
+    for path in sorted(dest.rglob(constants.EVAL_FILE)):
         rec = publish_json(path, names)
         if rec is not None:
             out[path.relative_to(dest).as_posix()] = rec

@@ -11,8 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubkit import constants as C
-from hubkit import hub
+from hubkit import constants, hub
 from hubkit.hub.publishing import hub_api, remote_differences
 from hubkit.hub.redaction import protect, redact
 from hubkit.provenance import sha256_files
@@ -53,14 +52,14 @@ def local_files(bundle: Bundle, target: RepoTarget) -> dict[str, str]:
         raise ReleaseError(f"{folder}: the bundle folder for {target.repo_id} is missing; rebuild the bundle")
     recorded = provenance_files(folder)
     actual = sha256_files(folder)
-    prov = actual.pop(C.PROVENANCE_FILE)
+    prov = actual.pop(constants.PROVENANCE_FILE)
     if actual != recorded:
         changed = sorted(p for p in set(actual) | set(recorded) if actual.get(p) != recorded.get(p))
         raise ReleaseError(
-            f"{folder}: files differ from its {C.PROVENANCE_FILE} ({changed[:5]}); the bundle was edited after it was "
+            f"{folder}: files differ from its {constants.PROVENANCE_FILE} ({changed[:5]}); the bundle was edited after it was "
             "built. Rebuild it with `hubkit release NAME`"
         )
-    return {**actual, C.PROVENANCE_FILE: prov}
+    return {**actual, constants.PROVENANCE_FILE: prov}
 
 
 def plan_text(bundle: Bundle) -> str:
@@ -182,7 +181,7 @@ def verify_remote(
     )
     if bad:
         raise PushError(
-            f"{target.repo_id}@{commit[:12]}: remote files differ from {folder / C.PROVENANCE_FILE}: "
+            f"{target.repo_id}@{commit[:12]}: remote files differ from {folder / constants.PROVENANCE_FILE}: "
             + "; ".join(bad[:5])
         )
     return True

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from hubkit.constants import RELEASE_SPEC_SCHEMA as SPEC_SCHEMA
+from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
 from hubkit.release.licence_ids import licence_problem
 from hubkit.schema import SchemaError, from_dict
@@ -245,6 +246,10 @@ class ReleaseSpec:
             return ["dataset"]
         return [r for r in ("av", "ar") if r in self.checkpoints]
 
+    def other_revision(self) -> str | None:
+        """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
+        return self.tag if self.kind == "pair" else self.partner_revision
+
     def correction_for(self, checkpoint: str) -> Correction | None:
         return next((c for c in self.corrections if c.checkpoint == checkpoint), None)
 
@@ -306,8 +311,6 @@ def load_spec(
     name: str | Path, releases_dir: str | Path | None = None, root: str | Path | None = None
 ) -> LoadedSpec:
     """Find, parse and validate a release spec; errors name the file and the field."""
-    from hubkit.provenance import sha256_file
-
     path = find_spec(name, releases_dir)
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))

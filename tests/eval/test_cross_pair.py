@@ -11,10 +11,11 @@ import torch
 from hubkit import heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import IncompatiblePairError, MetaError
-from hubkit.eval.cross_pair import cross_pair_matrix, evaluate_cross_pair
+from hubkit.eval.cross_pair import cross_pair_matrix
+from hubkit.eval.cross_pair_eval import evaluate_cross_pair
 from hubkit.eval.extras import Extras
 from hubkit.eval.generation import Generation
-from hubkit.eval.report import read_eval, verify
+from hubkit.eval.report import read_eval, read_eval_json, verify
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.table import EvalTable
 from hubkit.meta import Injection
@@ -24,7 +25,7 @@ from hubkit.verbalizer import ActivationVerbalizer
 
 from .conftest import D, write_table
 
-FAST = dict(max_new_tokens=6, n_boot=200)
+FAST = dict(generation=Generation(max_new_tokens=6), n_boot=200)
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,17 @@ def _table(vectors):
 def test_every_cell_equals_the_separate_pair_eval(halves, vectors):
     avs, ars = halves
     table = _table(vectors)
-    cp = cross_pair_matrix(avs, ars, table, generation=Generation(max_new_tokens=6), seed=2, n_boot=200)
+    cp = cross_pair_matrix(avs, ars, table, generation=Generation(max_new_tokens=6, seed=2), n_boot=200)
     assert cp.avs == list(avs) and cp.ars == list(ars) and len(cp.cells) == 4
     for a, av in avs.items():
         for r, ar in ars.items():
-            rep = evaluate_pair(NLAPair(av, ar), table, seed=2, plots=False, **FAST)
+            rep = evaluate_pair(
+                NLAPair(av, ar),
+                table,
+                generation=Generation(max_new_tokens=6, seed=2),
+                n_boot=200,
+                plots=False,
+            )
             fig, cell = rep.figures, cp.cell(a, r)
             assert asdict(cell.cos) == asdict(fig.round_trip.all.cos)
             assert asdict(cell.fve) == asdict(fig.round_trip.all.fve)
@@ -128,7 +135,7 @@ def test_pair_eval_with_every_section(tmp_path, halves, vectors, server_labeler)
     pair = NLAPair(avs["av_sqrt_d"], ars["ar_identity"])
     table = write_table(tmp_path / "eval.parquet", vectors)
     rep = evaluate_pair(pair, table, out_dir=tmp_path / "out", extras=extras, **FAST)
-    data = read_eval(tmp_path / "out")
+    data = read_eval_json(tmp_path / "out")
     fig = data["figures"]
     assert {"paraphrase", "claim_ablation", "cross_pair"} <= set(fig)
     cp = fig["cross_pair"]
@@ -199,7 +206,8 @@ def test_cross_pair_eval_of_checkpoint_folders(tmp_path, tiny, metas, vectors):
         generation=Generation(max_new_tokens=4),
         n_boot=100,
     )
-    data = read_eval(tmp_path / "x")
+    data = read_eval_json(tmp_path / "x")
+    assert read_eval(tmp_path / "x").figures.cross_pair.cell("av", "ar2").ar == "ar2"
     assert data["kind"] == "cross_pair" and set(data["inputs"]["checkpoints"]) == {
         "av:av",
         "ar:ar1",
@@ -252,7 +260,7 @@ def test_cli_pair_eval_with_sections(tmp_path, folders, vectors, rewording_serve
     assert res.exit_code == 0, res.output
     assert "paraphrase (openai:m)" in res.output and "claim ablation:" in res.output
     assert "cross-pair matrix on 12 rows" in res.output
-    fig = read_eval(out)["figures"]
+    fig = read_eval_json(out)["figures"]
     assert fig["cross_pair"]["ars"] == ["ar1", "ar2"] and fig["cross_pair"]["this_pair"] == {
         "av": "av",
         "ar": "ar1",
@@ -267,7 +275,7 @@ def test_cli_cross_pair_eval_and_refusals(tmp_path, folders, vectors):
         + ["--table", table, "--out", tmp_path / "x"]
     )
     assert res.exit_code == 0, res.output
-    data = read_eval(tmp_path / "x")
+    data = read_eval_json(tmp_path / "x")
     assert data["kind"] == "cross_pair" and len(data["figures"]["cross_pair"]["cells"]) == 2
     bad = _cli(
         ["--av", folders["av"], "--ar", folders["ar1"], "--cross-ar", folders["layer0"]]

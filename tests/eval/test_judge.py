@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hubkit.cli import main
 from hubkit.eval.claims import claims
 from hubkit.eval.judge import UNPARSED, VERDICTS, judge_claims, parse_verdict
-from hubkit.eval.report import read_eval
+from hubkit.eval.report import read_eval_json
 
 from .conftest import write_table
 
@@ -124,7 +124,7 @@ def test_eval_cli_spliced_loss_and_judge(tmp_path, adapter_pair, judge_server):
     res = CliRunner().invoke(main, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     assert "spliced loss (12 rows): CE orig" in res.output and "judged claims (openai:j" in res.output
-    fig = read_eval(out)["figures"]
+    fig = read_eval_json(out)["figures"]
     rows = pq.read_table(out / "rows.parquet").to_pydict()
     sl = fig["spliced_loss"]
     assert sl["n"] == n and sl["target"] == "original_distribution" and sl["layer"] == 2

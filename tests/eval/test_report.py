@@ -5,7 +5,7 @@ import pytest
 
 from hubkit.errors import DataError
 from hubkit.eval.metrics import summarize
-from hubkit.eval.report import EVAL_SCHEMA, EvalReport, read_eval
+from hubkit.eval.report import EVAL_SCHEMA, EvalReport, read_eval_json
 
 
 def _report(**figures):
@@ -40,13 +40,13 @@ def test_report_json_is_strict_and_versioned(tmp_path):
     }
     assert data["timing"]["x"] is None and "rows" not in data
     assert data["provenance"]["libraries"]["python"]
-    assert read_eval(tmp_path)["figures"]["empty"]["n"] == 0
+    assert read_eval_json(tmp_path)["figures"]["empty"]["n"] == 0
 
 
 def test_read_eval_refuses_other_schemas(tmp_path):
     (tmp_path / "eval.json").write_text(json.dumps({"schema": "hubkit.eval/0"}))
     with pytest.raises(DataError, match="'hubkit.eval/0'; this hubkit reads 'hubkit.eval/1'"):
-        read_eval(tmp_path)
+        read_eval_json(tmp_path)
     with pytest.raises(DataError, match="no eval.json"):
-        read_eval(tmp_path / "missing")
+        read_eval_json(tmp_path / "missing")
     assert math.isfinite(summarize([1.0, 2.0], n_boot=50).ci_low)

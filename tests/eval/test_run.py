@@ -11,14 +11,15 @@ from hubkit import heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError, IncompatiblePairError
 from hubkit.eval.ablations import reconstruct_unique
-from hubkit.eval.report import read_eval, verify
+from hubkit.eval.generation import Generation
+from hubkit.eval.report import read_eval, read_eval_json, verify
 from hubkit.eval.run import evaluate_pair, evaluate_trajectory, load_pair
 from hubkit.meta import Training
 from hubkit.verbalizer import Explanation
 
 from .conftest import ConstantAR, D, OracleAR, write_table
 
-FAST = dict(max_new_tokens=6, n_boot=200)
+FAST = dict(generation=Generation(max_new_tokens=6), n_boot=200)
 
 
 def sha(path: Path) -> str:
@@ -63,8 +64,14 @@ def double_pair(metas, vectors, ar, broken=()):
 
 def test_report_numbers_agree_with_independent_computation(tmp_path, tiny_pair, vectors):
     table = write_table(tmp_path / "eval.parquet", vectors, explanations=[f"label {i}" for i in range(12)])
-    rep = evaluate_pair(tiny_pair, table, out_dir=tmp_path / "out", seed=1, **FAST)
-    data = read_eval(tmp_path / "out")
+    rep = evaluate_pair(
+        tiny_pair,
+        table,
+        out_dir=tmp_path / "out",
+        generation=Generation(max_new_tokens=6, seed=1),
+        n_boot=200,
+    )
+    data = read_eval_json(tmp_path / "out")
     rows = pq.read_table(tmp_path / "out" / "rows.parquet").to_pandas()
     v_hat = tiny_pair.ar.reconstruct(list(rows["explanation"])).double().numpy()
     np.testing.assert_allclose(rows["cos"], cos_rows(vectors, v_hat), atol=1e-5)
@@ -175,9 +182,9 @@ def test_forced_overlap_is_recorded(tmp_path, tiny_pair, vectors):
         plots=False,
         **FAST,
     )
-    ov = read_eval(tmp_path / "o")["overlap"]
+    ov = read_eval_json(tmp_path / "o")["overlap"]
     assert ov["forced"] and ov["n_overlap_docs"] == 1 and ov["sources"][0]["sha256"] == sha(train)
-    sel = read_eval(tmp_path / "o")["inputs"]["table"]["selection"]
+    sel = read_eval_json(tmp_path / "o")["inputs"]["table"]["selection"]
     rows = pq.read_table(tmp_path / "o" / "rows.parquet").column("row").to_pylist()
     assert sel == {"method": "seeded_sample", "n": 10, "seed": 0} and len(set(rows)) == 10
 
@@ -202,7 +209,7 @@ def ckpts(tmp_path_factory, tiny, metas):
 def test_cli_on_real_checkpoints_hashes_every_file(tmp_path, ckpts, vectors):
     from click.testing import CliRunner
 
-    from hubkit.eval.commands import eval_command
+    from hubkit.cli.eval import eval_command
 
     table = write_table(tmp_path / "eval.parquet", vectors)
     out = tmp_path / "out"
@@ -225,7 +232,7 @@ def test_cli_on_real_checkpoints_hashes_every_file(tmp_path, ckpts, vectors):
     )
     assert res.exit_code == 0, res.output
     assert "round trip (all rows, n=12)" in res.output and "identification: top-1" in res.output
-    data = read_eval(out)
+    data = read_eval_json(out)
     for name, folder in (("av", ckpts.av), ("ar", ckpts.ar)):
         rec = data["inputs"]["checkpoints"][name]
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
@@ -246,7 +253,7 @@ def test_cli_on_real_checkpoints_hashes_every_file(tmp_path, ckpts, vectors):
 def test_cli_usage_errors(tmp_path, ckpts, vectors):
     from click.testing import CliRunner
 
-    from hubkit.eval.commands import eval_command
+    from hubkit.cli.eval import eval_command
 
     table = write_table(tmp_path / "eval.parquet", vectors)
     res = CliRunner().invoke(
@@ -264,7 +271,7 @@ def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpt
     table = write_table(tmp_path / "eval.parquet", vectors)
     out = tmp_path / "traj"
     rep = evaluate_trajectory(ckpts.run, table, ar=ckpts.ar, out_dir=out, **FAST)
-    data = read_eval(out)
+    data = read_eval_json(out)
     assert data["kind"] == "trajectory"
     traj = data["figures"]["trajectory"]
     assert [p["step"] for p in traj["checkpoints"]] == [10, 20, 30]
@@ -272,10 +279,12 @@ def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpt
     slope, intercept = np.polyfit([10, 20, 30], [3.0, 2.0, 1.2], 1)
     assert t["verdict"] == "descending" and t["slope"] == pytest.approx(slope)
     assert traj["loss_curve"]["source"].startswith("checkpoint metas")
+    typed = read_eval(out).figures.trajectory  # read back as the sections that wrote it
+    assert typed.trend.verdict == "descending" and [p.step for p in typed.checkpoints] == [10, 20, 30]
     for p in traj["checkpoints"]:
         sub = out / p["eval_json"]["path"]
         assert sha(sub) == p["eval_json"]["sha256"]
-        child = read_eval(sub)
+        child = read_eval_json(sub)
         assert child["figures"]["round_trip"]["all"]["cos"]["mean"] == pytest.approx(p["cos"]["mean"])
         assert child["inputs"]["checkpoints"]["av"]["files"] == p["av"]["files"]
         assert verify(sub) == []

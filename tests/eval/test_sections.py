@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from hubkit.eval.report import read_eval
+from hubkit.errors import DataError
+from hubkit.eval.generation import Generation
+from hubkit.eval.report import read_eval, read_eval_json
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.sections import (
     PairFigures,
@@ -35,8 +37,10 @@ def written(tmp_path_factory, tiny_pair):
     out = tmp_path_factory.mktemp("sections")
     vectors = np.random.default_rng(0).normal(size=(12, 32))
     table = write_table(out / "eval.parquet", vectors, explanations=[f"label {i}" for i in range(12)])
-    rep = evaluate_pair(tiny_pair, table, out_dir=out / "o", max_new_tokens=4, n_boot=50, plots=False)
-    return rep, read_eval(out / "o")
+    rep = evaluate_pair(
+        tiny_pair, table, out_dir=out / "o", generation=Generation(max_new_tokens=4), n_boot=50, plots=False
+    )
+    return rep, read_eval_json(out / "o")
 
 
 def test_every_required_figure_is_written_and_no_other(written):
@@ -121,3 +125,28 @@ def test_fields_by_key_for_code_written_against_the_json(written):
     assert rep.figures["round_trip"]["all"]["cos"] is rep.figures.round_trip.all.cos
     with pytest.raises(KeyError, match="has no field 'nope'"):
         rep.verdicts["nope"]
+
+
+def test_read_eval_returns_the_typed_sections_that_wrote_it(written, tmp_path):
+    rep, data = written
+    back = read_eval(rep.write(tmp_path))
+    assert isinstance(back.figures, PairFigures) and isinstance(back.verdicts, Verdicts)
+    assert back.figures.to_dict() == data["figures"] and back.verdicts.to_dict() == data["verdicts"]
+    assert back.figures.round_trip.all.cos.mean == rep.figures.round_trip.all.cos.mean
+    assert back.figures.paraphrase is None and back.kind == "pair" and back.inputs == data["inputs"]
+
+
+def test_read_eval_names_the_file_and_the_mistyped_or_missing_field(written, tmp_path):
+    _, data = written
+    bad = json.loads(json.dumps(data))
+    bad["figures"]["round_trip"]["all"]["cos"]["mean"] = "high"
+    (tmp_path / "eval.json").write_text(json.dumps(bad))
+    with pytest.raises(
+        DataError, match=r"eval\.json: field `figures\.round_trip\.all\.cos\.mean` must be a number"
+    ):
+        read_eval(tmp_path)
+    del bad["verdicts"]["reads_vectors"]
+    bad["figures"]["round_trip"]["all"]["cos"]["mean"] = 0.5
+    (tmp_path / "eval.json").write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"field `verdicts\.reads_vectors` is required but missing"):
+        read_eval(tmp_path)

@@ -26,8 +26,8 @@ def test_untrained_smollm2_pair_writes_a_verifiable_eval(tmp_path):
     from hubkit import heads, models
     from hubkit.arch import hidden_at_block
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.commands import eval_command
-    from hubkit.eval.report import read_eval, verify
+    from hubkit.cli.eval import eval_command
+    from hubkit.eval.report import read_eval_json, verify
     from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
 
     if not models.is_installed("smollm2-135m"):
@@ -77,7 +77,7 @@ def test_untrained_smollm2_pair_writes_a_verifiable_eval(tmp_path):
         ],
     )
     assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
-    data = read_eval(tmp_path / "out")
+    data = read_eval_json(tmp_path / "out")
     assert data["nla"]["shared_base"] is True and data["figures"]["round_trip"]["all"]["cos"]["n"] == 12
     base = data["inputs"]["checkpoints"]["base"]
     weights = Path(base["path"]) / "model.safetensors"

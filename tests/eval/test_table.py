@@ -86,7 +86,7 @@ def _sidecar(path, **extraction):
 
 
 def test_base_model_aliases_are_the_same_model():
-    from hubkit.eval.table import same_base
+    from hubkit.identity import same_base
 
     assert same_base("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct")
     assert same_base("/cache/models/tiny/", "org/Tiny")

@@ -7,8 +7,9 @@ import pytest
 from hubkit import heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError
+from hubkit.eval.generation import Generation
 from hubkit.eval.overlap import check_overlap
-from hubkit.eval.report import read_eval
+from hubkit.eval.report import read_eval_json
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import RUN_RECIPE_FILE, trained_on
@@ -108,7 +109,7 @@ def test_eval_on_the_av_training_table_is_refused_without_train_table(tmp_path, 
         ],
     )
     assert res.exit_code == 0, res.output
-    ov = read_eval(tmp_path / "f")["overlap"]
+    ov = read_eval_json(tmp_path / "f")["overlap"]
     assert ov["checked"] and ov["forced"] and ov["n_overlap_docs"] == 6 and ov["n_overlap_rows"] == 12
     assert ov["doc_level"] and any(
         s.get("checkpoint") == "av" and s["stage"] == "av_sft" for s in ov["sources"]
@@ -130,7 +131,7 @@ def test_eval_on_the_av_training_table_is_refused_without_train_table(tmp_path, 
         ],
     )
     assert res.exit_code == 0, res.output
-    ov = read_eval(tmp_path / "h")["overlap"]
+    ov = read_eval_json(tmp_path / "h")["overlap"]
     assert ov["checked"] and ov["n_overlap_docs"] == 0 and ov["doc_level"] and ov["n_train_docs"] == 6
     assert {
         "checkpoint": "av",
@@ -145,7 +146,9 @@ def test_documents_shared_with_the_run_table_are_found(tmp_path, tiny, metas, sp
     av_sft, _, leaky = split
     av = _run(tmp_path / "runs" / "av", tiny, metas, "av_sft", av_sft)
     with pytest.raises(DataError, match=r"1 of its 11 documents \(2 rows\) are training documents"):
-        evaluate_pair(tiny_pair, leaky, checkpoints={"av": av}, max_new_tokens=4, n_boot=50)
+        evaluate_pair(
+            tiny_pair, leaky, checkpoints={"av": av}, generation=Generation(max_new_tokens=4), n_boot=50
+        )
 
 
 def test_grpo_checkpoint_leads_to_the_sft_table_it_started_from(tmp_path, tiny, metas, split):

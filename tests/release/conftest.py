@@ -16,13 +16,14 @@ import torch
 import yaml
 from huggingface_hub import constants
 
+from hubkit.eval.generation import Generation
 from hubkit.localhub import LocalHub, use_endpoint
 
 D_MODEL = 32
 LAYER = 1
 SCALE = 1.0  # ~9x the tiny model's embedding norm (0.11): inside the 50x bound
 TOKEN = "hf_release_test_secret_4f1c9a7d2e"
-EVAL_KW = dict(max_new_tokens=5, n_boot=100, batch_size=12, ar_batch_size=32)
+EVAL_KW = dict(generation=Generation(max_new_tokens=5, batch_size=12, ar_batch_size=32), n_boot=100)
 STEPS = (1, 2, 3)
 
 

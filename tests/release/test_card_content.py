@@ -11,6 +11,9 @@ import pytest
 from huggingface_hub import ModelCard
 
 from hubkit.data.sidecar import CorpusInfo, DatasetSidecar, ExtractionInfo, LabelInfo, write_sidecar
+from hubkit.eval.metrics import FVEChange, summarize
+from hubkit.eval.paraphrase import Flips, ParaphraseSensitivity
+from hubkit.eval.sections import to_plain
 from hubkit.release.bundle import build_bundle
 from hubkit.release.errors import ReleaseError
 
@@ -154,12 +157,22 @@ def test_optional_eval_sections_render_through_the_partial(smol, tmp_path):
     ev = json.loads(ev_path.read_text())
     ev["figures"]["paraphrase"] = {"delta_cos": {"mean": -0.031}}
     ev_path.write_text(json.dumps(ev))
-    with pytest.raises(ReleaseError, match="labeler"):  # the packaged partial refuses a half-written section
+    # a half-written section is refused
+    with pytest.raises(ReleaseError, match="figures.paraphrase.delta_cos"):
         _build(smol)
+    cos = summarize([0.5, 0.6, 0.7], n_boot=10)
+    ev["figures"]["paraphrase"] = to_plain(
+        ParaphraseSensitivity(
+            labeler="x", n=3, n_used=3, statuses={"ok": 3}, cos_original=cos, cos_paraphrase=cos,
+            delta=summarize([-0.031] * 3, n_boot=10), relative_change=-0.05,
+            fve=FVEChange(3, 0.1, 0.09, -0.01, None, None, 1.0), flips=[Flips(1, 2, 2, 0, 0, 0.0)], verdict="undetermined",
+        )
+    )  # fmt: skip
+    ev_path.write_text(json.dumps(ev))
     cards = tmp_path / "cards"
     cards.mkdir()
     (cards / "eval_extras.md.j2").write_text(
-        "### Paraphrase\n\nchange in cosine {{ ev.figures.paraphrase.delta_cos.mean | f3 }}\n"
+        "### Paraphrase\n\nchange in cosine {{ ev.figures.paraphrase.delta.mean | f3 }}\n"
     )
     spec = _spec(smol, "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-tiny")
     bundle = build_bundle(spec, smol["root"] / "out", cards_dir=cards)

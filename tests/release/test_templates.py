@@ -195,8 +195,10 @@ def test_the_dataset_template_renders_its_context(contexts):
             cards.render_body(cards.DATASET_TEMPLATE, {k: v for k, v in ctx.items() if k != key})
 
 
-def test_cards_and_packaged_templates_are_one_source():
-    packaged = cards.templates_dir()
-    top = REPO / "cards"
-    assert sorted(p.name for p in packaged.glob("*.md.j2")) == sorted(p.name for p in top.glob("*.md.j2"))
-    assert packaged.resolve() == top.resolve()  # the package folder is a link to cards/, not a copy
+def test_templates_are_real_package_data():
+    packaged = cards.DEFAULT_CARDS
+    assert packaged == REPO / "hubkit" / "release" / "templates" and not packaged.is_symlink()
+    names = {p.name for p in packaged.glob("*.md.j2")}
+    assert {cards.MODEL_TEMPLATE, cards.TRAJECTORY_TEMPLATE, cards.DATASET_TEMPLATE, "_eval.md.j2"} <= names
+    assert not (REPO / "cards").exists()  # one copy: the package's
+    assert '"release/templates/*.md.j2"' in (REPO / "pyproject.toml").read_text()  # shipped in the wheel

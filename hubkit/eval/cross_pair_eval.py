@@ -1,0 +1,91 @@
+"""A ``kind: cross_pair`` eval: the matrix of `hubkit.eval.cross_pair` on a selected table, hashed and written."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from hubkit import processes
+from hubkit.constants import PLOTS_DIR
+from hubkit.eval import plots
+from hubkit.eval.cross_pair import Half, check_cross, cross_pair_matrix, load_half, meta_of
+from hubkit.eval.generation import Generation
+from hubkit.eval.metrics import DEFAULT_BOOT
+from hubkit.eval.overlap import check_overlap
+from hubkit.eval.records import nla_record, table_record
+from hubkit.eval.report import EvalReport, checkpoint_record, output_record
+from hubkit.eval.results_file import save_results
+from hubkit.eval.sections import CrossPairFigures, NoVerdicts
+from hubkit.eval.table import MIN_ROWS, EvalTable, require_rows, select_rows
+from hubkit.eval.trained_on import from_halves
+
+
+def evaluate_cross_pair(
+    avs: Mapping[str, Half],
+    ars: Mapping[str, Half],
+    table: EvalTable | str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    rows: int | None = None,
+    generation: Generation = Generation(),
+    n_boot: int = DEFAULT_BOOT,
+    train_tables: Sequence[str | Path] = (),
+    force_overlap: bool = False,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    plots: bool = True,
+    min_rows: int = MIN_ROWS,
+):
+    """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
+
+    Halves given as folders are hashed into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``).
+    """
+    t_start = time.perf_counter()
+    tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
+    check_cross(avs, ars, tbl)
+    folders = {
+        f"{role}:{n}": Path(h)
+        for role, hs in (("av", avs), ("ar", ars))
+        for n, h in hs.items()
+        if not hasattr(h, "meta")
+    }
+    trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
+    ov = check_overlap(tbl, train_tables, force_overlap, trained)
+    sel, selection = select_rows(tbl, rows, generation.seed)
+    require_rows(sel, min_rows)
+    loader = functools.partial(load_half, base_model=base_model, device=device, dtype=dtype)
+    cp = cross_pair_matrix(avs, ars, sel, generation=generation, n_boot=n_boot, loader=loader)
+    first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))
+    report = EvalReport(
+        kind="cross_pair",
+        seed=generation.seed,
+        generation=generation.settings(),
+        nla=nla_record(meta_of("", first_av, "av"), meta_of("", first_ar, "ar")),
+        inputs={
+            "table": table_record(tbl, sel, selection),
+            "checkpoints": {k: checkpoint_record(p) for k, p in folders.items()},
+        },
+        overlap=asdict(ov),
+        figures=CrossPairFigures(cp),
+        verdicts=NoVerdicts(),
+        timing={"rows": len(sel), "cells": len(cp.cells)},
+    )
+    write = out_dir is not None and processes.is_main()  # under a launcher, rank 0 writes
+    if write:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        report.outputs["evaluate"] = output_record(out, save_results(report, out))
+        if plots:
+            report.outputs["plots"] = _plots(cp, out)
+    report.timing["total_s"] = time.perf_counter() - t_start
+    if write:
+        report.write(out_dir)
+    return report
+
+
+def _plots(cp, out: Path) -> dict:
+    return {"cross_pair": output_record(out, plots.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png"))}
