@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from hubkit import constants as C
 from hubkit import processes
+from hubkit.cache import cache_dir
 from hubkit.data import chunks
 from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, write_sidecar
@@ -159,8 +160,6 @@ class LabelCache:
 
     @staticmethod
     def default_path() -> Path:
-        from hubkit.cache import cache_dir
-
         return cache_dir() / LABEL_CACHE_FILE
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Label]:

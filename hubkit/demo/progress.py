@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from hubkit.precision import threads_per_worker
 
 Echo = Callable[[str], None]
 
@@ -76,10 +79,6 @@ def default_threads(quick: bool) -> int:
     """The thread policy's count (`hubkit.precision.threads_per_worker`), except one thread for tiny
     models or when other processes already load every core: then a second thread mostly waits on the
     first (measured 3x slower on a loaded 2-core machine)."""
-    import os
-
-    from hubkit.precision import threads_per_worker
-
     try:
         busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
     except OSError:  # no load average on this platform

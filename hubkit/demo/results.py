@@ -198,3 +198,48 @@ class Reloaded(StageResult):
             f"{self.repos} @ {self.tag}: mean cos {self.mean_cos:.3f} on {k} rows; {self.same_explanations}/{k} "
             f"explanations and cosines (max |Δ| {self.max_abs_cos_diff_vs_eval:.1e}) as in the eval"
         )
+
+
+def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the summary quotes, read from a pair eval.json (nothing recomputed)."""
+    f = ev["figures"]
+    rt = f["round_trip"]["all"]
+    empty = next(c for c in f["content_sensitivity"]["av"]["controls"] if c["name"] == "empty")
+    t1 = next(t for t in f["identification"]["top"] if t["k"] == 1)
+    fixed = f.get("fixed_ar")
+    return {
+        "layer": ev["nla"]["layer"],
+        "n": rt["n"],
+        "cos_mean": rt["cos"]["mean"],
+        "cos_ci": [rt["cos"]["ci_low"], rt["cos"]["ci_high"]],
+        "fve": (rt.get("fve") or {}).get("value"),
+        "floor_mean": f["noise_floor"]["mean"],
+        "floor_p95": f["noise_floor"]["p95"],
+        "frac_above_floor": f["noise_floor"]["frac_above"],
+        "empty_delta": empty["delta"]["mean"],
+        "empty_delta_ci": [empty["delta"]["ci_low"], empty["delta"]["ci_high"]],
+        "empty_cos": empty["cos"]["mean"],
+        "ar_content": f["content_sensitivity"]["av"]["verdict"],
+        "top1": t1["accuracy"],
+        "top1_hits": t1["hits"],
+        "top1_chance": t1["chance"],
+        "top1_p": t1["p_value"],
+        "reads_vectors": ev["verdicts"]["reads_vectors"],
+        "n_excluded": f["round_trip"]["n_excluded"],
+        "distinct": f["diversity"]["distinct"],
+        "fixed_ar": fixed_figures(fixed) if fixed else None,
+    }
+
+
+def fixed_figures(fa: dict[str, Any]) -> dict[str, Any]:
+    """The frozen SFT AR's headline figures in a pair eval.json (`figures.fixed_ar`)."""
+    t1 = next(t for t in fa["identification"]["top"] if t["k"] == 1)
+    empty = next(c for c in fa["content_sensitivity"]["controls"] if c["name"] == "empty")
+    return {
+        "ar": fa["ar"],
+        "cos_mean": fa["round_trip"]["cos"]["mean"],
+        "fve": fa["round_trip"]["fve"]["value"],
+        "top1": t1["accuracy"],
+        "top1_hits": t1["hits"],
+        "empty_delta": empty["delta"]["mean"],
+    }

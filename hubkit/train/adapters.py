@@ -11,7 +11,10 @@ from torch import nn
 
 from hubkit import loading
 from hubkit.errors import HubkitError
+from hubkit.identity import hub_id
 from hubkit.meta import Adapter
+from hubkit.precision import resolve_dtype
+from hubkit.train import fsdp
 from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,6 @@ def load_base(
     """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`.
 
     `dtype` is the resolved precision (default: the recipe's, ``auto`` chosen from the hardware)."""
-    from hubkit.precision import resolve_dtype
-
     path = loading.resolve_base(recipe.base_model)
     torch_dtype = resolve_dtype(dtype or recipe.dtype, device)
     model = load_model(path, torch_dtype, device, "nf4" if adapter.kind == "qlora" else "none")
@@ -51,8 +52,6 @@ def load_base(
 
 def meta_base_name(base_model: str) -> str:
     """What a checkpoint's meta calls the base: the Hub id a registry name stands for, else as given."""
-    from hubkit.identity import hub_id
-
     return hub_id(base_model)
 
 
@@ -114,8 +113,6 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     """AdamW (torch) or 8-bit AdamW (bitsandbytes) over parameter `groups` (each may set its own lr).
 
     Over sharded (FSDP) parameters the optimiser also loads a full, single-process state dict."""
-    from hubkit.train import fsdp
-
     kwargs = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     sharded = any(fsdp.is_dtensor(p) for g in groups for p in g["params"])
     if cfg.optimizer == "adamw_8bit":
@@ -154,8 +151,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_ste
 
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
     """Clip the global gradient norm (when `max_norm` is set) and return it before clipping."""
-    from hubkit.train import fsdp
-
     params = [p for p in params if p.grad is not None]
     if any(fsdp.is_dtensor(p) for p in params):
         return fsdp.grad_norm_clip(params, max_norm)

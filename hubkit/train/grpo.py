@@ -31,10 +31,7 @@ from hubkit import injection, loading
 from hubkit.errors import HubkitError
 from hubkit.meta import check_compatible
 from hubkit.pair import normalised_mse
-from hubkit.train import data as D
-from hubkit.train import metas
-from hubkit.train import rollouts as R
-from hubkit.train import trajectory as T
+from hubkit.train import metas, trajectory
 from hubkit.train.adapters import (
     grad_norm_clip,
     make_optimizer,
@@ -42,6 +39,7 @@ from hubkit.train.adapters import (
     trainable,
 )
 from hubkit.train.alarms import AlarmTripped, AlarmWatch
+from hubkit.train.data import read_rl, step_rows
 from hubkit.train.grpo_models import (
     FROZEN_AR,
     POLICY,
@@ -60,8 +58,9 @@ from hubkit.train.grpo_objective import (
     succeeded,
     template_of,
 )
-from hubkit.train.loop import Runner, RunOptions, check_finite_step, check_finite_weights
+from hubkit.train.loop import Runner, RunOptions, check_finite_step
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
+from hubkit.train.rollouts import rollout_engine, sample_in_process, sample_on_engine
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
 log = logging.getLogger(__name__)
@@ -117,14 +116,26 @@ class GRPOTrainer:
         )
         with torch.no_grad():
             self.frozen_empty = self.frozen_ar.reconstruct([""]).float().cpu()
-        self.table = D.read_rl(data, self.meta.d_model)
+        self.table = read_rl(data, self.meta.d_model)
         self.prompt_len = len(self.av.prompt_ids)
         self.timings: dict[str, float] = {}  # seconds of the current step by phase (`clock`)
-        self.rollout_engine = R.rollout_engine(
+        self.rollout_engine = rollout_engine(
             cfg.rollout_engine, self.meta.injection.scheme, self.adapter_name
         )
         for model in (self.model, self.reference):  # FSDP shards in place; the AR stays whole
             runner.shard(model)
+        # the policy's optimiser and schedule (over the sharded parameters), and the AR's when it trains
+        self.policy_params = trainable(self.model)
+        policy_opt = make_optimizer([{"params": self.policy_params}], cfg.optim)
+        self.optimizers = {"main": policy_opt}
+        self.schedulers = {"main": make_scheduler(policy_opt, cfg.optim, cfg.steps)}
+        self.ar_params: list[nn.Parameter] = []
+        if cfg.train_ar:
+            self.ar_params = [p for p in self.ar.model.parameters() if p.requires_grad]
+            self.ar_params += list(self.ar.head.parameters())
+            ar_opt = make_optimizer([{"params": self.ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
+            self.optimizers["ar"] = ar_opt
+            self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
 
     # -- log-probs ------------------------------------------------------------------------------
     def token_logprobs(
@@ -170,9 +181,9 @@ class GRPOTrainer:
         ids = torch.tensor([self.av.prompt_ids] * len(vv), device=self.device)
         self.model.eval()
         if self.rollout_engine == "transformers":
-            new = R.sample_in_process(self.av, ids, vv, cfg)
+            new = sample_in_process(self.av, ids, vv, cfg)
         else:
-            new = R.sample_on_engine(self.av, vectors, self.rollout_engine, cfg)
+            new = sample_on_engine(self.av, vectors, self.rollout_engine, cfg)
         seqs = torch.cat([ids, new.to(self.device)], dim=1)
         details = self.av.decode(new)
         mask = response_mask(new, details).to(self.device)
@@ -182,7 +193,7 @@ class GRPOTrainer:
         ok_texts = [d.text for d, good in zip(details, ok) if good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
-        reading = frozen_reading(self, ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
+        reading = self.frozen_reading(ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -231,16 +242,16 @@ class GRPOTrainer:
         return normalised_mse(pred, targets.to(pred.device)).sum(), len(ok)
 
     # -- checkpoint parts -----------------------------------------------------------------------
-    def parts(self, training: dict[str, Any]) -> list[T.Part]:
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         av_meta = metas.with_training(self.meta, **training)
-        parts = [T.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
+        parts = [trajectory.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
         if self.cfg.train_ar:
             from peft import PeftModel
 
             ar_meta = metas.with_training(self.ar.meta, **{**training, "loss_type": "normalised_mse"})
             name = "ar" if isinstance(self.ar.model, PeftModel) else None
             parts.append(
-                T.Part(
+                trajectory.Part(
                     self.ar.model,
                     self.ar.tokenizer,
                     ar_meta,
@@ -254,212 +265,161 @@ class GRPOTrainer:
     def restore(self, folder: Path) -> None:
         from peft import PeftModel
 
-        T.restore_weights(self.model, folder, self.adapter_name)
+        trajectory.restore_weights(self.model, folder, self.adapter_name)
         if self.cfg.train_ar:
-            T.restore_weights(
+            trajectory.restore_weights(
                 self.ar.model, folder / "ar", "ar" if isinstance(self.ar.model, PeftModel) else None
             )
-            T.restore_head(self.ar.head, folder / "ar")
+            trajectory.restore_head(self.ar.head, folder / "ar")
+
+    def frozen_reading(
+        self, texts: list[str], targets: Tensor, recon: Tensor | None
+    ) -> tuple[float, float, int]:
+        """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
+        if not texts:
+            return 0.0, 0.0, 0
+        if self.frozen_ar is self.ar and recon is not None:
+            v_hat = recon.float().cpu()
+        else:
+            v_hat = self.frozen_ar.reconstruct(texts).float().cpu()
+        tgt = targets.float()
+        real = F.cosine_similarity(v_hat, tgt, dim=-1).sum()
+        empty = F.cosine_similarity(self.frozen_empty.expand_as(tgt), tgt, dim=-1).sum()
+        return float(real), float(empty), len(texts)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
+        """`inner_epochs` passes of the clipped objective over the step's rollouts, each refused when
+        non-finite; the gradient norm of the last pass."""
+        cfg, runner, optimizer = self.cfg, self.runner, self.optimizers["main"]
+        n_seqs = cfg.micro_batch_size * cfg.grad_accum * runner.world * cfg.group_size
+        self.model.train()
+        for _ in range(cfg.inner_epochs):
+            for ro in rollouts:
+                with runner.acc.autocast():
+                    loss = self.policy_loss(ro) / n_seqs
+                loss.backward()
+            runner.sync_grads(self.policy_params)
+            grad_norm = grad_norm_clip(self.policy_params, cfg.optim.max_grad_norm)
+            check_finite_step("grpo", step, last, reward=reward, grad_norm=grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.schedulers["main"].step()
+        return grad_norm
+
+    def ar_step(self, rollouts: list[Rollout]) -> float | None:
+        """One MSE step of the AR trained alongside, on the step's succeeded rollouts; its mean loss."""
+        optimizer, sched = self.optimizers["ar"], self.schedulers["ar"]
+        self.ar.model.train()
+        losses, count = [], 0
+        for ro in rollouts:
+            loss, n = self.ar_loss(ro)
+            if loss is not None:
+                losses.append(loss)
+                count += n
+        global_count = self.runner.reduce_sum(float(count))
+        if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
+            sched.step()
+            return None
+        total = 0.0
+        for loss in losses:
+            (loss / global_count).backward()
+            total += float(loss.detach())
+        self.runner.sync_grads(self.ar_params)
+        grad_norm_clip(self.ar_params, self.cfg.optim.max_grad_norm)
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.ar.model.eval()
+        return self.runner.reduce_sum(total) / global_count
+
+    def check_collapse(
+        self, step: int, streak: int, rollouts: list[Rollout], stats: dict, last: Path | None
+    ) -> None:
+        """Stop when every output was one template for `collapse_patience` steps in a row (`streak`)."""
+        if streak >= self.cfg.collapse_patience:
+            example = rollouts[0].details[0].raw
+            raise PolicyCollapsed(
+                f"GRPO stopped at step {step}: for {streak} step(s) in a row all {stats['outputs']} sampled "
+                f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
+                f"reinforce it. Last good checkpoint: {last or self.av_dir}. Lower optim.lr, raise "
+                "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+            )
+
+    def last_good(self, step: int) -> Path:
+        """The newest checkpoint written before the alarm window that tripped (else the starting AV)."""
+        before = [
+            f for s, f in trajectory.list_steps(self.runner.run_dir) if s <= step - self.cfg.alarms.window
+        ]
+        return before[-1] if before else self.av_dir
 
     def train(self) -> Path:
-        """Run (or resume) the stage; returns the last checkpoint folder (see `run_grpo`)."""
-        return run_grpo(self)
-
-
-def frozen_reading(
-    t: GRPOTrainer, texts: list[str], targets: Tensor, recon: Tensor | None
-) -> tuple[float, float, int]:
-    """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
-    if not texts:
-        return 0.0, 0.0, 0
-    if t.frozen_ar is t.ar and recon is not None:
-        v_hat = recon.float().cpu()
-    else:
-        v_hat = t.frozen_ar.reconstruct(texts).float().cpu()
-    tgt = targets.float()
-    real = F.cosine_similarity(v_hat, tgt, dim=-1).sum()
-    empty = F.cosine_similarity(t.frozen_empty.expand_as(tgt), tgt, dim=-1).sum()
-    return float(real), float(empty), len(texts)
-
-
-# -- the loop ----------------------------------------------------------------------------------------
-@dataclass
-class Optimisers:
-    """The policy's optimiser and schedule, plus the AR's when it trains alongside."""
-
-    policy_params: list[nn.Parameter]
-    ar_params: list[nn.Parameter]
-    optimizers: dict[str, torch.optim.Optimizer]
-    schedulers: dict[str, Any]
-
-
-def make_optimisers(t: GRPOTrainer) -> Optimisers:
-    cfg = t.cfg
-    policy_params = trainable(t.model)
-    optimizer = make_optimizer([{"params": policy_params}], cfg.optim)
-    optimizers = {"main": optimizer}
-    schedulers = {"main": make_scheduler(optimizer, cfg.optim, cfg.steps)}
-    ar_params: list[nn.Parameter] = []
-    if cfg.train_ar:
-        ar_params = [p for p in t.ar.model.parameters() if p.requires_grad] + list(t.ar.head.parameters())
-        ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
-        optimizers["ar"] = ar_opt
-        schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
-    return Optimisers(policy_params, ar_params, optimizers, schedulers)
-
-
-def ar_step(t: GRPOTrainer, rollouts: list[Rollout], opt: Optimisers) -> float | None:
-    """One MSE step of the AR trained alongside, on the step's succeeded rollouts; its mean loss."""
-    params, optimizer, sched = opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"]
-    t.ar.model.train()
-    total, count = 0.0, 0
-    losses = []
-    for ro in rollouts:
-        loss, n = t.ar_loss(ro)
-        if loss is not None:
-            losses.append(loss)
-            count += n
-    global_count = t.runner.reduce_sum(float(count))
-    if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
-        sched.step()
-        return None
-    for loss in losses:
-        (loss / global_count).backward()
-        total += float(loss.detach())
-    t.runner.sync_grads(params)
-    grad_norm_clip(params, t.cfg.optim.max_grad_norm)
-    optimizer.step()
-    sched.step()
-    optimizer.zero_grad(set_to_none=True)
-    t.ar.model.eval()
-    return t.runner.reduce_sum(total) / global_count
-
-
-@dataclass
-class Progress:
-    """Counters carried from step to step (and restored on resume)."""
-
-    start: int
-    tokens_seen: int
-    parent: str
-    streak: int
-    last: Path | None
-    alarms: AlarmWatch
-
-
-def resume_progress(t: GRPOTrainer, opt: Optimisers, per_step: int) -> Progress:
-    """Where the run starts: step 0 from the AV init, or the resumed checkpoint with everything restored."""
-    runner = t.runner
-    watch = AlarmWatch(t.cfg.alarms)
-    if runner.resumed is None:
-        return Progress(0, 0, str(t.av_dir), 0, None, watch)
-    r = runner.resumed
-    T.check_resumable(r, "grpo", runner.config_sha256, t.table.sha256, per_step)
-    t.restore(r.folder)
-    for name, o in opt.optimizers.items():
-        o.load_state_dict(r.optimizers[name])
-        opt.schedulers[name].load_state_dict(r.schedulers[name])
-    streak = int(r.state.extra.get("collapse_streak", 0))
-    watch.restore(r.state.extra.get("alarm_history", {}))
-    return Progress(r.state.step, r.state.tokens_seen, r.folder.name, streak, r.folder, watch)
-
-
-def last_good(t: GRPOTrainer, step: int) -> Path:
-    """The newest checkpoint written before the alarm window that tripped (else the starting AV)."""
-    before = [f for s, f in T.list_steps(t.runner.run_dir) if s <= step - t.cfg.alarms.window]
-    return before[-1] if before else t.av_dir
-
-
-def _check_collapse(t: GRPOTrainer, p: Progress, step: int, stats: dict, rollouts: list[Rollout]) -> None:
-    p.streak = p.streak + 1 if stats["templates"] == 1 else 0
-    if p.streak >= t.cfg.collapse_patience:
-        example = rollouts[0].details[0].raw
-        raise PolicyCollapsed(
-            f"GRPO stopped at step {step}: for {p.streak} step(s) in a row all {stats['outputs']} sampled "
-            f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
-            f"reinforce it. Last good checkpoint: {p.last or t.av_dir}. Lower optim.lr, raise "
-            "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+        """Run (or resume) the stage: sample, score, update (policy, then the AR when it trains), log,
+        checkpoint; returns the last checkpoint folder."""
+        cfg, runner = self.cfg, self.runner
+        per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
+        p, extra = runner.resume(
+            "grpo",
+            self.table.sha256,
+            per_step,
+            str(self.av_dir),
+            self.restore,
+            self.optimizers,
+            self.schedulers,
         )
-
-
-def _policy_update(
-    t: GRPOTrainer, opt: Optimisers, p: Progress, step: int, rollouts, stats, n_seqs: int
-) -> None:
-    """`inner_epochs` passes of the clipped objective over the step's rollouts (refused when non-finite)."""
-    cfg, runner, optimizer = t.cfg, t.runner, opt.optimizers["main"]
-    t.model.train()
-    for _ in range(cfg.inner_epochs):
-        for ro in rollouts:
-            with runner.acc.autocast():
-                loss = t.policy_loss(ro) / n_seqs
-            loss.backward()
-        runner.sync_grads(opt.policy_params)
-        stats["grad_norm"] = grad_norm_clip(opt.policy_params, cfg.optim.max_grad_norm)
-        check_finite_step("grpo", step, p.last, reward=stats["reward"], grad_norm=stats["grad_norm"])
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    opt.schedulers["main"].step()
-
-
-def run_grpo(t: GRPOTrainer) -> Path:
-    """The GRPO loop: sample, score, update (policy, then the AR when it trains), log, checkpoint."""
-    cfg, recipe, runner = t.cfg, t.recipe, t.runner
-    opt = make_optimisers(t)
-    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    p = resume_progress(t, opt, per_step)
-    runner.start_metrics(p.start)
-    n_seqs = per_step * cfg.group_size
-    for step in range(p.start + 1, cfg.steps + 1):
-        t0 = time.perf_counter()
-        t.timings = {}
-        rows = D.step_rows(len(t.table), recipe.seed, step - 1, per_step)
-        rollouts = []
-        for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-            runner.seed_micro(step, index)
-            rollouts.append(t.rollout(t.table.vectors[mb]))
-        stats = step_stats(rollouts, runner, cfg.group_size)
-        _check_collapse(t, p, step, stats, rollouts)
-        lr = opt.schedulers["main"].get_last_lr()[0]
-        t1 = time.perf_counter()
-        _policy_update(t, opt, p, step, rollouts, stats, n_seqs)
-        stats |= policy_stats(rollouts, runner)
-        t1 = t.clock("update", t1)
-        if cfg.train_ar:
-            stats["ar_loss"] = ar_step(t, rollouts, opt)
-            t.clock("ar", t1)
-        p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
-        metrics = {
-            "step": step,
-            "loss": -stats["reward"],
-            "lr": lr,
-            "tokens_seen": p.tokens_seen,
-            **stats,
-            "seconds": time.perf_counter() - t0,
-            **{f"seconds_{k}": v for k, v in t.timings.items()},  # where the step's time went
-        }
-        runner.log_step(metrics)
-        p.alarms.add(stats)
-        p.alarms.check(step, str(last_good(t, step)))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            check_finite_weights("grpo", step, p.last, [*opt.policy_params, *opt.ar_params])
-            p.last = runner.save_step(
-                stage_name="grpo",
-                loss_type="grpo_clipped_kl",
-                step=step,
-                loss=-stats["reward"],
-                lr=lr,
-                tokens_seen=p.tokens_seen,
-                data_sha256=t.table.sha256,
-                parent=p.parent,
-                global_batch=per_step,
-                parts=t.parts,
-                optimizers=opt.optimizers,
-                schedulers=opt.schedulers,
-                extra={"collapse_streak": p.streak, "alarm_history": p.alarms.state()},
-            )
-            p.parent = p.last.name
-        runner.maybe_hang(step)
-    return p.last if p.last is not None else runner.run_dir
+        streak = int(extra.get("collapse_streak", 0))
+        alarms = AlarmWatch(cfg.alarms)
+        alarms.restore(extra.get("alarm_history", {}))
+        for step in range(p.step + 1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            self.timings = {}
+            rows = step_rows(len(self.table), self.recipe.seed, step - 1, per_step)
+            rollouts = []
+            for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
+                runner.seed_micro(step, index)
+                rollouts.append(self.rollout(self.table.vectors[mb]))
+            stats = step_stats(rollouts, runner, cfg.group_size)
+            streak = streak + 1 if stats["templates"] == 1 else 0
+            self.check_collapse(step, streak, rollouts, stats, p.last)
+            lr = self.schedulers["main"].get_last_lr()[0]
+            t1 = time.perf_counter()
+            stats["grad_norm"] = self.policy_update(step, rollouts, stats["reward"], p.last)
+            stats |= policy_stats(rollouts, runner)
+            t1 = self.clock("update", t1)
+            if cfg.train_ar:
+                stats["ar_loss"] = self.ar_step(rollouts)
+                self.clock("ar", t1)
+            p.step = step
+            p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
+            metrics = {
+                "step": step,
+                "loss": -stats["reward"],
+                "lr": lr,
+                "tokens_seen": p.tokens_seen,
+                **stats,
+                "seconds": time.perf_counter() - t0,
+                **{f"seconds_{k}": v for k, v in self.timings.items()},  # where the step's time went
+            }
+            runner.log_step(metrics)
+            alarms.add(stats)
+            alarms.check(step, str(self.last_good(step)))
+            if runner.due(step):
+                runner.save_step(
+                    p,
+                    stage_name="grpo",
+                    loss_type="grpo_clipped_kl",
+                    loss=-stats["reward"],
+                    lr=lr,
+                    data_sha256=self.table.sha256,
+                    global_batch=per_step,
+                    params=[*self.policy_params, *self.ar_params],
+                    parts=self.parts,
+                    optimizers=self.optimizers,
+                    schedulers=self.schedulers,
+                    extra={"collapse_streak": streak, "alarm_history": alarms.state()},
+                )
+            runner.maybe_hang(step)
+        return p.last if p.last is not None else runner.run_dir
 
 
 def policy_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float]:

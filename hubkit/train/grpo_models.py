@@ -9,14 +9,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hubkit import heads, loading
+from hubkit import arch, heads, loading
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, HubkitError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.reconstructor import ActivationReconstructor
-from hubkit.train import trajectory as T
 from hubkit.train.adapters import load_model
+from hubkit.train.distributed import check_two_copies
 from hubkit.train.recipe import GRPORecipe, Recipe
+from hubkit.train.trajectory import latest_step
 
 POLICY = "av"
 REFERENCE = "ref"
@@ -38,7 +39,7 @@ def init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
             raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
         verify_checkpoint(path)
         return path
-    last = T.latest_step(Path(recipe.output_dir) / stage)
+    last = latest_step(Path(recipe.output_dir) / stage)
     if last is None:
         raise CheckpointError(
             f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
@@ -100,8 +101,6 @@ def load_ar(
         return ActivationReconstructor.from_pretrained(
             ar_dir, base_model=recipe.base_model, device=str(device), dtype=dtype_name
         )
-    from hubkit import arch
-
     meta = NLAMeta.load(ar_dir)
     if meta.ar is None or meta.role != "ar":
         raise CheckpointError(f"{ar_dir}: grpo.ar_init must be an AR checkpoint")
@@ -163,6 +162,4 @@ def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype
                 f"explanation in its tags ({closing!r} and the stop token take {need}); raise it"
             )
     if not loading.is_adapter(av_dir) and cfg.kl_coef > 0:
-        from hubkit.train.memory import check_two_copies
-
         check_two_copies(av_dir, cfg.reference, dtype_name)

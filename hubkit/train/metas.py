@@ -22,7 +22,7 @@ from hubkit.meta import (
 from hubkit.scale_lint import RECIPE_SCALES, resolve_recipe_scale
 from hubkit.train.adapters import meta_adapter, meta_base_name
 from hubkit.train.recipe import AdapterRecipe, Recipe
-from hubkit.verbalizer import render_prompt
+from hubkit.verbalizer import render_prompt, resolve_marker
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,6 @@ def ar_meta(
     )
     if tokenizer is None:
         return meta
-    from hubkit.verbalizer import resolve_marker
-
     n = recipe.nla
     chat = _chat(recipe, tokenizer)
     template = n.av_template or DEFAULT_AV_TEMPLATE

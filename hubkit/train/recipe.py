@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import yaml
 
+from hubkit.engines import EngineError, normalise
 from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
-from hubkit.train.distributed import DistributedRecipe, hashed_section
 
 Stage = Literal["av", "ar", "grpo"]
 RecipeScale = (
@@ -297,8 +297,6 @@ class GRPORecipe(StageRecipe):
     )
 
     def __post_init__(self) -> None:
-        from hubkit.engines import EngineError, normalise
-
         try:
             self.rollout_engine = normalise(self.rollout_engine)
         except EngineError as err:
@@ -320,6 +318,50 @@ class GRPORecipe(StageRecipe):
     def critic_lr(self) -> float:
         """The AR's learning rate when it trains alongside: `ar_lr`, else 5 × the AV's."""
         return self.ar_lr if self.ar_lr is not None else 5.0 * self.optim.lr
+
+
+@dataclass
+class DistributedRecipe:
+    """How the processes of one run share the work (`hubkit.train.distributed`; every field has a default, so
+    a recipe may omit the section)."""
+
+    strategy: Literal["ddp", "fsdp"] = _help(
+        "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser state "
+        "sharded over the processes (FSDP2), each decoder block a unit",
+        default="ddp",
+    )
+    global_batch_size: int | None = _help(
+        "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x processes); when "
+        "set, grad_accum = global_batch_size / (micro_batch_size x processes)",
+        default=None,
+        ge=1,
+    )
+    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = _help(
+        "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's dtype, "
+        "gradients are reduced in float32); auto: hubkit.precision's choice for the device",
+        default="none",
+    )
+    reshard_after_forward: bool = _help(
+        "fsdp only: free gathered blocks after their forward (less memory, one more gather)", default=True
+    )
+    device_memory_gb: float | None = _help(
+        "memory of one device for the fit estimate made before loading (null: the GPU's own; no estimate on CPU)",
+        default=None,
+        gt=0,
+    )
+
+    def is_default(self) -> bool:
+        return all(getattr(self, f.name) == f.default for f in dataclasses.fields(self))
+
+
+def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
+    written before the section existed keep their hashes), and never the per-machine fields."""
+    if not section:
+        return None
+    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
+    defaults = {f.name: f.default for f in dataclasses.fields(DistributedRecipe)}
+    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
 
 
 @dataclass

@@ -27,6 +27,7 @@ from hubkit import constants as C
 from hubkit.checkpoint import verify_checkpoint, write_checkpoint, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.meta import NLAMeta
+from hubkit.train import fsdp
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,6 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
     """Load a step folder's adapter (into adapter `adapter_name`) or full weights into `model`, exactly."""
     from peft import PeftModel, set_peft_model_state_dict
 
-    from hubkit.train import fsdp
-
     if fsdp.is_sharded(model):
         _restore_sharded(model, folder, adapter_name if isinstance(model, PeftModel) else None)
         return
@@ -342,8 +341,6 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
 
 def _restore_sharded(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
     """`restore_weights` for a model sharded by FSDP: each rank copies its part of the saved tensors."""
-    from hubkit.train import fsdp
-
     wanted = [n for n, p in model.named_parameters() if p.requires_grad]
     if adapter_name is not None:
         path = folder / C.ADAPTER_WEIGHTS_FILE
