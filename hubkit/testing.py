@@ -13,7 +13,18 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Gemma3TextConfig,
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
+    Gemma4TextConfig,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from hubkit.arch import hidden_size, median_embedding_norm
 from hubkit.checkpoint import write_checkpoint
@@ -77,27 +88,17 @@ def _config(arch: str, vocab: int, d: int, layers: int, tok: PreTrainedTokenizer
         tie_word_embeddings=False,
         **ids,
     )
-    if arch == "llama":
-        from transformers import LlamaConfig
-
-        return LlamaConfig(**common)
-    if arch == "qwen2":
-        from transformers import Qwen2Config
-
-        return Qwen2Config(**common)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
+    if arch in ("llama", "qwen2"):
+        return (LlamaConfig if arch == "llama" else Qwen2Config)(**common)
     if arch == "gemma3":
-        from transformers import Gemma3TextConfig
-
         return Gemma3TextConfig(head_dim=d // 4, sliding_window=64, **common)
-    if arch == "gemma4":
-        from transformers import Gemma4Config, Gemma4TextConfig
-
-        text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
-        cfg = Gemma4Config(text_config=text.to_dict(), **ids)
-        cfg.vision_config = None
-        cfg.audio_config = None
-        return cfg
-    raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
+    text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
+    cfg = Gemma4Config(text_config=text.to_dict(), **ids)
+    cfg.vision_config = None
+    cfg.audio_config = None
+    return cfg
 
 
 @dataclass
@@ -125,8 +126,6 @@ def make_tiny_model(
     torch.manual_seed(seed)
     cfg = _config(arch, len(tok), d_model, n_layers, tok)
     if arch == "gemma4":
-        from transformers import Gemma4ForConditionalGeneration
-
         model = Gemma4ForConditionalGeneration(cfg)
     else:
         model = AutoModelForCausalLM.from_config(cfg)
@@ -207,9 +206,7 @@ def write_real_pair(model_name: str, out: Path, layer: int) -> tuple[Path, Path,
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)
     marker = pick_marker(tok, lambda c: render_prompt(tok, av_spec.template, c, True))
     inj = Injection(scale=round(median_embedding_norm(model), 3), marker=marker)
-    common = dict(
-        base_model=base, d_model=hidden_size(model), layer=layer, ar=ARSpec(num_layers=layer + 1)
-    )
+    common = dict(base_model=base, d_model=hidden_size(model), layer=layer, ar=ARSpec(num_layers=layer + 1))
     metas = (NLAMeta(role="av", injection=inj, av=av_spec, **common), NLAMeta(role="ar", **common))
     av_dir, ar_dir = write_adapter_pair(out, base, seed=0, metas=metas, r=8, b_std=0.01, head_noise=0.0)
     return av_dir, ar_dir, base

@@ -19,10 +19,10 @@ from hubkit.demo.progress import CountingLabeler, bar
 from hubkit.demo.results import BaseModel, Built, Extracted, Labeled, Splits
 from hubkit.demo.settings import DEMO_ORG, QUICK_MODEL, DemoError
 from hubkit.demo.state import Demo
+from hubkit.identity import hub_id
 from hubkit.layers import default_layer
 from hubkit.precision import resolve_dtype
 from hubkit.testing import MARKER, make_tiny_model
-from hubkit.train.adapters import meta_base_name
 
 
 def stage_base(d: Demo) -> BaseModel:
@@ -52,11 +52,7 @@ def stage_base(d: Demo) -> BaseModel:
     )
 
 
-def load_base(base: BaseModel, dtype):
-    return models.load(base.base, dtype=dtype)
-
-
-def sample_corpus(d: Demo):
+def sample_corpus(d: Demo) -> Corpus:
     """A seeded sample of the bundled corpus, spread over its topics, in file order."""
     s = d.settings
     full = load_corpus("bundled")
@@ -73,7 +69,7 @@ def sample_corpus(d: Demo):
 
 def stage_extract(d: Demo, base: BaseModel) -> Extracted:
     corpus = sample_corpus(d)
-    model, tok = load_base(base, resolve_dtype(d.settings.dtype, "cpu"))
+    model, tok = models.load(base.base, dtype=resolve_dtype(d.settings.dtype, "cpu"))
     config = ExtractConfig(
         layer=base.layer,
         positions_per_doc=d.settings.positions_per_doc,
@@ -93,7 +89,7 @@ def stage_extract(d: Demo, base: BaseModel) -> Extracted:
         tok,
         d.layout.data / "activations.parquet",
         config,
-        base_model=meta_base_name(base.base),
+        base_model=hub_id(base.base),
         on_batch=on_batch,
     )
     pbar.close()
@@ -145,7 +141,7 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
 def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
     """The base model itself as labeler and auditor (`--labeler transformers`), with a progress bar."""
     s = d.settings
-    model, tok = load_base(base, resolve_dtype(s.dtype, "cpu"))
+    model, tok = models.load(base.base, dtype=resolve_dtype(s.dtype, "cpu"))
     batch = 16
     backend = TransformersLabeler(
         model, tok, f"transformers:{s.model}", max_new_tokens=s.label_tokens, batch_size=batch

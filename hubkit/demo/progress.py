@@ -9,13 +9,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from hubkit.precision import threads_per_worker
 
 Echo = Callable[[str], None]
 
 
-def bar(total: int, desc: str, enabled: bool):
+def bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="it", leave=False, disable=not enabled, file=sys.stderr)
@@ -64,7 +65,7 @@ class CountingLabeler:
         self.inner, self.bar, self.slice_size, self.scrub = inner, pbar, slice_size, scrub
         self.name = inner.name  # the label cache and provenance see the real backend's name
 
-    def chat(self, conversations):
+    def chat(self, conversations: list) -> list[str]:
         replies: list[str] = []
         for start in range(0, len(conversations), self.slice_size):
             part = conversations[start : start + self.slice_size]

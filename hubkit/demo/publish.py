@@ -48,7 +48,7 @@ def what_the_explanations_are(d: Demo) -> str:
     )
 
 
-def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True):
+def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True) -> CardText:
     s = d.settings
     hub_base = base.card_base or models.get_spec(s.model).hf_repo
     scale = (

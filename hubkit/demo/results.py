@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 R = TypeVar("R", bound="StageResult")
 
 
 @dataclass(frozen=True)
 class StageResult:
-    stage: ClassVar[str] = ""
+    """A stage's result: the line printed after it, and its JSON form in the state file."""
 
     @property
     def line(self) -> str:  # pragma: no cover - every stage overrides it
@@ -33,7 +33,6 @@ class StageResult:
 
 @dataclass(frozen=True)
 class BaseModel(StageResult):
-    stage: ClassVar[str] = "base"
     base: str  # registry name, or the folder of the tiny random model
     layer: int
     n_layers: int
@@ -47,7 +46,6 @@ class BaseModel(StageResult):
 
 @dataclass(frozen=True)
 class Extracted(StageResult):
-    stage: ClassVar[str] = "extract"
     path: str
     rows: int
     docs: int
@@ -60,7 +58,6 @@ class Extracted(StageResult):
 
 @dataclass(frozen=True)
 class Splits(StageResult):
-    stage: ClassVar[str] = "split"
     folder: str
     rows: dict[str, int]
 
@@ -71,7 +68,6 @@ class Splits(StageResult):
 
 @dataclass(frozen=True)
 class Labeled(StageResult):
-    stage: ClassVar[str] = "label"
     folder: str
     labeler: str
     status_counts: dict[str, int]
@@ -83,7 +79,6 @@ class Labeled(StageResult):
 
 @dataclass(frozen=True)
 class Built(StageResult):
-    stage: ClassVar[str] = "build"
     tables: dict[str, str]
     rows: dict[str, int]
 
@@ -97,7 +92,6 @@ class Built(StageResult):
 
 @dataclass(frozen=True)
 class Trained(StageResult):
-    stage: ClassVar[str] = "train"
     checkpoint: str
     run_dir: str
     dtype: str
@@ -118,7 +112,6 @@ class Trained(StageResult):
 
 @dataclass(frozen=True)
 class Grpo(StageResult):
-    stage: ClassVar[str] = "grpo"
     checkpoint: str  # the RL AV
     collapsed: bool
     note: str | None = None
@@ -141,7 +134,6 @@ class Grpo(StageResult):
 
 @dataclass(frozen=True)
 class Evaluated(StageResult):
-    stage: ClassVar[str] = "eval"
     pair: str  # eval.json of the released pair (the RL AV and its co-trained AR, the frozen SFT AR beside)
     trajectory: str  # eval.json over the GRPO checkpoints (each with its own AR and the frozen SFT AR)
     ar_only: str | None  # eval.json of the AR alone on the true labels (context labels only)
@@ -155,7 +147,6 @@ class Evaluated(StageResult):
 
 @dataclass(frozen=True)
 class Released(StageResult):
-    stage: ClassVar[str] = "release"
     specs: dict[str, str]  # release name → spec YAML the demo wrote
     bundles: dict[str, str]  # release name → bundle folder
     dist: str
@@ -167,7 +158,6 @@ class Released(StageResult):
 
 @dataclass(frozen=True)
 class Pushed(StageResult):
-    stage: ClassVar[str] = "push"
     commits: dict[str, str]  # repo id → commit
     tag: str
     hub_root: str
@@ -181,7 +171,6 @@ class Pushed(StageResult):
 class Reloaded(StageResult):
     """The pair loaded back by repo id and tag, round-tripping the first eval rows."""
 
-    stage: ClassVar[str] = "reload"
     repos: str
     tag: str
     rows: list[int] = field(default_factory=list)

@@ -142,34 +142,24 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
 
 def run_demo(
     out_dir: str | Path | None = None,
-    model: str | None = None,
-    rows: int | None = None,
-    steps: int | None = None,
-    quick: bool = False,
-    seed: int = 0,
+    *,
     keep: bool = True,
-    eval_rows: int | None = None,
-    grpo_steps: int | None = None,
     threads: int | None = None,
     progress: bool = True,
     echo: Echo | None = None,
-    labeler: str | None = None,
-    dtype: str | None = None,
-    ar_steps: int | None = None,
-    injection: str | None = None,
+    **sizes: Any,
 ) -> DemoResult:
     """Run the whole journey (see `hubkit.demo`) and return where everything is and what it measured.
 
-    `keep` resumes a run with the same settings in `out_dir`; `keep=False` starts from an empty folder.
-    `labeler` is a labeler-registry choice (default ``context``: model-free quotes of context; ``transformers``
-    for the base model's own LLM labels). `threads` is torch's CPU thread count (default: `default_threads`);
-    it changes speed, not results beyond float rounding, so it is not part of the settings a kept run must match.
-    `injection` names where the AV injects (`hubkit.demo.settings.INJECTIONS`; default embedding replacement
-    at the activation norm).
+    `sizes` are `demo_settings`' arguments (model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler,
+    dtype, ar_steps, injection): `labeler` a labeler-registry choice (default ``context``: model-free quotes
+    of context; ``transformers`` for the base model's own LLM labels), `injection` where the AV injects
+    (`hubkit.demo.settings.INJECTIONS`). `keep` resumes a run with the same settings in `out_dir`;
+    `keep=False` starts from an empty folder. `threads` is torch's CPU thread count (default:
+    `default_threads`); it changes speed, not results beyond float rounding, so it is not part of the
+    settings a kept run must match.
     """
-    settings = demo_settings(
-        model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler, dtype, ar_steps, injection
-    )
+    settings = demo_settings(**sizes)
     settings.check_corpus(len(load_corpus("bundled")))
     if threads is not None and threads < 1:
         raise DemoError(f"demo: --threads must be >= 1, got {threads}")
@@ -180,7 +170,8 @@ def run_demo(
     d.echo(
         f"hubkit demo: {settings.model}, {settings.rows} labeled rows ({settings.labeler} labels), "
         f"{settings.eval_rows} held-out rows, {settings.ar_steps} AR + {settings.steps} AV SFT steps, "
-        f"{settings.grpo_steps} GRPO steps, dtype {resolve_dtype_name(settings.dtype, 'cpu')}, {n_threads} CPU thread(s) → {out}"
+        f"{settings.grpo_steps} GRPO steps, dtype {resolve_dtype_name(settings.dtype, 'cpu')}, "
+        f"{n_threads} CPU thread(s) → {out}"
     )
     with quiet_libraries(), torch_threads(n_threads), warnings.catch_warnings():
         # transformers deprecation chatter (e.g. `is_gradient_checkpointing`, hit by attribute scans)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 
 from hubkit import loading
 from hubkit.errors import HubkitError
-from hubkit.identity import hub_id
 from hubkit.meta import Adapter
 from hubkit.precision import resolve_dtype
 from hubkit.train import fsdp
@@ -50,28 +50,26 @@ def load_base(
     return model, loading.load_tokenizer(path)
 
 
-def meta_base_name(base_model: str) -> str:
-    """What a checkpoint's meta calls the base: the Hub id a registry name stands for, else as given."""
-    return hub_id(base_model)
-
-
-def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
-    """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "config"):
-            model.config.use_cache = False
-    if cfg.kind == "full":
-        model.requires_grad_(True)
-        return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if cfg.kind == "qlora":
-        model = prepare_model_for_kbit_training(
+def prepare_for_training(model: nn.Module, quantized: bool, gradient_checkpointing: bool) -> nn.Module:
+    """Non-reentrant gradient checkpointing when asked, and peft's k-bit preparation of a quantized base."""
+    if quantized:
+        return prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
+    """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
+    if gradient_checkpointing and hasattr(model, "config"):
+        model.config.use_cache = False
+    model = prepare_for_training(model, cfg.kind == "qlora", gradient_checkpointing)
+    if cfg.kind == "full":
+        return model.requires_grad_(True)
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
@@ -130,7 +128,7 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     return optimizer
 
 
-def lr_lambda(cfg: OptimRecipe, total_steps: int):
+def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at step `s` (0-based): linear warm-up, then constant, linear or cosine."""
 
     def f(s: int) -> float:
@@ -145,7 +143,9 @@ def lr_lambda(cfg: OptimRecipe, total_steps: int):
     return f
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
 
 

@@ -1,4 +1,6 @@
-"""The recipe's ``distributed:`` section and the checks a multi-process run makes before it loads a model.
+"""What the recipe's ``distributed:`` section (`hubkit.train.recipe.DistributedRecipe`) asks for, checked
+before a run loads a model: a process group, the batch split, the fit in memory (and the second copy a
+full-weights GRPO keeps), and a lost process reported with the checkpoint to resume from.
 
 ``strategy: ddp`` (the default) keeps a whole copy of the model on every process and sums gradients
 by hand (`hubkit.train.loop`); ``strategy: fsdp`` shards parameters, gradients and optimiser state

@@ -26,6 +26,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from hubkit import arch
 from hubkit.errors import HubkitError
 from hubkit.precision import resolve_dtype
+from hubkit.train.recipe import DistributedRecipe
 
 QUANTIZED_PARAMS = ("Params4bit", "Int8Params")  # bitsandbytes parameter classes FSDP2 cannot shard
 
@@ -77,7 +78,7 @@ def shard(
     return model
 
 
-def shard_as(cfg, model: nn.Module | None, device: torch.device) -> nn.Module | None:
+def shard_as(cfg: DistributedRecipe, model: nn.Module | None, device: torch.device) -> nn.Module | None:
     """`shard` with a recipe's ``distributed:`` settings (`DistributedRecipe`); None stays None."""
     if model is None:
         return None

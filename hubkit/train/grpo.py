@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from peft import PeftModel
 from torch import Tensor, nn
 
-from hubkit import injection, loading
+from hubkit import loading
 from hubkit.errors import HubkitError
 from hubkit.meta import check_compatible
-from hubkit.pair import normalised_mse
+from hubkit.metrics import normalised_mse
 from hubkit.train import metas, trajectory
 from hubkit.train.adapters import (
     grad_norm_clip,
@@ -52,13 +52,15 @@ from hubkit.train.grpo_models import (
 )
 from hubkit.train.grpo_objective import (
     clipped_objective,
+    frozen_reading,
     group_advantages,
     response_mask,
     rewards_for,
     succeeded,
     template_of,
+    token_logprobs,
 )
-from hubkit.train.loop import Runner, RunOptions, check_finite_step
+from hubkit.train.loop import Runner, RunOptions, check_finite_step, seed_micro
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.train.rollouts import rollout_engine, sample_in_process, sample_on_engine
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
@@ -109,6 +111,7 @@ class GRPOTrainer:
         self.av = ActivationVerbalizer(self.model, tok, meta, adapter_name=self.adapter_name)
         self.meta, self.tokenizer = self.av.meta, tok
         self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
+        self.ar_adapter = "ar" if isinstance(self.ar.model, PeftModel) else None
         check_compatible(self.meta, self.ar.meta)
         # the fixed yardstick: the SFT AR itself when it stays frozen, else a frozen copy beside it
         self.frozen_ar = (
@@ -141,24 +144,10 @@ class GRPOTrainer:
     def token_logprobs(
         self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
-        """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``.
-
-        The log-probs keep their graph when called with gradients on; the entropy (a statistic) never does.
-        A token's log-prob is its logit minus the log-sum-exp: no ``[N, T, vocab]`` log-softmax is kept."""
+        """`token_logprobs` of `model` (default: the policy) at the sampling temperature."""
         model = model if model is not None else self.model
-        p = injection.plan(self.meta.injection, seqs, vectors, self.meta.d_model)
-        t = seqs.shape[1] - self.prompt_len
-        with injection.injected(model, self.meta.injection, p), self.runner.acc.autocast():
-            logits = model(
-                input_ids=seqs, attention_mask=attention, use_cache=False, logits_to_keep=t + 1
-            ).logits
-        z = logits[:, :-1].float() / self.cfg.temperature
-        norm = torch.logsumexp(z, dim=-1)
-        logp = z.gather(-1, seqs[:, self.prompt_len :, None]).squeeze(-1) - norm
-        with torch.no_grad():
-            probs = torch.softmax(z.detach(), dim=-1)
-            entropy = norm.detach() - (probs * z.detach()).sum(-1)
-        return logp * mask, entropy * mask
+        args = (self.prompt_len, self.cfg.temperature, self.runner.acc.autocast)
+        return token_logprobs(model, self.meta, seqs, attention, vectors, mask, *args)
 
     def reference_logprobs(self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor) -> Tensor:
         """Token log-probs under the reference policy (see `load_policy`)."""
@@ -193,7 +182,13 @@ class GRPOTrainer:
         ok_texts = [d.text for d, good in zip(details, ok) if good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
-        reading = self.frozen_reading(ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
+        reading = (0.0, 0.0, 0)
+        if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
+            same = self.frozen_ar is self.ar and recon is not None
+            v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
+            reading = frozen_reading(
+                v_hat, self.frozen_empty, vv.cpu()[[i for i, good in enumerate(ok) if good]]
+            )
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -201,19 +196,10 @@ class GRPOTrainer:
         # β = 0: no reference is loaded and the KL term is zero
         ref = self.reference_logprobs(seqs, attention, vv, mask) if cfg.kl_coef > 0 else None
         self.clock("logprobs", t0)
+        advantages = group_advantages(rewards, k).to(self.device)
+        dev_vectors = vectors.to(self.device)
         return Rollout(
-            vectors.to(self.device),
-            seqs,
-            attention,
-            mask,
-            details,
-            rewards,
-            group_advantages(rewards, k).to(self.device),
-            old,
-            ref,
-            entropy,
-            ok,
-            reading,
+            dev_vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading
         )
 
     def policy_loss(self, r: Rollout) -> Tensor:
@@ -233,59 +219,23 @@ class GRPOTrainer:
         self.timings[phase] = self.timings.get(phase, 0.0) + now - since
         return now
 
-    def ar_loss(self, r: Rollout) -> tuple[Tensor | None, int]:
-        ok = [i for i, good in enumerate(r.ok) if good]
-        if not ok:
-            return None, 0
-        targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok]
-        pred = self.ar.forward([r.details[i].text for i in ok])
-        return normalised_mse(pred, targets.to(pred.device)).sum(), len(ok)
-
     # -- checkpoint parts -----------------------------------------------------------------------
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         av_meta = metas.with_training(self.meta, **training)
         parts = [trajectory.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
         if self.cfg.train_ar:
-            from peft import PeftModel
-
             ar_meta = metas.with_training(self.ar.meta, **{**training, "loss_type": "normalised_mse"})
-            name = "ar" if isinstance(self.ar.model, PeftModel) else None
+            ar = self.ar
             parts.append(
-                trajectory.Part(
-                    self.ar.model,
-                    self.ar.tokenizer,
-                    ar_meta,
-                    head=self.ar.head,
-                    adapter_name=name,
-                    subdir="ar",
-                )
+                trajectory.Part(ar.model, ar.tokenizer, ar_meta, ar.head, self.ar_adapter, subdir="ar")
             )
         return parts
 
     def restore(self, folder: Path) -> None:
-        from peft import PeftModel
-
         trajectory.restore_weights(self.model, folder, self.adapter_name)
         if self.cfg.train_ar:
-            trajectory.restore_weights(
-                self.ar.model, folder / "ar", "ar" if isinstance(self.ar.model, PeftModel) else None
-            )
+            trajectory.restore_weights(self.ar.model, folder / "ar", self.ar_adapter)
             trajectory.restore_head(self.ar.head, folder / "ar")
-
-    def frozen_reading(
-        self, texts: list[str], targets: Tensor, recon: Tensor | None
-    ) -> tuple[float, float, int]:
-        """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
-        if not texts:
-            return 0.0, 0.0, 0
-        if self.frozen_ar is self.ar and recon is not None:
-            v_hat = recon.float().cpu()
-        else:
-            v_hat = self.frozen_ar.reconstruct(texts).float().cpu()
-        tgt = targets.float()
-        real = F.cosine_similarity(v_hat, tgt, dim=-1).sum()
-        empty = F.cosine_similarity(self.frozen_empty.expand_as(tgt), tgt, dim=-1).sum()
-        return float(real), float(empty), len(texts)
 
     # -- the loop ---------------------------------------------------------------------------------
     def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
@@ -312,11 +262,13 @@ class GRPOTrainer:
         optimizer, sched = self.optimizers["ar"], self.schedulers["ar"]
         self.ar.model.train()
         losses, count = [], 0
-        for ro in rollouts:
-            loss, n = self.ar_loss(ro)
-            if loss is not None:
-                losses.append(loss)
-                count += n
+        for r in rollouts:  # the AR reads the succeeded rollouts back towards their vectors
+            ok = [i for i, good in enumerate(r.ok) if good]
+            if ok:
+                pred = self.ar.forward([r.details[i].text for i in ok])
+                targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok].to(pred.device)
+                losses.append(normalised_mse(pred, targets).sum())
+                count += len(ok)
         global_count = self.runner.reduce_sum(float(count))
         if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
             sched.step()
@@ -333,93 +285,90 @@ class GRPOTrainer:
         self.ar.model.eval()
         return self.runner.reduce_sum(total) / global_count
 
-    def check_collapse(
-        self, step: int, streak: int, rollouts: list[Rollout], stats: dict, last: Path | None
-    ) -> None:
-        """Stop when every output was one template for `collapse_patience` steps in a row (`streak`)."""
-        if streak >= self.cfg.collapse_patience:
-            example = rollouts[0].details[0].raw
-            raise PolicyCollapsed(
-                f"GRPO stopped at step {step}: for {streak} step(s) in a row all {stats['outputs']} sampled "
-                f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
-                f"reinforce it. Last good checkpoint: {last or self.av_dir}. Lower optim.lr, raise "
-                "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
-            )
-
-    def last_good(self, step: int) -> Path:
-        """The newest checkpoint written before the alarm window that tripped (else the starting AV)."""
-        before = [
-            f for s, f in trajectory.list_steps(self.runner.run_dir) if s <= step - self.cfg.alarms.window
-        ]
-        return before[-1] if before else self.av_dir
-
     def train(self) -> Path:
-        """Run (or resume) the stage: sample, score, update (policy, then the AR when it trains), log,
-        checkpoint; returns the last checkpoint folder."""
-        cfg, runner = self.cfg, self.runner
-        per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-        p, extra = runner.resume(
-            "grpo",
-            self.table.sha256,
-            per_step,
-            str(self.av_dir),
-            self.restore,
-            self.optimizers,
-            self.schedulers,
+        """Run (or resume) the stage (`run_grpo`); returns the last checkpoint folder."""
+        return run_grpo(self)
+
+
+def check_collapse(step: int, streak: int, patience: int, example: str, outputs: int, last: Path) -> None:
+    """Stop when every output of a step was one template for `patience` steps in a row (`streak`)."""
+    if streak >= patience:
+        raise PolicyCollapsed(
+            f"GRPO stopped at step {step}: for {streak} step(s) in a row all {outputs} sampled outputs were one "
+            f"template ({example[:120]!r}); the policy has collapsed and more steps would reinforce it. Last good "
+            f"checkpoint: {last}. Lower optim.lr, raise grpo.kl_coef or grpo.temperature, or check the AR's rewards"
         )
-        streak = int(extra.get("collapse_streak", 0))
-        alarms = AlarmWatch(cfg.alarms)
-        alarms.restore(extra.get("alarm_history", {}))
-        for step in range(p.step + 1, cfg.steps + 1):
-            t0 = time.perf_counter()
-            self.timings = {}
-            rows = step_rows(len(self.table), self.recipe.seed, step - 1, per_step)
-            rollouts = []
-            for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-                runner.seed_micro(step, index)
-                rollouts.append(self.rollout(self.table.vectors[mb]))
-            stats = step_stats(rollouts, runner, cfg.group_size)
-            streak = streak + 1 if stats["templates"] == 1 else 0
-            self.check_collapse(step, streak, rollouts, stats, p.last)
-            lr = self.schedulers["main"].get_last_lr()[0]
-            t1 = time.perf_counter()
-            stats["grad_norm"] = self.policy_update(step, rollouts, stats["reward"], p.last)
-            stats |= policy_stats(rollouts, runner)
-            t1 = self.clock("update", t1)
-            if cfg.train_ar:
-                stats["ar_loss"] = self.ar_step(rollouts)
-                self.clock("ar", t1)
-            p.step = step
-            p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
-            metrics = {
-                "step": step,
-                "loss": -stats["reward"],
-                "lr": lr,
-                "tokens_seen": p.tokens_seen,
-                **stats,
-                "seconds": time.perf_counter() - t0,
-                **{f"seconds_{k}": v for k, v in self.timings.items()},  # where the step's time went
-            }
-            runner.log_step(metrics)
-            alarms.add(stats)
-            alarms.check(step, str(self.last_good(step)))
-            if runner.due(step):
-                runner.save_step(
-                    p,
-                    stage_name="grpo",
-                    loss_type="grpo_clipped_kl",
-                    loss=-stats["reward"],
-                    lr=lr,
-                    data_sha256=self.table.sha256,
-                    global_batch=per_step,
-                    params=[*self.policy_params, *self.ar_params],
-                    parts=self.parts,
-                    optimizers=self.optimizers,
-                    schedulers=self.schedulers,
-                    extra={"collapse_streak": streak, "alarm_history": alarms.state()},
-                )
-            runner.maybe_hang(step)
-        return p.last if p.last is not None else runner.run_dir
+
+
+def last_good(run_dir: Path, step: int, window: int, start: Path) -> Path:
+    """The newest checkpoint written before the alarm window that tripped (else `start`, the starting AV)."""
+    before = [f for s, f in trajectory.list_steps(run_dir) if s <= step - window]
+    return before[-1] if before else start
+
+
+def run_grpo(t: GRPOTrainer) -> Path:
+    """The GRPO loop over `t`'s models and optimisers: sample, score, update (policy, then the AR when it
+    trains), log, checkpoint; returns the last checkpoint folder. What carries from step to step (progress,
+    the collapse streak, the alarms' history) is restored from a resumed step and saved with each one."""
+    cfg, runner = t.cfg, t.runner
+    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
+    p, extra = runner.resume(
+        "grpo", t.table.sha256, per_step, str(t.av_dir), t.restore, t.optimizers, t.schedulers
+    )
+    streak = int(extra.get("collapse_streak", 0))
+    alarms = AlarmWatch(cfg.alarms)
+    alarms.restore(extra.get("alarm_history", {}))
+    for step in range(p.step + 1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        t.timings = {}
+        rows = step_rows(len(t.table), t.recipe.seed, step - 1, per_step)
+        rollouts = []
+        for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
+            seed_micro(t.recipe.seed, step, index)
+            rollouts.append(t.rollout(t.table.vectors[mb]))
+        stats = step_stats(rollouts, runner, cfg.group_size)
+        streak = streak + 1 if stats["templates"] == 1 else 0
+        example = rollouts[0].details[0].raw
+        check_collapse(step, streak, cfg.collapse_patience, example, stats["outputs"], p.last or t.av_dir)
+        lr = t.schedulers["main"].get_last_lr()[0]
+        t1 = time.perf_counter()
+        stats["grad_norm"] = t.policy_update(step, rollouts, stats["reward"], p.last)
+        stats |= policy_stats(rollouts, runner)
+        t1 = t.clock("update", t1)
+        if cfg.train_ar:
+            stats["ar_loss"] = t.ar_step(rollouts)
+            t.clock("ar", t1)
+        p.step = step
+        p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
+        metrics = {
+            "step": step,
+            "loss": -stats["reward"],
+            "lr": lr,
+            "tokens_seen": p.tokens_seen,
+            **stats,
+            "seconds": time.perf_counter() - t0,
+            **{f"seconds_{k}": v for k, v in t.timings.items()},  # where the step's time went
+        }
+        runner.log_step(metrics)
+        alarms.add(stats)
+        alarms.check(step, str(last_good(runner.run_dir, step, cfg.alarms.window, t.av_dir)))
+        if runner.due(step):
+            runner.save_step(
+                p,
+                stage_name="grpo",
+                loss_type="grpo_clipped_kl",
+                loss=-stats["reward"],
+                lr=lr,
+                data_sha256=t.table.sha256,
+                global_batch=per_step,
+                params=[*t.policy_params, *t.ar_params],
+                parts=t.parts,
+                optimizers=t.optimizers,
+                schedulers=t.schedulers,
+                extra={"collapse_streak": streak, "alarm_history": alarms.state()},
+            )
+        runner.maybe_hang(step)
+    return p.last if p.last is not None else runner.run_dir
 
 
 def policy_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float]:

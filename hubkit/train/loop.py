@@ -128,7 +128,7 @@ class Runner:
         distributed.check_stage(
             self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model
         )
-        self.resumed = self._prepare_run_dir()
+        self.resumed = open_run_dir(self.run_dir, opts, self.is_main, self.acc.wait_for_everyone)
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
     @property
@@ -150,52 +150,12 @@ class Runner:
             raise DataError(f"no {what} data: set `{self.stage}.data` in the recipe or pass --data")
         return data
 
-    def _prepare_run_dir(self) -> trajectory.Resumed | None:
-        resume = self.opts.resume or self.opts.resume_fallback or self.opts.resume_unverified
-        if self.is_main:
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CheckpointError(
-                    f"{self.run_dir}: cannot create the run folder ({exc.strerror})"
-                ) from exc
-            for p in trajectory.clean_partials(self.run_dir):
-                log.warning("removed a half-written checkpoint left by a killed run: %s", p)
-            if resume and self.opts.resume_fallback:
-                trajectory.resume_point(
-                    self.run_dir, fallback=True, unverified_ok=self.opts.resume_unverified
-                )
-        self.acc.wait_for_everyone()
-        last = trajectory.latest_step(self.run_dir)
-        if last is None:
-            if resume:
-                log.info("%s: no checkpoint to resume from; starting a new run", self.run_dir)
-            return None
-        if not resume:
-            raise CheckpointError(
-                f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
-                "or choose another output folder (--out)"
-            )
-        return trajectory.read_state(last, unverified_ok=self.opts.resume_unverified)
-
-    # -- determinism ---------------------------------------------------------------------------
-    def seed_micro(self, step: int, micro: int) -> None:
-        """Seed every generator from (seed, step, global micro-batch index) before that micro-batch runs.
-
-        A micro-batch's randomness (dropout, sampling) then depends on neither earlier steps (exact
-        resume) nor which process runs it (n processes = one process with n× the accumulation).
-        """
-        s = (self.recipe.seed * 1_000_003 + step * 7_919 + micro * 104_729) % (2**31)
-        torch.manual_seed(s)
-        random.seed(s)
-        np.random.seed(s)
-
+    # -- data parallel -------------------------------------------------------------------------
     def my_micro_batches(self, rows: list[int], micro_batch_size: int) -> list[tuple[int, list[int]]]:
         """(global index, rows) of this process's micro-batches of a step."""
         mine = micro_batches(rows, micro_batch_size, self.rank, self.world)
         return [(self.rank + j * self.world, mb) for j, mb in enumerate(mine)]
 
-    # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
         """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
         if self.world > 1:
@@ -331,6 +291,47 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def open_run_dir(
+    run_dir: Path, opts: RunOptions, is_main: bool, wait: Callable[[], None]
+) -> trajectory.Resumed | None:
+    """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
+    from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
+    resume = opts.resume or opts.resume_fallback or opts.resume_unverified
+    if is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
+        for p in trajectory.clean_partials(run_dir):
+            log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+        if resume and opts.resume_fallback:
+            trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+    wait()
+    last = trajectory.latest_step(run_dir)
+    if last is None:
+        if resume:
+            log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
+        return None
+    if not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
+            "or choose another output folder (--out)"
+        )
+    return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
+
+
+def seed_micro(seed: int, step: int, micro: int) -> None:
+    """Seed every generator from (seed, step, global micro-batch index) before that micro-batch runs.
+
+    A micro-batch's randomness (dropout, sampling) then depends on neither earlier steps (exact
+    resume) nor which process runs it (n processes = one process with n× the accumulation).
+    """
+    s = (seed * 1_000_003 + step * 7_919 + micro * 104_729) % (2**31)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s)
 
 
 def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
@@ -482,7 +483,7 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
             m.train()
         total = 0.0
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-            runner.seed_micro(step, index)
+            seed_micro(recipe.seed, step, index)
             with runner.acc.autocast():
                 loss_sum = task.micro_loss(mb)
             (loss_sum / norm).backward()

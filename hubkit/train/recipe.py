@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,40 +32,30 @@ class RecipeError(HubkitError, ValueError):
     """A recipe file that is missing, not YAML, or has an unknown, missing or mistyped field."""
 
 
-def _help(
-    text: str,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    **kw: Any,
-) -> Any:
-    """A field with its help text and, for numbers, the range `check_values` enforces (always finite)."""
-    bounds = {k: v for k, v in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if v is not None}
+_BOUNDS = {
+    "gt": (">", operator.gt),
+    "ge": (">=", operator.ge),
+    "lt": ("<", operator.lt),
+    "le": ("<=", operator.le),
+}
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _help(text: str, **kw: Any) -> Any:
+    """A field with its help text and, for numbers, the range (`gt`, `ge`, `lt`, `le`) `check_values` enforces."""
+    bounds = {k: kw.pop(k) for k in _BOUNDS if k in kw}
     return field(metadata={"help": text, "bounds": bounds}, **kw)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-_BOUND_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
 def _out_of_range(value: float, bounds: dict[str, float]) -> str | None:
-    """What `value` breaks (non-finite, or a bound), or None when it is acceptable."""
-    wanted = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
-    kind = "an integer" if isinstance(value, int) else "a finite number"
-    need = f"{kind}{' ' + wanted if wanted else ''}"
+    """What `value` breaks (non-finite, or a bound), or None when it is acceptable (always finite)."""
+    wanted = " and ".join(f"{_BOUNDS[k][0]} {v:g}" for k, v in bounds.items())
+    need = f"{'an integer' if isinstance(value, int) else 'a finite number'}{' ' + wanted if wanted else ''}"
     if not math.isfinite(value):
         return need
     if abs(value) > FLOAT32_MAX:  # torch turns hyper-parameters into fp32 tensors
         return f"{need}, within float32 range (|x| <= 3.4e38)"
-    ok = {
-        "gt": lambda b: value > b,
-        "ge": lambda b: value >= b,
-        "lt": lambda b: value < b,
-        "le": lambda b: value <= b,
-    }
-    return None if all(ok[k](b) for k, b in bounds.items()) else need
+    return None if all(_BOUNDS[k][1](value, b) for k, b in bounds.items()) else need
 
 
 def check_values(obj: Any, prefix: str = "") -> None:

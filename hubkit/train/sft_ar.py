@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from hubkit import arch, heads
-from hubkit.pair import normalised_mse
+from hubkit.identity import hub_id
+from hubkit.metrics import normalised_mse
 from hubkit.reconstructor import ActivationReconstructor, build_ar_ids
 from hubkit.train import metas
-from hubkit.train.adapters import add_adapter, load_base, meta_base_name, trainable
+from hubkit.train.adapters import add_adapter, load_base, trainable
 from hubkit.train.data import inner_text, read_sft
 from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
@@ -54,12 +55,9 @@ class ARTask(SFTTask):
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
         self.table = read_sft(data, meta.d_model, "ar")
         arch.truncate(model, meta.ar.num_layers)
-        if cfg.adapter.kind == "full":
-            model.requires_grad_(True)
-            freeze_unused_output(model)
         torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
-        if cfg.adapter.kind == "full":
+        if cfg.adapter.kind == "full":  # all weights train, but the LM head never runs
             freeze_unused_output(self.model)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
@@ -67,7 +65,7 @@ class ARTask(SFTTask):
         self.meta, self.tokenizer, self.device = meta, tok, runner.device
         self.texts = [clip_text(tok, inner_text(t), cfg.max_length) for t in self.table.texts]
         self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
-        self.init_parent = meta_base_name(recipe.base_model)
+        self.init_parent = hub_id(recipe.base_model)
         runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
     def param_groups(self) -> list[dict]:

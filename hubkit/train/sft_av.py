@@ -17,8 +17,9 @@ from torch.nn.utils.rnn import pad_sequence
 from hubkit import injection
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, DataError
+from hubkit.identity import hub_id
 from hubkit.train import metas, trajectory
-from hubkit.train.adapters import add_adapter, load_base, meta_base_name
+from hubkit.train.adapters import add_adapter, load_base
 from hubkit.train.data import read_sft, tagged
 from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
@@ -108,7 +109,7 @@ class AVTask(SFTTask):
                 cfg.max_length,
             )
         self._check_markers()
-        self.init_parent = meta_base_name(recipe.base_model)
+        self.init_parent = hub_id(recipe.base_model)
         if cfg.init is not None:  # continued SFT: the starting weights, checked against their hashes
             start = Path(cfg.init)
             verify_checkpoint(start)
