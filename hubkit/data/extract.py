@@ -124,10 +124,6 @@ def _pad_id(tokenizer) -> int:
     return 0
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def extract_documents(
     model: nn.Module,
     tokenizer,
@@ -149,7 +145,7 @@ def extract_documents(
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
     order = sorted((i for i in range(len(docs)) if picks[i]), key=lambda i: -len(all_ids[i]))
-    device, pad = _device(model), _pad_id(tokenizer)
+    device, pad = next(model.parameters()).device, _pad_id(tokenizer)
     done = 0
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]

@@ -153,7 +153,6 @@ def spec_yaml(spec: Any) -> dict[str, Any]:
 def stage_release(
     d: Demo, base: BaseModel, built: Built, av: Grpo, ar: Trained, evaluated: Evaluated
 ) -> Released:
-
     folder = d.layout.releases
     folder.mkdir(parents=True, exist_ok=True)
     specs, bundles = {}, {}

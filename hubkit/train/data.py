@@ -18,13 +18,13 @@ import torch
 from torch import Tensor
 
 from hubkit import constants as C
+from hubkit.data.tables import BUILT_COLUMNS
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 from hubkit.vectors import vectors_from_column
 
-AV_COLUMNS = ("doc_id", "position", "vector", "explanation")
-AR_COLUMNS = ("doc_id", "position", "explanation", "vector")
-RL_COLUMNS = ("doc_id", "position", "prefix", "vector")
+# the built table (`hubkit.data.tables.BUILT_COLUMNS`) each stage reads
+STAGE_TABLE = {"av": "av_sft", "ar": "ar_sft", "grpo": "rl"}
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _check_inner(texts: list[str], path: Path) -> None:
 def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
     """An ``av_sft``/``ar_sft`` table: vectors and explanations, each row checked."""
     path = Path(path)
-    table, rows = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
+    table, rows = _read(path, BUILT_COLUMNS[STAGE_TABLE[stage]], d_model)
     texts = _texts(table, path, "explanation")
     _check_inner(texts, path)
     return replace(rows, texts=texts)
@@ -116,15 +116,7 @@ def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
 def read_rl(path: str | Path, d_model: int) -> Table:
     """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
     path = Path(path)
-    return _read(path, RL_COLUMNS, d_model)[1]
-
-
-STAGE_COLUMNS = {"av": AV_COLUMNS, "ar": AR_COLUMNS, "grpo": RL_COLUMNS}
-STAGE_TABLES = {
-    "av": "the av_sft table",
-    "ar": "the ar_sft table",
-    "grpo": "the rl split (vectors, no explanations)",
-}
+    return _read(path, BUILT_COLUMNS["rl"], d_model)[1]
 
 
 def check_columns(path: str | Path, stage: str, where: str) -> None:
@@ -132,10 +124,15 @@ def check_columns(path: str | Path, stage: str, where: str) -> None:
     table no `explanation`: an SFT table given as RL data is a mix-up, not a superset)."""
     path = Path(path)
     names = _parquet(path, lambda p: pq.read_schema(p).names, where)
-    missing = [c for c in STAGE_COLUMNS[stage] if c not in names]
+    missing = [c for c in BUILT_COLUMNS[STAGE_TABLE[stage]] if c not in names]
     if missing or (stage == "grpo" and "explanation" in names):
         what = f"lacks column(s) {missing}" if missing else "has an `explanation` column (an SFT table)"
-        raise DataError(f"{where}: {path} {what}; `{stage}` trains on {STAGE_TABLES[stage]}, columns {names}")
+        table = (
+            "the rl split (vectors, no explanations)"
+            if stage == "grpo"
+            else f"the {STAGE_TABLE[stage]} table"
+        )
+        raise DataError(f"{where}: {path} {what}; `{stage}` trains on {table}, columns {names}")
 
 
 def permutation(n: int, seed: int, epoch: int) -> list[int]:

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -261,18 +261,8 @@ class Runner:
             world_size=self.world,
             extra=dict(extra or {}),
         )
-        recorded = (
-            "stage",
-            "step",
-            "loss",
-            "lr",
-            "tokens_seen",
-            "seed",
-            "data_sha256",
-            "parent",
-            "config_sha256",
-        )
-        training = {k: getattr(state, k) for k in recorded}
+        skip = ("total_steps", "global_batch", "world_size", "extra")  # the resume's, not the meta's
+        training = {k: v for k, v in asdict(state).items() if k not in skip}
         training |= dict(loss_type=loss_type, global_batch_size=global_batch, dtype=self.dtype)
         folder = self.run_dir / trajectory.step_name(p.step)
         saved = parts(training)
