@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -26,6 +27,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from hubkit import models
 from hubkit.arch import hidden_size, median_embedding_norm
 from hubkit.checkpoint import write_checkpoint
 from hubkit.heads import identity_head
@@ -56,7 +58,7 @@ _TRAIN_TEXT = [
 
 def make_tokenizer(vocab_size: int = 512, chat: bool = True) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained in memory: every string encodes, nothing is downloaded."""
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = [PAD, BOS, EOS, "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", MARKER]
@@ -199,8 +201,6 @@ def write_adapter_pair(
 def write_real_pair(model_name: str, out: Path, layer: int) -> tuple[Path, Path, str]:
     """An untrained LoRA pair (r 8, B ~ N(0, 0.01), identity head) over an offline registry model, its marker
     picked on the real tokenizer and its scale the median embedding norm: (av_dir, ar_dir, base folder)."""
-    from hubkit import models  # lazy: benchmarks and slow tests only (it converts the registry's GGUF)
-
     base = str(models.prepare(model_name))
     model, tok = models.load(model_name, dtype=torch.float32)
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)

@@ -432,6 +432,7 @@ __all__ = [
     "clipped_objective",
     "group_advantages",
     "rewards_for",
+    "run_grpo",
     "template_of",
     "train_grpo",
 ]
