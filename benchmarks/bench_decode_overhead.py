@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @torch.no_grad()
@@ -119,13 +116,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from bench_round_trip import build_pair_checkpoints
+    from hubkit.testing import write_real_pair
 
     print(f"{args.n} rows, {args.new_tokens} new tokens, {args.threads} threads", flush=True)
     for dtype in (torch.bfloat16, torch.float32):
         print(generate_vs_loop(dtype, args.n, args.new_tokens), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        av_dir, ar_dir, _ = build_pair_checkpoints("smollm2-135m", Path(tmp), 20)
+        av_dir, ar_dir, _ = write_real_pair("smollm2-135m", Path(tmp), 20)
         for dtype in ("bfloat16", "float32"):
             print(lora_vs_merged(av_dir, ar_dir, dtype, args.n, args.new_tokens), flush=True)
 

@@ -35,8 +35,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -184,10 +182,10 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=20)
     ap.add_argument("--eval", action="store_true", help="Also time a whole eval on each engine vs per-row.")
     args = ap.parse_args()
-    from bench_round_trip import build_pair_checkpoints
+    from hubkit.testing import write_real_pair
 
     with tempfile.TemporaryDirectory() as tmp:
-        av_dir, ar_dir, _ = build_pair_checkpoints("smollm2-135m", Path(tmp), args.layer)
+        av_dir, ar_dir, _ = write_real_pair("smollm2-135m", Path(tmp), args.layer)
         run(args, av_dir, ar_dir)
 
 

@@ -24,10 +24,18 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, models
 from hubkit.data import extract as stage0
 from hubkit.data.corpus import load_corpus
+
+
+def padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of right-padded `rows`, as extraction batches them."""
+    seqs = [torch.tensor(r) for r in rows]
+    mask = pad_sequence([torch.ones_like(t) for t in seqs], batch_first=True)
+    return pad_sequence(seqs, batch_first=True, padding_value=pad_id), mask
 
 
 def full_forward(model, block: int, **inputs) -> torch.Tensor:
@@ -60,8 +68,7 @@ def main() -> None:
     ids = stage0.tokenize(tok, [d.text for d in corpus.documents], True, args.max_length)
     ids.sort(key=len, reverse=True)
     batches = [
-        stage0.pad_right(ids[i : i + args.batch_size], stage0._pad_id(tok), torch.device("cpu"))
-        for i in range(0, len(ids), args.batch_size)
+        padded(ids[i : i + args.batch_size], stage0._pad_id(tok)) for i in range(0, len(ids), args.batch_size)
     ]
     n_tokens = sum(len(x) for x in ids)
     print(

@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hubkit.train import fsdp  # noqa: E402
+from hubkit.train import fsdp
 
 BASES = {
     "7B": 7.6e9,

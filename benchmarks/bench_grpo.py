@@ -38,11 +38,11 @@ import yaml
 from hubkit.eval.generation import Generation
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trajectory import evaluate_trajectory
-from hubkit.train import trajectory as T
 from hubkit.train.grpo import train_grpo
 from hubkit.train.loop import RunOptions
 from hubkit.train.recipe import recipe_from_dict
 from hubkit.train.sft_av import train_av
+from hubkit.train.trajectory import latest_step
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def main() -> None:
     demo, out = args.demo.expanduser(), args.out
     out.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load((demo / "run" / "recipe.yaml").read_text())
-    sft_av, sft_ar = T.latest_step(demo / "run" / "av"), T.latest_step(demo / "run" / "ar")
+    sft_av, sft_ar = latest_step(demo / "run" / "av"), latest_step(demo / "run" / "ar")
     assert sft_av is not None and sft_ar is not None, f"{demo}: no finished AV/AR SFT runs"
     table = EvalTable.read(demo / "data" / "built" / "eval.parquet")
     results: dict[str, Any] = {"sft_av": str(sft_av), "sft_ar": str(sft_ar), "eval_rows": args.eval_rows}
@@ -205,7 +205,7 @@ def scaling(args) -> None:
     """Seconds per GRPO step by phase at 1 and 4 vectors per step (8 samples each), side by side."""
     demo, out = args.demo.expanduser(), args.out
     base = yaml.safe_load((demo / "run" / "recipe.yaml").read_text())
-    sft_av, sft_ar = T.latest_step(demo / "run" / "av"), T.latest_step(demo / "run" / "ar")
+    sft_av, sft_ar = latest_step(demo / "run" / "av"), latest_step(demo / "run" / "ar")
     rows = {}
     for vectors in (1, 4):
         args.steps, args.every = 3, 3

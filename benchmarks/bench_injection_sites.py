@@ -175,10 +175,10 @@ def main() -> None:
 
     from hubkit.data.tables import read_table, vectors_numpy
     from hubkit.precision import resolve_dtype_name
-    from hubkit.train import trajectory as T
     from hubkit.train.loop import RunOptions
     from hubkit.train.sft_ar import train_ar
     from hubkit.train.sft_av import train_av
+    from hubkit.train.trajectory import latest_step
 
     dtype = resolve_dtype_name(args.dtype, "cpu")
     out = args.out
@@ -200,7 +200,7 @@ def main() -> None:
         rec = recipe(args, ar_run, built, nla_block("resid_layer", args.layer, act_norm), dtype)
         train_ar(rec, RunOptions(resume=True, quiet=True, device="cpu"))
         train_s = time.perf_counter() - t0
-        res = evaluate(None, T.latest_step(ar_run / "ar"), built, args.eval_rows, 0)
+        res = evaluate(None, latest_step(ar_run / "ar"), built, args.eval_rows, 0)
         save("ar_only", {**res, "train_seconds": train_s})
         print("ar_only", json.dumps(res), flush=True)
     if args.stage in ("all", "av"):  # AV training needs no AR: it can run beside the AR's
@@ -210,12 +210,12 @@ def main() -> None:
             train_av(rec, RunOptions(resume=True, quiet=True, device="cpu", allow_ood_injection=True))
             (out / variant / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     if args.stage in ("all", "eval"):
-        ar_dir = T.latest_step(ar_run / "ar")
+        ar_dir = latest_step(ar_run / "ar")
         for variant in variants:
-            if (out / f"result_{variant}.json").is_file() or T.latest_step(out / variant / "av") is None:
+            if (out / f"result_{variant}.json").is_file() or latest_step(out / variant / "av") is None:
                 continue
             res = evaluate(
-                T.latest_step(out / variant / "av"), ar_dir, built, args.eval_rows, args.eval_tokens
+                latest_step(out / variant / "av"), ar_dir, built, args.eval_rows, args.eval_tokens
             )
             save(variant, res)
             print(variant, json.dumps(res), flush=True)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_inspect.py [--n 200] [--new-tokens 32] [--spliced-loss] [--json out.json]
 
-Both sides use one untrained LoRA pair over the real SmolLM2-135M (`bench_round_trip.build_pair_checkpoints`),
+Both sides use one untrained LoRA pair over the real SmolLM2-135M (`hubkit.testing.write_real_pair`),
 loaded once, with the same dtype (chosen from the hardware), the same AV batch and greedy decoding.
 `inspect` does everything `round-trip` does plus the base's forward over the text, the baseline B
 measured on the bundled corpus (32 documents), the per-token records, the transcript and the page (and,
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_round_trip import build_pair_checkpoints  # noqa: E402
+from hubkit.testing import write_real_pair
 
 
 def long_text(tokenizer, n: int) -> str:
@@ -49,7 +47,7 @@ def main() -> None:
 
     threads = precision.apply_thread_policy()
     with tempfile.TemporaryDirectory() as tmp:
-        av_dir, ar_dir, _ = build_pair_checkpoints("smollm2-135m", Path(tmp), args.layer)
+        av_dir, ar_dir, _ = write_real_pair("smollm2-135m", Path(tmp), args.layer)
         pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
         text = long_text(pair.av.tokenizer, args.n)
         pair.round_trip(torch.randn(2, pair.av.meta.d_model) * 50, max_new_tokens=4)  # warm-up

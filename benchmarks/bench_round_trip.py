@@ -25,44 +25,7 @@ from pathlib import Path
 
 import torch
 
-
-def build_pair_checkpoints(model_name: str, out: Path, layer: int) -> tuple[Path, Path, str]:
-    from peft import LoraConfig, get_peft_model
-
-    from hubkit import arch, models, scale_lint
-    from hubkit.checkpoint import write_checkpoint
-    from hubkit.heads import identity_head
-    from hubkit.injection import pick_marker
-    from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
-    from hubkit.verbalizer import render_prompt
-
-    base = str(models.prepare(model_name))
-    model, tok = models.load(model_name, dtype=torch.float32)
-    d = arch.hidden_size(model)
-    av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)
-    marker = pick_marker(tok, lambda c: render_prompt(tok, av_spec.template, c, True))
-    norm = scale_lint.embedding_norm(model)
-    inj = Injection(scale=round(norm, 3), marker=marker)
-    ar_spec = ARSpec(num_layers=layer + 1)
-    common = dict(base_model=base, d_model=d, layer=layer)
-    metas = {
-        "av": NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
-        "ar": NLAMeta(role="ar", ar=ar_spec, **common),
-    }
-    for seed, name in enumerate(("av", "ar")):
-        torch.manual_seed(seed)
-        peft_model = get_peft_model(
-            models.load(model_name, dtype=torch.float32)[0],
-            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
-        )
-        with torch.no_grad():
-            for n, p in peft_model.named_parameters():
-                if "lora_B" in n:
-                    p.normal_(0, 0.01)
-        write_checkpoint(
-            out / name, peft_model, tok, metas[name], head=identity_head(d) if name == "ar" else None
-        )
-    return out / "av", out / "ar", base
+from hubkit.testing import write_real_pair
 
 
 def timed_round_trips(
@@ -206,7 +169,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # figures show up as they are measured
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        av_dir, ar_dir, base = build_pair_checkpoints(args.model, Path(tmp), args.layer)
+        av_dir, ar_dir, base = write_real_pair(args.model, Path(tmp), args.layer)
         results["speed"] = timed_round_trips(
             av_dir, ar_dir, args.n, args.new_tokens, args.device, args.per_row_rows
         )

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from bench_train_smollm2 import LAYER, make_tables, run, stage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_train_smollm2 import LAYER, make_tables, run, stage  # noqa: E402
-
-from hubkit import models, precision  # noqa: E402
-from hubkit.schema import to_dict  # noqa: E402
-from hubkit.train.recipe import load_recipe, recipe_from_dict  # noqa: E402
-from hubkit.train.sft_ar import train_ar  # noqa: E402
-from hubkit.train.sft_av import train_av  # noqa: E402
+from hubkit import models, precision
+from hubkit.schema import to_dict
+from hubkit.train.recipe import load_recipe, recipe_from_dict
+from hubkit.train.sft_ar import train_ar
+from hubkit.train.sft_av import train_av
 
 
 def main() -> None:

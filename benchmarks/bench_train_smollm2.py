@@ -23,10 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, models
-from hubkit.pair import normalised_mse
-from hubkit.reconstructor import build_ar_ids, last_token, pad_right
+from hubkit.metrics import normalised_mse
+from hubkit.reconstructor import build_ar_ids, last_token
 from hubkit.schema import to_dict
 from hubkit.train.loop import RunOptions
 from hubkit.train.recipe import load_recipe, recipe_from_dict
@@ -125,7 +126,9 @@ def naive_ar(steps: int, data: Path) -> dict:
     for s in range(steps):
         t0 = time.perf_counter()
         rows = [(s * 4 + i) % len(texts) for i in range(4)]
-        ids, mask = pad_right([build_ar_ids(tok, meta, texts[i]) for i in rows], tok.pad_token_id or 0)
+        seqs = [torch.tensor(build_ar_ids(tok, meta, texts[i])) for i in rows]
+        ids = pad_sequence(seqs, batch_first=True, padding_value=tok.pad_token_id or 0)
+        mask = pad_sequence([torch.ones_like(t) for t in seqs], batch_first=True)
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         pred = head(last_token(out.hidden_states[LAYER + 1], mask).float())
         loss = normalised_mse(pred, vectors[rows]).mean()

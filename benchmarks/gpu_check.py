@@ -26,13 +26,10 @@ import traceback
 from pathlib import Path
 
 import torch
+from gpu_check_fsdp import fsdp_rows
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_round_trip import build_pair_checkpoints  # noqa: E402
-from gpu_check_fsdp import fsdp_rows  # noqa: E402
-
-from hubkit import models  # noqa: E402
+from hubkit import models
+from hubkit.testing import write_real_pair
 
 MODELS = {"smollm2-135m": 20, "gemma3-270m": 12}
 PER_ROW_CAP = 32
@@ -49,7 +46,7 @@ def round_trip_rows(model: str, layer: int, sizes: list[int], new_tokens: int, d
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        av_dir, ar_dir, _ = build_pair_checkpoints(model, Path(tmp), layer)
+        av_dir, ar_dir, _ = write_real_pair(model, Path(tmp), layer)
         pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, device=device, dtype="bfloat16")
         d = pair.av.meta.d_model
         pair.round_trip(torch.randn(2, d) * 50, max_new_tokens=2)

@@ -11,8 +11,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from peft import LoraConfig, get_peft_model
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Gemma3TextConfig,
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
+    Gemma4TextConfig,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+from hubkit import models
+from hubkit.arch import hidden_size
+from hubkit.checkpoint import write_checkpoint
+from hubkit.heads import identity_head
+from hubkit.injection import pick_marker
+from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
+from hubkit.scale_lint import embedding_norm
+from hubkit.verbalizer import render_prompt
 
 ARCHS = ("llama", "qwen2", "gemma3", "gemma4")
 
@@ -37,7 +59,7 @@ _TRAIN_TEXT = [
 
 def make_tokenizer(vocab_size: int = 512, chat: bool = True) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained in memory: every string encodes, nothing is downloaded."""
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = [PAD, BOS, EOS, "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", MARKER]
@@ -69,27 +91,17 @@ def _config(arch: str, vocab: int, d: int, layers: int, tok: PreTrainedTokenizer
         tie_word_embeddings=False,
         **ids,
     )
-    if arch == "llama":
-        from transformers import LlamaConfig
-
-        return LlamaConfig(**common)
-    if arch == "qwen2":
-        from transformers import Qwen2Config
-
-        return Qwen2Config(**common)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
+    if arch in ("llama", "qwen2"):
+        return (LlamaConfig if arch == "llama" else Qwen2Config)(**common)
     if arch == "gemma3":
-        from transformers import Gemma3TextConfig
-
         return Gemma3TextConfig(head_dim=d // 4, sliding_window=64, **common)
-    if arch == "gemma4":
-        from transformers import Gemma4Config, Gemma4TextConfig
-
-        text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
-        cfg = Gemma4Config(text_config=text.to_dict(), **ids)
-        cfg.vision_config = None
-        cfg.audio_config = None
-        return cfg
-    raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
+    text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
+    cfg = Gemma4Config(text_config=text.to_dict(), **ids)
+    cfg.vision_config = None
+    cfg.audio_config = None
+    return cfg
 
 
 @dataclass
@@ -100,8 +112,6 @@ class TinyModel:
 
     @property
     def d_model(self) -> int:
-        from hubkit.arch import hidden_size
-
         return hidden_size(self.model)
 
     def save(self, path: str | Path) -> Path:
@@ -115,14 +125,10 @@ def make_tiny_model(
     arch: str = "llama", d_model: int = 64, n_layers: int = 4, seed: int = 0, chat: bool = True
 ) -> TinyModel:
     """Build a random model of `arch` in float32 with a real tokenizer; deterministic in `seed`."""
-    from transformers import AutoModelForCausalLM
-
     tok = make_tokenizer(chat=chat and arch != "gemma3")
     torch.manual_seed(seed)
     cfg = _config(arch, len(tok), d_model, n_layers, tok)
     if arch == "gemma4":
-        from transformers import Gemma4ForConditionalGeneration
-
         model = Gemma4ForConditionalGeneration(cfg)
     else:
         model = AutoModelForCausalLM.from_config(cfg)
@@ -138,10 +144,8 @@ def tiny_metas(
     chat: bool = True,
     scheme: str = "embedding_replace",
     base_model: str = "tiny",
-) -> tuple:
+) -> tuple[NLAMeta, NLAMeta]:
     """(AV meta, AR meta) in hubkit's schema for a tiny model, marker resolved from its tokenizer."""
-    from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
-
     d = tiny.d_model
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=chat)
     inj = Injection(scheme=scheme, scale=scale if scheme == "embedding_replace" else None, marker=MARKER)
@@ -154,39 +158,56 @@ def tiny_metas(
 
 
 def write_adapter_pair(
-    folder: str | Path, base_dir: str | Path, layer: int = 2, seed: int = 1
+    folder: str | Path,
+    base_dir: str | Path,
+    layer: int = 2,
+    seed: int = 1,
+    *,
+    metas: tuple[NLAMeta, NLAMeta] | None = None,
+    r: int = 4,
+    b_std: float = 0.3,
+    head_noise: float = 0.1,
 ) -> tuple[Path, Path]:
-    """Write an AV and an AR LoRA checkpoint over the saved tiny base at `base_dir` (hubkit layout).
+    """Write an AV and an AR LoRA checkpoint over the saved base at `base_dir` (hubkit layout).
 
-    The LoRA B matrices and the head are random (not zero/identity) so both halves really differ
-    from the base; returns (av_dir, ar_dir).
-    """
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hubkit.checkpoint import write_checkpoint
-    from hubkit.heads import identity_head
-
+    The LoRA B matrices (std `b_std`) and the head (identity + `head_noise`) are random, so both halves
+    really differ from the base; `metas` default to `tiny_metas` at `layer`. Returns (av_dir, ar_dir)."""
     folder, base_dir = Path(folder), Path(base_dir)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    tiny = TinyModel(model=base, tokenizer=tok, arch="saved")
-    d = tiny.d_model
-    av_meta, ar_meta = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
-    for offset, (name, meta) in enumerate((("av", av_meta), ("ar", ar_meta))):
+    if metas is None:
+        tiny = TinyModel(
+            model=AutoModelForCausalLM.from_pretrained(str(base_dir)), tokenizer=tok, arch="saved"
+        )
+        metas = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
+    d = metas[0].d_model
+    for offset, meta in enumerate(metas):
         model = get_peft_model(
-            AutoModelForCausalLM.from_pretrained(str(base_dir)),
-            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+            AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32),
+            LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"]),
         )
         g = torch.Generator().manual_seed(seed + offset)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if "lora_B" in n:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                    p.copy_(torch.randn(p.shape, generator=g) * b_std)
         head = None
-        if name == "ar":
+        if meta.role == "ar":
             head = identity_head(d)
             with torch.no_grad():
-                head.weight.add_(0.1 * torch.randn(d, d, generator=g))
-        write_checkpoint(folder / name, model, tok, meta, head=head)
+                head.weight.add_(head_noise * torch.randn(d, d, generator=g))
+        write_checkpoint(folder / meta.role, model, tok, meta, head=head)
     return folder / "av", folder / "ar"
+
+
+def write_real_pair(model_name: str, out: Path, layer: int) -> tuple[Path, Path, str]:
+    """An untrained LoRA pair (r 8, B ~ N(0, 0.01), identity head) over an offline registry model, its marker
+    picked on the real tokenizer and its scale the median embedding norm: (av_dir, ar_dir, base folder)."""
+    base = str(models.prepare(model_name))
+    model, tok = models.load(model_name, dtype=torch.float32)
+    av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)
+    marker = pick_marker(tok, lambda c: render_prompt(tok, av_spec.template, c, True))
+    inj = Injection(scale=round(embedding_norm(model), 3), marker=marker)
+    common = dict(base_model=base, d_model=hidden_size(model), layer=layer, ar=ARSpec(num_layers=layer + 1))
+    metas = (NLAMeta(role="av", injection=inj, av=av_spec, **common), NLAMeta(role="ar", **common))
+    av_dir, ar_dir = write_adapter_pair(out, base, seed=0, metas=metas, r=8, b_std=0.01, head_noise=0.0)
+    return av_dir, ar_dir, base

@@ -71,7 +71,10 @@ def read_vectors(
     """A checked float32 ``[N, d]`` tensor from `path`; which tensor/column is used is explicit or unique."""
     import torch
 
-    from hubkit.vectors import check_vectors, read_vector_column
+    from hubkit.vectors import (  # lazy: torch; `import hubkit.vectors_io` stays light
+        check_vectors,
+        read_vector_column,
+    )
 
     path = Path(path)
     if not path.is_file():

@@ -228,45 +228,6 @@ def write_chunk_file(folder: Path, index: int, table: pa.Table) -> ChunkRecord:
     return ChunkRecord(rows=table.num_rows, sha256=sha256_file(path))
 
 
-def _run_shared(
-    out: Path,
-    params: dict[str, Any],
-    n_chunks: int,
-    make_chunk: Callable[[int], pa.Table],
-    schema: pa.Schema,
-    keep_parts: bool,
-    on_chunk: Callable[[int, int], None] | None,
-) -> Path:
-    """`run_chunked` over the processes of a launcher: rank 0 keeps the manifest and merges; each rank
-    computes every `world`-th pending chunk. A killed run redoes the chunks the manifest lacks."""
-    folder = parts_dir(out)
-    store: list[ChunkStore] = []
-
-    def open_store() -> list[int]:
-        store.append(ChunkStore(folder, params, n_chunks))
-        return store[0].pending()
-
-    todo = processes.on_main(open_store)
-    mine: dict[int, ChunkRecord] = {}
-    for i in processes.my_share(todo):
-        table = make_chunk(i)
-        if not table.schema.equals(schema):
-            table = table.cast(schema)
-        mine[i] = write_chunk_file(folder, i, table)
-        if on_chunk is not None:
-            on_chunk(i, table.num_rows)
-    finished = {i: r for share in processes.gather(mine) for i, r in share.items()}
-
-    def merge() -> Path:
-        store[0].record(finished)
-        path = store[0].merge(out, schema)
-        if not keep_parts:
-            store[0].remove()
-        return path
-
-    return processes.on_main(merge)
-
-
 def run_chunked(
     out: str | Path,
     params: dict[str, Any],
@@ -280,28 +241,42 @@ def run_chunked(
     """Write the table at `out` chunk by chunk, resuming a run that was interrupted.
 
     `make_chunk(i)` computes the rows of unit `i`; it must depend only on `i` and `params`.
-    `on_chunk(i, rows)` is told after each chunk is safely recorded. Returns `out`. Under a launcher
-    the chunks are shared among the processes and the table is the same (`_run_shared`).
+    `on_chunk(i, rows)` is told after each chunk is safely written. Returns `out`. Under a launcher rank 0
+    keeps the manifest and merges, and each rank computes every `world`-th pending chunk (recorded when
+    all are done; a killed run redoes the chunks the manifest lacks); one process records each chunk as
+    it finishes.
     """
-    if processes.rank_world()[1] > 1:
-        return _run_shared(Path(out), params, n_chunks, make_chunk, schema, keep_parts, on_chunk)
-    store = ChunkStore(parts_dir(out), params, n_chunks)
-    todo = store.pending()
-    if len(todo) < n_chunks:
-        log.info(
-            "%s: resuming, %d of %d chunks already written", store.folder, n_chunks - len(todo), n_chunks
-        )
-    for i in todo:
+    out, folder = Path(out), parts_dir(out)
+    shared = processes.rank_world()[1] > 1
+    store: list[ChunkStore] = []
+
+    def open_store() -> list[int]:
+        store.append(ChunkStore(folder, params, n_chunks))
+        return store[0].pending()
+
+    todo = processes.on_main(open_store)
+    if 0 < len(todo) < n_chunks:
+        log.info("%s: resuming, %d of %d chunks already written", folder, n_chunks - len(todo), n_chunks)
+    mine: dict[int, ChunkRecord] = {}
+    for i in processes.my_share(todo):
         table = make_chunk(i)
         if not table.schema.equals(schema):
             table = table.cast(schema)
-        store.write(i, table)
+        mine[i] = write_chunk_file(folder, i, table)
+        if not shared:
+            store[0].record({i: mine[i]})
         if on_chunk is not None:
             on_chunk(i, table.num_rows)
-    path = store.merge(out, schema)
-    if not keep_parts:
-        store.remove()
-    return path
+    finished = {i: r for share in processes.gather(mine) for i, r in share.items()}
+
+    def merge() -> Path:
+        store[0].record(finished)
+        path = store[0].merge(out, schema)
+        if not keep_parts:
+            store[0].remove()
+        return path
+
+    return processes.on_main(merge)
 
 
 def batched(items: Iterable[Any], size: int) -> list[list[Any]]:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, processes
 from hubkit.data import chunks
@@ -108,19 +109,6 @@ def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) ->
     return sorted(int(eligible[i]) for i in picks)
 
 
-def pad_right(
-    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), right-padded to the longest sequence."""
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        mask[row, : len(ids)] = 1
-    return input_ids.to(device), mask.to(device)
-
-
 def _special_ids(tokenizer) -> set[int]:
     ids = set(tokenizer.all_special_ids)
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -134,10 +122,6 @@ def _pad_id(tokenizer) -> int:
         if getattr(tokenizer, name, None) is not None:
             return int(getattr(tokenizer, name))
     return 0
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def extract_documents(
@@ -161,11 +145,13 @@ def extract_documents(
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
     order = sorted((i for i in range(len(docs)) if picks[i]), key=lambda i: -len(all_ids[i]))
-    device, pad = _device(model), _pad_id(tokenizer)
+    device, pad = next(model.parameters()).device, _pad_id(tokenizer)
     done = 0
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
-        input_ids, mask = pad_right([all_ids[i] for i in rows], pad, device)
+        batch = [torch.tensor(all_ids[i]) for i in rows]  # right-padded, with its attention mask
+        input_ids = pad_sequence(batch, batch_first=True, padding_value=pad).to(device)
+        mask = pad_sequence([torch.ones_like(t) for t in batch], batch_first=True).to(device)
         hidden = arch.hidden_at_block(model, config.layer, input_ids=input_ids, attention_mask=mask)
         for b, i in enumerate(rows):
             vectors[i] = hidden[b, picks[i]].float().cpu().numpy()

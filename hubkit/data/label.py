@@ -22,7 +22,6 @@ Work is chunked like stage 0: a killed run resumes without losing or repeating r
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import logging
 import math
@@ -40,9 +39,10 @@ import pyarrow.parquet as pq
 
 from hubkit import constants as C
 from hubkit import processes
+from hubkit.cache import cache_dir
 from hubkit.data import chunks
 from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
-from hubkit.data.sidecar import LabelInfo, write_sidecar
+from hubkit.data.sidecar import LabelInfo, now_iso, write_sidecar
 from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
@@ -159,8 +159,6 @@ class LabelCache:
 
     @staticmethod
     def default_path() -> Path:
-        from hubkit.cache import cache_dir
-
         return cache_dir() / LABEL_CACHE_FILE
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Label]:
@@ -195,10 +193,6 @@ class LabelCache:
         self._db.close()
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _ask(backend: Labeler, conversations: list[Messages]) -> list[str]:
     replies = backend.chat(conversations)
     if len(replies) != len(conversations):
@@ -217,7 +211,7 @@ def provenance(labeler: Labeler | DirectLabeler, auditor: Labeler | None = None)
 
 def direct_labels(items: Sequence[tuple[str, str]], labeler: DirectLabeler) -> list[Label]:
     """Labels a DirectLabeler writes for (prefix, token) pairs: ``ok``, or ``failed`` when empty."""
-    when = _now()
+    when = now_iso()
     out = []
     for prefix, token in items:
         text = normalise(labeler.explain(prefix, token))
@@ -250,7 +244,7 @@ def label_rows(
             _ask(auditor, [auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
         )
         audited = dict(zip(audit_keys, (parse_label(a) for a in audits)))
-        when = _now()
+        when = now_iso()
         new: dict[str, Label] = {}
         for k in todo_keys:
             if audited.get(k):

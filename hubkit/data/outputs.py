@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from hubkit.data.sidecar import DatasetSidecar, read_sidecar, sidecar_path
 from hubkit.errors import DataError
-
-if TYPE_CHECKING:
-    from hubkit.data.sidecar import DatasetSidecar
+from hubkit.provenance import sha256_file
 
 WRITER_KEY = b"hubkit.writer"
 WRITER_VALUE = b"hubkit"
@@ -44,9 +42,6 @@ def has_mark(path: str | Path) -> bool:
 
 def finished_sidecar(path: str | Path) -> DatasetSidecar | None:
     """The hubkit sidecar of the table at `path` when it records the file's current sha256, else None."""
-    from hubkit.data.sidecar import read_sidecar, sidecar_path
-    from hubkit.provenance import sha256_file
-
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file() or not path.is_file():

@@ -20,7 +20,7 @@ import yaml
 
 from hubkit import constants as C
 from hubkit.errors import DataError
-from hubkit.provenance import git_state, sha256_file
+from hubkit.provenance import git_state, library_versions, sha256_file
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 log = logging.getLogger(__name__)
@@ -138,12 +138,7 @@ def git_commit() -> str | None:
 
 
 def hubkit_version() -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("hubkit")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return library_versions(("hubkit",))["hubkit"]
 
 
 def write_sidecar(parquet: str | Path, sidecar: DatasetSidecar) -> Path:

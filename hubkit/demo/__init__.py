@@ -23,12 +23,13 @@ position), so the trained pair demonstrably reads its vectors in minutes on a CP
 are quotes of context, not interpretations. ``--labeler transformers`` has the base model write them
 (the LLM path; cached in ``$HUBKIT_CACHE/labels.sqlite``).
 
-Modules: `settings` (sizes, constants), `results` (one typed result per stage), `state` (the state
-file), `layout` (folders, repo ids), `progress`, `data_stages`, `training`, `evaluation`, `publish`
-(release, push, reload), `run` (`run_demo`), `command` (the CLI and its summary).
+Modules: `settings` (sizes, constants, injections), `results` (one typed result per stage, headline
+figures), `state` (folders, repo ids, the state file), `progress`, `data_stages`, `training`,
+`evaluation`, `publish` (release, push, reload), `run` (`run_demo`; imports the stages on first use, so
+the CLI starts light), `command` (the CLI and its summary).
 """
 
-from hubkit.demo.evaluation import headline_figures
+from hubkit.demo.results import headline_figures
 from hubkit.demo.run import DemoResult, run_demo
 from hubkit.demo.settings import DemoError, DemoSettings, default_out, demo_settings
 

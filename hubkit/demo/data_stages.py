@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import hashlib
 
-from hubkit.demo.layout import Demo
+import torch
+
+from hubkit import models
+from hubkit.data.build import build_from_dirs
+from hubkit.data.corpus import Corpus, load_corpus
+from hubkit.data.extract import ExtractConfig, extract
+from hubkit.data.label import LabelCache, label_table
+from hubkit.data.labeler_registry import make_labeler
+from hubkit.data.labelers import TransformersLabeler
+from hubkit.data.sidecar import read_sidecar
+from hubkit.data.split import split_table
 from hubkit.demo.progress import CountingLabeler, bar
 from hubkit.demo.results import BaseModel, Built, Extracted, Labeled, Splits
 from hubkit.demo.settings import DEMO_ORG, QUICK_MODEL, DemoError
+from hubkit.demo.state import Demo
+from hubkit.identity import hub_id
+from hubkit.layers import default_layer
+from hubkit.precision import resolve_dtype
+from hubkit.testing import MARKER, make_tiny_model
 
 
 def stage_base(d: Demo) -> BaseModel:
-    from hubkit import models
-    from hubkit.layers import default_layer
-
     s = d.settings
     if s.quick:
-        import torch
-
-        from hubkit.testing import make_tiny_model
-
         tiny = make_tiny_model("llama", d_model=64, n_layers=3, seed=s.seed)
         with torch.no_grad():  # sharper logits, so a few LoRA steps move the loss (as in the unit tests)
             tiny.model.lm_head.weight.mul_(10.0)
@@ -44,16 +52,8 @@ def stage_base(d: Demo) -> BaseModel:
     )
 
 
-def load_base(base: BaseModel, dtype):
-    from hubkit import models
-
-    return models.load(base.base, dtype=dtype)
-
-
-def sample_corpus(d: Demo):
+def sample_corpus(d: Demo) -> Corpus:
     """A seeded sample of the bundled corpus, spread over its topics, in file order."""
-    from hubkit.data.corpus import Corpus, load_corpus
-
     s = d.settings
     full = load_corpus("bundled")
     s.check_corpus(len(full))
@@ -68,13 +68,8 @@ def sample_corpus(d: Demo):
 
 
 def stage_extract(d: Demo, base: BaseModel) -> Extracted:
-    from hubkit.data.extract import ExtractConfig, extract
-    from hubkit.data.sidecar import read_sidecar
-    from hubkit.precision import resolve_dtype
-    from hubkit.train.adapters import meta_base_name
-
     corpus = sample_corpus(d)
-    model, tok = load_base(base, resolve_dtype(d.settings.dtype, "cpu"))
+    model, tok = models.load(base.base, dtype=resolve_dtype(d.settings.dtype, "cpu"))
     config = ExtractConfig(
         layer=base.layer,
         positions_per_doc=d.settings.positions_per_doc,
@@ -94,7 +89,7 @@ def stage_extract(d: Demo, base: BaseModel) -> Extracted:
         tok,
         d.layout.data / "activations.parquet",
         config,
-        base_model=meta_base_name(base.base),
+        base_model=hub_id(base.base),
         on_batch=on_batch,
     )
     pbar.close()
@@ -102,9 +97,6 @@ def stage_extract(d: Demo, base: BaseModel) -> Extracted:
 
 
 def stage_split(d: Demo, extracted: Extracted) -> Splits:
-    from hubkit.data.sidecar import read_sidecar
-    from hubkit.data.split import split_table
-
     docs = d.settings.docs
     total = sum(docs.values())
     fractions = {k: v / total for k, v in docs.items()}
@@ -116,13 +108,9 @@ def stage_split(d: Demo, extracted: Extracted) -> Splits:
 def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
     """Context labels (the default) for both SFT halves and the eval rows; an LLM labeler for the two
     SFT halves only, with its answers cached in the shared label cache."""
-    from hubkit.data.label import label_table
-    from hubkit.data.sidecar import read_sidecar
 
     s = d.settings
     if s.context_labels:
-        from hubkit.data.labeler_registry import make_labeler
-
         labeler, auditor, cache, tables = make_labeler(s.labeler), None, None, ("av_sft", "ar_sft", "eval")
         pbar = None
     else:
@@ -152,12 +140,8 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
 
 def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
     """The base model itself as labeler and auditor (`--labeler transformers`), with a progress bar."""
-    from hubkit.data.label import LabelCache
-    from hubkit.data.labelers import TransformersLabeler
-    from hubkit.precision import resolve_dtype
-
     s = d.settings
-    model, tok = load_base(base, resolve_dtype(s.dtype, "cpu"))
+    model, tok = models.load(base.base, dtype=resolve_dtype(s.dtype, "cpu"))
     batch = 16
     backend = TransformersLabeler(
         model, tok, f"transformers:{s.model}", max_new_tokens=s.label_tokens, batch_size=batch
@@ -165,12 +149,7 @@ def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
     tables = ("av_sft", "ar_sft")
     n = sum(splits.rows[t] for t in tables)
     pbar = bar(2 * n, "label (labeler + auditor answers)", d.progress)
-    scrub = ""
-    if s.quick:
-        from hubkit.testing import MARKER
-
-        scrub = MARKER
-    labeler = CountingLabeler(backend, pbar, batch, scrub)
+    labeler = CountingLabeler(backend, pbar, batch, MARKER if s.quick else "")
     # A real model's labels go to the shared cache (a --fresh run, or another tool, reuses them); the
     # tiny model's stay in the run folder.
     cache = LabelCache(d.layout.data / "labels.sqlite" if s.quick else LabelCache.default_path())
@@ -178,9 +157,6 @@ def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
 
 
 def stage_build(d: Demo, splits: Splits, labeled: Labeled) -> Built:
-    from hubkit.data.build import build_from_dirs
-    from hubkit.data.sidecar import read_sidecar
-
     paths = build_from_dirs(splits.folder, labeled.folder, d.layout.data / "built")
     rows = {k: read_sidecar(p).rows for k, p in paths.items()}
     if rows.get("av_sft", 0) < 2 or rows.get("ar_sft", 0) < 2:

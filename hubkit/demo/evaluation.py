@@ -7,8 +7,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hubkit.demo.layout import Demo
-from hubkit.demo.results import Built, Evaluated, Grpo, Trained
+import numpy as np
+
+from hubkit.demo.results import Built, Evaluated, Grpo, Trained, headline_figures
+from hubkit.demo.state import Demo
+from hubkit.eval.extras import Extras
+from hubkit.eval.identification import identification
+from hubkit.eval.metrics import cosine_rows
+from hubkit.eval.report import checkpoint_record
+from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory
+from hubkit.eval.table import EvalTable
+from hubkit.pair import NLAPair
+from hubkit.train.trajectory import latest_step
 
 AR_ONLY_FILE = "ar_only.json"
 TRAJECTORY_ROWS = 32
@@ -30,8 +40,6 @@ def _train_tables(built: Built) -> list[Path]:
 def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> Evaluated:
     """The released pair (the RL AV with its co-trained AR, read by the frozen SFT AR too), the SFT pair
     on the same rows (RL's starting point), and every GRPO checkpoint with both ARs."""
-    from hubkit.pair import NLAPair
-
     evals = d.layout.evals
     table = built.table("eval")
     av_dir, ar_dir = Path(grpo.checkpoint), Path(grpo.ar_checkpoint or ar.checkpoint)
@@ -66,11 +74,6 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
 
 
 def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fixed_ar: Path | None):
-    from hubkit.eval.extras import Extras
-    from hubkit.eval.report import checkpoint_record
-    from hubkit.eval.run import base_record, evaluate_pair
-    from hubkit.pair import NLAPair
-
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
     base = base_record(av_dir, ar_dir, None)
@@ -94,13 +97,10 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
 
 def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
     """Every GRPO checkpoint with its own AR and the frozen SFT AR; the AV SFT run when GRPO wrote none."""
-    from hubkit.eval.run import evaluate_trajectory
-    from hubkit.train import trajectory as T
-
     grpo_run = d.layout.run / "grpo"
     rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
     out = d.layout.evals / "trajectory"
-    if T.latest_step(grpo_run) is not None:
+    if latest_step(grpo_run) is not None:
         d.echo(
             f"    evaluating each GRPO checkpoint with its own AR and the frozen SFT AR on {rows} held-out rows"
         )
@@ -128,11 +128,6 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
 def write_ar_only(ar, table: Path, out: Path) -> Path:
     """The AR reading each held-out row's true label: identification among the held-out vectors, mean cosine,
     and the same with an empty string (what the AR writes when it reads nothing)."""
-    import numpy as np
-
-    from hubkit.eval.identification import identification
-    from hubkit.eval.metrics import cosine_rows
-    from hubkit.eval.table import EvalTable
 
     tbl = EvalTable.read(table)
     if tbl.explanations is None:
@@ -156,48 +151,3 @@ def write_ar_only(ar, table: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     return out
-
-
-def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
-    """The numbers the summary quotes, read from a pair eval.json (nothing recomputed)."""
-    f = ev["figures"]
-    rt = f["round_trip"]["all"]
-    empty = next(c for c in f["content_sensitivity"]["av"]["controls"] if c["name"] == "empty")
-    t1 = next(t for t in f["identification"]["top"] if t["k"] == 1)
-    fixed = f.get("fixed_ar")
-    return {
-        "layer": ev["nla"]["layer"],
-        "n": rt["n"],
-        "cos_mean": rt["cos"]["mean"],
-        "cos_ci": [rt["cos"]["ci_low"], rt["cos"]["ci_high"]],
-        "fve": (rt.get("fve") or {}).get("value"),
-        "floor_mean": f["noise_floor"]["mean"],
-        "floor_p95": f["noise_floor"]["p95"],
-        "frac_above_floor": f["noise_floor"]["frac_above"],
-        "empty_delta": empty["delta"]["mean"],
-        "empty_delta_ci": [empty["delta"]["ci_low"], empty["delta"]["ci_high"]],
-        "empty_cos": empty["cos"]["mean"],
-        "ar_content": f["content_sensitivity"]["av"]["verdict"],
-        "top1": t1["accuracy"],
-        "top1_hits": t1["hits"],
-        "top1_chance": t1["chance"],
-        "top1_p": t1["p_value"],
-        "reads_vectors": ev["verdicts"]["reads_vectors"],
-        "n_excluded": f["round_trip"]["n_excluded"],
-        "distinct": f["diversity"]["distinct"],
-        "fixed_ar": fixed_figures(fixed) if fixed else None,
-    }
-
-
-def fixed_figures(fa: dict[str, Any]) -> dict[str, Any]:
-    """The frozen SFT AR's headline figures in a pair eval.json (`figures.fixed_ar`)."""
-    t1 = next(t for t in fa["identification"]["top"] if t["k"] == 1)
-    empty = next(c for c in fa["content_sensitivity"]["controls"] if c["name"] == "empty")
-    return {
-        "ar": fa["ar"],
-        "cos_mean": fa["round_trip"]["cos"]["mean"],
-        "fve": fa["round_trip"]["fve"]["value"],
-        "top1": t1["accuracy"],
-        "top1_hits": t1["hits"],
-        "empty_delta": empty["delta"]["mean"],
-    }

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from hubkit.precision import threads_per_worker
 
 Echo = Callable[[str], None]
 
 
-def bar(total: int, desc: str, enabled: bool):
+def bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="it", leave=False, disable=not enabled, file=sys.stderr)
@@ -61,7 +65,7 @@ class CountingLabeler:
         self.inner, self.bar, self.slice_size, self.scrub = inner, pbar, slice_size, scrub
         self.name = inner.name  # the label cache and provenance see the real backend's name
 
-    def chat(self, conversations):
+    def chat(self, conversations: list) -> list[str]:
         replies: list[str] = []
         for start in range(0, len(conversations), self.slice_size):
             part = conversations[start : start + self.slice_size]
@@ -76,10 +80,6 @@ def default_threads(quick: bool) -> int:
     """The thread policy's count (`hubkit.precision.threads_per_worker`), except one thread for tiny
     models or when other processes already load every core: then a second thread mostly waits on the
     first (measured 3x slower on a loaded 2-core machine)."""
-    import os
-
-    from hubkit.precision import threads_per_worker
-
     try:
         busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
     except OSError:  # no load average on this platform

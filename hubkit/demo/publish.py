@@ -9,17 +9,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hubkit.demo.layout import Demo, repos
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+from hubkit import hub, models
+from hubkit.data.labeler_registry import make_labeler
 from hubkit.demo.results import BaseModel, Built, Evaluated, Grpo, Pushed, Released, Reloaded, Trained
 from hubkit.demo.settings import TAG, TOKEN
+from hubkit.demo.state import Demo, repos
+from hubkit.eval.table import EvalTable
+from hubkit.localhub import LocalHub, use_endpoint
+from hubkit.pair import NLAPair
+from hubkit.release.bundle import Bundle, build_bundle
+from hubkit.release.push import push_bundle
+from hubkit.release.spec import CardText, ReleaseSpec, load_spec
+from hubkit.train.trajectory import latest_step
 
 PAIR, TRAJECTORY, DATASET = "demo-pair", "demo-trajectory", "demo-dataset"
 
 
 def what_the_explanations_are(d: Demo) -> str:
     """One sentence for cards and the summary: what the labels (and so the AV's outputs) say."""
-    from hubkit.data.labeler_registry import make_labeler
-
     s = d.settings
     if s.context_labels:
         name = make_labeler(s.labeler).name
@@ -36,10 +48,7 @@ def what_the_explanations_are(d: Demo) -> str:
     )
 
 
-def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True):
-    from hubkit import models
-    from hubkit.release.spec import CardText
-
+def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True) -> CardText:
     s = d.settings
     hub_base = base.card_base or models.get_spec(s.model).hf_repo
     scale = (
@@ -70,8 +79,6 @@ def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True):
 def license_id(d: Demo) -> str:
     if d.settings.quick:
         return "apache-2.0"
-    from hubkit import models
-
     return models.get_spec(d.settings.model).license
 
 
@@ -79,14 +86,12 @@ def release_specs(
     d: Demo, base: BaseModel, built: Built, av: Grpo, ar: Trained, evaluated: Evaluated
 ) -> dict[str, Any]:
     """The three releases (pair, AV trajectory, dataset) as validated `ReleaseSpec` objects."""
-    from hubkit.release.spec import ReleaseSpec
-    from hubkit.train import trajectory as T
 
     r = repos(d.settings, base)
     common: dict[str, Any] = {"tag": TAG, "license": license_id(d)}
     sft = [str(built.table("av_sft")), str(built.table("ar_sft"))]
     grpo_run = d.layout.run / "grpo"
-    if T.latest_step(grpo_run) is not None:
+    if latest_step(grpo_run) is not None:
         # GRPO steps carry the AR trained with them (step_*/ar), so no partner AR is named
         trajectory: dict[str, Any] = {
             "repos": {"trajectory": r["trajectory"]},
@@ -148,11 +153,6 @@ def spec_yaml(spec: Any) -> dict[str, Any]:
 def stage_release(
     d: Demo, base: BaseModel, built: Built, av: Grpo, ar: Trained, evaluated: Evaluated
 ) -> Released:
-    import yaml
-
-    from hubkit.release.bundle import build_bundle
-    from hubkit.release.spec import load_spec
-
     folder = d.layout.releases
     folder.mkdir(parents=True, exist_ok=True)
     specs, bundles = {}, {}
@@ -172,8 +172,6 @@ def local_hub(d: Demo) -> Iterator[str]:
     import huggingface_hub.constants as hc
     import huggingface_hub.hf_api  # noqa: F401  (use_endpoint re-points its client; import it first)
 
-    from hubkit.localhub import LocalHub, use_endpoint
-
     before = hc.HF_HUB_CACHE
     hc.HF_HUB_CACHE = str(d.layout.hf_cache)
     try:
@@ -184,14 +182,9 @@ def local_hub(d: Demo) -> Iterator[str]:
 
 
 def stage_push(d: Demo, base: BaseModel, released: Released) -> Pushed:
-    from hubkit.release.bundle import Bundle
-    from hubkit.release.push import push_bundle
-
     commits = {}
     with local_hub(d) as endpoint:
         if base.card_base:  # the tiny base goes to the Hub too, so the cards' base_model link resolves
-            from hubkit import hub
-
             hub.push_folder(
                 Path(base.base),
                 base.card_base,
@@ -209,13 +202,6 @@ def stage_push(d: Demo, base: BaseModel, released: Released) -> Pushed:
 
 def stage_reload(d: Demo, base: BaseModel, built: Built, evaluated: Evaluated) -> Reloaded:
     """Load the pair back by repo id and tag; round-trip the first eval batch; compare with the eval's rows."""
-    import numpy as np
-    import pyarrow.parquet as pq
-    import torch
-
-    from hubkit.eval.table import EvalTable
-    from hubkit.pair import NLAPair
-
     r = repos(d.settings, base)
     rows = pq.read_table(Path(evaluated.pair).parent / "rows.parquet").to_pydict()
     table = EvalTable.read(built.table("eval"))

@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 R = TypeVar("R", bound="StageResult")
 
 
 @dataclass(frozen=True)
 class StageResult:
-    stage: ClassVar[str] = ""
+    """A stage's result: the line printed after it, and its JSON form in the state file."""
 
     @property
     def line(self) -> str:  # pragma: no cover - every stage overrides it
@@ -33,7 +33,6 @@ class StageResult:
 
 @dataclass(frozen=True)
 class BaseModel(StageResult):
-    stage: ClassVar[str] = "base"
     base: str  # registry name, or the folder of the tiny random model
     layer: int
     n_layers: int
@@ -47,7 +46,6 @@ class BaseModel(StageResult):
 
 @dataclass(frozen=True)
 class Extracted(StageResult):
-    stage: ClassVar[str] = "extract"
     path: str
     rows: int
     docs: int
@@ -60,7 +58,6 @@ class Extracted(StageResult):
 
 @dataclass(frozen=True)
 class Splits(StageResult):
-    stage: ClassVar[str] = "split"
     folder: str
     rows: dict[str, int]
 
@@ -71,7 +68,6 @@ class Splits(StageResult):
 
 @dataclass(frozen=True)
 class Labeled(StageResult):
-    stage: ClassVar[str] = "label"
     folder: str
     labeler: str
     status_counts: dict[str, int]
@@ -83,7 +79,6 @@ class Labeled(StageResult):
 
 @dataclass(frozen=True)
 class Built(StageResult):
-    stage: ClassVar[str] = "build"
     tables: dict[str, str]
     rows: dict[str, int]
 
@@ -97,7 +92,6 @@ class Built(StageResult):
 
 @dataclass(frozen=True)
 class Trained(StageResult):
-    stage: ClassVar[str] = "train"
     checkpoint: str
     run_dir: str
     dtype: str
@@ -118,7 +112,6 @@ class Trained(StageResult):
 
 @dataclass(frozen=True)
 class Grpo(StageResult):
-    stage: ClassVar[str] = "grpo"
     checkpoint: str  # the RL AV
     collapsed: bool
     note: str | None = None
@@ -141,7 +134,6 @@ class Grpo(StageResult):
 
 @dataclass(frozen=True)
 class Evaluated(StageResult):
-    stage: ClassVar[str] = "eval"
     pair: str  # eval.json of the released pair (the RL AV and its co-trained AR, the frozen SFT AR beside)
     trajectory: str  # eval.json over the GRPO checkpoints (each with its own AR and the frozen SFT AR)
     ar_only: str | None  # eval.json of the AR alone on the true labels (context labels only)
@@ -155,7 +147,6 @@ class Evaluated(StageResult):
 
 @dataclass(frozen=True)
 class Released(StageResult):
-    stage: ClassVar[str] = "release"
     specs: dict[str, str]  # release name → spec YAML the demo wrote
     bundles: dict[str, str]  # release name → bundle folder
     dist: str
@@ -167,7 +158,6 @@ class Released(StageResult):
 
 @dataclass(frozen=True)
 class Pushed(StageResult):
-    stage: ClassVar[str] = "push"
     commits: dict[str, str]  # repo id → commit
     tag: str
     hub_root: str
@@ -181,7 +171,6 @@ class Pushed(StageResult):
 class Reloaded(StageResult):
     """The pair loaded back by repo id and tag, round-tripping the first eval rows."""
 
-    stage: ClassVar[str] = "reload"
     repos: str
     tag: str
     rows: list[int] = field(default_factory=list)
@@ -198,3 +187,48 @@ class Reloaded(StageResult):
             f"{self.repos} @ {self.tag}: mean cos {self.mean_cos:.3f} on {k} rows; {self.same_explanations}/{k} "
             f"explanations and cosines (max |Δ| {self.max_abs_cos_diff_vs_eval:.1e}) as in the eval"
         )
+
+
+def headline_figures(ev: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the summary quotes, read from a pair eval.json (nothing recomputed)."""
+    f = ev["figures"]
+    rt = f["round_trip"]["all"]
+    empty = next(c for c in f["content_sensitivity"]["av"]["controls"] if c["name"] == "empty")
+    t1 = next(t for t in f["identification"]["top"] if t["k"] == 1)
+    fixed = f.get("fixed_ar")
+    return {
+        "layer": ev["nla"]["layer"],
+        "n": rt["n"],
+        "cos_mean": rt["cos"]["mean"],
+        "cos_ci": [rt["cos"]["ci_low"], rt["cos"]["ci_high"]],
+        "fve": (rt.get("fve") or {}).get("value"),
+        "floor_mean": f["noise_floor"]["mean"],
+        "floor_p95": f["noise_floor"]["p95"],
+        "frac_above_floor": f["noise_floor"]["frac_above"],
+        "empty_delta": empty["delta"]["mean"],
+        "empty_delta_ci": [empty["delta"]["ci_low"], empty["delta"]["ci_high"]],
+        "empty_cos": empty["cos"]["mean"],
+        "ar_content": f["content_sensitivity"]["av"]["verdict"],
+        "top1": t1["accuracy"],
+        "top1_hits": t1["hits"],
+        "top1_chance": t1["chance"],
+        "top1_p": t1["p_value"],
+        "reads_vectors": ev["verdicts"]["reads_vectors"],
+        "n_excluded": f["round_trip"]["n_excluded"],
+        "distinct": f["diversity"]["distinct"],
+        "fixed_ar": fixed_figures(fixed) if fixed else None,
+    }
+
+
+def fixed_figures(fa: dict[str, Any]) -> dict[str, Any]:
+    """The frozen SFT AR's headline figures in a pair eval.json (`figures.fixed_ar`)."""
+    t1 = next(t for t in fa["identification"]["top"] if t["k"] == 1)
+    empty = next(c for c in fa["content_sensitivity"]["controls"] if c["name"] == "empty")
+    return {
+        "ar": fa["ar"],
+        "cos_mean": fa["round_trip"]["cos"]["mean"],
+        "fve": fa["round_trip"]["fve"]["value"],
+        "top1": t1["accuracy"],
+        "top1_hits": t1["hits"],
+        "empty_delta": empty["delta"]["mean"],
+    }

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit.demo import data_stages as D
-from hubkit.demo import evaluation as E
-from hubkit.demo import publish as P
-from hubkit.demo import training as T
-from hubkit.demo.layout import Demo, Layout, repos
+from hubkit.data.corpus import load_corpus
 from hubkit.demo.progress import Echo, default_threads, quiet_libraries, torch_threads
 from hubkit.demo.results import (
     BaseModel,
@@ -29,10 +25,12 @@ from hubkit.demo.results import (
     Reloaded,
     Splits,
     Trained,
+    headline_figures,
 )
 from hubkit.demo.settings import STAGES, TAG, DemoError, DemoSettings, default_out, demo_settings
-from hubkit.demo.state import RunState
+from hubkit.demo.state import Demo, Layout, RunState, repos
 from hubkit.errors import HubkitError
+from hubkit.precision import resolve_dtype_name
 
 
 @dataclass
@@ -90,38 +88,28 @@ class _Stages:
 
 
 def run_stages(d: Demo, state: RunState) -> DemoResult:
+    # lazy: the stages load torch and the libraries; the CLI imports `run_demo` at startup
+    from hubkit.demo import data_stages, evaluation, publish, training
+
     stage = _Stages(d, state)
-    base = stage("base", BaseModel, lambda: D.stage_base(d))
-    extracted = stage("extract", Extracted, lambda: D.stage_extract(d, base))
-    splits = stage("split", Splits, lambda: D.stage_split(d, extracted))
-    labeled = stage("label", Labeled, lambda: D.stage_label(d, base, splits))
-    built = stage("build", Built, lambda: D.stage_build(d, splits, labeled))
-    ar = stage("train_ar", Trained, lambda: T.stage_train_ar(d, base, built))
-    av = stage("train_av", Trained, lambda: T.stage_train_av(d, base, built))
-    grpo = stage("grpo", Grpo, lambda: T.stage_grpo(d, base, built, av, ar))
-    evaluated = stage("eval", Evaluated, lambda: E.stage_eval(d, built, grpo, ar, av))
-    released = stage("release", Released, lambda: P.stage_release(d, base, built, grpo, ar, evaluated))
-    stage("push", Pushed, lambda: P.stage_push(d, base, released))
-    reloaded = stage("reload", Reloaded, lambda: P.stage_reload(d, base, built, evaluated))
-    return _result(d, state, base, released, grpo, ar, evaluated, reloaded)
-
-
-def _result(
-    d: Demo,
-    state: RunState,
-    base: BaseModel,
-    released: Released,
-    grpo: Grpo,
-    ar: Trained,
-    evaluated: Evaluated,
-    reloaded: Reloaded,
-) -> DemoResult:
+    base = stage("base", BaseModel, lambda: data_stages.stage_base(d))
+    extracted = stage("extract", Extracted, lambda: data_stages.stage_extract(d, base))
+    splits = stage("split", Splits, lambda: data_stages.stage_split(d, extracted))
+    labeled = stage("label", Labeled, lambda: data_stages.stage_label(d, base, splits))
+    built = stage("build", Built, lambda: data_stages.stage_build(d, splits, labeled))
+    ar = stage("train_ar", Trained, lambda: training.stage_train_ar(d, base, built))
+    av = stage("train_av", Trained, lambda: training.stage_train_av(d, base, built))
+    grpo = stage("grpo", Grpo, lambda: training.stage_grpo(d, base, built, av, ar))
+    evaluated = stage("eval", Evaluated, lambda: evaluation.stage_eval(d, built, grpo, ar, av))
+    released = stage("release", Released, lambda: publish.stage_release(d, base, built, grpo, ar, evaluated))
+    stage("push", Pushed, lambda: publish.stage_push(d, base, released))
+    reloaded = stage("reload", Reloaded, lambda: publish.stage_reload(d, base, built, evaluated))
     bundles = {k: Path(v) for k, v in released.bundles.items()}
     cards = {
-        "av": bundles[P.PAIR] / "av" / "README.md",
-        "ar": bundles[P.PAIR] / "ar" / "README.md",
-        "trajectory": bundles[P.TRAJECTORY] / "trajectory" / "README.md",
-        "dataset": bundles[P.DATASET] / "dataset" / "README.md",
+        "av": bundles[publish.PAIR] / "av" / "README.md",
+        "ar": bundles[publish.PAIR] / "ar" / "README.md",
+        "trajectory": bundles[publish.TRAJECTORY] / "trajectory" / "README.md",
+        "dataset": bundles[publish.DATASET] / "dataset" / "README.md",
     }
     evals = d.layout.evals
     plots = sorted((evals / "pair" / "plots").glob("*.png")) + sorted(
@@ -140,52 +128,38 @@ def _result(
         trajectory_eval_json=Path(evaluated.trajectory),
         plots=plots,
         checkpoints={"av": Path(grpo.checkpoint), "ar": Path(grpo.ar_checkpoint or ar.checkpoint)},
-        figures=E.headline_figures(json.loads(Path(evaluated.pair).read_text())),
+        figures=headline_figures(json.loads(Path(evaluated.pair).read_text())),
         sft_figures=(
-            E.headline_figures(json.loads(Path(evaluated.sft_pair).read_text()))
-            if evaluated.sft_pair
-            else None
+            headline_figures(json.loads(Path(evaluated.sft_pair).read_text())) if evaluated.sft_pair else None
         ),
         ar_only=ar_only,
         reload=reloaded,
         stage_seconds=state.seconds(),
-        explanations_are=P.what_the_explanations_are(d),
+        explanations_are=publish.what_the_explanations_are(d),
         notes=[grpo.note] if grpo.note else [],
     )
 
 
 def run_demo(
     out_dir: str | Path | None = None,
-    model: str | None = None,
-    rows: int | None = None,
-    steps: int | None = None,
-    quick: bool = False,
-    seed: int = 0,
+    *,
     keep: bool = True,
-    eval_rows: int | None = None,
-    grpo_steps: int | None = None,
     threads: int | None = None,
     progress: bool = True,
     echo: Echo | None = None,
-    labeler: str | None = None,
-    dtype: str | None = None,
-    ar_steps: int | None = None,
-    injection: str | None = None,
+    **sizes: Any,
 ) -> DemoResult:
     """Run the whole journey (see `hubkit.demo`) and return where everything is and what it measured.
 
-    `keep` resumes a run with the same settings in `out_dir`; `keep=False` starts from an empty folder.
-    `labeler` is a labeler-registry choice (default ``context``: model-free quotes of context; ``transformers``
-    for the base model's own LLM labels). `threads` is torch's CPU thread count (default: `default_threads`);
-    it changes speed, not results beyond float rounding, so it is not part of the settings a kept run must match.
-    `injection` names where the AV injects (`hubkit.demo.training.INJECTIONS`; default embedding replacement
-    at the activation norm).
+    `sizes` are `demo_settings`' arguments (model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler,
+    dtype, ar_steps, injection): `labeler` a labeler-registry choice (default ``context``: model-free quotes
+    of context; ``transformers`` for the base model's own LLM labels), `injection` where the AV injects
+    (`hubkit.demo.settings.INJECTIONS`). `keep` resumes a run with the same settings in `out_dir`;
+    `keep=False` starts from an empty folder. `threads` is torch's CPU thread count (default:
+    `default_threads`); it changes speed, not results beyond float rounding, so it is not part of the
+    settings a kept run must match.
     """
-    settings = demo_settings(
-        model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler, dtype, ar_steps, injection
-    )
-    from hubkit.data.corpus import load_corpus
-
+    settings = demo_settings(**sizes)
     settings.check_corpus(len(load_corpus("bundled")))
     if threads is not None and threads < 1:
         raise DemoError(f"demo: --threads must be >= 1, got {threads}")
@@ -196,7 +170,8 @@ def run_demo(
     d.echo(
         f"hubkit demo: {settings.model}, {settings.rows} labeled rows ({settings.labeler} labels), "
         f"{settings.eval_rows} held-out rows, {settings.ar_steps} AR + {settings.steps} AV SFT steps, "
-        f"{settings.grpo_steps} GRPO steps, dtype {T.train_dtype(d)}, {n_threads} CPU thread(s) → {out}"
+        f"{settings.grpo_steps} GRPO steps, dtype {resolve_dtype_name(settings.dtype, 'cpu')}, "
+        f"{n_threads} CPU thread(s) → {out}"
     )
     with quiet_libraries(), torch_threads(n_threads), warnings.catch_warnings():
         # transformers deprecation chatter (e.g. `is_gradient_checkpointing`, hit by attribute scans)

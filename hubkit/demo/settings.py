@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubkit import model_registry
+from hubkit.cache import cache_dir
+from hubkit.data.labeler_registry import check_choice
 from hubkit.errors import HubkitError
 
 STATE_FILE = "demo.json"
@@ -58,7 +61,7 @@ class DemoSettings:
     group_size: int
     n_boot: int
     dtype: str  # training dtype: "auto" resolves from the hardware (`hubkit.precision`)
-    injection: str  # a `hubkit.demo.training.INJECTIONS` name: where the AV injects its vector
+    injection: str  # an `INJECTIONS` name: where the AV injects its vector
 
     def __post_init__(self) -> None:
         for name in ("rows", "eval_rows", "rl_rows", "steps", "ar_steps", "grpo_steps", "positions_per_doc"):
@@ -70,12 +73,8 @@ class DemoSettings:
             )
         if self.eval_rows < 10:
             raise DemoError("demo: the eval needs at least 10 held-out rows (bootstrap, noise floor, top-5)")
-        from hubkit.demo.training import INJECTIONS
-
         if self.injection not in INJECTIONS:
             raise DemoError(f"demo: --injection {self.injection!r}: choose one of {', '.join(INJECTIONS)}")
-        from hubkit.data.labeler_registry import check_choice
-
         try:
             check_choice(self.labeler)
         except HubkitError as exc:
@@ -124,53 +123,19 @@ def demo_settings(
 ) -> DemoSettings:
     """Settings for a run: the quick defaults (a tiny random model, seconds) or the full ones
     (SmolLM2-135M, context labels; sizes chosen by measurement, see the README)."""
-
-    def pick(value, default):
-        return default if value is None else value
-
-    if quick:
-        if model not in (None, QUICK_MODEL):
-            raise DemoError(f"--quick runs on a tiny random model; drop --model {model!r} or --quick")
-        return DemoSettings(
-            model=QUICK_MODEL,
-            rows=pick(rows, 16),
-            eval_rows=pick(eval_rows, 12),
-            rl_rows=4,
-            steps=pick(steps, 4),
-            ar_steps=pick(ar_steps, pick(steps, 4)),
-            grpo_steps=pick(grpo_steps, 1),
-            seed=seed,
-            quick=True,
-            labeler=pick(labeler, DEFAULT_LABELER),
-            positions_per_doc=2,
-            label_tokens=10,
-            eval_tokens=8,
-            grpo_tokens=10,  # the tags and a one-token explanation fit
-            group_size=2,
-            n_boot=200,
-            dtype=pick(dtype, "auto"),
-            injection=pick(injection, FULL["injection"]),
-        )
-    steps = pick(steps, FULL["steps"])
+    if quick and model not in (None, QUICK_MODEL):
+        raise DemoError(f"--quick runs on a tiny random model; drop --model {model!r} or --quick")
+    sizes = QUICK if quick else FULL
+    given = dict(rows=rows, steps=steps, eval_rows=eval_rows, grpo_steps=grpo_steps, ar_steps=ar_steps)
+    given |= dict(labeler=labeler, dtype=dtype, injection=injection)
+    chosen = {**sizes, **{k: v for k, v in given.items() if v is not None}}
+    if quick and ar_steps is None:
+        chosen["ar_steps"] = chosen["steps"]  # the tiny run trains the AR as long as the AV
     return DemoSettings(
-        model=_registry_name(model or _default_model()),
-        rows=pick(rows, FULL["rows"]),
-        eval_rows=pick(eval_rows, FULL["eval_rows"]),
-        rl_rows=FULL["rl_rows"],
-        steps=steps,
-        ar_steps=pick(ar_steps, FULL["ar_steps"]),
-        grpo_steps=pick(grpo_steps, FULL["grpo_steps"]),
+        model=QUICK_MODEL if quick else _registry_name(model or _default_model()),
         seed=seed,
-        quick=False,
-        labeler=pick(labeler, DEFAULT_LABELER),
-        positions_per_doc=FULL["positions_per_doc"],
-        label_tokens=40,
-        eval_tokens=FULL["eval_tokens"],
-        grpo_tokens=FULL["grpo_tokens"],
-        group_size=FULL["group_size"],
-        n_boot=1000,
-        dtype=pick(dtype, "auto"),
-        injection=pick(injection, FULL["injection"]),
+        quick=quick,
+        **chosen,
     )
 
 
@@ -185,6 +150,10 @@ def demo_settings(
 # labels. The trajectory is evaluated on 32 of the held-out rows.
 FULL: dict[str, Any] = {
     "rows": 800,
+    "label_tokens": 40,
+    "n_boot": 1000,
+    "labeler": DEFAULT_LABELER,
+    "dtype": "auto",
     "eval_rows": 128,
     "rl_rows": 32,
     "steps": 60,
@@ -196,23 +165,52 @@ FULL: dict[str, Any] = {
     "group_size": 8,  # both published recipes
     "injection": "embed_actnorm",
 }
+QUICK: dict[str, Any] = {
+    **FULL,
+    **dict(rows=16, eval_rows=12, rl_rows=4, steps=4, ar_steps=4, grpo_steps=1, positions_per_doc=2),
+    **dict(
+        label_tokens=10, eval_tokens=8, grpo_tokens=10, group_size=2, n_boot=200
+    ),  # grpo: tags + one token fit
+}
+
+# Where the AV injects its vector (measured side by side: README, "The demo";
+# benchmarks/bench_injection_sites.py). Names as in that benchmark.
+INJECTIONS: dict[str, dict[str, Any]] = {
+    # norm-matched residual addition at the output of the block the vectors were read from
+    "resid_layer": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": "layer"},
+    # the same at the output of block 1
+    "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
+    # the marker's input embedding replaced, at the median token-embedding norm
+    "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
+    # the same at the median residual norm at the extraction layer (measured on the bundled corpus)
+    "embed_actnorm": {"injection_scheme": "embedding_replace", "injection_scale": "activation_norm"},
+}
+AV_TEMPLATE = (
+    "Here is an activation vector: <vector>{injection_char}</vector>\n"
+    "Explain what it encodes inside <explanation></explanation> tags."
+)
+
+
+def nla_block(injection: str, layer: int, quick: bool) -> dict[str, Any]:
+    """The recipe's `nla:` section for an `INJECTIONS` name at `layer`."""
+    nla = {k: (layer if v == "layer" else v) for k, v in INJECTIONS[injection].items()}
+    nla["mse_scale"] = "sqrt_d_model"
+    if not quick:
+        nla["av_template"] = AV_TEMPLATE
+    return nla
 
 
 def _registry_name(model: str) -> str:
     """The offline registry name for `model` (a name or the Hub id it stands in for); others are refused."""
-    from hubkit import models
+    from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
 
     return models.get_spec(model).name
 
 
 def _default_model() -> str:
-    from hubkit import models
-
-    return models.DEFAULT_MODEL
+    return model_registry.load_registry()[1]
 
 
 def default_out() -> Path:
     """``$HUBKIT_CACHE/demo`` (default ``~/.cache/hubkit/demo``)."""
-    from hubkit import models
-
-    return models.cache_dir() / "demo"
+    return cache_dir() / "demo"

@@ -1,4 +1,5 @@
-"""The run folder and its state file (``demo.json``): settings, and each finished stage's result and time.
+"""The run folder: its layout, the context every stage reads (`Demo`), and its state file (``demo.json``:
+settings, and each finished stage's result and time).
 
 With `keep` a run picks up where an earlier one with the same settings stopped; a folder holding a run
 with other settings is refused, and so is a non-empty folder that is not a demo run.
@@ -12,8 +13,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit.demo.results import R
-from hubkit.demo.settings import STATE_FILE, STATE_SCHEMA, DemoError, DemoSettings
+from hubkit.demo.progress import Echo
+from hubkit.demo.results import BaseModel, R
+from hubkit.demo.settings import DEMO_ORG, STATE_FILE, STATE_SCHEMA, DemoError, DemoSettings
+
+
+class Layout:
+    """Where a run writes (see the package docstring)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.base, self.data, self.run = out, out / "base", out / "data", out / "run"
+        self.evals, self.releases, self.dist = out / "eval", out / "releases", out / "dist"
+        self.hub_root, self.hf_cache = out / "hub", out / "hf-cache"
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What every stage reads: the layout, the settings, and the progress outputs."""
+
+    layout: Layout
+    settings: DemoSettings
+    echo: Echo
+    progress: bool
+
+
+def repos(settings: DemoSettings, base: BaseModel) -> dict[str, str]:
+    """Role (av, ar, trajectory, dataset) → the repo id the demo publishes it to."""
+    slug = f"{DEMO_ORG}/{settings.model}-L{base.layer}-nla"
+    return {
+        "av": f"{slug}-av",
+        "ar": f"{slug}-ar",
+        "trajectory": f"{slug}-av-trajectory",
+        "dataset": f"{slug}-data",
+    }
 
 
 @dataclass

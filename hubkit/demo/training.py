@@ -7,40 +7,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hubkit.demo.layout import Demo
 from hubkit.demo.progress import watch_metrics
 from hubkit.demo.results import BaseModel, Built, Grpo, Trained
-
-# Where the AV injects its vector (measured side by side: README, "The demo";
-# benchmarks/bench_injection_sites.py). Names as in that benchmark.
-INJECTIONS: dict[str, dict[str, Any]] = {
-    # norm-matched residual addition at the output of the block the vectors were read from
-    "resid_layer": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": "layer"},
-    # the same at the output of block 1
-    "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
-    # the marker's input embedding replaced, at the median token-embedding norm
-    "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
-    # the same at the median residual norm at the extraction layer (measured on the bundled corpus)
-    "embed_actnorm": {"injection_scheme": "embedding_replace", "injection_scale": "activation_norm"},
-}
-AV_TEMPLATE = (
-    "Here is an activation vector: <vector>{injection_char}</vector>\n"
-    "Explain what it encodes inside <explanation></explanation> tags."
-)
-
-
-def nla_block(injection: str, layer: int, quick: bool) -> dict[str, Any]:
-    nla = {k: (layer if v == "layer" else v) for k, v in INJECTIONS[injection].items()}
-    nla["mse_scale"] = "sqrt_d_model"
-    if not quick:
-        nla["av_template"] = AV_TEMPLATE
-    return nla
+from hubkit.demo.settings import nla_block
+from hubkit.demo.state import Demo
+from hubkit.precision import resolve_dtype_name
+from hubkit.train import trajectory
+from hubkit.train.grpo import AlarmTripped, PolicyCollapsed, train_grpo
+from hubkit.train.loop import RunOptions
+from hubkit.train.recipe import Recipe, recipe_from_dict
+from hubkit.train.sft_ar import train_ar
+from hubkit.train.sft_av import train_av
 
 
 def train_dtype(d: Demo) -> str:
     """The settings' dtype as a concrete name (``auto`` chosen from this machine's hardware)."""
-    from hubkit.precision import resolve_dtype_name
-
     return resolve_dtype_name(d.settings.dtype, "cpu")
 
 
@@ -108,17 +89,13 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
     }
 
 
-def recipe(d: Demo, base: BaseModel, built: Built):
-    from hubkit.train.recipe import recipe_from_dict
-
+def recipe(d: Demo, base: BaseModel, built: Built) -> Recipe:
     rec = recipe_from_dict(recipe_dict(d, base, built), "hubkit demo recipe")
     rec.save(d.layout.run / "recipe.yaml")
     return rec
 
 
 def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
-    from hubkit.train.loop import RunOptions
-
     rec = recipe(d, base, built)
     opts = RunOptions(resume=True, quiet=True, device="cpu")
     with watch_metrics(d.layout.run / stage, total, f"train {stage}", d.progress):
@@ -145,15 +122,11 @@ def _trained(d: Demo, last: Path, run_dir: Path) -> Trained:
 
 
 def stage_train_ar(d: Demo, base: BaseModel, built: Built) -> Trained:
-    from hubkit.train.sft_ar import train_ar
-
     last = _train(d, base, built, "ar", train_ar, d.settings.ar_steps)
     return _trained(d, last, d.layout.run / "ar")
 
 
 def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
-    from hubkit.train.sft_av import train_av
-
     last = _train(d, base, built, "av", train_av, d.settings.steps)
     return _trained(d, last, d.layout.run / "av")
 
@@ -161,13 +134,10 @@ def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
 def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained, ar: Trained) -> Grpo:
     """GRPO from the SFT pair; the AV and its co-trained AR of the last good step (the SFT pair when RL
     stopped before its first checkpoint)."""
-    from hubkit.train import trajectory as T
-    from hubkit.train.grpo import AlarmTripped, PolicyCollapsed, train_grpo
-
     try:
         last = _train(d, base, built, "grpo", train_grpo, d.settings.grpo_steps)
     except (PolicyCollapsed, AlarmTripped) as exc:
-        fallback = T.latest_step(d.layout.run / "grpo")
+        fallback = trajectory.latest_step(d.layout.run / "grpo")
         note = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
         if fallback is None:
             return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=note)

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from hubkit.data.corpus import BUNDLED, load_corpus
+from hubkit.data.extract import ExtractConfig, extract_documents
+from hubkit.data.tables import vectors_numpy
 from hubkit.errors import DataError
 from hubkit.metrics import mean_baseline
 
@@ -51,10 +54,6 @@ def check_b(b: object, where: str) -> float:
 
 def measure(model: nn.Module, tokenizer, layer: int, n_docs: int = CORPUS_DOCS) -> Baseline:
     """``B`` and the mean vector of layer-`layer` vectors extracted from the bundled corpus."""
-    from hubkit.data.corpus import BUNDLED, load_corpus
-    from hubkit.data.extract import ExtractConfig, extract_documents
-    from hubkit.data.tables import vectors_numpy
-
     docs = load_corpus(BUNDLED).documents[:n_docs]
     table = extract_documents(model, tokenizer, docs, ExtractConfig(layer=layer))
     d = table.schema.field("vector").type.list_size

@@ -22,12 +22,13 @@ from hubkit import arch
 from hubkit.base_access import Base, base_of, loaded_base
 from hubkit.errors import DataError
 from hubkit.eval.spliced import spliced_rows, summarize_spliced
-from hubkit.inspection import baseline as B
+from hubkit.inspection import baseline
 from hubkit.inspection.page import render_page
 from hubkit.inspection.record import InspectionData, finite
 from hubkit.inspection.source import Messages, build_sequence, parse_positions
 from hubkit.inspection.transcript import render_transcript
 from hubkit.vectors import check_vectors
+from hubkit.vectors_io import write_vectors
 from hubkit.verbalizer import stop_token_ids
 
 TOKENS_FILE, VECTORS_FILE, TRANSCRIPT_FILE, PAGE_FILE, SUMMARY_FILE = (
@@ -60,8 +61,6 @@ class Inspection(InspectionData):
 
     def save(self, out_dir: str | Path) -> Path:
         """Write tokens.jsonl, vectors.safetensors, transcript.txt, index.html and inspect.json into `out_dir`."""
-        from hubkit.vectors_io import write_vectors
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.to_jsonl(out / TOKENS_FILE)
@@ -118,11 +117,11 @@ def inspect_pair(
         chosen = parse_positions(positions, seq)
         vectors = read_vectors(bm, layer, seq.ids, chosen)
         need_mean = spliced_loss or baseline_b is None
-        measured = B.measure(bm.model, bm.tokenizer, layer) if need_mean else None
+        measured = baseline.measure(bm.model, bm.tokenizer, layer) if need_mean else None
     rt = pair.round_trip(vectors, batch_size=batch_size, **generate_kwargs)
     if baseline_b is not None:
-        bl = B.Baseline(
-            B.check_b(baseline_b, "baseline_b"),
+        bl = baseline.Baseline(
+            baseline.check_b(baseline_b, "baseline_b"),
             baseline_source or "given",
             measured.mean if measured else None,
         )

@@ -80,7 +80,7 @@ class InspectionData:
         }
 
 
-def finite(x):
+def finite(x: Any) -> Any:
     """JSON-ready: a non-finite float becomes None (JSON has no NaN)."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None

@@ -24,6 +24,7 @@ from torch import nn
 from hubkit import arch
 from hubkit.data.extract import tokenize
 from hubkit.errors import DataError
+from hubkit.vectors_io import read_text_file
 
 ROLES = ("prompt", "reply")
 Messages = list[dict[str, str]]
@@ -48,8 +49,6 @@ class TokenSequence:
 
 def read_chat(path: str | Path) -> Messages:
     """A chat file: a JSON list of ``{"role": str, "content": str}`` objects (one line naming what is wrong)."""
-    from hubkit.vectors_io import read_text_file
-
     path = Path(path)
     try:
         data = json.loads(read_text_file(path))

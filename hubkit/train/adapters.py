@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 
 from hubkit import loading
 from hubkit.errors import HubkitError
 from hubkit.meta import Adapter
+from hubkit.precision import resolve_dtype
+from hubkit.train import fsdp
 from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
 
 log = logging.getLogger(__name__)
@@ -41,38 +44,32 @@ def load_base(
     """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`.
 
     `dtype` is the resolved precision (default: the recipe's, ``auto`` chosen from the hardware)."""
-    from hubkit.precision import resolve_dtype
-
     path = loading.resolve_base(recipe.base_model)
     torch_dtype = resolve_dtype(dtype or recipe.dtype, device)
     model = load_model(path, torch_dtype, device, "nf4" if adapter.kind == "qlora" else "none")
     return model, loading.load_tokenizer(path)
 
 
-def meta_base_name(base_model: str) -> str:
-    """What a checkpoint's meta calls the base: the Hub id a registry name stands for, else as given."""
-    from hubkit.identity import hub_id
-
-    return hub_id(base_model)
-
-
-def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
-    """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "config"):
-            model.config.use_cache = False
-    if cfg.kind == "full":
-        model.requires_grad_(True)
-        return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if cfg.kind == "qlora":
-        model = prepare_model_for_kbit_training(
+def prepare_for_training(model: nn.Module, quantized: bool, gradient_checkpointing: bool) -> nn.Module:
+    """Non-reentrant gradient checkpointing when asked, and peft's k-bit preparation of a quantized base."""
+    if quantized:
+        return prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkpointing: bool) -> nn.Module:
+    """Make `model` trainable as `cfg` says; returns the (possibly peft-wrapped) model."""
+    if gradient_checkpointing and hasattr(model, "config"):
+        model.config.use_cache = False
+    model = prepare_for_training(model, cfg.kind == "qlora", gradient_checkpointing)
+    if cfg.kind == "full":
+        return model.requires_grad_(True)
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
@@ -114,8 +111,6 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     """AdamW (torch) or 8-bit AdamW (bitsandbytes) over parameter `groups` (each may set its own lr).
 
     Over sharded (FSDP) parameters the optimiser also loads a full, single-process state dict."""
-    from hubkit.train import fsdp
-
     kwargs = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     sharded = any(fsdp.is_dtensor(p) for g in groups for p in g["params"])
     if cfg.optimizer == "adamw_8bit":
@@ -133,7 +128,7 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     return optimizer
 
 
-def lr_lambda(cfg: OptimRecipe, total_steps: int):
+def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at step `s` (0-based): linear warm-up, then constant, linear or cosine."""
 
     def f(s: int) -> float:
@@ -148,14 +143,14 @@ def lr_lambda(cfg: OptimRecipe, total_steps: int):
     return f
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
 
 
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:
     """Clip the global gradient norm (when `max_norm` is set) and return it before clipping."""
-    from hubkit.train import fsdp
-
     params = [p for p in params if p.grad is not None]
     if any(fsdp.is_dtensor(p) for p in params):
         return fsdp.grad_norm_clip(params, max_norm)

@@ -7,20 +7,24 @@ exactly the rows an uninterrupted single-process run would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
 from hubkit import constants as C
+from hubkit.data.tables import BUILT_COLUMNS
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 from hubkit.vectors import vectors_from_column
 
-AV_COLUMNS = ("doc_id", "position", "vector", "explanation")
-AR_COLUMNS = ("doc_id", "position", "explanation", "vector")
-RL_COLUMNS = ("doc_id", "position", "prefix", "vector")
+# the built table (`hubkit.data.tables.BUILT_COLUMNS`) each stage reads
+STAGE_TABLE = {"av": "av_sft", "ar": "ar_sft", "grpo": "rl"}
 
 
 @dataclass
@@ -38,17 +42,22 @@ class Table:
         return self.vectors.shape[0]
 
 
-def _read(path: Path, columns: tuple[str, ...], d_model: int):
-    """(arrow table, `Table` without texts): the file checked column by column, vectors as float32."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _parquet(path: Path, read: Callable[[str], Any], where: str = "") -> Any:
+    """`read(path)` of a parquet file, or one `DataError` (prefixed by `where`) when it is missing or unreadable."""
+    prefix = f"{where}: " if where else ""
     if not path.is_file():
-        raise DataError(f"{path}: no such parquet file")
+        raise DataError(f"{prefix}{path}: no such parquet file")
     try:
-        table = pq.read_table(str(path))
+        return read(str(path))
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from exc
+        raise DataError(
+            f"{prefix}{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})"
+        ) from exc
+
+
+def _read(path: Path, columns: tuple[str, ...], d_model: int) -> tuple[pa.Table, Table]:
+    """(arrow table, `Table` without texts): the file checked column by column, vectors as float32."""
+    table = _parquet(path, pq.read_table)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise DataError(
@@ -57,15 +66,8 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int):
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
     vectors = vectors_from_column(table.column("vector"), str(path), d_model)
-    rows = Table(
-        path,
-        sha256_file(path),
-        vectors,
-        None,
-        table.column("doc_id").to_pylist(),
-        table.column("position").to_pylist(),
-    )
-    return table, rows
+    doc_ids, positions = table.column("doc_id").to_pylist(), table.column("position").to_pylist()
+    return table, Table(path, sha256_file(path), vectors, None, doc_ids, positions)
 
 
 def _texts(table, path: Path, column: str) -> list[str]:
@@ -105,7 +107,7 @@ def _check_inner(texts: list[str], path: Path) -> None:
 def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
     """An ``av_sft``/``ar_sft`` table: vectors and explanations, each row checked."""
     path = Path(path)
-    table, rows = _read(path, AV_COLUMNS if stage == "av" else AR_COLUMNS, d_model)
+    table, rows = _read(path, BUILT_COLUMNS[STAGE_TABLE[stage]], d_model)
     texts = _texts(table, path, "explanation")
     _check_inner(texts, path)
     return replace(rows, texts=texts)
@@ -114,36 +116,23 @@ def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
 def read_rl(path: str | Path, d_model: int) -> Table:
     """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
     path = Path(path)
-    return _read(path, RL_COLUMNS, d_model)[1]
-
-
-STAGE_COLUMNS = {"av": AV_COLUMNS, "ar": AR_COLUMNS, "grpo": RL_COLUMNS}
-STAGE_TABLES = {
-    "av": "the av_sft table",
-    "ar": "the ar_sft table",
-    "grpo": "the rl split (vectors, no explanations)",
-}
+    return _read(path, BUILT_COLUMNS["rl"], d_model)[1]
 
 
 def check_columns(path: str | Path, stage: str, where: str) -> None:
     """Read only the schema of a stage's table: it must be parquet with that stage's columns (and a GRPO
     table no `explanation`: an SFT table given as RL data is a mix-up, not a superset)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{where}: {path}: no such parquet file")
-    try:
-        names = pq.read_schema(str(path)).names
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"{where}: {path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})"
-        ) from exc
-    missing = [c for c in STAGE_COLUMNS[stage] if c not in names]
+    names = _parquet(path, lambda p: pq.read_schema(p).names, where)
+    missing = [c for c in BUILT_COLUMNS[STAGE_TABLE[stage]] if c not in names]
     if missing or (stage == "grpo" and "explanation" in names):
         what = f"lacks column(s) {missing}" if missing else "has an `explanation` column (an SFT table)"
-        raise DataError(f"{where}: {path} {what}; `{stage}` trains on {STAGE_TABLES[stage]}, columns {names}")
+        table = (
+            "the rl split (vectors, no explanations)"
+            if stage == "grpo"
+            else f"the {STAGE_TABLE[stage]} table"
+        )
+        raise DataError(f"{where}: {path} {what}; `{stage}` trains on {table}, columns {names}")
 
 
 def permutation(n: int, seed: int, epoch: int) -> list[int]:

@@ -1,4 +1,6 @@
-"""The recipe's ``distributed:`` section and the checks a multi-process run makes before it loads a model.
+"""What the recipe's ``distributed:`` section (`hubkit.train.recipe.DistributedRecipe`) asks for, checked
+before a run loads a model: a process group, the batch split, the fit in memory (and the second copy a
+full-weights GRPO keeps), and a lost process reported with the checkpoint to resume from.
 
 ``strategy: ddp`` (the default) keeps a whole copy of the model on every process and sums gradients
 by hand (`hubkit.train.loop`); ``strategy: fsdp`` shards parameters, gradients and optimiser state
@@ -14,15 +16,17 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from hubkit.errors import HubkitError
+import torch
+import torch.distributed as dist
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    import torch
+from hubkit import loading
+from hubkit.errors import CheckpointError, HubkitError
+from hubkit.train import trajectory
+from hubkit.train.recipe import DistributedRecipe
 
 log = logging.getLogger(__name__)
 
@@ -30,54 +34,6 @@ log = logging.getLogger(__name__)
 class DistributedError(HubkitError, ValueError):
     """A multi-process setup that cannot train: no process group, an indivisible batch, mixed devices,
     or a base that does not fit even sharded."""
-
-
-def _help(text: str, default: Any, **bounds: float) -> Any:
-    """A field with its help text and the bounds `hubkit.train.recipe.check_values` enforces."""
-    return field(default=default, metadata={"help": text, "bounds": bounds})
-
-
-@dataclass
-class DistributedRecipe:
-    """How the processes of one run share the work (every field has a default: a recipe may omit the section)."""
-
-    strategy: Literal["ddp", "fsdp"] = _help(
-        "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser state "
-        "sharded over the processes (FSDP2), each decoder block a unit",
-        "ddp",
-    )
-    global_batch_size: int | None = _help(
-        "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x processes); when "
-        "set, grad_accum = global_batch_size / (micro_batch_size x processes)",
-        None,
-        ge=1,
-    )
-    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = _help(
-        "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's dtype, "
-        "gradients are reduced in float32); auto: hubkit.precision's choice for the device",
-        "none",
-    )
-    reshard_after_forward: bool = _help(
-        "fsdp only: free gathered blocks after their forward (less memory, one more gather)", True
-    )
-    device_memory_gb: float | None = _help(
-        "memory of one device for the fit estimate made before loading (null: the GPU's own; no estimate on CPU)",
-        None,
-        gt=0,
-    )
-
-    def is_default(self) -> bool:
-        return all(getattr(self, f.name) == f.default for f in fields(self))
-
-
-def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
-    written before the section existed keep their hashes), and never the per-machine fields."""
-    if not section:
-        return None
-    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
-    defaults = {f.name: f.default for f in fields(DistributedRecipe)}
-    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
 
 
 # -- before anything loads ---------------------------------------------------------------------------
@@ -88,7 +44,6 @@ def launched_by_torchrun() -> bool:
 
 def ensure_process_group(strategy: str, device: torch.device) -> None:
     """fsdp needs a process group: join the launcher's (one process under torchrun too), or refuse."""
-    import torch.distributed as dist
 
     if strategy != "fsdp" or (dist.is_available() and dist.is_initialized()):
         return
@@ -99,8 +54,6 @@ def ensure_process_group(strategy: str, device: torch.device) -> None:
             "or set `distributed.strategy: ddp`"
         )
     if device.type == "cuda":
-        import torch
-
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
@@ -120,7 +73,6 @@ def check_same_devices(device: torch.device, world: int) -> None:
     """Every process on the same kind of device (a CPU rank beside GPU ranks would stall every collective)."""
     if world == 1:
         return
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         return
@@ -159,8 +111,6 @@ def check_stage(
             "distributed.strategy fsdp rollouts are sampled in process (rollout_engine: transformers)"
         )
     if device_memory_bytes(cfg, device) is not None:
-        from hubkit import loading
-
         check_fits(cfg, loading.resolve_base(base), dtype, stage_cfg.adapter.kind, world, device)
 
 
@@ -214,8 +164,6 @@ def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float |
     if cfg.device_memory_gb is not None:
         return cfg.device_memory_gb * 1e9
     if device.type == "cuda":
-        import torch
-
         return float(torch.cuda.get_device_properties(device).total_memory)
     return None
 
@@ -248,6 +196,44 @@ def check_fits(
         )
 
 
+# -- a full-weights GRPO: two copies of the AV -----------------------------------------------------
+GB = 1024**3
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory free for a new allocation on `device`: MemAvailable on Linux CPUs, free memory on CUDA."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_two_copies(av_dir: Path, reference: str, dtype: str, device: str = "cpu") -> None:
+    """Refuse a full-weights GRPO whose policy, frozen reference and optimiser state cannot fit.
+
+    A fully fine-tuned policy trains all weights (`distributed.estimate`: weights, gradients and two
+    fp32 AdamW moments per parameter) and keeps a second, frozen copy of its weights as KL reference."""
+    free = available_bytes(device)
+    if free is None:
+        return
+    params = count_parameters(str(av_dir))
+    weights = params * DTYPE_BYTES[dtype]
+    need = estimate(params, dtype, "full", 1, "ddp").bytes_per_process + weights  # + the reference
+    if need > free:
+        raise CheckpointError(
+            f"grpo: the AV in {av_dir} trains all weights ({weights / GB:.1f} GB) and its KL reference "
+            f"(`reference: {reference}`) is a second full copy: about {need / GB:.1f} GB with gradients and "
+            f"optimiser state, but {device} has {free / GB:.1f} GB free. Train the AV as a LoRA adapter (one "
+            "base, the reference is the frozen adapter), set `grpo.kl_coef: 0` (no reference), or use a "
+            "larger device"
+        )
+
+
 # -- a process of the run lost --------------------------------------------------------------------------
 class RunStopped(HubkitError, RuntimeError):
     """Another process of a multi-process run failed (or the launcher stopped this one)."""
@@ -258,7 +244,6 @@ class _Terminated(BaseException):
 
 
 def _is_collective_failure(exc: BaseException) -> bool:
-    import torch.distributed as dist
 
     if isinstance(exc, dist.DistError):
         return True
@@ -272,8 +257,6 @@ def _is_collective_failure(exc: BaseException) -> bool:
 def stop_report(run_dir: Path, stage: str) -> Iterator[None]:
     """Turn the loss of another process (a failed collective, or the launcher's SIGTERM) into one
     `RunStopped` line naming the last complete checkpoint of `run_dir`, from which ``--resume`` continues."""
-    from hubkit.train import trajectory as T
-
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
     def on_term(signum, _frame):
@@ -290,7 +273,7 @@ def stop_report(run_dir: Path, stage: str) -> Iterator[None]:
             if isinstance(exc, _Terminated)
             else f"a collective failed ({' '.join(str(exc).split())[:160]})"
         )
-        last = T.latest_step(run_dir)
+        last = trajectory.latest_step(run_dir)
         kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
         raise RunStopped(
             f"{stage} stopped: {why}; {kept}; run the same command with --resume to continue from it"

@@ -25,6 +25,8 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hubkit import arch
 from hubkit.errors import HubkitError
+from hubkit.precision import resolve_dtype
+from hubkit.train.recipe import DistributedRecipe
 
 QUANTIZED_PARAMS = ("Params4bit", "Int8Params")  # bitsandbytes parameter classes FSDP2 cannot shard
 
@@ -76,12 +78,10 @@ def shard(
     return model
 
 
-def shard_as(cfg, model: nn.Module | None, device: torch.device) -> nn.Module | None:
+def shard_as(cfg: DistributedRecipe, model: nn.Module | None, device: torch.device) -> nn.Module | None:
     """`shard` with a recipe's ``distributed:`` settings (`DistributedRecipe`); None stays None."""
     if model is None:
         return None
-    from hubkit.precision import resolve_dtype
-
     param_dtype = None if cfg.mixed_precision == "none" else resolve_dtype(cfg.mixed_precision, device)
     return shard(model, param_dtype, cfg.reshard_after_forward)
 

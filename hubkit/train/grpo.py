@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from peft import PeftModel
 from torch import Tensor, nn
 
-from hubkit import injection, loading
+from hubkit import loading
 from hubkit.errors import HubkitError
 from hubkit.meta import check_compatible
-from hubkit.pair import normalised_mse
-from hubkit.train import data as D
-from hubkit.train import metas
-from hubkit.train import rollouts as R
-from hubkit.train import trajectory as T
+from hubkit.metrics import normalised_mse
+from hubkit.train import metas, trajectory
 from hubkit.train.adapters import (
     grad_norm_clip,
     make_optimizer,
@@ -42,6 +39,7 @@ from hubkit.train.adapters import (
     trainable,
 )
 from hubkit.train.alarms import AlarmTripped, AlarmWatch
+from hubkit.train.data import read_rl, step_rows
 from hubkit.train.grpo_models import (
     FROZEN_AR,
     POLICY,
@@ -54,14 +52,17 @@ from hubkit.train.grpo_models import (
 )
 from hubkit.train.grpo_objective import (
     clipped_objective,
+    frozen_reading,
     group_advantages,
     response_mask,
     rewards_for,
     succeeded,
     template_of,
+    token_logprobs,
 )
-from hubkit.train.loop import Runner, RunOptions, check_finite_step, check_finite_weights
+from hubkit.train.loop import Runner, RunOptions, check_finite_step, seed_micro
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
+from hubkit.train.rollouts import rollout_engine, sample_in_process, sample_on_engine
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class GRPOTrainer:
         self.av = ActivationVerbalizer(self.model, tok, meta, adapter_name=self.adapter_name)
         self.meta, self.tokenizer = self.av.meta, tok
         self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
+        self.ar_adapter = "ar" if isinstance(self.ar.model, PeftModel) else None
         check_compatible(self.meta, self.ar.meta)
         # the fixed yardstick: the SFT AR itself when it stays frozen, else a frozen copy beside it
         self.frozen_ar = (
@@ -117,37 +119,35 @@ class GRPOTrainer:
         )
         with torch.no_grad():
             self.frozen_empty = self.frozen_ar.reconstruct([""]).float().cpu()
-        self.table = D.read_rl(data, self.meta.d_model)
+        self.table = read_rl(data, self.meta.d_model)
         self.prompt_len = len(self.av.prompt_ids)
         self.timings: dict[str, float] = {}  # seconds of the current step by phase (`clock`)
-        self.rollout_engine = R.rollout_engine(
+        self.rollout_engine = rollout_engine(
             cfg.rollout_engine, self.meta.injection.scheme, self.adapter_name
         )
         for model in (self.model, self.reference):  # FSDP shards in place; the AR stays whole
             runner.shard(model)
+        # the policy's optimiser and schedule (over the sharded parameters), and the AR's when it trains
+        self.policy_params = trainable(self.model)
+        policy_opt = make_optimizer([{"params": self.policy_params}], cfg.optim)
+        self.optimizers = {"main": policy_opt}
+        self.schedulers = {"main": make_scheduler(policy_opt, cfg.optim, cfg.steps)}
+        self.ar_params: list[nn.Parameter] = []
+        if cfg.train_ar:
+            self.ar_params = [p for p in self.ar.model.parameters() if p.requires_grad]
+            self.ar_params += list(self.ar.head.parameters())
+            ar_opt = make_optimizer([{"params": self.ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
+            self.optimizers["ar"] = ar_opt
+            self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
 
     # -- log-probs ------------------------------------------------------------------------------
     def token_logprobs(
         self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
-        """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``.
-
-        The log-probs keep their graph when called with gradients on; the entropy (a statistic) never does.
-        A token's log-prob is its logit minus the log-sum-exp: no ``[N, T, vocab]`` log-softmax is kept."""
+        """`token_logprobs` of `model` (default: the policy) at the sampling temperature."""
         model = model if model is not None else self.model
-        p = injection.plan(self.meta.injection, seqs, vectors, self.meta.d_model)
-        t = seqs.shape[1] - self.prompt_len
-        with injection.injected(model, self.meta.injection, p), self.runner.acc.autocast():
-            logits = model(
-                input_ids=seqs, attention_mask=attention, use_cache=False, logits_to_keep=t + 1
-            ).logits
-        z = logits[:, :-1].float() / self.cfg.temperature
-        norm = torch.logsumexp(z, dim=-1)
-        logp = z.gather(-1, seqs[:, self.prompt_len :, None]).squeeze(-1) - norm
-        with torch.no_grad():
-            probs = torch.softmax(z.detach(), dim=-1)
-            entropy = norm.detach() - (probs * z.detach()).sum(-1)
-        return logp * mask, entropy * mask
+        args = (self.prompt_len, self.cfg.temperature, self.runner.acc.autocast)
+        return token_logprobs(model, self.meta, seqs, attention, vectors, mask, *args)
 
     def reference_logprobs(self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor) -> Tensor:
         """Token log-probs under the reference policy (see `load_policy`)."""
@@ -170,9 +170,9 @@ class GRPOTrainer:
         ids = torch.tensor([self.av.prompt_ids] * len(vv), device=self.device)
         self.model.eval()
         if self.rollout_engine == "transformers":
-            new = R.sample_in_process(self.av, ids, vv, cfg)
+            new = sample_in_process(self.av, ids, vv, cfg)
         else:
-            new = R.sample_on_engine(self.av, vectors, self.rollout_engine, cfg)
+            new = sample_on_engine(self.av, vectors, self.rollout_engine, cfg)
         seqs = torch.cat([ids, new.to(self.device)], dim=1)
         details = self.av.decode(new)
         mask = response_mask(new, details).to(self.device)
@@ -182,7 +182,13 @@ class GRPOTrainer:
         ok_texts = [d.text for d, good in zip(details, ok) if good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
-        reading = frozen_reading(self, ok_texts, vv.cpu()[[i for i, good in enumerate(ok) if good]], recon)
+        reading = (0.0, 0.0, 0)
+        if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
+            same = self.frozen_ar is self.ar and recon is not None
+            v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
+            reading = frozen_reading(
+                v_hat, self.frozen_empty, vv.cpu()[[i for i, good in enumerate(ok) if good]]
+            )
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -190,19 +196,10 @@ class GRPOTrainer:
         # β = 0: no reference is loaded and the KL term is zero
         ref = self.reference_logprobs(seqs, attention, vv, mask) if cfg.kl_coef > 0 else None
         self.clock("logprobs", t0)
+        advantages = group_advantages(rewards, k).to(self.device)
+        dev_vectors = vectors.to(self.device)
         return Rollout(
-            vectors.to(self.device),
-            seqs,
-            attention,
-            mask,
-            details,
-            rewards,
-            group_advantages(rewards, k).to(self.device),
-            old,
-            ref,
-            entropy,
-            ok,
-            reading,
+            dev_vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading
         )
 
     def policy_loss(self, r: Rollout) -> Tensor:
@@ -222,211 +219,126 @@ class GRPOTrainer:
         self.timings[phase] = self.timings.get(phase, 0.0) + now - since
         return now
 
-    def ar_loss(self, r: Rollout) -> tuple[Tensor | None, int]:
-        ok = [i for i, good in enumerate(r.ok) if good]
-        if not ok:
-            return None, 0
-        targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok]
-        pred = self.ar.forward([r.details[i].text for i in ok])
-        return normalised_mse(pred, targets.to(pred.device)).sum(), len(ok)
-
     # -- checkpoint parts -----------------------------------------------------------------------
-    def parts(self, training: dict[str, Any]) -> list[T.Part]:
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         av_meta = metas.with_training(self.meta, **training)
-        parts = [T.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
+        parts = [trajectory.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
         if self.cfg.train_ar:
-            from peft import PeftModel
-
             ar_meta = metas.with_training(self.ar.meta, **{**training, "loss_type": "normalised_mse"})
-            name = "ar" if isinstance(self.ar.model, PeftModel) else None
+            ar = self.ar
             parts.append(
-                T.Part(
-                    self.ar.model,
-                    self.ar.tokenizer,
-                    ar_meta,
-                    head=self.ar.head,
-                    adapter_name=name,
-                    subdir="ar",
-                )
+                trajectory.Part(ar.model, ar.tokenizer, ar_meta, ar.head, self.ar_adapter, subdir="ar")
             )
         return parts
 
     def restore(self, folder: Path) -> None:
-        from peft import PeftModel
-
-        T.restore_weights(self.model, folder, self.adapter_name)
+        trajectory.restore_weights(self.model, folder, self.adapter_name)
         if self.cfg.train_ar:
-            T.restore_weights(
-                self.ar.model, folder / "ar", "ar" if isinstance(self.ar.model, PeftModel) else None
-            )
-            T.restore_head(self.ar.head, folder / "ar")
+            trajectory.restore_weights(self.ar.model, folder / "ar", self.ar_adapter)
+            trajectory.restore_head(self.ar.head, folder / "ar")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
+        """`inner_epochs` passes of the clipped objective over the step's rollouts, each refused when
+        non-finite; the gradient norm of the last pass."""
+        cfg, runner, optimizer = self.cfg, self.runner, self.optimizers["main"]
+        n_seqs = cfg.micro_batch_size * cfg.grad_accum * runner.world * cfg.group_size
+        self.model.train()
+        for _ in range(cfg.inner_epochs):
+            for ro in rollouts:
+                with runner.acc.autocast():
+                    loss = self.policy_loss(ro) / n_seqs
+                loss.backward()
+            runner.sync_grads(self.policy_params)
+            grad_norm = grad_norm_clip(self.policy_params, cfg.optim.max_grad_norm)
+            check_finite_step("grpo", step, last, reward=reward, grad_norm=grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.schedulers["main"].step()
+        return grad_norm
+
+    def ar_step(self, rollouts: list[Rollout]) -> float | None:
+        """One MSE step of the AR trained alongside, on the step's succeeded rollouts; its mean loss."""
+        optimizer, sched = self.optimizers["ar"], self.schedulers["ar"]
+        self.ar.model.train()
+        losses, count = [], 0
+        for r in rollouts:  # the AR reads the succeeded rollouts back towards their vectors
+            ok = [i for i, good in enumerate(r.ok) if good]
+            if ok:
+                pred = self.ar.forward([r.details[i].text for i in ok])
+                targets = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)[ok].to(pred.device)
+                losses.append(normalised_mse(pred, targets).sum())
+                count += len(ok)
+        global_count = self.runner.reduce_sum(float(count))
+        if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
+            sched.step()
+            return None
+        total = 0.0
+        for loss in losses:
+            (loss / global_count).backward()
+            total += float(loss.detach())
+        self.runner.sync_grads(self.ar_params)
+        grad_norm_clip(self.ar_params, self.cfg.optim.max_grad_norm)
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.ar.model.eval()
+        return self.runner.reduce_sum(total) / global_count
 
     def train(self) -> Path:
-        """Run (or resume) the stage; returns the last checkpoint folder (see `run_grpo`)."""
+        """Run (or resume) the stage (`run_grpo`); returns the last checkpoint folder."""
         return run_grpo(self)
 
 
-def frozen_reading(
-    t: GRPOTrainer, texts: list[str], targets: Tensor, recon: Tensor | None
-) -> tuple[float, float, int]:
-    """(Σ cos, Σ empty cos, n) of the frozen SFT AR on the succeeded rollouts: real − empty per step."""
-    if not texts:
-        return 0.0, 0.0, 0
-    if t.frozen_ar is t.ar and recon is not None:
-        v_hat = recon.float().cpu()
-    else:
-        v_hat = t.frozen_ar.reconstruct(texts).float().cpu()
-    tgt = targets.float()
-    real = F.cosine_similarity(v_hat, tgt, dim=-1).sum()
-    empty = F.cosine_similarity(t.frozen_empty.expand_as(tgt), tgt, dim=-1).sum()
-    return float(real), float(empty), len(texts)
-
-
-# -- the loop ----------------------------------------------------------------------------------------
-@dataclass
-class Optimisers:
-    """The policy's optimiser and schedule, plus the AR's when it trains alongside."""
-
-    policy_params: list[nn.Parameter]
-    ar_params: list[nn.Parameter]
-    optimizers: dict[str, torch.optim.Optimizer]
-    schedulers: dict[str, Any]
-
-
-def make_optimisers(t: GRPOTrainer) -> Optimisers:
-    cfg = t.cfg
-    policy_params = trainable(t.model)
-    optimizer = make_optimizer([{"params": policy_params}], cfg.optim)
-    optimizers = {"main": optimizer}
-    schedulers = {"main": make_scheduler(optimizer, cfg.optim, cfg.steps)}
-    ar_params: list[nn.Parameter] = []
-    if cfg.train_ar:
-        ar_params = [p for p in t.ar.model.parameters() if p.requires_grad] + list(t.ar.head.parameters())
-        ar_opt = make_optimizer([{"params": ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
-        optimizers["ar"] = ar_opt
-        schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
-    return Optimisers(policy_params, ar_params, optimizers, schedulers)
-
-
-def ar_step(t: GRPOTrainer, rollouts: list[Rollout], opt: Optimisers) -> float | None:
-    """One MSE step of the AR trained alongside, on the step's succeeded rollouts; its mean loss."""
-    params, optimizer, sched = opt.ar_params, opt.optimizers["ar"], opt.schedulers["ar"]
-    t.ar.model.train()
-    total, count = 0.0, 0
-    losses = []
-    for ro in rollouts:
-        loss, n = t.ar_loss(ro)
-        if loss is not None:
-            losses.append(loss)
-            count += n
-    global_count = t.runner.reduce_sum(float(count))
-    if global_count == 0:  # nothing to learn from: the schedule still advances with the steps
-        sched.step()
-        return None
-    for loss in losses:
-        (loss / global_count).backward()
-        total += float(loss.detach())
-    t.runner.sync_grads(params)
-    grad_norm_clip(params, t.cfg.optim.max_grad_norm)
-    optimizer.step()
-    sched.step()
-    optimizer.zero_grad(set_to_none=True)
-    t.ar.model.eval()
-    return t.runner.reduce_sum(total) / global_count
-
-
-@dataclass
-class Progress:
-    """Counters carried from step to step (and restored on resume)."""
-
-    start: int
-    tokens_seen: int
-    parent: str
-    streak: int
-    last: Path | None
-    alarms: AlarmWatch
-
-
-def resume_progress(t: GRPOTrainer, opt: Optimisers, per_step: int) -> Progress:
-    """Where the run starts: step 0 from the AV init, or the resumed checkpoint with everything restored."""
-    runner = t.runner
-    watch = AlarmWatch(t.cfg.alarms)
-    if runner.resumed is None:
-        return Progress(0, 0, str(t.av_dir), 0, None, watch)
-    r = runner.resumed
-    T.check_resumable(r, "grpo", runner.config_sha256, t.table.sha256, per_step)
-    t.restore(r.folder)
-    for name, o in opt.optimizers.items():
-        o.load_state_dict(r.optimizers[name])
-        opt.schedulers[name].load_state_dict(r.schedulers[name])
-    streak = int(r.state.extra.get("collapse_streak", 0))
-    watch.restore(r.state.extra.get("alarm_history", {}))
-    return Progress(r.state.step, r.state.tokens_seen, r.folder.name, streak, r.folder, watch)
-
-
-def last_good(t: GRPOTrainer, step: int) -> Path:
-    """The newest checkpoint written before the alarm window that tripped (else the starting AV)."""
-    before = [f for s, f in T.list_steps(t.runner.run_dir) if s <= step - t.cfg.alarms.window]
-    return before[-1] if before else t.av_dir
-
-
-def _check_collapse(t: GRPOTrainer, p: Progress, step: int, stats: dict, rollouts: list[Rollout]) -> None:
-    p.streak = p.streak + 1 if stats["templates"] == 1 else 0
-    if p.streak >= t.cfg.collapse_patience:
-        example = rollouts[0].details[0].raw
+def check_collapse(step: int, streak: int, patience: int, example: str, outputs: int, last: Path) -> None:
+    """Stop when every output of a step was one template for `patience` steps in a row (`streak`)."""
+    if streak >= patience:
         raise PolicyCollapsed(
-            f"GRPO stopped at step {step}: for {p.streak} step(s) in a row all {stats['outputs']} sampled "
-            f"outputs were one template ({example[:120]!r}); the policy has collapsed and more steps would "
-            f"reinforce it. Last good checkpoint: {p.last or t.av_dir}. Lower optim.lr, raise "
-            "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+            f"GRPO stopped at step {step}: for {streak} step(s) in a row all {outputs} sampled outputs were one "
+            f"template ({example[:120]!r}); the policy has collapsed and more steps would reinforce it. Last good "
+            f"checkpoint: {last}. Lower optim.lr, raise grpo.kl_coef or grpo.temperature, or check the AR's rewards"
         )
 
 
-def _policy_update(
-    t: GRPOTrainer, opt: Optimisers, p: Progress, step: int, rollouts, stats, n_seqs: int
-) -> None:
-    """`inner_epochs` passes of the clipped objective over the step's rollouts (refused when non-finite)."""
-    cfg, runner, optimizer = t.cfg, t.runner, opt.optimizers["main"]
-    t.model.train()
-    for _ in range(cfg.inner_epochs):
-        for ro in rollouts:
-            with runner.acc.autocast():
-                loss = t.policy_loss(ro) / n_seqs
-            loss.backward()
-        runner.sync_grads(opt.policy_params)
-        stats["grad_norm"] = grad_norm_clip(opt.policy_params, cfg.optim.max_grad_norm)
-        check_finite_step("grpo", step, p.last, reward=stats["reward"], grad_norm=stats["grad_norm"])
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    opt.schedulers["main"].step()
+def last_good(run_dir: Path, step: int, window: int, start: Path) -> Path:
+    """The newest checkpoint written before the alarm window that tripped (else `start`, the starting AV)."""
+    before = [f for s, f in trajectory.list_steps(run_dir) if s <= step - window]
+    return before[-1] if before else start
 
 
 def run_grpo(t: GRPOTrainer) -> Path:
-    """The GRPO loop: sample, score, update (policy, then the AR when it trains), log, checkpoint."""
-    cfg, recipe, runner = t.cfg, t.recipe, t.runner
-    opt = make_optimisers(t)
+    """The GRPO loop over `t`'s models and optimisers: sample, score, update (policy, then the AR when it
+    trains), log, checkpoint; returns the last checkpoint folder. What carries from step to step (progress,
+    the collapse streak, the alarms' history) is restored from a resumed step and saved with each one."""
+    cfg, runner = t.cfg, t.runner
     per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    p = resume_progress(t, opt, per_step)
-    runner.start_metrics(p.start)
-    n_seqs = per_step * cfg.group_size
-    for step in range(p.start + 1, cfg.steps + 1):
+    p, extra = runner.resume(
+        "grpo", t.table.sha256, per_step, str(t.av_dir), t.restore, t.optimizers, t.schedulers
+    )
+    streak = int(extra.get("collapse_streak", 0))
+    alarms = AlarmWatch(cfg.alarms)
+    alarms.restore(extra.get("alarm_history", {}))
+    for step in range(p.step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
         t.timings = {}
-        rows = D.step_rows(len(t.table), recipe.seed, step - 1, per_step)
+        rows = step_rows(len(t.table), t.recipe.seed, step - 1, per_step)
         rollouts = []
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-            runner.seed_micro(step, index)
+            seed_micro(t.recipe.seed, step, index)
             rollouts.append(t.rollout(t.table.vectors[mb]))
         stats = step_stats(rollouts, runner, cfg.group_size)
-        _check_collapse(t, p, step, stats, rollouts)
-        lr = opt.schedulers["main"].get_last_lr()[0]
+        streak = streak + 1 if stats["templates"] == 1 else 0
+        example = rollouts[0].details[0].raw
+        check_collapse(step, streak, cfg.collapse_patience, example, stats["outputs"], p.last or t.av_dir)
+        lr = t.schedulers["main"].get_last_lr()[0]
         t1 = time.perf_counter()
-        _policy_update(t, opt, p, step, rollouts, stats, n_seqs)
+        stats["grad_norm"] = t.policy_update(step, rollouts, stats["reward"], p.last)
         stats |= policy_stats(rollouts, runner)
         t1 = t.clock("update", t1)
         if cfg.train_ar:
-            stats["ar_loss"] = ar_step(t, rollouts, opt)
+            stats["ar_loss"] = t.ar_step(rollouts)
             t.clock("ar", t1)
+        p.step = step
         p.tokens_seen += int(runner.reduce_sum(float(sum(ro.attention.sum().item() for ro in rollouts))))
         metrics = {
             "step": step,
@@ -438,26 +350,23 @@ def run_grpo(t: GRPOTrainer) -> Path:
             **{f"seconds_{k}": v for k, v in t.timings.items()},  # where the step's time went
         }
         runner.log_step(metrics)
-        p.alarms.add(stats)
-        p.alarms.check(step, str(last_good(t, step)))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            check_finite_weights("grpo", step, p.last, [*opt.policy_params, *opt.ar_params])
-            p.last = runner.save_step(
+        alarms.add(stats)
+        alarms.check(step, str(last_good(runner.run_dir, step, cfg.alarms.window, t.av_dir)))
+        if runner.due(step):
+            runner.save_step(
+                p,
                 stage_name="grpo",
                 loss_type="grpo_clipped_kl",
-                step=step,
                 loss=-stats["reward"],
                 lr=lr,
-                tokens_seen=p.tokens_seen,
                 data_sha256=t.table.sha256,
-                parent=p.parent,
                 global_batch=per_step,
+                params=[*t.policy_params, *t.ar_params],
                 parts=t.parts,
-                optimizers=opt.optimizers,
-                schedulers=opt.schedulers,
-                extra={"collapse_streak": p.streak, "alarm_history": p.alarms.state()},
+                optimizers=t.optimizers,
+                schedulers=t.schedulers,
+                extra={"collapse_streak": streak, "alarm_history": alarms.state()},
             )
-            p.parent = p.last.name
         runner.maybe_hang(step)
     return p.last if p.last is not None else runner.run_dir
 
@@ -523,6 +432,7 @@ __all__ = [
     "clipped_objective",
     "group_advantages",
     "rewards_for",
+    "run_grpo",
     "template_of",
     "train_grpo",
 ]

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
+from peft import PeftModel
 from torch import nn
 
-from hubkit import heads, loading
+from hubkit import arch, heads, loading
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, HubkitError
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.reconstructor import ActivationReconstructor
-from hubkit.train import trajectory as T
-from hubkit.train.adapters import load_model
+from hubkit.train.adapters import load_model, prepare_for_training
+from hubkit.train.distributed import check_two_copies
 from hubkit.train.recipe import GRPORecipe, Recipe
+from hubkit.train.trajectory import latest_step
 
 POLICY = "av"
 REFERENCE = "ref"
@@ -38,7 +41,7 @@ def init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
             raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
         verify_checkpoint(path)
         return path
-    last = T.latest_step(Path(recipe.output_dir) / stage)
+    last = latest_step(Path(recipe.output_dir) / stage)
     if last is None:
         raise CheckpointError(
             f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
@@ -48,15 +51,15 @@ def init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
     return last
 
 
-def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device, dtype_name: str):
+def load_policy(
+    recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device, dtype_name: str
+) -> tuple[nn.Module, nn.Module | None, Any, NLAMeta]:
     """(policy model, reference model or ``None``, tokenizer, AV meta) started from the AV at `av_dir`.
 
     A LoRA AV keeps training its adapter (`av`); the reference is the same base with the adapter
     disabled, or a frozen copy of the starting adapter (`ref`): no second model in memory. A fully
     fine-tuned AV trains all weights; its reference is a second, frozen model (the base or the start).
     """
-    from peft import PeftModel, prepare_model_for_kbit_training
-
     meta = NLAMeta.load(av_dir)
     if meta.role != "av":
         raise CheckpointError(
@@ -66,24 +69,15 @@ def load_policy(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.dev
     base = loading.resolve_base(recipe.base_model)
     reference = None
     if loading.is_adapter(av_dir):
-        quant = meta.adapter.quant
-        model = load_model(base, dtype, device, quant)
-        if quant != "none":
-            model = prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=cfg.gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
-        elif cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = load_model(base, dtype, device, meta.adapter.quant)
+        model = prepare_for_training(model, meta.adapter.quant != "none", cfg.gradient_checkpointing)
         model = PeftModel.from_pretrained(model, str(av_dir), adapter_name=POLICY, is_trainable=True)
         if cfg.reference == "init" and cfg.kl_coef > 0:
             model.load_adapter(str(av_dir), adapter_name=REFERENCE)
         model.set_adapter(POLICY)
     else:
         model = load_model(str(av_dir), dtype, device).requires_grad_(True)
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_for_training(model, False, cfg.gradient_checkpointing)
         if cfg.kl_coef > 0:  # with β = 0 the KL term is never computed: no second copy
             reference = load_model(str(av_dir) if cfg.reference == "init" else base, dtype, device)
             reference.requires_grad_(False).eval()
@@ -100,8 +94,6 @@ def load_ar(
         return ActivationReconstructor.from_pretrained(
             ar_dir, base_model=recipe.base_model, device=str(device), dtype=dtype_name
         )
-    from hubkit import arch
-
     meta = NLAMeta.load(ar_dir)
     if meta.ar is None or meta.role != "ar":
         raise CheckpointError(f"{ar_dir}: grpo.ar_init must be an AR checkpoint")
@@ -131,8 +123,6 @@ def frozen_ar(
 
     A LoRA AR gets the SFT adapter a second time (`FROZEN_AR`) on the same truncated base, and a copy of
     its starting head: no second model. A fully fine-tuned AR is loaded again."""
-    from peft import PeftModel
-
     if not isinstance(trained.model, PeftModel):
         return load_ar(recipe, ar_dir, device, False, dtype_name)
     meta = trained.meta
@@ -163,6 +153,4 @@ def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype
                 f"explanation in its tags ({closing!r} and the stop token take {need}); raise it"
             )
     if not loading.is_adapter(av_dir) and cfg.kl_coef > 0:
-        from hubkit.train.memory import check_two_copies
-
         check_two_copies(av_dir, cfg.reference, dtype_name)

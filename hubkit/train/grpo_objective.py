@@ -1,14 +1,21 @@
 """GRPO's objective, as pure functions tested on their own: which rollouts count, their rewards, the
-group-standardised advantages, the clipped PPO loss with its KL term, and the mask of sampled tokens."""
+group-standardised advantages, the clipped PPO loss with its KL term, the mask of sampled tokens, the
+sampled tokens' log-probs under a policy, and the frozen SFT AR's reading of a step."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from hubkit.pair import normalised_mse
+from hubkit import injection
+from hubkit.meta import NLAMeta
+from hubkit.metrics import normalised_mse
 from hubkit.verbalizer import Explanation
 
 
@@ -80,3 +87,41 @@ def response_mask(new_tokens: Tensor, details: list[Explanation]) -> Tensor:
     for i, d in enumerate(details):
         mask[i, : min(d.n_tokens + 1, t)] = 1
     return mask
+
+
+def token_logprobs(
+    model: nn.Module,
+    meta: NLAMeta,
+    seqs: Tensor,
+    attention: Tensor,
+    vectors: Tensor,
+    mask: Tensor,
+    prompt_len: int,
+    temperature: float,
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> tuple[Tensor, Tensor]:
+    """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``, of
+    `model` reading ``seqs`` (prompt of `prompt_len` tokens, then the sample) with `vectors` injected.
+
+    The log-probs keep their graph when called with gradients on; the entropy (a statistic) never does.
+    A token's log-prob is its logit minus the log-sum-exp: no ``[N, T, vocab]`` log-softmax is kept."""
+    plan = injection.plan(meta.injection, seqs, vectors, meta.d_model)
+    t = seqs.shape[1] - prompt_len
+    with injection.injected(model, meta.injection, plan), autocast():
+        logits = model(input_ids=seqs, attention_mask=attention, use_cache=False, logits_to_keep=t + 1).logits
+    z = logits[:, :-1].float() / temperature
+    norm = torch.logsumexp(z, dim=-1)
+    logp = z.gather(-1, seqs[:, prompt_len:, None]).squeeze(-1) - norm
+    with torch.no_grad():
+        probs = torch.softmax(z.detach(), dim=-1)
+        entropy = norm.detach() - (probs * z.detach()).sum(-1)
+    return logp * mask, entropy * mask
+
+
+def frozen_reading(v_hat: Tensor, empty: Tensor, targets: Tensor) -> tuple[float, float, int]:
+    """(Σ cos, Σ empty cos, n): how close the frozen SFT AR's reconstructions `v_hat` and its reading `empty`
+    of an empty text ``[1, d]`` come to `targets` ``[n, d]`` (real − empty per step, `hubkit.train.alarms`)."""
+    tgt = targets.float()
+    real = F.cosine_similarity(v_hat.float().cpu(), tgt, dim=-1).sum()
+    against_empty = F.cosine_similarity(empty.expand_as(tgt), tgt, dim=-1).sum()
+    return float(real), float(against_empty), len(tgt)

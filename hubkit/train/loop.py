@@ -19,9 +19,9 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +29,11 @@ from torch import Tensor, nn
 
 from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
+from hubkit.meta import NLAMeta
 from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
-from hubkit.train import data as D
-from hubkit.train import distributed as DP
-from hubkit.train import fsdp
-from hubkit.train import trajectory as T
-from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler
+from hubkit.train import distributed, fsdp, metas, trajectory
+from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler, trainable
+from hubkit.train.data import Table, micro_batches, step_rows
 from hubkit.train.recipe import Recipe, Stage, StageRecipe
 
 log = logging.getLogger(__name__)
@@ -78,6 +77,16 @@ def check_finite_step(stage: str, step: int, last: Path | None, **values: float)
 
 
 @dataclass
+class Progress:
+    """Where a stage's run stands between steps (restored on resume): what its next checkpoint records."""
+
+    step: int
+    tokens_seen: int
+    parent: str  # what the next checkpoint descends from: the stage's init, then the last step's folder name
+    last: Path | None  # the last checkpoint written or resumed from (None: none yet)
+
+
+@dataclass
 class RunOptions:
     """What the command line adds to a recipe for one run."""
 
@@ -105,8 +114,8 @@ class Runner:
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.dist = recipe.distributed
-        DP.ensure_process_group(self.dist.strategy, self.device)
-        DP.check_same_devices(self.device, self.world)
+        distributed.ensure_process_group(self.dist.strategy, self.device)
+        distributed.check_same_devices(self.device, self.world)
         self.run_dir = Path(opts.out) if opts.out else Path(recipe.output_dir) / stage
         self.dtype = resolve_dtype_name(recipe.dtype, self.device)
         threads = apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", self.world)))
@@ -116,8 +125,10 @@ class Runner:
                 f"[{stage}] dtype {self.dtype} (recipe: {recipe.dtype}), {threads} torch threads", flush=True
             )
         self.config_sha256 = recipe.config_sha256(stage, self.dtype)
-        DP.check_stage(self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model)
-        self.resumed = self._prepare_run_dir()
+        distributed.check_stage(
+            self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model
+        )
+        self.resumed = open_run_dir(self.run_dir, opts, self.is_main, self.acc.wait_for_everyone)
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
 
     @property
@@ -139,50 +150,12 @@ class Runner:
             raise DataError(f"no {what} data: set `{self.stage}.data` in the recipe or pass --data")
         return data
 
-    def _prepare_run_dir(self) -> T.Resumed | None:
-        resume = self.opts.resume or self.opts.resume_fallback or self.opts.resume_unverified
-        if self.is_main:
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CheckpointError(
-                    f"{self.run_dir}: cannot create the run folder ({exc.strerror})"
-                ) from exc
-            for p in T.clean_partials(self.run_dir):
-                log.warning("removed a half-written checkpoint left by a killed run: %s", p)
-            if resume and self.opts.resume_fallback:
-                T.resume_point(self.run_dir, fallback=True, unverified_ok=self.opts.resume_unverified)
-        self.acc.wait_for_everyone()
-        last = T.latest_step(self.run_dir)
-        if last is None:
-            if resume:
-                log.info("%s: no checkpoint to resume from; starting a new run", self.run_dir)
-            return None
-        if not resume:
-            raise CheckpointError(
-                f"{self.run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
-                "or choose another output folder (--out)"
-            )
-        return T.read_state(last, unverified_ok=self.opts.resume_unverified)
-
-    # -- determinism ---------------------------------------------------------------------------
-    def seed_micro(self, step: int, micro: int) -> None:
-        """Seed every generator from (seed, step, global micro-batch index) before that micro-batch runs.
-
-        A micro-batch's randomness (dropout, sampling) then depends on neither earlier steps (exact
-        resume) nor which process runs it (n processes = one process with n× the accumulation).
-        """
-        s = (self.recipe.seed * 1_000_003 + step * 7_919 + micro * 104_729) % (2**31)
-        torch.manual_seed(s)
-        random.seed(s)
-        np.random.seed(s)
-
+    # -- data parallel -------------------------------------------------------------------------
     def my_micro_batches(self, rows: list[int], micro_batch_size: int) -> list[tuple[int, list[int]]]:
         """(global index, rows) of this process's micro-batches of a step."""
-        mine = D.micro_batches(rows, micro_batch_size, self.rank, self.world)
+        mine = micro_batches(rows, micro_batch_size, self.rank, self.world)
         return [(self.rank + j * self.world, mb) for j, mb in enumerate(mine)]
 
-    # -- data parallel -------------------------------------------------------------------------
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
         """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
         if self.world > 1:
@@ -219,72 +192,88 @@ class Runner:
             shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
             print(f"[{self.stage}] {shown}", flush=True)
 
-    def checkpoint(
-        self, state: T.TrainerState, parts: list[T.Part], optimizers: dict, schedulers: dict
-    ) -> Path:
-        """Write step `state.step` (rank 0), gathering sharded weights and optimiser state first."""
-        folder = self.run_dir / T.step_name(state.step)
-        if self.sharded:  # every rank takes part in gathering; rank 0 writes
-            parts, optimizers = fsdp.gathered_for_checkpoint(parts, optimizers)
-        if self.is_main:
-            T.write_step(self.run_dir, state, parts, optimizers, schedulers)
-            if not self.opts.quiet:
-                print(f"[{self.stage}] wrote {folder}", flush=True)
-        self.acc.wait_for_everyone()
-        return folder
+    def resume(
+        self,
+        stage_name: str,
+        data_sha256: str,
+        per_step: int,
+        init_parent: str,
+        restore: Callable[[Path], None],
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedulers: dict[str, Any],
+    ) -> tuple[Progress, dict[str, Any]]:
+        """Where the run starts: step 0 from `init_parent`, or the resumed step (refused unless it continues this
+        run) with its weights, optimisers and schedules restored; also the state's ``extra``. Metrics lines
+        after the start are dropped."""
+        r = self.resumed
+        if r is None:
+            progress, extra = Progress(0, 0, init_parent, None), {}
+        else:
+            trajectory.check_resumable(r, stage_name, self.config_sha256, data_sha256, per_step)
+            restore(r.folder)
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(r.optimizers[name])
+                schedulers[name].load_state_dict(r.schedulers[name])
+            log.info("resumed %s from %s (step %d)", stage_name, r.folder, r.state.step)
+            progress, extra = (
+                Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder),
+                r.state.extra,
+            )
+        self.start_metrics(progress.step)
+        return progress, extra
+
+    def due(self, step: int) -> bool:
+        """Whether step `step` writes a checkpoint (every ``checkpoint_every`` steps, and the last)."""
+        return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
 
     def save_step(
         self,
+        p: Progress,
         *,
         stage_name: str,
         loss_type: str,
-        step: int,
         loss: float,
         lr: float,
-        tokens_seen: int,
         data_sha256: str,
-        parent: str | None,
         global_batch: int,
-        parts: Callable[[dict[str, Any]], list[T.Part]],
+        params: list[nn.Parameter],
+        parts: Callable[[dict[str, Any]], list[trajectory.Part]],
         optimizers: dict,
         schedulers: dict,
         extra: dict[str, Any] | None = None,
-    ) -> Path:
-        """Write checkpoint `step`: the metas' ``training`` record and the resume state from the same values.
-
-        `parts` turns that ``training`` record into the halves to save (``task.parts``); returns the folder.
-        """
-        seed, config_sha256 = self.recipe.seed, self.config_sha256
-        training = dict(
+    ) -> None:
+        """Write checkpoint `p.step` (refused when a trained weight is not finite): the metas' ``training``
+        record and the resume state from the same values. `parts` turns that record into the halves to save
+        (``task.parts``); `p` then names the new folder as the last one and the parent of the next."""
+        check_finite_weights(stage_name, p.step, p.last, params)
+        state = trajectory.TrainerState(
             stage=stage_name,
-            step=step,
-            loss=loss,
-            lr=lr,
-            tokens_seen=tokens_seen,
-            seed=seed,
-            data_sha256=data_sha256,
-            parent=parent,
-            loss_type=loss_type,
-            global_batch_size=global_batch,
-            config_sha256=config_sha256,
-            dtype=self.dtype,
-        )
-        state = T.TrainerState(
-            stage=stage_name,
-            step=step,
+            step=p.step,
             total_steps=self.cfg.steps,
             loss=loss,
             lr=lr,
-            tokens_seen=tokens_seen,
-            seed=seed,
+            tokens_seen=p.tokens_seen,
+            seed=self.recipe.seed,
             data_sha256=data_sha256,
-            config_sha256=config_sha256,
-            parent=parent,
+            config_sha256=self.config_sha256,
+            parent=p.parent,
             global_batch=global_batch,
             world_size=self.world,
             extra=dict(extra or {}),
         )
-        return self.checkpoint(state, parts(training), optimizers, schedulers)
+        skip = ("total_steps", "global_batch", "world_size", "extra")  # the resume's, not the meta's
+        training = {k: v for k, v in asdict(state).items() if k not in skip}
+        training |= dict(loss_type=loss_type, global_batch_size=global_batch, dtype=self.dtype)
+        folder = self.run_dir / trajectory.step_name(p.step)
+        saved = parts(training)
+        if self.sharded:  # every rank takes part in gathering; rank 0 writes
+            saved, optimizers = fsdp.gathered_for_checkpoint(saved, optimizers)
+        if self.is_main:
+            trajectory.write_step(self.run_dir, state, saved, optimizers, schedulers)
+            if not self.opts.quiet:
+                print(f"[{self.stage}] wrote {folder}", flush=True)
+        self.acc.wait_for_everyone()
+        p.last, p.parent = folder, folder.name
 
     def maybe_hang(self, step: int) -> None:
         if self.opts.hang_after_step is not None and step == self.opts.hang_after_step:
@@ -292,6 +281,47 @@ class Runner:
             sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
+
+
+def open_run_dir(
+    run_dir: Path, opts: RunOptions, is_main: bool, wait: Callable[[], None]
+) -> trajectory.Resumed | None:
+    """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
+    from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
+    resume = opts.resume or opts.resume_fallback or opts.resume_unverified
+    if is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
+        for p in trajectory.clean_partials(run_dir):
+            log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+        if resume and opts.resume_fallback:
+            trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+    wait()
+    last = trajectory.latest_step(run_dir)
+    if last is None:
+        if resume:
+            log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
+        return None
+    if not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
+            "or choose another output folder (--out)"
+        )
+    return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
+
+
+def seed_micro(seed: int, step: int, micro: int) -> None:
+    """Seed every generator from (seed, step, global micro-batch index) before that micro-batch runs.
+
+    A micro-batch's randomness (dropout, sampling) then depends on neither earlier steps (exact
+    resume) nor which process runs it (n processes = one process with n× the accumulation).
+    """
+    s = (seed * 1_000_003 + step * 7_919 + micro * 104_729) % (2**31)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s)
 
 
 def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
@@ -378,27 +408,45 @@ def _fmt(v: Any) -> str:
 
 
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
-class SFTTask(Protocol):
-    """What a supervised stage supplies to `run_sft`."""
+class SFTTask:
+    """A supervised stage (AV or AR) as `run_sft` trains it: a subclass sets the model (and head), meta,
+    tokenizer and table, and defines the normaliser, token count and summed loss of its rows."""
 
     stage_name: str
     loss_type: str
     init_parent: str
-    table: D.Table
+    table: Table
+    model: nn.Module
+    tokenizer: Any
+    meta: NLAMeta
+    head: nn.Linear | None = None
+    adapter_name: str | None = None
 
-    def param_groups(self) -> list[dict]: ...
+    def param_groups(self) -> list[dict]:
+        return [{"params": trainable(self.model)}]
 
-    def trained_modules(self) -> list[nn.Module]: ...
+    def trained_modules(self) -> list[nn.Module]:
+        return [m for m in (self.model, self.head) if m is not None]
 
-    def restore(self, folder: Path) -> None: ...
+    def restore(self, folder: Path) -> None:
+        trajectory.restore_weights(self.model, folder, self.adapter_name)
+        if self.head is not None:
+            trajectory.restore_head(self.head, folder)
 
-    def normaliser(self, rows: list[int]) -> float: ...
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
+        meta = metas.with_training(self.meta, **training)
+        return [
+            trajectory.Part(self.model, self.tokenizer, meta, head=self.head, adapter_name=self.adapter_name)
+        ]
 
-    def tokens(self, rows: list[int]) -> int: ...
+    def normaliser(self, rows: list[int]) -> float:
+        raise NotImplementedError
 
-    def micro_loss(self, rows: list[int]) -> Tensor: ...
+    def tokens(self, rows: list[int]) -> int:
+        raise NotImplementedError
 
-    def parts(self, training: dict[str, Any]) -> list[T.Part]: ...
+    def micro_loss(self, rows: list[int]) -> Tensor:
+        raise NotImplementedError
 
 
 def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | None = None) -> Path:
@@ -408,31 +456,24 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
     params = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+    optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
     per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    start, tokens_seen, parent = 0, 0, task.init_parent
-    if runner.resumed is not None:
-        r = runner.resumed
-        T.check_resumable(r, task.stage_name, runner.config_sha256, task.table.sha256, per_step)
-        task.restore(r.folder)
-        optimizer.load_state_dict(r.optimizers["main"])
-        scheduler.load_state_dict(r.schedulers["main"])
-        start, tokens_seen, parent = r.state.step, r.state.tokens_seen, r.folder.name
-        log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, start)
-    runner.start_metrics(start)
-    last = runner.resumed.folder if runner.resumed is not None else None
-    if start >= cfg.steps:
-        log.info("%s: already at step %d of %d; nothing to do", runner.run_dir, start, cfg.steps)
-        return last if last is not None else runner.run_dir
+    p, _ = runner.resume(
+        task.stage_name, task.table.sha256, per_step, task.init_parent, task.restore, optimizers, schedulers
+    )
+    if p.step >= cfg.steps:
+        log.info("%s: already at step %d of %d; nothing to do", runner.run_dir, p.step, cfg.steps)
+        return p.last if p.last is not None else runner.run_dir
     n = len(task.table)
-    for step in range(start + 1, cfg.steps + 1):
+    for step in range(p.step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
-        rows = D.step_rows(n, recipe.seed, step - 1, per_step)
+        rows = step_rows(n, recipe.seed, step - 1, per_step)
         norm = task.normaliser(rows)
         for m in task.trained_modules():
             m.train()
         total = 0.0
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
-            runner.seed_micro(step, index)
+            seed_micro(recipe.seed, step, index)
             with runner.acc.autocast():
                 loss_sum = task.micro_loss(mb)
             (loss_sum / norm).backward()
@@ -440,40 +481,37 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         runner.sync_grads(params)
         grad_norm = grad_norm_clip(params, cfg.optim.max_grad_norm)
         loss = runner.reduce_sum(total) / norm
-        check_finite_step(task.stage_name, step, last, loss=loss, grad_norm=grad_norm)
+        check_finite_step(task.stage_name, step, p.last, loss=loss, grad_norm=grad_norm)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        tokens_seen += task.tokens(rows)
+        p.step, p.tokens_seen = step, p.tokens_seen + task.tokens(rows)
         metrics = {
             "step": step,
             "loss": loss,
             "lr": lr,
             "grad_norm": grad_norm,
-            "tokens_seen": tokens_seen,
+            "tokens_seen": p.tokens_seen,
             "seconds": time.perf_counter() - t0,
         }
         runner.log_step(metrics)
         if on_step is not None:
             on_step(metrics)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            check_finite_weights(task.stage_name, step, last, params)
-            last = runner.save_step(
+        if runner.due(step):
+            runner.save_step(
+                p,
                 stage_name=task.stage_name,
                 loss_type=task.loss_type,
-                step=step,
                 loss=loss,
                 lr=lr,
-                tokens_seen=tokens_seen,
                 data_sha256=task.table.sha256,
-                parent=parent,
                 global_batch=per_step,
+                params=params,
                 parts=task.parts,
-                optimizers={"main": optimizer},
-                schedulers={"main": scheduler},
+                optimizers=optimizers,
+                schedulers=schedulers,
             )
-            parent = last.name
         runner.maybe_hang(step)
-    assert last is not None
-    return last
+    assert p.last is not None
+    return p.last

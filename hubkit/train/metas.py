@@ -9,6 +9,7 @@ from torch import nn
 
 from hubkit import arch, injection
 from hubkit.errors import InjectionError, MetaError
+from hubkit.identity import hub_id
 from hubkit.meta import (
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
@@ -20,9 +21,9 @@ from hubkit.meta import (
     fill_suffix_ids,
 )
 from hubkit.scale_lint import RECIPE_SCALES, resolve_recipe_scale
-from hubkit.train.adapters import meta_adapter, meta_base_name
+from hubkit.train.adapters import meta_adapter
 from hubkit.train.recipe import AdapterRecipe, Recipe
-from hubkit.verbalizer import render_prompt
+from hubkit.verbalizer import render_prompt, resolve_marker
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe)
         )
     return NLAMeta(
         role="av",
-        base_model=meta_base_name(recipe.base_model),
+        base_model=hub_id(recipe.base_model),
         d_model=arch.hidden_size(model),
         layer=recipe.layer,
         injection=Injection(scheme=n.injection_scheme, scale=scale, marker=marker, block=n.injection_block),
@@ -97,7 +98,7 @@ def ar_meta(
     the AR injects nothing), the ``tokens`` the reference's config loader reads from every sidecar."""
     meta = NLAMeta(
         role="ar",
-        base_model=meta_base_name(recipe.base_model),
+        base_model=hub_id(recipe.base_model),
         d_model=arch.hidden_size(model),
         layer=recipe.layer,
         ar=ar_spec(recipe, head_bias),
@@ -106,8 +107,6 @@ def ar_meta(
     )
     if tokenizer is None:
         return meta
-    from hubkit.verbalizer import resolve_marker
-
     n = recipe.nla
     chat = _chat(recipe, tokenizer)
     template = n.av_template or DEFAULT_AV_TEMPLATE

@@ -11,15 +11,16 @@ import dataclasses
 import hashlib
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from hubkit.engines import EngineError, normalise
 from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
-from hubkit.train.distributed import DistributedRecipe, hashed_section
 
 Stage = Literal["av", "ar", "grpo"]
 RecipeScale = (
@@ -31,40 +32,30 @@ class RecipeError(HubkitError, ValueError):
     """A recipe file that is missing, not YAML, or has an unknown, missing or mistyped field."""
 
 
-def _help(
-    text: str,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    **kw: Any,
-) -> Any:
-    """A field with its help text and, for numbers, the range `check_values` enforces (always finite)."""
-    bounds = {k: v for k, v in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if v is not None}
+_BOUNDS = {
+    "gt": (">", operator.gt),
+    "ge": (">=", operator.ge),
+    "lt": ("<", operator.lt),
+    "le": ("<=", operator.le),
+}
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _help(text: str, **kw: Any) -> Any:
+    """A field with its help text and, for numbers, the range (`gt`, `ge`, `lt`, `le`) `check_values` enforces."""
+    bounds = {k: kw.pop(k) for k in _BOUNDS if k in kw}
     return field(metadata={"help": text, "bounds": bounds}, **kw)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-_BOUND_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
 def _out_of_range(value: float, bounds: dict[str, float]) -> str | None:
-    """What `value` breaks (non-finite, or a bound), or None when it is acceptable."""
-    wanted = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
-    kind = "an integer" if isinstance(value, int) else "a finite number"
-    need = f"{kind}{' ' + wanted if wanted else ''}"
+    """What `value` breaks (non-finite, or a bound), or None when it is acceptable (always finite)."""
+    wanted = " and ".join(f"{_BOUNDS[k][0]} {v:g}" for k, v in bounds.items())
+    need = f"{'an integer' if isinstance(value, int) else 'a finite number'}{' ' + wanted if wanted else ''}"
     if not math.isfinite(value):
         return need
     if abs(value) > FLOAT32_MAX:  # torch turns hyper-parameters into fp32 tensors
         return f"{need}, within float32 range (|x| <= 3.4e38)"
-    ok = {
-        "gt": lambda b: value > b,
-        "ge": lambda b: value >= b,
-        "lt": lambda b: value < b,
-        "le": lambda b: value <= b,
-    }
-    return None if all(ok[k](b) for k, b in bounds.items()) else need
+    return None if all(_BOUNDS[k][1](value, b) for k, b in bounds.items()) else need
 
 
 def check_values(obj: Any, prefix: str = "") -> None:
@@ -297,8 +288,6 @@ class GRPORecipe(StageRecipe):
     )
 
     def __post_init__(self) -> None:
-        from hubkit.engines import EngineError, normalise
-
         try:
             self.rollout_engine = normalise(self.rollout_engine)
         except EngineError as err:
@@ -320,6 +309,50 @@ class GRPORecipe(StageRecipe):
     def critic_lr(self) -> float:
         """The AR's learning rate when it trains alongside: `ar_lr`, else 5 × the AV's."""
         return self.ar_lr if self.ar_lr is not None else 5.0 * self.optim.lr
+
+
+@dataclass
+class DistributedRecipe:
+    """How the processes of one run share the work (`hubkit.train.distributed`; every field has a default, so
+    a recipe may omit the section)."""
+
+    strategy: Literal["ddp", "fsdp"] = _help(
+        "ddp: a full copy per process, gradients summed; fsdp: parameters, gradients and optimiser state "
+        "sharded over the processes (FSDP2), each decoder block a unit",
+        default="ddp",
+    )
+    global_batch_size: int | None = _help(
+        "rows per optimiser step over all processes (null: micro_batch_size x grad_accum x processes); when "
+        "set, grad_accum = global_batch_size / (micro_batch_size x processes)",
+        default=None,
+        ge=1,
+    )
+    mixed_precision: Literal["none", "auto", "bfloat16", "float16"] = _help(
+        "fsdp only: compute dtype of the gathered parameters (sharded weights stay in the recipe's dtype, "
+        "gradients are reduced in float32); auto: hubkit.precision's choice for the device",
+        default="none",
+    )
+    reshard_after_forward: bool = _help(
+        "fsdp only: free gathered blocks after their forward (less memory, one more gather)", default=True
+    )
+    device_memory_gb: float | None = _help(
+        "memory of one device for the fit estimate made before loading (null: the GPU's own; no estimate on CPU)",
+        default=None,
+        gt=0,
+    )
+
+    def is_default(self) -> bool:
+        return all(getattr(self, f.name) == f.default for f in dataclasses.fields(self))
+
+
+def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
+    written before the section existed keep their hashes), and never the per-machine fields."""
+    if not section:
+        return None
+    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
+    defaults = {f.name: f.default for f in dataclasses.fields(DistributedRecipe)}
+    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
 
 
 @dataclass

@@ -11,8 +11,10 @@ import logging
 import torch
 from torch import Tensor
 
-from hubkit import injection
+from hubkit import engines, injection
+from hubkit.engines.generate import generate_for
 from hubkit.errors import HubkitError
+from hubkit.train.fsdp import gathered, is_sharded
 from hubkit.train.recipe import GRPORecipe
 from hubkit.verbalizer import ActivationVerbalizer
 
@@ -21,8 +23,6 @@ log = logging.getLogger(__name__)
 
 def sample_in_process(av: ActivationVerbalizer, ids: Tensor, vv: Tensor, cfg: GRPORecipe) -> Tensor:
     """New tokens ``[N, T]`` sampled by `av`'s model (the vector injected by the hook), padded after the stop."""
-    from hubkit.train.fsdp import gathered
-
     meta = av.meta
     p = injection.plan(meta.injection, ids, vv, meta.d_model)
     # a sharded policy is gathered whole first: ranks stop generating after different numbers of tokens
@@ -48,9 +48,6 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
     The adapter is written from memory under the sha256 of its weights, so the engine generates with
     this step's policy (vLLM loads it as a new LoRA; nothing restarts). The seed comes from torch's
     generator, so a seeded run asks for the same samples."""
-    from hubkit.engines.generate import generate_for
-    from hubkit.train.fsdp import is_sharded
-
     if is_sharded(av.model):
         raise HubkitError(
             f"grpo.rollout_engine {engine}: a policy sharded by distributed.strategy fsdp samples in process; "
@@ -85,8 +82,6 @@ def rollout_engine(spec: str, scheme: str, adapter_name: str | None) -> str:
 
     An engine is given the policy as a LoRA adapter each step; a full-weights policy samples in process
     (``auto`` falls back with one log line, an explicit engine is an error)."""
-    from hubkit import engines
-
     name = engines.resolve(spec, scheme)
     if name != "transformers" and adapter_name is None:
         if spec == "auto":

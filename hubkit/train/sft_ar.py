@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hubkit import arch, heads
-from hubkit.pair import normalised_mse
+from hubkit.identity import hub_id
+from hubkit.metrics import normalised_mse
 from hubkit.reconstructor import ActivationReconstructor, build_ar_ids
-from hubkit.train import data as D
 from hubkit.train import metas
-from hubkit.train import trajectory as T
-from hubkit.train.adapters import add_adapter, load_base, meta_base_name, trainable
-from hubkit.train.loop import Runner, RunOptions, run_sft
+from hubkit.train.adapters import add_adapter, load_base, trainable
+from hubkit.train.data import inner_text, read_sft
+from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def freeze_unused_output(model: nn.Module) -> None:
         out.weight.requires_grad_(False)
 
 
-class ARTask:
+class ARTask(SFTTask):
     """AR SFT on an ``ar_sft`` table (see `run_sft` for the loop)."""
 
     stage_name = "ar_sft"
@@ -54,35 +53,24 @@ class ARTask:
         self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
-        self.table = D.read_sft(data, meta.d_model, "ar")
+        self.table = read_sft(data, meta.d_model, "ar")
         arch.truncate(model, meta.ar.num_layers)
-        if cfg.adapter.kind == "full":
-            model.requires_grad_(True)
-            freeze_unused_output(model)
         torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
-        if cfg.adapter.kind == "full":
+        if cfg.adapter.kind == "full":  # all weights train, but the LM head never runs
             freeze_unused_output(self.model)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
         self.ar = ActivationReconstructor(self.model, tok, meta, self.head)
         self.meta, self.tokenizer, self.device = meta, tok, runner.device
-        self.texts = [clip_text(tok, D.inner_text(t), cfg.max_length) for t in self.table.texts]
+        self.texts = [clip_text(tok, inner_text(t), cfg.max_length) for t in self.table.texts]
         self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
-        self.init_parent = meta_base_name(recipe.base_model)
+        self.init_parent = hub_id(recipe.base_model)
         runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
-    # -- SFTTask ----------------------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
         head_lr = self.cfg.head_lr if self.cfg.head_lr is not None else self.cfg.optim.lr
         return [{"params": trainable(self.model)}, {"params": list(self.head.parameters()), "lr": head_lr}]
-
-    def trained_modules(self) -> list[nn.Module]:
-        return [self.model, self.head]
-
-    def restore(self, folder: Path) -> None:
-        T.restore_weights(self.model, folder, self.adapter_name)
-        T.restore_head(self.head, folder)
 
     def normaliser(self, rows: list[int]) -> float:
         return float(len(rows))
@@ -93,10 +81,6 @@ class ARTask:
     def micro_loss(self, rows: list[int]) -> Tensor:
         pred = self.ar.forward([self.texts[i] for i in rows])
         return normalised_mse(pred, self.table.vectors[rows].to(pred.device)).sum()
-
-    def parts(self, training: dict[str, Any]) -> list[T.Part]:
-        meta = metas.with_training(self.meta, **training)
-        return [T.Part(self.model, self.tokenizer, meta, head=self.head, adapter_name=self.adapter_name)]
 
 
 def train_ar(recipe: Recipe, opts: RunOptions | None = None) -> Path:

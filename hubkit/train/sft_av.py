@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import injection
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, DataError
-from hubkit.reconstructor import pad_right
-from hubkit.train import data as D
-from hubkit.train import metas
-from hubkit.train import trajectory as T
-from hubkit.train.adapters import add_adapter, load_base, meta_base_name, trainable
-from hubkit.train.loop import Runner, RunOptions, run_sft
+from hubkit.identity import hub_id
+from hubkit.train import metas, trajectory
+from hubkit.train.adapters import add_adapter, load_base
+from hubkit.train.data import read_sft, tagged
+from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
 from hubkit.verbalizer import ActivationVerbalizer
 
@@ -33,7 +32,7 @@ ADAPTER_NAME = "av"
 
 def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag: str) -> list[int]:
     """Token ids the AV learns to write for one explanation: tagged text, then EOS unless it was cut."""
-    ids = tokenizer(D.tagged(text, open_tag, close_tag), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(tagged(text, open_tag, close_tag), add_special_tokens=False)["input_ids"]
     if len(ids) > max_length:
         return ids[:max_length]
     return [*ids, tokenizer.eos_token_id]
@@ -41,7 +40,9 @@ def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag
 
 def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
     """(input_ids, attention_mask, labels) for a right-padded batch; labels are −100 outside responses."""
-    ids, mask = pad_right([prompt_ids + r for r in responses], pad_id)
+    rows = [torch.tensor(prompt_ids + r) for r in responses]
+    ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
     labels = ids.clone()
     labels[:, : len(prompt_ids)] = -100
     labels[mask == 0] = -100
@@ -69,7 +70,7 @@ def response_loss_sum(
     )
 
 
-class AVTask:
+class AVTask(SFTTask):
     """AV SFT on an ``av_sft`` table (see `run_sft` for the loop)."""
 
     stage_name = "av_sft"
@@ -81,7 +82,7 @@ class AVTask:
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.av_meta(recipe, model, tok, cfg.adapter)
         meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection, tokenizer=tok)
-        self.table = D.read_sft(data, meta.d_model, "av")
+        self.table = read_sft(data, meta.d_model, "av")
         torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
@@ -108,12 +109,12 @@ class AVTask:
                 cfg.max_length,
             )
         self._check_markers()
-        self.init_parent = meta_base_name(recipe.base_model)
+        self.init_parent = hub_id(recipe.base_model)
         if cfg.init is not None:  # continued SFT: the starting weights, checked against their hashes
             start = Path(cfg.init)
             verify_checkpoint(start)
             try:
-                T.restore_weights(self.model, start, self.adapter_name)
+                trajectory.restore_weights(self.model, start, self.adapter_name)
             except RuntimeError as exc:  # tensors of another shape (another rank or base)
                 raise CheckpointError(
                     f"field `av.init`: {start} does not fit the adapter this recipe builds "
@@ -131,16 +132,6 @@ class AVTask:
                 f"{self.meta.injection.marker!r}; pick another `nla.marker` or clean those rows"
             )
 
-    # -- SFTTask ----------------------------------------------------------------------------------
-    def param_groups(self) -> list[dict]:
-        return [{"params": trainable(self.model)}]
-
-    def trained_modules(self) -> list[nn.Module]:
-        return [self.model]
-
-    def restore(self, folder: Path) -> None:
-        T.restore_weights(self.model, folder, self.adapter_name)
-
     def normaliser(self, rows: list[int]) -> float:
         return float(sum(len(self.responses[i]) for i in rows))
 
@@ -155,10 +146,6 @@ class AVTask:
         return response_loss_sum(
             self.model, self.av, ids, mask, labels, self.table.vectors[rows].to(self.device)
         )
-
-    def parts(self, training: dict[str, Any]) -> list[T.Part]:
-        meta = metas.with_training(self.meta, **training)
-        return [T.Part(self.model, self.tokenizer, meta, adapter_name=self.adapter_name)]
 
 
 def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -27,6 +28,7 @@ from hubkit import constants as C
 from hubkit.checkpoint import verify_checkpoint, write_checkpoint, write_file_hashes
 from hubkit.errors import CheckpointError
 from hubkit.meta import NLAMeta
+from hubkit.train import fsdp
 
 log = logging.getLogger(__name__)
 
@@ -300,76 +302,53 @@ def check_resumable(
         )
 
 
-def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
-    """Load a step folder's adapter (into adapter `adapter_name`) or full weights into `model`, exactly."""
-    from peft import PeftModel, set_peft_model_state_dict
-
-    from hubkit.train import fsdp
-
-    if fsdp.is_sharded(model):
-        _restore_sharded(model, folder, adapter_name if isinstance(model, PeftModel) else None)
-        return
-    if isinstance(model, PeftModel):
+def _saved_weights(folder: Path, adapter: bool) -> dict[str, Tensor]:
+    """The trained tensors of a step folder: its adapter, or its full weights (one file or indexed shards)."""
+    if adapter:
         path = folder / C.ADAPTER_WEIGHTS_FILE
         if not path.is_file():
             raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
-        state = _load_tensors(path)
-        _check_finite(state, path)
-        result = set_peft_model_state_dict(model, state, adapter_name=adapter_name or "default")
+        files = [path]
+    elif (folder / MODEL_WEIGHTS).is_file():
+        files = [folder / MODEL_WEIGHTS]
+    elif (folder / MODEL_WEIGHTS_INDEX).is_file():
+        index = json.loads((folder / MODEL_WEIGHTS_INDEX).read_text())
+        files = [folder / shard for shard in sorted(set(index["weight_map"].values()))]
+    else:
+        raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
+    saved: dict[str, Tensor] = {}
+    for f in files:
+        saved.update(_load_tensors(f))
+        if adapter:
+            _check_finite(saved, f)
+    return saved
+
+
+def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
+    """Load a step folder's adapter (into adapter `adapter_name`) or full weights into `model`, exactly; a
+    model sharded by FSDP takes its part of the saved tensors on each rank."""
+    is_peft, name = isinstance(model, PeftModel), adapter_name or "default"
+    saved = _saved_weights(folder, is_peft)
+    if is_peft and not fsdp.is_sharded(model):
+        result = set_peft_model_state_dict(model, saved, adapter_name=name)
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        name = adapter_name or "default"
         missing = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k and f".{name}." in k]
         if unexpected or missing:
             raise CheckpointError(
-                f"{path}: the adapter does not match the model (unexpected {unexpected[:3]}, missing {missing[:3]})"
+                f"{folder / C.ADAPTER_WEIGHTS_FILE}: the adapter does not match the model (unexpected "
+                f"{unexpected[:3]}, missing {missing[:3]})"
             )
         return
-    if (folder / MODEL_WEIGHTS).is_file():
-        state = _load_tensors(folder / MODEL_WEIGHTS)
-    elif (folder / MODEL_WEIGHTS_INDEX).is_file():
-        index = json.loads((folder / MODEL_WEIGHTS_INDEX).read_text())
-        state = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            state.update(_load_tensors(folder / shard))
-    else:
-        raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
-    wanted = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(wanted - set(state))
-    if missing:
-        raise CheckpointError(f"{folder}: trained weights missing from the checkpoint: {missing[:5]}")
-    model.load_state_dict(state, strict=False)
-
-
-def _restore_sharded(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
-    """`restore_weights` for a model sharded by FSDP: each rank copies its part of the saved tensors."""
-    from hubkit.train import fsdp
-
+    # peft saves `….lora_A.weight` for the parameter `….lora_A.<adapter>.weight`
     wanted = [n for n, p in model.named_parameters() if p.requires_grad]
-    if adapter_name is not None:
-        path = folder / C.ADAPTER_WEIGHTS_FILE
-        if not path.is_file():
-            raise CheckpointError(f"{folder}: no {C.ADAPTER_WEIGHTS_FILE} to resume the adapter from")
-        saved = _load_tensors(path)
-        _check_finite(saved, path)
-        # peft saves `….lora_A.weight` for the parameter `….lora_A.<adapter>.weight`
-        names = {n: n.replace(f".{adapter_name}.", ".") for n in wanted}
-    else:
-        single, index = folder / MODEL_WEIGHTS, folder / MODEL_WEIGHTS_INDEX
-        if not single.is_file() and not index.is_file():
-            raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
-        files = (
-            [single]
-            if single.is_file()
-            else [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-        )
-        saved = {}
-        for f in files:
-            saved.update(_load_tensors(f))
-        names = {n: n for n in wanted}
+    names = {n: n.replace(f".{name}.", ".") if is_peft else n for n in wanted}
     lost = sorted(n for n, key in names.items() if key not in saved)
     if lost:
         raise CheckpointError(f"{folder}: trained weights missing from the checkpoint: {lost[:5]}")
-    fsdp.load_full_state(model, {n: saved[key] for n, key in names.items()})
+    if fsdp.is_sharded(model):
+        fsdp.load_full_state(model, {n: saved[key] for n, key in names.items()})
+    else:
+        model.load_state_dict(saved, strict=False)
 
 
 def restore_head(head: nn.Linear, folder: Path) -> None:

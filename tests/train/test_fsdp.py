@@ -23,8 +23,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from hubkit.train.distributed import DistributedRecipe
 from hubkit.train.loop import RunOptions
+from hubkit.train.recipe import DistributedRecipe
 
 from .test_grpo import grpo_recipe
 from .test_grpo import setup as grpo_setup  # noqa: F401 (test_grpo's fixture, under this name here)

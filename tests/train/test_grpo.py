@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from hubkit.meta import NLAMeta
-from hubkit.train import grpo as G
-from hubkit.train import rollouts as R
+from hubkit.train import distributed, grpo, rollouts
 from hubkit.train.loop import RunOptions
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -20,7 +19,7 @@ GOOD, BAD = "cat", "dog"
 # -- pure pieces --------------------------------------------------------------------------------------
 def test_group_advantages_standardise_within_each_group():
     r = torch.tensor([1.0, 2.0, 3.0, 5.0, 5.0, 5.0])
-    a = G.group_advantages(r, 3)
+    a = grpo.group_advantages(r, 3)
     first = (r[:3] - r[:3].mean()) / (r[:3].std(unbiased=False) + 1e-4)
     torch.testing.assert_close(a[:3], first)
     assert torch.equal(a[3:], torch.zeros(3))  # a flat group teaches nothing
@@ -32,7 +31,7 @@ def test_clipped_objective_matches_the_formula():
     ref = torch.tensor([[-1.0, -1.0], [-1.0, -1.0]])
     adv = torch.tensor([1.0, -2.0])
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    per_seq, kl = G.clipped_objective(logp, old, ref, adv, mask, clip_eps=0.2, kl_coef=0.1)
+    per_seq, kl = grpo.clipped_objective(logp, old, ref, adv, mask, clip_eps=0.2, kl_coef=0.1)
     expected = []
     for i in range(2):
         terms = []
@@ -57,9 +56,9 @@ def test_rewards_penalise_unparsable_outputs():
     ]
     targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     recon = torch.tensor([[2.0, 0.0], [1.0, 1.0]])  # row 0: same direction; row 2: 45°
-    r = G.rewards_for(d, recon, targets, parse_penalty=4.0)
+    r = grpo.rewards_for(d, recon, targets, parse_penalty=4.0)
     torch.testing.assert_close(r, torch.tensor([0.0, -4.0, -(2 - 2**0.5)]))
-    assert G.template_of("The  Cat 12") == G.template_of("the cat 7") != G.template_of("the dog")
+    assert grpo.template_of("The  Cat 12") == grpo.template_of("the cat 7") != grpo.template_of("the dog")
 
 
 def test_truncated_rollouts_fail_and_long_ones_pay_the_hinged_length_penalty():
@@ -69,11 +68,11 @@ def test_truncated_rollouts_fail_and_long_ones_pay_the_hinged_length_penalty():
         Explanation("c", "<explanation>c</explanation>", "ok", 8),  # 2 tokens past the hinge
         Explanation("", "<explanation>d", "unclosed", 5),
     ]
-    ok = G.succeeded(d, max_new_tokens=10)
+    ok = grpo.succeeded(d, max_new_tokens=10)
     assert ok == [True, False, True, False]
     targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     recon = torch.tensor([[3.0, 0.0], [1.0, 1.0]])  # rows 0 and 2 (the succeeded ones), in order
-    r = G.rewards_for(d, recon, targets, 2.0, ok, length_penalty=0.25, hinge=6)
+    r = grpo.rewards_for(d, recon, targets, 2.0, ok, length_penalty=0.25, hinge=6)
     torch.testing.assert_close(r, torch.tensor([0.0, -2.0, -(2 - 2**0.5) - 0.5, -2.0]))
 
 
@@ -160,7 +159,7 @@ def test_a_grpo_step_raises_the_reward_of_the_policy(setup, train_base):
     before = candidate_probs(setup["av"], setup["target"])
     assert before[GOOD] + before[BAD] > 0.9 and min(before.values()) > 0.1, before  # the SFT premise
 
-    last = G.train_grpo(grpo_recipe(setup, train_base, "up"), RunOptions(quiet=True))
+    last = grpo.train_grpo(grpo_recipe(setup, train_base, "up"), RunOptions(quiet=True))
     after = candidate_probs(last, setup["target"])
     r = setup["rewards"]
 
@@ -183,9 +182,9 @@ def test_a_grpo_step_raises_the_reward_of_the_policy(setup, train_base):
 def test_collapse_to_one_template_stops_the_run(setup, train_base):
     recipe = grpo_recipe(setup, train_base, "collapse", steps=3, temperature=0.02, collapse_patience=2)
     with pytest.raises(
-        G.PolicyCollapsed, match=r"GRPO stopped at step 2: .* all 16 sampled outputs were one template"
+        grpo.PolicyCollapsed, match=r"GRPO stopped at step 2: .* all 16 sampled outputs were one template"
     ):
-        G.train_grpo(recipe, RunOptions(quiet=True))
+        grpo.train_grpo(recipe, RunOptions(quiet=True))
     run = setup["root"] / "collapse" / "grpo"
     assert [p.name for p in run.glob("step_*")] == ["step_000001"]
     m = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
@@ -195,7 +194,7 @@ def test_collapse_to_one_template_stops_the_run(setup, train_base):
 def test_ar_trained_alongside_and_lora_reference(setup, train_base):
     from hubkit.reconstructor import ActivationReconstructor
 
-    last = G.train_grpo(
+    last = grpo.train_grpo(
         grpo_recipe(setup, train_base, "both", train_ar=True, ar_lr=1e-2, kl_coef=0.1, reference="base"),
         RunOptions(quiet=True),
     )
@@ -230,7 +229,7 @@ def lora_av(setup, train_base):
 def test_lora_policy_reference_is_the_adapter_disabled_or_frozen(setup, train_base, lora_av):
     kls = {}
     for reference in ("init", "base"):
-        last = G.train_grpo(
+        last = grpo.train_grpo(
             grpo_recipe(
                 setup, train_base, f"lora-{reference}", av_init=str(lora_av), reference=reference, kl_coef=0.1
             ),
@@ -257,7 +256,7 @@ def test_a_damaged_init_checkpoint_is_refused_naming_the_file(setup, train_base,
     weights.write_bytes(bytes(data))
     recipe = grpo_recipe(setup, train_base, "damaged", av_init=str(av))
     with pytest.raises(CheckpointError, match=rf"{weights}: sha256 differs"):
-        G.train_grpo(recipe, RunOptions(quiet=True))
+        grpo.train_grpo(recipe, RunOptions(quiet=True))
     assert not list((setup["root"] / "damaged" / "grpo").glob("step_*"))
 
 
@@ -291,7 +290,7 @@ def test_rollouts_on_an_engine_sample_each_steps_policy(setup, train_base, lora_
             kl_coef=0.1,
             reference="base",
         )
-        last = G.train_grpo(recipe, RunOptions(quiet=True))
+        last = grpo.train_grpo(recipe, RunOptions(quiet=True))
         engines.close_engines()
     assert len(server.loaded) == 2  # one adapter per step, each loaded by path
     for (_, served), expected in zip(server.loaded, [lora_av, last.parent / "step_000001"]):
@@ -317,17 +316,19 @@ def test_rollout_engine_is_checked(setup, train_base, tmp_path, monkeypatch):
         grpo_recipe(setup, train_base, "bad", rollout_engine="sglang")
     monkeypatch.setattr("hubkit.engines.vllm_installed", lambda: False)
     with pytest.raises(EngineError, match="--engine vllm was asked for but vLLM is not installed"):
-        G.train_grpo(grpo_recipe(setup, train_base, "no-vllm", rollout_engine="vllm"), RunOptions(quiet=True))
+        grpo.train_grpo(
+            grpo_recipe(setup, train_base, "no-vllm", rollout_engine="vllm"), RunOptions(quiet=True)
+        )
     with pytest.raises(
         HubkitError, match="this policy trains all weights, so set `rollout_engine: transformers`"
     ):
-        R.rollout_engine("http://127.0.0.1:9", "embedding_replace", None)
-    assert R.rollout_engine("auto", "embedding_replace", None) == "transformers"
-    assert R.rollout_engine("auto", "embedding_replace", "av") == "transformers"  # vLLM absent
+        rollouts.rollout_engine("http://127.0.0.1:9", "embedding_replace", None)
+    assert rollouts.rollout_engine("auto", "embedding_replace", None) == "transformers"
+    assert rollouts.rollout_engine("auto", "embedding_replace", "av") == "transformers"  # vLLM absent
 
 
 def test_engine_rows_padded_as_generate_leaves_them():
-    got = R.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
+    got = rollouts.pad_rows([[5, 6], [7, 8, 9], []], max_new_tokens=3, eos_id=2, pad_id=0)
     assert got.tolist() == [[5, 6, 2], [7, 8, 9], [2, 0, 0]]
 
 
@@ -340,7 +341,7 @@ def trainer_for(recipe):
     from hubkit.train.loop import Runner
 
     runner = Runner(recipe, "grpo", RunOptions(quiet=True))
-    return G.GRPOTrainer(recipe, runner, runner.data_path("RL"))
+    return grpo.GRPOTrainer(recipe, runner, runner.data_path("RL"))
 
 
 def test_the_frozen_ar_reads_the_rollouts_while_the_co_trained_one_learns(setup, train_base):
@@ -380,7 +381,7 @@ def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_ba
     ar_dir = train_ar(make_recipe(train_base, tmp_path / "lora-ar", ar=ar), RunOptions(quiet=True))
     t = trainer_for(grpo_recipe(setup, train_base, "lora-ar-grpo", ar_init=str(ar_dir), ar_lr=5e-2))
     last = t.train()
-    assert t.frozen_ar.model is t.ar.model and t.frozen_ar.adapter_name == G.FROZEN_AR  # one base
+    assert t.frozen_ar.model is t.ar.model and t.frozen_ar.adapter_name == grpo.FROZEN_AR  # one base
     sft = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     torch.testing.assert_close(t.frozen_ar.reconstruct(TEXTS), sft.reconstruct(TEXTS))
     trained = ActivationReconstructor.from_pretrained(last / "ar", dtype="float32")
@@ -392,7 +393,7 @@ def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_ba
     assert saved["r"] == 4
     from safetensors.torch import load_file
 
-    assert not any(G.FROZEN_AR in k for k in load_file(str(last / "ar" / "adapter_model.safetensors")))
+    assert not any(grpo.FROZEN_AR in k for k in load_file(str(last / "ar" / "adapter_model.safetensors")))
 
 
 def test_an_alarm_stops_the_run_naming_the_last_good_checkpoint(setup, train_base):
@@ -400,9 +401,9 @@ def test_an_alarm_stops_the_run_naming_the_last_good_checkpoint(setup, train_bas
         setup, train_base, "alarm", steps=3, alarms={"window": 1, "min_distinct": 8.5, "min_parsed": None}
     )
     with pytest.raises(
-        G.AlarmTripped, match=rf"step 1: diversity: .*< 8.5.*Last good checkpoint: {setup['av']}"
+        grpo.AlarmTripped, match=rf"step 1: diversity: .*< 8.5.*Last good checkpoint: {setup['av']}"
     ):
-        G.train_grpo(recipe, RunOptions(quiet=True))
+        grpo.train_grpo(recipe, RunOptions(quiet=True))
     assert not list((setup["root"] / "alarm" / "grpo").glob("step_*"))
 
 
@@ -414,9 +415,9 @@ def test_refused_before_any_model_loads(setup, train_base, tmp_path, monkeypatch
     def no_loading(*a, **k):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(G, "load_policy", no_loading)
+    monkeypatch.setattr(grpo, "load_policy", no_loading)
     with pytest.raises(CheckpointError, match=r"field `grpo.max_new_tokens`: 2 tokens cannot hold"):
-        G.train_grpo(grpo_recipe(setup, train_base, "cap", max_new_tokens=2), RunOptions(quiet=True))
+        grpo.train_grpo(grpo_recipe(setup, train_base, "cap", max_new_tokens=2), RunOptions(quiet=True))
     other = shutil.copytree(setup["ar"], tmp_path / "ar-other-layer")
     meta = NLAMeta.load(other)
     meta.layer = 0
@@ -425,19 +426,18 @@ def test_refused_before_any_model_loads(setup, train_base, tmp_path, monkeypatch
 
     write_file_hashes(other)
     with pytest.raises(CheckpointError, match=r"grpo.av_init .* and grpo.ar_init .*layer: AV 1 vs AR 0"):
-        G.train_grpo(grpo_recipe(setup, train_base, "layers", ar_init=str(other)), RunOptions(quiet=True))
+        grpo.train_grpo(grpo_recipe(setup, train_base, "layers", ar_init=str(other)), RunOptions(quiet=True))
 
 
 def test_a_full_weights_av_whose_reference_does_not_fit_is_refused(setup, train_base, monkeypatch):
     from hubkit.errors import CheckpointError
-    from hubkit.train import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 1000)
-    monkeypatch.setattr(G, "load_policy", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    monkeypatch.setattr(distributed, "available_bytes", lambda device="cpu": 1000)
+    monkeypatch.setattr(grpo, "load_policy", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     with pytest.raises(
         CheckpointError, match=r"second full copy: about .* GB .* has 0.0 GB free.*kl_coef: 0"
     ):
-        G.train_grpo(grpo_recipe(setup, train_base, "mem", kl_coef=0.1), RunOptions(quiet=True))
+        grpo.train_grpo(grpo_recipe(setup, train_base, "mem", kl_coef=0.1), RunOptions(quiet=True))
     # no reference is needed with β = 0: the same AV passes the check
     recipe = grpo_recipe(setup, train_base, "mem0", kl_coef=0.0)
-    G.preflight(recipe, recipe.grpo, setup["av"], setup["ar"], "float32")
+    grpo.preflight(recipe, recipe.grpo, setup["av"], setup["ar"], "float32")

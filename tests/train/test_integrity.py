@@ -16,7 +16,7 @@ from hubkit import constants as C
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.cli.train import train
 from hubkit.errors import CheckpointError
-from hubkit.train import trajectory as T
+from hubkit.train import trajectory
 from hubkit.train.loop import METRICS_FILE, RunOptions, TrainingDiverged
 from hubkit.train.sft_ar import train_ar
 
@@ -43,16 +43,25 @@ def run3(tmp_path, train_base, sft_table):
 
 def test_every_step_records_and_verifies_its_file_hashes(run3):
     _, run = run3
-    for _, folder in T.list_steps(run):
+    for _, folder in trajectory.list_steps(run):
         recorded = json.loads((folder / C.CHECKPOINT_HASHES_FILE).read_text())["files"]
-        assert {C.ADAPTER_WEIGHTS_FILE, C.META_FILE, T.TRAINER_STATE_JSON, T.TRAINER_STATE_TENSORS} <= set(
-            recorded
-        )
+        assert {
+            C.ADAPTER_WEIGHTS_FILE,
+            C.META_FILE,
+            trajectory.TRAINER_STATE_JSON,
+            trajectory.TRAINER_STATE_TENSORS,
+        } <= set(recorded)
         assert verify_checkpoint(folder) is True
 
 
 @pytest.mark.parametrize(
-    "name", [C.ADAPTER_WEIGHTS_FILE, T.TRAINER_STATE_TENSORS, C.VALUE_HEAD_FILE, T.TRAINER_STATE_JSON]
+    "name",
+    [
+        C.ADAPTER_WEIGHTS_FILE,
+        trajectory.TRAINER_STATE_TENSORS,
+        C.VALUE_HEAD_FILE,
+        trajectory.TRAINER_STATE_JSON,
+    ],
 )
 def test_resume_refuses_a_flipped_byte_naming_the_file(run3, name):
     recipe, run = run3
@@ -79,7 +88,7 @@ def test_damage_without_recorded_hashes_is_still_one_clear_error(run3):
     recipe, run = run3
     step = run / "step_000003"
     (step / C.CHECKPOINT_HASHES_FILE).unlink()
-    state = step / T.TRAINER_STATE_JSON
+    state = step / trajectory.TRAINER_STATE_JSON
     good = state.read_text()
     with pytest.raises(CheckpointError, match=rf"{step}: no {C.CHECKPOINT_HASHES_FILE}.*--resume-unverified"):
         train_ar(recipe, RunOptions(quiet=True, resume=True))
@@ -87,7 +96,7 @@ def test_damage_without_recorded_hashes_is_still_one_clear_error(run3):
     with pytest.raises(CheckpointError, match=rf"{state}: not valid JSON .* truncated or corrupt"):
         train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))
     state.write_text(good)
-    tensors = step / T.TRAINER_STATE_TENSORS
+    tensors = step / trajectory.TRAINER_STATE_TENSORS
     tensors.write_bytes(tensors.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=rf"{tensors}: not a readable safetensors file"):
         train_ar(recipe, RunOptions(quiet=True, resume_unverified=True))

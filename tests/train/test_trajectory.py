@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from hubkit.errors import CheckpointError
 from hubkit.meta import NLAMeta
-from hubkit.train import trajectory as T
+from hubkit.train import trajectory
 from hubkit.train.loop import HANG_MESSAGE, RunOptions
 from hubkit.train.sft_ar import train_ar
 from hubkit.train.sft_av import train_av
@@ -138,8 +138,8 @@ def test_partial_folders_are_never_taken_for_checkpoints(tmp_path):
     run = tmp_path / "run"
     (run / ".step_000004.partial-abcd").mkdir(parents=True)
     (run / "step_000003").mkdir()  # no trainer state: not a complete checkpoint
-    assert T.latest_step(run) is None
-    assert T.clean_partials(run) == [run / ".step_000004.partial-abcd"]
+    assert trajectory.latest_step(run) is None
+    assert trajectory.clean_partials(run) == [run / ".step_000004.partial-abcd"]
     assert not (run / ".step_000004.partial-abcd").exists()
 
 
@@ -165,7 +165,7 @@ def test_optimizer_state_round_trips_exactly(tmp_path, kind):
 
     for _ in range(3):
         step(model, opt, sched)
-    state = T.TrainerState(
+    state = trajectory.TrainerState(
         stage="t",
         step=3,
         total_steps=10,
@@ -180,9 +180,11 @@ def test_optimizer_state_round_trips_exactly(tmp_path, kind):
         world_size=1,
     )
     folder = _write_state_only(tmp_path, state, {"main": opt}, {"main": sched})
-    resumed = T.read_state(folder)
+    resumed = trajectory.read_state(folder)
     if kind == "adamw_8bit":
-        assert any(t.dtype == torch.uint8 for t in load_file(str(folder / T.TRAINER_STATE_TENSORS)).values())
+        assert any(
+            t.dtype == torch.uint8 for t in load_file(str(folder / trajectory.TRAINER_STATE_TENSORS)).values()
+        )
     twin.load_state_dict(model.state_dict())
     opt2 = make_optimizer([{"params": list(twin.parameters())}], cfg)
     sched2 = make_scheduler(opt2, cfg, 10)
@@ -196,8 +198,10 @@ def test_optimizer_state_round_trips_exactly(tmp_path, kind):
         assert torch.equal(a, b)
 
 
-def _write_state_only(tmp_path: Path, state: T.TrainerState, optimizers: dict, schedulers: dict) -> Path:
+def _write_state_only(
+    tmp_path: Path, state: trajectory.TrainerState, optimizers: dict, schedulers: dict
+) -> Path:
     """`write_step` with no model part: the trainer-state files alone."""
     run = tmp_path / "run"
     run.mkdir()
-    return T.write_step(run, state, [], optimizers, schedulers)
+    return trajectory.write_step(run, state, [], optimizers, schedulers)
