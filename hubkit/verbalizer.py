@@ -18,9 +18,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hubkit import arch, hub, injection, loading
+from hubkit import arch, engines, hub, injection, loading
 from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
+from hubkit.engines import source as sources
 from hubkit.errors import CheckpointError, EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 
@@ -292,12 +293,18 @@ class ActivationVerbalizer:
             temperature=temperature,
             top_p=top_p,
         )
-        if engine not in (None, "transformers"):
-            from hubkit.engines.generate import generate_on_engine
-
-            rows = generate_on_engine(self, v, engine, num_return_sequences, seed, **opts)
-            if rows is not None:  # None: "auto" chose (or fell back to) transformers
-                return self.decode_rows(rows)
+        name = (
+            "transformers"
+            if engine in (None, "transformers")
+            else engines.resolve(engine, self.meta.injection.scheme)
+        )
+        if name != "transformers":
+            try:
+                return self.decode_rows(self.generate_on_engine(v, name, num_return_sequences, seed, **opts))
+            except EngineError as err:
+                if engine != "auto":
+                    raise
+                log.warning("engine auto: %s; generating with transformers instead", err)
         step = batch_size or DEFAULT_BATCH_SIZE
         # a context manager: the bar is closed (its line ended) when a batch fails, so the error stands alone
         with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:
@@ -310,6 +317,27 @@ class ActivationVerbalizer:
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
         return [e.text for e in self.explain_detailed(vectors, **kwargs)]
+
+    def generate_on_engine(self, v: Tensor, engine: str, k: int, seed: int | None, **opts) -> list[list[int]]:
+        """New token ids per row (`k` per vector) from a resolved `engine` (``vllm`` or a URL): this AV's
+        prompt embeddings and stop ids, in chunks of `engines.ENGINE_CHUNK`. An engine that loads weights
+        is given the AV's base folder and adapter; a remote one is given the adapter folder."""
+        source = None
+        if engines.kind(engine).loads_weights:
+            source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        adapter = source.adapter if source else sources.adapter_folder(self.model, self.adapter_name)
+        runner = engines.get_engine(engine, source)
+        rows = v.repeat_interleave(k, dim=0)
+        ids: list[list[int]] = []
+        for start in range(0, len(rows), engines.ENGINE_CHUNK):
+            ids += runner.generate_from_embeddings(
+                self.prompt_embeddings(rows[start : start + engines.ENGINE_CHUNK]),
+                seed=None if seed is None else seed + start,
+                stop_token_ids=list(self.stop_ids),
+                adapter=adapter,
+                **opts,
+            )
+        return ids
 
     def _prefix_cache(self, n: int, length: int):
         """The KV cache of the first `length` prompt tokens, computed once and repeated for `n` rows."""

@@ -14,24 +14,19 @@ from pathlib import Path
 
 from torch import nn
 
-from hubkit.engines import EngineError, ModelSource
+from hubkit import arch
+from hubkit.engines.common import EngineError, ModelSource, engine_cache_dir, prune
 
-
-def engine_cache_dir() -> Path:
-    root = os.environ.get("HUBKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hubkit")
-    return Path(root) / "engines"
-
-
-def _base_of(model: nn.Module) -> nn.Module:
-    from peft import PeftModel
-
-    return model.get_base_model() if isinstance(model, PeftModel) else model
+KEEP_ADAPTERS = 8
+"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
 
 
 def base_folder(model: nn.Module, base_model: str | None = None) -> str:
     """The folder holding `model`'s base weights (HF layout), or an error saying what to pass."""
-    candidates = [base_model, getattr(_base_of(model), "name_or_path", None)]
-    for c in candidates:
+    from peft import PeftModel
+
+    plain = model.get_base_model() if isinstance(model, PeftModel) else model
+    for c in (base_model, getattr(plain, "name_or_path", None)):
         if c and (Path(c) / "config.json").is_file():
             return str(c)
     raise EngineError(
@@ -67,19 +62,6 @@ def adapter_folder(model: nn.Module, adapter_name: str | None) -> str | None:
     return str(out)
 
 
-KEEP_ADAPTERS = 8
-"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
-
-
-def prune(folder: Path, keep: int) -> None:
-    """Remove all but the `keep` most recently used entries of `folder` (a re-used one is rewritten)."""
-    entries = sorted(
-        (p for p in folder.iterdir() if ".partial" not in p.name), key=lambda p: p.stat().st_mtime
-    )
-    for old in entries[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def source_for(
     model: nn.Module,
     adapter_name: str | None,
@@ -88,8 +70,6 @@ def source_for(
     max_model_len: int = 1024,
 ) -> ModelSource:
     """The `ModelSource` that reproduces `model` (with adapter `adapter_name` active) in another engine."""
-    from hubkit import arch
-
     p = next(model.parameters())
     device = "cuda" if p.device.type == "cuda" else "cpu"
     positions = getattr(arch.text_config(model), "max_position_embeddings", None)

@@ -9,7 +9,7 @@ On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
 import logging
 import os
@@ -18,7 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hubkit.engines import INSTALL_HINT, EngineError, ModelSource
+from hubkit.engines.common import (
+    INSTALL_HINT,
+    EngineError,
+    ModelSource,
+    adapter_digest,
+    engine_cache_dir,
+    prune,
+    strip_stop,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -95,29 +103,8 @@ def needs_merge(adapter: str | Path) -> bool:
     return any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def adapter_digest(adapter: str | Path) -> str:
-    """sha256 over the adapter's config and weights: the cache key of its merged copy and its LoRA id."""
-    folder = Path(adapter)
-    h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        if (folder / name).is_file():
-            h.update(name.encode())
-            h.update(file_sha256(folder / name).encode())
-    return h.hexdigest()
-
-
 def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
     """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
-    from hubkit.engines.source import engine_cache_dir, prune
-
     digest = adapter_digest(adapter)
     out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
     if (out / "config.json").is_file():
@@ -160,14 +147,8 @@ class VLLMEngine:
         self.merged_adapter: str | None = None
         if source.adapter and (needs_merge(source.adapter) or lora_mode(source.device) == "merge"):
             self.merged_adapter = adapter_digest(source.adapter)
-            source = ModelSource(
-                base=merged_weights(source.base, source.adapter, source.dtype),
-                adapter=None,
-                dtype=source.dtype,
-                device=source.device,
-                quant=source.quant,
-                max_model_len=source.max_model_len,
-            )
+            base = merged_weights(source.base, source.adapter, source.dtype)
+            source = dataclasses.replace(source, base=base, adapter=None)
         check_source(source)
         self.source = source
         self.lora_rank = adapter_rank(source.adapter) if source.adapter else 0
@@ -396,11 +377,3 @@ def caller_state_kept() -> Iterator[None]:
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
         torch.set_num_threads(states[3])
-
-
-def strip_stop(ids: list[int], stops: set[int]) -> list[int]:
-    """`ids` up to (not including) the first stop token."""
-    for i, t in enumerate(ids):
-        if t in stops:
-            return ids[:i]
-    return ids

@@ -18,7 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hubkit.engines import EngineError
+from hubkit.engines.common import EngineError, adapter_digest, strip_stop
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -87,8 +87,6 @@ class RemoteEngine:
         if adapter is None:
             return self.model
         if adapter not in self._adapters:
-            from hubkit.engines.vllm_local import adapter_digest
-
             name = f"hubkit-{adapter_digest(adapter)[:12]}"
             try:
                 self._call(
@@ -139,8 +137,6 @@ class RemoteEngine:
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
             results = list(pool.map(send, chunks))
         stops = set(stop_token_ids or [])
-        from hubkit.engines.vllm_local import strip_stop
-
         return [strip_stop(ids, stops) for part in results for ids in part]
 
     def _token_ids(self, answer: dict, n: int) -> list[list[int]]:

@@ -48,7 +48,6 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
     The adapter is written from memory under the sha256 of its weights, so the engine generates with
     this step's policy (vLLM loads it as a new LoRA; nothing restarts). The seed comes from torch's
     generator, so a seeded run asks for the same samples."""
-    from hubkit.engines.generate import generate_for
     from hubkit.train.fsdp import is_sharded
 
     if is_sharded(av.model):
@@ -57,8 +56,7 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
             "set `rollout_engine: transformers`"
         )
 
-    rows = generate_for(
-        av,
+    rows = av.generate_on_engine(
         vectors.cpu(),
         engine,
         cfg.group_size,
