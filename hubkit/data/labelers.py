@@ -101,7 +101,7 @@ class TransformersLabeler:
         """Load a registry model (default: the offline default model) or a local folder with `hubkit.models.load`."""
         import torch
 
-        from hubkit import models
+        from hubkit import models  # lazy: it imports torch; the labeler choices load without it
 
         name = name_or_path or models.DEFAULT_MODEL
         model, tok = models.load(name, dtype=dtype or torch.float32, device=device)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hubkit import constants as C
+from hubkit import engines
 from hubkit.data.labelers import Messages, render_chat
+from hubkit.engines import ModelSource
 
 
 class VLLMLabeler:
@@ -38,8 +40,7 @@ class VLLMLabeler:
         """Start vLLM on a registry model (default: the offline default model) or a local folder."""
         from transformers import AutoTokenizer
 
-        from hubkit import engines, models
-        from hubkit.engines import ModelSource
+        from hubkit import models  # lazy: it imports torch; the labeler choices load without it
 
         name = name_or_path or models.DEFAULT_MODEL
         folder = models.resolve_base(name)
