@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,7 +224,7 @@ def write_checkpoint(
 ) -> Path:
     """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
     replaced whole. `state_dict`: the weights to write in place of the model's own (gathered shards)."""
-    from hubkit import heads
+    from hubkit import heads  # lazy: heads imports torch; the CLI and release bundles read hashes without it
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -236,14 +237,17 @@ def write_checkpoint(
                 heads.save_legacy_pt(head, tmp)
         meta.save(tmp / C.META_FILE)
         write_file_hashes(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` in the place of `target` with renames only, so a reader never sees a half-written folder."""
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,7 @@ One base can carry several LoRA adapters (AV and AR), switched with `active_adap
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import warnings
@@ -15,45 +16,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hubkit import adapter_check, precision
 from hubkit import constants as C
 from hubkit.errors import CheckpointError
+from hubkit.models import resolve_base as resolve_base  # the load path's callers resolve a base here
 
 log = logging.getLogger(__name__)
 
 
-def resolve_base(name_or_path: str) -> str:
-    """A loadable location for a base model: a local folder, an offline registry model, or a Hub id."""
-    if Path(name_or_path).is_dir():
-        return str(name_or_path)
-    try:
-        from hubkit import models
-    except ImportError:  # pragma: no cover - models is part of the package
-        return name_or_path
-    return models.resolve_base(name_or_path)
-
-
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(table)}")
-    return table[dtype]
+    """A torch dtype for a name (``bf16``, ``float32``, …) or None; an unknown name lists the valid ones."""
+    return None if dtype is None else precision.resolve_dtype(dtype)
 
 
 def choose_dtype(
     dtype: str | torch.dtype | None, device: str | None = None, what: str = "model"
 ) -> torch.dtype:
     """The dtype to load in: `dtype` if forced, else chosen from the hardware ("auto"); logged."""
-    from hubkit import precision
-
     chosen = precision.resolve_dtype(dtype, device)
     how = "auto" if dtype is None or dtype == "auto" else "forced"
     log.info("loading %s in %s (%s)", what, precision.resolve_dtype_name(chosen), how)
@@ -67,16 +46,16 @@ def load_causal_lm(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs: dict = {"dtype": dtype or torch.float32}
-    if quant == "nf4":
+    if quant in ("nf4", "int8"):
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype or torch.bfloat16
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype or torch.bfloat16
+            )
+            if quant == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
         )
-    elif quant == "int8":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     cfg = AutoConfig.from_pretrained(path)
     if getattr(cfg, "text_config", None) is not None and cfg.model_type == "gemma4":
         from transformers import Gemma4ForConditionalGeneration
@@ -134,8 +113,6 @@ def load_tokenizer(*candidates: str | Path | None):
 
 def _check_json(path: Path, what: str) -> dict | None:
     """Parsed JSON of `path` if it exists; a broken file is a one-line error naming it."""
-    import json
-
     if not path.exists():
         return None
     try:
@@ -187,8 +164,6 @@ def attach_adapter(
     warning about any other missing key still is)."""
     from peft import PeftModel
     from safetensors import SafetensorError
-
-    from hubkit import adapter_check
 
     adapter_check.check_config(
         folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}

