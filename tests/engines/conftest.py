@@ -10,9 +10,9 @@ def smollm2_av(adapter_seed: int | None = None):
     """An AV over the prepared SmolLM2-135M in fp32 (embedding replacement at the embedding-norm scale,
     chat template), with an untrained LoRA adapter "av" (random B, so it changes the output) if asked."""
     from hubkit import arch, models
-    from hubkit.scale_lint import embedding_norm
     from hubkit.injection import pick_marker
     from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
+    from hubkit.scale_lint import embedding_norm
     from hubkit.verbalizer import ActivationVerbalizer, render_prompt
 
     models.prepare("smollm2-135m")  # the one-off conversion: loading never converts
