@@ -6,10 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubkit import arch, heads, hub, identity, injection, loading, models, scale_lint
 from hubkit import constants as C
-from hubkit import heads, hub, identity, injection, loading, scale_lint
 from hubkit.errors import CheckpointError, HubkitError
 from hubkit.layers import default_layer
+from hubkit.meta import NLAMeta
+from hubkit.meta.depth import base_blocks, depth_problem
+from hubkit.models import shorten
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _short(text: str, limit: int = 120) -> str:
-    return (
-        text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]} ({len(text)} characters)"
-    )
-
-
 def check(
     target: str, base_model: str | None = None, revision: str | None = None, subfolder: str | None = None
 ) -> CheckReport:
@@ -61,9 +58,9 @@ def check(
     try:
         return _check(target, base_model, revision, subfolder)
     except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
-        where = f" ({_short(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
+        where = f" ({shorten(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
         raise CheckpointError(
-            f"cannot check {_short(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
+            f"cannot check {shorten(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
             "or repo whose file names this machine can hold"
         ) from exc
 
@@ -71,8 +68,6 @@ def check(
 def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
     path = Path(target)
     if not path.exists() and revision is None and subfolder is None and not identity.is_machine_path(target):
-        from hubkit import models
-
         local = models.resolve_base(target)  # an offline registry model: its prepared folder
         if local != target:
             return check_base(local, name=target)
@@ -89,8 +84,6 @@ def _check(target: str, base_model: str | None, revision: str | None, subfolder:
 
 def check_base(path: str, name: str) -> CheckReport:
     """Facts a researcher needs to train an NLA on this base: width, depth, both norms, marker."""
-    from hubkit import arch
-
     model = loading.load_causal_lm(path)
     tok = loading.load_tokenizer(path)
     d, n = arch.hidden_size(model), arch.num_layers(model)
@@ -131,8 +124,6 @@ def check_base(path: str, name: str) -> CheckReport:
 
 def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
     """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
-    from hubkit.meta.depth import base_blocks, depth_problem
-
     found = base_blocks(folder, base)
     if found is None:
         return
@@ -143,8 +134,6 @@ def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
 
 
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
-    from hubkit.meta import NLAMeta
-
     report = CheckReport(target=name, kind="NLA checkpoint")
     try:
         meta = NLAMeta.load(folder, check_depth=False)
@@ -169,7 +158,7 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
         report.findings.append(
             Finding(
                 level,
-                f"base model {_short(base)!r} is a local folder that does not exist here"
+                f"base model {shorten(base)!r} is a local folder that does not exist here"
                 + (
                     "; pass --base-model with the base's folder or Hub id"
                     if level == "error"

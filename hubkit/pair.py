@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -17,13 +16,11 @@ from torch import Tensor
 from hubkit import heads, hub, injection, loading
 from hubkit.checkpoint import verify_on_load
 from hubkit.errors import MetaError
+from hubkit.inspection import Inspection, inspect_pair
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
-
-if TYPE_CHECKING:
-    from hubkit.inspection import Inspection
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +158,4 @@ class NLAPair:
         """What this NLA says about each token of `text` (or of `chat` through the base's chat template, with
         the base's greedy reply of up to `reply_tokens` appended): see `hubkit.inspection.inspect_pair`,
         which takes the other options (base_model, baseline_b, spliced_loss, max_new_tokens, engine, …)."""
-        from hubkit.inspection import inspect_pair  # the inspection layer sits above the pair
-
         return inspect_pair(self, text, chat=chat, reply_tokens=reply_tokens, positions=positions, **kwargs)

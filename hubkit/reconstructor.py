@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, heads, hub, loading
 from hubkit import constants as C
@@ -104,13 +105,11 @@ def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> No
 
 
 def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    """Token rows of different lengths as right-padded ids ``[N, T]`` and their attention mask."""
+    ids = pad_sequence(
+        [torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=pad_id
+    )
+    return ids, pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
 
 
 def last_token(hidden: Tensor, mask: Tensor) -> Tensor:
