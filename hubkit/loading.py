@@ -12,13 +12,17 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from hubkit import adapter_check, precision
+from hubkit import adapter_check, hub, precision
 from hubkit import constants as C
-from hubkit.errors import CheckpointError
+from hubkit.checkpoint import verify_on_load
+from hubkit.errors import CheckpointError, MetaError
+from hubkit.lora_state import attach_lora_state
+from hubkit.meta import NLAMeta
 from hubkit.models import resolve_base as resolve_base  # the load path's callers resolve a base here
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,50 @@ def load_causal_lm(
     if device and quant == "none":
         model = model.to(device)
     return model.eval()
+
+
+def open_checkpoint(
+    repo_or_dir: str | Path,
+    role: str,
+    revision: str | None = None,
+    subfolder: str | None = None,
+    verify: bool = True,
+    injection_scale: float | str | None = None,
+) -> tuple[Path, NLAMeta]:
+    """The local folder and meta of one NLA half (`role` ``av`` or ``ar``), its files checked against the
+    sha256 recorded with them unless `verify` is False (`checkpoint.verify_on_load`)."""
+    folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
+    meta = NLAMeta.load(folder, injection_scale=injection_scale)
+    if meta.role != role:
+        raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an {role.upper()}")
+    verify_on_load(folder, verify)
+    return folder, meta
+
+
+def load_half(
+    folder: Path,
+    meta: NLAMeta,
+    name: str,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    kept_blocks: int | None = None,
+    lora_state: dict[str, torch.Tensor] | None = None,
+) -> tuple[nn.Module, Any, str | None]:
+    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA adapter (or the
+    LoRA tensors of a LoRA-AR head file, `lora_state`) attached as `name` onto the base its meta names (or
+    `base_model`), else its own full weights under no adapter name. `dtype` None/"auto" picks from the hardware."""
+    dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
+    if not (is_adapter(folder) or lora_state):
+        model = load_causal_lm(str(folder), dt, device)
+        return model.eval(), load_tokenizer(folder, base_model and resolve_base(base_model)), None
+    base = resolve_base(base_model or meta.base_model)
+    model = load_causal_lm(base, dt, device, meta.adapter.quant)
+    if is_adapter(folder):
+        model = attach_adapter(model, folder, name, kept_blocks=kept_blocks)
+    else:
+        model = attach_lora_state(model, meta, lora_state, folder)
+    return model.eval(), load_tokenizer(folder, base), name
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")

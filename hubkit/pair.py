@@ -110,18 +110,9 @@ class NLAPair:
                     ar_dir, base_model=ar_base, device=device, dtype=dtype, verify=False
                 ),
             )
-        base = loading.resolve_base(base_model or av_meta.base_model)
-        model = loading.load_causal_lm(
-            base,
-            loading.choose_dtype(dtype, device, what="NLA pair (one shared base)"),
-            device,
-            av_meta.adapter.quant,
-        )
-        model = loading.attach_adapter(model, av_dir, "av")
-        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers)
-        model.eval()
-        tok = loading.load_tokenizer(av_dir, base)
-        ar_tok = loading.load_tokenizer(ar_dir, base)
+        model, tok, _ = loading.load_half(av_dir, av_meta, "av", base_model, device, dtype)  # the one base
+        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers).eval()
+        ar_tok = loading.load_tokenizer(ar_dir, loading.resolve_base(base_model or av_meta.base_model))
         head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)
         return cls(
             ActivationVerbalizer(model, tok, av_meta, adapter_name="av"),

@@ -15,11 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import arch, heads, hub, loading
+from hubkit import arch, heads, loading
 from hubkit import constants as C
-from hubkit.checkpoint import verify_on_load
 from hubkit.errors import CheckpointError, DataError, MetaError
-from hubkit.lora_state import attach_lora_state
 from hubkit.meta import NLAMeta, resolve_scale
 
 log = logging.getLogger(__name__)
@@ -169,39 +167,29 @@ class ActivationReconstructor:
         verify: bool = True,
     ) -> ActivationReconstructor:
         """Load an AR; `verify` checks its files against the hashes recorded with them."""
-        folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
-        meta = NLAMeta.load(folder)
-        if meta.ar is None or meta.role != "ar":
-            raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
-        verify_on_load(folder, verify)
-        dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
+        folder, meta = loading.open_checkpoint(repo_or_dir, "ar", revision, subfolder, verify)
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-        if loading.is_adapter(folder) or lora_state:
-            if not (base_model or meta.base_model):
+        if (loading.is_adapter(folder) or lora_state) and not meta.base_model:
+            if not base_model:
                 raise CheckpointError(
                     f"{folder}: its meta names no base model ({C.AR_META_JSON} records none); pass "
                     "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
                 )
-            if not meta.base_model:
-                meta.base_model = base_model  # the base it runs on is the one it names from now on
-            base = loading.resolve_base(base_model or meta.base_model)
-            model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
-            if loading.is_adapter(folder):
-                model = loading.attach_adapter(model, folder, "ar", kept_blocks=meta.ar.num_layers)
-            else:
-                model = attach_lora_state(model, meta, lora_state, folder)
-            tok = loading.load_tokenizer(folder, base)
-            name = "ar"
-        else:
-            model = loading.load_causal_lm(str(folder), dt, device)
-            tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
-            name = None
+            meta.base_model = base_model  # the base it runs on is the one it names from now on
+        model, tok, name = loading.load_half(
+            folder,
+            meta,
+            "ar",
+            base_model,
+            device,
+            dtype,
+            kept_blocks=meta.ar.num_layers,
+            lora_state=lora_state,
+        )
         norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(
-            model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm
-        )
+        return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
         """Backbone output (float32) at the read-out token of each text, before normalisation and head.

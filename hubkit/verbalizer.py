@@ -18,9 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hubkit import arch, engines, hub, injection, loading
+from hubkit import arch, engines, injection, loading
 from hubkit import constants as C
-from hubkit.checkpoint import verify_on_load
 from hubkit.engines import source as sources
 from hubkit.errors import CheckpointError, EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
@@ -201,21 +200,11 @@ class ActivationVerbalizer:
     ) -> ActivationVerbalizer:
         """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
         or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
-        folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
-        meta = NLAMeta.load(folder, injection_scale=injection_scale)
-        if meta.role != "av":
-            raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AV")
-        verify_on_load(folder, verify)
-        dt = loading.choose_dtype(dtype, device, what=f"AV {folder}")
-        if loading.is_adapter(folder):
-            base = loading.resolve_base(base_model or meta.base_model)
-            model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
-            model = loading.attach_adapter(model, folder, "av")
-            tok = loading.load_tokenizer(folder, base)
-        else:
-            model = loading.load_causal_lm(str(folder), dt, device)
-            tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
-        return cls(model.eval(), tok, meta, adapter_name="av" if loading.is_adapter(folder) else None)
+        folder, meta = loading.open_checkpoint(
+            repo_or_dir, "av", revision, subfolder, verify, injection_scale
+        )
+        model, tok, name = loading.load_half(folder, meta, "av", base_model, device, dtype)
+        return cls(model, tok, meta, adapter_name=name)
 
     # -- inputs -------------------------------------------------------------------------------
     def check(self, vectors: Tensor) -> Tensor:
