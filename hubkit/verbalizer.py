@@ -8,6 +8,7 @@ model declares (config, generation config, tokenizer).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -91,27 +92,22 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
     mid, left, right = injection.marker_ids(tokenizer, prompt, marker, av.template.count(MARKER_PLACEHOLDER))
-    if inj.marker_token_id is not None and inj.marker_token_id != mid:
-        raise MetaError(
-            f"`injection.marker_token_id` is {inj.marker_token_id} but marker {marker!r} is token {mid} for this "
-            "tokenizer: the checkpoint and tokenizer do not belong together"
-        )
-    for name, want, got in (
+    neighbours = (
         ("left_neighbor_id", inj.left_neighbor_id, left),
         ("right_neighbor_id", inj.right_neighbor_id, right),
-    ):
+    )
+    for name, want, got in (("marker_token_id", inj.marker_token_id, mid), *neighbours):
         if want is not None and want != got:
             raise MetaError(
-                f"`injection.{name}` is {want} but the rendered prompt has {got} next to the marker"
+                f"`injection.{name}` is {want} but marker {marker!r} in the rendered prompt gives {got} for this "
+                "tokenizer: the checkpoint and tokenizer do not belong together"
             )
-    new_inj = type(inj)(
-        **{
-            **inj.__dict__,
-            "marker": marker,
-            "marker_token_id": mid,
-            "left_neighbor_id": inj.left_neighbor_id if inj.left_neighbor_id is not None else left,
-            "right_neighbor_id": inj.right_neighbor_id if inj.right_neighbor_id is not None else right,
-        }
+    new_inj = dataclasses.replace(
+        inj,
+        marker=marker,
+        marker_token_id=mid,
+        left_neighbor_id=left if inj.left_neighbor_id is None else inj.left_neighbor_id,
+        right_neighbor_id=right if inj.right_neighbor_id is None else inj.right_neighbor_id,
     )
     return meta.with_updates(injection=new_inj)
 
@@ -142,27 +138,17 @@ def _generate_cache_kwarg() -> str:
     return "cache" if newer else "past_key_values"
 
 
-def _ints(value) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, int):
-        return [value]
-    return [int(v) for v in value if v is not None]
-
-
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
     """Every id generation stops on: the model config's EOS ids, ``generation_config.eos_token_id``
     (e.g. Gemma-3-IT's ``<end_of_turn>``) and the tokenizer's EOS, in that order, without repeats."""
-    sources = [
+    sources = (
         getattr(model, "config", None),
         arch.text_config(model),
         getattr(model, "generation_config", None),
-    ]
-    ids: list[int] = []
-    for src in sources:
-        ids += _ints(getattr(src, "eos_token_id", None))
-    ids += _ints(tokenizer.eos_token_id)
-    return list(dict.fromkeys(ids))
+    )
+    ids = [getattr(src, "eos_token_id", None) for src in sources] + [tokenizer.eos_token_id]
+    flat = [i for v in ids for i in ([v] if isinstance(v, int) else v or ())]
+    return list(dict.fromkeys(int(i) for i in flat if i is not None))
 
 
 class ActivationVerbalizer:

