@@ -36,22 +36,14 @@ log = logging.getLogger(__name__)
 
 
 # -- file hashes -----------------------------------------------------------------------------------
-def _listed_files(folder: Path) -> list[Path]:
-    """Every regular file under `folder`, hidden ones (the hash file, temporaries) left out."""
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append(p)
-    return out
-
-
 def write_file_hashes(folder: str | Path) -> Path:
-    """Record the sha256 and size of every file under `folder` in its hash file; returns that file."""
+    """Record the sha256 and size of every file under `folder` (hidden ones, such as the hash file and
+    temporaries, left out) in its hash file; returns that file."""
     folder = Path(folder)
     files = {
-        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
-        for p in _listed_files(folder)
+        rel.as_posix(): {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
+        for rel in sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+        if not any(part.startswith(".") for part in rel.parts)
     }
     path = folder / C.CHECKPOINT_HASHES_FILE
     tmp = path.with_name(path.name + ".tmp")
@@ -104,12 +96,9 @@ def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[s
 
 
 def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
-    """Check every file `folder`'s hash file lists: present, same size, same sha256.
-
-    Returns True when verified, False when the folder has no hash file (a checkpoint hubkit did not
-    write, or an older one) and `required` is False. Raises `CheckpointError` naming the first file
-    that is missing or changed. Files named in `skip` (relative paths) are not checked.
-    """
+    """Check every file `folder`'s hash file lists (present, same size, same sha256; those in `skip` left out):
+    True when verified, False when there is no hash file (a checkpoint hubkit did not write, or an older
+    one) and not `required`; a `CheckpointError` names the first file that is missing or changed."""
     folder = Path(folder)
     files = read_file_hashes(folder)
     if files is None:
@@ -152,13 +141,10 @@ def _provenance_hashes(folder: Path) -> dict[str, str] | None:
 
 
 def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
-    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with
-    it, else against a release's provenance.json. True when verified.
-
-    A folder that has neither is loaded unverified; when its meta carries hubkit's own record (so
-    hubkit wrote it and a hash file was expected) that is said once per folder. `verify` False, or
-    ``HUBKIT_NO_VERIFY=1``, skips the check (for checkpoints too large to hash on every load).
-    """
+    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with it,
+    else a release's provenance.json; True when verified. A folder with neither loads unverified (said once
+    per folder when its meta shows hubkit wrote it). `verify` False or ``HUBKIT_NO_VERIFY=1`` skips the check
+    (for checkpoints too large to hash on every load)."""
     folder = Path(folder)
     if not verify or os.environ.get(NO_VERIFY_ENV, "") not in ("", "0"):
         return False
@@ -199,8 +185,7 @@ def _save_weights(
 
     given = {} if state_dict is None else {"state_dict": state_dict}
     if isinstance(model, PeftModel):
-        names = [adapter_name] if adapter_name else None
-        model.save_pretrained(str(folder), selected_adapters=names, **given)
+        model.save_pretrained(str(folder), selected_adapters=adapter_name and [adapter_name], **given)
         if adapter_name and adapter_name != "default" and (folder / adapter_name).is_dir():
             # peft nests non-default adapters in a subfolder; keep the files at the top level.
             for f in (folder / adapter_name).iterdir():
