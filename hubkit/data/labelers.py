@@ -117,29 +117,24 @@ class TransformersLabeler:
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
         import torch
 
-        with torch.no_grad():
-            return self._generate(conversations)
-
-    def _generate(self, conversations: Sequence[Messages]) -> list[str]:
-        tok = self.tokenizer
-        replies: list[str] = []
-        side = tok.padding_side
-        tok.padding_side = "left"
+        tok, replies = self.tokenizer, []
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
+        side, tok.padding_side = tok.padding_side, "left"
         try:
             for start in range(0, len(conversations), self.batch_size):
                 prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
-                out = self.model.generate(
-                    **enc,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=pad,
-                    no_repeat_ngram_size=self.no_repeat_ngram_size,
-                    **kwargs,
-                )
+                with torch.no_grad():
+                    out = self.model.generate(
+                        **enc,
+                        max_new_tokens=self.max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=pad,
+                        no_repeat_ngram_size=self.no_repeat_ngram_size,
+                        **kwargs,
+                    )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
         finally:
@@ -204,9 +199,7 @@ class OpenAIChatLabeler:
             raise LabelerError(
                 f"labeler endpoint {base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1"
             )
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.name = f"openai:{model}"
+        self.url, self.model, self.name = base_url.rstrip("/") + "/chat/completions", model, f"openai:{model}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_tokens, self.temperature, self.timeout = max_tokens, temperature, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
@@ -222,13 +215,13 @@ class OpenAIChatLabeler:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "stream": False,
-        }
+        body = dict(
+            model=self.model,
+            messages=messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stream=False,
+        )
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -267,8 +260,7 @@ class OpenAIChatLabeler:
 
     def _reply(self, payload: bytes) -> str:
         try:
-            data = json.loads(payload)
-            content = data["choices"][0]["message"]["content"]
+            content = json.loads(payload)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LabelerError(f"{self.url}: answer is not a chat completion ({payload[:200]!r})") from exc
         return content or ""
