@@ -305,12 +305,14 @@ class ActivationVerbalizer:
         rows = v.repeat_interleave(k, dim=0)
         ids: list[list[int]] = []
         for start in range(0, len(rows), engines.ENGINE_CHUNK):
-            ids += runner.generate_from_embeddings(
-                self.prompt_embeddings(rows[start : start + engines.ENGINE_CHUNK]),
+            sampling = engines.Sampling(
                 seed=None if seed is None else seed + start,
-                stop_token_ids=list(self.stop_ids),
+                stop_token_ids=tuple(self.stop_ids),
                 adapter=adapter,
                 **opts,
+            )
+            ids += runner.generate_from_embeddings(
+                self.prompt_embeddings(rows[start : start + engines.ENGINE_CHUNK]), sampling
             )
         return ids
 

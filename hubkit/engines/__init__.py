@@ -9,7 +9,7 @@
   nodes), the same embeddings sent base64-encoded to its OpenAI-compatible completions route.
 * ``auto``: vLLM when it is installed and the AV can use it, otherwise transformers with one log line.
 
-Every engine answers `generate_from_embeddings(embeds, …) -> list[list[int]]` (new token ids per
+Every engine answers `generate_from_embeddings(embeds, Sampling) -> list[list[int]]` (new token ids per
 row); decoding, parsing and status counting stay with the verbalizer, so they are the same for all.
 A new engine is one `ENGINES` entry. This package imports neither torch nor vLLM.
 """
@@ -21,12 +21,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hubkit.engines.common import INSTALL_HINT, Engine, EngineError, ModelSource, vllm_installed
+from hubkit.engines.common import INSTALL_HINT, Engine, EngineError, ModelSource, Sampling, vllm_installed
 from hubkit.engines.vllm_local import VLLMEngine
 from hubkit.engines.vllm_remote import RemoteEngine
 from hubkit.registry import Registry
 
-__all__ = ["ENGINES", "INSTALL_HINT", "Engine", "EngineError", "ModelSource", "vllm_installed"]
+__all__ = ["ENGINES", "INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling", "vllm_installed"]
 
 log = logging.getLogger(__name__)
 

