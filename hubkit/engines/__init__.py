@@ -130,7 +130,7 @@ def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
         return "transformers"
     why = _refusal(name, scheme)
     if why is not None:
-        raise EngineError(f"engine {name}: {why}")
+        raise EngineError(f"--engine {name} was asked for but {why}")
     return name
 
 
