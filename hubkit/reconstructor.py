@@ -1,9 +1,7 @@
 """`ActivationReconstructor` (AR): explanation → vector.
 
-The base truncated to its first K+1 blocks (no final norm, no LM head) reads a fixed prompt
-around the explanation; the residual stream at the last real token goes through a ``Linear(d, d)``
-head. Batches are right-padded so every row keeps its own positions, and the vector is gathered
-at each row's last real token.
+The base truncated to its first K+1 blocks reads a fixed prompt around the explanation; the residual
+stream at each row's last real token (batches are right-padded) goes through a ``Linear(d, d)`` head.
 """
 
 from __future__ import annotations
@@ -42,34 +40,24 @@ def render_ar_prompt(template: str, text: str) -> str:
 
 
 def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | None) -> list[int]:
-    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule.
-
-    ``"tokenizer"`` (or ``None``): unchanged, BOS only where the tokenizer adds one (Gemma, Llama yes;
-    Qwen has none; SmolLM2 has a ``bos_token`` but does not add it). ``True``: BOS forced first.
-    ``False``: a leading BOS removed.
-    """
-    if add_bos is None or add_bos == BOS_AS_TOKENIZER:
+    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule: ``"tokenizer"``
+    (or ``None``) leaves them, BOS only where the tokenizer adds one (Gemma, Llama yes; Qwen has none;
+    SmolLM2 has a ``bos_token`` but does not add it); ``True`` forces BOS first; ``False`` drops a leading one."""
+    starts = bool(ids) and bos_id is not None and ids[0] == bos_id
+    if add_bos is None or add_bos == BOS_AS_TOKENIZER or (add_bos is True and (starts or bos_id is None)):
         return list(ids)
     if add_bos is True:
-        if bos_id is not None and (not ids or ids[0] != bos_id):
-            return [bos_id, *ids]
-        return list(ids)
+        return [bos_id, *ids]
     if add_bos is False:
-        return list(ids[1:]) if ids and bos_id is not None and ids[0] == bos_id else list(ids)
+        return list(ids[1:] if starts else ids)
     raise MetaError(f"`ar.add_bos` must be true, false or {BOS_AS_TOKENIZER!r}, got {add_bos!r}")
 
 
 def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
-    """Token ids of the AR prompt for one explanation: the one builder training and inference share.
-
-    The whole rendered prompt is tokenized in one call (so merges across the explanation/suffix
-    boundary, such as ``.</`` or ``></``, are the ones the model saw) with ``add_special_tokens=True``,
-    or ``False`` where `ar.add_bos` is false (as the LoRA-AR writer tokenizes), then `ar.add_bos` is
-    applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
-    prompt; `check_suffix_ids` uses it as a consistency check.
-    """
+    """Token ids of the AR prompt for one explanation, the one builder training and inference share: the
+    whole rendered prompt tokenized in one call (so merges across the explanation/suffix boundary, such as
+    ``.</``, are the ones the model saw), then `apply_bos_rule`. ``ar.suffix_ids`` only checks it."""
     ar = meta.ar
-    assert ar is not None
     specials = ar.add_bos is not False  # False: no special tokens at all, as the LoRA-AR writer tokenizes
     ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=specials)["input_ids"]
     return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
@@ -83,11 +71,8 @@ def reference_suffix_ids(tokenizer, template: str) -> list[int]:
 
 
 def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> None:
-    """Refuse a meta whose ``ar.suffix_ids`` are not the tail of the rendered prompt.
-
-    Reference metas record ``tokens.critic_suffix_ids`` = the suffix's tokens after the first
-    (the first may merge with the explanation's last character); the prompt must end with them.
-    """
+    """Refuse a meta whose ``ar.suffix_ids`` (reference metas: the suffix's tokens after the first, which
+    may merge with the explanation) are not the tail of the rendered prompt."""
     ar = meta.ar
     if ar is None or not ar.suffix_ids:
         return
@@ -192,10 +177,9 @@ class ActivationReconstructor:
         return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
-        """Backbone output (float32) at the read-out token of each text, before normalisation and head.
-
-        A prompt longer than the model's context is refused naming its row (`first_row` + index, from 1):
-        cutting it would drop the suffix the AR reads at, and running it would take minutes for nothing."""
+        """Backbone output (float32) at the read-out token of each text, before normalisation and head. A prompt
+        longer than the model's context is refused naming its row (`first_row` + index, from 1): cutting it
+        would drop the suffix the AR reads at, and running it would take minutes for nothing."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
         limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
         long = [i for i, r in enumerate(rows) if limit and len(r) > limit]
@@ -205,9 +189,7 @@ class ActivationReconstructor:
                 f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
                 "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
             )
-        ids, mask = pad_right(rows, self.pad_id)
-        device = loading.model_device(self.model)
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = (t.to(loading.model_device(self.model)) for t in pad_right(rows, self.pad_id))
         with loading.active_adapter(self.model, self.adapter_name):
             h = arch.hidden_at_block_grad(self.model, self.block, input_ids=ids, attention_mask=mask)
             if self.final_norm is not None:
@@ -233,10 +215,8 @@ class ActivationReconstructor:
         if not bad:
             return
         folder = self.meta.folder or Path("AR")
-        if part == "head":
-            file = folder / heads.HEAD_FILES[self.meta.ar.head_format]
-        else:
-            file = folder / C.ADAPTER_WEIGHTS_FILE if self.adapter_name else folder
+        file = folder / heads.HEAD_FILES[self.meta.ar.head_format] if part == "head" else folder
+        file = folder / C.ADAPTER_WEIGHTS_FILE if part != "head" and self.adapter_name else file
         raise CheckpointError(
             f"{file}: the AR's {part} gives NaN/inf for {len(bad)} row(s) (first: row {first_row + bad[0]}); its "
             "weights or scaling are broken (e.g. a huge lora_alpha or head values): use another checkpoint"
@@ -258,6 +238,4 @@ class ActivationReconstructor:
                 self._check_finite(v, "head", start)
                 out.append(v.cpu())
                 bar.update(len(v))
-        if not out:
-            return torch.empty(0, self.meta.d_model)
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.empty(0, self.meta.d_model)

@@ -1,17 +1,11 @@
-"""Generation engines for the AV: where the tokens after the injected prompt come from.
+"""Generation engines for the AV: where the tokens after the injected prompt come from (`ENGINES`).
 
-* ``transformers`` (the default): the AV's own model generates in process, the vector injected by
-  a forward hook (`hubkit.verbalizer`).
-* ``vllm``: an offline vLLM engine in this machine's processes, fed the very prompt embeddings the
-  transformers path injects (`ActivationVerbalizer.prompt_embeddings`), LoRA adapters through
-  vLLM's LoRA support.
-* ``http://host:port``: a running ``vllm serve --enable-prompt-embeds`` endpoint (several GPUs or
-  nodes), the same embeddings sent base64-encoded to its OpenAI-compatible completions route.
-* ``auto``: vLLM when it is installed and the AV can use it, otherwise transformers with one log line.
-
+``transformers`` (the default) generates in process, the vector injected by a forward hook; ``vllm``
+(an offline vLLM engine) and a ``http://host:port`` ``vllm serve --enable-prompt-embeds`` endpoint are
+fed the very prompt embeddings the transformers path injects (`ActivationVerbalizer.prompt_embeddings`);
+``auto`` is vLLM when it is installed and the AV can use it, else transformers with one log line.
 Every engine answers `generate_from_embeddings(embeds, Sampling) -> list[list[int]]` (new token ids per
-row); decoding, parsing and status counting stay with the verbalizer, so they are the same for all.
-A new engine is one `ENGINES` entry. This package imports neither torch nor vLLM.
+row); decoding and parsing stay with the verbalizer. This package imports neither torch nor vLLM.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from hubkit.engines.common import (
     engine_cache_dir,
     prune,
     strip_stop,
+    vllm_installed,
 )
 
 if TYPE_CHECKING:
@@ -49,19 +50,9 @@ def _verbose() -> bool:
     return logging.getLogger("hubkit").getEffectiveLevel() <= logging.INFO
 
 
-def _import_vllm():
-    # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
-    try:
-        import vllm
-    except ImportError as err:
-        raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}") from err
-    return vllm
-
-
 def check_source(source: ModelSource) -> None:
-    """Refuse, in one line each, what this vLLM cannot load: quantised bases, a GPU on a CPU build,
-    an architecture vLLM does not implement, a folder without weights."""
+    """Refuse, in one line each, what this vLLM cannot load (no weights folder, a quantised base, a GPU on a
+    CPU build, an architecture vLLM does not implement)."""
     base = Path(source.base)
     if not (base / "config.json").is_file():
         raise EngineError(
@@ -130,16 +121,13 @@ def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = Non
 
 
 def lora_mode(device: str) -> str:
-    """How adapters reach vLLM: ``lora`` (its LoRA support: a new adapter costs no restart, as a
-    policy being trained needs) or ``merge`` (weights merged once per adapter: no LoRA cost per
-    token). ``HUBKIT_VLLM_LORA`` chooses; ``auto`` merges on CPU, where vLLM 0.32's LoRA kernels
-    made a 256-vector round trip slower than transformers, and uses LoRA on GPUs."""
+    """How adapters reach vLLM (``HUBKIT_VLLM_LORA``): ``lora`` (a new adapter costs no restart, as a policy
+    being trained needs) or ``merge`` (merged once per adapter: no LoRA cost per token); ``auto`` merges on
+    CPU, where vLLM 0.32's LoRA kernels made a 256-vector round trip slower than transformers."""
     mode = os.environ.get("HUBKIT_VLLM_LORA", "auto").strip().lower()
     if mode not in ("auto", "lora", "merge"):
         raise EngineError(f"HUBKIT_VLLM_LORA={mode!r}: choose auto, lora or merge")
-    if mode == "auto":
-        return "merge" if device == "cpu" else "lora"
-    return mode
+    return ("merge" if device == "cpu" else "lora") if mode == "auto" else mode
 
 
 class VLLMEngine:
@@ -148,7 +136,10 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, source: ModelSource) -> None:
-        _import_vllm()
+        # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
+        if not vllm_installed():
+            raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}")
         self.merged_adapter: str | None = None
         if merges(source):
             self.merged_adapter = adapter_digest(source.adapter)
@@ -295,12 +286,10 @@ class VLLMEngine:
 def error_summary(err: BaseException) -> str:
     """One informative line of a vLLM error: for a pydantic validation error, the field and its message
     rather than its first line ("1 validation error for ModelConfig")."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
     if re.match(r"\d+ validation errors? for ", lines[0]) and len(lines) > 1:
         return f"{lines[0]}: " + "; ".join(line for line in lines[1:4] if not line.startswith("For further"))
-    return f"{type(err).__name__}: {lines[0]}"
+    return f"{type(err).__name__}: {lines[0]}".rstrip(": ")
 
 
 @contextlib.contextmanager

@@ -1,10 +1,7 @@
-"""A client of a running ``vllm serve`` (OpenAI-compatible) endpoint, fed prompt embeddings.
-
-The server must have been started with ``--enable-prompt-embeds`` (and ``--enable-lora`` plus
-``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go
-as a base64 ``torch.save`` payload in the completions request; token ids come back with
-``return_token_ids``. Requests are split into chunks sent concurrently, so the server's continuous
-batching sees them together. Only the standard library speaks HTTP here.
+"""A client of a running ``vllm serve`` endpoint started with ``--enable-prompt-embeds`` (and ``--enable-lora``
+plus ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go as a
+base64 ``torch.save`` payload to the completions route; token ids come back with ``return_token_ids``.
+Chunks are sent concurrently, so the server's continuous batching sees them together.
 """
 
 from __future__ import annotations
