@@ -126,23 +126,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_tokenizer(*candidates: str | Path | None):
-    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base).
-
-    A folder that holds tokenizer files which do not load is an error naming it: a broken checkpoint
-    tokenizer is never silently replaced by the base's."""
+    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base); tokenizer files
+    that do not load are an error naming them, never silently replaced by the base's."""
     from transformers import AutoTokenizer
 
     errors = []
-    for c in candidates:
-        if c is None:
-            continue
+    for c in filter(None, candidates):
         p = Path(c)
         if p.is_dir():
             present = [f for f in TOKENIZER_FILES if (p / f).exists()]
             if not present:
                 continue
-            _check_json(p / "tokenizer.json", "the tokenizer")
-            _check_json(p / "tokenizer_config.json", "the tokenizer config")
+            for name, what in (
+                ("tokenizer.json", "the tokenizer"),
+                ("tokenizer_config.json", "the tokenizer config"),
+            ):
+                _check_json(p / name, what)
             try:
                 return AutoTokenizer.from_pretrained(str(p))
             except Exception as exc:  # tokenizers raises its own Exception subclass for broken files
@@ -204,12 +203,9 @@ def adapter_base(folder: Path) -> str | None:
 def attach_adapter(
     model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None, is_trainable: bool = False
 ) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once); trainable
-    when `is_trainable` (GRPO's co-trained AR), else frozen.
-
-    `kept_blocks`: the adapter belongs to an AR that keeps only the first K+1 decoder blocks, so its
-    tensors for later blocks are absent by design and peft's warning about them is not passed on (a
-    warning about any other missing key still is)."""
+    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once), trainable when
+    `is_trainable` (GRPO's co-trained AR). `kept_blocks`: an AR keeping only the first K+1 blocks, whose
+    tensors for later blocks are absent by design: peft's warning about those (only) is not passed on."""
     from peft import PeftModel
     from safetensors import SafetensorError
 
