@@ -1,14 +1,8 @@
-"""Writing NLA checkpoints in hubkit's layout (atomically: a temp folder renamed into place), and
-checking that a folder still holds what was written.
-
-AV: adapter (``adapter_config.json`` + ``adapter_model.safetensors``) or full weights, tokenizer,
-``nla_meta.yaml``. AR: the same plus ``value_head.safetensors``.
-
-Every folder hubkit writes carries ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`): the sha256
-and size of each of its files, recorded before the folder is renamed into place. `verify_checkpoint`
-compares a folder against it, so a flipped byte, a truncated file or a missing file is an error that
-names the file instead of weights that load silently wrong. The file is hidden: a release does not
-ship it (the release rewrites the meta and keeps its own provenance hashes).
+"""Writing NLA checkpoints in hubkit's layout (a temp folder renamed into place), and checking that a
+folder still holds what was written: adapter or full weights, tokenizer, ``nla_meta.yaml`` (and the AR's
+``value_head.safetensors``), plus the hidden ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`) with each
+file's sha256 and size, so a flipped byte, a truncated or a missing file is an error naming it instead of
+weights that load silently wrong. A release does not ship it (it keeps its own provenance hashes).
 """
 
 from __future__ import annotations

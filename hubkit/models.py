@@ -423,25 +423,16 @@ def _looks_like_repo_id(name: str) -> bool:
 
 
 def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per registry entry with its facts and status (installed, prepared, stale), for `hubkit models list`."""
-    facts = ("d_model", "n_layers", "nla_layer", "chat_template", "quantization", "license")
+    """One row per registry entry: its status (installed, prepared, stale) and facts, for `hubkit models list`."""
     rows = []
     for spec in REGISTRY.values():
         target = prepared_dir(spec.name, cache_dir=cache_dir)
         installed = is_installed(spec.name)
         why = _staleness(spec, target, _source_sha256(spec, cache_dir) if installed else None)
-        rows.append(
-            {
-                "name": spec.name,
-                "default": spec.name == DEFAULT_MODEL,
-                "hf_repo": spec.hf_repo,
-                "package": spec.package,
-                "install": spec.install,
-                "installed": installed,
-                "prepared": why is None,
-                "stale": why is not None and target.exists(),
-                "path": str(target),
-                **{k: getattr(spec, k) for k in facts},
-            }
-        )
+        row = dict(name=spec.name, default=spec.name == DEFAULT_MODEL, installed=installed)
+        row |= dict(prepared=why is None, stale=why is not None and target.exists(), path=str(target))
+        rows.append(row | {k: getattr(spec, k) for k in LISTED_FACTS})
     return rows
+
+
+LISTED_FACTS = "hf_repo package install d_model n_layers nla_layer chat_template quantization license".split()

@@ -1,12 +1,8 @@
 """Precision and thread policy chosen from the hardware, never assumed.
 
-`resolve_dtype("auto")` picks bfloat16 on a GPU that supports it and on CPUs with native bf16
-(AVX512-BF16 / AMX), float32 otherwise: on CPUs without it, bf16 runs through slow emulation
-(measured 7x slower forward, 19x slower forward+backward on SmolLM2-135M). The choice is logged
-once per (device, answer) and callers record `dtype_name(...)` in metas and eval provenance.
-
-`physical_cores()` is the one thread policy: torch threads = physical cores available to this
-process, divided among the worker processes hubkit starts.
+`resolve_dtype("auto")` picks bfloat16 on a GPU that supports it and on CPUs with native bf16 (AVX512-BF16
+/ AMX), float32 otherwise: emulated bf16 measured 7x slower forward, 19x slower forward+backward on
+SmolLM2-135M. Torch threads = the physical cores available to this process, divided among its workers.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
-"""Chat backends that write and audit labels: a local transformers model, or any OpenAI-compatible endpoint.
+"""Chat backends that write and audit labels: one reply per conversation, in order; `name` goes into
+every labeled row's provenance.
 
-Both take a batch of conversations (lists of ``{"role", "content"}`` messages) and return one reply
-per conversation, in order. `name` identifies the model in every labeled row's provenance.
-
-- `TransformersLabeler`: greedy chat-template generation, left-padded batches; the reply is primed
-  with ``<explanation>`` (written into the assistant turn) so even a small model answers inside tags.
-- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (the published Chat Completions API;
-  vLLM, llama.cpp server, Ollama, ``transformers serve`` and hosted APIs speak it), with a thread pool,
-  a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and connection
-  errors (honouring ``Retry-After``). Other 4xx answers fail at once with the server's message.
+- `TransformersLabeler`: greedy chat-template generation, the reply primed with ``<explanation>`` so even
+  a small model answers inside tags.
+- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (vLLM, llama.cpp, Ollama, hosted APIs), with a
+  thread pool, a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and
+  connection errors (honouring ``Retry-After``); other 4xx answers fail at once with the server's message.
 """
 
 from __future__ import annotations
