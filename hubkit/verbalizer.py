@@ -261,21 +261,18 @@ class ActivationVerbalizer:
             torch.manual_seed(seed)
         from tqdm.auto import tqdm
 
-        opts = dict(
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-        )
+        opts = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample)
+        sampling = engines.Sampling(temperature=temperature, top_p=top_p, **opts)
         name = (
-            "transformers"
+            engine
             if engine in (None, "transformers")
             else engines.resolve(engine, self.meta.injection.scheme)
         )
-        if name != "transformers":
+        if name not in (None, "transformers"):
             try:
-                return self.decode_rows(self.generate_on_engine(v, name, num_return_sequences, seed, **opts))
+                return self.decode_rows(
+                    self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
+                )
             except EngineError as err:
                 if engine != "auto":
                     raise
@@ -285,7 +282,7 @@ class ActivationVerbalizer:
         with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:
             for start in range(0, len(v), step):
                 chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
-                out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
+                out.extend(self.decode_rows(self._generate(chunk, sampling, prefix_cache)))
                 bar.update(len(v[start : start + step]))
         return out
 
@@ -293,7 +290,9 @@ class ActivationVerbalizer:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
         return [e.text for e in self.explain_detailed(vectors, **kwargs)]
 
-    def generate_on_engine(self, v: Tensor, engine: str, k: int, seed: int | None, **opts) -> list[list[int]]:
+    def generate_on_engine(
+        self, v: Tensor, engine: str, k: int, seed: int | None, sampling: engines.Sampling
+    ) -> list[list[int]]:
         """New token ids per row (`k` per vector) from a resolved `engine` (``vllm`` or a URL): this AV's
         prompt embeddings and stop ids, in chunks of `engines.ENGINE_CHUNK`. An engine that loads weights
         is given the AV's base folder and adapter; a remote one is given the adapter folder."""
@@ -304,16 +303,13 @@ class ActivationVerbalizer:
         runner = engines.get_engine(engine, source)
         rows = v.repeat_interleave(k, dim=0)
         ids: list[list[int]] = []
-        for start in range(0, len(rows), engines.ENGINE_CHUNK):
-            sampling = engines.Sampling(
-                seed=None if seed is None else seed + start,
-                stop_token_ids=tuple(self.stop_ids),
-                adapter=adapter,
-                **opts,
+        chunk = engines.ENGINE_CHUNK
+        for start in range(0, len(rows), chunk):
+            seeded = None if seed is None else seed + start
+            part = dataclasses.replace(
+                sampling, seed=seeded, stop_token_ids=tuple(self.stop_ids), adapter=adapter
             )
-            ids += runner.generate_from_embeddings(
-                self.prompt_embeddings(rows[start : start + engines.ENGINE_CHUNK]), sampling
-            )
+            ids += runner.generate_from_embeddings(self.prompt_embeddings(rows[start : start + chunk]), part)
         return ids
 
     def _prefix_cache(self, n: int, length: int):
@@ -325,33 +321,22 @@ class ActivationVerbalizer:
         return cache
 
     @torch.no_grad()
-    def _generate(
-        self,
-        v: Tensor,
-        max_new_tokens: int,
-        min_new_tokens: int,
-        do_sample: bool,
-        temperature: float,
-        top_p: float,
-        prefix_cache: bool = True,
-    ) -> list[list[int]]:
-        device = loading.model_device(self.model)
-        ids = self._ids(len(v), device)
-        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        gen_kwargs: dict = dict(
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.stop_ids,
-            use_cache=True,
-        )
-        if do_sample:
-            gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    def _generate(self, v: Tensor, sampling: engines.Sampling, prefix_cache: bool = True) -> list[list[int]]:
         from transformers import LogitsProcessorList
 
-        finite = FiniteLogits(self.meta.folder, self.adapter_name)
-        gen_kwargs["logits_processor"] = LogitsProcessorList([finite])
+        o = sampling
+        ids = self._ids(len(v), loading.model_device(self.model))
+        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
+        finite = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
+        gen_kwargs: dict = dict(
+            max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens, use_cache=True
+        )
+        gen_kwargs.update(
+            do_sample=o.do_sample, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids
+        )
+        if o.do_sample:
+            gen_kwargs.update(temperature=o.temperature, top_p=o.top_p, top_k=0)
+        gen_kwargs["logits_processor"] = finite
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
