@@ -34,6 +34,9 @@ class CheckReport:
     def ok(self) -> bool:
         return not any(f.level == "error" for f in self.findings)
 
+    def add(self, level: str, message: str) -> None:
+        self.findings.append(Finding(level, message))
+
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level in ("warn", "error")]
@@ -43,12 +46,8 @@ class CheckReport:
         lines += [f"  {k:<28} {v}" for k, v in self.facts.items()]
         marks = {"ok": "ok  ", "info": "info", "warn": "WARN", "error": "FAIL"}
         lines += [f"  [{marks[f.level]}] {f.message}" for f in self.findings]
-        lines.append(
-            "  result: "
-            + ("PASS" if self.ok else "FAIL")
-            + (f" with {len(self.warnings)} warning(s)" if self.warnings else "")
-        )
-        return "\n".join(lines)
+        warned = f" with {len(self.warnings)} warning(s)" if self.warnings else ""
+        return "\n".join([*lines, f"  result: {'PASS' if self.ok else 'FAIL'}{warned}"])
 
 
 def check(
@@ -107,17 +106,15 @@ def check_base(path: str, name: str) -> CheckReport:
     try:
         marker = injection.pick_marker(tok, lambda c: f"Explain {c} now.")
         report.facts["single-token marker"] = repr(marker)
-        report.findings.append(Finding("ok", f"marker {marker!r} is one token"))
+        report.add("ok", f"marker {marker!r} is one token")
     except HubkitError as exc:
-        report.findings.append(Finding("warn", str(exc)))
+        report.add("warn", str(exc))
     f = scale_lint.OOD_SCALE_FACTOR
     lo, hi = min(emb, res), max(emb, res)
-    report.findings.append(
-        Finding(
-            "info",
-            f"injection scales from {lo / f:.3g} to {hi * f:.3g} pass the lint at layer {layer} (embedding norm "
-            f"{emb:.4g}, residual norm {res:.4g}; {f:g}× either way)",
-        )
+    report.add(
+        "info",
+        f"injection scales from {lo / f:.3g} to {hi * f:.3g} pass the lint at layer {layer} (embedding norm "
+        f"{emb:.4g}, residual norm {res:.4g}; {f:g}× either way)",
     )
     return report
 
@@ -130,7 +127,7 @@ def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
     report.facts["model blocks"] = found[0]
     problem = depth_problem(meta, *found)
     if problem:
-        report.findings.append(Finding("error", problem))
+        report.add("error", problem)
 
 
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
@@ -138,7 +135,7 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
     try:
         meta = NLAMeta.load(folder, check_depth=False)
     except HubkitError as exc:
-        report.findings.append(Finding("error", str(exc)))
+        report.add("error", str(exc))
         return report
     base = base_model or meta.base_model
     report.kind = f"NLA {meta.role.upper()} checkpoint"
@@ -152,25 +149,17 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
         }
     )
     if meta.retracted:
-        report.findings.append(Finding("warn", f"RETRACTED: {meta.retracted.reason}"))
+        report.add("warn", f"RETRACTED: {meta.retracted.reason}")
     if identity.missing_local_path(base):
         level = "error" if loading.is_adapter(folder) else "info"
-        report.findings.append(
-            Finding(
-                level,
-                f"base model {shorten(base)!r} is a local folder that does not exist here"
-                + (
-                    "; pass --base-model with the base's folder or Hub id"
-                    if level == "error"
-                    else " (a path on the machine that trained it; this checkpoint holds its own weights)"
-                ),
-            )
-        )
+        why = "; pass --base-model with the base's folder or Hub id" if level == "error" else ""
+        why = why or " (a path on the machine that trained it; this checkpoint holds its own weights)"
+        report.add(level, f"base model {shorten(base)!r} is a local folder that does not exist here{why}")
     _check_depth(report, meta, folder, base)
     if meta.role == "ar":
         _check_ar(report, meta, folder)
-        return report
-    _check_av(report, meta, folder, base)
+    else:
+        _check_av(report, meta, folder, base)
     return report
 
 
@@ -181,29 +170,18 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
     )
     try:
         heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-        report.findings.append(
-            Finding(
-                "ok",
-                f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})",
-            )
-        )
+        shape = f"({meta.d_model}, {meta.d_model})"
+        report.add("ok", f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape {shape}")
     except HubkitError as exc:
-        report.findings.append(Finding("error", str(exc)))
+        report.add("error", str(exc))
 
 
 def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     assert meta.injection is not None and meta.av is not None
-    report.facts.update(
-        {
-            "injection": meta.injection.scheme,
-            "scale": meta.injection.scale,
-            "chat template": meta.av.chat_template,
-        }
-    )
-    if not meta.injection.needs_scale:
-        report.findings.append(
-            Finding("ok", f"residual addition at block {meta.injection.block}: norm-matched, no scale")
-        )
+    inj = meta.injection
+    report.facts.update({"injection": inj.scheme, "scale": inj.scale, "chat template": meta.av.chat_template})
+    if not inj.needs_scale:
+        report.add("ok", f"residual addition at block {inj.block}: norm-matched, no scale")
         return
     if any(f.level == "error" for f in report.findings):
         return  # the base or the layer is wrong: the lint would measure the wrong thing
@@ -213,7 +191,7 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
         model = loading.load_causal_lm(source)
         tok = loading.load_tokenizer(folder, source)
     except (HubkitError, OSError, ValueError) as exc:
-        report.findings.append(Finding("warn", f"base model not loadable, scale not checked: {exc}"))
+        report.add("warn", f"base model not loadable, scale not checked: {exc}")
         return
     res = None
     if meta.layer is not None:
@@ -222,11 +200,11 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
     report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)
     if lint.ok:
-        report.findings.append(Finding("ok", lint.message))
+        report.add("ok", lint.message)
     elif meta.injection.ood_allowed:
-        report.findings.append(Finding("warn", lint.message + " (recorded as deliberate: ood_allowed)"))
+        report.add("warn", lint.message + " (recorded as deliberate: ood_allowed)")
     else:
-        report.findings.append(Finding("error", lint.message))
+        report.add("error", lint.message)
 
 
 def _ratio(value: float | None) -> float | None:
