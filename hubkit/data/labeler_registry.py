@@ -19,8 +19,7 @@ from dataclasses import dataclass, replace
 
 from hubkit import engines
 from hubkit.data.context_labeler import parse_context_arg
-from hubkit.data.labelers import DirectLabeler, Labeler, OpenAIChatLabeler, TransformersLabeler
-from hubkit.data.vllm_labeler import VLLMLabeler
+from hubkit.data.labelers import DirectLabeler, Labeler, OpenAIChatLabeler, TransformersLabeler, VLLMLabeler
 from hubkit.errors import DataError
 from hubkit.registry import Registry
 

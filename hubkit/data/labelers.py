@@ -1,8 +1,8 @@
 """Chat backends that write and audit labels: one reply per conversation, in order; `name` goes into
 every labeled row's provenance.
 
-- `TransformersLabeler`: greedy chat-template generation, the reply primed with ``<explanation>`` so even
-  a small model answers inside tags.
+- `TransformersLabeler` (and `VLLMLabeler`, the same prompts on vLLM): greedy chat-template generation,
+  the reply primed with ``<explanation>`` so even a small model answers inside tags.
 - `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (vLLM, llama.cpp, Ollama, hosted APIs), with a
   thread pool, a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and
   connection errors (honouring ``Retry-After``); other 4xx answers fail at once with the server's message.
@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
+from hubkit import engines
+from hubkit.engines import ModelSource
 from hubkit.errors import HubkitError
 
 if TYPE_CHECKING:
@@ -148,6 +150,43 @@ def render_chat(tok, messages: Messages, prefill: str) -> str:
         turns = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
         text = (tok.bos_token or "") + turns + "Assistant: "
     return text + prefill
+
+
+class VLLMLabeler(TransformersLabeler):
+    """The same chat prompts on an offline vLLM engine (`hubkit.engines`), greedy and batched by vLLM. vLLM has
+    no n-gram blocking, so a small model may repeat a phrase; with that blocking off both labelers give the
+    same replies (tested on SmolLM2-135M). The reply is cut after the first ``</explanation>``."""
+
+    def __init__(self, engine, tokenizer, name: str, *, max_new_tokens: int = 96, **kwargs) -> None:
+        super().__init__(
+            engine, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | None = None, *, dtype: str = "float32", **kwargs
+    ) -> VLLMLabeler:
+        """Start vLLM on a registry model (default: the offline default model) or a local folder."""
+        from transformers import AutoTokenizer
+
+        from hubkit import models  # lazy: it imports torch; the labeler choices load without it
+
+        name = name_or_path or models.DEFAULT_MODEL
+        folder = models.resolve_base(name)
+        engine = engines.get_engine("vllm", ModelSource(base=str(folder), dtype=dtype))
+        return cls(engine, AutoTokenizer.from_pretrained(str(folder)), f"vllm:{name}", **kwargs)
+
+    def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        tok = self.tokenizer
+        prompts = [tok(self.render(m), add_special_tokens=False)["input_ids"] for m in conversations]
+        stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        rows = self.model.generate_from_ids(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=stops)
+        return [self.prefill + cut_after(tok.decode(r, skip_special_tokens=True), self.stop) for r in rows]
+
+
+def cut_after(text: str, stop: str | None) -> str:
+    """`text` up to and including the first `stop` (all of it when `stop` is absent or None)."""
+    return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
