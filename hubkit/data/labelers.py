@@ -159,8 +159,9 @@ class VLLMLabeler(TransformersLabeler):
 
     def __init__(self, engine, tokenizer, name: str, *, max_new_tokens: int = 96, **kwargs) -> None:
         super().__init__(
-            engine, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
+            None, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
         )
+        self.engine = engine  # answers `generate_from_ids` (`hubkit.engines.vllm_local.VLLMEngine`)
 
     @classmethod
     def from_pretrained(
@@ -180,7 +181,9 @@ class VLLMLabeler(TransformersLabeler):
         tok = self.tokenizer
         prompts = [tok(self.render(m), add_special_tokens=False)["input_ids"] for m in conversations]
         stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        rows = self.model.generate_from_ids(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=stops)
+        rows = self.engine.generate_from_ids(
+            prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=stops
+        )
         return [self.prefill + cut_after(tok.decode(r, skip_special_tokens=True), self.stop) for r in rows]
 
 
