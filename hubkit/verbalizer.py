@@ -157,19 +157,16 @@ class ActivationVerbalizer:
     def __init__(self, model: nn.Module, tokenizer, meta: NLAMeta, adapter_name: str | None = None) -> None:
         if meta.role != "av":
             raise MetaError(f"an ActivationVerbalizer needs an AV meta, got role {meta.role!r}")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.adapter_name = adapter_name
+        self.model, self.tokenizer, self.adapter_name = model, tokenizer, adapter_name
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.meta = resolve_marker(meta, tokenizer)
-        self.prompt = render_prompt(
-            tokenizer, self.meta.av.template, self.meta.injection.marker, self.meta.av.chat_template
-        )
-        self.prompt_ids: list[int] = tokenizer(
-            self.prompt, add_special_tokens=not self.meta.av.chat_template
-        )["input_ids"]
-        self.slots = self.meta.av.template.count(MARKER_PLACEHOLDER)
+        av = self.meta.av
+        self.prompt = render_prompt(tokenizer, av.template, self.meta.injection.marker, av.chat_template)
+        self.prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=not av.chat_template)[
+            "input_ids"
+        ]
+        self.slots = av.template.count(MARKER_PLACEHOLDER)
         self.stop_ids = stop_token_ids(model, tokenizer)
 
     @classmethod
@@ -226,13 +223,9 @@ class ActivationVerbalizer:
         v = self.check(vectors)
         ids = self._ids(len(v), loading.model_device(self.model))
         p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        embed = arch.text_model(self.model).embed_tokens
-        with (
-            loading.active_adapter(self.model, self.adapter_name),
-            injection.injected(self.model, self.meta.injection, p),
-        ):
-            out = embed(ids)
-        return list(out.unbind(0))
+        with loading.active_adapter(self.model, self.adapter_name):
+            with injection.injected(self.model, self.meta.injection, p):
+                return list(arch.text_model(self.model).embed_tokens(ids).unbind(0))
 
     # -- inference ----------------------------------------------------------------------------
     def explain_detailed(
@@ -352,9 +345,8 @@ class ActivationVerbalizer:
 
     def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
-        return decode_rows(
-            rows, self.tokenizer, self.stop_ids, self.meta.av.explanation_open, self.meta.av.explanation_close
-        )
+        av = self.meta.av
+        return decode_rows(rows, self.tokenizer, self.stop_ids, av.explanation_open, av.explanation_close)
 
 
 def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
@@ -381,11 +373,7 @@ class FiniteLogits:
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         # -inf is how other processors ban a token (min_new_tokens bans EOS); NaN, +inf or a row of only -inf is not
-        broken = (
-            torch.isnan(scores).any(dim=-1)
-            | torch.isposinf(scores).any(dim=-1)
-            | torch.isneginf(scores).all(-1)
-        )
+        broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1) | torch.isneginf(scores).all(-1)
         if broken.any():
             rows = broken.nonzero().flatten().tolist()
             raise CheckpointError(
@@ -397,19 +385,11 @@ class FiniteLogits:
 
 
 def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:
-    """Prompt tokens before the first marker: the same for every row, cached once per batch.
-
-    At least two tokens stay uncached, so the first uncached forward is never mistaken for a
-    one-token decoding step by the injection hook."""
+    """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
+    stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
     inj = meta.injection
-    pos = injection.find_markers(
-        torch.tensor([prompt_ids]),
-        inj.marker_token_id,
-        inj.left_neighbor_id,
-        inj.right_neighbor_id,
-        slots,
-        per_row=slots,
-    )
+    marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
+    pos = injection.find_markers(torch.tensor([prompt_ids]), *marker, slots, per_row=slots)
     return max(0, min(int(pos.min()), len(prompt_ids) - 2))
 
 
