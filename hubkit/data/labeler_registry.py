@@ -96,14 +96,13 @@ def make_pair(
     named; backends that are not audited get none (naming an auditor for them is refused)."""
     backend, arg = parse_choice(choice)
     labeler = backend.make(arg, options)
+    if not backend.audited and (auditor_model or auditor_base_url):
+        raise DataError(
+            f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
+        )
     if not backend.audited:
-        if auditor_model or auditor_base_url:
-            raise DataError(
-                f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
-            )
         return labeler, None
-    same = auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url)
-    if same:
+    if auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url):
         return labeler, labeler  # type: ignore[return-value]
     other = replace(
         options, model=auditor_model or options.model, base_url=auditor_base_url or options.base_url

@@ -31,10 +31,8 @@ INSTALL_HINT = (
 class ModelSource:
     """What an engine must load to generate as the AV does: base weights, the AV's LoRA adapter, dtype."""
 
-    base: str
-    """Folder holding the base (or full AV) weights in Hugging Face layout."""
-    adapter: str | None = None
-    """Folder holding the AV's LoRA adapter (peft layout), or None for full weights."""
+    base: str  # folder holding the base (or full AV) weights in Hugging Face layout
+    adapter: str | None = None  # folder holding the AV's LoRA adapter (peft layout), or None for full weights
     dtype: str = "float32"
     device: str = "cpu"
     quant: str = "none"
@@ -63,11 +61,9 @@ class Engine(Protocol):
 
     def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
         """New token ids for each prompt, ending at (and without) the first stop token."""
-        ...
 
     def accepts(self, source: ModelSource) -> bool:
         """Whether this running engine can serve `source` (its adapter) without a restart."""
-        ...
 
     def close(self) -> None: ...
 

@@ -1,12 +1,11 @@
-"""What an external engine must load to generate as an in-memory AV does (`ModelSource`).
-
-The base weights come from the folder the AV's base was loaded from; a LoRA adapter is written
-from memory to a cache folder named by the sha256 of its weights, so an adapter being trained
-(GRPO) reaches the engine as a new adapter each time its weights change, with no restart.
+"""What an external engine must load to generate as an in-memory AV does (`ModelSource`): the folder its
+base was loaded from, and its LoRA adapter written to a cache folder named by the sha256 of its weights
+(so an adapter being trained reaches the engine as a new adapter each step, with no restart).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -51,10 +50,8 @@ def adapter_folder(model: nn.Module, adapter_name: str | None) -> str | None:
         tmp = out.with_name(out.name + f".partial{os.getpid()}")
         model.save_pretrained(str(tmp), selected_adapters=[adapter_name])
         written = tmp / adapter_name if (tmp / adapter_name).is_dir() else tmp
-        try:
+        with contextlib.suppress(OSError):  # another process wrote the same adapter first
             written.rename(out)
-        except OSError:  # another process wrote the same adapter first
-            pass
         shutil.rmtree(tmp, ignore_errors=True)
         prune(out.parent, keep=KEEP_ADAPTERS)
     else:
