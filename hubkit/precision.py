@@ -46,12 +46,10 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def _device_type(device: str | torch.device | None) -> str:
+def _default_device() -> str:
     import torch
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device).type
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.cache
@@ -59,12 +57,11 @@ def _auto_name(device_type: str) -> str:
     import torch
 
     if device_type == "cuda":
-        name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        why = "GPU supports bf16" if name == "bfloat16" else "GPU lacks bf16"
+        bf16 = torch.cuda.is_bf16_supported()
+        name, why = ("bfloat16", "GPU supports bf16") if bf16 else ("float16", "GPU lacks bf16")
     elif device_type == "cpu":
-        native = cpu_has_native_bf16()
-        name = "bfloat16" if native else "float32"
-        why = "CPU has native bf16" if native else "CPU has no native bf16 (emulated bf16 is 7-19x slower)"
+        slow = "CPU has no native bf16 (emulated bf16 is 7-19x slower)"
+        name, why = ("bfloat16", "CPU has native bf16") if cpu_has_native_bf16() else ("float32", slow)
     else:
         name, why = "float32", f"device type {device_type!r}"
     log.info("dtype auto → %s on %s (%s)", name, device_type, why)
@@ -79,7 +76,7 @@ def resolve_dtype_name(dtype: str | torch.dtype | None, device: str | torch.devi
         return str(dtype).removeprefix("torch.")
     name = normalise_dtype_name(dtype or "auto")
     if name == "auto":
-        return _auto_name(_device_type(device))
+        return _auto_name(torch.device(device).type if device is not None else _default_device())
     return name
 
 
