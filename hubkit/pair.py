@@ -79,8 +79,7 @@ class NLAPair:
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
         if (av_meta.role, ar_meta.role) == ("ar", "av"):
             raise MetaError(
-                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; pass them the other "
-                "way round"
+                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; swap them"
             )
         for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
             if meta.role != want:
@@ -93,33 +92,22 @@ class NLAPair:
             ar_base = base_model or av_meta.base_model
             log.info("%s names no base model: using its AV's, %s", ar_dir, av_meta.base_model)
         check_compatible(av_meta, ar_meta)
-        verify_on_load(av_dir, verify)
-        verify_on_load(ar_dir, verify)
+        for folder in (av_dir, ar_dir):
+            verify_on_load(folder, verify)
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
-            return cls(
-                ActivationVerbalizer.from_pretrained(
-                    av_dir,
-                    base_model=base_model,
-                    device=device,
-                    dtype=dtype,
-                    injection_scale=injection_scale,
-                    verify=False,
-                ),
-                ActivationReconstructor.from_pretrained(
-                    ar_dir, base_model=ar_base, device=device, dtype=dtype, verify=False
-                ),
+            load = dict(device=device, dtype=dtype, verify=False)
+            av_half = ActivationVerbalizer.from_pretrained(
+                av_dir, base_model=base_model, injection_scale=injection_scale, **load
             )
+            return cls(av_half, ActivationReconstructor.from_pretrained(ar_dir, base_model=ar_base, **load))
         model, tok, _ = loading.load_half(av_dir, av_meta, "av", base_model, device, dtype)  # the one base
         model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers).eval()
         ar_tok = loading.load_tokenizer(ar_dir, loading.resolve_base(base_model or av_meta.base_model))
         head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)
-        return cls(
-            ActivationVerbalizer(model, tok, av_meta, adapter_name="av"),
-            ActivationReconstructor(
-                model, ar_tok, ar_meta, head.to(loading.model_device(model)), adapter_name="ar"
-            ),
-        )
+        head = head.to(loading.model_device(model))
+        av_half = ActivationVerbalizer(model, tok, av_meta, adapter_name="av")
+        return cls(av_half, ActivationReconstructor(model, ar_tok, ar_meta, head, adapter_name="ar"))
 
     def round_trip(self, vectors: Tensor, batch_size: int | None = None, **generate_kwargs) -> RoundTrip:
         """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE; `generate_kwargs` go to
@@ -128,14 +116,7 @@ class NLAPair:
         details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
         texts = [d.text for d in details]
         v_hat = self.ar.reconstruct(texts, **({"batch_size": batch_size} if batch_size else {}))
-        return RoundTrip(
-            vectors=v,
-            explanations=texts,
-            details=details,
-            reconstructions=v_hat,
-            cos=cosine(v, v_hat),
-            mse=normalised_mse(v, v_hat),
-        )
+        return RoundTrip(v, texts, details, v_hat, cos=cosine(v, v_hat), mse=normalised_mse(v, v_hat))
 
     def inspect(
         self,
