@@ -29,7 +29,6 @@ HASHES_FORMAT = "hubkit.checkpoint_sha256/1"
 log = logging.getLogger(__name__)
 
 
-# -- file hashes -----------------------------------------------------------------------------------
 def write_file_hashes(folder: str | Path) -> Path:
     """Record the sha256 and size of every file under `folder` (hidden ones, such as the hash file and
     temporaries, left out) in its hash file; returns that file."""
@@ -67,10 +66,8 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
 def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[str, ...] = ()) -> None:
     """Each recorded file (``{relative path: {sha256[, size]}}``) present with its size and sha256; the first
     that is not is a `CheckpointError` naming it and `source`, the record it was compared with."""
-    for rel, want in sorted(files.items()):
+    for rel, want in sorted((k, v) for k, v in files.items() if k not in skip):
         path = folder / rel
-        if rel in skip:
-            continue
         if not path.is_file():
             raise CheckpointError(
                 f"{path}: missing from the checkpoint (recorded in {source}); "
@@ -95,17 +92,14 @@ def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple
     one) and not `required`; a `CheckpointError` names the first file that is missing or changed."""
     folder = Path(folder)
     files = read_file_hashes(folder)
+    if files is None and required:
+        raise CheckpointError(f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified")
     if files is None:
-        if required:
-            raise CheckpointError(
-                f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified"
-            )
         return False
     check_files(folder, files, C.CHECKPOINT_HASHES_FILE, skip)
     return True
 
 
-# -- checking on load ---------------------------------------------------------------------------------
 NO_VERIFY_ENV = "HUBKIT_NO_VERIFY"  # set to 1 to skip hashing very large checkpoints on load
 # Checked on load by their own readers instead: the meta by its schema (a user may point `base_model` at a
 # local copy), the card is prose.
@@ -170,7 +164,6 @@ def _hubkit_written(folder: Path) -> bool:
     return any(line.startswith("hubkit:") for line in text.splitlines())
 
 
-# -- writing -----------------------------------------------------------------------------------------
 def _save_weights(
     model: nn.Module, tokenizer, folder: Path, adapter_name: str | None, state_dict: dict | None = None
 ) -> None:

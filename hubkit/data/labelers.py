@@ -206,8 +206,6 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if not self.interval:
-            return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
