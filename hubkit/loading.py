@@ -195,9 +195,12 @@ def is_adapter(folder: Path) -> bool:
     return True
 
 
+def adapter_config(folder: Path) -> dict:
+    return _check_json(Path(folder) / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
+
+
 def adapter_base(folder: Path) -> str | None:
-    cfg = _check_json(Path(folder) / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
-    return cfg.get("base_model_name_or_path")
+    return adapter_config(folder).get("base_model_name_or_path")
 
 
 def attach_adapter(
@@ -209,18 +212,15 @@ def attach_adapter(
     from peft import PeftModel
     from safetensors import SafetensorError
 
-    adapter_check.check_config(
-        folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
-    )
+    adapter_check.check_config(folder, adapter_config(folder))
     keys = adapter_check.file_keys(folder)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
+            kw = dict(adapter_name=name, is_trainable=is_trainable)
             if isinstance(model, PeftModel):
-                model.load_adapter(str(folder), adapter_name=name, is_trainable=is_trainable)
+                model.load_adapter(str(folder), **kw)
             else:
-                model = PeftModel.from_pretrained(
-                    model, str(folder), adapter_name=name, is_trainable=is_trainable
-                )
+                model = PeftModel.from_pretrained(model, str(folder), **kw)
         if keys is not None:  # before peft's warnings: a renamed adapter is an error, not a warning
             adapter_check.check_all_loaded(model, name, folder, keys)
         for w in caught:
@@ -231,8 +231,8 @@ def attach_adapter(
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
-            f"its base ({_first_line(exc)}); check that the "
-            "weights are complete and that base_model is the one it was trained on"
+            f"its base ({_first_line(exc)}); check that the weights are complete and that base_model is the one "
+            "it was trained on"
         ) from exc
     return model
 

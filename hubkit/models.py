@@ -367,14 +367,9 @@ def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> s
     if spec.name not in _warned_substitution:
         _warned_substitution.add(spec.name)
         log.warning(
-            "base model %s: using the offline %s model at %s instead (%s GGUF, dequantized): its weights, and "
-            "so its activations, differ slightly from the original checkpoint; pass %s (or a folder) as the "
-            "base model to ask for it explicitly",
-            name_or_path,
-            spec.name,
-            folder,
-            spec.quantization,
-            spec.name,
+            f"base model {name_or_path}: using the offline {spec.name} model at {folder} instead "
+            f"({spec.quantization} GGUF, dequantized): its weights, and so its activations, differ slightly from "
+            f"the original checkpoint; pass {spec.name} (or a folder) as the base model to ask for it explicitly"
         )
     return str(folder)
 
@@ -386,17 +381,13 @@ def load(
     *,
     cache_dir: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) in eval mode for a registry name, a local folder, or a Hub repo id.
-
-    A registry model (or the Hub id it stands in for) is read from its prepared folder (see
-    `resolve_base`; `prepare` makes it). Any other `org/name` goes to transformers as is, so a local
-    Hub endpoint (`HF_ENDPOINT`) can serve it.
-    """
+    """(model, tokenizer) in eval mode for a registry name (its prepared folder, see `resolve_base`), a local
+    folder, or a Hub repo id (to transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it)."""
     target = resolve_base(str(name_or_path), cache_dir=cache_dir)
     if not Path(target).expanduser().is_dir() and not _looks_like_repo_id(target):
         raise ModelError(
-            f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
-            f"repo id; offline models: {_valid_names()}"
+            f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub repo id; offline "
+            f"models: {_valid_names()}"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

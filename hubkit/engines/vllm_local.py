@@ -61,8 +61,7 @@ def check_source(source: ModelSource) -> None:
         )
     if source.quant != "none":
         raise EngineError(
-            f"engine vllm cannot load a bitsandbytes {source.quant} base here; use --engine transformers "
-            "(or an unquantised base)"
+            f"engine vllm cannot load a bitsandbytes {source.quant} base; use --engine transformers"
         )
     from vllm import ModelRegistry
     from vllm.platforms import current_platform
