@@ -120,18 +120,13 @@ class ActivationReconstructor:
             raise CheckpointError(
                 f"AR head has shape {tuple(head.weight.shape)}, expected ({meta.d_model}, {meta.d_model})"
             )
-        depth = arch.num_layers(model)
-        if meta.ar.num_layers > depth:
+        if meta.ar.num_layers > (depth := arch.num_layers(model)):
             raise MetaError(f"`ar.num_layers` is {meta.ar.num_layers} but the model has only {depth} blocks")
-        if arch.hidden_size(model) != meta.d_model:
-            raise MetaError(
-                f"the meta says d_model={meta.d_model}, the model's width is {arch.hidden_size(model)}"
-            )
+        if (width := arch.hidden_size(model)) != meta.d_model:
+            raise MetaError(f"the meta says d_model={meta.d_model}, the model's width is {width}")
         check_suffix_ids(tokenizer, meta, str(source) if source is not None else "the AR meta")
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
-        self.adapter_name = adapter_name
-        self.block = meta.ar.num_layers - 1
-        self.final_norm = final_norm
+        self.adapter_name, self.block, self.final_norm = adapter_name, meta.ar.num_layers - 1, final_norm
         if meta.ar.final_norm and final_norm is None:
             raise MetaError(
                 "the meta says `ar.final_norm: true` (the read-out goes through the base's final norm) but no "

@@ -51,16 +51,10 @@ class Explanation:
 def parse_explanation(raw: str, open_tag: str, close_tag: str) -> tuple[str, Status]:
     """The text inside the first ``open…close`` pair; flags outputs without tags or with nothing in them."""
     start = raw.find(open_tag)
-    if start < 0:
-        text = raw.strip()
-        return text, "no_tags" if text else "empty"
-    body = raw[start + len(open_tag) :]
-    end = body.find(close_tag)
-    if end < 0:
-        text = body.strip()
-        return text, "unclosed" if text else "empty"
-    text = body[:end].strip()
-    return text, "ok" if text else "empty"
+    body = raw if start < 0 else raw[start + len(open_tag) :]
+    end = -1 if start < 0 else body.find(close_tag)
+    text = (body if end < 0 else body[:end]).strip()
+    return text, "empty" if not text else "no_tags" if start < 0 else "unclosed" if end < 0 else "ok"
 
 
 def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
