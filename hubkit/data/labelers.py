@@ -246,19 +246,12 @@ class OpenAIChatLabeler:
         self._count_lock = threading.Lock()
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
-        if self.concurrency == 1 or len(conversations) <= 1:
-            return [self.complete(m) for m in conversations]
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = dict(
-            model=self.model,
-            messages=messages,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            stream=False,
-        )
+        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, stream=False)
+        body["temperature"] = self.temperature
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
