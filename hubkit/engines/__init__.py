@@ -39,12 +39,6 @@ class EngineKind:
     url: bool = False  # named by its http(s) URL, not by its registry name
 
 
-def _start_vllm(name: str, source: ModelSource | None) -> Engine:
-    if source is None:
-        raise EngineError("engine vllm needs a ModelSource (base folder, adapter, dtype) to load")
-    return VLLMEngine(source)
-
-
 ENGINES: Registry[EngineKind] = Registry("engine", hint="--engine")
 ENGINES.add(
     "transformers", EngineKind("the AV's own model, in process, the vector injected by a forward hook")
@@ -53,7 +47,7 @@ ENGINES.add(
     "vllm",
     EngineKind(
         "an offline vLLM engine in this machine's processes",
-        start=_start_vllm,
+        start=lambda name, source: VLLMEngine(source),
         missing=lambda: None if vllm_installed() else f"vLLM is not installed: {INSTALL_HINT}",
         loads_weights=True,
     ),

@@ -134,7 +134,9 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, source: ModelSource) -> None:
+    def __init__(self, source: ModelSource | None) -> None:
+        if source is None:
+            raise EngineError("engine vllm needs a ModelSource (base folder, adapter, dtype) to load")
         # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
         if not vllm_installed():
