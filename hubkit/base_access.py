@@ -47,9 +47,8 @@ def base_of(pair, base: Base | None = None, base_model: str | None = None) -> It
     LoRA adapter, else the base its meta names (or `base_model`) loaded in the AV's dtype and device."""
     from peft import PeftModel
 
-    av = pair.av
-    if base is None and isinstance(av.model, PeftModel):
-        with av.model.disable_adapter():
-            yield Base(av.model, av.tokenizer)
+    if base is None and isinstance(pair.av.model, PeftModel):
+        with pair.av.model.disable_adapter():
+            yield Base(pair.av.model, pair.av.tokenizer)
     else:
         yield loaded_base(pair, base, base_model)

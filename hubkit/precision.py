@@ -130,8 +130,7 @@ def apply_thread_policy(workers: int = 1) -> int:
     """Set torch's intra-op threads by the policy and return the number set."""
     import torch
 
-    n = threads_per_worker(workers)
-    if torch.get_num_threads() != n:
+    if torch.get_num_threads() != (n := threads_per_worker(workers)):
         torch.set_num_threads(n)
     return n
 
@@ -141,6 +140,4 @@ def apply_thread_policy_unless_set(workers: int = 1) -> int:
     already follows it); returns the threads in use. Forked workers set it to 1 to stay fork-safe."""
     import torch
 
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    return apply_thread_policy(workers)
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else apply_thread_policy(workers)

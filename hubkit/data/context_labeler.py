@@ -29,10 +29,8 @@ def mark_token(prefix: str, token: str) -> str:
         marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
     else:
         words = prefix.split()
-        if not words:
-            return ""
-        head = prefix[: prefix.rstrip().rfind(words[-1])]
-        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}"
+        head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
+        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}" if words else ""
     return " ".join(marked.split())
 
 
