@@ -159,32 +159,21 @@ class VLLMEngine:
         # The engine core in this process: `generate` queues every request before the first step,
         # so a wave's prefills share one step (see `wave_size`), and one process fewer starts.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        src = self.source
         kwargs: dict = dict(
-            model=self.source.base,
-            enable_prompt_embeds=True,
-            enforce_eager=True,
-            dtype=self.source.dtype,
-            max_model_len=self.source.max_model_len,
-            skip_tokenizer_init=True,
-            generation_config="vllm",
-            seed=0,
+            model=src.base, dtype=src.dtype, max_model_len=src.max_model_len, generation_config="vllm"
         )
+        kwargs.update(enable_prompt_embeds=True, enforce_eager=True, skip_tokenizer_init=True, seed=0)
         if self.lora_rank:
             rank = next((r for r in LORA_RANKS if r >= self.lora_rank), None)
             if rank is None:
                 raise EngineError(
-                    f"LoRA rank {self.lora_rank} of {self.source.adapter} is above vLLM's largest ({LORA_RANKS[-1]}); "
+                    f"LoRA rank {self.lora_rank} of {src.adapter} is above vLLM's largest ({LORA_RANKS[-1]}); "
                     "use --engine transformers"
                 )
             kwargs.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
-        log.info(
-            "starting vLLM on %s (%s, adapter %s)", self.source.base, self.source.dtype, self.source.adapter
-        )
-        with (
-            engine_errors(f"vLLM could not start on {self.source.base}"),
-            caller_state_kept(),
-            quiet_output(),
-        ):
+        log.info("starting vLLM on %s (%s, adapter %s)", src.base, src.dtype, src.adapter)
+        with engine_errors(f"vLLM could not start on {src.base}"), caller_state_kept(), quiet_output():
             return LLM(**kwargs)
 
     def accepts(self, source: ModelSource) -> bool:
