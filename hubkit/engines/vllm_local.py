@@ -160,10 +160,9 @@ class VLLMEngine:
         # so a wave's prefills share one step (see `wave_size`), and one process fewer starts.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         src = self.source
-        kwargs: dict = dict(
-            model=src.base, dtype=src.dtype, max_model_len=src.max_model_len, generation_config="vllm"
-        )
-        kwargs.update(enable_prompt_embeds=True, enforce_eager=True, skip_tokenizer_init=True, seed=0)
+        kwargs: dict = dict(model=src.base, dtype=src.dtype, max_model_len=src.max_model_len, seed=0)
+        kwargs.update(enable_prompt_embeds=True, enforce_eager=True, skip_tokenizer_init=True)
+        kwargs["generation_config"] = "vllm"
         if self.lora_rank:
             rank = next((r for r in LORA_RANKS if r >= self.lora_rank), None)
             if rank is None:
