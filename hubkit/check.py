@@ -121,13 +121,10 @@ def check_base(path: str, name: str) -> CheckReport:
 
 def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
     """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
-    found = base_blocks(folder, base)
-    if found is None:
-        return
-    report.facts["model blocks"] = found[0]
-    problem = depth_problem(meta, *found)
-    if problem:
-        report.add("error", problem)
+    if (found := base_blocks(folder, base)) is not None:
+        report.facts["model blocks"] = found[0]
+        if problem := depth_problem(meta, *found):
+            report.add("error", problem)
 
 
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
