@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from hubkit import models
+from hubkit.scale_lint import embedding_norm
 
 PROMPT = "What is the capital of France?"
 
@@ -55,7 +56,7 @@ def bench(name: str, cache: Path, new_tokens: int = 40) -> dict:
         "path": str(path),
         "convert_s": round(convert_s, 2),
         "load_s_median": round(statistics.median(load_s), 3),
-        "embed_norm_median": round(models.embedding_norm_median(model), 3),
+        "embed_norm_median": round(embedding_norm(model), 3),
         "embed_scale": float(getattr(model.get_input_embeddings(), "embed_scale", 1.0)),
         "generation": tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True),
         "gen_tokens_per_s": round(n_new / gen_s, 1),

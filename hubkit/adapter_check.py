@@ -1,9 +1,6 @@
-"""Checks that a LoRA adapter file is one hubkit reads and that attaching it changed the model.
-
-An adapter whose tensors are renamed (or of another PEFT type) attaches without complaint and leaves
-the base as it was: the AV then explains with the bare base model. These checks turn that into one
-error naming the file: the adapter type must be LoRA, every tensor must be finite, and every tensor
-in the file must have been loaded into a module.
+"""Checks that a LoRA adapter file is one hubkit reads and that attaching it changed the model: an adapter
+whose tensors are renamed (or of another PEFT type) attaches silently and leaves the bare base. The type
+must be LoRA, every tensor finite, and every tensor of the file loaded into a module.
 """
 
 from __future__ import annotations

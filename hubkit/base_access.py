@@ -1,9 +1,5 @@
-"""The NLA's base model, as extraction runs it, reached from a loaded pair.
-
-Reading a text's activations or splicing a vector back into the residual stream needs the *base* the
-NLA was trained on, not the fine-tuned AV. When the AV is a LoRA adapter (alone, or sharing one base
-with the AR) that base is already in memory: peft's ``disable_adapter`` runs it with every adapter
-off. A full-weights AV is not its base, so the base its meta names is loaded (or the one given).
+"""The NLA's base model reached from a loaded pair (reading activations, splicing vectors back): a LoRA AV's
+model with every adapter off (peft's ``disable_adapter``), else the base its meta names, loaded.
 """
 
 from __future__ import annotations
@@ -51,9 +47,8 @@ def base_of(pair, base: Base | None = None, base_model: str | None = None) -> It
     LoRA adapter, else the base its meta names (or `base_model`) loaded in the AV's dtype and device."""
     from peft import PeftModel
 
-    av = pair.av
-    if base is None and isinstance(av.model, PeftModel):
-        with av.model.disable_adapter():
-            yield Base(av.model, av.tokenizer)
+    if base is None and isinstance(pair.av.model, PeftModel):
+        with pair.av.model.disable_adapter():
+            yield Base(pair.av.model, pair.av.tokenizer)
     else:
         yield loaded_base(pair, base, base_model)

@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubkit import arch, heads, hub, identity, injection, loading, models, scale_lint
 from hubkit import constants as C
-from hubkit import heads, hub, identity, injection, loading, scale_lint
 from hubkit.errors import CheckpointError, HubkitError
 from hubkit.layers import default_layer
+from hubkit.meta import NLAMeta
+from hubkit.models import shorten
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ class CheckReport:
     def ok(self) -> bool:
         return not any(f.level == "error" for f in self.findings)
 
+    def add(self, level: str, message: str) -> None:
+        self.findings.append(Finding(level, message))
+
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level in ("warn", "error")]
@@ -40,18 +45,8 @@ class CheckReport:
         lines += [f"  {k:<28} {v}" for k, v in self.facts.items()]
         marks = {"ok": "ok  ", "info": "info", "warn": "WARN", "error": "FAIL"}
         lines += [f"  [{marks[f.level]}] {f.message}" for f in self.findings]
-        lines.append(
-            "  result: "
-            + ("PASS" if self.ok else "FAIL")
-            + (f" with {len(self.warnings)} warning(s)" if self.warnings else "")
-        )
-        return "\n".join(lines)
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return (
-        text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]} ({len(text)} characters)"
-    )
+        warned = f" with {len(self.warnings)} warning(s)" if self.warnings else ""
+        return "\n".join([*lines, f"  result: {'PASS' if self.ok else 'FAIL'}{warned}"])
 
 
 def check(
@@ -61,9 +56,9 @@ def check(
     try:
         return _check(target, base_model, revision, subfolder)
     except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
-        where = f" ({_short(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
+        where = f" ({shorten(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
         raise CheckpointError(
-            f"cannot check {_short(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
+            f"cannot check {shorten(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
             "or repo whose file names this machine can hold"
         ) from exc
 
@@ -71,8 +66,6 @@ def check(
 def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
     path = Path(target)
     if not path.exists() and revision is None and subfolder is None and not identity.is_machine_path(target):
-        from hubkit import models
-
         local = models.resolve_base(target)  # an offline registry model: its prepared folder
         if local != target:
             return check_base(local, name=target)
@@ -89,8 +82,6 @@ def _check(target: str, base_model: str | None, revision: str | None, subfolder:
 
 def check_base(path: str, name: str) -> CheckReport:
     """Facts a researcher needs to train an NLA on this base: width, depth, both norms, marker."""
-    from hubkit import arch
-
     model = loading.load_causal_lm(path)
     tok = loading.load_tokenizer(path)
     d, n = arch.hidden_size(model), arch.num_layers(model)
@@ -114,40 +105,33 @@ def check_base(path: str, name: str) -> CheckReport:
     try:
         marker = injection.pick_marker(tok, lambda c: f"Explain {c} now.")
         report.facts["single-token marker"] = repr(marker)
-        report.findings.append(Finding("ok", f"marker {marker!r} is one token"))
+        report.add("ok", f"marker {marker!r} is one token")
     except HubkitError as exc:
-        report.findings.append(Finding("warn", str(exc)))
+        report.add("warn", str(exc))
     f = scale_lint.OOD_SCALE_FACTOR
     lo, hi = min(emb, res), max(emb, res)
-    report.findings.append(
-        Finding(
-            "info",
-            f"injection scales from {lo / f:.3g} to {hi * f:.3g} pass the lint at layer {layer} (embedding norm "
-            f"{emb:.4g}, residual norm {res:.4g}; {f:g}× either way)",
-        )
+    report.add(
+        "info",
+        f"injection scales from {lo / f:.3g} to {hi * f:.3g} pass the lint at layer {layer} (embedding norm "
+        f"{emb:.4g}, residual norm {res:.4g}; {f:g}× either way)",
     )
     return report
 
 
 def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
     """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
-    found = identity.base_blocks(folder, base)
-    if found is None:
-        return
-    report.facts["model blocks"] = found[0]
-    problem = meta.depth_problem(*found)
-    if problem:
-        report.findings.append(Finding("error", problem))
+    if (found := identity.base_blocks(folder, base)) is not None:
+        report.facts["model blocks"] = found[0]
+        if problem := meta.depth_problem(*found):
+            report.add("error", problem)
 
 
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
-    from hubkit.meta import NLAMeta
-
     report = CheckReport(target=name, kind="NLA checkpoint")
     try:
         meta = NLAMeta.load(folder, check_depth=False)
     except HubkitError as exc:
-        report.findings.append(Finding("error", str(exc)))
+        report.add("error", str(exc))
         return report
     base = base_model or meta.base_model
     report.kind = f"NLA {meta.role.upper()} checkpoint"
@@ -161,25 +145,17 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
         }
     )
     if meta.retracted:
-        report.findings.append(Finding("warn", f"RETRACTED: {meta.retracted.reason}"))
+        report.add("warn", f"RETRACTED: {meta.retracted.reason}")
     if identity.missing_local_path(base):
         level = "error" if loading.is_adapter(folder) else "info"
-        report.findings.append(
-            Finding(
-                level,
-                f"base model {_short(base)!r} is a local folder that does not exist here"
-                + (
-                    "; pass --base-model with the base's folder or Hub id"
-                    if level == "error"
-                    else " (a path on the machine that trained it; this checkpoint holds its own weights)"
-                ),
-            )
-        )
+        why = "; pass --base-model with the base's folder or Hub id" if level == "error" else ""
+        why = why or " (a path on the machine that trained it; this checkpoint holds its own weights)"
+        report.add(level, f"base model {shorten(base)!r} is a local folder that does not exist here{why}")
     _check_depth(report, meta, folder, base)
     if meta.role == "ar":
         _check_ar(report, meta, folder)
-        return report
-    _check_av(report, meta, folder, base)
+    else:
+        _check_av(report, meta, folder, base)
     return report
 
 
@@ -190,29 +166,18 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
     )
     try:
         heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-        report.findings.append(
-            Finding(
-                "ok",
-                f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape ({meta.d_model}, {meta.d_model})",
-            )
-        )
+        shape = f"({meta.d_model}, {meta.d_model})"
+        report.add("ok", f"head {heads.HEAD_FILES[meta.ar.head_format]} has shape {shape}")
     except HubkitError as exc:
-        report.findings.append(Finding("error", str(exc)))
+        report.add("error", str(exc))
 
 
 def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     assert meta.injection is not None and meta.av is not None
-    report.facts.update(
-        {
-            "injection": meta.injection.scheme,
-            "scale": meta.injection.scale,
-            "chat template": meta.av.chat_template,
-        }
-    )
-    if not meta.injection.needs_scale:
-        report.findings.append(
-            Finding("ok", f"residual addition at block {meta.injection.block}: norm-matched, no scale")
-        )
+    inj = meta.injection
+    report.facts.update({"injection": inj.scheme, "scale": inj.scale, "chat template": meta.av.chat_template})
+    if not inj.needs_scale:
+        report.add("ok", f"residual addition at block {inj.block}: norm-matched, no scale")
         return
     if any(f.level == "error" for f in report.findings):
         return  # the base or the layer is wrong: the lint would measure the wrong thing
@@ -222,7 +187,7 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
         model = loading.load_causal_lm(source)
         tok = loading.load_tokenizer(folder, source)
     except (HubkitError, OSError, ValueError) as exc:
-        report.findings.append(Finding("warn", f"base model not loadable, scale not checked: {exc}"))
+        report.add("warn", f"base model not loadable, scale not checked: {exc}")
         return
     res = None
     if meta.layer is not None:
@@ -231,11 +196,11 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
     report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)
     if lint.ok:
-        report.findings.append(Finding("ok", lint.message))
+        report.add("ok", lint.message)
     elif meta.injection.ood_allowed:
-        report.findings.append(Finding("warn", lint.message + " (recorded as deliberate: ood_allowed)"))
+        report.add("warn", lint.message + " (recorded as deliberate: ood_allowed)")
     else:
-        report.findings.append(Finding("error", lint.message))
+        report.add("error", lint.message)
 
 
 def _ratio(value: float | None) -> float | None:

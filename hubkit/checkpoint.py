@@ -1,14 +1,8 @@
-"""Writing NLA checkpoints in hubkit's layout (atomically: a temp folder renamed into place), and
-checking that a folder still holds what was written.
-
-AV: adapter (``adapter_config.json`` + ``adapter_model.safetensors``) or full weights, tokenizer,
-``nla_meta.yaml``. AR: the same plus ``value_head.safetensors``.
-
-Every folder hubkit writes carries ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`): the sha256
-and size of each of its files, recorded before the folder is renamed into place. `verify_checkpoint`
-compares a folder against it, so a flipped byte, a truncated file or a missing file is an error that
-names the file instead of weights that load silently wrong. The file is hidden: a release does not
-ship it (the release rewrites the meta and keeps its own provenance hashes).
+"""Writing NLA checkpoints in hubkit's layout (a temp folder renamed into place), and checking that a
+folder still holds what was written: adapter or full weights, tokenizer, ``nla_meta.yaml`` (and the AR's
+``value_head.safetensors``), plus the hidden ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`) with each
+file's sha256 and size, so a flipped byte, a truncated or a missing file is an error naming it instead of
+weights that load silently wrong. A release does not ship it (it keeps its own provenance hashes).
 """
 
 from __future__ import annotations
@@ -18,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,23 +29,14 @@ HASHES_FORMAT = "hubkit.checkpoint_sha256/1"
 log = logging.getLogger(__name__)
 
 
-# -- file hashes -----------------------------------------------------------------------------------
-def _listed_files(folder: Path) -> list[Path]:
-    """Every regular file under `folder`, hidden ones (the hash file, temporaries) left out."""
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append(p)
-    return out
-
-
 def write_file_hashes(folder: str | Path) -> Path:
-    """Record the sha256 and size of every file under `folder` in its hash file; returns that file."""
+    """Record the sha256 and size of every file under `folder` (hidden ones, such as the hash file and
+    temporaries, left out) in its hash file; returns that file."""
     folder = Path(folder)
     files = {
-        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
-        for p in _listed_files(folder)
+        rel.as_posix(): {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
+        for rel in sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+        if not any(part.startswith(".") for part in rel.parts)
     }
     path = folder / C.CHECKPOINT_HASHES_FILE
     tmp = path.with_name(path.name + ".tmp")
@@ -80,10 +66,8 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
 def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[str, ...] = ()) -> None:
     """Each recorded file (``{relative path: {sha256[, size]}}``) present with its size and sha256; the first
     that is not is a `CheckpointError` naming it and `source`, the record it was compared with."""
-    for rel, want in sorted(files.items()):
+    for rel, want in sorted((k, v) for k, v in files.items() if k not in skip):
         path = folder / rel
-        if rel in skip:
-            continue
         if not path.is_file():
             raise CheckpointError(
                 f"{path}: missing from the checkpoint (recorded in {source}); "
@@ -103,25 +87,19 @@ def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[s
 
 
 def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
-    """Check every file `folder`'s hash file lists: present, same size, same sha256.
-
-    Returns True when verified, False when the folder has no hash file (a checkpoint hubkit did not
-    write, or an older one) and `required` is False. Raises `CheckpointError` naming the first file
-    that is missing or changed. Files named in `skip` (relative paths) are not checked.
-    """
+    """Check every file `folder`'s hash file lists (present, same size, same sha256; those in `skip` left out):
+    True when verified, False when there is no hash file (a checkpoint hubkit did not write, or an older
+    one) and not `required`; a `CheckpointError` names the first file that is missing or changed."""
     folder = Path(folder)
     files = read_file_hashes(folder)
+    if files is None and required:
+        raise CheckpointError(f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified")
     if files is None:
-        if required:
-            raise CheckpointError(
-                f"{folder}: no {C.CHECKPOINT_HASHES_FILE}; the checkpoint cannot be verified"
-            )
         return False
     check_files(folder, files, C.CHECKPOINT_HASHES_FILE, skip)
     return True
 
 
-# -- checking on load ---------------------------------------------------------------------------------
 NO_VERIFY_ENV = "HUBKIT_NO_VERIFY"  # set to 1 to skip hashing very large checkpoints on load
 # Checked on load by their own readers instead: the meta by its schema (a user may point `base_model` at a
 # local copy), the card is prose.
@@ -151,13 +129,10 @@ def _provenance_hashes(folder: Path) -> dict[str, str] | None:
 
 
 def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
-    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with
-    it, else against a release's provenance.json. True when verified.
-
-    A folder that has neither is loaded unverified; when its meta carries hubkit's own record (so
-    hubkit wrote it and a hash file was expected) that is said once per folder. `verify` False, or
-    ``HUBKIT_NO_VERIFY=1``, skips the check (for checkpoints too large to hash on every load).
-    """
+    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with it,
+    else a release's provenance.json; True when verified. A folder with neither loads unverified (said once
+    per folder when its meta shows hubkit wrote it). `verify` False or ``HUBKIT_NO_VERIFY=1`` skips the check
+    (for checkpoints too large to hash on every load)."""
     folder = Path(folder)
     if not verify or os.environ.get(NO_VERIFY_ENV, "") not in ("", "0"):
         return False
@@ -189,7 +164,6 @@ def _hubkit_written(folder: Path) -> bool:
     return any(line.startswith("hubkit:") for line in text.splitlines())
 
 
-# -- writing -----------------------------------------------------------------------------------------
 def _save_weights(
     model: nn.Module, tokenizer, folder: Path, adapter_name: str | None, state_dict: dict | None = None
 ) -> None:
@@ -198,8 +172,7 @@ def _save_weights(
 
     given = {} if state_dict is None else {"state_dict": state_dict}
     if isinstance(model, PeftModel):
-        names = [adapter_name] if adapter_name else None
-        model.save_pretrained(str(folder), selected_adapters=names, **given)
+        model.save_pretrained(str(folder), selected_adapters=adapter_name and [adapter_name], **given)
         if adapter_name and adapter_name != "default" and (folder / adapter_name).is_dir():
             # peft nests non-default adapters in a subfolder; keep the files at the top level.
             for f in (folder / adapter_name).iterdir():
@@ -223,7 +196,7 @@ def write_checkpoint(
 ) -> Path:
     """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
     replaced whole. `state_dict`: the weights to write in place of the model's own (gathered shards)."""
-    from hubkit import heads
+    from hubkit import heads  # lazy: heads imports torch; the CLI and release bundles read hashes without it
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -236,14 +209,17 @@ def write_checkpoint(
                 heads.save_legacy_pt(head, tmp)
         meta.save(tmp / C.META_FILE)
         write_file_hashes(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` in the place of `target` with renames only, so a reader never sees a half-written folder."""
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)

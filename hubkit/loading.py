@@ -6,54 +6,37 @@ One base can carry several LoRA adapters (AV and AR), switched with `active_adap
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from hubkit import adapter_check, hub, precision
 from hubkit import constants as C
-from hubkit.errors import CheckpointError
+from hubkit.checkpoint import verify_on_load
+from hubkit.errors import CheckpointError, MetaError
+from hubkit.lora_state import attach_lora_state
+from hubkit.meta import NLAMeta
+from hubkit.models import resolve_base as resolve_base  # the load path's callers resolve a base here
 
 log = logging.getLogger(__name__)
 
 
-def resolve_base(name_or_path: str) -> str:
-    """A loadable location for a base model: a local folder, an offline registry model, or a Hub id."""
-    if Path(name_or_path).is_dir():
-        return str(name_or_path)
-    try:
-        from hubkit import models
-    except ImportError:  # pragma: no cover - models is part of the package
-        return name_or_path
-    return models.resolve_base(name_or_path)
-
-
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(table)}")
-    return table[dtype]
+    """A torch dtype for a name (``bf16``, ``float32``, …) or None; an unknown name lists the valid ones."""
+    return None if dtype is None else precision.resolve_dtype(dtype)
 
 
 def choose_dtype(
     dtype: str | torch.dtype | None, device: str | None = None, what: str = "model"
 ) -> torch.dtype:
     """The dtype to load in: `dtype` if forced, else chosen from the hardware ("auto"); logged."""
-    from hubkit import precision
-
     chosen = precision.resolve_dtype(dtype, device)
     how = "auto" if dtype is None or dtype == "auto" else "forced"
     log.info("loading %s in %s (%s)", what, precision.resolve_dtype_name(chosen), how)
@@ -67,16 +50,16 @@ def load_causal_lm(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs: dict = {"dtype": dtype or torch.float32}
-    if quant == "nf4":
+    if quant in ("nf4", "int8"):
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype or torch.bfloat16
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype or torch.bfloat16
+            )
+            if quant == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
         )
-    elif quant == "int8":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     cfg = AutoConfig.from_pretrained(path)
     if getattr(cfg, "text_config", None) is not None and cfg.model_type == "gemma4":
         from transformers import Gemma4ForConditionalGeneration
@@ -89,6 +72,50 @@ def load_causal_lm(
     return model.eval()
 
 
+def open_checkpoint(
+    repo_or_dir: str | Path,
+    role: str,
+    revision: str | None = None,
+    subfolder: str | None = None,
+    verify: bool = True,
+    injection_scale: float | str | None = None,
+) -> tuple[Path, NLAMeta]:
+    """The local folder and meta of one NLA half (`role` ``av`` or ``ar``), its files checked against the
+    sha256 recorded with them unless `verify` is False (`checkpoint.verify_on_load`)."""
+    folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
+    meta = NLAMeta.load(folder, injection_scale=injection_scale)
+    if meta.role != role:
+        raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an {role.upper()}")
+    verify_on_load(folder, verify)
+    return folder, meta
+
+
+def load_half(
+    folder: Path,
+    meta: NLAMeta,
+    name: str,
+    base_model: str | None = None,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    kept_blocks: int | None = None,
+    lora_state: dict[str, torch.Tensor] | None = None,
+) -> tuple[nn.Module, Any, str | None]:
+    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA adapter (or the
+    LoRA tensors of a LoRA-AR head file, `lora_state`) attached as `name` onto the base its meta names (or
+    `base_model`), else its own full weights under no adapter name. `dtype` None/"auto" picks from the hardware."""
+    dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
+    if not (is_adapter(folder) or lora_state):
+        model = load_causal_lm(str(folder), dt, device)
+        return model.eval(), load_tokenizer(folder, base_model and resolve_base(base_model)), None
+    base = resolve_base(base_model or meta.base_model)
+    model = load_causal_lm(base, dt, device, meta.adapter.quant)
+    if is_adapter(folder):
+        model = attach_adapter(model, folder, name, kept_blocks=kept_blocks)
+    else:
+        model = attach_lora_state(model, meta, lora_state, folder)
+    return model.eval(), load_tokenizer(folder, base), name
+
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 ADAPTER_WEIGHT_FILES = (C.ADAPTER_WEIGHTS_FILE, "adapter_model.bin")
 
@@ -99,23 +126,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_tokenizer(*candidates: str | Path | None):
-    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base).
-
-    A folder that holds tokenizer files which do not load is an error naming it: a broken checkpoint
-    tokenizer is never silently replaced by the base's."""
+    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base); tokenizer files
+    that do not load are an error naming them, never silently replaced by the base's."""
     from transformers import AutoTokenizer
 
     errors = []
-    for c in candidates:
-        if c is None:
-            continue
+    for c in filter(None, candidates):
         p = Path(c)
         if p.is_dir():
             present = [f for f in TOKENIZER_FILES if (p / f).exists()]
             if not present:
                 continue
-            _check_json(p / "tokenizer.json", "the tokenizer")
-            _check_json(p / "tokenizer_config.json", "the tokenizer config")
+            for name, what in (
+                ("tokenizer.json", "the tokenizer"),
+                ("tokenizer_config.json", "the tokenizer config"),
+            ):
+                _check_json(p / name, what)
             try:
                 return AutoTokenizer.from_pretrained(str(p))
             except Exception as exc:  # tokenizers raises its own Exception subclass for broken files
@@ -134,8 +160,6 @@ def load_tokenizer(*candidates: str | Path | None):
 
 def _check_json(path: Path, what: str) -> dict | None:
     """Parsed JSON of `path` if it exists; a broken file is a one-line error naming it."""
-    import json
-
     if not path.exists():
         return None
     try:
@@ -171,37 +195,32 @@ def is_adapter(folder: Path) -> bool:
     return True
 
 
+def adapter_config(folder: Path) -> dict:
+    return _check_json(Path(folder) / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
+
+
 def adapter_base(folder: Path) -> str | None:
-    cfg = _check_json(Path(folder) / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
-    return cfg.get("base_model_name_or_path")
+    return adapter_config(folder).get("base_model_name_or_path")
 
 
 def attach_adapter(
     model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None, is_trainable: bool = False
 ) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once); trainable
-    when `is_trainable` (GRPO's co-trained AR), else frozen.
-
-    `kept_blocks`: the adapter belongs to an AR that keeps only the first K+1 decoder blocks, so its
-    tensors for later blocks are absent by design and peft's warning about them is not passed on (a
-    warning about any other missing key still is)."""
+    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once), trainable when
+    `is_trainable` (GRPO's co-trained AR). `kept_blocks`: an AR keeping only the first K+1 blocks, whose
+    tensors for later blocks are absent by design: peft's warning about those (only) is not passed on."""
     from peft import PeftModel
     from safetensors import SafetensorError
 
-    from hubkit import adapter_check
-
-    adapter_check.check_config(
-        folder, _check_json(folder / C.ADAPTER_CONFIG_FILE, "the adapter config") or {}
-    )
+    adapter_check.check_config(folder, adapter_config(folder))
     keys = adapter_check.file_keys(folder)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the caller's filters still apply
+            kw = dict(adapter_name=name, is_trainable=is_trainable)
             if isinstance(model, PeftModel):
-                model.load_adapter(str(folder), adapter_name=name, is_trainable=is_trainable)
+                model.load_adapter(str(folder), **kw)
             else:
-                model = PeftModel.from_pretrained(
-                    model, str(folder), adapter_name=name, is_trainable=is_trainable
-                )
+                model = PeftModel.from_pretrained(model, str(folder), **kw)
         if keys is not None:  # before peft's warnings: a renamed adapter is an error, not a warning
             adapter_check.check_all_loaded(model, name, folder, keys)
         for w in caught:
@@ -212,8 +231,8 @@ def attach_adapter(
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
-            f"its base ({_first_line(exc)}); check that the "
-            "weights are complete and that base_model is the one it was trained on"
+            f"its base ({_first_line(exc)}); check that the weights are complete and that base_model is the one "
+            "it was trained on"
         ) from exc
     return model
 

@@ -1,10 +1,7 @@
-"""LoRA tensors stored inside an AR head file (the LoRA-AR layout), attached onto a base with peft.
-
-The public writer of that layout (asherps/EasyNLA ``nla/train_sft.py``) injects rank-stabilised LoRA
-into the critic's backbone in place and saves every ``lora_`` parameter under its module path:
-``backbone.model.layers.0.self_attn.q_proj.lora_A.default.weight``. Those names are mapped here onto
-peft's ``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``; a tensor that matches no
-module, or a kept block's LoRA module that gets no tensor, is an error naming it.
+"""LoRA tensors stored inside an AR head file (the LoRA-AR layout of asherps/EasyNLA ``nla/train_sft.py``),
+attached onto a base with peft: ``backbone.model.layers.0.….lora_A.default.weight`` is mapped onto peft's
+``base_model.model.model.layers.0.….lora_A.weight``; a tensor matching no module, or a kept block's LoRA
+module that gets no tensor, is an error naming it.
 """
 
 from __future__ import annotations

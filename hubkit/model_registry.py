@@ -1,8 +1,5 @@
-"""The offline model registry as data: ``hubkit/models.yaml`` read into typed, cached `ModelSpec`s.
-
-Cheap to import (no torch): `hubkit.identity` maps base-model names through it, and
-`hubkit.models` (which converts and loads the GGUFs) builds on it.
-"""
+"""The offline model registry as data: ``hubkit/models.yaml`` read into typed, cached `ModelSpec`s (no torch:
+`hubkit.identity` maps base-model names through it; `hubkit.models` converts and loads the GGUFs)."""
 
 from __future__ import annotations
 

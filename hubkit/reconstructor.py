@@ -1,9 +1,7 @@
 """`ActivationReconstructor` (AR): explanation → vector.
 
-The base truncated to its first K+1 blocks (no final norm, no LM head) reads a fixed prompt
-around the explanation; the residual stream at the last real token goes through a ``Linear(d, d)``
-head. Batches are right-padded so every row keeps its own positions, and the vector is gathered
-at each row's last real token.
+The base truncated to its first K+1 blocks reads a fixed prompt around the explanation; the residual
+stream at each row's last real token (batches are right-padded) goes through a ``Linear(d, d)`` head.
 """
 
 from __future__ import annotations
@@ -13,12 +11,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import arch, heads, hub, loading
+from hubkit import arch, heads, loading
 from hubkit import constants as C
-from hubkit.checkpoint import verify_on_load
 from hubkit.errors import CheckpointError, DataError, MetaError
-from hubkit.lora_state import attach_lora_state
 from hubkit.meta import NLAMeta, resolve_scale
 
 log = logging.getLogger(__name__)
@@ -43,34 +40,24 @@ def render_ar_prompt(template: str, text: str) -> str:
 
 
 def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | None) -> list[int]:
-    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule.
-
-    ``"tokenizer"`` (or ``None``): unchanged, BOS only where the tokenizer adds one (Gemma, Llama yes;
-    Qwen has none; SmolLM2 has a ``bos_token`` but does not add it). ``True``: BOS forced first.
-    ``False``: a leading BOS removed.
-    """
-    if add_bos is None or add_bos == BOS_AS_TOKENIZER:
+    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule: ``"tokenizer"``
+    (or ``None``) leaves them, BOS only where the tokenizer adds one (Gemma, Llama yes; Qwen has none;
+    SmolLM2 has a ``bos_token`` but does not add it); ``True`` forces BOS first; ``False`` drops a leading one."""
+    starts = bool(ids) and bos_id is not None and ids[0] == bos_id
+    if add_bos is None or add_bos == BOS_AS_TOKENIZER or (add_bos is True and (starts or bos_id is None)):
         return list(ids)
     if add_bos is True:
-        if bos_id is not None and (not ids or ids[0] != bos_id):
-            return [bos_id, *ids]
-        return list(ids)
+        return [bos_id, *ids]
     if add_bos is False:
-        return list(ids[1:]) if ids and bos_id is not None and ids[0] == bos_id else list(ids)
+        return list(ids[1:] if starts else ids)
     raise MetaError(f"`ar.add_bos` must be true, false or {BOS_AS_TOKENIZER!r}, got {add_bos!r}")
 
 
 def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
-    """Token ids of the AR prompt for one explanation: the one builder training and inference share.
-
-    The whole rendered prompt is tokenized in one call (so merges across the explanation/suffix
-    boundary, such as ``.</`` or ``></``, are the ones the model saw) with ``add_special_tokens=True``,
-    or ``False`` where `ar.add_bos` is false (as the LoRA-AR writer tokenizes), then `ar.add_bos` is
-    applied (see `apply_bos_rule`). ``ar.suffix_ids`` never builds the
-    prompt; `check_suffix_ids` uses it as a consistency check.
-    """
+    """Token ids of the AR prompt for one explanation, the one builder training and inference share: the
+    whole rendered prompt tokenized in one call (so merges across the explanation/suffix boundary, such as
+    ``.</``, are the ones the model saw), then `apply_bos_rule`. ``ar.suffix_ids`` only checks it."""
     ar = meta.ar
-    assert ar is not None
     specials = ar.add_bos is not False  # False: no special tokens at all, as the LoRA-AR writer tokenizes
     ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=specials)["input_ids"]
     return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
@@ -84,11 +71,8 @@ def reference_suffix_ids(tokenizer, template: str) -> list[int]:
 
 
 def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> None:
-    """Refuse a meta whose ``ar.suffix_ids`` are not the tail of the rendered prompt.
-
-    Reference metas record ``tokens.critic_suffix_ids`` = the suffix's tokens after the first
-    (the first may merge with the explanation's last character); the prompt must end with them.
-    """
+    """Refuse a meta whose ``ar.suffix_ids`` (reference metas: the suffix's tokens after the first, which
+    may merge with the explanation) are not the tail of the rendered prompt."""
     ar = meta.ar
     if ar is None or not ar.suffix_ids:
         return
@@ -104,13 +88,11 @@ def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> No
 
 
 def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    """Token rows of different lengths as right-padded ids ``[N, T]`` and their attention mask."""
+    ids = pad_sequence(
+        [torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=pad_id
+    )
+    return ids, pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
 
 
 def last_token(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -138,18 +120,13 @@ class ActivationReconstructor:
             raise CheckpointError(
                 f"AR head has shape {tuple(head.weight.shape)}, expected ({meta.d_model}, {meta.d_model})"
             )
-        depth = arch.num_layers(model)
-        if meta.ar.num_layers > depth:
+        if meta.ar.num_layers > (depth := arch.num_layers(model)):
             raise MetaError(f"`ar.num_layers` is {meta.ar.num_layers} but the model has only {depth} blocks")
-        if arch.hidden_size(model) != meta.d_model:
-            raise MetaError(
-                f"the meta says d_model={meta.d_model}, the model's width is {arch.hidden_size(model)}"
-            )
+        if (width := arch.hidden_size(model)) != meta.d_model:
+            raise MetaError(f"the meta says d_model={meta.d_model}, the model's width is {width}")
         check_suffix_ids(tokenizer, meta, str(source) if source is not None else "the AR meta")
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
-        self.adapter_name = adapter_name
-        self.block = meta.ar.num_layers - 1
-        self.final_norm = final_norm
+        self.adapter_name, self.block, self.final_norm = adapter_name, meta.ar.num_layers - 1, final_norm
         if meta.ar.final_norm and final_norm is None:
             raise MetaError(
                 "the meta says `ar.final_norm: true` (the read-out goes through the base's final norm) but no "
@@ -170,45 +147,34 @@ class ActivationReconstructor:
         verify: bool = True,
     ) -> ActivationReconstructor:
         """Load an AR; `verify` checks its files against the hashes recorded with them."""
-        folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
-        meta = NLAMeta.load(folder)
-        if meta.ar is None or meta.role != "ar":
-            raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AR")
-        verify_on_load(folder, verify)
-        dt = loading.choose_dtype(dtype, device, what=f"AR {folder}")
+        folder, meta = loading.open_checkpoint(repo_or_dir, "ar", revision, subfolder, verify)
         head, lora_state = heads.load_head(folder, meta.ar.head_format, meta.d_model, meta.ar.head_bias)
-        if loading.is_adapter(folder) or lora_state:
-            if not (base_model or meta.base_model):
+        if (loading.is_adapter(folder) or lora_state) and not meta.base_model:
+            if not base_model:
                 raise CheckpointError(
                     f"{folder}: its meta names no base model ({C.AR_META_JSON} records none); pass "
                     "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
                 )
-            if not meta.base_model:
-                meta.base_model = base_model  # the base it runs on is the one it names from now on
-            base = loading.resolve_base(base_model or meta.base_model)
-            model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
-            if loading.is_adapter(folder):
-                model = loading.attach_adapter(model, folder, "ar", kept_blocks=meta.ar.num_layers)
-            else:
-                model = attach_lora_state(model, meta, lora_state, folder)
-            tok = loading.load_tokenizer(folder, base)
-            name = "ar"
-        else:
-            model = loading.load_causal_lm(str(folder), dt, device)
-            tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
-            name = None
+            meta.base_model = base_model  # the base it runs on is the one it names from now on
+        model, tok, name = loading.load_half(
+            folder,
+            meta,
+            "ar",
+            base_model,
+            device,
+            dtype,
+            kept_blocks=meta.ar.num_layers,
+            lora_state=lora_state,
+        )
         norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(
-            model.eval(), tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm
-        )
+        return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
-        """Backbone output (float32) at the read-out token of each text, before normalisation and head.
-
-        A prompt longer than the model's context is refused naming its row (`first_row` + index, from 1):
-        cutting it would drop the suffix the AR reads at, and running it would take minutes for nothing."""
+        """Backbone output (float32) at the read-out token of each text, before normalisation and head. A prompt
+        longer than the model's context is refused naming its row (`first_row` + index, from 1): cutting it
+        would drop the suffix the AR reads at, and running it would take minutes for nothing."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
         limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
         long = [i for i, r in enumerate(rows) if limit and len(r) > limit]
@@ -218,9 +184,7 @@ class ActivationReconstructor:
                 f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
                 "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
             )
-        ids, mask = pad_right(rows, self.pad_id)
-        device = loading.model_device(self.model)
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = (t.to(loading.model_device(self.model)) for t in pad_right(rows, self.pad_id))
         with loading.active_adapter(self.model, self.adapter_name):
             h = arch.hidden_at_block_grad(self.model, self.block, input_ids=ids, attention_mask=mask)
             if self.final_norm is not None:
@@ -246,10 +210,8 @@ class ActivationReconstructor:
         if not bad:
             return
         folder = self.meta.folder or Path("AR")
-        if part == "head":
-            file = folder / heads.HEAD_FILES[self.meta.ar.head_format]
-        else:
-            file = folder / C.ADAPTER_WEIGHTS_FILE if self.adapter_name else folder
+        file = folder / heads.HEAD_FILES[self.meta.ar.head_format] if part == "head" else folder
+        file = folder / C.ADAPTER_WEIGHTS_FILE if part != "head" and self.adapter_name else file
         raise CheckpointError(
             f"{file}: the AR's {part} gives NaN/inf for {len(bad)} row(s) (first: row {first_row + bad[0]}); its "
             "weights or scaling are broken (e.g. a huge lora_alpha or head values): use another checkpoint"
@@ -271,6 +233,4 @@ class ActivationReconstructor:
                 self._check_finite(v, "head", start)
                 out.append(v.cpu())
                 bar.update(len(v))
-        if not out:
-            return torch.empty(0, self.meta.d_model)
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.empty(0, self.meta.d_model)

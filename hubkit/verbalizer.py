@@ -8,6 +8,7 @@ model declares (config, generation config, tokenizer).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -18,9 +19,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hubkit import arch, hub, injection, loading
+from hubkit import arch, engines, injection, loading
 from hubkit import constants as C
-from hubkit.checkpoint import verify_on_load
+from hubkit.engines import source as sources
 from hubkit.errors import CheckpointError, EngineError, InjectionError, MetaError
 from hubkit.meta import MARKER_PLACEHOLDER, NLAMeta
 from hubkit.vectors import check_vectors
@@ -51,16 +52,10 @@ class Explanation:
 def parse_explanation(raw: str, open_tag: str, close_tag: str) -> tuple[str, Status]:
     """The text inside the first ``open…close`` pair; flags outputs without tags or with nothing in them."""
     start = raw.find(open_tag)
-    if start < 0:
-        text = raw.strip()
-        return text, "no_tags" if text else "empty"
-    body = raw[start + len(open_tag) :]
-    end = body.find(close_tag)
-    if end < 0:
-        text = body.strip()
-        return text, "unclosed" if text else "empty"
-    text = body[:end].strip()
-    return text, "ok" if text else "empty"
+    body = raw if start < 0 else raw[start + len(open_tag) :]
+    end = -1 if start < 0 else body.find(close_tag)
+    text = (body if end < 0 else body[:end]).strip()
+    return text, "empty" if not text else "no_tags" if start < 0 else "unclosed" if end < 0 else "ok"
 
 
 def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
@@ -92,27 +87,22 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
     mid, left, right = injection.marker_ids(tokenizer, prompt, marker, av.template.count(MARKER_PLACEHOLDER))
-    if inj.marker_token_id is not None and inj.marker_token_id != mid:
-        raise MetaError(
-            f"`injection.marker_token_id` is {inj.marker_token_id} but marker {marker!r} is token {mid} for this "
-            "tokenizer: the checkpoint and tokenizer do not belong together"
-        )
-    for name, want, got in (
+    neighbours = (
         ("left_neighbor_id", inj.left_neighbor_id, left),
         ("right_neighbor_id", inj.right_neighbor_id, right),
-    ):
+    )
+    for name, want, got in (("marker_token_id", inj.marker_token_id, mid), *neighbours):
         if want is not None and want != got:
             raise MetaError(
-                f"`injection.{name}` is {want} but the rendered prompt has {got} next to the marker"
+                f"`injection.{name}` is {want} but marker {marker!r} in the rendered prompt gives {got} for this "
+                "tokenizer: the checkpoint and tokenizer do not belong together"
             )
-    new_inj = type(inj)(
-        **{
-            **inj.__dict__,
-            "marker": marker,
-            "marker_token_id": mid,
-            "left_neighbor_id": inj.left_neighbor_id if inj.left_neighbor_id is not None else left,
-            "right_neighbor_id": inj.right_neighbor_id if inj.right_neighbor_id is not None else right,
-        }
+    new_inj = dataclasses.replace(
+        inj,
+        marker=marker,
+        marker_token_id=mid,
+        left_neighbor_id=left if inj.left_neighbor_id is None else inj.left_neighbor_id,
+        right_neighbor_id=right if inj.right_neighbor_id is None else inj.right_neighbor_id,
     )
     return meta.with_updates(injection=new_inj)
 
@@ -143,27 +133,17 @@ def _generate_cache_kwarg() -> str:
     return "cache" if newer else "past_key_values"
 
 
-def _ints(value) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, int):
-        return [value]
-    return [int(v) for v in value if v is not None]
-
-
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
     """Every id generation stops on: the model config's EOS ids, ``generation_config.eos_token_id``
     (e.g. Gemma-3-IT's ``<end_of_turn>``) and the tokenizer's EOS, in that order, without repeats."""
-    sources = [
+    sources = (
         getattr(model, "config", None),
         arch.text_config(model),
         getattr(model, "generation_config", None),
-    ]
-    ids: list[int] = []
-    for src in sources:
-        ids += _ints(getattr(src, "eos_token_id", None))
-    ids += _ints(tokenizer.eos_token_id)
-    return list(dict.fromkeys(ids))
+    )
+    ids = [getattr(src, "eos_token_id", None) for src in sources] + [tokenizer.eos_token_id]
+    flat = [i for v in ids for i in ([v] if isinstance(v, int) else v or ())]
+    return list(dict.fromkeys(int(i) for i in flat if i is not None))
 
 
 class ActivationVerbalizer:
@@ -172,19 +152,16 @@ class ActivationVerbalizer:
     def __init__(self, model: nn.Module, tokenizer, meta: NLAMeta, adapter_name: str | None = None) -> None:
         if meta.role != "av":
             raise MetaError(f"an ActivationVerbalizer needs an AV meta, got role {meta.role!r}")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.adapter_name = adapter_name
+        self.model, self.tokenizer, self.adapter_name = model, tokenizer, adapter_name
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.meta = resolve_marker(meta, tokenizer)
-        self.prompt = render_prompt(
-            tokenizer, self.meta.av.template, self.meta.injection.marker, self.meta.av.chat_template
-        )
-        self.prompt_ids: list[int] = tokenizer(
-            self.prompt, add_special_tokens=not self.meta.av.chat_template
-        )["input_ids"]
-        self.slots = self.meta.av.template.count(MARKER_PLACEHOLDER)
+        av = self.meta.av
+        self.prompt = render_prompt(tokenizer, av.template, self.meta.injection.marker, av.chat_template)
+        self.prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=not av.chat_template)[
+            "input_ids"
+        ]
+        self.slots = av.template.count(MARKER_PLACEHOLDER)
         self.stop_ids = stop_token_ids(model, tokenizer)
 
     @classmethod
@@ -201,21 +178,11 @@ class ActivationVerbalizer:
     ) -> ActivationVerbalizer:
         """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
         or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
-        folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
-        meta = NLAMeta.load(folder, injection_scale=injection_scale)
-        if meta.role != "av":
-            raise MetaError(f"{folder}: this is an {meta.role.upper()} checkpoint, not an AV")
-        verify_on_load(folder, verify)
-        dt = loading.choose_dtype(dtype, device, what=f"AV {folder}")
-        if loading.is_adapter(folder):
-            base = loading.resolve_base(base_model or meta.base_model)
-            model = loading.load_causal_lm(base, dt, device, meta.adapter.quant)
-            model = loading.attach_adapter(model, folder, "av")
-            tok = loading.load_tokenizer(folder, base)
-        else:
-            model = loading.load_causal_lm(str(folder), dt, device)
-            tok = loading.load_tokenizer(folder, base_model and loading.resolve_base(base_model))
-        return cls(model.eval(), tok, meta, adapter_name="av" if loading.is_adapter(folder) else None)
+        folder, meta = loading.open_checkpoint(
+            repo_or_dir, "av", revision, subfolder, verify, injection_scale
+        )
+        model, tok, name = loading.load_half(folder, meta, "av", base_model, device, dtype)
+        return cls(model, tok, meta, adapter_name=name)
 
     # -- inputs -------------------------------------------------------------------------------
     def check(self, vectors: Tensor) -> Tensor:
@@ -251,13 +218,9 @@ class ActivationVerbalizer:
         v = self.check(vectors)
         ids = self._ids(len(v), loading.model_device(self.model))
         p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        embed = arch.text_model(self.model).embed_tokens
-        with (
-            loading.active_adapter(self.model, self.adapter_name),
-            injection.injected(self.model, self.meta.injection, p),
-        ):
-            out = embed(ids)
-        return list(out.unbind(0))
+        with loading.active_adapter(self.model, self.adapter_name):
+            with injection.injected(self.model, self.meta.injection, p):
+                return list(arch.text_model(self.model).embed_tokens(ids).unbind(0))
 
     # -- inference ----------------------------------------------------------------------------
     def explain_detailed(
@@ -286,31 +249,56 @@ class ActivationVerbalizer:
             torch.manual_seed(seed)
         from tqdm.auto import tqdm
 
-        opts = dict(
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
+        opts = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample)
+        sampling = engines.Sampling(temperature=temperature, top_p=top_p, **opts)
+        name = (
+            engine
+            if engine in (None, "transformers")
+            else engines.resolve(engine, self.meta.injection.scheme)
         )
-        if engine not in (None, "transformers"):
-            from hubkit.engines.generate import generate_on_engine
-
-            rows = generate_on_engine(self, v, engine, num_return_sequences, seed, **opts)
-            if rows is not None:  # None: "auto" chose (or fell back to) transformers
-                return self.decode_rows(rows)
+        if name not in (None, "transformers"):
+            try:
+                return self.decode_rows(
+                    self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
+                )
+            except EngineError as err:
+                if engine != "auto":
+                    raise
+                log.warning("engine auto: %s; generating with transformers instead", err)
         step = batch_size or DEFAULT_BATCH_SIZE
         # a context manager: the bar is closed (its line ended) when a batch fails, so the error stands alone
         with tqdm(total=len(v), desc="explain", disable=not progress, unit="vec") as bar:
             for start in range(0, len(v), step):
                 chunk = v[start : start + step].repeat_interleave(num_return_sequences, dim=0)
-                out.extend(self.decode_rows(self._generate(chunk, prefix_cache=prefix_cache, **opts)))
+                out.extend(self.decode_rows(self._generate(chunk, sampling, prefix_cache)))
                 bar.update(len(v[start : start + step]))
         return out
 
     def explain(self, vectors: Tensor, **kwargs) -> list[str]:
         """Explanation texts for `vectors` ``[N, d]`` (see `explain_detailed` for options and statuses)."""
         return [e.text for e in self.explain_detailed(vectors, **kwargs)]
+
+    def generate_on_engine(
+        self, v: Tensor, engine: str, k: int, seed: int | None, sampling: engines.Sampling
+    ) -> list[list[int]]:
+        """New token ids per row (`k` per vector) from a resolved `engine` (``vllm`` or a URL): this AV's
+        prompt embeddings and stop ids, in chunks of `engines.ENGINE_CHUNK`. An engine that loads weights
+        is given the AV's base folder and adapter; a remote one is given the adapter folder."""
+        source = None
+        if engines.kind(engine).loads_weights:
+            source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
+        adapter = source.adapter if source else sources.adapter_folder(self.model, self.adapter_name)
+        runner = engines.get_engine(engine, source)
+        rows = v.repeat_interleave(k, dim=0)
+        ids: list[list[int]] = []
+        chunk = engines.ENGINE_CHUNK
+        for start in range(0, len(rows), chunk):
+            seeded = None if seed is None else seed + start
+            part = dataclasses.replace(
+                sampling, seed=seeded, stop_token_ids=tuple(self.stop_ids), adapter=adapter
+            )
+            ids += runner.generate_from_embeddings(self.prompt_embeddings(rows[start : start + chunk]), part)
+        return ids
 
     def _prefix_cache(self, n: int, length: int):
         """The KV cache of the first `length` prompt tokens, computed once and repeated for `n` rows."""
@@ -321,33 +309,22 @@ class ActivationVerbalizer:
         return cache
 
     @torch.no_grad()
-    def _generate(
-        self,
-        v: Tensor,
-        max_new_tokens: int,
-        min_new_tokens: int,
-        do_sample: bool,
-        temperature: float,
-        top_p: float,
-        prefix_cache: bool = True,
-    ) -> list[list[int]]:
-        device = loading.model_device(self.model)
-        ids = self._ids(len(v), device)
-        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        gen_kwargs: dict = dict(
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.stop_ids,
-            use_cache=True,
-        )
-        if do_sample:
-            gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    def _generate(self, v: Tensor, sampling: engines.Sampling, prefix_cache: bool = True) -> list[list[int]]:
         from transformers import LogitsProcessorList
 
-        finite = FiniteLogits(self.meta.folder, self.adapter_name)
-        gen_kwargs["logits_processor"] = LogitsProcessorList([finite])
+        o = sampling
+        ids = self._ids(len(v), loading.model_device(self.model))
+        p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
+        finite = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
+        gen_kwargs: dict = dict(
+            max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens, use_cache=True
+        )
+        gen_kwargs.update(
+            do_sample=o.do_sample, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids
+        )
+        if o.do_sample:
+            gen_kwargs.update(temperature=o.temperature, top_p=o.top_p, top_k=0)
+        gen_kwargs["logits_processor"] = finite
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
@@ -363,9 +340,8 @@ class ActivationVerbalizer:
 
     def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
-        return decode_rows(
-            rows, self.tokenizer, self.stop_ids, self.meta.av.explanation_open, self.meta.av.explanation_close
-        )
+        av = self.meta.av
+        return decode_rows(rows, self.tokenizer, self.stop_ids, av.explanation_open, av.explanation_close)
 
 
 def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
@@ -392,11 +368,7 @@ class FiniteLogits:
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         # -inf is how other processors ban a token (min_new_tokens bans EOS); NaN, +inf or a row of only -inf is not
-        broken = (
-            torch.isnan(scores).any(dim=-1)
-            | torch.isposinf(scores).any(dim=-1)
-            | torch.isneginf(scores).all(-1)
-        )
+        broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1) | torch.isneginf(scores).all(-1)
         if broken.any():
             rows = broken.nonzero().flatten().tolist()
             raise CheckpointError(
@@ -408,19 +380,11 @@ class FiniteLogits:
 
 
 def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:
-    """Prompt tokens before the first marker: the same for every row, cached once per batch.
-
-    At least two tokens stay uncached, so the first uncached forward is never mistaken for a
-    one-token decoding step by the injection hook."""
+    """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
+    stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
     inj = meta.injection
-    pos = injection.find_markers(
-        torch.tensor([prompt_ids]),
-        inj.marker_token_id,
-        inj.left_neighbor_id,
-        inj.right_neighbor_id,
-        slots,
-        per_row=slots,
-    )
+    marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
+    pos = injection.find_markers(torch.tensor([prompt_ids]), *marker, slots, per_row=slots)
     return max(0, min(int(pos.min()), len(prompt_ids) - 2))
 
 

@@ -11,6 +11,7 @@ import torch
 
 from hubkit import models
 from hubkit.errors import HubkitError
+from hubkit.scale_lint import embedding_norm
 
 # ------------------------------------------------------------------------------------------ registry
 
@@ -207,6 +208,26 @@ def test_prepared_folder_is_used_when_package_is_gone(fake_convert, tmp_path, mo
         models.prepare("smollm2-135m", cache_dir=cache, force=True)
 
 
+def test_resolving_never_converts_and_substitution_is_said_once(fake_convert, tmp_path, caplog):
+    cache, repo = tmp_path / "cache", "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(models.ModelError, match="run `hubkit models prepare smollm2-135m`"):
+        models.resolve_base("smollm2-135m", cache_dir=cache)
+    assert models.resolve_base(repo, cache_dir=cache) == repo  # not prepared: the Hub serves the original
+    assert fake_convert["calls"] == 0
+    path = models.prepare("smollm2-135m", cache_dir=cache)
+    models._warned_substitution.clear()
+    with caplog.at_level("WARNING", logger="hubkit.models"):
+        assert models.resolve_base(repo, cache_dir=cache) == str(path)
+        assert models.resolve_base(repo, cache_dir=cache) == str(path)
+        assert models.resolve_base("smollm2-135m", cache_dir=cache) == str(path)  # asked for: nothing said
+    said = [r.getMessage() for r in caplog.records if "instead" in r.getMessage()]
+    assert len(said) == 1 and repo in said[0] and str(path) in said[0]
+    fake_convert["sha"] = "e" * 64  # the installed GGUF changed: stale, and still not converted here
+    with pytest.raises(models.ModelError, match="sha256 differs.*hubkit models prepare"):
+        models.resolve_base("smollm2-135m", cache_dir=cache)
+    assert models.resolve_base(repo, cache_dir=cache) == repo and fake_convert["calls"] == 1
+
+
 def test_list_models_reports_status(fake_convert, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setattr(models, "is_installed", lambda name: True)
@@ -262,7 +283,7 @@ def test_prepared_model_matches_registry(prepared, model_cache, name):
     assert not getattr(model, "is_quantized", False)
     assert "quantization_config" not in json.loads((path / "config.json").read_text())
     # the recorded yardstick for injection scales is what the cached model really has
-    assert models.embedding_norm_median(model) == pytest.approx(spec.embed_norm, rel=0.02)
+    assert embedding_norm(model) == pytest.approx(spec.embed_norm, rel=0.02)
     scale = getattr(model.get_input_embeddings(), "embed_scale", None)
     if spec.embed_scale is None:
         assert scale is None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hubkit import arch
+from hubkit.engines import Sampling
 from hubkit.errors import EngineError, InjectionError
 from hubkit.testing import make_tiny_model, tiny_metas
 from hubkit.verbalizer import ActivationVerbalizer, stop_token_ids
@@ -29,7 +30,7 @@ def _av(tiny, scheme: str = "embedding_replace", template: str | None = None) ->
 
 def _rows(av: ActivationVerbalizer, v: torch.Tensor, prefix_cache: bool, **kw) -> list[list[int]]:
     opts = dict(max_new_tokens=12, min_new_tokens=0, do_sample=False, temperature=1.0, top_p=1.0)
-    return av._generate(v, prefix_cache=prefix_cache, **{**opts, **kw})
+    return av._generate(v, Sampling(**{**opts, **kw}), prefix_cache)
 
 
 def _block0_inputs(av: ActivationVerbalizer, v: torch.Tensor) -> torch.Tensor:

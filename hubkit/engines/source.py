@@ -1,12 +1,11 @@
-"""What an external engine must load to generate as an in-memory AV does (`ModelSource`).
-
-The base weights come from the folder the AV's base was loaded from; a LoRA adapter is written
-from memory to a cache folder named by the sha256 of its weights, so an adapter being trained
-(GRPO) reaches the engine as a new adapter each time its weights change, with no restart.
+"""What an external engine must load to generate as an in-memory AV does (`ModelSource`): the folder its
+base was loaded from, and its LoRA adapter written to a cache folder named by the sha256 of its weights
+(so an adapter being trained reaches the engine as a new adapter each step, with no restart).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,24 +13,19 @@ from pathlib import Path
 
 from torch import nn
 
-from hubkit.engines import EngineError, ModelSource
+from hubkit import arch
+from hubkit.engines.common import EngineError, ModelSource, engine_cache_dir, prune
 
-
-def engine_cache_dir() -> Path:
-    root = os.environ.get("HUBKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hubkit")
-    return Path(root) / "engines"
-
-
-def _base_of(model: nn.Module) -> nn.Module:
-    from peft import PeftModel
-
-    return model.get_base_model() if isinstance(model, PeftModel) else model
+KEEP_ADAPTERS = 8
+"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
 
 
 def base_folder(model: nn.Module, base_model: str | None = None) -> str:
     """The folder holding `model`'s base weights (HF layout), or an error saying what to pass."""
-    candidates = [base_model, getattr(_base_of(model), "name_or_path", None)]
-    for c in candidates:
+    from peft import PeftModel
+
+    plain = model.get_base_model() if isinstance(model, PeftModel) else model
+    for c in (base_model, getattr(plain, "name_or_path", None)):
         if c and (Path(c) / "config.json").is_file():
             return str(c)
     raise EngineError(
@@ -56,28 +50,13 @@ def adapter_folder(model: nn.Module, adapter_name: str | None) -> str | None:
         tmp = out.with_name(out.name + f".partial{os.getpid()}")
         model.save_pretrained(str(tmp), selected_adapters=[adapter_name])
         written = tmp / adapter_name if (tmp / adapter_name).is_dir() else tmp
-        try:
+        with contextlib.suppress(OSError):  # another process wrote the same adapter first
             written.rename(out)
-        except OSError:  # another process wrote the same adapter first
-            pass
         shutil.rmtree(tmp, ignore_errors=True)
         prune(out.parent, keep=KEEP_ADAPTERS)
     else:
         out.touch()  # recently used: kept by `prune`
     return str(out)
-
-
-KEEP_ADAPTERS = 8
-"""Adapter copies kept in the cache (a policy being trained writes one per step)."""
-
-
-def prune(folder: Path, keep: int) -> None:
-    """Remove all but the `keep` most recently used entries of `folder` (a re-used one is rewritten)."""
-    entries = sorted(
-        (p for p in folder.iterdir() if ".partial" not in p.name), key=lambda p: p.stat().st_mtime
-    )
-    for old in entries[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def source_for(
@@ -88,18 +67,10 @@ def source_for(
     max_model_len: int = 1024,
 ) -> ModelSource:
     """The `ModelSource` that reproduces `model` (with adapter `adapter_name` active) in another engine."""
-    from hubkit import arch
-
     p = next(model.parameters())
-    device = "cuda" if p.device.type == "cuda" else "cpu"
     positions = getattr(arch.text_config(model), "max_position_embeddings", None)
     if positions:  # vLLM refuses a max_model_len beyond the model's positions
         max_model_len = min(max_model_len, int(positions))
-    return ModelSource(
-        base=base_folder(model, base_model),
-        adapter=adapter_folder(model, adapter_name),
-        dtype=str(p.dtype).removeprefix("torch."),
-        device=device,
-        quant=quant,
-        max_model_len=max_model_len,
-    )
+    base, dtype = base_folder(model, base_model), str(p.dtype).removeprefix("torch.")
+    device = "cuda" if p.device.type == "cuda" else "cpu"
+    return ModelSource(base, adapter_folder(model, adapter_name), dtype, device, quant, max_model_len)

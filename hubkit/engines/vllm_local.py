@@ -9,16 +9,29 @@ On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
 import logging
 import os
 import re
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hubkit.engines import INSTALL_HINT, EngineError, ModelSource
+from hubkit.engines.common import (
+    INSTALL_HINT,
+    EngineError,
+    ModelSource,
+    Sampling,
+    adapter_digest,
+    engine_cache_dir,
+    prune,
+    strip_stop,
+    vllm_installed,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -37,25 +50,9 @@ def _verbose() -> bool:
     return logging.getLogger("hubkit").getEffectiveLevel() <= logging.INFO
 
 
-def _import_vllm():
-    # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
-    try:
-        import vllm
-    except ImportError as err:
-        raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}") from err
-    return vllm
-
-
-def _is_cpu_build() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
-
-
 def check_source(source: ModelSource) -> None:
-    """Refuse, in one line each, what this vLLM cannot load: quantised bases, a GPU on a CPU build,
-    an architecture vLLM does not implement, a folder without weights."""
+    """Refuse, in one line each, what this vLLM cannot load (no weights folder, a quantised base, a GPU on a
+    CPU build, an architecture vLLM does not implement)."""
     base = Path(source.base)
     if not (base / "config.json").is_file():
         raise EngineError(
@@ -64,17 +61,17 @@ def check_source(source: ModelSource) -> None:
         )
     if source.quant != "none":
         raise EngineError(
-            f"engine vllm cannot load a bitsandbytes {source.quant} base here; use --engine transformers "
-            "(or an unquantised base)"
+            f"engine vllm cannot load a bitsandbytes {source.quant} base; use --engine transformers"
         )
-    if source.device.startswith("cuda") and _is_cpu_build():
+    from vllm import ModelRegistry
+    from vllm.platforms import current_platform
+
+    if source.device.startswith("cuda") and current_platform.is_cpu():
         raise EngineError(
             "the installed vLLM is the CPU build (vllm-cpu) but the AV runs on CUDA; install `vllm` "
             "(the CUDA build) or run the AV with --device cpu"
         )
     archs = json.loads((base / "config.json").read_text()).get("architectures") or []
-    from vllm import ModelRegistry
-
     supported = set(ModelRegistry.get_supported_archs())
     if not any(a in supported for a in archs):
         raise EngineError(
@@ -83,41 +80,26 @@ def check_source(source: ModelSource) -> None:
         )
 
 
+def _adapter_config(adapter: str | Path) -> dict:
+    return json.loads((Path(adapter) / "adapter_config.json").read_text())
+
+
 def adapter_rank(adapter: str | Path) -> int:
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    ranks = [int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values())]
-    return max(ranks)
+    cfg = _adapter_config(adapter)
+    return max(int(cfg.get("r", 8)), *(int(r) for r in (cfg.get("rank_pattern") or {}).values()))
 
 
-def needs_merge(adapter: str | Path) -> bool:
-    """True where vLLM's LoRA cannot load the adapter as it is (fully trained extra layers)."""
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    return any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def adapter_digest(adapter: str | Path) -> str:
-    """sha256 over the adapter's config and weights: the cache key of its merged copy and its LoRA id."""
-    folder = Path(adapter)
-    h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        if (folder / name).is_file():
-            h.update(name.encode())
-            h.update(file_sha256(folder / name).encode())
-    return h.hexdigest()
+def merges(source: ModelSource) -> bool:
+    """Whether `source`'s adapter reaches vLLM merged into the weights: `lora_mode` says so, or vLLM's LoRA
+    cannot load it as it is (fully trained extra layers)."""
+    cfg = _adapter_config(source.adapter) if source.adapter else None
+    return cfg is not None and (
+        any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS) or lora_mode(source.device) == "merge"
+    )
 
 
 def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
     """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
-    from hubkit.engines.source import engine_cache_dir, prune
-
     digest = adapter_digest(adapter)
     out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
     if (out / "config.json").is_file():
@@ -138,16 +120,13 @@ def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = Non
 
 
 def lora_mode(device: str) -> str:
-    """How adapters reach vLLM: ``lora`` (its LoRA support: a new adapter costs no restart, as a
-    policy being trained needs) or ``merge`` (weights merged once per adapter: no LoRA cost per
-    token). ``HUBKIT_VLLM_LORA`` chooses; ``auto`` merges on CPU, where vLLM 0.32's LoRA kernels
-    made a 256-vector round trip slower than transformers, and uses LoRA on GPUs."""
+    """How adapters reach vLLM (``HUBKIT_VLLM_LORA``): ``lora`` (a new adapter costs no restart, as a policy
+    being trained needs) or ``merge`` (merged once per adapter: no LoRA cost per token); ``auto`` merges on
+    CPU, where vLLM 0.32's LoRA kernels made a 256-vector round trip slower than transformers."""
     mode = os.environ.get("HUBKIT_VLLM_LORA", "auto").strip().lower()
     if mode not in ("auto", "lora", "merge"):
         raise EngineError(f"HUBKIT_VLLM_LORA={mode!r}: choose auto, lora or merge")
-    if mode == "auto":
-        return "merge" if device == "cpu" else "lora"
-    return mode
+    return ("merge" if device == "cpu" else "lora") if mode == "auto" else mode
 
 
 class VLLMEngine:
@@ -155,19 +134,18 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, source: ModelSource) -> None:
-        _import_vllm()
+    def __init__(self, source: ModelSource | None) -> None:
+        if source is None:
+            raise EngineError("engine vllm needs a ModelSource (base folder, adapter, dtype) to load")
+        # its start-up lines, hints and warm-up warnings are many; `hubkit -v` (or VLLM_LOGGING_LEVEL) shows them
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if _verbose() else "ERROR")
+        if not vllm_installed():
+            raise EngineError(f"--engine vllm was asked for but vLLM is not installed: {INSTALL_HINT}")
         self.merged_adapter: str | None = None
-        if source.adapter and (needs_merge(source.adapter) or lora_mode(source.device) == "merge"):
+        if merges(source):
             self.merged_adapter = adapter_digest(source.adapter)
-            source = ModelSource(
-                base=merged_weights(source.base, source.adapter, source.dtype),
-                adapter=None,
-                dtype=source.dtype,
-                device=source.device,
-                quant=source.quant,
-                max_model_len=source.max_model_len,
-            )
+            base = merged_weights(source.base, source.adapter, source.dtype)
+            source = dataclasses.replace(source, base=base, adapter=None)
         check_source(source)
         self.source = source
         self.lora_rank = adapter_rank(source.adapter) if source.adapter else 0
@@ -181,42 +159,28 @@ class VLLMEngine:
         # The engine core in this process: `generate` queues every request before the first step,
         # so a wave's prefills share one step (see `wave_size`), and one process fewer starts.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        kwargs: dict = dict(
-            model=self.source.base,
-            enable_prompt_embeds=True,
-            enforce_eager=True,
-            dtype=self.source.dtype,
-            max_model_len=self.source.max_model_len,
-            skip_tokenizer_init=True,
-            generation_config="vllm",
-            seed=0,
-        )
+        src = self.source
+        kwargs: dict = dict(model=src.base, dtype=src.dtype, max_model_len=src.max_model_len, seed=0)
+        kwargs.update(enable_prompt_embeds=True, enforce_eager=True, skip_tokenizer_init=True)
+        kwargs["generation_config"] = "vllm"
         if self.lora_rank:
             rank = next((r for r in LORA_RANKS if r >= self.lora_rank), None)
             if rank is None:
                 raise EngineError(
-                    f"LoRA rank {self.lora_rank} of {self.source.adapter} is above vLLM's largest ({LORA_RANKS[-1]}); "
+                    f"LoRA rank {self.lora_rank} of {src.adapter} is above vLLM's largest ({LORA_RANKS[-1]}); "
                     "use --engine transformers"
                 )
             kwargs.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
-        log.info(
-            "starting vLLM on %s (%s, adapter %s)", self.source.base, self.source.dtype, self.source.adapter
-        )
-        with (
-            engine_errors(f"vLLM could not start on {self.source.base}"),
-            caller_state_kept(),
-            quiet_output(),
-        ):
+        log.info("starting vLLM on %s (%s, adapter %s)", src.base, src.dtype, src.adapter)
+        with engine_errors(f"vLLM could not start on {src.base}"), caller_state_kept(), quiet_output():
             return LLM(**kwargs)
 
     def accepts(self, source: ModelSource) -> bool:
         if self.merged_adapter is not None:
             return source.adapter is not None and adapter_digest(source.adapter) == self.merged_adapter
-        if source.adapter is None:
-            return True
-        if needs_merge(source.adapter) or lora_mode(source.device) == "merge":
-            return False
-        return adapter_rank(source.adapter) <= self.lora_rank
+        return source.adapter is None or (
+            not merges(source) and adapter_rank(source.adapter) <= self.lora_rank
+        )
 
     def lora_request(self, adapter: str | None):
         """The `LoRARequest` for `adapter` (a new id whenever its files change, so vLLM reloads it)."""
@@ -238,47 +202,27 @@ class VLLMEngine:
         lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
         return LoRARequest(f"hubkit-{key[:12]}", lora_id, str(adapter))
 
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
+    def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
         from vllm import SamplingParams
 
+        o = sampling
         common = dict(
-            max_tokens=max_new_tokens,
-            min_tokens=min_new_tokens,
-            stop_token_ids=list(stop_token_ids or []),
-            detokenize=False,
+            max_tokens=o.max_new_tokens, min_tokens=o.min_new_tokens, stop_token_ids=list(o.stop_token_ids)
         )
         params = [
             SamplingParams(
-                temperature=temperature if do_sample else 0.0,
-                top_p=top_p if do_sample else 1.0,
-                seed=None if seed is None or not do_sample else seed + i,
+                temperature=o.temperature if o.do_sample else 0.0,
+                top_p=o.top_p if o.do_sample else 1.0,
+                seed=None if o.seed is None or not o.do_sample else o.seed + i,
+                detokenize=False,
                 **common,
             )
             for i in range(len(embeds))
         ]
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
-        lora = self.lora_request(adapter)
-        step = self.wave_size(max(e.shape[0] for e in embeds), max_new_tokens) if lora else len(prompts)
-        outs = []
-        with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
-            for i in range(0, len(prompts), step):
-                outs += self.llm.generate(
-                    prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
-                )
-        stops = set(stop_token_ids or [])
-        return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
+        lora = self.lora_request(o.adapter)
+        step = self.wave_size(max(e.shape[0] for e in embeds), o.max_new_tokens) if lora else len(prompts)
+        return self._run(prompts, params, o.stop_token_ids, lora, step)
 
     def generate_from_ids(
         self, prompts: list[list[int]], *, max_new_tokens: int, stop_token_ids: list[int] | None = None
@@ -287,14 +231,20 @@ class VLLMEngine:
         chat prompts, no vector), ending at (and without) the first stop token."""
         from vllm import SamplingParams
 
+        stops = list(stop_token_ids or [])
         params = SamplingParams(
-            temperature=0.0,
-            max_tokens=max_new_tokens,
-            stop_token_ids=list(stop_token_ids or []),
-            detokenize=False,
+            temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stops, detokenize=False
         )
+        return self._run([{"prompt_token_ids": list(p)} for p in prompts], [params] * len(prompts), stops)
+
+    def _run(self, prompts: list, params: list, stop_token_ids, lora=None, step: int = 0) -> list[list[int]]:
+        """`llm.generate` over `prompts` in waves of `step` (all at once when 0), stop tokens cut off."""
+        outs, step = [], step or max(1, len(prompts))
         with engine_errors(f"vLLM failed to generate on {self.source.base}"), quiet_output():
-            outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+            for i in range(0, len(prompts), step):
+                outs += self.llm.generate(
+                    prompts[i : i + step], params[i : i + step], lora_request=lora, use_tqdm=False
+                )
         stops = set(stop_token_ids or [])
         return [strip_stop(list(o.outputs[0].token_ids), stops) for o in outs]
 
@@ -314,26 +264,21 @@ class VLLMEngine:
         return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None) or getattr(
-                getattr(engine, "engine_core", None), "shutdown", None
-            )
-            if callable(shutdown):
-                shutdown()
-            del llm
+        engine, self.llm = getattr(getattr(self, "llm", None), "llm_engine", None), None
+        shutdown = getattr(engine, "shutdown", None) or getattr(
+            getattr(engine, "engine_core", None), "shutdown", None
+        )
+        if callable(shutdown):
+            shutdown()
 
 
 def error_summary(err: BaseException) -> str:
     """One informative line of a vLLM error: for a pydantic validation error, the field and its message
     rather than its first line ("1 validation error for ModelConfig")."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
     if re.match(r"\d+ validation errors? for ", lines[0]) and len(lines) > 1:
         return f"{lines[0]}: " + "; ".join(line for line in lines[1:4] if not line.startswith("For further"))
-    return f"{type(err).__name__}: {lines[0]}"
+    return f"{type(err).__name__}: {lines[0]}".rstrip(": ")
 
 
 @contextlib.contextmanager
@@ -352,10 +297,6 @@ def engine_errors(what: str) -> Iterator[None]:
 def quiet_output() -> Iterator[None]:
     """Keep what vLLM and its native libraries print (hints, warm-up tracebacks it recovers from, thread
     warnings) off the terminal unless `hubkit -v`; on an error the captured text goes to the debug log."""
-    import sys
-    import tempfile
-    import warnings
-
     if _verbose():
         yield
         return
@@ -388,19 +329,16 @@ def caller_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
 
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.get_num_threads())
+    py, npy, pt, threads = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state(),
+        torch.get_num_threads(),
+    )
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        torch.set_num_threads(states[3])
-
-
-def strip_stop(ids: list[int], stops: set[int]) -> list[int]:
-    """`ids` up to (not including) the first stop token."""
-    for i, t in enumerate(ids):
-        if t in stops:
-            return ids[:i]
-    return ids
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(pt)
+        torch.set_num_threads(threads)

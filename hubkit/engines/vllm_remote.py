@@ -1,10 +1,7 @@
-"""A client of a running ``vllm serve`` (OpenAI-compatible) endpoint, fed prompt embeddings.
-
-The server must have been started with ``--enable-prompt-embeds`` (and ``--enable-lora`` plus
-``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go
-as a base64 ``torch.save`` payload in the completions request; token ids come back with
-``return_token_ids``. Requests are split into chunks sent concurrently, so the server's continuous
-batching sees them together. Only the standard library speaks HTTP here.
+"""A client of a running ``vllm serve`` endpoint started with ``--enable-prompt-embeds`` (and ``--enable-lora``
+plus ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go as a
+base64 ``torch.save`` payload to the completions route; token ids come back with ``return_token_ids``.
+Chunks are sent concurrently, so the server's continuous batching sees them together.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hubkit.engines import EngineError
+from hubkit.engines.common import EngineError, Sampling, adapter_digest, strip_stop
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -49,13 +46,11 @@ class RemoteEngine:
     """Generation on the vLLM server at `url` (``http://host:port``)."""
 
     def __init__(self, url: str, model: str | None = None, timeout: float = TIMEOUT_S) -> None:
-        self.url = url.rstrip("/")
-        self.name = self.url
+        self.url = self.name = url.rstrip("/")
         self.timeout = timeout
         self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
 
-    # -- HTTP ---------------------------------------------------------------------------------
     def _call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
@@ -87,13 +82,9 @@ class RemoteEngine:
         if adapter is None:
             return self.model
         if adapter not in self._adapters:
-            from hubkit.engines.vllm_local import adapter_digest
-
             name = f"hubkit-{adapter_digest(adapter)[:12]}"
             try:
-                self._call(
-                    "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter)}, timeout=120
-                )
+                self._call("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter)}, 120)
             except EngineError as err:
                 if "already been loaded" not in str(err):
                     raise EngineError(
@@ -103,28 +94,15 @@ class RemoteEngine:
             self._adapters[adapter] = name
         return self._adapters[adapter]
 
-    # -- generation ---------------------------------------------------------------------------
-    def generate_from_embeddings(
-        self,
-        embeds: list[Tensor],
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_token_ids: list[int] | None = None,
-        adapter: str | None = None,
-    ) -> list[list[int]]:
-        model = self._adapter_model(adapter)
+    def generate_from_embeddings(self, embeds: list[Tensor], sampling: Sampling) -> list[list[int]]:
+        o = sampling
         body = {
-            "model": model,
-            "max_tokens": max_new_tokens,
-            "min_tokens": min_new_tokens,
-            "temperature": temperature if do_sample else 0.0,
-            "top_p": top_p if do_sample else 1.0,
-            "stop_token_ids": list(stop_token_ids or []),
+            "model": self._adapter_model(o.adapter),
+            "max_tokens": o.max_new_tokens,
+            "min_tokens": o.min_new_tokens,
+            "temperature": o.temperature if o.do_sample else 0.0,
+            "top_p": o.top_p if o.do_sample else 1.0,
+            "stop_token_ids": list(o.stop_token_ids),
             "return_token_ids": True,
         }
         chunks = [(i, embeds[i : i + CHUNK]) for i in range(0, len(embeds), CHUNK)]
@@ -132,16 +110,13 @@ class RemoteEngine:
         def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
             start, part = item
             req = dict(body, prompt_embeds=[encode_embeds(e) for e in part])
-            if seed is not None and do_sample:
-                req["seed"] = seed + start
+            if o.seed is not None and o.do_sample:
+                req["seed"] = o.seed + start
             return self._token_ids(self._call("/v1/completions", req), len(part))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
             results = list(pool.map(send, chunks))
-        stops = set(stop_token_ids or [])
-        from hubkit.engines.vllm_local import strip_stop
-
-        return [strip_stop(ids, stops) for part in results for ids in part]
+        return [strip_stop(ids, set(o.stop_token_ids)) for part in results for ids in part]
 
     def _token_ids(self, answer: dict, n: int) -> list[list[int]]:
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from hubkit import engines, injection
-from hubkit.engines.generate import generate_for
+from hubkit.engines import Sampling
 from hubkit.errors import HubkitError
 from hubkit.train.fsdp import gathered, is_sharded
 from hubkit.train.recipe import GRPORecipe
@@ -54,18 +54,9 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
             "set `rollout_engine: transformers`"
         )
 
-    rows = generate_for(
-        av,
-        vectors.cpu(),
-        engine,
-        cfg.group_size,
-        int(torch.randint(0, 2**31 - 1, ()).item()),
-        max_new_tokens=cfg.max_new_tokens,
-        min_new_tokens=0,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-    )
+    sampling = Sampling(cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    rows = av.generate_on_engine(vectors.cpu(), engine, cfg.group_size, seed, sampling)
     return pad_rows(rows, cfg.max_new_tokens, av.stop_ids[0], av.tokenizer.pad_token_id)
 
 

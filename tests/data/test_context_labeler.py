@@ -19,11 +19,11 @@ from hubkit.data.labeler_registry import (
     make_labeler,
     make_pair,
     parse_choice,
-    register,
 )
 from hubkit.data.labelers import DirectLabeler
 from hubkit.data.sidecar import read_sidecar
 from hubkit.errors import DataError
+from hubkit.registry import RegistryError
 
 
 def test_the_current_token_is_marked_where_it_ends_the_prefix():
@@ -119,8 +119,12 @@ def test_the_registry_is_what_the_cli_offers():
     with pytest.raises(DataError, match="between 1 and"):
         check_choice("context:0")
     check_choice("transformers")  # nothing is loaded to check a choice
-    with pytest.raises(ValueError, match="already registered"):
-        register(LabelerBackend("context", "again", audited=False, make=lambda a, o: ContextLabeler()))
+    with pytest.raises(RegistryError, match="already registered"):
+        LABELER_BACKENDS.add(
+            "context", LabelerBackend("context", "again", audited=False, make=lambda a, o: ContextLabeler())
+        )
+    with pytest.raises(ValueError, match="must not contain ':'"):
+        LabelerBackend("a:b", "bad", audited=False, make=lambda a, o: ContextLabeler())
 
 
 def test_cli_labels_with_context(tmp_path, tiny, small_corpus):

@@ -196,7 +196,7 @@ class IdsEngine:
 def test_vllm_labeler_sends_the_transformers_labelers_prompts(tiny):
     """The same rendered prompt, greedy, the reply primed and cut after the closing tag: with n-gram
     blocking off, the transformers labeler's replies (cut the same way) are the vLLM labeler's."""
-    from hubkit.data.vllm_labeler import VLLMLabeler, cut_after
+    from hubkit.data.labelers import VLLMLabeler, cut_after
 
     convs = [
         labeler_messages(p, t) for p, t in [("The cat sat", " sat"), ("A much longer text here", " here")]

@@ -9,16 +9,18 @@ import torch
 def smollm2_av(adapter_seed: int | None = None):
     """An AV over the prepared SmolLM2-135M in fp32 (embedding replacement at the embedding-norm scale,
     chat template), with an untrained LoRA adapter "av" (random B, so it changes the output) if asked."""
-    from hubkit import arch, models, scale_lint
+    from hubkit import arch, models
     from hubkit.injection import pick_marker
     from hubkit.meta import ARSpec, AVSpec, Injection, NLAMeta
+    from hubkit.scale_lint import embedding_norm
     from hubkit.verbalizer import ActivationVerbalizer, render_prompt
 
+    models.prepare("smollm2-135m")  # the one-off conversion: loading never converts
     model, tok = models.load("smollm2-135m", dtype=torch.float32)
     d = arch.hidden_size(model)
     spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=True)
     marker = pick_marker(tok, lambda c: render_prompt(tok, spec.template, c, True))
-    inj = Injection(scale=round(scale_lint.embedding_norm(model), 3), marker=marker)
+    inj = Injection(scale=round(embedding_norm(model), 3), marker=marker)
     meta = NLAMeta(
         role="av",
         injection=inj,

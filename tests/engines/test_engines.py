@@ -150,7 +150,6 @@ def test_max_model_len_is_capped_at_the_models_positions(tiny_base_dir):
 def test_a_vllm_failure_is_an_engine_error_and_auto_falls_back(tiny_llama, monkeypatch, caplog):
     """vLLM's own RuntimeError (its CPU kernels lack head_dim=16) becomes an EngineError, so `auto` falls
     back to transformers with one log line and an explicit `vllm` is one line naming the cause."""
-    from hubkit.engines import generate
     from hubkit.engines.vllm_local import engine_errors
 
     def failing(*args, **kwargs):
@@ -158,7 +157,7 @@ def test_a_vllm_failure_is_an_engine_error_and_auto_falls_back(tiny_llama, monke
             raise RuntimeError("Unsupported CPU attention configuration: head_dim=16\nmore detail")
 
     monkeypatch.setattr(engines, "resolve", lambda name, scheme=None: "vllm")
-    monkeypatch.setattr(generate, "generate_for", failing)
+    monkeypatch.setattr(ActivationVerbalizer, "generate_on_engine", failing)
     av = ActivationVerbalizer(tiny_llama.model, tiny_llama.tokenizer, tiny_metas(tiny_llama)[0])
     v = torch.randn(2, tiny_llama.d_model)
     with caplog.at_level(logging.WARNING, logger="hubkit.engines"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hubkit import engines
-from hubkit.engines import EngineError, vllm_remote
+from hubkit.engines import EngineError, Sampling, vllm_remote
 from hubkit.engines.vllm_remote import RemoteEngine
 from hubkit.testing import tiny_metas
 from hubkit.verbalizer import ActivationVerbalizer
@@ -39,9 +39,11 @@ def test_remote_error_answer_is_one_line(tiny_llama, av):
         with pytest.raises(
             EngineError, match=r"answered HTTP 404: The model `not-served` does not exist"
         ) as err:
-            engine.generate_from_embeddings(av.prompt_embeddings(torch.randn(1, 64)), max_new_tokens=2)
+            engine.generate_from_embeddings(
+                av.prompt_embeddings(torch.randn(1, 64)), Sampling(max_new_tokens=2)
+            )
         assert "\n" not in str(err.value)
         with pytest.raises(EngineError, match="start the server with --enable-lora"):
             RemoteEngine(server.url).generate_from_embeddings(
-                av.prompt_embeddings(torch.randn(1, 64)), max_new_tokens=2, adapter="/nowhere"
+                av.prompt_embeddings(torch.randn(1, 64)), Sampling(max_new_tokens=2, adapter="/nowhere")
             )

@@ -163,8 +163,7 @@ def test_vllm_labeler_equals_the_transformers_labeler(close_engines_after):
     """`hubkit label --labeler vllm`: the transformers labeler's prompts, greedy on vLLM; with its n-gram
     blocking off (vLLM has none) and one prompt per batch (no padding), the same replies."""
     from hubkit.data.label import labeler_messages
-    from hubkit.data.labelers import TransformersLabeler
-    from hubkit.data.vllm_labeler import VLLMLabeler, cut_after
+    from hubkit.data.labelers import TransformersLabeler, VLLMLabeler, cut_after
 
     texts = [
         ("The cat sat on the", " the"),
