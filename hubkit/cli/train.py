@@ -13,7 +13,6 @@ import click
 
 from hubkit.cli.options import HubkitGroup, stack
 from hubkit.precision import DTYPE_CHOICES
-from hubkit.train.distributed import stop_report
 from hubkit.train.recipe import load_recipe, recipe_help
 
 STAGES = ("av", "ar", "grpo")
@@ -71,6 +70,7 @@ def _run(
 ) -> None:
     """Load `recipe` with the command line's overrides and train `stage`; a lost process of the run is
     reported as one line naming the last good checkpoint."""
+    from hubkit.train.distributed import stop_report  # lazy: torch stays out of --help
     from hubkit.train.loop import RunOptions  # lazy: torch stays out of --help
 
     given = {"dtype": dtype, f"{stage}.steps": steps, "seed": seed, **(overrides or {})}
