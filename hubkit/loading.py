@@ -1,7 +1,4 @@
-"""Loading base models, adapters and tokenizers for either half of an NLA.
-
-One base can carry several LoRA adapters (AV and AR), switched with `active_adapter`.
-"""
+"""Loading base models, adapters and tokenizers; one base can carry several LoRA adapters (`active_adapter`)."""
 
 from __future__ import annotations
 

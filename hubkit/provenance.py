@@ -1,8 +1,4 @@
-"""Small provenance helpers shared by eval and release: file hashes, git state, library versions.
-
-Every number hubkit publishes is tied to the exact files it came from; these are the pieces that
-make that link (sha256 of files, the commit of the code that computed it, the libraries it ran on).
-"""
+"""Provenance shared by eval and release: file hashes, git state, library versions."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Strict dict → dataclass parsing: unknown keys, missing fields and wrong types name the field.
-
-hubkit's own files (nla_meta.yaml, recipes, release specs) are typed dataclasses; this module turns
-their YAML into instances and back, and never returns ``None`` for a typo.
-"""
+"""Strict dict → dataclass parsing: unknown keys, missing fields and wrong types name the field."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`) and option blocks written once.
-
-`stack` turns a list of click decorators into one, so a block of options serves every command that takes it.
-"""
+"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`) and option blocks (`stack`)."""
 
 from __future__ import annotations
 

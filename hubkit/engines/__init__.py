@@ -1,11 +1,6 @@
-"""Generation engines for the AV: where the tokens after the injected prompt come from (`ENGINES`).
-
-``transformers`` (the default) generates in process, the vector injected by a forward hook; ``vllm``
-(an offline vLLM engine) and a ``http://host:port`` ``vllm serve --enable-prompt-embeds`` endpoint are
-fed the very prompt embeddings the transformers path injects (`ActivationVerbalizer.prompt_embeddings`);
-``auto`` is vLLM when it is installed and the AV can use it, else transformers with one log line.
-Every engine answers `generate_from_embeddings(embeds, Sampling) -> list[list[int]]` (new token ids per
-row); decoding and parsing stay with the verbalizer. This package imports neither torch nor vLLM.
+"""Generation engines for the AV (`ENGINES`): ``transformers`` (in process, the default), ``vllm``
+(offline) or a ``vllm serve --enable-prompt-embeds`` URL, the latter two fed the very prompt embeddings the
+transformers path injects; ``auto`` is vLLM when it can serve the AV, else transformers. No torch, no vLLM.
 """
 
 from __future__ import annotations

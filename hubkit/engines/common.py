@@ -1,7 +1,4 @@
-"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, and the engine cache.
-
-Imports neither torch nor vLLM, so naming and checking an engine stays cheap.
-"""
+"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, and the engine cache. No torch."""
 
 from __future__ import annotations
 

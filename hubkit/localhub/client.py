@@ -1,15 +1,8 @@
 """Point the real Hub clients (huggingface_hub, transformers, peft, datasets) at a local endpoint.
 
-``huggingface_hub`` reads ``HF_ENDPOINT`` once, when it is imported, into
-``huggingface_hub.constants`` (``ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``) and into the
-default ``HfApi`` behind its module-level functions; ``datasets`` copies it into
-``datasets.config`` and transformers caches an ``HfApi`` of its own. So there are two ways in:
-
-* a new process: put :func:`hub_env` in its environment before it imports anything;
-* this process: ``with use_endpoint(hub.endpoint, token="hf_local"): ...`` patches those
-  module globals for the duration of the block and restores them afterwards. Code that passes
-  ``endpoint=`` explicitly (``HfApi(endpoint=...)``, ``hf_hub_download(..., endpoint=...)``)
-  needs no patching, only ``HF_HUB_DISABLE_XET`` (the local Hub speaks classic LFS, not Xet).
+``huggingface_hub`` reads ``HF_ENDPOINT`` once, at import, into module globals (and ``datasets`` and
+transformers copy it): a new process takes :func:`hub_env` in its environment; this process uses
+``with use_endpoint(...)``, which patches those globals for the block.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Test hooks of the local Hub: injected failures and traffic counters.
-
-They let a test check that an interrupted push leaves the remote as it was and that a retry
-completes it, and count what went over the wire (e.g. that a re-upload sends no bytes).
-"""
+"""Test hooks of the local Hub: injected failures and traffic counters."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The request handler's base: one request in, one Hub-style answer out, with who is asking.
-
-The routes live in :mod:`~hubkit.localhub.routes`, on a subclass. Every request is answered with
-the Hub's status codes and ``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual
-exceptions. A bearer token the server does not know is refused (401) on every route. Bodies are
-framed here (Content-Length or chunked) under the server's limits.
+"""The request handler's base: one request in, one Hub-style answer out (status codes and
+``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual exceptions), with who is asking.
 """
 
 from __future__ import annotations

@@ -8,13 +8,9 @@ Layout under ``root``::
     repos/<type>s/<ns>/<name>/      repo.json, refs.json, commits/<sha1>.json
     tmp/                            partial writes, on the same filesystem so that os.replace is atomic
 
-Every file is written to ``tmp/`` and moved into place with ``os.replace``. A commit is visible only
-once ``refs.json`` is replaced, after its commit object is on disk, so a crash or an error at any
-point leaves the repo exactly as it was. Every read-modify-write of refs holds the store's write
-lock (a thread lock plus a ``filelock`` for other processes), and a commit that names its
-``parentCommit`` is applied only if the branch head is still that commit (compare-and-swap).
-Blobs are stored once and never deleted; the links let the server hand an object only to callers
-who can read a repo holding it, so knowing a private file's sha256 is not enough to get its bytes.
+A commit is visible only once ``refs.json`` is replaced, after its commit object is on disk, so a
+crash leaves the repo as it was. Blobs are never deleted; the links let the server hand an object
+only to callers who can read a repo holding it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""The dialect registry: one reader per published ``nla_meta`` dialect, with its priority and detector.
-
-A reader is one function (`DialectReader`) registered with `register(name, priority, detect)`; a
-taken name or priority is refused. `hubkit.meta.dialects.read` tries them in priority order.
-"""
+"""The dialect registry: one reader per published ``nla_meta`` dialect, with its priority and detector."""
 
 from __future__ import annotations
 

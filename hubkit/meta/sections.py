@@ -1,9 +1,4 @@
-"""The sections of hubkit's NLA schema: how a vector enters the AV, both prompts, the AR, the weights.
-
-Every choice that changes what an NLA computes is a field here (injection scheme and scale, marker and
-neighbour ids, chat template on/off, AR kept blocks, head format and bias, AR BOS and input
-normalisation, prompt templates, adapter); `NLAMeta` (in `record`) holds one of each. No torch.
-"""
+"""The sections of hubkit's NLA schema: every choice that changes what an NLA computes is a field here. No torch."""
 
 from __future__ import annotations
 
