@@ -87,9 +87,7 @@ def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[s
 
 
 def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
-    """Check every file `folder`'s hash file lists (present, same size, same sha256; those in `skip` left out):
-    True when verified, False when there is no hash file (a checkpoint hubkit did not write, or an older
-    one) and not `required`; a `CheckpointError` names the first file that is missing or changed."""
+    """Check every file `folder`'s hash file lists; False when there is none (and not `required`)."""
     folder = Path(folder)
     files = read_file_hashes(folder)
     if files is None and required:
@@ -129,10 +127,8 @@ def _provenance_hashes(folder: Path) -> dict[str, str] | None:
 
 
 def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
-    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with it,
-    else a release's provenance.json; True when verified. A folder with neither loads unverified (said once
-    per folder when its meta shows hubkit wrote it). `verify` False or ``HUBKIT_NO_VERIFY=1`` skips the check
-    (for checkpoints too large to hash on every load)."""
+    """Check a checkpoint's files against its hash file, else a release's provenance.json; True when
+    verified. `verify` False or ``HUBKIT_NO_VERIFY=1`` skips it (checkpoints too large to hash)."""
     folder = Path(folder)
     if not verify or os.environ.get(NO_VERIFY_ENV, "") not in ("", "0"):
         return False

@@ -129,11 +129,7 @@ def tokenizer_digest(folder: Path) -> str | None:
 
 
 def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: int | None) -> list[str]:
-    """Why an AV and an AR built on these architectures cannot share a base ([] when they can).
-
-    The AR folder may hold a truncated backbone (K+1 blocks), so depth is compared as: the AR's kept
-    blocks fit in the AV's base.
-    """
+    """Why an AV and an AR on these architectures cannot share a base ([] when they can)."""
     problems = []
     for name in ("model_type", "d_model", "vocab_size"):
         if getattr(av, name) != getattr(ar, name):

@@ -97,9 +97,8 @@ def load_half(
     kept_blocks: int | None = None,
     lora_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, Any, str | None]:
-    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA adapter (or the
-    LoRA tensors of a LoRA-AR head file, `lora_state`) attached as `name` onto the base its meta names (or
-    `base_model`), else its own full weights under no adapter name. `dtype` None/"auto" picks from the hardware."""
+    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA attached onto
+    the base its meta names (or `base_model`), else its own full weights under no adapter name."""
     dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
     if not (is_adapter(folder) or lora_state):
         model = load_causal_lm(str(folder), dt, device)
@@ -203,9 +202,8 @@ def adapter_base(folder: Path) -> str | None:
 def attach_adapter(
     model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None, is_trainable: bool = False
 ) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once), trainable when
-    `is_trainable` (GRPO's co-trained AR). `kept_blocks`: an AR keeping only the first K+1 blocks, whose
-    tensors for later blocks are absent by design: peft's warning about those (only) is not passed on."""
+    """Load the LoRA adapter in `folder` onto `model` under `name`; `kept_blocks` silences peft's
+    warning about the blocks a truncated AR lacks by design."""
     from peft import PeftModel
     from safetensors import SafetensorError
 

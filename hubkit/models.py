@@ -280,9 +280,7 @@ def prepare(
     force: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder: a no-op when a fresh
-    one exists, rebuilt when made from another GGUF or cache format (or `force`), used as it is (with a
-    warning) when the package is gone. `progress` receives one line per step, as `logging` does."""
+    """Convert `name`'s GGUF once into a bf16 safetensors folder and return it; a no-op when fresh."""
     spec = get_spec(name)
     target = prepared_dir(spec.name, cache_dir=cache_dir)
 
@@ -339,15 +337,10 @@ def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
 
 
 def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> str:
-    """A loadable location for a base model named by an NLA's meta or a user: a path, or an error.
+    """A loadable location for a base model: a path, or an error (nothing is converted here).
 
-    - an existing directory: returned as is;
-    - a local path that does not exist (a meta naming a folder of another machine): ModelError;
-    - a registry name (`smollm2-135m`): its prepared folder (`ready_dir`: never converted here);
-    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): that entry's
-      prepared folder when there is one, said once per process in a warning naming both (pass the folder
-      or the registry name to ask for it explicitly), else the id unchanged;
-    - anything else: returned unchanged, for the Hub resolver.
+    A registry name gives its prepared folder; the Hub id an entry stands in for gives that folder
+    when prepared, said once in a warning, else the id; a missing local path is a ModelError.
     """
     if Path(name_or_path).expanduser().is_dir():
         return name_or_path

@@ -128,7 +128,5 @@ class NLAPair:
         positions: str | list[int] | None = "all",
         **kwargs,
     ) -> Inspection:
-        """What this NLA says about each token of `text` (or of `chat` through the base's chat template, with
-        the base's greedy reply of up to `reply_tokens` appended): see `hubkit.inspection.inspect_pair`,
-        which takes the other options (base_model, baseline_b, spliced_loss, max_new_tokens, engine, …)."""
+        """What this NLA says about each token of `text` or `chat`; see `hubkit.inspection.inspect_pair`."""
         return inspect_pair(self, text, chat=chat, reply_tokens=reply_tokens, positions=positions, **kwargs)

@@ -101,11 +101,7 @@ class ScaleLint:
 def lint_scale(
     scale: float | None, embedding_norm: float, residual_norm: float | None, factor: float = OOD_SCALE_FACTOR
 ) -> ScaleLint:
-    """Pass unless `scale` is more than `factor`× the larger norm or below 1/`factor` of the smaller.
-
-    `residual_norm` may be None (no layer known): the embedding norm is then the only yardstick.
-    `scale` None (raw vectors, norm-matched schemes) always passes.
-    """
+    """Pass unless `scale` is over `factor`× the larger norm or under 1/`factor` of the smaller."""
     norms = [embedding_norm] + ([residual_norm] if residual_norm is not None else [])
     if scale is None:
         msg = f"no injection scale (raw vectors or a norm-matched scheme); median embedding norm {embedding_norm:.4g}"
@@ -157,10 +153,8 @@ def scale_report(
     tokenizer: Any = None,
     layer: int | None = None,
 ) -> ScaleLint:
-    """`lint_scale` on a loaded model: its median token-embedding norm and, given the tokenizer and the
-    NLA's layer, its median residual norm there on the bundled corpus. A second norm can only widen the
-    accepted range, so the residual norm (a forward pass) is measured only when the embedding norm alone
-    would refuse the scale."""
+    """`lint_scale` on a loaded model; the residual norm (a forward pass) only when the embedding norm
+    alone would refuse the scale."""
     embedding = embedding_norm(model)
     lint = lint_scale(scale, embedding, None, factor)
     if not lint.ok and tokenizer is not None and layer is not None:

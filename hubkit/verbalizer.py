@@ -238,10 +238,8 @@ class ActivationVerbalizer:
         engine: str | None = None,
         prefix_cache: bool = True,
     ) -> list[Explanation]:
-        """Explanations for `vectors` ``[N, d]`` (or ``[N, k, d]`` for a k-marker prompt); with
-        sampling, `num_return_sequences` per vector. `engine` other than None/"transformers" hands
-        the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
-        for every row (the same tokens, only slower)."""
+        """Explanations for `vectors` ``[N, d]`` or ``[N, k, d]``; an `engine` other than transformers is
+        fed the prompt embeddings."""
         v = self.check(vectors)
         check_length(self.model, len(self.prompt_ids), max_new_tokens, min_new_tokens)
         out: list[Explanation] = []
@@ -281,9 +279,7 @@ class ActivationVerbalizer:
     def generate_on_engine(
         self, v: Tensor, engine: str, k: int, seed: int | None, sampling: engines.Sampling
     ) -> list[list[int]]:
-        """New token ids per row (`k` per vector) from a resolved `engine` (``vllm`` or a URL): this AV's
-        prompt embeddings and stop ids, in chunks of `engines.ENGINE_CHUNK`. An engine that loads weights
-        is given the AV's base folder and adapter; a remote one is given the adapter folder."""
+        """New token ids per row (`k` per vector) from a resolved `engine`, in `engines.ENGINE_CHUNK` chunks."""
         source = None
         if engines.kind(engine).loads_weights:
             source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)

@@ -268,11 +268,7 @@ def judge(endpoint: str | None, model: str | None, local: str | None, device: st
 
 
 def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
-    """`Extras` from the flags; cross halves (folders or Hub repo ids) load with the pair's base, device and dtype.
-
-    Every half is named by its last path part (the whole source where two would clash); the pair's own
-    AV and AR are named the same way, so the matrix marks them.
-    """
+    """`Extras` from the flags; cross halves load with the pair's base, device and dtype."""
     from hubkit import hub  # lazy: as in `eval_command`
     from hubkit.eval.cross_pair import load_half  # lazy: as above
     from hubkit.eval.extras import Extras  # lazy: as above

@@ -23,11 +23,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 class HubkitGroup(click.Group):
-    """A click group that reports every expected failure as one line and a non-zero exit, never a traceback.
-
-    Hubkit's own errors exit 2; click's usage errors keep their code (2) but lose the usage banner; an
-    operating-system error (a path under a file, a name too long, no permission) names the path.
-    """
+    """A click group that reports every expected failure as one line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -17,11 +17,7 @@ from hubkit.vectors import check_vectors
 
 @dataclass
 class InjectionPlan:
-    """What to inject where, for one forward over ``seq_len`` tokens.
-
-    `positions` is ``[N]`` (one marker per row) or ``[N, k]``; `vectors` ``[N, d]`` or ``[N, k, d]``,
-    already as the hook writes them (scaled for embedding_replace, raw directions for residual_add).
-    """
+    """What to inject where, for one forward over ``seq_len`` tokens, vectors as the hook writes them."""
 
     positions: Tensor
     vectors: Tensor
@@ -29,10 +25,7 @@ class InjectionPlan:
 
 
 def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> InjectionPlan:
-    """Validate vectors, locate markers and prepare the vectors: everything the hook needs, pure.
-
-    ``[N, d]`` vectors fill one marker per row; ``[N, k, d]`` fill k markers per row, in order.
-    """
+    """Validate vectors, locate markers and prepare the vectors: everything the hook needs, pure."""
     scheme = schemes.SCHEMES.get(spec.scheme)
     v = check_vectors(vectors, d_model=d_model, nla_input=True, slots=True)
     if spec.marker_token_id is None:

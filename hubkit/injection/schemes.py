@@ -60,11 +60,8 @@ def add_norm_matched(hidden: Tensor, positions: Tensor, vectors: Tensor) -> Tens
 class InjectionScheme:
     """One way of putting a vector into the AV.
 
-    `plan_vectors` turns checked vectors into what the hook writes; `hook_module` names the module
-    whose output the hook edits; `apply` edits that output at the marker positions; `lint` checks
-    the scheme's settings against the model. `embeds_only` says the whole injection lives in the
-    input embeddings (so an engine fed ``inputs_embeds`` can run it); `scaled`, that the vector is
-    injected as ``v · scale / ‖v‖`` (so an AV records `injection.scale`).
+    `embeds_only`: the whole injection lives in the input embeddings (an engine fed ``inputs_embeds``
+    can run it); `scaled`: the vector is injected as ``v · scale / ‖v‖`` (an AV records the scale).
     """
 
     name: ClassVar[str]

@@ -406,11 +406,7 @@ def commit(req: HandlerBase, repo: RepoKey, revision: str) -> None:
 
 
 def _parse_commit(req: HandlerBase, lines: list[bytes]) -> tuple[dict[str, Any], list[Operation]]:
-    """Header and operations of an NDJSON commit (a header line, then one line per operation).
-
-    LFS pointers are checked before anything is stored; regular contents are stored
-    (content-addressed, so harmless) only once every line has parsed.
-    """
+    """Header and operations of an NDJSON commit; regular contents are stored only once every line parsed."""
     items = []
     for raw in lines:
         if raw.strip():

@@ -55,13 +55,10 @@ def _loopback_host(host: str) -> str:
 
 
 class LocalHub:
-    """A local Hub endpoint over ``root``, served from background threads.
+    """A local Hub endpoint over ``root``, served from background threads (a context manager).
 
-    Use as a context manager (``with LocalHub(tmp_path) as hub: ... hub.endpoint``) or call
-    :meth:`start` / :meth:`stop`. Without ``token_file`` the server uses (creating it on first
-    start) a 0600 file under ``root`` holding one write token for the local user, available as
-    :attr:`token`; :func:`~hubkit.localhub.client.use_endpoint` picks it up. ``faults`` injects
-    failures and ``stats`` counts traffic, for tests.
+    Without ``token_file`` it uses (creating it once) a 0600 file under ``root`` holding a write token
+    for the local user, `token`.
     """
 
     def __init__(

@@ -87,10 +87,7 @@ class BlobStore:
     def atomic_write(
         self, path: Path, data: bytes | Iterable[bytes], check: Callable[[str], None] | None = None
     ) -> None:
-        """Write ``data`` to ``path`` through a synced temp file, so readers see old or new, never half.
-
-        ``check(temp file)`` runs before the file moves into place; raising discards it.
-        """
+        """Write ``data`` to ``path`` through a synced temp file; ``check(temp file)`` may refuse it first."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.tmp)
         try:
@@ -134,12 +131,7 @@ class BlobStore:
         return path.stat().st_size if path.exists() else None
 
     def put_lfs(self, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Store an LFS object streamed as ``chunks``; verify size and sha256 before it becomes visible.
-
-        Reading stops as soon as more than ``size`` bytes arrive (TooLarge). A failing ``chunks``
-        iterator (a dropped connection) or a mismatch discards the partial file, so a stored object
-        is always complete and correct.
-        """
+        """Store an LFS object streamed as ``chunks``; size and sha256 are verified before it is visible."""
         if not SHA256_RE.fullmatch(sha256):
             raise BadRequest(f"invalid LFS oid {sha256!r}: expected 64 lowercase hex characters")
         digest, received = hashlib.sha256(), 0
@@ -343,9 +335,7 @@ class HubStore(BlobStore):
     ) -> Commit:
         """Apply ``operations`` to the head of ``branch`` as one commit, or change nothing.
 
-        ``parent`` (the client's ``parentCommit``) must be the full id of the branch head when
-        given, so that a commit prepared against an older state cannot silently overwrite newer
-        work. The head is read and the branch moved under the store's write lock.
+        ``parent`` (the client's ``parentCommit``) must be the branch head when given (compare-and-swap).
         """
         if parent is not None and not (isinstance(parent, str) and SHA1_RE.fullmatch(parent)):
             raise BadRequest(f"parentCommit {parent!r} is not a full 40-character commit id")

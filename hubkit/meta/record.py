@@ -50,13 +50,8 @@ log = logging.getLogger("hubkit.meta")
 
 @dataclass
 class NLAMeta:
-    """One half of an NLA, described completely. Load any dialect; save hubkit's own.
-
-    ``layer`` may be ``None`` only on an AV (trainer-written actor sidecars record none): the
-    pair takes it from its AR (`check_compatible`). ``mse_scale: None`` is the reference's
-    raw-MSE mode (kept as null when saved). ``folder`` is where the meta was loaded from; it is
-    never saved.
-    """
+    """One half of an NLA. ``layer`` is ``None`` only on an AV whose file records none (the pair takes
+    its AR's); ``mse_scale: None`` is the reference's raw-MSE mode; ``folder`` is never saved."""
 
     role: Role
     base_model: str
@@ -193,11 +188,8 @@ class NLAMeta:
     ) -> NLAMeta:
         """Read `path` (an ``nla_meta.yaml`` or a checkpoint folder) in any known dialect.
 
-        `injection_scale` overrides the file's AV injection scale (a number, ``"sqrt_d_model"`` or
-        ``"raw"``; numeric strings are accepted for the CLI). It is required when an AV's file
-        records none: a null scale is ambiguous and is never guessed. With `check_depth`, a layer
-        (or AR depth) beyond the blocks of the model it runs on is refused when that depth can be
-        read here (the checkpoint's or a local base's config.json, or the offline registry).
+        `injection_scale` overrides the file's AV scale, and is required when the file records none
+        (never guessed). `check_depth` refuses a layer deeper than the model's blocks, where readable.
         """
         path = Path(path)
         folder = path if path.is_dir() else path.parent

@@ -49,11 +49,7 @@ def check_scale(value: Scale | None, name: str) -> None:
 
 @dataclass
 class Injection:
-    """How a vector enters the AV: which scheme, how scaled, and at which marker token.
-
-    ``scale`` may be ``None`` only where no vector is injected with it: an AR meta (the record of
-    its pair's tokens) or a scheme that is norm-matched (``residual_add``). `NLAMeta` enforces it.
-    """
+    """How a vector enters the AV; ``scale`` is ``None`` only where no vector is injected with it."""
 
     scheme: str = field(default="embedding_replace", metadata={"choices": lambda: SCHEMES.names()})
     scale: Scale | None = None
@@ -100,10 +96,7 @@ class AVSpec:
 
 @dataclass
 class ARSpec:
-    """The AR: prompt, kept blocks (K+1), head file format, BOS and input normalisation.
-
-    ``num_layers`` is ``None`` only in an AV meta that records no layer (the pair fills it).
-    """
+    """The AR: prompt, kept blocks (K+1; ``None`` only on a layerless AV), head, BOS and input norm."""
 
     num_layers: int | None = None
     template: str = DEFAULT_AR_TEMPLATE
