@@ -9,24 +9,10 @@ Modules, each importing only those after it: client, server, connections, routes
 access, objects, faults, limits, errors.
 """
 
-from hubkit.localhub.access import Identity, load_token_file
 from hubkit.localhub.client import hub_env, use_endpoint
 from hubkit.localhub.errors import LocalHubError
-from hubkit.localhub.faults import FAULT_POINTS, Faults, Stats
 from hubkit.localhub.limits import Limits
 from hubkit.localhub.server import LocalHub
 from hubkit.localhub.storage import HubStore
 
-__all__ = [
-    "FAULT_POINTS",
-    "Faults",
-    "HubStore",
-    "Identity",
-    "Limits",
-    "LocalHub",
-    "LocalHubError",
-    "Stats",
-    "hub_env",
-    "load_token_file",
-    "use_endpoint",
-]
+__all__ = ["HubStore", "Limits", "LocalHub", "LocalHubError", "hub_env", "use_endpoint"]

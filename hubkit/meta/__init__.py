@@ -2,7 +2,7 @@
 
 from hubkit.meta.compat import check_compatible
 from hubkit.meta.record import NLAMeta, fill_suffix_ids
-from hubkit.meta.registry import DIALECTS, Dialect, DialectReader, register
+from hubkit.meta.registry import DIALECTS, register
 from hubkit.meta.sections import (
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
@@ -28,8 +28,6 @@ __all__ = [
     "ARSpec",
     "AVSpec",
     "Adapter",
-    "Dialect",
-    "DialectReader",
     "Injection",
     "NLAMeta",
     "Retraction",
