@@ -1,10 +1,7 @@
 """Find the parts of a causal LM that NLAs touch, whatever the architecture wraps them in.
 
-`FAMILIES` is the one table of base families, keyed by ``config.model_type``: where the decoder
-stack lives (Llama/Qwen/Gemma-3 text: ``model``; Gemma-3/4 multimodal: ``model.language_model``),
-its block list and final norm, and the embedding scale the family applies. A new family is one
-line here; an unknown one is found by probing the usual places. A peft wrapper's
-``base_model.model`` prefix is looked through.
+`FAMILIES` is the one table of base families, keyed by ``config.model_type``; a new family is one line
+here, and an unknown one is found by probing the usual places.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Writing NLA checkpoints in hubkit's layout (a temp folder renamed into place), and checking that a
-folder still holds what was written: adapter or full weights, tokenizer, ``nla_meta.yaml`` (and the AR's
-``value_head.safetensors``), plus the hidden ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`) with each
-file's sha256 and size, so a flipped byte, a truncated or a missing file is an error naming it instead of
-weights that load silently wrong. A release does not ship it (it keeps its own provenance hashes).
+"""Writing NLA checkpoints (a temp folder renamed into place), and checking that a folder still holds
+what was written: ``.hubkit_sha256.json`` records each file's sha256 and size, so a flipped byte or a
+missing file is an error naming it instead of weights that load silently wrong.
 """
 
 from __future__ import annotations

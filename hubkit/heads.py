@@ -1,9 +1,6 @@
-"""The AR's ``Linear(d, d)`` head: read any published head file, write safetensors only.
-
-* ``value_head.safetensors``: key ``weight`` (``bias`` optional), identity-initialised.
-* ``linear_head.pt``: a torch state_dict, read with ``weights_only=True`` so a pickle that
-  carries code is refused, never executed.
-* ``ar_lora_value_head.safetensors``: the head (and possibly LoRA weights) in one file.
+"""The AR's ``Linear(d, d)`` head: read ``value_head.safetensors``, ``linear_head.pt`` (with
+``weights_only=True``: a pickle that carries code is refused) or ``ar_lora_value_head.safetensors``;
+write safetensors only.
 """
 
 from __future__ import annotations

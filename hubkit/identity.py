@@ -1,11 +1,6 @@
-"""Base-model identity: when two names mean the same base model, and when two folders hold the same
-architecture.
-
-`same_base` is the one definition of "same base model": registry names, the Hub ids they stand for
-and their aliases map to one key (`smollm2-135m` == `HuggingFaceTB/SmolLM2-135M-Instruct`); any other
-name compares by its last path segment, case-insensitively. A base recorded as a path on the machine
-that trained it (`is_machine_path`) names nothing here: such pairs compare by `Architecture` instead.
-Cheap to import (no torch).
+"""Base-model identity: `same_base`, the one definition of "same base model" (registry names, their
+Hub ids and aliases map to one key; other names compare by last path segment, case-insensitively), and
+`Architecture`, by which bases recorded as paths on a training machine compare. No torch.
 """
 
 from __future__ import annotations

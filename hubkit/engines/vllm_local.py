@@ -1,9 +1,7 @@
 """The offline vLLM engine: prompt embeddings in, token ids out, LoRA adapters through vLLM's LoRA.
 
-vLLM starts its model worker in a separate process by *spawn*: a script that reaches this engine
-must keep its work under ``if __name__ == "__main__":`` (hubkit's CLI and pytest already do).
-On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1 when unset) and
-``enforce_eager`` skips graph compilation, which costs minutes on CPU and gains little at this size.
+vLLM starts its worker by *spawn*: a script reaching this engine must keep its work under
+``if __name__ == "__main__":``. On CPU the KV cache is ``VLLM_CPU_KVCACHE_SPACE`` GiB (1 when unset).
 """
 
 from __future__ import annotations

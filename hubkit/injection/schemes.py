@@ -1,10 +1,5 @@
-"""Injection schemes: one small class each (plan the vectors, hook the model, lint the scale), over
-pure tensor functions (scaling and the two row edits).
-
-A new scheme is one class (here or in user code) decorated with `register_scheme`, plus its test;
-registering it also lets a meta name it (`hubkit.meta.SCHEMES`, which knows the published two
-without importing this module). Positions are ``[N]`` (one marker per row) or ``[N, k]`` (k markers,
-in order); vectors are ``[N, d]`` or ``[N, k, d]`` to match.
+"""Injection schemes: one small registered class each (plan the vectors, hook the model, lint the
+scale), over pure tensor functions. Vectors are ``[N, d]`` or ``[N, k, d]`` for k markers per row.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The published ``nla_meta`` dialects: one reader each, mapping a file onto hubkit's schema (as a dict).
-
-Each reader is registered (`hubkit.meta.registry`) with its priority, lower tried first: hubkit 10,
-reference-v2 20, consumer-gpu 30, consumer-gpu-ar 40, residual-add-sidecar 50; a new dialect is one
-more registered function. A reader returns the defaults it applied, which `NLAMeta` logs once, naming
-the file; an injection scale is never guessed.
+"""The published ``nla_meta`` dialects: one registered reader each (lower priority tried first), mapping
+a file onto hubkit's schema (as a dict) and returning the defaults it applied; a scale is never guessed.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """`NLAMeta`: one half of an NLA described completely; load any dialect, save hubkit's own.
 
-A saved ``nla_meta.yaml`` carries the reference implementation's schema_version-2 keys at the top
-level and hubkit's full record under ``hubkit:``, which hubkit prefers when reading. The reference
-inference client reads ``kind``, ``d_model``, ``extraction.injection_scale`` (a number), ``tokens.*``
-and ``prompt_templates.av|actor``; its critic reads ``role``, ``extraction.mse_scale`` (a number) and
-``prompt_templates.ar|critic``; its training config also reads ``critic.extraction_layer_index`` (K)
-and ``tokens.critic_suffix_ids``. Scales are written resolved (as the reference's own writer does),
-null where hubkit injects raw vectors or uses a scheme the reference cannot express (residual
-addition). What those keys cannot express (an adapter, residual addition, a raw AV template) is only
-in hubkit's record, and is listed under ``hubkit_record_needed`` so that a copy without the record
-is refused rather than read into other vectors.
+A saved ``nla_meta.yaml`` carries the reference implementation's schema_version-2 keys at the top level
+(scales written resolved, as its writer does) and hubkit's full record under ``hubkit:``, which hubkit
+prefers. What those keys cannot express is listed under ``hubkit_record_needed``, so that a copy without
+the record is refused rather than read into other vectors.
 """
 
 from __future__ import annotations
