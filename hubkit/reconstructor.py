@@ -61,13 +61,6 @@ def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
     return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
 
 
-def reference_suffix_ids(tokenizer, template: str) -> list[int]:
-    """What reference metas record as ``tokens.critic_suffix_ids``: the text after ``{explanation}``
-    tokenized alone (no special tokens), first token dropped (it may merge with the explanation)."""
-    suffix = template.split("{explanation}")[-1]
-    return list(tokenizer(suffix, add_special_tokens=False)["input_ids"][1:])
-
-
 def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> None:
     """Refuse a meta whose ``ar.suffix_ids`` (reference metas: the suffix's tokens after the first, which
     may merge with the explanation) are not the tail of the rendered prompt."""
