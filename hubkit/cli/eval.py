@@ -72,8 +72,6 @@ extra_options = stack(
         "--judge-local", default=None, help="Judge with a local transformers model (registry name or folder)."
     ),
 )
-"""``--paraphrase-endpoint/--paraphrase-model/--paraphrase-local --claim-ablation --max-claims --cross-av --cross-ar
---spliced-loss --judge-endpoint/--judge-model/--judge-local``."""
 
 
 @click.command("eval")

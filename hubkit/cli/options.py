@@ -154,7 +154,6 @@ av_options = stack(
     ),
     click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
 )
-"""``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
 
 load_options = stack(
     click.option(
@@ -171,8 +170,6 @@ load_options = stack(
     device_option,
     dtype_option,
 )
-"""``--no-verify-weights --revision --subfolder --base-model --device --dtype``: where a checkpoint and its
-base come from, and whether its files are checked."""
 
 engine_option = click.option(
     "--engine",
@@ -183,7 +180,6 @@ engine_option = click.option(
     help="AV generation engine: auto (vLLM when installed, else transformers), transformers, vllm, "
     "or the URL of a `vllm serve --enable-prompt-embeds` endpoint (http://host:port). Env: HUBKIT_ENGINE.",
 )
-"""``--engine``: where AV generation runs (`hubkit.engines`)."""
 
 
 def generation_options(batch_default: int | None, batch_help: str) -> Callable[[F], F]:

@@ -58,7 +58,6 @@ _run_options = stack(
         help="Test hook: block forever after this step.",
     ),
 )
-"""The recipe and the options every training stage takes (all but recipe, steps, seed, dtype go to `RunOptions`)."""
 
 
 def _run(
