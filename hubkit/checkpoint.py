@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def write_file_hashes(folder: str | Path) -> Path:
-    """Record the sha256 and size of every file under `folder` (hidden ones, such as the hash file and
-    temporaries, left out) in its hash file; returns that file."""
+    """Record the sha256 and size of every non-hidden file under `folder` in its hash file."""
     folder = Path(folder)
     files = {
         rel.as_posix(): {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
@@ -62,8 +61,7 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
 
 
 def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[str, ...] = ()) -> None:
-    """Each recorded file (``{relative path: {sha256[, size]}}``) present with its size and sha256; the first
-    that is not is a `CheckpointError` naming it and `source`, the record it was compared with."""
+    """Each recorded file present with its size and sha256; the first that is not is a `CheckpointError`."""
     for rel, want in sorted((k, v) for k, v in files.items() if k not in skip):
         path = folder / rel
         if not path.is_file():
@@ -104,8 +102,7 @@ _warned: set[str] = set()
 
 
 def _provenance_hashes(folder: Path) -> dict[str, str] | None:
-    """``{path: sha256}`` a release folder's provenance.json records (a published checkpoint ships that
-    instead of the hash file; a trajectory step's files are listed in its repo's); None when there is none."""
+    """``{path: sha256}`` a release's provenance.json records for `folder` (or its parent's); None without."""
     prefix = ""
     path = folder / C.PROVENANCE_FILE
     if not path.is_file():
@@ -188,8 +185,7 @@ def write_checkpoint(
     legacy_pt: bool = False,
     state_dict: dict | None = None,
 ) -> Path:
-    """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
-    replaced whole. `state_dict`: the weights to write in place of the model's own (gathered shards)."""
+    """Write one checkpoint folder atomically with its file hashes; `state_dict` replaces the model's own."""
     from hubkit import heads  # lazy: heads imports torch; the CLI and release bundles read hashes without it
 
     folder = Path(folder)

@@ -45,9 +45,7 @@ def is_machine_path(name: str) -> bool:
 
 
 def public_base(name: str) -> str | None:
-    """The Hub id to publish for base `name`: a registry name's id, a Hub id as is, a hubkit model
-    cache folder's id (its ``hubkit_model.json``); None for any other local path (it names nothing
-    off this machine)."""
+    """The Hub id to publish for base `name`; None for a local path that names nothing off this machine."""
     if not name:
         return None
     if not is_machine_path(name):
@@ -138,8 +136,7 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
 
 
 def base_blocks(folder: Path | None, base: str) -> tuple[int, str] | None:
-    """(number of decoder blocks, what they belong to): the checkpoint's own weights when it holds a
-    full model, else the base (a local folder or an offline registry model); None when unknown here."""
+    """(decoder blocks, whose): the checkpoint's full model, else its base's; None when unknown here."""
     if folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists():
         n = config_depth(folder)
         if n is not None:

@@ -77,8 +77,7 @@ def open_checkpoint(
     verify: bool = True,
     injection_scale: float | str | None = None,
 ) -> tuple[Path, NLAMeta]:
-    """The local folder and meta of one NLA half (`role` ``av`` or ``ar``), its files checked against the
-    sha256 recorded with them unless `verify` is False (`checkpoint.verify_on_load`)."""
+    """The local folder and meta of one NLA half (`role`), its files verified unless `verify` is False."""
     folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
     meta = NLAMeta.load(folder, injection_scale=injection_scale)
     if meta.role != role:
@@ -122,8 +121,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_tokenizer(*candidates: str | Path | None):
-    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base); tokenizer files
-    that do not load are an error naming them, never silently replaced by the base's."""
+    """The tokenizer of the first candidate holding one; broken tokenizer files are an error naming them."""
     from transformers import AutoTokenizer
 
     errors = []
@@ -170,8 +168,7 @@ def _check_json(path: Path, what: str) -> dict | None:
 
 
 def is_adapter(folder: Path) -> bool:
-    """Whether `folder` holds a LoRA adapter; a half-written one (config without weights, weights
-    without config, invalid JSON) is a one-line error naming what is missing."""
+    """Whether `folder` holds a LoRA adapter; a half-written one is an error naming what is missing."""
     folder = Path(folder)
     has_config = (folder / C.ADAPTER_CONFIG_FILE).exists()
     weights = [f for f in ADAPTER_WEIGHT_FILES if (folder / f).exists()]

@@ -75,8 +75,7 @@ LINT_TEXTS = 8  # bundled-corpus texts the residual norm is measured on
 
 
 def corpus_residual_norm(model: nn.Module, tokenizer: Any, layer: int) -> float:
-    """`residual_norm` at `layer` on `LINT_TEXTS` texts of the bundled corpus: the yardstick every
-    scale check (``hubkit check``, training, release) measures."""
+    """`residual_norm` at `layer` on the bundled corpus: the yardstick every scale check measures."""
     return residual_norm(model, tokenizer, layer, bundled_texts(LINT_TEXTS))
 
 
@@ -130,9 +129,8 @@ def resolve_recipe_scale(
     layer: int | None = None,
     texts: list[str] | None = None,
 ) -> Any:
-    """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm`` / ``activation_norm`` are
-    measured on `model` (4 significant digits; ``activation_norm`` at `layer` on `texts`, default
-    the bundled corpus); numbers and the ``sqrt_d_model``/``raw`` sentinels pass through."""
+    """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm``/``activation_norm`` measured
+    on `model` (4 significant digits); numbers and ``sqrt_d_model``/``raw`` pass through."""
     if value == "embedding_norm":
         return float(f"{embedding_norm(model):.4g}")
     if value == "activation_norm":

@@ -132,8 +132,7 @@ def _generate_cache_kwarg() -> str:
 
 
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
-    """Every id generation stops on: the model config's EOS ids, ``generation_config.eos_token_id``
-    (e.g. Gemma-3-IT's ``<end_of_turn>``) and the tokenizer's EOS, in that order, without repeats."""
+    """Every EOS id of the model config, generation config (Gemma-3-IT's ``<end_of_turn>``) and tokenizer."""
     sources = (
         getattr(model, "config", None),
         arch.text_config(model),
@@ -174,8 +173,7 @@ class ActivationVerbalizer:
         injection_scale: float | str | None = None,
         verify: bool = True,
     ) -> ActivationVerbalizer:
-        """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
-        or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
+        """Load an AV; `injection_scale` overrides the meta's, `verify` checks the files' recorded sha256."""
         folder, meta = loading.open_checkpoint(
             repo_or_dir, "av", revision, subfolder, verify, injection_scale
         )
@@ -205,8 +203,7 @@ class ActivationVerbalizer:
 
     @torch.no_grad()
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
-        """Per row, the unpadded ``inputs_embeds`` ``[T, d]`` with the vector(s) injected: exactly what
-        the transformers path feeds the model (embedding_replace only)."""
+        """Per row, ``inputs_embeds`` ``[T, d]`` with the vector(s) injected, as the transformers path has."""
         scheme = injection.SCHEMES.get(self.meta.injection.scheme)
         if not scheme.embeds_only:
             raise EngineError(

@@ -253,8 +253,7 @@ def labeler(
 
 
 def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The judge backend the ``--judge-*`` flags name, or ``None``: an endpoint answers in words; a local model
-    picks the most likely verdict (`hubkit.eval.local_judge.LikelihoodJudge`)."""
+    """The judge the ``--judge-*`` flags name, or ``None`` (a local model alone: a `LikelihoodJudge`)."""
     if local and not endpoint and not model:
         from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as in `eval_command`
         from hubkit.precision import resolve_dtype  # lazy: as above
@@ -294,8 +293,7 @@ def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
 
 
 def with_fixed_ar(extras, pair, fixed_dir, source: str | None, load: dict):
-    """`extras` with the frozen AR given by ``--fixed-ar`` loaded; a warning when the pair's AR was
-    trained alongside its AV in RL and no frozen AR is given (its figures flatter the pair)."""
+    """`extras` with ``--fixed-ar`` loaded; a warning when an RL co-trained AR is the only yardstick."""
     from hubkit.eval.extras import Extras  # lazy: as in `eval_command`
     from hubkit.eval.yardstick import co_trained  # lazy: as above
 

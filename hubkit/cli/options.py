@@ -77,8 +77,7 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def check_out(out: str | os.PathLike | None) -> None:
-    """Refuse an output file path that cannot be written, before any work (`hubkit.data.outputs.check_path`:
-    a parent that is a file, a system folder, a name too long, no file creatable), or that is a folder."""
+    """Refuse an output file path that cannot be written (`check_path`) or is a folder, before any work."""
     if out is None:
         return
     if Path(out).is_dir():

@@ -64,8 +64,7 @@ def _run(
     stage: str, train_fn: Callable[..., Path], recipe: str, steps: int | None, seed: int | None,
     dtype: str | None, overrides: dict[str, Any] | None = None, **run: Any,
 ) -> None:
-    """Load `recipe` with the command line's overrides and train `stage`; a lost process of the run is
-    reported as one line naming the last good checkpoint."""
+    """Train `stage` of `recipe` with the overrides; a lost process is reported naming the last checkpoint."""
     from hubkit.train.distributed import stop_report  # lazy: torch stays out of --help
     from hubkit.train.loop import RunOptions  # lazy: torch stays out of --help
 

@@ -38,8 +38,7 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How an engine continues each prompt: length, greedy or sampled (seeded per row from `seed`), the
-    ids it stops at (cut off the output), and the LoRA folder it generates with (None: the loaded weights)."""
+    """How an engine continues each prompt (seeded per row from `seed`), and the LoRA folder it uses."""
 
     max_new_tokens: int
     min_new_tokens: int = 0

@@ -70,9 +70,8 @@ def _first_tensor(output) -> Tensor:
 
 @contextlib.contextmanager
 def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[None]:
-    """Apply `p` on every forward over at least ``p.seq_len`` tokens (the prefill, a teacher-forced
-    pass, or each step of a generation without a KV cache, whose prefix is the prompt); decoding
-    steps with a KV cache (length 1) pass through untouched."""
+    """Apply `p` on every forward over at least ``p.seq_len`` tokens; decoding steps with a KV cache
+    (length 1) pass through untouched."""
     scheme = schemes.SCHEMES.get(spec.scheme)
     module = scheme.hook_module(model, spec)
 

@@ -92,8 +92,7 @@ def register_scheme(cls: type[InjectionScheme]) -> type[InjectionScheme]:
 
 @register_scheme
 class EmbeddingReplace(InjectionScheme):
-    """The input-embedding row at the marker becomes ``v · s / ‖v‖``, after the model's own embedding
-    scaling (a hook on the embedding module's output, so Gemma's ``sqrt(d)`` is already in the other rows)."""
+    """The embedding row at the marker becomes ``v · s / ‖v‖``, after the model's own embedding scaling."""
 
     name = "embedding_replace"
     scaled = True

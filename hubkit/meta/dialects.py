@@ -190,8 +190,7 @@ def _is_hubkit(d: dict[str, Any]) -> bool:
 
 @register("hubkit", priority=10, detect=_is_hubkit, scale_field="injection.scale")
 def read_hubkit(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], Defaults]:
-    """The record under ``hubkit:`` (current files; `data` keeps the reference keys beside it, which
-    `NLAMeta` checks against it) or at the top level (older ones)."""
+    """The record under ``hubkit:`` (the reference keys beside it checked by `NLAMeta`), or top-level."""
     record = data.pop(C.HUBKIT_KEY, None)
     if record is None:
         record = data
@@ -213,8 +212,7 @@ def _is_reference(d: dict[str, Any]) -> bool:
 
 @register("reference-v2", priority=20, detect=_is_reference)
 def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], Defaults]:
-    """``schema_version: 2``. Actor sidecars record no layer (the pair takes its AR's); critic ones
-    record K in one of `DEPTH_FIELDS`."""
+    """``schema_version: 2``; actor sidecars record no layer, critic ones K in one of `DEPTH_FIELDS`."""
     t = Taker(data)
     defaults: Defaults = []
     needed = t.pop(C.RECORD_NEEDED_KEY)
@@ -470,8 +468,7 @@ def read_consumer_ar(
 def read_residual_sidecar(
     data: dict[str, Any], where: str, folder: Path | None
 ) -> tuple[dict[str, Any], Defaults]:
-    """A dataset sidecar copied into the checkpoint: the variant's residual addition at block 1 is
-    applied (the sidecar does not record a scheme) and the role follows from the files present."""
+    """A dataset sidecar copied into the checkpoint: residual addition at block 1, role from the files."""
     t = Taker(data)
     t.pop("kind")
     ext = t.pop("extraction") or {}

@@ -237,8 +237,7 @@ def _read_yaml(meta_file: Path) -> Any:
 
 
 def _read(data: Any, where: str, folder: Path | None, injection_scale: Any) -> NLAMeta:
-    """The first dialect that recognises `data`, read into hubkit's schema, the caller's scale override
-    applied, and the defaults it filled in logged once, naming the file."""
+    """`data` read by the first dialect that recognises it, the scale override applied, defaults logged."""
     if not isinstance(data, dict):
         raise MetaError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     data = copy.deepcopy(data)  # readers pop fields, nested ones included: never touch the caller's mapping
@@ -315,8 +314,7 @@ def _unexpressed(meta: NLAMeta, keys: dict[str, Any]) -> list[str]:
 
 
 def _check_reference_keys(top: dict[str, Any], record: dict[str, Any], where: str) -> None:
-    """Refuse a file whose reference keys disagree with its hubkit record (a hand edit of one only would
-    make the reference tools compute something else than hubkit)."""
+    """Refuse a file whose reference keys disagree with its hubkit record (a hand edit of only one)."""
     try:
         meta = from_dict(NLAMeta, record, where)
     except SchemaError:

@@ -16,8 +16,7 @@ class DialectReader(Protocol):
     def __call__(
         self, data: dict[str, Any], where: str, folder: Path | None
     ) -> tuple[dict[str, Any], Defaults]:
-        """Map `data` (a private deep copy, popped as it is read) onto hubkit's schema; return it and the
-        defaults applied."""
+        """Map `data` (a private copy, popped as read) onto hubkit's schema; return it and the defaults."""
         ...
 
 

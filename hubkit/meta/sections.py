@@ -78,8 +78,7 @@ class Injection:
 
 @dataclass
 class AVSpec:
-    """The AV prompt: its template (holding the marker placeholder once per injected vector, in order)
-    and whether it is chat-wrapped."""
+    """The AV prompt: its template (the marker placeholder once per vector) and whether it is chat-wrapped."""
 
     template: str = DEFAULT_AV_TEMPLATE
     chat_template: bool = True
@@ -179,8 +178,7 @@ def parse_scale(value: Any, where: str, name: str) -> Any:
 
 
 def critic_suffix_ids(tokenizer: Any, template: str) -> list[int]:
-    """``tokenize(suffix)[1:]``: the AR template's text after ``{explanation}``, tokenized without
-    special tokens, less its first token (which merges with the explanation's last characters)."""
+    """The AR template's text after ``{explanation}`` tokenized alone, less its first (merging) token."""
     suffix = template.split(EXPLANATION_PLACEHOLDER, 1)[1]
     ids = list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
     if len(ids) < 2:
