@@ -50,14 +50,12 @@ def public_base(name: str) -> str | None:
         return None
     if not is_machine_path(name):
         return hub_id(name)
-    marker = Path(name).expanduser() / C.MODEL_MARKER_FILE
-    if marker.is_file():
-        try:
-            repo = json.loads(marker.read_text()).get("spec", {}).get("hf_repo")
-        except (ValueError, OSError):
-            return None
-        return repo if isinstance(repo, str) and repo else None
-    return None
+    marker = Path(name).expanduser() / C.MODEL_MARKER_FILE  # a hubkit model cache folder's record
+    try:
+        repo = json.loads(marker.read_text()).get("spec", {}).get("hf_repo")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return repo if isinstance(repo, str) and repo else None
 
 
 def missing_local_path(name: str) -> bool:

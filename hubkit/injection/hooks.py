@@ -64,10 +64,6 @@ def _replace_output(output, fn):
     return fn(output)
 
 
-def _first_tensor(output) -> Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 @contextlib.contextmanager
 def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[None]:
     """Apply `p` on every forward over at least ``p.seq_len`` tokens; decoding steps with a KV cache
@@ -76,7 +72,7 @@ def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[No
     module = scheme.hook_module(model, spec)
 
     def hook(_mod, _args, output):
-        if _first_tensor(output).shape[1] < p.seq_len:
+        if (output[0] if isinstance(output, tuple) else output).shape[1] < p.seq_len:
             return output
         return _replace_output(output, lambda t: scheme.apply(t, p.positions, p.vectors))
 

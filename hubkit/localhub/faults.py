@@ -59,10 +59,6 @@ class Faults:
                     self._pending.remove(fault)
             return fault
 
-    def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
     @property
     def pending(self) -> int:
         """How many injected failures have not fired yet."""
