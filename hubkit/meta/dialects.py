@@ -113,18 +113,15 @@ def extraction_layer(t: Taker, where: str) -> int | None:
     return first_value
 
 
-def _has_bias(path: Path) -> bool:
-    with safe_open(str(path), "pt") as f:
-        return any(k.endswith("bias") for k in f.keys())
-
-
 def folder_head(folder: Path | None) -> tuple[str | None, bool | None]:
     """The AR head file's format in a checkpoint folder, and whether it carries a bias (None, None: no head)."""
     for head_format, name in C.HEAD_FILES.items():
-        if folder is not None and (folder / name).exists():
-            return head_format, name.endswith(".pt") or _has_bias(
-                folder / name
-            )  # a legacy .pt always has one
+        if folder is None or not (folder / name).exists():
+            continue
+        if name.endswith(".pt"):  # a legacy .pt always has one
+            return head_format, True
+        with safe_open(str(folder / name), "pt") as f:
+            return head_format, any(k.endswith("bias") for k in f.keys())
     return None, None
 
 
