@@ -1,4 +1,4 @@
-"""Loading base models, adapters and tokenizers; one base can carry several LoRA adapters (`active_adapter`)."""
+"""Loading base models, adapters and tokenizers; one base may carry several LoRA adapters."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_files(folder: str | Path) -> dict[str, str]:
-    """``{relative posix path: sha256}`` for every file under `folder` (dot-folders skipped; links followed)."""
+    """``{relative posix path: sha256}`` of every file under `folder` (no dot-folders; links followed)."""
     folder = Path(folder)
     if folder.is_file():
         return {folder.name: sha256_file(folder)}
@@ -53,7 +53,7 @@ def sha256_files(folder: str | Path) -> dict[str, str]:
 
 
 def git_state(path: str | Path | None = None) -> dict[str, str | bool | None]:
-    """``{commit, dirty}`` of the git work tree holding `path` (modified tracked files only); None outside git."""
+    """``{commit, dirty}`` of the git work tree holding `path` (tracked files only); None outside git."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     if where.is_file():
         where = where.parent

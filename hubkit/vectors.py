@@ -72,7 +72,7 @@ def check_vectors(
 def vectors_from_column(
     column: pa.ChunkedArray | pa.Array, where: str, d_model: int | None = None, name: str = "vector"
 ) -> Annotated[Tensor, "n d_model"]:
-    """A parquet/arrow list-of-float column as a checked ``[N, d_model]`` float32 tensor (one common width)."""
+    """A parquet/arrow list-of-float column as a checked ``[N, d_model]`` float32 tensor."""
     import pyarrow as pa
 
     what = f"column `{name}`"

@@ -274,7 +274,7 @@ class ActivationVerbalizer:
     def generate_on_engine(
         self, v: Tensor, engine: str, k: int, seed: int | None, sampling: engines.Sampling
     ) -> list[list[int]]:
-        """New token ids per row (`k` per vector) from a resolved `engine`, in `engines.ENGINE_CHUNK` chunks."""
+        """New token ids per row (`k` per vector) from a resolved `engine`, in chunks."""
         source = None
         if engines.kind(engine).loads_weights:
             source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)

@@ -1,4 +1,4 @@
-"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`) and option blocks (`stack`)."""
+"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`), option blocks (`stack`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 class HubkitGroup(click.Group):
-    """A click group that reports every expected failure as one line and a non-zero exit, never a traceback."""
+    """A click group reporting every expected failure as one line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

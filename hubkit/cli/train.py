@@ -1,4 +1,4 @@
-"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe (also under ``accelerate launch``)."""
+"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe (also under accelerate)."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ _ENGINES: dict[tuple[str, ModelSource | None], Engine] = {}
 
 
 def get_engine(spec: str, source: ModelSource | None = None) -> Engine:
-    """The engine for a resolved `spec`, started once per (spec, source) and reused; ``vllm`` needs `source`."""
+    """The engine for a resolved `spec`, started once per (spec, source); ``vllm`` needs `source`."""
     name = normalise(spec)
     key = (name, dataclasses.replace(source, adapter=None) if source is not None else None)
     engine = _ENGINES.get(key)

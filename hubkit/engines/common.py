@@ -1,4 +1,4 @@
-"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, and the engine cache. No torch."""
+"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, the engine cache. No torch."""
 
 from __future__ import annotations
 

@@ -150,7 +150,7 @@ def remote_sha256s(
     endpoint: str | None = None,
     token: str | bool | None = None,
 ) -> dict[str, str]:
-    """``{path: sha256}`` of every file in a repo at `revision` (regular files are downloaded to hash them)."""
+    """``{path: sha256}`` of every file in a repo at `revision` (regular files downloaded to hash)."""
     api = hub_api(endpoint, token)
     sha, files = remote_files(api, repo_id, repo_type, revision)
     if sha is None:

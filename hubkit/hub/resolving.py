@@ -1,5 +1,5 @@
 """Where checkpoint files come from: a local folder, or a Hub repo at a revision and subfolder
-(through ``snapshot_download``, so ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and the cache behave as for transformers).
+(``snapshot_download``: ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and the cache behave as for transformers).
 """
 
 from __future__ import annotations

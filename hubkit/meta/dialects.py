@@ -386,11 +386,13 @@ def _width_from_head(folder: Path, where: str) -> int:
 def read_consumer_ar(
     data: dict[str, Any], where: str, folder: Path | None
 ) -> tuple[dict[str, Any], Defaults]:
-    """``ar_meta.json`` + ``ar_lora_value_head.safetensors``, as asherps/EasyNLA ``nla/train_sft.py`` writes them.
+    """``ar_meta.json`` + ``ar_lora_value_head.safetensors``, as asherps/EasyNLA ``nla/train_sft.py`` writes
+    them (read by its ``scripts/show_nla_generations.load_ar_critic``, ``nla/utils/critic.critic_predict``).
 
     ``ar_meta.json`` holds ``ar_num_layers`` (K+1), ``lora_r``, ``lora_alpha``, ``quant``,
-    ``target_modules`` and ``final_norm_stripped``; width, layer, base and templates come from the run's
-    dataset sidecar copied beside it as ``nla_meta.yaml`` when there is one, else from the head file.
+    ``target_modules`` and ``final_norm_stripped`` (false or absent: the base's final norm is applied to
+    the read-out, which is normalised to ``mse_scale`` before the fp32 head); width, layer, base and
+    templates come from the run's dataset sidecar copied beside it as ``nla_meta.yaml``, else the head file.
     """
     assert folder is not None
     ar_meta = read_ar_meta_json(folder)

@@ -1,4 +1,4 @@
-"""The sections of hubkit's NLA schema: every choice that changes what an NLA computes is a field here. No torch."""
+"""The sections of hubkit's NLA schema: every choice that changes what an NLA computes. No torch."""
 
 from __future__ import annotations
 
