@@ -200,7 +200,7 @@ class HandlerBase(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
     def _open_body(self, path: str) -> None:
-        """Frame the body, learn who is asking, refuse an announced body over their limit before it is read."""
+        """Frame the body, learn who asks, refuse an announced body over their limit before it is read."""
         limits = self.hub.limits
         self.body = Body(self, limits.max_body, pace=(limits.io_timeout, limits.min_body_rate))
         self.identity = self._identify()
