@@ -30,24 +30,16 @@ Top (imports anything above):
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-
-def _drop_optional_kernel_notice(record: Any) -> bool:
-    """bitsandbytes logs a warning on every import when its optional CPU 4-bit kernel cannot be fetched
-    (there is no network here); its built-in path runs instead, so the line is noise for every command."""
-    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
-
-
-def _quiet_known_noise() -> None:
-    import logging
-
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_drop_optional_kernel_notice)
-
-
-_quiet_known_noise()
+# bitsandbytes warns on every import when its optional CPU 4-bit kernel cannot be fetched (there is no
+# network here); its built-in path runs instead, so the line is noise for every command.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+)
 
 _EXPORTS = {
     "NLAMeta": "hubkit.meta",

@@ -1,6 +1,5 @@
-"""Checks that a LoRA adapter file is one hubkit reads and that attaching it changed the model: an adapter
-whose tensors are renamed (or of another PEFT type) attaches silently and leaves the bare base. The type
-must be LoRA, every tensor finite, and every tensor of the file loaded into a module.
+"""Checks that a LoRA adapter file is one hubkit reads and that attaching it changed the model (an
+adapter of renamed tensors attaches silently and leaves the bare base).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Find the parts of a causal LM that NLAs touch, whatever the architecture wraps them in.
 
-`FAMILIES` is the one table of base families, keyed by ``config.model_type``: where the decoder
-stack lives (Llama/Qwen/Gemma-3 text: ``model``; Gemma-3/4 multimodal: ``model.language_model``),
-its block list and final norm, and the embedding scale the family applies. A new family is one
-line here; an unknown one is found by probing the usual places. A peft wrapper's
-``base_model.model`` prefix is looked through.
+`FAMILIES` is the one table of base families, keyed by ``config.model_type``; a new family is one line
+here, and an unknown one is found by probing the usual places.
 """
 
 from __future__ import annotations
@@ -141,10 +138,7 @@ def set_final_norm(model: nn.Module, module: nn.Module) -> None:
 
 
 def truncate(model: nn.Module, n_keep: int) -> nn.Module:
-    """Keep the first `n_keep` decoder blocks and drop the final norm (in place).
-
-    The residual stream after block ``n_keep - 1`` is then the backbone's ``last_hidden_state``.
-    """
+    """Keep the first `n_keep` decoder blocks and drop the final norm (in place)."""
     tm, fam = text_model(model), family(model) or Family()
     total = len(getattr(tm, fam.blocks))
     if not 1 <= n_keep <= total:
@@ -177,12 +171,10 @@ class _StopForward(Exception):
 
 
 def hidden_at_block_grad(model: nn.Module, block: int, **inputs: torch.Tensor) -> torch.Tensor:
-    """Residual stream at the output of decoder block `block` (``hidden_states[block + 1]``), keeping the
-    autograd graph (for training the AR). The forward stops there: later blocks, the final norm and the LM
-    head never run.
+    """Residual stream after decoder block `block`, keeping the autograd graph; later blocks never run.
 
-    A model sharded by FSDP gathers its weights in hooks on its root, so it runs whole: it must be
-    truncated to end at `block` (as the AR is), and its last hidden state is that block's output."""
+    An FSDP model runs whole (its hooks gather weights on the root): it must already end at `block`.
+    """
     tm, layers = text_model(model), decoder_layers(model)
     if not 0 <= block < len(layers):
         raise CheckpointError(f"block {block} is outside the model's {len(layers)} blocks")

@@ -31,8 +31,7 @@ def load_base(name: str, device: str | None = None, dtype: str | torch.dtype | N
 
 
 def loaded_base(pair, base: Base | None = None, base_model: str | None = None) -> Base | None:
-    """`base`, or the base loaded once when the AV is full weights (its own model is not the base); None
-    when the AV is a LoRA adapter (`base_of` then switches its adapters off instead)."""
+    """`base`, or the base loaded once for a full-weights AV; None for a LoRA AV (`base_of` disables it)."""
     from peft import PeftModel
 
     if base is not None or isinstance(pair.av.model, PeftModel):
@@ -43,8 +42,8 @@ def loaded_base(pair, base: Base | None = None, base_model: str | None = None) -
 
 @contextlib.contextmanager
 def base_of(pair, base: Base | None = None, base_model: str | None = None) -> Iterator[Base]:
-    """The pair's base for the duration: `base` if given, the AV's model with adapters off when it is a
-    LoRA adapter, else the base its meta names (or `base_model`) loaded in the AV's dtype and device."""
+    """The pair's base for the duration: `base`, a LoRA AV's model with adapters off, or the base its
+    meta names (or `base_model`) loaded in the AV's dtype and device."""
     from peft import PeftModel
 
     if base is None and isinstance(pair.av.model, PeftModel):

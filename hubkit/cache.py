@@ -1,8 +1,4 @@
-"""Where hubkit keeps its cache: one definition, cheap to import (no torch, no GGUF stack).
-
-`cache_dir()` is `$HUBKIT_CACHE`, else ``~/.cache/hubkit``; it is not created here. Prepared
-models live under ``models/``, assembled GGUFs under ``gguf/``, the label cache in ``labels.sqlite``.
-"""
+"""Where hubkit keeps its cache: `$HUBKIT_CACHE`, else ``~/.cache/hubkit`` (not created here). No torch."""
 
 from __future__ import annotations
 

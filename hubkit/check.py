@@ -118,14 +118,6 @@ def check_base(path: str, name: str) -> CheckReport:
     return report
 
 
-def _check_depth(report: CheckReport, meta, folder: Path, base: str) -> None:
-    """FAIL when the meta's layer (or the AR's kept blocks) does not fit in the model's blocks."""
-    if (found := identity.base_blocks(folder, base)) is not None:
-        report.facts["model blocks"] = found[0]
-        if problem := meta.depth_problem(*found):
-            report.add("error", problem)
-
-
 def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
     report = CheckReport(target=name, kind="NLA checkpoint")
     try:
@@ -151,7 +143,10 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
         why = "; pass --base-model with the base's folder or Hub id" if level == "error" else ""
         why = why or " (a path on the machine that trained it; this checkpoint holds its own weights)"
         report.add(level, f"base model {shorten(base)!r} is a local folder that does not exist here{why}")
-    _check_depth(report, meta, folder, base)
+    if (found := identity.base_blocks(folder, base)) is not None:  # the layer must fit in the model's blocks
+        report.facts["model blocks"] = found[0]
+        if problem := meta.depth_problem(*found):
+            report.add("error", problem)
     if meta.role == "ar":
         _check_ar(report, meta, folder)
     else:

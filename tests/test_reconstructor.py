@@ -16,14 +16,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from hubkit.errors import MetaError
-from hubkit.meta import ARSpec, NLAMeta
+from hubkit.meta import ARSpec, NLAMeta, critic_suffix_ids
 from hubkit.reconstructor import (
     BOS_AS_TOKENIZER,
     ActivationReconstructor,
     apply_bos_rule,
     build_ar_ids,
     check_suffix_ids,
-    reference_suffix_ids,
 )
 
 TEMPLATE = "Summary of the following text: <text>{explanation}</text> <summary>"
@@ -143,7 +142,7 @@ def test_template_with_stray_braces_names_the_field(tok) -> None:
 def _reference_suffix_ids(tok) -> list[int]:
     """What reference metas record: the suffix tokenized alone, first token dropped."""
     want = tok(TEMPLATE.split("{explanation}")[-1], add_special_tokens=False)["input_ids"][1:]
-    assert reference_suffix_ids(tok, TEMPLATE) == want
+    assert critic_suffix_ids(tok, TEMPLATE) == want
     return want
 
 

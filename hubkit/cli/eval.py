@@ -72,8 +72,6 @@ extra_options = stack(
         "--judge-local", default=None, help="Judge with a local transformers model (registry name or folder)."
     ),
 )
-"""``--paraphrase-endpoint/--paraphrase-model/--paraphrase-local --claim-ablation --max-claims --cross-av --cross-ar
---spliced-loss --judge-endpoint/--judge-model/--judge-local``."""
 
 
 @click.command("eval")
@@ -255,8 +253,7 @@ def labeler(
 
 
 def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The judge backend the ``--judge-*`` flags name, or ``None``: an endpoint answers in words; a local model
-    picks the most likely verdict (`hubkit.eval.local_judge.LikelihoodJudge`)."""
+    """The judge the ``--judge-*`` flags name, or ``None`` (a local model alone: a `LikelihoodJudge`)."""
     if local and not endpoint and not model:
         from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as in `eval_command`
         from hubkit.precision import resolve_dtype  # lazy: as above
@@ -268,11 +265,7 @@ def judge(endpoint: str | None, model: str | None, local: str | None, device: st
 
 
 def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
-    """`Extras` from the flags; cross halves (folders or Hub repo ids) load with the pair's base, device and dtype.
-
-    Every half is named by its last path part (the whole source where two would clash); the pair's own
-    AV and AR are named the same way, so the matrix marks them.
-    """
+    """`Extras` from the flags; cross halves load with the pair's base, device and dtype."""
     from hubkit import hub  # lazy: as in `eval_command`
     from hubkit.eval.cross_pair import load_half  # lazy: as above
     from hubkit.eval.extras import Extras  # lazy: as above
@@ -300,8 +293,7 @@ def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
 
 
 def with_fixed_ar(extras, pair, fixed_dir, source: str | None, load: dict):
-    """`extras` with the frozen AR given by ``--fixed-ar`` loaded; a warning when the pair's AR was
-    trained alongside its AV in RL and no frozen AR is given (its figures flatter the pair)."""
+    """`extras` with ``--fixed-ar`` loaded; a warning when an RL co-trained AR is the only yardstick."""
     from hubkit.eval.extras import Extras  # lazy: as in `eval_command`
     from hubkit.eval.yardstick import co_trained  # lazy: as above
 

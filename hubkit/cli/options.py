@@ -1,7 +1,4 @@
-"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`) and option blocks written once.
-
-`stack` turns a list of click decorators into one, so a block of options serves every command that takes it.
-"""
+"""What every `hubkit` command shares: the error wrapper (`HubkitGroup`, `fail`), option blocks (`stack`)."""
 
 from __future__ import annotations
 
@@ -26,11 +23,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 class HubkitGroup(click.Group):
-    """A click group that reports every expected failure as one line and a non-zero exit, never a traceback.
-
-    Hubkit's own errors exit 2; click's usage errors keep their code (2) but lose the usage banner; an
-    operating-system error (a path under a file, a name too long, no permission) names the path.
-    """
+    """A click group reporting every expected failure as one line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -84,8 +77,7 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def check_out(out: str | os.PathLike | None) -> None:
-    """Refuse an output file path that cannot be written, before any work (`hubkit.data.outputs.check_path`:
-    a parent that is a file, a system folder, a name too long, no file creatable), or that is a folder."""
+    """Refuse an output file path that cannot be written (`check_path`) or is a folder, before any work."""
     if out is None:
         return
     if Path(out).is_dir():
@@ -161,7 +153,6 @@ av_options = stack(
     ),
     click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
 )
-"""``--injection-scale --min-new-tokens``: AV generation choices the meta may leave open."""
 
 load_options = stack(
     click.option(
@@ -178,8 +169,6 @@ load_options = stack(
     device_option,
     dtype_option,
 )
-"""``--no-verify-weights --revision --subfolder --base-model --device --dtype``: where a checkpoint and its
-base come from, and whether its files are checked."""
 
 engine_option = click.option(
     "--engine",
@@ -190,7 +179,6 @@ engine_option = click.option(
     help="AV generation engine: auto (vLLM when installed, else transformers), transformers, vllm, "
     "or the URL of a `vllm serve --enable-prompt-embeds` endpoint (http://host:port). Env: HUBKIT_ENGINE.",
 )
-"""``--engine``: where AV generation runs (`hubkit.engines`)."""
 
 
 def generation_options(batch_default: int | None, batch_help: str) -> Callable[[F], F]:

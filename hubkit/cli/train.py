@@ -1,7 +1,4 @@
-"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe.
-
-Every command runs unchanged under ``accelerate launch`` (data parallel); see training/README.md.
-"""
+"""`hubkit train {av,ar,grpo,check,fields}`: training stages from a recipe (also under accelerate)."""
 
 from __future__ import annotations
 
@@ -61,15 +58,13 @@ _run_options = stack(
         help="Test hook: block forever after this step.",
     ),
 )
-"""The recipe and the options every training stage takes (all but recipe, steps, seed, dtype go to `RunOptions`)."""
 
 
 def _run(
     stage: str, train_fn: Callable[..., Path], recipe: str, steps: int | None, seed: int | None,
     dtype: str | None, overrides: dict[str, Any] | None = None, **run: Any,
 ) -> None:
-    """Load `recipe` with the command line's overrides and train `stage`; a lost process of the run is
-    reported as one line naming the last good checkpoint."""
+    """Train `stage` of `recipe` with the overrides; a lost process is reported naming the last checkpoint."""
     from hubkit.train.distributed import stop_report  # lazy: torch stays out of --help
     from hubkit.train.loop import RunOptions  # lazy: torch stays out of --help
 

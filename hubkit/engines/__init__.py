@@ -1,11 +1,6 @@
-"""Generation engines for the AV: where the tokens after the injected prompt come from (`ENGINES`).
-
-``transformers`` (the default) generates in process, the vector injected by a forward hook; ``vllm``
-(an offline vLLM engine) and a ``http://host:port`` ``vllm serve --enable-prompt-embeds`` endpoint are
-fed the very prompt embeddings the transformers path injects (`ActivationVerbalizer.prompt_embeddings`);
-``auto`` is vLLM when it is installed and the AV can use it, else transformers with one log line.
-Every engine answers `generate_from_embeddings(embeds, Sampling) -> list[list[int]]` (new token ids per
-row); decoding and parsing stay with the verbalizer. This package imports neither torch nor vLLM.
+"""Generation engines for the AV (`ENGINES`): ``transformers`` (in process, the default), ``vllm``
+(offline) or a ``vllm serve --enable-prompt-embeds`` URL, the latter two fed the very prompt embeddings the
+transformers path injects; ``auto`` is vLLM when it can serve the AV, else transformers. No torch, no vLLM.
 """
 
 from __future__ import annotations
@@ -103,12 +98,8 @@ def _refusal(name: str, scheme: str) -> str | None:
 
 
 def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
-    """The concrete engine for `spec`: ``transformers``, ``vllm`` or a URL.
-
-    ``auto`` picks vLLM when it is installed and the AV injects by embedding replacement, and
-    otherwise falls back to transformers with one log line saying why. An explicit ``vllm`` that
-    is not installed, or asked of a scheme prompt embeddings cannot express, is an error.
-    """
+    """The concrete engine for `spec`: ``auto`` falls back to transformers (one log line) where vLLM
+    cannot serve; an explicit engine that cannot is an error."""
     name = normalise(spec)
     if name == "auto":
         why = _refusal("vllm", scheme)
@@ -126,11 +117,7 @@ _ENGINES: dict[tuple[str, ModelSource | None], Engine] = {}
 
 
 def get_engine(spec: str, source: ModelSource | None = None) -> Engine:
-    """The engine for a resolved `spec` (``vllm`` or a URL), started once per (spec, source) and reused.
-
-    ``vllm`` needs `source` (what to load); a URL serves whatever its server loaded (`source`
-    only names the adapter to ask for, when the server was started with ``--lora-modules``).
-    """
+    """The engine for a resolved `spec`, started once per (spec, source); ``vllm`` needs `source`."""
     name = normalise(spec)
     key = (name, dataclasses.replace(source, adapter=None) if source is not None else None)
     engine = _ENGINES.get(key)

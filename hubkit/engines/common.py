@@ -1,7 +1,4 @@
-"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, and the engine cache.
-
-Imports neither torch nor vLLM, so naming and checking an engine stays cheap.
-"""
+"""What every engine shares: the `Engine` protocol, the `ModelSource` it loads, the engine cache. No torch."""
 
 from __future__ import annotations
 
@@ -41,8 +38,7 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How an engine continues each prompt: length, greedy or sampled (seeded per row from `seed`), the
-    ids it stops at (cut off the output), and the LoRA folder it generates with (None: the loaded weights)."""
+    """How an engine continues each prompt (seeded per row from `seed`), and the LoRA folder it uses."""
 
     max_new_tokens: int
     min_new_tokens: int = 0

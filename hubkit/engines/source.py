@@ -1,6 +1,5 @@
-"""What an external engine must load to generate as an in-memory AV does (`ModelSource`): the folder its
-base was loaded from, and its LoRA adapter written to a cache folder named by the sha256 of its weights
-(so an adapter being trained reaches the engine as a new adapter each step, with no restart).
+"""What an external engine loads to generate as an in-memory AV does: the base folder, and the LoRA
+adapter written to a cache folder named by its weights' sha256 (a trained adapter is new each step).
 """
 
 from __future__ import annotations

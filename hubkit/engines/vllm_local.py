@@ -1,9 +1,7 @@
 """The offline vLLM engine: prompt embeddings in, token ids out, LoRA adapters through vLLM's LoRA.
 
-vLLM starts its model worker in a separate process by *spawn*: a script that reaches this engine
-must keep its work under ``if __name__ == "__main__":`` (hubkit's CLI and pytest already do).
-On CPU the KV cache is bounded by ``VLLM_CPU_KVCACHE_SPACE`` (GiB; hubkit sets 1 when unset) and
-``enforce_eager`` skips graph compilation, which costs minutes on CPU and gains little at this size.
+vLLM starts its worker by *spawn*: a script reaching this engine must keep its work under
+``if __name__ == "__main__":``. On CPU the KV cache is ``VLLM_CPU_KVCACHE_SPACE`` GiB (1 when unset).
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ def _verbose() -> bool:
 
 
 def check_source(source: ModelSource) -> None:
-    """Refuse, in one line each, what this vLLM cannot load (no weights folder, a quantised base, a GPU on a
-    CPU build, an architecture vLLM does not implement)."""
+    """Refuse, in one line each, what this vLLM cannot load."""
     base = Path(source.base)
     if not (base / "config.json").is_file():
         raise EngineError(
@@ -90,8 +87,7 @@ def adapter_rank(adapter: str | Path) -> int:
 
 
 def merges(source: ModelSource) -> bool:
-    """Whether `source`'s adapter reaches vLLM merged into the weights: `lora_mode` says so, or vLLM's LoRA
-    cannot load it as it is (fully trained extra layers)."""
+    """Whether `source`'s adapter reaches vLLM merged: `lora_mode` says so, or vLLM's LoRA cannot load it."""
     cfg = _adapter_config(source.adapter) if source.adapter else None
     return cfg is not None and (
         any(cfg.get(k) for k in UNSUPPORTED_LORA_KEYS) or lora_mode(source.device) == "merge"
@@ -120,9 +116,8 @@ def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = Non
 
 
 def lora_mode(device: str) -> str:
-    """How adapters reach vLLM (``HUBKIT_VLLM_LORA``): ``lora`` (a new adapter costs no restart, as a policy
-    being trained needs) or ``merge`` (merged once per adapter: no LoRA cost per token); ``auto`` merges on
-    CPU, where vLLM 0.32's LoRA kernels made a 256-vector round trip slower than transformers."""
+    """``HUBKIT_VLLM_LORA``: ``lora`` (a new adapter costs no restart) or ``merge`` (no LoRA cost per token);
+    ``auto`` merges on CPU, where vLLM 0.32's LoRA made a round trip slower than transformers."""
     mode = os.environ.get("HUBKIT_VLLM_LORA", "auto").strip().lower()
     if mode not in ("auto", "lora", "merge"):
         raise EngineError(f"HUBKIT_VLLM_LORA={mode!r}: choose auto, lora or merge")
@@ -227,8 +222,7 @@ class VLLMEngine:
     def generate_from_ids(
         self, prompts: list[list[int]], *, max_new_tokens: int, stop_token_ids: list[int] | None = None
     ) -> list[list[int]]:
-        """Greedy continuations of token-id prompts with the loaded weights (the labeler's path: plain
-        chat prompts, no vector), ending at (and without) the first stop token."""
+        """Greedy continuations of token-id prompts (the labeler's path), up to the first stop token."""
         from vllm import SamplingParams
 
         stops = list(stop_token_ids or [])
@@ -273,8 +267,7 @@ class VLLMEngine:
 
 
 def error_summary(err: BaseException) -> str:
-    """One informative line of a vLLM error: for a pydantic validation error, the field and its message
-    rather than its first line ("1 validation error for ModelConfig")."""
+    """One informative line of a vLLM error (for a pydantic error, the field and its message)."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
     if re.match(r"\d+ validation errors? for ", lines[0]) and len(lines) > 1:
         return f"{lines[0]}: " + "; ".join(line for line in lines[1:4] if not line.startswith("For further"))
@@ -283,8 +276,7 @@ def error_summary(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def engine_errors(what: str) -> Iterator[None]:
-    """vLLM's errors (an unsupported model shape, a bad setting) as one `EngineError`, so that
-    ``--engine auto`` falls back to transformers and an explicit ``--engine vllm`` says why in a line."""
+    """vLLM's errors as one `EngineError`, so that ``--engine auto`` falls back to transformers."""
     try:
         yield
     except EngineError:
@@ -295,8 +287,7 @@ def engine_errors(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_output() -> Iterator[None]:
-    """Keep what vLLM and its native libraries print (hints, warm-up tracebacks it recovers from, thread
-    warnings) off the terminal unless `hubkit -v`; on an error the captured text goes to the debug log."""
+    """Keep what vLLM prints off the terminal unless `hubkit -v`; on an error it goes to the debug log."""
     if _verbose():
         yield
         return
@@ -322,8 +313,7 @@ def quiet_output() -> Iterator[None]:
 
 @contextlib.contextmanager
 def caller_state_kept() -> Iterator[None]:
-    """Keep the caller's RNG states and torch thread count: vLLM's in-process engine core seeds the
-    global generators and lowers torch's threads for serving when it starts."""
+    """Keep the caller's RNG states and torch threads, which vLLM's engine core changes when it starts."""
     import random
 
     import numpy as np

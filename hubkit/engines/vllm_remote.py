@@ -1,7 +1,5 @@
-"""A client of a running ``vllm serve`` endpoint started with ``--enable-prompt-embeds`` (and ``--enable-lora``
-plus ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` for adapters sent by path). Each prompt's embeddings go as a
-base64 ``torch.save`` payload to the completions route; token ids come back with ``return_token_ids``.
-Chunks are sent concurrently, so the server's continuous batching sees them together.
+"""A client of ``vllm serve --enable-prompt-embeds``: embeddings go as base64 ``torch.save`` payloads to
+the completions route, concurrently, and token ids come back with ``return_token_ids``.
 """
 
 from __future__ import annotations

@@ -55,12 +55,9 @@ def push_folder(
 ) -> PushResult:
     """Make `repo_id` hold exactly the files of `folder` in **one** commit, then tag that commit.
 
-    Files whose content is already there (LFS sha256, or git blob id for regular files) are not sent;
-    remote files absent from `folder` are deleted in the same commit (``.gitattributes`` is kept).
-    Nothing changed means no commit at all. The commit names its parent, so a concurrent push fails
-    instead of being overwritten. A failure before the commit leaves the branch as it was; LFS objects
-    already uploaded are reused by the next attempt. An existing tag on another commit is never moved.
-    `sha256s` (``{relative path: sha256}``) saves re-hashing when the caller already has them.
+    Unchanged files are not sent, remote files absent from `folder` are deleted (``.gitattributes``
+    kept), no change means no commit. The commit names its parent, so a concurrent push fails rather
+    than being overwritten; an existing tag on another commit is never moved.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -153,11 +150,7 @@ def remote_sha256s(
     endpoint: str | None = None,
     token: str | bool | None = None,
 ) -> dict[str, str]:
-    """``{path: sha256}`` of every file in a repo at `revision`: LFS sha256 from the tree, regular files downloaded.
-
-    Regular files are small text (cards, YAML, JSON); the Hub only reports their git blob id, so they
-    are fetched into a temporary folder and hashed, making the result comparable with local sha256s.
-    """
+    """``{path: sha256}`` of every file in a repo at `revision` (regular files downloaded to hash)."""
     api = hub_api(endpoint, token)
     sha, files = remote_files(api, repo_id, repo_type, revision)
     if sha is None:

@@ -1,11 +1,7 @@
 """Keep access tokens out of log records and error messages.
 
-``protect(token)`` remembers a secret and installs, once per process, a log-record factory that
-rewrites every record created afterwards (any logger, any handler, ``-vv`` included): known
-secrets, ``Bearer ...`` credentials and ``Authorization`` header values (e.g. an HTTP debug log
-printing response headers a server echoed) and the tickets of local-Hub upload URLs become
-``***``. ``redact(text)`` applies the same
-rules to a string, for error messages.
+``protect(token)`` installs, once, a log-record factory that masks known secrets, ``Bearer`` and
+``Authorization`` values and local-Hub upload tickets in every record; ``redact(text)`` does it to a string.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""What a Hub repo holds at a revision, and whether a local file is the same content.
-
-The Hub names a file's content by the sha256 of its bytes for LFS files and by the git blob id
-for regular files; :func:`difference` is the one place that compares a local file with a remote
-one, for pushing (skip unchanged files), tagging (same files?) and verifying a release.
+"""What a Hub repo holds at a revision, and whether a local file is the same content (LFS sha256 or git
+blob id): the one comparison pushing, tagging and verifying use.
 """
 
 from __future__ import annotations

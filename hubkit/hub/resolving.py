@@ -1,7 +1,5 @@
-"""Where checkpoint files come from: a local folder, or a Hub repo at a revision and subfolder.
-
-Downloads go through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``
-and the Hub cache behave exactly as they do for transformers.
+"""Where checkpoint files come from: a local folder, or a Hub repo at a revision and subfolder
+(``snapshot_download``: ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and the cache behave as for transformers).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Putting a vector into the AV: markers, plans and forward hooks over the registered schemes
-(`schemes`: ``embedding_replace`` overwrites the marker's input-embedding row, ``residual_add`` adds a
-norm-matched vector at a decoder block's output). A prompt may hold k markers; each row then takes k
-vectors (``[N, k, d]``), filled in order.
-"""
+"""Putting a vector into the AV: markers, plans and forward hooks over the registered schemes."""
 
-from hubkit.injection.hooks import InjectionPlan, injected, plan, shift_plan
+from hubkit.injection.hooks import injected, plan, shift_plan
 from hubkit.injection.markers import MARKER_CANDIDATES, find_markers, marker_ids, pick_marker
 from hubkit.injection.schemes import (
     SCHEMES,
@@ -14,14 +10,12 @@ from hubkit.injection.schemes import (
     replace_rows,
     scale_vectors,
 )
-from hubkit.scale_lint import ScaleLint, scale_report
+from hubkit.scale_lint import scale_report
 
 __all__ = [
     "MARKER_CANDIDATES",
     "SCHEMES",
-    "InjectionPlan",
     "InjectionScheme",
-    "ScaleLint",
     "add_norm_matched",
     "find_markers",
     "injected",

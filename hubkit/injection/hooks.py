@@ -17,11 +17,7 @@ from hubkit.vectors import check_vectors
 
 @dataclass
 class InjectionPlan:
-    """What to inject where, for one forward over ``seq_len`` tokens.
-
-    `positions` is ``[N]`` (one marker per row) or ``[N, k]``; `vectors` ``[N, d]`` or ``[N, k, d]``,
-    already as the hook writes them (scaled for embedding_replace, raw directions for residual_add).
-    """
+    """What to inject where, for one forward over ``seq_len`` tokens, vectors as the hook writes them."""
 
     positions: Tensor
     vectors: Tensor
@@ -29,10 +25,7 @@ class InjectionPlan:
 
 
 def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> InjectionPlan:
-    """Validate vectors, locate markers and prepare the vectors: everything the hook needs, pure.
-
-    ``[N, d]`` vectors fill one marker per row; ``[N, k, d]`` fill k markers per row, in order.
-    """
+    """Validate vectors, locate markers and prepare the vectors: everything the hook needs, pure."""
     scheme = schemes.SCHEMES.get(spec.scheme)
     v = check_vectors(vectors, d_model=d_model, nla_input=True, slots=True)
     if spec.marker_token_id is None:
@@ -71,20 +64,15 @@ def _replace_output(output, fn):
     return fn(output)
 
 
-def _first_tensor(output) -> Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 @contextlib.contextmanager
 def injected(model: nn.Module, spec: Injection, p: InjectionPlan) -> Iterator[None]:
-    """Apply `p` on every forward over at least ``p.seq_len`` tokens (the prefill, a teacher-forced
-    pass, or each step of a generation without a KV cache, whose prefix is the prompt); decoding
-    steps with a KV cache (length 1) pass through untouched."""
+    """Apply `p` on every forward over at least ``p.seq_len`` tokens; decoding steps with a KV cache
+    (length 1) pass through untouched."""
     scheme = schemes.SCHEMES.get(spec.scheme)
     module = scheme.hook_module(model, spec)
 
     def hook(_mod, _args, output):
-        if _first_tensor(output).shape[1] < p.seq_len:
+        if (output[0] if isinstance(output, tuple) else output).shape[1] < p.seq_len:
             return output
         return _replace_output(output, lambda t: scheme.apply(t, p.positions, p.vectors))
 

@@ -23,11 +23,7 @@ def find_markers(
     n_vectors: int | None = None,
     per_row: int = 1,
 ) -> Tensor:
-    """Positions of the markers in each row whose neighbours match (when given), in order.
-
-    Returns ``[N]`` for one marker per row, ``[N, per_row]`` otherwise. Raises when a row holds
-    another number of matching markers, or the total differs from the number of vectors.
-    """
+    """Positions ``[N]`` (or ``[N, per_row]``) of the markers whose neighbours match; raises on a miscount."""
     hit = input_ids == marker_id
     if left_id is not None:  # a marker without that left neighbour (or at position 0) is not a slot
         hit[:, 1:] &= input_ids[:, :-1] == left_id
@@ -55,10 +51,8 @@ def marker_ids(
 ) -> tuple[int, int | None, int | None]:
     """Token id of `marker` in the rendered `prompt` and of its left/right neighbours.
 
-    The marker is located by character offsets, so a BPE that folds the preceding space into the
-    token (``Ġ@``) is fine; the token must hold the marker and nothing but whitespace besides.
-    Raises when the marker does not appear `count` times, is not exactly one token at each place,
-    or (for several markers) its neighbours differ between places.
+    Located by character offsets, so a BPE that folds the preceding space in (``Ġ@``) is fine; raises
+    when the marker is not one token at each of its `count` places, or its neighbours differ.
     """
     found = prompt.count(marker)
     if found != count:

@@ -1,10 +1,5 @@
-"""Injection schemes: one small class each (plan the vectors, hook the model, lint the scale), over
-pure tensor functions (scaling and the two row edits).
-
-A new scheme is one class (here or in user code) decorated with `register_scheme`, plus its test;
-registering it also lets a meta name it (`hubkit.meta.SCHEMES`, which knows the published two
-without importing this module). Positions are ``[N]`` (one marker per row) or ``[N, k]`` (k markers,
-in order); vectors are ``[N, d]`` or ``[N, k, d]`` to match.
+"""Injection schemes: one small registered class each (plan the vectors, hook the model, lint the
+scale), over pure tensor functions. Vectors are ``[N, d]`` or ``[N, k, d]`` for k markers per row.
 """
 
 from __future__ import annotations
@@ -60,11 +55,8 @@ def add_norm_matched(hidden: Tensor, positions: Tensor, vectors: Tensor) -> Tens
 class InjectionScheme:
     """One way of putting a vector into the AV.
 
-    `plan_vectors` turns checked vectors into what the hook writes; `hook_module` names the module
-    whose output the hook edits; `apply` edits that output at the marker positions; `lint` checks
-    the scheme's settings against the model. `embeds_only` says the whole injection lives in the
-    input embeddings (so an engine fed ``inputs_embeds`` can run it); `scaled`, that the vector is
-    injected as ``v · scale / ‖v‖`` (so an AV records `injection.scale`).
+    `embeds_only`: the whole injection lives in the input embeddings (an engine fed ``inputs_embeds``
+    can run it); `scaled`: the vector is injected as ``v · scale / ‖v‖`` (an AV records the scale).
     """
 
     name: ClassVar[str]
@@ -100,8 +92,7 @@ def register_scheme(cls: type[InjectionScheme]) -> type[InjectionScheme]:
 
 @register_scheme
 class EmbeddingReplace(InjectionScheme):
-    """The input-embedding row at the marker becomes ``v · s / ‖v‖``, after the model's own embedding
-    scaling (a hook on the embedding module's output, so Gemma's ``sqrt(d)`` is already in the other rows)."""
+    """The embedding row at the marker becomes ``v · s / ‖v‖``, after the model's own embedding scaling."""
 
     name = "embedding_replace"
     scaled = True

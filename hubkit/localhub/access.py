@@ -6,16 +6,10 @@ A token file is YAML::
       hf_...: {user: alice, write: true, orgs: [lab]}
       hf_...: {user: bob, write: false}
 
-A namespace (the ``ns`` of ``ns/name``) is owned by the user of that name and by the members of
-the org of that name. Writes need a write token of an owner; private repos are readable only by
-their owners. ``admin: true`` owns every namespace: the token a server creates for the local user
-when it is started without a token file (written 0600 under its root, reused on restart).
-Tokens are compared in constant time and never appear in messages.
-
-LFS bytes enter only through an upload ticket: the batch endpoint, called with a write token,
-issues one random ticket per object, bound to its sha256 and size, valid for ``ttl`` seconds and
-spent by the first upload that completes (a failed attempt leaves it usable, so the client's own
-retries work). Verify calls name the same ticket.
+A namespace is owned by the user of that name and the members of the org of that name; writes need
+an owner's write token, private repos are readable by owners only, ``admin: true`` owns every namespace.
+LFS bytes enter only with a ticket the batch endpoint issued for that sha256 and size, spent by the
+first upload that completes.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Point the real Hub clients (huggingface_hub, transformers, peft, datasets) at a local endpoint.
 
-``huggingface_hub`` reads ``HF_ENDPOINT`` once, when it is imported, into
-``huggingface_hub.constants`` (``ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``) and into the
-default ``HfApi`` behind its module-level functions; ``datasets`` copies it into
-``datasets.config`` and transformers caches an ``HfApi`` of its own. So there are two ways in:
-
-* a new process: put :func:`hub_env` in its environment before it imports anything;
-* this process: ``with use_endpoint(hub.endpoint, token="hf_local"): ...`` patches those
-  module globals for the duration of the block and restores them afterwards. Code that passes
-  ``endpoint=`` explicitly (``HfApi(endpoint=...)``, ``hf_hub_download(..., endpoint=...)``)
-  needs no patching, only ``HF_HUB_DISABLE_XET`` (the local Hub speaks classic LFS, not Xet).
+``huggingface_hub`` reads ``HF_ENDPOINT`` once, at import, into module globals (and ``datasets`` and
+transformers copy it): a new process takes :func:`hub_env` in its environment; this process uses
+``with use_endpoint(...)``, which patches those globals for the block.
 """
 
 from __future__ import annotations
@@ -28,10 +21,7 @@ _URLS = ("ENDPOINT", "HF_ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HUB_DATASETS
 
 
 def hub_env(endpoint: str, token: str | None = None) -> dict[str, str]:
-    """Environment variables that make a fresh process use ``endpoint`` with classic LFS uploads.
-
-    They only take effect if set before ``huggingface_hub`` is imported (see module docstring).
-    """
+    """Environment that makes a fresh process use ``endpoint`` (set before it imports huggingface_hub)."""
     env = {
         "HF_ENDPOINT": endpoint.rstrip("/"),
         "HF_HUB_DISABLE_XET": "1",
@@ -90,14 +80,8 @@ def _reset_cached_clients(endpoint: str) -> None:
 def use_endpoint(endpoint: str, token: str | None = None) -> Iterator[str]:
     """Make huggingface_hub, transformers, peft and datasets talk to ``endpoint`` inside the block.
 
-    Patches the module globals listed in :func:`_module_values` (on the modules already imported)
-    and the environment of :func:`hub_env` (for modules imported inside the block and for code
-    that reads the environment each time), and restores all of it on exit, even after an error;
-    modules first imported inside the block get the endpoint of the outside environment.
-    ``token`` becomes ``HF_TOKEN`` so that ``push_to_hub`` and friends authenticate without
-    arguments. For a :class:`~hubkit.localhub.LocalHub` running in this process without a token
-    file, ``token=None`` means the token it created for the local user, and a given token is
-    accepted by it from now on (as the local user). Not thread-safe: it changes process-wide state.
+    Patches the module globals and the environment, restoring both on exit; ``token`` becomes
+    ``HF_TOKEN`` (None: the in-process server's local token). Not thread-safe.
     """
     from huggingface_hub import hf_api
 

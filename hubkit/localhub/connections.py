@@ -1,11 +1,8 @@
 """Connections of the local Hub: one selector thread waits, a bounded pool of workers serves.
 
-A socket is watched by the selector until its request head (request line and headers) has fully
-arrived; only then does a worker thread take it. So a client that connects and sends nothing, or
-sends its head slowly, holds no thread: it is closed when ``header_timeout`` passes, and when
-``max_connections`` sockets are open the oldest waiting one is dropped to make room. After an
-answer, a keep-alive connection goes back to the selector (``idle_timeout``) rather than keeping
-its worker.
+A socket gets a worker only once its request head has fully arrived, so a silent or slow client
+holds no thread (closed after ``header_timeout``; the oldest is dropped at ``max_connections``); a
+keep-alive connection goes back to the selector (``idle_timeout``) after each answer.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Test hooks of the local Hub: injected failures and traffic counters.
-
-They let a test check that an interrupted push leaves the remote as it was and that a retry
-completes it, and count what went over the wire (e.g. that a re-upload sends no bytes).
-"""
+"""Test hooks of the local Hub: injected failures and traffic counters."""
 
 from __future__ import annotations
 
@@ -26,13 +22,10 @@ class Fault:
 
 
 class Faults:
-    """Test hook that makes the next requests at a point fail, to exercise interrupted pushes.
+    """Makes the next requests at a point fail, to exercise interrupted pushes.
 
-    A failed request never changes the store: an LFS upload interrupted after ``after_bytes``
-    bytes is discarded, a failed commit is not applied. Keep in mind that ``huggingface_hub``
-    itself retries LFS batch calls and uploads on 408/429/5xx and dropped connections (5 retries,
-    1 s → 8 s backoff): ``times=1`` with ``status=500`` tests that retry, while a status it does
-    not retry (e.g. 507) fails the push at once. Commits are not retried by the client.
+    ``huggingface_hub`` retries LFS calls on 408/429/5xx and dropped connections: ``status=500``
+    tests that retry, a status it does not retry (507) fails the push at once. Commits are not retried.
     """
 
     def __init__(self) -> None:
@@ -66,10 +59,6 @@ class Faults:
                     self._pending.remove(fault)
             return fault
 
-    def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
     @property
     def pending(self) -> int:
         """How many injected failures have not fired yet."""
@@ -79,11 +68,7 @@ class Faults:
 
 @dataclass
 class Stats:
-    """Counters tests read to check what went over the wire (e.g. no bytes on a re-upload).
-
-    ``requests``: all requests; ``lfs_uploads``: LFS PUT attempts, failed ones included;
-    ``lfs_bytes_received``: body bytes of those PUTs; ``commits``: commits applied.
-    """
+    """Counters tests read to check what went over the wire (e.g. no bytes on a re-upload)."""
 
     requests: int = 0
     lfs_uploads: int = 0

@@ -1,9 +1,5 @@
-"""The request handler's base: one request in, one Hub-style answer out, with who is asking.
-
-The routes live in :mod:`~hubkit.localhub.routes`, on a subclass. Every request is answered with
-the Hub's status codes and ``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual
-exceptions. A bearer token the server does not know is refused (401) on every route. Bodies are
-framed here (Content-Length or chunked) under the server's limits.
+"""The request handler's base: one request in, one Hub-style answer out (status codes and
+``X-Error-Code`` headers, so ``huggingface_hub`` raises its usual exceptions), with who is asking.
 """
 
 from __future__ import annotations
@@ -60,13 +56,8 @@ class HubState(Protocol):
 
 
 class Body:
-    """The request body, read at most once, as bytes or as a stream (Content-Length or chunked).
-
-    ``limit`` caps it: an announced length over the limit is refused (:class:`TooLarge`) before a
-    byte is read, a chunked body is cut off when it passes the limit, and one that trickles in
-    slower than ``pace`` (grace seconds, bytes per second) is cut off. ``Expect: 100-continue`` is
-    answered only when the body is actually read, so a refused request never invites its body.
-    """
+    """The request body, read at most once (Content-Length or chunked), capped at ``limit`` bytes and cut
+    off when slower than ``pace``; ``100 Continue`` is sent only when it is read."""
 
     def __init__(
         self,
@@ -209,11 +200,7 @@ class HandlerBase(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
     def _open_body(self, path: str) -> None:
-        """Frame the body, learn who is asking, refuse an announced body over their limit before reading it.
-
-        Requests without a token get the small anonymous limit; an LFS upload is checked later
-        against the size its URL was issued for.
-        """
+        """Frame the body, learn who asks, refuse an announced body over their limit before it is read."""
         limits = self.hub.limits
         self.body = Body(self, limits.max_body, pace=(limits.io_timeout, limits.min_body_rate))
         self.identity = self._identify()
@@ -265,11 +252,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         return identity
 
     def lfs_available(self, oid: str) -> bool:
-        """Whether the LFS object `oid` is stored and the caller uploaded it or can read a repo holding it.
-
-        Otherwise the caller must upload the bytes (proving it has them) before committing a
-        pointer: a sha256 alone never opens someone else's private file.
-        """
+        """Whether `oid` is stored and the caller uploaded it or can read a repo holding it."""
         if self.store.lfs_size(oid) is None:
             return False
         repos, users = self.store.lfs_holders(oid)

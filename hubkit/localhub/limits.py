@@ -9,14 +9,7 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits of one server. Sizes in bytes, times in seconds.
-
-    A connection gets a worker thread only once its request head is complete, so sockets that
-    connect and send nothing (or a head slowly) cost a file descriptor, not a thread, and are
-    closed after ``header_timeout``; beyond ``max_connections`` the oldest of them is dropped.
-    A body that trickles in is cut off once it falls behind ``io_timeout + bytes / min_body_rate``
-    seconds, so no request holds a worker for long without sending.
-    """
+    """Limits of one server, sizes in bytes and times in seconds (see `connections` for how they apply)."""
 
     max_body: int = 256 * MiB  # JSON and commit bodies (a commit carries regular files, base64)
     max_anonymous_body: int = MiB  # bodies of requests without a token (validate-yaml, paths-info)

@@ -1,7 +1,4 @@
-"""The local Hub's value types and the rules for names, paths and hashes (no I/O).
-
-Names are checked with full matches (``re.fullmatch``): a trailing newline is not a name.
-"""
+"""The local Hub's value types and the rules for names, paths and hashes (no I/O; names fullmatch)."""
 
 from __future__ import annotations
 

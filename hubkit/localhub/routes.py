@@ -1,11 +1,7 @@
 """The Hub API the local Hub serves: which URL reaches which route, and the routes themselves.
 
-Accounts and repos (whoami, create/delete, info, refs), reads of a revision (history, trees,
-paths-info, downloads with ranges) and writes (preupload, the LFS batch/upload/verify protocol,
-commits). LFS bytes enter only through a URL the batch endpoint issued to a caller allowed to
-write to the repo (:class:`~hubkit.localhub.access.UploadTickets`); a commit can only point at LFS
-objects the caller uploaded or can read in a repo holding them, so a sha256 alone never opens
-someone else's private file.
+A commit can only point at LFS objects the caller uploaded or can read in a repo holding them, so a
+sha256 alone never opens someone else's private file.
 """
 
 from __future__ import annotations
@@ -410,11 +406,7 @@ def commit(req: HandlerBase, repo: RepoKey, revision: str) -> None:
 
 
 def _parse_commit(req: HandlerBase, lines: list[bytes]) -> tuple[dict[str, Any], list[Operation]]:
-    """Header and operations of an NDJSON commit (a header line, then one line per operation).
-
-    LFS pointers are checked before anything is stored; regular contents are stored
-    (content-addressed, so harmless) only once every line has parsed.
-    """
+    """Header and operations of an NDJSON commit; regular contents are stored only once every line parsed."""
     items = []
     for raw in lines:
         if raw.strip():

@@ -1,12 +1,7 @@
-"""The local Hub: a loopback HTTP server that speaks the part of the Hub API the real clients use.
+"""The local Hub: a loopback HTTP server speaking the part of the Hub API the real clients use.
 
-``huggingface_hub`` (and through it transformers, peft and datasets) can create repos, commit
-regular and LFS files, tag, branch, list and download against it. Content lives in a
-:class:`~hubkit.localhub.storage.HubStore`, so a restarted server on the same root serves the same
-repos; one server at a time holds a root. Access is by bearer token (:mod:`~hubkit.localhub.access`).
-
-Not implemented: pull requests, Xet storage (clients must run with ``HF_HUB_DISABLE_XET=1``),
-multipart LFS, pagination (every listing is one page).
+One server at a time holds a root; a restarted one serves the same repos. Not implemented: pull
+requests, Xet storage (clients must run with ``HF_HUB_DISABLE_XET=1``), multipart LFS, pagination.
 """
 
 from __future__ import annotations
@@ -60,13 +55,10 @@ def _loopback_host(host: str) -> str:
 
 
 class LocalHub:
-    """A local Hub endpoint over ``root``, served from background threads.
+    """A local Hub endpoint over ``root``, served from background threads (a context manager).
 
-    Use as a context manager (``with LocalHub(tmp_path) as hub: ... hub.endpoint``) or call
-    :meth:`start` / :meth:`stop`. Without ``token_file`` the server uses (creating it on first
-    start) a 0600 file under ``root`` holding one write token for the local user, available as
-    :attr:`token`; :func:`~hubkit.localhub.client.use_endpoint` picks it up. ``faults`` injects
-    failures and ``stats`` counts traffic, for tests.
+    Without ``token_file`` it uses (creating it once) a 0600 file under ``root`` holding a write token
+    for the local user, `token`.
     """
 
     def __init__(

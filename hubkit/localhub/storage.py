@@ -8,13 +8,9 @@ Layout under ``root``::
     repos/<type>s/<ns>/<name>/      repo.json, refs.json, commits/<sha1>.json
     tmp/                            partial writes, on the same filesystem so that os.replace is atomic
 
-Every file is written to ``tmp/`` and moved into place with ``os.replace``. A commit is visible only
-once ``refs.json`` is replaced, after its commit object is on disk, so a crash or an error at any
-point leaves the repo exactly as it was. Every read-modify-write of refs holds the store's write
-lock (a thread lock plus a ``filelock`` for other processes), and a commit that names its
-``parentCommit`` is applied only if the branch head is still that commit (compare-and-swap).
-Blobs are stored once and never deleted; the links let the server hand an object only to callers
-who can read a repo holding it, so knowing a private file's sha256 is not enough to get its bytes.
+A commit is visible only once ``refs.json`` is replaced, after its commit object is on disk, so a
+crash leaves the repo as it was. Blobs are never deleted; the links let the server hand an object
+only to callers who can read a repo holding it.
 """
 
 from __future__ import annotations
@@ -91,10 +87,7 @@ class BlobStore:
     def atomic_write(
         self, path: Path, data: bytes | Iterable[bytes], check: Callable[[str], None] | None = None
     ) -> None:
-        """Write ``data`` to ``path`` through a synced temp file, so readers see old or new, never half.
-
-        ``check(temp file)`` runs before the file moves into place; raising discards it.
-        """
+        """Write ``data`` to ``path`` through a synced temp file; ``check(temp file)`` may refuse it first."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.tmp)
         try:
@@ -138,12 +131,7 @@ class BlobStore:
         return path.stat().st_size if path.exists() else None
 
     def put_lfs(self, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Store an LFS object streamed as ``chunks``; verify size and sha256 before it becomes visible.
-
-        Reading stops as soon as more than ``size`` bytes arrive (TooLarge). A failing ``chunks``
-        iterator (a dropped connection) or a mismatch discards the partial file, so a stored object
-        is always complete and correct.
-        """
+        """Store an LFS object streamed as ``chunks``; size and sha256 are verified before it is visible."""
         if not SHA256_RE.fullmatch(sha256):
             raise BadRequest(f"invalid LFS oid {sha256!r}: expected 64 lowercase hex characters")
         digest, received = hashlib.sha256(), 0
@@ -347,9 +335,7 @@ class HubStore(BlobStore):
     ) -> Commit:
         """Apply ``operations`` to the head of ``branch`` as one commit, or change nothing.
 
-        ``parent`` (the client's ``parentCommit``) must be the full id of the branch head when
-        given, so that a commit prepared against an older state cannot silently overwrite newer
-        work. The head is read and the branch moved under the store's write lock.
+        ``parent`` (the client's ``parentCommit``) must be the branch head when given (compare-and-swap).
         """
         if parent is not None and not (isinstance(parent, str) and SHA1_RE.fullmatch(parent)):
             raise BadRequest(f"parentCommit {parent!r} is not a full 40-character commit id")

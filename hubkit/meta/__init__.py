@@ -1,15 +1,8 @@
-"""`NLAMeta`: hubkit's versioned NLA schema, and readers for the published dialects. Pure data: no torch.
-
-- `sections`: the schema's sections (`Injection`, `AVSpec`, `ARSpec`, `Adapter`, `Training`) and the
-  injection scheme names a meta may hold (`SCHEMES`; `hubkit.injection` implements them).
-- `registry` + `dialects`: one reader per published dialect, tried in priority order.
-- `record`: `NLAMeta` itself: load any dialect, save hubkit's record beside the reference keys.
-- `compat`: `check_compatible`, whether an AV and an AR form a pair.
-"""
+"""`NLAMeta`: hubkit's versioned NLA schema, and readers for the published dialects. Pure data: no torch."""
 
 from hubkit.meta.compat import check_compatible
 from hubkit.meta.record import NLAMeta, fill_suffix_ids
-from hubkit.meta.registry import DIALECTS, Dialect, DialectReader, register
+from hubkit.meta.registry import DIALECTS, register
 from hubkit.meta.sections import (
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
@@ -35,8 +28,6 @@ __all__ = [
     "ARSpec",
     "AVSpec",
     "Adapter",
-    "Dialect",
-    "DialectReader",
     "Injection",
     "NLAMeta",
     "Retraction",

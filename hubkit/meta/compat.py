@@ -1,9 +1,5 @@
-"""Whether an AV and an AR form a pair: width, layer and base model (by name, or by architecture).
-
-An AV whose file records no layer (trainer-written actor sidecars) takes its AR's. A base recorded as
-a path on the training machine (reference critic sidecars before the release scrub) names nothing
-here, so the two halves are compared by architecture (family, width, depth, vocabulary, tokenizer)
-read from their folders, and a log line says so once.
+"""Whether an AV and an AR form a pair: width, layer and base model (by name, or by architecture when
+a base is recorded as a path on the machine that trained it).
 """
 
 from __future__ import annotations

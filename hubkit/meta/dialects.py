@@ -1,9 +1,5 @@
-"""The published ``nla_meta`` dialects: one reader each, mapping a file onto hubkit's schema (as a dict).
-
-Each reader is registered (`hubkit.meta.registry`) with its priority, lower tried first: hubkit 10,
-reference-v2 20, consumer-gpu 30, consumer-gpu-ar 40, residual-add-sidecar 50; a new dialect is one
-more registered function. A reader returns the defaults it applied, which `NLAMeta` logs once, naming
-the file; an injection scale is never guessed.
+"""The published ``nla_meta`` dialects: one registered reader each (lower priority tried first), mapping
+a file onto hubkit's schema (as a dict) and returning the defaults it applied; a scale is never guessed.
 """
 
 from __future__ import annotations
@@ -117,18 +113,15 @@ def extraction_layer(t: Taker, where: str) -> int | None:
     return first_value
 
 
-def _has_bias(path: Path) -> bool:
-    with safe_open(str(path), "pt") as f:
-        return any(k.endswith("bias") for k in f.keys())
-
-
 def folder_head(folder: Path | None) -> tuple[str | None, bool | None]:
     """The AR head file's format in a checkpoint folder, and whether it carries a bias (None, None: no head)."""
     for head_format, name in C.HEAD_FILES.items():
-        if folder is not None and (folder / name).exists():
-            return head_format, name.endswith(".pt") or _has_bias(
-                folder / name
-            )  # a legacy .pt always has one
+        if folder is None or not (folder / name).exists():
+            continue
+        if name.endswith(".pt"):  # a legacy .pt always has one
+            return head_format, True
+        with safe_open(str(folder / name), "pt") as f:
+            return head_format, any(k.endswith("bias") for k in f.keys())
     return None, None
 
 
@@ -149,10 +142,7 @@ def adapter_from_folder(folder: Path | None) -> tuple[dict[str, Any], str | None
 
 
 def templates(t: Taker, where: str) -> tuple[str | None, str | None]:
-    """(AV, AR) templates from `prompt_templates` (`av`/`actor`, `ar`/`critic`), each checked for its placeholder.
-
-    A null template (the reference trainer writes `critic: null` on actors) counts as absent.
-    """
+    """(AV, AR) templates from `prompt_templates`, each checked for its placeholder; null counts as absent."""
     found_all = t.pop("prompt_templates") or {}
     if not isinstance(found_all, dict):
         raise MetaError(f"{where}: field `prompt_templates` must be a mapping, got {found_all!r}")
@@ -197,8 +187,7 @@ def _is_hubkit(d: dict[str, Any]) -> bool:
 
 @register("hubkit", priority=10, detect=_is_hubkit, scale_field="injection.scale")
 def read_hubkit(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], Defaults]:
-    """The record under ``hubkit:`` (current files; `data` keeps the reference keys beside it, which
-    `NLAMeta` checks against it) or at the top level (older ones)."""
+    """The record under ``hubkit:`` (the reference keys beside it checked by `NLAMeta`), or top-level."""
     record = data.pop(C.HUBKIT_KEY, None)
     if record is None:
         record = data
@@ -220,10 +209,7 @@ def _is_reference(d: dict[str, Any]) -> bool:
 
 @register("reference-v2", priority=20, detect=_is_reference)
 def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tuple[dict[str, Any], Defaults]:
-    """``schema_version: 2`` (older ones without it). Trainer-written actor sidecars record no layer (the
-    pair takes it from its AR); critic sidecars record K as ``critic.extraction_layer_index`` (older:
-    ``critic.num_hidden_layers``; docs: ``ar.num_hidden_layers``; the release scrub: a top-level
-    ``extraction_layer_index``)."""
+    """``schema_version: 2``; actor sidecars record no layer, critic ones K in one of `DEPTH_FIELDS`."""
     t = Taker(data)
     defaults: Defaults = []
     needed = t.pop(C.RECORD_NEEDED_KEY)
@@ -400,20 +386,13 @@ def _width_from_head(folder: Path, where: str) -> int:
 def read_consumer_ar(
     data: dict[str, Any], where: str, folder: Path | None
 ) -> tuple[dict[str, Any], Defaults]:
-    """``ar_meta.json`` + ``ar_lora_value_head.safetensors``, read as its writer writes it.
+    """``ar_meta.json`` + ``ar_lora_value_head.safetensors``, as asherps/EasyNLA ``nla/train_sft.py`` writes
+    them (read by its ``scripts/show_nla_generations.load_ar_critic``, ``nla/utils/critic.critic_predict``).
 
-    The public writer is asherps/EasyNLA (``nla/train_sft.py``; its loaders
-    ``scripts/show_nla_generations.load_ar_critic`` and ``nla/utils/critic.critic_predict``):
-
-    - ``ar_meta.json`` holds ``ar_num_layers`` (the K+1 kept blocks), ``lora_r``, ``lora_alpha``,
-      ``quant``, ``target_modules`` (a list or a fullmatch regex) and ``final_norm_stripped``; no base
-      model, no width, no template. The writer always builds rank-stabilised LoRA (``use_rslora=True``).
-    - The AR prompt is ``template.format(explanation=…)`` tokenized with ``add_special_tokens=False``.
-    - When ``final_norm_stripped`` is false (or absent: checkpoints from before it was recorded) the
-      base's final norm is applied to the read-out; when true it is replaced by identity.
-    - The read-out is normalised to ``mse_scale`` before the fp32 head.
-    - The run's dataset sidecar is copied beside it as ``nla_meta.yaml`` when the run had one: width,
-      layer, base model, templates, ``mse_scale`` and the marker tokens are taken from it when present.
+    ``ar_meta.json`` holds ``ar_num_layers`` (K+1), ``lora_r``, ``lora_alpha``, ``quant``,
+    ``target_modules`` and ``final_norm_stripped`` (false or absent: the base's final norm is applied to
+    the read-out, which is normalised to ``mse_scale`` before the fp32 head); width, layer, base and
+    templates come from the run's dataset sidecar copied beside it as ``nla_meta.yaml``, else the head file.
     """
     assert folder is not None
     ar_meta = read_ar_meta_json(folder)
@@ -488,9 +467,7 @@ def read_consumer_ar(
 def read_residual_sidecar(
     data: dict[str, Any], where: str, folder: Path | None
 ) -> tuple[dict[str, Any], Defaults]:
-    """A dataset sidecar (``kind: nla_dataset``) copied into the checkpoint. Nothing in it says which
-    injection scheme was used; the variant's (norm-matched residual addition at block 1) is applied and
-    logged. The role follows from the files present."""
+    """A dataset sidecar copied into the checkpoint: residual addition at block 1, role from the files."""
     t = Taker(data)
     t.pop("kind")
     ext = t.pop("extraction") or {}

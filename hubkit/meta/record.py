@@ -1,15 +1,9 @@
 """`NLAMeta`: one half of an NLA described completely; load any dialect, save hubkit's own.
 
-A saved ``nla_meta.yaml`` carries the reference implementation's schema_version-2 keys at the top
-level and hubkit's full record under ``hubkit:``, which hubkit prefers when reading. The reference
-inference client reads ``kind``, ``d_model``, ``extraction.injection_scale`` (a number), ``tokens.*``
-and ``prompt_templates.av|actor``; its critic reads ``role``, ``extraction.mse_scale`` (a number) and
-``prompt_templates.ar|critic``; its training config also reads ``critic.extraction_layer_index`` (K)
-and ``tokens.critic_suffix_ids``. Scales are written resolved (as the reference's own writer does),
-null where hubkit injects raw vectors or uses a scheme the reference cannot express (residual
-addition). What those keys cannot express (an adapter, residual addition, a raw AV template) is only
-in hubkit's record, and is listed under ``hubkit_record_needed`` so that a copy without the record
-is refused rather than read into other vectors.
+A saved ``nla_meta.yaml`` carries the reference implementation's schema_version-2 keys at the top level
+(scales written resolved, as its writer does) and hubkit's full record under ``hubkit:``, which hubkit
+prefers. What those keys cannot express is listed under ``hubkit_record_needed``, so that a copy without
+the record is refused rather than read into other vectors.
 """
 
 from __future__ import annotations
@@ -50,13 +44,8 @@ log = logging.getLogger("hubkit.meta")
 
 @dataclass
 class NLAMeta:
-    """One half of an NLA, described completely. Load any dialect; save hubkit's own.
-
-    ``layer`` may be ``None`` only on an AV (trainer-written actor sidecars record none): the
-    pair takes it from its AR (`check_compatible`). ``mse_scale: None`` is the reference's
-    raw-MSE mode (kept as null when saved). ``folder`` is where the meta was loaded from; it is
-    never saved.
-    """
+    """One half of an NLA. ``layer`` is ``None`` only on an AV whose file records none (the pair takes
+    its AR's); ``mse_scale: None`` is the reference's raw-MSE mode; ``folder`` is never saved."""
 
     role: Role
     base_model: str
@@ -193,11 +182,8 @@ class NLAMeta:
     ) -> NLAMeta:
         """Read `path` (an ``nla_meta.yaml`` or a checkpoint folder) in any known dialect.
 
-        `injection_scale` overrides the file's AV injection scale (a number, ``"sqrt_d_model"`` or
-        ``"raw"``; numeric strings are accepted for the CLI). It is required when an AV's file
-        records none: a null scale is ambiguous and is never guessed. With `check_depth`, a layer
-        (or AR depth) beyond the blocks of the model it runs on is refused when that depth can be
-        read here (the checkpoint's or a local base's config.json, or the offline registry).
+        `injection_scale` overrides the file's AV scale, and is required when the file records none
+        (never guessed). `check_depth` refuses a layer deeper than the model's blocks, where readable.
         """
         path = Path(path)
         folder = path if path.is_dir() else path.parent
@@ -251,8 +237,7 @@ def _read_yaml(meta_file: Path) -> Any:
 
 
 def _read(data: Any, where: str, folder: Path | None, injection_scale: Any) -> NLAMeta:
-    """The first dialect that recognises `data`, read into hubkit's schema, the caller's scale override
-    applied, and the defaults it filled in logged once, naming the file."""
+    """`data` read by the first dialect that recognises it, the scale override applied, defaults logged."""
     if not isinstance(data, dict):
         raise MetaError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     data = copy.deepcopy(data)  # readers pop fields, nested ones included: never touch the caller's mapping
@@ -329,8 +314,7 @@ def _unexpressed(meta: NLAMeta, keys: dict[str, Any]) -> list[str]:
 
 
 def _check_reference_keys(top: dict[str, Any], record: dict[str, Any], where: str) -> None:
-    """Refuse a file whose reference keys disagree with its hubkit record (a hand edit of one only would
-    make the reference tools compute something else than hubkit)."""
+    """Refuse a file whose reference keys disagree with its hubkit record (a hand edit of only one)."""
     try:
         meta = from_dict(NLAMeta, record, where)
     except SchemaError:

@@ -1,8 +1,4 @@
-"""The dialect registry: one reader per published ``nla_meta`` dialect, with its priority and detector.
-
-A reader is one function (`DialectReader`) registered with `register(name, priority, detect)`; a
-taken name or priority is refused. `hubkit.meta.dialects.read` tries them in priority order.
-"""
+"""The dialect registry: one reader per published ``nla_meta`` dialect, with its priority and detector."""
 
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ class DialectReader(Protocol):
     def __call__(
         self, data: dict[str, Any], where: str, folder: Path | None
     ) -> tuple[dict[str, Any], Defaults]:
-        """Map `data` (a private deep copy, popped as it is read) onto hubkit's schema; return it and the
-        defaults applied."""
+        """Map `data` (a private copy, popped as read) onto hubkit's schema; return it and the defaults."""
         ...
 
 

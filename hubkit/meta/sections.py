@@ -1,9 +1,4 @@
-"""The sections of hubkit's NLA schema: how a vector enters the AV, both prompts, the AR, the weights.
-
-Every choice that changes what an NLA computes is a field here (injection scheme and scale, marker and
-neighbour ids, chat template on/off, AR kept blocks, head format and bias, AR BOS and input
-normalisation, prompt templates, adapter); `NLAMeta` (in `record`) holds one of each. No torch.
-"""
+"""The sections of hubkit's NLA schema: every choice that changes what an NLA computes. No torch."""
 
 from __future__ import annotations
 
@@ -54,11 +49,7 @@ def check_scale(value: Scale | None, name: str) -> None:
 
 @dataclass
 class Injection:
-    """How a vector enters the AV: which scheme, how scaled, and at which marker token.
-
-    ``scale`` may be ``None`` only where no vector is injected with it: an AR meta (the record of
-    its pair's tokens) or a scheme that is norm-matched (``residual_add``). `NLAMeta` enforces it.
-    """
+    """How a vector enters the AV; ``scale`` is ``None`` only where no vector is injected with it."""
 
     scheme: str = field(default="embedding_replace", metadata={"choices": lambda: SCHEMES.names()})
     scale: Scale | None = None
@@ -87,8 +78,7 @@ class Injection:
 
 @dataclass
 class AVSpec:
-    """The AV prompt: its template (holding the marker placeholder once per injected vector, in order)
-    and whether it is chat-wrapped."""
+    """The AV prompt: its template (the marker placeholder once per vector) and whether it is chat-wrapped."""
 
     template: str = DEFAULT_AV_TEMPLATE
     chat_template: bool = True
@@ -105,10 +95,7 @@ class AVSpec:
 
 @dataclass
 class ARSpec:
-    """The AR: prompt, kept blocks (K+1), head file format, BOS and input normalisation.
-
-    ``num_layers`` is ``None`` only in an AV meta that records no layer (the pair fills it).
-    """
+    """The AR: prompt, kept blocks (K+1; ``None`` only on a layerless AV), head, BOS and input norm."""
 
     num_layers: int | None = None
     template: str = DEFAULT_AR_TEMPLATE
@@ -191,8 +178,7 @@ def parse_scale(value: Any, where: str, name: str) -> Any:
 
 
 def critic_suffix_ids(tokenizer: Any, template: str) -> list[int]:
-    """``tokenize(suffix)[1:]``: the AR template's text after ``{explanation}``, tokenized without
-    special tokens, less its first token (which merges with the explanation's last characters)."""
+    """The AR template's text after ``{explanation}`` tokenized alone, less its first (merging) token."""
     suffix = template.split(EXPLANATION_PLACEHOLDER, 1)[1]
     ids = list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
     if len(ids) < 2:
