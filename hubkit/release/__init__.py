@@ -3,13 +3,12 @@
 `load_spec` reads and validates a spec; `build_bundle` checks it against its files and writes one
 folder per repo; `push_bundle` publishes a bundle in one commit per repo, tags it and verifies it.
 
-Modules (imports run downwards): `spec` (the YAML spec) → `families` (packaged base-family table) →
-`plan` (a checkpoint folder: copy, convert, refuse), `outputs` (eval.json, read typed by
-`hubkit.eval.report.read_eval`, and its plots), `provenance`, `attribution` (training-data credits),
-`legal` (licence id and legal files of a release), `figures` (the eval.json figures a template reads),
-`cards` (rendering the package data in ``templates/``), `honesty` (refusals), `context` (the one
-card-context builder and card writer) → `build_pair`, `build_trajectory`, `build_dataset` (one builder
-per kind) → `bundle` (`build_bundle`, manifest in `manifest`) → `push` → `commands` (the CLI command).
+Modules (imports run downwards): `spec` (the YAML spec) → `public` (local paths → published names) →
+`families` (base-family table, licence and legal files), `plan` (a checkpoint folder: copy, convert,
+refuse), `outputs` (the cited eval.json and its plots), `provenance` (manifest, provenance.json,
+training-data credits), `figures` + `cards` (templates in ``templates/``), `honesty` (refusals),
+`context` (the card context and writer) → `build_pair`, `build_trajectory`, `build_dataset` →
+`bundle` (`build_bundle`) → `push`. The command is `hubkit.cli.release`.
 """
 
 from __future__ import annotations

@@ -12,11 +12,9 @@ from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.errors import DataError
 from hubkit.provenance import git_state, sha256_file
 from hubkit.release import cards
-from hubkit.release.attribution import credit_for
 from hubkit.release.context import common_context
 from hubkit.release.errors import HonestyError, ReleaseError
-from hubkit.release.manifest import RepoTarget
-from hubkit.release.provenance import parents, table_info, write_provenance
+from hubkit.release.provenance import RepoTarget, credit_for, parents, table_info, write_provenance
 from hubkit.release.public import dataset_names, publish_json
 from hubkit.release.spec import LoadedSpec
 from hubkit.schema import to_dict

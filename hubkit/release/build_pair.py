@@ -11,14 +11,12 @@ from hubkit import constants
 from hubkit.export import export_reference
 from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
-from hubkit.release.attribution import training_data
 from hubkit.release.context import card_base_model, model_context, write_model_card
 from hubkit.release.errors import HonestyError
-from hubkit.release.legal import copy_legal, plan_legal
-from hubkit.release.manifest import RepoTarget
+from hubkit.release.families import copy_legal, plan_legal
 from hubkit.release.outputs import CitedEval, copy_plots, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
-from hubkit.release.provenance import eval_summary, parents, write_provenance
+from hubkit.release.provenance import RepoTarget, eval_summary, parents, training_data, write_provenance
 from hubkit.release.public import names_for
 from hubkit.release.spec import LoadedSpec
 

@@ -11,11 +11,6 @@
 
 The bundle is refused (nothing written) when an honesty check fails. It is deterministic: the same
 inputs give the same bytes, so pushing a rebuilt, unchanged release uploads nothing.
-
-Where things live: `plan` (a checkpoint folder: copy, convert, refuse), `outputs` (eval.json and its
-plots), `provenance`, `attribution` (training data credits), `legal` + `families` (licence, legal
-files), `context` (the one card-context builder), `cards` (rendering), and one builder per kind:
-`build_pair`, `build_trajectory`, `build_dataset`.
 """
 
 from __future__ import annotations
@@ -33,27 +28,12 @@ from hubkit.provenance import sha256_file
 from hubkit.release.build_dataset import build_dataset
 from hubkit.release.build_pair import build_pair
 from hubkit.release.build_trajectory import build_trajectory
-from hubkit.release.context import card_base_model
 from hubkit.release.errors import ReleaseError
 from hubkit.release.local_paths import find_local_paths
-from hubkit.release.manifest import BUNDLE_SCHEMA, MANIFEST_FILE, Bundle, RepoTarget
-from hubkit.release.plan import plan_half
-from hubkit.release.provenance import PROVENANCE_SCHEMA, provenance_files
+from hubkit.release.provenance import Bundle, RepoTarget
 from hubkit.release.spec import LoadedSpec, load_spec
 
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "BUNDLE_SCHEMA",
-    "MANIFEST_FILE",
-    "PROVENANCE_SCHEMA",
-    "Bundle",
-    "RepoTarget",
-    "build_bundle",
-    "card_base_model",
-    "plan_half",
-    "provenance_files",
-]
 
 
 def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
@@ -61,7 +41,6 @@ def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -
         return build_pair(ls, out, cards_dir, legacy_pt)
     if ls.spec.kind == "trajectory":
         return build_trajectory(ls, out, cards_dir, legacy_pt)
-
     return build_dataset(ls, out, cards_dir)
 
 

@@ -20,7 +20,7 @@ from hubkit.identity import hub_id
 from hubkit.meta import NLAMeta
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
-from hubkit.release.legal import LegalPlan
+from hubkit.release.families import LegalPlan
 from hubkit.release.spec import LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}

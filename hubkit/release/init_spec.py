@@ -19,9 +19,9 @@ from hubkit import constants
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.identity import public_base
 from hubkit.meta import NLAMeta
-from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 from hubkit.release.errors import ReleaseError
 from hubkit.release.families import config_model_type, local_snapshot, match_family
+from hubkit.release.provenance import KNOWN_CORPORA, corpus_key
 from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
 
 

@@ -15,8 +15,8 @@ from hubkit import constants, hub
 from hubkit.hub.publishing import hub_api, remote_differences
 from hubkit.hub.redaction import protect, redact
 from hubkit.provenance import sha256_files
-from hubkit.release.bundle import Bundle, RepoTarget, provenance_files
 from hubkit.release.errors import PushError, ReleaseError
+from hubkit.release.provenance import Bundle, RepoTarget, provenance_files
 
 log = logging.getLogger(__name__)
 
