@@ -9,14 +9,13 @@ from pathlib import Path
 
 from hubkit import constants
 from hubkit.export import export_reference
-from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
-from hubkit.release.context import card_base_model, model_context, write_model_card
+from hubkit.release.context import card_base_model, write_model_repo
 from hubkit.release.errors import HonestyError
-from hubkit.release.families import copy_legal, plan_legal
-from hubkit.release.outputs import CitedEval, copy_plots, read_eval
+from hubkit.release.families import plan_legal
+from hubkit.release.outputs import CitedEval, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
-from hubkit.release.provenance import RepoTarget, eval_summary, parents, training_data, write_provenance
+from hubkit.release.provenance import RepoTarget, eval_summary, training_data
 from hubkit.release.public import names_for
 from hubkit.release.spec import LoadedSpec
 
@@ -114,7 +113,6 @@ def _build_pair(
             eval_path,
             layer=ar.meta.layer,
         )
-    git = git_state()
     training = training_data(ls)
     first = next(iter(halves.values()))
     base_id = card_base_model(ls, first.meta)
@@ -123,60 +121,31 @@ def _build_pair(
     names = names_for(ls, base_id, [h.meta.base_model for h in halves.values()])
     if scale is not None:
         scale = names.public_tree(scale)
+    results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
     targets = []
     for role, half in halves.items():
         target = RepoTarget(role, spec.repos[role], "model", role, spec.tag, spec.private)
         dest = out / target.folder
         reason = retraction(ls, role)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(
-            eval_path, dest / constants.EVAL_FILE
-        )  # before write_half, which rewrites its local paths
+        shutil.copyfile(eval_path, dest / constants.EVAL_FILE)  # before write_half rewrites its local paths
         shipped, export = exports.get(role, (half, None))
         sources = write_half(shipped, dest, legacy_pt, reason, names)
-        sources |= copy_legal(legal, dest)
-        plots = copy_plots(ev, eval_path, dest)
-        context = model_context(
-            ls,
-            role=role,
-            repo_id=target.repo_id,
-            meta=half.meta,
-            base_id=base_id,
-            ev=names.public_tree(ev),  # the card prints eval.json values: no local paths
-            plots=plots,
-            legal=legal.context(),
-            training=training,
-            git=git,
+        write_model_repo(
+            ls, dest, target, role=role, meta=half.meta, base_id=base_id, cited=cited, legal=legal, names=names,
+            training=training, template=cards.MODEL_TEMPLATE, eval_results=results, tags=spec.card.tags,
+            cards_dir=cards_dir,
             title=f"{target.repo_id.split('/')[-1]}: NLA {role.upper()} for {base_id} (layer {half.meta.layer})",
-            train_ev=train.report if train else None,
-            scale=scale,
-            retracted=reason,
-            files=half.weight_files(),
-            export=export,
-        )
-        results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
-        write_model_card(
-            ls, dest, context, legal, template=cards.MODEL_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
-            eval_results=results, tags=spec.card.tags, cards_dir=cards_dir,
-        )  # fmt: skip
-        write_provenance(
-            dest,
-            ls,
-            target,
-            {
-                "sources": sources | shipped.copied_sources(),
+            sources=sources | shipped.copied_sources(),
+            provenance={
                 "export": export,
                 "skipped": half.skipped,
                 "checkpoint": {"path": str(half.source), "eval_recorded": True},
-                "eval": eval_summary(ev, eval_path),
                 "train_eval": eval_summary(train.data, train.path) if train else None,
-                "training_data": training,
                 "injection": scale,
-                "license": legal.record(),
-                "parents": parents(ls, base_id, half.meta, role),
-                "corrections": context["corrections"],
             },
-            names=names,
-        )
+            train_ev=train.report if train else None, scale=scale, retracted=reason,
+            files=half.weight_files(), export=export,
+        )  # fmt: skip
         targets.append(target)
     return targets

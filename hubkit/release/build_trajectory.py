@@ -9,14 +9,13 @@ from pathlib import Path
 from hubkit import constants
 from hubkit.eval.sections import TrajectoryPoint
 from hubkit.meta import NLAMeta
-from hubkit.provenance import git_state
 from hubkit.release import cards, honesty
-from hubkit.release.context import card_base_model, model_context, write_model_card
+from hubkit.release.context import card_base_model, write_model_repo
 from hubkit.release.errors import ReleaseError
-from hubkit.release.families import copy_legal, plan_legal
-from hubkit.release.outputs import copy_output, copy_plots, read_eval
+from hubkit.release.families import plan_legal
+from hubkit.release.outputs import copy_output, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
-from hubkit.release.provenance import RepoTarget, eval_summary, parents, training_data, write_provenance
+from hubkit.release.provenance import RepoTarget, training_data
 from hubkit.release.public import names_for, publish_files
 from hubkit.release.spec import LoadedSpec
 
@@ -107,7 +106,6 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     last = halves[-1][1]
     base_id = card_base_model(ls, last.meta)
     legal = plan_legal(ls, last.meta, base_id, last.source)
-    training = training_data(ls)
     target = RepoTarget("trajectory", spec.repos["trajectory"], "model", "trajectory", spec.tag, spec.private)
     dest = out / target.folder
     sources: dict[str, dict] = {}
@@ -123,51 +121,21 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             copy_output(
                 eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}"
             )
-    sources |= copy_legal(legal, dest)
     shutil.copyfile(eval_path, dest / constants.EVAL_FILE)
     sources |= {
         rel: {"from": str(eval_path.parent / rel), **rec} for rel, rec in publish_files(dest, public).items()
     }
-    plots = copy_plots(ev, eval_path, dest)
     retracted = {c.checkpoint for c in spec.corrections}
     example = next((p.name for p, _ in reversed(halves) if p.name not in retracted), halves[-1][0].name)
-    context = model_context(
-        ls,
-        role=role,
-        repo_id=target.repo_id,
-        meta=last.meta,
-        base_id=base_id,
-        ev=public.public_tree(ev),  # the card prints eval.json values: no local paths
-        plots=plots,
-        legal=legal.context(),
-        training=training,
-        git=git_state(),
+    results = cards.trajectory_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table", retracted)
+    write_model_repo(
+        ls, dest, target, role=role, meta=last.meta, base_id=base_id, cited=cited, legal=legal, names=public,
+        training=training_data(ls), template=cards.TRAJECTORY_TEMPLATE, eval_results=results,
+        tags=[*spec.card.tags, "trajectory"], cards_dir=cards_dir,
         title=f"{target.repo_id.split('/')[-1]}: NLA {role.upper()} trajectory for {base_id} "
         f"(layer {last.meta.layer})",
-        subfolder=example,
-        scales=scales,
-        retracted=sorted(retracted),
-    )
-    results = cards.trajectory_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table", retracted)
-    write_model_card(
-        ls, dest, context, legal, template=cards.TRAJECTORY_TEMPLATE, base_id=base_id, repo_id=target.repo_id,
-        eval_results=results, tags=[*spec.card.tags, "trajectory"], cards_dir=cards_dir,
+        sources=sources,
+        provenance={"checkpoints": names, "not_published": unevaluated, "injection": scales},
+        subfolder=example, scales=scales, retracted=sorted(retracted),
     )  # fmt: skip
-    write_provenance(
-        dest,
-        ls,
-        target,
-        {
-            "sources": sources,
-            "checkpoints": names,
-            "not_published": unevaluated,
-            "eval": eval_summary(ev, eval_path),
-            "training_data": training,
-            "injection": scales,
-            "license": legal.record(),
-            "parents": parents(ls, base_id, last.meta, role),
-            "corrections": context["corrections"],
-        },
-        names=public,
-    )
     return [target]
