@@ -13,10 +13,11 @@ training-data credits), `figures` + `cards` (templates in ``templates/``), `hone
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hubkit.release.errors import HonestyError, PushError, ReleaseError
 
+# Imported when first used: the bundle brings torch, the push huggingface_hub.
 _EXPORTS = {
     "ReleaseSpec": "hubkit.release.spec",
     "LoadedSpec": "hubkit.release.spec",
@@ -26,28 +27,10 @@ _EXPORTS = {
     "push_bundle": "hubkit.release.push",
     "plan_text": "hubkit.release.push",
 }
-
-__all__ = [
-    "Bundle",
-    "HonestyError",
-    "LoadedSpec",
-    "PushError",
-    "ReleaseError",
-    "ReleaseSpec",
-    "build_bundle",
-    "load_spec",
-    "plan_text",
-    "push_bundle",
-]
-
-if TYPE_CHECKING:
-    from hubkit.release.bundle import Bundle, build_bundle
-    from hubkit.release.push import plan_text, push_bundle
-    from hubkit.release.spec import LoadedSpec, ReleaseSpec, load_spec
+__all__ = ["HonestyError", "PushError", "ReleaseError", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    """Import the heavier parts (torch via the bundle, huggingface_hub) only when used."""
     if name in _EXPORTS:
         import importlib
 

@@ -121,7 +121,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         tags=spec.card.tags,
         language=spec.card.language,
         configs=[{"config_name": "default", "data_files": configs}],
-        size_category=cards.size_category(total),
+        rows=total,
         pretty_name=spec.card.title,
         cards_dir=cards_dir,
     )

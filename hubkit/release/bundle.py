@@ -29,8 +29,8 @@ from hubkit.release.build_dataset import build_dataset
 from hubkit.release.build_pair import build_pair
 from hubkit.release.build_trajectory import build_trajectory
 from hubkit.release.errors import ReleaseError
-from hubkit.release.local_paths import find_local_paths
 from hubkit.release.provenance import Bundle, RepoTarget
+from hubkit.release.public import find_local_paths
 from hubkit.release.spec import LoadedSpec, load_spec
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _refuse_local_paths(root: Path) -> None:
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ReleaseError(
-            f"{found[0].describe()}{more}; a release publishes no path of the machine that built it: remove the "
+            f"{found[0]}{more}; a release publishes no path of the machine that built it: remove the "
             "value from that file in the checkpoint, or write a Hub id, a release name or a hash in its place"
         )
 

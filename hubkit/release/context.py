@@ -171,7 +171,7 @@ def write_model_repo(
             "role": other,
             "role_long": ROLE_LONG[other],
             "repo_id": spec.repos[other],
-            "url": cards.repo_url(spec.repos[other]),
+            "url": f"{cards.HUB_URL}/{spec.repos[other]}",
         }
         if other in spec.repos
         else None,

@@ -20,20 +20,11 @@ from hubkit.release.spec import LoadedSpec
 
 # Files a training run leaves in a checkpoint folder that a release does not publish.
 TRAINER_FILES = frozenset(
-    {
-        "trainer_state.json",
-        "trainer_state.safetensors",
-        "training_args.bin",
-        "optimizer.pt",
-        "scheduler.pt",
-        "scaler.pt",
-        "rng_state.pth",
-    }
+    "trainer_state.json trainer_state.safetensors training_args.bin optimizer.pt scheduler.pt scaler.pt "
+    "rng_state.pth".split()
 )
-# Files the bundle writes itself (replacing any the checkpoint has).
-GENERATED = frozenset(
-    {constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE, constants.META_FILE}
-)
+# Files the bundle writes itself (replacing any the checkpoint has); the meta is rewritten from its own.
+GENERATED = frozenset({constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE})
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -86,11 +77,9 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             f"{spec_path}: field `{field_name}`: {source} is an {meta.role.upper()} checkpoint, not an "
             f"{role.upper()}"
         )
-    meta_file = (
-        source / constants.META_FILE
-        if (source / constants.META_FILE).exists()
-        else source / constants.AR_META_JSON
-    )
+    meta_file = source / constants.META_FILE
+    if not meta_file.exists():
+        meta_file = source / constants.AR_META_JSON
     half = PlannedCheckpoint(meta.role, source, meta, meta_file)
     # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
     # step, never of an AV or AR release of its own (that half is released from its own folder)
@@ -103,11 +92,7 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             half.skipped.append(rel)
             continue
         name = p.name
-        if (
-            name in TRAINER_FILES
-            or (rel in GENERATED and rel != constants.META_FILE)
-            or name == constants.CARD_FILE
-        ):
+        if name in TRAINER_FILES or name == constants.CARD_FILE or rel in GENERATED:
             half.skipped.append(rel)
         elif rel == constants.META_FILE:
             continue
@@ -165,11 +150,8 @@ def write_half(
         for rel, rec in publish_files(dest, names).items():
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), **rec}
-        for nested in sorted(
-            dest.rglob(constants.META_FILE)
-        ):  # a GRPO step's own AR (ar/) names its base too
-            if nested.parent == dest:
-                continue
+        # a GRPO step's own AR (ar/) names its base too
+        for nested in sorted(m for m in dest.rglob(constants.META_FILE) if m.parent != dest):
             rel = nested.relative_to(dest).as_posix()
             public_meta(NLAMeta.load(nested.parent), names).save(nested)
             half.rewritten.add(rel)

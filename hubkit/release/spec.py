@@ -5,15 +5,7 @@ A spec says *what* to publish (checkpoints, a trajectory run folder or dataset f
 (intended use, limitations, citation, corrections). Relative paths are relative to the project root:
 the folder that holds ``releases/`` (or the spec's own folder when it is not in one).
 
-Example (``releases/example-pair.yaml`` holds a complete one)::
-
-    kind: pair
-    tag: v0.1
-    license: apache-2.0              # optional: the base family's licence by default
-    repos: {av: my-org/nla-av, ar: my-org/nla-ar}
-    checkpoints: {av: runs/x/av/step_000200, ar: runs/x/ar/step_000200}
-    eval: evals/x/eval.json
-    card: {intended_use: ..., limitations: ..., citation: ...}
+``releases/example-pair.yaml`` is a complete example.
 """
 
 from __future__ import annotations
@@ -173,9 +165,8 @@ class ReleaseSpec:
     parents: list[Parent] = field(default_factory=list)
     private: bool = False
     name: str | None = None
-    format: str = (
-        "hubkit"  # "reference": the halves in the reference layout (`hubkit export --format reference`)
-    )
+    # "reference": the halves in the reference layout (`hubkit export --format reference`)
+    format: str = "hubkit"
     schema: str = SPEC_SCHEMA
 
     def __post_init__(self) -> None:
@@ -183,8 +174,6 @@ class ReleaseSpec:
             raise ValueError(f"`schema` must be {SPEC_SCHEMA!r}, got {self.schema!r}")
         if not _TAG_RE.match(self.tag):
             raise ValueError(f"`tag` {self.tag!r} is not a valid tag name (letters, digits, '.', '_', '-')")
-        if self.license is not None and not self.license.strip():
-            raise ValueError("`license` must not be empty (a Hub license id such as apache-2.0, mit, gemma)")
         if self.license is not None and licence_problem(self.license):
             raise ValueError(f"`license` {licence_problem(self.license)}")
         for name in self.legal_files:
