@@ -7,8 +7,8 @@ Modules (imports run downwards): `spec` (the YAML spec) → `public` (local path
 `families` (base-family table, licence and legal files), `plan` (a checkpoint folder: copy, convert,
 refuse), `outputs` (the cited eval.json and its plots), `provenance` (manifest, provenance.json,
 training-data credits), `figures` + `cards` (templates in ``templates/``), `honesty` (refusals),
-`context` (the card context and writer) → `build_pair`, `build_trajectory`, `build_dataset` →
-`bundle` (`build_bundle`) → `push`. The command is `hubkit.cli.release`.
+`context` (the card context and writer) → `bundle` (one builder per kind, `build_bundle`) → `push`.
+The command is `hubkit.cli.release`.
 """
 
 from __future__ import annotations
