@@ -5,10 +5,10 @@ folder per repo; `push_bundle` publishes a bundle in one commit per repo, tags i
 
 Modules (imports run downwards): `spec` (the YAML spec) → `public` (local paths → published names) →
 `families` (base-family table, licence and legal files), `plan` (a checkpoint folder: copy, convert,
-refuse), `outputs` (the cited eval.json and its plots), `provenance` (manifest, provenance.json,
-training-data credits), `figures` + `cards` (templates in ``templates/``), `honesty` (refusals),
-`context` (the card context and writer) → `bundle` (one builder per kind, `build_bundle`) → `push`.
-The command is `hubkit.cli.release`.
+refuse), `provenance` (manifest, provenance.json, training-data credits), `figures` + `cards`
+(templates in ``templates/``), `honesty` (the cited eval.json and every refusal), `context` (the card
+context and writer) → `bundle` (one builder per kind, `build_bundle`) → `push`. The command is
+`hubkit.cli.release`.
 """
 
 from __future__ import annotations

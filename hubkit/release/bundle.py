@@ -37,7 +37,7 @@ from hubkit.release import cards, honesty
 from hubkit.release.context import card_base_model, common_context, write_model_repo
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.families import plan_legal
-from hubkit.release.outputs import CitedEval, copy_output, read_eval
+from hubkit.release.honesty import CitedEval, copy_output, read_eval
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
 from hubkit.release.provenance import (
     Bundle,

@@ -19,7 +19,7 @@ from hubkit.provenance import git_state
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
 from hubkit.release.families import LegalPlan, copy_legal
-from hubkit.release.outputs import CitedEval, copy_plots
+from hubkit.release.honesty import CitedEval, copy_plots
 from hubkit.release.provenance import RepoTarget, eval_summary, parents, write_provenance
 from hubkit.release.public import PublicNames
 from hubkit.release.spec import LoadedSpec, ReleaseSpec

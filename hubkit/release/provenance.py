@@ -12,7 +12,6 @@ data without saying under which terms.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,13 +129,10 @@ def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str
     return out
 
 
-def write_provenance(
-    dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict, names: PublicNames | None = None
-) -> None:
-    """Write ``provenance.json`` last: it hashes every other file of the folder. With `names`, local
-    paths in `extra` are written as the release publishes them (`hubkit.release.public`)."""
-    if names is not None:
-        extra = names.public_tree(extra)
+def write_provenance(dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict, names: PublicNames) -> None:
+    """Write ``provenance.json`` last: it hashes every other file of the folder. Local paths in `extra`
+    are written as the release publishes them (`names`)."""
+    extra = names.public_tree(extra)
     files = sha256_files(dest)
     files.pop(constants.PROVENANCE_FILE, None)
     body = {
@@ -154,22 +150,11 @@ def write_provenance(
             "project_git": git_state(ls.root),
             "libraries": library_versions(),
         },
-        **_relative(extra, str(ls.root.resolve())),
+        **extra,
     }
     (dest / constants.PROVENANCE_FILE).write_text(
         json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
-
-
-def _relative(obj: Any, root: str) -> Any:
-    """Paths under the project root written relative to it, so provenance does not depend on where it lies."""
-    if isinstance(obj, dict):
-        return {k: _relative(v, root) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_relative(v, root) for v in obj]
-    if isinstance(obj, str) and obj.startswith(root + os.sep):
-        return Path(obj).relative_to(root).as_posix()
-    return obj
 
 
 def provenance_files(folder: str | Path) -> dict[str, str]:

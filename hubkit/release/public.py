@@ -25,6 +25,7 @@ from safetensors import safe_open
 from hubkit import constants
 from hubkit.identity import is_machine_path, public_base
 from hubkit.provenance import sha256_file
+from hubkit.release.spec import leaves
 
 BASE_KEY = "base_model_name_or_path"  # peft's record of the base, written as the local path it loaded
 
@@ -171,20 +172,6 @@ def is_local_path(text: str) -> str | None:
     return None
 
 
-def _strings(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
-    """``(dotted key, string)`` of every string in a JSON/YAML structure, keys included."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _strings(v, f"{key}.{k}" if key else str(k))
-            if isinstance(k, str):
-                yield f"{key}.{k} (the key itself)" if key else f"{k} (the key itself)", k
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _strings(v, f"{key}[{i}]")
-    elif isinstance(node, str):
-        yield key or "(top level)", node
-
-
 def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
     """``(where, text)`` to scan in one file: keys for JSON/YAML and safetensors metadata, lines otherwise."""
     if path.suffix == ".safetensors":
@@ -193,7 +180,7 @@ def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
                 data = f.metadata() or {}
         except Exception:  # not a readable safetensors file: nothing to scan in its header
             return
-        yield from ((f"metadata key `{k}`", v) for k, v in _strings(data))
+        yield from ((f"metadata key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
         return
     if path.suffix.lower() in _SKIP_SUFFIXES:
         return
@@ -210,7 +197,7 @@ def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
     except (ValueError, yaml.YAMLError):
         pass
     if data is not None:
-        yield from ((f"key `{k}`", v) for k, v in _strings(data))
+        yield from ((f"key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
     else:
         yield from ((f"line {i}", line) for i, line in enumerate(text.splitlines(), 1))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -68,13 +69,25 @@ def placeholder(what: str) -> str:
     return f"{PLACEHOLDER} {what}>>"
 
 
-def find_placeholders(node: Any, key: str = "") -> list[tuple[str, str]]:
-    """``[(dotted field, value)]`` of every string in a spec mapping that is still a placeholder."""
+def leaves(node: Any, key: str = "", keys: bool = False) -> Iterator[tuple[str, Any]]:
+    """``(dotted path, value)`` of every leaf of a JSON/YAML structure (``a.b[0]``); with `keys`, each
+    string key too (``a.b (the key itself)``)."""
     if isinstance(node, dict):
-        return [hit for k, v in node.items() for hit in find_placeholders(v, f"{key}.{k}" if key else str(k))]
-    if isinstance(node, list):
-        return [hit for i, v in enumerate(node) for hit in find_placeholders(v, f"{key}[{i}]")]
-    return [(key, node)] if isinstance(node, str) and PLACEHOLDER in node else []
+        for k, v in node.items():
+            sub = f"{key}.{k}" if key else str(k)
+            yield from leaves(v, sub, keys)
+            if keys and isinstance(k, str):
+                yield f"{sub} (the key itself)", k
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from leaves(v, f"{key}[{i}]", keys)
+    else:
+        yield key or "(top level)", node
+
+
+def find_placeholders(node: Any) -> list[tuple[str, str]]:
+    """``[(dotted field, value)]`` of every string in a spec mapping that is still a placeholder."""
+    return [(k, v) for k, v in leaves(node) if isinstance(v, str) and PLACEHOLDER in v]
 
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
