@@ -256,8 +256,6 @@ class LegalPlan:
     family: Family
     license: str
     files: dict[str, Path] = field(default_factory=dict)
-    model_type: str | None = None
-    snapshot: Path | None = None
 
     def context(self) -> dict:
         """The card's `legal` section."""
@@ -316,7 +314,7 @@ def plan_legal(ls: LoadedSpec, meta: NLAMeta, base_id: str, checkpoint: Path) ->
                     family.display,
                     family.name_prefix,
                 )
-    return LegalPlan(family, license, files, model_type, snapshot)
+    return LegalPlan(family, license, files)
 
 
 def copy_legal(plan: LegalPlan, dest: Path) -> dict[str, dict]:

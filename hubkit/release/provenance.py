@@ -92,10 +92,8 @@ def table_info(path: Path) -> dict:
     return info
 
 
-def eval_summary(ev: dict | None, eval_path: Path | None) -> dict | None:
+def eval_summary(ev: dict, eval_path: Path) -> dict:
     """What provenance.json records about the eval behind the card."""
-    if ev is None or eval_path is None:
-        return None
     table = ev.get("inputs", {}).get("table", {})
     return {
         "file": constants.EVAL_FILE,
@@ -209,7 +207,6 @@ def training_data(ls: LoadedSpec) -> list[dict]:
 
     Tables without a sidecar are listed with ``corpus: None`` (their origin is not recorded).
     """
-
     out = []
     for i, value in enumerate(ls.spec.training_data):
         path = ls.existing(value, f"training_data[{i}]", "file")
