@@ -38,7 +38,7 @@ from hubkit.release.context import card_base_model, common_context, write_model_
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.families import plan_legal
 from hubkit.release.honesty import CitedEval, copy_output, read_eval
-from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, retraction, write_half
+from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, write_half
 from hubkit.release.provenance import (
     Bundle,
     RepoTarget,
@@ -158,7 +158,7 @@ def build_pair(
     for role, half in halves.items():
         target = RepoTarget(role, spec.repos[role], "model", role, spec.tag, spec.private)
         dest = out / target.folder
-        reason = retraction(ls, role)
+        reason = spec.retraction(role)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(eval_path, dest / constants.EVAL_FILE)  # before write_half rewrites its local paths
         shipped, export = exports.get(role, (half, None))
@@ -275,7 +275,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     scales = public.public_tree(scales)
     for p, half in halves:
         name = p.name
-        for rel, rec in write_half(half, dest / name, legacy_pt, retraction(ls, name), public).items():
+        for rel, rec in write_half(half, dest / name, legacy_pt, spec.retraction(name), public).items():
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
@@ -396,15 +396,10 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         "total_rows": total,
     }
     card = cards.dataset_card(
-        context,
-        license=spec.license,
-        tags=spec.card.tags,
-        language=spec.card.language,
-        configs=[{"config_name": "default", "data_files": configs}],
-        rows=total,
+        context, cards_dir, tags=spec.card.tags, rows=total, license=spec.license,
+        language=spec.card.language or None, configs=[{"config_name": "default", "data_files": configs}],
         pretty_name=spec.card.title,
-        cards_dir=cards_dir,
-    )
+    )  # fmt: skip
     (dest / constants.CARD_FILE).write_text(card)
     write_provenance(
         dest,

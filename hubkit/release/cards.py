@@ -154,56 +154,19 @@ def _card(card_class: type, data: Any, template: str, context: dict, cards_dir: 
 
 
 def model_card(
-    context: dict,
-    *,
-    template: str,
-    license: str,
-    base_model: str | None,
-    eval_results: list,
-    license_name: str | None = None,
-    license_link: str | None = None,
-    model_name: str,
-    datasets: list[str],
-    tags: list[str],
-    language: list[str],
-    cards_dir: str | Path | None = None,
+    context: dict, template: str, cards_dir: str | Path | None, *, tags: list[str], **header: Any
 ) -> str:
-    """A model card: ``ModelCardData`` header (base model, library, license, tags, datasets, model-index) + body."""
-    data = ModelCardData(
-        base_model=base_model,
-        library_name=LIBRARY_NAME,
-        license=license,
-        license_name=license_name,
-        license_link=license_link,
-        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
-        datasets=datasets or None,
-        language=language or None,
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
+    """A model card: ``ModelCardData`` header (`header`: base model, license, datasets, model-index…) + body."""
+    data = ModelCardData(library_name=LIBRARY_NAME, tags=list(dict.fromkeys([*BASE_TAGS, *tags])), **header)
     return _card(ModelCard, data, template, context, cards_dir)
 
 
 def dataset_card(
-    context: dict,
-    *,
-    license: str,
-    tags: list[str],
-    language: list[str],
-    configs: list[dict],
-    rows: int,
-    pretty_name: str | None,
-    cards_dir: str | Path | None = None,
+    context: dict, cards_dir: str | Path | None, *, tags: list[str], rows: int, **header: Any
 ) -> str:
-    """A dataset card: ``DatasetCardData`` header (license, tags, size, parquet configs) + body."""
-    data = DatasetCardData(
-        license=license,
-        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
-        language=language or None,
-        size_categories=[size_category(rows)],
-        pretty_name=pretty_name,
-        configs=configs,
-    )
+    """A dataset card: ``DatasetCardData`` header (`header`: license, language, parquet configs…) + body."""
+    tags = list(dict.fromkeys([*BASE_TAGS, *tags]))
+    data = DatasetCardData(tags=tags, size_categories=[size_category(rows)], **header)
     return _card(DatasetCard, data, DATASET_TEMPLATE, context, cards_dir)
 
 

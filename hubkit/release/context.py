@@ -196,9 +196,9 @@ def write_model_repo(
         **kind_specific,
     }
     card = cards.model_card(
-        context, template=template, **legal.card_header(), base_model=base_id, eval_results=eval_results,
-        model_name=target.repo_id, datasets=spec.datasets, tags=tags, language=spec.card.language,
-        cards_dir=cards_dir,
+        context, template, cards_dir, tags=tags, **legal.card_header(), base_model=base_id,
+        eval_results=eval_results or None, model_name=target.repo_id, datasets=spec.datasets or None,
+        language=spec.card.language or None,
     )  # fmt: skip
     legal.check_card(card, template)
     (dest / constants.CARD_FILE).write_text(card)

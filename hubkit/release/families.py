@@ -200,9 +200,11 @@ def legal_files(
     """``{name in the repo: source file}``: each required file (refused when absent), each optional
     file found, and every file the spec names. Spec paths win over the snapshot's."""
     out: dict[str, Path] = {}
-    for legal in family.required:
+    for legal in (*family.required, *family.optional):
         src = named.get(legal.name) or _find(snapshot, legal)
-        if src is None:
+        if src is not None:
+            out[legal.name] = src
+        elif legal in family.required:
             where = (
                 f"the base model folder {snapshot}" if snapshot else "no local base model folder was found"
             )
@@ -211,11 +213,6 @@ def legal_files(
                 f"it usually comes from {legal.source}. Name it in the spec as `legal_files: "
                 f"{{{legal.name}: path/to/file}}`"
             )
-        out[legal.name] = src
-    for legal in family.optional:
-        src = named.get(legal.name) or _find(snapshot, legal)
-        if src is not None:
-            out[legal.name] = src
     for name, src in named.items():
         out.setdefault(name, src)
     return dict(sorted(out.items()))

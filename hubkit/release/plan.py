@@ -164,12 +164,6 @@ def write_half(
     return sources
 
 
-def retraction(ls: LoadedSpec, name: str) -> str | None:
-    """The retraction reason the spec gives checkpoint `name` (``av``/``ar`` or a step folder), if any."""
-    c = ls.spec.correction_for(name)
-    return c.reason if c else None
-
-
 def check_corrections(ls: LoadedSpec, names: list[str]) -> None:
     """Every correction must name a checkpoint this release publishes."""
     for i, c in enumerate(ls.spec.corrections):

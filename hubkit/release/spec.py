@@ -281,8 +281,9 @@ class ReleaseSpec:
         """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
         return self.tag if self.kind == "pair" else self.partner_revision
 
-    def correction_for(self, checkpoint: str) -> Correction | None:
-        return next((c for c in self.corrections if c.checkpoint == checkpoint), None)
+    def retraction(self, checkpoint: str) -> str | None:
+        """The retraction reason the spec gives `checkpoint` (``av``/``ar`` or a step folder), if any."""
+        return next((c.reason for c in self.corrections if c.checkpoint == checkpoint), None)
 
 
 @dataclass
