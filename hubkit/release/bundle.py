@@ -134,9 +134,8 @@ def build_pair(
         )
     train = _train_eval(ls, halves, ev)
     if "av" in halves:
-        scale = honesty.injection_scale(
-            halves["av"].meta, halves["av"].meta_file, halves["av"].source, ls.base_model
-        )
+        av = halves["av"]
+        scale = honesty.injection_scale(av.meta, av.meta_file, av.source, ls.base_model)
     else:  # an AR alone: the eval's AV scale against the base, for the card (the AV's release refuses OOD)
         ar = halves["ar"]
         scale = honesty.measure_scale(
@@ -183,43 +182,6 @@ def build_pair(
     return targets
 
 
-def _plan_points(
-    ls: LoadedSpec, run: Path, points: list[TrajectoryPoint], nla: dict, eval_path: Path
-) -> list[tuple[TrajectoryPoint, PlannedCheckpoint]]:
-    """Each checkpoint eval.json lists, planned and checked against the hashes it recorded."""
-    halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]] = []
-    role = None
-    for p in points:
-        src = run / p.name
-        if not src.is_dir():
-            raise ReleaseError(
-                f"{eval_path}: lists checkpoint {p.name!r} but {run} has no folder of that name; "
-                "point `trajectory` at the run that was evaluated"
-            )
-        half = plan_half(src, role, "trajectory", ls.path)
-        role = role or half.meta.role
-        label = f"{half.meta.role.upper()} {p.name}"
-        honesty.check_hashes(half.shipped_sources(), getattr(p, half.meta.role).files, eval_path, src, label)
-        honesty.check_meta_against_eval(half.meta, nla, half.meta_file, eval_path)
-        halves.append((p, half))
-    return halves
-
-
-def _check_fixed_partner(
-    ev: dict, halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]], role: str
-) -> None:
-    other_role = "ar" if role == "av" else "av"
-    fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{other_role}")
-    if not (fixed and Path(fixed["path"]).is_dir()):
-        return
-    fixed_meta = NLAMeta.load(fixed["path"])
-    fixed_file = Path(fixed["path"]) / constants.META_FILE
-    for _, half in halves:
-        pair = (half.meta, fixed_meta) if role == "av" else (fixed_meta, half.meta)
-        files = (half.meta_file, fixed_file) if role == "av" else (fixed_file, half.meta_file)
-        honesty.check_pair_metas(*pair, *files)
-
-
 def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
     """Check every evaluated checkpoint, then write them as ``step_*/`` folders of one repo."""
     spec = ls.spec
@@ -244,9 +206,32 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         log.warning(
             "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
         )
-    halves = _plan_points(ls, run, points, ev["nla"], eval_path)
-    role = halves[0][1].meta.role
-    _check_fixed_partner(ev, halves, role)
+    # each checkpoint eval.json lists, planned and checked against the hashes it recorded
+    halves: list[tuple[TrajectoryPoint, PlannedCheckpoint]] = []
+    role = None
+    for p in points:
+        src = run / p.name
+        if not src.is_dir():
+            raise ReleaseError(
+                f"{eval_path}: lists checkpoint {p.name!r} but {run} has no folder of that name; "
+                "point `trajectory` at the run that was evaluated"
+            )
+        half = plan_half(src, role, "trajectory", ls.path)
+        role = half.meta.role
+        label = f"{role.upper()} {p.name}"
+        honesty.check_hashes(half.shipped_sources(), getattr(p, role).files, eval_path, src, label)
+        honesty.check_meta_against_eval(half.meta, ev["nla"], half.meta_file, eval_path)
+        halves.append((p, half))
+    assert role is not None
+    # the frozen partner the eval paired every checkpoint with must be the same NLA
+    fixed = (ev["inputs"].get("checkpoints") or {}).get(f"fixed_{'ar' if role == 'av' else 'av'}")
+    if fixed and Path(fixed["path"]).is_dir():
+        fixed_meta, fixed_file = NLAMeta.load(fixed["path"]), Path(fixed["path"]) / constants.META_FILE
+        for _, half in halves:
+            if role == "av":
+                honesty.check_pair_metas(half.meta, fixed_meta, half.meta_file, fixed_file)
+            else:
+                honesty.check_pair_metas(fixed_meta, half.meta, fixed_file, half.meta_file)
     own_ars = {
         p.name: h.source / "ar" for p, h in halves if (h.source / "ar" / constants.META_FILE).is_file()
     }
@@ -256,14 +241,10 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
         eval_path,
         spec.card.co_trained_ar,
     )
-    scales = (
-        {
-            h.source.name: honesty.injection_scale(h.meta, h.meta_file, h.source, ls.base_model)
-            for _, h in halves
-        }
-        if role == "av"
-        else {}
-    )
+    scales: dict[str, dict | None] = {}
+    if role == "av":
+        for _, h in halves:
+            scales[h.source.name] = honesty.injection_scale(h.meta, h.meta_file, h.source, ls.base_model)
     last = halves[-1][1]
     base_id = card_base_model(ls, last.meta)
     legal = plan_legal(ls, last.meta, base_id, last.source)
