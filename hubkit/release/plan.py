@@ -32,7 +32,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 class PlannedCheckpoint:
     """A checkpoint folder planned for the bundle: what is copied, converted and checked."""
 
-    role: str
     source: Path
     meta: NLAMeta
     meta_file: Path
@@ -80,7 +79,7 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
     meta_file = source / constants.META_FILE
     if not meta_file.exists():
         meta_file = source / constants.AR_META_JSON
-    half = PlannedCheckpoint(meta.role, source, meta, meta_file)
+    half = PlannedCheckpoint(source, meta, meta_file)
     # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
     # step, never of an AV or AR release of its own (that half is released from its own folder)
     nested = [m.parent for m in source.rglob(constants.META_FILE) if m.parent != source]
