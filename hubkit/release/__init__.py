@@ -3,21 +3,21 @@
 `load_spec` reads and validates a spec; `build_bundle` checks it against its files and writes one
 folder per repo; `push_bundle` publishes a bundle in one commit per repo, tags it and verifies it.
 
-Modules (imports run downwards): `spec` (the YAML spec) → `families` (packaged base-family table) →
-`plan` (a checkpoint folder: copy, convert, refuse), `outputs` (eval.json, read typed by
-`hubkit.eval.report.read_eval`, and its plots), `provenance`, `attribution` (training-data credits),
-`legal` (licence id and legal files of a release), `figures` (the eval.json figures a template reads),
-`cards` (rendering the package data in ``templates/``), `honesty` (refusals), `context` (the one
-card-context builder and card writer) → `build_pair`, `build_trajectory`, `build_dataset` (one builder
-per kind) → `bundle` (`build_bundle`, manifest in `manifest`) → `push` → `commands` (the CLI command).
+Modules (imports run downwards): `spec` (the YAML spec) → `public` (local paths → published names) →
+`families` (base-family table, licence and legal files), `plan` (a checkpoint folder: copy, convert,
+refuse), `provenance` (manifest, provenance.json, training-data credits), `figures` + `cards`
+(templates in ``templates/``), `honesty` (the cited eval.json and every refusal), `context` (the card
+context and writer) → `bundle` (one builder per kind, `build_bundle`) → `push`. The command is
+`hubkit.cli.release`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hubkit.release.errors import HonestyError, PushError, ReleaseError
 
+# Imported when first used: the bundle brings torch, the push huggingface_hub.
 _EXPORTS = {
     "ReleaseSpec": "hubkit.release.spec",
     "LoadedSpec": "hubkit.release.spec",
@@ -27,28 +27,10 @@ _EXPORTS = {
     "push_bundle": "hubkit.release.push",
     "plan_text": "hubkit.release.push",
 }
-
-__all__ = [
-    "Bundle",
-    "HonestyError",
-    "LoadedSpec",
-    "PushError",
-    "ReleaseError",
-    "ReleaseSpec",
-    "build_bundle",
-    "load_spec",
-    "plan_text",
-    "push_bundle",
-]
-
-if TYPE_CHECKING:
-    from hubkit.release.bundle import Bundle, build_bundle
-    from hubkit.release.push import plan_text, push_bundle
-    from hubkit.release.spec import LoadedSpec, ReleaseSpec, load_spec
+__all__ = ["HonestyError", "PushError", "ReleaseError", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    """Import the heavier parts (torch via the bundle, huggingface_hub) only when used."""
     if name in _EXPORTS:
         import importlib
 

@@ -1,9 +1,9 @@
 """Model and dataset cards: YAML header from ``ModelCardData``/``DatasetCardData``, body from jinja2.
 
-Bodies are rendered from ``hubkit/release/templates/*.md.j2`` (package data) in a jinja2 environment with ``StrictUndefined``: a figure
-the template names but eval.json lacks is an error, never an empty cell. Number filters (``f3``,
-``pct``, ``g2``, ``n`` for counts, ``t`` for text) refuse ``None`` for the same reason. A user's ``--cards DIR`` is searched first, so
-one template can be overridden and the others kept.
+Bodies are rendered from ``templates/*.md.j2`` (package data) with ``StrictUndefined``: a figure the
+template names but eval.json lacks is an error, never an empty cell. Number filters (``f3``, ``pct``,
+``g2``, ``n`` for counts, ``t`` for text) refuse ``None`` for the same reason. A user's ``--cards DIR``
+is searched first, so one template can be overridden and the others kept.
 """
 
 from __future__ import annotations
@@ -54,10 +54,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _pct(value: Any) -> str:
-    return _number("{:.1%}")(value)
-
-
 def environment(cards_dir: str | Path | None = None):
     """A strict jinja2 environment over `cards_dir` (searched first) and the default templates."""
     paths = [str(DEFAULT_CARDS)]
@@ -79,7 +75,7 @@ def environment(cards_dir: str | Path | None = None):
         f4=_number("{:.4f}"),
         g2=_number("{:.2g}"),
         g4=_number("{:.4g}"),
-        pct=_pct,
+        pct=_number("{:.1%}"),
         n=_count,
         t=_text,
         short=lambda s: str(s)[:12],
@@ -100,10 +96,6 @@ def render_body(template: str, context: dict, cards_dir: str | Path | None = Non
         ) from exc
     except jinja2.TemplateError as exc:
         raise ReleaseError(f"card template {template}: {type(exc).__name__}: {exc}") from exc
-
-
-def _assemble(data, body: str) -> str:
-    return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
 
 
 # -- model-index --------------------------------------------------------------------------------
@@ -143,99 +135,42 @@ def pair_eval_results(report: EvalReport, dataset_type: str) -> list:
 
 def trajectory_eval_results(report: EvalReport, dataset_type: str, retracted: set[str]) -> list:
     """Per-checkpoint cosine and top-1 identification, one ``metric_config`` per step (retracted ones left out)."""
-    table, out = report.inputs["table"], []
-    for p in report.figures.trajectory.checkpoints:
-        if p.name not in retracted:
-            out.append(
-                _eval_result(
-                    table, "cosine", f"round-trip cosine (mean), {p.name}", p.cos.mean, dataset_type, p.name
-                )
-            )
-            top1 = p.identification.top1
-            out.append(
-                _eval_result(
-                    table,
-                    "identification_top1",
-                    f"identification top-1, {p.name}",
-                    top1,
-                    dataset_type,
-                    p.name,
-                )
-            )
-    return out
+    table = report.inputs["table"]
+    return [
+        _eval_result(table, metric, f"{name}, {p.name}", value, dataset_type, p.name)
+        for p in report.figures.trajectory.checkpoints
+        if p.name not in retracted
+        for metric, name, value in (
+            ("cosine", "round-trip cosine (mean)", p.cos.mean),
+            ("identification_top1", "identification top-1", p.identification.top1),
+        )
+    ]
 
 
 # -- cards --------------------------------------------------------------------------------------
-def model_card(
-    context: dict,
-    *,
-    template: str,
-    license: str,
-    base_model: str | None,
-    eval_results: list,
-    license_name: str | None = None,
-    license_link: str | None = None,
-    model_name: str,
-    datasets: list[str],
-    tags: list[str],
-    language: list[str],
-    cards_dir: str | Path | None = None,
-) -> str:
-    """A model card: ``ModelCardData`` header (base model, library, license, tags, datasets, model-index) + body."""
-    data = ModelCardData(
-        base_model=base_model,
-        library_name=LIBRARY_NAME,
-        license=license,
-        license_name=license_name,
-        license_link=license_link,
-        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
-        datasets=datasets or None,
-        language=language or None,
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
+def _card(card_class: type, data: Any, template: str, context: dict, cards_dir: str | Path | None) -> str:
     body = render_body(template, context, cards_dir)
-    return str(ModelCard(_assemble(data, body)))
+    return str(card_class(f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"))
+
+
+def model_card(
+    context: dict, template: str, cards_dir: str | Path | None, *, tags: list[str], **header: Any
+) -> str:
+    """A model card: ``ModelCardData`` header (`header`: base model, license, datasets, model-index…) + body."""
+    data = ModelCardData(library_name=LIBRARY_NAME, tags=list(dict.fromkeys([*BASE_TAGS, *tags])), **header)
+    return _card(ModelCard, data, template, context, cards_dir)
 
 
 def dataset_card(
-    context: dict,
-    *,
-    license: str,
-    tags: list[str],
-    language: list[str],
-    configs: list[dict],
-    size_category: str,
-    pretty_name: str | None,
-    cards_dir: str | Path | None = None,
+    context: dict, cards_dir: str | Path | None, *, tags: list[str], rows: int, **header: Any
 ) -> str:
-    """A dataset card: ``DatasetCardData`` header (license, tags, size, parquet configs) + body."""
-    data = DatasetCardData(
-        license=license,
-        tags=list(dict.fromkeys([*BASE_TAGS, *tags])),
-        language=language or None,
-        size_categories=[size_category],
-        pretty_name=pretty_name,
-        configs=configs,
-    )
-    body = render_body(DATASET_TEMPLATE, context, cards_dir)
-    return str(DatasetCard(_assemble(data, body)))
+    """A dataset card: ``DatasetCardData`` header (`header`: license, language, parquet configs…) + body."""
+    tags = list(dict.fromkeys([*BASE_TAGS, *tags]))
+    data = DatasetCardData(tags=tags, size_categories=[size_category(rows)], **header)
+    return _card(DatasetCard, data, DATASET_TEMPLATE, context, cards_dir)
 
 
 def size_category(n: int) -> str:
     """The Hub's size bucket for `n` rows."""
-    for limit, name in (
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-        (10_000_000, "1M<n<10M"),
-        (100_000_000, "10M<n<100M"),
-    ):
-        if n < limit:
-            return name
-    return "100M<n<1B"
-
-
-def repo_url(repo_id: str, repo_type: str = "model") -> str:
-    return f"{HUB_URL}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+    names = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M")
+    return next((name for i, name in enumerate(names) if n < 1000 * 10**i), "100M<n<1B")

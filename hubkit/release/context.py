@@ -1,13 +1,10 @@
-"""The card context: one builder for every model card (a pair half, an AV or AR alone, a trajectory).
-
-Everything a card states that is not a figure of eval.json is assembled here: the author's words
-from the spec, the NLA's layer and width, the link to the other half, how to load it, the base
-family's licence stanza and banner, the method's paper and citation, where the code lives, the
-training-data attribution and the training-distribution FVE beside the held-out figures.
-"""
+"""The card context and the writer of a model repo's card and provenance (pair half, AV or AR alone,
+trajectory): what a card states that is not a figure of eval.json (the author's words, the link to the
+other half, how to load it, the licence stanza, the method's citation, where the code lives)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -18,9 +15,13 @@ from hubkit.data.sidecar import hubkit_version
 from hubkit.eval.report import EvalReport
 from hubkit.identity import hub_id
 from hubkit.meta import NLAMeta
+from hubkit.provenance import git_state
 from hubkit.release import cards
 from hubkit.release.errors import ReleaseError
-from hubkit.release.legal import LegalPlan
+from hubkit.release.families import LegalPlan, copy_legal
+from hubkit.release.honesty import CitedEval, copy_plots
+from hubkit.release.provenance import RepoTarget, eval_summary, parents, write_provenance
+from hubkit.release.public import PublicNames
 from hubkit.release.spec import LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}
@@ -65,52 +66,36 @@ def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str
     repos, tag = spec.repos, spec.tag
     other = "ar" if role == "av" else "av"
     mine = repos["trajectory"] if spec.kind == "trajectory" else repos[role]
+    sub = [f'{role}_subfolder="{subfolder}"'] if subfolder else []
     if other not in repos:
-        return (
-            f'{role}="{mine}", {other}="<the {other.upper()} trained with it>", {role}_revision="{tag}"'
-            + (f', {role}_subfolder="{subfolder}"' if subfolder else "")
+        return ", ".join(
+            [
+                f'{role}="{mine}"',
+                f'{other}="<the {other.upper()} trained with it>"',
+                f'{role}_revision="{tag}"',
+                *sub,
+            ]
         )
     args = {role: mine, other: repos[other]}
-    other_rev = spec.other_revision()
     parts = [f'av="{args["av"]}"', f'ar="{args["ar"]}"']
-    if other_rev != tag:
+    other_rev = spec.other_revision()
+    if other_rev == tag:
+        parts.append(f'revision="{tag}"')
+    else:
         parts.append(f'{role}_revision="{tag}"')
         if other_rev:
             parts.append(f'{other}_revision="{other_rev}"')
-    else:
-        parts.append(f'revision="{tag}"')
-    if subfolder:
-        parts.append(f'{role}_subfolder="{subfolder}"')
-    return ", ".join(parts)
-
-
-def _other(spec: ReleaseSpec, role: str) -> dict | None:
-    other = "ar" if role == "av" else "av"
-    if other not in spec.repos:
-        return None
-    return {
-        "role": other,
-        "role_long": ROLE_LONG[other],
-        "repo_id": spec.repos[other],
-        "url": cards.repo_url(spec.repos[other]),
-    }
+    return ", ".join(parts + sub)
 
 
 def code_url() -> str | None:
     """hubkit's own home page, from its installed metadata (``[project.urls]``), when it declares one."""
-    import importlib.metadata
-
     try:
         meta = importlib.metadata.metadata("hubkit")
     except importlib.metadata.PackageNotFoundError:
         return None
     urls = [u.split(",", 1)[-1].strip() for u in meta.get_all("Project-URL") or []]
     return urls[0] if urls else meta.get("Home-page")
-
-
-def _code(ls: LoadedSpec, git: dict) -> dict:
-    url = ls.spec.card.code_url or code_url()
-    return {"url": url, "version": hubkit_version(), "commit": git.get("commit")}
 
 
 def common_context(ls: LoadedSpec, git: dict) -> dict:
@@ -130,24 +115,11 @@ def common_context(ls: LoadedSpec, git: dict) -> dict:
         "hub_url": cards.HUB_URL,
         "provenance": {"git_commit": git.get("commit"), "git_dirty": git.get("dirty")},
         "method": METHOD,
-        "code": _code(ls, git),
+        "code": {"url": c.code_url or code_url(), "version": hubkit_version(), "commit": git.get("commit")},
     }
 
 
-def _nla(meta: NLAMeta, base_id: str, nla: dict) -> dict:
-    """What the card states about the NLA: layer and width from the meta, the rest as eval.json measured it."""
-    return {
-        "base_model": base_id,
-        "layer": meta.layer,
-        "d_model": meta.d_model,
-        "injection_scheme": nla["injection"]["scheme"],
-        "injection_scale": nla["injection"].get("scale"),
-        "ar_num_layers": nla.get("ar_num_layers"),
-        "adapter": meta.adapter.kind,
-    }
-
-
-def train_fve(train_ev: EvalReport | None) -> dict | None:
+def _train_fve(train_ev: EvalReport | None) -> dict | None:
     """The training-distribution FVE of a second eval of the same checkpoints, or None when not measured."""
     if train_ev is None:
         return None
@@ -156,71 +128,87 @@ def train_fve(train_ev: EvalReport | None) -> dict | None:
     return {**fve, "n": rt.n, "table_sha256": train_ev.inputs["table"]["sha256"]}
 
 
-def eval_extras(ev: dict) -> list[str]:
-    """The optional eval sections (paraphrase, claim ablation, cross-pair, spliced loss, judge) this report has."""
-    figures = ev.get("figures") or {}
-    return [k for k in EVAL_EXTRAS if figures.get(k) is not None]
-
-
-def model_context(
+def write_model_repo(
     ls: LoadedSpec,
+    dest: Path,
+    target: RepoTarget,
     *,
     role: str,
-    repo_id: str,
     meta: NLAMeta,
     base_id: str,
-    ev: dict,
-    plots: list[dict],
-    legal: dict,
+    cited: CitedEval,
+    legal: LegalPlan,
+    names: PublicNames,
     training: list[dict],
-    git: dict,
+    template: str,
+    eval_results: list,
+    tags: list[str],
+    cards_dir: Path | None,
     title: str,
+    sources: dict[str, dict],
+    provenance: dict,
     subfolder: str | None = None,
     train_ev: EvalReport | None = None,
     **kind_specific: Any,
-) -> dict:
-    """The context of a model card (pair half or trajectory); `kind_specific` adds the template's own keys."""
+) -> None:
+    """Copy the legal files and plots into `dest`, then write the model card (``ModelCardData`` header, body
+    from `template`, checked to print what the base's licence asks for) and, last, ``provenance.json``.
+    `kind_specific` adds the template's own keys to the card context."""
     spec = ls.spec
-    return {
+    ev = names.public_tree(cited.data)  # the card prints eval.json values: no local paths
+    sources = sources | copy_legal(legal, dest)
+    other = "ar" if role == "av" else "av"
+    nla = ev["nla"]
+    git = git_state()
+    context = {
         **common_context(ls, git),
         "title": spec.card.title or title,
         "role": role,
         "role_long": ROLE_LONG[role],
         "role_does": ROLE_DOES[role],
-        "repo_id": repo_id,
-        "other": _other(spec, role),
-        "nla": _nla(meta, base_id, ev["nla"]),
+        "repo_id": target.repo_id,
+        "other": {
+            "role": other,
+            "role_long": ROLE_LONG[other],
+            "repo_id": spec.repos[other],
+            "url": f"{cards.HUB_URL}/{spec.repos[other]}",
+        }
+        if other in spec.repos
+        else None,
+        "nla": {  # layer and width from the meta, the rest as eval.json measured it
+            "base_model": base_id,
+            "layer": meta.layer,
+            "d_model": meta.d_model,
+            "injection_scheme": nla["injection"]["scheme"],
+            "injection_scale": nla["injection"].get("scale"),
+            "ar_num_layers": nla.get("ar_num_layers"),
+            "adapter": meta.adapter.kind,
+        },
         "load_args": load_code(spec, role, subfolder=subfolder),
         "ev": ev,
-        "plots": plots,
+        "plots": copy_plots(cited.data, cited.path, dest),
         "corrections": [asdict(c) for c in spec.corrections],
         "training_data": training,
-        "legal": legal,
-        "license": legal["license"],
-        "train_fve": train_fve(train_ev),
-        "eval_extras": eval_extras(ev),
+        "legal": legal.context(),
+        "license": legal.license,
+        "train_fve": _train_fve(train_ev),
+        "eval_extras": [k for k in EVAL_EXTRAS if (ev.get("figures") or {}).get(k) is not None],
         **kind_specific,
     }
-
-
-def write_model_card(
-    ls: LoadedSpec,
-    dest: Path,
-    context: dict,
-    legal: LegalPlan,
-    *,
-    template: str,
-    base_id: str,
-    repo_id: str,
-    eval_results: list,
-    tags: list[str],
-    cards_dir: Path | None,
-) -> None:
-    """Render a model card (``ModelCardData`` header, body from `template`), check it prints what the base's
-    licence asks for, and write it as the repo's README."""
     card = cards.model_card(
-        context, template=template, **legal.card_header(), base_model=base_id, eval_results=eval_results,
-        model_name=repo_id, datasets=ls.spec.datasets, tags=tags, language=ls.spec.card.language, cards_dir=cards_dir,
+        context, template, cards_dir, tags=tags, **legal.card_header(), base_model=base_id,
+        eval_results=eval_results or None, model_name=target.repo_id, datasets=spec.datasets or None,
+        language=spec.card.language or None,
     )  # fmt: skip
     legal.check_card(card, template)
     (dest / constants.CARD_FILE).write_text(card)
+    record = {
+        "sources": sources,
+        "eval": eval_summary(cited.data, cited.path),
+        "training_data": training,
+        "license": legal.record(),
+        "parents": parents(ls, base_id, meta, role),
+        "corrections": context["corrections"],
+        **provenance,
+    }
+    write_provenance(dest, ls, target, record, names=names)

@@ -3,15 +3,18 @@
 The table is packaged data (``families.yaml`` beside this module), read once into typed `Family`
 entries. A family is matched by the base's Hub repo id, then by its ``config.model_type``, else the
 default entry applies. Legal files come from the base's local snapshot folder or from paths the
-release spec names (``legal_files``); nothing is downloaded.
+release spec names (``legal_files``); nothing is downloaded. `plan_legal` runs before anything is
+written (a missing required file refuses the release); `copy_legal` puts the files in a repo folder.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
-from dataclasses import dataclass, replace
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,13 @@ import yaml
 
 from hubkit import models
 from hubkit.constants import FAMILIES_SCHEMA
+from hubkit.meta import NLAMeta
+from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
+from hubkit.release.spec import LoadedSpec
 from hubkit.schema import SchemaError, from_dict
+
+log = logging.getLogger(__name__)
 
 FAMILIES_FILE = Path(__file__).resolve().parent / "families.yaml"
 LICENSES_SUBDIR = "licenses"  # where `hubkit models prepare` puts a registry model's licence files
@@ -192,9 +200,11 @@ def legal_files(
     """``{name in the repo: source file}``: each required file (refused when absent), each optional
     file found, and every file the spec names. Spec paths win over the snapshot's."""
     out: dict[str, Path] = {}
-    for legal in family.required:
+    for legal in (*family.required, *family.optional):
         src = named.get(legal.name) or _find(snapshot, legal)
-        if src is None:
+        if src is not None:
+            out[legal.name] = src
+        elif legal in family.required:
             where = (
                 f"the base model folder {snapshot}" if snapshot else "no local base model folder was found"
             )
@@ -203,11 +213,6 @@ def legal_files(
                 f"it usually comes from {legal.source}. Name it in the spec as `legal_files: "
                 f"{{{legal.name}: path/to/file}}`"
             )
-        out[legal.name] = src
-    for legal in family.optional:
-        src = named.get(legal.name) or _find(snapshot, legal)
-        if src is not None:
-            out[legal.name] = src
     for name, src in named.items():
         out.setdefault(name, src)
     return dict(sorted(out.items()))
@@ -239,3 +244,85 @@ def check_model_type(family: Family, model_type: str | None, base_id: str, spec_
             f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
             "to the model these checkpoints were trained from"
         )
+
+
+@dataclass
+class LegalPlan:
+    """What a release inherits from its base: family, licence id, files to ship."""
+
+    family: Family
+    license: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def context(self) -> dict:
+        """The card's `legal` section."""
+        fam = self.family
+        return {
+            "family": fam.key,
+            "display": fam.display,
+            "license": self.license,
+            "banner": fam.banner,
+            "name_prefix": fam.name_prefix,
+            "license_url": fam.license_url,
+            "use_policy_url": fam.use_policy_url,
+            "stanza": fam.stanza_text(self.license),
+            "files": sorted(self.files),
+        }
+
+    def check_card(self, card: str, template: str) -> None:
+        """A card must print the family's banner (the Llama licences ask for it to be displayed)."""
+        if self.family.banner and self.family.banner not in card:
+            raise ReleaseError(
+                f"card template {template} does not print {self.family.banner!r}, which the {self.family.display} "
+                "licence asks every derivative to display; add `{{ legal.banner }}` to the template"
+            )
+
+    def record(self) -> dict:
+        """What provenance.json records of the licence."""
+        return {"family": self.family.key, "license": self.license, "files": sorted(self.files)}
+
+    def card_header(self) -> dict:
+        """``license`` (and ``license_name``/``license_link`` for an ``other`` licence) for ModelCardData."""
+        out = {"license": self.license}
+        if self.family.license == "other":
+            out.update(license_name=self.family.license_name, license_link=self.family.license_link)
+        return out
+
+
+def plan_legal(ls: LoadedSpec, meta: NLAMeta, base_id: str, checkpoint: Path) -> LegalPlan:
+    """Match the base family, settle the licence id and find every legal file (refused when missing)."""
+    spec = ls.spec
+    snapshot = local_snapshot([ls.base_model, meta.base_model], base_id)
+    model_type = config_model_type(checkpoint, snapshot)
+    family = match_family(base_id, model_type)
+    check_model_type(family, model_type, base_id, ls.path)
+    license = release_license(family, spec.license, ls.path, base_id)
+    named = {name: ls.existing(p, f"legal_files.{name}", "file") for name, p in spec.legal_files.items()}
+    files = legal_files(family, snapshot, named, ls.path)
+    if family.name_prefix:
+        for role in spec.pushed_roles:
+            repo_name = spec.repos[role].split("/")[-1]
+            if not repo_name.lower().startswith(family.name_prefix.lower().replace(" ", "-")):
+                log.warning(
+                    "%s: repo %s: the %s licence asks that a model built from it has %r at the beginning "
+                    "of its name",
+                    ls.path,
+                    spec.repos[role],
+                    family.display,
+                    family.name_prefix,
+                )
+    return LegalPlan(family, license, files)
+
+
+def copy_legal(plan: LegalPlan, dest: Path) -> dict[str, dict]:
+    """Copy the legal files to the root of `dest`; ``{name: {from, sha256, how}}`` for provenance."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, src in plan.files.items():
+        shutil.copyfile(src, dest / name)
+        out[name] = {
+            "from": str(src),
+            "sha256": sha256_file(src),
+            "how": f"legal file ({plan.family.display})",
+        }
+    return out

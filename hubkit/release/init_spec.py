@@ -19,9 +19,9 @@ from hubkit import constants
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.identity import public_base
 from hubkit.meta import NLAMeta
-from hubkit.release.attribution import KNOWN_CORPORA, corpus_key
 from hubkit.release.errors import ReleaseError
 from hubkit.release.families import config_model_type, local_snapshot, match_family
+from hubkit.release.provenance import KNOWN_CORPORA, corpus_key
 from hubkit.release.spec import KINDS, PLACEHOLDER, RELEASES_DIR, placeholder
 
 
@@ -37,33 +37,10 @@ def _rel(path: str | Path, root: Path) -> str:
         return str(p)
 
 
-def _recipe(run: Path) -> dict[str, Any]:
-    for stage in ("av", "ar", "grpo"):
-        copy = run / stage / constants.RECIPE_COPY
-        if copy.is_file():
-            data = yaml.safe_load(copy.read_text())
-            if isinstance(data, dict):
-                return data
-    return {}
-
-
-def _eval_file(path: Path) -> Path:
-    return path / constants.EVAL_FILE if path.is_dir() else path
-
-
-def _license(base: str | None, local: str | None) -> str:
-    """The licence of the base's family (by Hub id, then by the base's ``config.model_type``), as the
-    release itself will find it."""
-    fam = match_family(base, config_model_type(local_snapshot([local], base)))
-    return fam.license or placeholder(
-        f"the Hub licence id (the base {base or local!r} is of no known family)"
-    )
-
-
 def _eval(path: Path | None, kind: str) -> dict[str, Any]:
     if path is None:
         return {}
-    path = _eval_file(path)
+    path = path / constants.EVAL_FILE if path.is_dir() else path
     if not path.is_file():
         raise ReleaseError(f"{path}: no such eval.json (--eval)")
     ev = json.loads(path.read_text())
@@ -91,13 +68,6 @@ def _checkpoints(run: Path, ev: dict, kind: str, root: Path) -> dict[str, str]:
             )
         out[half] = _rel(found, root)
     return out
-
-
-def _repos(kind: str, repo: str | None, name: str) -> dict[str, str]:
-    stem = repo or placeholder(f"org/{name}: the Hub repo id")
-    if kind == "pair":
-        return {"av": f"{stem}-av" if repo else stem, "ar": f"{stem}-ar" if repo else stem}
-    return {kind: stem}
 
 
 def _base(recipe: dict, ev: dict, run: Path) -> tuple[str | None, str | None, int | None]:
@@ -156,11 +126,19 @@ def init_spec(
     if not run.is_dir():
         raise ReleaseError(f"{run}: no such run folder (--run)")
     ev = _eval(Path(eval_path) if eval_path else None, kind)
-    recipe = _recipe(run)
+    recipe: dict[str, Any] = {}  # the recipe copy the first stage kept
+    for stage in ("av", "ar", "grpo"):
+        copy = run / stage / constants.RECIPE_COPY
+        data = yaml.safe_load(copy.read_text()) if copy.is_file() else None
+        if isinstance(data, dict):
+            recipe = data
+            break
     base, local_base, layer = _base(recipe, ev, run)
     tables = _tables(recipe, root, kind)
     spec: dict[str, Any] = {"schema": constants.RELEASE_SPEC_SCHEMA, "kind": kind, "tag": "v0.1"}
-    spec["repos"] = _repos(kind, repo, name)
+    stem = repo or placeholder(f"org/{name}: the Hub repo id")
+    halves = ("av", "ar") if kind == "pair" else (kind,)
+    spec["repos"] = {h: f"{stem}-{h}" if repo and kind == "pair" else stem for h in halves}
     if kind in ("av", "ar", "pair"):
         spec["checkpoints"] = _checkpoints(run, ev, kind, root)
     if kind == "trajectory":
@@ -171,11 +149,15 @@ def init_spec(
         spec["license"] = placeholder("the Hub licence id of the tables")
     else:
         spec["eval"] = (
-            _rel(_eval_file(Path(eval_path)), root)
+            _rel(Path(eval_path) / constants.EVAL_FILE if Path(eval_path).is_dir() else eval_path, root)
             if eval_path
             else placeholder("the eval.json that measured these checkpoints (`hubkit eval`)")
         )
-        spec["license"] = _license(base, local_base)
+        # the licence of the base's family (by Hub id, then its config.model_type), as the release finds it
+        fam = match_family(base, config_model_type(local_snapshot([local_base], base)))
+        spec["license"] = fam.license or placeholder(
+            f"the Hub licence id (the base {base or local_base!r} is of no known family)"
+        )
         spec["training_data"] = tables
     corpora = _corpora(tables, root)
     if corpora:

@@ -20,20 +20,11 @@ from hubkit.release.spec import LoadedSpec
 
 # Files a training run leaves in a checkpoint folder that a release does not publish.
 TRAINER_FILES = frozenset(
-    {
-        "trainer_state.json",
-        "trainer_state.safetensors",
-        "training_args.bin",
-        "optimizer.pt",
-        "scheduler.pt",
-        "scaler.pt",
-        "rng_state.pth",
-    }
+    "trainer_state.json trainer_state.safetensors training_args.bin optimizer.pt scheduler.pt scaler.pt "
+    "rng_state.pth".split()
 )
-# Files the bundle writes itself (replacing any the checkpoint has).
-GENERATED = frozenset(
-    {constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE, constants.META_FILE}
-)
+# Files the bundle writes itself (replacing any the checkpoint has); the meta is rewritten from its own.
+GENERATED = frozenset({constants.CARD_FILE, constants.PROVENANCE_FILE, constants.EVAL_FILE})
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -41,7 +32,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 class PlannedCheckpoint:
     """A checkpoint folder planned for the bundle: what is copied, converted and checked."""
 
-    role: str
     source: Path
     meta: NLAMeta
     meta_file: Path
@@ -86,12 +76,10 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             f"{spec_path}: field `{field_name}`: {source} is an {meta.role.upper()} checkpoint, not an "
             f"{role.upper()}"
         )
-    meta_file = (
-        source / constants.META_FILE
-        if (source / constants.META_FILE).exists()
-        else source / constants.AR_META_JSON
-    )
-    half = PlannedCheckpoint(meta.role, source, meta, meta_file)
+    meta_file = source / constants.META_FILE
+    if not meta_file.exists():
+        meta_file = source / constants.AR_META_JSON
+    half = PlannedCheckpoint(source, meta, meta_file)
     # a checkpoint inside the checkpoint (a GRPO step's co-trained AR in ar/): part of a trajectory's
     # step, never of an AV or AR release of its own (that half is released from its own folder)
     nested = [m.parent for m in source.rglob(constants.META_FILE) if m.parent != source]
@@ -103,11 +91,7 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
             half.skipped.append(rel)
             continue
         name = p.name
-        if (
-            name in TRAINER_FILES
-            or (rel in GENERATED and rel != constants.META_FILE)
-            or name == constants.CARD_FILE
-        ):
+        if name in TRAINER_FILES or name == constants.CARD_FILE or rel in GENERATED:
             half.skipped.append(rel)
         elif rel == constants.META_FILE:
             continue
@@ -165,11 +149,8 @@ def write_half(
         for rel, rec in publish_files(dest, names).items():
             half.rewritten.add(rel)
             sources[rel] = {"from": str(half.source / rel), **rec}
-        for nested in sorted(
-            dest.rglob(constants.META_FILE)
-        ):  # a GRPO step's own AR (ar/) names its base too
-            if nested.parent == dest:
-                continue
+        # a GRPO step's own AR (ar/) names its base too
+        for nested in sorted(m for m in dest.rglob(constants.META_FILE) if m.parent != dest):
             rel = nested.relative_to(dest).as_posix()
             public_meta(NLAMeta.load(nested.parent), names).save(nested)
             half.rewritten.add(rel)
@@ -180,12 +161,6 @@ def write_half(
         "how": f"rewritten in {constants.SCHEMA_VERSION}" + (" with the retraction" if retraction else ""),
     }
     return sources
-
-
-def retraction(ls: LoadedSpec, name: str) -> str | None:
-    """The retraction reason the spec gives checkpoint `name` (``av``/``ar`` or a step folder), if any."""
-    c = ls.spec.correction_for(name)
-    return c.reason if c else None
 
 
 def check_corrections(ls: LoadedSpec, names: list[str]) -> None:

@@ -1,21 +1,85 @@
-"""``provenance.json`` of each bundle folder: release, repo, every file's sha256, code, eval, data, parents."""
+"""What a bundle records: its manifest (``release.json``, which folder goes to which repo, not pushed),
+each folder's ``provenance.json`` (release, repo, every file's sha256, code, eval, data, parents) and
+the attribution of the training data.
+
+A table's sidecar (``<table>.parquet.json``) names the corpus it was drawn from and the labelers that
+wrote its explanations. The licence and URL come from the sidecar when it records them
+(``corpus.license``, ``corpus.url``), else from the spec's ``corpora.<name>``, else from the corpora
+hubkit ships; a table whose corpus has no licence anywhere is refused, since the card would publish
+data without saying under which terms.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hubkit import constants
-from hubkit.constants import PROVENANCE_SCHEMA
+from hubkit.constants import BUNDLE_SCHEMA, PROVENANCE_SCHEMA
+from hubkit.constants import RELEASE_MANIFEST_FILE as MANIFEST_FILE
+from hubkit.data.sidecar import read_sidecar, sidecar_path
+from hubkit.errors import DataError
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.release.errors import ReleaseError
-from hubkit.release.manifest import RepoTarget
 from hubkit.release.public import PublicNames
-from hubkit.release.spec import LoadedSpec
+from hubkit.release.spec import CorpusCredit, LoadedSpec
+
+
+@dataclass
+class RepoTarget:
+    """One repo of a release and the bundle folder that holds its files."""
+
+    role: str
+    repo_id: str
+    repo_type: str
+    folder: str
+    tag: str
+    private: bool = False
+
+
+@dataclass
+class Bundle:
+    """A built release: where it lies and which folder goes to which repo."""
+
+    root: Path
+    name: str
+    kind: str
+    tag: str
+    targets: list[RepoTarget]
+    spec_sha256: str
+    schema: str = BUNDLE_SCHEMA
+
+    def folder(self, target: RepoTarget) -> Path:
+        return self.root / target.folder
+
+    def save(self) -> Path:
+        data = {k: v for k, v in asdict(self).items() if k != "root"}
+        path = self.root / MANIFEST_FILE
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, root: str | Path) -> Bundle:
+        root = Path(root)
+        path = root / MANIFEST_FILE
+        if not path.is_file():
+            raise ReleaseError(
+                f"{root}: not a release bundle (no {MANIFEST_FILE}); build one with `hubkit release NAME`"
+            )
+        try:
+            data = json.loads(path.read_text())
+            if data.get("schema") != BUNDLE_SCHEMA:
+                raise ReleaseError(
+                    f"{path}: field `schema` is {data.get('schema')!r}; expected {BUNDLE_SCHEMA!r}"
+                )
+            data["targets"] = [RepoTarget(**t) for t in data["targets"]]
+            return cls(root=root, **data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ReleaseError(f"{path}: not a valid bundle manifest ({exc})") from exc
 
 
 def table_info(path: Path) -> dict:
@@ -28,10 +92,8 @@ def table_info(path: Path) -> dict:
     return info
 
 
-def eval_summary(ev: dict | None, eval_path: Path | None) -> dict | None:
+def eval_summary(ev: dict, eval_path: Path) -> dict:
     """What provenance.json records about the eval behind the card."""
-    if ev is None or eval_path is None:
-        return None
     table = ev.get("inputs", {}).get("table", {})
     return {
         "file": constants.EVAL_FILE,
@@ -65,13 +127,10 @@ def parents(ls: LoadedSpec, base_id: str | None, meta: NLAMeta | None, role: str
     return out
 
 
-def write_provenance(
-    dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict, names: PublicNames | None = None
-) -> None:
-    """Write ``provenance.json`` last: it hashes every other file of the folder. With `names`, local
-    paths in `extra` are written as the release publishes them (`hubkit.release.public`)."""
-    if names is not None:
-        extra = names.public_tree(extra)
+def write_provenance(dest: Path, ls: LoadedSpec, target: RepoTarget, extra: dict, names: PublicNames) -> None:
+    """Write ``provenance.json`` last: it hashes every other file of the folder. Local paths in `extra`
+    are written as the release publishes them (`names`)."""
+    extra = names.public_tree(extra)
     files = sha256_files(dest)
     files.pop(constants.PROVENANCE_FILE, None)
     body = {
@@ -89,22 +148,11 @@ def write_provenance(
             "project_git": git_state(ls.root),
             "libraries": library_versions(),
         },
-        **_relative(extra, str(ls.root.resolve())),
+        **extra,
     }
     (dest / constants.PROVENANCE_FILE).write_text(
         json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
-
-
-def _relative(obj: Any, root: str) -> Any:
-    """Paths under the project root written relative to it, so provenance does not depend on where it lies."""
-    if isinstance(obj, dict):
-        return {k: _relative(v, root) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_relative(v, root) for v in obj]
-    if isinstance(obj, str) and obj.startswith(root + os.sep):
-        return Path(obj).relative_to(root).as_posix()
-    return obj
 
 
 def provenance_files(folder: str | Path) -> dict[str, str]:
@@ -113,3 +161,70 @@ def provenance_files(folder: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise ReleaseError(f"{folder}: no {constants.PROVENANCE_FILE}; rebuild the bundle")
     return {rel: rec["sha256"] for rel, rec in json.loads(path.read_text())["files"].items()}
+
+
+# Corpora that ship with hubkit (hubkit/corpus/README.md states the licence).
+KNOWN_CORPORA: dict[str, CorpusCredit] = {
+    "bundled": CorpusCredit(
+        license="CC0-1.0",
+        url=None,
+        name="hubkit bundled corpus",
+        attribution="written for hubkit; public-domain dedication",
+    ),
+}
+_HEAD = re.compile(r"\[[^\]]*\]$")  # `bundled[:40]`: the first 40 documents of `bundled`
+
+
+def corpus_key(name: str) -> str:
+    """The corpus a sidecar names, without a ``[:n]`` slice."""
+    return _HEAD.sub("", name)
+
+
+def _credit(side, ls: LoadedSpec) -> CorpusCredit | None:
+    corpus = side.corpus
+    recorded = getattr(corpus, "license", None)
+    if recorded:
+        return CorpusCredit(license=recorded, url=getattr(corpus, "url", None), name=corpus.name)
+    key = corpus_key(corpus.name)
+    return ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
+
+
+def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
+    """The corpus credit of one table's sidecar, refused (naming the spec field to add) when unknown."""
+    credit = _credit(side, ls)
+    if credit is None:
+        key = corpus_key(side.corpus.name)
+        raise ReleaseError(
+            f"{ls.path}: field `corpora.{key}.license` is needed: {field_name} {table} comes from corpus "
+            f"{side.corpus.name!r}, whose sidecar records no licence; add "
+            f"`corpora: {{{key}: {{license: <id>, url: <where it is published>}}}}`"
+        )
+    return credit
+
+
+def training_data(ls: LoadedSpec) -> list[dict]:
+    """``[{name, path, sha256, rows, corpus, license, url, attribution, labelers}]`` per training table.
+
+    Tables without a sidecar are listed with ``corpus: None`` (their origin is not recorded).
+    """
+    out = []
+    for i, value in enumerate(ls.spec.training_data):
+        path = ls.existing(value, f"training_data[{i}]", "file")
+        info = table_info(path)
+        info.update(corpus=None, license=None, url=None, attribution=None, labelers=None)
+        if sidecar_path(path).is_file():
+            try:
+                side = read_sidecar(path)
+            except DataError as exc:
+                raise ReleaseError(f"{ls.path}: field `training_data[{i}]`: {exc}") from exc
+            credit = credit_for(side, ls, "training table", Path(value).name)
+            info.update(
+                corpus=credit.name or side.corpus.name,
+                license=credit.license,
+                url=credit.url,
+                attribution=credit.attribution,
+                labelers=side.labeling
+                and sorted({side.labeling.labeler, side.labeling.auditor} - {"", None}),
+            )
+        out.append(info)
+    return out

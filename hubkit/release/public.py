@@ -4,19 +4,28 @@ project, a checkpoint's repo id, or a file's name beside the sha256 already reco
 `PublicNames` maps the folders a release knows (its base, its checkpoints, its trajectory run) to the
 names it publishes them under; `public` applies it to one value and `public_tree` to a JSON/YAML
 structure. `publish_files` rewrites the copied files that hold paths (peft's ``adapter_config.json``,
-eval.json), and `local_paths.find_local_paths` then refuses anything that is left.
+eval.json), and the bundle refuses anything `find_local_paths` finds left: it scans every text file of
+a bundle folder (JSON/YAML by key, each safetensors header) for an absolute path rooted in a top-level
+folder that exists here (``/root/…``, ``/tmp/…``, ``/home/…``), a ``~/…`` path or a Windows drive path.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
+from safetensors import safe_open
 
 from hubkit import constants
 from hubkit.identity import is_machine_path, public_base
 from hubkit.provenance import sha256_file
+from hubkit.release.spec import leaves
 
 BASE_KEY = "base_model_name_or_path"  # peft's record of the base, written as the local path it loaded
 
@@ -79,8 +88,6 @@ class PublicNames:
 
 def public_meta(meta: Any, names: PublicNames) -> Any:
     """`meta` with its base and parent checkpoint named as the release publishes them."""
-    from dataclasses import replace
-
     base = names.base_id if not meta.base_model or is_machine_path(meta.base_model) else meta.base_model
     return meta.with_updates(
         base_model=base, training=replace(meta.training, parent=names.parent(meta.training.parent))
@@ -145,3 +152,63 @@ def publish_files(dest: Path, names: PublicNames) -> dict[str, dict]:
         if rec is not None:
             out[path.relative_to(dest).as_posix()] = rec
     return out
+
+
+_CANDIDATE = re.compile(
+    r"(?<![\w:/.<>\-])(/[\w.+-]+(?:/[^\s\"'`<>|,;)\]}]*)+|~/[^\s\"'`<>]+|[A-Za-z]:\\[^\s\"'`<>]+)"
+)
+_SKIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".parquet", ".bin", ".pt", ".gguf", ".model")
+
+
+def is_local_path(text: str) -> str | None:
+    """The first absolute local path in `text`, or None."""
+    for m in _CANDIDATE.finditer(text):
+        found = m.group(1)
+        if found.startswith("~/") or re.match(r"[A-Za-z]:\\", found):
+            return found
+        top = found.split("/")[1]
+        if top and os.path.isdir("/" + top):
+            return found
+    return None
+
+
+def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` to scan in one file: keys for JSON/YAML and safetensors metadata, lines otherwise."""
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), "np") as f:
+                data = f.metadata() or {}
+        except Exception:  # not a readable safetensors file: nothing to scan in its header
+            return
+        yield from ((f"metadata key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
+        return
+    if path.suffix.lower() in _SKIP_SUFFIXES:
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return
+    data = None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        pass
+    if data is not None:
+        yield from ((f"key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
+    else:
+        yield from ((f"line {i}", line) for i, line in enumerate(text.splitlines(), 1))
+
+
+def find_local_paths(root: Path) -> list[str]:
+    """Every absolute local path in the files under `root` (hidden files included: they are pushed too),
+    each as ``FILE: WHERE holds the absolute local path 'PATH'``."""
+    return [
+        f"{p.relative_to(root).as_posix()}: {where} holds the absolute local path {found!r}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        for where, text in _scan_file(p)
+        if (found := is_local_path(text))
+    ]

@@ -15,8 +15,8 @@ from hubkit import constants, hub
 from hubkit.hub.publishing import hub_api, remote_differences
 from hubkit.hub.redaction import protect, redact
 from hubkit.provenance import sha256_files
-from hubkit.release.bundle import Bundle, RepoTarget, provenance_files
 from hubkit.release.errors import PushError, ReleaseError
+from hubkit.release.provenance import Bundle, RepoTarget, provenance_files
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,7 @@ def push_bundle(
                 private=target.private,
                 sha256s=files,
             )
-            log.info(
-                "%s: %s (%d uploaded, %d deleted, %d unchanged); tag %s %s",
-                target.repo_id,
-                f"commit {result.commit[:12]}" if result.created_commit else "no change, no commit",
-                len(result.uploaded),
-                len(result.deleted),
-                len(result.unchanged),
-                target.tag,
-                "created" if result.tag_created else "already there",
-            )
+            log.info("%s", _describe(result))
             if verify:
                 verify_remote(target, result.commit, folder, files, endpoint, token)
         except PushError:
@@ -142,13 +133,10 @@ def push_bundle(
 def _remote_head(target: RepoTarget, endpoint, token) -> str | None:
     """The commit `target`'s main branch points at now; None when the repo does not exist or cannot be read."""
     try:
-        return (
-            hub_api(endpoint, token)
-            .repo_info(target.repo_id, repo_type=target.repo_type, revision="main")
-            .sha
-        )
+        info = hub_api(endpoint, token).repo_info(target.repo_id, repo_type=target.repo_type, revision="main")
     except Exception:  # the push's own error is the one to report; this is only a description
         return None
+    return info.sha
 
 
 def _remote_now(target: RepoTarget, before: str | None, endpoint, token) -> str:
@@ -187,16 +175,16 @@ def verify_remote(
     return True
 
 
+def _describe(r: hub.PushResult) -> str:
+    what = f"commit {r.commit[:12]}" if r.created_commit else f"unchanged at {r.commit[:12]} (no new commit)"
+    return (
+        f"{r.repo_id}: {what}; {len(r.uploaded)} file(s) uploaded, {len(r.deleted)} deleted, "
+        f"{len(r.unchanged)} unchanged; tag {r.tag} "
+        f"{'created' if r.tag_created else 'already there'}"
+    )
+
+
 def summary_text(pushed: list[PushedRepo]) -> str:
-    lines = []
-    for p in pushed:
-        r = p.result
-        what = (
-            f"commit {r.commit[:12]}" if r.created_commit else f"unchanged at {r.commit[:12]} (no new commit)"
-        )
-        lines.append(
-            f"{r.repo_id}: {what}; {len(r.uploaded)} file(s) uploaded, {len(r.deleted)} deleted; tag {r.tag} "
-            f"{'created' if r.tag_created else 'already there'}; remote sha256 "
-            f"{'verified' if p.verified else 'not checked'}"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        f"{_describe(p.result)}; remote sha256 {'verified' if p.verified else 'not checked'}" for p in pushed
+    )

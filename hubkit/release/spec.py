@@ -5,20 +5,14 @@ A spec says *what* to publish (checkpoints, a trajectory run folder or dataset f
 (intended use, limitations, citation, corrections). Relative paths are relative to the project root:
 the folder that holds ``releases/`` (or the spec's own folder when it is not in one).
 
-Example (``releases/example-pair.yaml`` holds a complete one)::
-
-    kind: pair
-    tag: v0.1
-    license: apache-2.0              # optional: the base family's licence by default
-    repos: {av: my-org/nla-av, ar: my-org/nla-ar}
-    checkpoints: {av: runs/x/av/step_000200, ar: runs/x/ar/step_000200}
-    eval: evals/x/eval.json
-    card: {intended_use: ..., limitations: ..., citation: ...}
+``releases/example-pair.yaml`` is a complete example.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +22,6 @@ import yaml
 from hubkit.constants import RELEASE_SPEC_SCHEMA as SPEC_SCHEMA
 from hubkit.provenance import sha256_file
 from hubkit.release.errors import ReleaseError
-from hubkit.release.licence_ids import licence_problem
 from hubkit.schema import SchemaError, from_dict
 
 RELEASES_DIR = "releases"
@@ -39,6 +32,35 @@ KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
 ROLES = ("av", "ar", "trajectory", "dataset")
 FORMATS = ("hubkit", "reference")  # how the halves are laid out in their repos
 
+# The licence ids the Hub accepts in a card's `license:` field (its documented list); a release whose
+# spec names another id would publish a card the Hub shows as unlicensed.
+HUB_LICENCE_IDS = frozenset(
+    """
+    apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
+    bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc
+    cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0
+    cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0
+    cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1
+    eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c
+    ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa
+    unlicense zlib pddl lgpl-lr deepfloyd-if-license fair-noncommercial-research-license llama2 llama3
+    llama3.1 llama3.2 llama3.3 llama4 gemma unknown other
+    """.split()
+)
+
+
+def licence_problem(value: str) -> str | None:
+    """Why `value` is not a Hub licence id (with the nearest ids), or None when it is one."""
+    if value in HUB_LICENCE_IDS:
+        return None
+    near = difflib.get_close_matches(value.lower(), sorted(HUB_LICENCE_IDS), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    return (
+        f"{value!r} is not a Hub licence id; {hint}use one the Hub lists (apache-2.0, mit, cc-by-4.0, …; "
+        "see huggingface.co/docs/hub/repositories-licenses)"
+    )
+
+
 PLACEHOLDER = "<<fill in:"
 """Start of every value `hubkit release init` leaves for the author; `load_spec` refuses any left."""
 
@@ -47,13 +69,25 @@ def placeholder(what: str) -> str:
     return f"{PLACEHOLDER} {what}>>"
 
 
-def find_placeholders(node: Any, key: str = "") -> list[tuple[str, str]]:
-    """``[(dotted field, value)]`` of every string in a spec mapping that is still a placeholder."""
+def leaves(node: Any, key: str = "", keys: bool = False) -> Iterator[tuple[str, Any]]:
+    """``(dotted path, value)`` of every leaf of a JSON/YAML structure (``a.b[0]``); with `keys`, each
+    string key too (``a.b (the key itself)``)."""
     if isinstance(node, dict):
-        return [hit for k, v in node.items() for hit in find_placeholders(v, f"{key}.{k}" if key else str(k))]
-    if isinstance(node, list):
-        return [hit for i, v in enumerate(node) for hit in find_placeholders(v, f"{key}[{i}]")]
-    return [(key, node)] if isinstance(node, str) and PLACEHOLDER in node else []
+        for k, v in node.items():
+            sub = f"{key}.{k}" if key else str(k)
+            yield from leaves(v, sub, keys)
+            if keys and isinstance(k, str):
+                yield f"{sub} (the key itself)", k
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from leaves(v, f"{key}[{i}]", keys)
+    else:
+        yield key or "(top level)", node
+
+
+def find_placeholders(node: Any) -> list[tuple[str, str]]:
+    """``[(dotted field, value)]`` of every string in a spec mapping that is still a placeholder."""
+    return [(k, v) for k, v in leaves(node) if isinstance(v, str) and PLACEHOLDER in v]
 
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -144,9 +178,8 @@ class ReleaseSpec:
     parents: list[Parent] = field(default_factory=list)
     private: bool = False
     name: str | None = None
-    format: str = (
-        "hubkit"  # "reference": the halves in the reference layout (`hubkit export --format reference`)
-    )
+    # "reference": the halves in the reference layout (`hubkit export --format reference`)
+    format: str = "hubkit"
     schema: str = SPEC_SCHEMA
 
     def __post_init__(self) -> None:
@@ -154,8 +187,6 @@ class ReleaseSpec:
             raise ValueError(f"`schema` must be {SPEC_SCHEMA!r}, got {self.schema!r}")
         if not _TAG_RE.match(self.tag):
             raise ValueError(f"`tag` {self.tag!r} is not a valid tag name (letters, digits, '.', '_', '-')")
-        if self.license is not None and not self.license.strip():
-            raise ValueError("`license` must not be empty (a Hub license id such as apache-2.0, mit, gemma)")
         if self.license is not None and licence_problem(self.license):
             raise ValueError(f"`license` {licence_problem(self.license)}")
         for name in self.legal_files:
@@ -250,8 +281,9 @@ class ReleaseSpec:
         """The revision of the other half: this release's tag for a pair, else `partner_revision` (main when unset)."""
         return self.tag if self.kind == "pair" else self.partner_revision
 
-    def correction_for(self, checkpoint: str) -> Correction | None:
-        return next((c for c in self.corrections if c.checkpoint == checkpoint), None)
+    def retraction(self, checkpoint: str) -> str | None:
+        """The retraction reason the spec gives `checkpoint` (``av``/``ar`` or a step folder), if any."""
+        return next((c.reason for c in self.corrections if c.checkpoint == checkpoint), None)
 
 
 @dataclass

@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 
 from hubkit import constants as C
 from hubkit.meta import NLAMeta
-from hubkit.release.bundle import MANIFEST_FILE, Bundle, build_bundle
+from hubkit.release.bundle import Bundle, build_bundle
 from hubkit.release.errors import ReleaseError
+from hubkit.release.provenance import MANIFEST_FILE
 
 from .conftest import CARD, trajectory_spec, write_spec
 

@@ -11,7 +11,7 @@ import yaml
 
 from hubkit.release.bundle import build_bundle
 from hubkit.release.errors import ReleaseError
-from hubkit.release.local_paths import find_local_paths, is_local_path
+from hubkit.release.public import find_local_paths, is_local_path
 
 from .conftest import trajectory_spec, write_spec
 
@@ -23,7 +23,7 @@ def _all_files(root: Path) -> list[Path]:
 def test_pair_bundle_has_no_absolute_path(project):
     out = project["root"] / "out"
     build_bundle(write_spec(project), out)
-    found = [f.describe() for f in find_local_paths(out)]
+    found = find_local_paths(out)
     assert found == [], "\n".join(found)
     # independent check: no file's bytes contain this machine's project or base folders
     needles = [str(project["root"].resolve()).encode(), str(Path(project["base"]).resolve()).encode()]
@@ -57,11 +57,11 @@ def test_a_remaining_path_is_refused_naming_file_and_line(project):
 
 
 def test_a_structured_file_names_the_key(tmp_path):
-    from hubkit.release.local_paths import find_local_paths
+    from hubkit.release.public import find_local_paths
 
     (tmp_path / "x.json").write_text(json.dumps({"made_on": {"dirs": ["ok", "/tmp/somewhere/else"]}}))
     (tmp_path / "y.yaml").write_text("a: {b: ~/models/base}\n")
-    assert [f.describe() for f in find_local_paths(tmp_path)] == [
+    assert find_local_paths(tmp_path) == [
         "x.json: key `made_on.dirs[1]` holds the absolute local path '/tmp/somewhere/else'",
         "y.yaml: key `a.b` holds the absolute local path '~/models/base'",
     ]
