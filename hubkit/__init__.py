@@ -1,31 +1,17 @@
 """hubkit: train, evaluate, publish and load Natural Language Autoencoders (NLAs).
 
-Map of the package. Imports run one way, down this list: a layer imports only from layers above it.
+Map of the package, top to bottom. A module imports only from its own layer and the layers above it,
+and never in a circle (`tests/test_import_graph.py` checks both against this list, imports inside
+functions included). ARCHITECTURE.md says what each part is for and where extensions go.
 
-Core (no torch on import unless marked *):
-    constants, errors, schema      fixed names, the error classes, the strict dataclass reader
-    meta/                          NLAMeta (`schema: hubkit.nla/1`) + one reader per published dialect
-                                   (dialects/, a registry with priorities); also writes the reference keys
-    identity, layers, model_registry  "same base model"; the default NLA layer; offline models (models.yaml)
-    precision, cache               dtype auto / device check / thread policy; the cache folder
-    scale_lint                     the injection-scale lint on embedding and residual norms
-    vectors, vectors_io*           the one vector validator and parquet column reader; vector/text files
-    arch*, loading*, heads*        base families by model_type, model/adapter/tokenizer loading, AR heads
-    injection/*                    scheme registry (embedding_replace, residual_add), plans, hooks
-    verbalizer*, reconstructor*, pair*, metrics*   AV, AR, the pair and round-trip metrics
-    hub/                           resolving (core) and publishing/remote comparison (release)
-    engines/*                      generation on transformers or vLLM (local or `vllm serve`)
-    checkpoint*, models*           checkpoint writing/verification; offline GGUF models prepared once
-Stages:
-    data/                          corpus, extract, split, label (labeler registry), build, sidecars
-    train/                         recipes, SFT for AV and AR, GRPO, trajectories, resume
-    eval/                          round trip, controls, identification, paraphrase, claims, cross-pair,
-                                   typed eval.json sections (sections.py), plots, `evaluate` module
-Publishing:
-    release/                       spec, plan, provenance, families/legal files, cards, bundles, push
-    localhub/                      a Hub-API server with access control, for offline use and tests
-Top (imports anything above):
-    cli/, check, demo/          the `hubkit` command, the checkpoint lint, the offline demo
+    1 base: constants errors registry schema layers provenance metrics processes cache precision arch
+        vectors vectors_io heads adapter_check model_registry
+    2 metadata: identity meta scale_lint lora_state checkpoint hub
+    3 models: models loading base_access injection engines
+    4 halves: verbalizer reconstructor testing
+    5 stages: data train export inspection pair eval
+    6 publishing: release localhub
+    7 top: check demo cli hubkit
 """
 
 from __future__ import annotations

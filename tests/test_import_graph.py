@@ -131,3 +131,40 @@ def test_relative_and_from_imports_resolve_to_modules() -> None:
     assert _imported(node, "hubkit.z", False, modules) == {"hubkit.x", "hubkit.x.y"}
     node = ast.parse("import hubkit.z").body[0]
     assert _imported(node, "hubkit.z", False, modules) == set()  # a module is not its own import
+
+
+def _unit(module: str) -> str:
+    """The package map's name for a module: its top-level module or package under hubkit."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "hubkit"
+
+
+def _package_map() -> dict[str, int]:
+    """Layer number of every name in the map at the top of hubkit/__init__.py."""
+    layers: dict[str, int] = {}
+    current = None
+    for line in (hubkit.__doc__ or "").splitlines():
+        head, sep, names = line.strip().partition(": ")
+        number = head.split(" ")[0]
+        if line.startswith("    ") and sep and number.isdigit():
+            current = int(number)
+        elif not (line.startswith("        ") and current is not None):
+            current = None
+            continue
+        for name in (names if sep and number.isdigit() else line).split():
+            assert name not in layers, f"{name} is listed twice in the package map"
+            layers[name] = current
+    return layers
+
+
+def test_package_map_is_true() -> None:
+    layers = _package_map()
+    edges, _ = _graph()
+    assert {_unit(m) for m in edges} == set(layers), "the package map lists exactly hubkit's modules and packages"
+    upward = sorted(
+        f"{source} (layer {layers[_unit(source)]}) imports {target} (layer {layers[_unit(target)]})"
+        for source, targets in edges.items()
+        for target in targets
+        if layers[_unit(target)] > layers[_unit(source)]
+    )
+    assert upward == []
