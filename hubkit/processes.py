@@ -23,21 +23,15 @@ def rank_world() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
-    _join()
     import torch.distributed as dist
 
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
 def is_main() -> bool:
     return rank_world()[0] == 0
-
-
-def _join() -> None:
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
 
 
 def local_device(device: str | None) -> str | None:

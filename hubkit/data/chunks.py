@@ -16,8 +16,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,6 @@ def _prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool) ->
     return False
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class ChunkRecord:
     rows: int
@@ -146,17 +140,15 @@ class ChunkStore:
         self.chunks = {int(k): ChunkRecord(**v) for k, v in data.get("chunks", {}).items()}
 
     def _save(self) -> None:
-        _write_json_atomic(
-            self.manifest_path,
-            {
-                "schema": MANIFEST_SCHEMA,
-                "params": self.params,
-                "n_chunks": self.n_chunks,
-                "chunks": {
-                    str(k): {"rows": r.rows, "sha256": r.sha256} for k, r in sorted(self.chunks.items())
-                },
-            },
-        )
+        data = {
+            "schema": MANIFEST_SCHEMA,
+            "params": self.params,
+            "n_chunks": self.n_chunks,
+            "chunks": {str(k): asdict(r) for k, r in sorted(self.chunks.items())},
+        }
+        tmp = self.manifest_path.with_name(self.manifest_path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.manifest_path)
 
     def _clean(self) -> None:
         """Drop what an interrupted run left: stray temporaries, chunks not in the manifest, vanished chunks."""
@@ -179,10 +171,6 @@ class ChunkStore:
     def pending(self) -> list[int]:
         return [i for i in range(self.n_chunks) if i not in self.chunks]
 
-    @property
-    def complete(self) -> bool:
-        return not self.pending()
-
     def write(self, index: int, table: pa.Table) -> None:
         """Write chunk `index` (tmp, rename, then record it in the manifest)."""
         if not 0 <= index < self.n_chunks:
@@ -194,13 +182,9 @@ class ChunkStore:
         self.chunks.update(finished)
         self._save()
 
-    @property
-    def rows(self) -> int:
-        return sum(r.rows for r in self.chunks.values())
-
     def merge(self, out: str | Path, schema: pa.Schema) -> Path:
         """Stream every chunk, in order, into one parquet file at `out` (tmp then rename)."""
-        if not self.complete:
+        if self.pending():
             raise DataError(f"{self.folder}: chunks {self.pending()[:5]} are not written yet; cannot merge")
         out = Path(out)
         tmp = out.with_name(out.name + ".tmp")
@@ -214,9 +198,6 @@ class ChunkStore:
                     writer.write_table(table)
         os.replace(tmp, out)
         return out
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def write_chunk_file(folder: Path, index: int, table: pa.Table) -> ChunkRecord:
@@ -273,13 +254,7 @@ def run_chunked(
         store[0].record(finished)
         path = store[0].merge(out, schema)
         if not keep_parts:
-            store[0].remove()
+            shutil.rmtree(folder, ignore_errors=True)
         return path
 
     return processes.on_main(merge)
-
-
-def batched(items: Iterable[Any], size: int) -> list[list[Any]]:
-    """Consecutive groups of `size` (the last may be shorter)."""
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]

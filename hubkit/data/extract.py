@@ -95,17 +95,13 @@ def eligible_positions(ids: Sequence[int], special_ids: set[int], min_position: 
     return [p for p in range(min_position, len(ids)) if ids[p] not in special_ids]
 
 
-def doc_rng(seed: int, doc_id: str) -> np.random.Generator:
-    """A generator that depends only on the run's seed and the document id."""
-    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) -> list[int]:
     """Up to `k` distinct positions from `eligible`, sorted; reproducible from (seed, doc_id)."""
     if len(eligible) <= k:
         return list(eligible)
-    picks = doc_rng(seed, doc_id).choice(len(eligible), size=k, replace=False)
+    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    picks = rng.choice(len(eligible), size=k, replace=False)
     return sorted(int(eligible[i]) for i in picks)
 
 

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -167,23 +167,15 @@ class LabelCache:
         with self._lock:
             for start in range(0, len(unique), 500):
                 part = unique[start : start + 500]
-                rows = self._db.execute(
-                    "SELECT key, explanation, status, labeler, auditor, prompt_sha256, labeled_at FROM labels "
-                    f"WHERE key IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
+                query = f"SELECT * FROM labels WHERE key IN ({','.join('?' * len(part))})"
+                rows = self._db.execute(query, part).fetchall()
                 found.update({r[0]: Label(*r[1:]) for r in rows})
         return found
 
     def put_many(self, labels: dict[str, Label]) -> None:
         with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (k, v.explanation, v.status, v.labeler, v.auditor, v.prompt_sha256, v.labeled_at)
-                    for k, v in labels.items()
-                ],
-            )
+            rows = [(k, *astuple(v)) for k, v in labels.items()]  # the table's columns are Label's fields
+            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def __len__(self) -> int:
         with self._lock:
@@ -316,16 +308,10 @@ def label_table(
         part = table.slice(i * rows_per_chunk, rows_per_chunk)
         items = list(zip(part.column(PREFIX).to_pylist(), part.column(TOKEN).to_pylist()))
         labels = label_rows(items, labeler, auditor, cache)
-        columns = {
-            "explanation": [lb.explanation for lb in labels],
-            "labeler": [lb.labeler for lb in labels],
-            "auditor": [lb.auditor for lb in labels],
-            "prompt_sha256": [lb.prompt_sha256 for lb in labels],
-            "labeled_at": [lb.labeled_at for lb in labels],
-            "label_status": [lb.status for lb in labels],
-        }
         for name in LABEL_COLUMNS:
-            part = part.append_column(label_schema().field(name), pa.array(columns[name], pa.string()))
+            attr = "status" if name == "label_status" else name
+            values = pa.array([getattr(lb, attr) for lb in labels], pa.string())
+            part = part.append_column(label_schema().field(name), values)
         return part
 
     n_chunks = math.ceil(table.num_rows / rows_per_chunk)
