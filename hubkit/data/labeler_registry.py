@@ -1,14 +1,6 @@
 """Labeler backends by name: what `hubkit label --labeler NAME[:ARG]` and the demo can use.
 
-A backend is one `LabelerBackend` entry of `LABELER_BACKENDS`: a name, a line of help, whether its
-labels are audited, and a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and
-its help are derived from the registry; adding a backend is one entry plus its test.
-
-    transformers   a local causal LM writes and audits 2-3 feature lines (the way to useful explanations)
-    vllm           the same prompts on an offline vLLM engine
-    openai         the same through an OpenAI-compatible Chat Completions endpoint
-    context[:N]    model-free: quotes the last N words of the prefix, current token marked (default 10)
-
+The CLI choice and its help come from `LABELER_BACKENDS`; adding a backend is one entry plus its test.
 Importing this module does not import torch (backends import what they need when made).
 """
 
@@ -108,9 +100,6 @@ def make_pair(
         options, model=auditor_model or options.model, base_url=auditor_base_url or options.base_url
     )
     return labeler, backend.make(arg, other)  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------- backends
 
 
 def _transformers(arg: str | None, o: LabelerOptions) -> AnyLabeler:

@@ -1,11 +1,7 @@
-"""Chat backends that write and audit labels: one reply per conversation, in order; `name` goes into
-every labeled row's provenance.
+"""Chat backends that write and audit labels: one reply per conversation, in order.
 
-- `TransformersLabeler` (and `VLLMLabeler`, the same prompts on vLLM): greedy chat-template generation,
-  the reply primed with ``<explanation>`` so even a small model answers inside tags.
-- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (vLLM, llama.cpp, Ollama, hosted APIs), with a
-  thread pool, a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and
-  connection errors (honouring ``Retry-After``); other 4xx answers fail at once with the server's message.
+`OpenAIChatLabeler` retries with exponential backoff on `RETRY_STATUS` and connection errors (honouring
+``Retry-After``); other 4xx answers fail at once with the server's message.
 """
 
 from __future__ import annotations
@@ -60,9 +56,6 @@ class DirectLabeler(Protocol):
     def explain(self, prefix: str, token: str) -> str: ...
 
 
-# ---------------------------------------------------------------------------------------------- local
-
-
 class TransformersLabeler:
     """A local causal LM answering with its chat template (greedy, batched, reply primed with `prefill`)."""
 
@@ -80,12 +73,8 @@ class TransformersLabeler:
     ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
-        self.max_new_tokens, self.batch_size, self.prefill, self.stop = (
-            max_new_tokens,
-            batch_size,
-            prefill,
-            stop,
-        )
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.prefill, self.stop = prefill, stop
         self._warned_no_template = False
 
     @classmethod
@@ -192,9 +181,6 @@ def cut_after(text: str, stop: str | None) -> str:
     return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
 
-# ---------------------------------------------------------------------------------------------- HTTP
-
-
 class RateLimiter:
     """At most `per_second` request starts per second, across threads (evenly spaced)."""
 
@@ -215,7 +201,8 @@ class RateLimiter:
 
 
 class OpenAIChatLabeler:
-    """A model behind an OpenAI-compatible Chat Completions endpoint (``base_url`` ends in ``/v1``)."""
+    """A model behind an OpenAI-compatible Chat Completions endpoint (``base_url`` ends in ``/v1``): vLLM,
+    llama.cpp, Ollama, hosted APIs; a thread pool of `concurrency` requests under a rate limit."""
 
     def __init__(
         self,

@@ -1,13 +1,8 @@
 """Read a model with an NLA: every chosen token of a text or chat, its vector, explanation and round trip.
 
-`inspect_pair` runs the NLA's base on the text (extraction's own tokenization and forward, stopping
-after block L), takes the layer-L vector at each chosen position, and puts the vectors through
-`NLAPair.round_trip` (the AV batched, the AR on each text) — so vectors, explanations and cosines are
-exactly what `hubkit extract`, `hubkit explain` and `hubkit round-trip` give for them. Optionally the
-spliced loss of each position (`hubkit.eval.spliced`) is measured against its true next token.
-
-`Inspection` holds the result and writes it: ``tokens.jsonl`` (one line per position), the vectors
-(safetensors), ``transcript.txt`` (the reference's worked-example layout) and ``index.html``.
+`inspect_pair` uses extraction's own tokenization and forward and `NLAPair.round_trip`, so vectors,
+explanations and cosines are exactly what `hubkit extract`, `hubkit explain` and `hubkit round-trip`
+give for them; optionally the spliced loss of each position is measured against its true next token.
 """
 
 from __future__ import annotations
