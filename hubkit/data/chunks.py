@@ -1,12 +1,9 @@
 """Chunked, resumable parquet output shared by stage 0 (extract) and stage 2 (label).
 
-A stage splits its input into numbered units of work whose contents depend only on the input and
-the run's parameters, and writes each unit's rows to ``<parts>/chunk_00012.parquet``: first as
-``chunk_00012.parquet.tmp``, then renamed (atomic), then recorded in ``manifest.json`` (also
-replaced atomically). A run killed at any moment therefore leaves only finished chunks in the
-manifest; started again with the same parameters it skips those, redoes the one in flight (a stray
-``.tmp``, or a renamed chunk the manifest had not recorded yet), and ends with every unit written
-exactly once. `merge` then streams the chunks in order into the final table.
+Each numbered unit of work (its rows depend only on the input and the run's parameters) is written to
+``<parts>/chunk_00012.parquet.tmp``, renamed, then recorded in ``manifest.json`` (replaced atomically).
+A run killed at any moment leaves only finished chunks in the manifest; started again with the same
+parameters it redoes the rest, and every unit ends up written exactly once.
 """
 
 from __future__ import annotations
@@ -59,10 +56,8 @@ def params_sha256(params: dict[str, Any]) -> str:
 def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = False) -> bool:
     """Whether the table at `out` is already finished by a run with these `params` (then nothing is to do).
 
-    A table hubkit did not write is refused unless `overwrite`, and so is a finished table made with
-    other settings; `overwrite` deletes it and any partial run. A table merged by a run killed before
-    it wrote the sidecar is written again; leftover chunks of a finished run are removed. Several
-    processes: rank 0 decides (and deletes) alone, and every rank gets its answer.
+    A table hubkit did not write, or one made with other settings, is refused unless `overwrite` (which
+    deletes it and any partial run). Rank 0 decides (and deletes) alone; every rank gets its answer.
     """
     return processes.on_main(lambda: _prepare_output(out, params, overwrite))
 
@@ -98,11 +93,8 @@ class ChunkRecord:
 
 
 class ChunkStore:
-    """A folder of numbered parquet chunks plus a manifest of the finished ones.
-
-    `params` identify the run (inputs, settings, chunk size): resuming with different ones is refused,
-    because the chunks already written would then not fit the rest.
-    """
+    """A folder of numbered parquet chunks plus a manifest of the finished ones; `params` identify the run,
+    and resuming with different ones is refused (the chunks written would not fit the rest)."""
 
     def __init__(self, folder: str | Path, params: dict[str, Any], n_chunks: int) -> None:
         self.folder = Path(folder)
@@ -219,13 +211,11 @@ def run_chunked(
     keep_parts: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write the table at `out` chunk by chunk, resuming a run that was interrupted.
+    """Write the table at `out` chunk by chunk (`make_chunk(i)`, depending only on `i` and `params`),
+    resuming an interrupted run; `on_chunk(i, rows)` is told after each chunk is safely written.
 
-    `make_chunk(i)` computes the rows of unit `i`; it must depend only on `i` and `params`.
-    `on_chunk(i, rows)` is told after each chunk is safely written. Returns `out`. Under a launcher rank 0
-    keeps the manifest and merges, and each rank computes every `world`-th pending chunk (recorded when
-    all are done; a killed run redoes the chunks the manifest lacks); one process records each chunk as
-    it finishes.
+    Under a launcher each rank computes every `world`-th pending chunk, and rank 0 records them all when
+    all are done and merges; one process records each chunk as it finishes.
     """
     out, folder = Path(out), parts_dir(out)
     shared = processes.rank_world()[1] > 1

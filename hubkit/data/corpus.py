@@ -9,10 +9,9 @@ Sources, by what `source` names:
 - a folder of the files above (read in name order);
 - anything else: a ``datasets`` id, loaded with ``datasets.load_dataset`` (from the local cache when offline).
 
-A document's id is the row's id field when one is named, else the first 16 hex digits of the
-sha256 of its text: the same text gets the same id whatever file or order it comes from, which is
-what makes the per-document sampling and the split reproducible. Exact duplicate texts are kept
-once (logged), since the same text in two splits would leak.
+A document's id is the row's id field when one is named, else a hash of its text (`text_id`), so
+sampling and the split do not depend on file or order. Exact duplicate texts are kept once (logged):
+the same text in two splits would leak.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Stage 0: residual-stream vectors at layer L for sampled token positions of a corpus.
 
-Each document is tokenized with BOS in front and cut to ``max_length`` tokens. Documents are run in
-batches with right padding and an attention mask, and the forward stops at block L
-(`hubkit.arch.hidden_at_block`): later blocks, the final norm and the LM head never run. In each
-document, ``positions_per_doc`` positions are drawn without replacement from the real tokens at index
-``>= min_position`` that are not special tokens, by a generator seeded from (seed, doc_id), so a
-document's positions do not depend on which other documents are in the run or in its batch.
-
-Output: the activations table (`hubkit.data.tables`), written in chunks of ``docs_per_chunk``
-documents so a killed run resumes where it stopped (`hubkit.data.chunks`), plus its sidecar.
+Each document is tokenized with BOS in front, cut to ``max_length`` tokens, and run (right-padded, in
+batches) only up to block L. ``positions_per_doc`` positions are drawn without replacement from the
+non-special tokens at index ``>= min_position`` by a generator seeded from (seed, doc_id), so a
+document's positions do not depend on the other documents in the run or its batch. The activations
+table is written in resumable chunks of ``docs_per_chunk`` documents (`hubkit.data.chunks`).
 """
 
 from __future__ import annotations
@@ -16,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import arch, processes
+from hubkit import arch, models, processes
 from hubkit.data import chunks
 from hubkit.data.corpus import Corpus, Document
 from hubkit.data.sidecar import (
@@ -40,6 +38,7 @@ from hubkit.data.sidecar import (
 from hubkit.data.tables import activation_schema, vector_array
 from hubkit.errors import DataError
 from hubkit.layers import default_layer
+from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype
 from hubkit.vectors import check_vectors
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,29 @@ class ExtractConfig:
                 f"extract: `min_position` must be in 0..max_length-1 ({self.max_length - 1}), "
                 f"got {self.min_position}"
             )
+
+
+def set_threads(threads: int | None) -> int:
+    """Torch threads: `threads` when given, else hubkit's policy (physical cores available, shared by the
+    processes a launcher started on this node)."""
+    if threads:
+        torch.set_num_threads(threads)
+        return threads
+    return apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def load_base(name: str, revision: str | None, dtype: str, device: str) -> tuple[nn.Module, Any]:
+    """(model, tokenizer): an offline registry model or local folder via hubkit.models, else transformers
+    at `revision`; `dtype` may be ``auto`` (bfloat16 where the hardware runs it natively, else float32)."""
+    device = processes.local_device(device)
+    check_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if revision is None:
+        return models.load(name, dtype=torch_dtype, device=device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(name, revision=revision)
 
 
 def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:

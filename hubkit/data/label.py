@@ -11,13 +11,9 @@ table plus `hubkit.data.tables.LABEL_COLUMNS`:
   draft is kept), ``failed`` (no usable draft; ``explanation`` is empty and stage 3 drops the row);
 - ``labeler``, ``auditor``, ``prompt_sha256``, ``labeled_at`` (ISO time the label was made).
 
-A `DirectLabeler` (the model-free ``context:<n>`` quote, `hubkit.data.context_labeler`) writes the
-explanation itself: no auditor (``auditor`` is ``none``), ``prompt_sha256`` hashes its rule, nothing is
-cached (it costs less than a lookup).
-
-Labels are cached in SQLite keyed by sha256(prompt hash, labeler, auditor, prefix, token): the same
-text is labeled once across runs. Failed labels are not cached, so a later run tries them again.
-Work is chunked like stage 0: a killed run resumes without losing or repeating rows.
+A `DirectLabeler` (``context:<n>``) writes the explanation itself: ``auditor`` is ``none``,
+``prompt_sha256`` hashes its rule, nothing is cached (it costs less than a lookup). Other labels are
+cached in SQLite by `cache_key` across runs, failed ones excepted (a later run tries them again).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """A tokenizer whose own settings reproduce an AR's BOS rule.
 
-The reference critic tokenizes the AR prompt with ``add_special_tokens=True`` and can express BOS only
-through the tokenizer: an AR trained with BOS forced (``ar.add_bos: true``) on a tokenizer that has a
-BOS it never adds (SmolLM2) needs a tokenizer that adds it, and an AR trained without special tokens
-(``ar.add_bos: false``) needs one that adds none. The rule goes into ``tokenizer.json``'s
-post-processor (which the fast tokenizer applies on load), and the result is checked by tokenizing.
+The reference critic tokenizes the AR prompt with ``add_special_tokens=True``, so BOS can be expressed
+only through the tokenizer: the rule goes into ``tokenizer.json``'s post-processor (applied on load).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """``index.html``: one self-contained page to read an inspection in a browser.
 
-No network and no external script: styles and the small script are inline, and a Content-Security-Policy
-forbids every fetch. The text is rendered server-side, one ``<span class="tok">`` per token, each chosen
-token tinted by its round-trip cosine (red 0 → green 1); hovering or clicking a token (or its cell in the
-cosine strip, or its table row) shows its explanation and figures in the side panel. The table sorts by
-any column. All per-token data sits in one JSON block read once; the handlers are delegated (one
-listener per region), so the page stays responsive at a few thousand tokens.
+No network: styles and script are inline and a Content-Security-Policy forbids every fetch. Tokens are
+tinted by round-trip cosine; hovering or clicking one shows its explanation in the side panel. All
+per-token data sits in one JSON block and the handlers are delegated, so a few thousand tokens stay fast.
 """
 
 from __future__ import annotations
