@@ -154,11 +154,9 @@ def extract_documents(
     d_model = arch.hidden_size(model)
     special = _special_ids(tokenizer)
     all_ids = tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
-    picks: list[list[int]] = []
+    picks: list[list[int]] = []  # a document too short gets none (`extract` refuses it first when strict)
     for doc, ids in zip(docs, all_ids):
         eligible = eligible_positions(ids, special, config.min_position)
-        if not eligible and not config.skip_short:
-            raise DataError(_short_message(doc.doc_id, len(ids), config))
         picks.append(sample_positions(eligible, config.positions_per_doc, config.seed, doc.doc_id))
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
@@ -204,14 +202,6 @@ def extract_documents(
     )
 
 
-def _short_message(doc_id: str, n_tokens: int, config: ExtractConfig) -> str:
-    return (
-        f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
-        f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
-        "short documents, or let them be skipped (skip_short)"
-    )
-
-
 def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
     """Fail before any model work when no document (or, strictly, some document) is long enough."""
     special = _special_ids(tokenizer)
@@ -231,7 +221,12 @@ def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
             f"{len(corpus)} documents (longest: {longest} tokens with BOS); lower --min-position"
         )
     if short and not config.skip_short:
-        raise DataError(_short_message(*short[0], config) + f" ({len(short)} such documents in all)")
+        doc_id, n_tokens = short[0]
+        raise DataError(
+            f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
+            f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
+            f"short documents, or let them be skipped (skip_short) ({len(short)} such documents in all)"
+        )
     if short:
         log.warning(
             "corpus %r: %d of %d documents are shorter than min_position=%d and are skipped",

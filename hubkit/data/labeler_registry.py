@@ -74,8 +74,7 @@ def check_choice(choice: str) -> None:
 
 
 def make_labeler(choice: str, options: LabelerOptions | None = None) -> AnyLabeler:
-    backend, arg = parse_choice(choice)
-    return backend.make(arg, options or LabelerOptions())
+    return make_pair(choice, options or LabelerOptions())[0]
 
 
 def make_pair(
@@ -87,11 +86,11 @@ def make_pair(
     """(labeler, auditor) for `choice`: the auditor is the labeler unless another model/endpoint is
     named; backends that are not audited get none (naming an auditor for them is refused)."""
     backend, arg = parse_choice(choice)
-    labeler = backend.make(arg, options)
     if not backend.audited and (auditor_model or auditor_base_url):
         raise DataError(
             f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
         )
+    labeler = backend.make(arg, options)
     if not backend.audited:
         return labeler, None
     if auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url):

@@ -130,20 +130,19 @@ def _merge(model: nn.Module) -> nn.Module:
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
-def _rel_diff(got: Tensor, want: Tensor) -> float:
+def _check(what: str, got: Tensor, want: Tensor, dt: torch.dtype) -> float:
+    """The relative difference of `got` to `want`, refused above the dtype's tolerance."""
     got, want = got.float().cpu(), want.float().cpu()
-    if not (torch.isfinite(got).all() and torch.isfinite(want).all()):
-        return float("inf")
-    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
-
-
-def _check(what: str, diff: float, dt: torch.dtype) -> None:
+    diff = float("inf")
+    if torch.isfinite(got).all() and torch.isfinite(want).all():
+        diff = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
     tol = TOLERANCE[dt]
     if not diff <= tol:
         raise CheckpointError(
             f"the exported {what} differs from the checkpoint by {diff:.3e} (relative; tolerance {tol:.0e} in "
             f"{dt}); nothing was written. Export in float32 (--dtype float32) or check the adapter"
         )
+    return diff
 
 
 def _public_meta(meta: NLAMeta, **changes) -> NLAMeta:
@@ -192,8 +191,7 @@ def _export_av(
     e_embeds, e_logits, e_raws = _av_outputs(exported, vectors)
     if not torch.equal(e_embeds.cpu(), embeds.cpu()):
         raise CheckpointError("the exported AV's injected prompt embeddings differ from the checkpoint's")
-    diff = _rel_diff(e_logits, logits)
-    _check("AV's logits", diff, dt)
+    diff = _check("AV's logits", e_logits, logits, dt)
     same = sum(a == b for a, b in zip(e_raws, raws))
     return ExportReport("av", tmp, str(dt).removeprefix("torch."), diff, TOLERANCE[dt], (same, len(raws)))
 
@@ -248,6 +246,5 @@ def _export_ar(
     _public_meta(meta, ar=ar_spec).save(tmp / C.META_FILE, tokenizer=exported_tok)
     del ar, model, merged
     got = ActivationReconstructor.from_pretrained(tmp, dtype=dt).reconstruct(list(PROBE_TEXTS))
-    diff = _rel_diff(got, want)
-    _check("AR's vectors", diff, dt)
+    diff = _check("AR's vectors", got, want, dt)
     return ExportReport("ar", tmp, str(dt).removeprefix("torch."), diff, TOLERANCE[dt], notes=[did])
