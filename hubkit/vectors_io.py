@@ -49,13 +49,11 @@ def _read_npy(path: Path) -> Tensor:
 
     try:
         array = np.load(str(path), allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
                 f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
             ) from exc
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
-    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
     if not isinstance(array, np.ndarray) or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)

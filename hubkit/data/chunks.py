@@ -208,7 +208,6 @@ def run_chunked(
     make_chunk: Callable[[int], pa.Table],
     schema: pa.Schema,
     *,
-    keep_parts: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the table at `out` chunk by chunk (`make_chunk(i)`, depending only on `i` and `params`),
@@ -243,8 +242,7 @@ def run_chunked(
     def merge() -> Path:
         store[0].record(finished)
         path = store[0].merge(out, schema)
-        if not keep_parts:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         return path
 
     return processes.on_main(merge)

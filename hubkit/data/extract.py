@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
@@ -256,7 +257,6 @@ def extract(
     base_model: str,
     revision: str | None = None,
     overwrite: bool = False,
-    keep_parts: bool = False,
     on_batch: BatchCallback | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
@@ -291,17 +291,7 @@ def extract(
         callback = None if on_batch is None else (lambda done: on_batch(i, done))
         return extract_documents(model, tokenizer, docs, config, on_batch=callback)
 
-    chunks.run_chunked(
-        out,
-        params,
-        n_chunks,
-        make_chunk,
-        activation_schema(d_model),
-        keep_parts=keep_parts,
-        on_chunk=on_chunk,
-    )
-    import pyarrow.parquet as pq
-
+    chunks.run_chunked(out, params, n_chunks, make_chunk, activation_schema(d_model), on_chunk=on_chunk)
     rows = pq.ParquetFile(out).metadata.num_rows
     sidecar = DatasetSidecar(
         table="activations",

@@ -74,7 +74,6 @@ PROMPT_SHA256 = hashlib.sha256((LABELER_PROMPT + "\0" + AUDITOR_PROMPT).encode()
 
 STATUS_OK, STATUS_UNAUDITED, STATUS_FAILED = "ok", "unaudited", "failed"
 NO_AUDITOR = "none"  # the `auditor` of rows a DirectLabeler wrote
-USABLE_STATUSES = (STATUS_OK, STATUS_UNAUDITED)
 LABEL_CACHE_FILE = "labels.sqlite"
 
 _TAG = re.compile(r"</?\s*(explanation|draft|text)\s*>", re.IGNORECASE)
@@ -257,7 +256,6 @@ def label_table(
     rows_per_chunk: int = 256,
     cache: LabelCache | None = None,
     overwrite: bool = False,
-    keep_parts: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the labeled table for `source` (a split or activations table) at `out`, plus its sidecar."""
@@ -311,7 +309,7 @@ def label_table(
         return part
 
     n_chunks = math.ceil(table.num_rows / rows_per_chunk)
-    chunks.run_chunked(out, params, n_chunks, make_chunk, schema, keep_parts=keep_parts, on_chunk=on_chunk)
+    chunks.run_chunked(out, params, n_chunks, make_chunk, schema, on_chunk=on_chunk)
     done = pq.read_table(out, columns=["label_status", "labeled_at"])
     counts = Counter(done.column("label_status").to_pylist())
     times = done.column("labeled_at")
