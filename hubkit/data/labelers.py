@@ -59,6 +59,8 @@ class DirectLabeler(Protocol):
 class TransformersLabeler:
     """A local causal LM answering with its chat template (greedy, batched, reply primed with `prefill`)."""
 
+    prefill, stop = C.EXPLANATION_OPEN, C.EXPLANATION_CLOSE
+
     def __init__(
         self,
         model,
@@ -67,14 +69,11 @@ class TransformersLabeler:
         *,
         max_new_tokens: int = 96,
         batch_size: int = 8,
-        prefill: str = C.EXPLANATION_OPEN,
-        stop: str | None = C.EXPLANATION_CLOSE,
         no_repeat_ngram_size: int = 4,
     ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.prefill, self.stop = prefill, stop
         self._warned_no_template = False
 
     @classmethod
@@ -113,7 +112,6 @@ class TransformersLabeler:
             for start in range(0, len(conversations), self.batch_size):
                 prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
                 with torch.no_grad():
                     out = self.model.generate(
                         **enc,
@@ -121,7 +119,8 @@ class TransformersLabeler:
                         do_sample=False,
                         pad_token_id=pad,
                         no_repeat_ngram_size=self.no_repeat_ngram_size,
-                        **kwargs,
+                        stop_strings=[self.stop],
+                        tokenizer=tok,
                     )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
@@ -211,7 +210,6 @@ class OpenAIChatLabeler:
         *,
         api_key: str | None = None,
         max_tokens: int = 160,
-        temperature: float = 0.0,
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 1.0,
@@ -225,7 +223,7 @@ class OpenAIChatLabeler:
             )
         self.url, self.model, self.name = base_url.rstrip("/") + "/chat/completions", model, f"openai:{model}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.max_tokens, self.temperature, self.timeout = max_tokens, temperature, timeout
+        self.max_tokens, self.timeout = max_tokens, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.concurrency = max(1, concurrency)
         self.limiter = RateLimiter(requests_per_second)
@@ -237,8 +235,7 @@ class OpenAIChatLabeler:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, stream=False)
-        body["temperature"] = self.temperature
+        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
