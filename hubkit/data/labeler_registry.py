@@ -10,8 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from hubkit import engines
-from hubkit.data.context_labeler import parse_context_arg
-from hubkit.data.labelers import DirectLabeler, Labeler, OpenAIChatLabeler, TransformersLabeler, VLLMLabeler
+from hubkit.data.labelers import (
+    DirectLabeler,
+    Labeler,
+    OpenAIChatLabeler,
+    TransformersLabeler,
+    VLLMLabeler,
+    parse_context_arg,
+)
 from hubkit.errors import DataError
 from hubkit.registry import Registry
 

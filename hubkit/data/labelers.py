@@ -1,4 +1,5 @@
-"""Chat backends that write and audit labels: one reply per conversation, in order.
+"""Labelers: chat backends that write and audit labels (one reply per conversation, in order), and the
+model-free `ContextLabeler`.
 
 `OpenAIChatLabeler` retries with exponential backoff on `RETRY_STATUS` and connection errors (honouring
 ``Retry-After``); other 4xx answers fail at once with the server's message.
@@ -6,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,12 +18,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
 from hubkit import engines
 from hubkit.engines import ModelSource
-from hubkit.errors import HubkitError
+from hubkit.errors import DataError, HubkitError
 
 if TYPE_CHECKING:
     import torch
@@ -48,12 +51,84 @@ class Labeler(Protocol):
 @runtime_checkable
 class DirectLabeler(Protocol):
     """A labeler that writes each explanation itself from (prefix, token), with no model and no auditor
-    (e.g. `hubkit.data.context_labeler.ContextLabeler`). `prompt_sha256` hashes its rule, for provenance."""
+    (`ContextLabeler`). `prompt_sha256` hashes its rule, for provenance."""
 
     name: str
     prompt_sha256: str
 
     def explain(self, prefix: str, token: str) -> str: ...
+
+
+CONTEXT_TEMPLATE = 'The text ends with: "{quote}"'
+DEFAULT_WORDS = 10
+MAX_WORDS = 200
+TOKEN_OPEN, TOKEN_CLOSE = "[", "]"
+ELLIPSIS = "..."
+
+
+def mark_token(prefix: str, token: str) -> str:
+    """The prefix on one line with its final token in brackets (``the vill[age]`` for a word piece); a token the
+    prefix does not end with (a decode of part of a character) marks the last word."""
+    if token.strip() and prefix.endswith(token):
+        before = prefix[: len(prefix) - len(token)]
+        core = token.strip()
+        lead = token[: len(token) - len(token.lstrip())]
+        tail = token[len(token.rstrip()) :]
+        marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
+    else:
+        words = prefix.split()
+        head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
+        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}" if words else ""
+    return " ".join(marked.split())
+
+
+def quote_context(prefix: str, token: str, n_words: int = DEFAULT_WORDS) -> str:
+    """The last `n_words` words of the marked prefix, with ``...`` in front when some were left out."""
+    words = mark_token(prefix, token).split()
+    quote = " ".join(words[-n_words:])
+    return f"{ELLIPSIS} {quote}" if len(words) > n_words else quote
+
+
+@dataclass(frozen=True)
+class ContextLabeler:
+    """``context:<n>``, model-free: the explanation quotes the end of the text the vector was read at,
+    ``The text ends with: "... they had lunch at the [village]"`` (the last `n_words` words, the current token
+    in brackets). An NLA trained on it learns to quote context: the label that shows an NLA *reads* its
+    vectors in minutes; the LLM labelers give useful explanations."""
+
+    n_words: int = DEFAULT_WORDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_words <= MAX_WORDS:
+            raise DataError(
+                f"labeler context:{self.n_words}: the word count must be between 1 and {MAX_WORDS}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"context:{self.n_words}"
+
+    @property
+    def prompt_sha256(self) -> str:
+        """What stands for the prompt in provenance: a hash of the quoting rule and its settings."""
+        rule = "\0".join((self.name, CONTEXT_TEMPLATE, TOKEN_OPEN, TOKEN_CLOSE, ELLIPSIS))
+        return hashlib.sha256(rule.encode()).hexdigest()
+
+    def explain(self, prefix: str, token: str) -> str:
+        return CONTEXT_TEMPLATE.format(quote=quote_context(prefix, token, self.n_words))
+
+
+def parse_context_arg(arg: str | None) -> ContextLabeler:
+    """``None`` or ``""`` → the default word count; ``"12"`` → 12 words; anything else is refused."""
+    if not arg:
+        return ContextLabeler()
+    try:
+        n = int(arg)
+    except ValueError:
+        raise DataError(
+            f"labeler context:{arg}: expected a word count, e.g. context:{DEFAULT_WORDS}"
+        ) from None
+    return ContextLabeler(n)
 
 
 class TransformersLabeler:
