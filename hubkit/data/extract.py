@@ -191,16 +191,8 @@ def extract_documents(
             d_model,
             "the residual",
         )
-    return pa.Table.from_arrays(
-        [
-            pa.array(doc_col, pa.string()),
-            pa.array(pos_col, pa.int32()),
-            pa.array(tok_col, pa.string()),
-            pa.array(prefix_col, pa.string()),
-            vector_array(matrix),
-        ],
-        schema=activation_schema(d_model),
-    )
+    columns = [doc_col, pos_col, tok_col, prefix_col, vector_array(matrix)]
+    return pa.Table.from_arrays(columns, schema=activation_schema(d_model))  # lists take the schema's types
 
 
 def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:

@@ -50,14 +50,9 @@ def read_chat(path: str | Path) -> Messages:
         raise DataError(
             f"{path}: not valid JSON ({exc}); a chat file is a JSON list of {{role, content}}"
         ) from exc
-    return check_chat(data, str(path))
-
-
-def check_chat(data: object, where: str = "chat") -> Messages:
-    """`data` as a list of ``{role, content}`` messages, or a `DataError` naming the first bad item."""
     if not isinstance(data, list) or not data:
         raise DataError(
-            f'{where}: a chat must be a non-empty JSON list of {{"role": ..., "content": ...}} objects, '
+            f'{path}: a chat must be a non-empty JSON list of {{"role": ..., "content": ...}} objects, '
             f"got {type(data).__name__}{' (empty)' if isinstance(data, list) else ''}"
         )
     for i, m in enumerate(data):
@@ -67,7 +62,7 @@ def check_chat(data: object, where: str = "chat") -> Messages:
             or not isinstance(m.get("content"), str)
         ):
             raise DataError(
-                f"{where}: message {i} is not an object with string `role` and `content` "
+                f"{path}: message {i} is not an object with string `role` and `content` "
                 f'(got {json.dumps(m)[:80]}); write each message as {{"role": "user", "content": "..."}}'
             )
     return [{"role": m["role"], "content": m["content"]} for m in data]
@@ -130,8 +125,6 @@ def build_sequence(
             f"tokens, longer than the base's context of {limit}; nothing is cut: shorten the text or inspect "
             "it in parts"
         )
-    if len(ids) < 1:
-        raise DataError("the text to inspect has no tokens")
     reply = greedy_reply(model, ids, reply_tokens, stop_ids) if reply_tokens > 0 else []
     return TokenSequence(ids=ids + reply, n_prompt=len(ids), rendered=rendered, chat=chat)
 
