@@ -262,9 +262,10 @@ def extract(
     check_layer(model, config.layer, base_model)
     d_model = arch.hidden_size(model)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    corpus_info = CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus))
     params = {
         "stage": "extract",
-        "corpus": {"name": corpus.name, "sha256": corpus.sha256, "n_docs": len(corpus)},
+        "corpus": asdict(corpus_info),
         "base_model": base_model,
         "revision": revision,
         "model_fingerprint": model_fingerprint(model),
@@ -300,7 +301,7 @@ def extract(
             add_bos=config.add_bos and tokenizer.bos_token_id is not None,
             dtype=dtype,
         ),
-        corpus=CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus)),
+        corpus=corpus_info,
         columns=activation_schema(d_model).names,
         run_sha256=chunks.params_sha256(params),
         git_commit=git_commit(),

@@ -196,17 +196,6 @@ def provenance(labeler: Labeler | DirectLabeler, auditor: Labeler | None = None)
     return (auditor or labeler).name, PROMPT_SHA256
 
 
-def direct_labels(items: Sequence[tuple[str, str]], labeler: DirectLabeler) -> list[Label]:
-    """Labels a DirectLabeler writes for (prefix, token) pairs: ``ok``, or ``failed`` when empty."""
-    when = now_iso()
-    out = []
-    for prefix, token in items:
-        text = normalise(labeler.explain(prefix, token))
-        status = STATUS_OK if text else STATUS_FAILED
-        out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
-    return out
-
-
 def label_rows(
     items: Sequence[tuple[str, str]],
     labeler: Labeler | DirectLabeler,
@@ -214,10 +203,15 @@ def label_rows(
     cache: LabelCache | None = None,
 ) -> list[Label]:
     """Labels for (prefix, token) pairs, in order: cached ones reused, the rest labeled then audited
-    (a DirectLabeler writes them all itself)."""
+    (a DirectLabeler writes them all itself: ``ok``, or ``failed`` when empty)."""
     if isinstance(labeler, DirectLabeler):
         provenance(labeler, auditor)
-        return direct_labels(items, labeler)
+        when, out = now_iso(), []
+        for prefix, token in items:
+            text = normalise(labeler.explain(prefix, token))
+            status = STATUS_OK if text else STATUS_FAILED
+            out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
+        return out
     auditor = auditor or labeler
     keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
     done = cache.get_many(keys) if cache is not None else {}

@@ -26,45 +26,29 @@ from hubkit.vectors import check_vectors
 from hubkit.vectors_io import write_vectors
 from hubkit.verbalizer import stop_token_ids
 
-TOKENS_FILE, VECTORS_FILE, TRANSCRIPT_FILE, PAGE_FILE, SUMMARY_FILE = (
-    "tokens.jsonl",
-    "vectors.safetensors",
-    "transcript.txt",
-    "index.html",
-    "inspect.json",
-)
-
 
 class Inspection(InspectionData):
-    """`InspectionData` with its writers: tokens.jsonl, the page, the transcript, a whole output folder."""
-
-    def to_jsonl(self, path: str | Path) -> Path:
-        path = Path(path)
-        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
+    """`InspectionData` with its writers: the transcript, the page, a whole output folder."""
 
     def transcript(self) -> str:
         return render_transcript(self)
 
-    def to_html(self, path: str | Path | None = None) -> str:
-        """The self-contained page; written to `path` when given."""
-        page = render_page(self)
-        if path is not None:
-            Path(path).write_text(page, encoding="utf-8")
-        return page
+    def to_html(self) -> str:
+        """The self-contained page."""
+        return render_page(self)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write tokens.jsonl, vectors.safetensors, transcript.txt, index.html and inspect.json into `out_dir`."""
+        """Write tokens.jsonl (a line per position), vectors.safetensors, transcript.txt, index.html and
+        inspect.json (the summary) into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.to_jsonl(out / TOKENS_FILE)
-        write_vectors(out / VECTORS_FILE, self.vectors)
-        (out / TRANSCRIPT_FILE).write_text(self.transcript(), encoding="utf-8")
-        self.to_html(out / PAGE_FILE)
-        (out / SUMMARY_FILE).write_text(
-            json.dumps(finite(self.summary()), indent=2, ensure_ascii=False) + "\n"
-        )
+        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
+        (out / "tokens.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_vectors(out / "vectors.safetensors", self.vectors)
+        (out / "transcript.txt").write_text(self.transcript(), encoding="utf-8")
+        (out / "index.html").write_text(self.to_html(), encoding="utf-8")
+        summary = json.dumps(finite(self.summary()), indent=2, ensure_ascii=False)
+        (out / "inspect.json").write_text(summary + "\n")
         return out
 
 
