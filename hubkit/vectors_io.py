@@ -1,8 +1,5 @@
-"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column).
-
-Every file is checked the one way `hubkit.vectors.check_vectors` defines (``[N, d]``, finite, no
-all-zero row); a file that cannot be read (corrupt safetensors, a pickled object array, not parquet)
-is one `DataError` naming it.
+"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column), each
+checked by `hubkit.vectors.check_vectors`; a file that cannot be read is one `DataError` naming it.
 """
 
 from __future__ import annotations

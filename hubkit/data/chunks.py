@@ -118,12 +118,9 @@ class ChunkStore:
             ) from exc
         if data.get("schema") != MANIFEST_SCHEMA:
             raise DataError(f"{self.manifest_path}: unknown manifest schema {data.get('schema')!r}")
-        if data.get("params") != self.params or data.get("n_chunks") != self.n_chunks:
-            changed = sorted(
-                k
-                for k in set(self.params) | set(data.get("params", {}))
-                if self.params.get(k) != data.get("params", {}).get(k)
-            )
+        old = data.get("params", {})
+        if old != self.params or data.get("n_chunks") != self.n_chunks:
+            changed = sorted(k for k in {*self.params, *old} if self.params.get(k) != old.get(k))
             raise DataError(
                 f"{self.folder}: holds a partial run made with different settings (differs in: "
                 f"{', '.join(changed) or 'n_chunks'}); resume with the same settings, or delete the folder "

@@ -45,8 +45,7 @@ class LabelerBackend:
     help: str
     audited: bool  # an auditor of the same backend checks each draft (chat backends)
     make: Callable[[str | None, LabelerOptions], AnyLabeler]  # (text after `name:`, options) → labeler
-    takes_arg: bool = False
-    check_arg: Callable[[str | None], object] | None = None  # refuses a bad `arg` without making anything
+    check_arg: Callable[[str | None], object] | None = None  # takes `:ARG`; refuses a bad one, makes nothing
 
     def __post_init__(self) -> None:
         if ":" in self.name:
@@ -58,7 +57,7 @@ LABELER_BACKENDS: Registry[LabelerBackend] = Registry("labeler backend", hint="-
 
 def choice_help() -> str:
     """One line per backend, for CLI help."""
-    return "; ".join(f"{b.name}{'[:N]' if b.takes_arg else ''}: {b.help}" for b in LABELER_BACKENDS.values())
+    return "; ".join(f"{b.name}{'[:N]' if b.check_arg else ''}: {b.help}" for b in LABELER_BACKENDS.values())
 
 
 def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
@@ -67,7 +66,7 @@ def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
     if name not in LABELER_BACKENDS:
         raise DataError(f"labeler {choice!r}: unknown backend; choose one of {sorted(LABELER_BACKENDS)}")
     backend = LABELER_BACKENDS.get(name)
-    if sep and not backend.takes_arg:
+    if sep and backend.check_arg is None:
         raise DataError(f"labeler {choice!r}: {name} takes no ':' argument; pass --model/--base-url instead")
     return backend, (arg if sep else None)
 
@@ -160,7 +159,6 @@ for _backend in (
         "trained on it learns to quote context, not to explain",
         audited=False,
         make=lambda arg, o: parse_context_arg(arg),
-        takes_arg=True,
         check_arg=parse_context_arg,
     ),
 ):
