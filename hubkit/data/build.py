@@ -136,7 +136,6 @@ def build_tables(
             columns=columns,
             explanation_format=fmt,
             parents={paths[name].name: sha256_file(paths[name])},
-            run_sha256=None,
         )
         write_sidecar(path, side)
         written[name] = path

@@ -101,9 +101,11 @@ class DatasetSidecar:
     legacy: dict[str, Any] | None = None
 
     def derive(self, **changes: Any) -> DatasetSidecar:
-        """A copy for a table made from this one (new time and code version; parents set by the caller)."""
+        """A copy for a table made from this one (new time and code version, no run hash; parents set by the
+        caller)."""
         fresh = dict(created=now_iso(), git_commit=git_commit(), hubkit_version=hubkit_version())
-        return replace(self, **{"files": {}, "parents": {}, "legacy": None, **fresh, **changes})
+        cleared = {"files": {}, "parents": {}, "legacy": None, "run_sha256": None}
+        return replace(self, **{**cleared, **fresh, **changes})
 
 
 def sidecar_path(parquet: str | Path) -> Path:

@@ -139,11 +139,9 @@ def render_page(ins: Inspection) -> str:
     sp_line = ""
     if spliced and ins.spliced.frac_recovered is not None:
         sp_line = f" · spliced loss recovered {ins.spliced.frac_recovered:.3f}"
-    b = s["baseline_b"]
-    fve_mean = s["mean_fve_nrm"]
     summary = (
         f"{html.escape(str(s['base_model']))} · layer {s['layer']} · {s['positions']} of {s['n_tokens']} tokens · "
-        f"mean cos {s['mean_cos']:.3f} · mean fve_nrm {_num(fve_mean, 3)} (B {_num(b, 4)}, "
+        f"mean cos {s['mean_cos']:.3f} · mean fve_nrm {_num(s['mean_fve_nrm'], 3)} (B {_num(s['baseline_b'], 4)}, "
         f"{html.escape(s['baseline_source'])}){sp_line}"
     )
     return f"""<!DOCTYPE html>
