@@ -87,10 +87,10 @@ def recipe(args, run: Path, built: Path, nla: dict, dtype: str):
 def prepare_data(args, out: Path) -> Path:
     from hubkit import models
     from hubkit.data.build import build_from_dirs
-    from hubkit.data.context_labeler import ContextLabeler
     from hubkit.data.corpus import load_corpus
     from hubkit.data.extract import ExtractConfig, extract
     from hubkit.data.label import label_table
+    from hubkit.data.labelers import ContextLabeler
     from hubkit.data.split import split_table
 
     built = out / "data" / "built"

@@ -15,14 +15,10 @@ from torch import Tensor
 EPS = 1e-12
 
 
-def _real(v: Tensor) -> Tensor:
-    return v if v.dtype == torch.float64 else v.float()
-
-
 def unit_rows(v: Tensor) -> Tensor:
     """Rows divided by their L2 norm (float64 stays float64, anything else becomes float32; an all-zero
     row stays zero)."""
-    v = _real(v)
+    v = v if v.dtype == torch.float64 else v.float()
     return v / v.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 

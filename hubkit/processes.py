@@ -1,10 +1,7 @@
 """The processes of a ``torchrun`` / ``accelerate launch`` run, for the stages that split rows among them.
 
-`hubkit extract`, `hubkit label` and `hubkit eval` read ``RANK`` / ``WORLD_SIZE`` from the launcher;
-with more than one process they join a gloo process group (CPU tensors only: it carries row
-indices, results and errors, never model weights), each process does its share of the rows, and
-rank 0 alone writes the result, which is the single-process result row for row. A failure that
-only rank 0 sees (a bad output path, say) is sent to every rank, so all stop with the same line.
+Several processes join a gloo group (it carries row indices, results and errors, never weights); each
+does its share of the rows and rank 0 alone writes the result, the single-process result row for row.
 """
 
 from __future__ import annotations
@@ -23,21 +20,15 @@ def rank_world() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
-    _join()
     import torch.distributed as dist
 
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
 def is_main() -> bool:
     return rank_world()[0] == 0
-
-
-def _join() -> None:
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
 
 
 def local_device(device: str | None) -> str | None:

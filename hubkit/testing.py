@@ -128,10 +128,7 @@ def make_tiny_model(
     tok = make_tokenizer(chat=chat and arch != "gemma3")
     torch.manual_seed(seed)
     cfg = _config(arch, len(tok), d_model, n_layers, tok)
-    if arch == "gemma4":
-        model = Gemma4ForConditionalGeneration(cfg)
-    else:
-        model = AutoModelForCausalLM.from_config(cfg)
+    model = Gemma4ForConditionalGeneration(cfg) if arch == "gemma4" else AutoModelForCausalLM.from_config(cfg)
     model = model.to(torch.float32).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
     return TinyModel(model=model, tokenizer=tok, arch=arch)

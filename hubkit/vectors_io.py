@@ -1,12 +1,10 @@
-"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column).
-
-Every file is checked the one way `hubkit.vectors.check_vectors` defines (``[N, d]``, finite, no
-all-zero row); a file that cannot be read (corrupt safetensors, a pickled object array, not parquet)
-is one `DataError` naming it.
+"""Reading and writing vector files for the CLI: safetensors, .npy or parquet (a `vector` column), each
+checked by `hubkit.vectors.check_vectors`; a file that cannot be read is one `DataError` naming it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,13 +46,11 @@ def _read_npy(path: Path) -> Tensor:
 
     try:
         array = np.load(str(path), allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
                 f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
             ) from exc
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
-    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
     if not isinstance(array, np.ndarray) or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
@@ -109,13 +105,24 @@ def read_text_file(path: str | Path) -> str:
         ) from exc
 
 
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a bad line is a `DataError`."""
+    rows = []
+    for n, line in enumerate(read_text_file(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object per line")
+        rows.append((n, row))
+    return rows
+
+
 def read_texts(path: str | Path) -> list[str]:
-    """Explanations for `hubkit reconstruct`: one per line, or a .jsonl of ``{"text": …}`` objects.
-
-    A binary or non-UTF-8 file, or a .jsonl line that is not such an object, is one `DataError`.
-    """
-    import json
-
+    """Explanations for `hubkit reconstruct`: one per line, or a .jsonl of ``{"text": …}`` objects."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such text file")
@@ -124,18 +131,11 @@ def read_texts(path: str | Path) -> list[str]:
         raise DataError(f"{path}: holds no texts; write one explanation per line")
     if path.suffix != ".jsonl":
         return text.splitlines()
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+    rows = read_jsonl(path)
+    for n, row in rows:
+        if not isinstance(row.get("text"), str):
             raise DataError(f"{path}:{n}: expected an object with a string `text` field")
-        out.append(row["text"])
-    return out
+    return [row["text"] for _, row in rows]
 
 
 def write_vectors(path: str | Path, vectors: Annotated[Tensor, "n d_model"]) -> Path:

@@ -69,14 +69,13 @@ def extract(
 ) -> None:
     """Stage 0: residual vectors at one layer for sampled positions of a corpus (resumable)."""
     from hubkit import arch  # lazy: torch stays out of --help
-    from hubkit.data import base_model  # lazy: torch stays out of --help
-    from hubkit.data.extract import ExtractConfig, default_layer  # lazy: torch stays out of --help
+    from hubkit.data.extract import ExtractConfig, default_layer, load_base, set_threads  # lazy: torch
     from hubkit.data.extract import extract as run_extract  # lazy: torch stays out of --help
 
     check_table_output(out, overwrite)  # before the model loads: a refusal costs nothing
-    n_threads = base_model.set_threads(threads)
+    n_threads = set_threads(threads)
     docs = load_corpus(corpus, text_field=text_field, id_field=id_field, split=hf_split, limit=limit_docs)
-    model, tok = base_model.load_base(model_name, revision, dtype, device)
+    model, tok = load_base(model_name, revision, dtype, device)
     loaded = str(next(model.parameters()).dtype).removeprefix("torch.")
     click.echo(f"dtype {loaded} (--dtype {dtype}), {n_threads} torch threads", err=True)
     layer = default_layer(arch.num_layers(model)) if layer is None else layer
@@ -131,7 +130,7 @@ def label(
     overwrite: bool, **options: Any,
 ) -> None:
     """Stage 2: explain each row's prefix with a labeler (LLM backends: audited by an auditor; resumable, cached)."""
-    from hubkit.data.base_model import set_threads  # lazy: torch stays out of --help
+    from hubkit.data.extract import set_threads  # lazy: torch stays out of --help
     from hubkit.data.label import LabelCache, label_table  # lazy: torch stays out of --help
 
     set_threads(threads)

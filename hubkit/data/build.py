@@ -1,19 +1,10 @@
-"""Stage 3: the training and evaluation tables, each with its sidecar.
+"""Stage 3: the training and evaluation tables, each with its sidecar (columns: `tables.BUILT_COLUMNS`).
 
-=============  ==========================================  =====================================
-table          columns                                     from
-=============  ==========================================  =====================================
-av_sft         doc_id, position, vector, explanation       labeled av_sft split; explanation is the
-                                                           AV target ``<explanation>…</explanation>``
-ar_sft         doc_id, position, explanation, vector       labeled ar_sft split; explanation is the
-                                                           plain text (what the AR reads)
-rl             doc_id, position, prefix, vector            rl split (no labels needed)
-eval           doc_id, position, prefix, vector            eval split; + plain explanation when the
-               [, explanation]                             eval split was labeled
-=============  ==========================================  =====================================
-
-Rows whose label failed are dropped (counted in the log); any other empty explanation is an error,
-as are inputs from different extractions (base model, layer, width) or splits sharing a document.
+av_sft and ar_sft come from the labeled splits: av_sft's explanation is the AV target wrapped in
+``<explanation>…</explanation>``, ar_sft's the plain text the AR reads. rl and eval come from the splits
+(eval keeps its plain explanation when the eval split was labeled). Rows whose label failed are dropped
+(counted in the log); any other empty explanation is an error, as are inputs from different extractions
+(base model, layer, width) or splits sharing a document.
 """
 
 from __future__ import annotations
@@ -29,7 +20,7 @@ import pyarrow.parquet as pq
 from hubkit.data.label import STATUS_FAILED, wrap
 from hubkit.data.outputs import check_path, check_table_output, make_dir, mark
 from hubkit.data.sidecar import DatasetSidecar, write_sidecar
-from hubkit.data.tables import BUILT_COLUMNS, DOC_ID, EXPLANATION, POSITION, SPLITS, VECTOR, read_table
+from hubkit.data.tables import BUILT_COLUMNS, DOC_ID, EXPLANATION, POSITION, SPLITS, VECTOR, open_table
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 
@@ -93,17 +84,6 @@ def _write(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _schema_names(path: Path) -> list[str]:
-    """Column names of a parquet file; an unreadable one (truncated, not parquet) is one error naming it."""
-    try:
-        return pq.read_schema(str(path)).names
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:160]}); the file is truncated or "
-            "corrupt: run the stage that wrote it again"
-        ) from exc
-
-
 def build_tables(
     out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
 ) -> dict[str, Path]:
@@ -122,13 +102,13 @@ def build_tables(
     tables: dict[str, pa.Table] = {}
     sidecars: dict[str, DatasetSidecar] = {}
     for name, path in paths.items():
-        needed = (DOC_ID, POSITION, VECTOR) + ((EXPLANATION,) if name in LABELED else ())
-        if name in LABELED and path.exists() and EXPLANATION not in _schema_names(path):
+        pf, sidecars[name] = open_table(path, (DOC_ID, POSITION, VECTOR))
+        if name in LABELED and EXPLANATION not in pf.schema_arrow.names:
             raise DataError(
                 f"{path}: the {name} table has no `{EXPLANATION}` column; label it first "
                 f"(`hubkit label --in {path} --out …`)"
             )
-        tables[name], sidecars[name] = read_table(path, needed)
+        tables[name] = pf.read()
     _check_same_extraction(sidecars, paths)
     _check_disjoint(tables, paths)
     out_dir = make_dir(out_dir)
@@ -156,7 +136,6 @@ def build_tables(
             columns=columns,
             explanation_format=fmt,
             parents={paths[name].name: sha256_file(paths[name])},
-            run_sha256=None,
         )
         write_sidecar(path, side)
         written[name] = path

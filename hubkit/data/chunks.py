@@ -1,12 +1,9 @@
 """Chunked, resumable parquet output shared by stage 0 (extract) and stage 2 (label).
 
-A stage splits its input into numbered units of work whose contents depend only on the input and
-the run's parameters, and writes each unit's rows to ``<parts>/chunk_00012.parquet``: first as
-``chunk_00012.parquet.tmp``, then renamed (atomic), then recorded in ``manifest.json`` (also
-replaced atomically). A run killed at any moment therefore leaves only finished chunks in the
-manifest; started again with the same parameters it skips those, redoes the one in flight (a stray
-``.tmp``, or a renamed chunk the manifest had not recorded yet), and ends with every unit written
-exactly once. `merge` then streams the chunks in order into the final table.
+Each numbered unit of work (its rows depend only on the input and the run's parameters) is written to
+``<parts>/chunk_00012.parquet.tmp``, renamed, then recorded in ``manifest.json`` (replaced atomically).
+A run killed at any moment leaves only finished chunks in the manifest; started again with the same
+parameters it redoes the rest, and every unit ends up written exactly once.
 """
 
 from __future__ import annotations
@@ -16,8 +13,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +56,8 @@ def params_sha256(params: dict[str, Any]) -> str:
 def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = False) -> bool:
     """Whether the table at `out` is already finished by a run with these `params` (then nothing is to do).
 
-    A table hubkit did not write is refused unless `overwrite`, and so is a finished table made with
-    other settings; `overwrite` deletes it and any partial run. A table merged by a run killed before
-    it wrote the sidecar is written again; leftover chunks of a finished run are removed. Several
-    processes: rank 0 decides (and deletes) alone, and every rank gets its answer.
+    A table hubkit did not write, or one made with other settings, is refused unless `overwrite` (which
+    deletes it and any partial run). Rank 0 decides (and deletes) alone; every rank gets its answer.
     """
     return processes.on_main(lambda: _prepare_output(out, params, overwrite))
 
@@ -91,12 +86,6 @@ def _prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool) ->
     return False
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class ChunkRecord:
     rows: int
@@ -104,11 +93,8 @@ class ChunkRecord:
 
 
 class ChunkStore:
-    """A folder of numbered parquet chunks plus a manifest of the finished ones.
-
-    `params` identify the run (inputs, settings, chunk size): resuming with different ones is refused,
-    because the chunks already written would then not fit the rest.
-    """
+    """A folder of numbered parquet chunks plus a manifest of the finished ones; `params` identify the run,
+    and resuming with different ones is refused (the chunks written would not fit the rest)."""
 
     def __init__(self, folder: str | Path, params: dict[str, Any], n_chunks: int) -> None:
         self.folder = Path(folder)
@@ -132,12 +118,9 @@ class ChunkStore:
             ) from exc
         if data.get("schema") != MANIFEST_SCHEMA:
             raise DataError(f"{self.manifest_path}: unknown manifest schema {data.get('schema')!r}")
-        if data.get("params") != self.params or data.get("n_chunks") != self.n_chunks:
-            changed = sorted(
-                k
-                for k in set(self.params) | set(data.get("params", {}))
-                if self.params.get(k) != data.get("params", {}).get(k)
-            )
+        old = data.get("params", {})
+        if old != self.params or data.get("n_chunks") != self.n_chunks:
+            changed = sorted(k for k in {*self.params, *old} if self.params.get(k) != old.get(k))
             raise DataError(
                 f"{self.folder}: holds a partial run made with different settings (differs in: "
                 f"{', '.join(changed) or 'n_chunks'}); resume with the same settings, or delete the folder "
@@ -146,17 +129,15 @@ class ChunkStore:
         self.chunks = {int(k): ChunkRecord(**v) for k, v in data.get("chunks", {}).items()}
 
     def _save(self) -> None:
-        _write_json_atomic(
-            self.manifest_path,
-            {
-                "schema": MANIFEST_SCHEMA,
-                "params": self.params,
-                "n_chunks": self.n_chunks,
-                "chunks": {
-                    str(k): {"rows": r.rows, "sha256": r.sha256} for k, r in sorted(self.chunks.items())
-                },
-            },
-        )
+        data = {
+            "schema": MANIFEST_SCHEMA,
+            "params": self.params,
+            "n_chunks": self.n_chunks,
+            "chunks": {str(k): asdict(r) for k, r in sorted(self.chunks.items())},
+        }
+        tmp = self.manifest_path.with_name(self.manifest_path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.manifest_path)
 
     def _clean(self) -> None:
         """Drop what an interrupted run left: stray temporaries, chunks not in the manifest, vanished chunks."""
@@ -179,10 +160,6 @@ class ChunkStore:
     def pending(self) -> list[int]:
         return [i for i in range(self.n_chunks) if i not in self.chunks]
 
-    @property
-    def complete(self) -> bool:
-        return not self.pending()
-
     def write(self, index: int, table: pa.Table) -> None:
         """Write chunk `index` (tmp, rename, then record it in the manifest)."""
         if not 0 <= index < self.n_chunks:
@@ -194,13 +171,9 @@ class ChunkStore:
         self.chunks.update(finished)
         self._save()
 
-    @property
-    def rows(self) -> int:
-        return sum(r.rows for r in self.chunks.values())
-
     def merge(self, out: str | Path, schema: pa.Schema) -> Path:
         """Stream every chunk, in order, into one parquet file at `out` (tmp then rename)."""
-        if not self.complete:
+        if self.pending():
             raise DataError(f"{self.folder}: chunks {self.pending()[:5]} are not written yet; cannot merge")
         out = Path(out)
         tmp = out.with_name(out.name + ".tmp")
@@ -214,9 +187,6 @@ class ChunkStore:
                     writer.write_table(table)
         os.replace(tmp, out)
         return out
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def write_chunk_file(folder: Path, index: int, table: pa.Table) -> ChunkRecord:
@@ -235,16 +205,13 @@ def run_chunked(
     make_chunk: Callable[[int], pa.Table],
     schema: pa.Schema,
     *,
-    keep_parts: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write the table at `out` chunk by chunk, resuming a run that was interrupted.
+    """Write the table at `out` chunk by chunk (`make_chunk(i)`, depending only on `i` and `params`),
+    resuming an interrupted run; `on_chunk(i, rows)` is told after each chunk is safely written.
 
-    `make_chunk(i)` computes the rows of unit `i`; it must depend only on `i` and `params`.
-    `on_chunk(i, rows)` is told after each chunk is safely written. Returns `out`. Under a launcher rank 0
-    keeps the manifest and merges, and each rank computes every `world`-th pending chunk (recorded when
-    all are done; a killed run redoes the chunks the manifest lacks); one process records each chunk as
-    it finishes.
+    Under a launcher each rank computes every `world`-th pending chunk, and rank 0 records them all when
+    all are done and merges; one process records each chunk as it finishes.
     """
     out, folder = Path(out), parts_dir(out)
     shared = processes.rank_world()[1] > 1
@@ -272,14 +239,7 @@ def run_chunked(
     def merge() -> Path:
         store[0].record(finished)
         path = store[0].merge(out, schema)
-        if not keep_parts:
-            store[0].remove()
+        shutil.rmtree(folder, ignore_errors=True)
         return path
 
     return processes.on_main(merge)
-
-
-def batched(items: Iterable[Any], size: int) -> list[list[Any]]:
-    """Consecutive groups of `size` (the last may be shorter)."""
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -9,10 +9,9 @@ Sources, by what `source` names:
 - a folder of the files above (read in name order);
 - anything else: a ``datasets`` id, loaded with ``datasets.load_dataset`` (from the local cache when offline).
 
-A document's id is the row's id field when one is named, else the first 16 hex digits of the
-sha256 of its text: the same text gets the same id whatever file or order it comes from, which is
-what makes the per-document sampling and the split reproducible. Exact duplicate texts are kept
-once (logged), since the same text in two splits would leak.
+A document's id is the row's id field when one is named, else a hash of its text (`text_id`), so
+sampling and the split do not depend on file or order. Exact duplicate texts are kept once (logged):
+the same text in two splits would leak.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.errors import DataError
-from hubkit.vectors_io import read_text_file
+from hubkit.vectors_io import read_jsonl, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +55,7 @@ class Corpus:
     def sha256(self) -> str:
         digest = hashlib.sha256()
         for doc in self.documents:
-            digest.update(doc.doc_id.encode())
-            digest.update(b"\0")
-            digest.update(doc.text.encode())
-            digest.update(b"\0")
+            digest.update(f"{doc.doc_id}\0{doc.text}\0".encode())
         return digest.hexdigest()
 
     def head(self, n: int) -> Corpus:
@@ -87,7 +83,7 @@ def load_corpus(
     """Documents from `source` (see the module docstring); empty texts are dropped, an empty result is an error."""
     source_s = str(source)
     if source_s == BUNDLED:
-        rows, name, id_field = _read_jsonl(bundled_path()), BUNDLED, id_field or "id"
+        rows, name, id_field = _read_file(bundled_path()), BUNDLED, id_field or "id"
     else:
         path = Path(source_s).expanduser()
         if path.is_file():
@@ -155,27 +151,12 @@ def _documents(
     return docs
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(read_text_file(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object per line")
-        rows.append(row)
-    return rows
-
-
 def _read_file(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".txt":
         paragraphs = [p.strip() for p in read_text_file(path).replace("\r\n", "\n").split("\n\n")]
         return [{"text": p} for p in paragraphs if p]
     if path.suffix == ".jsonl":
-        return _read_jsonl(path)
+        return [row for _, row in read_jsonl(path)]
     if path.suffix == ".json":
         try:
             data = json.loads(read_text_file(path))

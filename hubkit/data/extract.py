@@ -1,14 +1,10 @@
 """Stage 0: residual-stream vectors at layer L for sampled token positions of a corpus.
 
-Each document is tokenized with BOS in front and cut to ``max_length`` tokens. Documents are run in
-batches with right padding and an attention mask, and the forward stops at block L
-(`hubkit.arch.hidden_at_block`): later blocks, the final norm and the LM head never run. In each
-document, ``positions_per_doc`` positions are drawn without replacement from the real tokens at index
-``>= min_position`` that are not special tokens, by a generator seeded from (seed, doc_id), so a
-document's positions do not depend on which other documents are in the run or in its batch.
-
-Output: the activations table (`hubkit.data.tables`), written in chunks of ``docs_per_chunk``
-documents so a killed run resumes where it stopped (`hubkit.data.chunks`), plus its sidecar.
+Each document is tokenized with BOS in front, cut to ``max_length`` tokens, and run (right-padded, in
+batches) only up to block L. ``positions_per_doc`` positions are drawn without replacement from the
+non-special tokens at index ``>= min_position`` by a generator seeded from (seed, doc_id), so a
+document's positions do not depend on the other documents in the run or its batch. The activations
+table is written in resumable chunks of ``docs_per_chunk`` documents (`hubkit.data.chunks`).
 """
 
 from __future__ import annotations
@@ -16,17 +12,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import arch, processes
+from hubkit import arch, models, processes
 from hubkit.data import chunks
 from hubkit.data.corpus import Corpus, Document
 from hubkit.data.sidecar import (
@@ -40,6 +39,7 @@ from hubkit.data.sidecar import (
 from hubkit.data.tables import activation_schema, vector_array
 from hubkit.errors import DataError
 from hubkit.layers import default_layer
+from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype
 from hubkit.vectors import check_vectors
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,29 @@ class ExtractConfig:
             )
 
 
+def set_threads(threads: int | None) -> int:
+    """Torch threads: `threads` when given, else hubkit's policy (physical cores available, shared by the
+    processes a launcher started on this node)."""
+    if threads:
+        torch.set_num_threads(threads)
+        return threads
+    return apply_thread_policy_unless_set(workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def load_base(name: str, revision: str | None, dtype: str, device: str) -> tuple[nn.Module, Any]:
+    """(model, tokenizer): an offline registry model or local folder via hubkit.models, else transformers
+    at `revision`; `dtype` may be ``auto`` (bfloat16 where the hardware runs it natively, else float32)."""
+    device = processes.local_device(device)
+    check_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if revision is None:
+        return models.load(name, dtype=torch_dtype, device=device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(name, revision=revision)
+
+
 def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:
     n = arch.num_layers(model)
     if not 0 <= layer < n:
@@ -95,17 +118,13 @@ def eligible_positions(ids: Sequence[int], special_ids: set[int], min_position: 
     return [p for p in range(min_position, len(ids)) if ids[p] not in special_ids]
 
 
-def doc_rng(seed: int, doc_id: str) -> np.random.Generator:
-    """A generator that depends only on the run's seed and the document id."""
-    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) -> list[int]:
     """Up to `k` distinct positions from `eligible`, sorted; reproducible from (seed, doc_id)."""
     if len(eligible) <= k:
         return list(eligible)
-    picks = doc_rng(seed, doc_id).choice(len(eligible), size=k, replace=False)
+    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    picks = rng.choice(len(eligible), size=k, replace=False)
     return sorted(int(eligible[i]) for i in picks)
 
 
@@ -136,11 +155,9 @@ def extract_documents(
     d_model = arch.hidden_size(model)
     special = _special_ids(tokenizer)
     all_ids = tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
-    picks: list[list[int]] = []
+    picks: list[list[int]] = []  # a document too short gets none (`extract` refuses it first when strict)
     for doc, ids in zip(docs, all_ids):
         eligible = eligible_positions(ids, special, config.min_position)
-        if not eligible and not config.skip_short:
-            raise DataError(_short_message(doc.doc_id, len(ids), config))
         picks.append(sample_positions(eligible, config.positions_per_doc, config.seed, doc.doc_id))
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
@@ -174,24 +191,8 @@ def extract_documents(
             d_model,
             "the residual",
         )
-    return pa.Table.from_arrays(
-        [
-            pa.array(doc_col, pa.string()),
-            pa.array(pos_col, pa.int32()),
-            pa.array(tok_col, pa.string()),
-            pa.array(prefix_col, pa.string()),
-            vector_array(matrix),
-        ],
-        schema=activation_schema(d_model),
-    )
-
-
-def _short_message(doc_id: str, n_tokens: int, config: ExtractConfig) -> str:
-    return (
-        f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
-        f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
-        "short documents, or let them be skipped (skip_short)"
-    )
+    columns = [doc_col, pos_col, tok_col, prefix_col, vector_array(matrix)]
+    return pa.Table.from_arrays(columns, schema=activation_schema(d_model))  # lists take the schema's types
 
 
 def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
@@ -213,7 +214,12 @@ def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
             f"{len(corpus)} documents (longest: {longest} tokens with BOS); lower --min-position"
         )
     if short and not config.skip_short:
-        raise DataError(_short_message(*short[0], config) + f" ({len(short)} such documents in all)")
+        doc_id, n_tokens = short[0]
+        raise DataError(
+            f"document {doc_id!r} has {n_tokens} tokens (with BOS, cut at max_length={config.max_length}) and no "
+            f"non-special token at position >= min_position={config.min_position}; lower --min-position, drop "
+            f"short documents, or let them be skipped (skip_short) ({len(short)} such documents in all)"
+        )
     if short:
         log.warning(
             "corpus %r: %d of %d documents are shorter than min_position=%d and are skipped",
@@ -243,7 +249,6 @@ def extract(
     base_model: str,
     revision: str | None = None,
     overwrite: bool = False,
-    keep_parts: bool = False,
     on_batch: BatchCallback | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
@@ -257,9 +262,10 @@ def extract(
     check_layer(model, config.layer, base_model)
     d_model = arch.hidden_size(model)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    corpus_info = CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus))
     params = {
         "stage": "extract",
-        "corpus": {"name": corpus.name, "sha256": corpus.sha256, "n_docs": len(corpus)},
+        "corpus": asdict(corpus_info),
         "base_model": base_model,
         "revision": revision,
         "model_fingerprint": model_fingerprint(model),
@@ -278,17 +284,7 @@ def extract(
         callback = None if on_batch is None else (lambda done: on_batch(i, done))
         return extract_documents(model, tokenizer, docs, config, on_batch=callback)
 
-    chunks.run_chunked(
-        out,
-        params,
-        n_chunks,
-        make_chunk,
-        activation_schema(d_model),
-        keep_parts=keep_parts,
-        on_chunk=on_chunk,
-    )
-    import pyarrow.parquet as pq
-
+    chunks.run_chunked(out, params, n_chunks, make_chunk, activation_schema(d_model), on_chunk=on_chunk)
     rows = pq.ParquetFile(out).metadata.num_rows
     sidecar = DatasetSidecar(
         table="activations",
@@ -305,7 +301,7 @@ def extract(
             add_bos=config.add_bos and tokenizer.bos_token_id is not None,
             dtype=dtype,
         ),
-        corpus=CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus)),
+        corpus=corpus_info,
         columns=activation_schema(d_model).names,
         run_sha256=chunks.params_sha256(params),
         git_commit=git_commit(),

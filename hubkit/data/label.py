@@ -11,13 +11,9 @@ table plus `hubkit.data.tables.LABEL_COLUMNS`:
   draft is kept), ``failed`` (no usable draft; ``explanation`` is empty and stage 3 drops the row);
 - ``labeler``, ``auditor``, ``prompt_sha256``, ``labeled_at`` (ISO time the label was made).
 
-A `DirectLabeler` (the model-free ``context:<n>`` quote, `hubkit.data.context_labeler`) writes the
-explanation itself: no auditor (``auditor`` is ``none``), ``prompt_sha256`` hashes its rule, nothing is
-cached (it costs less than a lookup).
-
-Labels are cached in SQLite keyed by sha256(prompt hash, labeler, auditor, prefix, token): the same
-text is labeled once across runs. Failed labels are not cached, so a later run tries them again.
-Work is chunked like stage 0: a killed run resumes without losing or repeating rows.
+A `DirectLabeler` (``context:<n>``) writes the explanation itself: ``auditor`` is ``none``,
+``prompt_sha256`` hashes its rule, nothing is cached (it costs less than a lookup). Other labels are
+cached in SQLite by `cache_key` across runs, failed ones excepted (a later run tries them again).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,7 +74,6 @@ PROMPT_SHA256 = hashlib.sha256((LABELER_PROMPT + "\0" + AUDITOR_PROMPT).encode()
 
 STATUS_OK, STATUS_UNAUDITED, STATUS_FAILED = "ok", "unaudited", "failed"
 NO_AUDITOR = "none"  # the `auditor` of rows a DirectLabeler wrote
-USABLE_STATUSES = (STATUS_OK, STATUS_UNAUDITED)
 LABEL_CACHE_FILE = "labels.sqlite"
 
 _TAG = re.compile(r"</?\s*(explanation|draft|text)\s*>", re.IGNORECASE)
@@ -167,23 +162,15 @@ class LabelCache:
         with self._lock:
             for start in range(0, len(unique), 500):
                 part = unique[start : start + 500]
-                rows = self._db.execute(
-                    "SELECT key, explanation, status, labeler, auditor, prompt_sha256, labeled_at FROM labels "
-                    f"WHERE key IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
+                query = f"SELECT * FROM labels WHERE key IN ({','.join('?' * len(part))})"
+                rows = self._db.execute(query, part).fetchall()
                 found.update({r[0]: Label(*r[1:]) for r in rows})
         return found
 
     def put_many(self, labels: dict[str, Label]) -> None:
         with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (k, v.explanation, v.status, v.labeler, v.auditor, v.prompt_sha256, v.labeled_at)
-                    for k, v in labels.items()
-                ],
-            )
+            rows = [(k, *astuple(v)) for k, v in labels.items()]  # the table's columns are Label's fields
+            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def __len__(self) -> int:
         with self._lock:
@@ -209,17 +196,6 @@ def provenance(labeler: Labeler | DirectLabeler, auditor: Labeler | None = None)
     return (auditor or labeler).name, PROMPT_SHA256
 
 
-def direct_labels(items: Sequence[tuple[str, str]], labeler: DirectLabeler) -> list[Label]:
-    """Labels a DirectLabeler writes for (prefix, token) pairs: ``ok``, or ``failed`` when empty."""
-    when = now_iso()
-    out = []
-    for prefix, token in items:
-        text = normalise(labeler.explain(prefix, token))
-        status = STATUS_OK if text else STATUS_FAILED
-        out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
-    return out
-
-
 def label_rows(
     items: Sequence[tuple[str, str]],
     labeler: Labeler | DirectLabeler,
@@ -227,10 +203,15 @@ def label_rows(
     cache: LabelCache | None = None,
 ) -> list[Label]:
     """Labels for (prefix, token) pairs, in order: cached ones reused, the rest labeled then audited
-    (a DirectLabeler writes them all itself)."""
+    (a DirectLabeler writes them all itself: ``ok``, or ``failed`` when empty)."""
     if isinstance(labeler, DirectLabeler):
         provenance(labeler, auditor)
-        return direct_labels(items, labeler)
+        when, out = now_iso(), []
+        for prefix, token in items:
+            text = normalise(labeler.explain(prefix, token))
+            status = STATUS_OK if text else STATUS_FAILED
+            out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
+        return out
     auditor = auditor or labeler
     keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
     done = cache.get_many(keys) if cache is not None else {}
@@ -269,7 +250,6 @@ def label_table(
     rows_per_chunk: int = 256,
     cache: LabelCache | None = None,
     overwrite: bool = False,
-    keep_parts: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the labeled table for `source` (a split or activations table) at `out`, plus its sidecar."""
@@ -316,20 +296,14 @@ def label_table(
         part = table.slice(i * rows_per_chunk, rows_per_chunk)
         items = list(zip(part.column(PREFIX).to_pylist(), part.column(TOKEN).to_pylist()))
         labels = label_rows(items, labeler, auditor, cache)
-        columns = {
-            "explanation": [lb.explanation for lb in labels],
-            "labeler": [lb.labeler for lb in labels],
-            "auditor": [lb.auditor for lb in labels],
-            "prompt_sha256": [lb.prompt_sha256 for lb in labels],
-            "labeled_at": [lb.labeled_at for lb in labels],
-            "label_status": [lb.status for lb in labels],
-        }
         for name in LABEL_COLUMNS:
-            part = part.append_column(label_schema().field(name), pa.array(columns[name], pa.string()))
+            attr = "status" if name == "label_status" else name
+            values = pa.array([getattr(lb, attr) for lb in labels], pa.string())
+            part = part.append_column(label_schema().field(name), values)
         return part
 
     n_chunks = math.ceil(table.num_rows / rows_per_chunk)
-    chunks.run_chunked(out, params, n_chunks, make_chunk, schema, keep_parts=keep_parts, on_chunk=on_chunk)
+    chunks.run_chunked(out, params, n_chunks, make_chunk, schema, on_chunk=on_chunk)
     done = pq.read_table(out, columns=["label_status", "labeled_at"])
     counts = Counter(done.column("label_status").to_pylist())
     times = done.column("labeled_at")

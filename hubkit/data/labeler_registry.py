@@ -1,14 +1,6 @@
 """Labeler backends by name: what `hubkit label --labeler NAME[:ARG]` and the demo can use.
 
-A backend is one `LabelerBackend` entry of `LABELER_BACKENDS`: a name, a line of help, whether its
-labels are audited, and a factory from (`arg`, `LabelerOptions`) to a labeler. The CLI choice and
-its help are derived from the registry; adding a backend is one entry plus its test.
-
-    transformers   a local causal LM writes and audits 2-3 feature lines (the way to useful explanations)
-    vllm           the same prompts on an offline vLLM engine
-    openai         the same through an OpenAI-compatible Chat Completions endpoint
-    context[:N]    model-free: quotes the last N words of the prefix, current token marked (default 10)
-
+The CLI choice and its help come from `LABELER_BACKENDS`; adding a backend is one entry plus its test.
 Importing this module does not import torch (backends import what they need when made).
 """
 
@@ -18,8 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from hubkit import engines
-from hubkit.data.context_labeler import parse_context_arg
-from hubkit.data.labelers import DirectLabeler, Labeler, OpenAIChatLabeler, TransformersLabeler, VLLMLabeler
+from hubkit.data.labelers import (
+    DirectLabeler,
+    Labeler,
+    OpenAIChatLabeler,
+    TransformersLabeler,
+    VLLMLabeler,
+    parse_context_arg,
+)
 from hubkit.errors import DataError
 from hubkit.registry import Registry
 
@@ -47,8 +45,7 @@ class LabelerBackend:
     help: str
     audited: bool  # an auditor of the same backend checks each draft (chat backends)
     make: Callable[[str | None, LabelerOptions], AnyLabeler]  # (text after `name:`, options) → labeler
-    takes_arg: bool = False
-    check_arg: Callable[[str | None], object] | None = None  # refuses a bad `arg` without making anything
+    check_arg: Callable[[str | None], object] | None = None  # takes `:ARG`; refuses a bad one, makes nothing
 
     def __post_init__(self) -> None:
         if ":" in self.name:
@@ -60,7 +57,7 @@ LABELER_BACKENDS: Registry[LabelerBackend] = Registry("labeler backend", hint="-
 
 def choice_help() -> str:
     """One line per backend, for CLI help."""
-    return "; ".join(f"{b.name}{'[:N]' if b.takes_arg else ''}: {b.help}" for b in LABELER_BACKENDS.values())
+    return "; ".join(f"{b.name}{'[:N]' if b.check_arg else ''}: {b.help}" for b in LABELER_BACKENDS.values())
 
 
 def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
@@ -69,7 +66,7 @@ def parse_choice(choice: str) -> tuple[LabelerBackend, str | None]:
     if name not in LABELER_BACKENDS:
         raise DataError(f"labeler {choice!r}: unknown backend; choose one of {sorted(LABELER_BACKENDS)}")
     backend = LABELER_BACKENDS.get(name)
-    if sep and not backend.takes_arg:
+    if sep and backend.check_arg is None:
         raise DataError(f"labeler {choice!r}: {name} takes no ':' argument; pass --model/--base-url instead")
     return backend, (arg if sep else None)
 
@@ -82,8 +79,7 @@ def check_choice(choice: str) -> None:
 
 
 def make_labeler(choice: str, options: LabelerOptions | None = None) -> AnyLabeler:
-    backend, arg = parse_choice(choice)
-    return backend.make(arg, options or LabelerOptions())
+    return make_pair(choice, options or LabelerOptions())[0]
 
 
 def make_pair(
@@ -95,11 +91,11 @@ def make_pair(
     """(labeler, auditor) for `choice`: the auditor is the labeler unless another model/endpoint is
     named; backends that are not audited get none (naming an auditor for them is refused)."""
     backend, arg = parse_choice(choice)
-    labeler = backend.make(arg, options)
     if not backend.audited and (auditor_model or auditor_base_url):
         raise DataError(
             f"labeler {choice!r} writes its labels itself; drop --auditor-model/--auditor-base-url"
         )
+    labeler = backend.make(arg, options)
     if not backend.audited:
         return labeler, None
     if auditor_model in (None, options.model) and auditor_base_url in (None, options.base_url):
@@ -108,9 +104,6 @@ def make_pair(
         options, model=auditor_model or options.model, base_url=auditor_base_url or options.base_url
     )
     return labeler, backend.make(arg, other)  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------- backends
 
 
 def _transformers(arg: str | None, o: LabelerOptions) -> AnyLabeler:
@@ -166,7 +159,6 @@ for _backend in (
         "trained on it learns to quote context, not to explain",
         audited=False,
         make=lambda arg, o: parse_context_arg(arg),
-        takes_arg=True,
         check_arg=parse_context_arg,
     ),
 ):

@@ -1,15 +1,13 @@
-"""Chat backends that write and audit labels: one reply per conversation, in order; `name` goes into
-every labeled row's provenance.
+"""Labelers: chat backends that write and audit labels (one reply per conversation, in order), and the
+model-free `ContextLabeler`.
 
-- `TransformersLabeler` (and `VLLMLabeler`, the same prompts on vLLM): greedy chat-template generation,
-  the reply primed with ``<explanation>`` so even a small model answers inside tags.
-- `OpenAIChatLabeler`: ``POST {base_url}/chat/completions`` (vLLM, llama.cpp, Ollama, hosted APIs), with a
-  thread pool, a request-rate limit, and retries with exponential backoff on 408/409/425/429/5xx and
-  connection errors (honouring ``Retry-After``); other 4xx answers fail at once with the server's message.
+`OpenAIChatLabeler` retries with exponential backoff on `RETRY_STATUS` and connection errors (honouring
+``Retry-After``); other 4xx answers fail at once with the server's message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,12 +18,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
 from hubkit import engines
 from hubkit.engines import ModelSource
-from hubkit.errors import HubkitError
+from hubkit.errors import DataError, HubkitError
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +51,7 @@ class Labeler(Protocol):
 @runtime_checkable
 class DirectLabeler(Protocol):
     """A labeler that writes each explanation itself from (prefix, token), with no model and no auditor
-    (e.g. `hubkit.data.context_labeler.ContextLabeler`). `prompt_sha256` hashes its rule, for provenance."""
+    (`ContextLabeler`). `prompt_sha256` hashes its rule, for provenance."""
 
     name: str
     prompt_sha256: str
@@ -60,11 +59,82 @@ class DirectLabeler(Protocol):
     def explain(self, prefix: str, token: str) -> str: ...
 
 
-# ---------------------------------------------------------------------------------------------- local
+CONTEXT_TEMPLATE = 'The text ends with: "{quote}"'
+DEFAULT_WORDS = 10
+MAX_WORDS = 200
+TOKEN_OPEN, TOKEN_CLOSE = "[", "]"
+ELLIPSIS = "..."
+
+
+def mark_token(prefix: str, token: str) -> str:
+    """The prefix on one line with its final token in brackets (``the vill[age]`` for a word piece); a token the
+    prefix does not end with (a decode of part of a character) marks the last word."""
+    if token.strip() and prefix.endswith(token):
+        before = prefix[: len(prefix) - len(token)]
+        core = token.strip()
+        lead = token[: len(token) - len(token.lstrip())]
+        tail = token[len(token.rstrip()) :]
+        marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
+    else:
+        words = prefix.split()
+        head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
+        marked = f"{head}{TOKEN_OPEN}{words[-1]}{TOKEN_CLOSE}" if words else ""
+    return " ".join(marked.split())
+
+
+def quote_context(prefix: str, token: str, n_words: int = DEFAULT_WORDS) -> str:
+    """The last `n_words` words of the marked prefix, with ``...`` in front when some were left out."""
+    words = mark_token(prefix, token).split()
+    quote = " ".join(words[-n_words:])
+    return f"{ELLIPSIS} {quote}" if len(words) > n_words else quote
+
+
+@dataclass(frozen=True)
+class ContextLabeler:
+    """``context:<n>``, model-free: the explanation quotes the end of the text the vector was read at,
+    ``The text ends with: "... they had lunch at the [village]"`` (the last `n_words` words, the current token
+    in brackets). An NLA trained on it learns to quote context: the label that shows an NLA *reads* its
+    vectors in minutes; the LLM labelers give useful explanations."""
+
+    n_words: int = DEFAULT_WORDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_words <= MAX_WORDS:
+            raise DataError(
+                f"labeler context:{self.n_words}: the word count must be between 1 and {MAX_WORDS}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"context:{self.n_words}"
+
+    @property
+    def prompt_sha256(self) -> str:
+        """What stands for the prompt in provenance: a hash of the quoting rule and its settings."""
+        rule = "\0".join((self.name, CONTEXT_TEMPLATE, TOKEN_OPEN, TOKEN_CLOSE, ELLIPSIS))
+        return hashlib.sha256(rule.encode()).hexdigest()
+
+    def explain(self, prefix: str, token: str) -> str:
+        return CONTEXT_TEMPLATE.format(quote=quote_context(prefix, token, self.n_words))
+
+
+def parse_context_arg(arg: str | None) -> ContextLabeler:
+    """``None`` or ``""`` → the default word count; ``"12"`` → 12 words; anything else is refused."""
+    if not arg:
+        return ContextLabeler()
+    try:
+        n = int(arg)
+    except ValueError:
+        raise DataError(
+            f"labeler context:{arg}: expected a word count, e.g. context:{DEFAULT_WORDS}"
+        ) from None
+    return ContextLabeler(n)
 
 
 class TransformersLabeler:
     """A local causal LM answering with its chat template (greedy, batched, reply primed with `prefill`)."""
+
+    prefill, stop = C.EXPLANATION_OPEN, C.EXPLANATION_CLOSE
 
     def __init__(
         self,
@@ -74,18 +144,11 @@ class TransformersLabeler:
         *,
         max_new_tokens: int = 96,
         batch_size: int = 8,
-        prefill: str = C.EXPLANATION_OPEN,
-        stop: str | None = C.EXPLANATION_CLOSE,
         no_repeat_ngram_size: int = 4,
     ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
-        self.max_new_tokens, self.batch_size, self.prefill, self.stop = (
-            max_new_tokens,
-            batch_size,
-            prefill,
-            stop,
-        )
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self._warned_no_template = False
 
     @classmethod
@@ -124,7 +187,6 @@ class TransformersLabeler:
             for start in range(0, len(conversations), self.batch_size):
                 prompts = [self.render(m) for m in conversations[start : start + self.batch_size]]
                 enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                kwargs = dict(stop_strings=[self.stop], tokenizer=tok) if self.stop else {}
                 with torch.no_grad():
                     out = self.model.generate(
                         **enc,
@@ -132,7 +194,8 @@ class TransformersLabeler:
                         do_sample=False,
                         pad_token_id=pad,
                         no_repeat_ngram_size=self.no_repeat_ngram_size,
-                        **kwargs,
+                        stop_strings=[self.stop],
+                        tokenizer=tok,
                     )
                 new = out[:, enc["input_ids"].shape[1] :]
                 replies += [self.prefill + t for t in tok.batch_decode(new, skip_special_tokens=True)]
@@ -192,9 +255,6 @@ def cut_after(text: str, stop: str | None) -> str:
     return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
 
-# ---------------------------------------------------------------------------------------------- HTTP
-
-
 class RateLimiter:
     """At most `per_second` request starts per second, across threads (evenly spaced)."""
 
@@ -215,7 +275,8 @@ class RateLimiter:
 
 
 class OpenAIChatLabeler:
-    """A model behind an OpenAI-compatible Chat Completions endpoint (``base_url`` ends in ``/v1``)."""
+    """A model behind an OpenAI-compatible Chat Completions endpoint (``base_url`` ends in ``/v1``): vLLM,
+    llama.cpp, Ollama, hosted APIs; a thread pool of `concurrency` requests under a rate limit."""
 
     def __init__(
         self,
@@ -224,7 +285,6 @@ class OpenAIChatLabeler:
         *,
         api_key: str | None = None,
         max_tokens: int = 160,
-        temperature: float = 0.0,
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 1.0,
@@ -238,7 +298,7 @@ class OpenAIChatLabeler:
             )
         self.url, self.model, self.name = base_url.rstrip("/") + "/chat/completions", model, f"openai:{model}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.max_tokens, self.temperature, self.timeout = max_tokens, temperature, timeout
+        self.max_tokens, self.timeout = max_tokens, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.concurrency = max(1, concurrency)
         self.limiter = RateLimiter(requests_per_second)
@@ -250,8 +310,7 @@ class OpenAIChatLabeler:
             return list(pool.map(self.complete, conversations))
 
     def _request(self, messages: Messages) -> urllib.request.Request:
-        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, stream=False)
-        body["temperature"] = self.temperature
+        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"

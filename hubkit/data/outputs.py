@@ -72,7 +72,10 @@ def check_path(path: str | Path, what: str = "--out") -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise DataError(f"{what} {path}: {ancestor} is a file, not a folder; choose another path")
-    limit = _name_max(ancestor)
+    try:
+        limit = int(os.pathconf(ancestor, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        limit = 255
     for part in absolute.relative_to(ancestor).parts:
         longest = len(part.encode()) + (len(LONGEST_SUFFIX) if part == absolute.name else 0)
         if longest > limit:
@@ -87,13 +90,6 @@ def check_path(path: str | Path, what: str = "--out") -> Path:
     os.close(fd)
     os.unlink(probe)
     return path
-
-
-def _name_max(folder: Path) -> int:
-    try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError):
-        return 255
 
 
 def check_table_output(path: str | Path, overwrite: bool, what: str = "--out") -> Path:

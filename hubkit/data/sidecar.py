@@ -101,17 +101,11 @@ class DatasetSidecar:
     legacy: dict[str, Any] | None = None
 
     def derive(self, **changes: Any) -> DatasetSidecar:
-        """A copy for a table made from this one (new time and code version; parents set by the caller)."""
-        base = replace(
-            self,
-            files={},
-            parents={},
-            legacy=None,
-            created=now_iso(),
-            git_commit=git_commit(),
-            hubkit_version=hubkit_version(),
-        )
-        return replace(base, **changes)
+        """A copy for a table made from this one (new time and code version, no run hash; parents set by the
+        caller)."""
+        fresh = dict(created=now_iso(), git_commit=git_commit(), hubkit_version=hubkit_version())
+        cleared = {"files": {}, "parents": {}, "legacy": None, "run_sha256": None}
+        return replace(self, **{**cleared, **fresh, **changes})
 
 
 def sidecar_path(parquet: str | Path) -> Path:
@@ -126,10 +120,7 @@ def now_iso() -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git.
-
-    The sidecar keeps one string, so this formats `hubkit.provenance.git_state`; cached per process.
-    """
+    """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git."""
     state = git_state()
     commit = state["commit"]
     if not commit:

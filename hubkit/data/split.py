@@ -132,7 +132,6 @@ def split_table(
                 rows=rows,
                 split=SplitInfo(name=name, **info),
                 parents={activations.name: parent_sha},
-                run_sha256=None,
             ),
         )
         paths[name] = path

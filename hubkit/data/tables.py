@@ -102,7 +102,10 @@ def open_table(
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
+        raise DataError(
+            f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:160]}); the file is truncated or "
+            "corrupt: run the stage that wrote it again"
+        ) from exc
     schema = pf.schema_arrow
     check_columns(schema, required, str(path))
     if VECTOR in required or VECTOR in schema.names:

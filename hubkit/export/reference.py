@@ -16,6 +16,7 @@ vectors): a difference above the dtype's tolerance refuses the export.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -29,7 +30,6 @@ from torch import Tensor, nn
 from hubkit import arch, heads, hub, identity, loading
 from hubkit import constants as C
 from hubkit.errors import CheckpointError, MetaError
-from hubkit.export.tokenizer_bos import write_bos_rule
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import Adapter, NLAMeta
 from hubkit.reconstructor import ActivationReconstructor, build_ar_ids, render_ar_prompt
@@ -130,20 +130,19 @@ def _merge(model: nn.Module) -> nn.Module:
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
-def _rel_diff(got: Tensor, want: Tensor) -> float:
+def _check(what: str, got: Tensor, want: Tensor, dt: torch.dtype) -> float:
+    """The relative difference of `got` to `want`, refused above the dtype's tolerance."""
     got, want = got.float().cpu(), want.float().cpu()
-    if not (torch.isfinite(got).all() and torch.isfinite(want).all()):
-        return float("inf")
-    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
-
-
-def _check(what: str, diff: float, dt: torch.dtype) -> None:
+    diff = float("inf")
+    if torch.isfinite(got).all() and torch.isfinite(want).all():
+        diff = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
     tol = TOLERANCE[dt]
     if not diff <= tol:
         raise CheckpointError(
             f"the exported {what} differs from the checkpoint by {diff:.3e} (relative; tolerance {tol:.0e} in "
             f"{dt}); nothing was written. Export in float32 (--dtype float32) or check the adapter"
         )
+    return diff
 
 
 def _public_meta(meta: NLAMeta, **changes) -> NLAMeta:
@@ -192,8 +191,7 @@ def _export_av(
     e_embeds, e_logits, e_raws = _av_outputs(exported, vectors)
     if not torch.equal(e_embeds.cpu(), embeds.cpu()):
         raise CheckpointError("the exported AV's injected prompt embeddings differ from the checkpoint's")
-    diff = _rel_diff(e_logits, logits)
-    _check("AV's logits", diff, dt)
+    diff = _check("AV's logits", e_logits, logits, dt)
     same = sum(a == b for a, b in zip(e_raws, raws))
     return ExportReport("av", tmp, str(dt).removeprefix("torch."), diff, TOLERANCE[dt], (same, len(raws)))
 
@@ -248,6 +246,61 @@ def _export_ar(
     _public_meta(meta, ar=ar_spec).save(tmp / C.META_FILE, tokenizer=exported_tok)
     del ar, model, merged
     got = ActivationReconstructor.from_pretrained(tmp, dtype=dt).reconstruct(list(PROBE_TEXTS))
-    diff = _rel_diff(got, want)
-    _check("AR's vectors", diff, dt)
+    diff = _check("AR's vectors", got, want, dt)
     return ExportReport("ar", tmp, str(dt).removeprefix("torch."), diff, TOLERANCE[dt], notes=[did])
+
+
+# -- the AR tokenizer's BOS rule ----------------------------------------------------------------------
+# The reference critic tokenizes the AR prompt with ``add_special_tokens=True``, so BOS can be expressed
+# only through the tokenizer: the rule goes into ``tokenizer.json``'s post-processor (applied on load).
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def _bos_processor(bos: str, bos_id: int) -> dict:
+    special = {"SpecialToken": {"id": bos, "type_id": 0}}
+    return {
+        "type": "TemplateProcessing",
+        "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            special,
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+    }
+
+
+_PLAIN = {
+    "type": "TemplateProcessing",
+    "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+    "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+    "special_tokens": {},
+}
+
+
+def write_bos_rule(folder: Path, add_bos: bool | str, bos: str | None, bos_id: int | None) -> str:
+    """Rewrite the saved tokenizer in `folder` so ``add_special_tokens=True`` follows `add_bos`; returns
+    what was done (for the log). ``"tokenizer"`` leaves it as it is."""
+    if add_bos == "tokenizer" or (add_bos is True and bos_id is None):
+        return "tokenizer unchanged (its own rule is the AR's)"
+    path = folder / TOKENIZER_JSON
+    if not path.is_file():
+        raise CheckpointError(
+            f"{folder}: no {TOKENIZER_JSON}; the AR's BOS rule can only be written into a fast tokenizer"
+        )
+    body = json.loads(path.read_text())
+    if add_bos is True:
+        body["post_processor"] = _bos_processor(str(bos), int(bos_id))
+        done = f"post-processor prepends {bos!r} (the AR was trained with BOS forced)"
+    else:
+        body["post_processor"] = _PLAIN
+        cfg_path = folder / TOKENIZER_CONFIG
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        cfg["bos_token"] = None  # the reference critic asserts BOS is added whenever a bos_token is set
+        cfg["add_bos_token"] = False
+        cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+        done = "post-processor adds no special tokens and bos_token cleared (the AR was trained without)"
+    path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    return done

@@ -1,13 +1,8 @@
 """Read a model with an NLA: every chosen token of a text or chat, its vector, explanation and round trip.
 
-`inspect_pair` runs the NLA's base on the text (extraction's own tokenization and forward, stopping
-after block L), takes the layer-L vector at each chosen position, and puts the vectors through
-`NLAPair.round_trip` (the AV batched, the AR on each text) — so vectors, explanations and cosines are
-exactly what `hubkit extract`, `hubkit explain` and `hubkit round-trip` give for them. Optionally the
-spliced loss of each position (`hubkit.eval.spliced`) is measured against its true next token.
-
-`Inspection` holds the result and writes it: ``tokens.jsonl`` (one line per position), the vectors
-(safetensors), ``transcript.txt`` (the reference's worked-example layout) and ``index.html``.
+`inspect_pair` uses extraction's own tokenization and forward and `NLAPair.round_trip`, so vectors,
+explanations and cosines are exactly what `hubkit extract`, `hubkit explain` and `hubkit round-trip`
+give for them; optionally the spliced loss of each position is measured against its true next token.
 """
 
 from __future__ import annotations
@@ -31,45 +26,29 @@ from hubkit.vectors import check_vectors
 from hubkit.vectors_io import write_vectors
 from hubkit.verbalizer import stop_token_ids
 
-TOKENS_FILE, VECTORS_FILE, TRANSCRIPT_FILE, PAGE_FILE, SUMMARY_FILE = (
-    "tokens.jsonl",
-    "vectors.safetensors",
-    "transcript.txt",
-    "index.html",
-    "inspect.json",
-)
-
 
 class Inspection(InspectionData):
-    """`InspectionData` with its writers: tokens.jsonl, the page, the transcript, a whole output folder."""
-
-    def to_jsonl(self, path: str | Path) -> Path:
-        path = Path(path)
-        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
+    """`InspectionData` with its writers: the transcript, the page, a whole output folder."""
 
     def transcript(self) -> str:
         return render_transcript(self)
 
-    def to_html(self, path: str | Path | None = None) -> str:
-        """The self-contained page; written to `path` when given."""
-        page = render_page(self)
-        if path is not None:
-            Path(path).write_text(page, encoding="utf-8")
-        return page
+    def to_html(self) -> str:
+        """The self-contained page."""
+        return render_page(self)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write tokens.jsonl, vectors.safetensors, transcript.txt, index.html and inspect.json into `out_dir`."""
+        """Write tokens.jsonl (a line per position), vectors.safetensors, transcript.txt, index.html and
+        inspect.json (the summary) into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.to_jsonl(out / TOKENS_FILE)
-        write_vectors(out / VECTORS_FILE, self.vectors)
-        (out / TRANSCRIPT_FILE).write_text(self.transcript(), encoding="utf-8")
-        self.to_html(out / PAGE_FILE)
-        (out / SUMMARY_FILE).write_text(
-            json.dumps(finite(self.summary()), indent=2, ensure_ascii=False) + "\n"
-        )
+        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
+        (out / "tokens.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_vectors(out / "vectors.safetensors", self.vectors)
+        (out / "transcript.txt").write_text(self.transcript(), encoding="utf-8")
+        (out / "index.html").write_text(self.to_html(), encoding="utf-8")
+        summary = json.dumps(finite(self.summary()), indent=2, ensure_ascii=False)
+        (out / "inspect.json").write_text(summary + "\n")
         return out
 
 

@@ -1,11 +1,8 @@
 """``index.html``: one self-contained page to read an inspection in a browser.
 
-No network and no external script: styles and the small script are inline, and a Content-Security-Policy
-forbids every fetch. The text is rendered server-side, one ``<span class="tok">`` per token, each chosen
-token tinted by its round-trip cosine (red 0 → green 1); hovering or clicking a token (or its cell in the
-cosine strip, or its table row) shows its explanation and figures in the side panel. The table sorts by
-any column. All per-token data sits in one JSON block read once; the handlers are delegated (one
-listener per region), so the page stays responsive at a few thousand tokens.
+No network: styles and script are inline and a Content-Security-Policy forbids every fetch. Tokens are
+tinted by round-trip cosine; hovering or clicking one shows its explanation in the side panel. All
+per-token data sits in one JSON block and the handlers are delegated, so a few thousand tokens stay fast.
 """
 
 from __future__ import annotations
@@ -142,11 +139,9 @@ def render_page(ins: Inspection) -> str:
     sp_line = ""
     if spliced and ins.spliced.frac_recovered is not None:
         sp_line = f" · spliced loss recovered {ins.spliced.frac_recovered:.3f}"
-    b = s["baseline_b"]
-    fve_mean = s["mean_fve_nrm"]
     summary = (
         f"{html.escape(str(s['base_model']))} · layer {s['layer']} · {s['positions']} of {s['n_tokens']} tokens · "
-        f"mean cos {s['mean_cos']:.3f} · mean fve_nrm {_num(fve_mean, 3)} (B {_num(b, 4)}, "
+        f"mean cos {s['mean_cos']:.3f} · mean fve_nrm {_num(s['mean_fve_nrm'], 3)} (B {_num(s['baseline_b'], 4)}, "
         f"{html.escape(s['baseline_source'])}){sp_line}"
     )
     return f"""<!DOCTYPE html>

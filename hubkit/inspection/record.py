@@ -31,11 +31,6 @@ class InspectionData:
     spliced: SplicedLoss | None = None
     texts: dict = field(default_factory=dict)  # prompt / reply text for the transcript
 
-    @property
-    def tokens(self) -> list[str]:
-        """Decoded text of each chosen token."""
-        return [self.token_texts[p] for p in self.positions]
-
     def records(self) -> list[dict]:
         """One dict per position, in the order of `positions` (the lines of tokens.jsonl)."""
         rt, out = self.round_trip, []
@@ -44,7 +39,7 @@ class InspectionData:
             mse = 2.0 * (1.0 - cos)
             rec = {
                 "index": p,
-                "token": self.tokens[i],
+                "token": self.token_texts[p],
                 "role": self.sequence.role(p),
                 "norm": float(self.vectors[i].norm()),
                 "explanation": rt.details[i].text,

@@ -1,14 +1,9 @@
 """What `hubkit inspect` reads: the token sequence of a text or a chat, the base's greedy reply, the positions.
 
-A plain text is tokenized exactly as stage 0 extraction does (`hubkit.data.extract.tokenize`: BOS when
-the tokenizer has one, then the text's tokens without other special tokens), so a vector read here is
-the vector `hubkit extract` reads at that position. A chat (a list of ``{role, content}`` messages) is
-rendered with the base's chat template (generation prompt added) and tokenized without special tokens;
-BOS is put in front unless the rendered template already starts with it (Gemma and Llama templates
-write their own). With a reply, the base's greedy continuation of up to N tokens (stopping on its EOS
-ids, the stop token kept, as in the reference's worked examples) is appended.
-
-Nothing is ever cut: a sequence longer than the base's context is refused, naming both lengths.
+A plain text is tokenized exactly as stage 0 extraction does, so a vector read here is the vector
+`hubkit extract` reads at that position. A chat is rendered with the base's chat template and gets BOS in
+front unless the template already writes it (Gemma and Llama templates do). A greedy reply keeps its stop
+token, as in the reference's worked examples. Nothing is ever cut: a sequence past the context is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from hubkit.data.extract import tokenize
 from hubkit.errors import DataError
 from hubkit.vectors_io import read_text_file
 
-ROLES = ("prompt", "reply")
 Messages = list[dict[str, str]]
 
 
@@ -44,7 +38,7 @@ class TokenSequence:
         return len(self.ids) - self.n_prompt
 
     def role(self, position: int) -> str:
-        return ROLES[0] if position < self.n_prompt else ROLES[1]
+        return "prompt" if position < self.n_prompt else "reply"
 
 
 def read_chat(path: str | Path) -> Messages:
@@ -56,14 +50,9 @@ def read_chat(path: str | Path) -> Messages:
         raise DataError(
             f"{path}: not valid JSON ({exc}); a chat file is a JSON list of {{role, content}}"
         ) from exc
-    return check_chat(data, str(path))
-
-
-def check_chat(data: object, where: str = "chat") -> Messages:
-    """`data` as a list of ``{role, content}`` messages, or a `DataError` naming the first bad item."""
     if not isinstance(data, list) or not data:
         raise DataError(
-            f'{where}: a chat must be a non-empty JSON list of {{"role": ..., "content": ...}} objects, '
+            f'{path}: a chat must be a non-empty JSON list of {{"role": ..., "content": ...}} objects, '
             f"got {type(data).__name__}{' (empty)' if isinstance(data, list) else ''}"
         )
     for i, m in enumerate(data):
@@ -73,24 +62,10 @@ def check_chat(data: object, where: str = "chat") -> Messages:
             or not isinstance(m.get("content"), str)
         ):
             raise DataError(
-                f"{where}: message {i} is not an object with string `role` and `content` "
+                f"{path}: message {i} is not an object with string `role` and `content` "
                 f'(got {json.dumps(m)[:80]}); write each message as {{"role": "user", "content": "..."}}'
             )
     return [{"role": m["role"], "content": m["content"]} for m in data]
-
-
-def context_length(model: nn.Module) -> int | None:
-    """The base's context window (``max_position_embeddings``), when its config has one."""
-    n = getattr(arch.text_config(model), "max_position_embeddings", None)
-    return int(n) if n else None
-
-
-def _refuse_long(n: int, limit: int | None, what: str) -> None:
-    if limit is not None and n > limit:
-        raise DataError(
-            f"{what} is {n} tokens, longer than the base's context of {limit}; nothing is cut: "
-            "shorten the text or inspect it in parts"
-        )
 
 
 def prompt_ids(tokenizer, text: str | None = None, chat: Messages | None = None) -> tuple[list[int], str]:
@@ -143,14 +118,13 @@ def build_sequence(
 ) -> TokenSequence:
     """The token sequence to inspect (prompt + optional greedy reply), refused when past the context."""
     ids, rendered = prompt_ids(tokenizer, text=text, chat=chat)
-    limit = context_length(model)
-    _refuse_long(
-        len(ids) + max(reply_tokens, 0),
-        limit,
-        f"the {'chat' if chat else 'text'} (with {reply_tokens} reply tokens)",
-    )
-    if len(ids) < 1:
-        raise DataError("the text to inspect has no tokens")
+    limit = getattr(arch.text_config(model), "max_position_embeddings", None)  # the base's context
+    if limit and len(ids) + reply_tokens > limit:
+        raise DataError(
+            f"the {'chat' if chat else 'text'} (with {reply_tokens} reply tokens) is {len(ids) + reply_tokens} "
+            f"tokens, longer than the base's context of {limit}; nothing is cut: shorten the text or inspect "
+            "it in parts"
+        )
     reply = greedy_reply(model, ids, reply_tokens, stop_ids) if reply_tokens > 0 else []
     return TokenSequence(ids=ids + reply, n_prompt=len(ids), rendered=rendered, chat=chat)
 

@@ -1,11 +1,8 @@
 """``transcript.txt``: an inspection in the layout of the reference's worked examples.
 
-The reference release ships ``examples/<model>_layer<L>_step<N>.txt``: a header naming the pair,
-the layer and the metric definitions; (1) the prompt after the chat template; (2) the base's greedy
-reply; (3) per token ``[  i]  PROMPT|REPLY  token='…'  ||v||=…  mse_nrm=…  cos=…  fve_nrm=…`` followed
-by the AV's full explanation, indented; then a summary. This writes the same sections in the same
-order and line format, so the two can be read side by side (spliced-loss figures, when measured, follow
-the reference's fields on each token line).
+The reference release ships ``examples/<model>_layer<L>_step<N>.txt``: a header, (1) the prompt,
+(2) the base's greedy reply, (3) per token a `token_line` and the AV's full explanation, then a summary.
+This writes the same sections and line format, so the two can be read side by side.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from hubkit.data.context_labeler import ContextLabeler, mark_token, quote_context
 from hubkit.data.extract import ExtractConfig, extract
 from hubkit.data.label import NO_AUDITOR, label_rows, label_table
 from hubkit.data.labeler_registry import (
@@ -20,7 +19,7 @@ from hubkit.data.labeler_registry import (
     make_pair,
     parse_choice,
 )
-from hubkit.data.labelers import DirectLabeler
+from hubkit.data.labelers import ContextLabeler, DirectLabeler, mark_token, quote_context
 from hubkit.data.sidecar import read_sidecar
 from hubkit.errors import DataError
 from hubkit.registry import RegistryError

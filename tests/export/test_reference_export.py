@@ -141,7 +141,7 @@ def test_what_the_reference_cannot_express_is_refused(tmp_path, pair):
 
 
 def test_bos_rule_false_clears_the_tokenizers_bos(tmp_path, tiny_llama):
-    from hubkit.export.tokenizer_bos import write_bos_rule
+    from hubkit.export.reference import write_bos_rule
 
     tok = tiny_llama.tokenizer
     tok.save_pretrained(str(tmp_path))
