@@ -37,7 +37,7 @@ from hubkit.release import cards, honesty
 from hubkit.release.context import card_base_model, common_context, write_model_repo
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.families import plan_legal
-from hubkit.release.honesty import CitedEval, copy_output, read_eval
+from hubkit.release.honesty import CitedEval, cite_eval, copy_output
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, write_half
 from hubkit.release.provenance import (
     Bundle,
@@ -66,7 +66,7 @@ def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
         return None
-    train = read_eval(ls, "train_eval", kind="pair")
+    train = cite_eval(ls, "train_eval", kind="pair")
     for role, half in halves.items():
         _check_half(train.data, train.path, half, role, half.source)
     if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
@@ -109,7 +109,7 @@ def build_pair(
 ) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
-    cited = read_eval(ls, kind="pair")
+    cited = cite_eval(ls, kind="pair")
     ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
@@ -187,7 +187,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    cited = read_eval(ls, kind="trajectory")
+    cited = cite_eval(ls, kind="trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir

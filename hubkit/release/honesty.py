@@ -75,7 +75,7 @@ class CitedEval:
     path: Path
 
 
-def read_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> CitedEval:
+def cite_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> CitedEval:
     """The eval.json a spec field names (a file or the folder holding it), optionally of one `kind`."""
     value = getattr(ls.spec, field_name)
     assert value is not None
