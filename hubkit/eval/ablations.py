@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import inspect
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from hubkit.errors import DataError
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, as_matrix, cosine_rows, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, as_matrix, cosine_rows, summarize
 
 CONDITIONS = {
     "empty": "the empty string",
@@ -138,7 +138,7 @@ class Control:
 
 
 @dataclass
-class ContentSensitivity:
+class ContentSensitivity(Plain):
     source: str  # whose explanations were read: "av" (round trip) or "reference" (the table's)
     n: int
     real: Summary
@@ -152,12 +152,6 @@ class ContentSensitivity:
             if c.name == name:
                 return c
         raise KeyError(f"no control {name!r} (have {[c.name for c in self.controls]})")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("per_row")
-        d.pop("texts")
-        return d
 
 
 def verdict(controls: list[Control]) -> str:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hubkit.errors import DataError
 from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, cosine_rows, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, cosine_rows, summarize
 
 MAX_CLAIMS = 8
 # Positions at or past this index are pooled into one group ("5+") in the by-index summary.
@@ -79,7 +79,7 @@ class TopClaim:
 
 
 @dataclass
-class ClaimAblation:
+class ClaimAblation(Plain):
     n_rows: int
     n_rows_ablated: int
     n_rows_no_claim: int
@@ -95,12 +95,6 @@ class ClaimAblation:
     top_claims: list[TopClaim]
     per_row: list[list[float]] = field(default_factory=list, repr=False)  # deltas of each row's claims
     row_claims: list[list[str]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("per_row")
-        d.pop("row_claims")
-        return d
 
 
 def claim_ablation(

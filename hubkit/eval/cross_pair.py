@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from hubkit.errors import IncompatiblePairError, MetaError
 from hubkit.eval.ablations import reconstruct_unique
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import TopK, from_ranks, ranks
-from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Plain, Summary, cosine_rows, fve, noise_floor, summarize
 from hubkit.eval.table import EvalTable, check_against_meta
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.reconstructor import ActivationReconstructor
@@ -52,7 +52,7 @@ class Cell:
 
 
 @dataclass
-class CrossPair:
+class CrossPair(Plain):
     avs: list[str]
     ars: list[str]
     n: int
@@ -72,11 +72,6 @@ class CrossPair:
         return np.array([np.nan if x is None else x for x in vals], dtype=float).reshape(
             len(self.avs), len(self.ars)
         )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("explanations")
-        return d
 
     def headline(self) -> str:
         """One line per AV: cosine / top-1 against each AR."""

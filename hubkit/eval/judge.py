@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, claims
-from hubkit.eval.metrics import DEFAULT_BOOT, bootstrap_ci
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, bootstrap_ci
 
 VERDICTS = ("supported", "unsupported", "contradicted")
 UNPARSED = "unparsed"
@@ -65,7 +65,7 @@ class Rate:
 
 
 @dataclass
-class JudgedClaims:
+class JudgedClaims(Plain):
     """The eval.json section ``figures.judge``."""
 
     judge: str
@@ -81,10 +81,6 @@ class JudgedClaims:
     rows_with_contradiction: float | None
     row_claims: list[list[str]] = field(default_factory=list, repr=False)
     row_verdicts: list[list[str]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        """eval.json's section: every field but the per-row lists (those go to rows.parquet)."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("row_")}
 
 
 def _rate(hits: np.ndarray, judged: np.ndarray, n_boot: int, seed: int) -> Rate:

@@ -7,9 +7,11 @@ do not depend on the model's dtype. Nothing here runs a model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -274,14 +276,30 @@ def noise_floor(v, v_hat, max_pairs: int = MAX_FLOOR_PAIRS, seed: int = 0) -> No
     )
 
 
-def clean(x):
-    """JSON-safe copy: non-finite floats become ``None``, numpy scalars become Python numbers."""
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
+class Plain:
+    """A dataclass that serialises field by field with `to_plain`."""
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-ready data: dataclass fields in order, less ``repr=False`` fields (per-row arrays, texts: they go
+    to rows.parquet) and the ``None`` fields a class lists in ``omit_none``; non-finite floats become
+    ``None`` and numpy scalars Python numbers."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        omit = getattr(obj, "omit_none", ())
+        return {
+            f.name: to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.repr and not (f.name in omit and getattr(obj, f.name) is None)
+        }
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    return x
+    return obj

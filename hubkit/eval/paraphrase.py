@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from hubkit.eval.identification import ranks
 from hubkit.eval.metrics import (
     DEFAULT_BOOT,
     FVEChange,
+    Plain,
     Summary,
     cosine_rows,
     fve_change,
@@ -108,7 +109,7 @@ class Flips:
 
 
 @dataclass
-class ParaphraseSensitivity:
+class ParaphraseSensitivity(Plain):
     labeler: str
     n: int  # rows given
     n_used: int  # rows whose paraphrase is `ok`
@@ -124,12 +125,6 @@ class ParaphraseSensitivity:
     per_row: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     texts: list[str] = field(default_factory=list, repr=False)
     row_statuses: list[str] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("per_row", "texts", "row_statuses"):
-            d.pop(k)
-        return d
 
 
 def _verdict(delta: Summary, rel: float | None) -> str:

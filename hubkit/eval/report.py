@@ -40,6 +40,7 @@ from typing import Any
 
 from hubkit import constants
 from hubkit.errors import DataError
+from hubkit.eval.metrics import to_plain
 from hubkit.eval.sections import (
     CrossPairFigures,
     NoVerdicts,
@@ -47,7 +48,6 @@ from hubkit.eval.sections import (
     TrajectoryFigures,
     TrajectoryVerdicts,
     Verdicts,
-    to_plain,
 )
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.schema import SchemaError, from_dict

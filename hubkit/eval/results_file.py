@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.eval.extras import SECTIONS
-from hubkit.eval.metrics import clean
+from hubkit.eval.metrics import to_plain
 
 RESULTS_FILE = "evaluate_results.json"
 
@@ -51,7 +51,7 @@ def headline_results(report) -> dict[str, Any]:
     for name, section in SECTIONS.items():
         if getattr(f, name, None) is not None:
             out.update(section.results(getattr(f, name)))
-    return clean(out)
+    return to_plain(out)
 
 
 def save_results(report, out_dir: str | Path) -> Path:

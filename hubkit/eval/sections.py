@@ -25,7 +25,7 @@ from hubkit.eval.cross_pair import CrossPair
 from hubkit.eval.diversity import Diversity
 from hubkit.eval.identification import Identification
 from hubkit.eval.judge import JudgedClaims
-from hubkit.eval.metrics import FVE, NoiseFloor, Summary, clean
+from hubkit.eval.metrics import FVE, NoiseFloor, Plain, Summary
 from hubkit.eval.paraphrase import ParaphraseSensitivity
 from hubkit.eval.spliced import SplicedLoss
 from hubkit.eval.trend import Trend
@@ -33,31 +33,7 @@ from hubkit.eval.trend import Trend
 OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar", "spliced_loss", "judge")
 
 
-def to_plain(obj: Any) -> Any:
-    """A section as JSON-ready data: fields in order, ``repr=False`` fields and unrun optional sections left out."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if hasattr(obj, "to_dict") and not isinstance(obj, _Section):
-            return clean(obj.to_dict())
-        out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if not f.repr or (f.name in OPTIONAL_SECTIONS and value is None):
-                continue
-            out[f.name] = to_plain(value)
-        return out
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return clean(obj)
-
-
-class _Section:
-    """Marks the section types below (serialised field by field by `to_plain`)."""
-
-    def to_dict(self) -> dict:
-        return to_plain(self)
-
+class _Section(Plain):
     def __getitem__(self, name: str) -> Any:
         """A field by its eval.json key (``verdicts["reads_vectors"]``), for code written against the
         JSON layout; new code uses attributes. Unknown keys raise `KeyError`."""
@@ -121,6 +97,7 @@ class ContentSensitivities(_Section):
 
 @dataclass
 class PairFigures(_Section):
+    omit_none = OPTIONAL_SECTIONS  # not run: left out of eval.json
     round_trip: RoundTrip
     noise_floor: NoiseFloor
     content_sensitivity: ContentSensitivities
@@ -183,6 +160,8 @@ class SplicedPoint(_Section):
 @dataclass
 class TrajectoryPoint(_Section):
     """One checkpoint's headline figures in a trajectory summary."""
+
+    omit_none = ("fixed_ar", "spliced_loss")
 
     name: str
     step: int | None

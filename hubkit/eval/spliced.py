@@ -19,7 +19,7 @@ better than the mean vector.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from hubkit import arch
 from hubkit.base_access import base_of
 from hubkit.data.extract import tokenize
 from hubkit.errors import DataError
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, bootstrap_ci, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, bootstrap_ci, summarize
 
 CONDITIONS = ("original", "reconstruction", "mean", "zero")
 TARGET_NEXT, TARGET_OWN = "next_token", "original_distribution"
@@ -174,7 +174,7 @@ def recovered_interval(
 
 
 @dataclass
-class SplicedLoss:
+class SplicedLoss(Plain):
     """The eval.json section ``figures.spliced_loss``."""
 
     n: int
@@ -193,11 +193,6 @@ class SplicedLoss:
     frac_recovered_ci_high: float | None
     frac_recovered_vs_zero: float | None
     rows: SplicedRows | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("rows")
-        return d
 
     def headline(self, digits: int = 4) -> str:
         """``CE orig …, recon …, mean …, zero …; loss recovered X [lo, hi]`` (one line for a terminal or transcript)."""
