@@ -1,11 +1,10 @@
-"""What an eval read: the NLA's facts from its metas, a trajectory's checkpoints, hash records of checkpoint
-folders, loading a pair."""
+"""What an eval read, as eval.json records it: the NLA's facts from its metas, hashes of checkpoint folders
+and of the eval table; loading a pair."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from hubkit import loading
@@ -16,17 +15,6 @@ from hubkit.pair import NLAPair
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Checkpoint:
-    """One checkpoint folder of a trajectory, with its training step and loss."""
-
-    name: str
-    path: Path
-    meta: NLAMeta
-    step: int | None
-    loss: float | None
 
 
 def nla_record(av: NLAMeta, ar: NLAMeta, shared_base: bool | None = None) -> dict:
@@ -70,16 +58,15 @@ def load_pair(
     return NLAPair.from_pretrained(av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype)
 
 
-def table_record(table: EvalTable, selected: EvalTable, selection: dict) -> dict:
-    """The eval table as eval.json records it: where, its hash, which rows, its sidecar."""
-    side = table.sidecar_path
-    return {
+def table_record(table: EvalTable, selected: EvalTable | None = None, selection: dict | None = None) -> dict:
+    """The eval table as eval.json records it: where, its hash, its sidecar and, given, which rows were read."""
+    rec: dict = {
         "path": str(table.path) if table.path else None,
         "sha256": table.sha256,
         "rows_total": len(table),
-        "rows_evaluated": len(selected),
-        "selection": selection,
-        "width": table.width,
-        "has_reference_explanations": selected.explanations is not None,
-        "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None,
     }
+    if selected is not None:
+        rec |= {"rows_evaluated": len(selected), "selection": selection, "width": table.width}
+        rec["has_reference_explanations"] = selected.explanations is not None
+    side = table.sidecar_path
+    return rec | {"sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None}
