@@ -1,13 +1,9 @@
 """Content sensitivity: does the AR's output depend on what the explanation says?
 
-The AR's cosine to each row's vector is measured on the real explanation and on four controls:
-an empty string, unrelated natural text, length-matched nonsense words, and the explanation of a
-different row (a seeded derangement). The per-row deltas ``real − control`` are summarised with
-paired bootstrap intervals. An AR that ignores its input scores the same on every control, so its
-deltas sit at zero; a published 0.44 round trip that an empty string also reached would show here.
-
-Only the AR is run (each distinct text once); any object with ``reconstruct(texts) -> Tensor``
-serves, which is how tests plug in constructed reconstructors.
+The AR's cosine to each row's vector on the real explanation is compared with four controls (`CONDITIONS`),
+per row, with paired bootstrap intervals. An AR that ignores its input scores the same on every control;
+a published 0.44 round trip that an empty string also reached would show here. Any object with
+``reconstruct(texts) -> Tensor`` serves as the AR.
 """
 
 from __future__ import annotations

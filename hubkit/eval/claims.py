@@ -1,14 +1,8 @@
-"""Claim ablation: how much of the round trip each claim of an explanation carries.
+"""Claim ablation: how much of the round trip each claim (line, then sentence) of an explanation carries.
 
-An explanation is split into claims (its lines, and within a line its sentences). For each claim the
-AR reads the explanation without it; the per-claim change ``cos(v, AR(full)) − cos(v, AR(without))``
-is what that claim carries (positive: the reconstruction gets worse without it). Changes are summarised
-over all claims, by claim position (first sentence, second, …) and per row (its largest and mean
-change). An AR that ignores its input gives zero for every claim.
-
-Rows whose explanation has no claim (empty text) are counted, not dropped; a row with one claim
-measures it against the empty string. At most `max_claims` claims per row are ablated one by one
-(the rest are counted as skipped), which bounds the AR calls to ``rows × max_claims``.
+For each claim the AR reads the explanation without it; ``cos(v, AR(full)) − cos(v, AR(without))`` is
+what it carries (zero for every claim of an AR that ignores its input). At most `max_claims` per row are
+ablated, which bounds the AR calls to ``rows × max_claims``.
 """
 
 from __future__ import annotations

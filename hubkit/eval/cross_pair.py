@@ -1,14 +1,8 @@
 """Cross-pair matrix: several AVs × several ARs on one eval table.
 
-Each AV generates once for the table; each AR reads every AV's explanations. A cell holds what a
-pair eval of that AV and AR reports for its round trip (cosine with its interval, FVE, noise floor,
-identification), computed the same way with the same seeds, so a cell equals the separate eval of
-that pair. Uses: the checkpoints of a trajectory against one another, two releases on one base, an
-AV against the AR it was trained with and against others.
-
-Every AV × AR combination is checked for compatibility (width, layer, base model) and every AV
-against the eval table *before* any model is loaded or run: one incompatible cell is a clear error,
-never half a matrix.
+Each AV generates once; each AR reads every AV's explanations. A cell holds the round-trip figures a pair
+eval of that AV and AR reports, with the same seeds, so it equals the separate eval of that pair. Every cell
+and every AV against the table is checked *before* any model is loaded: never half a matrix.
 """
 
 from __future__ import annotations

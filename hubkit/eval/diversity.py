@@ -1,9 +1,4 @@
-"""Explanation diversity: does the AV say different things for different vectors?
-
-A collapsed AV writes one stock explanation (or one opening) for everything; these counts make that
-visible next to the round-trip numbers. Words are whitespace tokens, lower-cased for stems and n-grams;
-full explanations are compared exactly (after stripping surrounding whitespace).
-"""
+"""Explanation diversity: a collapsed AV writes one stock explanation (or opening) for everything."""
 
 from __future__ import annotations
 

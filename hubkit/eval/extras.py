@@ -1,11 +1,6 @@
-"""The optional sections of a pair eval: paraphrase sensitivity, claim ablation, a cross-pair matrix,
-spliced loss and judged claims.
-
-`Extras` says which to run; `evaluate_pair` checks it before any work (`check`) and runs it on the
-round trip's own explanations and reconstructions (`run`), so nothing is generated twice. Each
-section is one entry of `SECTIONS` (when it runs, how, its rows.parquet columns) and lands in eval.json
-under ``figures.<name>``, only when it was run.
-"""
+"""The optional sections of a pair eval (paraphrase, claim ablation, cross-pair matrix, frozen AR, spliced
+loss, judged claims): `Extras` says which to run, each is one entry of `SECTIONS`, and all read the round
+trip's own explanations and reconstructions, so nothing is generated twice."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Identification: can a reconstruction pick out its own vector among all N?
 
-For each row, every vector of the eval set is ranked by cosine to that row's reconstruction; the
-row is identified at k when fewer than k *other* vectors score at least as high as its own (ties
-count against it). Chance is k/N. An AR that writes the same vector whatever it reads identifies
-exactly one row at top-1, i.e. chance.
+A row is identified at k when fewer than k *other* vectors have a cosine to its reconstruction at least as
+high as its own (ties count against it). Chance is k/N; an AR that writes one vector for everything is at it.
 """
 
 from __future__ import annotations

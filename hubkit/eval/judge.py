@@ -1,13 +1,9 @@
 """Judged claims: does each claim of an explanation hold for the text the vector was read from?
 
-Each explanation is split into claims by the claim splitter of claim ablation (`hubkit.eval.claims.claims`;
-at most `max_claims` per row) and a judge model (any `hubkit.data.labelers.Labeler`: an OpenAI-compatible
-endpoint or a local transformers model) is asked, per claim, whether the source text (the eval table's
-``prefix``, which ends at the vector's token) **supports** it, leaves it **unsupported**, or **contradicts**
-it. Reported: claim precision (supported / judged), the hallucination rate (contradicted / judged) and
-the unsupported rate, each with a bootstrap interval that resamples rows (claims of one explanation are
-not independent), and the share of rows with at least one contradicted claim. A reply the judge gives
-without one of the three words is counted as ``unparsed`` and left out of the rates.
+A judge (any `Labeler`) says per claim (`claims.claims`) whether the row's ``prefix`` **supports** it,
+leaves it **unsupported** or **contradicts** it. Rates (precision, hallucination, unsupported) carry a
+bootstrap interval over rows, since the claims of one explanation are not independent; a reply without a
+verdict word is ``unparsed`` and left out of the rates.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """A local judge that scores the three verdicts instead of generating free text.
 
-Small local models rarely answer with a bare verdict word (SmolLM2-135M, asked with the judge prompt
-and ``<verdict>`` prefilled, writes a sentence in most replies), so a generated reply is often left
-``unparsed``. This judge renders the same prompt with the model's chat template and ``<verdict>``
-prefilled, and takes the verdict whose tokens (``supported``, ``unsupported`` or ``contradicted``, then
-``</verdict>``) have the highest total log-probability: every claim gets a verdict, deterministically.
-It answers like any `hubkit.data.labelers.Labeler` (``<verdict>WORD</verdict>`` per conversation).
+Small local models rarely answer with a bare verdict word (SmolLM2-135M writes a sentence in most
+replies), so this judge prefills ``<verdict>`` and takes the verdict whose tokens are the most likely: every
+claim gets a verdict, deterministically. It answers like a `Labeler` (``<verdict>WORD</verdict>``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Round-trip metrics as pure numpy functions: per-row cosine and normalised MSE, seeded bootstrap
-summaries, FVE with its predict-the-mean baseline, and a noise floor measured on the data.
-
-Everything works on float64 copies of ``[N, d]`` arrays (torch tensors are accepted) so the numbers
-do not depend on the model's dtype. Nothing here runs a model.
-"""
+"""Round-trip metrics in numpy on float64 copies (so the numbers do not depend on the model's dtype):
+per-row cosine and normalised MSE, seeded bootstrap summaries, FVE with its predict-the-mean baseline, a
+noise floor measured on the data, and `to_plain`, which writes every eval section as JSON."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
-"""Held-out or not: the eval table's documents against every training document hubkit can find.
-
-Training documents come from three places, all consulted every time:
-
-- the tables given (``--train-table``);
-- the eval table's sidecar: every split's ``split.doc_ids`` except the held-out ``eval`` split (so a
-  table whose own split is ``av_sft``, ``ar_sft`` or ``rl`` is a training table), or a flat
-  ``train_doc_ids`` list;
-- the checkpoints (`hubkit.eval.trained_on`): an eval table whose sha256 is a recorded training table's
-  is all training rows; a training table the checkpoints' runs name is read for its documents.
-
-Overlap is refused unless forced, and eval.json records what was compared (``doc_level`` says whether
-documents were compared, not only file hashes).
-"""
+"""Held-out or not: the eval table's documents against every training document hubkit can find: the tables
+given (``--train-table``), the eval sidecar's non-``eval`` splits (or a flat ``train_doc_ids``), and what the
+checkpoints name (`trained_on`). Overlap is refused unless forced; eval.json records what was compared
+(``doc_level``: documents, not only file hashes)."""
 
 from __future__ import annotations
 

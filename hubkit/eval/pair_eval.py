@@ -1,10 +1,5 @@
-"""Evaluate one NLA pair on a held-out eval table.
-
-`evaluate_pair` runs the round trip batched (the AV generates for a batch of vectors at once; the
-AR reads each distinct text once), then computes every figure in `hubkit.eval`: round trip with
-and without unparsed AV outputs, noise floor, content sensitivity, identification, diversity. With
-`out_dir` it writes ``rows.parquet``, PNG plots and ``eval.json`` (hashes of everything it read and wrote).
-"""
+"""Evaluate one NLA pair on a held-out eval table: the round trip batched (the AV generates for a batch of
+vectors at once; the AR reads each distinct text once), then every figure of `hubkit.eval`."""
 
 from __future__ import annotations
 

@@ -1,15 +1,9 @@
 """Paraphrase sensitivity: does the AR read what an explanation means, or how it is worded?
 
-Each explanation is rewritten by a labeler backend (`hubkit.data.labelers.Labeler`: a local
-transformers model or any OpenAI-compatible endpoint) with the instruction to keep every claim and
-change the wording. The AR reads both texts; the per-row change in cosine, the change in FVE (both
-with paired bootstrap intervals) and the share of rows whose identification flips are reported. An
-AR that hides information in surface form (steganography) loses cosine under paraphrase; one that
-reads meaning keeps it.
-
-Every row is accounted for: a paraphrase is ``ok``, ``identical`` (same text up to case and
-whitespace), ``empty`` (the backend wrote nothing usable), or the source explanation itself was
-empty (``source_empty``, not sent). Only ``ok`` rows enter the statistics; the others are counted.
+A labeler rewrites each explanation keeping every claim; the AR reads both. An AR that hides information in
+surface form (steganography) loses cosine, FVE and identification under paraphrase; one that reads meaning
+keeps them. Only ``ok`` paraphrases enter the statistics; ``identical``, ``empty`` and ``source_empty`` rows
+are counted.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""PNG plots for eval reports and cards, drawn on the Agg canvas (no display, no global backend change).
-
-Each function writes one file and returns its path: per-row cosine with the noise floor, the content
-sensitivity deltas, identification against chance, and a trajectory over checkpoints.
-"""
+"""PNG plots for eval reports and cards, one file per function, drawn on the Agg canvas (no display, no
+global backend change)."""
 
 from __future__ import annotations
 

@@ -1,32 +1,12 @@
-"""`EvalReport` → ``eval.json`` (schema ``hubkit.eval/1``), and checking a written report against its files.
+"""`EvalReport` ↔ ``eval.json`` (schema ``hubkit.eval/1``), and checking a written report against its files.
 
-eval.json carries every figure, the generation settings, the seed, the sha256 of every checkpoint file
-and of the eval table, the git commit (and whether the tree was dirty) and library versions, so a
-card's numbers can be traced to the exact weights and data. Release cards read it; they never retype it.
-
-Layout of a ``kind: pair`` report (every summary is ``{n, mean, ci_low, ci_high, std, median, min, max}``)::
-
-    schema, kind, created, seed, generation{max_new_tokens, batch_size, do_sample, ...}
-    nla{base_model, layer, d_model, mse_scale, injection, shared_base, retracted}
-    inputs.table{path, sha256, rows_total, rows_evaluated, selection, sidecar{path, sha256}}
-    inputs.checkpoints.{av,ar,base}{path, files{relpath: sha256}[, source, revision, subfolder]}
-    overlap{checked, sources, n_overlap_docs, n_overlap_rows, examples, forced}
-    figures.round_trip{statuses, n_excluded, all|valid_only{n, cos, nmse, fve{value, ci_low, ci_high,
-                       baseline_b, mean_nmse}}, frac_above_floor{all, valid_only}}
-    figures.noise_floor{mean, std, p95, frac_above, frac_above_mean, n_pairs, sampled}
-    figures.content_sensitivity.{av,reference}{real, controls[{name, cos, delta, ratio_to_real, reads}], verdict}
-    figures.identification{n, top[{k, accuracy, chance, hits, ci_low, ci_high, p_value}], mean_rank, mrr}
-    figures.diversity{distinct, duplicate_rate, distinct_stems, distinct_n, most_common, ...}
-    verdicts{reads_vectors, identification, ar_content, input_independent_share, note}
-    timing{...}, provenance{git{commit, dirty}, libraries{...}}, outputs{rows, plots{name: {path, sha256}}}
-
-    figures.paraphrase, figures.claim_ablation, figures.cross_pair,
-    figures.spliced_loss, figures.judge   (optional: only when run)
-
-A ``kind: trajectory`` report has ``figures.trajectory{checkpoints[...], loss_curve, trend, trend_note}``
-and points at one pair report per checkpoint (``outputs.checkpoints``); a ``kind: cross_pair`` report
-has ``figures.cross_pair{avs, ars, n, cells[...], this_pair}``. In memory the figures and verdicts are
-the typed dataclasses of `hubkit.eval.sections`, which define this layout (and derive the figure paths).
+eval.json carries every figure, the generation settings, the seed, the sha256 of every checkpoint file and of
+the eval table, the git commit (and whether the tree was dirty) and library versions, so a card's numbers can
+be traced to the exact weights and data; release cards read it, never retype it. Top level: schema, kind
+(pair | trajectory | cross_pair), created, seed, generation, nla, inputs{table, checkpoints}, overlap,
+figures, verdicts, timing, provenance, outputs (rows.parquet, plots, evaluate results: each {path, sha256};
+a trajectory's per-checkpoint eval.json). Figures and verdicts are the typed sections of
+`hubkit.eval.sections` (per kind: `KINDS`), which define their layout; optional sections appear only when run.
 """
 
 from __future__ import annotations

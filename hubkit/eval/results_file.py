@@ -1,10 +1,6 @@
-"""The headline figures of an eval, saved through Hugging Face `evaluate`'s ``save`` with its provenance fields.
-
-``evaluate.save`` adds ``_timestamp``, ``_git_commit_hash``, ``_evaluate_version``, ``_python_version`` and
-``_interpreter_path``. The file is a convenience for tools that read `evaluate` results; eval.json stays
-the source of every number a card prints (it records this file's sha256 among its outputs). The keys
-of the round trip are the ones the `evaluate` module (`hubkit/eval/evaluate_module.py`) returns.
-"""
+"""The headline figures of an eval, saved through Hugging Face `evaluate`'s ``save`` (which adds its
+provenance fields), for tools that read `evaluate` results; eval.json stays the source of every number a
+card prints and records this file's sha256."""
 
 from __future__ import annotations
 

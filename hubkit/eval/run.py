@@ -1,8 +1,4 @@
-"""The entry points of `hubkit eval`, in one import: a pair, a trajectory, a cross-pair matrix.
-
-Each lives in its own module (`pair_eval`, `trajectory`, `cross_pair_eval`); loading a pair and hashing
-checkpoint folders are in `records`.
-"""
+"""The entry points of `hubkit eval` in one import: a pair, a trajectory, a cross-pair matrix."""
 
 from __future__ import annotations
 

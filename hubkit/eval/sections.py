@@ -1,14 +1,6 @@
-"""eval.json's figures and verdicts as typed dataclasses, and the figure paths derived from them.
-
-`EvalReport.figures` is a `PairFigures`, `TrajectoryFigures` or `CrossPairFigures`; its verdicts a
-`Verdicts` or `TrajectoryVerdicts`. They serialise to eval.json's layout (schema ``hubkit.eval/1``)
-field by field; fields declared with ``repr=False`` (per-row arrays, texts) stay in memory and go to
-rows.parquet, never to JSON, and optional sections that were not run are left out. `report.read_eval`
-reads a written eval.json back into these same types.
-
-`figure_paths` walks these types and lists every figure eval.json carries as a dotted path (``*``
-over list items), marking the optional ones; `required_paths` is the non-optional part, what a card
-may rely on being present.
+"""eval.json's figures and verdicts as typed dataclasses (written by `metrics.to_plain`, read back by
+`report.read_eval`), and the figure paths derived from them: `figure_paths` lists every figure as a dotted
+path (``*`` over list items) marking the optional ones; `required_paths` is what a card may rely on.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The eval's two heavy loops split over a launcher's processes, with results equal to one process.
 
-Each process takes every `world`-th *batch* of rows, so every batch holds exactly the rows it holds
-in a single process (batch composition can move the last bit of a padded forward), and the
-results are gathered back into row order on every rank. Sampled generation keeps one random
-stream over all its batches, and an engine batches by itself: both run on rank 0 alone and are
-sent to the others.
+Each process takes every `world`-th *batch* of rows, so every batch holds the rows it holds in a single
+process (batch composition can move the last bit of a padded forward); results are gathered back in row
+order on every rank. Sampled generation (one random stream) and engines run on rank 0 alone.
 """
 
 from __future__ import annotations

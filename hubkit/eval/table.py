@@ -1,11 +1,8 @@
-"""The held-out eval table: reading it, checking it against the NLA, and refusing training overlap.
+"""The held-out eval table: reading it, checking it against the NLA, selecting rows.
 
-Format (written by the data pipeline): a parquet file with ``doc_id`` (string), ``position`` (int),
-``prefix`` (string), ``vector`` (list of float32, width d_model) and optionally ``explanation``.
-A JSON sidecar next to it (``<file>.parquet.json`` as hubkit.data writes it, or ``<stem>.sidecar.json``,
-``<stem>.meta.json``, ``<stem>.json``; recognised by a ``hubkit.dataset/…`` schema or ``kind: nla_dataset``)
-may record the extraction (base model, width, layer) and the documents of every split
-(``split.doc_ids``), so the overlap with training documents is checked even without training tables.
+A parquet file with ``doc_id``, ``position``, ``prefix``, ``vector`` (float32 list of width d_model) and
+optionally ``explanation``; a JSON sidecar next to it (a ``hubkit.dataset/…`` schema or ``kind: nla_dataset``)
+may record the extraction and every split's ``split.doc_ids``.
 """
 
 from __future__ import annotations

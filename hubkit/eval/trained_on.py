@@ -1,12 +1,6 @@
-"""What the evaluated checkpoints say they were trained on, read from their metas and their runs.
-
-Every checkpoint hubkit trains records ``training.stage`` and ``training.data_sha256`` (the sha256 of
-the training table) in its meta, and its run folder keeps a copy of the recipe (``recipe.yaml``) whose
-stage section names the table (``data``) and, for GRPO, the checkpoints it started from (``av_init``,
-``ar_init``, followed here too). An eval compares the eval table with all of them, whether or not
-``--train-table`` was given: the table's own sha256 against the recorded ones, and its documents
-against those of every training table still found where the recipe put it (with the recorded sha256).
-"""
+"""What the evaluated checkpoints say they were trained on: ``training.stage`` and ``training.data_sha256``
+of their metas, and the table the run's recipe copy names (found unchanged), following a GRPO run's
+``av_init``/``ar_init`` back to its SFT checkpoints."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Training-trend verdict on a loss curve: a least-squares line through (step, loss).
-
-``descending`` when the slope is at most −0.002 loss per step *and* the line explains at least 10% of
-the curve's variance (R² ≥ 0.10); anything else is ``flat``. The slope and R² are reported with the
-verdict so a reader can judge a borderline case.
-"""
+"""Training-trend verdict: a least-squares line through (step, loss); ``descending`` when the slope is at most
+`SLOPE_MAX` and R² at least `R2_MIN`, else ``flat``."""
 
 from __future__ import annotations
 
