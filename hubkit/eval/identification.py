@@ -102,18 +102,7 @@ def from_ranks(r: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> Identification:
     top = []
     for k in ks:
         hits = int(np.sum(r < k))
-        lo, hi = wilson(hits, n)
-        top.append(
-            TopK(
-                k=k,
-                accuracy=hits / n,
-                chance=k / n,
-                hits=hits,
-                ci_low=lo,
-                ci_high=hi,
-                p_value=binomial_tail(hits, n, k / n),
-            )
-        )
+        top.append(TopK(k, hits / n, k / n, hits, *wilson(hits, n), binomial_tail(hits, n, k / n)))
     return Identification(
         n=n,
         top=top,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -111,9 +112,7 @@ def evaluate_pair(
     t0 = time.perf_counter()
     cos, nmse = cosine_rows(vn, v_hat), nmse_rows(vn, v_hat)
     ok = np.array([d.ok for d in details], dtype=bool)
-    statuses = {s: 0 for s in ("ok", "no_tags", "unclosed", "empty")}
-    for d in details:
-        statuses[d.status] = statuses.get(d.status, 0) + 1
+    statuses = dict.fromkeys(("ok", "no_tags", "unclosed", "empty"), 0) | Counter(d.status for d in details)
     floor = noise_floor(vn, v_hat, seed=seed)
     rank = ranks(vn, v_hat)
     ident = from_ranks(rank)

@@ -170,16 +170,8 @@ def paraphrase_sensitivity(
     for k in FLIP_KS:
         before, after = r_o < k, r_p < k
         lost, gained = int(np.sum(before & ~after)), int(np.sum(~before & after))
-        flips.append(
-            Flips(
-                k,
-                int(before.sum()),
-                int(after.sum()),
-                lost,
-                gained,
-                (lost + gained) / len(r_o) if len(r_o) else 0.0,
-            )
-        )
+        share = (lost + gained) / len(r_o) if len(r_o) else 0.0
+        flips.append(Flips(k, int(before.sum()), int(after.sum()), lost, gained, share))
     return ParaphraseSensitivity(
         labeler=paraphrases.labeler,
         n=n,
