@@ -119,10 +119,6 @@ def nonsense_texts(word_counts: list[int], rng: np.random.Generator, min_words: 
     return out
 
 
-def natural_texts(n: int, rng: np.random.Generator, pool: tuple[str, ...] = NATURAL_TEXT) -> list[str]:
-    return [pool[int(i)] for i in rng.integers(0, len(pool), size=n)]
-
-
 @dataclass
 class Control:
     name: str
@@ -189,7 +185,7 @@ def content_sensitivity(
     perm = derangement(n, rng)
     texts = {
         "empty": [""] * n,
-        "natural": natural_texts(n, rng),
+        "natural": [NATURAL_TEXT[int(i)] for i in rng.integers(0, len(NATURAL_TEXT), size=n)],
         "nonsense": nonsense_texts([len(t.split()) for t in explanations], rng),
         "other_row": [explanations[i] for i in perm],
     }

@@ -42,16 +42,6 @@ RELATIVE_TOL = 0.10
 FLIP_KS = (1, 5)
 
 
-def paraphrase_messages(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": PARAPHRASE_PROMPT.format(text=text)}]
-
-
-def parse_paraphrase(reply: str) -> str:
-    """The rewritten text: inside the tags when the reply has them (closed or not), else the whole reply."""
-    text, _ = parse_explanation(reply, constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE)
-    return text.strip()
-
-
 def _same(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
@@ -74,10 +64,16 @@ def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:
     if not isinstance(labeler, Labeler):
         raise TypeError(f"{type(labeler).__name__} is not a labeler (needs `name` and `chat(conversations)`)")
     unique = [t for t in dict.fromkeys(texts) if t.strip()]
-    replies = labeler.chat([paraphrase_messages(t) for t in unique]) if unique else []
+    asks = [[{"role": "user", "content": PARAPHRASE_PROMPT.format(text=t)}] for t in unique]
+    replies = labeler.chat(asks) if unique else []
     if len(replies) != len(unique):
         raise LabelerError(f"{labeler.name}: answered {len(replies)} of {len(unique)} paraphrase requests")
-    got = {t: parse_paraphrase(r if isinstance(r, str) else "") for t, r in zip(unique, replies)}
+    # the rewritten text: inside the tags when the reply has them (closed or not), else the whole reply
+    tags = constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE
+    got = {
+        t: parse_explanation(r if isinstance(r, str) else "", *tags)[0].strip()
+        for t, r in zip(unique, replies)
+    }
     out, statuses = [], []
     for t in texts:
         if not t.strip():

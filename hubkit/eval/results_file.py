@@ -18,11 +18,6 @@ from hubkit.eval.metrics import to_plain
 RESULTS_FILE = "evaluate_results.json"
 
 
-def _round_trip(figures) -> dict[str, Any]:
-    rt = figures.round_trip.all
-    return round_trip_fields(rt.cos, rt.nmse.mean, rt.fve, figures.noise_floor, figures.identification)
-
-
 def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]:
     """The flat round-trip headline (cosine summary, normalised MSE, FVE, noise floor, top-k against
     chance) that both this file and the `evaluate` module (`evaluate_module.py`) return."""
@@ -39,11 +34,11 @@ def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]
 def headline_results(report) -> dict[str, Any]:
     """Flat headline figures of a pair or cross-pair report (plus its sections' headlines, when run)."""
     f = report.figures
-    out: dict[str, Any] = {"kind": report.kind, "seed": report.seed}
     table = report.inputs.get("table") or {}
-    out["eval_table_sha256"] = table.get("sha256")
+    out = {"kind": report.kind, "seed": report.seed, "eval_table_sha256": table.get("sha256")}
     if hasattr(f, "round_trip"):
-        out.update(_round_trip(f))
+        rt = f.round_trip.all
+        out |= round_trip_fields(rt.cos, rt.nmse.mean, rt.fve, f.noise_floor, f.identification)
     for name, section in SECTIONS.items():
         if getattr(f, name, None) is not None:
             out.update(section.results(getattr(f, name)))

@@ -55,13 +55,6 @@ class Checkpoint:
     loss: float | None
 
 
-def _step_of(name: str, meta: NLAMeta) -> int | None:
-    if meta.training.step is not None:
-        return meta.training.step
-    m = re.search(r"(\d+)$", name)
-    return int(m.group(1)) if m else None
-
-
 def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
     """Checkpoint subfolders of `folder` (those with an NLA meta), ordered by training step."""
     folder = Path(folder)
@@ -77,7 +70,10 @@ def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
                 )
             continue
         meta = NLAMeta.load(sub)
-        found.append(Checkpoint(sub.name, sub, meta, _step_of(sub.name, meta), meta.training.loss))
+        step = meta.training.step
+        if step is None and (m := re.search(r"(\d+)$", sub.name)):
+            step = int(m.group(1))
+        found.append(Checkpoint(sub.name, sub, meta, step, meta.training.loss))
     found.sort(key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
     return found
 
@@ -280,7 +276,8 @@ def _point(
 ) -> TrajectoryPoint:
     """One checkpoint's headline figures for the trajectory summary."""
     fig = rep.figures
-    rt, ident = fig.round_trip, fig.identification
+    rt, sl = fig.round_trip, fig.spliced_loss
+    t1, t5 = fig.identification.at(1), fig.identification.at(5)
     return TrajectoryPoint(
         name=ck.name,
         step=ck.step,
@@ -294,23 +291,14 @@ def _point(
         n_excluded=rt.n_excluded,
         noise_floor_p95=fig.noise_floor.p95,
         frac_above_floor=fig.noise_floor.frac_above,
-        identification=PointIdentification(
-            **(
-                {f"top{t.k}": t.accuracy for t in ident.top}
-                | {f"chance_top{t.k}": t.chance for t in ident.top}
-            )
-        ),
+        identification=PointIdentification(t1.accuracy, t5.accuracy, t1.chance, t5.chance),
         ar_content=rep.verdicts.ar_content,
         reads_vectors=rep.verdicts.reads_vectors,
         distinct_frac=fig.diversity.distinct_frac,
         fixed_ar=point_figures(fig.fixed_ar),
-        spliced_loss=_spliced_point(fig.spliced_loss),
-    )
-
-
-def _spliced_point(sl) -> SplicedPoint | None:
-    if sl is None:
-        return None
-    return SplicedPoint(
-        sl.frac_recovered, sl.frac_recovered_ci_low, sl.frac_recovered_ci_high, sl.kl_reconstruction.mean
+        spliced_loss=None
+        if sl is None
+        else SplicedPoint(
+            sl.frac_recovered, sl.frac_recovered_ci_low, sl.frac_recovered_ci_high, sl.kl_reconstruction.mean
+        ),
     )
