@@ -24,6 +24,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
+    fig.tight_layout()
     fig.savefig(str(path), dpi=DPI, metadata=_PNG_META)
     return path
 
@@ -58,7 +59,6 @@ def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str
     ax.set_ylabel("cos(v, v̂)")
     ax.set_title(f"Round trip per row — {floor.frac_above:.0%} of rows above the floor")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -78,7 +78,6 @@ def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
     ax2.set_ylabel("real − control (95% CI)")
     ax2.set_title(f"verdict: {cs.verdict}")
     ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -104,7 +103,6 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     ax2.axvline(ident.chance_mean_rank, color="black", ls="--", lw=1, label="chance mean rank")
     ax2.set_xlabel("rank of own vector (0 = first)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -167,7 +165,6 @@ def trajectory(
         ax2.legend(fontsize=7)
     else:
         ax2.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax2.transAxes)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -195,5 +192,4 @@ def cross_pair(cp, path: str | Path) -> Path:
             i, j = cp.avs.index(cp.this_pair["av"]), cp.ars.index(cp.this_pair["ar"])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
     return _save(fig, path)

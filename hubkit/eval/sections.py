@@ -73,9 +73,8 @@ class FixedAR(_Section):
     pair; the frozen AR's figures are comparable across runs and checkpoints."""
 
     ar: str  # the frozen AR's folder or repo id
-    evaluated_ar_co_trained: (
-        bool  # whether the pair's own AR was trained in RL (then this is the honest figure)
-    )
+    # whether the pair's own AR was trained in RL (then this is the honest figure)
+    evaluated_ar_co_trained: bool
     round_trip: RoundTripAll
     identification: Identification
     content_sensitivity: ContentSensitivity

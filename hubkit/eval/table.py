@@ -7,6 +7,7 @@ may record the extraction and every split's ``split.doc_ids``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -104,16 +105,13 @@ class EvalTable:
     def select(self, indices) -> EvalTable:
         """A sub-table of the given row positions (provenance kept; `indices` maps back to the file)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return EvalTable(
-            path=self.path,
-            sha256=self.sha256,
+        return dataclasses.replace(
+            self,
             doc_ids=[self.doc_ids[i] for i in idx],
             positions=self.positions[idx],
             prefixes=[self.prefixes[i] for i in idx],
             vectors=self.vectors[torch.as_tensor(idx)],
             explanations=None if self.explanations is None else [self.explanations[i] for i in idx],
-            sidecar=self.sidecar,
-            sidecar_path=self.sidecar_path,
             indices=self.indices[idx],
         )
 
