@@ -4,7 +4,7 @@ Entry points: `pair_eval` (one pair), `trajectory` (every checkpoint of a run), 
 each taking one `generation.Generation` and writing eval.json (`sections` are its typed figures, `report`
 reads and writes it), rows.parquet, `plots` and the `evaluate` results file; `extras` registers the optional
 sections of a pair eval. Figures: `metrics`, `ablations`, `identification`, `diversity`, `paraphrase`,
-`claims`, `judge`, `spliced`, `trend`; inputs: `table`, `overlap`, `trained_on`, `records`.
+`claims`, `judge`, `spliced`, `trend`; inputs: `table`, `overlap`, `trained_on`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ from hubkit.eval.cross_pair import Half, check_cross, cross_pair_matrix, load_ha
 from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
-from hubkit.eval.records import nla_record, table_record
-from hubkit.eval.report import EvalReport, checkpoint_record, output_record
+from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, output_record, table_record
 from hubkit.eval.results_file import save_results
 from hubkit.eval.sections import CrossPairFigures, NoVerdicts
 from hubkit.eval.table import MIN_ROWS, EvalTable, require_rows, select_rows

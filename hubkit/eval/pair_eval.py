@@ -24,8 +24,14 @@ from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, nmse_rows, noise_floor
 from hubkit.eval.overlap import Overlap, check_overlap
-from hubkit.eval.records import checkpoint_records, nla_record, table_record
-from hubkit.eval.report import ROWS_FILE, EvalReport, output_record
+from hubkit.eval.report import (
+    ROWS_FILE,
+    EvalReport,
+    checkpoint_records,
+    nla_record,
+    output_record,
+    table_record,
+)
 from hubkit.eval.results_file import save_results
 from hubkit.eval.sections import (
     ContentSensitivities,

@@ -19,8 +19,14 @@ from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
-from hubkit.eval.records import base_record, load_pair, nla_record, table_record
-from hubkit.eval.report import EvalReport, checkpoint_record, output_record
+from hubkit.eval.report import (
+    EvalReport,
+    base_record,
+    checkpoint_record,
+    nla_record,
+    output_record,
+    table_record,
+)
 from hubkit.eval.sections import (
     FolderHashes,
     LossCurve,
@@ -36,6 +42,7 @@ from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
 from hubkit.eval.yardstick import point_figures
 from hubkit.meta import NLAMeta
+from hubkit.pair import NLAPair
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
@@ -206,7 +213,9 @@ def evaluate_trajectory(
         )
     frozen = {"frozen_ar": checkpoint_record(fixed_ar)} if fixed_ar is not None else {}
     for ck, av_dir, ar_dir in plan:
-        pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
+        pair = NLAPair.from_pretrained(
+            av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype
+        )
         recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
         if base_rec is not None:
             recs["base"] = base_rec
