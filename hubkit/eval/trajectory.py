@@ -13,12 +13,12 @@ from pathlib import Path
 
 from hubkit import constants, processes
 from hubkit.errors import DataError, MetaError
-from hubkit.eval import plots
 from hubkit.eval.extras import Extras
 from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
+from hubkit.eval.plots import trajectory as trajectory_plot
 from hubkit.eval.report import (
     EvalReport,
     base_record,
@@ -261,23 +261,10 @@ def evaluate_trajectory(
         out.mkdir(parents=True, exist_ok=True)
         report.outputs = {"checkpoints": {p.name: p.eval_json for p in points}}
         if plots:
-            report.outputs["plots"] = _plots(points, lc, tr, out, extras is not None)
+            path = trajectory_plot(figures.trajectory, out / constants.PLOTS_DIR / "trajectory.png")
+            report.outputs["plots"] = {"trajectory": output_record(out, path)}
         report.write(out)
     return report
-
-
-def _plots(points: list[TrajectoryPoint], lc: LossCurve, tr, out: Path, extras: bool) -> dict:
-    path = plots.trajectory(
-        [p.step if p.step is not None else i for i, p in enumerate(points)],
-        [p.cos for p in points],
-        [p.noise_floor_p95 for p in points],
-        (lc.steps, lc.losses),
-        tr,
-        out / constants.PLOTS_DIR / "trajectory.png",
-        fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
-        recovered=[p.spliced_loss for p in points] if points[0].spliced_loss is not None else None,
-    )
-    return {"trajectory": output_record(out, path)}
 
 
 def _point(
