@@ -182,11 +182,10 @@ def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
     if n < 2:
         return FVE(n, None, None, None, None, None)
     base = float(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
-    value = 1.0 - float(err.mean()) / base if base > 0 else None
-    lo = hi = None
-    if base > 0:
-        lo, hi = _interval(_boot_fve(u, sq, [err], n_boot, seed)[0])
-    return FVE(n=n, value=value, ci_low=lo, ci_high=hi, baseline_b=base, mean_nmse=float(err.mean()))
+    if base <= 0:
+        return FVE(n, None, None, None, base, float(err.mean()))
+    lo, hi = _interval(_boot_fve(u, sq, [err], n_boot, seed)[0])
+    return FVE(n, 1.0 - float(err.mean()) / base, lo, hi, base, float(err.mean()))
 
 
 @dataclass
