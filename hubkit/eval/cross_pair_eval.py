@@ -18,7 +18,7 @@ from hubkit.eval.overlap import check_overlap
 from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, output_record, table_record
 from hubkit.eval.results_file import save_results
 from hubkit.eval.sections import CrossPairFigures, NoVerdicts
-from hubkit.eval.table import MIN_ROWS, EvalTable, require_rows, select_rows
+from hubkit.eval.table import MIN_ROWS, EvalTable, select_rows
 from hubkit.eval.trained_on import from_halves
 
 
@@ -54,8 +54,7 @@ def evaluate_cross_pair(
     }
     trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
     ov = check_overlap(tbl, train_tables, force_overlap, trained)
-    sel, selection = select_rows(tbl, rows, generation.seed)
-    require_rows(sel, min_rows)
+    sel, selection = select_rows(tbl, rows, generation.seed, min_rows)
     loader = functools.partial(load_half, base_model=base_model, device=device, dtype=dtype)
     cp = cross_pair_matrix(avs, ars, sel, generation=generation, n_boot=n_boot, loader=loader)
     first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))

@@ -41,7 +41,7 @@ from hubkit.eval.sections import (
     RoundTripAll,
     Verdicts,
 )
-from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, select_rows
 from hubkit.eval.trained_on import from_halves, record_folders
 from hubkit.eval.yardstick import round_trip_block
 from hubkit.meta import check_compatible
@@ -91,8 +91,7 @@ def evaluate_pair(
         trained += extras.trained_on() if extras is not None else []
         overlap = check_overlap(tbl, train_tables, force_overlap, trained)
     ov, gen, seed = overlap, generation, generation.seed
-    sel, selection = select_rows(tbl, rows, seed)
-    require_rows(sel, min_rows)
+    sel, selection = select_rows(tbl, rows, seed, min_rows)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 

@@ -185,21 +185,19 @@ def check_against_meta(table: EvalTable, meta) -> None:
         )
 
 
-def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:
-    """All rows, or a seeded sample of `rows` of them (kept in file order)."""
+def select_rows(
+    table: EvalTable, rows: int | None, seed: int, min_rows: int = MIN_ROWS
+) -> tuple[EvalTable, dict]:
+    """All rows, or a seeded sample of `rows` of them (kept in file order); refuses fewer than the statistics need."""
     n = len(table)
-    if rows is None or rows == n:
-        return table, {"method": "all", "n": n}
-    if rows < 1 or rows > n:
+    if rows is not None and not 1 <= rows <= n:
         raise DataError(f"{table.path}: asked for {rows} rows but the eval table has {n}")
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
-    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}
-
-
-def require_rows(table: EvalTable, min_rows: int = MIN_ROWS) -> None:
-    """Refuse fewer rows than the statistics need."""
-    if len(table) < min_rows:
+    if (rows or n) < min_rows:
         raise DataError(
-            f"{table.path}: {len(table)} rows evaluated but the statistics need at least {min_rows} (bootstrap "
+            f"{table.path}: {rows or n} rows evaluated but the statistics need at least {min_rows} (bootstrap "
             "intervals, a noise floor over other rows, top-5 identification); use a larger eval table"
         )
+    if rows is None or rows == n:
+        return table, {"method": "all", "n": n}
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
+    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}
