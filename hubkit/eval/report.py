@@ -31,7 +31,7 @@ from hubkit.eval.sections import (
     TrajectoryVerdicts,
     Verdicts,
 )
-from hubkit.eval.table import EvalTable
+from hubkit.eval.table import EvalTable, read_json_object
 from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.schema import SchemaError, from_dict
@@ -108,15 +108,9 @@ def read_eval_json(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
         p = p / constants.EVAL_FILE
-    if not p.is_file():
-        raise DataError(f"{p}: no eval.json there; run `hubkit eval` first")
-    try:
-        data = json.loads(p.read_text())
-    except ValueError as exc:
-        raise DataError(f"{p}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise DataError(f"{p}: field `schema` is {got!r}; this hubkit reads {EVAL_SCHEMA!r}")
+    data = read_json_object(p, "eval.json", "no eval.json there; run `hubkit eval` first")
+    if data.get("schema") != EVAL_SCHEMA:
+        raise DataError(f"{p}: field `schema` is {data.get('schema')!r}; this hubkit reads {EVAL_SCHEMA!r}")
     return data
 
 

@@ -89,7 +89,7 @@ class EvalTable:
             col = table.column("explanation").to_pylist()
             expl = None if all(e is None for e in col) else ["" if e is None else str(e) for e in col]
         side_path = Path(sidecar) if sidecar is not None else find_sidecar(path)
-        side = read_sidecar(side_path) if side_path is not None else None
+        side = None if side_path is None else read_json_object(side_path, "sidecar", "no such sidecar file")
         return cls(
             path=path,
             sha256=sha256_file(path),
@@ -136,15 +136,16 @@ def find_sidecar(path: Path) -> Path | None:
     return None
 
 
-def read_sidecar(path: Path) -> dict:
+def read_json_object(path: Path, what: str, missing: str) -> dict:
+    """The JSON object in `path` (`what` it is); a missing file, bad JSON or another type names the file."""
     if not path.is_file():
-        raise DataError(f"{path}: no such sidecar file")
+        raise DataError(f"{path}: {missing}")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
-        raise DataError(f"{path}: sidecar is not valid JSON ({exc})") from exc
+        raise DataError(f"{path}: {what} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise DataError(f"{path}: sidecar must be a JSON object, got {type(data).__name__}")
+        raise DataError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data
 
 
