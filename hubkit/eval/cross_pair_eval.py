@@ -8,15 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from hubkit import processes
-from hubkit.constants import PLOTS_DIR
-from hubkit.eval import plots
 from hubkit.eval.cross_pair import Half, check_cross, cross_pair_matrix, load_half, meta_of
 from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
-from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, output_record, table_record
-from hubkit.eval.results_file import save_results
+from hubkit.eval.pair_eval import write_report
+from hubkit.eval.plots import cross_pair as cross_pair_plot
+from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, table_record
 from hubkit.eval.sections import CrossPairFigures, NoVerdicts
 from hubkit.eval.table import MIN_ROWS, EvalTable, select_rows
 from hubkit.eval.trained_on import from_halves
@@ -72,18 +70,6 @@ def evaluate_cross_pair(
         verdicts=NoVerdicts(),
         timing={"rows": len(sel), "cells": len(cp.cells)},
     )
-    write = out_dir is not None and processes.is_main()  # under a launcher, rank 0 writes
-    if write:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        report.outputs["evaluate"] = output_record(out, save_results(report, out))
-        if plots:
-            report.outputs["plots"] = _plots(cp, out)
-    report.timing["total_s"] = time.perf_counter() - t_start
-    if write:
-        report.write(out_dir)
+    draw = (lambda pdir: {"cross_pair": cross_pair_plot(cp, pdir / "cross_pair.png")}) if plots else None
+    write_report(report, out_dir, t_start, draw)
     return report
-
-
-def _plots(cp, out: Path) -> dict:
-    return {"cross_pair": output_record(out, plots.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png"))}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from hubkit import processes
@@ -168,15 +169,31 @@ def evaluate_pair(
         },
         rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref, sections),
     )
-    if out_dir is not None and processes.is_main():  # one writer; every process holds the same report
+    write_report(
+        report, out_dir, t_start, (lambda pdir: _plots(pdir, figures, cos, ok, rank)) if plots else None
+    )
+    return report
+
+
+def write_report(
+    report: EvalReport, out_dir: str | Path | None, t_start: float, draw: Callable[[Path], dict] | None
+) -> None:
+    """rows.parquet (when the report has rows), the `evaluate` results file and the plots `draw(folder)` makes,
+    then eval.json with the sha256 of each; rank 0 writes (every process holds the same report)."""
+    write = out_dir is not None and processes.is_main()
+    if write:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        report.outputs = write_outputs(report, out, cos, ok, floor, rank, ident, cs, cs_ref, plots)
+        if report.rows is not None:
+            pq.write_table(report.rows, str(out / ROWS_FILE))
+            report.outputs["rows"] = output_record(out, out / ROWS_FILE)
+        report.outputs["evaluate"] = output_record(out, save_results(report, out))
+        if draw is not None:
+            report.outputs["plots"] = {k: output_record(out, p) for k, p in draw(out / PLOTS_DIR).items()}
     report.timing["total_s"] = time.perf_counter() - t_start
-    if out_dir is not None and processes.is_main():
-        report.write(out_dir)
+    if write:
+        report.write(out)
     processes.barrier()
-    return report
 
 
 def _verdicts(cs, ident, floor) -> Verdicts:
@@ -225,32 +242,20 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
     return pa.table(cols)
 
 
-def write_outputs(
-    report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, with_plots: bool
-) -> dict:
-    """rows.parquet and the PNG plots; returns their paths (relative to `out`) and sha256 for eval.json."""
-    import pyarrow.parquet as pq
-
-    rows_path = out / ROWS_FILE
-    pq.write_table(report.rows, str(rows_path))
-    outputs: dict = {
-        "rows": output_record(out, rows_path),
-        "evaluate": output_record(out, save_results(report, out)),
+def _plots(pdir: Path, figures: PairFigures, cos, ok, rank) -> dict[str, Path]:
+    f = figures
+    made = {
+        "per_row_cosine": plots.per_row_cosine(cos, ok, f.noise_floor, pdir / "per_row_cosine.png"),
+        "ablations": plots.ablations(f.content_sensitivity.av, pdir / "ablations.png"),
+        "identification": plots.identification(rank, f.identification, pdir / "identification.png"),
     }
-    if with_plots:
-        pdir = out / PLOTS_DIR
-        made = {
-            "per_row_cosine": plots.per_row_cosine(cos, ok, floor, pdir / "per_row_cosine.png"),
-            "ablations": plots.ablations(cs, pdir / "ablations.png"),
-            "identification": plots.identification(rank, ident, pdir / "identification.png"),
-        }
-        if cs_ref is not None:
-            made["ablations_reference"] = plots.ablations(cs_ref, pdir / "ablations_reference.png")
-        cross = report.figures.cross_pair
-        if cross is not None:
-            made["cross_pair"] = plots.cross_pair(cross, pdir / "cross_pair.png")
-        outputs["plots"] = {k: output_record(out, p) for k, p in made.items()}
-    return outputs
+    if f.content_sensitivity.reference is not None:
+        made["ablations_reference"] = plots.ablations(
+            f.content_sensitivity.reference, pdir / "ablations_reference.png"
+        )
+    if f.cross_pair is not None:
+        made["cross_pair"] = plots.cross_pair(f.cross_pair, pdir / "cross_pair.png")
+    return made
 
 
 # -- the two heavy loops split over a launcher's processes, with results equal to one process -----------
