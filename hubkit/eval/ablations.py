@@ -110,13 +110,11 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 def nonsense_texts(word_counts: list[int], rng: np.random.Generator, min_words: int = 3) -> list[str]:
     """One string of random lowercase 'words' (2–8 letters) per row, with that row's word count (≥ `min_words`)."""
     letters = np.array(list(string.ascii_lowercase))
-    out = []
-    for n_words in word_counts:
-        ws = [
-            "".join(rng.choice(letters, size=int(rng.integers(2, 9)))) for _ in range(max(min_words, n_words))
-        ]
-        out.append(" ".join(ws))
-    return out
+
+    def word() -> str:
+        return "".join(rng.choice(letters, size=int(rng.integers(2, 9))))
+
+    return [" ".join(word() for _ in range(max(min_words, n))) for n in word_counts]
 
 
 @dataclass

@@ -217,8 +217,7 @@ def evaluate_trajectory(
             av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype
         )
         recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
-        if base_rec is not None:
-            recs["base"] = base_rec
+        recs |= {"base": base_rec} if base_rec is not None else {}
         sub = out / ck.name if out is not None else None
         rep = evaluate_pair(
             pair, tbl, generation=generation, out_dir=sub, rows=rows, n_boot=n_boot, overlap=ov,
