@@ -107,14 +107,14 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
-def nonsense_texts(word_counts: list[int], rng: np.random.Generator, min_words: int = 3) -> list[str]:
-    """One string of random lowercase 'words' (2–8 letters) per row, with that row's word count (≥ `min_words`)."""
+def nonsense_texts(word_counts: list[int], rng: np.random.Generator) -> list[str]:
+    """One string of random lowercase 'words' (2–8 letters) per row, with that row's word count (at least 3)."""
     letters = np.array(list(string.ascii_lowercase))
 
     def word() -> str:
         return "".join(rng.choice(letters, size=int(rng.integers(2, 9))))
 
-    return [" ".join(word() for _ in range(max(min_words, n))) for n in word_counts]
+    return [" ".join(word() for _ in range(max(3, n))) for n in word_counts]
 
 
 @dataclass

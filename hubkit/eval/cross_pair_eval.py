@@ -16,7 +16,7 @@ from hubkit.eval.pair_eval import write_report
 from hubkit.eval.plots import cross_pair as cross_pair_plot
 from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, table_record
 from hubkit.eval.sections import CrossPairFigures, NoVerdicts
-from hubkit.eval.table import MIN_ROWS, EvalTable, select_rows
+from hubkit.eval.table import EvalTable, select_rows
 from hubkit.eval.trained_on import from_halves
 
 
@@ -35,7 +35,6 @@ def evaluate_cross_pair(
     device: str | None = None,
     dtype: str | None = None,
     plots: bool = True,
-    min_rows: int = MIN_ROWS,
 ):
     """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
 
@@ -52,7 +51,7 @@ def evaluate_cross_pair(
     }
     trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
     ov = check_overlap(tbl, train_tables, force_overlap, trained)
-    sel, selection = select_rows(tbl, rows, generation.seed, min_rows)
+    sel, selection = select_rows(tbl, rows, generation.seed)
     loader = functools.partial(load_half, base_model=base_model, device=device, dtype=dtype)
     cp = cross_pair_matrix(avs, ars, sel, generation=generation, n_boot=n_boot, loader=loader)
     first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))

@@ -66,7 +66,6 @@ def bootstrap_ci(
     stat: Callable[[np.ndarray], np.ndarray] | None = None,
     n_boot: int = DEFAULT_BOOT,
     seed: int = 0,
-    confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (or of `stat`, mapping ``[B, n]`` resamples to ``[B]``).
 
@@ -82,7 +81,7 @@ def bootstrap_ci(
         idx = rng.integers(0, x.size, size=(min(step, n_boot - start), x.size))
         sample = x[idx]
         stats[start : start + len(idx)] = sample.mean(axis=1) if stat is None else stat(sample)
-    tail = (1.0 - confidence) / 2.0
+    tail = (1.0 - CONFIDENCE) / 2.0
     lo, hi = np.quantile(stats, [tail, 1.0 - tail])
     return float(lo), float(hi)
 

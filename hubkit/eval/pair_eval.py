@@ -42,7 +42,7 @@ from hubkit.eval.sections import (
     RoundTripAll,
     Verdicts,
 )
-from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, select_rows
+from hubkit.eval.table import EvalTable, check_against_meta, select_rows
 from hubkit.eval.trained_on import from_halves, record_folders
 from hubkit.eval.yardstick import round_trip_block
 from hubkit.meta import check_compatible
@@ -66,7 +66,6 @@ def evaluate_pair(
     overlap: Overlap | None = None,
     checkpoints: Mapping[str, str | Path | dict] | None = None,
     n_boot: int = DEFAULT_BOOT,
-    min_rows: int = MIN_ROWS,
     plots: bool = True,
     progress: bool = False,
     extras: Extras | None = None,
@@ -92,7 +91,7 @@ def evaluate_pair(
         trained += extras.trained_on() if extras is not None else []
         overlap = check_overlap(tbl, train_tables, force_overlap, trained)
     ov, gen, seed = overlap, generation, generation.seed
-    sel, selection = select_rows(tbl, rows, seed, min_rows)
+    sel, selection = select_rows(tbl, rows, seed)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 

@@ -186,16 +186,14 @@ def check_against_meta(table: EvalTable, meta) -> None:
         )
 
 
-def select_rows(
-    table: EvalTable, rows: int | None, seed: int, min_rows: int = MIN_ROWS
-) -> tuple[EvalTable, dict]:
+def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:
     """All rows, or a seeded sample of `rows` of them (kept in file order); refuses fewer than the statistics need."""
     n = len(table)
     if rows is not None and not 1 <= rows <= n:
         raise DataError(f"{table.path}: asked for {rows} rows but the eval table has {n}")
-    if (rows or n) < min_rows:
+    if (rows or n) < MIN_ROWS:
         raise DataError(
-            f"{table.path}: {rows or n} rows evaluated but the statistics need at least {min_rows} (bootstrap "
+            f"{table.path}: {rows or n} rows evaluated but the statistics need at least {MIN_ROWS} (bootstrap "
             "intervals, a noise floor over other rows, top-5 identification); use a larger eval table"
         )
     if rows is None or rows == n:
