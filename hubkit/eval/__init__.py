@@ -1,19 +1,10 @@
 """Evaluation of NLAs: honest numbers that say whether an NLA reads its vectors at all.
 
-`evaluate_pair` / `evaluate_trajectory` / `evaluate_cross_pair` run everything and write ``eval.json``
-(schema ``hubkit.eval/1``), ``rows.parquet``, plots and an ``evaluate``-saved results file.
-
-Map (imports run downwards; each module one idea):
-
-- entry points: `run` (re-exports) → `pair_eval` (one pair), `trajectory` (every checkpoint of a run),
-  `cross_pair_eval` (AVs × ARs, the matrix in `cross_pair`), each taking one `generation.Generation`;
-  `extras` (the registry of optional sections of a pair eval); the CLI is `hubkit.cli.eval`
-- what was read: `table` (eval table, row selection), `overlap` + `trained_on` (held-out or not),
-  `records` (metas, checkpoints, hashes, loading a pair), `generation` (how the AV generates), `loss_curve`
-- figures: `metrics` (cosine, normalised MSE, bootstrap, FVE, noise floor), `ablations` (content
-  sensitivity), `paraphrase`, `claims`, `identification`, `diversity`, `trend`
-- output: `sections` (typed eval.json sections, figure paths), `report` (EvalReport, eval.json, verify),
-  `results_file` (`evaluate.save`), `plots`, `evaluate_module` (the metric for ``evaluate.load``)
+Entry points: `pair_eval` (one pair), `trajectory` (every checkpoint of a run), `cross_pair_eval` (AVs × ARs),
+each taking one `generation.Generation` and writing eval.json (`sections` are its typed figures, `report`
+reads and writes it), rows.parquet, `plots` and the `evaluate` results file; `extras` registers the optional
+sections of a pair eval. Figures: `metrics`, `ablations`, `identification`, `diversity`, `paraphrase`,
+`claims`, `judge`, `spliced`, `trend`; inputs: `table`, `overlap`, `trained_on`.
 """
 
 from __future__ import annotations

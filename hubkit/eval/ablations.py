@@ -1,27 +1,23 @@
 """Content sensitivity: does the AR's output depend on what the explanation says?
 
-The AR's cosine to each row's vector is measured on the real explanation and on four controls:
-an empty string, unrelated natural text, length-matched nonsense words, and the explanation of a
-different row (a seeded derangement). The per-row deltas ``real − control`` are summarised with
-paired bootstrap intervals. An AR that ignores its input scores the same on every control, so its
-deltas sit at zero; a published 0.44 round trip that an empty string also reached would show here.
-
-Only the AR is run (each distinct text once); any object with ``reconstruct(texts) -> Tensor``
-serves, which is how tests plug in constructed reconstructors.
+The AR's cosine to each row's vector on the real explanation is compared with four controls (`CONDITIONS`),
+per row, with paired bootstrap intervals. An AR that ignores its input scores the same on every control;
+a published 0.44 round trip that an empty string also reached would show here. Any object with
+``reconstruct(texts) -> Tensor`` serves as the AR.
 """
 
 from __future__ import annotations
 
 import inspect
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from hubkit.errors import DataError
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, as_matrix, cosine_rows, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, as_matrix, cosine_rows, summarize
 
 CONDITIONS = {
     "empty": "the empty string",
@@ -111,20 +107,14 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
-def nonsense_texts(word_counts: list[int], rng: np.random.Generator, min_words: int = 3) -> list[str]:
-    """One string of random lowercase 'words' (2–8 letters) per row, with that row's word count (≥ `min_words`)."""
+def nonsense_texts(word_counts: list[int], rng: np.random.Generator) -> list[str]:
+    """One string of random lowercase 'words' (2–8 letters) per row, with that row's word count (at least 3)."""
     letters = np.array(list(string.ascii_lowercase))
-    out = []
-    for n_words in word_counts:
-        ws = [
-            "".join(rng.choice(letters, size=int(rng.integers(2, 9)))) for _ in range(max(min_words, n_words))
-        ]
-        out.append(" ".join(ws))
-    return out
 
+    def word() -> str:
+        return "".join(rng.choice(letters, size=int(rng.integers(2, 9))))
 
-def natural_texts(n: int, rng: np.random.Generator, pool: tuple[str, ...] = NATURAL_TEXT) -> list[str]:
-    return [pool[int(i)] for i in rng.integers(0, len(pool), size=n)]
+    return [" ".join(word() for _ in range(max(3, n))) for n in word_counts]
 
 
 @dataclass
@@ -138,7 +128,7 @@ class Control:
 
 
 @dataclass
-class ContentSensitivity:
+class ContentSensitivity(Plain):
     source: str  # whose explanations were read: "av" (round trip) or "reference" (the table's)
     n: int
     real: Summary
@@ -152,12 +142,6 @@ class ContentSensitivity:
             if c.name == name:
                 return c
         raise KeyError(f"no control {name!r} (have {[c.name for c in self.controls]})")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("per_row")
-        d.pop("texts")
-        return d
 
 
 def verdict(controls: list[Control]) -> str:
@@ -199,7 +183,7 @@ def content_sensitivity(
     perm = derangement(n, rng)
     texts = {
         "empty": [""] * n,
-        "natural": natural_texts(n, rng),
+        "natural": [NATURAL_TEXT[int(i)] for i in rng.integers(0, len(NATURAL_TEXT), size=n)],
         "nonsense": nonsense_texts([len(t.split()) for t in explanations], rng),
         "other_row": [explanations[i] for i in perm],
     }

@@ -1,27 +1,21 @@
-"""Claim ablation: how much of the round trip each claim of an explanation carries.
+"""Claim ablation: how much of the round trip each claim (line, then sentence) of an explanation carries.
 
-An explanation is split into claims (its lines, and within a line its sentences). For each claim the
-AR reads the explanation without it; the per-claim change ``cos(v, AR(full)) − cos(v, AR(without))``
-is what that claim carries (positive: the reconstruction gets worse without it). Changes are summarised
-over all claims, by claim position (first sentence, second, …) and per row (its largest and mean
-change). An AR that ignores its input gives zero for every claim.
-
-Rows whose explanation has no claim (empty text) are counted, not dropped; a row with one claim
-measures it against the empty string. At most `max_claims` claims per row are ablated one by one
-(the rest are counted as skipped), which bounds the AR calls to ``rows × max_claims``.
+For each claim the AR reads the explanation without it; ``cos(v, AR(full)) − cos(v, AR(without))`` is
+what it carries (zero for every claim of an AR that ignores its input). At most `max_claims` per row are
+ablated, which bounds the AR calls to ``rows × max_claims``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hubkit.errors import DataError
 from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, cosine_rows, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, cosine_rows, summarize
 
 MAX_CLAIMS = 8
 # Positions at or past this index are pooled into one group ("5+") in the by-index summary.
@@ -79,7 +73,7 @@ class TopClaim:
 
 
 @dataclass
-class ClaimAblation:
+class ClaimAblation(Plain):
     n_rows: int
     n_rows_ablated: int
     n_rows_no_claim: int
@@ -95,12 +89,6 @@ class ClaimAblation:
     top_claims: list[TopClaim]
     per_row: list[list[float]] = field(default_factory=list, repr=False)  # deltas of each row's claims
     row_claims: list[list[str]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("per_row")
-        d.pop("row_claims")
-        return d
 
 
 def claim_ablation(

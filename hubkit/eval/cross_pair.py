@@ -1,21 +1,15 @@
 """Cross-pair matrix: several AVs × several ARs on one eval table.
 
-Each AV generates once for the table; each AR reads every AV's explanations. A cell holds what a
-pair eval of that AV and AR reports for its round trip (cosine with its interval, FVE, noise floor,
-identification), computed the same way with the same seeds, so a cell equals the separate eval of
-that pair. Uses: the checkpoints of a trajectory against one another, two releases on one base, an
-AV against the AR it was trained with and against others.
-
-Every AV × AR combination is checked for compatibility (width, layer, base model) and every AV
-against the eval table *before* any model is loaded or run: one incompatible cell is a clear error,
-never half a matrix.
+Each AV generates once; each AR reads every AV's explanations. A cell holds the round-trip figures a pair
+eval of that AV and AR reports, with the same seeds, so it equals the separate eval of that pair. Every cell
+and every AV against the table is checked *before* any model is loaded: never half a matrix.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +19,7 @@ from hubkit.errors import IncompatiblePairError, MetaError
 from hubkit.eval.ablations import reconstruct_unique
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import TopK, from_ranks, ranks
-from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Summary, cosine_rows, fve, noise_floor, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, FVE, Plain, Summary, cosine_rows, fve, noise_floor, summarize
 from hubkit.eval.table import EvalTable, check_against_meta
 from hubkit.meta import NLAMeta, check_compatible
 from hubkit.reconstructor import ActivationReconstructor
@@ -52,7 +46,7 @@ class Cell:
 
 
 @dataclass
-class CrossPair:
+class CrossPair(Plain):
     avs: list[str]
     ars: list[str]
     n: int
@@ -72,11 +66,6 @@ class CrossPair:
         return np.array([np.nan if x is None else x for x in vals], dtype=float).reshape(
             len(self.avs), len(self.ars)
         )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("explanations")
-        return d
 
     def headline(self) -> str:
         """One line per AV: cosine / top-1 against each AR."""

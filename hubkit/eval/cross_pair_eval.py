@@ -8,18 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from hubkit import processes
-from hubkit.constants import PLOTS_DIR
-from hubkit.eval import plots
 from hubkit.eval.cross_pair import Half, check_cross, cross_pair_matrix, load_half, meta_of
 from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
-from hubkit.eval.records import nla_record, table_record
-from hubkit.eval.report import EvalReport, checkpoint_record, output_record
-from hubkit.eval.results_file import save_results
+from hubkit.eval.pair_eval import write_report
+from hubkit.eval.plots import cross_pair as cross_pair_plot
+from hubkit.eval.report import EvalReport, checkpoint_record, nla_record, table_record
 from hubkit.eval.sections import CrossPairFigures, NoVerdicts
-from hubkit.eval.table import MIN_ROWS, EvalTable, require_rows, select_rows
+from hubkit.eval.table import EvalTable, select_rows
 from hubkit.eval.trained_on import from_halves
 
 
@@ -38,7 +35,6 @@ def evaluate_cross_pair(
     device: str | None = None,
     dtype: str | None = None,
     plots: bool = True,
-    min_rows: int = MIN_ROWS,
 ):
     """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
 
@@ -56,7 +52,6 @@ def evaluate_cross_pair(
     trained = from_halves({f"AV {n}": h for n, h in avs.items()} | {f"AR {n}": h for n, h in ars.items()})
     ov = check_overlap(tbl, train_tables, force_overlap, trained)
     sel, selection = select_rows(tbl, rows, generation.seed)
-    require_rows(sel, min_rows)
     loader = functools.partial(load_half, base_model=base_model, device=device, dtype=dtype)
     cp = cross_pair_matrix(avs, ars, sel, generation=generation, n_boot=n_boot, loader=loader)
     first_av, first_ar = next(iter(avs.values())), next(iter(ars.values()))
@@ -74,18 +69,6 @@ def evaluate_cross_pair(
         verdicts=NoVerdicts(),
         timing={"rows": len(sel), "cells": len(cp.cells)},
     )
-    write = out_dir is not None and processes.is_main()  # under a launcher, rank 0 writes
-    if write:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        report.outputs["evaluate"] = output_record(out, save_results(report, out))
-        if plots:
-            report.outputs["plots"] = _plots(cp, out)
-    report.timing["total_s"] = time.perf_counter() - t_start
-    if write:
-        report.write(out_dir)
+    draw = (lambda pdir: {"cross_pair": cross_pair_plot(cp, pdir / "cross_pair.png")}) if plots else None
+    write_report(report, out_dir, t_start, draw)
     return report
-
-
-def _plots(cp, out: Path) -> dict:
-    return {"cross_pair": output_record(out, plots.cross_pair(cp, out / PLOTS_DIR / "cross_pair.png"))}

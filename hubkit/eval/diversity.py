@@ -1,9 +1,4 @@
-"""Explanation diversity: does the AV say different things for different vectors?
-
-A collapsed AV writes one stock explanation (or one opening) for everything; these counts make that
-visible next to the round-trip numbers. Words are whitespace tokens, lower-cased for stems and n-grams;
-full explanations are compared exactly (after stripping surrounding whitespace).
-"""
+"""Explanation diversity: a collapsed AV writes one stock explanation (or opening) for everything."""
 
 from __future__ import annotations
 
@@ -39,9 +34,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def diversity(
-    texts: list[str], stem_words: int = 3, ns: tuple[int, ...] = (1, 2, 3), top: int = 5
-) -> Diversity:
+def diversity(texts: list[str], stem_words: int = 3) -> Diversity:
     """`Diversity` of a list of explanations (the AV's parsed texts, one per row)."""
     stripped = [t.strip() for t in texts]
     n = len(stripped)
@@ -56,7 +49,7 @@ def diversity(
         stem_words=stem_words,
         distinct_stems=len(stems),
         distinct_stems_frac=len(stems) / n if n else 0.0,
-        distinct_n={str(k): distinct_n(stripped, k) for k in ns},
+        distinct_n={str(k): distinct_n(stripped, k) for k in (1, 2, 3)},
         mean_words=sum(len(words(t)) for t in stripped) / n if n else 0.0,
-        most_common=[{"text": t, "count": c} for t, c in counts.most_common(top)],
+        most_common=[{"text": t, "count": c} for t, c in counts.most_common(5)],
     )

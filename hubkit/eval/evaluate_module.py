@@ -1,11 +1,6 @@
-"""The NLA round-trip metric as a Hugging Face `evaluate` module.
-
-Load it from its path (``evaluate.load(".../hubkit/eval/evaluate_module.py")``) and pass the original
-vectors as ``references`` and the AR's reconstructions as ``predictions`` (one list of floats per row).
-It returns the headline figures of `hubkit eval` that need only vectors: mean cosine with its bootstrap
-interval, normalised MSE, FVE with its baseline B, the data's noise floor and top-1/top-5 identification
-against chance. Content sensitivity needs the AR itself and is in `hubkit.eval.ablations`.
-"""
+"""The NLA round-trip metric as a Hugging Face `evaluate` module: load it by path
+(``evaluate.load(".../hubkit/eval/evaluate_module.py")``), pass the original vectors as ``references`` and
+the AR's reconstructions as ``predictions``; it returns the headline figures that need only vectors."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The optional sections of a pair eval: paraphrase sensitivity, claim ablation, a cross-pair matrix,
-spliced loss and judged claims.
-
-`Extras` says which to run; `evaluate_pair` checks it before any work (`check`) and runs it on the
-round trip's own explanations and reconstructions (`run`), so nothing is generated twice. Each
-section is one entry of `SECTIONS` (when it runs, how, its rows.parquet columns) and lands in eval.json
-under ``figures.<name>``, only when it was run.
-"""
+"""The optional sections of a pair eval (paraphrase, claim ablation, cross-pair matrix, frozen AR, spliced
+loss, judged claims): `Extras` says which to run, each is one entry of `SECTIONS`, and all read the round
+trip's own explanations and reconstructions, so nothing is generated twice."""
 
 from __future__ import annotations
 
@@ -137,17 +132,18 @@ class Section:
 SECTIONS: Registry[Section] = Registry("eval section")
 
 
-def _ci(x, fmt: str) -> str:
-    return f" [{x.ci_low:{fmt}}, {x.ci_high:{fmt}}]" if x.ci_low is not None else ""
-
-
 def _signed(summary) -> str:
     return f"{summary.mean:+.4f}" if summary.mean is not None else "n/a"
 
 
+def ci_text(x, fmt: str = ".4f") -> str:
+    """`` [low, high]`` of a figure with an interval (``ci_low``, ``ci_high``), or nothing without one."""
+    return f" [{x.ci_low:{fmt}}, {x.ci_high:{fmt}}]" if x.ci_low is not None else ""
+
+
 def _rate(r) -> str:
     """``0.123 [0.100, 0.150]`` (or ``n/a``) for a judged-claims rate."""
-    return "n/a" if r.value is None else f"{r.value:.3f}{_ci(r, '.3f')}"
+    return "n/a" if r.value is None else f"{r.value:.3f}{ci_text(r, '.3f')}"
 
 
 def _cross(x: Extras, d: Produced):
@@ -166,7 +162,7 @@ SECTIONS.add("paraphrase", Section(
         batch_size=d.gen.ar_batch_size, **d.stats,
     ),
     headline=lambda ps: (
-        f"paraphrase ({ps.labeler}): cos change {_signed(ps.delta)}{_ci(ps.delta, '.4f')} on {ps.n_used}/{ps.n} "
+        f"paraphrase ({ps.labeler}): cos change {_signed(ps.delta)}{ci_text(ps.delta)} on {ps.n_used}/{ps.n} "
         f"rows {ps.statuses}; top-1 flips {ps.flips[0].flip_share:.1%}; {ps.verdict}"
     ),
     columns=lambda ps: {

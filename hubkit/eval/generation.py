@@ -35,14 +35,7 @@ class Generation:
 
     def run(self, av, vectors: torch.Tensor, progress: bool = False) -> list[Explanation]:
         """`av.explain_detailed` with these settings (the seed is used only when sampling)."""
+        settings = {k: v for k, v in self.settings().items() if k != "ar_batch_size"}
         return av.explain_detailed(
-            vectors,
-            batch_size=self.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=self.do_sample,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=self.seed if self.do_sample else None,
-            progress=progress,
-            engine=self.engine,
+            vectors, **settings, seed=self.seed if self.do_sample else None, progress=progress
         )

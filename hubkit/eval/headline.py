@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubkit.eval.extras import headlines
+from hubkit.eval.extras import ci_text, headlines
 from hubkit.eval.report import EvalReport
 
 
@@ -17,12 +17,11 @@ def headline(report: EvalReport) -> str:
             lines.append(f"round trip ({label}): n=0")
             continue
         fv = block.fve
-        ci = f" [{c.ci_low:.4f}, {c.ci_high:.4f}]" if c.ci_low is not None else ""
         fve_txt = (
             f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})" if fv is not None and fv.value is not None else ""
         )
         lines.append(
-            f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci} ± {c.std or 0:.4f}, median {c.median:.4f}{fve_txt}"
+            f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci_text(c)} ± {c.std or 0:.4f}, median {c.median:.4f}{fve_txt}"
         )
     fl = f.noise_floor
     lines.append(

@@ -1,9 +1,7 @@
 """Identification: can a reconstruction pick out its own vector among all N?
 
-For each row, every vector of the eval set is ranked by cosine to that row's reconstruction; the
-row is identified at k when fewer than k *other* vectors score at least as high as its own (ties
-count against it). Chance is k/N. An AR that writes the same vector whatever it reads identifies
-exactly one row at top-1, i.e. chance.
+A row is identified at k when fewer than k *other* vectors have a cosine to its reconstruction at least as
+high as its own (ties count against it). Chance is k/N; an AR that writes one vector for everything is at it.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from hubkit.errors import DataError
 from hubkit.eval.metrics import as_pair, unit_rows
 
 _CHUNK = 1024
+KS = (1, 5)  # the top-k identification reports
 
 
 @dataclass
@@ -90,32 +89,21 @@ def binomial_tail(hits: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in logs))
 
 
-def identification(v, v_hat, ks: tuple[int, ...] = (1, 5)) -> Identification:
+def identification(v, v_hat) -> Identification:
     """Top-k identification accuracies against chance k/N, with Wilson intervals and binomial p-values."""
-    return from_ranks(ranks(v, v_hat), ks)
+    return from_ranks(ranks(v, v_hat))
 
 
-def from_ranks(r: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> Identification:
+def from_ranks(r: np.ndarray) -> Identification:
     """`identification` from already computed `ranks`."""
     r = np.asarray(r)
     n = int(r.size)
-    if n < max(ks) + 1:
-        raise DataError(f"identification at top-{max(ks)} needs more than {max(ks)} rows, got {n}")
+    if n < max(KS) + 1:
+        raise DataError(f"identification at top-{max(KS)} needs more than {max(KS)} rows, got {n}")
     top = []
-    for k in ks:
+    for k in KS:
         hits = int(np.sum(r < k))
-        lo, hi = wilson(hits, n)
-        top.append(
-            TopK(
-                k=k,
-                accuracy=hits / n,
-                chance=k / n,
-                hits=hits,
-                ci_low=lo,
-                ci_high=hi,
-                p_value=binomial_tail(hits, n, k / n),
-            )
-        )
+        top.append(TopK(k, hits / n, k / n, hits, *wilson(hits, n), binomial_tail(hits, n, k / n)))
     return Identification(
         n=n,
         top=top,

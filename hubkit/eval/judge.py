@@ -1,13 +1,9 @@
 """Judged claims: does each claim of an explanation hold for the text the vector was read from?
 
-Each explanation is split into claims by the claim splitter of claim ablation (`hubkit.eval.claims.claims`;
-at most `max_claims` per row) and a judge model (any `hubkit.data.labelers.Labeler`: an OpenAI-compatible
-endpoint or a local transformers model) is asked, per claim, whether the source text (the eval table's
-``prefix``, which ends at the vector's token) **supports** it, leaves it **unsupported**, or **contradicts**
-it. Reported: claim precision (supported / judged), the hallucination rate (contradicted / judged) and
-the unsupported rate, each with a bootstrap interval that resamples rows (claims of one explanation are
-not independent), and the share of rows with at least one contradicted claim. A reply the judge gives
-without one of the three words is counted as ``unparsed`` and left out of the rates.
+A judge (any `Labeler`) says per claim (`claims.claims`) whether the row's ``prefix`` **supports** it,
+leaves it **unsupported** or **contradicts** it. Rates (precision, hallucination, unsupported) carry a
+bootstrap interval over rows, since the claims of one explanation are not independent; a reply without a
+verdict word is ``unparsed`` and left out of the rates.
 """
 
 from __future__ import annotations
@@ -15,14 +11,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.claims import MAX_CLAIMS, claims
-from hubkit.eval.metrics import DEFAULT_BOOT, bootstrap_ci
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, bootstrap_ci
 
 VERDICTS = ("supported", "unsupported", "contradicted")
 UNPARSED = "unparsed"
@@ -65,7 +61,7 @@ class Rate:
 
 
 @dataclass
-class JudgedClaims:
+class JudgedClaims(Plain):
     """The eval.json section ``figures.judge``."""
 
     judge: str
@@ -81,10 +77,6 @@ class JudgedClaims:
     rows_with_contradiction: float | None
     row_claims: list[list[str]] = field(default_factory=list, repr=False)
     row_verdicts: list[list[str]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        """eval.json's section: every field but the per-row lists (those go to rows.parquet)."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("row_")}
 
 
 def _rate(hits: np.ndarray, judged: np.ndarray, n_boot: int, seed: int) -> Rate:

@@ -1,11 +1,8 @@
 """A local judge that scores the three verdicts instead of generating free text.
 
-Small local models rarely answer with a bare verdict word (SmolLM2-135M, asked with the judge prompt
-and ``<verdict>`` prefilled, writes a sentence in most replies), so a generated reply is often left
-``unparsed``. This judge renders the same prompt with the model's chat template and ``<verdict>``
-prefilled, and takes the verdict whose tokens (``supported``, ``unsupported`` or ``contradicted``, then
-``</verdict>``) have the highest total log-probability: every claim gets a verdict, deterministically.
-It answers like any `hubkit.data.labelers.Labeler` (``<verdict>WORD</verdict>`` per conversation).
+Small local models rarely answer with a bare verdict word (SmolLM2-135M writes a sentence in most
+replies), so this judge prefills ``<verdict>`` and takes the verdict whose tokens are the most likely: every
+claim gets a verdict, deterministically. It answers like a `Labeler` (``<verdict>WORD</verdict>``).
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import models
 from hubkit.data.labelers import Messages, render_chat
@@ -41,25 +39,20 @@ class LikelihoodJudge:
         """Total log-probability of each verdict's tokens after the prompt."""
         tok = self.tokenizer
         prompt = tok(render_chat(tok, conversation, OPEN), add_special_tokens=False)["input_ids"]
-        rows = [prompt + tok(w + CLOSE, add_special_tokens=False)["input_ids"] for w in VERDICTS]
-        width = max(len(r) for r in rows)
+        rows = [
+            torch.tensor(prompt + tok(w + CLOSE, add_special_tokens=False)["input_ids"]) for w in VERDICTS
+        ]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        ids = pad_sequence(rows, batch_first=True, padding_value=pad)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
         device = next(self.model.parameters()).device
         logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]
-        out = {}
-        for i, (w, r) in enumerate(zip(VERDICTS, rows)):
-            out[w] = float(logp[i, len(prompt) - 1 : len(r) - 1].sum())
-        return out
+        return {
+            w: float(logp[i, len(prompt) - 1 : len(r) - 1].sum())
+            for i, (w, r) in enumerate(zip(VERDICTS, rows))
+        }
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
-        replies = []
-        for conv in conversations:
-            s = self.scores(conv)
-            replies.append(f"{OPEN}{max(s, key=s.get)}{CLOSE}")
-        return replies
+        best = [max(s, key=s.get) for s in map(self.scores, conversations)]
+        return [f"{OPEN}{w}{CLOSE}" for w in best]

@@ -1,15 +1,14 @@
-"""Round-trip metrics as pure numpy functions: per-row cosine and normalised MSE, seeded bootstrap
-summaries, FVE with its predict-the-mean baseline, and a noise floor measured on the data.
-
-Everything works on float64 copies of ``[N, d]`` arrays (torch tensors are accepted) so the numbers
-do not depend on the model's dtype. Nothing here runs a model.
-"""
+"""Round-trip metrics in numpy on float64 copies (so the numbers do not depend on the model's dtype):
+per-row cosine and normalised MSE, seeded bootstrap summaries, FVE with its predict-the-mean baseline, a
+noise floor measured on the data, and `to_plain`, which writes every eval section as JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +66,6 @@ def bootstrap_ci(
     stat: Callable[[np.ndarray], np.ndarray] | None = None,
     n_boot: int = DEFAULT_BOOT,
     seed: int = 0,
-    confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (or of `stat`, mapping ``[B, n]`` resamples to ``[B]``).
 
@@ -83,7 +81,7 @@ def bootstrap_ci(
         idx = rng.integers(0, x.size, size=(min(step, n_boot - start), x.size))
         sample = x[idx]
         stats[start : start + len(idx)] = sample.mean(axis=1) if stat is None else stat(sample)
-    tail = (1.0 - confidence) / 2.0
+    tail = (1.0 - CONFIDENCE) / 2.0
     lo, hi = np.quantile(stats, [tail, 1.0 - tail])
     return float(lo), float(hi)
 
@@ -183,11 +181,10 @@ def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
     if n < 2:
         return FVE(n, None, None, None, None, None)
     base = float(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
-    value = 1.0 - float(err.mean()) / base if base > 0 else None
-    lo = hi = None
-    if base > 0:
-        lo, hi = _interval(_boot_fve(u, sq, [err], n_boot, seed)[0])
-    return FVE(n=n, value=value, ci_low=lo, ci_high=hi, baseline_b=base, mean_nmse=float(err.mean()))
+    if base <= 0:
+        return FVE(n, None, None, None, base, float(err.mean()))
+    lo, hi = _interval(_boot_fve(u, sq, [err], n_boot, seed)[0])
+    return FVE(n, 1.0 - float(err.mean()) / base, lo, hi, base, float(err.mean()))
 
 
 @dataclass
@@ -274,14 +271,30 @@ def noise_floor(v, v_hat, max_pairs: int = MAX_FLOOR_PAIRS, seed: int = 0) -> No
     )
 
 
-def clean(x):
-    """JSON-safe copy: non-finite floats become ``None``, numpy scalars become Python numbers."""
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
+class Plain:
+    """A dataclass that serialises field by field with `to_plain`."""
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-ready data: dataclass fields in order, less ``repr=False`` fields (per-row arrays, texts: they go
+    to rows.parquet) and the ``None`` fields a class lists in ``omit_none``; non-finite floats become
+    ``None`` and numpy scalars Python numbers."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        omit = getattr(obj, "omit_none", ())
+        return {
+            f.name: to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.repr and not (f.name in omit and getattr(obj, f.name) is None)
+        }
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    return x
+    return obj

@@ -1,17 +1,7 @@
-"""Held-out or not: the eval table's documents against every training document hubkit can find.
-
-Training documents come from three places, all consulted every time:
-
-- the tables given (``--train-table``);
-- the eval table's sidecar: every split's ``split.doc_ids`` except the held-out ``eval`` split (so a
-  table whose own split is ``av_sft``, ``ar_sft`` or ``rl`` is a training table), or a flat
-  ``train_doc_ids`` list;
-- the checkpoints (`hubkit.eval.trained_on`): an eval table whose sha256 is a recorded training table's
-  is all training rows; a training table the checkpoints' runs name is read for its documents.
-
-Overlap is refused unless forced, and eval.json records what was compared (``doc_level`` says whether
-documents were compared, not only file hashes).
-"""
+"""Held-out or not: the eval table's documents against every training document hubkit can find: the tables
+given (``--train-table``), the eval sidecar's non-``eval`` splits (or a flat ``train_doc_ids``), and what the
+checkpoints name (`trained_on`). Overlap is refused unless forced; eval.json records what was compared
+(``doc_level``: documents, not only file hashes)."""
 
 from __future__ import annotations
 
@@ -86,39 +76,25 @@ def sidecar_train_ids(sidecar: dict) -> dict[str, set[str]]:
 def check_overlap(
     table: EvalTable, train_tables=(), force: bool = False, trained: Sequence[TrainedOn] = ()
 ) -> Overlap:
-    """Compare eval `doc_id`s with every training document known; refuse overlap unless forced.
-
-    `trained` is what the checkpoints name (`hubkit.eval.trained_on.trained_on`).
-    """
-    sources: list[dict] = []
-    train: set[str] = set()
-    doc_level = False
+    """Compare eval `doc_id`s with every training document known (`trained`: what the checkpoints name);
+    refuse overlap unless forced."""
+    found: list[tuple[dict, set[str] | None]] = []  # (what was compared, its documents; None: sha256 only)
     for rec in merge(trained):
         src = {"checkpoint": rec.checkpoint, "stage": rec.stage, "data_sha256": rec.data_sha256}
         if rec.data_sha256 is not None and rec.data_sha256 == table.sha256:
-            ids = set(table.doc_ids)  # the eval table is this checkpoint's training table
-            sources.append({**src, "matched": "eval table sha256", "n_docs": len(ids)})
-            train |= ids
-            doc_level = True
+            # the eval table is this checkpoint's training table
+            found.append(({**src, "matched": "eval table sha256"}, set(table.doc_ids)))
         elif rec.data_path is not None:
-            ids = train_doc_ids(rec.data_path)
-            sources.append({**src, "path": rec.data_path, "n_docs": len(ids)})
-            train |= ids
-            doc_level = True
+            found.append(({**src, "path": rec.data_path}, train_doc_ids(rec.data_path)))
         elif rec.data_sha256 is not None:
-            sources.append({**src, "matched": None, "n_docs": None})  # compared by sha256 only
-    for p in train_tables:
-        ids = train_doc_ids(p)
-        p = Path(p)
-        sources.append(
-            {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_docs": len(ids)}
-        )
-        train |= ids
-        doc_level = True
+            found.append(({**src, "matched": None}, None))
+    for p in map(Path, train_tables):
+        found.append(({"path": str(p), "sha256": sha256_file(p) if p.is_file() else None}, train_doc_ids(p)))
     for key, listed in sidecar_train_ids(table.sidecar or {}).items():
-        sources.append({"sidecar": str(table.sidecar_path), "key": key, "n_docs": len(listed)})
-        train |= listed
-        doc_level = True
+        found.append(({"sidecar": str(table.sidecar_path), "key": key}, listed))
+    sources = [{**src, "n_docs": None if ids is None else len(ids)} for src, ids in found]
+    train: set[str] = set().union(*(ids for _, ids in found if ids is not None))
+    doc_level = any(ids is not None for _, ids in found)
     if not sources:
         log.warning(
             "no training tables given or named by the checkpoints: the eval table's overlap with training "

@@ -1,34 +1,38 @@
-"""Evaluate one NLA pair on a held-out eval table.
-
-`evaluate_pair` runs the round trip batched (the AV generates for a batch of vectors at once; the
-AR reads each distinct text once), then computes every figure in `hubkit.eval`: round trip with
-and without unparsed AV outputs, noise floor, content sensitivity, identification, diversity. With
-`out_dir` it writes ``rows.parquet``, PNG plots and ``eval.json`` (hashes of everything it read and wrote).
-"""
+"""Evaluate one NLA pair on a held-out eval table: the round trip batched (the AV generates for a batch of
+vectors at once; the AR reads each distinct text once), then every figure of `hubkit.eval`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+import torch
 
 from hubkit import processes
 from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
-from hubkit.eval import plots, shared_rows
-from hubkit.eval.ablations import content_sensitivity
+from hubkit.eval import plots
+from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
 from hubkit.eval.diversity import diversity
 from hubkit.eval.extras import Extras, Produced, row_columns
 from hubkit.eval.generation import Generation
 from hubkit.eval.identification import from_ranks, ranks
 from hubkit.eval.metrics import DEFAULT_BOOT, cosine_rows, nmse_rows, noise_floor
 from hubkit.eval.overlap import Overlap, check_overlap
-from hubkit.eval.records import checkpoint_records, nla_record, table_record
-from hubkit.eval.report import ROWS_FILE, EvalReport, output_record
+from hubkit.eval.report import (
+    ROWS_FILE,
+    EvalReport,
+    checkpoint_records,
+    nla_record,
+    output_record,
+    table_record,
+)
 from hubkit.eval.results_file import save_results
 from hubkit.eval.sections import (
     ContentSensitivities,
@@ -38,10 +42,11 @@ from hubkit.eval.sections import (
     RoundTripAll,
     Verdicts,
 )
-from hubkit.eval.table import MIN_ROWS, EvalTable, check_against_meta, require_rows, select_rows
+from hubkit.eval.table import EvalTable, check_against_meta, select_rows
 from hubkit.eval.trained_on import from_halves, record_folders
 from hubkit.eval.yardstick import round_trip_block
 from hubkit.meta import check_compatible
+from hubkit.verbalizer import DEFAULT_BATCH_SIZE, Explanation
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,6 @@ def evaluate_pair(
     overlap: Overlap | None = None,
     checkpoints: Mapping[str, str | Path | dict] | None = None,
     n_boot: int = DEFAULT_BOOT,
-    min_rows: int = MIN_ROWS,
     plots: bool = True,
     progress: bool = False,
     extras: Extras | None = None,
@@ -88,16 +92,15 @@ def evaluate_pair(
         overlap = check_overlap(tbl, train_tables, force_overlap, trained)
     ov, gen, seed = overlap, generation, generation.seed
     sel, selection = select_rows(tbl, rows, seed)
-    require_rows(sel, min_rows)
     v = sel.vectors.float()
     vn = v.numpy().astype(np.float64)
 
     t0 = time.perf_counter()
-    details = shared_rows.generate(gen, pair.av, v, progress)  # batches shared among processes
+    details = generate_shared(gen, pair.av, v, progress)  # batches shared among processes
     t_gen = time.perf_counter() - t0
     texts = [d.text for d in details]
     t0 = time.perf_counter()
-    v_hat = shared_rows.reconstruct(pair.ar, texts, gen.ar_batch_size)
+    v_hat = reconstruct_shared(pair.ar, texts, gen.ar_batch_size)
     t_ar = time.perf_counter() - t0
     if v_hat.shape != vn.shape:
         raise DataError(
@@ -116,9 +119,7 @@ def evaluate_pair(
     t0 = time.perf_counter()
     cos, nmse = cosine_rows(vn, v_hat), nmse_rows(vn, v_hat)
     ok = np.array([d.ok for d in details], dtype=bool)
-    statuses = {s: 0 for s in ("ok", "no_tags", "unclosed", "empty")}
-    for d in details:
-        statuses[d.status] = statuses.get(d.status, 0) + 1
+    statuses = dict.fromkeys(("ok", "no_tags", "unclosed", "empty"), 0) | Counter(d.status for d in details)
     floor = noise_floor(vn, v_hat, seed=seed)
     rank = ranks(vn, v_hat)
     ident = from_ranks(rank)
@@ -167,15 +168,31 @@ def evaluate_pair(
         },
         rows=_rows_table(sel, details, cos, nmse, rank, cs, cs_ref, sections),
     )
-    if out_dir is not None and processes.is_main():  # one writer; every process holds the same report
+    write_report(
+        report, out_dir, t_start, (lambda pdir: _plots(pdir, figures, cos, ok, rank)) if plots else None
+    )
+    return report
+
+
+def write_report(
+    report: EvalReport, out_dir: str | Path | None, t_start: float, draw: Callable[[Path], dict] | None
+) -> None:
+    """rows.parquet (when the report has rows), the `evaluate` results file and the plots `draw(folder)` makes,
+    then eval.json with the sha256 of each; rank 0 writes (every process holds the same report)."""
+    write = out_dir is not None and processes.is_main()
+    if write:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        report.outputs = write_outputs(report, out, cos, ok, floor, rank, ident, cs, cs_ref, plots)
+        if report.rows is not None:
+            pq.write_table(report.rows, str(out / ROWS_FILE))
+            report.outputs["rows"] = output_record(out, out / ROWS_FILE)
+        report.outputs["evaluate"] = output_record(out, save_results(report, out))
+        if draw is not None:
+            report.outputs["plots"] = {k: output_record(out, p) for k, p in draw(out / PLOTS_DIR).items()}
     report.timing["total_s"] = time.perf_counter() - t_start
-    if out_dir is not None and processes.is_main():
-        report.write(out_dir)
+    if write:
+        report.write(out)
     processes.barrier()
-    return report
 
 
 def _verdicts(cs, ident, floor) -> Verdicts:
@@ -224,29 +241,62 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
     return pa.table(cols)
 
 
-def write_outputs(
-    report: EvalReport, out: Path, cos, ok, floor, rank, ident, cs, cs_ref, with_plots: bool
-) -> dict:
-    """rows.parquet and the PNG plots; returns their paths (relative to `out`) and sha256 for eval.json."""
-    import pyarrow.parquet as pq
-
-    rows_path = out / ROWS_FILE
-    pq.write_table(report.rows, str(rows_path))
-    outputs: dict = {
-        "rows": output_record(out, rows_path),
-        "evaluate": output_record(out, save_results(report, out)),
+def _plots(pdir: Path, figures: PairFigures, cos, ok, rank) -> dict[str, Path]:
+    f = figures
+    made = {
+        "per_row_cosine": plots.per_row_cosine(cos, ok, f.noise_floor, pdir / "per_row_cosine.png"),
+        "ablations": plots.ablations(f.content_sensitivity.av, pdir / "ablations.png"),
+        "identification": plots.identification(rank, f.identification, pdir / "identification.png"),
     }
-    if with_plots:
-        pdir = out / PLOTS_DIR
-        made = {
-            "per_row_cosine": plots.per_row_cosine(cos, ok, floor, pdir / "per_row_cosine.png"),
-            "ablations": plots.ablations(cs, pdir / "ablations.png"),
-            "identification": plots.identification(rank, ident, pdir / "identification.png"),
-        }
-        if cs_ref is not None:
-            made["ablations_reference"] = plots.ablations(cs_ref, pdir / "ablations_reference.png")
-        cross = report.figures.cross_pair
-        if cross is not None:
-            made["cross_pair"] = plots.cross_pair(cross, pdir / "cross_pair.png")
-        outputs["plots"] = {k: output_record(out, p) for k, p in made.items()}
-    return outputs
+    if f.content_sensitivity.reference is not None:
+        made["ablations_reference"] = plots.ablations(
+            f.content_sensitivity.reference, pdir / "ablations_reference.png"
+        )
+    if f.cross_pair is not None:
+        made["cross_pair"] = plots.cross_pair(f.cross_pair, pdir / "cross_pair.png")
+    return made
+
+
+# -- the two heavy loops split over a launcher's processes, with results equal to one process -----------
+# Each process takes every `world`-th *batch* of rows, so every batch holds the rows it holds in a single
+# process (batch composition can move the last bit of a padded forward); results are gathered back in row
+# order on every rank. Sampled generation (one random stream) and engines run on rank 0 alone.
+AR_BATCH_SIZE = 32  # `ActivationReconstructor.reconstruct`'s own default
+
+
+def _batches(n: int, size: int) -> list[list[int]]:
+    return [list(range(s, min(n, s + size))) for s in range(0, n, size)]
+
+
+def generate_shared(gen: Generation, av, vectors: torch.Tensor, progress: bool) -> list[Explanation]:
+    """`gen.run(av, vectors)`, its batches shared among the processes."""
+    _, world = processes.rank_world()
+    if world == 1:
+        return gen.run(av, vectors, progress)
+    if gen.do_sample or gen.engine != "transformers":
+        return processes.on_main(lambda: gen.run(av, vectors, progress))
+    mine = [
+        i for b in processes.my_share(_batches(len(vectors), gen.batch_size or DEFAULT_BATCH_SIZE)) for i in b
+    ]
+    done = gen.run(av, vectors[mine], progress) if mine else []
+    out: list[Explanation | None] = [None] * len(vectors)
+    for rows, details in processes.gather((mine, done)):
+        for i, d in zip(rows, details, strict=True):
+            out[i] = d
+    return out  # type: ignore[return-value]
+
+
+def reconstruct_shared(ar, texts: list[str], batch_size: int | None) -> np.ndarray:
+    """`reconstruct_unique(ar, texts, batch_size)`, the distinct texts' batches shared among the processes."""
+    _, world = processes.rank_world()
+    if world == 1 or not texts:
+        return reconstruct_unique(ar, texts, batch_size)
+    size = batch_size or AR_BATCH_SIZE
+    unique = sorted(dict.fromkeys(texts), key=len)  # the order reconstruct_unique batches them in
+    mine = [i for b in processes.my_share(_batches(len(unique), size)) for i in b]
+    part = reconstruct_unique(ar, [unique[i] for i in mine], size) if mine else None
+    rows: dict[str, np.ndarray] = {}
+    for idx, mat in processes.gather((mine, part)):
+        for j, i in enumerate(idx):
+            rows[unique[i]] = mat[j]
+    return np.stack([rows[t] for t in texts])

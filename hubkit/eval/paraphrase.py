@@ -1,22 +1,16 @@
 """Paraphrase sensitivity: does the AR read what an explanation means, or how it is worded?
 
-Each explanation is rewritten by a labeler backend (`hubkit.data.labelers.Labeler`: a local
-transformers model or any OpenAI-compatible endpoint) with the instruction to keep every claim and
-change the wording. The AR reads both texts; the per-row change in cosine, the change in FVE (both
-with paired bootstrap intervals) and the share of rows whose identification flips are reported. An
-AR that hides information in surface form (steganography) loses cosine under paraphrase; one that
-reads meaning keeps it.
-
-Every row is accounted for: a paraphrase is ``ok``, ``identical`` (same text up to case and
-whitespace), ``empty`` (the backend wrote nothing usable), or the source explanation itself was
-empty (``source_empty``, not sent). Only ``ok`` rows enter the statistics; the others are counted.
+A labeler rewrites each explanation keeping every claim; the AR reads both. An AR that hides information in
+surface form (steganography) loses cosine, FVE and identification under paraphrase; one that reads meaning
+keeps them. Only ``ok`` paraphrases enter the statistics; ``identical``, ``empty`` and ``source_empty`` rows
+are counted.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +22,7 @@ from hubkit.eval.identification import ranks
 from hubkit.eval.metrics import (
     DEFAULT_BOOT,
     FVEChange,
+    Plain,
     Summary,
     cosine_rows,
     fve_change,
@@ -45,16 +40,6 @@ STATUSES = ("ok", "identical", "empty", "source_empty")
 # |relative change of the mean cosine| above this, with an interval away from zero, counts as sensitive.
 RELATIVE_TOL = 0.10
 FLIP_KS = (1, 5)
-
-
-def paraphrase_messages(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": PARAPHRASE_PROMPT.format(text=text)}]
-
-
-def parse_paraphrase(reply: str) -> str:
-    """The rewritten text: inside the tags when the reply has them (closed or not), else the whole reply."""
-    text, _ = parse_explanation(reply, constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE)
-    return text.strip()
 
 
 def _same(a: str, b: str) -> bool:
@@ -79,10 +64,16 @@ def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:
     if not isinstance(labeler, Labeler):
         raise TypeError(f"{type(labeler).__name__} is not a labeler (needs `name` and `chat(conversations)`)")
     unique = [t for t in dict.fromkeys(texts) if t.strip()]
-    replies = labeler.chat([paraphrase_messages(t) for t in unique]) if unique else []
+    asks = [[{"role": "user", "content": PARAPHRASE_PROMPT.format(text=t)}] for t in unique]
+    replies = labeler.chat(asks) if unique else []
     if len(replies) != len(unique):
         raise LabelerError(f"{labeler.name}: answered {len(replies)} of {len(unique)} paraphrase requests")
-    got = {t: parse_paraphrase(r if isinstance(r, str) else "") for t, r in zip(unique, replies)}
+    # the rewritten text: inside the tags when the reply has them (closed or not), else the whole reply
+    tags = constants.EXPLANATION_OPEN, constants.EXPLANATION_CLOSE
+    got = {
+        t: parse_explanation(r if isinstance(r, str) else "", *tags)[0].strip()
+        for t, r in zip(unique, replies)
+    }
     out, statuses = [], []
     for t in texts:
         if not t.strip():
@@ -108,7 +99,7 @@ class Flips:
 
 
 @dataclass
-class ParaphraseSensitivity:
+class ParaphraseSensitivity(Plain):
     labeler: str
     n: int  # rows given
     n_used: int  # rows whose paraphrase is `ok`
@@ -124,12 +115,6 @@ class ParaphraseSensitivity:
     per_row: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     texts: list[str] = field(default_factory=list, repr=False)
     row_statuses: list[str] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("per_row", "texts", "row_statuses"):
-            d.pop(k)
-        return d
 
 
 def _verdict(delta: Summary, rel: float | None) -> str:
@@ -181,16 +166,8 @@ def paraphrase_sensitivity(
     for k in FLIP_KS:
         before, after = r_o < k, r_p < k
         lost, gained = int(np.sum(before & ~after)), int(np.sum(~before & after))
-        flips.append(
-            Flips(
-                k,
-                int(before.sum()),
-                int(after.sum()),
-                lost,
-                gained,
-                (lost + gained) / len(r_o) if len(r_o) else 0.0,
-            )
-        )
+        share = (lost + gained) / len(r_o) if len(r_o) else 0.0
+        flips.append(Flips(k, int(before.sum()), int(after.sum()), lost, gained, share))
     return ParaphraseSensitivity(
         labeler=paraphrases.labeler,
         n=n,

@@ -1,8 +1,5 @@
-"""PNG plots for eval reports and cards, drawn on the Agg canvas (no display, no global backend change).
-
-Each function writes one file and returns its path: per-row cosine with the noise floor, the content
-sensitivity deltas, identification against chance, and a trajectory over checkpoints.
-"""
+"""PNG plots for eval reports and cards, one file per function, drawn on the Agg canvas (no display, no
+global backend change)."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from matplotlib.patches import Rectangle
 from hubkit.eval.ablations import ContentSensitivity
 from hubkit.eval.identification import Identification
 from hubkit.eval.metrics import NoiseFloor, Summary
-from hubkit.eval.trend import Trend
+from hubkit.eval.sections import Trajectory
 
 DPI = 110
 # PNG text chunks without a timestamp, so the same numbers give the same bytes.
@@ -27,6 +24,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
+    fig.tight_layout()
     fig.savefig(str(path), dpi=DPI, metadata=_PNG_META)
     return path
 
@@ -61,7 +59,6 @@ def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str
     ax.set_ylabel("cos(v, v̂)")
     ax.set_title(f"Round trip per row — {floor.frac_above:.0%} of rows above the floor")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -81,7 +78,6 @@ def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
     ax2.set_ylabel("real − control (95% CI)")
     ax2.set_title(f"verdict: {cs.verdict}")
     ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -107,56 +103,39 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     ax2.axvline(ident.chance_mean_rank, color="black", ls="--", lw=1, label="chance mean rank")
     ax2.set_xlabel("rank of own vector (0 = first)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)
 
 
-def trajectory(
-    steps: list[float],
-    cos: list[Summary],
-    floor: list[float],
-    loss: tuple[list, list] | None,
-    trend: Trend | None,
-    path: str | Path,
-    fixed_cos: list[Summary | None] | None = None,
-    recovered: list | None = None,
-) -> Path:
-    """Mean round-trip cosine (with CI) and noise floor per checkpoint; the loss curve with its fitted line;
-    with `recovered` (each checkpoint's spliced-loss `frac_recovered`, `ci_low`, `ci_high`), the fraction
-    of loss recovered on a second axis of the first panel.
-
-    `fixed_cos`: the same explanations read by a frozen AR (beside an AR trained alongside in RL)."""
+def trajectory(traj: Trajectory, path: str | Path) -> Path:
+    """Per checkpoint: mean round-trip cosine (with CI) and noise floor, the same explanations read by a frozen
+    AR when measured (beside an AR trained alongside in RL), and the fraction of spliced loss recovered (on a
+    second axis) when measured; next to it the loss curve with its fitted line."""
     fig = Figure(figsize=(8, 3.4))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-
-    m, err = _summaries(cos)
+    points, lc, trend = traj.checkpoints, traj.loss_curve, traj.trend
+    steps = [p.step if p.step is not None else i for i, p in enumerate(points)]
+    m, err = _summaries([p.cos for p in points])
     ax1.errorbar(steps, m, yerr=err, fmt="o-", capsize=3, label="mean cos (95% CI)")
-    kept = [(x, c) for x, c in zip(steps, fixed_cos or []) if c is not None]
+    kept = [(x, p.fixed_ar.cos) for x, p in zip(steps, points) if p.fixed_ar is not None]
     if kept:
         fm, ferr = _summaries([c for _, c in kept])
         ax1.errorbar(
             [x for x, _ in kept], fm, yerr=ferr, fmt="s--", capsize=3, label="mean cos, frozen SFT AR"
         )
-    ax1.plot(steps, floor, "k--", lw=1, label="noise floor p95")
+    ax1.plot(steps, [p.noise_floor_p95 for p in points], "k--", lw=1, label="noise floor p95")
     ax1.set_xlabel("step")
     ax1.set_ylabel("round-trip cosine")
     ax1.legend(fontsize=7, loc="upper left")
-    if recovered is not None:
-        r, rerr = _band(*zip(*((p.frac_recovered, p.ci_low, p.ci_high) for p in recovered)))
+    if points[0].spliced_loss is not None:
+        sls = [p.spliced_loss for p in points]
+        r, rerr = _band([s.frac_recovered for s in sls], [s.ci_low for s in sls], [s.ci_high for s in sls])
         ax3 = ax1.twinx()
-        ax3.errorbar(
-            steps,
-            r,
-            yerr=rerr,
-            fmt="s:",
-            color="tab:green",
-            capsize=3,
-            label="spliced loss recovered (95% CI)",
-        )
+        label = "spliced loss recovered (95% CI)"
+        ax3.errorbar(steps, r, yerr=rerr, fmt="s:", color="tab:green", capsize=3, label=label)
         ax3.set_ylabel("fraction of loss recovered")
         ax3.legend(fontsize=7, loc="lower right")
-    if loss is not None and len(loss[0]):
-        ax2.plot(loss[0], loss[1], ".", label="loss")
+    if lc.steps:
+        ax2.plot(lc.steps, lc.losses, ".", label="loss")
         if trend is not None:
             xs = np.array([trend.first_step, trend.last_step])
             ax2.plot(
@@ -170,7 +149,6 @@ def trajectory(
         ax2.legend(fontsize=7)
     else:
         ax2.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax2.transAxes)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -198,5 +176,4 @@ def cross_pair(cp, path: str | Path) -> Path:
             i, j = cp.avs.index(cp.this_pair["av"]), cp.ars.index(cp.this_pair["ar"])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
     return _save(fig, path)

@@ -1,45 +1,28 @@
-"""`EvalReport` → ``eval.json`` (schema ``hubkit.eval/1``), and checking a written report against its files.
+"""`EvalReport` ↔ ``eval.json`` (schema ``hubkit.eval/1``), and checking a written report against its files.
 
-eval.json carries every figure, the generation settings, the seed, the sha256 of every checkpoint file
-and of the eval table, the git commit (and whether the tree was dirty) and library versions, so a
-card's numbers can be traced to the exact weights and data. Release cards read it; they never retype it.
-
-Layout of a ``kind: pair`` report (every summary is ``{n, mean, ci_low, ci_high, std, median, min, max}``)::
-
-    schema, kind, created, seed, generation{max_new_tokens, batch_size, do_sample, ...}
-    nla{base_model, layer, d_model, mse_scale, injection, shared_base, retracted}
-    inputs.table{path, sha256, rows_total, rows_evaluated, selection, sidecar{path, sha256}}
-    inputs.checkpoints.{av,ar,base}{path, files{relpath: sha256}[, source, revision, subfolder]}
-    overlap{checked, sources, n_overlap_docs, n_overlap_rows, examples, forced}
-    figures.round_trip{statuses, n_excluded, all|valid_only{n, cos, nmse, fve{value, ci_low, ci_high,
-                       baseline_b, mean_nmse}}, frac_above_floor{all, valid_only}}
-    figures.noise_floor{mean, std, p95, frac_above, frac_above_mean, n_pairs, sampled}
-    figures.content_sensitivity.{av,reference}{real, controls[{name, cos, delta, ratio_to_real, reads}], verdict}
-    figures.identification{n, top[{k, accuracy, chance, hits, ci_low, ci_high, p_value}], mean_rank, mrr}
-    figures.diversity{distinct, duplicate_rate, distinct_stems, distinct_n, most_common, ...}
-    verdicts{reads_vectors, identification, ar_content, input_independent_share, note}
-    timing{...}, provenance{git{commit, dirty}, libraries{...}}, outputs{rows, plots{name: {path, sha256}}}
-
-    figures.paraphrase, figures.claim_ablation, figures.cross_pair,
-    figures.spliced_loss, figures.judge   (optional: only when run)
-
-A ``kind: trajectory`` report has ``figures.trajectory{checkpoints[...], loss_curve, trend, trend_note}``
-and points at one pair report per checkpoint (``outputs.checkpoints``); a ``kind: cross_pair`` report
-has ``figures.cross_pair{avs, ars, n, cells[...], this_pair}``. In memory the figures and verdicts are
-the typed dataclasses of `hubkit.eval.sections`, which define this layout (and derive the figure paths).
+eval.json carries every figure, the generation settings, the seed, the sha256 of every checkpoint file and of
+the eval table, the git commit (and whether the tree was dirty) and library versions, so a card's numbers can
+be traced to the exact weights and data; release cards read it, never retype it. Top level: schema, kind
+(pair | trajectory | cross_pair), created, seed, generation, nla, inputs{table, checkpoints}, overlap,
+figures, verdicts, timing, provenance, outputs (rows.parquet, plots, evaluate results: each {path, sha256};
+a trajectory's per-checkpoint eval.json). Figures and verdicts are the typed sections of
+`hubkit.eval.sections` (per kind: `KINDS`), which define their layout; optional sections appear only when run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubkit import constants
+from hubkit import constants, loading
 from hubkit.errors import DataError
+from hubkit.eval.metrics import to_plain
 from hubkit.eval.sections import (
     CrossPairFigures,
     NoVerdicts,
@@ -47,10 +30,13 @@ from hubkit.eval.sections import (
     TrajectoryFigures,
     TrajectoryVerdicts,
     Verdicts,
-    to_plain,
 )
+from hubkit.eval.table import EvalTable, read_json_object
+from hubkit.meta import NLAMeta
 from hubkit.provenance import git_state, library_versions, sha256_file, sha256_files
 from hubkit.schema import SchemaError, from_dict
+
+log = logging.getLogger(__name__)
 
 EVAL_SCHEMA = "hubkit.eval/1"
 ROWS_FILE = "rows.parquet"
@@ -122,15 +108,9 @@ def read_eval_json(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
         p = p / constants.EVAL_FILE
-    if not p.is_file():
-        raise DataError(f"{p}: no eval.json there; run `hubkit eval` first")
-    try:
-        data = json.loads(p.read_text())
-    except ValueError as exc:
-        raise DataError(f"{p}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise DataError(f"{p}: field `schema` is {got!r}; this hubkit reads {EVAL_SCHEMA!r}")
+    data = read_json_object(p, "eval.json", "no eval.json there; run `hubkit eval` first")
+    if data.get("schema") != EVAL_SCHEMA:
+        raise DataError(f"{p}: field `schema` is {data.get('schema')!r}; this hubkit reads {EVAL_SCHEMA!r}")
     return data
 
 
@@ -192,3 +172,49 @@ def _outputs(outputs: dict):
             yield name, rec
         elif isinstance(rec, dict):
             yield from ((f"{name}/{k}", r) for k, r in _outputs(rec))
+
+
+# -- what an eval read, as eval.json records it ---------------------------------------------------------
+def nla_record(av: NLAMeta, ar: NLAMeta, shared_base: bool | None = None) -> dict:
+    """What was evaluated, from the two metas (the facts a card states next to the numbers)."""
+    return {
+        "base_model": av.base_model,
+        "layer": av.layer,
+        "d_model": av.d_model,
+        "mse_scale": ar.mse_scale_value(),
+        "injection": {"scheme": av.injection.scheme, "scale": av.injection_scale_value()},
+        "av_chat_template": av.av.chat_template,
+        "ar_num_layers": ar.ar.num_layers,
+        "shared_base": shared_base,
+        "retracted": {"av": av.retracted is not None, "ar": ar.retracted is not None},
+    }
+
+
+def checkpoint_records(checkpoints: Mapping[str, str | Path | dict] | None) -> dict:
+    if not checkpoints:
+        log.warning("no checkpoint folders given: eval.json will not tie its numbers to weight files")
+        return {}
+    return {k: (v if isinstance(v, dict) else checkpoint_record(v)) for k, v in checkpoints.items()}
+
+
+def base_record(av_dir: Path, ar_dir: Path, base_model: str | None) -> dict | None:
+    """Hashes of the base-model folder when either half is an adapter over a local base, else ``None``."""
+    adapters = [d for d in (av_dir, ar_dir) if loading.is_adapter(d)]
+    if not adapters:
+        return None
+    base = loading.resolve_base(base_model or NLAMeta.load(adapters[0]).base_model)
+    return checkpoint_record(base) if Path(base).is_dir() else {"path": base, "files": {}}
+
+
+def table_record(table: EvalTable, selected: EvalTable | None = None, selection: dict | None = None) -> dict:
+    """The eval table as eval.json records it: where, its hash, its sidecar and, given, which rows were read."""
+    rec: dict = {
+        "path": str(table.path) if table.path else None,
+        "sha256": table.sha256,
+        "rows_total": len(table),
+    }
+    if selected is not None:
+        rec |= {"rows_evaluated": len(selected), "selection": selection, "width": table.width}
+        rec["has_reference_explanations"] = selected.explanations is not None
+    side = table.sidecar_path
+    return rec | {"sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None}

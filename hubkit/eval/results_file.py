@@ -1,10 +1,6 @@
-"""The headline figures of an eval, saved through Hugging Face `evaluate`'s ``save`` with its provenance fields.
-
-``evaluate.save`` adds ``_timestamp``, ``_git_commit_hash``, ``_evaluate_version``, ``_python_version`` and
-``_interpreter_path``. The file is a convenience for tools that read `evaluate` results; eval.json stays
-the source of every number a card prints (it records this file's sha256 among its outputs). The keys
-of the round trip are the ones the `evaluate` module (`hubkit/eval/evaluate_module.py`) returns.
-"""
+"""The headline figures of an eval, saved through Hugging Face `evaluate`'s ``save`` (which adds its
+provenance fields), for tools that read `evaluate` results; eval.json stays the source of every number a
+card prints and records this file's sha256."""
 
 from __future__ import annotations
 
@@ -17,14 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.eval.extras import SECTIONS
-from hubkit.eval.metrics import clean
+from hubkit.eval.metrics import to_plain
 
 RESULTS_FILE = "evaluate_results.json"
-
-
-def _round_trip(figures) -> dict[str, Any]:
-    rt = figures.round_trip.all
-    return round_trip_fields(rt.cos, rt.nmse.mean, rt.fve, figures.noise_floor, figures.identification)
 
 
 def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]:
@@ -43,15 +34,15 @@ def round_trip_fields(cos, nmse_mean: float, fv, floor, ident) -> dict[str, Any]
 def headline_results(report) -> dict[str, Any]:
     """Flat headline figures of a pair or cross-pair report (plus its sections' headlines, when run)."""
     f = report.figures
-    out: dict[str, Any] = {"kind": report.kind, "seed": report.seed}
     table = report.inputs.get("table") or {}
-    out["eval_table_sha256"] = table.get("sha256")
+    out = {"kind": report.kind, "seed": report.seed, "eval_table_sha256": table.get("sha256")}
     if hasattr(f, "round_trip"):
-        out.update(_round_trip(f))
+        rt = f.round_trip.all
+        out |= round_trip_fields(rt.cos, rt.nmse.mean, rt.fve, f.noise_floor, f.identification)
     for name, section in SECTIONS.items():
         if getattr(f, name, None) is not None:
             out.update(section.results(getattr(f, name)))
-    return clean(out)
+    return to_plain(out)
 
 
 def save_results(report, out_dir: str | Path) -> Path:

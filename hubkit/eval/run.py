@@ -1,17 +1,21 @@
-"""The entry points of `hubkit eval`, in one import: a pair, a trajectory, a cross-pair matrix.
-
-Each lives in its own module (`pair_eval`, `trajectory`, `cross_pair_eval`); loading a pair and hashing
-checkpoint folders are in `records`.
-"""
+"""The entry points of `hubkit eval` in one import: a pair, a trajectory, a cross-pair matrix."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hubkit.eval.cross_pair_eval import evaluate_cross_pair
 from hubkit.eval.generation import Generation
 from hubkit.eval.pair_eval import evaluate_pair
-from hubkit.eval.records import base_record, load_pair
-from hubkit.eval.report import checkpoint_record
+from hubkit.eval.report import base_record, checkpoint_record
 from hubkit.eval.trajectory import evaluate_trajectory
+from hubkit.pair import NLAPair
+
+
+def load_pair(av_dir: str | Path, ar_dir: str | Path, **load) -> NLAPair:
+    """The pair in two checkpoint folders (`load`: ``base_model``, ``device``, ``dtype``)."""
+    return NLAPair.from_pretrained(av=av_dir, ar=ar_dir, **load)
+
 
 __all__ = [
     "Generation",

@@ -1,14 +1,6 @@
-"""eval.json's figures and verdicts as typed dataclasses, and the figure paths derived from them.
-
-`EvalReport.figures` is a `PairFigures`, `TrajectoryFigures` or `CrossPairFigures`; its verdicts a
-`Verdicts` or `TrajectoryVerdicts`. They serialise to eval.json's layout (schema ``hubkit.eval/1``)
-field by field; fields declared with ``repr=False`` (per-row arrays, texts) stay in memory and go to
-rows.parquet, never to JSON, and optional sections that were not run are left out. `report.read_eval`
-reads a written eval.json back into these same types.
-
-`figure_paths` walks these types and lists every figure eval.json carries as a dotted path (``*``
-over list items), marking the optional ones; `required_paths` is the non-optional part, what a card
-may rely on being present.
+"""eval.json's figures and verdicts as typed dataclasses (written by `metrics.to_plain`, read back by
+`report.read_eval`), and the figure paths derived from them: `figure_paths` lists every figure as a dotted
+path (``*`` over list items) marking the optional ones; `required_paths` is what a card may rely on.
 """
 
 from __future__ import annotations
@@ -25,7 +17,7 @@ from hubkit.eval.cross_pair import CrossPair
 from hubkit.eval.diversity import Diversity
 from hubkit.eval.identification import Identification
 from hubkit.eval.judge import JudgedClaims
-from hubkit.eval.metrics import FVE, NoiseFloor, Summary, clean
+from hubkit.eval.metrics import FVE, NoiseFloor, Plain, Summary
 from hubkit.eval.paraphrase import ParaphraseSensitivity
 from hubkit.eval.spliced import SplicedLoss
 from hubkit.eval.trend import Trend
@@ -33,31 +25,7 @@ from hubkit.eval.trend import Trend
 OPTIONAL_SECTIONS = ("paraphrase", "claim_ablation", "cross_pair", "fixed_ar", "spliced_loss", "judge")
 
 
-def to_plain(obj: Any) -> Any:
-    """A section as JSON-ready data: fields in order, ``repr=False`` fields and unrun optional sections left out."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if hasattr(obj, "to_dict") and not isinstance(obj, _Section):
-            return clean(obj.to_dict())
-        out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if not f.repr or (f.name in OPTIONAL_SECTIONS and value is None):
-                continue
-            out[f.name] = to_plain(value)
-        return out
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return clean(obj)
-
-
-class _Section:
-    """Marks the section types below (serialised field by field by `to_plain`)."""
-
-    def to_dict(self) -> dict:
-        return to_plain(self)
-
+class _Section(Plain):
     def __getitem__(self, name: str) -> Any:
         """A field by its eval.json key (``verdicts["reads_vectors"]``), for code written against the
         JSON layout; new code uses attributes. Unknown keys raise `KeyError`."""
@@ -105,9 +73,8 @@ class FixedAR(_Section):
     pair; the frozen AR's figures are comparable across runs and checkpoints."""
 
     ar: str  # the frozen AR's folder or repo id
-    evaluated_ar_co_trained: (
-        bool  # whether the pair's own AR was trained in RL (then this is the honest figure)
-    )
+    # whether the pair's own AR was trained in RL (then this is the honest figure)
+    evaluated_ar_co_trained: bool
     round_trip: RoundTripAll
     identification: Identification
     content_sensitivity: ContentSensitivity
@@ -121,6 +88,7 @@ class ContentSensitivities(_Section):
 
 @dataclass
 class PairFigures(_Section):
+    omit_none = OPTIONAL_SECTIONS  # not run: left out of eval.json
     round_trip: RoundTrip
     noise_floor: NoiseFloor
     content_sensitivity: ContentSensitivities
@@ -183,6 +151,8 @@ class SplicedPoint(_Section):
 @dataclass
 class TrajectoryPoint(_Section):
     """One checkpoint's headline figures in a trajectory summary."""
+
+    omit_none = ("fixed_ar", "spliced_loss")
 
     name: str
     step: int | None

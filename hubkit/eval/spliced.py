@@ -19,17 +19,18 @@ better than the mean vector.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch
 from hubkit.base_access import base_of
 from hubkit.data.extract import tokenize
 from hubkit.errors import DataError
-from hubkit.eval.metrics import DEFAULT_BOOT, Summary, bootstrap_ci, summarize
+from hubkit.eval.metrics import DEFAULT_BOOT, Plain, Summary, bootstrap_ci, summarize
 
 CONDITIONS = ("original", "reconstruction", "mean", "zero")
 TARGET_NEXT, TARGET_OWN = "next_token", "original_distribution"
@@ -65,13 +66,9 @@ def spliced_logprobs(
     (later tokens cannot change it) and the rows run as one right-padded batch."""
     tm, layers = arch.text_model(model), arch.decoder_layers(model)
     device = next(model.parameters()).device
-    rows = [list(s[: p + 1]) for s, p in zip(sequences, positions)]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    rows = [torch.tensor(list(s[: p + 1]), dtype=torch.long) for s, p in zip(sequences, positions)]
+    ids = pad_sequence(rows, batch_first=True)
+    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
     idx = torch.arange(len(rows), device=device)
     pos = torch.tensor([len(r) - 1 for r in rows], device=device)
     handle = layers[layer].register_forward_hook(_splice_hook(idx, pos, values.to(device)))
@@ -174,7 +171,7 @@ def recovered_interval(
 
 
 @dataclass
-class SplicedLoss:
+class SplicedLoss(Plain):
     """The eval.json section ``figures.spliced_loss``."""
 
     n: int
@@ -194,23 +191,11 @@ class SplicedLoss:
     frac_recovered_vs_zero: float | None
     rows: SplicedRows | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("rows")
-        return d
-
     def headline(self, digits: int = 4) -> str:
         """``CE orig …, recon …, mean …, zero …; loss recovered X [lo, hi]`` (one line for a terminal or transcript)."""
         f = f".{digits}f"
-        ces = ", ".join(
-            f"{name} {getattr(self, f'ce_{c}').mean:{f}}"
-            for name, c in (
-                ("orig", "original"),
-                ("recon", "reconstruction"),
-                ("mean", "mean"),
-                ("zero", "zero"),
-            )
-        )
+        names = ("orig", "recon", "mean", "zero")
+        ces = ", ".join(f"{name} {getattr(self, f'ce_{c}').mean:{f}}" for name, c in zip(names, CONDITIONS))
         rec = "n/a" if self.frac_recovered is None else f"{self.frac_recovered:{f}}"
         if self.frac_recovered_ci_low is not None:
             rec += f" [{self.frac_recovered_ci_low:{f}}, {self.frac_recovered_ci_high:{f}}]"

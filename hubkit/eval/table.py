@@ -1,15 +1,13 @@
-"""The held-out eval table: reading it, checking it against the NLA, and refusing training overlap.
+"""The held-out eval table: reading it, checking it against the NLA, selecting rows.
 
-Format (written by the data pipeline): a parquet file with ``doc_id`` (string), ``position`` (int),
-``prefix`` (string), ``vector`` (list of float32, width d_model) and optionally ``explanation``.
-A JSON sidecar next to it (``<file>.parquet.json`` as hubkit.data writes it, or ``<stem>.sidecar.json``,
-``<stem>.meta.json``, ``<stem>.json``; recognised by a ``hubkit.dataset/…`` schema or ``kind: nla_dataset``)
-may record the extraction (base model, width, layer) and the documents of every split
-(``split.doc_ids``), so the overlap with training documents is checked even without training tables.
+A parquet file with ``doc_id``, ``position``, ``prefix``, ``vector`` (float32 list of width d_model) and
+optionally ``explanation``; a JSON sidecar next to it (a ``hubkit.dataset/…`` schema or ``kind: nla_dataset``)
+may record the extraction and every split's ``split.doc_ids``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -91,7 +89,7 @@ class EvalTable:
             col = table.column("explanation").to_pylist()
             expl = None if all(e is None for e in col) else ["" if e is None else str(e) for e in col]
         side_path = Path(sidecar) if sidecar is not None else find_sidecar(path)
-        side = read_sidecar(side_path) if side_path is not None else None
+        side = None if side_path is None else read_json_object(side_path, "sidecar", "no such sidecar file")
         return cls(
             path=path,
             sha256=sha256_file(path),
@@ -107,16 +105,13 @@ class EvalTable:
     def select(self, indices) -> EvalTable:
         """A sub-table of the given row positions (provenance kept; `indices` maps back to the file)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return EvalTable(
-            path=self.path,
-            sha256=self.sha256,
+        return dataclasses.replace(
+            self,
             doc_ids=[self.doc_ids[i] for i in idx],
             positions=self.positions[idx],
             prefixes=[self.prefixes[i] for i in idx],
             vectors=self.vectors[torch.as_tensor(idx)],
             explanations=None if self.explanations is None else [self.explanations[i] for i in idx],
-            sidecar=self.sidecar,
-            sidecar_path=self.sidecar_path,
             indices=self.indices[idx],
         )
 
@@ -141,15 +136,16 @@ def find_sidecar(path: Path) -> Path | None:
     return None
 
 
-def read_sidecar(path: Path) -> dict:
+def read_json_object(path: Path, what: str, missing: str) -> dict:
+    """The JSON object in `path` (`what` it is); a missing file, bad JSON or another type names the file."""
     if not path.is_file():
-        raise DataError(f"{path}: no such sidecar file")
+        raise DataError(f"{path}: {missing}")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
-        raise DataError(f"{path}: sidecar is not valid JSON ({exc})") from exc
+        raise DataError(f"{path}: {what} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise DataError(f"{path}: sidecar must be a JSON object, got {type(data).__name__}")
+        raise DataError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -191,20 +187,16 @@ def check_against_meta(table: EvalTable, meta) -> None:
 
 
 def select_rows(table: EvalTable, rows: int | None, seed: int) -> tuple[EvalTable, dict]:
-    """All rows, or a seeded sample of `rows` of them (kept in file order)."""
+    """All rows, or a seeded sample of `rows` of them (kept in file order); refuses fewer than the statistics need."""
     n = len(table)
-    if rows is None or rows == n:
-        return table, {"method": "all", "n": n}
-    if rows < 1 or rows > n:
+    if rows is not None and not 1 <= rows <= n:
         raise DataError(f"{table.path}: asked for {rows} rows but the eval table has {n}")
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
-    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}
-
-
-def require_rows(table: EvalTable, min_rows: int = MIN_ROWS) -> None:
-    """Refuse fewer rows than the statistics need."""
-    if len(table) < min_rows:
+    if (rows or n) < MIN_ROWS:
         raise DataError(
-            f"{table.path}: {len(table)} rows evaluated but the statistics need at least {min_rows} (bootstrap "
+            f"{table.path}: {rows or n} rows evaluated but the statistics need at least {MIN_ROWS} (bootstrap "
             "intervals, a noise floor over other rows, top-5 identification); use a larger eval table"
         )
+    if rows is None or rows == n:
+        return table, {"method": "all", "n": n}
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
+    return table.select(idx), {"method": "seeded_sample", "n": rows, "seed": seed}

@@ -1,12 +1,6 @@
-"""What the evaluated checkpoints say they were trained on, read from their metas and their runs.
-
-Every checkpoint hubkit trains records ``training.stage`` and ``training.data_sha256`` (the sha256 of
-the training table) in its meta, and its run folder keeps a copy of the recipe (``recipe.yaml``) whose
-stage section names the table (``data``) and, for GRPO, the checkpoints it started from (``av_init``,
-``ar_init``, followed here too). An eval compares the eval table with all of them, whether or not
-``--train-table`` was given: the table's own sha256 against the recorded ones, and its documents
-against those of every training table still found where the recipe put it (with the recorded sha256).
-"""
+"""What the evaluated checkpoints say they were trained on: ``training.stage`` and ``training.data_sha256``
+of their metas, and the table the run's recipe copy names (found unchanged), following a GRPO run's
+``av_init``/``ar_init`` back to its SFT checkpoints."""
 
 from __future__ import annotations
 
@@ -104,10 +98,9 @@ def _table_path(meta: NLAMeta, recipe: tuple[dict, Path] | None) -> str | None:
     return None
 
 
-def trained_on(
-    metas: Mapping[str, NLAMeta], folders: Mapping[str, str | Path | None] | None = None
-) -> list[TrainedOn]:
-    """Training tables named by each checkpoint's meta (and, given its folder, its run's recipe and GRPO inits)."""
+def from_halves(halves: Mapping[str, object]) -> list[TrainedOn]:
+    """Training tables named by each half's meta (a loaded half with ``.meta``, or a checkpoint folder, whose
+    run's recipe and GRPO inits are followed too)."""
     out: list[TrainedOn] = []
     seen: set[str] = set()
 
@@ -124,23 +117,12 @@ def trained_on(
                 seen.add(key)
                 visit(f"{label} < {init.name}", NLAMeta.load(init), init, depth + 1)
 
-    for name, meta in metas.items():
-        folder = (folders or {}).get(name)
-        visit(name, meta, Path(folder) if folder is not None else None, 0)
-    return out
-
-
-def from_halves(halves: Mapping[str, object]) -> list[TrainedOn]:
-    """`trained_on` for halves given as loaded objects (with ``.meta``) or checkpoint folders."""
-    metas: dict[str, NLAMeta] = {}
-    folders: dict[str, Path] = {}
     for name, half in halves.items():
         if hasattr(half, "meta"):
-            metas[name] = half.meta
+            visit(name, half.meta, None, 0)
         else:
-            folders[name] = Path(half)
-            metas[name] = NLAMeta.load(folders[name])
-    return trained_on(metas, folders)
+            visit(name, NLAMeta.load(Path(half)), Path(half), 0)
+    return out
 
 
 def record_folders(checkpoints: Mapping[str, object] | None) -> dict[str, Path]:
@@ -154,11 +136,8 @@ def record_folders(checkpoints: Mapping[str, object] | None) -> dict[str, Path]:
 
 
 def merge(records: Iterable[TrainedOn]) -> list[TrainedOn]:
-    """One record per (sha256, path), in order (a trajectory's checkpoints mostly name one table)."""
-    out, keys = [], set()
+    """One record per (sha256, path, stage), in order (a trajectory's checkpoints mostly name one table)."""
+    out: dict[tuple, TrainedOn] = {}
     for r in records:
-        key = (r.data_sha256, r.data_path, r.stage)
-        if key not in keys:
-            keys.add(key)
-            out.append(r)
-    return out
+        out.setdefault((r.data_sha256, r.data_path, r.stage), r)
+    return list(out.values())

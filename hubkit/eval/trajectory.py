@@ -1,25 +1,32 @@
-"""Evaluate every checkpoint of a training trajectory and give the trend verdict on its loss curve."""
+"""Evaluate every checkpoint of a training trajectory and give the trend verdict on its loss curve (a JSONL
+log, ``trainer_state.json``, or the checkpoints' metas)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hubkit import constants, processes
 from hubkit.errors import DataError, MetaError
-from hubkit.eval import plots
 from hubkit.eval.extras import Extras
 from hubkit.eval.generation import Generation
-from hubkit.eval.loss_curve import loss_curve
 from hubkit.eval.metrics import DEFAULT_BOOT
 from hubkit.eval.overlap import check_overlap
 from hubkit.eval.pair_eval import evaluate_pair
-from hubkit.eval.records import Checkpoint, base_record, load_pair, nla_record
-from hubkit.eval.report import EvalReport, checkpoint_record, output_record
+from hubkit.eval.plots import trajectory as trajectory_plot
+from hubkit.eval.report import (
+    EvalReport,
+    base_record,
+    checkpoint_record,
+    nla_record,
+    output_record,
+    table_record,
+)
 from hubkit.eval.sections import (
     FolderHashes,
     LossCurve,
@@ -35,16 +42,24 @@ from hubkit.eval.trained_on import from_halves
 from hubkit.eval.trend import MIN_POINTS, trend
 from hubkit.eval.yardstick import point_figures
 from hubkit.meta import NLAMeta
+from hubkit.pair import NLAPair
 from hubkit.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
+# Loss logs looked for in a run folder (hubkit.train writes metrics.jsonl: one {"step", "loss", …} per line).
+LOSS_LOG_NAMES = ("metrics.jsonl", "loss.jsonl", "train_log.jsonl", "log.jsonl")
 
-def _step_of(name: str, meta: NLAMeta) -> int | None:
-    if meta.training.step is not None:
-        return meta.training.step
-    m = re.search(r"(\d+)$", name)
-    return int(m.group(1)) if m else None
+
+@dataclass
+class Checkpoint:
+    """One checkpoint folder of a trajectory, with its training step and loss."""
+
+    name: str
+    path: Path
+    meta: NLAMeta
+    step: int | None
+    loss: float | None
 
 
 def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
@@ -62,7 +77,10 @@ def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
                 )
             continue
         meta = NLAMeta.load(sub)
-        found.append(Checkpoint(sub.name, sub, meta, _step_of(sub.name, meta), meta.training.loss))
+        step = meta.training.step
+        if step is None and (m := re.search(r"(\d+)$", sub.name)):
+            step = int(m.group(1))
+        found.append(Checkpoint(sub.name, sub, meta, step, meta.training.loss))
     found.sort(key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
     return found
 
@@ -100,6 +118,46 @@ def _plan(run_dir: Path, av: str | Path | None, ar: str | Path | None) -> list[t
     if av is None:
         raise DataError(f"{run_dir}: its checkpoints are ARs; give the AV to pair them with (--av)")
     return [(c, Path(av), c.path) for c in cks]
+
+
+def read_loss_log(path: str | Path) -> tuple[list[float], list[float]]:
+    """(steps, losses) from a JSONL log (lines with ``step`` and ``loss``) or an HF ``trainer_state.json``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such loss log")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            records = json.loads(text).get("log_history", [])
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: not a JSONL loss log or trainer_state.json ({exc})") from exc
+    pts = [
+        (float(r["step"]), float(r["loss"]))
+        for r in records
+        if isinstance(r, dict) and "step" in r and isinstance(r.get("loss"), (int, float))
+    ]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def loss_curve(run_dir: Path, checkpoints: list[Checkpoint], loss_log: str | Path | None) -> LossCurve:
+    """The loss curve for the trend verdict: an explicit or well-known log file, else the checkpoint metas."""
+    candidates = (
+        [Path(loss_log)]
+        if loss_log is not None
+        else [d / n for d in (run_dir, *{c.path.parent for c in checkpoints}) for n in LOSS_LOG_NAMES]
+    )
+    for cand in candidates:
+        if cand.is_file() or loss_log is not None:
+            steps, losses = read_loss_log(cand)
+            if not steps and loss_log is not None:
+                raise DataError(f"{cand}: no records with both `step` and `loss` in this loss log")
+            if steps:
+                return LossCurve(str(cand), len(steps), steps, losses, sha256_file(cand))
+    pts = [(c.step, c.loss) for c in checkpoints if c.step is not None and c.loss is not None]
+    source = "checkpoint metas (training.step, training.loss)"
+    return LossCurve(source, len(pts), [p[0] for p in pts], [p[1] for p in pts])
 
 
 def evaluate_trajectory(
@@ -155,10 +213,11 @@ def evaluate_trajectory(
         )
     frozen = {"frozen_ar": checkpoint_record(fixed_ar)} if fixed_ar is not None else {}
     for ck, av_dir, ar_dir in plan:
-        pair = load_pair(av_dir, ar_dir, base_model, device, dtype)
+        pair = NLAPair.from_pretrained(
+            av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype
+        )
         recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
-        if base_rec is not None:
-            recs["base"] = base_rec
+        recs |= {"base": base_rec} if base_rec is not None else {}
         sub = out / ck.name if out is not None else None
         rep = evaluate_pair(
             pair, tbl, generation=generation, out_dir=sub, rows=rows, n_boot=n_boot, overlap=ov,
@@ -167,30 +226,17 @@ def evaluate_trajectory(
         last = (pair.av.meta, pair.ar.meta, pair.shared_base)
         del pair
         points.append(_point(ck, recs, rep, out, sub))
-    steps, losses, source = loss_curve(run_dir, [p[0] for p in plan], loss_log)
+    lc = loss_curve(run_dir, [p[0] for p in plan], loss_log)
     tr, note = None, None
-    if len(steps) >= MIN_POINTS:
-        tr = trend(steps, losses)
+    if lc.n_points >= MIN_POINTS:
+        tr = trend(lc.steps, lc.losses)
     else:
-        note = f"no trend verdict: the loss curve has {len(steps)} point(s), a verdict needs {MIN_POINTS}"
+        note = f"no trend verdict: the loss curve has {lc.n_points} point(s), a verdict needs {MIN_POINTS}"
         log.warning("%s: %s", run_dir, note)
-    figures = TrajectoryFigures(
-        Trajectory(
-            checkpoints=points,
-            loss_curve=LossCurve(steps=steps, losses=losses, **source),
-            trend=tr,
-            trend_note=note,
-        )
-    )
-    side = tbl.sidecar_path
+    figures = TrajectoryFigures(Trajectory(checkpoints=points, loss_curve=lc, trend=tr, trend_note=note))
     inputs = {
         "trajectory": str(run_dir),
-        "table": {
-            "path": str(tbl.path) if tbl.path else None,
-            "sha256": tbl.sha256,
-            "rows_total": len(tbl),
-            "sidecar": {"path": str(side), "sha256": sha256_file(side)} if side else None,
-        },
+        "table": table_record(tbl),
         "checkpoints": {
             **{f"fixed_{k}": v for k, v in fixed.items()},
             **frozen,
@@ -214,23 +260,10 @@ def evaluate_trajectory(
         out.mkdir(parents=True, exist_ok=True)
         report.outputs = {"checkpoints": {p.name: p.eval_json for p in points}}
         if plots:
-            report.outputs["plots"] = _plots(points, steps, losses, tr, out, extras is not None)
+            path = trajectory_plot(figures.trajectory, out / constants.PLOTS_DIR / "trajectory.png")
+            report.outputs["plots"] = {"trajectory": output_record(out, path)}
         report.write(out)
     return report
-
-
-def _plots(points: list[TrajectoryPoint], steps, losses, tr, out: Path, extras: bool) -> dict:
-    path = plots.trajectory(
-        [p.step if p.step is not None else i for i, p in enumerate(points)],
-        [p.cos for p in points],
-        [p.noise_floor_p95 for p in points],
-        (steps, losses),
-        tr,
-        out / constants.PLOTS_DIR / "trajectory.png",
-        fixed_cos=[p.fixed_ar.cos if p.fixed_ar else None for p in points] if extras else None,
-        recovered=[p.spliced_loss for p in points] if points[0].spliced_loss is not None else None,
-    )
-    return {"trajectory": output_record(out, path)}
 
 
 def _point(
@@ -238,7 +271,8 @@ def _point(
 ) -> TrajectoryPoint:
     """One checkpoint's headline figures for the trajectory summary."""
     fig = rep.figures
-    rt, ident = fig.round_trip, fig.identification
+    rt, sl = fig.round_trip, fig.spliced_loss
+    t1, t5 = fig.identification.at(1), fig.identification.at(5)
     return TrajectoryPoint(
         name=ck.name,
         step=ck.step,
@@ -252,23 +286,14 @@ def _point(
         n_excluded=rt.n_excluded,
         noise_floor_p95=fig.noise_floor.p95,
         frac_above_floor=fig.noise_floor.frac_above,
-        identification=PointIdentification(
-            **(
-                {f"top{t.k}": t.accuracy for t in ident.top}
-                | {f"chance_top{t.k}": t.chance for t in ident.top}
-            )
-        ),
+        identification=PointIdentification(t1.accuracy, t5.accuracy, t1.chance, t5.chance),
         ar_content=rep.verdicts.ar_content,
         reads_vectors=rep.verdicts.reads_vectors,
         distinct_frac=fig.diversity.distinct_frac,
         fixed_ar=point_figures(fig.fixed_ar),
-        spliced_loss=_spliced_point(fig.spliced_loss),
-    )
-
-
-def _spliced_point(sl) -> SplicedPoint | None:
-    if sl is None:
-        return None
-    return SplicedPoint(
-        sl.frac_recovered, sl.frac_recovered_ci_low, sl.frac_recovered_ci_high, sl.kl_reconstruction.mean
+        spliced_loss=None
+        if sl is None
+        else SplicedPoint(
+            sl.frac_recovered, sl.frac_recovered_ci_low, sl.frac_recovered_ci_high, sl.kl_reconstruction.mean
+        ),
     )

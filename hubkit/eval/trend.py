@@ -1,9 +1,5 @@
-"""Training-trend verdict on a loss curve: a least-squares line through (step, loss).
-
-``descending`` when the slope is at most −0.002 loss per step *and* the line explains at least 10% of
-the curve's variance (R² ≥ 0.10); anything else is ``flat``. The slope and R² are reported with the
-verdict so a reader can judge a borderline case.
-"""
+"""Training-trend verdict: a least-squares line through (step, loss); ``descending`` when the slope is at most
+`SLOPE_MAX` and R² at least `R2_MIN`, else ``flat``."""
 
 from __future__ import annotations
 
@@ -45,21 +41,12 @@ def trend(steps, losses, slope_max: float = SLOPE_MAX, r2_min: float = R2_MIN) -
     if np.ptp(x) == 0:
         raise DataError("every point of the loss curve has the same step; a slope needs two or more steps")
     xm, ym = x.mean(), y.mean()
-    sxx = float(np.sum((x - xm) ** 2))
-    slope = float(np.sum((x - xm) * (y - ym)) / sxx)
+    slope = float(np.sum((x - xm) * (y - ym)) / np.sum((x - xm) ** 2))
     intercept = float(ym - slope * xm)
     ss_tot = float(np.sum((y - ym) ** 2))
     ss_res = float(np.sum((y - (slope * x + intercept)) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
     verdict = "descending" if slope <= slope_max and r2 >= r2_min else "flat"
     return Trend(
-        verdict=verdict,
-        slope=slope,
-        intercept=intercept,
-        r2=r2,
-        n_points=int(x.size),
-        first_step=float(x.min()),
-        last_step=float(x.max()),
-        slope_max=slope_max,
-        r2_min=r2_min,
+        verdict, slope, intercept, r2, int(x.size), float(x.min()), float(x.max()), slope_max, r2_min
     )

@@ -8,6 +8,8 @@ headline figures, so both stand side by side in eval.json, the card and the traj
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from hubkit.eval.ablations import content_sensitivity, reconstruct_unique
@@ -34,8 +36,6 @@ def round_trip_block(
 def yardstick_name(source) -> str:
     """How eval.json and cards name a frozen AR: a local folder by its last two parts (``ar/step_000100``,
     no machine path), a Hub repo id as given."""
-    from pathlib import Path
-
     path = Path(str(source))
     return f"{path.parent.name}/{path.name}" if path.is_dir() else str(source)
 
@@ -60,15 +60,9 @@ def fixed_ar_section(
     v_hat = reconstruct_unique(fixed_ar, texts, batch_size)
     cos, nmse = cosine_rows(vectors, v_hat), nmse_rows(vectors, v_hat)
     every = np.ones(len(texts), dtype=bool)
+    stats = {"seed": seed, "n_boot": n_boot, "batch_size": batch_size}
     cs = content_sensitivity(
-        fixed_ar,
-        vectors,
-        texts,
-        seed=seed,
-        n_boot=n_boot,
-        real_reconstructions=v_hat,
-        batch_size=batch_size,
-        source="av_fixed_ar",
+        fixed_ar, vectors, texts, real_reconstructions=v_hat, source="av_fixed_ar", **stats
     )
     return FixedAR(
         ar=name,

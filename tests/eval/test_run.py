@@ -297,17 +297,16 @@ def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpt
 
 
 def test_trajectory_loss_log_and_plan_errors(tmp_path, ckpts):
-    from hubkit.eval.loss_curve import loss_curve
-    from hubkit.eval.trajectory import _plan
+    from hubkit.eval.trajectory import _plan, loss_curve
 
     plan = _plan(ckpts.run, None, ckpts.ar)
     log = tmp_path / "loss.jsonl"
     log.write_text("\n".join(json.dumps({"step": s, "loss": 2.0 + 0.01 * (s % 2)}) for s in range(50)) + "\n")
-    steps, losses, source = loss_curve(ckpts.run, [p[0] for p in plan], log)
-    assert len(steps) == 50 and source["sha256"] == sha(log)
+    lc = loss_curve(ckpts.run, [p[0] for p in plan], log)
+    assert len(lc.steps) == 50 and lc.n_points == 50 and lc.sha256 == sha(log)
     from hubkit.eval.trend import trend
 
-    assert trend(steps, losses).verdict == "flat"
+    assert trend(lc.steps, lc.losses).verdict == "flat"
     with pytest.raises(DataError, match="checkpoints are AVs; give the AR"):
         _plan(ckpts.run, None, None)
     empty = tmp_path / "nothing"

@@ -7,6 +7,7 @@ import pytest
 
 from hubkit.errors import DataError
 from hubkit.eval.generation import Generation
+from hubkit.eval.metrics import to_plain
 from hubkit.eval.report import read_eval, read_eval_json
 from hubkit.eval.run import evaluate_pair
 from hubkit.eval.sections import (
@@ -16,7 +17,6 @@ from hubkit.eval.sections import (
     Verdicts,
     figure_paths,
     required_paths,
-    to_plain,
 )
 
 from .conftest import write_table

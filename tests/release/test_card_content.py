@@ -11,9 +11,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from hubkit.data.sidecar import CorpusInfo, DatasetSidecar, ExtractionInfo, LabelInfo, write_sidecar
-from hubkit.eval.metrics import FVEChange, summarize
+from hubkit.eval.metrics import FVEChange, summarize, to_plain
 from hubkit.eval.paraphrase import Flips, ParaphraseSensitivity
-from hubkit.eval.sections import to_plain
 from hubkit.release.bundle import build_bundle
 from hubkit.release.errors import ReleaseError
 

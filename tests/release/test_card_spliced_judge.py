@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from hubkit.eval.judge import judge_claims
-from hubkit.eval.sections import to_plain
+from hubkit.eval.metrics import to_plain
 from hubkit.eval.spliced import SplicedRows, summarize_spliced
 from hubkit.release.bundle import build_bundle
 
