@@ -13,7 +13,8 @@ from hubkit.demo.settings import nla_block
 from hubkit.demo.state import Demo
 from hubkit.precision import resolve_dtype_name
 from hubkit.train import trajectory
-from hubkit.train.grpo import AlarmTripped, PolicyCollapsed, train_grpo
+from hubkit.train.alarms import AlarmTripped
+from hubkit.train.grpo import PolicyCollapsed, train_grpo
 from hubkit.train.loop import RunOptions
 from hubkit.train.recipe import Recipe, recipe_from_dict
 from hubkit.train.sft_ar import train_ar

@@ -273,8 +273,7 @@ def stop_report(run_dir: Path, stage: str) -> Iterator[None]:
             if isinstance(exc, _Terminated)
             else f"a collective failed ({' '.join(str(exc).split())[:160]})"
         )
-        last = trajectory.latest_step(run_dir)
-        kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+        kept = trajectory.kept(trajectory.latest_step(run_dir))
         raise RunStopped(
             f"{stage} stopped: {why}; {kept}; run the same command with --resume to continue from it"
         ) from None

@@ -1,12 +1,9 @@
 """The parts every training stage shares: processes, run folder, resume, gradient sync, logs, checkpoints.
 
-Data parallelism: under ``accelerate launch`` each process takes its round-robin share of every
-global step's micro-batches, gradients are summed across processes after backward (one flat
-all-reduce), and only the main process writes. Each loss is divided by the *global* normaliser
-(response tokens, rows or sequences of the whole step), so one process with ``grad_accum = k·n``
-and ``n`` processes with ``grad_accum = k`` compute the same update. Gradients are synced by hand
-rather than through DDP because the AR's forward stops early at block K (an exception DDP's
-forward bookkeeping does not survive) and GRPO mixes generation with training.
+Under ``accelerate launch`` each process takes its round-robin share of every global step's
+micro-batches and gradients are summed by hand (one flat all-reduce), each loss divided by the
+*global* normaliser, so ``n`` processes with ``grad_accum = k`` compute the update of one with
+``k·n``. Not DDP: the AR's forward stops early at block K and GRPO mixes generation with training.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -54,26 +51,21 @@ def check_finite_weights(stage: str, step: int, last: Path | None, params: Itera
         finite = fsdp.all_finite(params)
     else:
         finite = all(bool(torch.isfinite(p.detach()).all()) for p in params)
-    if finite:
-        return
-    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
-    raise TrainingDiverged(
-        f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved and "
-        f"{kept}. Lower optim.lr or set optim.max_grad_norm"
-    )
+    if not finite:
+        raise TrainingDiverged(
+            f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved "
+            f"and {trajectory.kept(last)}. Lower optim.lr or set optim.max_grad_norm"
+        )
 
 
 def check_finite_step(stage: str, step: int, last: Path | None, **values: float) -> None:
     """Stop the run (before the optimiser step) when any of `values` is NaN or infinite."""
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if not bad:
-        return
-    shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
-    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
-    raise TrainingDiverged(
-        f"{stage} stopped at step {step}: {shown}; the step was not applied and {kept}. Lower optim.lr, "
-        "set optim.max_grad_norm, or check the training data for extreme values"
-    )
+    shown = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v))
+    if shown:
+        raise TrainingDiverged(
+            f"{stage} stopped at step {step}: {shown}; the step was not applied and {trajectory.kept(last)}. "
+            "Lower optim.lr, set optim.max_grad_norm, or check the training data for extreme values"
+        )
 
 
 @dataclass
@@ -99,6 +91,22 @@ class RunOptions:
     device: str | None = None
     hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
     quiet: bool = False
+
+
+class Task(Protocol):
+    """What `Runner.resume` and `Runner.save_step` read of a stage (`SFTTask`, `grpo.GRPOTrainer`)."""
+
+    stage_name: str
+    loss_type: str
+    init_parent: str
+    table: Table
+    params: list[nn.Parameter]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+
+    def restore(self, folder: Path) -> None: ...
+
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]: ...
 
 
 class Runner:
@@ -134,6 +142,11 @@ class Runner:
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
+
+    @property
+    def per_step(self) -> int:
+        """Rows of one optimiser step over every process."""
+        return self.cfg.micro_batch_size * self.cfg.grad_accum * self.world
 
     @property
     def sharded(self) -> bool:
@@ -192,33 +205,22 @@ class Runner:
             shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
             print(f"[{self.stage}] {shown}", flush=True)
 
-    def resume(
-        self,
-        stage_name: str,
-        data_sha256: str,
-        per_step: int,
-        init_parent: str,
-        restore: Callable[[Path], None],
-        optimizers: dict[str, torch.optim.Optimizer],
-        schedulers: dict[str, Any],
-    ) -> tuple[Progress, dict[str, Any]]:
-        """Where the run starts: step 0 from `init_parent`, or the resumed step (refused unless it continues this
-        run) with its weights, optimisers and schedules restored; also the state's ``extra``. Metrics lines
-        after the start are dropped."""
+    def resume(self, task: Task) -> tuple[Progress, dict[str, Any]]:
+        """Where the run starts: step 0 from `task.init_parent`, or the resumed step (refused unless it
+        continues this run) with its weights, optimisers and schedules restored; also the state's ``extra``.
+        Metrics lines after the start are dropped."""
         r = self.resumed
         if r is None:
-            progress, extra = Progress(0, 0, init_parent, None), {}
+            progress, extra = Progress(0, 0, task.init_parent, None), {}
         else:
-            trajectory.check_resumable(r, stage_name, self.config_sha256, data_sha256, per_step)
-            restore(r.folder)
-            for name, optimizer in optimizers.items():
+            trajectory.check_resumable(r, task.stage_name, self.config_sha256, task.table.sha256, self.per_step)
+            task.restore(r.folder)
+            for name, optimizer in task.optimizers.items():
                 optimizer.load_state_dict(r.optimizers[name])
-                schedulers[name].load_state_dict(r.schedulers[name])
-            log.info("resumed %s from %s (step %d)", stage_name, r.folder, r.state.step)
-            progress, extra = (
-                Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder),
-                r.state.extra,
-            )
+                task.schedulers[name].load_state_dict(r.schedulers[name])
+            log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, r.state.step)
+            progress = Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder)
+            extra = r.state.extra
         self.start_metrics(progress.step)
         return progress, extra
 
@@ -227,25 +229,13 @@ class Runner:
         return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
 
     def save_step(
-        self,
-        p: Progress,
-        *,
-        stage_name: str,
-        loss_type: str,
-        loss: float,
-        lr: float,
-        data_sha256: str,
-        global_batch: int,
-        params: list[nn.Parameter],
-        parts: Callable[[dict[str, Any]], list[trajectory.Part]],
-        optimizers: dict,
-        schedulers: dict,
-        extra: dict[str, Any] | None = None,
+        self, p: Progress, task: Task, loss: float, lr: float, extra: dict[str, Any] | None = None
     ) -> None:
         """Write checkpoint `p.step` (refused when a trained weight is not finite): the metas' ``training``
-        record and the resume state from the same values. `parts` turns that record into the halves to save
-        (``task.parts``); `p` then names the new folder as the last one and the parent of the next."""
-        check_finite_weights(stage_name, p.step, p.last, params)
+        record and the resume state from the same values. `task.parts` turns that record into the halves to
+        save; `p` then names the new folder as the last one and the parent of the next."""
+        stage_name, global_batch = task.stage_name, self.per_step
+        check_finite_weights(stage_name, p.step, p.last, task.params)
         state = trajectory.TrainerState(
             stage=stage_name,
             step=p.step,
@@ -254,7 +244,7 @@ class Runner:
             lr=lr,
             tokens_seen=p.tokens_seen,
             seed=self.recipe.seed,
-            data_sha256=data_sha256,
+            data_sha256=task.table.sha256,
             config_sha256=self.config_sha256,
             parent=p.parent,
             global_batch=global_batch,
@@ -263,9 +253,9 @@ class Runner:
         )
         skip = ("total_steps", "global_batch", "world_size", "extra")  # the resume's, not the meta's
         training = {k: v for k, v in asdict(state).items() if k not in skip}
-        training |= dict(loss_type=loss_type, global_batch_size=global_batch, dtype=self.dtype)
+        training |= dict(loss_type=task.loss_type, global_batch_size=global_batch, dtype=self.dtype)
         folder = self.run_dir / trajectory.step_name(p.step)
-        saved = parts(training)
+        saved, optimizers, schedulers = task.parts(training), task.optimizers, task.schedulers
         if self.sharded:  # every rank takes part in gathering; rank 0 writes
             saved, optimizers = fsdp.gathered_for_checkpoint(saved, optimizers)
         if self.is_main:
@@ -421,6 +411,9 @@ class SFTTask:
     meta: NLAMeta
     head: nn.Linear | None = None
     adapter_name: str | None = None
+    params: list[nn.Parameter]  # these three are set by `run_sft`
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
 
     def param_groups(self) -> list[dict]:
         return [{"params": trainable(self.model)}]
@@ -453,21 +446,17 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
     """Train `task` for the stage's steps, writing trajectory checkpoints; returns the last step folder."""
     cfg, recipe = runner.cfg, runner.recipe
     groups = task.param_groups()
-    params = [p for g in groups for p in g["params"]]
+    task.params = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-    optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
-    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    p, _ = runner.resume(
-        task.stage_name, task.table.sha256, per_step, task.init_parent, task.restore, optimizers, schedulers
-    )
+    task.optimizers, task.schedulers = {"main": optimizer}, {"main": scheduler}
+    p, _ = runner.resume(task)
     if p.step >= cfg.steps:
         log.info("%s: already at step %d of %d; nothing to do", runner.run_dir, p.step, cfg.steps)
         return p.last if p.last is not None else runner.run_dir
-    n = len(task.table)
     for step in range(p.step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
-        rows = step_rows(n, recipe.seed, step - 1, per_step)
+        rows = step_rows(len(task.table), recipe.seed, step - 1, runner.per_step)
         norm = task.normaliser(rows)
         for m in task.trained_modules():
             m.train()
@@ -478,8 +467,8 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
                 loss_sum = task.micro_loss(mb)
             (loss_sum / norm).backward()
             total += float(loss_sum.detach())
-        runner.sync_grads(params)
-        grad_norm = grad_norm_clip(params, cfg.optim.max_grad_norm)
+        runner.sync_grads(task.params)
+        grad_norm = grad_norm_clip(task.params, cfg.optim.max_grad_norm)
         loss = runner.reduce_sum(total) / norm
         check_finite_step(task.stage_name, step, p.last, loss=loss, grad_norm=grad_norm)
         lr = scheduler.get_last_lr()[0]
@@ -499,19 +488,7 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         if on_step is not None:
             on_step(metrics)
         if runner.due(step):
-            runner.save_step(
-                p,
-                stage_name=task.stage_name,
-                loss_type=task.loss_type,
-                loss=loss,
-                lr=lr,
-                data_sha256=task.table.sha256,
-                global_batch=per_step,
-                params=params,
-                parts=task.parts,
-                optimizers=optimizers,
-                schedulers=schedulers,
-            )
+            runner.save_step(p, task, loss, lr)
         runner.maybe_hang(step)
     assert p.last is not None
     return p.last

@@ -43,6 +43,11 @@ def step_name(step: int) -> str:
     return f"step_{step:06d}"
 
 
+def kept(last: Path | None) -> str:
+    """Where a stopped run can resume from, as the error messages say it."""
+    return f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+
+
 @dataclass
 class Part:
     """One checkpoint inside a step folder (`subdir` "" is the folder itself)."""
