@@ -62,17 +62,12 @@ class RunState:
     def open(cls, out: Path, settings: DemoSettings, keep: bool) -> RunState:
         """The state of the run in `out`: resumed (`keep`, same settings) or new (the folder emptied)."""
         path = out / STATE_FILE
-        not_demo = DemoError(
-            f"{out}: exists and is not a demo folder (no {STATE_FILE}); choose another --out"
-        )
+        if out.exists() and any(out.iterdir()) and not path.is_file():
+            raise DemoError(f"{out}: exists and is not a demo folder (no {STATE_FILE}); choose another --out")
         if not keep and out.exists():
-            if any(out.iterdir()) and not path.is_file():
-                raise not_demo
             shutil.rmtree(out)
         state = cls(out, settings)
-        if out.exists() and any(out.iterdir()):
-            if not path.is_file():
-                raise not_demo
+        if path.is_file():
             old = json.loads(path.read_text())
             then = old.get("settings", {})
             now = settings.to_dict()

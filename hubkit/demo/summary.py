@@ -135,8 +135,12 @@ def rl_lines(result: DemoResult) -> list[str]:
         return f"    {name:<13} {_num(sft[key], fmt)} → {_num(rl[key], fmt)} (co-trained AR){frozen}"
 
     chance = rl["top1_chance"]
-    figures = (("cosine", "cos_mean", ".3f"), ("FVE", "fve", "+.3f"), ("top-1", "top1", ".3f"),
-               ("real − empty", "empty_delta", "+.3f"))
+    figures = (
+        ("cosine", "cos_mean", ".3f"),
+        ("FVE", "fve", "+.3f"),
+        ("top-1", "top1", ".3f"),
+        ("real − empty", "empty_delta", "+.3f"),
+    )
     return [
         f"  SFT → RL ({result.settings.grpo_steps} GRPO steps; same {n} held-out rows; top-1 chance {chance:.3f}):",
         *(row(*figure) for figure in figures),

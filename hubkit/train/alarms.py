@@ -1,10 +1,9 @@
 """What GRPO watches every step, and when it stops a run that RL is taking somewhere wrong.
 
-RL optimises the AR's reward, and a policy can raise it in ways that make the NLA worse: explanations
-that grow longer each step, outputs that stop parsing, groups whose samples are all alike, or text
-that the AR learned to reward while the frozen SFT AR (the fixed yardstick) reads less of the vector
-from it. Each alarm compares the mean of the last `window` steps with a threshold or with the mean of
-the first `window` steps; a tripped alarm names the figure, the two values and the threshold.
+A policy can raise the AR's reward in ways that make the NLA worse: longer explanations, outputs that stop
+parsing, groups whose samples are all alike, or text the frozen SFT AR (the fixed yardstick) reads less of
+the vector from. Each alarm compares the mean of the last `window` steps with a threshold or with the
+mean of the first `window` steps.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
-"""What the recipe's ``distributed:`` section (`hubkit.train.recipe.DistributedRecipe`) asks for, checked
-before a run loads a model: a process group, the batch split, the fit in memory (and the second copy a
-full-weights GRPO keeps), and a lost process reported with the checkpoint to resume from.
+"""What the recipe's ``distributed:`` section asks for, checked before a run loads a model: a process
+group, the batch split, the fit in memory (and the second copy a full-weights GRPO keeps), and a lost
+process reported with the checkpoint to resume from.
 
-``strategy: ddp`` (the default) keeps a whole copy of the model on every process and sums gradients
-by hand (`hubkit.train.loop`); ``strategy: fsdp`` shards parameters, gradients and optimiser state
-with PyTorch FSDP2 (`hubkit.train.fsdp`). Both are launched the same way (``torchrun`` or
-``accelerate launch``, one node or many). ``global_batch_size`` fixes the rows of one optimiser
-step whatever the number of processes, so a recipe trains the same update on 1 or N of them.
+``ddp`` keeps a whole copy per process and sums gradients by hand (`hubkit.train.loop`); ``fsdp`` shards
+with FSDP2 (`hubkit.train.fsdp`). ``global_batch_size`` fixes the rows of one optimiser step whatever the
+number of processes.
 """
 
 from __future__ import annotations
@@ -37,17 +35,11 @@ class DistributedError(HubkitError, ValueError):
 
 
 # -- before anything loads ---------------------------------------------------------------------------
-def launched_by_torchrun() -> bool:
-    """The environment a ``torchrun`` / ``accelerate launch`` worker runs in (one process counts)."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
-
-
 def ensure_process_group(strategy: str, device: torch.device) -> None:
     """fsdp needs a process group: join the launcher's (one process under torchrun too), or refuse."""
-
     if strategy != "fsdp" or (dist.is_available() and dist.is_initialized()):
         return
-    if not launched_by_torchrun():
+    if not all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
         raise DistributedError(
             "distributed.strategy fsdp needs a process group, and this process was not started by a launcher: "
             "run `torchrun --nproc_per_node N -m hubkit.cli train ...` (N = 1 works) or `accelerate launch`, "
@@ -71,10 +63,7 @@ def grad_accum_for(global_batch: int, micro_batch: int, world: int, where: str) 
 
 def check_same_devices(device: torch.device, world: int) -> None:
     """Every process on the same kind of device (a CPU rank beside GPU ranks would stall every collective)."""
-    if world == 1:
-        return
-
-    if not dist.is_initialized():
+    if world == 1 or not dist.is_initialized():
         return
     kinds: list[Any] = [None] * world
     dist.all_gather_object(kinds, device.type)
@@ -110,8 +99,7 @@ def check_stage(
             f"recipe stage `{stage}`: rollout_engine {engine} cannot take a sharded policy's adapter; under "
             "distributed.strategy fsdp rollouts are sampled in process (rollout_engine: transformers)"
         )
-    if device_memory_bytes(cfg, device) is not None:
-        check_fits(cfg, loading.resolve_base(base), dtype, stage_cfg.adapter.kind, world, device)
+    check_fits(cfg, base, dtype, stage_cfg.adapter.kind, world, device)
 
 
 # -- the fit estimate -------------------------------------------------------------------------------
@@ -128,10 +116,6 @@ class FitEstimate:
     trained: int
     bytes_per_process: float
     world: int
-
-    @property
-    def gib_per_process(self) -> float:
-        return self.bytes_per_process / 2**30
 
 
 def count_parameters(base_path: str) -> int:
@@ -168,17 +152,16 @@ def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float |
     return None
 
 
-def check_fits(
-    cfg: DistributedRecipe, base_path: str, dtype: str, adapter_kind: str, world: int, device
-) -> None:
+def check_fits(cfg: DistributedRecipe, base: str, dtype: str, adapter_kind: str, world: int, device) -> None:
     """Refuse, before loading, a base whose weights and optimiser state alone exceed one device's memory."""
     memory = device_memory_bytes(cfg, device)
     if memory is None:
         return
+    base_path = loading.resolve_base(base)
     est = estimate(count_parameters(base_path), dtype, adapter_kind, world, cfg.strategy)
     log.info(
         "fit estimate: %.2f GiB of weights, gradients and optimiser state per process (%d processes, %s)",
-        est.gib_per_process,
+        est.bytes_per_process / 2**30,
         world,
         cfg.strategy,
     )
@@ -244,7 +227,6 @@ class _Terminated(BaseException):
 
 
 def _is_collective_failure(exc: BaseException) -> bool:
-
     if isinstance(exc, dist.DistError):
         return True
     text = str(exc)

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from hubkit import loading
 from hubkit.errors import HubkitError
-from hubkit.meta import check_compatible
 from hubkit.metrics import normalised_mse
 from hubkit.train import metas, trajectory
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler, trainable
@@ -93,7 +92,6 @@ class GRPOTrainer:
         self.meta, self.tokenizer = self.av.meta, tok
         self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
         self.ar_adapter = "ar" if isinstance(self.ar.model, PeftModel) else None
-        check_compatible(self.meta, self.ar.meta)
         # the fixed yardstick: the SFT AR itself when it stays frozen, else a frozen copy beside it
         self.frozen_ar = (
             frozen_ar(self.ar, self.ar_dir, recipe, self.device, runner.dtype) if cfg.train_ar else self.ar
@@ -180,7 +178,9 @@ class GRPOTrainer:
         self.clock("logprobs", t0)
         advantages = group_advantages(rewards, k).to(self.device)
         vectors = vectors.to(self.device)
-        return Rollout(vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading)
+        return Rollout(
+            vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading
+        )
 
     def policy_loss(self, r: Rollout) -> Tensor:
         vv = r.vectors.repeat_interleave(self.cfg.group_size, dim=0)

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -46,12 +45,7 @@ def check_finite_weights(stage: str, step: int, last: Path | None, params: Itera
     """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written).
 
     Sharded weights are checked shard by shard and the verdict agreed by every rank."""
-    params = list(params)
-    if any(fsdp.is_dtensor(p) for p in params):
-        finite = fsdp.all_finite(params)
-    else:
-        finite = all(bool(torch.isfinite(p.detach()).all()) for p in params)
-    if not finite:
+    if not fsdp.all_finite(params):
         raise TrainingDiverged(
             f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved "
             f"and {trajectory.kept(last)}. Lower optim.lr or set optim.max_grad_norm"
@@ -136,8 +130,35 @@ class Runner:
         distributed.check_stage(
             self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model
         )
-        self.resumed = open_run_dir(self.run_dir, opts, self.is_main, self.acc.wait_for_everyone)
+        self.resumed = self.open_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
+
+    def open_run_dir(self) -> trajectory.Resumed | None:
+        """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
+        from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
+        run_dir, opts = self.run_dir, self.opts
+        resume = opts.resume or opts.resume_fallback or opts.resume_unverified
+        if self.is_main:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
+            for p in trajectory.clean_partials(run_dir):
+                log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+            if resume and opts.resume_fallback:
+                trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+        self.acc.wait_for_everyone()
+        last = trajectory.latest_step(run_dir)
+        if last is None:
+            if resume:
+                log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
+            return None
+        if not resume:
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
+                "or choose another output folder (--out)"
+            )
+        return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
 
     @property
     def is_main(self) -> bool:
@@ -202,7 +223,9 @@ class Runner:
             f.write(json.dumps(metrics) + "\n")
         step = metrics["step"]
         if not self.opts.quiet and (step % self.cfg.log_every == 0 or step == self.cfg.steps):
-            shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+            shown = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            )
             print(f"[{self.stage}] {shown}", flush=True)
 
     def resume(self, task: Task) -> tuple[Progress, dict[str, Any]]:
@@ -213,7 +236,9 @@ class Runner:
         if r is None:
             progress, extra = Progress(0, 0, task.init_parent, None), {}
         else:
-            trajectory.check_resumable(r, task.stage_name, self.config_sha256, task.table.sha256, self.per_step)
+            trajectory.check_resumable(
+                r, task.stage_name, self.config_sha256, task.table.sha256, self.per_step
+            )
             task.restore(r.folder)
             for name, optimizer in task.optimizers.items():
                 optimizer.load_state_dict(r.optimizers[name])
@@ -268,38 +293,8 @@ class Runner:
     def maybe_hang(self, step: int) -> None:
         if self.opts.hang_after_step is not None and step == self.opts.hang_after_step:
             print(f"{HANG_MESSAGE} {step}", flush=True)
-            sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
-
-
-def open_run_dir(
-    run_dir: Path, opts: RunOptions, is_main: bool, wait: Callable[[], None]
-) -> trajectory.Resumed | None:
-    """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
-    from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
-    resume = opts.resume or opts.resume_fallback or opts.resume_unverified
-    if is_main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
-        for p in trajectory.clean_partials(run_dir):
-            log.warning("removed a half-written checkpoint left by a killed run: %s", p)
-        if resume and opts.resume_fallback:
-            trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
-    wait()
-    last = trajectory.latest_step(run_dir)
-    if last is None:
-        if resume:
-            log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
-        return None
-    if not resume:
-        raise CheckpointError(
-            f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
-            "or choose another output folder (--out)"
-        )
-    return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
 
 
 def seed_micro(seed: int, step: int, micro: int) -> None:
@@ -391,10 +386,6 @@ def _has_accelerator() -> bool:
         or (xpu is not None and xpu.is_available())
         or torch.backends.mps.is_available()
     )
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
