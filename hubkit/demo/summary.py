@@ -1,8 +1,4 @@
-"""The summary `hubkit demo` prints at the end.
-
-It says where the cards, plots and repos are, quotes the numbers of this run from its eval.json, and says in
-plain words what they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
-"""
+"""The summary `hubkit demo` prints at the end: where things are, this run's numbers, and what they mean."""
 
 from __future__ import annotations
 

@@ -20,8 +20,6 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hubkit import arch
 from hubkit.errors import HubkitError
-from hubkit.precision import resolve_dtype
-from hubkit.train.recipe import DistributedRecipe
 
 QUANTIZED_PARAMS = ("Params4bit", "Int8Params")  # bitsandbytes parameter classes FSDP2 cannot shard
 
@@ -67,14 +65,6 @@ def shard(
             m.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
             m.set_gradient_divide_factor(1.0)  # a sum over processes, like `Runner.sync_grads`
     return model
-
-
-def shard_as(cfg: DistributedRecipe, model: nn.Module | None, device: torch.device) -> nn.Module | None:
-    """`shard` with a recipe's ``distributed:`` settings (`DistributedRecipe`); None stays None."""
-    if model is None:
-        return None
-    param_dtype = None if cfg.mixed_precision == "none" else resolve_dtype(cfg.mixed_precision, device)
-    return shard(model, param_dtype, cfg.reshard_after_forward)
 
 
 @contextlib.contextmanager
@@ -218,15 +208,10 @@ def attach_full_state_loading(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_load_state_dict_pre_hook(hook)
 
 
-def load_full_state(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
-    """Copy full tensors into the matching parameters (each rank its shard); returns the names not found."""
+def load_full_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Copy full tensors into the parameters of those names (each rank its shard)."""
     named = dict(model.named_parameters())
-    missing = []
     with torch.no_grad():
         for name, full in state.items():
-            p = named.get(name)
-            if p is None:
-                missing.append(name)
-                continue
+            p = named[name]
             local(p).copy_(local(_shard_like(full.to(p.device), p)))
-    return missing

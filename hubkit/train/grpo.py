@@ -120,7 +120,6 @@ class GRPOTrainer:
             self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
         self.params = [*self.policy_params, *self.ar_params]
 
-    # -- log-probs ------------------------------------------------------------------------------
     def token_logprobs(
         self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -141,7 +140,6 @@ class GRPOTrainer:
         with switch:
             return self.token_logprobs(seqs, attention, vectors, mask)[0]
 
-    # -- one group batch ------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self, vectors: Tensor) -> Rollout:
         cfg, k = self.cfg, self.cfg.group_size
@@ -159,16 +157,15 @@ class GRPOTrainer:
         attention = torch.cat([torch.ones_like(ids), mask.long()], dim=1)
         t0 = self.clock("sample", t0)
         ok = succeeded(details, cfg.max_new_tokens)
-        ok_texts = [d.text for d, good in zip(details, ok) if good]
+        good = [i for i, g in enumerate(ok) if g]
+        ok_texts = [details[i].text for i in good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
         reading = (0.0, 0.0, 0)
         if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
             same = self.frozen_ar is self.ar and recon is not None
             v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
-            reading = frozen_reading(
-                v_hat, self.frozen_empty, vv.cpu()[[i for i, good in enumerate(ok) if good]]
-            )
+            reading = frozen_reading(v_hat, self.frozen_empty, vv.cpu()[good])
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -199,7 +196,6 @@ class GRPOTrainer:
         self.timings[phase] = self.timings.get(phase, 0.0) + now - since
         return now
 
-    # -- checkpoint parts -----------------------------------------------------------------------
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         av_meta = metas.with_training(self.meta, **training)
         parts = [trajectory.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
@@ -217,7 +213,6 @@ class GRPOTrainer:
             trajectory.restore_weights(self.ar.model, folder / "ar", self.ar_adapter)
             trajectory.restore_head(self.ar.head, folder / "ar")
 
-    # -- the loop ---------------------------------------------------------------------------------
     def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
         """`inner_epochs` passes of the clipped objective over the step's rollouts, each refused when
         non-finite; the gradient norm of the last pass."""
@@ -384,6 +379,5 @@ def _frozen_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float | None
 
 def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's GRPO stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "grpo", opts)
+    runner = Runner(recipe, "grpo", opts or RunOptions())
     return GRPOTrainer(recipe, runner, runner.data_path("RL")).train()

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.meta import NLAMeta
-from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
+from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype, resolve_dtype_name
 from hubkit.train import distributed, fsdp, metas, trajectory
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler, trainable
 from hubkit.train.data import Table, micro_batches, step_rows
@@ -175,7 +175,11 @@ class Runner:
 
     def shard(self, model: nn.Module | None) -> nn.Module | None:
         """Shard `model` in place under ``strategy: fsdp`` (each block, then the root); unchanged otherwise."""
-        return fsdp.shard_as(self.dist, model, self.device) if self.sharded else model
+        if model is None or not self.sharded:
+            return model
+        mp = self.dist.mixed_precision
+        param_dtype = None if mp == "none" else resolve_dtype(mp, self.device)
+        return fsdp.shard(model, param_dtype, self.dist.reshard_after_forward)
 
     def data_path(self, what: str) -> str:
         """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""

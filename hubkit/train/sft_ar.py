@@ -83,6 +83,5 @@ class ARTask(SFTTask):
 
 def train_ar(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AR SFT stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "ar", opts)
+    runner = Runner(recipe, "ar", opts or RunOptions())
     return run_sft(ARTask(recipe, runner, runner.data_path("AR training")), runner)

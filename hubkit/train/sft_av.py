@@ -146,6 +146,5 @@ class AVTask(SFTTask):
 
 def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AV SFT stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "av", opts)
+    runner = Runner(recipe, "av", opts or RunOptions())
     return run_sft(AVTask(recipe, runner, runner.data_path("AV training")), runner)
