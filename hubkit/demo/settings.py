@@ -119,7 +119,7 @@ def demo_settings(
     if quick and ar_steps is None:
         chosen["ar_steps"] = chosen["steps"]  # the tiny run trains the AR as long as the AV
     return DemoSettings(
-        model=QUICK_MODEL if quick else _registry_name(model or _default_model()),
+        model=QUICK_MODEL if quick else _registry_name(model or model_registry.load_registry()[1]),
         seed=seed,
         quick=quick,
         **chosen,
@@ -190,10 +190,6 @@ def _registry_name(model: str) -> str:
     from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
 
     return models.get_spec(model).name
-
-
-def _default_model() -> str:
-    return model_registry.load_registry()[1]
 
 
 def default_out() -> Path:

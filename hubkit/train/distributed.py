@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +107,6 @@ NF4_BYTES = 0.5 + 4 / 64  # 4-bit weights plus one fp32 absmax per 64-value bloc
 ADAMW_STATE_BYTES = 8.0  # exp_avg and exp_avg_sq in float32
 
 
-@dataclass
-class FitEstimate:
-    """Bytes one process holds for a base's weights, gradients and optimiser state (no activations)."""
-
-    parameters: int
-    trained: int
-    bytes_per_process: float
-    world: int
-
-
 def count_parameters(base_path: str) -> int:
     """Parameters of the base at `base_path`, counted on the meta device (nothing is loaded)."""
     from accelerate import init_empty_weights
@@ -131,8 +120,8 @@ def count_parameters(base_path: str) -> int:
 
 def estimate(
     parameters: int, dtype: str, adapter_kind: str, world: int, strategy: str, lora_fraction: float = 0.01
-) -> FitEstimate:
-    """What one process holds: full fine-tuning keeps weights, gradients and two AdamW moments for every
+) -> float:
+    """Bytes one process holds for weights, gradients and optimiser state (no activations): full fine-tuning keeps weights, gradients and two AdamW moments for every
     parameter; a LoRA keeps the (frozen) weights and trains about `lora_fraction` of that count.
     ``fsdp`` divides everything by the processes; ``ddp`` keeps it all on each."""
     w = NF4_BYTES if adapter_kind == "qlora" else DTYPE_BYTES[dtype]
@@ -140,8 +129,7 @@ def estimate(
     total = parameters * w + trained * (DTYPE_BYTES[dtype] + ADAMW_STATE_BYTES)
     if adapter_kind != "full":
         total += trained * DTYPE_BYTES[dtype]  # the adapter's own weights
-    share = world if strategy == "fsdp" else 1
-    return FitEstimate(parameters, trained, total / share, world)
+    return total / (world if strategy == "fsdp" else 1)
 
 
 def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float | None:
@@ -158,23 +146,24 @@ def check_fits(cfg: DistributedRecipe, base: str, dtype: str, adapter_kind: str,
     if memory is None:
         return
     base_path = loading.resolve_base(base)
-    est = estimate(count_parameters(base_path), dtype, adapter_kind, world, cfg.strategy)
+    params = count_parameters(base_path)
+    est = estimate(params, dtype, adapter_kind, world, cfg.strategy)
     log.info(
         "fit estimate: %.2f GiB of weights, gradients and optimiser state per process (%d processes, %s)",
-        est.bytes_per_process / 2**30,
+        est / 2**30,
         world,
         cfg.strategy,
     )
-    if est.bytes_per_process > memory:
-        need = int(-(-est.bytes_per_process * world // memory)) if cfg.strategy == "fsdp" else None
+    if est > memory:
+        need = int(-(-est * world // memory)) if cfg.strategy == "fsdp" else None
         more = (
             f"shard over at least {need} processes of this size"
             if need
             else "set `distributed.strategy: fsdp` to shard it"
         )
         raise DistributedError(
-            f"{base_path}: {est.parameters / 1e9:.2f}B parameters, {adapter_kind} in {dtype}, need about "
-            f"{est.bytes_per_process / 1e9:.1f} GB per process ({world} process(es), {cfg.strategy}) before "
+            f"{base_path}: {params / 1e9:.2f}B parameters, {adapter_kind} in {dtype}, need about "
+            f"{est / 1e9:.1f} GB per process ({world} process(es), {cfg.strategy}) before "
             f"activations, and one device has {memory / 1e9:.1f} GB; {more}, or train a LoRA/QLoRA"
         )
 
@@ -206,7 +195,7 @@ def check_two_copies(av_dir: Path, reference: str, dtype: str, device: str = "cp
         return
     params = count_parameters(str(av_dir))
     weights = params * DTYPE_BYTES[dtype]
-    need = estimate(params, dtype, "full", 1, "ddp").bytes_per_process + weights  # + the reference
+    need = estimate(params, dtype, "full", 1, "ddp") + weights  # + the reference
     if need > free:
         raise CheckpointError(
             f"grpo: the AV in {av_dir} trains all weights ({weights / GB:.1f} GB) and its KL reference "

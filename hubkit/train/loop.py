@@ -393,22 +393,16 @@ def _has_accelerator() -> bool:
 
 
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
-class SFTTask:
+class SFTTask(Task):
     """A supervised stage (AV or AR) as `run_sft` trains it: a subclass sets the model (and head), meta,
-    tokenizer and table, and defines the normaliser, token count and summed loss of its rows."""
+    tokenizer and table, and defines the normaliser, token count and summed loss of its rows (`run_sft`
+    sets the params, optimisers and schedulers)."""
 
-    stage_name: str
-    loss_type: str
-    init_parent: str
-    table: Table
     model: nn.Module
     tokenizer: Any
     meta: NLAMeta
     head: nn.Linear | None = None
     adapter_name: str | None = None
-    params: list[nn.Parameter]  # these three are set by `run_sft`
-    optimizers: dict[str, torch.optim.Optimizer]
-    schedulers: dict[str, Any]
 
     def param_groups(self) -> list[dict]:
         return [{"params": trainable(self.model)}]
