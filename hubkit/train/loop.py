@@ -196,27 +196,9 @@ class Runner:
         return [(self.rank + j * self.world, mb) for j, mb in enumerate(mine)]
 
     def sync_grads(self, params: Iterable[nn.Parameter]) -> None:
-        """Sum gradients over processes (one flat all-reduce; no-op in a single process). FSDP has already
-        reduced sharded ones; a weight that no process used keeps no gradient, as in one process."""
-        if self.world == 1:
-            return
-        params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
-        if not params:
-            return
-        had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-        dist.all_reduce(had, op=dist.ReduceOp.MAX)
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for p, used in zip(params, had.tolist(), strict=True):
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
-            offset += n
-            if not used:
-                p.grad = None
+        """Sum gradients over processes (no-op in a single process); FSDP has already reduced sharded ones."""
+        if self.world > 1:
+            sum_gradients(params)
 
     def reduce_sum(self, value: float) -> float:
         if self.world == 1:
@@ -344,6 +326,28 @@ def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
             start_step,
             missing[0],
         )
+
+
+def sum_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Sum the gradients of `params` over the processes (one flat all-reduce); sharded (FSDP) gradients are
+    left alone, FSDP has reduced them. A weight that no process used keeps no gradient, as in one process."""
+    params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
+    if not params:
+        return
+    had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(had, op=dist.ReduceOp.MAX)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, used in zip(params, had.tolist(), strict=True):
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad).to(p.grad.dtype))
+        offset += n
+        if not used:
+            p.grad = None
 
 
 def read_metrics_lines(path: Path) -> list[tuple[str, int]]:
