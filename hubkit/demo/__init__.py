@@ -18,15 +18,8 @@ result (`hubkit.demo.results`) that the later stages take as arguments. A run wr
     OUT/hub/             the local Hub's storage (repos persist between runs)
     OUT/hf-cache/        huggingface_hub's download cache for the reload
 
-Labels are model-free context quotes by default (``context``: what text preceded each vector's
-position), so the trained pair demonstrably reads its vectors in minutes on a CPU; its explanations
-are quotes of context, not interpretations. ``--labeler transformers`` has the base model write them
-(the LLM path; cached in ``$HUBKIT_CACHE/labels.sqlite``).
-
-Modules: `settings` (sizes, constants, injections), `results` (one typed result per stage, headline
-figures), `state` (folders, repo ids, the state file), `progress`, `data_stages`, `training`,
-`evaluation`, `publish` (release, push, reload), `run` (`run_demo`; imports the stages on first use, so
-the CLI starts light), `command` (the CLI and its summary).
+Labels are model-free context quotes by default, so the trained pair demonstrably reads its vectors
+in minutes on a CPU; ``--labeler transformers`` has the base model write them (the LLM path).
 """
 
 from hubkit.demo.results import headline_figures

@@ -101,17 +101,18 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
     rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
     out = d.layout.evals / "trajectory"
     if latest_step(grpo_run) is not None:
-        d.echo(
-            f"    evaluating each GRPO checkpoint with its own AR and the frozen SFT AR on {rows} held-out rows"
+        what, run, kw = (
+            "each GRPO checkpoint with its own AR and the frozen SFT AR",
+            grpo_run,
+            {"fixed_ar": sft_ar},
         )
-        kw: dict[str, Any] = {"fixed_ar": sft_ar}
-        run = grpo_run
     else:
-        d.echo(
-            f"    evaluating each AV SFT checkpoint (the trajectory) with the SFT AR on {rows} held-out rows"
+        what, run, kw = (
+            "each AV SFT checkpoint (the trajectory) with the SFT AR",
+            d.layout.run / "av",
+            {"ar": sft_ar},
         )
-        kw = {"ar": sft_ar}
-        run = d.layout.run / "av"
+    d.echo(f"    evaluating {what} on {rows} held-out rows")
     evaluate_trajectory(
         run,
         built.table("eval"),

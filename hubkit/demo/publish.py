@@ -76,19 +76,14 @@ def card_text(d: Demo, base: BaseModel, what: str, *, with_base: bool = True) ->
     )
 
 
-def license_id(d: Demo) -> str:
-    if d.settings.quick:
-        return "apache-2.0"
-    return models.get_spec(d.settings.model).license
-
-
 def release_specs(
     d: Demo, base: BaseModel, built: Built, av: Grpo, ar: Trained, evaluated: Evaluated
 ) -> dict[str, Any]:
     """The three releases (pair, AV trajectory, dataset) as validated `ReleaseSpec` objects."""
 
     r = repos(d.settings, base)
-    common: dict[str, Any] = {"tag": TAG, "license": license_id(d)}
+    license_id = "apache-2.0" if d.settings.quick else models.get_spec(d.settings.model).license
+    common: dict[str, Any] = {"tag": TAG, "license": license_id}
     sft = [str(built.table("av_sft")), str(built.table("ar_sft"))]
     grpo_run = d.layout.run / "grpo"
     if latest_step(grpo_run) is not None:

@@ -1,8 +1,5 @@
-"""What each demo stage returns: one typed result per stage, kept in the state file between runs.
-
-A stage function takes the results it depends on and returns its own; `StageResult.line` is the
-line the demo prints after it. `to_dict`/`from_dict` are the state file's (JSON) form.
-"""
+"""What each demo stage returns: one typed result per stage, taken by the stages after it and kept in the
+state file between runs."""
 
 from __future__ import annotations
 

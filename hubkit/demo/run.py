@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import warnings
@@ -61,37 +62,31 @@ class DemoResult:
         return float(sum(self.stage_seconds.values()))
 
 
-class _Stages:
-    """Runs each stage once, in order; a stage recorded in the state file is read back instead."""
-
-    def __init__(self, demo: Demo, state: RunState) -> None:
-        self.demo, self.state, self.index = demo, state, 0
-
-    def __call__(self, name: str, kind: type[R], fn: Callable[[], R]) -> R:
-        self.index += 1
-        label = f"[{self.index:2d}/{len(STAGES)}] {name:<9}"
-        prior = self.state.done(name, kind)
-        if prior is not None:
-            self.demo.echo(f"{label} done in an earlier run ({prior[1]:.1f} s), kept")
-            return prior[0]
-        t0 = time.perf_counter()
-        try:
-            result = fn()
-        except HubkitError:
-            raise
-        except Exception as exc:
-            raise DemoError(f"demo stage {name!r} failed: {type(exc).__name__}: {exc}") from exc
-        seconds = time.perf_counter() - t0
-        self.state.record(name, result, seconds)
-        self.demo.echo(f"{label} {seconds:6.1f} s  {result.line}".rstrip())
-        return result
+def run_stage(d: Demo, state: RunState, name: str, kind: type[R], fn: Callable[[], R]) -> R:
+    """Run stage `name` once; a stage recorded in the state file is read back instead."""
+    label = f"[{STAGES.index(name) + 1:2d}/{len(STAGES)}] {name:<9}"
+    prior = state.done(name, kind)
+    if prior is not None:
+        d.echo(f"{label} done in an earlier run ({prior[1]:.1f} s), kept")
+        return prior[0]
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except HubkitError:
+        raise
+    except Exception as exc:
+        raise DemoError(f"demo stage {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - t0
+    state.record(name, result, seconds)
+    d.echo(f"{label} {seconds:6.1f} s  {result.line}".rstrip())
+    return result
 
 
 def run_stages(d: Demo, state: RunState) -> DemoResult:
     # lazy: the stages load torch and the libraries; the CLI imports `run_demo` at startup
     from hubkit.demo import data_stages, evaluation, publish, training
 
-    stage = _Stages(d, state)
+    stage = functools.partial(run_stage, d, state)
     base = stage("base", BaseModel, lambda: data_stages.stage_base(d))
     extracted = stage("extract", Extracted, lambda: data_stages.stage_extract(d, base))
     splits = stage("split", Splits, lambda: data_stages.stage_split(d, extracted))
@@ -151,13 +146,9 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole journey (see `hubkit.demo`) and return where everything is and what it measured.
 
-    `sizes` are `demo_settings`' arguments (model, rows, steps, quick, seed, eval_rows, grpo_steps, labeler,
-    dtype, ar_steps, injection): `labeler` a labeler-registry choice (default ``context``: model-free quotes
-    of context; ``transformers`` for the base model's own LLM labels), `injection` where the AV injects
-    (`hubkit.demo.settings.INJECTIONS`). `keep` resumes a run with the same settings in `out_dir`;
+    `sizes` are `demo_settings`' arguments. `keep` resumes a run with the same settings in `out_dir`;
     `keep=False` starts from an empty folder. `threads` is torch's CPU thread count (default:
-    `default_threads`); it changes speed, not results beyond float rounding, so it is not part of the
-    settings a kept run must match.
+    `default_threads`); it changes speed, not results beyond float rounding, so a kept run need not match it.
     """
     settings = demo_settings(**sizes)
     settings.check_corpus(len(load_corpus("bundled")))

@@ -20,20 +20,7 @@ TAG = "v0.1"
 TOKEN = "hf_demo_local"  # the local Hub's write token for the demo's own storage
 QUICK_MODEL = "tiny-llama"
 DEFAULT_LABELER = "context"
-STAGES = (
-    "base",
-    "extract",
-    "split",
-    "label",
-    "build",
-    "train_ar",
-    "train_av",
-    "grpo",
-    "eval",
-    "release",
-    "push",
-    "reload",
-)
+STAGES = tuple("base extract split label build train_ar train_av grpo eval release push reload".split())
 
 
 class DemoError(HubkitError, RuntimeError):
@@ -132,7 +119,7 @@ def demo_settings(
     if quick and ar_steps is None:
         chosen["ar_steps"] = chosen["steps"]  # the tiny run trains the AR as long as the AV
     return DemoSettings(
-        model=QUICK_MODEL if quick else _registry_name(model or _default_model()),
+        model=QUICK_MODEL if quick else _registry_name(model or model_registry.load_registry()[1]),
         seed=seed,
         quick=quick,
         **chosen,
@@ -168,9 +155,7 @@ FULL: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     **FULL,
     **dict(rows=16, eval_rows=12, rl_rows=4, steps=4, ar_steps=4, grpo_steps=1, positions_per_doc=2),
-    **dict(
-        label_tokens=10, eval_tokens=8, grpo_tokens=10, group_size=2, n_boot=200
-    ),  # grpo: tags + one token fit
+    **dict(label_tokens=10, eval_tokens=8, grpo_tokens=10, group_size=2, n_boot=200),  # grpo: tags + a token
 }
 
 # Where the AV injects its vector (measured side by side: README, "The demo";
@@ -205,10 +190,6 @@ def _registry_name(model: str) -> str:
     from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
 
     return models.get_spec(model).name
-
-
-def _default_model() -> str:
-    return model_registry.load_registry()[1]
 
 
 def default_out() -> Path:

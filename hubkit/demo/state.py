@@ -1,9 +1,4 @@
-"""The run folder: its layout, the context every stage reads (`Demo`), and its state file (``demo.json``:
-settings, and each finished stage's result and time).
-
-With `keep` a run picks up where an earlier one with the same settings stopped; a folder holding a run
-with other settings is refused, and so is a non-empty folder that is not a demo run.
-"""
+"""The run folder: its layout, the context every stage reads (`Demo`), and its state file (``demo.json``)."""
 
 from __future__ import annotations
 
@@ -60,19 +55,15 @@ class RunState:
 
     @classmethod
     def open(cls, out: Path, settings: DemoSettings, keep: bool) -> RunState:
-        """The state of the run in `out`: resumed (`keep`, same settings) or new (the folder emptied)."""
+        """The state of the run in `out`: resumed (`keep`, same settings) or new (the folder emptied); a
+        folder holding a run with other settings is refused, and so is a non-empty one that is not a run."""
         path = out / STATE_FILE
-        not_demo = DemoError(
-            f"{out}: exists and is not a demo folder (no {STATE_FILE}); choose another --out"
-        )
+        if out.exists() and any(out.iterdir()) and not path.is_file():
+            raise DemoError(f"{out}: exists and is not a demo folder (no {STATE_FILE}); choose another --out")
         if not keep and out.exists():
-            if any(out.iterdir()) and not path.is_file():
-                raise not_demo
             shutil.rmtree(out)
         state = cls(out, settings)
-        if out.exists() and any(out.iterdir()):
-            if not path.is_file():
-                raise not_demo
+        if path.is_file():
             old = json.loads(path.read_text())
             then = old.get("settings", {})
             now = settings.to_dict()

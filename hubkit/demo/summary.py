@@ -1,8 +1,4 @@
-"""The summary `hubkit demo` prints at the end.
-
-It says where the cards, plots and repos are, quotes the numbers of this run from its eval.json, and says in
-plain words what they mean; every sentence is derived from the numbers (`interpret`), none is fixed.
-"""
+"""The summary `hubkit demo` prints at the end: where things are, this run's numbers, and what they mean."""
 
 from __future__ import annotations
 
@@ -135,8 +131,12 @@ def rl_lines(result: DemoResult) -> list[str]:
         return f"    {name:<13} {_num(sft[key], fmt)} → {_num(rl[key], fmt)} (co-trained AR){frozen}"
 
     chance = rl["top1_chance"]
-    figures = (("cosine", "cos_mean", ".3f"), ("FVE", "fve", "+.3f"), ("top-1", "top1", ".3f"),
-               ("real − empty", "empty_delta", "+.3f"))
+    figures = (
+        ("cosine", "cos_mean", ".3f"),
+        ("FVE", "fve", "+.3f"),
+        ("top-1", "top1", ".3f"),
+        ("real − empty", "empty_delta", "+.3f"),
+    )
     return [
         f"  SFT → RL ({result.settings.grpo_steps} GRPO steps; same {n} held-out rows; top-1 chance {chance:.3f}):",
         *(row(*figure) for figure in figures),

@@ -7,14 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hubkit.constants import METRICS_FILE
 from hubkit.demo.progress import watch_metrics
 from hubkit.demo.results import BaseModel, Built, Grpo, Trained
 from hubkit.demo.settings import nla_block
 from hubkit.demo.state import Demo
 from hubkit.precision import resolve_dtype_name
 from hubkit.train import trajectory
-from hubkit.train.grpo import AlarmTripped, PolicyCollapsed, train_grpo
-from hubkit.train.loop import RunOptions
+from hubkit.train.alarms import AlarmTripped
+from hubkit.train.grpo import PolicyCollapsed, train_grpo
+from hubkit.train.loop import RunOptions, read_metrics_lines
 from hubkit.train.recipe import Recipe, recipe_from_dict
 from hubkit.train.sft_ar import train_ar
 from hubkit.train.sft_av import train_av
@@ -103,17 +105,16 @@ def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    path = run_dir / METRICS_FILE
+    return [json.loads(line) for line, _ in read_metrics_lines(path)] if path.is_file() else []
 
 
-def _trained(d: Demo, last: Path, run_dir: Path) -> Trained:
-    m = metrics(run_dir)
+def _train_sft(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Trained:
+    last = _train(d, base, built, stage, fn, total)
+    m = metrics(d.layout.run / stage)
     return Trained(
         checkpoint=str(last),
-        run_dir=str(run_dir),
+        run_dir=str(d.layout.run / stage),
         dtype=train_dtype(d),
         first_loss=m[0].get("loss") if m else None,
         last_loss=m[-1].get("loss") if m else None,
@@ -122,13 +123,11 @@ def _trained(d: Demo, last: Path, run_dir: Path) -> Trained:
 
 
 def stage_train_ar(d: Demo, base: BaseModel, built: Built) -> Trained:
-    last = _train(d, base, built, "ar", train_ar, d.settings.ar_steps)
-    return _trained(d, last, d.layout.run / "ar")
+    return _train_sft(d, base, built, "ar", train_ar, d.settings.ar_steps)
 
 
 def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
-    last = _train(d, base, built, "av", train_av, d.settings.steps)
-    return _trained(d, last, d.layout.run / "av")
+    return _train_sft(d, base, built, "av", train_av, d.settings.steps)
 
 
 def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained, ar: Trained) -> Grpo:

@@ -1,8 +1,6 @@
 """Training the two halves of an NLA: AV and AR supervised fine-tuning, GRPO, trajectory checkpoints.
 
-Entry points (each also a `hubkit train …` command): `train_av`, `train_ar`, `train_grpo`, all driven
-by a typed `Recipe` (`load_recipe`). Heavy imports (torch, transformers, peft) happen on first use.
-"""
+Heavy imports (torch, transformers, peft) happen on first use of an export."""
 
 from __future__ import annotations
 

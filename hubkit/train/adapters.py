@@ -39,13 +39,11 @@ def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant
 
 
 def load_base(
-    recipe: Recipe, adapter: AdapterRecipe, device: torch.device | None = None, dtype: str | None = None
+    recipe: Recipe, adapter: AdapterRecipe, device: torch.device, dtype: str
 ) -> tuple[nn.Module, object]:
-    """(model, tokenizer) of the recipe's base on `device`, 4-bit NF4 when the adapter is `qlora`.
-
-    `dtype` is the resolved precision (default: the recipe's, ``auto`` chosen from the hardware)."""
+    """(model, tokenizer) of the recipe's base on `device` in `dtype`, 4-bit NF4 when the adapter is `qlora`."""
     path = loading.resolve_base(recipe.base_model)
-    torch_dtype = resolve_dtype(dtype or recipe.dtype, device)
+    torch_dtype = resolve_dtype(dtype, device)
     model = load_model(path, torch_dtype, device, "nf4" if adapter.kind == "qlora" else "none")
     return model, loading.load_tokenizer(path)
 

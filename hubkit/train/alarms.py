@@ -1,10 +1,9 @@
 """What GRPO watches every step, and when it stops a run that RL is taking somewhere wrong.
 
-RL optimises the AR's reward, and a policy can raise it in ways that make the NLA worse: explanations
-that grow longer each step, outputs that stop parsing, groups whose samples are all alike, or text
-that the AR learned to reward while the frozen SFT AR (the fixed yardstick) reads less of the vector
-from it. Each alarm compares the mean of the last `window` steps with a threshold or with the mean of
-the first `window` steps; a tripped alarm names the figure, the two values and the threshold.
+A policy can raise the AR's reward in ways that make the NLA worse: longer explanations, outputs that stop
+parsing, groups whose samples are all alike, or text the frozen SFT AR (the fixed yardstick) reads less of
+the vector from. Each alarm compares the mean of the last `window` steps with a threshold or with the
+mean of the first `window` steps.
 """
 
 from __future__ import annotations
@@ -32,46 +31,37 @@ def tripped(cfg: GRPOAlarms, history: Mapping[str, Sequence[float]]) -> list[str
     w = cfg.window
     found: list[str] = []
 
-    def recent(name: str) -> tuple[float, float] | None:
-        """(mean of the first window, mean of the last window) once they do not overlap."""
+    def means(name: str) -> tuple[float | None, float | None]:
+        """(mean of the first window once it does not overlap the last, mean of the last window)."""
         xs = [x for x in history.get(name, ()) if x == x]  # NaN: nothing measured that step
-        if len(xs) < 2 * w:
-            return None
-        return _mean(xs[:w]), _mean(xs[-w:])
+        first = _mean(xs[:w]) if len(xs) >= 2 * w else None
+        return first, _mean(xs[-w:]) if len(xs) >= w else None
 
-    def last(name: str) -> float | None:
-        xs = [x for x in history.get(name, ()) if x == x]
-        return _mean(xs[-w:]) if len(xs) >= w else None
-
-    if cfg.length_drift is not None and (pair := recent("length")) is not None:
-        start, now = pair
-        if start > 0 and now > cfg.length_drift * start:
-            found.append(
-                f"length drift: rollouts average {now:.1f} tokens over the last {w} steps against {start:.1f} "
-                f"at the start (> {cfg.length_drift:g}×, grpo.alarms.length_drift)"
-            )
-    if cfg.min_parsed is not None and (now := last("succeeded")) is not None and now < cfg.min_parsed:
+    start, now = means("length")
+    if cfg.length_drift is not None and start is not None and start > 0 and now > cfg.length_drift * start:
+        found.append(
+            f"length drift: rollouts average {now:.1f} tokens over the last {w} steps against {start:.1f} "
+            f"at the start (> {cfg.length_drift:g}×, grpo.alarms.length_drift)"
+        )
+    _, now = means("succeeded")
+    if cfg.min_parsed is not None and now is not None and now < cfg.min_parsed:
         found.append(
             f"parse rate: {now:.2f} of the rollouts over the last {w} steps parsed and stopped in time "
             f"(< {cfg.min_parsed:g}, grpo.alarms.min_parsed)"
         )
-    if (
-        cfg.min_distinct is not None
-        and (now := last("distinct_per_group")) is not None
-        and now < cfg.min_distinct
-    ):
+    _, now = means("distinct_per_group")
+    if cfg.min_distinct is not None and now is not None and now < cfg.min_distinct:
         found.append(
             f"diversity: {now:.2f} distinct outputs per group over the last {w} steps "
             f"(< {cfg.min_distinct:g}, grpo.alarms.min_distinct)"
         )
-    if cfg.reading_drop is not None and (pair := recent("frozen_real_minus_empty")) is not None:
-        start, now = pair
-        if start - now > cfg.reading_drop:
-            found.append(
-                f"the frozen SFT AR reads less of the vector from the rollouts: real − empty cosine "
-                f"{now:+.3f} over the last {w} steps against {start:+.3f} at the start (a drop over "
-                f"{cfg.reading_drop:g}, grpo.alarms.reading_drop)"
-            )
+    start, now = means("frozen_real_minus_empty")
+    if cfg.reading_drop is not None and start is not None and start - now > cfg.reading_drop:
+        found.append(
+            f"the frozen SFT AR reads less of the vector from the rollouts: real − empty cosine "
+            f"{now:+.3f} over the last {w} steps against {start:+.3f} at the start (a drop over "
+            f"{cfg.reading_drop:g}, grpo.alarms.reading_drop)"
+        )
     return found
 
 

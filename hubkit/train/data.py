@@ -1,8 +1,7 @@
 """Training tables (``av_sft``, ``ar_sft``, ``rl`` parquet) read and checked, and the order rows are used in.
 
-Data order is a pure function of (seed, sample counter): the run consumes an endless stream of
-epochs, each a seeded permutation, so a resumed run, or one split over several processes, draws
-exactly the rows an uninterrupted single-process run would.
+Data order is a pure function of (seed, sample counter), an endless stream of seeded permutations, so a
+resumed run, or one split over several processes, draws the rows an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -70,17 +69,6 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int) -> tuple[pa.Table,
     return table, Table(path, sha256_file(path), vectors, None, doc_ids, positions)
 
 
-def _texts(table, path: Path, column: str) -> list[str]:
-    values = table.column(column).to_pylist()
-    bad = [i for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise DataError(
-            f"{path}: column `{column}` is empty or null in rows {bad[:10]}{' …' if len(bad) > 10 else ''} "
-            f"({len(bad)} of {len(values)}); drop or relabel those rows"
-        )
-    return values
-
-
 def inner_text(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:
     """The explanation without its tags (bare text is returned stripped)."""
     start = text.find(open_tag)
@@ -96,27 +84,28 @@ def tagged(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXP
     return f"{open_tag}{inner_text(text, open_tag, close_tag)}{close_tag}"
 
 
-def _check_inner(texts: list[str], path: Path) -> None:
-    bad = [i for i, t in enumerate(texts) if not inner_text(t)]
-    if bad:
-        raise DataError(
-            f"{path}: column `explanation` has empty tags (`<explanation></explanation>`) in rows {bad[:10]}"
-        )
-
-
 def read_sft(path: str | Path, d_model: int, stage: str) -> Table:
     """An ``av_sft``/``ar_sft`` table: vectors and explanations, each row checked."""
     path = Path(path)
     table, rows = _read(path, BUILT_COLUMNS[STAGE_TABLE[stage]], d_model)
-    texts = _texts(table, path, "explanation")
-    _check_inner(texts, path)
+    texts = table.column("explanation").to_pylist()
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise DataError(
+            f"{path}: column `explanation` is empty or null in rows {bad[:10]}{' …' if len(bad) > 10 else ''} "
+            f"({len(bad)} of {len(texts)}); drop or relabel those rows"
+        )
+    empty = [i for i, t in enumerate(texts) if not inner_text(t)]
+    if empty:
+        raise DataError(
+            f"{path}: column `explanation` has empty tags (`<explanation></explanation>`) in rows {empty[:10]}"
+        )
     return replace(rows, texts=texts)
 
 
 def read_rl(path: str | Path, d_model: int) -> Table:
     """An ``rl`` table: the vectors GRPO explains (``prefix`` is kept in the file for people, not used)."""
-    path = Path(path)
-    return _read(path, BUILT_COLUMNS["rl"], d_model)[1]
+    return _read(Path(path), BUILT_COLUMNS["rl"], d_model)[1]
 
 
 def check_columns(path: str | Path, stage: str, where: str) -> None:

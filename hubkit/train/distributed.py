@@ -1,12 +1,10 @@
-"""What the recipe's ``distributed:`` section (`hubkit.train.recipe.DistributedRecipe`) asks for, checked
-before a run loads a model: a process group, the batch split, the fit in memory (and the second copy a
-full-weights GRPO keeps), and a lost process reported with the checkpoint to resume from.
+"""What the recipe's ``distributed:`` section asks for, checked before a run loads a model: a process
+group, the batch split, the fit in memory (and the second copy a full-weights GRPO keeps), and a lost
+process reported with the checkpoint to resume from.
 
-``strategy: ddp`` (the default) keeps a whole copy of the model on every process and sums gradients
-by hand (`hubkit.train.loop`); ``strategy: fsdp`` shards parameters, gradients and optimiser state
-with PyTorch FSDP2 (`hubkit.train.fsdp`). Both are launched the same way (``torchrun`` or
-``accelerate launch``, one node or many). ``global_batch_size`` fixes the rows of one optimiser
-step whatever the number of processes, so a recipe trains the same update on 1 or N of them.
+``ddp`` keeps a whole copy per process and sums gradients by hand (`hubkit.train.loop`); ``fsdp`` shards
+with FSDP2 (`hubkit.train.fsdp`). ``global_batch_size`` fixes the rows of one optimiser step whatever the
+number of processes.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +34,11 @@ class DistributedError(HubkitError, ValueError):
 
 
 # -- before anything loads ---------------------------------------------------------------------------
-def launched_by_torchrun() -> bool:
-    """The environment a ``torchrun`` / ``accelerate launch`` worker runs in (one process counts)."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
-
-
 def ensure_process_group(strategy: str, device: torch.device) -> None:
     """fsdp needs a process group: join the launcher's (one process under torchrun too), or refuse."""
-
     if strategy != "fsdp" or (dist.is_available() and dist.is_initialized()):
         return
-    if not launched_by_torchrun():
+    if not all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
         raise DistributedError(
             "distributed.strategy fsdp needs a process group, and this process was not started by a launcher: "
             "run `torchrun --nproc_per_node N -m hubkit.cli train ...` (N = 1 works) or `accelerate launch`, "
@@ -71,10 +62,7 @@ def grad_accum_for(global_batch: int, micro_batch: int, world: int, where: str) 
 
 def check_same_devices(device: torch.device, world: int) -> None:
     """Every process on the same kind of device (a CPU rank beside GPU ranks would stall every collective)."""
-    if world == 1:
-        return
-
-    if not dist.is_initialized():
+    if world == 1 or not dist.is_initialized():
         return
     kinds: list[Any] = [None] * world
     dist.all_gather_object(kinds, device.type)
@@ -110,28 +98,13 @@ def check_stage(
             f"recipe stage `{stage}`: rollout_engine {engine} cannot take a sharded policy's adapter; under "
             "distributed.strategy fsdp rollouts are sampled in process (rollout_engine: transformers)"
         )
-    if device_memory_bytes(cfg, device) is not None:
-        check_fits(cfg, loading.resolve_base(base), dtype, stage_cfg.adapter.kind, world, device)
+    check_fits(cfg, base, dtype, stage_cfg.adapter.kind, world, device)
 
 
 # -- the fit estimate -------------------------------------------------------------------------------
 DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 NF4_BYTES = 0.5 + 4 / 64  # 4-bit weights plus one fp32 absmax per 64-value block
 ADAMW_STATE_BYTES = 8.0  # exp_avg and exp_avg_sq in float32
-
-
-@dataclass
-class FitEstimate:
-    """Bytes one process holds for a base's weights, gradients and optimiser state (no activations)."""
-
-    parameters: int
-    trained: int
-    bytes_per_process: float
-    world: int
-
-    @property
-    def gib_per_process(self) -> float:
-        return self.bytes_per_process / 2**30
 
 
 def count_parameters(base_path: str) -> int:
@@ -147,8 +120,8 @@ def count_parameters(base_path: str) -> int:
 
 def estimate(
     parameters: int, dtype: str, adapter_kind: str, world: int, strategy: str, lora_fraction: float = 0.01
-) -> FitEstimate:
-    """What one process holds: full fine-tuning keeps weights, gradients and two AdamW moments for every
+) -> float:
+    """Bytes one process holds for weights, gradients and optimiser state (no activations): full fine-tuning keeps weights, gradients and two AdamW moments for every
     parameter; a LoRA keeps the (frozen) weights and trains about `lora_fraction` of that count.
     ``fsdp`` divides everything by the processes; ``ddp`` keeps it all on each."""
     w = NF4_BYTES if adapter_kind == "qlora" else DTYPE_BYTES[dtype]
@@ -156,8 +129,7 @@ def estimate(
     total = parameters * w + trained * (DTYPE_BYTES[dtype] + ADAMW_STATE_BYTES)
     if adapter_kind != "full":
         total += trained * DTYPE_BYTES[dtype]  # the adapter's own weights
-    share = world if strategy == "fsdp" else 1
-    return FitEstimate(parameters, trained, total / share, world)
+    return total / (world if strategy == "fsdp" else 1)
 
 
 def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float | None:
@@ -168,30 +140,30 @@ def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float |
     return None
 
 
-def check_fits(
-    cfg: DistributedRecipe, base_path: str, dtype: str, adapter_kind: str, world: int, device
-) -> None:
+def check_fits(cfg: DistributedRecipe, base: str, dtype: str, adapter_kind: str, world: int, device) -> None:
     """Refuse, before loading, a base whose weights and optimiser state alone exceed one device's memory."""
     memory = device_memory_bytes(cfg, device)
     if memory is None:
         return
-    est = estimate(count_parameters(base_path), dtype, adapter_kind, world, cfg.strategy)
+    base_path = loading.resolve_base(base)
+    params = count_parameters(base_path)
+    est = estimate(params, dtype, adapter_kind, world, cfg.strategy)
     log.info(
         "fit estimate: %.2f GiB of weights, gradients and optimiser state per process (%d processes, %s)",
-        est.gib_per_process,
+        est / 2**30,
         world,
         cfg.strategy,
     )
-    if est.bytes_per_process > memory:
-        need = int(-(-est.bytes_per_process * world // memory)) if cfg.strategy == "fsdp" else None
+    if est > memory:
+        need = int(-(-est * world // memory)) if cfg.strategy == "fsdp" else None
         more = (
             f"shard over at least {need} processes of this size"
             if need
             else "set `distributed.strategy: fsdp` to shard it"
         )
         raise DistributedError(
-            f"{base_path}: {est.parameters / 1e9:.2f}B parameters, {adapter_kind} in {dtype}, need about "
-            f"{est.bytes_per_process / 1e9:.1f} GB per process ({world} process(es), {cfg.strategy}) before "
+            f"{base_path}: {params / 1e9:.2f}B parameters, {adapter_kind} in {dtype}, need about "
+            f"{est / 1e9:.1f} GB per process ({world} process(es), {cfg.strategy}) before "
             f"activations, and one device has {memory / 1e9:.1f} GB; {more}, or train a LoRA/QLoRA"
         )
 
@@ -223,7 +195,7 @@ def check_two_copies(av_dir: Path, reference: str, dtype: str, device: str = "cp
         return
     params = count_parameters(str(av_dir))
     weights = params * DTYPE_BYTES[dtype]
-    need = estimate(params, dtype, "full", 1, "ddp").bytes_per_process + weights  # + the reference
+    need = estimate(params, dtype, "full", 1, "ddp") + weights  # + the reference
     if need > free:
         raise CheckpointError(
             f"grpo: the AV in {av_dir} trains all weights ({weights / GB:.1f} GB) and its KL reference "
@@ -244,7 +216,6 @@ class _Terminated(BaseException):
 
 
 def _is_collective_failure(exc: BaseException) -> bool:
-
     if isinstance(exc, dist.DistError):
         return True
     text = str(exc)
@@ -273,8 +244,7 @@ def stop_report(run_dir: Path, stage: str) -> Iterator[None]:
             if isinstance(exc, _Terminated)
             else f"a collective failed ({' '.join(str(exc).split())[:160]})"
         )
-        last = trajectory.latest_step(run_dir)
-        kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
+        kept = trajectory.kept(trajectory.latest_step(run_dir))
         raise RunStopped(
             f"{stage} stopped: {why}; {kept}; run the same command with --resume to continue from it"
         ) from None

@@ -1,14 +1,9 @@
-"""Sharded training with PyTorch FSDP2 (``torch.distributed.fsdp.fully_shard``).
+"""Sharded training with PyTorch FSDP2 (``fully_shard``): each decoder block one unit, then the root.
 
-Each decoder block is one FSDP unit, then the root (embeddings, final norm, LM head, and every
-parameter outside a block). Gradients are reduce-scattered as a *sum* (the loop divides each loss
-by the global normaliser, as in data parallel), so N processes compute the update of one.
-
-The rest of hubkit sees ordinary checkpoints: `full_state_dict` gathers the weights onto rank 0
-(adapter tensors only for a LoRA), `optimizer_full_state` gathers the optimiser state into the
-single-process format (state keyed by parameter index), and `load_full_state` /
-`attach_full_state_loading` put full tensors back into each rank's shard, so a step written by
-N processes resumes on N processes, or on one.
+Gradients are reduce-scattered as a *sum* (the loop divides each loss by the global normaliser, as in
+data parallel). Checkpoints stay ordinary: full weights and optimiser state are gathered onto rank 0 in
+the single-process format, and put back into each rank's shard on resume, so a step written by N
+processes resumes on N processes, or on one.
 """
 
 from __future__ import annotations
@@ -25,8 +20,6 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hubkit import arch
 from hubkit.errors import HubkitError
-from hubkit.precision import resolve_dtype
-from hubkit.train.recipe import DistributedRecipe
 
 QUANTIZED_PARAMS = ("Params4bit", "Int8Params")  # bitsandbytes parameter classes FSDP2 cannot shard
 
@@ -51,11 +44,6 @@ def local(t: Tensor) -> Tensor:
     return t.to_local() if isinstance(t, DTensor) else t
 
 
-def mp_policy(param_dtype: torch.dtype | None) -> MixedPrecisionPolicy:
-    """Gathered parameters in `param_dtype` (None: as stored); gradients always reduced in float32."""
-    return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-
-
 def shard(
     model: nn.Module, param_dtype: torch.dtype | None = None, reshard_after_forward: bool = True
 ) -> nn.Module:
@@ -67,7 +55,8 @@ def shard(
             f"distributed.strategy fsdp cannot shard bitsandbytes {', '.join(quantized)} weights (a QLoRA or 8-bit "
             "base): train a LoRA on the unquantized base under fsdp, or the QLoRA under strategy ddp"
         )
-    policy = mp_policy(param_dtype)
+    # gathered parameters in `param_dtype` (None: as stored); gradients always reduced in float32
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     for block in arch.decoder_layers(model):
         fully_shard(block, mp_policy=policy, reshard_after_forward=reshard_after_forward)
     fully_shard(fsdp_root(model), mp_policy=policy, reshard_after_forward=reshard_after_forward)
@@ -78,25 +67,13 @@ def shard(
     return model
 
 
-def shard_as(cfg: DistributedRecipe, model: nn.Module | None, device: torch.device) -> nn.Module | None:
-    """`shard` with a recipe's ``distributed:`` settings (`DistributedRecipe`); None stays None."""
-    if model is None:
-        return None
-    param_dtype = None if cfg.mixed_precision == "none" else resolve_dtype(cfg.mixed_precision, device)
-    return shard(model, param_dtype, cfg.reshard_after_forward)
-
-
-def _fsdp_modules(model: nn.Module) -> list[FSDPModule]:
-    return [m for m in model.modules() if isinstance(m, FSDPModule)]
-
-
 @contextlib.contextmanager
 def gathered(model: nn.Module) -> Iterator[None]:
     """Every parameter of a sharded `model` gathered for the block (one collective per unit, at entry).
 
     Generation runs a different number of forwards on each rank (rows stop at different lengths), so
     it cannot gather block by block; inside this block no collective runs. No-op for a plain model."""
-    mods = _fsdp_modules(model) if is_sharded(model) else []
+    mods = [m for m in model.modules() if isinstance(m, FSDPModule)] if is_sharded(model) else []
     for m in mods:
         m.set_reshard_after_forward(False, recurse=False)
         m.unshard()
@@ -164,6 +141,7 @@ def local_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 
 # -- full state on rank 0 ----------------------------------------------------------------------------------
 def _gather(t: Tensor, keep: bool) -> Tensor | None:
+    """`t` whole (every rank takes part in the gather), a CPU copy where `keep`."""
     full = t.full_tensor() if isinstance(t, DTensor) else t
     return full.detach().cpu().clone() if keep else None
 
@@ -178,12 +156,8 @@ def full_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]
         items = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     else:
         items = list(model.state_dict().items())
-    out = {}
-    for name, t in items:
-        full = _gather(t, keep)
-        if full is not None:
-            out[name] = full
-    return out
+    gathered = {name: _gather(t, keep) for name, t in items}  # every rank gathers; rank 0 keeps
+    return {name: t for name, t in gathered.items() if t is not None}
 
 
 def gathered_for_checkpoint(parts: list, optimizers: dict) -> tuple[list, dict]:
@@ -234,15 +208,10 @@ def attach_full_state_loading(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_load_state_dict_pre_hook(hook)
 
 
-def load_full_state(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
-    """Copy full tensors into the matching parameters (each rank its shard); returns the names not found."""
+def load_full_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Copy full tensors into the parameters of those names (each rank its shard)."""
     named = dict(model.named_parameters())
-    missing = []
     with torch.no_grad():
         for name, full in state.items():
-            p = named.get(name)
-            if p is None:
-                missing.append(name)
-                continue
+            p = named[name]
             local(p).copy_(local(_shard_like(full.to(p.device), p)))
-    return missing

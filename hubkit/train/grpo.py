@@ -1,18 +1,11 @@
-"""GRPO: the AV is the policy, the AR scores its explanations.
+"""GRPO: the AV is the policy, the AR scores its explanations (rewards and loss: `grpo_objective`).
 
-Per step, every vector gets a group of ``group_size`` sampled explanations. Reward = −normalised
-MSE of the AR's reconstruction (``2(1 − cos)``) minus a hinged length penalty, or ``−parse_penalty``
-when the output failed: no parsable ``<explanation>…</explanation>``, or truncated at the length
-cap. Advantages are the rewards standardised within each group. The loss is the clipped PPO
-objective on token log-probs (recomputed with the vector injected, at the sampling temperature) plus
-``kl_coef`` × the per-token KL (k3 estimator) to the reference: the starting AV, frozen
-(``reference: init``, as both published recipes run it), or the base with the adapter disabled
-(``reference: base``). With ``train_ar`` the AR takes one MSE step on the parsed rollouts after each
-policy step (its own optimiser, 5 × the AV's rate by default), and a frozen copy of the SFT AR reads
-the same rollouts as a fixed yardstick. Each step logs reward, KL, entropy, length, parse rate, the
-distinct outputs per group and the frozen AR's real − empty cosine; `hubkit.train.alarms` stops a run
-whose figures drift, and when every output of a step is the same template for ``collapse_patience``
-steps in a row the run stops with `PolicyCollapsed`.
+Per step, every vector gets a group of ``group_size`` sampled explanations; advantages are the rewards
+standardised within each group, and the loss is the clipped PPO objective on token log-probs plus
+``kl_coef`` × the per-token KL to the reference (the starting AV frozen, or the base). With ``train_ar``
+the AR takes one MSE step on the parsed rollouts after each policy step, and a frozen copy of the SFT AR
+reads the same rollouts as a fixed yardstick for the alarms (`hubkit.train.alarms`). A policy whose
+outputs are one template for ``collapse_patience`` steps stops with `PolicyCollapsed`.
 """
 
 from __future__ import annotations
@@ -29,27 +22,12 @@ from torch import Tensor, nn
 
 from hubkit import loading
 from hubkit.errors import HubkitError
-from hubkit.meta import check_compatible
 from hubkit.metrics import normalised_mse
 from hubkit.train import metas, trajectory
-from hubkit.train.adapters import (
-    grad_norm_clip,
-    make_optimizer,
-    make_scheduler,
-    trainable,
-)
-from hubkit.train.alarms import AlarmTripped, AlarmWatch
+from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler, trainable
+from hubkit.train.alarms import AlarmWatch
 from hubkit.train.data import read_rl, step_rows
-from hubkit.train.grpo_models import (
-    FROZEN_AR,
-    POLICY,
-    REFERENCE,
-    frozen_ar,
-    init_dir,
-    load_ar,
-    load_policy,
-    preflight,
-)
+from hubkit.train.grpo_models import POLICY, REFERENCE, frozen_ar, init_dir, load_ar, load_policy, preflight
 from hubkit.train.grpo_objective import (
     clipped_objective,
     frozen_reading,
@@ -72,7 +50,6 @@ class PolicyCollapsed(HubkitError, RuntimeError):
     """GRPO outputs collapsed to one template: further steps would only reinforce it."""
 
 
-# -- the trainer ----------------------------------------------------------------------------------
 @dataclass
 class Rollout:
     vectors: Tensor  # [m, d] one per group
@@ -82,9 +59,7 @@ class Rollout:
     details: list[Explanation]
     rewards: Tensor  # [m·k]
     advantages: Tensor  # [m·k]
-    old_logp: (
-        Tensor | None
-    )  # [m·k, T]; None until the policy pass fills it (one inner epoch: the same weights)
+    old_logp: Tensor | None  # [m·k, T]; None until the policy pass fills it (one inner epoch: same weights)
     ref_logp: Tensor | None  # [m·k, T]; None with kl_coef 0 (no reference)
     entropy: Tensor | None  # [m·k, T]; filled with old_logp
     ok: list[bool]  # parsed and stopped before the cap: scored by the AR, and what the AR trains on
@@ -92,10 +67,15 @@ class Rollout:
 
 
 class GRPOTrainer:
+    """GRPO's models, optimisers and per-step passes (`run_grpo` is the loop over them)."""
+
+    stage_name, loss_type = "grpo", "grpo_clipped_kl"
+
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg: GRPORecipe = recipe.stage("grpo")  # type: ignore[assignment]
         self.recipe, self.cfg, self.runner, self.device = recipe, cfg, runner, runner.device
         self.av_dir = init_dir(cfg.av_init, recipe, "av")
+        self.init_parent = str(self.av_dir)
         self.ar_dir = init_dir(cfg.ar_init, recipe, "ar")
         preflight(recipe, cfg, self.av_dir, self.ar_dir, runner.dtype)
         self.model, self.reference, tok, meta = load_policy(
@@ -112,7 +92,6 @@ class GRPOTrainer:
         self.meta, self.tokenizer = self.av.meta, tok
         self.ar = load_ar(recipe, self.ar_dir, self.device, cfg.train_ar, runner.dtype)
         self.ar_adapter = "ar" if isinstance(self.ar.model, PeftModel) else None
-        check_compatible(self.meta, self.ar.meta)
         # the fixed yardstick: the SFT AR itself when it stays frozen, else a frozen copy beside it
         self.frozen_ar = (
             frozen_ar(self.ar, self.ar_dir, recipe, self.device, runner.dtype) if cfg.train_ar else self.ar
@@ -139,8 +118,8 @@ class GRPOTrainer:
             ar_opt = make_optimizer([{"params": self.ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
             self.optimizers["ar"] = ar_opt
             self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
+        self.params = [*self.policy_params, *self.ar_params]
 
-    # -- log-probs ------------------------------------------------------------------------------
     def token_logprobs(
         self, seqs: Tensor, attention: Tensor, vectors: Tensor, mask: Tensor, model: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -161,7 +140,6 @@ class GRPOTrainer:
         with switch:
             return self.token_logprobs(seqs, attention, vectors, mask)[0]
 
-    # -- one group batch ------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self, vectors: Tensor) -> Rollout:
         cfg, k = self.cfg, self.cfg.group_size
@@ -179,16 +157,15 @@ class GRPOTrainer:
         attention = torch.cat([torch.ones_like(ids), mask.long()], dim=1)
         t0 = self.clock("sample", t0)
         ok = succeeded(details, cfg.max_new_tokens)
-        ok_texts = [d.text for d, good in zip(details, ok) if good]
+        good = [i for i, g in enumerate(ok) if g]
+        ok_texts = [details[i].text for i in good]
         recon = self.ar.reconstruct(ok_texts) if ok_texts else None
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
         reading = (0.0, 0.0, 0)
         if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
             same = self.frozen_ar is self.ar and recon is not None
             v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
-            reading = frozen_reading(
-                v_hat, self.frozen_empty, vv.cpu()[[i for i, good in enumerate(ok) if good]]
-            )
+            reading = frozen_reading(v_hat, self.frozen_empty, vv.cpu()[good])
         t0 = self.clock("score", t0)
         old = entropy = None
         if cfg.inner_epochs > 1:  # with one pass the policy pass sees the sampling weights: no extra forward
@@ -197,9 +174,9 @@ class GRPOTrainer:
         ref = self.reference_logprobs(seqs, attention, vv, mask) if cfg.kl_coef > 0 else None
         self.clock("logprobs", t0)
         advantages = group_advantages(rewards, k).to(self.device)
-        dev_vectors = vectors.to(self.device)
+        vectors = vectors.to(self.device)
         return Rollout(
-            dev_vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading
+            vectors, seqs, attention, mask, details, rewards, advantages, old, ref, entropy, ok, reading
         )
 
     def policy_loss(self, r: Rollout) -> Tensor:
@@ -219,7 +196,6 @@ class GRPOTrainer:
         self.timings[phase] = self.timings.get(phase, 0.0) + now - since
         return now
 
-    # -- checkpoint parts -----------------------------------------------------------------------
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         av_meta = metas.with_training(self.meta, **training)
         parts = [trajectory.Part(self.model, self.tokenizer, av_meta, adapter_name=self.adapter_name)]
@@ -237,12 +213,11 @@ class GRPOTrainer:
             trajectory.restore_weights(self.ar.model, folder / "ar", self.ar_adapter)
             trajectory.restore_head(self.ar.head, folder / "ar")
 
-    # -- the loop ---------------------------------------------------------------------------------
     def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
         """`inner_epochs` passes of the clipped objective over the step's rollouts, each refused when
         non-finite; the gradient norm of the last pass."""
         cfg, runner, optimizer = self.cfg, self.runner, self.optimizers["main"]
-        n_seqs = cfg.micro_batch_size * cfg.grad_accum * runner.world * cfg.group_size
+        n_seqs = runner.per_step * cfg.group_size
         self.model.train()
         for _ in range(cfg.inner_epochs):
             for ro in rollouts:
@@ -311,17 +286,14 @@ def run_grpo(t: GRPOTrainer) -> Path:
     trains), log, checkpoint; returns the last checkpoint folder. What carries from step to step (progress,
     the collapse streak, the alarms' history) is restored from a resumed step and saved with each one."""
     cfg, runner = t.cfg, t.runner
-    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    p, extra = runner.resume(
-        "grpo", t.table.sha256, per_step, str(t.av_dir), t.restore, t.optimizers, t.schedulers
-    )
+    p, extra = runner.resume(t)
     streak = int(extra.get("collapse_streak", 0))
     alarms = AlarmWatch(cfg.alarms)
     alarms.restore(extra.get("alarm_history", {}))
     for step in range(p.step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
         t.timings = {}
-        rows = step_rows(len(t.table), t.recipe.seed, step - 1, per_step)
+        rows = step_rows(len(t.table), t.recipe.seed, step - 1, runner.per_step)
         rollouts = []
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
             seed_micro(t.recipe.seed, step, index)
@@ -353,20 +325,8 @@ def run_grpo(t: GRPOTrainer) -> Path:
         alarms.add(stats)
         alarms.check(step, str(last_good(runner.run_dir, step, cfg.alarms.window, t.av_dir)))
         if runner.due(step):
-            runner.save_step(
-                p,
-                stage_name="grpo",
-                loss_type="grpo_clipped_kl",
-                loss=-stats["reward"],
-                lr=lr,
-                data_sha256=t.table.sha256,
-                global_batch=per_step,
-                params=[*t.policy_params, *t.ar_params],
-                parts=t.parts,
-                optimizers=t.optimizers,
-                schedulers=t.schedulers,
-                extra={"collapse_streak": streak, "alarm_history": alarms.state()},
-            )
+            extra = {"collapse_streak": streak, "alarm_history": alarms.state()}
+            runner.save_step(p, t, -stats["reward"], lr, extra)
         runner.maybe_hang(step)
     return p.last if p.last is not None else runner.run_dir
 
@@ -419,20 +379,5 @@ def _frozen_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float | None
 
 def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's GRPO stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "grpo", opts)
+    runner = Runner(recipe, "grpo", opts or RunOptions())
     return GRPOTrainer(recipe, runner, runner.data_path("RL")).train()
-
-
-__all__ = [
-    "FROZEN_AR",
-    "AlarmTripped",
-    "GRPOTrainer",
-    "PolicyCollapsed",
-    "clipped_objective",
-    "group_advantages",
-    "rewards_for",
-    "run_grpo",
-    "template_of",
-    "train_grpo",
-]

@@ -35,20 +35,16 @@ def _quiet_dropout(model: nn.Module) -> None:
 
 def init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
     """The AV or AR checkpoint GRPO starts from, its files checked against the hashes recorded with it."""
-    if given is not None:
-        path = Path(given)
-        if not path.is_dir():
-            raise CheckpointError(f"grpo.{stage}_init: {path} is not a checkpoint folder")
-        verify_checkpoint(path)
-        return path
-    last = latest_step(Path(recipe.output_dir) / stage)
-    if last is None:
+    if given is not None and not Path(given).is_dir():
+        raise CheckpointError(f"grpo.{stage}_init: {given} is not a checkpoint folder")
+    path = Path(given) if given is not None else latest_step(Path(recipe.output_dir) / stage)
+    if path is None:
         raise CheckpointError(
             f"no {stage.upper()} checkpoint to start GRPO from: set `grpo.{stage}_init` or run `hubkit train {stage}` "
             f"first (looked in {Path(recipe.output_dir) / stage})"
         )
-    verify_checkpoint(last)
-    return last
+    verify_checkpoint(path)
+    return path
 
 
 def load_policy(

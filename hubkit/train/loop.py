@@ -1,12 +1,9 @@
 """The parts every training stage shares: processes, run folder, resume, gradient sync, logs, checkpoints.
 
-Data parallelism: under ``accelerate launch`` each process takes its round-robin share of every
-global step's micro-batches, gradients are summed across processes after backward (one flat
-all-reduce), and only the main process writes. Each loss is divided by the *global* normaliser
-(response tokens, rows or sequences of the whole step), so one process with ``grad_accum = k·n``
-and ``n`` processes with ``grad_accum = k`` compute the same update. Gradients are synced by hand
-rather than through DDP because the AR's forward stops early at block K (an exception DDP's
-forward bookkeeping does not survive) and GRPO mixes generation with training.
+Under ``accelerate launch`` each process takes its round-robin share of every global step's
+micro-batches and gradients are summed by hand (one flat all-reduce), each loss divided by the
+*global* normaliser, so ``n`` processes with ``grad_accum = k`` compute the update of one with
+``k·n``. Not DDP: the AR's forward stops early at block K and GRPO mixes generation with training.
 """
 
 from __future__ import annotations
@@ -16,21 +13,21 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from hubkit.constants import METRICS_FILE, RECIPE_COPY
 from hubkit.errors import CheckpointError, DataError, HubkitError
 from hubkit.meta import NLAMeta
-from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype_name
+from hubkit.precision import apply_thread_policy_unless_set, check_device, resolve_dtype, resolve_dtype_name
 from hubkit.train import distributed, fsdp, metas, trajectory
 from hubkit.train.adapters import grad_norm_clip, make_optimizer, make_scheduler, trainable
 from hubkit.train.data import Table, micro_batches, step_rows
@@ -49,31 +46,21 @@ def check_finite_weights(stage: str, step: int, last: Path | None, params: Itera
     """Before a checkpoint is written: every trained weight finite, or the run stops (nothing written).
 
     Sharded weights are checked shard by shard and the verdict agreed by every rank."""
-    params = list(params)
-    if any(fsdp.is_dtensor(p) for p in params):
-        finite = fsdp.all_finite(params)
-    else:
-        finite = all(bool(torch.isfinite(p.detach()).all()) for p in params)
-    if finite:
-        return
-    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
-    raise TrainingDiverged(
-        f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved and "
-        f"{kept}. Lower optim.lr or set optim.max_grad_norm"
-    )
+    if not fsdp.all_finite(params):
+        raise TrainingDiverged(
+            f"{stage} stopped at step {step}: the trained weights hold NaN or inf, so step {step} was not saved "
+            f"and {trajectory.kept(last)}. Lower optim.lr or set optim.max_grad_norm"
+        )
 
 
 def check_finite_step(stage: str, step: int, last: Path | None, **values: float) -> None:
     """Stop the run (before the optimiser step) when any of `values` is NaN or infinite."""
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if not bad:
-        return
-    shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
-    kept = f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
-    raise TrainingDiverged(
-        f"{stage} stopped at step {step}: {shown}; the step was not applied and {kept}. Lower optim.lr, "
-        "set optim.max_grad_norm, or check the training data for extreme values"
-    )
+    shown = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v))
+    if shown:
+        raise TrainingDiverged(
+            f"{stage} stopped at step {step}: {shown}; the step was not applied and {trajectory.kept(last)}. "
+            "Lower optim.lr, set optim.max_grad_norm, or check the training data for extreme values"
+        )
 
 
 @dataclass
@@ -99,6 +86,22 @@ class RunOptions:
     device: str | None = None
     hang_after_step: int | None = None  # test hook: block forever after this step (to be SIGKILLed)
     quiet: bool = False
+
+
+class Task(Protocol):
+    """What `Runner.resume` and `Runner.save_step` read of a stage (`SFTTask`, `grpo.GRPOTrainer`)."""
+
+    stage_name: str
+    loss_type: str
+    init_parent: str
+    table: Table
+    params: list[nn.Parameter]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+
+    def restore(self, folder: Path) -> None: ...
+
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]: ...
 
 
 class Runner:
@@ -128,12 +131,44 @@ class Runner:
         distributed.check_stage(
             self.dist, self.cfg, stage, self.world, self.device, self.dtype, recipe.base_model
         )
-        self.resumed = open_run_dir(self.run_dir, opts, self.is_main, self.acc.wait_for_everyone)
+        self.resumed = self.open_run_dir()
         torch.manual_seed(recipe.seed)  # identical initialisation (LoRA, heads) on every process
+
+    def open_run_dir(self) -> trajectory.Resumed | None:
+        """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
+        from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
+        run_dir, opts = self.run_dir, self.opts
+        resume = opts.resume or opts.resume_fallback or opts.resume_unverified
+        if self.is_main:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
+            for p in trajectory.clean_partials(run_dir):
+                log.warning("removed a half-written checkpoint left by a killed run: %s", p)
+            if resume and opts.resume_fallback:
+                trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+        self.acc.wait_for_everyone()
+        last = trajectory.latest_step(run_dir)
+        if last is None:
+            if resume:
+                log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
+            return None
+        if not resume:
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
+                "or choose another output folder (--out)"
+            )
+        return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
 
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
+
+    @property
+    def per_step(self) -> int:
+        """Rows of one optimiser step over every process."""
+        return self.cfg.micro_batch_size * self.cfg.grad_accum * self.world
 
     @property
     def sharded(self) -> bool:
@@ -141,7 +176,11 @@ class Runner:
 
     def shard(self, model: nn.Module | None) -> nn.Module | None:
         """Shard `model` in place under ``strategy: fsdp`` (each block, then the root); unchanged otherwise."""
-        return fsdp.shard_as(self.dist, model, self.device) if self.sharded else model
+        if model is None or not self.sharded:
+            return model
+        mp = self.dist.mixed_precision
+        param_dtype = None if mp == "none" else resolve_dtype(mp, self.device)
+        return fsdp.shard(model, param_dtype, self.dist.reshard_after_forward)
 
     def data_path(self, what: str) -> str:
         """The stage's input table: ``--data``, else the recipe's ``<stage>.data``; `what` names it in the error."""
@@ -189,36 +228,29 @@ class Runner:
             f.write(json.dumps(metrics) + "\n")
         step = metrics["step"]
         if not self.opts.quiet and (step % self.cfg.log_every == 0 or step == self.cfg.steps):
-            shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+            shown = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            )
             print(f"[{self.stage}] {shown}", flush=True)
 
-    def resume(
-        self,
-        stage_name: str,
-        data_sha256: str,
-        per_step: int,
-        init_parent: str,
-        restore: Callable[[Path], None],
-        optimizers: dict[str, torch.optim.Optimizer],
-        schedulers: dict[str, Any],
-    ) -> tuple[Progress, dict[str, Any]]:
-        """Where the run starts: step 0 from `init_parent`, or the resumed step (refused unless it continues this
-        run) with its weights, optimisers and schedules restored; also the state's ``extra``. Metrics lines
-        after the start are dropped."""
+    def resume(self, task: Task) -> tuple[Progress, dict[str, Any]]:
+        """Where the run starts: step 0 from `task.init_parent`, or the resumed step (refused unless it
+        continues this run) with its weights, optimisers and schedules restored; also the state's ``extra``.
+        Metrics lines after the start are dropped."""
         r = self.resumed
         if r is None:
-            progress, extra = Progress(0, 0, init_parent, None), {}
+            progress, extra = Progress(0, 0, task.init_parent, None), {}
         else:
-            trajectory.check_resumable(r, stage_name, self.config_sha256, data_sha256, per_step)
-            restore(r.folder)
-            for name, optimizer in optimizers.items():
-                optimizer.load_state_dict(r.optimizers[name])
-                schedulers[name].load_state_dict(r.schedulers[name])
-            log.info("resumed %s from %s (step %d)", stage_name, r.folder, r.state.step)
-            progress, extra = (
-                Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder),
-                r.state.extra,
+            trajectory.check_resumable(
+                r, task.stage_name, self.config_sha256, task.table.sha256, self.per_step
             )
+            task.restore(r.folder)
+            for name, optimizer in task.optimizers.items():
+                optimizer.load_state_dict(r.optimizers[name])
+                task.schedulers[name].load_state_dict(r.schedulers[name])
+            log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, r.state.step)
+            progress = Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder)
+            extra = r.state.extra
         self.start_metrics(progress.step)
         return progress, extra
 
@@ -227,25 +259,13 @@ class Runner:
         return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
 
     def save_step(
-        self,
-        p: Progress,
-        *,
-        stage_name: str,
-        loss_type: str,
-        loss: float,
-        lr: float,
-        data_sha256: str,
-        global_batch: int,
-        params: list[nn.Parameter],
-        parts: Callable[[dict[str, Any]], list[trajectory.Part]],
-        optimizers: dict,
-        schedulers: dict,
-        extra: dict[str, Any] | None = None,
+        self, p: Progress, task: Task, loss: float, lr: float, extra: dict[str, Any] | None = None
     ) -> None:
         """Write checkpoint `p.step` (refused when a trained weight is not finite): the metas' ``training``
-        record and the resume state from the same values. `parts` turns that record into the halves to save
-        (``task.parts``); `p` then names the new folder as the last one and the parent of the next."""
-        check_finite_weights(stage_name, p.step, p.last, params)
+        record and the resume state from the same values. `task.parts` turns that record into the halves to
+        save; `p` then names the new folder as the last one and the parent of the next."""
+        stage_name, global_batch = task.stage_name, self.per_step
+        check_finite_weights(stage_name, p.step, p.last, task.params)
         state = trajectory.TrainerState(
             stage=stage_name,
             step=p.step,
@@ -254,7 +274,7 @@ class Runner:
             lr=lr,
             tokens_seen=p.tokens_seen,
             seed=self.recipe.seed,
-            data_sha256=data_sha256,
+            data_sha256=task.table.sha256,
             config_sha256=self.config_sha256,
             parent=p.parent,
             global_batch=global_batch,
@@ -263,9 +283,9 @@ class Runner:
         )
         skip = ("total_steps", "global_batch", "world_size", "extra")  # the resume's, not the meta's
         training = {k: v for k, v in asdict(state).items() if k not in skip}
-        training |= dict(loss_type=loss_type, global_batch_size=global_batch, dtype=self.dtype)
+        training |= dict(loss_type=task.loss_type, global_batch_size=global_batch, dtype=self.dtype)
         folder = self.run_dir / trajectory.step_name(p.step)
-        saved = parts(training)
+        saved, optimizers, schedulers = task.parts(training), task.optimizers, task.schedulers
         if self.sharded:  # every rank takes part in gathering; rank 0 writes
             saved, optimizers = fsdp.gathered_for_checkpoint(saved, optimizers)
         if self.is_main:
@@ -278,38 +298,8 @@ class Runner:
     def maybe_hang(self, step: int) -> None:
         if self.opts.hang_after_step is not None and step == self.opts.hang_after_step:
             print(f"{HANG_MESSAGE} {step}", flush=True)
-            sys.stdout.flush()
             while True:  # the test kills this process with SIGKILL
                 time.sleep(60)
-
-
-def open_run_dir(
-    run_dir: Path, opts: RunOptions, is_main: bool, wait: Callable[[], None]
-) -> trajectory.Resumed | None:
-    """Create the run folder (rank 0; half-written steps of a killed run removed), then the step to resume
-    from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
-    resume = opts.resume or opts.resume_fallback or opts.resume_unverified
-    if is_main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
-        for p in trajectory.clean_partials(run_dir):
-            log.warning("removed a half-written checkpoint left by a killed run: %s", p)
-        if resume and opts.resume_fallback:
-            trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
-    wait()
-    last = trajectory.latest_step(run_dir)
-    if last is None:
-        if resume:
-            log.info("%s: no checkpoint to resume from; starting a new run", run_dir)
-        return None
-    if not resume:
-        raise CheckpointError(
-            f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
-            "or choose another output folder (--out)"
-        )
-    return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
 
 
 def seed_micro(seed: int, step: int, micro: int) -> None:
@@ -341,13 +331,11 @@ def warn_missing_steps(path: Path, steps: list[int], start_step: int) -> None:
 def sum_gradients(params: Iterable[nn.Parameter]) -> None:
     """Sum the gradients of `params` over the processes (one flat all-reduce); sharded (FSDP) gradients are
     left alone, FSDP has reduced them. A weight that no process used keeps no gradient, as in one process."""
-    import torch.distributed as dist
-
     params = [p for p in params if p.requires_grad and not fsdp.is_dtensor(p)]
     if not params:
         return
     had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-    dist.all_reduce(had, op=dist.ReduceOp.MAX)  # a weight no process used keeps no gradient, as in one
+    dist.all_reduce(had, op=dist.ReduceOp.MAX)
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -403,19 +391,12 @@ def _has_accelerator() -> bool:
     )
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
-class SFTTask:
+class SFTTask(Task):
     """A supervised stage (AV or AR) as `run_sft` trains it: a subclass sets the model (and head), meta,
-    tokenizer and table, and defines the normaliser, token count and summed loss of its rows."""
+    tokenizer and table, and defines the normaliser, token count and summed loss of its rows (`run_sft`
+    sets the params, optimisers and schedulers)."""
 
-    stage_name: str
-    loss_type: str
-    init_parent: str
-    table: Table
     model: nn.Module
     tokenizer: Any
     meta: NLAMeta
@@ -453,21 +434,17 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
     """Train `task` for the stage's steps, writing trajectory checkpoints; returns the last step folder."""
     cfg, recipe = runner.cfg, runner.recipe
     groups = task.param_groups()
-    params = [p for g in groups for p in g["params"]]
+    task.params = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-    optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
-    per_step = cfg.micro_batch_size * cfg.grad_accum * runner.world
-    p, _ = runner.resume(
-        task.stage_name, task.table.sha256, per_step, task.init_parent, task.restore, optimizers, schedulers
-    )
+    task.optimizers, task.schedulers = {"main": optimizer}, {"main": scheduler}
+    p, _ = runner.resume(task)
     if p.step >= cfg.steps:
         log.info("%s: already at step %d of %d; nothing to do", runner.run_dir, p.step, cfg.steps)
         return p.last if p.last is not None else runner.run_dir
-    n = len(task.table)
     for step in range(p.step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
-        rows = step_rows(n, recipe.seed, step - 1, per_step)
+        rows = step_rows(len(task.table), recipe.seed, step - 1, runner.per_step)
         norm = task.normaliser(rows)
         for m in task.trained_modules():
             m.train()
@@ -478,8 +455,8 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
                 loss_sum = task.micro_loss(mb)
             (loss_sum / norm).backward()
             total += float(loss_sum.detach())
-        runner.sync_grads(params)
-        grad_norm = grad_norm_clip(params, cfg.optim.max_grad_norm)
+        runner.sync_grads(task.params)
+        grad_norm = grad_norm_clip(task.params, cfg.optim.max_grad_norm)
         loss = runner.reduce_sum(total) / norm
         check_finite_step(task.stage_name, step, p.last, loss=loss, grad_norm=grad_norm)
         lr = scheduler.get_last_lr()[0]
@@ -499,19 +476,7 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         if on_step is not None:
             on_step(metrics)
         if runner.due(step):
-            runner.save_step(
-                p,
-                stage_name=task.stage_name,
-                loss_type=task.loss_type,
-                loss=loss,
-                lr=lr,
-                data_sha256=task.table.sha256,
-                global_batch=per_step,
-                params=params,
-                parts=task.parts,
-                optimizers=optimizers,
-                schedulers=schedulers,
-            )
+            runner.save_step(p, task, loss, lr)
         runner.maybe_hang(step)
     assert p.last is not None
     return p.last

@@ -28,12 +28,6 @@ from hubkit.verbalizer import render_prompt, resolve_marker
 log = logging.getLogger(__name__)
 
 
-def _chat(recipe: Recipe, tokenizer) -> bool:
-    if recipe.nla.chat_template is not None:
-        return recipe.nla.chat_template
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
 def ar_spec(recipe: Recipe, head_bias: bool = False) -> ARSpec:
     n = recipe.nla
     return ARSpec(
@@ -45,8 +39,11 @@ def ar_spec(recipe: Recipe, head_bias: bool = False) -> ARSpec:
     )
 
 
-def _marker(recipe: Recipe, tokenizer, template: str, chat: bool) -> str:
+def _prompt(recipe: Recipe, tokenizer) -> tuple[str, bool, str]:
+    """(AV template, chat or not, marker) of the recipe's AV prompt on this tokenizer."""
     n = recipe.nla
+    template = n.av_template or DEFAULT_AV_TEMPLATE
+    chat = n.chat_template if n.chat_template is not None else bool(getattr(tokenizer, "chat_template", None))
     try:
         marker = n.marker or injection.pick_marker(
             tokenizer, lambda m: render_prompt(tokenizer, template, m, chat)
@@ -57,15 +54,13 @@ def _marker(recipe: Recipe, tokenizer, template: str, chat: bool) -> str:
             "`nla.av_template` so the marker is not merged with a neighbour (BPE tokenizers glue a leading "
             "space to it: write e.g. `<vector>{injection_char}</vector>`)"
         ) from exc
-    return marker
+    return template, chat, marker
 
 
 def av_meta(recipe: Recipe, model: nn.Module, tokenizer, adapter: AdapterRecipe) -> NLAMeta:
     """The AV meta: marker picked (or checked) on this tokenizer, scale resolved to a number when measured."""
     n = recipe.nla
-    chat = _chat(recipe, tokenizer)
-    template = n.av_template or DEFAULT_AV_TEMPLATE
-    marker = _marker(recipe, tokenizer, template, chat)
+    template, chat, marker = _prompt(recipe, tokenizer)
     scale = n.injection_scale
     if n.injection_scheme == "residual_add":
         scale = None
@@ -108,9 +103,7 @@ def ar_meta(
     if tokenizer is None:
         return meta
     n = recipe.nla
-    chat = _chat(recipe, tokenizer)
-    template = n.av_template or DEFAULT_AV_TEMPLATE
-    marker = _marker(recipe, tokenizer, template, chat)
+    template, chat, marker = _prompt(recipe, tokenizer)
     inj = Injection(scheme=n.injection_scheme, marker=marker, block=n.injection_block)
     meta = resolve_marker(
         meta.with_updates(injection=inj, av=AVSpec(template=template, chat_template=chat)), tokenizer

@@ -1,9 +1,6 @@
-"""Training recipes: one typed YAML file per base model and layer, read strictly.
-
-A recipe names the base, the layer and the NLA's definition (injection, prompts), then one section
-per stage (`av`, `ar`, `grpo`). Unknown keys are errors naming the field; every field carries its
-help text in ``metadata["help"]`` (PEFT style), which `hubkit train --help-recipe` prints.
-"""
+"""Training recipes: one typed YAML file per base model and layer, read strictly (unknown keys are errors
+naming the field). Every field carries its help text in ``metadata["help"]`` (PEFT style), which
+`hubkit train --help-recipe` prints."""
 
 from __future__ import annotations
 
@@ -384,38 +381,28 @@ class Recipe:
             raise RecipeError(f"the recipe has no `{name}:` section; add one to run `hubkit train {name}`")
         return section
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
     def config_sha256(self, stage: Stage, dtype: str | None = None) -> str:
         """Hash of everything that changes what `stage` computes: paths (the data are hashed themselves) and
         log/checkpoint cadence are left out, so a resumed run may move folders or checkpoint more often.
 
         `dtype` is the precision `dtype: auto` resolved to on this machine: it is hashed in place of
         ``auto``, so a run is never resumed in another precision than it started in."""
-        data = self.to_dict()
+        data = to_dict(self)
+        dropped = ("output_dir", "notes", "distributed", "av", "ar", "grpo")
+        kept = {k: v for k, v in data.items() if k not in dropped}
         if dtype is not None:
-            data["dtype"] = dtype
-        data.pop("output_dir", None)
-        data.pop("notes", None)
-        if (distributed := hashed_section(data.pop("distributed", None))) is not None:
-            data["distributed"] = distributed
-        section = dict(data.get(stage) or {})
-        section.pop("data", None)
-        section.pop("log_every", None)
-        section.pop("checkpoint_every", None)
-        if stage == "grpo":
-            section.pop("av_init", None)
-            section.pop("ar_init", None)
-        kept = {k: v for k, v in data.items() if k not in ("av", "ar", "grpo")}
-        kept[stage] = section
+            kept["dtype"] = dtype
+        if (distributed := hashed_section(data.get("distributed"))) is not None:
+            kept["distributed"] = distributed
+        cadence = ("data", "log_every", "checkpoint_every", "av_init", "ar_init")
+        kept[stage] = {k: v for k, v in (data.get(stage) or {}).items() if k not in cadence}
         blob = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        path.write_text(yaml.safe_dump(to_dict(self), sort_keys=False, allow_unicode=True))
         return path
 
 

@@ -53,7 +53,6 @@ def sample_on_engine(av: ActivationVerbalizer, vectors: Tensor, engine: str, cfg
             f"grpo.rollout_engine {engine}: a policy sharded by distributed.strategy fsdp samples in process; "
             "set `rollout_engine: transformers`"
         )
-
     sampling = Sampling(cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     rows = av.generate_on_engine(vectors.cpu(), engine, cfg.group_size, seed, sampling)

@@ -1,9 +1,7 @@
 """AR supervised fine-tuning: explanation → vector through the first K+1 blocks and a Linear(d, d) head.
 
-The base is truncated to K+1 blocks before the adapter is added (so a LoRA only wraps kept blocks
-and full weights are saved truncated); the head starts as the identity. The loss is the
-normalised MSE, per row ``‖v̂/‖v̂‖ − v/‖v‖‖²  = 2(1 − cos)``, which equals the MSE of both vectors
-scaled to ``mse_scale`` divided by ``mse_scale²``.
+The base is truncated before the adapter is added (a LoRA only wraps kept blocks); the head starts as the
+identity. The loss is the normalised MSE ``‖v̂/‖v̂‖ − v/‖v‖‖² = 2(1 − cos)`` per row.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ class ARTask(SFTTask):
 
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg = recipe.stage("ar")
-        self.recipe, self.cfg = recipe, cfg
+        self.cfg = cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
         self.table = read_sft(data, meta.d_model, "ar")
@@ -85,6 +83,5 @@ class ARTask(SFTTask):
 
 def train_ar(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AR SFT stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "ar", opts)
+    runner = Runner(recipe, "ar", opts or RunOptions())
     return run_sft(ARTask(recipe, runner, runner.data_path("AR training")), runner)

@@ -78,7 +78,6 @@ class AVTask(SFTTask):
 
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
         cfg = recipe.stage("av")
-        self.recipe, self.cfg = recipe, cfg
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.av_meta(recipe, model, tok, cfg.adapter)
         meta = metas.check_injection_scale(meta, model, runner.opts.allow_ood_injection, tokenizer=tok)
@@ -108,7 +107,13 @@ class AVTask(SFTTask):
                 len(self.responses),
                 cfg.max_length,
             )
-        self._check_markers()
+        mid = self.meta.injection.marker_token_id
+        bad = [i for i, r in enumerate(self.responses) if mid in r]
+        if bad:
+            raise DataError(
+                f"{self.table.path}: explanations in rows {bad[:10]} contain the marker token "
+                f"{self.meta.injection.marker!r}; pick another `nla.marker` or clean those rows"
+            )
         self.init_parent = hub_id(recipe.base_model)
         if cfg.init is not None:  # continued SFT: the starting weights, checked against their hashes
             start = Path(cfg.init)
@@ -123,15 +128,6 @@ class AVTask(SFTTask):
             self.init_parent = str(start)
         runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model
 
-    def _check_markers(self) -> None:
-        mid = self.meta.injection.marker_token_id
-        bad = [i for i, r in enumerate(self.responses) if mid in r]
-        if bad:
-            raise DataError(
-                f"{self.table.path}: explanations in rows {bad[:10]} contain the marker token "
-                f"{self.meta.injection.marker!r}; pick another `nla.marker` or clean those rows"
-            )
-
     def normaliser(self, rows: list[int]) -> float:
         return float(sum(len(self.responses[i]) for i in rows))
 
@@ -142,14 +138,13 @@ class AVTask(SFTTask):
         ids, mask, labels = av_batch(
             self.av.prompt_ids, [self.responses[i] for i in rows], self.tokenizer.pad_token_id
         )
-        ids, mask, labels = ids.to(self.device), mask.to(self.device), labels.to(self.device)
-        return response_loss_sum(
-            self.model, self.av, ids, mask, labels, self.table.vectors[rows].to(self.device)
+        ids, mask, labels, vectors = (
+            t.to(self.device) for t in (ids, mask, labels, self.table.vectors[rows])
         )
+        return response_loss_sum(self.model, self.av, ids, mask, labels, vectors)
 
 
 def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:
     """Run (or resume) the recipe's AV SFT stage; returns the last checkpoint folder."""
-    opts = opts or RunOptions()
-    runner = Runner(recipe, "av", opts)
+    runner = Runner(recipe, "av", opts or RunOptions())
     return run_sft(AVTask(recipe, runner, runner.data_path("AV training")), runner)

@@ -1,10 +1,9 @@
 """Trajectory checkpoints: ``step_000050/`` folders written atomically, and exact resume from them.
 
-Each step folder is a loadable checkpoint (adapter or weights, tokenizer, head, ``nla_meta.yaml``)
-plus the trainer state a resume needs: ``trainer_state.json`` (counters, hashes, optimiser and
-scheduler structure) and ``trainer_state.safetensors`` (optimiser tensors). The folder is built
-under a hidden ``.step_000050.partial-*`` name and renamed into place, so a killed run leaves
-either a complete checkpoint or nothing (leftover partial folders are removed on the next start).
+Each step folder is a loadable checkpoint plus ``trainer_state.json`` (counters, hashes, optimiser and
+scheduler structure) and ``trainer_state.safetensors`` (optimiser tensors). It is built under a hidden
+``.step_000050.partial-*`` name and renamed into place, so a killed run leaves a complete checkpoint or
+nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +40,11 @@ MODEL_WEIGHTS_INDEX = "model.safetensors.index.json"
 
 def step_name(step: int) -> str:
     return f"step_{step:06d}"
+
+
+def kept(last: Path | None) -> str:
+    """Where a stopped run can resume from, as the error messages say it."""
+    return f"the last good checkpoint is {last}" if last is not None else "no checkpoint was written yet"
 
 
 @dataclass
@@ -189,26 +193,25 @@ class Resumed:
     schedulers: dict[str, dict]
 
 
-def _load_tensors(path: Path) -> dict[str, Tensor]:
-    """A safetensors file, or a one-line `CheckpointError` when it is missing, truncated or corrupt."""
+def _load_tensors(path: Path, finite: bool = True) -> dict[str, Tensor]:
+    """A safetensors file (every tensor finite when `finite`), or a one-line `CheckpointError` when it is
+    missing, truncated or corrupt."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; this checkpoint cannot be resumed from")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type, OSError or ValueError
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:200]}); the checkpoint is "
             "corrupt: use another step (--resume-fallback) or start a new run"
         ) from exc
-
-
-def _check_finite(tensors: dict[str, Tensor], path: Path) -> None:
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
+    if finite and bad:
         raise CheckpointError(
             f"{path}: tensor(s) {bad[:3]} hold NaN or inf; the checkpoint is corrupt: use another step "
             "(--resume-fallback) or start a new run"
         )
+    return tensors
 
 
 def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
@@ -235,7 +238,6 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
             "(--resume-fallback) or start a new run"
         ) from exc
     tensors = _load_tensors(folder / TRAINER_STATE_TENSORS)
-    _check_finite(tensors, folder / TRAINER_STATE_TENSORS)
     names = set(TrainerState.__dataclass_fields__)
     try:
         state = TrainerState(**{k: v for k, v in body.items() if k in names})
@@ -252,13 +254,6 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
         ) from exc
 
 
-def set_aside(folder: Path) -> Path:
-    """Rename a damaged step folder out of the run's way (kept for inspection, never resumed from)."""
-    target = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")
-    os.replace(folder, target)
-    return target
-
-
 def resume_point(run_dir: Path, fallback: bool, unverified_ok: bool = False) -> Resumed | None:
     """The state to resume `run_dir` from: its latest step, verified.
 
@@ -271,7 +266,8 @@ def resume_point(run_dir: Path, fallback: bool, unverified_ok: bool = False) -> 
         except CheckpointError as exc:
             if not fallback:
                 raise
-            moved = set_aside(folder)
+            moved = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")  # kept for inspection
+            os.replace(folder, moved)
             log.warning("skipping a damaged checkpoint (%s); moved it to %s", exc, moved.name)
     return None
 
@@ -316,12 +312,7 @@ def _saved_weights(folder: Path, adapter: bool) -> dict[str, Tensor]:
         files = [folder / shard for shard in sorted(set(index["weight_map"].values()))]
     else:
         raise CheckpointError(f"{folder}: no {MODEL_WEIGHTS} to resume the weights from")
-    saved: dict[str, Tensor] = {}
-    for f in files:
-        saved.update(_load_tensors(f))
-        if adapter:
-            _check_finite(saved, f)
-    return saved
+    return {k: t for f in files for k, t in _load_tensors(f, finite=adapter).items()}
 
 
 def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) -> None:
@@ -352,7 +343,5 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
 
 
 def restore_head(head: nn.Linear, folder: Path) -> None:
-    path = folder / C.VALUE_HEAD_FILE
-    tensors = _load_tensors(path)
-    _check_finite(tensors, path)
+    tensors = _load_tensors(folder / C.VALUE_HEAD_FILE)
     head.load_state_dict({k: v.to(head.weight.dtype) for k, v in tensors.items()})

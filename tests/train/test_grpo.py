@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hubkit.meta import NLAMeta
-from hubkit.train import distributed, grpo, rollouts
+from hubkit.train import alarms, distributed, grpo, grpo_models, rollouts
 from hubkit.train.loop import RunOptions
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
 
@@ -381,7 +381,7 @@ def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_ba
     ar_dir = train_ar(make_recipe(train_base, tmp_path / "lora-ar", ar=ar), RunOptions(quiet=True))
     t = trainer_for(grpo_recipe(setup, train_base, "lora-ar-grpo", ar_init=str(ar_dir), ar_lr=5e-2))
     last = t.train()
-    assert t.frozen_ar.model is t.ar.model and t.frozen_ar.adapter_name == grpo.FROZEN_AR  # one base
+    assert t.frozen_ar.model is t.ar.model and t.frozen_ar.adapter_name == grpo_models.FROZEN_AR  # one base
     sft = ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
     torch.testing.assert_close(t.frozen_ar.reconstruct(TEXTS), sft.reconstruct(TEXTS))
     trained = ActivationReconstructor.from_pretrained(last / "ar", dtype="float32")
@@ -393,7 +393,7 @@ def test_a_lora_ar_trains_alongside_a_frozen_copy_of_its_adapter(setup, train_ba
     assert saved["r"] == 4
     from safetensors.torch import load_file
 
-    assert not any(grpo.FROZEN_AR in k for k in load_file(str(last / "ar" / "adapter_model.safetensors")))
+    assert not any(grpo_models.FROZEN_AR in k for k in load_file(str(last / "ar" / "adapter_model.safetensors")))
 
 
 def test_an_alarm_stops_the_run_naming_the_last_good_checkpoint(setup, train_base):
@@ -401,7 +401,7 @@ def test_an_alarm_stops_the_run_naming_the_last_good_checkpoint(setup, train_bas
         setup, train_base, "alarm", steps=3, alarms={"window": 1, "min_distinct": 8.5, "min_parsed": None}
     )
     with pytest.raises(
-        grpo.AlarmTripped, match=rf"step 1: diversity: .*< 8.5.*Last good checkpoint: {setup['av']}"
+        alarms.AlarmTripped, match=rf"step 1: diversity: .*< 8.5.*Last good checkpoint: {setup['av']}"
     ):
         grpo.train_grpo(recipe, RunOptions(quiet=True))
     assert not list((setup["root"] / "alarm" / "grpo").glob("step_*"))
