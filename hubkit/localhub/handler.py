@@ -137,15 +137,6 @@ class Body:
             self._rfile.readline(8)  # CRLF after each chunk
 
 
-class _Unread:
-    """Stands for a body that could not even be framed: the connection must close."""
-
-    done = False
-
-    def drain(self) -> None:
-        pass
-
-
 class HandlerBase(BaseHTTPRequestHandler):
     """Dispatch, access checks and answers shared by every route."""
 
@@ -182,7 +173,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         self.answered = False
-        self.body: Any = _Unread()
+        self.body: Any = None  # stays None when the body cannot even be framed: the connection must close
         try:
             self._open_body(url.path)
             self._route([unquote(s) for s in url.path.split("/")[1:]])()
@@ -194,7 +185,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("localhub: internal error on %s %s", self.command, url.path)
             self._answer_error(Reply(500, "internal error in hubkit localhub (see its log)"))
-        if not self.body.done:
+        if self.body is None or not self.body.done:
             self.close_connection = True  # an unread body would be parsed as the next request
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
@@ -314,7 +305,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         )
         if error.code:
             headers["X-Error-Code"] = error.code
-        if not self.body.done:
+        if self.body is None or not self.body.done:
             headers["Connection"] = "close"
             self.close_connection = True
         self.send_json(error.status, {"error": str(error)}, headers)
