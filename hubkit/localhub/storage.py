@@ -77,13 +77,10 @@ class BlobStore:
 
     def clean_tmp(self) -> int:
         """Remove what killed writers left in ``tmp/``; call only while holding the root's server lock."""
-        leftovers = list(self.tmp.iterdir())
-        for leftover in leftovers:
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        return len(leftovers)
+        leftovers = len(list(self.tmp.iterdir()))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(exist_ok=True)
+        return leftovers
 
     def atomic_write(
         self, path: Path, data: bytes | Iterable[bytes], check: Callable[[str], None] | None = None
@@ -153,11 +150,7 @@ class BlobStore:
 
     def link_lfs(self, sha256: str, holder: RepoKey | str) -> None:
         """Record who holds the LFS object `sha256`: a repo that committed it, or a user who uploaded it."""
-        name = (
-            f"{holder.type}~{holder.id.replace('/', '~')}"
-            if isinstance(holder, RepoKey)
-            else f"user~{holder}"
-        )
+        name = f"user~{holder}" if isinstance(holder, str) else f"{holder.type}~{holder.id.replace('/', '~')}"
         self._links(sha256).mkdir(parents=True, exist_ok=True)
         (self._links(sha256) / name).touch()
 
