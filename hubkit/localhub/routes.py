@@ -337,8 +337,7 @@ def lfs_upload(req: HandlerBase, oid: str) -> None:
     claim = req.hub.uploads.begin(ticket, oid, size)
     ok = False
     try:
-        pace = (req.hub.limits.io_timeout, req.hub.limits.min_body_rate)
-        req.body = Body(req, size, on_bytes=lambda n: req.hub.stats.add(lfs_bytes_received=n), pace=pace)
+        req.body = Body(req, size, on_bytes=lambda n: req.hub.stats.add(lfs_bytes_received=n))
         if req.body.length is not None and req.body.length > size:
             raise TooLarge(f"upload announces {req.body.length} bytes; its URL was issued for {size}")
         _receive_lfs(req, oid, size)
