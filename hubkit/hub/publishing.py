@@ -70,12 +70,7 @@ def push_folder(
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         head, remote = remote_files(api, repo_id, repo_type, branch)
     result = PushResult(
-        repo_id=repo_id,
-        repo_type=repo_type,
-        commit=head or "",
-        created_commit=False,
-        created_repo=created_repo,
-        tag=tag,
+        repo_id, repo_type, head or "", created_commit=False, created_repo=created_repo, tag=tag
     )
     ops: list = []
     for rel, sha in sorted(local.items()):

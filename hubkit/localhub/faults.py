@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Places where :class:`Faults` can make a request fail.
 FAULT_POINTS = ("preupload", "lfs_batch", "lfs_upload", "commit")
@@ -32,22 +33,16 @@ class Faults:
         self._pending: list[Fault] = []
         self._lock = threading.Lock()
 
-    def inject(
-        self,
-        point: str,
-        *,
-        status: int = 500,
-        times: int = 1,
-        after_bytes: int | None = None,
-        drop: bool = False,
-    ) -> None:
-        """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`)."""
+    def inject(self, point: str, **options: Any) -> None:
+        """Fail the next ``times`` requests at ``point`` (one of :data:`FAULT_POINTS`); `options` are
+        :class:`Fault`'s fields."""
+        fault = Fault(point, **options)
         if point not in FAULT_POINTS:
             raise ValueError(f"unknown fault point {point!r}; use one of {FAULT_POINTS}")
-        if after_bytes is not None and point != "lfs_upload":
+        if fault.after_bytes is not None and point != "lfs_upload":
             raise ValueError("after_bytes only applies to the 'lfs_upload' point")
         with self._lock:
-            self._pending.append(Fault(point, status, times, after_bytes, drop))
+            self._pending.append(fault)
 
     def take(self, point: str) -> Fault | None:
         """The fault to apply to this request at ``point``, if one is pending (consumes one use)."""

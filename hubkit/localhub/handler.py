@@ -57,17 +57,11 @@ class HubState(Protocol):
 
 class Body:
     """The request body, read at most once (Content-Length or chunked), capped at ``limit`` bytes and cut
-    off when slower than ``pace``; ``100 Continue`` is sent only when it is read."""
+    off when slower than the server's ``min_body_rate``; ``100 Continue`` is sent only when it is read."""
 
-    def __init__(
-        self,
-        handler: HandlerBase,
-        limit: int,
-        on_bytes: Callable[[int], None] | None = None,
-        pace: tuple[float, float] | None = None,
-    ):
+    def __init__(self, handler: HandlerBase, limit: int, on_bytes: Callable[[int], None] | None = None):
         self._handler, self._rfile = handler, handler.rfile
-        self.limit, self._pace, self._on_bytes = limit, pace, on_bytes
+        self.limit, self._on_bytes = limit, on_bytes
         self._stream: Iterator[bytes] | None = None
         lengths = handler.headers.get_all("Content-Length") or []
         if len(set(lengths)) > 1:
@@ -103,12 +97,12 @@ class Body:
             pass
 
     def _count(self, raw: Iterator[bytes]) -> Iterator[bytes]:
-        total, start = 0, time.monotonic()
+        limits, total, start = self._handler.hub.limits, 0, time.monotonic()
         for chunk in raw:
             total += len(chunk)
             if total > self.limit:
                 raise TooLarge(f"request body passed this server's limit of {self.limit} bytes; cut off")
-            if self._pace is not None and time.monotonic() - start > self._pace[0] + total / self._pace[1]:
+            if time.monotonic() - start > limits.io_timeout + total / limits.min_body_rate:
                 raise TimeoutError("request body arrives too slowly; connection closed")
             if self._on_bytes is not None:
                 self._on_bytes(len(chunk))
@@ -135,15 +129,6 @@ class Body:
                 return
             yield from self._read_length(size)
             self._rfile.readline(8)  # CRLF after each chunk
-
-
-class _Unread:
-    """Stands for a body that could not even be framed: the connection must close."""
-
-    done = False
-
-    def drain(self) -> None:
-        pass
 
 
 class HandlerBase(BaseHTTPRequestHandler):
@@ -182,7 +167,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         self.answered = False
-        self.body: Any = _Unread()
+        self.body: Any = None  # stays None when the body cannot even be framed: the connection must close
         try:
             self._open_body(url.path)
             self._route([unquote(s) for s in url.path.split("/")[1:]])()
@@ -194,7 +179,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("localhub: internal error on %s %s", self.command, url.path)
             self._answer_error(Reply(500, "internal error in hubkit localhub (see its log)"))
-        if not self.body.done:
+        if self.body is None or not self.body.done:
             self.close_connection = True  # an unread body would be parsed as the next request
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
@@ -202,7 +187,7 @@ class HandlerBase(BaseHTTPRequestHandler):
     def _open_body(self, path: str) -> None:
         """Frame the body, learn who asks, refuse an announced body over their limit before it is read."""
         limits = self.hub.limits
-        self.body = Body(self, limits.max_body, pace=(limits.io_timeout, limits.min_body_rate))
+        self.body = Body(self, limits.max_body)
         self.identity = self._identify()
         if self.identity is None:
             self.body.limit = min(limits.max_body, limits.max_anonymous_body)
@@ -314,7 +299,7 @@ class HandlerBase(BaseHTTPRequestHandler):
         )
         if error.code:
             headers["X-Error-Code"] = error.code
-        if not self.body.done:
+        if self.body is None or not self.body.done:
             headers["Connection"] = "close"
             self.close_connection = True
         self.send_json(error.status, {"error": str(error)}, headers)

@@ -101,9 +101,6 @@ class Commit:
         content = {**fields, "tree": {p: asdict(e) for p, e in tree.items()}}
         return cls(id=hashlib.sha1(json_bytes(content)).hexdigest(), tree=tree, **fields)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Commit:
         return cls(**{**data, "tree": {p: Entry(**e) for p, e in data["tree"].items()}})

@@ -215,11 +215,12 @@ def paths_info(req: HandlerBase, repo: RepoKey, revision: str) -> None:
 
 def _path_json(req: HandlerBase, repo: RepoKey, commit: Commit, path: str, expand: bool) -> dict[str, Any]:
     entry = commit.tree.get(path)
-    out = (
-        _entry_json(path, entry)
-        if entry is not None
-        else {"type": "directory", "oid": folder_oid(commit.tree, path), "size": 0, "path": path}
-    )
+    if entry is None:
+        out = {"type": "directory", "oid": folder_oid(commit.tree, path), "size": 0, "path": path}
+    else:
+        out = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
+        if entry.lfs:
+            out["lfs"] = _lfs_json(entry, "oid")
     if expand:
         last = req.store.last_change(repo, commit, path)
         out["lastCommit"] = {"id": last.id, "title": last.title, "date": last.date}
@@ -336,8 +337,7 @@ def lfs_upload(req: HandlerBase, oid: str) -> None:
     claim = req.hub.uploads.begin(ticket, oid, size)
     ok = False
     try:
-        pace = (req.hub.limits.io_timeout, req.hub.limits.min_body_rate)
-        req.body = Body(req, size, on_bytes=lambda n: req.hub.stats.add(lfs_bytes_received=n), pace=pace)
+        req.body = Body(req, size, on_bytes=lambda n: req.hub.stats.add(lfs_bytes_received=n))
         if req.body.length is not None and req.body.length > size:
             raise TooLarge(f"upload announces {req.body.length} bytes; its URL was issued for {size}")
         _receive_lfs(req, oid, size)
@@ -463,31 +463,18 @@ def _text(value: dict[str, Any], key: str) -> str:
     return item
 
 
-def _entry_json(path: str, entry: Entry) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
-    if entry.lfs:
-        out["lfs"] = _lfs_json(entry, "oid")
-    return out
-
-
 def _lfs_json(entry: Entry, key: str) -> dict[str, Any]:
     """An LFS file's sha256 (under `key`: the repo info says ``sha256``, the tree ``oid``), size and pointer size."""
     return {key: entry.lfs, "size": entry.size, "pointerSize": len(entry.pointer or b"")}
 
 
-def _commit_json(commit: Commit) -> dict[str, Any]:
-    authors = [{"user": commit.author, "avatar": None}]
-    return {
-        "id": commit.id,
-        "title": commit.title,
-        "message": commit.message,
-        "authors": authors,
-        "date": commit.date,
-    }
-
-
 def list_commits(req: HandlerBase, repo: RepoKey, revision: str) -> None:
-    req.send_json(200, [_commit_json(c) for c in req.store.history(repo, revision)])
+    commits = [
+        {"id": c.id, "title": c.title, "message": c.message, "date": c.date,
+         "authors": [{"user": c.author, "avatar": None}]}
+        for c in req.store.history(repo, revision)
+    ]  # fmt: skip
+    req.send_json(200, commits)
 
 
 # ---------------------------------------------------------------- routing

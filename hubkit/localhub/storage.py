@@ -24,6 +24,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,10 @@ class BlobStore:
 
     def clean_tmp(self) -> int:
         """Remove what killed writers left in ``tmp/``; call only while holding the root's server lock."""
-        leftovers = list(self.tmp.iterdir())
-        for leftover in leftovers:
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        return len(leftovers)
+        leftovers = len(list(self.tmp.iterdir()))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(exist_ok=True)
+        return leftovers
 
     def atomic_write(
         self, path: Path, data: bytes | Iterable[bytes], check: Callable[[str], None] | None = None
@@ -101,13 +99,6 @@ class BlobStore:
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def write_json(self, path: Path, obj: Any) -> None:
-        self.atomic_write(path, json_bytes(obj))
-
-    @staticmethod
-    def read_json(path: Path) -> Any:
-        return json.loads(path.read_text())
 
     def _object_path(self, kind: str, digest: str) -> Path:
         return self.root / "objects" / kind / digest[:2] / digest[2:]
@@ -159,11 +150,7 @@ class BlobStore:
 
     def link_lfs(self, sha256: str, holder: RepoKey | str) -> None:
         """Record who holds the LFS object `sha256`: a repo that committed it, or a user who uploaded it."""
-        name = (
-            f"{holder.type}~{holder.id.replace('/', '~')}"
-            if isinstance(holder, RepoKey)
-            else f"user~{holder}"
-        )
+        name = f"user~{holder}" if isinstance(holder, str) else f"{holder.type}~{holder.id.replace('/', '~')}"
         self._links(sha256).mkdir(parents=True, exist_ok=True)
         (self._links(sha256) / name).touch()
 
@@ -233,7 +220,8 @@ class HubStore(BlobStore):
             first = Commit.new(None, attributes, "initial commit", "", "system")
             self._write_commit(repo, first)
             self._write_refs(repo, {"branches": {DEFAULT_BRANCH: first.id}, "tags": {}})
-            self.write_json(folder / "repo.json", meta)  # written last: the repo exists from here on
+            # written last: the repo exists from here on
+            self.atomic_write(folder / "repo.json", json_bytes(meta))
             return meta
 
     def delete_repo(self, repo: RepoKey) -> None:
@@ -249,16 +237,16 @@ class HubStore(BlobStore):
         path = self._repo_dir(repo) / "repo.json" if repo.is_valid else None
         if path is None or not path.is_file():
             raise RepoNotFound(f"{repo.type} repo {repo.id!r} not found")
-        return self.read_json(path)
+        return json.loads(path.read_text())
 
     # ---- refs and revisions
 
     def refs(self, repo: RepoKey) -> Refs:
         self.repo_meta(repo)
-        return self.read_json(self._repo_dir(repo) / "refs.json")
+        return json.loads((self._repo_dir(repo) / "refs.json").read_text())
 
     def _write_refs(self, repo: RepoKey, refs: Refs) -> None:
-        self.write_json(self._repo_dir(repo) / "refs.json", refs)
+        self.atomic_write(self._repo_dir(repo) / "refs.json", json_bytes(refs))
 
     def resolve(self, repo: RepoKey, revision: str | None) -> Commit:
         """The commit a branch, tag or full commit id names; raises RepoNotFound/RevisionNotFound."""
@@ -303,7 +291,8 @@ class HubStore(BlobStore):
     # ---- commits
 
     def commit(self, repo: RepoKey, commit_id: str) -> Commit:
-        return Commit.from_json(self.read_json(self._repo_dir(repo) / "commits" / f"{commit_id}.json"))
+        path = self._repo_dir(repo) / "commits" / f"{commit_id}.json"
+        return Commit.from_json(json.loads(path.read_text()))
 
     def history(self, repo: RepoKey, revision: str | None) -> list[Commit]:
         """Commits reachable from ``revision`` through first parents, newest first."""
@@ -355,7 +344,8 @@ class HubStore(BlobStore):
             return new
 
     def _write_commit(self, repo: RepoKey, commit: Commit) -> None:
-        self.write_json(self._repo_dir(repo) / "commits" / f"{commit.id}.json", commit.to_json())
+        path = self._repo_dir(repo) / "commits" / f"{commit.id}.json"
+        self.atomic_write(path, json_bytes(asdict(commit)))
 
     def _apply(self, tree: dict[str, Entry], operations: list[Operation]) -> dict[str, Entry]:
         """``tree`` changed by ``operations``; raises (changing nothing on disk) when one cannot apply."""
