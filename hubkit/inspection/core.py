@@ -33,20 +33,28 @@ class Inspection(InspectionData):
     def transcript(self) -> str:
         return render_transcript(self)
 
-    def to_html(self) -> str:
-        """The self-contained page."""
-        return render_page(self)
+    def to_jsonl(self, path: str | Path) -> Path:
+        """tokens.jsonl: one JSON line per inspected position."""
+        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return Path(path)
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """The self-contained page; written to `path` when given."""
+        page = render_page(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write tokens.jsonl (a line per position), vectors.safetensors, transcript.txt, index.html and
-        inspect.json (the summary) into `out_dir`."""
+        """Write tokens.jsonl, vectors.safetensors, transcript.txt, index.html and inspect.json (the summary)
+        into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        lines = [json.dumps(finite(r), ensure_ascii=False) for r in self.records()]
-        (out / "tokens.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.to_jsonl(out / "tokens.jsonl")
         write_vectors(out / "vectors.safetensors", self.vectors)
         (out / "transcript.txt").write_text(self.transcript(), encoding="utf-8")
-        (out / "index.html").write_text(self.to_html(), encoding="utf-8")
+        self.to_html(out / "index.html")
         summary = json.dumps(finite(self.summary()), indent=2, ensure_ascii=False)
         (out / "inspect.json").write_text(summary + "\n")
         return out
