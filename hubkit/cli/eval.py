@@ -29,8 +29,10 @@ PAIR_ONLY = (
     "claim_ablation",
     "cross_avs",
     "cross_ars",
+    "judge_endpoint",
+    "judge_model",
+    "judge_local",
 )
-PAIR_ONLY += ("judge_endpoint", "judge_model", "judge_local")
 
 extra_options = stack(
     click.option(
@@ -175,13 +177,7 @@ def eval_command(**flags: Any) -> None:
     table = EvalTable.read(o.table_path, sidecar=o.sidecar)
     gen = Generation(**{k: flags[k] for k in GENERATION_FLAGS})
     load = {"base_model": o.base_model, "device": o.device, "dtype": o.dtype}
-    common = {
-        "generation": gen,
-        "out_dir": o.out_dir,
-        "rows": o.rows,
-        "n_boot": o.n_boot,
-        "plots": not o.no_plots,
-    }
+    common = dict(generation=gen, out_dir=o.out_dir, rows=o.rows, n_boot=o.n_boot, plots=not o.no_plots)
     common |= {"train_tables": o.train_tables, "force_overlap": o.force_overlap}
     av_dir = hub.resolve(o.av, revision=o.revision, subfolder=o.subfolder) if o.av else None
     ar_dir = hub.resolve(o.ar, revision=o.revision, subfolder=o.subfolder) if o.ar else None
@@ -203,17 +199,14 @@ def eval_command(**flags: Any) -> None:
             raise click.UsageError(
                 "give both --av and --ar (or --trajectory with one of them, or --cross-av and --cross-ar)"
             )
-        extras = (
-            build_extras(o, (av_dir, ar_dir), table)
-            if o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
-            else None
-        )
+        wanted = o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
+        extras = build_extras(o, (av_dir, ar_dir), table) if wanted else None
         pair = run.load_pair(av_dir, ar_dir, **load)
         extras = with_fixed_ar(extras, pair, fixed_dir, o.fixed_ar, load)
         where = {"revision": o.revision, "subfolder": o.subfolder}
         ckpts: dict = {
-            "av": {**run.checkpoint_record(av_dir), "source": o.av, **where},
-            "ar": {**run.checkpoint_record(ar_dir), "source": o.ar, **where},
+            role: {**run.checkpoint_record(folder), "source": source, **where}
+            for role, folder, source in (("av", av_dir, o.av), ("ar", ar_dir, o.ar))
         }
         base = run.base_record(av_dir, ar_dir, o.base_model)
         if base is not None:

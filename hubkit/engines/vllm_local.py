@@ -204,16 +204,7 @@ class VLLMEngine:
         common = dict(
             max_tokens=o.max_new_tokens, min_tokens=o.min_new_tokens, stop_token_ids=list(o.stop_token_ids)
         )
-        params = [
-            SamplingParams(
-                temperature=o.temperature if o.do_sample else 0.0,
-                top_p=o.top_p if o.do_sample else 1.0,
-                seed=None if o.seed is None or not o.do_sample else o.seed + i,
-                detokenize=False,
-                **common,
-            )
-            for i in range(len(embeds))
-        ]
+        params = [SamplingParams(detokenize=False, **common, **o.draw(i)) for i in range(len(embeds))]
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
         lora = self.lora_request(o.adapter)
         step = self.wave_size(max(e.shape[0] for e in embeds), o.max_new_tokens) if lora else len(prompts)
