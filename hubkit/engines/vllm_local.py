@@ -94,10 +94,9 @@ def merges(source: ModelSource) -> bool:
     )
 
 
-def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
+def merged_weights(base: str, adapter: str, dtype: str) -> str:
     """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
-    digest = adapter_digest(adapter)
-    out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
+    out = engine_cache_dir() / "merged" / f"{adapter_digest(adapter)[:24]}-{dtype}"
     if (out / "config.json").is_file():
         return str(out)
     import torch

@@ -43,9 +43,8 @@ def encode_embeds(t: Tensor) -> str:
 class RemoteEngine:
     """Generation on the vLLM server at `url` (``http://host:port``)."""
 
-    def __init__(self, url: str, model: str | None = None, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, model: str | None = None) -> None:
         self.url = self.name = url.rstrip("/")
-        self.timeout = timeout
         self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
 
@@ -53,7 +52,7 @@ class RemoteEngine:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or TIMEOUT_S) as resp:
                 text = resp.read().decode()
         except urllib.error.HTTPError as err:
             raise EngineError(
