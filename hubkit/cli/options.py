@@ -156,6 +156,11 @@ load_options = stack(
     ),
 )
 
+def pop_load(opts: dict[str, Any]) -> dict[str, Any]:
+    """The from_pretrained keywords `load_options` adds, popped from a command's options."""
+    return {k: opts.pop(k) for k in ("revision", "subfolder", "base_model", "device", "dtype")}
+
+
 engine_option = click.option(
     "--engine",
     default="auto",
