@@ -276,12 +276,14 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     injection = {"scheme": "embedding_replace", **drop_none({"scale": inj_scale}), **marker_tokens(t)}
     if the_role == "av" and "marker" not in injection and "marker_token_id" not in injection:
         raise MetaError(f"{where}: an AV meta needs `tokens.injection_char` or `tokens.injection_token_id`")
+    parent = t.pop("parent_checkpoints")  # the reference lists them; hubkit records the first
+    parent = (parent or [None])[0] if isinstance(parent, list) else parent
     training = {
         "stage": t.pop("stage"),
         "lr": t.pop("training.lr"),
         "loss_type": t.pop("training.loss_type"),
         "global_batch_size": t.pop("training.global_batch_size"),
-        "parent": _first(t.pop("parent_checkpoints")),
+        "parent": None if parent is None else str(parent),
     }
     defaults.append("injection.scheme → embedding_replace")
     av, prompts = reference_prompts(av_tmpl, ar_tmpl, defaults)
@@ -310,12 +312,6 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     trained_on = t.pop("trained_on")  # kept whole, even where it holds empty values
     out["legacy"] = {**t.leftovers(), **drop_none({"trained_on": trained_on})}
     return out, defaults
-
-
-def _first(value: Any) -> str | None:
-    if isinstance(value, list):
-        return str(value[0]) if value else None
-    return None if value is None else str(value)
 
 
 # -- the consumer-GPU release ---------------------------------------------------------------------------
