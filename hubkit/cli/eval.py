@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,16 +13,6 @@ import click
 
 from hubkit.cli.options import engine_option, load_options, stack
 
-GENERATION_FLAGS = (
-    "max_new_tokens",
-    "batch_size",
-    "ar_batch_size",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "engine",
-    "seed",
-)
 PAIR_ONLY = (
     "paraphrase_endpoint",
     "paraphrase_model",
@@ -175,7 +166,7 @@ def eval_command(**flags: Any) -> None:
             "(--spliced-loss works with both)"
         )
     table = EvalTable.read(o.table_path, sidecar=o.sidecar)
-    gen = Generation(**{k: flags[k] for k in GENERATION_FLAGS})
+    gen = Generation(**{f.name: flags[f.name] for f in dataclasses.fields(Generation)})
     load = {"base_model": o.base_model, "device": o.device, "dtype": o.dtype}
     common = dict(generation=gen, out_dir=o.out_dir, rows=o.rows, n_boot=o.n_boot, plots=not o.no_plots)
     common |= {"train_tables": o.train_tables, "force_overlap": o.force_overlap}
