@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hubkit.cli.options import engine_option, load_options, stack
+from hubkit.cli.options import engine_option, load_options, out_dir_option, stack
 
 PAIR_ONLY = (
     "paraphrase_endpoint",
@@ -81,13 +81,7 @@ extra_options = stack(
     type=click.Path(exists=True, dir_okay=False),
     help="Held-out eval table (.parquet: doc_id, position, prefix, vector[, explanation]).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for eval.json, rows.parquet and plots/.",
-)
+@out_dir_option("Folder for eval.json, rows.parquet and plots/.", required=True)
 @click.option(
     "--trajectory",
     "run_dir",

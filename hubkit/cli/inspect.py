@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hubkit.cli.options import generation_options, load_options, pop_load
+from hubkit.cli.options import generation_options, load_options, out_dir_option, pop_load
 from hubkit.errors import DataError
 from hubkit.vectors_io import read_text_file
 
@@ -35,7 +35,7 @@ _FILE = click.Path(exists=True, dir_okay=False)
     help="Append the base's greedy reply of up to N tokens.",
 )
 @click.option("--positions", default="all", show_default=True, help="all, prompt, reply, last, or I,J,K (negative from the end).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@out_dir_option("Output folder.", required=True)
 @click.option(
     "--spliced-loss",
     is_flag=True,

@@ -156,6 +156,11 @@ load_options = stack(
     ),
 )
 
+def out_dir_option(help: str | None, required: bool = False) -> Callable[[F], F]:
+    """``--out`` naming a folder, passed as `out_dir`."""
+    return click.option("--out", "out_dir", required=required, type=click.Path(file_okay=False), help=help)
+
+
 def pop_load(opts: dict[str, Any]) -> dict[str, Any]:
     """The from_pretrained keywords `load_options` adds, popped from a command's options."""
     return {k: opts.pop(k) for k in ("revision", "subfolder", "base_model", "device", "dtype")}
