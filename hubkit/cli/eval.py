@@ -211,8 +211,10 @@ def names(sources: Sequence[str]) -> dict[str, str]:
 def labeler(
     endpoint: str | None, model: str | None, local: str | None, device: str | None, flag: str = "paraphrase"
 ):
-    """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None``."""
+    """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None`` (a local judge
+    is a `LikelihoodJudge`)."""
     from hubkit.data.labelers import OpenAIChatLabeler, TransformersLabeler  # lazy: as in `eval_command`
+    from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as above
     from hubkit.precision import resolve_dtype  # lazy: as above
 
     if endpoint and local:
@@ -224,22 +226,9 @@ def labeler(
     if model:
         raise click.UsageError(f"--{flag}-model needs --{flag}-endpoint")
     if local:
-        return TransformersLabeler.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
-        )
+        local_model = LikelihoodJudge if flag == "judge" else TransformersLabeler
+        return local_model.from_pretrained(local, dtype=resolve_dtype("auto", device), device=device or "cpu")
     return None
-
-
-def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The judge the ``--judge-*`` flags name, or ``None`` (a local model alone: a `LikelihoodJudge`)."""
-    if local and not endpoint and not model:
-        from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as in `eval_command`
-        from hubkit.precision import resolve_dtype  # lazy: as above
-
-        return LikelihoodJudge.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
-        )
-    return labeler(endpoint, model, local, device, flag="judge")
 
 
 def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
@@ -266,7 +255,7 @@ def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
     # cross cells are checked from the metas before the paraphraser (maybe a local model) loads
     extras.check(SimpleNamespace(av=pair_dirs[0], ar=pair_dirs[1]), table)
     extras.paraphraser = labeler(o.paraphrase_endpoint, o.paraphrase_model, o.paraphrase_local, o.device)
-    extras.judge = judge(o.judge_endpoint, o.judge_model, o.judge_local, o.device)
+    extras.judge = labeler(o.judge_endpoint, o.judge_model, o.judge_local, o.device, flag="judge")
     return extras
 
 
