@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from hubkit import processes
-from hubkit.cli.options import overwrite_option, threads_option
+from hubkit.cli.options import out_dir_option, overwrite_option, threads_option
 from hubkit.data.corpus import load_corpus
 from hubkit.data.labeler_registry import LabelerOptions, choice_help, make_pair
 from hubkit.data.outputs import check_table_output
@@ -19,7 +19,6 @@ from hubkit.identity import hub_id
 from hubkit.precision import DTYPE_CHOICES
 
 _IN = click.option("--in", "source", required=True, type=click.Path(exists=True, dir_okay=False))
-_DIR = click.Path(file_okay=False)
 _N = click.IntRange(min=1)
 
 
@@ -88,7 +87,7 @@ def extract(
 
 @click.command("split")
 @_IN
-@click.option("--out", "out_dir", required=True, type=_DIR)
+@out_dir_option(None, required=True)
 @click.option("--fractions", default="av_sft=0.4,ar_sft=0.4,rl=0.1,eval=0.1", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace split tables there that hubkit did not write.")
@@ -150,7 +149,7 @@ def label(
 @click.command("build")
 @click.option("--splits", "splits_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--labeled", "labeled_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=_DIR)
+@out_dir_option(None, required=True)
 @click.option("--overwrite", is_flag=True, help="Replace tables there that hubkit did not write.")
 def build(splits_dir: str, labeled_dir: str, out_dir: str, overwrite: bool) -> None:
     """Stage 3: the AV SFT, AR SFT, RL and eval tables, with sidecars."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from hubkit.cli.options import out_dir_option
 from hubkit.data.labeler_registry import choice_help
 from hubkit.demo.run import run_demo
 from hubkit.demo.settings import FULL
@@ -13,13 +14,7 @@ from hubkit.demo.summary import summary_text
 
 
 @click.command("demo")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Run folder (default: $HUBKIT_CACHE/demo, i.e. ~/.cache/hubkit/demo).",
-)
+@out_dir_option("Run folder (default: $HUBKIT_CACHE/demo, i.e. ~/.cache/hubkit/demo).")
 @click.option("--model", default=None, help="Offline base model (default: smollm2-135m; `hubkit models list`).")
 @click.option("--rows", type=int, default=None, help=f"Labeled training rows, AV + AR together (default {FULL['rows']}).")
 @click.option("--eval-rows", type=int, default=None, help=f"Held-out rows evaluated (default {FULL['eval_rows']}).")

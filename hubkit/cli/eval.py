@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,18 +11,8 @@ from typing import Any
 
 import click
 
-from hubkit.cli.options import engine_option, load_options, stack
+from hubkit.cli.options import engine_option, load_options, out_dir_option, stack
 
-GENERATION_FLAGS = (
-    "max_new_tokens",
-    "batch_size",
-    "ar_batch_size",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "engine",
-    "seed",
-)
 PAIR_ONLY = (
     "paraphrase_endpoint",
     "paraphrase_model",
@@ -29,8 +20,10 @@ PAIR_ONLY = (
     "claim_ablation",
     "cross_avs",
     "cross_ars",
+    "judge_endpoint",
+    "judge_model",
+    "judge_local",
 )
-PAIR_ONLY += ("judge_endpoint", "judge_model", "judge_local")
 
 extra_options = stack(
     click.option(
@@ -88,13 +81,7 @@ extra_options = stack(
     type=click.Path(exists=True, dir_okay=False),
     help="Held-out eval table (.parquet: doc_id, position, prefix, vector[, explanation]).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for eval.json, rows.parquet and plots/.",
-)
+@out_dir_option("Folder for eval.json, rows.parquet and plots/.", required=True)
 @click.option(
     "--trajectory",
     "run_dir",
@@ -173,15 +160,9 @@ def eval_command(**flags: Any) -> None:
             "(--spliced-loss works with both)"
         )
     table = EvalTable.read(o.table_path, sidecar=o.sidecar)
-    gen = Generation(**{k: flags[k] for k in GENERATION_FLAGS})
+    gen = Generation(**{f.name: flags[f.name] for f in dataclasses.fields(Generation)})
     load = {"base_model": o.base_model, "device": o.device, "dtype": o.dtype}
-    common = {
-        "generation": gen,
-        "out_dir": o.out_dir,
-        "rows": o.rows,
-        "n_boot": o.n_boot,
-        "plots": not o.no_plots,
-    }
+    common = dict(generation=gen, out_dir=o.out_dir, rows=o.rows, n_boot=o.n_boot, plots=not o.no_plots)
     common |= {"train_tables": o.train_tables, "force_overlap": o.force_overlap}
     av_dir = hub.resolve(o.av, revision=o.revision, subfolder=o.subfolder) if o.av else None
     ar_dir = hub.resolve(o.ar, revision=o.revision, subfolder=o.subfolder) if o.ar else None
@@ -203,17 +184,14 @@ def eval_command(**flags: Any) -> None:
             raise click.UsageError(
                 "give both --av and --ar (or --trajectory with one of them, or --cross-av and --cross-ar)"
             )
-        extras = (
-            build_extras(o, (av_dir, ar_dir), table)
-            if o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
-            else None
-        )
+        wanted = o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
+        extras = build_extras(o, (av_dir, ar_dir), table) if wanted else None
         pair = run.load_pair(av_dir, ar_dir, **load)
         extras = with_fixed_ar(extras, pair, fixed_dir, o.fixed_ar, load)
         where = {"revision": o.revision, "subfolder": o.subfolder}
         ckpts: dict = {
-            "av": {**run.checkpoint_record(av_dir), "source": o.av, **where},
-            "ar": {**run.checkpoint_record(ar_dir), "source": o.ar, **where},
+            role: {**run.checkpoint_record(folder), "source": source, **where}
+            for role, folder, source in (("av", av_dir, o.av), ("ar", ar_dir, o.ar))
         }
         base = run.base_record(av_dir, ar_dir, o.base_model)
         if base is not None:
@@ -233,8 +211,10 @@ def names(sources: Sequence[str]) -> dict[str, str]:
 def labeler(
     endpoint: str | None, model: str | None, local: str | None, device: str | None, flag: str = "paraphrase"
 ):
-    """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None``."""
+    """The labeler backend the ``--<flag>-endpoint/-model/-local`` flags name, or ``None`` (a local judge
+    is a `LikelihoodJudge`)."""
     from hubkit.data.labelers import OpenAIChatLabeler, TransformersLabeler  # lazy: as in `eval_command`
+    from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as above
     from hubkit.precision import resolve_dtype  # lazy: as above
 
     if endpoint and local:
@@ -246,22 +226,9 @@ def labeler(
     if model:
         raise click.UsageError(f"--{flag}-model needs --{flag}-endpoint")
     if local:
-        return TransformersLabeler.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
-        )
+        local_model = LikelihoodJudge if flag == "judge" else TransformersLabeler
+        return local_model.from_pretrained(local, dtype=resolve_dtype("auto", device), device=device or "cpu")
     return None
-
-
-def judge(endpoint: str | None, model: str | None, local: str | None, device: str | None):
-    """The judge the ``--judge-*`` flags name, or ``None`` (a local model alone: a `LikelihoodJudge`)."""
-    if local and not endpoint and not model:
-        from hubkit.eval.local_judge import LikelihoodJudge  # lazy: as in `eval_command`
-        from hubkit.precision import resolve_dtype  # lazy: as above
-
-        return LikelihoodJudge.from_pretrained(
-            local, dtype=resolve_dtype("auto", device), device=device or "cpu"
-        )
-    return labeler(endpoint, model, local, device, flag="judge")
 
 
 def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
@@ -288,7 +255,7 @@ def build_extras(o: SimpleNamespace, pair_dirs: tuple[Path, Path], table):
     # cross cells are checked from the metas before the paraphraser (maybe a local model) loads
     extras.check(SimpleNamespace(av=pair_dirs[0], ar=pair_dirs[1]), table)
     extras.paraphraser = labeler(o.paraphrase_endpoint, o.paraphrase_model, o.paraphrase_local, o.device)
-    extras.judge = judge(o.judge_endpoint, o.judge_model, o.judge_local, o.device)
+    extras.judge = labeler(o.judge_endpoint, o.judge_model, o.judge_local, o.device, flag="judge")
     return extras
 
 

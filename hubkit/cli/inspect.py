@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hubkit.cli.options import generation_options, load_options
+from hubkit.cli.options import generation_options, load_options, out_dir_option, pop_load
 from hubkit.errors import DataError
 from hubkit.vectors_io import read_text_file
 
@@ -35,7 +35,7 @@ _FILE = click.Path(exists=True, dir_okay=False)
     help="Append the base's greedy reply of up to N tokens.",
 )
 @click.option("--positions", default="all", show_default=True, help="all, prompt, reply, last, or I,J,K (negative from the end).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@out_dir_option("Output folder.", required=True)
 @click.option(
     "--spliced-loss",
     is_flag=True,
@@ -49,8 +49,7 @@ _FILE = click.Path(exists=True, dir_okay=False)
 @load_options
 def inspect(
     av: str, ar: str, text: str | None, file_path: str | None, chat_path: str | None, out_dir: str,
-    baseline_b: float | None, baseline_eval: str | None, revision: str | None, subfolder: str | None,
-    device: str | None, dtype: str | None, injection_scale: str | None, **options: Any,
+    baseline_b: float | None, baseline_eval: str | None, injection_scale: str | None, **options: Any,
 ) -> None:
     """Read a model with an NLA: the vector, explanation and round trip of every token of a text or chat.
 
@@ -78,9 +77,11 @@ def inspect(
         baseline_b, source = baseline.from_eval_json(baseline_eval), f"recorded in {baseline_eval}"
     elif baseline_b is not None:
         baseline_b, source = baseline.check_b(baseline_b, "--baseline-b"), "given with --baseline-b"
-    load = {"revision": revision, "subfolder": subfolder, "device": device, "dtype": dtype}
-    pair = NLAPair.from_pretrained(av, ar, options["base_model"], injection_scale=injection_scale, **load)
-    ins = pair.inspect(text, chat=chat, baseline_b=baseline_b, baseline_source=source, **options)
+    load = pop_load(options)
+    pair = NLAPair.from_pretrained(av, ar, injection_scale=injection_scale, **load)
+    ins = pair.inspect(
+        text, chat=chat, base_model=load["base_model"], baseline_b=baseline_b, baseline_source=source, **options
+    )
     ins.info["av"], ins.info["ar"] = av, ar
     ins.save(out)
     s = ins.summary()

@@ -110,10 +110,8 @@ def checked(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Param
 
 def _injection_scale(value: str) -> str:
     """A positive finite number, sqrt_d_model or raw, refused here rather than in the meta."""
-    if value in ("sqrt_d_model", "raw"):
-        return value
     try:
-        number = float(value)
+        number = 1.0 if value in ("sqrt_d_model", "raw") else float(value)
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and number > 0):
@@ -128,13 +126,6 @@ def _no_verify(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.call_on_close(lambda: os.environ.pop(NO_VERIFY_ENV, None))
 
 
-dtype_option = click.option(
-    "--dtype",
-    default=None,
-    callback=checked(normalise_dtype_name),
-    help="auto (bf16 where the hardware has it, else fp32; the default), float32, bfloat16 or float16.",
-)
-device_option = click.option("--device", default=None, callback=checked(check_device), help="cpu, cuda, cuda:1 …")
 revision_option = click.option("--revision", default=None, help="Branch, tag or commit of a Hub repo.")
 subfolder_option = click.option("--subfolder", default=None, help="Checkpoint subfolder (e.g. step_000050).")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output and any partial run.")
@@ -144,16 +135,6 @@ threads_option = click.option(
     default=None,
     help="CPU threads for torch (default: the physical cores available).",
 )
-av_options = stack(
-    click.option(
-        "--injection-scale",
-        default=None,
-        callback=checked(_injection_scale),
-        help="Override the AV meta's injection scale (a number, sqrt_d_model or raw), e.g. where it is null.",
-    ),
-    click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
-)
-
 load_options = stack(
     click.option(
         "--no-verify-weights",
@@ -166,9 +147,24 @@ load_options = stack(
     revision_option,
     subfolder_option,
     click.option("--base-model", default=None, help="Where the base weights come from (local path or name)."),
-    device_option,
-    dtype_option,
+    click.option("--device", default=None, callback=checked(check_device), help="cpu, cuda, cuda:1 …"),
+    click.option(
+        "--dtype",
+        default=None,
+        callback=checked(normalise_dtype_name),
+        help="auto (bf16 where the hardware has it, else fp32; the default), float32, bfloat16 or float16.",
+    ),
 )
+
+def out_dir_option(help: str | None, required: bool = False) -> Callable[[F], F]:
+    """``--out`` naming a folder, passed as `out_dir`."""
+    return click.option("--out", "out_dir", required=required, type=click.Path(file_okay=False), help=help)
+
+
+def pop_load(opts: dict[str, Any]) -> dict[str, Any]:
+    """The from_pretrained keywords `load_options` adds, popped from a command's options."""
+    return {k: opts.pop(k) for k in ("revision", "subfolder", "base_model", "device", "dtype")}
+
 
 engine_option = click.option(
     "--engine",
@@ -189,5 +185,11 @@ def generation_options(batch_default: int | None, batch_help: str) -> Callable[[
         ),
         click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(min=1)),
         engine_option,
-        av_options,
+        click.option(
+            "--injection-scale",
+            default=None,
+            callback=checked(_injection_scale),
+            help="Override the AV meta's injection scale (a number, sqrt_d_model or raw), e.g. where it is null.",
+        ),
+        click.option("--min-new-tokens", default=0, show_default=True, type=click.IntRange(min=0)),
     )

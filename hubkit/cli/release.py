@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hubkit.cli.options import HubkitGroup
+from hubkit.cli.options import HubkitGroup, out_dir_option
 from hubkit.hub.redaction import protect
 from hubkit.release.spec import KINDS, load_spec
 
@@ -31,13 +31,7 @@ def release() -> None:
 
 @release.command("build")
 @click.argument("name")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Bundle folder (default: dist/NAME). Replaced whole on every build.",
-)
+@out_dir_option("Bundle folder (default: dist/NAME). Replaced whole on every build.")
 @click.option("--push", is_flag=True, help="Push the bundle: one commit per repo, then the tag, then verify.")
 @click.option("--dry-run", is_flag=True, help="Build, then print repos, files, sizes and tags; send nothing.")
 @click.option(

@@ -8,18 +8,13 @@ from typing import Any
 
 import click
 
-from hubkit.cli.options import check_out, generation_options, load_options
+from hubkit.cli.options import check_out, generation_options, load_options, pop_load
 from hubkit.errors import DataError
 from hubkit.vectors_io import read_texts, read_vectors, write_vectors
 
 _vectors = click.option("--vectors", "vectors_path", required=True, type=click.Path(exists=True, dir_okay=False))
 _jsonl_out = click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSONL output (default: stdout).")
 _generation = generation_options(None, "AV generation batch (default: measured, 32).")
-
-
-def _load(opts: dict[str, Any]) -> dict[str, Any]:
-    """The from_pretrained keywords among a command's options (popped, so the rest are generation's)."""
-    return {k: opts.pop(k) for k in ("revision", "subfolder", "base_model", "device", "dtype")}
 
 
 @click.command()
@@ -37,7 +32,7 @@ def explain(av: str, vectors_path: str, out: str | None, injection_scale: str | 
 
     check_out(out)
     vectors = read_vectors(vectors_path)
-    model = ActivationVerbalizer.from_pretrained(av, **_load(opts), injection_scale=injection_scale)
+    model = ActivationVerbalizer.from_pretrained(av, **pop_load(opts), injection_scale=injection_scale)
     results = model.explain_detailed(vectors, progress=True, **opts)
     _emit([{"text": e.text, "status": e.status, "raw": e.raw} for e in results], out)
 
@@ -84,7 +79,7 @@ def round_trip(
 
     check_out(out)
     vectors = read_vectors(vectors_path)
-    pair = NLAPair.from_pretrained(av=av, ar=ar, **_load(opts), injection_scale=injection_scale)
+    pair = NLAPair.from_pretrained(av=av, ar=ar, **pop_load(opts), injection_scale=injection_scale)
     res = pair.round_trip(vectors, progress=True, **opts)
     rows = [
         {"text": d.text, "status": d.status, "cos": round(float(c), 6), "mse": round(float(m), 6)}

@@ -31,7 +31,6 @@ class EngineKind:
     start: Callable[[str, ModelSource | None], Engine] | None = None
     missing: Callable[[], str | None] = lambda: None  # why it cannot run on this machine; None: it can
     loads_weights: bool = False  # it loads the AV's base and adapter itself (needs a `ModelSource`)
-    url: bool = False  # named by its http(s) URL, not by its registry name
 
 
 ENGINES: Registry[EngineKind] = Registry("engine", hint="--engine")
@@ -52,11 +51,10 @@ ENGINES.add(
     EngineKind(
         "a running `vllm serve --enable-prompt-embeds` endpoint (http://host:port)",
         start=lambda url, source: RemoteEngine(url),
-        url=True,
     ),
 )
 
-ENGINE_CHOICES = ("auto", *(name for name, kind in ENGINES.items() if not kind.url))
+ENGINE_CHOICES = ("auto", *(name for name in ENGINES.names() if name != "remote"))
 """Engine names; a ``http://`` or ``https://`` URL names a remote ``vllm serve`` endpoint."""
 
 

@@ -49,6 +49,15 @@ class Sampling:
     stop_token_ids: tuple[int, ...] = ()
     adapter: str | None = None
 
+    def draw(self, i: int) -> dict:
+        """Temperature, top-p and seed for prompt `i` as vLLM takes them (greedy: no seed)."""
+        seeded = self.seed is not None and self.do_sample
+        return {
+            "temperature": self.temperature if self.do_sample else 0.0,
+            "top_p": self.top_p if self.do_sample else 1.0,
+            "seed": self.seed + i if seeded else None,
+        }
+
 
 class Engine(Protocol):
     """A generator that continues prompts given as input embeddings ``[T_i, d]``."""

@@ -94,10 +94,9 @@ def merges(source: ModelSource) -> bool:
     )
 
 
-def merged_weights(base: str, adapter: str, dtype: str, cache: Path | None = None) -> str:
+def merged_weights(base: str, adapter: str, dtype: str) -> str:
     """Base + adapter merged with peft's ``merge_and_unload`` into a folder cached by the adapter sha256."""
-    digest = adapter_digest(adapter)
-    out = (cache or engine_cache_dir() / "merged") / f"{digest[:24]}-{dtype}"
+    out = engine_cache_dir() / "merged" / f"{adapter_digest(adapter)[:24]}-{dtype}"
     if (out / "config.json").is_file():
         return str(out)
     import torch
@@ -204,16 +203,7 @@ class VLLMEngine:
         common = dict(
             max_tokens=o.max_new_tokens, min_tokens=o.min_new_tokens, stop_token_ids=list(o.stop_token_ids)
         )
-        params = [
-            SamplingParams(
-                temperature=o.temperature if o.do_sample else 0.0,
-                top_p=o.top_p if o.do_sample else 1.0,
-                seed=None if o.seed is None or not o.do_sample else o.seed + i,
-                detokenize=False,
-                **common,
-            )
-            for i in range(len(embeds))
-        ]
+        params = [SamplingParams(detokenize=False, **common, **o.draw(i)) for i in range(len(embeds))]
         prompts = [{"prompt_embeds": e.detach().to("cpu")} for e in embeds]
         lora = self.lora_request(o.adapter)
         step = self.wave_size(max(e.shape[0] for e in embeds), o.max_new_tokens) if lora else len(prompts)

@@ -43,9 +43,8 @@ def encode_embeds(t: Tensor) -> str:
 class RemoteEngine:
     """Generation on the vLLM server at `url` (``http://host:port``)."""
 
-    def __init__(self, url: str, model: str | None = None, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, model: str | None = None) -> None:
         self.url = self.name = url.rstrip("/")
-        self.timeout = timeout
         self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
 
@@ -53,7 +52,7 @@ class RemoteEngine:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or TIMEOUT_S) as resp:
                 text = resp.read().decode()
         except urllib.error.HTTPError as err:
             raise EngineError(
@@ -98,8 +97,6 @@ class RemoteEngine:
             "model": self._adapter_model(o.adapter),
             "max_tokens": o.max_new_tokens,
             "min_tokens": o.min_new_tokens,
-            "temperature": o.temperature if o.do_sample else 0.0,
-            "top_p": o.top_p if o.do_sample else 1.0,
             "stop_token_ids": list(o.stop_token_ids),
             "return_token_ids": True,
         }
@@ -107,9 +104,8 @@ class RemoteEngine:
 
         def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
             start, part = item
-            req = dict(body, prompt_embeds=[encode_embeds(e) for e in part])
-            if o.seed is not None and o.do_sample:
-                req["seed"] = o.seed + start
+            draw = {k: v for k, v in o.draw(start).items() if v is not None}
+            req = dict(body, prompt_embeds=[encode_embeds(e) for e in part], **draw)
             return self._token_ids(self._call("/v1/completions", req), len(part))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:

@@ -168,6 +168,17 @@ def templates(t: Taker, where: str) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
+def reference_prompts(av_tmpl: str | None, ar_tmpl: str | None, defaults: Defaults) -> tuple[dict, dict]:
+    """The `av` section and the AR's prompt fields as the reference uses them: a chat-wrapped AV, an AR
+    prompt with BOS only where the tokenizer adds one and no input norm."""
+    for name, tmpl in (("av", av_tmpl), ("ar", ar_tmpl)):
+        if tmpl is None:
+            defaults.append(f"{name}.template → hubkit default")
+    defaults += ["av.chat_template → true", _BOS_AS_REFERENCE]
+    av = {"template": av_tmpl or DEFAULT_AV_TEMPLATE, "chat_template": True}
+    return av, {"template": ar_tmpl or DEFAULT_AR_TEMPLATE, "add_bos": "tokenizer", "input_norm": "none"}
+
+
 def read_ar_meta_json(folder: Path) -> dict[str, Any]:
     """The consumer-GPU AR's ``ar_meta.json``: a JSON object, else one error naming the file."""
     path = folder / C.AR_META_JSON
@@ -265,30 +276,27 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     injection = {"scheme": "embedding_replace", **drop_none({"scale": inj_scale}), **marker_tokens(t)}
     if the_role == "av" and "marker" not in injection and "marker_token_id" not in injection:
         raise MetaError(f"{where}: an AV meta needs `tokens.injection_char` or `tokens.injection_token_id`")
+    parent = t.pop("parent_checkpoints")  # the reference lists them; hubkit records the first
+    parent = (parent or [None])[0] if isinstance(parent, list) else parent
     training = {
         "stage": t.pop("stage"),
         "lr": t.pop("training.lr"),
         "loss_type": t.pop("training.loss_type"),
         "global_batch_size": t.pop("training.global_batch_size"),
-        "parent": _first(t.pop("parent_checkpoints")),
+        "parent": None if parent is None else str(parent),
     }
     defaults.append("injection.scheme → embedding_replace")
-    if av_tmpl is None:
-        defaults.append("av.template → hubkit default")
-    defaults.append("av.chat_template → true")
+    av, prompts = reference_prompts(av_tmpl, ar_tmpl, defaults)
     num_layers = None if layer is None else layer + 1
     if layer is not None:
         defaults.append(f"ar.num_layers → layer + 1 = {num_layers}")
     ar = {
+        **prompts,
         "num_layers": num_layers,
-        "template": ar_tmpl or DEFAULT_AR_TEMPLATE,
         "head_format": head_format or "value_head",
         "head_bias": bool(head_bias),
-        "add_bos": "tokenizer",
-        "input_norm": "none",
         "suffix_ids": t.pop("tokens.critic_suffix_ids"),
     }
-    defaults.append(_BOS_AS_REFERENCE)
     out: dict[str, Any] = {
         "role": the_role,
         "base_model": base,
@@ -298,20 +306,12 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
         "adapter": adapter,
         "injection": injection,
         "training": drop_none(training),
-        "av": {"template": av_tmpl or DEFAULT_AV_TEMPLATE, "chat_template": True},
+        "av": av,
         "ar": drop_none(ar),
     }
-    trained_on = t.pop("trained_on")
-    legacy = t.leftovers()
-    if trained_on is not None:
-        legacy["trained_on"] = trained_on
-    return {**out, "legacy": legacy} if legacy else out, defaults
-
-
-def _first(value: Any) -> str | None:
-    if isinstance(value, list):
-        return str(value[0]) if value else None
-    return None if value is None else str(value)
+    trained_on = t.pop("trained_on")  # kept whole, even where it holds empty values
+    out["legacy"] = {**t.leftovers(), **drop_none({"trained_on": trained_on})}
+    return out, defaults
 
 
 # -- the consumer-GPU release ---------------------------------------------------------------------------
@@ -368,8 +368,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
         "training": drop_none({"lr": t.pop("training.lr"), "step": t.pop("training.steps_completed")}),
     }
     defaults += ["injection.scheme → embedding_replace", "av.chat_template → false (raw template)"]
-    legacy = t.leftovers()
-    return {**out, "legacy": legacy} if legacy else out, defaults
+    return {**out, "legacy": t.leftovers()}, defaults
 
 
 # -- the LoRA-AR layout ---------------------------------------------------------------------------------
@@ -492,19 +491,13 @@ def read_residual_sidecar(
         defaults.append(
             "injection.marker → first single-token candidate of hubkit.injection.MARKER_CANDIDATES"
         )
-    if av_tmpl is None:
-        defaults.append("av.template → hubkit default")
-    if ar_tmpl is None:
-        defaults.append("ar.template → hubkit default")
-    defaults += ["av.chat_template → true", _BOS_AS_REFERENCE, f"role → {the_role} (from the files present)"]
-    defaults.append("mse_scale → sqrt_d_model")
+    av, prompts = reference_prompts(av_tmpl, ar_tmpl, defaults)
+    defaults += [f"role → {the_role} (from the files present)", "mse_scale → sqrt_d_model"]
     ar = {
+        **prompts,
         "num_layers": layer + 1,
-        "template": ar_tmpl or DEFAULT_AR_TEMPLATE,
         "head_format": head_format or "linear_head_pt",
         "head_bias": True if head_bias is None else head_bias,
-        "add_bos": "tokenizer",
-        "input_norm": "none",
         "suffix_ids": suffix,
     }
     out = {
@@ -515,7 +508,7 @@ def read_residual_sidecar(
         "mse_scale": "sqrt_d_model",
         "adapter": drop_none(adapter),
         "injection": injection,
-        "av": {"template": av_tmpl or DEFAULT_AV_TEMPLATE, "chat_template": True},
+        "av": av,
         "ar": ar,
         "legacy": {"dataset_sidecar": {**t.leftovers(), "extraction": ext}},
     }

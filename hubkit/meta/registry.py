@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hubkit.registry import Registry, RegistryError
 
 Defaults = list[str]  # "field → value (why)", one line per default a reader filled in
 
 
-class DialectReader(Protocol):
-    def __call__(
-        self, data: dict[str, Any], where: str, folder: Path | None
-    ) -> tuple[dict[str, Any], Defaults]:
-        """Map `data` (a private copy, popped as read) onto hubkit's schema; return it and the defaults."""
-        ...
+# Maps `data` (a private copy, popped as read) onto hubkit's schema; returns it and the defaults.
+DialectReader = Callable[[dict[str, Any], str, Path | None], tuple[dict[str, Any], Defaults]]
 
 
 @dataclass(frozen=True)
