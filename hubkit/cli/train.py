@@ -76,22 +76,19 @@ def _run(
     click.echo(f"{'GRPO' if stage == 'grpo' else stage.upper()} checkpoint: {last}")
 
 
-@train.command("av")
-@_run_options
-def train_av_cmd(**options: Any) -> None:
-    """AV supervised fine-tuning on an av_sft parquet (vector → explanation)."""
-    from hubkit.train.sft_av import train_av  # lazy: torch stays out of --help
+def _sft_command(stage: str, doc: str) -> None:
+    """Define `hubkit train <stage>` for a supervised stage (av or ar): the shared options, its own trainer."""
 
-    _run("av", train_av, **options)
+    @train.command(stage, help=doc)
+    @_run_options
+    def command(**options: Any) -> None:
+        from hubkit.train import sft_ar, sft_av  # lazy: torch stays out of --help
+
+        _run(stage, sft_av.train_av if stage == "av" else sft_ar.train_ar, **options)
 
 
-@train.command("ar")
-@_run_options
-def train_ar_cmd(**options: Any) -> None:
-    """AR supervised fine-tuning on an ar_sft parquet (explanation → vector)."""
-    from hubkit.train.sft_ar import train_ar  # lazy: torch stays out of --help
-
-    _run("ar", train_ar, **options)
+_sft_command("av", "AV supervised fine-tuning on an av_sft parquet (vector → explanation).")
+_sft_command("ar", "AR supervised fine-tuning on an ar_sft parquet (explanation → vector).")
 
 
 @train.command("grpo")
