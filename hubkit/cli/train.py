@@ -73,7 +73,7 @@ def _run(
     r.stage(stage)  # a clear error now when the section is missing
     with stop_report(Path(run["out"]) if run["out"] else Path(r.output_dir) / stage, stage):
         last = train_fn(r, RunOptions(**run))
-    click.echo(f"{'GRPO' if stage == 'grpo' else stage.upper()} checkpoint: {last}")
+    click.echo(f"{stage.upper()} checkpoint: {last}")
 
 
 def _sft_command(stage: str, doc: str) -> None:
