@@ -105,7 +105,6 @@ class BlobStore:
         return self.root / "objects" / kind / digest[:2] / digest[2:]
 
     def blob_path(self, entry: Entry) -> Path:
-        """Where the content of ``entry`` lives on disk."""
         return self._object_path("lfs", entry.lfs) if entry.lfs else self._object_path("git", entry.oid)
 
     def put_regular(self, data: bytes) -> Entry:
