@@ -116,7 +116,6 @@ def _table(records: list[dict], spliced: bool) -> str:
 
 
 def render_page(ins: Inspection) -> str:
-    """The page as one HTML string."""
     records = ins.records()
     by_pos = {r["index"]: r for r in records}
     pieces = []

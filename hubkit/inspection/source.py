@@ -56,11 +56,7 @@ def read_chat(path: str | Path) -> Messages:
             f"got {type(data).__name__}{' (empty)' if isinstance(data, list) else ''}"
         )
     for i, m in enumerate(data):
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("role"), str)
-            or not isinstance(m.get("content"), str)
-        ):
+        if not (isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("role", "content"))):
             raise DataError(
                 f"{path}: message {i} is not an object with string `role` and `content` "
                 f'(got {json.dumps(m)[:80]}); write each message as {{"role": "user", "content": "..."}}'

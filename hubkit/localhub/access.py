@@ -153,7 +153,6 @@ class UploadTickets:
         self._lock = threading.Lock()
 
     def issue(self, oid: str, size: int, user: str) -> str:
-        """A new ticket for `user` to upload `size` bytes with sha256 `oid`."""
         ticket, now = secrets.token_urlsafe(24), time.monotonic()
         with self._lock:
             self._tickets = {k: t for k, t in self._tickets.items() if t.expires > now}  # forget old ones

@@ -188,7 +188,6 @@ def subtree(tree: dict[str, Entry], path: str) -> Any:
 
 
 def folders_of(tree: dict[str, Entry]) -> set[str]:
-    """Every folder path implied by the files in ``tree``."""
     return {"/".join(p.split("/")[:i]) for p in tree for i in range(1, p.count("/") + 1)}
 
 

@@ -38,7 +38,6 @@ from hubkit.localhub.objects import (
     RepoKey,
     folder_oid,
     folders_of,
-    lfs_entry,
     upload_mode,
 )
 from hubkit.localhub.storage import iter_chunks
@@ -441,15 +440,7 @@ def _parse_operation(req: HandlerBase, key: Any, value: Any) -> Operation | tupl
             raise BadRequest(f"content of {path!r} is not valid base64") from exc
     if key == "lfsFile":
         oid = _text(value, "oid")
-        stored = req.store.lfs_size(oid)
-        if stored is None or not req.lfs_available(oid):  # one answer for both: existence is not revealed
-            raise BadRequest(
-                f"LFS object {oid} for {path!r} was never uploaded: upload it through the LFS batch API "
-                "before committing a pointer to it"
-            )
-        if value.get("size") is not None and value["size"] != stored:
-            raise BadRequest(f"LFS object {oid} for {path!r} has {stored} bytes, not {value['size']}")
-        return AddFile(path, lfs_entry(oid, stored))
+        return AddFile(path, req.store.committed_lfs(oid, path, value.get("size"), req.lfs_available(oid)))
     if key in ("deletedFile", "deletedFolder"):
         return DeleteFile(path) if key == "deletedFile" else DeleteFolder(path)
     raise BadRequest(f"unsupported commit operation {key!r} (hubkit localhub knows file, lfsFile, deleted*)")

@@ -201,6 +201,5 @@ class LocalHub:
 
 
 def running_hub(endpoint: str) -> LocalHub | None:
-    """The LocalHub of this process serving `endpoint`, if any."""
     with _RUNNING_LOCK:
         return _RUNNING.get(endpoint.rstrip("/"))

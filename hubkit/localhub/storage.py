@@ -56,6 +56,7 @@ from hubkit.localhub.objects import (
     RepoKey,
     folders_of,
     json_bytes,
+    lfs_entry,
     now_iso,
     subtree,
     validate_path,
@@ -104,7 +105,6 @@ class BlobStore:
         return self.root / "objects" / kind / digest[:2] / digest[2:]
 
     def blob_path(self, entry: Entry) -> Path:
-        """Where the content of ``entry`` lives on disk."""
         return self._object_path("lfs", entry.lfs) if entry.lfs else self._object_path("git", entry.oid)
 
     def put_regular(self, data: bytes) -> Entry:
@@ -171,18 +171,22 @@ class BlobStore:
     def check_content(self, op: AddFile) -> None:
         """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
         entry = op.entry
-        if entry.lfs is None:
-            if not self.blob_path(entry).is_file():
-                raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
-            return
-        size = self.lfs_size(entry.lfs)
-        if size is None:
+        if entry.lfs is not None:
+            self.committed_lfs(entry.lfs, op.path, entry.size)
+        elif not self.blob_path(entry).is_file():
+            raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
+
+    def committed_lfs(self, sha256: str, path: str, size: object = None, visible: bool = True) -> Entry:
+        """The stored LFS object's entry at `path` if it has `size` bytes (None: any); not `visible`: as absent."""
+        stored = self.lfs_size(sha256)
+        if stored is None or not visible:
             raise BadRequest(
-                f"LFS object {entry.lfs} for {op.path!r} was never uploaded: upload it through "
+                f"LFS object {sha256} for {path!r} was never uploaded: upload it through "
                 "the LFS batch API before committing a pointer to it"
             )
-        if size != entry.size:
-            raise BadRequest(f"LFS object {entry.lfs} for {op.path!r} has {size} bytes, not {entry.size}")
+        if size is not None and size != stored:
+            raise BadRequest(f"LFS object {sha256} for {path!r} has {stored} bytes, not {size}")
+        return lfs_entry(sha256, stored)
 
 
 class HubStore(BlobStore):

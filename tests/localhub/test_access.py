@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CommitOperationAdd, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from hubkit.localhub import LocalHub, use_endpoint
@@ -76,24 +77,28 @@ def test_owners_read_their_private_repo_with_any_of_their_tokens(site: Site, tmp
         assert Path(path).read_bytes() == SECRET_BYTES + PRIVATE.encode()
 
 
+def _all_refused(api: HfApi, repo: str, match: str, *more: Callable[[], object]) -> None:
+    """Every kind of write to `repo` (and `more`) is refused with 403 and a message matching `match`."""
+    writes = [
+        lambda: api.create_commit(repo, [CommitOperationAdd("x.txt", b"x")], commit_message="x"),
+        lambda: api.upload_file(path_or_fileobj=b"\0" * 100, path_in_repo="x.bin", repo_id=repo),
+        lambda: api.create_tag(repo, tag="v2"),
+        lambda: api.delete_tag(repo, tag="v1"),
+        lambda: api.create_branch(repo, branch="b2"),
+        lambda: api.delete_branch(repo, branch="dev"),
+        lambda: api.delete_repo(repo),
+        *more,
+    ]
+    for write in writes:
+        with pytest.raises(HfHubHTTPError, match=match) as refused:
+            write()
+        assert refused.value.response.status_code == 403
+
+
 def test_a_read_only_token_cannot_write(site: Site) -> None:
     before = _state(site)
     ro = site.api(ALICE_RO)
-    writes = [
-        lambda: ro.create_repo("alice/new"),
-        lambda: ro.create_commit(PUBLIC, [CommitOperationAdd("x.txt", b"x")], commit_message="x"),
-        lambda: ro.upload_file(path_or_fileobj=b"\0" * 100, path_in_repo="x.bin", repo_id=PUBLIC),
-        lambda: ro.create_tag(PUBLIC, tag="v2"),
-        lambda: ro.delete_tag(PUBLIC, tag="v1"),
-        lambda: ro.create_branch(PUBLIC, branch="b2"),
-        lambda: ro.delete_branch(PUBLIC, branch="dev"),
-        lambda: ro.delete_repo(PUBLIC),
-        lambda: ro.delete_repo(PRIVATE),
-    ]
-    for write in writes:
-        with pytest.raises(HfHubHTTPError, match="read-only") as refused:
-            write()
-        assert refused.value.response.status_code == 403
+    _all_refused(ro, PUBLIC, "read-only", lambda: ro.create_repo("alice/new"), lambda: ro.delete_repo(PRIVATE))
     assert _state(site) == before
 
 
@@ -101,20 +106,7 @@ def test_a_read_only_token_cannot_write(site: Site) -> None:
 def test_another_users_token_cannot_write_to_your_namespace(site: Site, repo: str) -> None:
     before = _state(site)
     bob = site.api(BOB)
-    writes = [
-        lambda: bob.create_commit(repo, [CommitOperationAdd("x.txt", b"x")], commit_message="x"),
-        lambda: bob.upload_file(path_or_fileobj=b"\0" * 100, path_in_repo="x.bin", repo_id=repo),
-        lambda: bob.create_tag(repo, tag="v2"),
-        lambda: bob.delete_tag(repo, tag="v1"),
-        lambda: bob.create_branch(repo, branch="b2"),
-        lambda: bob.delete_branch(repo, branch="dev"),
-        lambda: bob.delete_repo(repo),
-        lambda: bob.create_repo(repo.split("/")[0] + "/bobs"),
-    ]
-    for write in writes:
-        with pytest.raises(HfHubHTTPError, match="may not write") as refused:
-            write()
-        assert refused.value.response.status_code == 403
+    _all_refused(bob, repo, "may not write", lambda: bob.create_repo(repo.split("/")[0] + "/bobs"))
     for write in (lambda: bob.delete_repo(PRIVATE), lambda: bob.create_tag(PRIVATE, tag="v2")):
         with pytest.raises(RepositoryNotFoundError):  # someone else's private repo does not exist for bob
             write()

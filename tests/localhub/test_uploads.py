@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -111,6 +112,21 @@ def test_the_real_client_uploads_through_the_issued_urls(site: Site) -> None:
     alice.create_commit(PUBLIC, [CommitOperationAdd("w/big.safetensors", big)], commit_message="big")
     info = alice.get_paths_info(PUBLIC, ["w/big.safetensors"])[0]
     assert info.lfs.sha256 == hashlib.sha256(big).hexdigest()
+
+
+@pytest.mark.parametrize("size", [len(DATA) - 1, str(len(DATA))])
+def test_a_commit_naming_an_uploaded_object_with_another_size_is_refused(site: Site, size: object) -> None:
+    site.api(ALICE).create_commit(PUBLIC, [CommitOperationAdd("w.bin", DATA)], commit_message="upload")
+    oid = hashlib.sha256(DATA).hexdigest()
+    lines = [
+        {"key": "header", "value": {"summary": "pointer"}},
+        {"key": "lfsFile", "value": {"path": "v.bin", "algo": "sha256", "oid": oid, "size": size}},
+    ]
+    body = b"\n".join(json.dumps(line).encode() for line in lines)
+    answer = rawhttp.request(
+        site.endpoint, "POST", f"/api/models/{PUBLIC}/commit/main", token=ALICE, body=body
+    )
+    assert answer.status == 400 and f"has {len(DATA)} bytes, not {size}" in answer.json()["error"]
 
 
 @pytest.mark.parametrize("size", [-1, "3", None])
