@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hubkit import constants
-from hubkit.checkpoint import read_file_hashes, write_file_hashes
+from hubkit.checkpoint import read_file_hashes, replace_dir, write_file_hashes
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.errors import CheckpointError, DataError
 from hubkit.eval.sections import TrajectoryPoint
@@ -57,18 +56,18 @@ log = logging.getLogger(__name__)
 DATA_DIR = "data"
 
 
-def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str, src: Path) -> None:
+def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str) -> None:
     recorded = (ev["inputs"].get("checkpoints") or {}).get(role, {}).get("files", {})
-    honesty.check_hashes(half.shipped_sources(), recorded, eval_path, src, role.upper())
+    honesty.check_hashes(half.shipped_sources(), recorded, eval_path, half.source, role.upper())
 
 
 def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
         return None
-    train = cite_eval(ls, "train_eval", kind="pair")
+    train = cite_eval(ls, "pair", "train_eval")
     for role, half in halves.items():
-        _check_half(train.data, train.path, half, role, half.source)
+        _check_half(train.data, train.path, half, role)
     if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
         raise HonestyError(
             f"{train.path}: measured the same table as the held-out eval; `train_eval` must be an eval on a "
@@ -109,16 +108,15 @@ def build_pair(
 ) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
-    cited = cite_eval(ls, kind="pair")
+    cited = cite_eval(ls, "pair")
     ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
     halves: dict[str, PlannedCheckpoint] = {}
     for role in spec.pushed_roles:
         src = ls.existing(spec.checkpoints[role], f"checkpoints.{role}", "dir")
-        half = plan_half(src, role, f"checkpoints.{role}", ls.path)
-        _check_half(ev, eval_path, half, role, src)
-        halves[role] = half
+        halves[role] = plan_half(src, role, f"checkpoints.{role}", ls.path)
+        _check_half(ev, eval_path, halves[role], role)
     if len(halves) == 2:
         honesty.check_pair_metas(
             halves["av"].meta, halves["ar"].meta, halves["av"].meta_file, halves["ar"].meta_file
@@ -187,7 +185,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    cited = cite_eval(ls, kind="trajectory")
+    cited = cite_eval(ls, "trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
@@ -476,14 +474,7 @@ def build_bundle(
         )
         bundle.save()
         write_file_hashes(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
