@@ -311,26 +311,6 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     }
 
 
-def _checked_sidecar(path: Path, info: dict):
-
-    try:
-        side = read_sidecar(path)
-    except DataError as exc:
-        raise HonestyError(f"{path}: the dataset card needs the table's sidecar: {exc}") from exc
-    recorded = side.files.get(path.name)
-    if recorded is not None and recorded != info["sha256"]:
-        raise HonestyError(
-            f"{sidecar_path(path)}: records sha256 {recorded[:12]}… for {path.name} but the file has "
-            f"{info['sha256'][:12]}…; the sidecar describes another table. Re-run the stage that made it"
-        )
-    if side.rows != info["rows"]:
-        raise HonestyError(
-            f"{sidecar_path(path)}: records {side.rows} rows but {path} has {info['rows']}; the card "
-            "would state a wrong row count. Re-run the stage that made it"
-        )
-    return side
-
-
 def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[RepoTarget]:
     """Check each table against its sidecar, copy both, and write the dataset card."""
     spec = ls.spec
@@ -342,20 +322,30 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         path = ls.existing(value, f"data_files[{i}]", "file")
         if path.suffix != ".parquet":
             raise ReleaseError(f"{ls.path}: field `data_files[{i}]`: {path} is not a .parquet table")
-        info = table_info(path)
-        side = _checked_sidecar(path, info)
+        info, side_file = table_info(path), sidecar_path(path)
+        try:
+            side = read_sidecar(path)
+        except DataError as exc:
+            raise HonestyError(f"{path}: the dataset card needs the table's sidecar: {exc}") from exc
+        recorded = side.files.get(path.name)
+        if recorded is not None and recorded != info["sha256"]:
+            raise HonestyError(
+                f"{side_file}: records sha256 {recorded[:12]}… for {path.name} but the file has "
+                f"{info['sha256'][:12]}…; the sidecar describes another table. Re-run the stage that made it"
+            )
+        if side.rows != info["rows"]:
+            raise HonestyError(
+                f"{side_file}: records {side.rows} rows but {path} has {info['rows']}; the card "
+                "would state a wrong row count. Re-run the stage that made it"
+            )
         rel = f"{DATA_DIR}/{path.name}"
         if rel in sources:
             raise ReleaseError(f"{ls.path}: field `data_files[{i}]`: two tables are named {path.name}")
         (dest / DATA_DIR).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest / rel)
-        shutil.copyfile(sidecar_path(path), dest / f"{rel}.json")
+        shutil.copyfile(side_file, dest / f"{rel}.json")
         sources[rel] = {"from": str(path), "sha256": info["sha256"], "how": "copy"}
-        sources[f"{rel}.json"] = {
-            "from": str(sidecar_path(path)),
-            "sha256": sha256_file(sidecar_path(path)),
-            "how": "copy",
-        }
+        sources[f"{rel}.json"] = {"from": str(side_file), "sha256": sha256_file(side_file), "how": "copy"}
         configs.append({"split": re.sub(r"\W", "_", path.name[: -len(".parquet")]), "path": rel})
         credit = credit_for(side, ls, f"data_files[{i}]", path.name)
         tables.append(_table(path, side, info, rel, credit))
