@@ -100,7 +100,8 @@ def eval_rows(args: argparse.Namespace, pair, v: torch.Tensor) -> list[dict]:
     """`evaluate_pair` on each engine and the per-row eval loop, on the eval table of vectors `v`."""
     from bench_eval import per_row_loop
 
-    from hubkit.eval.run import Generation, evaluate_pair
+    from hubkit.eval.generation import Generation
+    from hubkit.eval.pair_eval import evaluate_pair
 
     n, out = len(v), []
     with tempfile.TemporaryDirectory() as tmp:

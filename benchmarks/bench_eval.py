@@ -277,7 +277,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from hubkit import models
-    from hubkit.eval.run import Generation, evaluate_pair
+    from hubkit.eval.generation import Generation
+    from hubkit.eval.pair_eval import evaluate_pair
     from hubkit.precision import resolve_dtype
 
     dtype = resolve_dtype(args.dtype, "cpu")

@@ -63,7 +63,8 @@ def build_world(root: Path, steps: int, d_model: int) -> tuple[Path, Path]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.run import Generation, evaluate_trajectory
+    from hubkit.eval.generation import Generation
+    from hubkit.eval.trajectory import evaluate_trajectory
     from hubkit.heads import identity_head
     from hubkit.meta import Training
     from hubkit.testing import make_tiny_model, tiny_metas

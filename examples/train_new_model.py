@@ -19,8 +19,9 @@ from hubkit import arch, models
 from hubkit.data import build_from_dirs, label_table, load_corpus, split_table
 from hubkit.data.extract import ExtractConfig, default_layer, extract
 from hubkit.data.labelers import TransformersLabeler
+from hubkit.eval.generation import Generation
 from hubkit.eval.headline import headline
-from hubkit.eval.run import Generation, evaluate_pair
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.pair import NLAPair
 from hubkit.train import RunOptions, train_ar, train_av
 from hubkit.train.recipe import recipe_from_dict

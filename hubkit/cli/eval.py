@@ -147,10 +147,15 @@ def eval_command(**flags: Any) -> None:
     """Evaluate an NLA pair (or a trajectory) on a held-out table; write eval.json, rows.parquet, plots."""
     # lazy: torch and the models load only when the command runs, never for `hubkit --help`
     from hubkit import hub, processes
-    from hubkit.eval import headline, run  # lazy: as above
+    from hubkit.eval import headline  # lazy: as above
+    from hubkit.eval.cross_pair_eval import evaluate_cross_pair  # lazy: as above
     from hubkit.eval.extras import Extras  # lazy: as above
     from hubkit.eval.generation import Generation  # lazy: as above
+    from hubkit.eval.pair_eval import evaluate_pair  # lazy: as above
+    from hubkit.eval.report import base_record, checkpoint_record  # lazy: as above
     from hubkit.eval.table import EvalTable  # lazy: as above
+    from hubkit.eval.trajectory import evaluate_trajectory  # lazy: as above
+    from hubkit.pair import NLAPair  # lazy: as above
 
     o = SimpleNamespace(**flags)
     o.device = processes.local_device(o.device)  # under a launcher, `cuda` is each process's own GPU
@@ -169,7 +174,7 @@ def eval_command(**flags: Any) -> None:
     fixed_dir = hub.resolve(o.fixed_ar) if o.fixed_ar else None
     if o.run_dir is not None:
         extras = Extras(spliced_loss=True, base_model=o.base_model) if o.spliced_loss else None
-        report = run.evaluate_trajectory(
+        report = evaluate_trajectory(
             o.run_dir, table, av=av_dir, ar=ar_dir, loss_log=o.loss_log, fixed_ar=fixed_dir, extras=extras,
             **load, **common,
         )  # fmt: skip
@@ -177,7 +182,7 @@ def eval_command(**flags: Any) -> None:
     elif av_dir is None and ar_dir is None and o.cross_avs and o.cross_ars:
         avs = {n: hub.resolve(x) for n, x in names(o.cross_avs).items()}
         ars = {n: hub.resolve(x) for n, x in names(o.cross_ars).items()}
-        report = run.evaluate_cross_pair(avs, ars, table, **load, **common)
+        report = evaluate_cross_pair(avs, ars, table, **load, **common)
         click.echo(report.figures.cross_pair.headline())
     else:
         if av_dir is None or ar_dir is None:
@@ -186,17 +191,17 @@ def eval_command(**flags: Any) -> None:
             )
         wanted = o.spliced_loss or any(flags[k] for k in PAIR_ONLY)
         extras = build_extras(o, (av_dir, ar_dir), table) if wanted else None
-        pair = run.load_pair(av_dir, ar_dir, **load)
+        pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir, **load)
         extras = with_fixed_ar(extras, pair, fixed_dir, o.fixed_ar, load)
         where = {"revision": o.revision, "subfolder": o.subfolder}
         ckpts: dict = {
-            role: {**run.checkpoint_record(folder), "source": source, **where}
+            role: {**checkpoint_record(folder), "source": source, **where}
             for role, folder, source in (("av", av_dir, o.av), ("ar", ar_dir, o.ar))
         }
-        base = run.base_record(av_dir, ar_dir, o.base_model)
+        base = base_record(av_dir, ar_dir, o.base_model)
         if base is not None:
             ckpts["base"] = base
-        report = run.evaluate_pair(pair, table, checkpoints=ckpts, progress=True, extras=extras, **common)
+        report = evaluate_pair(pair, table, checkpoints=ckpts, progress=True, extras=extras, **common)
         click.echo(headline.headline(report))
     if processes.is_main():
         click.echo(f"wrote {Path(o.out_dir) / 'eval.json'}")

@@ -14,9 +14,10 @@ from hubkit.demo.state import Demo
 from hubkit.eval.extras import Extras
 from hubkit.eval.identification import identification
 from hubkit.eval.metrics import cosine_rows
-from hubkit.eval.report import checkpoint_record
-from hubkit.eval.run import base_record, evaluate_pair, evaluate_trajectory
+from hubkit.eval.pair_eval import evaluate_pair
+from hubkit.eval.report import base_record, checkpoint_record
 from hubkit.eval.table import EvalTable
+from hubkit.eval.trajectory import evaluate_trajectory
 from hubkit.pair import NLAPair
 from hubkit.train.trajectory import latest_step
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "evaluate_pair": "hubkit.eval.run",
-    "evaluate_trajectory": "hubkit.eval.run",
+    "evaluate_pair": "hubkit.eval.pair_eval",
+    "evaluate_trajectory": "hubkit.eval.trajectory",
     "evaluate_cross_pair": "hubkit.eval.cross_pair_eval",
     "Generation": "hubkit.eval.generation",
     "Extras": "hubkit.eval.extras",
@@ -47,10 +47,11 @@ if TYPE_CHECKING:
     from hubkit.eval.cross_pair_eval import evaluate_cross_pair
     from hubkit.eval.extras import Extras
     from hubkit.eval.generation import Generation
+    from hubkit.eval.pair_eval import evaluate_pair
     from hubkit.eval.paraphrase import paraphrase_sensitivity
     from hubkit.eval.report import EvalReport, read_eval, verify
-    from hubkit.eval.run import evaluate_pair, evaluate_trajectory
     from hubkit.eval.table import EvalTable
+    from hubkit.eval.trajectory import evaluate_trajectory
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hubkit import constants
-from hubkit.checkpoint import read_file_hashes, write_file_hashes
+from hubkit.checkpoint import read_file_hashes, replace_dir, write_file_hashes
 from hubkit.data.sidecar import read_sidecar, sidecar_path
 from hubkit.errors import CheckpointError, DataError
 from hubkit.eval.sections import TrajectoryPoint
@@ -57,18 +56,18 @@ log = logging.getLogger(__name__)
 DATA_DIR = "data"
 
 
-def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str, src: Path) -> None:
+def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str) -> None:
     recorded = (ev["inputs"].get("checkpoints") or {}).get(role, {}).get("files", {})
-    honesty.check_hashes(half.shipped_sources(), recorded, eval_path, src, role.upper())
+    honesty.check_hashes(half.shipped_sources(), recorded, eval_path, half.source, role.upper())
 
 
 def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
         return None
-    train = cite_eval(ls, "train_eval", kind="pair")
+    train = cite_eval(ls, "pair", "train_eval")
     for role, half in halves.items():
-        _check_half(train.data, train.path, half, role, half.source)
+        _check_half(train.data, train.path, half, role)
     if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
         raise HonestyError(
             f"{train.path}: measured the same table as the held-out eval; `train_eval` must be an eval on a "
@@ -109,16 +108,15 @@ def build_pair(
 ) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
-    cited = cite_eval(ls, kind="pair")
+    cited = cite_eval(ls, "pair")
     ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
     halves: dict[str, PlannedCheckpoint] = {}
     for role in spec.pushed_roles:
         src = ls.existing(spec.checkpoints[role], f"checkpoints.{role}", "dir")
-        half = plan_half(src, role, f"checkpoints.{role}", ls.path)
-        _check_half(ev, eval_path, half, role, src)
-        halves[role] = half
+        halves[role] = plan_half(src, role, f"checkpoints.{role}", ls.path)
+        _check_half(ev, eval_path, halves[role], role)
     if len(halves) == 2:
         honesty.check_pair_metas(
             halves["av"].meta, halves["ar"].meta, halves["av"].meta_file, halves["ar"].meta_file
@@ -187,7 +185,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    cited = cite_eval(ls, kind="trajectory")
+    cited = cite_eval(ls, "trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
@@ -313,26 +311,6 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     }
 
 
-def _checked_sidecar(path: Path, info: dict):
-
-    try:
-        side = read_sidecar(path)
-    except DataError as exc:
-        raise HonestyError(f"{path}: the dataset card needs the table's sidecar: {exc}") from exc
-    recorded = side.files.get(path.name)
-    if recorded is not None and recorded != info["sha256"]:
-        raise HonestyError(
-            f"{sidecar_path(path)}: records sha256 {recorded[:12]}… for {path.name} but the file has "
-            f"{info['sha256'][:12]}…; the sidecar describes another table. Re-run the stage that made it"
-        )
-    if side.rows != info["rows"]:
-        raise HonestyError(
-            f"{sidecar_path(path)}: records {side.rows} rows but {path} has {info['rows']}; the card "
-            "would state a wrong row count. Re-run the stage that made it"
-        )
-    return side
-
-
 def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[RepoTarget]:
     """Check each table against its sidecar, copy both, and write the dataset card."""
     spec = ls.spec
@@ -344,20 +322,30 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         path = ls.existing(value, f"data_files[{i}]", "file")
         if path.suffix != ".parquet":
             raise ReleaseError(f"{ls.path}: field `data_files[{i}]`: {path} is not a .parquet table")
-        info = table_info(path)
-        side = _checked_sidecar(path, info)
+        info, side_file = table_info(path), sidecar_path(path)
+        try:
+            side = read_sidecar(path)
+        except DataError as exc:
+            raise HonestyError(f"{path}: the dataset card needs the table's sidecar: {exc}") from exc
+        recorded = side.files.get(path.name)
+        if recorded is not None and recorded != info["sha256"]:
+            raise HonestyError(
+                f"{side_file}: records sha256 {recorded[:12]}… for {path.name} but the file has "
+                f"{info['sha256'][:12]}…; the sidecar describes another table. Re-run the stage that made it"
+            )
+        if side.rows != info["rows"]:
+            raise HonestyError(
+                f"{side_file}: records {side.rows} rows but {path} has {info['rows']}; the card "
+                "would state a wrong row count. Re-run the stage that made it"
+            )
         rel = f"{DATA_DIR}/{path.name}"
         if rel in sources:
             raise ReleaseError(f"{ls.path}: field `data_files[{i}]`: two tables are named {path.name}")
         (dest / DATA_DIR).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest / rel)
-        shutil.copyfile(sidecar_path(path), dest / f"{rel}.json")
+        shutil.copyfile(side_file, dest / f"{rel}.json")
         sources[rel] = {"from": str(path), "sha256": info["sha256"], "how": "copy"}
-        sources[f"{rel}.json"] = {
-            "from": str(sidecar_path(path)),
-            "sha256": sha256_file(sidecar_path(path)),
-            "how": "copy",
-        }
+        sources[f"{rel}.json"] = {"from": str(side_file), "sha256": sha256_file(side_file), "how": "copy"}
         configs.append({"split": re.sub(r"\W", "_", path.name[: -len(".parquet")]), "path": rel})
         credit = credit_for(side, ls, f"data_files[{i}]", path.name)
         tables.append(_table(path, side, info, rel, credit))
@@ -476,14 +464,7 @@ def build_bundle(
         )
         bundle.save()
         write_file_hashes(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

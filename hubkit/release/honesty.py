@@ -75,8 +75,8 @@ class CitedEval:
     path: Path
 
 
-def cite_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None) -> CitedEval:
-    """The eval.json a spec field names (a file or the folder holding it), optionally of one `kind`."""
+def cite_eval(ls: LoadedSpec, kind: str, field_name: str = "eval") -> CitedEval:
+    """The eval.json of `kind` (pair or trajectory) a spec field names (a file or the folder holding it)."""
     value = getattr(ls.spec, field_name)
     assert value is not None
     path = ls.existing(value, field_name)
@@ -101,7 +101,7 @@ def cite_eval(ls: LoadedSpec, field_name: str = "eval", kind: str | None = None)
             f"{path}: no `provenance` (git commit, library versions) recorded; the card's numbers could not "
             "be traced to the code that computed them. Re-run `hubkit eval`"
         )
-    if kind is not None and ev.get("kind") != kind:
+    if ev.get("kind") != kind:
         how = "`hubkit eval --trajectory RUN`" if kind == "trajectory" else "`hubkit eval --av … --ar …`"
         raise ReleaseError(
             f"{ls.path}: field `{field_name}`: {path} is a {ev.get('kind')!r} eval; a `{ls.spec.kind}` "
@@ -243,11 +243,11 @@ def check_pair_metas(av: NLAMeta, ar: NLAMeta, av_file: str | Path, ar_file: str
 
 def check_meta_against_eval(meta: NLAMeta, nla: dict, meta_file: str | Path, eval_path: str | Path) -> None:
     """The checkpoint's meta must be the NLA eval.json says it measured (base model, layer, width)."""
-    problems = []
-    if nla.get("d_model") != meta.d_model:
-        problems.append(f"d_model {meta.d_model} vs {nla.get('d_model')}")
-    if nla.get("layer") != meta.layer:
-        problems.append(f"layer {meta.layer} vs {nla.get('layer')}")
+    problems = [
+        f"{k} {getattr(meta, k)} vs {nla.get(k)}"
+        for k in ("d_model", "layer")
+        if nla.get(k) != getattr(meta, k)
+    ]
     if not same_base(str(nla.get("base_model")), meta.base_model):
         problems.append(f"base_model {meta.base_model!r} vs {nla.get('base_model')!r}")
     if problems:

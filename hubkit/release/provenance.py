@@ -180,20 +180,16 @@ def corpus_key(name: str) -> str:
     return _HEAD.sub("", name)
 
 
-def _credit(side, ls: LoadedSpec) -> CorpusCredit | None:
+def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
+    """The corpus credit of one table's sidecar (its own licence, else the spec's `corpora`, else a known
+    corpus), refused (naming the spec field to add) when unknown."""
     corpus = side.corpus
     recorded = getattr(corpus, "license", None)
     if recorded:
         return CorpusCredit(license=recorded, url=getattr(corpus, "url", None), name=corpus.name)
     key = corpus_key(corpus.name)
-    return ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
-
-
-def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
-    """The corpus credit of one table's sidecar, refused (naming the spec field to add) when unknown."""
-    credit = _credit(side, ls)
+    credit = ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
     if credit is None:
-        key = corpus_key(side.corpus.name)
         raise ReleaseError(
             f"{ls.path}: field `corpora.{key}.license` is needed: {field_name} {table} comes from corpus "
             f"{side.corpus.name!r}, whose sidecar records no licence; add "

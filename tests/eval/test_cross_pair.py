@@ -15,8 +15,8 @@ from hubkit.eval.cross_pair import cross_pair_matrix
 from hubkit.eval.cross_pair_eval import evaluate_cross_pair
 from hubkit.eval.extras import Extras
 from hubkit.eval.generation import Generation
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.report import read_eval, read_eval_json, verify
-from hubkit.eval.run import evaluate_pair
 from hubkit.eval.table import EvalTable
 from hubkit.meta import Injection
 from hubkit.pair import NLAPair

@@ -15,8 +15,8 @@ from hubkit import engines, heads
 from hubkit.checkpoint import write_checkpoint
 from hubkit.cli.eval import eval_command
 from hubkit.eval.generation import Generation
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.report import read_eval_json
-from hubkit.eval.run import evaluate_pair
 
 from .conftest import D, write_table
 

@@ -12,9 +12,11 @@ from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError, IncompatiblePairError
 from hubkit.eval.ablations import reconstruct_unique
 from hubkit.eval.generation import Generation
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.report import read_eval, read_eval_json, verify
-from hubkit.eval.run import evaluate_pair, evaluate_trajectory, load_pair
+from hubkit.eval.trajectory import evaluate_trajectory
 from hubkit.meta import Training
+from hubkit.pair import NLAPair
 from hubkit.verbalizer import Explanation
 
 from .conftest import ConstantAR, D, OracleAR, write_table
@@ -264,7 +266,7 @@ def test_cli_usage_errors(tmp_path, ckpts, vectors):
 
 def test_pair_whose_metas_disagree_is_refused(ckpts):
     with pytest.raises(IncompatiblePairError, match="layer: AV 1 vs AR 0"):
-        load_pair(ckpts.av, ckpts.bad_ar)
+        NLAPair.from_pretrained(av=ckpts.av, ar=ckpts.bad_ar)
 
 
 def test_trajectory_evaluates_every_checkpoint_and_the_loss_trend(tmp_path, ckpts, vectors):

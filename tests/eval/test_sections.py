@@ -8,8 +8,8 @@ import pytest
 from hubkit.errors import DataError
 from hubkit.eval.generation import Generation
 from hubkit.eval.metrics import to_plain
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.report import read_eval, read_eval_json
-from hubkit.eval.run import evaluate_pair
 from hubkit.eval.sections import (
     PairFigures,
     TrajectoryFigures,

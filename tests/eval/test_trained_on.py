@@ -9,8 +9,8 @@ from hubkit.checkpoint import write_checkpoint
 from hubkit.errors import DataError
 from hubkit.eval.generation import Generation
 from hubkit.eval.overlap import check_overlap
+from hubkit.eval.pair_eval import evaluate_pair
 from hubkit.eval.report import read_eval_json
-from hubkit.eval.run import evaluate_pair
 from hubkit.eval.table import EvalTable
 from hubkit.eval.trained_on import RUN_RECIPE_FILE, from_halves
 from hubkit.meta import Training

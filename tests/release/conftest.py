@@ -61,7 +61,8 @@ def _build_world(root: Path) -> dict:
     from transformers import AutoTokenizer
 
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.run import evaluate_pair, evaluate_trajectory
+    from hubkit.eval.pair_eval import evaluate_pair
+    from hubkit.eval.trajectory import evaluate_trajectory
     from hubkit.heads import identity_head
     from hubkit.meta import Training
     from hubkit.pair import NLAPair
@@ -230,7 +231,7 @@ def _family_world(root: Path, family: str) -> dict:
     from transformers import AutoTokenizer
 
     from hubkit.checkpoint import write_checkpoint
-    from hubkit.eval.run import evaluate_pair
+    from hubkit.eval.pair_eval import evaluate_pair
     from hubkit.heads import identity_head
     from hubkit.pair import NLAPair
     from hubkit.scale_lint import embedding_norm
