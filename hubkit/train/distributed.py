@@ -132,18 +132,13 @@ def estimate(
     return total / (world if strategy == "fsdp" else 1)
 
 
-def device_memory_bytes(cfg: DistributedRecipe, device: torch.device) -> float | None:
-    if cfg.device_memory_gb is not None:
-        return cfg.device_memory_gb * 1e9
-    if device.type == "cuda":
-        return float(torch.cuda.get_device_properties(device).total_memory)
-    return None
-
-
 def check_fits(cfg: DistributedRecipe, base: str, dtype: str, adapter_kind: str, world: int, device) -> None:
     """Refuse, before loading, a base whose weights and optimiser state alone exceed one device's memory."""
-    memory = device_memory_bytes(cfg, device)
-    if memory is None:
+    if cfg.device_memory_gb is not None:
+        memory = cfg.device_memory_gb * 1e9
+    elif device.type == "cuda":
+        memory = float(torch.cuda.get_device_properties(device).total_memory)
+    else:
         return
     base_path = loading.resolve_base(base)
     params = count_parameters(base_path)

@@ -207,12 +207,6 @@ class GRPOTrainer:
             )
         return parts
 
-    def restore(self, folder: Path) -> None:
-        trajectory.restore_weights(self.model, folder, self.adapter_name)
-        if self.cfg.train_ar:
-            trajectory.restore_weights(self.ar.model, folder / "ar", self.ar_adapter)
-            trajectory.restore_head(self.ar.head, folder / "ar")
-
     def policy_update(self, step: int, rollouts: list[Rollout], reward: float, last: Path | None) -> float:
         """`inner_epochs` passes of the clipped objective over the step's rollouts, each refused when
         non-finite; the gradient norm of the last pass."""

@@ -99,9 +99,9 @@ class Task(Protocol):
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any]
 
-    def restore(self, folder: Path) -> None: ...
-
-    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]: ...
+    def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
+        """The halves a step folder holds, their metas' ``training`` set to `training`: what is saved
+        and what a resume restores."""
 
 
 class Runner:
@@ -244,7 +244,7 @@ class Runner:
             trajectory.check_resumable(
                 r, task.stage_name, self.config_sha256, task.table.sha256, self.per_step
             )
-            task.restore(r.folder)
+            trajectory.restore_parts(task.parts({}), r.folder)
             for name, optimizer in task.optimizers.items():
                 optimizer.load_state_dict(r.optimizers[name])
                 task.schedulers[name].load_state_dict(r.schedulers[name])
@@ -408,11 +408,6 @@ class SFTTask(Task):
 
     def trained_modules(self) -> list[nn.Module]:
         return [m for m in (self.model, self.head) if m is not None]
-
-    def restore(self, folder: Path) -> None:
-        trajectory.restore_weights(self.model, folder, self.adapter_name)
-        if self.head is not None:
-            trajectory.restore_head(self.head, folder)
 
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         meta = metas.with_training(self.meta, **training)

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from hubkit import arch, heads
 from hubkit.identity import hub_id
@@ -33,13 +33,6 @@ def clip_text(tokenizer, text: str, max_length: int) -> str:
     return text if len(ids) <= max_length else tokenizer.decode(ids[:max_length])
 
 
-def freeze_unused_output(model: nn.Module) -> None:
-    """The AR never runs the LM head: freeze it unless it is tied to the input embeddings."""
-    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
-    if out is not None and out.weight is not inp.weight:
-        out.weight.requires_grad_(False)
-
-
 class ARTask(SFTTask):
     """AR SFT on an ``ar_sft`` table (see `run_sft` for the loop)."""
 
@@ -55,8 +48,10 @@ class ARTask(SFTTask):
         arch.truncate(model, meta.ar.num_layers)
         torch.manual_seed(recipe.seed)  # the same LoRA initialisation in every run and process
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
-        if cfg.adapter.kind == "full":  # all weights train, but the LM head never runs
-            freeze_unused_output(self.model)
+        if cfg.adapter.kind == "full":  # all weights train, but the LM head never runs: frozen unless tied
+            out, inp = self.model.get_output_embeddings(), self.model.get_input_embeddings()
+            if out is not None and out.weight is not inp.weight:
+                out.weight.requires_grad_(False)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
         self.ar = ActivationReconstructor(self.model, tok, meta, self.head)

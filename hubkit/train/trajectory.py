@@ -342,6 +342,10 @@ def restore_weights(model: nn.Module, folder: Path, adapter_name: str | None) ->
         model.load_state_dict(saved, strict=False)
 
 
-def restore_head(head: nn.Linear, folder: Path) -> None:
-    tensors = _load_tensors(folder / C.VALUE_HEAD_FILE)
-    head.load_state_dict({k: v.to(head.weight.dtype) for k, v in tensors.items()})
+def restore_parts(parts: list[Part], folder: Path) -> None:
+    """Load each part's weights (and head) back from its place in step folder `folder`."""
+    for part in parts:
+        restore_weights(part.model, folder / part.subdir, part.adapter_name)
+        if part.head is not None:
+            tensors = _load_tensors(folder / part.subdir / C.VALUE_HEAD_FILE)
+            part.head.load_state_dict({k: v.to(part.head.weight.dtype) for k, v in tensors.items()})
