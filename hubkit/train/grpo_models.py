@@ -47,27 +47,6 @@ def init_dir(given: str | None, recipe: Recipe, stage: str) -> Path:
     return path
 
 
-def _trainable(
-    recipe: Recipe, folder: Path, meta: NLAMeta, device: torch.device, dtype_name: str, checkpointing: bool
-) -> tuple[nn.Module, Any, str]:
-    """(model, tokenizer, base name): the checkpoint at `folder` ready to train, its LoRA adapter loaded
-    trainable under its role's name (`POLICY` is "av") onto the base, or its full weights; an AR is cut
-    to its blocks."""
-    kept_blocks = meta.ar.num_layers if meta.role == "ar" else None
-    dtype = getattr(torch, dtype_name)
-    base = loading.resolve_base(recipe.base_model)
-    if loading.is_adapter(folder):
-        model = load_model(base, dtype, device, meta.adapter.quant)
-        model = prepare_for_training(model, meta.adapter.quant != "none", checkpointing)
-        model = loading.attach_adapter(model, folder, meta.role, kept_blocks=kept_blocks, is_trainable=True)
-    else:
-        model = load_model(str(folder), dtype, device).requires_grad_(True)
-        model = prepare_for_training(model, False, checkpointing)
-    if kept_blocks is not None:
-        arch.truncate(model, kept_blocks)
-    return model, loading.load_tokenizer(folder, base), base
-
-
 def load_policy(
     recipe: Recipe, cfg: GRPORecipe, av_dir: Path, device: torch.device, dtype_name: str
 ) -> tuple[nn.Module, nn.Module | None, Any, NLAMeta]:
@@ -82,14 +61,23 @@ def load_policy(
         raise CheckpointError(
             f"{av_dir}: grpo.av_init must be an AV checkpoint, this is an {meta.role.upper()}"
         )
-    model, tok, base = _trainable(recipe, av_dir, meta, device, dtype_name, cfg.gradient_checkpointing)
+    dtype = getattr(torch, dtype_name)
+    base = loading.resolve_base(recipe.base_model)
     reference = None
-    if isinstance(model, PeftModel):
-        if cfg.reference == "init" and cfg.kl_coef > 0:  # loaded beside the policy, which stays active
-            loading.attach_adapter(model, av_dir, REFERENCE)
-    elif cfg.kl_coef > 0:  # with β = 0 the KL term is never computed: no second copy
-        start = str(av_dir) if cfg.reference == "init" else base
-        reference = load_model(start, getattr(torch, dtype_name), device).requires_grad_(False).eval()
+    if loading.is_adapter(av_dir):
+        model = load_model(base, dtype, device, meta.adapter.quant)
+        model = prepare_for_training(model, meta.adapter.quant != "none", cfg.gradient_checkpointing)
+        model = PeftModel.from_pretrained(model, str(av_dir), adapter_name=POLICY, is_trainable=True)
+        if cfg.reference == "init" and cfg.kl_coef > 0:
+            model.load_adapter(str(av_dir), adapter_name=REFERENCE)
+        model.set_adapter(POLICY)
+    else:
+        model = load_model(str(av_dir), dtype, device).requires_grad_(True)
+        model = prepare_for_training(model, False, cfg.gradient_checkpointing)
+        if cfg.kl_coef > 0:  # with β = 0 the KL term is never computed: no second copy
+            reference = load_model(str(av_dir) if cfg.reference == "init" else base, dtype, device)
+            reference.requires_grad_(False).eval()
+    tok = loading.load_tokenizer(av_dir, base)
     _quiet_dropout(model)
     return model, reference, tok, meta
 
@@ -111,9 +99,17 @@ def load_ar(
             f"{ar_dir}: an AR with LoRA tensors inside its head file cannot be trained here; "
             "set grpo.train_ar: false"
         )
-    model, tok, _ = _trainable(recipe, ar_dir, meta, device, dtype_name, False)
+    dtype = getattr(torch, dtype_name)
+    base = loading.resolve_base(recipe.base_model)
+    if loading.is_adapter(ar_dir):
+        model = load_model(base, dtype, device, meta.adapter.quant)
+        model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=meta.ar.num_layers, is_trainable=True)
+    else:
+        model = load_model(str(ar_dir), dtype, device).requires_grad_(True)
+    arch.truncate(model, meta.ar.num_layers)
     _quiet_dropout(model)
-    return ActivationReconstructor(model, tok, meta, head.to(device).requires_grad_(True))
+    head = head.to(device).requires_grad_(True)
+    return ActivationReconstructor(model, loading.load_tokenizer(ar_dir, base), meta, head)
 
 
 def frozen_ar(
@@ -127,6 +123,7 @@ def frozen_ar(
         return load_ar(recipe, ar_dir, device, False, dtype_name)
     meta = trained.meta
     loading.attach_adapter(trained.model, ar_dir, FROZEN_AR, kept_blocks=meta.ar.num_layers)
+    trained.model.set_adapter("ar")
     for name, param in trained.model.named_parameters():
         if f".{FROZEN_AR}." in name:
             param.requires_grad_(False)
