@@ -9,7 +9,7 @@ sections of a pair eval. Figures: `metrics`, `ablations`, `identification`, `div
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 _EXPORTS = {
     "evaluate_pair": "hubkit.eval.pair_eval",
@@ -26,32 +26,7 @@ _EXPORTS = {
     "content_sensitivity": "hubkit.eval.ablations",
 }
 
-__all__ = [
-    "EvalReport",
-    "EvalTable",
-    "Extras",
-    "Generation",
-    "claim_ablation",
-    "content_sensitivity",
-    "evaluate_cross_pair",
-    "evaluate_pair",
-    "evaluate_trajectory",
-    "paraphrase_sensitivity",
-    "read_eval",
-    "verify",
-]
-
-if TYPE_CHECKING:
-    from hubkit.eval.ablations import content_sensitivity
-    from hubkit.eval.claims import claim_ablation
-    from hubkit.eval.cross_pair_eval import evaluate_cross_pair
-    from hubkit.eval.extras import Extras
-    from hubkit.eval.generation import Generation
-    from hubkit.eval.pair_eval import evaluate_pair
-    from hubkit.eval.paraphrase import paraphrase_sensitivity
-    from hubkit.eval.report import EvalReport, read_eval, verify
-    from hubkit.eval.table import EvalTable
-    from hubkit.eval.trajectory import evaluate_trajectory
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -64,10 +64,8 @@ class Reconstructor(Protocol):
 
 
 def reconstruct_unique(ar: Reconstructor, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-    """AR outputs for `texts` as float64 ``[N, d]``, running each distinct text once (the AR is deterministic).
-
-    Distinct texts go to the AR sorted by length, so a batch pads little.
-    """
+    """AR outputs for `texts` as float64 ``[N, d]``, running each distinct text once (the AR is deterministic),
+    sorted by length so a batch pads little."""
     if not isinstance(ar, Reconstructor):
         raise TypeError(f"{type(ar).__name__} has no `reconstruct(texts)` method")
     unique = sorted(dict.fromkeys(texts), key=len)
@@ -166,11 +164,8 @@ def content_sensitivity(
     batch_size: int | None = None,
     source: str = "av",
 ) -> ContentSensitivity:
-    """The AR's cosine on real explanations against the four controls, with paired delta intervals.
-
-    `real_reconstructions` (the AR's output on `explanations`, when already computed) saves one pass;
-    the different-row control reuses them, since the AR is deterministic.
-    """
+    """The AR's cosine on real explanations against the four controls, with paired delta intervals; the
+    different-row control reuses the real reconstructions, since the AR is deterministic."""
     v, explanations, real = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
     n = v.shape[0]
     if n < 2:

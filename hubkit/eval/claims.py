@@ -45,13 +45,10 @@ def without_claim(text: str, index: int) -> str:
     n = sum(len(line) for line in lines)
     if not 0 <= index < n:
         raise DataError(f"claim {index} of an explanation with {n} claims")
-    kept, i = [], 0
+    kept, first = [], 0
     for line in lines:
-        rest = []
-        for c in line:
-            if i != index:
-                rest.append(c)
-            i += 1
+        rest = [c for i, c in enumerate(line, first) if i != index]
+        first += len(line)
         if rest:
             kept.append(" ".join(rest))
     return "\n".join(kept)

@@ -67,10 +67,7 @@ def bootstrap_ci(
     n_boot: int = DEFAULT_BOOT,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (or of `stat`, mapping ``[B, n]`` resamples to ``[B]``).
-
-    Deterministic in `seed`. Needs at least two values.
-    """
+    """Seeded percentile bootstrap interval of the mean (or of `stat`, mapping ``[B, n]`` resamples to ``[B]``)."""
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size < 2:
         raise DataError(f"a bootstrap interval needs at least 2 values, got {x.size}")
@@ -172,10 +169,8 @@ def _interval(stats: np.ndarray) -> tuple[float | None, float | None]:
 
 
 def fve(v, v_hat, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> FVE:
-    """FVE of the normalised vectors; ``B`` = mean squared distance of the unit vectors from their mean.
-
-    The interval resamples rows and recomputes both the MSE and ``B`` on each resample.
-    """
+    """FVE of the normalised vectors; ``B`` = mean squared distance of the unit vectors from their mean (the
+    interval recomputes both the MSE and ``B`` on each resample of rows)."""
     u, err, sq = _fve_parts(v, v_hat)
     n = u.shape[0]
     if n < 2:

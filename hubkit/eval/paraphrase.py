@@ -74,15 +74,11 @@ def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:
         t: parse_explanation(r if isinstance(r, str) else "", *tags)[0].strip()
         for t, r in zip(unique, replies)
     }
-    out, statuses = [], []
-    for t in texts:
-        if not t.strip():
-            out.append("")
-            statuses.append("source_empty")
-            continue
-        p = got[t]
-        out.append(p)
-        statuses.append("empty" if not p.strip() else "identical" if _same(p, t) else "ok")
+    out = [got.get(t, "") for t in texts]  # blank source texts were not sent
+    statuses = [
+        "source_empty" if not t.strip() else "empty" if not p else "identical" if _same(p, t) else "ok"
+        for t, p in zip(texts, out)
+    ]
     return Paraphrases(labeler=labeler.name, texts=out, statuses=statuses)
 
 

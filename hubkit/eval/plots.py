@@ -55,9 +55,8 @@ def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str
         )
     ax.axhline(floor.p95, color="black", ls="--", lw=1, label=f"noise floor p95 = {floor.p95:.3f}")
     ax.axhline(floor.mean, color="gray", ls=":", lw=1, label=f"mismatched mean = {floor.mean:.3f}")
-    ax.set_xlabel("rows, sorted by cosine")
-    ax.set_ylabel("cos(v, v̂)")
-    ax.set_title(f"Round trip per row — {floor.frac_above:.0%} of rows above the floor")
+    title = f"Round trip per row — {floor.frac_above:.0%} of rows above the floor"
+    ax.set(xlabel="rows, sorted by cosine", ylabel="cos(v, v̂)", title=title)
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
 
@@ -65,18 +64,16 @@ def per_row_cosine(cos: np.ndarray, ok: np.ndarray, floor: NoiseFloor, path: str
 def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
     """AR cosine on the real explanation vs each control (left) and the deltas with 95% intervals (right)."""
     fig = Figure(figsize=(8, 3.4))
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1, ax2 = fig.subplots(1, 2)
     names = ["real"] + [c.name for c in cs.controls]
     means = [cs.real.mean] + [c.cos.mean for c in cs.controls]
     ax1.bar(names, means, color=["tab:blue"] + ["tab:gray"] * len(cs.controls))
-    ax1.set_ylabel("mean cos(v, AR(text))")
-    ax1.set_title(f"AR input ({cs.source} explanations)")
+    ax1.set(ylabel="mean cos(v, AR(text))", title=f"AR input ({cs.source} explanations)")
     ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
     dm, err = _summaries([c.delta for c in cs.controls])
     ax2.errorbar([c.name for c in cs.controls], dm, yerr=err, fmt="o", capsize=4)
     ax2.axhline(0, color="black", lw=1)
-    ax2.set_ylabel("real − control (95% CI)")
-    ax2.set_title(f"verdict: {cs.verdict}")
+    ax2.set(ylabel="real − control (95% CI)", title=f"verdict: {cs.verdict}")
     ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
     return _save(fig, path)
 
@@ -84,7 +81,7 @@ def ablations(cs: ContentSensitivity, path: str | Path) -> Path:
 def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -> Path:
     """Top-k accuracy against chance (left) and the rank of each row's own vector (right)."""
     fig = Figure(figsize=(8, 3.4))
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1, ax2 = fig.subplots(1, 2)
     labels = [f"top-{t.k}" for t in ident.top]
     x = np.arange(len(labels))
     acc = [t.accuracy for t in ident.top]
@@ -96,8 +93,7 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     ax1.bar(x - 0.2, acc, 0.4, yerr=err, capsize=4, label="observed")
     ax1.bar(x + 0.2, [t.chance for t in ident.top], 0.4, color="tab:gray", label="chance k/N")
     ax1.set_xticks(x, labels)
-    ax1.set_ylim(0, 1)
-    ax1.set_title(f"Identification among N={ident.n}")
+    ax1.set(ylim=(0, 1), title=f"Identification among N={ident.n}")
     ax1.legend(fontsize=7)
     ax2.hist(ranks, bins=min(50, max(5, ident.n // 2)), color="tab:blue")
     ax2.axvline(ident.chance_mean_rank, color="black", ls="--", lw=1, label="chance mean rank")
@@ -111,7 +107,7 @@ def trajectory(traj: Trajectory, path: str | Path) -> Path:
     AR when measured (beside an AR trained alongside in RL), and the fraction of spliced loss recovered (on a
     second axis) when measured; next to it the loss curve with its fitted line."""
     fig = Figure(figsize=(8, 3.4))
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1, ax2 = fig.subplots(1, 2)
     points, lc, trend = traj.checkpoints, traj.loss_curve, traj.trend
     steps = [p.step if p.step is not None else i for i, p in enumerate(points)]
     m, err = _summaries([p.cos for p in points])
@@ -123,8 +119,7 @@ def trajectory(traj: Trajectory, path: str | Path) -> Path:
             [x for x, _ in kept], fm, yerr=ferr, fmt="s--", capsize=3, label="mean cos, frozen SFT AR"
         )
     ax1.plot(steps, [p.noise_floor_p95 for p in points], "k--", lw=1, label="noise floor p95")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("round-trip cosine")
+    ax1.set(xlabel="step", ylabel="round-trip cosine")
     ax1.legend(fontsize=7, loc="upper left")
     if points[0].spliced_loss is not None:
         sls = [p.spliced_loss for p in points]
@@ -144,8 +139,7 @@ def trajectory(traj: Trajectory, path: str | Path) -> Path:
                 "r-",
                 label=f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}",
             )
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("training loss")
+        ax2.set(xlabel="step", ylabel="training loss")
         ax2.legend(fontsize=7)
     else:
         ax2.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax2.transAxes)
@@ -169,8 +163,7 @@ def cross_pair(cp, path: str | Path) -> Path:
                 ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
         ax.set_xticks(range(len(cp.ars)), [str(a)[-18:] for a in cp.ars], rotation=30, fontsize=7)
         ax.set_yticks(range(len(cp.avs)), [str(a)[-18:] for a in cp.avs], fontsize=7)
-        ax.set_xlabel("AR")
-        ax.set_ylabel("AV")
+        ax.set(xlabel="AR", ylabel="AV")
         ax.set_title(title, fontsize=9)
         if cp.this_pair is not None:
             i, j = cp.avs.index(cp.this_pair["av"]), cp.ars.index(cp.this_pair["ar"])

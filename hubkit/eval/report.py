@@ -152,11 +152,9 @@ def verify(path: str | Path) -> list[str]:
 
     inputs = data.get("inputs", {})
     table = inputs.get("table") or {}
-    if table.get("path"):
-        check(Path(table["path"]), table.get("sha256"), "eval table")
-    side = table.get("sidecar") or {}
-    if side.get("path"):
-        check(Path(side["path"]), side.get("sha256"), "eval table sidecar")
+    for what, rec in (("eval table", table), ("eval table sidecar", table.get("sidecar") or {})):
+        if rec.get("path"):
+            check(Path(rec["path"]), rec.get("sha256"), what)
     for name, rec in (inputs.get("checkpoints") or {}).items():
         root = Path(rec["path"])
         for rel, sha in rec.get("files", {}).items():

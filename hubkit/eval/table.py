@@ -80,8 +80,7 @@ class EvalTable:
                 f"{list(REQUIRED)}, as written by the data pipeline's eval split"
             )
         for c in REQUIRED:
-            nulls = table.column(c).null_count
-            if nulls:
+            if nulls := table.column(c).null_count:
                 raise DataError(f"{path}: column `{c}` has {nulls} null value(s)")
         vectors = vectors_from_column(table.column("vector"), str(path))
         expl = None

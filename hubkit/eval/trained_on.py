@@ -118,10 +118,8 @@ def from_halves(halves: Mapping[str, object]) -> list[TrainedOn]:
                 visit(f"{label} < {init.name}", NLAMeta.load(init), init, depth + 1)
 
     for name, half in halves.items():
-        if hasattr(half, "meta"):
-            visit(name, half.meta, None, 0)
-        else:
-            visit(name, NLAMeta.load(Path(half)), Path(half), 0)
+        folder = None if hasattr(half, "meta") else Path(half)
+        visit(name, NLAMeta.load(folder) if folder else half.meta, folder, 0)
     return out
 
 

@@ -83,6 +83,3 @@ def point_figures(section: FixedAR | None) -> PointFixedAR | None:
         top1=section.identification.at(1).accuracy,
         real_minus_empty=section.content_sensitivity.control("empty").delta.mean,
     )
-
-
-__all__ = ["co_trained", "fixed_ar_section", "point_figures", "round_trip_block", "yardstick_name"]
