@@ -144,20 +144,15 @@ def evaluate_pair(
         diversity=div,
         **sections,
     )
-    verdicts = _verdicts(cs, ident, floor)
-    inputs = {
-        "table": table_record(tbl, sel, selection),
-        "checkpoints": checkpoint_records(checkpoints),
-    }
     report = EvalReport(
         kind="pair",
         seed=seed,
         generation=gen.record(pair.av.meta.injection.scheme),
         nla=nla_record(pair.av.meta, pair.ar.meta, getattr(pair, "shared_base", None)),
-        inputs=inputs,
+        inputs={"table": table_record(tbl, sel, selection), "checkpoints": checkpoint_records(checkpoints)},
         overlap=asdict(ov),
         figures=figures,
-        verdicts=verdicts,
+        verdicts=_verdicts(cs, ident, floor),
         timing={
             "generate_s": t_gen,
             "reconstruct_s": t_ar,

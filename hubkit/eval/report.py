@@ -52,11 +52,6 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def provenance() -> dict:
-    """The code and libraries that computed the numbers."""
-    return {"git": git_state(), "libraries": library_versions()}
-
-
 def checkpoint_record(path: str | Path) -> dict:
     """``{path, files: {relpath: sha256}}`` for a checkpoint folder (or a single file)."""
     p = Path(path)
@@ -78,7 +73,7 @@ class EvalReport:
     figures: Any  # PairFigures | TrajectoryFigures | CrossPairFigures, as `KINDS` says
     verdicts: Any  # Verdicts | TrajectoryVerdicts | NoVerdicts
     timing: dict
-    provenance: dict = field(default_factory=provenance)
+    provenance: dict = field(default_factory=lambda: {"git": git_state(), "libraries": library_versions()})
     created: str = field(default_factory=now)
     outputs: dict = field(default_factory=dict)
     rows: Any = field(default=None, repr=False)  # pyarrow.Table of per-row results

@@ -67,10 +67,8 @@ class RoundTrip(_Section):
 
 @dataclass
 class FixedAR(_Section):
-    """The round trip's own explanations read by a fixed yardstick: the frozen SFT AR.
-
-    An AR trained alongside the AV in RL learned to reward that AV's texts, so its figures flatter the
-    pair; the frozen AR's figures are comparable across runs and checkpoints."""
+    """The round trip's own explanations read by a fixed yardstick, the frozen SFT AR (`hubkit.eval.yardstick`
+    says why)."""
 
     ar: str  # the frozen AR's folder or repo id
     # whether the pair's own AR was trained in RL (then this is the honest figure)

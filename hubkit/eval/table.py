@@ -148,17 +148,6 @@ def read_json_object(path: Path, what: str, missing: str) -> dict:
     return data
 
 
-def sidecar_extraction(sidecar: dict) -> dict:
-    """``{base_model, d_model, layer}`` as far as the sidecar records them (hubkit or reference dialect)."""
-    ext = sidecar.get("extraction") if isinstance(sidecar.get("extraction"), dict) else {}
-    out = {
-        "base_model": ext.get("base_model", sidecar.get("base_model")),
-        "d_model": ext.get("d_model", sidecar.get("d_model")),
-        "layer": ext.get("layer_index", ext.get("layer", sidecar.get("layer"))),
-    }
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def check_against_meta(table: EvalTable, meta) -> None:
     """Refuse a table whose width, layer or base model is not the NLA's (from the vectors and the sidecar)."""
     where = table.path or "<eval table>"
@@ -167,16 +156,21 @@ def check_against_meta(table: EvalTable, meta) -> None:
             f"{where}: vectors have width {table.width} but the NLA reads d_model={meta.d_model}; "
             f"extract the eval table from {meta.base_model} at layer {meta.layer}"
         )
-    if table.sidecar is None:
+    side = table.sidecar
+    if side is None:
         return
-    ext = sidecar_extraction(table.sidecar)
+    # the extraction as the sidecar records it: under `extraction` (hubkit) or at its top level (reference)
+    ext = side.get("extraction") if isinstance(side.get("extraction"), dict) else {}
+    d_model = ext.get("d_model", side.get("d_model"))
+    layer = ext.get("layer_index", ext.get("layer", side.get("layer")))
+    base = ext.get("base_model", side.get("base_model"))
     problems = []
-    if "d_model" in ext and int(ext["d_model"]) != meta.d_model:
-        problems.append(f"d_model {ext['d_model']} vs the NLA's {meta.d_model}")
-    if "layer" in ext and int(ext["layer"]) != meta.layer:
-        problems.append(f"layer {ext['layer']} vs the NLA's {meta.layer}")
-    if "base_model" in ext and not same_base(str(ext["base_model"]), meta.base_model):
-        problems.append(f"base model {ext['base_model']!r} vs the NLA's {meta.base_model!r}")
+    if d_model is not None and int(d_model) != meta.d_model:
+        problems.append(f"d_model {d_model} vs the NLA's {meta.d_model}")
+    if layer is not None and int(layer) != meta.layer:
+        problems.append(f"layer {layer} vs the NLA's {meta.layer}")
+    if base is not None and not same_base(str(base), meta.base_model):
+        problems.append(f"base model {base!r} vs the NLA's {meta.base_model!r}")
     if problems:
         raise DataError(
             f"{table.sidecar_path}: the eval table was extracted differently from this NLA: "
