@@ -153,21 +153,18 @@ def cross_pair_matrix(
     ars: Mapping[str, Half],
     table: EvalTable,
     *,
-    generation: Generation | None = None,
+    generation: Generation = Generation(),
     n_boot: int = DEFAULT_BOOT,
     this_pair: dict[str, str] | None = None,
     known: Mapping[str, list] | None = None,
     loader: Callable[[Path, str], Any] | None = None,
     progress: bool = False,
 ) -> CrossPair:
-    """Every AV × AR cell on the rows of `table` (already selected).
-
-    `known` maps AV names to explanations already generated with the same settings (a pair eval's own
-    AV), which are reused. `loader(path, role)` loads a half given as a folder (default: the hubkit
-    loaders); each loaded half is released after its turn, so one model is in memory at a time.
-    """
+    """Every AV × AR cell on the rows of `table` (already selected). `known` maps AV names to explanations
+    already generated with the same settings (a pair eval's own AV), which are reused. `loader(path, role)`
+    loads a half given as a folder (default: the hubkit loaders); each is released after its turn, so one
+    model is in memory at a time."""
     check_cross(avs, ars, table)
-    gen = generation or Generation()
     v = table.vectors.float()
     vn = v.numpy().astype(np.float64)
     details: dict[str, list] = {}
@@ -176,19 +173,18 @@ def cross_pair_matrix(
             details[name] = list(known[name])
             continue
         av = _load(half, "av", loader)
-        details[name] = gen.run(av, v, progress)
+        details[name] = generation.run(av, v, progress)
         del av
     outputs: dict[tuple[str, str], np.ndarray] = {}
     for r_name, half in ars.items():
         ar = _load(half, "ar", loader)
         for a_name, ds in details.items():
-            outputs[a_name, r_name] = reconstruct_unique(ar, [d.text for d in ds], gen.ar_batch_size)
+            outputs[a_name, r_name] = reconstruct_unique(ar, [d.text for d in ds], generation.ar_batch_size)
         del ar
     cells = []
     for a_name, ds in details.items():
         ok = np.array([d.ok for d in ds], dtype=bool)
-        for r_name in ars:
-            cells.append(cell_figures(a_name, r_name, vn, outputs[a_name, r_name], ok, n_boot, gen.seed))
+        cells += [cell_figures(a_name, r, vn, outputs[a_name, r], ok, n_boot, generation.seed) for r in ars]
     return CrossPair(
         avs=list(avs),
         ars=list(ars),

@@ -36,10 +36,8 @@ def evaluate_cross_pair(
     dtype: str | None = None,
     plots: bool = True,
 ):
-    """A ``kind: cross_pair`` eval: the matrix, with every half's files hashed and the overlap checked.
-
-    Halves given as folders are hashed into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``).
-    """
+    """A ``kind: cross_pair`` eval: the matrix, the overlap checked, and every half given as a folder hashed
+    into ``inputs.checkpoints`` (``av:<name>``, ``ar:<name>``)."""
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
     check_cross(avs, ars, tbl)

@@ -70,11 +70,8 @@ class Extras:
         return {av_name: pair.av, **self.cross_avs}, {ar_name: pair.ar, **self.cross_ars}
 
     def check(self, pair, table: EvalTable) -> None:
-        """Refuse an incompatible cross-pair cell before anything is generated.
-
-        `pair` may be a loaded pair or anything with ``av`` and ``ar`` checkpoint folders (checked
-        from their metas alone, before any weights are loaded).
-        """
+        """Refuse an incompatible cross-pair cell before anything is generated (`pair` may be a loaded pair,
+        or ``av`` and ``ar`` checkpoint folders, checked from their metas before any weights load)."""
         if self.cross:
             check_cross(*self._halves(pair), table)
         if self.fixed_ar is not None:

@@ -56,11 +56,8 @@ def train_doc_ids(path: str | Path) -> set[str]:
 
 
 def sidecar_train_ids(sidecar: dict) -> dict[str, set[str]]:
-    """Training doc ids a sidecar lists: every split's ``split.doc_ids`` but the held-out one, or a flat list.
-
-    A table whose own split is a training split (``av_sft``, ``ar_sft``, ``rl``) thereby lists its own
-    documents: it is training data, whatever name it is evaluated under.
-    """
+    """Training doc ids a sidecar lists: every split's ``split.doc_ids`` but the held-out one, or a flat list
+    (a table whose own split is a training split lists its own documents: training data, whatever its name)."""
     out: dict[str, set[str]] = {}
     split = sidecar.get("split")
     if isinstance(split, dict) and isinstance(split.get("doc_ids"), dict):

@@ -71,13 +71,10 @@ def evaluate_pair(
     extras: Extras | None = None,
 ) -> EvalReport:
     """Evaluate `pair` (an `NLAPair`, or anything with ``.av.explain_detailed`` and ``.ar.reconstruct``)
-    on `rows` of `table` (all by default), generating as `generation` says.
-
-    `checkpoints` maps names (``av``, ``ar``, ``base``) to the folders whose file hashes eval.json
-    records. Refuses an eval table that overlaps `train_tables` unless `force_overlap`. `extras` adds
-    the optional sections (paraphrase, claim ablation, cross-pair matrix); an incompatible cross-pair
-    half is refused before anything runs.
-    """
+    on `rows` of `table` (all by default), generating as `generation` says. `checkpoints` maps names
+    (``av``, ``ar``, ``base``) to the folders whose file hashes eval.json records. Refuses an eval table
+    that overlaps `train_tables` unless `force_overlap`. `extras` adds the optional sections; an
+    incompatible cross-pair half is refused before anything runs."""
     t_start = time.perf_counter()
     tbl = table if isinstance(table, EvalTable) else EvalTable.read(table)
     check_compatible(pair.av.meta, pair.ar.meta)

@@ -133,12 +133,8 @@ def paraphrase_sensitivity(
     n_boot: int = DEFAULT_BOOT,
     batch_size: int | None = None,
 ) -> ParaphraseSensitivity:
-    """Reconstruct each explanation and its paraphrase; compare cosine, FVE and identification.
-
-    Give `labeler` to paraphrase here, or `paraphrases` already made (e.g. shared by several ARs).
-    Identification ranks each reconstruction among all `vectors`, so flips are measured against the
-    full eval set.
-    """
+    """Reconstruct each explanation and its paraphrase (by `labeler`, or `paraphrases` already made, e.g.
+    shared by several ARs); compare cosine, FVE and identification (flips ranked among all `vectors`)."""
     v, texts, orig = ar_reads(ar, vectors, explanations, real_reconstructions, batch_size)
     n = v.shape[0]
     if paraphrases is None:

@@ -224,11 +224,9 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
 
 def figure_paths(cls: type, prefix: str = "figures", optional: bool = False) -> list[tuple[str, bool]]:
     """Every leaf figure of `cls` as ``(dotted path, optional)``; ``*`` stands for each item of a list.
-
-    A figure is optional when it lies under a section or object that may be absent or ``None``
-    (an unrun section, the reference-explanation controls); a leaf typed ``float | None`` is not:
-    its key is always written (``null`` when there were too few rows, which release checks refuse).
-    """
+    Optional: under a section or object that may be absent or ``None`` (an unrun section, the reference
+    controls); a leaf typed ``float | None`` is not: its key is always written (``null`` when there were
+    too few rows, which release checks refuse)."""
     out: list[tuple[str, bool]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
