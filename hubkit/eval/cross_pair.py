@@ -62,10 +62,7 @@ class CrossPair(Plain):
 
     def matrix(self, figure: Callable[[Cell], float | None]) -> np.ndarray:
         """``[len(avs), len(ars)]`` of one figure per cell (``None`` becomes NaN)."""
-        vals = [figure(c) for c in self.cells]
-        return np.array([np.nan if x is None else x for x in vals], dtype=float).reshape(
-            len(self.avs), len(self.ars)
-        )
+        return np.array([figure(c) for c in self.cells], dtype=float).reshape(len(self.avs), len(self.ars))
 
     def headline(self) -> str:
         """One line per AV: cosine / top-1 against each AR."""

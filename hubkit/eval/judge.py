@@ -126,11 +126,10 @@ def judge_claims(
         return np.array([sum(v == word for v in row) for row in row_verdicts], dtype=np.float64)
 
     contra = hits("contradicted")
-    with_claims = int(sum(1 for row in row_verdicts if row))
     return JudgedClaims(
         judge=judge.name,
         n_rows=len(sources),
-        n_rows_with_claims=with_claims,
+        n_rows_with_claims=sum(1 for row in row_verdicts if row),
         n_claims=sum(len(row) for row in row_verdicts),
         n_claims_skipped=sum(len(a) - len(k) for a, k in zip(all_claims, kept)),
         max_claims=max_claims,

@@ -22,8 +22,8 @@ OPEN, CLOSE = "<verdict>", "</verdict>"
 class LikelihoodJudge:
     """Picks the most likely verdict for each conversation (see the module docstring)."""
 
-    def __init__(self, model, tokenizer, name: str, batch_size: int = 8) -> None:
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, name: str) -> None:
+        self.model, self.tokenizer = model, tokenizer
         self.name = f"{name} (likelihood of each verdict)"
 
     @classmethod

@@ -222,15 +222,11 @@ def _rows_table(sel: EvalTable, details, cos, nmse, rank, cs, cs_ref, sections):
         "nmse": pa.array(nmse),
         "rank": pa.array(rank.astype(np.int64)),
     }
-    for name, values in cs.per_row.items():
-        if name != "real":
-            cols[f"cos_{name}"] = pa.array(values)
+    cols |= {f"cos_{name}": pa.array(values) for name, values in cs.per_row.items() if name != "real"}
     if cs_ref is not None:
         cols["reference_explanation"] = pa.array(sel.explanations, pa.string())
-        for name, values in cs_ref.per_row.items():
-            cols[f"reference_cos_{name}"] = pa.array(values)
-    cols.update(row_columns(sections))
-    return pa.table(cols)
+        cols |= {f"reference_cos_{name}": pa.array(values) for name, values in cs_ref.per_row.items()}
+    return pa.table(cols | row_columns(sections))
 
 
 def _plots(pdir: Path, figures: PairFigures, cos, ok, rank) -> dict[str, Path]:

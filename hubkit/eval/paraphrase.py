@@ -8,7 +8,6 @@ are counted.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,8 +54,7 @@ class Paraphrases:
     statuses: list[str]
 
     def counts(self) -> dict[str, int]:
-        c = Counter(self.statuses)
-        return {s: int(c.get(s, 0)) for s in STATUSES}
+        return {s: self.statuses.count(s) for s in STATUSES}
 
 
 def paraphrase(labeler: Labeler, texts: Sequence[str]) -> Paraphrases:

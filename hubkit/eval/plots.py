@@ -31,7 +31,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _band(means, lows, highs) -> tuple[np.ndarray, list[np.ndarray]]:
     """(means, [below, above]) error bars; a missing bound (too few rows for an interval) draws none."""
-    m = np.array([np.nan if x is None else x for x in means], dtype=float)
+    m = np.array(means, dtype=float)
     lo = np.array([x if b is None else b for x, b in zip(m, lows)], dtype=float)
     hi = np.array([x if b is None else b for x, b in zip(m, highs)], dtype=float)
     return m, [np.nan_to_num(m - lo), np.nan_to_num(hi - m)]

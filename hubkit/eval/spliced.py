@@ -229,9 +229,8 @@ def row_columns(sl: SplicedLoss) -> dict:
     import pyarrow as pa
 
     assert sl.rows is not None
-    cols = {f"spliced_ce_{c}": pa.array(sl.rows.ce[c]) for c in CONDITIONS}
-    cols |= {f"spliced_kl_{c}": pa.array(sl.rows.kl[c]) for c in CONDITIONS[1:]}
-    return cols
+    ce = {f"spliced_ce_{c}": pa.array(sl.rows.ce[c]) for c in CONDITIONS}
+    return ce | {f"spliced_kl_{c}": pa.array(sl.rows.kl[c]) for c in CONDITIONS[1:]}
 
 
 def eval_spliced_loss(

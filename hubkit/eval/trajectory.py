@@ -181,17 +181,14 @@ def evaluate_trajectory(
     fixed_ar: str | Path | None = None,
     extras: Extras | None = None,
 ) -> EvalReport:
-    """Evaluate every checkpoint of a trajectory, and give the trend verdict on its loss curve.
+    """Evaluate every checkpoint of a trajectory (each one's full `evaluate_pair` eval in ``out_dir/<name>/``,
+    summarised by the top-level eval.json), and give the trend verdict on its loss curve.
 
-    `run_dir` holds checkpoint folders (``step_000050`` …) of one half (the other half is `av` or
-    `ar`, or, for GRPO steps, each step's own ``ar/`` subfolder), or ``av/`` and ``ar/`` folders
-    whose checkpoints are paired by name. `fixed_ar` (a frozen AR, e.g. the SFT AR a GRPO run started
-    from) also reads every checkpoint's explanations, so an AR trained alongside in RL is never the only
-    yardstick (`hubkit.eval.yardstick`). The loss curve is `loss_log`, else the run's
-    ``metrics.jsonl``, else the checkpoints' ``training.step``/``training.loss``. Each checkpoint's
-    full eval (`evaluate_pair` with `generation`, `rows`, `n_boot`, `extras`) goes to ``out_dir/<name>/``;
-    the top-level eval.json summarises them.
-    """
+    `run_dir` holds checkpoint folders (``step_000050`` …) of one half (the other half is `av` or `ar`, or,
+    for GRPO steps, each step's own ``ar/`` subfolder), or ``av/`` and ``ar/`` folders paired by name.
+    `fixed_ar` (e.g. the SFT AR a GRPO run started from) also reads every checkpoint's explanations
+    (`hubkit.eval.yardstick`). The loss curve is `loss_log`, else the run's ``metrics.jsonl``, else the
+    checkpoints' ``training.step``/``training.loss``."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     plan = _plan(run_dir, av, ar)
