@@ -2,9 +2,7 @@
 
 Entry points: `pair_eval` (one pair), `trajectory` (every checkpoint of a run), `cross_pair_eval` (AVs × ARs),
 each taking one `generation.Generation` and writing eval.json (`sections` are its typed figures, `report`
-reads and writes it), rows.parquet, `plots` and the `evaluate` results file; `extras` registers the optional
-sections of a pair eval. Figures: `metrics`, `ablations`, `identification`, `diversity`, `paraphrase`,
-`claims`, `judge`, `spliced`, `trend`; inputs: `table`, `overlap`, `trained_on`.
+reads and writes it), rows.parquet, `plots` and the `evaluate` results file.
 """
 
 from __future__ import annotations

@@ -252,8 +252,10 @@ def _plots(pdir: Path, figures: PairFigures, cos, ok, rank) -> dict[str, Path]:
 AR_BATCH_SIZE = 32  # `ActivationReconstructor.reconstruct`'s own default
 
 
-def _batches(n: int, size: int) -> list[list[int]]:
-    return [list(range(s, min(n, s + size))) for s in range(0, n, size)]
+def _my_rows(n: int, size: int) -> list[int]:
+    """The rows of this process's share of the batches of `size` rows."""
+    batches = [list(range(s, min(n, s + size))) for s in range(0, n, size)]
+    return [i for b in processes.my_share(batches) for i in b]
 
 
 def generate_shared(gen: Generation, av, vectors: torch.Tensor, progress: bool) -> list[Explanation]:
@@ -263,9 +265,7 @@ def generate_shared(gen: Generation, av, vectors: torch.Tensor, progress: bool) 
         return gen.run(av, vectors, progress)
     if gen.do_sample or gen.engine != "transformers":
         return processes.on_main(lambda: gen.run(av, vectors, progress))
-    mine = [
-        i for b in processes.my_share(_batches(len(vectors), gen.batch_size or DEFAULT_BATCH_SIZE)) for i in b
-    ]
+    mine = _my_rows(len(vectors), gen.batch_size or DEFAULT_BATCH_SIZE)
     done = gen.run(av, vectors[mine], progress) if mine else []
     out: list[Explanation | None] = [None] * len(vectors)
     for rows, details in processes.gather((mine, done)):
@@ -281,7 +281,7 @@ def reconstruct_shared(ar, texts: list[str], batch_size: int | None) -> np.ndarr
         return reconstruct_unique(ar, texts, batch_size)
     size = batch_size or AR_BATCH_SIZE
     unique = sorted(dict.fromkeys(texts), key=len)  # the order reconstruct_unique batches them in
-    mine = [i for b in processes.my_share(_batches(len(unique), size)) for i in b]
+    mine = _my_rows(len(unique), size)
     part = reconstruct_unique(ar, [unique[i] for i in mine], size) if mine else None
     rows: dict[str, np.ndarray] = {}
     for idx, mat in processes.gather((mine, part)):

@@ -27,6 +27,7 @@ REQUIRED = ("doc_id", "position", "prefix", "vector")
 # Fewest rows the statistics need: bootstrap intervals, a noise floor over other rows and
 # identification at top-5 (chance 5/N must leave room above it).
 MIN_ROWS = 10
+SIDECAR_NAMES = ("{name}.json", "{stem}.sidecar.json", "{stem}.meta.json", "{stem}.json")  # next to the table
 
 
 @dataclass
@@ -117,13 +118,8 @@ class EvalTable:
 
 def find_sidecar(path: Path) -> Path | None:
     """The dataset sidecar next to `path`, if one of the usual names holds a dataset sidecar."""
-    for cand in (
-        path.with_name(path.name + ".json"),
-        path.with_name(path.stem + ".sidecar.json"),
-        path.with_name(path.stem + ".meta.json"),
-        path.with_suffix(".json"),
-    ):
-        if cand.is_file():
+    for name in SIDECAR_NAMES:
+        if (cand := path.with_name(name.format(name=path.name, stem=path.stem))).is_file():
             try:
                 data = json.loads(cand.read_text())
             except (OSError, ValueError):

@@ -143,18 +143,15 @@ def read_loss_log(path: str | Path) -> tuple[list[float], list[float]]:
 
 def loss_curve(run_dir: Path, checkpoints: list[Checkpoint], loss_log: str | Path | None) -> LossCurve:
     """The loss curve for the trend verdict: an explicit or well-known log file, else the checkpoint metas."""
-    candidates = (
-        [Path(loss_log)]
-        if loss_log is not None
-        else [d / n for d in (run_dir, *{c.path.parent for c in checkpoints}) for n in LOSS_LOG_NAMES]
-    )
-    for cand in candidates:
-        if cand.is_file() or loss_log is not None:
+    folders = (run_dir, *{c.path.parent for c in checkpoints})
+    given = loss_log is not None
+    for cand in [Path(loss_log)] if given else [d / n for d in folders for n in LOSS_LOG_NAMES]:
+        if given or cand.is_file():
             steps, losses = read_loss_log(cand)
-            if not steps and loss_log is not None:
-                raise DataError(f"{cand}: no records with both `step` and `loss` in this loss log")
             if steps:
                 return LossCurve(str(cand), len(steps), steps, losses, sha256_file(cand))
+            if given:
+                raise DataError(f"{cand}: no records with both `step` and `loss` in this loss log")
     pts = [(c.step, c.loss) for c in checkpoints if c.step is not None and c.loss is not None]
     source = "checkpoint metas (training.step, training.loss)"
     return LossCurve(source, len(pts), [p[0] for p in pts], [p[1] for p in pts])
