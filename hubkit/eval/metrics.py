@@ -76,8 +76,7 @@ def bootstrap_ci(
     step = max(1, 2_000_000 // x.size)
     for start in range(0, n_boot, step):
         idx = rng.integers(0, x.size, size=(min(step, n_boot - start), x.size))
-        sample = x[idx]
-        stats[start : start + len(idx)] = sample.mean(axis=1) if stat is None else stat(sample)
+        stats[start : start + len(idx)] = x[idx].mean(axis=1) if stat is None else stat(x[idx])
     tail = (1.0 - CONFIDENCE) / 2.0
     lo, hi = np.quantile(stats, [tail, 1.0 - tail])
     return float(lo), float(hi)

@@ -85,12 +85,9 @@ def identification(ranks: np.ndarray, ident: Identification, path: str | Path) -
     labels = [f"top-{t.k}" for t in ident.top]
     x = np.arange(len(labels))
     acc = [t.accuracy for t in ident.top]
+    _, err = _band(acc, [t.ci_low for t in ident.top], [t.ci_high for t in ident.top])
     # clamped: at 0 or N hits the Wilson bound equals the accuracy up to rounding, and matplotlib refuses < 0
-    err = [
-        [max(0.0, t.accuracy - t.ci_low) for t in ident.top],
-        [max(0.0, t.ci_high - t.accuracy) for t in ident.top],
-    ]
-    ax1.bar(x - 0.2, acc, 0.4, yerr=err, capsize=4, label="observed")
+    ax1.bar(x - 0.2, acc, 0.4, yerr=np.clip(err, 0, None), capsize=4, label="observed")
     ax1.bar(x + 0.2, [t.chance for t in ident.top], 0.4, color="tab:gray", label="chance k/N")
     ax1.set_xticks(x, labels)
     ax1.set(ylim=(0, 1), title=f"Identification among N={ident.n}")
@@ -133,12 +130,8 @@ def trajectory(traj: Trajectory, path: str | Path) -> Path:
         ax2.plot(lc.steps, lc.losses, ".", label="loss")
         if trend is not None:
             xs = np.array([trend.first_step, trend.last_step])
-            ax2.plot(
-                xs,
-                trend.slope * xs + trend.intercept,
-                "r-",
-                label=f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}",
-            )
+            label = f"{trend.verdict}: slope {trend.slope:.2g}/step, R² {trend.r2:.2f}"
+            ax2.plot(xs, trend.slope * xs + trend.intercept, "r-", label=label)
         ax2.set(xlabel="step", ylabel="training loss")
         ax2.legend(fontsize=7)
     else:

@@ -250,19 +250,11 @@ def eval_spliced_loss(
     layer = pair.av.meta.layer
     with base_of(pair, base_model=base_model) as base:
         seqs = tokenize(base.tokenizer, list(prefixes), add_bos=True, max_length=1 << 62)
-        empty = [i for i, s in enumerate(seqs) if not s]
-        if empty:
+        if empty := [i for i, s in enumerate(seqs) if not s]:
             raise DataError(
                 f"spliced loss: eval rows {empty[:5]} have an empty prefix and no BOS to splice at"
             )
-        rows = spliced_rows(
-            base.model,
-            layer,
-            seqs,
-            [len(s) - 1 for s in seqs],
-            vectors.float(),
-            torch.as_tensor(reconstructions).float(),
-            vectors.float().mean(dim=0),
-            batch_size=batch_size,
-        )
+        v, v_hat = vectors.float(), torch.as_tensor(reconstructions).float()
+        last = [len(s) - 1 for s in seqs]
+        rows = spliced_rows(base.model, layer, seqs, last, v, v_hat, v.mean(dim=0), batch_size=batch_size)
     return summarize_spliced(rows, layer, f"mean of the {len(seqs)} eval vectors", n_boot=n_boot, seed=seed)
