@@ -114,12 +114,11 @@ def claim_ablation(
         rows = np.array([r for r, _ in jobs])
         deltas = cos_full[rows] - cosine_rows(v[rows], out)
     per_row: list[list[float]] = [[] for _ in range(n)]
-    for (r, _), d in zip(jobs, deltas):
-        per_row[r].append(float(d))
-    has = [i for i in range(n) if per_row[i]]
     groups: dict[str, list[float]] = {}
-    for (_, j), d in zip(jobs, deltas):
+    for (r, j), d in zip(jobs, deltas):
+        per_row[r].append(float(d))
         groups.setdefault(str(j) if j < POOL_INDEX else f"{POOL_INDEX}+", []).append(float(d))
+    has = [i for i in range(n) if per_row[i]]
     by_index = [
         IndexGroup(k, len(ds), summarize(ds, n_boot=n_boot, seed=seed + 10 + i))
         for i, (k, ds) in enumerate(sorted(groups.items(), key=lambda kv: int(kv[0].rstrip("+"))))

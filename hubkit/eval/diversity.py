@@ -27,10 +27,7 @@ def words(text: str) -> list[str]:
 
 def distinct_n(texts: list[str], n: int) -> float:
     """Unique n-grams over all n-grams of `texts` (0.0 when there are none)."""
-    grams: list[tuple[str, ...]] = []
-    for t in texts:
-        w = words(t)
-        grams.extend(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 

@@ -16,13 +16,10 @@ def headline(report: EvalReport) -> str:
         if c.mean is None:
             lines.append(f"round trip ({label}): n=0")
             continue
-        fv = block.fve
-        fve_txt = (
-            f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})" if fv is not None and fv.value is not None else ""
-        )
-        lines.append(
-            f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci_text(c)} ± {c.std or 0:.4f}, median {c.median:.4f}{fve_txt}"
-        )
+        line = f"round trip ({label}, n={c.n}): cos {c.mean:.4f}{ci_text(c)} ± {c.std or 0:.4f}, median {c.median:.4f}"
+        if (fv := block.fve) is not None and fv.value is not None:
+            line += f", FVE {fv.value:.4f} (B={fv.baseline_b:.4f})"
+        lines.append(line)
     fl = f.noise_floor
     lines.append(
         f"noise floor p95 {fl.p95:.4f} (mismatched mean {fl.mean:.4f}); {fl.frac_above:.1%} of rows above; "
@@ -47,16 +44,15 @@ def trajectory_headline(report: EvalReport) -> str:
     lines = []
     for p in traj.checkpoints:
         sl, fa = p.spliced_loss, p.fixed_ar
-        lines.append(
+        line = (
             f"{p.name}: cos {p.cos.mean:.4f} floor {p.noise_floor_p95:.4f} "
             f"top1 {p.identification.top1:.3f} (chance {p.identification.chance_top1:.3f})"
-            + (
-                f" spliced loss recovered {sl.frac_recovered:.4f}"
-                if sl and sl.frac_recovered is not None
-                else ""
-            )
-            + (f"; frozen AR: cos {fa.cos.mean:.4f} FVE {fa.fve.value:.4f} top1 {fa.top1:.3f}" if fa else "")
         )
+        if sl and sl.frac_recovered is not None:
+            line += f" spliced loss recovered {sl.frac_recovered:.4f}"
+        if fa:
+            line += f"; frozen AR: cos {fa.cos.mean:.4f} FVE {fa.fve.value:.4f} top1 {fa.top1:.3f}"
+        lines.append(line)
     tr = traj.trend
     lines.append(
         f"trend: {tr.verdict} (slope {tr.slope:.3g}/step, R² {tr.r2:.3f})" if tr else traj.trend_note

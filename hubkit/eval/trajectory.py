@@ -200,6 +200,7 @@ def evaluate_trajectory(
     # The fixed half and the base are hashed once, not once per checkpoint.
     fixed = {k: checkpoint_record(p) for k, p in (("av", av), ("ar", ar)) if p is not None}
     base_rec = base_record(plan[0][1], plan[0][2], base_model)
+    base = {"base": base_rec} if base_rec is not None else {}
     points, last = [], None
     if fixed_ar is not None:  # loaded once for every checkpoint
         extras = (extras or Extras()).load_fixed_ar(
@@ -210,8 +211,7 @@ def evaluate_trajectory(
         pair = NLAPair.from_pretrained(
             av=av_dir, ar=ar_dir, base_model=base_model, device=device, dtype=dtype
         )
-        recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))}
-        recs |= {"base": base_rec} if base_rec is not None else {}
+        recs = {k: fixed.get(k) or checkpoint_record(p) for k, p in (("av", av_dir), ("ar", ar_dir))} | base
         sub = out / ck.name if out is not None else None
         rep = evaluate_pair(
             pair, tbl, generation=generation, out_dir=sub, rows=rows, n_boot=n_boot, overlap=ov,
@@ -231,11 +231,7 @@ def evaluate_trajectory(
     inputs = {
         "trajectory": str(run_dir),
         "table": table_record(tbl),
-        "checkpoints": {
-            **{f"fixed_{k}": v for k, v in fixed.items()},
-            **frozen,
-            **({"base": base_rec} if base_rec else {}),
-        },
+        "checkpoints": {**{f"fixed_{k}": v for k, v in fixed.items()}, **frozen, **base},
     }
     report = EvalReport(
         kind="trajectory",
