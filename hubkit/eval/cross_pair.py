@@ -168,10 +168,8 @@ def cross_pair_matrix(
     for name, half in avs.items():
         if known and name in known:
             details[name] = list(known[name])
-            continue
-        av = _load(half, "av", loader)
-        details[name] = generation.run(av, v, progress)
-        del av
+        else:  # the AV is released as soon as it has generated
+            details[name] = generation.run(_load(half, "av", loader), v, progress)
     outputs: dict[tuple[str, str], np.ndarray] = {}
     for r_name, half in ars.items():
         ar = _load(half, "ar", loader)

@@ -236,8 +236,7 @@ def mismatched_cosines(v, v_hat, max_pairs: int = MAX_FLOOR_PAIRS, seed: int = 0
         raise DataError(f"a noise floor needs at least 2 rows, got {n}")
     u, uh = unit_rows(a), unit_rows(b)
     if n * (n - 1) <= max_pairs:
-        sims = uh @ u.T
-        return sims[~np.eye(n, dtype=bool)], False
+        return (uh @ u.T)[~np.eye(n, dtype=bool)], False
     m = max(1, max_pairs // n)
     rng = np.random.default_rng(seed)
     out = np.empty((n, m))
