@@ -44,8 +44,7 @@ def parse_verdict(reply: str) -> str:
     reply = reply if isinstance(reply, str) else ""
     tagged = _TAGGED.search(reply)
     for candidate in ([tagged.group(1)] if tagged else []) + [reply]:
-        m = _WORD.search(candidate)
-        if m:
+        if m := _WORD.search(candidate):
             word = m.group(1).lower()
             return {"not supported": "unsupported", "contradicts": "contradicted"}.get(word, word)
     return UNPARSED
