@@ -71,12 +71,10 @@ def wilson(hits: int, n: int, z: float = 1.959963984540054) -> tuple[float, floa
 
 def binomial_tail(hits: int, n: int, p: float) -> float:
     """``P(X ≥ hits)`` for ``X ~ Binomial(n, p)``, summed in log space."""
-    if hits <= 0:
+    if hits <= 0 or p >= 1:
         return 1.0
     if p <= 0:
         return 0.0
-    if p >= 1:
-        return 1.0
     logs = [
         math.lgamma(n + 1)
         - math.lgamma(i + 1)

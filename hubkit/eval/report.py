@@ -100,9 +100,7 @@ def output_record(out_dir: Path, path: Path) -> dict:
 
 def read_eval_json(path: str | Path) -> dict:
     """A written eval.json (or the folder holding it) as parsed JSON, with its schema checked."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / constants.EVAL_FILE
+    p = Path(path) / constants.EVAL_FILE if Path(path).is_dir() else Path(path)
     data = read_json_object(p, "eval.json", "no eval.json there; run `hubkit eval` first")
     if data.get("schema") != EVAL_SCHEMA:
         raise DataError(f"{p}: field `schema` is {data.get('schema')!r}; this hubkit reads {EVAL_SCHEMA!r}")

@@ -215,8 +215,7 @@ class NoVerdicts(_Section):
 # -- figure paths ------------------------------------------------------------------------------------
 def _unwrap(tp: Any) -> tuple[Any, bool]:
     """(type without ``None``, whether ``None`` was allowed)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
+    if typing.get_origin(tp) in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
     return tp, False
