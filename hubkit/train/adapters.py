@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -126,8 +126,10 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     return optimizer
 
 
-def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
-    """Multiplier of the peak lr at step `s` (0-based): linear warm-up, then constant, linear or cosine."""
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The peak lr times, at step `s` (0-based): linear warm-up, then constant, linear or cosine decay."""
 
     def f(s: int) -> float:
         if cfg.warmup_steps and s < cfg.warmup_steps:
@@ -138,13 +140,7 @@ def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
         t = min(1.0, (s - cfg.warmup_steps) / span)
         return 1.0 - t if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
 
-    return f
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -163,8 +164,6 @@ def full_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]
 def gathered_for_checkpoint(parts: list, optimizers: dict) -> tuple[list, dict]:
     """A step's parts with their sharded models' full weights attached (`Part.state_dict`; a LoRA's
     adapter only) and its optimisers as full state dicts; every rank calls, rank 0 holds the tensors."""
-    from dataclasses import replace
-
     parts = [
         replace(p, state_dict=full_state_dict(p.model, p.adapter_name is not None))
         if is_sharded(p.model)

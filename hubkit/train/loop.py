@@ -113,7 +113,8 @@ class Runner:
         self.recipe, self.stage, self.opts = recipe, stage, opts
         self.cfg: StageRecipe = recipe.stage(stage)
         check_device(opts.device)
-        self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
+        # no GPU (XPU, MPS): accelerate needs cpu=True, or it ignores torchrun's group and each rank trains alone
+        self.acc = Accelerator(cpu=opts.device == "cpu" or not torch.accelerator.is_available())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.dist = recipe.distributed
@@ -378,17 +379,6 @@ def read_metrics_lines(path: Path) -> list[tuple[str, int]]:
             ) from exc
         out.append((line, step))
     return out
-
-
-def _has_accelerator() -> bool:
-    """A GPU (or XPU/MPS) is present; without one, accelerate must be told `cpu=True` or it ignores
-    torchrun's process group and every process trains alone."""
-    xpu = getattr(torch, "xpu", None)
-    return bool(
-        torch.cuda.is_available()
-        or (xpu is not None and xpu.is_available())
-        or torch.backends.mps.is_available()
-    )
 
 
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------

@@ -20,9 +20,8 @@ from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 Stage = Literal["av", "ar", "grpo"]
-RecipeScale = (
-    float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]
-)  # scale_lint.resolve_recipe_scale
+# the names scale_lint.resolve_recipe_scale measures
+RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]
 
 
 class RecipeError(HubkitError, ValueError):
@@ -435,9 +434,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         node = data
         *parents, last = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
-            if node is None:
-                node = {}
+            if node.get(p) is None:  # absent, or an empty section (`av:`)
+                node[p] = {}
+            node = node[p]
         node[last] = value
     return recipe_from_dict(data, str(path))
 
@@ -451,9 +450,7 @@ def recipe_help(cls: type = Recipe, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = prefix + f.name
-        sub = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or (
-            [tp] if dataclasses.is_dataclass(tp) else []
-        )
+        sub = [a for a in typing.get_args(tp) or (tp,) if dataclasses.is_dataclass(a)]
         if f.default is not dataclasses.MISSING:
             default = f" (default: {f.default!r})"
         elif f.default_factory is not dataclasses.MISSING and not sub:
