@@ -35,8 +35,6 @@ class Table:
     sha256: str
     vectors: Tensor
     texts: list[str] | None
-    doc_ids: list
-    positions: list[int]
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -66,8 +64,7 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int) -> tuple[pa.Table,
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
     vectors = vectors_from_column(table.column("vector"), str(path), d_model)
-    doc_ids, positions = table.column("doc_id").to_pylist(), table.column("position").to_pylist()
-    return table, Table(path, sha256_file(path), vectors, None, doc_ids, positions)
+    return table, Table(path, sha256_file(path), vectors, None)
 
 
 def inner_text(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:

@@ -208,18 +208,6 @@ class Runner:
         return float(self.acc.reduce(t, reduction="sum").item())
 
     # -- logs and checkpoints ---------------------------------------------------------------------
-    def start_metrics(self, start_step: int) -> None:
-        """Keep metrics.jsonl lines up to `start_step` (a resumed run rewrites what came after)."""
-        if not self.is_main:
-            return
-        path = self.run_dir / METRICS_FILE
-        if path.exists():
-            records = read_metrics_lines(path)
-            kept = [line for line, step in records if step <= start_step]
-            warn_missing_steps(path, [step for _, step in records], start_step)
-            path.write_text("".join(line + "\n" for line in kept))
-        self.recipe.save(self.run_dir / RECIPE_COPY)
-
     def log_step(self, metrics: dict[str, Any]) -> None:
         if not self.is_main:
             return
@@ -252,7 +240,13 @@ class Runner:
             log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, r.state.step)
             progress = Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder)
             extra = r.state.extra
-        self.start_metrics(progress.step)
+        path = self.run_dir / METRICS_FILE
+        if self.is_main:
+            if path.exists():
+                records = read_metrics_lines(path)
+                warn_missing_steps(path, [step for _, step in records], progress.step)
+                path.write_text("".join(line + "\n" for line, step in records if step <= progress.step))
+            self.recipe.save(self.run_dir / RECIPE_COPY)
         return progress, extra
 
     def due(self, step: int) -> bool:
@@ -396,9 +390,6 @@ class SFTTask(Task):
     def param_groups(self) -> list[dict]:
         return [{"params": trainable(self.model)}]
 
-    def trained_modules(self) -> list[nn.Module]:
-        return [m for m in (self.model, self.head) if m is not None]
-
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         meta = metas.with_training(self.meta, **training)
         return [
@@ -431,8 +422,9 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         t0 = time.perf_counter()
         rows = step_rows(len(task.table), recipe.seed, step - 1, runner.per_step)
         norm = task.normaliser(rows)
-        for m in task.trained_modules():
-            m.train()
+        for m in (task.model, task.head):
+            if m is not None:
+                m.train()
         total = 0.0
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
             seed_micro(recipe.seed, step, index)

@@ -341,16 +341,6 @@ class DistributedRecipe:
         return all(getattr(self, f.name) == f.default for f in dataclasses.fields(self))
 
 
-def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
-    written before the section existed keep their hashes), and never the per-machine fields."""
-    if not section:
-        return None
-    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
-    defaults = {f.name: f.default for f in dataclasses.fields(DistributedRecipe)}
-    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
-
-
 @dataclass
 class Recipe:
     """One training recipe: a base, a layer, the NLA's definition and the stages."""
@@ -391,7 +381,11 @@ class Recipe:
         kept = {k: v for k, v in data.items() if k not in dropped}
         if dtype is not None:
             kept["dtype"] = dtype
-        if (distributed := hashed_section(data.get("distributed"))) is not None:
+        # ``distributed:`` counts only when it is not all defaults (recipes written before the section existed
+        # keep their hashes), and never with its per-machine fields
+        machine = ("device_memory_gb", "reshard_after_forward")
+        distributed = {k: v for k, v in data["distributed"].items() if k not in machine}
+        if distributed != {k: v for k, v in to_dict(DistributedRecipe()).items() if k not in machine}:
             kept["distributed"] = distributed
         cadence = ("data", "log_every", "checkpoint_every", "av_init", "ar_init")
         kept[stage] = {k: v for k, v in (data.get(stage) or {}).items() if k not in cadence}
