@@ -113,8 +113,7 @@ class GRPOTrainer:
         self.schedulers = {"main": make_scheduler(policy_opt, cfg.optim, cfg.steps)}
         self.ar_params: list[nn.Parameter] = []
         if cfg.train_ar:
-            self.ar_params = [p for p in self.ar.model.parameters() if p.requires_grad]
-            self.ar_params += list(self.ar.head.parameters())
+            self.ar_params = [*trainable(self.ar.model), *self.ar.head.parameters()]
             ar_opt = make_optimizer([{"params": self.ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
             self.optimizers["ar"] = ar_opt
             self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
@@ -163,8 +162,7 @@ class GRPOTrainer:
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
         reading = (0.0, 0.0, 0)
         if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
-            same = self.frozen_ar is self.ar and recon is not None
-            v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
+            v_hat = recon if self.frozen_ar is self.ar else self.frozen_ar.reconstruct(ok_texts)
             reading = frozen_reading(v_hat, self.frozen_empty, vv.cpu()[good])
         t0 = self.clock("score", t0)
         old = entropy = None

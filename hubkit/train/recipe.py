@@ -297,9 +297,7 @@ class GRPORecipe(StageRecipe):
     @property
     def hinge(self) -> int:
         """Tokens a rollout may use before the length penalty starts."""
-        return (
-            self.length_target if self.length_target is not None else max(1, (3 * self.max_new_tokens) // 4)
-        )
+        return self.length_target or max(1, (3 * self.max_new_tokens) // 4)  # length_target >= 1 when set
 
     @property
     def critic_lr(self) -> float:

@@ -40,8 +40,7 @@ class ARTask(SFTTask):
     loss_type = "normalised_mse"
 
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
-        cfg = recipe.stage("ar")
-        self.cfg = cfg
+        self.cfg = cfg = recipe.stage("ar")
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
         self.table = read_sft(data, meta.d_model, "ar")

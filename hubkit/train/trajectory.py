@@ -241,12 +241,9 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
     names = set(TrainerState.__dataclass_fields__)
     try:
         state = TrainerState(**{k: v for k, v in body.items() if k in names})
-        return Resumed(
-            folder=folder,
-            state=state,
-            optimizers={k: _unpack(v, tensors) for k, v in body["optimizers"].items()},
-            schedulers={k: _unpack(v, tensors) for k, v in body["schedulers"].items()},
-        )
+        optimizers = {k: _unpack(v, tensors) for k, v in body["optimizers"].items()}
+        schedulers = {k: _unpack(v, tensors) for k, v in body["schedulers"].items()}
+        return Resumed(folder, state, optimizers, schedulers)
     except (TypeError, KeyError, AttributeError) as exc:
         raise CheckpointError(
             f"{path}: the trainer state lacks or mistypes a field ({exc}); use another step "
