@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable
 
@@ -16,8 +15,6 @@ from hubkit.meta import Adapter
 from hubkit.precision import resolve_dtype
 from hubkit.train import fsdp
 from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
-
-log = logging.getLogger(__name__)
 
 
 def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant: str = "none") -> nn.Module:

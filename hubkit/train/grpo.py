@@ -10,7 +10,6 @@ outputs are one template for ``collapse_patience`` steps stops with `PolicyColla
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,8 +41,6 @@ from hubkit.train.loop import Runner, RunOptions, check_finite_step, seed_micro
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.train.rollouts import rollout_engine, sample_in_process, sample_on_engine
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
-
-log = logging.getLogger(__name__)
 
 
 class PolicyCollapsed(HubkitError, RuntimeError):
@@ -257,12 +254,6 @@ class GRPOTrainer:
         return run_grpo(self)
 
 
-def last_good(run_dir: Path, step: int, window: int, start: Path) -> Path:
-    """The newest checkpoint written before the alarm window that tripped (else `start`, the starting AV)."""
-    before = [f for s, f in trajectory.list_steps(run_dir) if s <= step - window]
-    return before[-1] if before else start
-
-
 def run_grpo(t: GRPOTrainer) -> Path:
     """The GRPO loop over `t`'s models and optimisers: sample, score, update (policy, then the AR when it
     trains), log, checkpoint; returns the last checkpoint folder. What carries from step to step (progress,
@@ -310,7 +301,9 @@ def run_grpo(t: GRPOTrainer) -> Path:
         }
         runner.log_step(metrics)
         alarms.add(stats)
-        alarms.check(step, str(last_good(runner.run_dir, step, cfg.alarms.window, t.av_dir)))
+        # the last good checkpoint: the newest one before the alarm window (else the starting AV)
+        before = [f for s, f in trajectory.list_steps(runner.run_dir) if s <= step - cfg.alarms.window]
+        alarms.check(step, str(before[-1] if before else t.av_dir))
         if runner.due(step):
             extra = {"collapse_streak": streak, "alarm_history": alarms.state()}
             runner.save_step(p, t, -stats["reward"], lr, extra)

@@ -148,7 +148,7 @@ class Runner:
             for p in trajectory.clean_partials(run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
             if resume and opts.resume_fallback:
-                trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+                trajectory.set_aside_damaged(run_dir, opts.resume_unverified)
         self.acc.wait_for_everyone()
         last = trajectory.latest_step(run_dir)
         if last is None:

@@ -63,12 +63,10 @@ def check_values(obj: Any, prefix: str = "") -> None:
             check_values(value, name + ".")
             continue
         bounds = f.metadata.get("bounds", {})
-        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-        for i, v in items:
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            problem = _out_of_range(v, bounds)
-            if problem:
+            if problem := _out_of_range(v, bounds):
                 where = name if i is None else f"{name}[{i}]"
                 raise ValueError(f"field `{where}` must be {problem}, got {v!r}")
 

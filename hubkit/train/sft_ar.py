@@ -6,7 +6,6 @@ identity. The loss is the normalised MSE ``‖v̂/‖v̂‖ − v/‖v‖‖² =
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -21,8 +20,6 @@ from hubkit.train.adapters import add_adapter, load_base, trainable
 from hubkit.train.data import inner_text, read_sft
 from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
-
-log = logging.getLogger(__name__)
 
 ADAPTER_NAME = "ar"
 
