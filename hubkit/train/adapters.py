@@ -31,8 +31,7 @@ def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant
             path, dtype=dtype, quantization_config=qc, device_map={"": str(device)}
         )
         return model.eval()
-    model = loading.load_causal_lm(path, dtype, None, quant)
-    return model.to(device) if device is not None and quant == "none" else model
+    return loading.load_causal_lm(path, dtype, None if device is None else str(device), quant)
 
 
 def load_base(

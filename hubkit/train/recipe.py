@@ -334,7 +334,7 @@ class DistributedRecipe:
     )
 
     def is_default(self) -> bool:
-        return all(getattr(self, f.name) == f.default for f in dataclasses.fields(self))
+        return self == DistributedRecipe()
 
 
 @dataclass

@@ -51,7 +51,7 @@ class ARTask(SFTTask):
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
         self.ar = ActivationReconstructor(self.model, tok, meta, self.head)
-        self.meta, self.tokenizer, self.device = meta, tok, runner.device
+        self.meta, self.tokenizer = meta, tok
         self.texts = [clip_text(tok, inner_text(t), cfg.max_length) for t in self.table.texts]
         self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
         self.init_parent = hub_id(recipe.base_model)

@@ -33,9 +33,7 @@ ADAPTER_NAME = "av"
 def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag: str) -> list[int]:
     """Token ids the AV learns to write for one explanation: tagged text, then EOS unless it was cut."""
     ids = tokenizer(tagged(text, open_tag, close_tag), add_special_tokens=False)["input_ids"]
-    if len(ids) > max_length:
-        return ids[:max_length]
-    return [*ids, tokenizer.eos_token_id]
+    return ids[:max_length] if len(ids) > max_length else [*ids, tokenizer.eos_token_id]
 
 
 def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -65,8 +63,7 @@ class AVTask(SFTTask):
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.av = ActivationVerbalizer(self.model, tok, meta)
-        self.meta, self.tokenizer = self.av.meta, tok
-        self.device = runner.device
+        self.meta, self.tokenizer, self.device = self.av.meta, tok, runner.device
         av = self.meta.av
         self.responses = [
             response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
