@@ -4,6 +4,7 @@ Heavy imports (torch, transformers, peft) happen on first use of an export."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 _EXPORTS = {
@@ -22,7 +23,5 @@ __all__ = list(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hubkit.train' has no attribute {name!r}")

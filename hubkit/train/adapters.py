@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -16,8 +15,6 @@ from hubkit.meta import Adapter
 from hubkit.precision import resolve_dtype
 from hubkit.train import fsdp
 from hubkit.train.recipe import AdapterRecipe, OptimRecipe, Recipe
-
-log = logging.getLogger(__name__)
 
 
 def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant: str = "none") -> nn.Module:
@@ -34,8 +31,7 @@ def load_model(path: str, dtype: torch.dtype, device: torch.device | None, quant
             path, dtype=dtype, quantization_config=qc, device_map={"": str(device)}
         )
         return model.eval()
-    model = loading.load_causal_lm(path, dtype, None, quant)
-    return model.to(device) if device is not None and quant == "none" else model
+    return loading.load_causal_lm(path, dtype, None if device is None else str(device), quant)
 
 
 def load_base(
@@ -126,8 +122,10 @@ def make_optimizer(groups: list[dict], cfg: OptimRecipe) -> torch.optim.Optimize
     return optimizer
 
 
-def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
-    """Multiplier of the peak lr at step `s` (0-based): linear warm-up, then constant, linear or cosine."""
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The peak lr times, at step `s` (0-based): linear warm-up, then constant, linear or cosine decay."""
 
     def f(s: int) -> float:
         if cfg.warmup_steps and s < cfg.warmup_steps:
@@ -138,13 +136,7 @@ def lr_lambda(cfg: OptimRecipe, total_steps: int) -> Callable[[int], float]:
         t = min(1.0, (s - cfg.warmup_steps) / span)
         return 1.0 - t if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
 
-    return f
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: OptimRecipe, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
 def grad_norm_clip(params: Iterable[nn.Parameter], max_norm: float | None) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import fmean
 
 from hubkit.errors import HubkitError
 from hubkit.train.recipe import GRPOAlarms
@@ -22,10 +23,6 @@ class AlarmTripped(HubkitError, RuntimeError):
     """A GRPO alarm crossed its threshold: the run stopped at its last good checkpoint."""
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return sum(xs) / len(xs)
-
-
 def tripped(cfg: GRPOAlarms, history: Mapping[str, Sequence[float]]) -> list[str]:
     """The alarms `history` (per-step values of `WATCHED`, oldest first) sets off, one sentence each."""
     w = cfg.window
@@ -34,8 +31,8 @@ def tripped(cfg: GRPOAlarms, history: Mapping[str, Sequence[float]]) -> list[str
     def means(name: str) -> tuple[float | None, float | None]:
         """(mean of the first window once it does not overlap the last, mean of the last window)."""
         xs = [x for x in history.get(name, ()) if x == x]  # NaN: nothing measured that step
-        first = _mean(xs[:w]) if len(xs) >= 2 * w else None
-        return first, _mean(xs[-w:]) if len(xs) >= w else None
+        first = fmean(xs[:w]) if len(xs) >= 2 * w else None
+        return first, fmean(xs[-w:]) if len(xs) >= w else None
 
     start, now = means("length")
     if cfg.length_drift is not None and start is not None and start > 0 and now > cfg.length_drift * start:

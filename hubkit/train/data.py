@@ -21,6 +21,7 @@ from hubkit.data.tables import BUILT_COLUMNS
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 from hubkit.vectors import vectors_from_column
+from hubkit.verbalizer import parse_explanation
 
 # the built table (`hubkit.data.tables.BUILT_COLUMNS`) each stage reads
 STAGE_TABLE = {"av": "av_sft", "ar": "ar_sft", "grpo": "rl"}
@@ -34,8 +35,6 @@ class Table:
     sha256: str
     vectors: Tensor
     texts: list[str] | None
-    doc_ids: list
-    positions: list[int]
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -65,18 +64,12 @@ def _read(path: Path, columns: tuple[str, ...], d_model: int) -> tuple[pa.Table,
     if table.num_rows == 0:
         raise DataError(f"{path}: the table has no rows")
     vectors = vectors_from_column(table.column("vector"), str(path), d_model)
-    doc_ids, positions = table.column("doc_id").to_pylist(), table.column("position").to_pylist()
-    return table, Table(path, sha256_file(path), vectors, None, doc_ids, positions)
+    return table, Table(path, sha256_file(path), vectors, None)
 
 
 def inner_text(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:
     """The explanation without its tags (bare text is returned stripped)."""
-    start = text.find(open_tag)
-    if start < 0:
-        return text.strip()
-    body = text[start + len(open_tag) :]
-    end = body.find(close_tag)
-    return (body if end < 0 else body[:end]).strip()
+    return parse_explanation(text, open_tag, close_tag)[0]
 
 
 def tagged(text: str, open_tag: str = C.EXPLANATION_OPEN, close_tag: str = C.EXPLANATION_CLOSE) -> str:
@@ -132,15 +125,10 @@ def permutation(n: int, seed: int, epoch: int) -> list[int]:
 
 def step_rows(n: int, seed: int, step: int, per_step: int) -> list[int]:
     """Row indices of global step `step` (0-based): samples ``[step·B, (step+1)·B)`` of the epoch stream."""
-    out: list[int] = []
     start = step * per_step
-    cache: dict[int, list[int]] = {}
-    for k in range(start, start + per_step):
-        epoch, pos = divmod(k, n)
-        if epoch not in cache:
-            cache[epoch] = permutation(n, seed, epoch)
-        out.append(cache[epoch][pos])
-    return out
+    first, last = start // n, (start + per_step - 1) // n  # the epochs those samples fall in
+    stream = [i for epoch in range(first, last + 1) for i in permutation(n, seed, epoch)]
+    return stream[start - first * n : start - first * n + per_step]
 
 
 def micro_batches(rows: list[int], micro: int, rank: int, world: int) -> list[list[int]]:

@@ -181,10 +181,8 @@ def available_bytes(device: str = "cpu") -> int | None:
 
 
 def check_two_copies(av_dir: Path, reference: str, dtype: str, device: str = "cpu") -> None:
-    """Refuse a full-weights GRPO whose policy, frozen reference and optimiser state cannot fit.
-
-    A fully fine-tuned policy trains all weights (`distributed.estimate`: weights, gradients and two
-    fp32 AdamW moments per parameter) and keeps a second, frozen copy of its weights as KL reference."""
+    """Refuse a full-weights GRPO whose policy (`estimate`), optimiser state and second, frozen copy (the KL
+    reference) cannot fit."""
     free = available_bytes(device)
     if free is None:
         return

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -140,48 +142,32 @@ def local_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 
 
 # -- full state on rank 0 ----------------------------------------------------------------------------------
-def _gather(t: Tensor, keep: bool) -> Tensor | None:
-    """`t` whole (every rank takes part in the gather), a CPU copy where `keep`."""
-    full = t.full_tensor() if isinstance(t, DTensor) else t
-    return full.detach().cpu().clone() if keep else None
-
-
-def full_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]:
-    """The model's full state dict on rank 0 (empty elsewhere); every rank must call it.
-
-    `trainable_only` gathers the parameters that require a gradient (a LoRA's adapter) and nothing of
-    the frozen base."""
-    keep = not dist.is_initialized() or dist.get_rank() == 0
-    if trainable_only:
-        items = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    else:
-        items = list(model.state_dict().items())
-    gathered = {name: _gather(t, keep) for name, t in items}  # every rank gathers; rank 0 keeps
-    return {name: t for name, t in gathered.items() if t is not None}
-
-
 def gathered_for_checkpoint(parts: list, optimizers: dict) -> tuple[list, dict]:
     """A step's parts with their sharded models' full weights attached (`Part.state_dict`; a LoRA's
-    adapter only) and its optimisers as full state dicts; every rank calls, rank 0 holds the tensors."""
-    from dataclasses import replace
+    adapter only, nothing of the frozen base) and its optimisers' state dicts as one process holds them.
+    Every rank takes part in each gather; rank 0 keeps CPU copies, the other ranks None in their place."""
+    keep = not dist.is_initialized() or dist.get_rank() == 0
+
+    def whole(t: Any) -> Any:
+        if not isinstance(t, Tensor):
+            return t
+        full = t.full_tensor() if isinstance(t, DTensor) else t
+        return full.detach().cpu().clone() if keep else None
+
+    def weights(model: nn.Module, adapter_only: bool) -> dict[str, Tensor]:
+        items = model.named_parameters() if adapter_only else model.state_dict().items()
+        return {name: whole(t) for name, t in items if t.requires_grad or not adapter_only}
 
     parts = [
-        replace(p, state_dict=full_state_dict(p.model, p.adapter_name is not None))
-        if is_sharded(p.model)
-        else p
+        replace(p, state_dict=weights(p.model, p.adapter_name is not None)) if is_sharded(p.model) else p
         for p in parts
     ]
-    return parts, {k: optimizer_full_state(o) for k, o in optimizers.items()}
-
-
-def optimizer_full_state(optimizer: torch.optim.Optimizer) -> dict:
-    """The optimiser's state dict as one process would hold it (full tensors, on rank 0; every rank calls)."""
-    sd = optimizer.state_dict()
-    keep = not dist.is_initialized() or dist.get_rank() == 0
-    state = {}
-    for index, entry in sd["state"].items():
-        state[index] = {k: (_gather(v, keep) if isinstance(v, Tensor) else v) for k, v in entry.items()}
-    return {"state": state, "param_groups": sd["param_groups"]}
+    full_optimizers = {}
+    for key, optimizer in optimizers.items():
+        sd = optimizer.state_dict()
+        state = {index: {k: whole(v) for k, v in entry.items()} for index, entry in sd["state"].items()}
+        full_optimizers[key] = {"state": state, "param_groups": sd["param_groups"]}
+    return parts, full_optimizers
 
 
 def _shard_like(full: Tensor, param: Tensor) -> Tensor:

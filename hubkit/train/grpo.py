@@ -10,7 +10,6 @@ outputs are one template for ``collapse_patience`` steps stops with `PolicyColla
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,8 +41,6 @@ from hubkit.train.loop import Runner, RunOptions, check_finite_step, seed_micro
 from hubkit.train.recipe import GRPORecipe, OptimRecipe, Recipe
 from hubkit.train.rollouts import rollout_engine, sample_in_process, sample_on_engine
 from hubkit.verbalizer import ActivationVerbalizer, Explanation
-
-log = logging.getLogger(__name__)
 
 
 class PolicyCollapsed(HubkitError, RuntimeError):
@@ -113,8 +110,7 @@ class GRPOTrainer:
         self.schedulers = {"main": make_scheduler(policy_opt, cfg.optim, cfg.steps)}
         self.ar_params: list[nn.Parameter] = []
         if cfg.train_ar:
-            self.ar_params = [p for p in self.ar.model.parameters() if p.requires_grad]
-            self.ar_params += list(self.ar.head.parameters())
+            self.ar_params = [*trainable(self.ar.model), *self.ar.head.parameters()]
             ar_opt = make_optimizer([{"params": self.ar_params}], replace(cfg.optim, lr=cfg.critic_lr))
             self.optimizers["ar"] = ar_opt
             self.schedulers["ar"] = make_scheduler(ar_opt, OptimRecipe(lr=cfg.critic_lr), cfg.steps)
@@ -163,8 +159,7 @@ class GRPOTrainer:
         rewards = rewards_for(details, recon, vv.cpu(), cfg.parse_penalty, ok, cfg.length_penalty, cfg.hinge)
         reading = (0.0, 0.0, 0)
         if ok_texts:  # the frozen SFT AR's reading: the co-trained AR's reconstruction when it is that AR
-            same = self.frozen_ar is self.ar and recon is not None
-            v_hat = recon if same else self.frozen_ar.reconstruct(ok_texts)
+            v_hat = recon if self.frozen_ar is self.ar else self.frozen_ar.reconstruct(ok_texts)
             reading = frozen_reading(v_hat, self.frozen_empty, vv.cpu()[good])
         t0 = self.clock("score", t0)
         old = entropy = None
@@ -259,22 +254,6 @@ class GRPOTrainer:
         return run_grpo(self)
 
 
-def check_collapse(step: int, streak: int, patience: int, example: str, outputs: int, last: Path) -> None:
-    """Stop when every output of a step was one template for `patience` steps in a row (`streak`)."""
-    if streak >= patience:
-        raise PolicyCollapsed(
-            f"GRPO stopped at step {step}: for {streak} step(s) in a row all {outputs} sampled outputs were one "
-            f"template ({example[:120]!r}); the policy has collapsed and more steps would reinforce it. Last good "
-            f"checkpoint: {last}. Lower optim.lr, raise grpo.kl_coef or grpo.temperature, or check the AR's rewards"
-        )
-
-
-def last_good(run_dir: Path, step: int, window: int, start: Path) -> Path:
-    """The newest checkpoint written before the alarm window that tripped (else `start`, the starting AV)."""
-    before = [f for s, f in trajectory.list_steps(run_dir) if s <= step - window]
-    return before[-1] if before else start
-
-
 def run_grpo(t: GRPOTrainer) -> Path:
     """The GRPO loop over `t`'s models and optimisers: sample, score, update (policy, then the AR when it
     trains), log, checkpoint; returns the last checkpoint folder. What carries from step to step (progress,
@@ -294,8 +273,13 @@ def run_grpo(t: GRPOTrainer) -> Path:
             rollouts.append(t.rollout(t.table.vectors[mb]))
         stats = step_stats(rollouts, runner, cfg.group_size)
         streak = streak + 1 if stats["templates"] == 1 else 0
-        example = rollouts[0].details[0].raw
-        check_collapse(step, streak, cfg.collapse_patience, example, stats["outputs"], p.last or t.av_dir)
+        if streak >= cfg.collapse_patience:
+            raise PolicyCollapsed(
+                f"GRPO stopped at step {step}: for {streak} step(s) in a row all {stats['outputs']} sampled outputs "
+                f"were one template ({rollouts[0].details[0].raw[:120]!r}); the policy has collapsed and more steps "
+                f"would reinforce it. Last good checkpoint: {p.last or t.av_dir}. Lower optim.lr, raise "
+                "grpo.kl_coef or grpo.temperature, or check the AR's rewards"
+            )
         lr = t.schedulers["main"].get_last_lr()[0]
         t1 = time.perf_counter()
         stats["grad_norm"] = t.policy_update(step, rollouts, stats["reward"], p.last)
@@ -317,7 +301,9 @@ def run_grpo(t: GRPOTrainer) -> Path:
         }
         runner.log_step(metrics)
         alarms.add(stats)
-        alarms.check(step, str(last_good(runner.run_dir, step, cfg.alarms.window, t.av_dir)))
+        # the last good checkpoint: the newest one before the alarm window (else the starting AV)
+        before = [f for s, f in trajectory.list_steps(runner.run_dir) if s <= step - cfg.alarms.window]
+        alarms.check(step, str(before[-1] if before else t.av_dir))
         if runner.due(step):
             extra = {"collapse_streak": streak, "alarm_history": alarms.state()}
             runner.save_step(p, t, -stats["reward"], lr, extra)
@@ -349,26 +335,20 @@ def step_stats(rollouts: list[Rollout], rs: Runner, k: int) -> dict[str, Any]:
 
         templates = set(gather_object(sorted(templates)))
     n = rs.reduce_sum(float(len(details)))
+    # the frozen SFT AR on the succeeded rollouts: Σ cos, Σ empty cos, how many (`Rollout.frozen`)
+    cos, empty_cos, n_read = (rs.reduce_sum(float(sum(ro.frozen[i] for ro in rollouts))) for i in range(3))
+    real, empty = (cos / n_read, empty_cos / n_read) if n_read else (None, None)
     return {
         "reward": rs.reduce_sum(float(sum(float(ro.rewards.sum()) for ro in rollouts))) / n,
         "length": rs.reduce_sum(float(sum(d.n_tokens for d in details))) / n,
         "parsed": rs.reduce_sum(float(sum(d.ok for d in details))) / n,
         "succeeded": rs.reduce_sum(float(sum(sum(ro.ok) for ro in rollouts))) / n,
-        **_frozen_stats(rollouts, rs),
+        "frozen_cos": real,
+        "frozen_real_minus_empty": None if real is None else real - empty,
         "distinct_per_group": rs.reduce_sum(float(sum(distinct))) / rs.reduce_sum(float(len(distinct))),
         "templates": len(templates),
         "outputs": int(n),
     }
-
-
-def _frozen_stats(rollouts: list[Rollout], rs: Runner) -> dict[str, float | None]:
-    """The frozen SFT AR on the step's succeeded rollouts: mean cosine, and real − empty."""
-    n = rs.reduce_sum(float(sum(ro.frozen[2] for ro in rollouts)))
-    if n == 0:
-        return {"frozen_cos": None, "frozen_real_minus_empty": None}
-    real = rs.reduce_sum(sum(ro.frozen[0] for ro in rollouts)) / n
-    empty = rs.reduce_sum(sum(ro.frozen[1] for ro in rollouts)) / n
-    return {"frozen_cos": real, "frozen_real_minus_empty": real - empty}
 
 
 def train_grpo(recipe: Recipe, opts: RunOptions | None = None) -> Path:

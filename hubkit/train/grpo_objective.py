@@ -4,7 +4,6 @@ sampled tokens' log-probs under a policy, and the frozen SFT AR's reading of a s
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -98,7 +97,7 @@ def token_logprobs(
     mask: Tensor,
     prompt_len: int,
     temperature: float,
-    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    autocast: Callable[[], AbstractContextManager],
 ) -> tuple[Tensor, Tensor]:
     """(log-prob of each sampled token, entropy of each next-token distribution), both ``[N, T]``, of
     `model` reading ``seqs`` (prompt of `prompt_len` tokens, then the sample) with `vectors` injected.

@@ -113,7 +113,8 @@ class Runner:
         self.recipe, self.stage, self.opts = recipe, stage, opts
         self.cfg: StageRecipe = recipe.stage(stage)
         check_device(opts.device)
-        self.acc = Accelerator(cpu=opts.device == "cpu" or not _has_accelerator())
+        # no GPU (XPU, MPS): accelerate needs cpu=True, or it ignores torchrun's group and each rank trains alone
+        self.acc = Accelerator(cpu=opts.device == "cpu" or not torch.accelerator.is_available())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.dist = recipe.distributed
@@ -147,7 +148,7 @@ class Runner:
             for p in trajectory.clean_partials(run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
             if resume and opts.resume_fallback:
-                trajectory.resume_point(run_dir, fallback=True, unverified_ok=opts.resume_unverified)
+                trajectory.set_aside_damaged(run_dir, opts.resume_unverified)
         self.acc.wait_for_everyone()
         last = trajectory.latest_step(run_dir)
         if last is None:
@@ -207,18 +208,6 @@ class Runner:
         return float(self.acc.reduce(t, reduction="sum").item())
 
     # -- logs and checkpoints ---------------------------------------------------------------------
-    def start_metrics(self, start_step: int) -> None:
-        """Keep metrics.jsonl lines up to `start_step` (a resumed run rewrites what came after)."""
-        if not self.is_main:
-            return
-        path = self.run_dir / METRICS_FILE
-        if path.exists():
-            records = read_metrics_lines(path)
-            kept = [line for line, step in records if step <= start_step]
-            warn_missing_steps(path, [step for _, step in records], start_step)
-            path.write_text("".join(line + "\n" for line in kept))
-        self.recipe.save(self.run_dir / RECIPE_COPY)
-
     def log_step(self, metrics: dict[str, Any]) -> None:
         if not self.is_main:
             return
@@ -251,7 +240,13 @@ class Runner:
             log.info("resumed %s from %s (step %d)", task.stage_name, r.folder, r.state.step)
             progress = Progress(r.state.step, r.state.tokens_seen, r.folder.name, r.folder)
             extra = r.state.extra
-        self.start_metrics(progress.step)
+        path = self.run_dir / METRICS_FILE
+        if self.is_main:
+            if path.exists():
+                records = read_metrics_lines(path)
+                warn_missing_steps(path, [step for _, step in records], progress.step)
+                path.write_text("".join(line + "\n" for line, step in records if step <= progress.step))
+            self.recipe.save(self.run_dir / RECIPE_COPY)
         return progress, extra
 
     def due(self, step: int) -> bool:
@@ -380,17 +375,6 @@ def read_metrics_lines(path: Path) -> list[tuple[str, int]]:
     return out
 
 
-def _has_accelerator() -> bool:
-    """A GPU (or XPU/MPS) is present; without one, accelerate must be told `cpu=True` or it ignores
-    torchrun's process group and every process trains alone."""
-    xpu = getattr(torch, "xpu", None)
-    return bool(
-        torch.cuda.is_available()
-        or (xpu is not None and xpu.is_available())
-        or torch.backends.mps.is_available()
-    )
-
-
 # -- supervised fine-tuning loop (AV and AR) ---------------------------------------------------------
 class SFTTask(Task):
     """A supervised stage (AV or AR) as `run_sft` trains it: a subclass sets the model (and head), meta,
@@ -405,9 +389,6 @@ class SFTTask(Task):
 
     def param_groups(self) -> list[dict]:
         return [{"params": trainable(self.model)}]
-
-    def trained_modules(self) -> list[nn.Module]:
-        return [m for m in (self.model, self.head) if m is not None]
 
     def parts(self, training: dict[str, Any]) -> list[trajectory.Part]:
         meta = metas.with_training(self.meta, **training)
@@ -441,8 +422,9 @@ def run_sft(task: SFTTask, runner: Runner, on_step: Callable[[dict], None] | Non
         t0 = time.perf_counter()
         rows = step_rows(len(task.table), recipe.seed, step - 1, runner.per_step)
         norm = task.normaliser(rows)
-        for m in task.trained_modules():
-            m.train()
+        for m in (task.model, task.head):
+            if m is not None:
+                m.train()
         total = 0.0
         for index, mb in runner.my_micro_batches(rows, cfg.micro_batch_size):
             seed_micro(recipe.seed, step, index)

@@ -20,9 +20,8 @@ from hubkit.errors import HubkitError
 from hubkit.schema import SchemaError, from_dict, to_dict
 
 Stage = Literal["av", "ar", "grpo"]
-RecipeScale = (
-    float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]
-)  # scale_lint.resolve_recipe_scale
+# the names scale_lint.resolve_recipe_scale measures
+RecipeScale = float | Literal["sqrt_d_model", "raw", "embedding_norm", "activation_norm"]
 
 
 class RecipeError(HubkitError, ValueError):
@@ -64,12 +63,10 @@ def check_values(obj: Any, prefix: str = "") -> None:
             check_values(value, name + ".")
             continue
         bounds = f.metadata.get("bounds", {})
-        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-        for i, v in items:
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            problem = _out_of_range(v, bounds)
-            if problem:
+            if problem := _out_of_range(v, bounds):
                 where = name if i is None else f"{name}[{i}]"
                 raise ValueError(f"field `{where}` must be {problem}, got {v!r}")
 
@@ -298,9 +295,7 @@ class GRPORecipe(StageRecipe):
     @property
     def hinge(self) -> int:
         """Tokens a rollout may use before the length penalty starts."""
-        return (
-            self.length_target if self.length_target is not None else max(1, (3 * self.max_new_tokens) // 4)
-        )
+        return self.length_target or max(1, (3 * self.max_new_tokens) // 4)  # length_target >= 1 when set
 
     @property
     def critic_lr(self) -> float:
@@ -339,17 +334,7 @@ class DistributedRecipe:
     )
 
     def is_default(self) -> bool:
-        return all(getattr(self, f.name) == f.default for f in dataclasses.fields(self))
-
-
-def hashed_section(section: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What of ``distributed:`` enters a stage's config hash: nothing while it is all defaults (so recipes
-    written before the section existed keep their hashes), and never the per-machine fields."""
-    if not section:
-        return None
-    kept = {k: v for k, v in section.items() if k not in ("device_memory_gb", "reshard_after_forward")}
-    defaults = {f.name: f.default for f in dataclasses.fields(DistributedRecipe)}
-    return None if all(defaults.get(k) == v for k, v in kept.items()) else kept
+        return self == DistributedRecipe()
 
 
 @dataclass
@@ -392,7 +377,11 @@ class Recipe:
         kept = {k: v for k, v in data.items() if k not in dropped}
         if dtype is not None:
             kept["dtype"] = dtype
-        if (distributed := hashed_section(data.get("distributed"))) is not None:
+        # ``distributed:`` counts only when it is not all defaults (recipes written before the section existed
+        # keep their hashes), and never with its per-machine fields
+        machine = ("device_memory_gb", "reshard_after_forward")
+        distributed = {k: v for k, v in data["distributed"].items() if k not in machine}
+        if distributed != {k: v for k, v in to_dict(DistributedRecipe()).items() if k not in machine}:
             kept["distributed"] = distributed
         cadence = ("data", "log_every", "checkpoint_every", "av_init", "ar_init")
         kept[stage] = {k: v for k, v in (data.get(stage) or {}).items() if k not in cadence}
@@ -435,9 +424,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         node = data
         *parents, last = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
-            if node is None:
-                node = {}
+            if node.get(p) is None:  # absent, or an empty section (`av:`)
+                node[p] = {}
+            node = node[p]
         node[last] = value
     return recipe_from_dict(data, str(path))
 
@@ -451,9 +440,7 @@ def recipe_help(cls: type = Recipe, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = prefix + f.name
-        sub = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or (
-            [tp] if dataclasses.is_dataclass(tp) else []
-        )
+        sub = [a for a in typing.get_args(tp) or (tp,) if dataclasses.is_dataclass(a)]
         if f.default is not dataclasses.MISSING:
             default = f" (default: {f.default!r})"
         elif f.default_factory is not dataclasses.MISSING and not sub:

@@ -6,7 +6,6 @@ identity. The loss is the normalised MSE ``‖v̂/‖v̂‖ − v/‖v‖‖² =
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -21,8 +20,6 @@ from hubkit.train.adapters import add_adapter, load_base, trainable
 from hubkit.train.data import inner_text, read_sft
 from hubkit.train.loop import Runner, RunOptions, SFTTask, run_sft
 from hubkit.train.recipe import Recipe
-
-log = logging.getLogger(__name__)
 
 ADAPTER_NAME = "ar"
 
@@ -40,8 +37,7 @@ class ARTask(SFTTask):
     loss_type = "normalised_mse"
 
     def __init__(self, recipe: Recipe, runner: Runner, data: str | Path) -> None:
-        cfg = recipe.stage("ar")
-        self.cfg = cfg
+        self.cfg = cfg = recipe.stage("ar")
         model, tok = load_base(recipe, cfg.adapter, runner.device, runner.dtype)
         meta = metas.ar_meta(recipe, model, cfg.adapter, cfg.head_bias, tokenizer=tok)
         self.table = read_sft(data, meta.d_model, "ar")
@@ -55,7 +51,7 @@ class ARTask(SFTTask):
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.head = heads.identity_head(meta.d_model, bias=cfg.head_bias).to(runner.device)
         self.ar = ActivationReconstructor(self.model, tok, meta, self.head)
-        self.meta, self.tokenizer, self.device = meta, tok, runner.device
+        self.meta, self.tokenizer = meta, tok
         self.texts = [clip_text(tok, inner_text(t), cfg.max_length) for t in self.table.texts]
         self.lengths = [len(build_ar_ids(tok, meta, t)) for t in self.texts]
         self.init_parent = hub_id(recipe.base_model)

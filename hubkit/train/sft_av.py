@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import injection
@@ -33,9 +33,7 @@ ADAPTER_NAME = "av"
 def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag: str) -> list[int]:
     """Token ids the AV learns to write for one explanation: tagged text, then EOS unless it was cut."""
     ids = tokenizer(tagged(text, open_tag, close_tag), add_special_tokens=False)["input_ids"]
-    if len(ids) > max_length:
-        return ids[:max_length]
-    return [*ids, tokenizer.eos_token_id]
+    return ids[:max_length] if len(ids) > max_length else [*ids, tokenizer.eos_token_id]
 
 
 def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -47,27 +45,6 @@ def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> 
     labels[:, : len(prompt_ids)] = -100
     labels[mask == 0] = -100
     return ids, mask, labels
-
-
-def response_loss_sum(
-    model: nn.Module,
-    verbalizer: ActivationVerbalizer,
-    ids: Tensor,
-    mask: Tensor,
-    labels: Tensor,
-    vectors: Tensor,
-) -> Tensor:
-    """Summed cross-entropy over response tokens with `vectors` injected at the marker (differentiable)."""
-    meta = verbalizer.meta
-    p = injection.plan(meta.injection, ids, vectors, meta.d_model)
-    n_prompt = len(verbalizer.prompt_ids)
-    keep = ids.shape[1] - n_prompt + 1  # logits from the last prompt token on: all that predict the response
-    with injection.injected(model, meta.injection, p):
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
-    targets = labels[:, n_prompt:]
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
 
 
 class AVTask(SFTTask):
@@ -86,8 +63,7 @@ class AVTask(SFTTask):
         self.model = add_adapter(model, cfg.adapter, ADAPTER_NAME, cfg.gradient_checkpointing)
         self.adapter_name = ADAPTER_NAME if cfg.adapter.kind != "full" else None
         self.av = ActivationVerbalizer(self.model, tok, meta)
-        self.meta, self.tokenizer = self.av.meta, tok
-        self.device = runner.device
+        self.meta, self.tokenizer, self.device = self.av.meta, tok, runner.device
         av = self.meta.av
         self.responses = [
             response_ids(tok, t, cfg.max_length, av.explanation_open, av.explanation_close)
@@ -135,13 +111,16 @@ class AVTask(SFTTask):
         return sum(len(self.av.prompt_ids) + len(self.responses[i]) for i in rows)
 
     def micro_loss(self, rows: list[int]) -> Tensor:
-        ids, mask, labels = av_batch(
-            self.av.prompt_ids, [self.responses[i] for i in rows], self.tokenizer.pad_token_id
-        )
-        ids, mask, labels, vectors = (
-            t.to(self.device) for t in (ids, mask, labels, self.table.vectors[rows])
-        )
-        return response_loss_sum(self.model, self.av, ids, mask, labels, vectors)
+        """Summed cross-entropy over the response tokens, the vectors injected at the marker."""
+        n_prompt, inj = len(self.av.prompt_ids), self.meta.injection
+        batch = av_batch(self.av.prompt_ids, [self.responses[i] for i in rows], self.tokenizer.pad_token_id)
+        ids, mask, labels, vectors = (t.to(self.device) for t in (*batch, self.table.vectors[rows]))
+        # logits from the last prompt token on: all that predict the response
+        keep = ids.shape[1] - n_prompt + 1
+        with injection.injected(self.model, inj, injection.plan(inj, ids, vectors, self.meta.d_model)):
+            out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep)
+        predicted = out.logits[:, :-1].flatten(0, 1).float()
+        return F.cross_entropy(predicted, labels[:, n_prompt:].flatten(), ignore_index=-100, reduction="sum")
 
 
 def train_av(recipe: Recipe, opts: RunOptions | None = None) -> Path:

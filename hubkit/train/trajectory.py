@@ -241,12 +241,9 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
     names = set(TrainerState.__dataclass_fields__)
     try:
         state = TrainerState(**{k: v for k, v in body.items() if k in names})
-        return Resumed(
-            folder=folder,
-            state=state,
-            optimizers={k: _unpack(v, tensors) for k, v in body["optimizers"].items()},
-            schedulers={k: _unpack(v, tensors) for k, v in body["schedulers"].items()},
-        )
+        optimizers = {k: _unpack(v, tensors) for k, v in body["optimizers"].items()}
+        schedulers = {k: _unpack(v, tensors) for k, v in body["schedulers"].items()}
+        return Resumed(folder, state, optimizers, schedulers)
     except (TypeError, KeyError, AttributeError) as exc:
         raise CheckpointError(
             f"{path}: the trainer state lacks or mistypes a field ({exc}); use another step "
@@ -254,22 +251,17 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
         ) from exc
 
 
-def resume_point(run_dir: Path, fallback: bool, unverified_ok: bool = False) -> Resumed | None:
-    """The state to resume `run_dir` from: its latest step, verified.
-
-    A damaged latest step is an error unless `fallback`, which sets damaged steps aside (renamed
-    ``corrupt_step_…``) and takes the newest intact one; None when no step is left.
-    """
+def set_aside_damaged(run_dir: Path, unverified_ok: bool = False) -> None:
+    """``--resume-fallback``: rename damaged steps, newest first, to ``corrupt_step_…`` (kept for inspection)
+    until the latest step left is intact, or none is left."""
     for _, folder in reversed(list_steps(run_dir)):
         try:
-            return read_state(folder, unverified_ok)
+            read_state(folder, unverified_ok)
+            return
         except CheckpointError as exc:
-            if not fallback:
-                raise
-            moved = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")  # kept for inspection
+            moved = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")
             os.replace(folder, moved)
             log.warning("skipping a damaged checkpoint (%s); moved it to %s", exc, moved.name)
-    return None
 
 
 def check_resumable(
