@@ -50,7 +50,6 @@ from hubkit.release.provenance import (
 )
 from hubkit.release.public import dataset_names, find_local_paths, names_for, publish_files, publish_json
 from hubkit.release.spec import LoadedSpec, load_spec
-from hubkit.schema import to_dict
 
 log = logging.getLogger(__name__)
 DATA_DIR = "data"
@@ -285,18 +284,15 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     """What the dataset card says about one table (sidecar blocks with the optional keys filled)."""
     import pyarrow.parquet as pq
 
-    sd = to_dict(side)
     return {
         "path": rel,
         "table": side.table,
         "rows": info["rows"],
         "columns": list(pq.ParquetFile(str(path)).schema_arrow.names),
         "sha256": info["sha256"],
-        "extraction": {**{"positions_per_doc": None}, **sd["extraction"]},
+        "extraction": asdict(side.extraction),
         "corpus": {
-            "sha256": None,
-            "n_docs": None,
-            **sd["corpus"],
+            **asdict(side.corpus),
             "title": credit.name or side.corpus.name,
             "license": credit.license,
             "url": credit.url,

@@ -68,14 +68,8 @@ def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str
     mine = repos["trajectory"] if spec.kind == "trajectory" else repos[role]
     sub = [f'{role}_subfolder="{subfolder}"'] if subfolder else []
     if other not in repos:
-        return ", ".join(
-            [
-                f'{role}="{mine}"',
-                f'{other}="<the {other.upper()} trained with it>"',
-                f'{role}_revision="{tag}"',
-                *sub,
-            ]
-        )
+        parts = [f'{role}="{mine}"', f'{other}="<the {other.upper()} trained with it>"']
+        return ", ".join([*parts, f'{role}_revision="{tag}"', *sub])
     args = {role: mine, other: repos[other]}
     parts = [f'av="{args["av"]}"', f'ar="{args["ar"]}"']
     other_rev = spec.other_revision()

@@ -138,9 +138,7 @@ def match_family(
 
 def config_model_type(*folders: Path | None) -> str | None:
     """``model_type`` from the first ``config.json`` found in `folders` (a Gemma-4-style text tower too)."""
-    for folder in folders:
-        if folder is None:
-            continue
+    for folder in filter(None, folders):
         cfg = Path(folder) / "config.json"
         if cfg.is_file():
             try:

@@ -3,10 +3,9 @@ each folder's ``provenance.json`` (release, repo, every file's sha256, code, eva
 the attribution of the training data.
 
 A table's sidecar (``<table>.parquet.json``) names the corpus it was drawn from and the labelers that
-wrote its explanations. The licence and URL come from the sidecar when it records them
-(``corpus.license``, ``corpus.url``), else from the spec's ``corpora.<name>``, else from the corpora
-hubkit ships; a table whose corpus has no licence anywhere is refused, since the card would publish
-data without saying under which terms.
+wrote its explanations. The corpus's licence and URL come from the spec's ``corpora.<name>``, else from
+the corpora hubkit ships; a table whose corpus has no licence anywhere is refused, since the card would
+publish data without saying under which terms.
 """
 
 from __future__ import annotations
@@ -181,14 +180,10 @@ def corpus_key(name: str) -> str:
 
 
 def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
-    """The corpus credit of one table's sidecar (its own licence, else the spec's `corpora`, else a known
-    corpus), refused (naming the spec field to add) when unknown."""
-    corpus = side.corpus
-    recorded = getattr(corpus, "license", None)
-    if recorded:
-        return CorpusCredit(license=recorded, url=getattr(corpus, "url", None), name=corpus.name)
-    key = corpus_key(corpus.name)
-    credit = ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
+    """The corpus credit of one table's sidecar (the spec's `corpora`, else a known corpus), refused
+    (naming the spec field to add) when unknown."""
+    key = corpus_key(side.corpus.name)
+    credit = ls.spec.corpora.get(side.corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
     if credit is None:
         raise ReleaseError(
             f"{ls.path}: field `corpora.{key}.license` is needed: {field_name} {table} comes from corpus "

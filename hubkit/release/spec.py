@@ -198,13 +198,12 @@ class ReleaseSpec:
             raise ValueError(
                 f"`format: {self.format}` applies to av, ar and pair releases, not `{self.kind}`"
             )
-        for role, repo in self.repos.items():
+        seen: dict[str, str] = {}
+        for role, repo in sorted(self.repos.items()):
             if role not in ROLES:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
             if not _REPO_RE.match(repo):
                 raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
-        seen: dict[str, str] = {}
-        for role, repo in sorted(self.repos.items()):
             other = seen.setdefault(repo.lower(), role)
             if other != role:
                 raise ValueError(
@@ -261,10 +260,8 @@ class ReleaseSpec:
             refuse(self.trajectory is not None, "trajectory")
             refuse(self.eval is not None, "eval")
             refuse(self.partner_revision is not None, "partner_revision")
-        roles = {"av", "ar"} if self.kind in ("av", "ar", "pair") else {"trajectory", "av", "ar"}
-        if self.kind == "dataset":
-            roles = {"dataset"}
-        stray = sorted(set(self.repos) - roles)
+        roles = {"dataset": {"dataset"}, "trajectory": {"trajectory", "av", "ar"}}
+        stray = sorted(set(self.repos) - roles.get(self.kind, {"av", "ar"}))
         refuse(bool(stray), f"repos.{stray[0]}" if stray else "")
 
     # -- derived --------------------------------------------------------------------------------
