@@ -42,10 +42,6 @@ class LegalFile:
     source: str
     accept: tuple[str, ...] = ()
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name, *self.accept)
-
 
 @dataclass(frozen=True)
 class Family:
@@ -67,9 +63,6 @@ class Family:
     required: tuple[LegalFile, ...] = ()
     optional: tuple[LegalFile, ...] = ()
     default: bool = False
-
-    def matches_repo(self, repo_id: str | None) -> bool:
-        return bool(repo_id) and any(re.search(p, str(repo_id), re.IGNORECASE) for p in self.repos)
 
     def stanza_text(self, license: str) -> str:
         """The licence stanza with this family's links (and the release's licence id) filled in."""
@@ -127,7 +120,7 @@ def match_family(
     """The family of a base: by repo id, then by ``config.model_type``, else the default entry."""
     table = table or load_families()
     for fam in table:
-        if fam.matches_repo(repo_id):
+        if repo_id and any(re.search(p, repo_id, re.IGNORECASE) for p in fam.repos):
             return fam
     if model_type:
         for fam in table:
@@ -183,7 +176,7 @@ def _find(folder: Path | None, legal: LegalFile) -> Path | None:
     if folder is None:
         return None
     for sub in (folder, folder / LICENSES_SUBDIR):
-        for name in legal.names:
+        for name in (legal.name, *legal.accept):
             if (sub / name).is_file():
                 return sub / name
     return None
