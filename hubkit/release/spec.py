@@ -247,19 +247,15 @@ class ReleaseSpec:
             need(self.trajectory is not None, "trajectory", "the run folder holding step_* checkpoints")
             need("trajectory" in self.repos, "repos.trajectory", "the repo the step_*/ folders go to")
             need(self.eval is not None, "eval", "the trajectory eval.json (`hubkit eval --trajectory`)")
-            refuse(self.train_eval is not None, "train_eval")
-            refuse(bool(self.checkpoints), "checkpoints")
-            refuse(bool(self.data_files), "data_files")
+            for name in ("train_eval", "checkpoints", "data_files"):
+                refuse(getattr(self, name) not in (None, [], {}), name)
         else:  # dataset
             need(bool(self.data_files), "data_files", "the parquet tables to publish")
             need(self.license is not None, "license", "the Hub licence id of the tables")
-            refuse(bool(self.legal_files), "legal_files")
-            refuse(self.train_eval is not None, "train_eval")
             need("dataset" in self.repos, "repos.dataset", "the dataset repo to publish to")
-            refuse(bool(self.checkpoints), "checkpoints")
-            refuse(self.trajectory is not None, "trajectory")
-            refuse(self.eval is not None, "eval")
-            refuse(self.partner_revision is not None, "partner_revision")
+            unused = ("legal_files", "train_eval", "checkpoints", "trajectory", "eval", "partner_revision")
+            for name in unused:
+                refuse(getattr(self, name) not in (None, [], {}), name)
         roles = {"dataset": {"dataset"}, "trajectory": {"trajectory", "av", "ar"}}
         stray = sorted(set(self.repos) - roles.get(self.kind, {"av", "ar"}))
         refuse(bool(stray), f"repos.{stray[0]}" if stray else "")
@@ -268,10 +264,8 @@ class ReleaseSpec:
     @property
     def pushed_roles(self) -> list[str]:
         """Roles whose repos this release writes to (the other repos are only linked from the card)."""
-        if self.kind == "trajectory":
-            return ["trajectory"]
-        if self.kind == "dataset":
-            return ["dataset"]
+        if self.kind in ("trajectory", "dataset"):
+            return [self.kind]
         return [r for r in ("av", "ar") if r in self.checkpoints]
 
     def other_revision(self) -> str | None:
