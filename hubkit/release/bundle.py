@@ -366,17 +366,12 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         pretty_name=spec.card.title,
     )  # fmt: skip
     (dest / constants.CARD_FILE).write_text(card)
-    write_provenance(
-        dest,
-        ls,
-        target,
-        {
-            "sources": sources,
-            "tables": [{k: t[k] for k in ("path", "table", "rows", "sha256")} for t in tables],
-            "parents": parents(ls, None, None, None),
-        },
-        names=names,
-    )
+    record = {
+        "sources": sources,
+        "tables": [{k: t[k] for k in ("path", "table", "rows", "sha256")} for t in tables],
+        "parents": parents(ls, None, None, None),
+    }
+    write_provenance(dest, ls, target, record, names=names)
     return [target]
 
 

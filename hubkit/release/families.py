@@ -247,17 +247,11 @@ class LegalPlan:
 
     def context(self) -> dict:
         """The card's `legal` section."""
-        fam = self.family
+        shown = ("display", "banner", "name_prefix", "license_url", "use_policy_url")
         return {
-            "family": fam.key,
-            "display": fam.display,
-            "license": self.license,
-            "banner": fam.banner,
-            "name_prefix": fam.name_prefix,
-            "license_url": fam.license_url,
-            "use_policy_url": fam.use_policy_url,
-            "stanza": fam.stanza_text(self.license),
-            "files": sorted(self.files),
+            **self.record(),
+            **{name: getattr(self.family, name) for name in shown},
+            "stanza": self.family.stanza_text(self.license),
         }
 
     def check_card(self, card: str, template: str) -> None:

@@ -169,8 +169,7 @@ def check_required(
     """
     for dotted in required:
         for where, value in _walk(data, dotted.split("."), ""):
-            bad = value is _MISSING or (not allow_null and (value is None or value == []))
-            if bad:
+            if value is _MISSING or (not allow_null and (value is None or value == [])):
                 state = "missing" if value is _MISSING else "null" if value is None else "an empty list"
                 what = (
                     f"card template {template} reads `{where}`, which"

@@ -201,8 +201,7 @@ def training_data(ls: LoadedSpec) -> list[dict]:
     out = []
     for i, value in enumerate(ls.spec.training_data):
         path = ls.existing(value, f"training_data[{i}]", "file")
-        info = table_info(path)
-        info.update(corpus=None, license=None, url=None, attribution=None, labelers=None)
+        info = table_info(path) | dict.fromkeys(("corpus", "license", "url", "attribution", "labelers"))
         if sidecar_path(path).is_file():
             try:
                 side = read_sidecar(path)
