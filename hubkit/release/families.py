@@ -173,13 +173,9 @@ def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | 
 
 
 def _find(folder: Path | None, legal: LegalFile) -> Path | None:
-    if folder is None:
-        return None
-    for sub in (folder, folder / LICENSES_SUBDIR):
-        for name in (legal.name, *legal.accept):
-            if (sub / name).is_file():
-                return sub / name
-    return None
+    subs = (folder, folder / LICENSES_SUBDIR) if folder else ()
+    candidates = (sub / name for sub in subs for name in (legal.name, *legal.accept))
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def legal_files(
@@ -227,16 +223,6 @@ def release_license(family: Family, spec_license: str | None, spec_path: str | P
     return family.license
 
 
-def check_model_type(family: Family, model_type: str | None, base_id: str, spec_path: str | Path) -> None:
-    """Refuse a base named as one family whose weights are of another architecture."""
-    if model_type and family.check_types and model_type not in family.check_types:
-        raise ReleaseError(
-            f"{spec_path}: the card names base {base_id!r} ({family.display}) but the weights' config.json "
-            f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
-            "to the model these checkpoints were trained from"
-        )
-
-
 @dataclass
 class LegalPlan:
     """What a release inherits from its base: family, licence id, files to ship."""
@@ -280,7 +266,12 @@ def plan_legal(ls: LoadedSpec, meta: NLAMeta, base_id: str, checkpoint: Path) ->
     snapshot = local_snapshot([ls.base_model, meta.base_model], base_id)
     model_type = config_model_type(checkpoint, snapshot)
     family = match_family(base_id, model_type)
-    check_model_type(family, model_type, base_id, ls.path)
+    if model_type and family.check_types and model_type not in family.check_types:
+        raise ReleaseError(  # a base named as one family whose weights are of another architecture
+            f"{ls.path}: the card names base {base_id!r} ({family.display}) but the weights' config.json "
+            f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
+            "to the model these checkpoints were trained from"
+        )
     license = release_license(family, spec.license, ls.path, base_id)
     named = {name: ls.existing(p, f"legal_files.{name}", "file") for name, p in spec.legal_files.items()}
     files = legal_files(family, snapshot, named, ls.path)
