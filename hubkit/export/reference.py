@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, identity, loading
 from hubkit import constants as C
+from hubkit.checkpoint import replace_dir
 from hubkit.errors import CheckpointError, MetaError
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import Adapter, NLAMeta
@@ -87,9 +87,7 @@ def export_reference(
     try:
         export = _export_av if meta.role == "av" else _export_ar
         report = export(folder, meta, tmp, base_model, dt)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -55,11 +55,9 @@ class Bundle:
     def folder(self, target: RepoTarget) -> Path:
         return self.root / target.folder
 
-    def save(self) -> Path:
+    def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "root"}
-        path = self.root / MANIFEST_FILE
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        return path
+        (self.root / MANIFEST_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, root: str | Path) -> Bundle:
@@ -101,11 +99,7 @@ def eval_summary(ev: dict, eval_path: Path) -> dict:
         "schema": ev.get("schema"),
         "kind": ev.get("kind"),
         "created": ev.get("created"),
-        "table": {
-            "sha256": table.get("sha256"),
-            "rows_total": table.get("rows_total"),
-            "sidecar": table.get("sidecar"),
-        },
+        "table": {k: table.get(k) for k in ("sha256", "rows_total", "sidecar")},
         "overlap_checked": (ev.get("overlap") or {}).get("checked"),
     }
 
