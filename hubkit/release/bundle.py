@@ -375,15 +375,6 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
     return [target]
 
 
-def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
-    if ls.spec.kind == "dataset":
-        return build_dataset(ls, out, cards_dir)
-    if ls.spec.kind == "trajectory":
-        return build_trajectory(ls, out, cards_dir, legacy_pt)
-    with contextlib.ExitStack() as stack:  # holds the temporary folder of `format: reference` exports
-        return build_pair(ls, out, cards_dir, legacy_pt, stack)
-
-
 def check_replaceable(out: Path) -> None:
     """Refuse to replace `out` unless it is missing, empty, or holds only files hubkit wrote there.
 
@@ -442,7 +433,13 @@ def build_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     cdir = Path(cards_dir) if cards_dir is not None else None
     try:
-        targets = _build(ls, tmp, cdir, legacy_pt)
+        if ls.spec.kind == "dataset":
+            targets = build_dataset(ls, tmp, cdir)
+        elif ls.spec.kind == "trajectory":
+            targets = build_trajectory(ls, tmp, cdir, legacy_pt)
+        else:
+            with contextlib.ExitStack() as stack:  # holds the temporary folder of `format: reference` exports
+                targets = build_pair(ls, tmp, cdir, legacy_pt, stack)
         found = find_local_paths(tmp)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

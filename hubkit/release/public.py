@@ -101,10 +101,9 @@ def names_for(ls: Any, base_id: str, base_paths: list[str | None]) -> PublicName
         if path and is_machine_path(str(path)):
             names.add(path, public_base(str(path)) or base_id)
     spec = ls.spec
-    for role, folder in spec.checkpoints.items():
-        if role in spec.repos:
-            names.add(ls.resolve(folder), spec.repos[role])
-    if spec.trajectory and "trajectory" in spec.repos:
+    for role, folder in spec.checkpoints.items():  # the spec requires a repo for each
+        names.add(ls.resolve(folder), spec.repos[role])
+    if spec.trajectory:
         names.add(ls.resolve(spec.trajectory), spec.repos["trajectory"])
     return names
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -28,7 +28,7 @@ RELEASES_DIR = "releases"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 Kind = Literal["av", "ar", "pair", "trajectory", "dataset"]
-KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
+KINDS: tuple[str, ...] = get_args(Kind)
 ROLES = ("av", "ar", "trajectory", "dataset")
 FORMATS = ("hubkit", "reference")  # how the halves are laid out in their repos
 
