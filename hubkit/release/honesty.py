@@ -147,10 +147,7 @@ def _walk(data: Any, parts: list[str], done: str) -> list[tuple[str, Any]]:
     if head == "*":
         if not isinstance(data, list) or not data:
             return [(done, _MISSING if not isinstance(data, list) else [])]
-        out: list[tuple[str, Any]] = []
-        for i, item in enumerate(data):
-            out += _walk(item, rest, f"{done}[{i}]")
-        return out
+        return [hit for i, item in enumerate(data) for hit in _walk(item, rest, f"{done}[{i}]")]
     if not isinstance(data, dict) or head not in data:
         return [(f"{done}.{head}".lstrip("."), _MISSING)]
     return _walk(data[head], rest, f"{done}.{head}".lstrip("."))

@@ -30,11 +30,8 @@ def _steps(stage: Path) -> list[Path]:
 
 
 def _rel(path: str | Path, root: Path) -> str:
-    p = Path(path).expanduser().resolve()
-    try:
-        return p.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(p)
+    p, root = Path(path).expanduser().resolve(), root.resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
 
 
 def _eval(path: Path, kind: str) -> tuple[Path, dict[str, Any]]:
@@ -93,7 +90,7 @@ def _tables(recipe: dict, root: Path, kind: str) -> list[str]:
 def _corpora(tables: list[str], root: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for t in tables:
-        path = Path(t) if Path(t).is_absolute() else root / t
+        path = root / t  # `t` may be absolute
         if not sidecar_path(path).is_file():
             continue
         key = corpus_key(read_sidecar(path).corpus.name)

@@ -53,13 +53,11 @@ class PublicNames:
         p = Path(value).expanduser()
         if not p.is_absolute():
             return value
-        key = _key(p)
+        key, root = _key(p), _key(self.root)
         if key in self.known:  # a folder the release names (its base, a checkpoint)
             return self.known[key]
-        try:
-            return Path(key).relative_to(_key(self.root)).as_posix()
-        except ValueError:
-            pass
+        if Path(key).is_relative_to(root):
+            return Path(key).relative_to(root).as_posix()
         for folder, name in self.known.items():
             if key.startswith(folder + "/"):
                 return f"{name}/{Path(key).relative_to(folder).as_posix()}"
