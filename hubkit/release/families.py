@@ -90,11 +90,7 @@ def load_families(path: str | Path = FAMILIES_FILE) -> tuple[Family, ...]:
         raise ReleaseError(f"{path}: field `schema` must be {FAMILIES_SCHEMA!r}")
     out: list[Family] = []
     for i, raw in enumerate(data.get("families") or []):
-        raw = {
-            **raw,
-            "required": _file_rows(raw.get("required")),
-            "optional": _file_rows(raw.get("optional")),
-        }
+        raw = {k: _file_rows(v) if k in ("required", "optional") else v for k, v in raw.items()}
         raw = {k: v for k, v in raw.items() if v is not None or k == "license"}
         try:
             fam = from_dict(Family, raw, str(path), prefix=f"families[{i}].")

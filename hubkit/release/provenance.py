@@ -160,7 +160,6 @@ def provenance_files(folder: str | Path) -> dict[str, str]:
 KNOWN_CORPORA: dict[str, CorpusCredit] = {
     "bundled": CorpusCredit(
         license="CC0-1.0",
-        url=None,
         name="hubkit bundled corpus",
         attribution="written for hubkit; public-domain dedication",
     ),
