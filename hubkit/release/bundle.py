@@ -31,7 +31,7 @@ from hubkit.errors import CheckpointError, DataError
 from hubkit.eval.sections import TrajectoryPoint
 from hubkit.export import export_reference
 from hubkit.meta import NLAMeta
-from hubkit.provenance import git_state, sha256_file
+from hubkit.provenance import sha256_file
 from hubkit.release import cards, honesty
 from hubkit.release.context import card_base_model, common_context, write_model_repo
 from hubkit.release.errors import HonestyError, ReleaseError
@@ -191,14 +191,11 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     )
     names = [p.name for p in points]
     check_corrections(ls, names)
-    on_disk = sorted(
-        p.name
-        for p in run.iterdir()
-        if p.is_dir()
-        and not p.name.startswith(".")
-        and ((p / constants.META_FILE).exists() or (p / constants.AR_META_JSON).exists())
-    )
-    unevaluated = sorted(set(on_disk) - set(names))
+    metas = (constants.META_FILE, constants.AR_META_JSON)
+    on_disk = {
+        p.name for p in run.iterdir() if not p.name.startswith(".") and any((p / m).exists() for m in metas)
+    }
+    unevaluated = sorted(on_disk - set(names))
     if unevaluated:
         log.warning(
             "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
@@ -354,7 +351,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
             sources[rel] = {"from": sources[rel]["from"], **rec}
     total = sum(t["rows"] for t in tables)
     context = {
-        **common_context(ls, git_state()),
+        **common_context(ls),
         "title": spec.card.title or target.repo_id.split("/")[-1],
         "license": spec.license,
         "tables": tables,

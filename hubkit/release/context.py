@@ -92,9 +92,9 @@ def code_url() -> str | None:
     return urls[0] if urls else meta.get("Home-page")
 
 
-def common_context(ls: LoadedSpec, git: dict) -> dict:
+def common_context(ls: LoadedSpec) -> dict:
     """What every card (model, trajectory, dataset) prints from the spec and the code state."""
-    c = ls.spec.card
+    c, git = ls.spec.card, git_state()
     return {
         "text": {
             "intended_use": c.intended_use.strip(),
@@ -153,9 +153,8 @@ def write_model_repo(
     sources = sources | copy_legal(legal, dest)
     other = "ar" if role == "av" else "av"
     nla = ev["nla"]
-    git = git_state()
     context = {
-        **common_context(ls, git),
+        **common_context(ls),
         "title": spec.card.title or title,
         "role": role,
         "role_long": ROLE_LONG[role],

@@ -110,7 +110,7 @@ def cite_eval(ls: LoadedSpec, kind: str, field_name: str = "eval") -> CitedEval:
     return CitedEval(report, ev, path)
 
 
-def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:
+def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> None:
     """Copy an eval output (plot, per-checkpoint eval.json) after checking the sha256 eval.json recorded."""
     src = eval_path.parent / record["path"]
     if not src.is_file():
@@ -122,7 +122,6 @@ def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
-    return dest
 
 
 def copy_plots(ev: dict, eval_path: Path, dest: Path) -> list[dict]:
