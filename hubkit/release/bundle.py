@@ -36,7 +36,6 @@ from hubkit.release import cards, honesty
 from hubkit.release.context import card_base_model, common_context, write_model_repo
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.families import plan_legal
-from hubkit.release.honesty import CitedEval, cite_eval, copy_output
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, write_half
 from hubkit.release.provenance import (
     Bundle,
@@ -60,11 +59,11 @@ def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str) -
     honesty.check_hashes(half.shipped_sources(), recorded, eval_path, half.source, role.upper())
 
 
-def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
+def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> honesty.CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
         return None
-    train = cite_eval(ls, "pair", "train_eval")
+    train = honesty.cite_eval(ls, "pair", "train_eval")
     for role, half in halves.items():
         _check_half(train.data, train.path, half, role)
     if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
@@ -107,7 +106,7 @@ def build_pair(
 ) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
-    cited = cite_eval(ls, "pair")
+    cited = honesty.cite_eval(ls, "pair")
     ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
@@ -184,7 +183,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    cited = cite_eval(ls, "trajectory")
+    cited = honesty.cite_eval(ls, "trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
@@ -254,7 +253,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
-            copy_output(
+            honesty.copy_output(
                 eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}"
             )
     shutil.copyfile(eval_path, dest / constants.EVAL_FILE)

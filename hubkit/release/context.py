@@ -5,7 +5,6 @@ other half, how to load it, the licence stanza, the method's citation, where the
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hubkit.release.families import LegalPlan, copy_legal
 from hubkit.release.honesty import CitedEval, copy_plots
 from hubkit.release.provenance import RepoTarget, eval_summary, parents, write_provenance
 from hubkit.release.public import PublicNames
-from hubkit.release.spec import LoadedSpec, ReleaseSpec
+from hubkit.release.spec import REPO_RE, LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}
 ROLE_DOES = {
@@ -43,7 +42,6 @@ METHOD = {
 }
 # Optional eval.json sections rendered by the `eval_extras.md.j2` partial when present.
 EVAL_EXTRAS = ("paraphrase", "claim_ablation", "cross_pair", "spliced_loss", "judge")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
@@ -53,7 +51,7 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     name = meta.base_model
     if hub_id(name) != name:  # an offline registry model
         return hub_id(name)
-    if _REPO_ID.match(name) and not Path(name).exists():
+    if REPO_RE.match(name) and not Path(name).exists():
         return name
     raise ReleaseError(
         f"{ls.path}: field `card.base_model` is needed: the checkpoints record base model {name!r}, which is not a "

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from hubkit import constants, loading, scale_lint
-from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
 from hubkit.eval.report import EvalReport, read_eval_json, typed_report
 from hubkit.eval.yardstick import co_trained
@@ -32,7 +31,6 @@ from hubkit.release import cards
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.figures import template_reads
 from hubkit.release.spec import LoadedSpec, leaves
-from hubkit.scale_lint import lint_scale
 
 # Figures the release code itself reads from eval.json (the model-index, the meta checks, the hash
 # checks). What the card templates read is derived from the templates in use (`hubkit.release.figures`).
@@ -129,9 +127,9 @@ def copy_plots(ev: dict, eval_path: Path, dest: Path) -> list[dict]:
     plots = (ev.get("outputs") or {}).get("plots") or {}
     out = []
     for name, rec in sorted(plots.items()):
-        target = dest / PLOTS_DIR / Path(rec["path"]).name
+        target = dest / constants.PLOTS_DIR / Path(rec["path"]).name
         copy_output(eval_path, rec, target, f"plot {name!r}")
-        out.append({"name": name.replace("_", " "), "path": f"{PLOTS_DIR}/{target.name}"})
+        out.append({"name": name.replace("_", " "), "path": f"{constants.PLOTS_DIR}/{target.name}"})
     return out
 
 
@@ -285,7 +283,7 @@ def measure_scale(
             f"{model_path!r} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Set "
             "`base_model:` in the release spec to a local folder of the base weights"
         ) from exc
-    lint = lint_scale(scale, norm, residual)
+    lint = scale_lint.lint_scale(scale, norm, residual)
     return {
         "scale": scale,
         "embedding_norm": norm,

@@ -90,7 +90,7 @@ def find_placeholders(node: Any) -> list[tuple[str, str]]:
     return [(k, v) for k, v in leaves(node) if isinstance(v, str) and PLACEHOLDER in v]
 
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -202,7 +202,7 @@ class ReleaseSpec:
         for role, repo in sorted(self.repos.items()):
             if role not in ROLES:
                 raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
-            if not _REPO_RE.match(repo):
+            if not REPO_RE.match(repo):
                 raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
             other = seen.setdefault(repo.lower(), role)
             if other != role:
@@ -216,10 +216,10 @@ class ReleaseSpec:
                     f"`checkpoints.{role}` is not a half; use `checkpoints.av` and/or `checkpoints.ar`"
                 )
         for i, parent in enumerate(self.parents):
-            if not _REPO_RE.match(parent.repo):
+            if not REPO_RE.match(parent.repo):
                 raise ValueError(f"`parents[{i}].repo` {parent.repo!r} is not a repo id like 'org/name'")
         for i, ds in enumerate(self.datasets):
-            if not _REPO_RE.match(ds):
+            if not REPO_RE.match(ds):
                 raise ValueError(f"`datasets[{i}]` {ds!r} is not a Hub dataset id like 'org/name'")
         self._check_kind()
 
