@@ -146,8 +146,7 @@ def build_pair(
     legal = plan_legal(ls, first.meta, base_id, first.source)
     exports = _exports(ls, halves, stack)
     names = names_for(ls, base_id, [h.meta.base_model for h in halves.values()])
-    if scale is not None:
-        scale = names.public_tree(scale)
+    scale = names.public_tree(scale)
     results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
     targets = []
     for role, half in halves.items():

@@ -146,9 +146,7 @@ def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | 
     for c in candidates:
         if c and Path(c).expanduser().is_dir():
             return Path(c).expanduser()
-    for name in [*candidates, repo_id]:
-        if not name:
-            continue
+    for name in filter(None, [*candidates, repo_id]):
         try:
             spec = models.get_spec(name)
         except Exception:  # not an offline registry model

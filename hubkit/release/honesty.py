@@ -257,10 +257,9 @@ def base_norms(model_path: str, layer: int | None) -> tuple[float, float | None]
     the bundled corpus) of the model at `model_path`: the two yardsticks of `hubkit.scale_lint`."""
     path = loading.resolve_base(model_path)
     model = loading.load_causal_lm(path)
-    residual = None
-    if layer is not None:
-        tokenizer = loading.load_tokenizer(path)
-        residual = scale_lint.corpus_residual_norm(model, tokenizer, layer)
+    if layer is None:
+        return scale_lint.embedding_norm(model), None
+    residual = scale_lint.corpus_residual_norm(model, loading.load_tokenizer(path), layer)
     return scale_lint.embedding_norm(model), residual
 
 

@@ -160,11 +160,8 @@ _SKIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".parquet", ".bin", ".pt", ".
 def is_local_path(text: str) -> str | None:
     """The first absolute local path in `text`, or None."""
     for m in _CANDIDATE.finditer(text):
-        found = m.group(1)
-        if found.startswith("~/") or re.match(r"[A-Za-z]:\\", found):
-            return found
-        top = found.split("/")[1]
-        if top and os.path.isdir("/" + top):
+        found = m.group(1)  # a `~/` or drive path, or one whose top-level folder exists here
+        if not found.startswith("/") or os.path.isdir("/" + found.split("/")[1]):
             return found
     return None
 
