@@ -87,17 +87,14 @@ def _exports(
     out = {}
     for role, half in halves.items():
         report = export_reference(half.source, tmp / role, base_model=ls.base_model)
-        exported = plan_half(tmp / role, role, f"checkpoints.{role}", ls.path)
-        out[role] = (
-            exported,
-            {
-                "format": "reference",
-                "dtype": report.dtype,
-                "max_rel_diff": report.max_rel_diff,
-                "tolerance": report.tolerance,
-                "greedy_equal": list(report.greedy_equal) if report.greedy_equal else None,
-            },
-        )
+        card = {
+            "format": "reference",
+            "dtype": report.dtype,
+            "max_rel_diff": report.max_rel_diff,
+            "tolerance": report.tolerance,
+            "greedy_equal": list(report.greedy_equal) if report.greedy_equal else None,
+        }
+        out[role] = (plan_half(tmp / role, role, f"checkpoints.{role}", ls.path), card)
     return out
 
 
@@ -295,8 +292,7 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
         },
         "split": side.split
         and {"name": side.split.name, "seed": side.split.seed, "fractions": side.split.fractions},
-        "labeling": side.labeling
-        and {"cache_hits": 0, "first_labeled_at": None, "last_labeled_at": None, **asdict(side.labeling)},
+        "labeling": side.labeling and {"cache_hits": 0, **asdict(side.labeling)},
         "git_commit": side.git_commit,
         "hubkit_version": side.hubkit_version,
     }

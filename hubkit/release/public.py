@@ -11,6 +11,7 @@ folder that exists here (``/root/…``, ``/tmp/…``, ``/home/…``), a ``~/…`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -183,13 +184,11 @@ def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
     except (UnicodeDecodeError, OSError):
         return
     data = None
-    try:
+    with contextlib.suppress(ValueError, yaml.YAMLError):  # unparsable: scanned line by line
         if path.suffix == ".json":
             data = json.loads(text)
         elif path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
-        pass
     if data is not None:
         yield from ((f"key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
     else:
