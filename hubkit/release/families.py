@@ -118,10 +118,9 @@ def match_family(
     for fam in table:
         if repo_id and any(re.search(p, repo_id, re.IGNORECASE) for p in fam.repos):
             return fam
-    if model_type:
-        for fam in table:
-            if model_type in fam.model_types:
-                return fam
+    for fam in table:
+        if model_type in fam.model_types:
+            return fam
     return table[-1]
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from hubkit import constants, loading, scale_lint
 from hubkit.errors import DataError
 from hubkit.eval.report import EvalReport, read_eval_json, typed_report
@@ -185,8 +187,6 @@ def check_card_figures(
     cards_dir: str | Path | None = None,
 ) -> None:
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
-    import jinja2
-
     check_required(data, code_reads, eval_path)
     try:
         reads = template_reads(cards.environment(cards_dir), template)

@@ -291,8 +291,7 @@ class LoadedSpec:
         return self.spec.name or self.path.stem
 
     def resolve(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.root / p)
+        return self.root / Path(value).expanduser()  # an absolute path stays as it is
 
     @property
     def base_model(self) -> str | None:
