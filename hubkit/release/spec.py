@@ -120,7 +120,7 @@ class CardText:
 
 @dataclass
 class CorpusCredit:
-    """Attribution of a corpus the training tables were drawn from (for sidecars that do not record it)."""
+    """Attribution of a corpus the tables were drawn from (a sidecar names the corpus, not its licence)."""
 
     license: str
     url: str | None = None
