@@ -193,9 +193,7 @@ def legal_files(
                 f"it usually comes from {legal.source}. Name it in the spec as `legal_files: "
                 f"{{{legal.name}: path/to/file}}`"
             )
-    for name, src in named.items():
-        out.setdefault(name, src)
-    return dict(sorted(out.items()))
+    return dict(sorted((out | named).items()))
 
 
 def release_license(family: Family, spec_license: str | None, spec_path: str | Path, base_id: str) -> str:
