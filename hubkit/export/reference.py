@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, identity, loading
 from hubkit import constants as C
+from hubkit.checkpoint import replace_dir
 from hubkit.errors import CheckpointError, MetaError
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import Adapter, NLAMeta
@@ -87,9 +87,7 @@ def export_reference(
     try:
         export = _export_av if meta.role == "av" else _export_ar
         report = export(folder, meta, tmp, base_model, dt)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -257,27 +255,19 @@ TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
-def _bos_processor(bos: str, bos_id: int) -> dict:
-    special = {"SpecialToken": {"id": bos, "type_id": 0}}
+def _post_processor(bos: str | None, bos_id: int | None) -> dict:
+    """``tokenizer.json``'s post-processor: `bos` before each sequence, or no special token when None."""
+
+    def seq(name: str, type_id: int) -> list[dict]:
+        special = [{"SpecialToken": {"id": bos, "type_id": type_id}}] if bos is not None else []
+        return [*special, {"Sequence": {"id": name, "type_id": type_id}}]
+
     return {
         "type": "TemplateProcessing",
-        "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [
-            special,
-            {"Sequence": {"id": "A", "type_id": 0}},
-            {"SpecialToken": {"id": bos, "type_id": 1}},
-            {"Sequence": {"id": "B", "type_id": 1}},
-        ],
-        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+        "single": seq("A", 0),
+        "pair": seq("A", 0) + seq("B", 1),
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}} if bos is not None else {},
     }
-
-
-_PLAIN = {
-    "type": "TemplateProcessing",
-    "single": [{"Sequence": {"id": "A", "type_id": 0}}],
-    "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-    "special_tokens": {},
-}
 
 
 def write_bos_rule(folder: Path, add_bos: bool | str, bos: str | None, bos_id: int | None) -> str:
@@ -292,10 +282,10 @@ def write_bos_rule(folder: Path, add_bos: bool | str, bos: str | None, bos_id: i
         )
     body = json.loads(path.read_text())
     if add_bos is True:
-        body["post_processor"] = _bos_processor(str(bos), int(bos_id))
+        body["post_processor"] = _post_processor(str(bos), int(bos_id))
         done = f"post-processor prepends {bos!r} (the AR was trained with BOS forced)"
     else:
-        body["post_processor"] = _PLAIN
+        body["post_processor"] = _post_processor(None, None)
         cfg_path = folder / TOKENIZER_CONFIG
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         cfg["bos_token"] = None  # the reference critic asserts BOS is added whenever a bos_token is set

@@ -129,9 +129,7 @@ def remote_differences(
     bad = []
     for path in sorted((set(remote) | set(files)) - set(KEEP_REMOTE)):
         why = (
-            "not in the bundle"
-            if path not in files
-            else difference(folder / path, files[path], remote.get(path))
+            difference(folder / path, files[path], remote.get(path)) if path in files else "not in the bundle"
         )
         if why is not None:
             bad.append(f"{path} ({why})")

@@ -26,29 +26,11 @@ _installed = False
 
 
 def protect(*tokens: str | bool | None) -> None:
-    """Treat each string in ``tokens`` as a secret from now on and make sure log records are redacted."""
-    with _lock:
-        for token in tokens:
-            if isinstance(token, str) and len(token) >= _MIN_SECRET:
-                _secrets.add(token)
-    install()
-
-
-def redact(text: str) -> str:
-    """``text`` with every protected secret and credential-looking value replaced by ``***``."""
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)
-    return text
-
-
-def install() -> None:
-    """Wrap the process's log-record factory (once) so that every record is redacted when made."""
+    """Treat each string in ``tokens`` as a secret from now on, and wrap the process's log-record factory
+    (once) so that every record is redacted when made."""
     global _installed
     with _lock:
+        _secrets.update(t for t in tokens if isinstance(t, str) and len(t) >= _MIN_SECRET)
         if _installed:
             return
         _installed = True
@@ -68,3 +50,14 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def redact(text: str) -> str:
+    """``text`` with every protected secret and credential-looking value replaced by ``***``."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)
+    return text

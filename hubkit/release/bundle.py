@@ -31,12 +31,11 @@ from hubkit.errors import CheckpointError, DataError
 from hubkit.eval.sections import TrajectoryPoint
 from hubkit.export import export_reference
 from hubkit.meta import NLAMeta
-from hubkit.provenance import git_state, sha256_file
+from hubkit.provenance import sha256_file
 from hubkit.release import cards, honesty
 from hubkit.release.context import card_base_model, common_context, write_model_repo
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.families import plan_legal
-from hubkit.release.honesty import CitedEval, cite_eval, copy_output
 from hubkit.release.plan import PlannedCheckpoint, check_corrections, plan_half, write_half
 from hubkit.release.provenance import (
     Bundle,
@@ -50,7 +49,6 @@ from hubkit.release.provenance import (
 )
 from hubkit.release.public import dataset_names, find_local_paths, names_for, publish_files, publish_json
 from hubkit.release.spec import LoadedSpec, load_spec
-from hubkit.schema import to_dict
 
 log = logging.getLogger(__name__)
 DATA_DIR = "data"
@@ -61,11 +59,11 @@ def _check_half(ev: dict, eval_path: Path, half: PlannedCheckpoint, role: str) -
     honesty.check_hashes(half.shipped_sources(), recorded, eval_path, half.source, role.upper())
 
 
-def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> CitedEval | None:
+def _train_eval(ls: LoadedSpec, halves: dict, ev: dict) -> honesty.CitedEval | None:
     """The training-distribution eval: the same checkpoints, another table (checked like the main eval)."""
     if ls.spec.train_eval is None:
         return None
-    train = cite_eval(ls, "pair", "train_eval")
+    train = honesty.cite_eval(ls, "pair", "train_eval")
     for role, half in halves.items():
         _check_half(train.data, train.path, half, role)
     if train.report.inputs["table"]["sha256"] == ev["inputs"]["table"]["sha256"]:
@@ -89,17 +87,14 @@ def _exports(
     out = {}
     for role, half in halves.items():
         report = export_reference(half.source, tmp / role, base_model=ls.base_model)
-        exported = plan_half(tmp / role, role, f"checkpoints.{role}", ls.path)
-        out[role] = (
-            exported,
-            {
-                "format": "reference",
-                "dtype": report.dtype,
-                "max_rel_diff": report.max_rel_diff,
-                "tolerance": report.tolerance,
-                "greedy_equal": list(report.greedy_equal) if report.greedy_equal else None,
-            },
-        )
+        card = {
+            "format": "reference",
+            "dtype": report.dtype,
+            "max_rel_diff": report.max_rel_diff,
+            "tolerance": report.tolerance,
+            "greedy_equal": list(report.greedy_equal) if report.greedy_equal else None,
+        }
+        out[role] = (plan_half(tmp / role, role, f"checkpoints.{role}", ls.path), card)
     return out
 
 
@@ -108,7 +103,7 @@ def build_pair(
 ) -> list[RepoTarget]:
     """Check every half against eval.json, then write one folder per half; returns their targets."""
     spec = ls.spec
-    cited = cite_eval(ls, "pair")
+    cited = honesty.cite_eval(ls, "pair")
     ev, eval_path = cited.data, cited.path
     honesty.check_card_figures(ev, eval_path, cards.MODEL_TEMPLATE, honesty.CODE_READS_PAIR, cards_dir)
     check_corrections(ls, spec.pushed_roles)
@@ -148,8 +143,7 @@ def build_pair(
     legal = plan_legal(ls, first.meta, base_id, first.source)
     exports = _exports(ls, halves, stack)
     names = names_for(ls, base_id, [h.meta.base_model for h in halves.values()])
-    if scale is not None:
-        scale = names.public_tree(scale)
+    scale = names.public_tree(scale)
     results = cards.pair_eval_results(cited.report, spec.eval_dataset or "hubkit-eval-table")
     targets = []
     for role, half in halves.items():
@@ -185,21 +179,18 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
     spec = ls.spec
     assert spec.trajectory is not None
     run = ls.existing(spec.trajectory, "trajectory", "dir")
-    cited = cite_eval(ls, "trajectory")
+    cited = honesty.cite_eval(ls, "trajectory")
     ev, eval_path, points = cited.data, cited.path, cited.report.figures.trajectory.checkpoints
     honesty.check_card_figures(
         ev, eval_path, cards.TRAJECTORY_TEMPLATE, honesty.CODE_READS_TRAJECTORY, cards_dir
     )
     names = [p.name for p in points]
     check_corrections(ls, names)
-    on_disk = sorted(
-        p.name
-        for p in run.iterdir()
-        if p.is_dir()
-        and not p.name.startswith(".")
-        and ((p / constants.META_FILE).exists() or (p / constants.AR_META_JSON).exists())
-    )
-    unevaluated = sorted(set(on_disk) - set(names))
+    metas = (constants.META_FILE, constants.AR_META_JSON)
+    on_disk = {
+        p.name for p in run.iterdir() if not p.name.startswith(".") and any((p / m).exists() for m in metas)
+    }
+    unevaluated = sorted(on_disk - set(names))
     if unevaluated:
         log.warning(
             "%s: checkpoints without numbers in %s are not published: %s", run, eval_path, unevaluated
@@ -258,7 +249,7 @@ def build_trajectory(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_p
             sources[f"{name}/{rel}"] = rec
         sources |= half.copied_sources(prefix=f"{name}/")
         if step_evals.get(name):
-            copy_output(
+            honesty.copy_output(
                 eval_path, step_evals[name], dest / name / constants.EVAL_FILE, f"eval.json of {name}"
             )
     shutil.copyfile(eval_path, dest / constants.EVAL_FILE)
@@ -285,18 +276,15 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
     """What the dataset card says about one table (sidecar blocks with the optional keys filled)."""
     import pyarrow.parquet as pq
 
-    sd = to_dict(side)
     return {
         "path": rel,
         "table": side.table,
         "rows": info["rows"],
         "columns": list(pq.ParquetFile(str(path)).schema_arrow.names),
         "sha256": info["sha256"],
-        "extraction": {**{"positions_per_doc": None}, **sd["extraction"]},
+        "extraction": asdict(side.extraction),
         "corpus": {
-            "sha256": None,
-            "n_docs": None,
-            **sd["corpus"],
+            **asdict(side.corpus),
             "title": credit.name or side.corpus.name,
             "license": credit.license,
             "url": credit.url,
@@ -304,8 +292,7 @@ def _table(path: Path, side, info: dict, rel: str, credit) -> dict:
         },
         "split": side.split
         and {"name": side.split.name, "seed": side.split.seed, "fractions": side.split.fractions},
-        "labeling": side.labeling
-        and {"cache_hits": 0, "first_labeled_at": None, "last_labeled_at": None, **asdict(side.labeling)},
+        "labeling": side.labeling and {"cache_hits": 0, **asdict(side.labeling)},
         "git_commit": side.git_commit,
         "hubkit_version": side.hubkit_version,
     }
@@ -358,7 +345,7 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
             sources[rel] = {"from": sources[rel]["from"], **rec}
     total = sum(t["rows"] for t in tables)
     context = {
-        **common_context(ls, git_state()),
+        **common_context(ls),
         "title": spec.card.title or target.repo_id.split("/")[-1],
         "license": spec.license,
         "tables": tables,
@@ -370,27 +357,13 @@ def build_dataset(ls: LoadedSpec, out: Path, cards_dir: Path | None) -> list[Rep
         pretty_name=spec.card.title,
     )  # fmt: skip
     (dest / constants.CARD_FILE).write_text(card)
-    write_provenance(
-        dest,
-        ls,
-        target,
-        {
-            "sources": sources,
-            "tables": [{k: t[k] for k in ("path", "table", "rows", "sha256")} for t in tables],
-            "parents": parents(ls, None, None, None),
-        },
-        names=names,
-    )
+    record = {
+        "sources": sources,
+        "tables": [{k: t[k] for k in ("path", "table", "rows", "sha256")} for t in tables],
+        "parents": parents(ls, None, None, None),
+    }
+    write_provenance(dest, ls, target, record, names=names)
     return [target]
-
-
-def _build(ls: LoadedSpec, out: Path, cards_dir: Path | None, legacy_pt: bool) -> list[RepoTarget]:
-    if ls.spec.kind == "dataset":
-        return build_dataset(ls, out, cards_dir)
-    if ls.spec.kind == "trajectory":
-        return build_trajectory(ls, out, cards_dir, legacy_pt)
-    with contextlib.ExitStack() as stack:  # holds the temporary folder of `format: reference` exports
-        return build_pair(ls, out, cards_dir, legacy_pt, stack)
 
 
 def check_replaceable(out: Path) -> None:
@@ -451,7 +424,13 @@ def build_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     cdir = Path(cards_dir) if cards_dir is not None else None
     try:
-        targets = _build(ls, tmp, cdir, legacy_pt)
+        if ls.spec.kind == "dataset":
+            targets = build_dataset(ls, tmp, cdir)
+        elif ls.spec.kind == "trajectory":
+            targets = build_trajectory(ls, tmp, cdir, legacy_pt)
+        else:
+            with contextlib.ExitStack() as stack:  # holds the temporary folder of `format: reference` exports
+                targets = build_pair(ls, tmp, cdir, legacy_pt, stack)
         found = find_local_paths(tmp)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

@@ -85,9 +85,8 @@ def environment(cards_dir: str | Path | None = None):
 
 def render_body(template: str, context: dict, cards_dir: str | Path | None = None) -> str:
     """Render one body template; an undefined name or a missing figure names the template."""
-    env = environment(cards_dir)
     try:
-        return env.get_template(template).render(**context)
+        return environment(cards_dir).get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
         raise ReleaseError(f"card template {exc.name!r} not found in {cards_dir or DEFAULT_CARDS}") from exc
     except jinja2.UndefinedError as exc:

@@ -5,7 +5,6 @@ other half, how to load it, the licence stanza, the method's citation, where the
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hubkit.release.families import LegalPlan, copy_legal
 from hubkit.release.honesty import CitedEval, copy_plots
 from hubkit.release.provenance import RepoTarget, eval_summary, parents, write_provenance
 from hubkit.release.public import PublicNames
-from hubkit.release.spec import LoadedSpec, ReleaseSpec
+from hubkit.release.spec import REPO_RE, LoadedSpec, ReleaseSpec
 
 ROLE_LONG = {"av": "activation verbalizer (AV)", "ar": "activation reconstructor (AR)"}
 ROLE_DOES = {
@@ -43,7 +42,6 @@ METHOD = {
 }
 # Optional eval.json sections rendered by the `eval_extras.md.j2` partial when present.
 EVAL_EXTRAS = ("paraphrase", "claim_ablation", "cross_pair", "spliced_loss", "judge")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
@@ -53,7 +51,7 @@ def card_base_model(ls: LoadedSpec, meta: NLAMeta) -> str:
     name = meta.base_model
     if hub_id(name) != name:  # an offline registry model
         return hub_id(name)
-    if _REPO_ID.match(name) and not Path(name).exists():
+    if REPO_RE.match(name) and not Path(name).exists():
         return name
     raise ReleaseError(
         f"{ls.path}: field `card.base_model` is needed: the checkpoints record base model {name!r}, which is not a "
@@ -68,14 +66,8 @@ def load_code(spec: ReleaseSpec, role: str, subfolder: str | None = None) -> str
     mine = repos["trajectory"] if spec.kind == "trajectory" else repos[role]
     sub = [f'{role}_subfolder="{subfolder}"'] if subfolder else []
     if other not in repos:
-        return ", ".join(
-            [
-                f'{role}="{mine}"',
-                f'{other}="<the {other.upper()} trained with it>"',
-                f'{role}_revision="{tag}"',
-                *sub,
-            ]
-        )
+        parts = [f'{role}="{mine}"', f'{other}="<the {other.upper()} trained with it>"']
+        return ", ".join([*parts, f'{role}_revision="{tag}"', *sub])
     args = {role: mine, other: repos[other]}
     parts = [f'av="{args["av"]}"', f'ar="{args["ar"]}"']
     other_rev = spec.other_revision()
@@ -98,9 +90,9 @@ def code_url() -> str | None:
     return urls[0] if urls else meta.get("Home-page")
 
 
-def common_context(ls: LoadedSpec, git: dict) -> dict:
+def common_context(ls: LoadedSpec) -> dict:
     """What every card (model, trajectory, dataset) prints from the spec and the code state."""
-    c = ls.spec.card
+    c, git = ls.spec.card, git_state()
     return {
         "text": {
             "intended_use": c.intended_use.strip(),
@@ -159,9 +151,8 @@ def write_model_repo(
     sources = sources | copy_legal(legal, dest)
     other = "ar" if role == "av" else "av"
     nla = ev["nla"]
-    git = git_state()
     context = {
-        **common_context(ls, git),
+        **common_context(ls),
         "title": spec.card.title or title,
         "role": role,
         "role_long": ROLE_LONG[role],

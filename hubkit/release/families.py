@@ -42,10 +42,6 @@ class LegalFile:
     source: str
     accept: tuple[str, ...] = ()
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name, *self.accept)
-
 
 @dataclass(frozen=True)
 class Family:
@@ -67,9 +63,6 @@ class Family:
     required: tuple[LegalFile, ...] = ()
     optional: tuple[LegalFile, ...] = ()
     default: bool = False
-
-    def matches_repo(self, repo_id: str | None) -> bool:
-        return bool(repo_id) and any(re.search(p, str(repo_id), re.IGNORECASE) for p in self.repos)
 
     def stanza_text(self, license: str) -> str:
         """The licence stanza with this family's links (and the release's licence id) filled in."""
@@ -97,11 +90,7 @@ def load_families(path: str | Path = FAMILIES_FILE) -> tuple[Family, ...]:
         raise ReleaseError(f"{path}: field `schema` must be {FAMILIES_SCHEMA!r}")
     out: list[Family] = []
     for i, raw in enumerate(data.get("families") or []):
-        raw = {
-            **raw,
-            "required": _file_rows(raw.get("required")),
-            "optional": _file_rows(raw.get("optional")),
-        }
+        raw = {k: _file_rows(v) if k in ("required", "optional") else v for k, v in raw.items()}
         raw = {k: v for k, v in raw.items() if v is not None or k == "license"}
         try:
             fam = from_dict(Family, raw, str(path), prefix=f"families[{i}].")
@@ -127,20 +116,17 @@ def match_family(
     """The family of a base: by repo id, then by ``config.model_type``, else the default entry."""
     table = table or load_families()
     for fam in table:
-        if fam.matches_repo(repo_id):
+        if repo_id and any(re.search(p, repo_id, re.IGNORECASE) for p in fam.repos):
             return fam
-    if model_type:
-        for fam in table:
-            if model_type in fam.model_types:
-                return fam
+    for fam in table:
+        if model_type in fam.model_types:
+            return fam
     return table[-1]
 
 
 def config_model_type(*folders: Path | None) -> str | None:
     """``model_type`` from the first ``config.json`` found in `folders` (a Gemma-4-style text tower too)."""
-    for folder in folders:
-        if folder is None:
-            continue
+    for folder in filter(None, folders):
         cfg = Path(folder) / "config.json"
         if cfg.is_file():
             try:
@@ -159,9 +145,7 @@ def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | 
     for c in candidates:
         if c and Path(c).expanduser().is_dir():
             return Path(c).expanduser()
-    for name in [*candidates, repo_id]:
-        if not name:
-            continue
+    for name in filter(None, [*candidates, repo_id]):
         try:
             spec = models.get_spec(name)
         except Exception:  # not an offline registry model
@@ -182,13 +166,9 @@ def local_snapshot(candidates: list[str | None], repo_id: str | None) -> Path | 
 
 
 def _find(folder: Path | None, legal: LegalFile) -> Path | None:
-    if folder is None:
-        return None
-    for sub in (folder, folder / LICENSES_SUBDIR):
-        for name in legal.names:
-            if (sub / name).is_file():
-                return sub / name
-    return None
+    subs = (folder, folder / LICENSES_SUBDIR) if folder else ()
+    candidates = (sub / name for sub in subs for name in (legal.name, *legal.accept))
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def legal_files(
@@ -213,9 +193,7 @@ def legal_files(
                 f"it usually comes from {legal.source}. Name it in the spec as `legal_files: "
                 f"{{{legal.name}: path/to/file}}`"
             )
-    for name, src in named.items():
-        out.setdefault(name, src)
-    return dict(sorted(out.items()))
+    return dict(sorted((out | named).items()))
 
 
 def release_license(family: Family, spec_license: str | None, spec_path: str | Path, base_id: str) -> str:
@@ -236,16 +214,6 @@ def release_license(family: Family, spec_license: str | None, spec_path: str | P
     return family.license
 
 
-def check_model_type(family: Family, model_type: str | None, base_id: str, spec_path: str | Path) -> None:
-    """Refuse a base named as one family whose weights are of another architecture."""
-    if model_type and family.check_types and model_type not in family.check_types:
-        raise ReleaseError(
-            f"{spec_path}: the card names base {base_id!r} ({family.display}) but the weights' config.json "
-            f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
-            "to the model these checkpoints were trained from"
-        )
-
-
 @dataclass
 class LegalPlan:
     """What a release inherits from its base: family, licence id, files to ship."""
@@ -256,17 +224,11 @@ class LegalPlan:
 
     def context(self) -> dict:
         """The card's `legal` section."""
-        fam = self.family
+        shown = ("display", "banner", "name_prefix", "license_url", "use_policy_url")
         return {
-            "family": fam.key,
-            "display": fam.display,
-            "license": self.license,
-            "banner": fam.banner,
-            "name_prefix": fam.name_prefix,
-            "license_url": fam.license_url,
-            "use_policy_url": fam.use_policy_url,
-            "stanza": fam.stanza_text(self.license),
-            "files": sorted(self.files),
+            **self.record(),
+            **{name: getattr(self.family, name) for name in shown},
+            "stanza": self.family.stanza_text(self.license),
         }
 
     def check_card(self, card: str, template: str) -> None:
@@ -295,7 +257,12 @@ def plan_legal(ls: LoadedSpec, meta: NLAMeta, base_id: str, checkpoint: Path) ->
     snapshot = local_snapshot([ls.base_model, meta.base_model], base_id)
     model_type = config_model_type(checkpoint, snapshot)
     family = match_family(base_id, model_type)
-    check_model_type(family, model_type, base_id, ls.path)
+    if model_type and family.check_types and model_type not in family.check_types:
+        raise ReleaseError(  # a base named as one family whose weights are of another architecture
+            f"{ls.path}: the card names base {base_id!r} ({family.display}) but the weights' config.json "
+            f"says model_type {model_type!r}, not one of {list(family.check_types)}; set `card.base_model` "
+            "to the model these checkpoints were trained from"
+        )
     license = release_license(family, spec.license, ls.path, base_id)
     named = {name: ls.existing(p, f"legal_files.{name}", "file") for name, p in spec.legal_files.items()}
     files = legal_files(family, snapshot, named, ls.path)

@@ -124,8 +124,7 @@ class _Walker:
             self._children([*node.args, *(k.value for k in node.kwargs)], scope, True)
             return
         inner = {a.name: self.resolve(v, scope) for a, v in zip(macro.args, node.args)}
-        for kw in node.kwargs:
-            inner[kw.key] = self.resolve(kw.value, scope)
+        inner |= {kw.key: self.resolve(kw.value, scope) for kw in node.kwargs}
         self.depth += 1
         self.body(macro.body, inner, cond)
         self.depth -= 1

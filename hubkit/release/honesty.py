@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from hubkit import constants, loading, scale_lint
-from hubkit.constants import PLOTS_DIR
 from hubkit.errors import DataError
 from hubkit.eval.report import EvalReport, read_eval_json, typed_report
 from hubkit.eval.yardstick import co_trained
@@ -32,7 +33,6 @@ from hubkit.release import cards
 from hubkit.release.errors import HonestyError, ReleaseError
 from hubkit.release.figures import template_reads
 from hubkit.release.spec import LoadedSpec, leaves
-from hubkit.scale_lint import lint_scale
 
 # Figures the release code itself reads from eval.json (the model-index, the meta checks, the hash
 # checks). What the card templates read is derived from the templates in use (`hubkit.release.figures`).
@@ -110,7 +110,7 @@ def cite_eval(ls: LoadedSpec, kind: str, field_name: str = "eval") -> CitedEval:
     return CitedEval(report, ev, path)
 
 
-def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:
+def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> None:
     """Copy an eval output (plot, per-checkpoint eval.json) after checking the sha256 eval.json recorded."""
     src = eval_path.parent / record["path"]
     if not src.is_file():
@@ -122,7 +122,6 @@ def copy_output(eval_path: Path, record: dict, dest: Path, what: str) -> Path:
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
-    return dest
 
 
 def copy_plots(ev: dict, eval_path: Path, dest: Path) -> list[dict]:
@@ -130,9 +129,9 @@ def copy_plots(ev: dict, eval_path: Path, dest: Path) -> list[dict]:
     plots = (ev.get("outputs") or {}).get("plots") or {}
     out = []
     for name, rec in sorted(plots.items()):
-        target = dest / PLOTS_DIR / Path(rec["path"]).name
+        target = dest / constants.PLOTS_DIR / Path(rec["path"]).name
         copy_output(eval_path, rec, target, f"plot {name!r}")
-        out.append({"name": name.replace("_", " "), "path": f"{PLOTS_DIR}/{target.name}"})
+        out.append({"name": name.replace("_", " "), "path": f"{constants.PLOTS_DIR}/{target.name}"})
     return out
 
 
@@ -147,10 +146,7 @@ def _walk(data: Any, parts: list[str], done: str) -> list[tuple[str, Any]]:
     if head == "*":
         if not isinstance(data, list) or not data:
             return [(done, _MISSING if not isinstance(data, list) else [])]
-        out: list[tuple[str, Any]] = []
-        for i, item in enumerate(data):
-            out += _walk(item, rest, f"{done}[{i}]")
-        return out
+        return [hit for i, item in enumerate(data) for hit in _walk(item, rest, f"{done}[{i}]")]
     if not isinstance(data, dict) or head not in data:
         return [(f"{done}.{head}".lstrip("."), _MISSING)]
     return _walk(data[head], rest, f"{done}.{head}".lstrip("."))
@@ -169,8 +165,7 @@ def check_required(
     """
     for dotted in required:
         for where, value in _walk(data, dotted.split("."), ""):
-            bad = value is _MISSING or (not allow_null and (value is None or value == []))
-            if bad:
+            if value is _MISSING or (not allow_null and (value is None or value == [])):
                 state = "missing" if value is _MISSING else "null" if value is None else "an empty list"
                 what = (
                     f"card template {template} reads `{where}`, which"
@@ -192,8 +187,6 @@ def check_card_figures(
     cards_dir: str | Path | None = None,
 ) -> None:
     """Every figure the release code and the card `template` (as found in `cards_dir`) read must be there."""
-    import jinja2
-
     check_required(data, code_reads, eval_path)
     try:
         reads = template_reads(cards.environment(cards_dir), template)
@@ -264,10 +257,9 @@ def base_norms(model_path: str, layer: int | None) -> tuple[float, float | None]
     the bundled corpus) of the model at `model_path`: the two yardsticks of `hubkit.scale_lint`."""
     path = loading.resolve_base(model_path)
     model = loading.load_causal_lm(path)
-    residual = None
-    if layer is not None:
-        tokenizer = loading.load_tokenizer(path)
-        residual = scale_lint.corpus_residual_norm(model, tokenizer, layer)
+    if layer is None:
+        return scale_lint.embedding_norm(model), None
+    residual = scale_lint.corpus_residual_norm(model, loading.load_tokenizer(path), layer)
     return scale_lint.embedding_norm(model), residual
 
 
@@ -290,7 +282,7 @@ def measure_scale(
             f"{model_path!r} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Set "
             "`base_model:` in the release spec to a local folder of the base weights"
         ) from exc
-    lint = lint_scale(scale, norm, residual)
+    lint = scale_lint.lint_scale(scale, norm, residual)
     return {
         "scale": scale,
         "embedding_norm": norm,

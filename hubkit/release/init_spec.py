@@ -30,16 +30,11 @@ def _steps(stage: Path) -> list[Path]:
 
 
 def _rel(path: str | Path, root: Path) -> str:
-    p = Path(path).expanduser().resolve()
-    try:
-        return p.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(p)
+    p, root = Path(path).expanduser().resolve(), root.resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
 
 
-def _eval(path: Path | None, kind: str) -> dict[str, Any]:
-    if path is None:
-        return {}
+def _eval(path: Path, kind: str) -> tuple[Path, dict[str, Any]]:
     path = path / constants.EVAL_FILE if path.is_dir() else path
     if not path.is_file():
         raise ReleaseError(f"{path}: no such eval.json (--eval)")
@@ -49,7 +44,7 @@ def _eval(path: Path | None, kind: str) -> dict[str, Any]:
         raise ReleaseError(
             f"{path}: a {ev.get('kind')!r} eval; a `{kind}` release cites a {want} eval (--eval)"
         )
-    return ev
+    return path, ev
 
 
 def _checkpoints(run: Path, ev: dict, kind: str, root: Path) -> dict[str, str]:
@@ -93,10 +88,9 @@ def _tables(recipe: dict, root: Path, kind: str) -> list[str]:
 
 
 def _corpora(tables: list[str], root: Path) -> dict[str, dict]:
-
     out: dict[str, dict] = {}
     for t in tables:
-        path = Path(t) if Path(t).is_absolute() else root / t
+        path = root / t  # `t` may be absolute
         if not sidecar_path(path).is_file():
             continue
         key = corpus_key(read_sidecar(path).corpus.name)
@@ -125,7 +119,7 @@ def init_spec(
     run = Path(run)
     if not run.is_dir():
         raise ReleaseError(f"{run}: no such run folder (--run)")
-    ev = _eval(Path(eval_path) if eval_path else None, kind)
+    found, ev = _eval(Path(eval_path), kind) if eval_path else (None, {})
     recipe: dict[str, Any] = {}  # the recipe copy the first stage kept
     for stage in ("av", "ar", "grpo"):
         copy = run / stage / constants.RECIPE_COPY
@@ -149,8 +143,8 @@ def init_spec(
         spec["license"] = placeholder("the Hub licence id of the tables")
     else:
         spec["eval"] = (
-            _rel(Path(eval_path) / constants.EVAL_FILE if Path(eval_path).is_dir() else eval_path, root)
-            if eval_path
+            _rel(found, root)
+            if found
             else placeholder("the eval.json that measured these checkpoints (`hubkit eval`)")
         )
         # the licence of the base's family (by Hub id, then its config.model_type), as the release finds it

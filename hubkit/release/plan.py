@@ -111,14 +111,10 @@ def plan_half(source: Path, role: str | None, field_name: str, spec_path: Path) 
 
 
 def write_half(
-    half: PlannedCheckpoint,
-    dest: Path,
-    legacy_pt: bool,
-    retraction: str | None,
-    names: PublicNames | None = None,
+    half: PlannedCheckpoint, dest: Path, legacy_pt: bool, retraction: str | None, names: PublicNames
 ) -> dict[str, dict]:
     """Copy/convert a planned checkpoint into `dest`; returns ``{bundle path: {from, sha256, how}}``.
-    With `names`, the meta and the copied files that record local paths say the public names instead."""
+    The meta and the copied files that record local paths say the public `names` instead."""
     dest.mkdir(parents=True, exist_ok=True)
     sources: dict[str, dict] = {}
     for rel in half.copy:
@@ -144,17 +140,16 @@ def write_half(
         }
     if retraction is not None:
         meta = meta.with_updates(retracted=Retraction(reason=retraction))
-    if names is not None:
-        meta = public_meta(meta, names)
-        for rel, rec in publish_files(dest, names).items():
-            half.rewritten.add(rel)
-            sources[rel] = {"from": str(half.source / rel), **rec}
-        # a GRPO step's own AR (ar/) names its base too
-        for nested in sorted(m for m in dest.rglob(constants.META_FILE) if m.parent != dest):
-            rel = nested.relative_to(dest).as_posix()
-            public_meta(NLAMeta.load(nested.parent), names).save(nested)
-            half.rewritten.add(rel)
-            sources[rel] = {"from": str(half.source / rel), "how": "rewritten with public names"}
+    meta = public_meta(meta, names)
+    for rel, rec in publish_files(dest, names).items():
+        half.rewritten.add(rel)
+        sources[rel] = {"from": str(half.source / rel), **rec}
+    # a GRPO step's own AR (ar/) names its base too
+    for nested in sorted(m for m in dest.rglob(constants.META_FILE) if m.parent != dest):
+        rel = nested.relative_to(dest).as_posix()
+        public_meta(NLAMeta.load(nested.parent), names).save(nested)
+        half.rewritten.add(rel)
+        sources[rel] = {"from": str(half.source / rel), "how": "rewritten with public names"}
     meta.save(dest / constants.META_FILE)
     sources[constants.META_FILE] = {
         "from": str(half.meta_file),

@@ -3,10 +3,9 @@ each folder's ``provenance.json`` (release, repo, every file's sha256, code, eva
 the attribution of the training data.
 
 A table's sidecar (``<table>.parquet.json``) names the corpus it was drawn from and the labelers that
-wrote its explanations. The licence and URL come from the sidecar when it records them
-(``corpus.license``, ``corpus.url``), else from the spec's ``corpora.<name>``, else from the corpora
-hubkit ships; a table whose corpus has no licence anywhere is refused, since the card would publish
-data without saying under which terms.
+wrote its explanations. The corpus's licence and URL come from the spec's ``corpora.<name>``, else from
+the corpora hubkit ships; a table whose corpus has no licence anywhere is refused, since the card would
+publish data without saying under which terms.
 """
 
 from __future__ import annotations
@@ -56,11 +55,9 @@ class Bundle:
     def folder(self, target: RepoTarget) -> Path:
         return self.root / target.folder
 
-    def save(self) -> Path:
+    def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "root"}
-        path = self.root / MANIFEST_FILE
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        return path
+        (self.root / MANIFEST_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, root: str | Path) -> Bundle:
@@ -102,11 +99,7 @@ def eval_summary(ev: dict, eval_path: Path) -> dict:
         "schema": ev.get("schema"),
         "kind": ev.get("kind"),
         "created": ev.get("created"),
-        "table": {
-            "sha256": table.get("sha256"),
-            "rows_total": table.get("rows_total"),
-            "sidecar": table.get("sidecar"),
-        },
+        "table": {k: table.get(k) for k in ("sha256", "rows_total", "sidecar")},
         "overlap_checked": (ev.get("overlap") or {}).get("checked"),
     }
 
@@ -167,7 +160,6 @@ def provenance_files(folder: str | Path) -> dict[str, str]:
 KNOWN_CORPORA: dict[str, CorpusCredit] = {
     "bundled": CorpusCredit(
         license="CC0-1.0",
-        url=None,
         name="hubkit bundled corpus",
         attribution="written for hubkit; public-domain dedication",
     ),
@@ -181,14 +173,10 @@ def corpus_key(name: str) -> str:
 
 
 def credit_for(side, ls: LoadedSpec, field_name: str, table: str) -> CorpusCredit:
-    """The corpus credit of one table's sidecar (its own licence, else the spec's `corpora`, else a known
-    corpus), refused (naming the spec field to add) when unknown."""
-    corpus = side.corpus
-    recorded = getattr(corpus, "license", None)
-    if recorded:
-        return CorpusCredit(license=recorded, url=getattr(corpus, "url", None), name=corpus.name)
-    key = corpus_key(corpus.name)
-    credit = ls.spec.corpora.get(corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
+    """The corpus credit of one table's sidecar (the spec's `corpora`, else a known corpus), refused
+    (naming the spec field to add) when unknown."""
+    key = corpus_key(side.corpus.name)
+    credit = ls.spec.corpora.get(side.corpus.name) or ls.spec.corpora.get(key) or KNOWN_CORPORA.get(key)
     if credit is None:
         raise ReleaseError(
             f"{ls.path}: field `corpora.{key}.license` is needed: {field_name} {table} comes from corpus "
@@ -206,8 +194,7 @@ def training_data(ls: LoadedSpec) -> list[dict]:
     out = []
     for i, value in enumerate(ls.spec.training_data):
         path = ls.existing(value, f"training_data[{i}]", "file")
-        info = table_info(path)
-        info.update(corpus=None, license=None, url=None, attribution=None, labelers=None)
+        info = table_info(path) | dict.fromkeys(("corpus", "license", "url", "attribution", "labelers"))
         if sidecar_path(path).is_file():
             try:
                 side = read_sidecar(path)

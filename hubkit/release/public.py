@@ -11,6 +11,7 @@ folder that exists here (``/root/…``, ``/tmp/…``, ``/home/…``), a ``~/…`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,13 +54,11 @@ class PublicNames:
         p = Path(value).expanduser()
         if not p.is_absolute():
             return value
-        key = _key(p)
+        key, root = _key(p), _key(self.root)
         if key in self.known:  # a folder the release names (its base, a checkpoint)
             return self.known[key]
-        try:
-            return Path(key).relative_to(_key(self.root)).as_posix()
-        except ValueError:
-            pass
+        if Path(key).is_relative_to(root):
+            return Path(key).relative_to(root).as_posix()
         for folder, name in self.known.items():
             if key.startswith(folder + "/"):
                 return f"{name}/{Path(key).relative_to(folder).as_posix()}"
@@ -101,10 +100,9 @@ def names_for(ls: Any, base_id: str, base_paths: list[str | None]) -> PublicName
         if path and is_machine_path(str(path)):
             names.add(path, public_base(str(path)) or base_id)
     spec = ls.spec
-    for role, folder in spec.checkpoints.items():
-        if role in spec.repos:
-            names.add(ls.resolve(folder), spec.repos[role])
-    if spec.trajectory and "trajectory" in spec.repos:
+    for role, folder in spec.checkpoints.items():  # the spec requires a repo for each
+        names.add(ls.resolve(folder), spec.repos[role])
+    if spec.trajectory:
         names.add(ls.resolve(spec.trajectory), spec.repos["trajectory"])
     return names
 
@@ -163,11 +161,8 @@ _SKIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".parquet", ".bin", ".pt", ".
 def is_local_path(text: str) -> str | None:
     """The first absolute local path in `text`, or None."""
     for m in _CANDIDATE.finditer(text):
-        found = m.group(1)
-        if found.startswith("~/") or re.match(r"[A-Za-z]:\\", found):
-            return found
-        top = found.split("/")[1]
-        if top and os.path.isdir("/" + top):
+        found = m.group(1)  # a `~/` or drive path, or one whose top-level folder exists here
+        if not found.startswith("/") or os.path.isdir("/" + found.split("/")[1]):
             return found
     return None
 
@@ -189,13 +184,11 @@ def _scan_file(path: Path) -> Iterator[tuple[str, str]]:
     except (UnicodeDecodeError, OSError):
         return
     data = None
-    try:
+    with contextlib.suppress(ValueError, yaml.YAMLError):  # unparsable: scanned line by line
         if path.suffix == ".json":
             data = json.loads(text)
         elif path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
-        pass
     if data is not None:
         yield from ((f"key `{k}`", v) for k, v in leaves(data, keys=True) if isinstance(v, str))
     else:

@@ -38,11 +38,11 @@ def scrub(text: str, token: str | None) -> str:
 
 def _human(n: int) -> str:
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    return f"{n} B"  # pragma: no cover
+    return f"{size:.1f} GB"
 
 
 def local_files(bundle: Bundle, target: RepoTarget) -> dict[str, str]:

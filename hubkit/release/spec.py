@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -28,7 +28,7 @@ RELEASES_DIR = "releases"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 Kind = Literal["av", "ar", "pair", "trajectory", "dataset"]
-KINDS: tuple[str, ...] = ("av", "ar", "pair", "trajectory", "dataset")
+KINDS: tuple[str, ...] = get_args(Kind)
 ROLES = ("av", "ar", "trajectory", "dataset")
 FORMATS = ("hubkit", "reference")  # how the halves are laid out in their repos
 
@@ -90,7 +90,7 @@ def find_placeholders(node: Any) -> list[tuple[str, str]]:
     return [(k, v) for k, v in leaves(node) if isinstance(v, str) and PLACEHOLDER in v]
 
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -120,7 +120,7 @@ class CardText:
 
 @dataclass
 class CorpusCredit:
-    """Attribution of a corpus the training tables were drawn from (for sidecars that do not record it)."""
+    """Attribution of a corpus the tables were drawn from (a sidecar names the corpus, not its licence)."""
 
     license: str
     url: str | None = None
@@ -198,13 +198,12 @@ class ReleaseSpec:
             raise ValueError(
                 f"`format: {self.format}` applies to av, ar and pair releases, not `{self.kind}`"
             )
-        for role, repo in self.repos.items():
-            if role not in ROLES:
-                raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
-            if not _REPO_RE.match(repo):
-                raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
         seen: dict[str, str] = {}
         for role, repo in sorted(self.repos.items()):
+            if role not in ROLES:
+                raise ValueError(f"`repos.{role}` is not a known role; use {list(ROLES)}")
+            if not REPO_RE.match(repo):
+                raise ValueError(f"`repos.{role}` {repo!r} is not a repo id like 'org/name'")
             other = seen.setdefault(repo.lower(), role)
             if other != role:
                 raise ValueError(
@@ -217,10 +216,10 @@ class ReleaseSpec:
                     f"`checkpoints.{role}` is not a half; use `checkpoints.av` and/or `checkpoints.ar`"
                 )
         for i, parent in enumerate(self.parents):
-            if not _REPO_RE.match(parent.repo):
+            if not REPO_RE.match(parent.repo):
                 raise ValueError(f"`parents[{i}].repo` {parent.repo!r} is not a repo id like 'org/name'")
         for i, ds in enumerate(self.datasets):
-            if not _REPO_RE.match(ds):
+            if not REPO_RE.match(ds):
                 raise ValueError(f"`datasets[{i}]` {ds!r} is not a Hub dataset id like 'org/name'")
         self._check_kind()
 
@@ -248,33 +247,25 @@ class ReleaseSpec:
             need(self.trajectory is not None, "trajectory", "the run folder holding step_* checkpoints")
             need("trajectory" in self.repos, "repos.trajectory", "the repo the step_*/ folders go to")
             need(self.eval is not None, "eval", "the trajectory eval.json (`hubkit eval --trajectory`)")
-            refuse(self.train_eval is not None, "train_eval")
-            refuse(bool(self.checkpoints), "checkpoints")
-            refuse(bool(self.data_files), "data_files")
+            for name in ("train_eval", "checkpoints", "data_files"):
+                refuse(getattr(self, name) not in (None, [], {}), name)
         else:  # dataset
             need(bool(self.data_files), "data_files", "the parquet tables to publish")
             need(self.license is not None, "license", "the Hub licence id of the tables")
-            refuse(bool(self.legal_files), "legal_files")
-            refuse(self.train_eval is not None, "train_eval")
             need("dataset" in self.repos, "repos.dataset", "the dataset repo to publish to")
-            refuse(bool(self.checkpoints), "checkpoints")
-            refuse(self.trajectory is not None, "trajectory")
-            refuse(self.eval is not None, "eval")
-            refuse(self.partner_revision is not None, "partner_revision")
-        roles = {"av", "ar"} if self.kind in ("av", "ar", "pair") else {"trajectory", "av", "ar"}
-        if self.kind == "dataset":
-            roles = {"dataset"}
-        stray = sorted(set(self.repos) - roles)
+            unused = ("legal_files", "train_eval", "checkpoints", "trajectory", "eval", "partner_revision")
+            for name in unused:
+                refuse(getattr(self, name) not in (None, [], {}), name)
+        roles = {"dataset": {"dataset"}, "trajectory": {"trajectory", "av", "ar"}}
+        stray = sorted(set(self.repos) - roles.get(self.kind, {"av", "ar"}))
         refuse(bool(stray), f"repos.{stray[0]}" if stray else "")
 
     # -- derived --------------------------------------------------------------------------------
     @property
     def pushed_roles(self) -> list[str]:
         """Roles whose repos this release writes to (the other repos are only linked from the card)."""
-        if self.kind == "trajectory":
-            return ["trajectory"]
-        if self.kind == "dataset":
-            return ["dataset"]
+        if self.kind in ("trajectory", "dataset"):
+            return [self.kind]
         return [r for r in ("av", "ar") if r in self.checkpoints]
 
     def other_revision(self) -> str | None:
@@ -300,8 +291,7 @@ class LoadedSpec:
         return self.spec.name or self.path.stem
 
     def resolve(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.root / p)
+        return self.root / Path(value).expanduser()  # an absolute path stays as it is
 
     @property
     def base_model(self) -> str | None:
