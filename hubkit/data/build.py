@@ -78,12 +78,6 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
             seen[doc] = name
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table.replace_schema_metadata(mark(table.schema).metadata), tmp)
-    os.replace(tmp, path)
-
-
 def build_tables(
     out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
 ) -> dict[str, Path]:
@@ -121,20 +115,17 @@ def build_tables(
             raise DataError(f"{paths[name]}: no usable rows for the {name} table")
         columns = list(BUILT_COLUMNS[name]) + ([EXPLANATION] if name == "eval" and labeled else [])
         table = table.select(columns)
-        fmt = None
-        if labeled:
-            fmt = "plain"
-            if name == "av_sft":
-                wrapped = pa.array([wrap(t) for t in table.column(EXPLANATION).to_pylist()], pa.string())
-                table = table.set_column(columns.index(EXPLANATION), EXPLANATION, wrapped)
-                fmt = "tagged"
-        path = out_dir / f"{name}.parquet"
-        _write(table, path)
+        if name == "av_sft":  # labeled, as checked above
+            wrapped = pa.array([wrap(t) for t in table.column(EXPLANATION).to_pylist()], pa.string())
+            table = table.set_column(columns.index(EXPLANATION), EXPLANATION, wrapped)
+        path, tmp = out_dir / f"{name}.parquet", out_dir / f"{name}.parquet.tmp"
+        pq.write_table(table.replace_schema_metadata(mark(table.schema).metadata), tmp)
+        os.replace(tmp, path)
         side = sidecars[name].derive(
             table=name,
             rows=table.num_rows,
             columns=columns,
-            explanation_format=fmt,
+            explanation_format=("tagged" if name == "av_sft" else "plain") if labeled else None,
             parents={paths[name].name: sha256_file(paths[name])},
         )
         write_sidecar(path, side)

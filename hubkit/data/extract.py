@@ -97,15 +97,6 @@ def load_base(name: str, revision: str | None, dtype: str, device: str) -> tuple
     return model, AutoTokenizer.from_pretrained(name, revision=revision)
 
 
-def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:
-    n = arch.num_layers(model)
-    if not 0 <= layer < n:
-        raise DataError(
-            f"layer {layer} is beyond {name}'s depth: it has {n} decoder blocks, so the layer "
-            f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})"
-        )
-
-
 def tokenize(tokenizer, texts: Sequence[str], add_bos: bool, max_length: int) -> list[list[int]]:
     """Token ids per text: BOS (when the tokenizer has one and `add_bos`) + the text's tokens, cut to `max_length`."""
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -129,18 +120,8 @@ def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) ->
 
 
 def _special_ids(tokenizer) -> set[int]:
-    ids = set(tokenizer.all_special_ids)
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(tokenizer, name, None) is not None:
-            ids.add(getattr(tokenizer, name))
-    return ids
-
-
-def _pad_id(tokenizer) -> int:
-    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        if getattr(tokenizer, name, None) is not None:
-            return int(getattr(tokenizer, name))
-    return 0
+    ids = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return set(tokenizer.all_special_ids) | {i for i in ids if i is not None}
 
 
 def extract_documents(
@@ -162,7 +143,9 @@ def extract_documents(
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
     order = sorted((i for i in range(len(docs)) if picks[i]), key=lambda i: -len(all_ids[i]))
-    device, pad = next(model.parameters()).device, _pad_id(tokenizer)
+    device = next(model.parameters()).device
+    pad_ids = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+    pad = next((i for i in pad_ids if i is not None), 0)
     done = 0
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
@@ -259,7 +242,12 @@ def extract(
     out = Path(out)
     if len(corpus) == 0:
         raise DataError(f"corpus {corpus.name!r} is empty")
-    check_layer(model, config.layer, base_model)
+    n = arch.num_layers(model)
+    if not 0 <= config.layer < n:
+        raise DataError(
+            f"layer {config.layer} is beyond {base_model}'s depth: it has {n} decoder blocks, so the layer "
+            f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})"
+        )
     d_model = arch.hidden_size(model)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     corpus_info = CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus))

@@ -217,23 +217,17 @@ def label_rows(
     done = cache.get_many(keys) if cache is not None else {}
     todo = {k: item for k, item in zip(keys, items) if k not in done}
     if todo:
-        todo_keys = list(todo)
-        drafts = [parse_label(r) for r in _ask(labeler, [labeler_messages(*todo[k]) for k in todo_keys])]
-        audit_keys = [k for k, d in zip(todo_keys, drafts) if d]
-        draft_of = dict(zip(todo_keys, drafts))
+        replies = _ask(labeler, [labeler_messages(*item) for item in todo.values()])
+        drafts = {k: parse_label(r) for k, r in zip(todo, replies)}
+        audit_keys = [k for k, d in drafts.items() if d]
         audits = (
-            _ask(auditor, [auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
+            _ask(auditor, [auditor_messages(*todo[k], drafts[k]) for k in audit_keys]) if audit_keys else []
         )
-        audited = dict(zip(audit_keys, (parse_label(a) for a in audits)))
-        when = now_iso()
-        new: dict[str, Label] = {}
-        for k in todo_keys:
-            if audited.get(k):
-                text, status = audited[k], STATUS_OK
-            elif draft_of[k]:
-                text, status = draft_of[k], STATUS_UNAUDITED
-            else:
-                text, status = "", STATUS_FAILED
+        audited = dict(zip(audit_keys, map(parse_label, audits)))
+        when, new = now_iso(), {}
+        for k, draft in drafts.items():
+            status = STATUS_OK if audited.get(k) else STATUS_UNAUDITED if draft else STATUS_FAILED
+            text = audited.get(k) or draft
             new[k] = Label(text, status, labeler.name, auditor.name, PROMPT_SHA256, when)
         if cache is not None:
             cache.put_many({k: v for k, v in new.items() if v.status != STATUS_FAILED})

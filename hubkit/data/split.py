@@ -58,16 +58,12 @@ def parse_fractions(text: str) -> dict[str, float]:
     return check_fractions(out)
 
 
-def _rank(seed: int, doc_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
-
-
 def split_doc_ids(
     doc_ids: Iterable[str], fractions: Mapping[str, float], seed: int = 0
 ) -> dict[str, list[str]]:
     """Assign each distinct doc id to one split; deterministic in (set of ids, fractions, seed)."""
     fractions = check_fractions(fractions)
-    ordered = sorted(set(doc_ids), key=lambda d: (_rank(seed, d), d))
+    ordered = sorted(set(doc_ids), key=lambda d: (hashlib.sha256(f"{seed}\0{d}".encode()).digest(), d))
     n = len(ordered)
     exact = {name: fractions[name] * n for name in SPLITS}
     counts = {name: math.floor(v) for name, v in exact.items()}
