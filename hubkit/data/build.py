@@ -54,15 +54,14 @@ def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
 
 
 def _check_same_extraction(sidecars: dict[str, DatasetSidecar], paths: dict[str, Path]) -> None:
-    first_name = next(iter(sidecars))
-    ref = sidecars[first_name].extraction
+    first = next(iter(sidecars))
     for name, side in sidecars.items():
-        ext = side.extraction
         for field in ("base_model", "layer", "d_model"):
-            if getattr(ext, field) != getattr(ref, field):
+            mine, ref = getattr(side.extraction, field), getattr(sidecars[first].extraction, field)
+            if mine != ref:
                 raise DataError(
-                    f"{paths[name]} and {paths[first_name]} come from different extractions: "
-                    f"{field} {getattr(ext, field)!r} vs {getattr(ref, field)!r}"
+                    f"{paths[name]} and {paths[first]} come from different extractions: "
+                    f"{field} {mine!r} vs {ref!r}"
                 )
 
 

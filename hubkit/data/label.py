@@ -39,7 +39,7 @@ from hubkit.cache import cache_dir
 from hubkit.data import chunks
 from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, now_iso, write_sidecar
-from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
+from hubkit.data.tables import LABEL_COLUMNS, LABEL_SCHEMA, PREFIX, TOKEN, open_table
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 from hubkit.verbalizer import parse_explanation
@@ -284,7 +284,7 @@ def label_table(
         log.info("%s: already labeled with these settings", out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(list(table.schema) + list(label_schema()))
+    schema = pa.schema(list(table.schema) + list(LABEL_SCHEMA))
 
     def make_chunk(i: int) -> pa.Table:
         part = table.slice(i * rows_per_chunk, rows_per_chunk)
@@ -293,7 +293,7 @@ def label_table(
         for name in LABEL_COLUMNS:
             attr = "status" if name == "label_status" else name
             values = pa.array([getattr(lb, attr) for lb in labels], pa.string())
-            part = part.append_column(label_schema().field(name), values)
+            part = part.append_column(LABEL_SCHEMA.field(name), values)
         return part
 
     n_chunks = math.ceil(table.num_rows / rows_per_chunk)

@@ -70,11 +70,8 @@ def mark_token(prefix: str, token: str) -> str:
     """The prefix on one line with its final token in brackets (``the vill[age]`` for a word piece); a token the
     prefix does not end with (a decode of part of a character) marks the last word."""
     if token.strip() and prefix.endswith(token):
-        before = prefix[: len(prefix) - len(token)]
-        core = token.strip()
-        lead = token[: len(token) - len(token.lstrip())]
-        tail = token[len(token.rstrip()) :]
-        marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
+        head = prefix[: len(prefix) - len(token.lstrip())]  # a space the token starts with stays outside
+        marked = f"{head}{TOKEN_OPEN}{token.strip()}{TOKEN_CLOSE}"
     else:
         words = prefix.split()
         head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
@@ -309,17 +306,17 @@ class OpenAIChatLabeler:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self.complete, conversations))
 
-    def _request(self, messages: Messages) -> urllib.request.Request:
-        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False)
+    def complete(self, messages: Messages) -> str:
+        """One conversation → the assistant's reply text, retrying transient failures."""
+        body = dict(
+            model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False
+        )
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        return urllib.request.Request(
+        request = urllib.request.Request(
             self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
         )
-
-    def complete(self, messages: Messages) -> str:
-        """One conversation → the assistant's reply text, retrying transient failures."""
         last = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
@@ -327,7 +324,7 @@ class OpenAIChatLabeler:
                 self.attempts += 1
             retry_after: float | None = None
             try:
-                with urllib.request.urlopen(self._request(messages), timeout=self.timeout) as resp:
+                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                     return self._reply(resp.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace")

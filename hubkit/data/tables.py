@@ -47,8 +47,7 @@ def activation_schema(d_model: int) -> pa.Schema:
     )
 
 
-def label_schema() -> pa.Schema:
-    return pa.schema([pa.field(name, pa.string(), nullable=False) for name in LABEL_COLUMNS])
+LABEL_SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=False) for name in LABEL_COLUMNS])
 
 
 def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:

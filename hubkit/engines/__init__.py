@@ -136,5 +136,4 @@ def get_engine(spec: str, source: ModelSource | None = None) -> Engine:
 def close_engines() -> None:
     """Stop every engine `get_engine` started (their worker processes exit)."""
     while _ENGINES:
-        _, engine = _ENGINES.popitem()
-        engine.close()
+        _ENGINES.popitem()[1].close()

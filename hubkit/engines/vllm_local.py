@@ -239,12 +239,8 @@ class VLLMEngine:
         happens whenever the prompts of one call need several steps to prefill."""
         cfg = self.llm.llm_engine.vllm_config
         budget = cfg.scheduler_config.max_num_batched_tokens // max(1, prompt_len)
-        blocks = cfg.cache_config.num_gpu_blocks or 0
-        kv = (
-            (blocks * cfg.cache_config.block_size) // max(1, prompt_len + max_new_tokens)
-            if blocks
-            else budget
-        )
+        blocks = cfg.cache_config.num_gpu_blocks
+        kv = blocks * cfg.cache_config.block_size // max(1, prompt_len + max_new_tokens) if blocks else budget
         return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
 
     def close(self) -> None:

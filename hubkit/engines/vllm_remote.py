@@ -45,8 +45,13 @@ class RemoteEngine:
 
     def __init__(self, url: str, model: str | None = None) -> None:
         self.url = self.name = url.rstrip("/")
-        self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
+        if model is None:
+            models = self._call("/v1/models", timeout=30).get("data") or []
+            if not models:
+                raise EngineError(f"vllm serve at {self.url} lists no model under /v1/models; {START_HINT}")
+            model = str(models[0]["id"])
+        self.model = model
 
     def _call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -67,12 +72,6 @@ class RemoteEngine:
             raise EngineError(
                 f"{self.url}{path} answered something that is not JSON ({text[:80]!r}); is it a vllm serve endpoint?"
             ) from err
-
-    def _served_model(self) -> str:
-        models = self._call("/v1/models", timeout=30).get("data") or []
-        if not models:
-            raise EngineError(f"vllm serve at {self.url} lists no model under /v1/models; {START_HINT}")
-        return str(models[0]["id"])
 
     def _adapter_model(self, adapter: str | None) -> str:
         """The model name to ask for: the served model, or `adapter` loaded on the server by path once."""
