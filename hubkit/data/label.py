@@ -319,11 +319,8 @@ def label_table(
         run_sha256=chunks.params_sha256(params),
     )
     processes.on_main(lambda: write_sidecar(out, sidecar))  # rank 0 writes; every rank returns after
-    if counts.get(STATUS_FAILED):
+    if failed := counts.get(STATUS_FAILED):
         log.warning(
-            "%s: %d of %d rows have no usable label (label_status=failed)",
-            out,
-            counts[STATUS_FAILED],
-            done.num_rows,
+            "%s: %d of %d rows have no usable label (label_status=failed)", out, failed, done.num_rows
         )
     return out

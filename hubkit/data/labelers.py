@@ -217,10 +217,8 @@ class VLLMLabeler(TransformersLabeler):
     no n-gram blocking, so a small model may repeat a phrase; with that blocking off both labelers give the
     same replies (tested on SmolLM2-135M). The reply is cut after the first ``</explanation>``."""
 
-    def __init__(self, engine, tokenizer, name: str, *, max_new_tokens: int = 96, **kwargs) -> None:
-        super().__init__(
-            None, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
-        )
+    def __init__(self, engine, tokenizer, name: str, **kwargs) -> None:
+        super().__init__(None, tokenizer, name, no_repeat_ngram_size=0, **kwargs)
         self.engine = engine  # answers `generate_from_ids` (`hubkit.engines.vllm_local.VLLMEngine`)
 
     @classmethod

@@ -84,11 +84,8 @@ def split_table(
     seed: int = 0,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split; returns their paths.
-
-    An existing table there that hubkit did not write is refused (before anything is written) unless
-    `overwrite`; hubkit's own split tables are replaced.
-    """
+    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split, existing outputs as
+    `check_table_output` allows; returns their paths."""
     activations = Path(activations)
     out_dir = Path(out_dir)
     check_path(out_dir)
