@@ -100,8 +100,7 @@ def load_base(name: str, revision: str | None, dtype: str, device: str) -> tuple
 def tokenize(tokenizer, texts: Sequence[str], add_bos: bool, max_length: int) -> list[list[int]]:
     """Token ids per text: BOS (when the tokenizer has one and `add_bos`) + the text's tokens, cut to `max_length`."""
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id if add_bos else None
-    prefix = [bos] if bos is not None else []
+    prefix = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     return [(prefix + list(ids))[:max_length] for ids in encoded]
 
 

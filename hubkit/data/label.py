@@ -91,12 +91,9 @@ def auditor_messages(prefix: str, token: str, draft: str) -> Messages:
 
 def normalise(text: str) -> str:
     """One feature per line: stray tags, list markers, control characters, blank lines and extra spaces removed."""
-    lines = []
-    for line in _CONTROL.sub(" ", _TAG.sub(" ", text)).splitlines():
-        line = " ".join(_BULLET.sub("", line).split())
-        if line:
-            lines.append(line)
-    return "\n".join(lines)
+    cleaned = _CONTROL.sub(" ", _TAG.sub(" ", text)).splitlines()
+    lines = (" ".join(_BULLET.sub("", line).split()) for line in cleaned)
+    return "\n".join(line for line in lines if line)
 
 
 def parse_label(raw: str) -> str:

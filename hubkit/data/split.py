@@ -103,7 +103,6 @@ def split_table(
                 "split %s gets no document (%d documents, fraction %g)", name, len(doc_ids), fractions[name]
             )
     make_dir(out_dir)
-    info = dict(fractions=fractions, seed=seed, doc_ids=assignment)
     parent_sha = sha256_file(activations)
     paths: dict[str, Path] = {}
     for name in SPLITS:
@@ -118,14 +117,8 @@ def split_table(
                 if part.num_rows:
                     writer.write_table(part)
         tmp.replace(path)
-        write_sidecar(
-            path,
-            parent.derive(
-                table="split",
-                rows=rows,
-                split=SplitInfo(name=name, **info),
-                parents={activations.name: parent_sha},
-            ),
-        )
+        split = SplitInfo(name=name, fractions=fractions, seed=seed, doc_ids=assignment)
+        side = parent.derive(table="split", rows=rows, split=split, parents={activations.name: parent_sha})
+        write_sidecar(path, side)
         paths[name] = path
     return paths
