@@ -263,7 +263,6 @@ def extract(
         log.info("%s: already extracted with these settings", out)
         return out
     _precheck(tokenizer, corpus, config)
-    out.parent.mkdir(parents=True, exist_ok=True)
     n_chunks = math.ceil(len(corpus) / config.docs_per_chunk)
 
     def make_chunk(i: int) -> pa.Table:

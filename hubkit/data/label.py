@@ -280,7 +280,6 @@ def label_table(
     if chunks.prepare_output(out, params, overwrite):
         log.info("%s: already labeled with these settings", out)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema(list(table.schema) + list(LABEL_SCHEMA))
 
     def make_chunk(i: int) -> pa.Table:

@@ -10,9 +10,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hubkit.engines.common import INSTALL_HINT, Engine, EngineError, ModelSource, Sampling, vllm_installed
+from hubkit.engines.common import INSTALL_HINT, Engine, ModelSource, Sampling, vllm_installed
 from hubkit.engines.vllm_local import VLLMEngine
 from hubkit.engines.vllm_remote import RemoteEngine
+from hubkit.errors import EngineError
 from hubkit.registry import Registry
 
 __all__ = ["ENGINES", "INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling", "vllm_installed"]

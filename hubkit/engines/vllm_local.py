@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from hubkit.engines.common import (
     INSTALL_HINT,
-    EngineError,
     ModelSource,
     Sampling,
     adapter_digest,
@@ -30,6 +29,7 @@ from hubkit.engines.common import (
     strip_stop,
     vllm_installed,
 )
+from hubkit.errors import EngineError
 
 if TYPE_CHECKING:
     from torch import Tensor

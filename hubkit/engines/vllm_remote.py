@@ -13,7 +13,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hubkit.engines.common import EngineError, Sampling, adapter_digest, strip_stop
+from hubkit.engines.common import Sampling, adapter_digest, strip_stop
+from hubkit.errors import EngineError
 
 if TYPE_CHECKING:
     from torch import Tensor
