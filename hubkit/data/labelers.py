@@ -146,7 +146,8 @@ class TransformersLabeler:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self._warned_no_template = False
+        if not getattr(tokenizer, "chat_template", None):
+            log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", name)
 
     @classmethod
     def from_pretrained(
@@ -168,9 +169,6 @@ class TransformersLabeler:
 
     def render(self, messages: Messages) -> str:
         """The prompt text: the chat template with a generation prompt, then the prefill."""
-        if not getattr(self.tokenizer, "chat_template", None) and not self._warned_no_template:
-            log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name)
-            self._warned_no_template = True
         return render_chat(self.tokenizer, messages, self.prefill)
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:

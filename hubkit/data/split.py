@@ -10,6 +10,7 @@ seed and the doc ids of every split.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -70,11 +71,8 @@ def split_doc_ids(
     leftover = n - sum(counts.values())
     for name in sorted(SPLITS, key=lambda s: (-(exact[s] - counts[s]), SPLITS.index(s)))[:leftover]:
         counts[name] += 1
-    out, start = {}, 0
-    for name in SPLITS:
-        out[name] = ordered[start : start + counts[name]]
-        start += counts[name]
-    return out
+    ends = itertools.accumulate(counts[name] for name in SPLITS)
+    return {name: ordered[end - counts[name] : end] for name, end in zip(SPLITS, ends)}
 
 
 def split_table(

@@ -305,16 +305,12 @@ def caller_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
 
-    py, npy, pt, threads = (
-        random.getstate(),
-        np.random.get_state(),
-        torch.get_rng_state(),
-        torch.get_num_threads(),
-    )
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state, threads = torch.get_rng_state(), torch.get_num_threads()
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(pt)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
         torch.set_num_threads(threads)

@@ -100,16 +100,15 @@ class RemoteEngine:
             "stop_token_ids": list(o.stop_token_ids),
             "return_token_ids": True,
         }
-        chunks = [(i, embeds[i : i + CHUNK]) for i in range(0, len(embeds), CHUNK)]
 
-        def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
-            start, part = item
+        def send(start: int) -> list[list[int]]:
+            part = embeds[start : start + CHUNK]
             draw = {k: v for k, v in o.draw(start).items() if v is not None}
             req = dict(body, prompt_embeds=[encode_embeds(e) for e in part], **draw)
             return self._token_ids(self._call("/v1/completions", req), len(part))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
-            results = list(pool.map(send, chunks))
+            results = list(pool.map(send, range(0, len(embeds), CHUNK)))
         return [strip_stop(ids, set(o.stop_token_ids)) for part in results for ids in part]
 
     def _token_ids(self, answer: dict, n: int) -> list[list[int]]:
