@@ -38,13 +38,11 @@ def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
             log.warning("%s: dropping %d of %d rows whose label failed", where, n_failed, table.num_rows)
             table = table.filter(pc.invert(failed))
     texts = table.column(EXPLANATION)
-    empty = pc.or_kleene(pc.is_null(texts), pc.equal(pc.utf8_trim_whitespace(texts.fill_null("")), ""))
+    empty = pc.equal(pc.utf8_trim_whitespace(texts.fill_null("")), "")
     n_empty = pc.sum(empty).as_py() or 0
     if n_empty:
-        bad = table.filter(empty).slice(0, 3)
-        where_rows = ", ".join(
-            f"({d}, {p})" for d, p in zip(bad.column(DOC_ID).to_pylist(), bad.column(POSITION).to_pylist())
-        )
+        bad = table.filter(empty).slice(0, 3).select([DOC_ID, POSITION]).to_pylist()
+        where_rows = ", ".join(f"({r[DOC_ID]}, {r[POSITION]})" for r in bad)
         raise DataError(
             f"{where}: {n_empty} rows have an empty `{EXPLANATION}` (e.g. doc_id, position = "
             f"{where_rows}) and are not marked label_status=failed; relabel them with `hubkit label` "
