@@ -143,11 +143,9 @@ def build_from_dirs(
                 f"(`hubkit label --in {splits_dir / (name + '.parquet')} --out {path}`)"
             )
         inputs[name] = path
-    for name in ("rl", "eval"):
-        for folder in (labeled_dir, splits_dir) if name == "eval" else (splits_dir,):
-            if (folder / f"{name}.parquet").exists():
-                inputs[name] = folder / f"{name}.parquet"
-                break
-        else:
+    for name, folders in (("rl", [splits_dir]), ("eval", [labeled_dir, splits_dir])):
+        found = [folder / f"{name}.parquet" for folder in folders if (folder / f"{name}.parquet").exists()]
+        if not found:
             raise DataError(f"{splits_dir / (name + '.parquet')}: missing; run `hubkit split` first")
+        inputs[name] = found[0]
     return build_tables(out_dir, inputs, overwrite)
