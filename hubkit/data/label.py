@@ -203,12 +203,9 @@ def label_rows(
     (a DirectLabeler writes them all itself: ``ok``, or ``failed`` when empty)."""
     if isinstance(labeler, DirectLabeler):
         provenance(labeler, auditor)
-        when, out = now_iso(), []
-        for prefix, token in items:
-            text = normalise(labeler.explain(prefix, token))
-            status = STATUS_OK if text else STATUS_FAILED
-            out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
-        return out
+        texts = [normalise(labeler.explain(prefix, token)) for prefix, token in items]
+        made_by = (labeler.name, NO_AUDITOR, labeler.prompt_sha256, now_iso())
+        return [Label(text, STATUS_OK if text else STATUS_FAILED, *made_by) for text in texts]
     auditor = auditor or labeler
     keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
     done = cache.get_many(keys) if cache is not None else {}

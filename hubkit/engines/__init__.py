@@ -100,13 +100,11 @@ def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
     """The concrete engine for `spec`: ``auto`` falls back to transformers (one log line) where vLLM
     cannot serve; an explicit engine that cannot is an error."""
     name = normalise(spec)
+    why = _refusal("vllm" if name == "auto" else name, scheme)
     if name == "auto":
-        why = _refusal("vllm", scheme)
-        if why is None:
-            return "vllm"
-        log.info("engine auto → transformers: %s", why)
-        return "transformers"
-    why = _refusal(name, scheme)
+        if why is not None:
+            log.info("engine auto → transformers: %s", why)
+        return "vllm" if why is None else "transformers"
     if why is not None:
         raise EngineError(f"--engine {name} was asked for but {why}")
     return name
