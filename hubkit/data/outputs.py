@@ -44,9 +44,7 @@ def has_mark(path: str | Path) -> bool:
 def finished_sidecar(path: str | Path) -> DatasetSidecar | None:
     """The hubkit sidecar of the table at `path` when it records the file's current sha256, else None."""
     path = Path(path)
-    if not sidecar_path(path).is_file() or not path.is_file():
-        return None
-    with contextlib.suppress(DataError, OSError):
+    with contextlib.suppress(DataError, OSError):  # no sidecar, no table, or either unreadable
         recorded = read_sidecar(sidecar_path(path))
         if recorded.legacy is None and recorded.files.get(path.name) == sha256_file(path):
             return recorded
