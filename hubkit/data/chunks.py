@@ -104,9 +104,8 @@ class ChunkStore:
         self.chunks: dict[int, ChunkRecord] = {}
         if self.manifest_path.exists():
             self._load()
-        else:
-            self._save()
         self._clean()
+        self._save()
 
     def _load(self) -> None:
         try:
@@ -153,8 +152,6 @@ class ChunkStore:
                 "%s: recorded as finished but missing; it will be redone", self.folder / chunk_name(i)
             )
             del self.chunks[i]
-        if lost:
-            self._save()
 
     def pending(self) -> list[int]:
         return [i for i in range(self.n_chunks) if i not in self.chunks]

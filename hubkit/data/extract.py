@@ -183,9 +183,8 @@ def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
     short, longest = [], 0
     for start in range(0, len(corpus), 1024):
         docs = corpus.documents[start : start + 1024]
-        for doc, ids in zip(
-            docs, tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
-        ):
+        all_ids = tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
+        for doc, ids in zip(docs, all_ids):
             longest = max(longest, len(ids))
             if not eligible_positions(ids, special, config.min_position):
                 short.append((doc.doc_id, len(ids)))
