@@ -145,7 +145,6 @@ def extract_documents(
     device = next(model.parameters()).device
     pad_ids = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
     pad = next((i for i in pad_ids if i is not None), 0)
-    done = 0
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         batch = [torch.tensor(all_ids[i]) for i in rows]  # right-padded, with its attention mask
@@ -154,9 +153,8 @@ def extract_documents(
         hidden = arch.hidden_at_block(model, config.layer, input_ids=input_ids, attention_mask=mask)
         for b, i in enumerate(rows):
             vectors[i] = hidden[b, picks[i]].float().cpu().numpy()
-        done += len(rows)
         if on_batch is not None:
-            on_batch(done)
+            on_batch(start + len(rows))
     doc_col, pos_col, tok_col, prefix_col, vec_rows = [], [], [], [], []
     for doc, ids, positions, vecs in zip(docs, all_ids, picks, vectors):
         for j, p in enumerate(positions):

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
 from hubkit import engines
-from hubkit.engines import ModelSource
 from hubkit.errors import DataError, HubkitError
 
 if TYPE_CHECKING:
@@ -230,7 +229,7 @@ class VLLMLabeler(TransformersLabeler):
 
         name = name_or_path or models.DEFAULT_MODEL
         folder = models.resolve_base(name)
-        engine = engines.get_engine("vllm", ModelSource(base=str(folder), dtype=dtype))
+        engine = engines.get_engine("vllm", engines.ModelSource(base=str(folder), dtype=dtype))
         return cls(engine, AutoTokenizer.from_pretrained(str(folder)), f"vllm:{name}", **kwargs)
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:

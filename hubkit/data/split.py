@@ -84,8 +84,7 @@ def split_table(
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split, existing outputs as
     `check_table_output` allows; returns their paths."""
-    activations = Path(activations)
-    out_dir = Path(out_dir)
+    activations, out_dir = Path(activations), Path(out_dir)
     check_path(out_dir)
     for name in SPLITS:
         check_table_output(out_dir / f"{name}.parquet", overwrite)
