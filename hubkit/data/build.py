@@ -78,8 +78,8 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
 def build_tables(
     out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
 ) -> dict[str, Path]:
-    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split/labeled table);
-    existing outputs as `check_table_output` allows."""
+    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split or labeled
+    table), existing outputs as `check_table_output` allows."""
     unknown = sorted(set(inputs) - set(SPLITS))
     if unknown or not inputs:
         raise DataError(f"build: tables must be some of {list(SPLITS)}, got {sorted(inputs)}")

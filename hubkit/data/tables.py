@@ -36,7 +36,7 @@ def vector_type(d_model: int) -> pa.DataType:
 
 
 def activation_schema(d_model: int) -> pa.Schema:
-    types = (pa.string(), pa.int32(), pa.string(), pa.string(), vector_type(d_model))  # of ACTIVATION_COLUMNS, in order
+    types = (pa.string(), pa.int32(), pa.string(), pa.string(), vector_type(d_model))  # ACTIVATION_COLUMNS's
     return pa.schema([pa.field(name, tp, nullable=False) for name, tp in zip(ACTIVATION_COLUMNS, types)])
 
 
