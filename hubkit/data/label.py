@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -137,11 +137,8 @@ class LabelCache:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             with self._db:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, explanation TEXT NOT NULL, "
-                    "status TEXT NOT NULL, labeler TEXT NOT NULL, auditor TEXT NOT NULL, prompt_sha256 TEXT NOT "
-                    "NULL, labeled_at TEXT NOT NULL)"
-                )
+                columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
                 self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:  # not a database, a damaged one, or another program's
             raise DataError(
