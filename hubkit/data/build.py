@@ -38,13 +38,11 @@ def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
             log.warning("%s: dropping %d of %d rows whose label failed", where, n_failed, table.num_rows)
             table = table.filter(pc.invert(failed))
     texts = table.column(EXPLANATION)
-    empty = pc.or_kleene(pc.is_null(texts), pc.equal(pc.utf8_trim_whitespace(texts.fill_null("")), ""))
+    empty = pc.equal(pc.utf8_trim_whitespace(texts.fill_null("")), "")
     n_empty = pc.sum(empty).as_py() or 0
     if n_empty:
-        bad = table.filter(empty).slice(0, 3)
-        where_rows = ", ".join(
-            f"({d}, {p})" for d, p in zip(bad.column(DOC_ID).to_pylist(), bad.column(POSITION).to_pylist())
-        )
+        bad = table.filter(empty).slice(0, 3).select([DOC_ID, POSITION]).to_pylist()
+        where_rows = ", ".join(f"({r[DOC_ID]}, {r[POSITION]})" for r in bad)
         raise DataError(
             f"{where}: {n_empty} rows have an empty `{EXPLANATION}` (e.g. doc_id, position = "
             f"{where_rows}) and are not marked label_status=failed; relabel them with `hubkit label` "
@@ -54,15 +52,14 @@ def _labeled_rows(table: pa.Table, where: str) -> pa.Table:
 
 
 def _check_same_extraction(sidecars: dict[str, DatasetSidecar], paths: dict[str, Path]) -> None:
-    first_name = next(iter(sidecars))
-    ref = sidecars[first_name].extraction
+    first = next(iter(sidecars))
     for name, side in sidecars.items():
-        ext = side.extraction
         for field in ("base_model", "layer", "d_model"):
-            if getattr(ext, field) != getattr(ref, field):
+            mine, ref = getattr(side.extraction, field), getattr(sidecars[first].extraction, field)
+            if mine != ref:
                 raise DataError(
-                    f"{paths[name]} and {paths[first_name]} come from different extractions: "
-                    f"{field} {getattr(ext, field)!r} vs {getattr(ref, field)!r}"
+                    f"{paths[name]} and {paths[first]} come from different extractions: "
+                    f"{field} {mine!r} vs {ref!r}"
                 )
 
 
@@ -70,7 +67,7 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
     seen: dict[str, str] = {}
     for name, table in tables.items():
         for doc in pc.unique(table.column(DOC_ID)).to_pylist():
-            if doc in seen and seen[doc] != name:
+            if doc in seen:  # ids are unique within a table
                 raise DataError(
                     f"document {doc!r} is in both {paths[seen[doc]]} and {paths[name]}; "
                     "split the activations by document with `hubkit split`"
@@ -78,20 +75,11 @@ def _check_disjoint(tables: dict[str, pa.Table], paths: dict[str, Path]) -> None
             seen[doc] = name
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table.replace_schema_metadata(mark(table.schema).metadata), tmp)
-    os.replace(tmp, path)
-
-
 def build_tables(
     out_dir: str | Path, inputs: dict[str, str | Path], overwrite: bool = False
 ) -> dict[str, Path]:
-    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split/labeled table).
-
-    An existing table there that hubkit did not write is refused (before anything is written) unless
-    `overwrite`; hubkit's own built tables are replaced.
-    """
+    """Build ``<out_dir>/<name>.parquet`` (+ sidecar) for each of `inputs` (split name → split or labeled
+    table), existing outputs as `check_table_output` allows."""
     unknown = sorted(set(inputs) - set(SPLITS))
     if unknown or not inputs:
         raise DataError(f"build: tables must be some of {list(SPLITS)}, got {sorted(inputs)}")
@@ -121,20 +109,17 @@ def build_tables(
             raise DataError(f"{paths[name]}: no usable rows for the {name} table")
         columns = list(BUILT_COLUMNS[name]) + ([EXPLANATION] if name == "eval" and labeled else [])
         table = table.select(columns)
-        fmt = None
-        if labeled:
-            fmt = "plain"
-            if name == "av_sft":
-                wrapped = pa.array([wrap(t) for t in table.column(EXPLANATION).to_pylist()], pa.string())
-                table = table.set_column(columns.index(EXPLANATION), EXPLANATION, wrapped)
-                fmt = "tagged"
-        path = out_dir / f"{name}.parquet"
-        _write(table, path)
+        if name == "av_sft":  # labeled, as checked above
+            wrapped = pa.array([wrap(t) for t in table.column(EXPLANATION).to_pylist()], pa.string())
+            table = table.set_column(columns.index(EXPLANATION), EXPLANATION, wrapped)
+        path, tmp = out_dir / f"{name}.parquet", out_dir / f"{name}.parquet.tmp"
+        pq.write_table(table.replace_schema_metadata(mark(table.schema).metadata), tmp)
+        os.replace(tmp, path)
         side = sidecars[name].derive(
             table=name,
             rows=table.num_rows,
             columns=columns,
-            explanation_format=fmt,
+            explanation_format=("tagged" if name == "av_sft" else "plain") if labeled else None,
             parents={paths[name].name: sha256_file(paths[name])},
         )
         write_sidecar(path, side)
@@ -158,11 +143,9 @@ def build_from_dirs(
                 f"(`hubkit label --in {splits_dir / (name + '.parquet')} --out {path}`)"
             )
         inputs[name] = path
-    for name in ("rl", "eval"):
-        for folder in (labeled_dir, splits_dir) if name == "eval" else (splits_dir,):
-            if (folder / f"{name}.parquet").exists():
-                inputs[name] = folder / f"{name}.parquet"
-                break
-        else:
+    for name, folders in (("rl", [splits_dir]), ("eval", [labeled_dir, splits_dir])):
+        found = [folder / f"{name}.parquet" for folder in folders if (folder / f"{name}.parquet").exists()]
+        if not found:
             raise DataError(f"{splits_dir / (name + '.parquet')}: missing; run `hubkit split` first")
+        inputs[name] = found[0]
     return build_tables(out_dir, inputs, overwrite)

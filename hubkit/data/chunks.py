@@ -59,31 +59,30 @@ def prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool = Fa
     A table hubkit did not write, or one made with other settings, is refused unless `overwrite` (which
     deletes it and any partial run). Rank 0 decides (and deletes) alone; every rank gets its answer.
     """
-    return processes.on_main(lambda: _prepare_output(out, params, overwrite))
 
-
-def _prepare_output(out: str | Path, params: dict[str, Any], overwrite: bool) -> bool:
-    out = check_table_output(out, overwrite)
-    side = sidecar_path(out)
-    if overwrite:
-        for path in (out, side):
+    def decide() -> bool:
+        path = check_table_output(out, overwrite)
+        if overwrite:
             path.unlink(missing_ok=True)
-        shutil.rmtree(parts_dir(out), ignore_errors=True)
-        return False
-    if out.exists():
-        recorded = finished_sidecar(out)
+            sidecar_path(path).unlink(missing_ok=True)
+            shutil.rmtree(parts_dir(path), ignore_errors=True)
+            return False
+        if not path.exists():
+            return False
+        recorded = finished_sidecar(path)
         if recorded is None:  # hubkit's own (writer mark), merged but never given its sidecar
-            log.warning("%s: left without its sidecar by an interrupted run; writing it again", out)
-            out.unlink()
-            side.unlink(missing_ok=True)
+            log.warning("%s: left without its sidecar by an interrupted run; writing it again", path)
+            path.unlink()
+            sidecar_path(path).unlink(missing_ok=True)
             return False
         if recorded.run_sha256 == params_sha256(params):
-            shutil.rmtree(parts_dir(out), ignore_errors=True)
+            shutil.rmtree(parts_dir(path), ignore_errors=True)
             return True
         raise DataError(
-            f"{out}: already exists, made with different settings; choose another output or pass --overwrite"
+            f"{path}: already exists, made with different settings; choose another output or pass --overwrite"
         )
-    return False
+
+    return processes.on_main(decide)
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,8 @@ class ChunkStore:
         self.chunks: dict[int, ChunkRecord] = {}
         if self.manifest_path.exists():
             self._load()
-        else:
-            self._save()
         self._clean()
+        self._save()
 
     def _load(self) -> None:
         try:
@@ -154,8 +152,6 @@ class ChunkStore:
                 "%s: recorded as finished but missing; it will be redone", self.folder / chunk_name(i)
             )
             del self.chunks[i]
-        if lost:
-            self._save()
 
     def pending(self) -> list[int]:
         return [i for i in range(self.n_chunks) if i not in self.chunks]

@@ -99,9 +99,7 @@ def load_corpus(
             raise DataError(f"{source_s}: no such corpus file or folder")
         else:
             rows, name = _read_datasets(source_s, split, config), source_s
-    docs = _documents(rows, text_field, id_field, name)
-    if limit is not None:
-        docs = docs[:limit]
+    docs = _documents(rows, text_field, id_field, name)[:limit]
     if not docs:
         raise DataError(
             f"corpus {source_s!r} holds no documents with non-empty `{text_field}`; "

@@ -97,20 +97,10 @@ def load_base(name: str, revision: str | None, dtype: str, device: str) -> tuple
     return model, AutoTokenizer.from_pretrained(name, revision=revision)
 
 
-def check_layer(model: nn.Module, layer: int, name: str = "the model") -> None:
-    n = arch.num_layers(model)
-    if not 0 <= layer < n:
-        raise DataError(
-            f"layer {layer} is beyond {name}'s depth: it has {n} decoder blocks, so the layer "
-            f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})"
-        )
-
-
 def tokenize(tokenizer, texts: Sequence[str], add_bos: bool, max_length: int) -> list[list[int]]:
     """Token ids per text: BOS (when the tokenizer has one and `add_bos`) + the text's tokens, cut to `max_length`."""
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id if add_bos else None
-    prefix = [bos] if bos is not None else []
+    prefix = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     return [(prefix + list(ids))[:max_length] for ids in encoded]
 
 
@@ -129,18 +119,8 @@ def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) ->
 
 
 def _special_ids(tokenizer) -> set[int]:
-    ids = set(tokenizer.all_special_ids)
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(tokenizer, name, None) is not None:
-            ids.add(getattr(tokenizer, name))
-    return ids
-
-
-def _pad_id(tokenizer) -> int:
-    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        if getattr(tokenizer, name, None) is not None:
-            return int(getattr(tokenizer, name))
-    return 0
+    ids = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return set(tokenizer.all_special_ids) | {i for i in ids if i is not None}
 
 
 def extract_documents(
@@ -162,8 +142,9 @@ def extract_documents(
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
     order = sorted((i for i in range(len(docs)) if picks[i]), key=lambda i: -len(all_ids[i]))
-    device, pad = next(model.parameters()).device, _pad_id(tokenizer)
-    done = 0
+    device = next(model.parameters()).device
+    pad_ids = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+    pad = next((i for i in pad_ids if i is not None), 0)
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         batch = [torch.tensor(all_ids[i]) for i in rows]  # right-padded, with its attention mask
@@ -172,9 +153,8 @@ def extract_documents(
         hidden = arch.hidden_at_block(model, config.layer, input_ids=input_ids, attention_mask=mask)
         for b, i in enumerate(rows):
             vectors[i] = hidden[b, picks[i]].float().cpu().numpy()
-        done += len(rows)
         if on_batch is not None:
-            on_batch(done)
+            on_batch(start + len(rows))
     doc_col, pos_col, tok_col, prefix_col, vec_rows = [], [], [], [], []
     for doc, ids, positions, vecs in zip(docs, all_ids, picks, vectors):
         for j, p in enumerate(positions):
@@ -201,9 +181,8 @@ def _precheck(tokenizer, corpus: Corpus, config: ExtractConfig) -> None:
     short, longest = [], 0
     for start in range(0, len(corpus), 1024):
         docs = corpus.documents[start : start + 1024]
-        for doc, ids in zip(
-            docs, tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
-        ):
+        all_ids = tokenize(tokenizer, [d.text for d in docs], config.add_bos, config.max_length)
+        for doc, ids in zip(docs, all_ids):
             longest = max(longest, len(ids))
             if not eligible_positions(ids, special, config.min_position):
                 short.append((doc.doc_id, len(ids)))
@@ -259,7 +238,12 @@ def extract(
     out = Path(out)
     if len(corpus) == 0:
         raise DataError(f"corpus {corpus.name!r} is empty")
-    check_layer(model, config.layer, base_model)
+    n = arch.num_layers(model)
+    if not 0 <= config.layer < n:
+        raise DataError(
+            f"layer {config.layer} is beyond {base_model}'s depth: it has {n} decoder blocks, so the layer "
+            f"must be in 0..{n - 1} (default two thirds deep: {default_layer(n)})"
+        )
     d_model = arch.hidden_size(model)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     corpus_info = CorpusInfo(name=corpus.name, sha256=corpus.sha256, n_docs=len(corpus))
@@ -276,7 +260,6 @@ def extract(
         log.info("%s: already extracted with these settings", out)
         return out
     _precheck(tokenizer, corpus, config)
-    out.parent.mkdir(parents=True, exist_ok=True)
     n_chunks = math.ceil(len(corpus) / config.docs_per_chunk)
 
     def make_chunk(i: int) -> pa.Table:

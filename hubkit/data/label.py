@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ from hubkit.cache import cache_dir
 from hubkit.data import chunks
 from hubkit.data.labelers import DirectLabeler, Labeler, LabelerError, Messages
 from hubkit.data.sidecar import LabelInfo, now_iso, write_sidecar
-from hubkit.data.tables import LABEL_COLUMNS, PREFIX, TOKEN, label_schema, open_table
+from hubkit.data.tables import LABEL_COLUMNS, LABEL_SCHEMA, PREFIX, TOKEN, open_table
 from hubkit.errors import DataError
 from hubkit.provenance import sha256_file
 from hubkit.verbalizer import parse_explanation
@@ -91,12 +91,9 @@ def auditor_messages(prefix: str, token: str, draft: str) -> Messages:
 
 def normalise(text: str) -> str:
     """One feature per line: stray tags, list markers, control characters, blank lines and extra spaces removed."""
-    lines = []
-    for line in _CONTROL.sub(" ", _TAG.sub(" ", text)).splitlines():
-        line = " ".join(_BULLET.sub("", line).split())
-        if line:
-            lines.append(line)
-    return "\n".join(lines)
+    cleaned = _CONTROL.sub(" ", _TAG.sub(" ", text)).splitlines()
+    lines = (" ".join(_BULLET.sub("", line).split()) for line in cleaned)
+    return "\n".join(line for line in lines if line)
 
 
 def parse_label(raw: str) -> str:
@@ -140,11 +137,8 @@ class LabelCache:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             with self._db:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, explanation TEXT NOT NULL, "
-                    "status TEXT NOT NULL, labeler TEXT NOT NULL, auditor TEXT NOT NULL, prompt_sha256 TEXT NOT "
-                    "NULL, labeled_at TEXT NOT NULL)"
-                )
+                columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
                 self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:  # not a database, a damaged one, or another program's
             raise DataError(
@@ -206,34 +200,25 @@ def label_rows(
     (a DirectLabeler writes them all itself: ``ok``, or ``failed`` when empty)."""
     if isinstance(labeler, DirectLabeler):
         provenance(labeler, auditor)
-        when, out = now_iso(), []
-        for prefix, token in items:
-            text = normalise(labeler.explain(prefix, token))
-            status = STATUS_OK if text else STATUS_FAILED
-            out.append(Label(text, status, labeler.name, NO_AUDITOR, labeler.prompt_sha256, when))
-        return out
+        texts = [normalise(labeler.explain(prefix, token)) for prefix, token in items]
+        made_by = (labeler.name, NO_AUDITOR, labeler.prompt_sha256, now_iso())
+        return [Label(text, STATUS_OK if text else STATUS_FAILED, *made_by) for text in texts]
     auditor = auditor or labeler
     keys = [cache_key(labeler.name, auditor.name, p, t) for p, t in items]
     done = cache.get_many(keys) if cache is not None else {}
     todo = {k: item for k, item in zip(keys, items) if k not in done}
     if todo:
-        todo_keys = list(todo)
-        drafts = [parse_label(r) for r in _ask(labeler, [labeler_messages(*todo[k]) for k in todo_keys])]
-        audit_keys = [k for k, d in zip(todo_keys, drafts) if d]
-        draft_of = dict(zip(todo_keys, drafts))
+        replies = _ask(labeler, [labeler_messages(*item) for item in todo.values()])
+        drafts = {k: parse_label(r) for k, r in zip(todo, replies)}
+        audit_keys = [k for k, d in drafts.items() if d]
         audits = (
-            _ask(auditor, [auditor_messages(*todo[k], draft_of[k]) for k in audit_keys]) if audit_keys else []
+            _ask(auditor, [auditor_messages(*todo[k], drafts[k]) for k in audit_keys]) if audit_keys else []
         )
-        audited = dict(zip(audit_keys, (parse_label(a) for a in audits)))
-        when = now_iso()
-        new: dict[str, Label] = {}
-        for k in todo_keys:
-            if audited.get(k):
-                text, status = audited[k], STATUS_OK
-            elif draft_of[k]:
-                text, status = draft_of[k], STATUS_UNAUDITED
-            else:
-                text, status = "", STATUS_FAILED
+        audited = dict(zip(audit_keys, map(parse_label, audits)))
+        when, new = now_iso(), {}
+        for k, draft in drafts.items():
+            status = STATUS_OK if audited.get(k) else STATUS_UNAUDITED if draft else STATUS_FAILED
+            text = audited.get(k) or draft
             new[k] = Label(text, status, labeler.name, auditor.name, PROMPT_SHA256, when)
         if cache is not None:
             cache.put_many({k: v for k, v in new.items() if v.status != STATUS_FAILED})
@@ -289,8 +274,7 @@ def label_table(
     if chunks.prepare_output(out, params, overwrite):
         log.info("%s: already labeled with these settings", out)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(list(table.schema) + list(label_schema()))
+    schema = pa.schema(list(table.schema) + list(LABEL_SCHEMA))
 
     def make_chunk(i: int) -> pa.Table:
         part = table.slice(i * rows_per_chunk, rows_per_chunk)
@@ -299,7 +283,7 @@ def label_table(
         for name in LABEL_COLUMNS:
             attr = "status" if name == "label_status" else name
             values = pa.array([getattr(lb, attr) for lb in labels], pa.string())
-            part = part.append_column(label_schema().field(name), values)
+            part = part.append_column(LABEL_SCHEMA.field(name), values)
         return part
 
     n_chunks = math.ceil(table.num_rows / rows_per_chunk)
@@ -325,11 +309,8 @@ def label_table(
         run_sha256=chunks.params_sha256(params),
     )
     processes.on_main(lambda: write_sidecar(out, sidecar))  # rank 0 writes; every rank returns after
-    if counts.get(STATUS_FAILED):
+    if failed := counts.get(STATUS_FAILED):
         log.warning(
-            "%s: %d of %d rows have no usable label (label_status=failed)",
-            out,
-            counts[STATUS_FAILED],
-            done.num_rows,
+            "%s: %d of %d rows have no usable label (label_status=failed)", out, failed, done.num_rows
         )
     return out

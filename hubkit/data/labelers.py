@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hubkit import constants as C
 from hubkit import engines
-from hubkit.engines import ModelSource
 from hubkit.errors import DataError, HubkitError
 
 if TYPE_CHECKING:
@@ -70,11 +69,8 @@ def mark_token(prefix: str, token: str) -> str:
     """The prefix on one line with its final token in brackets (``the vill[age]`` for a word piece); a token the
     prefix does not end with (a decode of part of a character) marks the last word."""
     if token.strip() and prefix.endswith(token):
-        before = prefix[: len(prefix) - len(token)]
-        core = token.strip()
-        lead = token[: len(token) - len(token.lstrip())]
-        tail = token[len(token.rstrip()) :]
-        marked = f"{before}{lead}{TOKEN_OPEN}{core}{TOKEN_CLOSE}{tail}"
+        head = prefix[: len(prefix) - len(token.lstrip())]  # a space the token starts with stays outside
+        marked = f"{head}{TOKEN_OPEN}{token.strip()}{TOKEN_CLOSE}"
     else:
         words = prefix.split()
         head = prefix[: prefix.rstrip().rfind(words[-1])] if words else ""
@@ -149,7 +145,8 @@ class TransformersLabeler:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.no_repeat_ngram_size = no_repeat_ngram_size  # small models loop on a phrase without it
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self._warned_no_template = False
+        if not getattr(tokenizer, "chat_template", None):
+            log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", name)
 
     @classmethod
     def from_pretrained(
@@ -171,9 +168,6 @@ class TransformersLabeler:
 
     def render(self, messages: Messages) -> str:
         """The prompt text: the chat template with a generation prompt, then the prefill."""
-        if not getattr(self.tokenizer, "chat_template", None) and not self._warned_no_template:
-            log.warning("%s has no chat template; labeling with a plain 'User:/Assistant:' prompt", self.name)
-            self._warned_no_template = True
         return render_chat(self.tokenizer, messages, self.prefill)
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
@@ -220,10 +214,8 @@ class VLLMLabeler(TransformersLabeler):
     no n-gram blocking, so a small model may repeat a phrase; with that blocking off both labelers give the
     same replies (tested on SmolLM2-135M). The reply is cut after the first ``</explanation>``."""
 
-    def __init__(self, engine, tokenizer, name: str, *, max_new_tokens: int = 96, **kwargs) -> None:
-        super().__init__(
-            None, tokenizer, name, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0, **kwargs
-        )
+    def __init__(self, engine, tokenizer, name: str, **kwargs) -> None:
+        super().__init__(None, tokenizer, name, no_repeat_ngram_size=0, **kwargs)
         self.engine = engine  # answers `generate_from_ids` (`hubkit.engines.vllm_local.VLLMEngine`)
 
     @classmethod
@@ -237,7 +229,7 @@ class VLLMLabeler(TransformersLabeler):
 
         name = name_or_path or models.DEFAULT_MODEL
         folder = models.resolve_base(name)
-        engine = engines.get_engine("vllm", ModelSource(base=str(folder), dtype=dtype))
+        engine = engines.get_engine("vllm", engines.ModelSource(base=str(folder), dtype=dtype))
         return cls(engine, AutoTokenizer.from_pretrained(str(folder)), f"vllm:{name}", **kwargs)
 
     def chat(self, conversations: Sequence[Messages]) -> list[str]:
@@ -309,17 +301,17 @@ class OpenAIChatLabeler:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self.complete, conversations))
 
-    def _request(self, messages: Messages) -> urllib.request.Request:
-        body = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False)
+    def complete(self, messages: Messages) -> str:
+        """One conversation → the assistant's reply text, retrying transient failures."""
+        body = dict(
+            model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=0.0, stream=False
+        )
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        return urllib.request.Request(
+        request = urllib.request.Request(
             self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
         )
-
-    def complete(self, messages: Messages) -> str:
-        """One conversation → the assistant's reply text, retrying transient failures."""
         last = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
@@ -327,7 +319,7 @@ class OpenAIChatLabeler:
                 self.attempts += 1
             retry_after: float | None = None
             try:
-                with urllib.request.urlopen(self._request(messages), timeout=self.timeout) as resp:
+                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                     return self._reply(resp.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace")

@@ -8,6 +8,7 @@ mark in its schema metadata (`mark`). Anything else at an output path is the use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -43,15 +44,10 @@ def has_mark(path: str | Path) -> bool:
 def finished_sidecar(path: str | Path) -> DatasetSidecar | None:
     """The hubkit sidecar of the table at `path` when it records the file's current sha256, else None."""
     path = Path(path)
-    side = sidecar_path(path)
-    if not side.is_file() or not path.is_file():
-        return None
-    try:
-        recorded = read_sidecar(side)
+    with contextlib.suppress(DataError, OSError):  # no sidecar, no table, or either unreadable
+        recorded = read_sidecar(sidecar_path(path))
         if recorded.legacy is None and recorded.files.get(path.name) == sha256_file(path):
             return recorded
-    except (DataError, OSError):
-        pass
     return None
 
 

@@ -122,10 +122,9 @@ def now_iso() -> str:
 def git_commit() -> str | None:
     """Commit of the hubkit checkout in use (``-dirty`` if it has local changes), or None outside git."""
     state = git_state()
-    commit = state["commit"]
-    if not commit:
+    if not state["commit"]:
         return None
-    return f"{commit}-dirty" if state["dirty"] else str(commit)
+    return f"{state['commit']}-dirty" if state["dirty"] else str(state["commit"])
 
 
 def hubkit_version() -> str | None:

@@ -10,6 +10,7 @@ seed and the doc ids of every split.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -58,27 +59,20 @@ def parse_fractions(text: str) -> dict[str, float]:
     return check_fractions(out)
 
 
-def _rank(seed: int, doc_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
-
-
 def split_doc_ids(
     doc_ids: Iterable[str], fractions: Mapping[str, float], seed: int = 0
 ) -> dict[str, list[str]]:
     """Assign each distinct doc id to one split; deterministic in (set of ids, fractions, seed)."""
     fractions = check_fractions(fractions)
-    ordered = sorted(set(doc_ids), key=lambda d: (_rank(seed, d), d))
+    ordered = sorted(set(doc_ids), key=lambda d: (hashlib.sha256(f"{seed}\0{d}".encode()).digest(), d))
     n = len(ordered)
     exact = {name: fractions[name] * n for name in SPLITS}
     counts = {name: math.floor(v) for name, v in exact.items()}
     leftover = n - sum(counts.values())
     for name in sorted(SPLITS, key=lambda s: (-(exact[s] - counts[s]), SPLITS.index(s)))[:leftover]:
         counts[name] += 1
-    out, start = {}, 0
-    for name in SPLITS:
-        out[name] = ordered[start : start + counts[name]]
-        start += counts[name]
-    return out
+    ends = itertools.accumulate(counts[name] for name in SPLITS)
+    return {name: ordered[end - counts[name] : end] for name, end in zip(SPLITS, ends)}
 
 
 def split_table(
@@ -88,13 +82,9 @@ def split_table(
     seed: int = 0,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split; returns their paths.
-
-    An existing table there that hubkit did not write is refused (before anything is written) unless
-    `overwrite`; hubkit's own split tables are replaced.
-    """
-    activations = Path(activations)
-    out_dir = Path(out_dir)
+    """Write ``<out_dir>/<split>.parquet`` (+ sidecars) for every split, existing outputs as
+    `check_table_output` allows; returns their paths."""
+    activations, out_dir = Path(activations), Path(out_dir)
     check_path(out_dir)
     for name in SPLITS:
         check_table_output(out_dir / f"{name}.parquet", overwrite)
@@ -110,7 +100,6 @@ def split_table(
                 "split %s gets no document (%d documents, fraction %g)", name, len(doc_ids), fractions[name]
             )
     make_dir(out_dir)
-    info = dict(fractions=fractions, seed=seed, doc_ids=assignment)
     parent_sha = sha256_file(activations)
     paths: dict[str, Path] = {}
     for name in SPLITS:
@@ -125,14 +114,8 @@ def split_table(
                 if part.num_rows:
                     writer.write_table(part)
         tmp.replace(path)
-        write_sidecar(
-            path,
-            parent.derive(
-                table="split",
-                rows=rows,
-                split=SplitInfo(name=name, **info),
-                parents={activations.name: parent_sha},
-            ),
-        )
+        split = SplitInfo(name=name, fractions=fractions, seed=seed, doc_ids=assignment)
+        side = parent.derive(table="split", rows=rows, split=split, parents={activations.name: parent_sha})
+        write_sidecar(path, side)
         paths[name] = path
     return paths

@@ -36,19 +36,11 @@ def vector_type(d_model: int) -> pa.DataType:
 
 
 def activation_schema(d_model: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field(DOC_ID, pa.string(), nullable=False),
-            pa.field(POSITION, pa.int32(), nullable=False),
-            pa.field(TOKEN, pa.string(), nullable=False),
-            pa.field(PREFIX, pa.string(), nullable=False),
-            pa.field(VECTOR, vector_type(d_model), nullable=False),
-        ]
-    )
+    types = (pa.string(), pa.int32(), pa.string(), pa.string(), vector_type(d_model))  # ACTIVATION_COLUMNS's
+    return pa.schema([pa.field(name, tp, nullable=False) for name, tp in zip(ACTIVATION_COLUMNS, types)])
 
 
-def label_schema() -> pa.Schema:
-    return pa.schema([pa.field(name, pa.string(), nullable=False) for name in LABEL_COLUMNS])
+LABEL_SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=False) for name in LABEL_COLUMNS])
 
 
 def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:

@@ -10,9 +10,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hubkit.engines.common import INSTALL_HINT, Engine, EngineError, ModelSource, Sampling, vllm_installed
+from hubkit.engines.common import INSTALL_HINT, Engine, ModelSource, Sampling, vllm_installed
 from hubkit.engines.vllm_local import VLLMEngine
 from hubkit.engines.vllm_remote import RemoteEngine
+from hubkit.errors import EngineError
 from hubkit.registry import Registry
 
 __all__ = ["ENGINES", "INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling", "vllm_installed"]
@@ -99,13 +100,11 @@ def resolve(spec: str | None, scheme: str = "embedding_replace") -> str:
     """The concrete engine for `spec`: ``auto`` falls back to transformers (one log line) where vLLM
     cannot serve; an explicit engine that cannot is an error."""
     name = normalise(spec)
+    why = _refusal("vllm" if name == "auto" else name, scheme)
     if name == "auto":
-        why = _refusal("vllm", scheme)
-        if why is None:
-            return "vllm"
-        log.info("engine auto → transformers: %s", why)
-        return "transformers"
-    why = _refusal(name, scheme)
+        if why is not None:
+            log.info("engine auto → transformers: %s", why)
+        return "vllm" if why is None else "transformers"
     if why is not None:
         raise EngineError(f"--engine {name} was asked for but {why}")
     return name
@@ -136,5 +135,4 @@ def get_engine(spec: str, source: ModelSource | None = None) -> Engine:
 def close_engines() -> None:
     """Stop every engine `get_engine` started (their worker processes exit)."""
     while _ENGINES:
-        _, engine = _ENGINES.popitem()
-        engine.close()
+        _ENGINES.popitem()[1].close()

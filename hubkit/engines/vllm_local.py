@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from hubkit.engines.common import (
     INSTALL_HINT,
-    EngineError,
     ModelSource,
     Sampling,
     adapter_digest,
@@ -30,6 +29,7 @@ from hubkit.engines.common import (
     strip_stop,
     vllm_installed,
 )
+from hubkit.errors import EngineError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -239,12 +239,8 @@ class VLLMEngine:
         happens whenever the prompts of one call need several steps to prefill."""
         cfg = self.llm.llm_engine.vllm_config
         budget = cfg.scheduler_config.max_num_batched_tokens // max(1, prompt_len)
-        blocks = cfg.cache_config.num_gpu_blocks or 0
-        kv = (
-            (blocks * cfg.cache_config.block_size) // max(1, prompt_len + max_new_tokens)
-            if blocks
-            else budget
-        )
+        blocks = cfg.cache_config.num_gpu_blocks
+        kv = blocks * cfg.cache_config.block_size // max(1, prompt_len + max_new_tokens) if blocks else budget
         return max(1, min(budget, kv, cfg.scheduler_config.max_num_seqs))
 
     def close(self) -> None:
@@ -309,16 +305,12 @@ def caller_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
 
-    py, npy, pt, threads = (
-        random.getstate(),
-        np.random.get_state(),
-        torch.get_rng_state(),
-        torch.get_num_threads(),
-    )
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state, threads = torch.get_rng_state(), torch.get_num_threads()
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(pt)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
         torch.set_num_threads(threads)

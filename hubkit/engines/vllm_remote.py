@@ -13,7 +13,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hubkit.engines.common import EngineError, Sampling, adapter_digest, strip_stop
+from hubkit.engines.common import Sampling, adapter_digest, strip_stop
+from hubkit.errors import EngineError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -45,8 +46,13 @@ class RemoteEngine:
 
     def __init__(self, url: str, model: str | None = None) -> None:
         self.url = self.name = url.rstrip("/")
-        self.model = model or self._served_model()
         self._adapters: dict[str, str] = {}
+        if model is None:
+            models = self._call("/v1/models", timeout=30).get("data") or []
+            if not models:
+                raise EngineError(f"vllm serve at {self.url} lists no model under /v1/models; {START_HINT}")
+            model = str(models[0]["id"])
+        self.model = model
 
     def _call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -67,12 +73,6 @@ class RemoteEngine:
             raise EngineError(
                 f"{self.url}{path} answered something that is not JSON ({text[:80]!r}); is it a vllm serve endpoint?"
             ) from err
-
-    def _served_model(self) -> str:
-        models = self._call("/v1/models", timeout=30).get("data") or []
-        if not models:
-            raise EngineError(f"vllm serve at {self.url} lists no model under /v1/models; {START_HINT}")
-        return str(models[0]["id"])
 
     def _adapter_model(self, adapter: str | None) -> str:
         """The model name to ask for: the served model, or `adapter` loaded on the server by path once."""
@@ -100,16 +100,15 @@ class RemoteEngine:
             "stop_token_ids": list(o.stop_token_ids),
             "return_token_ids": True,
         }
-        chunks = [(i, embeds[i : i + CHUNK]) for i in range(0, len(embeds), CHUNK)]
 
-        def send(item: tuple[int, list[Tensor]]) -> list[list[int]]:
-            start, part = item
+        def send(start: int) -> list[list[int]]:
+            part = embeds[start : start + CHUNK]
             draw = {k: v for k, v in o.draw(start).items() if v is not None}
             req = dict(body, prompt_embeds=[encode_embeds(e) for e in part], **draw)
             return self._token_ids(self._call("/v1/completions", req), len(part))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
-            results = list(pool.map(send, chunks))
+            results = list(pool.map(send, range(0, len(embeds), CHUNK)))
         return [strip_stop(ids, set(o.stop_token_ids)) for part in results for ids in part]
 
     def _token_ids(self, answer: dict, n: int) -> list[list[int]]:
