@@ -75,14 +75,6 @@ def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> No
         )
 
 
-def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Token rows of different lengths as right-padded ids ``[N, T]`` and their attention mask."""
-    ids = pad_sequence(
-        [torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=pad_id
-    )
-    return ids, pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
-
-
 def last_token(hidden: Tensor, mask: Tensor) -> Tensor:
     """``hidden[i, last real position of row i]`` for a right-padded batch."""
     last = mask.sum(dim=1) - 1
@@ -171,7 +163,10 @@ class ActivationReconstructor:
                 f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
                 "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
             )
-        ids, mask = (t.to(loading.model_device(self.model)) for t in pad_right(rows, self.pad_id))
+        ids = pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=self.pad_id)
+        mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
+        device = loading.model_device(self.model)
+        ids, mask = ids.to(device), mask.to(device)
         with loading.active_adapter(self.model, self.adapter_name):
             h = arch.hidden_at_block_grad(self.model, self.block, input_ids=ids, attention_mask=mask)
             if self.final_norm is not None:

@@ -198,8 +198,12 @@ class ActivationVerbalizer:
         return torch.tensor([self.prompt_ids] * n, device=device)
 
     def prefix_length(self) -> int:
-        """Prompt tokens before the first marker (see `shared_prefix_length`)."""
-        return shared_prefix_length(self.prompt_ids, self.meta, self.slots)
+        """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
+        stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
+        inj = self.meta.injection
+        marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
+        pos = injection.find_markers(torch.tensor([self.prompt_ids]), *marker, self.slots, per_row=self.slots)
+        return max(0, min(int(pos.min()), len(self.prompt_ids) - 2))
 
     @torch.no_grad()
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
@@ -306,7 +310,6 @@ class ActivationVerbalizer:
         o = sampling
         ids = self._ids(len(v), loading.model_device(self.model))
         p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        finite = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
         gen_kwargs: dict = dict(
             max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens, use_cache=True
         )
@@ -315,7 +318,9 @@ class ActivationVerbalizer:
         )
         if o.do_sample:
             gen_kwargs.update(temperature=o.temperature, top_p=o.top_p, top_k=0)
-        gen_kwargs["logits_processor"] = finite
+        gen_kwargs["logits_processor"] = LogitsProcessorList(
+            [FiniteLogits(self.meta.folder, self.adapter_name)]
+        )
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
@@ -331,8 +336,14 @@ class ActivationVerbalizer:
 
     def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
-        av = self.meta.av
-        return decode_rows(rows, self.tokenizer, self.stop_ids, av.explanation_open, av.explanation_close)
+        av, stops, pad = self.meta.av, set(self.stop_ids), self.tokenizer.pad_token_id
+        out = []
+        for row in rows:
+            n = next((i for i, t in enumerate(row) if t in stops or t == pad), len(row))
+            raw = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            text, status = parse_explanation(raw, av.explanation_open, av.explanation_close)
+            out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
+        return out
 
 
 def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
@@ -368,26 +379,3 @@ class FiniteLogits:
                 "use another checkpoint"
             )
         return scores
-
-
-def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:
-    """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
-    stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
-    inj = meta.injection
-    marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
-    pos = injection.find_markers(torch.tensor([prompt_ids]), *marker, slots, per_row=slots)
-    return max(0, min(int(pos.min()), len(prompt_ids) - 2))
-
-
-def decode_rows(
-    rows: list[list[int]], tokenizer, stop_ids, open_tag: str, close_tag: str
-) -> list[Explanation]:
-    """Explanations from generated token rows: each row ends at its first stop id or pad token."""
-    stops, pad = set(stop_ids), tokenizer.pad_token_id
-    out = []
-    for row in rows:
-        n = next((i for i, t in enumerate(row) if t in stops or t == pad), len(row))
-        raw = tokenizer.decode(row[:n], skip_special_tokens=True)
-        text, status = parse_explanation(raw, open_tag, close_tag)
-        out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
-    return out
