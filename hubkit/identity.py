@@ -135,14 +135,11 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
 
 def base_blocks(folder: Path | None, base: str) -> tuple[int, str] | None:
     """(decoder blocks, whose): the checkpoint's full model, else its base's; None when unknown here."""
-    if folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists():
-        n = config_depth(folder)
-        if n is not None:
-            return n, f"the checkpoint's model ({folder / C.MODEL_CONFIG_FILE})"
-    if base and Path(base).expanduser().is_dir():
-        n = config_depth(Path(base).expanduser())
-        if n is not None:
-            return n, f"the base model {base}"
+    own = folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists()
+    if own and (n := config_depth(folder)) is not None:
+        return n, f"the checkpoint's model ({folder / C.MODEL_CONFIG_FILE})"
+    if base and (n := config_depth(Path(base).expanduser())) is not None:
+        return n, f"the base model {base}"
     spec = find(base) if base else None
     return (spec.n_layers, f"the base model {spec.name}") if spec is not None else None
 

@@ -85,24 +85,14 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
     mid, left, right = injection.marker_ids(tokenizer, prompt, marker, av.template.count(MARKER_PLACEHOLDER))
-    neighbours = (
-        ("left_neighbor_id", inj.left_neighbor_id, left),
-        ("right_neighbor_id", inj.right_neighbor_id, right),
-    )
-    for name, want, got in (("marker_token_id", inj.marker_token_id, mid), *neighbours):
-        if want is not None and want != got:
+    found = {"marker_token_id": mid, "left_neighbor_id": left, "right_neighbor_id": right}
+    for name, got in found.items():
+        if (want := getattr(inj, name)) is not None and want != got:
             raise MetaError(
                 f"`injection.{name}` is {want} but marker {marker!r} in the rendered prompt gives {got} for this "
                 "tokenizer: the checkpoint and tokenizer do not belong together"
             )
-    new_inj = dataclasses.replace(
-        inj,
-        marker=marker,
-        marker_token_id=mid,
-        left_neighbor_id=left if inj.left_neighbor_id is None else inj.left_neighbor_id,
-        right_neighbor_id=right if inj.right_neighbor_id is None else inj.right_neighbor_id,
-    )
-    return meta.with_updates(injection=new_inj)
+    return meta.with_updates(injection=dataclasses.replace(inj, marker=marker, **found))
 
 
 def marker_from_id(tokenizer, token_id: int) -> str:
