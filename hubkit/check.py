@@ -184,19 +184,13 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     except (HubkitError, OSError, ValueError) as exc:
         report.add("warn", f"base model not loadable, scale not checked: {exc}")
         return
-    res = None
-    if meta.layer is not None:
-        res = scale_lint.corpus_residual_norm(model, tok, meta.layer)
+    res = None if meta.layer is None else scale_lint.corpus_residual_norm(model, tok, meta.layer)
     lint = scale_lint.lint_scale(meta.injection_scale_value(), scale_lint.embedding_norm(model), res)
-    report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
-    report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)
+    for norm, ratio in (("embedding", lint.ratio_to_embedding), ("residual", lint.ratio_to_residual)):
+        report.facts[f"scale / {norm} norm"] = None if ratio is None else round(ratio, 3)
     if lint.ok:
         report.add("ok", lint.message)
     elif meta.injection.ood_allowed:
         report.add("warn", lint.message + " (recorded as deliberate: ood_allowed)")
     else:
         report.add("error", lint.message)
-
-
-def _ratio(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)

@@ -131,11 +131,8 @@ def load_tokenizer(*candidates: str | Path | None):
             present = [f for f in TOKENIZER_FILES if (p / f).exists()]
             if not present:
                 continue
-            for name, what in (
-                ("tokenizer.json", "the tokenizer"),
-                ("tokenizer_config.json", "the tokenizer config"),
-            ):
-                _check_json(p / name, what)
+            _check_json(p / "tokenizer.json", "the tokenizer")
+            _check_json(p / "tokenizer_config.json", "the tokenizer config")
             try:
                 return AutoTokenizer.from_pretrained(str(p))
             except Exception as exc:  # tokenizers raises its own Exception subclass for broken files

@@ -99,8 +99,7 @@ def _config(arch: str, vocab: int, d: int, layers: int, tok: PreTrainedTokenizer
         return Gemma3TextConfig(head_dim=d // 4, sliding_window=64, **common)
     text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
     cfg = Gemma4Config(text_config=text.to_dict(), **ids)
-    cfg.vision_config = None
-    cfg.audio_config = None
+    cfg.vision_config = cfg.audio_config = None
     return cfg
 
 
