@@ -95,14 +95,10 @@ def mse_scale(t: Taker, where: str, defaults: Defaults) -> Any:
 
 def extraction_layer(t: Taker, where: str) -> int | None:
     """K from whichever of the published depth spellings are present; they must agree."""
-    found: dict[str, int] = {}
-    for key in DEPTH_FIELDS:
-        v = t.pop(key)
-        if v is None:
-            continue
+    found = {key: v for key in DEPTH_FIELDS if (v := t.pop(key)) is not None}
+    for key, v in found.items():
         if isinstance(v, bool) or not isinstance(v, int):
             raise MetaError(f"{where}: field `{key}` must be an integer, got {v!r}")
-        found[key] = v
     first_key, first_value = next(iter(found.items()), (None, None))
     other = next(((k, v) for k, v in found.items() if v != first_value), None)
     if other is not None:
@@ -261,6 +257,8 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
         )
     if layer is None:
         defaults.append("layer → none (an actor sidecar records none; the pair takes its AR's)")
+    else:
+        defaults.append(f"ar.num_layers → layer + 1 = {layer + 1}")
     inj_scale = parse_scale(t.pop("extraction.injection_scale"), where, "extraction.injection_scale")
     mse = mse_scale(t, where, defaults)
     av_tmpl, ar_tmpl = templates(t, where)
@@ -287,12 +285,9 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     }
     defaults.append("injection.scheme → embedding_replace")
     av, prompts = reference_prompts(av_tmpl, ar_tmpl, defaults)
-    num_layers = None if layer is None else layer + 1
-    if layer is not None:
-        defaults.append(f"ar.num_layers → layer + 1 = {num_layers}")
     ar = {
         **prompts,
-        "num_layers": num_layers,
+        "num_layers": None if layer is None else layer + 1,
         "head_format": head_format or "value_head",
         "head_bias": bool(head_bias),
         "suffix_ids": t.pop("tokens.critic_suffix_ids"),
