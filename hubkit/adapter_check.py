@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from hubkit import constants as C
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, first_line
 
 READ_PEFT_TYPES = ("LORA",)
 MAX_SCALING = 1000.0
@@ -63,9 +63,8 @@ def file_keys(folder: Path) -> list[str] | None:
                 if t.is_floating_point() and not torch.isfinite(t).all():
                     bad.append(key)
     except (SafetensorError, OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); re-download or re-save it"
+            f"{path}: not a readable safetensors file ({first_line(exc)}); re-download or re-save it"
         ) from exc
     if bad:
         raise CheckpointError(

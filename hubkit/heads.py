@@ -14,7 +14,7 @@ from torch import nn
 
 from hubkit import constants as C
 from hubkit.constants import HEAD_FILES
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, first_line
 
 
 def identity_head(d_model: int, bias: bool = False) -> nn.Linear:
@@ -34,8 +34,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError and friends: refuse, never execute
             raise CheckpointError(
-                f"{path}: refused to load: the pickle holds more than tensors ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}). Only plain state_dicts are read; convert it to safetensors"
+                f"{path}: refused to load: the pickle holds more than tensors ({first_line(exc)}). Only plain "
+                "state_dicts are read; convert it to safetensors"
             ) from exc
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path}: expected a state_dict of tensors, got {type(state).__name__}")
@@ -43,9 +43,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:  # truncated file, bad header
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); the file is truncated or "
+            f"{path}: not a readable safetensors file ({first_line(exc)}); the file is truncated or "
             "corrupt: re-download or re-save it"
         ) from exc
 

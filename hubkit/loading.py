@@ -17,7 +17,7 @@ from torch import nn
 from hubkit import adapter_check, hub, precision
 from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
-from hubkit.errors import CheckpointError, MetaError
+from hubkit.errors import CheckpointError, MetaError, first_line
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import NLAMeta
 from hubkit.models import resolve_base as resolve_base  # the load path's callers resolve a base here
@@ -115,11 +115,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 ADAPTER_WEIGHT_FILES = (C.ADAPTER_WEIGHTS_FILE, "adapter_model.bin")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
-
-
 def load_tokenizer(*candidates: str | Path | None):
     """The tokenizer of the first candidate holding one; broken tokenizer files are an error naming them."""
     from transformers import AutoTokenizer
@@ -137,13 +132,13 @@ def load_tokenizer(*candidates: str | Path | None):
                 return AutoTokenizer.from_pretrained(str(p))
             except Exception as exc:  # tokenizers raises its own Exception subclass for broken files
                 raise CheckpointError(
-                    f"{p}: its tokenizer ({', '.join(present)}) does not load ({_first_line(exc)}); "
+                    f"{p}: its tokenizer ({', '.join(present)}) does not load ({first_line(exc)}); "
                     "restore the file or delete it to use the base model's tokenizer"
                 ) from exc
         try:
             return AutoTokenizer.from_pretrained(str(c))
         except (OSError, ValueError) as exc:
-            errors.append(f"{c}: {_first_line(exc)}")
+            errors.append(f"{c}: {first_line(exc)}")
     raise CheckpointError(
         "no tokenizer found in " + ", ".join(str(c) for c in candidates if c) + "; " + "; ".join(errors)
     )
@@ -157,7 +152,7 @@ def _check_json(path: Path, what: str) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"{path}: {what} is not valid JSON ({_first_line(exc)}); re-download or re-save the checkpoint"
+            f"{path}: {what} is not valid JSON ({first_line(exc)}); re-download or re-save the checkpoint"
         ) from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
@@ -220,7 +215,7 @@ def attach_adapter(
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
-            f"its base ({_first_line(exc)}); check that the weights are complete and that base_model is the one "
+            f"its base ({first_line(exc)}); check that the weights are complete and that base_model is the one "
             "it was trained on"
         ) from exc
     return model

@@ -123,12 +123,8 @@ def _generate_cache_kwarg() -> str:
 
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
     """Every EOS id of the model config, generation config (Gemma-3-IT's ``<end_of_turn>``) and tokenizer."""
-    sources = (
-        getattr(model, "config", None),
-        arch.text_config(model),
-        getattr(model, "generation_config", None),
-    )
-    ids = [getattr(src, "eos_token_id", None) for src in sources] + [tokenizer.eos_token_id]
+    configs = (model.config, arch.text_config(model), getattr(model, "generation_config", None))
+    ids = [getattr(cfg, "eos_token_id", None) for cfg in configs] + [tokenizer.eos_token_id]
     flat = [i for v in ids for i in ([v] if isinstance(v, int) else v or ())]
     return list(dict.fromkeys(int(i) for i in flat if i is not None))
 
@@ -145,9 +141,8 @@ class ActivationVerbalizer:
         self.meta = resolve_marker(meta, tokenizer)
         av = self.meta.av
         self.prompt = render_prompt(tokenizer, av.template, self.meta.injection.marker, av.chat_template)
-        self.prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=not av.chat_template)[
-            "input_ids"
-        ]
+        encoded = tokenizer(self.prompt, add_special_tokens=not av.chat_template)
+        self.prompt_ids: list[int] = encoded["input_ids"]
         self.slots = av.template.count(MARKER_PLACEHOLDER)
         self.stop_ids = stop_token_ids(model, tokenizer)
 
