@@ -233,8 +233,12 @@ class ActivationVerbalizer:
 
         opts = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample)
         sampling = engines.Sampling(temperature=temperature, top_p=top_p, **opts)
-        name = engines.resolve(engine, self.meta.injection.scheme)
-        if name != "transformers":
+        name = (
+            engine
+            if engine in (None, "transformers")
+            else engines.resolve(engine, self.meta.injection.scheme)
+        )
+        if name not in (None, "transformers"):
             try:
                 return self.decode_rows(
                     self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
