@@ -18,20 +18,16 @@ MAX_SCALING = 1000.0
 
 
 def check_config(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse an adapter config of a PEFT type hubkit does not read (IA3, prefix tuning, …)."""
+    """Refuse an adapter config of a PEFT type hubkit does not read (IA3, prefix tuning, …), or a LoRA whose
+    scaling (``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA) is not a finite number in ``(0, MAX_SCALING]``:
+    zero makes the adapter do nothing, a huge one overflows the activations."""
+    path = folder / C.ADAPTER_CONFIG_FILE
     kind = config.get("peft_type", "LORA")
     if str(kind).upper() not in READ_PEFT_TYPES:
         raise CheckpointError(
-            f"{folder / C.ADAPTER_CONFIG_FILE}: field `peft_type` is {kind!r}; hubkit reads "
-            f"{' or '.join(READ_PEFT_TYPES)} adapters only (another type would load but not act as trained)"
+            f"{path}: field `peft_type` is {kind!r}; hubkit reads {' or '.join(READ_PEFT_TYPES)} adapters only "
+            "(another type would load but not act as trained)"
         )
-    check_scaling(folder, config)
-
-
-def check_scaling(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse a LoRA whose scaling (``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA) is not a finite number in
-    ``(0, MAX_SCALING]``: zero makes the adapter do nothing, a huge one overflows the activations."""
-    path = folder / C.ADAPTER_CONFIG_FILE
     alpha, r = config.get("lora_alpha", 8), config.get("r", 8)
     numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (alpha, r))
     if not numbers or not math.isfinite(alpha) or r <= 0:

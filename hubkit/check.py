@@ -154,8 +154,7 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
     return report
 
 
-def _check_ar(report: CheckReport, meta, folder: Path) -> None:
-    assert meta.ar is not None
+def _check_ar(report: CheckReport, meta: NLAMeta, folder: Path) -> None:
     report.facts.update(
         {"AR kept blocks": meta.ar.num_layers, "head": meta.ar.head_format, "input norm": meta.ar.input_norm}
     )
@@ -167,8 +166,7 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
         report.add("error", str(exc))
 
 
-def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
-    assert meta.injection is not None and meta.av is not None
+def _check_av(report: CheckReport, meta: NLAMeta, folder: Path, base: str) -> None:
     inj = meta.injection
     report.facts.update({"injection": inj.scheme, "scale": inj.scale, "chat template": meta.av.chat_template})
     if not inj.needs_scale:

@@ -10,16 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 SUFFIXES = (".safetensors", ".npy", ".parquet")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _read_safetensors(path: Path, key: str | None) -> Tensor:
@@ -38,7 +34,7 @@ def _read_safetensors(path: Path, key: str | None) -> Tensor:
     except DataError:
         raise
     except Exception as exc:  # safetensors' own error, OSError, ValueError: a damaged file
-        raise DataError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a readable safetensors file ({first_line(exc)})") from exc
 
 
 def _read_npy(path: Path) -> Tensor:
@@ -51,7 +47,7 @@ def _read_npy(path: Path) -> Tensor:
             raise DataError(
                 f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
             ) from exc
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
     if not isinstance(array, np.ndarray) or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
     ):

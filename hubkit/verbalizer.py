@@ -73,7 +73,6 @@ def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
 def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     """Fill in (or verify) the marker token id and its neighbours from the tokenizer and prompt."""
     inj, av = meta.injection, meta.av
-    assert inj is not None and av is not None
     if inj.marker is None and inj.marker_token_id is None:
         marker = injection.pick_marker(
             tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template)
