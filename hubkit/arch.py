@@ -117,11 +117,8 @@ def hidden_size(model: nn.Module) -> int:
 
 def embedding_scale(model: nn.Module) -> float:
     """Factor the model multiplies its token embeddings by (Gemma: sqrt(hidden_size); others 1)."""
-    emb = text_model(model).embed_tokens
-    scale = getattr(emb, "embed_scale", None)
-    if scale is None:
-        return 1.0
-    return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
+    scale = getattr(text_model(model).embed_tokens, "embed_scale", None)
+    return 1.0 if scale is None else float(scale)
 
 
 def final_norm(model: nn.Module) -> nn.Module | None:

@@ -17,12 +17,8 @@ from hubkit.model_registry import find
 
 def base_key(name: str) -> str:
     """One key per base model (see the module docstring)."""
-    if not name:
-        return name
-    spec = find(name)
-    if spec is not None:
-        return spec.name
-    return name.rstrip("/").split("/")[-1].lower()
+    spec = find(name) if name else None
+    return spec.name if spec is not None else name.rstrip("/").split("/")[-1].lower()
 
 
 def hub_id(name: str) -> str:

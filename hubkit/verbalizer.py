@@ -97,9 +97,9 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
 def marker_from_id(tokenizer, token_id: int) -> str:
     """The text whose tokenization is exactly ``[token_id]`` (for dialects that record only the id)."""
     for candidate in (tokenizer.decode([token_id]), tokenizer.convert_ids_to_tokens(token_id)):
-        if isinstance(candidate, str) and tokenizer(candidate, add_special_tokens=False)["input_ids"] == [
-            token_id
-        ]:
+        if not isinstance(candidate, str):
+            continue
+        if tokenizer(candidate, add_special_tokens=False)["input_ids"] == [token_id]:
             return candidate
     raise MetaError(
         f"`injection.marker_token_id` {token_id} does not round-trip through this tokenizer as one token; "
