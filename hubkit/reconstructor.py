@@ -91,7 +91,6 @@ class ActivationReconstructor:
         meta: NLAMeta,
         head: nn.Linear,
         adapter_name: str | None = None,
-        source: str | Path | None = None,
         final_norm: nn.Module | None = None,
     ) -> None:
         if meta.ar is None:
@@ -104,7 +103,7 @@ class ActivationReconstructor:
             raise MetaError(f"`ar.num_layers` is {meta.ar.num_layers} but the model has only {depth} blocks")
         if (width := arch.hidden_size(model)) != meta.d_model:
             raise MetaError(f"the meta says d_model={meta.d_model}, the model's width is {width}")
-        check_suffix_ids(tokenizer, meta, str(source) if source is not None else "the AR meta")
+        check_suffix_ids(tokenizer, meta, str(meta.folder / C.META_FILE) if meta.folder else "the AR meta")
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
         self.adapter_name, self.block, self.final_norm = adapter_name, meta.ar.num_layers - 1, final_norm
         if meta.ar.final_norm and final_norm is None:
@@ -149,7 +148,7 @@ class ActivationReconstructor:
         norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
+        return cls(model, tok, meta, head, adapter_name=name, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
         """Backbone output (float32) at the read-out token of each text; a prompt longer than the context

@@ -71,9 +71,8 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
         return from_dict(tp, value, where, prefix=f"{field}.")
     if tp in _SCALARS:
         what, accepted = _SCALARS[tp]
-        if not isinstance(value, accepted) or (
-            isinstance(value, bool) and tp is not bool
-        ):  # YAML's true is no 1
+        bool_as_number = isinstance(value, bool) and tp is not bool  # YAML's true is no 1
+        if not isinstance(value, accepted) or bool_as_number:
             raise SchemaError(where, field, f"must be {what}, got {value!r}")
         return float(value) if tp is float else value
     return value
