@@ -268,14 +268,11 @@ class ActivationVerbalizer:
             source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
         adapter = source.adapter if source else sources.adapter_folder(self.model, self.adapter_name)
         runner = engines.get_engine(engine, source)
-        rows = v.repeat_interleave(k, dim=0)
+        sampling = dataclasses.replace(sampling, stop_token_ids=tuple(self.stop_ids), adapter=adapter)
+        rows, chunk = v.repeat_interleave(k, dim=0), engines.ENGINE_CHUNK
         ids: list[list[int]] = []
-        chunk = engines.ENGINE_CHUNK
         for start in range(0, len(rows), chunk):
-            seeded = None if seed is None else seed + start
-            part = dataclasses.replace(
-                sampling, seed=seeded, stop_token_ids=tuple(self.stop_ids), adapter=adapter
-            )
+            part = dataclasses.replace(sampling, seed=None if seed is None else seed + start)
             ids += runner.generate_from_embeddings(self.prompt_embeddings(rows[start : start + chunk]), part)
         return ids
 
@@ -294,17 +291,12 @@ class ActivationVerbalizer:
         o = sampling
         ids = self._ids(len(v), loading.model_device(self.model))
         p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
-        gen_kwargs: dict = dict(
-            max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens, use_cache=True
-        )
-        gen_kwargs.update(
-            do_sample=o.do_sample, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids
-        )
+        finite = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
+        gen_kwargs: dict = dict(logits_processor=finite, use_cache=True, do_sample=o.do_sample)
+        gen_kwargs.update(max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens)
+        gen_kwargs.update(pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
         if o.do_sample:
             gen_kwargs.update(temperature=o.temperature, top_p=o.top_p, top_k=0)
-        gen_kwargs["logits_processor"] = LogitsProcessorList(
-            [FiniteLogits(self.meta.folder, self.adapter_name)]
-        )
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
