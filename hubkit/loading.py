@@ -89,15 +89,15 @@ def open_checkpoint(
 def load_half(
     folder: Path,
     meta: NLAMeta,
-    name: str,
     base_model: str | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
-    kept_blocks: int | None = None,
     lora_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, Any, str | None]:
     """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA attached onto
-    the base its meta names (or `base_model`), else its own full weights under no adapter name."""
+    the base its meta names (or `base_model`) under its role's name, else its own full weights under no
+    adapter name. An AR's LoRA is attached to the blocks it keeps."""
+    name = meta.role
     dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
     if not (is_adapter(folder) or lora_state):
         model = load_causal_lm(str(folder), dt, device)
@@ -105,7 +105,7 @@ def load_half(
     base = resolve_base(base_model or meta.base_model)
     model = load_causal_lm(base, dt, device, meta.adapter.quant)
     if is_adapter(folder):
-        model = attach_adapter(model, folder, name, kept_blocks=kept_blocks)
+        model = attach_adapter(model, folder, name, kept_blocks=meta.ar.num_layers if name == "ar" else None)
     else:
         model = attach_lora_state(model, meta, lora_state, folder)
     return model.eval(), load_tokenizer(folder, base), name

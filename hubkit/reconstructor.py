@@ -135,16 +135,7 @@ class ActivationReconstructor:
                     "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
                 )
             meta.base_model = base_model  # the base it runs on is the one it names from now on
-        model, tok, name = loading.load_half(
-            folder,
-            meta,
-            "ar",
-            base_model,
-            device,
-            dtype,
-            kept_blocks=meta.ar.num_layers,
-            lora_state=lora_state,
-        )
+        model, tok, name = loading.load_half(folder, meta, base_model, device, dtype, lora_state=lora_state)
         norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))

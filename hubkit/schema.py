@@ -90,10 +90,9 @@ def _check_choices(f: dataclasses.Field, value: Any, where: str, field: str) -> 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass `cls` from `data`, rejecting unknown keys and missing required fields."""
+    here = prefix.rstrip(".") or "<root>"
     if not isinstance(data, dict):
-        raise SchemaError(
-            where, prefix.rstrip(".") or "<root>", f"must be a mapping, got {type(data).__name__}"
-        )
+        raise SchemaError(where, here, f"must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -113,7 +112,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
     except SchemaError:
         raise
     except (ValueError, TypeError) as exc:
-        raise SchemaError(where, prefix.rstrip(".") or "<root>", str(exc)) from exc
+        raise SchemaError(where, here, str(exc)) from exc
 
 
 def to_dict(obj: Any, drop_none: bool = True) -> dict[str, Any]:

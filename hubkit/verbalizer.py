@@ -161,7 +161,7 @@ class ActivationVerbalizer:
         folder, meta = loading.open_checkpoint(
             repo_or_dir, "av", revision, subfolder, verify, injection_scale
         )
-        model, tok, name = loading.load_half(folder, meta, "av", base_model, device, dtype)
+        model, tok, name = loading.load_half(folder, meta, base_model, device, dtype)
         return cls(model, tok, meta, adapter_name=name)
 
     # -- inputs -------------------------------------------------------------------------------
