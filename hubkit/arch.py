@@ -7,6 +7,7 @@ here, and an unknown one is found by probing the usual places.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,11 +59,7 @@ _PEFT_PREFIX = "base_model.model."
 
 
 def _get(obj: nn.Module, dotted: str) -> nn.Module | None:
-    for part in filter(None, dotted.split(".")):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+    return functools.reduce(lambda o, part: getattr(o, part, None), filter(None, dotted.split(".")), obj)
 
 
 def family(model: nn.Module) -> Family | None:

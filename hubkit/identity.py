@@ -33,11 +33,8 @@ def same_base(a: str, b: str) -> bool:
 
 def is_machine_path(name: str) -> bool:
     """Whether `name` is a filesystem path or URL rather than a Hub id or registry name."""
-    if not name:
-        return False
-    if "://" in name or "\\" in name or name.startswith(("/", "~", "./", "../")):
-        return True
-    return name.count("/") > 1
+    path_like = "://" in name or "\\" in name or name.startswith(("/", "~", "./", "../"))
+    return bool(name) and (path_like or name.count("/") > 1)
 
 
 def public_base(name: str) -> str | None:
