@@ -54,30 +54,24 @@ def check(
 ) -> CheckReport:
     """Inspect `target` (a registry model name, a model folder, or an NLA checkpoint / repo id)."""
     try:
-        return _check(target, base_model, revision, subfolder)
+        by_name = revision is None and subfolder is None and not identity.is_machine_path(target)
+        if by_name and not Path(target).exists() and (local := models.resolve_base(target)) != target:
+            return check_base(local, name=target)  # an offline registry model: its prepared folder
+        folder = hub.resolve(target, revision=revision, subfolder=subfolder)
+        if (folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists():
+            return check_nla(folder, base_model=base_model, name=target)
+        if not (folder / C.MODEL_CONFIG_FILE).exists():
+            raise CheckpointError(
+                f"{folder}: neither an NLA checkpoint (no {C.META_FILE} or {C.AR_META_JSON}) nor a model "
+                f"folder (no {C.MODEL_CONFIG_FILE}); point `hubkit check` at one of those"
+            )
+        return check_base(str(folder), name=target)
     except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
         where = f" ({shorten(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
         raise CheckpointError(
             f"cannot check {shorten(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
             "or repo whose file names this machine can hold"
         ) from exc
-
-
-def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
-    path = Path(target)
-    if not path.exists() and revision is None and subfolder is None and not identity.is_machine_path(target):
-        local = models.resolve_base(target)  # an offline registry model: its prepared folder
-        if local != target:
-            return check_base(local, name=target)
-    folder = hub.resolve(target, revision=revision, subfolder=subfolder)
-    if (folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists():
-        return check_nla(folder, base_model=base_model, name=target)
-    if not (folder / C.MODEL_CONFIG_FILE).exists():
-        raise CheckpointError(
-            f"{folder}: neither an NLA checkpoint (no {C.META_FILE} or {C.AR_META_JSON}) nor a model folder "
-            f"(no {C.MODEL_CONFIG_FILE}); point `hubkit check` at one of those"
-        )
-    return check_base(str(folder), name=target)
 
 
 def check_base(path: str, name: str) -> CheckReport:

@@ -68,7 +68,5 @@ def check_compatible(av: NLAMeta, ar: NLAMeta) -> None:
     problems += _base_problems(av, ar)
     if problems:
         raise IncompatiblePairError(
-            "the AV and AR do not form a pair: "
-            + "; ".join(problems)
-            + ". Load the two halves trained together."
+            f"the AV and AR do not form a pair: {'; '.join(problems)}. Load the two halves trained together."
         )
