@@ -48,9 +48,7 @@ def _read_npy(path: Path) -> Tensor:
                 f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
             ) from exc
         raise DataError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
-    if not isinstance(array, np.ndarray) or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    ):
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":  # floats or integers
         raise DataError(
             f"{path}: holds {getattr(array, 'dtype', type(array).__name__)}, expected a float array"
         )
@@ -63,10 +61,7 @@ def read_vectors(
     """A checked float32 ``[N, d]`` tensor from `path`; which tensor/column is used is explicit or unique."""
     import torch
 
-    from hubkit.vectors import (  # lazy: torch; `import hubkit.vectors_io` stays light
-        check_vectors,
-        read_vector_column,
-    )
+    from hubkit.vectors import check_vectors, read_vector_column  # lazy: `import hubkit.vectors_io` is light
 
     path = Path(path)
     if not path.is_file():
