@@ -53,8 +53,7 @@ def split_head_state(
     state: dict[str, torch.Tensor], path: Path
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(head tensors as ``weight``/``bias``, the remaining LoRA tensors) from one file's state."""
-    head: dict[str, torch.Tensor] = {}
-    rest: dict[str, torch.Tensor] = {}
+    head, rest = {}, {}
     for key, tensor in state.items():
         if "lora_" in key:
             rest[key] = tensor
@@ -97,8 +96,7 @@ def load_head(
             f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)"
         )
     for name, tensor in head_state.items():
-        bad = int((~torch.isfinite(tensor.float())).sum())
-        if bad:
+        if bad := int((~torch.isfinite(tensor.float())).sum()):
             raise CheckpointError(
                 f"{path}: head `{name}` holds {bad} NaN/inf values; the checkpoint is broken (a diverged "
                 "training step or a bad conversion): use an earlier checkpoint"

@@ -142,11 +142,10 @@ def tiny_metas(
     base_model: str = "tiny",
 ) -> tuple[NLAMeta, NLAMeta]:
     """(AV meta, AR meta) in hubkit's schema for a tiny model, marker resolved from its tokenizer."""
-    d = tiny.d_model
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=chat)
     inj = Injection(scheme=scheme, scale=scale if scheme == "embedding_replace" else None, marker=MARKER)
     ar_spec = ARSpec(num_layers=layer + 1)
-    common = dict(base_model=base_model, d_model=d, layer=layer)
+    common = dict(base_model=base_model, d_model=tiny.d_model, layer=layer)
     return (
         NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
         NLAMeta(role="ar", ar=ar_spec, **common),
