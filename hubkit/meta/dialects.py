@@ -330,6 +330,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
     inj_scale = parse_scale(t.pop("extraction.injection_scale"), where, "extraction.injection_scale")
     mse = mse_scale(t, where, defaults)
     lora = t.pop("av_lora") or {}
+    modules = lora.get("target_modules_regex", lora.get("target_modules"))
     ar_meta = read_ar_meta_json(folder) if folder is not None and (folder / C.AR_META_JSON).exists() else {}
     n = ar_meta.get("ar_num_layers")
     if n is None:
@@ -353,12 +354,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
             "input_norm": "mse_scale",
         },
         "adapter": drop_none(
-            {
-                "kind": "lora",
-                "r": lora.pop("r", None),
-                "alpha": lora.pop("alpha", None),
-                "target_modules": lora.pop("target_modules_regex", lora.pop("target_modules", None)),
-            }
+            {"kind": "lora", "r": lora.get("r"), "alpha": lora.get("alpha"), "target_modules": modules}
         ),
         "training": drop_none({"lr": t.pop("training.lr"), "step": t.pop("training.steps_completed")}),
     }
