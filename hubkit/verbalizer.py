@@ -232,11 +232,7 @@ class ActivationVerbalizer:
 
         opts = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample)
         sampling = engines.Sampling(temperature=temperature, top_p=top_p, **opts)
-        name = (
-            engine
-            if engine in (None, "transformers")
-            else engines.resolve(engine, self.meta.injection.scheme)
-        )
+        name = None if engine is None else engines.resolve(engine, self.meta.injection.scheme)
         if name not in (None, "transformers"):
             try:
                 return self.decode_rows(
