@@ -128,9 +128,8 @@ def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
         return True
     recorded = _provenance_hashes(folder)
     if recorded is not None:
-        check_files(
-            folder, {k: {"sha256": v} for k, v in recorded.items()}, C.PROVENANCE_FILE, EDITABLE_FILES
-        )
+        files = {k: {"sha256": v} for k, v in recorded.items()}
+        check_files(folder, files, C.PROVENANCE_FILE, EDITABLE_FILES)
         return True
     key = str(folder.resolve())
     if key not in _warned and _hubkit_written(folder):

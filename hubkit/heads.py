@@ -111,9 +111,8 @@ def save_head(head: nn.Linear | dict[str, torch.Tensor], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     state = head if isinstance(head, dict) else {"weight": head.weight, "bias": head.bias}
     path = folder / C.VALUE_HEAD_FILE
-    save_file(
-        {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}, str(path)
-    )
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}
+    save_file(tensors, str(path))
     return path
 
 

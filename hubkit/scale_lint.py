@@ -109,7 +109,8 @@ def lint_scale(
     if r_res is not None:
         msg += f" and {r_res:.3g}× the median residual norm {residual_norm:.4g}"
     too_big, too_small = scale > factor * max(norms), scale < min(norms) / factor
-    if too_big or too_small:
+    ok = not (too_big or too_small)
+    if not ok:
         which = (
             f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
         )
@@ -117,9 +118,7 @@ def lint_scale(
             f"OUT OF DISTRIBUTION: {msg}: {which}. The AV would see a vector unlike anything in its base; "
             "fix `injection.scale` (or record it as deliberate with ood_allowed)"
         )
-    return ScaleLint(
-        scale, embedding_norm, residual_norm, r_emb, r_res, not (too_big or too_small), msg, factor
-    )
+    return ScaleLint(scale, embedding_norm, residual_norm, r_emb, r_res, ok, msg, factor)
 
 
 def resolve_recipe_scale(

@@ -170,9 +170,7 @@ def write_adapter_pair(
     folder, base_dir = Path(folder), Path(base_dir)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     if metas is None:
-        tiny = TinyModel(
-            model=AutoModelForCausalLM.from_pretrained(str(base_dir)), tokenizer=tok, arch="saved"
-        )
+        tiny = TinyModel(AutoModelForCausalLM.from_pretrained(str(base_dir)), tok, arch="saved")
         metas = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
     d = metas[0].d_model
     for offset, meta in enumerate(metas):

@@ -65,9 +65,8 @@ def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
         raise MetaError(
             "the meta asks for the chat template (`av.chat_template: true`) but the tokenizer has none"
         )
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+    messages = [{"role": "user", "content": content}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
@@ -235,9 +234,8 @@ class ActivationVerbalizer:
         name = None if engine is None else engines.resolve(engine, self.meta.injection.scheme)
         if name not in (None, "transformers"):
             try:
-                return self.decode_rows(
-                    self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
-                )
+                rows = self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
+                return self.decode_rows(rows)
             except EngineError as err:
                 if engine != "auto":
                     raise

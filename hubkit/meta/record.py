@@ -140,9 +140,8 @@ class NLAMeta:
         tokens["critic_suffix_ids"] = None if suffix is None else list(suffix)
         if tokens := dialects.drop_none(tokens):
             out["tokens"] = tokens
-        out["prompt_templates"] = {
-            k: s.template for k, s in (("av", self.av), ("ar", self.ar)) if s is not None
-        }
+        halves = (("av", self.av), ("ar", self.ar))
+        out["prompt_templates"] = {k: s.template for k, s in halves if s is not None}
         if self.layer is not None:
             out["critic"] = {"extraction_layer_index": self.layer}
             out["extraction_layer_index"] = self.layer
