@@ -143,10 +143,8 @@ def templates(t: Taker, where: str) -> tuple[str | None, str | None]:
     if not isinstance(found_all, dict):
         raise MetaError(f"{where}: field `prompt_templates` must be a mapping, got {found_all!r}")
     out: list[str | None] = []
-    for names, placeholder in (
-        (("av", "actor"), MARKER_PLACEHOLDER),
-        (("ar", "critic"), EXPLANATION_PLACEHOLDER),
-    ):
+    halves = ((("av", "actor"), MARKER_PLACEHOLDER), (("ar", "critic"), EXPLANATION_PLACEHOLDER))
+    for names, placeholder in halves:
         found = drop_none({n: found_all.pop(n) for n in names if n in found_all})
         if len(set(map(str, found.values()))) > 1:
             raise MetaError(
@@ -234,9 +232,8 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     given_role = t.pop("role")
     if given_role is None:  # the docs' minimal sidecars: the folder's files say which half it is
         the_role = "ar" if head_format else "av"
-        defaults.append(
-            f"role → {the_role} (no `role`; {'an AR head' if head_format else 'no AR head'} in the folder)"
-        )
+        found = "an AR head" if head_format else "no AR head"
+        defaults.append(f"role → {the_role} (no `role`; {found} in the folder)")
     else:
         the_role = role(given_role, where)
     d_model = t.pop("d_model")
