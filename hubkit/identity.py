@@ -67,11 +67,8 @@ class Architecture:
     tokenizer: str | None  # sha256 of the tokenizer's vocabulary and merges, when a file holds them
 
     def describe(self) -> str:
-        tok = self.tokenizer[:12] if self.tokenizer else "unknown"
-        return (
-            f"{self.model_type}, d_model {self.d_model}, {self.n_layers} blocks, vocab {self.vocab_size}, "
-            f"tokenizer {tok}"
-        )
+        shape = f"{self.model_type}, d_model {self.d_model}, {self.n_layers} blocks, vocab {self.vocab_size}"
+        return f"{shape}, tokenizer {self.tokenizer[:12] if self.tokenizer else 'unknown'}"
 
 
 def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
