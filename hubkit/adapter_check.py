@@ -11,27 +11,23 @@ from typing import Any
 import torch
 
 from hubkit import constants as C
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, first_line
 
 READ_PEFT_TYPES = ("LORA",)
 MAX_SCALING = 1000.0
 
 
 def check_config(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse an adapter config of a PEFT type hubkit does not read (IA3, prefix tuning, …)."""
+    """Refuse an adapter config of a PEFT type hubkit does not read (IA3, prefix tuning, …), or a LoRA whose
+    scaling (``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA) is not a finite number in ``(0, MAX_SCALING]``:
+    zero makes the adapter do nothing, a huge one overflows the activations."""
+    path = folder / C.ADAPTER_CONFIG_FILE
     kind = config.get("peft_type", "LORA")
     if str(kind).upper() not in READ_PEFT_TYPES:
         raise CheckpointError(
-            f"{folder / C.ADAPTER_CONFIG_FILE}: field `peft_type` is {kind!r}; hubkit reads "
-            f"{' or '.join(READ_PEFT_TYPES)} adapters only (another type would load but not act as trained)"
+            f"{path}: field `peft_type` is {kind!r}; hubkit reads {' or '.join(READ_PEFT_TYPES)} adapters only "
+            "(another type would load but not act as trained)"
         )
-    check_scaling(folder, config)
-
-
-def check_scaling(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse a LoRA whose scaling (``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA) is not a finite number in
-    ``(0, MAX_SCALING]``: zero makes the adapter do nothing, a huge one overflows the activations."""
-    path = folder / C.ADAPTER_CONFIG_FILE
     alpha, r = config.get("lora_alpha", 8), config.get("r", 8)
     numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (alpha, r))
     if not numbers or not math.isfinite(alpha) or r <= 0:
@@ -63,9 +59,8 @@ def file_keys(folder: Path) -> list[str] | None:
                 if t.is_floating_point() and not torch.isfinite(t).all():
                     bad.append(key)
     except (SafetensorError, OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); re-download or re-save it"
+            f"{path}: not a readable safetensors file ({first_line(exc)}); re-download or re-save it"
         ) from exc
     if bad:
         raise CheckpointError(

@@ -7,6 +7,7 @@ here, and an unknown one is found by probing the usual places.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,11 +59,7 @@ _PEFT_PREFIX = "base_model.model."
 
 
 def _get(obj: nn.Module, dotted: str) -> nn.Module | None:
-    for part in filter(None, dotted.split(".")):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+    return functools.reduce(lambda o, part: getattr(o, part, None), filter(None, dotted.split(".")), obj)
 
 
 def family(model: nn.Module) -> Family | None:
@@ -72,11 +69,7 @@ def family(model: nn.Module) -> Family | None:
 
 
 def _is_decoder(sub: nn.Module | None, fam: Family) -> bool:
-    return (
-        sub is not None
-        and isinstance(getattr(sub, fam.blocks, None), nn.ModuleList)
-        and hasattr(sub, "embed_tokens")
-    )
+    return isinstance(getattr(sub, fam.blocks, None), nn.ModuleList) and hasattr(sub, "embed_tokens")
 
 
 def text_model(model: nn.Module) -> nn.Module:
@@ -117,11 +110,8 @@ def hidden_size(model: nn.Module) -> int:
 
 def embedding_scale(model: nn.Module) -> float:
     """Factor the model multiplies its token embeddings by (Gemma: sqrt(hidden_size); others 1)."""
-    emb = text_model(model).embed_tokens
-    scale = getattr(emb, "embed_scale", None)
-    if scale is None:
-        return 1.0
-    return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
+    scale = getattr(text_model(model).embed_tokens, "embed_scale", None)
+    return 1.0 if scale is None else float(scale)
 
 
 def final_norm(model: nn.Module) -> nn.Module | None:

@@ -9,6 +9,5 @@ from hubkit import constants as C
 
 
 def cache_dir() -> Path:
-    """Root of hubkit's cache: `$HUBKIT_CACHE`, else `~/.cache/hubkit` (not created here)."""
     env = os.environ.get(C.ENV_CACHE)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hubkit"

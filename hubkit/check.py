@@ -54,30 +54,24 @@ def check(
 ) -> CheckReport:
     """Inspect `target` (a registry model name, a model folder, or an NLA checkpoint / repo id)."""
     try:
-        return _check(target, base_model, revision, subfolder)
+        by_name = revision is None and subfolder is None and not identity.is_machine_path(target)
+        if by_name and not Path(target).exists() and (local := models.resolve_base(target)) != target:
+            return check_base(local, name=target)  # an offline registry model: its prepared folder
+        folder = hub.resolve(target, revision=revision, subfolder=subfolder)
+        if (folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists():
+            return check_nla(folder, base_model=base_model, name=target)
+        if not (folder / C.MODEL_CONFIG_FILE).exists():
+            raise CheckpointError(
+                f"{folder}: neither an NLA checkpoint (no {C.META_FILE} or {C.AR_META_JSON}) nor a model "
+                f"folder (no {C.MODEL_CONFIG_FILE}); point `hubkit check` at one of those"
+            )
+        return check_base(str(folder), name=target)
     except OSError as exc:  # a name too long, a folder that cannot be read, a file name the disk refuses
         where = f" ({shorten(str(exc.filename))})" if exc.filename and str(exc.filename) != target else ""
         raise CheckpointError(
             f"cannot check {shorten(target)}: {exc.strerror or exc}{where}; point `hubkit check` at a folder "
             "or repo whose file names this machine can hold"
         ) from exc
-
-
-def _check(target: str, base_model: str | None, revision: str | None, subfolder: str | None) -> CheckReport:
-    path = Path(target)
-    if not path.exists() and revision is None and subfolder is None and not identity.is_machine_path(target):
-        local = models.resolve_base(target)  # an offline registry model: its prepared folder
-        if local != target:
-            return check_base(local, name=target)
-    folder = hub.resolve(target, revision=revision, subfolder=subfolder)
-    if (folder / C.META_FILE).exists() or (folder / C.AR_META_JSON).exists():
-        return check_nla(folder, base_model=base_model, name=target)
-    if not (folder / C.MODEL_CONFIG_FILE).exists():
-        raise CheckpointError(
-            f"{folder}: neither an NLA checkpoint (no {C.META_FILE} or {C.AR_META_JSON}) nor a model folder "
-            f"(no {C.MODEL_CONFIG_FILE}); point `hubkit check` at one of those"
-        )
-    return check_base(str(folder), name=target)
 
 
 def check_base(path: str, name: str) -> CheckReport:
@@ -154,8 +148,7 @@ def check_nla(folder: Path, base_model: str | None, name: str) -> CheckReport:
     return report
 
 
-def _check_ar(report: CheckReport, meta, folder: Path) -> None:
-    assert meta.ar is not None
+def _check_ar(report: CheckReport, meta: NLAMeta, folder: Path) -> None:
     report.facts.update(
         {"AR kept blocks": meta.ar.num_layers, "head": meta.ar.head_format, "input norm": meta.ar.input_norm}
     )
@@ -167,8 +160,7 @@ def _check_ar(report: CheckReport, meta, folder: Path) -> None:
         report.add("error", str(exc))
 
 
-def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
-    assert meta.injection is not None and meta.av is not None
+def _check_av(report: CheckReport, meta: NLAMeta, folder: Path, base: str) -> None:
     inj = meta.injection
     report.facts.update({"injection": inj.scheme, "scale": inj.scale, "chat template": meta.av.chat_template})
     if not inj.needs_scale:
@@ -184,19 +176,13 @@ def _check_av(report: CheckReport, meta, folder: Path, base: str) -> None:
     except (HubkitError, OSError, ValueError) as exc:
         report.add("warn", f"base model not loadable, scale not checked: {exc}")
         return
-    res = None
-    if meta.layer is not None:
-        res = scale_lint.corpus_residual_norm(model, tok, meta.layer)
+    res = None if meta.layer is None else scale_lint.corpus_residual_norm(model, tok, meta.layer)
     lint = scale_lint.lint_scale(meta.injection_scale_value(), scale_lint.embedding_norm(model), res)
-    report.facts["scale / embedding norm"] = _ratio(lint.ratio_to_embedding)
-    report.facts["scale / residual norm"] = _ratio(lint.ratio_to_residual)
+    for norm, ratio in (("embedding", lint.ratio_to_embedding), ("residual", lint.ratio_to_residual)):
+        report.facts[f"scale / {norm} norm"] = None if ratio is None else round(ratio, 3)
     if lint.ok:
         report.add("ok", lint.message)
     elif meta.injection.ood_allowed:
         report.add("warn", lint.message + " (recorded as deliberate: ood_allowed)")
     else:
         report.add("error", lint.message)
-
-
-def _ratio(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)

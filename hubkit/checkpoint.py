@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from hubkit import constants as C
 from hubkit.errors import CheckpointError
-from hubkit.provenance import sha256_file
+from hubkit.provenance import sha256_file, sha256_files
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,11 +30,8 @@ log = logging.getLogger(__name__)
 def write_file_hashes(folder: str | Path) -> Path:
     """Record the sha256 and size of every non-hidden file under `folder` in its hash file."""
     folder = Path(folder)
-    files = {
-        rel.as_posix(): {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
-        for rel in sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
-        if not any(part.startswith(".") for part in rel.parts)
-    }
+    hashes = {rel: h for rel, h in sha256_files(folder).items() if not Path(rel).name.startswith(".")}
+    files = {rel: {"sha256": h, "size": (folder / rel).stat().st_size} for rel, h in hashes.items()}
     path = folder / C.CHECKPOINT_HASHES_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"format": HASHES_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n")
@@ -131,9 +128,8 @@ def verify_on_load(folder: str | Path, verify: bool = True) -> bool:
         return True
     recorded = _provenance_hashes(folder)
     if recorded is not None:
-        check_files(
-            folder, {k: {"sha256": v} for k, v in recorded.items()}, C.PROVENANCE_FILE, EDITABLE_FILES
-        )
+        files = {k: {"sha256": v} for k, v in recorded.items()}
+        check_files(folder, files, C.PROVENANCE_FILE, EDITABLE_FILES)
         return True
     key = str(folder.resolve())
     if key not in _warned and _hubkit_written(folder):

@@ -33,3 +33,9 @@ class OutputError(HubkitError, ValueError):
 
 class EngineError(HubkitError, ValueError):
     """A generation engine that is unknown, not installed, or cannot run this NLA's injection."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (200 characters at most), for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"

@@ -14,7 +14,7 @@ from torch import nn
 
 from hubkit import constants as C
 from hubkit.constants import HEAD_FILES
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, first_line
 
 
 def identity_head(d_model: int, bias: bool = False) -> nn.Linear:
@@ -34,8 +34,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError and friends: refuse, never execute
             raise CheckpointError(
-                f"{path}: refused to load: the pickle holds more than tensors ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}). Only plain state_dicts are read; convert it to safetensors"
+                f"{path}: refused to load: the pickle holds more than tensors ({first_line(exc)}). Only plain "
+                "state_dicts are read; convert it to safetensors"
             ) from exc
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path}: expected a state_dict of tensors, got {type(state).__name__}")
@@ -43,9 +43,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:  # truncated file, bad header
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({type(exc).__name__}: {first}); the file is truncated or "
+            f"{path}: not a readable safetensors file ({first_line(exc)}); the file is truncated or "
             "corrupt: re-download or re-save it"
         ) from exc
 
@@ -54,8 +53,7 @@ def split_head_state(
     state: dict[str, torch.Tensor], path: Path
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(head tensors as ``weight``/``bias``, the remaining LoRA tensors) from one file's state."""
-    head: dict[str, torch.Tensor] = {}
-    rest: dict[str, torch.Tensor] = {}
+    head, rest = {}, {}
     for key, tensor in state.items():
         if "lora_" in key:
             rest[key] = tensor
@@ -98,8 +96,7 @@ def load_head(
             f"{path}: head bias has shape {tuple(head_state['bias'].shape)}, expected ({d_model},)"
         )
     for name, tensor in head_state.items():
-        bad = int((~torch.isfinite(tensor.float())).sum())
-        if bad:
+        if bad := int((~torch.isfinite(tensor.float())).sum()):
             raise CheckpointError(
                 f"{path}: head `{name}` holds {bad} NaN/inf values; the checkpoint is broken (a diverged "
                 "training step or a bad conversion): use an earlier checkpoint"
@@ -114,9 +111,8 @@ def save_head(head: nn.Linear | dict[str, torch.Tensor], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     state = head if isinstance(head, dict) else {"weight": head.weight, "bias": head.bias}
     path = folder / C.VALUE_HEAD_FILE
-    save_file(
-        {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}, str(path)
-    )
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in state.items() if v is not None}
+    save_file(tensors, str(path))
     return path
 
 

@@ -17,12 +17,8 @@ from hubkit.model_registry import find
 
 def base_key(name: str) -> str:
     """One key per base model (see the module docstring)."""
-    if not name:
-        return name
-    spec = find(name)
-    if spec is not None:
-        return spec.name
-    return name.rstrip("/").split("/")[-1].lower()
+    spec = find(name) if name else None
+    return spec.name if spec is not None else name.rstrip("/").split("/")[-1].lower()
 
 
 def hub_id(name: str) -> str:
@@ -37,11 +33,8 @@ def same_base(a: str, b: str) -> bool:
 
 def is_machine_path(name: str) -> bool:
     """Whether `name` is a filesystem path or URL rather than a Hub id or registry name."""
-    if not name:
-        return False
-    if "://" in name or "\\" in name or name.startswith(("/", "~", "./", "../")):
-        return True
-    return name.count("/") > 1
+    path_like = "://" in name or "\\" in name or name.startswith(("/", "~", "./", "../"))
+    return bool(name) and (path_like or name.count("/") > 1)
 
 
 def public_base(name: str) -> str | None:
@@ -74,11 +67,8 @@ class Architecture:
     tokenizer: str | None  # sha256 of the tokenizer's vocabulary and merges, when a file holds them
 
     def describe(self) -> str:
-        tok = self.tokenizer[:12] if self.tokenizer else "unknown"
-        return (
-            f"{self.model_type}, d_model {self.d_model}, {self.n_layers} blocks, vocab {self.vocab_size}, "
-            f"tokenizer {tok}"
-        )
+        shape = f"{self.model_type}, d_model {self.d_model}, {self.n_layers} blocks, vocab {self.vocab_size}"
+        return f"{shape}, tokenizer {self.tokenizer[:12] if self.tokenizer else 'unknown'}"
 
 
 def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -135,14 +125,11 @@ def architecture_problems(av: Architecture, ar: Architecture, ar_kept_blocks: in
 
 def base_blocks(folder: Path | None, base: str) -> tuple[int, str] | None:
     """(decoder blocks, whose): the checkpoint's full model, else its base's; None when unknown here."""
-    if folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists():
-        n = config_depth(folder)
-        if n is not None:
-            return n, f"the checkpoint's model ({folder / C.MODEL_CONFIG_FILE})"
-    if base and Path(base).expanduser().is_dir():
-        n = config_depth(Path(base).expanduser())
-        if n is not None:
-            return n, f"the base model {base}"
+    own = folder is not None and not (folder / C.ADAPTER_CONFIG_FILE).exists()
+    if own and (n := config_depth(folder)) is not None:
+        return n, f"the checkpoint's model ({folder / C.MODEL_CONFIG_FILE})"
+    if base and (n := config_depth(Path(base).expanduser())) is not None:
+        return n, f"the base model {base}"
     spec = find(base) if base else None
     return (spec.n_layers, f"the base model {spec.name}") if spec is not None else None
 

@@ -17,7 +17,7 @@ from torch import nn
 from hubkit import adapter_check, hub, precision
 from hubkit import constants as C
 from hubkit.checkpoint import verify_on_load
-from hubkit.errors import CheckpointError, MetaError
+from hubkit.errors import CheckpointError, MetaError, first_line
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import NLAMeta
 from hubkit.models import resolve_base as resolve_base  # the load path's callers resolve a base here
@@ -89,15 +89,15 @@ def open_checkpoint(
 def load_half(
     folder: Path,
     meta: NLAMeta,
-    name: str,
     base_model: str | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
-    kept_blocks: int | None = None,
     lora_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, Any, str | None]:
     """(model in eval mode, tokenizer, adapter name) of the NLA half in `folder`: its LoRA attached onto
-    the base its meta names (or `base_model`), else its own full weights under no adapter name."""
+    the base its meta names (or `base_model`) under its role's name, else its own full weights under no
+    adapter name. An AR's LoRA is attached to the blocks it keeps."""
+    name = meta.role
     dt = choose_dtype(dtype, device, what=f"{name.upper()} {folder}")
     if not (is_adapter(folder) or lora_state):
         model = load_causal_lm(str(folder), dt, device)
@@ -105,7 +105,7 @@ def load_half(
     base = resolve_base(base_model or meta.base_model)
     model = load_causal_lm(base, dt, device, meta.adapter.quant)
     if is_adapter(folder):
-        model = attach_adapter(model, folder, name, kept_blocks=kept_blocks)
+        model = attach_adapter(model, folder, name, kept_blocks=meta.ar.num_layers if name == "ar" else None)
     else:
         model = attach_lora_state(model, meta, lora_state, folder)
     return model.eval(), load_tokenizer(folder, base), name
@@ -113,11 +113,6 @@ def load_half(
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 ADAPTER_WEIGHT_FILES = (C.ADAPTER_WEIGHTS_FILE, "adapter_model.bin")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def load_tokenizer(*candidates: str | Path | None):
@@ -131,22 +126,19 @@ def load_tokenizer(*candidates: str | Path | None):
             present = [f for f in TOKENIZER_FILES if (p / f).exists()]
             if not present:
                 continue
-            for name, what in (
-                ("tokenizer.json", "the tokenizer"),
-                ("tokenizer_config.json", "the tokenizer config"),
-            ):
-                _check_json(p / name, what)
+            _check_json(p / "tokenizer.json", "the tokenizer")
+            _check_json(p / "tokenizer_config.json", "the tokenizer config")
             try:
                 return AutoTokenizer.from_pretrained(str(p))
             except Exception as exc:  # tokenizers raises its own Exception subclass for broken files
                 raise CheckpointError(
-                    f"{p}: its tokenizer ({', '.join(present)}) does not load ({_first_line(exc)}); "
+                    f"{p}: its tokenizer ({', '.join(present)}) does not load ({first_line(exc)}); "
                     "restore the file or delete it to use the base model's tokenizer"
                 ) from exc
         try:
             return AutoTokenizer.from_pretrained(str(c))
         except (OSError, ValueError) as exc:
-            errors.append(f"{c}: {_first_line(exc)}")
+            errors.append(f"{c}: {first_line(exc)}")
     raise CheckpointError(
         "no tokenizer found in " + ", ".join(str(c) for c in candidates if c) + "; " + "; ".join(errors)
     )
@@ -160,7 +152,7 @@ def _check_json(path: Path, what: str) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"{path}: {what} is not valid JSON ({_first_line(exc)}); re-download or re-save the checkpoint"
+            f"{path}: {what} is not valid JSON ({first_line(exc)}); re-download or re-save the checkpoint"
         ) from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
@@ -223,7 +215,7 @@ def attach_adapter(
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # broken file, shapes
         raise CheckpointError(
             f"{folder}: the LoRA adapter ({C.ADAPTER_CONFIG_FILE} + {C.ADAPTER_WEIGHTS_FILE}) does not load onto "
-            f"its base ({_first_line(exc)}); check that the weights are complete and that base_model is the one "
+            f"its base ({first_line(exc)}); check that the weights are complete and that base_model is the one "
             "it was trained on"
         ) from exc
     return model

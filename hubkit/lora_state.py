@@ -53,11 +53,8 @@ def attach_lora_state(model: nn.Module, meta: NLAMeta, state: dict[str, Tensor],
         raise CheckpointError(f"{folder}: LoRA tensors that match no module of the base: {unexpected[:5]}")
     kept = meta.ar.num_layers if meta.ar is not None else None
     loaded = {k.removesuffix(".weight") + ".ar.weight" for k in mapped}
-    missing = [
-        name
-        for name, _ in peft_model.named_parameters()
-        if ".ar." in name and "lora_" in name and name not in loaded and _in_kept(name, kept)
-    ]
+    lora = [name for name, _ in peft_model.named_parameters() if ".ar." in name and "lora_" in name]
+    missing = [name for name in lora if name not in loaded and _in_kept(name, kept)]
     if missing:
         raise CheckpointError(
             f"{folder}: the head file has no tensor for {len(missing)} LoRA module(s) of the kept blocks "

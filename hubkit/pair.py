@@ -100,7 +100,7 @@ class NLAPair:
                 av_dir, base_model=base_model, injection_scale=injection_scale, **load
             )
             return cls(av_half, ActivationReconstructor.from_pretrained(ar_dir, base_model=ar_base, **load))
-        model, tok, _ = loading.load_half(av_dir, av_meta, "av", base_model, device, dtype)  # the one base
+        model, tok, _ = loading.load_half(av_dir, av_meta, base_model, device, dtype)  # the one base
         model = loading.attach_adapter(model, ar_dir, "ar", kept_blocks=ar_meta.ar.num_layers).eval()
         ar_tok = loading.load_tokenizer(ar_dir, loading.resolve_base(base_model or av_meta.base_model))
         head, _ = heads.load_head(ar_dir, ar_meta.ar.head_format, ar_meta.d_model, ar_meta.ar.head_bias)

@@ -45,12 +45,6 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @functools.cache
 def _auto_name(device_type: str) -> str:
     import torch
@@ -75,7 +69,8 @@ def resolve_dtype_name(dtype: str | torch.dtype | None, device: str | torch.devi
         return str(dtype).removeprefix("torch.")
     name = normalise_dtype_name(dtype or "auto")
     if name == "auto":
-        return _auto_name(torch.device(device).type if device is not None else _default_device())
+        default = "cuda" if torch.cuda.is_available() else "cpu"
+        return _auto_name(torch.device(device).type if device is not None else default)
     return name
 
 

@@ -75,14 +75,6 @@ def check_suffix_ids(tokenizer, meta: NLAMeta, where: str = "the AR meta") -> No
         )
 
 
-def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Token rows of different lengths as right-padded ids ``[N, T]`` and their attention mask."""
-    ids = pad_sequence(
-        [torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=pad_id
-    )
-    return ids, pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
-
-
 def last_token(hidden: Tensor, mask: Tensor) -> Tensor:
     """``hidden[i, last real position of row i]`` for a right-padded batch."""
     last = mask.sum(dim=1) - 1
@@ -99,7 +91,6 @@ class ActivationReconstructor:
         meta: NLAMeta,
         head: nn.Linear,
         adapter_name: str | None = None,
-        source: str | Path | None = None,
         final_norm: nn.Module | None = None,
     ) -> None:
         if meta.ar is None:
@@ -112,7 +103,7 @@ class ActivationReconstructor:
             raise MetaError(f"`ar.num_layers` is {meta.ar.num_layers} but the model has only {depth} blocks")
         if (width := arch.hidden_size(model)) != meta.d_model:
             raise MetaError(f"the meta says d_model={meta.d_model}, the model's width is {width}")
-        check_suffix_ids(tokenizer, meta, str(source) if source is not None else "the AR meta")
+        check_suffix_ids(tokenizer, meta, str(meta.folder / C.META_FILE) if meta.folder else "the AR meta")
         self.model, self.tokenizer, self.meta, self.head = model, tokenizer, meta, head
         self.adapter_name, self.block, self.final_norm = adapter_name, meta.ar.num_layers - 1, final_norm
         if meta.ar.final_norm and final_norm is None:
@@ -144,20 +135,11 @@ class ActivationReconstructor:
                     "base_model= (--base-model in the CLI), or load it with its AV (NLAPair), whose meta names it"
                 )
             meta.base_model = base_model  # the base it runs on is the one it names from now on
-        model, tok, name = loading.load_half(
-            folder,
-            meta,
-            "ar",
-            base_model,
-            device,
-            dtype,
-            kept_blocks=meta.ar.num_layers,
-            lora_state=lora_state,
-        )
+        model, tok, name = loading.load_half(folder, meta, base_model, device, dtype, lora_state=lora_state)
         norm = arch.final_norm(model) if meta.ar.final_norm else None
         arch.truncate(model, meta.ar.num_layers)
         head = head.to(loading.model_device(model))
-        return cls(model, tok, meta, head, adapter_name=name, source=folder / C.META_FILE, final_norm=norm)
+        return cls(model, tok, meta, head, adapter_name=name, final_norm=norm)
 
     def hidden(self, texts: list[str], first_row: int = 0) -> tuple[Tensor, Tensor]:
         """Backbone output (float32) at the read-out token of each text; a prompt longer than the context
@@ -171,7 +153,10 @@ class ActivationReconstructor:
                 f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
                 "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
             )
-        ids, mask = (t.to(loading.model_device(self.model)) for t in pad_right(rows, self.pad_id))
+        ids = pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=self.pad_id)
+        mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
+        device = loading.model_device(self.model)
+        ids, mask = ids.to(device), mask.to(device)
         with loading.active_adapter(self.model, self.adapter_name):
             h = arch.hidden_at_block_grad(self.model, self.block, input_ids=ids, attention_mask=mask)
             if self.final_norm is not None:

@@ -30,10 +30,8 @@ def embedding_norm(model: nn.Module, chunk: int = 32768) -> float:
     emb = arch.text_model(model).embed_tokens
     n, device = emb.weight.shape[0], emb.weight.device
     with torch.no_grad():
-        norms = [
-            emb(torch.arange(i, min(i + chunk, n), device=device)).float().norm(dim=-1)
-            for i in range(0, n, chunk)
-        ]
+        ids = (torch.arange(i, min(i + chunk, n), device=device) for i in range(0, n, chunk))
+        norms = [emb(chunk_ids).float().norm(dim=-1) for chunk_ids in ids]
     return float(torch.cat(norms).median())
 
 
@@ -109,17 +107,15 @@ def lint_scale(
     if r_res is not None:
         msg += f" and {r_res:.3g}× the median residual norm {residual_norm:.4g}"
     too_big, too_small = scale > factor * max(norms), scale < min(norms) / factor
-    if too_big or too_small:
-        which = (
-            f"more than {factor:g}× the larger norm" if too_big else f"below 1/{factor:g} of the smaller norm"
-        )
+    ok = not (too_big or too_small)
+    if not ok:
+        above = f"more than {factor:g}× the larger norm"
+        which = above if too_big else f"below 1/{factor:g} of the smaller norm"
         msg = (
             f"OUT OF DISTRIBUTION: {msg}: {which}. The AV would see a vector unlike anything in its base; "
             "fix `injection.scale` (or record it as deliberate with ood_allowed)"
         )
-    return ScaleLint(
-        scale, embedding_norm, residual_norm, r_emb, r_res, not (too_big or too_small), msg, factor
-    )
+    return ScaleLint(scale, embedding_norm, residual_norm, r_emb, r_res, ok, msg, factor)
 
 
 def resolve_recipe_scale(

@@ -71,9 +71,8 @@ def _coerce(value: Any, tp: Any, where: str, field: str) -> Any:
         return from_dict(tp, value, where, prefix=f"{field}.")
     if tp in _SCALARS:
         what, accepted = _SCALARS[tp]
-        if not isinstance(value, accepted) or (
-            isinstance(value, bool) and tp is not bool
-        ):  # YAML's true is no 1
+        bool_as_number = isinstance(value, bool) and tp is not bool  # YAML's true is no 1
+        if not isinstance(value, accepted) or bool_as_number:
             raise SchemaError(where, field, f"must be {what}, got {value!r}")
         return float(value) if tp is float else value
     return value
@@ -91,10 +90,9 @@ def _check_choices(f: dataclasses.Field, value: Any, where: str, field: str) -> 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass `cls` from `data`, rejecting unknown keys and missing required fields."""
+    here = prefix.rstrip(".") or "<root>"
     if not isinstance(data, dict):
-        raise SchemaError(
-            where, prefix.rstrip(".") or "<root>", f"must be a mapping, got {type(data).__name__}"
-        )
+        raise SchemaError(where, here, f"must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -114,7 +112,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<dict>", prefix:
     except SchemaError:
         raise
     except (ValueError, TypeError) as exc:
-        raise SchemaError(where, prefix.rstrip(".") or "<root>", str(exc)) from exc
+        raise SchemaError(where, here, str(exc)) from exc
 
 
 def to_dict(obj: Any, drop_none: bool = True) -> dict[str, Any]:

@@ -99,8 +99,7 @@ def _config(arch: str, vocab: int, d: int, layers: int, tok: PreTrainedTokenizer
         return Gemma3TextConfig(head_dim=d // 4, sliding_window=64, **common)
     text = Gemma4TextConfig(head_dim=d // 4, sliding_window=64, **common)
     cfg = Gemma4Config(text_config=text.to_dict(), **ids)
-    cfg.vision_config = None
-    cfg.audio_config = None
+    cfg.vision_config = cfg.audio_config = None
     return cfg
 
 
@@ -143,15 +142,12 @@ def tiny_metas(
     base_model: str = "tiny",
 ) -> tuple[NLAMeta, NLAMeta]:
     """(AV meta, AR meta) in hubkit's schema for a tiny model, marker resolved from its tokenizer."""
-    d = tiny.d_model
     av_spec = AVSpec(template="Explain the activation {injection_char} in a few words.", chat_template=chat)
     inj = Injection(scheme=scheme, scale=scale if scheme == "embedding_replace" else None, marker=MARKER)
     ar_spec = ARSpec(num_layers=layer + 1)
-    common = dict(base_model=base_model, d_model=d, layer=layer)
-    return (
-        NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common),
-        NLAMeta(role="ar", ar=ar_spec, **common),
-    )
+    common = dict(base_model=base_model, d_model=tiny.d_model, layer=layer)
+    av = NLAMeta(role="av", injection=inj, av=av_spec, ar=ar_spec, **common)
+    return av, NLAMeta(role="ar", ar=ar_spec, **common)
 
 
 def write_adapter_pair(
@@ -172,16 +168,12 @@ def write_adapter_pair(
     folder, base_dir = Path(folder), Path(base_dir)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     if metas is None:
-        tiny = TinyModel(
-            model=AutoModelForCausalLM.from_pretrained(str(base_dir)), tokenizer=tok, arch="saved"
-        )
+        tiny = TinyModel(AutoModelForCausalLM.from_pretrained(str(base_dir)), tok, arch="saved")
         metas = tiny_metas(tiny, layer=layer, base_model=str(base_dir))
     d = metas[0].d_model
     for offset, meta in enumerate(metas):
-        model = get_peft_model(
-            AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32),
-            LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"]),
-        )
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"]))
         g = torch.Generator().manual_seed(seed + offset)
         with torch.no_grad():
             for n, p in model.named_parameters():

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hubkit.errors import DataError, InjectionError
+from hubkit.errors import DataError, InjectionError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -123,5 +123,5 @@ def read_vector_column(
             raise DataError(f"{path}: no column {column!r} (has {names})")
         table = pq.read_table(str(path), columns=[column])
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from exc
+        raise DataError(f"{path}: not a readable parquet file ({first_line(exc)})") from exc
     return vectors_from_column(table.column(column), str(path), d_model, column)

@@ -10,16 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 SUFFIXES = (".safetensors", ".npy", ".parquet")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _read_safetensors(path: Path, key: str | None) -> Tensor:
@@ -38,7 +34,7 @@ def _read_safetensors(path: Path, key: str | None) -> Tensor:
     except DataError:
         raise
     except Exception as exc:  # safetensors' own error, OSError, ValueError: a damaged file
-        raise DataError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a readable safetensors file ({first_line(exc)})") from exc
 
 
 def _read_npy(path: Path) -> Tensor:
@@ -51,10 +47,8 @@ def _read_npy(path: Path) -> Tensor:
             raise DataError(
                 f"{path}: an object array (stored as a pickle, which hubkit never loads); save a float array"
             ) from exc
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)})") from exc
-    if not isinstance(array, np.ndarray) or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    ):
+        raise DataError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":  # floats or integers
         raise DataError(
             f"{path}: holds {getattr(array, 'dtype', type(array).__name__)}, expected a float array"
         )
@@ -67,10 +61,7 @@ def read_vectors(
     """A checked float32 ``[N, d]`` tensor from `path`; which tensor/column is used is explicit or unique."""
     import torch
 
-    from hubkit.vectors import (  # lazy: torch; `import hubkit.vectors_io` stays light
-        check_vectors,
-        read_vector_column,
-    )
+    from hubkit.vectors import check_vectors, read_vector_column  # lazy: `import hubkit.vectors_io` is light
 
     path = Path(path)
     if not path.is_file():

@@ -65,19 +65,16 @@ def render_prompt(tokenizer, template: str, marker: str, chat: bool) -> str:
         raise MetaError(
             "the meta asks for the chat template (`av.chat_template: true`) but the tokenizer has none"
         )
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+    messages = [{"role": "user", "content": content}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
     """Fill in (or verify) the marker token id and its neighbours from the tokenizer and prompt."""
     inj, av = meta.injection, meta.av
-    assert inj is not None and av is not None
     if inj.marker is None and inj.marker_token_id is None:
-        marker = injection.pick_marker(
-            tokenizer, lambda c: render_prompt(tokenizer, av.template, c, av.chat_template)
-        )
+        render = functools.partial(render_prompt, tokenizer, av.template, chat=av.chat_template)
+        marker = injection.pick_marker(tokenizer, render)
         log.info("the meta records no marker; picked %r, the first single-token candidate", marker)
     elif inj.marker is None:
         marker = marker_from_id(tokenizer, inj.marker_token_id)
@@ -85,32 +82,22 @@ def resolve_marker(meta: NLAMeta, tokenizer) -> NLAMeta:
         marker = inj.marker
     prompt = render_prompt(tokenizer, av.template, marker, av.chat_template)
     mid, left, right = injection.marker_ids(tokenizer, prompt, marker, av.template.count(MARKER_PLACEHOLDER))
-    neighbours = (
-        ("left_neighbor_id", inj.left_neighbor_id, left),
-        ("right_neighbor_id", inj.right_neighbor_id, right),
-    )
-    for name, want, got in (("marker_token_id", inj.marker_token_id, mid), *neighbours):
-        if want is not None and want != got:
+    found = {"marker_token_id": mid, "left_neighbor_id": left, "right_neighbor_id": right}
+    for name, got in found.items():
+        if (want := getattr(inj, name)) is not None and want != got:
             raise MetaError(
                 f"`injection.{name}` is {want} but marker {marker!r} in the rendered prompt gives {got} for this "
                 "tokenizer: the checkpoint and tokenizer do not belong together"
             )
-    new_inj = dataclasses.replace(
-        inj,
-        marker=marker,
-        marker_token_id=mid,
-        left_neighbor_id=left if inj.left_neighbor_id is None else inj.left_neighbor_id,
-        right_neighbor_id=right if inj.right_neighbor_id is None else inj.right_neighbor_id,
-    )
-    return meta.with_updates(injection=new_inj)
+    return meta.with_updates(injection=dataclasses.replace(inj, marker=marker, **found))
 
 
 def marker_from_id(tokenizer, token_id: int) -> str:
     """The text whose tokenization is exactly ``[token_id]`` (for dialects that record only the id)."""
     for candidate in (tokenizer.decode([token_id]), tokenizer.convert_ids_to_tokens(token_id)):
-        if isinstance(candidate, str) and tokenizer(candidate, add_special_tokens=False)["input_ids"] == [
-            token_id
-        ]:
+        if not isinstance(candidate, str):
+            continue
+        if tokenizer(candidate, add_special_tokens=False)["input_ids"] == [token_id]:
             return candidate
     raise MetaError(
         f"`injection.marker_token_id` {token_id} does not round-trip through this tokenizer as one token; "
@@ -133,12 +120,8 @@ def _generate_cache_kwarg() -> str:
 
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
     """Every EOS id of the model config, generation config (Gemma-3-IT's ``<end_of_turn>``) and tokenizer."""
-    sources = (
-        getattr(model, "config", None),
-        arch.text_config(model),
-        getattr(model, "generation_config", None),
-    )
-    ids = [getattr(src, "eos_token_id", None) for src in sources] + [tokenizer.eos_token_id]
+    configs = (model.config, arch.text_config(model), getattr(model, "generation_config", None))
+    ids = [getattr(cfg, "eos_token_id", None) for cfg in configs] + [tokenizer.eos_token_id]
     flat = [i for v in ids for i in ([v] if isinstance(v, int) else v or ())]
     return list(dict.fromkeys(int(i) for i in flat if i is not None))
 
@@ -155,9 +138,8 @@ class ActivationVerbalizer:
         self.meta = resolve_marker(meta, tokenizer)
         av = self.meta.av
         self.prompt = render_prompt(tokenizer, av.template, self.meta.injection.marker, av.chat_template)
-        self.prompt_ids: list[int] = tokenizer(self.prompt, add_special_tokens=not av.chat_template)[
-            "input_ids"
-        ]
+        encoded = tokenizer(self.prompt, add_special_tokens=not av.chat_template)
+        self.prompt_ids: list[int] = encoded["input_ids"]
         self.slots = av.template.count(MARKER_PLACEHOLDER)
         self.stop_ids = stop_token_ids(model, tokenizer)
 
@@ -177,7 +159,7 @@ class ActivationVerbalizer:
         folder, meta = loading.open_checkpoint(
             repo_or_dir, "av", revision, subfolder, verify, injection_scale
         )
-        model, tok, name = loading.load_half(folder, meta, "av", base_model, device, dtype)
+        model, tok, name = loading.load_half(folder, meta, base_model, device, dtype)
         return cls(model, tok, meta, adapter_name=name)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -198,8 +180,12 @@ class ActivationVerbalizer:
         return torch.tensor([self.prompt_ids] * n, device=device)
 
     def prefix_length(self) -> int:
-        """Prompt tokens before the first marker (see `shared_prefix_length`)."""
-        return shared_prefix_length(self.prompt_ids, self.meta, self.slots)
+        """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
+        stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
+        inj = self.meta.injection
+        marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
+        pos = injection.find_markers(torch.tensor([self.prompt_ids]), *marker, self.slots, per_row=self.slots)
+        return max(0, min(int(pos.min()), len(self.prompt_ids) - 2))
 
     @torch.no_grad()
     def prompt_embeddings(self, vectors: Tensor) -> list[Tensor]:
@@ -244,16 +230,11 @@ class ActivationVerbalizer:
 
         opts = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample)
         sampling = engines.Sampling(temperature=temperature, top_p=top_p, **opts)
-        name = (
-            engine
-            if engine in (None, "transformers")
-            else engines.resolve(engine, self.meta.injection.scheme)
-        )
+        name = None if engine is None else engines.resolve(engine, self.meta.injection.scheme)
         if name not in (None, "transformers"):
             try:
-                return self.decode_rows(
-                    self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
-                )
+                rows = self.generate_on_engine(v, name, num_return_sequences, seed, sampling)
+                return self.decode_rows(rows)
             except EngineError as err:
                 if engine != "auto":
                     raise
@@ -280,14 +261,11 @@ class ActivationVerbalizer:
             source = sources.source_for(self.model, self.adapter_name, quant=self.meta.adapter.quant)
         adapter = source.adapter if source else sources.adapter_folder(self.model, self.adapter_name)
         runner = engines.get_engine(engine, source)
-        rows = v.repeat_interleave(k, dim=0)
+        sampling = dataclasses.replace(sampling, stop_token_ids=tuple(self.stop_ids), adapter=adapter)
+        rows, chunk = v.repeat_interleave(k, dim=0), engines.ENGINE_CHUNK
         ids: list[list[int]] = []
-        chunk = engines.ENGINE_CHUNK
         for start in range(0, len(rows), chunk):
-            seeded = None if seed is None else seed + start
-            part = dataclasses.replace(
-                sampling, seed=seeded, stop_token_ids=tuple(self.stop_ids), adapter=adapter
-            )
+            part = dataclasses.replace(sampling, seed=None if seed is None else seed + start)
             ids += runner.generate_from_embeddings(self.prompt_embeddings(rows[start : start + chunk]), part)
         return ids
 
@@ -307,15 +285,11 @@ class ActivationVerbalizer:
         ids = self._ids(len(v), loading.model_device(self.model))
         p = injection.plan(self.meta.injection, ids, v, self.meta.d_model)
         finite = LogitsProcessorList([FiniteLogits(self.meta.folder, self.adapter_name)])
-        gen_kwargs: dict = dict(
-            max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens, use_cache=True
-        )
-        gen_kwargs.update(
-            do_sample=o.do_sample, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids
-        )
+        gen_kwargs: dict = dict(logits_processor=finite, use_cache=True, do_sample=o.do_sample)
+        gen_kwargs.update(max_new_tokens=o.max_new_tokens, min_new_tokens=o.min_new_tokens)
+        gen_kwargs.update(pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
         if o.do_sample:
             gen_kwargs.update(temperature=o.temperature, top_p=o.top_p, top_k=0)
-        gen_kwargs["logits_processor"] = finite
         with loading.active_adapter(self.model, self.adapter_name):
             cached = self.prefix_length() if prefix_cache else 0
             if cached:
@@ -331,8 +305,14 @@ class ActivationVerbalizer:
 
     def decode_rows(self, rows: list[list[int]]) -> list[Explanation]:
         """Parse generated token rows into explanations; each row ends at its first stop id (or padding)."""
-        av = self.meta.av
-        return decode_rows(rows, self.tokenizer, self.stop_ids, av.explanation_open, av.explanation_close)
+        av, stops, pad = self.meta.av, set(self.stop_ids), self.tokenizer.pad_token_id
+        out = []
+        for row in rows:
+            n = next((i for i, t in enumerate(row) if t in stops or t == pad), len(row))
+            raw = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            text, status = parse_explanation(raw, av.explanation_open, av.explanation_close)
+            out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
+        return out
 
 
 def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
@@ -368,26 +348,3 @@ class FiniteLogits:
                 "use another checkpoint"
             )
         return scores
-
-
-def shared_prefix_length(prompt_ids: list[int], meta: NLAMeta, slots: int) -> int:
-    """Prompt tokens before the first marker: the same for every row, cached once per batch. At least two
-    stay uncached, so the first uncached forward is never mistaken for a one-token decoding step by the hook."""
-    inj = meta.injection
-    marker = (inj.marker_token_id, inj.left_neighbor_id, inj.right_neighbor_id)
-    pos = injection.find_markers(torch.tensor([prompt_ids]), *marker, slots, per_row=slots)
-    return max(0, min(int(pos.min()), len(prompt_ids) - 2))
-
-
-def decode_rows(
-    rows: list[list[int]], tokenizer, stop_ids, open_tag: str, close_tag: str
-) -> list[Explanation]:
-    """Explanations from generated token rows: each row ends at its first stop id or pad token."""
-    stops, pad = set(stop_ids), tokenizer.pad_token_id
-    out = []
-    for row in rows:
-        n = next((i for i, t in enumerate(row) if t in stops or t == pad), len(row))
-        raw = tokenizer.decode(row[:n], skip_special_tokens=True)
-        text, status = parse_explanation(raw, open_tag, close_tag)
-        out.append(Explanation(text=text, raw=raw, status=status, n_tokens=n))
-    return out

@@ -33,17 +33,10 @@ def plan(spec: Injection, input_ids: Tensor, vectors: Tensor, d_model: int) -> I
             "the meta's `injection.marker_token_id` is unresolved; load the NLA with its tokenizer"
         )
     per_row = v.shape[1] if v.ndim == 3 else 1
-    pos = find_markers(
-        input_ids,
-        spec.marker_token_id,
-        spec.left_neighbor_id,
-        spec.right_neighbor_id,
-        v.shape[0] * per_row,
-        per_row=per_row,
-    )
-    return InjectionPlan(
-        positions=pos, vectors=scheme.plan_vectors(spec, v, d_model), seq_len=input_ids.shape[1]
-    )
+    marker = (spec.marker_token_id, spec.left_neighbor_id, spec.right_neighbor_id)
+    pos = find_markers(input_ids, *marker, v.shape[0] * per_row, per_row=per_row)
+    vectors = scheme.plan_vectors(spec, v, d_model)
+    return InjectionPlan(positions=pos, vectors=vectors, seq_len=input_ids.shape[1])
 
 
 def shift_plan(p: InjectionPlan, offset: int) -> InjectionPlan:

@@ -19,10 +19,8 @@ _said: set[tuple[str, str]] = set()
 def _architecture(meta: NLAMeta) -> identity.Architecture | None:
     """The architecture of the weights `meta` describes: its own folder's, else its base folder's."""
     for folder in (meta.folder, Path(meta.base_model).expanduser() if meta.base_model else None):
-        if folder is not None and folder.is_dir():
-            found = identity.read_architecture(folder)
-            if found is not None:
-                return found
+        if folder is not None and (found := identity.read_architecture(folder)) is not None:
+            return found
     return None
 
 
@@ -70,7 +68,5 @@ def check_compatible(av: NLAMeta, ar: NLAMeta) -> None:
     problems += _base_problems(av, ar)
     if problems:
         raise IncompatiblePairError(
-            "the AV and AR do not form a pair: "
-            + "; ".join(problems)
-            + ". Load the two halves trained together."
+            f"the AV and AR do not form a pair: {'; '.join(problems)}. Load the two halves trained together."
         )

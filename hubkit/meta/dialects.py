@@ -95,14 +95,10 @@ def mse_scale(t: Taker, where: str, defaults: Defaults) -> Any:
 
 def extraction_layer(t: Taker, where: str) -> int | None:
     """K from whichever of the published depth spellings are present; they must agree."""
-    found: dict[str, int] = {}
-    for key in DEPTH_FIELDS:
-        v = t.pop(key)
-        if v is None:
-            continue
+    found = {key: v for key in DEPTH_FIELDS if (v := t.pop(key)) is not None}
+    for key, v in found.items():
         if isinstance(v, bool) or not isinstance(v, int):
             raise MetaError(f"{where}: field `{key}` must be an integer, got {v!r}")
-        found[key] = v
     first_key, first_value = next(iter(found.items()), (None, None))
     other = next(((k, v) for k, v in found.items() if v != first_value), None)
     if other is not None:
@@ -147,10 +143,8 @@ def templates(t: Taker, where: str) -> tuple[str | None, str | None]:
     if not isinstance(found_all, dict):
         raise MetaError(f"{where}: field `prompt_templates` must be a mapping, got {found_all!r}")
     out: list[str | None] = []
-    for names, placeholder in (
-        (("av", "actor"), MARKER_PLACEHOLDER),
-        (("ar", "critic"), EXPLANATION_PLACEHOLDER),
-    ):
+    halves = ((("av", "actor"), MARKER_PLACEHOLDER), (("ar", "critic"), EXPLANATION_PLACEHOLDER))
+    for names, placeholder in halves:
         found = drop_none({n: found_all.pop(n) for n in names if n in found_all})
         if len(set(map(str, found.values()))) > 1:
             raise MetaError(
@@ -238,9 +232,8 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     given_role = t.pop("role")
     if given_role is None:  # the docs' minimal sidecars: the folder's files say which half it is
         the_role = "ar" if head_format else "av"
-        defaults.append(
-            f"role → {the_role} (no `role`; {'an AR head' if head_format else 'no AR head'} in the folder)"
-        )
+        found = "an AR head" if head_format else "no AR head"
+        defaults.append(f"role → {the_role} (no `role`; {found} in the folder)")
     else:
         the_role = role(given_role, where)
     d_model = t.pop("d_model")
@@ -261,6 +254,8 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
         )
     if layer is None:
         defaults.append("layer → none (an actor sidecar records none; the pair takes its AR's)")
+    else:
+        defaults.append(f"ar.num_layers → layer + 1 = {layer + 1}")
     inj_scale = parse_scale(t.pop("extraction.injection_scale"), where, "extraction.injection_scale")
     mse = mse_scale(t, where, defaults)
     av_tmpl, ar_tmpl = templates(t, where)
@@ -287,12 +282,9 @@ def read_reference(data: dict[str, Any], where: str, folder: Path | None) -> tup
     }
     defaults.append("injection.scheme → embedding_replace")
     av, prompts = reference_prompts(av_tmpl, ar_tmpl, defaults)
-    num_layers = None if layer is None else layer + 1
-    if layer is not None:
-        defaults.append(f"ar.num_layers → layer + 1 = {num_layers}")
     ar = {
         **prompts,
-        "num_layers": num_layers,
+        "num_layers": None if layer is None else layer + 1,
         "head_format": head_format or "value_head",
         "head_bias": bool(head_bias),
         "suffix_ids": t.pop("tokens.critic_suffix_ids"),
@@ -335,6 +327,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
     inj_scale = parse_scale(t.pop("extraction.injection_scale"), where, "extraction.injection_scale")
     mse = mse_scale(t, where, defaults)
     lora = t.pop("av_lora") or {}
+    modules = lora.get("target_modules_regex", lora.get("target_modules"))
     ar_meta = read_ar_meta_json(folder) if folder is not None and (folder / C.AR_META_JSON).exists() else {}
     n = ar_meta.get("ar_num_layers")
     if n is None:
@@ -358,12 +351,7 @@ def read_consumer(data: dict[str, Any], where: str, folder: Path | None) -> tupl
             "input_norm": "mse_scale",
         },
         "adapter": drop_none(
-            {
-                "kind": "lora",
-                "r": lora.pop("r", None),
-                "alpha": lora.pop("alpha", None),
-                "target_modules": lora.pop("target_modules_regex", lora.pop("target_modules", None)),
-            }
+            {"kind": "lora", "r": lora.get("r"), "alpha": lora.get("alpha"), "target_modules": modules}
         ),
         "training": drop_none({"lr": t.pop("training.lr"), "step": t.pop("training.steps_completed")}),
     }

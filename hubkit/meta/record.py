@@ -138,11 +138,10 @@ class NLAMeta:
         tokens = {key: getattr(self.injection, name, None) for name, key in dialects.MARKER_KEYS.items()}
         suffix = getattr(self.ar, "suffix_ids", None)
         tokens["critic_suffix_ids"] = None if suffix is None else list(suffix)
-        if any(v is not None for v in tokens.values()):
-            out["tokens"] = dialects.drop_none(tokens)
-        out["prompt_templates"] = {
-            k: s.template for k, s in (("av", self.av), ("ar", self.ar)) if s is not None
-        }
+        if tokens := dialects.drop_none(tokens):
+            out["tokens"] = tokens
+        halves = (("av", self.av), ("ar", self.ar))
+        out["prompt_templates"] = {k: s.template for k, s in halves if s is not None}
         if self.layer is not None:
             out["critic"] = {"extraction_layer_index": self.layer}
             out["extraction_layer_index"] = self.layer
