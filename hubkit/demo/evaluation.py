@@ -77,8 +77,7 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
 def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fixed_ar: Path | None):
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
-    base = base_record(av_dir, ar_dir, None)
-    if base is not None:
+    if (base := base_record(av_dir, ar_dir, None)) is not None:
         records["base"] = base
     extras = None
     if fixed_ar is not None:
@@ -102,17 +101,11 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
     rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
     out = d.layout.evals / "trajectory"
     if latest_step(grpo_run) is not None:
-        what, run, kw = (
-            "each GRPO checkpoint with its own AR and the frozen SFT AR",
-            grpo_run,
-            {"fixed_ar": sft_ar},
-        )
+        run, kw = grpo_run, {"fixed_ar": sft_ar}
+        what = "each GRPO checkpoint with its own AR and the frozen SFT AR"
     else:
-        what, run, kw = (
-            "each AV SFT checkpoint (the trajectory) with the SFT AR",
-            d.layout.run / "av",
-            {"ar": sft_ar},
-        )
+        run, kw = d.layout.run / "av", {"ar": sft_ar}
+        what = "each AV SFT checkpoint (the trajectory) with the SFT AR"
     d.echo(f"    evaluating {what} on {rows} held-out rows")
     evaluate_trajectory(
         run,

@@ -118,12 +118,11 @@ def demo_settings(
     chosen = {**sizes, **{k: v for k, v in given.items() if v is not None}}
     if quick and ar_steps is None:
         chosen["ar_steps"] = chosen["steps"]  # the tiny run trains the AR as long as the AV
-    return DemoSettings(
-        model=QUICK_MODEL if quick else _registry_name(model or model_registry.load_registry()[1]),
-        seed=seed,
-        quick=quick,
-        **chosen,
-    )
+    if not quick:  # the offline registry name for `model` (a name or the Hub id it stands in for)
+        from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
+
+        model = models.get_spec(model or model_registry.load_registry()[1]).name
+    return DemoSettings(model=model or QUICK_MODEL, seed=seed, quick=quick, **chosen)
 
 
 # The full run's sizes and injection, chosen by measurement on SmolLM2-135M layer 20 with context labels
@@ -183,13 +182,6 @@ def nla_block(injection: str, layer: int, quick: bool) -> dict[str, Any]:
     if not quick:
         nla["av_template"] = AV_TEMPLATE
     return nla
-
-
-def _registry_name(model: str) -> str:
-    """The offline registry name for `model` (a name or the Hub id it stands in for); others are refused."""
-    from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
-
-    return models.get_spec(model).name
 
 
 def default_out() -> Path:

@@ -17,7 +17,7 @@ from hubkit.train import trajectory
 from hubkit.train.alarms import AlarmTripped
 from hubkit.train.grpo import PolicyCollapsed, train_grpo
 from hubkit.train.loop import RunOptions, read_metrics_lines
-from hubkit.train.recipe import Recipe, recipe_from_dict
+from hubkit.train.recipe import recipe_from_dict
 from hubkit.train.sft_ar import train_ar
 from hubkit.train.sft_av import train_av
 
@@ -91,14 +91,9 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
     }
 
 
-def recipe(d: Demo, base: BaseModel, built: Built) -> Recipe:
+def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
     rec = recipe_from_dict(recipe_dict(d, base, built), "hubkit demo recipe")
     rec.save(d.layout.run / "recipe.yaml")
-    return rec
-
-
-def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
-    rec = recipe(d, base, built)
     opts = RunOptions(resume=True, quiet=True, device="cpu")
     with watch_metrics(d.layout.run / stage, total, f"train {stage}", d.progress):
         return Path(fn(rec, opts))
@@ -109,7 +104,9 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line, _ in read_metrics_lines(path)] if path.is_file() else []
 
 
-def _train_sft(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Trained:
+def stage_train_sft(d: Demo, base: BaseModel, built: Built, stage: str) -> Trained:
+    """AR SFT (`stage` ``ar``) or AV SFT (``av``) from the demo's recipe."""
+    fn, total = (train_ar, d.settings.ar_steps) if stage == "ar" else (train_av, d.settings.steps)
     last = _train(d, base, built, stage, fn, total)
     m = metrics(d.layout.run / stage)
     return Trained(
@@ -122,28 +119,18 @@ def _train_sft(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: in
     )
 
 
-def stage_train_ar(d: Demo, base: BaseModel, built: Built) -> Trained:
-    return _train_sft(d, base, built, "ar", train_ar, d.settings.ar_steps)
-
-
-def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
-    return _train_sft(d, base, built, "av", train_av, d.settings.steps)
-
-
 def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained, ar: Trained) -> Grpo:
     """GRPO from the SFT pair; the AV and its co-trained AR of the last good step (the SFT pair when RL
     stopped before its first checkpoint)."""
+    stopped = None
     try:
         last = _train(d, base, built, "grpo", train_grpo, d.settings.grpo_steps)
     except (PolicyCollapsed, AlarmTripped) as exc:
         fallback = trajectory.latest_step(d.layout.run / "grpo")
-        note = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
+        stopped = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
         if fallback is None:
-            return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=note)
+            return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=stopped)
         last = fallback
-        stopped = note
-    else:
-        stopped = None
     m = metrics(d.layout.run / "grpo")
     own_ar = last / "ar"
     return Grpo(

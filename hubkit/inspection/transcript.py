@@ -61,7 +61,7 @@ def _reply(ins: Inspection) -> list[str]:
     seq = ins.sequence
     lines = _section("2. BASE MODEL REPLY (temp=0)")
     if seq.n_reply:
-        lines += [f"  {ins.texts.get('reply', '')!r}", ""]
+        lines += [f"  {ins.reply!r}", ""]
     else:
         lines += ["  (no reply asked for: --reply 0)", ""]
     lines += [
