@@ -130,8 +130,7 @@ def write_ar_only(ar, table: Path, out: Path) -> Path:
     v = tbl.vectors.float().numpy().astype(np.float64)
     v_hat = ar.reconstruct(list(tbl.explanations)).float().numpy().astype(np.float64)
     empty = ar.reconstruct([""]).float().numpy().astype(np.float64).repeat(len(tbl), axis=0)
-    ident = identification(v, v_hat)
-    t1 = ident.at(1)
+    t1 = identification(v, v_hat).at(1)
     cos, cos_empty = cosine_rows(v, v_hat), cosine_rows(v, empty)
     figures = {
         "n": len(tbl),

@@ -165,7 +165,6 @@ def stage_release(
 def local_hub(d: Demo) -> Iterator[str]:
     """The local Hub over OUT/hub, with every client pointed at it and downloads cached under OUT."""
     import huggingface_hub.constants as hc
-    import huggingface_hub.hf_api  # noqa: F401  (use_endpoint re-points its client; import it first)
 
     before = hc.HF_HUB_CACHE
     hc.HF_HUB_CACHE = str(d.layout.hf_cache)

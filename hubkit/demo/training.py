@@ -105,7 +105,6 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 def stage_train_sft(d: Demo, base: BaseModel, built: Built, stage: str) -> Trained:
-    """AR SFT (`stage` ``ar``) or AV SFT (``av``) from the demo's recipe."""
     fn, total = (train_ar, d.settings.ar_steps) if stage == "ar" else (train_av, d.settings.steps)
     last = _train(d, base, built, stage, fn, total)
     m = metrics(d.layout.run / stage)
