@@ -126,14 +126,8 @@ def demo_settings(
 
 
 # The full run's sizes and injection, chosen by measurement on SmolLM2-135M layer 20 with context labels
-# (benchmarks/bench_injection_sites.py; README, "The demo's choices, measured"): after 40 AV steps,
-# pair identification was 24x chance for norm-matched residual addition at block 1, 21x at the
-# extraction layer, 1x for embedding replacement at the embedding-norm scale and 24x at the
-# activation-norm scale. Whole default runs on the quiet 2-core machine (bf16, 2 threads): 70 AR + 40 AV
-# steps, block 1, 5.3 min, 24/64; 100 AR + 60 AV steps, block 1, 6.9 min, 35/64; the same with
-# embedding replacement at the activation norm (these defaults), 6.9 min, 36/64, and a higher mean
-# cosine (0.778 vs 0.752) and real - empty (+0.087 vs +0.060). The AR alone reads 64/64 from the true
-# labels. The trajectory is evaluated on 32 of the held-out rows.
+# (benchmarks/bench_injection_sites.py and whole default runs; the figures are in the README, "The demo's
+# choices, measured": embedding replacement at the activation norm read the most vectors, 36/64).
 FULL: dict[str, Any] = {
     "rows": 800,
     "label_tokens": 40,

@@ -82,10 +82,8 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
             "checkpoint_every": max(1, math.ceil(s.grpo_steps / 2)),
             "adapter": adapter,
             "optim": {"lr": 2e-3 if quick else 1e-4, "schedule": "constant"},
-            # the AR at the AV's rate, not 5x (kitft's ratio for full fine-tunes): with LoRA at 5x the
-            # co-trained AR drifted to the vectors' mean (held-out top-1 55/128 -> 17/128 after 8 steps);
-            # at 1x it kept 49/128 and reached FVE +0.037 (README, "Reinforcement (GRPO), measured";
-            # EasyNLA trains its LoRA critic at 0.8x)
+            # the AR at the AV's rate, not kitft's 5x for full fine-tunes: with LoRA at 5x the co-trained AR
+            # drifted to the vectors' mean (README, "Reinforcement (GRPO), measured"; EasyNLA uses 0.8x)
             "ar_lr": 2e-3 if quick else 1e-4,
         },
     }
