@@ -12,6 +12,7 @@ import numpy as np
 from hubkit.demo.results import Built, Evaluated, Grpo, Trained, headline_figures
 from hubkit.demo.state import Demo
 from hubkit.eval.extras import Extras
+from hubkit.eval.generation import Generation
 from hubkit.eval.identification import identification
 from hubkit.eval.metrics import cosine_rows
 from hubkit.eval.pair_eval import evaluate_pair
@@ -27,8 +28,6 @@ TRAJECTORY_ROWS = 32
 
 
 def _eval_kwargs(d: Demo) -> dict[str, Any]:
-    from hubkit.eval.generation import Generation  # lazy: torch loads only when the demo evaluates
-
     s = d.settings
     gen = Generation(max_new_tokens=s.eval_tokens, batch_size=16, ar_batch_size=32, seed=s.seed)
     return dict(generation=gen, n_boot=s.n_boot)
@@ -42,7 +41,6 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
     """The released pair (the RL AV with its co-trained AR, read by the frozen SFT AR too), the SFT pair
     on the same rows (RL's starting point), and every GRPO checkpoint with both ARs."""
     evals = d.layout.evals
-    table = built.table("eval")
     av_dir, ar_dir = Path(grpo.checkpoint), Path(grpo.ar_checkpoint or ar.checkpoint)
     sft_av, sft_ar = Path(av.checkpoint), Path(ar.checkpoint)
     fixed = sft_ar if ar_dir != sft_ar else None
@@ -59,7 +57,7 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
     ar_only = None
     if d.settings.context_labels:
         pair = NLAPair.from_pretrained(av=sft_av, ar=sft_ar)
-        ar_only = str(write_ar_only(pair.ar, table, evals / "pair" / AR_ONLY_FILE))
+        ar_only = str(write_ar_only(pair.ar, built.table("eval"), evals / "pair" / AR_ONLY_FILE))
         del pair
     trajectory = _eval_trajectory(d, built, sft_ar)
     pair_json = evals / "pair" / "eval.json"

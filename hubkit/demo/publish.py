@@ -206,7 +206,6 @@ def stage_reload(d: Demo, base: BaseModel, built: Built, evaluated: Evaluated) -
         pair = NLAPair.from_pretrained(av=r["av"], ar=r["ar"], revision=TAG)
         res = pair.round_trip(vectors, batch_size=16, max_new_tokens=d.settings.eval_tokens)
     cos = res.cos.tolist()
-    same_text = [a == b for a, b in zip(res.explanations, rows["explanation"][:k])]
     return Reloaded(
         repos=f"{r['av']} + {r['ar']}",
         tag=TAG,
@@ -214,6 +213,6 @@ def stage_reload(d: Demo, base: BaseModel, built: Built, evaluated: Evaluated) -
         explanations=list(res.explanations),
         cos=cos,
         mean_cos=float(np.mean(cos)),
-        same_explanations=int(sum(same_text)),
+        same_explanations=sum(a == b for a, b in zip(res.explanations, rows["explanation"][:k])),
         max_abs_cos_diff_vs_eval=float(np.max(np.abs(np.asarray(cos) - np.asarray(rows["cos"][:k])))),
     )

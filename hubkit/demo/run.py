@@ -104,7 +104,6 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
     cards = {role: bundles[name] / role / "README.md" for role, name in bundle_of.items()}
     evals = d.layout.evals
     plots = [p for sub in ("pair", "trajectory") for p in sorted((evals / sub / "plots").glob("*.png"))]
-    ar_only = json.loads(Path(evaluated.ar_only).read_text()) if evaluated.ar_only else None
     return DemoResult(
         out_dir=d.layout.out,
         settings=d.settings,
@@ -121,7 +120,7 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
         sft_figures=(
             headline_figures(json.loads(Path(evaluated.sft_pair).read_text())) if evaluated.sft_pair else None
         ),
-        ar_only=ar_only,
+        ar_only=json.loads(Path(evaluated.ar_only).read_text()) if evaluated.ar_only else None,
         reload=reloaded,
         stage_seconds=state.seconds(),
         explanations_are=publish.what_the_explanations_are(d),

@@ -22,11 +22,6 @@ from hubkit.train.sft_ar import train_ar
 from hubkit.train.sft_av import train_av
 
 
-def train_dtype(d: Demo) -> str:
-    """The settings' dtype as a concrete name (``auto`` chosen from this machine's hardware)."""
-    return resolve_dtype_name(d.settings.dtype, "cpu")
-
-
 def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
     """The training recipe the demo runs (written to run/recipe.yaml; `hubkit train` reads the same)."""
     s, quick = d.settings, d.settings.quick
@@ -47,7 +42,7 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
         "layer": base.layer,
         "output_dir": str(d.layout.run),
         "seed": s.seed,
-        "dtype": train_dtype(d),
+        "dtype": resolve_dtype_name(s.dtype, "cpu"),  # ``auto`` chosen from this machine's hardware
         "nla": nla_block(s.injection, base.layer, quick),
         "av": {
             "data": str(built.table("av_sft")),
@@ -92,9 +87,8 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
 def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
     rec = recipe_from_dict(recipe_dict(d, base, built), "hubkit demo recipe")
     rec.save(d.layout.run / "recipe.yaml")
-    opts = RunOptions(resume=True, quiet=True, device="cpu")
     with watch_metrics(d.layout.run / stage, total, f"train {stage}", d.progress):
-        return Path(fn(rec, opts))
+        return Path(fn(rec, RunOptions(resume=True, quiet=True, device="cpu")))
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -109,7 +103,7 @@ def stage_train_sft(d: Demo, base: BaseModel, built: Built, stage: str) -> Train
     return Trained(
         checkpoint=str(last),
         run_dir=str(d.layout.run / stage),
-        dtype=train_dtype(d),
+        dtype=resolve_dtype_name(d.settings.dtype, "cpu"),
         first_loss=m[0].get("loss") if m else None,
         last_loss=m[-1].get("loss") if m else None,
         steps_logged=len(m),

@@ -100,8 +100,7 @@ def _tokens(ins: Inspection, records: list[dict]) -> list[str]:
     ]
     for rec in records:
         lines.append(token_line(rec))
-        text = rec["explanation"] or "(empty)"
-        lines += [f"    {t}" for t in text.split("\n")]
+        lines += [f"    {t}" for t in (rec["explanation"] or "(empty)").split("\n")]
         lines.append("")
     return lines
 
