@@ -115,7 +115,8 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
     out = d.layout.data / "labeled"
     with ExitStack() as closing:
         if s.context_labels:
-            labeler, auditor, cache, tables = make_labeler(s.labeler), None, None, ("av_sft", "ar_sft", "eval")
+            labeler, auditor, cache = make_labeler(s.labeler), None, None
+            tables = ("av_sft", "ar_sft", "eval")
         else:
             labeler, cache, tables = _llm_labeler(d, base, splits, closing)
             auditor = labeler

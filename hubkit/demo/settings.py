@@ -152,15 +152,11 @@ QUICK: dict[str, Any] = {
 }
 
 # Where the AV injects its vector (measured side by side: README, "The demo";
-# benchmarks/bench_injection_sites.py). Names as in that benchmark.
+# benchmarks/bench_injection_sites.py). Names as in that benchmark; `hubkit demo --help` says each in words.
 INJECTIONS: dict[str, dict[str, Any]] = {
-    # norm-matched residual addition at the output of the block the vectors were read from
     "resid_layer": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": "layer"},
-    # the same at the output of block 1
     "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
-    # the marker's input embedding replaced, at the median token-embedding norm
     "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
-    # the same at the median residual norm at the extraction layer (measured on the bundled corpus)
     "embed_actnorm": {"injection_scheme": "embedding_replace", "injection_scale": "activation_norm"},
 }
 AV_TEMPLATE = (
