@@ -27,14 +27,12 @@ TRAJECTORY_ROWS = 32
 """Held-out rows each AV checkpoint of the trajectory is evaluated on (its trend, not the headline)."""
 
 
-def _eval_kwargs(d: Demo) -> dict[str, Any]:
+def _eval_kwargs(d: Demo, built: Built) -> dict[str, Any]:
+    """What the pair and the trajectory evals share: generation, bootstrap, the training tables, the bar."""
     s = d.settings
     gen = Generation(max_new_tokens=s.eval_tokens, batch_size=16, ar_batch_size=32, seed=s.seed)
-    return dict(generation=gen, n_boot=s.n_boot)
-
-
-def _train_tables(built: Built) -> list[Path]:
-    return [built.table("av_sft"), built.table("ar_sft"), built.table("rl")]
+    train_tables = [built.table(t) for t in ("av_sft", "ar_sft", "rl")]
+    return dict(generation=gen, n_boot=s.n_boot, train_tables=train_tables, progress=d.progress)
 
 
 def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> Evaluated:
@@ -85,11 +83,9 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
         pair,
         built.table("eval"),
         out_dir=out,
-        train_tables=_train_tables(built),
         checkpoints=records,
-        progress=d.progress,
         extras=extras,
-        **_eval_kwargs(d),
+        **_eval_kwargs(d, built),
     )
 
 
@@ -109,11 +105,9 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
         run,
         built.table("eval"),
         out_dir=out,
-        train_tables=_train_tables(built),
-        progress=d.progress,
         rows=rows,
         **kw,
-        **_eval_kwargs(d),
+        **_eval_kwargs(d, built),
     )
     return out / "eval.json"
 

@@ -57,10 +57,6 @@ class DemoResult:
     explanations_are: str  # what the explanations are, in one plain paragraph
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def total_seconds(self) -> float:
-        return float(sum(self.stage_seconds.values()))
-
 
 def run_stage(d: Demo, state: RunState, name: str, kind: type[R], fn: Callable[[], R]) -> R:
     """Run stage `name` once; a stage recorded in the state file is read back instead."""

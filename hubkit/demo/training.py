@@ -33,10 +33,21 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
         "target_modules": "all-linear",
     }
 
-    def optim(steps: int) -> dict[str, Any]:
-        return {"lr": 2e-3 if quick else 1e-3, "schedule": "cosine", "warmup_steps": min(5, steps // 4)}
+    def sft(table: str, steps: int, micro_batch_size: int, checkpoint_every: int) -> dict[str, Any]:
+        return {
+            "data": str(built.table(table)),
+            "steps": steps,
+            "micro_batch_size": micro_batch_size,
+            "checkpoint_every": checkpoint_every,
+            "max_length": 40 if quick else 48,
+            "adapter": adapter,
+            "optim": {
+                "lr": 2e-3 if quick else 1e-3,
+                "schedule": "cosine",
+                "warmup_steps": min(5, steps // 4),
+            },
+        }
 
-    max_length = 40 if quick else 48
     return {
         "base_model": base.base,
         "layer": base.layer,
@@ -44,25 +55,8 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
         "seed": s.seed,
         "dtype": resolve_dtype_name(s.dtype, "cpu"),  # ``auto`` chosen from this machine's hardware
         "nla": nla_block(s.injection, base.layer, quick),
-        "av": {
-            "data": str(built.table("av_sft")),
-            "steps": s.steps,
-            "micro_batch_size": 4 if quick else 8,
-            "checkpoint_every": every,
-            "max_length": max_length,
-            "adapter": adapter,
-            "optim": optim(s.steps),
-        },
-        "ar": {
-            "data": str(built.table("ar_sft")),
-            "steps": s.ar_steps,
-            "micro_batch_size": 8 if quick else 16,
-            "checkpoint_every": s.ar_steps,
-            "max_length": max_length,
-            "head_lr": 1e-3,
-            "adapter": adapter,
-            "optim": optim(s.ar_steps),
-        },
+        "av": sft("av_sft", s.steps, 4 if quick else 8, every),
+        "ar": {**sft("ar_sft", s.ar_steps, 8 if quick else 16, s.ar_steps), "head_lr": 1e-3},
         # the published recipes' shape (the GRPO recipe's defaults: KL 0.01 to the SFT AV, the AR trained
         # alongside at 5x the AV's rate, failures -2); lr 1e-4 for the LoRA AV (EasyNLA's rate for LoRA);
         # the cap holds the longest context label, the length penalty starts just below it

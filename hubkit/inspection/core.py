@@ -148,6 +148,6 @@ def _info(pair, layer: int) -> dict:
         "injection_scheme": m.injection.scheme,
         "injection_scale": m.injection_scale_value(),
         "mse_scale": pair.ar.meta.mse_scale_value(),
-        "av": str(getattr(pair.av, "source", "") or ""),
-        "ar": str(getattr(pair.ar, "source", "") or ""),
+        "av": "",  # where the halves came from: a loaded half does not know; `hubkit inspect` fills them in
+        "ar": "",
     }
