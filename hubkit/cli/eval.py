@@ -198,8 +198,7 @@ def eval_command(**flags: Any) -> None:
             role: {**checkpoint_record(folder), "source": source, **where}
             for role, folder, source in (("av", av_dir, o.av), ("ar", ar_dir, o.ar))
         }
-        base = base_record(av_dir, ar_dir, o.base_model)
-        if base is not None:
+        if (base := base_record(av_dir, ar_dir, o.base_model)) is not None:
             ckpts["base"] = base
         report = evaluate_pair(pair, table, checkpoints=ckpts, progress=True, extras=extras, **common)
         click.echo(headline.headline(report))

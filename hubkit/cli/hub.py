@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 import click
@@ -35,15 +36,11 @@ def serve(
 ) -> None:
     """Serve the Hub HTTP API from ROOT until interrupted (Ctrl-C)."""
     limits = Limits(max_body=max_body_mb << 20, max_upload=max_upload_mb << 20, max_connections=max_connections)
-    server = LocalHub(Path(root), host=host, port=port, token_file=token_file, limits=limits)
-    server.start()
-    click.echo(
-        f"local Hub at {server.endpoint} (root {root}); tokens in {token_file or server.local_token_path}; "
-        f"set HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 and HF_TOKEN to a token from that file"
-    )
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    with LocalHub(Path(root), host=host, port=port, token_file=token_file, limits=limits) as server:
+        click.echo(
+            f"local Hub at {server.endpoint} (root {root}); "
+            f"tokens in {token_file or server.local_token_path}; "
+            f"set HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 and HF_TOKEN to a token from that file"
+        )
+        with suppress(KeyboardInterrupt):
+            server.wait()

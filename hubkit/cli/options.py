@@ -46,14 +46,10 @@ class HubkitGroup(click.Group):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print `error: <message>` on one line of stderr (credentials masked) and exit with `code`."""
-    click.echo(f"error: {redact(one_line(message))}", err=True)
+    """Print `error: <message>` on one line of stderr (line breaks folded, credentials masked); exit `code`."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    click.echo(f"error: {redact(one_line)}", err=True)
     sys.exit(code)
-
-
-def one_line(message: str) -> str:
-    """`message` with its line breaks folded, so an error is always a single line."""
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
 _OS_HINTS = {
@@ -157,7 +153,6 @@ load_options = stack(
 )
 
 def out_dir_option(help: str | None, required: bool = False) -> Callable[[F], F]:
-    """``--out`` naming a folder, passed as `out_dir`."""
     return click.option("--out", "out_dir", required=required, type=click.Path(file_okay=False), help=help)
 
 

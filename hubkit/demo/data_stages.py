@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from contextlib import ExitStack
 
 import torch
 
@@ -56,7 +58,6 @@ def sample_corpus(d: Demo) -> Corpus:
     """A seeded sample of the bundled corpus, spread over its topics, in file order."""
     s = d.settings
     full = load_corpus("bundled")
-    s.check_corpus(len(full))
     need = sum(s.docs.values())
 
     def rank(doc) -> str:
@@ -110,15 +111,15 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
     SFT halves only, with its answers cached in the shared label cache."""
 
     s = d.settings
-    if s.context_labels:
-        labeler, auditor, cache, tables = make_labeler(s.labeler), None, None, ("av_sft", "ar_sft", "eval")
-        pbar = None
-    else:
-        labeler, cache, pbar, tables = _llm_labeler(d, base, splits)
-        auditor = labeler
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     out = d.layout.data / "labeled"
-    try:
+    with ExitStack() as closing:
+        if s.context_labels:
+            labeler, auditor, cache = make_labeler(s.labeler), None, None
+            tables = ("av_sft", "ar_sft", "eval")
+        else:
+            labeler, cache, tables = _llm_labeler(d, base, splits, closing)
+            auditor = labeler
         for t in tables:
             path = label_table(
                 f"{splits.folder}/{t}.parquet",
@@ -128,18 +129,13 @@ def stage_label(d: Demo, base: BaseModel, splits: Splits) -> Labeled:
                 rows_per_chunk=64,
                 cache=cache,
             )
-            for k, v in read_sidecar(path).labeling.status_counts.items():
-                counts[k] = counts.get(k, 0) + v
-    finally:
-        if cache is not None:
-            cache.close()
-        if pbar is not None:
-            pbar.close()
-    return Labeled(folder=str(out), labeler=labeler.name, status_counts=counts)
+            counts.update(read_sidecar(path).labeling.status_counts)
+    return Labeled(folder=str(out), labeler=labeler.name, status_counts=dict(counts))
 
 
-def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
-    """The base model itself as labeler and auditor (`--labeler transformers`), with a progress bar."""
+def _llm_labeler(d: Demo, base: BaseModel, splits: Splits, closing: ExitStack):
+    """The base model itself as labeler and auditor (`--labeler transformers`), with a progress bar; the bar
+    and the label cache close with `closing`."""
     s = d.settings
     model, tok = models.load(base.base, dtype=resolve_dtype(s.dtype, "cpu"))
     batch = 16
@@ -148,12 +144,13 @@ def _llm_labeler(d: Demo, base: BaseModel, splits: Splits):
     )
     tables = ("av_sft", "ar_sft")
     n = sum(splits.rows[t] for t in tables)
-    pbar = bar(2 * n, "label (labeler + auditor answers)", d.progress)
+    pbar = closing.enter_context(bar(2 * n, "label (labeler + auditor answers)", d.progress))
     labeler = CountingLabeler(backend, pbar, batch, MARKER if s.quick else "")
     # A real model's labels go to the shared cache (a --fresh run, or another tool, reuses them); the
     # tiny model's stay in the run folder.
     cache = LabelCache(d.layout.data / "labels.sqlite" if s.quick else LabelCache.default_path())
-    return labeler, cache, pbar, tables
+    closing.callback(cache.close)
+    return labeler, cache, tables
 
 
 def stage_build(d: Demo, splits: Splits, labeled: Labeled) -> Built:

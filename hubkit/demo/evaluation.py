@@ -12,6 +12,7 @@ import numpy as np
 from hubkit.demo.results import Built, Evaluated, Grpo, Trained, headline_figures
 from hubkit.demo.state import Demo
 from hubkit.eval.extras import Extras
+from hubkit.eval.generation import Generation
 from hubkit.eval.identification import identification
 from hubkit.eval.metrics import cosine_rows
 from hubkit.eval.pair_eval import evaluate_pair
@@ -26,23 +27,18 @@ TRAJECTORY_ROWS = 32
 """Held-out rows each AV checkpoint of the trajectory is evaluated on (its trend, not the headline)."""
 
 
-def _eval_kwargs(d: Demo) -> dict[str, Any]:
-    from hubkit.eval.generation import Generation  # lazy: torch loads only when the demo evaluates
-
+def _eval_kwargs(d: Demo, built: Built) -> dict[str, Any]:
+    """What the pair and the trajectory evals share: generation, bootstrap, the training tables, the bar."""
     s = d.settings
     gen = Generation(max_new_tokens=s.eval_tokens, batch_size=16, ar_batch_size=32, seed=s.seed)
-    return dict(generation=gen, n_boot=s.n_boot)
-
-
-def _train_tables(built: Built) -> list[Path]:
-    return [built.table("av_sft"), built.table("ar_sft"), built.table("rl")]
+    train_tables = [built.table(t) for t in ("av_sft", "ar_sft", "rl")]
+    return dict(generation=gen, n_boot=s.n_boot, train_tables=train_tables, progress=d.progress)
 
 
 def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> Evaluated:
     """The released pair (the RL AV with its co-trained AR, read by the frozen SFT AR too), the SFT pair
     on the same rows (RL's starting point), and every GRPO checkpoint with both ARs."""
     evals = d.layout.evals
-    table = built.table("eval")
     av_dir, ar_dir = Path(grpo.checkpoint), Path(grpo.ar_checkpoint or ar.checkpoint)
     sft_av, sft_ar = Path(av.checkpoint), Path(ar.checkpoint)
     fixed = sft_ar if ar_dir != sft_ar else None
@@ -59,7 +55,7 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
     ar_only = None
     if d.settings.context_labels:
         pair = NLAPair.from_pretrained(av=sft_av, ar=sft_ar)
-        ar_only = str(write_ar_only(pair.ar, table, evals / "pair" / AR_ONLY_FILE))
+        ar_only = str(write_ar_only(pair.ar, built.table("eval"), evals / "pair" / AR_ONLY_FILE))
         del pair
     trajectory = _eval_trajectory(d, built, sft_ar)
     pair_json = evals / "pair" / "eval.json"
@@ -77,8 +73,7 @@ def stage_eval(d: Demo, built: Built, grpo: Grpo, ar: Trained, av: Trained) -> E
 def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fixed_ar: Path | None):
     pair = NLAPair.from_pretrained(av=av_dir, ar=ar_dir)
     records: dict[str, Any] = {"av": checkpoint_record(av_dir), "ar": checkpoint_record(ar_dir)}
-    base = base_record(av_dir, ar_dir, None)
-    if base is not None:
+    if (base := base_record(av_dir, ar_dir, None)) is not None:
         records["base"] = base
     extras = None
     if fixed_ar is not None:
@@ -88,11 +83,9 @@ def _eval_pair(d: Demo, built: Built, av_dir: Path, ar_dir: Path, out: Path, fix
         pair,
         built.table("eval"),
         out_dir=out,
-        train_tables=_train_tables(built),
         checkpoints=records,
-        progress=d.progress,
         extras=extras,
-        **_eval_kwargs(d),
+        **_eval_kwargs(d, built),
     )
 
 
@@ -102,27 +95,19 @@ def _eval_trajectory(d: Demo, built: Built, sft_ar: Path) -> Path:
     rows = min(TRAJECTORY_ROWS, d.settings.eval_rows)
     out = d.layout.evals / "trajectory"
     if latest_step(grpo_run) is not None:
-        what, run, kw = (
-            "each GRPO checkpoint with its own AR and the frozen SFT AR",
-            grpo_run,
-            {"fixed_ar": sft_ar},
-        )
+        run, kw = grpo_run, {"fixed_ar": sft_ar}
+        what = "each GRPO checkpoint with its own AR and the frozen SFT AR"
     else:
-        what, run, kw = (
-            "each AV SFT checkpoint (the trajectory) with the SFT AR",
-            d.layout.run / "av",
-            {"ar": sft_ar},
-        )
+        run, kw = d.layout.run / "av", {"ar": sft_ar}
+        what = "each AV SFT checkpoint (the trajectory) with the SFT AR"
     d.echo(f"    evaluating {what} on {rows} held-out rows")
     evaluate_trajectory(
         run,
         built.table("eval"),
         out_dir=out,
-        train_tables=_train_tables(built),
-        progress=d.progress,
         rows=rows,
         **kw,
-        **_eval_kwargs(d),
+        **_eval_kwargs(d, built),
     )
     return out / "eval.json"
 
@@ -137,8 +122,7 @@ def write_ar_only(ar, table: Path, out: Path) -> Path:
     v = tbl.vectors.float().numpy().astype(np.float64)
     v_hat = ar.reconstruct(list(tbl.explanations)).float().numpy().astype(np.float64)
     empty = ar.reconstruct([""]).float().numpy().astype(np.float64).repeat(len(tbl), axis=0)
-    ident = identification(v, v_hat)
-    t1 = ident.at(1)
+    t1 = identification(v, v_hat).at(1)
     cos, cos_empty = cosine_rows(v, v_hat), cosine_rows(v, empty)
     figures = {
         "n": len(tbl),

@@ -165,7 +165,6 @@ def stage_release(
 def local_hub(d: Demo) -> Iterator[str]:
     """The local Hub over OUT/hub, with every client pointed at it and downloads cached under OUT."""
     import huggingface_hub.constants as hc
-    import huggingface_hub.hf_api  # noqa: F401  (use_endpoint re-points its client; import it first)
 
     before = hc.HF_HUB_CACHE
     hc.HF_HUB_CACHE = str(d.layout.hf_cache)
@@ -207,7 +206,6 @@ def stage_reload(d: Demo, base: BaseModel, built: Built, evaluated: Evaluated) -
         pair = NLAPair.from_pretrained(av=r["av"], ar=r["ar"], revision=TAG)
         res = pair.round_trip(vectors, batch_size=16, max_new_tokens=d.settings.eval_tokens)
     cos = res.cos.tolist()
-    same_text = [a == b for a, b in zip(res.explanations, rows["explanation"][:k])]
     return Reloaded(
         repos=f"{r['av']} + {r['ar']}",
         tag=TAG,
@@ -215,6 +213,6 @@ def stage_reload(d: Demo, base: BaseModel, built: Built, evaluated: Evaluated) -
         explanations=list(res.explanations),
         cos=cos,
         mean_cos=float(np.mean(cos)),
-        same_explanations=int(sum(same_text)),
+        same_explanations=sum(a == b for a, b in zip(res.explanations, rows["explanation"][:k])),
         max_abs_cos_diff_vs_eval=float(np.max(np.abs(np.asarray(cos) - np.asarray(rows["cos"][:k])))),
     )

@@ -13,14 +13,11 @@ R = TypeVar("R", bound="StageResult")
 
 @dataclass(frozen=True)
 class StageResult:
-    """A stage's result: the line printed after it, and its JSON form in the state file."""
+    """A stage's result and the line printed after it (its `asdict` is kept in the state file)."""
 
     @property
     def line(self) -> str:  # pragma: no cover - every stage overrides it
         return ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
@@ -121,12 +118,9 @@ class Grpo(StageResult):
     def line(self) -> str:
         if self.note:
             return self.note
-        extra = (
-            f"; last step: reward {self.reward:.4f}, parsed {self.parsed:.0%}"
-            if self.reward is not None
-            else ""
-        )
-        return f"{Path(self.checkpoint).name}{extra}"
+        if self.reward is None:
+            return Path(self.checkpoint).name
+        return f"{Path(self.checkpoint).name}; last step: reward {self.reward:.4f}, parsed {self.parsed:.0%}"
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,6 @@ class DemoResult:
     explanations_are: str  # what the explanations are, in one plain paragraph
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def total_seconds(self) -> float:
-        return float(sum(self.stage_seconds.values()))
-
 
 def run_stage(d: Demo, state: RunState, name: str, kind: type[R], fn: Callable[[], R]) -> R:
     """Run stage `name` once; a stage recorded in the state file is read back instead."""
@@ -92,25 +88,18 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
     splits = stage("split", Splits, lambda: data_stages.stage_split(d, extracted))
     labeled = stage("label", Labeled, lambda: data_stages.stage_label(d, base, splits))
     built = stage("build", Built, lambda: data_stages.stage_build(d, splits, labeled))
-    ar = stage("train_ar", Trained, lambda: training.stage_train_ar(d, base, built))
-    av = stage("train_av", Trained, lambda: training.stage_train_av(d, base, built))
+    ar = stage("train_ar", Trained, lambda: training.stage_train_sft(d, base, built, "ar"))
+    av = stage("train_av", Trained, lambda: training.stage_train_sft(d, base, built, "av"))
     grpo = stage("grpo", Grpo, lambda: training.stage_grpo(d, base, built, av, ar))
     evaluated = stage("eval", Evaluated, lambda: evaluation.stage_eval(d, built, grpo, ar, av))
     released = stage("release", Released, lambda: publish.stage_release(d, base, built, grpo, ar, evaluated))
     stage("push", Pushed, lambda: publish.stage_push(d, base, released))
     reloaded = stage("reload", Reloaded, lambda: publish.stage_reload(d, base, built, evaluated))
     bundles = {k: Path(v) for k, v in released.bundles.items()}
-    cards = {
-        "av": bundles[publish.PAIR] / "av" / "README.md",
-        "ar": bundles[publish.PAIR] / "ar" / "README.md",
-        "trajectory": bundles[publish.TRAJECTORY] / "trajectory" / "README.md",
-        "dataset": bundles[publish.DATASET] / "dataset" / "README.md",
-    }
+    bundle_of = dict(av=publish.PAIR, ar=publish.PAIR, trajectory=publish.TRAJECTORY, dataset=publish.DATASET)
+    cards = {role: bundles[name] / role / "README.md" for role, name in bundle_of.items()}
     evals = d.layout.evals
-    plots = sorted((evals / "pair" / "plots").glob("*.png")) + sorted(
-        (evals / "trajectory" / "plots").glob("*.png")
-    )
-    ar_only = json.loads(Path(evaluated.ar_only).read_text()) if evaluated.ar_only else None
+    plots = [p for sub in ("pair", "trajectory") for p in sorted((evals / sub / "plots").glob("*.png"))]
     return DemoResult(
         out_dir=d.layout.out,
         settings=d.settings,
@@ -127,7 +116,7 @@ def run_stages(d: Demo, state: RunState) -> DemoResult:
         sft_figures=(
             headline_figures(json.loads(Path(evaluated.sft_pair).read_text())) if evaluated.sft_pair else None
         ),
-        ar_only=ar_only,
+        ar_only=json.loads(Path(evaluated.ar_only).read_text()) if evaluated.ar_only else None,
         reload=reloaded,
         stage_seconds=state.seconds(),
         explanations_are=publish.what_the_explanations_are(d),

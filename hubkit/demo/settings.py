@@ -118,23 +118,16 @@ def demo_settings(
     chosen = {**sizes, **{k: v for k, v in given.items() if v is not None}}
     if quick and ar_steps is None:
         chosen["ar_steps"] = chosen["steps"]  # the tiny run trains the AR as long as the AV
-    return DemoSettings(
-        model=QUICK_MODEL if quick else _registry_name(model or model_registry.load_registry()[1]),
-        seed=seed,
-        quick=quick,
-        **chosen,
-    )
+    if not quick:  # the offline registry name for `model` (a name or the Hub id it stands in for)
+        from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
+
+        model = models.get_spec(model or model_registry.load_registry()[1]).name
+    return DemoSettings(model=model or QUICK_MODEL, seed=seed, quick=quick, **chosen)
 
 
 # The full run's sizes and injection, chosen by measurement on SmolLM2-135M layer 20 with context labels
-# (benchmarks/bench_injection_sites.py; README, "The demo's choices, measured"): after 40 AV steps,
-# pair identification was 24x chance for norm-matched residual addition at block 1, 21x at the
-# extraction layer, 1x for embedding replacement at the embedding-norm scale and 24x at the
-# activation-norm scale. Whole default runs on the quiet 2-core machine (bf16, 2 threads): 70 AR + 40 AV
-# steps, block 1, 5.3 min, 24/64; 100 AR + 60 AV steps, block 1, 6.9 min, 35/64; the same with
-# embedding replacement at the activation norm (these defaults), 6.9 min, 36/64, and a higher mean
-# cosine (0.778 vs 0.752) and real - empty (+0.087 vs +0.060). The AR alone reads 64/64 from the true
-# labels. The trajectory is evaluated on 32 of the held-out rows.
+# (benchmarks/bench_injection_sites.py and whole default runs; the figures are in the README, "The demo's
+# choices, measured": embedding replacement at the activation norm read the most vectors, 36/64).
 FULL: dict[str, Any] = {
     "rows": 800,
     "label_tokens": 40,
@@ -159,15 +152,11 @@ QUICK: dict[str, Any] = {
 }
 
 # Where the AV injects its vector (measured side by side: README, "The demo";
-# benchmarks/bench_injection_sites.py). Names as in that benchmark.
+# benchmarks/bench_injection_sites.py). Names as in that benchmark; `hubkit demo --help` says each in words.
 INJECTIONS: dict[str, dict[str, Any]] = {
-    # norm-matched residual addition at the output of the block the vectors were read from
     "resid_layer": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": "layer"},
-    # the same at the output of block 1
     "resid_block1": {"injection_scheme": "residual_add", "injection_scale": None, "injection_block": 1},
-    # the marker's input embedding replaced, at the median token-embedding norm
     "embed_embnorm": {"injection_scheme": "embedding_replace", "injection_scale": "embedding_norm"},
-    # the same at the median residual norm at the extraction layer (measured on the bundled corpus)
     "embed_actnorm": {"injection_scheme": "embedding_replace", "injection_scale": "activation_norm"},
 }
 AV_TEMPLATE = (
@@ -183,13 +172,6 @@ def nla_block(injection: str, layer: int, quick: bool) -> dict[str, Any]:
     if not quick:
         nla["av_template"] = AV_TEMPLATE
     return nla
-
-
-def _registry_name(model: str) -> str:
-    """The offline registry name for `model` (a name or the Hub id it stands in for); others are refused."""
-    from hubkit import models  # lazy: models loads torch; the CLI reads these settings at startup
-
-    return models.get_spec(model).name
 
 
 def default_out() -> Path:

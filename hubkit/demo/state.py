@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,6 @@ class RunState:
     settings: DemoSettings
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → {"seconds", "result"}
 
-    @property
-    def path(self) -> Path:
-        return self.out / STATE_FILE
-
     @classmethod
     def open(cls, out: Path, settings: DemoSettings, keep: bool) -> RunState:
         """The state of the run in `out`: resumed (`keep`, same settings) or new (the folder emptied); a
@@ -66,11 +62,10 @@ class RunState:
         if path.is_file():
             old = json.loads(path.read_text())
             then = old.get("settings", {})
-            now = settings.to_dict()
-            if then != now or old.get("schema") != STATE_SCHEMA:
-                diff = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
-                if old.get("schema") != STATE_SCHEMA:
-                    diff["schema"] = (old.get("schema"), STATE_SCHEMA)
+            diff = {k: (then.get(k), v) for k, v in settings.to_dict().items() if then.get(k) != v}
+            if old.get("schema") != STATE_SCHEMA:
+                diff["schema"] = (old.get("schema"), STATE_SCHEMA)
+            if diff:
                 raise DemoError(
                     f"{out}: holds a demo run with other settings ({diff}, as (then, now)); pass --fresh "
                     "to replace it, or --out to run elsewhere"
@@ -84,7 +79,7 @@ class RunState:
         data = {"schema": STATE_SCHEMA, "settings": self.settings.to_dict(), "stages": self.stages}
         tmp = self.out / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        tmp.replace(self.path)
+        tmp.replace(self.out / STATE_FILE)
 
     def done(self, name: str, kind: type[R]) -> tuple[R, float] | None:
         rec = self.stages.get(name)
@@ -93,7 +88,7 @@ class RunState:
         return kind.from_dict(rec["result"]), float(rec["seconds"])
 
     def record(self, name: str, result: R, seconds: float) -> None:
-        self.stages[name] = {"seconds": seconds, "result": result.to_dict()}
+        self.stages[name] = {"seconds": seconds, "result": asdict(result)}
         self.save()
 
     def seconds(self) -> dict[str, float]:

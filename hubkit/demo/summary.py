@@ -67,7 +67,7 @@ def summary_text(result: DemoResult) -> str:
     f, r, s = result.figures, result.reload, result.settings
     lines = [
         "",
-        f"hubkit demo finished in {result.total_seconds / 60:.1f} min ({s.model}, {s.rows} labeled rows, "
+        f"hubkit demo finished in {sum(result.stage_seconds.values()) / 60:.1f} min ({s.model}, {s.rows} labeled rows, "
         f"{s.labeler} labels, {s.ar_steps} AR + {s.steps} AV SFT steps, {s.grpo_steps} GRPO steps, "
         f"seed {s.seed}; load average {_load()})",
         "",

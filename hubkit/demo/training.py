@@ -17,14 +17,9 @@ from hubkit.train import trajectory
 from hubkit.train.alarms import AlarmTripped
 from hubkit.train.grpo import PolicyCollapsed, train_grpo
 from hubkit.train.loop import RunOptions, read_metrics_lines
-from hubkit.train.recipe import Recipe, recipe_from_dict
+from hubkit.train.recipe import recipe_from_dict
 from hubkit.train.sft_ar import train_ar
 from hubkit.train.sft_av import train_av
-
-
-def train_dtype(d: Demo) -> str:
-    """The settings' dtype as a concrete name (``auto`` chosen from this machine's hardware)."""
-    return resolve_dtype_name(d.settings.dtype, "cpu")
 
 
 def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
@@ -38,36 +33,30 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
         "target_modules": "all-linear",
     }
 
-    def optim(steps: int) -> dict[str, Any]:
-        return {"lr": 2e-3 if quick else 1e-3, "schedule": "cosine", "warmup_steps": min(5, steps // 4)}
+    def sft(table: str, steps: int, micro_batch_size: int, checkpoint_every: int) -> dict[str, Any]:
+        return {
+            "data": str(built.table(table)),
+            "steps": steps,
+            "micro_batch_size": micro_batch_size,
+            "checkpoint_every": checkpoint_every,
+            "max_length": 40 if quick else 48,
+            "adapter": adapter,
+            "optim": {
+                "lr": 2e-3 if quick else 1e-3,
+                "schedule": "cosine",
+                "warmup_steps": min(5, steps // 4),
+            },
+        }
 
-    max_length = 40 if quick else 48
     return {
         "base_model": base.base,
         "layer": base.layer,
         "output_dir": str(d.layout.run),
         "seed": s.seed,
-        "dtype": train_dtype(d),
+        "dtype": resolve_dtype_name(s.dtype, "cpu"),  # ``auto`` chosen from this machine's hardware
         "nla": nla_block(s.injection, base.layer, quick),
-        "av": {
-            "data": str(built.table("av_sft")),
-            "steps": s.steps,
-            "micro_batch_size": 4 if quick else 8,
-            "checkpoint_every": every,
-            "max_length": max_length,
-            "adapter": adapter,
-            "optim": optim(s.steps),
-        },
-        "ar": {
-            "data": str(built.table("ar_sft")),
-            "steps": s.ar_steps,
-            "micro_batch_size": 8 if quick else 16,
-            "checkpoint_every": s.ar_steps,
-            "max_length": max_length,
-            "head_lr": 1e-3,
-            "adapter": adapter,
-            "optim": optim(s.ar_steps),
-        },
+        "av": sft("av_sft", s.steps, 4 if quick else 8, every),
+        "ar": {**sft("ar_sft", s.ar_steps, 8 if quick else 16, s.ar_steps), "head_lr": 1e-3},
         # the published recipes' shape (the GRPO recipe's defaults: KL 0.01 to the SFT AV, the AR trained
         # alongside at 5x the AV's rate, failures -2); lr 1e-4 for the LoRA AV (EasyNLA's rate for LoRA);
         # the cap holds the longest context label, the length penalty starts just below it
@@ -82,26 +71,18 @@ def recipe_dict(d: Demo, base: BaseModel, built: Built) -> dict[str, Any]:
             "checkpoint_every": max(1, math.ceil(s.grpo_steps / 2)),
             "adapter": adapter,
             "optim": {"lr": 2e-3 if quick else 1e-4, "schedule": "constant"},
-            # the AR at the AV's rate, not 5x (kitft's ratio for full fine-tunes): with LoRA at 5x the
-            # co-trained AR drifted to the vectors' mean (held-out top-1 55/128 -> 17/128 after 8 steps);
-            # at 1x it kept 49/128 and reached FVE +0.037 (README, "Reinforcement (GRPO), measured";
-            # EasyNLA trains its LoRA critic at 0.8x)
+            # the AR at the AV's rate, not kitft's 5x for full fine-tunes: with LoRA at 5x the co-trained AR
+            # drifted to the vectors' mean (README, "Reinforcement (GRPO), measured"; EasyNLA uses 0.8x)
             "ar_lr": 2e-3 if quick else 1e-4,
         },
     }
 
 
-def recipe(d: Demo, base: BaseModel, built: Built) -> Recipe:
+def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
     rec = recipe_from_dict(recipe_dict(d, base, built), "hubkit demo recipe")
     rec.save(d.layout.run / "recipe.yaml")
-    return rec
-
-
-def _train(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Path:
-    rec = recipe(d, base, built)
-    opts = RunOptions(resume=True, quiet=True, device="cpu")
     with watch_metrics(d.layout.run / stage, total, f"train {stage}", d.progress):
-        return Path(fn(rec, opts))
+        return Path(fn(rec, RunOptions(resume=True, quiet=True, device="cpu")))
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -109,41 +90,32 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line, _ in read_metrics_lines(path)] if path.is_file() else []
 
 
-def _train_sft(d: Demo, base: BaseModel, built: Built, stage: str, fn, total: int) -> Trained:
+def stage_train_sft(d: Demo, base: BaseModel, built: Built, stage: str) -> Trained:
+    fn, total = (train_ar, d.settings.ar_steps) if stage == "ar" else (train_av, d.settings.steps)
     last = _train(d, base, built, stage, fn, total)
     m = metrics(d.layout.run / stage)
     return Trained(
         checkpoint=str(last),
         run_dir=str(d.layout.run / stage),
-        dtype=train_dtype(d),
+        dtype=resolve_dtype_name(d.settings.dtype, "cpu"),
         first_loss=m[0].get("loss") if m else None,
         last_loss=m[-1].get("loss") if m else None,
         steps_logged=len(m),
     )
 
 
-def stage_train_ar(d: Demo, base: BaseModel, built: Built) -> Trained:
-    return _train_sft(d, base, built, "ar", train_ar, d.settings.ar_steps)
-
-
-def stage_train_av(d: Demo, base: BaseModel, built: Built) -> Trained:
-    return _train_sft(d, base, built, "av", train_av, d.settings.steps)
-
-
 def stage_grpo(d: Demo, base: BaseModel, built: Built, av: Trained, ar: Trained) -> Grpo:
     """GRPO from the SFT pair; the AV and its co-trained AR of the last good step (the SFT pair when RL
     stopped before its first checkpoint)."""
+    stopped = None
     try:
         last = _train(d, base, built, "grpo", train_grpo, d.settings.grpo_steps)
     except (PolicyCollapsed, AlarmTripped) as exc:
         fallback = trajectory.latest_step(d.layout.run / "grpo")
-        note = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
+        stopped = f"GRPO stopped early ({exc}); the pair uses {fallback or 'the SFT pair'}"
         if fallback is None:
-            return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=note)
+            return Grpo(checkpoint=av.checkpoint, ar_checkpoint=ar.checkpoint, collapsed=True, note=stopped)
         last = fallback
-        stopped = note
-    else:
-        stopped = None
     m = metrics(d.layout.run / "grpo")
     own_ar = last / "ar"
     return Grpo(

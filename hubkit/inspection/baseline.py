@@ -36,8 +36,7 @@ def from_eval_json(path: str | Path) -> float:
     """``B`` recorded in an eval.json (``figures.round_trip.all.fve.baseline_b``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-        b = data["figures"]["round_trip"]["all"]["fve"]["baseline_b"]
+        b = json.loads(path.read_text())["figures"]["round_trip"]["all"]["fve"]["baseline_b"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"{path}: no figures.round_trip.all.fve.baseline_b in it ({type(exc).__name__}); "

@@ -60,7 +60,6 @@ class Inspection(InspectionData):
         return out
 
 
-@torch.no_grad()
 def read_vectors(base: Base, layer: int, ids: list[int], positions: list[int]) -> Tensor:
     """Layer-`layer` vectors of the sequence `ids` at `positions` (float32), as extraction reads them."""
     device = next(base.model.parameters()).device
@@ -106,14 +105,10 @@ def inspect_pair(
         need_mean = spliced_loss or baseline_b is None
         measured = baseline.measure(bm.model, bm.tokenizer, layer) if need_mean else None
     rt = pair.round_trip(vectors, batch_size=batch_size, **generate_kwargs)
+    bl = measured
     if baseline_b is not None:
-        bl = baseline.Baseline(
-            baseline.check_b(baseline_b, "baseline_b"),
-            baseline_source or "given",
-            measured.mean if measured else None,
-        )
-    else:
-        bl = measured
+        mean = measured.mean if measured else None
+        bl = baseline.Baseline(baseline.check_b(baseline_b, "baseline_b"), baseline_source or "given", mean)
     spliced = None
     if spliced_loss:
         with base_of(pair, base) as bm:
@@ -140,10 +135,7 @@ def inspect_pair(
         baseline=bl,
         info=_info(pair, layer),
         spliced=spliced,
-        texts={
-            "prompt": seq.rendered,
-            "reply": tok.decode(seq.ids[seq.n_prompt :]) if seq.n_reply else "",
-        },
+        reply=tok.decode(seq.ids[seq.n_prompt :]) if seq.n_reply else "",
     )
 
 
@@ -156,6 +148,6 @@ def _info(pair, layer: int) -> dict:
         "injection_scheme": m.injection.scheme,
         "injection_scale": m.injection_scale_value(),
         "mse_scale": pair.ar.meta.mse_scale_value(),
-        "av": str(getattr(pair.av, "source", "") or ""),
-        "ar": str(getattr(pair.ar, "source", "") or ""),
+        "av": "",  # where the halves came from: a loaded half does not know; `hubkit inspect` fills them in
+        "ar": "",
     }

@@ -92,12 +92,7 @@ def _table(records: list[dict], spliced: bool) -> str:
     head = "".join(f'<th data-k="{k}">{html.escape(label)}</th>' for k, label in cols)
     body = []
     for r in records:
-        sp = r.get("spliced") or {}
-        values = {
-            **r,
-            "ce_reconstruction": sp.get("ce_reconstruction"),
-            "kl_reconstruction": sp.get("kl_reconstruction"),
-        }
+        values = {**r, **(r.get("spliced") or {})}
         cells = []
         for k, _ in cols:
             v = values.get(k)

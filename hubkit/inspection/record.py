@@ -7,7 +7,7 @@ and a summary; `hubkit.inspection.core.Inspection` adds the writers (page, trans
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
@@ -29,7 +29,7 @@ class InspectionData:
     baseline: Baseline
     info: dict  # layer, d_model, base, av, ar, injection and mse scales
     spliced: SplicedLoss | None = None
-    texts: dict = field(default_factory=dict)  # prompt / reply text for the transcript
+    reply: str = ""  # the base's reply as text (the prompt's is `sequence.rendered`)
 
     def records(self) -> list[dict]:
         """One dict per position, in the order of `positions` (the lines of tokens.jsonl)."""

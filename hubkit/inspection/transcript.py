@@ -47,8 +47,7 @@ def _prompt(ins: Inspection) -> list[str]:
     seq = ins.sequence
     if seq.chat is not None:
         lines = _section("1. CHAT-FORMATTED PROMPT")
-        for m in seq.chat:
-            lines.append(f"{m['role'].capitalize()} message:  {m['content']!r}")
+        lines += [f"{m['role'].capitalize()} message:  {m['content']!r}" for m in seq.chat]
         lines += ["", "After apply_chat_template(add_generation_prompt=True):", f"  {seq.rendered!r}", ""]
     else:
         lines = _section("1. TEXT")
@@ -60,10 +59,7 @@ def _prompt(ins: Inspection) -> list[str]:
 def _reply(ins: Inspection) -> list[str]:
     seq = ins.sequence
     lines = _section("2. BASE MODEL REPLY (temp=0)")
-    if seq.n_reply:
-        lines += [f"  {ins.texts.get('reply', '')!r}", ""]
-    else:
-        lines += ["  (no reply asked for: --reply 0)", ""]
+    lines += [f"  {ins.reply!r}" if seq.n_reply else "  (no reply asked for: --reply 0)", ""]
     lines += [
         f"Reply tokens: {seq.n_reply} — full seq {len(seq.ids)} (prompt {seq.n_prompt} + reply {seq.n_reply})",
         "",
@@ -104,8 +100,7 @@ def _tokens(ins: Inspection, records: list[dict]) -> list[str]:
     ]
     for rec in records:
         lines.append(token_line(rec))
-        text = rec["explanation"] or "(empty)"
-        lines += [f"    {t}" for t in text.split("\n")]
+        lines += [f"    {t}" for t in (rec["explanation"] or "(empty)").split("\n")]
         lines.append("")
     return lines
 

@@ -179,8 +179,7 @@ class ConnectionServer:
                 _send_quietly(sock, _BUSY)
                 _close(sock)
                 continue
-            conn = _Conn(sock, address, time.monotonic() + self.limits.header_timeout)
-            self._watch(conn)
+            self._watch(_Conn(sock, address, time.monotonic() + self.limits.header_timeout))
 
     def _make_room(self) -> None:
         """Drop the oldest waiting connection while the server is at its connection limit."""

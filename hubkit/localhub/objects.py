@@ -143,9 +143,8 @@ def lfs_entry(sha256: str, size: int) -> Entry:
 def upload_mode(path: str, size: int, sample: bytes) -> str:
     """``lfs`` for large files, binary-looking samples and LFS patterns; ``regular`` otherwise."""
     name = path.rsplit("/", 1)[-1]
-    if size >= LFS_SIZE_THRESHOLD or b"\x00" in sample:
-        return "lfs"
-    return "lfs" if any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS) else "regular"
+    big_or_binary = size >= LFS_SIZE_THRESHOLD or b"\x00" in sample
+    return "lfs" if big_or_binary or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS) else "regular"
 
 
 def validate_path(path: str) -> str:

@@ -196,8 +196,7 @@ class LocalHub:
         self.stop()
 
     def __repr__(self) -> str:
-        state = self.endpoint if self.running else "stopped"
-        return f"LocalHub(root={str(self.root)!r}, {state})"
+        return f"LocalHub(root={str(self.root)!r}, {self.endpoint if self.running else 'stopped'})"
 
 
 def running_hub(endpoint: str) -> LocalHub | None:

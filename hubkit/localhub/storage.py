@@ -168,14 +168,6 @@ class BlobStore:
                 repos.append(RepoKey(kind, f"{ns}/{name}"))
         return repos, users
 
-    def check_content(self, op: AddFile) -> None:
-        """Every added file's bytes must already be in the store (LFS ones: uploaded beforehand)."""
-        entry = op.entry
-        if entry.lfs is not None:
-            self.committed_lfs(entry.lfs, op.path, entry.size)
-        elif not self.blob_path(entry).is_file():
-            raise BadRequest(f"content {entry.oid} for {op.path!r} is not in the store")
-
     def committed_lfs(self, sha256: str, path: str, size: object = None, visible: bool = True) -> Entry:
         """The stored LFS object's entry at `path` if it has `size` bytes (None: any); not `visible`: as absent."""
         stored = self.lfs_size(sha256)
@@ -356,7 +348,10 @@ class HubStore(BlobStore):
         for op in operations:
             if isinstance(op, AddFile):
                 validate_path(op.path)
-                self.check_content(op)
+                if op.entry.lfs is not None:  # its bytes must be in the store already (LFS: uploaded first)
+                    self.committed_lfs(op.entry.lfs, op.path, op.entry.size)
+                elif not self.blob_path(op.entry).is_file():
+                    raise BadRequest(f"content {op.entry.oid} for {op.path!r} is not in the store")
                 tree[op.path] = op.entry
             elif isinstance(op, DeleteFile):
                 if tree.pop(validate_path(op.path), None) is None:
