@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from hubkit import constants as C
 from hubkit import processes
@@ -133,13 +134,15 @@ class LabelCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # one process at a time: two turning a new file to WAL together can fail at once, "database is locked"
         try:
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            with self._db:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
-                self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
-                self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
+            with FileLock(f"{self.path}.lock"):
+                self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+                with self._db:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
+                    self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
+                    self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:  # not a database, a damaged one, or another program's
             raise DataError(
                 f"--cache {self.path}: not a label cache hubkit can read ({exc}); move it away (labels are asked "

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import multiprocessing
+import sqlite3
 
 import pyarrow.parquet as pq
 import pytest
@@ -93,6 +95,36 @@ def test_cache_reuses_labels_by_text_and_models_and_skips_failures(tmp_path, cha
     label_rows([("x y z", " z")], failing, cache=cache)
     label_rows([("x y z", " z")], failing, cache=cache)
     assert len(failing.asked) == 2  # failures are not cached: tried again
+
+
+def _open_cache_at_once(path, barrier, results) -> None:
+    barrier.wait()
+    try:
+        LabelCache(path).close()
+        results.put("ok")
+    except DataError as exc:
+        results.put(str(exc))
+
+
+def test_processes_opening_a_new_cache_together_all_get_it(tmp_path):
+    """Two label runs (two ranks of a torchrun, or two runs on the default cache) start at the same moment:
+    turning a new file to WAL from both at once used to fail one of them with "database is locked"."""
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for trial in range(20):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_cache_at_once, args=(tmp_path / f"{trial}.sqlite", barrier, results))
+            for _ in range(2)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes += [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join()
+    assert outcomes == ["ok"] * 40
+    with sqlite3.connect(tmp_path / "0.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_label_table_adds_provenance_and_a_sidecar(tmp_path, tiny, small_corpus, chat_server):
