@@ -74,7 +74,7 @@ class GRPOTrainer:
         self.av_dir = init_dir(cfg.av_init, recipe, "av")
         self.init_parent = str(self.av_dir)
         self.ar_dir = init_dir(cfg.ar_init, recipe, "ar")
-        preflight(recipe, cfg, self.av_dir, self.ar_dir, runner.dtype)
+        preflight(recipe, cfg, self.av_dir, self.ar_dir, runner.dtype, str(self.device))
         self.model, self.reference, tok, meta = load_policy(
             recipe, cfg, self.av_dir, self.device, runner.dtype
         )

@@ -131,9 +131,11 @@ def frozen_ar(
     return ActivationReconstructor(trained.model, trained.tokenizer, meta, head, adapter_name=FROZEN_AR)
 
 
-def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype_name: str) -> None:
+def preflight(
+    recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype_name: str, device: str = "cpu"
+) -> None:
     """What can be refused before any model loads: halves over other bases or layers, a length cap that
-    cannot hold the closing tag, a second full copy of the AV that does not fit in memory."""
+    cannot hold the closing tag, a second full copy of the AV that does not fit in `device`'s memory."""
     av_meta, ar_meta = NLAMeta.load(av_dir), NLAMeta.load(ar_dir)
     try:
         check_compatible(av_meta, ar_meta)
@@ -149,4 +151,4 @@ def preflight(recipe: Recipe, cfg: GRPORecipe, av_dir: Path, ar_dir: Path, dtype
                 f"explanation in its tags ({closing!r} and the stop token take {need}); raise it"
             )
     if not loading.is_adapter(av_dir) and cfg.kl_coef > 0:
-        check_two_copies(av_dir, cfg.reference, dtype_name)
+        check_two_copies(av_dir, cfg.reference, dtype_name, device)

@@ -432,12 +432,18 @@ def test_refused_before_any_model_loads(setup, train_base, tmp_path, monkeypatch
 def test_a_full_weights_av_whose_reference_does_not_fit_is_refused(setup, train_base, monkeypatch):
     from hubkit.errors import CheckpointError
 
-    monkeypatch.setattr(distributed, "available_bytes", lambda device="cpu": 1000)
+    asked = []  # the devices whose free memory was read
+    monkeypatch.setattr(distributed, "available_bytes", lambda device="cpu": asked.append(device) or 1000)
     monkeypatch.setattr(grpo, "load_policy", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     with pytest.raises(
-        CheckpointError, match=r"second full copy: about .* GB .* has 0.0 GB free.*kl_coef: 0"
+        CheckpointError, match=r"second full copy: about .* GB .* but cpu has 0.0 GB free.*kl_coef: 0"
     ):
         grpo.train_grpo(grpo_recipe(setup, train_base, "mem", kl_coef=0.1), RunOptions(quiet=True))
+    assert asked == ["cpu"]  # the device the run trains on
+    recipe = grpo_recipe(setup, train_base, "mem1", kl_coef=0.1)
+    with pytest.raises(CheckpointError, match=r"but cuda:0 has 0.0 GB free"):
+        grpo.preflight(recipe, recipe.grpo, setup["av"], setup["ar"], "float32", "cuda:0")
+    assert asked[-1] == "cuda:0"  # a GPU run checks that GPU's memory, not the host's
     # no reference is needed with β = 0: the same AV passes the check
     recipe = grpo_recipe(setup, train_base, "mem0", kl_coef=0.0)
     grpo.preflight(recipe, recipe.grpo, setup["av"], setup["ar"], "float32")
