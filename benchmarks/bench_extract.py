@@ -68,7 +68,7 @@ def main() -> None:
     ids = stage0.tokenize(tok, [d.text for d in corpus.documents], True, args.max_length)
     ids.sort(key=len, reverse=True)
     batches = [
-        padded(ids[i : i + args.batch_size], stage0._pad_id(tok)) for i in range(0, len(ids), args.batch_size)
+        padded(ids[i : i + args.batch_size], stage0.pad_id(tok)) for i in range(0, len(ids), args.batch_size)
     ]
     n_tokens = sum(len(x) for x in ids)
     print(

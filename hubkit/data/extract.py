@@ -118,6 +118,12 @@ def sample_positions(eligible: Sequence[int], k: int, seed: int, doc_id: str) ->
     return sorted(int(eligible[i]) for i in picks)
 
 
+def pad_id(tokenizer) -> int:
+    """The id batches are right-padded with: the pad token, else EOS, else BOS, else 0."""
+    ids = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+    return next((i for i in ids if i is not None), 0)
+
+
 def _special_ids(tokenizer) -> set[int]:
     ids = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
     return set(tokenizer.all_special_ids) | {i for i in ids if i is not None}
@@ -142,9 +148,7 @@ def extract_documents(
     vectors: list[np.ndarray | None] = [None] * len(docs)
     # Longest first, so each batch holds documents of similar length (little padding).
     order = sorted((i for i in range(len(docs)) if picks[i]), key=lambda i: -len(all_ids[i]))
-    device = next(model.parameters()).device
-    pad_ids = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
-    pad = next((i for i in pad_ids if i is not None), 0)
+    device, pad = next(model.parameters()).device, pad_id(tokenizer)
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         batch = [torch.tensor(all_ids[i]) for i in rows]  # right-padded, with its attention mask
