@@ -24,6 +24,7 @@ import math
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
@@ -32,7 +33,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import FileLock
 
 from hubkit import constants as C
 from hubkit import processes
@@ -134,20 +134,31 @@ class LabelCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # one process at a time: two turning a new file to WAL together can fail at once, "database is locked"
         try:
-            with FileLock(f"{self.path}.lock"):
-                self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-                with self._db:
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                    columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
-                    self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
-                    self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            deadline = time.monotonic() + 60
+            while not self._set_up(deadline):
+                time.sleep(0.05)
         except sqlite3.DatabaseError as exc:  # not a database, a damaged one, or another program's
             raise DataError(
                 f"--cache {self.path}: not a label cache hubkit can read ({exc}); move it away (labels are asked "
                 "again) or pass --no-cache"
             ) from exc
+
+    def _set_up(self, deadline: float) -> bool:
+        """Make the table (WAL journal); False when another process is setting the same new file up: the two
+        turning it to WAL together refuse one at once ("database is locked") instead of waiting."""
+        try:
+            with self._db:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                columns = ", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Label))
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, {columns})")
+                self._db.execute("SELECT key FROM labels LIMIT 1").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            return False
+        return True
 
     @staticmethod
     def default_path() -> Path:
