@@ -74,6 +74,10 @@ def test_overrides_and_round_trip(tmp_path):
     assert (r.av.steps, r.seed, r.grpo.av_init) == (9, 4, "x")
     copy = r.save(tmp_path / "copy.yaml")
     assert load_recipe(copy) == r
+    empty = tmp_path / "empty.yaml"  # `ar:` written with nothing under it is null in YAML
+    empty.write_text("base_model: smollm2-135m\nlayer: 20\nar:\n")
+    loaded = load_recipe(empty, {"ar.steps": 7, "ar.adapter.r": 4})
+    assert (loaded.ar.steps, loaded.ar.adapter.r) == (7, 4)
 
 
 def test_every_field_has_help():
