@@ -4,7 +4,7 @@ Map of the package, top to bottom. A module imports only from its own layer and 
 and never in a circle (`tests/test_import_graph.py` checks both against this list, imports inside
 functions included). ARCHITECTURE.md says what each part is for and where extensions go.
 
-    1 base: constants errors registry schema layers provenance metrics processes cache precision arch
+    1 base: constants errors registry lazy schema layers provenance metrics processes cache precision arch
         vectors vectors_io heads adapter_check model_registry
     2 metadata: identity meta scale_lint lora_state checkpoint hub
     3 models: models loading base_access injection engines
@@ -17,7 +17,9 @@ functions included). ARCHITECTURE.md says what each part is for and where extens
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hubkit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,11 +44,4 @@ if TYPE_CHECKING:
     from hubkit.reconstructor import ActivationReconstructor
     from hubkit.verbalizer import ActivationVerbalizer
 
-
-def __getattr__(name: str) -> Any:
-    """Import the heavy modules (torch, transformers) only when their classes are used."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hubkit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

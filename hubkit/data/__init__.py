@@ -10,8 +10,7 @@ Every table has a ``<name>.parquet.json`` sidecar (`hubkit.data.sidecar`); colum
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hubkit.lazy import lazy_exports
 
 _EXPORTS = {
     "load_corpus": "hubkit.data.corpus",
@@ -23,9 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hubkit.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

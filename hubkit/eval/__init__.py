@@ -7,7 +7,7 @@ reads and writes it), rows.parquet, `plots` and the `evaluate` results file.
 
 from __future__ import annotations
 
-from typing import Any
+from hubkit.lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate_pair": "hubkit.eval.pair_eval",
@@ -25,12 +25,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """Import the heavy parts (torch, matplotlib) only when used."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hubkit.eval' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,8 +13,7 @@ context and writer) → `bundle` (one builder per kind, `build_bundle`) → `pus
 
 from __future__ import annotations
 
-from typing import Any
-
+from hubkit.lazy import lazy_exports
 from hubkit.release.errors import HonestyError, PushError, ReleaseError
 
 # Imported when first used: the bundle brings torch, the push huggingface_hub.
@@ -29,10 +28,4 @@ _EXPORTS = {
 }
 __all__ = ["HonestyError", "PushError", "ReleaseError", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hubkit.release' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

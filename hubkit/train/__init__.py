@@ -4,8 +4,7 @@ Heavy imports (torch, transformers, peft) happen on first use of an export."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hubkit.lazy import lazy_exports
 
 _EXPORTS = {
     "Recipe": "hubkit.train.recipe",
@@ -19,9 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hubkit.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
