@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,6 @@ from torch import Tensor, nn
 
 from hubkit import arch, heads, hub, identity, loading
 from hubkit import constants as C
-from hubkit.checkpoint import replace_dir
 from hubkit.errors import CheckpointError, MetaError
 from hubkit.lora_state import attach_lora_state
 from hubkit.meta import Adapter, NLAMeta
@@ -87,7 +87,9 @@ def export_reference(
     try:
         export = _export_av if meta.role == "av" else _export_ar
         report = export(folder, meta, tmp, base_model, dt)
-        replace_dir(tmp, out)
+        if out.exists():
+            out.rmdir()  # refuses a folder filled since the check above: nothing of the user's is deleted
+        os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
