@@ -186,6 +186,19 @@ def test_a_folder_with_other_settings_is_refused(demo):
         run_demo(result.out_dir, quick=True, steps=6, progress=False, echo=lambda m: None)
 
 
+def test_a_state_file_with_a_setting_the_demo_no_longer_has_is_refused(tmp_path):
+    from hubkit.demo.settings import STATE_FILE
+    from hubkit.demo.state import RunState
+
+    settings = demo_settings(quick=True)
+    RunState.open(tmp_path, settings, keep=True)  # a new run writes its state
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    state["settings"]["retired_option"] = 3
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    with pytest.raises(DemoError, match=r"other settings \(\{'retired_option': \(3, None\)\}"):
+        RunState.open(tmp_path, settings, keep=True)
+
+
 def test_a_folder_that_is_not_a_demo_is_refused(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     for keep in (True, False):

@@ -62,7 +62,8 @@ class RunState:
         if path.is_file():
             old = json.loads(path.read_text())
             then = old.get("settings", {})
-            diff = {k: (then.get(k), v) for k, v in settings.to_dict().items() if then.get(k) != v}
+            now = settings.to_dict()  # a setting only one side has differs too
+            diff = {k: (then.get(k), now.get(k)) for k in then.keys() | now.keys() if then.get(k) != now.get(k)}
             if old.get("schema") != STATE_SCHEMA:
                 diff["schema"] = (old.get("schema"), STATE_SCHEMA)
             if diff:
