@@ -104,6 +104,12 @@ def text_config(model: nn.Module) -> PretrainedConfig:
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
+def context_length(model: nn.Module) -> int | None:
+    """The model's context window (``max_position_embeddings``), when its config has one."""
+    n = getattr(text_config(model), "max_position_embeddings", None)
+    return int(n) if n else None
+
+
 def hidden_size(model: nn.Module) -> int:
     return int(text_config(model).hidden_size)
 

@@ -145,7 +145,7 @@ class ActivationReconstructor:
         """Backbone output (float32) at the read-out token of each text; a prompt longer than the context
         is refused naming its row (cutting it would drop the suffix the AR reads at)."""
         rows = [build_ar_ids(self.tokenizer, self.meta, t) for t in texts]
-        limit = getattr(arch.text_config(self.model), "max_position_embeddings", None)
+        limit = arch.context_length(self.model)
         long = [i for i, r in enumerate(rows) if limit and len(r) > limit]
         if long:
             shown = ", ".join(f"{first_row + i + 1} ({len(rows[i]):,} tokens)" for i in long[:5])

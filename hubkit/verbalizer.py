@@ -317,7 +317,7 @@ class ActivationVerbalizer:
 
 def check_length(model: nn.Module, prompt_tokens: int, max_new_tokens: int, min_new_tokens: int = 0) -> None:
     """Refuse a generation length the model cannot hold (prompt + new tokens beyond its positions)."""
-    limit = getattr(arch.text_config(model), "max_position_embeddings", None)
+    limit = arch.context_length(model)
     if min_new_tokens > max_new_tokens:
         raise InjectionError(
             f"min_new_tokens {min_new_tokens} is above max_new_tokens {max_new_tokens}; lower --min-new-tokens"

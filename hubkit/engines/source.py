@@ -68,9 +68,8 @@ def source_for(
 ) -> ModelSource:
     """The `ModelSource` that reproduces `model` (with adapter `adapter_name` active) in another engine."""
     p = next(model.parameters())
-    positions = getattr(arch.text_config(model), "max_position_embeddings", None)
-    if positions:  # vLLM refuses a max_model_len beyond the model's positions
-        max_model_len = min(max_model_len, int(positions))
+    if positions := arch.context_length(model):  # vLLM refuses a max_model_len beyond the model's positions
+        max_model_len = min(max_model_len, positions)
     base, dtype = base_folder(model, base_model), str(p.dtype).removeprefix("torch.")
     device = "cuda" if p.device.type == "cuda" else "cpu"
     return ModelSource(base, adapter_folder(model, adapter_name), dtype, device, quant, max_model_len)

@@ -114,7 +114,9 @@ def build_sequence(
 ) -> TokenSequence:
     """The token sequence to inspect (prompt + optional greedy reply), refused when past the context."""
     ids, rendered = prompt_ids(tokenizer, text=text, chat=chat)
-    limit = getattr(arch.text_config(model), "max_position_embeddings", None)  # the base's context
+    if not ids:
+        raise DataError("the text to inspect has no tokens")
+    limit = arch.context_length(model)
     if limit and len(ids) + reply_tokens > limit:
         raise DataError(
             f"the {'chat' if chat else 'text'} (with {reply_tokens} reply tokens) is {len(ids) + reply_tokens} "
