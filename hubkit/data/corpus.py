@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 from hubkit.vectors_io import read_jsonl, read_text_file
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         try:
             return pq.read_table(path).to_pylist()
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
+            raise DataError(f"{path}: not a readable parquet file ({first_line(exc)})") from exc
     raise DataError(f"{path}: unknown corpus format {path.suffix!r}; use one of {TEXT_SUFFIXES}")
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hubkit.data.sidecar import DatasetSidecar, read_sidecar
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 
 DOC_ID, POSITION, TOKEN, PREFIX, VECTOR = "doc_id", "position", "token", "prefix", "vector"
 EXPLANATION = "explanation"
@@ -95,7 +95,7 @@ def open_table(
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(
-            f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:160]}); the file is truncated or "
+            f"{path}: not a readable parquet file ({first_line(exc)}); the file is truncated or "
             "corrupt: run the stage that wrote it again"
         ) from exc
     schema = pf.schema_arrow

@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 
 from hubkit import constants, loading, scale_lint
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 from hubkit.eval.report import EvalReport, read_eval_json, typed_report
 from hubkit.eval.yardstick import co_trained
 from hubkit.identity import same_base
@@ -279,7 +279,7 @@ def measure_scale(
     except Exception as exc:
         raise HonestyError(
             f"{where}: cannot measure injection scale {scale:.4g} against the token-embedding norm: the model "
-            f"{model_path!r} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Set "
+            f"{model_path!r} does not load ({first_line(exc)}). Set "
             "`base_model:` in the release spec to a local folder of the base weights"
         ) from exc
     lint = scale_lint.lint_scale(scale, norm, residual)

@@ -10,7 +10,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 
 from hubkit import loading
-from hubkit.errors import HubkitError
+from hubkit.errors import HubkitError, first_line
 from hubkit.meta import Adapter
 from hubkit.precision import resolve_dtype
 from hubkit.train import fsdp
@@ -76,7 +76,7 @@ def add_adapter(model: nn.Module, cfg: AdapterRecipe, name: str, gradient_checkp
     except ValueError as exc:  # peft's NoMatchingPeftModuleError and its other config refusals
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise HubkitError(
-            f"field `{name}.adapter.target_modules` {cfg.target_modules}: {str(exc).splitlines()[0][:160]} "
+            f"field `{name}.adapter.target_modules` {cfg.target_modules}: {first_line(exc)} "
             f"(the base's linear layers: {', '.join(linear[:12])})"
         ) from exc
 

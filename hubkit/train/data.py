@@ -18,7 +18,7 @@ from torch import Tensor
 
 from hubkit import constants as C
 from hubkit.data.tables import BUILT_COLUMNS
-from hubkit.errors import DataError
+from hubkit.errors import DataError, first_line
 from hubkit.provenance import sha256_file
 from hubkit.vectors import vectors_from_column
 from hubkit.verbalizer import parse_explanation
@@ -49,7 +49,7 @@ def _parquet(path: Path, read: Callable[[str], Any], where: str = "") -> Any:
         return read(str(path))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
-            f"{prefix}{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})"
+            f"{prefix}{path}: not a readable parquet file ({first_line(exc)})"
         ) from exc
 
 

@@ -113,7 +113,8 @@ class Runner:
         self.recipe, self.stage, self.opts = recipe, stage, opts
         self.cfg: StageRecipe = recipe.stage(stage)
         check_device(opts.device)
-        # no GPU (XPU, MPS): accelerate needs cpu=True, or it ignores torchrun's group and each rank trains alone
+        # without an accelerator (CUDA, XPU, MPS) accelerate must be told cpu=True, or it ignores torchrun's
+        # group and each rank trains alone
         self.acc = Accelerator(cpu=opts.device == "cpu" or not torch.accelerator.is_available())
         self.device = torch.device(opts.device) if opts.device not in (None, "cpu") else self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import injection
 from hubkit.checkpoint import verify_checkpoint
-from hubkit.errors import CheckpointError, DataError
+from hubkit.errors import CheckpointError, DataError, first_line
 from hubkit.identity import hub_id
 from hubkit.train import metas, trajectory
 from hubkit.train.adapters import add_adapter, load_base
@@ -99,7 +99,7 @@ class AVTask(SFTTask):
             except RuntimeError as exc:  # tensors of another shape (another rank or base)
                 raise CheckpointError(
                     f"field `av.init`: {start} does not fit the adapter this recipe builds "
-                    f"({str(exc).splitlines()[0][:160]}); make `av.adapter` match the checkpoint's"
+                    f"({first_line(exc)}); make `av.adapter` match the checkpoint's"
                 ) from None
             self.init_parent = str(start)
         runner.shard(self.model)  # FSDP: in place, after everything that reads the whole model

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from hubkit import constants as C
 from hubkit.checkpoint import verify_checkpoint, write_checkpoint, write_file_hashes
-from hubkit.errors import CheckpointError
+from hubkit.errors import CheckpointError, first_line
 from hubkit.meta import NLAMeta
 from hubkit.train import fsdp
 
@@ -202,11 +202,13 @@ def _load_tensors(path: Path, finite: bool = True) -> dict[str, Tensor]:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type, OSError or ValueError
         raise CheckpointError(
-            f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:200]}); the checkpoint is "
+            f"{path}: not a readable safetensors file ({first_line(exc)}); the checkpoint is "
             "corrupt: use another step (--resume-fallback) or start a new run"
         ) from exc
+    if not finite:
+        return tensors
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if finite and bad:
+    if bad:
         raise CheckpointError(
             f"{path}: tensor(s) {bad[:3]} hold NaN or inf; the checkpoint is corrupt: use another step "
             "(--resume-fallback) or start a new run"
