@@ -106,8 +106,10 @@ def checked(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Param
 
 def _injection_scale(value: str) -> str:
     """A positive finite number, sqrt_d_model or raw, refused here rather than in the meta."""
+    if value in ("sqrt_d_model", "raw"):
+        return value
     try:
-        number = 1.0 if value in ("sqrt_d_model", "raw") else float(value)
+        number = float(value)
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and number > 0):

@@ -16,12 +16,12 @@ from __future__ import annotations
 from hubkit.lazy import lazy_exports
 from hubkit.release.errors import HonestyError, PushError, ReleaseError
 
-# Imported when first used: the bundle brings torch, the push huggingface_hub.
+# Imported when first used: building a bundle brings torch, the push huggingface_hub.
 _EXPORTS = {
     "ReleaseSpec": "hubkit.release.spec",
     "LoadedSpec": "hubkit.release.spec",
     "load_spec": "hubkit.release.spec",
-    "Bundle": "hubkit.release.bundle",
+    "Bundle": "hubkit.release.provenance",
     "build_bundle": "hubkit.release.bundle",
     "push_bundle": "hubkit.release.push",
     "plan_text": "hubkit.release.push",
