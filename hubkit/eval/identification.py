@@ -101,7 +101,11 @@ def from_ranks(r: np.ndarray) -> Identification:
     top = []
     for k in KS:
         hits = int(np.sum(r < k))
-        top.append(TopK(k, hits / n, k / n, hits, *wilson(hits, n), binomial_tail(hits, n, k / n)))
+        low, high = wilson(hits, n)
+        p_value = binomial_tail(hits, n, k / n)
+        top.append(
+            TopK(k=k, accuracy=hits / n, chance=k / n, hits=hits, ci_low=low, ci_high=high, p_value=p_value)
+        )
     return Identification(
         n=n,
         top=top,

@@ -17,7 +17,7 @@ from hubkit import constants
 from hubkit.data.labelers import Labeler, LabelerError
 from hubkit.errors import DataError
 from hubkit.eval.ablations import Reconstructor, ar_reads, reconstruct_unique
-from hubkit.eval.identification import ranks
+from hubkit.eval.identification import KS, ranks
 from hubkit.eval.metrics import (
     DEFAULT_BOOT,
     FVEChange,
@@ -38,7 +38,6 @@ explanation inside <explanation></explanation> tags.
 STATUSES = ("ok", "identical", "empty", "source_empty")
 # |relative change of the mean cosine| above this, with an interval away from zero, counts as sensitive.
 RELATIVE_TOL = 0.10
-FLIP_KS = (1, 5)
 
 
 def _same(a: str, b: str) -> bool:
@@ -153,7 +152,7 @@ def paraphrase_sensitivity(
     rel = float(d.mean()) / mean_o if ok.any() and abs(mean_o) > 1e-12 else None
     r_o, r_p = ranks(v, orig)[ok], ranks(v, para)[ok]
     flips = []
-    for k in FLIP_KS:
+    for k in KS:
         before, after = r_o < k, r_p < k
         lost, gained = int(np.sum(before & ~after)), int(np.sum(~before & after))
         share = (lost + gained) / len(r_o) if len(r_o) else 0.0

@@ -276,7 +276,9 @@ def _point(
         n_excluded=rt.n_excluded,
         noise_floor_p95=fig.noise_floor.p95,
         frac_above_floor=fig.noise_floor.frac_above,
-        identification=PointIdentification(t1.accuracy, t5.accuracy, t1.chance, t5.chance),
+        identification=PointIdentification(
+            top1=t1.accuracy, top5=t5.accuracy, chance_top1=t1.chance, chance_top5=t5.chance
+        ),
         ar_content=rep.verdicts.ar_content,
         reads_vectors=rep.verdicts.reads_vectors,
         distinct_frac=fig.diversity.distinct_frac,

@@ -48,5 +48,13 @@ def trend(steps, losses, slope_max: float = SLOPE_MAX, r2_min: float = R2_MIN) -
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
     verdict = "descending" if slope <= slope_max and r2 >= r2_min else "flat"
     return Trend(
-        verdict, slope, intercept, r2, int(x.size), float(x.min()), float(x.max()), slope_max, r2_min
+        verdict=verdict,
+        slope=slope,
+        intercept=intercept,
+        r2=r2,
+        n_points=int(x.size),
+        first_step=float(x.min()),
+        last_step=float(x.max()),
+        slope_max=slope_max,
+        r2_min=r2_min,
     )
