@@ -141,6 +141,7 @@ class Runner:
         from: None for a new run, refused when the folder holds checkpoints and no resume was asked for."""
         run_dir, opts = self.run_dir, self.opts
         resume = opts.resume or opts.resume_fallback or opts.resume_unverified
+        intact = None  # the state rank 0 read and verified while setting damaged steps aside
         if self.is_main:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ class Runner:
             for p in trajectory.clean_partials(run_dir):
                 log.warning("removed a half-written checkpoint left by a killed run: %s", p)
             if resume and opts.resume_fallback:
-                trajectory.set_aside_damaged(run_dir, opts.resume_unverified)
+                intact = trajectory.set_aside_damaged(run_dir, opts.resume_unverified)
         self.acc.wait_for_everyone()
         last = trajectory.latest_step(run_dir)
         if last is None:
@@ -161,6 +162,8 @@ class Runner:
                 f"{run_dir} already holds checkpoints (latest {last.name}); pass --resume to continue that run, "
                 "or choose another output folder (--out)"
             )
+        if intact is not None and intact.folder == last:
+            return intact
         return trajectory.read_state(last, unverified_ok=opts.resume_unverified)
 
     @property

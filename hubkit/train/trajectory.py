@@ -253,17 +253,17 @@ def read_state(folder: Path, unverified_ok: bool = False) -> Resumed:
         ) from exc
 
 
-def set_aside_damaged(run_dir: Path, unverified_ok: bool = False) -> None:
+def set_aside_damaged(run_dir: Path, unverified_ok: bool = False) -> Resumed | None:
     """``--resume-fallback``: rename damaged steps, newest first, to ``corrupt_step_…`` (kept for inspection)
-    until the latest step left is intact, or none is left."""
+    until the latest step left is intact (its state returned), or none is left (None)."""
     for _, folder in reversed(list_steps(run_dir)):
         try:
-            read_state(folder, unverified_ok)
-            return
+            return read_state(folder, unverified_ok)
         except CheckpointError as exc:
             moved = folder.with_name(f"corrupt_{folder.name}_{uuid.uuid4().hex[:6]}")
             os.replace(folder, moved)
             log.warning("skipping a damaged checkpoint (%s); moved it to %s", exc, moved.name)
+    return None
 
 
 def check_resumable(

@@ -118,12 +118,19 @@ def test_nan_in_an_unhashed_adapter_is_refused(run3):
 
 
 def test_fallback_resumes_from_the_newest_intact_step_and_matches_a_straight_run(
-    tmp_path, run3, sft_table, train_base
+    tmp_path, run3, sft_table, train_base, monkeypatch
 ):
     recipe, run = run3
     _flip(run / "step_000003" / C.ADAPTER_WEIGHTS_FILE)
+    read, read_state = [], trajectory.read_state
+    monkeypatch.setattr(
+        trajectory,
+        "read_state",
+        lambda folder, *a, **k: read.append(folder.name) or read_state(folder, *a, **k),
+    )
     last = train_ar(recipe, RunOptions(quiet=True, resume_fallback=True))
     assert last.name == "step_000003"
+    assert read == ["step_000003", "step_000002"]  # each step read and verified once, the intact one reused
     names = sorted(p.name for p in run.iterdir() if p.is_dir())
     assert names[1:] == ["step_000001", "step_000002", "step_000003"]
     assert len(names) == 4 and names[0].startswith("corrupt_step_000003_")  # kept aside for inspection
