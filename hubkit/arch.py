@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from hubkit.errors import CheckpointError
 
@@ -102,6 +104,14 @@ def num_layers(model: nn.Module) -> int:
 def text_config(model: nn.Module) -> PretrainedConfig:
     cfg = model.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+def right_padded(rows: Sequence[Tensor], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """(input_ids, attention_mask) of token rows padded on the right: a causal model's real tokens never see
+    the padding."""
+    ids = pad_sequence(list(rows), batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+    return ids, mask
 
 
 def context_length(model: nn.Module) -> int | None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, heads, loading
 from hubkit import constants as C
@@ -153,8 +152,7 @@ class ActivationReconstructor:
                 f"text row(s) {shown}{' …' if len(long) > 5 else ''}: longer than the AR's context of {limit} "
                 "positions with its prompt; an explanation is a few sentences: shorten or drop those rows"
             )
-        ids = pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=self.pad_id)
-        mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
+        ids, mask = arch.right_padded([torch.tensor(r) for r in rows], self.pad_id)
         device = loading.model_device(self.model)
         ids, mask = ids.to(device), mask.to(device)
         with loading.active_adapter(self.model, self.adapter_name):

@@ -41,7 +41,6 @@ def residual_norm(
     """Median L2 norm of ``hidden_states[layer + 1]`` (the output of block `layer`) over the real
     (non-pad) tokens of `texts`, each tokenized as the tokenizer does by default and cut at `max_tokens`."""
     import torch
-    from torch.nn.utils.rnn import pad_sequence
 
     from hubkit import arch  # lazy: arch imports torch, and this module is imported by light commands
 
@@ -53,9 +52,8 @@ def residual_norm(
     norms = []
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start : start + batch_size]
-        # right padding: a causal model's real tokens never see it
-        ids = pad_sequence(batch, batch_first=True).to(device)
-        mask = pad_sequence([torch.ones_like(e) for e in batch], batch_first=True).to(device)
+        ids, mask = arch.right_padded(batch)
+        ids, mask = ids.to(device), mask.to(device)
         hidden = arch.hidden_at_block(model, layer, input_ids=ids, attention_mask=mask)
         norms.append(hidden.float().norm(dim=-1)[mask.bool()].cpu())
     return float(torch.cat(norms).median())

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, models, processes
 from hubkit.data import chunks
@@ -152,8 +151,8 @@ def extract_documents(
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         batch = [torch.tensor(all_ids[i]) for i in rows]  # right-padded, with its attention mask
-        input_ids = pad_sequence(batch, batch_first=True, padding_value=pad).to(device)
-        mask = pad_sequence([torch.ones_like(t) for t in batch], batch_first=True).to(device)
+        input_ids, mask = arch.right_padded(batch, pad)
+        input_ids, mask = input_ids.to(device), mask.to(device)
         hidden = arch.hidden_at_block(model, config.layer, input_ids=input_ids, attention_mask=mask)
         for b, i in enumerate(rows):
             vectors[i] = hidden[b, picks[i]].float().cpu().numpy()

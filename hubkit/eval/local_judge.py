@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import models
+from hubkit import arch, models
 from hubkit.data.labelers import Messages, render_chat
 from hubkit.eval.judge import VERDICTS
 
@@ -43,8 +42,7 @@ class LikelihoodJudge:
             torch.tensor(prompt + tok(w + CLOSE, add_special_tokens=False)["input_ids"]) for w in VERDICTS
         ]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = pad_sequence(rows, batch_first=True, padding_value=pad)
-        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+        ids, mask = arch.right_padded(rows, pad)
         device = next(self.model.parameters()).device
         logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch
 from hubkit.base_access import base_of
@@ -67,8 +66,7 @@ def spliced_logprobs(
     tm, layers = arch.text_model(model), arch.decoder_layers(model)
     device = next(model.parameters()).device
     rows = [torch.tensor(list(s[: p + 1]), dtype=torch.long) for s, p in zip(sequences, positions)]
-    ids = pad_sequence(rows, batch_first=True)
-    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+    ids, mask = arch.right_padded(rows)
     idx = torch.arange(len(rows), device=device)
     pos = torch.tensor([len(r) - 1 for r in rows], device=device)
     handle = layers[layer].register_forward_hook(_splice_hook(idx, pos, values.to(device)))

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
-from hubkit import injection
+from hubkit import arch, injection
 from hubkit.checkpoint import verify_checkpoint
 from hubkit.errors import CheckpointError, DataError, first_line
 from hubkit.identity import hub_id
@@ -39,8 +38,7 @@ def response_ids(tokenizer, text: str, max_length: int, open_tag: str, close_tag
 def av_batch(prompt_ids: list[int], responses: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
     """(input_ids, attention_mask, labels) for a right-padded batch; labels are −100 outside responses."""
     rows = [torch.tensor(prompt_ids + r) for r in responses]
-    ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
-    mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+    ids, mask = arch.right_padded(rows, pad_id)
     labels = ids.clone()
     labels[:, : len(prompt_ids)] = -100
     labels[mask == 0] = -100
