@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, models
 from hubkit.data import extract as stage0
@@ -33,9 +32,7 @@ from hubkit.data.corpus import load_corpus
 
 def padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of right-padded `rows`, as extraction batches them."""
-    seqs = [torch.tensor(r) for r in rows]
-    mask = pad_sequence([torch.ones_like(t) for t in seqs], batch_first=True)
-    return pad_sequence(seqs, batch_first=True, padding_value=pad_id), mask
+    return arch.right_padded([torch.tensor(r) for r in rows], pad_id)
 
 
 def full_forward(model, block: int, **inputs) -> torch.Tensor:

@@ -23,7 +23,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from hubkit import arch, models
 from hubkit.metrics import normalised_mse
@@ -127,8 +126,7 @@ def naive_ar(steps: int, data: Path) -> dict:
         t0 = time.perf_counter()
         rows = [(s * 4 + i) % len(texts) for i in range(4)]
         seqs = [torch.tensor(build_ar_ids(tok, meta, texts[i])) for i in rows]
-        ids = pad_sequence(seqs, batch_first=True, padding_value=tok.pad_token_id or 0)
-        mask = pad_sequence([torch.ones_like(t) for t in seqs], batch_first=True)
+        ids, mask = arch.right_padded(seqs, tok.pad_token_id or 0)
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         pred = head(last_token(out.hidden_states[LAYER + 1], mask).float())
         loss = normalised_mse(pred, vectors[rows]).mean()
